@@ -1,0 +1,10 @@
+//! Links libpython with an rpath so the binary runs without LD_LIBRARY_PATH, and records the
+//! build-time interpreter as the last fallback when no virtualenv is found at run time.
+fn main() {
+    pyo3_build_config::add_libpython_rpath_link_args();
+    let config = pyo3_build_config::get();
+    if let Some(exe) = config.executable() {
+        println!("cargo:rustc-env=RUSTYBT_BUILD_PYTHON={exe}");
+    }
+    println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+}

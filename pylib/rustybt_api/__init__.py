@@ -1,0 +1,29 @@
+"""rustybt's Python API: subclass ``Algorithm`` and run it with ``rustybt run --algo FILE``.
+
+Imports work without the engine (for editors, mypy and unit tests); the engine attaches the
+native objects when it runs the algorithm.
+"""
+
+from __future__ import annotations
+
+from .algorithm import Algorithm
+from .errors import EngineError, NotAttachedError, OrderError, RustybtError, UnknownSymbolError
+from .types import Bars, Context, Fill, Logger, Order, Portfolio, Quantity
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Algorithm",
+    "Bars",
+    "Context",
+    "EngineError",
+    "Fill",
+    "Logger",
+    "NotAttachedError",
+    "Order",
+    "OrderError",
+    "Portfolio",
+    "Quantity",
+    "RustybtError",
+    "UnknownSymbolError",
+]

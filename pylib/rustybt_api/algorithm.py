@@ -1,0 +1,130 @@
+"""The ``Algorithm`` base class users subclass."""
+
+from __future__ import annotations
+
+import ast
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from .errors import NotAttachedError
+
+if TYPE_CHECKING:
+    from .types import Context, Fill, Logger, Order, Quantity
+
+__all__ = ["Algorithm", "parameters_of", "convert_parameter"]
+
+
+class Algorithm:
+    """Base class of a trading algorithm.
+
+    Parameters are public class attributes (``fast = 10``); ``rustybt run --param fast=5``
+    overrides them per run. State is ordinary instance attributes and persists between ticks.
+
+    The engine calls, in order: ``initialize(ctx)`` once, then per timestamp ``on_fill(fill)``
+    for each execution since the last tick and ``on_tick(ctx)``, and ``on_stop(ctx)`` at the end.
+    Orders placed at a tick fill no earlier than the next bar of their symbol.
+    """
+
+    # Set by the engine before ``initialize``; the channel for orders and logs.
+    _rustybt: Any = None
+
+    def initialize(self, ctx: Context) -> None:
+        """Called once before the first bar. Set up state here."""
+
+    def on_tick(self, ctx: Context) -> None:
+        """Called once per timestamp, after the bars closing at ``ctx.time`` are in history."""
+
+    def on_fill(self, fill: Fill) -> None:
+        """Called for each execution, before the ``on_tick`` of the tick it is reported at."""
+
+    def on_stop(self, ctx: Context) -> None:
+        """Called once after the last bar (also after Ctrl-C, not after an exception)."""
+
+    def _engine(self) -> Any:
+        engine = self._rustybt
+        if engine is None:
+            raise NotAttachedError(
+                "this Algorithm is not attached to a rustybt engine; "
+                "run it with `rustybt run --algo FILE`"
+            )
+        return engine
+
+    def buy(self, symbol: str, quantity: Quantity) -> Order:
+        """Market order to buy ``quantity`` (Decimal, int or str) of ``symbol``."""
+        return self._engine().submit(symbol, "buy", quantity)  # type: ignore[no-any-return]
+
+    def sell(self, symbol: str, quantity: Quantity) -> Order:
+        """Market order to sell ``quantity`` of ``symbol`` (opens a short when flat)."""
+        return self._engine().submit(symbol, "sell", quantity)  # type: ignore[no-any-return]
+
+    def close(self, symbol: str) -> Order | None:
+        """Market order that flattens ``symbol``; ``None`` when already flat."""
+        return self._engine().close(symbol)  # type: ignore[no-any-return]
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Orders not yet filled or cancelled, of one symbol or of all."""
+        return self._engine().open_orders(symbol)  # type: ignore[no-any-return]
+
+    @property
+    def log(self) -> Logger:
+        """Logger whose lines carry the simulated time (``self.log.info("x=%s", x)``)."""
+        return self._engine().log  # type: ignore[no-any-return]
+
+    @classmethod
+    def parameters(cls) -> dict[str, Any]:
+        """The class's parameters and their default values."""
+        return parameters_of(cls)
+
+
+def parameters_of(cls: type) -> dict[str, Any]:
+    """Public, non-callable class attributes of ``cls`` and its bases below ``Algorithm``."""
+    found: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or klass is Algorithm or not issubclass(klass, Algorithm):
+            continue
+        for name, value in vars(klass).items():
+            if name.startswith("_"):
+                continue
+            if callable(value) or isinstance(value, (property, classmethod, staticmethod)):
+                continue
+            found[name] = value
+    return found
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def convert_parameter(name: str, text: str, default: Any) -> Any:
+    """Converts command-line text to the type of the parameter's default value."""
+    if isinstance(default, bool):
+        lowered = text.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError(f"`{text}` is not a boolean (use true or false)")
+    if isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"`{text}` is not an integer") from None
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"`{text}` is not a number") from None
+    if isinstance(default, Decimal):
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            raise ValueError(f"`{text}` is not a decimal number") from None
+        if not value.is_finite():
+            raise ValueError(f"`{text}` is not a finite decimal number")
+        return value
+    if isinstance(default, str):
+        return text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text

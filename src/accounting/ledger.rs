@@ -1,0 +1,431 @@
+use rust_decimal::Decimal;
+
+use super::position::{OpenTrade, Position};
+use crate::model::{ClosedTrade, Fill, SymbolId, TimestampNs};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum LedgerError {
+    #[error("decimal overflow while {0}")]
+    Overflow(&'static str),
+    #[error("unknown symbol index {0}")]
+    UnknownSymbol(u32),
+    #[error("invalid fill: {0}")]
+    InvalidFill(&'static str),
+}
+
+/// Exact books of one account. Every operation uses checked Decimal arithmetic, so an amount
+/// that does not fit is an error, never a panic or a silent rounding.
+///
+/// Invariants (property-tested below):
+/// - `equity == cash + Σ quantity × mark`
+/// - `equity == initial_cash + Σ realized + Σ unrealized − fees_paid`
+/// - closing a whole position realizes exactly the unrealized PnL it showed at the fill price.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    initial_cash: Decimal,
+    cash: Decimal,
+    fees_paid: Decimal,
+    positions: Vec<Position>,
+    /// Symbols with a non-zero quantity, so marking to market is O(open positions).
+    open: Vec<SymbolId>,
+    closed_trades: Vec<ClosedTrade>,
+}
+
+fn overflow(what: &'static str) -> LedgerError {
+    LedgerError::Overflow(what)
+}
+
+impl Ledger {
+    pub fn new(initial_cash: Decimal, symbol_count: usize) -> Self {
+        Ledger {
+            initial_cash,
+            cash: initial_cash,
+            fees_paid: Decimal::ZERO,
+            positions: vec![Position::default(); symbol_count],
+            open: Vec::new(),
+            closed_trades: Vec::new(),
+        }
+    }
+
+    pub fn initial_cash(&self) -> Decimal {
+        self.initial_cash
+    }
+
+    pub fn cash(&self) -> Decimal {
+        self.cash
+    }
+
+    pub fn fees_paid(&self) -> Decimal {
+        self.fees_paid
+    }
+
+    pub fn position(&self, symbol: SymbolId) -> Option<&Position> {
+        self.positions.get(symbol.index())
+    }
+
+    /// Symbols currently holding a non-zero quantity.
+    pub fn open_symbols(&self) -> &[SymbolId] {
+        &self.open
+    }
+
+    pub fn closed_trades(&self) -> &[ClosedTrade] {
+        &self.closed_trades
+    }
+
+    /// Sets the mark (last close) of a symbol.
+    pub fn mark(&mut self, symbol: SymbolId, price: Decimal) -> Result<(), LedgerError> {
+        let position = self
+            .positions
+            .get_mut(symbol.index())
+            .ok_or(LedgerError::UnknownSymbol(symbol.0))?;
+        position.mark = price;
+        Ok(())
+    }
+
+    /// `cash + Σ quantity × mark` over the open positions.
+    pub fn equity(&self) -> Result<Decimal, LedgerError> {
+        let mut equity = self.cash;
+        for symbol in &self.open {
+            let value = self.positions[symbol.index()]
+                .market_value()
+                .ok_or(overflow("valuing a position"))?;
+            equity = equity
+                .checked_add(value)
+                .ok_or(overflow("summing equity"))?;
+        }
+        Ok(equity)
+    }
+
+    /// Total realized price PnL over all symbols (fees not included).
+    pub fn realized_pnl(&self) -> Decimal {
+        self.positions.iter().map(|p| p.realized_pnl).sum()
+    }
+
+    /// Applies one execution: cash moves by the exact fill value plus the fee, the position
+    /// grows, shrinks or flips, and a round trip that returns to flat is recorded as a trade.
+    pub fn apply_fill(&mut self, fill: &Fill) -> Result<(), LedgerError> {
+        if fill.quantity <= Decimal::ZERO {
+            return Err(LedgerError::InvalidFill("quantity must be positive"));
+        }
+        if fill.fee < Decimal::ZERO {
+            return Err(LedgerError::InvalidFill("fee must not be negative"));
+        }
+        let index = fill.symbol.index();
+        if index >= self.positions.len() {
+            return Err(LedgerError::UnknownSymbol(fill.symbol.0));
+        }
+        let delta = fill.signed_quantity();
+        let value = delta
+            .checked_mul(fill.price)
+            .ok_or(overflow("computing a fill's value"))?;
+        let cash = self
+            .cash
+            .checked_sub(value)
+            .and_then(|c| c.checked_sub(fill.fee))
+            .ok_or(overflow("updating cash"))?;
+        let fees_paid = self
+            .fees_paid
+            .checked_add(fill.fee)
+            .ok_or(overflow("adding fees"))?;
+
+        // Work on a copy so a failure leaves the books untouched.
+        let mut position = self.positions[index].clone();
+        let mut closed = Vec::new();
+        apply_to_position(&mut position, fill, delta, &mut closed)?;
+
+        self.cash = cash;
+        self.fees_paid = fees_paid;
+        let was_open = !self.positions[index].quantity.is_zero();
+        let is_open = !position.quantity.is_zero();
+        self.positions[index] = position;
+        match (was_open, is_open) {
+            (false, true) => self.open.push(fill.symbol),
+            (true, false) => self.open.retain(|s| *s != fill.symbol),
+            _ => {}
+        }
+        self.closed_trades.extend(closed);
+        Ok(())
+    }
+}
+
+fn apply_to_position(
+    position: &mut Position,
+    fill: &Fill,
+    delta: Decimal,
+    closed: &mut Vec<ClosedTrade>,
+) -> Result<(), LedgerError> {
+    let quantity = position.quantity;
+    let mut fee_left = fill.fee;
+    let mut remaining = delta;
+
+    // Part of the fill that reduces an existing position of the opposite sign.
+    if !quantity.is_zero() && quantity.is_sign_negative() != delta.is_sign_negative() {
+        let closing = if delta.abs() >= quantity.abs() {
+            -quantity
+        } else {
+            delta
+        };
+        // Cost allocated to the closed part. A whole close takes the whole basis exactly;
+        // a partial close divides, and whatever rounding that needs stays consistent because
+        // the same amount leaves the basis and enters the realized PnL.
+        let allocated = if closing == -quantity {
+            position.cost_basis
+        } else {
+            position
+                .cost_basis
+                .checked_mul(closing.abs())
+                .and_then(|v| v.checked_div(quantity.abs()))
+                .ok_or(overflow("allocating cost basis"))?
+        };
+        let proceeds = (-closing)
+            .checked_mul(fill.price)
+            .ok_or(overflow("computing proceeds"))?;
+        let realized = proceeds
+            .checked_sub(allocated)
+            .ok_or(overflow("computing realized PnL"))?;
+        position.cost_basis = position
+            .cost_basis
+            .checked_sub(allocated)
+            .ok_or(overflow("reducing cost basis"))?;
+        position.quantity = quantity
+            .checked_add(closing)
+            .ok_or(overflow("reducing a position"))?;
+        position.realized_pnl = position
+            .realized_pnl
+            .checked_add(realized)
+            .ok_or(overflow("adding realized PnL"))?;
+
+        // The closing part carries the fee share of its quantity (all of it if nothing is left).
+        let closing_fee = if closing == delta {
+            fee_left
+        } else {
+            fill.fee
+                .checked_mul(closing.abs())
+                .and_then(|v| v.checked_div(delta.abs()))
+                .ok_or(overflow("splitting a fee"))?
+        };
+        fee_left -= closing_fee;
+        if let Some(trade) = position.open_trade.as_mut() {
+            trade.realized = trade
+                .realized
+                .checked_add(realized)
+                .ok_or(overflow("adding trade PnL"))?;
+            trade.fees = trade
+                .fees
+                .checked_add(closing_fee)
+                .ok_or(overflow("adding trade fees"))?;
+        }
+        if position.quantity.is_zero() {
+            position.cost_basis = Decimal::ZERO;
+            if let Some(trade) = position.open_trade.take() {
+                closed.push(close_trade(trade, fill.symbol, fill.time)?);
+            }
+        }
+        remaining = delta - closing;
+    }
+
+    // Part of the fill that opens or grows a position.
+    if !remaining.is_zero() {
+        let cost = remaining
+            .checked_mul(fill.price)
+            .ok_or(overflow("computing cost"))?;
+        position.cost_basis = position
+            .cost_basis
+            .checked_add(cost)
+            .ok_or(overflow("growing cost basis"))?;
+        position.quantity = position
+            .quantity
+            .checked_add(remaining)
+            .ok_or(overflow("growing a position"))?;
+        let trade = position.open_trade.get_or_insert_with(|| OpenTrade {
+            entry_time: fill.time,
+            direction: if remaining.is_sign_negative() { -1 } else { 1 },
+            max_quantity: Decimal::ZERO,
+            realized: Decimal::ZERO,
+            fees: Decimal::ZERO,
+        });
+        trade.fees = trade
+            .fees
+            .checked_add(fee_left)
+            .ok_or(overflow("adding trade fees"))?;
+        trade.max_quantity = trade.max_quantity.max(position.quantity.abs());
+    }
+    Ok(())
+}
+
+fn close_trade(
+    trade: OpenTrade,
+    symbol: SymbolId,
+    exit_time: TimestampNs,
+) -> Result<ClosedTrade, LedgerError> {
+    Ok(ClosedTrade {
+        symbol,
+        direction: trade.direction,
+        max_quantity: trade.max_quantity,
+        entry_time: trade.entry_time,
+        exit_time,
+        pnl: trade
+            .realized
+            .checked_sub(trade.fees)
+            .ok_or(overflow("computing trade PnL"))?,
+        fees: trade.fees,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{OrderId, OrderSide};
+    use proptest::prelude::*;
+    use rust_decimal::dec;
+
+    fn fill(side: OrderSide, quantity: Decimal, price: Decimal, fee: Decimal, time: i64) -> Fill {
+        Fill {
+            order_id: OrderId(time as u64),
+            symbol: SymbolId(0),
+            side,
+            quantity,
+            price,
+            fee,
+            time,
+        }
+    }
+
+    #[test]
+    fn long_round_trip_realizes_exact_pnl_and_records_a_trade() {
+        let mut ledger = Ledger::new(dec!(1000), 1);
+        ledger
+            .apply_fill(&fill(OrderSide::Buy, dec!(10), dec!(12.34), dec!(0.5), 1))
+            .unwrap();
+        assert_eq!(ledger.cash(), dec!(1000) - dec!(123.4) - dec!(0.5));
+        ledger.mark(SymbolId(0), dec!(13)).unwrap();
+        assert_eq!(ledger.equity().unwrap(), dec!(876.1) + dec!(130));
+        ledger
+            .apply_fill(&fill(OrderSide::Sell, dec!(10), dec!(13.01), dec!(0.25), 2))
+            .unwrap();
+        let position = ledger.position(SymbolId(0)).unwrap();
+        assert!(position.is_flat());
+        assert_eq!(position.realized_pnl, dec!(6.7));
+        assert_eq!(ledger.cash(), dec!(1000) + dec!(6.7) - dec!(0.75));
+        let trades = ledger.closed_trades();
+        assert_eq!(trades.len(), 1);
+        assert_eq!(trades[0].pnl, dec!(5.95));
+        assert_eq!(trades[0].direction, 1);
+        assert_eq!((trades[0].entry_time, trades[0].exit_time), (1, 2));
+    }
+
+    #[test]
+    fn short_profits_when_price_falls() {
+        let mut ledger = Ledger::new(dec!(0), 1);
+        ledger
+            .apply_fill(&fill(OrderSide::Sell, dec!(3), dec!(100), dec!(0), 1))
+            .unwrap();
+        assert_eq!(ledger.position(SymbolId(0)).unwrap().quantity, dec!(-3));
+        assert_eq!(ledger.cash(), dec!(300));
+        ledger
+            .apply_fill(&fill(OrderSide::Buy, dec!(3), dec!(90), dec!(0), 2))
+            .unwrap();
+        assert_eq!(ledger.position(SymbolId(0)).unwrap().realized_pnl, dec!(30));
+        assert_eq!(ledger.closed_trades()[0].direction, -1);
+    }
+
+    #[test]
+    fn flip_closes_one_trade_and_opens_the_next() {
+        let mut ledger = Ledger::new(dec!(1000), 1);
+        ledger
+            .apply_fill(&fill(OrderSide::Buy, dec!(2), dec!(10), dec!(0), 1))
+            .unwrap();
+        ledger
+            .apply_fill(&fill(OrderSide::Sell, dec!(5), dec!(11), dec!(0.5), 2))
+            .unwrap();
+        let position = ledger.position(SymbolId(0)).unwrap();
+        assert_eq!(position.quantity, dec!(-3));
+        assert_eq!(position.cost_basis, dec!(-33));
+        assert_eq!(position.average_price(), Some(dec!(11)));
+        let trades = ledger.closed_trades();
+        assert_eq!(trades.len(), 1);
+        // 2/5 of the fee belongs to the closing part.
+        assert_eq!(trades[0].fees, dec!(0.2));
+        assert_eq!(trades[0].pnl, dec!(1.8));
+    }
+
+    #[test]
+    fn rejects_bad_fills_without_touching_the_books() {
+        let mut ledger = Ledger::new(dec!(1000), 1);
+        let before = ledger.cash();
+        assert!(
+            ledger
+                .apply_fill(&fill(OrderSide::Buy, dec!(0), dec!(10), dec!(0), 1))
+                .is_err()
+        );
+        assert!(
+            ledger
+                .apply_fill(&fill(OrderSide::Buy, dec!(1), dec!(10), dec!(-1), 1))
+                .is_err()
+        );
+        let mut huge = fill(OrderSide::Buy, Decimal::MAX, Decimal::MAX, dec!(0), 1);
+        assert_eq!(
+            ledger.apply_fill(&huge),
+            Err(LedgerError::Overflow("computing a fill's value"))
+        );
+        huge.symbol = SymbolId(7);
+        assert!(matches!(
+            ledger.apply_fill(&huge),
+            Err(LedgerError::UnknownSymbol(7))
+        ));
+        assert_eq!(ledger.cash(), before);
+    }
+
+    fn price() -> impl Strategy<Value = Decimal> {
+        (1i64..1_000_000).prop_map(|cents| Decimal::new(cents, 2))
+    }
+
+    fn quantity() -> impl Strategy<Value = Decimal> {
+        (1i64..100_000).prop_map(|milli| Decimal::new(milli, 3))
+    }
+
+    proptest! {
+        #[test]
+        fn ledger_invariants_hold_through_any_fill_sequence(
+            steps in prop::collection::vec(
+                (0u32..3, any::<bool>(), quantity(), price(), 0i64..500, price()), 1..60)
+        ) {
+            let initial = dec!(1000000);
+            let mut ledger = Ledger::new(initial, 3);
+            for (i, (symbol, buy, qty, px, fee_cents, mark)) in steps.into_iter().enumerate() {
+                let side = if buy { OrderSide::Buy } else { OrderSide::Sell };
+                let f = Fill { order_id: OrderId(i as u64), symbol: SymbolId(symbol), side,
+                    quantity: qty, price: px, fee: Decimal::new(fee_cents, 2), time: i as i64 };
+                let before = ledger.position(f.symbol).unwrap().quantity;
+                let unrealized_at_fill = {
+                    let p = ledger.position(f.symbol).unwrap();
+                    p.quantity * px - p.cost_basis
+                };
+                let realized_before = ledger.position(f.symbol).unwrap().realized_pnl;
+                ledger.apply_fill(&f).unwrap();
+                // Fill value is exact.
+                prop_assert_eq!(f.price * f.quantity, px * qty);
+                let after = ledger.position(f.symbol).unwrap();
+                prop_assert_eq!(after.quantity, before + f.signed_quantity());
+                // Closing a whole position realizes exactly what it showed at the fill price.
+                if after.quantity.is_zero() && !before.is_zero() {
+                    prop_assert_eq!(after.realized_pnl - realized_before, unrealized_at_fill);
+                }
+                ledger.mark(SymbolId(symbol), mark).unwrap();
+                let equity = ledger.equity().unwrap();
+                let mut by_positions = ledger.cash();
+                let mut pnl = Decimal::ZERO;
+                for s in 0..3 {
+                    let p = ledger.position(SymbolId(s)).unwrap();
+                    by_positions += p.quantity * p.mark;
+                    pnl += p.realized_pnl + p.unrealized_pnl().unwrap();
+                }
+                prop_assert_eq!(equity, by_positions);
+                prop_assert_eq!(equity, initial + pnl - ledger.fees_paid());
+                prop_assert!(ledger.fees_paid() >= Decimal::ZERO);
+            }
+            let trades_fees: Decimal = ledger.closed_trades().iter().map(|t| t.fees).sum();
+            prop_assert!(trades_fees <= ledger.fees_paid());
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! `rustybt --version` and `rustybt doctor`.
+
+use std::path::{Path, PathBuf};
+
+use pyo3::prelude::*;
+
+use crate::error::{Error, ExitCode};
+use crate::python::{self, InterpreterChoice};
+
+/// Chooses the interpreter (searching from the working directory), starts it and returns the
+/// choice and the project root it took `pylib` from.
+pub(crate) fn start_python(
+    explicit: Option<&Path>,
+    extra_search: &[PathBuf],
+) -> Result<(InterpreterChoice, PathBuf), Error> {
+    let root = python::project_root().ok_or_else(|| Error::Python {
+        message: "cannot find `pylib/rustybt_api` (the Python API package)".into(),
+        hint: Some("set RUSTYBT_HOME to the rustybt checkout".into()),
+    })?;
+    let mut search = extra_search.to_vec();
+    if let Ok(cwd) = std::env::current_dir() {
+        search.push(cwd);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        search.push(exe);
+    }
+    search.push(root.clone());
+    let choice = python::choose_interpreter(explicit, &search)?;
+    python::start(&choice, &root.join("pylib"))?;
+    Ok((choice, root))
+}
+
+pub fn version(explicit: Option<&Path>) -> Result<ExitCode, Error> {
+    println!("rustybt {}", env!("CARGO_PKG_VERSION"));
+    let (choice, _) = start_python(explicit, &[])?;
+    Python::attach(|py| {
+        println!(
+            "python {} ({})",
+            python::python_version(py),
+            choice.executable.display()
+        );
+    });
+    Ok(ExitCode::Success)
+}
+
+const CHECKED_PACKAGES: [(&str, &str); 7] = [
+    ("numpy", "numpy"),
+    ("pandas", "pandas"),
+    ("polars", "polars"),
+    ("talib", "TA-Lib"),
+    ("ccxt", "ccxt"),
+    ("debugpy", "debugpy"),
+    ("rustybt_api", "rustybt_api (pylib)"),
+];
+
+pub fn doctor(explicit: Option<&Path>) -> Result<ExitCode, Error> {
+    let (choice, root) = start_python(explicit, &[])?;
+    Python::attach(|py| -> PyResult<ExitCode> {
+        let sys = py.import("sys")?;
+        println!("rustybt {}", env!("CARGO_PKG_VERSION"));
+        println!("project root:     {}", root.display());
+        println!("interpreter:      {}", choice.executable.display());
+        println!("chosen from:      {}", choice.source);
+        println!("python version:   {}", python::python_version(py));
+        println!("sys.executable:   {}", sys.getattr("executable")?);
+        println!("sys.prefix:       {}", sys.getattr("prefix")?);
+        println!("sys.base_prefix:  {}", sys.getattr("base_prefix")?);
+        println!("sys.path:");
+        for entry in sys.getattr("path")?.try_iter()? {
+            println!("  {}", entry?);
+        }
+        println!("packages:");
+        let mut missing = 0;
+        for (module, label) in CHECKED_PACKAGES {
+            match py.import(module) {
+                Ok(m) => {
+                    let version = m
+                        .getattr("__version__")
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|_| "?".into());
+                    println!("  ok       {label} {version}");
+                }
+                Err(err) => {
+                    missing += 1;
+                    println!("  MISSING  {label}: {}", err.value(py));
+                }
+            }
+        }
+        if missing > 0 {
+            println!("hint: install the requirements with `make setup`");
+            Ok(ExitCode::Usage)
+        } else {
+            Ok(ExitCode::Success)
+        }
+    })
+    .map_err(|e| Error::Python {
+        message: e.to_string(),
+        hint: None,
+    })
+}

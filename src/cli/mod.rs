@@ -1,0 +1,116 @@
+//! Command-line interface: one file per subcommand.
+
+mod doctor;
+mod progress;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{Error, ExitCode};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rustybt",
+    about = "Backtest and trade Python algorithms on a Rust engine with exact Decimal accounting",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// Python interpreter to embed (default: $VIRTUAL_ENV, then the project's .venv).
+    #[arg(long, global = true, env = "RUSTYBT_PYTHON", value_name = "PATH")]
+    pub python: Option<PathBuf>,
+
+    /// Print the rustybt version and the embedded Python's, then exit.
+    #[arg(short = 'V', long)]
+    pub version: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Backtest an algorithm on bar data and write the results.
+    Run(RunArgs),
+    /// Show the interpreter rustybt chose, sys.path, and whether key packages import.
+    Doctor,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunArgs {
+    /// The algorithm file (a Python file with one `Algorithm` subclass).
+    #[arg(long, value_name = "PATH")]
+    pub algo: Option<PathBuf>,
+
+    /// The `Algorithm` subclass to run when the file has several.
+    #[arg(long = "class", value_name = "NAME")]
+    pub class_name: Option<String>,
+
+    /// Bar data, CSV or Parquet; repeat for several files (default: the bundled sample).
+    #[arg(long = "data", value_name = "FILE")]
+    pub data: Vec<PathBuf>,
+
+    /// Symbol of a data file that has no `symbol` column (default: the file name stem).
+    #[arg(long)]
+    pub symbol: Option<String>,
+
+    /// Starting cash, a decimal number (default 100000).
+    #[arg(long)]
+    pub cash: Option<String>,
+
+    /// First bar to use (open time, ISO 8601 or epoch; UTC unless a zone is given).
+    #[arg(long)]
+    pub start: Option<String>,
+
+    /// Last bar to use (inclusive; a date alone includes that whole day).
+    #[arg(long)]
+    pub end: Option<String>,
+
+    /// Override a parameter (a class attribute of the algorithm): `--param fast=5`.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+
+    /// Folder for the results (default: runs/<date>-<time>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// A TOML settings file (see config/example.toml); command-line flags win over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Bar duration when it cannot be inferred or must be forced, e.g. `1m`, `1h`, `1d`.
+    #[arg(long, value_name = "DURATION")]
+    pub bar_interval: Option<String>,
+
+    /// Never draw a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// Do not echo the algorithm's log lines (they are still written to log.txt).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Parses nothing: runs an already-parsed command line and returns the process exit code.
+pub fn execute(cli: Cli) -> ExitCode {
+    let result = if cli.version {
+        doctor::version(cli.python.as_deref())
+    } else {
+        match cli.command {
+            Some(Command::Run(args)) => run::run(cli.python.as_deref(), args),
+            Some(Command::Doctor) => doctor::doctor(cli.python.as_deref()),
+            None => Err(Error::usage_with_hint(
+                "no command given",
+                "try `rustybt run --algo algorithms/sma_cross.py` or `rustybt --help`",
+            )),
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            crate::error::report(&error);
+            error.exit_code()
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Run settings: a TOML file (optional) merged with command-line flags in one place.
+//! Flags win over the file; the file wins over defaults. Relative paths in the file are
+//! taken from the working directory, like the flags.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::cli::RunArgs;
+use crate::data::parse_timestamp;
+use crate::error::Error;
+use crate::execution::CommissionModel;
+use crate::model::time::{NANOS_PER_DAY, NANOS_PER_MINUTE, NANOS_PER_SECOND};
+
+pub const DEFAULT_CASH: &str = "100000";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    #[serde(default)]
+    run: FileRun,
+    #[serde(default)]
+    params: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    commission: Option<FileCommission>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRun {
+    algo: Option<PathBuf>,
+    class: Option<String>,
+    #[serde(default)]
+    data: Vec<PathBuf>,
+    symbol: Option<String>,
+    cash: Option<toml::Value>,
+    start: Option<String>,
+    end: Option<String>,
+    out: Option<PathBuf>,
+    bar_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCommission {
+    rate: Option<toml::Value>,
+    minimum: Option<toml::Value>,
+}
+
+/// Everything `rustybt run` needs, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub algo: PathBuf,
+    pub class_name: Option<String>,
+    /// Empty means the bundled sample data.
+    pub data: Vec<PathBuf>,
+    pub symbol: Option<String>,
+    pub cash: Decimal,
+    pub start_ns: Option<i64>,
+    /// Exclusive.
+    pub end_ns: Option<i64>,
+    /// In order of application: file parameters first, then `--param` flags.
+    pub params: Vec<(String, String)>,
+    pub out: Option<PathBuf>,
+    pub bar_interval_ns: Option<i64>,
+    pub commission: CommissionModel,
+    pub progress: bool,
+    pub quiet: bool,
+}
+
+impl RunSettings {
+    pub fn resolve(args: &RunArgs) -> Result<Self, Error> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let algo = args
+            .algo
+            .clone()
+            .or(file.run.algo)
+            .ok_or_else(|| {
+                Error::usage_with_hint(
+                    "no algorithm given",
+                    "pass `--algo algorithms/sma_cross.py` or set `run.algo` in the config file",
+                )
+            })?;
+        let cash = match (&args.cash, &file.run.cash) {
+            (Some(text), _) => decimal_text("--cash", text)?,
+            (None, Some(value)) => decimal_value("run.cash", value)?,
+            (None, None) => Decimal::from_str(DEFAULT_CASH).expect("invariant: valid default"),
+        };
+        if cash <= Decimal::ZERO {
+            return Err(Error::usage(format!("starting cash must be positive, got {cash}")));
+        }
+        let start = args.start.clone().or(file.run.start);
+        let end = args.end.clone().or(file.run.end);
+        let start_ns = start.as_deref().map(|t| time_flag("--start", t)).transpose()?;
+        let end_ns = end.as_deref().map(end_exclusive).transpose()?;
+        if let (Some(s), Some(e)) = (start_ns, end_ns)
+            && e <= s
+        {
+            return Err(Error::usage("`--end` is not after `--start`"));
+        }
+        let mut params = Vec::new();
+        for (name, value) in &file.params {
+            params.push((name.clone(), toml_text(value)));
+        }
+        for flag in &args.params {
+            let (name, value) = flag.split_once('=').ok_or_else(|| {
+                Error::usage_with_hint(
+                    format!("`--param {flag}` is not of the form NAME=VALUE"),
+                    "for example `--param fast=5`",
+                )
+            })?;
+            params.push((name.trim().to_string(), value.trim().to_string()));
+        }
+        let commission = match file.commission {
+            Some(c) => CommissionModel {
+                rate: c
+                    .rate
+                    .map(|v| decimal_value("commission.rate", &v))
+                    .transpose()?
+                    .unwrap_or_default(),
+                minimum: c
+                    .minimum
+                    .map(|v| decimal_value("commission.minimum", &v))
+                    .transpose()?
+                    .unwrap_or_default(),
+            },
+            None => CommissionModel::default(),
+        };
+        commission.validate().map_err(Error::usage)?;
+        let interval = args.bar_interval.clone().or(file.run.bar_interval);
+        Ok(RunSettings {
+            algo,
+            class_name: args.class_name.clone().or(file.run.class),
+            data: if args.data.is_empty() {
+                file.run.data
+            } else {
+                args.data.clone()
+            },
+            symbol: args.symbol.clone().or(file.run.symbol),
+            cash,
+            start_ns,
+            end_ns,
+            params,
+            out: args.out.clone().or(file.run.out),
+            bar_interval_ns: interval.as_deref().map(parse_duration).transpose()?,
+            commission,
+            progress: !args.no_progress,
+            quiet: args.quiet,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        context: "cannot read the config file",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        Error::usage(format!(
+            "invalid config file `{}`: {}",
+            path.display(),
+            e.to_string().trim_end()
+        ))
+    })
+}
+
+fn decimal_text(what: &str, text: &str) -> Result<Decimal, Error> {
+    Decimal::from_str_exact(text.trim())
+        .or_else(|_| Decimal::from_scientific(text.trim()))
+        .map_err(|_| Error::usage(format!("{what}: `{text}` is not a decimal number")))
+}
+
+/// A TOML number or string as an exact Decimal; floats are taken at their shortest text.
+fn decimal_value(what: &str, value: &toml::Value) -> Result<Decimal, Error> {
+    match value {
+        toml::Value::String(text) => decimal_text(what, text),
+        toml::Value::Integer(i) => Ok(Decimal::from(*i)),
+        toml::Value::Float(f) => decimal_text(what, &f.to_string()),
+        other => Err(Error::usage(format!(
+            "{what}: expected a number or a decimal string, got {}",
+            other.type_str()
+        ))),
+    }
+}
+
+fn toml_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn time_flag(what: &str, text: &str) -> Result<i64, Error> {
+    parse_timestamp(text)
+        .map_err(|e| Error::usage(format!("{what}: `{text}` is not a timestamp ({e})")))
+}
+
+/// `--end` is inclusive for the user; internally the range is half-open. A bare date means
+/// the whole day.
+fn end_exclusive(text: &str) -> Result<i64, Error> {
+    let instant = time_flag("--end", text)?;
+    let is_date_only = text.trim().len() == 10 && text.trim().as_bytes().get(4) == Some(&b'-');
+    Ok(if is_date_only {
+        instant + NANOS_PER_DAY
+    } else {
+        instant + 1
+    })
+}
+
+/// `30s`, `1m`, `5m`, `1h`, `1d`, `1w`: a bar duration in nanoseconds.
+pub fn parse_duration(text: &str) -> Result<i64, Error> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let count: i64 = number.parse().map_err(|_| {
+        Error::usage_with_hint(
+            format!("`{text}` is not a duration"),
+            "use a number and a unit: 30s, 1m, 1h, 1d, 1w",
+        )
+    })?;
+    let unit_ns = match unit {
+        "s" => NANOS_PER_SECOND,
+        "m" | "min" => NANOS_PER_MINUTE,
+        "h" => 60 * NANOS_PER_MINUTE,
+        "d" => NANOS_PER_DAY,
+        "w" => 7 * NANOS_PER_DAY,
+        _ => {
+            return Err(Error::usage_with_hint(
+                format!("`{text}` has an unknown unit"),
+                "use s, m, h, d or w",
+            ));
+        }
+    };
+    if count <= 0 {
+        return Err(Error::usage(format!("duration `{text}` must be positive")));
+    }
+    Ok(count * unit_ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1m").unwrap(), NANOS_PER_MINUTE);
+        assert_eq!(parse_duration("4h").unwrap(), 4 * 60 * NANOS_PER_MINUTE);
+        assert!(parse_duration("0m").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("3y").is_err());
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_params_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.toml");
+        std::fs::write(
+            &path,
+            "[run]\nalgo = \"a.py\"\ncash = 5000\nend = \"2024-01-31\"\n[params]\nfast = 3\n\
+             [commission]\nrate = 0.001\n",
+        )
+        .unwrap();
+        let args = RunArgs {
+            config: Some(path),
+            cash: Some("7000.50".into()),
+            params: vec!["slow=9".into()],
+            ..Default::default()
+        };
+        let settings = RunSettings::resolve(&args).unwrap();
+        assert_eq!(settings.algo, PathBuf::from("a.py"));
+        assert_eq!(settings.cash, Decimal::from_str("7000.50").unwrap());
+        assert_eq!(
+            settings.params,
+            vec![("fast".into(), "3".into()), ("slow".into(), "9".into())]
+        );
+        assert_eq!(settings.commission.rate, Decimal::from_str("0.001").unwrap());
+        assert_eq!(
+            settings.end_ns,
+            Some(parse_timestamp("2024-02-01").unwrap())
+        );
+    }
+
+    #[test]
+    fn rejects_typos_and_bad_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[run]\nalgo = \"a.py\"\ncahs = 1\n").unwrap();
+        let args = RunArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let message = RunSettings::resolve(&args).unwrap_err().to_string();
+        assert!(message.contains("cahs"), "{message}");
+        let args = RunArgs {
+            algo: Some("a.py".into()),
+            params: vec!["fast".into()],
+            ..Default::default()
+        };
+        assert!(RunSettings::resolve(&args).is_err());
+        let args = RunArgs {
+            algo: Some("a.py".into()),
+            cash: Some("-5".into()),
+            ..Default::default()
+        };
+        assert!(RunSettings::resolve(&args).is_err());
+    }
+}

@@ -1,0 +1,473 @@
+//! Bar data loading: CSV and Parquet files into per-symbol columnar series.
+//!
+//! Every price and volume is kept twice: as an exact decimal (for accounting and for the
+//! validation checks, which compare exact values) and as the `f64` parse of the same text (for
+//! indicators and for handing to Python). Both readers feed the same row checks in
+//! [`validate`], so a file is accepted or rejected the same way whatever its format.
+
+mod csv;
+mod decimal;
+mod parquet;
+mod timestamp;
+mod validate;
+
+use rust_decimal::Decimal;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::model::TimestampNs;
+
+pub use timestamp::parse_timestamp;
+
+/// Decimal values of one column, stored as `i64` mantissas at one shared scale.
+///
+/// The scale is the largest number of decimal places seen in the column; every value is
+/// rescaled to it, so the column is a plain integer array (value = mantissa × 10^-scale).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DecimalColumn {
+    mantissas: Vec<i64>,
+    scale: u32,
+}
+
+impl DecimalColumn {
+    /// Largest scale a column can have (the limit of `rust_decimal`).
+    pub const MAX_SCALE: u32 = decimal::MAX_SCALE;
+
+    /// A column from raw parts; `None` if `scale` exceeds [`Self::MAX_SCALE`].
+    pub fn from_parts(mantissas: Vec<i64>, scale: u32) -> Option<Self> {
+        (scale <= Self::MAX_SCALE).then_some(Self { mantissas, scale })
+    }
+
+    /// Value `i` as an exact decimal, at the column's scale. Panics if `i` is out of bounds,
+    /// like slice indexing.
+    pub fn get(&self, i: usize) -> Decimal {
+        Decimal::new(self.mantissas[i], self.scale)
+    }
+
+    pub fn len(&self) -> usize {
+        self.mantissas.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.mantissas.is_empty()
+    }
+
+    /// Number of decimal places shared by every value of the column.
+    pub fn scale(&self) -> u32 {
+        self.scale
+    }
+
+    /// The raw mantissas (value = mantissa × 10^-scale).
+    pub fn mantissas(&self) -> &[i64] {
+        &self.mantissas
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Decimal> + '_ {
+        let scale = self.scale;
+        self.mantissas.iter().map(move |&m| Decimal::new(m, scale))
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Self {
+        Self {
+            mantissas: self.mantissas[start..end].to_vec(),
+            scale: self.scale,
+        }
+    }
+}
+
+/// One price or volume column in both representations.
+#[derive(Debug, Clone)]
+pub struct Column {
+    /// `values[i]` is `text.parse::<f64>()` of the same text that gave `exact.get(i)`
+    /// (correctly rounded), never a conversion from the decimal.
+    pub values: Arc<[f64]>,
+    pub exact: DecimalColumn,
+}
+
+impl Column {
+    /// A column parsed from decimal texts, as the readers do (handy for building series in
+    /// tests). Errors say `row N`, N being the 1-based position of the text.
+    pub fn parse_texts<S: AsRef<str>>(texts: &[S]) -> Result<Column, String> {
+        let mut builder = validate::ColumnBuilder::default();
+        for (i, text) in texts.iter().enumerate() {
+            let loc = Location::Row(i + 1);
+            let value = decimal::parse_value(text.as_ref().as_bytes())
+                .map_err(|e| format!("{loc}: {e}"))?;
+            builder
+                .push(value, loc)
+                .map_err(|e| format!("{loc}: {e}"))?;
+        }
+        Ok(builder.finish())
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Self {
+        Self {
+            values: Arc::from(&self.values[start..end]),
+            exact: self.exact.slice(start, end),
+        }
+    }
+}
+
+/// The bars of one symbol from one file, in strictly increasing open time.
+#[derive(Debug, Clone)]
+pub struct BarSeries {
+    pub symbol: String,
+    pub source: PathBuf,
+    /// Bar open time, UTC nanoseconds, strictly increasing.
+    pub time: Arc<[TimestampNs]>,
+    pub open: Column,
+    pub high: Column,
+    pub low: Column,
+    pub close: Column,
+    pub volume: Column,
+}
+
+impl BarSeries {
+    pub fn len(&self) -> usize {
+        self.time.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.time.is_empty()
+    }
+
+    /// Keeps bars with `start <= time < end`; times are sorted, so this is two binary searches.
+    fn retain_range(self, start: Option<i64>, end: Option<i64>) -> Self {
+        let lo = start.map_or(0, |s| self.time.partition_point(|&t| t < s));
+        let hi = end.map_or(self.time.len(), |e| self.time.partition_point(|&t| t < e));
+        if lo == 0 && hi == self.time.len() {
+            return self;
+        }
+        let hi = hi.max(lo);
+        Self {
+            symbol: self.symbol,
+            source: self.source,
+            time: Arc::from(&self.time[lo..hi]),
+            open: self.open.slice(lo, hi),
+            high: self.high.slice(lo, hi),
+            low: self.low.slice(lo, hi),
+            close: self.close.slice(lo, hi),
+            volume: self.volume.slice(lo, hi),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct LoadOptions {
+    /// Symbol for a file without a `symbol` column (default: the file stem, `SPY.csv` → `SPY`).
+    /// Ignored when the file has a `symbol` column.
+    pub symbol: Option<String>,
+    /// Keep bars whose open time is at or after this (UTC ns).
+    pub start_ns: Option<i64>,
+    /// Keep bars whose open time is before this (UTC ns, exclusive).
+    pub end_ns: Option<i64>,
+}
+
+/// Where in a file a problem is: a CSV line (1-based, the header is line 1) or a Parquet data
+/// row (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    Line(usize),
+    Row(usize),
+}
+
+impl Location {
+    pub fn number(self) -> usize {
+        match self {
+            Location::Line(n) | Location::Row(n) => n,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Line(n) => write!(f, "line {n}"),
+            Location::Row(n) => write!(f, "row {n}"),
+        }
+    }
+}
+
+/// Renders ` line 14, column `high`` (either part may be absent) after the file name.
+struct Place<'a>(&'a Option<Location>, &'a Option<String>);
+
+impl fmt::Display for Place<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0, self.1) {
+            (Some(loc), Some(col)) => write!(f, " {loc}, column `{col}`"),
+            (Some(loc), None) => write!(f, " {loc}"),
+            (None, Some(col)) => write!(f, ", column `{col}`"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{}: unsupported data file type; supported formats are .csv, .parquet and .pq",
+        path.display()
+    )]
+    UnsupportedFormat { path: PathBuf },
+    /// The Parquet decoder rejected the file (corrupt, truncated, not Parquet, ...).
+    #[error("{}: not a readable Parquet file: {message}", path.display())]
+    Parquet { path: PathBuf, message: String },
+    /// The file was read but its content is not acceptable bar data.
+    #[error("{}{}: {message}", path.display(), Place(location, column))]
+    Invalid {
+        path: PathBuf,
+        location: Option<Location>,
+        column: Option<String>,
+        message: String,
+    },
+}
+
+impl DataError {
+    pub fn path(&self) -> &Path {
+        match self {
+            DataError::Io { path, .. }
+            | DataError::UnsupportedFormat { path }
+            | DataError::Parquet { path, .. }
+            | DataError::Invalid { path, .. } => path,
+        }
+    }
+
+    /// CSV line (header = 1) or Parquet data row (first row = 1), where the error has one.
+    pub fn line_or_row(&self) -> Option<usize> {
+        self.location().map(Location::number)
+    }
+
+    pub fn location(&self) -> Option<Location> {
+        match self {
+            DataError::Invalid { location, .. } => *location,
+            _ => None,
+        }
+    }
+
+    /// The column as named in the file's header, where the error concerns one column.
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            DataError::Invalid { column, .. } => column.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn invalid(
+        path: &Path,
+        location: Option<Location>,
+        column: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
+        DataError::Invalid {
+            path: path.to_path_buf(),
+            location,
+            column: column.map(str::to_owned),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Loads every series in a bar file: `.csv`, or `.parquet` / `.pq` (extension matched
+/// case-insensitively).
+///
+/// The whole file is validated first; then bars outside `opts.start_ns..opts.end_ns` are
+/// dropped. A series the range leaves without bars is returned empty, not as an error: the
+/// caller decides whether that matters. A file with no bars at all is an error.
+///
+/// Files with a `symbol` column give one series per symbol, in order of first appearance.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Vec<BarSeries>, DataError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let default_symbol = match &opts.symbol {
+        Some(s) => s.clone(),
+        None => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let series = match ext.as_deref() {
+        Some("csv") => self::csv::read(path, &default_symbol)?,
+        Some("parquet" | "pq") => self::parquet::read(path, &default_symbol)?,
+        _ => {
+            return Err(DataError::UnsupportedFormat {
+                path: path.to_path_buf(),
+            });
+        }
+    };
+    Ok(series
+        .into_iter()
+        .map(|s| s.retain_range(opts.start_ns, opts.end_ns))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let path = dir.path().join(name);
+        let mut f = std::fs::File::create(&path).expect("create");
+        f.write_all(text.as_bytes()).expect("write");
+        path
+    }
+
+    const FIVE: &str = "timestamp,open,high,low,close,volume\n\
+        2020-01-01T00:00:00Z,1,2,0.5,1.5,10\n\
+        2020-01-01T00:01:00Z,1,2,0.5,1.5,10\n\
+        2020-01-01T00:02:00Z,1,2,0.5,1.5,10\n\
+        2020-01-01T00:03:00Z,1,2,0.5,1.5,10\n\
+        2020-01-01T00:04:00Z,1,2,0.5,1.5,10\n";
+
+    const T0: i64 = 1_577_836_800_000_000_000;
+    const MIN: i64 = 60_000_000_000;
+
+    #[test]
+    fn range_filter_is_half_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(&dir, "SPY.csv", FIVE);
+        let opts = LoadOptions {
+            start_ns: Some(T0 + MIN),
+            end_ns: Some(T0 + 3 * MIN),
+            ..Default::default()
+        };
+        let s = load(&path, &opts).expect("load");
+        assert_eq!(s.len(), 1);
+        assert_eq!(&s[0].time[..], &[T0 + MIN, T0 + 2 * MIN]);
+        assert_eq!(s[0].close.len(), 2);
+        assert_eq!(s[0].close.exact.len(), 2);
+        assert_eq!(s[0].close.exact.get(1), Decimal::new(15, 1));
+    }
+
+    #[test]
+    fn range_filter_leaving_nothing_returns_empty_series() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(&dir, "SPY.csv", FIVE);
+        for (start, end) in [
+            (Some(T0 + 100 * MIN), None),
+            (None, Some(T0)),
+            (Some(T0 + 3 * MIN), Some(T0 + MIN)),
+        ] {
+            let opts = LoadOptions {
+                start_ns: start,
+                end_ns: end,
+                ..Default::default()
+            };
+            let s = load(&path, &opts).expect("load");
+            assert_eq!(s.len(), 1);
+            assert!(s[0].is_empty());
+            assert!(s[0].open.is_empty() && s[0].open.exact.is_empty());
+        }
+    }
+
+    #[test]
+    fn validation_covers_bars_outside_the_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!("{FIVE}2020-01-01T00:05:00Z,1,2,3,1.5,10\n");
+        let path = write(&dir, "SPY.csv", &text);
+        let opts = LoadOptions {
+            end_ns: Some(T0 + MIN),
+            ..Default::default()
+        };
+        let err = load(&path, &opts).expect_err("high < low after the range");
+        assert_eq!(err.line_or_row(), Some(7));
+    }
+
+    #[test]
+    fn file_stem_and_option_symbol() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(&dir, "SPY.csv", FIVE);
+        let s = load(&path, &LoadOptions::default()).expect("load");
+        assert_eq!(s[0].symbol, "SPY");
+        assert_eq!(s[0].source, path);
+        let opts = LoadOptions {
+            symbol: Some("QQQ".into()),
+            ..Default::default()
+        };
+        assert_eq!(load(&path, &opts).expect("load")[0].symbol, "QQQ");
+    }
+
+    #[test]
+    fn unsupported_extension_names_formats() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in ["x.json", "x", "x.csv.gz"] {
+            let path = write(&dir, name, FIVE);
+            let err = load(&path, &LoadOptions::default()).expect_err("unsupported");
+            let msg = err.to_string();
+            assert!(msg.contains(".csv") && msg.contains(".parquet"), "{msg}");
+            assert_eq!(err.path(), path);
+        }
+    }
+
+    #[test]
+    fn extension_is_case_insensitive() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(&dir, "SPY.CSV", FIVE);
+        assert_eq!(
+            load(&path, &LoadOptions::default()).expect("load")[0].len(),
+            5
+        );
+    }
+
+    #[test]
+    fn missing_file_is_io_error_naming_path() {
+        let path = Path::new("/nonexistent/dir/SPY.csv");
+        let err = load(path, &LoadOptions::default()).expect_err("missing");
+        assert!(matches!(err, DataError::Io { .. }));
+        assert!(err.to_string().contains("/nonexistent/dir/SPY.csv"));
+    }
+
+    #[test]
+    fn error_display_format() {
+        let e = DataError::invalid(
+            Path::new("data/x.csv"),
+            Some(Location::Line(14)),
+            Some("high"),
+            "high 10.5 is below low 11.0",
+        );
+        assert_eq!(
+            e.to_string(),
+            "data/x.csv line 14, column `high`: high 10.5 is below low 11.0"
+        );
+        assert_eq!(e.line_or_row(), Some(14));
+        assert_eq!(e.column(), Some("high"));
+        let e = DataError::invalid(Path::new("d.pq"), Some(Location::Row(3)), None, "m");
+        assert_eq!(e.to_string(), "d.pq row 3: m");
+        let e = DataError::invalid(Path::new("d.pq"), None, None, "contains no bars");
+        assert_eq!(e.to_string(), "d.pq: contains no bars");
+        assert_eq!(e.line_or_row(), None);
+    }
+
+    #[test]
+    fn column_parse_texts_rescales() {
+        let c = Column::parse_texts(&["1", "2.5", "3.125"]).expect("parse");
+        assert_eq!(c.exact.scale(), 3);
+        assert_eq!(c.exact.mantissas(), &[1000, 2500, 3125]);
+        assert_eq!(&c.values[..], &[1.0, 2.5, 3.125]);
+        assert!(Column::parse_texts(&["1", "x"]).is_err());
+    }
+}

@@ -1,0 +1,885 @@
+//! Parquet reader: only the needed columns are decoded (projection), each Arrow column is
+//! turned into a per-row accessor chosen once per batch by its type, and every row goes
+//! through the same checks as CSV rows.
+//!
+//! Value columns may be text (parsed like CSV), decimals and integers (exact), or floats.
+//! Float columns are taken at their shortest decimal representation: `101.25_f64` becomes
+//! exactly `101.25` (the text `format!("{v}")` prints), not the binary value's long expansion.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+
+use ::parquet::arrow::ProjectionMask;
+use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Date32Type, Date64Type, Decimal32Type, Decimal64Type, Decimal128Type, Float32Type, Float64Type,
+    Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+use arrow_array::{Array, ArrayRef};
+use arrow_schema::{DataType, TimeUnit};
+
+use super::decimal::{Value, from_float, from_mantissa, parse_value};
+use super::timestamp::{epoch_to_ns, parse_bytes};
+use super::validate::{Columns, Field, RowError, SeriesBuilder};
+use super::{BarSeries, DataError, Location};
+
+const BATCH_SIZE: usize = 64 * 1024;
+
+/// Reads a whole Parquet file into one series per symbol (before any time-range filtering).
+pub(super) fn read(path: &Path, default_symbol: &str) -> Result<Vec<BarSeries>, DataError> {
+    read_with(path, default_symbol, BATCH_SIZE)
+}
+
+fn read_with(
+    path: &Path,
+    default_symbol: &str,
+    batch_size: usize,
+) -> Result<Vec<BarSeries>, DataError> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    // The decoder is third-party code fed untrusted bytes; should it panic on some corrupt
+    // file, that becomes an error for this file instead of the end of the process.
+    catch_unwind(AssertUnwindSafe(|| {
+        read_file(path, file, default_symbol, batch_size)
+    }))
+    .unwrap_or_else(|_| {
+        Err(DataError::Parquet {
+            path: path.to_path_buf(),
+            message: "the decoder failed on corrupt data".to_owned(),
+        })
+    })
+}
+
+fn decoder_error(path: &Path, e: impl std::fmt::Display) -> DataError {
+    DataError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn read_file(
+    path: &Path,
+    file: File,
+    default_symbol: &str,
+    batch_size: usize,
+) -> Result<Vec<BarSeries>, DataError> {
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| decoder_error(path, e))?;
+    let schema = builder.schema().clone();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let columns = Columns::resolve(&names).map_err(|m| DataError::invalid(path, None, None, m))?;
+
+    // Decode only the columns we use; batches then hold them in file order.
+    let mut wanted: Vec<usize> = columns.values.to_vec();
+    wanted.push(columns.timestamp);
+    wanted.extend(columns.symbol);
+    wanted.sort_unstable();
+    wanted.dedup();
+    let position = |i: usize| wanted.binary_search(&i).unwrap_or(0);
+    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted.iter().copied());
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(batch_size.max(1))
+        .build()
+        .map_err(|e| decoder_error(path, e))?;
+
+    let mut series: Vec<SeriesBuilder> = Vec::new();
+    if columns.symbol.is_none() {
+        series.push(SeriesBuilder::new(default_symbol.to_owned(), false));
+    }
+    let mut by_symbol: HashMap<String, usize> = HashMap::new();
+    let mut last_slot: Option<usize> = None;
+    let mut row = 0usize;
+
+    for batch in reader {
+        let batch = batch.map_err(|e| decoder_error(path, e))?;
+        let type_error = |field: Field, message: String| {
+            DataError::invalid(path, None, Some(columns.header_name(field)), message)
+        };
+        let column = |i: usize| batch.columns().get(position(i));
+        let missing = || decoder_error(path, "a projected column is missing from a batch");
+
+        let ts_array = column(columns.timestamp).ok_or_else(missing)?;
+        let ts_nulls = ts_array.logical_nulls();
+        let mut time_at = time_reader(ts_array).map_err(|m| type_error(Field::Timestamp, m))?;
+        let mut value_readers = Vec::with_capacity(5);
+        for (&i, field) in columns.values.iter().zip(Field::VALUES) {
+            let array = column(i).ok_or_else(missing)?;
+            let reader = value_reader(array).map_err(|m| type_error(field, m))?;
+            value_readers.push((array.logical_nulls(), reader));
+        }
+        let symbols = match columns.symbol {
+            Some(i) => {
+                let array = column(i).ok_or_else(missing)?;
+                let reader = symbol_reader(array).map_err(|m| type_error(Field::Symbol, m))?;
+                Some((array.logical_nulls(), reader))
+            }
+            None => None,
+        };
+
+        for i in 0..batch.num_rows() {
+            row += 1;
+            let loc = Location::Row(row);
+            let located = |e: RowError| {
+                DataError::invalid(
+                    path,
+                    Some(loc),
+                    Some(columns.header_name(e.field)),
+                    e.message,
+                )
+            };
+            let null = |field: Field| located(RowError::new(field, "empty value (null)"));
+
+            let slot = match &symbols {
+                None => 0,
+                Some((nulls, symbol_at)) => {
+                    if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                        return Err(null(Field::Symbol));
+                    }
+                    let sym = symbol_at(i).trim();
+                    match last_slot {
+                        Some(k) if series[k].symbol() == sym => k,
+                        _ => {
+                            let k = match by_symbol.get(sym) {
+                                Some(&k) => k,
+                                None => {
+                                    if sym.is_empty() {
+                                        return Err(located(RowError::new(
+                                            Field::Symbol,
+                                            "empty symbol",
+                                        )));
+                                    }
+                                    by_symbol.insert(sym.to_owned(), series.len());
+                                    series.push(SeriesBuilder::new(sym.to_owned(), true));
+                                    series.len() - 1
+                                }
+                            };
+                            last_slot = Some(k);
+                            k
+                        }
+                    }
+                }
+            };
+
+            if ts_nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                return Err(null(Field::Timestamp));
+            }
+            let time = time_at(i).map_err(|m| located(RowError::new(Field::Timestamp, m)))?;
+            let mut values = [ZERO; 5];
+            for ((slot, (nulls, value_at)), field) in
+                values.iter_mut().zip(&mut value_readers).zip(Field::VALUES)
+            {
+                if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                    return Err(null(field));
+                }
+                *slot = value_at(i).map_err(|m| located(RowError::new(field, m)))?;
+            }
+            series[slot].push(loc, time, values).map_err(located)?;
+        }
+    }
+
+    if row == 0 {
+        return Err(DataError::invalid(
+            path,
+            None,
+            None,
+            "contains no bars: the file has no rows",
+        ));
+    }
+    Ok(series.into_iter().map(|s| s.finish(path)).collect())
+}
+
+const ZERO: Value = Value {
+    mantissa: 0,
+    scale: 0,
+    float: 0.0,
+};
+
+type ValueAt<'a> = Box<dyn FnMut(usize) -> Result<Value, String> + 'a>;
+type TimeAt<'a> = Box<dyn FnMut(usize) -> Result<i64, String> + 'a>;
+type SymbolAt<'a> = Box<dyn Fn(usize) -> &'a str + 'a>;
+
+fn wrong_type(dt: &DataType, expected: &str) -> String {
+    format!("column has type {dt}; expected {expected}")
+}
+
+/// Downcasts that cannot fail after matching on the data type; an error all the same, so a
+/// mismatch can never panic.
+macro_rules! primitive {
+    ($array:expr, $t:ty) => {
+        $array
+            .as_primitive_opt::<$t>()
+            .ok_or_else(|| format!("column is not {}", stringify!($t)))?
+    };
+}
+
+/// Integers are exact at scale 0; `v as f64` is correctly rounded, the same as parsing the
+/// integer's text.
+fn int_value(v: i64) -> Result<Value, String> {
+    Ok(Value {
+        mantissa: v,
+        scale: 0,
+        float: v as f64,
+    })
+}
+
+fn value_reader(array: &ArrayRef) -> Result<ValueAt<'_>, String> {
+    let mut buf = String::new();
+    let expected = "text, decimal, integer or float numbers";
+    Ok(match array.data_type() {
+        DataType::Utf8 => {
+            let a = array.as_string_opt::<i32>().ok_or("column is not Utf8")?;
+            Box::new(move |i| parse_value(a.value(i).as_bytes()))
+        }
+        DataType::LargeUtf8 => {
+            let a = array
+                .as_string_opt::<i64>()
+                .ok_or("column is not LargeUtf8")?;
+            Box::new(move |i| parse_value(a.value(i).as_bytes()))
+        }
+        DataType::Utf8View => {
+            let a = array.as_string_view_opt().ok_or("column is not Utf8View")?;
+            Box::new(move |i| parse_value(a.value(i).as_bytes()))
+        }
+        DataType::Decimal32(_, s) => {
+            let (a, s) = (primitive!(array, Decimal32Type), i32::from(*s));
+            Box::new(move |i| from_mantissa(i128::from(a.value(i)), s, &mut buf))
+        }
+        DataType::Decimal64(_, s) => {
+            let (a, s) = (primitive!(array, Decimal64Type), i32::from(*s));
+            Box::new(move |i| from_mantissa(i128::from(a.value(i)), s, &mut buf))
+        }
+        DataType::Decimal128(_, s) => {
+            let (a, s) = (primitive!(array, Decimal128Type), i32::from(*s));
+            Box::new(move |i| from_mantissa(a.value(i), s, &mut buf))
+        }
+        DataType::Int8 => {
+            let a = primitive!(array, Int8Type);
+            Box::new(move |i| int_value(a.value(i).into()))
+        }
+        DataType::Int16 => {
+            let a = primitive!(array, Int16Type);
+            Box::new(move |i| int_value(a.value(i).into()))
+        }
+        DataType::Int32 => {
+            let a = primitive!(array, Int32Type);
+            Box::new(move |i| int_value(a.value(i).into()))
+        }
+        DataType::Int64 => {
+            let a = primitive!(array, Int64Type);
+            Box::new(move |i| int_value(a.value(i)))
+        }
+        DataType::UInt8 => {
+            let a = primitive!(array, UInt8Type);
+            Box::new(move |i| int_value(a.value(i).into()))
+        }
+        DataType::UInt16 => {
+            let a = primitive!(array, UInt16Type);
+            Box::new(move |i| int_value(a.value(i).into()))
+        }
+        DataType::UInt32 => {
+            let a = primitive!(array, UInt32Type);
+            Box::new(move |i| int_value(a.value(i).into()))
+        }
+        DataType::UInt64 => {
+            let a = primitive!(array, UInt64Type);
+            Box::new(move |i| {
+                let v = a.value(i);
+                i64::try_from(v)
+                    .map_err(|_| format!("{v} does not fit a 64-bit signed mantissa"))
+                    .and_then(int_value)
+            })
+        }
+        DataType::Float32 => {
+            let a = primitive!(array, Float32Type);
+            Box::new(move |i| from_float(a.value(i), &mut buf))
+        }
+        DataType::Float64 => {
+            let a = primitive!(array, Float64Type);
+            Box::new(move |i| from_float(a.value(i), &mut buf))
+        }
+        DataType::Dictionary(_, _) => {
+            let (keys, mut inner) = dictionary(array, value_reader)?;
+            Box::new(move |i| match keys.get(i) {
+                Some(&k) => inner(k),
+                None => Err("empty value (null)".to_owned()),
+            })
+        }
+        other => return Err(wrong_type(other, expected)),
+    })
+}
+
+/// Checked conversion of an integer time count to nanoseconds.
+fn scaled(v: i64, factor: i64, unit: &str) -> Result<i64, String> {
+    v.checked_mul(factor)
+        .ok_or_else(|| format!("{v} {unit} is outside the years 1677 to 2262"))
+}
+
+/// Timestamps with or without a time zone are stored as UTC counts, so the zone is ignored;
+/// integer columns follow the epoch magnitude rule of `parse_timestamp`.
+fn time_reader(array: &ArrayRef) -> Result<TimeAt<'_>, String> {
+    let expected = "a timestamp, date, integer epoch or text";
+    Ok(match array.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            let a = primitive!(array, TimestampSecondType);
+            Box::new(move |i| scaled(a.value(i), 1_000_000_000, "seconds"))
+        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            let a = primitive!(array, TimestampMillisecondType);
+            Box::new(move |i| scaled(a.value(i), 1_000_000, "milliseconds"))
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            let a = primitive!(array, TimestampMicrosecondType);
+            Box::new(move |i| scaled(a.value(i), 1_000, "microseconds"))
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            let a = primitive!(array, TimestampNanosecondType);
+            Box::new(move |i| Ok(a.value(i)))
+        }
+        DataType::Date32 => {
+            let a = primitive!(array, Date32Type);
+            Box::new(move |i| scaled(a.value(i).into(), 86_400_000_000_000, "days"))
+        }
+        DataType::Date64 => {
+            let a = primitive!(array, Date64Type);
+            Box::new(move |i| scaled(a.value(i), 1_000_000, "milliseconds"))
+        }
+        DataType::Int32 => {
+            let a = primitive!(array, Int32Type);
+            Box::new(move |i| epoch_to_ns(a.value(i).into()))
+        }
+        DataType::Int64 => {
+            let a = primitive!(array, Int64Type);
+            Box::new(move |i| epoch_to_ns(a.value(i)))
+        }
+        DataType::UInt32 => {
+            let a = primitive!(array, UInt32Type);
+            Box::new(move |i| epoch_to_ns(a.value(i).into()))
+        }
+        DataType::UInt64 => {
+            let a = primitive!(array, UInt64Type);
+            Box::new(move |i| {
+                let v = a.value(i);
+                i64::try_from(v)
+                    .map_err(|_| format!("epoch {v} does not fit in 64 bits"))
+                    .and_then(epoch_to_ns)
+            })
+        }
+        DataType::Utf8 => {
+            let a = array.as_string_opt::<i32>().ok_or("column is not Utf8")?;
+            Box::new(move |i| parse_bytes(a.value(i).as_bytes()))
+        }
+        DataType::LargeUtf8 => {
+            let a = array
+                .as_string_opt::<i64>()
+                .ok_or("column is not LargeUtf8")?;
+            Box::new(move |i| parse_bytes(a.value(i).as_bytes()))
+        }
+        DataType::Utf8View => {
+            let a = array.as_string_view_opt().ok_or("column is not Utf8View")?;
+            Box::new(move |i| parse_bytes(a.value(i).as_bytes()))
+        }
+        DataType::Dictionary(_, _) => {
+            let (keys, mut inner) = dictionary(array, time_reader)?;
+            Box::new(move |i| match keys.get(i) {
+                Some(&k) => inner(k),
+                None => Err("empty value (null)".to_owned()),
+            })
+        }
+        other => return Err(wrong_type(other, expected)),
+    })
+}
+
+fn symbol_reader(array: &ArrayRef) -> Result<SymbolAt<'_>, String> {
+    Ok(match array.data_type() {
+        DataType::Utf8 => {
+            let a = array.as_string_opt::<i32>().ok_or("column is not Utf8")?;
+            Box::new(move |i| a.value(i))
+        }
+        DataType::LargeUtf8 => {
+            let a = array
+                .as_string_opt::<i64>()
+                .ok_or("column is not LargeUtf8")?;
+            Box::new(move |i| a.value(i))
+        }
+        DataType::Utf8View => {
+            let a = array.as_string_view_opt().ok_or("column is not Utf8View")?;
+            Box::new(move |i| a.value(i))
+        }
+        // pandas writes categorical columns, the usual type for symbols, as dictionaries.
+        DataType::Dictionary(_, _) => {
+            let (keys, inner) = dictionary(array, symbol_reader)?;
+            Box::new(move |i| keys.get(i).map_or("", |&k| inner(k)))
+        }
+        other => return Err(wrong_type(other, "text")),
+    })
+}
+
+/// Keys (as value indices) and an accessor over the values of a dictionary array. With no
+/// values every key is null, which the callers' null checks report before using a key.
+fn dictionary<'a, T>(
+    array: &'a ArrayRef,
+    inner: impl Fn(&'a ArrayRef) -> Result<T, String>,
+) -> Result<(Vec<usize>, T), String> {
+    let dict = array
+        .as_any_dictionary_opt()
+        .ok_or("column is not a dictionary")?;
+    let values = dict.values();
+    let keys = if values.is_empty() {
+        Vec::new()
+    } else {
+        dict.normalized_keys()
+    };
+    Ok((keys, inner(values)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{LoadOptions, load};
+    use super::*;
+    use ::parquet::arrow::ArrowWriter;
+    use ::parquet::basic::{Compression, ZstdLevel};
+    use ::parquet::file::properties::WriterProperties;
+    use arrow_array::{
+        BooleanArray, Date32Array, Decimal128Array, DictionaryArray, Float32Array, Float64Array,
+        Int64Array, RecordBatch, StringArray, TimestampMillisecondArray, TimestampNanosecondArray,
+    };
+    use rust_decimal::Decimal;
+    use std::io::Write;
+    use std::path::PathBuf;
+    use std::str::FromStr;
+    use std::sync::Arc;
+
+    const T0: i64 = 1_577_836_800_000_000_000;
+    const MIN: i64 = 60_000_000_000;
+
+    fn write_batch(
+        dir: &tempfile::TempDir,
+        name: &str,
+        columns: Vec<(&str, ArrayRef)>,
+        compression: Compression,
+    ) -> PathBuf {
+        let path = dir.path().join(name);
+        let batch = RecordBatch::try_from_iter(columns).expect("batch");
+        let props = WriterProperties::builder()
+            .set_compression(compression)
+            .set_max_row_group_row_count(Some(3))
+            .build();
+        let file = File::create(&path).expect("create");
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+        path
+    }
+
+    fn strings(v: &[&str]) -> ArrayRef {
+        Arc::new(StringArray::from(v.to_vec()))
+    }
+
+    fn dec(s: &str) -> Decimal {
+        Decimal::from_str(s).expect("decimal")
+    }
+
+    fn ns_utc(v: &[i64]) -> ArrayRef {
+        Arc::new(TimestampNanosecondArray::from(v.to_vec()).with_timezone("UTC"))
+    }
+
+    fn five_times() -> Vec<i64> {
+        (0..5).map(|i| T0 + i * MIN).collect()
+    }
+
+    fn zstd() -> Compression {
+        Compression::ZSTD(ZstdLevel::default())
+    }
+
+    fn load_default(path: &Path) -> Result<Vec<BarSeries>, DataError> {
+        load(path, &LoadOptions::default())
+    }
+
+    #[test]
+    fn string_prices_with_timestamp_ns_utc() {
+        for (name, compression) in [("a.parquet", Compression::SNAPPY), ("a.pq", zstd())] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = write_batch(
+                &dir,
+                name,
+                vec![
+                    ("timestamp", ns_utc(&five_times())),
+                    ("open", strings(&["1.5", "1.25", "1", "2", "2.125"])),
+                    ("high", strings(&["2", "2", "2", "2", "3"])),
+                    ("low", strings(&["1", "1", "1", "1", "1"])),
+                    ("close", strings(&["1.75", "1.5", "1", "2", "2.5"])),
+                    ("volume", strings(&["10", "20", "30", "40", "50.5"])),
+                ],
+                compression,
+            );
+            let s = load_default(&path).expect("load");
+            assert_eq!(s.len(), 1);
+            let s = &s[0];
+            assert_eq!(s.symbol, "a");
+            assert_eq!(&s.time[..], &five_times()[..]);
+            assert_eq!(s.open.exact.scale(), 3);
+            assert_eq!(s.open.exact.get(4), dec("2.125"));
+            assert_eq!(s.open.exact.get(1), dec("1.25"));
+            assert_eq!(&s.volume.values[..], &[10.0, 20.0, 30.0, 40.0, 50.5]);
+        }
+    }
+
+    #[test]
+    fn float64_prices_with_int64_ms_epochs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ms: Vec<i64> = five_times().iter().map(|t| t / 1_000_000).collect();
+        let f = |v: &[f64]| -> ArrayRef { Arc::new(Float64Array::from(v.to_vec())) };
+        let path = write_batch(
+            &dir,
+            "F.parquet",
+            vec![
+                ("Time", Arc::new(Int64Array::from(ms)) as ArrayRef),
+                ("Open", f(&[0.1, 0.2, 0.3, 101.25, 1e-7])),
+                ("High", f(&[0.3, 0.3, 0.3, 101.25, 1e-7])),
+                ("Low", f(&[0.1, 0.1, 0.3, 101.25, 1e-7])),
+                ("Close", f(&[0.2, 0.2, 0.3, 101.25, 1e-7])),
+                ("Volume", f(&[1.0, 2.0, 0.1 + 0.2, 4.0, 5.0])),
+            ],
+            zstd(),
+        );
+        let s = load_default(&path).expect("load");
+        let s = &s[0];
+        assert_eq!(&s.time[..], &five_times()[..]);
+        assert_eq!(s.open.exact.get(0), dec("0.1"));
+        assert_eq!(s.open.exact.get(3), dec("101.25"));
+        assert_eq!(s.open.exact.get(4), dec("0.0000001"));
+        // Shortest round-trip text of 0.1 + 0.2.
+        assert_eq!(s.volume.exact.get(2), dec("0.30000000000000004"));
+        assert_eq!(s.volume.exact.scale(), 17);
+        assert_eq!(s.volume.values[2], 0.1 + 0.2);
+        assert_eq!(s.volume.exact.get(4), dec("5"));
+        assert_eq!(&s.open.values[..], &[0.1, 0.2, 0.3, 101.25, 1e-7]);
+    }
+
+    #[test]
+    fn float32_prices_take_their_shortest_text() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = |v: f32| -> ArrayRef { Arc::new(Float32Array::from(vec![v])) };
+        let path = write_batch(
+            &dir,
+            "F.parquet",
+            vec![
+                ("timestamp", ns_utc(&[T0])),
+                ("open", f(0.1)),
+                ("high", f(0.1)),
+                ("low", f(0.1)),
+                ("close", f(0.1)),
+                ("volume", f(7.0)),
+            ],
+            Compression::SNAPPY,
+        );
+        let s = load_default(&path).expect("load");
+        assert_eq!(s[0].open.exact.get(0), dec("0.1"));
+        assert_eq!(s[0].open.values[0], 0.1f64);
+    }
+
+    #[test]
+    fn decimal128_prices_with_date32_and_dictionary_symbols() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = |v: &[i128]| -> ArrayRef {
+            Arc::new(
+                Decimal128Array::from(v.to_vec())
+                    .with_precision_and_scale(18, 4)
+                    .expect("decimal type"),
+            )
+        };
+        let days: Vec<i32> = vec![18262, 18262, 18263, 18263];
+        let symbols: DictionaryArray<Int32Type> =
+            vec!["SPY", "QQQ", "SPY", "QQQ"].into_iter().collect();
+        let path = write_batch(
+            &dir,
+            "multi.parquet",
+            vec![
+                ("symbol", Arc::new(symbols) as ArrayRef),
+                ("date", Arc::new(Date32Array::from(days)) as ArrayRef),
+                ("open", d(&[3_000_000, 2_000_000, 3_010_000, 2_010_000])),
+                ("high", d(&[3_100_000, 2_100_000, 3_110_500, 2_110_000])),
+                ("low", d(&[2_900_000, 1_900_000, 2_910_000, 1_910_000])),
+                ("close", d(&[3_050_000, 2_050_000, 3_060_000, 2_060_000])),
+                (
+                    "volume",
+                    Arc::new(Int64Array::from(vec![100, 200, 300, 400])) as ArrayRef,
+                ),
+            ],
+            Compression::SNAPPY,
+        );
+        let s = load_default(&path).expect("load");
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].symbol.as_str(), s[1].symbol.as_str()), ("SPY", "QQQ"));
+        let day = 86_400_000_000_000;
+        assert_eq!(&s[0].time[..], &[T0, T0 + day]);
+        assert_eq!(s[0].high.exact.scale(), 4);
+        assert_eq!(s[0].high.exact.get(1), dec("311.0500"));
+        assert_eq!(s[0].high.values[1], 311.05);
+        assert_eq!(s[1].volume.exact.get(1), dec("400"));
+        assert_eq!(s[1].volume.values[1], 400.0);
+    }
+
+    #[test]
+    fn timestamp_ms_with_zone_and_string_timestamps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ms: Vec<i64> = five_times().iter().map(|t| t / 1_000_000).collect();
+        let ones = || strings(&["1"; 5]);
+        let path = write_batch(
+            &dir,
+            "x.parquet",
+            vec![
+                (
+                    "timestamp",
+                    Arc::new(TimestampMillisecondArray::from(ms).with_timezone("America/New_York"))
+                        as ArrayRef,
+                ),
+                ("open", ones()),
+                ("high", ones()),
+                ("low", ones()),
+                ("close", ones()),
+                ("volume", ones()),
+            ],
+            Compression::UNCOMPRESSED,
+        );
+        assert_eq!(
+            &load_default(&path).expect("load")[0].time[..],
+            &five_times()[..]
+        );
+
+        let path = write_batch(
+            &dir,
+            "y.parquet",
+            vec![
+                (
+                    "datetime",
+                    strings(&[
+                        "2020-01-01T00:00:00Z",
+                        "2020-01-01 00:01:00",
+                        "2020-01-01T00:02:00+00:00",
+                        "1577836980",
+                        "2020-01-01T00:04:00.000Z",
+                    ]),
+                ),
+                ("open", ones()),
+                ("high", ones()),
+                ("low", ones()),
+                ("close", ones()),
+                ("volume", ones()),
+            ],
+            Compression::SNAPPY,
+        );
+        assert_eq!(
+            &load_default(&path).expect("load")[0].time[..],
+            &five_times()[..]
+        );
+    }
+
+    fn ohlcv_with(open: ArrayRef) -> Vec<(&'static str, ArrayRef)> {
+        let ones = || strings(&["1"; 5]);
+        vec![
+            ("timestamp", ns_utc(&five_times())),
+            ("open", open),
+            ("high", ones()),
+            ("low", ones()),
+            ("close", ones()),
+            ("volume", ones()),
+        ]
+    }
+
+    #[test]
+    fn row_errors_name_row_and_column() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nan: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 1.0, 1.0, f64::NAN, 1.0]));
+        let inf: ArrayRef = Arc::new(Float64Array::from(vec![1.0, f64::INFINITY, 1.0, 1.0, 1.0]));
+        let null: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("1"),
+            Some("1"),
+            None,
+            Some("1"),
+            Some("1"),
+        ]));
+        let text = strings(&["1", "1", "1", "1", "x"]);
+        let high = strings(&["1", "1", "0.5", "1", "1"]);
+        let cases: Vec<(ArrayRef, usize, &str)> = vec![
+            (nan, 4, "not a finite number"),
+            (inf, 2, "not a finite number"),
+            (null, 3, "empty value"),
+            (text, 5, "cannot parse `x`"),
+            (high, 3, "low 1 is above open 0.5"),
+        ];
+        for (k, (array, row, want)) in cases.into_iter().enumerate() {
+            let path = write_batch(
+                &dir,
+                &format!("e{k}.parquet"),
+                ohlcv_with(array),
+                Compression::SNAPPY,
+            );
+            let err = load_default(&path).expect_err(want);
+            assert_eq!(err.line_or_row(), Some(row), "{err}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains(want) && msg.contains(&format!("row {row}")),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn time_errors_and_row_numbers_across_batches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut times = five_times();
+        times[4] = times[2];
+        let ones = || strings(&["1"; 5]);
+        let path = write_batch(
+            &dir,
+            "t.parquet",
+            vec![
+                ("timestamp", ns_utc(&times)),
+                ("open", ones()),
+                ("high", ones()),
+                ("low", ones()),
+                ("close", ones()),
+                ("volume", ones()),
+            ],
+            Compression::SNAPPY,
+        );
+        for batch_size in [1, 2, 3, 1000] {
+            let err = read_with(&path, "T", batch_size).expect_err("unsorted");
+            assert_eq!(err.line_or_row(), Some(5));
+            let msg = err.to_string();
+            assert!(msg.contains("unsorted") && msg.contains("row 4"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn schema_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bools: ArrayRef = Arc::new(BooleanArray::from(vec![true; 5]));
+        let path = write_batch(&dir, "b.parquet", ohlcv_with(bools), Compression::SNAPPY);
+        let err = load_default(&path).expect_err("bool prices");
+        assert_eq!(err.column(), Some("open"));
+        assert!(err.to_string().contains("has type Boolean"), "{err}");
+
+        let path = write_batch(
+            &dir,
+            "m.parquet",
+            vec![("ts", ns_utc(&[T0])), ("open", strings(&["1"]))],
+            Compression::SNAPPY,
+        );
+        let msg = load_default(&path).expect_err("missing").to_string();
+        assert!(msg.contains("missing columns `timestamp`"), "{msg}");
+        assert!(msg.contains("columns found: `ts`, `open`"), "{msg}");
+
+        let path = write_batch(
+            &dir,
+            "e.parquet",
+            {
+                let mut c = ohlcv_with(strings(&["1"; 5]));
+                for (_, a) in &mut c {
+                    *a = a.slice(0, 0);
+                }
+                c
+            },
+            Compression::SNAPPY,
+        );
+        let msg = load_default(&path).expect_err("empty").to_string();
+        assert!(msg.contains("contains no bars"), "{msg}");
+    }
+
+    #[test]
+    fn garbage_and_truncated_files_give_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = write_batch(&dir, "g.parquet", ohlcv_with(strings(&["1"; 5])), zstd());
+        let bytes = std::fs::read(&good).expect("read");
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let bad = dir.path().join("bad.parquet");
+        for round in 0..300 {
+            let data: Vec<u8> = match round % 3 {
+                // Random bytes, sometimes with the magic at both ends.
+                0 => {
+                    let mut v: Vec<u8> = (0..(next() % 2000)).map(|_| next() as u8).collect();
+                    if round % 2 == 0 {
+                        v.splice(0..0, *b"PAR1");
+                        v.extend_from_slice(b"PAR1");
+                    }
+                    v
+                }
+                // Truncated.
+                1 => bytes[..(next() as usize % bytes.len())].to_vec(),
+                // A valid file with a few bytes flipped.
+                _ => {
+                    let mut v = bytes.clone();
+                    for _ in 0..4 {
+                        let i = next() as usize % v.len();
+                        v[i] ^= (next() as u8) | 1;
+                    }
+                    v
+                }
+            };
+            let mut f = File::create(&bad).expect("create");
+            f.write_all(&data).expect("write");
+            drop(f);
+            // Flipped bytes may land in data the checks accept; only a panic is a failure.
+            let result = load_default(&bad);
+            if round % 3 != 2 {
+                assert!(result.is_err(), "round {round}");
+            }
+        }
+    }
+
+    /// 1M one-minute bars, Float64 prices and Timestamp(ns, UTC), written like pandas would.
+    /// Run with `cargo test --release -- --ignored --nocapture load_one_million_rows`.
+    #[test]
+    #[ignore]
+    fn load_one_million_rows_parquet() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = 1_000_000i64;
+        let cents: Vec<i64> = (0..n).map(|i| 10_000 + (i * 7919) % 5_000).collect();
+        let price = |d: i64| -> ArrayRef {
+            Arc::new(Float64Array::from_iter_values(
+                cents.iter().map(|c| (c + d) as f64 / 100.0),
+            ))
+        };
+        let times: Vec<i64> = (0..n).map(|i| T0 + i * MIN).collect();
+        let path = dir.path().join("BIG.parquet");
+        let batch = RecordBatch::try_from_iter(vec![
+            ("timestamp", ns_utc(&times)),
+            ("open", price(0)),
+            ("high", price(25)),
+            ("low", price(-30)),
+            ("close", price(5)),
+            (
+                "volume",
+                Arc::new(Int64Array::from_iter_values((0..n).map(|i| 1000 + i % 977))) as ArrayRef,
+            ),
+        ])
+        .expect("batch");
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let file = File::create(&path).expect("create");
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+
+        let start = std::time::Instant::now();
+        let s = load_default(&path).expect("load");
+        let elapsed = start.elapsed();
+        assert_eq!(s[0].len(), 1_000_000);
+        println!(
+            "loaded 1,000,000 Parquet rows (Float64 prices) in {:.3} s",
+            elapsed.as_secs_f64()
+        );
+    }
+}

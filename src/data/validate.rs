@@ -1,0 +1,523 @@
+//! What both readers share: finding the columns in a header, and the per-row rules (OHLC
+//! consistency, non-negative volume, strictly increasing time per symbol) applied as each bar
+//! is appended, so CSV and Parquet files are judged identically.
+
+use std::cmp::Ordering;
+use std::path::Path;
+
+use super::decimal::{Value, rescale};
+use super::{BarSeries, Column, DecimalColumn, Location};
+use crate::model::format_timestamp;
+
+/// The columns the loader understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Field {
+    Timestamp,
+    Open,
+    High,
+    Low,
+    Close,
+    Volume,
+    Symbol,
+}
+
+impl Field {
+    /// Price and volume fields, in the order readers pass their values.
+    pub const VALUES: [Field; 5] = [
+        Field::Open,
+        Field::High,
+        Field::Low,
+        Field::Close,
+        Field::Volume,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Timestamp => "timestamp",
+            Field::Open => "open",
+            Field::High => "high",
+            Field::Low => "low",
+            Field::Close => "close",
+            Field::Volume => "volume",
+            Field::Symbol => "symbol",
+        }
+    }
+}
+
+/// A row failure, located by the reader (which knows the file and the line or row).
+#[derive(Debug)]
+pub(crate) struct RowError {
+    pub field: Field,
+    pub message: String,
+}
+
+impl RowError {
+    pub fn new(field: Field, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Positions of the understood columns in a header (CSV field or Arrow schema index).
+#[derive(Debug)]
+pub(crate) struct Columns {
+    pub timestamp: usize,
+    /// open, high, low, close, volume.
+    pub values: [usize; 5],
+    pub symbol: Option<usize>,
+    /// Header names as written (trimmed), for error messages.
+    names: Vec<String>,
+}
+
+const TIME_ALIASES: [&str; 4] = ["timestamp", "datetime", "time", "date"];
+
+impl Columns {
+    /// Matches names case-insensitively after trimming; `time`, `datetime` and `date` stand for
+    /// `timestamp`. Other columns are ignored.
+    pub fn resolve<S: AsRef<str>>(header: &[S]) -> Result<Columns, String> {
+        let names: Vec<String> = header
+            .iter()
+            .map(|n| n.as_ref().trim_start_matches('\u{feff}').trim().to_owned())
+            .collect();
+        let lower: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        let positions =
+            |want: &str| -> Vec<usize> { (0..lower.len()).filter(|&i| lower[i] == want).collect() };
+        let unique = |want: &str| -> Result<Option<usize>, String> {
+            match positions(want)[..] {
+                [] => Ok(None),
+                [i] => Ok(Some(i)),
+                _ => Err(format!("column `{want}` appears more than once")),
+            }
+        };
+
+        let mut missing: Vec<String> = Vec::new();
+        // A full timestamp column wins over partial aliases; a separate `date` and `time`
+        // pair cannot be used as either alone.
+        let mut timestamp = None;
+        for alias in &TIME_ALIASES[..2] {
+            if let Some(i) = unique(alias)? {
+                timestamp = Some(i);
+                break;
+            }
+        }
+        if timestamp.is_none() {
+            match (unique("time")?, unique("date")?) {
+                (Some(t), Some(d)) => {
+                    return Err(format!(
+                        "found both `{}` and `{}` columns; combine them into one `timestamp` column",
+                        names[d], names[t]
+                    ));
+                }
+                (t, d) => timestamp = t.or(d),
+            }
+        }
+        if timestamp.is_none() {
+            missing.push("`timestamp` (or `time`, `datetime`, `date`)".to_owned());
+        }
+        let mut values = [0usize; 5];
+        for (slot, field) in values.iter_mut().zip(Field::VALUES) {
+            match unique(field.name())? {
+                Some(i) => *slot = i,
+                None => missing.push(format!("`{}`", field.name())),
+            }
+        }
+        let symbol = unique("symbol")?;
+        match timestamp {
+            Some(timestamp) if missing.is_empty() => Ok(Columns {
+                timestamp,
+                values,
+                symbol,
+                names,
+            }),
+            _ => {
+                let found = if names.iter().all(String::is_empty) {
+                    "none".to_owned()
+                } else {
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                Err(format!(
+                    "missing column{} {}; columns found: {found}",
+                    if missing.len() > 1 { "s" } else { "" },
+                    missing.join(", ")
+                ))
+            }
+        }
+    }
+
+    /// The file's own name for a field's column.
+    pub fn header_name(&self, field: Field) -> &str {
+        let i = match field {
+            Field::Timestamp => Some(self.timestamp),
+            Field::Open => Some(self.values[0]),
+            Field::High => Some(self.values[1]),
+            Field::Low => Some(self.values[2]),
+            Field::Close => Some(self.values[3]),
+            Field::Volume => Some(self.values[4]),
+            Field::Symbol => self.symbol,
+        };
+        i.and_then(|i| self.names.get(i))
+            .map_or(field.name(), String::as_str)
+    }
+}
+
+/// Accumulates one column, keeping every mantissa at the largest scale seen so far.
+#[derive(Debug, Default)]
+pub(crate) struct ColumnBuilder {
+    mantissas: Vec<i64>,
+    floats: Vec<f64>,
+    scale: u32,
+    // Extremes (and where they were) so a scale increase can tell up front whether rescaling
+    // the values already stored will overflow, and name the row that would.
+    min: Option<(i64, Location)>,
+    max: Option<(i64, Location)>,
+}
+
+impl ColumnBuilder {
+    pub fn push(&mut self, v: Value, loc: Location) -> Result<(), String> {
+        let m = match v.scale.cmp(&self.scale) {
+            Ordering::Equal => v.mantissa,
+            Ordering::Less => rescale(v.mantissa, self.scale - v.scale).ok_or_else(|| {
+                format!(
+                    "{} cannot be stored with the column's {} decimal places in a 64-bit mantissa",
+                    v.decimal(),
+                    self.scale
+                )
+            })?,
+            Ordering::Greater => {
+                let k = v.scale - self.scale;
+                for (old, at) in [self.min, self.max].into_iter().flatten() {
+                    if rescale(old, k).is_none() {
+                        return Err(format!(
+                            "{} has {} decimal places, and at that scale the column's value {} \
+                             at {at} no longer fits a 64-bit mantissa",
+                            v.decimal(),
+                            v.scale,
+                            rust_decimal::Decimal::new(old, self.scale)
+                        ));
+                    }
+                }
+                // Cannot fail: every stored value lies between the two extremes checked above.
+                for m in &mut self.mantissas {
+                    *m = rescale(*m, k).unwrap_or(*m);
+                }
+                self.min = self.min.map(|(m, at)| (rescale(m, k).unwrap_or(m), at));
+                self.max = self.max.map(|(m, at)| (rescale(m, k).unwrap_or(m), at));
+                self.scale = v.scale;
+                v.mantissa
+            }
+        };
+        if self.min.is_none_or(|(lo, _)| m < lo) {
+            self.min = Some((m, loc));
+        }
+        if self.max.is_none_or(|(hi, _)| m > hi) {
+            self.max = Some((m, loc));
+        }
+        self.mantissas.push(m);
+        self.floats.push(v.float);
+        Ok(())
+    }
+
+    pub fn finish(self) -> Column {
+        Column {
+            values: self.floats.into(),
+            exact: DecimalColumn {
+                mantissas: self.mantissas,
+                scale: self.scale,
+            },
+        }
+    }
+}
+
+/// Exact comparison; integer compare when the scales agree (the usual case).
+#[inline]
+fn cmp(a: Value, b: Value) -> Ordering {
+    if a.scale == b.scale {
+        a.mantissa.cmp(&b.mantissa)
+    } else {
+        a.decimal().cmp(&b.decimal())
+    }
+}
+
+/// The bars of one symbol, checked row by row as they arrive.
+pub(crate) struct SeriesBuilder {
+    symbol: String,
+    /// Whether messages should say which symbol (files with a `symbol` column).
+    name_symbol: bool,
+    time: Vec<i64>,
+    last: Option<(i64, Location)>,
+    columns: [ColumnBuilder; 5],
+}
+
+impl SeriesBuilder {
+    pub fn new(symbol: String, name_symbol: bool) -> Self {
+        Self {
+            symbol,
+            name_symbol,
+            time: Vec::new(),
+            last: None,
+            columns: Default::default(),
+        }
+    }
+
+    pub fn symbol(&self) -> &str {
+        &self.symbol
+    }
+
+    /// Checks one bar (values: open, high, low, close, volume) and appends it.
+    pub fn push(&mut self, loc: Location, time: i64, values: [Value; 5]) -> Result<(), RowError> {
+        if let Some((prev, prev_loc)) = self.last {
+            let sym = if self.name_symbol {
+                format!(" for symbol {}", self.symbol)
+            } else {
+                String::new()
+            };
+            match time.cmp(&prev) {
+                Ordering::Greater => {}
+                Ordering::Equal => {
+                    return Err(RowError::new(
+                        Field::Timestamp,
+                        format!(
+                            "duplicate timestamp {}{sym}: {prev_loc} has the same time",
+                            format_timestamp(time)
+                        ),
+                    ));
+                }
+                Ordering::Less => {
+                    return Err(RowError::new(
+                        Field::Timestamp,
+                        format!(
+                            "unsorted timestamps{sym}: {} is earlier than {} at {prev_loc}; \
+                             bars must be in increasing time order",
+                            format_timestamp(time),
+                            format_timestamp(prev)
+                        ),
+                    ));
+                }
+            }
+        }
+        let [open, high, low, close, volume] = values;
+        let checks = [
+            (Field::High, high, low, Ordering::Less, "below low"),
+            (Field::High, high, open, Ordering::Less, "below open"),
+            (Field::High, high, close, Ordering::Less, "below close"),
+            (Field::Low, low, open, Ordering::Greater, "above open"),
+            (Field::Low, low, close, Ordering::Greater, "above close"),
+        ];
+        for (field, a, b, bad, relation) in checks {
+            if cmp(a, b) == bad {
+                return Err(RowError::new(
+                    field,
+                    format!(
+                        "{} {} is {relation} {}",
+                        field.name(),
+                        a.decimal(),
+                        b.decimal()
+                    ),
+                ));
+            }
+        }
+        if volume.mantissa < 0 {
+            return Err(RowError::new(
+                Field::Volume,
+                format!("volume {} is negative", volume.decimal()),
+            ));
+        }
+        for ((column, value), field) in self.columns.iter_mut().zip(values).zip(Field::VALUES) {
+            column
+                .push(value, loc)
+                .map_err(|message| RowError::new(field, message))?;
+        }
+        self.time.push(time);
+        self.last = Some((time, loc));
+        Ok(())
+    }
+
+    pub fn finish(self, source: &Path) -> BarSeries {
+        let [open, high, low, close, volume] = self.columns.map(ColumnBuilder::finish);
+        BarSeries {
+            symbol: self.symbol,
+            source: source.to_path_buf(),
+            time: self.time.into(),
+            open,
+            high,
+            low,
+            close,
+            volume,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::decimal::parse_value;
+    use super::*;
+
+    fn v(text: &str) -> Value {
+        parse_value(text.as_bytes()).expect(text)
+    }
+
+    fn bar(o: &str, h: &str, l: &str, c: &str, vol: &str) -> [Value; 5] {
+        [v(o), v(h), v(l), v(c), v(vol)]
+    }
+
+    #[test]
+    fn resolve_aliases_and_case() {
+        for ts in [
+            "timestamp",
+            "Timestamp",
+            " TIME ",
+            "datetime",
+            "Date",
+            "\u{feff}date",
+        ] {
+            let header = [ts, "Open", "HIGH", " low", "close ", "Volume", "extra"];
+            let c = Columns::resolve(&header).unwrap_or_else(|e| panic!("{ts}: {e}"));
+            assert_eq!(c.timestamp, 0);
+            assert_eq!(c.values, [1, 2, 3, 4, 5]);
+            assert_eq!(c.symbol, None);
+            assert_eq!(c.header_name(Field::High), "HIGH");
+            assert_eq!(c.header_name(Field::Low), "low");
+        }
+        let c = Columns::resolve(&[
+            "sym",
+            "Symbol",
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "ts",
+            "date",
+            "timestamp",
+        ])
+        .expect("resolve");
+        assert_eq!((c.timestamp, c.symbol), (9, Some(1)));
+    }
+
+    #[test]
+    fn resolve_errors() {
+        let err = Columns::resolve(&["timestamp", "open", "close"]).expect_err("missing");
+        assert!(
+            err.contains("missing columns `high`, `low`, `volume`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("columns found: `timestamp`, `open`, `close`"),
+            "{err}"
+        );
+        let err = Columns::resolve(&["open", "high", "low", "close", "volume"]).expect_err("ts");
+        assert!(err.contains("missing column `timestamp` (or"), "{err}");
+        let err = Columns::resolve(&["Date", "Time", "open", "high", "low", "close", "volume"])
+            .expect_err("date+time");
+        assert!(err.contains("combine them"), "{err}");
+        let err = Columns::resolve(&["time", "open", "open", "high", "low", "close", "volume"])
+            .expect_err("dup");
+        assert!(err.contains("`open` appears more than once"), "{err}");
+    }
+
+    #[test]
+    fn ohlc_rules() {
+        type Case<'a> = ([&'a str; 5], Option<(Field, &'a str)>);
+        let cases: &[Case] = &[
+            (["10", "11", "9", "10.5", "100"], None),
+            (["10", "10", "10", "10", "0"], None),
+            (["10.0", "10", "10.00", "10.000", "0"], None),
+            (
+                ["10", "10.5", "11.0", "10", "1"],
+                Some((Field::High, "high 10.5 is below low 11.0")),
+            ),
+            (
+                ["10.6", "10.5", "10", "10", "1"],
+                Some((Field::High, "high 10.5 is below open 10.6")),
+            ),
+            (
+                ["10", "10.5", "10", "10.51", "1"],
+                Some((Field::High, "high 10.5 is below close 10.51")),
+            ),
+            (
+                ["9.99", "10.5", "10", "10", "1"],
+                Some((Field::Low, "low 10 is above open 9.99")),
+            ),
+            (
+                ["10", "10.5", "10", "9", "1"],
+                Some((Field::Low, "low 10 is above close 9")),
+            ),
+            (
+                ["10", "10.5", "10", "10", "-0.5"],
+                Some((Field::Volume, "volume -0.5 is negative")),
+            ),
+        ];
+        for (i, (row, want)) in cases.iter().enumerate() {
+            let mut b = SeriesBuilder::new("X".into(), false);
+            let got = b.push(
+                Location::Line(2),
+                i as i64,
+                bar(row[0], row[1], row[2], row[3], row[4]),
+            );
+            match (got, want) {
+                (Ok(()), None) => {}
+                (Err(e), Some((field, msg))) => {
+                    assert_eq!(e.field, *field, "{row:?}");
+                    assert_eq!(e.message, *msg, "{row:?}");
+                }
+                (got, want) => panic!("{row:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn time_order() {
+        let mut b = SeriesBuilder::new("AAPL".into(), true);
+        let ok = || bar("1", "1", "1", "1", "1");
+        b.push(Location::Line(2), 100, ok()).expect("first");
+        b.push(Location::Line(3), 200, ok()).expect("second");
+        let e = b.push(Location::Line(4), 200, ok()).expect_err("dup");
+        assert_eq!(e.field, Field::Timestamp);
+        assert!(
+            e.message.starts_with("duplicate timestamp"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains("line 3") && e.message.contains("AAPL"),
+            "{}",
+            e.message
+        );
+        let e = b.push(Location::Line(4), 150, ok()).expect_err("unsorted");
+        assert!(e.message.starts_with("unsorted"), "{}", e.message);
+        assert!(e.message.contains("line 3"), "{}", e.message);
+    }
+
+    #[test]
+    fn column_rescaling_and_overflow() {
+        let mut c = ColumnBuilder::default();
+        c.push(v("100"), Location::Row(1)).expect("a");
+        c.push(v("1.25"), Location::Row(2)).expect("b");
+        c.push(v("-3.5"), Location::Row(3)).expect("c");
+        let col = c.finish();
+        assert_eq!(col.exact.scale(), 2);
+        assert_eq!(col.exact.mantissas(), &[10000, 125, -350]);
+
+        let mut c = ColumnBuilder::default();
+        c.push(v("-92233720368547758.1"), Location::Row(1))
+            .expect("big");
+        c.push(v("1.5"), Location::Row(2)).expect("same scale");
+        let err = c
+            .push(v("1.25"), Location::Row(3))
+            .expect_err("scale 2 overflows row 1");
+        assert!(err.contains("row 1"), "{err}");
+
+        let mut c = ColumnBuilder::default();
+        c.push(v("0.0000000001"), Location::Row(1)).expect("small");
+        let err = c
+            .push(v("1000000000"), Location::Row(2))
+            .expect_err("too big at scale 10");
+        assert!(err.contains("1000000000 cannot be stored"), "{err}");
+    }
+}

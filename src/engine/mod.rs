@@ -1,0 +1,7 @@
+//! The clock step of ARCHITECTURE §2, shared state the algorithm reads, and the backtest loop.
+
+mod backtest;
+mod session;
+
+pub use backtest::{BacktestOutcome, Stop, Strategy, run_backtest};
+pub use session::{Session, SharedSession, lock};

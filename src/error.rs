@@ -1,0 +1,170 @@
+//! Errors that reach the user, their exit codes and hints.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::data::DataError;
+use crate::model::{TimestampNs, format_timestamp};
+
+/// Process exit codes (documented in docs/guide.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    Success = 0,
+    /// The user's Python code failed: syntax error, no `Algorithm` class, an exception.
+    Algorithm = 1,
+    /// Bad command line, configuration or parameter.
+    Usage = 2,
+    /// Market data could not be read or failed validation.
+    Data = 3,
+    /// An exchange or broker refused or failed (live trading).
+    Broker = 4,
+    /// A bug in rustybt itself.
+    Internal = 5,
+    /// Stopped by Ctrl-C; results written so far are marked partial.
+    Interrupted = 130,
+}
+
+/// Where in the user's code something happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceLocation {
+    pub file: String,
+    pub line: u32,
+    pub column: Option<u32>,
+}
+
+impl fmt::Display for SourceLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)?;
+        if let Some(column) = self.column {
+            write!(f, ":{column}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A failure of the user's Python code, with everything needed to find it.
+#[derive(Debug, Clone)]
+pub struct AlgorithmError {
+    /// What the engine was doing: `loading`, `initialize`, `on_tick`, `on_fill`, `on_stop`.
+    pub phase: String,
+    pub sim_time: Option<TimestampNs>,
+    /// Python exception type, e.g. `ZeroDivisionError`.
+    pub exception: String,
+    pub message: String,
+    pub location: Option<SourceLocation>,
+    /// The full Python traceback, chained causes included.
+    pub traceback: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for AlgorithmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} in `{}`", self.exception, self.phase)?;
+        if let Some(location) = &self.location {
+            write!(f, " at {location}")?;
+        }
+        if let Some(time) = self.sim_time {
+            write!(f, " (simulated time {})", format_timestamp(time))?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{message}")]
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("{0}")]
+    Algorithm(Box<AlgorithmError>),
+    #[error("{context} `{}`", path.display())]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not start Python: {message}")]
+    Python {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("internal error (a bug in rustybt): {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn usage_with_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Usage { .. } => ExitCode::Usage,
+            Error::Data(_) => ExitCode::Data,
+            Error::Algorithm(_) => ExitCode::Algorithm,
+            Error::Io { .. } => ExitCode::Usage,
+            Error::Python { .. } => ExitCode::Usage,
+            Error::Internal(_) => ExitCode::Internal,
+        }
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Error::Usage { hint, .. } | Error::Python { hint, .. } => hint.as_deref(),
+            Error::Algorithm(e) => e.hint.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Extra text printed after the message (the Python traceback).
+    pub fn details(&self) -> Option<&str> {
+        match self {
+            Error::Algorithm(e) if !e.traceback.is_empty() => Some(&e.traceback),
+            _ => None,
+        }
+    }
+}
+
+impl From<AlgorithmError> for Error {
+    fn from(e: AlgorithmError) -> Self {
+        Error::Algorithm(Box::new(e))
+    }
+}
+
+/// Prints an error the way every subcommand does: `error: …`, `Caused by: …`, details, `hint: …`.
+pub fn report(error: &Error) {
+    use std::error::Error as _;
+    eprintln!("error: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        eprintln!("  Caused by: {cause}");
+        source = cause.source();
+    }
+    if let Some(details) = error.details() {
+        eprintln!();
+        for line in details.trim_end().lines() {
+            eprintln!("  {line}");
+        }
+    }
+    if let Some(hint) = error.hint() {
+        eprintln!("hint: {hint}");
+    }
+}

@@ -1,0 +1,17 @@
+//! rustybt: a trading-algorithm host. Rust owns market data, bar state, order matching and
+//! Decimal accounting; an embedded CPython runs the user's `Algorithm`.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod accounting;
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod engine;
+pub mod error;
+pub mod execution;
+pub mod market;
+pub mod metrics;
+pub mod model;
+pub mod python;
+
+pub use cli::{Cli, execute};

@@ -1,0 +1,156 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::data::BarSeries;
+use crate::model::{SymbolId, TimestampNs};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MarketError {
+    #[error("symbol `{symbol}` appears in both `{first}` and `{second}`")]
+    DuplicateSymbol {
+        symbol: String,
+        first: String,
+        second: String,
+    },
+    #[error("no bars to run on (after the --start/--end filter)")]
+    NoBars,
+}
+
+/// The loaded bar series of a run, one per symbol, with the number of bars closed so far.
+///
+/// Columns are immutable `Arc<[T]>` loaded once: a history view is a prefix of them, so handing
+/// one out is O(1) and cannot show a bar that has not closed yet.
+#[derive(Debug)]
+pub struct Market {
+    series: Vec<BarSeries>,
+    /// Bar duration per symbol; a bar opening at `t` closes at `t + interval`.
+    interval_ns: Vec<i64>,
+    /// Bars of each symbol closed at the current tick.
+    closed: Vec<usize>,
+    by_name: HashMap<String, SymbolId>,
+}
+
+/// The closed prefix of one symbol's bars.
+#[derive(Debug, Clone)]
+pub struct HistoryView<'a> {
+    pub series: &'a BarSeries,
+    pub len: usize,
+}
+
+impl Market {
+    /// `default_interval_ns` applies to a symbol with a single bar (nothing to infer from) or to
+    /// every symbol when `force_interval` is set.
+    pub fn new(
+        series: Vec<BarSeries>,
+        default_interval_ns: i64,
+        force_interval: bool,
+    ) -> Result<Self, MarketError> {
+        let mut by_name = HashMap::new();
+        for (index, s) in series.iter().enumerate() {
+            if let Some(previous) = by_name.insert(s.symbol.clone(), SymbolId(index as u32)) {
+                return Err(MarketError::DuplicateSymbol {
+                    symbol: s.symbol.clone(),
+                    first: series[previous.index()].source.display().to_string(),
+                    second: s.source.display().to_string(),
+                });
+            }
+        }
+        if series.iter().all(|s| s.is_empty()) {
+            return Err(MarketError::NoBars);
+        }
+        let interval_ns = series
+            .iter()
+            .map(|s| {
+                if force_interval {
+                    default_interval_ns
+                } else {
+                    infer_interval(&s.time).unwrap_or(default_interval_ns)
+                }
+            })
+            .collect();
+        let closed = vec![0; series.len()];
+        Ok(Market {
+            series,
+            interval_ns,
+            closed,
+            by_name,
+        })
+    }
+
+    pub fn symbol_count(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn symbol_id(&self, name: &str) -> Option<SymbolId> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn symbol_name(&self, id: SymbolId) -> &str {
+        &self.series[id.index()].symbol
+    }
+
+    pub fn symbol_names(&self) -> Vec<String> {
+        self.series.iter().map(|s| s.symbol.clone()).collect()
+    }
+
+    pub fn series(&self, id: SymbolId) -> &BarSeries {
+        &self.series[id.index()]
+    }
+
+    pub fn interval_ns(&self, id: SymbolId) -> i64 {
+        self.interval_ns[id.index()]
+    }
+
+    /// Bars of `id` closed so far.
+    pub fn closed_count(&self, id: SymbolId) -> usize {
+        self.closed[id.index()]
+    }
+
+    pub fn history(&self, id: SymbolId) -> HistoryView<'_> {
+        HistoryView {
+            series: &self.series[id.index()],
+            len: self.closed[id.index()],
+        }
+    }
+
+    /// Marks the next bar of `id` as closed and returns its index.
+    pub(crate) fn close_next_bar(&mut self, id: SymbolId) -> usize {
+        let index = self.closed[id.index()];
+        self.closed[id.index()] = index + 1;
+        index
+    }
+
+    /// Close time of bar `index` of `id`.
+    pub fn close_time(&self, id: SymbolId, index: usize) -> TimestampNs {
+        self.series[id.index()].time[index] + self.interval_ns[id.index()]
+    }
+
+    pub fn total_bars(&self) -> u64 {
+        self.series.iter().map(|s| s.len() as u64).sum()
+    }
+
+    pub fn shared_time(&self, id: SymbolId) -> Arc<[i64]> {
+        self.series[id.index()].time.clone()
+    }
+}
+
+/// The smallest gap between consecutive open times: the bar duration for regular data, and
+/// still right when bars are missing (gaps are wider, never narrower).
+pub fn infer_interval(times: &[i64]) -> Option<i64> {
+    times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|d| *d > 0)
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn infers_the_smallest_gap() {
+        assert_eq!(infer_interval(&[0, 60, 120, 300]), Some(60));
+        assert_eq!(infer_interval(&[5]), None);
+    }
+}

@@ -1,0 +1,295 @@
+//! Parquet twins of the CSV files, written with `parquet::arrow::ArrowWriter` (snappy).
+//!
+//! Times are `Timestamp(Nanosecond, "UTC")`; money is `Decimal128(38, s)` with `s` the largest
+//! scale present in the column, so the values are exact (see [`DecimalColumn`]).
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::types::Decimal128Type;
+use arrow_array::{
+    ArrayRef, PrimitiveArray, RecordBatch, StringArray, TimestampNanosecondArray, UInt64Array,
+};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use rust_decimal::Decimal;
+
+use super::output::{SymbolNames, direction_name};
+use super::{EquityPoint, MetricsError};
+use crate::model::{ClosedTrade, Fill};
+
+/// Rows per record batch handed to the writer.
+const BATCH_ROWS: usize = 1 << 17;
+/// Largest precision of `Decimal128`.
+const MAX_PRECISION: u8 = 38;
+/// Largest scale a `rust_decimal::Decimal` can have.
+const MAX_DECIMAL_SCALE: u32 = 28;
+/// 10^38 - 1: the largest unscaled value of precision 38.
+const MAX_UNSCALED: u128 = 10u128.pow(MAX_PRECISION as u32) - 1;
+
+fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+/// The `Decimal128(38, scale)` layout of one money column.
+///
+/// `scale` is the largest scale among the column's values (at most 28), which stores every
+/// value exactly as long as each fits in 38 digits at that scale. Only when some value would
+/// not (a column mixing, say, 13 integer digits with 28 decimals) is the scale lowered until
+/// all fit, and the values with more decimals are rounded (banker's rounding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DecimalColumn {
+    pub scale: u32,
+}
+
+impl DecimalColumn {
+    pub fn for_values<I: Iterator<Item = Decimal>>(values: impl Fn() -> I) -> Self {
+        let mut scale = 0;
+        // Digits left of the scale: value digits at scale S = int_digits + S.
+        let mut int_digits = i64::MIN;
+        for v in values() {
+            scale = scale.max(v.scale());
+            let m = v.mantissa().unsigned_abs();
+            if m != 0 {
+                int_digits = int_digits.max(i64::from(m.ilog10() + 1) - i64::from(v.scale()));
+            }
+        }
+        let room = i64::from(MAX_PRECISION) - int_digits.max(0);
+        let mut scale = scale.min(MAX_DECIMAL_SCALE).min(room.max(0) as u32);
+        // Rounding can carry into one more digit (9.99 -> 10.0); step down until all fit.
+        while scale > 0 && values().any(|v| scaled(v, scale).is_none()) {
+            scale -= 1;
+        }
+        DecimalColumn { scale }
+    }
+
+    pub fn data_type(self) -> DataType {
+        DataType::Decimal128(MAX_PRECISION, self.scale as i8)
+    }
+
+    pub fn array(self, values: impl Iterator<Item = Decimal>) -> Result<ArrayRef, ArrowError> {
+        let array = PrimitiveArray::<Decimal128Type>::from_iter_values(
+            // `for_values` checked every value fits, except at scale 0 where nothing is left
+            // to lower; saturate there rather than write an invalid number.
+            values.map(|v| {
+                scaled(v, self.scale).unwrap_or(if v.is_sign_negative() {
+                    -(MAX_UNSCALED as i128)
+                } else {
+                    MAX_UNSCALED as i128
+                })
+            }),
+        )
+        .with_precision_and_scale(MAX_PRECISION, self.scale as i8)?;
+        Ok(Arc::new(array))
+    }
+}
+
+/// `v` as an unscaled integer at `scale` (rounded if `v` has more decimals), if it fits in
+/// precision 38.
+pub(crate) fn scaled(v: Decimal, scale: u32) -> Option<i128> {
+    let v = if v.scale() > scale {
+        v.round_dp(scale)
+    } else {
+        v
+    };
+    let unscaled = v
+        .mantissa()
+        .checked_mul(10i128.checked_pow(scale - v.scale())?)?;
+    (unscaled.unsigned_abs() <= MAX_UNSCALED).then_some(unscaled)
+}
+
+fn timestamps(values: impl Iterator<Item = i64>) -> ArrayRef {
+    Arc::new(TimestampNanosecondArray::from_iter_values(values).with_timezone("UTC"))
+}
+
+/// Writes `rows` rows in batches; `columns` builds the arrays of one range of rows.
+fn write_parquet(
+    path: &Path,
+    schema: SchemaRef,
+    rows: usize,
+    mut columns: impl FnMut(Range<usize>) -> Result<Vec<ArrayRef>, ArrowError>,
+) -> Result<(), MetricsError> {
+    let parquet_err = |source| MetricsError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let arrow_err = |source| MetricsError::Arrow {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::create(path).map_err(|source| MetricsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    // ArrowWriter buffers its output itself.
+    let mut writer =
+        ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(parquet_err)?;
+    let mut start = 0;
+    while start < rows {
+        let end = rows.min(start + BATCH_ROWS);
+        let batch = RecordBatch::try_new(schema.clone(), columns(start..end).map_err(arrow_err)?)
+            .map_err(arrow_err)?;
+        writer.write(&batch).map_err(parquet_err)?;
+        start = end;
+    }
+    writer.close().map_err(parquet_err)?;
+    Ok(())
+}
+
+pub(crate) fn write_equity(path: &Path, equity: &[EquityPoint]) -> Result<(), MetricsError> {
+    let cash = DecimalColumn::for_values(|| equity.iter().map(|p| p.cash));
+    let eq = DecimalColumn::for_values(|| equity.iter().map(|p| p.equity));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("time", timestamp_type(), false),
+        Field::new("cash", cash.data_type(), false),
+        Field::new("equity", eq.data_type(), false),
+    ]));
+    write_parquet(path, schema, equity.len(), |range| {
+        let rows = &equity[range];
+        Ok(vec![
+            timestamps(rows.iter().map(|p| p.time)),
+            cash.array(rows.iter().map(|p| p.cash))?,
+            eq.array(rows.iter().map(|p| p.equity))?,
+        ])
+    })
+}
+
+pub(crate) fn write_fills(
+    path: &Path,
+    fills: &[Fill],
+    names: &SymbolNames,
+) -> Result<(), MetricsError> {
+    let qty = DecimalColumn::for_values(|| fills.iter().map(|f| f.quantity));
+    let price = DecimalColumn::for_values(|| fills.iter().map(|f| f.price));
+    let fee = DecimalColumn::for_values(|| fills.iter().map(|f| f.fee));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("time", timestamp_type(), false),
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("side", DataType::Utf8, false),
+        Field::new("qty", qty.data_type(), false),
+        Field::new("price", price.data_type(), false),
+        Field::new("fee", fee.data_type(), false),
+        Field::new("order_id", DataType::UInt64, false),
+    ]));
+    write_parquet(path, schema, fills.len(), |range| {
+        let rows = &fills[range];
+        Ok(vec![
+            timestamps(rows.iter().map(|f| f.time)),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|f| names.name(f.symbol)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|f| f.side.as_str()),
+            )),
+            qty.array(rows.iter().map(|f| f.quantity))?,
+            price.array(rows.iter().map(|f| f.price))?,
+            fee.array(rows.iter().map(|f| f.fee))?,
+            Arc::new(UInt64Array::from_iter_values(
+                rows.iter().map(|f| f.order_id.0),
+            )),
+        ])
+    })
+}
+
+pub(crate) fn write_trades(
+    path: &Path,
+    trades: &[ClosedTrade],
+    names: &SymbolNames,
+) -> Result<(), MetricsError> {
+    let qty = DecimalColumn::for_values(|| trades.iter().map(|t| t.max_quantity));
+    let pnl = DecimalColumn::for_values(|| trades.iter().map(|t| t.pnl));
+    let fees = DecimalColumn::for_values(|| trades.iter().map(|t| t.fees));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("direction", DataType::Utf8, false),
+        Field::new("max_qty", qty.data_type(), false),
+        Field::new("entry_time", timestamp_type(), false),
+        Field::new("exit_time", timestamp_type(), false),
+        Field::new("pnl", pnl.data_type(), false),
+        Field::new("fees", fees.data_type(), false),
+    ]));
+    write_parquet(path, schema, trades.len(), |range| {
+        let rows = &trades[range];
+        Ok(vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|t| names.name(t.symbol)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|t| direction_name(t.direction)),
+            )),
+            qty.array(rows.iter().map(|t| t.max_quantity))?,
+            timestamps(rows.iter().map(|t| t.entry_time)),
+            timestamps(rows.iter().map(|t| t.exit_time)),
+            pnl.array(rows.iter().map(|t| t.pnl))?,
+            fees.array(rows.iter().map(|t| t.fees))?,
+        ])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn col(values: &[&str]) -> DecimalColumn {
+        let v: Vec<Decimal> = values.iter().map(|s| d(s)).collect();
+        DecimalColumn::for_values(|| v.iter().copied())
+    }
+
+    #[test]
+    fn scale_is_the_largest_present() {
+        assert_eq!(col(&[]).scale, 0);
+        assert_eq!(col(&["1", "2.5", "-0.125", "100.10"]).scale, 3);
+        assert_eq!(col(&["0.0000000000000000000000000001"]).scale, 28);
+        assert_eq!(scaled(d("2.5"), 3), Some(2500));
+        assert_eq!(scaled(d("-0.125"), 3), Some(-125));
+        assert_eq!(scaled(d("100.10"), 4), Some(1_001_000));
+    }
+
+    #[test]
+    fn extreme_mixes_lower_the_scale_to_fit_38_digits() {
+        // 29 integer digits + 28 decimals would need 57 digits.
+        let big = "79228162514264337593543950335";
+        let c = col(&[big, "0.0000000000000000000000000001"]);
+        assert_eq!(c.scale, 9);
+        assert_eq!(
+            scaled(d(big), c.scale),
+            Some(79_228_162_514_264_337_593_543_950_335_000_000_000)
+        );
+        // The finest value rounds (to 0 here).
+        assert_eq!(
+            scaled(d("0.0000000000000000000000000001"), c.scale),
+            Some(0)
+        );
+        // 12 integer digits and 26 decimals: exactly 38, still exact.
+        let c = col(&["123456789012", "0.12345678901234567890123456"]);
+        assert_eq!(c.scale, 26);
+    }
+
+    #[test]
+    fn decimal_array_round_trips_exactly() {
+        use arrow_array::cast::AsArray;
+        let v = [d("42987.654321"), d("-0.5"), d("0"), d("0.000001")];
+        let c = DecimalColumn::for_values(|| v.iter().copied());
+        assert_eq!(c.scale, 6);
+        let a = c.array(v.iter().copied()).unwrap();
+        let a = a.as_primitive::<Decimal128Type>();
+        assert_eq!(a.len(), 4);
+        let back: Vec<Decimal> = (0..a.len())
+            .map(|i| Decimal::from_i128_with_scale(a.value(i), c.scale))
+            .collect();
+        assert_eq!(back, v);
+        assert_eq!(a.value_as_string(1), "-0.500000");
+    }
+}

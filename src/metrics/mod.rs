@@ -1,0 +1,252 @@
+//! Performance statistics of a finished (or interrupted) backtest, and the results folder.
+//!
+//! The engine hands this module three records of a run: the equity curve (one [`EquityPoint`]
+//! per tick), the fills, and the closed round-trip trades. [`compute`] turns them into
+//! [`Metrics`]; [`write_results`] writes the metrics and the records into a results folder;
+//! [`summary_table`] renders the metrics for the terminal.
+//!
+//! # Definitions
+//!
+//! Money is exact: every amount (`final_equity`, `net_profit`, `fees_paid`, `total_return`,
+//! trade PnL, fill price, quantity and fee) is a [`Decimal`] and is written to JSON and CSV as
+//! the decimal string `rust_decimal` prints, never through `f64`. Ratios (Sharpe, drawdown, ...)
+//! are `f64` and are written as JSON numbers, or `null` when undefined.
+//!
+//! * **Total return** = `final_equity / initial_cash - 1`, computed in `Decimal` and rounded to
+//!   12 decimal places. **Net profit** = `final_equity - initial_cash`. **Fees paid** = the sum
+//!   of the fees of all fills. `final_equity` is the equity of the last point of the curve
+//!   (`initial_cash` when the curve is empty).
+//! * **Returns for Sharpe and Sortino.** The equity curve is resampled to the last equity of
+//!   each UTC calendar day that has at least one equity point (days without points are skipped,
+//!   not filled), and simple returns `e_d / e_{d-1} - 1` are taken between consecutive such
+//!   days. They are annualized with `sqrt(periods_per_year)`, where the trading-days-per-year
+//!   figure is **365** if any equity point falls on a Saturday or Sunday (UTC) — a 24/7 market —
+//!   and **252** otherwise. The risk-free rate is 0. If fewer than 2 daily returns exist (a run
+//!   shorter than about three days), per-tick returns between consecutive equity points are used
+//!   instead, annualized with `days_per_year × ticks_per_day`, where `ticks_per_day` =
+//!   `1 day / median spacing` of the equity times (zero spacings ignored).
+//! * **Sharpe** = `mean(r) / std(r) × sqrt(periods_per_year)` with the sample standard
+//!   deviation (ddof = 1). **Sortino** = `mean(r) / dd × sqrt(periods_per_year)` with the
+//!   downside deviation `dd = sqrt(mean(min(r, 0)²))` taken over all returns. Both are `None`
+//!   (JSON `null`) when fewer than 2 returns exist, when the deviation is zero (for Sharpe:
+//!   below `1e-12`, i.e. numerically constant returns; for Sortino: no negative return), or when
+//!   an equity used as a return's base is ≤ 0.
+//! * **Annualized volatility** = `std(r) × sqrt(periods_per_year)` over the same returns.
+//! * **Max drawdown** over the per-tick equity = `max_t (peak_t - equity_t) / peak_t`, where
+//!   `peak_t` is the highest equity up to and including `t`; a positive fraction (0.12 = 12 %),
+//!   0 when the equity never falls below a previous peak, and 1.0 (capped) once the equity is
+//!   ≤ 0. **Max drawdown duration** is the longest time spent under water: from a peak to the
+//!   first later point whose equity is back at or above it, or to the last point when the
+//!   equity never recovers.
+//! * **CAGR** = `(final_equity / initial_cash)^(1 / years) - 1`, with
+//!   `years = (end - start) / 365.25 days` over the equity curve's first and last times. `None`
+//!   when the span is shorter than one day, when `final_equity ≤ 0` or `initial_cash ≤ 0`.
+//!   **Calmar** = `cagr / max_drawdown`, `None` when `max_drawdown` is 0 or CAGR is undefined.
+//! * **Trades** are closed round trips. **Win rate** = trades with `pnl > 0` / all closed trades.
+//!   **Profit factor** = `Σ pnl of winners / |Σ pnl of losers|` (`None` when no trade lost).
+//!   **Average trade PnL** = `Σ pnl / trades`, rounded to 12 decimal places. All three are
+//!   `None` without trades. Trades with `pnl == 0` are neither winners nor losers.
+//!
+//! Any ratio that would not be a finite number is reported as `None`.
+//!
+//! # Results folder
+//!
+//! [`write_results`] creates the folder and writes, in this order:
+//!
+//! * `equity.csv` (`time,cash,equity`) and `equity.parquet`;
+//! * `fills.csv` (`time,symbol,side,qty,price,fee,order_id`) and `fills.parquet`;
+//! * `trades.csv` (`symbol,direction,max_qty,entry_time,exit_time,pnl,fees`) and `trades.parquet`;
+//! * `metrics.json`, last, so that its presence means the folder is complete.
+//!
+//! Times in CSV are RFC 3339 UTC strings ([`format_timestamp`](crate::model::format_timestamp)),
+//! symbols are names, sides are `buy`/`sell`, trade directions are `long`/`short`, money is the
+//! exact decimal string. In Parquet, times are `Timestamp(Nanosecond, "UTC")`, symbol, side and
+//! direction are `Utf8`, `order_id` is `UInt64`, and money columns are `Decimal128(38, s)` where
+//! `s` is the largest scale present in the column (at most 28), so every value is stored exactly
+//! (pandas and polars read them as decimals). Only if a column mixes values so large and so
+//! finely scaled that they need more than 38 digits is the scale lowered to fit and the
+//! finest values rounded.
+
+mod columnar;
+mod output;
+mod stats;
+mod summary;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::model::TimestampNs;
+
+pub use output::{metrics_json, write_results};
+pub use stats::compute;
+pub use summary::summary_table;
+
+/// The account at the end of one engine tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EquityPoint {
+    /// Tick time: the close of the bar(s) processed at this tick.
+    pub time: TimestampNs,
+    pub cash: Decimal,
+    /// Cash plus the marked-to-market value of every position.
+    pub equity: Decimal,
+}
+
+/// How the run ended. Anything but [`RunStatus::Complete`] means partial results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunStatus {
+    Complete,
+    /// Stopped by the user (Ctrl-C).
+    Interrupted,
+    /// The algorithm raised an error.
+    Failed {
+        reason: String,
+    },
+}
+
+impl RunStatus {
+    /// `"complete"`, `"interrupted"` or `"failed"`, as written to `metrics.json`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RunStatus::Complete => "complete",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Failed { .. } => "failed",
+        }
+    }
+
+    /// True unless the run completed.
+    pub fn is_partial(&self) -> bool {
+        !matches!(self, RunStatus::Complete)
+    }
+
+    /// The failure reason, for [`RunStatus::Failed`].
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            RunStatus::Failed { reason } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// Everything about the run that is not a number computed by this module.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    pub status: RunStatus,
+    /// Path of the algorithm file.
+    pub algorithm: String,
+    pub class_name: String,
+    pub parameters: BTreeMap<String, String>,
+    pub data_files: Vec<String>,
+    /// Symbol names; the index is the [`SymbolId`](crate::model::SymbolId).
+    pub symbols: Vec<String>,
+    pub initial_cash: Decimal,
+    pub bars_processed: u64,
+    pub ticks_processed: u64,
+    pub wall_seconds: f64,
+    pub rustybt_version: String,
+    pub python_version: String,
+    pub bar_interval_ns: i64,
+}
+
+/// Which returns the Sharpe and Sortino ratios were computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReturnsBasis {
+    /// Returns between the last equities of consecutive UTC calendar days.
+    Daily,
+    /// Returns between consecutive equity points (fewer than 2 daily returns existed).
+    Tick,
+}
+
+/// The statistics of one run. See the [module documentation](self) for the definitions.
+///
+/// Serialized (into `metrics.json`) in field order; money as decimal strings, times as
+/// RFC 3339 strings, ratios as numbers or `null`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metrics {
+    /// First equity point's time; `None` for an empty curve.
+    #[serde(serialize_with = "output::ser_opt_time")]
+    pub start_time: Option<TimestampNs>,
+    /// Last equity point's time; `None` for an empty curve.
+    #[serde(serialize_with = "output::ser_opt_time")]
+    pub end_time: Option<TimestampNs>,
+    pub num_equity_points: usize,
+    pub initial_cash: Decimal,
+    pub final_equity: Decimal,
+    /// `final_equity / initial_cash - 1`, exact to 12 decimal places (0 if `initial_cash` is 0).
+    pub total_return: Decimal,
+    pub net_profit: Decimal,
+    pub fees_paid: Decimal,
+    /// Closed round trips.
+    pub num_trades: usize,
+    pub num_winning_trades: usize,
+    pub num_losing_trades: usize,
+    pub num_fills: usize,
+    pub sharpe: Option<f64>,
+    pub sortino: Option<f64>,
+    pub annualized_volatility: Option<f64>,
+    pub returns_basis: ReturnsBasis,
+    /// How many returns Sharpe/Sortino were computed from.
+    pub num_returns: usize,
+    /// 365 (a point falls on a weekend: 24/7 market) or 252.
+    pub days_per_year: u32,
+    /// The annualization factor actually used: `days_per_year` for daily returns,
+    /// `days_per_year × ticks_per_day` for tick returns.
+    pub periods_per_year: f64,
+    /// Positive fraction: 0.12 = 12 %.
+    pub max_drawdown: f64,
+    /// Longest time under water, in nanoseconds.
+    pub max_drawdown_duration_ns: i64,
+    /// Time of the peak that starts the deepest drawdown (`None` when there is none).
+    #[serde(serialize_with = "output::ser_opt_time")]
+    pub max_drawdown_peak_time: Option<TimestampNs>,
+    /// Time of the deepest point of the deepest drawdown.
+    #[serde(serialize_with = "output::ser_opt_time")]
+    pub max_drawdown_trough_time: Option<TimestampNs>,
+    pub cagr: Option<f64>,
+    pub calmar: Option<f64>,
+    pub win_rate: Option<f64>,
+    pub profit_factor: Option<f64>,
+    /// Σ pnl of winning trades.
+    pub gross_profit: Decimal,
+    /// Σ pnl of losing trades (zero or negative).
+    pub gross_loss: Decimal,
+    pub avg_trade_pnl: Option<Decimal>,
+}
+
+/// Writing the results folder failed; every variant names the file concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Csv {
+        path: PathBuf,
+        #[source]
+        source: csv::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{}: {source}", path.display())]
+    Arrow {
+        path: PathBuf,
+        #[source]
+        source: arrow_schema::ArrowError,
+    },
+    #[error("{}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}

@@ -1,0 +1,684 @@
+//! The results folder: `metrics.json` and the CSV files (Parquet twins are in `columnar`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use rust_decimal::Decimal;
+use serde::{Serialize, Serializer};
+
+use super::{EquityPoint, Metrics, MetricsError, RunInfo, columnar};
+use crate::model::{ClosedTrade, Fill, SymbolId, TimestampNs, format_timestamp};
+
+pub(crate) const METRICS_JSON: &str = "metrics.json";
+pub(crate) const EQUITY_CSV: &str = "equity.csv";
+pub(crate) const FILLS_CSV: &str = "fills.csv";
+pub(crate) const TRADES_CSV: &str = "trades.csv";
+pub(crate) const EQUITY_PARQUET: &str = "equity.parquet";
+pub(crate) const FILLS_PARQUET: &str = "fills.parquet";
+pub(crate) const TRADES_PARQUET: &str = "trades.parquet";
+
+const CSV_BUFFER: usize = 1 << 16;
+
+/// Writes the results folder `dir` (created if missing, files overwritten): the equity curve,
+/// fills and trades as CSV and Parquet, then `metrics.json` last. Returns the paths written, in
+/// that order. See the module documentation for the columns.
+///
+/// `metrics.json` holds `status` (`"complete"`, `"interrupted"` or `"failed"`), `partial`
+/// (true unless complete), `reason` (the failure reason or `null`), every [`Metrics`] field, and
+/// `run` with the [`RunInfo`] fields (except `status`, which is at the top).
+pub fn write_results(
+    dir: &Path,
+    info: &RunInfo,
+    metrics: &Metrics,
+    equity: &[EquityPoint],
+    fills: &[Fill],
+    trades: &[ClosedTrade],
+) -> Result<Vec<PathBuf>, MetricsError> {
+    std::fs::create_dir_all(dir).map_err(|source| MetricsError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let names = SymbolNames(&info.symbols);
+    let mut written = Vec::with_capacity(7);
+
+    let path = dir.join(EQUITY_CSV);
+    write_equity_csv(&path, equity)?;
+    written.push(path);
+    let path = dir.join(EQUITY_PARQUET);
+    columnar::write_equity(&path, equity)?;
+    written.push(path);
+
+    let path = dir.join(FILLS_CSV);
+    write_fills_csv(&path, fills, &names)?;
+    written.push(path);
+    let path = dir.join(FILLS_PARQUET);
+    columnar::write_fills(&path, fills, &names)?;
+    written.push(path);
+
+    let path = dir.join(TRADES_CSV);
+    write_trades_csv(&path, trades, &names)?;
+    written.push(path);
+    let path = dir.join(TRADES_PARQUET);
+    columnar::write_trades(&path, trades, &names)?;
+    written.push(path);
+
+    let path = dir.join(METRICS_JSON);
+    write_metrics_json(&path, info, metrics)?;
+    written.push(path);
+    Ok(written)
+}
+
+/// Symbol names by [`SymbolId`]; an id without a name is written as `#<id>`.
+pub(crate) struct SymbolNames<'a>(pub &'a [String]);
+
+impl SymbolNames<'_> {
+    pub fn name(&self, id: SymbolId) -> std::borrow::Cow<'_, str> {
+        match self.0.get(id.index()) {
+            Some(name) => name.as_str().into(),
+            None => format!("#{}", id.0).into(),
+        }
+    }
+}
+
+/// `long` for a positive direction, `short` for a negative one.
+pub(crate) fn direction_name(direction: i8) -> &'static str {
+    match direction.signum() {
+        1 => "long",
+        -1 => "short",
+        _ => "flat",
+    }
+}
+
+/// Serializes an optional time as an RFC 3339 string (or `null`).
+pub(crate) fn ser_opt_time<S: Serializer>(
+    t: &Option<TimestampNs>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    t.map(format_timestamp).serialize(s)
+}
+
+#[derive(Serialize)]
+struct MetricsJson<'a> {
+    status: &'static str,
+    partial: bool,
+    reason: Option<&'a str>,
+    #[serde(flatten)]
+    metrics: &'a Metrics,
+    run: RunJson<'a>,
+}
+
+#[derive(Serialize)]
+struct RunJson<'a> {
+    algorithm: &'a str,
+    class_name: &'a str,
+    parameters: &'a BTreeMap<String, String>,
+    data_files: &'a [String],
+    symbols: &'a [String],
+    initial_cash: Decimal,
+    bars_processed: u64,
+    ticks_processed: u64,
+    wall_seconds: f64,
+    rustybt_version: &'a str,
+    python_version: &'a str,
+    bar_interval_ns: i64,
+}
+
+/// The `metrics.json` document as a string (pretty printed, keys in a fixed order).
+pub fn metrics_json(info: &RunInfo, metrics: &Metrics) -> String {
+    let mut out =
+        serde_json::to_string_pretty(&json_doc(info, metrics)).expect("metrics serialize to JSON");
+    out.push('\n');
+    out
+}
+
+fn json_doc<'a>(info: &'a RunInfo, metrics: &'a Metrics) -> MetricsJson<'a> {
+    MetricsJson {
+        status: info.status.as_str(),
+        partial: info.status.is_partial(),
+        reason: info.status.reason(),
+        metrics,
+        run: RunJson {
+            algorithm: &info.algorithm,
+            class_name: &info.class_name,
+            parameters: &info.parameters,
+            data_files: &info.data_files,
+            symbols: &info.symbols,
+            initial_cash: info.initial_cash,
+            bars_processed: info.bars_processed,
+            ticks_processed: info.ticks_processed,
+            wall_seconds: info.wall_seconds,
+            rustybt_version: &info.rustybt_version,
+            python_version: &info.python_version,
+            bar_interval_ns: info.bar_interval_ns,
+        },
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MetricsError + '_ {
+    move |source| MetricsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn csv_err(path: &Path) -> impl FnOnce(csv::Error) -> MetricsError + '_ {
+    move |source| MetricsError::Csv {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_metrics_json(path: &Path, info: &RunInfo, metrics: &Metrics) -> Result<(), MetricsError> {
+    let file = File::create(path).map_err(io_err(path))?;
+    let mut w = BufWriter::new(file);
+    serde_json::to_writer_pretty(&mut w, &json_doc(info, metrics)).map_err(|source| {
+        MetricsError::Json {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    w.write_all(b"\n").map_err(io_err(path))?;
+    w.flush().map_err(io_err(path))
+}
+
+fn csv_writer(path: &Path) -> Result<csv::Writer<File>, MetricsError> {
+    let file = File::create(path).map_err(io_err(path))?;
+    Ok(csv::WriterBuilder::new()
+        .buffer_capacity(CSV_BUFFER)
+        .from_writer(file))
+}
+
+/// Replaces `buf` with the `Display` of `v` without allocating.
+fn set(buf: &mut String, v: impl std::fmt::Display) -> &str {
+    buf.clear();
+    write!(buf, "{v}").expect("writing to a String");
+    buf
+}
+
+fn write_equity_csv(path: &Path, equity: &[EquityPoint]) -> Result<(), MetricsError> {
+    let mut w = csv_writer(path)?;
+    w.write_record(["time", "cash", "equity"])
+        .map_err(csv_err(path))?;
+    let (mut cash, mut eq) = (String::new(), String::new());
+    for p in equity {
+        let time = format_timestamp(p.time);
+        w.write_record([
+            time.as_str(),
+            set(&mut cash, p.cash),
+            set(&mut eq, p.equity),
+        ])
+        .map_err(csv_err(path))?;
+    }
+    w.flush().map_err(io_err(path))
+}
+
+fn write_fills_csv(path: &Path, fills: &[Fill], names: &SymbolNames) -> Result<(), MetricsError> {
+    let mut w = csv_writer(path)?;
+    w.write_record(["time", "symbol", "side", "qty", "price", "fee", "order_id"])
+        .map_err(csv_err(path))?;
+    let (mut qty, mut price, mut fee, mut id) =
+        (String::new(), String::new(), String::new(), String::new());
+    for f in fills {
+        let time = format_timestamp(f.time);
+        w.write_record([
+            time.as_str(),
+            &names.name(f.symbol),
+            f.side.as_str(),
+            set(&mut qty, f.quantity),
+            set(&mut price, f.price),
+            set(&mut fee, f.fee),
+            set(&mut id, f.order_id.0),
+        ])
+        .map_err(csv_err(path))?;
+    }
+    w.flush().map_err(io_err(path))
+}
+
+fn write_trades_csv(
+    path: &Path,
+    trades: &[ClosedTrade],
+    names: &SymbolNames,
+) -> Result<(), MetricsError> {
+    let mut w = csv_writer(path)?;
+    w.write_record([
+        "symbol",
+        "direction",
+        "max_qty",
+        "entry_time",
+        "exit_time",
+        "pnl",
+        "fees",
+    ])
+    .map_err(csv_err(path))?;
+    let (mut qty, mut pnl, mut fees) = (String::new(), String::new(), String::new());
+    for t in trades {
+        let (entry, exit) = (
+            format_timestamp(t.entry_time),
+            format_timestamp(t.exit_time),
+        );
+        w.write_record([
+            &names.name(t.symbol),
+            direction_name(t.direction),
+            set(&mut qty, t.max_quantity),
+            entry.as_str(),
+            exit.as_str(),
+            set(&mut pnl, t.pnl),
+            set(&mut fees, t.fees),
+        ])
+        .map_err(csv_err(path))?;
+    }
+    w.flush().map_err(io_err(path))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::metrics::{RunStatus, compute};
+    use crate::model::time::NANOS_PER_DAY;
+    use crate::model::{OrderId, OrderSide};
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Decimal128Type, TimestampNanosecondType};
+    use arrow_array::{Array, RecordBatch};
+    use arrow_schema::{DataType, TimeUnit};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use serde_json::Value;
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    const T0: TimestampNs = 1_704_186_000_000_000_000; // 2024-01-02T09:00:00Z, a Tuesday
+
+    pub(crate) fn info(status: RunStatus) -> RunInfo {
+        RunInfo {
+            status,
+            algorithm: "algorithms/sma_cross.py".into(),
+            class_name: "SmaCross".into(),
+            parameters: [("fast".to_string(), "10".to_string())].into(),
+            data_files: vec!["data/btc.parquet".into(), "data/eth.csv".into()],
+            symbols: vec!["BTC-USD".into(), "ETH,USD".into()],
+            initial_cash: d("100000.00"),
+            bars_processed: 12,
+            ticks_processed: 6,
+            wall_seconds: 0.25,
+            rustybt_version: "0.1.0".into(),
+            python_version: "3.12.3".into(),
+            bar_interval_ns: 60_000_000_000,
+        }
+    }
+
+    pub(crate) fn sample() -> (Vec<EquityPoint>, Vec<Fill>, Vec<ClosedTrade>) {
+        let equity = vec![
+            EquityPoint {
+                time: T0,
+                cash: d("100000.00"),
+                equity: d("100000.00"),
+            },
+            EquityPoint {
+                time: T0 + NANOS_PER_DAY,
+                cash: d("57012.3456789"),
+                equity: d("100250.123456789"),
+            },
+            EquityPoint {
+                time: T0 + 2 * NANOS_PER_DAY + 1_500_000_000,
+                cash: d("100105.10"),
+                equity: d("100105.10"),
+            },
+        ];
+        let fills = vec![
+            Fill {
+                order_id: OrderId(1),
+                symbol: crate::model::SymbolId(0),
+                side: OrderSide::Buy,
+                quantity: d("0.5"),
+                price: d("42987.654321"),
+                fee: d("21.49382716"),
+                time: T0 + 60_000_000_000,
+            },
+            Fill {
+                order_id: OrderId(2),
+                symbol: crate::model::SymbolId(1),
+                side: OrderSide::Sell,
+                quantity: d("3"),
+                price: d("2300.1"),
+                fee: d("0"),
+                time: T0 + 2 * NANOS_PER_DAY,
+            },
+            Fill {
+                order_id: OrderId(3),
+                symbol: crate::model::SymbolId(7),
+                side: OrderSide::Sell,
+                quantity: d("0.5"),
+                price: d("43000"),
+                fee: d("21.5"),
+                time: T0 + 2 * NANOS_PER_DAY + 1_500_000_000,
+            },
+        ];
+        let trades = vec![ClosedTrade {
+            symbol: crate::model::SymbolId(0),
+            direction: 1,
+            max_quantity: d("0.5"),
+            entry_time: T0 + 60_000_000_000,
+            exit_time: T0 + 2 * NANOS_PER_DAY + 1_500_000_000,
+            pnl: d("-36.8210"),
+            fees: d("42.99382716"),
+        }];
+        (equity, fills, trades)
+    }
+
+    fn read_csv(path: &Path) -> Vec<Vec<String>> {
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_path(path)
+            .unwrap();
+        r.records()
+            .map(|rec| rec.unwrap().iter().map(str::to_string).collect())
+            .collect()
+    }
+
+    fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+        let file = File::open(path).unwrap();
+        ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn round_trip_through_the_results_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("results").join("run1");
+        let (equity, fills, trades) = sample();
+        let info = info(RunStatus::Complete);
+        let m = compute(info.initial_cash, &equity, &trades, &fills);
+        let written = write_results(&dir, &info, &m, &equity, &fills, &trades).unwrap();
+        let names: Vec<_> = written
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "equity.csv",
+                "equity.parquet",
+                "fills.csv",
+                "fills.parquet",
+                "trades.csv",
+                "trades.parquet",
+                "metrics.json"
+            ]
+        );
+        assert!(written.iter().all(|p| p.starts_with(&dir) && p.is_file()));
+
+        // metrics.json
+        let text = std::fs::read_to_string(dir.join("metrics.json")).unwrap();
+        assert_eq!(text, metrics_json(&info, &m));
+        let j: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(j["status"], "complete");
+        assert_eq!(j["partial"], false);
+        assert_eq!(j["reason"], Value::Null);
+        assert_eq!(j["final_equity"], "100105.10");
+        assert_eq!(j["net_profit"], "105.10");
+        assert_eq!(j["total_return"], "0.001051");
+        assert_eq!(j["fees_paid"], "42.99382716");
+        assert_eq!(j["initial_cash"], "100000.00");
+        assert_eq!(j["num_trades"], 1);
+        assert_eq!(j["num_fills"], 3);
+        assert_eq!(j["win_rate"], 0.0);
+        assert_eq!(j["profit_factor"], 0.0);
+        assert_eq!(j["avg_trade_pnl"], "-36.821");
+        assert_eq!(j["gross_loss"], "-36.8210");
+        assert!(j["sharpe"].is_f64() && j["sortino"].is_f64());
+        assert!(j["max_drawdown"].is_f64());
+        assert!(j["calmar"].is_f64());
+        assert!(j.get("sharpe").is_some());
+        assert_eq!(j["start_time"], "2024-01-02T09:00:00Z");
+        assert_eq!(j["end_time"], "2024-01-04T09:00:01.500Z");
+        assert_eq!(j["returns_basis"], "daily");
+        assert_eq!(j["run"]["class_name"], "SmaCross");
+        assert_eq!(j["run"]["parameters"]["fast"], "10");
+        assert_eq!(j["run"]["symbols"][1], "ETH,USD");
+        assert_eq!(j["run"]["initial_cash"], "100000.00");
+        assert_eq!(j["run"]["bar_interval_ns"], 60_000_000_000i64);
+        assert!(j["run"].get("status").is_none());
+        // Stable key order: status first, run last.
+        let keys: Vec<_> = j.as_object().unwrap().keys().cloned().collect();
+        let pos = |k: &str| text.find(&format!("\"{k}\":")).unwrap();
+        assert!(pos("status") < pos("partial") && pos("partial") < pos("reason"));
+        assert!(pos("reason") < pos("final_equity") && pos("avg_trade_pnl") < pos("run"));
+        assert!(keys.contains(&"max_drawdown_duration_ns".to_string()));
+
+        // CSVs: exact decimal strings.
+        let rows = read_csv(&dir.join("equity.csv"));
+        assert_eq!(rows[0], ["time", "cash", "equity"]);
+        assert_eq!(
+            rows[2],
+            ["2024-01-03T09:00:00Z", "57012.3456789", "100250.123456789"]
+        );
+        assert_eq!(rows.len(), 4);
+        let rows = read_csv(&dir.join("fills.csv"));
+        assert_eq!(
+            rows[0],
+            ["time", "symbol", "side", "qty", "price", "fee", "order_id"]
+        );
+        assert_eq!(
+            rows[1],
+            [
+                "2024-01-02T09:01:00Z",
+                "BTC-USD",
+                "buy",
+                "0.5",
+                "42987.654321",
+                "21.49382716",
+                "1"
+            ]
+        );
+        assert_eq!(rows[2][1], "ETH,USD"); // quoted in the file, intact when read
+        assert_eq!(rows[2][2], "sell");
+        assert_eq!(rows[3][1], "#7");
+        let rows = read_csv(&dir.join("trades.csv"));
+        assert_eq!(
+            rows,
+            [
+                vec![
+                    "symbol",
+                    "direction",
+                    "max_qty",
+                    "entry_time",
+                    "exit_time",
+                    "pnl",
+                    "fees"
+                ],
+                vec![
+                    "BTC-USD",
+                    "long",
+                    "0.5",
+                    "2024-01-02T09:01:00Z",
+                    "2024-01-04T09:00:01.500Z",
+                    "-36.8210",
+                    "42.99382716"
+                ]
+            ]
+        );
+
+        // Parquet twins.
+        let batches = read_parquet(&dir.join("equity.parquet"));
+        let b = &batches[0];
+        assert_eq!(b.num_rows(), 3);
+        assert_eq!(
+            b.schema().field(0).data_type(),
+            &DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+        );
+        assert_eq!(
+            b.schema().field(2).data_type(),
+            &DataType::Decimal128(38, 9)
+        );
+        let times = b.column(0).as_primitive::<TimestampNanosecondType>();
+        assert_eq!(times.value(2), T0 + 2 * NANOS_PER_DAY + 1_500_000_000);
+        let eq = b.column(2).as_primitive::<Decimal128Type>();
+        assert_eq!(eq.value(1), 100_250_123_456_789);
+        assert_eq!(eq.value_as_string(1), "100250.123456789");
+        assert_eq!(eq.value_as_string(2), "100105.100000000");
+        let cash = b.column(1).as_primitive::<Decimal128Type>();
+        assert_eq!(cash.scale(), 7);
+        assert_eq!(cash.value_as_string(1), "57012.3456789");
+
+        let b = &read_parquet(&dir.join("fills.parquet"))[0];
+        let cols: Vec<_> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(
+            cols,
+            ["time", "symbol", "side", "qty", "price", "fee", "order_id"]
+        );
+        assert_eq!(b.column(1).as_string::<i32>().value(1), "ETH,USD");
+        assert_eq!(b.column(2).as_string::<i32>().value(0), "buy");
+        let price = b.column(4).as_primitive::<Decimal128Type>();
+        assert_eq!(price.value_as_string(0), "42987.654321");
+        assert_eq!(price.value_as_string(2), "43000.000000");
+        assert_eq!(
+            b.column(5)
+                .as_primitive::<Decimal128Type>()
+                .value_as_string(0),
+            "21.49382716"
+        );
+        let ids = b.column(6).as_primitive::<arrow_array::types::UInt64Type>();
+        assert_eq!(ids.values().as_ref(), [1, 2, 3]);
+
+        let b = &read_parquet(&dir.join("trades.parquet"))[0];
+        assert_eq!(b.num_rows(), 1);
+        assert_eq!(b.column(1).as_string::<i32>().value(0), "long");
+        let pnl = b.column(5).as_primitive::<Decimal128Type>();
+        assert_eq!(pnl.value_as_string(0), "-36.8210");
+        assert!(!pnl.is_null(0));
+    }
+
+    #[test]
+    fn partial_runs_are_marked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (equity, fills, trades) = sample();
+        for (status, name, reason) in [
+            (RunStatus::Interrupted, "interrupted", Value::Null),
+            (
+                RunStatus::Failed {
+                    reason: "ZeroDivisionError: division by zero".into(),
+                },
+                "failed",
+                Value::from("ZeroDivisionError: division by zero"),
+            ),
+        ] {
+            let info = info(status);
+            let m = compute(info.initial_cash, &equity[..2], &trades, &fills);
+            let dir = tmp.path().join(name);
+            write_results(&dir, &info, &m, &equity[..2], &fills, &trades).unwrap();
+            let j: Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap())
+                    .unwrap();
+            assert_eq!(j["status"], name);
+            assert_eq!(j["partial"], true);
+            assert_eq!(j["reason"], reason);
+            // Two ticks on two days: one daily return, tick fallback, one return: undefined.
+            assert_eq!(j["sharpe"], Value::Null);
+            assert_eq!(j["returns_basis"], "tick");
+            // Exactly one day spanned: CAGR is defined.
+            assert!(j["cagr"].is_f64());
+        }
+    }
+
+    #[test]
+    fn empty_run_writes_headers_and_nulls() {
+        let tmp = tempfile::tempdir().unwrap();
+        let info = info(RunStatus::Interrupted);
+        let m = compute(info.initial_cash, &[], &[], &[]);
+        let written = write_results(tmp.path(), &info, &m, &[], &[], &[]).unwrap();
+        assert_eq!(written.len(), 7);
+        assert_eq!(read_csv(&tmp.path().join("equity.csv")).len(), 1);
+        assert_eq!(read_csv(&tmp.path().join("trades.csv")).len(), 1);
+        let batches = read_parquet(&tmp.path().join("fills.parquet"));
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+        let j: Value = serde_json::from_str(&metrics_json(&info, &m)).unwrap();
+        for k in [
+            "sharpe",
+            "sortino",
+            "calmar",
+            "cagr",
+            "win_rate",
+            "profit_factor",
+            "avg_trade_pnl",
+            "start_time",
+        ] {
+            assert_eq!(j[k], Value::Null, "{k}");
+        }
+        assert_eq!(j["max_drawdown"], 0.0);
+        assert_eq!(j["final_equity"], "100000.00");
+        assert_eq!(j["total_return"], "0");
+    }
+
+    #[test]
+    fn unwritable_folder_names_the_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let blocker = tmp.path().join("file");
+        std::fs::write(&blocker, "x").unwrap();
+        let info = info(RunStatus::Complete);
+        let m = compute(info.initial_cash, &[], &[], &[]);
+        let err = write_results(&blocker.join("sub"), &info, &m, &[], &[], &[]).unwrap_err();
+        assert!(matches!(err, MetricsError::Io { .. }));
+        assert!(err.to_string().contains("file"), "{err}");
+    }
+
+    /// `cargo test --release -- --ignored --nocapture write_million`
+    #[test]
+    #[ignore]
+    fn write_million_equity_points_timing() {
+        let n = 1_000_000i64;
+        let equity: Vec<EquityPoint> = (0..n)
+            .map(|i| EquityPoint {
+                time: T0 + i * 60_000_000_000,
+                cash: Decimal::new(10_000_000 + (i * 7919) % 100_000, 2),
+                equity: Decimal::new(100_000_000_000 + (i * 104_729) % 9_999_999, 6),
+            })
+            .collect();
+        let info = info(RunStatus::Complete);
+        let tmp = tempfile::tempdir().unwrap();
+        let start = std::time::Instant::now();
+        let m = compute(info.initial_cash, &equity, &[], &[]);
+        let computed = start.elapsed();
+        write_results(tmp.path(), &info, &m, &equity, &[], &[]).unwrap();
+        let total = start.elapsed();
+        let size = |f: &str| std::fs::metadata(tmp.path().join(f)).unwrap().len();
+        let t = std::time::Instant::now();
+        write_equity_csv(&tmp.path().join("e2.csv"), &equity).unwrap();
+        let csv_time = t.elapsed();
+        let t = std::time::Instant::now();
+        columnar::write_equity(&tmp.path().join("e2.parquet"), &equity).unwrap();
+        println!(
+            "equity.csv alone {csv_time:?}, equity.parquet alone {:?}",
+            t.elapsed()
+        );
+        println!(
+            "1M equity points: compute {:?}, compute+write {:?} (equity.csv {} B, equity.parquet {} B)",
+            computed,
+            total,
+            size("equity.csv"),
+            size("equity.parquet")
+        );
+        let batches = read_parquet(&tmp.path().join("equity.parquet"));
+        assert_eq!(
+            batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+            n as usize
+        );
+        assert_eq!(
+            read_csv(&tmp.path().join("equity.csv")).len(),
+            n as usize + 1
+        );
+    }
+}

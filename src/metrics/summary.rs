@@ -1,0 +1,245 @@
+//! The human-readable summary printed at the end of a run.
+
+use rust_decimal::Decimal;
+
+use super::{Metrics, ReturnsBasis, RunInfo, RunStatus};
+use crate::model::format_timestamp;
+use crate::model::time::{NANOS_PER_DAY, NANOS_PER_MINUTE, NANOS_PER_SECOND};
+
+/// Longest failure reason shown in the status line, in characters.
+const MAX_REASON_CHARS: usize = 200;
+
+/// An aligned two-column table of the run and its metrics, for the terminal (plain text, no
+/// colour codes, lines ending in `\n`).
+///
+/// The first line is the status: `Status: complete`, `Status: interrupted (partial results)`
+/// or `Status: failed (partial results): <reason>`, where the reason is its last non-empty line
+/// (for a Python traceback, the exception), cut to 200 characters. Money is shown exactly;
+/// ratios with two decimals; fractions as percentages; undefined values as `n/a`.
+pub fn summary_table(info: &RunInfo, metrics: &Metrics) -> String {
+    let m = metrics;
+    let mut rows: Vec<(&str, String)> = vec![(
+        "Algorithm",
+        if info.class_name.is_empty() {
+            info.algorithm.clone()
+        } else {
+            format!("{} ({})", info.algorithm, info.class_name)
+        },
+    )];
+    if !info.parameters.is_empty() {
+        let params: Vec<String> = info
+            .parameters
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        rows.push(("Parameters", params.join(", ")));
+    }
+    rows.push(("Symbols", list_or_none(&info.symbols)));
+    rows.push(("Period", period(m)));
+    rows.push((
+        "Bars / ticks",
+        format!(
+            "{} / {} in {:.2} s",
+            info.bars_processed, info.ticks_processed, info.wall_seconds
+        ),
+    ));
+    rows.push(("Initial cash", m.initial_cash.to_string()));
+    rows.push(("Final equity", m.final_equity.to_string()));
+    rows.push(("Net profit", m.net_profit.to_string()));
+    rows.push(("Total return", decimal_percent(m.total_return)));
+    rows.push(("Fees paid", m.fees_paid.to_string()));
+    rows.push(("CAGR", opt(m.cagr, percent)));
+    rows.push((
+        "Sharpe",
+        format!("{}{}", opt(m.sharpe, ratio), returns_note(m)),
+    ));
+    rows.push(("Sortino", opt(m.sortino, ratio)));
+    rows.push(("Volatility (ann.)", opt(m.annualized_volatility, percent)));
+    rows.push((
+        "Max drawdown",
+        if m.max_drawdown > 0.0 {
+            format!(
+                "{} (longest under water {})",
+                percent(m.max_drawdown),
+                duration(m.max_drawdown_duration_ns)
+            )
+        } else {
+            percent(0.0)
+        },
+    ));
+    rows.push(("Calmar", opt(m.calmar, ratio)));
+    rows.push((
+        "Trades",
+        format!(
+            "{} ({} won, {} lost)",
+            m.num_trades, m.num_winning_trades, m.num_losing_trades
+        ),
+    ));
+    rows.push(("Win rate", opt(m.win_rate, percent)));
+    rows.push(("Profit factor", opt(m.profit_factor, ratio)));
+    rows.push((
+        "Avg trade PnL",
+        m.avg_trade_pnl
+            .map_or_else(|| "n/a".to_string(), |v| v.to_string()),
+    ));
+    rows.push(("Fills", m.num_fills.to_string()));
+
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
+    let mut out = status_line(&info.status);
+    out.push('\n');
+    for (label, value) in rows {
+        out.push_str(&format!("  {label:<width$}{value}\n"));
+    }
+    out
+}
+
+fn status_line(status: &RunStatus) -> String {
+    match status {
+        RunStatus::Complete => "Status: complete".to_string(),
+        RunStatus::Interrupted => "Status: interrupted (partial results)".to_string(),
+        RunStatus::Failed { reason } => {
+            let line = reason
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("unknown error");
+            let mut shown: String = line.chars().take(MAX_REASON_CHARS).collect();
+            if shown.len() < line.len() {
+                shown.push_str("...");
+            }
+            format!("Status: failed (partial results): {shown}")
+        }
+    }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn period(m: &Metrics) -> String {
+    match (m.start_time, m.end_time) {
+        (Some(start), Some(end)) => format!(
+            "{} .. {} ({}, {} points)",
+            format_timestamp(start),
+            format_timestamp(end),
+            duration(end - start),
+            m.num_equity_points
+        ),
+        _ => "no equity points".to_string(),
+    }
+}
+
+fn returns_note(m: &Metrics) -> String {
+    if m.sharpe.is_none() && m.sortino.is_none() {
+        return String::new();
+    }
+    match m.returns_basis {
+        ReturnsBasis::Daily => format!(" (daily returns, {}/yr)", m.days_per_year),
+        ReturnsBasis::Tick => format!(
+            " (tick returns, {:.0}/yr: under 2 daily returns)",
+            m.periods_per_year
+        ),
+    }
+}
+
+fn opt(v: Option<f64>, f: fn(f64) -> String) -> String {
+    v.map_or_else(|| "n/a".to_string(), f)
+}
+
+fn ratio(x: f64) -> String {
+    format!("{x:.2}")
+}
+
+fn percent(x: f64) -> String {
+    format!("{:.2}%", x * 100.0)
+}
+
+fn decimal_percent(x: Decimal) -> String {
+    match x.checked_mul(Decimal::ONE_HUNDRED) {
+        Some(p) => format!("{:.2}%", p.round_dp(2)),
+        None => "n/a".to_string(),
+    }
+}
+
+/// `3.5 days`, `4.0 hours`, `12 min` or `30 s`.
+fn duration(ns: i64) -> String {
+    let hour = 60 * NANOS_PER_MINUTE;
+    if ns >= NANOS_PER_DAY {
+        format!("{:.1} days", ns as f64 / NANOS_PER_DAY as f64)
+    } else if ns >= hour {
+        format!("{:.1} hours", ns as f64 / hour as f64)
+    } else if ns >= NANOS_PER_MINUTE {
+        format!("{} min", ns / NANOS_PER_MINUTE)
+    } else {
+        format!("{} s", ns / NANOS_PER_SECOND)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::compute;
+    use crate::metrics::output::tests::{info, sample};
+
+    #[test]
+    fn complete_run_table() {
+        let (equity, fills, trades) = sample();
+        let info = info(RunStatus::Complete);
+        let m = compute(info.initial_cash, &equity, &trades, &fills);
+        let t = summary_table(&info, &m);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "Status: complete");
+        assert!(!t.contains('\x1b'));
+        assert!(t.contains("  Algorithm          algorithms/sma_cross.py (SmaCross)\n"));
+        assert!(t.contains("  Final equity       100105.10\n"));
+        assert!(t.contains("  Total return       0.11%\n"));
+        assert!(t.contains("  Fees paid          42.99382716\n"));
+        assert!(t.contains("  Trades             1 (0 won, 1 lost)\n"));
+        assert!(t.contains("  Profit factor      0.00\n"));
+        assert!(t.contains("(daily returns, 252/yr)"));
+        assert!(t.contains(
+            "  Period             2024-01-02T09:00:00Z .. 2024-01-04T09:00:01.500Z (2.0 days, 3 points)\n"
+        ));
+        // Every value starts in the same column.
+        let col = lines[1].find("algorithms").unwrap();
+        for line in &lines[1..] {
+            assert_eq!(line.as_bytes()[col - 1], b' ', "{line}");
+            assert_ne!(line.as_bytes()[col], b' ', "{line}");
+        }
+    }
+
+    #[test]
+    fn partial_runs_say_so_first() {
+        let info_i = info(RunStatus::Interrupted);
+        let m = compute(info_i.initial_cash, &[], &[], &[]);
+        let t = summary_table(&info_i, &m);
+        assert!(t.starts_with("Status: interrupted (partial results)\n"));
+        assert!(t.contains("  Sharpe             n/a\n"));
+        assert!(t.contains("no equity points"));
+        let failed = info(RunStatus::Failed {
+            reason: "Traceback (most recent call last):\n  File \"a.py\", line 3\nZeroDivisionError: division by zero\n"
+                .into(),
+        });
+        let t = summary_table(&failed, &m);
+        assert_eq!(
+            t.lines().next().unwrap(),
+            "Status: failed (partial results): ZeroDivisionError: division by zero"
+        );
+    }
+
+    #[test]
+    fn durations_and_percentages() {
+        assert_eq!(duration(3 * NANOS_PER_DAY / 2), "1.5 days");
+        assert_eq!(duration(4 * 60 * NANOS_PER_MINUTE), "4.0 hours");
+        assert_eq!(duration(12 * NANOS_PER_MINUTE), "12 min");
+        assert_eq!(duration(30 * NANOS_PER_SECOND), "30 s");
+        assert_eq!(decimal_percent(Decimal::new(12345678, 8)), "12.35%");
+        assert_eq!(decimal_percent(Decimal::new(-5, 1)), "-50.00%");
+        assert_eq!(percent(0.2), "20.00%");
+    }
+}

@@ -1,0 +1,21 @@
+//! Pure domain types shared by every module: no I/O, no Python.
+
+pub mod fill;
+pub mod order;
+pub mod time;
+pub mod trade;
+
+pub use fill::Fill;
+pub use order::{Order, OrderId, OrderSide, OrderStatus};
+pub use time::{TimestampNs, format_timestamp};
+pub use trade::ClosedTrade;
+
+/// Index of a symbol in the run's market (dense, assigned in load order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SymbolId(pub u32);
+
+impl SymbolId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}

@@ -1,0 +1,107 @@
+//! Read-only NumPy views over engine-owned columns.
+
+use std::os::raw::c_int;
+use std::ptr;
+use std::sync::Arc;
+
+use numpy::datetime::{Datetime, units};
+use numpy::npyffi::{NpyTypes, PY_ARRAY_API, get_type_object, npy_intp};
+use numpy::prelude::*;
+use numpy::{Element, PyArray1};
+use pyo3::prelude::*;
+
+/// Owns one symbol's columns for as long as any NumPy view of them exists: it is the `base` of
+/// every array handed to Python. The columns are immutable `Arc<[T]>` loaded once per run, so
+/// their memory never moves or changes while a view points into it.
+#[pyclass(module = "_rustybt", frozen)]
+pub struct SeriesBuffer {
+    pub time: Arc<[i64]>,
+    pub open: Arc<[f64]>,
+    pub high: Arc<[f64]>,
+    pub low: Arc<[f64]>,
+    pub close: Arc<[f64]>,
+    pub volume: Arc<[f64]>,
+}
+
+#[pymethods]
+impl SeriesBuffer {
+    fn __repr__(&self) -> String {
+        format!("<rustybt SeriesBuffer of {} bars>", self.time.len())
+    }
+}
+
+/// A 1-D read-only array of the first `len` elements of `data`, with `owner` as its base.
+///
+/// # Safety
+/// `data` must be owned (directly or through an `Arc`) by `owner`, never mutated or freed
+/// while `owner` lives, and `len <= data.len()`.
+pub unsafe fn readonly_view<'py, T: Element>(
+    owner: &Bound<'py, SeriesBuffer>,
+    data: *const T,
+    len: usize,
+) -> PyResult<Bound<'py, PyArray1<T>>> {
+    let py = owner.py();
+    let mut dims = [len as npy_intp];
+    // SAFETY: we pass a valid dtype reference (stolen by NumPy), our dims, NULL strides
+    // (C-contiguous) and flags 0, which makes the array non-writeable from the start. The
+    // base object then owns the memory, per this function's contract.
+    unsafe {
+        let array = PY_ARRAY_API.PyArray_NewFromDescr(
+            py,
+            get_type_object(py, NpyTypes::PyArray_Type),
+            T::get_dtype(py).into_dtype_ptr(),
+            1,
+            dims.as_mut_ptr(),
+            ptr::null_mut(),
+            data as *mut std::ffi::c_void,
+            0 as c_int,
+            ptr::null_mut(),
+        );
+        if array.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        let array = Bound::from_owned_ptr(py, array);
+        let base = owner.clone().into_any().into_ptr();
+        if PY_ARRAY_API.PyArray_SetBaseObject(py, array.as_ptr().cast(), base) < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(array.cast_into_unchecked())
+    }
+}
+
+pub fn f64_view<'py>(
+    owner: &Bound<'py, SeriesBuffer>,
+    column: &Arc<[f64]>,
+    len: usize,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let len = len.min(column.len());
+    // SAFETY: `column` is one of the owner's Arc columns (callers pass `&owner.get().x`).
+    unsafe { readonly_view(owner, column.as_ptr(), len) }
+}
+
+pub fn time_view<'py>(
+    owner: &Bound<'py, SeriesBuffer>,
+    len: usize,
+) -> PyResult<Bound<'py, PyArray1<Datetime<units::Nanoseconds>>>> {
+    let column = &owner.get().time;
+    let len = len.min(column.len());
+    // SAFETY: Datetime<U> is repr(transparent) over i64, so the i64 column is a valid
+    // datetime64[ns] buffer; the column is owned by `owner`.
+    unsafe {
+        readonly_view(
+            owner,
+            column.as_ptr().cast::<Datetime<units::Nanoseconds>>(),
+            len,
+        )
+    }
+}
+
+pub fn int_time_view<'py>(
+    owner: &Bound<'py, SeriesBuffer>,
+    len: usize,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let column = &owner.get().time;
+    let len = len.min(column.len());
+    // SAFETY: the column is owned by `owner`.
+    unsafe { readonly_view(owner, column.as_ptr(), len) }
+}

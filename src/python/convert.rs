@@ -1,0 +1,90 @@
+//! Conversions at the Python boundary: quantities to exact Decimals, timestamps to datetimes.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Datelike, Timelike};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDateTime, PyFloat, PyInt, PyString, PyTzInfo};
+use rust_decimal::Decimal;
+
+use super::errors::order_error;
+use crate::model::TimestampNs;
+
+/// Accepts `decimal.Decimal`, `int` or `str` and returns the exact value. Floats are refused:
+/// `0.1` is not one tenth, and an order must say exactly what it means.
+pub fn quantity_from_py(value: &Bound<'_, PyAny>) -> PyResult<Decimal> {
+    let py = value.py();
+    if value.is_instance_of::<PyBool>() {
+        return Err(order_error(py, "quantity must be a number, got a bool"));
+    }
+    if let Ok(float) = value.cast::<PyFloat>() {
+        let v = float.value();
+        let message = if v.is_nan() {
+            "quantity is NaN".to_string()
+        } else {
+            format!(
+                "quantity must be Decimal, int or str, got float {v} (floats are inexact); \
+                 pass Decimal(\"{v}\") or \"{v}\""
+            )
+        };
+        return Err(order_error(py, message));
+    }
+    if let Ok(int) = value.cast::<PyInt>() {
+        return match int.extract::<i128>() {
+            Ok(v) => Decimal::try_from_i128_with_scale(v, 0)
+                .map_err(|_| order_error(py, "quantity is too large")),
+            Err(_) => Err(order_error(py, "quantity is too large")),
+        };
+    }
+    let text = if let Ok(s) = value.cast::<PyString>() {
+        s.to_str()?.trim().to_string()
+    } else if is_decimal(value)? {
+        value.str()?.to_str()?.to_string()
+    } else {
+        let type_name = value.get_type().name()?.to_string();
+        return Err(order_error(
+            py,
+            format!("quantity must be Decimal, int or str, got {type_name}"),
+        ));
+    };
+    parse_exact(&text).ok_or_else(|| {
+        order_error(
+            py,
+            if text.to_ascii_lowercase().contains("nan") {
+                "quantity is NaN".to_string()
+            } else {
+                format!("quantity `{text}` is not a finite decimal number")
+            },
+        )
+    })
+}
+
+fn is_decimal(value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let decimal_type = value.py().import("decimal")?.getattr("Decimal")?;
+    value.is_instance(&decimal_type)
+}
+
+/// Exact decimal text, including scientific notation (`1E+2`, as `Decimal` prints).
+pub fn parse_exact(text: &str) -> Option<Decimal> {
+    Decimal::from_str_exact(text)
+        .ok()
+        .or_else(|| Decimal::from_scientific(text).ok())
+        .or_else(|| Decimal::from_str(text).ok().filter(|d| d.to_string() == text))
+}
+
+/// A timezone-aware UTC `datetime` (microsecond precision, as Python's datetime has).
+pub fn datetime_from_ns(py: Python<'_>, ns: TimestampNs) -> PyResult<Bound<'_, PyDateTime>> {
+    let dt = DateTime::from_timestamp_nanos(ns);
+    let utc = PyTzInfo::utc(py)?.to_owned();
+    PyDateTime::new(
+        py,
+        dt.year(),
+        dt.month() as u8,
+        dt.day() as u8,
+        dt.hour() as u8,
+        dt.minute() as u8,
+        dt.second() as u8,
+        dt.timestamp_subsec_micros(),
+        Some(&utc),
+    )
+}

@@ -1,0 +1,246 @@
+//! Loading the user's algorithm file.
+//!
+//! The source is compiled with its absolute path as the file name (tracebacks and debugger
+//! breakpoints map to the real file) and executed into a fresh module object, which replaces
+//! any earlier one only when it succeeds.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyModule, PyType};
+
+use super::errors::algorithm_error;
+use crate::error::{AlgorithmError, Error};
+
+/// An algorithm instance ready to run, with its effective parameters.
+pub struct LoadedAlgorithm {
+    pub instance: Py<PyAny>,
+    pub class_name: String,
+    pub path: PathBuf,
+    /// Parameter name → `repr()` of the value the run uses.
+    pub parameters: BTreeMap<String, String>,
+}
+
+pub fn load_algorithm(
+    py: Python<'_>,
+    path: &Path,
+    class_name: Option<&str>,
+    overrides: &[(String, String)],
+) -> Result<LoadedAlgorithm, Error> {
+    let path = std::path::absolute(path).map_err(|source| Error::Io {
+        context: "cannot resolve the algorithm path",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let source = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        context: "cannot read the algorithm file",
+        path: path.clone(),
+        source,
+    })?;
+    let root = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let loading_error = |py: Python<'_>, err: PyErr| -> Error {
+        algorithm_error(py, &err, "loading", None, &root).into()
+    };
+    let python_setup_error = |err: PyErr| Error::Python {
+        message: err.to_string(),
+        hint: Some("run `rustybt doctor` to check the interpreter and sys.path".into()),
+    };
+
+    let base = py
+        .import("rustybt_api")
+        .and_then(|m| m.getattr("Algorithm"))
+        .map_err(python_setup_error)?;
+    add_to_sys_path(py, &root).map_err(python_setup_error)?;
+
+    let module_name = module_name_for(&path);
+    let builtins = py.import("builtins").map_err(python_setup_error)?;
+    let code = builtins
+        .call_method1("compile", (source, path.to_string_lossy().as_ref(), "exec"))
+        .map_err(|e| loading_error(py, e))?;
+    let module = PyModule::new(py, &module_name).map_err(python_setup_error)?;
+    module
+        .setattr("__file__", path.to_string_lossy().as_ref())
+        .map_err(python_setup_error)?;
+    let modules = py
+        .import("sys")
+        .and_then(|sys| sys.getattr("modules"))
+        .map_err(python_setup_error)?;
+    modules
+        .set_item(&module_name, &module)
+        .map_err(python_setup_error)?;
+    let globals = module.dict();
+    if let Err(err) = builtins.call_method1("exec", (code, &globals)) {
+        let _ = modules.del_item(&module_name);
+        return Err(loading_error(py, err));
+    }
+
+    let class = pick_class(py, &module, &base, &module_name, class_name, &path)?;
+    let class_name = class
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "Algorithm".into());
+    let instance = class
+        .call0()
+        .map_err(|err| Error::from(algorithm_error(py, &err, "__init__", None, &root)))?;
+    let parameters = apply_parameters(py, &class, &instance, &class_name, overrides)?;
+    Ok(LoadedAlgorithm {
+        instance: instance.unbind(),
+        class_name,
+        path,
+        parameters,
+    })
+}
+
+fn module_name_for(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "algorithm".into());
+    let clean: String = stem
+        .chars()
+        .map(|c| if c.is_alphanumeric() || c == '_' { c } else { '_' })
+        .collect();
+    if clean.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+        format!("_{clean}")
+    } else {
+        clean
+    }
+}
+
+fn add_to_sys_path(py: Python<'_>, dir: &Path) -> PyResult<()> {
+    let path = py.import("sys")?.getattr("path")?;
+    let dir = dir.to_string_lossy();
+    if !path.contains(dir.as_ref())? {
+        path.call_method1("insert", (0, dir.as_ref()))?;
+    }
+    Ok(())
+}
+
+fn pick_class<'py>(
+    py: Python<'py>,
+    module: &Bound<'py, PyModule>,
+    base: &Bound<'py, PyAny>,
+    module_name: &str,
+    wanted: Option<&str>,
+    path: &Path,
+) -> Result<Bound<'py, PyType>, Error> {
+    let mut candidates: Vec<Bound<'py, PyType>> = Vec::new();
+    for (_, value) in module.dict().iter() {
+        let Ok(class) = value.cast_into::<PyType>() else {
+            continue;
+        };
+        let defined_here = class
+            .getattr("__module__")
+            .and_then(|m| m.extract::<String>())
+            .is_ok_and(|m| m == module_name);
+        if defined_here && !class.is(base) && class.is_subclass(base).unwrap_or(false) {
+            candidates.push(class);
+        }
+    }
+    let names: Vec<String> = candidates
+        .iter()
+        .map(|c| c.name().map(|n| n.to_string()).unwrap_or_default())
+        .collect();
+    let problem = |message: String, hint: &str| -> Error {
+        AlgorithmError {
+            phase: "loading".into(),
+            sim_time: None,
+            exception: "AlgorithmNotFound".into(),
+            message,
+            location: None,
+            traceback: String::new(),
+            hint: Some(hint.into()),
+        }
+        .into()
+    };
+    let shown = path.display();
+    match wanted {
+        Some(wanted) => candidates
+            .into_iter()
+            .zip(&names)
+            .find(|(_, name)| name.as_str() == wanted)
+            .map(|(class, _)| class)
+            .ok_or_else(|| {
+                problem(
+                    format!("`{shown}` has no Algorithm subclass named `{wanted}`"),
+                    &if names.is_empty() {
+                        "define `class MyStrategy(Algorithm):` (with `from rustybt_api import Algorithm`)".to_string()
+                    } else {
+                        format!("Algorithm subclasses in the file: {}", names.join(", "))
+                    },
+                )
+            }),
+        None => match candidates.len() {
+            1 => Ok(candidates.remove(0)),
+            0 => Err(problem(
+                format!("`{shown}` defines no subclass of `rustybt_api.Algorithm`"),
+                "define `class MyStrategy(Algorithm):` (with `from rustybt_api import Algorithm`)",
+            )),
+            _ => {
+                let _ = py;
+                Err(problem(
+                    format!(
+                        "`{shown}` defines {} Algorithm subclasses: {}",
+                        names.len(),
+                        names.join(", ")
+                    ),
+                    "choose one with `--class NAME`",
+                ))
+            }
+        },
+    }
+}
+
+/// Parameters are the public, non-callable class attributes of the algorithm class and its
+/// bases up to `Algorithm`. Overrides are converted to the type of the default value.
+fn apply_parameters(
+    py: Python<'_>,
+    class: &Bound<'_, PyType>,
+    instance: &Bound<'_, PyAny>,
+    class_name: &str,
+    overrides: &[(String, String)],
+) -> Result<BTreeMap<String, String>, Error> {
+    let internal = |err: PyErr| Error::Internal(format!("reading parameters: {err}"));
+    let helper = py
+        .import("rustybt_api.algorithm")
+        .and_then(|m| m.getattr("parameters_of"))
+        .map_err(internal)?;
+    let defaults = helper.call1((class,)).map_err(internal)?;
+    let defaults = defaults.cast::<PyDict>().map_err(|e| internal(e.into()))?;
+    let known: Vec<String> = defaults
+        .keys()
+        .iter()
+        .filter_map(|k| k.extract::<String>().ok())
+        .collect();
+    let convert = py
+        .import("rustybt_api.algorithm")
+        .and_then(|m| m.getattr("convert_parameter"))
+        .map_err(internal)?;
+    for (name, text) in overrides {
+        let Some(default) = defaults.get_item(name).map_err(internal)? else {
+            return Err(Error::usage_with_hint(
+                format!("unknown parameter `{name}` for `{class_name}`"),
+                if known.is_empty() {
+                    format!("`{class_name}` declares no parameters (public class attributes)")
+                } else {
+                    format!("parameters of `{class_name}`: {}", known.join(", "))
+                },
+            ));
+        };
+        let value = convert.call1((name, text, default)).map_err(|err| {
+            Error::usage(format!(
+                "invalid value for parameter `{name}`: {}",
+                err.value(py)
+            ))
+        })?;
+        instance.setattr(name.as_str(), value).map_err(internal)?;
+    }
+    let mut effective = BTreeMap::new();
+    for name in known {
+        let value = instance.getattr(name.as_str()).map_err(internal)?;
+        let repr = value.repr().map(|r| r.to_string()).unwrap_or_default();
+        effective.insert(name, repr);
+    }
+    Ok(effective)
+}

@@ -1,0 +1,690 @@
+//! The engine's Python face: `Context`, `Bars`, `Portfolio`, `Order`, `Fill`, `Logger` and the
+//! `Broker` an `Algorithm` sends its intents through. Each holds the shared session and locks
+//! it for the duration of one call; none gives Python a mutable view of engine state.
+
+use std::sync::{Arc, Mutex};
+
+use numpy::PyArray1;
+use numpy::datetime::{Datetime, units};
+use pyo3::prelude::*;
+use pyo3::types::{PyDateTime, PyDict, PyList, PyString};
+use rust_decimal::Decimal;
+
+use super::arrays::{SeriesBuffer, f64_view, int_time_view, time_view};
+use super::convert::{datetime_from_ns, quantity_from_py};
+use super::errors::{engine_error, order_error, unknown_symbol_error};
+use crate::engine::{SharedSession, lock};
+use crate::model::{OrderId, OrderSide, SymbolId, TimestampNs, format_timestamp};
+
+fn unknown_symbol(py: Python<'_>, session: &crate::engine::Session, symbol: &str) -> PyErr {
+    let known = session.market.symbol_names().join(", ");
+    unknown_symbol_error(
+        py,
+        format!("unknown symbol `{symbol}`; symbols in this run: {known}"),
+    )
+}
+
+fn resolve(py: Python<'_>, session: &crate::engine::Session, symbol: &str) -> PyResult<SymbolId> {
+    session
+        .market
+        .symbol_id(symbol)
+        .ok_or_else(|| unknown_symbol(py, session, symbol))
+}
+
+/// What the algorithm sees at each tick. One object for the whole run.
+#[pyclass(module = "_rustybt", frozen)]
+pub struct Context {
+    session: SharedSession,
+    buffers: Vec<Py<SeriesBuffer>>,
+    symbols: Py<PyList>,
+    portfolio: Py<Portfolio>,
+    /// `ctx.time` is built once per tick, not once per read.
+    time_cache: Mutex<Option<(TimestampNs, Py<PyDateTime>)>>,
+}
+
+impl Context {
+    pub fn new(py: Python<'_>, session: SharedSession) -> PyResult<Self> {
+        let (buffers, names) = {
+            let s = lock(&session);
+            let mut buffers = Vec::with_capacity(s.market.symbol_count());
+            for index in 0..s.market.symbol_count() {
+                let series = s.market.series(SymbolId(index as u32));
+                buffers.push(Py::new(
+                    py,
+                    SeriesBuffer {
+                        time: series.time.clone(),
+                        open: series.open.values.clone(),
+                        high: series.high.values.clone(),
+                        low: series.low.values.clone(),
+                        close: series.close.values.clone(),
+                        volume: series.volume.values.clone(),
+                    },
+                )?);
+            }
+            (buffers, s.market.symbol_names())
+        };
+        Ok(Context {
+            portfolio: Py::new(
+                py,
+                Portfolio {
+                    session: session.clone(),
+                },
+            )?,
+            session,
+            buffers,
+            symbols: PyList::new(py, names)?.unbind(),
+            time_cache: Mutex::new(None),
+        })
+    }
+
+    pub fn session(&self) -> &SharedSession {
+        &self.session
+    }
+}
+
+#[pymethods]
+impl Context {
+    /// Close time of the bar(s) just completed, as a UTC `datetime`.
+    #[getter]
+    fn time<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDateTime>> {
+        let now = lock(&self.session).now;
+        let mut cache = self.time_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((time, value)) = cache.as_ref()
+            && *time == now
+        {
+            return Ok(value.bind(py).clone());
+        }
+        let value = datetime_from_ns(py, now)?;
+        *cache = Some((now, value.clone().unbind()));
+        Ok(value)
+    }
+
+    /// `ctx.time` as integer nanoseconds since the epoch (UTC).
+    #[getter]
+    fn time_ns(&self) -> i64 {
+        lock(&self.session).now
+    }
+
+    /// Symbols of this run, in load order.
+    #[getter]
+    fn symbols<'py>(&self, py: Python<'py>) -> Bound<'py, PyList> {
+        self.symbols.bind(py).clone()
+    }
+
+    #[getter]
+    fn portfolio<'py>(&self, py: Python<'py>) -> Bound<'py, Portfolio> {
+        self.portfolio.bind(py).clone()
+    }
+
+    /// The closed bars of `symbol`, oldest first, ending with the bar that just closed.
+    /// O(1): the arrays are views of engine memory.
+    fn history(&self, py: Python<'_>, symbol: &str) -> PyResult<Bars> {
+        let s = lock(&self.session);
+        let id = resolve(py, &s, symbol)?;
+        Ok(Bars {
+            buffer: self.buffers[id.index()].clone_ref(py),
+            len: s.market.closed_count(id),
+            symbol: id,
+            session: self.session.clone(),
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<Context time={}>", format_timestamp(lock(&self.session).now))
+    }
+}
+
+/// Closed bars of one symbol. Every column is a read-only NumPy view of engine memory whose
+/// last element is the bar that just closed; nothing after it exists in the view.
+#[pyclass(module = "_rustybt", frozen)]
+pub struct Bars {
+    buffer: Py<SeriesBuffer>,
+    len: usize,
+    symbol: SymbolId,
+    session: SharedSession,
+}
+
+#[pymethods]
+impl Bars {
+    #[getter]
+    fn symbol(&self) -> String {
+        lock(&self.session).market.symbol_name(self.symbol).to_string()
+    }
+
+    /// Bar open times as `datetime64[ns]` (UTC).
+    #[getter]
+    fn time<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<Datetime<units::Nanoseconds>>>> {
+        time_view(self.buffer.bind(py), self.len)
+    }
+
+    /// Bar open times as int64 nanoseconds since the epoch (UTC).
+    #[getter]
+    fn time_ns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        int_time_view(self.buffer.bind(py), self.len)
+    }
+
+    #[getter]
+    fn open<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let buffer = self.buffer.bind(py);
+        f64_view(buffer, &buffer.get().open, self.len)
+    }
+
+    #[getter]
+    fn high<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let buffer = self.buffer.bind(py);
+        f64_view(buffer, &buffer.get().high, self.len)
+    }
+
+    #[getter]
+    fn low<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let buffer = self.buffer.bind(py);
+        f64_view(buffer, &buffer.get().low, self.len)
+    }
+
+    #[getter]
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let buffer = self.buffer.bind(py);
+        f64_view(buffer, &buffer.get().close, self.len)
+    }
+
+    #[getter]
+    fn volume<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let buffer = self.buffer.bind(py);
+        f64_view(buffer, &buffer.get().volume, self.len)
+    }
+
+    /// The exact price (or volume) of one bar as `decimal.Decimal`, as written in the data.
+    /// `field` is one of open, high, low, close, volume; `index` counts like a list (-1 = last).
+    #[pyo3(signature = (field, index = -1))]
+    fn decimal(&self, py: Python<'_>, field: &str, index: isize) -> PyResult<Decimal> {
+        let position = if index < 0 {
+            self.len as isize + index
+        } else {
+            index
+        };
+        if position < 0 || position as usize >= self.len {
+            return Err(pyo3::exceptions::PyIndexError::new_err(format!(
+                "bar index {index} out of range for {} closed bars",
+                self.len
+            )));
+        }
+        let s = lock(&self.session);
+        let series = s.market.series(self.symbol);
+        let column = match field {
+            "open" => &series.open,
+            "high" => &series.high,
+            "low" => &series.low,
+            "close" => &series.close,
+            "volume" => &series.volume,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "unknown field `{other}`; use open, high, low, close or volume"
+                )));
+            }
+        };
+        let _ = py;
+        Ok(column.exact.get(position as usize))
+    }
+
+    /// A pandas DataFrame of these bars indexed by UTC open time. This one copies.
+    fn to_pandas<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let pandas = py.import("pandas")?;
+        let columns = PyDict::new(py);
+        for name in ["open", "high", "low", "close", "volume"] {
+            columns.set_item(name, self.__getattr_column(py, name)?)?;
+        }
+        let index = pandas
+            .getattr("DatetimeIndex")?
+            .call1((self.time(py)?,))?
+            .call_method1("tz_localize", ("UTC",))?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("index", index)?;
+        kwargs.set_item("copy", true)?;
+        pandas.getattr("DataFrame")?.call((columns,), Some(&kwargs))
+    }
+
+    fn __len__(&self) -> usize {
+        self.len
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<Bars {} closed={}>", self.symbol(), self.len)
+    }
+}
+
+impl Bars {
+    fn __getattr_column<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        match name {
+            "open" => self.open(py),
+            "high" => self.high(py),
+            "low" => self.low(py),
+            "close" => self.close(py),
+            _ => self.volume(py),
+        }
+    }
+}
+
+/// Cash, equity and positions, exact (`decimal.Decimal`), marked at the last close.
+#[pyclass(module = "_rustybt", frozen)]
+pub struct Portfolio {
+    session: SharedSession,
+}
+
+#[pymethods]
+impl Portfolio {
+    #[getter]
+    fn cash(&self) -> Decimal {
+        lock(&self.session).ledger.cash()
+    }
+
+    #[getter]
+    fn initial_cash(&self) -> Decimal {
+        lock(&self.session).ledger.initial_cash()
+    }
+
+    /// Cash plus every position at its last close.
+    #[getter]
+    fn equity(&self, py: Python<'_>) -> PyResult<Decimal> {
+        lock(&self.session)
+            .ledger
+            .equity()
+            .map_err(|e| engine_error(py, e.to_string()))
+    }
+
+    #[getter]
+    fn fees_paid(&self) -> Decimal {
+        lock(&self.session).ledger.fees_paid()
+    }
+
+    #[getter]
+    fn realized_pnl(&self) -> Decimal {
+        lock(&self.session).ledger.realized_pnl()
+    }
+
+    /// Signed quantity held in `symbol` (negative when short, 0 when flat).
+    fn position(&self, py: Python<'_>, symbol: &str) -> PyResult<Decimal> {
+        let s = lock(&self.session);
+        let id = resolve(py, &s, symbol)?;
+        Ok(s.ledger.position(id).map(|p| p.quantity).unwrap_or_default())
+    }
+
+    /// Average entry price of the open position in `symbol`, or None when flat.
+    fn average_price(&self, py: Python<'_>, symbol: &str) -> PyResult<Option<Decimal>> {
+        let s = lock(&self.session);
+        let id = resolve(py, &s, symbol)?;
+        Ok(s.ledger.position(id).and_then(|p| p.average_price()))
+    }
+
+    /// Unrealized PnL of `symbol` at its last close.
+    fn unrealized_pnl(&self, py: Python<'_>, symbol: &str) -> PyResult<Decimal> {
+        let s = lock(&self.session);
+        let id = resolve(py, &s, symbol)?;
+        s.ledger
+            .position(id)
+            .map(|p| p.unrealized_pnl())
+            .unwrap_or(Some(Decimal::ZERO))
+            .ok_or_else(|| engine_error(py, "decimal overflow valuing a position"))
+    }
+
+    /// `{symbol: signed quantity}` of every open position.
+    #[getter]
+    fn positions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = lock(&self.session);
+        let dict = PyDict::new(py);
+        for id in s.ledger.open_symbols() {
+            if let Some(p) = s.ledger.position(*id) {
+                dict.set_item(s.market.symbol_name(*id), p.quantity)?;
+            }
+        }
+        Ok(dict)
+    }
+
+    fn __repr__(&self) -> String {
+        let s = lock(&self.session);
+        format!(
+            "<Portfolio cash={} equity={}>",
+            s.ledger.cash(),
+            s.ledger.equity().map(|e| e.to_string()).unwrap_or_else(|_| "overflow".into())
+        )
+    }
+}
+
+/// A handle on a submitted order; its status is read live from the engine.
+#[pyclass(module = "_rustybt", frozen)]
+pub struct Order {
+    id: OrderId,
+    session: SharedSession,
+}
+
+impl Order {
+    fn with<T>(&self, f: impl FnOnce(&crate::model::Order, &crate::engine::Session) -> T) -> T {
+        let s = lock(&self.session);
+        let order = s
+            .orders
+            .get(self.id)
+            .expect("invariant: an Order handle only exists for a submitted order");
+        f(order, &s)
+    }
+}
+
+#[pymethods]
+impl Order {
+    #[getter]
+    fn id(&self) -> u64 {
+        self.id.0
+    }
+
+    #[getter]
+    fn symbol(&self) -> String {
+        self.with(|o, s| s.market.symbol_name(o.symbol).to_string())
+    }
+
+    /// "buy" or "sell".
+    #[getter]
+    fn side(&self) -> &'static str {
+        self.with(|o, _| o.side.as_str())
+    }
+
+    #[getter]
+    fn quantity(&self) -> Decimal {
+        self.with(|o, _| o.quantity)
+    }
+
+    /// "accepted", "filled", "cancelled" or "rejected".
+    #[getter]
+    fn status(&self) -> &'static str {
+        self.with(|o, _| o.status.as_str())
+    }
+
+    #[getter]
+    fn is_open(&self) -> bool {
+        self.with(|o, _| o.status.is_open())
+    }
+
+    #[getter]
+    fn fill_price(&self) -> Option<Decimal> {
+        self.with(|o, _| o.fill_price)
+    }
+
+    #[getter]
+    fn submitted_at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDateTime>> {
+        datetime_from_ns(py, self.with(|o, _| o.submitted_at))
+    }
+
+    #[getter]
+    fn filled_at<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDateTime>>> {
+        self.with(|o, _| o.filled_at)
+            .map(|t| datetime_from_ns(py, t))
+            .transpose()
+    }
+
+    /// Why the order ended without a fill, if it did.
+    #[getter]
+    fn reason(&self) -> Option<String> {
+        self.with(|o, _| o.reason.clone())
+    }
+
+    /// Cancels the order if it is still open; returns whether it was.
+    fn cancel(&self) -> bool {
+        lock(&self.session).orders.cancel(self.id, "cancelled by the algorithm")
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<Order>()
+            .map(|o| o.get().id == self.id)
+            .unwrap_or(false)
+    }
+
+    fn __hash__(&self) -> u64 {
+        self.id.0
+    }
+
+    fn __repr__(&self) -> String {
+        self.with(|o, s| {
+            format!(
+                "<Order {} {} {} {} {}>",
+                o.id.0,
+                o.side,
+                o.quantity,
+                s.market.symbol_name(o.symbol),
+                o.status.as_str()
+            )
+        })
+    }
+}
+
+/// One execution, passed to `Algorithm.on_fill`.
+#[pyclass(module = "_rustybt", frozen, get_all)]
+pub struct Fill {
+    pub order_id: u64,
+    pub symbol: String,
+    /// "buy" or "sell".
+    pub side: &'static str,
+    pub quantity: Decimal,
+    pub price: Decimal,
+    pub fee: Decimal,
+    pub time_ns: i64,
+}
+
+impl Fill {
+    pub fn from_model(fill: &crate::model::Fill, symbol: &str) -> Self {
+        Fill {
+            order_id: fill.order_id.0,
+            symbol: symbol.to_string(),
+            side: fill.side.as_str(),
+            quantity: fill.quantity,
+            price: fill.price,
+            fee: fill.fee,
+            time_ns: fill.time,
+        }
+    }
+}
+
+#[pymethods]
+impl Fill {
+    #[getter]
+    fn time<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDateTime>> {
+        datetime_from_ns(py, self.time_ns)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<Fill order={} {} {} {} @ {} fee={} at {}>",
+            self.order_id,
+            self.side,
+            self.quantity,
+            self.symbol,
+            self.price,
+            self.fee,
+            format_timestamp(self.time_ns)
+        )
+    }
+}
+
+/// Where algorithm log lines go: stderr (unless quiet) and the run's `log.txt`.
+#[derive(Debug, Default)]
+pub struct LogSink {
+    pub lines: Mutex<Vec<String>>,
+    pub echo: bool,
+}
+
+/// `self.log` of an algorithm: lines stamped with the simulated time.
+#[pyclass(module = "_rustybt", frozen)]
+pub struct Logger {
+    session: SharedSession,
+    sink: Arc<LogSink>,
+    name: String,
+}
+
+impl Logger {
+    fn emit(&self, level: &str, message: &Bound<'_, PyAny>, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        let text = if args.is_empty() {
+            message.str()?.to_string()
+        } else {
+            message.rem(args)?.str()?.to_string()
+        };
+        let now = lock(&self.session).now;
+        let line = format!("{} {level:<7} {}: {text}", format_timestamp(now), self.name);
+        if self.sink.echo {
+            eprintln!("{line}");
+        }
+        self.sink
+            .lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Logger {
+    #[pyo3(signature = (message, *args))]
+    fn debug(&self, message: &Bound<'_, PyAny>, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        self.emit("DEBUG", message, args)
+    }
+
+    #[pyo3(signature = (message, *args))]
+    fn info(&self, message: &Bound<'_, PyAny>, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        self.emit("INFO", message, args)
+    }
+
+    #[pyo3(signature = (message, *args))]
+    fn warning(&self, message: &Bound<'_, PyAny>, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        self.emit("WARNING", message, args)
+    }
+
+    #[pyo3(signature = (message, *args))]
+    fn error(&self, message: &Bound<'_, PyAny>, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        self.emit("ERROR", message, args)
+    }
+}
+
+/// The channel from an `Algorithm` to the engine: orders in, handles out.
+#[pyclass(module = "_rustybt", frozen)]
+pub struct Broker {
+    session: SharedSession,
+    logger: Py<Logger>,
+    context: Py<Context>,
+}
+
+impl Broker {
+    pub fn new(
+        py: Python<'_>,
+        context: Py<Context>,
+        sink: Arc<LogSink>,
+        algorithm_name: &str,
+    ) -> PyResult<Self> {
+        let session = context.get().session.clone();
+        Ok(Broker {
+            logger: Py::new(
+                py,
+                Logger {
+                    session: session.clone(),
+                    sink,
+                    name: algorithm_name.to_string(),
+                },
+            )?,
+            session,
+            context,
+        })
+    }
+
+    fn handle(&self, id: OrderId) -> Order {
+        Order {
+            id,
+            session: self.session.clone(),
+        }
+    }
+}
+
+#[pymethods]
+impl Broker {
+    /// Submits a market order. `side` is "buy" or "sell"; `quantity` a Decimal, int or str.
+    fn submit(
+        &self,
+        py: Python<'_>,
+        symbol: &Bound<'_, PyAny>,
+        side: &str,
+        quantity: &Bound<'_, PyAny>,
+    ) -> PyResult<Order> {
+        let side = match side {
+            "buy" => OrderSide::Buy,
+            "sell" => OrderSide::Sell,
+            other => return Err(order_error(py, format!("side must be \"buy\" or \"sell\", got `{other}`"))),
+        };
+        let symbol = symbol
+            .cast::<PyString>()
+            .map_err(|_| order_error(py, "symbol must be a str"))?
+            .to_str()?
+            .to_string();
+        let quantity = quantity_from_py(quantity)?;
+        let mut s = lock(&self.session);
+        resolve(py, &s, &symbol)?;
+        let id = s
+            .submit_market_order(&symbol, side, quantity)
+            .map_err(|e| order_error(py, e.to_string()))?;
+        Ok(self.handle(id))
+    }
+
+    /// Submits the market order that flattens `symbol`; None when already flat.
+    fn close(&self, py: Python<'_>, symbol: &str) -> PyResult<Option<Order>> {
+        let mut s = lock(&self.session);
+        let id = resolve(py, &s, symbol)?;
+        let quantity = s.ledger.position(id).map(|p| p.quantity).unwrap_or_default();
+        if quantity.is_zero() {
+            return Ok(None);
+        }
+        let side = if quantity > Decimal::ZERO {
+            OrderSide::Sell
+        } else {
+            OrderSide::Buy
+        };
+        let id = s
+            .submit_market_order(symbol, side, quantity.abs())
+            .map_err(|e| order_error(py, e.to_string()))?;
+        Ok(Some(self.handle(id)))
+    }
+
+    /// Open orders, of one symbol or of all.
+    #[pyo3(signature = (symbol = None))]
+    fn open_orders(&self, py: Python<'_>, symbol: Option<&str>) -> PyResult<Vec<Order>> {
+        let s = lock(&self.session);
+        let ids: Vec<OrderId> = match symbol {
+            Some(symbol) => {
+                let id = resolve(py, &s, symbol)?;
+                s.orders.open_orders(id).map(|o| o.id).collect()
+            }
+            None => (0..s.market.symbol_count())
+                .flat_map(|i| s.orders.open_orders(SymbolId(i as u32)).map(|o| o.id))
+                .collect(),
+        };
+        Ok(ids.into_iter().map(|id| self.handle(id)).collect())
+    }
+
+    #[getter]
+    fn log<'py>(&self, py: Python<'py>) -> Bound<'py, Logger> {
+        self.logger.bind(py).clone()
+    }
+
+    #[getter]
+    fn context<'py>(&self, py: Python<'py>) -> Bound<'py, Context> {
+        self.context.bind(py).clone()
+    }
+}
+
+/// The `_rustybt` built-in module, registered before the interpreter starts.
+#[pymodule]
+pub fn _rustybt(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    module.add_class::<Context>()?;
+    module.add_class::<Bars>()?;
+    module.add_class::<Portfolio>()?;
+    module.add_class::<Order>()?;
+    module.add_class::<Fill>()?;
+    module.add_class::<Logger>()?;
+    module.add_class::<Broker>()?;
+    module.add_class::<SeriesBuffer>()?;
+    Ok(())
+}
