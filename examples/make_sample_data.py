@@ -3,11 +3,12 @@
 Three made-up symbols (SYNA, SYNB, SYNC), one week of 1-minute bars each, from a seeded
 geometric random walk (see rustybt_api.testing.generate_bars). Not real market data.
 
-    python examples/make_sample_data.py
+    python examples/make_sample_data.py [--out DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -25,10 +26,12 @@ SAMPLES = {
 
 
 def main() -> None:
-    out = ROOT / "examples" / "data" / "sample"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "examples" / "data" / "sample")
+    out = parser.parse_args().out
     for symbol, params in SAMPLES.items():
         path = write_csv(out / f"{symbol}.csv", generate_bars(ROWS, **params))
-        print(f"wrote {path.relative_to(ROOT)}")
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -77,27 +77,28 @@ impl RunSettings {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
-        let algo = args
-            .algo
-            .clone()
-            .or(file.run.algo)
-            .ok_or_else(|| {
-                Error::usage_with_hint(
-                    "no algorithm given",
-                    "pass `--algo algorithms/sma_cross.py` or set `run.algo` in the config file",
-                )
-            })?;
+        let algo = args.algo.clone().or(file.run.algo).ok_or_else(|| {
+            Error::usage_with_hint(
+                "no algorithm given",
+                "pass `--algo algorithms/sma_cross.py` or set `run.algo` in the config file",
+            )
+        })?;
         let cash = match (&args.cash, &file.run.cash) {
             (Some(text), _) => decimal_text("--cash", text)?,
             (None, Some(value)) => decimal_value("run.cash", value)?,
             (None, None) => Decimal::from_str(DEFAULT_CASH).expect("invariant: valid default"),
         };
         if cash <= Decimal::ZERO {
-            return Err(Error::usage(format!("starting cash must be positive, got {cash}")));
+            return Err(Error::usage(format!(
+                "starting cash must be positive, got {cash}"
+            )));
         }
         let start = args.start.clone().or(file.run.start);
         let end = args.end.clone().or(file.run.end);
-        let start_ns = start.as_deref().map(|t| time_flag("--start", t)).transpose()?;
+        let start_ns = start
+            .as_deref()
+            .map(|t| time_flag("--start", t))
+            .transpose()?;
         let end_ns = end.as_deref().map(end_exclusive).transpose()?;
         if let (Some(s), Some(e)) = (start_ns, end_ns)
             && e <= s
@@ -282,7 +283,10 @@ mod tests {
             settings.params,
             vec![("fast".into(), "3".into()), ("slow".into(), "9".into())]
         );
-        assert_eq!(settings.commission.rate, Decimal::from_str("0.001").unwrap());
+        assert_eq!(
+            settings.commission.rate,
+            Decimal::from_str("0.001").unwrap()
+        );
         assert_eq!(
             settings.end_ns,
             Some(parse_timestamp("2024-02-01").unwrap())

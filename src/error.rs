@@ -168,3 +168,26 @@ pub fn report(error: &Error) {
         eprintln!("hint: {hint}");
     }
 }
+
+thread_local! {
+    static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the panic hook silenced on this thread, for third-party code whose panics on
+/// bad input the caller catches and reports as an ordinary error.
+pub fn quiet_panics<R>(f: impl FnOnce() -> R) -> R {
+    let previous = QUIET_PANICS.with(|q| q.replace(true));
+    let result = f();
+    QUIET_PANICS.with(|q| q.set(previous));
+    result
+}
+
+/// The process panic hook: a panic is a bug in rustybt, said in one line without a Rust
+/// backtrace, unless it happens inside [`quiet_panics`].
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        if !QUIET_PANICS.with(|q| q.get()) {
+            eprintln!("error: internal error (a bug in rustybt): {info}");
+        }
+    }));
+}

@@ -1,10 +1,7 @@
 use clap::Parser;
 
 fn main() {
-    // A panic is a bug in rustybt: say so in one line instead of a Rust backtrace.
-    std::panic::set_hook(Box::new(|info| {
-        eprintln!("error: internal error (a bug in rustybt): {info}");
-    }));
+    rustybt::error::install_panic_hook();
     let cli = rustybt::Cli::parse();
     let code = std::panic::catch_unwind(|| rustybt::execute(cli))
         .unwrap_or(rustybt::error::ExitCode::Internal);

@@ -165,17 +165,24 @@ fn apply_to_position(
         } else {
             delta
         };
-        // Cost allocated to the closed part. A whole close takes the whole basis exactly;
-        // a partial close divides, and whatever rounding that needs stays consistent because
-        // the same amount leaves the basis and enters the realized PnL.
+        // Cost allocated to the closed part. A whole close takes the whole basis exactly. A
+        // partial close divides; the share is rounded (banker's) to the scale the basis is
+        // kept in, so amounts never grow 28-digit tails that later sums would have to round.
+        // Whatever the rounding, the same amount leaves the basis and enters realized PnL, so
+        // equity = initial + realized + unrealized − fees stays exact.
         let allocated = if closing == -quantity {
             position.cost_basis
         } else {
+            let scale = position
+                .cost_basis
+                .scale()
+                .max(fill.price.scale() + closing.scale());
             position
                 .cost_basis
                 .checked_mul(closing.abs())
                 .and_then(|v| v.checked_div(quantity.abs()))
                 .ok_or(overflow("allocating cost basis"))?
+                .round_dp(scale)
         };
         let proceeds = (-closing)
             .checked_mul(fill.price)
@@ -203,6 +210,7 @@ fn apply_to_position(
                 .checked_mul(closing.abs())
                 .and_then(|v| v.checked_div(delta.abs()))
                 .ok_or(overflow("splitting a fee"))?
+                .round_dp(fill.fee.scale().max(12))
         };
         fee_left -= closing_fee;
         if let Some(trade) = position.open_trade.as_mut() {

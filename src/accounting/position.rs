@@ -40,7 +40,9 @@ impl Position {
 
     /// `quantity × mark − cost_basis`, or `None` on overflow.
     pub fn unrealized_pnl(&self) -> Option<Decimal> {
-        self.quantity.checked_mul(self.mark)?.checked_sub(self.cost_basis)
+        self.quantity
+            .checked_mul(self.mark)?
+            .checked_sub(self.cost_basis)
     }
 
     /// `quantity × mark`, or `None` on overflow.

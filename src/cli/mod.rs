@@ -32,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Backtest an algorithm on bar data and write the results.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show the interpreter rustybt chose, sys.path, and whether key packages import.
     Doctor,
 }
@@ -98,7 +98,7 @@ pub fn execute(cli: Cli) -> ExitCode {
         doctor::version(cli.python.as_deref())
     } else {
         match cli.command {
-            Some(Command::Run(args)) => run::run(cli.python.as_deref(), args),
+            Some(Command::Run(args)) => run::run(cli.python.as_deref(), *args),
             Some(Command::Doctor) => doctor::doctor(cli.python.as_deref()),
             None => Err(Error::usage_with_hint(
                 "no command given",

@@ -117,20 +117,30 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
         let trades = s.ledger.closed_trades();
         let computed = metrics::compute(settings.cash, &outcome.equity, trades, &outcome.fills);
         let out_dir = settings.out.clone().unwrap_or_else(default_out_dir);
-        metrics::write_results(&out_dir, &info, &computed, &outcome.equity, &outcome.fills, trades)
-            .map_err(|e| Error::Io {
-                context: "cannot write results to",
-                path: out_dir.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+        metrics::write_results(
+            &out_dir,
+            &info,
+            &computed,
+            &outcome.equity,
+            &outcome.fills,
+            trades,
+        )
+        .map_err(|e| Error::Io {
+            context: "cannot write results to",
+            path: out_dir.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         let log_lines = sink.lines.lock().unwrap_or_else(|p| p.into_inner());
         let log_path = out_dir.join("log.txt");
-        std::fs::write(&log_path, log_lines.join("\n") + if log_lines.is_empty() { "" } else { "\n" })
-            .map_err(|source| Error::Io {
-                context: "cannot write",
-                path: log_path,
-                source,
-            })?;
+        std::fs::write(
+            &log_path,
+            log_lines.join("\n") + if log_lines.is_empty() { "" } else { "\n" },
+        )
+        .map_err(|source| Error::Io {
+            context: "cannot write",
+            path: log_path,
+            source,
+        })?;
         drop(s);
 
         println!("{}", metrics::summary_table(&info, &computed));
@@ -153,7 +163,10 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
         Ok(match outcome.stop {
             None => ExitCode::Success,
             Some(Stop::Interrupted) => {
-                eprintln!("interrupted: partial results written to {}", out_dir.display());
+                eprintln!(
+                    "interrupted: partial results written to {}",
+                    out_dir.display()
+                );
                 ExitCode::Interrupted
             }
             Some(Stop::Failed(e)) => {

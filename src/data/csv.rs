@@ -1,7 +1,6 @@
 //! CSV reader: one reused `ByteRecord`, fields parsed straight from the bytes (no per-row
 //! `String`s), every row handed to the shared checks in `validate`.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 
@@ -9,7 +8,7 @@ use ::csv::{ByteRecord, ReaderBuilder};
 
 use super::decimal::parse_value;
 use super::timestamp::parse_bytes;
-use super::validate::{Columns, Field, RowError, SeriesBuilder};
+use super::validate::{Columns, Field, Router, RowError};
 use super::{BarSeries, DataError, Location};
 
 /// Reads a whole CSV file into one series per symbol (before any time-range filtering).
@@ -49,12 +48,7 @@ fn read_from(
     let columns = Columns::resolve(&header).map_err(|m| DataError::invalid(path, None, None, m))?;
     let n_fields = header.len();
 
-    let mut series: Vec<SeriesBuilder> = Vec::new();
-    if columns.symbol.is_none() {
-        series.push(SeriesBuilder::new(default_symbol.to_owned(), false));
-    }
-    let mut by_symbol: HashMap<Vec<u8>, usize> = HashMap::new();
-    let mut last_slot: Option<usize> = None;
+    let mut router = Router::new(columns.symbol.is_none().then_some(default_symbol));
     let mut rows = 0usize;
 
     while reader
@@ -81,31 +75,9 @@ fn read_from(
         // Lengths were checked above, so `get` always succeeds; no indexing panics regardless.
         let field = |i: usize| record.get(i).unwrap_or_default();
 
-        let slot = match columns.symbol {
-            None => 0,
-            Some(i) => {
-                let sym = field(i).trim_ascii();
-                match last_slot {
-                    // Rows of one symbol usually come together: skip the map lookup.
-                    Some(k) if series[k].symbol().as_bytes() == sym => k,
-                    _ => {
-                        let k = match by_symbol.get(sym) {
-                            Some(&k) => k,
-                            None => {
-                                let name = symbol_name(sym)
-                                    .map_err(|m| located(RowError::new(Field::Symbol, m)))?;
-                                by_symbol.insert(sym.to_vec(), series.len());
-                                series.push(SeriesBuilder::new(name, true));
-                                series.len() - 1
-                            }
-                        };
-                        last_slot = Some(k);
-                        k
-                    }
-                }
-            }
-        };
-
+        let series = router
+            .series(columns.symbol.map(field))
+            .map_err(|m| located(RowError::new(Field::Symbol, m)))?;
         let time = parse_bytes(field(columns.timestamp))
             .map_err(|m| located(RowError::new(Field::Timestamp, m)))?;
         let value = |k: usize| {
@@ -113,7 +85,7 @@ fn read_from(
                 .map_err(|m| located(RowError::new(Field::VALUES[k], m)))
         };
         let values = [value(0)?, value(1)?, value(2)?, value(3)?, value(4)?];
-        series[slot].push(loc, time, values).map_err(located)?;
+        series.push(loc, time, values).map_err(located)?;
         rows += 1;
     }
 
@@ -125,16 +97,7 @@ fn read_from(
             "contains no bars: the header has no rows after it",
         ));
     }
-    Ok(series.into_iter().map(|s| s.finish(path)).collect())
-}
-
-fn symbol_name(sym: &[u8]) -> Result<String, String> {
-    if sym.is_empty() {
-        return Err("empty symbol".to_owned());
-    }
-    std::str::from_utf8(sym)
-        .map(str::to_owned)
-        .map_err(|_| "symbol is not valid UTF-8".to_owned())
+    Ok(router.finish(path))
 }
 
 fn csv_error(path: &Path, e: ::csv::Error) -> DataError {

@@ -2,8 +2,8 @@
 //!
 //! Every price and volume is kept twice: as an exact decimal (for accounting and for the
 //! validation checks, which compare exact values) and as the `f64` parse of the same text (for
-//! indicators and for handing to Python). Both readers feed the same row checks in
-//! [`validate`], so a file is accepted or rejected the same way whatever its format.
+//! indicators and for handing to Python). Both readers feed the same row checks in the
+//! `validate` module, so a file is accepted or rejected the same way whatever its format.
 
 mod csv;
 mod decimal;

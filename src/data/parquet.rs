@@ -6,7 +6,6 @@
 //! Float columns are taken at their shortest decimal representation: `101.25_f64` becomes
 //! exactly `101.25` (the text `format!("{v}")` prints), not the binary value's long expansion.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -24,7 +23,7 @@ use arrow_schema::{DataType, TimeUnit};
 
 use super::decimal::{Value, from_float, from_mantissa, parse_value};
 use super::timestamp::{epoch_to_ns, parse_bytes};
-use super::validate::{Columns, Field, RowError, SeriesBuilder};
+use super::validate::{Columns, Field, Router, RowError};
 use super::{BarSeries, DataError, Location};
 
 const BATCH_SIZE: usize = 64 * 1024;
@@ -40,15 +39,24 @@ fn read_with(
     batch_size: usize,
 ) -> Result<Vec<BarSeries>, DataError> {
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    // The decoder is third-party code fed untrusted bytes; should it panic on some corrupt
-    // file, that becomes an error for this file instead of the end of the process.
-    catch_unwind(AssertUnwindSafe(|| {
-        read_file(path, file, default_symbol, batch_size)
-    }))
-    .unwrap_or_else(|_| {
+    // The decoder is third-party code fed untrusted bytes, and it does panic on some corrupt
+    // metadata (parquet 60: "column start and length should not be negative"). Such a panic
+    // becomes an error for this file instead of the end of the process, and the host's panic
+    // hook stays quiet about it. (A `panic = "abort"` profile would defeat this.)
+    crate::error::quiet_panics(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            read_file(path, file, default_symbol, batch_size)
+        }))
+    })
+    .unwrap_or_else(|payload| {
+        let detail = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
         Err(DataError::Parquet {
             path: path.to_path_buf(),
-            message: "the decoder failed on corrupt data".to_owned(),
+            message: format!("the decoder failed on corrupt data: {detail}"),
         })
     })
 }
@@ -86,12 +94,7 @@ fn read_file(
         .build()
         .map_err(|e| decoder_error(path, e))?;
 
-    let mut series: Vec<SeriesBuilder> = Vec::new();
-    if columns.symbol.is_none() {
-        series.push(SeriesBuilder::new(default_symbol.to_owned(), false));
-    }
-    let mut by_symbol: HashMap<String, usize> = HashMap::new();
-    let mut last_slot: Option<usize> = None;
+    let mut router = Router::new(columns.symbol.is_none().then_some(default_symbol));
     let mut row = 0usize;
 
     for batch in reader {
@@ -133,36 +136,16 @@ fn read_file(
             };
             let null = |field: Field| located(RowError::new(field, "empty value (null)"));
 
-            let slot = match &symbols {
-                None => 0,
-                Some((nulls, symbol_at)) => {
-                    if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
-                        return Err(null(Field::Symbol));
-                    }
-                    let sym = symbol_at(i).trim();
-                    match last_slot {
-                        Some(k) if series[k].symbol() == sym => k,
-                        _ => {
-                            let k = match by_symbol.get(sym) {
-                                Some(&k) => k,
-                                None => {
-                                    if sym.is_empty() {
-                                        return Err(located(RowError::new(
-                                            Field::Symbol,
-                                            "empty symbol",
-                                        )));
-                                    }
-                                    by_symbol.insert(sym.to_owned(), series.len());
-                                    series.push(SeriesBuilder::new(sym.to_owned(), true));
-                                    series.len() - 1
-                                }
-                            };
-                            last_slot = Some(k);
-                            k
-                        }
-                    }
+            let symbol = match &symbols {
+                Some((nulls, _)) if nulls.as_ref().is_some_and(|n| n.is_null(i)) => {
+                    return Err(null(Field::Symbol));
                 }
+                Some((_, symbol_at)) => Some(symbol_at(i).as_bytes()),
+                None => None,
             };
+            let series = router
+                .series(symbol)
+                .map_err(|m| located(RowError::new(Field::Symbol, m)))?;
 
             if ts_nulls.as_ref().is_some_and(|n| n.is_null(i)) {
                 return Err(null(Field::Timestamp));
@@ -177,7 +160,7 @@ fn read_file(
                 }
                 *slot = value_at(i).map_err(|m| located(RowError::new(field, m)))?;
             }
-            series[slot].push(loc, time, values).map_err(located)?;
+            series.push(loc, time, values).map_err(located)?;
         }
     }
 
@@ -189,7 +172,7 @@ fn read_file(
             "contains no bars: the file has no rows",
         ));
     }
-    Ok(series.into_iter().map(|s| s.finish(path)).collect())
+    Ok(router.finish(path))
 }
 
 const ZERO: Value = Value {

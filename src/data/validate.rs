@@ -3,6 +3,7 @@
 //! is appended, so CSV and Parquet files are judged identically.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::path::Path;
 
 use super::decimal::{Value, rescale};
@@ -265,10 +266,6 @@ impl SeriesBuilder {
         }
     }
 
-    pub fn symbol(&self) -> &str {
-        &self.symbol
-    }
-
     /// Checks one bar (values: open, high, low, close, volume) and appends it.
     pub fn push(&mut self, loc: Location, time: i64, values: [Value; 5]) -> Result<(), RowError> {
         if let Some((prev, prev_loc)) = self.last {
@@ -350,6 +347,64 @@ impl SeriesBuilder {
             close,
             volume,
         }
+    }
+}
+
+/// Routes rows to one `SeriesBuilder` per symbol, created in order of first appearance.
+pub(crate) struct Router {
+    series: Vec<SeriesBuilder>,
+    by_symbol: HashMap<Vec<u8>, usize>,
+    last: Option<usize>,
+}
+
+impl Router {
+    /// With `default_symbol`, every row goes to that one series (files without a `symbol`
+    /// column); without it, rows are split by the symbol passed to [`Router::series`].
+    pub fn new(default_symbol: Option<&str>) -> Self {
+        Self {
+            series: default_symbol
+                .map(|s| SeriesBuilder::new(s.to_owned(), false))
+                .into_iter()
+                .collect(),
+            by_symbol: HashMap::new(),
+            last: None,
+        }
+    }
+
+    /// The series for a row; `symbol` (trimmed) is `None` for files without a symbol column.
+    pub fn series(&mut self, symbol: Option<&[u8]>) -> Result<&mut SeriesBuilder, String> {
+        let Some(sym) = symbol.map(<[u8]>::trim_ascii) else {
+            return self
+                .series
+                .first_mut()
+                .ok_or_else(|| "no symbol given".to_owned());
+        };
+        let k = match self.last {
+            // Rows of one symbol usually come together: skip the map lookup.
+            Some(k) if self.series[k].symbol.as_bytes() == sym => k,
+            _ => {
+                let k = match self.by_symbol.get(sym) {
+                    Some(&k) => k,
+                    None => {
+                        if sym.is_empty() {
+                            return Err("empty symbol".to_owned());
+                        }
+                        let name = std::str::from_utf8(sym)
+                            .map_err(|_| "symbol is not valid UTF-8".to_owned())?;
+                        self.by_symbol.insert(sym.to_vec(), self.series.len());
+                        self.series.push(SeriesBuilder::new(name.to_owned(), true));
+                        self.series.len() - 1
+                    }
+                };
+                self.last = Some(k);
+                k
+            }
+        };
+        Ok(&mut self.series[k])
+    }
+
+    pub fn finish(self, source: &Path) -> Vec<BarSeries> {
+        self.series.into_iter().map(|s| s.finish(source)).collect()
     }
 }
 

@@ -112,11 +112,7 @@ fn drive(
 }
 
 /// Steps 1–3 of the clock for the symbols closing at `tick.time`.
-fn step_market(
-    s: &mut super::Session,
-    tick: &Tick,
-    fills: &mut Vec<Fill>,
-) -> Result<(), Stop> {
+fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Result<(), Stop> {
     let session = &mut *s;
     for &symbol in &tick.symbols {
         let index = session.market.closed_count(symbol);

@@ -26,7 +26,9 @@ pub type SharedSession = Arc<Mutex<Session>>;
 /// Locks the session. A poisoned lock only means a panic happened elsewhere while it was
 /// held; the data is still consistent because every mutation is all-or-nothing.
 pub fn lock(session: &SharedSession) -> MutexGuard<'_, Session> {
-    session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    session
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Session {

@@ -158,11 +158,23 @@ mod tests {
             .unwrap();
         let mut fills = Vec::new();
         // A bar that opened before the decision is not used.
-        book.match_bar(SymbolId(0), 40, dec!(9), &CommissionModel::default(), &mut fills)
-            .unwrap();
+        book.match_bar(
+            SymbolId(0),
+            40,
+            dec!(9),
+            &CommissionModel::default(),
+            &mut fills,
+        )
+        .unwrap();
         assert!(fills.is_empty());
-        book.match_bar(SymbolId(0), 100, dec!(10.5), &CommissionModel::default(), &mut fills)
-            .unwrap();
+        book.match_bar(
+            SymbolId(0),
+            100,
+            dec!(10.5),
+            &CommissionModel::default(),
+            &mut fills,
+        )
+        .unwrap();
         assert_eq!(fills.len(), 1);
         assert_eq!(fills[0].price, dec!(10.5));
         assert_eq!(fills[0].time, 100);

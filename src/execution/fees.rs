@@ -42,6 +42,9 @@ mod tests {
         };
         assert_eq!(model.fee(dec!(10), dec!(50)), Some(dec!(1)));
         assert_eq!(model.fee(dec!(100), dec!(50)), Some(dec!(5.000)));
-        assert_eq!(CommissionModel::default().fee(dec!(3), dec!(2)), Some(dec!(0)));
+        assert_eq!(
+            CommissionModel::default().fee(dec!(3), dec!(2)),
+            Some(dec!(0))
+        );
     }
 }

@@ -16,14 +16,19 @@
 //!   12 decimal places. **Net profit** = `final_equity - initial_cash`. **Fees paid** = the sum
 //!   of the fees of all fills. `final_equity` is the equity of the last point of the curve
 //!   (`initial_cash` when the curve is empty).
+//! * **Which day a point belongs to.** Equity points are stamped with the tick time, the close
+//!   time of the bars just completed, so a point at exactly 00:00 UTC closes the *previous* day:
+//!   a point at time `t` belongs to the UTC calendar day holding the instant just before `t`.
+//!   (A weekday market's Friday daily bar, opened Friday 00:00, closes Saturday 00:00 and counts
+//!   as Friday.)
 //! * **Returns for Sharpe and Sortino.** The equity curve is resampled to the last equity of
 //!   each UTC calendar day that has at least one equity point (days without points are skipped,
 //!   not filled), and simple returns `e_d / e_{d-1} - 1` are taken between consecutive such
 //!   days. They are annualized with `sqrt(periods_per_year)`, where the trading-days-per-year
-//!   figure is **365** if any equity point falls on a Saturday or Sunday (UTC) — a 24/7 market —
-//!   and **252** otherwise. The risk-free rate is 0. If fewer than 2 daily returns exist (a run
-//!   shorter than about three days), per-tick returns between consecutive equity points are used
-//!   instead, annualized with `days_per_year × ticks_per_day`, where `ticks_per_day` =
+//!   figure is **365** if any equity point belongs to a Saturday or Sunday (UTC) — a 24/7
+//!   market — and **252** otherwise. The risk-free rate is 0. If fewer than 2 daily returns
+//!   exist (points on fewer than 3 days), per-tick returns between consecutive equity points are
+//!   used instead, annualized with `days_per_year × ticks_per_day`, where `ticks_per_day` =
 //!   `1 day / median spacing` of the equity times (zero spacings ignored).
 //! * **Sharpe** = `mean(r) / std(r) × sqrt(periods_per_year)` with the sample standard
 //!   deviation (ddof = 1). **Sortino** = `mean(r) / dd × sqrt(periods_per_year)` with the
@@ -89,6 +94,7 @@ pub use summary::summary_table;
 pub struct EquityPoint {
     /// Tick time: the close of the bar(s) processed at this tick.
     pub time: TimestampNs,
+    /// Cash after the tick's fills.
     pub cash: Decimal,
     /// Cash plus the marked-to-market value of every position.
     pub equity: Decimal,
@@ -97,11 +103,13 @@ pub struct EquityPoint {
 /// How the run ended. Anything but [`RunStatus::Complete`] means partial results.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunStatus {
+    /// The clock ran to the end of the data.
     Complete,
     /// Stopped by the user (Ctrl-C).
     Interrupted,
     /// The algorithm raised an error.
     Failed {
+        /// The error, with the Python traceback when there is one.
         reason: String,
     },
 }
@@ -133,20 +141,31 @@ impl RunStatus {
 /// Everything about the run that is not a number computed by this module.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunInfo {
+    /// How the run ended.
     pub status: RunStatus,
     /// Path of the algorithm file.
     pub algorithm: String,
+    /// The `Algorithm` subclass that ran.
     pub class_name: String,
+    /// The algorithm's parameters as run (after CLI/config overrides), as text.
     pub parameters: BTreeMap<String, String>,
+    /// Paths of the data files loaded.
     pub data_files: Vec<String>,
     /// Symbol names; the index is the [`SymbolId`](crate::model::SymbolId).
     pub symbols: Vec<String>,
+    /// Starting cash of the account.
     pub initial_cash: Decimal,
+    /// Bars closed over the run, all symbols together.
     pub bars_processed: u64,
+    /// Clock steps (`on_tick` calls) over the run.
     pub ticks_processed: u64,
+    /// Wall-clock duration of the run, in seconds.
     pub wall_seconds: f64,
+    /// Version of rustybt that ran.
     pub rustybt_version: String,
+    /// Version of the embedded Python interpreter.
     pub python_version: String,
+    /// Base bar interval of the data, in nanoseconds.
     pub bar_interval_ns: i64,
 }
 
@@ -172,21 +191,33 @@ pub struct Metrics {
     /// Last equity point's time; `None` for an empty curve.
     #[serde(serialize_with = "output::ser_opt_time")]
     pub end_time: Option<TimestampNs>,
+    /// Length of the equity curve (one point per tick).
     pub num_equity_points: usize,
+    /// Starting cash, the base of `total_return`, `net_profit` and CAGR.
     pub initial_cash: Decimal,
+    /// Equity of the last point (`initial_cash` for an empty curve).
     pub final_equity: Decimal,
     /// `final_equity / initial_cash - 1`, exact to 12 decimal places (0 if `initial_cash` is 0).
     pub total_return: Decimal,
+    /// `final_equity - initial_cash`.
     pub net_profit: Decimal,
+    /// Sum of the fees of all fills.
     pub fees_paid: Decimal,
     /// Closed round trips.
     pub num_trades: usize,
+    /// Closed trades with `pnl > 0`.
     pub num_winning_trades: usize,
+    /// Closed trades with `pnl < 0`.
     pub num_losing_trades: usize,
+    /// Executions.
     pub num_fills: usize,
+    /// Annualized Sharpe ratio, risk-free rate 0.
     pub sharpe: Option<f64>,
+    /// Annualized Sortino ratio, target 0.
     pub sortino: Option<f64>,
+    /// Sample standard deviation of the returns × `sqrt(periods_per_year)` (0.2 = 20 %).
     pub annualized_volatility: Option<f64>,
+    /// Daily or per-tick returns.
     pub returns_basis: ReturnsBasis,
     /// How many returns Sharpe/Sortino were computed from.
     pub num_returns: usize,
@@ -205,47 +236,67 @@ pub struct Metrics {
     /// Time of the deepest point of the deepest drawdown.
     #[serde(serialize_with = "output::ser_opt_time")]
     pub max_drawdown_trough_time: Option<TimestampNs>,
+    /// Compound annual growth rate (0.1 = 10 % a year).
     pub cagr: Option<f64>,
+    /// `cagr / max_drawdown`.
     pub calmar: Option<f64>,
+    /// Fraction of closed trades with `pnl > 0`.
     pub win_rate: Option<f64>,
+    /// `gross_profit / |gross_loss|`.
     pub profit_factor: Option<f64>,
     /// Σ pnl of winning trades.
     pub gross_profit: Decimal,
     /// Σ pnl of losing trades (zero or negative).
     pub gross_loss: Decimal,
+    /// Mean pnl of the closed trades, rounded to 12 decimal places.
     pub avg_trade_pnl: Option<Decimal>,
 }
 
 /// Writing the results folder failed; every variant names the file concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
+    /// Creating the folder or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
+    /// Writing a CSV file failed.
     #[error("{}: {source}", path.display())]
     Csv {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: csv::Error,
     },
+    /// Writing a Parquet file failed.
     #[error("{}: {source}", path.display())]
     Parquet {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: parquet::errors::ParquetError,
     },
+    /// Building an Arrow batch for a Parquet file failed.
     #[error("{}: {source}", path.display())]
     Arrow {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: arrow_schema::ArrowError,
     },
+    /// Serializing `metrics.json` failed.
     #[error("{}: {source}", path.display())]
     Json {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: serde_json::Error,
     },

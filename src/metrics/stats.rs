@@ -91,12 +91,15 @@ fn to_f64(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(f64::NAN)
 }
 
-/// Days since the Unix epoch of the UTC calendar day holding `t`.
-fn utc_day(t: TimestampNs) -> i64 {
-    t.div_euclid(NANOS_PER_DAY)
+/// The UTC calendar day (days since the Unix epoch) that an equity point at tick time `t`
+/// belongs to. Tick times are bar close times, so a point at exactly midnight closes the
+/// previous day: the day is the one holding the instant just before `t`. (A weekday market's
+/// Friday daily bar closes at Saturday 00:00 and is Friday's close.)
+pub(crate) fn utc_day(t: TimestampNs) -> i64 {
+    t.saturating_sub(1).div_euclid(NANOS_PER_DAY)
 }
 
-/// True when `t` falls on a Saturday or Sunday, UTC.
+/// True when the point at tick time `t` belongs to a Saturday or Sunday (see [`utc_day`]).
 pub(crate) fn is_weekend(t: TimestampNs) -> bool {
     // 1970-01-01 was a Thursday; with Sunday = 0 it is day 4 of its week.
     let weekday = (utc_day(t) + 4).rem_euclid(7);
@@ -443,11 +446,33 @@ mod tests {
     #[test]
     fn weekday_identification() {
         assert!(!is_weekend(at(2024, 1, 5, 23))); // Friday
-        assert!(is_weekend(at(2024, 1, 6, 0))); // Saturday
+        assert!(!is_weekend(at(2024, 1, 6, 0))); // Saturday 00:00 closes Friday
+        assert!(is_weekend(at(2024, 1, 6, 0) + 1)); // Saturday
         assert!(is_weekend(at(2024, 1, 7, 12))); // Sunday
-        assert!(!is_weekend(at(2024, 1, 8, 0))); // Monday
-        assert!(!is_weekend(0)); // 1970-01-01, Thursday
-        assert!(is_weekend(-NANOS_PER_DAY * 5)); // 1969-12-27, Saturday
+        assert!(is_weekend(at(2024, 1, 8, 0))); // Monday 00:00 closes Sunday
+        assert!(!is_weekend(at(2024, 1, 8, 1))); // Monday
+        assert!(!is_weekend(1)); // 1970-01-01, Thursday
+        assert!(is_weekend(-NANOS_PER_DAY * 5 + 1)); // 1969-12-27, Saturday
+        assert_eq!(utc_day(at(2024, 1, 2, 0)), utc_day(at(2024, 1, 1, 12)));
+        assert_eq!(utc_day(i64::MIN), i64::MIN.div_euclid(NANOS_PER_DAY));
+    }
+
+    #[test]
+    fn weekday_daily_bars_stamped_at_midnight_close_use_252() {
+        // Daily bars of a weekday market: Mon..Fri bars close Tue 00:00 .. Sat 00:00.
+        let closes = [100.0, 102.0, 101.0, 103.0, 104.0, 102.5, 105.0];
+        let close_days = [2, 3, 4, 5, 6, 9, 10]; // Jan 2024; Jan 6 is a Saturday
+        let e: Vec<_> = closes
+            .iter()
+            .zip(close_days)
+            .map(|(c, day)| pt(at(2024, 1, day, 0), &c.to_string()))
+            .collect();
+        assert_eq!(daily_closes(&e).len(), 7);
+        let m = compute(d("100"), &e, &[], &[]);
+        assert_eq!(m.days_per_year, 252);
+        assert_eq!(m.returns_basis, ReturnsBasis::Daily);
+        let (sh, _) = reference(&closes, 252.0);
+        assert!(close(m.sharpe.unwrap(), sh));
     }
 
     #[test]

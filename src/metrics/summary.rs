@@ -10,7 +10,7 @@ use crate::model::time::{NANOS_PER_DAY, NANOS_PER_MINUTE, NANOS_PER_SECOND};
 const MAX_REASON_CHARS: usize = 200;
 
 /// An aligned two-column table of the run and its metrics, for the terminal (plain text, no
-/// colour codes, lines ending in `\n`).
+/// colour codes, lines separated by `\n`, no trailing newline: `println!` it).
 ///
 /// The first line is the status: `Status: complete`, `Status: interrupted (partial results)`
 /// or `Status: failed (partial results): <reason>`, where the reason is its last non-empty line
@@ -86,9 +86,8 @@ pub fn summary_table(info: &RunInfo, metrics: &Metrics) -> String {
 
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
     let mut out = status_line(&info.status);
-    out.push('\n');
     for (label, value) in rows {
-        out.push_str(&format!("  {label:<width$}{value}\n"));
+        out.push_str(&format!("\n  {label:<width$}{value}"));
     }
     out
 }
@@ -195,6 +194,7 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "Status: complete");
         assert!(!t.contains('\x1b'));
+        assert!(t.ends_with("  Fills              3"));
         assert!(t.contains("  Algorithm          algorithms/sma_cross.py (SmaCross)\n"));
         assert!(t.contains("  Final equity       100105.10\n"));
         assert!(t.contains("  Total return       0.11%\n"));

@@ -69,7 +69,11 @@ pub fn parse_exact(text: &str) -> Option<Decimal> {
     Decimal::from_str_exact(text)
         .ok()
         .or_else(|| Decimal::from_scientific(text).ok())
-        .or_else(|| Decimal::from_str(text).ok().filter(|d| d.to_string() == text))
+        .or_else(|| {
+            Decimal::from_str(text)
+                .ok()
+                .filter(|d| d.to_string() == text)
+        })
 }
 
 /// A timezone-aware UTC `datetime` (microsecond precision, as Python's datetime has).

@@ -28,7 +28,12 @@ pub fn order_error(py: Python<'_>, message: impl Into<String>) -> PyErr {
 }
 
 pub fn unknown_symbol_error(py: Python<'_>, message: impl Into<String>) -> PyErr {
-    raise(py, &UNKNOWN_SYMBOL_ERROR, "UnknownSymbolError", message.into())
+    raise(
+        py,
+        &UNKNOWN_SYMBOL_ERROR,
+        "UnknownSymbolError",
+        message.into(),
+    )
 }
 
 pub fn engine_error(py: Python<'_>, message: impl Into<String>) -> PyErr {
@@ -83,9 +88,11 @@ pub fn algorithm_error(
 }
 
 fn format_traceback(py: Python<'_>, err: &PyErr) -> PyResult<String> {
-    let lines = py
-        .import("traceback")?
-        .call_method1("format_exception", (err.value(py),))?;
+    // Pass the traceback explicitly: on 3.11 a fetched exception's `__traceback__` may be unset.
+    let lines = py.import("traceback")?.call_method1(
+        "format_exception",
+        (err.get_type(py), err.value(py), err.traceback(py)),
+    )?;
     let lines = lines.cast::<PyList>()?;
     let mut text = String::new();
     for line in lines.iter() {
@@ -94,7 +101,9 @@ fn format_traceback(py: Python<'_>, err: &PyErr) -> PyResult<String> {
     Ok(text)
 }
 
-fn syntax_error_location(value: &Bound<'_, pyo3::exceptions::PyBaseException>) -> Option<SourceLocation> {
+fn syntax_error_location(
+    value: &Bound<'_, pyo3::exceptions::PyBaseException>,
+) -> Option<SourceLocation> {
     let file: String = value.getattr("filename").ok()?.extract().ok()?;
     let line: u32 = value.getattr("lineno").ok()?.extract().ok()?;
     let column: Option<u32> = value.getattr("offset").ok()?.extract().ok();
@@ -106,9 +115,7 @@ fn user_frame(py: Python<'_>, err: &PyErr, user_root: &Path) -> PyResult<Option<
     let Some(tb) = err.traceback(py) else {
         return Ok(None);
     };
-    let frames = py
-        .import("traceback")?
-        .call_method1("extract_tb", (tb,))?;
+    let frames = py.import("traceback")?.call_method1("extract_tb", (tb,))?;
     let root = user_root.to_string_lossy().to_string();
     let mut innermost = None;
     let mut innermost_user = None;

@@ -88,10 +88,12 @@ pub fn initialize(choice: &InterpreterChoice) -> Result<(), Error> {
         if ffi::Py_IsInitialized() != 0 {
             return Ok(());
         }
-        let executable = CString::new(choice.executable.as_os_str().as_encoded_bytes())
-            .map_err(|_| Error::Python {
-                message: "interpreter path contains a NUL byte".into(),
-                hint: None,
+        let executable =
+            CString::new(choice.executable.as_os_str().as_encoded_bytes()).map_err(|_| {
+                Error::Python {
+                    message: "interpreter path contains a NUL byte".into(),
+                    hint: None,
+                }
             })?;
         let mut config = MaybeUninit::<ffi::PyConfig>::uninit();
         ffi::PyConfig_InitPythonConfig(config.as_mut_ptr());
@@ -146,7 +148,10 @@ pub fn prepare(py: Python<'_>, pylib: &Path) -> PyResult<()> {
     let signal = py.import("signal")?;
     signal.call_method1(
         "signal",
-        (signal.getattr("SIGINT")?, signal.getattr("default_int_handler")?),
+        (
+            signal.getattr("SIGINT")?,
+            signal.getattr("default_int_handler")?,
+        ),
     )?;
     Ok(())
 }

@@ -99,7 +99,13 @@ fn module_name_for(path: &Path) -> String {
         .unwrap_or_else(|| "algorithm".into());
     let clean: String = stem
         .chars()
-        .map(|c| if c.is_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if clean.chars().next().is_some_and(|c| c.is_ascii_digit()) {
         format!("_{clean}")

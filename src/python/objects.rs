@@ -130,7 +130,10 @@ impl Context {
     }
 
     fn __repr__(&self) -> String {
-        format!("<Context time={}>", format_timestamp(lock(&self.session).now))
+        format!(
+            "<Context time={}>",
+            format_timestamp(lock(&self.session).now)
+        )
     }
 }
 
@@ -148,12 +151,18 @@ pub struct Bars {
 impl Bars {
     #[getter]
     fn symbol(&self) -> String {
-        lock(&self.session).market.symbol_name(self.symbol).to_string()
+        lock(&self.session)
+            .market
+            .symbol_name(self.symbol)
+            .to_string()
     }
 
     /// Bar open times as `datetime64[ns]` (UTC).
     #[getter]
-    fn time<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<Datetime<units::Nanoseconds>>>> {
+    fn time<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Bound<'py, PyArray1<Datetime<units::Nanoseconds>>>> {
         time_view(self.buffer.bind(py), self.len)
     }
 
@@ -253,7 +262,11 @@ impl Bars {
 }
 
 impl Bars {
-    fn __getattr_column<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    fn __getattr_column<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         match name {
             "open" => self.open(py),
             "high" => self.high(py),
@@ -305,7 +318,10 @@ impl Portfolio {
     fn position(&self, py: Python<'_>, symbol: &str) -> PyResult<Decimal> {
         let s = lock(&self.session);
         let id = resolve(py, &s, symbol)?;
-        Ok(s.ledger.position(id).map(|p| p.quantity).unwrap_or_default())
+        Ok(s.ledger
+            .position(id)
+            .map(|p| p.quantity)
+            .unwrap_or_default())
     }
 
     /// Average entry price of the open position in `symbol`, or None when flat.
@@ -344,7 +360,10 @@ impl Portfolio {
         format!(
             "<Portfolio cash={} equity={}>",
             s.ledger.cash(),
-            s.ledger.equity().map(|e| e.to_string()).unwrap_or_else(|_| "overflow".into())
+            s.ledger
+                .equity()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|_| "overflow".into())
         )
     }
 }
@@ -426,7 +445,9 @@ impl Order {
 
     /// Cancels the order if it is still open; returns whether it was.
     fn cancel(&self) -> bool {
-        lock(&self.session).orders.cancel(self.id, "cancelled by the algorithm")
+        lock(&self.session)
+            .orders
+            .cancel(self.id, "cancelled by the algorithm")
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
@@ -518,7 +539,12 @@ pub struct Logger {
 }
 
 impl Logger {
-    fn emit(&self, level: &str, message: &Bound<'_, PyAny>, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+    fn emit(
+        &self,
+        level: &str,
+        message: &Bound<'_, PyAny>,
+        args: &Bound<'_, pyo3::types::PyTuple>,
+    ) -> PyResult<()> {
         let text = if args.is_empty() {
             message.str()?.to_string()
         } else {
@@ -541,22 +567,38 @@ impl Logger {
 #[pymethods]
 impl Logger {
     #[pyo3(signature = (message, *args))]
-    fn debug(&self, message: &Bound<'_, PyAny>, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+    fn debug(
+        &self,
+        message: &Bound<'_, PyAny>,
+        args: &Bound<'_, pyo3::types::PyTuple>,
+    ) -> PyResult<()> {
         self.emit("DEBUG", message, args)
     }
 
     #[pyo3(signature = (message, *args))]
-    fn info(&self, message: &Bound<'_, PyAny>, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+    fn info(
+        &self,
+        message: &Bound<'_, PyAny>,
+        args: &Bound<'_, pyo3::types::PyTuple>,
+    ) -> PyResult<()> {
         self.emit("INFO", message, args)
     }
 
     #[pyo3(signature = (message, *args))]
-    fn warning(&self, message: &Bound<'_, PyAny>, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+    fn warning(
+        &self,
+        message: &Bound<'_, PyAny>,
+        args: &Bound<'_, pyo3::types::PyTuple>,
+    ) -> PyResult<()> {
         self.emit("WARNING", message, args)
     }
 
     #[pyo3(signature = (message, *args))]
-    fn error(&self, message: &Bound<'_, PyAny>, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+    fn error(
+        &self,
+        message: &Bound<'_, PyAny>,
+        args: &Bound<'_, pyo3::types::PyTuple>,
+    ) -> PyResult<()> {
         self.emit("ERROR", message, args)
     }
 }
@@ -612,7 +654,12 @@ impl Broker {
         let side = match side {
             "buy" => OrderSide::Buy,
             "sell" => OrderSide::Sell,
-            other => return Err(order_error(py, format!("side must be \"buy\" or \"sell\", got `{other}`"))),
+            other => {
+                return Err(order_error(
+                    py,
+                    format!("side must be \"buy\" or \"sell\", got `{other}`"),
+                ));
+            }
         };
         let symbol = symbol
             .cast::<PyString>()
@@ -632,7 +679,11 @@ impl Broker {
     fn close(&self, py: Python<'_>, symbol: &str) -> PyResult<Option<Order>> {
         let mut s = lock(&self.session);
         let id = resolve(py, &s, symbol)?;
-        let quantity = s.ledger.position(id).map(|p| p.quantity).unwrap_or_default();
+        let quantity = s
+            .ledger
+            .position(id)
+            .map(|p| p.quantity)
+            .unwrap_or_default();
         if quantity.is_zero() {
             return Ok(None);
         }

@@ -86,7 +86,12 @@ impl PyStrategy {
 
     /// The single place user code is called from: times the call and turns a Python
     /// exception into a [`Stop`] that keeps the traceback.
-    fn call_hook(&mut self, py: Python<'_>, slot: usize, arg: &Bound<'_, PyAny>) -> Result<(), Stop> {
+    fn call_hook(
+        &mut self,
+        py: Python<'_>,
+        slot: usize,
+        arg: &Bound<'_, PyAny>,
+    ) -> Result<(), Stop> {
         let Some(hook) = &self.hooks[slot] else {
             return Ok(());
         };
@@ -129,7 +134,10 @@ impl Strategy for PyStrategy {
             return Ok(());
         }
         Python::attach(|py| {
-            let symbol = lock(&self.session).market.symbol_name(fill.symbol).to_string();
+            let symbol = lock(&self.session)
+                .market
+                .symbol_name(fill.symbol)
+                .to_string();
             let fill = Py::new(py, Fill::from_model(fill, &symbol))
                 .map_err(|e| self.stop_for(py, &e, "on_fill"))?;
             self.call_hook(py, ON_FILL, fill.bind(py).as_any())
