@@ -1,0 +1,161 @@
+"""rustybt benchmarks (issue 2), optionally beside the peer engines of ../shared/bench-peers.
+
+    .venv/bin/python benches/run_benchmarks.py [--rows 1000000] [--peers]
+
+Prints one table and writes benches/results/latest.json. Figures: bars/s of algorithms/sma_cross.py
+over 1M one-minute bars, ns per bar with an empty on_tick, ns per ctx.history() call at 1k and at
+1M bars of history, and the peak memory (max RSS) of the sma_cross run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(os.environ.get("RUSTYBT_BIN", ROOT / "target" / "release" / "rustybt"))
+PEERS = ROOT.parent / "shared" / "bench-peers"
+DATA_DIR = ROOT / "bench-data"
+
+
+def run_measured(argv: list[str], **kwargs) -> tuple[subprocess.CompletedProcess, float, int]:
+    """Runs a command; returns the result, wall seconds and peak RSS in MiB (os.wait4)."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True, **kwargs)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        code = os.waitstatus_to_exitcode(status)
+        result = subprocess.CompletedProcess(argv, code, out.read(), err.read())
+    if code != 0:
+        sys.exit(f"benchmark command failed ({code}): {' '.join(argv)}\n{result.stderr}")
+    return result, wall, usage.ru_maxrss // 1024
+
+
+def make_data(rows: int) -> Path:
+    path = DATA_DIR / f"bars_{rows}.csv"
+    if path.exists():
+        return path
+    DATA_DIR.mkdir(exist_ok=True)
+    maker = PEERS / "make_data.py"
+    if maker.exists():  # the peers' generator, so every engine reads the very same file
+        subprocess.run([sys.executable, maker, "--rows", str(rows), "--out", path], check=True)
+    else:
+        sys.path.insert(0, str(ROOT / "pylib"))
+        from rustybt_api.testing import generate_bars, write_csv
+
+        write_csv(path, generate_bars(rows, seed=42, start=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)))
+    return path
+
+
+def rustybt_run(algo: Path, data: Path, *extra: str) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        result, wall, rss = run_measured(
+            [str(BIN), "run", "--algo", str(algo), "--data", str(data), "--out", out,
+             "--no-progress", "--quiet", "--cash", "1000000", *extra]
+        )
+        metrics = json.loads((Path(out) / "metrics.json").read_text())
+    timing = re.search(r"on_tick\s+(\d+) calls\s+([\d.]+) s", result.stderr)
+    run = metrics["run"]
+    return {
+        "bars": run["bars_processed"],
+        "loop_seconds": run["wall_seconds"],
+        "process_seconds": wall,
+        "bars_per_sec": run["bars_processed"] / run["wall_seconds"],
+        "ns_per_bar": run["wall_seconds"] / run["bars_processed"] * 1e9,
+        "on_tick_seconds": float(timing.group(2)) if timing else None,
+        "peak_rss_mib": rss,
+        "trades": metrics["num_trades"],
+        "final_equity": metrics["final_equity"],
+    }
+
+
+def peers(data: Path, rows: int) -> list[dict]:
+    venv = Path("/tmp/peers")
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", "numpy", "pandas", "pyarrow",
+                        "backtesting==0.6.6", "backtrader==1.9.78.123"], check=True)
+    found = []
+    for script in ("run_pure_python.py", "run_backtesting.py", "run_backtrader.py"):
+        result, _, rss = run_measured([str(python), str(PEERS / script), "--data", str(data)], cwd=PEERS)
+        for line in result.stdout.splitlines():
+            if line.startswith("{"):
+                entry = json.loads(line)
+                entry["peak_rss_mib"] = rss
+                found.append(entry)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--peers", action="store_true", help="also run the peer engines (needs PyPI)")
+    args = parser.parse_args()
+    if not BIN.exists():
+        sys.exit(f"{BIN} is missing: run `make build` first")
+    data = make_data(args.rows)
+    algos = ROOT / "benches" / "algos"
+
+    sma = rustybt_run(ROOT / "algorithms" / "sma_cross.py", data)
+    empty = rustybt_run(algos / "empty_tick.py", data)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "history.json"
+        rustybt_run(algos / "history_probe.py", data, "--param", f"report={report}",
+                    "--param", f"at=[1000, {args.rows}]")
+        history = json.loads(report.read_text())
+
+    engine_only_ns = (empty["loop_seconds"] - (empty["on_tick_seconds"] or 0)) / empty["bars"] * 1e9
+    results = {
+        "date": dt.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "python": platform.python_version(),
+        "rows": args.rows,
+        "sma_cross": sma,
+        "empty_on_tick": empty,
+        "engine_only_ns_per_bar": engine_only_ns,
+        "history": history,
+    }
+    lines = [
+        f"rustybt benchmarks, {results['date']}, {results['machine']}",
+        f"data: {data} ({args.rows} one-minute bars)",
+        f"sma_cross (Python over the arrays): {sma['bars_per_sec']:>12,.0f} bars/s  "
+        f"(trades {sma['trades']}, final equity {sma['final_equity']})",
+        f"empty on_tick:                      {empty['ns_per_bar']:>12,.0f} ns/bar "
+        f"(engine without the Python call: {engine_only_ns:,.0f} ns/bar)",
+    ]
+    for n, figures in sorted(history.items(), key=lambda kv: int(kv[0])):
+        lines.append(
+            f"ctx.history() at {int(n):>9,} bars:      {figures['history_ns']:>12,.0f} ns/call "
+            f"(+ .close view: {figures['history_close_ns']:,.0f} ns)"
+        )
+    lines.append(f"peak memory, sma_cross run:         {sma['peak_rss_mib']:>12,} MiB")
+    if args.peers:
+        results["peers"] = peers(data, args.rows)
+        lines.append("peers on the same file (ratio = rustybt sma_cross bars/s / peer bars/s):")
+        for peer in results["peers"]:
+            ratio = sma["bars_per_sec"] / peer["bars_per_sec"]
+            lines.append(
+                f"  {peer['engine']:<24} {peer['bars_per_sec']:>12,.0f} bars/s  trades {peer['trades']:>6}  "
+                f"final {peer['final_value']:>14,.2f}  ratio {ratio:6.2f}x"
+            )
+    print("\n".join(lines))
+    out = ROOT / "benches" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
