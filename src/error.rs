@@ -91,6 +91,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The loaded data cannot make a market (no bars after filtering, a symbol twice).
+    #[error("{0}")]
+    Market(String),
     #[error("could not start Python: {message}")]
     Python {
         message: String,
@@ -118,7 +121,7 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Usage { .. } => ExitCode::Usage,
-            Error::Data(_) => ExitCode::Data,
+            Error::Data(_) | Error::Market(_) => ExitCode::Data,
             Error::Algorithm(_) => ExitCode::Algorithm,
             Error::Io { .. } => ExitCode::Usage,
             Error::Python { .. } => ExitCode::Usage,
@@ -152,10 +155,15 @@ impl From<AlgorithmError> for Error {
 /// Prints an error the way every subcommand does: `error: …`, `Caused by: …`, details, `hint: …`.
 pub fn report(error: &Error) {
     use std::error::Error as _;
-    eprintln!("error: {error}");
+    let message = error.to_string();
+    eprintln!("error: {message}");
     let mut source = error.source();
     while let Some(cause) = source {
-        eprintln!("  Caused by: {cause}");
+        let cause_text = cause.to_string();
+        // Some messages already end with their cause; say it once.
+        if !message.contains(&cause_text) {
+            eprintln!("  Caused by: {cause_text}");
+        }
         source = cause.source();
     }
     if let Some(details) = error.details() {

@@ -17,7 +17,9 @@ use crate::error::{Error, ExitCode};
     disable_version_flag = true
 )]
 pub struct Cli {
-    /// Python interpreter to embed (default: $VIRTUAL_ENV, then the project's .venv).
+    /// Python interpreter to embed (default: $VIRTUAL_ENV, else a .venv in the algorithm's
+    /// folder, the working directory or the binary's folder or their parents, else the
+    /// interpreter rustybt was built with).
     #[arg(long, global = true, env = "RUSTYBT_PYTHON", value_name = "PATH")]
     pub python: Option<PathBuf>,
 
@@ -56,15 +58,15 @@ pub struct RunArgs {
     pub symbol: Option<String>,
 
     /// Starting cash, a decimal number (default 100000).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub cash: Option<String>,
 
     /// First bar to use (open time, ISO 8601 or epoch; UTC unless a zone is given).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub start: Option<String>,
 
     /// Last bar to use (inclusive; a date alone includes that whole day).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub end: Option<String>,
 
     /// Override a parameter (a class attribute of the algorithm): `--param fast=5`.

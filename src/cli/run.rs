@@ -1,5 +1,6 @@
 //! `rustybt run`: load data, start Python, load the algorithm, backtest, write results.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -56,7 +57,8 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
         settings.bar_interval_ns.unwrap_or(NANOS_PER_MINUTE),
         settings.bar_interval_ns.is_some(),
     )
-    .map_err(|e| Error::usage(e.to_string()))?;
+    .map_err(|e| Error::Market(e.to_string()))?;
+    warn_on_mixed_intervals(&market);
     let total_bars = market.total_bars();
     let symbols = market.symbol_names();
     let bar_interval_ns = market.interval_ns(crate::model::SymbolId(0));
@@ -92,7 +94,11 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
             None => RunStatus::Complete,
             Some(Stop::Interrupted) => RunStatus::Interrupted,
             Some(Stop::Failed(e)) => RunStatus::Failed {
-                reason: e.to_string(),
+                reason: if e.traceback.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{e}\n{}", e.traceback.trim_end())
+                },
             },
             Some(Stop::Engine(message)) => RunStatus::Failed {
                 reason: message.clone(),
@@ -113,10 +119,12 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
             python_version: python::python_version(py),
             bar_interval_ns,
         };
+        // log.txt first: metrics.json is written last, so its presence means a complete folder.
+        let out_dir = settings.out.clone().unwrap_or_else(default_out_dir);
+        write_log(&out_dir.join("log.txt"), &sink)?;
         let s = lock(&session);
         let trades = s.ledger.closed_trades();
         let computed = metrics::compute(settings.cash, &outcome.equity, trades, &outcome.fills);
-        let out_dir = settings.out.clone().unwrap_or_else(default_out_dir);
         metrics::write_results(
             &out_dir,
             &info,
@@ -130,20 +138,14 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
             path: out_dir.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        let log_lines = sink.lines.lock().unwrap_or_else(|p| p.into_inner());
-        let log_path = out_dir.join("log.txt");
-        std::fs::write(
-            &log_path,
-            log_lines.join("\n") + if log_lines.is_empty() { "" } else { "\n" },
-        )
-        .map_err(|source| Error::Io {
-            context: "cannot write",
-            path: log_path,
-            source,
-        })?;
         drop(s);
 
-        println!("{}", metrics::summary_table(&info, &computed));
+        // stdout may be a closed pipe (`| head`): the results are on disk already.
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}",
+            metrics::summary_table(&info, &computed)
+        );
         for timing in strategy.timings.iter().filter(|t| t.calls > 0) {
             eprintln!(
                 "{:<10} {:>10} calls  {:>10.3} s  {:>9.2} µs/call",
@@ -176,9 +178,30 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
             }
             Some(Stop::Engine(message)) => {
                 report(&Error::Internal(message));
+                eprintln!("partial results written to {}", out_dir.display());
                 ExitCode::Internal
             }
         })
+    })
+}
+
+fn write_log(path: &Path, sink: &LogSink) -> Result<(), Error> {
+    let lines = sink.lines.lock().unwrap_or_else(|p| p.into_inner());
+    let mut text = lines.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            context: "cannot create the results folder",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    std::fs::write(path, text).map_err(|source| Error::Io {
+        context: "cannot write",
+        path: path.to_path_buf(),
+        source,
     })
 }
 
@@ -222,4 +245,26 @@ fn default_out_dir() -> PathBuf {
         n += 1;
     }
     candidate
+}
+
+/// Each symbol's bar duration is inferred on its own (the safe side: a sparse symbol's bars
+/// become visible late, never early). Different durations usually mean a symbol with few bars.
+fn warn_on_mixed_intervals(market: &Market) {
+    let intervals: Vec<(String, i64)> = (0..market.symbol_count())
+        .map(|i| {
+            let id = crate::model::SymbolId(i as u32);
+            (market.symbol_name(id).to_string(), market.interval_ns(id))
+        })
+        .collect();
+    if intervals.windows(2).any(|w| w[0].1 != w[1].1) {
+        let listed: Vec<String> = intervals
+            .iter()
+            .map(|(name, ns)| format!("{name} {}s", ns / 1_000_000_000))
+            .collect();
+        eprintln!(
+            "warning: symbols have different inferred bar durations ({}); \
+             if they share one, set it with `--bar-interval`",
+            listed.join(", ")
+        );
+    }
 }

@@ -58,7 +58,6 @@ pub fn run_backtest(
         return outcome;
     }
     let stop = drive(session, strategy, progress, &mut outcome).err();
-    lock(session).orders.cancel_all("end of data");
     outcome.stop = match stop {
         Some(Stop::Failed(e)) => Some(Stop::Failed(e)),
         Some(Stop::Engine(e)) => Some(Stop::Engine(e)),
@@ -67,6 +66,8 @@ pub fn run_backtest(
             Err(stop) => Some(stop),
         },
     };
+    // After on_stop, so orders it places do not stay "accepted" forever.
+    lock(session).orders.cancel_all("end of data");
     outcome
 }
 
@@ -102,8 +103,8 @@ fn drive(
         for fill in &fills {
             strategy.on_fill(fill)?;
         }
-        strategy.on_tick()?;
         outcome.ticks += 1;
+        strategy.on_tick()?;
         if outcome.ticks % CHECK_EVERY_TICKS == 0 {
             strategy.check_interrupt()?;
             progress(outcome.bars);
@@ -145,4 +146,195 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
     }
     session.now = tick.time;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use rust_decimal::dec;
+
+    use rust_decimal::Decimal;
+
+    use super::*;
+    use crate::data::{BarSeries, Column};
+    use crate::engine::Session;
+    use crate::execution::CommissionModel;
+    use crate::market::Market;
+    use crate::model::{OrderSide, TimestampNs};
+
+    const MIN: i64 = 60_000_000_000;
+
+    fn series(symbol: &str, opens: &[i64], prices: &[&str]) -> BarSeries {
+        let column = |p: &[&str]| Column::parse_texts(p).unwrap();
+        BarSeries {
+            symbol: symbol.into(),
+            source: PathBuf::from(format!("{symbol}.csv")),
+            time: opens.iter().map(|m| m * MIN).collect::<Vec<_>>().into(),
+            open: column(prices),
+            high: column(prices),
+            low: column(prices),
+            close: column(prices),
+            volume: column(&vec!["1"; prices.len()]),
+        }
+    }
+
+    /// A scripted strategy: at given tick numbers it buys one unit of a symbol, or stops.
+    #[derive(Default)]
+    struct Script {
+        session: Option<SharedSession>,
+        buy_at: Vec<(u64, &'static str)>,
+        fail_at: Option<u64>,
+        interrupt_at: Option<u64>,
+        ticks: u64,
+        seen: Vec<(TimestampNs, Vec<usize>)>,
+        fills: Vec<(u64, Fill)>,
+        stopped: bool,
+    }
+
+    impl Strategy for Script {
+        fn initialize(&mut self) -> Result<(), Stop> {
+            for (tick, symbol) in &self.buy_at {
+                if *tick == 0 {
+                    let session = self.session.as_ref().unwrap();
+                    lock(session)
+                        .submit_market_order(symbol, OrderSide::Buy, dec!(1))
+                        .unwrap();
+                }
+            }
+            Ok(())
+        }
+        fn on_fill(&mut self, fill: &Fill) -> Result<(), Stop> {
+            self.fills.push((self.ticks + 1, fill.clone()));
+            Ok(())
+        }
+        fn on_tick(&mut self) -> Result<(), Stop> {
+            self.ticks += 1;
+            let session = self.session.as_ref().unwrap();
+            let mut s = lock(session);
+            let closed = (0..s.market.symbol_count())
+                .map(|i| s.market.closed_count(crate::model::SymbolId(i as u32)))
+                .collect();
+            self.seen.push((s.now, closed));
+            for (tick, symbol) in &self.buy_at {
+                if *tick == self.ticks {
+                    s.submit_market_order(symbol, OrderSide::Buy, dec!(1))
+                        .unwrap();
+                }
+            }
+            drop(s);
+            if self.fail_at == Some(self.ticks) {
+                return Err(Stop::Engine("scripted failure".into()));
+            }
+            if self.interrupt_at == Some(self.ticks) {
+                return Err(Stop::Interrupted);
+            }
+            Ok(())
+        }
+        fn on_stop(&mut self) -> Result<(), Stop> {
+            self.stopped = true;
+            Ok(())
+        }
+        fn check_interrupt(&mut self) -> Result<(), Stop> {
+            Ok(())
+        }
+    }
+
+    fn session(series: Vec<BarSeries>) -> SharedSession {
+        let market = Market::new(series, MIN, false).unwrap();
+        Session::new(market, dec!(1000), CommissionModel::default()).into_shared()
+    }
+
+    #[test]
+    fn clock_merges_symbols_and_fills_at_the_next_open_of_the_symbol() {
+        // AAA every minute; BBB misses the bar of minute 2.
+        let shared = session(vec![
+            series("AAA", &[0, 1, 2, 3], &["10", "11", "12", "13"]),
+            series("BBB", &[0, 1, 3], &["50", "51", "53"]),
+        ]);
+        let mut script = Script {
+            session: Some(shared.clone()),
+            buy_at: vec![(0, "AAA"), (1, "BBB"), (2, "AAA"), (2, "BBB")],
+            ..Default::default()
+        };
+        let outcome = run_backtest(&shared, &mut script, &mut |_| {});
+        assert!(outcome.stop.is_none());
+        assert!(script.stopped);
+        // One tick per close time; history lengths never include an unclosed bar.
+        assert_eq!(
+            script.seen,
+            vec![
+                (MIN, vec![1, 1]),
+                (2 * MIN, vec![2, 2]),
+                (3 * MIN, vec![3, 2]),
+                (4 * MIN, vec![4, 3]),
+            ]
+        );
+        assert_eq!(outcome.bars, 7);
+        let fills: Vec<(u64, &str, TimestampNs, Decimal)> = script
+            .fills
+            .iter()
+            .map(|(tick, f)| {
+                let name = if f.symbol.0 == 0 { "AAA" } else { "BBB" };
+                (*tick, name, f.time, f.price)
+            })
+            .collect();
+        assert_eq!(
+            fills,
+            vec![
+                // From initialize: the first bar's open, reported at tick 1.
+                (1, "AAA", 0, dec!(10)),
+                // Placed at tick 1 (1 min): BBB's bar opening at 1 min, reported at tick 2.
+                (2, "BBB", MIN, dec!(51)),
+                // Placed at tick 2 (2 min): AAA's bar opening at 2 min.
+                (3, "AAA", 2 * MIN, dec!(12)),
+                // Placed at tick 2: BBB has no bar at 2 min, so its bar opening at 3 min.
+                (4, "BBB", 3 * MIN, dec!(53)),
+            ]
+        );
+        let last = outcome.equity.last().unwrap();
+        assert_eq!(last.cash, dec!(874));
+        assert_eq!(
+            last.equity,
+            dec!(874) + dec!(2) * dec!(13) + dec!(2) * dec!(53)
+        );
+    }
+
+    #[test]
+    fn a_failure_stops_the_run_with_partial_results_and_no_on_stop() {
+        let shared = session(vec![series(
+            "AAA",
+            &[0, 1, 2, 3, 4],
+            &["1", "2", "3", "4", "5"],
+        )]);
+        let mut script = Script {
+            session: Some(shared.clone()),
+            buy_at: vec![(1, "AAA")],
+            fail_at: Some(3),
+            ..Default::default()
+        };
+        let outcome = run_backtest(&shared, &mut script, &mut |_| {});
+        assert!(matches!(outcome.stop, Some(Stop::Engine(_))));
+        assert_eq!(outcome.equity.len(), 3);
+        assert_eq!(outcome.fills.len(), 1);
+        assert!(!script.stopped);
+    }
+
+    #[test]
+    fn an_interrupt_still_calls_on_stop_and_cancels_open_orders() {
+        let shared = session(vec![series("AAA", &[0, 1, 2, 3], &["1", "2", "3", "4"])]);
+        let mut script = Script {
+            session: Some(shared.clone()),
+            buy_at: vec![(2, "AAA")],
+            interrupt_at: Some(2),
+            ..Default::default()
+        };
+        let outcome = run_backtest(&shared, &mut script, &mut |_| {});
+        assert!(matches!(outcome.stop, Some(Stop::Interrupted)));
+        assert!(script.stopped);
+        let s = lock(&shared);
+        let order = &s.orders.all()[0];
+        assert_eq!(order.status, crate::model::OrderStatus::Cancelled);
+        assert_eq!(order.reason.as_deref(), Some("end of data"));
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use numpy::PyArray1;
 use numpy::datetime::{Datetime, units};
 use pyo3::prelude::*;
-use pyo3::types::{PyDateTime, PyDict, PyList, PyString};
+use pyo3::types::{PyDateTime, PyDict, PyString, PyTuple};
 use rust_decimal::Decimal;
 
 use super::arrays::{SeriesBuffer, f64_view, int_time_view, time_view};
@@ -36,7 +36,7 @@ fn resolve(py: Python<'_>, session: &crate::engine::Session, symbol: &str) -> Py
 pub struct Context {
     session: SharedSession,
     buffers: Vec<Py<SeriesBuffer>>,
-    symbols: Py<PyList>,
+    symbols: Py<PyTuple>,
     portfolio: Py<Portfolio>,
     /// `ctx.time` is built once per tick, not once per read.
     time_cache: Mutex<Option<(TimestampNs, Py<PyDateTime>)>>,
@@ -72,7 +72,7 @@ impl Context {
             )?,
             session,
             buffers,
-            symbols: PyList::new(py, names)?.unbind(),
+            symbols: PyTuple::new(py, names)?.unbind(),
             time_cache: Mutex::new(None),
         })
     }
@@ -105,9 +105,9 @@ impl Context {
         lock(&self.session).now
     }
 
-    /// Symbols of this run, in load order.
+    /// Symbols of this run, in load order (an immutable tuple).
     #[getter]
-    fn symbols<'py>(&self, py: Python<'py>) -> Bound<'py, PyList> {
+    fn symbols<'py>(&self, py: Python<'py>) -> Bound<'py, PyTuple> {
         self.symbols.bind(py).clone()
     }
 
@@ -202,10 +202,16 @@ impl Bars {
         f64_view(buffer, &buffer.get().volume, self.len)
     }
 
-    /// The exact price (or volume) of one bar as `decimal.Decimal`, as written in the data.
+    /// The exact price (or volume) of one bar as `decimal.Decimal`: the value in the data,
+    /// at the column's scale (the most decimals any row of that column has).
     /// `field` is one of open, high, low, close, volume; `index` counts like a list (-1 = last).
     #[pyo3(signature = (field, index = -1))]
-    fn decimal(&self, py: Python<'_>, field: &str, index: isize) -> PyResult<Decimal> {
+    fn decimal(&self, field: &str, index: isize) -> PyResult<Decimal> {
+        if !matches!(field, "open" | "high" | "low" | "close" | "volume") {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "unknown field `{field}`; use open, high, low, close or volume"
+            )));
+        }
         let position = if index < 0 {
             self.len as isize + index
         } else {
@@ -224,14 +230,8 @@ impl Bars {
             "high" => &series.high,
             "low" => &series.low,
             "close" => &series.close,
-            "volume" => &series.volume,
-            other => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "unknown field `{other}`; use open, high, low, close or volume"
-                )));
-            }
+            _ => &series.volume,
         };
-        let _ = py;
         Ok(column.exact.get(position as usize))
     }
 
@@ -543,7 +543,7 @@ impl Logger {
         &self,
         level: &str,
         message: &Bound<'_, PyAny>,
-        args: &Bound<'_, pyo3::types::PyTuple>,
+        args: &Bound<'_, PyTuple>,
     ) -> PyResult<()> {
         let text = if args.is_empty() {
             message.str()?.to_string()
@@ -567,38 +567,22 @@ impl Logger {
 #[pymethods]
 impl Logger {
     #[pyo3(signature = (message, *args))]
-    fn debug(
-        &self,
-        message: &Bound<'_, PyAny>,
-        args: &Bound<'_, pyo3::types::PyTuple>,
-    ) -> PyResult<()> {
+    fn debug(&self, message: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
         self.emit("DEBUG", message, args)
     }
 
     #[pyo3(signature = (message, *args))]
-    fn info(
-        &self,
-        message: &Bound<'_, PyAny>,
-        args: &Bound<'_, pyo3::types::PyTuple>,
-    ) -> PyResult<()> {
+    fn info(&self, message: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
         self.emit("INFO", message, args)
     }
 
     #[pyo3(signature = (message, *args))]
-    fn warning(
-        &self,
-        message: &Bound<'_, PyAny>,
-        args: &Bound<'_, pyo3::types::PyTuple>,
-    ) -> PyResult<()> {
+    fn warning(&self, message: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
         self.emit("WARNING", message, args)
     }
 
     #[pyo3(signature = (message, *args))]
-    fn error(
-        &self,
-        message: &Bound<'_, PyAny>,
-        args: &Bound<'_, pyo3::types::PyTuple>,
-    ) -> PyResult<()> {
+    fn error(&self, message: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
         self.emit("ERROR", message, args)
     }
 }
@@ -675,15 +659,22 @@ impl Broker {
         Ok(self.handle(id))
     }
 
-    /// Submits the market order that flattens `symbol`; None when already flat.
+    /// Submits the market order that flattens `symbol` once every open order of it has filled
+    /// too; None when that is already flat.
     fn close(&self, py: Python<'_>, symbol: &str) -> PyResult<Option<Order>> {
         let mut s = lock(&self.session);
         let id = resolve(py, &s, symbol)?;
-        let quantity = s
+        let held = s
             .ledger
             .position(id)
             .map(|p| p.quantity)
             .unwrap_or_default();
+        let pending: Decimal = s
+            .orders
+            .open_orders(id)
+            .map(|o| o.side.sign() * o.quantity)
+            .sum();
+        let quantity = held + pending;
         if quantity.is_zero() {
             return Ok(None);
         }

@@ -161,3 +161,72 @@ def test_no_lookahead_across_two_symbols_with_gaps(run_rustybt, write_algo, bars
         index = next(i for i, t in enumerate(opens[symbol]) if t >= order["time_ns"])
         assert fill["time_ns"] == opens[symbol][index]
         assert Decimal(fill["price"]) == Decimal(files[symbol][index]["open"])
+
+
+ORDERS_ALGO = '''
+import json
+from rustybt_api import Algorithm
+
+class Orders(Algorithm):
+    report = ""
+
+    def initialize(self, ctx):
+        self.tick = 0
+        self.notes = {}
+
+    def on_tick(self, ctx):
+        self.tick += 1
+        symbol = ctx.symbols[0]
+        if self.tick == 1:
+            self.notes["symbols_type"] = type(ctx.symbols).__name__
+            self.buy(symbol, 2)
+            self.buy(symbol, 1)
+        elif self.tick == 3:
+            first = self.close(symbol)
+            second = self.close(symbol)  # the first close is still open: nothing more to do
+            self.notes["first_close_qty"] = str(first.quantity)
+            self.notes["second_close"] = second is None
+            self.notes["open_orders"] = len(self.open_orders(symbol))
+        elif self.tick == 5:
+            self.notes["position_after_close"] = str(ctx.portfolio.position(symbol))
+            order = self.sell(symbol, "1.5")
+            self.notes["cancelled"] = order.cancel()
+            self.notes["status"] = order.status
+            self.notes["cancel_again"] = order.cancel()
+        elif self.tick == 6:
+            self.buy(symbol, 1)
+            # Flattening counts the open buy: it sells what that buy will bring.
+            self.notes["close_nets_pending"] = str(self.close(symbol).quantity)
+
+    def on_stop(self, ctx):
+        self.late = self.buy(ctx.symbols[0], 1)
+        self.notes["late_status_in_on_stop"] = self.late.status
+        with open(self.report, "w") as f:
+            json.dump(self.notes, f)
+'''
+
+
+def test_order_handles_close_and_cancel(run_rustybt, write_algo, bars_csv, tmp_path):
+    report = tmp_path / "orders.json"
+    result = run_rustybt(
+        "run", "--algo", write_algo(ORDERS_ALGO), "--data", bars_csv(rows=10), "--param", f"report={report}"
+    )
+    assert result.returncode == 0, result.stderr
+    notes = json.loads(report.read_text())
+    assert notes == {
+        "symbols_type": "tuple",
+        "first_close_qty": "3",
+        "second_close": True,
+        "open_orders": 1,
+        "position_after_close": "0",
+        "cancelled": True,
+        "status": "cancelled",
+        "cancel_again": False,
+        "close_nets_pending": "1",
+        "late_status_in_on_stop": "accepted",
+    }
+    fills = result.csv_rows("fills.csv")
+    assert [(f["side"], f["qty"]) for f in fills] == [
+        ("buy", "2"), ("buy", "1"), ("sell", "3"), ("buy", "1"), ("sell", "1"),
+    ]
+    assert result.metrics()["num_fills"] == 5

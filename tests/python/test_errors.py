@@ -232,3 +232,38 @@ def test_bad_config_file_is_a_usage_error(run_rustybt, tmp_path):
     result = run_rustybt("run", "--algo", SMA, "--config", config)
     assert result.returncode == USAGE_ERROR
     assert "cahs" in result.stderr
+
+
+def test_negative_cash_is_refused_with_a_message(run_rustybt, bars_csv):
+    result = run_rustybt("run", "--algo", SMA, "--data", bars_csv(rows=20), "--cash", "-5")
+    assert result.returncode == USAGE_ERROR
+    assert "starting cash must be positive" in result.stderr
+
+
+def test_no_bars_after_filtering_is_a_data_error(run_rustybt, bars_csv):
+    result = run_rustybt("run", "--algo", SMA, "--data", bars_csv(rows=20), "--start", "2030-01-01")
+    assert result.returncode == DATA_ERROR
+    assert "no bars" in result.stderr
+
+
+def test_missing_data_file_says_its_cause_once(run_rustybt, tmp_path):
+    result = run_rustybt("run", "--algo", SMA, "--data", tmp_path / "absent.csv")
+    assert result.returncode == DATA_ERROR
+    assert result.stderr.count("No such file or directory") == 1, result.stderr
+
+
+def test_failure_reason_in_metrics_keeps_the_traceback(run_rustybt, write_algo, bars_csv):
+    algo = write_algo(
+        """
+        from rustybt_api import Algorithm
+
+        class Fails(Algorithm):
+            def on_tick(self, ctx):
+                raise ValueError("bad tick")
+        """
+    )
+    result = run_rustybt("run", "--algo", algo, "--data", bars_csv(rows=20))
+    assert result.returncode == ALGORITHM_ERROR
+    metrics = result.metrics()
+    assert "Traceback (most recent call last)" in metrics["reason"]
+    assert metrics["run"]["ticks_processed"] == 1
