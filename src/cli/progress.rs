@@ -29,10 +29,10 @@ impl Progress {
             return;
         }
         if self.bar.is_none() && self.started.elapsed() >= SHOW_AFTER {
-            let bar = ProgressBar::new(self.total_bars);
+            let bar = ProgressBar::new(self.total_bars).with_elapsed(self.started.elapsed());
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} bars ({per_sec}, eta {eta})",
+                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} bars ({percent}%)",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
