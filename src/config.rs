@@ -69,6 +69,10 @@ pub struct RunSettings {
     pub commission: CommissionModel,
     pub progress: bool,
     pub quiet: bool,
+    /// Rerun whenever the algorithm or its local modules change.
+    pub watch: bool,
+    /// Wall time per tick; code changes are then reloaded in place at tick boundaries.
+    pub pace_ns: Option<i64>,
 }
 
 impl RunSettings {
@@ -153,6 +157,8 @@ impl RunSettings {
             commission,
             progress: !args.no_progress,
             quiet: args.quiet,
+            watch: args.watch,
+            pace_ns: args.pace.as_deref().map(parse_duration).transpose()?,
         })
     }
 }
@@ -215,7 +221,7 @@ fn end_exclusive(text: &str) -> Result<i64, Error> {
     })
 }
 
-/// `30s`, `1m`, `5m`, `1h`, `1d`, `1w`: a bar duration in nanoseconds.
+/// `10ms`, `30s`, `1m`, `5m`, `1h`, `1d`, `1w`: a duration in nanoseconds.
 pub fn parse_duration(text: &str) -> Result<i64, Error> {
     let text = text.trim();
     let split = text
@@ -225,10 +231,11 @@ pub fn parse_duration(text: &str) -> Result<i64, Error> {
     let count: i64 = number.parse().map_err(|_| {
         Error::usage_with_hint(
             format!("`{text}` is not a duration"),
-            "use a number and a unit: 30s, 1m, 1h, 1d, 1w",
+            "use a number and a unit: 10ms, 30s, 1m, 1h, 1d, 1w",
         )
     })?;
     let unit_ns = match unit {
+        "ms" => NANOS_PER_SECOND / 1000,
         "s" => NANOS_PER_SECOND,
         "m" | "min" => NANOS_PER_MINUTE,
         "h" => 60 * NANOS_PER_MINUTE,
@@ -237,7 +244,7 @@ pub fn parse_duration(text: &str) -> Result<i64, Error> {
         _ => {
             return Err(Error::usage_with_hint(
                 format!("`{text}` has an unknown unit"),
-                "use s, m, h, d or w",
+                "use ms, s, m, h, d or w",
             ));
         }
     };
@@ -255,6 +262,7 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("1m").unwrap(), NANOS_PER_MINUTE);
         assert_eq!(parse_duration("4h").unwrap(), 4 * 60 * NANOS_PER_MINUTE);
+        assert_eq!(parse_duration("10ms").unwrap(), 10_000_000);
         assert!(parse_duration("0m").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("3y").is_err());

@@ -13,5 +13,6 @@ pub mod market;
 pub mod metrics;
 pub mod model;
 pub mod python;
+pub mod watch;
 
 pub use cli::{Cli, execute};

@@ -92,6 +92,16 @@ pub struct RunArgs {
     /// Do not echo the algorithm's log lines (they are still written to log.txt).
     #[arg(long, short)]
     pub quiet: bool,
+
+    /// Rerun the backtest whenever the algorithm, its local modules or `indicators/` change,
+    /// and show what changed in the results.
+    #[arg(long)]
+    pub watch: bool,
+
+    /// Advance the backtest in wall time, e.g. `10ms` per tick; saved code changes are then
+    /// reloaded in place at the next tick, keeping the algorithm's state.
+    #[arg(long, value_name = "DURATION")]
+    pub pace: Option<String>,
 }
 
 /// Parses nothing: runs an already-parsed command line and returns the process exit code.

@@ -11,13 +11,16 @@ use super::RunArgs;
 use super::doctor::start_python;
 use super::progress::Progress;
 use crate::config::RunSettings;
-use crate::data::{self, LoadOptions};
-use crate::engine::{Session, Stop, lock, run_backtest};
+use crate::data::{self, BarSeries, LoadOptions};
+use crate::engine::{BacktestOptions, Session, Stop, lock, run_backtest};
 use crate::error::{Error, ExitCode, report};
 use crate::market::Market;
 use crate::metrics::{self, RunInfo, RunStatus};
+use crate::model::format_timestamp;
 use crate::model::time::NANOS_PER_MINUTE;
+use crate::python::strategy::ReloadEvent;
 use crate::python::{self, LogSink, PyStrategy};
+use crate::watch::SourceWatcher;
 
 /// Where the bundled synthetic sample lives, relative to the project root.
 pub const SAMPLE_DIR: &str = "examples/data/sample";
@@ -30,10 +33,39 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
             settings.algo.display()
         )));
     }
-
+    if settings.watch && settings.pace_ns.is_some() {
+        return Err(Error::usage_with_hint(
+            "`--watch` and `--pace` do not go together",
+            "`--watch` reruns the whole backtest on a save; `--pace` reloads in place during one run",
+        ));
+    }
     let root = python::project_root();
+    let prepared = load_data(&settings, root.as_deref())?;
+    let algo_dir = std::path::absolute(&settings.algo)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    start_python(explicit_python, &[algo_dir.clone()])?;
+    let folders = WatchFolders {
+        algo_dir,
+        indicators: root.as_ref().map(|r| r.join("indicators")),
+        pylib: root.as_ref().map(|r| r.join("pylib")),
+    };
+    if settings.watch {
+        return watch_loop(&settings, &prepared, &folders);
+    }
+    Ok(run_once(&settings, &prepared, &folders)?.exit)
+}
+
+/// The data of a run, loaded and validated once (a watch loop reuses it for every rerun).
+struct Prepared {
+    files: Vec<PathBuf>,
+    series: Vec<BarSeries>,
+}
+
+fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<Prepared, Error> {
     let files = if settings.data.is_empty() {
-        sample_files(root.as_deref())?
+        sample_files(root)?
     } else {
         settings.data.clone()
     };
@@ -52,25 +84,69 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
     for file in &files {
         series.extend(data::load(file, &options)?);
     }
-    let market = Market::new(
+    // Fail on an unusable market now, not at the first rerun.
+    build_market(settings, series.clone())?;
+    Ok(Prepared { files, series })
+}
+
+fn build_market(settings: &RunSettings, series: Vec<BarSeries>) -> Result<Market, Error> {
+    Market::new(
         series,
         settings.bar_interval_ns.unwrap_or(NANOS_PER_MINUTE),
         settings.bar_interval_ns.is_some(),
     )
-    .map_err(|e| Error::Market(e.to_string()))?;
+    .map_err(|e| Error::Market(e.to_string()))
+}
+
+/// Where the user's code lives, for watching and reloading.
+struct WatchFolders {
+    algo_dir: PathBuf,
+    indicators: Option<PathBuf>,
+    pylib: Option<PathBuf>,
+}
+
+impl WatchFolders {
+    /// The algorithm's folder, `indicators/`, and the folders of every local module the
+    /// algorithm imported (not the standard library, site-packages or pylib).
+    fn resolve(&self, py: Python<'_>) -> Vec<PathBuf> {
+        let mut folders = vec![self.algo_dir.clone()];
+        folders.extend(self.indicators.iter().filter(|p| p.is_dir()).cloned());
+        let exclude: Vec<String> = self.pylib.iter().map(|p| p.display().to_string()).collect();
+        if let Ok(found) = py
+            .import("rustybt_api._host")
+            .and_then(|host| host.call_method1("user_module_dirs", (exclude,)))
+            .and_then(|dirs| dirs.extract::<Vec<PathBuf>>())
+        {
+            for dir in found {
+                if !folders.contains(&dir) {
+                    folders.push(dir);
+                }
+            }
+        }
+        folders
+    }
+}
+
+/// What one backtest produced, for the watch loop's comparison.
+struct RunReport {
+    exit: ExitCode,
+    metrics: Option<metrics::Metrics>,
+}
+
+fn run_once(
+    settings: &RunSettings,
+    prepared: &Prepared,
+    folders: &WatchFolders,
+) -> Result<RunReport, Error> {
+    let market = build_market(settings, prepared.series.clone())?;
     warn_on_mixed_intervals(&market);
     let total_bars = market.total_bars();
     let symbols = market.symbol_names();
     let bar_interval_ns = market.interval_ns(crate::model::SymbolId(0));
     let session = Session::new(market, settings.cash, settings.commission.clone()).into_shared();
+    let files = &prepared.files;
 
-    let algo_dir = std::path::absolute(&settings.algo)
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_default();
-    start_python(explicit_python, &[algo_dir])?;
-
-    Python::attach(|py| -> Result<ExitCode, Error> {
+    Python::attach(|py| -> Result<RunReport, Error> {
         let loaded = python::load_algorithm(
             py,
             &settings.algo,
@@ -83,10 +159,27 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
         });
         let mut strategy = PyStrategy::new(py, &loaded, session.clone(), sink.clone())
             .map_err(|e| Error::Internal(format!("attaching the algorithm: {e}")))?;
+        let pace = settings
+            .pace_ns
+            .map(|ns| std::time::Duration::from_nanos(ns as u64));
+        if pace.is_some() {
+            let watcher = SourceWatcher::new(&folders.resolve(py)).map_err(Error::usage)?;
+            strategy.enable_reload(
+                watcher,
+                loaded.path.clone(),
+                loaded.class_name.clone(),
+                settings.params.clone(),
+            );
+        }
 
         let started = Instant::now();
         let mut progress = Progress::new(total_bars, settings.progress);
-        let outcome = run_backtest(&session, &mut strategy, &mut |bars| progress.update(bars));
+        let outcome = run_backtest(
+            &session,
+            &mut strategy,
+            &mut |bars| progress.update(bars),
+            &BacktestOptions { pace },
+        );
         progress.finish();
         let wall_seconds = started.elapsed().as_secs_f64();
 
@@ -122,6 +215,9 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
         // log.txt first: metrics.json is written last, so its presence means a complete folder.
         let out_dir = settings.out.clone().unwrap_or_else(default_out_dir);
         write_log(&out_dir.join("log.txt"), &sink)?;
+        if pace.is_some() {
+            write_reloads(&out_dir.join("reloads.csv"), strategy.reload_events())?;
+        }
         let s = lock(&session);
         let trades = s.ledger.closed_trades();
         let computed = metrics::compute(settings.cash, &outcome.equity, trades, &outcome.fills);
@@ -162,7 +258,7 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
             outcome.bars as f64 / wall_seconds.max(1e-9),
             out_dir.display()
         );
-        Ok(match outcome.stop {
+        let exit = match outcome.stop {
             None => ExitCode::Success,
             Some(Stop::Interrupted) => {
                 eprintln!(
@@ -181,8 +277,144 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
                 eprintln!("partial results written to {}", out_dir.display());
                 ExitCode::Internal
             }
+        };
+        Ok(RunReport {
+            exit,
+            metrics: Some(computed),
         })
     })
+}
+
+/// Reruns the backtest after every saved change until Ctrl-C, printing what changed.
+fn watch_loop(
+    settings: &RunSettings,
+    prepared: &Prepared,
+    folders: &WatchFolders,
+) -> Result<ExitCode, Error> {
+    let mut watched = Python::attach(|py| folders.resolve(py));
+    let mut watcher = SourceWatcher::new(&watched).map_err(Error::usage)?;
+    let mut previous: Option<metrics::Metrics> = None;
+    loop {
+        match run_once(settings, prepared, folders) {
+            Ok(report) => {
+                if let (Some(before), Some(after)) = (&previous, &report.metrics) {
+                    eprintln!("{}", compare(before, after));
+                }
+                if report.exit == ExitCode::Interrupted {
+                    return Ok(ExitCode::Interrupted);
+                }
+                if report.metrics.is_some() {
+                    previous = report.metrics;
+                }
+            }
+            // A save that does not load shows its error; the loop keeps watching.
+            Err(error) => report(&error),
+        }
+        let now_watched = Python::attach(|py| folders.resolve(py));
+        if now_watched != watched {
+            watcher = SourceWatcher::new(&now_watched).map_err(Error::usage)?;
+            watched = now_watched;
+        }
+        let shown: Vec<String> = watched.iter().map(|f| f.display().to_string()).collect();
+        eprintln!("watching {} for changes (Ctrl-C to stop)", shown.join(", "));
+        loop {
+            let changed = watcher.wait(std::time::Duration::from_millis(200));
+            if !changed.is_empty() {
+                let names: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
+                eprintln!("changed: {}; running again", names.join(", "));
+                break;
+            }
+            if Python::attach(|py| py.check_signals()).is_err() {
+                eprintln!("stopped watching");
+                return Ok(ExitCode::Success);
+            }
+        }
+    }
+}
+
+/// The previous and the new run side by side: return, drawdown, trades, equity.
+fn compare(before: &metrics::Metrics, after: &metrics::Metrics) -> String {
+    let percent = |d: rust_decimal::Decimal| {
+        use rust_decimal::prelude::ToPrimitive;
+        d.to_f64().unwrap_or(f64::NAN) * 100.0
+    };
+    let (r0, r1) = (percent(before.total_return), percent(after.total_return));
+    let (d0, d1) = (before.max_drawdown * 100.0, after.max_drawdown * 100.0);
+    let (t0, t1) = (before.num_trades as i64, after.num_trades as i64);
+    let mut lines = vec![format!(
+        "{:<14} {:>14} {:>14} {:>14}",
+        "change", "previous", "now", "difference"
+    )];
+    lines.push(format!(
+        "{:<14} {:>13.2}% {:>13.2}% {:>+11.2} pp",
+        "total return",
+        r0,
+        r1,
+        r1 - r0
+    ));
+    lines.push(format!(
+        "{:<14} {:>13.2}% {:>13.2}% {:>+11.2} pp",
+        "max drawdown",
+        d0,
+        d1,
+        d1 - d0
+    ));
+    lines.push(format!(
+        "{:<14} {:>14} {:>14} {:>+14}",
+        "trades",
+        t0,
+        t1,
+        t1 - t0
+    ));
+    lines.push(format!(
+        "{:<14} {:>14} {:>14} {:>+14}",
+        "final equity",
+        before.final_equity.to_string(),
+        after.final_equity.to_string(),
+        (after.final_equity - before.final_equity).to_string()
+    ));
+    lines.join("\n")
+}
+
+fn write_reloads(path: &Path, events: &[ReloadEvent]) -> Result<(), Error> {
+    let io_error = |source| Error::Io {
+        context: "cannot write",
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_error)?;
+    }
+    let mut writer =
+        csv::Writer::from_path(path).map_err(|e| io_error(std::io::Error::other(e)))?;
+    let mut write = || -> Result<(), csv::Error> {
+        writer.write_record([
+            "wall_time",
+            "sim_time",
+            "status",
+            "millis",
+            "files",
+            "message",
+        ])?;
+        for event in events {
+            let wall_ns = event
+                .wall_time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or(0);
+            writer.write_record([
+                format_timestamp(wall_ns),
+                format_timestamp(event.sim_time),
+                if event.ok { "ok" } else { "failed" }.to_string(),
+                format!("{:.1}", event.millis),
+                event.files.join(";"),
+                event.message.clone(),
+            ])?;
+        }
+        writer.flush()?;
+        Ok(())
+    };
+    write().map_err(|e| io_error(std::io::Error::other(e)))
 }
 
 fn write_log(path: &Path, sink: &LogSink) -> Result<(), Error> {

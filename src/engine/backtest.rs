@@ -26,6 +26,18 @@ pub trait Strategy {
     /// Called every few thousand ticks so a long run notices Ctrl-C even when the algorithm
     /// itself never gives Python a chance to.
     fn check_interrupt(&mut self) -> Result<(), Stop>;
+    /// Called at every tick boundary of a paced run, where code can be swapped safely.
+    fn between_ticks(&mut self) -> Result<(), Stop> {
+        Ok(())
+    }
+}
+
+/// How the clock runs.
+#[derive(Debug, Clone, Default)]
+pub struct BacktestOptions {
+    /// Wall time per tick: the run advances in real time, and checks for Ctrl-C and code
+    /// changes at every tick boundary. `None` runs as fast as possible.
+    pub pace: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +59,7 @@ pub fn run_backtest(
     session: &SharedSession,
     strategy: &mut dyn Strategy,
     progress: &mut dyn FnMut(u64),
+    options: &BacktestOptions,
 ) -> BacktestOutcome {
     let mut outcome = BacktestOutcome::default();
     {
@@ -57,7 +70,7 @@ pub fn run_backtest(
         outcome.stop = Some(stop);
         return outcome;
     }
-    let stop = drive(session, strategy, progress, &mut outcome).err();
+    let stop = drive(session, strategy, progress, options, &mut outcome).err();
     outcome.stop = match stop {
         Some(Stop::Failed(e)) => Some(Stop::Failed(e)),
         Some(Stop::Engine(e)) => Some(Stop::Engine(e)),
@@ -75,8 +88,10 @@ fn drive(
     session: &SharedSession,
     strategy: &mut dyn Strategy,
     progress: &mut dyn FnMut(u64),
+    options: &BacktestOptions,
     outcome: &mut BacktestOutcome,
 ) -> Result<(), Stop> {
+    let started = std::time::Instant::now();
     let mut clock = Clock::new(&lock(session).market);
     let mut tick = Tick {
         time: 0,
@@ -105,7 +120,15 @@ fn drive(
         }
         outcome.ticks += 1;
         strategy.on_tick()?;
-        if outcome.ticks % CHECK_EVERY_TICKS == 0 {
+        if let Some(pace) = options.pace {
+            let due = pace.saturating_mul(outcome.ticks.min(u32::MAX as u64) as u32);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            strategy.check_interrupt()?;
+            strategy.between_ticks()?;
+            progress(outcome.bars);
+        } else if outcome.ticks % CHECK_EVERY_TICKS == 0 {
             strategy.check_interrupt()?;
             progress(outcome.bars);
         }
@@ -257,7 +280,12 @@ mod tests {
             buy_at: vec![(0, "AAA"), (1, "BBB"), (2, "AAA"), (2, "BBB")],
             ..Default::default()
         };
-        let outcome = run_backtest(&shared, &mut script, &mut |_| {});
+        let outcome = run_backtest(
+            &shared,
+            &mut script,
+            &mut |_| {},
+            &BacktestOptions::default(),
+        );
         assert!(outcome.stop.is_none());
         assert!(script.stopped);
         // One tick per close time; history lengths never include an unclosed bar.
@@ -313,7 +341,12 @@ mod tests {
             fail_at: Some(3),
             ..Default::default()
         };
-        let outcome = run_backtest(&shared, &mut script, &mut |_| {});
+        let outcome = run_backtest(
+            &shared,
+            &mut script,
+            &mut |_| {},
+            &BacktestOptions::default(),
+        );
         assert!(matches!(outcome.stop, Some(Stop::Engine(_))));
         assert_eq!(outcome.equity.len(), 3);
         assert_eq!(outcome.fills.len(), 1);
@@ -329,7 +362,12 @@ mod tests {
             interrupt_at: Some(2),
             ..Default::default()
         };
-        let outcome = run_backtest(&shared, &mut script, &mut |_| {});
+        let outcome = run_backtest(
+            &shared,
+            &mut script,
+            &mut |_| {},
+            &BacktestOptions::default(),
+        );
         assert!(matches!(outcome.stop, Some(Stop::Interrupted)));
         assert!(script.stopped);
         let s = lock(&shared);

@@ -3,5 +3,5 @@
 mod backtest;
 mod session;
 
-pub use backtest::{BacktestOutcome, Stop, Strategy, run_backtest};
+pub use backtest::{BacktestOptions, BacktestOutcome, Stop, Strategy, run_backtest};
 pub use session::{Session, SharedSession, lock};

@@ -66,30 +66,56 @@ pub fn load_algorithm(
         .import("sys")
         .and_then(|sys| sys.getattr("modules"))
         .map_err(python_setup_error)?;
+    // A reload must not disturb the running code until the new code has loaded: remember the
+    // module it replaces and the user's helper modules it purges, and put them back on failure.
+    let host = py.import("rustybt_api._host").map_err(python_setup_error)?;
+    let previous = modules.get_item(&module_name).ok().filter(|m| !m.is_none());
+    let purged = host
+        .call_method1(
+            "purge_modules",
+            (vec![root.to_string_lossy().to_string()], &module_name),
+        )
+        .map_err(python_setup_error)?;
+    let restore = || {
+        match &previous {
+            Some(old) => {
+                let _ = modules.set_item(&module_name, old);
+            }
+            None => {
+                let _ = modules.del_item(&module_name);
+            }
+        }
+        let _ = host.call_method1("restore_modules", (&purged,));
+    };
     modules
         .set_item(&module_name, &module)
         .map_err(python_setup_error)?;
     let globals = module.dict();
     if let Err(err) = builtins.call_method1("exec", (code, &globals)) {
-        let _ = modules.del_item(&module_name);
+        restore();
         return Err(loading_error(py, err));
     }
 
-    let class = pick_class(py, &module, &base, &module_name, class_name, &path)?;
-    let class_name = class
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "Algorithm".into());
-    let instance = class
-        .call0()
-        .map_err(|err| Error::from(algorithm_error(py, &err, "__init__", None, &root)))?;
-    let parameters = apply_parameters(py, &class, &instance, &class_name, overrides)?;
-    Ok(LoadedAlgorithm {
-        instance: instance.unbind(),
-        class_name,
-        path,
-        parameters,
-    })
+    let built = pick_class(py, &module, &base, &module_name, class_name, &path).and_then(|class| {
+        let class_name = class
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "Algorithm".into());
+        let instance = class
+            .call0()
+            .map_err(|err| Error::from(algorithm_error(py, &err, "__init__", None, &root)))?;
+        let parameters = apply_parameters(py, &class, &instance, &class_name, overrides)?;
+        Ok(LoadedAlgorithm {
+            instance: instance.unbind(),
+            class_name,
+            path: path.clone(),
+            parameters,
+        })
+    });
+    if built.is_err() {
+        restore();
+    }
+    built
 }
 
 fn module_name_for(path: &Path) -> String {

@@ -3,14 +3,16 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use pyo3::prelude::*;
 
 use super::errors::{algorithm_error, is_keyboard_interrupt};
-use super::loader::LoadedAlgorithm;
+use super::loader::{LoadedAlgorithm, load_algorithm};
 use super::objects::{Broker, Context, Fill, LogSink};
 use crate::engine::{SharedSession, Stop, Strategy, lock};
+use crate::model::{TimestampNs, format_timestamp};
+use crate::watch::SourceWatcher;
 
 /// Calls and time spent in one user callback.
 #[derive(Debug, Default, Clone)]
@@ -28,7 +30,37 @@ pub struct PyStrategy {
     hooks: [Option<Py<PyAny>>; 4],
     session: SharedSession,
     user_root: PathBuf,
+    sink: Arc<LogSink>,
     pub timings: [HookTiming; 4],
+    reload: Option<HotReload>,
+}
+
+/// In-place code reload at tick boundaries (paced runs and live trading).
+struct HotReload {
+    watcher: SourceWatcher,
+    path: PathBuf,
+    class_name: String,
+    overrides: Vec<(String, String)>,
+    /// The instance replaced by the last reload, kept until the new one survives a tick.
+    previous: Option<(Py<PyAny>, [Option<Py<PyAny>>; 4], PendingReload)>,
+    events: Vec<ReloadEvent>,
+}
+
+struct PendingReload {
+    started: Instant,
+    files: Vec<String>,
+}
+
+/// One reload attempt, as reported in the log and in `reloads.csv`.
+#[derive(Debug, Clone)]
+pub struct ReloadEvent {
+    pub wall_time: SystemTime,
+    pub sim_time: TimestampNs,
+    pub ok: bool,
+    pub files: Vec<String>,
+    /// Milliseconds from noticing the change to the new code being active (or rejected).
+    pub millis: f64,
+    pub message: String,
 }
 
 const INITIALIZE: usize = 0;
@@ -45,27 +77,14 @@ impl PyStrategy {
         sink: Arc<LogSink>,
     ) -> PyResult<Self> {
         let context = Py::new(py, Context::new(py, session.clone())?)?;
-        let broker = Broker::new(py, context.clone_ref(py), sink, &loaded.class_name)?;
+        let broker = Broker::new(py, context.clone_ref(py), sink.clone(), &loaded.class_name)?;
         let algorithm = loaded.instance.bind(py);
         algorithm.setattr("_rustybt", Py::new(py, broker)?)?;
-        let base = py.import("rustybt_api")?.getattr("Algorithm")?;
-        let overridden = |name: &str| -> PyResult<Option<Py<PyAny>>> {
-            let mine = algorithm.get_type().getattr(name)?;
-            let default = base.getattr(name)?;
-            Ok(if mine.is(&default) {
-                None
-            } else {
-                Some(algorithm.getattr(name)?.unbind())
-            })
-        };
         Ok(PyStrategy {
-            hooks: [
-                Some(algorithm.getattr("initialize")?.unbind()),
-                Some(algorithm.getattr("on_tick")?.unbind()),
-                overridden("on_fill")?,
-                overridden("on_stop")?,
-            ],
+            hooks: hooks_of(algorithm)?,
             algorithm: algorithm.clone().unbind(),
+            sink,
+            reload: None,
             context,
             user_root: loaded
                 .path
@@ -82,6 +101,137 @@ impl PyStrategy {
 
     pub fn algorithm(&self) -> &Py<PyAny> {
         &self.algorithm
+    }
+
+    /// Reload the algorithm in place when `watcher` reports a change (at tick boundaries).
+    pub fn enable_reload(
+        &mut self,
+        watcher: SourceWatcher,
+        path: PathBuf,
+        class_name: String,
+        overrides: Vec<(String, String)>,
+    ) {
+        self.reload = Some(HotReload {
+            watcher,
+            path,
+            class_name,
+            overrides,
+            previous: None,
+            events: Vec::new(),
+        });
+    }
+
+    /// Every reload attempt of the run.
+    pub fn reload_events(&self) -> &[ReloadEvent] {
+        self.reload
+            .as_ref()
+            .map(|r| r.events.as_slice())
+            .unwrap_or(&[])
+    }
+
+    fn record_reload(&mut self, ok: bool, files: Vec<String>, started: Instant, message: String) {
+        let sim_time = lock(&self.session).now;
+        let millis = started.elapsed().as_secs_f64() * 1e3;
+        let line = format!(
+            "{} RELOAD  {} ({}) in {millis:.1} ms: {message}",
+            format_timestamp(sim_time),
+            if ok { "ok" } else { "failed, old code kept" },
+            files.join(", "),
+        );
+        eprintln!("{line}");
+        self.sink
+            .lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+        if let Some(reload) = self.reload.as_mut() {
+            reload.events.push(ReloadEvent {
+                wall_time: SystemTime::now(),
+                sim_time,
+                ok,
+                files,
+                millis,
+                message,
+            });
+        }
+    }
+
+    /// Loads the new code into a fresh module, builds the instance, carries the state over and
+    /// swaps it in; the old instance stays until the new one has survived its first tick.
+    fn reload_now(&mut self, py: Python<'_>, changed: Vec<PathBuf>) {
+        let started = Instant::now();
+        let files: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
+        let Some(reload) = self.reload.as_ref() else {
+            return;
+        };
+        let loaded = load_algorithm(
+            py,
+            &reload.path,
+            Some(&reload.class_name),
+            &reload.overrides,
+        );
+        let new = match loaded {
+            Ok(loaded) => loaded.instance,
+            Err(error) => {
+                if let Some(details) = error.details() {
+                    eprintln!("{}", details.trim_end());
+                }
+                self.record_reload(false, files, started, error.to_string());
+                return;
+            }
+        };
+        let swapped = py
+            .import("rustybt_api._host")
+            .and_then(|host| host.call_method1("carry_state", (&self.algorithm, &new)))
+            .and_then(|_| hooks_of(new.bind(py)));
+        match swapped {
+            Ok(hooks) => {
+                let old_hooks = std::mem::replace(&mut self.hooks, hooks);
+                let old = std::mem::replace(&mut self.algorithm, new);
+                if let Some(reload) = self.reload.as_mut() {
+                    reload.previous = Some((old, old_hooks, PendingReload { started, files }));
+                }
+            }
+            Err(err) => {
+                let error = algorithm_error(py, &err, "reload", None, &self.user_root);
+                eprintln!("{}", error.traceback.trim_end());
+                self.record_reload(false, files, started, error.to_string());
+            }
+        }
+    }
+
+    /// After a reload, the first tick decides: keep the new code, or go back to the old.
+    fn settle_reload(&mut self, py: Python<'_>, result: Result<(), Stop>) -> Result<(), Stop> {
+        let Some((old, old_hooks, pending)) = self.reload.as_mut().and_then(|r| r.previous.take())
+        else {
+            return result;
+        };
+        match result {
+            Ok(()) => {
+                self.record_reload(
+                    true,
+                    pending.files,
+                    pending.started,
+                    "new code active".into(),
+                );
+                Ok(())
+            }
+            Err(Stop::Failed(error)) => {
+                eprintln!("{}", error.traceback.trim_end());
+                self.algorithm = old;
+                self.hooks = old_hooks;
+                self.record_reload(
+                    false,
+                    pending.files,
+                    pending.started,
+                    format!("the new code raised on its first tick: {error}"),
+                );
+                // The tick still happens, with the code that was running before.
+                let context = self.context.bind(py).clone().into_any();
+                self.call_hook(py, ON_TICK, &context)
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// The single place user code is called from: times the call and turns a Python
@@ -147,7 +297,11 @@ impl Strategy for PyStrategy {
     fn on_tick(&mut self) -> Result<(), Stop> {
         Python::attach(|py| {
             let context = self.context.bind(py).clone().into_any();
-            self.call_hook(py, ON_TICK, &context)
+            let result = self.call_hook(py, ON_TICK, &context);
+            if self.reload.as_ref().is_some_and(|r| r.previous.is_some()) {
+                return self.settle_reload(py, result);
+            }
+            result
         })
     }
 
@@ -158,10 +312,41 @@ impl Strategy for PyStrategy {
         })
     }
 
+    fn between_ticks(&mut self) -> Result<(), Stop> {
+        let Some(reload) = self.reload.as_ref() else {
+            return Ok(());
+        };
+        let changed = reload.watcher.poll();
+        if !changed.is_empty() {
+            Python::attach(|py| self.reload_now(py, changed));
+        }
+        Ok(())
+    }
+
     fn check_interrupt(&mut self) -> Result<(), Stop> {
         Python::attach(|py| match py.check_signals() {
             Ok(()) => Ok(()),
             Err(err) => Err(self.stop_for(py, &err, "on_tick")),
         })
     }
+}
+
+/// The bound callbacks of an algorithm instance, by slot. `on_fill`/`on_stop` are `None` when
+/// the class keeps `Algorithm`'s empty ones.
+fn hooks_of(algorithm: &Bound<'_, PyAny>) -> PyResult<[Option<Py<PyAny>>; 4]> {
+    let base = algorithm.py().import("rustybt_api")?.getattr("Algorithm")?;
+    let overridden = |name: &str| -> PyResult<Option<Py<PyAny>>> {
+        let mine = algorithm.get_type().getattr(name)?;
+        Ok(if mine.is(&base.getattr(name)?) {
+            None
+        } else {
+            Some(algorithm.getattr(name)?.unbind())
+        })
+    };
+    Ok([
+        Some(algorithm.getattr("initialize")?.unbind()),
+        Some(algorithm.getattr("on_tick")?.unbind()),
+        overridden("on_fill")?,
+        overridden("on_stop")?,
+    ])
 }

@@ -1,0 +1,68 @@
+"""Helpers the host calls while loading and reloading user code. Not part of the public API."""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import ModuleType
+from typing import Any
+
+__all__ = ["purge_modules", "restore_modules", "user_module_dirs", "carry_state"]
+
+
+def _under(path: str | None, roots: list[str]) -> bool:
+    if not path:
+        return False
+    path = os.path.abspath(path)
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
+def purge_modules(roots: list[str], keep: str | None = None) -> dict[str, ModuleType]:
+    """Removes from sys.modules every module whose file is under one of ``roots`` (the user's
+    local modules), so the next import reads them fresh. Returns them, to restore on failure."""
+    removed = {}
+    for name, module in list(sys.modules.items()):
+        if name == keep:
+            continue
+        if _under(getattr(module, "__file__", None), roots):
+            removed[name] = sys.modules.pop(name)
+    return removed
+
+
+def restore_modules(saved: dict[str, ModuleType]) -> None:
+    """Puts back modules removed by :func:`purge_modules` (after a failed reload)."""
+    for name, module in saved.items():
+        sys.modules.setdefault(name, module)
+
+
+def user_module_dirs(exclude: list[str]) -> list[str]:
+    """Folders of imported modules that are the user's own: not in the standard library,
+    site-packages, or any of ``exclude`` (pylib). These are watched for hot reload."""
+    system = {os.path.abspath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    skip = [*system, *(os.path.abspath(p) for p in exclude)]
+    found = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not path or not path.endswith(".py") or "site-packages" in path:
+            continue
+        if _under(path, skip):
+            continue
+        found.add(os.path.dirname(os.path.abspath(path)))
+    return sorted(found)
+
+
+def carry_state(old: Any, new: Any) -> None:
+    """Moves the state of a running algorithm instance to its reloaded replacement:
+    ``__getstate__``/``__setstate__`` when the class defines them, else the instance dict."""
+    getstate = getattr(type(old), "__getstate__", None)
+    custom_get = getstate is not None and getstate is not getattr(object, "__getstate__", None)
+    if custom_get:
+        state = old.__getstate__()
+        setstate = getattr(new, "__setstate__", None)
+        if setstate is not None:
+            setstate(state)
+        elif isinstance(state, dict):
+            new.__dict__.update(state)
+    else:
+        new.__dict__.update(old.__dict__)
+    new._rustybt = old._rustybt
