@@ -45,7 +45,7 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default();
-    start_python(explicit_python, &[algo_dir.clone()])?;
+    start_python(explicit_python, std::slice::from_ref(&algo_dir))?;
     let folders = WatchFolders {
         algo_dir,
         indicators: root.as_ref().map(|r| r.join("indicators")),

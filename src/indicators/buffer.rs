@@ -38,6 +38,10 @@ impl<T: Copy + Default> RingBuffer<T> {
         self.len == self.slots.len()
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The oldest value held (the next one to be overwritten once full).
     pub(crate) fn oldest(&self) -> T {
         debug_assert!(self.len > 0);

@@ -14,6 +14,9 @@ use crate::engine::{SharedSession, Stop, Strategy, lock};
 use crate::model::{TimestampNs, format_timestamp};
 use crate::watch::SourceWatcher;
 
+/// Bound callbacks of one algorithm instance, by slot (initialize, on_tick, on_fill, on_stop).
+type Hooks = [Option<Py<PyAny>>; 4];
+
 /// Calls and time spent in one user callback.
 #[derive(Debug, Default, Clone)]
 pub struct HookTiming {
@@ -27,7 +30,7 @@ pub struct PyStrategy {
     context: Py<Context>,
     /// Bound methods by slot; `on_fill`/`on_stop` are None when the algorithm does not
     /// override them (saves a call per fill).
-    hooks: [Option<Py<PyAny>>; 4],
+    hooks: Hooks,
     session: SharedSession,
     user_root: PathBuf,
     sink: Arc<LogSink>,
@@ -42,7 +45,7 @@ struct HotReload {
     class_name: String,
     overrides: Vec<(String, String)>,
     /// The instance replaced by the last reload, kept until the new one survives a tick.
-    previous: Option<(Py<PyAny>, [Option<Py<PyAny>>; 4], PendingReload)>,
+    previous: Option<(Py<PyAny>, Hooks, PendingReload)>,
     events: Vec<ReloadEvent>,
 }
 
@@ -333,7 +336,7 @@ impl Strategy for PyStrategy {
 
 /// The bound callbacks of an algorithm instance, by slot. `on_fill`/`on_stop` are `None` when
 /// the class keeps `Algorithm`'s empty ones.
-fn hooks_of(algorithm: &Bound<'_, PyAny>) -> PyResult<[Option<Py<PyAny>>; 4]> {
+fn hooks_of(algorithm: &Bound<'_, PyAny>) -> PyResult<Hooks> {
     let base = algorithm.py().import("rustybt_api")?.getattr("Algorithm")?;
     let overridden = |name: &str| -> PyResult<Option<Py<PyAny>>> {
         let mine = algorithm.get_type().getattr(name)?;
