@@ -34,6 +34,7 @@ test: test-rust test-python
 
 bench: build
 	$(PY) benches/run_benchmarks.py
+	$(PY) benches/reload_latency.py
 
 clean:
 	rm -rf target $(VENV) runs

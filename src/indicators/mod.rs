@@ -488,4 +488,372 @@ fn describe_params(params: &[Param]) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use std::hint::black_box;
+    use std::time::Instant;
+
+    /// TA-Lib reference outputs written by `make_fixtures.py` (see its docstring).
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/talib");
+
+    fn reader(file: &str) -> csv::Reader<std::fs::File> {
+        let path = format!("{FIXTURES}/{file}");
+        csv::Reader::from_path(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+    }
+
+    fn parse(text: &str) -> f64 {
+        text.parse()
+            .unwrap_or_else(|e| panic!("bad number `{text}`: {e}"))
+    }
+
+    /// Header and columns of a fixture CSV.
+    fn read_columns(file: &str) -> (Vec<String>, Vec<Vec<f64>>) {
+        let mut reader = reader(file);
+        let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+        let mut columns = vec![Vec::new(); header.len()];
+        for record in reader.records() {
+            let record = record.unwrap();
+            for (column, field) in columns.iter_mut().zip(record.iter()) {
+                column.push(parse(field));
+            }
+        }
+        (header, columns)
+    }
+
+    fn read_bars() -> Vec<BarInput> {
+        let (header, columns) = read_columns("input.csv");
+        assert_eq!(header, ["open", "high", "low", "close", "volume"]);
+        (0..columns[0].len())
+            .map(|i| BarInput {
+                open: columns[0][i],
+                high: columns[1][i],
+                low: columns[2][i],
+                close: columns[3][i],
+                volume: columns[4][i],
+            })
+            .collect()
+    }
+
+    struct Case {
+        file: String,
+        indicator: String,
+        params: Vec<(String, f64)>,
+    }
+
+    fn read_cases() -> Vec<Case> {
+        let mut reader = reader("cases.csv");
+        reader
+            .records()
+            .map(|record| {
+                let record = record.unwrap();
+                let params = record[2]
+                    .split(';')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        let (key, value) = p.split_once('=').expect("name=value");
+                        (key.to_owned(), parse(value))
+                    })
+                    .collect();
+                Case {
+                    file: record[0].to_owned(),
+                    indicator: record[1].to_owned(),
+                    params,
+                }
+            })
+            .collect()
+    }
+
+    /// TA-Lib equality: 1e-9 relative, or 1e-12 absolute near zero.
+    fn close_enough(got: f64, want: f64) -> bool {
+        let diff = (got - want).abs();
+        diff <= 1e-9 * want.abs() || diff <= 1e-12
+    }
+
+    #[test]
+    fn every_builtin_equals_talib_bar_by_bar() {
+        let bars = read_bars();
+        let cases = read_cases();
+        let mut failures = Vec::new();
+        let mut tested: HashMap<String, usize> = HashMap::new();
+        for case in &cases {
+            let (names, want) = read_columns(&case.file);
+            assert_eq!(want[0].len(), bars.len(), "{}", case.file);
+            let mut indicator = create(&case.indicator, &case.params)
+                .unwrap_or_else(|e| panic!("{}: {e}", case.file));
+            *tested.entry(case.indicator.to_uppercase()).or_default() += 1;
+            if !case.indicator.eq_ignore_ascii_case("VWAP") {
+                assert_eq!(indicator.output_names().len(), names.len(), "{}", case.file);
+            }
+            let first_value = want[0]
+                .iter()
+                .position(|v| !v.is_nan())
+                .expect("TA-Lib produced values");
+            if indicator.warm_up_period() != first_value + 1 {
+                failures.push(format!(
+                    "{}: warm_up_period {} but TA-Lib's first value is at bar {}",
+                    case.file,
+                    indicator.warm_up_period(),
+                    first_value + 1
+                ));
+            }
+            let mut max_relative = 0.0f64;
+            let mut inexact = 0;
+            let mut first_run = Vec::with_capacity(bars.len());
+            for (i, bar) in bars.iter().enumerate() {
+                indicator.update(bar);
+                first_run.push(indicator.outputs().to_vec());
+                if indicator.is_ready() != (i >= first_value) {
+                    failures.push(format!(
+                        "{}: bar {i}: is_ready() = {} but TA-Lib's first value is at index {first_value}",
+                        case.file,
+                        indicator.is_ready()
+                    ));
+                }
+                assert!(indicator.value().is_nan() == (i < first_value) || i >= first_value);
+                for (column, (&got, expected)) in indicator.outputs().iter().zip(&want).enumerate() {
+                    let expected = expected[i];
+                    let ok = if expected.is_nan() {
+                        got.is_nan()
+                    } else {
+                        !got.is_nan() && close_enough(got, expected)
+                    };
+                    if !ok {
+                        failures.push(format!(
+                            "{}: bar {i} `{}`: got {got:?}, TA-Lib {expected:?}",
+                            case.file, names[column]
+                        ));
+                    } else if !expected.is_nan() && got.to_bits() != expected.to_bits() {
+                        inexact += 1;
+                        let relative = (got - expected).abs() / expected.abs().max(1e-300);
+                        max_relative = max_relative.max(relative);
+                    }
+                }
+            }
+            // reset() gives a fresh indicator: a second pass repeats the first bit for bit.
+            indicator.reset();
+            assert!(!indicator.is_ready(), "{}: ready after reset", case.file);
+            assert!(indicator.outputs().iter().all(|v| v.is_nan()), "{}", case.file);
+            for (i, bar) in bars.iter().enumerate() {
+                indicator.update(bar);
+                let same = indicator
+                    .outputs()
+                    .iter()
+                    .zip(&first_run[i])
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{}: bar {i} differs after reset()", case.file);
+            }
+            println!(
+                "{:<58} {:<22} not bit-identical: {inexact:>4}, max relative difference {max_relative:.1e}",
+                case.file,
+                indicator.name()
+            );
+        }
+        failures.truncate(40);
+        assert!(failures.is_empty(), "differences from TA-Lib:\n{}", failures.join("\n"));
+        // Every built-in is covered, with at least one non-default parameter set.
+        for name in builtin_names() {
+            let count = tested.get(name).copied().unwrap_or(0);
+            let needed = if name == "OBV" { 1 } else { 2 };
+            assert!(count >= needed, "{name}: {count} fixture case(s)");
+        }
+    }
+
+    #[test]
+    fn create_accepts_talib_names_and_defaults() {
+        let rsi = create("rsi", &[]).unwrap();
+        assert_eq!(rsi.name(), "RSI(14)");
+        assert_eq!(rsi.warm_up_period(), 15);
+        let macd = create("MACD", &[("SignalPeriod".to_owned(), 5.0)]).unwrap();
+        assert_eq!(macd.name(), "MACD(12,26,5)");
+        assert_eq!(macd.output_names(), ["macd", "macdsignal", "macdhist"]);
+        let bbands = create("BBANDS", &[]).unwrap();
+        assert_eq!(bbands.name(), "BBANDS(20,2,2)");
+        let stoch = create("stoch", &[("slowd_matype".to_owned(), 1.0)]).unwrap();
+        assert_eq!(stoch.name(), "STOCH(5,3,SMA,3,EMA)");
+        assert_eq!(create("vwap", &[]).unwrap().name(), "VWAP");
+        assert_eq!(
+            create("VWAP", &[("timeperiod".to_owned(), 20.0)]).unwrap().name(),
+            "VWAP(20)"
+        );
+        assert_eq!(
+            default_parameters("Stoch").unwrap(),
+            [
+                ("fastk_period", 5.0),
+                ("slowk_period", 3.0),
+                ("slowk_matype", 0.0),
+                ("slowd_period", 3.0),
+                ("slowd_matype", 0.0)
+            ]
+        );
+        assert_eq!(builtin_names().count(), 20);
+        for name in builtin_names() {
+            let indicator = create(name, &[]).unwrap();
+            assert!(!indicator.is_ready(), "{name}");
+            assert!(indicator.outputs().iter().all(|v| v.is_nan()), "{name}");
+            assert_eq!(indicator.outputs().len(), indicator.output_names().len());
+        }
+    }
+
+    #[test]
+    fn create_errors_list_what_is_accepted() {
+        let error = create("SMMA", &[]).err().unwrap().to_string();
+        assert!(error.starts_with("unknown indicator `SMMA`"), "{error}");
+        assert!(error.contains("SMA, EMA, WMA"), "{error}");
+
+        let error = create("RSI", &[("period".to_owned(), 14.0)]).err().unwrap();
+        assert!(matches!(error, IndicatorError::UnknownParameter { .. }));
+        let text = error.to_string();
+        assert!(text.contains("`RSI` has no parameter `period`"), "{text}");
+        assert!(text.contains("`timeperiod` (an integer from 2 to 100000, default 14)"), "{text}");
+
+        let error = create("OBV", &[("timeperiod".to_owned(), 3.0)]).err().unwrap();
+        assert!(error.to_string().ends_with("it accepts no parameters"), "{error}");
+
+        for (name, param, value) in [
+            ("RSI", "timeperiod", 1.0),
+            ("SMA", "timeperiod", 2.5),
+            ("SMA", "timeperiod", 100_001.0),
+            ("EMA", "timeperiod", f64::NAN),
+            ("STDDEV", "nbdev", f64::INFINITY),
+            ("BBANDS", "matype", 7.0),
+            ("MACD", "signalperiod", 0.0),
+            ("VWAP", "timeperiod", -1.0),
+        ] {
+            let error = create(name, &[(param.to_owned(), value)]).err().unwrap();
+            assert!(
+                matches!(error, IndicatorError::InvalidParameter { .. }),
+                "{name} {param}={value}: {error}"
+            );
+        }
+        let error = create("BBANDS", &[("matype".to_owned(), 7.0)]).err().unwrap();
+        assert!(error.to_string().contains("0 (SMA), 1 (EMA), 2 (WMA), 3 (DEMA), 4 (TEMA)"));
+
+        let twice = [("timeperiod".to_owned(), 3.0), ("TimePeriod".to_owned(), 4.0)];
+        assert!(matches!(
+            create("SMA", &twice).err().unwrap(),
+            IndicatorError::DuplicateParameter { .. }
+        ));
+    }
+
+    #[test]
+    fn typed_constructors_validate_like_create() {
+        assert!(RelativeStrengthIndex::new(1).is_err());
+        assert!(MovingAverageConvergenceDivergence::new(12, 26, 0).is_err());
+        assert!(StandardDeviation::new(5, f64::NAN).is_err());
+        assert!(BollingerBands::new(20, 2.0, 4e37, MaType::Sma).is_err());
+        assert!(VolumeWeightedAveragePrice::rolling(0).is_err());
+        let error = Stochastic::new(0, 3, MaType::Sma, 3, MaType::Sma).err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "invalid `fastk_period` = 0 for `STOCH`: expected an integer from 1 to 100000"
+        );
+    }
+
+    /// EMA at every bar from its closed form: the seed (mean of the first `period` values)
+    /// decayed by (1 − k)ⁿ plus every later value weighted k(1 − k)^age.
+    fn ema_closed_form(values: &[f64], period: usize, bar: usize) -> f64 {
+        let k = 2.0 / (period as f64 + 1.0);
+        let seed = values[..period].iter().sum::<f64>() / period as f64;
+        let steps = bar + 1 - period;
+        let mut value = seed * (1.0 - k).powi(steps as i32);
+        for (age, x) in values[period..=bar].iter().rev().enumerate() {
+            value += k * (1.0 - k).powi(age as i32) * x;
+        }
+        value
+    }
+
+    proptest! {
+        #[test]
+        fn incremental_sma_equals_naive_mean(
+            values in prop::collection::vec(-1e3f64..1e3, 1..200),
+            period in 1usize..20,
+        ) {
+            let mut sma = SimpleMovingAverage::new(period).unwrap();
+            for (i, &x) in values.iter().enumerate() {
+                let got = sma.update_value(x);
+                if i + 1 < period {
+                    prop_assert!(got.is_nan());
+                    prop_assert!(!sma.is_ready());
+                } else {
+                    let window = &values[i + 1 - period..=i];
+                    let want = window.iter().sum::<f64>() / period as f64;
+                    prop_assert!((got - want).abs() <= 1e-9, "bar {}: {} vs {}", i, got, want);
+                    prop_assert!(sma.is_ready());
+                }
+            }
+        }
+
+        #[test]
+        fn incremental_ema_equals_closed_form(
+            values in prop::collection::vec(-1e3f64..1e3, 1..150),
+            period in 1usize..20,
+        ) {
+            let mut ema = ExponentialMovingAverage::new(period).unwrap();
+            for (i, &x) in values.iter().enumerate() {
+                let got = ema.update_value(x);
+                if i + 1 < period {
+                    prop_assert!(got.is_nan());
+                } else {
+                    let want = ema_closed_form(&values, period, i);
+                    prop_assert!((got - want).abs() <= 1e-9, "bar {}: {} vs {}", i, got, want);
+                }
+            }
+        }
+    }
+
+    /// A deterministic random-walk series (xorshift), built before timing.
+    fn synthetic_bars(count: usize) -> Vec<BarInput> {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut uniform = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut close = 100.0;
+        (0..count)
+            .map(|_| {
+                let open = close;
+                close = open * (1.0 + (uniform() - 0.5) * 0.02);
+                let high = open.max(close) * (1.0 + uniform() * 0.005);
+                let low = open.min(close) * (1.0 - uniform() * 0.005);
+                BarInput {
+                    open,
+                    high,
+                    low,
+                    close,
+                    volume: (uniform() * 10_000.0).round(),
+                }
+            })
+            .collect()
+    }
+
+    /// `cargo test --release -- --ignored --nocapture indicator_throughput`
+    #[test]
+    #[ignore = "timing; run in release with --ignored --nocapture"]
+    fn indicator_throughput() {
+        let bars = synthetic_bars(1_000_000);
+        println!("ns per bar over {} bars (default parameters):", bars.len());
+        for name in builtin_names() {
+            let mut indicator = create(name, &[]).unwrap();
+            // One untimed pass warms caches and branch predictors.
+            for bar in &bars[..10_000] {
+                indicator.update(bar);
+            }
+            indicator.reset();
+            let start = Instant::now();
+            for bar in &bars {
+                indicator.update(black_box(bar));
+            }
+            let elapsed = start.elapsed();
+            black_box(indicator.outputs());
+            println!(
+                "{:<16} {:>6.1} ns/bar",
+                indicator.name(),
+                elapsed.as_nanos() as f64 / bars.len() as f64
+            );
+        }
+    }
+}
