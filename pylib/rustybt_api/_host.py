@@ -17,9 +17,15 @@ def _under(path: str | None, roots: list[str]) -> bool:
     return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
+def _pylib() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def purge_modules(roots: list[str], keep: str | None = None) -> dict[str, ModuleType]:
-    """Removes from sys.modules every module whose file is under one of ``roots`` (the user's
-    local modules), so the next import reads them fresh. Returns them, to restore on failure."""
+    """Removes from sys.modules every module of the user's own (under ``roots`` or any other
+    local folder, see :func:`user_module_dirs`), so the next import reads it fresh. Returns
+    them, to restore on failure."""
+    roots = [os.path.abspath(r) for r in roots] + user_module_dirs([_pylib()])
     removed = {}
     for name, module in list(sys.modules.items()):
         if name == keep:

@@ -179,3 +179,33 @@ def test_watch_reruns_on_save_and_survives_a_broken_save(binary, bars_csv, tmp_p
     assert "total return" in stderr and "max drawdown" in stderr
     assert stdout.count("Status: complete") == 2
     assert "panicked" not in stderr
+
+
+def test_a_changed_helper_module_is_imported_afresh(binary, bars_csv, tmp_path):
+    helpers = tmp_path / "helpers"
+    helpers.mkdir()
+    (helpers / "signal_lib.py").write_text("TAG = 'old-helper'\n")
+    algo = tmp_path / "uses_helper.py"
+    algo.write_text(textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(helpers)!r})
+        from rustybt_api import Algorithm
+        import signal_lib
+
+        class UsesHelper(Algorithm):
+            def on_tick(self, ctx):
+                self.log.info("%s", signal_lib.TAG)
+        """
+    ))
+    out = tmp_path / "out"
+    proc = start_paced(binary, algo, bars_csv(rows=400), out)
+    seen: list[str] = []
+    wait_for(proc, "old-helper", seen)
+    (helpers / "signal_lib.py").write_text("TAG = 'new-helper'\n")
+    wait_for(proc, "RELOAD  ok", seen)
+    stderr = finish(proc, seen)
+    assert proc.returncode == 0, stderr
+    log = (out / "log.txt").read_text().splitlines()
+    assert log[-1].endswith("new-helper")
+    assert reloads(out)[0]["files"].endswith("signal_lib.py")
