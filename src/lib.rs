@@ -9,6 +9,7 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod execution;
+pub mod indicators;
 pub mod market;
 pub mod metrics;
 pub mod model;

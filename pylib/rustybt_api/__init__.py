@@ -7,8 +7,15 @@ native objects when it runs the algorithm.
 from __future__ import annotations
 
 from .algorithm import Algorithm
-from .errors import EngineError, NotAttachedError, OrderError, RustybtError, UnknownSymbolError
-from .types import Bars, Context, Fill, Logger, Order, Portfolio, Quantity
+from .errors import (
+    EngineError,
+    IndicatorError,
+    NotAttachedError,
+    OrderError,
+    RustybtError,
+    UnknownSymbolError,
+)
+from .types import Bars, Context, Fill, IndicatorHandle, Logger, Order, Portfolio, Quantity
 
 __version__ = "0.1.0"
 
@@ -18,6 +25,8 @@ __all__ = [
     "Context",
     "EngineError",
     "Fill",
+    "IndicatorError",
+    "IndicatorHandle",
     "Logger",
     "NotAttachedError",
     "Order",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import NotAttachedError
 
 if TYPE_CHECKING:
-    from .types import Context, Fill, Logger, Order, Quantity
+    from .types import Context, Fill, IndicatorHandle, Logger, Order, Quantity
 
 __all__ = ["Algorithm", "parameters_of", "convert_parameter"]
 
@@ -64,6 +64,16 @@ class Algorithm:
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Orders not yet filled or cancelled, of one symbol or of all."""
         return self._engine().open_orders(symbol)  # type: ignore[no-any-return]
+
+    def indicator(self, name: str, symbol: str, **params: float) -> IndicatorHandle:
+        """Attaches a built-in indicator (computed in Rust, equal to TA-Lib) to ``symbol``.
+
+        ``name`` is a TA-Lib name (``"SMA"``, ``"RSI"``, ``"MACD"``, ...); ``params`` use TA-Lib's
+        parameter names (``timeperiod=14``; ``period`` is accepted for ``timeperiod``). Call it in
+        ``initialize``; the engine updates it once per closed bar and ``.value`` is then an
+        attribute read. Attaching the same indicator twice returns the same one.
+        """
+        return self._engine().indicator(name, symbol, params)  # type: ignore[no-any-return]
 
     @property
     def log(self) -> Logger:

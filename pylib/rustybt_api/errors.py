@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["RustybtError", "OrderError", "UnknownSymbolError", "EngineError", "NotAttachedError"]
+__all__ = [
+    "RustybtError",
+    "OrderError",
+    "UnknownSymbolError",
+    "IndicatorError",
+    "EngineError",
+    "NotAttachedError",
+]
 
 
 class RustybtError(Exception):
@@ -18,6 +25,10 @@ class UnknownSymbolError(RustybtError, KeyError):
 
     def __str__(self) -> str:  # KeyError would print the message in quotes
         return str(self.args[0]) if self.args else ""
+
+
+class IndicatorError(RustybtError, ValueError):
+    """An unknown built-in indicator, parameter or output, or an invalid parameter value."""
 
 
 class EngineError(RustybtError):

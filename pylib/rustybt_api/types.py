@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # numpy is only needed by type checkers here
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["Quantity", "Bars", "Portfolio", "Order", "Fill", "Logger", "Context"]
+__all__ = ["Quantity", "Bars", "Portfolio", "Order", "Fill", "Logger", "Context", "IndicatorHandle"]
 
 #: What an order quantity may be given as. Floats are refused: they are inexact.
 Quantity = Union[Decimal, int, str]
@@ -113,6 +113,29 @@ class Fill(Protocol):
 
     @property
     def time(self) -> _dt.datetime: ...
+
+
+class IndicatorHandle(Protocol):
+    """A built-in indicator attached to a symbol (``Algorithm.indicator``)."""
+
+    @property
+    def value(self) -> float: ...
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def values(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def output_names(self) -> list[str]: ...
+    def output(self, name: str) -> npt.NDArray[np.float64]: ...
+    @property
+    def latest(self) -> dict[str, float]: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def warm_up_period(self) -> int: ...
+    def __len__(self) -> int: ...
 
 
 class Logger(Protocol):

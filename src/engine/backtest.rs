@@ -165,6 +165,7 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
             .ledger
             .mark(symbol, close)
             .map_err(|e| Stop::Engine(e.to_string()))?;
+        session.indicators.on_bar(symbol, series, index);
         session.market.close_next_bar(symbol);
     }
     session.now = tick.time;

@@ -1,6 +1,7 @@
 //! The clock step of ARCHITECTURE §2, shared state the algorithm reads, and the backtest loop.
 
 mod backtest;
+pub mod indicator_set;
 mod session;
 
 pub use backtest::{BacktestOptions, BacktestOutcome, Stop, Strategy, run_backtest};

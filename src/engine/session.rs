@@ -2,6 +2,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rust_decimal::Decimal;
 
+use super::indicator_set::IndicatorSet;
 use crate::accounting::Ledger;
 use crate::execution::{CommissionModel, OrderBook, OrderRejected};
 use crate::market::Market;
@@ -16,6 +17,7 @@ pub struct Session {
     pub ledger: Ledger,
     pub orders: OrderBook,
     pub commission: CommissionModel,
+    pub indicators: IndicatorSet,
     /// `ctx.time`: close time of the bar(s) just completed; before the first tick, the first
     /// bar's open time.
     pub now: TimestampNs,
@@ -49,6 +51,7 @@ impl Session {
             ledger: Ledger::new(initial_cash, symbols),
             orders: OrderBook::new(symbols),
             commission,
+            indicators: IndicatorSet::default(),
             now,
         }
     }

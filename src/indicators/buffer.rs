@@ -73,19 +73,11 @@ impl<T: Copy + Default> RingBuffer<T> {
     }
 }
 
-/// Which extreme a [`RollingExtreme`] tracks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Extreme {
-    Max,
-    Min,
-}
-
-/// The maximum (or minimum) of the last `period` values in amortized O(1): a monotonic deque of
-/// (bar number, value) in a preallocated ring. The value is exact (it is one of the inputs), so
-/// it equals TA-Lib's rescanning min/max bit for bit.
+/// The maximum (`MAX = true`) or minimum of the last `period` values in amortized O(1): a
+/// monotonic deque of (bar number, value) in a preallocated ring. The value is exact (it is one
+/// of the inputs), so it equals TA-Lib's rescanning min/max bit for bit.
 #[derive(Debug, Clone)]
-pub(crate) struct RollingExtreme {
-    extreme: Extreme,
+pub(crate) struct RollingExtreme<const MAX: bool> {
     period: u64,
     bars: u64,
     entries: Box<[(u64, f64)]>,
@@ -93,11 +85,13 @@ pub(crate) struct RollingExtreme {
     len: usize,
 }
 
-impl RollingExtreme {
-    pub(crate) fn new(extreme: Extreme, period: usize) -> Self {
+pub(crate) type RollingMax = RollingExtreme<true>;
+pub(crate) type RollingMin = RollingExtreme<false>;
+
+impl<const MAX: bool> RollingExtreme<MAX> {
+    pub(crate) fn new(period: usize) -> Self {
         assert!(period > 0, "invariant: a window holds at least one value");
         Self {
-            extreme,
             period: period as u64,
             bars: 0,
             entries: vec![(0, 0.0); period].into_boxed_slice(),
@@ -106,28 +100,35 @@ impl RollingExtreme {
         }
     }
 
+    /// Slot `offset` places after the head, wrapped without a division.
+    fn slot(&self, offset: usize) -> usize {
+        let slot = self.head + offset;
+        if slot >= self.entries.len() {
+            slot - self.entries.len()
+        } else {
+            slot
+        }
+    }
+
     /// Adds the newest value and returns the extreme of the window ending with it.
     pub(crate) fn push(&mut self, value: f64) -> f64 {
         let bar = self.bars;
         self.bars += 1;
-        let capacity = self.entries.len();
         // Drop the entry that left the window, then the ones the new value dominates.
         if self.len > 0 && self.entries[self.head].0 + self.period <= bar {
-            self.head = (self.head + 1) % capacity;
+            self.head = self.slot(1);
             self.len -= 1;
         }
         while self.len > 0 {
-            let back = (self.head + self.len - 1) % capacity;
-            let dominated = match self.extreme {
-                Extreme::Max => self.entries[back].1 <= value,
-                Extreme::Min => self.entries[back].1 >= value,
-            };
+            let back = self.entries[self.slot(self.len - 1)].1;
+            let dominated = if MAX { back <= value } else { back >= value };
             if !dominated {
                 break;
             }
             self.len -= 1;
         }
-        self.entries[(self.head + self.len) % capacity] = (bar, value);
+        let slot = self.slot(self.len);
+        self.entries[slot] = (bar, value);
         self.len += 1;
         self.entries[self.head].1
     }
@@ -156,7 +157,10 @@ mod tests {
         assert!(ring.is_full());
         assert_eq!(ring.oldest(), 2.0);
         assert_eq!(ring.slots(), [4.0, 2.0, 3.0]);
-        assert_eq!(ring.iter_oldest_first().collect::<Vec<_>>(), [2.0, 3.0, 4.0]);
+        assert_eq!(
+            ring.iter_oldest_first().collect::<Vec<_>>(),
+            [2.0, 3.0, 4.0]
+        );
         ring.clear();
         ring.push(5.0);
         assert_eq!(ring.iter_oldest_first().collect::<Vec<_>>(), [5.0]);
@@ -164,10 +168,12 @@ mod tests {
 
     #[test]
     fn rolling_extremes_equal_a_scan_of_the_window() {
-        let values = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0, 5.0, 5.0, 1.0];
+        let values = [
+            3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0, 5.0, 5.0, 1.0,
+        ];
         for period in 1..=5 {
-            let mut max = RollingExtreme::new(Extreme::Max, period);
-            let mut min = RollingExtreme::new(Extreme::Min, period);
+            let mut max = RollingMax::new(period);
+            let mut min = RollingMin::new(period);
             for (i, &v) in values.iter().enumerate() {
                 let window = &values[(i + 1).saturating_sub(period)..=i];
                 let want_max = window.iter().copied().fold(f64::MIN, f64::max);

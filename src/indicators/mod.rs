@@ -1,12 +1,13 @@
 //! Built-in technical indicators: incremental, allocation-free per bar, equal to TA-Lib.
 //!
-//! Every indicator takes one closed bar at a time ([`Indicator::update`]) in O(1) (amortized) and
-//! allocates nothing after construction: its windows are ring buffers sized by its parameters.
-//! After its warm-up each output equals the real TA-Lib's (the C library that the `TA-Lib` Python
-//! package 0.8.2 ships, 0.8.1) on the same input fed from the first bar, within 1e-9 relative
-//! (in practice bit for bit): the algorithms, seeds, guards and floating-point operation order are
-//! TA-Lib's. The tests replay `tests/fixtures/talib/`, written by `make_fixtures.py` with the real
-//! TA-Lib. Before the warm-up every output is NaN and [`Indicator::is_ready`] is false.
+//! Every indicator takes one closed bar at a time ([`Indicator::update`]) in O(1) amortized (CCI:
+//! O(period), see its doc) and allocates nothing after construction: its windows are ring buffers
+//! sized by its parameters. After its warm-up each output equals the real TA-Lib's (the C library
+//! 0.8.1 that the `TA-Lib` Python package 0.8.2 ships) on the same input fed from the first bar,
+//! within 1e-9 relative or 1e-12 absolute; on the fixtures every value is in fact bit-identical,
+//! because the algorithms, seeds, guards, fused multiply-adds and operation order are TA-Lib's.
+//! The tests replay `tests/fixtures/talib/`, written by `make_fixtures.py` with the real TA-Lib.
+//! Before the warm-up every output is NaN and [`Indicator::is_ready`] is false.
 //!
 //! Vocabulary (LEAN): `update`, `value`, `is_ready`, `warm_up_period`, `reset`. Layout
 //! (NautilusTrader): one file per indicator under `average/`, `momentum/`, `volatility/`,
@@ -58,10 +59,10 @@ impl BarInput {
 pub trait Indicator: Send {
     /// Short name with parameters, e.g. `RSI(14)`.
     fn name(&self) -> &str;
-    /// Takes the next closed bar. O(1) amortized, no allocation.
+    /// Takes the next closed bar. O(1) amortized (CCI: O(period)), no allocation.
     fn update(&mut self, bar: &BarInput);
-    /// The primary output of the latest bar (the first of [`outputs`](Indicator::outputs)); NaN
-    /// until ready.
+    /// The primary output of the latest bar: the first of [`outputs`](Indicator::outputs), except
+    /// BBANDS (the middle band). NaN until ready.
     fn value(&self) -> f64 {
         self.outputs()[0]
     }
@@ -274,40 +275,64 @@ fn boxed<I: Indicator + 'static>(
 const SPECS: &[Spec] = &[
     Spec {
         name: "SMA",
-        params: &[period("timeperiod", 30, 1)],
+        params: &[period("timeperiod", 30, SimpleMovingAverage::MIN_PERIOD)],
         build: |a| boxed(SimpleMovingAverage::new(a.period(0))),
     },
     Spec {
         name: "EMA",
-        params: &[period("timeperiod", 30, 1)],
+        params: &[period(
+            "timeperiod",
+            30,
+            ExponentialMovingAverage::MIN_PERIOD,
+        )],
         build: |a| boxed(ExponentialMovingAverage::new(a.period(0))),
     },
     Spec {
         name: "WMA",
-        params: &[period("timeperiod", 30, 1)],
+        params: &[period("timeperiod", 30, WeightedMovingAverage::MIN_PERIOD)],
         build: |a| boxed(WeightedMovingAverage::new(a.period(0))),
     },
     Spec {
         name: "DEMA",
-        params: &[period("timeperiod", 30, 1)],
+        params: &[period(
+            "timeperiod",
+            30,
+            DoubleExponentialMovingAverage::MIN_PERIOD,
+        )],
         build: |a| boxed(DoubleExponentialMovingAverage::new(a.period(0))),
     },
     Spec {
         name: "TEMA",
-        params: &[period("timeperiod", 30, 1)],
+        params: &[period(
+            "timeperiod",
+            30,
+            TripleExponentialMovingAverage::MIN_PERIOD,
+        )],
         build: |a| boxed(TripleExponentialMovingAverage::new(a.period(0))),
     },
     Spec {
         name: "RSI",
-        params: &[period("timeperiod", 14, 2)],
+        params: &[period("timeperiod", 14, RelativeStrengthIndex::MIN_PERIOD)],
         build: |a| boxed(RelativeStrengthIndex::new(a.period(0))),
     },
     Spec {
         name: "MACD",
         params: &[
-            period("fastperiod", 12, 2),
-            period("slowperiod", 26, 2),
-            period("signalperiod", 9, 1),
+            period(
+                "fastperiod",
+                12,
+                MovingAverageConvergenceDivergence::MIN_PERIOD,
+            ),
+            period(
+                "slowperiod",
+                26,
+                MovingAverageConvergenceDivergence::MIN_PERIOD,
+            ),
+            period(
+                "signalperiod",
+                9,
+                MovingAverageConvergenceDivergence::MIN_SIGNAL_PERIOD,
+            ),
         ],
         build: |a| {
             boxed(MovingAverageConvergenceDivergence::new(
@@ -319,21 +344,21 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         name: "ROC",
-        params: &[period("timeperiod", 10, 1)],
+        params: &[period("timeperiod", 10, RateOfChange::MIN_PERIOD)],
         build: |a| boxed(RateOfChange::new(a.period(0))),
     },
     Spec {
         name: "MOM",
-        params: &[period("timeperiod", 10, 1)],
+        params: &[period("timeperiod", 10, Momentum::MIN_PERIOD)],
         build: |a| boxed(Momentum::new(a.period(0))),
     },
     Spec {
         name: "STOCH",
         params: &[
-            period("fastk_period", 5, 1),
-            period("slowk_period", 3, 1),
+            period("fastk_period", 5, Stochastic::MIN_PERIOD),
+            period("slowk_period", 3, Stochastic::MIN_PERIOD),
             ma_type("slowk_matype"),
-            period("slowd_period", 3, 1),
+            period("slowd_period", 3, Stochastic::MIN_PERIOD),
             ma_type("slowd_matype"),
         ],
         build: |a| {
@@ -348,43 +373,54 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         name: "CCI",
-        params: &[period("timeperiod", 14, 2)],
+        params: &[period("timeperiod", 14, CommodityChannelIndex::MIN_PERIOD)],
         build: |a| boxed(CommodityChannelIndex::new(a.period(0))),
     },
     Spec {
         name: "WILLR",
-        params: &[period("timeperiod", 14, 2)],
+        params: &[period("timeperiod", 14, WilliamsPercentR::MIN_PERIOD)],
         build: |a| boxed(WilliamsPercentR::new(a.period(0))),
     },
     Spec {
         name: "MFI",
-        params: &[period("timeperiod", 14, 2)],
+        params: &[period("timeperiod", 14, MoneyFlowIndex::MIN_PERIOD)],
         build: |a| boxed(MoneyFlowIndex::new(a.period(0))),
     },
     Spec {
         name: "ADX",
-        params: &[period("timeperiod", 14, 2)],
+        params: &[period(
+            "timeperiod",
+            14,
+            AverageDirectionalIndex::MIN_PERIOD,
+        )],
         build: |a| boxed(AverageDirectionalIndex::new(a.period(0))),
     },
     Spec {
         name: "ATR",
-        params: &[period("timeperiod", 14, 1)],
+        params: &[period("timeperiod", 14, AverageTrueRange::MIN_PERIOD)],
         build: |a| boxed(AverageTrueRange::new(a.period(0))),
     },
     Spec {
         name: "NATR",
-        params: &[period("timeperiod", 14, 1)],
+        params: &[period(
+            "timeperiod",
+            14,
+            NormalizedAverageTrueRange::MIN_PERIOD,
+        )],
         build: |a| boxed(NormalizedAverageTrueRange::new(a.period(0))),
     },
     Spec {
         name: "STDDEV",
-        params: &[period("timeperiod", 5, 2), real("nbdev", 1.0)],
+        params: &[
+            period("timeperiod", 5, StandardDeviation::MIN_PERIOD),
+            real("nbdev", 1.0),
+        ],
         build: |a| boxed(StandardDeviation::new(a.period(0), a.real(1))),
     },
     Spec {
         name: "BBANDS",
         params: &[
-            period("timeperiod", 20, 2),
+            period("timeperiod", 20, BollingerBands::MIN_PERIOD),
             real("nbdevup", 2.0),
             real("nbdevdn", 2.0),
             ma_type("matype"),
@@ -511,7 +547,12 @@ mod tests {
     /// Header and columns of a fixture CSV.
     fn read_columns(file: &str) -> (Vec<String>, Vec<Vec<f64>>) {
         let mut reader = reader(file);
-        let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+        let header: Vec<String> = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .map(str::to_owned)
+            .collect();
         let mut columns = vec![Vec::new(); header.len()];
         for record in reader.records() {
             let record = record.unwrap();
@@ -522,8 +563,8 @@ mod tests {
         (header, columns)
     }
 
-    fn read_bars() -> Vec<BarInput> {
-        let (header, columns) = read_columns("input.csv");
+    fn read_bars(file: &str) -> Vec<BarInput> {
+        let (header, columns) = read_columns(file);
         assert_eq!(header, ["open", "high", "low", "close", "volume"]);
         (0..columns[0].len())
             .map(|i| BarInput {
@@ -538,6 +579,7 @@ mod tests {
 
     struct Case {
         file: String,
+        input: String,
         indicator: String,
         params: Vec<(String, f64)>,
     }
@@ -548,7 +590,7 @@ mod tests {
             .records()
             .map(|record| {
                 let record = record.unwrap();
-                let params = record[2]
+                let params = record[3]
                     .split(';')
                     .filter(|p| !p.is_empty())
                     .map(|p| {
@@ -558,7 +600,8 @@ mod tests {
                     .collect();
                 Case {
                     file: record[0].to_owned(),
-                    indicator: record[1].to_owned(),
+                    input: record[1].to_owned(),
+                    indicator: record[2].to_owned(),
                     params,
                 }
             })
@@ -573,19 +616,30 @@ mod tests {
 
     #[test]
     fn every_builtin_equals_talib_bar_by_bar() {
-        let bars = read_bars();
+        let inputs: HashMap<&str, Vec<BarInput>> = ["input.csv", "input_stress.csv"]
+            .into_iter()
+            .map(|file| (file, read_bars(file)))
+            .collect();
         let cases = read_cases();
         let mut failures = Vec::new();
-        let mut tested: HashMap<String, usize> = HashMap::new();
+        // Per indicator: (cases, cases with a non-default parameter).
+        let mut tested: HashMap<String, (usize, usize)> = HashMap::new();
         for case in &cases {
+            let bars = &inputs[case.input.as_str()];
             let (names, want) = read_columns(&case.file);
             assert_eq!(want[0].len(), bars.len(), "{}", case.file);
             let mut indicator = create(&case.indicator, &case.params)
                 .unwrap_or_else(|e| panic!("{}: {e}", case.file));
-            *tested.entry(case.indicator.to_uppercase()).or_default() += 1;
-            if !case.indicator.eq_ignore_ascii_case("VWAP") {
-                assert_eq!(indicator.output_names().len(), names.len(), "{}", case.file);
-            }
+            let defaults = default_parameters(&case.indicator).expect("a built-in");
+            let non_default = case.params.iter().any(|(key, value)| {
+                defaults
+                    .iter()
+                    .any(|(name, default)| name == key && default != value)
+            });
+            let entry = tested.entry(case.indicator.to_uppercase()).or_default();
+            entry.0 += 1;
+            entry.1 += usize::from(non_default);
+            assert_eq!(indicator.output_names().len(), names.len(), "{}", case.file);
             let first_value = want[0]
                 .iter()
                 .position(|v| !v.is_nan())
@@ -611,8 +665,8 @@ mod tests {
                         indicator.is_ready()
                     ));
                 }
-                assert!(indicator.value().is_nan() == (i < first_value) || i >= first_value);
-                for (column, (&got, expected)) in indicator.outputs().iter().zip(&want).enumerate() {
+                for (column, (&got, expected)) in indicator.outputs().iter().zip(&want).enumerate()
+                {
                     let expected = expected[i];
                     let ok = if expected.is_nan() {
                         got.is_nan()
@@ -626,6 +680,13 @@ mod tests {
                         ));
                     } else if !expected.is_nan() && got.to_bits() != expected.to_bits() {
                         inexact += 1;
+                        // Set to list every bar that is within tolerance but not bit-identical.
+                        if std::env::var_os("INDICATORS_PRINT_INEXACT").is_some() {
+                            println!(
+                                "  {} bar {i} col {column}: {got:?} vs {expected:?}",
+                                case.file
+                            );
+                        }
                         let relative = (got - expected).abs() / expected.abs().max(1e-300);
                         max_relative = max_relative.max(relative);
                     }
@@ -634,7 +695,11 @@ mod tests {
             // reset() gives a fresh indicator: a second pass repeats the first bit for bit.
             indicator.reset();
             assert!(!indicator.is_ready(), "{}: ready after reset", case.file);
-            assert!(indicator.outputs().iter().all(|v| v.is_nan()), "{}", case.file);
+            assert!(
+                indicator.outputs().iter().all(|v| v.is_nan()),
+                "{}",
+                case.file
+            );
             for (i, bar) in bars.iter().enumerate() {
                 indicator.update(bar);
                 let same = indicator
@@ -651,12 +716,20 @@ mod tests {
             );
         }
         failures.truncate(40);
-        assert!(failures.is_empty(), "differences from TA-Lib:\n{}", failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "differences from TA-Lib:\n{}",
+            failures.join("\n")
+        );
         // Every built-in is covered, with at least one non-default parameter set.
         for name in builtin_names() {
-            let count = tested.get(name).copied().unwrap_or(0);
-            let needed = if name == "OBV" { 1 } else { 2 };
-            assert!(count >= needed, "{name}: {count} fixture case(s)");
+            let (cases, non_default) = tested.get(name).copied().unwrap_or_default();
+            let has_params = !default_parameters(name).unwrap().is_empty();
+            assert!(cases > 0, "{name}: no fixture");
+            assert!(
+                !has_params || non_default > 0,
+                "{name}: only default parameters tested"
+            );
         }
     }
 
@@ -674,7 +747,9 @@ mod tests {
         assert_eq!(stoch.name(), "STOCH(5,3,SMA,3,EMA)");
         assert_eq!(create("vwap", &[]).unwrap().name(), "VWAP");
         assert_eq!(
-            create("VWAP", &[("timeperiod".to_owned(), 20.0)]).unwrap().name(),
+            create("VWAP", &[("timeperiod".to_owned(), 20.0)])
+                .unwrap()
+                .name(),
             "VWAP(20)"
         );
         assert_eq!(
@@ -706,10 +781,18 @@ mod tests {
         assert!(matches!(error, IndicatorError::UnknownParameter { .. }));
         let text = error.to_string();
         assert!(text.contains("`RSI` has no parameter `period`"), "{text}");
-        assert!(text.contains("`timeperiod` (an integer from 2 to 100000, default 14)"), "{text}");
+        assert!(
+            text.contains("`timeperiod` (an integer from 2 to 100000, default 14)"),
+            "{text}"
+        );
 
-        let error = create("OBV", &[("timeperiod".to_owned(), 3.0)]).err().unwrap();
-        assert!(error.to_string().ends_with("it accepts no parameters"), "{error}");
+        let error = create("OBV", &[("timeperiod".to_owned(), 3.0)])
+            .err()
+            .unwrap();
+        assert!(
+            error.to_string().ends_with("it accepts no parameters"),
+            "{error}"
+        );
 
         for (name, param, value) in [
             ("RSI", "timeperiod", 1.0),
@@ -727,10 +810,19 @@ mod tests {
                 "{name} {param}={value}: {error}"
             );
         }
-        let error = create("BBANDS", &[("matype".to_owned(), 7.0)]).err().unwrap();
-        assert!(error.to_string().contains("0 (SMA), 1 (EMA), 2 (WMA), 3 (DEMA), 4 (TEMA)"));
+        let error = create("BBANDS", &[("matype".to_owned(), 7.0)])
+            .err()
+            .unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains("0 (SMA), 1 (EMA), 2 (WMA), 3 (DEMA), 4 (TEMA)")
+        );
 
-        let twice = [("timeperiod".to_owned(), 3.0), ("TimePeriod".to_owned(), 4.0)];
+        let twice = [
+            ("timeperiod".to_owned(), 3.0),
+            ("TimePeriod".to_owned(), 4.0),
+        ];
         assert!(matches!(
             create("SMA", &twice).err().unwrap(),
             IndicatorError::DuplicateParameter { .. }
@@ -744,7 +836,9 @@ mod tests {
         assert!(StandardDeviation::new(5, f64::NAN).is_err());
         assert!(BollingerBands::new(20, 2.0, 4e37, MaType::Sma).is_err());
         assert!(VolumeWeightedAveragePrice::rolling(0).is_err());
-        let error = Stochastic::new(0, 3, MaType::Sma, 3, MaType::Sma).err().unwrap();
+        let error = Stochastic::new(0, 3, MaType::Sma, 3, MaType::Sma)
+            .err()
+            .unwrap();
         assert_eq!(
             error.to_string(),
             "invalid `fastk_period` = 0 for `STOCH`: expected an integer from 1 to 100000"

@@ -33,10 +33,10 @@ impl SeriesBuffer {
 /// A 1-D read-only array of the first `len` elements of `data`, with `owner` as its base.
 ///
 /// # Safety
-/// `data` must be owned (directly or through an `Arc`) by `owner`, never mutated or freed
-/// while `owner` lives, and `len <= data.len()`.
+/// `data` must be owned (directly or through an `Arc`) by `owner`, its first `len` elements
+/// never mutated or freed while `owner` lives, and `len` within the allocation.
 pub unsafe fn readonly_view<'py, T: Element>(
-    owner: &Bound<'py, SeriesBuffer>,
+    owner: &Bound<'py, PyAny>,
     data: *const T,
     len: usize,
 ) -> PyResult<Bound<'py, PyArray1<T>>> {
@@ -61,7 +61,7 @@ pub unsafe fn readonly_view<'py, T: Element>(
             return Err(PyErr::fetch(py));
         }
         let array = Bound::from_owned_ptr(py, array);
-        let base = owner.clone().into_any().into_ptr();
+        let base = owner.clone().into_ptr();
         if PY_ARRAY_API.PyArray_SetBaseObject(py, array.as_ptr().cast(), base) < 0 {
             return Err(PyErr::fetch(py));
         }
@@ -76,7 +76,7 @@ pub fn f64_view<'py>(
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let len = len.min(column.len());
     // SAFETY: `column` is one of the owner's Arc columns (callers pass `&owner.get().x`).
-    unsafe { readonly_view(owner, column.as_ptr(), len) }
+    unsafe { readonly_view(owner.as_any(), column.as_ptr(), len) }
 }
 
 pub fn time_view<'py>(
@@ -89,7 +89,7 @@ pub fn time_view<'py>(
     // datetime64[ns] buffer; the column is owned by `owner`.
     unsafe {
         readonly_view(
-            owner,
+            owner.as_any(),
             column.as_ptr().cast::<Datetime<units::Nanoseconds>>(),
             len,
         )
@@ -103,5 +103,22 @@ pub fn int_time_view<'py>(
     let column = &owner.get().time;
     let len = len.min(column.len());
     // SAFETY: the column is owned by `owner`.
-    unsafe { readonly_view(owner, column.as_ptr(), len) }
+    unsafe { readonly_view(owner.as_any(), column.as_ptr(), len) }
+}
+
+/// Owns one indicator output column for as long as any NumPy view of it exists.
+#[pyclass(module = "_rustybt", frozen)]
+pub struct OutputBuffer {
+    pub column: Arc<crate::engine::indicator_set::OutputColumn>,
+}
+
+/// A read-only view of the values written so far; later bars append beyond its end and never
+/// change what it shows.
+pub fn output_view<'py>(owner: &Bound<'py, OutputBuffer>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let column = &owner.get().column;
+    let len = column.len();
+    // SAFETY: the column's storage is a boxed slice owned (through the Arc) by `owner`; it is
+    // preallocated and never reallocated, and an element is written once, before `len`
+    // counts it, so the first `len` elements never change.
+    unsafe { readonly_view(owner.as_any(), column.as_ptr(), len) }
 }

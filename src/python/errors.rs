@@ -13,6 +13,7 @@ use crate::model::TimestampNs;
 static ORDER_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static UNKNOWN_SYMBOL_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static ENGINE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static INDICATOR_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// The exception classes live in `rustybt_api.errors` so user code can import and catch them
 /// with or without the host; the engine raises those same classes.
@@ -34,6 +35,10 @@ pub fn unknown_symbol_error(py: Python<'_>, message: impl Into<String>) -> PyErr
         "UnknownSymbolError",
         message.into(),
     )
+}
+
+pub fn indicator_error(py: Python<'_>, message: impl Into<String>) -> PyErr {
+    raise(py, &INDICATOR_ERROR, "IndicatorError", message.into())
 }
 
 pub fn engine_error(py: Python<'_>, message: impl Into<String>) -> PyErr {

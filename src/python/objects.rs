@@ -10,9 +10,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDateTime, PyDict, PyString, PyTuple};
 use rust_decimal::Decimal;
 
-use super::arrays::{SeriesBuffer, f64_view, int_time_view, time_view};
+use super::arrays::{OutputBuffer, SeriesBuffer, f64_view, int_time_view, output_view, time_view};
 use super::convert::{datetime_from_ns, quantity_from_py};
-use super::errors::{engine_error, order_error, unknown_symbol_error};
+use super::errors::{engine_error, indicator_error, order_error, unknown_symbol_error};
 use crate::engine::{SharedSession, lock};
 use crate::model::{OrderId, OrderSide, SymbolId, TimestampNs, format_timestamp};
 
@@ -587,6 +587,98 @@ impl Logger {
     }
 }
 
+/// A built-in indicator attached to a symbol: the engine updates it once per closed bar of
+/// that symbol; reading it costs an attribute access, and its arrays are zero-copy views.
+#[pyclass(module = "_rustybt", frozen)]
+pub struct IndicatorHandle {
+    name: String,
+    symbol: String,
+    warm_up_period: usize,
+    primary: Py<OutputBuffer>,
+    outputs: Vec<(&'static str, Py<OutputBuffer>)>,
+}
+
+#[pymethods]
+impl IndicatorHandle {
+    /// The latest value of the primary output; NaN until the indicator is ready.
+    #[getter]
+    fn value(&self) -> f64 {
+        self.primary.get().column.last()
+    }
+
+    /// True once the warm-up period has passed (values are no longer NaN).
+    #[getter]
+    fn ready(&self) -> bool {
+        self.primary.get().column.len() >= self.warm_up_period
+    }
+
+    /// Every value of the primary output so far, one per closed bar (read-only view).
+    #[getter]
+    fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        output_view(self.primary.bind(py))
+    }
+
+    /// Names of the outputs (e.g. macd, macdsignal, macdhist), the first being `value`'s.
+    #[getter]
+    fn output_names(&self) -> Vec<&'static str> {
+        self.outputs.iter().map(|(name, _)| *name).collect()
+    }
+
+    /// The values of one named output (read-only view).
+    fn output<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        match self.outputs.iter().find(|(n, _)| *n == name) {
+            Some((_, buffer)) => output_view(buffer.bind(py)),
+            None => Err(indicator_error(
+                py,
+                format!(
+                    "`{}` has no output `{name}`; outputs: {}",
+                    self.name,
+                    self.output_names().join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// The latest value of every output, by name.
+    #[getter]
+    fn latest<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for (name, buffer) in &self.outputs {
+            dict.set_item(*name, buffer.get().column.last())?;
+        }
+        Ok(dict)
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[getter]
+    fn symbol(&self) -> &str {
+        &self.symbol
+    }
+
+    /// Bars needed before the first value.
+    #[getter]
+    fn warm_up_period(&self) -> usize {
+        self.warm_up_period
+    }
+
+    fn __len__(&self) -> usize {
+        self.primary.get().column.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<Indicator {} on {} value={}>",
+            self.name,
+            self.symbol,
+            self.value()
+        )
+    }
+}
+
 /// The channel from an `Algorithm` to the engine: orders in, handles out.
 #[pyclass(module = "_rustybt", frozen)]
 pub struct Broker {
@@ -705,6 +797,64 @@ impl Broker {
         Ok(ids.into_iter().map(|id| self.handle(id)).collect())
     }
 
+    /// Attaches the built-in indicator `name` to `symbol`; `params` by TA-Lib's names
+    /// (`timeperiod`, `fastperiod`, ...; `period` is accepted for `timeperiod`).
+    #[pyo3(signature = (name, symbol, params = None))]
+    fn indicator(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        symbol: &str,
+        params: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<IndicatorHandle> {
+        let mut settings = Vec::new();
+        if let Some(params) = params {
+            for (key, value) in params.iter() {
+                let key: String = key.extract()?;
+                let number: f64 = value.extract().map_err(|_| {
+                    indicator_error(py, format!("parameter `{key}` must be a number"))
+                })?;
+                let key = if key == "period" {
+                    "timeperiod".to_string()
+                } else {
+                    key
+                };
+                settings.push((key, number));
+            }
+        }
+        let mut guard = lock(&self.session);
+        let s = &mut *guard;
+        let id = resolve(py, s, symbol)?;
+        let closed = s.market.closed_count(id);
+        let attached_id = s
+            .indicators
+            .attach(id, name, &settings, s.market.series(id), closed)
+            .map_err(|e| indicator_error(py, e.to_string()))?;
+        let attached = s
+            .indicators
+            .get(attached_id)
+            .expect("invariant: attach returned a valid id");
+        let mut outputs = Vec::new();
+        for (output_name, column) in attached.output_names.iter().zip(&attached.outputs) {
+            outputs.push((
+                *output_name,
+                Py::new(
+                    py,
+                    OutputBuffer {
+                        column: column.clone(),
+                    },
+                )?,
+            ));
+        }
+        Ok(IndicatorHandle {
+            name: attached.name.clone(),
+            symbol: symbol.to_string(),
+            warm_up_period: attached.warm_up_period,
+            primary: outputs[0].1.clone_ref(py),
+            outputs,
+        })
+    }
+
     #[getter]
     fn log<'py>(&self, py: Python<'py>) -> Bound<'py, Logger> {
         self.logger.bind(py).clone()
@@ -728,5 +878,7 @@ pub fn _rustybt(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Logger>()?;
     module.add_class::<Broker>()?;
     module.add_class::<SeriesBuffer>()?;
+    module.add_class::<OutputBuffer>()?;
+    module.add_class::<IndicatorHandle>()?;
     Ok(())
 }

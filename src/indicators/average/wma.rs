@@ -127,7 +127,11 @@ mod tests {
 
     fn naive(window: &[f64]) -> f64 {
         let n = window.len() as f64;
-        let weighted: f64 = window.iter().enumerate().map(|(i, x)| x * (i + 1) as f64).sum();
+        let weighted: f64 = window
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x * (i + 1) as f64)
+            .sum();
         weighted / (n * (n + 1.0) / 2.0)
     }
 

@@ -10,12 +10,12 @@ const ZERO_BAND: f64 = 1e-14;
 /// (−DI + +DI), and ADX is the Wilder average of DX.
 ///
 /// TA-Lib's seeding: the first `period − 1` DMs and true ranges are summed, then each bar decays
-/// the sums by 1/period and adds the new terms; the first ADX is the mean of the first `period`
-/// DX values, at bar `2·period`. Bars with a zero true-range sum or a zero DI sum leave ADX as is.
+/// the sums (`s − s/period + new`); the first ADX is the mean of the first `period` DX values, at
+/// bar `2·period`, then `adx = (adx·(period − 1) + dx) / period`. A bar whose true-range sum is 0
+/// or whose DI sum is within 1e-14 of 0 leaves ADX as it was.
 #[derive(Debug, Clone)]
 pub struct AverageDirectionalIndex {
     period: usize,
-    inv_period: f64,
     seen: usize,
     prev_high: f64,
     prev_low: f64,
@@ -35,7 +35,6 @@ impl AverageDirectionalIndex {
         check_period("ADX", "timeperiod", period, Self::MIN_PERIOD)?;
         Ok(Self {
             period,
-            inv_period: 1.0 / period as f64,
             seen: 0,
             prev_high: f64::NAN,
             prev_low: f64::NAN,
@@ -99,21 +98,22 @@ impl Indicator for AverageDirectionalIndex {
             self.true_range_sum += tr;
             return;
         }
-        self.minus_dm -= self.minus_dm * self.inv_period;
-        self.plus_dm -= self.plus_dm * self.inv_period;
+        let period = self.period as f64;
+        self.minus_dm -= self.minus_dm / period;
+        self.plus_dm -= self.plus_dm / period;
         self.minus_dm += minus_dm1;
         self.plus_dm += plus_dm1;
-        self.true_range_sum = self.true_range_sum - (self.true_range_sum * self.inv_period) + tr;
+        self.true_range_sum = self.true_range_sum - self.true_range_sum / period + tr;
         let dx = self.dx();
         if self.seen <= 2 * self.period {
             if let Some(dx) = dx {
                 self.dx_sum += dx;
             }
             if self.seen == 2 * self.period {
-                self.value = self.dx_sum / self.period as f64;
+                self.value = self.dx_sum / period;
             }
         } else if let Some(dx) = dx {
-            self.value = self.value - (self.value - dx) * self.inv_period;
+            self.value = (self.value * (period - 1.0) + dx) / period;
         }
     }
 

@@ -3,11 +3,12 @@
 use crate::indicators::buffer::RingBuffer;
 use crate::indicators::{BarInput, Indicator, IndicatorError, check_period};
 
-/// TA-Lib's `TA_IS_ZERO` band (0.8: 1e-14).
-const ZERO_BAND: f64 = 1e-14;
+/// TA-Lib 0.8's flatness band, relative to the window's mean price (`TA_EPSILON`).
+const EPSILON: f64 = 1e-14;
 
 /// CCI = (tp − mean(tp)) / (0.015 · mean |tp − mean(tp)|) over `period` typical prices
-/// tp = (high + low + close) / 3; 0 where the numerator or the deviation is zero within 1e-14.
+/// tp = (high + low + close) / 3; 0 where the numerator or the mean deviation is at most
+/// 1e-14 × |mean| (a flat window: identical prices leave only rounding residue), as TA-Lib 0.8.
 ///
 /// *Not O(1):* the mean deviation needs every value of the window against the current mean, so
 /// each bar costs O(period), as in TA-Lib. The window is summed in TA-Lib's circular-buffer order
@@ -56,11 +57,13 @@ impl Indicator for CommodityChannelIndex {
         for &tp in slots {
             deviation += (tp - average).abs();
         }
+        deviation /= period;
         let numerator = last - average;
-        self.value = if numerator.abs() < ZERO_BAND || deviation.abs() < ZERO_BAND {
+        let band = EPSILON * average.abs();
+        self.value = if numerator.abs() <= band || deviation.abs() <= band {
             0.0
         } else {
-            numerator / (0.015 * (deviation / period))
+            numerator / (0.015 * deviation)
         };
     }
 

@@ -10,19 +10,17 @@ const OUTPUT_NAMES: [&str; 3] = ["macd", "macdsignal", "macdhist"];
 /// fast EMA with the mean of the *last `fast` of those* (both seeds end on bar `slow`), so the
 /// line starts at bar `slow`; the signal is seeded with the mean of the first `signal` line
 /// values. All three outputs appear together at bar `slow + signal − 1`. Each EMA step is
-/// `k·x + β·prev` with β = (p − 1)/(p + 1), k = 1 − β, fused like TA-Lib 0.8. As in TA-Lib, a
-/// `slowperiod` below `fastperiod` is swapped; a signal period of 1 makes the signal the line.
+/// `(x − prev)·k + prev` with k = 2/(p + 1), one fused multiply-add as in TA-Lib 0.8. As in
+/// TA-Lib, a `slowperiod` below `fastperiod` is swapped; a signal period of 1 makes the signal the
+/// line (histogram 0).
 #[derive(Debug, Clone)]
 pub struct MovingAverageConvergenceDivergence {
     fast: usize,
     slow: usize,
     signal: usize,
     fast_k: f64,
-    fast_beta: f64,
     slow_k: f64,
-    slow_beta: f64,
     signal_k: f64,
-    signal_beta: f64,
     seen: usize,
     fast_ema: f64,
     slow_ema: f64,
@@ -31,12 +29,9 @@ pub struct MovingAverageConvergenceDivergence {
     name: String,
 }
 
-/// (k, β) of TA-Lib's EMA step for `period`: β = (p − 1)/(p + 1) and k = 1 − β, both rounded so
-/// that k + β is exactly 1.
-fn ema_coefficients(period: usize) -> (f64, f64) {
-    let beta = (period - 1) as f64 / (period + 1) as f64;
-    let k = 1.0 - beta;
-    (k, 1.0 - k)
+/// TA-Lib's EMA smoothing factor.
+fn smoothing(period: usize) -> f64 {
+    2.0 / (period + 1) as f64
 }
 
 impl MovingAverageConvergenceDivergence {
@@ -53,19 +48,13 @@ impl MovingAverageConvergenceDivergence {
         } else {
             (fast, slow)
         };
-        let (fast_k, fast_beta) = ema_coefficients(fast);
-        let (slow_k, slow_beta) = ema_coefficients(slow);
-        let (signal_k, signal_beta) = ema_coefficients(signal);
         Ok(Self {
             fast,
             slow,
             signal,
-            fast_k,
-            fast_beta,
-            slow_k,
-            slow_beta,
-            signal_k,
-            signal_beta,
+            fast_k: smoothing(fast),
+            slow_k: smoothing(slow),
+            signal_k: smoothing(signal),
             seen: 0,
             fast_ema: 0.0,
             slow_ema: 0.0,
@@ -91,8 +80,8 @@ impl MovingAverageConvergenceDivergence {
             self.fast_ema /= self.fast as f64;
             self.fast_ema - self.slow_ema
         } else {
-            self.fast_ema = self.fast_beta.mul_add(self.fast_ema, self.fast_k * value);
-            self.slow_ema = self.slow_beta.mul_add(self.slow_ema, self.slow_k * value);
+            self.fast_ema = (value - self.fast_ema).mul_add(self.fast_k, self.fast_ema);
+            self.slow_ema = (value - self.slow_ema).mul_add(self.slow_k, self.slow_ema);
             self.fast_ema - self.slow_ema
         };
         let ready_at = self.slow + self.signal - 1;
@@ -106,7 +95,7 @@ impl MovingAverageConvergenceDivergence {
         } else if self.signal == 1 {
             self.signal_ema = line;
         } else {
-            self.signal_ema = self.signal_beta.mul_add(self.signal_ema, self.signal_k * line);
+            self.signal_ema = (line - self.signal_ema).mul_add(self.signal_k, self.signal_ema);
         }
         self.outputs = [line, self.signal_ema, line - self.signal_ema];
         line

@@ -6,8 +6,8 @@ use crate::indicators::{BarInput, Indicator, IndicatorError, check_period};
 ///
 /// Seeded like TA-Lib: the first averages are the plain means of the first `period` changes
 /// (first value at bar `period + 1`), then Wilder's smoothing
-/// `avg = (avg · (period − 1) + change) · (1/period)`. A window without any change (gain and loss
-/// both exactly 0) reads the neutral 50, as TA-Lib 0.8 does.
+/// `avg = (avg · (period − 1) + change) · (1/period)`. While gain and loss are both exactly 0
+/// (no change since the start) the RSI is 0, as in TA-Lib 0.8.1.
 #[derive(Debug, Clone)]
 pub struct RelativeStrengthIndex {
     period: usize,
@@ -69,7 +69,7 @@ impl RelativeStrengthIndex {
         self.value = if total > 0.0 {
             100.0 * (self.avg_gain / total)
         } else {
-            50.0
+            0.0
         };
         self.value
     }
@@ -133,7 +133,7 @@ mod tests {
     }
 
     #[test]
-    fn only_gains_read_100_and_no_change_reads_50() {
+    fn only_gains_read_100_and_no_change_reads_0() {
         let mut up = RelativeStrengthIndex::new(3).unwrap();
         for x in [1.0, 2.0, 3.0, 4.0, 5.0] {
             up.update_value(x);
@@ -143,7 +143,7 @@ mod tests {
         for _ in 0..5 {
             flat.update_value(7.0);
         }
-        assert_eq!(flat.value(), 50.0);
+        assert_eq!(flat.value(), 0.0);
         flat.reset();
         assert!(flat.value().is_nan());
         assert!(!flat.is_ready());

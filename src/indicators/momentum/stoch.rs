@@ -1,12 +1,12 @@
 //! Slow stochastic oscillator (TA-Lib `STOCH`).
 
 use crate::indicators::average::{MaType, MovingAverage};
-use crate::indicators::buffer::{Extreme, RollingExtreme};
+use crate::indicators::buffer::{RollingMax, RollingMin};
 use crate::indicators::{BarInput, Indicator, IndicatorError, check_period};
 
 const OUTPUT_NAMES: [&str; 2] = ["slowk", "slowd"];
 
-/// Fast %K = (close − lowest low) / ((highest high − lowest low) / 100) over `fastk_period` bars,
+/// Fast %K = (close − lowest low) / (highest high − lowest low) · 100 over `fastk_period` bars,
 /// slow %K = MA(fast %K, `slowk_period`), slow %D = MA(slow %K, `slowd_period`).
 ///
 /// As in TA-Lib: a window whose range is zero within 1e-14 of its extremes gives a fast %K of 0;
@@ -14,9 +14,10 @@ const OUTPUT_NAMES: [&str; 2] = ["slowk", "slowd"];
 /// (default SMA). The highest/lowest come from monotonic deques (amortized O(1), exact).
 #[derive(Debug, Clone)]
 pub struct Stochastic {
+    fastk_period: usize,
     warm_up: usize,
-    highest: RollingExtreme,
-    lowest: RollingExtreme,
+    highest: RollingMax,
+    lowest: RollingMin,
     slow_k: MovingAverage,
     slow_d: MovingAverage,
     seen: usize,
@@ -50,9 +51,10 @@ impl Stochastic {
             )
         };
         Ok(Self {
+            fastk_period,
             warm_up,
-            highest: RollingExtreme::new(Extreme::Max, fastk_period),
-            lowest: RollingExtreme::new(Extreme::Min, fastk_period),
+            highest: RollingMax::new(fastk_period),
+            lowest: RollingMin::new(fastk_period),
             slow_k,
             slow_d,
             seen: 0,
@@ -71,14 +73,14 @@ impl Indicator for Stochastic {
         self.seen += 1;
         let highest = self.highest.push(bar.high);
         let lowest = self.lowest.push(bar.low);
-        if self.seen < self.warm_up - self.slow_k.lookback() - self.slow_d.lookback() {
+        if self.seen < self.fastk_period {
             return;
         }
         let range = highest - lowest;
         let fast_k = if range.abs() <= 1e-14 * (highest.abs() + lowest.abs()) {
             0.0
         } else {
-            (bar.close - lowest) / (range / 100.0)
+            ((bar.close - lowest) / range) * 100.0
         };
         let slow_k = self.slow_k.update_value(fast_k);
         if slow_k.is_nan() {

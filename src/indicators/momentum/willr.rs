@@ -1,16 +1,16 @@
 //! Williams' %R (TA-Lib `WILLR`).
 
-use crate::indicators::buffer::{Extreme, RollingExtreme};
+use crate::indicators::buffer::{RollingMax, RollingMin};
 use crate::indicators::{BarInput, Indicator, IndicatorError, check_period};
 
-/// %R = (highest high − close) / ((highest high − lowest low) / −100) over `period` bars, in
+/// %R = (highest high − close) / (highest high − lowest low) · −100 over `period` bars, in
 /// [−100, 0]; 0 where the range is zero (as TA-Lib). Extremes from monotonic deques (amortized
 /// O(1), exact).
 #[derive(Debug, Clone)]
 pub struct WilliamsPercentR {
     period: usize,
-    highest: RollingExtreme,
-    lowest: RollingExtreme,
+    highest: RollingMax,
+    lowest: RollingMin,
     seen: usize,
     value: f64,
     name: String,
@@ -23,8 +23,8 @@ impl WilliamsPercentR {
         check_period("WILLR", "timeperiod", period, Self::MIN_PERIOD)?;
         Ok(Self {
             period,
-            highest: RollingExtreme::new(Extreme::Max, period),
-            lowest: RollingExtreme::new(Extreme::Min, period),
+            highest: RollingMax::new(period),
+            lowest: RollingMin::new(period),
             seen: 0,
             value: f64::NAN,
             name: format!("WILLR({period})"),
@@ -46,9 +46,9 @@ impl Indicator for WilliamsPercentR {
                 return;
             }
         }
-        let diff = (highest - lowest) / -100.0;
-        self.value = if diff != 0.0 {
-            (highest - bar.close) / diff
+        let range = highest - lowest;
+        self.value = if range != 0.0 {
+            ((highest - bar.close) / range) * -100.0
         } else {
             0.0
         };

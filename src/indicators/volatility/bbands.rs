@@ -43,7 +43,10 @@ impl BollingerBands {
         let name = if ma_type == MaType::Sma {
             format!("BBANDS({period},{nbdev_up},{nbdev_down})")
         } else {
-            format!("BBANDS({period},{nbdev_up},{nbdev_down},{})", ma_type.name())
+            format!(
+                "BBANDS({period},{nbdev_up},{nbdev_down},{})",
+                ma_type.name()
+            )
         };
         Ok(Self {
             nbdev_up,
@@ -73,8 +76,9 @@ impl BollingerBands {
             let width = deviation * self.nbdev_up;
             [middle + width, middle, middle - width]
         } else {
+            // TA-Lib 0.8 fuses the upper band's multiply-add (and only that one).
             [
-                middle + deviation * self.nbdev_up,
+                deviation.mul_add(self.nbdev_up, middle),
                 middle,
                 middle - deviation * self.nbdev_down,
             ]

@@ -215,7 +215,10 @@ mod tests {
                 let window = &values[i - 6..=i];
                 let mean = window.iter().sum::<f64>() / 7.0;
                 let want = (window.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 7.0).sqrt();
-                assert!((got - want).abs() <= 1e-9 * want.max(1e-9), "bar {i}: {got} vs {want}");
+                assert!(
+                    (got - want).abs() <= 1e-9 * want.max(1e-9),
+                    "bar {i}: {got} vs {want}"
+                );
             }
         }
         sd.reset();

@@ -1,0 +1,218 @@
+//! Built-in indicators attached to symbols: updated by the engine once per closed bar (step 4
+//! of the clock), their outputs kept in engine-owned columns that Python views without copying.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::data::BarSeries;
+use crate::indicators::{BarInput, Indicator, IndicatorError, create};
+use crate::model::SymbolId;
+
+/// One output series of an indicator: preallocated to the symbol's bar count and written once
+/// per bar, so its memory never moves and a written value never changes. Values are stored as
+/// f64 bits in atomics so the column can be shared (`Sync`) with the Python views that read
+/// the written prefix; the layout is that of a plain `[f64]`.
+#[derive(Debug)]
+pub struct OutputColumn {
+    cells: Box<[AtomicU64]>,
+    /// Values written so far (shared by all outputs of one indicator).
+    written: Arc<AtomicUsize>,
+}
+
+impl OutputColumn {
+    fn new(capacity: usize, written: Arc<AtomicUsize>) -> Self {
+        let cells = (0..capacity)
+            .map(|_| AtomicU64::new(f64::NAN.to_bits()))
+            .collect();
+        OutputColumn { cells, written }
+    }
+
+    pub fn len(&self) -> usize {
+        self.written.load(Ordering::Acquire)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, index: usize) -> f64 {
+        f64::from_bits(self.cells[index].load(Ordering::Relaxed))
+    }
+
+    /// The latest value, NaN before the first bar.
+    pub fn last(&self) -> f64 {
+        match self.len() {
+            0 => f64::NAN,
+            n => self.get(n - 1),
+        }
+    }
+
+    /// Start of the `[f64]`-compatible storage (AtomicU64 has the size and alignment of u64).
+    pub fn as_ptr(&self) -> *const f64 {
+        self.cells.as_ptr().cast()
+    }
+
+    fn set(&self, index: usize, value: f64) {
+        self.cells[index].store(value.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// An indicator on one symbol, with its output columns.
+pub struct AttachedIndicator {
+    pub symbol: SymbolId,
+    pub name: String,
+    pub output_names: Vec<&'static str>,
+    pub outputs: Vec<Arc<OutputColumn>>,
+    pub warm_up_period: usize,
+    pub written: Arc<AtomicUsize>,
+    indicator: Box<dyn Indicator>,
+}
+
+impl std::fmt::Debug for AttachedIndicator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttachedIndicator")
+            .field("symbol", &self.symbol)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AttachedIndicator {
+    fn feed(&mut self, series: &BarSeries, index: usize) {
+        let bar = BarInput {
+            open: series.open.values[index],
+            high: series.high.values[index],
+            low: series.low.values[index],
+            close: series.close.values[index],
+            volume: series.volume.values[index],
+        };
+        self.indicator.update(&bar);
+        for (column, value) in self.outputs.iter().zip(self.indicator.outputs()) {
+            column.set(index, *value);
+        }
+        self.written.store(index + 1, Ordering::Release);
+    }
+}
+
+/// Every indicator of a run, by id, and which ones each symbol's bars update.
+#[derive(Debug, Default)]
+pub struct IndicatorSet {
+    items: Vec<AttachedIndicator>,
+    by_symbol: HashMap<SymbolId, Vec<usize>>,
+    by_key: HashMap<(SymbolId, String), usize>,
+}
+
+impl IndicatorSet {
+    /// Attaches `name(params)` to `symbol` (or returns the one already attached with the same
+    /// settings) and feeds it the bars already closed, so its values always start at the
+    /// first bar, as TA-Lib's would.
+    pub fn attach(
+        &mut self,
+        symbol: SymbolId,
+        name: &str,
+        params: &[(String, f64)],
+        series: &BarSeries,
+        closed: usize,
+    ) -> Result<usize, IndicatorError> {
+        let indicator = create(name, params)?;
+        let key = (symbol, indicator.name().to_string());
+        if let Some(id) = self.by_key.get(&key) {
+            return Ok(*id);
+        }
+        let written = Arc::new(AtomicUsize::new(0));
+        let outputs = indicator
+            .output_names()
+            .iter()
+            .map(|_| Arc::new(OutputColumn::new(series.len(), written.clone())))
+            .collect();
+        let mut attached = AttachedIndicator {
+            symbol,
+            name: indicator.name().to_string(),
+            output_names: indicator.output_names().to_vec(),
+            outputs,
+            warm_up_period: indicator.warm_up_period(),
+            written,
+            indicator,
+        };
+        for index in 0..closed {
+            attached.feed(series, index);
+        }
+        let id = self.items.len();
+        self.items.push(attached);
+        self.by_symbol.entry(symbol).or_default().push(id);
+        self.by_key.insert(key, id);
+        Ok(id)
+    }
+
+    pub fn get(&self, id: usize) -> Option<&AttachedIndicator> {
+        self.items.get(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Step 4 of the clock: bar `index` of `symbol` just closed.
+    pub fn on_bar(&mut self, symbol: SymbolId, series: &BarSeries, index: usize) {
+        if let Some(ids) = self.by_symbol.get(&symbol) {
+            for id in ids {
+                self.items[*id].feed(series, index);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Column;
+    use std::path::PathBuf;
+
+    fn series(closes: &[&str]) -> BarSeries {
+        let column = |p: &[&str]| Column::parse_texts(p).unwrap();
+        BarSeries {
+            symbol: "X".into(),
+            source: PathBuf::from("X.csv"),
+            time: (0..closes.len() as i64).collect::<Vec<_>>().into(),
+            open: column(closes),
+            high: column(closes),
+            low: column(closes),
+            close: column(closes),
+            volume: column(&vec!["1"; closes.len()]),
+        }
+    }
+
+    #[test]
+    fn attaching_catches_up_and_columns_never_move() {
+        let s = series(&["1", "2", "3", "4", "5", "6"]);
+        let mut set = IndicatorSet::default();
+        let id = set
+            .attach(SymbolId(0), "sma", &[("timeperiod".into(), 3.0)], &s, 4)
+            .unwrap();
+        let again = set
+            .attach(SymbolId(0), "SMA", &[("timeperiod".into(), 3.0)], &s, 4)
+            .unwrap();
+        assert_eq!(
+            id, again,
+            "the same indicator is shared, not computed twice"
+        );
+        let attached = set.get(id).unwrap();
+        let column = attached.outputs[0].clone();
+        let pointer = column.as_ptr();
+        assert_eq!(column.len(), 4);
+        assert!(column.get(1).is_nan());
+        assert_eq!(column.get(2), 2.0);
+        assert_eq!(column.last(), 3.0);
+        set.on_bar(SymbolId(0), &s, 4);
+        set.on_bar(SymbolId(0), &s, 5);
+        assert_eq!(column.len(), 6);
+        assert_eq!(column.last(), 5.0);
+        assert_eq!(column.as_ptr(), pointer);
+        assert!(set.attach(SymbolId(0), "NOPE", &[], &s, 0).is_err());
+    }
+}
