@@ -251,7 +251,9 @@ pub fn parse_duration(text: &str) -> Result<i64, Error> {
     if count <= 0 {
         return Err(Error::usage(format!("duration `{text}` must be positive")));
     }
-    Ok(count * unit_ns)
+    count
+        .checked_mul(unit_ns)
+        .ok_or_else(|| Error::usage(format!("duration `{text}` is too long")))
 }
 
 #[cfg(test)]
@@ -266,6 +268,7 @@ mod tests {
         assert!(parse_duration("0m").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("3y").is_err());
+        assert!(parse_duration("15251w").is_err());
     }
 
     #[test]

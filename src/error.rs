@@ -101,6 +101,9 @@ pub enum Error {
     },
     #[error("internal error (a bug in rustybt): {0}")]
     Internal(String),
+    /// Ctrl-C before the backtest started (e.g. while the algorithm was being imported).
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl Error {
@@ -126,6 +129,7 @@ impl Error {
             Error::Io { .. } => ExitCode::Usage,
             Error::Python { .. } => ExitCode::Usage,
             Error::Internal(_) => ExitCode::Internal,
+            Error::Interrupted => ExitCode::Interrupted,
         }
     }
 

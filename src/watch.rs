@@ -22,7 +22,8 @@ pub struct SourceWatcher {
 }
 
 impl SourceWatcher {
-    /// Watches each existing folder recursively.
+    /// Watches each existing folder (not its subfolders: a `.venv` or `target/` below the
+    /// algorithm must not be watched; local packages are watched as their own folders).
     pub fn new(folders: &[PathBuf]) -> Result<Self, String> {
         let (sender, events) = channel();
         let mut debouncer = new_debouncer(DEBOUNCE, None, sender)
@@ -31,7 +32,7 @@ impl SourceWatcher {
         for folder in folders {
             if folder.is_dir() && !watched.contains(folder) {
                 debouncer
-                    .watch(folder, RecursiveMode::Recursive)
+                    .watch(folder, RecursiveMode::NonRecursive)
                     .map_err(|e| format!("cannot watch `{}`: {e}", folder.display()))?;
                 watched.push(folder.clone());
             }
@@ -85,7 +86,12 @@ fn collect(result: DebounceEventResult, changed: &mut BTreeSet<PathBuf>) {
 }
 
 fn is_python_source(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     path.extension().is_some_and(|e| e == "py")
+        && !name.starts_with(".#") // Emacs lock files
         && !path.components().any(|c| c.as_os_str() == "__pycache__")
 }
 

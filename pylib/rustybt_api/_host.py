@@ -21,24 +21,52 @@ def _pylib() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _system_roots() -> list[str]:
+    """Folders that never hold the user's own modules: the interpreter's prefixes, every
+    site-packages, the stdlib, and pylib."""
+    import site
+    import sysconfig
+
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, _pylib()}
+    roots.update(p for p in sysconfig.get_paths().values() if p)
+    try:
+        roots.update(site.getsitepackages())
+        roots.add(site.getusersitepackages())
+    except AttributeError:  # some embedded or virtualenv set-ups lack these
+        pass
+    return sorted(os.path.abspath(r) for r in roots)
+
+
+def _is_user_module(path: str | None, roots: list[str], system: list[str]) -> bool:
+    return (
+        bool(path)
+        and str(path).endswith(".py")  # never an extension module: those cannot load twice
+        and "site-packages" not in str(path)
+        and _under(path, roots)
+        and not _under(path, system)
+    )
+
+
 def purge_modules(roots: list[str], keep: str | None = None) -> dict[str, ModuleType]:
-    """Removes from sys.modules every module of the user's own (under ``roots`` or any other
-    local folder, see :func:`user_module_dirs`), so the next import reads it fresh. Returns
-    them, to restore on failure."""
+    """Removes from sys.modules every module of the user's own (a ``.py`` file under ``roots``
+    or another local folder, see :func:`user_module_dirs`, and not in the interpreter's or
+    pylib's folders), so the next import reads it fresh. Returns them, to restore on failure."""
+    system = _system_roots()
     roots = [os.path.abspath(r) for r in roots] + user_module_dirs([_pylib()])
     removed = {}
     for name, module in list(sys.modules.items()):
         if name == keep:
             continue
-        if _under(getattr(module, "__file__", None), roots):
+        if _is_user_module(getattr(module, "__file__", None), roots, system):
             removed[name] = sys.modules.pop(name)
     return removed
 
 
 def restore_modules(saved: dict[str, ModuleType]) -> None:
-    """Puts back modules removed by :func:`purge_modules` (after a failed reload)."""
+    """Puts back modules removed by :func:`purge_modules` (after a failed reload), replacing
+    any version the rejected code imported in the meantime."""
     for name, module in saved.items():
-        sys.modules.setdefault(name, module)
+        sys.modules[name] = module
 
 
 def user_module_dirs(exclude: list[str]) -> list[str]:
@@ -60,6 +88,7 @@ def user_module_dirs(exclude: list[str]) -> list[str]:
 def carry_state(old: Any, new: Any) -> None:
     """Moves the state of a running algorithm instance to its reloaded replacement:
     ``__getstate__``/``__setstate__`` when the class defines them, else the instance dict."""
+    new._rustybt = old._rustybt  # first, so __setstate__ may already log or place orders
     getstate = getattr(type(old), "__getstate__", None)
     custom_get = getstate is not None and getstate is not getattr(object, "__getstate__", None)
     if custom_get:
@@ -69,6 +98,11 @@ def carry_state(old: Any, new: Any) -> None:
             setstate(state)
         elif isinstance(state, dict):
             new.__dict__.update(state)
+        else:
+            raise TypeError(
+                f"{type(old).__name__}.__getstate__ returned {type(state).__name__}, not a dict; "
+                "define __setstate__ to take it"
+            )
     else:
         new.__dict__.update(old.__dict__)
     new._rustybt = old._rustybt

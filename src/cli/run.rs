@@ -297,28 +297,39 @@ fn watch_loop(
     loop {
         match run_once(settings, prepared, folders) {
             Ok(report) => {
-                if let (Some(before), Some(after)) = (&previous, &report.metrics) {
-                    eprintln!("{}", compare(before, after));
-                }
                 if report.exit == ExitCode::Interrupted {
                     return Ok(ExitCode::Interrupted);
                 }
-                if report.metrics.is_some() {
+                // Only complete runs are compared and become the baseline.
+                if report.exit == ExitCode::Success {
+                    if let (Some(before), Some(after)) = (&previous, &report.metrics) {
+                        eprintln!("{}", compare(before, after));
+                    }
                     previous = report.metrics;
+                } else {
+                    eprintln!("the run did not complete; nothing to compare");
                 }
             }
+            Err(Error::Interrupted) => return Ok(ExitCode::Interrupted),
             // A save that does not load shows its error; the loop keeps watching.
             Err(error) => report(&error),
         }
         let now_watched = Python::attach(|py| folders.resolve(py));
+        let mut pending = Vec::new();
         if now_watched != watched {
+            // Saves made during the run are queued in the old watcher: keep them.
+            pending = watcher.poll();
             watcher = SourceWatcher::new(&now_watched).map_err(Error::usage)?;
             watched = now_watched;
         }
         let shown: Vec<String> = watched.iter().map(|f| f.display().to_string()).collect();
         eprintln!("watching {} for changes (Ctrl-C to stop)", shown.join(", "));
         loop {
-            let changed = watcher.wait(std::time::Duration::from_millis(200));
+            let changed = if pending.is_empty() {
+                watcher.wait(std::time::Duration::from_millis(200))
+            } else {
+                std::mem::take(&mut pending)
+            };
             if !changed.is_empty() {
                 let names: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
                 eprintln!("changed: {}; running again", names.join(", "));
@@ -366,12 +377,18 @@ fn compare(before: &metrics::Metrics, after: &metrics::Metrics) -> String {
         t1,
         t1 - t0
     ));
+    let difference = after.final_equity - before.final_equity;
+    let signed = if difference.is_sign_negative() {
+        difference.to_string()
+    } else {
+        format!("+{difference}")
+    };
     lines.push(format!(
-        "{:<14} {:>14} {:>14} {:>+14}",
+        "{:<14} {:>14} {:>14} {:>14}",
         "final equity",
         before.final_equity.to_string(),
         after.final_equity.to_string(),
-        (after.final_equity - before.final_equity).to_string()
+        signed
     ));
     lines.join("\n")
 }

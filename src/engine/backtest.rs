@@ -30,6 +30,12 @@ pub trait Strategy {
     fn between_ticks(&mut self) -> Result<(), Stop> {
         Ok(())
     }
+    /// Waits between paced ticks. Implementations that share the thread with an interpreter
+    /// release it while waiting and notice Ctrl-C promptly.
+    fn idle(&mut self, duration: std::time::Duration) -> Result<(), Stop> {
+        std::thread::sleep(duration);
+        Ok(())
+    }
 }
 
 /// How the clock runs.
@@ -123,7 +129,7 @@ fn drive(
         if let Some(pace) = options.pace {
             let due = pace.saturating_mul(outcome.ticks.min(u32::MAX as u64) as u32);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
+                strategy.idle(wait)?;
             }
             strategy.check_interrupt()?;
             strategy.between_ticks()?;

@@ -40,6 +40,9 @@ pub fn load_algorithm(
     })?;
     let root = path.parent().unwrap_or(Path::new("/")).to_path_buf();
     let loading_error = |py: Python<'_>, err: PyErr| -> Error {
+        if super::errors::is_keyboard_interrupt(py, &err) {
+            return Error::Interrupted;
+        }
         algorithm_error(py, &err, "loading", None, &root).into()
     };
     let python_setup_error = |err: PyErr| Error::Python {
@@ -53,7 +56,8 @@ pub fn load_algorithm(
         .map_err(python_setup_error)?;
     add_to_sys_path(py, &root).map_err(python_setup_error)?;
 
-    let module_name = module_name_for(&path);
+    // A private name: an algorithm file called `time.py` must not replace the `time` module.
+    let module_name = format!("_rustybt_algo_{}", module_name_for(&path));
     let builtins = py.import("builtins").map_err(python_setup_error)?;
     let code = builtins
         .call_method1("compile", (source, path.to_string_lossy().as_ref(), "exec"))

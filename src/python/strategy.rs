@@ -52,6 +52,10 @@ struct HotReload {
 struct PendingReload {
     started: Instant,
     files: Vec<String>,
+    /// Orders with this id or above were placed by the code on trial.
+    first_order_id: u64,
+    /// Fills the code on trial was told about, to tell the old code instead on rollback.
+    fills: Vec<crate::model::Fill>,
 }
 
 /// One reload attempt, as reported in the log and in `reloads.csv`.
@@ -191,8 +195,15 @@ impl PyStrategy {
             Ok(hooks) => {
                 let old_hooks = std::mem::replace(&mut self.hooks, hooks);
                 let old = std::mem::replace(&mut self.algorithm, new);
+                let first_order_id = lock(&self.session).orders.all().len() as u64 + 1;
+                let pending = PendingReload {
+                    started,
+                    files,
+                    first_order_id,
+                    fills: Vec::new(),
+                };
                 if let Some(reload) = self.reload.as_mut() {
-                    reload.previous = Some((old, old_hooks, PendingReload { started, files }));
+                    reload.previous = Some((old, old_hooks, pending));
                 }
             }
             Err(err) => {
@@ -203,38 +214,83 @@ impl PyStrategy {
         }
     }
 
-    /// After a reload, the first tick decides: keep the new code, or go back to the old.
+    /// After a reload, the first tick (its fills and `on_tick`) decides: keep the new code, or
+    /// go back to the old one.
     fn settle_reload(&mut self, py: Python<'_>, result: Result<(), Stop>) -> Result<(), Stop> {
-        let Some((old, old_hooks, pending)) = self.reload.as_mut().and_then(|r| r.previous.take())
-        else {
-            return result;
-        };
         match result {
             Ok(()) => {
-                self.record_reload(
-                    true,
-                    pending.files,
-                    pending.started,
-                    "new code active".into(),
-                );
+                if let Some((_, _, pending)) = self.reload.as_mut().and_then(|r| r.previous.take())
+                {
+                    self.record_reload(
+                        true,
+                        pending.files,
+                        pending.started,
+                        "new code active".into(),
+                    );
+                }
                 Ok(())
             }
             Err(Stop::Failed(error)) => {
-                eprintln!("{}", error.traceback.trim_end());
-                self.algorithm = old;
-                self.hooks = old_hooks;
-                self.record_reload(
-                    false,
-                    pending.files,
-                    pending.started,
-                    format!("the new code raised on its first tick: {error}"),
-                );
+                self.roll_back(py, &error)?;
                 // The tick still happens, with the code that was running before.
                 let context = self.context.bind(py).clone().into_any();
                 self.call_hook(py, ON_TICK, &context)
             }
             Err(other) => Err(other),
         }
+    }
+
+    /// Puts the previous instance back: orders the rejected code placed are cancelled (they
+    /// cannot have filled yet) and the fills it was told about go to the old code.
+    fn roll_back(
+        &mut self,
+        py: Python<'_>,
+        error: &crate::error::AlgorithmError,
+    ) -> Result<(), Stop> {
+        let Some((old, old_hooks, pending)) = self.reload.as_mut().and_then(|r| r.previous.take())
+        else {
+            return Ok(());
+        };
+        eprintln!("{}", error.traceback.trim_end());
+        self.algorithm = old;
+        self.hooks = old_hooks;
+        {
+            let mut s = lock(&self.session);
+            let placed: Vec<crate::model::OrderId> = s
+                .orders
+                .all()
+                .iter()
+                .filter(|o| o.id.0 >= pending.first_order_id && o.status.is_open())
+                .map(|o| o.id)
+                .collect();
+            for id in placed {
+                s.orders
+                    .cancel(id, "placed by reloaded code that was rolled back");
+            }
+        }
+        self.record_reload(
+            false,
+            pending.files,
+            pending.started,
+            format!("the new code raised on its first tick: {error}"),
+        );
+        for fill in &pending.fills {
+            self.deliver_fill(py, fill)?;
+        }
+        Ok(())
+    }
+
+    fn deliver_fill(&mut self, py: Python<'_>, fill: &crate::model::Fill) -> Result<(), Stop> {
+        if self.hooks[ON_FILL].is_none() {
+            return Ok(());
+        }
+        let symbol = lock(&self.session)
+            .market
+            .symbol_name(fill.symbol)
+            .to_string();
+        let fill = Py::new(py, Fill::from_model(fill, &symbol))
+            .map_err(|e| self.stop_for(py, &e, "on_fill"))?;
+        self.call_hook(py, ON_FILL, fill.bind(py).as_any())
     }
 
     /// The single place user code is called from: times the call and turns a Python
@@ -272,6 +328,10 @@ impl PyStrategy {
             &self.user_root,
         )))
     }
+
+    fn on_trial(&self) -> bool {
+        self.reload.as_ref().is_some_and(|r| r.previous.is_some())
+    }
 }
 
 impl Strategy for PyStrategy {
@@ -283,17 +343,15 @@ impl Strategy for PyStrategy {
     }
 
     fn on_fill(&mut self, fill: &crate::model::Fill) -> Result<(), Stop> {
-        if self.hooks[ON_FILL].is_none() {
-            return Ok(());
+        if !self.on_trial() {
+            return Python::attach(|py| self.deliver_fill(py, fill));
         }
-        Python::attach(|py| {
-            let symbol = lock(&self.session)
-                .market
-                .symbol_name(fill.symbol)
-                .to_string();
-            let fill = Py::new(py, Fill::from_model(fill, &symbol))
-                .map_err(|e| self.stop_for(py, &e, "on_fill"))?;
-            self.call_hook(py, ON_FILL, fill.bind(py).as_any())
+        if let Some((_, _, pending)) = self.reload.as_mut().and_then(|r| r.previous.as_mut()) {
+            pending.fills.push(fill.clone());
+        }
+        Python::attach(|py| match self.deliver_fill(py, fill) {
+            Err(Stop::Failed(error)) => self.roll_back(py, &error),
+            other => other,
         })
     }
 
@@ -301,7 +359,7 @@ impl Strategy for PyStrategy {
         Python::attach(|py| {
             let context = self.context.bind(py).clone().into_any();
             let result = self.call_hook(py, ON_TICK, &context);
-            if self.reload.as_ref().is_some_and(|r| r.previous.is_some()) {
+            if self.on_trial() {
                 return self.settle_reload(py, result);
             }
             result
@@ -324,6 +382,21 @@ impl Strategy for PyStrategy {
             Python::attach(|py| self.reload_now(py, changed));
         }
         Ok(())
+    }
+
+    /// Sleeps with the GIL released (Python threads such as a debugger's keep running), in
+    /// slices short enough for Ctrl-C to stop a slow pace promptly.
+    fn idle(&mut self, duration: std::time::Duration) -> Result<(), Stop> {
+        const SLICE: std::time::Duration = std::time::Duration::from_millis(50);
+        let until = Instant::now() + duration;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            Python::attach(|py| py.detach(|| std::thread::sleep(left.min(SLICE))));
+            self.check_interrupt()?;
+        }
     }
 
     fn check_interrupt(&mut self) -> Result<(), Stop> {

@@ -209,3 +209,132 @@ def test_a_changed_helper_module_is_imported_afresh(binary, bars_csv, tmp_path):
     log = (out / "log.txt").read_text().splitlines()
     assert log[-1].endswith("new-helper")
     assert reloads(out)[0]["files"].endswith("signal_lib.py")
+
+
+def test_reload_with_the_virtualenv_beside_the_algorithm(binary, bars_csv, tmp_path):
+    """Modules of the interpreter (numpy, an extension module) are never purged for a reload,
+    even when the virtualenv sits in the algorithm's folder."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".venv").symlink_to(ROOT / ".venv")
+    algo = project / "counter.py"
+    write_version(algo, "v1", "import numpy; numpy.zeros(1)")
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [binary, "run", "--algo", algo, "--data", bars_csv(rows=600), "--out", out, "--pace", "5ms",
+         "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=project,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    seen: list[str] = []
+    wait_for(proc, "v1 40", seen)
+    write_version(algo, "v2", "import numpy; numpy.zeros(1)")
+    wait_for(proc, "RELOAD  ok", seen)
+    stderr = finish(proc, seen)
+    assert proc.returncode == 0, stderr
+    assert "cannot load module more than once" not in stderr
+
+
+FILLS_VERSION = """
+from rustybt_api import Algorithm
+
+class Trader(Algorithm):
+    def initialize(self, ctx):
+        self.fills_seen = 0
+
+    def on_tick(self, ctx):
+        {tick}
+        self.log.info("{tag} fills=%d", self.fills_seen)
+
+    def on_fill(self, fill):
+        {fill}
+        self.fills_seen += 1
+"""
+
+
+def write_trader(path: Path, tag: str, tick: str, fill: str = "pass") -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(
+        textwrap.dedent(FILLS_VERSION).replace("{tag}", tag).replace("{tick}", tick).replace("{fill}", fill)
+    )
+    os.replace(temporary, path)
+
+
+def test_rolled_back_code_leaves_no_orders_and_no_lost_fills(binary, bars_csv, tmp_path):
+    algo = tmp_path / "trader.py"
+    write_trader(algo, "v1", "self.buy(ctx.symbols[0], 1)")
+    out = tmp_path / "out"
+    proc = start_paced(binary, algo, bars_csv(rows=500), out)
+    seen: list[str] = []
+    wait_for(proc, "v1 fills=30", seen)
+    # New code that orders 1000 and then raises: the order must not survive the rollback.
+    write_trader(algo, "v2", "self.buy(ctx.symbols[0], 1000); raise RuntimeError('no good')")
+    wait_for(proc, "raised on its first tick", seen)
+    # New code whose on_fill raises on its first tick: rolled back too, the run goes on.
+    write_trader(algo, "v3", "self.buy(ctx.symbols[0], 1)", fill="raise ValueError('bad fill handler')")
+    wait_for(proc, "raised on its first tick", seen)
+    stderr = finish(proc, seen)
+    assert proc.returncode == 0, stderr
+    assert "bad fill handler" in stderr
+    fills = list(csv.DictReader((out / "fills.csv").open()))
+    assert all(f["qty"] == "1" for f in fills), "the rolled-back order of 1000 filled"
+    log = (out / "log.txt").read_text().splitlines()
+    last = [l for l in log if ": v1 fills=" in l][-1]
+    # Every fill reached the running code's on_fill, including those during the failed trials.
+    assert int(last.rsplit("=", 1)[1]) == len(fills)
+    assert [e["status"] for e in reloads(out)] == ["failed", "failed"]
+
+
+def test_ctrl_c_while_importing_the_algorithm_is_an_interrupt(binary, bars_csv, tmp_path):
+    algo = tmp_path / "slow_import.py"
+    algo.write_text(
+        "import sys, time\nprint('importing', flush=True, file=sys.stderr)\ntime.sleep(20)\n"
+        "from rustybt_api import Algorithm\nclass A(Algorithm):\n    pass\n"
+    )
+    proc = subprocess.Popen(
+        [binary, "run", "--algo", algo, "--data", bars_csv(rows=20), "--out", tmp_path / "out"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    seen: list[str] = []
+    wait_for(proc, "importing", seen)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    stderr = finish(proc, seen)
+    assert proc.returncode == 130, stderr
+    assert "KeyboardInterrupt" not in stderr
+
+
+def test_an_algorithm_named_like_a_stdlib_module(run_rustybt, bars_csv, tmp_path):
+    algo = tmp_path / "time.py"
+    algo.write_text(
+        "import datetime\nfrom rustybt_api import Algorithm\n\nclass T(Algorithm):\n"
+        "    def on_tick(self, ctx):\n        ctx.time.timetuple()\n"
+    )
+    result = run_rustybt("run", "--algo", algo, "--data", bars_csv(rows=20))
+    assert result.returncode == 0, result.stderr
+
+
+def test_paced_waits_let_python_threads_run(run_rustybt, write_algo, bars_csv):
+    algo = write_algo(
+        """
+        import threading, time
+        from rustybt_api import Algorithm
+
+        class Threads(Algorithm):
+            def initialize(self, ctx):
+                self.n = 0
+                def work():
+                    while True:
+                        self.n += 1
+                        time.sleep(0.001)
+                threading.Thread(target=work, daemon=True).start()
+
+            def on_stop(self, ctx):
+                self.log.info("worker iterations %d", self.n)
+        """
+    )
+    result = run_rustybt("run", "--algo", algo, "--data", bars_csv(rows=5), "--pace", "200ms")
+    assert result.returncode == 0, result.stderr
+    iterations = int((result.out / "log.txt").read_text().split("worker iterations ")[1])
+    # ~1 s of paced waiting: a worker starved by a held GIL would manage about one per tick.
+    assert iterations > 200, iterations
