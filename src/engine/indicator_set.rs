@@ -99,7 +99,8 @@ impl AttachedIndicator {
 #[derive(Debug, Default)]
 pub struct IndicatorSet {
     items: Vec<AttachedIndicator>,
-    by_symbol: HashMap<SymbolId, Vec<usize>>,
+    /// Indicator ids by symbol index (a Vec, not a map: this is read once per bar).
+    by_symbol: Vec<Vec<usize>>,
     by_key: HashMap<(SymbolId, String), usize>,
 }
 
@@ -140,7 +141,10 @@ impl IndicatorSet {
         }
         let id = self.items.len();
         self.items.push(attached);
-        self.by_symbol.entry(symbol).or_default().push(id);
+        if self.by_symbol.len() <= symbol.index() {
+            self.by_symbol.resize(symbol.index() + 1, Vec::new());
+        }
+        self.by_symbol[symbol.index()].push(id);
         self.by_key.insert(key, id);
         Ok(id)
     }
@@ -159,7 +163,7 @@ impl IndicatorSet {
 
     /// Step 4 of the clock: bar `index` of `symbol` just closed.
     pub fn on_bar(&mut self, symbol: SymbolId, series: &BarSeries, index: usize) {
-        if let Some(ids) = self.by_symbol.get(&symbol) {
+        if let Some(ids) = self.by_symbol.get(symbol.index()) {
             for id in ids {
                 self.items[*id].feed(series, index);
             }
