@@ -61,6 +61,8 @@ impl OutputColumn {
 /// An indicator on one symbol, with its output columns.
 pub struct AttachedIndicator {
     pub symbol: SymbolId,
+    /// The output `Indicator::value` reports (BBANDS: the middle band; otherwise the first).
+    pub primary: usize,
     pub name: String,
     pub output_names: Vec<&'static str>,
     pub outputs: Vec<Arc<OutputColumn>>,
@@ -127,8 +129,14 @@ impl IndicatorSet {
             .iter()
             .map(|_| Arc::new(OutputColumn::new(series.len(), written.clone())))
             .collect();
+        let primary = indicator
+            .output_names()
+            .iter()
+            .position(|name| *name == "middleband")
+            .unwrap_or(0);
         let mut attached = AttachedIndicator {
             symbol,
+            primary,
             name: indicator.name().to_string(),
             output_names: indicator.output_names().to_vec(),
             outputs,

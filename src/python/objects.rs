@@ -850,7 +850,7 @@ impl Broker {
             name: attached.name.clone(),
             symbol: symbol.to_string(),
             warm_up_period: attached.warm_up_period,
-            primary: outputs[0].1.clone_ref(py),
+            primary: outputs[attached.primary].1.clone_ref(py),
             outputs,
         })
     }

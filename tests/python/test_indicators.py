@@ -20,7 +20,7 @@ CASES = [
     ("RSI", {"timeperiod": 14}, lambda b: talib.RSI(b.close, timeperiod=14)),
     ("ATR", {"timeperiod": 14}, lambda b: talib.ATR(b.high, b.low, b.close, timeperiod=14)),
     ("MACD", {}, lambda b: talib.MACD(b.close)[0]),
-    ("BBANDS", {"timeperiod": 20}, lambda b: talib.BBANDS(b.close, timeperiod=20)[0]),
+    ("BBANDS", {"timeperiod": 20}, lambda b: talib.BBANDS(b.close, timeperiod=20)[1]),
     ("ADX", {"timeperiod": 14}, lambda b: talib.ADX(b.high, b.low, b.close, timeperiod=14)),
     ("OBV", {}, lambda b: talib.OBV(b.close, b.volume)),
 ]
