@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 use super::indicator_set::IndicatorSet;
 use crate::accounting::Ledger;
 use crate::execution::{CommissionModel, OrderBook, OrderRejected};
-use crate::market::Market;
+use crate::market::{Aggregations, Market};
 use crate::model::{OrderId, OrderSide, TimestampNs};
 
 /// Everything the algorithm can observe or act on, owned by the engine. Python reaches it
@@ -18,6 +18,7 @@ pub struct Session {
     pub orders: OrderBook,
     pub commission: CommissionModel,
     pub indicators: IndicatorSet,
+    pub aggregations: Aggregations,
     /// `ctx.time`: close time of the bar(s) just completed; before the first tick, the first
     /// bar's open time.
     pub now: TimestampNs,
@@ -52,6 +53,7 @@ impl Session {
             orders: OrderBook::new(symbols),
             commission,
             indicators: IndicatorSet::default(),
+            aggregations: Aggregations::default(),
             now,
         }
     }

@@ -1,8 +1,14 @@
 //! Engine-owned bar state: the loaded series, how many bars of each are closed, and the clock
 //! that walks their close times in order.
 
+pub mod aggregate;
 mod clock;
+mod column;
 mod store;
+pub mod timeframe;
 
+pub use aggregate::{Aggregation, Aggregations, FormingBar};
 pub use clock::{Clock, Tick};
+pub use column::SharedColumn;
 pub use store::{HistoryView, Market, MarketError};
+pub use timeframe::Timeframe;

@@ -10,6 +10,8 @@ use numpy::prelude::*;
 use numpy::{Element, PyArray1};
 use pyo3::prelude::*;
 
+use crate::market::SharedColumn;
+
 /// Owns one symbol's columns for as long as any NumPy view of them exists: it is the `base` of
 /// every array handed to Python. The columns are immutable `Arc<[T]>` loaded once per run, so
 /// their memory never moves or changes while a view points into it.
@@ -109,16 +111,39 @@ pub fn int_time_view<'py>(
 /// Owns one indicator output column for as long as any NumPy view of it exists.
 #[pyclass(module = "_rustybt", frozen)]
 pub struct OutputBuffer {
-    pub column: Arc<crate::engine::indicator_set::OutputColumn>,
+    pub column: Arc<SharedColumn>,
 }
 
 /// A read-only view of the values written so far; later bars append beyond its end and never
 /// change what it shows.
 pub fn output_view<'py>(owner: &Bound<'py, OutputBuffer>) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let column = &owner.get().column;
-    let len = column.len();
-    // SAFETY: the column's storage is a boxed slice owned (through the Arc) by `owner`; it is
-    // preallocated and never reallocated, and an element is written once, before `len`
-    // counts it, so the first `len` elements never change.
-    unsafe { readonly_view(owner.as_any(), column.as_ptr(), len) }
+    shared_view(owner.as_any(), column, column.len())
+}
+
+/// Owns the columns of one higher timeframe of one symbol (the base of its views).
+#[pyclass(module = "_rustybt", frozen)]
+pub struct AggregateBuffer {
+    pub time: Arc<SharedColumn>,
+    pub open: Arc<SharedColumn>,
+    pub high: Arc<SharedColumn>,
+    pub low: Arc<SharedColumn>,
+    pub close: Arc<SharedColumn>,
+    pub volume: Arc<SharedColumn>,
+    pub count: Arc<SharedColumn>,
+}
+
+/// A read-only view of the first `len` cells of a shared column, typed as `T`.
+pub fn shared_view<'py, T: Element>(
+    owner: &Bound<'py, PyAny>,
+    column: &SharedColumn,
+    len: usize,
+) -> PyResult<Bound<'py, PyArray1<T>>> {
+    debug_assert_eq!(std::mem::size_of::<T>(), 8);
+    let len = len.min(column.len());
+    // SAFETY: the column's storage is a boxed slice of 8-byte cells owned (through an Arc held
+    // by `owner`); it is preallocated and never reallocated, and a cell is written once,
+    // before `len` counts it, so the first `len` cells never change. Callers use T of 8 bytes
+    // (f64, i64, datetime64[ns]) matching what was stored in the cells' bits.
+    unsafe { readonly_view(owner, column.as_ptr().cast::<T>(), len) }
 }

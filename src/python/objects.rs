@@ -10,10 +10,14 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDateTime, PyDict, PyString, PyTuple};
 use rust_decimal::Decimal;
 
-use super::arrays::{OutputBuffer, SeriesBuffer, f64_view, int_time_view, output_view, time_view};
+use super::arrays::{
+    AggregateBuffer, OutputBuffer, SeriesBuffer, f64_view, int_time_view, output_view, shared_view,
+    time_view,
+};
 use super::convert::{datetime_from_ns, quantity_from_py};
 use super::errors::{engine_error, indicator_error, order_error, unknown_symbol_error};
 use crate::engine::{SharedSession, lock};
+use crate::market::Timeframe;
 use crate::model::{OrderId, OrderSide, SymbolId, TimestampNs, format_timestamp};
 
 fn unknown_symbol(py: Python<'_>, session: &crate::engine::Session, symbol: &str) -> PyErr {
@@ -40,9 +44,71 @@ pub struct Context {
     portfolio: Py<Portfolio>,
     /// `ctx.time` is built once per tick, not once per read.
     time_cache: Mutex<Option<(TimestampNs, Py<PyDateTime>)>>,
+    aggregate_buffers: Mutex<std::collections::HashMap<usize, Py<AggregateBuffer>>>,
 }
 
 impl Context {
+    /// The aggregation of `symbol` at `timeframe`, created (and caught up) on first use.
+    fn aggregation(
+        &self,
+        py: Python<'_>,
+        symbol: &str,
+        timeframe: &str,
+    ) -> PyResult<(SymbolId, usize, usize)> {
+        let frame = Timeframe::parse(timeframe).map_err(pyo3::exceptions::PyValueError::new_err)?;
+        let mut guard = lock(&self.session);
+        let s = &mut *guard;
+        let id = resolve(py, s, symbol)?;
+        let aggregation_id = s.aggregations.get_or_attach(
+            id,
+            frame,
+            s.market.series(id),
+            s.market.closed_count(id),
+            s.market.interval_ns(id),
+            s.now,
+        );
+        let len = s
+            .aggregations
+            .get(aggregation_id)
+            .map(|a| a.len())
+            .unwrap_or(0);
+        Ok((id, aggregation_id, len))
+    }
+
+    /// One buffer object per aggregation for the whole run, so every view shares its base.
+    fn aggregate_buffer(
+        &self,
+        py: Python<'_>,
+        aggregation_id: usize,
+    ) -> PyResult<Py<AggregateBuffer>> {
+        let mut cache = self
+            .aggregate_buffers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(buffer) = cache.get(&aggregation_id) {
+            return Ok(buffer.clone_ref(py));
+        }
+        let s = lock(&self.session);
+        let a = s
+            .aggregations
+            .get(aggregation_id)
+            .expect("invariant: an id from get_or_attach");
+        let buffer = Py::new(
+            py,
+            AggregateBuffer {
+                time: a.time.clone(),
+                open: a.open.clone(),
+                high: a.high.clone(),
+                low: a.low.clone(),
+                close: a.close.clone(),
+                volume: a.volume.clone(),
+                count: a.count.clone(),
+            },
+        )?;
+        cache.insert(aggregation_id, buffer.clone_ref(py));
+        Ok(buffer)
+    }
+
     pub fn new(py: Python<'_>, session: SharedSession) -> PyResult<Self> {
         let (buffers, names) = {
             let s = lock(&session);
@@ -74,6 +140,7 @@ impl Context {
             buffers,
             symbols: PyTuple::new(py, names)?.unbind(),
             time_cache: Mutex::new(None),
+            aggregate_buffers: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -118,15 +185,60 @@ impl Context {
 
     /// The closed bars of `symbol`, oldest first, ending with the bar that just closed.
     /// O(1): the arrays are views of engine memory.
-    fn history(&self, py: Python<'_>, symbol: &str) -> PyResult<Bars> {
-        let s = lock(&self.session);
-        let id = resolve(py, &s, symbol)?;
+    /// With a `timeframe` (`"5m"`, `"1h"`, `"1d"`, `"1w"`, `"1M"`, ...), the closed bars of that
+    /// timeframe, built by the engine from the base bars (UTC buckets); the bar still forming
+    /// is never included (see `forming`).
+    #[pyo3(signature = (symbol, timeframe = None))]
+    fn history(&self, py: Python<'_>, symbol: &str, timeframe: Option<&str>) -> PyResult<Bars> {
+        let Some(timeframe) = timeframe else {
+            let s = lock(&self.session);
+            let id = resolve(py, &s, symbol)?;
+            return Ok(Bars {
+                buffer: self.buffers[id.index()].clone_ref(py),
+                aggregated: None,
+                len: s.market.closed_count(id),
+                symbol: id,
+                session: self.session.clone(),
+            });
+        };
+        let (id, aggregation_id, len) = self.aggregation(py, symbol, timeframe)?;
+        let buffer = self.aggregate_buffer(py, aggregation_id)?;
         Ok(Bars {
             buffer: self.buffers[id.index()].clone_ref(py),
-            len: s.market.closed_count(id),
+            aggregated: Some((buffer, timeframe.to_string())),
+            len,
             symbol: id,
             session: self.session.clone(),
         })
+    }
+
+    /// The `timeframe` bar of `symbol` still being built, as a dict (`start`, `end` in ns,
+    /// `open`, `high`, `low`, `close`, `volume`, `count` of base bars), or None. It changes until
+    /// it closes: decisions on it are decisions on an unfinished bar.
+    fn forming<'py>(
+        &self,
+        py: Python<'py>,
+        symbol: &str,
+        timeframe: &str,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let (_, aggregation_id, _) = self.aggregation(py, symbol, timeframe)?;
+        let bar = lock(&self.session)
+            .aggregations
+            .get(aggregation_id)
+            .and_then(|a| a.forming());
+        let Some(bar) = bar else {
+            return Ok(None);
+        };
+        let dict = PyDict::new(py);
+        dict.set_item("start", bar.start)?;
+        dict.set_item("end", bar.end)?;
+        dict.set_item("open", bar.open)?;
+        dict.set_item("high", bar.high)?;
+        dict.set_item("low", bar.low)?;
+        dict.set_item("close", bar.close)?;
+        dict.set_item("volume", bar.volume)?;
+        dict.set_item("count", bar.count)?;
+        Ok(Some(dict))
     }
 
     fn __repr__(&self) -> String {
@@ -142,6 +254,8 @@ impl Context {
 #[pyclass(module = "_rustybt", frozen)]
 pub struct Bars {
     buffer: Py<SeriesBuffer>,
+    /// Set for a higher timeframe: the engine-built bars replace the base columns.
+    aggregated: Option<(Py<AggregateBuffer>, String)>,
     len: usize,
     symbol: SymbolId,
     session: SharedSession,
@@ -163,43 +277,65 @@ impl Bars {
         &self,
         py: Python<'py>,
     ) -> PyResult<Bound<'py, PyArray1<Datetime<units::Nanoseconds>>>> {
-        time_view(self.buffer.bind(py), self.len)
+        match &self.aggregated {
+            Some((agg, _)) => shared_view(agg.bind(py).as_any(), &agg.get().time, self.len),
+            None => time_view(self.buffer.bind(py), self.len),
+        }
     }
 
     /// Bar open times as int64 nanoseconds since the epoch (UTC).
     #[getter]
     fn time_ns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        int_time_view(self.buffer.bind(py), self.len)
+        match &self.aggregated {
+            Some((agg, _)) => shared_view(agg.bind(py).as_any(), &agg.get().time, self.len),
+            None => int_time_view(self.buffer.bind(py), self.len),
+        }
     }
 
     #[getter]
     fn open<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let buffer = self.buffer.bind(py);
-        f64_view(buffer, &buffer.get().open, self.len)
+        self.column(py, Field::Open)
     }
 
     #[getter]
     fn high<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let buffer = self.buffer.bind(py);
-        f64_view(buffer, &buffer.get().high, self.len)
+        self.column(py, Field::High)
     }
 
     #[getter]
     fn low<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let buffer = self.buffer.bind(py);
-        f64_view(buffer, &buffer.get().low, self.len)
+        self.column(py, Field::Low)
     }
 
     #[getter]
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let buffer = self.buffer.bind(py);
-        f64_view(buffer, &buffer.get().close, self.len)
+        self.column(py, Field::Close)
     }
 
     #[getter]
     fn volume<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let buffer = self.buffer.bind(py);
-        f64_view(buffer, &buffer.get().volume, self.len)
+        self.column(py, Field::Volume)
+    }
+
+    /// For a higher timeframe, the number of base bars in each bar (a gap in the base data
+    /// shows as a smaller count); None for base bars.
+    #[getter]
+    fn count<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyArray1<i64>>>> {
+        match &self.aggregated {
+            Some((agg, _)) => {
+                shared_view(agg.bind(py).as_any(), &agg.get().count, self.len).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The timeframe of these bars (`"base"` for the loaded bars).
+    #[getter]
+    fn timeframe(&self) -> String {
+        match &self.aggregated {
+            Some((_, timeframe)) => timeframe.clone(),
+            None => "base".to_string(),
+        }
     }
 
     /// The exact price (or volume) of one bar as `decimal.Decimal`: the value in the data,
@@ -207,6 +343,11 @@ impl Bars {
     /// `field` is one of open, high, low, close, volume; `index` counts like a list (-1 = last).
     #[pyo3(signature = (field, index = -1))]
     fn decimal(&self, field: &str, index: isize) -> PyResult<Decimal> {
+        if self.aggregated.is_some() {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "exact values are kept for the base bars; use ctx.history(symbol).decimal(...)",
+            ));
+        }
         if !matches!(field, "open" | "high" | "low" | "close" | "volume") {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
                 "unknown field `{field}`; use open, high, low, close or volume"
@@ -261,19 +402,53 @@ impl Bars {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Field {
+    Open,
+    High,
+    Low,
+    Close,
+    Volume,
+}
+
 impl Bars {
+    fn column<'py>(&self, py: Python<'py>, field: Field) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        if let Some((agg, _)) = &self.aggregated {
+            let a = agg.get();
+            let column = match field {
+                Field::Open => &a.open,
+                Field::High => &a.high,
+                Field::Low => &a.low,
+                Field::Close => &a.close,
+                Field::Volume => &a.volume,
+            };
+            return shared_view(agg.bind(py).as_any(), column, self.len);
+        }
+        let buffer = self.buffer.bind(py);
+        let b = buffer.get();
+        let column = match field {
+            Field::Open => &b.open,
+            Field::High => &b.high,
+            Field::Low => &b.low,
+            Field::Close => &b.close,
+            Field::Volume => &b.volume,
+        };
+        f64_view(buffer, column, self.len)
+    }
+
     fn __getattr_column<'py>(
         &self,
         py: Python<'py>,
         name: &str,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        match name {
-            "open" => self.open(py),
-            "high" => self.high(py),
-            "low" => self.low(py),
-            "close" => self.close(py),
-            _ => self.volume(py),
-        }
+        let field = match name {
+            "open" => Field::Open,
+            "high" => Field::High,
+            "low" => Field::Low,
+            "close" => Field::Close,
+            _ => Field::Volume,
+        };
+        self.column(py, field)
     }
 }
 
@@ -879,6 +1054,7 @@ pub fn _rustybt(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Broker>()?;
     module.add_class::<SeriesBuffer>()?;
     module.add_class::<OutputBuffer>()?;
+    module.add_class::<AggregateBuffer>()?;
     module.add_class::<IndicatorHandle>()?;
     Ok(())
 }
