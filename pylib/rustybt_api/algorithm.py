@@ -65,15 +65,19 @@ class Algorithm:
         """Orders not yet filled or cancelled, of one symbol or of all."""
         return self._engine().open_orders(symbol)  # type: ignore[no-any-return]
 
-    def indicator(self, name: str, symbol: str, **params: float) -> IndicatorHandle:
+    def indicator(
+        self, name: str, symbol: str, timeframe: str | None = None, **params: float
+    ) -> IndicatorHandle:
         """Attaches a built-in indicator (computed in Rust, equal to TA-Lib) to ``symbol``.
 
         ``name`` is a TA-Lib name (``"SMA"``, ``"RSI"``, ``"MACD"``, ...); ``params`` use TA-Lib's
-        parameter names (``timeperiod=14``; ``period`` is accepted for ``timeperiod``). Call it in
-        ``initialize``; the engine updates it once per closed bar and ``.value`` is then an
-        attribute read. Attaching the same indicator twice returns the same one.
+        parameter names (``timeperiod=14``; ``period`` is accepted for ``timeperiod``). With a
+        ``timeframe`` (``"1h"``, ``"1d"``, ...) it runs on that timeframe's closed bars, so an
+        algorithm ticking on minutes can read an hourly RSI that never sees the forming hour.
+        Call it in ``initialize``; the engine updates it once per closed bar and ``.value`` is
+        then an attribute read. Attaching the same indicator twice returns the same one.
         """
-        return self._engine().indicator(name, symbol, params)  # type: ignore[no-any-return]
+        return self._engine().indicator(name, symbol, params, timeframe)  # type: ignore[no-any-return]
 
     @property
     def log(self) -> Logger:

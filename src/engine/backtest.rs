@@ -177,6 +177,7 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
         session.market.close_next_bar(symbol);
     }
     session.aggregations.close_due(tick.time);
+    session.indicators.sync_timeframes(&session.aggregations);
     session.now = tick.time;
     Ok(())
 }

@@ -9,6 +9,7 @@ pub use crate::market::SharedColumn as OutputColumn;
 
 use crate::data::BarSeries;
 use crate::indicators::{BarInput, Indicator, IndicatorError, create};
+use crate::market::{Aggregation, Aggregations};
 use crate::model::SymbolId;
 
 /// An indicator on one symbol, with its output columns.
@@ -42,7 +43,22 @@ impl AttachedIndicator {
             close: series.close.values[index],
             volume: series.volume.values[index],
         };
-        self.indicator.update(&bar);
+        self.push(&bar, index);
+    }
+
+    fn feed_aggregated(&mut self, bars: &Aggregation, index: usize) {
+        let bar = BarInput {
+            open: bars.open.get(index),
+            high: bars.high.get(index),
+            low: bars.low.get(index),
+            close: bars.close.get(index),
+            volume: bars.volume.get(index),
+        };
+        self.push(&bar, index);
+    }
+
+    fn push(&mut self, bar: &BarInput, index: usize) {
+        self.indicator.update(bar);
         for (column, value) in self.outputs.iter().zip(self.indicator.outputs()) {
             column.set(index, *value);
         }
@@ -57,6 +73,8 @@ pub struct IndicatorSet {
     /// Indicator ids by symbol index (a Vec, not a map: this is read once per bar).
     by_symbol: Vec<Vec<usize>>,
     by_key: HashMap<(SymbolId, String), usize>,
+    /// Indicators on a higher timeframe: (indicator id, aggregation id).
+    on_timeframes: Vec<(usize, usize)>,
 }
 
 impl IndicatorSet {
@@ -76,27 +94,7 @@ impl IndicatorSet {
         if let Some(id) = self.by_key.get(&key) {
             return Ok(*id);
         }
-        let written = Arc::new(AtomicUsize::new(0));
-        let outputs = indicator
-            .output_names()
-            .iter()
-            .map(|_| Arc::new(OutputColumn::new(series.len(), written.clone())))
-            .collect();
-        let primary = indicator
-            .output_names()
-            .iter()
-            .position(|name| *name == "middleband")
-            .unwrap_or(0);
-        let mut attached = AttachedIndicator {
-            symbol,
-            primary,
-            name: indicator.name().to_string(),
-            output_names: indicator.output_names().to_vec(),
-            outputs,
-            warm_up_period: indicator.warm_up_period(),
-            written,
-            indicator,
-        };
+        let mut attached = Self::build(symbol, indicator, series.len());
         for index in 0..closed {
             attached.feed(series, index);
         }
@@ -108,6 +106,75 @@ impl IndicatorSet {
         self.by_symbol[symbol.index()].push(id);
         self.by_key.insert(key, id);
         Ok(id)
+    }
+
+    /// Attaches `name(params)` to the closed bars of an aggregation (a higher timeframe): it
+    /// is fed once per closed aggregated bar, never the forming one.
+    pub fn attach_on_timeframe(
+        &mut self,
+        name: &str,
+        params: &[(String, f64)],
+        aggregation: &Aggregation,
+        aggregation_id: usize,
+    ) -> Result<usize, IndicatorError> {
+        let indicator = create(name, params)?;
+        let label = format!("{}@{}", indicator.name(), aggregation.timeframe);
+        let key = (aggregation.symbol, label.clone());
+        if let Some(id) = self.by_key.get(&key) {
+            return Ok(*id);
+        }
+        let mut attached = Self::build(aggregation.symbol, indicator, aggregation.capacity());
+        attached.name = label;
+        for index in 0..aggregation.len() {
+            attached.feed_aggregated(aggregation, index);
+        }
+        let id = self.items.len();
+        self.items.push(attached);
+        self.on_timeframes.push((id, aggregation_id));
+        self.by_key.insert(key, id);
+        Ok(id)
+    }
+
+    fn build(
+        symbol: SymbolId,
+        indicator: Box<dyn Indicator>,
+        capacity: usize,
+    ) -> AttachedIndicator {
+        let written = Arc::new(AtomicUsize::new(0));
+        let outputs = indicator
+            .output_names()
+            .iter()
+            .map(|_| Arc::new(OutputColumn::new(capacity, written.clone())))
+            .collect();
+        let primary = indicator
+            .output_names()
+            .iter()
+            .position(|name| *name == "middleband")
+            .unwrap_or(0);
+        AttachedIndicator {
+            symbol,
+            primary,
+            name: indicator.name().to_string(),
+            output_names: indicator.output_names().to_vec(),
+            outputs,
+            warm_up_period: indicator.warm_up_period(),
+            written,
+            indicator,
+        }
+    }
+
+    /// Feeds indicators on higher timeframes the aggregated bars closed since the last call.
+    pub fn sync_timeframes(&mut self, aggregations: &Aggregations) {
+        for &(id, aggregation_id) in &self.on_timeframes {
+            let Some(aggregation) = aggregations.get(aggregation_id) else {
+                continue;
+            };
+            let attached = &mut self.items[id];
+            while attached.written.load(Ordering::Relaxed) < aggregation.len() {
+                let index = attached.written.load(Ordering::Relaxed);
+                attached.feed_aggregated(aggregation, index);
+            }
+        }
     }
 
     pub fn get(&self, id: usize) -> Option<&AttachedIndicator> {

@@ -82,6 +82,11 @@ impl Aggregation {
         self.len() == 0
     }
 
+    /// Bars this aggregation can ever hold (the buckets of the symbol's data).
+    pub fn capacity(&self) -> usize {
+        self.time.capacity()
+    }
+
     pub fn forming(&self) -> Option<FormingBar> {
         self.forming
     }

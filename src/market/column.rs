@@ -31,6 +31,11 @@ impl SharedColumn {
         self.len() == 0
     }
 
+    /// Cells allocated: the most values this column will ever hold.
+    pub fn capacity(&self) -> usize {
+        self.cells.len()
+    }
+
     pub fn get(&self, index: usize) -> f64 {
         f64::from_bits(self.cells[index].load(Ordering::Relaxed))
     }

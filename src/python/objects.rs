@@ -974,13 +974,14 @@ impl Broker {
 
     /// Attaches the built-in indicator `name` to `symbol`; `params` by TA-Lib's names
     /// (`timeperiod`, `fastperiod`, ...; `period` is accepted for `timeperiod`).
-    #[pyo3(signature = (name, symbol, params = None))]
+    #[pyo3(signature = (name, symbol, params = None, timeframe = None))]
     fn indicator(
         &self,
         py: Python<'_>,
         name: &str,
         symbol: &str,
         params: Option<&Bound<'_, PyDict>>,
+        timeframe: Option<&str>,
     ) -> PyResult<IndicatorHandle> {
         let mut settings = Vec::new();
         if let Some(params) = params {
@@ -997,14 +998,36 @@ impl Broker {
                 settings.push((key, number));
             }
         }
+        let frame = timeframe
+            .map(Timeframe::parse)
+            .transpose()
+            .map_err(|e| indicator_error(py, e))?;
         let mut guard = lock(&self.session);
         let s = &mut *guard;
         let id = resolve(py, s, symbol)?;
         let closed = s.market.closed_count(id);
-        let attached_id = s
-            .indicators
-            .attach(id, name, &settings, s.market.series(id), closed)
-            .map_err(|e| indicator_error(py, e.to_string()))?;
+        let attached = match frame {
+            None => s
+                .indicators
+                .attach(id, name, &settings, s.market.series(id), closed),
+            Some(frame) => {
+                let aggregation_id = s.aggregations.get_or_attach(
+                    id,
+                    frame,
+                    s.market.series(id),
+                    closed,
+                    s.market.interval_ns(id),
+                    s.now,
+                );
+                let aggregation = s
+                    .aggregations
+                    .get(aggregation_id)
+                    .expect("invariant: an id from get_or_attach");
+                s.indicators
+                    .attach_on_timeframe(name, &settings, aggregation, aggregation_id)
+            }
+        };
+        let attached_id = attached.map_err(|e| indicator_error(py, e.to_string()))?;
         let attached = s
             .indicators
             .get(attached_id)

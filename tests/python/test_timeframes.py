@@ -134,3 +134,51 @@ def test_bad_timeframe_is_a_clear_error(run_rustybt, write_algo, bars_csv):
     result = run_rustybt("run", "--algo", algo, "--data", bars_csv(rows=5))
     assert result.returncode == 1
     assert "unknown unit" in result.stderr
+
+
+HTF_INDICATOR_ALGO = '''
+import json
+import numpy as np
+import talib
+from rustybt_api import Algorithm
+
+class HourlyRsi(Algorithm):
+    report = ""
+
+    def initialize(self, ctx):
+        self.symbol = ctx.symbols[0]
+        self.rsi = self.indicator("RSI", self.symbol, timeframe="1h", period=5)
+        self.ok = True
+        self.values_seen = 0
+
+    def on_tick(self, ctx):
+        hourly = ctx.history(self.symbol, "1h")
+        # One value per closed hourly bar: the forming hour never feeds the indicator.
+        if len(self.rsi) != len(hourly):
+            self.ok = False
+        if len(hourly) > 5:
+            expected = talib.RSI(hourly.close, timeperiod=5)[-1]
+            if abs(expected - self.rsi.value) > 1e-9 * max(1.0, abs(expected)):
+                self.ok = False
+            self.values_seen += 1
+
+    def on_stop(self, ctx):
+        hourly = ctx.history(self.symbol, "1h")
+        same = bool(np.array_equal(talib.RSI(hourly.close, timeperiod=5), self.rsi.values, equal_nan=True))
+        with open(self.report, "w") as f:
+            json.dump({"ok": self.ok, "same": same, "seen": self.values_seen, "name": self.rsi.name,
+                       "hours": len(hourly)}, f)
+'''
+
+
+def test_indicator_on_a_higher_timeframe_sees_only_closed_bars(run_rustybt, write_algo, bars_csv, tmp_path):
+    report = tmp_path / "htf.json"
+    result = run_rustybt(
+        "run", "--algo", write_algo(HTF_INDICATOR_ALGO), "--data", bars_csv(rows=24 * 60, seed=9),
+        "--param", f"report={report}",
+    )
+    assert result.returncode == 0, result.stderr
+    probe = json.loads(report.read_text())
+    assert probe["ok"] and probe["same"]
+    assert probe["hours"] == 24 and probe["seen"] > 1000
+    assert probe["name"] == "RSI(5)@1h"
