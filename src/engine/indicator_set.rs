@@ -5,11 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub use crate::market::SharedColumn as OutputColumn;
-
 use crate::data::BarSeries;
 use crate::indicators::{BarInput, Indicator, IndicatorError, create};
-use crate::market::{Aggregation, Aggregations};
+use crate::market::{Aggregation, Aggregations, SharedColumn};
 use crate::model::SymbolId;
 
 /// An indicator on one symbol, with its output columns.
@@ -19,7 +17,7 @@ pub struct AttachedIndicator {
     pub primary: usize,
     pub name: String,
     pub output_names: Vec<&'static str>,
-    pub outputs: Vec<Arc<OutputColumn>>,
+    pub outputs: Vec<Arc<SharedColumn>>,
     pub warm_up_period: usize,
     pub written: Arc<AtomicUsize>,
     indicator: Box<dyn Indicator>,
@@ -144,7 +142,7 @@ impl IndicatorSet {
         let outputs = indicator
             .output_names()
             .iter()
-            .map(|_| Arc::new(OutputColumn::new(capacity, written.clone())))
+            .map(|_| Arc::new(SharedColumn::new(capacity, written.clone())))
             .collect();
         let primary = indicator
             .output_names()

@@ -10,5 +10,5 @@ pub mod timeframe;
 pub use aggregate::{Aggregation, Aggregations, FormingBar};
 pub use clock::{Clock, Tick};
 pub use column::SharedColumn;
-pub use store::{HistoryView, Market, MarketError};
+pub use store::{Market, MarketError};
 pub use timeframe::Timeframe;

@@ -1,5 +1,4 @@
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use crate::data::BarSeries;
 use crate::model::{SymbolId, TimestampNs};
@@ -28,13 +27,6 @@ pub struct Market {
     /// Bars of each symbol closed at the current tick.
     closed: Vec<usize>,
     by_name: HashMap<String, SymbolId>,
-}
-
-/// The closed prefix of one symbol's bars.
-#[derive(Debug, Clone)]
-pub struct HistoryView<'a> {
-    pub series: &'a BarSeries,
-    pub len: usize,
 }
 
 impl Market {
@@ -106,13 +98,6 @@ impl Market {
         self.closed[id.index()]
     }
 
-    pub fn history(&self, id: SymbolId) -> HistoryView<'_> {
-        HistoryView {
-            series: &self.series[id.index()],
-            len: self.closed[id.index()],
-        }
-    }
-
     /// Marks the next bar of `id` as closed and returns its index.
     pub(crate) fn close_next_bar(&mut self, id: SymbolId) -> usize {
         let index = self.closed[id.index()];
@@ -127,10 +112,6 @@ impl Market {
 
     pub fn total_bars(&self) -> u64 {
         self.series.iter().map(|s| s.len() as u64).sum()
-    }
-
-    pub fn shared_time(&self, id: SymbolId) -> Arc<[i64]> {
-        self.series[id.index()].time.clone()
     }
 }
 

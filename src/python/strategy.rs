@@ -106,10 +106,6 @@ impl PyStrategy {
         })
     }
 
-    pub fn algorithm(&self) -> &Py<PyAny> {
-        &self.algorithm
-    }
-
     /// Reload the algorithm in place when `watcher` reports a change (at tick boundaries).
     pub fn enable_reload(
         &mut self,
