@@ -7,6 +7,7 @@ native objects when it runs the algorithm.
 from __future__ import annotations
 
 from .algorithm import Algorithm
+from .indicator import Indicator
 from .errors import (
     EngineError,
     IndicatorError,
@@ -15,17 +16,19 @@ from .errors import (
     RustybtError,
     UnknownSymbolError,
 )
-from .types import Bars, Context, Fill, IndicatorHandle, Logger, Order, Portfolio, Quantity
+from .types import Bar, Bars, Context, Fill, IndicatorHandle, Logger, Order, Portfolio, Quantity
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Algorithm",
+    "Bar",
     "Bars",
     "Context",
     "EngineError",
     "Fill",
     "IndicatorError",
+    "Indicator",
     "IndicatorHandle",
     "Logger",
     "NotAttachedError",

@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # numpy is only needed by type checkers here
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["Quantity", "Bars", "Portfolio", "Order", "Fill", "Logger", "Context", "IndicatorHandle"]
+__all__ = ["Quantity", "Bar", "Bars", "Portfolio", "Order", "Fill", "Logger", "Context", "IndicatorHandle"]
 
 #: What an order quantity may be given as. Floats are refused: they are inexact.
 Quantity = Union[Decimal, int, str]
@@ -49,6 +49,25 @@ class Bars(Protocol):
     def decimal(self, field: str, index: int = -1) -> Decimal: ...
     def to_pandas(self) -> "object": ...
     def __len__(self) -> int: ...
+
+
+class Bar(Protocol):
+    """One closed bar, as ``Indicator.update`` receives it."""
+
+    @property
+    def time_ns(self) -> int: ...
+    @property
+    def open(self) -> float: ...
+    @property
+    def high(self) -> float: ...
+    @property
+    def low(self) -> float: ...
+    @property
+    def close(self) -> float: ...
+    @property
+    def volume(self) -> float: ...
+    @property
+    def index(self) -> int: ...
 
 
 class Portfolio(Protocol):
