@@ -7,6 +7,8 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from .errors import NotAttachedError
+from .indicator import Indicator
+from .talib_function import talib_function
 
 if TYPE_CHECKING:
     from .types import Context, Fill, IndicatorHandle, Logger, Order, Quantity
@@ -66,18 +68,51 @@ class Algorithm:
         return self._engine().open_orders(symbol)  # type: ignore[no-any-return]
 
     def indicator(
-        self, name: str, symbol: str, timeframe: str | None = None, **params: float
+        self,
+        name: str | type[Indicator] | Indicator,
+        symbol: str,
+        timeframe: str | None = None,
+        **params: Any,
     ) -> IndicatorHandle:
-        """Attaches a built-in indicator (computed in Rust, equal to TA-Lib) to ``symbol``.
+        """Attaches an indicator to ``symbol`` and returns its handle.
 
-        ``name`` is a TA-Lib name (``"SMA"``, ``"RSI"``, ``"MACD"``, ...); ``params`` use TA-Lib's
-        parameter names (``timeperiod=14``; ``period`` is accepted for ``timeperiod``). With a
-        ``timeframe`` (``"1h"``, ``"1d"``, ...) it runs on that timeframe's closed bars, so an
-        algorithm ticking on minutes can read an hourly RSI that never sees the forming hour.
-        Call it in ``initialize``; the engine updates it once per closed bar and ``.value`` is
-        then an attribute read. Attaching the same indicator twice returns the same one.
+        ``name`` is one of:
+
+        * a built-in (Rust, equal to TA-Lib) by TA-Lib name: ``"SMA"``, ``"RSI"``, ``"MACD"``...,
+          with TA-Lib's parameter names (``timeperiod=14``; ``period`` is accepted too);
+        * ``"talib.<FUNC>"``: any TA-Lib function, computed by the real TA-Lib over the last
+          bars it needs (see ``rustybt_api.talib_function``);
+        * a custom ``Indicator`` subclass (``params`` override its parameters) or instance.
+
+        With a ``timeframe`` (``"1h"``, ``"1d"``...) it runs on that timeframe's closed bars, so an
+        algorithm ticking on minutes reads an hourly value that never sees the forming hour; a
+        custom class's own ``timeframe`` attribute is the default. Call it in ``initialize``: the
+        engine updates it once per closed bar and ``.value`` is then an attribute read. Attaching
+        the same indicator (same settings) twice returns the same one.
         """
-        return self._engine().indicator(name, symbol, params, timeframe)  # type: ignore[no-any-return]
+        engine = self._engine()
+        if isinstance(name, str) and not name.lower().startswith("talib."):
+            return engine.indicator(name, symbol, params, timeframe)  # type: ignore[no-any-return]
+        if isinstance(name, str):
+            instance: Indicator = talib_function(name, **params)
+        elif isinstance(name, type) and issubclass(name, Indicator):
+            instance = name(**params)
+        elif isinstance(name, Indicator):
+            if params:
+                raise TypeError("pass parameters to the Indicator's constructor, not here")
+            instance = name
+        else:
+            raise TypeError(
+                "indicator() takes a built-in name (\"RSI\"), \"talib.<FUNC>\", or an "
+                f"Indicator subclass or instance, not {type(name).__name__}"
+            )
+        if timeframe is None:
+            timeframe = type(instance).timeframe
+        cls = type(instance)
+        key = f"{cls.__module__}.{cls.__qualname__}|{instance!r}|{symbol}|{timeframe}"
+        if isinstance(name, Indicator):
+            key += f"|{id(name)}"
+        return engine.custom_indicator(instance, symbol, timeframe, key)  # type: ignore[no-any-return]
 
     @property
     def log(self) -> Logger:

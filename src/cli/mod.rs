@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand.
 
 mod doctor;
+mod indicator_report;
 mod progress;
 mod run;
 

@@ -18,6 +18,7 @@ use crate::market::Market;
 use crate::metrics::{self, RunInfo, RunStatus};
 use crate::model::format_timestamp;
 use crate::model::time::NANOS_PER_MINUTE;
+use super::indicator_report;
 use crate::python::strategy::ReloadEvent;
 use crate::python::{self, LogSink, PyStrategy};
 use crate::watch::SourceWatcher;
@@ -218,6 +219,15 @@ fn run_once(
         if pace.is_some() {
             write_reloads(&out_dir.join("reloads.csv"), strategy.reload_events())?;
         }
+        let mut indicator_timings = lock(&session).indicators.timings();
+        indicator_timings.extend(strategy.indicators.timings());
+        if !indicator_timings.is_empty() {
+            indicator_report::write(
+                &out_dir.join("indicators.csv"),
+                &indicator_timings,
+                wall_seconds,
+            )?;
+        }
         let s = lock(&session);
         let trades = s.ledger.closed_trades();
         let computed = metrics::compute(settings.cash, &outcome.equity, trades, &outcome.fills);
@@ -251,6 +261,7 @@ fn run_once(
                 timing.total_ns as f64 / timing.calls as f64 / 1e3
             );
         }
+        indicator_report::print(&indicator_timings, wall_seconds);
         eprintln!(
             "{} bars in {:.3} s ({:.0} bars/s); results in {}",
             outcome.bars,

@@ -23,6 +23,11 @@ pub trait Strategy {
     fn on_fill(&mut self, fill: &Fill) -> Result<(), Stop>;
     fn on_tick(&mut self) -> Result<(), Stop>;
     fn on_stop(&mut self) -> Result<(), Stop>;
+    /// Step 4 of the clock for indicators the engine cannot run itself (custom Python ones):
+    /// called after the bars of a tick close, before `on_fill`/`on_tick`.
+    fn update_indicators(&mut self) -> Result<(), Stop> {
+        Ok(())
+    }
     /// Called every few thousand ticks so a long run notices Ctrl-C even when the algorithm
     /// itself never gives Python a chance to.
     fn check_interrupt(&mut self) -> Result<(), Stop>;
@@ -121,6 +126,7 @@ fn drive(
         }
         outcome.bars += tick.symbols.len() as u64;
         outcome.fills.extend_from_slice(&fills);
+        strategy.update_indicators()?;
         for fill in &fills {
             strategy.on_fill(fill)?;
         }

@@ -10,6 +10,36 @@ use crate::indicators::{BarInput, Indicator, IndicatorError, create};
 use crate::market::{Aggregation, Aggregations, SharedColumn};
 use crate::model::SymbolId;
 
+/// Calls, bars and time spent in one indicator, for the end-of-run report and `indicators.csv`.
+#[derive(Debug, Clone, Default)]
+pub struct IndicatorTiming {
+    pub label: String,
+    pub symbol: String,
+    /// `base` or the higher timeframe it runs on.
+    pub timeframe: String,
+    /// `builtin` (Rust) or `python` (a custom class or `talib.<FUNC>`).
+    pub kind: &'static str,
+    pub calls: u64,
+    pub bars: u64,
+    /// Built-ins time one call in [`SAMPLE_EVERY`] and scale up (timing each 20 ns update
+    /// would double its cost); Python indicators time every call.
+    pub total_ns: u128,
+    pub max_ns: u64,
+}
+
+impl IndicatorTiming {
+    pub fn mean_ns(&self) -> f64 {
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.total_ns as f64 / self.calls as f64
+        }
+    }
+}
+
+/// One built-in update in this many is timed.
+pub const SAMPLE_EVERY: u64 = 64;
+
 /// An indicator on one symbol, with its output columns.
 pub struct AttachedIndicator {
     pub symbol: SymbolId,
@@ -21,6 +51,12 @@ pub struct AttachedIndicator {
     pub warm_up_period: usize,
     pub written: Arc<AtomicUsize>,
     indicator: Box<dyn Indicator>,
+    symbol_name: String,
+    timeframe: String,
+    calls: u64,
+    sampled_calls: u64,
+    sampled_ns: u128,
+    max_ns: u64,
 }
 
 impl std::fmt::Debug for AttachedIndicator {
@@ -56,7 +92,17 @@ impl AttachedIndicator {
     }
 
     fn push(&mut self, bar: &BarInput, index: usize) {
-        self.indicator.update(bar);
+        if self.calls % SAMPLE_EVERY == 0 {
+            let started = std::time::Instant::now();
+            self.indicator.update(bar);
+            let elapsed = started.elapsed().as_nanos();
+            self.sampled_calls += 1;
+            self.sampled_ns += elapsed;
+            self.max_ns = self.max_ns.max(elapsed as u64);
+        } else {
+            self.indicator.update(bar);
+        }
+        self.calls += 1;
         for (column, value) in self.outputs.iter().zip(self.indicator.outputs()) {
             column.set(index, *value);
         }
@@ -93,6 +139,7 @@ impl IndicatorSet {
             return Ok(*id);
         }
         let mut attached = Self::build(symbol, indicator, series.len());
+        attached.symbol_name = series.symbol.clone();
         for index in 0..closed {
             attached.feed(series, index);
         }
@@ -110,6 +157,7 @@ impl IndicatorSet {
     /// is fed once per closed aggregated bar, never the forming one.
     pub fn attach_on_timeframe(
         &mut self,
+        symbol_name: &str,
         name: &str,
         params: &[(String, f64)],
         aggregation: &Aggregation,
@@ -123,6 +171,8 @@ impl IndicatorSet {
         }
         let mut attached = Self::build(aggregation.symbol, indicator, aggregation.capacity());
         attached.name = label;
+        attached.symbol_name = symbol_name.to_string();
+        attached.timeframe = aggregation.timeframe.to_string();
         for index in 0..aggregation.len() {
             attached.feed_aggregated(aggregation, index);
         }
@@ -158,6 +208,12 @@ impl IndicatorSet {
             warm_up_period: indicator.warm_up_period(),
             written,
             indicator,
+            symbol_name: String::new(),
+            timeframe: "base".to_string(),
+            calls: 0,
+            sampled_calls: 0,
+            sampled_ns: 0,
+            max_ns: 0,
         }
     }
 
@@ -173,6 +229,30 @@ impl IndicatorSet {
                 attached.feed_aggregated(aggregation, index);
             }
         }
+    }
+
+    /// Calls and (sampled) time per built-in indicator, in attach order.
+    pub fn timings(&self) -> Vec<IndicatorTiming> {
+        self.items
+            .iter()
+            .map(|a| {
+                let total_ns = if a.sampled_calls == 0 {
+                    0
+                } else {
+                    a.sampled_ns * a.calls as u128 / a.sampled_calls as u128
+                };
+                IndicatorTiming {
+                    label: format!("{} on {}", a.name, a.symbol_name),
+                    symbol: a.symbol_name.clone(),
+                    timeframe: a.timeframe.clone(),
+                    kind: "builtin",
+                    calls: a.calls,
+                    bars: a.calls,
+                    total_ns,
+                    max_ns: a.max_ns,
+                }
+            })
+            .collect()
     }
 
     pub fn get(&self, id: usize) -> Option<&AttachedIndicator> {

@@ -5,4 +5,5 @@ pub mod indicator_set;
 mod session;
 
 pub use backtest::{BacktestOptions, BacktestOutcome, Stop, Strategy, run_backtest};
+pub use indicator_set::IndicatorTiming;
 pub use session::{Session, SharedSession, lock};

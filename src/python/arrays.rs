@@ -71,41 +71,54 @@ pub unsafe fn readonly_view<'py, T: Element>(
     }
 }
 
+/// Elements `start..end` of a column, clamped to its length (an empty range when reversed).
+fn clamp(start: usize, end: usize, len: usize) -> (usize, usize) {
+    let end = end.min(len);
+    (start.min(end), end)
+}
+
 pub fn f64_view<'py>(
     owner: &Bound<'py, SeriesBuffer>,
     column: &Arc<[f64]>,
-    len: usize,
+    start: usize,
+    end: usize,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let len = len.min(column.len());
-    // SAFETY: `column` is one of the owner's Arc columns (callers pass `&owner.get().x`).
-    unsafe { readonly_view(owner.as_any(), column.as_ptr(), len) }
+    let (start, end) = clamp(start, end, column.len());
+    // SAFETY: `column` is one of the owner's Arc columns (callers pass `&owner.get().x`), and
+    // `start..end` lies within it.
+    unsafe { readonly_view(owner.as_any(), column.as_ptr().add(start), end - start) }
 }
 
 pub fn time_view<'py>(
     owner: &Bound<'py, SeriesBuffer>,
-    len: usize,
+    start: usize,
+    end: usize,
 ) -> PyResult<Bound<'py, PyArray1<Datetime<units::Nanoseconds>>>> {
     let column = &owner.get().time;
-    let len = len.min(column.len());
+    let (start, end) = clamp(start, end, column.len());
     // SAFETY: Datetime<U> is repr(transparent) over i64, so the i64 column is a valid
-    // datetime64[ns] buffer; the column is owned by `owner`.
+    // datetime64[ns] buffer; the column is owned by `owner` and `start..end` lies within it.
     unsafe {
         readonly_view(
             owner.as_any(),
-            column.as_ptr().cast::<Datetime<units::Nanoseconds>>(),
-            len,
+            column
+                .as_ptr()
+                .add(start)
+                .cast::<Datetime<units::Nanoseconds>>(),
+            end - start,
         )
     }
 }
 
 pub fn int_time_view<'py>(
     owner: &Bound<'py, SeriesBuffer>,
-    len: usize,
+    start: usize,
+    end: usize,
 ) -> PyResult<Bound<'py, PyArray1<i64>>> {
     let column = &owner.get().time;
-    let len = len.min(column.len());
-    // SAFETY: the column is owned by `owner`.
-    unsafe { readonly_view(owner.as_any(), column.as_ptr(), len) }
+    let (start, end) = clamp(start, end, column.len());
+    // SAFETY: the column is owned by `owner` and `start..end` lies within it.
+    unsafe { readonly_view(owner.as_any(), column.as_ptr().add(start), end - start) }
 }
 
 /// Owns one indicator output column for as long as any NumPy view of it exists.
@@ -118,7 +131,7 @@ pub struct OutputBuffer {
 /// change what it shows.
 pub fn output_view<'py>(owner: &Bound<'py, OutputBuffer>) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let column = &owner.get().column;
-    shared_view(owner.as_any(), column, column.len())
+    shared_view(owner.as_any(), column, 0, column.len())
 }
 
 /// Owns the columns of one higher timeframe of one symbol (the base of its views).
@@ -133,17 +146,24 @@ pub struct AggregateBuffer {
     pub count: Arc<SharedColumn>,
 }
 
-/// A read-only view of the first `len` cells of a shared column, typed as `T`.
+/// A read-only view of cells `start..end` of a shared column, typed as `T`.
 pub fn shared_view<'py, T: Element>(
     owner: &Bound<'py, PyAny>,
     column: &SharedColumn,
-    len: usize,
+    start: usize,
+    end: usize,
 ) -> PyResult<Bound<'py, PyArray1<T>>> {
     debug_assert_eq!(std::mem::size_of::<T>(), 8);
-    let len = len.min(column.len());
+    let (start, end) = clamp(start, end, column.len());
     // SAFETY: the column's storage is a boxed slice of 8-byte cells owned (through an Arc held
     // by `owner`); it is preallocated and never reallocated, and a cell is written once,
     // before `len` counts it, so the first `len` cells never change. Callers use T of 8 bytes
     // (f64, i64, datetime64[ns]) matching what was stored in the cells' bits.
-    unsafe { readonly_view(owner, column.as_ptr().cast::<T>(), len) }
+    unsafe {
+        readonly_view(
+            owner,
+            column.as_ptr().add(start).cast::<T>(),
+            end - start,
+        )
+    }
 }

@@ -54,6 +54,11 @@ pub fn load_algorithm(
         .import("rustybt_api")
         .and_then(|m| m.getattr("Algorithm"))
         .map_err(python_setup_error)?;
+    // The project folder goes after the algorithm's own, so `from indicators.x import X`
+    // works for a project laid out as algorithms/ beside indicators/.
+    if let Some(project) = root.parent().filter(|p| p.join("indicators").is_dir()) {
+        add_to_sys_path(py, project).map_err(python_setup_error)?;
+    }
     add_to_sys_path(py, &root).map_err(python_setup_error)?;
 
     // A private name: an algorithm file called `time.py` must not replace the `time` module.

@@ -3,6 +3,7 @@
 
 pub mod arrays;
 pub mod convert;
+pub mod custom;
 pub mod errors;
 pub mod interpreter;
 pub mod loader;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::error::Error;
 pub use interpreter::{InterpreterChoice, choose_interpreter, python_version};
 pub use loader::{LoadedAlgorithm, load_algorithm};
+pub use custom::PythonIndicators;
 pub use objects::LogSink;
 pub use strategy::{HookTiming, PyStrategy};
 

@@ -147,6 +147,48 @@ impl Context {
     pub fn session(&self) -> &SharedSession {
         &self.session
     }
+
+    /// Bars `start..end` of `symbol`'s base bars, or of one of its aggregations
+    /// (`(aggregation id, timeframe label)`): the windows custom indicators calculate on.
+    pub(crate) fn bars(
+        &self,
+        py: Python<'_>,
+        symbol: SymbolId,
+        aggregation: Option<(usize, &str)>,
+        start: usize,
+        end: usize,
+    ) -> PyResult<Bars> {
+        let aggregated = match aggregation {
+            Some((id, timeframe)) => Some((self.aggregate_buffer(py, id)?, timeframe.to_string())),
+            None => None,
+        };
+        Ok(Bars {
+            buffer: self.buffers[symbol.index()].clone_ref(py),
+            aggregated,
+            start,
+            end,
+            symbol,
+            session: self.session.clone(),
+        })
+    }
+
+    /// The base columns of `symbol` (owned by the engine for the whole run).
+    pub(crate) fn series_buffer<'py>(
+        &self,
+        py: Python<'py>,
+        symbol: SymbolId,
+    ) -> &Bound<'py, SeriesBuffer> {
+        self.buffers[symbol.index()].bind(py)
+    }
+
+    /// The columns of one aggregation (a higher timeframe).
+    pub(crate) fn aggregation_columns(
+        &self,
+        py: Python<'_>,
+        aggregation_id: usize,
+    ) -> PyResult<Py<AggregateBuffer>> {
+        self.aggregate_buffer(py, aggregation_id)
+    }
 }
 
 #[pymethods]
@@ -196,7 +238,8 @@ impl Context {
             return Ok(Bars {
                 buffer: self.buffers[id.index()].clone_ref(py),
                 aggregated: None,
-                len: s.market.closed_count(id),
+                start: 0,
+                end: s.market.closed_count(id),
                 symbol: id,
                 session: self.session.clone(),
             });
@@ -206,7 +249,8 @@ impl Context {
         Ok(Bars {
             buffer: self.buffers[id.index()].clone_ref(py),
             aggregated: Some((buffer, timeframe.to_string())),
-            len,
+            start: 0,
+            end: len,
             symbol: id,
             session: self.session.clone(),
         })
@@ -256,7 +300,10 @@ pub struct Bars {
     buffer: Py<SeriesBuffer>,
     /// Set for a higher timeframe: the engine-built bars replace the base columns.
     aggregated: Option<(Py<AggregateBuffer>, String)>,
-    len: usize,
+    /// The bars shown are `start..end` of the timeframe's closed bars: the whole history for
+    /// `ctx.history`, the last `window` bars for a custom indicator's `calculate`.
+    start: usize,
+    end: usize,
     symbol: SymbolId,
     session: SharedSession,
 }
@@ -278,8 +325,8 @@ impl Bars {
         py: Python<'py>,
     ) -> PyResult<Bound<'py, PyArray1<Datetime<units::Nanoseconds>>>> {
         match &self.aggregated {
-            Some((agg, _)) => shared_view(agg.bind(py).as_any(), &agg.get().time, self.len),
-            None => time_view(self.buffer.bind(py), self.len),
+            Some((agg, _)) => shared_view(agg.bind(py).as_any(), &agg.get().time, self.start, self.end),
+            None => time_view(self.buffer.bind(py), self.start, self.end),
         }
     }
 
@@ -287,8 +334,8 @@ impl Bars {
     #[getter]
     fn time_ns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<i64>>> {
         match &self.aggregated {
-            Some((agg, _)) => shared_view(agg.bind(py).as_any(), &agg.get().time, self.len),
-            None => int_time_view(self.buffer.bind(py), self.len),
+            Some((agg, _)) => shared_view(agg.bind(py).as_any(), &agg.get().time, self.start, self.end),
+            None => int_time_view(self.buffer.bind(py), self.start, self.end),
         }
     }
 
@@ -323,7 +370,7 @@ impl Bars {
     fn count<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyArray1<i64>>>> {
         match &self.aggregated {
             Some((agg, _)) => {
-                shared_view(agg.bind(py).as_any(), &agg.get().count, self.len).map(Some)
+                shared_view(agg.bind(py).as_any(), &agg.get().count, self.start, self.end).map(Some)
             }
             None => Ok(None),
         }
@@ -353,15 +400,15 @@ impl Bars {
                 "unknown field `{field}`; use open, high, low, close or volume"
             )));
         }
+        let len = self.__len__();
         let position = if index < 0 {
-            self.len as isize + index
+            len as isize + index
         } else {
             index
         };
-        if position < 0 || position as usize >= self.len {
+        if position < 0 || position as usize >= len {
             return Err(pyo3::exceptions::PyIndexError::new_err(format!(
-                "bar index {index} out of range for {} closed bars",
-                self.len
+                "bar index {index} out of range for {len} closed bars"
             )));
         }
         let s = lock(&self.session);
@@ -373,7 +420,7 @@ impl Bars {
             "close" => &series.close,
             _ => &series.volume,
         };
-        Ok(column.exact.get(position as usize))
+        Ok(column.exact.get(self.start + position as usize))
     }
 
     /// A pandas DataFrame of these bars indexed by UTC open time. This one copies.
@@ -394,11 +441,11 @@ impl Bars {
     }
 
     fn __len__(&self) -> usize {
-        self.len
+        self.end - self.start
     }
 
     fn __repr__(&self) -> String {
-        format!("<Bars {} closed={}>", self.symbol(), self.len)
+        format!("<Bars {} closed={}>", self.symbol(), self.__len__())
     }
 }
 
@@ -422,7 +469,7 @@ impl Bars {
                 Field::Close => &a.close,
                 Field::Volume => &a.volume,
             };
-            return shared_view(agg.bind(py).as_any(), column, self.len);
+            return shared_view(agg.bind(py).as_any(), column, self.start, self.end);
         }
         let buffer = self.buffer.bind(py);
         let b = buffer.get();
@@ -433,7 +480,7 @@ impl Bars {
             Field::Close => &b.close,
             Field::Volume => &b.volume,
         };
-        f64_view(buffer, column, self.len)
+        f64_view(buffer, column, self.start, self.end)
     }
 
     fn __getattr_column<'py>(
@@ -770,7 +817,31 @@ pub struct IndicatorHandle {
     symbol: String,
     warm_up_period: usize,
     primary: Py<OutputBuffer>,
-    outputs: Vec<(&'static str, Py<OutputBuffer>)>,
+    outputs: Vec<(String, Py<OutputBuffer>)>,
+}
+
+impl IndicatorHandle {
+    /// A handle over an indicator's output columns; `primary` indexes the `value` output.
+    pub(crate) fn new(
+        py: Python<'_>,
+        name: String,
+        symbol: String,
+        warm_up_period: usize,
+        outputs: Vec<(String, Arc<crate::market::SharedColumn>)>,
+        primary: usize,
+    ) -> PyResult<Self> {
+        let mut buffers = Vec::with_capacity(outputs.len());
+        for (output_name, column) in outputs {
+            buffers.push((output_name, Py::new(py, OutputBuffer { column })?));
+        }
+        Ok(IndicatorHandle {
+            name,
+            symbol,
+            warm_up_period,
+            primary: buffers[primary.min(buffers.len() - 1)].1.clone_ref(py),
+            outputs: buffers,
+        })
+    }
 }
 
 #[pymethods]
@@ -795,13 +866,13 @@ impl IndicatorHandle {
 
     /// Names of the outputs (e.g. macd, macdsignal, macdhist), the first being `value`'s.
     #[getter]
-    fn output_names(&self) -> Vec<&'static str> {
-        self.outputs.iter().map(|(name, _)| *name).collect()
+    fn output_names(&self) -> Vec<String> {
+        self.outputs.iter().map(|(name, _)| name.clone()).collect()
     }
 
     /// The values of one named output (read-only view).
     fn output<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        match self.outputs.iter().find(|(n, _)| *n == name) {
+        match self.outputs.iter().find(|(n, _)| n == name) {
             Some((_, buffer)) => output_view(buffer.bind(py)),
             None => Err(indicator_error(
                 py,
@@ -819,7 +890,7 @@ impl IndicatorHandle {
     fn latest<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
         for (name, buffer) in &self.outputs {
-            dict.set_item(*name, buffer.get().column.last())?;
+            dict.set_item(name, buffer.get().column.last())?;
         }
         Ok(dict)
     }
@@ -860,6 +931,7 @@ pub struct Broker {
     session: SharedSession,
     logger: Py<Logger>,
     context: Py<Context>,
+    custom: Arc<super::custom::PythonIndicators>,
 }
 
 impl Broker {
@@ -868,9 +940,11 @@ impl Broker {
         context: Py<Context>,
         sink: Arc<LogSink>,
         algorithm_name: &str,
+        custom: Arc<super::custom::PythonIndicators>,
     ) -> PyResult<Self> {
         let session = context.get().session.clone();
         Ok(Broker {
+            custom,
             logger: Py::new(
                 py,
                 Logger {
@@ -1023,8 +1097,13 @@ impl Broker {
                     .aggregations
                     .get(aggregation_id)
                     .expect("invariant: an id from get_or_attach");
-                s.indicators
-                    .attach_on_timeframe(name, &settings, aggregation, aggregation_id)
+                s.indicators.attach_on_timeframe(
+                    s.market.symbol_name(id),
+                    name,
+                    &settings,
+                    aggregation,
+                    aggregation_id,
+                )
             }
         };
         let attached_id = attached.map_err(|e| indicator_error(py, e.to_string()))?;
@@ -1032,25 +1111,44 @@ impl Broker {
             .indicators
             .get(attached_id)
             .expect("invariant: attach returned a valid id");
-        let mut outputs = Vec::new();
-        for (output_name, column) in attached.output_names.iter().zip(&attached.outputs) {
-            outputs.push((
-                *output_name,
-                Py::new(
-                    py,
-                    OutputBuffer {
-                        column: column.clone(),
-                    },
-                )?,
-            ));
-        }
-        Ok(IndicatorHandle {
-            name: attached.name.clone(),
-            symbol: symbol.to_string(),
-            warm_up_period: attached.warm_up_period,
-            primary: outputs[attached.primary].1.clone_ref(py),
+        let outputs = attached
+            .output_names
+            .iter()
+            .map(|name| name.to_string())
+            .zip(attached.outputs.iter().cloned())
+            .collect();
+        IndicatorHandle::new(
+            py,
+            attached.name.clone(),
+            symbol.to_string(),
+            attached.warm_up_period,
             outputs,
-        })
+            attached.primary,
+        )
+    }
+
+    /// Attaches a custom Python indicator (an `rustybt_api.Indicator` instance) to `symbol`;
+    /// `key` identifies it (class, parameters, symbol, timeframe) so attaching the same one
+    /// twice returns the same handle.
+    #[pyo3(signature = (instance, symbol, timeframe, key))]
+    fn custom_indicator(
+        &self,
+        py: Python<'_>,
+        instance: &Bound<'_, PyAny>,
+        symbol: &str,
+        timeframe: Option<&str>,
+        key: String,
+    ) -> PyResult<Py<IndicatorHandle>> {
+        self.custom.attach(
+            py,
+            self.context.get(),
+            super::custom::AttachRequest {
+                key,
+                instance,
+                symbol,
+                timeframe,
+            },
+        )
     }
 
     #[getter]
@@ -1079,5 +1177,6 @@ pub fn _rustybt(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<OutputBuffer>()?;
     module.add_class::<AggregateBuffer>()?;
     module.add_class::<IndicatorHandle>()?;
+    module.add_class::<super::custom::Bar>()?;
     Ok(())
 }

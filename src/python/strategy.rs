@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 
 use super::errors::{algorithm_error, is_keyboard_interrupt};
 use super::loader::{LoadedAlgorithm, load_algorithm};
+use super::custom::PythonIndicators;
 use super::objects::{Broker, Context, Fill, LogSink};
 use crate::engine::{SharedSession, Stop, Strategy, lock};
 use crate::model::{TimestampNs, format_timestamp};
@@ -35,6 +36,8 @@ pub struct PyStrategy {
     user_root: PathBuf,
     sink: Arc<LogSink>,
     pub timings: [HookTiming; 4],
+    /// Custom Python indicators, run once per closed bar before the algorithm's hooks.
+    pub indicators: Arc<PythonIndicators>,
     reload: Option<HotReload>,
 }
 
@@ -84,7 +87,14 @@ impl PyStrategy {
         sink: Arc<LogSink>,
     ) -> PyResult<Self> {
         let context = Py::new(py, Context::new(py, session.clone())?)?;
-        let broker = Broker::new(py, context.clone_ref(py), sink.clone(), &loaded.class_name)?;
+        let indicators = Arc::new(PythonIndicators::default());
+        let broker = Broker::new(
+            py,
+            context.clone_ref(py),
+            sink.clone(),
+            &loaded.class_name,
+            indicators.clone(),
+        )?;
         let algorithm = loaded.instance.bind(py);
         algorithm.setattr("_rustybt", Py::new(py, broker)?)?;
         Ok(PyStrategy {
@@ -92,6 +102,7 @@ impl PyStrategy {
             algorithm: algorithm.clone().unbind(),
             sink,
             reload: None,
+            indicators,
             context,
             user_root: loaded
                 .path
@@ -335,6 +346,29 @@ impl Strategy for PyStrategy {
         Python::attach(|py| {
             let context = self.context.bind(py).clone().into_any();
             self.call_hook(py, INITIALIZE, &context)
+        })
+    }
+
+    fn update_indicators(&mut self) -> Result<(), Stop> {
+        if self.indicators.is_empty() {
+            return Ok(());
+        }
+        Python::attach(|py| {
+            self.indicators
+                .sync(py, self.context.get())
+                .map_err(|failure| {
+                    if is_keyboard_interrupt(py, &failure.error) {
+                        return Stop::Interrupted;
+                    }
+                    let now = lock(&self.session).now;
+                    Stop::Failed(Box::new(algorithm_error(
+                        py,
+                        &failure.error,
+                        &failure.phase,
+                        Some(now),
+                        &failure.source_dir,
+                    )))
+                })
         })
     }
 
