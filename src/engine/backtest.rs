@@ -178,6 +178,7 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
             .mark(symbol, close)
             .map_err(|e| Stop::Engine(e.to_string()))?;
         session.indicators.on_bar(symbol, series, index);
+        session.cross_section.on_bar(symbol, series, index);
         let interval = session.market.interval_ns(symbol);
         session.aggregations.on_bar(symbol, series, index, interval);
         session.market.close_next_bar(symbol);

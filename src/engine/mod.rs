@@ -1,9 +1,11 @@
 //! The clock step of ARCHITECTURE §2, shared state the algorithm reads, and the backtest loop.
 
 mod backtest;
+pub mod cross_section;
 pub mod indicator_set;
 mod session;
 
 pub use backtest::{BacktestOptions, BacktestOutcome, Stop, Strategy, run_backtest};
+pub use cross_section::CrossSection;
 pub use indicator_set::IndicatorTiming;
 pub use session::{Session, SharedSession, lock};

@@ -2,6 +2,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rust_decimal::Decimal;
 
+use super::cross_section::CrossSection;
 use super::indicator_set::IndicatorSet;
 use crate::accounting::Ledger;
 use crate::execution::{CommissionModel, OrderBook, OrderRejected};
@@ -19,6 +20,8 @@ pub struct Session {
     pub commission: CommissionModel,
     pub indicators: IndicatorSet,
     pub aggregations: Aggregations,
+    /// The latest bar of every symbol, for `ctx.latest(field)`.
+    pub cross_section: Arc<CrossSection>,
     /// `ctx.time`: close time of the bar(s) just completed; before the first tick, the first
     /// bar's open time.
     pub now: TimestampNs,
@@ -54,6 +57,7 @@ impl Session {
             commission,
             indicators: IndicatorSet::default(),
             aggregations: Aggregations::default(),
+            cross_section: Arc::new(CrossSection::new(symbols)),
             now,
         }
     }

@@ -146,6 +146,12 @@ pub struct AggregateBuffer {
     pub count: Arc<SharedColumn>,
 }
 
+/// Owns the cross-section columns (the latest bar of every symbol) for `ctx.latest`.
+#[pyclass(module = "_rustybt", frozen)]
+pub struct CrossSectionBuffer {
+    pub section: Arc<crate::engine::CrossSection>,
+}
+
 /// A read-only view of cells `start..end` of a shared column, typed as `T`.
 pub fn shared_view<'py, T: Element>(
     owner: &Bound<'py, PyAny>,
@@ -156,9 +162,11 @@ pub fn shared_view<'py, T: Element>(
     debug_assert_eq!(std::mem::size_of::<T>(), 8);
     let (start, end) = clamp(start, end, column.len());
     // SAFETY: the column's storage is a boxed slice of 8-byte cells owned (through an Arc held
-    // by `owner`); it is preallocated and never reallocated, and a cell is written once,
-    // before `len` counts it, so the first `len` cells never change. Callers use T of 8 bytes
-    // (f64, i64, datetime64[ns]) matching what was stored in the cells' bits.
+    // by `owner`); it is preallocated and never reallocated. History and indicator cells are
+    // written once, before `len` counts them, so the first `len` never change; cross-section
+    // cells are overwritten in place by aligned 8-byte atomic stores, made by the engine while
+    // user code is not running. Callers use T of 8 bytes (f64, i64, datetime64[ns]) matching
+    // what was stored in the cells' bits.
     unsafe {
         readonly_view(
             owner,

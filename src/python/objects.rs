@@ -11,7 +11,7 @@ use pyo3::types::{PyDateTime, PyDict, PyString, PyTuple};
 use rust_decimal::Decimal;
 
 use super::arrays::{
-    AggregateBuffer, OutputBuffer, SeriesBuffer, f64_view, int_time_view, output_view, shared_view,
+    AggregateBuffer, CrossSectionBuffer, OutputBuffer, SeriesBuffer, f64_view, int_time_view, output_view, shared_view,
     time_view,
 };
 use super::convert::{datetime_from_ns, quantity_from_py};
@@ -45,6 +45,7 @@ pub struct Context {
     /// `ctx.time` is built once per tick, not once per read.
     time_cache: Mutex<Option<(TimestampNs, Py<PyDateTime>)>>,
     aggregate_buffers: Mutex<std::collections::HashMap<usize, Py<AggregateBuffer>>>,
+    cross_section: Py<CrossSectionBuffer>,
 }
 
 impl Context {
@@ -110,7 +111,7 @@ impl Context {
     }
 
     pub fn new(py: Python<'_>, session: SharedSession) -> PyResult<Self> {
-        let (buffers, names) = {
+        let (buffers, names, cross) = {
             let s = lock(&session);
             let mut buffers = Vec::with_capacity(s.market.symbol_count());
             for index in 0..s.market.symbol_count() {
@@ -127,9 +128,11 @@ impl Context {
                     },
                 )?);
             }
-            (buffers, s.market.symbol_names())
+            let section = s.cross_section.clone();
+            (buffers, s.market.symbol_names(), section)
         };
         Ok(Context {
+            cross_section: Py::new(py, CrossSectionBuffer { section: cross })?,
             portfolio: Py::new(
                 py,
                 Portfolio {
@@ -254,6 +257,32 @@ impl Context {
             symbol: id,
             session: self.session.clone(),
         })
+    }
+
+    /// The latest bar of every symbol side by side, in `ctx.symbols` order: `field` is `close`
+    /// (default), `open`, `high`, `low`, `volume` (float64, NaN for a symbol with no bar yet),
+    /// `time_ns` (int64 open time of that bar; the minimum int64 before the first) or `bars`
+    /// (int64: bars closed so far). Zero-copy and read-only; the engine updates it in place as
+    /// bars close, so it always shows the latest values (`.copy()` keeps a snapshot).
+    #[pyo3(signature = (field = "close"))]
+    fn latest<'py>(&self, py: Python<'py>, field: &str) -> PyResult<Bound<'py, PyAny>> {
+        let owner = self.cross_section.bind(py);
+        let section = &owner.get().section;
+        let n = section.close.capacity();
+        let float = |column| shared_view::<f64>(owner.as_any(), column, 0, n).map(|a| a.into_any());
+        let int = |column| shared_view::<i64>(owner.as_any(), column, 0, n).map(|a| a.into_any());
+        match field {
+            "close" => float(&section.close),
+            "open" => float(&section.open),
+            "high" => float(&section.high),
+            "low" => float(&section.low),
+            "volume" => float(&section.volume),
+            "time_ns" => int(&section.time),
+            "bars" => int(&section.bars),
+            other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "unknown field `{other}`; use close, open, high, low, volume, time_ns or bars"
+            ))),
+        }
     }
 
     /// The `timeframe` bar of `symbol` still being built, as a dict (`start`, `end` in ns,
@@ -1176,6 +1205,7 @@ pub fn _rustybt(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<SeriesBuffer>()?;
     module.add_class::<OutputBuffer>()?;
     module.add_class::<AggregateBuffer>()?;
+    module.add_class::<CrossSectionBuffer>()?;
     module.add_class::<IndicatorHandle>()?;
     module.add_class::<super::custom::Bar>()?;
     Ok(())
