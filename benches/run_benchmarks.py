@@ -109,8 +109,8 @@ def main() -> None:
     data = make_data(args.rows)
     algos = ROOT / "benches" / "algos"
 
-    sma = rustybt_run(ROOT / "algorithms" / "sma_cross.py", data)
-    builtin = rustybt_run(ROOT / "algorithms" / "sma_cross_builtin.py", data)
+    sma = rustybt_run(ROOT / "algorithms" / "sma_cross_arrays.py", data)
+    builtin = rustybt_run(ROOT / "algorithms" / "sma_cross.py", data)
     empty = rustybt_run(algos / "empty_tick.py", data)
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "history.json"
@@ -124,8 +124,8 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         "python": platform.python_version(),
         "rows": args.rows,
-        "sma_cross": sma,
-        "sma_cross_builtin": builtin,
+        "sma_cross_arrays": sma,
+        "sma_cross": builtin,
         "empty_on_tick": empty,
         "engine_only_ns_per_bar": engine_only_ns,
         "history": history,
@@ -133,9 +133,9 @@ def main() -> None:
     lines = [
         f"rustybt benchmarks, {results['date']}, {results['machine']}",
         f"data: {data} ({args.rows} one-minute bars)",
-        f"sma_cross (Python over the arrays): {sma['bars_per_sec']:>12,.0f} bars/s  "
+        f"sma_cross_arrays (Python):          {sma['bars_per_sec']:>12,.0f} bars/s  "
         f"(trades {sma['trades']}, final equity {sma['final_equity']})",
-        f"sma_cross_builtin (Rust SMAs):      {builtin['bars_per_sec']:>12,.0f} bars/s  "
+        f"sma_cross (built-in SMAs):          {builtin['bars_per_sec']:>12,.0f} bars/s  "
         f"(trades {builtin['trades']}, final equity {builtin['final_equity']})",
         f"empty on_tick:                      {empty['ns_per_bar']:>12,.0f} ns/bar "
         f"(engine without the Python call: {engine_only_ns:,.0f} ns/bar)",
@@ -145,16 +145,16 @@ def main() -> None:
             f"ctx.history() at {int(n):>9,} bars:      {figures['history_ns']:>12,.0f} ns/call "
             f"(+ .close view: {figures['history_close_ns']:,.0f} ns)"
         )
-    lines.append(f"peak memory, sma_cross run:         {sma['peak_rss_mib']:>12,} MiB")
+    lines.append(f"peak memory, sma_cross_arrays run:       {sma['peak_rss_mib']:>12,} MiB")
     if args.peers:
         results["peers"] = peers(data, args.rows)
-        lines.append("peers on the same file (ratios = rustybt sma_cross / sma_cross_builtin bars/s ÷ peer bars/s):")
+        lines.append("peers on the same file (ratios = rustybt sma_cross / sma_cross_arrays bars/s ÷ peer bars/s):")
         for peer in results["peers"]:
             ratio = sma["bars_per_sec"] / peer["bars_per_sec"]
             ratio_builtin = builtin["bars_per_sec"] / peer["bars_per_sec"]
             lines.append(
                 f"  {peer['engine']:<24} {peer['bars_per_sec']:>12,.0f} bars/s  trades {peer['trades']:>6}  "
-                f"final {peer['final_value']:>14,.2f}  ratios {ratio:6.2f}x / {ratio_builtin:6.2f}x"
+                f"final {peer['final_value']:>14,.2f}  ratios {ratio_builtin:6.2f}x / {ratio:6.2f}x"
             )
     print("\n".join(lines))
     out = ROOT / "benches" / "results"

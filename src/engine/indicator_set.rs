@@ -241,8 +241,12 @@ impl IndicatorSet {
                 } else {
                     a.sampled_ns * a.calls as u128 / a.sampled_calls as u128
                 };
+                let label = match a.name.split_once('@') {
+                    Some((name, timeframe)) => format!("{name} on {} @{timeframe}", a.symbol_name),
+                    None => format!("{} on {}", a.name, a.symbol_name),
+                };
                 IndicatorTiming {
-                    label: format!("{} on {}", a.name, a.symbol_name),
+                    label,
                     symbol: a.symbol_name.clone(),
                     timeframe: a.timeframe.clone(),
                     kind: "builtin",

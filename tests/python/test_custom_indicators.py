@@ -428,3 +428,17 @@ def test_slow_indicators_are_named_at_the_end_of_the_run(run_rustybt, write_algo
     assert row["calls"] == "60"
     assert float(row["mean_us"]) >= 1500
     assert row["slow"]
+
+
+def test_mtf_trend_enters_only_at_five_minute_closes(run_rustybt):
+    result = run_rustybt("run", "--algo", ROOT / "algorithms" / "mtf_trend.py", "--no-progress", "--quiet")
+    assert result.returncode == 0, result.stderr
+    fills = result.csv_rows("fills.csv")
+    assert result.metrics()["num_trades"] > 5
+    # Decisions are taken when a 5-minute bar closes; the order fills at the next 1-minute open,
+    # which is the open of the next 5-minute bucket.
+    assert all(int(f["time"][14:16]) % 5 == 0 for f in fills), [f["time"] for f in fills][:10]
+    rows = {r["indicator"]: r for r in result.csv_rows("indicators.csv")}
+    structure = rows["MarketStructure(swing=2) on SYNA @1h"]
+    assert structure["calls"] == "168"  # one per closed hour of the 7-day sample
+    assert rows["RSI(14) on SYNA @5m"]["calls"] == "2016"

@@ -88,8 +88,8 @@ def test_builtin_indicators_equal_talib_and_are_zero_copy(run_rustybt, write_alg
 
 def test_sma_cross_on_builtins_matches_the_python_version(run_rustybt, bars_csv, tmp_path):
     data = bars_csv(rows=5000, seed=11, volatility=0.002)
-    python = run_rustybt("run", "--algo", ROOT / "algorithms" / "sma_cross.py", "--data", data)
-    builtin = run_rustybt("run", "--algo", ROOT / "algorithms" / "sma_cross_builtin.py", "--data", data)
+    python = run_rustybt("run", "--algo", ROOT / "algorithms" / "sma_cross_arrays.py", "--data", data)
+    builtin = run_rustybt("run", "--algo", ROOT / "algorithms" / "sma_cross.py", "--data", data)
     assert python.returncode == 0 and builtin.returncode == 0, builtin.stderr
     assert python.metrics()["final_equity"] == builtin.metrics()["final_equity"]
     assert python.metrics()["num_trades"] == builtin.metrics()["num_trades"]
