@@ -3,13 +3,16 @@
     .venv/bin/python benches/run_benchmarks.py [--rows 1000000] [--peers]
 
 Prints one table and writes benches/results/latest.json. Figures: bars/s of algorithms/sma_cross.py
-over 1M one-minute bars, ns per bar with an empty on_tick, ns per ctx.history() call at 1k and at
-1M bars of history, and the peak memory (max RSS) of the sma_cross run.
+(built-in SMAs) and sma_cross_arrays.py (Python) over 1M one-minute bars, ns per bar with an empty
+on_tick, ns per ctx.history() call at 1k and at 1M bars of history, the cost per bar of one
+indicator by kind (built-in, custom update, custom calculate, talib.SMA by name), and the peak
+memory (max RSS) of the sma_cross_arrays run.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import json
 import os
@@ -66,6 +69,8 @@ def rustybt_run(algo: Path, data: Path, *extra: str) -> dict:
              "--no-progress", "--quiet", "--cash", "1000000", *extra]
         )
         metrics = json.loads((Path(out) / "metrics.json").read_text())
+        indicators_csv = Path(out) / "indicators.csv"
+        indicators = list(csv.DictReader(indicators_csv.open())) if indicators_csv.exists() else []
     timing = re.search(r"on_tick\s+(\d+) calls\s+([\d.]+) s", result.stderr)
     run = metrics["run"]
     return {
@@ -78,7 +83,23 @@ def rustybt_run(algo: Path, data: Path, *extra: str) -> dict:
         "peak_rss_mib": rss,
         "trades": metrics["num_trades"],
         "final_equity": metrics["final_equity"],
+        "indicators": indicators,
     }
+
+
+def indicator_costs(data: Path, empty: dict) -> dict:
+    """Per kind of indicator: the timed call (mean from indicators.csv) and the wall time it
+    adds per bar over the empty on_tick run (call + bar object or window view + bookkeeping)."""
+    costs = {}
+    for kind in ("builtin", "update", "calculate", "talib"):
+        run = rustybt_run(ROOT / "benches" / "algos" / "indicator_cost.py", data, "--param", f"kind={kind}")
+        (row,) = run["indicators"]
+        costs[kind] = {
+            "call_mean_ns": float(row["mean_us"]) * 1e3,
+            "added_ns_per_bar": (run["loop_seconds"] - empty["loop_seconds"]) / run["bars"] * 1e9,
+            "bars_per_sec": run["bars_per_sec"],
+        }
+    return costs
 
 
 def peers(data: Path, rows: int) -> list[dict]:
@@ -118,6 +139,7 @@ def main() -> None:
                     "--param", f"at=[1000, {args.rows}]")
         history = json.loads(report.read_text())
 
+    costs = indicator_costs(data, empty)
     engine_only_ns = (empty["loop_seconds"] - (empty["on_tick_seconds"] or 0)) / empty["bars"] * 1e9
     results = {
         "date": dt.date.today().isoformat(),
@@ -129,6 +151,7 @@ def main() -> None:
         "empty_on_tick": empty,
         "engine_only_ns_per_bar": engine_only_ns,
         "history": history,
+        "indicator_costs": costs,
     }
     lines = [
         f"rustybt benchmarks, {results['date']}, {results['machine']}",
@@ -144,6 +167,11 @@ def main() -> None:
         lines.append(
             f"ctx.history() at {int(n):>9,} bars:      {figures['history_ns']:>12,.0f} ns/call "
             f"(+ .close view: {figures['history_close_ns']:,.0f} ns)"
+        )
+    for kind, cost in costs.items():
+        lines.append(
+            f"indicator {kind:<10} per bar:      {cost['call_mean_ns']:>12,.0f} ns/call "
+            f"(adds {cost['added_ns_per_bar']:,.0f} ns/bar to the empty run)"
         )
     lines.append(f"peak memory, sma_cross_arrays run:       {sma['peak_rss_mib']:>12,} MiB")
     if args.peers:

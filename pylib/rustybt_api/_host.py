@@ -7,7 +7,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-__all__ = ["purge_modules", "restore_modules", "user_module_dirs", "carry_state"]
+__all__ = ["purge_modules", "restore_modules", "user_module_dirs", "carry_state", "upgrade_indicator"]
 
 
 def _under(path: str | None, roots: list[str]) -> bool:
@@ -106,3 +106,33 @@ def carry_state(old: Any, new: Any) -> None:
     else:
         new.__dict__.update(old.__dict__)
     new._rustybt = old._rustybt
+
+
+def upgrade_indicator(old: Any) -> Any:
+    """The reloaded version of a custom indicator instance, or None when its class did not
+    change: the class is looked up afresh by module and qualified name, built with the old
+    instance's parameters, and given its state like an algorithm (see :func:`carry_state`)."""
+    from .indicator import Indicator, indicator_parameters
+
+    cls = type(old)
+    found: Any = sys.modules.get(cls.__module__)
+    for part in cls.__qualname__.split("."):
+        found = getattr(found, part, None)
+    if found is None or found is cls or not isinstance(found, type):
+        return None
+    if not issubclass(found, Indicator):
+        raise TypeError(f"{cls.__qualname__} is no longer an Indicator subclass after the reload")
+    kept = indicator_parameters(cls)
+    params = {k: getattr(old, k) for k in indicator_parameters(found) if k in kept}
+    new = found(**params)
+    getstate = getattr(cls, "__getstate__", None)
+    if getstate is not None and getstate is not getattr(object, "__getstate__", None):
+        state = old.__getstate__()
+        setstate = getattr(new, "__setstate__", None)
+        if setstate is not None:
+            setstate(state)
+        else:
+            new.__dict__.update(state)
+    else:
+        new.__dict__.update(old.__dict__)
+    return new

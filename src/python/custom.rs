@@ -428,12 +428,34 @@ impl PythonIndicators {
             .collect()
     }
 
-    /// The instances, for carrying them over a code reload: (position, instance).
-    pub fn instances(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
-        guard(&self.entries)
-            .iter()
-            .map(|e| guard(e).instance.clone_ref(py))
-            .collect()
+    /// After a code reload: every indicator whose class was reloaded gets a new instance of
+    /// the new class with the old one's parameters and state. All or nothing: if one fails, none
+    /// is replaced. Returns the replaced instances by position, to put back on a rollback.
+    pub fn upgrade(&self, py: Python<'_>) -> PyResult<Vec<(usize, Py<PyAny>)>> {
+        if self.is_empty() {
+            return Ok(Vec::new());
+        }
+        let host = py.import("rustybt_api._host")?;
+        let entries: Vec<Arc<Mutex<Entry>>> = guard(&self.entries).clone();
+        let mut upgraded = Vec::new();
+        for (position, entry) in entries.iter().enumerate() {
+            let old = guard(entry).instance.clone_ref(py);
+            let new = host.call_method1("upgrade_indicator", (&old,))?;
+            if !new.is_none() {
+                upgraded.push((position, old, new));
+            }
+        }
+        let mut replaced: Vec<(usize, Py<PyAny>)> = Vec::with_capacity(upgraded.len());
+        for (position, old, new) in &upgraded {
+            if let Err(error) = self.replace(py, *position, new) {
+                for (position, old) in &replaced {
+                    let _ = self.replace(py, *position, old.bind(py));
+                }
+                return Err(error);
+            }
+            replaced.push((*position, old.clone_ref(py)));
+        }
+        Ok(replaced)
     }
 
     /// Replaces the instance at `position` (same outputs) after a code reload; bars already

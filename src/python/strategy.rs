@@ -59,6 +59,8 @@ struct PendingReload {
     first_order_id: u64,
     /// Fills the code on trial was told about, to tell the old code instead on rollback.
     fills: Vec<crate::model::Fill>,
+    /// Custom indicator instances replaced by reloaded ones, by position, to put back.
+    indicators: Vec<(usize, Py<PyAny>)>,
 }
 
 /// One reload attempt, as reported in the log and in `reloads.csv`.
@@ -197,9 +199,10 @@ impl PyStrategy {
         let swapped = py
             .import("rustybt_api._host")
             .and_then(|host| host.call_method1("carry_state", (&self.algorithm, &new)))
-            .and_then(|_| hooks_of(new.bind(py)));
+            .and_then(|_| hooks_of(new.bind(py)))
+            .and_then(|hooks| Ok((hooks, self.indicators.upgrade(py)?)));
         match swapped {
-            Ok(hooks) => {
+            Ok((hooks, indicators)) => {
                 let old_hooks = std::mem::replace(&mut self.hooks, hooks);
                 let old = std::mem::replace(&mut self.algorithm, new);
                 let first_order_id = lock(&self.session).orders.all().len() as u64 + 1;
@@ -208,6 +211,7 @@ impl PyStrategy {
                     files,
                     first_order_id,
                     fills: Vec::new(),
+                    indicators,
                 };
                 if let Some(reload) = self.reload.as_mut() {
                     reload.previous = Some((old, old_hooks, pending));
@@ -261,6 +265,10 @@ impl PyStrategy {
         eprintln!("{}", error.traceback.trim_end());
         self.algorithm = old;
         self.hooks = old_hooks;
+        for (position, instance) in &pending.indicators {
+            // The old instance was running a moment ago; putting it back cannot fail.
+            let _ = self.indicators.replace(py, *position, instance.bind(py));
+        }
         {
             let mut s = lock(&self.session);
             let placed: Vec<crate::model::OrderId> = s
@@ -336,6 +344,24 @@ impl PyStrategy {
         )))
     }
 
+    fn sync_indicators(&mut self, py: Python<'_>) -> Result<(), Stop> {
+        self.indicators
+            .sync(py, self.context.get())
+            .map_err(|failure| {
+                if is_keyboard_interrupt(py, &failure.error) {
+                    return Stop::Interrupted;
+                }
+                let now = lock(&self.session).now;
+                Stop::Failed(Box::new(algorithm_error(
+                    py,
+                    &failure.error,
+                    &failure.phase,
+                    Some(now),
+                    &failure.source_dir,
+                )))
+            })
+    }
+
     fn on_trial(&self) -> bool {
         self.reload.as_ref().is_some_and(|r| r.previous.is_some())
     }
@@ -354,21 +380,17 @@ impl Strategy for PyStrategy {
             return Ok(());
         }
         Python::attach(|py| {
-            self.indicators
-                .sync(py, self.context.get())
-                .map_err(|failure| {
-                    if is_keyboard_interrupt(py, &failure.error) {
-                        return Stop::Interrupted;
-                    }
-                    let now = lock(&self.session).now;
-                    Stop::Failed(Box::new(algorithm_error(
-                        py,
-                        &failure.error,
-                        &failure.phase,
-                        Some(now),
-                        &failure.source_dir,
-                    )))
-                })
+            let mut result = self.sync_indicators(py);
+            // Reloaded indicator code that fails on its first bar is rolled back with the
+            // algorithm, and the old code computes the bar instead.
+            if let Err(Stop::Failed(error)) = &result
+                && self.on_trial()
+            {
+                let error = error.clone();
+                self.roll_back(py, &error)?;
+                result = self.sync_indicators(py);
+            }
+            result
         })
     }
 

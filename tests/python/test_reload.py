@@ -338,3 +338,66 @@ def test_paced_waits_let_python_threads_run(run_rustybt, write_algo, bars_csv):
     iterations = int((result.out / "log.txt").read_text().split("worker iterations ")[1])
     # ~1 s of paced waiting: a worker starved by a held GIL would manage about one per tick.
     assert iterations > 200, iterations
+
+
+INDICATOR_ALGO = """
+from rustybt_api import Algorithm
+from mylib import Scaled
+
+class UsesIndicator(Algorithm):
+    def initialize(self, ctx):
+        self.scaled = self.indicator(Scaled, ctx.symbols[0], factor=3)
+
+    def on_tick(self, ctx):
+        self.log.info("value %s seen %s", self.scaled.value, self.scaled_seen())
+
+    def scaled_seen(self):
+        return len(self.scaled)
+"""
+
+INDICATOR_LIB = """
+from rustybt_api import Indicator
+
+class Scaled(Indicator):
+    factor = 1
+
+    def update(self, bar):
+        self.bars = getattr(self, "bars", 0) + 1
+        {body}
+"""
+
+
+def write_lib(path: Path, body: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(textwrap.dedent(INDICATOR_LIB).replace("{body}", body))
+    os.replace(temporary, path)
+
+
+def test_a_reloaded_indicator_class_keeps_parameters_and_state_and_rolls_back_on_error(
+    binary, bars_csv, tmp_path
+):
+    lib = tmp_path / "mylib.py"
+    write_lib(lib, "return -1.0")
+    algo = tmp_path / "algo.py"
+    algo.write_text(textwrap.dedent(INDICATOR_ALGO))
+    out = tmp_path / "out"
+    proc = start_paced(binary, algo, bars_csv(rows=600), out)
+    seen: list[str] = []
+    wait_for(proc, "value -1.0 seen 20", seen)
+    # New code: uses the carried state (bars counted so far) and the kept parameter (factor=3).
+    write_lib(lib, "return float(self.factor * 1000 + self.bars)")
+    wait_for(proc, "RELOAD  ok", seen)
+    # Then code that raises on its first bar: rolled back, the previous version goes on.
+    write_lib(lib, "raise RuntimeError('broken indicator')")
+    wait_for(proc, "RELOAD  failed", seen)
+    stderr = finish(proc, seen)
+    assert proc.returncode == 0, stderr
+    assert "broken indicator" in stderr
+    log = (out / "log.txt").read_text()
+    values = [float(line.split("value ")[1].split()[0]) for line in log.splitlines() if "value " in line]
+    upgraded = [v for v in values if v >= 3000]
+    assert upgraded, "the reloaded class never computed a value"
+    # factor=3 kept, and `bars` continued from the old instance's count (not restarted at 1).
+    assert upgraded[0] > 3020
+    assert values[-1] == 3000 + 600  # after the rollback the upgraded code computed every bar
+    assert [e["status"] for e in reloads(out)] == ["ok", "failed"]
