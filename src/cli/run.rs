@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 
 use super::RunArgs;
 use super::doctor::start_python;
+use super::indicator_report;
 use super::progress::Progress;
 use crate::config::RunSettings;
 use crate::data::{self, BarSeries, LoadOptions};
@@ -18,7 +19,6 @@ use crate::market::Market;
 use crate::metrics::{self, RunInfo, RunStatus};
 use crate::model::format_timestamp;
 use crate::model::time::NANOS_PER_MINUTE;
-use super::indicator_report;
 use crate::python::strategy::ReloadEvent;
 use crate::python::{self, LogSink, PyStrategy};
 use crate::watch::SourceWatcher;

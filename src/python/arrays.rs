@@ -167,11 +167,5 @@ pub fn shared_view<'py, T: Element>(
     // cells are overwritten in place by aligned 8-byte atomic stores, made by the engine while
     // user code is not running. Callers use T of 8 bytes (f64, i64, datetime64[ns]) matching
     // what was stored in the cells' bits.
-    unsafe {
-        readonly_view(
-            owner,
-            column.as_ptr().add(start).cast::<T>(),
-            end - start,
-        )
-    }
+    unsafe { readonly_view(owner, column.as_ptr().add(start).cast::<T>(), end - start) }
 }

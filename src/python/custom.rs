@@ -204,8 +204,13 @@ impl Entry {
             let result = self
                 .timed(index + 1 - start, || calculate.bind(py).call1((bars,)))
                 .map_err(|e| self.fail(e, "calculate"))?;
-            let arrays = calculate_arrays(&result, &self.output_names, &self.class_name, index + 1 - start)
-                .map_err(|e| self.fail(e, "calculate"))?;
+            let arrays = calculate_arrays(
+                &result,
+                &self.output_names,
+                &self.class_name,
+                index + 1 - start,
+            )
+            .map_err(|e| self.fail(e, "calculate"))?;
             let last = index - start;
             arrays
                 .iter()
@@ -322,7 +327,12 @@ impl PythonIndicators {
                         buffer: context.series_buffer(py, symbol).clone().unbind(),
                     };
                     let available = source.available(s);
-                    (source, s.market.series(symbol).len(), available, symbol_name)
+                    (
+                        source,
+                        s.market.series(symbol).len(),
+                        available,
+                        symbol_name,
+                    )
                 }
                 Some(frame) => {
                     let aggregation_id = s.aggregations.get_or_attach(
@@ -364,7 +374,11 @@ impl PythonIndicators {
                 spec.repr.clone(),
                 symbol_name.clone(),
                 spec.warm_up,
-                spec.outputs.iter().cloned().zip(outputs.iter().cloned()).collect(),
+                spec.outputs
+                    .iter()
+                    .cloned()
+                    .zip(outputs.iter().cloned())
+                    .collect(),
                 0,
             )?,
         )?;
@@ -389,7 +403,9 @@ impl PythonIndicators {
             handle: handle.clone_ref(py),
         };
         // An error while catching up is the user's code failing in `initialize`: raise it there.
-        entry.catch_up(py, context, available).map_err(|f| f.error)?;
+        entry
+            .catch_up(py, context, available)
+            .map_err(|f| f.error)?;
         let mut entries = guard(&self.entries);
         guard(&self.by_key).insert(request.key, entries.len());
         entries.push(Arc::new(Mutex::new(entry)));
@@ -460,7 +476,12 @@ impl PythonIndicators {
 
     /// Replaces the instance at `position` (same outputs) after a code reload; bars already
     /// computed keep their values.
-    pub fn replace(&self, py: Python<'_>, position: usize, instance: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub fn replace(
+        &self,
+        py: Python<'_>,
+        position: usize,
+        instance: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let entries = guard(&self.entries);
         let Some(entry) = entries.get(position) else {
             return Ok(());

@@ -13,9 +13,9 @@ pub mod strategy;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+pub use custom::PythonIndicators;
 pub use interpreter::{InterpreterChoice, choose_interpreter, python_version};
 pub use loader::{LoadedAlgorithm, load_algorithm};
-pub use custom::PythonIndicators;
 pub use objects::LogSink;
 pub use strategy::{HookTiming, PyStrategy};
 

@@ -11,8 +11,8 @@ use pyo3::types::{PyDateTime, PyDict, PyString, PyTuple};
 use rust_decimal::Decimal;
 
 use super::arrays::{
-    AggregateBuffer, CrossSectionBuffer, OutputBuffer, SeriesBuffer, f64_view, int_time_view, output_view, shared_view,
-    time_view,
+    AggregateBuffer, CrossSectionBuffer, OutputBuffer, SeriesBuffer, f64_view, int_time_view,
+    output_view, shared_view, time_view,
 };
 use super::convert::{datetime_from_ns, quantity_from_py};
 use super::errors::{engine_error, indicator_error, order_error, unknown_symbol_error};
@@ -354,7 +354,9 @@ impl Bars {
         py: Python<'py>,
     ) -> PyResult<Bound<'py, PyArray1<Datetime<units::Nanoseconds>>>> {
         match &self.aggregated {
-            Some((agg, _)) => shared_view(agg.bind(py).as_any(), &agg.get().time, self.start, self.end),
+            Some((agg, _)) => {
+                shared_view(agg.bind(py).as_any(), &agg.get().time, self.start, self.end)
+            }
             None => time_view(self.buffer.bind(py), self.start, self.end),
         }
     }
@@ -363,7 +365,9 @@ impl Bars {
     #[getter]
     fn time_ns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<i64>>> {
         match &self.aggregated {
-            Some((agg, _)) => shared_view(agg.bind(py).as_any(), &agg.get().time, self.start, self.end),
+            Some((agg, _)) => {
+                shared_view(agg.bind(py).as_any(), &agg.get().time, self.start, self.end)
+            }
             None => int_time_view(self.buffer.bind(py), self.start, self.end),
         }
     }
@@ -398,9 +402,13 @@ impl Bars {
     #[getter]
     fn count<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyArray1<i64>>>> {
         match &self.aggregated {
-            Some((agg, _)) => {
-                shared_view(agg.bind(py).as_any(), &agg.get().count, self.start, self.end).map(Some)
-            }
+            Some((agg, _)) => shared_view(
+                agg.bind(py).as_any(),
+                &agg.get().count,
+                self.start,
+                self.end,
+            )
+            .map(Some),
             None => Ok(None),
         }
     }

@@ -7,9 +7,9 @@ use std::time::{Instant, SystemTime};
 
 use pyo3::prelude::*;
 
+use super::custom::PythonIndicators;
 use super::errors::{algorithm_error, is_keyboard_interrupt};
 use super::loader::{LoadedAlgorithm, load_algorithm};
-use super::custom::PythonIndicators;
 use super::objects::{Broker, Context, Fill, LogSink};
 use crate::engine::{SharedSession, Stop, Strategy, lock};
 use crate::model::{TimestampNs, format_timestamp};
