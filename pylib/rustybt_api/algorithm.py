@@ -6,6 +6,7 @@ import ast
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
+from ._parameters import class_parameters
 from .errors import NotAttachedError
 from .indicator import Indicator
 from .talib_function import talib_function
@@ -127,17 +128,7 @@ class Algorithm:
 
 def parameters_of(cls: type) -> dict[str, Any]:
     """Public, non-callable class attributes of ``cls`` and its bases below ``Algorithm``."""
-    found: dict[str, Any] = {}
-    for klass in reversed(cls.__mro__):
-        if klass is object or klass is Algorithm or not issubclass(klass, Algorithm):
-            continue
-        for name, value in vars(klass).items():
-            if name.startswith("_"):
-                continue
-            if callable(value) or isinstance(value, (property, classmethod, staticmethod)):
-                continue
-            found[name] = value
-    return found
+    return class_parameters(cls, Algorithm)
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ._parameters import class_parameters
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -91,14 +93,4 @@ class Indicator:
 
 def indicator_parameters(cls: type) -> dict[str, Any]:
     """Public, non-callable class attributes of ``cls`` below ``Indicator``, minus ``RESERVED``."""
-    found: dict[str, Any] = {}
-    for klass in reversed(cls.__mro__):
-        if klass is object or klass is Indicator or not issubclass(klass, Indicator):
-            continue
-        for name, value in vars(klass).items():
-            if name.startswith("_") or name in RESERVED:
-                continue
-            if callable(value) or isinstance(value, (property, classmethod, staticmethod)):
-                continue
-            found[name] = value
-    return found
+    return class_parameters(cls, Indicator, RESERVED)

@@ -6,8 +6,8 @@ use super::cross_section::CrossSection;
 use super::indicator_set::IndicatorSet;
 use crate::accounting::Ledger;
 use crate::execution::{CommissionModel, OrderBook, OrderRejected};
-use crate::market::{Aggregations, Market};
-use crate::model::{OrderId, OrderSide, TimestampNs};
+use crate::market::{Aggregations, Market, Timeframe};
+use crate::model::{OrderId, OrderSide, SymbolId, TimestampNs};
 
 /// Everything the algorithm can observe or act on, owned by the engine. Python reaches it
 /// only through the bridge, which holds the lock for the duration of one call and never
@@ -64,6 +64,19 @@ impl Session {
 
     pub fn into_shared(self) -> SharedSession {
         Arc::new(Mutex::new(self))
+    }
+
+    /// The aggregation of `symbol` at `timeframe` (a higher timeframe), created and caught up
+    /// on the bars already closed at first use.
+    pub fn aggregation(&mut self, symbol: SymbolId, timeframe: Timeframe) -> usize {
+        self.aggregations.get_or_attach(
+            symbol,
+            timeframe,
+            self.market.series(symbol),
+            self.market.closed_count(symbol),
+            self.market.interval_ns(symbol),
+            self.now,
+        )
     }
 
     pub fn submit_market_order(

@@ -335,16 +335,9 @@ impl PythonIndicators {
                     )
                 }
                 Some(frame) => {
-                    let aggregation_id = s.aggregations.get_or_attach(
-                        symbol,
-                        frame,
-                        s.market.series(symbol),
-                        s.market.closed_count(symbol),
-                        s.market.interval_ns(symbol),
-                        s.now,
-                    );
+                    let aggregation_id = s.aggregation(symbol, frame);
                     drop(guard);
-                    let buffer = context.aggregation_columns(py, aggregation_id)?;
+                    let buffer = context.aggregate_buffer(py, aggregation_id)?;
                     let capacity = buffer.get().time.capacity();
                     let available = buffer.get().time.len();
                     let source = Source::Timeframe {

@@ -60,14 +60,7 @@ impl Context {
         let mut guard = lock(&self.session);
         let s = &mut *guard;
         let id = resolve(py, s, symbol)?;
-        let aggregation_id = s.aggregations.get_or_attach(
-            id,
-            frame,
-            s.market.series(id),
-            s.market.closed_count(id),
-            s.market.interval_ns(id),
-            s.now,
-        );
+        let aggregation_id = s.aggregation(id, frame);
         let len = s
             .aggregations
             .get(aggregation_id)
@@ -77,7 +70,7 @@ impl Context {
     }
 
     /// One buffer object per aggregation for the whole run, so every view shares its base.
-    fn aggregate_buffer(
+    pub(crate) fn aggregate_buffer(
         &self,
         py: Python<'_>,
         aggregation_id: usize,
@@ -182,15 +175,6 @@ impl Context {
         symbol: SymbolId,
     ) -> &Bound<'py, SeriesBuffer> {
         self.buffers[symbol.index()].bind(py)
-    }
-
-    /// The columns of one aggregation (a higher timeframe).
-    pub(crate) fn aggregation_columns(
-        &self,
-        py: Python<'_>,
-        aggregation_id: usize,
-    ) -> PyResult<Py<AggregateBuffer>> {
-        self.aggregate_buffer(py, aggregation_id)
     }
 }
 
@@ -1122,14 +1106,7 @@ impl Broker {
                 .indicators
                 .attach(id, name, &settings, s.market.series(id), closed),
             Some(frame) => {
-                let aggregation_id = s.aggregations.get_or_attach(
-                    id,
-                    frame,
-                    s.market.series(id),
-                    closed,
-                    s.market.interval_ns(id),
-                    s.now,
-                );
+                let aggregation_id = s.aggregation(id, frame);
                 let aggregation = s
                     .aggregations
                     .get(aggregation_id)
