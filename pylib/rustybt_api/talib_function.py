@@ -79,7 +79,11 @@ class TalibFunction(Indicator):
                 inputs.append(column)
         lookback = int(meta.lookback)
         function = getattr(talib, function_name)
-        if window is None:
+        # Choices that change the values are part of the repr, which keys the engine's sharing.
+        self._choices = {k: v for k, v in (("price", price), ("window", window), ("settle", settle)) if v is not None}
+        if window is None and settle is not None:
+            window = lookback + 1 + int(settle)  # the user's choice: not second-guessed
+        elif window is None:
             window = _choose_window(function_name, function, tuple(inputs), settings, lookback, settle)
         elif int(window) < lookback + 1:
             raise IndicatorError(
@@ -102,7 +106,7 @@ class TalibFunction(Indicator):
         return tuple(result) if isinstance(result, (list, tuple)) else result
 
     def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        settings = ", ".join(f"{k}={v!r}" for k, v in {**self.params, **self._choices}.items())
         return f"talib.{self.name}({settings})"
 
 

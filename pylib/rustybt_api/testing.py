@@ -179,7 +179,7 @@ def normalize_outputs(indicator: Indicator, result: Any, length: int | None) -> 
     in ``outputs`` order; raises ``ValueError`` naming what is wrong."""
     import numpy as np
 
-    names = tuple(type(indicator).outputs)
+    names = tuple(indicator.outputs)
     if isinstance(result, dict):
         missing = [n for n in names if n not in result]
         if missing:
@@ -193,8 +193,8 @@ def normalize_outputs(indicator: Indicator, result: Any, length: int | None) -> 
         values = [result]
     if len(values) != len(names):
         raise ValueError(f"result has {len(values)} output(s), expected {len(names)} {names}")
-    if length is None:
-        return [float(v) for v in values]
+    if length is None:  # None is "no value for this bar", as in the engine
+        return [math.nan if v is None else float(v) for v in values]
     arrays = [np.asarray(v, dtype=np.float64) for v in values]
     for name, array in zip(names, arrays):
         if array.shape != (length,):
@@ -214,7 +214,7 @@ def run_indicator(indicator: Indicator, bars: BarArrays, mode: str = "engine") -
     """
     import numpy as np
 
-    names = tuple(type(indicator).outputs)
+    names = tuple(indicator.outputs)  # per instance, as the engine reads them
     n = len(bars)
     if mode == "engine":
         mode = "update" if hasattr(indicator, "update") else "calculate"
@@ -222,7 +222,7 @@ def run_indicator(indicator: Indicator, bars: BarArrays, mode: str = "engine") -
         arrays = normalize_outputs(indicator, indicator.calculate(bars), n)
         return dict(zip(names, arrays))
     out = {name: np.full(n, np.nan) for name in names}
-    window = type(indicator).window
+    window = indicator.window
     for i in range(n):
         if mode == "update":
             values = normalize_outputs(indicator, indicator.update(bars.bar(i)), None)

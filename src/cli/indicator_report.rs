@@ -48,8 +48,11 @@ pub fn print(timings: &[IndicatorTiming], wall_seconds: f64) {
     }
     for t in timings {
         if let Some(reason) = slow_reason(t, wall_seconds) {
-            let hint = if t.kind == "python" {
+            // More bars than calls means calculate() over windows; else the time is per bar.
+            let hint = if t.kind == "python" && t.bars > t.calls {
                 "; define update(self, bar), or set a smaller `window`"
+            } else if t.kind == "python" {
+                "; the time is spent in its own code, once per bar"
             } else {
                 ""
             };
