@@ -16,7 +16,7 @@ from .errors import (
     RustybtError,
     UnknownSymbolError,
 )
-from .types import Bar, Bars, Context, Fill, IndicatorHandle, Logger, Order, Portfolio, Quantity
+from .types import Bar, Bars, Context, Fill, IndicatorHandle, Logger, Order, OrderEvent, Portfolio, Price, Quantity
 
 __version__ = "0.1.0"
 
@@ -34,7 +34,9 @@ __all__ = [
     "NotAttachedError",
     "Order",
     "OrderError",
+    "OrderEvent",
     "Portfolio",
+    "Price",
     "Quantity",
     "RustybtError",
     "UnknownSymbolError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import datetime as _dt
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from .indicator import Indicator
 from .talib_function import talib_function
 
 if TYPE_CHECKING:
-    from .types import Context, Fill, IndicatorHandle, Logger, Order, Quantity
+    from .types import Context, Fill, IndicatorHandle, Logger, Order, OrderEvent, Price, Quantity
 
 __all__ = ["Algorithm", "parameters_of", "convert_parameter"]
 
@@ -40,6 +41,10 @@ class Algorithm:
     def on_fill(self, fill: Fill) -> None:
         """Called for each execution, before the ``on_tick`` of the tick it is reported at."""
 
+    def on_order(self, event: OrderEvent) -> None:
+        """Called for each order state change (accepted, triggered, partially_filled, filled,
+        cancelled, rejected, expired), before ``on_fill`` and ``on_tick`` of the tick."""
+
     def on_stop(self, ctx: Context) -> None:
         """Called once after the last bar (also after Ctrl-C, not after an exception)."""
 
@@ -52,13 +57,75 @@ class Algorithm:
             )
         return engine
 
-    def buy(self, symbol: str, quantity: Quantity) -> Order:
-        """Market order to buy ``quantity`` (Decimal, int or str) of ``symbol``."""
-        return self._engine().submit(symbol, "buy", quantity)  # type: ignore[no-any-return]
+    def buy(
+        self,
+        symbol: str,
+        quantity: Quantity,
+        *,
+        limit: Price | None = None,
+        stop: Price | None = None,
+        trail: Price | None = None,
+        trail_percent: Price | None = None,
+        tif: str | None = None,
+        good_till: _dt.datetime | int | None = None,
+        at: str | None = None,
+    ) -> Order:
+        """Buys ``quantity`` (Decimal, int or str) of ``symbol``.
 
-    def sell(self, symbol: str, quantity: Quantity) -> Order:
-        """Market order to sell ``quantity`` of ``symbol`` (opens a short when flat)."""
-        return self._engine().submit(symbol, "sell", quantity)  # type: ignore[no-any-return]
+        A market order by default; ``limit=`` a limit order, ``stop=`` a stop, both a
+        stop-limit, ``trail=`` (an amount) or ``trail_percent=`` (a fraction, 0.02 = 2%) a
+        trailing stop, ``at="open"``/``"close"`` market-on-open/close. ``tif``: ``"gtc"``
+        (default), ``"day"``, ``"ioc"``, ``"fok"``, or ``"gtd"`` with ``good_till``. Orders fill
+        no earlier than the next bar. Breaking the instrument's rules or buying power gives an
+        order with status ``"rejected"`` and its ``reason`` (and an ``on_order`` event).
+        """
+        return self._submit(symbol, "buy", quantity, limit, stop, trail, trail_percent, tif, good_till, at)
+
+    def sell(
+        self,
+        symbol: str,
+        quantity: Quantity,
+        *,
+        limit: Price | None = None,
+        stop: Price | None = None,
+        trail: Price | None = None,
+        trail_percent: Price | None = None,
+        tif: str | None = None,
+        good_till: _dt.datetime | int | None = None,
+        at: str | None = None,
+    ) -> Order:
+        """Sells ``quantity`` of ``symbol`` (opens a short when flat); options as :meth:`buy`."""
+        return self._submit(symbol, "sell", quantity, limit, stop, trail, trail_percent, tif, good_till, at)
+
+    def _submit(self, symbol: str, side: str, quantity: Quantity, limit: Any, stop: Any, trail: Any,
+                trail_percent: Any, tif: str | None, good_till: Any, at: str | None) -> Order:
+        if isinstance(good_till, _dt.datetime):
+            if good_till.tzinfo is None:
+                raise ValueError("good_till must be timezone-aware (e.g. UTC)")
+            good_till = int(good_till.timestamp() * 1_000_000) * 1000
+        return self._engine().submit(  # type: ignore[no-any-return]
+            symbol, side, quantity, limit, stop, trail, trail_percent, tif, good_till, at
+        )
+
+    def bracket(
+        self,
+        symbol: str,
+        side: str,
+        quantity: Quantity,
+        *,
+        take_profit: Price,
+        stop_loss: Price,
+        limit: Price | None = None,
+        tif: str | None = None,
+    ) -> tuple[Order, Order, Order]:
+        """An entry (market, or limit with ``limit=``) with a take-profit limit and a stop-loss
+        stop on the other side. The exits wait until the entry fills, for the quantity that
+        filled, and cancel each other. Returns ``(entry, take_profit, stop_loss)``."""
+        return self._engine().bracket(symbol, side, quantity, take_profit, stop_loss, limit, tif)  # type: ignore[no-any-return]
+
+    def oco(self, *orders: Order) -> None:
+        """Links open orders so that a fill of one cancels the others (one-cancels-other)."""
+        self._engine().oco(list(orders))
 
     def close(self, symbol: str) -> Order | None:
         """Market order that flattens ``symbol``; ``None`` when already flat."""

@@ -228,6 +228,7 @@ fn run_once(
                 wall_seconds,
             )?;
         }
+        write_orders(&out_dir.join("orders.csv"), &lock(&session))?;
         let s = lock(&session);
         let trades = s.ledger.closed_trades();
         let computed = metrics::compute(settings.cash, &outcome.equity, trades, &outcome.fills);
@@ -443,6 +444,64 @@ fn write_reloads(path: &Path, events: &[ReloadEvent]) -> Result<(), Error> {
         Ok(())
     };
     write().map_err(|e| io_error(std::io::Error::other(e)))
+}
+
+/// `orders.csv`: every order state change of the run, one row each.
+fn write_orders(path: &Path, session: &crate::engine::Session) -> Result<(), Error> {
+    let io_error = |e: csv::Error| Error::Io {
+        context: "cannot write",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    };
+    let mut writer = csv::Writer::from_path(path).map_err(io_error)?;
+    writer
+        .write_record([
+            "time",
+            "order_id",
+            "symbol",
+            "side",
+            "type",
+            "quantity",
+            "limit",
+            "stop",
+            "tif",
+            "status",
+            "fill_quantity",
+            "fill_price",
+            "filled_quantity",
+            "reason",
+        ])
+        .map_err(io_error)?;
+    let text = |d: Option<rust_decimal::Decimal>| d.map(|d| d.to_string()).unwrap_or_default();
+    let mut filled = std::collections::HashMap::new();
+    for event in session.orders.history() {
+        let Some(order) = session.orders.get(event.order_id) else {
+            continue;
+        };
+        let so_far = filled
+            .entry(event.order_id)
+            .or_insert(rust_decimal::Decimal::ZERO);
+        *so_far += event.fill_quantity.unwrap_or_default();
+        writer
+            .write_record([
+                format_timestamp(event.time),
+                event.order_id.0.to_string(),
+                session.market.symbol_name(event.symbol).to_string(),
+                order.side.as_str().to_string(),
+                order.kind.as_str().to_string(),
+                order.quantity.to_string(),
+                text(order.kind.limit()),
+                text(order.kind.stop()),
+                order.tif.as_str().to_string(),
+                event.status.as_str().to_string(),
+                text(event.fill_quantity),
+                text(event.fill_price),
+                so_far.to_string(),
+                event.reason.clone().unwrap_or_default(),
+            ])
+            .map_err(io_error)?;
+    }
+    writer.flush().map_err(|e| io_error(e.into()))
 }
 
 fn write_log(path: &Path, sink: &LogSink) -> Result<(), Error> {

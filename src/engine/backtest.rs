@@ -2,7 +2,8 @@ use crate::error::AlgorithmError;
 use crate::metrics::EquityPoint;
 use crate::model::Fill;
 
-use super::session::{SharedSession, lock};
+use super::session::{SessionCosts, SharedSession, lock};
+use crate::execution::{BarPrices, BarToMatch};
 use crate::market::{Clock, Tick};
 
 /// Why a run ended before the data did.
@@ -26,6 +27,10 @@ pub trait Strategy {
     /// Step 4 of the clock for indicators the engine cannot run itself (custom Python ones):
     /// called after the bars of a tick close, before `on_fill`/`on_tick`.
     fn update_indicators(&mut self) -> Result<(), Stop> {
+        Ok(())
+    }
+    /// Order state changes since the last tick (`on_order`), before `on_fill`/`on_tick`.
+    fn on_order_events(&mut self) -> Result<(), Stop> {
         Ok(())
     }
     /// Called every few thousand ticks so a long run notices Ctrl-C even when the algorithm
@@ -91,7 +96,11 @@ pub fn run_backtest(
         },
     };
     // After on_stop, so orders it places do not stay "accepted" forever.
-    lock(session).orders.cancel_all("end of data");
+    {
+        let mut s = lock(session);
+        let now = s.now;
+        s.orders.cancel_all("end of data", now);
+    }
     outcome
 }
 
@@ -127,6 +136,7 @@ fn drive(
         outcome.bars += tick.symbols.len() as u64;
         outcome.fills.extend_from_slice(&fills);
         strategy.update_indicators()?;
+        strategy.on_order_events()?;
         for fill in &fills {
             strategy.on_fill(fill)?;
         }
@@ -155,15 +165,25 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
         let series = session.market.series(symbol);
         if session.orders.has_open(symbol) {
             let first_new = fills.len();
+            let open_time = series.time[index];
+            let bar = BarToMatch {
+                prices: BarPrices {
+                    open: series.open.exact.get(index),
+                    high: series.high.exact.get(index),
+                    low: series.low.exact.get(index),
+                    close: series.close.exact.get(index),
+                    volume: series.volume.exact.get(index),
+                },
+                open_time,
+                close_time: open_time + session.market.interval_ns(symbol),
+            };
+            let mut costs = SessionCosts {
+                commission: &session.commission,
+                slippage_bps: session.execution.slippage_bps,
+            };
             session
                 .orders
-                .match_bar(
-                    symbol,
-                    series.time[index],
-                    series.open.exact.get(index),
-                    &session.commission,
-                    fills,
-                )
+                .match_bar(symbol, &bar, &session.execution.matching, &mut costs, fills)
                 .map_err(|e| Stop::Engine(e.to_string()))?;
             for fill in &fills[first_new..] {
                 session

@@ -8,4 +8,4 @@ mod session;
 pub use backtest::{BacktestOptions, BacktestOutcome, Stop, Strategy, run_backtest};
 pub use cross_section::CrossSection;
 pub use indicator_set::IndicatorTiming;
-pub use session::{Session, SharedSession, lock};
+pub use session::{ExecutionSettings, Session, SessionCosts, SharedSession, lock};

@@ -5,7 +5,9 @@ use rust_decimal::Decimal;
 use super::cross_section::CrossSection;
 use super::indicator_set::IndicatorSet;
 use crate::accounting::Ledger;
-use crate::execution::{CommissionModel, OrderBook, OrderRejected};
+use crate::execution::{
+    CommissionModel, FillCosts, Instrument, MatchSettings, OrderBook, OrderRejected, OrderRequest,
+};
 use crate::market::{Aggregations, Market, Timeframe};
 use crate::model::{OrderId, OrderSide, SymbolId, TimestampNs};
 
@@ -18,6 +20,7 @@ pub struct Session {
     pub ledger: Ledger,
     pub orders: OrderBook,
     pub commission: CommissionModel,
+    pub execution: ExecutionSettings,
     pub indicators: IndicatorSet,
     pub aggregations: Aggregations,
     /// The latest bar of every symbol, for `ctx.latest(field)`.
@@ -55,6 +58,7 @@ impl Session {
             ledger: Ledger::new(initial_cash, symbols),
             orders: OrderBook::new(symbols),
             commission,
+            execution: ExecutionSettings::default(),
             indicators: IndicatorSet::default(),
             aggregations: Aggregations::default(),
             cross_section: Arc::new(CrossSection::new(symbols)),
@@ -79,6 +83,16 @@ impl Session {
         )
     }
 
+    /// Submits an order at `ctx.time`. Malformed requests are errors; breaches of the
+    /// instrument's rules or of buying power give a `rejected` order with the reason.
+    pub fn submit(&mut self, request: OrderRequest) -> Result<OrderId, OrderRejected> {
+        if let Err(reason) = self.check_rules(&request) {
+            return Ok(self.orders.reject(&request, self.now, reason));
+        }
+        let latency = self.execution.latency_ns;
+        self.orders.submit(request, self.now, latency)
+    }
+
     pub fn submit_market_order(
         &mut self,
         symbol: &str,
@@ -89,6 +103,137 @@ impl Session {
             .market
             .symbol_id(symbol)
             .ok_or_else(|| OrderRejected::UnknownSymbol(symbol.to_string()))?;
-        self.orders.submit_market(id, side, quantity, self.now)
+        self.submit(OrderRequest::market(id, side, quantity))
+    }
+
+    pub fn instrument(&self, symbol: SymbolId) -> &Instrument {
+        self.execution
+            .instruments
+            .get(symbol.index())
+            .unwrap_or(&self.execution.default_instrument)
+    }
+
+    /// The last closed price of `symbol`, exact; None before its first bar.
+    fn last_close(&self, symbol: SymbolId) -> Option<Decimal> {
+        let closed = self.market.closed_count(symbol);
+        closed
+            .checked_sub(1)
+            .map(|i| self.market.series(symbol).close.exact.get(i))
+    }
+
+    fn check_rules(&self, request: &OrderRequest) -> Result<(), String> {
+        if request.quantity <= Decimal::ZERO {
+            return Ok(()); // malformed: the book refuses it with an error
+        }
+        let instrument = self.instrument(request.symbol);
+        let mut prices = Vec::new();
+        prices.extend(request.kind.limit());
+        prices.extend(request.kind.stop());
+        let reference = request
+            .kind
+            .limit()
+            .or(request.kind.stop())
+            .or_else(|| self.last_close(request.symbol));
+        instrument.check(request.quantity, &prices, reference)?;
+        if request.parent.is_some() || request.oco_group.is_some() {
+            return Ok(()); // exits reduce what the entry opened
+        }
+        self.check_buying_power(request, reference)
+    }
+
+    /// Σ |position + open orders + this order| × price × margin over all symbols must stay
+    /// within equity. Unknown before a symbol's first bar (no price yet): not checked then.
+    fn check_buying_power(
+        &self,
+        request: &OrderRequest,
+        reference: Option<Decimal>,
+    ) -> Result<(), String> {
+        let Some(reference) = reference else {
+            return Ok(());
+        };
+        let equity = self.ledger.equity().map_err(|e| e.to_string())?;
+        let mut required = Decimal::ZERO;
+        for index in 0..self.market.symbol_count() {
+            let symbol = SymbolId(index as u32);
+            let mut quantity = self
+                .ledger
+                .position(symbol)
+                .map(|p| p.quantity)
+                .unwrap_or_default();
+            for order in self.orders.open_orders(symbol) {
+                if order.parent.is_none() && order.oco_group.is_none() {
+                    quantity += order.side.sign() * order.remaining();
+                }
+            }
+            let price = if symbol == request.symbol {
+                quantity += request.side.sign() * request.quantity;
+                reference
+            } else {
+                match self.last_close(symbol) {
+                    Some(price) => price,
+                    None => continue,
+                }
+            };
+            required += quantity.abs() * price * self.instrument(symbol).margin;
+        }
+        if required > equity {
+            return Err(format!(
+                "insufficient buying power: the positions and orders would need {} of margin, equity is {}",
+                required.round_dp(2),
+                equity.round_dp(2)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How orders are executed in this run.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionSettings {
+    pub matching: MatchSettings,
+    pub latency_ns: i64,
+    /// Basis points every taker fill pays (never improves a price).
+    pub slippage_bps: Decimal,
+    /// Per symbol (index = symbol id); symbols past the end use `default_instrument`.
+    pub instruments: Vec<Instrument>,
+    pub default_instrument: Instrument,
+}
+
+/// The session's costs as the book sees them.
+pub struct SessionCosts<'a> {
+    pub commission: &'a CommissionModel,
+    pub slippage_bps: Decimal,
+}
+
+impl FillCosts for SessionCosts<'_> {
+    fn price(
+        &self,
+        side: OrderSide,
+        reference: Decimal,
+        _quantity: Decimal,
+        _bar_volume: Decimal,
+        maker: bool,
+    ) -> Option<Decimal> {
+        if maker || self.slippage_bps.is_zero() {
+            return Some(reference);
+        }
+        let shift = reference
+            .checked_mul(self.slippage_bps)?
+            .checked_div(Decimal::from(10_000))?;
+        match side {
+            OrderSide::Buy => reference.checked_add(shift),
+            OrderSide::Sell => reference.checked_sub(shift),
+        }
+    }
+
+    fn fee(
+        &mut self,
+        _side: OrderSide,
+        quantity: Decimal,
+        price: Decimal,
+        _maker: bool,
+        _time: crate::model::TimestampNs,
+    ) -> Option<Decimal> {
+        self.commission.fee(quantity, price)
     }
 }

@@ -6,7 +6,9 @@ pub mod time;
 pub mod trade;
 
 pub use fill::Fill;
-pub use order::{Order, OrderId, OrderSide, OrderStatus};
+pub use order::{
+    Order, OrderEvent, OrderId, OrderKind, OrderSide, OrderStatus, TimeInForce, Trail,
+};
 pub use time::{TimestampNs, format_timestamp};
 pub use trade::ClosedTrade;
 

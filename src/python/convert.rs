@@ -92,3 +92,27 @@ pub fn datetime_from_ns(py: Python<'_>, ns: TimestampNs) -> PyResult<Bound<'_, P
         Some(&utc),
     )
 }
+
+/// A price from Python: Decimal, int or str (floats are inexact and refused), finite and
+/// positive.
+pub fn price_from_py(value: &Bound<'_, PyAny>, name: &str) -> PyResult<Decimal> {
+    let py = value.py();
+    if let Ok(float) = value.cast::<PyFloat>() {
+        let v = float.value();
+        return Err(order_error(
+            py,
+            format!(
+                "{name} must be Decimal, int or str, got float {v} (floats are inexact); pass Decimal(\"{v}\")"
+            ),
+        ));
+    }
+    let price = quantity_from_py(value)
+        .map_err(|e| order_error(py, e.value(py).to_string().replace("quantity", name)))?;
+    if price <= Decimal::ZERO {
+        return Err(order_error(
+            py,
+            format!("{name} must be positive, got {price}"),
+        ));
+    }
+    Ok(price)
+}

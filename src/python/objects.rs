@@ -14,11 +14,15 @@ use super::arrays::{
     AggregateBuffer, CrossSectionBuffer, OutputBuffer, SeriesBuffer, f64_view, int_time_view,
     output_view, shared_view, time_view,
 };
-use super::convert::{datetime_from_ns, quantity_from_py};
+use super::convert::{datetime_from_ns, price_from_py, quantity_from_py};
 use super::errors::{engine_error, indicator_error, order_error, unknown_symbol_error};
 use crate::engine::{SharedSession, lock};
+use crate::execution::OrderRequest;
 use crate::market::Timeframe;
-use crate::model::{OrderId, OrderSide, SymbolId, TimestampNs, format_timestamp};
+use crate::model::{
+    OrderId, OrderKind, OrderSide, OrderStatus, SymbolId, TimeInForce, TimestampNs, Trail,
+    format_timestamp,
+};
 
 fn unknown_symbol(py: Python<'_>, session: &crate::engine::Session, symbol: &str) -> PyErr {
     let known = session.market.symbol_names().join(", ");
@@ -652,7 +656,7 @@ impl Order {
         self.with(|o, _| o.quantity)
     }
 
-    /// "accepted", "filled", "cancelled" or "rejected".
+    /// new, accepted, triggered, partially_filled, filled, cancelled, rejected or expired.
     #[getter]
     fn status(&self) -> &'static str {
         self.with(|o, _| o.status.as_str())
@@ -663,9 +667,72 @@ impl Order {
         self.with(|o, _| o.status.is_open())
     }
 
+    /// Average price of its fills (exact), None before the first.
     #[getter]
     fn fill_price(&self) -> Option<Decimal> {
-        self.with(|o, _| o.fill_price)
+        self.with(|o, _| o.average_price())
+    }
+
+    #[getter]
+    fn average_price(&self) -> Option<Decimal> {
+        self.fill_price()
+    }
+
+    #[getter]
+    fn filled_quantity(&self) -> Decimal {
+        self.with(|o, _| o.filled_quantity)
+    }
+
+    /// Fees of its fills so far.
+    #[getter]
+    fn fees(&self) -> Decimal {
+        self.with(|o, _| o.fees)
+    }
+
+    /// market, limit, stop, stop_limit, trailing_stop, market_on_open or market_on_close.
+    #[getter]
+    fn order_type(&self) -> &'static str {
+        self.with(|o, _| o.kind.as_str())
+    }
+
+    #[getter]
+    fn limit(&self) -> Option<Decimal> {
+        self.with(|o, _| o.kind.limit())
+    }
+
+    #[getter]
+    fn stop(&self) -> Option<Decimal> {
+        self.with(|o, _| o.kind.stop().or(o.trail_stop))
+    }
+
+    /// gtc, day, ioc, fok or gtd.
+    #[getter]
+    fn tif(&self) -> &'static str {
+        self.with(|o, _| o.tif.as_str())
+    }
+
+    /// Changes the quantity and/or the price (limit, or stop; a triggered stop-limit's limit)
+    /// of an open order. Raises OrderError when it cannot.
+    #[pyo3(signature = (quantity = None, price = None))]
+    fn modify(
+        &self,
+        py: Python<'_>,
+        quantity: Option<&Bound<'_, PyAny>>,
+        price: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let quantity = quantity.map(quantity_from_py).transpose()?;
+        let price = price.map(|p| price_from_py(p, "price")).transpose()?;
+        let mut s = lock(&self.session);
+        let now = s.now;
+        if let (Some(price), Some(order)) = (price, s.orders.get(self.id)) {
+            let quantity = quantity.unwrap_or(order.quantity);
+            s.instrument(order.symbol)
+                .check(quantity, &[price], Some(price))
+                .map_err(|e| order_error(py, e))?;
+        }
+        s.orders
+            .modify(self.id, quantity, price, now)
+            .map_err(|e| order_error(py, e.to_string()))
     }
 
     #[getter]
@@ -688,9 +755,9 @@ impl Order {
 
     /// Cancels the order if it is still open; returns whether it was.
     fn cancel(&self) -> bool {
-        lock(&self.session)
-            .orders
-            .cancel(self.id, "cancelled by the algorithm")
+        let mut s = lock(&self.session);
+        let now = s.now;
+        s.orders.cancel(self.id, "cancelled by the algorithm", now)
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
@@ -707,8 +774,9 @@ impl Order {
     fn __repr__(&self) -> String {
         self.with(|o, s| {
             format!(
-                "<Order {} {} {} {} {}>",
+                "<Order {} {} {} {} {} {}>",
                 o.id.0,
+                o.kind.as_str(),
                 o.side,
                 o.quantity,
                 s.market.symbol_name(o.symbol),
@@ -827,6 +895,61 @@ impl Logger {
     #[pyo3(signature = (message, *args))]
     fn error(&self, message: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
         self.emit("ERROR", message, args)
+    }
+}
+
+/// One order state change, as passed to `Algorithm.on_order`.
+#[pyclass(module = "_rustybt", frozen, get_all)]
+pub struct OrderEvent {
+    pub order: Py<Order>,
+    pub order_id: u64,
+    pub symbol: String,
+    pub status: &'static str,
+    pub time_ns: i64,
+    pub fill_quantity: Option<Decimal>,
+    pub fill_price: Option<Decimal>,
+    pub reason: Option<String>,
+}
+
+impl OrderEvent {
+    pub fn from_model(
+        py: Python<'_>,
+        event: &crate::model::OrderEvent,
+        symbol: &str,
+        session: &SharedSession,
+    ) -> PyResult<Self> {
+        Ok(OrderEvent {
+            order: Py::new(
+                py,
+                Order {
+                    id: event.order_id,
+                    session: session.clone(),
+                },
+            )?,
+            order_id: event.order_id.0,
+            symbol: symbol.to_string(),
+            status: event.status.as_str(),
+            time_ns: event.time,
+            fill_quantity: event.fill_quantity,
+            fill_price: event.fill_price,
+            reason: event.reason.clone(),
+        })
+    }
+}
+
+#[pymethods]
+impl OrderEvent {
+    fn __repr__(&self) -> String {
+        format!(
+            "<OrderEvent order={} {} {}{}>",
+            self.order_id,
+            self.symbol,
+            self.status,
+            self.reason
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        )
     }
 }
 
@@ -985,18 +1108,18 @@ impl Broker {
             session: self.session.clone(),
         }
     }
-}
 
-#[pymethods]
-impl Broker {
-    /// Submits a market order. `side` is "buy" or "sell"; `quantity` a Decimal, int or str.
-    fn submit(
+    #[allow(clippy::too_many_arguments)]
+    fn request(
         &self,
         py: Python<'_>,
         symbol: &Bound<'_, PyAny>,
         side: &str,
         quantity: &Bound<'_, PyAny>,
-    ) -> PyResult<Order> {
+        prices: OrderPrices<'_, '_>,
+        tif: Option<&str>,
+        good_till: Option<i64>,
+    ) -> PyResult<OrderRequest> {
         let side = match side {
             "buy" => OrderSide::Buy,
             "sell" => OrderSide::Sell,
@@ -1013,12 +1136,212 @@ impl Broker {
             .to_str()?
             .to_string();
         let quantity = quantity_from_py(quantity)?;
-        let mut s = lock(&self.session);
-        resolve(py, &s, &symbol)?;
-        let id = s
-            .submit_market_order(&symbol, side, quantity)
+        let price = |value: Option<&Bound<'_, PyAny>>, name| {
+            value.map(|v| price_from_py(v, name)).transpose()
+        };
+        let limit = price(prices.limit, "limit")?;
+        let stop = price(prices.stop, "stop")?;
+        let trail = price(prices.trail, "trail")?;
+        let trail_percent = price(prices.trail_percent, "trail_percent")?;
+        let kind = match (limit, stop, trail, trail_percent, prices.at) {
+            (None, None, None, None, None) => OrderKind::Market,
+            (Some(limit), None, None, None, None) => OrderKind::Limit { limit },
+            (None, Some(stop), None, None, None) => OrderKind::Stop { stop },
+            (Some(limit), Some(stop), None, None, None) => OrderKind::StopLimit { stop, limit },
+            (None, None, Some(amount), None, None) => OrderKind::TrailingStop {
+                trail: Trail::Amount(amount),
+            },
+            (None, None, None, Some(fraction), None) => {
+                if fraction >= Decimal::ONE {
+                    return Err(order_error(
+                        py,
+                        format!("trail_percent is a fraction below 1 (0.02 = 2%), got {fraction}"),
+                    ));
+                }
+                OrderKind::TrailingStop {
+                    trail: Trail::Percent(fraction),
+                }
+            }
+            (None, None, None, None, Some("open")) => OrderKind::MarketOnOpen,
+            (None, None, None, None, Some("close")) => OrderKind::MarketOnClose,
+            (None, None, None, None, Some(other)) => {
+                return Err(order_error(
+                    py,
+                    format!("at must be \"open\" or \"close\", got `{other}`"),
+                ));
+            }
+            _ => {
+                return Err(order_error(
+                    py,
+                    "combine only limit with stop (a stop-limit); trail, trail_percent and at stand alone",
+                ));
+            }
+        };
+        let tif = match (
+            tif.unwrap_or(if good_till.is_some() { "gtd" } else { "gtc" }),
+            good_till,
+        ) {
+            ("gtc", None) => TimeInForce::Gtc,
+            ("day", None) => TimeInForce::Day,
+            ("ioc", None) => TimeInForce::Ioc,
+            ("fok", None) => TimeInForce::Fok,
+            ("gtd", Some(until)) => TimeInForce::Gtd(until),
+            ("gtd", None) => return Err(order_error(py, "tif=\"gtd\" needs good_till")),
+            (_, Some(_)) => return Err(order_error(py, "good_till goes with tif=\"gtd\" only")),
+            (other, None) => {
+                return Err(order_error(
+                    py,
+                    format!("tif must be gtc, day, ioc, fok or gtd, got `{other}`"),
+                ));
+            }
+        };
+        let s = lock(&self.session);
+        let id = resolve(py, &s, &symbol)?;
+        Ok(OrderRequest {
+            symbol: id,
+            side,
+            quantity,
+            kind,
+            tif,
+            oco_group: None,
+            parent: None,
+        })
+    }
+}
+
+/// The optional prices of an order request, as Python passed them.
+#[derive(Default)]
+struct OrderPrices<'a, 'py> {
+    limit: Option<&'a Bound<'py, PyAny>>,
+    stop: Option<&'a Bound<'py, PyAny>>,
+    trail: Option<&'a Bound<'py, PyAny>>,
+    trail_percent: Option<&'a Bound<'py, PyAny>>,
+    at: Option<&'a str>,
+}
+
+#[pymethods]
+impl Broker {
+    /// Submits an order. `side` is "buy" or "sell"; `quantity` a Decimal, int or str. With
+    /// `limit` a limit order, `stop` a stop, both a stop-limit; `trail` (an amount) or
+    /// `trail_percent` (a fraction) a trailing stop; `at="open"`/`"close"` market-on-open/close.
+    /// `tif`: gtc (default), day, ioc, fok, or gtd with `good_till` (ns since the epoch).
+    #[pyo3(signature = (symbol, side, quantity, limit = None, stop = None, trail = None, trail_percent = None, tif = None, good_till = None, at = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn submit(
+        &self,
+        py: Python<'_>,
+        symbol: &Bound<'_, PyAny>,
+        side: &str,
+        quantity: &Bound<'_, PyAny>,
+        limit: Option<&Bound<'_, PyAny>>,
+        stop: Option<&Bound<'_, PyAny>>,
+        trail: Option<&Bound<'_, PyAny>>,
+        trail_percent: Option<&Bound<'_, PyAny>>,
+        tif: Option<&str>,
+        good_till: Option<i64>,
+        at: Option<&str>,
+    ) -> PyResult<Order> {
+        let request = self.request(
+            py,
+            symbol,
+            side,
+            quantity,
+            OrderPrices {
+                limit,
+                stop,
+                trail,
+                trail_percent,
+                at,
+            },
+            tif,
+            good_till,
+        )?;
+        let id = lock(&self.session)
+            .submit(request)
             .map_err(|e| order_error(py, e.to_string()))?;
         Ok(self.handle(id))
+    }
+
+    /// An entry and its two exits: a take-profit limit and a stop-loss stop on the other side,
+    /// which wait until the entry fills (for the quantity that filled) and cancel each other.
+    /// The entry is a market order, or a limit order with `limit`. Returns (entry, take
+    /// profit, stop loss).
+    #[pyo3(signature = (symbol, side, quantity, take_profit, stop_loss, limit = None, tif = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn bracket(
+        &self,
+        py: Python<'_>,
+        symbol: &Bound<'_, PyAny>,
+        side: &str,
+        quantity: &Bound<'_, PyAny>,
+        take_profit: &Bound<'_, PyAny>,
+        stop_loss: &Bound<'_, PyAny>,
+        limit: Option<&Bound<'_, PyAny>>,
+        tif: Option<&str>,
+    ) -> PyResult<(Order, Order, Order)> {
+        let entry = self.request(
+            py,
+            symbol,
+            side,
+            quantity,
+            OrderPrices {
+                limit,
+                ..Default::default()
+            },
+            tif,
+            None,
+        )?;
+        let take = price_from_py(take_profit, "take_profit")?;
+        let stop = price_from_py(stop_loss, "stop_loss")?;
+        let mut s = lock(&self.session);
+        let entry_id = s
+            .submit(entry.clone())
+            .map_err(|e| order_error(py, e.to_string()))?;
+        if s.orders.get(entry_id).map(|o| o.status) == Some(OrderStatus::Rejected) {
+            return Err(order_error(
+                py,
+                format!(
+                    "bracket entry rejected: {}",
+                    s.orders
+                        .get(entry_id)
+                        .and_then(|o| o.reason.clone())
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        let group = s.orders.new_group();
+        let exit = |kind| OrderRequest {
+            symbol: entry.symbol,
+            side: entry.side.opposite(),
+            quantity: entry.quantity,
+            kind,
+            tif: TimeInForce::Gtc,
+            oco_group: Some(group),
+            parent: Some(entry_id),
+        };
+        let take_id = s
+            .submit(exit(OrderKind::Limit { limit: take }))
+            .map_err(|e| order_error(py, e.to_string()))?;
+        let stop_id = s
+            .submit(exit(OrderKind::Stop { stop }))
+            .map_err(|e| order_error(py, e.to_string()))?;
+        Ok((
+            self.handle(entry_id),
+            self.handle(take_id),
+            self.handle(stop_id),
+        ))
+    }
+
+    /// Links open orders so that a fill of one cancels the others (one-cancels-other).
+    fn oco(&self, py: Python<'_>, orders: Vec<PyRef<'_, Order>>) -> PyResult<()> {
+        if orders.len() < 2 {
+            return Err(order_error(py, "oco needs at least two orders"));
+        }
+        let mut s = lock(&self.session);
+        let ids: Vec<OrderId> = orders.iter().map(|o| o.id).collect();
+        s.orders
+            .link_oco(&ids)
+            .map_err(|e| order_error(py, e.to_string()))
     }
 
     /// Submits the market order that flattens `symbol` once every open order of it has filled
@@ -1185,6 +1508,7 @@ pub fn _rustybt(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Portfolio>()?;
     module.add_class::<Order>()?;
     module.add_class::<Fill>()?;
+    module.add_class::<OrderEvent>()?;
     module.add_class::<Logger>()?;
     module.add_class::<Broker>()?;
     module.add_class::<SeriesBuffer>()?;

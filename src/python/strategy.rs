@@ -10,13 +10,14 @@ use pyo3::prelude::*;
 use super::custom::PythonIndicators;
 use super::errors::{algorithm_error, is_keyboard_interrupt};
 use super::loader::{LoadedAlgorithm, load_algorithm};
-use super::objects::{Broker, Context, Fill, LogSink};
+use super::objects::{Broker, Context, Fill, LogSink, OrderEvent};
 use crate::engine::{SharedSession, Stop, Strategy, lock};
 use crate::model::{TimestampNs, format_timestamp};
 use crate::watch::SourceWatcher;
 
-/// Bound callbacks of one algorithm instance, by slot (initialize, on_tick, on_fill, on_stop).
-type Hooks = [Option<Py<PyAny>>; 4];
+/// Bound callbacks of one algorithm instance, by slot (initialize, on_tick, on_fill, on_stop,
+/// on_order).
+type Hooks = [Option<Py<PyAny>>; 5];
 
 /// Calls and time spent in one user callback.
 #[derive(Debug, Default, Clone)]
@@ -35,7 +36,7 @@ pub struct PyStrategy {
     session: SharedSession,
     user_root: PathBuf,
     sink: Arc<LogSink>,
-    pub timings: [HookTiming; 4],
+    pub timings: [HookTiming; 5],
     /// Custom Python indicators, run once per closed bar before the algorithm's hooks.
     pub indicators: Arc<PythonIndicators>,
     reload: Option<HotReload>,
@@ -79,7 +80,8 @@ const INITIALIZE: usize = 0;
 const ON_TICK: usize = 1;
 const ON_FILL: usize = 2;
 const ON_STOP: usize = 3;
-const HOOK_NAMES: [&str; 4] = ["initialize", "on_tick", "on_fill", "on_stop"];
+const ON_ORDER: usize = 4;
+const HOOK_NAMES: [&str; 5] = ["initialize", "on_tick", "on_fill", "on_stop", "on_order"];
 
 impl PyStrategy {
     pub fn new(
@@ -278,9 +280,10 @@ impl PyStrategy {
                 .filter(|o| o.id.0 >= pending.first_order_id && o.status.is_open())
                 .map(|o| o.id)
                 .collect();
+            let now = s.now;
             for id in placed {
                 s.orders
-                    .cancel(id, "placed by reloaded code that was rolled back");
+                    .cancel(id, "placed by reloaded code that was rolled back", now);
             }
         }
         self.record_reload(
@@ -394,6 +397,26 @@ impl Strategy for PyStrategy {
         })
     }
 
+    fn on_order_events(&mut self) -> Result<(), Stop> {
+        let events = lock(&self.session).orders.take_events();
+        if events.is_empty() || self.hooks[ON_ORDER].is_none() {
+            return Ok(());
+        }
+        Python::attach(|py| {
+            for event in &events {
+                let symbol = lock(&self.session)
+                    .market
+                    .symbol_name(event.symbol)
+                    .to_string();
+                let object = OrderEvent::from_model(py, event, &symbol, &self.session)
+                    .and_then(|e| Py::new(py, e))
+                    .map_err(|e| self.stop_for(py, &e, "on_order"))?;
+                self.call_hook(py, ON_ORDER, object.bind(py).as_any())?;
+            }
+            Ok(())
+        })
+    }
+
     fn on_fill(&mut self, fill: &crate::model::Fill) -> Result<(), Stop> {
         if !self.on_trial() {
             return Python::attach(|py| self.deliver_fill(py, fill));
@@ -476,5 +499,6 @@ fn hooks_of(algorithm: &Bound<'_, PyAny>) -> PyResult<Hooks> {
         Some(algorithm.getattr("on_tick")?.unbind()),
         overridden("on_fill")?,
         overridden("on_stop")?,
+        overridden("on_order")?,
     ])
 }
