@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 use super::indicator_set::IndicatorSet;
 use crate::accounting::Ledger;
 use crate::execution::{CommissionModel, OrderBook, OrderRejected};
-use crate::market::{Aggregations, Market};
+use crate::market::{Aggregations, Market, SessionCalendar};
 use crate::model::{OrderId, OrderSide, TimestampNs};
 
 /// Everything the algorithm can observe or act on, owned by the engine. Python reaches it
@@ -56,6 +56,12 @@ impl Session {
             aggregations: Aggregations::default(),
             now,
         }
+    }
+
+    /// Builds higher timeframes on `calendar` instead of UTC; before any is attached.
+    pub fn with_calendar(mut self, calendar: SessionCalendar) -> Self {
+        self.aggregations = Aggregations::new(calendar);
+        self
     }
 
     pub fn into_shared(self) -> SharedSession {
