@@ -13,6 +13,8 @@ use crate::cli::RunArgs;
 use crate::data::parse_timestamp;
 use crate::error::Error;
 use crate::execution::CommissionModel;
+use crate::market::SessionCalendar;
+use crate::market::calendar::{parse_time_of_day, parse_timezone};
 use crate::model::time::{NANOS_PER_DAY, NANOS_PER_MINUTE, NANOS_PER_SECOND};
 
 pub const DEFAULT_CASH: &str = "100000";
@@ -26,6 +28,8 @@ struct FileSettings {
     params: BTreeMap<String, toml::Value>,
     #[serde(default)]
     commission: Option<FileCommission>,
+    #[serde(default)]
+    market: FileMarket,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +45,15 @@ struct FileRun {
     end: Option<String>,
     out: Option<PathBuf>,
     bar_interval: Option<String>,
+}
+
+/// The exchange session that higher timeframes align to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMarket {
+    timezone: Option<String>,
+    session_open: Option<String>,
+    session_close: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +80,8 @@ pub struct RunSettings {
     pub out: Option<PathBuf>,
     pub bar_interval_ns: Option<i64>,
     pub commission: CommissionModel,
+    /// Time zone and session hours of higher-timeframe bars (UTC days by default).
+    pub calendar: SessionCalendar,
     pub progress: bool,
     pub quiet: bool,
     /// Rerun whenever the algorithm or its local modules change.
@@ -139,6 +154,7 @@ impl RunSettings {
         };
         commission.validate().map_err(Error::usage)?;
         let interval = args.bar_interval.clone().or(file.run.bar_interval);
+        let calendar = calendar(args, file.market)?;
         Ok(RunSettings {
             algo,
             class_name: args.class_name.clone().or(file.run.class),
@@ -155,12 +171,56 @@ impl RunSettings {
             out: args.out.clone().or(file.run.out),
             bar_interval_ns: interval.as_deref().map(parse_duration).transpose()?,
             commission,
+            calendar,
             progress: !args.no_progress,
             quiet: args.quiet,
             watch: args.watch,
             pace_ns: args.pace.as_deref().map(parse_duration).transpose()?,
         })
     }
+}
+
+/// Flags win over `[market]`; each bad value is named with where it came from.
+fn calendar(args: &RunArgs, file: FileMarket) -> Result<SessionCalendar, Error> {
+    let pick = |flag: &Option<String>, key: Option<String>, flag_name, key_name| match flag {
+        Some(value) => Some((value.clone(), flag_name)),
+        None => key.map(|value| (value, key_name)),
+    };
+    let timezone = match pick(
+        &args.timezone,
+        file.timezone,
+        "--timezone",
+        "market.timezone",
+    ) {
+        Some((text, source)) => parse_timezone(&text)
+            .map_err(|e| Error::usage_with_hint(format!("{source}: {}", e.message), e.hint))?,
+        None => chrono_tz::Tz::UTC,
+    };
+    let time = |picked: Option<(String, &str)>| {
+        picked
+            .map(|(text, source)| {
+                parse_time_of_day(&text)
+                    .map_err(|e| Error::usage_with_hint(format!("{source}: {}", e.message), e.hint))
+            })
+            .transpose()
+    };
+    let open = time(pick(
+        &args.session_open,
+        file.session_open,
+        "--session-open",
+        "market.session_open",
+    ))?;
+    let close = time(pick(
+        &args.session_close,
+        file.session_close,
+        "--session-close",
+        "market.session_close",
+    ))?;
+    Ok(SessionCalendar::new(
+        timezone,
+        open.unwrap_or(chrono::NaiveTime::MIN),
+        close,
+    ))
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, Error> {
@@ -301,6 +361,89 @@ mod tests {
         assert_eq!(
             settings.end_ns,
             Some(parse_timestamp("2024-02-01").unwrap())
+        );
+    }
+
+    #[test]
+    fn market_session_from_the_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("market.toml");
+        std::fs::write(
+            &path,
+            "[run]\nalgo = \"a.py\"\n[market]\ntimezone = \"America/New_York\"\n\
+             session_open = \"09:30\"\nsession_close = \"16:00\"\n",
+        )
+        .unwrap();
+        let args = RunArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let calendar = RunSettings::resolve(&args).unwrap().calendar;
+        assert_eq!(calendar.to_string(), "America/New_York from 09:30 to 16:00");
+        let args = RunArgs {
+            config: Some(path),
+            timezone: Some("Asia/Tokyo".into()),
+            session_close: Some("15:30".into()),
+            ..Default::default()
+        };
+        let calendar = RunSettings::resolve(&args).unwrap().calendar;
+        assert_eq!(calendar.to_string(), "Asia/Tokyo from 09:30 to 15:30");
+        let args = RunArgs {
+            algo: Some("a.py".into()),
+            ..Default::default()
+        };
+        assert!(
+            RunSettings::resolve(&args)
+                .unwrap()
+                .calendar
+                .is_utc_default()
+        );
+    }
+
+    #[test]
+    fn bad_market_session_values_are_usage_errors() {
+        let resolve = |args: RunArgs| {
+            RunSettings::resolve(&RunArgs {
+                algo: Some("a.py".into()),
+                ..args
+            })
+            .unwrap_err()
+        };
+        let error = resolve(RunArgs {
+            timezone: Some("America/NewYork".into()),
+            ..Default::default()
+        });
+        assert_eq!(error.exit_code(), crate::error::ExitCode::Usage);
+        let message = error.to_string();
+        assert_eq!(
+            message,
+            "--timezone: `America/NewYork` is not an IANA time zone"
+        );
+        let hint = error.hint().unwrap();
+        assert!(
+            hint.starts_with("did you mean `America/New_York`?"),
+            "{hint}"
+        );
+        let message = resolve(RunArgs {
+            session_open: Some("9h30".into()),
+            ..Default::default()
+        })
+        .to_string();
+        assert!(
+            message.starts_with("--session-open: `9h30` is not a time of day"),
+            "{message}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[market]\nsession_close = \"25:00\"\n").unwrap();
+        let message = resolve(RunArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .to_string();
+        assert!(
+            message.starts_with("market.session_close: `25:00`"),
+            "{message}"
         );
     }
 

@@ -86,6 +86,21 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION")]
     pub bar_interval: Option<String>,
 
+    /// Time zone of the exchange session that higher timeframes align to, an IANA name such
+    /// as `America/New_York` (default: UTC).
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+
+    /// Local time the session opens, `HH:MM`: day bars start there and intraday bars are
+    /// counted from it (default 00:00).
+    #[arg(long, value_name = "HH:MM")]
+    pub session_open: Option<String>,
+
+    /// Local time the session closes, `HH:MM`; bars opening outside [open, close) are left out
+    /// of higher timeframes. At or before the open, the session ends the next day.
+    #[arg(long, value_name = "HH:MM")]
+    pub session_close: Option<String>,
+
     /// Never draw a progress bar.
     #[arg(long)]
     pub no_progress: bool,

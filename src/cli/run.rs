@@ -144,7 +144,9 @@ fn run_once(
     let total_bars = market.total_bars();
     let symbols = market.symbol_names();
     let bar_interval_ns = market.interval_ns(crate::model::SymbolId(0));
-    let session = Session::new(market, settings.cash, settings.commission.clone()).into_shared();
+    let session = Session::new(market, settings.cash, settings.commission.clone())
+        .with_calendar(settings.calendar)
+        .into_shared();
     let files = &prepared.files;
 
     Python::attach(|py| -> Result<RunReport, Error> {

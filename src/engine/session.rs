@@ -8,7 +8,7 @@ use crate::accounting::Ledger;
 use crate::execution::{
     CommissionModel, FillCosts, Instrument, MatchSettings, OrderBook, OrderRejected, OrderRequest,
 };
-use crate::market::{Aggregations, Market, Timeframe};
+use crate::market::{Aggregations, Market, SessionCalendar, Timeframe};
 use crate::model::{OrderId, OrderSide, SymbolId, TimestampNs};
 
 /// Everything the algorithm can observe or act on, owned by the engine. Python reaches it
@@ -64,6 +64,12 @@ impl Session {
             cross_section: Arc::new(CrossSection::new(symbols)),
             now,
         }
+    }
+
+    /// Builds higher timeframes on `calendar` instead of UTC; before any is attached.
+    pub fn with_calendar(mut self, calendar: SessionCalendar) -> Self {
+        self.aggregations = Aggregations::new(calendar);
+        self
     }
 
     pub fn into_shared(self) -> SharedSession {

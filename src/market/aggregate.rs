@@ -5,10 +5,14 @@
 //! after the bucket's end is processed, or when the clock passes the end (a symbol whose bars
 //! stopped). Missing base bars are not invented: each aggregated bar records how many base bars
 //! it holds (`count`), so a gap shows as a smaller count.
+//!
+//! Buckets come from the run's [`SessionCalendar`]: UTC by default, or an exchange's time zone
+//! and hours. A base bar that opens outside the session is in no aggregated bar.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::calendar::{BucketCursor, SessionCalendar};
 use super::column::SharedColumn;
 use super::timeframe::Timeframe;
 use crate::data::BarSeries;
@@ -43,15 +47,30 @@ pub struct Aggregation {
     /// Base bars in each aggregated bar, i64.
     pub count: Arc<SharedColumn>,
     forming: Option<FormingBar>,
+    /// The bucket of the last base bar, so most bars need no calendar arithmetic.
+    cursor: BucketCursor,
 }
 
 impl Aggregation {
-    /// Columns sized to the number of buckets the symbol's bars fall into.
+    /// UTC buckets; see [`Aggregation::with_calendar`].
     pub fn new(symbol: SymbolId, timeframe: Timeframe, series: &BarSeries) -> Self {
+        Self::with_calendar(symbol, timeframe, series, SessionCalendar::default())
+    }
+
+    /// Columns sized to the number of buckets the symbol's bars fall into.
+    pub fn with_calendar(
+        symbol: SymbolId,
+        timeframe: Timeframe,
+        series: &BarSeries,
+        calendar: SessionCalendar,
+    ) -> Self {
+        let mut cursor = BucketCursor::new(calendar, timeframe);
         let mut buckets = 0;
         let mut last = None;
         for &t in series.time.iter() {
-            let start = timeframe.bucket_start(t);
+            let Some((start, _)) = cursor.bucket(t) else {
+                continue;
+            };
             if last != Some(start) {
                 buckets += 1;
                 last = Some(start);
@@ -71,6 +90,7 @@ impl Aggregation {
             count: column(),
             written,
             forming: None,
+            cursor,
         }
     }
 
@@ -94,7 +114,11 @@ impl Aggregation {
     /// Base bar `index` (duration `interval_ns`) just closed.
     pub fn on_bar(&mut self, series: &BarSeries, index: usize, interval_ns: i64) {
         let open_time = series.time[index];
-        let start = self.timeframe.bucket_start(open_time);
+        let Some((start, end)) = self.cursor.bucket(open_time) else {
+            // Outside the session: in no bucket, but it shows how far time has gone.
+            self.close_due(open_time.saturating_add(interval_ns));
+            return;
+        };
         if self.forming.is_some_and(|f| f.start != start) {
             self.finish();
         }
@@ -107,7 +131,7 @@ impl Aggregation {
         );
         let bar = self.forming.get_or_insert(FormingBar {
             start,
-            end: self.timeframe.bucket_end(start),
+            end,
             open,
             high,
             low,
@@ -149,12 +173,25 @@ impl Aggregation {
 }
 
 /// Every aggregation of a run; created on first use and caught up on the bars already closed.
+/// All of them follow the run's calendar (UTC by default).
 #[derive(Debug, Default)]
 pub struct Aggregations {
+    calendar: SessionCalendar,
     items: Vec<Aggregation>,
 }
 
 impl Aggregations {
+    pub fn new(calendar: SessionCalendar) -> Self {
+        Aggregations {
+            calendar,
+            items: Vec::new(),
+        }
+    }
+
+    pub fn calendar(&self) -> SessionCalendar {
+        self.calendar
+    }
+
     pub fn get_or_attach(
         &mut self,
         symbol: SymbolId,
@@ -171,7 +208,7 @@ impl Aggregations {
         {
             return id;
         }
-        let mut aggregation = Aggregation::new(symbol, timeframe, series);
+        let mut aggregation = Aggregation::with_calendar(symbol, timeframe, series, self.calendar);
         for index in 0..closed {
             aggregation.on_bar(series, index, interval_ns);
         }
@@ -260,7 +297,141 @@ mod tests {
         assert_eq!(a.time.get_i64(2), 6 * MIN);
     }
 
+    fn new_york_regular_hours() -> SessionCalendar {
+        use super::super::calendar::{parse_time_of_day, parse_timezone};
+        SessionCalendar::new(
+            parse_timezone("America/New_York").unwrap(),
+            parse_time_of_day("09:30").unwrap(),
+            Some(parse_time_of_day("16:00").unwrap()),
+        )
+    }
+
+    #[test]
+    fn session_hours_cut_the_last_hour_and_leave_out_the_rest() {
+        // Every minute of Tuesday 2 January 2024 (UTC); New York trades 14:30Z to 21:00Z.
+        let first = crate::data::parse_timestamp("2024-01-02T00:00:00Z").unwrap() / MIN;
+        let minutes: Vec<i64> = (first..first + 1440).collect();
+        let closes: Vec<f64> = (0..1440).map(|m| 100.0 + m as f64).collect();
+        let s = series(&minutes, &closes, &[1.0; 1440]);
+        let hour = Timeframe::parse("1h").unwrap();
+        let mut a = Aggregation::with_calendar(SymbolId(0), hour, &s, new_york_regular_hours());
+        assert_eq!(a.capacity(), 7);
+        let open_index = 14 * 60 + 30;
+        for i in 0..open_index {
+            a.on_bar(&s, i, MIN);
+            assert!(a.forming().is_none(), "nothing forms before the open");
+        }
+        for i in open_index..21 * 60 {
+            a.on_bar(&s, i, MIN);
+        }
+        // The 15:59 bar closes at 16:00, the end of the cut last hour: all seven are visible.
+        assert_eq!(a.len(), 7);
+        let hour_ns = 60 * MIN;
+        for k in 0..7 {
+            let start = (first + open_index as i64) * MIN + k as i64 * hour_ns;
+            assert_eq!(a.time.get_i64(k), start);
+            assert_eq!(a.count.get_i64(k), if k == 6 { 30 } else { 60 });
+        }
+        assert_eq!(a.open.get(0), closes[open_index]);
+        assert_eq!(a.close.get(6), closes[21 * 60 - 1]);
+        for i in 21 * 60..1440 {
+            a.on_bar(&s, i, MIN);
+        }
+        assert_eq!(a.len(), 7, "bars after the close are in no hourly bar");
+        assert!(a.forming().is_none());
+        let volume: f64 = (0..7).map(|k| a.volume.get(k)).sum();
+        assert_eq!(volume, 390.0);
+    }
+
+    #[test]
+    fn a_bar_outside_the_session_closes_the_last_bucket() {
+        // 14:30Z to 14:59Z, then nothing until 21:30Z (after the close).
+        let first = crate::data::parse_timestamp("2024-01-02T14:30:00Z").unwrap() / MIN;
+        let mut minutes: Vec<i64> = (first..first + 30).collect();
+        minutes.push(first + 7 * 60);
+        let s = series(&minutes, &[1.0; 31], &[1.0; 31]);
+        let mut a = Aggregation::with_calendar(
+            SymbolId(0),
+            Timeframe::parse("1d").unwrap(),
+            &s,
+            new_york_regular_hours(),
+        );
+        for i in 0..30 {
+            a.on_bar(&s, i, MIN);
+        }
+        assert_eq!(a.len(), 0);
+        assert_eq!(a.forming().unwrap().end, (first + 390) * MIN);
+        a.on_bar(&s, 30, MIN);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a.count.get_i64(0), 30);
+    }
+
     proptest! {
+        /// With any calendar, every base bar in the session is in exactly one aggregated bar,
+        /// the bars ascend without overlapping, none is shown before its end, and volume adds up.
+        #[test]
+        fn session_aggregation_invariants(
+            zone in 0usize..4,
+            open_minute in 0u32..1440,
+            close_minute in prop::option::of(0u32..1440),
+            which in 0usize..7,
+            start_day in 0i64..3650,
+            gaps in prop::collection::vec(1i64..120, 1..400),
+        ) {
+            use super::super::calendar::parse_timezone;
+            const ZONES: [&str; 4] =
+                ["America/New_York", "Asia/Tokyo", "Europe/London", "Australia/Lord_Howe"];
+            const FRAMES: [&str; 7] = ["5m", "1h", "4h", "7h", "1d", "1w", "1M"];
+            let time = |m: u32| chrono::NaiveTime::from_hms_opt(m / 60, m % 60, 0).unwrap();
+            let calendar = SessionCalendar::new(
+                parse_timezone(ZONES[zone]).unwrap(),
+                time(open_minute),
+                close_minute.map(time),
+            );
+            let tf = Timeframe::parse(FRAMES[which]).unwrap();
+            // From 2020-01-01 on, so some runs cross a clock change.
+            let mut t = 26_297_280 + start_day * 1440;
+            let minutes: Vec<i64> = gaps.iter().map(|g| { t += g; t }).collect();
+            let n = minutes.len();
+            let closes: Vec<f64> = (0..n).map(|i| (i * 37 % 101) as f64 + 1.0).collect();
+            let volumes: Vec<f64> = (0..n).map(|i| (i % 7 + 1) as f64).collect();
+            let s = series(&minutes, &closes, &volumes);
+            let mut a = Aggregation::with_calendar(SymbolId(0), tf, &s, calendar);
+            for (i, minute) in minutes.iter().enumerate() {
+                a.on_bar(&s, i, MIN);
+                let now = minute * MIN + MIN;
+                for k in 0..a.len() {
+                    let (_, end) = calendar.bucket(tf, a.time.get_i64(k)).unwrap();
+                    prop_assert!(end <= now);
+                }
+            }
+            a.close_due(i64::MAX);
+            prop_assert_eq!(a.len(), a.capacity());
+            let buckets: Vec<Option<(i64, i64)>> =
+                minutes.iter().map(|m| calendar.bucket(tf, m * MIN)).collect();
+            let inside: Vec<usize> = (0..n).filter(|&i| buckets[i].is_some()).collect();
+            let total: i64 = (0..a.len()).map(|k| a.count.get_i64(k)).sum();
+            prop_assert_eq!(total, inside.len() as i64);
+            let volume: f64 = (0..a.len()).map(|k| a.volume.get(k)).sum();
+            prop_assert_eq!(volume, inside.iter().map(|&i| volumes[i]).sum::<f64>());
+            let mut previous_end = i64::MIN;
+            for k in 0..a.len() {
+                let start = a.time.get_i64(k);
+                let (bucket_start, end) = calendar.bucket(tf, start).unwrap();
+                prop_assert_eq!(bucket_start, start);
+                prop_assert!(previous_end <= start);
+                previous_end = end;
+                let members: Vec<usize> = inside
+                    .iter()
+                    .copied()
+                    .filter(|&i| buckets[i] == Some((start, end)))
+                    .collect();
+                prop_assert_eq!(members.len() as i64, a.count.get_i64(k));
+                prop_assert_eq!(a.open.get(k), closes[members[0]]);
+                prop_assert_eq!(a.close.get(k), closes[*members.last().unwrap()]);
+            }
+        }
+
         #[test]
         fn aggregation_invariants(
             gaps in prop::collection::vec(1i64..4, 1..200),

@@ -2,12 +2,14 @@
 //! that walks their close times in order.
 
 pub mod aggregate;
+pub mod calendar;
 mod clock;
 mod column;
 mod store;
 pub mod timeframe;
 
 pub use aggregate::{Aggregation, Aggregations, FormingBar};
+pub use calendar::{BucketCursor, SessionCalendar, Slot};
 pub use clock::{Clock, Tick};
 pub use column::SharedColumn;
 pub use store::{Market, MarketError};

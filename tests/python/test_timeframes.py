@@ -182,3 +182,106 @@ def test_indicator_on_a_higher_timeframe_sees_only_closed_bars(run_rustybt, writ
     assert probe["ok"] and probe["same"]
     assert probe["hours"] == 24 and probe["seen"] > 1000
     assert probe["name"] == "RSI(5)@1h"
+
+
+SESSION_ALGO = '''
+import json
+from rustybt_api import Algorithm
+
+class SessionBars(Algorithm):
+    report = ""
+
+    def initialize(self, ctx):
+        self.symbol = ctx.symbols[0]
+        self.first_hour = None
+        self.appeared = []
+
+    def on_tick(self, ctx):
+        hourly = ctx.history(self.symbol, "1h")
+        if len(hourly) and self.first_hour is None:
+            self.first_hour = str(hourly.time[0].astype("datetime64[m]"))
+        # Each hourly bar as it appears: when, its start and how many base bars it holds.
+        if len(hourly) > len(self.appeared):
+            self.appeared.append(
+                {"now": ctx.time_ns, "start": int(hourly.time_ns[-1]), "count": int(hourly.count[-1])}
+            )
+
+    def on_stop(self, ctx):
+        daily = ctx.history(self.symbol, "1d")
+        with open(self.report, "w") as f:
+            json.dump({
+                "first_hour": self.first_hour,
+                "hourly": self.appeared,
+                "daily_start": [str(t.astype("datetime64[m]")) for t in daily.time],
+                "daily_count": daily.count.tolist(),
+            }, f)
+'''
+
+
+def test_hourly_and_daily_bars_follow_the_new_york_session(run_rustybt, write_algo, bars_csv, tmp_path):
+    import datetime as dt
+
+    # Every minute from Friday 8 March 2024 00:00 UTC for four days; New York moves from EST
+    # to EDT on Sunday 10 March.
+    start = dt.datetime(2024, 3, 8, tzinfo=dt.timezone.utc)
+    data = bars_csv(rows=4 * 1440, seed=11, start=start)
+    report = tmp_path / "session.json"
+    result = run_rustybt(
+        "run", "--algo", write_algo(SESSION_ALGO), "--data", data, "--param", f"report={report}",
+        "--timezone", "America/New_York", "--session-open", "09:30", "--session-close", "16:00",
+    )
+    assert result.returncode == 0, result.stderr
+    probe = json.loads(report.read_text())
+    assert probe["first_hour"] == "2024-03-08T14:30"  # 09:30 EST
+
+    minute = 60 * 1_000_000_000
+    hourly = probe["hourly"]
+    assert len(hourly) == 4 * 7
+    for day in range(4):
+        bars = hourly[day * 7:(day + 1) * 7]
+        # 09:30, 10:30, ... 15:30: six full hours, then the half hour to the 16:00 close.
+        assert [b["count"] for b in bars] == [60] * 6 + [30]
+        first = pd.Timestamp(bars[0]["start"], tz="UTC")
+        assert first.tz_convert("America/New_York").strftime("%H:%M") == "09:30"
+        assert [b["start"] - bars[0]["start"] for b in bars] == [k * 60 * minute for k in range(7)]
+        # Each bar appears at its end: the last one at the 16:00 close, 30 minutes after it opened.
+        for b in bars[:-1]:
+            assert b["now"] == b["start"] + 60 * minute
+        assert bars[-1]["now"] == bars[-1]["start"] + 30 * minute
+    # Monday is in daylight time: 09:30 EDT is 13:30 UTC.
+    assert pd.Timestamp(hourly[21]["start"], tz="UTC") == pd.Timestamp("2024-03-11T13:30", tz="UTC")
+
+    assert probe["daily_start"] == [
+        "2024-03-08T14:30", "2024-03-09T14:30", "2024-03-10T13:30", "2024-03-11T13:30",
+    ]
+    assert probe["daily_count"] == [390] * 4
+
+
+def test_bad_timezone_and_session_times_are_usage_errors(run_rustybt, write_algo, bars_csv, tmp_path):
+    algo = write_algo(
+        """
+        from rustybt_api import Algorithm
+
+        class Idle(Algorithm):
+            pass
+        """
+    )
+    data = bars_csv(rows=5)
+    result = run_rustybt("run", "--algo", algo, "--data", data, "--timezone", "America/NewYork")
+    assert result.returncode == 2, result.stderr
+    assert "--timezone: `America/NewYork` is not an IANA time zone" in result.stderr
+    assert "did you mean `America/New_York`?" in result.stderr
+    assert "Asia/Tokyo" in result.stderr  # what is accepted
+    result.assert_clean_failure()
+
+    result = run_rustybt("run", "--algo", algo, "--data", data, "--session-open", "9h30")
+    assert result.returncode == 2, result.stderr
+    assert "--session-open: `9h30` is not a time of day" in result.stderr
+    assert "HH:MM" in result.stderr
+
+    config = tmp_path / "market.toml"
+    config.write_text('[market]\ntimezone = "Europe/London"\nsession_close = "24:00"\n')
+    result = run_rustybt("run", "--algo", algo, "--data", data, "--config", config)
+    assert result.returncode == 2, result.stderr
+    assert "market.session_close: `24:00` is not a time of day" in result.stderr
+    result.assert_clean_failure()
