@@ -268,7 +268,7 @@ impl OrderBook {
         }
         let entry_filled = order.filled_quantity;
         self.transition(id, OrderStatus::Cancelled, now, Some(reason.to_string()));
-        self.settle_children(id, entry_filled, now);
+        self.settle_children(id, entry_filled, now, now);
         true
     }
 
@@ -366,7 +366,16 @@ impl OrderBook {
 
     /// A bracket entry is done (filled, or cancelled/expired): its exits become active for
     /// the quantity that filled, or are cancelled when nothing did.
-    fn settle_children(&mut self, parent: OrderId, filled: Decimal, now: TimestampNs) {
+    ///
+    /// Exits are active from `active_from`: for a fill, the end of the bar it happened in, so
+    /// they never match price action of that bar from before the entry filled.
+    fn settle_children(
+        &mut self,
+        parent: OrderId,
+        filled: Decimal,
+        now: TimestampNs,
+        active_from: TimestampNs,
+    ) {
         let children: Vec<OrderId> = self
             .orders
             .iter()
@@ -384,7 +393,7 @@ impl OrderBook {
             } else {
                 if let Some(order) = self.get_mut(child) {
                     order.quantity = filled;
-                    order.active_from = order.active_from.max(now);
+                    order.active_from = order.active_from.max(active_from);
                 }
                 self.transition(child, OrderStatus::Accepted, now, None);
             }
@@ -408,7 +417,7 @@ impl OrderBook {
                 let filled = order.filled_quantity;
                 let reason = format!("{} order expired", order.tif.as_str().to_uppercase());
                 self.transition(id, OrderStatus::Expired, open_time, Some(reason));
-                self.settle_children(id, filled, open_time);
+                self.settle_children(id, filled, open_time, open_time);
                 true
             }
             _ => false,
@@ -428,10 +437,13 @@ impl OrderBook {
         let points = bar.prices.path(settings.path);
         let mut volume_left = settings.volume_share.map(|share| bar.prices.volume * share);
         let duration = (bar.close_time - bar.open_time).max(1);
+        // First where each order would fill on the path, then the fills in path order, so that
+        // of two orders touched in the same bar (a bracket's stop and target) the one the path
+        // reaches first fills first and an OCO sibling is cancelled before it can fill.
         let ids: Vec<OrderId> = self.open_by_symbol[symbol.index()].clone();
+        let mut touches = Vec::new();
         for id in ids {
             let Some(order) = self.get(id) else { continue };
-            // An OCO sibling may have cancelled it earlier in this bar.
             if !order.status.is_open() || order.status == OrderStatus::New {
                 continue;
             }
@@ -443,29 +455,40 @@ impl OrderBook {
             }
             let order = self.get(id).expect("checked above");
             let at_open = order.active_from <= bar.open_time;
-            let path = if at_open {
-                points.to_vec()
+            let fraction = if at_open {
+                Decimal::ZERO
             } else {
-                let fraction =
-                    Decimal::from(order.active_from - bar.open_time) / Decimal::from(duration);
-                path_from(points, fraction)
+                Decimal::from(order.active_from - bar.open_time) / Decimal::from(duration)
             };
+            let path = path_from(points, fraction);
+            let mut working = order.clone();
+            let touched = touch(&mut working, &path, at_open);
+            let at = match touched {
+                Touch::Fill { at, .. } => at,
+                _ => Decimal::from(4),
+            };
+            touches.push((at, id, touched, working));
+        }
+        touches.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        for (_, id, touched, working) in touches {
+            let Some(order) = self.get(id) else { continue };
+            if !order.status.is_open() {
+                continue; // cancelled earlier in this bar by an OCO sibling
+            }
             let tif = order.tif;
             let first_bar =
                 order.filled_quantity.is_zero() && matches!(order.status, OrderStatus::Accepted);
-            let mut working = order.clone();
-            let touched = touch(&mut working, &path, at_open);
-            let was = self.get(id).map(|o| o.status);
+            let was = order.status;
             // Keep the state the walk changed (trailing level, resting, trigger).
             if let Some(order) = self.get_mut(id) {
                 order.trail_stop = working.trail_stop;
                 order.resting = working.resting;
             }
-            if working.status == OrderStatus::Triggered && was != Some(OrderStatus::Triggered) {
+            if working.status == OrderStatus::Triggered && was != OrderStatus::Triggered {
                 self.transition(id, OrderStatus::Triggered, bar.open_time, None);
             }
             let (price, maker) = match touched {
-                Touch::Fill { price, maker } => (price, maker),
+                Touch::Fill { price, maker, .. } => (price, maker),
                 Touch::None | Touch::Triggered => {
                     if tif == TimeInForce::Ioc || tif == TimeInForce::Fok {
                         let reason = format!(
@@ -473,7 +496,12 @@ impl OrderBook {
                             tif.as_str().to_uppercase()
                         );
                         self.transition(id, OrderStatus::Expired, bar.open_time, Some(reason));
-                        self.settle_children(id, working.filled_quantity, bar.open_time);
+                        self.settle_children(
+                            id,
+                            working.filled_quantity,
+                            bar.open_time,
+                            bar.close_time,
+                        );
                     }
                     continue;
                 }
@@ -484,10 +512,13 @@ impl OrderBook {
                 None => remaining,
             };
             if tif == TimeInForce::Fok && first_bar && quantity < remaining {
-                let reason =
-                    format!("FOK: only {quantity} of {remaining} could fill on its first bar");
+                let reason = format!(
+                    "FOK: only {} of {} could fill on its first bar",
+                    quantity.normalize(),
+                    remaining.normalize()
+                );
                 self.transition(id, OrderStatus::Expired, bar.open_time, Some(reason));
-                self.settle_children(id, Decimal::ZERO, bar.open_time);
+                self.settle_children(id, Decimal::ZERO, bar.open_time, bar.close_time);
                 continue;
             }
             if quantity <= Decimal::ZERO {
@@ -496,9 +527,16 @@ impl OrderBook {
             if let Some(left) = volume_left.as_mut() {
                 *left -= quantity;
             }
-            let executed = costs
+            let mut executed = costs
                 .price(working.side, price, quantity, bar.prices.volume, maker)
                 .ok_or("decimal overflow pricing a fill")?;
+            // A limit protects its price: slippage never takes a fill past it.
+            if let Some(limit) = working.kind.limit() {
+                executed = match working.side {
+                    OrderSide::Buy => executed.min(limit),
+                    OrderSide::Sell => executed.max(limit),
+                };
+            }
             let fee = costs
                 .fee(working.side, quantity, executed, maker, bar.open_time)
                 .ok_or("decimal overflow computing a commission")?;
@@ -546,7 +584,7 @@ impl OrderBook {
             if done {
                 self.open_by_symbol[symbol.index()].retain(|open| *open != id);
                 let filled = self.get(id).map(|o| o.filled_quantity).unwrap_or_default();
-                self.settle_children(id, filled, fill_time);
+                self.settle_children(id, filled, fill_time, bar.close_time);
             } else if tif == TimeInForce::Ioc {
                 let filled = self.get(id).map(|o| o.filled_quantity).unwrap_or_default();
                 self.transition(
@@ -555,7 +593,7 @@ impl OrderBook {
                     fill_time,
                     Some("IOC: the rest expired".into()),
                 );
-                self.settle_children(id, filled, fill_time);
+                self.settle_children(id, filled, fill_time, bar.close_time);
             }
             if let Some(group) = oco {
                 let siblings: Vec<OrderId> = self
@@ -570,5 +608,519 @@ impl OrderBook {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::execution::CommissionModel;
+    use crate::model::Trail;
+    use proptest::prelude::*;
+    use rust_decimal::dec;
+
+    const MIN: i64 = 60_000_000_000;
+
+    /// Commission as configured, no slippage.
+    struct Costs(CommissionModel, Decimal);
+
+    impl FillCosts for Costs {
+        fn price(
+            &self,
+            side: OrderSide,
+            reference: Decimal,
+            _: Decimal,
+            _: Decimal,
+            maker: bool,
+        ) -> Option<Decimal> {
+            if maker {
+                return Some(reference);
+            }
+            let shift = reference * self.1 / Decimal::from(10_000);
+            Some(match side {
+                OrderSide::Buy => reference + shift,
+                OrderSide::Sell => reference - shift,
+            })
+        }
+        fn fee(
+            &mut self,
+            _: OrderSide,
+            q: Decimal,
+            p: Decimal,
+            _: bool,
+            _: TimestampNs,
+        ) -> Option<Decimal> {
+            self.0.fee(q, p)
+        }
+    }
+
+    fn free() -> Costs {
+        Costs(CommissionModel::default(), Decimal::ZERO)
+    }
+
+    fn bar(minute: i64, o: Decimal, h: Decimal, l: Decimal, c: Decimal, v: Decimal) -> BarToMatch {
+        BarToMatch {
+            prices: BarPrices {
+                open: o,
+                high: h,
+                low: l,
+                close: c,
+                volume: v,
+            },
+            open_time: minute * MIN,
+            close_time: (minute + 1) * MIN,
+        }
+    }
+
+    fn request(side: OrderSide, quantity: Decimal, kind: OrderKind) -> OrderRequest {
+        OrderRequest {
+            kind,
+            ..OrderRequest::market(SymbolId(0), side, quantity)
+        }
+    }
+
+    fn run(book: &mut OrderBook, bars: &[BarToMatch], settings: &MatchSettings) -> Vec<Fill> {
+        let mut fills = Vec::new();
+        for b in bars {
+            book.match_bar(SymbolId(0), b, settings, &mut free(), &mut fills)
+                .unwrap();
+        }
+        fills
+    }
+
+    fn statuses(book: &OrderBook, id: OrderId) -> Vec<&'static str> {
+        book.history()
+            .iter()
+            .filter(|e| e.order_id == id)
+            .map(|e| e.status.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn market_order_fills_at_the_open_of_a_bar_that_opens_after_it() {
+        let mut book = OrderBook::new(1);
+        let id = book
+            .submit(
+                OrderRequest::market(SymbolId(0), OrderSide::Buy, dec!(2)),
+                MIN,
+                0,
+            )
+            .unwrap();
+        // The bar it was placed at the close of (minute 0) is never used.
+        let fills = run(
+            &mut book,
+            &[bar(0, dec!(9), dec!(9), dec!(9), dec!(9), dec!(10))],
+            &MatchSettings::default(),
+        );
+        assert!(fills.is_empty());
+        let fills = run(
+            &mut book,
+            &[bar(1, dec!(10.5), dec!(11), dec!(10), dec!(10), dec!(10))],
+            &MatchSettings::default(),
+        );
+        assert_eq!((fills[0].price, fills[0].time), (dec!(10.5), MIN));
+        assert_eq!(statuses(&book, id), ["new", "accepted", "filled"]);
+        assert!(!book.has_open(SymbolId(0)));
+        assert_eq!(book.take_events().len(), 3);
+        assert!(book.take_events().is_empty());
+    }
+
+    #[test]
+    fn partial_fills_carry_over_and_keep_an_exact_average() {
+        let mut book = OrderBook::new(1);
+        let id = book
+            .submit(
+                OrderRequest::market(SymbolId(0), OrderSide::Buy, dec!(25)),
+                0,
+                0,
+            )
+            .unwrap();
+        let settings = MatchSettings {
+            volume_share: Some(dec!(0.5)),
+            ..Default::default()
+        };
+        let fills = run(
+            &mut book,
+            &[
+                bar(0, dec!(10), dec!(10), dec!(10), dec!(10), dec!(20)),
+                bar(1, dec!(11), dec!(11), dec!(11), dec!(11), dec!(20)),
+                bar(2, dec!(12), dec!(12), dec!(12), dec!(12), dec!(20)),
+            ],
+            &settings,
+        );
+        let quantities: Vec<Decimal> = fills.iter().map(|f| f.quantity).collect();
+        assert_eq!(quantities, [dec!(10), dec!(10), dec!(5)]);
+        let order = book.get(id).unwrap();
+        assert_eq!(order.status, OrderStatus::Filled);
+        assert_eq!(order.filled_notional, dec!(100) + dec!(110) + dec!(60));
+        assert_eq!(order.average_price(), Some(dec!(10.8)));
+        assert_eq!(
+            statuses(&book, id),
+            [
+                "new",
+                "accepted",
+                "partially_filled",
+                "partially_filled",
+                "filled"
+            ]
+        );
+    }
+
+    #[test]
+    fn ioc_keeps_what_fills_on_its_first_bar_and_fok_is_all_or_nothing() {
+        let settings = MatchSettings {
+            volume_share: Some(dec!(0.1)),
+            ..Default::default()
+        };
+        let mut book = OrderBook::new(1);
+        let ioc = book
+            .submit(
+                OrderRequest {
+                    tif: TimeInForce::Ioc,
+                    ..OrderRequest::market(SymbolId(0), OrderSide::Buy, dec!(5))
+                },
+                0,
+                0,
+            )
+            .unwrap();
+        let fok = book
+            .submit(
+                OrderRequest {
+                    tif: TimeInForce::Fok,
+                    ..OrderRequest::market(SymbolId(0), OrderSide::Buy, dec!(5))
+                },
+                0,
+                0,
+            )
+            .unwrap();
+        let fills = run(
+            &mut book,
+            &[bar(0, dec!(10), dec!(10), dec!(10), dec!(10), dec!(30))],
+            &settings,
+        );
+        assert_eq!(fills.len(), 1);
+        assert_eq!(fills[0].quantity, dec!(3));
+        assert_eq!(book.get(ioc).unwrap().status, OrderStatus::Expired);
+        assert_eq!(book.get(ioc).unwrap().filled_quantity, dec!(3));
+        let fok = book.get(fok).unwrap();
+        assert_eq!(fok.status, OrderStatus::Expired);
+        assert!(
+            fok.reason
+                .as_deref()
+                .unwrap()
+                .starts_with("FOK: only 0 of 5"),
+            "{:?}",
+            fok.reason
+        );
+    }
+
+    #[test]
+    fn day_and_good_till_date_orders_expire() {
+        let mut book = OrderBook::new(1);
+        let limit = OrderKind::Limit { limit: dec!(5) };
+        let day = book
+            .submit(
+                OrderRequest {
+                    tif: TimeInForce::Day,
+                    ..request(OrderSide::Buy, dec!(1), limit)
+                },
+                23 * 60 * MIN,
+                0,
+            )
+            .unwrap();
+        let gtd = book
+            .submit(
+                OrderRequest {
+                    tif: TimeInForce::Gtd(23 * 60 * MIN + 30 * MIN),
+                    ..request(OrderSide::Buy, dec!(1), limit)
+                },
+                23 * 60 * MIN,
+                0,
+            )
+            .unwrap();
+        run(
+            &mut book,
+            &[bar(
+                23 * 60 + 10,
+                dec!(10),
+                dec!(10),
+                dec!(9),
+                dec!(10),
+                dec!(1),
+            )],
+            &MatchSettings::default(),
+        );
+        assert!(book.get(day).unwrap().status.is_open());
+        run(
+            &mut book,
+            &[bar(
+                23 * 60 + 40,
+                dec!(10),
+                dec!(10),
+                dec!(9),
+                dec!(10),
+                dec!(1),
+            )],
+            &MatchSettings::default(),
+        );
+        assert_eq!(book.get(gtd).unwrap().status, OrderStatus::Expired);
+        assert!(book.get(day).unwrap().status.is_open());
+        run(
+            &mut book,
+            &[bar(24 * 60, dec!(10), dec!(10), dec!(9), dec!(10), dec!(1))],
+            &MatchSettings::default(),
+        );
+        assert_eq!(book.get(day).unwrap().status, OrderStatus::Expired);
+        assert_eq!(
+            book.get(day).unwrap().reason.as_deref(),
+            Some("DAY order expired")
+        );
+    }
+
+    #[test]
+    fn bracket_exits_wait_for_the_entry_and_cancel_each_other() {
+        let mut book = OrderBook::new(1);
+        let entry = book
+            .submit(
+                OrderRequest::market(SymbolId(0), OrderSide::Buy, dec!(4)),
+                0,
+                0,
+            )
+            .unwrap();
+        let group = book.new_group();
+        let exit = |kind| OrderRequest {
+            oco_group: Some(group),
+            parent: Some(entry),
+            ..request(OrderSide::Sell, dec!(4), kind)
+        };
+        let take = book
+            .submit(exit(OrderKind::Limit { limit: dec!(12) }), 0, 0)
+            .unwrap();
+        let stop = book
+            .submit(exit(OrderKind::Stop { stop: dec!(9) }), 0, 0)
+            .unwrap();
+        assert_eq!(book.get(take).unwrap().status, OrderStatus::New);
+        // Bar 0: the entry fills at 10; the exits become active but wait for the next bar
+        // (they were placed, in effect, when the entry filled).
+        let fills = run(
+            &mut book,
+            &[bar(0, dec!(10), dec!(13), dec!(8), dec!(10), dec!(100))],
+            &MatchSettings::default(),
+        );
+        assert_eq!(fills.len(), 1);
+        assert_eq!(book.get(take).unwrap().status, OrderStatus::Accepted);
+        // Bar 1 touches both: open 10, low 8.5 is nearer than high 12.5 → the stop first.
+        let fills = run(
+            &mut book,
+            &[bar(1, dec!(10), dec!(12.5), dec!(8.5), dec!(11), dec!(100))],
+            &MatchSettings::default(),
+        );
+        assert_eq!(fills.len(), 1);
+        assert_eq!((fills[0].order_id, fills[0].price), (stop, dec!(9)));
+        let take = book.get(take).unwrap();
+        assert_eq!(take.status, OrderStatus::Cancelled);
+        assert_eq!(
+            take.reason.as_deref(),
+            Some(format!("OCO: order {} filled", stop.0).as_str())
+        );
+    }
+
+    #[test]
+    fn a_bracket_whose_entry_never_fills_cancels_its_exits() {
+        let mut book = OrderBook::new(1);
+        let entry = book
+            .submit(
+                request(OrderSide::Buy, dec!(1), OrderKind::Limit { limit: dec!(5) }),
+                0,
+                0,
+            )
+            .unwrap();
+        let group = book.new_group();
+        let exit = book
+            .submit(
+                OrderRequest {
+                    parent: Some(entry),
+                    oco_group: Some(group),
+                    ..request(OrderSide::Sell, dec!(1), OrderKind::Stop { stop: dec!(4) })
+                },
+                0,
+                0,
+            )
+            .unwrap();
+        assert!(book.cancel(entry, "user", 0));
+        assert_eq!(book.get(exit).unwrap().status, OrderStatus::Cancelled);
+    }
+
+    #[test]
+    fn latency_starts_the_order_mid_bar_on_the_rest_of_the_path() {
+        let mut book = OrderBook::new(1);
+        // Active half-way through bar 1: the path 10 → 13 (high nearer? no: low 9.5 nearer) …
+        let id = book
+            .submit(
+                OrderRequest::market(SymbolId(0), OrderSide::Buy, dec!(1)),
+                MIN,
+                MIN / 2,
+            )
+            .unwrap();
+        let fills = run(
+            &mut book,
+            &[bar(1, dec!(10), dec!(13), dec!(9.5), dec!(12), dec!(100))],
+            &MatchSettings::default(),
+        );
+        // Path: 10 → 9.5 → 13 → 12; half-way is the middle of the second leg: 11.25.
+        assert_eq!(fills[0].price, dec!(11.25));
+        assert_eq!(fills[0].time, MIN + MIN / 2);
+        assert_eq!(book.get(id).unwrap().active_from, MIN + MIN / 2);
+    }
+
+    #[test]
+    fn market_on_close_and_on_open() {
+        let mut book = OrderBook::new(1);
+        let moc = book
+            .submit(
+                request(OrderSide::Buy, dec!(1), OrderKind::MarketOnClose),
+                0,
+                0,
+            )
+            .unwrap();
+        let moo = book
+            .submit(
+                request(OrderSide::Buy, dec!(1), OrderKind::MarketOnOpen),
+                0,
+                MIN / 3,
+            )
+            .unwrap();
+        let fills = run(
+            &mut book,
+            &[
+                bar(0, dec!(10), dec!(11), dec!(9), dec!(10.5), dec!(100)),
+                bar(1, dec!(10.7), dec!(11), dec!(9), dec!(10), dec!(100)),
+            ],
+            &MatchSettings::default(),
+        );
+        assert_eq!(
+            (fills[0].order_id, fills[0].price, fills[0].time),
+            (moc, dec!(10.5), MIN)
+        );
+        // Active mid-bar 0: waits for the next open.
+        assert_eq!((fills[1].order_id, fills[1].price), (moo, dec!(10.7)));
+    }
+
+    #[test]
+    fn modify_and_oco_linking() {
+        let mut book = OrderBook::new(1);
+        let a = book
+            .submit(
+                request(OrderSide::Buy, dec!(2), OrderKind::Limit { limit: dec!(9) }),
+                0,
+                0,
+            )
+            .unwrap();
+        let b = book
+            .submit(
+                request(OrderSide::Buy, dec!(2), OrderKind::Stop { stop: dec!(12) }),
+                0,
+                0,
+            )
+            .unwrap();
+        book.link_oco(&[a, b]).unwrap();
+        assert!(book.link_oco(&[a, b]).is_err());
+        book.modify(a, Some(dec!(3)), Some(dec!(9.5)), 0).unwrap();
+        assert_eq!(
+            book.get(a).unwrap().kind,
+            OrderKind::Limit { limit: dec!(9.5) }
+        );
+        let fills = run(
+            &mut book,
+            &[bar(0, dec!(10), dec!(10.2), dec!(9.4), dec!(10), dec!(100))],
+            &MatchSettings::default(),
+        );
+        assert_eq!(
+            (fills[0].order_id, fills[0].quantity, fills[0].price),
+            (a, dec!(3), dec!(9.5))
+        );
+        assert_eq!(book.get(b).unwrap().status, OrderStatus::Cancelled);
+        assert!(
+            book.modify(a, None, Some(dec!(1)), 0).is_err(),
+            "filled orders cannot change"
+        );
+        let trailing = book
+            .submit(
+                request(
+                    OrderSide::Sell,
+                    dec!(1),
+                    OrderKind::TrailingStop {
+                        trail: Trail::Amount(dec!(1)),
+                    },
+                ),
+                0,
+                0,
+            )
+            .unwrap();
+        assert!(book.modify(trailing, None, Some(dec!(3)), 0).is_err());
+    }
+
+    proptest! {
+        /// Whatever the bars and the volume share, the fills of an order sum to its filled
+        /// quantity and exact value, fees are never negative, and a taker fill is never better
+        /// than the path price it was matched at (slippage is never favourable).
+        #[test]
+        fn fills_add_up_exactly_and_costs_never_favour(
+            bars in prop::collection::vec((1u32..5000, 0u32..300, 0u32..300, 0u32..600, 0u32..1000), 1..30),
+            share in 1u32..100,
+            quantity in 1u32..500,
+            buy in any::<bool>(),
+            bps in 0u32..50,
+            limit_offset in 0u32..200,
+        ) {
+            let side = if buy { OrderSide::Buy } else { OrderSide::Sell };
+            let mut book = OrderBook::new(1);
+            let market = book.submit(OrderRequest::market(SymbolId(0), side, Decimal::from(quantity)), 0, 0).unwrap();
+            let first = Decimal::new(bars[0].0 as i64, 2);
+            let limit_price = if buy { first - Decimal::new(limit_offset as i64, 2) } else { first + Decimal::new(limit_offset as i64, 2) }.max(dec!(0.01));
+            let limit = book.submit(request(side, Decimal::from(quantity), OrderKind::Limit { limit: limit_price }), 0, 0).unwrap();
+            let settings = MatchSettings { volume_share: Some(Decimal::new(share as i64, 2)), ..Default::default() };
+            let mut costs = Costs(CommissionModel { rate: dec!(0.001), minimum: dec!(0.5) }, Decimal::from(bps));
+            let mut fills = Vec::new();
+            for (i, (open, up, down, span, volume)) in bars.iter().enumerate() {
+                let open = Decimal::new(*open as i64, 2);
+                let high = open + Decimal::new(*up as i64, 2);
+                let low = (open - Decimal::new(*down as i64, 2)).max(dec!(0.01));
+                let close = (low + Decimal::new(*span as i64, 2)).min(high);
+                let b = bar(i as i64, open, high, low, close, Decimal::from(*volume));
+                let before = fills.len();
+                book.match_bar(SymbolId(0), &b, &settings, &mut costs, &mut fills).unwrap();
+                let path = b.prices.path(PathMode::NearerFirst);
+                for f in &fills[before..] {
+                    prop_assert!(f.fee >= Decimal::ZERO);
+                    prop_assert!(f.price >= low.min(path[0]) * (Decimal::ONE - Decimal::from(bps) / Decimal::from(10_000)) - dec!(0.0000001));
+                    if f.order_id == market {
+                        // Market fills at the open, moved against the order by the slippage.
+                        if buy { prop_assert!(f.price >= open) } else { prop_assert!(f.price <= open) }
+                    } else if buy {
+                        prop_assert!(f.price <= limit_price, "a buy limit never pays above its limit");
+                    } else {
+                        prop_assert!(f.price >= limit_price, "a sell limit never gets below its limit");
+                    }
+                }
+            }
+            for id in [market, limit] {
+                let order = book.get(id).unwrap();
+                let mine: Vec<&Fill> = fills.iter().filter(|f| f.order_id == id).collect();
+                let quantity_sum: Decimal = mine.iter().map(|f| f.quantity).sum();
+                let value_sum: Decimal = mine.iter().map(|f| f.quantity * f.price).sum();
+                let fee_sum: Decimal = mine.iter().map(|f| f.fee).sum();
+                prop_assert_eq!(quantity_sum, order.filled_quantity);
+                prop_assert_eq!(value_sum, order.filled_notional);
+                prop_assert_eq!(fee_sum, order.fees);
+                prop_assert!(order.filled_quantity <= order.quantity);
+                prop_assert_eq!(order.status == OrderStatus::Filled, order.filled_quantity == order.quantity);
+            }
+            // The volume share is respected per bar across both orders.
+            for (i, (_, _, _, _, volume)) in bars.iter().enumerate() {
+                let in_bar: Decimal = fills.iter().filter(|f| f.time >= i as i64 * MIN && f.time < (i as i64 + 1) * MIN).map(|f| f.quantity).sum();
+                prop_assert!(in_bar <= Decimal::from(*volume) * Decimal::new(share as i64, 2));
+            }
+        }
     }
 }

@@ -49,24 +49,52 @@ impl BarPrices {
     }
 }
 
-/// The path from `fraction` (0 = the open, 1 = the close) of the bar onwards: the price there,
-/// then the remaining points. Each of the three legs takes a third of the bar.
-pub fn path_from(points: [Decimal; 4], fraction: Decimal) -> Vec<Decimal> {
+/// A point of the path: its price and when the path is there, in legs (0 = the open, 3 = the
+/// close; each leg takes a third of the bar).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub price: Decimal,
+    pub at: Decimal,
+}
+
+/// The path from `fraction` (0 = the open, 1 = the close) of the bar onwards: the point there,
+/// then the remaining points.
+pub fn path_from(points: [Decimal; 4], fraction: Decimal) -> Vec<Point> {
+    let all = || {
+        points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Point {
+                price: *p,
+                at: Decimal::from(i),
+            })
+            .collect::<Vec<_>>()
+    };
     if fraction <= Decimal::ZERO {
-        return points.to_vec();
+        return all();
     }
     if fraction >= Decimal::ONE {
-        return vec![points[3]];
+        return all().split_off(3);
     }
     let position = fraction * Decimal::from(3);
     let leg = position.floor();
     let within = position - leg;
     let leg = leg.to_usize().unwrap_or(0).min(2);
     let (a, b) = (points[leg], points[leg + 1]);
-    let here = a + (b - a) * within;
-    let mut rest = vec![here];
-    rest.extend_from_slice(&points[leg + 1..]);
+    let mut rest = vec![Point {
+        price: a + (b - a) * within,
+        at: position,
+    }];
+    rest.extend(all().into_iter().skip(leg + 1));
     rest
+}
+
+/// When the leg from `a` to `b` reaches `level` (which lies between them).
+fn crossing(a: Point, b: Point, level: Decimal) -> Decimal {
+    if a.price == b.price {
+        return a.at;
+    }
+    a.at + (b.at - a.at) * (level - a.price) / (b.price - a.price)
 }
 
 /// What the path did to an order.
@@ -76,69 +104,82 @@ pub enum Touch {
     None,
     /// A stop-limit triggered but its limit was not reached (it now rests as a limit).
     Triggered,
-    /// Fills at this price (before slippage); `maker` for a resting limit.
-    Fill { price: Decimal, maker: bool },
+    /// Fills at this price (before slippage), at this point of the path (in legs, see
+    /// [`Point`]); `maker` for a resting limit.
+    Fill {
+        price: Decimal,
+        maker: bool,
+        at: Decimal,
+    },
 }
 
 /// Walks `path` for `order` (its state: a trailing stop's level, a stop-limit's trigger, whether
 /// a limit rests) and says where it fills. `at_open` is true when the path starts at the bar's
 /// open (the order was active before the bar opened).
-pub fn touch(order: &mut Order, path: &[Decimal], at_open: bool) -> Touch {
+pub fn touch(order: &mut Order, path: &[Point], at_open: bool) -> Touch {
     let Some(&start) = path.first() else {
         return Touch::None;
     };
     let buy = order.side == OrderSide::Buy;
     match order.kind {
         OrderKind::Market => Touch::Fill {
-            price: start,
+            price: start.price,
             maker: false,
+            at: start.at,
         },
         OrderKind::MarketOnOpen => {
             if at_open {
                 Touch::Fill {
-                    price: start,
+                    price: start.price,
                     maker: false,
+                    at: start.at,
                 }
             } else {
                 Touch::None
             }
         }
-        OrderKind::MarketOnClose => Touch::Fill {
-            price: *path.last().unwrap_or(&start),
-            maker: false,
-        },
+        OrderKind::MarketOnClose => {
+            let end = *path.last().unwrap_or(&start);
+            Touch::Fill {
+                price: end.price,
+                maker: false,
+                at: end.at,
+            }
+        }
         OrderKind::Limit { limit } => {
             let first_look = order.status == OrderStatus::Accepted && !order.resting;
             let touched = limit_touch(buy, limit, path);
-            if first_look && !matches!(touched, Some((_, 0))) {
+            if first_look && !matches!(touched, Some((_, 0, _))) {
                 // Not marketable when it arrived: it rests on the book, so its fills are maker.
                 order.resting = true;
             }
             match touched {
-                Some((price, _)) => Touch::Fill {
+                Some((price, _, at)) => Touch::Fill {
                     price,
                     maker: order.resting,
+                    at,
                 },
                 None => Touch::None,
             }
         }
         OrderKind::Stop { stop } => match stop_touch(buy, stop, path) {
-            Some((price, _)) => Touch::Fill {
+            Some((price, _, at)) => Touch::Fill {
                 price,
                 maker: false,
+                at,
             },
             None => Touch::None,
         },
         OrderKind::StopLimit { stop, limit } => {
-            let rest: Vec<Decimal> = if order.status == OrderStatus::Triggered
+            let rest: Vec<Point> = if order.status == OrderStatus::Triggered
                 || order.status == OrderStatus::PartiallyFilled
             {
                 path.to_vec()
             } else {
                 match stop_touch(buy, stop, path) {
-                    Some((price, index)) => {
+                    Some((price, index, at)) => {
                         order.status = OrderStatus::Triggered;
-                        let mut rest = vec![price];
+                        let mut rest = vec![Point { price, at }];
                         rest.extend_from_slice(&path[index + 1..]);
                         rest
                     }
@@ -147,9 +188,10 @@ pub fn touch(order: &mut Order, path: &[Decimal], at_open: bool) -> Touch {
             };
             let marketable_at_trigger = order.status == OrderStatus::Triggered && !order.resting;
             match limit_touch(buy, limit, &rest) {
-                Some((price, index)) => Touch::Fill {
+                Some((price, index, at)) => Touch::Fill {
                     price,
                     maker: order.resting || (index > 0 && marketable_at_trigger),
+                    at,
                 },
                 None => {
                     order.resting = true;
@@ -163,31 +205,30 @@ pub fn touch(order: &mut Order, path: &[Decimal], at_open: bool) -> Touch {
 
 /// First point where a buy limit's price is at or below `limit` (sell: at or above): the path
 /// point itself when it starts there (a gap through the limit fills at that better price),
-/// else the limit where a leg crosses it. Returns the price and the point index.
-fn limit_touch(buy: bool, limit: Decimal, path: &[Decimal]) -> Option<(Decimal, usize)> {
-    let reached = |p: Decimal| if buy { p <= limit } else { p >= limit };
-    if reached(path[0]) {
-        return Some((path[0], 0));
+/// else the limit where a leg crosses it. Returns the price, the point index and when.
+fn limit_touch(buy: bool, limit: Decimal, path: &[Point]) -> Option<(Decimal, usize, Decimal)> {
+    level_touch(path, limit, |p| if buy { p <= limit } else { p >= limit })
+}
+
+/// The first point where `reached` holds: the point itself when it is the first (a gap), else
+/// `level` where the leg into that point crosses it.
+fn level_touch(
+    path: &[Point],
+    level: Decimal,
+    reached: impl Fn(Decimal) -> bool,
+) -> Option<(Decimal, usize, Decimal)> {
+    if reached(path[0].price) {
+        return Some((path[0].price, 0, path[0].at));
     }
-    path.iter()
-        .enumerate()
-        .skip(1)
-        .find(|(_, p)| reached(**p))
-        .map(|(i, _)| (limit, i))
+    (1..path.len())
+        .find(|i| reached(path[*i].price))
+        .map(|i| (level, i, crossing(path[i - 1], path[i], level)))
 }
 
 /// First point where a buy stop's trigger is reached (price at or above `stop`; sell: at or
 /// below): a gap past it fills at the gapped price, a leg crossing it at the stop.
-fn stop_touch(buy: bool, stop: Decimal, path: &[Decimal]) -> Option<(Decimal, usize)> {
-    let reached = |p: Decimal| if buy { p >= stop } else { p <= stop };
-    if reached(path[0]) {
-        return Some((path[0], 0));
-    }
-    path.iter()
-        .enumerate()
-        .skip(1)
-        .find(|(_, p)| reached(**p))
-        .map(|(i, _)| (stop, i))
+fn stop_touch(buy: bool, stop: Decimal, path: &[Point]) -> Option<(Decimal, usize, Decimal)> {
+    level_touch(path, stop, |p| if buy { p >= stop } else { p <= stop })
 }
 
 fn trail_level(buy: bool, best: Decimal, trail: Trail) -> Decimal {
@@ -201,7 +242,7 @@ fn trail_level(buy: bool, best: Decimal, trail: Trail) -> Decimal {
 
 /// A sell trailing stop follows the highest price since it became active at `trail` below it
 /// and fills when the path falls to that level (a buy one mirrors it).
-fn trailing_touch(order: &mut Order, trail: Trail, path: &[Decimal]) -> Touch {
+fn trailing_touch(order: &mut Order, trail: Trail, path: &[Point]) -> Touch {
     let buy = order.side == OrderSide::Buy;
     let tighten = |level: Decimal, price: Decimal| {
         let candidate = trail_level(buy, price, trail);
@@ -214,24 +255,30 @@ fn trailing_touch(order: &mut Order, trail: Trail, path: &[Decimal]) -> Touch {
     let hit = |level: Decimal, price: Decimal| if buy { price >= level } else { price <= level };
     let mut level = order
         .trail_stop
-        .unwrap_or_else(|| trail_level(buy, path[0], trail));
-    if hit(level, path[0]) {
+        .unwrap_or_else(|| trail_level(buy, path[0].price, trail));
+    if hit(level, path[0].price) {
         order.trail_stop = Some(level);
         return Touch::Fill {
-            price: path[0],
+            price: path[0].price,
             maker: false,
+            at: path[0].at,
         };
     }
     for pair in path.windows(2) {
         let (a, b) = (pair[0], pair[1]);
-        let favourable = if buy { b < a } else { b > a };
+        let favourable = if buy {
+            b.price < a.price
+        } else {
+            b.price > a.price
+        };
         if favourable {
-            level = tighten(level, b);
-        } else if hit(level, b) {
+            level = tighten(level, b.price);
+        } else if hit(level, b.price) {
             order.trail_stop = Some(level);
             return Touch::Fill {
                 price: level,
                 maker: false,
+                at: crossing(a, b, level),
             };
         }
     }
@@ -278,6 +325,17 @@ mod tests {
         }
     }
 
+    fn points(prices: &[Decimal]) -> Vec<Point> {
+        prices
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Point {
+                price: *p,
+                at: Decimal::from(i),
+            })
+            .collect()
+    }
+
     fn fill_price(t: Touch) -> Option<Decimal> {
         match t {
             Touch::Fill { price, .. } => Some(price),
@@ -302,26 +360,28 @@ mod tests {
 
     #[test]
     fn mid_bar_paths_start_where_the_path_is_then() {
-        let points = [dec!(10), dec!(13), dec!(7), dec!(9)];
-        assert_eq!(path_from(points, dec!(0)), points.to_vec());
-        // Half way: in the middle of the second leg (13 → 7).
-        assert_eq!(
-            path_from(points, dec!(0.5)),
-            vec![dec!(10), dec!(7), dec!(9)]
-        );
-        assert_eq!(path_from(points, dec!(1)), vec![dec!(9)]);
+        let corners = [dec!(10), dec!(13), dec!(7), dec!(9)];
+        let prices = |p: Vec<Point>| p.iter().map(|p| p.price).collect::<Vec<_>>();
+        assert_eq!(prices(path_from(corners, dec!(0))), corners.to_vec());
+        // Half way: in the middle of the second leg (13 → 7), 1.5 legs in.
+        let half = path_from(corners, dec!(0.5));
+        assert_eq!(prices(half.clone()), vec![dec!(10), dec!(7), dec!(9)]);
+        assert_eq!(half[0].at, dec!(1.5));
+        assert_eq!(prices(path_from(corners, dec!(1))), vec![dec!(9)]);
     }
 
     #[test]
     fn stops_fill_at_the_stop_or_at_a_gapped_open_never_better() {
-        let path = bar(dec!(10), dec!(12), dec!(9.8), dec!(11)).path(PathMode::NearerFirst);
+        let path =
+            points(&bar(dec!(10), dec!(12), dec!(9.8), dec!(11)).path(PathMode::NearerFirst));
         let mut buy_stop = order(OrderSide::Buy, OrderKind::Stop { stop: dec!(11.5) });
         assert_eq!(
             fill_price(touch(&mut buy_stop, &path, true)),
             Some(dec!(11.5))
         );
         // Gap: the bar opens above the stop: fills at the open.
-        let gap = bar(dec!(12.5), dec!(13), dec!(12.2), dec!(12.8)).path(PathMode::NearerFirst);
+        let gap =
+            points(&bar(dec!(12.5), dec!(13), dec!(12.2), dec!(12.8)).path(PathMode::NearerFirst));
         let mut buy_stop = order(OrderSide::Buy, OrderKind::Stop { stop: dec!(11.5) });
         assert_eq!(
             fill_price(touch(&mut buy_stop, &gap, true)),
@@ -333,13 +393,15 @@ mod tests {
 
     #[test]
     fn limits_fill_at_the_limit_or_better_and_know_when_they_rest() {
-        let path = bar(dec!(10), dec!(10.5), dec!(9), dec!(9.5)).path(PathMode::NearerFirst);
+        let path =
+            points(&bar(dec!(10), dec!(10.5), dec!(9), dec!(9.5)).path(PathMode::NearerFirst));
         let mut buy = order(OrderSide::Buy, OrderKind::Limit { limit: dec!(9.2) });
         assert_eq!(
             touch(&mut buy, &path, true),
             Touch::Fill {
                 price: dec!(9.2),
-                maker: true
+                maker: true,
+                at: dec!(1) + dec!(1.3) / dec!(1.5),
             }
         );
         let mut marketable = order(OrderSide::Buy, OrderKind::Limit { limit: dec!(10.1) });
@@ -347,7 +409,8 @@ mod tests {
             touch(&mut marketable, &path, true),
             Touch::Fill {
                 price: dec!(10),
-                maker: false
+                maker: false,
+                at: dec!(0),
             }
         );
         let mut sell = order(OrderSide::Sell, OrderKind::Limit { limit: dec!(11) });
@@ -359,14 +422,21 @@ mod tests {
     fn a_bar_touching_both_stop_and_target_follows_the_path() {
         // Long exits: target 11 (sell limit), stop 9 (sell stop). Open 10, low 8.9 nearer.
         let b = bar(dec!(10), dec!(11.5), dec!(8.9), dec!(10));
-        let path = b.path(PathMode::NearerFirst);
+        let raw = b.path(PathMode::NearerFirst);
+        let path = points(&raw);
         let mut target = order(OrderSide::Sell, OrderKind::Limit { limit: dec!(11) });
         let mut stop = order(OrderSide::Sell, OrderKind::Stop { stop: dec!(9) });
-        let t = path.iter().position(|p| *p >= dec!(11)).unwrap();
-        let s = path.iter().position(|p| *p <= dec!(9)).unwrap();
-        assert!(s < t, "the low comes first on this path");
-        assert_eq!(fill_price(touch(&mut stop, &path, true)), Some(dec!(9)));
-        assert_eq!(fill_price(touch(&mut target, &path, true)), Some(dec!(11)));
+        let when = |t: Touch| match t {
+            Touch::Fill { at, .. } => at,
+            _ => panic!("no fill"),
+        };
+        let stop_at = when(touch(&mut stop, &path, true));
+        let target_at = when(touch(&mut target, &path, true));
+        assert!(
+            stop_at < target_at,
+            "the low comes first on this path: {stop_at} {target_at}"
+        );
+        assert_eq!(raw[1], dec!(8.9));
     }
 
     #[test]
@@ -379,18 +449,12 @@ mod tests {
             },
         );
         // Rises through 11 (trigger), never comes back to 10.8 in this bar.
-        let path = [dec!(10), dec!(10), dec!(12), dec!(11.5)];
+        let path = points(&[dec!(10), dec!(10), dec!(12), dec!(11.5)]);
         assert_eq!(touch(&mut o, &path, true), Touch::Triggered);
         assert_eq!(o.status, OrderStatus::Triggered);
         // Next bar dips to 10.7: fills at the limit, as a resting (maker) order.
-        let next = [dec!(11.2), dec!(10.7), dec!(11.4), dec!(11)];
-        assert_eq!(
-            touch(&mut o, &next, true),
-            Touch::Fill {
-                price: dec!(10.8),
-                maker: true
-            }
-        );
+        let next = points(&[dec!(11.2), dec!(10.7), dec!(11.4), dec!(11)]);
+        assert_eq!(fill_price(touch(&mut o, &next, true)), Some(dec!(10.8)));
     }
 
     #[test]
@@ -402,7 +466,7 @@ mod tests {
             },
         );
         // Up to 13 (level 12), down to 11.5: fills at 12.
-        let path = [dec!(10), dec!(13), dec!(11.5), dec!(12)];
+        let path = points(&[dec!(10), dec!(13), dec!(11.5), dec!(12)]);
         assert_eq!(fill_price(touch(&mut o, &path, true)), Some(dec!(12)));
         let mut p = order(
             OrderSide::Sell,
@@ -411,7 +475,11 @@ mod tests {
             },
         );
         assert_eq!(
-            touch(&mut p, &[dec!(10), dec!(9.5), dec!(12), dec!(11)], true),
+            touch(
+                &mut p,
+                &points(&[dec!(10), dec!(9.5), dec!(12), dec!(11)]),
+                true
+            ),
             Touch::None
         );
         assert_eq!(p.trail_stop, Some(dec!(10.8)));
@@ -419,7 +487,7 @@ mod tests {
         assert_eq!(
             fill_price(touch(
                 &mut p,
-                &[dec!(10), dec!(10.5), dec!(9.9), dec!(10)],
+                &points(&[dec!(10), dec!(10.5), dec!(9.9), dec!(10)]),
                 true
             )),
             Some(dec!(10))
