@@ -72,6 +72,13 @@ impl CommissionSchedule {
         Some(fee.max(Decimal::ZERO))
     }
 
+    /// Forgets any volume a tiered schedule has seen, e.g. before a new run.
+    pub fn reset(&mut self) {
+        if let CommissionSchedule::Tiered(tiered) = self {
+            tiered.reset();
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         match self {
             CommissionSchedule::PerShare(s) => s.validate(),
@@ -222,6 +229,12 @@ impl Tiered {
             recent: VecDeque::new(),
             window_volume: Decimal::ZERO,
         }
+    }
+
+    /// Forgets every fill seen so far.
+    pub fn reset(&mut self) {
+        self.recent.clear();
+        self.window_volume = Decimal::ZERO;
     }
 
     /// Notional traded within the window as of the last fill.
@@ -553,6 +566,19 @@ mod tests {
                     prop_assert!(fee >= Decimal::ZERO);
                 }
             }
+        }
+
+        #[test]
+        fn per_share_stays_within_its_cap(
+            quantity in (1i64..10_000_000, 0u32..=2).prop_map(|(m, s)| Decimal::new(m, s)),
+            price in (1i64..10_000_000, 0u32..=4).prop_map(|(m, s)| Decimal::new(m, s)),
+        ) {
+            let schedule = ibkr_like();
+            let fill = fill(quantity, price, false, 0);
+            let fee = schedule.fee(&fill).expect("fits");
+            prop_assert!(fee >= Decimal::ZERO);
+            prop_assert!(fee <= fill.notional().expect("fits") * dec!(0.01));
+            prop_assert!(fee <= (quantity * dec!(0.005)).max(dec!(1)));
         }
 
         #[test]

@@ -1,10 +1,11 @@
 //! Orders and how they fill against bars. Today: market orders filling at the next bar's open.
 //! The cost models (slippage, commission schedules, carry, broker profiles) are self-contained
-//! so the matcher can call them.
+//! so the matcher can call them; `FillCosts` is the per-fill entry point.
 
 mod book;
 pub mod carry;
 pub mod commission;
+pub mod costs;
 mod fees;
 pub mod profile;
 pub mod slippage;
@@ -17,6 +18,7 @@ pub use carry::{
 pub use commission::{
     CommissionSchedule, FeeInput, MakerTaker, PerShare, Percentage, Tier, Tiered,
 };
+pub use costs::{FillCosts, PricedFill};
 pub use fees::CommissionModel;
 pub use profile::{BorrowTerms, BrokerProfile, Latency, LatencySampler};
 pub use slippage::{

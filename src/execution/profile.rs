@@ -378,6 +378,10 @@ mod tests {
             "name = \"x\"\n[latency]\nmodel = \"uniform\"\nmin_ms = 9\nmax_ms = 3\nseed = 1\n",
         );
         assert!(profile.unwrap_err().contains("latency.min_ms"));
+        let extra = BrokerProfile::from_toml(
+            "name = \"x\"\n[latency]\nmodel = \"fixed\"\nms = 5\nseed = 1\n",
+        );
+        assert!(extra.unwrap_err().contains("seed"));
     }
 
     #[test]

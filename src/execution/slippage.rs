@@ -514,6 +514,26 @@ mod tests {
         }
 
         #[test]
+        fn volume_impact_grows_with_the_order(
+            full in bps(),
+            cap in bps(),
+            volume in positive(),
+            a in positive(),
+            b in positive(),
+        ) {
+            let model = VolumeShare {
+                impact_bps_at_full_volume: full,
+                max_impact_bps: cap,
+                applies_to_makers: false,
+            };
+            let (small, large) = (a.min(b), a.max(b));
+            let small_impact = model.impact_bps(small, volume);
+            prop_assert!(small_impact <= model.impact_bps(large, volume));
+            prop_assert!(small_impact <= cap);
+            prop_assert!(model.impact_bps(small, Decimal::ZERO) == cap);
+        }
+
+        #[test]
         fn any_proposal_is_clamped(side in side(), reference in decimal(), proposed in decimal()) {
             let price = never_favourable(side, reference, proposed);
             prop_assert!(is_unfavourable(side, reference, price));
