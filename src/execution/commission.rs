@@ -31,8 +31,53 @@ impl FeeInput {
     }
 }
 
-/// A fee schedule as written in a broker profile (`model = "per_share"`, ...). Each fill is
-/// charged on its own: minimums and maximums apply per fill, not per order.
+/// Running totals of one order's fills. Brokers apply minimums and caps to an order, not to
+/// each partial fill; the matcher keeps one of these per order and passes it to `order_fee`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OrderFees {
+    /// Σ rate × base of the fills so far, before any minimum or cap.
+    raw: Decimal,
+    /// Σ |notional| of the fills so far.
+    notional: Decimal,
+    /// Σ fees charged so far.
+    charged: Decimal,
+}
+
+impl OrderFees {
+    /// Commission charged on the order so far.
+    pub fn charged(&self) -> Decimal {
+        self.charged
+    }
+}
+
+/// The fee of a fill given its rate-based part: the order's total becomes
+/// `min(max(Σ raw, minimum), cap × Σ notional)` and the fill pays what that adds to the total
+/// charged so far. The total never falls as fills are added, so no fill pays a negative fee.
+fn charge(
+    raw: Decimal,
+    notional: Decimal,
+    minimum: Decimal,
+    cap_fraction: Option<Decimal>,
+    order: &mut OrderFees,
+) -> Option<Decimal> {
+    let raw_total = order.raw.checked_add(raw)?;
+    let notional_total = order.notional.checked_add(notional)?;
+    let mut total = raw_total.max(minimum);
+    if let Some(fraction) = cap_fraction {
+        total = total.min(notional_total.checked_mul(fraction)?);
+    }
+    let fee = total.checked_sub(order.charged)?.max(Decimal::ZERO);
+    *order = OrderFees {
+        raw: raw_total,
+        notional: notional_total,
+        charged: order.charged.checked_add(fee)?,
+    };
+    Some(fee)
+}
+
+/// A fee schedule as written in a broker profile (`model = "per_share"`, ...). `fee` charges a
+/// fill on its own; `order_fee` applies minimums and caps to the whole order across its
+/// partial fills.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "model", rename_all = "snake_case")]
 pub enum CommissionSchedule {
@@ -60,16 +105,26 @@ impl From<CommissionModel> for CommissionSchedule {
 }
 
 impl CommissionSchedule {
-    /// The fee of one fill, never negative; `None` on overflow. Takes `&mut self` because a
-    /// tiered schedule records the fill's notional in its rolling volume.
+    /// The fee of one fill as an order of its own, never negative; `None` on overflow. Takes
+    /// `&mut self` because a tiered schedule records the fill's notional in its rolling volume.
     pub fn fee(&mut self, fill: &FeeInput) -> Option<Decimal> {
-        let fee = match self {
-            CommissionSchedule::PerShare(s) => s.fee(fill),
-            CommissionSchedule::Percentage(s) => s.fee(fill),
-            CommissionSchedule::MakerTaker(s) => s.fee(fill),
-            CommissionSchedule::Tiered(s) => s.fee(fill),
-        }?;
-        Some(fee.max(Decimal::ZERO))
+        self.order_fee(fill, &mut OrderFees::default())
+    }
+
+    /// The fee of one fill of an order whose earlier fills are summed in `order` (updated
+    /// here): the minimum and the cap apply to the order's total, so an order split into
+    /// partial fills pays what it would pay filled at once.
+    pub fn order_fee(&mut self, fill: &FeeInput, order: &mut OrderFees) -> Option<Decimal> {
+        let notional = fill.notional()?;
+        let (raw, minimum, cap) = match self {
+            CommissionSchedule::PerShare(s) => {
+                (s.raw(fill)?, s.minimum, s.maximum_fraction_of_notional)
+            }
+            CommissionSchedule::Percentage(s) => (s.raw(fill)?, s.minimum, None),
+            CommissionSchedule::MakerTaker(s) => (s.raw(fill)?, s.minimum, None),
+            CommissionSchedule::Tiered(s) => (s.raw(fill)?, s.minimum, None),
+        };
+        charge(raw, notional, minimum, cap, order)
     }
 
     /// Forgets any volume a tiered schedule has seen, e.g. before a new run.
@@ -114,15 +169,17 @@ pub struct PerShare {
 
 impl PerShare {
     pub fn fee(&self, fill: &FeeInput) -> Option<Decimal> {
-        let fee = fill
-            .quantity
-            .abs()
-            .checked_mul(self.rate)?
-            .max(self.minimum);
-        match self.maximum_fraction_of_notional {
-            Some(fraction) => Some(fee.min(fill.notional()?.checked_mul(fraction)?)),
-            None => Some(fee),
-        }
+        charge(
+            self.raw(fill)?,
+            fill.notional()?,
+            self.minimum,
+            self.maximum_fraction_of_notional,
+            &mut OrderFees::default(),
+        )
+    }
+
+    fn raw(&self, fill: &FeeInput) -> Option<Decimal> {
+        fill.quantity.abs().checked_mul(self.rate)
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -147,7 +204,18 @@ pub struct Percentage {
 
 impl Percentage {
     pub fn fee(&self, fill: &FeeInput) -> Option<Decimal> {
-        Some(fill.notional()?.checked_mul(self.rate)?.max(self.minimum))
+        let raw = self.raw(fill)?;
+        charge(
+            raw,
+            fill.notional()?,
+            self.minimum,
+            None,
+            &mut OrderFees::default(),
+        )
+    }
+
+    fn raw(&self, fill: &FeeInput) -> Option<Decimal> {
+        fill.notional()?.checked_mul(self.rate)
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -169,12 +237,23 @@ pub struct MakerTaker {
 
 impl MakerTaker {
     pub fn fee(&self, fill: &FeeInput) -> Option<Decimal> {
+        let raw = self.raw(fill)?;
+        charge(
+            raw,
+            fill.notional()?,
+            self.minimum,
+            None,
+            &mut OrderFees::default(),
+        )
+    }
+
+    fn raw(&self, fill: &FeeInput) -> Option<Decimal> {
         let rate = if fill.is_maker {
             self.maker_rate
         } else {
             self.taker_rate
         };
-        Some(fill.notional()?.checked_mul(rate)?.max(self.minimum))
+        fill.notional()?.checked_mul(rate)
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -261,22 +340,34 @@ impl Tiered {
     }
 
     pub fn fee(&mut self, fill: &FeeInput) -> Option<Decimal> {
+        let raw = self.raw(fill)?;
+        charge(
+            raw,
+            fill.notional()?,
+            self.minimum,
+            None,
+            &mut OrderFees::default(),
+        )
+    }
+
+    /// The rate-based fee at the fill's tier; records the fill in the rolling volume.
+    fn raw(&mut self, fill: &FeeInput) -> Option<Decimal> {
         self.forget_before(fill.time)?;
         let notional = fill.notional()?;
-        let fee = match self.tier_for(self.window_volume) {
+        let raw = match self.tier_for(self.window_volume) {
             Some(tier) => {
                 let rate = if fill.is_maker {
                     tier.maker_rate
                 } else {
                     tier.taker_rate
                 };
-                notional.checked_mul(rate)?.max(self.minimum)
+                notional.checked_mul(rate)?
             }
-            None => self.minimum,
+            None => Decimal::ZERO,
         };
         self.window_volume = self.window_volume.checked_add(notional)?;
         self.recent.push_back((fill.time, notional));
-        Some(fee)
+        Some(raw)
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -402,6 +493,24 @@ mod tests {
             CommissionSchedule::default().fee(&fill(dec!(5), dec!(5), false, 0)),
             Some(dec!(0))
         );
+    }
+
+    #[test]
+    fn minimum_and_cap_apply_per_order_across_partial_fills() {
+        let mut s = CommissionSchedule::PerShare(ibkr_like());
+        let mut order = OrderFees::default();
+        // 300 shares at 50 in three fills of 100: the 1.00 minimum once, then 0.005/share.
+        let part = fill(dec!(100), dec!(50), false, 0);
+        assert_eq!(s.order_fee(&part, &mut order), Some(dec!(1)));
+        assert_eq!(s.order_fee(&part, &mut order), Some(dec!(0)));
+        assert_eq!(s.order_fee(&part, &mut order), Some(dec!(0.5)));
+        assert_eq!(order.charged(), dec!(1.5));
+        assert_eq!(s.fee(&fill(dec!(300), dec!(50), false, 0)), Some(dec!(1.5)));
+        // 20 shares at 2 in two fills: 1 % of 20 then of 40 of value caps the order at 0.40.
+        let mut order = OrderFees::default();
+        let cheap = fill(dec!(10), dec!(2), false, 0);
+        assert_eq!(s.order_fee(&cheap, &mut order), Some(dec!(0.2)));
+        assert_eq!(s.order_fee(&cheap, &mut order), Some(dec!(0.2)));
     }
 
     #[test]
@@ -579,6 +688,27 @@ mod tests {
             prop_assert!(fee >= Decimal::ZERO);
             prop_assert!(fee <= fill.notional().expect("fits") * dec!(0.01));
             prop_assert!(fee <= (quantity * dec!(0.005)).max(dec!(1)));
+        }
+
+        #[test]
+        fn splitting_an_order_does_not_change_its_fee(
+            mut schedule in schedule().prop_filter("stateless", |s| !matches!(s, CommissionSchedule::Tiered(_))),
+            parts in proptest::collection::vec((1i64..1_000_000, 0u32..=3).prop_map(|(m, s)| Decimal::new(m, s)), 1..6),
+            price in (1i64..10_000_000, 0u32..=4).prop_map(|(m, s)| Decimal::new(m, s)),
+            is_maker in any::<bool>(),
+        ) {
+            prop_assume!(schedule.validate().is_ok());
+            let mut order = OrderFees::default();
+            let mut total = Decimal::ZERO;
+            for quantity in &parts {
+                let fee = schedule.order_fee(&fill(*quantity, price, is_maker, 0), &mut order).expect("fits");
+                prop_assert!(fee >= Decimal::ZERO);
+                total += fee;
+            }
+            let whole: Decimal = parts.iter().sum();
+            let at_once = schedule.fee(&fill(whole, price, is_maker, 0)).expect("fits");
+            prop_assert_eq!(total, at_once);
+            prop_assert_eq!(order.charged(), at_once);
         }
 
         #[test]

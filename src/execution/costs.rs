@@ -4,7 +4,7 @@
 use rust_decimal::Decimal;
 
 use super::carry::CostBreakdown;
-use super::commission::{CommissionSchedule, FeeInput};
+use super::commission::{CommissionSchedule, FeeInput, OrderFees};
 use super::profile::BrokerProfile;
 use super::slippage::{SlippageInput, SlippageModel, executed_price, slippage_cost};
 use crate::model::TimestampNs;
@@ -53,22 +53,25 @@ impl FillCosts {
         FillCosts::new(profile.slippage_model(), commission)
     }
 
-    /// Prices one fill at `time`; `tick` is the instrument's price increment when it has one.
+    /// Prices one fill at `time`; `tick` is the instrument's price increment when it has one,
+    /// `order` the running fees of the fill's order (a fresh `OrderFees` for its first fill).
     /// `None` on overflow.
     pub fn price(
         &mut self,
         input: &SlippageInput,
         tick: Option<Decimal>,
         time: TimestampNs,
+        order: &mut OrderFees,
     ) -> Option<PricedFill> {
         let price = executed_price(self.slippage.as_ref(), input, tick)?;
-        let fee = self.commission.fee(&FeeInput {
+        let fill = FeeInput {
             quantity: input.quantity,
             price,
             side: input.side,
             is_maker: input.is_maker,
             time,
-        })?;
+        };
+        let fee = self.commission.order_fee(&fill, order)?;
         let slippage = slippage_cost(input.side, input.reference_price, price, input.quantity)?;
         Some(PricedFill {
             price,
@@ -107,7 +110,9 @@ mod tests {
             is_maker: false,
         };
         // 20.004 × 1.001 = 20.024004 → tick 0.01 up → 20.03; fee 1000 × 0.005 = 5.
-        let fill = costs.price(&input, Some(dec!(0.01)), 0).expect("fits");
+        let fill = costs
+            .price(&input, Some(dec!(0.01)), 0, &mut OrderFees::default())
+            .expect("fits");
         assert_eq!(fill.price, dec!(20.03));
         assert_eq!(fill.fee, dec!(5));
         assert_eq!(fill.slippage, dec!(26));
@@ -138,7 +143,9 @@ mod tests {
             bar_volume: dec!(0),
             is_maker: true,
         };
-        let fill = costs.price(&input, None, 1).expect("fits");
+        let fill = costs
+            .price(&input, None, 1, &mut OrderFees::default())
+            .expect("fits");
         assert_eq!(fill.price, dec!(100));
         assert_eq!(fill.fee, dec!(0.1));
     }

@@ -16,7 +16,7 @@ pub use carry::{
     check_buying_power, financing, maintenance_requirement, margin_requirement,
 };
 pub use commission::{
-    CommissionSchedule, FeeInput, MakerTaker, PerShare, Percentage, Tier, Tiered,
+    CommissionSchedule, FeeInput, MakerTaker, OrderFees, PerShare, Percentage, Tier, Tiered,
 };
 pub use costs::{FillCosts, PricedFill};
 pub use fees::CommissionModel;
