@@ -6,7 +6,8 @@ use super::cross_section::CrossSection;
 use super::indicator_set::IndicatorSet;
 use crate::accounting::Ledger;
 use crate::execution::{
-    CommissionModel, FillCosts, Instrument, MatchSettings, OrderBook, OrderRejected, OrderRequest,
+    CommissionModel, FillCostModel, Instrument, MatchSettings, OrderBook, OrderRejected,
+    OrderRequest,
 };
 use crate::market::{Aggregations, Market, SessionCalendar, Timeframe};
 use crate::model::{OrderId, OrderSide, SymbolId, TimestampNs};
@@ -211,7 +212,7 @@ pub struct SessionCosts<'a> {
     pub slippage_bps: Decimal,
 }
 
-impl FillCosts for SessionCosts<'_> {
+impl FillCostModel for SessionCosts<'_> {
     fn price(
         &self,
         side: OrderSide,

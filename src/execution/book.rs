@@ -49,7 +49,7 @@ impl OrderRequest {
 }
 
 /// How fills are priced and charged; the session supplies its cost models.
-pub trait FillCosts {
+pub trait FillCostModel {
     /// The executed price for a fill whose path price is `reference`; never better than it.
     fn price(
         &self,
@@ -431,7 +431,7 @@ impl OrderBook {
         symbol: SymbolId,
         bar: &BarToMatch,
         settings: &MatchSettings,
-        costs: &mut dyn FillCosts,
+        costs: &mut dyn FillCostModel,
         fills: &mut Vec<Fill>,
     ) -> Result<(), &'static str> {
         let points = bar.prices.path(settings.path);
@@ -624,7 +624,7 @@ mod tests {
     /// Commission as configured, no slippage.
     struct Costs(CommissionModel, Decimal);
 
-    impl FillCosts for Costs {
+    impl FillCostModel for Costs {
         fn price(
             &self,
             side: OrderSide,
