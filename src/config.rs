@@ -11,8 +11,9 @@ use serde::Deserialize;
 
 use crate::cli::RunArgs;
 use crate::data::parse_timestamp;
+use crate::engine::ExecutionSettings;
 use crate::error::Error;
-use crate::execution::CommissionModel;
+use crate::execution::{CommissionModel, Instrument, MatchSettings, PathMode};
 use crate::market::SessionCalendar;
 use crate::market::calendar::{parse_time_of_day, parse_timezone};
 use crate::model::time::{NANOS_PER_DAY, NANOS_PER_MINUTE, NANOS_PER_SECOND};
@@ -30,6 +31,31 @@ struct FileSettings {
     commission: Option<FileCommission>,
     #[serde(default)]
     market: FileMarket,
+    #[serde(default)]
+    execution: FileExecution,
+    /// `[instruments.SYMBOL]` tables, and `[instruments.default]` for the others.
+    #[serde(default)]
+    instruments: BTreeMap<String, FileInstrument>,
+}
+
+/// How orders fill: the intrabar path, volume limit, latency and slippage.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileExecution {
+    path: Option<String>,
+    volume_share: Option<toml::Value>,
+    latency: Option<String>,
+    slippage_bps: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileInstrument {
+    tick_size: Option<toml::Value>,
+    lot_size: Option<toml::Value>,
+    min_notional: Option<toml::Value>,
+    margin: Option<toml::Value>,
+    currency: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +108,9 @@ pub struct RunSettings {
     pub commission: CommissionModel,
     /// Time zone and session hours of higher-timeframe bars (UTC days by default).
     pub calendar: SessionCalendar,
+    /// Execution settings; `instruments` by symbol name (resolved to ids when data is loaded).
+    pub execution: ExecutionSettings,
+    pub instruments: BTreeMap<String, Instrument>,
     pub progress: bool,
     pub quiet: bool,
     /// Rerun whenever the algorithm or its local modules change.
@@ -155,7 +184,15 @@ impl RunSettings {
         commission.validate().map_err(Error::usage)?;
         let interval = args.bar_interval.clone().or(file.run.bar_interval);
         let calendar = calendar(args, file.market)?;
+        let execution = execution(file.execution)?;
+        let mut instruments = BTreeMap::new();
+        for (symbol, table) in file.instruments {
+            let instrument = instrument(&symbol, table)?;
+            instruments.insert(symbol, instrument);
+        }
         Ok(RunSettings {
+            execution,
+            instruments,
             algo,
             class_name: args.class_name.clone().or(file.run.class),
             data: if args.data.is_empty() {
@@ -178,6 +215,66 @@ impl RunSettings {
             pace_ns: args.pace.as_deref().map(parse_duration).transpose()?,
         })
     }
+}
+
+fn execution(file: FileExecution) -> Result<ExecutionSettings, Error> {
+    let path = match file.path.as_deref() {
+        None | Some("nearer_first") => PathMode::NearerFirst,
+        Some("high_first") => PathMode::HighFirst,
+        Some("low_first") => PathMode::LowFirst,
+        Some(other) => {
+            return Err(Error::usage(format!(
+                "execution.path: `{other}` is not a path; use nearer_first, high_first or low_first"
+            )));
+        }
+    };
+    let volume_share = file
+        .volume_share
+        .map(|v| decimal_value("execution.volume_share", &v))
+        .transpose()?;
+    if let Some(share) = volume_share
+        && (share <= Decimal::ZERO || share > Decimal::ONE)
+    {
+        return Err(Error::usage(format!(
+            "execution.volume_share must be in (0, 1], got {share}"
+        )));
+    }
+    let slippage_bps = file
+        .slippage_bps
+        .map(|v| decimal_value("execution.slippage_bps", &v))
+        .transpose()?
+        .unwrap_or_default();
+    if slippage_bps < Decimal::ZERO {
+        return Err(Error::usage("execution.slippage_bps must not be negative"));
+    }
+    Ok(ExecutionSettings {
+        matching: MatchSettings { path, volume_share },
+        latency_ns: file
+            .latency
+            .as_deref()
+            .map(parse_duration)
+            .transpose()?
+            .unwrap_or(0),
+        slippage_bps,
+        ..Default::default()
+    })
+}
+
+fn instrument(symbol: &str, file: FileInstrument) -> Result<Instrument, Error> {
+    let number = |key: &str, value: Option<toml::Value>| {
+        value
+            .map(|v| decimal_value(&format!("instruments.{symbol}.{key}"), &v))
+            .transpose()
+    };
+    let instrument = Instrument {
+        tick_size: number("tick_size", file.tick_size)?,
+        lot_size: number("lot_size", file.lot_size)?,
+        min_notional: number("min_notional", file.min_notional)?,
+        margin: number("margin", file.margin)?.unwrap_or(Decimal::ONE),
+        currency: file.currency.unwrap_or_else(|| "USD".into()),
+    };
+    instrument.validate(symbol).map_err(Error::usage)?;
+    Ok(instrument)
 }
 
 /// Flags win over `[market]`; each bad value is named with where it came from.

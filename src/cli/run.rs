@@ -144,9 +144,34 @@ fn run_once(
     let total_bars = market.total_bars();
     let symbols = market.symbol_names();
     let bar_interval_ns = market.interval_ns(crate::model::SymbolId(0));
-    let session = Session::new(market, settings.cash, settings.commission.clone())
-        .with_calendar(settings.calendar)
-        .into_shared();
+    let mut execution = settings.execution.clone();
+    execution.default_instrument = settings
+        .instruments
+        .get("default")
+        .cloned()
+        .unwrap_or_default();
+    for name in settings.instruments.keys().filter(|n| *n != "default") {
+        if market.symbol_id(name).is_none() {
+            return Err(Error::usage(format!(
+                "[instruments.{name}] names a symbol that is not loaded; symbols: {}",
+                symbols.join(", ")
+            )));
+        }
+    }
+    execution.instruments = symbols
+        .iter()
+        .map(|name| {
+            settings
+                .instruments
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| execution.default_instrument.clone())
+        })
+        .collect();
+    let mut session = Session::new(market, settings.cash, settings.commission.clone())
+        .with_calendar(settings.calendar);
+    session.execution = execution;
+    let session = session.into_shared();
     let files = &prepared.files;
 
     Python::attach(|py| -> Result<RunReport, Error> {

@@ -1,0 +1,204 @@
+"""Order types, brackets, events and rejections through the real binary."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+from conftest import ROOT
+
+MIN = "2024-01-01T00:{:02d}:00Z"
+
+
+def write_bars(path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
+    """One-minute bars from (open, high, low, close) text, volume 100."""
+    lines = ["timestamp,open,high,low,close,volume"]
+    lines += [f"{MIN.format(i)},{o},{h},{l},{c},100" for i, (o, h, l, c) in enumerate(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_bracket_breakout_exits_are_one_cancels_other(run_rustybt):
+    result = run_rustybt("run", "--algo", ROOT / "algorithms" / "bracket_breakout.py", "--no-progress", "--quiet")
+    assert result.returncode == 0, result.stderr
+    events = result.csv_rows("orders.csv")
+    by_order: dict[str, list[dict[str, str]]] = {}
+    for e in events:
+        by_order.setdefault(e["order_id"], []).append(e)
+    entries = [o for o in by_order.values() if o[0]["type"] == "market"]
+    assert len(entries) > 50
+    fills = {f["order_id"]: f for f in result.csv_rows("fills.csv")}
+    for oid, history in by_order.items():
+        statuses = [e["status"] for e in history]
+        assert statuses[0] == "new"
+        if history[0]["type"] == "market":
+            continue
+        # An exit waits in `new` until its entry fills, then is accepted.
+        assert statuses[:2] == ["new", "accepted"]
+        if statuses[-1] == "cancelled":
+            assert history[-1]["reason"].startswith("OCO: order") or history[-1]["reason"] == "end of data"
+    exits_filled = [o for o in by_order.values() if o[0]["type"] != "market" and o[-1]["status"] == "filled"]
+    assert len(exits_filled) == result.metrics()["num_trades"]
+    # Every exit fill comes after its entry's fill (never the same bar: exits are active from
+    # the end of the entry's bar).
+    entry_ids = sorted(int(o[0]["order_id"]) for o in entries)
+    for exit_history in exits_filled:
+        exit_id = int(exit_history[0]["order_id"])
+        entry_id = max(i for i in entry_ids if i < exit_id)
+        assert fills[exit_history[0]["order_id"]]["time"] > fills[str(entry_id)]["time"]
+
+
+SCRIPT = '''
+import json
+from decimal import Decimal
+from rustybt_api import Algorithm
+
+class Script(Algorithm):
+    def initialize(self, ctx):
+        self.events = []
+        self.orders = {}
+
+    def on_order(self, event):
+        self.events.append([event.order_id, event.status, str(event.fill_price) if event.fill_price is not None else None, event.reason])
+
+    def on_tick(self, ctx):
+        n = len(ctx.history("T"))
+        if n == 1:
+            o = self.orders
+            o["limit"] = self.buy("T", 1, limit="9.50")
+            o["stop"] = self.buy("T", 1, stop="10.80")
+            o["stop_limit"] = self.buy("T", 1, stop="10.60", limit="10.40")
+            o["trail"] = self.sell("T", 1, trail="0.50")
+            o["moc"] = self.buy("T", 1, at="close")
+            o["ioc"] = self.buy("T", 1, limit="9.00", tif="ioc")
+            o["day_gtd"] = self.buy("T", 1, limit="1.00", good_till=ctx.time_ns + 3 * 60 * 10**9)
+            o["modified"] = self.buy("T", 2, limit="8.00")
+            o["modified"].modify(quantity=3, price="9.70")
+            o["cancelled"] = self.buy("T", 1, limit="5.00")
+            assert o["cancelled"].cancel()
+            o["oco_a"] = self.buy("T", 1, limit="9.60")
+            o["oco_b"] = self.buy("T", 1, stop="12.00")
+            self.oco(o["oco_a"], o["oco_b"])
+
+    def on_stop(self, ctx):
+        out = {name: {"status": o.status, "price": str(o.average_price), "filled": str(o.filled_quantity),
+                      "type": o.order_type, "tif": o.tif, "reason": o.reason}
+               for name, o in self.orders.items()}
+        with open(OUT, "w") as f:
+            json.dump({"orders": out, "events": self.events}, f)
+'''
+
+# Bar 0 closes (orders placed); bar 1: open 10, low 9.4 first (nearer), then high 11, close 10.9;
+# bar 2 falls: open 10.9, high 11.2, low 10.1, close 10.2; bar 3..5 quiet.
+ROWS = [
+    ("10.00", "10.10", "9.90", "10.00"),
+    ("10.00", "11.00", "9.40", "10.90"),
+    ("10.90", "11.20", "10.10", "10.20"),
+    ("10.20", "10.30", "10.10", "10.20"),
+    ("10.20", "10.30", "10.10", "10.20"),
+    ("10.20", "10.30", "10.10", "10.20"),
+]
+
+
+def test_each_order_type_fills_where_the_path_says(run_rustybt, write_algo, tmp_path):
+    report = tmp_path / "report.json"
+    data = write_bars(tmp_path / "T.csv", ROWS)
+    algo = write_algo(SCRIPT.replace("OUT", repr(str(report))))
+    result = run_rustybt("run", "--algo", algo, "--data", data, "--symbol", "T", "--no-progress", "--quiet")
+    assert result.returncode == 0, result.stderr
+    got = json.loads(report.read_text())["orders"]
+
+    def state(name):
+        return got[name]["status"], got[name]["price"]
+
+    # Path of bar 1: 10 → 9.40 → 11 → 10.90.
+    assert state("limit") == ("filled", "9.50")  # touched on the way down, fills at the limit
+    assert state("stop") == ("filled", "10.80")  # touched on the way up
+    # Stop-limit: triggers at 10.60 on the way up, then needs 10.40 or lower: bar 2's low 10.10.
+    assert state("stop_limit") == ("filled", "10.40")
+    # Trailing 0.50 below the best price: starts at 9.50 (open 10), price drops to 9.40 → fills.
+    assert state("trail") == ("filled", "9.50")
+    assert state("moc") == ("filled", "10.90")
+    assert got["ioc"]["status"] == "expired" and got["ioc"]["reason"] == "IOC: not marketable on its first bar"
+    assert got["day_gtd"]["status"] == "expired" and got["day_gtd"]["tif"] == "gtd"
+    assert state("modified") == ("filled", "9.70") and got["modified"]["filled"] == "3"
+    assert got["cancelled"]["status"] == "cancelled"
+    assert state("oco_a") == ("filled", "9.60")
+    assert got["oco_b"]["status"] == "cancelled" and got["oco_b"]["reason"].startswith("OCO: order")
+    events = json.loads(report.read_text())["events"]
+    assert ["1", "accepted"] not in events  # ids are ints
+    statuses = {(e[0], e[1]) for e in events}
+    assert (1, "accepted") in statuses and (1, "filled") in statuses
+    assert (3, "triggered") in statuses
+    rows = result.csv_rows("orders.csv")
+    assert {r["status"] for r in rows} >= {"new", "accepted", "triggered", "filled", "cancelled", "expired"}
+
+
+REJECTS = '''
+import json
+from decimal import Decimal
+from rustybt_api import Algorithm, OrderError
+
+class Rejects(Algorithm):
+    def on_tick(self, ctx):
+        if len(ctx.history("T")) != 1:
+            return
+        out = {}
+        out["lot"] = self.buy("T", 15)
+        out["tick"] = self.buy("T", 10, limit="10.02")
+        out["notional"] = self.buy("T", 10, limit="0.50")
+        out["power"] = self.buy("T", 1000000)
+        out["ok"] = self.buy("T", 10, limit="9.95")
+        result = {k: [o.status, o.reason] for k, o in out.items()}
+        errors = []
+        for bad in (Decimal("NaN"), -5, 1.5):
+            try:
+                self.buy("T", bad)
+            except OrderError as e:
+                errors.append(str(e))
+        result["errors"] = errors
+        with open(OUT, "w") as f:
+            json.dump(result, f)
+'''
+
+
+def test_rule_breaches_are_rejected_orders_and_malformed_requests_raise(run_rustybt, write_algo, tmp_path):
+    report = tmp_path / "report.json"
+    data = write_bars(tmp_path / "T.csv", ROWS)
+    config = tmp_path / "run.toml"
+    config.write_text(
+        '[instruments.T]\ntick_size = "0.05"\nlot_size = "10"\nmin_notional = "50"\n'
+        '[execution]\nvolume_share = "0.5"\nslippage_bps = "10"\nlatency = "5ms"\n'
+    )
+    algo = write_algo(REJECTS.replace("OUT", repr(str(report))))
+    result = run_rustybt("run", "--algo", algo, "--data", data, "--symbol", "T", "--config", config,
+                         "--no-progress", "--quiet")
+    assert result.returncode == 0, result.stderr
+    got = json.loads(report.read_text())
+    assert got["lot"] == ["rejected", "quantity 15 is not a multiple of the lot size 10"]
+    assert got["tick"] == ["rejected", "price 10.02 is not on the tick size 0.05"]
+    assert got["notional"] == ["rejected", "order value 5.00 is below the minimum notional 50"]
+    assert got["power"][0] == "rejected" and got["power"][1].startswith("insufficient buying power")
+    assert got["ok"] == ["accepted", None]
+    assert got["errors"][0] == "quantity is NaN"
+    assert "quantity must be positive" in got["errors"][1]
+    assert "floats are inexact" in got["errors"][2]
+    rejected = [r for r in result.csv_rows("orders.csv") if r["status"] == "rejected"]
+    assert len(rejected) == 4
+
+
+def test_bad_execution_settings_are_usage_errors(run_rustybt, write_algo, tmp_path):
+    data = write_bars(tmp_path / "T.csv", ROWS)
+    algo = write_algo("from rustybt_api import Algorithm\nclass A(Algorithm):\n    pass\n")
+    for text, message in [
+        ('[execution]\npath = "sideways"\n', "execution.path: `sideways` is not a path"),
+        ('[execution]\nvolume_share = "2"\n', "execution.volume_share must be in (0, 1]"),
+        ('[instruments.T]\nmargin = "0"\n', "instrument T: margin must be in (0, 1]"),
+        ('[instruments.NOPE]\ntick_size = "0.01"\n', "[instruments.NOPE] names a symbol that is not loaded"),
+    ]:
+        config = tmp_path / "bad.toml"
+        config.write_text(text)
+        result = run_rustybt("run", "--algo", algo, "--data", data, "--symbol", "T", "--config", config)
+        assert result.returncode == 2, (text, result.stderr)
+        assert message in result.stderr, (text, result.stderr)
