@@ -71,6 +71,8 @@ def rustybt_run(algo: Path, data: Path, *extra: str) -> dict:
         metrics = json.loads((Path(out) / "metrics.json").read_text())
         indicators_csv = Path(out) / "indicators.csv"
         indicators = list(csv.DictReader(indicators_csv.open())) if indicators_csv.exists() else []
+        with (Path(out) / "orders.csv").open() as f:
+            order_events = sum(1 for _ in f) - 1
     timing = re.search(r"on_tick\s+(\d+) calls\s+([\d.]+) s", result.stderr)
     run = metrics["run"]
     return {
@@ -84,7 +86,38 @@ def rustybt_run(algo: Path, data: Path, *extra: str) -> dict:
         "trades": metrics["num_trades"],
         "final_equity": metrics["final_equity"],
         "indicators": indicators,
+        "order_events": order_events,
     }
+
+
+def order_costs(empty: dict, rows: int) -> dict:
+    """Orders per bar across three symbols: wall time per order event (submit, accept, fill,
+    cancel, expire), over the empty on_tick run on the same data."""
+    symbols = [make_symbol_data(rows, seed) for seed in (1, 2, 3)]
+    args = [a for path in symbols for a in ("--data", str(path))]
+    run = rustybt_run(ROOT / "benches" / "algos" / "order_heavy.py", symbols[0], *args[2:])
+    base = rustybt_run(ROOT / "benches" / "algos" / "empty_tick.py", symbols[0], *args[2:])
+    events = run["order_events"]
+    extra = run["loop_seconds"] - base["loop_seconds"]
+    return {
+        "bars": run["bars"],
+        "order_events": events,
+        "seconds": run["loop_seconds"],
+        "ns_per_event": extra / max(events, 1) * 1e9,
+        "bars_per_sec": run["bars_per_sec"],
+    }
+
+
+def make_symbol_data(rows: int, seed: int) -> Path:
+    path = DATA_DIR / f"orders_{rows}_{seed}.csv"
+    if not path.exists():
+        DATA_DIR.mkdir(exist_ok=True)
+        sys.path.insert(0, str(ROOT / "pylib"))
+        from rustybt_api.testing import generate_bars, write_csv
+
+        write_csv(path, generate_bars(rows, seed=seed, start=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)),
+                  symbol=f"S{seed}")
+    return path
 
 
 def indicator_costs(data: Path, empty: dict) -> dict:
@@ -124,6 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--peers", action="store_true", help="also run the peer engines (needs PyPI)")
+    parser.add_argument("--order-rows", type=int, default=50_000, help="bars per symbol of the order-heavy run")
     args = parser.parse_args()
     if not BIN.exists():
         sys.exit(f"{BIN} is missing: run `make build` first")
@@ -140,6 +174,7 @@ def main() -> None:
         history = json.loads(report.read_text())
 
     costs = indicator_costs(data, empty)
+    orders = order_costs(empty, args.order_rows)
     engine_only_ns = (empty["loop_seconds"] - (empty["on_tick_seconds"] or 0)) / empty["bars"] * 1e9
     results = {
         "date": dt.date.today().isoformat(),
@@ -152,6 +187,7 @@ def main() -> None:
         "engine_only_ns_per_bar": engine_only_ns,
         "history": history,
         "indicator_costs": costs,
+        "orders": orders,
     }
     lines = [
         f"rustybt benchmarks, {results['date']}, {results['machine']}",
@@ -173,6 +209,10 @@ def main() -> None:
             f"indicator {kind:<10} per bar:      {cost['call_mean_ns']:>12,.0f} ns/call "
             f"(adds {cost['added_ns_per_bar']:,.0f} ns/bar to the empty run)"
         )
+    lines.append(
+        f"order-heavy (3 symbols, 4 limits/bar each): {orders['order_events']:,} order events, "
+        f"{orders['ns_per_event']:,.0f} ns per event (incl. the Python calls that place them)"
+    )
     lines.append(f"peak memory, sma_cross_arrays run:       {sma['peak_rss_mib']:>12,} MiB")
     if args.peers:
         results["peers"] = peers(data, args.rows)

@@ -96,6 +96,10 @@ pub struct OrderBook {
     /// Every event of the run, for `orders.csv`.
     history: Vec<OrderEvent>,
     next_group: u64,
+    /// A bracket entry's exits, and the members of each OCO group: looked up per fill, so
+    /// kept by key rather than found by scanning every order of the run.
+    children: std::collections::HashMap<OrderId, Vec<OrderId>>,
+    groups: std::collections::HashMap<u64, Vec<OrderId>>,
 }
 
 impl OrderBook {
@@ -159,6 +163,12 @@ impl OrderBook {
         }
         let id = self.record(&request, now, now.saturating_add(latency_ns.max(0)));
         self.open_by_symbol[request.symbol.index()].push(id);
+        if let Some(parent) = request.parent {
+            self.children.entry(parent).or_default().push(id);
+        }
+        if let Some(group) = request.oco_group {
+            self.groups.entry(group).or_default().push(id);
+        }
         self.push_event(OrderEvent {
             time: now,
             order_id: id,
@@ -361,6 +371,7 @@ impl OrderBook {
                 order.oco_group = Some(group);
             }
         }
+        self.groups.insert(group, ids.to_vec());
         Ok(())
     }
 
@@ -376,11 +387,12 @@ impl OrderBook {
         now: TimestampNs,
         active_from: TimestampNs,
     ) {
-        let children: Vec<OrderId> = self
-            .orders
-            .iter()
-            .filter(|o| o.parent == Some(parent) && o.status == OrderStatus::New)
-            .map(|o| o.id)
+        let Some(children) = self.children.remove(&parent) else {
+            return;
+        };
+        let children: Vec<OrderId> = children
+            .into_iter()
+            .filter(|id| self.get(*id).is_some_and(|o| o.status == OrderStatus::New))
             .collect();
         for child in children {
             if filled.is_zero() {
@@ -522,6 +534,17 @@ impl OrderBook {
                 continue;
             }
             if quantity <= Decimal::ZERO {
+                // The bar's volume share went to orders the path reached earlier.
+                if tif == TimeInForce::Ioc {
+                    let reason = "IOC: no volume left on its first bar".to_string();
+                    self.transition(id, OrderStatus::Expired, bar.open_time, Some(reason));
+                    self.settle_children(
+                        id,
+                        working.filled_quantity,
+                        bar.open_time,
+                        bar.close_time,
+                    );
+                }
                 continue;
             }
             if let Some(left) = volume_left.as_mut() {
@@ -597,10 +620,13 @@ impl OrderBook {
             }
             if let Some(group) = oco {
                 let siblings: Vec<OrderId> = self
-                    .orders
-                    .iter()
-                    .filter(|o| o.oco_group == Some(group) && o.id != id && o.status.is_open())
-                    .map(|o| o.id)
+                    .groups
+                    .remove(&group)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|other| {
+                        *other != id && self.get(*other).is_some_and(|o| o.status.is_open())
+                    })
                     .collect();
                 for sibling in siblings {
                     self.cancel(sibling, &format!("OCO: order {} filled", id.0), fill_time);
@@ -811,6 +837,42 @@ mod tests {
                 .starts_with("FOK: only 0 of 5"),
             "{:?}",
             fok.reason
+        );
+    }
+
+    #[test]
+    fn ioc_expires_when_earlier_orders_took_the_bar_volume() {
+        let settings = MatchSettings {
+            volume_share: Some(dec!(0.1)),
+            ..Default::default()
+        };
+        let mut book = OrderBook::new(1);
+        book.submit(
+            OrderRequest::market(SymbolId(0), OrderSide::Buy, dec!(5)),
+            0,
+            0,
+        )
+        .unwrap();
+        let ioc = book
+            .submit(
+                OrderRequest {
+                    tif: TimeInForce::Ioc,
+                    ..OrderRequest::market(SymbolId(0), OrderSide::Buy, dec!(5))
+                },
+                0,
+                0,
+            )
+            .unwrap();
+        run(
+            &mut book,
+            &[bar(0, dec!(10), dec!(10), dec!(10), dec!(10), dec!(30))],
+            &settings,
+        );
+        let ioc = book.get(ioc).unwrap();
+        assert_eq!(ioc.status, OrderStatus::Expired);
+        assert_eq!(
+            ioc.reason.as_deref(),
+            Some("IOC: no volume left on its first bar")
         );
     }
 

@@ -724,10 +724,11 @@ impl Order {
         let price = price.map(|p| price_from_py(p, "price")).transpose()?;
         let mut s = lock(&self.session);
         let now = s.now;
-        if let (Some(price), Some(order)) = (price, s.orders.get(self.id)) {
-            let quantity = quantity.unwrap_or(order.quantity);
+        if let Some(order) = s.orders.get(self.id) {
+            let new_quantity = quantity.unwrap_or(order.quantity);
+            let prices: Vec<Decimal> = price.into_iter().collect();
             s.instrument(order.symbol)
-                .check(quantity, &[price], Some(price))
+                .check(new_quantity, &prices, price)
                 .map_err(|e| order_error(py, e))?;
         }
         s.orders
@@ -1354,10 +1355,13 @@ impl Broker {
             .position(id)
             .map(|p| p.quantity)
             .unwrap_or_default();
+        // What open orders will still add: their unfilled part, not counting bracket exits and
+        // OCO members, which only close what is there.
         let pending: Decimal = s
             .orders
             .open_orders(id)
-            .map(|o| o.side.sign() * o.quantity)
+            .filter(|o| o.parent.is_none() && o.oco_group.is_none())
+            .map(|o| o.side.sign() * o.remaining())
             .sum();
         let quantity = held + pending;
         if quantity.is_zero() {

@@ -202,3 +202,29 @@ def test_bad_execution_settings_are_usage_errors(run_rustybt, write_algo, tmp_pa
         result = run_rustybt("run", "--algo", algo, "--data", data, "--symbol", "T", "--config", config)
         assert result.returncode == 2, (text, result.stderr)
         assert message in result.stderr, (text, result.stderr)
+
+
+CLOSE_WITH_BRACKET = '''
+import json
+from rustybt_api import Algorithm
+
+class A(Algorithm):
+    def on_tick(self, ctx):
+        n = len(ctx.history("T"))
+        if n == 1:
+            self.bracket("T", "buy", 4, take_profit="50", stop_loss="1")
+        elif n == 3:
+            # Long 4 with two resting exits: close() sells the 4, it does not count the exits.
+            order = self.close("T")
+            with open(OUT, "w") as f:
+                json.dump([order.side, str(order.quantity)], f)
+'''
+
+
+def test_close_ignores_bracket_exits_and_counts_only_unfilled_parts(run_rustybt, write_algo, tmp_path):
+    report = tmp_path / "report.json"
+    data = write_bars(tmp_path / "T.csv", ROWS)
+    algo = write_algo(CLOSE_WITH_BRACKET.replace("OUT", repr(str(report))))
+    result = run_rustybt("run", "--algo", algo, "--data", data, "--symbol", "T", "--no-progress", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(report.read_text()) == ["sell", "4"]
