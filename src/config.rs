@@ -13,7 +13,7 @@ use crate::cli::RunArgs;
 use crate::data::parse_timestamp;
 use crate::engine::ExecutionSettings;
 use crate::error::Error;
-use crate::execution::{CommissionModel, Instrument, MatchSettings, PathMode};
+use crate::execution::{BrokerProfile, CommissionModel, Instrument, MatchSettings, PathMode};
 use crate::market::SessionCalendar;
 use crate::market::calendar::{parse_time_of_day, parse_timezone};
 use crate::model::time::{NANOS_PER_DAY, NANOS_PER_MINUTE, NANOS_PER_SECOND};
@@ -46,6 +46,8 @@ struct FileExecution {
     volume_share: Option<toml::Value>,
     latency: Option<String>,
     slippage_bps: Option<toml::Value>,
+    /// A broker profile file (e.g. `config/brokers/ibkr_like.toml`).
+    broker_profile: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -247,7 +249,16 @@ fn execution(file: FileExecution) -> Result<ExecutionSettings, Error> {
     if slippage_bps < Decimal::ZERO {
         return Err(Error::usage("execution.slippage_bps must not be negative"));
     }
+    let profile = file
+        .broker_profile
+        .as_deref()
+        .map(BrokerProfile::from_path)
+        .transpose()
+        .map_err(|e| Error::usage(format!("execution.broker_profile: {e}")))?;
+    // The profile's volume share applies unless the file sets one.
+    let volume_share = volume_share.or(profile.as_ref().and_then(|p| p.partial_fill_volume_share));
     Ok(ExecutionSettings {
+        profile,
         matching: MatchSettings { path, volume_share },
         latency_ns: file
             .latency

@@ -145,11 +145,22 @@ fn run_once(
     let symbols = market.symbol_names();
     let bar_interval_ns = market.interval_ns(crate::model::SymbolId(0));
     let mut execution = settings.execution.clone();
-    execution.default_instrument = settings
-        .instruments
-        .get("default")
-        .cloned()
-        .unwrap_or_default();
+    execution.default_instrument =
+        settings
+            .instruments
+            .get("default")
+            .cloned()
+            .unwrap_or_else(|| {
+                // Without [instruments.default], a broker profile's initial margin applies.
+                let mut instrument = crate::execution::Instrument::default();
+                if let Some(profile) = &execution.profile {
+                    instrument.margin = profile
+                        .margin
+                        .initial_long
+                        .max(profile.margin.initial_short);
+                }
+                instrument
+            });
     for name in settings.instruments.keys().filter(|n| *n != "default") {
         if market.symbol_id(name).is_none() {
             return Err(Error::usage(format!(
@@ -170,7 +181,7 @@ fn run_once(
         .collect();
     let mut session = Session::new(market, settings.cash, settings.commission.clone())
         .with_calendar(settings.calendar);
-    session.execution = execution;
+    session.set_execution(execution);
     let session = session.into_shared();
     let files = &prepared.files;
 

@@ -177,9 +177,17 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
                 open_time,
                 close_time: open_time + session.market.interval_ns(symbol),
             };
+            let tick = session
+                .execution
+                .instruments
+                .get(symbol.index())
+                .unwrap_or(&session.execution.default_instrument)
+                .tick_size;
             let mut costs = SessionCosts {
                 commission: &session.commission,
                 slippage_bps: session.execution.slippage_bps,
+                profile: session.profile_costs.as_mut(),
+                tick,
             };
             session
                 .orders

@@ -6,8 +6,9 @@ use super::cross_section::CrossSection;
 use super::indicator_set::IndicatorSet;
 use crate::accounting::Ledger;
 use crate::execution::{
-    CommissionModel, FillCostModel, Instrument, MatchSettings, OrderBook, OrderRejected,
-    OrderRequest,
+    BrokerProfile, CommissionModel, CommissionSchedule, FeeInput, FillCostModel, Instrument,
+    LatencySampler, MatchSettings, OrderBook, OrderRejected, OrderRequest, SlippageInput,
+    SlippageModel, executed_price,
 };
 use crate::market::{Aggregations, Market, SessionCalendar, Timeframe};
 use crate::model::{OrderId, OrderSide, SymbolId, TimestampNs};
@@ -22,6 +23,8 @@ pub struct Session {
     pub orders: OrderBook,
     pub commission: CommissionModel,
     pub execution: ExecutionSettings,
+    /// Built from `execution.profile` by [`Session::set_execution`].
+    pub profile_costs: Option<ProfileCosts>,
     pub indicators: IndicatorSet,
     pub aggregations: Aggregations,
     /// The latest bar of every symbol, for `ctx.latest(field)`.
@@ -60,6 +63,7 @@ impl Session {
             orders: OrderBook::new(symbols),
             commission,
             execution: ExecutionSettings::default(),
+            profile_costs: None,
             indicators: IndicatorSet::default(),
             aggregations: Aggregations::default(),
             cross_section: Arc::new(CrossSection::new(symbols)),
@@ -96,7 +100,10 @@ impl Session {
         if let Err(reason) = self.check_rules(&request) {
             return Ok(self.orders.reject(&request, self.now, reason));
         }
-        let latency = self.execution.latency_ns;
+        let latency = match self.profile_costs.as_mut() {
+            Some(costs) if self.execution.latency_ns == 0 => costs.latency.next_ns(),
+            _ => self.execution.latency_ns,
+        };
         self.orders.submit(request, self.now, latency)
     }
 
@@ -111,6 +118,12 @@ impl Session {
             .symbol_id(symbol)
             .ok_or_else(|| OrderRejected::UnknownSymbol(symbol.to_string()))?;
         self.submit(OrderRequest::market(id, side, quantity))
+    }
+
+    /// Installs the run's execution settings (and the cost models of its broker profile).
+    pub fn set_execution(&mut self, execution: ExecutionSettings) {
+        self.profile_costs = execution.profile.as_ref().map(ProfileCosts::new);
+        self.execution = execution;
     }
 
     pub fn instrument(&self, symbol: SymbolId) -> &Instrument {
@@ -204,12 +217,37 @@ pub struct ExecutionSettings {
     /// Per symbol (index = symbol id); symbols past the end use `default_instrument`.
     pub instruments: Vec<Instrument>,
     pub default_instrument: Instrument,
+    /// A broker profile (`[execution] broker_profile`): its commission schedule, slippage
+    /// models and latency replace the simple rate/bps settings above.
+    pub profile: Option<BrokerProfile>,
+}
+
+/// The cost models built from a broker profile, with their running state (a tiered schedule's
+/// rolling volume, the latency sampler's seed).
+#[derive(Debug)]
+pub struct ProfileCosts {
+    pub commission: CommissionSchedule,
+    pub slippage: Box<dyn SlippageModel>,
+    pub latency: LatencySampler,
+}
+
+impl ProfileCosts {
+    pub fn new(profile: &BrokerProfile) -> Self {
+        ProfileCosts {
+            commission: profile.commission.clone(),
+            slippage: profile.slippage_model(),
+            latency: profile.latency.sampler(),
+        }
+    }
 }
 
 /// The session's costs as the book sees them.
 pub struct SessionCosts<'a> {
     pub commission: &'a CommissionModel,
     pub slippage_bps: Decimal,
+    pub profile: Option<&'a mut ProfileCosts>,
+    /// The instrument's tick: profile slippage rounds to it, never favourably.
+    pub tick: Option<Decimal>,
 }
 
 impl FillCostModel for SessionCosts<'_> {
@@ -217,10 +255,20 @@ impl FillCostModel for SessionCosts<'_> {
         &self,
         side: OrderSide,
         reference: Decimal,
-        _quantity: Decimal,
-        _bar_volume: Decimal,
+        quantity: Decimal,
+        bar_volume: Decimal,
         maker: bool,
     ) -> Option<Decimal> {
+        if let Some(profile) = &self.profile {
+            let input = SlippageInput {
+                side,
+                reference_price: reference,
+                quantity,
+                bar_volume,
+                is_maker: maker,
+            };
+            return executed_price(profile.slippage.as_ref(), &input, self.tick);
+        }
         if maker || self.slippage_bps.is_zero() {
             return Some(reference);
         }
@@ -235,12 +283,22 @@ impl FillCostModel for SessionCosts<'_> {
 
     fn fee(
         &mut self,
-        _side: OrderSide,
+        side: OrderSide,
         quantity: Decimal,
         price: Decimal,
-        _maker: bool,
-        _time: crate::model::TimestampNs,
+        maker: bool,
+        time: crate::model::TimestampNs,
     ) -> Option<Decimal> {
+        if let Some(profile) = self.profile.as_deref_mut() {
+            // Each fill is charged as its own order (a per-order minimum applies per fill).
+            return profile.commission.fee(&FeeInput {
+                quantity,
+                price,
+                side,
+                is_maker: maker,
+                time,
+            });
+        }
         self.commission.fee(quantity, price)
     }
 }

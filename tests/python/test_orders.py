@@ -11,10 +11,10 @@ from conftest import ROOT
 MIN = "2024-01-01T00:{:02d}:00Z"
 
 
-def write_bars(path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
-    """One-minute bars from (open, high, low, close) text, volume 100."""
+def write_bars(path: Path, rows: list[tuple[str, str, str, str]], volume: int = 100) -> Path:
+    """One-minute bars from (open, high, low, close) text."""
     lines = ["timestamp,open,high,low,close,volume"]
-    lines += [f"{MIN.format(i)},{o},{h},{l},{c},100" for i, (o, h, l, c) in enumerate(rows)]
+    lines += [f"{MIN.format(i)},{o},{h},{l},{c},{volume}" for i, (o, h, l, c) in enumerate(rows)]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -228,3 +228,53 @@ def test_close_ignores_bracket_exits_and_counts_only_unfilled_parts(run_rustybt,
     result = run_rustybt("run", "--algo", algo, "--data", data, "--symbol", "T", "--no-progress", "--quiet")
     assert result.returncode == 0, result.stderr
     assert json.loads(report.read_text()) == ["sell", "4"]
+
+
+PROFILE_ALGO = '''
+import json
+from rustybt_api import Algorithm
+
+class A(Algorithm):
+    def on_tick(self, ctx):
+        n = len(ctx.history("T"))
+        if n == 1:
+            self.small = self.buy("T", 10)
+            self.big = self.buy("T", 1500)     # 1.5x the equity at ~10: needs leverage
+    def on_stop(self, ctx):
+        with open(OUT, "w") as f:
+            json.dump([self.big.status, self.big.reason, self.small.status], f)
+'''
+
+
+def test_a_broker_profile_sets_commission_slippage_latency_and_margin(run_rustybt, write_algo, tmp_path):
+    report = tmp_path / "report.json"
+    data = write_bars(tmp_path / "T.csv", ROWS, volume=1_000_000)
+    algo = write_algo(PROFILE_ALGO.replace("OUT", repr(str(report))))
+    plain = run_rustybt("run", "--algo", algo, "--data", data, "--symbol", "T", "--cash", "10000",
+                        "--no-progress", "--quiet")
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(report.read_text())[0] == "rejected"  # no profile: margin 1, no leverage
+    config = tmp_path / "ibkr.toml"
+    config.write_text(f'[execution]\nbroker_profile = "{ROOT / "config" / "brokers" / "ibkr_like.toml"}"\n')
+    result = run_rustybt("run", "--algo", algo, "--data", data, "--symbol", "T", "--cash", "10000",
+                         "--config", config, "--no-progress", "--quiet")
+    assert result.returncode == 0, result.stderr
+    big, reason, small = json.loads(report.read_text())
+    assert big != "rejected", reason  # Reg T-like 50% margin allows it
+    fills = result.csv_rows("fills.csv")
+    assert fills
+    small_fills = [f for f in fills if f["order_id"] == "1"]
+    assert small_fills, fills
+    for f in small_fills:
+        # IBKR-like: 0.005 per share, minimum 1, at most 1% of the value.
+        quantity, price = Decimal(f["qty"]), Decimal(f["price"])
+        assert Decimal(f["fee"]) == min(max(Decimal("0.005") * quantity, Decimal(1)), quantity * price / 100)
+        # 100 ms into the bar the path (10 → 9.40 first) is at 10 - 0.6 × 0.005 legs = 9.997;
+        # half spread and impact make a buy pay a little more, never less.
+        assert Decimal("9.997") < price < Decimal("10.00")
+        # 100 ms latency: the fill is 100 ms into the bar.
+        assert f["time"] == "2024-01-01T00:01:00.100Z", f["time"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[execution]\nbroker_profile = "/nope.toml"\n')
+    result = run_rustybt("run", "--algo", algo, "--data", data, "--symbol", "T", "--config", bad)
+    assert result.returncode == 2 and "execution.broker_profile" in result.stderr
