@@ -92,9 +92,9 @@ pub struct BarToMatch {
 pub struct OrderBook {
     orders: Vec<Order>,
     open_by_symbol: Vec<Vec<OrderId>>,
-    events: Vec<OrderEvent>,
-    /// Every event of the run, for `orders.csv`.
+    /// Every event of the run, for `orders.csv`; `on_order` gets those from `delivered` on.
     history: Vec<OrderEvent>,
+    delivered: usize,
     next_group: u64,
     /// A bracket entry's exits, and the members of each OCO group: looked up per fill, so
     /// kept by key rather than found by scanning every order of the run.
@@ -117,8 +117,7 @@ impl OrderBook {
     }
 
     fn push_event(&mut self, event: OrderEvent) {
-        self.history.push(event.clone());
-        self.events.push(event);
+        self.history.push(event);
     }
 
     fn transition(
@@ -249,7 +248,14 @@ impl OrderBook {
 
     /// Events since the last call, in order (for `on_order`).
     pub fn take_events(&mut self) -> Vec<OrderEvent> {
-        std::mem::take(&mut self.events)
+        let new = self.history[self.delivered..].to_vec();
+        self.delivered = self.history.len();
+        new
+    }
+
+    /// Marks the events so far as delivered without copying them (nobody listens).
+    pub fn skip_events(&mut self) {
+        self.delivered = self.history.len();
     }
 
     /// Every event of the run (for `orders.csv`).
@@ -333,11 +339,11 @@ impl OrderBook {
                 }
             };
         }
-        let status = order.status;
+        let (status, symbol) = (order.status, order.symbol);
         self.push_event(OrderEvent {
             time: now,
             order_id: id,
-            symbol: self.get(id).map(|o| o.symbol).unwrap_or(SymbolId(0)),
+            symbol,
             status,
             fill_quantity: None,
             fill_price: None,

@@ -398,8 +398,15 @@ impl Strategy for PyStrategy {
     }
 
     fn on_order_events(&mut self) -> Result<(), Stop> {
-        let events = lock(&self.session).orders.take_events();
-        if events.is_empty() || self.hooks[ON_ORDER].is_none() {
+        let events = {
+            let mut s = lock(&self.session);
+            if self.hooks[ON_ORDER].is_none() {
+                s.orders.skip_events();
+                return Ok(());
+            }
+            s.orders.take_events()
+        };
+        if events.is_empty() {
             return Ok(());
         }
         Python::attach(|py| {
