@@ -1,9 +1,11 @@
 //! Command-line interface: one file per subcommand.
 
 mod doctor;
+mod harness;
 mod indicator_report;
 mod progress;
 mod run;
+mod test;
 
 use std::path::PathBuf;
 
@@ -36,8 +38,22 @@ pub struct Cli {
 pub enum Command {
     /// Backtest an algorithm on bar data and write the results.
     Run(Box<RunArgs>),
+    /// Run pytest inside the embedded interpreter, where `rustybt_api.testing.backtest` runs
+    /// algorithms on the real engine. Arguments after `--` go to pytest.
+    Test(TestArgs),
     /// Show the interpreter rustybt chose, sys.path, and whether key packages import.
     Doctor,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct TestArgs {
+    /// Test files or folders (default: what pytest finds from the working directory).
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Options for pytest, after `--`: `rustybt test tests/ -- -x -k bracket`.
+    #[arg(last = true, value_name = "PYTEST_ARGS")]
+    pub pytest_args: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -127,6 +143,7 @@ pub fn execute(cli: Cli) -> ExitCode {
     } else {
         match cli.command {
             Some(Command::Run(args)) => run::run(cli.python.as_deref(), *args),
+            Some(Command::Test(args)) => test::test(cli.python.as_deref(), args),
             Some(Command::Doctor) => doctor::doctor(cli.python.as_deref()),
             None => Err(Error::usage_with_hint(
                 "no command given",
