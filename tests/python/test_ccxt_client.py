@@ -54,9 +54,9 @@ def new_fake(**kw: object) -> FakeBinance:
     return FakeBinance(**defaults)  # type: ignore[arg-type]
 
 
-def new_broker(fake: FakeBinance, **kw: object) -> CcxtBroker:
+def new_broker(fake: FakeBinance, **kw: object) -> CcxtBroker:  # noqa: D103
     args: dict[str, object] = dict(
-        api_key=fake.api_key, secret=fake.secret, urls=fake.url, timeout_ms=500, recv_window_ms=300, rate_limit_ms=1, retry=FAST
+        api_key=fake.api_key, secret=fake.secret, urls=fake.url, timeout_ms=500, recv_window_ms=300, settle_margin_ms=0, rate_limit_ms=1, retry=FAST
     )
     args.update(kw)
     return connect("binance", **args)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import select
 import subprocess
 import sys
 import time
@@ -266,6 +267,8 @@ def test_script_mode_runs_as_a_process(tmp_path: Path) -> None:
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )
     try:
+        ready, _, _ = select.select([proc.stdout], [], [], 20)  # never hang on a broken start
+        assert ready, "the fake did not start"
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert line.startswith("LISTENING http://127.0.0.1:")
         url = line.split()[1]

@@ -315,6 +315,7 @@ class CcxtBroker:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         recv_window_ms: int | None = None,
+        settle_margin_ms: int = 1_000,
         on_backoff: Callable[[Backoff], None] | None = None,
     ):
         self.exchange = exchange
@@ -325,11 +326,18 @@ class CcxtBroker:
         self._filter = _MaskingFilter(self._mask)
         exchange.logger.addFilter(self._filter)
         self.recv_window_ms = recv_window_ms
+        # Binance refuses timestamps more than 1 s ahead of its clock, so a request signed by a
+        # clock that is ahead can stay acceptable up to recvWindow + 1 s after it was sent
+        self.settle_margin_ms = settle_margin_ms
         self.on_backoff = on_backoff
         self.backoffs: deque[Backoff] = deque(maxlen=1000)
         self._rules: dict[str, InstrumentRules] = {}
         self._symbol_of_client_id: dict[str, str] = {}
         self._is_binance = exchange.id in ("binance", "binanceus")
+
+    def close(self) -> None:
+        """Detaches the log filter; the broker must not be used afterwards."""
+        self.exchange.logger.removeFilter(self._filter)
 
     def __repr__(self) -> str:
         return f"CcxtBroker(exchange={self.exchange.id!r}, api_key='***', secret='***')"
@@ -574,7 +582,7 @@ class CcxtBroker:
         window = self.recv_window_ms
         if window is None:
             window = self.exchange.safe_integer(self.exchange.options, "recvWindow", 0) or 0
-        remaining = sent_at + window / 1000 - time.time()
+        remaining = sent_at + (window + self.settle_margin_ms) / 1000 - time.time()
         if remaining > 0:
             self._sleep(remaining)
 
@@ -755,6 +763,7 @@ def connect(
     sandbox: bool = False,
     timeout_ms: int = 10_000,
     recv_window_ms: int = 5_000,
+    settle_margin_ms: int = 1_000,
     rate_limit: bool = True,
     rate_limit_ms: float | None = None,
     retry: RetryPolicy | None = None,
@@ -807,5 +816,6 @@ def connect(
         retry=retry,
         sleep=sleep,
         recv_window_ms=recv_window_ms if exchange_id in ("binance", "binanceus") else 0,
+        settle_margin_ms=settle_margin_ms,
         on_backoff=on_backoff,
     )
