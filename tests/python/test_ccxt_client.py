@@ -54,7 +54,7 @@ def new_fake(**kw: object) -> FakeBinance:
     return FakeBinance(**defaults)  # type: ignore[arg-type]
 
 
-def new_broker(fake: FakeBinance, **kw: object) -> CcxtBroker:  # noqa: D103
+def new_broker(fake: FakeBinance, **kw: object) -> CcxtBroker:
     args: dict[str, object] = dict(
         api_key=fake.api_key, secret=fake.secret, urls=fake.url, timeout_ms=500, recv_window_ms=300, settle_margin_ms=0, rate_limit_ms=1, retry=FAST
     )
@@ -432,3 +432,33 @@ def test_partial_fills_sum_and_balances_are_conserved(chunks: list[int], price_c
         assert bal["BTC"].total == filled - s.fees["BTC"]
         c = broker.cancel("rbt-h")
         assert c.status == "cancelled" and broker.balances()["USDT"].used == 0
+
+
+def test_connect_routes_every_api_and_knows_sandbox(fake: FakeBinance) -> None:
+    broker = new_broker(fake)
+    api = broker.exchange.urls["api"]
+    assert api["public"] == api["private"] == fake.url  # given as one base URL: every API goes there
+    broker = connect("binance", api_key="k", secret="s", urls={"public": fake.url, "private": fake.url})
+    api = broker.exchange.urls["api"]
+    assert {u for name, u in api.items() if name not in ("public", "private")} == {"http://127.0.0.1:9/not-configured"}
+    sandbox = connect("binance", api_key="k", secret="s", sandbox=True)  # builds only; no request
+    assert "testnet" in sandbox.exchange.urls["api"]["public"]
+    with pytest.raises(Exception, match="unknown ccxt exchange"):
+        connect("no-such-exchange", api_key="k", secret="s")
+
+
+def test_on_backoff_callback_and_close(fake: FakeBinance) -> None:
+    seen: list[str] = []
+    broker = new_broker(fake, on_backoff=lambda b: seen.append(f"{b.operation}:{b.error}"))
+    fake.inject(kind="status", method="GET", path="openOrders", status=500)
+    assert broker.open_orders("BTC/USDT") == []
+    assert seen == ["open_orders:OperationFailed"]
+    filters = len(broker.exchange.logger.filters)
+    broker.close()
+    assert len(broker.exchange.logger.filters) == filters - 1
+
+
+def test_positions_respect_cash_assets(fake: FakeBinance, broker: CcxtBroker) -> None:
+    broker.submit(OrderIntent("rbt-eth", "ETH/USDT", "buy", D("1"), reference_price=D("50")))
+    assert broker.positions() == {"BTC": D("1"), "ETH": D("0.999")}
+    assert broker.positions(cash_assets={"USDT", "BTC"}) == {"ETH": D("0.999")}

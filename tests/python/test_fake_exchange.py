@@ -295,3 +295,40 @@ def test_script_mode_runs_as_a_process(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=5)
         proc.stdout.close()  # type: ignore[union-attr]
+
+
+def test_appending_a_candle_matches_resting_orders(ex: ccxt.binance, fake: FakeBinance) -> None:
+    low_buy = ex.create_order("BTC/USDT", "limit", "buy", "0.1", "95")
+    high_sell = ex.create_order("BTC/USDT", "limit", "sell", "0.1", "104")
+    out_of_reach = ex.create_order("BTC/USDT", "limit", "sell", "0.1", "110")
+    trades = fake.append_candle("BTCUSDT", "1m", [T0 + 10 * MINUTE, "100", "105", "94", "101", "7"])
+    assert sorted((t.side, t.price) for t in trades) == [("BUY", D("95")), ("SELL", D("104"))]
+    status = {o["id"]: o["info"]["status"] for o in ex.fetch_orders("BTC/USDT")}
+    assert [status[o["id"]] for o in (low_buy, high_sell, out_of_reach)] == ["FILLED", "FILLED", "NEW"]
+    assert fake.prices["BTCUSDT"] == D("101")
+    fake.set_time(T0 + 11 * MINUTE)
+    assert ex.publicGetKlines({"symbol": "BTCUSDT", "interval": "1m", "limit": 1})[0][0] == T0 + 10 * MINUTE
+
+
+def test_ping_time_and_recv_window_limit(ex: ccxt.binance, fake: FakeBinance) -> None:
+    assert ex.publicGetPing() == {}
+    assert abs(ex.fetch_time() - time.time() * 1000) < 5_000
+    with pytest.raises(ccxt.ExchangeError, match="-1131"):
+        ex.fetch_balance({"recvWindow": 70_000})
+
+
+def test_toml_script(tmp_path: Path) -> None:
+    path = tmp_path / "scenario.toml"
+    path.write_text(
+        'api_key = "k"\nsecret = "s"\n'
+        '[[markets]]\nsymbol = "ETHUSDT"\nbase = "ETH"\nquote = "USDT"\ntick_size = "0.1"\nmin_price = "0.1"\n'
+        '[balances]\nUSDT = "500"\n[prices]\nETHUSDT = "20"\n'
+        '[[faults]]\nkind = "reject"\nmethod = "POST"\npath = "order"\n'
+    )
+    with FakeBinance.from_script(path) as fake:
+        client = make_client(fake)
+        assert client.load_markets()["ETH/USDT"]["precision"]["price"] == 0.1
+        with pytest.raises(ccxt.InsufficientFunds):
+            client.create_order("ETH/USDT", "market", "buy", "1")
+        assert client.create_order("ETH/USDT", "market", "buy", "1")["info"]["status"] == "FILLED"
+        assert fake.balance("USDT") == (D("480"), D(0))

@@ -393,6 +393,17 @@ class FakeBinance:
             for row in rows:
                 book[int(row[0])] = [int(row[0])] + [fmt(_dec(v)) for v in row[1:6]]
 
+    def append_candle(self, symbol: str, interval: str, row: list[Any]) -> list[Trade]:
+        """Adds a candle and matches resting limit orders through it: buys whose limit the low
+        reaches and sells whose limit the high reaches fill (at their limit, as makers); the
+        current price becomes the close."""
+        with self.lock:
+            self.add_candles(symbol, interval, [row])
+            low, high, close = _dec(row[3]), _dec(row[2]), _dec(row[4])
+            fills = self.advance(symbol, low) + self.advance(symbol, high)
+            self.prices[symbol] = close
+            return fills
+
     def set_fill_plan(self, symbol: str, chunks: Iterable[Any]) -> None:
         """The next market order on ``symbol`` fills in these chunks (quantities); anything left
         over after the plan expires (status EXPIRED, like a market order that ran out of book)."""
@@ -809,8 +820,7 @@ class FakeBinance:
                 self.inject(Fault.from_dict(body))
                 return {}
             if (method, path) == ("POST", "candle"):
-                self.add_candles(body["symbol"], body["interval"], [body["candle"]])
-                return {}
+                return [t.wire() for t in self.append_candle(body["symbol"], body["interval"], body["candle"])]
             if (method, path) == ("POST", "time"):
                 self.set_time(body.get("now_ms"))
                 return {}
