@@ -23,6 +23,7 @@ from rustybt_api._live import (  # noqa: E402
     ENGINE_STATES,
     AuthenticationFailed,
     CcxtBroker,
+    ClientIdConflict,
     ExchangeUnavailable,
     OrderIntent,
     OrderNotCancellable,
@@ -462,3 +463,26 @@ def test_positions_respect_cash_assets(fake: FakeBinance, broker: CcxtBroker) ->
     broker.submit(OrderIntent("rbt-eth", "ETH/USDT", "buy", D("1"), reference_price=D("50")))
     assert broker.positions() == {"BTC": D("1"), "ETH": D("0.999")}
     assert broker.positions(cash_assets={"USDT", "BTC"}) == {"ETH": D("0.999")}
+
+
+def test_gateway_errors_after_the_backend_took_the_order(fake: FakeBinance, broker: CcxtBroker) -> None:
+    # a 5xx with a code ccxt does not know: placed or not? look once, never resend
+    fake.inject(kind="status", method="POST", path="order", status=500, body={"code": -9999, "msg": "odd"}, also_process=True)
+    assert broker.submit(buy("rbt-gw1")).status == "filled"
+    fake.inject(kind="status", method="POST", path="order", status=500, body={"code": -9999, "msg": "odd"})
+    with pytest.raises(OrderRejected, match="odd"):
+        broker.submit(buy("rbt-gw2"))
+    # a 504 (ccxt: RequestTimeout) after the backend placed it
+    fake.inject(kind="status", method="POST", path="order", status=504, body={}, also_process=True)
+    assert broker.submit(buy("rbt-gw3")).status == "filled"
+    assert posts(fake) == ["rbt-gw1", "rbt-gw2", "rbt-gw3"]
+    assert [o.client_order_id for o in fake.orders] == ["rbt-gw1", "rbt-gw3"]
+
+
+def test_a_reused_client_id_for_another_intent_is_a_conflict(fake: FakeBinance, broker: CcxtBroker) -> None:
+    broker.submit(buy("rbt-same", "0.1", type="limit", limit_price=D("90")))
+    with pytest.raises(ClientIdConflict, match="quantity 0.1"):
+        broker.submit(buy("rbt-same", "0.2", type="limit", limit_price=D("90")))
+    with pytest.raises(ClientIdConflict, match="limit price 90"):
+        broker.submit(buy("rbt-same", "0.1", type="limit", limit_price=D("91")))
+    assert len(fake.orders) == 1

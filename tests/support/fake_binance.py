@@ -172,7 +172,8 @@ class Fault:
 
     kinds:
       - ``"status"``: reply ``status`` (429, 418, 500, 503, ...) with ``body`` (JSON) and
-        ``retry_after`` seconds in a Retry-After header; the request is NOT processed.
+        ``retry_after`` seconds in a Retry-After header; the request is NOT processed, unless
+        ``also_process=True`` (a gateway that fails after the backend took the request).
       - ``"delay"``: sleep ``delay_s`` before answering; with ``process=True`` (default) the request
         is processed before the sleep, so the order exists although the client timed out.
       - ``"drop"``: process the request, then close the connection without any reply (the
@@ -192,6 +193,7 @@ class Fault:
     msg: str = "Account has insufficient balance for requested action."
     when: dict[str, str] | None = None
     times: int = 1
+    also_process: bool = False
 
     def matches(self, method: str, path: str, params: dict[str, str]) -> bool:
         if self.method not in ("*", method) or self.path not in ("*", path):
@@ -903,6 +905,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             record.fault = fault.kind
             if fault.kind == "status":
+                if fault.also_process:
+                    self._process(method, path, params, parts.query, body, record, dry=False)
                 headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
                 body_out = fault.body
                 if body_out is None:

@@ -22,6 +22,7 @@ from .ccxt_client import (
 )
 from .errors import (
     AuthenticationFailed,
+    ClientIdConflict,
     ExchangeUnavailable,
     LiveBrokerError,
     OrderNotCancellable,
@@ -39,6 +40,7 @@ __all__ = [
     "Balance",
     "Candle",
     "CcxtBroker",
+    "ClientIdConflict",
     "ExchangeUnavailable",
     "InstrumentRules",
     "LiveBrokerError",

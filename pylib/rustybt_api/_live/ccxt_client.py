@@ -30,6 +30,7 @@ import ccxt
 
 from .errors import (
     AuthenticationFailed,
+    ClientIdConflict,
     ExchangeUnavailable,
     LiveBrokerError,
     OrderNotCancellable,
@@ -482,7 +483,7 @@ class CcxtBroker:
                 break
             rows = self._call("fetch_closed_candles", lambda s=start: self._raw_klines(rules, timeframe, s, page_limit))
             last_open = None
-            done = len(rows) < page_limit
+            done = False  # a short page does not end the catch-up (some exchanges cap the limit lower)
             for row in rows:
                 candle = self._candle(row, tf_ms)
                 if candle.open_time_ms < start or (last_open is not None and candle.open_time_ms <= last_open):
@@ -537,7 +538,7 @@ class CcxtBroker:
                 # "not found" only counts after that.
                 self._settle(ambiguous_since)
                 try:
-                    return self.fetch_order_by_client_id(intent.client_id, intent.symbol, retries=False)
+                    return self._same(intent, self.fetch_order_by_client_id(intent.client_id, intent.symbol, retries=False))
                 except UnknownOrder:
                     pass  # definitely not placed: resend under the same client id
                 except ExchangeUnavailable as err:  # transient: wait and look again
@@ -556,7 +557,15 @@ class CcxtBroker:
                     self._wait(op, attempt, err)
             except ccxt.BaseError as err:
                 if "Duplicate order" in str(err):  # the exchange has it already (an open order)
-                    return self.fetch_order_by_client_id(intent.client_id, intent.symbol)
+                    return self._same(intent, self.fetch_order_by_client_id(intent.client_id, intent.symbol))
+                if type(err) is ccxt.ExchangeError:
+                    # an unclassified reply (e.g. a 5xx with an unknown code from a gateway that may
+                    # have passed the order on): look once, never resend
+                    self._settle(sent_at)
+                    try:
+                        return self._same(intent, self.fetch_order_by_client_id(intent.client_id, intent.symbol))
+                    except UnknownOrder:
+                        raise OrderRejected(self._mask(f"{op}: refused by {ex.id}: {err}"), source="ExchangeError") from None
                 if isinstance(err, (ccxt.InvalidOrder, ccxt.InsufficientFunds)) and not isinstance(err, ccxt.OrderNotFound):
                     raise OrderRejected(self._mask(f"{op}: rejected by {ex.id}: {err}"), source=type(err).__name__) from None
                 raise self._translate(err, op) from None
@@ -564,7 +573,7 @@ class CcxtBroker:
         if ambiguous_since is not None:
             self._settle(ambiguous_since)
             try:
-                return self.fetch_order_by_client_id(intent.client_id, intent.symbol, retries=False)
+                return self._same(intent, self.fetch_order_by_client_id(intent.client_id, intent.symbol, retries=False))
             except UnknownOrder:
                 raise ExchangeUnavailable(
                     self._mask(f"{op}: not placed after {self.retry.max_attempts} attempts (last error: {type(last).__name__})"),
@@ -577,6 +586,25 @@ class CcxtBroker:
             intent.client_id,
             source=type(last).__name__,
         )
+
+    @staticmethod
+    def _same(intent: OrderIntent, state: OrderState) -> OrderState:
+        """The order found under the intent's client id must be that intent."""
+        diffs = []
+        if state.side != intent.side:
+            diffs.append(f"side {state.side}")
+        if state.type != intent.type:
+            diffs.append(f"type {state.type}")
+        if state.quantity != intent.quantity:
+            diffs.append(f"quantity {state.quantity}")
+        if intent.type == "limit" and state.limit_price != intent.limit_price:
+            diffs.append(f"limit price {state.limit_price}")
+        if diffs:
+            raise ClientIdConflict(
+                f"client id {intent.client_id} is already used on the exchange by order {state.exchange_id} "
+                f"({', '.join(diffs)}), which is not this intent"
+            )
+        return state
 
     def _settle(self, sent_at: float) -> None:
         window = self.recv_window_ms

@@ -67,5 +67,10 @@ class OutcomeUnknown(LiveBrokerError):
         self.client_id = client_id
 
 
+class ClientIdConflict(LiveBrokerError):
+    """The exchange already has an order under this client id, but it is not this intent (other
+    side, quantity, type or price). The journal must never reuse a client id."""
+
+
 class ExchangeUnavailable(LiveBrokerError):
     """A read or cancel still failed with a transient error after every retry."""
