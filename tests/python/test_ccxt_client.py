@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -486,3 +486,33 @@ def test_a_reused_client_id_for_another_intent_is_a_conflict(fake: FakeBinance, 
     with pytest.raises(ClientIdConflict, match="limit price 90"):
         broker.submit(buy("rbt-same", "0.1", type="limit", limit_price=D("91")))
     assert len(fake.orders) == 1
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(
+    # in 0.000001 (finer than the 0.00001 lot step) and 0.001 (finer than the 0.01 tick); half of
+    # the draws are on the grid, so both outcomes are exercised
+    qty_units=st.one_of(st.integers(1, 300_000).map(lambda k: k * 10), st.integers(1, 3_000_000)),
+    price_units=st.one_of(st.integers(1, 200_000).map(lambda k: k * 10), st.integers(1, 2_000_000)),
+)
+def test_client_rules_agree_with_the_exchange_filters(fake: FakeBinance, qty_units: int, price_units: int) -> None:
+    """An intent the client lets through is accepted by the exchange's filters, and one it
+    refuses would have been refused by them: the pre-check neither over- nor under-blocks."""
+    qty, price = D(qty_units) / 1_000_000, D(price_units) / 1_000
+    broker = new_broker(fake)
+    try:
+        broker.rules("BTC/USDT").validate(qty, price)
+        ok = True
+    except RuleViolation:
+        ok = False
+    ex = broker.exchange
+    with fake.lock:
+        fake.balances["USDT"] = [D("1E12"), D(0)]
+    try:
+        ex.privatePostOrder({"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "IOC", "quantity": str(qty), "price": str(price)})
+        accepted = True
+    except Exception as err:  # noqa: BLE001 - any refusal must be a filter failure
+        assert "Filter failure" in str(err), err
+        accepted = False
+    event(f"accepted={accepted}")
+    assert ok == accepted, (qty, price)
