@@ -516,3 +516,12 @@ def test_client_rules_agree_with_the_exchange_filters(fake: FakeBinance, qty_uni
         accepted = False
     event(f"accepted={accepted}")
     assert ok == accepted, (qty, price)
+
+
+def test_a_coded_refusal_is_not_looked_up(fake: FakeBinance, broker: CcxtBroker) -> None:
+    # -1131 is unknown to ccxt (a plain ExchangeError) but Binance's -11xx codes refuse the request
+    fake.inject(kind="reject", method="POST", path="order", code=-1131, msg="recvWindow must be less than 60000")
+    with pytest.raises(OrderRejected, match="-1131"):
+        broker.submit(buy("rbt-coded"))
+    assert fake.requests_for("GET", "order") == [] and fake.orders == []  # no lookup, no resend
+    assert posts(fake) == ["rbt-coded"]

@@ -303,6 +303,20 @@ def map_status(raw_status: str | None, filled: Decimal = ZERO) -> str:
     raise LiveBrokerError(f"unknown order status {raw_status!r}")
 
 
+# Binance codes that refuse a request before it reaches the matching engine: malformed requests
+# (-1100..-1199), filter failures (-1013), NEW_ORDER_REJECTED (-2010). ccxt reports some of them as
+# a plain ExchangeError (e.g. -1013 on api.binance.com); with these codes there is nothing to look up.
+_CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
+
+
+def _definitive_refusal(err: Exception) -> bool:
+    m = _CODE_RE.search(str(err))
+    if m is None:
+        return False
+    code = int(m.group(1))
+    return code in (-1013, -2010) or -1199 <= code <= -1100
+
+
 # ------------------------------------------------------------------------------------ broker
 
 
@@ -558,7 +572,7 @@ class CcxtBroker:
             except ccxt.BaseError as err:
                 if "Duplicate order" in str(err):  # the exchange has it already (an open order)
                     return self._same(intent, self.fetch_order_by_client_id(intent.client_id, intent.symbol))
-                if type(err) is ccxt.ExchangeError:
+                if type(err) is ccxt.ExchangeError and not _definitive_refusal(err):
                     # an unclassified reply (e.g. a 5xx with an unknown code from a gateway that may
                     # have passed the order on): look once, never resend
                     self._settle(sent_at)
