@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import random
+import signal
+import subprocess
 import sys
 import time
 from decimal import Decimal as D
@@ -406,7 +408,7 @@ def test_rate_limiter_is_on(fake: FakeBinance) -> None:
 # --------------------------------------------------------------------------------- property
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     chunks=st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=6),
     price_cents=st.integers(min_value=5_000, max_value=15_000),
@@ -488,7 +490,7 @@ def test_a_reused_client_id_for_another_intent_is_a_conflict(fake: FakeBinance, 
     assert len(fake.orders) == 1
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(
     # in 0.000001 (finer than the 0.00001 lot step) and 0.001 (finer than the 0.01 tick); half of
     # the draws are on the grid, so both outcomes are exercised
@@ -525,3 +527,46 @@ def test_a_coded_refusal_is_not_looked_up(fake: FakeBinance, broker: CcxtBroker)
         broker.submit(buy("rbt-coded"))
     assert fake.requests_for("GET", "order") == [] and fake.orders == []  # no lookup, no resend
     assert posts(fake) == ["rbt-coded"]
+
+
+CHILD = """
+import sys
+sys.path[:0] = {paths!r}
+from decimal import Decimal
+from rustybt_api._live import connect, OrderIntent
+b = connect("binance", api_key={key!r}, secret={secret!r}, urls={url!r}, timeout_ms=30000, rate_limit_ms=1)
+print("sending", flush=True)
+b.submit(OrderIntent("rbt-crash-1", "BTC/USDT", "buy", Decimal("0.1")))
+print("acknowledged", flush=True)
+"""
+
+
+def test_kill_9_after_send_before_ack_then_resume(fake: FakeBinance) -> None:
+    fake.inject(kind="delay", method="POST", path="order", delay_s=20)  # processed; the ack hangs
+    code = CHILD.format(paths=[str(ROOT / "pylib")], key=fake.api_key, secret=fake.secret, url=fake.url)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while fake.order_by_client_id("rbt-crash-1") is None:
+            assert time.monotonic() < deadline and child.poll() is None, "the child never sent"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)  # after send, before ack
+        child.wait(timeout=10)
+        assert child.stdout is not None and child.stdout.read() == "sending\n"
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
+        if child.stdout is not None:
+            child.stdout.close()
+    # the restarted host: its journal says "sent, no ack"
+    broker = new_broker(fake)
+    intent = OrderIntent("rbt-crash-1", "BTC/USDT", "buy", D("0.1"))
+    assert broker.fetch_order_by_client_id("rbt-crash-1", "BTC/USDT").status == "filled"
+    state = broker.resume(intent, sent_at_ms=int(time.time() * 1000) - 10_000)
+    assert (state.status, state.filled) == ("filled", D("0.1"))
+    assert posts(fake) == ["rbt-crash-1"] and len(fake.orders) == 1
+    # a journal entry whose send never reached the exchange is sent now, once
+    lost = OrderIntent("rbt-crash-2", "BTC/USDT", "buy", D("0.1"))
+    assert broker.resume(lost).status == "filled"
+    assert posts(fake) == ["rbt-crash-1", "rbt-crash-2"] and len(fake.orders) == 2

@@ -620,6 +620,22 @@ class CcxtBroker:
             )
         return state
 
+    def resume(self, intent: OrderIntent, *, sent_at_ms: int | None = None) -> OrderState:
+        """For an intent the journal recorded as sent but never saw acknowledged (the host died
+        between send and ack): returns the exchange's state of the order if it has it, otherwise
+        submits it. ``submit`` alone must not be used here: Binance accepts a client id again once
+        the first order is no longer open, so a blind resend could double a filled order.
+
+        "Not found" only counts once the first send can no longer arrive: ``sent_at_ms`` (from
+        the journal) + recvWindow + margin; without it the wait starts now."""
+        self._check_intent(intent)
+        self._symbol_of_client_id[intent.client_id] = intent.symbol
+        self._settle(time.time() if sent_at_ms is None else sent_at_ms / 1000)
+        try:
+            return self._same(intent, self.fetch_order_by_client_id(intent.client_id, intent.symbol))
+        except UnknownOrder:
+            return self.submit(intent)
+
     def _settle(self, sent_at: float) -> None:
         window = self.recv_window_ms
         if window is None:
