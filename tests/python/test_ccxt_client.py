@@ -26,6 +26,7 @@ from rustybt_api._live import (  # noqa: E402
     AuthenticationFailed,
     CcxtBroker,
     ClientIdConflict,
+    ExchangeRefused,
     ExchangeUnavailable,
     OrderIntent,
     OrderNotCancellable,
@@ -570,3 +571,14 @@ def test_kill_9_after_send_before_ack_then_resume(fake: FakeBinance) -> None:
     lost = OrderIntent("rbt-crash-2", "BTC/USDT", "buy", D("0.1"))
     assert broker.resume(lost).status == "filled"
     assert posts(fake) == ["rbt-crash-1", "rbt-crash-2"] and len(fake.orders) == 2
+
+
+def test_read_errors_are_typed(fake: FakeBinance, broker: CcxtBroker) -> None:
+    fake.inject(kind="reject", method="GET", path="account", code=-1104, msg="Not all sent parameters were read.")
+    with pytest.raises(ExchangeRefused, match="-1104") as err:
+        broker.balances()
+    assert not isinstance(err.value, OrderRejected)
+    fake.inject(kind="status", method="GET", path="openOrders", status=503, times=10)
+    with pytest.raises(ExchangeUnavailable, match="after 4 attempts"):
+        broker.open_orders("BTC/USDT")
+    assert len(fake.requests_for("GET", "openOrders")) == 4

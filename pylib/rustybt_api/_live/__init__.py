@@ -23,6 +23,7 @@ from .ccxt_client import (
 from .errors import (
     AuthenticationFailed,
     ClientIdConflict,
+    ExchangeRefused,
     ExchangeUnavailable,
     LiveBrokerError,
     OrderNotCancellable,
@@ -41,6 +42,7 @@ __all__ = [
     "Candle",
     "CcxtBroker",
     "ClientIdConflict",
+    "ExchangeRefused",
     "ExchangeUnavailable",
     "InstrumentRules",
     "LiveBrokerError",

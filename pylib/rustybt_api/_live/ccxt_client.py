@@ -31,6 +31,7 @@ import ccxt
 from .errors import (
     AuthenticationFailed,
     ClientIdConflict,
+    ExchangeRefused,
     ExchangeUnavailable,
     LiveBrokerError,
     OrderNotCancellable,
@@ -360,7 +361,7 @@ class CcxtBroker:
     __str__ = __repr__
 
     # ---- error translation and retries
-    def _translate(self, err: Exception, what: str) -> LiveBrokerError:
+    def _translate(self, err: Exception, what: str, *, order: bool = False) -> LiveBrokerError:
         msg = self._mask(f"{what}: {type(err).__name__}: {err}")
         src = type(err).__name__
         if isinstance(err, ccxt.AuthenticationError) or isinstance(err, ccxt.PermissionDenied):
@@ -370,7 +371,7 @@ class CcxtBroker:
         if isinstance(err, ccxt.OperationFailed):
             return ExchangeUnavailable(msg, source=src)
         if isinstance(err, (ccxt.InvalidOrder, ccxt.InsufficientFunds, ccxt.BadRequest, ccxt.BadSymbol, ccxt.ExchangeError)):
-            return OrderRejected(msg, source=src)
+            return (OrderRejected if order else ExchangeRefused)(msg, source=src)
         return LiveBrokerError(msg, source=src)
 
     def _retry_after(self, err: Exception) -> float | None:
@@ -399,7 +400,7 @@ class CcxtBroker:
             self.on_backoff(event)
         self._sleep(delay)
 
-    def _call(self, operation: str, fn: Callable[[], Any]) -> Any:
+    def _call(self, operation: str, fn: Callable[[], Any], *, order: bool = False) -> Any:
         """Runs an idempotent request with retries on transient errors."""
         last: Exception | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
@@ -410,7 +411,7 @@ class CcxtBroker:
                 if attempt < self.retry.max_attempts:
                     self._wait(operation, attempt, err)
             except ccxt.BaseError as err:
-                raise self._translate(err, operation) from None
+                raise self._translate(err, operation, order=order) from None
         assert last is not None
         raise self._translate(last, f"{operation} (after {self.retry.max_attempts} attempts)") from None
 
@@ -582,7 +583,7 @@ class CcxtBroker:
                         raise OrderRejected(self._mask(f"{op}: refused by {ex.id}: {err}"), source="ExchangeError") from None
                 if isinstance(err, (ccxt.InvalidOrder, ccxt.InsufficientFunds)) and not isinstance(err, ccxt.OrderNotFound):
                     raise OrderRejected(self._mask(f"{op}: rejected by {ex.id}: {err}"), source=type(err).__name__) from None
-                raise self._translate(err, op) from None
+                raise self._translate(err, op, order=True) from None
         # out of attempts: one last lookup decides
         if ambiguous_since is not None:
             self._settle(ambiguous_since)
@@ -697,7 +698,7 @@ class CcxtBroker:
         op = f"cancel {key}"
         params = {"clientOrderId": client_id} if client_id else {}
         try:
-            reply = self._call(op, lambda: self.exchange.cancel_order(exchange_id, rules.symbol, dict(params)))
+            reply = self._call(op, lambda: self.exchange.cancel_order(exchange_id, rules.symbol, dict(params)), order=True)
             return self._state(reply.get("info") or {}, rules, reply)
         except (UnknownOrder, OrderRejected) as err:
             # Binance answers -2011 "Unknown order sent." both for unknown and for final orders

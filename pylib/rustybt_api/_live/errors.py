@@ -24,7 +24,11 @@ class RuleViolation(LiveBrokerError, ValueError):
     notional) or is malformed. Raised before anything is sent; nothing is ever rounded."""
 
 
-class OrderRejected(LiveBrokerError):
+class ExchangeRefused(LiveBrokerError):
+    """The exchange answered a request with a definitive error (bad request, unknown symbol, ...)."""
+
+
+class OrderRejected(ExchangeRefused):
     """The exchange refused the order (insufficient balance, filter failure, ...). Definitive:
     the order does not exist on the exchange."""
 
