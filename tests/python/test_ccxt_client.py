@@ -582,3 +582,25 @@ def test_read_errors_are_typed(fake: FakeBinance, broker: CcxtBroker) -> None:
     with pytest.raises(ExchangeUnavailable, match="after 4 attempts"):
         broker.open_orders("BTC/USDT")
     assert len(fake.requests_for("GET", "openOrders")) == 4
+
+
+def test_fills_page_and_match_the_orders(fake: FakeBinance, broker: CcxtBroker) -> None:
+    fake.set_fill_plan("BTCUSDT", ["0.1", "0.05", "0.05"])
+    market = broker.submit(buy("rbt-f1", "0.2"))
+    broker.submit(buy("rbt-f2", "1", type="limit", limit_price=D("90")))
+    fake.advance("BTCUSDT", "90", qty="0.3")
+    fake.advance("BTCUSDT", "89", qty="0.2")
+    cancelled = broker.cancel("rbt-f2")
+    assert (cancelled.filled, cancelled.fees) == (D("0.5"), {"BTC": D("0.0005")})  # fees of a cancelled order
+    fills = broker.fetch_fills("BTC/USDT", page_limit=2)  # 5 trades in 3 pages
+    assert [f.trade_id for f in fills] == [1, 2, 3, 4, 5]
+    assert len(fake.requests_for("GET", "myTrades")) >= 3
+    by_order: dict[str, D] = {}
+    for f in fills:
+        by_order[f.exchange_order_id] = by_order.get(f.exchange_order_id, D(0)) + f.quantity
+    assert by_order == {market.exchange_id: D("0.2"), cancelled.exchange_id: D("0.5")}
+    assert [(f.price, f.is_maker, f.fee_asset) for f in fills[3:]] == [(D(90), True, "BTC")] * 2
+    assert sum(f.fee for f in fills) == market.fees["BTC"] + cancelled.fees["BTC"]
+    broker.submit(OrderIntent("rbt-f3", "BTC/USDT", "sell", D("0.1")))
+    newer = broker.fetch_fills("BTC/USDT", from_trade_id=fills[-1].trade_id + 1)
+    assert [(f.trade_id, f.side, f.price, f.fee_asset, f.fee) for f in newer] == [(6, "sell", D(89), "USDT", D("0.0089"))]

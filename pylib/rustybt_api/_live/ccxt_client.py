@@ -47,6 +47,7 @@ __all__ = [
     "Balance",
     "Candle",
     "CcxtBroker",
+    "Fill",
     "InstrumentRules",
     "OrderIntent",
     "OrderState",
@@ -225,6 +226,22 @@ class OrderState:
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATES
+
+
+@dataclass(frozen=True)
+class Fill:
+    """One trade of the account, as the exchange reports it."""
+
+    trade_id: int
+    exchange_order_id: str
+    symbol: str
+    side: str
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    fee_asset: str
+    time_ms: int
+    is_maker: bool
 
 
 @dataclass(frozen=True)
@@ -699,7 +716,7 @@ class CcxtBroker:
         params = {"clientOrderId": client_id} if client_id else {}
         try:
             reply = self._call(op, lambda: self.exchange.cancel_order(exchange_id, rules.symbol, dict(params)), order=True)
-            return self._state(reply.get("info") or {}, rules, reply)
+            return self._state(reply.get("info") or {}, rules, reply, with_fees=True)
         except (UnknownOrder, OrderRejected) as err:
             # Binance answers -2011 "Unknown order sent." both for unknown and for final orders
             state = self._lookup(client_id, exchange_id, rules)
@@ -715,7 +732,64 @@ class CcxtBroker:
             reply = self._call("lookup", lambda: self.exchange.fetch_order(exchange_id, rules.symbol, dict(params)))
         except UnknownOrder:
             return None
-        return self._state(reply.get("info") or {}, rules, reply)
+        return self._state(reply.get("info") or {}, rules, reply, with_fees=True)
+
+    def fetch_fills(self, symbol: str, *, from_trade_id: int | None = None, since_ms: int | None = None, page_limit: int = 1000, max_pages: int = 1000) -> list[Fill]:
+        """The account's trades on ``symbol`` (each fill once, oldest first, exact), from trade id
+        ``from_trade_id`` (inclusive) or time ``since_ms``; pages through everything after it.
+        The engine applies these to its ledger; ``exchange_order_id`` links them to orders."""
+        rules = self.rules(symbol)
+        ex = self.exchange
+        if not self._is_binance:
+            trades = self._call("fetch_fills", lambda: ex.fetch_my_trades(rules.symbol, since_ms, page_limit))
+            return [self._fill_unified(t, rules) for t in trades]
+        out: list[Fill] = []
+        params: dict[str, Any] = {"symbol": rules.exchange_symbol, "limit": page_limit}
+        if from_trade_id is not None:
+            params["fromId"] = from_trade_id
+        elif since_ms is not None:
+            params["startTime"] = since_ms
+        else:
+            params["fromId"] = 0
+        for _ in range(max_pages):
+            rows = self._call("fetch_fills", lambda p=dict(params): ex.privateGetMyTrades(p))
+            fresh = [r for r in rows if not out or int(r["id"]) > out[-1].trade_id]
+            out.extend(self._fill_binance(r, rules) for r in fresh)
+            if len(rows) < page_limit or not fresh:
+                break
+            params.pop("startTime", None)
+            params["fromId"] = out[-1].trade_id + 1
+        return out
+
+    def _fill_binance(self, r: Mapping[str, Any], rules: InstrumentRules) -> Fill:
+        return Fill(
+            trade_id=int(r["id"]),
+            exchange_order_id=str(r["orderId"]),
+            symbol=rules.symbol,
+            side="buy" if r["isBuyer"] else "sell",
+            price=_dec(r["price"], "price"),
+            quantity=_dec(r["qty"], "qty"),
+            fee=_dec(r["commission"], "commission"),
+            fee_asset=self.exchange.safe_currency_code(r["commissionAsset"]),
+            time_ms=int(r["time"]),
+            is_maker=bool(r["isMaker"]),
+        )
+
+    def _fill_unified(self, t: Mapping[str, Any], rules: InstrumentRules) -> Fill:
+        ex = self.exchange
+        fee = t.get("fee") or {}
+        return Fill(
+            trade_id=int(t["id"]) if str(t["id"]).isdigit() else t["id"],  # type: ignore[arg-type]
+            exchange_order_id=str(t.get("order")),
+            symbol=rules.symbol,
+            side=t["side"],
+            price=Decimal(ex.number_to_string(t["price"])),
+            quantity=Decimal(ex.number_to_string(t["amount"])),
+            fee=Decimal(ex.number_to_string(fee.get("cost") or 0)),
+            fee_asset=fee.get("currency") or "",
+            time_ms=int(t["timestamp"]),
+            is_maker=t.get("takerOrMaker") == "maker",
+        )
 
     def open_orders(self, symbol: str | None = None) -> list[OrderState]:
         if not self._rules:
