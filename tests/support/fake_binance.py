@@ -21,7 +21,8 @@ keeps a request log. Faults can be queued for the next matching request (see ``F
 Control endpoints for out-of-process tests live under ``/_fake/`` (not part of Binance's API):
 ``GET /_fake/requests``, ``GET /_fake/orders``, ``GET /_fake/balances``, ``POST /_fake/advance``
 (JSON ``{"symbol":..., "price":..., "qty": optional}``), ``POST /_fake/fault`` (a fault as JSON),
-``POST /_fake/candle`` (JSON ``{"symbol", "interval", "candle": [open_ms, o, h, l, c, v]}``),
+``POST /_fake/candle`` (JSON ``{"symbol", "interval", "candle": [open_ms, o, h, l, c, v]}``;
+appended and matched against resting orders, see ``append_candle``),
 ``POST /_fake/time`` (JSON ``{"now_ms": int|null}``).
 """
 
