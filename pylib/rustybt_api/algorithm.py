@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import datetime as _dt
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ._parameters import class_parameters
 from .errors import NotAttachedError
@@ -15,7 +15,7 @@ from .talib_function import talib_function
 if TYPE_CHECKING:
     from .types import Context, Fill, IndicatorHandle, Logger, Order, OrderEvent, Price, Quantity
 
-__all__ = ["Algorithm", "parameters_of", "convert_parameter"]
+__all__ = ["Algorithm", "Scheduled", "parameters_of", "convert_parameter"]
 
 
 class Algorithm:
@@ -182,6 +182,25 @@ class Algorithm:
             key += f"|{id(name)}"
         return engine.custom_indicator(instance, symbol, timeframe, key)  # type: ignore[no-any-return]
 
+    def schedule(
+        self,
+        callback: Callable[[Context], None],
+        *,
+        every: str | None = None,
+        at: str | None = None,
+        cron: str | None = None,
+        timezone: str | None = None,
+        name: str | None = None,
+    ) -> Scheduled:
+        """Calls ``callback(ctx)`` on a schedule, before ``on_tick`` of the first tick at or
+        after each occurrence. Give one of ``every="15m"`` (multiples of the period since the
+        epoch, UTC), ``at="09:30"`` (daily, local time) or ``cron="*/5 9-16 * * 1-5"`` (five-field
+        POSIX cron, local time). ``timezone`` defaults to the market's (``--timezone``).
+        Occurrences missed between two ticks fire once. Returns a handle with ``cancel()``.
+        """
+        schedules = self._engine().schedules
+        return Scheduled(schedules, schedules.add(callback, self, every, at, cron, timezone, name))
+
     @property
     def log(self) -> Logger:
         """Logger whose lines carry the simulated time (``self.log.info("x=%s", x)``)."""
@@ -191,6 +210,49 @@ class Algorithm:
     def parameters(cls) -> dict[str, Any]:
         """The class's parameters and their default values."""
         return parameters_of(cls)
+
+
+class Scheduled:
+    """A scheduled callback: ``name``, ``next_time`` (UTC datetime, ``None`` when cancelled or
+    exhausted), ``fired`` (calls so far) and ``cancel()``."""
+
+    __slots__ = ("_schedules", "id")
+
+    def __init__(self, schedules: Any, schedule_id: int) -> None:
+        self._schedules = schedules
+        self.id = schedule_id
+
+    def _info(self) -> tuple[str, int | None, int] | None:
+        return self._schedules.info(self.id)  # type: ignore[no-any-return]
+
+    @property
+    def name(self) -> str | None:
+        info = self._info()
+        return None if info is None else info[0]
+
+    @property
+    def next_time(self) -> _dt.datetime | None:
+        info = self._info()
+        if info is None or info[1] is None:
+            return None
+        epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+        return epoch + _dt.timedelta(microseconds=info[1] // 1000)
+
+    @property
+    def fired(self) -> int:
+        info = self._info()
+        return 0 if info is None else info[2]
+
+    @property
+    def active(self) -> bool:
+        return self._info() is not None
+
+    def cancel(self) -> bool:
+        """Stops the schedule; ``False`` if it was already cancelled."""
+        return self._schedules.cancel(self.id)  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"Scheduled(name={self.name!r}, next_time={self.next_time}, fired={self.fired})"
 
 
 def parameters_of(cls: type) -> dict[str, Any]:

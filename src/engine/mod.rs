@@ -3,6 +3,7 @@
 mod backtest;
 pub mod cross_section;
 pub mod indicator_set;
+pub mod schedule;
 mod session;
 
 pub use backtest::{BacktestOptions, BacktestOutcome, Stop, Strategy, run_backtest};

@@ -8,6 +8,7 @@ pub mod errors;
 pub mod interpreter;
 pub mod loader;
 pub mod objects;
+pub mod schedule;
 pub mod strategy;
 
 use std::path::{Path, PathBuf};

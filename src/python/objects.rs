@@ -1077,6 +1077,7 @@ pub struct Broker {
     logger: Py<Logger>,
     context: Py<Context>,
     custom: Arc<super::custom::PythonIndicators>,
+    schedules: Py<super::schedule::Schedules>,
 }
 
 impl Broker {
@@ -1086,10 +1087,12 @@ impl Broker {
         sink: Arc<LogSink>,
         algorithm_name: &str,
         custom: Arc<super::custom::PythonIndicators>,
+        schedules: Py<super::schedule::Schedules>,
     ) -> PyResult<Self> {
         let session = context.get().session.clone();
         Ok(Broker {
             custom,
+            schedules,
             logger: Py::new(
                 py,
                 Logger {
@@ -1378,6 +1381,12 @@ impl Broker {
         Ok(Some(self.handle(id)))
     }
 
+    /// The algorithm's scheduled callbacks (`Algorithm.schedule`).
+    #[getter]
+    fn schedules(&self, py: Python<'_>) -> Py<super::schedule::Schedules> {
+        self.schedules.clone_ref(py)
+    }
+
     /// Open orders, of one symbol or of all.
     #[pyo3(signature = (symbol = None))]
     fn open_orders(&self, py: Python<'_>, symbol: Option<&str>) -> PyResult<Vec<Order>> {
@@ -1520,6 +1529,7 @@ pub fn _rustybt(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<AggregateBuffer>()?;
     module.add_class::<CrossSectionBuffer>()?;
     module.add_class::<IndicatorHandle>()?;
+    module.add_class::<super::schedule::Schedules>()?;
     module.add_class::<super::custom::Bar>()?;
     Ok(())
 }

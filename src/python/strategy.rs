@@ -11,6 +11,7 @@ use super::custom::PythonIndicators;
 use super::errors::{algorithm_error, is_keyboard_interrupt};
 use super::loader::{LoadedAlgorithm, load_algorithm};
 use super::objects::{Broker, Context, Fill, LogSink, OrderEvent};
+use super::schedule::Schedules;
 use crate::engine::{SharedSession, Stop, Strategy, lock};
 use crate::model::{TimestampNs, format_timestamp};
 use crate::watch::SourceWatcher;
@@ -39,6 +40,7 @@ pub struct PyStrategy {
     pub timings: [HookTiming; 5],
     /// Custom Python indicators, run once per closed bar before the algorithm's hooks.
     pub indicators: Arc<PythonIndicators>,
+    schedules: Py<Schedules>,
     reload: Option<HotReload>,
 }
 
@@ -92,12 +94,14 @@ impl PyStrategy {
     ) -> PyResult<Self> {
         let context = Py::new(py, Context::new(py, session.clone())?)?;
         let indicators = Arc::new(PythonIndicators::default());
+        let schedules = Py::new(py, Schedules::new(session.clone()))?;
         let broker = Broker::new(
             py,
             context.clone_ref(py),
             sink.clone(),
             &loaded.class_name,
             indicators.clone(),
+            schedules.clone_ref(py),
         )?;
         let algorithm = loaded.instance.bind(py);
         algorithm.setattr("_rustybt", Py::new(py, broker)?)?;
@@ -107,6 +111,7 @@ impl PyStrategy {
             sink,
             reload: None,
             indicators,
+            schedules,
             context,
             user_root: loaded
                 .path
@@ -365,6 +370,24 @@ impl PyStrategy {
             })
     }
 
+    /// Calls the scheduled callbacks due at this tick, in time order, before `on_tick`.
+    fn run_schedules(&mut self, py: Python<'_>, context: &Bound<'_, PyAny>) -> Result<(), Stop> {
+        let now = lock(&self.session).now;
+        let algorithm = self.algorithm.bind(py).clone();
+        let due = self
+            .schedules
+            .get()
+            .take_due(py, now, &algorithm)
+            .map_err(|e| self.stop_for(py, &e, "schedule"))?;
+        for (_, name, callable) in due {
+            callable
+                .bind(py)
+                .call1((context,))
+                .map_err(|e| self.stop_for(py, &e, &format!("{name} (scheduled)")))?;
+        }
+        Ok(())
+    }
+
     fn on_trial(&self) -> bool {
         self.reload.as_ref().is_some_and(|r| r.previous.is_some())
     }
@@ -440,7 +463,10 @@ impl Strategy for PyStrategy {
     fn on_tick(&mut self) -> Result<(), Stop> {
         Python::attach(|py| {
             let context = self.context.bind(py).clone().into_any();
-            let result = self.call_hook(py, ON_TICK, &context);
+            let mut result = self.run_schedules(py, &context);
+            if result.is_ok() {
+                result = self.call_hook(py, ON_TICK, &context);
+            }
             if self.on_trial() {
                 return self.settle_reload(py, result);
             }
