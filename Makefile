@@ -29,6 +29,7 @@ test-rust: setup
 
 test-python: build
 	$(PY) -m pytest tests/python -q
+	$(BIN) test tests/algorithms -- -q -p no:cacheprovider
 
 test: test-rust test-python
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from .algorithm import Algorithm
 from .indicator import Indicator
 from .errors import (
+    AlgorithmFailed,
+    BacktestError,
     EngineError,
     IndicatorError,
     NotAttachedError,
@@ -22,6 +24,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Algorithm",
+    "AlgorithmFailed",
+    "BacktestError",
     "Bar",
     "Bars",
     "Context",

@@ -9,6 +9,8 @@ __all__ = [
     "IndicatorError",
     "EngineError",
     "NotAttachedError",
+    "BacktestError",
+    "AlgorithmFailed",
 ]
 
 
@@ -37,3 +39,16 @@ class EngineError(RustybtError):
 
 class NotAttachedError(RustybtError, RuntimeError):
     """An Algorithm method that needs the engine was called outside ``rustybt run``."""
+
+
+class BacktestError(RustybtError, ValueError):
+    """``testing.backtest`` could not start: bad data, settings or parameters."""
+
+
+class AlgorithmFailed(RustybtError):
+    """The algorithm raised during ``testing.backtest``. ``result`` holds the partial results;
+    the message includes the algorithm's own traceback (file and line)."""
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result

@@ -22,9 +22,11 @@ if TYPE_CHECKING:
     from .indicator import Indicator
 
 __all__ = [
+    "BacktestResult",
     "Bar",
     "BarArrays",
     "BarValues",
+    "backtest",
     "generate_bars",
     "normalize_outputs",
     "run_indicator",
@@ -235,3 +237,224 @@ def run_indicator(indicator: Indicator, bars: BarArrays, mode: str = "engine") -
         for name, value in zip(names, values):
             out[name][i] = value
     return out
+
+
+# --- Running an algorithm on the real engine ----------------------------------------------------
+
+_DECIMAL_COLUMNS = {
+    "quantity", "qty", "limit", "stop", "fill_quantity", "fill_price", "filled_quantity",
+    "price", "fee", "max_qty", "pnl", "fees", "cash", "equity",
+}
+
+
+def _parse_time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """A results CSV as dicts: money and quantities as Decimal, times as aware datetimes."""
+    if not path.exists():
+        return []
+    rows = []
+    with path.open(newline="") as f:
+        for raw in csv.DictReader(f):
+            row: dict[str, Any] = {}
+            for key, value in raw.items():
+                if key in _DECIMAL_COLUMNS:
+                    row[key] = Decimal(value) if value != "" else None
+                elif key == "time" or key.endswith("_time"):
+                    row[key] = _parse_time(value) if value else None
+                elif key == "order_id":
+                    row[key] = int(value)
+                else:
+                    row[key] = value
+            rows.append(row)
+    return rows
+
+
+@dataclass
+class RunError:
+    """Why a run stopped early: the algorithm's exception and where it was raised."""
+
+    phase: str
+    exception: str
+    message: str
+    summary: str
+    traceback: str
+    time: str | None = None
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass
+class BacktestResult:
+    """What ``backtest`` produced. Amounts are ``Decimal``; times are UTC datetimes.
+
+    ``orders`` has one dict per order in its final state (``status``, ``filled_quantity``,
+    ``average_price``); ``order_events`` every state change, as in ``orders.csv``; ``fills``,
+    ``trades`` and ``equity`` the rows of ``fills.csv``, ``trades.csv`` and ``equity.csv``
+    (``fills`` also under the key ``quantity``); ``positions`` the open quantities by symbol.
+    """
+
+    status: str
+    error: RunError | None
+    out: Path
+    algorithm: Any
+    bars: int
+    ticks: int
+    wall_seconds: float
+    cash: Decimal
+    positions: dict[str, Decimal]
+    orders: list[dict[str, Any]]
+    order_events: list[dict[str, Any]]
+    fills: list[dict[str, Any]]
+    trades: list[dict[str, Any]]
+    equity: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    log: list[str]
+    hook_timings: dict[str, tuple[int, int]]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "complete"
+
+    def orders_for(self, symbol: str) -> list[dict[str, Any]]:
+        return [o for o in self.orders if o["symbol"] == symbol]
+
+
+def _final_orders(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    orders: dict[int, dict[str, Any]] = {}
+    for event in events:
+        order = orders.setdefault(
+            event["order_id"],
+            {
+                key: event[key]
+                for key in ("order_id", "symbol", "side", "type", "quantity", "limit", "stop", "tif")
+            }
+            | {"created": event["time"], "filled_quantity": Decimal(0), "_notional": Decimal(0)},
+        )
+        order["status"] = event["status"]
+        order["updated"] = event["time"]
+        order["reason"] = event["reason"] or order.get("reason", "")
+        if event["fill_quantity"] is not None and event["fill_price"] is not None:
+            order["filled_quantity"] += event["fill_quantity"]
+            order["_notional"] += event["fill_quantity"] * event["fill_price"]
+    for order in orders.values():
+        notional = order.pop("_notional")
+        filled = order["filled_quantity"]
+        order["average_price"] = notional / filled if filled else None
+    return list(orders.values())
+
+
+def _data_files(data: Any, folder: Path, symbol: str | None) -> list[str]:
+    """Paths as given; bars (a list of ``Bar`` or ``{symbol: bars}``) written to CSV files."""
+    if isinstance(data, (str, Path)):
+        return [str(data)]
+    if isinstance(data, dict):
+        return [str(write_csv(folder / f"{name}.csv", bars, symbol=name)) for name, bars in data.items()]
+    items = list(data)
+    if items and all(isinstance(item, Bar) for item in items):
+        name = symbol or "TEST"
+        return [str(write_csv(folder / f"{name}.csv", items, symbol=name))]
+    if all(isinstance(item, (str, Path)) for item in items):
+        return [str(item) for item in items]
+    raise TypeError("data must be a path, a list of paths, a list of Bar, or {symbol: [Bar, ...]}")
+
+
+def backtest(
+    algorithm: Any,
+    data: Any,
+    *,
+    cash: str | Decimal | int = "100000",
+    params: dict[str, Any] | None = None,
+    symbol: str | None = None,
+    bar_interval: str | None = None,
+    config: str | Path | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    timezone: str | None = None,
+    session_open: str | None = None,
+    session_close: str | None = None,
+    out: str | Path | None = None,
+    echo: bool = False,
+    raise_on_error: bool = True,
+) -> BacktestResult:
+    """Runs ``algorithm`` (an ``Algorithm`` subclass or instance) on the real engine.
+
+    Works inside the rustybt host: ``rustybt test`` (pytest) and ``rustybt validate``. Settings
+    are those of ``rustybt run`` (``config`` is a TOML settings file). ``params`` sets parameters
+    (class attributes) on the instance. The results folder is written to ``out`` (default: a new
+    temporary folder) and read back into the returned ``BacktestResult``. When the algorithm
+    raises, ``AlgorithmFailed`` is raised with its traceback, unless ``raise_on_error=False``,
+    which returns the partial result with ``error`` set.
+    """
+    import json
+    import tempfile
+
+    from .algorithm import Algorithm, parameters_of
+    from .errors import AlgorithmFailed, BacktestError, NotAttachedError
+
+    try:
+        import _rustybt  # the host's native module
+
+        run = _rustybt.backtest
+    except (ImportError, AttributeError):
+        raise NotAttachedError(
+            "testing.backtest runs the real engine, which lives in the rustybt binary: "
+            "run the tests with `rustybt test` instead of `python -m pytest`"
+        ) from None
+    instance = algorithm() if isinstance(algorithm, type) else algorithm
+    if not isinstance(instance, Algorithm):
+        raise BacktestError(f"{type(instance).__name__} is not a rustybt_api.Algorithm")
+    known = parameters_of(type(instance))
+    for name, value in (params or {}).items():
+        if name not in known:
+            listed = ", ".join(known) or "none"
+            raise BacktestError(f"unknown parameter `{name}` for `{type(instance).__name__}` (parameters: {listed})")
+        setattr(instance, name, value)
+    folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="rustybt-backtest-"))
+    files = _data_files(data, folder / "data", symbol)
+    raw = run(
+        instance,
+        files,
+        str(folder),
+        cash=str(cash),
+        symbol=symbol,
+        bar_interval=bar_interval,
+        config=None if config is None else str(config),
+        start=start,
+        end=end,
+        timezone=timezone,
+        session_open=session_open,
+        session_close=session_close,
+        echo=echo,
+    )
+    events = _read_rows(folder / "orders.csv")
+    fills = _read_rows(folder / "fills.csv")
+    for fill in fills:
+        fill["quantity"] = fill["qty"]
+    metrics_path = folder / "metrics.json"
+    result = BacktestResult(
+        status=raw["status"],
+        error=RunError(**raw["error"]) if raw["error"] else None,
+        out=folder,
+        algorithm=instance,
+        bars=raw["bars"],
+        ticks=raw["ticks"],
+        wall_seconds=raw["wall_seconds"],
+        cash=raw["cash"],
+        positions=dict(raw["positions"]),
+        orders=_final_orders(events),
+        order_events=events,
+        fills=fills,
+        trades=_read_rows(folder / "trades.csv"),
+        equity=_read_rows(folder / "equity.csv"),
+        metrics=json.loads(metrics_path.read_text()) if metrics_path.exists() else {},
+        log=list(raw["log"]),
+        hook_timings=dict(raw["hook_timings"]),
+    )
+    if result.status == "interrupted":
+        raise KeyboardInterrupt
+    if result.error is not None and raise_on_error:
+        raise AlgorithmFailed(f"{result.error.summary}\n{result.error.traceback}".rstrip(), result)
+    return result

@@ -27,6 +27,8 @@ pub(crate) fn start_python(
     search.push(root.clone());
     let choice = python::choose_interpreter(explicit, &search)?;
     python::start(&choice, &root.join("pylib"))?;
+    Python::attach(super::harness::register)
+        .map_err(|e| Error::Internal(format!("registering the test harness: {e}")))?;
     Ok((choice, root))
 }
 

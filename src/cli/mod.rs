@@ -1,9 +1,11 @@
 //! Command-line interface: one file per subcommand.
 
 mod doctor;
+mod harness;
 mod indicator_report;
 mod progress;
 mod run;
+mod test;
 mod validate;
 
 use std::path::PathBuf;
@@ -37,6 +39,9 @@ pub struct Cli {
 pub enum Command {
     /// Backtest an algorithm on bar data and write the results.
     Run(Box<RunArgs>),
+    /// Run pytest inside the embedded interpreter, where `rustybt_api.testing.backtest` runs
+    /// algorithms on the real engine. Arguments after `--` go to pytest.
+    Test(TestArgs),
     /// Show the interpreter rustybt chose, sys.path, and whether key packages import.
     Doctor,
     /// Check an algorithm before a backtest: syntax, structure, a dry run on generated
@@ -73,6 +78,17 @@ pub struct ValidateArgs {
     /// Seed of the generated scenarios (same seed, same bars).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct TestArgs {
+    /// Test files or folders (default: what pytest finds from the working directory).
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Options for pytest, after `--`: `rustybt test tests/ -- -x -k bracket`.
+    #[arg(last = true, value_name = "PYTEST_ARGS")]
+    pub pytest_args: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -162,6 +178,7 @@ pub fn execute(cli: Cli) -> ExitCode {
     } else {
         match cli.command {
             Some(Command::Run(args)) => run::run(cli.python.as_deref(), *args),
+            Some(Command::Test(args)) => test::test(cli.python.as_deref(), args),
             Some(Command::Doctor) => doctor::doctor(cli.python.as_deref()),
             Some(Command::Validate(args)) => validate::validate(cli.python.as_deref(), args),
             None => Err(Error::usage_with_hint(

@@ -13,14 +13,16 @@ use super::indicator_report;
 use super::progress::Progress;
 use crate::config::RunSettings;
 use crate::data::{self, BarSeries, LoadOptions};
-use crate::engine::{BacktestOptions, Session, Stop, lock, run_backtest};
+use crate::engine::{
+    BacktestOptions, IndicatorTiming, Session, SharedSession, Stop, lock, run_backtest,
+};
 use crate::error::{Error, ExitCode, report};
 use crate::market::Market;
 use crate::metrics::{self, RunInfo, RunStatus};
 use crate::model::format_timestamp;
 use crate::model::time::NANOS_PER_MINUTE;
 use crate::python::strategy::ReloadEvent;
-use crate::python::{self, LogSink, PyStrategy};
+use crate::python::{self, HookTiming, LoadedAlgorithm, LogSink, PyStrategy};
 use crate::watch::SourceWatcher;
 
 /// Where the bundled synthetic sample lives, relative to the project root.
@@ -59,12 +61,12 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
 }
 
 /// The data of a run, loaded and validated once (a watch loop reuses it for every rerun).
-struct Prepared {
-    files: Vec<PathBuf>,
-    series: Vec<BarSeries>,
+pub(super) struct Prepared {
+    pub files: Vec<PathBuf>,
+    pub series: Vec<BarSeries>,
 }
 
-fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<Prepared, Error> {
+pub(super) fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<Prepared, Error> {
     let files = if settings.data.is_empty() {
         sample_files(root)?
     } else {
@@ -100,7 +102,7 @@ fn build_market(settings: &RunSettings, series: Vec<BarSeries>) -> Result<Market
 }
 
 /// Where the user's code lives, for watching and reloading.
-struct WatchFolders {
+pub(super) struct WatchFolders {
     algo_dir: PathBuf,
     indicators: Option<PathBuf>,
     pylib: Option<PathBuf>,
@@ -134,16 +136,27 @@ struct RunReport {
     metrics: Option<metrics::Metrics>,
 }
 
-fn run_once(
+/// A backtest that ran to its end (complete, failed or interrupted), its results written.
+pub(super) struct Finished {
+    pub stop: Option<Stop>,
+    pub info: RunInfo,
+    pub metrics: metrics::Metrics,
+    pub session: SharedSession,
+    pub out_dir: PathBuf,
+    pub hook_timings: Vec<HookTiming>,
+    pub indicator_timings: Vec<IndicatorTiming>,
+    pub wall_seconds: f64,
+}
+
+/// The engine's session for `settings`: market, cash, calendar, and execution settings with
+/// each loaded symbol's instrument rules.
+pub(super) fn build_session(
     settings: &RunSettings,
     prepared: &Prepared,
-    folders: &WatchFolders,
-) -> Result<RunReport, Error> {
+) -> Result<SharedSession, Error> {
     let market = build_market(settings, prepared.series.clone())?;
     warn_on_mixed_intervals(&market);
-    let total_bars = market.total_bars();
     let symbols = market.symbol_names();
-    let bar_interval_ns = market.interval_ns(crate::model::SymbolId(0));
     let mut execution = settings.execution.clone();
     execution.default_instrument =
         settings
@@ -182,91 +195,103 @@ fn run_once(
     let mut session = Session::new(market, settings.cash, settings.commission.clone())
         .with_calendar(settings.calendar);
     session.set_execution(execution);
-    let session = session.into_shared();
-    let files = &prepared.files;
+    Ok(session.into_shared())
+}
 
-    Python::attach(|py| -> Result<RunReport, Error> {
-        let loaded = python::load_algorithm(
-            py,
-            &settings.algo,
-            settings.class_name.as_deref(),
-            &settings.params,
-        )?;
-        let sink = Arc::new(LogSink {
-            echo: !settings.quiet,
-            ..Default::default()
-        });
-        let mut strategy = PyStrategy::new(py, &loaded, session.clone(), sink.clone())
-            .map_err(|e| Error::Internal(format!("attaching the algorithm: {e}")))?;
-        let pace = settings
-            .pace_ns
-            .map(|ns| std::time::Duration::from_nanos(ns as u64));
-        if pace.is_some() {
-            let watcher = SourceWatcher::new(&folders.resolve(py)).map_err(Error::usage)?;
-            strategy.enable_reload(
-                watcher,
-                loaded.path.clone(),
-                loaded.class_name.clone(),
-                settings.params.clone(),
-            );
-        }
-
-        let started = Instant::now();
-        let mut progress = Progress::new(total_bars, settings.progress);
-        let outcome = run_backtest(
-            &session,
-            &mut strategy,
-            &mut |bars| progress.update(bars),
-            &BacktestOptions { pace },
+/// Backtests `loaded` on `prepared` and writes the results folder. The caller reports.
+pub(super) fn backtest(
+    py: Python<'_>,
+    settings: &RunSettings,
+    prepared: &Prepared,
+    loaded: &LoadedAlgorithm,
+    sink: Arc<LogSink>,
+    reload: Option<&WatchFolders>,
+) -> Result<Finished, Error> {
+    let session = build_session(settings, prepared)?;
+    let (total_bars, symbols, bar_interval_ns) = {
+        let s = lock(&session);
+        (
+            s.market.total_bars(),
+            s.market.symbol_names(),
+            s.market.interval_ns(crate::model::SymbolId(0)),
+        )
+    };
+    let mut strategy = PyStrategy::new(py, loaded, session.clone(), sink.clone())
+        .map_err(|e| Error::Internal(format!("attaching the algorithm: {e}")))?;
+    let pace = settings
+        .pace_ns
+        .map(|ns| std::time::Duration::from_nanos(ns as u64));
+    if let (Some(_), Some(folders)) = (pace, reload) {
+        let watcher = SourceWatcher::new(&folders.resolve(py)).map_err(Error::usage)?;
+        strategy.enable_reload(
+            watcher,
+            loaded.path.clone(),
+            loaded.class_name.clone(),
+            settings.params.clone(),
         );
-        progress.finish();
-        let wall_seconds = started.elapsed().as_secs_f64();
+    }
 
-        let status = match &outcome.stop {
-            None => RunStatus::Complete,
-            Some(Stop::Interrupted) => RunStatus::Interrupted,
-            Some(Stop::Failed(e)) => RunStatus::Failed {
-                reason: if e.traceback.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("{e}\n{}", e.traceback.trim_end())
-                },
+    let started = Instant::now();
+    let mut progress = Progress::new(total_bars, settings.progress);
+    let outcome = run_backtest(
+        &session,
+        &mut strategy,
+        &mut |bars| progress.update(bars),
+        &BacktestOptions { pace },
+    );
+    progress.finish();
+    let wall_seconds = started.elapsed().as_secs_f64();
+
+    let status = match &outcome.stop {
+        None => RunStatus::Complete,
+        Some(Stop::Interrupted) => RunStatus::Interrupted,
+        Some(Stop::Failed(e)) => RunStatus::Failed {
+            reason: if e.traceback.is_empty() {
+                e.to_string()
+            } else {
+                format!("{e}\n{}", e.traceback.trim_end())
             },
-            Some(Stop::Engine(message)) => RunStatus::Failed {
-                reason: message.clone(),
-            },
-        };
-        let info = RunInfo {
-            status,
-            algorithm: settings.algo.display().to_string(),
-            class_name: loaded.class_name.clone(),
-            parameters: loaded.parameters.clone(),
-            data_files: files.iter().map(|f| f.display().to_string()).collect(),
-            symbols,
-            initial_cash: settings.cash,
-            bars_processed: outcome.bars,
-            ticks_processed: outcome.ticks,
+        },
+        Some(Stop::Engine(message)) => RunStatus::Failed {
+            reason: message.clone(),
+        },
+    };
+    let info = RunInfo {
+        status,
+        algorithm: loaded.path.display().to_string(),
+        class_name: loaded.class_name.clone(),
+        parameters: loaded.parameters.clone(),
+        data_files: prepared
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect(),
+        symbols,
+        initial_cash: settings.cash,
+        bars_processed: outcome.bars,
+        ticks_processed: outcome.ticks,
+        wall_seconds,
+        rustybt_version: env!("CARGO_PKG_VERSION").to_string(),
+        python_version: python::python_version(py),
+        bar_interval_ns,
+    };
+    // log.txt first: metrics.json is written last, so its presence means a complete folder.
+    let out_dir = settings.out.clone().unwrap_or_else(default_out_dir);
+    write_log(&out_dir.join("log.txt"), &sink)?;
+    if pace.is_some() {
+        write_reloads(&out_dir.join("reloads.csv"), strategy.reload_events())?;
+    }
+    let mut indicator_timings = lock(&session).indicators.timings();
+    indicator_timings.extend(strategy.indicators.timings());
+    if !indicator_timings.is_empty() {
+        indicator_report::write(
+            &out_dir.join("indicators.csv"),
+            &indicator_timings,
             wall_seconds,
-            rustybt_version: env!("CARGO_PKG_VERSION").to_string(),
-            python_version: python::python_version(py),
-            bar_interval_ns,
-        };
-        // log.txt first: metrics.json is written last, so its presence means a complete folder.
-        let out_dir = settings.out.clone().unwrap_or_else(default_out_dir);
-        write_log(&out_dir.join("log.txt"), &sink)?;
-        if pace.is_some() {
-            write_reloads(&out_dir.join("reloads.csv"), strategy.reload_events())?;
-        }
-        let mut indicator_timings = lock(&session).indicators.timings();
-        indicator_timings.extend(strategy.indicators.timings());
-        if !indicator_timings.is_empty() {
-            indicator_report::write(
-                &out_dir.join("indicators.csv"),
-                &indicator_timings,
-                wall_seconds,
-            )?;
-        }
-        write_orders(&out_dir.join("orders.csv"), &lock(&session))?;
+        )?;
+    }
+    write_orders(&out_dir.join("orders.csv"), &lock(&session))?;
+    let computed = {
         let s = lock(&session);
         let trades = s.ledger.closed_trades();
         let computed = metrics::compute(settings.cash, &outcome.equity, trades, &outcome.fills);
@@ -283,15 +308,46 @@ fn run_once(
             path: out_dir.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        drop(s);
+        computed
+    };
+    Ok(Finished {
+        stop: outcome.stop,
+        info,
+        metrics: computed,
+        session,
+        out_dir,
+        hook_timings: strategy.timings.to_vec(),
+        indicator_timings,
+        wall_seconds,
+    })
+}
+
+fn run_once(
+    settings: &RunSettings,
+    prepared: &Prepared,
+    folders: &WatchFolders,
+) -> Result<RunReport, Error> {
+    Python::attach(|py| -> Result<RunReport, Error> {
+        let loaded = python::load_algorithm(
+            py,
+            &settings.algo,
+            settings.class_name.as_deref(),
+            &settings.params,
+        )?;
+        let sink = Arc::new(LogSink {
+            echo: !settings.quiet,
+            ..Default::default()
+        });
+        let finished = backtest(py, settings, prepared, &loaded, sink, Some(folders))?;
+        let out_dir = &finished.out_dir;
 
         // stdout may be a closed pipe (`| head`): the results are on disk already.
         let _ = writeln!(
             std::io::stdout(),
             "{}",
-            metrics::summary_table(&info, &computed)
+            metrics::summary_table(&finished.info, &finished.metrics)
         );
-        for timing in strategy.timings.iter().filter(|t| t.calls > 0) {
+        for timing in finished.hook_timings.iter().filter(|t| t.calls > 0) {
             eprintln!(
                 "{:<10} {:>10} calls  {:>10.3} s  {:>9.2} µs/call",
                 timing.name,
@@ -300,15 +356,16 @@ fn run_once(
                 timing.total_ns as f64 / timing.calls as f64 / 1e3
             );
         }
-        indicator_report::print(&indicator_timings, wall_seconds);
+        indicator_report::print(&finished.indicator_timings, finished.wall_seconds);
+        let bars = finished.info.bars_processed;
         eprintln!(
             "{} bars in {:.3} s ({:.0} bars/s); results in {}",
-            outcome.bars,
-            wall_seconds,
-            outcome.bars as f64 / wall_seconds.max(1e-9),
+            bars,
+            finished.wall_seconds,
+            bars as f64 / finished.wall_seconds.max(1e-9),
             out_dir.display()
         );
-        let exit = match outcome.stop {
+        let exit = match finished.stop {
             None => ExitCode::Success,
             Some(Stop::Interrupted) => {
                 eprintln!(
@@ -330,7 +387,7 @@ fn run_once(
         };
         Ok(RunReport {
             exit,
-            metrics: Some(computed),
+            metrics: Some(finished.metrics),
         })
     })
 }

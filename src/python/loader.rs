@@ -285,3 +285,40 @@ fn apply_parameters(
     }
     Ok(effective)
 }
+
+/// An algorithm instance made by Python code (the in-process test harness) rather than loaded
+/// from a file: its class name, source file and effective parameters.
+pub fn describe_instance(
+    py: Python<'_>,
+    instance: &Bound<'_, PyAny>,
+) -> Result<LoadedAlgorithm, Error> {
+    let class = instance.get_type();
+    let base = py
+        .import("rustybt_api")
+        .and_then(|m| m.getattr("Algorithm"))
+        .map_err(|e| Error::Internal(format!("importing rustybt_api: {e}")))?;
+    if !instance.is_instance(&base).unwrap_or(false) {
+        let shown = class.name().map(|n| n.to_string()).unwrap_or_default();
+        return Err(Error::usage(format!(
+            "`{shown}` is not an `Algorithm`: subclass `rustybt_api.Algorithm`"
+        )));
+    }
+    let class_name = class
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "Algorithm".into());
+    // The class's source file, when Python knows it (not for classes made with `type()`).
+    let path = py
+        .import("inspect")
+        .and_then(|inspect| inspect.call_method1("getsourcefile", (&class,)))
+        .ok()
+        .and_then(|file| file.extract::<Option<PathBuf>>().ok().flatten())
+        .unwrap_or_else(|| PathBuf::from(format!("<{class_name}>")));
+    let parameters = apply_parameters(py, &class, instance, &class_name, &[])?;
+    Ok(LoadedAlgorithm {
+        instance: instance.clone().unbind(),
+        class_name,
+        path,
+        parameters,
+    })
+}
