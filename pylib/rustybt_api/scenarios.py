@@ -169,12 +169,13 @@ def with_zero_volume(bars: Sequence[Bar], seed: int, *, fraction: float = 0.2, r
     """Sets the volume of about ``fraction`` of the bars to 0, in runs of up to ``run`` bars."""
     rng = random.Random(seed)
     out = list(bars)
+    # Bars already at 0 count; never more than there are bars.
+    zeroed = sum(1 for b in out if b.volume == 0)
     target = min(int(len(out) * fraction), len(out))
-    zeroed = 0
     while zeroed < target:
         at = rng.randrange(len(out))
         for i in range(at, min(at + rng.randint(1, run), len(out))):
-            if out[i].volume != 0:
+            if out[i].volume != 0 and zeroed < target:
                 out[i] = replace(out[i], volume=0)
                 zeroed += 1
     return out
@@ -186,7 +187,7 @@ def without_bars(bars: Sequence[Bar], seed: int, *, fraction: float = 0.1, run: 
     still be inferred."""
     rng = random.Random(seed)
     keep = [True] * len(bars)
-    target = int(len(bars) * fraction)
+    target = min(int(len(bars) * fraction), max(len(bars) - 2, 0))
     dropped = 0
     while dropped < target and len(bars) > 2:
         at = rng.randrange(2, len(bars))
