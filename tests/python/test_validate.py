@@ -220,7 +220,7 @@ def test_missing_import_of_a_local_module_found_at_run_time(run_rustybt, write_a
     doc, _ = validate(run_rustybt, algo, expect=1)
     problem = only_problem(doc, "structure")
     assert problem["kind"] == "missing_import"
-    assert problem["hint"] == "pip install not_a_real_package_xyz"
+    assert problem["hint"].startswith("pip install not_a_real_package_xyz (")
     assert problem["line"] == 3 and problem["file"] == str(algo)
 
 
@@ -335,8 +335,8 @@ def test_profile_of_a_helper_function_and_metrics(run_rustybt, write_algo):
     functions = {f["function"]: f for f in metrics["functions"]}
     assert functions["signal"] == {"function": "signal", "file": str(algo), "line": 4, "lines": 7, "complexity": 5}
     assert functions["Every10.on_tick"]["complexity"] == 3
-    # a buy every 20 ticks and a close 10 ticks later: 10 orders per 200 bars, 50 per 1000
-    assert 40 <= metrics["orders_per_1000_bars"] <= 50
+    # an order every 10 ticks (a buy, then a close 10 ticks later): 100 per 1000 bars
+    assert 90 <= metrics["orders_per_1000_bars"] <= 100
     assert metrics["position_changes_per_1000_bars"] > 0
     assert metrics["closed_trades"] > 0
     assert 540 <= metrics["average_holding_seconds"] <= 660  # ten one-minute bars
@@ -445,7 +445,7 @@ def test_bad_data_file(run_rustybt, tmp_path):
     ("--tick-timeout", "soon", "not a duration"),
     ("--tick-timeout", "0s", "must be positive"),
     ("--bars", "0", "--bars"),
-    ("--bars", "-5", "--bars"),
+    ("--bars", "-5", "-5"),
 ])
 def test_bad_flags(run_rustybt, flag, value, text):
     result = run_rustybt("validate", "--algo", ROOT / "algorithms" / "sma_cross.py", flag, value)

@@ -49,12 +49,12 @@ def _user_files(path: str, extra: list[str]) -> set[str]:
 
 def _structure(path: str, source: str, tree: Any, class_name: str | None, limit: float) -> tuple[Step, type | None, list[type]]:
     step = Step("structure")
+    static.add_search_paths(path)  # before looking for imports: local modules count
     for problem in static.missing_imports(tree, path):
         step.fail(problem)
     if step.status == "fail":
         step.summary = "imports cannot be resolved"
         return step, None, []
-    static.add_search_paths(path)
     tracer = Tracer({path})
     tracer.record = False
     try:

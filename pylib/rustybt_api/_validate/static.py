@@ -58,7 +58,8 @@ MONEYISH = re.compile(r"(quantity|qty|size|amount|cash|price)", re.I)
 
 def pip_hint(module: str) -> str:
     top = module.split(".")[0]
-    return f"pip install {PIP_NAMES.get(top, top)}"
+    return (f"pip install {PIP_NAMES.get(top, top)} (into the interpreter `rustybt doctor` shows), "
+            "or put the module beside the algorithm")
 
 
 def read_source(path: str) -> str:
@@ -142,8 +143,7 @@ def missing_imports(tree: ast.Module, path: str) -> list[Problem]:
                     "missing_import",
                     f"cannot import `{module}`: no module named `{top}` is installed",
                     file=path, line=node.lineno, column=node.col_offset + 1,
-                    hint=f"{pip_hint(top)} (into the interpreter `rustybt doctor` shows), "
-                         "or put the module beside the algorithm",
+                    hint=pip_hint(top),
                 ))
     return problems
 
