@@ -176,11 +176,18 @@ def render_text(doc: dict[str, Any]) -> str:
     lines = [f"rustybt validate {doc['algorithm']}" + (f" (class {doc['class']})" if doc["class"] else ""), ""]
     for step in doc["steps"]:
         lines.append(f"  {step['status'].upper():<7} {step['step']:<10} {step['summary']}")
+        # The same failure in several scenarios is shown once, with the scenarios' names.
+        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         for p in step["problems"]:
+            key = (p["kind"], p["file"], p["line"]) if p["scenario"] else (id(p),)
+            groups.setdefault(key, []).append(p)
+        for group in groups.values():
+            p = group[0]
             where = p["file"] or ""
             if where and p["line"]:
                 where += f":{p['line']}" + (f":{p['column']}" if p["column"] else "")
-            scenario = f"[{p['scenario']}] " if p["scenario"] else ""
+            names = [g["scenario"] for g in group if g["scenario"]]
+            scenario = f"[{', '.join(names)}] " if names else ""
             lines.append(f"          - {scenario}{where + ': ' if where else ''}{p['message']}")
             if p["source"]:
                 lines.append(f"              | {p['source']}")

@@ -216,6 +216,19 @@ def analyze_leaks(samples: list[tuple[int, dict[tuple[str, int], int]]]) -> dict
     return result
 
 
+def _without_own_frames(text: str) -> str:
+    """The traceback without the watchdog's signal handler frame (it is not the user's code)."""
+    out, skip = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith('  File "'):
+            skip = f"{os.sep}_validate{os.sep}" in line
+        elif not line.startswith(" "):
+            skip = False  # the exception line, or a chained traceback's header
+        if not skip:
+            out.append(line)
+    return "".join(out)
+
+
 def percentile(values: list[int], q: float) -> int:
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
@@ -319,9 +332,9 @@ def dry_run(cls: type, datasets: list[tuple[str, list[str]]], user_files: set[st
             record["problem"] = Problem(
                 "timeout",
                 f"{where['entry']} took longer than the tick time limit of {limit:g} s and was stopped "
-                f"at {where['file']}:{where['line']} (in {where['function']}); an endless loop?",
+                f"at line {where['line']} (in {where['function']}); an endless loop?",
                 file=where["file"], line=where["line"], scenario=name,
-                traceback=error.traceback if error else None,
+                traceback=_without_own_frames(error.traceback) if error else None,
                 hint="make each call finish quickly, or raise the limit with `--tick-timeout 5s`",
             )
         elif error is not None:
