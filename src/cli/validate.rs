@@ -56,11 +56,20 @@ pub fn validate(explicit_python: Option<&Path>, args: ValidateArgs) -> Result<Ex
         let kwargs = PyDict::new(py);
         let set = |k: &str, v: Bound<'_, PyAny>| kwargs.set_item(k, v);
         (|| -> PyResult<()> {
-            set("algo", algo.display().to_string().into_pyobject(py)?.into_any())?;
-            set("class_name", args.class_name.clone().into_pyobject(py)?.into_any())?;
+            set(
+                "algo",
+                algo.display().to_string().into_pyobject(py)?.into_any(),
+            )?;
+            set(
+                "class_name",
+                args.class_name.clone().into_pyobject(py)?.into_any(),
+            )?;
             set("data", data.clone().into_pyobject(py)?.into_any())?;
             set("bars", args.bars.into_pyobject(py)?.into_any())?;
-            set("as_json", args.json.into_pyobject(py)?.to_owned().into_any())?;
+            set(
+                "as_json",
+                args.json.into_pyobject(py)?.to_owned().into_any(),
+            )?;
             set(
                 "tick_timeout",
                 (tick_timeout_ns as f64 / 1e9).into_pyobject(py)?.into_any(),
