@@ -143,6 +143,27 @@ def test_sleeping_tick_is_stopped_too(run_rustybt, write_algo):
     assert (problem["kind"], problem["line"]) == ("timeout", 7)
 
 
+def test_loop_that_swallows_the_interrupt_ends_the_process(run_rustybt, write_algo):
+    algo = write_algo("""
+        from rustybt_api import Algorithm
+
+        class Stubborn(Algorithm):
+            def on_tick(self, ctx):
+                while True:
+                    try:
+                        x = 1
+                    except BaseException:
+                        pass
+    """)
+    started = time.monotonic()
+    result = run_rustybt("validate", "--algo", algo, "--json", "--bars", "50", "--tick-timeout", "100ms")
+    assert time.monotonic() - started < 60
+    result.assert_clean_failure()
+    assert result.returncode == 1
+    assert f"Stubborn.on_tick is stuck at {algo}:" in result.stderr
+    assert "could not be interrupted" in result.stderr
+
+
 def test_infinite_loop_at_import_time(run_rustybt, write_algo):
     algo = write_algo("""
         from rustybt_api import Algorithm

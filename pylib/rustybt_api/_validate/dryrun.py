@@ -93,10 +93,16 @@ class Watchdog:
         self._previous: Any = None
 
     def _handler(self, signum: int, frame: Any) -> None:
-        if self.stuck is not None and self.tracer.entered_at is not None:
-            where = self.stuck
+        # Raise only while a line of the user's own code runs. Elsewhere (an import, a library,
+        # Python called back by the engine's native code, which must not see a stray exception)
+        # the watchdog signals again a moment later.
+        if (self.stuck is not None and self.tracer.entered_at is not None and frame is not None
+                and frame.f_code.co_filename in self.user_files):
+            where = {"file": frame.f_code.co_filename, "line": frame.f_lineno,
+                     "function": frame.f_code.co_qualname, "entry": self.stuck["entry"]}
+            self.stuck = where
             raise TickTimeout(
-                f"{where['function']} ran longer than the limit of {self.limit:g} s "
+                f"{where['entry']} ran longer than the limit of {self.limit:g} s "
                 f"(stuck at {where['file']}:{where['line']})"
             )
 
@@ -115,26 +121,25 @@ class Watchdog:
 
     def _watch(self) -> None:
         step = min(0.05, self.limit / 10)
-        attempts = 0
-        last_entry: float | None = None
+        grace = max(5.0, 5 * self.limit)  # after the limit, how long to keep trying
         while not self._stop.wait(step):
             entered = self.tracer.entered_at
-            if entered is None or entered != last_entry:
-                attempts, last_entry = 0, entered
-            if entered is None or time.monotonic() - entered < self.limit * (attempts + 1):
+            if entered is None:
+                continue
+            late = time.monotonic() - entered - self.limit
+            if late < 0:
                 continue
             where = self._where()
             if where is None:
                 continue
             if self.stuck is None:
                 self.stuck = where
-            attempts += 1
-            if attempts > 5:
-                # The code swallows the interrupt (a bare `except:` in the loop): stop the process
-                # rather than hang, saying where.
+            if late > grace:
+                # Never reached a line of the user's code again, or the code swallows the
+                # interrupt (a bare `except:` in the loop): stop the process rather than hang.
                 sys.stderr.write(
-                    f"error: {where['entry']} is stuck at {where['file']}:{where['line']} and does not stop "
-                    f"when interrupted (a bare `except:` around the loop?)\n")
+                    f"error: {where['entry']} is stuck at {where['file']}:{where['line']} and could not be "
+                    f"interrupted for {late:.0f} s after the tick time limit (a bare `except:` in a loop?)\n")
                 sys.stderr.flush()
                 os._exit(1)
             signal.pthread_kill(self.main, signal.SIGALRM)
