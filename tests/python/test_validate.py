@@ -151,7 +151,8 @@ def test_loop_that_swallows_the_interrupt_ends_the_process(run_rustybt, write_al
             def on_tick(self, ctx):
                 while True:
                     try:
-                        x = 1
+                        while True:
+                            pass
                     except BaseException:
                         pass
     """)
