@@ -1,0 +1,1 @@
+"""Test support code: local stand-ins for external services (no test touches the internet)."""
