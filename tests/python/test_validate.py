@@ -483,3 +483,64 @@ def test_unreadable_algorithm_file(run_rustybt, tmp_path):
     problem = only_problem(doc, "syntax")
     assert problem["file"] == str(algo)
     assert "utf-8" in problem["message"].lower() or "decode" in problem["message"].lower()
+
+
+def test_warnings_alone_keep_the_exit_code_zero(run_rustybt, write_algo):
+    algo = write_algo("""
+        from rustybt_api import Algorithm
+
+        class Warned(Algorithm):
+            quantity = 0.5
+
+            def on_bar(self, ctx):
+                pass
+    """)
+    doc, _ = validate(run_rustybt, algo, "--bars", "100", expect=0)
+    structure = step(doc, "structure")
+    assert structure["status"] == "warn"
+    assert {p["kind"] for p in structure["problems"]} == {"float_money", "unknown_hook"}
+    assert doc["valid"] is True and doc["failed_steps"] == []
+
+
+def test_endless_loop_in_a_custom_indicator(run_rustybt, write_algo):
+    algo = write_algo("""
+        from rustybt_api import Algorithm, Indicator
+
+        class Forever(Indicator):
+            def update(self, bar):
+                while bar.close > 0:
+                    pass
+                return bar.close
+
+        class UsesForever(Algorithm):
+            def initialize(self, ctx):
+                self.value = self.indicator(Forever, ctx.symbols[0])
+    """)
+    doc, _ = validate(run_rustybt, algo, "--bars", "50", "--tick-timeout", "100ms", expect=1)
+    problems = step(doc, "dry_run")["problems"]
+    assert len(problems) == 8
+    for problem in problems:
+        assert problem["kind"] == "timeout"
+        assert problem["line"] in (6, 7)
+        assert "Forever.update" in problem["message"]
+
+
+def test_exception_in_a_custom_indicator(run_rustybt, write_algo):
+    algo = write_algo("""
+        from rustybt_api import Algorithm, Indicator
+
+        class Ratio(Indicator):
+            def update(self, bar):
+                return bar.close / bar.volume
+
+        class UsesRatio(Algorithm):
+            def initialize(self, ctx):
+                self.value = self.indicator(Ratio, ctx.symbols[0])
+    """)
+    doc, _ = validate(run_rustybt, algo, "--bars", "200", expect=1)
+    runs = {r["scenario"]: r for r in step(doc, "dry_run")["details"]["runs"]}
+    # only the scenario with zero-volume bars divides by zero
+    assert [name for name, r in runs.items() if r["error"]] == ["zero_volume"]
+    problem = only_problem(doc, "dry_run")
+    assert (problem["scenario"], problem["file"], problem["line"]) == ("zero_volume", str(algo), 6)
+    assert "ZeroDivisionError" in problem["message"]

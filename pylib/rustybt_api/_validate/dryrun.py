@@ -310,7 +310,8 @@ def dry_run(cls: type, datasets: list[tuple[str, list[str]]], user_files: set[st
                 sampler.tick()
             instance.on_tick = on_tick
         watchdog = Watchdog(tracer, limit, user_files)
-        record: dict[str, Any] = {"scenario": name, "data": files}
+        # Generated files are deleted after the run: name them only.
+        record: dict[str, Any] = {"scenario": name, "data": files if user_data else [os.path.basename(f) for f in files]}
         out = tempfile.mkdtemp(prefix="rustybt-validate-run-")
         try:
             with tracer, watchdog:
