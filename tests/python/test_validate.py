@@ -544,3 +544,75 @@ def test_exception_in_a_custom_indicator(run_rustybt, write_algo):
     problem = only_problem(doc, "dry_run")
     assert (problem["scenario"], problem["file"], problem["line"]) == ("zero_volume", str(algo), 6)
     assert "ZeroDivisionError" in problem["message"]
+
+
+def test_symbols_from_parameters(run_rustybt, write_algo):
+    algo = write_algo("""
+        from rustybt_api import Algorithm
+
+        class Pair(Algorithm):
+            symbol = "BTC/USDT"
+            hedges = ("ETH/USDT",)
+            other_symbols = ["SOL"]
+
+            def on_tick(self, ctx):
+                assert sorted(ctx.symbols) == ["BTC/USDT", "SOL"], ctx.symbols
+    """)
+    doc, _ = validate(run_rustybt, algo, "--bars", "50", expect=0)
+    assert step(doc, "dry_run")["status"] == "pass"
+
+
+def test_exception_in_init(run_rustybt, write_algo):
+    algo = write_algo("""
+        from rustybt_api import Algorithm
+
+        class Fragile(Algorithm):
+            def __init__(self):
+                self.table = {}[0]
+    """)
+    doc, _ = validate(run_rustybt, algo, expect=1)
+    problem = only_problem(doc, "structure")
+    assert problem["kind"] == "init_error"
+    assert (problem["file"], problem["line"]) == (str(algo), 6)
+    assert "Fragile() failed" in problem["message"] and "KeyError" in problem["message"]
+    assert step(doc, "dry_run")["status"] == "skipped"
+
+
+def test_malformed_indicators(run_rustybt, write_algo):
+    algo = write_algo("""
+        from rustybt_api import Algorithm, Indicator
+
+        class Nothing(Indicator):
+            period = 3
+
+        class BadSettings(Indicator):
+            warm_up = -1
+            window = 0
+            timeframe = "hourly"
+
+            def calculate(self, bars, extra):
+                return bars.close
+
+        class BadInit(Indicator):
+            def __init__(self, **params):
+                raise RuntimeError("no defaults")
+
+            async def update(self, bar):
+                return 1.0
+
+        class Fine(Algorithm):
+            pass
+    """)
+    doc, _ = validate(run_rustybt, algo, expect=1)
+    problems = step(doc, "structure")["problems"]
+    messages = "\n".join(p["message"] for p in problems)
+    assert "Nothing defines neither calculate" in messages
+    assert "BadSettings.warm_up is -1" in messages
+    assert "BadSettings.window is 0" in messages
+    assert "BadSettings.timeframe is 'hourly'" in messages
+    assert "BadSettings.calculate(self, bars, extra)" in messages
+    assert "BadInit.update is a coroutine" in messages
+    init = next(p for p in problems if p["kind"] == "indicator_init")
+    assert (init["line"], "no defaults" in init["message"]) == (17, True)
+    lines = {p["line"] for p in problems if p["kind"] == "bad_indicator"}
+    assert {4, 8, 9, 10} <= lines

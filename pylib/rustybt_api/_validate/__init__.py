@@ -108,8 +108,9 @@ def _datasets(cls: type, data: list[str], bars: int, seed: int, folder: str) -> 
     for name in scenarios.names():
         files = []
         for i, symbol in enumerate(symbols):
+            # The symbol goes in a column: names like BTC/USDT cannot be file names.
             files.append(str(scenarios.get(name).write_csv(
-                os.path.join(folder, name, f"{symbol}.csv"), rows=bars, seed=seed + i)))
+                os.path.join(folder, name, f"symbol{i}.csv"), rows=bars, seed=seed + i, symbol=symbol)))
         out.append((name, files))
     return out
 
