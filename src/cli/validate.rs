@@ -54,27 +54,14 @@ pub fn validate(explicit_python: Option<&Path>, args: ValidateArgs) -> Result<Ex
             Error::Internal(format!("the validate driver failed:\n{traceback}"))
         };
         let kwargs = PyDict::new(py);
-        let set = |k: &str, v: Bound<'_, PyAny>| kwargs.set_item(k, v);
         (|| -> PyResult<()> {
-            set(
-                "algo",
-                algo.display().to_string().into_pyobject(py)?.into_any(),
-            )?;
-            set(
-                "class_name",
-                args.class_name.clone().into_pyobject(py)?.into_any(),
-            )?;
-            set("data", data.clone().into_pyobject(py)?.into_any())?;
-            set("bars", args.bars.into_pyobject(py)?.into_any())?;
-            set(
-                "as_json",
-                args.json.into_pyobject(py)?.to_owned().into_any(),
-            )?;
-            set(
-                "tick_timeout",
-                (tick_timeout_ns as f64 / 1e9).into_pyobject(py)?.into_any(),
-            )?;
-            set("seed", args.seed.into_pyobject(py)?.into_any())?;
+            kwargs.set_item("algo", algo.display().to_string())?;
+            kwargs.set_item("class_name", args.class_name.clone())?;
+            kwargs.set_item("data", data.clone())?;
+            kwargs.set_item("bars", args.bars)?;
+            kwargs.set_item("as_json", args.json)?;
+            kwargs.set_item("tick_timeout", tick_timeout_ns as f64 / 1e9)?;
+            kwargs.set_item("seed", args.seed)?;
             Ok(())
         })()
         .map_err(driver_error)?;
