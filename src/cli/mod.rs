@@ -6,6 +6,7 @@ mod indicator_report;
 mod progress;
 mod run;
 mod test;
+mod validate;
 
 use std::path::PathBuf;
 
@@ -43,6 +44,40 @@ pub enum Command {
     Test(TestArgs),
     /// Show the interpreter rustybt chose, sys.path, and whether key packages import.
     Doctor,
+    /// Check an algorithm before a backtest: syntax, structure, a dry run on generated
+    /// scenarios with profiling and leak detection, and code metrics.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ValidateArgs {
+    /// The algorithm file (a Python file with one `Algorithm` subclass).
+    #[arg(long, value_name = "PATH")]
+    pub algo: PathBuf,
+
+    /// The `Algorithm` subclass to check when the file has several.
+    #[arg(long = "class", value_name = "NAME")]
+    pub class_name: Option<String>,
+
+    /// Dry-run on these bar files (CSV or Parquet) instead of the generated scenarios.
+    #[arg(long = "data", value_name = "FILE")]
+    pub data: Vec<PathBuf>,
+
+    /// Bars per generated scenario.
+    #[arg(long, default_value_t = 1000)]
+    pub bars: u32,
+
+    /// Print the report as a JSON document (see docs/guide.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Longest time one call into the algorithm may take before it counts as stuck.
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    pub tick_timeout: String,
+
+    /// Seed of the generated scenarios (same seed, same bars).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -145,6 +180,7 @@ pub fn execute(cli: Cli) -> ExitCode {
             Some(Command::Run(args)) => run::run(cli.python.as_deref(), *args),
             Some(Command::Test(args)) => test::test(cli.python.as_deref(), args),
             Some(Command::Doctor) => doctor::doctor(cli.python.as_deref()),
+            Some(Command::Validate(args)) => validate::validate(cli.python.as_deref(), args),
             None => Err(Error::usage_with_hint(
                 "no command given",
                 "try `rustybt run --algo algorithms/sma_cross.py` or `rustybt --help`",
