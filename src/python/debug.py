@@ -39,12 +39,28 @@ def listen(host: str, port: int, python: str) -> tuple[str, int, str]:
     # bind fails on a background thread and listen() keeps waiting for it); the adapter
     # process reports it as an error instead.
     debugpy.configure(python=python)
+    import subprocess
+
+    popen = subprocess.Popen
+
+    def adapter_popen(*args, **kwargs):
+        # The adapter daemonizes and lives on while a client is attached, even after rustybt
+        # exits: it must not inherit our stdin/stdout/stderr, or `rustybt run ... | tee` (and a
+        # test reading the output) waits until the debugger detaches. It reports its errors
+        # through debugpy, not on stderr.
+        for stream in ("stdin", "stdout", "stderr"):
+            kwargs.setdefault(stream, subprocess.DEVNULL)
+        return popen(*args, **kwargs)
+
+    subprocess.Popen = adapter_popen  # only for this call: listen() starts the adapter with it
     try:
         address = debugpy.listen((host, port))
     except Exception as err:  # debugpy raises RuntimeError, ValueError or OSError
         text = str(err)
         kind = "in_use" if "in use" in text.lower() else "failed"
         raise DebugStartError(kind, text) from None
+    finally:
+        subprocess.Popen = popen
     client_host, client_port = address
     return str(client_host), int(client_port), str(getattr(debugpy, "__version__", "?"))
 

@@ -80,12 +80,18 @@ class DebuggedRun:
         self.lines: queue.Queue[str] = queue.Queue()
         self.stderr: list[str] = []
         self.stdout = ""
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        self._stdout_parts: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._drain, args=(self.proc.stderr, self.lines.put), daemon=True),
+            threading.Thread(target=self._drain, args=(self.proc.stdout, self._stdout_parts.append), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
 
-    def _drain_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.put(line)
+    @staticmethod
+    def _drain(stream, put) -> None:
+        for line in stream:
+            put(line)
 
     def wait_for_line(self, needle: str, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
@@ -102,9 +108,13 @@ class DebuggedRun:
         raise AssertionError(f"never saw {needle!r} on stderr:\n{''.join(self.stderr)}")
 
     def finish(self, timeout: float = 120) -> int:
-        assert self.proc.stdout is not None
-        self.stdout = self.proc.stdout.read() if self.proc.wait(timeout=timeout) is not None else ""
-        time.sleep(0.1)  # let the reader thread take the last lines
+        """Waits for the exit and for both pipes to close: nothing else (debugpy's adapter,
+        which outlives the run while a client is attached) may hold them open."""
+        self.proc.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=10)
+            assert not reader.is_alive(), "an output pipe stayed open after rustybt exited"
+        self.stdout = "".join(self._stdout_parts)
         while not self.lines.empty():
             self.stderr.append(self.lines.get())
         return self.proc.returncode
@@ -196,6 +206,30 @@ def test_breakpoint_in_an_indicators_module(binary, tmp_path, bars_csv):
         assert float(local_values["doubled"]) == pytest.approx(first_close * 2), local_values
         resume_to_end(client, thread_id, indicator)
         assert run.finish() == 0, "".join(run.stderr)
+    finally:
+        if client:
+            client.close()
+        run.stop()
+    assert (out / "metrics.json").is_file()
+
+
+def test_run_ends_while_the_client_stays_attached(binary, tmp_path, write_algo, bars_csv):
+    algo = write_algo(ALGORITHM)
+    out = tmp_path / "out"
+    port = free_port()
+    run = DebuggedRun(binary, "--algo", algo, "--data", bars_csv(rows=20), "--out", out,
+                      "--no-progress", "--debug", "--wait-for-client", "--debug-port", str(port))
+    client = None
+    try:
+        run.wait_for_line("waiting for a debugger to attach")
+        client = DapClient("127.0.0.1", port)
+        thread_id, _, local_values = attach_and_stop(client, algo, break_line(algo))
+        assert local_values["count"] == "10"
+        client.set_breakpoints(str(algo), [])
+        client.request("continue", threadId=thread_id)
+        # No disconnect: the run still ends, its output pipes close, the client is told.
+        assert run.finish() == 0, "".join(run.stderr)
+        client.event("terminated", timeout=30)
     finally:
         if client:
             client.close()
