@@ -213,6 +213,43 @@ def test_breakpoint_in_an_indicators_module(binary, tmp_path, bars_csv):
     assert (out / "metrics.json").is_file()
 
 
+def test_breakpoints_stop_in_code_reloaded_by_pace(binary, tmp_path, write_algo, bars_csv):
+    algo = write_algo(ALGORITHM)
+    line = break_line(algo)
+    out = tmp_path / "out"
+    port = free_port()
+    run = DebuggedRun(binary, "--algo", algo, "--data", bars_csv(rows=40), "--out", out,
+                      "--no-progress", "--pace", "20ms", "--debug", "--wait-for-client",
+                      "--debug-port", str(port))
+    client = None
+    try:
+        run.wait_for_line("waiting for a debugger to attach")
+        client = DapClient("127.0.0.1", port)
+        thread_id, _, local_values = attach_and_stop(client, algo, line)
+        assert local_values["count"] == "10"
+        # Save new code with the breakpoint line unchanged; it is reloaded at a tick boundary.
+        algo.write_text(textwrap.dedent(ALGORITHM).replace("self.ticks * 10", "self.ticks * 1000"))
+        seen = []
+        for _ in range(30):
+            client.request("continue", threadId=thread_id)
+            stopped = client.event("stopped", timeout=60)
+            thread_id = stopped["threadId"]
+            frame = client.top_frame(thread_id)
+            assert (frame["source"]["path"], frame["line"]) == (str(algo), line)
+            seen.append(int(client.locals_of(frame["id"])["count"]))
+            if seen[-1] >= 1000:
+                break
+        # The new code runs with the old state: the tick count carried over.
+        assert seen[-1] == 1000 * (len(seen) + 1), seen
+        resume_to_end(client, thread_id, algo)
+        assert run.finish() == 0, "".join(run.stderr)
+    finally:
+        if client:
+            client.close()
+        run.stop()
+    assert "RELOAD  ok" in "".join(run.stderr)
+
+
 def test_run_ends_while_the_client_stays_attached(binary, tmp_path, write_algo, bars_csv):
     algo = write_algo(ALGORITHM)
     out = tmp_path / "out"
