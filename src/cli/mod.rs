@@ -169,6 +169,24 @@ pub struct RunArgs {
     /// reloaded in place at the next tick, keeping the algorithm's state.
     #[arg(long, value_name = "DURATION")]
     pub pace: Option<String>,
+
+    /// Start debugpy so a debugger (VS Code or any DAP client) can attach and stop at
+    /// breakpoints in the algorithm and `indicators/`.
+    #[arg(long)]
+    pub debug: bool,
+
+    /// Port the debugger listens on, with `--debug` (default 5678; 0 picks a free one).
+    #[arg(long, value_name = "PORT")]
+    pub debug_port: Option<u16>,
+
+    /// Address the debugger listens on, with `--debug` (default 127.0.0.1; anything else lets
+    /// other machines run code in this process).
+    #[arg(long, value_name = "HOST")]
+    pub debug_host: Option<String>,
+
+    /// With `--debug`: wait for a debugger to attach before loading the algorithm.
+    #[arg(long)]
+    pub wait_for_client: bool,
 }
 
 /// Parses nothing: runs an already-parsed command line and returns the process exit code.

@@ -42,13 +42,18 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
             "`--watch` reruns the whole backtest on a save; `--pace` reloads in place during one run",
         ));
     }
+    let debug = python::debug::DebugOptions::from_args(&args)?;
     let root = python::project_root();
     let prepared = load_data(&settings, root.as_deref())?;
     let algo_dir = std::path::absolute(&settings.algo)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default();
-    start_python(explicit_python, std::slice::from_ref(&algo_dir))?;
+    let (choice, _) = start_python(explicit_python, std::slice::from_ref(&algo_dir))?;
+    if let Some(debug) = &debug {
+        // Once per process: a `--watch` loop keeps the same debugger session across reruns.
+        debug.start(&choice)?;
+    }
     let folders = WatchFolders {
         algo_dir,
         indicators: root.as_ref().map(|r| r.join("indicators")),

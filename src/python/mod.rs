@@ -4,6 +4,7 @@
 pub mod arrays;
 pub mod convert;
 pub mod custom;
+pub mod debug;
 pub mod errors;
 pub mod interpreter;
 pub mod loader;
