@@ -9,6 +9,14 @@ use crate::python::{self, InterpreterChoice};
 
 /// Chooses the interpreter (searching from the working directory), starts it and returns the
 /// choice and the project root it took `pylib` from.
+/// `println!` that ignores a closed stdout (`rustybt doctor | head`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub(crate) fn start_python(
     explicit: Option<&Path>,
     extra_search: &[PathBuf],
@@ -33,10 +41,10 @@ pub(crate) fn start_python(
 }
 
 pub fn version(explicit: Option<&Path>) -> Result<ExitCode, Error> {
-    println!("rustybt {}", env!("CARGO_PKG_VERSION"));
+    say!("rustybt {}", env!("CARGO_PKG_VERSION"));
     let (choice, _) = start_python(explicit, &[])?;
     Python::attach(|py| {
-        println!(
+        say!(
             "python {} ({})",
             python::python_version(py),
             choice.executable.display()
@@ -59,19 +67,19 @@ pub fn doctor(explicit: Option<&Path>) -> Result<ExitCode, Error> {
     let (choice, root) = start_python(explicit, &[])?;
     Python::attach(|py| -> PyResult<ExitCode> {
         let sys = py.import("sys")?;
-        println!("rustybt {}", env!("CARGO_PKG_VERSION"));
-        println!("project root:     {}", root.display());
-        println!("interpreter:      {}", choice.executable.display());
-        println!("chosen from:      {}", choice.source);
-        println!("python version:   {}", python::python_version(py));
-        println!("sys.executable:   {}", sys.getattr("executable")?);
-        println!("sys.prefix:       {}", sys.getattr("prefix")?);
-        println!("sys.base_prefix:  {}", sys.getattr("base_prefix")?);
-        println!("sys.path:");
+        say!("rustybt {}", env!("CARGO_PKG_VERSION"));
+        say!("project root:     {}", root.display());
+        say!("interpreter:      {}", choice.executable.display());
+        say!("chosen from:      {}", choice.source);
+        say!("python version:   {}", python::python_version(py));
+        say!("sys.executable:   {}", sys.getattr("executable")?);
+        say!("sys.prefix:       {}", sys.getattr("prefix")?);
+        say!("sys.base_prefix:  {}", sys.getattr("base_prefix")?);
+        say!("sys.path:");
         for entry in sys.getattr("path")?.try_iter()? {
-            println!("  {}", entry?);
+            say!("  {}", entry?);
         }
-        println!("packages:");
+        say!("packages:");
         let mut missing = 0;
         for (module, label) in CHECKED_PACKAGES {
             match py.import(module) {
@@ -80,16 +88,16 @@ pub fn doctor(explicit: Option<&Path>) -> Result<ExitCode, Error> {
                         .getattr("__version__")
                         .map(|v| v.to_string())
                         .unwrap_or_else(|_| "?".into());
-                    println!("  ok       {label} {version}");
+                    say!("  ok       {label} {version}");
                 }
                 Err(err) => {
                     missing += 1;
-                    println!("  MISSING  {label}: {}", err.value(py));
+                    say!("  MISSING  {label}: {}", err.value(py));
                 }
             }
         }
         if missing > 0 {
-            println!("hint: install the requirements with `make setup`");
+            say!("hint: install the requirements with `make setup`");
             Ok(ExitCode::Usage)
         } else {
             Ok(ExitCode::Success)

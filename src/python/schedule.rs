@@ -53,6 +53,11 @@ impl Schedules {
         self.next_due.store(next, Ordering::Release);
     }
 
+    /// No schedule is pending.
+    pub fn is_idle(&self) -> bool {
+        self.next_due.load(Ordering::Acquire) == i64::MAX
+    }
+
     /// The callbacks due at `now` (in time order) with the callable to run for each; the
     /// schedule lock is released before any of them runs, so a callback may add or cancel.
     pub fn take_due(

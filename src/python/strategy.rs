@@ -372,6 +372,9 @@ impl PyStrategy {
 
     /// Calls the scheduled callbacks due at this tick, in time order, before `on_tick`.
     fn run_schedules(&mut self, py: Python<'_>, context: &Bound<'_, PyAny>) -> Result<(), Stop> {
+        if self.schedules.get().is_idle() {
+            return Ok(()); // the common case costs one atomic load per tick
+        }
         let now = lock(&self.session).now;
         let algorithm = self.algorithm.bind(py).clone();
         let due = self

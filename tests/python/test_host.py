@@ -109,3 +109,18 @@ def test_ctrl_c_stops_cleanly_and_writes_partial_results(binary, tmp_path):
     rows = (out / "equity.csv").read_text().splitlines()
     assert 10 < len(rows) < 3 * 7 * 24 * 60
     assert "Status: interrupted" in stdout or "interrupted" in stdout.lower()
+
+
+def test_doctor_and_version_into_a_closed_pipe_do_not_panic(binary):
+    # `rustybt doctor | head -1`: the reader goes away before rustybt writes. Before the fix,
+    # println! panicked on the broken pipe.
+    for args in (["doctor"], ["--version"]):
+        proc = subprocess.Popen(
+            [str(binary), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode()
+        code = proc.wait(timeout=60)
+        assert "panicked" not in stderr, stderr
+        assert code in (0, 2), (args, code, stderr)
