@@ -269,7 +269,10 @@ fn run_once(
         write_orders(&out_dir.join("orders.csv"), &lock(&session))?;
         let s = lock(&session);
         let trades = s.ledger.closed_trades();
-        let computed = metrics::compute(settings.cash, &outcome.equity, trades, &outcome.fills);
+        let computed = metrics::compute(settings.cash, &outcome.equity, trades, &outcome.fills)
+            .with_costs(&s.costs, &info.symbols);
+        metrics::write_costs_csv(&out_dir.join("costs.csv"), s.costs.records(), &info.symbols)
+            .map_err(|e| Error::Internal(format!("writing costs.csv: {e}")))?;
         metrics::write_results(
             &out_dir,
             &info,

@@ -160,6 +160,8 @@ fn drive(
 /// Steps 1–3 of the clock for the symbols closing at `tick.time`.
 fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Result<(), Stop> {
     let session = &mut *s;
+    // Midnights since the last tick are charged from the books as they stood then.
+    session.accrue_carry(tick.time).map_err(Stop::Engine)?;
     for &symbol in &tick.symbols {
         let index = session.market.closed_count(symbol);
         let series = session.market.series(symbol);
@@ -176,13 +178,15 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
                 },
                 open_time,
                 close_time: open_time + session.market.interval_ns(symbol),
+                lot_size: None,
             };
-            let tick = session
+            let instrument = session
                 .execution
                 .instruments
                 .get(symbol.index())
-                .unwrap_or(&session.execution.default_instrument)
-                .tick_size;
+                .unwrap_or(&session.execution.default_instrument);
+            let (tick, lot_size) = (instrument.tick_size, instrument.lot_size);
+            let bar = BarToMatch { lot_size, ..bar };
             let mut costs = SessionCosts {
                 commission: &session.commission,
                 slippage_bps: session.execution.slippage_bps,
@@ -197,6 +201,10 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
                 session
                     .ledger
                     .apply_fill(fill)
+                    .map_err(|e| Stop::Engine(e.to_string()))?;
+                session
+                    .costs
+                    .record_fill(fill)
                     .map_err(|e| Stop::Engine(e.to_string()))?;
             }
         }
@@ -214,6 +222,7 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
     session.aggregations.close_due(tick.time);
     session.indicators.sync_timeframes(&session.aggregations);
     session.now = tick.time;
+    session.last_tick = Some(tick.time);
     Ok(())
 }
 
