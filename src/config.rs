@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::cli::RunArgs;
 use crate::data::parse_timestamp;
 use crate::engine::ExecutionSettings;
+use crate::engine::margin::OnMarginCall;
 use crate::error::Error;
 use crate::execution::{
     BrokerProfile, CommissionModel, DayCount, FinancingTerms, Instrument, MatchSettings, PathMode,
@@ -55,6 +56,10 @@ struct FileExecution {
     /// Annual rate paid on a debit balance, and received on a credit one.
     financing_rate: Option<toml::Value>,
     financing_credit_rate: Option<toml::Value>,
+    /// "liquidate" (default) or "halt".
+    on_margin_call: Option<String>,
+    /// "module:Class" of a Python `SlippageModel`.
+    slippage_model: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -312,6 +317,21 @@ fn execution(file: FileExecution) -> Result<ExecutionSettings, Error> {
         slippage_bps,
         day_count,
         financing,
+        python_slippage: match file.slippage_model {
+            Some(spec) if !spec.split_once(':').is_some_and(|(m, c)| !m.is_empty() && !c.is_empty()) => {
+                return Err(Error::usage(format!(
+                    "execution.slippage_model `{spec}` is not of the form \"module:Class\""
+                )));
+            }
+            other => other,
+        },
+        on_margin_call: file
+            .on_margin_call
+            .as_deref()
+            .map(OnMarginCall::parse)
+            .transpose()
+            .map_err(Error::usage)?
+            .unwrap_or_default(),
         ..Default::default()
     })
 }
@@ -656,6 +676,8 @@ mod tests {
             ("[execution]\nfinancing_rate = \"-0.01\"\n", "financing rates must not be negative"),
             ("[execution]\nfinancing_credit_rate = \"abc\"\n", "execution.financing_credit_rate: `abc`"),
             ("[instruments.X]\nborrow_rate = \"-1\"\n", "borrow_rate must not be negative"),
+            ("[execution]\non_margin_call = \"ignore\"\n", "execution.on_margin_call: `ignore` is not a policy"),
+            ("[execution]\nslippage_model = \"models.Mine\"\n", "is not of the form \"module:Class\""),
             ("[instruments.X]\nmaintenance_margin = \"2\"\n", "maintenance_margin must be in (0, margin = 1]"),
         ] {
             let error = resolve(text).unwrap_err();

@@ -3,7 +3,9 @@
 mod backtest;
 pub mod carry;
 pub mod cross_section;
+pub mod external;
 pub mod indicator_set;
+pub mod margin;
 mod session;
 
 pub use backtest::{BacktestOptions, BacktestOutcome, Stop, Strategy, run_backtest};

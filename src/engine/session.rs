@@ -5,6 +5,8 @@ use rust_decimal::Decimal;
 use super::cross_section::CrossSection;
 use super::indicator_set::IndicatorSet;
 use super::carry::CarryRates;
+use super::external::{ExternalSlippage, SlippageQuery, adjusted_price};
+use super::margin::{Maintenance, OnMarginCall};
 use crate::accounting::{CostLog, Ledger};
 use crate::execution::{
     BrokerProfile, CommissionModel, CommissionSchedule, DayCount, FeeInput, FillCostModel,
@@ -39,6 +41,17 @@ pub struct Session {
     pub costs: CostLog,
     /// Borrow and financing terms, resolved by [`Session::set_execution`].
     pub carry: CarryRates,
+    /// Maintenance fractions (long, short) per symbol; `None`: not checked.
+    pub maintenance: Vec<Maintenance>,
+    /// The orders of a liquidation under way.
+    pub liquidation: Vec<OrderId>,
+    /// The user's slippage model (Python), installed after `initialize`; replaces the
+    /// built-in slippage when set.
+    pub external_slippage: Option<Box<dyn ExternalSlippage>>,
+    /// Set once a user model tried to improve a price (it is warned about once).
+    pub warned_favourable: bool,
+    /// Engine lines for the run's log, drained after each tick.
+    pub notices: Vec<String>,
 }
 
 pub type SharedSession = Arc<Mutex<Session>>;
@@ -78,6 +91,11 @@ impl Session {
             last_tick: None,
             costs: CostLog::new(symbols),
             carry: CarryRates::default(),
+            maintenance: Vec::new(),
+            liquidation: Vec::new(),
+            external_slippage: None,
+            warned_favourable: false,
+            notices: Vec::new(),
         }
     }
 
@@ -135,6 +153,7 @@ impl Session {
         self.profile_costs = execution.profile.as_ref().map(ProfileCosts::new);
         self.execution = execution;
         self.resolve_carry();
+        self.resolve_maintenance();
     }
 
     pub fn instrument(&self, symbol: SymbolId) -> &Instrument {
@@ -235,6 +254,10 @@ pub struct ExecutionSettings {
     pub day_count: Option<DayCount>,
     /// `[execution] financing_rate` / `financing_credit_rate`, over the profile's terms.
     pub financing: Option<FinancingTerms>,
+    /// What a maintenance-margin breach does.
+    pub on_margin_call: OnMarginCall,
+    /// `[execution] slippage_model = "module:Class"`: a Python `SlippageModel` subclass.
+    pub python_slippage: Option<String>,
 }
 
 /// The cost models built from a broker profile, with their running state (a tiered schedule's
@@ -267,17 +290,60 @@ pub struct SessionCosts<'a> {
     pub profile: Option<&'a mut ProfileCosts>,
     /// The instrument's tick: profile slippage rounds to it, never favourably.
     pub tick: Option<Decimal>,
+    /// The user's model, asked per fill instead of the built-in slippage.
+    pub external: Option<&'a mut (dyn ExternalSlippage + 'static)>,
+    /// The bar being matched, for the user's model.
+    pub symbol: SymbolId,
+    pub bar: Option<(crate::execution::BarPrices, TimestampNs)>,
+    /// The user's model failed: the run stops with this error.
+    pub error: Option<Box<crate::error::AlgorithmError>>,
+    /// A warning for the log (a model that tried to improve a price), once per run.
+    pub warned_favourable: &'a mut bool,
+    pub notices: &'a mut Vec<String>,
 }
 
 impl FillCostModel for SessionCosts<'_> {
     fn price(
-        &self,
-        side: OrderSide,
+        &mut self,
+        order: &crate::model::Order,
         reference: Decimal,
         quantity: Decimal,
         bar_volume: Decimal,
         maker: bool,
     ) -> Option<Decimal> {
+        let side = order.side;
+        if let (Some(model), Some((bar, bar_open_time))) = (self.external.as_deref_mut(), self.bar)
+        {
+            let query = SlippageQuery {
+                order,
+                symbol: self.symbol,
+                quantity,
+                reference,
+                maker,
+                bar,
+                bar_open_time,
+            };
+            let adjustment = match model.adjustment(&query) {
+                Ok(adjustment) => adjustment,
+                Err(error) => {
+                    self.error = Some(error);
+                    return None;
+                }
+            };
+            let (price, clamped) = adjusted_price(side, reference, adjustment, self.tick)?;
+            if clamped && !*self.warned_favourable {
+                *self.warned_favourable = true;
+                self.notices.push(format!(
+                    "{} WARNING engine: slippage model {} returned {adjustment} for order {}, \
+                     which would improve the price; slippage is never favourable, so it was \
+                     clamped to 0 (this warning is shown once)",
+                    crate::model::format_timestamp(bar_open_time),
+                    model.name(),
+                    order.id.0
+                ));
+            }
+            return Some(price);
+        }
         if let Some(profile) = &self.profile {
             let input = SlippageInput {
                 side,
@@ -346,11 +412,18 @@ mod tests {
         .unwrap();
         let mut profile_costs = ProfileCosts::new(&profile);
         let commission = CommissionModel::default();
+        let (mut warned, mut notices) = (false, Vec::new());
         let mut costs = SessionCosts {
             commission: &commission,
             slippage_bps: Decimal::ZERO,
             profile: Some(&mut profile_costs),
             tick: None,
+            external: None,
+            symbol: SymbolId(0),
+            bar: None,
+            error: None,
+            warned_favourable: &mut warned,
+            notices: &mut notices,
         };
         let mut fee = |order: u64, quantity: Decimal, done: bool| {
             costs

@@ -50,10 +50,11 @@ impl OrderRequest {
 
 /// How fills are priced and charged; the session supplies its cost models.
 pub trait FillCostModel {
-    /// The executed price for a fill whose path price is `reference`; never better than it.
+    /// The executed price for a fill of `order` whose path price is `reference`; never better
+    /// than it. `None` when it cannot be priced (overflow, or a user model that failed).
     fn price(
-        &self,
-        side: OrderSide,
+        &mut self,
+        order: &Order,
         reference: Decimal,
         quantity: Decimal,
         bar_volume: Decimal,
@@ -185,6 +186,23 @@ impl OrderBook {
         });
         if request.parent.is_none() {
             self.transition(id, OrderStatus::Accepted, now, None);
+        }
+        Ok(id)
+    }
+
+    /// Submits an order the engine places itself (a margin-call liquidation): its `new` and
+    /// `accepted` events carry `reason`, so `orders.csv` and `on_order` say why it exists.
+    pub fn submit_with_reason(
+        &mut self,
+        request: OrderRequest,
+        now: TimestampNs,
+        latency_ns: i64,
+        reason: &str,
+    ) -> Result<OrderId, OrderRejected> {
+        let first = self.history.len();
+        let id = self.submit(request, now, latency_ns)?;
+        for event in &mut self.history[first..] {
+            event.reason = Some(reason.to_string());
         }
         Ok(id)
     }
@@ -563,7 +581,7 @@ impl OrderBook {
                 *left -= quantity;
             }
             let mut executed = costs
-                .price(working.side, price, quantity, bar.prices.volume, maker)
+                .price(&working, price, quantity, bar.prices.volume, maker)
                 .ok_or("decimal overflow pricing a fill")?;
             // A limit protects its price: slippage never takes a fill past it.
             if let Some(limit) = working.kind.limit() {
@@ -696,13 +714,14 @@ mod tests {
 
     impl FillCostModel for Costs {
         fn price(
-            &self,
-            side: OrderSide,
+            &mut self,
+            order: &Order,
             reference: Decimal,
             _: Decimal,
             _: Decimal,
             maker: bool,
         ) -> Option<Decimal> {
+            let side = order.side;
             if maker {
                 return Some(reference);
             }

@@ -8,6 +8,7 @@ pub mod errors;
 pub mod interpreter;
 pub mod loader;
 pub mod objects;
+pub mod slippage;
 pub mod strategy;
 
 use std::path::{Path, PathBuf};
