@@ -21,14 +21,26 @@ pub struct CarryRates {
     pub borrow: Vec<Decimal>,
     pub borrow_basis: DayCount,
     pub financing: FinancingTerms,
+    /// Whether any accrual can be non-zero (computed once: checked every tick).
+    enabled: bool,
 }
 
 impl CarryRates {
-    /// Whether any accrual can be non-zero: when not, the clock never looks at midnights.
+    pub fn new(borrow: Vec<Decimal>, borrow_basis: DayCount, financing: FinancingTerms) -> Self {
+        let enabled = borrow.iter().any(|r| !r.is_zero())
+            || !financing.debit_annual_rate.is_zero()
+            || !financing.credit_annual_rate.is_zero();
+        CarryRates {
+            borrow,
+            borrow_basis,
+            financing,
+            enabled,
+        }
+    }
+
+    /// When false, the clock never looks at midnights.
     pub fn enabled(&self) -> bool {
-        self.borrow.iter().any(|r| !r.is_zero())
-            || !self.financing.debit_annual_rate.is_zero()
-            || !self.financing.credit_annual_rate.is_zero()
+        self.enabled
     }
 }
 
@@ -143,11 +155,7 @@ impl Session {
         if let Some(basis) = day_count {
             financing.basis = basis;
         }
-        self.carry = CarryRates {
-            borrow,
-            borrow_basis,
-            financing,
-        };
+        self.carry = CarryRates::new(borrow, borrow_basis, financing);
     }
 }
 
@@ -241,10 +249,13 @@ mod tests {
         assert_eq!(records[1].symbol, None);
         assert_eq!(records[1].time, DAY);
         assert_eq!(records[5].time, 3 * DAY);
-        assert_eq!(s.ledger.cash(), dec!(-95000) - dec!(61.5));
+        // Debits compound: day 2's balance is 100,020.5 → 20.0041, day 3's 100,041.0041.
+        assert_eq!(records[3].amount, dec!(20.0041));
+        assert_eq!(records[5].amount, dec!(20.00820082));
+        assert_eq!(s.ledger.cash(), dec!(-95000) - dec!(61.51230082));
         assert_eq!(s.costs.total().borrow, dec!(1.5));
         assert_eq!(s.costs.by_symbol()[0].borrow, dec!(1.5));
-        assert_eq!(s.ledger.carry_paid(), dec!(61.5));
+        assert_eq!(s.ledger.carry_paid(), dec!(61.51230082));
         // Nothing before the first tick, and no midnight in [last, next).
         let mut fresh = session(1, dec!(1), dec!(1), dec!(1));
         fresh.accrue_carry(10 * DAY).unwrap();

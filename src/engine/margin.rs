@@ -54,7 +54,7 @@ impl MarginCall {
 impl Session {
     /// Whether any symbol has a maintenance requirement (else the check costs nothing).
     pub fn maintenance_enabled(&self) -> bool {
-        self.maintenance.iter().any(Option::is_some)
+        self.maintenance_checked
     }
 
     /// Resolves each symbol's maintenance fractions: `[instruments.*] maintenance_margin`,
@@ -79,6 +79,8 @@ impl Session {
                 }
             })
             .collect();
+        // Cached: asked at every tick.
+        self.maintenance_checked = self.maintenance.iter().any(Option::is_some);
     }
 
     /// `Σ |quantity × last close| × maintenance fraction` over the open positions.

@@ -43,6 +43,8 @@ pub struct Session {
     pub carry: CarryRates,
     /// Maintenance fractions (long, short) per symbol; `None`: not checked.
     pub maintenance: Vec<Maintenance>,
+    /// Whether any symbol has a maintenance fraction.
+    pub maintenance_checked: bool,
     /// The orders of a liquidation under way.
     pub liquidation: Vec<OrderId>,
     /// The user's slippage model (Python), installed after `initialize`; replaces the
@@ -92,6 +94,7 @@ impl Session {
             costs: CostLog::new(symbols),
             carry: CarryRates::default(),
             maintenance: Vec::new(),
+            maintenance_checked: false,
             liquidation: Vec::new(),
             external_slippage: None,
             warned_favourable: false,
