@@ -12,8 +12,11 @@ use serde::Deserialize;
 use crate::cli::RunArgs;
 use crate::data::parse_timestamp;
 use crate::engine::ExecutionSettings;
+use crate::engine::margin::OnMarginCall;
 use crate::error::Error;
-use crate::execution::{BrokerProfile, CommissionModel, Instrument, MatchSettings, PathMode};
+use crate::execution::{
+    BrokerProfile, CommissionModel, DayCount, FinancingTerms, Instrument, MatchSettings, PathMode,
+};
 use crate::market::SessionCalendar;
 use crate::market::calendar::{parse_time_of_day, parse_timezone};
 use crate::model::time::{NANOS_PER_DAY, NANOS_PER_MINUTE, NANOS_PER_SECOND};
@@ -48,6 +51,15 @@ struct FileExecution {
     slippage_bps: Option<toml::Value>,
     /// A broker profile file (e.g. `config/brokers/ibkr_like.toml`).
     broker_profile: Option<PathBuf>,
+    /// 360 or 365: the basis of borrow and financing accruals.
+    day_count: Option<toml::Value>,
+    /// Annual rate paid on a debit balance, and received on a credit one.
+    financing_rate: Option<toml::Value>,
+    financing_credit_rate: Option<toml::Value>,
+    /// "liquidate" (default) or "halt".
+    on_margin_call: Option<String>,
+    /// "module:Class" of a Python `SlippageModel`.
+    slippage_model: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +69,8 @@ struct FileInstrument {
     lot_size: Option<toml::Value>,
     min_notional: Option<toml::Value>,
     margin: Option<toml::Value>,
+    maintenance_margin: Option<toml::Value>,
+    borrow_rate: Option<toml::Value>,
     currency: Option<String>,
 }
 
@@ -255,6 +269,40 @@ fn execution(file: FileExecution) -> Result<ExecutionSettings, Error> {
         .map(BrokerProfile::from_path)
         .transpose()
         .map_err(|e| Error::usage(format!("execution.broker_profile: {e}")))?;
+    let day_count = match &file.day_count {
+        None => None,
+        Some(toml::Value::Integer(days)) => Some(
+            u16::try_from(*days)
+                .map_err(|_| days.to_string())
+                .and_then(DayCount::try_from)
+                .map_err(|_| {
+                    Error::usage(format!("execution.day_count must be 360 or 365, got {days}"))
+                })?,
+        ),
+        Some(other) => {
+            return Err(Error::usage(format!(
+                "execution.day_count must be the integer 360 or 365, got {other}"
+            )));
+        }
+    };
+    let rate = |key: &str, value: &Option<toml::Value>| {
+        value
+            .as_ref()
+            .map(|v| decimal_value(&format!("execution.{key}"), v))
+            .transpose()
+    };
+    let debit = rate("financing_rate", &file.financing_rate)?;
+    let credit = rate("financing_credit_rate", &file.financing_credit_rate)?;
+    let financing = (debit.is_some() || credit.is_some()).then(|| FinancingTerms {
+        debit_annual_rate: debit.unwrap_or_default(),
+        credit_annual_rate: credit.unwrap_or_default(),
+        basis: day_count.unwrap_or_default(),
+    });
+    if let Some(terms) = &financing {
+        terms
+            .validate()
+            .map_err(|e| Error::usage(format!("execution: {e}")))?;
+    }
     // The profile's volume share applies unless the file sets one.
     let volume_share = volume_share.or(profile.as_ref().and_then(|p| p.partial_fill_volume_share));
     Ok(ExecutionSettings {
@@ -267,6 +315,23 @@ fn execution(file: FileExecution) -> Result<ExecutionSettings, Error> {
             .transpose()?
             .unwrap_or(0),
         slippage_bps,
+        day_count,
+        financing,
+        python_slippage: match file.slippage_model {
+            Some(spec) if !spec.split_once(':').is_some_and(|(m, c)| !m.is_empty() && !c.is_empty()) => {
+                return Err(Error::usage(format!(
+                    "execution.slippage_model `{spec}` is not of the form \"module:Class\""
+                )));
+            }
+            other => other,
+        },
+        on_margin_call: file
+            .on_margin_call
+            .as_deref()
+            .map(OnMarginCall::parse)
+            .transpose()
+            .map_err(Error::usage)?
+            .unwrap_or_default(),
         ..Default::default()
     })
 }
@@ -282,6 +347,8 @@ fn instrument(symbol: &str, file: FileInstrument) -> Result<Instrument, Error> {
         lot_size: number("lot_size", file.lot_size)?,
         min_notional: number("min_notional", file.min_notional)?,
         margin: number("margin", file.margin)?.unwrap_or(Decimal::ONE),
+        maintenance_margin: number("maintenance_margin", file.maintenance_margin)?,
+        borrow_rate: number("borrow_rate", file.borrow_rate)?,
         currency: file.currency.unwrap_or_else(|| "USD".into()),
     };
     instrument.validate(symbol).map_err(Error::usage)?;
@@ -578,5 +645,44 @@ mod tests {
             ..Default::default()
         };
         assert!(RunSettings::resolve(&args).is_err());
+    }
+
+    #[test]
+    fn carry_settings_and_their_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolve = |text: &str| {
+            let path = dir.path().join("carry.toml");
+            std::fs::write(&path, format!("[run]\nalgo = \"a.py\"\n{text}")).unwrap();
+            RunSettings::resolve(&RunArgs {
+                config: Some(path),
+                ..Default::default()
+            })
+        };
+        let settings = resolve(
+            "[execution]\nday_count = 365\nfinancing_rate = \"0.05\"\n\
+             [instruments.X]\nborrow_rate = \"0.02\"\nmargin = \"0.5\"\nmaintenance_margin = \"0.25\"\n",
+        )
+        .unwrap();
+        let financing = settings.execution.financing.unwrap();
+        assert_eq!(financing.debit_annual_rate, Decimal::from_str("0.05").unwrap());
+        assert_eq!(financing.credit_annual_rate, Decimal::ZERO);
+        assert_eq!(financing.basis, DayCount::Act365);
+        let x = &settings.instruments["X"];
+        assert_eq!(x.borrow_rate, Some(Decimal::from_str("0.02").unwrap()));
+        assert_eq!(x.maintenance_margin, Some(Decimal::from_str("0.25").unwrap()));
+        for (text, expected) in [
+            ("[execution]\nday_count = 364\n", "execution.day_count must be 360 or 365, got 364"),
+            ("[execution]\nday_count = \"360\"\n", "execution.day_count must be the integer 360 or 365"),
+            ("[execution]\nfinancing_rate = \"-0.01\"\n", "financing rates must not be negative"),
+            ("[execution]\nfinancing_credit_rate = \"abc\"\n", "execution.financing_credit_rate: `abc`"),
+            ("[instruments.X]\nborrow_rate = \"-1\"\n", "borrow_rate must not be negative"),
+            ("[execution]\non_margin_call = \"ignore\"\n", "execution.on_margin_call: `ignore` is not a policy"),
+            ("[execution]\nslippage_model = \"models.Mine\"\n", "is not of the form \"module:Class\""),
+            ("[instruments.X]\nmaintenance_margin = \"2\"\n", "maintenance_margin must be in (0, margin = 1]"),
+        ] {
+            let error = resolve(text).unwrap_err();
+            assert_eq!(error.exit_code(), crate::error::ExitCode::Usage);
+            assert!(error.to_string().contains(expected), "{text}: {error}");
+        }
     }
 }

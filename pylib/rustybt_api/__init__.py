@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .algorithm import Algorithm
 from .indicator import Indicator
+from .slippage import SlippageBar, SlippageModel, SlippageOrder
 from .errors import (
     AlgorithmFailed,
     BacktestError,
@@ -43,5 +44,8 @@ __all__ = [
     "Price",
     "Quantity",
     "RustybtError",
+    "SlippageBar",
+    "SlippageModel",
+    "SlippageOrder",
     "UnknownSymbolError",
 ]

@@ -57,6 +57,20 @@ class Algorithm:
             )
         return engine
 
+    def set_slippage(self, model: Any) -> None:
+        """Prices this run's fills with ``model``, a :class:`SlippageModel` instance, instead of
+        the configured slippage. Only in ``initialize``; ``[execution] slippage_model`` in the
+        config file wins over it."""
+        from .slippage import SlippageModel
+
+        if getattr(self, "_rustybt_started", False):
+            raise RuntimeError("set_slippage() can only be called in initialize()")
+        if not isinstance(model, SlippageModel):
+            raise TypeError(
+                f"set_slippage() needs a rustybt_api.SlippageModel instance, got {type(model).__name__}"
+            )
+        self._slippage_model = model
+
     def buy(
         self,
         symbol: str,

@@ -18,13 +18,15 @@ pub enum LedgerError {
 ///
 /// Invariants (property-tested below):
 /// - `equity == cash + Σ quantity × mark`
-/// - `equity == initial_cash + Σ realized + Σ unrealized − fees_paid`
+/// - `equity == initial_cash + Σ realized + Σ unrealized − fees_paid − carry_paid`
 /// - closing a whole position realizes exactly the unrealized PnL it showed at the fill price.
 #[derive(Debug, Clone)]
 pub struct Ledger {
     initial_cash: Decimal,
     cash: Decimal,
     fees_paid: Decimal,
+    /// Net borrow and financing debited (negative when credit interest exceeded them).
+    carry_paid: Decimal,
     positions: Vec<Position>,
     /// Symbols with a non-zero quantity, so marking to market is O(open positions).
     open: Vec<SymbolId>,
@@ -41,6 +43,7 @@ impl Ledger {
             initial_cash,
             cash: initial_cash,
             fees_paid: Decimal::ZERO,
+            carry_paid: Decimal::ZERO,
             positions: vec![Position::default(); symbol_count],
             open: Vec::new(),
             closed_trades: Vec::new(),
@@ -57,6 +60,27 @@ impl Ledger {
 
     pub fn fees_paid(&self) -> Decimal {
         self.fees_paid
+    }
+
+    /// Net borrow and financing debited so far (see [`Ledger::apply_carry`]).
+    pub fn carry_paid(&self) -> Decimal {
+        self.carry_paid
+    }
+
+    /// Debits a holding cost from cash: `amount` > 0 is a cost (borrow, debit interest),
+    /// < 0 income (credit interest). Positions are untouched; all or nothing on overflow.
+    pub fn apply_carry(&mut self, amount: Decimal) -> Result<(), LedgerError> {
+        let cash = self
+            .cash
+            .checked_sub(amount)
+            .ok_or(overflow("debiting carry"))?;
+        let carry_paid = self
+            .carry_paid
+            .checked_add(amount)
+            .ok_or(overflow("adding carry"))?;
+        self.cash = cash;
+        self.carry_paid = carry_paid;
+        Ok(())
     }
 
     pub fn position(&self, symbol: SymbolId) -> Option<&Position> {
@@ -295,6 +319,7 @@ mod tests {
             quantity,
             price,
             fee,
+            slippage: Decimal::ZERO,
             time,
         }
     }
@@ -382,6 +407,11 @@ mod tests {
             Err(LedgerError::UnknownSymbol(7))
         ));
         assert_eq!(ledger.cash(), before);
+        assert_eq!(
+            ledger.apply_carry(Decimal::MIN),
+            Err(LedgerError::Overflow("debiting carry"))
+        );
+        assert_eq!((ledger.cash(), ledger.carry_paid()), (before, dec!(0)));
     }
 
     fn price() -> impl Strategy<Value = Decimal> {
@@ -396,14 +426,15 @@ mod tests {
         #[test]
         fn ledger_invariants_hold_through_any_fill_sequence(
             steps in prop::collection::vec(
-                (0u32..3, any::<bool>(), quantity(), price(), 0i64..500, price()), 1..60)
+                (0u32..3, any::<bool>(), quantity(), price(), 0i64..500, price()), 1..60),
+            carries in prop::collection::vec(-100_000i64..100_000, 60),
         ) {
             let initial = dec!(1000000);
             let mut ledger = Ledger::new(initial, 3);
             for (i, (symbol, buy, qty, px, fee_cents, mark)) in steps.into_iter().enumerate() {
                 let side = if buy { OrderSide::Buy } else { OrderSide::Sell };
                 let f = Fill { order_id: OrderId(i as u64), symbol: SymbolId(symbol), side,
-                    quantity: qty, price: px, fee: Decimal::new(fee_cents, 2), time: i as i64 };
+                    quantity: qty, price: px, fee: Decimal::new(fee_cents, 2), slippage: Decimal::ZERO, time: i as i64 };
                 let before = ledger.position(f.symbol).unwrap().quantity;
                 let unrealized_at_fill = {
                     let p = ledger.position(f.symbol).unwrap();
@@ -420,6 +451,11 @@ mod tests {
                     prop_assert_eq!(after.realized_pnl - realized_before, unrealized_at_fill);
                 }
                 ledger.mark(SymbolId(symbol), mark).unwrap();
+                // A day's borrow/financing between fills: cash only, exactly.
+                let cash_before = ledger.cash();
+                let carry = Decimal::new(carries[i], 4);
+                ledger.apply_carry(carry).unwrap();
+                prop_assert_eq!(ledger.cash(), cash_before - carry);
                 let equity = ledger.equity().unwrap();
                 let mut by_positions = ledger.cash();
                 let mut pnl = Decimal::ZERO;
@@ -429,7 +465,7 @@ mod tests {
                     pnl += p.realized_pnl + p.unrealized_pnl().unwrap();
                 }
                 prop_assert_eq!(equity, by_positions);
-                prop_assert_eq!(equity, initial + pnl - ledger.fees_paid());
+                prop_assert_eq!(equity, initial + pnl - ledger.fees_paid() - ledger.carry_paid());
                 prop_assert!(ledger.fees_paid() >= Decimal::ZERO);
             }
             let trades_fees: Decimal = ledger.closed_trades().iter().map(|t| t.fees).sum();

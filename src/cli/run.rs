@@ -299,7 +299,10 @@ pub(super) fn backtest(
     let computed = {
         let s = lock(&session);
         let trades = s.ledger.closed_trades();
-        let computed = metrics::compute(settings.cash, &outcome.equity, trades, &outcome.fills);
+        let computed = metrics::compute(settings.cash, &outcome.equity, trades, &outcome.fills)
+            .with_costs(&s.costs, &info.symbols);
+        metrics::write_costs_csv(&out_dir.join("costs.csv"), s.costs.records(), &info.symbols)
+            .map_err(|e| Error::Internal(format!("writing costs.csv: {e}")))?;
         metrics::write_results(
             &out_dir,
             &info,

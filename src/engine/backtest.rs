@@ -40,6 +40,10 @@ pub trait Strategy {
     fn between_ticks(&mut self) -> Result<(), Stop> {
         Ok(())
     }
+    /// A line from the engine itself for the run's log (a margin call).
+    fn engine_notice(&mut self, message: &str) {
+        eprintln!("{message}");
+    }
     /// Waits between paced ticks. Implementations that share the thread with an interpreter
     /// release it while waiting and notice Ctrl-C promptly.
     fn idle(&mut self, duration: std::time::Duration) -> Result<(), Stop> {
@@ -120,21 +124,34 @@ fn drive(
     let mut fills = Vec::new();
     loop {
         fills.clear();
-        {
+        let notice = {
             let mut s = lock(session);
             if !clock.next_into(&s.market, &mut tick) {
                 return Ok(());
             }
-            step_market(&mut s, &tick, &mut fills)?;
+            if let Err(stop) = step_market(&mut s, &tick, &mut fills) {
+                // Fills applied before the failure are in the books: report them too.
+                outcome.fills.extend_from_slice(&fills);
+                return Err(stop);
+            }
             let point = EquityPoint {
                 time: tick.time,
                 cash: s.ledger.cash(),
                 equity: s.ledger.equity().map_err(|e| Stop::Engine(e.to_string()))?,
             };
             outcome.equity.push(point);
-        }
+            // After the point: a halted run's curve and fills end with the breaching tick.
+            (margin_check(&mut s), std::mem::take(&mut s.notices))
+        };
+        let (notice, notices) = notice;
         outcome.bars += tick.symbols.len() as u64;
         outcome.fills.extend_from_slice(&fills);
+        if let Some(message) = notice? {
+            strategy.engine_notice(&message);
+        }
+        for message in notices {
+            strategy.engine_notice(&message);
+        }
         strategy.update_indicators()?;
         strategy.on_order_events()?;
         for fill in &fills {
@@ -157,9 +174,44 @@ fn drive(
     }
 }
 
+/// Maintenance margin at the close of the tick's bars: a breach liquidates (orders that fill
+/// from the next bar) or halts the run, by `[execution] on_margin_call`. Returns the log line.
+fn margin_check(session: &mut super::Session) -> Result<Option<String>, Stop> {
+    let Some(call) = session.check_maintenance().map_err(Stop::Engine)? else {
+        return Ok(None);
+    };
+    match session.execution.on_margin_call {
+        super::margin::OnMarginCall::Liquidate => {
+            let ids = session.liquidate(&call).map_err(Stop::Engine)?;
+            let ids: Vec<String> = ids.iter().map(|id| id.0.to_string()).collect();
+            Ok(Some(format!(
+                "{} WARNING engine: {}; liquidating with market orders {}",
+                crate::model::format_timestamp(call.time),
+                call.describe(),
+                ids.join(", ")
+            )))
+        }
+        super::margin::OnMarginCall::Halt => Err(Stop::Failed(Box::new(
+            crate::error::AlgorithmError {
+                phase: "margin check".into(),
+                sim_time: Some(call.time),
+                exception: "MarginCall".into(),
+                message: call.describe(),
+                location: None,
+                traceback: String::new(),
+                hint: Some(
+                    "lower the leverage, or set [execution] on_margin_call = \"liquidate\"".into(),
+                ),
+            },
+        ))),
+    }
+}
+
 /// Steps 1–3 of the clock for the symbols closing at `tick.time`.
 fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Result<(), Stop> {
     let session = &mut *s;
+    // Midnights since the last tick are charged from the books as they stood then.
+    session.accrue_carry(tick.time).map_err(Stop::Engine)?;
     for &symbol in &tick.symbols {
         let index = session.market.closed_count(symbol);
         let series = session.market.series(symbol);
@@ -176,27 +228,46 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
                 },
                 open_time,
                 close_time: open_time + session.market.interval_ns(symbol),
+                lot_size: None,
             };
-            let tick = session
+            let instrument = session
                 .execution
                 .instruments
                 .get(symbol.index())
-                .unwrap_or(&session.execution.default_instrument)
-                .tick_size;
+                .unwrap_or(&session.execution.default_instrument);
+            let (tick, lot_size) = (instrument.tick_size, instrument.lot_size);
+            let bar = BarToMatch { lot_size, ..bar };
             let mut costs = SessionCosts {
                 commission: &session.commission,
                 slippage_bps: session.execution.slippage_bps,
                 profile: session.profile_costs.as_mut(),
                 tick,
+                external: session.external_slippage.as_deref_mut(),
+                symbol,
+                bar: Some((bar.prices, bar.open_time)),
+                error: None,
+                warned_favourable: &mut session.warned_favourable,
+                notices: &mut session.notices,
             };
-            session
-                .orders
-                .match_bar(symbol, &bar, &session.execution.matching, &mut costs, fills)
-                .map_err(|e| Stop::Engine(e.to_string()))?;
+            let matched = session.orders.match_bar(
+                symbol,
+                &bar,
+                &session.execution.matching,
+                &mut costs,
+                fills,
+            );
+            if let Some(error) = costs.error.take() {
+                return Err(Stop::Failed(error));
+            }
+            matched.map_err(|e| Stop::Engine(e.to_string()))?;
             for fill in &fills[first_new..] {
                 session
                     .ledger
                     .apply_fill(fill)
+                    .map_err(|e| Stop::Engine(e.to_string()))?;
+                session
+                    .costs
+                    .record_fill(fill)
                     .map_err(|e| Stop::Engine(e.to_string()))?;
             }
         }
@@ -214,6 +285,7 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
     session.aggregations.close_due(tick.time);
     session.indicators.sync_timeframes(&session.aggregations);
     session.now = tick.time;
+    session.last_tick = Some(tick.time);
     Ok(())
 }
 

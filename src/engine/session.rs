@@ -4,11 +4,14 @@ use rust_decimal::Decimal;
 
 use super::cross_section::CrossSection;
 use super::indicator_set::IndicatorSet;
-use crate::accounting::Ledger;
+use super::carry::CarryRates;
+use super::external::{ExternalSlippage, SlippageQuery, adjusted_price};
+use super::margin::{Maintenance, OnMarginCall};
+use crate::accounting::{CostLog, Ledger};
 use crate::execution::{
-    BrokerProfile, CommissionModel, CommissionSchedule, FeeInput, FillCostModel, Instrument,
-    LatencySampler, MatchSettings, OrderBook, OrderRejected, OrderRequest, SlippageInput,
-    SlippageModel, executed_price,
+    BrokerProfile, CommissionModel, CommissionSchedule, DayCount, FeeInput, FillCostModel,
+    FinancingTerms, Instrument, LatencySampler, MatchSettings, OrderBook, OrderFees,
+    OrderRejected, OrderRequest, SlippageInput, SlippageModel, executed_price,
 };
 use crate::market::{Aggregations, Market, SessionCalendar, Timeframe};
 use crate::model::{OrderId, OrderSide, SymbolId, TimestampNs};
@@ -32,6 +35,25 @@ pub struct Session {
     /// `ctx.time`: close time of the bar(s) just completed; before the first tick, the first
     /// bar's open time.
     pub now: TimestampNs,
+    /// Time of the last tick processed; `None` before the first (no carry accrues then).
+    pub last_tick: Option<TimestampNs>,
+    /// Every commission, slippage, borrow and financing charge of the run.
+    pub costs: CostLog,
+    /// Borrow and financing terms, resolved by [`Session::set_execution`].
+    pub carry: CarryRates,
+    /// Maintenance fractions (long, short) per symbol; `None`: not checked.
+    pub maintenance: Vec<Maintenance>,
+    /// Whether any symbol has a maintenance fraction.
+    pub maintenance_checked: bool,
+    /// The orders of a liquidation under way.
+    pub liquidation: Vec<OrderId>,
+    /// The user's slippage model (Python), installed after `initialize`; replaces the
+    /// built-in slippage when set.
+    pub external_slippage: Option<Box<dyn ExternalSlippage>>,
+    /// Set once a user model tried to improve a price (it is warned about once).
+    pub warned_favourable: bool,
+    /// Engine lines for the run's log, drained after each tick.
+    pub notices: Vec<String>,
 }
 
 pub type SharedSession = Arc<Mutex<Session>>;
@@ -68,6 +90,15 @@ impl Session {
             aggregations: Aggregations::default(),
             cross_section: Arc::new(CrossSection::new(symbols)),
             now,
+            last_tick: None,
+            costs: CostLog::new(symbols),
+            carry: CarryRates::default(),
+            maintenance: Vec::new(),
+            maintenance_checked: false,
+            liquidation: Vec::new(),
+            external_slippage: None,
+            warned_favourable: false,
+            notices: Vec::new(),
         }
     }
 
@@ -124,6 +155,8 @@ impl Session {
     pub fn set_execution(&mut self, execution: ExecutionSettings) {
         self.profile_costs = execution.profile.as_ref().map(ProfileCosts::new);
         self.execution = execution;
+        self.resolve_carry();
+        self.resolve_maintenance();
     }
 
     pub fn instrument(&self, symbol: SymbolId) -> &Instrument {
@@ -220,6 +253,14 @@ pub struct ExecutionSettings {
     /// A broker profile (`[execution] broker_profile`): its commission schedule, slippage
     /// models and latency replace the simple rate/bps settings above.
     pub profile: Option<BrokerProfile>,
+    /// `[execution] day_count`: the basis of borrow and financing, over the profile's.
+    pub day_count: Option<DayCount>,
+    /// `[execution] financing_rate` / `financing_credit_rate`, over the profile's terms.
+    pub financing: Option<FinancingTerms>,
+    /// What a maintenance-margin breach does.
+    pub on_margin_call: OnMarginCall,
+    /// `[execution] slippage_model = "module:Class"`: a Python `SlippageModel` subclass.
+    pub python_slippage: Option<String>,
 }
 
 /// The cost models built from a broker profile, with their running state (a tiered schedule's
@@ -229,6 +270,9 @@ pub struct ProfileCosts {
     pub commission: CommissionSchedule,
     pub slippage: Box<dyn SlippageModel>,
     pub latency: LatencySampler,
+    /// Running fees of each order with fills, so a minimum or cap applies to the order's
+    /// total rather than to each partial fill.
+    pub order_fees: std::collections::HashMap<OrderId, OrderFees>,
 }
 
 impl ProfileCosts {
@@ -237,6 +281,7 @@ impl ProfileCosts {
             commission: profile.commission.clone(),
             slippage: profile.slippage_model(),
             latency: profile.latency.sampler(),
+            order_fees: std::collections::HashMap::new(),
         }
     }
 }
@@ -248,17 +293,60 @@ pub struct SessionCosts<'a> {
     pub profile: Option<&'a mut ProfileCosts>,
     /// The instrument's tick: profile slippage rounds to it, never favourably.
     pub tick: Option<Decimal>,
+    /// The user's model, asked per fill instead of the built-in slippage.
+    pub external: Option<&'a mut (dyn ExternalSlippage + 'static)>,
+    /// The bar being matched, for the user's model.
+    pub symbol: SymbolId,
+    pub bar: Option<(crate::execution::BarPrices, TimestampNs)>,
+    /// The user's model failed: the run stops with this error.
+    pub error: Option<Box<crate::error::AlgorithmError>>,
+    /// A warning for the log (a model that tried to improve a price), once per run.
+    pub warned_favourable: &'a mut bool,
+    pub notices: &'a mut Vec<String>,
 }
 
 impl FillCostModel for SessionCosts<'_> {
     fn price(
-        &self,
-        side: OrderSide,
+        &mut self,
+        order: &crate::model::Order,
         reference: Decimal,
         quantity: Decimal,
         bar_volume: Decimal,
         maker: bool,
     ) -> Option<Decimal> {
+        let side = order.side;
+        if let (Some(model), Some((bar, bar_open_time))) = (self.external.as_deref_mut(), self.bar)
+        {
+            let query = SlippageQuery {
+                order,
+                symbol: self.symbol,
+                quantity,
+                reference,
+                maker,
+                bar,
+                bar_open_time,
+            };
+            let adjustment = match model.adjustment(&query) {
+                Ok(adjustment) => adjustment,
+                Err(error) => {
+                    self.error = Some(error);
+                    return None;
+                }
+            };
+            let (price, clamped) = adjusted_price(side, reference, adjustment, self.tick)?;
+            if clamped && !*self.warned_favourable {
+                *self.warned_favourable = true;
+                self.notices.push(format!(
+                    "{} WARNING engine: slippage model {} returned {adjustment} for order {}, \
+                     which would improve the price; slippage is never favourable, so it was \
+                     clamped to 0 (this warning is shown once)",
+                    crate::model::format_timestamp(bar_open_time),
+                    model.name(),
+                    order.id.0
+                ));
+            }
+            return Some(price);
+        }
         if let Some(profile) = &self.profile {
             let input = SlippageInput {
                 side,
@@ -288,17 +376,70 @@ impl FillCostModel for SessionCosts<'_> {
         price: Decimal,
         maker: bool,
         time: crate::model::TimestampNs,
+        order: OrderId,
+        order_done: bool,
     ) -> Option<Decimal> {
         if let Some(profile) = self.profile.as_deref_mut() {
-            // Each fill is charged as its own order (a per-order minimum applies per fill).
-            return profile.commission.fee(&FeeInput {
-                quantity,
-                price,
-                side,
-                is_maker: maker,
-                time,
-            });
+            // IBKR semantics: the minimum (and cap) apply to the order's total, charged
+            // incrementally, so the fees of its fills sum to what it would pay filled at once.
+            let mut so_far = profile.order_fees.remove(&order).unwrap_or_default();
+            let fee = profile.commission.order_fee(
+                &FeeInput {
+                    quantity,
+                    price,
+                    side,
+                    is_maker: maker,
+                    time,
+                },
+                &mut so_far,
+            )?;
+            if !order_done {
+                profile.order_fees.insert(order, so_far);
+            }
+            return Some(fee);
         }
         self.commission.fee(quantity, price)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::dec;
+
+    #[test]
+    fn a_profile_minimum_applies_once_per_order_across_partial_fills() {
+        let profile = BrokerProfile::from_toml(
+            "name = \"t\"\n[commission]\nmodel = \"per_share\"\nrate = \"0.005\"\nminimum = \"1\"\n",
+        )
+        .unwrap();
+        let mut profile_costs = ProfileCosts::new(&profile);
+        let commission = CommissionModel::default();
+        let (mut warned, mut notices) = (false, Vec::new());
+        let mut costs = SessionCosts {
+            commission: &commission,
+            slippage_bps: Decimal::ZERO,
+            profile: Some(&mut profile_costs),
+            tick: None,
+            external: None,
+            symbol: SymbolId(0),
+            bar: None,
+            error: None,
+            warned_favourable: &mut warned,
+            notices: &mut notices,
+        };
+        let mut fee = |order: u64, quantity: Decimal, done: bool| {
+            costs
+                .fee(OrderSide::Buy, quantity, dec!(10), false, 0, OrderId(order), done)
+                .unwrap()
+        };
+        // Order 1 fills 100 + 100 + 100: cumulative max(0.005 × filled, 1) = 1, 1, 1.5.
+        assert_eq!(fee(1, dec!(100), false), dec!(1));
+        // Another order in between has its own minimum.
+        assert_eq!(fee(2, dec!(10), true), dec!(1));
+        assert_eq!(fee(1, dec!(100), false), dec!(0));
+        assert_eq!(fee(1, dec!(100), true), dec!(0.5));
+        // A finished order's running total is dropped: its id starts afresh.
+        assert!(profile_costs.order_fees.is_empty());
     }
 }

@@ -50,16 +50,19 @@ impl OrderRequest {
 
 /// How fills are priced and charged; the session supplies its cost models.
 pub trait FillCostModel {
-    /// The executed price for a fill whose path price is `reference`; never better than it.
+    /// The executed price for a fill of `order` whose path price is `reference`; never better
+    /// than it. `None` when it cannot be priced (overflow, or a user model that failed).
     fn price(
-        &self,
-        side: OrderSide,
+        &mut self,
+        order: &Order,
         reference: Decimal,
         quantity: Decimal,
         bar_volume: Decimal,
         maker: bool,
     ) -> Option<Decimal>;
-    /// The fee of a fill (≥ 0).
+    /// The fee of a fill (≥ 0) of `order`; `order_done` when no fill of it follows, so a
+    /// model that keeps per-order state (a per-order minimum) can drop it.
+    #[allow(clippy::too_many_arguments)]
     fn fee(
         &mut self,
         side: OrderSide,
@@ -67,6 +70,8 @@ pub trait FillCostModel {
         price: Decimal,
         maker: bool,
         time: TimestampNs,
+        order: OrderId,
+        order_done: bool,
     ) -> Option<Decimal>;
 }
 
@@ -85,6 +90,8 @@ pub struct BarToMatch {
     pub prices: BarPrices,
     pub open_time: TimestampNs,
     pub close_time: TimestampNs,
+    /// The symbol's lot size: a fill capped by the volume share is rounded down to whole lots.
+    pub lot_size: Option<Decimal>,
 }
 
 /// Every order of a run, by id, plus the open ones of each symbol.
@@ -179,6 +186,23 @@ impl OrderBook {
         });
         if request.parent.is_none() {
             self.transition(id, OrderStatus::Accepted, now, None);
+        }
+        Ok(id)
+    }
+
+    /// Submits an order the engine places itself (a margin-call liquidation): its `new` and
+    /// `accepted` events carry `reason`, so `orders.csv` and `on_order` say why it exists.
+    pub fn submit_with_reason(
+        &mut self,
+        request: OrderRequest,
+        now: TimestampNs,
+        latency_ns: i64,
+        reason: &str,
+    ) -> Result<OrderId, OrderRejected> {
+        let first = self.history.len();
+        let id = self.submit(request, now, latency_ns)?;
+        for event in &mut self.history[first..] {
+            event.reason = Some(reason.to_string());
         }
         Ok(id)
     }
@@ -526,7 +550,7 @@ impl OrderBook {
             };
             let remaining = working.remaining();
             let quantity = match volume_left {
-                Some(left) => remaining.min(left.max(Decimal::ZERO)),
+                Some(left) => volume_capped(remaining, left, bar.lot_size),
                 None => remaining,
             };
             if tif == TimeInForce::Fok && first_bar && quantity < remaining {
@@ -557,7 +581,7 @@ impl OrderBook {
                 *left -= quantity;
             }
             let mut executed = costs
-                .price(working.side, price, quantity, bar.prices.volume, maker)
+                .price(&working, price, quantity, bar.prices.volume, maker)
                 .ok_or("decimal overflow pricing a fill")?;
             // A limit protects its price: slippage never takes a fill past it.
             if let Some(limit) = working.kind.limit() {
@@ -566,8 +590,24 @@ impl OrderBook {
                     OrderSide::Sell => executed.max(limit),
                 };
             }
+            // Never negative: a limit clamp only moves the price back towards the reference.
+            let slippage = executed
+                .checked_sub(price)
+                .and_then(|d| d.checked_mul(working.side.sign()))
+                .and_then(|d| d.checked_mul(quantity))
+                .ok_or("decimal overflow in a fill's slippage")?
+                .max(Decimal::ZERO);
+            let order_done = quantity >= remaining || tif == TimeInForce::Ioc;
             let fee = costs
-                .fee(working.side, quantity, executed, maker, bar.open_time)
+                .fee(
+                    working.side,
+                    quantity,
+                    executed,
+                    maker,
+                    bar.open_time,
+                    id,
+                    order_done,
+                )
                 .ok_or("decimal overflow computing a commission")?;
             let notional = executed
                 .checked_mul(quantity)
@@ -591,6 +631,7 @@ impl OrderBook {
                 quantity,
                 price: executed,
                 fee,
+                slippage,
                 time: fill_time,
             });
             let status = if done {
@@ -643,6 +684,21 @@ impl OrderBook {
     }
 }
 
+/// What of `remaining` may fill when only `left` of the bar's volume share is free: whole
+/// lots only, rounded down, so a partial fill never leaves a fraction of a lot behind. An
+/// order's quantity is whole lots at submission, so what is left is too. A remainder that is
+/// not (a quantity set before the lot rule, or no lot size) fills whole once the volume allows.
+fn volume_capped(remaining: Decimal, left: Decimal, lot: Option<Decimal>) -> Decimal {
+    let left = left.max(Decimal::ZERO);
+    if remaining <= left {
+        return remaining;
+    }
+    match lot.filter(|l| *l > Decimal::ZERO) {
+        Some(lot) => (left / lot).floor() * lot,
+        None => left,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -658,13 +714,14 @@ mod tests {
 
     impl FillCostModel for Costs {
         fn price(
-            &self,
-            side: OrderSide,
+            &mut self,
+            order: &Order,
             reference: Decimal,
             _: Decimal,
             _: Decimal,
             maker: bool,
         ) -> Option<Decimal> {
+            let side = order.side;
             if maker {
                 return Some(reference);
             }
@@ -681,6 +738,8 @@ mod tests {
             p: Decimal,
             _: bool,
             _: TimestampNs,
+            _: OrderId,
+            _: bool,
         ) -> Option<Decimal> {
             self.0.fee(q, p)
         }
@@ -701,6 +760,7 @@ mod tests {
             },
             open_time: minute * MIN,
             close_time: (minute + 1) * MIN,
+            lot_size: None,
         }
     }
 
@@ -755,6 +815,80 @@ mod tests {
         assert!(!book.has_open(SymbolId(0)));
         assert_eq!(book.take_events().len(), 3);
         assert!(book.take_events().is_empty());
+    }
+
+    #[test]
+    fn volume_capped_fills_are_whole_lots_and_leave_no_dust() {
+        let mut book = OrderBook::new(1);
+        let big = book
+            .submit(
+                OrderRequest::market(SymbolId(0), OrderSide::Buy, dec!(50)),
+                0,
+                0,
+            )
+            .unwrap();
+        // Below one lot (as a quantity set before the lot rule could be): fills whole.
+        let small = book
+            .submit(
+                OrderRequest::market(SymbolId(0), OrderSide::Buy, dec!(5)),
+                0,
+                0,
+            )
+            .unwrap();
+        let settings = MatchSettings {
+            volume_share: Some(dec!(0.5)),
+            ..Default::default()
+        };
+        let bars: Vec<BarToMatch> = (0..6)
+            .map(|m| BarToMatch {
+                lot_size: Some(dec!(10)),
+                ..bar(m, dec!(10), dec!(10), dec!(10), dec!(10), dec!(35))
+            })
+            .collect();
+        let fills = run(&mut book, &bars, &settings);
+        // 17.5 free per bar: 10 for the big order (7.5 stays free), then the small one's 5.
+        let got: Vec<(u64, Decimal)> = fills.iter().map(|f| (f.order_id.0, f.quantity)).collect();
+        assert_eq!(
+            got,
+            [
+                (big.0, dec!(10)),
+                (small.0, dec!(5)),
+                (big.0, dec!(10)),
+                (big.0, dec!(10)),
+                (big.0, dec!(10)),
+                (big.0, dec!(10)),
+            ]
+        );
+        assert_eq!(book.get(big).unwrap().status, OrderStatus::Filled);
+        assert_eq!(book.get(small).unwrap().status, OrderStatus::Filled);
+        // Less than a lot free: nothing fills, the order waits whole.
+        assert_eq!(volume_capped(dec!(30), dec!(9.99), Some(dec!(10))), dec!(0));
+        assert_eq!(volume_capped(dec!(30), dec!(29.5), Some(dec!(10))), dec!(20));
+        assert_eq!(volume_capped(dec!(30), dec!(29.5), None), dec!(29.5));
+        assert_eq!(volume_capped(dec!(30), dec!(-1), Some(dec!(10))), dec!(0));
+    }
+
+    #[test]
+    fn fills_record_their_slippage_against_the_path_price() {
+        let mut book = OrderBook::new(1);
+        book.submit(
+            OrderRequest::market(SymbolId(0), OrderSide::Sell, dec!(4)),
+            0,
+            0,
+        )
+        .unwrap();
+        // 100 bp against a sell at 10: 9.9, i.e. 0.1 × 4 lost.
+        let mut costs = Costs(CommissionModel::default(), dec!(100));
+        let mut fills = Vec::new();
+        book.match_bar(
+            SymbolId(0),
+            &bar(0, dec!(10), dec!(10), dec!(10), dec!(10), dec!(100)),
+            &MatchSettings::default(),
+            &mut costs,
+            &mut fills,
+        )
+        .unwrap();
+        assert_eq!((fills[0].price, fills[0].slippage), (dec!(9.9), dec!(0.4)));
     }
 
     #[test]
@@ -1140,7 +1274,10 @@ mod tests {
             buy in any::<bool>(),
             bps in 0u32..50,
             limit_offset in 0u32..200,
+            lot in 0u32..4,
         ) {
+            let lot_size = (lot > 0).then(|| Decimal::from(lot));
+            let quantity = quantity * lot.max(1);
             let side = if buy { OrderSide::Buy } else { OrderSide::Sell };
             let mut book = OrderBook::new(1);
             let market = book.submit(OrderRequest::market(SymbolId(0), side, Decimal::from(quantity)), 0, 0).unwrap();
@@ -1155,12 +1292,16 @@ mod tests {
                 let high = open + Decimal::new(*up as i64, 2);
                 let low = (open - Decimal::new(*down as i64, 2)).max(dec!(0.01));
                 let close = (low + Decimal::new(*span as i64, 2)).min(high);
-                let b = bar(i as i64, open, high, low, close, Decimal::from(*volume));
+                let b = BarToMatch { lot_size, ..bar(i as i64, open, high, low, close, Decimal::from(*volume)) };
                 let before = fills.len();
                 book.match_bar(SymbolId(0), &b, &settings, &mut costs, &mut fills).unwrap();
                 let path = b.prices.path(PathMode::NearerFirst);
                 for f in &fills[before..] {
                     prop_assert!(f.fee >= Decimal::ZERO);
+                    prop_assert!(f.slippage >= Decimal::ZERO);
+                    if let Some(lot) = lot_size {
+                        prop_assert!((f.quantity % lot).is_zero(), "{} is not whole lots of {}", f.quantity, lot);
+                    }
                     prop_assert!(f.price >= low.min(path[0]) * (Decimal::ONE - Decimal::from(bps) / Decimal::from(10_000)) - dec!(0.0000001));
                     if f.order_id == market {
                         // Market fills at the open, moved against the order by the slippage.

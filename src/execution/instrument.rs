@@ -21,6 +21,13 @@ pub struct Instrument {
     /// account), 0.5 = 2x. Shorts need it too.
     #[serde(default = "one")]
     pub margin: Decimal,
+    /// Share of a position's value equity must keep covering at every bar close; below it
+    /// the account gets a margin call. `None`: the broker profile's, else no check.
+    #[serde(default)]
+    pub maintenance_margin: Option<Decimal>,
+    /// Annual stock-borrow rate of a short, accrued daily. `None`: the broker profile's.
+    #[serde(default)]
+    pub borrow_rate: Option<Decimal>,
     #[serde(default = "usd")]
     pub currency: String,
 }
@@ -40,6 +47,8 @@ impl Default for Instrument {
             lot_size: None,
             min_notional: None,
             margin: Decimal::ONE,
+            maintenance_margin: None,
+            borrow_rate: None,
             currency: usd(),
         }
     }
@@ -91,7 +100,16 @@ impl Instrument {
                 self.margin
             ));
         }
+        if let Some(maintenance) = self.maintenance_margin
+            && (maintenance <= Decimal::ZERO || maintenance > self.margin)
+        {
+            return Err(format!(
+                "instrument {symbol}: maintenance_margin must be in (0, margin = {}], got {maintenance}",
+                self.margin
+            ));
+        }
         for (name, value) in [
+            ("borrow_rate", self.borrow_rate),
             ("tick_size", self.tick_size),
             ("lot_size", self.lot_size),
             ("min_notional", self.min_notional),
@@ -138,5 +156,16 @@ mod tests {
             .validate("X")
             .is_err()
         );
+        let leveraged = Instrument {
+            margin: dec!(0.5),
+            maintenance_margin: Some(dec!(0.6)),
+            ..Default::default()
+        };
+        assert!(leveraged.validate("X").unwrap_err().contains("maintenance_margin"));
+        let free_borrow = Instrument {
+            borrow_rate: Some(dec!(-0.01)),
+            ..Default::default()
+        };
+        assert!(free_borrow.validate("X").unwrap_err().contains("borrow_rate"));
     }
 }

@@ -15,7 +15,7 @@ pub mod slippage;
 pub use book::{BarToMatch, FillCostModel, MatchSettings, OrderBook, OrderRejected, OrderRequest};
 pub use carry::{
     CostBreakdown, DayCount, FinancingTerms, MarginOrder, MarginTerms, borrow_cost,
-    check_buying_power, financing, maintenance_requirement, margin_requirement,
+    check_buying_power, financing, format_amount, maintenance_requirement, margin_requirement,
 };
 pub use commission::{
     CommissionSchedule, FeeInput, MakerTaker, OrderFees, PerShare, Percentage, Tier, Tiered,

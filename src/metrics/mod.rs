@@ -73,6 +73,7 @@
 //! finest values rounded.
 
 mod columnar;
+mod costs;
 mod output;
 mod stats;
 mod summary;
@@ -85,6 +86,7 @@ use serde::Serialize;
 
 use crate::model::TimestampNs;
 
+pub use costs::{CostSummary, CostTotals, write_costs_csv};
 pub use output::{metrics_json, write_results};
 pub use stats::compute;
 pub use summary::summary_table;
@@ -250,6 +252,18 @@ pub struct Metrics {
     pub gross_loss: Decimal,
     /// Mean pnl of the closed trades, rounded to 12 decimal places.
     pub avg_trade_pnl: Option<Decimal>,
+    /// Commission, slippage, borrow and financing, in total and per symbol. [`compute`] fills
+    /// commission and slippage from the fills; [`Metrics::with_costs`] sets all of it from the
+    /// run's cost log.
+    pub costs: CostSummary,
+}
+
+impl Metrics {
+    /// The metrics with `costs` taken from the run's cost log (`names` by symbol id).
+    pub fn with_costs(mut self, log: &crate::accounting::CostLog, names: &[String]) -> Self {
+        self.costs = CostSummary::from_log(log, names);
+        self
+    }
 }
 
 /// Writing the results folder failed; every variant names the file concerned.

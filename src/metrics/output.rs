@@ -337,6 +337,7 @@ pub(crate) mod tests {
                 quantity: d("0.5"),
                 price: d("42987.654321"),
                 fee: d("21.49382716"),
+                slippage: Decimal::ZERO,
                 time: T0 + 60_000_000_000,
             },
             Fill {
@@ -346,6 +347,7 @@ pub(crate) mod tests {
                 quantity: d("3"),
                 price: d("2300.1"),
                 fee: d("0"),
+                slippage: Decimal::ZERO,
                 time: T0 + 2 * NANOS_PER_DAY,
             },
             Fill {
@@ -355,6 +357,7 @@ pub(crate) mod tests {
                 quantity: d("0.5"),
                 price: d("43000"),
                 fee: d("21.5"),
+                slippage: Decimal::ZERO,
                 time: T0 + 2 * NANOS_PER_DAY + 1_500_000_000,
             },
         ];

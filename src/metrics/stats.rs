@@ -34,6 +34,16 @@ pub fn compute(
             (ratio - Decimal::ONE).round_dp(RATIO_DP).normalize()
         });
     let fees_paid = fills.iter().map(|f| f.fee).sum::<Decimal>();
+    let slippage = fills.iter().map(|f| f.slippage).sum::<Decimal>();
+    let costs = super::CostSummary {
+        totals: super::CostTotals {
+            commission: fees_paid,
+            slippage,
+            total: fees_paid + slippage,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
 
     let returns = return_stats(equity);
     let dd = drawdown(equity);
@@ -80,6 +90,7 @@ pub fn compute(
         gross_profit: t.gross_profit,
         gross_loss: t.gross_loss,
         avg_trade_pnl: t.avg_pnl,
+        costs,
     }
 }
 
@@ -418,6 +429,7 @@ mod tests {
             quantity: Decimal::ONE,
             price: d("10"),
             fee: d(fee),
+            slippage: Decimal::ZERO,
             time: 0,
         }
     }

@@ -48,6 +48,14 @@ pub fn summary_table(info: &RunInfo, metrics: &Metrics) -> String {
     rows.push(("Net profit", m.net_profit.to_string()));
     rows.push(("Total return", decimal_percent(m.total_return)));
     rows.push(("Fees paid", m.fees_paid.to_string()));
+    let c = &m.costs.totals;
+    rows.push((
+        "Costs",
+        format!(
+            "{} (commission {}, slippage {}, borrow {}, financing {})",
+            c.total, c.commission, c.slippage, c.borrow, c.financing
+        ),
+    ));
     rows.push(("CAGR", opt(m.cagr, percent)));
     rows.push((
         "Sharpe",

@@ -13,6 +13,9 @@ pub struct Fill {
     pub price: Decimal,
     /// Never negative.
     pub fee: Decimal,
+    /// What slippage cost on this fill: `|price − reference| × quantity` against the path
+    /// price the order met, never negative. Already in `price`; kept for the cost report.
+    pub slippage: Decimal,
     pub time: TimestampNs,
 }
 

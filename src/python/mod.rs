@@ -10,6 +10,7 @@ pub mod interpreter;
 pub mod loader;
 pub mod objects;
 pub mod schedule;
+pub mod slippage;
 pub mod strategy;
 
 use std::path::{Path, PathBuf};

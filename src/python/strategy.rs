@@ -152,6 +152,58 @@ impl PyStrategy {
             .unwrap_or(&[])
     }
 
+    /// After `initialize`: the config's `slippage_model`, else the one the algorithm chose with
+    /// `set_slippage`, becomes the run's slippage. No model, no Python call per fill.
+    fn install_slippage(&mut self, py: Python<'_>) -> Result<(), Stop> {
+        let algorithm = self.algorithm.bind(py);
+        let (spec, symbols) = {
+            let s = lock(&self.session);
+            (s.execution.python_slippage.clone(), s.market.symbol_names())
+        };
+        let root = self.user_root.clone();
+        let fail = |py: Python<'_>, err: PyErr| {
+            Stop::Failed(Box::new(super::errors::algorithm_error(
+                py,
+                &err,
+                "initialize",
+                None,
+                &root,
+            )))
+        };
+        let model = match spec {
+            Some(spec) => Some(
+                super::slippage::PySlippage::from_spec(py, &spec, symbols, root.clone())
+                    .map_err(|e| fail(py, e))?,
+            ),
+            None => match algorithm.getattr("_slippage_model") {
+                Ok(model) if !model.is_none() => Some(
+                    super::slippage::PySlippage::new(py, model, symbols, root.clone())
+                        .map_err(|e| fail(py, e))?,
+                ),
+                _ => None,
+            },
+        };
+        algorithm
+            .setattr("_rustybt_started", true)
+            .map_err(|e| fail(py, e))?;
+        if let Some(model) = model {
+            lock(&self.session).external_slippage = Some(Box::new(model));
+        }
+        Ok(())
+    }
+
+    /// An engine line (a margin call) in `log.txt`, echoed like the algorithm's own lines.
+    fn push_log(&self, line: &str) {
+        if self.sink.echo {
+            eprintln!("{line}");
+        }
+        self.sink
+            .lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line.to_string());
+    }
+
     fn record_reload(&mut self, ok: bool, files: Vec<String>, started: Instant, message: String) {
         let sim_time = lock(&self.session).now;
         let millis = started.elapsed().as_secs_f64() * 1e3;
@@ -397,10 +449,15 @@ impl PyStrategy {
 }
 
 impl Strategy for PyStrategy {
+    fn engine_notice(&mut self, message: &str) {
+        self.push_log(message);
+    }
+
     fn initialize(&mut self) -> Result<(), Stop> {
         Python::attach(|py| {
             let context = self.context.bind(py).clone().into_any();
-            self.call_hook(py, INITIALIZE, &context)
+            self.call_hook(py, INITIALIZE, &context)?;
+            self.install_slippage(py)
         })
     }
 
