@@ -276,7 +276,9 @@ fn execution(file: FileExecution) -> Result<ExecutionSettings, Error> {
                 .map_err(|_| days.to_string())
                 .and_then(DayCount::try_from)
                 .map_err(|_| {
-                    Error::usage(format!("execution.day_count must be 360 or 365, got {days}"))
+                    Error::usage(format!(
+                        "execution.day_count must be 360 or 365, got {days}"
+                    ))
                 })?,
         ),
         Some(other) => {
@@ -318,7 +320,11 @@ fn execution(file: FileExecution) -> Result<ExecutionSettings, Error> {
         day_count,
         financing,
         python_slippage: match file.slippage_model {
-            Some(spec) if !spec.split_once(':').is_some_and(|(m, c)| !m.is_empty() && !c.is_empty()) => {
+            Some(spec)
+                if !spec
+                    .split_once(':')
+                    .is_some_and(|(m, c)| !m.is_empty() && !c.is_empty()) =>
+            {
                 return Err(Error::usage(format!(
                     "execution.slippage_model `{spec}` is not of the form \"module:Class\""
                 )));
@@ -664,21 +670,51 @@ mod tests {
         )
         .unwrap();
         let financing = settings.execution.financing.unwrap();
-        assert_eq!(financing.debit_annual_rate, Decimal::from_str("0.05").unwrap());
+        assert_eq!(
+            financing.debit_annual_rate,
+            Decimal::from_str("0.05").unwrap()
+        );
         assert_eq!(financing.credit_annual_rate, Decimal::ZERO);
         assert_eq!(financing.basis, DayCount::Act365);
         let x = &settings.instruments["X"];
         assert_eq!(x.borrow_rate, Some(Decimal::from_str("0.02").unwrap()));
-        assert_eq!(x.maintenance_margin, Some(Decimal::from_str("0.25").unwrap()));
+        assert_eq!(
+            x.maintenance_margin,
+            Some(Decimal::from_str("0.25").unwrap())
+        );
         for (text, expected) in [
-            ("[execution]\nday_count = 364\n", "execution.day_count must be 360 or 365, got 364"),
-            ("[execution]\nday_count = \"360\"\n", "execution.day_count must be the integer 360 or 365"),
-            ("[execution]\nfinancing_rate = \"-0.01\"\n", "financing rates must not be negative"),
-            ("[execution]\nfinancing_credit_rate = \"abc\"\n", "execution.financing_credit_rate: `abc`"),
-            ("[instruments.X]\nborrow_rate = \"-1\"\n", "borrow_rate must not be negative"),
-            ("[execution]\non_margin_call = \"ignore\"\n", "execution.on_margin_call: `ignore` is not a policy"),
-            ("[execution]\nslippage_model = \"models.Mine\"\n", "is not of the form \"module:Class\""),
-            ("[instruments.X]\nmaintenance_margin = \"2\"\n", "maintenance_margin must be in (0, margin = 1]"),
+            (
+                "[execution]\nday_count = 364\n",
+                "execution.day_count must be 360 or 365, got 364",
+            ),
+            (
+                "[execution]\nday_count = \"360\"\n",
+                "execution.day_count must be the integer 360 or 365",
+            ),
+            (
+                "[execution]\nfinancing_rate = \"-0.01\"\n",
+                "financing rates must not be negative",
+            ),
+            (
+                "[execution]\nfinancing_credit_rate = \"abc\"\n",
+                "execution.financing_credit_rate: `abc`",
+            ),
+            (
+                "[instruments.X]\nborrow_rate = \"-1\"\n",
+                "borrow_rate must not be negative",
+            ),
+            (
+                "[execution]\non_margin_call = \"ignore\"\n",
+                "execution.on_margin_call: `ignore` is not a policy",
+            ),
+            (
+                "[execution]\nslippage_model = \"models.Mine\"\n",
+                "is not of the form \"module:Class\"",
+            ),
+            (
+                "[instruments.X]\nmaintenance_margin = \"2\"\n",
+                "maintenance_margin must be in (0, margin = 1]",
+            ),
         ] {
             let error = resolve(text).unwrap_err();
             assert_eq!(error.exit_code(), crate::error::ExitCode::Usage);

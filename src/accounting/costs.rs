@@ -91,9 +91,7 @@ impl CostLog {
         };
         let delta = item(record.amount);
         let mut total = self.total;
-        total
-            .add(&delta)
-            .ok_or("decimal overflow summing costs")?;
+        total.add(&delta).ok_or("decimal overflow summing costs")?;
         if let Some(symbol) = record.symbol {
             let slot = self
                 .by_symbol
@@ -191,7 +189,10 @@ mod tests {
             annual_rate: None,
             order_id: None,
         };
-        assert_eq!(log.record(record.clone()), Err("cost for an unknown symbol"));
+        assert_eq!(
+            log.record(record.clone()),
+            Err("cost for an unknown symbol")
+        );
         let huge = CostRecord {
             symbol: Some(SymbolId(0)),
             amount: Decimal::MAX,

@@ -191,8 +191,8 @@ fn margin_check(session: &mut super::Session) -> Result<Option<String>, Stop> {
                 ids.join(", ")
             )))
         }
-        super::margin::OnMarginCall::Halt => Err(Stop::Failed(Box::new(
-            crate::error::AlgorithmError {
+        super::margin::OnMarginCall::Halt => {
+            Err(Stop::Failed(Box::new(crate::error::AlgorithmError {
                 phase: "margin check".into(),
                 sim_time: Some(call.time),
                 exception: "MarginCall".into(),
@@ -202,8 +202,8 @@ fn margin_check(session: &mut super::Session) -> Result<Option<String>, Stop> {
                 hint: Some(
                     "lower the leverage, or set [execution] on_margin_call = \"liquidate\"".into(),
                 ),
-            },
-        ))),
+            })))
+        }
     }
 }
 

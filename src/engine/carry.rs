@@ -97,7 +97,13 @@ impl Session {
             let rate = rate.unwrap_or_default();
             let amount = borrow_cost(value, rate, 1, self.carry.borrow_basis)
                 .ok_or_else(|| overflow("borrow"))?;
-            charges.push((Some(symbol), CostKind::Borrow, round(amount), value.abs(), rate));
+            charges.push((
+                Some(symbol),
+                CostKind::Borrow,
+                round(amount),
+                value.abs(),
+                rate,
+            ));
         }
         let terms = &self.carry.financing;
         let amount = terms
@@ -169,9 +175,10 @@ mod tests {
     use super::*;
     use crate::data::{BarSeries, Column};
     use crate::engine::ExecutionSettings;
+    use crate::engine::test_support::hold;
     use crate::execution::{CommissionModel, Instrument};
     use crate::market::Market;
-    use crate::model::{Fill, OrderId, OrderSide};
+    use crate::model::OrderSide;
 
     const DAY: i64 = NANOS_PER_DAY;
 
@@ -206,21 +213,6 @@ mod tests {
         s
     }
 
-    fn trade(s: &mut Session, symbol: u32, side: OrderSide, quantity: Decimal, price: Decimal) {
-        let fill = Fill {
-            order_id: OrderId(0),
-            symbol: SymbolId(symbol),
-            side,
-            quantity,
-            price,
-            fee: Decimal::ZERO,
-            slippage: Decimal::ZERO,
-            time: 0,
-        };
-        s.ledger.apply_fill(&fill).unwrap();
-        s.ledger.mark(SymbolId(symbol), price).unwrap();
-    }
-
     #[test]
     fn midnights_are_found_on_the_utc_grid() {
         assert_eq!(next_midnight(0), 0);
@@ -234,8 +226,8 @@ mod tests {
         // day_count 365 overrides the financing basis of 360 set with the rates.
         let mut s = session(2, dec!(0.0365), dec!(0.073), dec!(0));
         assert_eq!(s.carry.financing.basis, DayCount::Act365);
-        trade(&mut s, 0, OrderSide::Sell, dec!(100), dec!(50)); // short 5,000
-        trade(&mut s, 1, OrderSide::Buy, dec!(2000), dec!(100)); // long 200,000
+        hold(&mut s, 0, OrderSide::Sell, dec!(100), dec!(50)); // short 5,000
+        hold(&mut s, 1, OrderSide::Buy, dec!(2000), dec!(100)); // long 200,000
         // Cash 100,000 + 5,000 − 200,000 = −95,000; financed balance −100,000.
         s.last_tick = Some(DAY / 2);
         s.accrue_carry(DAY / 2 + 3 * DAY).unwrap(); // three midnights
@@ -268,19 +260,22 @@ mod tests {
     #[test]
     fn credit_interest_is_income_on_cash_net_of_short_proceeds() {
         let mut s = session(1, dec!(0), dec!(0.1), dec!(0.0365));
-        trade(&mut s, 0, OrderSide::Sell, dec!(100), dec!(10));
+        hold(&mut s, 0, OrderSide::Sell, dec!(100), dec!(10));
         s.last_tick = Some(0);
         s.accrue_carry(1).unwrap();
         let r = &s.costs.records()[0];
         // 101,000 cash − 1,000 short = 100,000 × 0.0365 / 365 = 10, received.
-        assert_eq!((r.kind, r.amount, r.base), (CostKind::Financing, dec!(-10), dec!(100000)));
+        assert_eq!(
+            (r.kind, r.amount, r.base),
+            (CostKind::Financing, dec!(-10), dec!(100000))
+        );
         assert_eq!(s.ledger.cash(), dec!(101010));
     }
 
     #[test]
     fn overflow_is_an_error_not_a_panic() {
         let mut s = session(1, dec!(1000), dec!(0), dec!(0));
-        trade(&mut s, 0, OrderSide::Sell, Decimal::MAX / dec!(10), dec!(1));
+        hold(&mut s, 0, OrderSide::Sell, Decimal::MAX / dec!(10), dec!(1));
         s.ledger.mark(SymbolId(0), dec!(5)).unwrap();
         s.last_tick = Some(0);
         let err = s.accrue_carry(1).unwrap_err();
@@ -306,7 +301,7 @@ mod tests {
             let price = Decimal::new(price_cents, 2);
             let quantity = Decimal::from(qty);
             let side = if long { OrderSide::Buy } else { OrderSide::Sell };
-            trade(&mut s, 0, side, quantity, price);
+            hold(&mut s, 0, side, quantity, price);
             s.last_tick = Some(0);
             let mut cash = s.ledger.cash();
             let equity_before = s.ledger.equity().unwrap();

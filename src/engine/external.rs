@@ -70,6 +70,9 @@ mod tests {
         assert_eq!(better, Some((dec!(10), true)));
         let better = adjusted_price(OrderSide::Sell, dec!(10), dec!(-0.5), Some(dec!(0.01)));
         assert_eq!(better, Some((dec!(10), true)));
-        assert_eq!(adjusted_price(OrderSide::Buy, Decimal::MAX, dec!(1), None), None);
+        assert_eq!(
+            adjusted_price(OrderSide::Buy, Decimal::MAX, dec!(1), None),
+            None
+        );
     }
 }

@@ -167,9 +167,10 @@ mod tests {
     use super::*;
     use crate::data::{BarSeries, Column};
     use crate::engine::ExecutionSettings;
+    use crate::engine::test_support::hold;
     use crate::execution::{BrokerProfile, CommissionModel, Instrument};
     use crate::market::Market;
-    use crate::model::{Fill, OrderStatus};
+    use crate::model::OrderStatus;
 
     fn session(maintenance: Option<Decimal>, profile: Option<&str>) -> Session {
         let series = (0..2)
@@ -198,26 +199,18 @@ mod tests {
         s
     }
 
-    fn hold(s: &mut Session, symbol: u32, side: OrderSide, quantity: Decimal, price: Decimal) {
-        let fill = Fill {
-            order_id: OrderId(0),
-            symbol: SymbolId(symbol),
-            side,
-            quantity,
-            price,
-            fee: Decimal::ZERO,
-            slippage: Decimal::ZERO,
-            time: 0,
-        };
-        s.ledger.apply_fill(&fill).unwrap();
-        s.ledger.mark(SymbolId(symbol), price).unwrap();
-    }
-
     #[test]
     fn policies_parse_by_name() {
         assert_eq!(OnMarginCall::parse("halt"), Ok(OnMarginCall::Halt));
-        assert_eq!(OnMarginCall::parse("liquidate"), Ok(OnMarginCall::Liquidate));
-        assert!(OnMarginCall::parse("panic").unwrap_err().contains("`panic`"));
+        assert_eq!(
+            OnMarginCall::parse("liquidate"),
+            Ok(OnMarginCall::Liquidate)
+        );
+        assert!(
+            OnMarginCall::parse("panic")
+                .unwrap_err()
+                .contains("`panic`")
+        );
     }
 
     #[test]
@@ -255,13 +248,23 @@ mod tests {
         );
         let open_order = s
             .orders
-            .submit(OrderRequest::market(SymbolId(0), OrderSide::Buy, dec!(1)), 0, 0)
+            .submit(
+                OrderRequest::market(SymbolId(0), OrderSide::Buy, dec!(1)),
+                0,
+                0,
+            )
             .unwrap();
         let ids = s.liquidate(&call).unwrap();
         assert_eq!(ids.len(), 2);
-        assert_eq!(s.orders.get(open_order).unwrap().status, OrderStatus::Cancelled);
+        assert_eq!(
+            s.orders.get(open_order).unwrap().status,
+            OrderStatus::Cancelled
+        );
         let sell = s.orders.get(ids[0]).unwrap();
-        assert_eq!((sell.side, sell.quantity, sell.active_from), (OrderSide::Sell, dec!(190), 42));
+        assert_eq!(
+            (sell.side, sell.quantity, sell.active_from),
+            (OrderSide::Sell, dec!(190), 42)
+        );
         let cover = s.orders.get(ids[1]).unwrap();
         assert_eq!((cover.side, cover.quantity), (OrderSide::Buy, dec!(10)));
         let accepted = s

@@ -2,16 +2,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rust_decimal::Decimal;
 
-use super::cross_section::CrossSection;
-use super::indicator_set::IndicatorSet;
 use super::carry::CarryRates;
+use super::cross_section::CrossSection;
 use super::external::{ExternalSlippage, SlippageQuery, adjusted_price};
+use super::indicator_set::IndicatorSet;
 use super::margin::{Maintenance, OnMarginCall};
 use crate::accounting::{CostLog, Ledger};
 use crate::execution::{
     BrokerProfile, CommissionModel, CommissionSchedule, DayCount, FeeInput, FillCostModel,
-    FinancingTerms, Instrument, LatencySampler, MatchSettings, OrderBook, OrderFees,
-    OrderRejected, OrderRequest, SlippageInput, SlippageModel, executed_price,
+    FinancingTerms, Instrument, LatencySampler, MatchSettings, OrderBook, OrderFees, OrderRejected,
+    OrderRequest, SlippageInput, SlippageModel, executed_price,
 };
 use crate::market::{Aggregations, Market, SessionCalendar, Timeframe};
 use crate::model::{OrderId, OrderSide, SymbolId, TimestampNs};
@@ -430,7 +430,15 @@ mod tests {
         };
         let mut fee = |order: u64, quantity: Decimal, done: bool| {
             costs
-                .fee(OrderSide::Buy, quantity, dec!(10), false, 0, OrderId(order), done)
+                .fee(
+                    OrderSide::Buy,
+                    quantity,
+                    dec!(10),
+                    false,
+                    0,
+                    OrderId(order),
+                    done,
+                )
                 .unwrap()
         };
         // Order 1 fills 100 + 100 + 100: cumulative max(0.005 × filled, 1) = 1, 1, 1.5.

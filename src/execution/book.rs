@@ -863,7 +863,10 @@ mod tests {
         assert_eq!(book.get(small).unwrap().status, OrderStatus::Filled);
         // Less than a lot free: nothing fills, the order waits whole.
         assert_eq!(volume_capped(dec!(30), dec!(9.99), Some(dec!(10))), dec!(0));
-        assert_eq!(volume_capped(dec!(30), dec!(29.5), Some(dec!(10))), dec!(20));
+        assert_eq!(
+            volume_capped(dec!(30), dec!(29.5), Some(dec!(10))),
+            dec!(20)
+        );
         assert_eq!(volume_capped(dec!(30), dec!(29.5), None), dec!(29.5));
         assert_eq!(volume_capped(dec!(30), dec!(-1), Some(dec!(10))), dec!(0));
     }

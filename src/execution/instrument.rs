@@ -161,11 +161,21 @@ mod tests {
             maintenance_margin: Some(dec!(0.6)),
             ..Default::default()
         };
-        assert!(leveraged.validate("X").unwrap_err().contains("maintenance_margin"));
+        assert!(
+            leveraged
+                .validate("X")
+                .unwrap_err()
+                .contains("maintenance_margin")
+        );
         let free_borrow = Instrument {
             borrow_rate: Some(dec!(-0.01)),
             ..Default::default()
         };
-        assert!(free_borrow.validate("X").unwrap_err().contains("borrow_rate"));
+        assert!(
+            free_borrow
+                .validate("X")
+                .unwrap_err()
+                .contains("borrow_rate")
+        );
     }
 }

@@ -126,9 +126,12 @@ mod tests {
             annual_rate: (kind == CostKind::Borrow).then_some(dec!(0.03)),
             order_id: (kind == CostKind::Commission).then_some(OrderId(2)),
         };
-        log.record(charge(Some(0), CostKind::Commission, dec!(1.5))).unwrap();
-        log.record(charge(Some(1), CostKind::Borrow, dec!(0.25))).unwrap();
-        log.record(charge(None, CostKind::Financing, dec!(-0.5))).unwrap();
+        log.record(charge(Some(0), CostKind::Commission, dec!(1.5)))
+            .unwrap();
+        log.record(charge(Some(1), CostKind::Borrow, dec!(0.25)))
+            .unwrap();
+        log.record(charge(None, CostKind::Financing, dec!(-0.5)))
+            .unwrap();
         let names = vec!["A".to_string(), "B".to_string()];
         let summary = CostSummary::from_log(&log, &names);
         assert_eq!(summary.totals.total, dec!(1.25));
@@ -142,7 +145,10 @@ mod tests {
         write_costs_csv(&path, log.records(), &names).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "time,symbol,kind,amount,base,annual_rate,order_id");
+        assert_eq!(
+            lines[0],
+            "time,symbol,kind,amount,base,annual_rate,order_id"
+        );
         assert_eq!(lines[1], "1970-01-01T00:00:00Z,A,commission,1.5,100,,2");
         assert_eq!(lines[2], "1970-01-01T00:00:00Z,B,borrow,0.25,100,0.03,");
         assert_eq!(lines[3], "1970-01-01T00:00:00Z,,financing,-0.5,100,,");
