@@ -81,7 +81,9 @@ pub struct AuditLog {
 fn mask_value(value: Value, secrets: &[Secret]) -> Value {
     match value {
         Value::String(s) => Value::String(mask(&s, secrets)),
-        Value::Array(items) => Value::Array(items.into_iter().map(|v| mask_value(v, secrets)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|v| mask_value(v, secrets)).collect())
+        }
         Value::Object(map) => Value::Object(
             map.into_iter()
                 .map(|(k, v)| (mask(&k, secrets), mask_value(v, secrets)))
@@ -126,7 +128,12 @@ impl AuditLog {
     }
 
     /// Appends one event. `fields` must be a JSON object.
-    pub fn record(&mut self, time: TimestampNs, kind: AuditKind, fields: Value) -> Result<(), AuditError> {
+    pub fn record(
+        &mut self,
+        time: TimestampNs,
+        kind: AuditKind,
+        fields: Value,
+    ) -> Result<(), AuditError> {
         let Value::Object(fields) = mask_value(fields, &self.secrets) else {
             return Err(AuditError::NotAnObject(kind_name(kind)));
         };
@@ -135,7 +142,8 @@ impl AuditLog {
             kind,
             fields,
         };
-        let line = serde_json::to_string(&event).map_err(|e| AuditError::NotAnObject(e.to_string()))?;
+        let line =
+            serde_json::to_string(&event).map_err(|e| AuditError::NotAnObject(e.to_string()))?;
         // Belt and braces: a secret split by JSON escaping is caught above, a whole one here.
         let mut line = mask(&line, &self.secrets);
         line.push('\n');
@@ -153,7 +161,11 @@ impl AuditLog {
 
     /// A log line of the algorithm (or the host).
     pub fn log(&mut self, time: TimestampNs, level: &str, message: &str) -> Result<(), AuditError> {
-        self.record(time, AuditKind::Log, json!({"level": level, "message": message}))
+        self.record(
+            time,
+            AuditKind::Log,
+            json!({"level": level, "message": message}),
+        )
     }
 
     pub fn intent(&mut self, time: TimestampNs, intent: &OrderIntent) -> Result<(), AuditError> {
@@ -173,7 +185,12 @@ impl AuditLog {
         )
     }
 
-    pub fn ack(&mut self, time: TimestampNs, client_order_id: &str, exchange_id: &str) -> Result<(), AuditError> {
+    pub fn ack(
+        &mut self,
+        time: TimestampNs,
+        client_order_id: &str,
+        exchange_id: &str,
+    ) -> Result<(), AuditError> {
         self.record(
             time,
             AuditKind::Ack,
@@ -182,7 +199,8 @@ impl AuditLog {
     }
 
     pub fn fill(&mut self, time: TimestampNs, fill: &FillRecord) -> Result<(), AuditError> {
-        let fields = serde_json::to_value(fill).map_err(|e| AuditError::NotAnObject(e.to_string()))?;
+        let fields =
+            serde_json::to_value(fill).map_err(|e| AuditError::NotAnObject(e.to_string()))?;
         self.record(time, AuditKind::Fill, fields)
     }
 
@@ -195,7 +213,8 @@ impl AuditLog {
     }
 
     pub fn reconcile(&mut self, report: &Report) -> Result<(), AuditError> {
-        let fields = serde_json::to_value(report).map_err(|e| AuditError::NotAnObject(e.to_string()))?;
+        let fields =
+            serde_json::to_value(report).map_err(|e| AuditError::NotAnObject(e.to_string()))?;
         self.record(report.time, AuditKind::Reconcile, fields)
     }
 }
@@ -265,43 +284,74 @@ mod tests {
         let mut log = AuditLog::open(&path, secrets()).unwrap();
         log.set_sync(true);
         let t = 1_795_392_000_000_000_001;
-        log.record(t, AuditKind::Start, json!({"algorithm": "algorithms/sma_cross.py", "broker": "ccxt:binance"})).unwrap();
-        log.intent(t + 1, &OrderIntent {
-            client_order_id: "rbt-7-1".into(),
-            symbol: "BTC/USDT".into(),
-            side: OrderSide::Buy,
-            quantity: dec!(0.010),
-            order_type: OrderType::Limit,
-            limit_price: Some(dec!(64000.10)),
-            stop_price: None,
-            time_in_force: TimeInForce::Gtc,
-            created_at: t,
-        })
+        log.record(
+            t,
+            AuditKind::Start,
+            json!({"algorithm": "algorithms/sma_cross.py", "broker": "ccxt:binance"}),
+        )
+        .unwrap();
+        log.intent(
+            t + 1,
+            &OrderIntent {
+                client_order_id: "rbt-7-1".into(),
+                symbol: "BTC/USDT".into(),
+                side: OrderSide::Buy,
+                quantity: dec!(0.010),
+                order_type: OrderType::Limit,
+                limit_price: Some(dec!(64000.10)),
+                stop_price: None,
+                time_in_force: TimeInForce::Gtc,
+                created_at: t,
+            },
+        )
         .unwrap();
         log.ack(t + 2, "rbt-7-1", "12345").unwrap();
-        log.fill(t + 3, &FillRecord {
-            client_order_id: "rbt-7-1".into(),
-            trade_id: "99".into(),
-            quantity: dec!(0.010),
-            price: dec!(64000.10),
-            fee: dec!(0.00001),
-            fee_asset: Some("BTC".into()),
-            time: t + 3,
+        log.fill(
+            t + 3,
+            &FillRecord {
+                client_order_id: "rbt-7-1".into(),
+                trade_id: "99".into(),
+                quantity: dec!(0.010),
+                price: dec!(64000.10),
+                fee: dec!(0.00001),
+                fee_asset: Some("BTC".into()),
+                time: t + 3,
+            },
+        )
+        .unwrap();
+        log.record(
+            t + 4,
+            AuditKind::OrderStatus,
+            json!({"client_order_id": "rbt-7-1", "status": "filled"}),
+        )
+        .unwrap();
+        log.log(t + 5, "info", "crossed up").unwrap();
+        log.record(
+            t + 6,
+            AuditKind::Reload,
+            json!({"file": "algorithms/sma_cross.py", "ok": true}),
+        )
+        .unwrap();
+        log.breaker(&Trip {
+            kind: BreakerKind::Manual,
+            time: t + 7,
+            reason: "operator".into(),
+            detail: json!({}),
         })
         .unwrap();
-        log.record(t + 4, AuditKind::OrderStatus, json!({"client_order_id": "rbt-7-1", "status": "filled"})).unwrap();
-        log.log(t + 5, "info", "crossed up").unwrap();
-        log.record(t + 6, AuditKind::Reload, json!({"file": "algorithms/sma_cross.py", "ok": true})).unwrap();
-        log.breaker(&Trip { kind: BreakerKind::Manual, time: t + 7, reason: "operator".into(), detail: json!({}) }).unwrap();
-        let report = Reconciler::new(ReconcileConfig::default()).unwrap().reconcile(
-            t + 8,
-            &AccountView::default(),
-            &AccountView::default(),
-            &Default::default(),
-        );
+        let report = Reconciler::new(ReconcileConfig::default())
+            .unwrap()
+            .reconcile(
+                t + 8,
+                &AccountView::default(),
+                &AccountView::default(),
+                &Default::default(),
+            );
         log.reconcile(&report).unwrap();
-        log.record(t + 9, AuditKind::Error, json!({"message": "timeout"})).unwrap();
-        log.record(t + 10, AuditKind::Stop, json!({"reason": "ctrl-c"})).unwrap();
+        log.record(t + 9, AuditKind::Error, json!({"message": "timeout"}))
+            .unwrap();
+        log.record(t + 10, AuditKind::Stop, json!({"reason": "ctrl-c"}))
+            .unwrap();
         drop(log);
 
         let text = std::fs::read_to_string(&path).unwrap();
@@ -310,7 +360,22 @@ mod tests {
         let events = read_events(&path).unwrap();
         let kinds: Vec<AuditKind> = events.iter().map(|e| e.kind).collect();
         use AuditKind::*;
-        assert_eq!(kinds, vec![Start, Intent, Ack, Fill, OrderStatus, Log, Reload, Breaker, Reconcile, Error, Stop]);
+        assert_eq!(
+            kinds,
+            vec![
+                Start,
+                Intent,
+                Ack,
+                Fill,
+                OrderStatus,
+                Log,
+                Reload,
+                Breaker,
+                Reconcile,
+                Error,
+                Stop
+            ]
+        );
         assert_eq!(events[0].time, "2026-11-23T00:00:00.000000001Z");
         assert_eq!(events[1].fields["quantity"], "0.010");
         assert_eq!(events[1].fields["limit_price"], "64000.10");
@@ -331,7 +396,12 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         let mut log = AuditLog::open(&path, vec![Secret::new(KEY)]).unwrap();
         log.add_secret(Secret::new(SECRET));
-        log.log(1, "error", &format!("GET /api/v3/account?signature=x X-MBX-APIKEY: {KEY}")).unwrap();
+        log.log(
+            1,
+            "error",
+            &format!("GET /api/v3/account?signature=x X-MBX-APIKEY: {KEY}"),
+        )
+        .unwrap();
         log.record(
             2,
             AuditKind::Error,
@@ -346,7 +416,10 @@ mod tests {
         assert!(!text.contains(KEY) && !text.contains(SECRET), "{text}");
         assert!(!text.contains(&KEY[..40]) && !text.contains(&SECRET[..40]));
         let events = read_events(&path).unwrap();
-        assert_eq!(events[0].fields["message"], "GET /api/v3/account?signature=x X-MBX-APIKEY: ***");
+        assert_eq!(
+            events[0].fields["message"],
+            "GET /api/v3/account?signature=x X-MBX-APIKEY: ***"
+        );
         assert_eq!(events[1].fields["nested"]["list"][0], "secret=***");
         assert_eq!(events[1].fields["***"], "a secret as a key");
         assert_eq!(events[1].fields["escaped"], "\"***\"\n");
@@ -356,8 +429,13 @@ mod tests {
     fn fields_must_be_an_object() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = AuditLog::open(dir.path().join("audit.jsonl"), vec![]).unwrap();
-        let err = log.record(1, AuditKind::Log, json!(["not", "an", "object"])).unwrap_err();
-        assert!(err.to_string().contains("must be a JSON object") && err.to_string().contains("log"), "{err}");
+        let err = log
+            .record(1, AuditKind::Log, json!(["not", "an", "object"]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("must be a JSON object") && err.to_string().contains("log"),
+            "{err}"
+        );
         assert_eq!(std::fs::read_to_string(log.path()).unwrap(), "");
     }
 
@@ -369,9 +447,14 @@ mod tests {
         log.log(1, "info", "complete").unwrap();
         drop(log);
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
-        file.write_all(br#"{"time":"2026-11-23T00:00:00.000000002Z","kind":"lo"#).unwrap();
+        file.write_all(br#"{"time":"2026-11-23T00:00:00.000000002Z","kind":"lo"#)
+            .unwrap();
         drop(file);
-        assert_eq!(read_events(&path).unwrap().len(), 1, "the torn event is the one lost");
+        assert_eq!(
+            read_events(&path).unwrap().len(),
+            1,
+            "the torn event is the one lost"
+        );
 
         let bad = dir.path().join("bad.jsonl");
         std::fs::write(&bad, "{\"time\":\"t\",\"kind\":\"nope\",\"fields\":{}}\n{\"time\":\"t\",\"kind\":\"log\",\"fields\":{}}\n").unwrap();

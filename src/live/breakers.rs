@@ -86,13 +86,17 @@ impl BreakerConfig {
             return Err(format!("breakers.daily_loss must be positive, got {v}"));
         }
         if let Some(v) = self.daily_loss_fraction.filter(|&v| !in_unit_interval(v)) {
-            return Err(format!("breakers.daily_loss_fraction must be in (0, 1], got {v}"));
+            return Err(format!(
+                "breakers.daily_loss_fraction must be in (0, 1], got {v}"
+            ));
         }
         if self.max_orders_per_minute == Some(0) {
             return Err("breakers.max_orders_per_minute must be at least 1".into());
         }
         if let Some(v) = self.max_error_fraction.filter(|&v| !in_unit_interval(v)) {
-            return Err(format!("breakers.max_error_fraction must be in (0, 1], got {v}"));
+            return Err(format!(
+                "breakers.max_error_fraction must be in (0, 1], got {v}"
+            ));
         }
         if self.error_window_ns <= 0 {
             return Err("breakers.error_window must be positive".into());
@@ -330,7 +334,12 @@ impl Breakers {
         Ok(Some(trip))
     }
 
-    fn set_mark(&mut self, name: &str, time: TimestampNs, value: Decimal) -> Result<(), BreakerError> {
+    fn set_mark(
+        &mut self,
+        name: &str,
+        time: TimestampNs,
+        value: Decimal,
+    ) -> Result<(), BreakerError> {
         if let Some(journal) = &mut self.journal {
             journal.set_breaker_mark(name, time, value)?;
         }
@@ -339,7 +348,11 @@ impl Breakers {
 
     /// A new equity value (after marking to market). Returns a trip when the drawdown or the
     /// daily loss limit is reached now.
-    pub fn on_equity(&mut self, time: TimestampNs, equity: Decimal) -> Result<Option<Trip>, BreakerError> {
+    pub fn on_equity(
+        &mut self,
+        time: TimestampNs,
+        equity: Decimal,
+    ) -> Result<Option<Trip>, BreakerError> {
         if equity < Decimal::ZERO {
             return Err(BreakerError::InvalidEquity(equity));
         }
@@ -376,7 +389,11 @@ impl Breakers {
         }
         let (day, start) = self.day.unwrap_or((today, equity));
         let loss = start - equity;
-        if let Some(amount) = self.config.daily_loss_amount.filter(|&amount| loss >= amount) {
+        if let Some(amount) = self
+            .config
+            .daily_loss_amount
+            .filter(|&amount| loss >= amount)
+        {
             return self.trip_now(
                 BreakerKind::DailyLoss,
                 time,
@@ -384,7 +401,11 @@ impl Breakers {
                 json!({"day": day.to_string(), "day_start_equity": start, "equity": equity, "loss": loss, "limit": amount}),
             );
         }
-        if let Some(fraction) = self.config.daily_loss_fraction.filter(|_| start > Decimal::ZERO) {
+        if let Some(fraction) = self
+            .config
+            .daily_loss_fraction
+            .filter(|_| start > Decimal::ZERO)
+        {
             let limit = start
                 .checked_mul(fraction)
                 .ok_or(BreakerError::Overflow("computing the daily loss limit"))?;
@@ -407,7 +428,11 @@ impl Breakers {
     pub fn on_order(&mut self, time: TimestampNs) -> Result<(), BreakerError> {
         self.check()?;
         evict(&mut self.orders, time, ORDER_WINDOW_NS);
-        if let Some(max) = self.config.max_orders_per_minute.filter(|&max| self.orders.len() >= max as usize) {
+        if let Some(max) = self
+            .config
+            .max_orders_per_minute
+            .filter(|&max| self.orders.len() >= max as usize)
+        {
             let trip = self.trip_now(
                 BreakerKind::OrderRate,
                 time,
@@ -417,7 +442,9 @@ impl Breakers {
                 ),
                 json!({"orders_in_window": self.orders.len() + 1, "limit": max, "window_s": 60}),
             )?;
-            let trip = trip.or_else(|| self.tripped.clone()).ok_or(BreakerError::Overflow("tripping"))?;
+            let trip = trip
+                .or_else(|| self.tripped.clone())
+                .ok_or(BreakerError::Overflow("tripping"))?;
             return Err(BreakerError::Halted(Box::new(trip)));
         }
         self.orders.push_back(time);
@@ -484,7 +511,11 @@ impl Breakers {
         }
         let note: String = std::fs::read_to_string(&path)
             .ok()
-            .and_then(|text| text.lines().next().map(|l| l.trim().chars().take(200).collect()))
+            .and_then(|text| {
+                text.lines()
+                    .next()
+                    .map(|l| l.trim().chars().take(200).collect())
+            })
             .unwrap_or_default();
         let reason = if note.is_empty() {
             format!("halt file {} exists", path.display())
@@ -519,7 +550,9 @@ impl Breakers {
             reason.to_string()
         };
         self.trip_now(kind, time, reason, detail)?;
-        self.tripped.clone().ok_or(BreakerError::Overflow("tripping"))
+        self.tripped
+            .clone()
+            .ok_or(BreakerError::Overflow("tripping"))
     }
 
     /// Clears the trip (persisted with who did it). Peak and day-start equity restart from the
@@ -565,13 +598,55 @@ mod tests {
     #[test]
     fn settings_out_of_range_are_refused_naming_the_setting() {
         let cases = [
-            (BreakerConfig { max_drawdown: Some(dec!(0)), ..Default::default() }, "max_drawdown"),
-            (BreakerConfig { max_drawdown: Some(dec!(1.5)), ..Default::default() }, "max_drawdown"),
-            (BreakerConfig { daily_loss_amount: Some(dec!(-5)), ..Default::default() }, "daily_loss must be positive"),
-            (BreakerConfig { daily_loss_fraction: Some(dec!(2)), ..Default::default() }, "daily_loss_fraction"),
-            (BreakerConfig { max_orders_per_minute: Some(0), ..Default::default() }, "max_orders_per_minute"),
-            (BreakerConfig { max_error_fraction: Some(dec!(0)), ..Default::default() }, "max_error_fraction"),
-            (BreakerConfig { error_window_ns: 0, ..Default::default() }, "error_window"),
+            (
+                BreakerConfig {
+                    max_drawdown: Some(dec!(0)),
+                    ..Default::default()
+                },
+                "max_drawdown",
+            ),
+            (
+                BreakerConfig {
+                    max_drawdown: Some(dec!(1.5)),
+                    ..Default::default()
+                },
+                "max_drawdown",
+            ),
+            (
+                BreakerConfig {
+                    daily_loss_amount: Some(dec!(-5)),
+                    ..Default::default()
+                },
+                "daily_loss must be positive",
+            ),
+            (
+                BreakerConfig {
+                    daily_loss_fraction: Some(dec!(2)),
+                    ..Default::default()
+                },
+                "daily_loss_fraction",
+            ),
+            (
+                BreakerConfig {
+                    max_orders_per_minute: Some(0),
+                    ..Default::default()
+                },
+                "max_orders_per_minute",
+            ),
+            (
+                BreakerConfig {
+                    max_error_fraction: Some(dec!(0)),
+                    ..Default::default()
+                },
+                "max_error_fraction",
+            ),
+            (
+                BreakerConfig {
+                    error_window_ns: 0,
+                    ..Default::default()
+                },
+                "error_window",
+            ),
         ];
         for (config, name) in cases {
             let err = Breakers::new(config, None).unwrap_err();
@@ -581,31 +656,57 @@ mod tests {
 
     #[test]
     fn drawdown_trips_at_the_limit_not_just_below() {
-        let mut b = breakers(BreakerConfig { max_drawdown: Some(dec!(0.1)), ..Default::default() });
+        let mut b = breakers(BreakerConfig {
+            max_drawdown: Some(dec!(0.1)),
+            ..Default::default()
+        });
         assert_eq!(b.on_equity(DAY0, dec!(900)).unwrap(), None);
-        assert_eq!(b.on_equity(DAY0 + S, dec!(1000)).unwrap(), None, "a new peak");
-        assert_eq!(b.on_equity(DAY0 + 2 * S, dec!(900.01)).unwrap(), None, "just below 10%");
-        let trip = b.on_equity(DAY0 + 3 * S, dec!(900)).unwrap().expect("at 10%");
+        assert_eq!(
+            b.on_equity(DAY0 + S, dec!(1000)).unwrap(),
+            None,
+            "a new peak"
+        );
+        assert_eq!(
+            b.on_equity(DAY0 + 2 * S, dec!(900.01)).unwrap(),
+            None,
+            "just below 10%"
+        );
+        let trip = b
+            .on_equity(DAY0 + 3 * S, dec!(900))
+            .unwrap()
+            .expect("at 10%");
         assert_eq!(trip.kind, BreakerKind::Drawdown);
-        assert!(trip.reason.contains("peak equity 1000") && trip.reason.contains("0.1"), "{}", trip.reason);
+        assert!(
+            trip.reason.contains("peak equity 1000") && trip.reason.contains("0.1"),
+            "{}",
+            trip.reason
+        );
         assert_eq!(trip.detail["peak"], "1000");
         assert_eq!(b.state().peak_equity, Some(dec!(1000)));
         // Already tripped: no second trip, the first reason stays.
         assert_eq!(b.on_equity(DAY0 + 4 * S, dec!(500)).unwrap(), None);
         assert_eq!(b.trip().unwrap().time, DAY0 + 3 * S);
-        assert!(matches!(b.on_order(DAY0 + 5 * S), Err(BreakerError::Halted(t)) if t.kind == BreakerKind::Drawdown));
+        assert!(
+            matches!(b.on_order(DAY0 + 5 * S), Err(BreakerError::Halted(t)) if t.kind == BreakerKind::Drawdown)
+        );
     }
 
     #[test]
     fn over_the_drawdown_limit_trips_too() {
-        let mut b = breakers(BreakerConfig { max_drawdown: Some(dec!(0.1)), ..Default::default() });
+        let mut b = breakers(BreakerConfig {
+            max_drawdown: Some(dec!(0.1)),
+            ..Default::default()
+        });
         b.on_equity(DAY0, dec!(1000)).unwrap();
         assert!(b.on_equity(DAY0 + S, dec!(10)).unwrap().is_some());
     }
 
     #[test]
     fn daily_loss_amount_trips_at_the_limit_and_a_new_day_restarts() {
-        let mut b = breakers(BreakerConfig { daily_loss_amount: Some(dec!(100)), ..Default::default() });
+        let mut b = breakers(BreakerConfig {
+            daily_loss_amount: Some(dec!(100)),
+            ..Default::default()
+        });
         b.on_equity(DAY0 + S, dec!(1000)).unwrap();
         assert_eq!(b.on_equity(DAY0 + 2 * S, dec!(900.01)).unwrap(), None);
         // Next UTC day: the day starts at 950, a loss of 90 is fine.
@@ -613,14 +714,24 @@ mod tests {
         assert_eq!(b.on_equity(day1, dec!(950)).unwrap(), None);
         assert_eq!(b.state().day_start_equity, Some(dec!(950)));
         assert_eq!(b.on_equity(day1 + S, dec!(860)).unwrap(), None);
-        let trip = b.on_equity(day1 + 2 * S, dec!(850)).unwrap().expect("loss of 100");
+        let trip = b
+            .on_equity(day1 + 2 * S, dec!(850))
+            .unwrap()
+            .expect("loss of 100");
         assert_eq!(trip.kind, BreakerKind::DailyLoss);
-        assert!(trip.reason.contains("daily loss 100 on 2026-11-24"), "{}", trip.reason);
+        assert!(
+            trip.reason.contains("daily loss 100 on 2026-11-24"),
+            "{}",
+            trip.reason
+        );
     }
 
     #[test]
     fn daily_loss_fraction_trips_at_the_limit() {
-        let mut b = breakers(BreakerConfig { daily_loss_fraction: Some(dec!(0.05)), ..Default::default() });
+        let mut b = breakers(BreakerConfig {
+            daily_loss_fraction: Some(dec!(0.05)),
+            ..Default::default()
+        });
         b.on_equity(DAY0, dec!(2000)).unwrap();
         assert_eq!(b.on_equity(DAY0 + S, dec!(1900.01)).unwrap(), None);
         assert_eq!(tripped_kind(&b), None);
@@ -641,9 +752,16 @@ mod tests {
         let trip = b.on_equity(DAY0 + 25 * 3600 * S, dec!(900)).unwrap();
         assert!(trip.is_some(), "same New York day: the loss counts");
 
-        let mut utc = breakers(BreakerConfig { daily_loss_amount: Some(dec!(100)), ..Default::default() });
+        let mut utc = breakers(BreakerConfig {
+            daily_loss_amount: Some(dec!(100)),
+            ..Default::default()
+        });
         utc.on_equity(DAY0 + 23 * 3600 * S, dec!(1000)).unwrap();
-        assert_eq!(utc.on_equity(DAY0 + 25 * 3600 * S, dec!(900)).unwrap(), None, "a new UTC day");
+        assert_eq!(
+            utc.on_equity(DAY0 + 25 * 3600 * S, dec!(900)).unwrap(),
+            None,
+            "a new UTC day"
+        );
     }
 
     #[test]
@@ -655,7 +773,10 @@ mod tests {
 
     #[test]
     fn the_order_that_would_exceed_the_rate_is_refused_and_trips() {
-        let mut b = breakers(BreakerConfig { max_orders_per_minute: Some(3), ..Default::default() });
+        let mut b = breakers(BreakerConfig {
+            max_orders_per_minute: Some(3),
+            ..Default::default()
+        });
         for i in 0..3 {
             b.on_order(DAY0 + i * S).unwrap();
         }
@@ -664,40 +785,70 @@ mod tests {
         match err {
             BreakerError::Halted(trip) => {
                 assert_eq!(trip.kind, BreakerKind::OrderRate);
-                assert!(trip.reason.contains("number 4") && trip.reason.contains("limit is 3"), "{}", trip.reason);
+                assert!(
+                    trip.reason.contains("number 4") && trip.reason.contains("limit is 3"),
+                    "{}",
+                    trip.reason
+                );
             }
             other => panic!("{other}"),
         }
-        assert_eq!(b.state().orders_in_window, 3, "the refused order is not counted");
+        assert_eq!(
+            b.state().orders_in_window,
+            3,
+            "the refused order is not counted"
+        );
         // Even after the window moved on, a tripped breaker refuses.
         assert!(b.on_order(DAY0 + 600 * S).is_err());
     }
 
     #[test]
     fn the_order_window_rolls() {
-        let mut b = breakers(BreakerConfig { max_orders_per_minute: Some(3), ..Default::default() });
+        let mut b = breakers(BreakerConfig {
+            max_orders_per_minute: Some(3),
+            ..Default::default()
+        });
         for i in 0..3 {
             b.on_order(DAY0 + i * S).unwrap();
         }
         // Exactly 60 s after the first order it has left the window (t − 60 s, t].
         b.on_order(DAY0 + 60 * S).unwrap();
-        assert!(b.on_order(DAY0 + 60 * S + 1).is_err(), "orders at 1 s, 2 s, 60 s and now: 4");
+        assert!(
+            b.on_order(DAY0 + 60 * S + 1).is_err(),
+            "orders at 1 s, 2 s, 60 s and now: 4"
+        );
     }
 
     #[test]
     fn errors_beyond_the_count_trip_and_the_window_rolls() {
-        let config = BreakerConfig { max_errors: Some(2), error_window_ns: 60 * S, ..Default::default() };
+        let config = BreakerConfig {
+            max_errors: Some(2),
+            error_window_ns: 60 * S,
+            ..Default::default()
+        };
         let mut b = breakers(config.clone());
         assert_eq!(b.on_error(DAY0).unwrap(), None);
-        assert_eq!(b.on_error(DAY0 + 10 * S).unwrap(), None, "2 errors are tolerated");
+        assert_eq!(
+            b.on_error(DAY0 + 10 * S).unwrap(),
+            None,
+            "2 errors are tolerated"
+        );
         let trip = b.on_error(DAY0 + 20 * S).unwrap().expect("the third");
         assert_eq!(trip.kind, BreakerKind::ErrorRate);
-        assert!(trip.reason.contains("3 errors within 60 s"), "{}", trip.reason);
+        assert!(
+            trip.reason.contains("3 errors within 60 s"),
+            "{}",
+            trip.reason
+        );
 
         let mut rolling = breakers(config);
         rolling.on_error(DAY0).unwrap();
         rolling.on_error(DAY0 + 10 * S).unwrap();
-        assert_eq!(rolling.on_error(DAY0 + 60 * S).unwrap(), None, "the first left the window");
+        assert_eq!(
+            rolling.on_error(DAY0 + 60 * S).unwrap(),
+            None,
+            "the first left the window"
+        );
         assert_eq!(rolling.state().errors_in_window, 2);
     }
 
@@ -714,7 +865,11 @@ mod tests {
             b.on_request(DAY0 + i * S).unwrap();
             b.on_error(DAY0 + i * S).unwrap();
         }
-        assert_eq!(tripped_kind(&b), None, "3 of 3 failed, but fewer than 4 requests");
+        assert_eq!(
+            tripped_kind(&b),
+            None,
+            "3 of 3 failed, but fewer than 4 requests"
+        );
         let trip = b.on_request(DAY0 + 3 * S).unwrap().expect("3 of 4 ≥ 0.5");
         assert!(trip.reason.contains("3 of 4 requests"), "{}", trip.reason);
 
@@ -722,27 +877,49 @@ mod tests {
         for i in 0..4 {
             b.on_request(DAY0 + i * S).unwrap();
         }
-        assert_eq!(b.on_error(DAY0 + 4 * S).unwrap(), None, "1 of 4 is below 0.5");
-        assert!(b.on_error(DAY0 + 5 * S).unwrap().is_some(), "2 of 4 is at 0.5");
+        assert_eq!(
+            b.on_error(DAY0 + 4 * S).unwrap(),
+            None,
+            "1 of 4 is below 0.5"
+        );
+        assert!(
+            b.on_error(DAY0 + 5 * S).unwrap().is_some(),
+            "2 of 4 is at 0.5"
+        );
     }
 
     #[test]
     fn the_halt_file_trips_with_its_note_and_blocks_the_reset() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("HALT");
-        let mut b = breakers(BreakerConfig { halt_file: Some(path.clone()), ..Default::default() });
+        let mut b = breakers(BreakerConfig {
+            halt_file: Some(path.clone()),
+            ..Default::default()
+        });
         assert_eq!(b.check_halt_file(DAY0).unwrap(), None);
         std::fs::write(&path, "exchange maintenance\nsecond line").unwrap();
         let trip = b.check_halt_file(DAY0 + S).unwrap().unwrap();
         assert_eq!(trip.kind, BreakerKind::HaltFile);
-        assert!(trip.reason.ends_with("exists: exchange maintenance"), "{}", trip.reason);
+        assert!(
+            trip.reason.ends_with("exists: exchange maintenance"),
+            "{}",
+            trip.reason
+        );
         let err = b.reset(DAY0 + 2 * S, "operator").unwrap_err();
         assert!(matches!(err, BreakerError::HaltFilePresent(_)));
         assert!(err.to_string().contains("HALT"), "{err}");
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(b.reset(DAY0 + 3 * S, "operator").unwrap().unwrap().kind, BreakerKind::HaltFile);
+        assert_eq!(
+            b.reset(DAY0 + 3 * S, "operator").unwrap().unwrap().kind,
+            BreakerKind::HaltFile
+        );
         assert!(!b.is_tripped());
-        assert_eq!(breakers(BreakerConfig::default()).check_halt_file(DAY0).unwrap(), None);
+        assert_eq!(
+            breakers(BreakerConfig::default())
+                .check_halt_file(DAY0)
+                .unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -750,7 +927,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("HALT");
         std::fs::write(&path, "").unwrap();
-        let mut b = breakers(BreakerConfig { halt_file: Some(path.clone()), ..Default::default() });
+        let mut b = breakers(BreakerConfig {
+            halt_file: Some(path.clone()),
+            ..Default::default()
+        });
         let trip = b.check_halt_file(DAY0).unwrap().unwrap();
         assert_eq!(trip.reason, format!("halt file {} exists", path.display()));
     }
@@ -760,11 +940,25 @@ mod tests {
         let mut b = breakers(BreakerConfig::default());
         b.check().unwrap();
         let trip = b.halt(DAY0, "SIGUSR1 from the operator").unwrap();
-        assert_eq!((trip.kind, trip.reason.as_str()), (BreakerKind::Manual, "SIGUSR1 from the operator"));
-        let again = b.trip_external(DAY0 + S, BreakerKind::Reconciliation, "critical", serde_json::json!({})).unwrap();
+        assert_eq!(
+            (trip.kind, trip.reason.as_str()),
+            (BreakerKind::Manual, "SIGUSR1 from the operator")
+        );
+        let again = b
+            .trip_external(
+                DAY0 + S,
+                BreakerKind::Reconciliation,
+                "critical",
+                serde_json::json!({}),
+            )
+            .unwrap();
         assert_eq!(again.reason, "SIGUSR1 from the operator");
         let err = b.check().unwrap_err();
-        assert!(err.to_string().contains("manual breaker tripped") && err.to_string().contains("SIGUSR1"), "{err}");
+        assert!(
+            err.to_string().contains("manual breaker tripped")
+                && err.to_string().contains("SIGUSR1"),
+            "{err}"
+        );
         let mut b = breakers(BreakerConfig::default());
         assert_eq!(b.halt(DAY0, "  ").unwrap().reason, "no reason given");
     }
@@ -779,18 +973,32 @@ mod tests {
         b.on_equity(DAY0, dec!(1000)).unwrap();
         b.on_order(DAY0).unwrap();
         b.on_equity(DAY0 + S, dec!(850)).unwrap().unwrap();
-        assert_eq!(b.reset(DAY0 + 2 * S, "ops").unwrap().unwrap().kind, BreakerKind::Drawdown);
+        assert_eq!(
+            b.reset(DAY0 + 2 * S, "ops").unwrap().unwrap().kind,
+            BreakerKind::Drawdown
+        );
         assert_eq!(b.state().peak_equity, Some(dec!(850)));
-        assert_eq!(b.on_equity(DAY0 + 3 * S, dec!(849)).unwrap(), None, "measured from 850 now");
+        assert_eq!(
+            b.on_equity(DAY0 + 3 * S, dec!(849)).unwrap(),
+            None,
+            "measured from 850 now"
+        );
         b.on_order(DAY0 + 4 * S).unwrap();
-        assert_eq!(b.reset(DAY0 + 5 * S, "ops").unwrap(), None, "nothing to clear");
+        assert_eq!(
+            b.reset(DAY0 + 5 * S, "ops").unwrap(),
+            None,
+            "nothing to clear"
+        );
     }
 
     #[test]
     fn a_trip_and_the_peak_survive_a_restart_until_reset() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.sqlite");
-        let config = BreakerConfig { max_drawdown: Some(dec!(0.2)), ..Default::default() };
+        let config = BreakerConfig {
+            max_drawdown: Some(dec!(0.2)),
+            ..Default::default()
+        };
         {
             let mut b = Breakers::new(config.clone(), Some(Journal::open(&path).unwrap())).unwrap();
             b.on_equity(DAY0, dec!(1000)).unwrap();
@@ -800,12 +1008,18 @@ mod tests {
         {
             let mut b = Breakers::new(config.clone(), Some(Journal::open(&path).unwrap())).unwrap();
             let trip = b.trip().unwrap().clone();
-            assert_eq!((trip.kind, trip.time), (BreakerKind::Drawdown, DAY0 + 2 * S));
+            assert_eq!(
+                (trip.kind, trip.time),
+                (BreakerKind::Drawdown, DAY0 + 2 * S)
+            );
             assert!(trip.reason.contains("peak equity 1200"), "{}", trip.reason);
             assert_eq!(trip.detail["equity"], "960");
             assert_eq!(b.state().peak_equity, Some(dec!(1200)));
             assert_eq!(b.state().day_start_equity, Some(dec!(1000)));
-            assert!(matches!(b.on_order(DAY0 + 3 * S), Err(BreakerError::Halted(_))));
+            assert!(matches!(
+                b.on_order(DAY0 + 3 * S),
+                Err(BreakerError::Halted(_))
+            ));
             b.on_equity(DAY0 + 4 * S, dec!(970)).unwrap();
             b.reset(DAY0 + 5 * S, "operator alice").unwrap();
         }
@@ -815,7 +1029,11 @@ mod tests {
         let journal = Journal::open(&path).unwrap();
         let resets: i64 = journal
             .conn_for_tests()
-            .query_row("SELECT COUNT(*) FROM breaker_events WHERE reason = 'reset by operator alice'", [], |r| r.get(0))
+            .query_row(
+                "SELECT COUNT(*) FROM breaker_events WHERE reason = 'reset by operator alice'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(resets, 1);
     }

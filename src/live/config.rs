@@ -165,17 +165,28 @@ impl LiveSettings {
     /// Parses settings text; every field has a default, so an empty text is valid.
     pub fn from_toml(text: &str) -> Result<LiveSettings, ConfigError> {
         // The settings file holds no secrets (only variable names or a path): quote it freely.
-        let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string().trim_end().to_string()))?;
+        let raw: RawFile = toml::from_str(text)
+            .map_err(|e| ConfigError::Invalid(e.to_string().trim_end().to_string()))?;
         let live = raw.live.unwrap_or_default();
         let state_dir = PathBuf::from(live.state_dir.unwrap_or_else(|| "live-state".into()));
-        let reconcile_interval_ns = duration("live.reconcile_interval", live.reconcile_interval.as_deref(), 5 * NANOS_PER_MINUTE)?;
-        let max_state_age_ns = duration("live.max_state_age", live.max_state_age.as_deref(), 15 * NANOS_PER_MINUTE)?;
+        let reconcile_interval_ns = duration(
+            "live.reconcile_interval",
+            live.reconcile_interval.as_deref(),
+            5 * NANOS_PER_MINUTE,
+        )?;
+        let max_state_age_ns = duration(
+            "live.max_state_age",
+            live.max_state_age.as_deref(),
+            15 * NANOS_PER_MINUTE,
+        )?;
 
         let b = raw.breakers.unwrap_or_default();
         let daily_timezone = match b.timezone.as_deref() {
             None => Tz::UTC,
             Some(name) => name.parse::<Tz>().map_err(|_| {
-                ConfigError::Invalid(format!("breakers.timezone `{name}` is not an IANA time zone (e.g. UTC, Europe/London)"))
+                ConfigError::Invalid(format!(
+                    "breakers.timezone `{name}` is not an IANA time zone (e.g. UTC, Europe/London)"
+                ))
             })?,
         };
         let halt_file = match b.halt_file {
@@ -187,13 +198,23 @@ impl LiveSettings {
         let breakers = BreakerConfig {
             max_drawdown: decimal("breakers.max_drawdown", b.max_drawdown.as_deref())?,
             daily_loss_amount: decimal("breakers.daily_loss", b.daily_loss.as_deref())?,
-            daily_loss_fraction: decimal("breakers.daily_loss_fraction", b.daily_loss_fraction.as_deref())?,
+            daily_loss_fraction: decimal(
+                "breakers.daily_loss_fraction",
+                b.daily_loss_fraction.as_deref(),
+            )?,
             daily_timezone,
             max_orders_per_minute: b.max_orders_per_minute,
             max_errors: b.max_errors,
-            max_error_fraction: decimal("breakers.max_error_fraction", b.max_error_fraction.as_deref())?,
+            max_error_fraction: decimal(
+                "breakers.max_error_fraction",
+                b.max_error_fraction.as_deref(),
+            )?,
             error_min_requests: b.error_min_requests.unwrap_or(defaults.error_min_requests),
-            error_window_ns: duration("breakers.error_window", b.error_window.as_deref(), defaults.error_window_ns)?,
+            error_window_ns: duration(
+                "breakers.error_window",
+                b.error_window.as_deref(),
+                defaults.error_window_ns,
+            )?,
             halt_file,
         };
         breakers.validate().map_err(ConfigError::Invalid)?;
@@ -202,8 +223,14 @@ impl LiveSettings {
         let zero = |key: &str, v: Option<&str>| decimal(key, v).map(|d| d.unwrap_or(Decimal::ZERO));
         let reconcile = ReconcileConfig {
             position_tolerance: Tolerance {
-                absolute: zero("reconcile.position_absolute", r.position_absolute.as_deref())?,
-                relative: zero("reconcile.position_relative", r.position_relative.as_deref())?,
+                absolute: zero(
+                    "reconcile.position_absolute",
+                    r.position_absolute.as_deref(),
+                )?,
+                relative: zero(
+                    "reconcile.position_relative",
+                    r.position_relative.as_deref(),
+                )?,
             },
             balance_tolerance: Tolerance {
                 absolute: zero("reconcile.balance_absolute", r.balance_absolute.as_deref())?,
@@ -215,7 +242,10 @@ impl LiveSettings {
         reconcile.validate().map_err(ConfigError::Invalid)?;
 
         let c = raw.credentials.unwrap_or_default();
-        let credentials = match (c.file, c.api_key_env.is_some() || c.api_secret_env.is_some()) {
+        let credentials = match (
+            c.file,
+            c.api_key_env.is_some() || c.api_secret_env.is_some(),
+        ) {
             (Some(_), true) => {
                 return Err(ConfigError::Invalid(
                     "[credentials] has both `file` and environment variable names; use one".into(),
@@ -227,13 +257,19 @@ impl LiveSettings {
             (Some(file), false) => CredentialSource::File(PathBuf::from(file)),
             (None, _) => {
                 let api_key = c.api_key_env.unwrap_or_else(|| DEFAULT_API_KEY_ENV.into());
-                let api_secret = c.api_secret_env.unwrap_or_else(|| DEFAULT_API_SECRET_ENV.into());
+                let api_secret = c
+                    .api_secret_env
+                    .unwrap_or_else(|| DEFAULT_API_SECRET_ENV.into());
                 if api_key.trim().is_empty() || api_secret.trim().is_empty() {
                     return Err(ConfigError::Invalid(
-                        "credentials.api_key_env and credentials.api_secret_env must not be empty".into(),
+                        "credentials.api_key_env and credentials.api_secret_env must not be empty"
+                            .into(),
                     ));
                 }
-                CredentialSource::Env { api_key, api_secret }
+                CredentialSource::Env {
+                    api_key,
+                    api_secret,
+                }
             }
         };
 
@@ -255,14 +291,23 @@ impl LiveSettings {
     }
 
     /// Same, with the environment given as a function (tests).
-    pub fn credentials_with(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Credentials, ConfigError> {
+    pub fn credentials_with(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Credentials, ConfigError> {
         match &self.credentials {
-            CredentialSource::Env { api_key, api_secret } => {
+            CredentialSource::Env {
+                api_key,
+                api_secret,
+            } => {
                 let read = |name: &str, what: &'static str| {
                     env(name)
                         .filter(|v| !v.is_empty())
                         .map(Secret::new)
-                        .ok_or_else(|| ConfigError::MissingEnv { name: name.to_string(), what })
+                        .ok_or_else(|| ConfigError::MissingEnv {
+                            name: name.to_string(),
+                            what,
+                        })
                 };
                 Ok(Credentials {
                     api_key: read(api_key, "API key")?,
@@ -309,7 +354,10 @@ pub fn read_credentials_file(path: &Path) -> Result<Credentials, ConfigError> {
             line_hint(&text, e.span())
         ))
     })?;
-    let key = file.api_key.filter(|v| !v.is_empty()).ok_or_else(|| failed("`api_key` is missing or empty".into()))?;
+    let key = file
+        .api_key
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| failed("`api_key` is missing or empty".into()))?;
     let secret = file
         .api_secret
         .filter(|v| !v.is_empty())
@@ -340,7 +388,11 @@ fn decimal(key: &str, value: Option<&str>) -> Result<Option<Decimal>, ConfigErro
         .transpose()
 }
 
-fn duration(key: &str, value: Option<&str>, default: TimestampNs) -> Result<TimestampNs, ConfigError> {
+fn duration(
+    key: &str,
+    value: Option<&str>,
+    default: TimestampNs,
+) -> Result<TimestampNs, ConfigError> {
     match value {
         None => Ok(default),
         Some(text) => crate::config::parse_duration(text)
@@ -429,10 +481,16 @@ mod tests {
         assert_eq!(s.breakers.max_orders_per_minute, Some(30));
         assert_eq!(s.breakers.halt_file, Some(PathBuf::from("live-state/HALT")));
         assert_eq!(s.reconcile.balance_tolerance.absolute, dec!(0.01));
-        assert_eq!((s.reconcile.minor, s.reconcile.critical), (Action::Sync, Action::Halt));
+        assert_eq!(
+            (s.reconcile.minor, s.reconcile.critical),
+            (Action::Sync, Action::Halt)
+        );
         assert_eq!(
             s.credentials,
-            CredentialSource::Env { api_key: DEFAULT_API_KEY_ENV.into(), api_secret: DEFAULT_API_SECRET_ENV.into() }
+            CredentialSource::Env {
+                api_key: DEFAULT_API_KEY_ENV.into(),
+                api_secret: DEFAULT_API_SECRET_ENV.into()
+            }
         );
     }
 
@@ -443,7 +501,8 @@ mod tests {
         assert_eq!(s.breakers.daily_timezone, Tz::UTC);
         assert_eq!(s.breakers.halt_file, Some(PathBuf::from("live-state/HALT")));
         assert_eq!(s.reconcile, ReconcileConfig::default());
-        let s = LiveSettings::from_toml("[breakers]\nhalt_file = \"\"\ntimezone = \"Asia/Tokyo\"").unwrap();
+        let s = LiveSettings::from_toml("[breakers]\nhalt_file = \"\"\ntimezone = \"Asia/Tokyo\"")
+            .unwrap();
         assert_eq!(s.breakers.halt_file, None);
         assert_eq!(s.breakers.daily_timezone, chrono_tz::Asia::Tokyo);
     }
@@ -451,24 +510,48 @@ mod tests {
     #[test]
     fn bad_settings_are_refused_naming_the_key() {
         let cases = [
-            ("[live]\nreconcile_interval = \"5 parsecs\"", "live.reconcile_interval"),
+            (
+                "[live]\nreconcile_interval = \"5 parsecs\"",
+                "live.reconcile_interval",
+            ),
             ("[live]\nmax_state_age = \"-1m\"", "live.max_state_age"),
             ("[live]\nstatus = true", "unknown field `status`"),
             ("[breakers]\nmax_drawdown = 0.2", "max_drawdown"),
-            ("[breakers]\nmax_drawdown = \"abc\"", "breakers.max_drawdown = \"abc\" is not a decimal"),
-            ("[breakers]\nmax_drawdown = \"1.5\"", "breakers.max_drawdown must be in (0, 1]"),
+            (
+                "[breakers]\nmax_drawdown = \"abc\"",
+                "breakers.max_drawdown = \"abc\" is not a decimal",
+            ),
+            (
+                "[breakers]\nmax_drawdown = \"1.5\"",
+                "breakers.max_drawdown must be in (0, 1]",
+            ),
             ("[breakers]\ntimezone = \"Mars/Olympus\"", "Mars/Olympus"),
-            ("[breakers]\nmax_orders_per_minute = 0", "max_orders_per_minute"),
-            ("[reconcile]\nminor = \"ignore\"", "unknown variant `ignore`"),
-            ("[reconcile]\nposition_absolute = \"-1\"", "reconcile.position_absolute"),
-            ("[credentials]\nfile = \"x\"\napi_key_env = \"K\"", "both `file` and environment"),
+            (
+                "[breakers]\nmax_orders_per_minute = 0",
+                "max_orders_per_minute",
+            ),
+            (
+                "[reconcile]\nminor = \"ignore\"",
+                "unknown variant `ignore`",
+            ),
+            (
+                "[reconcile]\nposition_absolute = \"-1\"",
+                "reconcile.position_absolute",
+            ),
+            (
+                "[credentials]\nfile = \"x\"\napi_key_env = \"K\"",
+                "both `file` and environment",
+            ),
             ("[credentials]\nfile = \" \"", "credentials.file is empty"),
             ("[credentials]\napi_key_env = \"\"", "must not be empty"),
             ("[live\n", "line 1"),
         ];
         for (text, expected) in cases {
             let err = LiveSettings::from_toml(text).unwrap_err();
-            assert!(err.to_string().contains(expected), "{text:?}: expected `{expected}` in: {err}");
+            assert!(
+                err.to_string().contains(expected),
+                "{text:?}: expected `{expected}` in: {err}"
+            );
         }
     }
 
@@ -481,26 +564,55 @@ mod tests {
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, "[breakers]\nmax_drawdown = \"x\"").unwrap();
         let err = LiveSettings::load(&bad).unwrap_err();
-        assert!(err.to_string().contains("bad.toml") && err.to_string().contains("max_drawdown"), "{err}");
+        assert!(
+            err.to_string().contains("bad.toml") && err.to_string().contains("max_drawdown"),
+            "{err}"
+        );
     }
 
     #[test]
     fn credentials_from_the_environment() {
-        let s = LiveSettings::from_toml("[credentials]\napi_key_env = \"MY_KEY\"\napi_secret_env = \"MY_SECRET\"").unwrap();
+        let s = LiveSettings::from_toml(
+            "[credentials]\napi_key_env = \"MY_KEY\"\napi_secret_env = \"MY_SECRET\"",
+        )
+        .unwrap();
         let env = |name: &str| match name {
             "MY_KEY" => Some("k-123".to_string()),
             "MY_SECRET" => Some("s-456".to_string()),
             _ => None,
         };
         let c = s.credentials_with(&env).unwrap();
-        assert_eq!((c.api_key.expose(), c.api_secret.expose()), ("k-123", "s-456"));
-        let err = s.credentials_with(&|name: &str| if name == "MY_KEY" { Some("k".into()) } else { None }).unwrap_err();
-        assert!(err.to_string().contains("MY_SECRET") && err.to_string().contains("API secret"), "{err}");
-        let err = s.credentials_with(&|_: &str| Some(String::new())).unwrap_err();
+        assert_eq!(
+            (c.api_key.expose(), c.api_secret.expose()),
+            ("k-123", "s-456")
+        );
+        let err = s
+            .credentials_with(&|name: &str| {
+                if name == "MY_KEY" {
+                    Some("k".into())
+                } else {
+                    None
+                }
+            })
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("MY_SECRET") && err.to_string().contains("API secret"),
+            "{err}"
+        );
+        let err = s
+            .credentials_with(&|_: &str| Some(String::new()))
+            .unwrap_err();
         assert!(err.to_string().contains("MY_KEY"), "{err}");
         // The default names, through the real environment (a variable no other test sets).
-        let d = LiveSettings::from_toml("[credentials]\napi_key_env = \"RUSTYBT_TEST_UNSET_KEY_7\"").unwrap();
-        assert!(d.credentials().unwrap_err().to_string().contains("RUSTYBT_TEST_UNSET_KEY_7"));
+        let d =
+            LiveSettings::from_toml("[credentials]\napi_key_env = \"RUSTYBT_TEST_UNSET_KEY_7\"")
+                .unwrap();
+        assert!(
+            d.credentials()
+                .unwrap_err()
+                .to_string()
+                .contains("RUSTYBT_TEST_UNSET_KEY_7")
+        );
     }
 
     #[test]
@@ -508,16 +620,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = "api_key = \"key-abc\"\napi_secret = \"secret-xyz\"\n";
         let ok = write_mode(dir.path(), "ok.toml", text, 0o600);
-        let settings = LiveSettings::from_toml(&format!("[credentials]\nfile = \"{}\"", ok.display())).unwrap();
+        let settings =
+            LiveSettings::from_toml(&format!("[credentials]\nfile = \"{}\"", ok.display()))
+                .unwrap();
         let c = settings.credentials().unwrap();
-        assert_eq!((c.api_key.expose(), c.api_secret.expose()), ("key-abc", "secret-xyz"));
-        assert_eq!(read_credentials_file(&write_mode(dir.path(), "ro.toml", text, 0o400)).unwrap(), c);
+        assert_eq!(
+            (c.api_key.expose(), c.api_secret.expose()),
+            ("key-abc", "secret-xyz")
+        );
+        assert_eq!(
+            read_credentials_file(&write_mode(dir.path(), "ro.toml", text, 0o400)).unwrap(),
+            c
+        );
         for mode in [0o644, 0o640, 0o604, 0o660] {
             let path = write_mode(dir.path(), &format!("m{mode:o}.toml"), text, mode);
             let err = read_credentials_file(&path).unwrap_err();
             assert!(matches!(err, ConfigError::CredentialFileMode { .. }));
             let message = err.to_string();
-            assert!(message.contains(&path.display().to_string()) && message.contains(&format!("mode {mode:04o}")), "{message}");
+            assert!(
+                message.contains(&path.display().to_string())
+                    && message.contains(&format!("mode {mode:04o}")),
+                "{message}"
+            );
             assert!(message.contains("chmod 600"), "{message}");
         }
     }
@@ -526,21 +650,46 @@ mod tests {
     fn a_bad_credentials_file_is_refused_without_quoting_it() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
-            ("syntax.toml", "api_key = \"key-abc\nsecret-xyz", "not valid TOML"),
-            ("missing.toml", "api_key = \"key-abc\"", "`api_secret` is missing"),
-            ("empty.toml", "api_key = \"\"\napi_secret = \"secret-xyz\"", "`api_key` is missing or empty"),
-            ("extra.toml", "api_key = \"key-abc\"\napi_secret = \"secret-xyz\"\npassword = \"pw-1\"", "not valid TOML"),
+            (
+                "syntax.toml",
+                "api_key = \"key-abc\nsecret-xyz",
+                "not valid TOML",
+            ),
+            (
+                "missing.toml",
+                "api_key = \"key-abc\"",
+                "`api_secret` is missing",
+            ),
+            (
+                "empty.toml",
+                "api_key = \"\"\napi_secret = \"secret-xyz\"",
+                "`api_key` is missing or empty",
+            ),
+            (
+                "extra.toml",
+                "api_key = \"key-abc\"\napi_secret = \"secret-xyz\"\npassword = \"pw-1\"",
+                "not valid TOML",
+            ),
         ];
         for (name, text, expected) in cases {
             let path = write_mode(dir.path(), name, text, 0o600);
             let message = read_credentials_file(&path).unwrap_err().to_string();
-            assert!(message.contains(expected) && message.contains(name), "{name}: {message}");
+            assert!(
+                message.contains(expected) && message.contains(name),
+                "{name}: {message}"
+            );
             for secret in ["key-abc", "secret-xyz", "pw-1"] {
-                assert!(!message.contains(secret), "{name} leaks {secret}: {message}");
+                assert!(
+                    !message.contains(secret),
+                    "{name} leaks {secret}: {message}"
+                );
             }
         }
         let err = read_credentials_file(&dir.path().join("absent.toml")).unwrap_err();
-        assert!(err.to_string().contains("absent.toml") && err.to_string().contains("cannot read"), "{err}");
+        assert!(
+            err.to_string().contains("absent.toml") && err.to_string().contains("cannot read"),
+            "{err}"
+        );
         let err = read_credentials_file(dir.path()).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
     }
@@ -551,11 +700,17 @@ mod tests {
         assert_eq!(format!("{secret}"), "***");
         assert_eq!(format!("{secret:?}"), "***");
         assert_eq!(serde_json::to_string(&secret).unwrap(), "\"***\"");
-        let c = Credentials { api_key: Secret::new("AKIA-123"), api_secret: secret.clone() };
+        let c = Credentials {
+            api_key: Secret::new("AKIA-123"),
+            api_secret: secret.clone(),
+        };
         let debug = format!("{c:?}");
         let json = serde_json::to_string(&c).unwrap();
         for text in [&debug, &json] {
-            assert!(!text.contains("hunter2") && !text.contains("AKIA"), "{text}");
+            assert!(
+                !text.contains("hunter2") && !text.contains("AKIA"),
+                "{text}"
+            );
         }
         assert_eq!(json, r#"{"api_key":"***","api_secret":"***"}"#);
         assert_eq!(secret.expose(), "hunter2-very-secret");

@@ -86,7 +86,9 @@ pub enum JournalError {
         journal: String,
         replayed: String,
     },
-    #[error("invalid prefix `{0}`: use 1 or more of A-Z a-z 0-9 _ - (the whole id must fit 36 characters)")]
+    #[error(
+        "invalid prefix `{0}`: use 1 or more of A-Z a-z 0-9 _ - (the whole id must fit 36 characters)"
+    )]
     InvalidPrefix(String),
     #[error("invalid run: {0}")]
     InvalidRun(String),
@@ -270,7 +272,9 @@ impl OrderIntent {
                 )));
             }
             (true, Some(price)) if price <= Decimal::ZERO => {
-                return Err(invalid(&format!("limit price must be positive, got {price}")));
+                return Err(invalid(&format!(
+                    "limit price must be positive, got {price}"
+                )));
             }
             _ => {}
         }
@@ -288,7 +292,9 @@ impl OrderIntent {
                 )));
             }
             (true, Some(price)) if price <= Decimal::ZERO => {
-                return Err(invalid(&format!("stop price must be positive, got {price}")));
+                return Err(invalid(&format!(
+                    "stop price must be positive, got {price}"
+                )));
             }
             _ => {}
         }
@@ -557,13 +563,6 @@ pub struct BookAdjustment {
     pub reason: String,
 }
 
-/// A snapshot of the engine's own book, checked against the fills at recovery.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SnapshotRow {
-    pub time: TimestampNs,
-    pub book: Book,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum SnapshotCheck {
@@ -815,9 +814,11 @@ impl Journal {
         } else {
             let app: Option<String> = journal
                 .conn
-                .query_row("SELECT value FROM meta WHERE key = 'application'", [], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'application'",
+                    [],
+                    |r| r.get(0),
+                )
                 .optional()?;
             if app.as_deref() != Some(APPLICATION_ID) {
                 return Err(not_a_journal(format!(
@@ -834,9 +835,9 @@ impl Journal {
                 )
                 .optional()?
                 .ok_or_else(|| not_a_journal("it has no schema version".into()))?;
-            let version: i64 = version
-                .parse()
-                .map_err(|_| not_a_journal(format!("schema version `{version}` is not a number")))?;
+            let version: i64 = version.parse().map_err(|_| {
+                not_a_journal(format!("schema version `{version}` is not a number"))
+            })?;
             if version > SCHEMA_VERSION {
                 return Err(JournalError::NewerSchema {
                     path: journal.path.clone(),
@@ -845,7 +846,9 @@ impl Journal {
                 });
             }
             if version < 1 {
-                return Err(not_a_journal(format!("schema version {version} is invalid")));
+                return Err(not_a_journal(format!(
+                    "schema version {version} is invalid"
+                )));
             }
             journal.migrate(version)?;
         }
@@ -854,9 +857,7 @@ impl Journal {
 
     fn create_schema(&mut self) -> Result<()> {
         let tx = self.conn.transaction()?;
-        tx.execute_batch(
-            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
-        )?;
+        tx.execute_batch("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);")?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('application', ?1), ('schema_version', ?2)",
             params![APPLICATION_ID, SCHEMA_VERSION.to_string()],
@@ -891,7 +892,9 @@ impl Journal {
     /// cash currency and initial cash.
     pub fn start_run(&mut self, run: &RunStart) -> Result<i64> {
         if run.cash_currency.trim().is_empty() {
-            return Err(JournalError::InvalidRun("the cash currency is empty".into()));
+            return Err(JournalError::InvalidRun(
+                "the cash currency is empty".into(),
+            ));
         }
         if run.algorithm.trim().is_empty() || run.broker.trim().is_empty() {
             return Err(JournalError::InvalidRun(
@@ -900,9 +903,11 @@ impl Journal {
         }
         let tx = self.conn.transaction()?;
         let currency: Option<String> = tx
-            .query_row("SELECT value FROM meta WHERE key = 'cash_currency'", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'cash_currency'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?;
         match currency {
             None => {
@@ -976,8 +981,10 @@ impl Journal {
     }
 
     fn current_run(tx: &Transaction<'_>) -> Result<i64> {
-        tx.query_row("SELECT MAX(id) FROM runs", [], |r| r.get::<_, Option<i64>>(0))?
-            .ok_or_else(|| JournalError::InvalidRun("no run started: call start_run first".into()))
+        tx.query_row("SELECT MAX(id) FROM runs", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })?
+        .ok_or_else(|| JournalError::InvalidRun("no run started: call start_run first".into()))
     }
 
     // ---- client order ids -------------------------------------------------------------
@@ -1001,7 +1008,10 @@ impl Journal {
         }
         tx.execute(
             "UPDATE sequence SET next = ?1 WHERE id = 1",
-            params![seq.checked_add(1).ok_or(JournalError::Overflow("the order sequence"))?],
+            params![
+                seq.checked_add(1)
+                    .ok_or(JournalError::Overflow("the order sequence"))?
+            ],
         )?;
         tx.commit()?;
         Ok(id)
@@ -1245,13 +1255,22 @@ impl Journal {
             return Err(invalid("the trade id is empty".into()));
         }
         if fill.quantity <= Decimal::ZERO {
-            return Err(invalid(format!("quantity must be positive, got {}", fill.quantity)));
+            return Err(invalid(format!(
+                "quantity must be positive, got {}",
+                fill.quantity
+            )));
         }
         if fill.price <= Decimal::ZERO {
-            return Err(invalid(format!("price must be positive, got {}", fill.price)));
+            return Err(invalid(format!(
+                "price must be positive, got {}",
+                fill.price
+            )));
         }
         if fill.fee < Decimal::ZERO {
-            return Err(invalid(format!("fee must not be negative, got {}", fill.fee)));
+            return Err(invalid(format!(
+                "fee must not be negative, got {}",
+                fill.fee
+            )));
         }
         let tx = self.conn.transaction()?;
         let order = Self::load_order_tx(&tx, &fill.client_order_id)?;
@@ -1383,13 +1402,22 @@ impl Journal {
     // ---- book -------------------------------------------------------------------------
 
     /// Records reconciliation adjustments (all or none).
-    pub fn record_adjustments(&mut self, time: TimestampNs, adjustments: &[BookAdjustment]) -> Result<()> {
+    pub fn record_adjustments(
+        &mut self,
+        time: TimestampNs,
+        adjustments: &[BookAdjustment],
+    ) -> Result<()> {
         let tx = self.conn.transaction()?;
         let currency: Option<String> = tx
-            .query_row("SELECT value FROM meta WHERE key = 'cash_currency'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'cash_currency'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?;
-        let currency = currency
-            .ok_or_else(|| JournalError::InvalidRun("no run started: call start_run first".into()))?;
+        let currency = currency.ok_or_else(|| {
+            JournalError::InvalidRun("no run started: call start_run first".into())
+        })?;
         for adjustment in adjustments {
             let (target, name) = match &adjustment.target {
                 AdjustmentTarget::Position(symbol) => ("position", symbol.as_str()),
@@ -1417,7 +1445,12 @@ impl Journal {
                 "SELECT (SELECT value FROM meta WHERE key = 'cash_currency'),
                         (SELECT value FROM meta WHERE key = 'initial_cash')",
                 [],
-                |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<String>>(1)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                    ))
+                },
             )
             .map(|(c, i)| c.zip(i))?;
         let Some((currency, initial)) = genesis else {
@@ -1516,9 +1549,12 @@ impl Journal {
         let json = serde_json::to_string(book)
             .map_err(|e| JournalError::Corrupt(format!("cannot serialize the book: {e}")))?;
         let tx = self.conn.transaction()?;
-        let last_fill: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM fills", [], |r| r.get(0))?;
+        let last_fill: i64 =
+            tx.query_row("SELECT COALESCE(MAX(id), 0) FROM fills", [], |r| r.get(0))?;
         let last_adj: i64 =
-            tx.query_row("SELECT COALESCE(MAX(id), 0) FROM adjustments", [], |r| r.get(0))?;
+            tx.query_row("SELECT COALESCE(MAX(id), 0) FROM adjustments", [], |r| {
+                r.get(0)
+            })?;
         tx.execute(
             "INSERT INTO book_snapshots (time, book, last_fill_id, last_adjustment_id) VALUES (?1, ?2, ?3, ?4)",
             params![time, json, last_fill, last_adj],
@@ -1551,9 +1587,16 @@ impl Journal {
     // ---- algorithm state --------------------------------------------------------------
 
     /// Stores a snapshot of the algorithm's state (opaque bytes, e.g. a pickle).
-    pub fn record_algo_state(&mut self, time: TimestampNs, format: &str, data: &[u8]) -> Result<()> {
+    pub fn record_algo_state(
+        &mut self,
+        time: TimestampNs,
+        format: &str,
+        data: &[u8],
+    ) -> Result<()> {
         if format.trim().is_empty() {
-            return Err(JournalError::Corrupt("the algorithm state format tag is empty".into()));
+            return Err(JournalError::Corrupt(
+                "the algorithm state format tag is empty".into(),
+            ));
         }
         let tx = self.conn.transaction()?;
         tx.execute(
@@ -1575,7 +1618,13 @@ impl Journal {
             .query_row(
                 "SELECT time, format, data FROM algo_states ORDER BY id DESC LIMIT 1",
                 [],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                },
             )
             .optional()?
             .map(|(time, format, data)| {
@@ -1629,19 +1678,26 @@ impl Journal {
             )
             .optional()?;
         match row {
-            Some((event, time, breaker, reason, detail)) if event == "trip" => Ok(Some(TripRecord {
-                time,
-                breaker: breaker.unwrap_or_default(),
-                reason,
-                detail: serde_json::from_str(&detail)
-                    .map_err(|e| JournalError::Corrupt(format!("breaker detail: {e}")))?,
-            })),
+            Some((event, time, breaker, reason, detail)) if event == "trip" => {
+                Ok(Some(TripRecord {
+                    time,
+                    breaker: breaker.unwrap_or_default(),
+                    reason,
+                    detail: serde_json::from_str(&detail)
+                        .map_err(|e| JournalError::Corrupt(format!("breaker detail: {e}")))?,
+                }))
+            }
             _ => Ok(None),
         }
     }
 
     /// Stores a breaker baseline (peak equity, start-of-day equity).
-    pub fn set_breaker_mark(&mut self, name: &str, time: TimestampNs, value: Decimal) -> Result<()> {
+    pub fn set_breaker_mark(
+        &mut self,
+        name: &str,
+        time: TimestampNs,
+        value: Decimal,
+    ) -> Result<()> {
         self.conn.execute(
             "INSERT INTO breaker_marks (name, time, value) VALUES (?1, ?2, ?3)
              ON CONFLICT(name) DO UPDATE SET time = excluded.time, value = excluded.value",
@@ -1651,9 +1707,15 @@ impl Journal {
     }
 
     pub fn breaker_marks(&self) -> Result<BTreeMap<String, (TimestampNs, Decimal)>> {
-        let mut stmt = self.conn.prepare("SELECT name, time, value FROM breaker_marks")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, time, value FROM breaker_marks")?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })?;
         let mut marks = BTreeMap::new();
         for row in rows {
@@ -1667,7 +1729,12 @@ impl Journal {
     // ---- reconciliation ---------------------------------------------------------------
 
     /// Stores a reconciliation report (JSON) and its outcome (`clean`, `synced`, `halted`).
-    pub fn record_reconciliation(&mut self, time: TimestampNs, outcome: &str, report_json: &str) -> Result<()> {
+    pub fn record_reconciliation(
+        &mut self,
+        time: TimestampNs,
+        outcome: &str,
+        report_json: &str,
+    ) -> Result<()> {
         self.conn.execute(
             "INSERT INTO reconciliations (time, outcome, report) VALUES (?1, ?2, ?3)",
             params![time, outcome, report_json],
@@ -1681,7 +1748,11 @@ impl Journal {
             .conn
             .prepare("SELECT time, outcome, report FROM reconciliations ORDER BY id")?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })?;
         let all: Vec<(TimestampNs, String, String)> =
             rows.collect::<std::result::Result<_, rusqlite::Error>>()?;
@@ -1699,7 +1770,10 @@ impl Journal {
         let mut last_trade_ids = BTreeMap::new();
         for (symbol, _side, fill) in self.fills()? {
             last_trade_ids.insert(symbol, fill.trade_id.clone());
-            fills.entry(fill.client_order_id.clone()).or_default().push(fill);
+            fills
+                .entry(fill.client_order_id.clone())
+                .or_default()
+                .push(fill);
         }
         Ok(Recovery {
             last_run: self.runs()?.pop(),
@@ -1755,8 +1829,28 @@ const ORDER_SELECT_ONE: &str = "SELECT client_order_id, run_id, symbol, side, qu
 
 /// Row text before parsing (parsing errors are journal errors, not SQLite errors).
 struct RawOrder {
-    cols: (String, i64, String, String, String, String, Option<String>, Option<String>, String, i64),
-    rest: (String, Option<i64>, Option<String>, Option<i64>, Option<String>, String, Option<String>, i64),
+    cols: (
+        String,
+        i64,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        i64,
+    ),
+    rest: (
+        String,
+        Option<i64>,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        String,
+        Option<String>,
+        i64,
+    ),
 }
 
 fn raw_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOrder> {
@@ -1788,7 +1882,8 @@ fn raw_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOrder> {
 
 fn finish_order(conn: &Connection, raw: RawOrder) -> Result<JournaledOrder> {
     let (cid, run_id, symbol, side, quantity, order_type, limit, stop, tif, created_at) = raw.cols;
-    let (state, sent_at, exchange_id, acked_at, status, reported_filled, reason, updated_at) = raw.rest;
+    let (state, sent_at, exchange_id, acked_at, status, reported_filled, reason, updated_at) =
+        raw.rest;
     let corrupt = |what: String| JournalError::Corrupt(format!("order {cid}: {what}"));
     let side = match side.as_str() {
         "buy" => "buy",
@@ -1815,8 +1910,14 @@ fn finish_order(conn: &Connection, raw: RawOrder) -> Result<JournaledOrder> {
         quantity: parse_dec(&quantity, "quantity")?,
         order_type: OrderType::parse(&order_type)
             .ok_or_else(|| corrupt(format!("order type `{order_type}`")))?,
-        limit_price: limit.as_deref().map(|t| parse_dec(t, "limit price")).transpose()?,
-        stop_price: stop.as_deref().map(|t| parse_dec(t, "stop price")).transpose()?,
+        limit_price: limit
+            .as_deref()
+            .map(|t| parse_dec(t, "limit price"))
+            .transpose()?,
+        stop_price: stop
+            .as_deref()
+            .map(|t| parse_dec(t, "stop price"))
+            .transpose()?,
         time_in_force: TimeInForce::parse(&tif).ok_or_else(|| corrupt(format!("tif `{tif}`")))?,
         created_at,
         state: IntentState::parse(&state).ok_or_else(|| corrupt(format!("state `{state}`")))?,

@@ -31,7 +31,14 @@ fn intent(id: &str) -> OrderIntent {
     }
 }
 
-fn fill(id: &str, trade: &str, qty: &str, price: &str, fee: &str, asset: Option<&str>) -> FillRecord {
+fn fill(
+    id: &str,
+    trade: &str,
+    qty: &str,
+    price: &str,
+    fee: &str,
+    asset: Option<&str>,
+) -> FillRecord {
     FillRecord {
         client_order_id: id.into(),
         trade_id: trade.into(),
@@ -62,9 +69,15 @@ fn open_creates_a_wal_journal_with_full_sync_and_reopens() {
     let (_dir, path) = temp_journal();
     {
         let j = Journal::open(&path).unwrap();
-        let mode: String = j.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let mode: String = j
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
-        let sync: i64 = j.conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        let sync: i64 = j
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(sync, 2, "synchronous=FULL");
         assert_eq!(j.schema_version().unwrap(), SCHEMA_VERSION);
     }
@@ -78,14 +91,18 @@ fn a_file_that_is_not_sqlite_is_refused() {
     std::fs::write(&path, b"this is a CSV file, not a database\n1,2,3\n").unwrap();
     let err = Journal::open(&path).unwrap_err();
     assert!(matches!(err, JournalError::NotAJournal { .. }), "{err}");
-    assert!(err.to_string().contains("is not a rustybt journal"), "{err}");
+    assert!(
+        err.to_string().contains("is not a rustybt journal"),
+        "{err}"
+    );
 }
 
 #[test]
 fn another_sqlite_database_is_refused() {
     let (_dir, path) = temp_journal();
     let conn = Connection::open(&path).unwrap();
-    conn.execute_batch("CREATE TABLE prices (t INTEGER, p TEXT);").unwrap();
+    conn.execute_batch("CREATE TABLE prices (t INTEGER, p TEXT);")
+        .unwrap();
     drop(conn);
     let err = Journal::open(&path).unwrap_err();
     assert!(err.to_string().contains("prices"), "{err}");
@@ -110,12 +127,17 @@ fn a_newer_schema_is_refused_with_both_versions() {
     let (_dir, path) = temp_journal();
     drop(Journal::open(&path).unwrap());
     let conn = Connection::open(&path).unwrap();
-    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'", [])
-        .unwrap();
+    conn.execute(
+        "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+        [],
+    )
+    .unwrap();
     drop(conn);
     let err = Journal::open(&path).unwrap_err();
     match &err {
-        JournalError::NewerSchema { found, supported, .. } => {
+        JournalError::NewerSchema {
+            found, supported, ..
+        } => {
             assert_eq!((*found, *supported), (99, SCHEMA_VERSION));
         }
         other => panic!("{other}"),
@@ -128,8 +150,11 @@ fn a_broken_schema_version_is_refused() {
     let (_dir, path) = temp_journal();
     drop(Journal::open(&path).unwrap());
     let conn = Connection::open(&path).unwrap();
-    conn.execute("UPDATE meta SET value = 'x' WHERE key = 'schema_version'", [])
-        .unwrap();
+    conn.execute(
+        "UPDATE meta SET value = 'x' WHERE key = 'schema_version'",
+        [],
+    )
+    .unwrap();
     drop(conn);
     let err = Journal::open(&path).unwrap_err();
     assert!(err.to_string().contains("`x` is not a number"), "{err}");
@@ -164,7 +189,10 @@ fn a_run_in_another_cash_currency_is_refused() {
     let mut other = run();
     other.cash_currency = "EUR".into();
     let err = j.start_run(&other).unwrap_err();
-    assert!(err.to_string().contains("USDT") && err.to_string().contains("EUR"), "{err}");
+    assert!(
+        err.to_string().contains("USDT") && err.to_string().contains("EUR"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -172,10 +200,20 @@ fn a_run_without_currency_algorithm_or_broker_is_refused() {
     let mut j = Journal::open_in_memory().unwrap();
     let mut bad = run();
     bad.cash_currency = " ".into();
-    assert!(j.start_run(&bad).unwrap_err().to_string().contains("cash currency"));
+    assert!(
+        j.start_run(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("cash currency")
+    );
     let mut bad = run();
     bad.broker = String::new();
-    assert!(j.start_run(&bad).unwrap_err().to_string().contains("broker id"));
+    assert!(
+        j.start_run(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("broker id")
+    );
 }
 
 #[test]
@@ -208,7 +246,10 @@ fn bad_prefixes_are_refused() {
     let mut j = journal();
     for bad in ["", "a b", "ü", "x/y", &"p".repeat(40)] {
         let err = j.next_client_order_id(bad).unwrap_err();
-        assert!(matches!(err, JournalError::InvalidPrefix(_)), "{bad}: {err}");
+        assert!(
+            matches!(err, JournalError::InvalidPrefix(_)),
+            "{bad}: {err}"
+        );
     }
     // A refused prefix does not consume a number.
     assert_eq!(j.next_client_order_id("ok").unwrap(), "rbt-ok-1");
@@ -220,33 +261,92 @@ fn bad_prefixes_are_refused() {
 fn invalid_intents_are_refused_with_the_reason() {
     let mut j = journal();
     let cases: Vec<(OrderIntent, &str)> = vec![
-        (OrderIntent { client_order_id: "has space".into(), ..intent("x") }, "1 to 36 characters"),
-        (OrderIntent { client_order_id: "x".repeat(37), ..intent("x") }, "1 to 36 characters"),
-        (OrderIntent { symbol: " ".into(), ..intent("a1") }, "symbol is empty"),
-        (OrderIntent { quantity: dec!(0), ..intent("a2") }, "quantity must be positive"),
-        (OrderIntent { quantity: dec!(-1), ..intent("a3") }, "quantity must be positive"),
-        (OrderIntent { limit_price: None, ..intent("a4") }, "needs a limit price"),
-        (OrderIntent { limit_price: Some(dec!(0)), ..intent("a5") }, "limit price must be positive"),
         (
-            OrderIntent { order_type: OrderType::Market, ..intent("a6") },
+            OrderIntent {
+                client_order_id: "has space".into(),
+                ..intent("x")
+            },
+            "1 to 36 characters",
+        ),
+        (
+            OrderIntent {
+                client_order_id: "x".repeat(37),
+                ..intent("x")
+            },
+            "1 to 36 characters",
+        ),
+        (
+            OrderIntent {
+                symbol: " ".into(),
+                ..intent("a1")
+            },
+            "symbol is empty",
+        ),
+        (
+            OrderIntent {
+                quantity: dec!(0),
+                ..intent("a2")
+            },
+            "quantity must be positive",
+        ),
+        (
+            OrderIntent {
+                quantity: dec!(-1),
+                ..intent("a3")
+            },
+            "quantity must be positive",
+        ),
+        (
+            OrderIntent {
+                limit_price: None,
+                ..intent("a4")
+            },
+            "needs a limit price",
+        ),
+        (
+            OrderIntent {
+                limit_price: Some(dec!(0)),
+                ..intent("a5")
+            },
+            "limit price must be positive",
+        ),
+        (
+            OrderIntent {
+                order_type: OrderType::Market,
+                ..intent("a6")
+            },
             "a market order has no limit price",
         ),
         (
-            OrderIntent { order_type: OrderType::StopLimit, ..intent("a7") },
+            OrderIntent {
+                order_type: OrderType::StopLimit,
+                ..intent("a7")
+            },
             "needs a stop price",
         ),
         (
-            OrderIntent { order_type: OrderType::Stop, limit_price: None, stop_price: Some(dec!(-1)), ..intent("a8") },
+            OrderIntent {
+                order_type: OrderType::Stop,
+                limit_price: None,
+                stop_price: Some(dec!(-1)),
+                ..intent("a8")
+            },
             "stop price must be positive",
         ),
         (
-            OrderIntent { stop_price: Some(dec!(1)), ..intent("a9") },
+            OrderIntent {
+                stop_price: Some(dec!(1)),
+                ..intent("a9")
+            },
             "a limit order has no stop price",
         ),
     ];
     for (bad, reason) in cases {
         let err = j.record_intent(&bad).unwrap_err();
-        assert!(err.to_string().contains(reason), "expected `{reason}`: {err}");
+        assert!(
+            err.to_string().contains(reason),
+            "expected `{reason}`: {err}"
+        );
     }
     assert!(j.orders().unwrap().is_empty());
 }
@@ -256,7 +356,10 @@ fn a_client_order_id_is_recorded_once() {
     let mut j = journal();
     j.record_intent(&intent("rbt-a-1")).unwrap();
     let err = j.record_intent(&intent("rbt-a-1")).unwrap_err();
-    assert!(matches!(err, JournalError::DuplicateClientOrderId(_)), "{err}");
+    assert!(
+        matches!(err, JournalError::DuplicateClientOrderId(_)),
+        "{err}"
+    );
 }
 
 #[test]
@@ -273,7 +376,10 @@ fn an_order_goes_intent_sent_acknowledged_final() {
     j.record_ack("rbt-a-1", "777", 2_200).unwrap();
     j.record_ack("rbt-a-1", "777", 2_300).unwrap(); // repeated ack: no-op
     let o = j.order("rbt-a-1").unwrap();
-    assert_eq!((o.state, o.exchange_id.as_deref(), o.acked_at), (IntentState::Acknowledged, Some("777"), Some(2_200)));
+    assert_eq!(
+        (o.state, o.exchange_id.as_deref(), o.acked_at),
+        (IntentState::Acknowledged, Some("777"), Some(2_200))
+    );
     assert_eq!(o.status.as_deref(), Some("accepted"));
     j.record_status(&OrderUpdate {
         client_order_id: "rbt-a-1".into(),
@@ -295,11 +401,18 @@ fn an_order_goes_intent_sent_acknowledged_final() {
     })
     .unwrap();
     let o = j.order("rbt-a-1").unwrap();
-    assert_eq!((o.state, o.status.as_deref(), o.remaining()), (IntentState::Final, Some("cancelled"), dec!(0)));
+    assert_eq!(
+        (o.state, o.status.as_deref(), o.remaining()),
+        (IntentState::Final, Some("cancelled"), dec!(0))
+    );
     assert_eq!(o.reason.as_deref(), Some("user"));
     let updates: i64 = j
         .conn
-        .query_row("SELECT COUNT(*) FROM order_updates WHERE client_order_id = 'rbt-a-1'", [], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM order_updates WHERE client_order_id = 'rbt-a-1'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(updates, 4, "sent, ack, two statuses");
 }
@@ -318,7 +431,10 @@ fn a_status_with_exchange_id_acknowledges_an_unacknowledged_order() {
     })
     .unwrap();
     let o = j.order("rbt-a-1").unwrap();
-    assert_eq!((o.state, o.exchange_id.as_deref()), (IntentState::Acknowledged, Some("55")));
+    assert_eq!(
+        (o.state, o.exchange_id.as_deref()),
+        (IntentState::Acknowledged, Some("55"))
+    );
 }
 
 #[test]
@@ -337,20 +453,35 @@ fn a_rejection_makes_the_intent_final_without_an_ack() {
     .unwrap();
     let rec = j.recover(3_000, 1_000).unwrap();
     assert!(rec.unresolved.is_empty() && rec.open_orders.is_empty());
-    assert_eq!(j.order("rbt-a-1").unwrap().status.as_deref(), Some("rejected"));
+    assert_eq!(
+        j.order("rbt-a-1").unwrap().status.as_deref(),
+        Some("rejected")
+    );
 }
 
 #[test]
 fn bad_transitions_are_refused() {
     let mut j = journal();
     j.record_intent(&intent("rbt-a-1")).unwrap();
-    assert!(matches!(j.mark_sent("nope", 1).unwrap_err(), JournalError::UnknownOrder(_)));
-    assert!(matches!(j.record_ack("nope", "1", 1).unwrap_err(), JournalError::UnknownOrder(_)));
+    assert!(matches!(
+        j.mark_sent("nope", 1).unwrap_err(),
+        JournalError::UnknownOrder(_)
+    ));
+    assert!(matches!(
+        j.record_ack("nope", "1", 1).unwrap_err(),
+        JournalError::UnknownOrder(_)
+    ));
     let err = j.record_ack("rbt-a-1", " ", 1).unwrap_err();
-    assert!(err.to_string().contains("exchange order id is empty"), "{err}");
+    assert!(
+        err.to_string().contains("exchange order id is empty"),
+        "{err}"
+    );
     j.record_ack("rbt-a-1", "777", 2_200).unwrap();
     let err = j.record_ack("rbt-a-1", "778", 2_300).unwrap_err();
-    assert!(err.to_string().contains("777") && err.to_string().contains("778"), "{err}");
+    assert!(
+        err.to_string().contains("777") && err.to_string().contains("778"),
+        "{err}"
+    );
     let err = j.mark_sent("rbt-a-1", 2_400).unwrap_err();
     assert!(err.to_string().contains("already acknowledged"), "{err}");
 
@@ -362,23 +493,49 @@ fn bad_transitions_are_refused() {
         exchange_id: None,
         reason: None,
     };
-    let err = j.record_status(&update(OrderStatus::PartiallyFilled, "0.6")).unwrap_err();
+    let err = j
+        .record_status(&update(OrderStatus::PartiallyFilled, "0.6"))
+        .unwrap_err();
     assert!(err.to_string().contains("outside 0..=0.5"), "{err}");
-    let err = j.record_status(&update(OrderStatus::PartiallyFilled, "-0.1")).unwrap_err();
+    let err = j
+        .record_status(&update(OrderStatus::PartiallyFilled, "-0.1"))
+        .unwrap_err();
     assert!(err.to_string().contains("outside"), "{err}");
-    let err = j.record_status(&update(OrderStatus::Filled, "0.4")).unwrap_err();
+    let err = j
+        .record_status(&update(OrderStatus::Filled, "0.4"))
+        .unwrap_err();
     assert!(err.to_string().contains("filled with 0.4 of 0.5"), "{err}");
-    j.record_status(&update(OrderStatus::PartiallyFilled, "0.3")).unwrap();
-    let err = j.record_status(&update(OrderStatus::PartiallyFilled, "0.2")).unwrap_err();
+    j.record_status(&update(OrderStatus::PartiallyFilled, "0.3"))
+        .unwrap();
+    let err = j
+        .record_status(&update(OrderStatus::PartiallyFilled, "0.2"))
+        .unwrap_err();
     assert!(err.to_string().contains("below the 0.3"), "{err}");
     let err = j
-        .record_status(&OrderUpdate { exchange_id: Some("999".into()), ..update(OrderStatus::PartiallyFilled, "0.3") })
+        .record_status(&OrderUpdate {
+            exchange_id: Some("999".into()),
+            ..update(OrderStatus::PartiallyFilled, "0.3")
+        })
         .unwrap_err();
     assert!(err.to_string().contains("999"), "{err}");
-    j.record_status(&update(OrderStatus::Filled, "0.5")).unwrap();
-    let err = j.record_status(&update(OrderStatus::Accepted, "0.5")).unwrap_err();
-    assert!(err.to_string().contains("final (filled) and cannot become accepted"), "{err}");
-    assert!(matches!(j.record_status(&OrderUpdate { client_order_id: "nope".into(), ..update(OrderStatus::Accepted, "0") }).unwrap_err(), JournalError::UnknownOrder(_)));
+    j.record_status(&update(OrderStatus::Filled, "0.5"))
+        .unwrap();
+    let err = j
+        .record_status(&update(OrderStatus::Accepted, "0.5"))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("final (filled) and cannot become accepted"),
+        "{err}"
+    );
+    assert!(matches!(
+        j.record_status(&OrderUpdate {
+            client_order_id: "nope".into(),
+            ..update(OrderStatus::Accepted, "0")
+        })
+        .unwrap_err(),
+        JournalError::UnknownOrder(_)
+    ));
 }
 
 // ---- fills -----------------------------------------------------------------------------
@@ -387,20 +544,71 @@ fn bad_transitions_are_refused() {
 fn fills_are_idempotent_and_conflicting_replays_are_refused() {
     let mut j = journal();
     j.record_intent(&intent("rbt-a-1")).unwrap();
-    assert!(j.record_fill(&fill("rbt-a-1", "t1", "0.2", "64000.10", "0.0002", Some("BTC"))).unwrap());
-    assert!(!j.record_fill(&fill("rbt-a-1", "t1", "0.2", "64000.10", "0.0002", Some("BTC"))).unwrap());
+    assert!(
+        j.record_fill(&fill(
+            "rbt-a-1",
+            "t1",
+            "0.2",
+            "64000.10",
+            "0.0002",
+            Some("BTC")
+        ))
+        .unwrap()
+    );
+    assert!(
+        !j.record_fill(&fill(
+            "rbt-a-1",
+            "t1",
+            "0.2",
+            "64000.10",
+            "0.0002",
+            Some("BTC")
+        ))
+        .unwrap()
+    );
     // The same value written differently is the same fill.
-    assert!(!j.record_fill(&fill("rbt-a-1", "t1", "0.20", "64000.100", "0.00020", Some("BTC"))).unwrap());
-    let err = j.record_fill(&fill("rbt-a-1", "t1", "0.3", "64000.10", "0.0002", Some("BTC"))).unwrap_err();
+    assert!(
+        !j.record_fill(&fill(
+            "rbt-a-1",
+            "t1",
+            "0.20",
+            "64000.100",
+            "0.00020",
+            Some("BTC")
+        ))
+        .unwrap()
+    );
+    let err = j
+        .record_fill(&fill(
+            "rbt-a-1",
+            "t1",
+            "0.3",
+            "64000.10",
+            "0.0002",
+            Some("BTC"),
+        ))
+        .unwrap_err();
     assert!(matches!(err, JournalError::FillConflict { .. }), "{err}");
-    assert!(err.to_string().contains("0.2 @ 64000.10") && err.to_string().contains("0.3 @"), "{err}");
+    assert!(
+        err.to_string().contains("0.2 @ 64000.10") && err.to_string().contains("0.3 @"),
+        "{err}"
+    );
     let o = j.order("rbt-a-1").unwrap();
     assert_eq!(o.fills_quantity, dec!(0.2));
     // A fill implies the order reached the book.
-    assert_eq!((o.state, o.status.as_deref()), (IntentState::Acknowledged, Some("partially_filled")));
-    assert!(j.record_fill(&fill("rbt-a-1", "t2", "0.3", "64000", "0", None)).unwrap());
+    assert_eq!(
+        (o.state, o.status.as_deref()),
+        (IntentState::Acknowledged, Some("partially_filled"))
+    );
+    assert!(
+        j.record_fill(&fill("rbt-a-1", "t2", "0.3", "64000", "0", None))
+            .unwrap()
+    );
     let o = j.order("rbt-a-1").unwrap();
-    assert_eq!((o.state, o.status.as_deref()), (IntentState::Final, Some("filled")));
+    assert_eq!(
+        (o.state, o.status.as_deref()),
+        (IntentState::Final, Some("filled"))
+    );
     assert_eq!(j.fills().unwrap().len(), 2);
 }
 
@@ -409,17 +617,37 @@ fn invalid_fills_are_refused_with_the_reason() {
     let mut j = journal();
     j.record_intent(&intent("rbt-a-1")).unwrap();
     let cases = [
-        (fill("rbt-a-1", " ", "0.1", "1", "0", None), "trade id is empty"),
-        (fill("rbt-a-1", "t", "0", "1", "0", None), "quantity must be positive"),
-        (fill("rbt-a-1", "t", "0.1", "0", "0", None), "price must be positive"),
-        (fill("rbt-a-1", "t", "0.1", "1", "-0.01", None), "fee must not be negative"),
-        (fill("rbt-a-1", "t", "0.6", "1", "0", None), "fills would total 0.6, more than the order's 0.5"),
+        (
+            fill("rbt-a-1", " ", "0.1", "1", "0", None),
+            "trade id is empty",
+        ),
+        (
+            fill("rbt-a-1", "t", "0", "1", "0", None),
+            "quantity must be positive",
+        ),
+        (
+            fill("rbt-a-1", "t", "0.1", "0", "0", None),
+            "price must be positive",
+        ),
+        (
+            fill("rbt-a-1", "t", "0.1", "1", "-0.01", None),
+            "fee must not be negative",
+        ),
+        (
+            fill("rbt-a-1", "t", "0.6", "1", "0", None),
+            "fills would total 0.6, more than the order's 0.5",
+        ),
     ];
     for (bad, reason) in cases {
         let err = j.record_fill(&bad).unwrap_err();
-        assert!(err.to_string().contains(reason), "expected `{reason}`: {err}");
+        assert!(
+            err.to_string().contains(reason),
+            "expected `{reason}`: {err}"
+        );
     }
-    let err = j.record_fill(&fill("nope", "t", "0.1", "1", "0", None)).unwrap_err();
+    let err = j
+        .record_fill(&fill("nope", "t", "0.1", "1", "0", None))
+        .unwrap_err();
     assert!(matches!(err, JournalError::UnknownOrder(_)));
     assert!(j.fills().unwrap().is_empty());
 }
@@ -437,9 +665,13 @@ fn a_late_fill_of_a_cancelled_order_keeps_it_cancelled() {
         reason: None,
     })
     .unwrap();
-    j.record_fill(&fill("rbt-a-1", "t1", "0.1", "100", "0", None)).unwrap();
+    j.record_fill(&fill("rbt-a-1", "t1", "0.1", "100", "0", None))
+        .unwrap();
     let o = j.order("rbt-a-1").unwrap();
-    assert_eq!((o.state, o.status.as_deref()), (IntentState::Final, Some("cancelled")));
+    assert_eq!(
+        (o.state, o.status.as_deref()),
+        (IntentState::Final, Some("cancelled"))
+    );
 }
 
 // ---- the book --------------------------------------------------------------------------
@@ -448,11 +680,19 @@ fn a_late_fill_of_a_cancelled_order_keeps_it_cancelled() {
 fn the_book_takes_fees_from_cash_the_base_asset_or_other_assets() {
     let mut j = journal();
     j.record_intent(&intent("rbt-a-1")).unwrap();
-    j.record_intent(&OrderIntent { side: OrderSide::Sell, ..intent("rbt-a-2") }).unwrap();
-    j.record_fill(&fill("rbt-a-1", "t1", "0.5", "100", "0.0005", Some("BTC"))).unwrap();
-    j.record_fill(&fill("rbt-a-2", "t2", "0.1", "110", "0.011", Some("USDT"))).unwrap();
-    j.record_fill(&fill("rbt-a-2", "t3", "0.1", "120", "0.02", Some("BNB"))).unwrap();
-    j.record_fill(&fill("rbt-a-2", "t4", "0.1", "130", "0.013", None)).unwrap();
+    j.record_intent(&OrderIntent {
+        side: OrderSide::Sell,
+        ..intent("rbt-a-2")
+    })
+    .unwrap();
+    j.record_fill(&fill("rbt-a-1", "t1", "0.5", "100", "0.0005", Some("BTC")))
+        .unwrap();
+    j.record_fill(&fill("rbt-a-2", "t2", "0.1", "110", "0.011", Some("USDT")))
+        .unwrap();
+    j.record_fill(&fill("rbt-a-2", "t3", "0.1", "120", "0.02", Some("BNB")))
+        .unwrap();
+    j.record_fill(&fill("rbt-a-2", "t4", "0.1", "130", "0.013", None))
+        .unwrap();
     let book = j.derive_book().unwrap();
     // 10000 − 50 + 11 + 12 + 13 − 0.011 − 0.013
     assert_eq!(book.cash, dec!(9985.976));
@@ -463,16 +703,34 @@ fn the_book_takes_fees_from_cash_the_base_asset_or_other_assets() {
 #[test]
 fn adjustments_move_the_book_and_need_a_run() {
     let mut empty = Journal::open_in_memory().unwrap();
-    let adj = BookAdjustment { target: AdjustmentTarget::Cash, delta: dec!(1), reason: "x".into() };
-    assert!(empty.record_adjustments(1, &[adj.clone()]).unwrap_err().to_string().contains("start_run"));
+    let adj = BookAdjustment {
+        target: AdjustmentTarget::Cash,
+        delta: dec!(1),
+        reason: "x".into(),
+    };
+    assert!(
+        empty
+            .record_adjustments(1, &[adj.clone()])
+            .unwrap_err()
+            .to_string()
+            .contains("start_run")
+    );
     assert_eq!(empty.derive_book().unwrap(), Book::default());
 
     let mut j = journal();
     j.record_adjustments(
         10,
         &[
-            BookAdjustment { target: AdjustmentTarget::Position("ETH/USDT".into()), delta: dec!(2.5), reason: "sync".into() },
-            BookAdjustment { target: AdjustmentTarget::Cash, delta: dec!(-0.37), reason: "fees while away".into() },
+            BookAdjustment {
+                target: AdjustmentTarget::Position("ETH/USDT".into()),
+                delta: dec!(2.5),
+                reason: "sync".into(),
+            },
+            BookAdjustment {
+                target: AdjustmentTarget::Cash,
+                delta: dec!(-0.37),
+                reason: "fees while away".into(),
+            },
         ],
     )
     .unwrap();
@@ -486,14 +744,19 @@ fn the_snapshot_is_checked_against_the_fills() {
     let mut j = journal();
     assert_eq!(j.recover(0, 1).unwrap().snapshot, SnapshotCheck::NoSnapshot);
     j.record_intent(&intent("rbt-a-1")).unwrap();
-    j.record_fill(&fill("rbt-a-1", "t1", "0.5", "100", "0", None)).unwrap();
+    j.record_fill(&fill("rbt-a-1", "t1", "0.5", "100", "0", None))
+        .unwrap();
     let mut engine = Book::new("USDT", dec!(9950.00));
     engine.positions.insert("BTC/USDT".into(), dec!(0.50));
     j.record_snapshot(6_000, &engine).unwrap();
     // A fill after the snapshot does not count against it.
     j.record_intent(&intent("rbt-a-2")).unwrap();
-    j.record_fill(&fill("rbt-a-2", "t2", "0.5", "100", "0", None)).unwrap();
-    assert_eq!(j.recover(7_000, 1).unwrap().snapshot, SnapshotCheck::Matches);
+    j.record_fill(&fill("rbt-a-2", "t2", "0.5", "100", "0", None))
+        .unwrap();
+    assert_eq!(
+        j.recover(7_000, 1).unwrap().snapshot,
+        SnapshotCheck::Matches
+    );
 
     engine.cash = dec!(9000);
     j.record_snapshot(8_000, &engine).unwrap();
@@ -512,10 +775,19 @@ fn the_snapshot_is_checked_against_the_fills() {
 fn the_last_algorithm_state_is_restored_with_a_stale_flag() {
     let mut j = journal();
     assert!(j.recover(0, 10).unwrap().algo_state.is_none());
-    j.record_algo_state(1_000, "pickle", b"\x80\x04first").unwrap();
+    j.record_algo_state(1_000, "pickle", b"\x80\x04first")
+        .unwrap();
     j.record_algo_state(2_000, "json", b"{\"n\":2}").unwrap();
     let fresh = j.recover(2_010, 10).unwrap().algo_state.unwrap();
-    assert_eq!((fresh.format.as_str(), fresh.data.as_slice(), fresh.age_ns, fresh.stale), ("json", &b"{\"n\":2}"[..], 10, false));
+    assert_eq!(
+        (
+            fresh.format.as_str(),
+            fresh.data.as_slice(),
+            fresh.age_ns,
+            fresh.stale
+        ),
+        ("json", &b"{\"n\":2}"[..], 10, false)
+    );
     let stale = j.recover(2_011, 10).unwrap().algo_state.unwrap();
     assert!(stale.stale);
     let err = j.record_algo_state(3_000, "", b"x").unwrap_err();
@@ -523,7 +795,10 @@ fn the_last_algorithm_state_is_restored_with_a_stale_flag() {
     for t in 0..20 {
         j.record_algo_state(10_000 + t, "json", b"{}").unwrap();
     }
-    let kept: i64 = j.conn.query_row("SELECT COUNT(*) FROM algo_states", [], |r| r.get(0)).unwrap();
+    let kept: i64 = j
+        .conn
+        .query_row("SELECT COUNT(*) FROM algo_states", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(kept, KEPT_ALGO_STATES, "only the last few states are kept");
 }
 
@@ -554,10 +829,14 @@ fn a_breaker_trip_stays_active_until_reset() {
 fn reconciliation_reports_are_kept() {
     let mut j = journal();
     j.record_reconciliation(5, "clean", "{}").unwrap();
-    j.record_reconciliation(6, "halted", "{\"critical\":1}").unwrap();
+    j.record_reconciliation(6, "halted", "{\"critical\":1}")
+        .unwrap();
     let all = j.reconciliations().unwrap();
     assert_eq!(all.len(), 2);
-    assert_eq!(all[1], (6, "halted".to_string(), "{\"critical\":1}".to_string()));
+    assert_eq!(
+        all[1],
+        (6, "halted".to_string(), "{\"critical\":1}".to_string())
+    );
 }
 
 #[test]
@@ -568,10 +847,17 @@ fn recover_sorts_orders_into_unresolved_and_open_and_groups_fills() {
     }
     j.mark_sent("rbt-a-2", 2_500).unwrap();
     j.record_ack("rbt-a-3", "3", 2_600).unwrap();
-    j.record_fill(&fill("rbt-a-3", "t9", "0.1", "100", "0", None)).unwrap();
-    j.record_fill(&fill("rbt-a-4", "t10", "0.5", "100", "0", None)).unwrap();
+    j.record_fill(&fill("rbt-a-3", "t9", "0.1", "100", "0", None))
+        .unwrap();
+    j.record_fill(&fill("rbt-a-4", "t10", "0.5", "100", "0", None))
+        .unwrap();
     let rec = j.recover(10_000, 1_000).unwrap();
-    let ids = |orders: &[JournaledOrder]| orders.iter().map(|o| o.client_order_id.clone()).collect::<Vec<_>>();
+    let ids = |orders: &[JournaledOrder]| {
+        orders
+            .iter()
+            .map(|o| o.client_order_id.clone())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(ids(&rec.unresolved), vec!["rbt-a-1", "rbt-a-2"]);
     assert_eq!(ids(&rec.open_orders), vec!["rbt-a-3"]);
     assert_eq!(rec.open_orders[0].remaining(), dec!(0.4));
@@ -600,7 +886,8 @@ fn crash_child() {
     j.record_intent(&intent(&first)).unwrap();
     j.mark_sent(&first, 2_100).unwrap();
     j.record_ack(&first, "100", 2_200).unwrap();
-    j.record_fill(&fill(&first, "t1", "0.5", "100", "0.05", Some("USDT"))).unwrap();
+    j.record_fill(&fill(&first, "t1", "0.5", "100", "0.05", Some("USDT")))
+        .unwrap();
     j.record_snapshot(2_300, &j.derive_book().unwrap()).unwrap();
 
     let second = j.next_client_order_id("c").unwrap();
@@ -647,7 +934,8 @@ fn crash_child() {
             j.record_intent(&intent(&second)).unwrap();
             j.mark_sent(&second, 3_100).unwrap();
             j.record_ack(&second, "200", 3_200).unwrap();
-            j.record_fill(&fill(&second, "t2", "0.2", "110", "0", None)).unwrap();
+            j.record_fill(&fill(&second, "t2", "0.2", "110", "0", None))
+                .unwrap();
             std::process::abort();
         }
         other => panic!("unknown crash mode {other}"),
@@ -658,18 +946,31 @@ fn crash_child() {
 fn crash_at(mode: &str) -> (tempfile::TempDir, Journal) {
     let (dir, path) = temp_journal();
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "live::journal::tests::crash_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "live::journal::tests::crash_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CRASH_MODE, mode)
         .env(CRASH_PATH, &path)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
         .unwrap();
-    assert!(!status.success(), "the child must die by abort, not finish ({mode})");
+    assert!(
+        !status.success(),
+        "the child must die by abort, not finish ({mode})"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(status.signal(), Some(libc::SIGABRT), "child of {mode}: {status:?}");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGABRT),
+            "child of {mode}: {status:?}"
+        );
     }
     let journal = Journal::open(&path).unwrap();
     (dir, journal)
@@ -700,7 +1001,15 @@ fn crash_after_the_intent_before_the_send_leaves_it_unresolved() {
     assert_first_order_intact(&rec);
     assert_eq!(rec.unresolved.len(), 1);
     let o = &rec.unresolved[0];
-    assert_eq!((o.client_order_id.as_str(), o.state, o.sent_at, o.resume_from()), ("rbt-c-2", IntentState::Intent, None, 2_000));
+    assert_eq!(
+        (
+            o.client_order_id.as_str(),
+            o.state,
+            o.sent_at,
+            o.resume_from()
+        ),
+        ("rbt-c-2", IntentState::Intent, None, 2_000)
+    );
     assert_eq!(o.quantity, dec!(0.5));
     assert_eq!(j.next_client_order_id("c").unwrap(), "rbt-c-3");
 }
@@ -711,7 +1020,10 @@ fn crash_after_the_send_before_the_ack_leaves_it_unresolved_with_its_send_time()
     let rec = j.recover(10_000, 1_000).unwrap();
     assert_first_order_intact(&rec);
     assert_eq!(rec.unresolved.len(), 1);
-    assert_eq!((rec.unresolved[0].state, rec.unresolved[0].resume_from()), (IntentState::Sent, 3_100));
+    assert_eq!(
+        (rec.unresolved[0].state, rec.unresolved[0].resume_from()),
+        (IntentState::Sent, 3_100)
+    );
     assert!(rec.open_orders.is_empty());
     // The lookup found it acknowledged and partly filled: the journal catches up, once.
     j.record_status(&OrderUpdate {
@@ -723,8 +1035,14 @@ fn crash_after_the_send_before_the_ack_leaves_it_unresolved_with_its_send_time()
         reason: None,
     })
     .unwrap();
-    assert!(j.record_fill(&fill("rbt-c-2", "t2", "0.1", "100", "0", None)).unwrap());
-    assert!(!j.record_fill(&fill("rbt-c-2", "t2", "0.1", "100", "0", None)).unwrap());
+    assert!(
+        j.record_fill(&fill("rbt-c-2", "t2", "0.1", "100", "0", None))
+            .unwrap()
+    );
+    assert!(
+        !j.record_fill(&fill("rbt-c-2", "t2", "0.1", "100", "0", None))
+            .unwrap()
+    );
     let rec = j.recover(12_000, 1_000).unwrap();
     assert!(rec.unresolved.is_empty());
     assert_eq!(rec.open_orders.len(), 1);
@@ -763,11 +1081,17 @@ fn crash_after_a_fill_keeps_it_once() {
     assert_eq!(rec.book.cash, dec!(9927.95));
     assert_eq!(rec.open_orders[0].remaining(), dec!(0.3));
     // Replaying the fills fetched after the restart changes nothing.
-    assert!(!j.record_fill(&fill("rbt-c-2", "t2", "0.2", "110", "0", None)).unwrap());
+    assert!(
+        !j.record_fill(&fill("rbt-c-2", "t2", "0.2", "110", "0", None))
+            .unwrap()
+    );
     assert_eq!(j.derive_book().unwrap(), rec.book);
     // A snapshot taken from the derived book stays consistent.
     j.record_snapshot(11_000, &rec.book).unwrap();
-    assert_eq!(j.recover(12_000, 1_000).unwrap().snapshot, SnapshotCheck::Matches);
+    assert_eq!(
+        j.recover(12_000, 1_000).unwrap().snapshot,
+        SnapshotCheck::Matches
+    );
 }
 
 // ---- property: fills fold into the book ------------------------------------------------
@@ -788,19 +1112,32 @@ struct GenFill {
 const SYMBOLS: [&str; 3] = ["BTC/USDT", "ETH/USDT", "SPOT"];
 
 fn gen_fill() -> impl Strategy<Value = GenFill> {
-    (0usize..3, any::<bool>(), 1i64..10_000_000, 0u32..9, 1i64..10_000_000, 0u32..6, 0i64..10_000, 0usize..4, 0usize..6).prop_map(
-        |(symbol, buy, quantity, quantity_scale, price, price_scale, fee, fee_asset, order)| GenFill {
-            symbol,
-            buy,
-            quantity,
-            quantity_scale,
-            price,
-            price_scale,
-            fee,
-            fee_asset,
-            order,
-        },
+    (
+        0usize..3,
+        any::<bool>(),
+        1i64..10_000_000,
+        0u32..9,
+        1i64..10_000_000,
+        0u32..6,
+        0i64..10_000,
+        0usize..4,
+        0usize..6,
     )
+        .prop_map(
+            |(symbol, buy, quantity, quantity_scale, price, price_scale, fee, fee_asset, order)| {
+                GenFill {
+                    symbol,
+                    buy,
+                    quantity,
+                    quantity_scale,
+                    price,
+                    price_scale,
+                    fee,
+                    fee_asset,
+                    order,
+                }
+            },
+        )
 }
 
 proptest! {

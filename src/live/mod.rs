@@ -10,8 +10,8 @@
 //! - [`config`]: `LiveSettings` from `config/live.toml`, credentials, [`config::Secret`], `mask`.
 //! - [`audit`]: append-only JSON Lines audit log with secrets masked.
 
+pub mod audit;
 pub mod breakers;
+pub mod config;
 pub mod journal;
 pub mod reconcile;
-pub mod audit;
-pub mod config;

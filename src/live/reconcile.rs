@@ -27,7 +27,7 @@ use std::path::Path;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::journal::{AdjustmentTarget, BookAdjustment};
+use super::journal::{AdjustmentTarget, Book, BookAdjustment, JournaledOrder};
 use crate::model::{TimestampNs, format_timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +138,37 @@ pub struct AccountView {
     pub positions: BTreeMap<String, Decimal>,
     pub balances: BTreeMap<String, Decimal>,
     pub open_orders: BTreeMap<String, OpenOrderView>,
+}
+
+impl AccountView {
+    /// The engine's side from the journal: the book's positions, its cash as the balance of
+    /// the cash currency, and the open (acknowledged, not final) orders with their remaining
+    /// and filled quantities. Zero positions are left out.
+    pub fn from_journal(book: &Book, open_orders: &[JournaledOrder]) -> AccountView {
+        AccountView {
+            positions: book
+                .positions
+                .iter()
+                .filter(|(_, q)| !q.is_zero())
+                .map(|(s, q)| (s.clone(), *q))
+                .collect(),
+            balances: BTreeMap::from([(book.cash_currency.clone(), book.cash)]),
+            open_orders: open_orders
+                .iter()
+                .map(|o| {
+                    (
+                        o.client_order_id.clone(),
+                        OpenOrderView {
+                            symbol: o.symbol.clone(),
+                            side: o.side.to_string(),
+                            remaining: o.remaining(),
+                            filled: o.filled(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
 }
 
 /// What a lookup by client order id found for an order the journal has open and the broker
@@ -300,7 +331,10 @@ impl Report {
             self.critical,
             match self.outcome {
                 Outcome::Clean => "nothing to do".to_string(),
-                Outcome::Synced => format!("{} adjustments adopted from the broker", self.adjustments.len()),
+                Outcome::Synced => format!(
+                    "{} adjustments adopted from the broker",
+                    self.adjustments.len()
+                ),
                 Outcome::Halted => "trading halted".to_string(),
             }
         );
@@ -327,7 +361,10 @@ impl Report {
                 Adjustment::Position { symbol, delta, to } => Some(BookAdjustment {
                     target: AdjustmentTarget::Position(symbol.clone()),
                     delta: *delta,
-                    reason: format!("reconciliation {}: position {symbol} set to the broker's {to}", self.time_utc),
+                    reason: format!(
+                        "reconciliation {}: position {symbol} set to the broker's {to}",
+                        self.time_utc
+                    ),
                 }),
                 Adjustment::Balance {
                     currency,
@@ -336,7 +373,10 @@ impl Report {
                 } if currency == cash_currency => Some(BookAdjustment {
                     target: AdjustmentTarget::Cash,
                     delta: *delta,
-                    reason: format!("reconciliation {}: {currency} set to the broker's {to}", self.time_utc),
+                    reason: format!(
+                        "reconciliation {}: {currency} set to the broker's {to}",
+                        self.time_utc
+                    ),
                 }),
                 _ => None,
             })
@@ -370,7 +410,13 @@ impl Reconciler {
         &self.config
     }
 
-    fn push(&self, out: &mut Vec<Discrepancy>, severity: Severity, description: String, kind: DiscrepancyKind) {
+    fn push(
+        &self,
+        out: &mut Vec<Discrepancy>,
+        severity: Severity,
+        description: String,
+        kind: DiscrepancyKind,
+    ) {
         out.push(Discrepancy {
             severity,
             action: self.config.action(severity),
@@ -390,7 +436,11 @@ impl Reconciler {
         let mut found = Vec::new();
         let mut adjustments = Vec::new();
 
-        let symbols: BTreeSet<&String> = engine.positions.keys().chain(broker.positions.keys()).collect();
+        let symbols: BTreeSet<&String> = engine
+            .positions
+            .keys()
+            .chain(broker.positions.keys())
+            .collect();
         for symbol in symbols {
             let e = engine.positions.get(symbol).copied().unwrap_or_default();
             let b = broker.positions.get(symbol).copied().unwrap_or_default();
@@ -398,23 +448,49 @@ impl Reconciler {
                 continue;
             }
             let Some(difference) = b.checked_sub(e) else {
-                self.push(&mut found, Severity::Critical, format!("position {symbol}: engine {e}, broker {b} (difference overflows)"),
-                    DiscrepancyKind::Position { symbol: symbol.clone(), engine: e, broker: b, difference: Decimal::ZERO });
+                self.push(
+                    &mut found,
+                    Severity::Critical,
+                    format!("position {symbol}: engine {e}, broker {b} (difference overflows)"),
+                    DiscrepancyKind::Position {
+                        symbol: symbol.clone(),
+                        engine: e,
+                        broker: b,
+                        difference: Decimal::ZERO,
+                    },
+                );
                 continue;
             };
-            let severity = if self.config.position_tolerance.within(e, b) { Severity::Minor } else { Severity::Critical };
+            let severity = if self.config.position_tolerance.within(e, b) {
+                Severity::Minor
+            } else {
+                Severity::Critical
+            };
             self.push(
                 &mut found,
                 severity,
                 format!("position {symbol}: engine {e}, broker {b} (difference {difference})"),
-                DiscrepancyKind::Position { symbol: symbol.clone(), engine: e, broker: b, difference },
+                DiscrepancyKind::Position {
+                    symbol: symbol.clone(),
+                    engine: e,
+                    broker: b,
+                    difference,
+                },
             );
             if self.config.action(severity) == Action::Sync {
-                adjustments.push(Adjustment::Position { symbol: symbol.clone(), delta: difference, to: b });
+                adjustments.push(Adjustment::Position {
+                    symbol: symbol.clone(),
+                    delta: difference,
+                    to: b,
+                });
             }
         }
 
-        let currencies: BTreeSet<&String> = engine.balances.keys().chain(broker.balances.keys()).collect();
+        let currencies: BTreeSet<&String> = engine
+            .balances
+            .keys()
+            .chain(broker.balances.keys())
+            .collect();
         for currency in currencies {
             let e = engine.balances.get(currency).copied().unwrap_or_default();
             let b = broker.balances.get(currency).copied().unwrap_or_default();
@@ -422,19 +498,41 @@ impl Reconciler {
                 continue;
             }
             let Some(difference) = b.checked_sub(e) else {
-                self.push(&mut found, Severity::Critical, format!("balance {currency}: engine {e}, broker {b} (difference overflows)"),
-                    DiscrepancyKind::Balance { currency: currency.clone(), engine: e, broker: b, difference: Decimal::ZERO });
+                self.push(
+                    &mut found,
+                    Severity::Critical,
+                    format!("balance {currency}: engine {e}, broker {b} (difference overflows)"),
+                    DiscrepancyKind::Balance {
+                        currency: currency.clone(),
+                        engine: e,
+                        broker: b,
+                        difference: Decimal::ZERO,
+                    },
+                );
                 continue;
             };
-            let severity = if self.config.balance_tolerance.within(e, b) { Severity::Minor } else { Severity::Critical };
+            let severity = if self.config.balance_tolerance.within(e, b) {
+                Severity::Minor
+            } else {
+                Severity::Critical
+            };
             self.push(
                 &mut found,
                 severity,
                 format!("balance {currency}: engine {e}, broker {b} (difference {difference})"),
-                DiscrepancyKind::Balance { currency: currency.clone(), engine: e, broker: b, difference },
+                DiscrepancyKind::Balance {
+                    currency: currency.clone(),
+                    engine: e,
+                    broker: b,
+                    difference,
+                },
             );
             if self.config.action(severity) == Action::Sync {
-                adjustments.push(Adjustment::Balance { currency: currency.clone(), delta: difference, to: b });
+                adjustments.push(Adjustment::Balance {
+                    currency: currency.clone(),
+                    delta: difference,
+                    to: b,
+                });
             }
         }
 
@@ -448,10 +546,16 @@ impl Reconciler {
                             "unknown order {id} open at the broker ({} {} {}), not in the journal",
                             order.side, order.remaining, order.symbol
                         ),
-                        DiscrepancyKind::UnknownBrokerOrder { client_order_id: id.clone(), order: order.clone() },
+                        DiscrepancyKind::UnknownBrokerOrder {
+                            client_order_id: id.clone(),
+                            order: order.clone(),
+                        },
                     );
                     if self.config.critical == Action::Sync {
-                        adjustments.push(Adjustment::TrackOrder { client_order_id: id.clone(), order: order.clone() });
+                        adjustments.push(Adjustment::TrackOrder {
+                            client_order_id: id.clone(),
+                            order: order.clone(),
+                        });
                     }
                 }
                 Some(mine) if mine == order => {}
@@ -485,8 +589,15 @@ impl Reconciler {
         for id in needs_lookup(engine, broker) {
             let mine = &engine.open_orders[&id];
             match lookups.get(&id) {
-                Some(Lookup::Closed { status, filled_quantity }) => {
-                    let severity = if *filled_quantity == mine.filled { Severity::Minor } else { Severity::Critical };
+                Some(Lookup::Closed {
+                    status,
+                    filled_quantity,
+                }) => {
+                    let severity = if *filled_quantity == mine.filled {
+                        Severity::Minor
+                    } else {
+                        Severity::Critical
+                    };
                     self.push(
                         &mut found,
                         severity,
@@ -514,10 +625,14 @@ impl Reconciler {
                         &mut found,
                         Severity::Critical,
                         format!("order {id} is open in the journal but the broker never had it"),
-                        DiscrepancyKind::NotAtBroker { client_order_id: id.clone() },
+                        DiscrepancyKind::NotAtBroker {
+                            client_order_id: id.clone(),
+                        },
                     );
                     if self.config.critical == Action::Sync {
-                        adjustments.push(Adjustment::DropOrder { client_order_id: id.clone() });
+                        adjustments.push(Adjustment::DropOrder {
+                            client_order_id: id.clone(),
+                        });
                     }
                 }
                 None => {
@@ -535,12 +650,13 @@ impl Reconciler {
             }
         }
 
-        let minor = found.iter().filter(|d| d.severity == Severity::Minor).count();
-        let critical = found.len() - minor;
-        let halting: Vec<&Discrepancy> = found
+        let minor = found
             .iter()
-            .filter(|d| d.action == Action::Halt)
-            .collect();
+            .filter(|d| d.severity == Severity::Minor)
+            .count();
+        let critical = found.len() - minor;
+        let halting: Vec<&Discrepancy> =
+            found.iter().filter(|d| d.action == Action::Halt).collect();
         let halt_reason = if halting.is_empty() {
             None
         } else {
@@ -576,19 +692,36 @@ mod tests {
     use rust_decimal::dec;
 
     fn order(symbol: &str, side: &str, remaining: Decimal, filled: Decimal) -> OpenOrderView {
-        OpenOrderView { symbol: symbol.into(), side: side.into(), remaining, filled }
+        OpenOrderView {
+            symbol: symbol.into(),
+            side: side.into(),
+            remaining,
+            filled,
+        }
     }
 
-    fn view(positions: &[(&str, Decimal)], balances: &[(&str, Decimal)], orders: &[(&str, OpenOrderView)]) -> AccountView {
+    fn view(
+        positions: &[(&str, Decimal)],
+        balances: &[(&str, Decimal)],
+        orders: &[(&str, OpenOrderView)],
+    ) -> AccountView {
         AccountView {
             positions: positions.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             balances: balances.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-            open_orders: orders.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            open_orders: orders
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
         }
     }
 
     fn reconciler(position: Tolerance, balance: Tolerance) -> Reconciler {
-        Reconciler::new(ReconcileConfig { position_tolerance: position, balance_tolerance: balance, ..Default::default() }).unwrap()
+        Reconciler::new(ReconcileConfig {
+            position_tolerance: position,
+            balance_tolerance: balance,
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     fn tol(absolute: Decimal, relative: Decimal) -> Tolerance {
@@ -601,10 +734,20 @@ mod tests {
 
     #[test]
     fn identical_views_are_clean() {
-        let v = view(&[("BTC/USDT", dec!(0.5))], &[("USDT", dec!(100))], &[("rbt-1", order("BTC/USDT", "buy", dec!(1), dec!(0)))]);
+        let v = view(
+            &[("BTC/USDT", dec!(0.5))],
+            &[("USDT", dec!(100))],
+            &[("rbt-1", order("BTC/USDT", "buy", dec!(1), dec!(0)))],
+        );
         // Trailing zeros do not make a difference.
-        let b = view(&[("BTC/USDT", dec!(0.50))], &[("USDT", dec!(100.00))], &[("rbt-1", order("BTC/USDT", "buy", dec!(1), dec!(0)))]);
-        let report = Reconciler::new(ReconcileConfig::default()).unwrap().reconcile(5, &v, &b, &none());
+        let b = view(
+            &[("BTC/USDT", dec!(0.50))],
+            &[("USDT", dec!(100.00))],
+            &[("rbt-1", order("BTC/USDT", "buy", dec!(1), dec!(0)))],
+        );
+        let report = Reconciler::new(ReconcileConfig::default())
+            .unwrap()
+            .reconcile(5, &v, &b, &none());
         assert!(report.is_clean());
         assert_eq!(report.outcome, Outcome::Clean);
         assert!(report.summary().contains("clean"));
@@ -620,15 +763,25 @@ mod tests {
             &view(&[("BTC/USDT", dec!(0.499))], &[], &[]),
             &none(),
         );
-        assert_eq!((report.minor, report.critical, report.outcome), (1, 0, Outcome::Synced));
+        assert_eq!(
+            (report.minor, report.critical, report.outcome),
+            (1, 0, Outcome::Synced)
+        );
         assert_eq!(report.discrepancies[0].action, Action::Sync);
         assert_eq!(
             report.adjustments,
-            vec![Adjustment::Position { symbol: "BTC/USDT".into(), delta: dec!(-0.001), to: dec!(0.499) }]
+            vec![Adjustment::Position {
+                symbol: "BTC/USDT".into(),
+                delta: dec!(-0.001),
+                to: dec!(0.499)
+            }]
         );
         let book = report.book_adjustments("USDT");
         assert_eq!(book.len(), 1);
-        assert_eq!((book[0].target.clone(), book[0].delta), (AdjustmentTarget::Position("BTC/USDT".into()), dec!(-0.001)));
+        assert_eq!(
+            (book[0].target.clone(), book[0].delta),
+            (AdjustmentTarget::Position("BTC/USDT".into()), dec!(-0.001))
+        );
     }
 
     #[test]
@@ -637,14 +790,31 @@ mod tests {
         let report = r.reconcile(
             5,
             &view(&[("BTC/USDT", dec!(0.5))], &[], &[]),
-            &view(&[("BTC/USDT", dec!(0.4989)), ("ETH/USDT", dec!(2))], &[], &[]),
+            &view(
+                &[("BTC/USDT", dec!(0.4989)), ("ETH/USDT", dec!(2))],
+                &[],
+                &[],
+            ),
             &none(),
         );
-        assert_eq!((report.minor, report.critical, report.outcome), (0, 2, Outcome::Halted));
+        assert_eq!(
+            (report.minor, report.critical, report.outcome),
+            (0, 2, Outcome::Halted)
+        );
         assert!(report.adjustments.is_empty());
         let reason = report.halt_reason.clone().unwrap();
-        assert!(reason.contains("position BTC/USDT: engine 0.5, broker 0.4989") && reason.contains("and 1 more"), "{reason}");
-        assert!(report.summary().contains("[CRITICAL, halt] position ETH/USDT: engine 0, broker 2"), "{}", report.summary());
+        assert!(
+            reason.contains("position BTC/USDT: engine 0.5, broker 0.4989")
+                && reason.contains("and 1 more"),
+            "{reason}"
+        );
+        assert!(
+            report
+                .summary()
+                .contains("[CRITICAL, halt] position ETH/USDT: engine 0, broker 2"),
+            "{}",
+            report.summary()
+        );
     }
 
     #[test]
@@ -656,7 +826,10 @@ mod tests {
         assert!(t.within(dec!(-100), dec!(-101)));
         assert!(!t.within(dec!(0), dec!(0.001)));
         assert!(tol(dec!(0.001), dec!(0)).within(dec!(0), dec!(0.001)));
-        assert!(!Tolerance::default().within(Decimal::MAX, Decimal::MIN), "overflow is never within");
+        assert!(
+            !Tolerance::default().within(Decimal::MAX, Decimal::MIN),
+            "overflow is never within"
+        );
     }
 
     #[test]
@@ -671,72 +844,175 @@ mod tests {
         assert_eq!((report.minor, report.critical), (2, 0));
         let book = report.book_adjustments("USDT");
         assert_eq!(book.len(), 1, "only the cash currency is part of the book");
-        assert_eq!((book[0].target.clone(), book[0].delta), (AdjustmentTarget::Cash, dec!(-0.005)));
+        assert_eq!(
+            (book[0].target.clone(), book[0].delta),
+            (AdjustmentTarget::Cash, dec!(-0.005))
+        );
         assert!(book[0].reason.contains("999.995"));
-        let report = r.reconcile(5, &view(&[], &[("USDT", dec!(1000))], &[]), &view(&[], &[("USDT", dec!(990))], &[]), &none());
+        let report = r.reconcile(
+            5,
+            &view(&[], &[("USDT", dec!(1000))], &[]),
+            &view(&[], &[("USDT", dec!(990))], &[]),
+            &none(),
+        );
         assert_eq!((report.critical, report.outcome), (1, Outcome::Halted));
     }
 
     #[test]
     fn an_unknown_order_at_the_broker_is_critical() {
-        let broker = view(&[], &[], &[("manual-1", order("ETH/USDT", "sell", dec!(3), dec!(0)))]);
-        let report = Reconciler::new(ReconcileConfig::default()).unwrap().reconcile(5, &AccountView::default(), &broker, &none());
+        let broker = view(
+            &[],
+            &[],
+            &[("manual-1", order("ETH/USDT", "sell", dec!(3), dec!(0)))],
+        );
+        let report = Reconciler::new(ReconcileConfig::default())
+            .unwrap()
+            .reconcile(5, &AccountView::default(), &broker, &none());
         assert_eq!((report.critical, report.outcome), (1, Outcome::Halted));
-        assert!(report.halt_reason.unwrap().contains("unknown order manual-1 open at the broker (sell 3 ETH/USDT)"));
+        assert!(
+            report
+                .halt_reason
+                .unwrap()
+                .contains("unknown order manual-1 open at the broker (sell 3 ETH/USDT)")
+        );
 
-        let sync = Reconciler::new(ReconcileConfig { critical: Action::Sync, ..Default::default() }).unwrap();
+        let sync = Reconciler::new(ReconcileConfig {
+            critical: Action::Sync,
+            ..Default::default()
+        })
+        .unwrap();
         let report = sync.reconcile(5, &AccountView::default(), &broker, &none());
         assert_eq!(report.outcome, Outcome::Synced);
-        assert!(matches!(&report.adjustments[0], Adjustment::TrackOrder { client_order_id, .. } if client_order_id == "manual-1"));
+        assert!(
+            matches!(&report.adjustments[0], Adjustment::TrackOrder { client_order_id, .. } if client_order_id == "manual-1")
+        );
     }
 
     #[test]
     fn an_order_partly_filled_while_away_is_minor_a_different_side_critical() {
         let r = Reconciler::new(ReconcileConfig::default()).unwrap();
-        let engine = view(&[], &[], &[("rbt-1", order("BTC/USDT", "buy", dec!(1), dec!(0)))]);
-        let report = r.reconcile(5, &engine, &view(&[], &[], &[("rbt-1", order("BTC/USDT", "buy", dec!(0.6), dec!(0.4)))]), &none());
+        let engine = view(
+            &[],
+            &[],
+            &[("rbt-1", order("BTC/USDT", "buy", dec!(1), dec!(0)))],
+        );
+        let report = r.reconcile(
+            5,
+            &engine,
+            &view(
+                &[],
+                &[],
+                &[("rbt-1", order("BTC/USDT", "buy", dec!(0.6), dec!(0.4)))],
+            ),
+            &none(),
+        );
         assert_eq!((report.minor, report.outcome), (1, Outcome::Synced));
         assert_eq!(
             report.adjustments,
-            vec![Adjustment::UpdateOrder { client_order_id: "rbt-1".into(), remaining: dec!(0.6), filled: dec!(0.4) }]
+            vec![Adjustment::UpdateOrder {
+                client_order_id: "rbt-1".into(),
+                remaining: dec!(0.6),
+                filled: dec!(0.4)
+            }]
         );
-        let report = r.reconcile(5, &engine, &view(&[], &[], &[("rbt-1", order("BTC/USDT", "sell", dec!(1), dec!(0)))]), &none());
+        let report = r.reconcile(
+            5,
+            &engine,
+            &view(
+                &[],
+                &[],
+                &[("rbt-1", order("BTC/USDT", "sell", dec!(1), dec!(0)))],
+            ),
+            &none(),
+        );
         assert_eq!((report.critical, report.outcome), (1, Outcome::Halted));
     }
 
     #[test]
     fn an_order_closed_while_away_is_classified_by_its_fills() {
         let r = Reconciler::new(ReconcileConfig::default()).unwrap();
-        let engine = view(&[], &[], &[("rbt-1", order("BTC/USDT", "buy", dec!(0.6), dec!(0.4)))]);
-        assert_eq!(needs_lookup(&engine, &AccountView::default()), vec!["rbt-1".to_string()]);
-        let same = BTreeMap::from([("rbt-1".to_string(), Lookup::Closed { status: "cancelled".into(), filled_quantity: dec!(0.4) })]);
+        let engine = view(
+            &[],
+            &[],
+            &[("rbt-1", order("BTC/USDT", "buy", dec!(0.6), dec!(0.4)))],
+        );
+        assert_eq!(
+            needs_lookup(&engine, &AccountView::default()),
+            vec!["rbt-1".to_string()]
+        );
+        let same = BTreeMap::from([(
+            "rbt-1".to_string(),
+            Lookup::Closed {
+                status: "cancelled".into(),
+                filled_quantity: dec!(0.4),
+            },
+        )]);
         let report = r.reconcile(5, &engine, &AccountView::default(), &same);
         assert_eq!((report.minor, report.outcome), (1, Outcome::Synced));
         assert_eq!(
             report.adjustments,
-            vec![Adjustment::CloseOrder { client_order_id: "rbt-1".into(), status: "cancelled".into(), filled_quantity: dec!(0.4) }]
+            vec![Adjustment::CloseOrder {
+                client_order_id: "rbt-1".into(),
+                status: "cancelled".into(),
+                filled_quantity: dec!(0.4)
+            }]
         );
-        let more = BTreeMap::from([("rbt-1".to_string(), Lookup::Closed { status: "filled".into(), filled_quantity: dec!(1) })]);
+        let more = BTreeMap::from([(
+            "rbt-1".to_string(),
+            Lookup::Closed {
+                status: "filled".into(),
+                filled_quantity: dec!(1),
+            },
+        )]);
         let report = r.reconcile(5, &engine, &AccountView::default(), &more);
         assert_eq!((report.critical, report.outcome), (1, Outcome::Halted));
-        assert!(report.halt_reason.unwrap().contains("filled 1; journal had filled 0.4"));
+        assert!(
+            report
+                .halt_reason
+                .unwrap()
+                .contains("filled 1; journal had filled 0.4")
+        );
     }
 
     #[test]
     fn an_order_the_broker_never_had_is_critical() {
-        let engine = view(&[], &[], &[("rbt-1", order("BTC/USDT", "buy", dec!(1), dec!(0)))]);
+        let engine = view(
+            &[],
+            &[],
+            &[("rbt-1", order("BTC/USDT", "buy", dec!(1), dec!(0)))],
+        );
         let lookups = BTreeMap::from([("rbt-1".to_string(), Lookup::NotFound)]);
-        let report = Reconciler::new(ReconcileConfig::default()).unwrap().reconcile(5, &engine, &AccountView::default(), &lookups);
+        let report = Reconciler::new(ReconcileConfig::default())
+            .unwrap()
+            .reconcile(5, &engine, &AccountView::default(), &lookups);
         assert_eq!((report.critical, report.outcome), (1, Outcome::Halted));
-        let sync = Reconciler::new(ReconcileConfig { critical: Action::Sync, ..Default::default() }).unwrap();
+        let sync = Reconciler::new(ReconcileConfig {
+            critical: Action::Sync,
+            ..Default::default()
+        })
+        .unwrap();
         let report = sync.reconcile(5, &engine, &AccountView::default(), &lookups);
-        assert_eq!(report.adjustments, vec![Adjustment::DropOrder { client_order_id: "rbt-1".into() }]);
+        assert_eq!(
+            report.adjustments,
+            vec![Adjustment::DropOrder {
+                client_order_id: "rbt-1".into()
+            }]
+        );
     }
 
     #[test]
     fn an_order_not_looked_up_always_halts() {
-        let engine = view(&[], &[], &[("rbt-1", order("BTC/USDT", "buy", dec!(1), dec!(0)))]);
-        let sync = Reconciler::new(ReconcileConfig { minor: Action::Sync, critical: Action::Sync, ..Default::default() }).unwrap();
+        let engine = view(
+            &[],
+            &[],
+            &[("rbt-1", order("BTC/USDT", "buy", dec!(1), dec!(0)))],
+        );
+        let sync = Reconciler::new(ReconcileConfig {
+            minor: Action::Sync,
+            critical: Action::Sync,
+            ..Default::default()
+        })
+        .unwrap();
         let report = sync.reconcile(5, &engine, &AccountView::default(), &none());
         assert_eq!(report.outcome, Outcome::Halted);
         assert_eq!(report.discrepancies[0].action, Action::Halt);
@@ -751,7 +1027,12 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let report = r.reconcile(5, &view(&[("X", dec!(1))], &[], &[]), &view(&[("X", dec!(1.5))], &[], &[]), &none());
+        let report = r.reconcile(
+            5,
+            &view(&[("X", dec!(1))], &[], &[]),
+            &view(&[("X", dec!(1.5))], &[], &[]),
+            &none(),
+        );
         assert_eq!((report.minor, report.outcome), (1, Outcome::Halted));
         assert!(report.adjustments.is_empty());
     }
@@ -768,20 +1049,95 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("reconciliation.json");
         report.write_json(&path).unwrap();
-        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(json["outcome"], "synced");
         assert_eq!(json["time_utc"], "2026-11-23T00:00:00.000000123Z");
         let d = &json["discrepancies"][0];
-        assert_eq!((d["kind"].as_str(), d["severity"].as_str(), d["action"].as_str()), (Some("position"), Some("minor"), Some("sync")));
+        assert_eq!(
+            (
+                d["kind"].as_str(),
+                d["severity"].as_str(),
+                d["action"].as_str()
+            ),
+            (Some("position"), Some("minor"), Some("sync"))
+        );
         assert_eq!(d["difference"], "0.00000001");
         assert_eq!(json["adjustments"][0]["to"], "0.12345679");
     }
 
     #[test]
+    fn the_engine_view_comes_from_the_journal() {
+        use crate::live::journal::{
+            FillRecord, Journal, OrderIntent, OrderType, RunStart, TimeInForce,
+        };
+        let mut j = Journal::open_in_memory().unwrap();
+        j.start_run(&RunStart {
+            started_at: 1,
+            algorithm: "a.py".into(),
+            broker: "ccxt:binance".into(),
+            symbols: vec!["BTC/USDT".into()],
+            cash_currency: "USDT".into(),
+            initial_cash: dec!(1000),
+        })
+        .unwrap();
+        j.record_intent(&OrderIntent {
+            client_order_id: "rbt-r-1".into(),
+            symbol: "BTC/USDT".into(),
+            side: crate::model::OrderSide::Buy,
+            quantity: dec!(2),
+            order_type: OrderType::Market,
+            limit_price: None,
+            stop_price: None,
+            time_in_force: TimeInForce::Gtc,
+            created_at: 2,
+        })
+        .unwrap();
+        j.record_ack("rbt-r-1", "9", 3).unwrap();
+        j.record_fill(&FillRecord {
+            client_order_id: "rbt-r-1".into(),
+            trade_id: "t".into(),
+            quantity: dec!(0.5),
+            price: dec!(100),
+            fee: dec!(0.05),
+            fee_asset: None,
+            time: 4,
+        })
+        .unwrap();
+        let rec = j.recover(5, 10).unwrap();
+        let engine = AccountView::from_journal(&rec.book, &rec.open_orders);
+        assert_eq!(engine.positions["BTC/USDT"], dec!(0.5));
+        assert_eq!(engine.balances["USDT"], dec!(949.95));
+        assert_eq!(
+            engine.open_orders["rbt-r-1"],
+            order("BTC/USDT", "buy", dec!(1.5), dec!(0.5))
+        );
+        let broker = engine.clone();
+        let report = Reconciler::new(ReconcileConfig::default())
+            .unwrap()
+            .reconcile(6, &engine, &broker, &none());
+        assert!(report.is_clean());
+    }
+
+    #[test]
     fn bad_tolerances_are_refused_naming_the_setting() {
-        let bad = ReconcileConfig { position_tolerance: tol(dec!(-1), dec!(0)), ..Default::default() };
-        assert!(Reconciler::new(bad).unwrap_err().contains("reconcile.position_absolute"));
-        let bad = ReconcileConfig { balance_tolerance: tol(dec!(0), dec!(1.5)), ..Default::default() };
-        assert!(Reconciler::new(bad).unwrap_err().contains("reconcile.balance_relative"));
+        let bad = ReconcileConfig {
+            position_tolerance: tol(dec!(-1), dec!(0)),
+            ..Default::default()
+        };
+        assert!(
+            Reconciler::new(bad)
+                .unwrap_err()
+                .contains("reconcile.position_absolute")
+        );
+        let bad = ReconcileConfig {
+            balance_tolerance: tol(dec!(0), dec!(1.5)),
+            ..Default::default()
+        };
+        assert!(
+            Reconciler::new(bad)
+                .unwrap_err()
+                .contains("reconcile.balance_relative")
+        );
     }
 }
