@@ -1828,6 +1828,7 @@ const ORDER_SELECT_ONE: &str = "SELECT client_order_id, run_id, symbol, side, qu
     reason, updated_at FROM intents WHERE client_order_id = ?1";
 
 /// Row text before parsing (parsing errors are journal errors, not SQLite errors).
+#[allow(clippy::type_complexity)]
 struct RawOrder {
     cols: (
         String,

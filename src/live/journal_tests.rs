@@ -710,7 +710,7 @@ fn adjustments_move_the_book_and_need_a_run() {
     };
     assert!(
         empty
-            .record_adjustments(1, &[adj.clone()])
+            .record_adjustments(1, std::slice::from_ref(&adj))
             .unwrap_err()
             .to_string()
             .contains("start_run")
