@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod execution;
 pub mod indicators;
+pub mod live;
 pub mod market;
 pub mod metrics;
 pub mod model;

@@ -1,0 +1,1224 @@
+use super::*;
+use proptest::prelude::*;
+use rust_decimal::dec;
+
+fn d(text: &str) -> Decimal {
+    text.parse().unwrap()
+}
+
+fn run() -> RunStart {
+    RunStart {
+        started_at: 1_000,
+        algorithm: "algorithms/sma_cross.py".into(),
+        broker: "ccxt:binance".into(),
+        symbols: vec!["BTC/USDT".into(), "ETH/USDT".into()],
+        cash_currency: "USDT".into(),
+        initial_cash: dec!(10000),
+    }
+}
+
+fn intent(id: &str) -> OrderIntent {
+    OrderIntent {
+        client_order_id: id.into(),
+        symbol: "BTC/USDT".into(),
+        side: OrderSide::Buy,
+        quantity: dec!(0.5),
+        order_type: OrderType::Limit,
+        limit_price: Some(dec!(64000.10)),
+        stop_price: None,
+        time_in_force: TimeInForce::Gtc,
+        created_at: 2_000,
+    }
+}
+
+fn fill(
+    id: &str,
+    trade: &str,
+    qty: &str,
+    price: &str,
+    fee: &str,
+    asset: Option<&str>,
+) -> FillRecord {
+    FillRecord {
+        client_order_id: id.into(),
+        trade_id: trade.into(),
+        quantity: d(qty),
+        price: d(price),
+        fee: d(fee),
+        fee_asset: asset.map(str::to_string),
+        time: 5_000,
+    }
+}
+
+fn journal() -> Journal {
+    let mut j = Journal::open_in_memory().unwrap();
+    j.start_run(&run()).unwrap();
+    j
+}
+
+fn temp_journal() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.sqlite");
+    (dir, path)
+}
+
+// ---- opening ---------------------------------------------------------------------------
+
+#[test]
+fn open_creates_a_wal_journal_with_full_sync_and_reopens() {
+    let (_dir, path) = temp_journal();
+    {
+        let j = Journal::open(&path).unwrap();
+        let mode: String = j
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = j
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous=FULL");
+        assert_eq!(j.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+    let mut j = Journal::open(&path).unwrap();
+    assert_eq!(j.start_run(&run()).unwrap(), 1);
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_refused() {
+    let (_dir, path) = temp_journal();
+    std::fs::write(&path, b"this is a CSV file, not a database\n1,2,3\n").unwrap();
+    let err = Journal::open(&path).unwrap_err();
+    assert!(matches!(err, JournalError::NotAJournal { .. }), "{err}");
+    assert!(
+        err.to_string().contains("is not a rustybt journal"),
+        "{err}"
+    );
+}
+
+#[test]
+fn another_sqlite_database_is_refused() {
+    let (_dir, path) = temp_journal();
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE prices (t INTEGER, p TEXT);")
+        .unwrap();
+    drop(conn);
+    let err = Journal::open(&path).unwrap_err();
+    assert!(err.to_string().contains("prices"), "{err}");
+    assert!(matches!(err, JournalError::NotAJournal { .. }));
+}
+
+#[test]
+fn a_meta_table_of_another_application_is_refused() {
+    let (_dir, path) = temp_journal();
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT); INSERT INTO meta VALUES ('application', 'other');",
+    )
+    .unwrap();
+    drop(conn);
+    let err = Journal::open(&path).unwrap_err();
+    assert!(err.to_string().contains("\"other\""), "{err}");
+}
+
+#[test]
+fn a_newer_schema_is_refused_with_both_versions() {
+    let (_dir, path) = temp_journal();
+    drop(Journal::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let err = Journal::open(&path).unwrap_err();
+    match &err {
+        JournalError::NewerSchema {
+            found, supported, ..
+        } => {
+            assert_eq!((*found, *supported), (99, SCHEMA_VERSION));
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("newer"));
+}
+
+#[test]
+fn a_broken_schema_version_is_refused() {
+    let (_dir, path) = temp_journal();
+    drop(Journal::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE meta SET value = 'x' WHERE key = 'schema_version'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let err = Journal::open(&path).unwrap_err();
+    assert!(err.to_string().contains("`x` is not a number"), "{err}");
+}
+
+#[test]
+fn an_unreadable_path_is_an_open_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Journal::open(dir.path().join("missing-dir/journal.sqlite")).unwrap_err();
+    assert!(matches!(err, JournalError::Open { .. }), "{err}");
+}
+
+// ---- runs ------------------------------------------------------------------------------
+
+#[test]
+fn runs_are_recorded_and_ended() {
+    let mut j = journal();
+    let second = j.start_run(&run()).unwrap();
+    j.end_run(second, 9_000, "ctrl-c").unwrap();
+    let runs = j.runs().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[1].stopped_at, Some(9_000));
+    assert_eq!(runs[1].stop_reason.as_deref(), Some("ctrl-c"));
+    assert_eq!(runs[0].symbols, vec!["BTC/USDT", "ETH/USDT"]);
+    let err = j.end_run(99, 1, "x").unwrap_err();
+    assert!(err.to_string().contains("no run with id 99"));
+}
+
+#[test]
+fn a_run_in_another_cash_currency_is_refused() {
+    let mut j = journal();
+    let mut other = run();
+    other.cash_currency = "EUR".into();
+    let err = j.start_run(&other).unwrap_err();
+    assert!(
+        err.to_string().contains("USDT") && err.to_string().contains("EUR"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_run_without_currency_algorithm_or_broker_is_refused() {
+    let mut j = Journal::open_in_memory().unwrap();
+    let mut bad = run();
+    bad.cash_currency = " ".into();
+    assert!(
+        j.start_run(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("cash currency")
+    );
+    let mut bad = run();
+    bad.broker = String::new();
+    assert!(
+        j.start_run(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("broker id")
+    );
+}
+
+#[test]
+fn an_intent_before_any_run_is_refused() {
+    let mut j = Journal::open_in_memory().unwrap();
+    let err = j.record_intent(&intent("rbt-a-1")).unwrap_err();
+    assert!(err.to_string().contains("start_run"), "{err}");
+}
+
+// ---- client order ids ------------------------------------------------------------------
+
+#[test]
+fn client_order_ids_are_never_reused_across_reopen_and_prefixes() {
+    let (_dir, path) = temp_journal();
+    let mut seen = std::collections::HashSet::new();
+    for prefix in ["r1", "r2", "r1"] {
+        let mut j = Journal::open(&path).unwrap();
+        for _ in 0..3 {
+            let id = j.next_client_order_id(prefix).unwrap();
+            assert!(id.starts_with(&format!("rbt-{prefix}-")));
+            assert!(seen.insert(id.clone()), "{id} handed out twice");
+        }
+    }
+    let mut j = Journal::open(&path).unwrap();
+    assert_eq!(j.next_client_order_id("r1").unwrap(), "rbt-r1-10");
+}
+
+#[test]
+fn bad_prefixes_are_refused() {
+    let mut j = journal();
+    for bad in ["", "a b", "ü", "x/y", &"p".repeat(40)] {
+        let err = j.next_client_order_id(bad).unwrap_err();
+        assert!(
+            matches!(err, JournalError::InvalidPrefix(_)),
+            "{bad}: {err}"
+        );
+    }
+    // A refused prefix does not consume a number.
+    assert_eq!(j.next_client_order_id("ok").unwrap(), "rbt-ok-1");
+}
+
+// ---- intents and their life ------------------------------------------------------------
+
+#[test]
+fn invalid_intents_are_refused_with_the_reason() {
+    let mut j = journal();
+    let cases: Vec<(OrderIntent, &str)> = vec![
+        (
+            OrderIntent {
+                client_order_id: "has space".into(),
+                ..intent("x")
+            },
+            "1 to 36 characters",
+        ),
+        (
+            OrderIntent {
+                client_order_id: "x".repeat(37),
+                ..intent("x")
+            },
+            "1 to 36 characters",
+        ),
+        (
+            OrderIntent {
+                symbol: " ".into(),
+                ..intent("a1")
+            },
+            "symbol is empty",
+        ),
+        (
+            OrderIntent {
+                quantity: dec!(0),
+                ..intent("a2")
+            },
+            "quantity must be positive",
+        ),
+        (
+            OrderIntent {
+                quantity: dec!(-1),
+                ..intent("a3")
+            },
+            "quantity must be positive",
+        ),
+        (
+            OrderIntent {
+                limit_price: None,
+                ..intent("a4")
+            },
+            "needs a limit price",
+        ),
+        (
+            OrderIntent {
+                limit_price: Some(dec!(0)),
+                ..intent("a5")
+            },
+            "limit price must be positive",
+        ),
+        (
+            OrderIntent {
+                order_type: OrderType::Market,
+                ..intent("a6")
+            },
+            "a market order has no limit price",
+        ),
+        (
+            OrderIntent {
+                order_type: OrderType::StopLimit,
+                ..intent("a7")
+            },
+            "needs a stop price",
+        ),
+        (
+            OrderIntent {
+                order_type: OrderType::Stop,
+                limit_price: None,
+                stop_price: Some(dec!(-1)),
+                ..intent("a8")
+            },
+            "stop price must be positive",
+        ),
+        (
+            OrderIntent {
+                stop_price: Some(dec!(1)),
+                ..intent("a9")
+            },
+            "a limit order has no stop price",
+        ),
+    ];
+    for (bad, reason) in cases {
+        let err = j.record_intent(&bad).unwrap_err();
+        assert!(
+            err.to_string().contains(reason),
+            "expected `{reason}`: {err}"
+        );
+    }
+    assert!(j.orders().unwrap().is_empty());
+}
+
+#[test]
+fn a_client_order_id_is_recorded_once() {
+    let mut j = journal();
+    j.record_intent(&intent("rbt-a-1")).unwrap();
+    let err = j.record_intent(&intent("rbt-a-1")).unwrap_err();
+    assert!(
+        matches!(err, JournalError::DuplicateClientOrderId(_)),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_order_goes_intent_sent_acknowledged_final() {
+    let mut j = journal();
+    j.record_intent(&intent("rbt-a-1")).unwrap();
+    let o = j.order("rbt-a-1").unwrap();
+    assert_eq!(o.state, IntentState::Intent);
+    assert_eq!(o.limit_price, Some(dec!(64000.10)));
+    assert_eq!(o.resume_from(), 2_000);
+    j.mark_sent("rbt-a-1", 2_100).unwrap();
+    assert_eq!(j.order("rbt-a-1").unwrap().state, IntentState::Sent);
+    assert_eq!(j.order("rbt-a-1").unwrap().resume_from(), 2_100);
+    j.record_ack("rbt-a-1", "777", 2_200).unwrap();
+    j.record_ack("rbt-a-1", "777", 2_300).unwrap(); // repeated ack: no-op
+    let o = j.order("rbt-a-1").unwrap();
+    assert_eq!(
+        (o.state, o.exchange_id.as_deref(), o.acked_at),
+        (IntentState::Acknowledged, Some("777"), Some(2_200))
+    );
+    assert_eq!(o.status.as_deref(), Some("accepted"));
+    j.record_status(&OrderUpdate {
+        client_order_id: "rbt-a-1".into(),
+        time: 3_000,
+        status: OrderStatus::PartiallyFilled,
+        filled_quantity: dec!(0.2),
+        exchange_id: None,
+        reason: None,
+    })
+    .unwrap();
+    assert_eq!(j.order("rbt-a-1").unwrap().remaining(), dec!(0.3));
+    j.record_status(&OrderUpdate {
+        client_order_id: "rbt-a-1".into(),
+        time: 4_000,
+        status: OrderStatus::Cancelled,
+        filled_quantity: dec!(0.2),
+        exchange_id: Some("777".into()),
+        reason: Some("user".into()),
+    })
+    .unwrap();
+    let o = j.order("rbt-a-1").unwrap();
+    assert_eq!(
+        (o.state, o.status.as_deref(), o.remaining()),
+        (IntentState::Final, Some("cancelled"), dec!(0))
+    );
+    assert_eq!(o.reason.as_deref(), Some("user"));
+    let updates: i64 = j
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM order_updates WHERE client_order_id = 'rbt-a-1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(updates, 4, "sent, ack, two statuses");
+}
+
+#[test]
+fn a_status_with_exchange_id_acknowledges_an_unacknowledged_order() {
+    let mut j = journal();
+    j.record_intent(&intent("rbt-a-1")).unwrap();
+    j.record_status(&OrderUpdate {
+        client_order_id: "rbt-a-1".into(),
+        time: 3_000,
+        status: OrderStatus::Accepted,
+        filled_quantity: dec!(0),
+        exchange_id: Some("55".into()),
+        reason: None,
+    })
+    .unwrap();
+    let o = j.order("rbt-a-1").unwrap();
+    assert_eq!(
+        (o.state, o.exchange_id.as_deref()),
+        (IntentState::Acknowledged, Some("55"))
+    );
+}
+
+#[test]
+fn a_rejection_makes_the_intent_final_without_an_ack() {
+    let mut j = journal();
+    j.record_intent(&intent("rbt-a-1")).unwrap();
+    j.mark_sent("rbt-a-1", 2_100).unwrap();
+    j.record_status(&OrderUpdate {
+        client_order_id: "rbt-a-1".into(),
+        time: 2_200,
+        status: OrderStatus::Rejected,
+        filled_quantity: dec!(0),
+        exchange_id: None,
+        reason: Some("insufficient balance".into()),
+    })
+    .unwrap();
+    let rec = j.recover(3_000, 1_000).unwrap();
+    assert!(rec.unresolved.is_empty() && rec.open_orders.is_empty());
+    assert_eq!(
+        j.order("rbt-a-1").unwrap().status.as_deref(),
+        Some("rejected")
+    );
+}
+
+#[test]
+fn bad_transitions_are_refused() {
+    let mut j = journal();
+    j.record_intent(&intent("rbt-a-1")).unwrap();
+    assert!(matches!(
+        j.mark_sent("nope", 1).unwrap_err(),
+        JournalError::UnknownOrder(_)
+    ));
+    assert!(matches!(
+        j.record_ack("nope", "1", 1).unwrap_err(),
+        JournalError::UnknownOrder(_)
+    ));
+    let err = j.record_ack("rbt-a-1", " ", 1).unwrap_err();
+    assert!(
+        err.to_string().contains("exchange order id is empty"),
+        "{err}"
+    );
+    j.record_ack("rbt-a-1", "777", 2_200).unwrap();
+    let err = j.record_ack("rbt-a-1", "778", 2_300).unwrap_err();
+    assert!(
+        err.to_string().contains("777") && err.to_string().contains("778"),
+        "{err}"
+    );
+    let err = j.mark_sent("rbt-a-1", 2_400).unwrap_err();
+    assert!(err.to_string().contains("already acknowledged"), "{err}");
+
+    let update = |status, filled: &str| OrderUpdate {
+        client_order_id: "rbt-a-1".into(),
+        time: 3_000,
+        status,
+        filled_quantity: d(filled),
+        exchange_id: None,
+        reason: None,
+    };
+    let err = j
+        .record_status(&update(OrderStatus::PartiallyFilled, "0.6"))
+        .unwrap_err();
+    assert!(err.to_string().contains("outside 0..=0.5"), "{err}");
+    let err = j
+        .record_status(&update(OrderStatus::PartiallyFilled, "-0.1"))
+        .unwrap_err();
+    assert!(err.to_string().contains("outside"), "{err}");
+    let err = j
+        .record_status(&update(OrderStatus::Filled, "0.4"))
+        .unwrap_err();
+    assert!(err.to_string().contains("filled with 0.4 of 0.5"), "{err}");
+    j.record_status(&update(OrderStatus::PartiallyFilled, "0.3"))
+        .unwrap();
+    let err = j
+        .record_status(&update(OrderStatus::PartiallyFilled, "0.2"))
+        .unwrap_err();
+    assert!(err.to_string().contains("below the 0.3"), "{err}");
+    let err = j
+        .record_status(&OrderUpdate {
+            exchange_id: Some("999".into()),
+            ..update(OrderStatus::PartiallyFilled, "0.3")
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("999"), "{err}");
+    j.record_status(&update(OrderStatus::Filled, "0.5"))
+        .unwrap();
+    let err = j
+        .record_status(&update(OrderStatus::Accepted, "0.5"))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("final (filled) and cannot become accepted"),
+        "{err}"
+    );
+    assert!(matches!(
+        j.record_status(&OrderUpdate {
+            client_order_id: "nope".into(),
+            ..update(OrderStatus::Accepted, "0")
+        })
+        .unwrap_err(),
+        JournalError::UnknownOrder(_)
+    ));
+}
+
+// ---- fills -----------------------------------------------------------------------------
+
+#[test]
+fn fills_are_idempotent_and_conflicting_replays_are_refused() {
+    let mut j = journal();
+    j.record_intent(&intent("rbt-a-1")).unwrap();
+    assert!(
+        j.record_fill(&fill(
+            "rbt-a-1",
+            "t1",
+            "0.2",
+            "64000.10",
+            "0.0002",
+            Some("BTC")
+        ))
+        .unwrap()
+    );
+    assert!(
+        !j.record_fill(&fill(
+            "rbt-a-1",
+            "t1",
+            "0.2",
+            "64000.10",
+            "0.0002",
+            Some("BTC")
+        ))
+        .unwrap()
+    );
+    // The same value written differently is the same fill.
+    assert!(
+        !j.record_fill(&fill(
+            "rbt-a-1",
+            "t1",
+            "0.20",
+            "64000.100",
+            "0.00020",
+            Some("BTC")
+        ))
+        .unwrap()
+    );
+    let err = j
+        .record_fill(&fill(
+            "rbt-a-1",
+            "t1",
+            "0.3",
+            "64000.10",
+            "0.0002",
+            Some("BTC"),
+        ))
+        .unwrap_err();
+    assert!(matches!(err, JournalError::FillConflict { .. }), "{err}");
+    assert!(
+        err.to_string().contains("0.2 @ 64000.10") && err.to_string().contains("0.3 @"),
+        "{err}"
+    );
+    let o = j.order("rbt-a-1").unwrap();
+    assert_eq!(o.fills_quantity, dec!(0.2));
+    // A fill implies the order reached the book.
+    assert_eq!(
+        (o.state, o.status.as_deref()),
+        (IntentState::Acknowledged, Some("partially_filled"))
+    );
+    assert!(
+        j.record_fill(&fill("rbt-a-1", "t2", "0.3", "64000", "0", None))
+            .unwrap()
+    );
+    let o = j.order("rbt-a-1").unwrap();
+    assert_eq!(
+        (o.state, o.status.as_deref()),
+        (IntentState::Final, Some("filled"))
+    );
+    assert_eq!(j.fills().unwrap().len(), 2);
+}
+
+#[test]
+fn invalid_fills_are_refused_with_the_reason() {
+    let mut j = journal();
+    j.record_intent(&intent("rbt-a-1")).unwrap();
+    let cases = [
+        (
+            fill("rbt-a-1", " ", "0.1", "1", "0", None),
+            "trade id is empty",
+        ),
+        (
+            fill("rbt-a-1", "t", "0", "1", "0", None),
+            "quantity must be positive",
+        ),
+        (
+            fill("rbt-a-1", "t", "0.1", "0", "0", None),
+            "price must be positive",
+        ),
+        (
+            fill("rbt-a-1", "t", "0.1", "1", "-0.01", None),
+            "fee must not be negative",
+        ),
+        (
+            fill("rbt-a-1", "t", "0.6", "1", "0", None),
+            "fills would total 0.6, more than the order's 0.5",
+        ),
+    ];
+    for (bad, reason) in cases {
+        let err = j.record_fill(&bad).unwrap_err();
+        assert!(
+            err.to_string().contains(reason),
+            "expected `{reason}`: {err}"
+        );
+    }
+    let err = j
+        .record_fill(&fill("nope", "t", "0.1", "1", "0", None))
+        .unwrap_err();
+    assert!(matches!(err, JournalError::UnknownOrder(_)));
+    assert!(j.fills().unwrap().is_empty());
+}
+
+#[test]
+fn a_late_fill_of_a_cancelled_order_keeps_it_cancelled() {
+    let mut j = journal();
+    j.record_intent(&intent("rbt-a-1")).unwrap();
+    j.record_status(&OrderUpdate {
+        client_order_id: "rbt-a-1".into(),
+        time: 3_000,
+        status: OrderStatus::Cancelled,
+        filled_quantity: dec!(0.1),
+        exchange_id: Some("1".into()),
+        reason: None,
+    })
+    .unwrap();
+    j.record_fill(&fill("rbt-a-1", "t1", "0.1", "100", "0", None))
+        .unwrap();
+    let o = j.order("rbt-a-1").unwrap();
+    assert_eq!(
+        (o.state, o.status.as_deref()),
+        (IntentState::Final, Some("cancelled"))
+    );
+}
+
+// ---- the book --------------------------------------------------------------------------
+
+#[test]
+fn the_book_takes_fees_from_cash_the_base_asset_or_other_assets() {
+    let mut j = journal();
+    j.record_intent(&intent("rbt-a-1")).unwrap();
+    j.record_intent(&OrderIntent {
+        side: OrderSide::Sell,
+        ..intent("rbt-a-2")
+    })
+    .unwrap();
+    j.record_fill(&fill("rbt-a-1", "t1", "0.5", "100", "0.0005", Some("BTC")))
+        .unwrap();
+    j.record_fill(&fill("rbt-a-2", "t2", "0.1", "110", "0.011", Some("USDT")))
+        .unwrap();
+    j.record_fill(&fill("rbt-a-2", "t3", "0.1", "120", "0.02", Some("BNB")))
+        .unwrap();
+    j.record_fill(&fill("rbt-a-2", "t4", "0.1", "130", "0.013", None))
+        .unwrap();
+    let book = j.derive_book().unwrap();
+    // 10000 − 50 + 11 + 12 + 13 − 0.011 − 0.013
+    assert_eq!(book.cash, dec!(9985.976));
+    assert_eq!(book.position("BTC/USDT"), dec!(0.1995));
+    assert_eq!(book.other_fees.get("BNB"), Some(&dec!(0.02)));
+}
+
+#[test]
+fn adjustments_move_the_book_and_need_a_run() {
+    let mut empty = Journal::open_in_memory().unwrap();
+    let adj = BookAdjustment {
+        target: AdjustmentTarget::Cash,
+        delta: dec!(1),
+        reason: "x".into(),
+    };
+    assert!(
+        empty
+            .record_adjustments(1, std::slice::from_ref(&adj))
+            .unwrap_err()
+            .to_string()
+            .contains("start_run")
+    );
+    assert_eq!(empty.derive_book().unwrap(), Book::default());
+
+    let mut j = journal();
+    j.record_adjustments(
+        10,
+        &[
+            BookAdjustment {
+                target: AdjustmentTarget::Position("ETH/USDT".into()),
+                delta: dec!(2.5),
+                reason: "sync".into(),
+            },
+            BookAdjustment {
+                target: AdjustmentTarget::Cash,
+                delta: dec!(-0.37),
+                reason: "fees while away".into(),
+            },
+        ],
+    )
+    .unwrap();
+    let book = j.derive_book().unwrap();
+    assert_eq!(book.position("ETH/USDT"), dec!(2.5));
+    assert_eq!(book.cash, dec!(9999.63));
+}
+
+#[test]
+fn the_snapshot_is_checked_against_the_fills() {
+    let mut j = journal();
+    assert_eq!(j.recover(0, 1).unwrap().snapshot, SnapshotCheck::NoSnapshot);
+    j.record_intent(&intent("rbt-a-1")).unwrap();
+    j.record_fill(&fill("rbt-a-1", "t1", "0.5", "100", "0", None))
+        .unwrap();
+    let mut engine = Book::new("USDT", dec!(9950.00));
+    engine.positions.insert("BTC/USDT".into(), dec!(0.50));
+    j.record_snapshot(6_000, &engine).unwrap();
+    // A fill after the snapshot does not count against it.
+    j.record_intent(&intent("rbt-a-2")).unwrap();
+    j.record_fill(&fill("rbt-a-2", "t2", "0.5", "100", "0", None))
+        .unwrap();
+    assert_eq!(
+        j.recover(7_000, 1).unwrap().snapshot,
+        SnapshotCheck::Matches
+    );
+
+    engine.cash = dec!(9000);
+    j.record_snapshot(8_000, &engine).unwrap();
+    match j.recover(9_000, 1).unwrap().snapshot {
+        SnapshotCheck::Mismatch { snapshot, derived } => {
+            assert_eq!(snapshot.cash, dec!(9000));
+            assert_eq!(derived.cash, dec!(9900));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---- algorithm state, breakers, reconciliation -----------------------------------------
+
+#[test]
+fn the_last_algorithm_state_is_restored_with_a_stale_flag() {
+    let mut j = journal();
+    assert!(j.recover(0, 10).unwrap().algo_state.is_none());
+    j.record_algo_state(1_000, "pickle", b"\x80\x04first")
+        .unwrap();
+    j.record_algo_state(2_000, "json", b"{\"n\":2}").unwrap();
+    let fresh = j.recover(2_010, 10).unwrap().algo_state.unwrap();
+    assert_eq!(
+        (
+            fresh.format.as_str(),
+            fresh.data.as_slice(),
+            fresh.age_ns,
+            fresh.stale
+        ),
+        ("json", &b"{\"n\":2}"[..], 10, false)
+    );
+    let stale = j.recover(2_011, 10).unwrap().algo_state.unwrap();
+    assert!(stale.stale);
+    let err = j.record_algo_state(3_000, "", b"x").unwrap_err();
+    assert!(err.to_string().contains("format tag is empty"));
+    for t in 0..20 {
+        j.record_algo_state(10_000 + t, "json", b"{}").unwrap();
+    }
+    let kept: i64 = j
+        .conn
+        .query_row("SELECT COUNT(*) FROM algo_states", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, KEPT_ALGO_STATES, "only the last few states are kept");
+}
+
+#[test]
+fn a_breaker_trip_stays_active_until_reset() {
+    let (_dir, path) = temp_journal();
+    let trip = TripRecord {
+        time: 5,
+        breaker: "drawdown".into(),
+        reason: "drawdown 0.2".into(),
+        detail: serde_json::json!({"peak": "100"}),
+    };
+    {
+        let mut j = Journal::open(&path).unwrap();
+        assert_eq!(j.active_trip().unwrap(), None);
+        j.record_breaker_trip(&trip).unwrap();
+    }
+    let mut j = Journal::open(&path).unwrap();
+    assert_eq!(j.recover(10, 1).unwrap().breaker_trip, Some(trip.clone()));
+    j.record_breaker_reset(20, "operator").unwrap();
+    assert_eq!(j.active_trip().unwrap(), None);
+    j.set_breaker_mark("peak_equity", 30, dec!(123.45)).unwrap();
+    j.set_breaker_mark("peak_equity", 40, dec!(130)).unwrap();
+    assert_eq!(j.breaker_marks().unwrap()["peak_equity"], (40, dec!(130)));
+}
+
+#[test]
+fn reconciliation_reports_are_kept() {
+    let mut j = journal();
+    j.record_reconciliation(5, "clean", "{}").unwrap();
+    j.record_reconciliation(6, "halted", "{\"critical\":1}")
+        .unwrap();
+    let all = j.reconciliations().unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        all[1],
+        (6, "halted".to_string(), "{\"critical\":1}".to_string())
+    );
+}
+
+#[test]
+fn recover_sorts_orders_into_unresolved_and_open_and_groups_fills() {
+    let mut j = journal();
+    for id in ["rbt-a-1", "rbt-a-2", "rbt-a-3", "rbt-a-4"] {
+        j.record_intent(&intent(id)).unwrap();
+    }
+    j.mark_sent("rbt-a-2", 2_500).unwrap();
+    j.record_ack("rbt-a-3", "3", 2_600).unwrap();
+    j.record_fill(&fill("rbt-a-3", "t9", "0.1", "100", "0", None))
+        .unwrap();
+    j.record_fill(&fill("rbt-a-4", "t10", "0.5", "100", "0", None))
+        .unwrap();
+    let rec = j.recover(10_000, 1_000).unwrap();
+    let ids = |orders: &[JournaledOrder]| {
+        orders
+            .iter()
+            .map(|o| o.client_order_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&rec.unresolved), vec!["rbt-a-1", "rbt-a-2"]);
+    assert_eq!(ids(&rec.open_orders), vec!["rbt-a-3"]);
+    assert_eq!(rec.open_orders[0].remaining(), dec!(0.4));
+    assert_eq!(rec.fills["rbt-a-3"].len(), 1);
+    assert_eq!(rec.last_trade_ids["BTC/USDT"], "t10");
+    assert_eq!(rec.book.position("BTC/USDT"), dec!(0.6));
+    assert_eq!(rec.last_run.unwrap().broker, "ccxt:binance");
+}
+
+// ---- crashes ---------------------------------------------------------------------------
+
+const CRASH_MODE: &str = "RUSTYBT_JOURNAL_CRASH_MODE";
+const CRASH_PATH: &str = "RUSTYBT_JOURNAL_CRASH_PATH";
+
+/// Writes, then aborts at the point the mode names. Runs only as the child of `crash_at`.
+#[test]
+#[ignore = "child process of the crash tests (run by them with RUSTYBT_JOURNAL_CRASH_MODE)"]
+fn crash_child() {
+    let (Ok(mode), Ok(path)) = (std::env::var(CRASH_MODE), std::env::var(CRASH_PATH)) else {
+        panic!("run by the crash tests only");
+    };
+    let mut j = Journal::open(&path).unwrap();
+    j.start_run(&run()).unwrap();
+    // A first order, complete: filled and final.
+    let first = j.next_client_order_id("c").unwrap();
+    j.record_intent(&intent(&first)).unwrap();
+    j.mark_sent(&first, 2_100).unwrap();
+    j.record_ack(&first, "100", 2_200).unwrap();
+    j.record_fill(&fill(&first, "t1", "0.5", "100", "0.05", Some("USDT")))
+        .unwrap();
+    j.record_snapshot(2_300, &j.derive_book().unwrap()).unwrap();
+
+    let second = j.next_client_order_id("c").unwrap();
+    match mode.as_str() {
+        "before_intent_commit" => {
+            let tx = j.conn.transaction().unwrap();
+            tx.execute(
+                "INSERT INTO intents (client_order_id, run_id, symbol, side, quantity, order_type, tif, created_at, state, updated_at)
+                 VALUES (?1, 1, 'BTC/USDT', 'buy', '1', 'market', 'gtc', 3000, 'intent', 3000)",
+                params![second],
+            )
+            .unwrap();
+            std::process::abort();
+        }
+        "after_intent_before_send" => {
+            j.record_intent(&intent(&second)).unwrap();
+            std::process::abort();
+        }
+        "after_send_before_ack" => {
+            j.record_intent(&intent(&second)).unwrap();
+            j.mark_sent(&second, 3_100).unwrap();
+            std::process::abort();
+        }
+        "after_ack" => {
+            j.record_intent(&intent(&second)).unwrap();
+            j.mark_sent(&second, 3_100).unwrap();
+            j.record_ack(&second, "200", 3_200).unwrap();
+            std::process::abort();
+        }
+        "during_fill" => {
+            j.record_intent(&intent(&second)).unwrap();
+            j.mark_sent(&second, 3_100).unwrap();
+            j.record_ack(&second, "200", 3_200).unwrap();
+            let tx = j.conn.transaction().unwrap();
+            tx.execute(
+                "INSERT INTO fills (client_order_id, trade_id, symbol, side, quantity, price, fee, time)
+                 VALUES (?1, 't2', 'BTC/USDT', 'buy', '0.5', '100', '0', 4000)",
+                params![second],
+            )
+            .unwrap();
+            std::process::abort();
+        }
+        "after_fill" => {
+            j.record_intent(&intent(&second)).unwrap();
+            j.mark_sent(&second, 3_100).unwrap();
+            j.record_ack(&second, "200", 3_200).unwrap();
+            j.record_fill(&fill(&second, "t2", "0.2", "110", "0", None))
+                .unwrap();
+            std::process::abort();
+        }
+        other => panic!("unknown crash mode {other}"),
+    }
+}
+
+/// Runs `crash_child` in a child process that aborts at `mode`, then reopens the journal.
+fn crash_at(mode: &str) -> (tempfile::TempDir, Journal) {
+    let (dir, path) = temp_journal();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "live::journal::tests::crash_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CRASH_MODE, mode)
+        .env(CRASH_PATH, &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        !status.success(),
+        "the child must die by abort, not finish ({mode})"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGABRT),
+            "child of {mode}: {status:?}"
+        );
+    }
+    let journal = Journal::open(&path).unwrap();
+    (dir, journal)
+}
+
+fn assert_first_order_intact(rec: &Recovery) {
+    assert_eq!(rec.fills["rbt-c-1"].len(), 1);
+    assert_eq!(rec.snapshot, SnapshotCheck::Matches);
+}
+
+#[test]
+fn crash_before_the_intent_commits_leaves_no_trace_of_it() {
+    let (_dir, mut j) = crash_at("before_intent_commit");
+    let rec = j.recover(10_000, 1_000).unwrap();
+    assert_first_order_intact(&rec);
+    assert!(rec.unresolved.is_empty() && rec.open_orders.is_empty());
+    assert_eq!(j.orders().unwrap().len(), 1);
+    assert_eq!(rec.book.cash, dec!(9949.95));
+    assert_eq!(rec.book.position("BTC/USDT"), dec!(0.5));
+    // The id the child drew is never handed out again.
+    assert_eq!(j.next_client_order_id("c").unwrap(), "rbt-c-3");
+}
+
+#[test]
+fn crash_after_the_intent_before_the_send_leaves_it_unresolved() {
+    let (_dir, mut j) = crash_at("after_intent_before_send");
+    let rec = j.recover(10_000, 1_000).unwrap();
+    assert_first_order_intact(&rec);
+    assert_eq!(rec.unresolved.len(), 1);
+    let o = &rec.unresolved[0];
+    assert_eq!(
+        (
+            o.client_order_id.as_str(),
+            o.state,
+            o.sent_at,
+            o.resume_from()
+        ),
+        ("rbt-c-2", IntentState::Intent, None, 2_000)
+    );
+    assert_eq!(o.quantity, dec!(0.5));
+    assert_eq!(j.next_client_order_id("c").unwrap(), "rbt-c-3");
+}
+
+#[test]
+fn crash_after_the_send_before_the_ack_leaves_it_unresolved_with_its_send_time() {
+    let (_dir, mut j) = crash_at("after_send_before_ack");
+    let rec = j.recover(10_000, 1_000).unwrap();
+    assert_first_order_intact(&rec);
+    assert_eq!(rec.unresolved.len(), 1);
+    assert_eq!(
+        (rec.unresolved[0].state, rec.unresolved[0].resume_from()),
+        (IntentState::Sent, 3_100)
+    );
+    assert!(rec.open_orders.is_empty());
+    // The lookup found it acknowledged and partly filled: the journal catches up, once.
+    j.record_status(&OrderUpdate {
+        client_order_id: "rbt-c-2".into(),
+        time: 11_000,
+        status: OrderStatus::PartiallyFilled,
+        filled_quantity: dec!(0.1),
+        exchange_id: Some("200".into()),
+        reason: None,
+    })
+    .unwrap();
+    assert!(
+        j.record_fill(&fill("rbt-c-2", "t2", "0.1", "100", "0", None))
+            .unwrap()
+    );
+    assert!(
+        !j.record_fill(&fill("rbt-c-2", "t2", "0.1", "100", "0", None))
+            .unwrap()
+    );
+    let rec = j.recover(12_000, 1_000).unwrap();
+    assert!(rec.unresolved.is_empty());
+    assert_eq!(rec.open_orders.len(), 1);
+    assert_eq!(rec.open_orders[0].remaining(), dec!(0.4));
+}
+
+#[test]
+fn crash_after_the_ack_leaves_an_open_order() {
+    let (_dir, j) = crash_at("after_ack");
+    let rec = j.recover(10_000, 1_000).unwrap();
+    assert_first_order_intact(&rec);
+    assert!(rec.unresolved.is_empty());
+    assert_eq!(rec.open_orders.len(), 1);
+    assert_eq!(rec.open_orders[0].exchange_id.as_deref(), Some("200"));
+    assert_eq!(rec.book.position("BTC/USDT"), dec!(0.5));
+}
+
+#[test]
+fn crash_during_a_fill_write_loses_only_that_fill() {
+    let (_dir, j) = crash_at("during_fill");
+    let rec = j.recover(10_000, 1_000).unwrap();
+    assert_first_order_intact(&rec);
+    assert!(!rec.fills.contains_key("rbt-c-2"));
+    assert_eq!(rec.open_orders.len(), 1);
+    assert_eq!(rec.book.position("BTC/USDT"), dec!(0.5));
+    assert_eq!(rec.book.cash, dec!(9949.95));
+}
+
+#[test]
+fn crash_after_a_fill_keeps_it_once() {
+    let (_dir, mut j) = crash_at("after_fill");
+    let rec = j.recover(10_000, 1_000).unwrap();
+    assert_first_order_intact(&rec);
+    assert_eq!(rec.fills["rbt-c-2"].len(), 1);
+    assert_eq!(rec.book.position("BTC/USDT"), dec!(0.7));
+    assert_eq!(rec.book.cash, dec!(9927.95));
+    assert_eq!(rec.open_orders[0].remaining(), dec!(0.3));
+    // Replaying the fills fetched after the restart changes nothing.
+    assert!(
+        !j.record_fill(&fill("rbt-c-2", "t2", "0.2", "110", "0", None))
+            .unwrap()
+    );
+    assert_eq!(j.derive_book().unwrap(), rec.book);
+    // A snapshot taken from the derived book stays consistent.
+    j.record_snapshot(11_000, &rec.book).unwrap();
+    assert_eq!(
+        j.recover(12_000, 1_000).unwrap().snapshot,
+        SnapshotCheck::Matches
+    );
+}
+
+// ---- property: fills fold into the book ------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct GenFill {
+    symbol: usize,
+    buy: bool,
+    quantity: i64,
+    quantity_scale: u32,
+    price: i64,
+    price_scale: u32,
+    fee: i64,
+    fee_asset: usize,
+    order: usize,
+}
+
+const SYMBOLS: [&str; 3] = ["BTC/USDT", "ETH/USDT", "SPOT"];
+
+fn gen_fill() -> impl Strategy<Value = GenFill> {
+    (
+        0usize..3,
+        any::<bool>(),
+        1i64..10_000_000,
+        0u32..9,
+        1i64..10_000_000,
+        0u32..6,
+        0i64..10_000,
+        0usize..4,
+        0usize..6,
+    )
+        .prop_map(
+            |(symbol, buy, quantity, quantity_scale, price, price_scale, fee, fee_asset, order)| {
+                GenFill {
+                    symbol,
+                    buy,
+                    quantity,
+                    quantity_scale,
+                    price,
+                    price_scale,
+                    fee,
+                    fee_asset,
+                    order,
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any sequence of fills, with some replayed, derives the same positions and cash as a
+    /// plain fold over the distinct fills.
+    #[test]
+    fn fills_with_replays_derive_the_reference_book(
+        fills in prop::collection::vec(gen_fill(), 1..40),
+        replays in prop::collection::vec(any::<prop::sample::Index>(), 0..20),
+    ) {
+        let mut j = journal();
+        // Orders: (symbol, side, order slot) → the quantity is the sum of its fills.
+        let mut orders: BTreeMap<(usize, bool, usize), Decimal> = BTreeMap::new();
+        for f in &fills {
+            *orders.entry((f.symbol, f.buy, f.order)).or_default() += Decimal::new(f.quantity, f.quantity_scale);
+        }
+        let order_id = |key: &(usize, bool, usize)| format!("rbt-p-{}-{}-{}", key.0, key.1 as u8, key.2);
+        for (key, quantity) in &orders {
+            j.record_intent(&OrderIntent {
+                client_order_id: order_id(key),
+                symbol: SYMBOLS[key.0].into(),
+                side: if key.1 { OrderSide::Buy } else { OrderSide::Sell },
+                quantity: *quantity,
+                order_type: OrderType::Market,
+                limit_price: None,
+                stop_price: None,
+                time_in_force: TimeInForce::Ioc,
+                created_at: 1,
+            }).unwrap();
+        }
+        let record = |f: &GenFill, index: usize| FillRecord {
+            client_order_id: order_id(&(f.symbol, f.buy, f.order)),
+            trade_id: format!("t{index}"),
+            quantity: Decimal::new(f.quantity, f.quantity_scale),
+            price: Decimal::new(f.price, f.price_scale),
+            fee: Decimal::new(f.fee, 4),
+            fee_asset: [None, Some("USDT"), Some("BASE"), Some("BNB")][f.fee_asset].map(|a| {
+                if a == "BASE" { SYMBOLS[f.symbol].split('/').next().unwrap().to_string() } else { a.to_string() }
+            }),
+            time: index as i64,
+        };
+        let mut sequence: Vec<usize> = (0..fills.len()).collect();
+        for r in &replays {
+            let at = r.index(sequence.len() + 1);
+            sequence.insert(at.min(sequence.len()), r.index(fills.len()));
+        }
+        let mut recorded = std::collections::HashSet::new();
+        for &i in &sequence {
+            // Replays of a fill not yet seen are just its first recording.
+            let new = j.record_fill(&record(&fills[i], i)).unwrap();
+            prop_assert_eq!(new, recorded.insert(i));
+        }
+
+        // Reference: a plain fold over the distinct fills.
+        let mut cash = dec!(10000);
+        let mut positions: BTreeMap<String, Decimal> = BTreeMap::new();
+        let mut other: BTreeMap<String, Decimal> = BTreeMap::new();
+        for (i, f) in fills.iter().enumerate() {
+            let r = record(f, i);
+            let symbol = SYMBOLS[f.symbol].to_string();
+            let signed = if f.buy { r.quantity } else { -r.quantity };
+            *positions.entry(symbol.clone()).or_default() += signed;
+            cash -= signed * r.price;
+            match r.fee_asset.as_deref() {
+                None | Some("USDT") => cash -= r.fee,
+                Some(asset) if symbol.starts_with(&format!("{asset}/")) => {
+                    *positions.entry(symbol.clone()).or_default() -= r.fee
+                }
+                Some(asset) => *other.entry(asset.to_string()).or_default() += r.fee,
+            }
+        }
+        positions.retain(|_, q| !q.is_zero());
+        other.retain(|_, q| !q.is_zero());
+        let book = j.derive_book().unwrap();
+        prop_assert_eq!(book.cash, cash);
+        prop_assert_eq!(&book.positions, &positions);
+        prop_assert_eq!(&book.other_fees, &other);
+        prop_assert_eq!(j.fills().unwrap().len(), fills.len());
+        let rec = j.recover(100, 10).unwrap();
+        prop_assert_eq!(rec.book, book);
+    }
+}

@@ -1,0 +1,17 @@
+//! The crash-safety and risk core of `rustybt live` (no pyo3 here; the bridge and the live loop
+//! in `src/cli/` and `src/python/` build on it). See docs/architecture.md, "Live: journal,
+//! breakers, reconciliation", for the order of operations the loop must follow.
+//!
+//! - [`journal`]: SQLite (WAL) journal of runs, order intents, acks, statuses, fills, book
+//!   snapshots and adjustments, algorithm state, breaker trips, reconciliation reports;
+//!   `recover()` for restarts.
+//! - [`breakers`]: circuit breakers (drawdown, daily loss, order rate, error rate, manual halt).
+//! - [`reconcile`]: engine view vs broker snapshot, classified discrepancies, sync/halt policy.
+//! - [`config`]: `LiveSettings` from `config/live.toml`, credentials, [`config::Secret`], `mask`.
+//! - [`audit`]: append-only JSON Lines audit log with secrets masked.
+
+pub mod audit;
+pub mod breakers;
+pub mod config;
+pub mod journal;
+pub mod reconcile;
