@@ -13,6 +13,7 @@ import pytest
 
 from algorithms.sma_cross import SmaCross
 from rustybt_api.errors import BacktestError
+from rustybt_api import scenarios
 from rustybt_api.testing import Bar, backtest, generate_bars
 
 BARS = list(generate_bars(3000, seed=11, volatility=0.004))
@@ -69,3 +70,13 @@ def test_cash_and_positions_reconcile_with_the_fills() -> None:
 def test_bad_parameters_are_refused_before_the_run() -> None:
     with pytest.raises(BacktestError, match="unknown parameter `fastest`"):
         backtest(SmaCross, BARS, params={"fastest": 3})
+
+
+@pytest.mark.parametrize("name", scenarios.names())
+def test_runs_on_every_market_scenario_and_stays_long_only(name: str) -> None:
+    bars = scenarios.get(name).bars(1500, seed=3)
+    result = backtest(SmaCross, bars, params={"fast": 5, "slow": 20})
+
+    assert result.ok, result.error
+    assert all(quantity >= 0 for quantity in result.positions.values())
+    assert all(fill["time"] > bars[0].timestamp for fill in result.fills)
