@@ -243,7 +243,7 @@ def run_indicator(indicator: Indicator, bars: BarArrays, mode: str = "engine") -
 
 _DECIMAL_COLUMNS = {
     "quantity", "qty", "limit", "stop", "fill_quantity", "fill_price", "filled_quantity",
-    "price", "fee", "max_qty", "pnl", "fees", "cash", "equity",
+    "price", "fee", "max_qty", "pnl", "fees", "cash", "equity", "amount", "base", "annual_rate",
 }
 
 
@@ -265,7 +265,7 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
                 elif key == "time" or key.endswith("_time"):
                     row[key] = _parse_time(value) if value else None
                 elif key == "order_id":
-                    row[key] = int(value)
+                    row[key] = int(value) if value else None  # carry rows have no order
                 else:
                     row[key] = value
             rows.append(row)
@@ -292,7 +292,8 @@ class BacktestResult:
 
     ``orders`` has one dict per order in its final state (``status``, ``filled_quantity``,
     ``average_price``); ``order_events`` every state change, as in ``orders.csv``; ``fills``,
-    ``trades`` and ``equity`` the rows of ``fills.csv``, ``trades.csv`` and ``equity.csv``
+    ``trades``, ``equity`` and ``costs`` the rows of ``fills.csv``, ``trades.csv``, ``equity.csv``
+    and ``costs.csv`` (commission, slippage, borrow and financing charges)
     (``fills`` also under the key ``quantity``); ``positions`` the open quantities by symbol.
     """
 
@@ -310,6 +311,7 @@ class BacktestResult:
     fills: list[dict[str, Any]]
     trades: list[dict[str, Any]]
     equity: list[dict[str, Any]]
+    costs: list[dict[str, Any]]
     metrics: dict[str, Any]
     log: list[str]
     hook_timings: dict[str, tuple[int, int]]
@@ -449,6 +451,7 @@ def backtest(
         fills=fills,
         trades=_read_rows(folder / "trades.csv"),
         equity=_read_rows(folder / "equity.csv"),
+        costs=_read_rows(folder / "costs.csv"),
         metrics=json.loads(metrics_path.read_text()) if metrics_path.exists() else {},
         log=list(raw["log"]),
         hook_timings=dict(raw["hook_timings"]),

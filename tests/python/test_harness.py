@@ -142,6 +142,16 @@ def test_bad_input_raises_backtest_error(run_rustybt, project):
             with pytest.raises(BacktestError, match="not a rustybt_api.Algorithm"):
                 backtest(object, BARS)
 
+        def test_costs_are_itemized(tmp_path):
+            config = tmp_path / "fees.toml"
+            config.write_text('[commission]\\nrate = "0.001"\\nminimum = "0"\\n')
+            result = backtest(Buyer, BARS, config=config, params={"quantity": 5})
+            [fill] = result.fills
+            assert fill["fee"] == Decimal("0.001") * 5 * BARS[3].open
+            [charge] = [c for c in result.costs if c["kind"] == "commission"]
+            assert charge["amount"] == fill["fee"] and charge["order_id"] == fill["order_id"]
+            assert charge["base"] == 5 * BARS[3].open
+
         def test_several_symbols_by_dict():
             result = backtest(Buyer, {"TEST": BARS, "OTHER": BARS[:10]})
             assert sorted(result.metrics["run"]["symbols"]) == ["OTHER", "TEST"]
@@ -149,7 +159,7 @@ def test_bad_input_raises_backtest_error(run_rustybt, project):
     )
     done = rustybt_test(run_rustybt, project)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "5 passed" in done.stdout
+    assert "6 passed" in done.stdout
 
 
 def test_outside_the_host_backtest_says_to_use_rustybt_test():
