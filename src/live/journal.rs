@@ -258,45 +258,25 @@ impl OrderIntent {
         }
         let needs_limit = matches!(self.order_type, OrderType::Limit | OrderType::StopLimit);
         let needs_stop = matches!(self.order_type, OrderType::Stop | OrderType::StopLimit);
-        match (needs_limit, self.limit_price) {
-            (true, None) => {
-                return Err(invalid(&format!(
-                    "a {} order needs a limit price",
-                    self.order_type.as_str()
-                )));
+        let kind = self.order_type.as_str();
+        for (needed, price, name) in [
+            (needs_limit, self.limit_price, "limit"),
+            (needs_stop, self.stop_price, "stop"),
+        ] {
+            match (needed, price) {
+                (true, None) => {
+                    return Err(invalid(&format!("a {kind} order needs a {name} price")));
+                }
+                (false, Some(_)) => {
+                    return Err(invalid(&format!("a {kind} order has no {name} price")));
+                }
+                (true, Some(price)) if price <= Decimal::ZERO => {
+                    return Err(invalid(&format!(
+                        "{name} price must be positive, got {price}"
+                    )));
+                }
+                _ => {}
             }
-            (false, Some(_)) => {
-                return Err(invalid(&format!(
-                    "a {} order has no limit price",
-                    self.order_type.as_str()
-                )));
-            }
-            (true, Some(price)) if price <= Decimal::ZERO => {
-                return Err(invalid(&format!(
-                    "limit price must be positive, got {price}"
-                )));
-            }
-            _ => {}
-        }
-        match (needs_stop, self.stop_price) {
-            (true, None) => {
-                return Err(invalid(&format!(
-                    "a {} order needs a stop price",
-                    self.order_type.as_str()
-                )));
-            }
-            (false, Some(_)) => {
-                return Err(invalid(&format!(
-                    "a {} order has no stop price",
-                    self.order_type.as_str()
-                )));
-            }
-            (true, Some(price)) if price <= Decimal::ZERO => {
-                return Err(invalid(&format!(
-                    "stop price must be positive, got {price}"
-                )));
-            }
-            _ => {}
         }
         Ok(())
     }
