@@ -425,6 +425,53 @@ impl Reconciler {
         });
     }
 
+    /// Positions or balances, key by key: a discrepancy per difference (minor within
+    /// `tolerance`) and, where the policy syncs, the adjustment to the broker's amount.
+    #[allow(clippy::too_many_arguments)]
+    fn compare_amounts(
+        &self,
+        what: &str,
+        engine: &BTreeMap<String, Decimal>,
+        broker: &BTreeMap<String, Decimal>,
+        tolerance: &Tolerance,
+        kind: impl Fn(String, Decimal, Decimal, Decimal) -> DiscrepancyKind,
+        adjust: impl Fn(String, Decimal, Decimal) -> Adjustment,
+        found: &mut Vec<Discrepancy>,
+        adjustments: &mut Vec<Adjustment>,
+    ) {
+        let keys: BTreeSet<&String> = engine.keys().chain(broker.keys()).collect();
+        for key in keys {
+            let e = engine.get(key).copied().unwrap_or_default();
+            let b = broker.get(key).copied().unwrap_or_default();
+            if e == b {
+                continue;
+            }
+            let Some(difference) = b.checked_sub(e) else {
+                self.push(
+                    found,
+                    Severity::Critical,
+                    format!("{what} {key}: engine {e}, broker {b} (difference overflows)"),
+                    kind(key.clone(), e, b, Decimal::ZERO),
+                );
+                continue;
+            };
+            let severity = if tolerance.within(e, b) {
+                Severity::Minor
+            } else {
+                Severity::Critical
+            };
+            self.push(
+                found,
+                severity,
+                format!("{what} {key}: engine {e}, broker {b} (difference {difference})"),
+                kind(key.clone(), e, b, difference),
+            );
+            if self.config.action(severity) == Action::Sync {
+                adjustments.push(adjust(key.clone(), difference, b));
+            }
+        }
+    }
+
     /// Compares and classifies. `lookups`: results for the ids of [`needs_lookup`].
     pub fn reconcile(
         &self,
@@ -436,105 +483,40 @@ impl Reconciler {
         let mut found = Vec::new();
         let mut adjustments = Vec::new();
 
-        let symbols: BTreeSet<&String> = engine
-            .positions
-            .keys()
-            .chain(broker.positions.keys())
-            .collect();
-        for symbol in symbols {
-            let e = engine.positions.get(symbol).copied().unwrap_or_default();
-            let b = broker.positions.get(symbol).copied().unwrap_or_default();
-            if e == b {
-                continue;
-            }
-            let Some(difference) = b.checked_sub(e) else {
-                self.push(
-                    &mut found,
-                    Severity::Critical,
-                    format!("position {symbol}: engine {e}, broker {b} (difference overflows)"),
-                    DiscrepancyKind::Position {
-                        symbol: symbol.clone(),
-                        engine: e,
-                        broker: b,
-                        difference: Decimal::ZERO,
-                    },
-                );
-                continue;
-            };
-            let severity = if self.config.position_tolerance.within(e, b) {
-                Severity::Minor
-            } else {
-                Severity::Critical
-            };
-            self.push(
-                &mut found,
-                severity,
-                format!("position {symbol}: engine {e}, broker {b} (difference {difference})"),
-                DiscrepancyKind::Position {
-                    symbol: symbol.clone(),
-                    engine: e,
-                    broker: b,
-                    difference,
-                },
-            );
-            if self.config.action(severity) == Action::Sync {
-                adjustments.push(Adjustment::Position {
-                    symbol: symbol.clone(),
-                    delta: difference,
-                    to: b,
-                });
-            }
-        }
-
-        let currencies: BTreeSet<&String> = engine
-            .balances
-            .keys()
-            .chain(broker.balances.keys())
-            .collect();
-        for currency in currencies {
-            let e = engine.balances.get(currency).copied().unwrap_or_default();
-            let b = broker.balances.get(currency).copied().unwrap_or_default();
-            if e == b {
-                continue;
-            }
-            let Some(difference) = b.checked_sub(e) else {
-                self.push(
-                    &mut found,
-                    Severity::Critical,
-                    format!("balance {currency}: engine {e}, broker {b} (difference overflows)"),
-                    DiscrepancyKind::Balance {
-                        currency: currency.clone(),
-                        engine: e,
-                        broker: b,
-                        difference: Decimal::ZERO,
-                    },
-                );
-                continue;
-            };
-            let severity = if self.config.balance_tolerance.within(e, b) {
-                Severity::Minor
-            } else {
-                Severity::Critical
-            };
-            self.push(
-                &mut found,
-                severity,
-                format!("balance {currency}: engine {e}, broker {b} (difference {difference})"),
-                DiscrepancyKind::Balance {
-                    currency: currency.clone(),
-                    engine: e,
-                    broker: b,
-                    difference,
-                },
-            );
-            if self.config.action(severity) == Action::Sync {
-                adjustments.push(Adjustment::Balance {
-                    currency: currency.clone(),
-                    delta: difference,
-                    to: b,
-                });
-            }
-        }
+        self.compare_amounts(
+            "position",
+            &engine.positions,
+            &broker.positions,
+            &self.config.position_tolerance,
+            |symbol, engine, broker, difference| DiscrepancyKind::Position {
+                symbol,
+                engine,
+                broker,
+                difference,
+            },
+            |symbol, delta, to| Adjustment::Position { symbol, delta, to },
+            &mut found,
+            &mut adjustments,
+        );
+        self.compare_amounts(
+            "balance",
+            &engine.balances,
+            &broker.balances,
+            &self.config.balance_tolerance,
+            |currency, engine, broker, difference| DiscrepancyKind::Balance {
+                currency,
+                engine,
+                broker,
+                difference,
+            },
+            |currency, delta, to| Adjustment::Balance {
+                currency,
+                delta,
+                to,
+            },
+            &mut found,
+            &mut adjustments,
+        );
 
         for (id, order) in &broker.open_orders {
             match engine.open_orders.get(id) {
