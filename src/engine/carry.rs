@@ -167,35 +167,20 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use proptest::prelude::*;
     use rust_decimal::dec;
 
     use super::*;
-    use crate::data::{BarSeries, Column};
     use crate::engine::ExecutionSettings;
-    use crate::engine::test_support::hold;
+    use crate::engine::test_support::{hold, one_bar_market};
     use crate::execution::{CommissionModel, Instrument};
-    use crate::market::Market;
     use crate::model::OrderSide;
 
     const DAY: i64 = NANOS_PER_DAY;
 
     fn session(symbols: usize, borrow: Decimal, debit: Decimal, credit: Decimal) -> Session {
-        let series = (0..symbols)
-            .map(|i| BarSeries {
-                symbol: format!("S{i}"),
-                source: PathBuf::from("x.csv"),
-                time: vec![0i64].into(),
-                open: Column::parse_texts(&["1"]).unwrap(),
-                high: Column::parse_texts(&["1"]).unwrap(),
-                low: Column::parse_texts(&["1"]).unwrap(),
-                close: Column::parse_texts(&["1"]).unwrap(),
-                volume: Column::parse_texts(&["1"]).unwrap(),
-            })
-            .collect();
-        let market = Market::new(series, DAY, false).unwrap();
+        let market = one_bar_market(symbols, DAY);
         let mut s = Session::new(market, dec!(100000), CommissionModel::default());
         s.set_execution(ExecutionSettings {
             default_instrument: Instrument {

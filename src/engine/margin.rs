@@ -160,32 +160,17 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use rust_decimal::dec;
 
     use super::*;
-    use crate::data::{BarSeries, Column};
     use crate::engine::ExecutionSettings;
-    use crate::engine::test_support::hold;
+    use crate::engine::test_support::{hold, one_bar_market};
     use crate::execution::{BrokerProfile, CommissionModel, Instrument};
-    use crate::market::Market;
     use crate::model::OrderStatus;
 
     fn session(maintenance: Option<Decimal>, profile: Option<&str>) -> Session {
-        let series = (0..2)
-            .map(|i| BarSeries {
-                symbol: format!("S{i}"),
-                source: PathBuf::from("x.csv"),
-                time: vec![0i64].into(),
-                open: Column::parse_texts(&["1"]).unwrap(),
-                high: Column::parse_texts(&["1"]).unwrap(),
-                low: Column::parse_texts(&["1"]).unwrap(),
-                close: Column::parse_texts(&["1"]).unwrap(),
-                volume: Column::parse_texts(&["1"]).unwrap(),
-            })
-            .collect();
-        let market = Market::new(series, 60_000_000_000, false).unwrap();
+        let market = one_bar_market(2, 60_000_000_000);
         let mut s = Session::new(market, dec!(10000), CommissionModel::default());
         s.set_execution(ExecutionSettings {
             default_instrument: Instrument {

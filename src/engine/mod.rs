@@ -22,6 +22,24 @@ pub(crate) mod test_support {
     use super::Session;
     use crate::model::{Fill, OrderId, OrderSide, SymbolId};
 
+    /// A market of `symbols` symbols `S0..`, one bar each (all prices 1) at time 0.
+    pub fn one_bar_market(symbols: usize, interval_ns: i64) -> crate::market::Market {
+        let one = || crate::data::Column::parse_texts(&["1"]).unwrap();
+        let series = (0..symbols)
+            .map(|i| crate::data::BarSeries {
+                symbol: format!("S{i}"),
+                source: std::path::PathBuf::from("x.csv"),
+                time: vec![0i64].into(),
+                open: one(),
+                high: one(),
+                low: one(),
+                close: one(),
+                volume: one(),
+            })
+            .collect();
+        crate::market::Market::new(series, interval_ns, false).unwrap()
+    }
+
     /// Puts a position on the books directly (a fill at `price`, no fee) and marks it there.
     pub fn hold(s: &mut Session, symbol: u32, side: OrderSide, quantity: Decimal, price: Decimal) {
         let fill = Fill {
