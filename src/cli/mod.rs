@@ -3,6 +3,7 @@
 mod doctor;
 mod harness;
 mod indicator_report;
+mod live;
 mod progress;
 mod run;
 mod test;
@@ -47,6 +48,89 @@ pub enum Command {
     /// Check an algorithm before a backtest: syntax, structure, a dry run on generated
     /// scenarios with profiling and leak detection, and code metrics.
     Validate(ValidateArgs),
+    /// Trade an algorithm on a live feed: paper (the backtest matcher and costs) or an
+    /// exchange through ccxt, with a crash-safe journal, reconciliation and circuit breakers.
+    Live(Box<LiveArgs>),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct LiveArgs {
+    /// The algorithm file (a Python file with one `Algorithm` subclass).
+    #[arg(long, value_name = "PATH")]
+    pub algo: PathBuf,
+
+    /// The `Algorithm` subclass to run when the file has several.
+    #[arg(long = "class", value_name = "NAME")]
+    pub class_name: Option<String>,
+
+    /// Where orders go: `paper` (simulated fills with the backtest's matcher and costs) or
+    /// `ccxt:<exchange_id>` (a real exchange through ccxt, e.g. `ccxt:binance`).
+    #[arg(long, value_name = "BROKER")]
+    pub broker: String,
+
+    /// Symbols to trade, as the feed names them (`BTC/USDT`); comma-separated or repeated.
+    #[arg(long, value_name = "SYMBOL", value_delimiter = ',', required = true)]
+    pub symbols: Vec<String>,
+
+    /// Bar duration: `1m`, `5m`, `1h`, `1d`...
+    #[arg(long, value_name = "DURATION")]
+    pub timeframe: String,
+
+    /// Where bars come from: `replay:FILE` (a CSV or Parquet file, played in wall time) or
+    /// `ccxt:<exchange_id>` (closed candles from the exchange). Default: the broker's exchange.
+    #[arg(long, value_name = "FEED")]
+    pub feed: Option<String>,
+
+    /// Replay speed: bars are played `N` times faster than real time (`--speed 60` plays
+    /// one-minute bars once a second); 0 plays them as fast as possible.
+    #[arg(long, value_name = "N", default_value = "1")]
+    pub speed: f64,
+
+    /// Use the exchange's test network (ccxt's sandbox mode).
+    #[arg(long)]
+    pub sandbox: bool,
+
+    /// REST base URL of the exchange instead of its public one (a testnet, or a local
+    /// stand-in in tests).
+    #[arg(long, value_name = "URL")]
+    pub exchange_url: Option<String>,
+
+    /// Folder of the journal, audit log and halt file (overrides `[live] state_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+
+    /// Live settings: breakers, reconciliation, credentials (see config/live.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Engine settings as for `rustybt run --config` (commission, slippage, instruments).
+    #[arg(long, value_name = "FILE")]
+    pub run_config: Option<PathBuf>,
+
+    /// Paper cash at the first session of a state folder, a decimal number (default 100000).
+    #[arg(long, allow_hyphen_values = true)]
+    pub cash: Option<String>,
+
+    /// Override a parameter (a class attribute of the algorithm): `--param fast=5`.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+
+    /// Clear a tripped circuit breaker at start (after removing the halt file, if that was
+    /// the cause). A trip otherwise persists across restarts.
+    #[arg(long)]
+    pub reset_breaker: bool,
+
+    /// Stop after this many bars (each symbol's bar counts once).
+    #[arg(long, value_name = "N")]
+    pub max_bars: Option<u64>,
+
+    /// Folder for the results (default: runs/live-<date>-<time>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Do not echo the algorithm's log lines (they are still written to log.txt).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -199,6 +283,7 @@ pub fn execute(cli: Cli) -> ExitCode {
             Some(Command::Test(args)) => test::test(cli.python.as_deref(), args),
             Some(Command::Doctor) => doctor::doctor(cli.python.as_deref()),
             Some(Command::Validate(args)) => validate::validate(cli.python.as_deref(), args),
+            Some(Command::Live(args)) => live::live(cli.python.as_deref(), *args),
             None => Err(Error::usage_with_hint(
                 "no command given",
                 "try `rustybt run --algo algorithms/sma_cross.py` or `rustybt --help`",

@@ -161,6 +161,11 @@ pub(super) fn build_session(
 ) -> Result<SharedSession, Error> {
     let market = build_market(settings, prepared.series.clone())?;
     warn_on_mixed_intervals(&market);
+    session_on(settings, market)
+}
+
+/// The engine's session for `settings` on a market (loaded, or a live feed's).
+pub(super) fn session_on(settings: &RunSettings, market: Market) -> Result<SharedSession, Error> {
     let symbols = market.symbol_names();
     let mut execution = settings.execution.clone();
     execution.default_instrument =
@@ -247,6 +252,61 @@ pub(super) fn backtest(
     progress.finish();
     let wall_seconds = started.elapsed().as_secs_f64();
 
+    let files: Vec<String> = prepared
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    let out_dir = settings.out.clone().unwrap_or_else(default_out_dir);
+    let run = RunRecord {
+        settings,
+        loaded,
+        session,
+        sink: &sink,
+        files,
+        symbols,
+        bar_interval_ns,
+        wall_seconds,
+        paced: pace.is_some(),
+        out_dir,
+    };
+    write_results(py, run, outcome, &strategy)
+}
+
+/// What a finished run writes about itself, besides the engine's outcome.
+pub(super) struct RunRecord<'a> {
+    pub settings: &'a RunSettings,
+    pub loaded: &'a LoadedAlgorithm,
+    pub session: SharedSession,
+    pub sink: &'a LogSink,
+    pub files: Vec<String>,
+    pub symbols: Vec<String>,
+    pub bar_interval_ns: i64,
+    pub wall_seconds: f64,
+    /// Reloads happen in paced and live runs: write `reloads.csv`.
+    pub paced: bool,
+    pub out_dir: PathBuf,
+}
+
+/// Writes the results folder of a run (backtest or live session) and returns its summary.
+pub(super) fn write_results(
+    py: Python<'_>,
+    run: RunRecord<'_>,
+    outcome: crate::engine::BacktestOutcome,
+    strategy: &PyStrategy,
+) -> Result<Finished, Error> {
+    let RunRecord {
+        settings,
+        loaded,
+        session,
+        sink,
+        files,
+        symbols,
+        bar_interval_ns,
+        wall_seconds,
+        paced,
+        out_dir,
+    } = run;
     let status = match &outcome.stop {
         None => RunStatus::Complete,
         Some(Stop::Interrupted) => RunStatus::Interrupted,
@@ -266,11 +326,7 @@ pub(super) fn backtest(
         algorithm: loaded.path.display().to_string(),
         class_name: loaded.class_name.clone(),
         parameters: loaded.parameters.clone(),
-        data_files: prepared
-            .files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect(),
+        data_files: files,
         symbols,
         initial_cash: settings.cash,
         bars_processed: outcome.bars,
@@ -281,9 +337,8 @@ pub(super) fn backtest(
         bar_interval_ns,
     };
     // log.txt first: metrics.json is written last, so its presence means a complete folder.
-    let out_dir = settings.out.clone().unwrap_or_else(default_out_dir);
-    write_log(&out_dir.join("log.txt"), &sink)?;
-    if pace.is_some() {
+    write_log(&out_dir.join("log.txt"), sink)?;
+    if paced {
         write_reloads(&out_dir.join("reloads.csv"), strategy.reload_events())?;
     }
     let mut indicator_timings = lock(&session).indicators.timings();

@@ -14,8 +14,8 @@ mod validate;
 use rust_decimal::Decimal;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
+use crate::market::BarColumn;
 use crate::model::TimestampNs;
 
 pub use timestamp::parse_timestamp;
@@ -74,6 +74,50 @@ impl DecimalColumn {
             scale: self.scale,
         }
     }
+
+    /// The mantissa and column scale `v` would be stored at, or why it cannot be stored. More
+    /// decimal places than the column has rescale every stored value (checked here, in O(n):
+    /// rare, a feed's precision seldom changes).
+    fn fit(&self, v: decimal::Value) -> Result<(i64, u32), String> {
+        if v.scale <= self.scale {
+            let m = decimal::rescale(v.mantissa, self.scale - v.scale).ok_or_else(|| {
+                format!(
+                    "{} cannot be stored with the column's {} decimal places in a 64-bit mantissa",
+                    v.decimal(),
+                    self.scale
+                )
+            })?;
+            return Ok((m, self.scale));
+        }
+        let k = v.scale - self.scale;
+        if let Some(&m) = self
+            .mantissas
+            .iter()
+            .find(|&&m| decimal::rescale(m, k).is_none())
+        {
+            return Err(format!(
+                "{} has {} decimal places, and at that scale the column's value {} no longer \
+                 fits a 64-bit mantissa",
+                v.decimal(),
+                v.scale,
+                Decimal::new(m, self.scale)
+            ));
+        }
+        Ok((v.mantissa, v.scale))
+    }
+
+    /// Appends a value [`Self::fit`] accepted.
+    fn push_fitted(&mut self, (mantissa, scale): (i64, u32)) {
+        if scale > self.scale {
+            let k = scale - self.scale;
+            for m in &mut self.mantissas {
+                // Cannot fail: `fit` checked every stored value at this scale.
+                *m = decimal::rescale(*m, k).unwrap_or(*m);
+            }
+            self.scale = scale;
+        }
+        self.mantissas.push(mantissa);
+    }
 }
 
 /// One price or volume column in both representations.
@@ -81,7 +125,7 @@ impl DecimalColumn {
 pub struct Column {
     /// `values[i]` is `text.parse::<f64>()` of the same text that gave `exact.get(i)`
     /// (correctly rounded), never a conversion from the decimal.
-    pub values: Arc<[f64]>,
+    pub values: BarColumn<f64>,
     pub exact: DecimalColumn,
 }
 
@@ -111,7 +155,7 @@ impl Column {
 
     fn slice(&self, start: usize, end: usize) -> Self {
         Self {
-            values: Arc::from(&self.values[start..end]),
+            values: BarColumn::from_vec(self.values[start..end].to_vec()),
             exact: self.exact.slice(start, end),
         }
     }
@@ -123,7 +167,7 @@ pub struct BarSeries {
     pub symbol: String,
     pub source: PathBuf,
     /// Bar open time, UTC nanoseconds, strictly increasing.
-    pub time: Arc<[TimestampNs]>,
+    pub time: BarColumn<TimestampNs>,
     pub open: Column,
     pub high: Column,
     pub low: Column,
@@ -140,6 +184,74 @@ impl BarSeries {
         self.time.is_empty()
     }
 
+    /// A series with no bars yet, for a live feed to append to.
+    pub fn empty(symbol: impl Into<String>, source: impl Into<PathBuf>) -> Self {
+        let column = || Column {
+            values: BarColumn::from_vec(Vec::new()),
+            exact: DecimalColumn::default(),
+        };
+        BarSeries {
+            symbol: symbol.into(),
+            source: source.into(),
+            time: BarColumn::from_vec(Vec::new()),
+            open: column(),
+            high: column(),
+            low: column(),
+            close: column(),
+            volume: column(),
+        }
+    }
+
+    /// Appends one bar from its decimal texts (open, high, low, close, volume), with the checks
+    /// a file's rows get: later than the last bar, high and low bounding the prices, volume not
+    /// negative. All or nothing: on an error the series is unchanged.
+    pub fn append(&mut self, open_time: TimestampNs, texts: [&str; 5]) -> Result<(), String> {
+        if let Some(&last) = self.time.last()
+            && open_time <= last
+        {
+            return Err(format!(
+                "bar at {} is not after the last bar of {} at {}",
+                crate::model::format_timestamp(open_time),
+                self.symbol,
+                crate::model::format_timestamp(last)
+            ));
+        }
+        let mut values = [decimal::Value {
+            mantissa: 0,
+            scale: 0,
+            float: 0.0,
+        }; 5];
+        for ((value, text), field) in values.iter_mut().zip(texts).zip(validate::Field::VALUES) {
+            *value = decimal::parse_value(text.as_bytes())
+                .map_err(|e| format!("{} `{text}`: {e}", field.name()))?;
+        }
+        validate::check_bar(&values).map_err(|e| e.message)?;
+        let columns = [
+            &mut self.open,
+            &mut self.high,
+            &mut self.low,
+            &mut self.close,
+            &mut self.volume,
+        ];
+        let mut fitted = [(0, 0); 5];
+        for ((fit, column), (value, field)) in fitted
+            .iter_mut()
+            .zip(&columns)
+            .zip(values.iter().zip(validate::Field::VALUES))
+        {
+            *fit = column
+                .exact
+                .fit(*value)
+                .map_err(|e| format!("{}: {e}", field.name()))?;
+        }
+        for ((column, fit), value) in columns.into_iter().zip(fitted).zip(values) {
+            column.exact.push_fitted(fit);
+            column.values.push(value.float);
+        }
+        self.time.push(open_time);
+        Ok(())
+    }
+
     /// Keeps bars with `start <= time < end`; times are sorted, so this is two binary searches.
     fn retain_range(self, start: Option<i64>, end: Option<i64>) -> Self {
         let lo = start.map_or(0, |s| self.time.partition_point(|&t| t < s));
@@ -151,7 +263,7 @@ impl BarSeries {
         Self {
             symbol: self.symbol,
             source: self.source,
-            time: Arc::from(&self.time[lo..hi]),
+            time: BarColumn::from_vec(self.time[lo..hi].to_vec()),
             open: self.open.slice(lo, hi),
             high: self.high.slice(lo, hi),
             low: self.low.slice(lo, hi),

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use super::decimal::{Value, rescale};
 use super::{BarSeries, Column, DecimalColumn, Location};
+use crate::market::BarColumn;
 use crate::model::format_timestamp;
 
 /// The columns the loader understands.
@@ -226,7 +227,7 @@ impl ColumnBuilder {
 
     pub fn finish(self) -> Column {
         Column {
-            values: self.floats.into(),
+            values: BarColumn::from_vec(self.floats),
             exact: DecimalColumn {
                 mantissas: self.mantissas,
                 scale: self.scale,
@@ -298,33 +299,7 @@ impl SeriesBuilder {
                 }
             }
         }
-        let [open, high, low, close, volume] = values;
-        let checks = [
-            (Field::High, high, low, Ordering::Less, "below low"),
-            (Field::High, high, open, Ordering::Less, "below open"),
-            (Field::High, high, close, Ordering::Less, "below close"),
-            (Field::Low, low, open, Ordering::Greater, "above open"),
-            (Field::Low, low, close, Ordering::Greater, "above close"),
-        ];
-        for (field, a, b, bad, relation) in checks {
-            if cmp(a, b) == bad {
-                return Err(RowError::new(
-                    field,
-                    format!(
-                        "{} {} is {relation} {}",
-                        field.name(),
-                        a.decimal(),
-                        b.decimal()
-                    ),
-                ));
-            }
-        }
-        if volume.mantissa < 0 {
-            return Err(RowError::new(
-                Field::Volume,
-                format!("volume {} is negative", volume.decimal()),
-            ));
-        }
+        check_bar(&values)?;
         for ((column, value), field) in self.columns.iter_mut().zip(values).zip(Field::VALUES) {
             column
                 .push(value, loc)
@@ -348,6 +323,39 @@ impl SeriesBuilder {
             volume,
         }
     }
+}
+
+/// The checks of one bar on its own (open, high, low, close, volume): high and low bound the
+/// other prices, volume is not negative.
+pub(crate) fn check_bar(values: &[Value; 5]) -> Result<(), RowError> {
+    let [open, high, low, close, volume] = *values;
+    let checks = [
+        (Field::High, high, low, Ordering::Less, "below low"),
+        (Field::High, high, open, Ordering::Less, "below open"),
+        (Field::High, high, close, Ordering::Less, "below close"),
+        (Field::Low, low, open, Ordering::Greater, "above open"),
+        (Field::Low, low, close, Ordering::Greater, "above close"),
+    ];
+    for (field, a, b, bad, relation) in checks {
+        if cmp(a, b) == bad {
+            return Err(RowError::new(
+                field,
+                format!(
+                    "{} {} is {relation} {}",
+                    field.name(),
+                    a.decimal(),
+                    b.decimal()
+                ),
+            ));
+        }
+    }
+    if volume.mantissa < 0 {
+        return Err(RowError::new(
+            Field::Volume,
+            format!("volume {} is negative", volume.decimal()),
+        ));
+    }
+    Ok(())
 }
 
 /// Routes rows to one `SeriesBuilder` per symbol, created in order of first appearance.

@@ -123,42 +123,17 @@ fn drive(
     };
     let mut fills = Vec::new();
     loop {
-        fills.clear();
-        let notice = {
-            let mut s = lock(session);
-            if !clock.next_into(&s.market, &mut tick) {
-                return Ok(());
-            }
-            if let Err(stop) = step_market(&mut s, &tick, &mut fills) {
-                // Fills applied before the failure are in the books: report them too.
-                outcome.fills.extend_from_slice(&fills);
-                return Err(stop);
-            }
-            let point = EquityPoint {
-                time: tick.time,
-                cash: s.ledger.cash(),
-                equity: s.ledger.equity().map_err(|e| Stop::Engine(e.to_string()))?,
-            };
-            outcome.equity.push(point);
-            // After the point: a halted run's curve and fills end with the breaching tick.
-            (margin_check(&mut s), std::mem::take(&mut s.notices))
-        };
-        let (notice, notices) = notice;
-        outcome.bars += tick.symbols.len() as u64;
-        outcome.fills.extend_from_slice(&fills);
-        if let Some(message) = notice? {
-            strategy.engine_notice(&message);
+        let stepped = step(
+            session,
+            strategy,
+            &mut tick,
+            &mut fills,
+            outcome,
+            &mut |s, tick| clock.next_into(&s.market, tick),
+        )?;
+        if !stepped {
+            return Ok(());
         }
-        for message in notices {
-            strategy.engine_notice(&message);
-        }
-        strategy.update_indicators()?;
-        strategy.on_order_events()?;
-        for fill in &fills {
-            strategy.on_fill(fill)?;
-        }
-        outcome.ticks += 1;
-        strategy.on_tick()?;
         if let Some(pace) = options.pace {
             let due = pace.saturating_mul(outcome.ticks.min(u32::MAX as u64) as u32);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
@@ -172,6 +147,58 @@ fn drive(
             progress(outcome.bars);
         }
     }
+}
+
+/// One step of the clock, shared by backtests and live sessions: `next` picks the tick (the
+/// symbols whose next bar, already in the market, closes now) with the session locked; then
+/// (1) the bars close, (2) orders accepted before them match, (3) fills apply and positions
+/// mark to market, equity is recorded, (4) indicators update, and (5) the algorithm sees order
+/// events, fills and the tick. Returns false when `next` has no tick.
+pub fn step(
+    session: &SharedSession,
+    strategy: &mut dyn Strategy,
+    tick: &mut Tick,
+    fills: &mut Vec<Fill>,
+    outcome: &mut BacktestOutcome,
+    next: &mut dyn FnMut(&super::Session, &mut Tick) -> bool,
+) -> Result<bool, Stop> {
+    fills.clear();
+    let notice = {
+        let mut s = lock(session);
+        if !next(&s, tick) {
+            return Ok(false);
+        }
+        if let Err(stop) = step_market(&mut s, tick, fills) {
+            // Fills applied before the failure are in the books: report them too.
+            outcome.fills.extend_from_slice(fills);
+            return Err(stop);
+        }
+        let point = EquityPoint {
+            time: tick.time,
+            cash: s.ledger.cash(),
+            equity: s.ledger.equity().map_err(|e| Stop::Engine(e.to_string()))?,
+        };
+        outcome.equity.push(point);
+        // After the point: a halted run's curve and fills end with the breaching tick.
+        (margin_check(&mut s), std::mem::take(&mut s.notices))
+    };
+    let (notice, notices) = notice;
+    outcome.bars += tick.symbols.len() as u64;
+    outcome.fills.extend_from_slice(fills);
+    if let Some(message) = notice? {
+        strategy.engine_notice(&message);
+    }
+    for message in notices {
+        strategy.engine_notice(&message);
+    }
+    strategy.update_indicators()?;
+    strategy.on_order_events()?;
+    for fill in fills.iter() {
+        strategy.on_fill(fill)?;
+    }
+    outcome.ticks += 1;
+    strategy.on_tick()?;
+    Ok(true)
 }
 
 /// Maintenance margin at the close of the tick's bars: a breach liquidates (orders that fill

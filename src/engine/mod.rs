@@ -9,7 +9,7 @@ pub mod margin;
 pub mod schedule;
 mod session;
 
-pub use backtest::{BacktestOptions, BacktestOutcome, Stop, Strategy, run_backtest};
+pub use backtest::{BacktestOptions, BacktestOutcome, Stop, Strategy, run_backtest, step};
 pub use cross_section::CrossSection;
 pub use indicator_set::IndicatorTiming;
 pub use session::{ExecutionSettings, Session, SessionCosts, SharedSession, lock};

@@ -54,6 +54,9 @@ pub struct Session {
     pub warned_favourable: bool,
     /// Engine lines for the run's log, drained after each tick.
     pub notices: Vec<String>,
+    /// Why new orders are refused (a live session's tripped circuit breaker): every order
+    /// submitted meanwhile becomes `rejected` with this reason.
+    pub halted: Option<String>,
 }
 
 pub type SharedSession = Arc<Mutex<Session>>;
@@ -99,6 +102,7 @@ impl Session {
             external_slippage: None,
             warned_favourable: false,
             notices: Vec::new(),
+            halted: None,
         }
     }
 
@@ -128,6 +132,10 @@ impl Session {
     /// Submits an order at `ctx.time`. Malformed requests are errors; breaches of the
     /// instrument's rules or of buying power give a `rejected` order with the reason.
     pub fn submit(&mut self, request: OrderRequest) -> Result<OrderId, OrderRejected> {
+        if let Some(reason) = &self.halted {
+            let reason = format!("trading halted: {reason}");
+            return Ok(self.orders.reject(&request, self.now, reason));
+        }
         if let Err(reason) = self.check_rules(&request) {
             return Ok(self.orders.reject(&request, self.now, reason));
         }

@@ -216,6 +216,8 @@ pub fn parse_side(text: &str) -> Option<OrderSide> {
     }
 }
 
+const FEED_MARK: &str = "feed_last_close";
+
 /// What the algorithm asked for, written before anything is sent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderIntent {
@@ -1416,6 +1418,31 @@ impl Journal {
     /// given row ids).
     pub fn derive_book(&self) -> Result<Book> {
         self.derive_book_upto(i64::MAX, i64::MAX)
+    }
+
+    /// The book's cash at the very first run (the genesis every derivation starts from).
+    pub fn initial_cash(&self) -> Result<Option<Decimal>> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'initial_cash'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        text.map(|t| parse_dec(&t, "initial cash")).transpose()
+    }
+
+    /// Remembers the close time of the last bar the session traded on, so a restarted replay
+    /// continues after it instead of trading the same bars twice. Kept with the breaker marks
+    /// (same shape: a name, a time, a value), under a name the breakers never read.
+    pub fn set_feed_mark(&mut self, bar_close: TimestampNs) -> Result<()> {
+        self.set_breaker_mark(FEED_MARK, bar_close, Decimal::ZERO)
+    }
+
+    /// The close time given to the last [`Journal::set_feed_mark`].
+    pub fn feed_mark(&self) -> Result<Option<TimestampNs>> {
+        Ok(self.breaker_marks()?.get(FEED_MARK).map(|&(time, _)| time))
     }
 
     fn derive_book_upto(&self, last_fill: i64, last_adjustment: i64) -> Result<Book> {

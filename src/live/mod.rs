@@ -9,9 +9,11 @@
 //! - [`reconcile`]: engine view vs broker snapshot, classified discrepancies, sync/halt policy.
 //! - [`config`]: `LiveSettings` from `config/live.toml`, credentials, [`config::Secret`], `mask`.
 //! - [`audit`]: append-only JSON Lines audit log with secrets masked.
+//! - [`feed`]: where a session's closed bars come from (a replay file, an exchange).
 
 pub mod audit;
 pub mod breakers;
 pub mod config;
+pub mod feed;
 pub mod journal;
 pub mod reconcile;

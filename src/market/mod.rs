@@ -11,6 +11,6 @@ pub mod timeframe;
 pub use aggregate::{Aggregation, Aggregations, FormingBar};
 pub use calendar::{BucketCursor, SessionCalendar, Slot};
 pub use clock::{Clock, Tick};
-pub use column::SharedColumn;
-pub use store::{Market, MarketError};
+pub use column::{BarColumn, CellValue, SharedColumn};
+pub use store::{Market, MarketError, infer_interval};
 pub use timeframe::Timeframe;

@@ -17,8 +17,9 @@ pub enum MarketError {
 
 /// The loaded bar series of a run, one per symbol, with the number of bars closed so far.
 ///
-/// Columns are immutable `Arc<[T]>` loaded once: a history view is a prefix of them, so handing
-/// one out is O(1) and cannot show a bar that has not closed yet.
+/// Columns are append-only (a backtest loads them once, a live feed appends closed bars): a
+/// history view is a prefix of the closed bars, so handing one out is O(1) and cannot show a
+/// bar that has not closed yet.
 #[derive(Debug)]
 pub struct Market {
     series: Vec<BarSeries>,
@@ -67,6 +68,47 @@ impl Market {
             closed,
             by_name,
         })
+    }
+
+    /// A market for a live feed: every symbol at `interval_ns`, possibly without bars yet;
+    /// bars arrive with [`Market::append_bar`].
+    pub fn live(series: Vec<BarSeries>, interval_ns: i64) -> Result<Self, MarketError> {
+        let mut by_name = HashMap::new();
+        for (index, s) in series.iter().enumerate() {
+            if by_name
+                .insert(s.symbol.clone(), SymbolId(index as u32))
+                .is_some()
+            {
+                return Err(MarketError::DuplicateSymbol {
+                    symbol: s.symbol.clone(),
+                    first: s.source.display().to_string(),
+                    second: s.source.display().to_string(),
+                });
+            }
+        }
+        Ok(Market {
+            interval_ns: vec![interval_ns; series.len()],
+            closed: vec![0; series.len()],
+            series,
+            by_name,
+        })
+    }
+
+    /// Appends a bar that closed in the outside world (a feed's closed candle); it becomes
+    /// visible to the algorithm only when the clock closes it. Open time must be after the
+    /// last bar's, on the symbol's interval grid is not required (gaps are allowed).
+    pub fn append_bar(
+        &mut self,
+        id: SymbolId,
+        open_time: TimestampNs,
+        texts: [&str; 5],
+    ) -> Result<(), String> {
+        self.series[id.index()].append(open_time, texts)
+    }
+
+    /// Bars of `id` in the market, closed or not.
+    pub fn bar_count(&self, id: SymbolId) -> usize {
+        self.series[id.index()].len()
     }
 
     pub fn symbol_count(&self) -> usize {

@@ -10,19 +10,20 @@ use numpy::prelude::*;
 use numpy::{Element, PyArray1};
 use pyo3::prelude::*;
 
-use crate::market::SharedColumn;
+use crate::market::{BarColumn, SharedColumn};
 
 /// Owns one symbol's columns for as long as any NumPy view of them exists: it is the `base` of
-/// every array handed to Python. The columns are immutable `Arc<[T]>` loaded once per run, so
-/// their memory never moves or changes while a view points into it.
+/// every array handed to Python. The columns are shared with the engine's `BarSeries`; a live
+/// feed appends to them, and when one grows by moving, the old storage stays alive with the
+/// column (see `market::column`), so a view's memory never moves or changes.
 #[pyclass(module = "_rustybt", frozen)]
 pub struct SeriesBuffer {
-    pub time: Arc<[i64]>,
-    pub open: Arc<[f64]>,
-    pub high: Arc<[f64]>,
-    pub low: Arc<[f64]>,
-    pub close: Arc<[f64]>,
-    pub volume: Arc<[f64]>,
+    pub time: BarColumn<i64>,
+    pub open: BarColumn<f64>,
+    pub high: BarColumn<f64>,
+    pub low: BarColumn<f64>,
+    pub close: BarColumn<f64>,
+    pub volume: BarColumn<f64>,
 }
 
 #[pymethods]
@@ -79,14 +80,11 @@ fn clamp(start: usize, end: usize, len: usize) -> (usize, usize) {
 
 pub fn f64_view<'py>(
     owner: &Bound<'py, SeriesBuffer>,
-    column: &Arc<[f64]>,
+    column: &BarColumn<f64>,
     start: usize,
     end: usize,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let (start, end) = clamp(start, end, column.len());
-    // SAFETY: `column` is one of the owner's Arc columns (callers pass `&owner.get().x`), and
-    // `start..end` lies within it.
-    unsafe { readonly_view(owner.as_any(), column.as_ptr().add(start), end - start) }
+    shared_view(owner.as_any(), column.shared(), start, end)
 }
 
 pub fn time_view<'py>(
@@ -94,20 +92,8 @@ pub fn time_view<'py>(
     start: usize,
     end: usize,
 ) -> PyResult<Bound<'py, PyArray1<Datetime<units::Nanoseconds>>>> {
-    let column = &owner.get().time;
-    let (start, end) = clamp(start, end, column.len());
-    // SAFETY: Datetime<U> is repr(transparent) over i64, so the i64 column is a valid
-    // datetime64[ns] buffer; the column is owned by `owner` and `start..end` lies within it.
-    unsafe {
-        readonly_view(
-            owner.as_any(),
-            column
-                .as_ptr()
-                .add(start)
-                .cast::<Datetime<units::Nanoseconds>>(),
-            end - start,
-        )
-    }
+    // Datetime<U> is repr(transparent) over i64: the i64 cells are a datetime64[ns] buffer.
+    shared_view(owner.as_any(), owner.get().time.shared(), start, end)
 }
 
 pub fn int_time_view<'py>(
@@ -115,10 +101,7 @@ pub fn int_time_view<'py>(
     start: usize,
     end: usize,
 ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-    let column = &owner.get().time;
-    let (start, end) = clamp(start, end, column.len());
-    // SAFETY: the column is owned by `owner` and `start..end` lies within it.
-    unsafe { readonly_view(owner.as_any(), column.as_ptr().add(start), end - start) }
+    shared_view(owner.as_any(), owner.get().time.shared(), start, end)
 }
 
 /// Owns one indicator output column for as long as any NumPy view of it exists.
@@ -161,8 +144,9 @@ pub fn shared_view<'py, T: Element>(
 ) -> PyResult<Bound<'py, PyArray1<T>>> {
     debug_assert_eq!(std::mem::size_of::<T>(), 8);
     let (start, end) = clamp(start, end, column.len());
-    // SAFETY: the column's storage is a boxed slice of 8-byte cells owned (through an Arc held
-    // by `owner`); it is preallocated and never reallocated. History and indicator cells are
+    // SAFETY: the column's current chunk is a boxed slice of 8-byte cells owned (through an Arc
+    // held by `owner`) until the column drops, even after the column grows into a new chunk;
+    // `len` never exceeds the current chunk. Bar, history and indicator cells are
     // written once, before `len` counts them, so the first `len` never change; cross-section
     // cells are overwritten in place by aligned 8-byte atomic stores, made by the engine while
     // user code is not running. Callers use T of 8 bytes (f64, i64, datetime64[ns]) matching

@@ -145,6 +145,12 @@ impl PyStrategy {
     }
 
     /// Every reload attempt of the run.
+    /// The algorithm instance (the reloaded one after a hot reload): live sessions save and
+    /// restore its state.
+    pub fn algorithm(&self) -> &Py<PyAny> {
+        &self.algorithm
+    }
+
     pub fn reload_events(&self) -> &[ReloadEvent] {
         self.reload
             .as_ref()

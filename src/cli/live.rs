@@ -1,0 +1,1047 @@
+//! `rustybt live`: the same algorithm and engine step as `rustybt run`, driven by a live feed.
+//!
+//! Bars arrive from a feed (a replay file, or an exchange's closed candles), are appended to the
+//! market's growable columns and closed by the shared clock step (`engine::step`), so the
+//! algorithm sees exactly what a backtest would. Orders go to the paper broker (the backtest's
+//! matcher and costs) and every order, fill and breaker trip is journaled in SQLite before the
+//! session moves on; see docs/live.md.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use rust_decimal::Decimal;
+
+use super::LiveArgs;
+use super::RunArgs;
+use super::doctor::start_python;
+use super::run::{RunRecord, session_on, write_results};
+use crate::config::{RunSettings, parse_duration};
+use crate::data::{self, BarSeries, LoadOptions};
+use crate::engine::{BacktestOutcome, SharedSession, Stop, Strategy, lock, step};
+use crate::error::{Error, ExitCode, report};
+use crate::live::audit::AuditLog;
+use crate::live::breakers::{BreakerError, Breakers, Trip};
+use crate::live::config::LiveSettings;
+use crate::live::feed::{Batch, Feed, Poll, ReplayFeed};
+use crate::live::journal::{
+    self, Book, FillRecord, Journal, OrderIntent, OrderType, OrderUpdate, RunStart,
+};
+use crate::market::{Market, Tick};
+use crate::model::{
+    Fill, OrderId, OrderKind, OrderSide, OrderStatus, SymbolId, TimestampNs, format_timestamp,
+};
+use crate::python::{self, LogSink, PyStrategy};
+use crate::watch::SourceWatcher;
+
+/// Longest time between two journal checkpoints of a quiet session.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Longest wait between two looks at signals, the halt file and code changes.
+const IDLE_SLICE: Duration = Duration::from_millis(200);
+
+enum BrokerChoice {
+    Paper,
+    Ccxt(String),
+}
+
+enum FeedChoice {
+    Replay(PathBuf),
+    Ccxt(String),
+}
+
+fn parse_broker(text: &str) -> Result<BrokerChoice, Error> {
+    match text.split_once(':') {
+        None if text == "paper" => Ok(BrokerChoice::Paper),
+        Some(("ccxt", id)) if !id.is_empty() => Ok(BrokerChoice::Ccxt(id.to_string())),
+        _ => Err(Error::usage_with_hint(
+            format!("`--broker {text}` is not a broker"),
+            "use `--broker paper` or `--broker ccxt:<exchange_id>` (e.g. ccxt:binance)",
+        )),
+    }
+}
+
+fn parse_feed(text: Option<&str>, broker: &BrokerChoice) -> Result<FeedChoice, Error> {
+    match (text, broker) {
+        (None, BrokerChoice::Ccxt(id)) => Ok(FeedChoice::Ccxt(id.clone())),
+        (None, BrokerChoice::Paper) => Err(Error::usage_with_hint(
+            "paper trading needs a feed",
+            "add `--feed replay:FILE` (bars from a file) or `--feed ccxt:<exchange_id>` (an exchange's candles)",
+        )),
+        (Some(text), _) => match text.split_once(':') {
+            Some(("replay", path)) if !path.is_empty() => Ok(FeedChoice::Replay(path.into())),
+            Some(("ccxt", id)) if !id.is_empty() => Ok(FeedChoice::Ccxt(id.to_string())),
+            _ => Err(Error::usage_with_hint(
+                format!("`--feed {text}` is not a feed"),
+                "use `--feed replay:FILE` or `--feed ccxt:<exchange_id>`",
+            )),
+        },
+    }
+}
+
+/// Wall-clock time for the journal and audit log.
+fn wall_ns() -> TimestampNs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn live_error(context: &str, error: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("{context}: {error}"))
+}
+
+pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, Error> {
+    let broker = parse_broker(&args.broker)?;
+    let feed_choice = parse_feed(args.feed.as_deref(), &broker)?;
+    let interval_ns = parse_duration(&args.timeframe)?;
+    if !args.algo.is_file() {
+        return Err(Error::usage(format!(
+            "algorithm file `{}` does not exist",
+            args.algo.display()
+        )));
+    }
+    if !(args.speed >= 0.0 && args.speed.is_finite()) {
+        return Err(Error::usage(format!(
+            "`--speed {}` must be a number ≥ 0 (0 plays as fast as possible)",
+            args.speed
+        )));
+    }
+    let mut symbols: Vec<String> = Vec::new();
+    for symbol in args.symbols.iter().map(|s| s.trim().to_string()) {
+        if symbol.is_empty() || symbols.contains(&symbol) {
+            return Err(Error::usage(format!(
+                "`--symbols` lists `{symbol}` twice or empty"
+            )));
+        }
+        symbols.push(symbol);
+    }
+    let mut live_settings = match &args.config {
+        Some(path) => LiveSettings::load(path),
+        None => LiveSettings::from_toml(""),
+    }
+    .map_err(|e| Error::usage(e.to_string()))?;
+    if let Some(dir) = &args.state {
+        if live_settings.breakers.halt_file == Some(live_settings.state_dir.join("HALT")) {
+            live_settings.breakers.halt_file = Some(dir.join("HALT"));
+        }
+        live_settings.state_dir = dir.clone();
+    }
+    let run_args = RunArgs {
+        algo: Some(args.algo.clone()),
+        class_name: args.class_name.clone(),
+        cash: args.cash.clone(),
+        params: args.params.clone(),
+        out: args.out.clone(),
+        config: args.run_config.clone(),
+        quiet: args.quiet,
+        no_progress: true,
+        ..Default::default()
+    };
+    let mut settings = RunSettings::resolve(&run_args)?;
+    settings.out = Some(args.out.clone().unwrap_or_else(default_out_dir));
+
+    let (feed, source): (Box<dyn Feed>, String) = match &feed_choice {
+        FeedChoice::Replay(path) => {
+            let series = load_replay(path, &symbols, interval_ns)?;
+            let feed = ReplayFeed::new(path.display().to_string(), &series, interval_ns, args.speed);
+            (Box::new(feed), path.display().to_string())
+        }
+        FeedChoice::Ccxt(id) => {
+            return Err(Error::usage_with_hint(
+                format!("the `ccxt:{id}` feed is not available in this build yet"),
+                "use `--feed replay:FILE` with `--broker paper`",
+            ));
+        }
+    };
+    if let BrokerChoice::Ccxt(id) = &broker {
+        return Err(Error::usage_with_hint(
+            format!("the `ccxt:{id}` broker is not available in this build yet"),
+            "use `--broker paper`",
+        ));
+    }
+
+    let algo_dir = std::path::absolute(&args.algo)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    start_python(explicit_python, std::slice::from_ref(&algo_dir))?;
+    let series = symbols
+        .iter()
+        .map(|s| BarSeries::empty(s.clone(), source.clone()))
+        .collect();
+    let market = Market::live(series, interval_ns).map_err(|e| Error::Market(e.to_string()))?;
+    let session = session_on(&settings, market)?;
+    let cash_currency = "USD".to_string();
+    let mut state = State::open(&live_settings, &args, &symbols, &cash_currency, &settings)?;
+    Python::attach(|py| {
+        // SIGTERM stops a session like Ctrl-C: the loop notices it, saves and exits cleanly.
+        py.run(
+            c"import signal\nsignal.signal(signal.SIGTERM, signal.default_int_handler)",
+            None,
+            None,
+        )
+        .map_err(|e| live_error("installing the SIGTERM handler", e))?;
+        let loaded = python::load_algorithm(
+            py,
+            &settings.algo,
+            settings.class_name.as_deref(),
+            &settings.params,
+        )?;
+        let sink = Arc::new(LogSink {
+            echo: !settings.quiet,
+            ..Default::default()
+        });
+        let mut strategy = PyStrategy::new(py, &loaded, session.clone(), sink.clone())
+            .map_err(|e| live_error("attaching the algorithm", e))?;
+        let folders = [algo_dir.clone()];
+        if let Ok(watcher) = SourceWatcher::new(&folders) {
+            strategy.enable_reload(
+                watcher,
+                loaded.path.clone(),
+                loaded.class_name.clone(),
+                settings.params.clone(),
+            );
+        }
+        let mut live = LiveSession {
+            session: session.clone(),
+            state: &mut state,
+            feed,
+            sink: sink.clone(),
+            tracker: Tracker::default(),
+            status: StatusLine::new(live_settings.status_line),
+            max_bars: args.max_bars,
+            logged_lines: 0,
+            skipped_warned: false,
+            last_checkpoint: Instant::now(),
+            last_close: None,
+        };
+        let started = Instant::now();
+        let (outcome, end) = live.run(py, &mut strategy);
+        let wall_seconds = started.elapsed().as_secs_f64();
+        live.status.clear();
+        let reason = match &end {
+            End::FeedDone => "end of feed".to_string(),
+            End::MaxBars => "--max-bars reached".to_string(),
+            End::Signal => "stopped by signal".to_string(),
+            End::Failed(_) => "algorithm failed".to_string(),
+            End::Engine(message) => format!("engine error: {message}"),
+        };
+        state.finish(&reason)?;
+        let run = RunRecord {
+            settings: &settings,
+            loaded: &loaded,
+            session: session.clone(),
+            sink: &sink,
+            files: vec![source.clone()],
+            symbols: symbols.clone(),
+            bar_interval_ns: interval_ns,
+            wall_seconds,
+            paced: true,
+            out_dir: settings.out.clone().unwrap_or_else(default_out_dir),
+        };
+        let finished = write_results(py, run, outcome, &strategy)?;
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}",
+            crate::metrics::summary_table(&finished.info, &finished.metrics)
+        );
+        eprintln!(
+            "live session ended ({reason}); journal {}, results in {}",
+            state.journal_path.display(),
+            finished.out_dir.display()
+        );
+        Ok(match end {
+            End::FeedDone | End::MaxBars | End::Signal => ExitCode::Success,
+            End::Failed(e) => {
+                report(&Error::Algorithm(e));
+                ExitCode::Algorithm
+            }
+            End::Engine(message) => {
+                report(&Error::Internal(message));
+                ExitCode::Internal
+            }
+        })
+    })
+}
+
+fn default_out_dir() -> PathBuf {
+    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
+    let base = PathBuf::from("runs").join(format!("live-{stamp}"));
+    let mut candidate = base.clone();
+    let mut n = 2;
+    while candidate.exists() {
+        candidate = PathBuf::from("runs").join(format!("live-{stamp}-{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+/// The replay file's bars of `symbols`, in that order. The file's bars must be `interval_ns`
+/// apart (a replay does not resample).
+fn load_replay(path: &Path, symbols: &[String], interval_ns: i64) -> Result<Vec<BarSeries>, Error> {
+    let options = LoadOptions {
+        symbol: (symbols.len() == 1).then(|| symbols[0].clone()),
+        ..Default::default()
+    };
+    let loaded = data::load(path, &options)?;
+    let mut out = Vec::new();
+    for symbol in symbols {
+        let Some(series) = loaded.iter().find(|s| &s.symbol == symbol) else {
+            let names: Vec<&str> = loaded.iter().map(|s| s.symbol.as_str()).collect();
+            return Err(Error::usage(format!(
+                "the replay file `{}` has no bars of `{symbol}`; it has: {}",
+                path.display(),
+                names.join(", ")
+            )));
+        };
+        if let Some(step) = crate::market::infer_interval(&series.time)
+            && step < interval_ns
+        {
+            return Err(Error::usage_with_hint(
+                format!(
+                    "the replay file `{}` has bars {} apart for `{symbol}`, shorter than --timeframe {}",
+                    path.display(),
+                    format_duration(step),
+                    format_duration(interval_ns)
+                ),
+                "give --timeframe the file's bar duration (a replay does not resample)",
+            ));
+        }
+        out.push(series.clone());
+    }
+    Ok(out)
+}
+
+/// `90s` → `1m30s`: durations as a person writes them.
+fn format_duration(ns: i64) -> String {
+    let mut secs = ns / 1_000_000_000;
+    if secs == 0 {
+        return format!("{}ms", ns / 1_000_000);
+    }
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    out
+}
+
+/// How a session ended.
+enum End {
+    FeedDone,
+    MaxBars,
+    Signal,
+    Failed(Box<crate::error::AlgorithmError>),
+    Engine(String),
+}
+
+impl From<Stop> for End {
+    fn from(stop: Stop) -> Self {
+        match stop {
+            Stop::Interrupted => End::Signal,
+            Stop::Failed(e) => End::Failed(e),
+            Stop::Engine(message) => End::Engine(message),
+        }
+    }
+}
+
+/// The crash-safe side of a session: journal, audit log, breakers.
+struct State {
+    journal: Journal,
+    journal_path: PathBuf,
+    audit: AuditLog,
+    breakers: Breakers,
+    run_id: i64,
+    prefix: String,
+    cash_currency: String,
+    /// Restored from the journal at start, applied after `initialize`.
+    algo_state: Option<journal::AlgoState>,
+    /// Bars closing at or before this were traded by an earlier session of this journal.
+    resume_after: Option<TimestampNs>,
+    /// Fills of earlier sessions, replayed into the ledger at start.
+    earlier_fills: Vec<(String, String, FillRecord)>,
+    initial_cash: Option<Decimal>,
+}
+
+impl State {
+    fn open(
+        settings: &LiveSettings,
+        args: &LiveArgs,
+        symbols: &[String],
+        cash_currency: &str,
+        run: &RunSettings,
+    ) -> Result<State, Error> {
+        std::fs::create_dir_all(&settings.state_dir).map_err(|source| Error::Io {
+            context: "cannot create the state folder",
+            path: settings.state_dir.clone(),
+            source,
+        })?;
+        let journal_path = settings.journal_path();
+        let audit = AuditLog::open(settings.audit_path(), Vec::new())
+            .map_err(|e| Error::usage(e.to_string()))?;
+        let mut journal = Journal::open(&journal_path).map_err(|e| Error::usage(e.to_string()))?;
+        let now = wall_ns();
+        let recovery = journal
+            .recover(now, settings.max_state_age_ns)
+            .map_err(|e| Error::usage(e.to_string()))?;
+        let run_id = journal
+            .start_run(&RunStart {
+                started_at: now,
+                algorithm: args.algo.display().to_string(),
+                broker: args.broker.clone(),
+                symbols: symbols.to_vec(),
+                cash_currency: cash_currency.to_string(),
+                initial_cash: run.cash,
+            })
+            .map_err(|e| Error::usage(e.to_string()))?;
+        // A paper order lives in this process only: one left open by a session that died is
+        // gone with it.
+        for order in recovery.unresolved.iter().chain(&recovery.open_orders) {
+            journal
+                .record_status(&OrderUpdate {
+                    client_order_id: order.client_order_id.clone(),
+                    time: now,
+                    status: OrderStatus::Cancelled,
+                    filled_quantity: order.filled(),
+                    exchange_id: order.exchange_id.clone(),
+                    reason: Some("the paper session that placed it ended".into()),
+                })
+                .map_err(|e| live_error("journaling a lost paper order", e))?;
+        }
+        let breaker_journal =
+            Journal::open(&journal_path).map_err(|e| Error::usage(e.to_string()))?;
+        let mut breakers = Breakers::new(settings.breakers.clone(), Some(breaker_journal))
+            .map_err(|e| Error::usage(e.to_string()))?;
+        if args.reset_breaker {
+            match breakers.reset(now, "rustybt live --reset-breaker") {
+                Ok(Some(trip)) => eprintln!("breaker reset: {trip}"),
+                Ok(None) => eprintln!("no breaker was tripped"),
+                Err(e) => return Err(Error::usage(e.to_string())),
+            }
+        }
+        let earlier_fills = journal.fills().map_err(|e| live_error("reading fills", e))?;
+        let initial_cash = journal
+            .initial_cash()
+            .map_err(|e| live_error("reading the journal", e))?;
+        let resume_after = journal
+            .feed_mark()
+            .map_err(|e| live_error("reading the journal", e))?;
+        if let Some(state) = &recovery.algo_state
+            && state.stale
+        {
+            eprintln!(
+                "warning: the saved algorithm state is {} old (older than [live] max_state_age); restoring it anyway",
+                format_duration(state.age_ns)
+            );
+        }
+        if let journal::SnapshotCheck::Mismatch { .. } = recovery.snapshot {
+            eprintln!(
+                "warning: the engine's last book snapshot differs from the journal's fills; the journal wins"
+            );
+        }
+        Ok(State {
+            journal,
+            journal_path,
+            audit,
+            breakers,
+            run_id,
+            prefix: format!("r{run_id}"),
+            cash_currency: cash_currency.to_string(),
+            algo_state: recovery.algo_state,
+            resume_after,
+            earlier_fills,
+            initial_cash,
+        })
+    }
+
+    fn finish(&mut self, reason: &str) -> Result<(), Error> {
+        let now = wall_ns();
+        self.journal
+            .end_run(self.run_id, now, reason)
+            .map_err(|e| live_error("journaling the end of the run", e))?;
+        let _ = self.audit.log(now, "info", &format!("session ended: {reason}"));
+        Ok(())
+    }
+}
+
+/// The engine's book in the journal's terms (for snapshots and reconciliation).
+fn engine_book(cash_currency: &str, session: &SharedSession) -> Result<Book, Error> {
+    let s = lock(session);
+    let mut book = Book::new(cash_currency, s.ledger.cash());
+    for &symbol in s.ledger.open_symbols() {
+        if let Some(position) = s.ledger.position(symbol)
+            && !position.quantity.is_zero()
+        {
+            book.positions.insert(
+                s.market.symbol_name(symbol).to_string(),
+                position.quantity,
+            );
+        }
+    }
+    Ok(book)
+}
+
+/// Journals the engine's orders and fills as they happen (paper broker).
+#[derive(Default)]
+struct Tracker {
+    /// Orders of the book already looked at (the book only appends).
+    seen: usize,
+    client_ids: HashMap<OrderId, String>,
+    /// Last journaled status and filled quantity of each order still open.
+    open: HashMap<OrderId, (OrderStatus, Decimal)>,
+    fills_of: HashMap<OrderId, u32>,
+}
+
+struct LiveSession<'a> {
+    session: SharedSession,
+    state: &'a mut State,
+    feed: Box<dyn Feed>,
+    sink: Arc<LogSink>,
+    tracker: Tracker,
+    status: StatusLine,
+    max_bars: Option<u64>,
+    logged_lines: usize,
+    skipped_warned: bool,
+    last_checkpoint: Instant,
+    /// Close time of the last bar stepped (the final checkpoint's feed mark).
+    last_close: Option<TimestampNs>,
+}
+
+impl LiveSession<'_> {
+    fn run(&mut self, py: Python<'_>, strategy: &mut PyStrategy) -> (BacktestOutcome, End) {
+        let mut outcome = BacktestOutcome::default();
+        if let Err(e) = self.restore_book() {
+            return (outcome, End::Engine(e));
+        }
+        if let Some(trip) = self.state.breakers.state().tripped {
+            self.halt(&trip, false);
+        }
+        let end = match self.drive(py, strategy, &mut outcome) {
+            Ok(end) => end,
+            Err(stop) => stop.into(),
+        };
+        let end = match end {
+            End::Failed(e) => End::Failed(e),
+            End::Engine(e) => End::Engine(e),
+            other => match strategy.on_stop() {
+                Ok(()) => other,
+                Err(stop) => stop.into(),
+            },
+        };
+        {
+            let mut s = lock(&self.session);
+            let now = s.now;
+            s.orders.cancel_all("the paper session ended", now);
+        }
+        let book = self.sync_orders(&[]).and_then(|_| {
+            engine_book(&self.state.cash_currency, &self.session).map_err(|e| e.to_string())
+        });
+        let saved = book.and_then(|book| match self.last_close {
+            Some(close) => self.checkpoint(py, strategy, &book, close),
+            None => Ok(()),
+        });
+        if let Err(e) = saved {
+            eprintln!("error: the final checkpoint failed: {e}");
+        }
+        self.audit_log_lines();
+        (outcome, end)
+    }
+
+    /// Earlier sessions' fills into the ledger: the paper book continues where it stopped.
+    fn restore_book(&mut self) -> Result<(), String> {
+        let mut s = lock(&self.session);
+        if let Some(initial) = self.state.initial_cash {
+            let symbols = s.market.symbol_count();
+            s.ledger = crate::accounting::Ledger::new(initial, symbols);
+        }
+        let fills = std::mem::take(&mut self.state.earlier_fills);
+        for (symbol, side, record) in &fills {
+            let Some(id) = s.market.symbol_id(symbol) else {
+                return Err(format!(
+                    "the journal holds fills of `{symbol}`, which --symbols does not list; \
+                     add it, or use another --state folder"
+                ));
+            };
+            let fill = Fill {
+                order_id: OrderId(0),
+                symbol: id,
+                side: if side == "buy" {
+                    OrderSide::Buy
+                } else {
+                    OrderSide::Sell
+                },
+                quantity: record.quantity,
+                price: record.price,
+                fee: record.fee,
+                slippage: Decimal::ZERO,
+                time: record.time,
+            };
+            s.ledger.apply_fill(&fill).map_err(|e| e.to_string())?;
+        }
+        if !fills.is_empty() {
+            eprintln!(
+                "restored the paper book from {} journaled fills: cash {}",
+                fills.len(),
+                s.ledger.cash()
+            );
+        }
+        Ok(())
+    }
+
+    fn drive(
+        &mut self,
+        py: Python<'_>,
+        strategy: &mut PyStrategy,
+        outcome: &mut BacktestOutcome,
+    ) -> Result<End, Stop> {
+        strategy.initialize()?;
+        self.restore_algo_state(py, strategy)?;
+        self.sync_orders(&[]).map_err(Stop::Engine)?;
+        let mut tick = Tick {
+            time: 0,
+            symbols: Vec::new(),
+        };
+        let mut fills = Vec::new();
+        let mut skipped = 0usize;
+        loop {
+            let batch = match self.feed.poll().map_err(Stop::Engine)? {
+                Poll::End => return Ok(End::FeedDone),
+                Poll::Wait(wait) => {
+                    strategy.idle(wait.min(IDLE_SLICE))?;
+                    strategy.check_interrupt()?;
+                    self.check_halt_file();
+                    continue;
+                }
+                Poll::Ready(batch) => batch,
+            };
+            if self
+                .state
+                .resume_after
+                .is_some_and(|after| batch.close_time <= after)
+            {
+                skipped += 1;
+                continue;
+            }
+            if skipped > 0 {
+                eprintln!(
+                    "resuming after {}: skipped {skipped} bar times an earlier session traded",
+                    format_timestamp(self.state.resume_after.unwrap_or_default())
+                );
+                skipped = 0;
+            }
+            self.append(&batch).map_err(Stop::Engine)?;
+            let symbols: Vec<SymbolId> = batch
+                .bars
+                .iter()
+                .map(|b| SymbolId(b.symbol as u32))
+                .collect();
+            let close_time = batch.close_time;
+            self.last_close = Some(close_time);
+            step(
+                &self.session,
+                strategy,
+                &mut tick,
+                &mut fills,
+                outcome,
+                &mut |_, tick| {
+                    tick.time = close_time;
+                    tick.symbols.clone_from(&symbols);
+                    true
+                },
+            )?;
+            let active = self.sync_orders(&fills).map_err(Stop::Engine)?;
+            self.after_bar(py, strategy, close_time, active)
+                .map_err(Stop::Engine)?;
+            strategy.check_interrupt()?;
+            strategy.between_ticks()?;
+            if self.max_bars.is_some_and(|max| outcome.bars >= max) {
+                return Ok(End::MaxBars);
+            }
+        }
+    }
+
+    fn append(&mut self, batch: &Batch) -> Result<(), String> {
+        let mut s = lock(&self.session);
+        for bar in &batch.bars {
+            let id = SymbolId(bar.symbol as u32);
+            let texts = [
+                bar.texts[0].as_str(),
+                bar.texts[1].as_str(),
+                bar.texts[2].as_str(),
+                bar.texts[3].as_str(),
+                bar.texts[4].as_str(),
+            ];
+            s.market
+                .append_bar(id, bar.open_time, texts)
+                .map_err(|e| format!("{}: {e}", self.feed.describe()))?;
+        }
+        Ok(())
+    }
+
+    /// Journals new orders (refusing them when a breaker says so), fills and status changes.
+    /// Returns whether anything was journaled.
+    fn sync_orders(&mut self, fills: &[Fill]) -> Result<bool, String> {
+        let wall = wall_ns();
+        let mut s = lock(&self.session);
+        let now = s.now;
+        let state = &mut *self.state;
+        let tracker = &mut self.tracker;
+        let new: Vec<crate::model::Order> = s.orders.all()[tracker.seen..].to_vec();
+        tracker.seen = s.orders.all().len();
+        let mut active = !new.is_empty() || !fills.is_empty();
+        for order in new {
+            if order.status == OrderStatus::Rejected {
+                let reason = order.reason.clone().unwrap_or_default();
+                let _ = state
+                    .audit
+                    .log(wall, "warning", &format!("order {} rejected: {reason}", order.id.0));
+                continue;
+            }
+            if let Err(error) = state.breakers.on_order(now) {
+                let reason = match &error {
+                    BreakerError::Halted(trip) => {
+                        let trip = trip.as_ref().clone();
+                        let _ = state.audit.breaker(&trip);
+                        s.halted = Some(trip.to_string());
+                        format!("trading halted: {trip}")
+                    }
+                    other => other.to_string(),
+                };
+                s.orders.cancel(order.id, &reason, now);
+                let _ = state.audit.log(
+                    wall,
+                    "warning",
+                    &format!("order {} not placed: {reason}", order.id.0),
+                );
+                continue;
+            }
+            let client_id = state
+                .journal
+                .next_client_order_id(&state.prefix)
+                .map_err(|e| e.to_string())?;
+            let intent = intent_of(&order, &client_id, s.market.symbol_name(order.symbol), wall);
+            state
+                .journal
+                .record_intent(&intent)
+                .map_err(|e| e.to_string())?;
+            let _ = state.audit.intent(wall, &intent);
+            state
+                .journal
+                .mark_sent(&client_id, wall)
+                .map_err(|e| e.to_string())?;
+            let exchange_id = format!("paper-{}-{}", state.run_id, order.id.0);
+            state
+                .journal
+                .record_ack(&client_id, &exchange_id, wall)
+                .map_err(|e| e.to_string())?;
+            let _ = state.audit.ack(wall, &client_id, &exchange_id);
+            tracker.client_ids.insert(order.id, client_id);
+            tracker
+                .open
+                .insert(order.id, (OrderStatus::Accepted, Decimal::ZERO));
+        }
+        for fill in fills {
+            let Some(client_id) = tracker.client_ids.get(&fill.order_id) else {
+                continue;
+            };
+            let n = tracker.fills_of.entry(fill.order_id).or_default();
+            *n += 1;
+            let record = FillRecord {
+                client_order_id: client_id.clone(),
+                trade_id: format!("{}-{}", fill.order_id.0, n),
+                quantity: fill.quantity,
+                price: fill.price,
+                fee: fill.fee,
+                fee_asset: None,
+                time: fill.time,
+            };
+            if state
+                .journal
+                .record_fill(&record)
+                .map_err(|e| e.to_string())?
+            {
+                let _ = state.audit.fill(wall, &record);
+            }
+        }
+        let mut closed = Vec::new();
+        for (id, last) in tracker.open.iter_mut() {
+            let Some(order) = s.orders.get(*id) else {
+                continue;
+            };
+            if (order.status, order.filled_quantity) == *last {
+                continue;
+            }
+            *last = (order.status, order.filled_quantity);
+            active = true;
+            let client_id = &tracker.client_ids[id];
+            state
+                .journal
+                .record_status(&OrderUpdate {
+                    client_order_id: client_id.clone(),
+                    time: wall,
+                    status: order.status,
+                    filled_quantity: order.filled_quantity,
+                    exchange_id: None,
+                    reason: order.reason.clone(),
+                })
+                .map_err(|e| e.to_string())?;
+            if !order.status.is_open() {
+                closed.push(*id);
+            }
+        }
+        for id in closed {
+            tracker.open.remove(&id);
+        }
+        Ok(active)
+    }
+
+    /// After each bar: breakers on equity and the halt file, the journal's checkpoint, log
+    /// lines to the audit log, the status line.
+    fn after_bar(
+        &mut self,
+        py: Python<'_>,
+        strategy: &PyStrategy,
+        close_time: TimestampNs,
+        active: bool,
+    ) -> Result<(), String> {
+        let equity = lock(&self.session)
+            .ledger
+            .equity()
+            .map_err(|e| e.to_string())?;
+        match self.state.breakers.on_equity(close_time, equity) {
+            Ok(Some(trip)) => self.halt(&trip, true),
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        self.check_halt_file();
+        let book = engine_book(&self.state.cash_currency, &self.session).map_err(|e| e.to_string())?;
+        // A checkpoint (book snapshot, feed mark, algorithm state: three synchronous commits)
+        // after every bar with order activity, else at most once per CHECKPOINT_EVERY: the
+        // journal never holds fills past the feed mark, so a restart resumes consistently.
+        if active || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            self.checkpoint(py, strategy, &book, close_time)?;
+        }
+        self.audit_log_lines();
+        self.status.show(&self.session, &book, equity, &self.state.breakers);
+        Ok(())
+    }
+
+    fn checkpoint(
+        &mut self,
+        py: Python<'_>,
+        strategy: &PyStrategy,
+        book: &Book,
+        close_time: TimestampNs,
+    ) -> Result<(), String> {
+        self.state
+            .journal
+            .record_snapshot(wall_ns(), book)
+            .map_err(|e| e.to_string())?;
+        self.state
+            .journal
+            .set_feed_mark(close_time)
+            .map_err(|e| e.to_string())?;
+        self.save_algo_state(py, strategy);
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
+    fn check_halt_file(&mut self) {
+        let now = lock(&self.session).now;
+        match self.state.breakers.check_halt_file(now) {
+            Ok(Some(trip)) => self.halt(&trip, true),
+            Ok(None) => {}
+            Err(e) => eprintln!("warning: {e}"),
+        }
+    }
+
+    /// Refuses new orders from now on and says why (once per trip).
+    fn halt(&mut self, trip: &Trip, new: bool) {
+        let message = trip.to_string();
+        let mut s = lock(&self.session);
+        if s.halted.as_deref() == Some(message.as_str()) {
+            return;
+        }
+        s.halted = Some(message.clone());
+        drop(s);
+        self.status.clear();
+        if new {
+            let _ = self.state.audit.breaker(trip);
+            eprintln!("HALTED: {message}; new orders are refused until the breaker is reset");
+        } else {
+            eprintln!(
+                "HALTED since an earlier session: {message}; new orders are refused \
+                 (remove the halt file if any, then start with --reset-breaker)"
+            );
+        }
+    }
+
+    fn save_algo_state(&mut self, py: Python<'_>, strategy: &PyStrategy) {
+        let result = (|| -> PyResult<(String, Vec<u8>, Vec<String>)> {
+            let module = py.import("rustybt_api._live.state")?;
+            let dumped = module.call_method1("dump", (strategy.algorithm().bind(py),))?;
+            let (fmt, data, skipped): (String, Bound<'_, PyBytes>, Vec<String>) =
+                dumped.extract()?;
+            Ok((fmt, data.as_bytes().to_vec(), skipped))
+        })();
+        match result {
+            Ok((fmt, data, skipped)) => {
+                if !skipped.is_empty() && !self.skipped_warned {
+                    self.skipped_warned = true;
+                    eprintln!(
+                        "note: these attributes are not saved across restarts (they do not pickle): {}",
+                        skipped.join(", ")
+                    );
+                }
+                if let Err(e) = self.state.journal.record_algo_state(wall_ns(), &fmt, &data) {
+                    eprintln!("warning: the algorithm state was not journaled: {e}");
+                }
+            }
+            Err(e) => eprintln!("warning: the algorithm state could not be saved: {e}"),
+        }
+    }
+
+    fn restore_algo_state(&mut self, py: Python<'_>, strategy: &PyStrategy) -> Result<(), Stop> {
+        let Some(saved) = self.state.algo_state.take() else {
+            return Ok(());
+        };
+        let restored = py.import("rustybt_api._live.state").and_then(|module| {
+            module
+                .call_method1(
+                    "load",
+                    (
+                        strategy.algorithm().bind(py),
+                        saved.format.as_str(),
+                        PyBytes::new(py, &saved.data),
+                    ),
+                )?
+                .extract::<Vec<String>>()
+        });
+        match restored {
+            Ok(names) => eprintln!(
+                "restored the algorithm's state from {} ({})",
+                format_timestamp(saved.time),
+                if names.is_empty() {
+                    "__setstate__".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ),
+            Err(e) => eprintln!("warning: the saved algorithm state was not restored: {e}"),
+        }
+        Ok(())
+    }
+
+    fn audit_log_lines(&mut self) {
+        let lines = self
+            .sink
+            .lines
+            .lock()
+            .map(|l| l[self.logged_lines.min(l.len())..].to_vec())
+            .unwrap_or_default();
+        self.logged_lines += lines.len();
+        let wall = wall_ns();
+        for line in lines {
+            let _ = self.state.audit.log(wall, "algorithm", &line);
+        }
+    }
+}
+
+fn intent_of(order: &crate::model::Order, client_id: &str, symbol: &str, wall: TimestampNs) -> OrderIntent {
+    let (order_type, limit_price, stop_price) = match order.kind {
+        OrderKind::Limit { limit } => (OrderType::Limit, Some(limit), None),
+        OrderKind::Stop { stop } => (OrderType::Stop, None, Some(stop)),
+        OrderKind::StopLimit { stop, limit } => (OrderType::StopLimit, Some(limit), Some(stop)),
+        // A trailing stop is journaled with its current stop price when it has one.
+        OrderKind::TrailingStop { .. } => match order.trail_stop {
+            Some(stop) => (OrderType::Stop, None, Some(stop)),
+            None => (OrderType::Market, None, None),
+        },
+        OrderKind::Market | OrderKind::MarketOnOpen | OrderKind::MarketOnClose => {
+            (OrderType::Market, None, None)
+        }
+    };
+    let time_in_force = match order.tif {
+        crate::model::TimeInForce::Ioc => journal::TimeInForce::Ioc,
+        crate::model::TimeInForce::Fok => journal::TimeInForce::Fok,
+        crate::model::TimeInForce::Day => journal::TimeInForce::Day,
+        crate::model::TimeInForce::Gtc | crate::model::TimeInForce::Gtd(_) => {
+            journal::TimeInForce::Gtc
+        }
+    };
+    OrderIntent {
+        client_order_id: client_id.to_string(),
+        symbol: symbol.to_string(),
+        side: order.side,
+        quantity: order.quantity,
+        order_type,
+        limit_price,
+        stop_price,
+        time_in_force,
+        created_at: wall,
+    }
+}
+
+/// One line on the terminal, rewritten after each bar (only on a terminal).
+struct StatusLine {
+    enabled: bool,
+    shown: bool,
+}
+
+impl StatusLine {
+    fn new(enabled: bool) -> Self {
+        StatusLine {
+            enabled: enabled && std::io::stderr().is_terminal(),
+            shown: false,
+        }
+    }
+
+    fn show(&mut self, session: &SharedSession, book: &Book, equity: Decimal, breakers: &Breakers) {
+        if !self.enabled {
+            return;
+        }
+        let (time, open) = {
+            let s = lock(session);
+            let open = s.orders.all().iter().filter(|o| o.status.is_open()).count();
+            (s.now, open)
+        };
+        let positions: Vec<String> = book
+            .positions
+            .iter()
+            .map(|(symbol, qty)| format!("{symbol} {qty}"))
+            .collect();
+        let breaker = match breakers.state().tripped {
+            Some(trip) => format!("HALTED ({})", trip.kind.as_str()),
+            None => "breakers ok".into(),
+        };
+        let line = format!(
+            "{} | equity {} | cash {} | {} | open orders {open} | {breaker}",
+            format_timestamp(time),
+            equity.round_dp(2),
+            book.cash.round_dp(2),
+            if positions.is_empty() {
+                "flat".to_string()
+            } else {
+                positions.join(", ")
+            }
+        );
+        let mut err = std::io::stderr();
+        let _ = write!(err, "\r\x1b[2K{line}");
+        let _ = err.flush();
+        self.shown = true;
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            let _ = write!(std::io::stderr(), "\r\x1b[2K");
+            self.shown = false;
+        }
+    }
+}
