@@ -9,9 +9,12 @@
 //! - [`reconcile`]: engine view vs broker snapshot, classified discrepancies, sync/halt policy.
 //! - [`config`]: `LiveSettings` from `config/live.toml`, credentials, [`config::Secret`], `mask`.
 //! - [`audit`]: append-only JSON Lines audit log with secrets masked.
+//! - [`venue`]: the [`venue::Venue`] trait the loop talks to an exchange through, and the data
+//!   (orders, fills, candles, rules, events, errors) that crosses it.
 
 pub mod audit;
 pub mod breakers;
 pub mod config;
 pub mod journal;
 pub mod reconcile;
+pub mod venue;

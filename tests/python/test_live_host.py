@@ -69,6 +69,7 @@ def test_output_has_the_shape_of_the_saved_fixtures_the_rust_side_parses() -> No
     assert sorted(saved) == sorted(produced), "regenerate: python -m tests.support.venue_fixtures"
     for name in produced:
         assert shape(produced[name]) == shape(saved[name]), f"{name}.json: the facade's output changed shape; regenerate the fixtures and update src/live/venue.rs"
+    assert saved["kinds"] == list(KINDS)  # src/live/venue.rs checks its VenueErrorKind against this
     assert [e["kind"] for e in produced["errors"]] == ["not_cancellable", "rate_limited", "rejected", "unknown_order", "unknown_symbol", "rule_violation"]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "pylib"))
 
-from rustybt_api._live.host import HostVenue, VenueError, open_venue  # noqa: E402
+from rustybt_api._live.host import KINDS, HostVenue, VenueError, open_venue  # noqa: E402
 
 from .fake_binance import FakeBinance, Market  # noqa: E402
 
@@ -86,7 +86,7 @@ def expect_error(call: Any, *args: Any) -> dict[str, Any]:
 
 def generate() -> dict[str, Any]:
     """Runs the scenario; returns {file stem: parsed JSON} (errors as their attributes)."""
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"kinds": list(KINDS), "intent": json.loads(intent("rbt-fx-2", order_type="limit", limit_price="63000.10"))}
     with new_fake() as fake:
         venue: HostVenue = open_venue("binance", config(fake))
         out["markets"] = json.loads(venue.markets(json.dumps(["BTC/USDT", "ETH/USDT"])))
