@@ -70,7 +70,6 @@ impl PyVenue {
                 translate(py, &err, self.venue_error.bind(py), &self.secrets, method)
             })?;
             reply.extract::<String>().map_err(|err| {
-                let err: PyErr = err.into();
                 internal(
                     py,
                     &err,
