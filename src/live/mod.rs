@@ -10,6 +10,8 @@
 //! - [`config`]: `LiveSettings` from `config/live.toml`, credentials, [`config::Secret`], `mask`.
 //! - [`audit`]: append-only JSON Lines audit log with secrets masked.
 //! - [`feed`]: where a session's closed bars come from (a replay file, an exchange).
+//! - [`venue`]: the [`venue::Venue`] trait the loop talks to an exchange through, and the data
+//!   (orders, fills, candles, rules, events, errors) that crosses it.
 
 pub mod audit;
 pub mod breakers;
@@ -17,3 +19,4 @@ pub mod config;
 pub mod feed;
 pub mod journal;
 pub mod reconcile;
+pub mod venue;

@@ -12,6 +12,7 @@ pub mod objects;
 pub mod schedule;
 pub mod slippage;
 pub mod strategy;
+pub mod venue;
 
 use std::path::{Path, PathBuf};
 

@@ -9,6 +9,7 @@ import select
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from decimal import Decimal as D
 from pathlib import Path
@@ -332,3 +333,112 @@ def test_toml_script(tmp_path: Path) -> None:
             client.create_order("ETH/USDT", "market", "buy", "1")
         assert client.create_order("ETH/USDT", "market", "buy", "1")["info"]["status"] == "FILLED"
         assert fake.balance("USDT") == (D("480"), D(0))
+
+
+# ------------------------------------------------------------------------------ script clock
+
+
+def clock_fake(**clock: object) -> FakeBinance:
+    from tests.support.fake_binance import Clock
+
+    spec = {"start_ms": T0, "interval": "1m", "wall_ms_per_bar": 60_000, "path": {"BTCUSDT": ["100", "98.5", "103", "101"]}, **clock}
+    return FakeBinance([Market("BTCUSDT", "BTC", "USDT")], balances={"USDT": "10000"}, prices={"BTCUSDT": "100"}, clock=Clock.from_dict(spec))
+
+
+def test_clock_ticks_derive_candles_from_the_path_and_match_orders() -> None:
+    with clock_fake(paused=True) as fake:  # paused: only explicit ticks
+        ex = make_client(fake)
+        assert fake.now_ms() == T0 and ex.fetch_ohlcv("BTC/USDT", "1m") == []
+        buy = ex.create_order("BTC/USDT", "limit", "buy", "0.1", "99")
+        assert fake.tick() == []  # bar 0: 100 -> 100
+        trades = fake.tick()  # bar 1: 100 -> 98.5 crosses the 99 buy
+        assert [(t.side, t.price) for t in trades] == [("BUY", D("99"))]
+        assert ex.fetch_order(buy["id"], "BTC/USDT")["info"]["status"] == "FILLED"
+        fake.tick(), fake.tick()
+        assert fake.tick() == [] and fake.clock.exhausted  # type: ignore[union-attr]
+        assert fake.now_ms() == T0 + 4 * MINUTE and fake.prices["BTCUSDT"] == D("101")
+        rows = ex.publicGetKlines({"symbol": "BTCUSDT", "interval": "1m", "startTime": T0})
+        assert [[r[0], r[1], r[2], r[3], r[4], r[5]] for r in rows] == [
+            [T0 + 0 * MINUTE, "100.00000000", "100.00000000", "100.00000000", "100.00000000", "10.00000000"],
+            [T0 + 1 * MINUTE, "100.00000000", "100.00000000", "98.50000000", "98.50000000", "10.00000000"],
+            [T0 + 2 * MINUTE, "98.50000000", "103.00000000", "98.50000000", "103.00000000", "10.00000000"],
+            [T0 + 3 * MINUTE, "103.00000000", "103.00000000", "101.00000000", "101.00000000", "10.00000000"],
+        ]
+
+
+def test_clock_runs_on_wall_time_pauses_and_stops() -> None:
+    with clock_fake(wall_ms_per_bar=40) as fake:
+        deadline = time.monotonic() + 5
+        while not fake.clock.exhausted and time.monotonic() < deadline:  # type: ignore[union-attr]
+            time.sleep(0.01)
+        assert fake.clock.bars == 4 and fake.now_ms() == T0 + 4 * MINUTE  # type: ignore[union-attr]
+        time.sleep(0.1)
+        assert fake.clock.bars == 4  # stopped at the end of the path  # type: ignore[union-attr]
+    with clock_fake(wall_ms_per_bar=40) as fake:
+        fake.set_paused(True)
+        held = fake.clock.bars  # type: ignore[union-attr]
+        time.sleep(0.2)
+        assert fake.clock.bars == held and held < 4  # type: ignore[union-attr]
+        fake.set_paused(False)
+        deadline = time.monotonic() + 5
+        while not fake.clock.exhausted and time.monotonic() < deadline:  # type: ignore[union-attr]
+            time.sleep(0.01)
+        assert fake.clock.bars == 4  # type: ignore[union-attr]
+
+
+def test_clock_section_is_checked() -> None:
+    from tests.support.fake_binance import Clock
+
+    with pytest.raises(ValueError, match="interval"):
+        Clock.from_dict({"start_ms": T0, "interval": "7m", "wall_ms_per_bar": 10, "path": {}})
+    with pytest.raises(ValueError, match="multiple"):
+        Clock.from_dict({"start_ms": T0 + 1, "interval": "1m", "wall_ms_per_bar": 10, "path": {}})
+    with FakeBinance([Market("BTCUSDT", "BTC", "USDT")]) as fake:
+        req = urllib.request.Request(fake.url.replace("/api/v3", "/_fake/clock"), json.dumps({"paused": True}).encode(), method="POST")
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=5)
+        assert "no clock" in info.value.read().decode()
+
+
+def test_script_clock_with_pause_endpoint(tmp_path: Path) -> None:
+    script = {
+        "api_key": "k1",
+        "secret": "s1",
+        "markets": [{"symbol": "BTCUSDT", "base": "BTC", "quote": "USDT"}],
+        "balances": {"USDT": "1000"},
+        "prices": {"BTCUSDT": "100"},
+        "clock": {"start_ms": T0, "interval": "1m", "wall_ms_per_bar": 100, "paused": True, "path": {"BTCUSDT": ["100", "101", "102"]}},
+    }
+    path = tmp_path / "clock.json"
+    path.write_text(json.dumps(script))
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.fake_binance", "--port", "0", "--script", str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        assert ready, "the fake did not start"
+        url = proc.stdout.readline().split()[1]  # type: ignore[union-attr]
+        control = url.replace("/api/v3", "/_fake")
+
+        def klines() -> list[list[object]]:
+            with urllib.request.urlopen(f"{url}/klines?symbol=BTCUSDT&interval=1m&startTime={T0}", timeout=5) as r:
+                return json.load(r)
+
+        def clock(paused: bool) -> dict[str, object]:
+            req = urllib.request.Request(f"{control}/clock", json.dumps({"paused": paused}).encode(), method="POST")
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return json.load(r)
+
+        time.sleep(0.3)
+        assert klines() == []  # paused from the start
+        assert clock(False)["paused"] is False
+        deadline = time.monotonic() + 10
+        while len(klines()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rows = klines()
+        assert [r[4] for r in rows] == ["100.00000000", "101.00000000", "102.00000000"]
+        with urllib.request.urlopen(f"{url}/ticker/price?symbol=BTCUSDT", timeout=5) as r:
+            assert json.load(r)["price"] == "102.00000000"
+        assert clock(True) == {"paused": True, "bars": 3, "now_ms": T0 + 3 * MINUTE}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+        proc.stdout.close()  # type: ignore[union-attr]

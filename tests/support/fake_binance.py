@@ -23,7 +23,8 @@ Control endpoints for out-of-process tests live under ``/_fake/`` (not part of B
 (JSON ``{"symbol":..., "price":..., "qty": optional}``), ``POST /_fake/fault`` (a fault as JSON),
 ``POST /_fake/candle`` (JSON ``{"symbol", "interval", "candle": [open_ms, o, h, l, c, v]}``;
 appended and matched against resting orders, see ``append_candle``),
-``POST /_fake/time`` (JSON ``{"now_ms": int|null}``).
+``POST /_fake/time`` (JSON ``{"now_ms": int|null}``), ``POST /_fake/clock`` (JSON
+``{"paused": bool}``; only with a script ``clock`` section, see ``Clock``).
 """
 
 from __future__ import annotations
@@ -300,6 +301,56 @@ class RequestRecord:
     error_code: int | None = None
 
 
+@dataclass
+class Clock:
+    """Script mode's market clock: every ``wall_ms_per_bar`` of wall time the fake's virtual time
+    advances by one ``interval`` and the next candle of each ``path`` appears (and is matched, as
+    ``append_candle`` does). Candle k of a path opens at ``start_ms + k * interval``; its open is
+    the previous close (the first one's open is its own close), high/low are max/min of open and
+    close, volume 10. Virtual time starts at ``start_ms`` (nothing has closed yet) and stops once
+    every path is used up; ``paused`` (``POST /_fake/clock``) holds it where it is."""
+
+    start_ms: int
+    interval: str
+    wall_ms_per_bar: int
+    path: dict[str, list[str]]
+    paused: bool = False
+    bars: int = 0  # candles appended per path so far
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Clock":
+        clock = cls(
+            start_ms=int(data["start_ms"]),
+            interval=str(data["interval"]),
+            wall_ms_per_bar=int(data["wall_ms_per_bar"]),
+            path={sym: [str(p) for p in prices] for sym, prices in data["path"].items()},
+            paused=bool(data.get("paused", False)),
+        )
+        if clock.interval not in INTERVALS_MS:
+            raise ValueError(f"clock.interval {clock.interval!r} is not one of {', '.join(INTERVALS_MS)}")
+        if clock.wall_ms_per_bar <= 0:
+            raise ValueError("clock.wall_ms_per_bar must be > 0")
+        if clock.start_ms % INTERVALS_MS[clock.interval]:
+            raise ValueError(f"clock.start_ms {clock.start_ms} is not a multiple of {clock.interval}")
+        return clock
+
+    @property
+    def length(self) -> int:
+        return max((len(p) for p in self.path.values()), default=0)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.bars >= self.length
+
+    def candle(self, symbol: str, k: int) -> list[Any] | None:
+        prices = self.path[symbol]
+        if k >= len(prices):
+            return None
+        close = D(prices[k])
+        open_ = D(prices[k - 1]) if k > 0 else close
+        return [self.start_ms + k * INTERVALS_MS[self.interval], open_, max(open_, close), min(open_, close), close, D(10)]
+
+
 # ---------------------------------------------------------------------------------- the fake
 
 
@@ -321,8 +372,13 @@ class FakeBinance:
         taker_fee: str = "0.001",
         maker_fee: str = "0.001",
         faults: Iterable[Fault] = (),
+        clock: Clock | None = None,
     ):
         self.lock = threading.RLock()
+        self.clock = clock
+        self._clock_thread: threading.Thread | None = None
+        self._clock_stop = threading.Event()
+        self._clock_wake = threading.Event()
         self.api_key = api_key
         self.secret = secret
         self.host, self.port = host, port
@@ -356,9 +412,19 @@ class FakeBinance:
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-binance", daemon=True)
         self._thread.start()
+        if self.clock is not None:
+            with self.lock:
+                self._now_ms = self.clock.start_ms  # nothing has closed yet
+            self._clock_thread = threading.Thread(target=self._run_clock, name="fake-binance-clock", daemon=True)
+            self._clock_thread.start()
         return self
 
     def stop(self) -> None:
+        self._clock_stop.set()
+        self._clock_wake.set()
+        if self._clock_thread is not None:
+            self._clock_thread.join(timeout=5)
+            self._clock_thread = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -381,6 +447,51 @@ class FakeBinance:
     def set_time(self, now_ms: int | None) -> None:
         with self.lock:
             self._now_ms = now_ms
+
+    def tick(self) -> list[Trade]:
+        """One step of the clock: virtual time advances by one interval and the next candle of
+        every path is appended and matched. Nothing happens once the paths are used up."""
+        with self.lock:
+            clock = self.clock
+            if clock is None or clock.exhausted:
+                return []
+            k = clock.bars
+            fills: list[Trade] = []
+            for symbol in clock.path:
+                row = clock.candle(symbol, k)
+                if row is not None:
+                    fills += self.append_candle(symbol, clock.interval, row)
+            clock.bars += 1
+            # the candle just appended has closed: now = its open + interval
+            self._now_ms = clock.start_ms + clock.bars * INTERVALS_MS[clock.interval]
+            return fills
+
+    def set_paused(self, paused: bool) -> None:
+        with self.lock:
+            if self.clock is None:
+                raise ApiError(400, -1000, "this fake has no clock (script key 'clock')")
+            self.clock.paused = paused
+        self._clock_wake.set()
+
+    def _run_clock(self) -> None:
+        assert self.clock is not None
+        period = self.clock.wall_ms_per_bar / 1000
+        next_at = time.monotonic() + period
+        while not self._clock_stop.is_set():
+            self._clock_wake.wait(max(0.0, next_at - time.monotonic()))
+            self._clock_wake.clear()
+            if self._clock_stop.is_set():
+                return
+            with self.lock:
+                if self.clock.exhausted:
+                    return
+                paused = self.clock.paused
+            if paused:
+                next_at = time.monotonic() + period  # a full bar of wall time after resuming
+                continue
+            if time.monotonic() >= next_at:
+                self.tick()
+                next_at += period
 
     # ---- test-facing scripting
     def inject(self, fault: Fault | None = None, **kwargs: Any) -> Fault:
@@ -827,6 +938,11 @@ class FakeBinance:
             if (method, path) == ("POST", "time"):
                 self.set_time(body.get("now_ms"))
                 return {}
+            if (method, path) == ("POST", "clock"):
+                if not isinstance(body.get("paused"), bool):
+                    raise ApiError(400, -1000, 'POST /_fake/clock takes {"paused": true|false}')
+                self.set_paused(body["paused"])
+                return {"paused": body["paused"], "bars": self.clock.bars, "now_ms": self.now_ms()}  # type: ignore[union-attr]
         raise ApiError(404, -1000, f"Unknown control endpoint {method} {path}")
 
     # ---- scripts
@@ -848,6 +964,7 @@ class FakeBinance:
             secret=data.get("secret", "fake-secret"),
             now_ms=data.get("now_ms"),
             faults=[Fault.from_dict(f) for f in data.get("faults", [])],
+            clock=Clock.from_dict(data["clock"]) if "clock" in data else None,
             **kwargs,
         )
 
@@ -960,7 +1077,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A fake Binance spot REST API on 127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--script", help="JSON or TOML file: markets, balances, prices, candles, faults")
+    parser.add_argument("--script", help="JSON or TOML file: markets, balances, prices, candles, faults, clock")
     args = parser.parse_args(argv)
     fake = FakeBinance.from_script(args.script, host=args.host, port=args.port) if args.script else FakeBinance(host=args.host, port=args.port)
     fake.start()
