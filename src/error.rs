@@ -101,6 +101,9 @@ pub enum Error {
     },
     #[error("internal error (a bug in rustybt): {0}")]
     Internal(String),
+    /// The exchange refused or failed (live trading): credentials, connection, a market.
+    #[error("broker: {0}")]
+    Broker(String),
     /// Ctrl-C before the backtest started (e.g. while the algorithm was being imported).
     #[error("interrupted")]
     Interrupted,
@@ -129,6 +132,7 @@ impl Error {
             Error::Io { .. } => ExitCode::Usage,
             Error::Python { .. } => ExitCode::Usage,
             Error::Internal(_) => ExitCode::Internal,
+            Error::Broker(_) => ExitCode::Broker,
             Error::Interrupted => ExitCode::Interrupted,
         }
     }

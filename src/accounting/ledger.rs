@@ -83,6 +83,16 @@ impl Ledger {
         Ok(())
     }
 
+    /// Cash moved by something outside trading (a live broker's balance adopted at
+    /// reconciliation, a deposit): not a cost, not PnL. All or nothing on overflow.
+    pub fn adjust_cash(&mut self, delta: Decimal) -> Result<(), LedgerError> {
+        self.cash = self
+            .cash
+            .checked_add(delta)
+            .ok_or(overflow("adjusting cash"))?;
+        Ok(())
+    }
+
     pub fn position(&self, symbol: SymbolId) -> Option<&Position> {
         self.positions.get(symbol.index())
     }

@@ -6,8 +6,10 @@
 //! matcher and costs) and every order, fill and breaker trip is journaled in SQLite before the
 //! session moves on; see docs/live.md.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Write};
+use std::rc::Rc;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +29,12 @@ use crate::error::{Error, ExitCode, report};
 use crate::live::audit::AuditLog;
 use crate::live::breakers::{BreakerError, Breakers, Trip};
 use crate::live::config::LiveSettings;
-use crate::live::feed::{Batch, Feed, Poll, ReplayFeed};
+use crate::live::feed::{Batch, ExchangeFeed, Feed, Poll, ReplayFeed};
+use crate::live::reconcile::Reconciler;
+use crate::live::venue::{MarketRules, Venue, VenueConfig, VenueError, VenueErrorKind, VenueUrls};
+use crate::python::venue::PyVenue;
+
+use super::live_venue::{self, VenueBroker};
 use crate::live::journal::{
     self, Book, FillRecord, Journal, OrderIntent, OrderType, OrderUpdate, RunStart,
 };
@@ -40,6 +47,9 @@ use crate::watch::SourceWatcher;
 
 /// Longest time between two journal checkpoints of a quiet session.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// How often an exchange session asks for fills and statuses between bars.
+const BROKER_POLL: Duration = Duration::from_secs(2);
 
 /// Longest wait between two looks at signals, the halt file and code changes.
 const IDLE_SLICE: Duration = Duration::from_millis(200);
@@ -84,7 +94,7 @@ fn parse_feed(text: Option<&str>, broker: &BrokerChoice) -> Result<FeedChoice, E
 }
 
 /// Wall-clock time for the journal and audit log.
-fn wall_ns() -> TimestampNs {
+pub(super) fn wall_ns() -> TimestampNs {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
@@ -145,39 +155,37 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
     let mut settings = RunSettings::resolve(&run_args)?;
     settings.out = Some(args.out.clone().unwrap_or_else(default_out_dir));
 
-    let (feed, source): (Box<dyn Feed>, String) = match &feed_choice {
-        FeedChoice::Replay(path) => {
-            let series = load_replay(path, &symbols, interval_ns)?;
-            let feed = ReplayFeed::new(path.display().to_string(), &series, interval_ns, args.speed);
-            (Box::new(feed), path.display().to_string())
-        }
-        FeedChoice::Ccxt(id) => {
-            return Err(Error::usage_with_hint(
-                format!("the `ccxt:{id}` feed is not available in this build yet"),
-                "use `--feed replay:FILE` with `--broker paper`",
-            ));
-        }
-    };
     if let BrokerChoice::Ccxt(id) = &broker {
-        return Err(Error::usage_with_hint(
-            format!("the `ccxt:{id}` broker is not available in this build yet"),
-            "use `--broker paper`",
-        ));
+        match &feed_choice {
+            FeedChoice::Ccxt(feed) if feed != id => {
+                return Err(Error::usage(format!(
+                    "`--broker ccxt:{id}` trades on its own candles; `--feed ccxt:{feed}` is another exchange"
+                )));
+            }
+            FeedChoice::Replay(_) => {
+                return Err(Error::usage_with_hint(
+                    format!("`--broker ccxt:{id}` cannot trade on a replay file"),
+                    "replay with `--broker paper`; an exchange broker uses the exchange's candles",
+                ));
+            }
+            _ => {}
+        }
     }
+    let replay = match &feed_choice {
+        FeedChoice::Replay(path) => Some((path.clone(), load_replay(path, &symbols, interval_ns)?)),
+        FeedChoice::Ccxt(_) => None,
+    };
+    let source = match &feed_choice {
+        FeedChoice::Replay(path) => path.display().to_string(),
+        FeedChoice::Ccxt(id) => format!("ccxt:{id}"),
+    };
+    let paper = matches!(broker, BrokerChoice::Paper);
 
     let algo_dir = std::path::absolute(&args.algo)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default();
     start_python(explicit_python, std::slice::from_ref(&algo_dir))?;
-    let series = symbols
-        .iter()
-        .map(|s| BarSeries::empty(s.clone(), source.clone()))
-        .collect();
-    let market = Market::live(series, interval_ns).map_err(|e| Error::Market(e.to_string()))?;
-    let session = session_on(&settings, market)?;
-    let cash_currency = "USD".to_string();
-    let mut state = State::open(&live_settings, &args, &symbols, &cash_currency, &settings)?;
     Python::attach(|py| {
         // SIGTERM stops a session like Ctrl-C: the loop notices it, saves and exits cleanly.
         py.run(
@@ -186,6 +194,110 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             None,
         )
         .map_err(|e| live_error("installing the SIGTERM handler", e))?;
+        let exchange = match &feed_choice {
+            FeedChoice::Ccxt(id) => Some(connect(py, id, &args, &live_settings, &symbols, paper)?),
+            FeedChoice::Replay(_) => None,
+        };
+        let cash_currency = match &exchange {
+            Some(exchange) => exchange.cash_asset.clone(),
+            None => "USD".to_string(),
+        };
+        let initial_cash = match (&exchange, paper) {
+            (Some(exchange), false) => {
+                let view = exchange
+                    .venue
+                    .borrow_mut()
+                    .account_view(&exchange.cash_asset)
+                    .map_err(|e| Error::Broker(format!("reading the account: {}", e.message)))?;
+                view.balances
+                    .get(&exchange.cash_asset)
+                    .copied()
+                    .unwrap_or_default()
+            }
+            _ => settings.cash,
+        };
+        let secrets = exchange
+            .as_ref()
+            .map(|e| e.secrets.clone())
+            .unwrap_or_default();
+        let mut state = State::open(
+            &live_settings,
+            &args,
+            &symbols,
+            &cash_currency,
+            initial_cash,
+            paper,
+            secrets,
+        )?;
+        // The book's starting cash, for the results: the journal's first session's (paper),
+        // or what the journal says the account holds now (exchange).
+        settings.cash = if paper {
+            state.initial_cash.unwrap_or(settings.cash)
+        } else {
+            state
+                .journal
+                .derive_book()
+                .map_err(|e| live_error("reading the journal", e))?
+                .cash
+        };
+        let series = symbols
+            .iter()
+            .map(|s| BarSeries::empty(s.clone(), source.clone()))
+            .collect();
+        let market = Market::live(series, interval_ns).map_err(|e| Error::Market(e.to_string()))?;
+        let session = session_on(&settings, market)?;
+        let feed: Box<dyn Feed> = match (&replay, &exchange) {
+            (Some((path, series)), _) => Box::new(ReplayFeed::new(
+                path.display().to_string(),
+                series,
+                interval_ns,
+                args.speed,
+            )),
+            (None, Some(exchange)) => {
+                let interval_ms = interval_ns / 1_000_000;
+                // A restart continues after the last bar traded (catching up what it missed);
+                // a first session starts with the candle forming now.
+                let start_ms = match state.resume_after {
+                    Some(close) => close / 1_000_000,
+                    None => wall_ns() / 1_000_000 / interval_ms * interval_ms,
+                };
+                Box::new(ExchangeFeed::new(
+                    exchange.venue.clone(),
+                    exchange.id.clone(),
+                    symbols.clone(),
+                    args.timeframe.clone(),
+                    interval_ms,
+                    start_ms,
+                ))
+            }
+            (None, None) => return Err(Error::Internal("a live session without a feed".into())),
+        };
+        if let Some(exchange) = &exchange {
+            apply_market_rules(&session, &exchange.rules);
+        }
+        let venue_broker = match (&exchange, paper) {
+            (Some(exchange), false) => {
+                lock(&session).external_execution = true;
+                let reconciler = Reconciler::new(live_settings.reconcile.clone())
+                    .map_err(Error::usage)?;
+                let mut broker = VenueBroker::new(
+                    exchange.venue.clone(),
+                    exchange.id.clone(),
+                    exchange.cash_asset.clone(),
+                    exchange.rules.clone(),
+                    reconciler,
+                    live_settings.reconcile_interval_ns,
+                    live_settings.cancel_open_orders_on_exit,
+                    state.last_trade_ids.clone(),
+                );
+                let unresolved = std::mem::take(&mut state.unresolved);
+                broker
+                    .resolve_unresolved(&mut state, &unresolved)
+                    .map_err(Error::Broker)?;
+                Some(broker)
+            }
+            _ => None,
+        };
         let loaded = python::load_algorithm(
             py,
             &settings.algo,
@@ -219,6 +331,9 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             skipped_warned: false,
             last_checkpoint: Instant::now(),
             last_close: None,
+            broker: venue_broker,
+            unseeded: BTreeMap::new(),
+            last_poll: Instant::now(),
         };
         let started = Instant::now();
         let (outcome, end) = live.run(py, &mut strategy);
@@ -267,6 +382,112 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             }
         })
     })
+}
+
+/// An open connection to an exchange through ccxt, with its rules for the session's symbols.
+struct Exchange {
+    id: String,
+    venue: Rc<RefCell<dyn Venue>>,
+    rules: BTreeMap<String, MarketRules>,
+    /// The quote currency every symbol shares: the book's cash.
+    cash_asset: String,
+    secrets: Vec<crate::live::config::Secret>,
+}
+
+fn connect(
+    py: Python<'_>,
+    id: &str,
+    args: &LiveArgs,
+    settings: &LiveSettings,
+    symbols: &[String],
+    paper: bool,
+) -> Result<Exchange, Error> {
+    let credentials = match settings.credentials() {
+        Ok(credentials) => credentials,
+        // Candles are public: a paper session on an exchange's feed needs no keys.
+        Err(_) if paper => crate::live::config::Credentials {
+            api_key: crate::live::config::Secret::new(""),
+            api_secret: crate::live::config::Secret::new(""),
+        },
+        Err(e) => {
+            return Err(Error::usage_with_hint(
+                e.to_string(),
+                "set the API key and secret in the environment variables named in [credentials] \
+                 (default RUSTYBT_API_KEY, RUSTYBT_API_SECRET) or in a 0600 file",
+            ));
+        }
+    };
+    let secrets: Vec<_> = credentials
+        .secrets()
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut config = VenueConfig::new(credentials.api_key, credentials.api_secret);
+    config.urls = args.exchange_url.clone().map(VenueUrls::One);
+    config.sandbox = args.sandbox;
+    let x = &settings.exchange;
+    config.timeout_ms = x.timeout_ms;
+    config.recv_window_ms = x.recv_window_ms;
+    config.rate_limit_ms = x.rate_limit_ms;
+    config.settle_margin_ms = x.settle_margin_ms;
+    if x.retry_attempts.is_some() || x.retry_base_delay_s.is_some() || x.retry_max_delay_s.is_some() {
+        config.retry = Some(crate::live::venue::RetrySettings {
+            max_attempts: x.retry_attempts.unwrap_or(5),
+            base_delay_s: x.retry_base_delay_s.unwrap_or(0.2),
+            max_delay_s: x.retry_max_delay_s.unwrap_or(5.0),
+            seed: None,
+        });
+    }
+    let failed = |what: &str, e: VenueError| match e.kind {
+        VenueErrorKind::UnknownSymbol | VenueErrorKind::RuleViolation => {
+            Error::usage(format!("{id}: {}", e.message))
+        }
+        _ => Error::Broker(format!("{id}: {what}: {}", e.message)),
+    };
+    let mut venue = PyVenue::open(py, id, &config).map_err(|e| failed("connecting", e))?;
+    let rules = venue
+        .markets(symbols)
+        .map_err(|e| failed("loading markets", e))?;
+    let quotes: std::collections::BTreeSet<&str> =
+        rules.values().map(|r| r.quote.as_str()).collect();
+    let cash_asset = match quotes.into_iter().collect::<Vec<_>>().as_slice() {
+        [one] => one.to_string(),
+        many => {
+            return Err(Error::usage(format!(
+                "the symbols are quoted in several currencies ({}); one session trades against one cash currency",
+                many.join(", ")
+            )));
+        }
+    };
+    if let Some(inactive) = rules.iter().find(|(_, r)| !r.active) {
+        return Err(Error::usage(format!(
+            "{id}: market {} is not trading (inactive)",
+            inactive.0
+        )));
+    }
+    Ok(Exchange {
+        id: id.to_string(),
+        venue: Rc::new(RefCell::new(venue)),
+        rules,
+        cash_asset,
+        secrets,
+    })
+}
+
+/// The exchange's tick, lot and minimum notional become the engine's instrument rules, so
+/// an order the exchange would refuse is rejected before it is sent (paper too).
+fn apply_market_rules(session: &SharedSession, rules: &BTreeMap<String, MarketRules>) {
+    let mut s = lock(session);
+    let names = s.market.symbol_names();
+    let mut execution = s.execution.clone();
+    for (i, name) in names.iter().enumerate() {
+        if let (Some(rule), Some(instrument)) = (rules.get(name), execution.instruments.get_mut(i)) {
+            instrument.tick_size = rule.tick_size.or(instrument.tick_size);
+            instrument.lot_size = rule.lot_step.or(instrument.lot_size);
+            instrument.min_notional = rule.min_notional.or(instrument.min_notional);
+        }
+    }
+    s.set_execution(execution);
 }
 
 fn default_out_dir() -> PathBuf {
@@ -353,11 +574,12 @@ impl From<Stop> for End {
 }
 
 /// The crash-safe side of a session: journal, audit log, breakers.
-struct State {
-    journal: Journal,
-    journal_path: PathBuf,
-    audit: AuditLog,
-    breakers: Breakers,
+pub(super) struct State {
+    pub journal: Journal,
+    pub journal_path: PathBuf,
+    pub audit: AuditLog,
+    pub breakers: Breakers,
+    pub state_dir: PathBuf,
     run_id: i64,
     prefix: String,
     cash_currency: String,
@@ -368,6 +590,10 @@ struct State {
     /// Fills of earlier sessions, replayed into the ledger at start.
     earlier_fills: Vec<(String, String, FillRecord)>,
     initial_cash: Option<Decimal>,
+    /// From the recovery, for an exchange broker: orders to resolve and to adopt.
+    unresolved: Vec<journal::JournaledOrder>,
+    open_orders: Vec<journal::JournaledOrder>,
+    last_trade_ids: std::collections::BTreeMap<String, String>,
 }
 
 impl State {
@@ -376,7 +602,9 @@ impl State {
         args: &LiveArgs,
         symbols: &[String],
         cash_currency: &str,
-        run: &RunSettings,
+        initial_cash: Decimal,
+        paper: bool,
+        secrets: Vec<crate::live::config::Secret>,
     ) -> Result<State, Error> {
         std::fs::create_dir_all(&settings.state_dir).map_err(|source| Error::Io {
             context: "cannot create the state folder",
@@ -384,7 +612,7 @@ impl State {
             source,
         })?;
         let journal_path = settings.journal_path();
-        let audit = AuditLog::open(settings.audit_path(), Vec::new())
+        let audit = AuditLog::open(settings.audit_path(), secrets)
             .map_err(|e| Error::usage(e.to_string()))?;
         let mut journal = Journal::open(&journal_path).map_err(|e| Error::usage(e.to_string()))?;
         let now = wall_ns();
@@ -398,12 +626,13 @@ impl State {
                 broker: args.broker.clone(),
                 symbols: symbols.to_vec(),
                 cash_currency: cash_currency.to_string(),
-                initial_cash: run.cash,
+                initial_cash,
             })
             .map_err(|e| Error::usage(e.to_string()))?;
         // A paper order lives in this process only: one left open by a session that died is
-        // gone with it.
-        for order in recovery.unresolved.iter().chain(&recovery.open_orders) {
+        // gone with it. (An exchange's orders are resolved and adopted by the venue broker.)
+        let paper_orders = if paper { recovery.unresolved.iter().chain(&recovery.open_orders).collect() } else { Vec::new() };
+        for order in paper_orders {
             journal
                 .record_status(&OrderUpdate {
                     client_order_id: order.client_order_id.clone(),
@@ -447,6 +676,10 @@ impl State {
             );
         }
         Ok(State {
+            state_dir: settings.state_dir.clone(),
+            unresolved: recovery.unresolved.clone(),
+            open_orders: recovery.open_orders.clone(),
+            last_trade_ids: recovery.last_trade_ids.clone(),
             journal,
             journal_path,
             audit,
@@ -512,12 +745,22 @@ struct LiveSession<'a> {
     last_checkpoint: Instant,
     /// Close time of the last bar stepped (the final checkpoint's feed mark).
     last_close: Option<TimestampNs>,
+    /// The exchange broker; `None` for paper.
+    broker: Option<VenueBroker>,
+    /// Journal positions not yet in the ledger (exchange sessions; see `seed_positions`).
+    unseeded: BTreeMap<String, Decimal>,
+    last_poll: Instant,
 }
 
 impl LiveSession<'_> {
     fn run(&mut self, py: Python<'_>, strategy: &mut PyStrategy) -> (BacktestOutcome, End) {
         let mut outcome = BacktestOutcome::default();
-        if let Err(e) = self.restore_book() {
+        let restored = if self.broker.is_some() {
+            self.open_exchange_book()
+        } else {
+            self.restore_book()
+        };
+        if let Err(e) = restored {
             return (outcome, End::Engine(e));
         }
         if let Some(trip) = self.state.breakers.state().tripped {
@@ -535,10 +778,17 @@ impl LiveSession<'_> {
                 Err(stop) => stop.into(),
             },
         };
-        {
-            let mut s = lock(&self.session);
-            let now = s.now;
-            s.orders.cancel_all("the paper session ended", now);
+        match self.broker.as_mut() {
+            None => {
+                let mut s = lock(&self.session);
+                let now = s.now;
+                s.orders.cancel_all("the paper session ended", now);
+            }
+            Some(broker) => match broker.on_exit(self.state, &self.session) {
+                Ok(0) => {}
+                Ok(n) => eprintln!("cancelled {n} open orders at the exchange"),
+                Err(e) => eprintln!("error: cancelling open orders at exit: {e}"),
+            },
         }
         let book = self.sync_orders(&[]).and_then(|_| {
             engine_book(&self.state.cash_currency, &self.session).map_err(|e| e.to_string())
@@ -552,6 +802,124 @@ impl LiveSession<'_> {
         }
         self.audit_log_lines();
         (outcome, end)
+    }
+
+    /// An exchange session's book is the journal's (genesis balance, fills, adopted broker
+    /// numbers): cash now, positions at the first prices seen (see `seed_positions`). Orders
+    /// left open at the exchange become the engine's again.
+    fn open_exchange_book(&mut self) -> Result<(), String> {
+        if let Some(broker) = self.broker.as_mut() {
+            let caught = broker.catch_up_fills(self.state)?;
+            if caught > 0 {
+                eprintln!("{caught} fills made while no session ran are journaled");
+            }
+        }
+        let book = self.state.journal.derive_book().map_err(|e| e.to_string())?;
+        {
+            let mut s = lock(&self.session);
+            let symbols = s.market.symbol_count();
+            s.ledger = crate::accounting::Ledger::new(book.cash, symbols);
+            for (symbol, quantity) in &book.positions {
+                if quantity.is_zero() {
+                    continue;
+                }
+                if s.market.symbol_id(symbol).is_none() {
+                    eprintln!(
+                        "note: the journal holds {quantity} {symbol}, which --symbols does not list; it is left alone"
+                    );
+                    continue;
+                }
+                self.unseeded.insert(symbol.clone(), *quantity);
+            }
+        }
+        let open = std::mem::take(&mut self.state.open_orders);
+        if let Some(broker) = self.broker.as_mut() {
+            let adopted = broker.adopt_open_orders(&self.session, &open)?;
+            if adopted > 0 {
+                eprintln!("{adopted} orders open at the exchange since an earlier session are tracked again");
+            }
+            let mut news = live_venue::VenueNews::default();
+            broker.reconcile(self.state, &self.session, &mut news)?;
+            for notice in news.notices {
+                eprintln!("{notice}");
+            }
+            for trip in news.trips {
+                self.halt(&trip, true);
+            }
+        }
+        Ok(())
+    }
+
+    /// Journal positions enter the ledger at the first close seen of their symbol: bought at
+    /// that price with the cash it cost given back, so cash stays the journal's and PnL counts
+    /// from the session's start.
+    fn seed_positions(&mut self, batch: &Batch) -> Result<(), String> {
+        if self.unseeded.is_empty() {
+            return Ok(());
+        }
+        let mut s = lock(&self.session);
+        let now = s.now;
+        for bar in &batch.bars {
+            let id = SymbolId(bar.symbol as u32);
+            let name = s.market.symbol_name(id).to_string();
+            let Some(quantity) = self.unseeded.remove(&name) else {
+                continue;
+            };
+            let price: Decimal = bar.texts[3].parse().map_err(|e| format!("{e}"))?;
+            let fill = Fill {
+                order_id: OrderId(0),
+                symbol: id,
+                side: if quantity > Decimal::ZERO {
+                    OrderSide::Buy
+                } else {
+                    OrderSide::Sell
+                },
+                quantity: quantity.abs(),
+                price,
+                fee: Decimal::ZERO,
+                slippage: Decimal::ZERO,
+                time: now,
+            };
+            s.ledger.apply_fill(&fill).map_err(|e| e.to_string())?;
+            s.ledger
+                .adjust_cash(quantity * price)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// What the exchange reported since the last look, into the journal, the engine and the
+    /// algorithm (`on_order`, `on_fill`).
+    fn poll_broker(
+        &mut self,
+        strategy: &mut PyStrategy,
+        outcome: &mut BacktestOutcome,
+    ) -> Result<(), Stop> {
+        let Some(broker) = self.broker.as_mut() else {
+            return Ok(());
+        };
+        let news = broker
+            .poll(self.state, &self.session)
+            .map_err(Stop::Engine)?;
+        self.last_poll = Instant::now();
+        for notice in &news.notices {
+            self.status.clear();
+            eprintln!("{notice}");
+            let _ = self.state.audit.log(wall_ns(), "warning", notice);
+        }
+        for trip in &news.trips {
+            self.halt(trip, true);
+        }
+        if !news.fills.is_empty() {
+            outcome.fills.extend_from_slice(&news.fills);
+            strategy.on_order_events()?;
+            for fill in &news.fills {
+                strategy.on_fill(fill)?;
+            }
+            // Orders the algorithm placed in on_fill go out now.
+            self.sync_orders(&[]).map_err(Stop::Engine)?;
+        }
+        Ok(())
     }
 
     /// Earlier sessions' fills into the ledger: the paper book continues where it stopped.
@@ -617,6 +985,9 @@ impl LiveSession<'_> {
                     strategy.idle(wait.min(IDLE_SLICE))?;
                     strategy.check_interrupt()?;
                     self.check_halt_file();
+                    if self.broker.is_some() && self.last_poll.elapsed() >= BROKER_POLL {
+                        self.poll_broker(strategy, outcome)?;
+                    }
                     continue;
                 }
                 Poll::Ready(batch) => batch,
@@ -637,6 +1008,7 @@ impl LiveSession<'_> {
                 skipped = 0;
             }
             self.append(&batch).map_err(Stop::Engine)?;
+            self.seed_positions(&batch).map_err(Stop::Engine)?;
             let symbols: Vec<SymbolId> = batch
                 .bars
                 .iter()
@@ -656,7 +1028,21 @@ impl LiveSession<'_> {
                     true
                 },
             )?;
-            let active = self.sync_orders(&fills).map_err(Stop::Engine)?;
+            if self.broker.is_some() && self.has_new_orders() {
+                // Before anything goes to the exchange: the algorithm's state that decided it
+                // and the bar it decided on. A crash after the send then restarts past this
+                // bar, with the decision made, instead of deciding (and sending) again.
+                let book = engine_book(&self.state.cash_currency, &self.session)
+                    .map_err(|e| Stop::Engine(e.to_string()))?;
+                self.checkpoint(py, strategy, &book, close_time)
+                    .map_err(Stop::Engine)?;
+            }
+            let mut active = self.sync_orders(&fills).map_err(Stop::Engine)?;
+            if self.broker.is_some() {
+                let before = outcome.fills.len();
+                self.poll_broker(strategy, outcome)?;
+                active |= outcome.fills.len() > before;
+            }
             self.after_bar(py, strategy, close_time, active)
                 .map_err(Stop::Engine)?;
             strategy.check_interrupt()?;
@@ -685,48 +1071,70 @@ impl LiveSession<'_> {
         Ok(())
     }
 
+    fn has_new_orders(&self) -> bool {
+        lock(&self.session).orders.all().len() > self.tracker.seen
+    }
+
     /// Journals new orders (refusing them when a breaker says so), fills and status changes.
     /// Returns whether anything was journaled.
     fn sync_orders(&mut self, fills: &[Fill]) -> Result<bool, String> {
         let wall = wall_ns();
-        let mut s = lock(&self.session);
-        let now = s.now;
-        let state = &mut *self.state;
-        let tracker = &mut self.tracker;
-        let new: Vec<crate::model::Order> = s.orders.all()[tracker.seen..].to_vec();
-        tracker.seen = s.orders.all().len();
+        // Under the lock only to read: sending to an exchange takes the lock itself.
+        let (new, now) = {
+            let s = lock(&self.session);
+            let new: Vec<(crate::model::Order, String, Option<Decimal>)> = s.orders.all()
+                [self.tracker.seen..]
+                .iter()
+                .map(|o| {
+                    let series = s.market.series(o.symbol);
+                    let last_close = s
+                        .market
+                        .closed_count(o.symbol)
+                        .checked_sub(1)
+                        .map(|i| series.close.exact.get(i));
+                    (o.clone(), s.market.symbol_name(o.symbol).to_string(), last_close)
+                })
+                .collect();
+            self.tracker.seen = s.orders.all().len();
+            (new, s.now)
+        };
         let mut active = !new.is_empty() || !fills.is_empty();
-        for order in new {
+        for (order, symbol, last_close) in new {
             if order.status == OrderStatus::Rejected {
                 let reason = order.reason.clone().unwrap_or_default();
-                let _ = state
-                    .audit
-                    .log(wall, "warning", &format!("order {} rejected: {reason}", order.id.0));
+                let _ = self.state.audit.log(
+                    wall,
+                    "warning",
+                    &format!("order {} rejected: {reason}", order.id.0),
+                );
                 continue;
             }
-            if let Err(error) = state.breakers.on_order(now) {
+            if !order.status.is_open() {
+                continue; // placed and cancelled within one hook: nothing to send
+            }
+            if let Err(error) = self.state.breakers.on_order(now) {
                 let reason = match &error {
                     BreakerError::Halted(trip) => {
                         let trip = trip.as_ref().clone();
-                        let _ = state.audit.breaker(&trip);
-                        s.halted = Some(trip.to_string());
+                        self.halt(&trip, true);
                         format!("trading halted: {trip}")
                     }
                     other => other.to_string(),
                 };
-                s.orders.cancel(order.id, &reason, now);
-                let _ = state.audit.log(
+                lock(&self.session).orders.cancel(order.id, &reason, now);
+                let _ = self.state.audit.log(
                     wall,
                     "warning",
                     &format!("order {} not placed: {reason}", order.id.0),
                 );
                 continue;
             }
+            let state = &mut *self.state;
             let client_id = state
                 .journal
                 .next_client_order_id(&state.prefix)
                 .map_err(|e| e.to_string())?;
-            let intent = intent_of(&order, &client_id, s.market.symbol_name(order.symbol), wall);
+            let intent = intent_of(&order, &client_id, &symbol, wall);
             state
                 .journal
                 .record_intent(&intent)
@@ -736,17 +1144,32 @@ impl LiveSession<'_> {
                 .journal
                 .mark_sent(&client_id, wall)
                 .map_err(|e| e.to_string())?;
-            let exchange_id = format!("paper-{}-{}", state.run_id, order.id.0);
-            state
-                .journal
-                .record_ack(&client_id, &exchange_id, wall)
-                .map_err(|e| e.to_string())?;
-            let _ = state.audit.ack(wall, &client_id, &exchange_id);
-            tracker.client_ids.insert(order.id, client_id);
-            tracker
-                .open
-                .insert(order.id, (OrderStatus::Accepted, Decimal::ZERO));
+            self.tracker.client_ids.insert(order.id, client_id.clone());
+            match self.broker.as_mut() {
+                Some(broker) => {
+                    live_venue::crash_point("before_send");
+                    let reference = order.kind.limit().or(last_close);
+                    broker.send(state, &self.session, order.id, &intent, reference)?;
+                }
+                None => {
+                    let exchange_id = format!("paper-{}-{}", state.run_id, order.id.0);
+                    state
+                        .journal
+                        .record_ack(&client_id, &exchange_id, wall)
+                        .map_err(|e| e.to_string())?;
+                    let _ = state.audit.ack(wall, &client_id, &exchange_id);
+                    self.tracker
+                        .open
+                        .insert(order.id, (OrderStatus::Accepted, Decimal::ZERO));
+                }
+            }
         }
+        if self.broker.is_some() {
+            // The exchange's fills and statuses come through the broker's poll.
+            return Ok(active);
+        }
+        let state = &mut *self.state;
+        let tracker = &mut self.tracker;
         for fill in fills {
             let Some(client_id) = tracker.client_ids.get(&fill.order_id) else {
                 continue;
@@ -770,6 +1193,7 @@ impl LiveSession<'_> {
                 let _ = state.audit.fill(wall, &record);
             }
         }
+        let s = lock(&self.session);
         let mut closed = Vec::new();
         for (id, last) in tracker.open.iter_mut() {
             let Some(order) = s.orders.get(*id) else {

@@ -4,6 +4,7 @@ mod doctor;
 mod harness;
 mod indicator_report;
 mod live;
+mod live_venue;
 mod progress;
 mod run;
 mod test;

@@ -242,7 +242,7 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
     for &symbol in &tick.symbols {
         let index = session.market.closed_count(symbol);
         let series = session.market.series(symbol);
-        if session.orders.has_open(symbol) {
+        if session.orders.has_open(symbol) && !session.external_execution {
             let first_new = fills.len();
             let open_time = series.time[index];
             let bar = BarToMatch {

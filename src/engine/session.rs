@@ -57,6 +57,9 @@ pub struct Session {
     /// Why new orders are refused (a live session's tripped circuit breaker): every order
     /// submitted meanwhile becomes `rejected` with this reason.
     pub halted: Option<String>,
+    /// Orders are executed by an outside venue (a live exchange): the engine never matches
+    /// them against bars; the live loop applies the venue's fills and statuses.
+    pub external_execution: bool,
 }
 
 pub type SharedSession = Arc<Mutex<Session>>;
@@ -103,6 +106,7 @@ impl Session {
             warned_favourable: false,
             notices: Vec::new(),
             halted: None,
+            external_execution: false,
         }
     }
 

@@ -312,6 +312,78 @@ impl OrderBook {
         true
     }
 
+    /// An execution an outside venue reported (a live broker; the engine did not match it):
+    /// the order's filled quantity, value and fees grow, its status becomes partially filled
+    /// or filled, and `on_order` hears of it. `None` when the order is unknown or not open, or
+    /// the quantity exceeds what remains (the caller reconciles instead).
+    pub fn apply_venue_fill(
+        &mut self,
+        id: OrderId,
+        quantity: Decimal,
+        price: Decimal,
+        fee: Decimal,
+        time: TimestampNs,
+    ) -> Option<Fill> {
+        let order = self.get(id)?;
+        if !order.status.is_open() || quantity <= Decimal::ZERO || quantity > order.remaining() {
+            return None;
+        }
+        let notional = price.checked_mul(quantity)?;
+        let order = self.get_mut(id)?;
+        order.filled_quantity += quantity;
+        order.filled_notional += notional;
+        order.fees += fee;
+        order.filled_at = Some(time);
+        let (symbol, side, done) = (order.symbol, order.side, order.remaining().is_zero());
+        let status = if done {
+            OrderStatus::Filled
+        } else {
+            OrderStatus::PartiallyFilled
+        };
+        order.status = status;
+        self.push_event(OrderEvent {
+            time,
+            order_id: id,
+            symbol,
+            status,
+            fill_quantity: Some(quantity),
+            fill_price: Some(price),
+            reason: None,
+        });
+        if done {
+            self.open_by_symbol[symbol.index()].retain(|open| *open != id);
+        }
+        Some(Fill {
+            order_id: id,
+            symbol,
+            side,
+            quantity,
+            price,
+            fee,
+            slippage: Decimal::ZERO,
+            time,
+        })
+    }
+
+    /// A final status an outside venue reported for an open order (cancelled, expired,
+    /// rejected). Returns false when the order was not open or the status is not final.
+    pub fn apply_venue_status(
+        &mut self,
+        id: OrderId,
+        status: OrderStatus,
+        reason: Option<String>,
+        time: TimestampNs,
+    ) -> bool {
+        if status.is_open() || status == OrderStatus::Filled {
+            return false;
+        }
+        if !self.get(id).is_some_and(|o| o.status.is_open()) {
+            return false;
+        }
+        self.transition(id, status, time, reason);
+        true
+    }
+
     pub fn cancel_all(&mut self, reason: &str, now: TimestampNs) {
         let open: Vec<OrderId> = self.open_by_symbol.iter().flatten().copied().collect();
         for id in open {

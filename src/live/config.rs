@@ -135,6 +135,22 @@ pub struct LiveSettings {
     pub breakers: BreakerConfig,
     pub reconcile: ReconcileConfig,
     pub credentials: CredentialSource,
+    pub exchange: ExchangeSettings,
+}
+
+/// How the exchange client behaves (`[exchange]`): timeouts, the signed requests' receive
+/// window, ccxt's request spacing, and retries of transient failures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExchangeSettings {
+    pub timeout_ms: u64,
+    pub recv_window_ms: u64,
+    /// Least time between two requests; `None`: the exchange's own limit from ccxt.
+    pub rate_limit_ms: Option<f64>,
+    /// Margin after the receive window before a lookup's "not found" counts; `None`: 1 s.
+    pub settle_margin_ms: Option<u64>,
+    pub retry_attempts: Option<u32>,
+    pub retry_base_delay_s: Option<f64>,
+    pub retry_max_delay_s: Option<f64>,
 }
 
 impl LiveSettings {
@@ -273,7 +289,43 @@ impl LiveSettings {
             }
         };
 
+        let x = raw.exchange.unwrap_or_default();
+        let ms = |key: &str, v: Option<&str>, default: i64| {
+            duration(key, v, default * 1_000_000).map(|ns| (ns / 1_000_000).max(0) as u64)
+        };
+        let seconds = |key: &str, v: Option<&str>| {
+            v.map(|t| {
+                crate::config::parse_duration(t)
+                    .map(|ns| ns as f64 / 1e9)
+                    .map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))
+            })
+            .transpose()
+        };
+        let exchange = ExchangeSettings {
+            timeout_ms: ms("exchange.timeout", x.timeout.as_deref(), 10_000)?,
+            recv_window_ms: ms("exchange.recv_window", x.recv_window.as_deref(), 5_000)?,
+            rate_limit_ms: x
+                .rate_limit
+                .as_deref()
+                .map(|t| ms("exchange.rate_limit", Some(t), 0).map(|v| v as f64))
+                .transpose()?,
+            settle_margin_ms: x
+                .settle_margin
+                .as_deref()
+                .map(|t| ms("exchange.settle_margin", Some(t), 0))
+                .transpose()?,
+            retry_attempts: x.retry_attempts,
+            retry_base_delay_s: seconds("exchange.retry_base_delay", x.retry_base_delay.as_deref())?,
+            retry_max_delay_s: seconds("exchange.retry_max_delay", x.retry_max_delay.as_deref())?,
+        };
+        if exchange.recv_window_ms > 60_000 {
+            return Err(ConfigError::Invalid(
+                "exchange.recv_window must be at most 60s (the exchanges' limit)".into(),
+            ));
+        }
+
         Ok(LiveSettings {
+            exchange,
             state_dir,
             reconcile_interval_ns,
             cancel_open_orders_on_exit: live.cancel_open_orders_on_exit.unwrap_or(false),
@@ -407,6 +459,19 @@ struct RawFile {
     breakers: Option<RawBreakers>,
     reconcile: Option<RawReconcile>,
     credentials: Option<RawCredentials>,
+    exchange: Option<RawExchange>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawExchange {
+    timeout: Option<String>,
+    recv_window: Option<String>,
+    rate_limit: Option<String>,
+    settle_margin: Option<String>,
+    retry_attempts: Option<u32>,
+    retry_base_delay: Option<String>,
+    retry_max_delay: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

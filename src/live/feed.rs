@@ -1,8 +1,12 @@
 //! Where a live session's bars come from: a feed hands the loop batches of closed bars, one
 //! batch per close time, and says how long to wait when none is due yet.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+use super::venue::{Candle, Venue};
 
 use crate::data::BarSeries;
 use crate::model::TimestampNs;
@@ -113,6 +117,177 @@ impl Feed for ReplayFeed {
 
     fn describe(&self) -> String {
         format!("replay:{}", self.source)
+    }
+}
+
+/// Closed candles polled from an exchange (through the [`Venue`]): the forming candle is never
+/// a bar. Each symbol continues from its last candle, so a pause or a restart catches up every
+/// candle missed, oldest first. A batch waits for every symbol's candle of its close time for
+/// up to `grace` after that time; a symbol still missing then has a gap there.
+pub struct ExchangeFeed {
+    venue: Rc<RefCell<dyn Venue>>,
+    exchange: String,
+    symbols: Vec<String>,
+    timeframe: String,
+    interval_ms: i64,
+    /// Open time (ms) of the next candle each symbol needs.
+    next_open_ms: Vec<i64>,
+    /// Fetched candles not yet handed out, per symbol, oldest first.
+    pending: Vec<VecDeque<Candle>>,
+    /// Wall time (ms) until which an incomplete batch waits for late symbols.
+    grace: Duration,
+    /// Shortest pause between two polls that found nothing.
+    idle_poll: Duration,
+    last_poll: Option<Instant>,
+    /// What the loop should log (gaps, catch-up).
+    pub notices: Vec<String>,
+}
+
+impl ExchangeFeed {
+    /// Starts with the candle opening at `start_ms` for every symbol (the candle forming
+    /// now, earlier ones to catch up on, or the one after a restarted session's last bar).
+    pub fn new(
+        venue: Rc<RefCell<dyn Venue>>,
+        exchange: String,
+        symbols: Vec<String>,
+        timeframe: String,
+        interval_ms: i64,
+        start_ms: i64,
+    ) -> Self {
+        let n = symbols.len();
+        ExchangeFeed {
+            venue,
+            exchange,
+            symbols,
+            timeframe,
+            interval_ms,
+            next_open_ms: vec![start_ms; n],
+            pending: vec![VecDeque::new(); n],
+            grace: Duration::from_secs(10),
+            idle_poll: Duration::from_millis(500),
+            last_poll: None,
+            notices: Vec::new(),
+        }
+    }
+
+    fn now_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+
+    fn fetch(&mut self, now_ms: i64) -> Result<(), String> {
+        self.last_poll = Some(Instant::now());
+        for (i, symbol) in self.symbols.iter().enumerate() {
+            let since = self.pending[i]
+                .back()
+                .map_or(self.next_open_ms[i], |c| c.open_time_ms + self.interval_ms);
+            if since + self.interval_ms > now_ms {
+                continue;
+            }
+            let candles = self
+                .venue
+                .borrow_mut()
+                .closed_candles(symbol, &self.timeframe, since, now_ms)
+                .map_err(|e| format!("{}: candles of {symbol}: {e}", self.exchange))?;
+            for candle in candles {
+                if candle.open_time_ms >= since {
+                    self.pending[i].push_back(candle);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The earliest close time among the pending candles, and whether every symbol has its
+    /// candle for it (or already one past it).
+    fn next_batch(&self) -> Option<(i64, bool)> {
+        let close = self
+            .pending
+            .iter()
+            .filter_map(|q| q.front())
+            .map(|c| c.open_time_ms + self.interval_ms)
+            .min()?;
+        let complete = self.pending.iter().all(|q| {
+            q.front()
+                .is_some_and(|c| c.open_time_ms + self.interval_ms >= close)
+        });
+        Some((close, complete))
+    }
+
+    fn take_batch(&mut self, close_ms: i64) -> Batch {
+        let mut bars = Vec::new();
+        for (i, queue) in self.pending.iter_mut().enumerate() {
+            if queue
+                .front()
+                .is_some_and(|c| c.open_time_ms + self.interval_ms == close_ms)
+                && let Some(c) = queue.pop_front()
+            {
+                bars.push(FeedBar {
+                    symbol: i,
+                    open_time: c.open_time_ms * 1_000_000,
+                    texts: [c.open, c.high, c.low, c.close, c.volume].map(|d| d.to_string()),
+                });
+            }
+        }
+        for (i, next) in self.next_open_ms.iter_mut().enumerate() {
+            // A symbol without a candle at this close has a gap: it continues after it.
+            *next = (*next).max(close_ms);
+            if let Some(c) = self.pending[i].front() {
+                *next = (*next).min(c.open_time_ms);
+            }
+        }
+        Batch {
+            close_time: close_ms * 1_000_000,
+            bars,
+        }
+    }
+}
+
+impl Feed for ExchangeFeed {
+    fn poll(&mut self) -> Result<Poll, String> {
+        let now_ms = Self::now_ms();
+        if let Some((close, true)) = self.next_batch() {
+            return Ok(Poll::Ready(self.take_batch(close)));
+        }
+        let due_ms = self
+            .next_open_ms
+            .iter()
+            .enumerate()
+            .map(|(i, &open)| {
+                self.pending[i]
+                    .back()
+                    .map_or(open, |c| c.open_time_ms + self.interval_ms)
+                    + self.interval_ms
+            })
+            .min()
+            .unwrap_or(now_ms);
+        let polled_recently = self
+            .last_poll
+            .is_some_and(|t| t.elapsed() < self.idle_poll);
+        if now_ms >= due_ms && !polled_recently {
+            self.fetch(now_ms)?;
+            if let Some((close, complete)) = self.next_batch() {
+                let late = now_ms - close > self.grace.as_millis() as i64;
+                if complete || late {
+                    if !complete {
+                        self.notices.push(format!(
+                            "{}: no candle of some symbols for the bar closing at {}; they have a gap there",
+                            self.exchange,
+                            crate::model::format_timestamp(close * 1_000_000)
+                        ));
+                    }
+                    return Ok(Poll::Ready(self.take_batch(close)));
+                }
+            }
+        }
+        let until_due = Duration::from_millis((due_ms - now_ms).max(0) as u64);
+        Ok(Poll::Wait(until_due.max(self.idle_poll)))
+    }
+
+    fn describe(&self) -> String {
+        format!("ccxt:{}", self.exchange)
     }
 }
 

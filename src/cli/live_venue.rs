@@ -1,0 +1,800 @@
+//! The exchange side of `rustybt live --broker ccxt:<id>`: orders the algorithm placed go to
+//! the exchange through the [`Venue`] (journaled before they are sent), and the exchange's
+//! statuses and fills come back into the journal, the engine's order book and its ledger.
+//! The order of operations is the one in docs/architecture.md ("Live: journal, breakers,
+//! reconciliation").
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use rust_decimal::Decimal;
+
+use crate::engine::{SharedSession, lock};
+use crate::live::breakers::Trip;
+use crate::live::journal::{IntentState, JournaledOrder, OrderIntent, OrderType, TimeInForce};
+use crate::live::reconcile::{AccountView, Outcome, Reconciler, needs_lookup};
+use crate::live::venue::{
+    MarketRules, Venue, VenueError, VenueErrorKind, VenueFill, VenueOrder, lookup_for_reconcile,
+    ms_to_ns,
+};
+use crate::model::{Fill, OrderId, OrderKind, OrderSide, OrderStatus, SymbolId, TimestampNs};
+
+use super::live::{State, wall_ns};
+
+/// What came back from the exchange for the engine: fills to tell the algorithm about, and
+/// breaker trips to act on.
+#[derive(Default)]
+pub(super) struct VenueNews {
+    pub fills: Vec<Fill>,
+    pub trips: Vec<Trip>,
+    pub notices: Vec<String>,
+}
+
+pub(super) struct VenueBroker {
+    pub venue: Rc<RefCell<dyn Venue>>,
+    pub exchange: String,
+    pub cash_asset: String,
+    pub rules: BTreeMap<String, MarketRules>,
+    reconciler: Reconciler,
+    reconcile_every: Duration,
+    last_reconcile: Option<Instant>,
+    pub cancel_on_exit: bool,
+    /// Client id → the engine's order (this process's orders and the recovered open ones).
+    engine_ids: HashMap<String, OrderId>,
+    /// Sent, outcome unknown: resumed (looked up, sent only if never received) each poll.
+    unresolved: Vec<String>,
+    /// Last trade id seen per symbol (the fills query starts there; replays are no-ops).
+    last_trade: HashMap<String, String>,
+    /// Session start (ms): fills before it were journaled by earlier sessions.
+    since_ms: i64,
+}
+
+/// Test seam for the end-to-end crash tests: `RUSTYBT_LIVE_CRASH=<point>` kills the process
+/// with SIGKILL at that point (no cleanup, no flush, exactly like `kill -9`). Points:
+/// `before_send` (intent journaled and marked sent, nothing sent), `after_send` (the exchange
+/// has the order, the acknowledgement is not journaled), `after_fill` (a fill journaled, the
+/// checkpoint not yet written).
+pub(super) fn crash_point(point: &str) {
+    if std::env::var("RUSTYBT_LIVE_CRASH").is_ok_and(|p| p == point) {
+        // SAFETY: kill(2) on our own pid with a valid signal number.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+fn venue_failure(context: &str, error: &VenueError) -> String {
+    format!("{context}: {} ({})", error.message, error.kind.as_str())
+}
+
+impl VenueBroker {
+    pub fn new(
+        venue: Rc<RefCell<dyn Venue>>,
+        exchange: String,
+        cash_asset: String,
+        rules: BTreeMap<String, MarketRules>,
+        reconciler: Reconciler,
+        reconcile_every_ns: i64,
+        cancel_on_exit: bool,
+        last_trade: BTreeMap<String, String>,
+    ) -> Self {
+        VenueBroker {
+            venue,
+            exchange,
+            cash_asset,
+            rules,
+            reconciler,
+            reconcile_every: Duration::from_nanos(reconcile_every_ns.max(0) as u64),
+            last_reconcile: None,
+            cancel_on_exit,
+            engine_ids: HashMap::new(),
+            unresolved: Vec::new(),
+            last_trade: last_trade.into_iter().collect(),
+            since_ms: wall_ns() / 1_000_000,
+        }
+    }
+
+    /// Startup, before anything else is sent: every order the journal shows as intended or
+    /// sent but never acknowledged is resolved by client id (`resume` waits out the send
+    /// window, looks it up, and submits only if the exchange never got it).
+    pub fn resolve_unresolved(
+        &mut self,
+        state: &mut State,
+        unresolved: &[JournaledOrder],
+    ) -> Result<(), String> {
+        for order in unresolved {
+            self.unresolved.push(order.client_order_id.clone());
+        }
+        let mut news = VenueNews::default();
+        self.resume_pending(state, &mut news)?;
+        for notice in news.notices {
+            eprintln!("{notice}");
+        }
+        Ok(())
+    }
+
+    /// Open orders of earlier sessions become orders of the engine's book again (with the
+    /// quantity that remains), so fills and cancels reach the algorithm as for its own.
+    pub fn adopt_open_orders(
+        &mut self,
+        session: &SharedSession,
+        open: &[JournaledOrder],
+    ) -> Result<usize, String> {
+        let mut s = lock(session);
+        let now = s.now;
+        let mut adopted = 0;
+        for order in open {
+            let Some(symbol) = s.market.symbol_id(&order.symbol) else {
+                return Err(format!(
+                    "the journal has an open order {} of `{}`, which --symbols does not list",
+                    order.client_order_id, order.symbol
+                ));
+            };
+            let kind = match (order.order_type, order.limit_price) {
+                (OrderType::Limit, Some(limit)) => OrderKind::Limit { limit },
+                _ => OrderKind::Market,
+            };
+            let request = crate::execution::OrderRequest {
+                symbol,
+                side: order.order_side(),
+                quantity: order.remaining(),
+                kind,
+                tif: crate::model::TimeInForce::Gtc,
+                oco_group: None,
+                parent: None,
+            };
+            if request.quantity <= Decimal::ZERO {
+                continue;
+            }
+            let id = s
+                .orders
+                .submit_with_reason(
+                    request,
+                    now,
+                    0,
+                    &format!("open at the exchange since an earlier session ({})", order.client_order_id),
+                )
+                .map_err(|e| e.to_string())?;
+            self.engine_ids.insert(order.client_order_id.clone(), id);
+            adopted += 1;
+        }
+        Ok(adopted)
+    }
+
+    /// Sends one order the algorithm placed; the intent is journaled (and marked sent) by the
+    /// caller. Returns the rejection reason when the exchange refused it.
+    pub fn send(
+        &mut self,
+        state: &mut State,
+        session: &SharedSession,
+        engine_id: OrderId,
+        intent: &OrderIntent,
+        reference_price: Option<Decimal>,
+    ) -> Result<Option<String>, String> {
+        self.engine_ids
+            .insert(intent.client_order_id.clone(), engine_id);
+        let result = match (intent.order_type, intent.time_in_force) {
+            (OrderType::Market | OrderType::Limit, TimeInForce::Gtc | TimeInForce::Ioc | TimeInForce::Fok) => {
+                self.venue.borrow_mut().submit(intent, reference_price)
+            }
+            _ => Err(VenueError::new(
+                VenueErrorKind::RuleViolation,
+                format!(
+                    "{} sends market and limit orders (GTC, IOC, FOK) only; this is a {} {} order",
+                    self.exchange,
+                    intent.order_type.as_str(),
+                    intent.time_in_force.as_str()
+                ),
+            )),
+        };
+        let wall = wall_ns();
+        crash_point("after_send");
+        match result {
+            Ok(order) => {
+                self.record_order(state, session, &order, wall)?;
+                Ok(None)
+            }
+            Err(error) => match error.kind {
+                VenueErrorKind::OutcomeUnknown
+                | VenueErrorKind::RateLimited
+                | VenueErrorKind::Internal => {
+                    // The request may have reached the book: never resend blindly.
+                    self.unresolved.push(intent.client_order_id.clone());
+                    let _ = state.audit.log(
+                        wall,
+                        "warning",
+                        &format!(
+                            "order {}: outcome unknown ({}); it is looked up by client id before anything is resent",
+                            intent.client_order_id, error.message
+                        ),
+                    );
+                    Ok(None)
+                }
+                _ => {
+                    let reason = format!("{}: {}", self.exchange, error.message);
+                    self.reject(state, session, &intent.client_order_id, &reason, wall)?;
+                    Ok(Some(reason))
+                }
+            },
+        }
+    }
+
+    fn reject(
+        &mut self,
+        state: &mut State,
+        session: &SharedSession,
+        client_id: &str,
+        reason: &str,
+        wall: TimestampNs,
+    ) -> Result<(), String> {
+        state
+            .journal
+            .record_status(&crate::live::journal::OrderUpdate {
+                client_order_id: client_id.to_string(),
+                time: wall,
+                status: OrderStatus::Rejected,
+                filled_quantity: Decimal::ZERO,
+                exchange_id: None,
+                reason: Some(reason.to_string()),
+            })
+            .map_err(|e| e.to_string())?;
+        if let Some(&id) = self.engine_ids.get(client_id) {
+            let mut s = lock(session);
+            let now = s.now;
+            s.orders
+                .apply_venue_status(id, OrderStatus::Rejected, Some(reason.to_string()), now);
+        }
+        Ok(())
+    }
+
+    /// A state the exchange reported: acknowledged and status journaled; a final status other
+    /// than filled closes the engine's order (fills arrive through [`Self::poll_fills`]).
+    fn record_order(
+        &mut self,
+        state: &mut State,
+        session: &SharedSession,
+        order: &VenueOrder,
+        wall: TimestampNs,
+    ) -> Result<(), String> {
+        let journaled = state
+            .journal
+            .order(&order.client_order_id)
+            .map_err(|e| e.to_string())?;
+        if journaled.exchange_id.is_none() {
+            state
+                .journal
+                .record_ack(&order.client_order_id, &order.exchange_order_id, wall)
+                .map_err(|e| e.to_string())?;
+            let _ = state
+                .audit
+                .ack(wall, &order.client_order_id, &order.exchange_order_id);
+        }
+        if journaled.state != IntentState::Final {
+            state
+                .journal
+                .record_status(&order.to_update(wall))
+                .map_err(|e| e.to_string())?;
+        }
+        if !order.status.is_open()
+            && order.status != OrderStatus::Filled
+            && let Some(&id) = self.engine_ids.get(&order.client_order_id)
+        {
+            let mut s = lock(session);
+            let now = s.now;
+            s.orders
+                .apply_venue_status(id, order.status, order.reason.clone(), now);
+        }
+        Ok(())
+    }
+
+    fn resume_pending(&mut self, state: &mut State, news: &mut VenueNews) -> Result<(), String> {
+        let pending = std::mem::take(&mut self.unresolved);
+        for client_id in pending {
+            let order = state.journal.order(&client_id).map_err(|e| e.to_string())?;
+            let intent = OrderIntent {
+                client_order_id: order.client_order_id.clone(),
+                symbol: order.symbol.clone(),
+                side: order.order_side(),
+                quantity: order.quantity,
+                order_type: order.order_type,
+                limit_price: order.limit_price,
+                stop_price: order.stop_price,
+                time_in_force: order.time_in_force,
+                created_at: order.created_at,
+            };
+            let sent_at_ms = order.resume_from() / 1_000_000;
+            let result = self.venue.borrow_mut().resume(&intent, sent_at_ms);
+            let wall = wall_ns();
+            match result {
+                Ok(found) => {
+                    let journaled = state.journal.order(&client_id).map_err(|e| e.to_string())?;
+                    if journaled.state == IntentState::Intent {
+                        state
+                            .journal
+                            .mark_sent(&client_id, wall)
+                            .map_err(|e| e.to_string())?;
+                    }
+                    news.notices.push(format!(
+                        "order {client_id} resolved by client id: {} ({} filled)",
+                        found.status.as_str(),
+                        found.filled
+                    ));
+                    let exchange_id = found.exchange_order_id.clone();
+                    if journaled.exchange_id.is_none() {
+                        state
+                            .journal
+                            .record_ack(&client_id, &exchange_id, wall)
+                            .map_err(|e| e.to_string())?;
+                        let _ = state.audit.ack(wall, &client_id, &exchange_id);
+                    }
+                    state
+                        .journal
+                        .record_status(&found.to_update(wall))
+                        .map_err(|e| e.to_string())?;
+                }
+                Err(error)
+                    if matches!(
+                        error.kind,
+                        VenueErrorKind::OutcomeUnknown
+                            | VenueErrorKind::RateLimited
+                            | VenueErrorKind::Unavailable
+                            | VenueErrorKind::Internal
+                    ) =>
+                {
+                    news.notices
+                        .push(venue_failure(&format!("order {client_id} still unresolved"), &error));
+                    self.unresolved.push(client_id);
+                }
+                Err(error) => {
+                    state
+                        .journal
+                        .record_status(&crate::live::journal::OrderUpdate {
+                            client_order_id: client_id.clone(),
+                            time: wall,
+                            status: OrderStatus::Rejected,
+                            filled_quantity: Decimal::ZERO,
+                            exchange_id: None,
+                            reason: Some(error.message.clone()),
+                        })
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything the exchange has to say since the last poll: unresolved orders, orders the
+    /// algorithm cancelled, orders that closed, fills; and a reconciliation when due.
+    pub fn poll(
+        &mut self,
+        state: &mut State,
+        session: &SharedSession,
+    ) -> Result<VenueNews, String> {
+        let mut news = VenueNews::default();
+        self.resume_pending(state, &mut news)?;
+        self.cancel_withdrawn(state, session, &mut news)?;
+        self.poll_statuses(state, session)?;
+        self.poll_fills(state, Some(session), &mut news)?;
+        if self
+            .last_reconcile
+            .is_none_or(|t| t.elapsed() >= self.reconcile_every)
+        {
+            self.reconcile(state, session, &mut news)?;
+        }
+        self.count_requests(state, session, &mut news)?;
+        Ok(news)
+    }
+
+    /// Orders the algorithm cancelled in the engine that are still open at the exchange.
+    fn cancel_withdrawn(
+        &mut self,
+        state: &mut State,
+        session: &SharedSession,
+        news: &mut VenueNews,
+    ) -> Result<(), String> {
+        let withdrawn: Vec<(String, String)> = {
+            let s = lock(session);
+            self.engine_ids
+                .iter()
+                .filter(|(_, id)| {
+                    s.orders
+                        .get(**id)
+                        .is_some_and(|o| o.status == OrderStatus::Cancelled)
+                })
+                .map(|(cid, id)| (cid.clone(), s.market.symbol_name(s.orders.get(*id).map_or(SymbolId(0), |o| o.symbol)).to_string()))
+                .collect()
+        };
+        for (client_id, symbol) in withdrawn {
+            let journaled = state.journal.order(&client_id).map_err(|e| e.to_string())?;
+            if journaled.state != IntentState::Acknowledged {
+                continue;
+            }
+            self.cancel_one(state, session, &client_id, &symbol, news)?;
+        }
+        Ok(())
+    }
+
+    fn cancel_one(
+        &mut self,
+        state: &mut State,
+        session: &SharedSession,
+        client_id: &str,
+        symbol: &str,
+        news: &mut VenueNews,
+    ) -> Result<(), String> {
+        let result = self.venue.borrow_mut().cancel(client_id, symbol);
+        let wall = wall_ns();
+        match result {
+            Ok(order) => self.record_order(state, session, &order, wall),
+            Err(error) => match (error.kind, error.state) {
+                (VenueErrorKind::NotCancellable, Some(order)) => {
+                    news.notices.push(format!(
+                        "order {client_id} could not be cancelled: it is already {} at {}",
+                        order.status.as_str(),
+                        self.exchange
+                    ));
+                    self.record_order(state, session, &order, wall)
+                }
+                (VenueErrorKind::UnknownOrder, _) => {
+                    self.reject(state, session, client_id, "unknown at the exchange", wall)
+                }
+                (kind, _) => {
+                    news.notices.push(format!(
+                        "cancelling {client_id} failed ({}): {}; retried at the next poll",
+                        kind.as_str(),
+                        error.message
+                    ));
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// Orders the journal has open that the exchange no longer lists as open: their final
+    /// state by client id.
+    fn poll_statuses(&mut self, state: &mut State, session: &SharedSession) -> Result<(), String> {
+        let open_here: Vec<JournaledOrder> = state
+            .journal
+            .orders()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|o| o.state == IntentState::Acknowledged)
+            .collect();
+        if open_here.is_empty() {
+            return Ok(());
+        }
+        let open_there: HashSet<String> = match self.venue.borrow_mut().open_orders() {
+            Ok(orders) => orders.into_iter().map(|o| o.client_order_id).collect(),
+            Err(error) => {
+                let _ = state
+                    .audit
+                    .log(wall_ns(), "warning", &venue_failure("open orders", &error));
+                return Ok(());
+            }
+        };
+        for order in open_here {
+            if open_there.contains(&order.client_order_id) {
+                continue;
+            }
+            let found = self
+                .venue
+                .borrow_mut()
+                .lookup(&order.client_order_id, &order.symbol);
+            match found {
+                Ok(Some(found)) => self.record_order(state, session, &found, wall_ns())?,
+                Ok(None) => {} // reconciliation decides
+                Err(error) => {
+                    let _ = state.audit.log(
+                        wall_ns(),
+                        "warning",
+                        &venue_failure(&format!("lookup of {}", order.client_order_id), &error),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Startup, after resolving: fills the exchange made while no session ran go into the
+    /// journal (the engine's book is then opened from it). Returns how many were new.
+    pub fn catch_up_fills(&mut self, state: &mut State) -> Result<usize, String> {
+        let before = state.journal.fills().map_err(|e| e.to_string())?.len();
+        let mut news = VenueNews::default();
+        self.poll_fills(state, None, &mut news)?;
+        let after = state.journal.fills().map_err(|e| e.to_string())?.len();
+        Ok(after - before)
+    }
+
+    /// New fills into the journal and, with a session, into the engine.
+    fn poll_fills(
+        &mut self,
+        state: &mut State,
+        session: Option<&SharedSession>,
+        news: &mut VenueNews,
+    ) -> Result<(), String> {
+        let symbols: Vec<String> = self.rules.keys().cloned().collect();
+        for symbol in symbols {
+            let from = self.last_trade.get(&symbol).cloned();
+            let since = if from.is_none() {
+                Some(self.since_ms - 60_000)
+            } else {
+                None
+            };
+            let fills = match self.venue.borrow_mut().fills(&symbol, from.as_deref(), since) {
+                Ok(fills) => fills,
+                Err(error) => {
+                    let _ = state
+                        .audit
+                        .log(wall_ns(), "warning", &venue_failure("fills", &error));
+                    continue;
+                }
+            };
+            for fill in fills {
+                self.last_trade.insert(symbol.clone(), fill.trade_id.clone());
+                self.apply_fill(state, session, &fill, news)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One execution: journaled (a replay is a no-op), then into the engine's book and ledger.
+    fn apply_fill(
+        &mut self,
+        state: &mut State,
+        session: Option<&SharedSession>,
+        fill: &VenueFill,
+        news: &mut VenueNews,
+    ) -> Result<(), String> {
+        let Some(client_id) = fill.client_order_id.clone() else {
+            return Ok(()); // not ours: reconciliation sees its effect on the account
+        };
+        if state.journal.order(&client_id).is_err() {
+            return Ok(()); // an order this journal never placed
+        }
+        let record = fill.to_record(&client_id);
+        if !state
+            .journal
+            .record_fill(&record)
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(());
+        }
+        let _ = state.audit.fill(wall_ns(), &record);
+        crash_point("after_fill");
+        let Some(session) = session else {
+            return Ok(());
+        };
+        let rules = self.rules.get(&fill.symbol);
+        let base = rules.map(|r| r.base.as_str());
+        let fee_asset = Some(fill.fee_asset.as_str()).filter(|a| !a.is_empty());
+        let cash_fee = match fee_asset {
+            None => fill.fee,
+            Some(asset) if asset == self.cash_asset => fill.fee,
+            _ => Decimal::ZERO,
+        };
+        let time = ms_to_ns(fill.time_ms);
+        let mut s = lock(session);
+        let Some(symbol) = s.market.symbol_id(&fill.symbol) else {
+            return Ok(());
+        };
+        let engine_fill = self
+            .engine_ids
+            .get(&client_id)
+            .and_then(|&id| {
+                s.orders
+                    .apply_venue_fill(id, fill.quantity, fill.price, cash_fee, time)
+            })
+            .unwrap_or(Fill {
+                // An order the engine no longer holds open (cancelled here, filled there).
+                order_id: self.engine_ids.get(&client_id).copied().unwrap_or(OrderId(0)),
+                symbol,
+                side: fill.side,
+                quantity: fill.quantity,
+                price: fill.price,
+                fee: cash_fee,
+                slippage: Decimal::ZERO,
+                time,
+            });
+        s.ledger
+            .apply_fill(&engine_fill)
+            .map_err(|e| e.to_string())?;
+        s.costs
+            .record_fill(&engine_fill)
+            .map_err(|e| e.to_string())?;
+        if let (Some(asset), Some(base)) = (fee_asset, base)
+            && asset == base
+            && fill.fee > Decimal::ZERO
+        {
+            // The exchange kept part of what was bought: the position is smaller by the fee,
+            // booked as a sale at price 0 (a realized loss of the fee at cost).
+            let fee_fill = Fill {
+                side: OrderSide::Sell,
+                quantity: fill.fee,
+                price: Decimal::ZERO,
+                fee: Decimal::ZERO,
+                ..engine_fill.clone()
+            };
+            s.ledger.apply_fill(&fee_fill).map_err(|e| e.to_string())?;
+        }
+        news.fills.push(engine_fill);
+        Ok(())
+    }
+
+    /// Journal and engine against the exchange: positions, the cash balance, open orders.
+    pub fn reconcile(
+        &mut self,
+        state: &mut State,
+        session: &SharedSession,
+        news: &mut VenueNews,
+    ) -> Result<(), String> {
+        self.last_reconcile = Some(Instant::now());
+        let book = state.journal.derive_book().map_err(|e| e.to_string())?;
+        let open: Vec<JournaledOrder> = state
+            .journal
+            .orders()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|o| o.state == IntentState::Acknowledged)
+            .collect();
+        let mut engine_view = AccountView::from_journal(&book, &open);
+        engine_view
+            .positions
+            .retain(|symbol, _| self.rules.contains_key(symbol));
+        let broker_view = match self.venue.borrow_mut().account_view(&self.cash_asset) {
+            Ok(view) => view,
+            Err(error) => {
+                news.notices
+                    .push(venue_failure("reconciliation skipped: the account", &error));
+                return Ok(());
+            }
+        };
+        let mut lookups = BTreeMap::new();
+        for client_id in needs_lookup(&engine_view, &broker_view) {
+            let symbol = engine_view
+                .open_orders
+                .get(&client_id)
+                .map(|o| o.symbol.clone())
+                .unwrap_or_default();
+            let found = self.venue.borrow_mut().lookup(&client_id, &symbol);
+            if let Ok(found) = found
+                && let Some(lookup) = lookup_for_reconcile(found)
+            {
+                lookups.insert(client_id, lookup);
+            }
+        }
+        let wall = wall_ns();
+        let report = self
+            .reconciler
+            .reconcile(wall, &engine_view, &broker_view, &lookups);
+        let _ = state.audit.reconcile(&report);
+        state
+            .journal
+            .record_reconciliation(wall, report.outcome.as_str(), &report.to_json())
+            .map_err(|e| e.to_string())?;
+        let _ = report.write_json(&state.state_dir.join("reconciliation.json"));
+        if report.is_clean() {
+            return Ok(());
+        }
+        news.notices.push(report.summary());
+        match report.outcome {
+            Outcome::Halted => {
+                let reason = report
+                    .halt_reason
+                    .clone()
+                    .unwrap_or_else(|| "reconciliation found critical discrepancies".into());
+                match state.breakers.halt(wall_ns(), &reason) {
+                    Ok(trip) => news.trips.push(trip),
+                    Err(e) => news.notices.push(e.to_string()),
+                }
+            }
+            Outcome::Synced => {
+                let adjustments = report.book_adjustments(&self.cash_asset);
+                state
+                    .journal
+                    .record_adjustments(wall, &adjustments)
+                    .map_err(|e| e.to_string())?;
+                self.sync_engine(session, &adjustments)?;
+            }
+            Outcome::Clean => {}
+        }
+        Ok(())
+    }
+
+    /// Applies adopted broker numbers to the engine's ledger: a position change at the
+    /// current mark (cash compensated, so only the position moves), a cash change as is.
+    fn sync_engine(
+        &mut self,
+        session: &SharedSession,
+        adjustments: &[crate::live::journal::BookAdjustment],
+    ) -> Result<(), String> {
+        use crate::live::journal::AdjustmentTarget;
+        let mut s = lock(session);
+        for adjustment in adjustments {
+            match &adjustment.target {
+                AdjustmentTarget::Cash => s
+                    .ledger
+                    .adjust_cash(adjustment.delta)
+                    .map_err(|e| e.to_string())?,
+                AdjustmentTarget::Position(symbol) => {
+                    let Some(id) = s.market.symbol_id(symbol) else {
+                        continue;
+                    };
+                    let mark = s.ledger.position(id).map(|p| p.mark).unwrap_or_default();
+                    let fill = Fill {
+                        order_id: OrderId(0),
+                        symbol: id,
+                        side: if adjustment.delta > Decimal::ZERO {
+                            OrderSide::Buy
+                        } else {
+                            OrderSide::Sell
+                        },
+                        quantity: adjustment.delta.abs(),
+                        price: mark,
+                        fee: Decimal::ZERO,
+                        slippage: Decimal::ZERO,
+                        time: s.now,
+                    };
+                    s.ledger.apply_fill(&fill).map_err(|e| e.to_string())?;
+                    s.ledger
+                        .adjust_cash(adjustment.delta * mark)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Requests and failures since the last poll, for the error-rate breaker; backoffs to the log.
+    fn count_requests(
+        &mut self,
+        state: &mut State,
+        session: &SharedSession,
+        news: &mut VenueNews,
+    ) -> Result<(), String> {
+        let now = lock(session).now;
+        let events = self.venue.borrow_mut().take_events();
+        for event in events {
+            if let crate::live::venue::VenueEvent::Backoff { .. } = &event {
+                let _ = state
+                    .audit
+                    .log(wall_ns(), "warning", &format!("backoff: {event:?}"));
+                news.notices.push(format!("{}: backing off ({event:?})", self.exchange));
+            }
+            if let crate::live::venue::VenueEvent::Request { .. } = &event {
+                if let Ok(Some(trip)) = state.breakers.on_request(now) {
+                    news.trips.push(trip);
+                }
+                if event.is_failed_request()
+                    && let Ok(Some(trip)) = state.breakers.on_error(now)
+                {
+                    news.trips.push(trip);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// At exit: cancel what is open at the exchange when `[live] cancel_open_orders_on_exit`.
+    pub fn on_exit(&mut self, state: &mut State, session: &SharedSession) -> Result<usize, String> {
+        if !self.cancel_on_exit {
+            return Ok(0);
+        }
+        let open: Vec<JournaledOrder> = state
+            .journal
+            .orders()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|o| o.state == IntentState::Acknowledged)
+            .collect();
+        let mut news = VenueNews::default();
+        for order in &open {
+            self.cancel_one(state, session, &order.client_order_id, &order.symbol, &mut news)?;
+        }
+        for notice in news.notices {
+            eprintln!("{notice}");
+        }
+        Ok(open.len())
+    }
+}
