@@ -9,8 +9,8 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Write};
-use std::rc::Rc;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,6 @@ use crate::live::audit::AuditLog;
 use crate::live::breakers::{BreakerError, Breakers, Trip};
 use crate::live::config::LiveSettings;
 use crate::live::feed::{Batch, ExchangeFeed, Feed, Poll, ReplayFeed};
-use crate::live::reconcile::Reconciler;
 use crate::live::venue::{MarketRules, Venue, VenueConfig, VenueError, VenueErrorKind, VenueUrls};
 use crate::python::venue::PyVenue;
 
@@ -278,18 +277,15 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
         let venue_broker = match (&exchange, paper) {
             (Some(exchange), false) => {
                 lock(&session).external_execution = true;
-                let reconciler = Reconciler::new(live_settings.reconcile.clone())
-                    .map_err(Error::usage)?;
                 let mut broker = VenueBroker::new(
                     exchange.venue.clone(),
                     exchange.id.clone(),
                     exchange.cash_asset.clone(),
                     exchange.rules.clone(),
-                    reconciler,
-                    live_settings.reconcile_interval_ns,
-                    live_settings.cancel_open_orders_on_exit,
+                    &live_settings,
                     state.last_trade_ids.clone(),
-                );
+                )
+                .map_err(Error::usage)?;
                 let unresolved = std::mem::take(&mut state.unresolved);
                 broker
                     .resolve_unresolved(&mut state, &unresolved)
@@ -430,7 +426,8 @@ fn connect(
     config.recv_window_ms = x.recv_window_ms;
     config.rate_limit_ms = x.rate_limit_ms;
     config.settle_margin_ms = x.settle_margin_ms;
-    if x.retry_attempts.is_some() || x.retry_base_delay_s.is_some() || x.retry_max_delay_s.is_some() {
+    if x.retry_attempts.is_some() || x.retry_base_delay_s.is_some() || x.retry_max_delay_s.is_some()
+    {
         config.retry = Some(crate::live::venue::RetrySettings {
             max_attempts: x.retry_attempts.unwrap_or(5),
             base_delay_s: x.retry_base_delay_s.unwrap_or(0.2),
@@ -481,7 +478,8 @@ fn apply_market_rules(session: &SharedSession, rules: &BTreeMap<String, MarketRu
     let names = s.market.symbol_names();
     let mut execution = s.execution.clone();
     for (i, name) in names.iter().enumerate() {
-        if let (Some(rule), Some(instrument)) = (rules.get(name), execution.instruments.get_mut(i)) {
+        if let (Some(rule), Some(instrument)) = (rules.get(name), execution.instruments.get_mut(i))
+        {
             instrument.tick_size = rule.tick_size.or(instrument.tick_size);
             instrument.lot_size = rule.lot_step.or(instrument.lot_size);
             instrument.min_notional = rule.min_notional.or(instrument.min_notional);
@@ -631,7 +629,15 @@ impl State {
             .map_err(|e| Error::usage(e.to_string()))?;
         // A paper order lives in this process only: one left open by a session that died is
         // gone with it. (An exchange's orders are resolved and adopted by the venue broker.)
-        let paper_orders = if paper { recovery.unresolved.iter().chain(&recovery.open_orders).collect() } else { Vec::new() };
+        let paper_orders = if paper {
+            recovery
+                .unresolved
+                .iter()
+                .chain(&recovery.open_orders)
+                .collect()
+        } else {
+            Vec::new()
+        };
         for order in paper_orders {
             journal
                 .record_status(&OrderUpdate {
@@ -655,7 +661,9 @@ impl State {
                 Err(e) => return Err(Error::usage(e.to_string())),
             }
         }
-        let earlier_fills = journal.fills().map_err(|e| live_error("reading fills", e))?;
+        let earlier_fills = journal
+            .fills()
+            .map_err(|e| live_error("reading fills", e))?;
         let initial_cash = journal
             .initial_cash()
             .map_err(|e| live_error("reading the journal", e))?;
@@ -699,7 +707,9 @@ impl State {
         self.journal
             .end_run(self.run_id, now, reason)
             .map_err(|e| live_error("journaling the end of the run", e))?;
-        let _ = self.audit.log(now, "info", &format!("session ended: {reason}"));
+        let _ = self
+            .audit
+            .log(now, "info", &format!("session ended: {reason}"));
         Ok(())
     }
 }
@@ -712,10 +722,8 @@ fn engine_book(cash_currency: &str, session: &SharedSession) -> Result<Book, Err
         if let Some(position) = s.ledger.position(symbol)
             && !position.quantity.is_zero()
         {
-            book.positions.insert(
-                s.market.symbol_name(symbol).to_string(),
-                position.quantity,
-            );
+            book.positions
+                .insert(s.market.symbol_name(symbol).to_string(), position.quantity);
         }
     }
     Ok(book)
@@ -814,7 +822,11 @@ impl LiveSession<'_> {
                 eprintln!("{caught} fills made while no session ran are journaled");
             }
         }
-        let book = self.state.journal.derive_book().map_err(|e| e.to_string())?;
+        let book = self
+            .state
+            .journal
+            .derive_book()
+            .map_err(|e| e.to_string())?;
         {
             let mut s = lock(&self.session);
             let symbols = s.market.symbol_count();
@@ -836,7 +848,9 @@ impl LiveSession<'_> {
         if let Some(broker) = self.broker.as_mut() {
             let adopted = broker.adopt_open_orders(&self.session, &open)?;
             if adopted > 0 {
-                eprintln!("{adopted} orders open at the exchange since an earlier session are tracked again");
+                eprintln!(
+                    "{adopted} orders open at the exchange since an earlier session are tracked again"
+                );
             }
             let mut news = live_venue::VenueNews::default();
             broker.reconcile(self.state, &self.session, &mut news)?;
@@ -1092,7 +1106,11 @@ impl LiveSession<'_> {
                         .closed_count(o.symbol)
                         .checked_sub(1)
                         .map(|i| series.close.exact.get(i));
-                    (o.clone(), s.market.symbol_name(o.symbol).to_string(), last_close)
+                    (
+                        o.clone(),
+                        s.market.symbol_name(o.symbol).to_string(),
+                        last_close,
+                    )
                 })
                 .collect();
             self.tracker.seen = s.orders.all().len();
@@ -1245,7 +1263,8 @@ impl LiveSession<'_> {
             Err(e) => return Err(e.to_string()),
         }
         self.check_halt_file();
-        let book = engine_book(&self.state.cash_currency, &self.session).map_err(|e| e.to_string())?;
+        let book =
+            engine_book(&self.state.cash_currency, &self.session).map_err(|e| e.to_string())?;
         // A checkpoint (book snapshot, feed mark, algorithm state: three synchronous commits)
         // after every bar with order activity, else at most once per CHECKPOINT_EVERY: the
         // journal never holds fills past the feed mark, so a restart resumes consistently.
@@ -1253,7 +1272,8 @@ impl LiveSession<'_> {
             self.checkpoint(py, strategy, &book, close_time)?;
         }
         self.audit_log_lines();
-        self.status.show(&self.session, &book, equity, &self.state.breakers);
+        self.status
+            .show(&self.session, &book, equity, &self.state.breakers);
         Ok(())
     }
 
@@ -1378,7 +1398,12 @@ impl LiveSession<'_> {
     }
 }
 
-fn intent_of(order: &crate::model::Order, client_id: &str, symbol: &str, wall: TimestampNs) -> OrderIntent {
+fn intent_of(
+    order: &crate::model::Order,
+    client_id: &str,
+    symbol: &str,
+    wall: TimestampNs,
+) -> OrderIntent {
     let (order_type, limit_price, stop_price) = match order.kind {
         OrderKind::Limit { limit } => (OrderType::Limit, Some(limit), None),
         OrderKind::Stop { stop } => (OrderType::Stop, None, Some(stop)),

@@ -75,12 +75,13 @@ impl VenueBroker {
         exchange: String,
         cash_asset: String,
         rules: BTreeMap<String, MarketRules>,
-        reconciler: Reconciler,
-        reconcile_every_ns: i64,
-        cancel_on_exit: bool,
+        settings: &crate::live::config::LiveSettings,
         last_trade: BTreeMap<String, String>,
-    ) -> Self {
-        VenueBroker {
+    ) -> Result<Self, String> {
+        let reconciler = Reconciler::new(settings.reconcile.clone())?;
+        let reconcile_every_ns = settings.reconcile_interval_ns;
+        let cancel_on_exit = settings.cancel_open_orders_on_exit;
+        Ok(VenueBroker {
             venue,
             exchange,
             cash_asset,
@@ -93,7 +94,7 @@ impl VenueBroker {
             unresolved: Vec::new(),
             last_trade: last_trade.into_iter().collect(),
             since_ms: wall_ns() / 1_000_000,
-        }
+        })
     }
 
     /// Startup, before anything else is sent: every order the journal shows as intended or
@@ -154,7 +155,10 @@ impl VenueBroker {
                     request,
                     now,
                     0,
-                    &format!("open at the exchange since an earlier session ({})", order.client_order_id),
+                    &format!(
+                        "open at the exchange since an earlier session ({})",
+                        order.client_order_id
+                    ),
                 )
                 .map_err(|e| e.to_string())?;
             self.engine_ids.insert(order.client_order_id.clone(), id);
@@ -176,9 +180,10 @@ impl VenueBroker {
         self.engine_ids
             .insert(intent.client_order_id.clone(), engine_id);
         let result = match (intent.order_type, intent.time_in_force) {
-            (OrderType::Market | OrderType::Limit, TimeInForce::Gtc | TimeInForce::Ioc | TimeInForce::Fok) => {
-                self.venue.borrow_mut().submit(intent, reference_price)
-            }
+            (
+                OrderType::Market | OrderType::Limit,
+                TimeInForce::Gtc | TimeInForce::Ioc | TimeInForce::Fok,
+            ) => self.venue.borrow_mut().submit(intent, reference_price),
             _ => Err(VenueError::new(
                 VenueErrorKind::RuleViolation,
                 format!(
@@ -343,8 +348,10 @@ impl VenueBroker {
                             | VenueErrorKind::Internal
                     ) =>
                 {
-                    news.notices
-                        .push(venue_failure(&format!("order {client_id} still unresolved"), &error));
+                    news.notices.push(venue_failure(
+                        &format!("order {client_id} still unresolved"),
+                        &error,
+                    ));
                     self.unresolved.push(client_id);
                 }
                 Err(error) => {
@@ -403,7 +410,14 @@ impl VenueBroker {
                         .get(**id)
                         .is_some_and(|o| o.status == OrderStatus::Cancelled)
                 })
-                .map(|(cid, id)| (cid.clone(), s.market.symbol_name(s.orders.get(*id).map_or(SymbolId(0), |o| o.symbol)).to_string()))
+                .map(|(cid, id)| {
+                    (
+                        cid.clone(),
+                        s.market
+                            .symbol_name(s.orders.get(*id).map_or(SymbolId(0), |o| o.symbol))
+                            .to_string(),
+                    )
+                })
                 .collect()
         };
         for (client_id, symbol) in withdrawn {
@@ -468,9 +482,10 @@ impl VenueBroker {
         let open_there: HashSet<String> = match self.venue.borrow_mut().open_orders() {
             Ok(orders) => orders.into_iter().map(|o| o.client_order_id).collect(),
             Err(error) => {
-                let _ = state
-                    .audit
-                    .log(wall_ns(), "warning", &venue_failure("open orders", &error));
+                let _ =
+                    state
+                        .audit
+                        .log(wall_ns(), "warning", &venue_failure("open orders", &error));
                 return Ok(());
             }
         };
@@ -522,7 +537,11 @@ impl VenueBroker {
             } else {
                 None
             };
-            let fills = match self.venue.borrow_mut().fills(&symbol, from.as_deref(), since) {
+            let fills = match self
+                .venue
+                .borrow_mut()
+                .fills(&symbol, from.as_deref(), since)
+            {
                 Ok(fills) => fills,
                 Err(error) => {
                     let _ = state
@@ -532,7 +551,8 @@ impl VenueBroker {
                 }
             };
             for fill in fills {
-                self.last_trade.insert(symbol.clone(), fill.trade_id.clone());
+                self.last_trade
+                    .insert(symbol.clone(), fill.trade_id.clone());
                 self.apply_fill(state, session, &fill, news)?;
             }
         }
@@ -588,7 +608,11 @@ impl VenueBroker {
             })
             .unwrap_or(Fill {
                 // An order the engine no longer holds open (cancelled here, filled there).
-                order_id: self.engine_ids.get(&client_id).copied().unwrap_or(OrderId(0)),
+                order_id: self
+                    .engine_ids
+                    .get(&client_id)
+                    .copied()
+                    .unwrap_or(OrderId(0)),
                 symbol,
                 side: fill.side,
                 quantity: fill.quantity,
@@ -760,7 +784,8 @@ impl VenueBroker {
                 let _ = state
                     .audit
                     .log(wall_ns(), "warning", &format!("backoff: {event:?}"));
-                news.notices.push(format!("{}: backing off ({event:?})", self.exchange));
+                news.notices
+                    .push(format!("{}: backing off ({event:?})", self.exchange));
             }
             if let crate::live::venue::VenueEvent::Request { .. } = &event {
                 if let Ok(Some(trip)) = state.breakers.on_request(now) {
@@ -790,7 +815,13 @@ impl VenueBroker {
             .collect();
         let mut news = VenueNews::default();
         for order in &open {
-            self.cancel_one(state, session, &order.client_order_id, &order.symbol, &mut news)?;
+            self.cancel_one(
+                state,
+                session,
+                &order.client_order_id,
+                &order.symbol,
+                &mut news,
+            )?;
         }
         for notice in news.notices {
             eprintln!("{notice}");

@@ -582,4 +582,53 @@ mod tests {
         assert_eq!(&c.values[..], &[1.0, 2.5, 3.125]);
         assert!(Column::parse_texts(&["1", "x"]).is_err());
     }
+
+    #[test]
+    fn live_appends_are_checked_like_file_rows_and_all_or_nothing() {
+        let mut s = BarSeries::empty("BTC/USDT", "ccxt:binance");
+        s.append(60, ["100.5", "101", "100", "100.75", "3"])
+            .unwrap();
+        // Not after the last bar.
+        let err = s.append(60, ["1", "1", "1", "1", "1"]).unwrap_err();
+        assert!(err.contains("not after the last bar of BTC/USDT"), "{err}");
+        // High below low, negative volume, text that is no number.
+        assert!(
+            s.append(120, ["1", "1", "2", "1", "1"])
+                .unwrap_err()
+                .contains("high 1 is below low 2")
+        );
+        assert!(
+            s.append(120, ["1", "1", "1", "1", "-1"])
+                .unwrap_err()
+                .contains("volume -1 is negative")
+        );
+        assert!(
+            s.append(120, ["1", "1", "1", "x", "1"])
+                .unwrap_err()
+                .starts_with("close `x`")
+        );
+        assert_eq!(s.len(), 1, "refused bars leave the series unchanged");
+        // More decimal places than before rescale the column, exactly.
+        s.append(120, ["100.75", "100.755", "100.7", "100.755", "0.001"])
+            .unwrap();
+        assert_eq!(s.close.exact.scale(), 3);
+        assert_eq!(s.close.exact.get(0), rust_decimal::Decimal::new(100750, 3));
+        assert_eq!(s.close.exact.get(1).to_string(), "100.755");
+        assert_eq!(&s.close.values[..], &[100.75, 100.755]);
+        assert_eq!(&s.time[..], &[60, 120]);
+    }
+
+    #[test]
+    fn an_append_that_cannot_be_rescaled_is_refused_whole() {
+        let mut s = BarSeries::empty("X", "feed");
+        s.append(0, ["1", "1", "1", "1", "900000000000000000"])
+            .unwrap();
+        // 9e17 at 2 more places overflows a 64-bit mantissa: refused, nothing half-appended.
+        let err = s.append(1, ["1", "1", "1", "1", "0.01"]).unwrap_err();
+        assert!(err.starts_with("volume:"), "{err}");
+        assert_eq!(
+            (s.len(), s.open.exact.len(), s.volume.values.len()),
+            (1, 1, 1)
+        );
+    }
 }

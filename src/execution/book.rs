@@ -1407,4 +1407,61 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn venue_fills_and_statuses_drive_an_order_the_engine_never_matches() {
+        let mut book = OrderBook::new(1);
+        let id = book
+            .submit(request(OrderSide::Buy, dec!(3), OrderKind::Market), 0, 0)
+            .unwrap();
+        let fill = book
+            .apply_venue_fill(id, dec!(1), dec!(10.5), dec!(0.01), 5)
+            .unwrap();
+        assert_eq!(
+            (fill.quantity, fill.price, fill.fee, fill.time),
+            (dec!(1), dec!(10.5), dec!(0.01), 5)
+        );
+        assert_eq!(book.get(id).unwrap().status, OrderStatus::PartiallyFilled);
+        // More than remains is refused (the caller reconciles instead).
+        assert!(
+            book.apply_venue_fill(id, dec!(2.5), dec!(10), dec!(0), 6)
+                .is_none()
+        );
+        book.apply_venue_fill(id, dec!(2), dec!(11), dec!(0), 7)
+            .unwrap();
+        let order = book.get(id).unwrap();
+        assert_eq!(
+            (order.status, order.filled_quantity, order.filled_notional),
+            (OrderStatus::Filled, dec!(3), dec!(32.5))
+        );
+        assert!(!book.has_open(SymbolId(0)));
+        assert_eq!(
+            statuses(&book, id),
+            ["new", "accepted", "partially_filled", "filled"]
+        );
+        // A filled order takes no more fills and no final status.
+        assert!(
+            book.apply_venue_fill(id, dec!(1), dec!(1), dec!(0), 8)
+                .is_none()
+        );
+        assert!(!book.apply_venue_status(id, OrderStatus::Cancelled, None, 8));
+
+        let other = book
+            .submit(
+                request(
+                    OrderSide::Sell,
+                    dec!(1),
+                    OrderKind::Limit { limit: dec!(20) },
+                ),
+                0,
+                0,
+            )
+            .unwrap();
+        assert!(
+            !book.apply_venue_status(other, OrderStatus::Accepted, None, 9),
+            "not final"
+        );
+        assert!(book.apply_venue_status(other, OrderStatus::Expired, Some("IOC".into()), 9));
+        assert_eq!(book.get(other).unwrap().reason.as_deref(), Some("IOC"));
+    }
 }

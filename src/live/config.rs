@@ -315,7 +315,10 @@ impl LiveSettings {
                 .map(|t| ms("exchange.settle_margin", Some(t), 0))
                 .transpose()?,
             retry_attempts: x.retry_attempts,
-            retry_base_delay_s: seconds("exchange.retry_base_delay", x.retry_base_delay.as_deref())?,
+            retry_base_delay_s: seconds(
+                "exchange.retry_base_delay",
+                x.retry_base_delay.as_deref(),
+            )?,
             retry_max_delay_s: seconds("exchange.retry_max_delay", x.retry_max_delay.as_deref())?,
         };
         if exchange.recv_window_ms > 60_000 {

@@ -263,9 +263,7 @@ impl Feed for ExchangeFeed {
             })
             .min()
             .unwrap_or(now_ms);
-        let polled_recently = self
-            .last_poll
-            .is_some_and(|t| t.elapsed() < self.idle_poll);
+        let polled_recently = self.last_poll.is_some_and(|t| t.elapsed() < self.idle_poll);
         if now_ms >= due_ms && !polled_recently {
             self.fetch(now_ms)?;
             if let Some((close, complete)) = self.next_batch() {
@@ -346,5 +344,156 @@ mod tests {
         }
         assert_eq!(feed.skip_through(120_000_000_000), 1);
         assert_eq!(feed.remaining(), 1);
+    }
+
+    /// A venue that only serves candles (every other call is an error).
+    struct Candles(Vec<Vec<Candle>>, Vec<String>);
+
+    impl Venue for Candles {
+        fn markets(
+            &mut self,
+            _: &[String],
+        ) -> Result<BTreeMap<String, crate::live::venue::MarketRules>, crate::live::venue::VenueError>
+        {
+            Err(unused())
+        }
+        fn closed_candles(
+            &mut self,
+            symbol: &str,
+            _: &str,
+            since_ms: i64,
+            now_ms: i64,
+        ) -> Result<Vec<Candle>, crate::live::venue::VenueError> {
+            let i = self.1.iter().position(|s| s == symbol).unwrap();
+            Ok(self.0[i]
+                .iter()
+                .filter(|c| c.open_time_ms >= since_ms && c.open_time_ms + 1000 <= now_ms)
+                .copied()
+                .collect())
+        }
+        fn submit(
+            &mut self,
+            _: &crate::live::journal::OrderIntent,
+            _: Option<rust_decimal::Decimal>,
+        ) -> Result<crate::live::venue::VenueOrder, crate::live::venue::VenueError> {
+            Err(unused())
+        }
+        fn resume(
+            &mut self,
+            _: &crate::live::journal::OrderIntent,
+            _: i64,
+        ) -> Result<crate::live::venue::VenueOrder, crate::live::venue::VenueError> {
+            Err(unused())
+        }
+        fn lookup(
+            &mut self,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<crate::live::venue::VenueOrder>, crate::live::venue::VenueError>
+        {
+            Err(unused())
+        }
+        fn cancel(
+            &mut self,
+            _: &str,
+            _: &str,
+        ) -> Result<crate::live::venue::VenueOrder, crate::live::venue::VenueError> {
+            Err(unused())
+        }
+        fn open_orders(
+            &mut self,
+        ) -> Result<Vec<crate::live::venue::VenueOrder>, crate::live::venue::VenueError> {
+            Err(unused())
+        }
+        fn fills(
+            &mut self,
+            _: &str,
+            _: Option<&str>,
+            _: Option<i64>,
+        ) -> Result<Vec<crate::live::venue::VenueFill>, crate::live::venue::VenueError> {
+            Err(unused())
+        }
+        fn account_view(
+            &mut self,
+            _: &str,
+        ) -> Result<crate::live::reconcile::AccountView, crate::live::venue::VenueError> {
+            Err(unused())
+        }
+        fn take_events(&mut self) -> Vec<crate::live::venue::VenueEvent> {
+            Vec::new()
+        }
+    }
+
+    fn unused() -> crate::live::venue::VenueError {
+        crate::live::venue::VenueError::new(
+            crate::live::venue::VenueErrorKind::Internal,
+            "not used",
+        )
+    }
+
+    fn candle(open_ms: i64, close: i64) -> Candle {
+        let d = rust_decimal::Decimal::from(close);
+        Candle {
+            open_time_ms: open_ms,
+            open: d,
+            high: d,
+            low: d,
+            close: d,
+            volume: rust_decimal::Decimal::ONE,
+        }
+    }
+
+    fn feed_over(candles: Vec<Vec<Candle>>, start_ms: i64) -> ExchangeFeed {
+        let symbols: Vec<String> = (0..candles.len()).map(|i| format!("S{i}")).collect();
+        let venue = Rc::new(RefCell::new(Candles(candles, symbols.clone())));
+        ExchangeFeed::new(venue, "test".into(), symbols, "1s".into(), 1000, start_ms)
+    }
+
+    fn drain(feed: &mut ExchangeFeed) -> Vec<(i64, Vec<usize>)> {
+        let mut out = Vec::new();
+        while let Poll::Ready(batch) = feed.poll().unwrap() {
+            out.push((
+                batch.close_time / 1_000_000,
+                batch.bars.iter().map(|b| b.symbol).collect(),
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn an_exchange_feed_catches_up_in_order_and_waits_for_every_symbol() {
+        // Two symbols, a minute in the past: S1 has no candle at the second close (a gap).
+        let t0 = ExchangeFeed::now_ms() / 1000 * 1000 - 60_000;
+        let a = vec![candle(t0, 1), candle(t0 + 1000, 2), candle(t0 + 2000, 3)];
+        let b = vec![candle(t0, 10), candle(t0 + 2000, 30)];
+        let mut feed = feed_over(vec![a, b], t0);
+        assert_eq!(
+            drain(&mut feed),
+            vec![
+                (t0 + 1000, vec![0, 1]),
+                (t0 + 2000, vec![0]),
+                (t0 + 3000, vec![0, 1])
+            ]
+        );
+        assert!(
+            feed.notices.is_empty(),
+            "a gap that later candles prove is no notice"
+        );
+    }
+
+    #[test]
+    fn a_symbol_silent_past_the_grace_period_has_a_gap_with_a_notice() {
+        let t0 = ExchangeFeed::now_ms() / 1000 * 1000 - 60_000;
+        let mut feed = feed_over(vec![vec![candle(t0, 1)], Vec::new()], t0);
+        assert_eq!(drain(&mut feed), vec![(t0 + 1000, vec![0])]);
+        assert_eq!(feed.notices.len(), 1, "{:?}", feed.notices);
+    }
+
+    #[test]
+    fn the_forming_candle_is_never_a_bar() {
+        // Starting with the candle forming now: nothing is due yet.
+        let now = ExchangeFeed::now_ms() / 1000 * 1000;
+        let mut feed = feed_over(vec![vec![candle(now, 1)]], now);
+        assert!(matches!(feed.poll().unwrap(), Poll::Wait(_)));
     }
 }

@@ -39,7 +39,9 @@ pub struct SharedColumn {
     /// The chunk reads and writes go to: always the last of `chunks`.
     current: AtomicPtr<Chunk>,
     /// Every allocation this column made, owned until it drops: views into retired chunks stay
-    /// valid. Locked only to grow.
+    /// valid. Locked only to grow. Boxed: `current` points at a chunk, which must not move
+    /// when the list reallocates.
+    #[allow(clippy::vec_box)]
     chunks: Mutex<Vec<Box<Chunk>>>,
     /// Values written so far (shared by all outputs of one indicator).
     written: Arc<AtomicUsize>,
@@ -234,7 +236,11 @@ mod tests {
         for v in 3..=100 {
             column.push(v as f64);
         }
-        assert_ne!(column.shared().as_ptr(), before, "the column grew by moving");
+        assert_ne!(
+            column.shared().as_ptr(),
+            before,
+            "the column grew by moving"
+        );
         assert!(column.shared().allocations() > 1);
         assert_eq!(old_view, &[1.0, 2.0]);
         assert_eq!(column.len(), 100);

@@ -176,4 +176,24 @@ mod tests {
         assert_eq!(infer_interval(&[0, 60, 120, 300]), Some(60));
         assert_eq!(infer_interval(&[5]), None);
     }
+
+    #[test]
+    fn a_live_market_starts_empty_and_grows() {
+        let series = vec![BarSeries::empty("A", "feed"), BarSeries::empty("B", "feed")];
+        let mut market = Market::live(series, 60).unwrap();
+        let a = market.symbol_id("A").unwrap();
+        assert_eq!(market.bar_count(a), 0);
+        market.append_bar(a, 0, ["1", "1", "1", "1", "1"]).unwrap();
+        market.append_bar(a, 60, ["2", "2", "2", "2", "1"]).unwrap();
+        assert_eq!(market.bar_count(a), 2);
+        assert_eq!(market.closed_count(a), 0, "appended is not closed");
+        assert_eq!(market.close_time(a, 1), 120);
+        assert!(
+            Market::live(
+                vec![BarSeries::empty("A", "f"), BarSeries::empty("A", "g")],
+                60
+            )
+            .is_err()
+        );
+    }
 }
