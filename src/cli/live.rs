@@ -219,6 +219,33 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             .as_ref()
             .map(|e| e.secrets.clone())
             .unwrap_or_default();
+        let series = symbols
+            .iter()
+            .map(|s| BarSeries::empty(s.clone(), source.clone()))
+            .collect();
+        let market = Market::live(series, interval_ns).map_err(|e| Error::Market(e.to_string()))?;
+        let session = session_on(&settings, market)?;
+        let loaded = python::load_algorithm(
+            py,
+            &settings.algo,
+            settings.class_name.as_deref(),
+            &settings.params,
+        )?;
+        let sink = Arc::new(LogSink {
+            echo: !settings.quiet,
+            ..Default::default()
+        });
+        let mut strategy = PyStrategy::new(py, &loaded, session.clone(), sink.clone())
+            .map_err(|e| live_error("attaching the algorithm", e))?;
+        let folders = [algo_dir.clone()];
+        if let Ok(watcher) = SourceWatcher::new(&folders) {
+            strategy.enable_reload(
+                watcher,
+                loaded.path.clone(),
+                loaded.class_name.clone(),
+                settings.params.clone(),
+            );
+        }
         let mut state = State::open(
             &live_settings,
             &args,
@@ -239,12 +266,6 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
                 .map_err(|e| live_error("reading the journal", e))?
                 .cash
         };
-        let series = symbols
-            .iter()
-            .map(|s| BarSeries::empty(s.clone(), source.clone()))
-            .collect();
-        let market = Market::live(series, interval_ns).map_err(|e| Error::Market(e.to_string()))?;
-        let session = session_on(&settings, market)?;
         let feed: Box<dyn Feed> = match (&replay, &exchange) {
             (Some((path, series)), _) => Box::new(ReplayFeed::new(
                 path.display().to_string(),
@@ -274,47 +295,35 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
         if let Some(exchange) = &exchange {
             apply_market_rules(&session, &exchange.rules);
         }
-        let venue_broker = match (&exchange, paper) {
-            (Some(exchange), false) => {
-                lock(&session).external_execution = true;
-                let mut broker = VenueBroker::new(
-                    exchange.venue.clone(),
-                    exchange.id.clone(),
-                    exchange.cash_asset.clone(),
-                    exchange.rules.clone(),
-                    &live_settings,
-                    state.last_trade_ids.clone(),
-                )
-                .map_err(Error::usage)?;
-                let unresolved = std::mem::take(&mut state.unresolved);
-                broker
-                    .resolve_unresolved(&mut state, &unresolved)
-                    .map_err(Error::Broker)?;
-                Some(broker)
+        let venue_broker = (|| -> Result<Option<VenueBroker>, Error> {
+            Ok(match (&exchange, paper) {
+                (Some(exchange), false) => {
+                    lock(&session).external_execution = true;
+                    let mut broker = VenueBroker::new(
+                        exchange.venue.clone(),
+                        exchange.id.clone(),
+                        exchange.cash_asset.clone(),
+                        exchange.rules.clone(),
+                        &live_settings,
+                        state.last_trade_ids.clone(),
+                    )
+                    .map_err(Error::usage)?;
+                    let unresolved = std::mem::take(&mut state.unresolved);
+                    broker
+                        .resolve_unresolved(&mut state, &unresolved)
+                        .map_err(Error::Broker)?;
+                    Some(broker)
+                }
+                _ => None,
+            })
+        })();
+        let venue_broker = match venue_broker {
+            Ok(broker) => broker,
+            Err(e) => {
+                let _ = state.finish(&format!("failed to start: {e}"));
+                return Err(e);
             }
-            _ => None,
         };
-        let loaded = python::load_algorithm(
-            py,
-            &settings.algo,
-            settings.class_name.as_deref(),
-            &settings.params,
-        )?;
-        let sink = Arc::new(LogSink {
-            echo: !settings.quiet,
-            ..Default::default()
-        });
-        let mut strategy = PyStrategy::new(py, &loaded, session.clone(), sink.clone())
-            .map_err(|e| live_error("attaching the algorithm", e))?;
-        let folders = [algo_dir.clone()];
-        if let Ok(watcher) = SourceWatcher::new(&folders) {
-            strategy.enable_reload(
-                watcher,
-                loaded.path.clone(),
-                loaded.class_name.clone(),
-                settings.params.clone(),
-            );
-        }
         let mut live = LiveSession {
             session: session.clone(),
             state: &mut state,
@@ -328,6 +337,7 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             last_checkpoint: Instant::now(),
             last_close: None,
             broker: venue_broker,
+            interrupted: false,
             unseeded: BTreeMap::new(),
             last_poll: Instant::now(),
         };
@@ -617,16 +627,6 @@ impl State {
         let recovery = journal
             .recover(now, settings.max_state_age_ns)
             .map_err(|e| Error::usage(e.to_string()))?;
-        let run_id = journal
-            .start_run(&RunStart {
-                started_at: now,
-                algorithm: args.algo.display().to_string(),
-                broker: args.broker.clone(),
-                symbols: symbols.to_vec(),
-                cash_currency: cash_currency.to_string(),
-                initial_cash,
-            })
-            .map_err(|e| Error::usage(e.to_string()))?;
         // A paper order lives in this process only: one left open by a session that died is
         // gone with it. (An exchange's orders are resolved and adopted by the venue broker.)
         let paper_orders = if paper {
@@ -661,6 +661,34 @@ impl State {
                 Err(e) => return Err(Error::usage(e.to_string())),
             }
         }
+        // A session that died without a clean stop (kill -9, power loss) says so.
+        if let Some(last) = recovery
+            .last_run
+            .as_ref()
+            .filter(|r| r.stopped_at.is_none())
+        {
+            journal
+                .end_run(
+                    last.id,
+                    now,
+                    "ended without a clean stop (killed or crashed)",
+                )
+                .map_err(|e| live_error("journaling the previous run's end", e))?;
+            eprintln!(
+                "the previous session (run {}) ended without a clean stop; recovering from the journal",
+                last.id
+            );
+        }
+        let run_id = journal
+            .start_run(&RunStart {
+                started_at: now,
+                algorithm: args.algo.display().to_string(),
+                broker: args.broker.clone(),
+                symbols: symbols.to_vec(),
+                cash_currency: cash_currency.to_string(),
+                initial_cash,
+            })
+            .map_err(|e| Error::usage(e.to_string()))?;
         let earlier_fills = journal
             .fills()
             .map_err(|e| live_error("reading fills", e))?;
@@ -755,6 +783,8 @@ struct LiveSession<'a> {
     last_close: Option<TimestampNs>,
     /// The exchange broker; `None` for paper.
     broker: Option<VenueBroker>,
+    /// A signal arrived inside user code the loop called outside a hook (`__getstate__`).
+    interrupted: bool,
     /// Journal positions not yet in the ledger (exchange sessions; see `seed_positions`).
     unseeded: BTreeMap<String, Decimal>,
     last_poll: Instant,
@@ -785,6 +815,13 @@ impl LiveSession<'_> {
                 Ok(()) => other,
                 Err(stop) => stop.into(),
             },
+        };
+        // The results say how the session ended: a failure is `failed` (partial); a signal
+        // or the end of the feed is how a live session normally ends (`complete`).
+        outcome.stop = match &end {
+            End::Failed(e) => Some(Stop::Failed(e.clone())),
+            End::Engine(message) => Some(Stop::Engine(message.clone())),
+            _ => None,
         };
         match self.broker.as_mut() {
             None => {
@@ -983,6 +1020,13 @@ impl LiveSession<'_> {
         strategy: &mut PyStrategy,
         outcome: &mut BacktestOutcome,
     ) -> Result<End, Stop> {
+        let mut skipped = 0usize;
+        if let Some(after) = self.state.resume_after {
+            // Without waiting: a paced replay would otherwise sit through the traded bars.
+            skipped = self.feed.skip_through(after);
+        }
+        // `ctx.time` in `initialize`: the open of the first bar to come (a replay), or now.
+        lock(&self.session).now = self.feed.first_open().unwrap_or_else(wall_ns);
         strategy.initialize()?;
         self.restore_algo_state(py, strategy)?;
         self.sync_orders(&[]).map_err(Stop::Engine)?;
@@ -991,7 +1035,6 @@ impl LiveSession<'_> {
             symbols: Vec::new(),
         };
         let mut fills = Vec::new();
-        let mut skipped = 0usize;
         loop {
             let batch = match self.feed.poll().map_err(Stop::Engine)? {
                 Poll::End => return Ok(End::FeedDone),
@@ -1013,6 +1056,9 @@ impl LiveSession<'_> {
             {
                 skipped += 1;
                 continue;
+            }
+            if std::mem::take(&mut self.interrupted) {
+                return Err(Stop::Interrupted);
             }
             if skipped > 0 {
                 eprintln!(
@@ -1059,6 +1105,9 @@ impl LiveSession<'_> {
             }
             self.after_bar(py, strategy, close_time, active)
                 .map_err(Stop::Engine)?;
+            if std::mem::take(&mut self.interrupted) {
+                return Err(Stop::Interrupted);
+            }
             strategy.check_interrupt()?;
             strategy.between_ticks()?;
             if self.max_bars.is_some_and(|max| outcome.bars >= max) {
@@ -1139,7 +1188,13 @@ impl LiveSession<'_> {
                     }
                     other => other.to_string(),
                 };
-                lock(&self.session).orders.cancel(order.id, &reason, now);
+                // Refused before it left: `rejected`, as an order placed while halted is.
+                lock(&self.session).orders.apply_venue_status(
+                    order.id,
+                    OrderStatus::Rejected,
+                    Some(reason.clone()),
+                    now,
+                );
                 let _ = self.state.audit.log(
                     wall,
                     "warning",
@@ -1277,6 +1332,8 @@ impl LiveSession<'_> {
         Ok(())
     }
 
+    /// The algorithm's state is taken first (user code, which may fail or be interrupted),
+    /// then the book, the feed mark and that state are committed in one transaction.
     fn checkpoint(
         &mut self,
         py: Python<'_>,
@@ -1284,15 +1341,16 @@ impl LiveSession<'_> {
         book: &Book,
         close_time: TimestampNs,
     ) -> Result<(), String> {
+        let state = self.dump_algo_state(py, strategy);
         self.state
             .journal
-            .record_snapshot(wall_ns(), book)
+            .record_checkpoint(
+                wall_ns(),
+                book,
+                close_time,
+                state.as_ref().map(|(f, d)| (f.as_str(), d.as_slice())),
+            )
             .map_err(|e| e.to_string())?;
-        self.state
-            .journal
-            .set_feed_mark(close_time)
-            .map_err(|e| e.to_string())?;
-        self.save_algo_state(py, strategy);
         self.last_checkpoint = Instant::now();
         Ok(())
     }
@@ -1327,7 +1385,14 @@ impl LiveSession<'_> {
         }
     }
 
-    fn save_algo_state(&mut self, py: Python<'_>, strategy: &PyStrategy) {
+    /// The algorithm's state as (format, bytes), or `None` with a warning when it cannot be
+    /// taken. A Ctrl-C or SIGTERM that lands inside the user's `__getstate__` is kept for
+    /// the loop (`interrupted`), never swallowed as a failed save.
+    fn dump_algo_state(
+        &mut self,
+        py: Python<'_>,
+        strategy: &PyStrategy,
+    ) -> Option<(String, Vec<u8>)> {
         let result = (|| -> PyResult<(String, Vec<u8>, Vec<String>)> {
             let module = py.import("rustybt_api._live.state")?;
             let dumped = module.call_method1("dump", (strategy.algorithm().bind(py),))?;
@@ -1344,11 +1409,16 @@ impl LiveSession<'_> {
                         skipped.join(", ")
                     );
                 }
-                if let Err(e) = self.state.journal.record_algo_state(wall_ns(), &fmt, &data) {
-                    eprintln!("warning: the algorithm state was not journaled: {e}");
-                }
+                Some((fmt, data))
             }
-            Err(e) => eprintln!("warning: the algorithm state could not be saved: {e}"),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) => {
+                self.interrupted = true;
+                None
+            }
+            Err(e) => {
+                eprintln!("warning: the algorithm state could not be saved: {e}");
+                None
+            }
         }
     }
 

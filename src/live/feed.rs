@@ -41,6 +41,15 @@ pub trait Feed {
     fn poll(&mut self) -> Result<Poll, String>;
     /// For the log and results: `replay:FILE`, `ccxt:binance`.
     fn describe(&self) -> String;
+    /// Drops, without waiting, the bars closing at or before `time` (a restarted session
+    /// traded them already); returns how many. Feeds that start after it anyway drop none.
+    fn skip_through(&mut self, _time: TimestampNs) -> usize {
+        0
+    }
+    /// Open time of the first bar the feed will hand out, when known before it does.
+    fn first_open(&self) -> Option<TimestampNs> {
+        None
+    }
 }
 
 /// Plays loaded bars in wall time: batch k is due `(close_k − close_0) / speed` after the first
@@ -82,16 +91,6 @@ impl ReplayFeed {
         }
     }
 
-    /// Drops the batches closing at or before `time` (a restarted session already traded
-    /// them). Returns how many were dropped.
-    pub fn skip_through(&mut self, time: TimestampNs) -> usize {
-        let before = self.batches.len();
-        while self.batches.front().is_some_and(|b| b.close_time <= time) {
-            self.batches.pop_front();
-        }
-        before - self.batches.len()
-    }
-
     pub fn remaining(&self) -> usize {
         self.batches.len()
     }
@@ -117,6 +116,20 @@ impl Feed for ReplayFeed {
 
     fn describe(&self) -> String {
         format!("replay:{}", self.source)
+    }
+
+    fn skip_through(&mut self, time: TimestampNs) -> usize {
+        let before = self.batches.len();
+        while self.batches.front().is_some_and(|b| b.close_time <= time) {
+            self.batches.pop_front();
+        }
+        before - self.batches.len()
+    }
+
+    fn first_open(&self) -> Option<TimestampNs> {
+        self.batches
+            .front()
+            .and_then(|b| b.bars.iter().map(|bar| bar.open_time).min())
     }
 }
 

@@ -1440,6 +1440,55 @@ impl Journal {
         self.set_breaker_mark(FEED_MARK, bar_close, Decimal::ZERO)
     }
 
+    /// One atomic checkpoint of a live session: the engine's book, the close time of the
+    /// bar it reflects (the feed mark) and the algorithm's state after that bar, in one
+    /// transaction, so a restart never pairs a bar with another bar's state.
+    pub fn record_checkpoint(
+        &mut self,
+        time: TimestampNs,
+        book: &Book,
+        bar_close: TimestampNs,
+        algo_state: Option<(&str, &[u8])>,
+    ) -> Result<()> {
+        let json = serde_json::to_string(book)
+            .map_err(|e| JournalError::Corrupt(format!("cannot serialize the book: {e}")))?;
+        if let Some((format, _)) = algo_state
+            && format.trim().is_empty()
+        {
+            return Err(JournalError::Corrupt(
+                "the algorithm state format tag is empty".into(),
+            ));
+        }
+        let tx = self.conn.transaction()?;
+        let last_fill: i64 =
+            tx.query_row("SELECT COALESCE(MAX(id), 0) FROM fills", [], |r| r.get(0))?;
+        let last_adj: i64 =
+            tx.query_row("SELECT COALESCE(MAX(id), 0) FROM adjustments", [], |r| {
+                r.get(0)
+            })?;
+        tx.execute(
+            "INSERT INTO book_snapshots (time, book, last_fill_id, last_adjustment_id) VALUES (?1, ?2, ?3, ?4)",
+            params![time, json, last_fill, last_adj],
+        )?;
+        tx.execute(
+            "INSERT INTO breaker_marks (name, time, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name) DO UPDATE SET time = excluded.time, value = excluded.value",
+            params![FEED_MARK, bar_close, dec_text(Decimal::ZERO)],
+        )?;
+        if let Some((format, data)) = algo_state {
+            tx.execute(
+                "INSERT INTO algo_states (time, format, data) VALUES (?1, ?2, ?3)",
+                params![time, format, data],
+            )?;
+            tx.execute(
+                "DELETE FROM algo_states WHERE id <= (SELECT MAX(id) FROM algo_states) - ?1",
+                params![KEPT_ALGO_STATES],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The close time given to the last [`Journal::set_feed_mark`].
     pub fn feed_mark(&self) -> Result<Option<TimestampNs>> {
         Ok(self.breaker_marks()?.get(FEED_MARK).map(|&(time, _)| time))

@@ -503,8 +503,8 @@ def test_order_rate_breaker_trips_at_the_order_over_the_limit(order_rate_session
     orders = orders_by_id(over.orders())
     assert len(orders) == 30
     assert [orders[i][-1]["status"] for i in range(1, 6)] == ["filled"] * 5
-    # The order that would exceed the rate is not sent; later ones are refused on submission.
-    assert (orders[6][-1]["status"], orders[6][-1]["reason"]) == ("cancelled", f"trading halted: {trip}")
+    # The order that would exceed the rate is refused before it is sent, like later ones.
+    assert (orders[6][-1]["status"], orders[6][-1]["reason"]) == ("rejected", f"trading halted: {trip}")
     assert orders[6][0]["time"] == iso(trip_ns)
     for i in range(7, 31):
         assert [(r["status"], r["reason"]) for r in orders[i]] == [("new", ""), ("rejected", f"trading halted: {trip}")]
@@ -622,13 +622,6 @@ class Trader(Algorithm):
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Ctrl-C/SIGTERM arriving while a checkpoint runs is swallowed: LiveSession::save_algo_state "
-    "(src/cli/live.rs) turns the KeyboardInterrupt raised inside rustybt_api._live.state.dump into "
-    "`warning: the algorithm state could not be saved: KeyboardInterrupt` and the session goes on to "
-    "the end of the feed. The checkpoint follows every bar with order activity, so a real Ctrl-C "
-    "on a session that trades lands there most of the time (3 of 3 SIGINTs were lost in a paced "
-    "replay ordering every bar)"))
 def test_a_signal_during_a_checkpoint_stops_the_session(tmp_path):
     data = generated(tmp_path / "K.csv", 40, seed=10)
     algo = tmp_path / "trader.py"
@@ -687,7 +680,9 @@ def test_restart_after_sigkill_continues_book_state_and_order_ids(tmp_path):
     assert f"resuming after {iso(mark)}: skipped {skipped} bar times an earlier session traded" in two.stderr
     assert counts(two.out) == list(range(skipped + 1, 61))
     assert last_algo_state(state)["count"] == 60
-    assert query(state, "SELECT id, stop_reason FROM runs") == [(1, None), (2, "end of feed")]
+    # The killed session's run is closed by the restart, saying how it ended.
+    assert query(state, "SELECT id, stop_reason FROM runs") == [
+        (1, "ended without a clean stop (killed or crashed)"), (2, "end of feed")]
 
     # Client order ids: one sequence over both sessions, never reused.
     ids = [cid for (cid,) in query(state, "SELECT client_order_id FROM intents ORDER BY created_at")]
@@ -704,12 +699,6 @@ def test_restart_after_sigkill_continues_book_state_and_order_ids(tmp_path):
     assert read_csv(two.out / "equity.csv")[-1] == read_csv(backtest.out / "equity.csv")[-1]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a checkpoint is three separate commits in src/cli/live.rs LiveSession::checkpoint: book "
-    "snapshot, then feed mark, then algorithm state. A crash after the feed mark and before the "
-    "state (here SIGKILL while __getstate__ runs at tick 10) leaves the mark at bar 10 and the "
-    "state of tick 9: the restart skips bar 10 and the counter ends at 39 of 40 bars. The state "
-    "should be committed with (or before) the mark, so a crash only ever replays bars"))
 def test_a_crash_inside_a_checkpoint_loses_no_bar(tmp_path):
     data = generated(tmp_path / "C.csv", 40, seed=12)
     algo = tmp_path / "trader.py"
@@ -724,12 +713,6 @@ def test_a_crash_inside_a_checkpoint_loses_no_bar(tmp_path):
     assert last_algo_state(state) == {"count": 40}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a paced restart waits out the bars it skips: LiveSession::drive (src/cli/live.rs) polls the "
-    "ReplayFeed, which paces every batch from the first one, and only then drops those closing "
-    "at or before the feed mark (ReplayFeed::skip_through exists but is never called). Resuming "
-    "after 50 one-minute bars at --speed 600 sits idle 5 s before its first bar; at the default "
-    "--speed 1 it would be 50 minutes"))
 def test_a_paced_restart_does_not_wait_for_the_bars_it_skips(tmp_path):
     data = generated(tmp_path / "W.csv", 60, seed=13)
     state = tmp_path / "state"
@@ -762,11 +745,6 @@ class Early(Algorithm):
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "in a live session ctx.time during initialize is 1970-01-01T00:00:00Z, and orders placed in "
-    "initialize are stamped 1970-01-01T00:00:00Z in orders.csv: Market::live starts with empty "
-    "series, so Session::new takes now = 0. `rustybt run` (and docs/api.md, initialize) give the "
-    "earliest bar's open, 2024-01-01T00:00:00Z; a replay feed knows it before initialize"))
 def test_initialize_time_and_orders_match_the_backtest(tmp_path):
     data = generated(tmp_path / "I.csv", 20, seed=14)
     algo = tmp_path / "early.py"
@@ -860,11 +838,6 @@ def test_an_algorithm_raising_in_on_tick_exits_1_with_its_file_and_line(tmp_path
     assert live.metrics()["run"]["bars_processed"] == 5
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "metrics.json of a live session whose algorithm raised says status `complete`, partial "
-    "false (and the summary `Status: complete`): live() in src/cli/live.rs never sets "
-    "BacktestOutcome::stop, which write_results reads; `rustybt run` writes status `failed`, "
-    "partial true, with the error as reason"))
 def test_an_algorithm_failure_marks_the_results_failed(tmp_path, one_minute_file):
     algo = tmp_path / "boom.py"
     algo.write_text(textwrap.dedent(RAISING_ALGO))
@@ -875,16 +848,19 @@ def test_an_algorithm_failure_marks_the_results_failed(tmp_path, one_minute_file
     assert "boom at five" in metrics["reason"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a session that fails after State::open (src/cli/live.rs) — the algorithm does not load, or "
-    "--reset-breaker is refused because the halt file exists — leaves a `runs` row with "
-    "stopped_at and stop_reason NULL, as if the process had crashed mid-session: start_run is "
-    "journaled before load_algorithm / Breakers::reset and finish() is never called on that path"))
 def test_a_session_that_never_starts_still_ends_its_run(tmp_path, one_minute_file):
     algo = tmp_path / "syntax.py"
     algo.write_text("from rustybt_api import Algorithm\nclass X(Algorithm)\n    pass\n")
     state = tmp_path / "state"
     live = run_live(algo, one_minute_file, "E", state, tmp_path / "out")
     assert live.returncode == 1 and "SyntaxError" in live.stderr
-    [(stopped_at, stop_reason)] = query(state, "SELECT stopped_at, stop_reason FROM runs")
-    assert stopped_at is not None and stop_reason is not None
+    # The algorithm is loaded before the journal is opened: no run is started, none left open.
+    assert not (state / "journal.sqlite").exists()
+
+    # A refused --reset-breaker (the halt file is still there) starts no run either.
+    first = run_live(TRADER, one_minute_file, "E", state, tmp_path / "out1")
+    assert first.returncode == 0, first.stderr
+    (state / "HALT").write_text("stop\n")
+    refused = run_live(TRADER, one_minute_file, "E", state, tmp_path / "out2", "--reset-breaker")
+    assert refused.returncode == 2 and "remove it first" in refused.stderr
+    assert query(state, "SELECT id, stop_reason FROM runs") == [(1, "end of feed")]
