@@ -1166,6 +1166,9 @@ impl LiveSession<'_> {
             (new, s.now)
         };
         let mut active = !new.is_empty() || !fills.is_empty();
+        // Entries of brackets placed in this batch (their exits name them as parent).
+        let parents: std::collections::HashSet<OrderId> =
+            new.iter().filter_map(|(o, _, _)| o.parent).collect();
         for (order, symbol, last_close) in new {
             if order.status == OrderStatus::Rejected {
                 let reason = order.reason.clone().unwrap_or_default();
@@ -1178,6 +1181,20 @@ impl LiveSession<'_> {
             }
             if !order.status.is_open() {
                 continue; // placed and cancelled within one hook: nothing to send
+            }
+            let linked = order.parent.is_some()
+                || order.oco_group.is_some()
+                || parents.contains(&order.id);
+            if self.broker.is_some() && linked {
+                let reason = "brackets and OCO groups are paper-only: an exchange broker sends \
+                              single market and limit orders";
+                lock(&self.session).orders.apply_venue_status(
+                    order.id,
+                    OrderStatus::Rejected,
+                    Some(reason.into()),
+                    now,
+                );
+                continue;
             }
             if let Err(error) = self.state.breakers.on_order(now) {
                 let reason = match &error {

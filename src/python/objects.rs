@@ -724,6 +724,13 @@ impl Order {
         let price = price.map(|p| price_from_py(p, "price")).transpose()?;
         let mut s = lock(&self.session);
         let now = s.now;
+        if s.external_execution {
+            return Err(order_error(
+                py,
+                "an order at an exchange cannot be modified in place; cancel it and place a new one"
+                    .to_string(),
+            ));
+        }
         if let Some(order) = s.orders.get(self.id) {
             let new_quantity = quantity.unwrap_or(order.quantity);
             let prices: Vec<Decimal> = price.into_iter().collect();
