@@ -337,6 +337,7 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             last_checkpoint: Instant::now(),
             last_close: None,
             broker: venue_broker,
+            wall_clock: exchange.is_some(),
             interrupted: false,
             unseeded: BTreeMap::new(),
             last_poll: Instant::now(),
@@ -783,6 +784,8 @@ struct LiveSession<'a> {
     last_close: Option<TimestampNs>,
     /// The exchange broker; `None` for paper.
     broker: Option<VenueBroker>,
+    /// The session's time is the wall clock's (an exchange feed), not only its bars' (replay).
+    wall_clock: bool,
     /// A signal arrived inside user code the loop called outside a hook (`__getstate__`).
     interrupted: bool,
     /// Journal positions not yet in the ledger (exchange sessions; see `seed_positions`).
@@ -838,10 +841,8 @@ impl LiveSession<'_> {
         let book = self.sync_orders(&[]).and_then(|_| {
             engine_book(&self.state.cash_currency, &self.session).map_err(|e| e.to_string())
         });
-        let saved = book.and_then(|book| match self.last_close {
-            Some(close) => self.checkpoint(py, strategy, &book, close),
-            None => Ok(()),
-        });
+        let close = self.last_close;
+        let saved = book.and_then(|book| self.checkpoint(py, strategy, &book, close));
         if let Err(e) = saved {
             eprintln!("error: the final checkpoint failed: {e}");
         }
@@ -1045,6 +1046,18 @@ impl LiveSession<'_> {
                     if self.broker.is_some() && self.last_poll.elapsed() >= BROKER_POLL {
                         self.poll_broker(strategy, outcome)?;
                     }
+                    // On an exchange feed, time passes between bars: scheduled callbacks fire
+                    // at their wall-clock time. (A replay's time is its bars' only.)
+                    if self.wall_clock && strategy.run_schedules_at(wall_ns())? {
+                        if self.broker.is_some() && self.has_new_orders() {
+                            let book = engine_book(&self.state.cash_currency, &self.session)
+                                .map_err(|e| Stop::Engine(e.to_string()))?;
+                            let close = self.last_close;
+                            self.checkpoint(py, strategy, &book, close)
+                                .map_err(Stop::Engine)?;
+                        }
+                        self.sync_orders(&[]).map_err(Stop::Engine)?;
+                    }
                     continue;
                 }
                 Poll::Ready(batch) => batch,
@@ -1094,7 +1107,7 @@ impl LiveSession<'_> {
                 // bar, with the decision made, instead of deciding (and sending) again.
                 let book = engine_book(&self.state.cash_currency, &self.session)
                     .map_err(|e| Stop::Engine(e.to_string()))?;
-                self.checkpoint(py, strategy, &book, close_time)
+                self.checkpoint(py, strategy, &book, Some(close_time))
                     .map_err(Stop::Engine)?;
             }
             let mut active = self.sync_orders(&fills).map_err(Stop::Engine)?;
@@ -1341,7 +1354,7 @@ impl LiveSession<'_> {
         // after every bar with order activity, else at most once per CHECKPOINT_EVERY: the
         // journal never holds fills past the feed mark, so a restart resumes consistently.
         if active || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            self.checkpoint(py, strategy, &book, close_time)?;
+            self.checkpoint(py, strategy, &book, Some(close_time))?;
         }
         self.audit_log_lines();
         self.status
@@ -1356,7 +1369,7 @@ impl LiveSession<'_> {
         py: Python<'_>,
         strategy: &PyStrategy,
         book: &Book,
-        close_time: TimestampNs,
+        close_time: Option<TimestampNs>,
     ) -> Result<(), String> {
         let state = self.dump_algo_state(py, strategy);
         self.state

@@ -1447,7 +1447,7 @@ impl Journal {
         &mut self,
         time: TimestampNs,
         book: &Book,
-        bar_close: TimestampNs,
+        bar_close: Option<TimestampNs>,
         algo_state: Option<(&str, &[u8])>,
     ) -> Result<()> {
         let json = serde_json::to_string(book)
@@ -1470,11 +1470,13 @@ impl Journal {
             "INSERT INTO book_snapshots (time, book, last_fill_id, last_adjustment_id) VALUES (?1, ?2, ?3, ?4)",
             params![time, json, last_fill, last_adj],
         )?;
-        tx.execute(
-            "INSERT INTO breaker_marks (name, time, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT(name) DO UPDATE SET time = excluded.time, value = excluded.value",
-            params![FEED_MARK, bar_close, dec_text(Decimal::ZERO)],
-        )?;
+        if let Some(bar_close) = bar_close {
+            tx.execute(
+                "INSERT INTO breaker_marks (name, time, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(name) DO UPDATE SET time = excluded.time, value = excluded.value",
+                params![FEED_MARK, bar_close, dec_text(Decimal::ZERO)],
+            )?;
+        }
         if let Some((format, data)) = algo_state {
             tx.execute(
                 "INSERT INTO algo_states (time, format, data) VALUES (?1, ?2, ?3)",

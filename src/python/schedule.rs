@@ -53,6 +53,11 @@ impl Schedules {
         self.next_due.store(next, Ordering::Release);
     }
 
+    /// When the next callback is due (`i64::MAX`: none).
+    pub fn next_due(&self) -> TimestampNs {
+        self.next_due.load(Ordering::Acquire)
+    }
+
     /// No schedule is pending.
     pub fn is_idle(&self) -> bool {
         self.next_due.load(Ordering::Acquire) == i64::MAX

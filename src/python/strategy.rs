@@ -449,6 +449,29 @@ impl PyStrategy {
         Ok(())
     }
 
+    /// Live sessions between bars: the scheduled callbacks due by wall time `now` run at
+    /// once (with `ctx.time` = `now`, and the bars closed so far), instead of waiting for
+    /// the next bar. Returns whether any ran. `now` earlier than the session's time is ignored.
+    pub fn run_schedules_at(&mut self, now: TimestampNs) -> Result<bool, Stop> {
+        if self.schedules.get().is_idle() {
+            return Ok(false);
+        }
+        {
+            let mut s = lock(&self.session);
+            if now <= s.now {
+                return Ok(false);
+            }
+            if now < self.schedules.get().next_due() {
+                return Ok(false);
+            }
+            s.now = now;
+        }
+        Python::attach(|py| {
+            let context = self.context.bind(py).clone().into_any();
+            self.run_schedules(py, &context).map(|()| true)
+        })
+    }
+
     fn on_trial(&self) -> bool {
         self.reload.as_ref().is_some_and(|r| r.previous.is_some())
     }
