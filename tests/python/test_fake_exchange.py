@@ -442,3 +442,33 @@ def test_script_clock_with_pause_endpoint(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=5)
         proc.stdout.close()  # type: ignore[union-attr]
+
+
+def test_control_endpoints_for_trades_and_balances(ex: ccxt.binance, fake: FakeBinance) -> None:
+    control = fake.url.replace("/api/v3", "/_fake")
+
+    def call(method: str, name: str, body: dict[str, object] | None = None) -> object:
+        data = None if body is None else json.dumps(body).encode()
+        with urllib.request.urlopen(urllib.request.Request(f"{control}/{name}", data, method=method), timeout=5) as r:
+            return json.load(r)
+
+    ex.create_order("BTC/USDT", "market", "buy", "0.5", params={"newClientOrderId": "c-1"})
+    trades = call("GET", "trades")
+    assert [(t["orderId"], t["price"], t["qty"], t["commission"], t["commissionAsset"], t["isBuyer"]) for t in trades] == [
+        (fake.orders[0].order_id, "100.00000000", "0.50000000", "0.00050000", "BTC", True)
+    ]
+    # a deposit and a withdrawal behind the client's back; locked amounts stay
+    reply = call("POST", "balances", {"asset": "USDT", "delta": "0.005"})
+    assert (reply["asset"], D(reply["free"]), D(reply["locked"])) == ("USDT", D("9950.005"), 0)  # type: ignore[index]
+    assert fake.balance("USDT") == (D("9950.005"), D(0))
+    assert call("POST", "balances", {"asset": "ETH", "free": "2.5"})["free"] == "2.5"  # type: ignore[index]
+    fake.set_balance("BTC", delta="-0.25")
+    assert fake.balance("BTC") == (D("1.2495"), D(0))
+    assert {b["asset"]: b["free"] for b in ex.fetch_balance()["info"]["balances"]}["ETH"] == "2.50000000"
+    for bad in ({"asset": "USDT"}, {"asset": "USDT", "free": "1", "delta": "1"}, {"free": "1"}, {"asset": "USDT", "delta": "-1000000"}):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            call("POST", "balances", bad)
+        assert info.value.code == 400
+    assert fake.balance("USDT") == (D("9950.005"), D(0))
+    with pytest.raises(ValueError, match="exactly one"):
+        fake.set_balance("USDT")

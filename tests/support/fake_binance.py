@@ -24,7 +24,9 @@ Control endpoints for out-of-process tests live under ``/_fake/`` (not part of B
 ``POST /_fake/candle`` (JSON ``{"symbol", "interval", "candle": [open_ms, o, h, l, c, v]}``;
 appended and matched against resting orders, see ``append_candle``),
 ``POST /_fake/time`` (JSON ``{"now_ms": int|null}``), ``POST /_fake/clock`` (JSON
-``{"paused": bool}``; only with a script ``clock`` section, see ``Clock``).
+``{"paused": bool}``; only with a script ``clock`` section, see ``Clock``), ``GET /_fake/trades``
+(every execution as ``myTrades`` shows it), ``POST /_fake/balances`` (JSON ``{"asset", "free"}``
+or ``{"asset", "delta"}``: changes a free balance behind the client's back, see ``set_balance``).
 """
 
 from __future__ import annotations
@@ -551,6 +553,18 @@ class FakeBinance:
                     budget -= take
         return fills
 
+    def set_balance(self, asset: str, *, free: Any | None = None, delta: Any | None = None) -> None:
+        """Changes an asset's free balance behind the client's back (a deposit, a withdrawal, a
+        trade made elsewhere): to ``free``, or by ``delta``. The locked part is left alone."""
+        if (free is None) == (delta is None):
+            raise ValueError("give exactly one of free= and delta=")
+        with self.lock:
+            entry = self.balances.setdefault(asset, [ZERO, ZERO])
+            value = _dec(free) if free is not None else entry[0] + _dec(delta)
+            if value < 0:
+                raise ApiError(400, -1000, f"the free {asset} balance would be negative ({value})")
+            entry[0] = value
+
     def balance(self, asset: str) -> tuple[Decimal, Decimal]:
         with self.lock:
             free, locked = self.balances.get(asset, [ZERO, ZERO])
@@ -928,6 +942,14 @@ class FakeBinance:
                 return [o.wire() for o in self.orders]
             if (method, path) == ("GET", "balances"):
                 return {a: {"free": str(f), "locked": str(l)} for a, (f, l) in self.balances.items()}
+            if (method, path) == ("POST", "balances"):
+                if not isinstance(body.get("asset"), str) or ("free" in body) == ("delta" in body):
+                    raise ApiError(400, -1000, 'POST /_fake/balances takes {"asset", "free"} or {"asset", "delta"}')
+                self.set_balance(body["asset"], free=body.get("free"), delta=body.get("delta"))
+                free, locked = self.balance(body["asset"])
+                return {"asset": body["asset"], "free": str(free), "locked": str(locked)}
+            if (method, path) == ("GET", "trades"):
+                return [t.wire() for t in self.trades]
             if (method, path) == ("POST", "advance"):
                 return [t.wire() for t in self.advance(body["symbol"], body["price"], body.get("qty"))]
             if (method, path) == ("POST", "fault"):
