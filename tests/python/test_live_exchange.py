@@ -467,7 +467,7 @@ def test_a_session_trades_and_the_journal_matches_the_exchange(live: Callable[..
     events = audit_events(session.state)
     for cid, order in orders.items():
         kinds = [e["kind"] for e in events if e["fields"].get("client_order_id") == cid]
-        assert kinds == ["intent", "ack", "fill"], (cid, kinds)
+        assert [k for k in kinds if k in ("intent", "ack", "fill")] == ["intent", "ack", "fill"], (cid, kinds)
         ack = next(e for e in events if e["kind"] == "ack" and e["fields"]["client_order_id"] == cid)
         assert ack["fields"]["exchange_id"] == str(order["orderId"])
     assert any(e["kind"] == "reconcile" for e in events)
