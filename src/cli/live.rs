@@ -26,7 +26,7 @@ use crate::config::{RunSettings, parse_duration};
 use crate::data::{self, BarSeries, LoadOptions};
 use crate::engine::{BacktestOutcome, SharedSession, Stop, Strategy, lock, step};
 use crate::error::{Error, ExitCode, report};
-use crate::live::audit::AuditLog;
+use crate::live::audit::{AuditKind, AuditLog};
 use crate::live::breakers::{BreakerError, Breakers, Trip};
 use crate::live::config::LiveSettings;
 use crate::live::feed::{Batch, ExchangeFeed, Feed, Poll, ReplayFeed};
@@ -337,6 +337,7 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             last_checkpoint: Instant::now(),
             last_close: None,
             broker: venue_broker,
+            audited_reloads: 0,
             wall_clock: exchange.is_some(),
             interrupted: false,
             unseeded: BTreeMap::new(),
@@ -367,6 +368,11 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             out_dir: settings.out.clone().unwrap_or_else(default_out_dir),
         };
         let finished = write_results(py, run, outcome, &strategy)?;
+        let last_report = state.state_dir.join("reconciliation.json");
+        if !paper && last_report.is_file() {
+            // The last reconciliation belongs with the session's results.
+            let _ = std::fs::copy(&last_report, finished.out_dir.join("reconciliation.json"));
+        }
         let _ = writeln!(
             std::io::stdout(),
             "{}",
@@ -690,6 +696,18 @@ impl State {
                 initial_cash,
             })
             .map_err(|e| Error::usage(e.to_string()))?;
+        let mut audit = audit;
+        let _ = audit.record(
+            now,
+            AuditKind::Start,
+            serde_json::json!({
+                "run": run_id,
+                "algorithm": args.algo.display().to_string(),
+                "broker": args.broker,
+                "symbols": symbols,
+                "timeframe": args.timeframe,
+            }),
+        );
         let earlier_fills = journal
             .fills()
             .map_err(|e| live_error("reading fills", e))?;
@@ -736,11 +754,28 @@ impl State {
         self.journal
             .end_run(self.run_id, now, reason)
             .map_err(|e| live_error("journaling the end of the run", e))?;
-        let _ = self
-            .audit
-            .log(now, "info", &format!("session ended: {reason}"));
+        let _ = self.audit.record(
+            now,
+            AuditKind::Stop,
+            serde_json::json!({"run": self.run_id, "reason": reason}),
+        );
         Ok(())
     }
+}
+
+/// An order's new status in the audit log (the journal has it too).
+pub(super) fn audit_status(audit: &mut AuditLog, wall: TimestampNs, update: &OrderUpdate) {
+    let _ = audit.record(
+        wall,
+        AuditKind::OrderStatus,
+        serde_json::json!({
+            "client_order_id": update.client_order_id,
+            "status": update.status.as_str(),
+            "filled_quantity": update.filled_quantity.to_string(),
+            "exchange_id": update.exchange_id,
+            "reason": update.reason,
+        }),
+    );
 }
 
 /// The engine's book in the journal's terms (for snapshots and reconciliation).
@@ -784,6 +819,8 @@ struct LiveSession<'a> {
     last_close: Option<TimestampNs>,
     /// The exchange broker; `None` for paper.
     broker: Option<VenueBroker>,
+    /// Reload events already in the audit log.
+    audited_reloads: usize,
     /// The session's time is the wall clock's (an exchange feed), not only its bars' (replay).
     wall_clock: bool,
     /// A signal arrived inside user code the loop called outside a hook (`__getstate__`).
@@ -885,6 +922,8 @@ impl LiveSession<'_> {
         let open = std::mem::take(&mut self.state.open_orders);
         if let Some(broker) = self.broker.as_mut() {
             let adopted = broker.adopt_open_orders(&self.session, &open)?;
+            // Adopted orders are at the exchange already: never "new" orders to send.
+            self.tracker.seen = lock(&self.session).orders.all().len();
             if adopted > 0 {
                 eprintln!(
                     "{adopted} orders open at the exchange since an earlier session are tracked again"
@@ -1037,7 +1076,13 @@ impl LiveSession<'_> {
         };
         let mut fills = Vec::new();
         loop {
-            let batch = match self.feed.poll().map_err(Stop::Engine)? {
+            let polled = self.feed.poll().map_err(Stop::Engine)?;
+            for notice in self.feed.take_notices() {
+                self.status.clear();
+                eprintln!("{notice}");
+                let _ = self.state.audit.log(wall_ns(), "warning", &notice);
+            }
+            let batch = match polled {
                 Poll::End => return Ok(End::FeedDone),
                 Poll::Wait(wait) => {
                     strategy.idle(wait.min(IDLE_SLICE))?;
@@ -1123,6 +1168,7 @@ impl LiveSession<'_> {
             }
             strategy.check_interrupt()?;
             strategy.between_ticks()?;
+            self.audit_reloads(strategy);
             if self.max_bars.is_some_and(|max| outcome.bars >= max) {
                 return Ok(End::MaxBars);
             }
@@ -1195,9 +1241,8 @@ impl LiveSession<'_> {
             if !order.status.is_open() {
                 continue; // placed and cancelled within one hook: nothing to send
             }
-            let linked = order.parent.is_some()
-                || order.oco_group.is_some()
-                || parents.contains(&order.id);
+            let linked =
+                order.parent.is_some() || order.oco_group.is_some() || parents.contains(&order.id);
             if self.broker.is_some() && linked {
                 let reason = "brackets and OCO groups are paper-only: an exchange broker sends \
                               single market and limit orders";
@@ -1308,17 +1353,19 @@ impl LiveSession<'_> {
             *last = (order.status, order.filled_quantity);
             active = true;
             let client_id = &tracker.client_ids[id];
+            let update = OrderUpdate {
+                client_order_id: client_id.clone(),
+                time: wall,
+                status: order.status,
+                filled_quantity: order.filled_quantity,
+                exchange_id: None,
+                reason: order.reason.clone(),
+            };
             state
                 .journal
-                .record_status(&OrderUpdate {
-                    client_order_id: client_id.clone(),
-                    time: wall,
-                    status: order.status,
-                    filled_quantity: order.filled_quantity,
-                    exchange_id: None,
-                    reason: order.reason.clone(),
-                })
+                .record_status(&update)
                 .map_err(|e| e.to_string())?;
+            audit_status(&mut state.audit, wall, &update);
             if !order.status.is_open() {
                 closed.push(*id);
             }
@@ -1481,6 +1528,30 @@ impl LiveSession<'_> {
             Err(e) => eprintln!("warning: the saved algorithm state was not restored: {e}"),
         }
         Ok(())
+    }
+
+    /// Hot reloads (applied or rejected) since the last call, into the audit log.
+    fn audit_reloads(&mut self, strategy: &PyStrategy) {
+        let events = strategy.reload_events();
+        for event in &events[self.audited_reloads.min(events.len())..] {
+            let wall = event
+                .wall_time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or_else(|_| wall_ns());
+            let _ = self.state.audit.record(
+                wall,
+                AuditKind::Reload,
+                serde_json::json!({
+                    "ok": event.ok,
+                    "files": event.files,
+                    "millis": event.millis,
+                    "message": event.message,
+                    "session_time": format_timestamp(event.sim_time),
+                }),
+            );
+        }
+        self.audited_reloads = events.len();
     }
 
     fn audit_log_lines(&mut self) {

@@ -277,10 +277,12 @@ impl VenueBroker {
                 .ack(wall, &order.client_order_id, &order.exchange_order_id);
         }
         if journaled.state != IntentState::Final {
+            let update = order.to_update(wall);
             state
                 .journal
-                .record_status(&order.to_update(wall))
+                .record_status(&update)
                 .map_err(|e| e.to_string())?;
+            super::live::audit_status(&mut state.audit, wall, &update);
         }
         if !order.status.is_open()
             && order.status != OrderStatus::Filled
@@ -708,7 +710,12 @@ impl VenueBroker {
                     .halt_reason
                     .clone()
                     .unwrap_or_else(|| "reconciliation found critical discrepancies".into());
-                match state.breakers.halt(wall_ns(), &reason) {
+                match state.breakers.trip_external(
+                    wall_ns(),
+                    crate::live::breakers::BreakerKind::Reconciliation,
+                    &reason,
+                    serde_json::json!({"critical": report.critical, "minor": report.minor}),
+                ) {
                     Ok(trip) => news.trips.push(trip),
                     Err(e) => news.notices.push(e.to_string()),
                 }

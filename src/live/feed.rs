@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::venue::{Candle, Venue};
+use super::venue::{Candle, Venue, VenueErrorKind};
 
 use crate::data::BarSeries;
 use crate::model::TimestampNs;
@@ -49,6 +49,10 @@ pub trait Feed {
     /// Open time of the first bar the feed will hand out, when known before it does.
     fn first_open(&self) -> Option<TimestampNs> {
         None
+    }
+    /// Things to tell the user since the last call (gaps, retried failures).
+    fn take_notices(&mut self) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -152,8 +156,10 @@ pub struct ExchangeFeed {
     /// Shortest pause between two polls that found nothing.
     idle_poll: Duration,
     last_poll: Option<Instant>,
-    /// What the loop should log (gaps, catch-up).
-    pub notices: Vec<String>,
+    /// Candle requests failed in a row (backoff: 1 s, 2 s, ... up to 30 s between polls).
+    failures: u32,
+    /// What the loop should log (gaps, retried failures).
+    notices: Vec<String>,
 }
 
 impl ExchangeFeed {
@@ -179,6 +185,7 @@ impl ExchangeFeed {
             grace: Duration::from_secs(10),
             idle_poll: Duration::from_millis(500),
             last_poll: None,
+            failures: 0,
             notices: Vec::new(),
         }
     }
@@ -190,20 +197,42 @@ impl ExchangeFeed {
             .unwrap_or(0)
     }
 
+    /// Asks for every symbol's closed candles since the last one held. A transient failure
+    /// (timeout, 5xx, rate limit, a signal) is a notice and a retry with backoff at the next
+    /// poll; one that retrying cannot fix (credentials, an unknown symbol or timeframe) is an
+    /// error that ends the session.
     fn fetch(&mut self, now_ms: i64) -> Result<(), String> {
         self.last_poll = Some(Instant::now());
-        for (i, symbol) in self.symbols.iter().enumerate() {
+        for i in 0..self.symbols.len() {
             let since = self.pending[i]
                 .back()
                 .map_or(self.next_open_ms[i], |c| c.open_time_ms + self.interval_ms);
             if since + self.interval_ms > now_ms {
                 continue;
             }
-            let candles = self
-                .venue
-                .borrow_mut()
-                .closed_candles(symbol, &self.timeframe, since, now_ms)
-                .map_err(|e| format!("{}: candles of {symbol}: {e}", self.exchange))?;
+            let result = self.venue.borrow_mut().closed_candles(
+                &self.symbols[i],
+                &self.timeframe,
+                since,
+                now_ms,
+            );
+            let candles = match result {
+                Ok(candles) => candles,
+                Err(e) => {
+                    let what = format!("{}: candles of {}: {e}", self.exchange, self.symbols[i]);
+                    return match e.kind {
+                        VenueErrorKind::Authentication
+                        | VenueErrorKind::UnknownSymbol
+                        | VenueErrorKind::RuleViolation => Err(what),
+                        _ => {
+                            self.failures += 1;
+                            self.notices.push(format!("{what}; retrying"));
+                            Ok(())
+                        }
+                    };
+                }
+            };
+            self.failures = 0;
             for candle in candles {
                 if candle.open_time_ms >= since {
                     self.pending[i].push_back(candle);
@@ -299,6 +328,10 @@ impl Feed for ExchangeFeed {
 
     fn describe(&self) -> String {
         format!("ccxt:{}", self.exchange)
+    }
+
+    fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
     }
 }
 
@@ -499,7 +532,7 @@ mod tests {
         let t0 = ExchangeFeed::now_ms() / 1000 * 1000 - 60_000;
         let mut feed = feed_over(vec![vec![candle(t0, 1)], Vec::new()], t0);
         assert_eq!(drain(&mut feed), vec![(t0 + 1000, vec![0])]);
-        assert_eq!(feed.notices.len(), 1, "{:?}", feed.notices);
+        assert_eq!(feed.take_notices().len(), 1);
     }
 
     #[test]

@@ -99,6 +99,16 @@ fn translate(
     secrets: &[Secret],
     what: &str,
 ) -> VenueError {
+    if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
+        // Ctrl-C or SIGTERM landed inside the client. Re-arm it for the loop, which stops the
+        // session cleanly at its next look at signals; the request's outcome is unknown.
+        // SAFETY: called with the interpreter attached; it only sets Python's signal flag.
+        unsafe { pyo3::ffi::PyErr_SetInterrupt() };
+        return VenueError::new(
+            VenueErrorKind::OutcomeUnknown,
+            format!("{what}: interrupted by a signal before the reply; the session is stopping"),
+        );
+    }
     let value = err.value(py);
     if !value.is_instance(venue_error).unwrap_or(false) {
         return internal(py, err, secrets, what);

@@ -582,11 +582,11 @@ def test_an_order_placed_behind_the_engines_back_halts_trading(live: Callable[..
     run = run_with(session, meddle, max_bars=9, sell_at=8)
     assert run.returncode == 0, run.stderr
     assert placed[0]["status"] == "NEW"
-    assert "HALTED: manual breaker tripped" in run.stderr
+    assert "HALTED: reconciliation breaker tripped" in run.stderr
     assert "reconciliation: unknown order manual-1 open at the broker (buy 0.01 BTC/USDT), not in the journal" in run.stderr
     journal = session.journal()
     [trip] = breaker_trips(journal)
-    assert trip["breaker"] == "manual"
+    assert trip["breaker"] == "reconciliation"
     assert trip["reason"] == "reconciliation: unknown order manual-1 open at the broker (buy 0.01 BTC/USDT), not in the journal"
     halted = [json.loads(r["report"]) for r in journal.rows("SELECT report FROM reconciliations WHERE outcome = 'halted'")]
     assert halted, journal.rows("SELECT outcome FROM reconciliations")
@@ -596,7 +596,7 @@ def test_an_order_placed_behind_the_engines_back_halts_trading(live: Callable[..
     journal.close()
     # the sell at bar 8 was refused by the engine: never sent
     [sell] = [line for line in algorithm_lines(run, "ORDER") if line.startswith("ORDER sell")]
-    assert sell.startswith("ORDER sell 0.005 bar 8 rejected trading halted: manual breaker tripped at "), sell
+    assert sell.startswith("ORDER sell 0.005 bar 8 rejected trading halted: reconciliation breaker tripped at "), sell
     assert [(o["side"], o["status"]) for o in halted_orders(run)] == [("sell", "rejected")]
     assert [p["params"]["newClientOrderId"] for p in session.fake.order_posts()] == ["rbt-r1-1", "manual-1"]
     assert_journal_matches_exchange(session, clean=False)
@@ -803,16 +803,6 @@ def test_sigterm_leaves_open_orders_open_when_configured(live: Callable[..., Liv
     assert (D(balances["USDT"]["free"]), D(balances["USDT"]["locked"])) == (CASH - 10, D(10))
 
 
-ADOPTED_ORDER_RESENT = (
-    "A restart adopts the order left open at the exchange (stderr '1 orders open at the exchange since "
-    "an earlier session are tracked again'), but adopt_open_orders submits it into the engine's order "
-    "book and the next sync_orders takes it for a new order of the algorithm: it is journaled under a "
-    "new client id (rbt-r2-2, limit buy 0.01 at 1000.00) and POSTed again, so the exchange holds two "
-    "resting orders (rbt-r1-1 and rbt-r2-2) and 20 USDT locked for one order the algorithm placed once."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=ADOPTED_ORDER_RESENT)
 def test_a_restart_adopts_an_open_order_without_sending_it_again(live: Callable[..., Live]) -> None:
     session, run = resting_session(live, cancel=False)
     second = session.run(max_bars=2)
@@ -862,18 +852,6 @@ def test_setup_errors_are_clear(live: Callable[..., Live], tmp_path: Path) -> No
     assert "panicked" not in missing.stderr + unknown.stderr + replay.stderr
 
 
-SIGNAL_LOST = (
-    "SIGTERM (and Ctrl-C) that arrives while a venue call runs Python code (a ccxt HTTP request, "
-    "or ccxt's throttle sleep) raises KeyboardInterrupt inside rustybt_api._live.host; PyVenue turns "
-    "it into a VenueError of kind `internal`. During the fills poll (GET myTrades) it is only logged "
-    "(audit.jsonl warning 'fills: ... KeyboardInterrupt (internal)') and the session keeps trading "
-    "until --max-bars: the signal is lost. During the candle poll (GET klines) the session ends with "
-    "exit 5 'engine error: binance: candles of BTC/USDT: internal: ... KeyboardInterrupt' instead of "
-    "exit 0 'stopped by signal'."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=SIGNAL_LOST)
 @pytest.mark.parametrize("endpoint", ["myTrades", "klines"])
 def test_sigterm_during_an_exchange_request_stops_the_session(live: Callable[..., Live], endpoint: str) -> None:
     """The exchange holds the reply to one request for 3 s; SIGTERM arrives while the binary

@@ -326,7 +326,11 @@ def test_journal_and_audit_log_match_the_results(tmp_path):
     for e in events:
         by_kind.setdefault(e["kind"], []).append(e["fields"])
         assert e["time"].endswith("Z") and e["time"].startswith("20")
-    assert set(by_kind) == {"intent", "ack", "fill", "log"}
+    assert set(by_kind) == {"start", "intent", "ack", "fill", "order_status", "log", "stop"}
+    assert events[0]["kind"] == "start" and events[0]["fields"]["run"] == 1
+    # Every journaled status change is in the audit log too: the last one of each order is its final state.
+    last_status = {e["client_order_id"]: (e["status"], e["filled_quantity"]) for e in by_kind["order_status"]}
+    assert last_status == {i[0]: (i[6], i[8]) for i in intents}
     assert [e["client_order_id"] for e in by_kind["intent"]] == [i[0] for i in intents]
     assert [(e["client_order_id"], e["exchange_id"]) for e in by_kind["ack"]] == [(i[0], i[7]) for i in intents]
     assert by_kind["intent"][0] == {"client_order_id": "rbt-r1-1", "symbol": "J", "side": "buy", "quantity": "7",
@@ -337,7 +341,7 @@ def test_journal_and_audit_log_match_the_results(tmp_path):
     algorithm_lines = [e["message"] for e in by_kind["log"] if e["level"] == "algorithm"]
     assert algorithm_lines == (live.out / "log.txt").read_text().splitlines()
     assert len(algorithm_lines) == 120 and algorithm_lines[0].endswith("Trader: count 1 close " + read_csv(data)[0]["close"])
-    assert by_kind["log"][-1] == {"level": "info", "message": "session ended: end of feed"}
+    assert events[-1] == {**events[-1], "kind": "stop", "fields": {"run": 1, "reason": "end of feed"}}
 
 
 # ---- 3. no lookahead -------------------------------------------------------------------------
@@ -590,7 +594,7 @@ def test_a_signal_stops_the_session_cleanly(tmp_path, sig):
     assert query(state, "SELECT stop_reason FROM runs") == [("stopped by signal",)]
     assert query(state, "SELECT order_type, state, status, reason FROM intents ORDER BY client_order_id") == [
         ("market", "final", "filled", None), ("limit", "final", "cancelled", "the paper session ended")]
-    assert audit(state)[-1]["fields"] == {"level": "info", "message": "session ended: stopped by signal"}
+    assert audit(state)[-1]["fields"] == {"run": 1, "reason": "stopped by signal"}
 
 
 SIGNAL_IN_CHECKPOINT = """
