@@ -1140,7 +1140,7 @@ impl LiveSession<'_> {
                 &mut tick,
                 &mut fills,
                 outcome,
-                &mut |_, tick| {
+                |_, tick| {
                     tick.time = close_time;
                     tick.symbols.clone_from(&symbols);
                     true

@@ -129,7 +129,7 @@ fn drive(
             &mut tick,
             &mut fills,
             outcome,
-            &mut |s, tick| clock.next_into(&s.market, tick),
+            |s, tick| clock.next_into(&s.market, tick),
         )?;
         if !stepped {
             return Ok(());
@@ -154,13 +154,14 @@ fn drive(
 /// (1) the bars close, (2) orders accepted before them match, (3) fills apply and positions
 /// mark to market, equity is recorded, (4) indicators update, and (5) the algorithm sees order
 /// events, fills and the tick. Returns false when `next` has no tick.
-pub fn step(
+#[inline]
+pub fn step<S: Strategy + ?Sized>(
     session: &SharedSession,
-    strategy: &mut dyn Strategy,
+    strategy: &mut S,
     tick: &mut Tick,
     fills: &mut Vec<Fill>,
     outcome: &mut BacktestOutcome,
-    next: &mut dyn FnMut(&super::Session, &mut Tick) -> bool,
+    next: impl FnOnce(&super::Session, &mut Tick) -> bool,
 ) -> Result<bool, Stop> {
     fills.clear();
     let notice = {

@@ -13,19 +13,10 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// One allocation of cells. Boxed so its address is stable while the list of chunks grows.
-#[derive(Debug)]
-struct Chunk {
-    cells: Box<[AtomicU64]>,
-}
-
-impl Chunk {
-    fn new(capacity: usize) -> Box<Chunk> {
-        let cells = (0..capacity)
-            .map(|_| AtomicU64::new(f64::NAN.to_bits()))
-            .collect();
-        Box::new(Chunk { cells })
-    }
+fn allocate(capacity: usize) -> Box<[AtomicU64]> {
+    (0..capacity)
+        .map(|_| AtomicU64::new(f64::NAN.to_bits()))
+        .collect()
 }
 
 /// A column the engine writes while Python views its written prefix (bar columns, indicator
@@ -34,25 +25,31 @@ impl Chunk {
 ///
 /// One writer (the engine): a cell below `len()` is written once, before `len()` counts it, and
 /// never again (cross-section columns, which overwrite in place, are the documented exception).
+///
+/// Reads cost two independent atomic loads (plain loads on x86): the cells pointer and the
+/// capacity, or the pointer and the written count. A grow stores the new pointer before the
+/// new capacity, and a reader loads the capacity (or the count) before the pointer, so any
+/// capacity or count a reader sees is covered by the chunk it then finds.
 #[derive(Debug)]
 pub struct SharedColumn {
-    /// The chunk reads and writes go to: always the last of `chunks`.
-    current: AtomicPtr<Chunk>,
+    /// First cell of the current chunk: always the last of `chunks`.
+    cells: AtomicPtr<AtomicU64>,
+    /// Cells in the current chunk.
+    capacity: AtomicUsize,
     /// Every allocation this column made, owned until it drops: views into retired chunks stay
-    /// valid. Locked only to grow. Boxed: `current` points at a chunk, which must not move
-    /// when the list reallocates.
-    #[allow(clippy::vec_box)]
-    chunks: Mutex<Vec<Box<Chunk>>>,
+    /// valid (a boxed slice's cells do not move when the list reallocates). Locked only to grow.
+    chunks: Mutex<Vec<Box<[AtomicU64]>>>,
     /// Values written so far (shared by all outputs of one indicator).
     written: Arc<AtomicUsize>,
 }
 
 impl SharedColumn {
     pub fn new(capacity: usize, written: Arc<AtomicUsize>) -> Self {
-        let mut first = Chunk::new(capacity);
-        let current = AtomicPtr::new(&mut *first as *mut Chunk);
+        let first = allocate(capacity);
+        let cells = AtomicPtr::new(first.as_ptr().cast_mut());
         SharedColumn {
-            current,
+            cells,
+            capacity: AtomicUsize::new(capacity),
             chunks: Mutex::new(vec![first]),
             written,
         }
@@ -63,16 +60,23 @@ impl SharedColumn {
         let n = values.len();
         let column = SharedColumn::new(n, Arc::new(AtomicUsize::new(0)));
         for (i, bits) in values.enumerate() {
-            column.chunk().cells[i].store(bits, Ordering::Relaxed);
+            column.cell(i).store(bits, Ordering::Relaxed);
         }
         column.written.store(n, Ordering::Release);
         column
     }
 
-    fn chunk(&self) -> &Chunk {
-        // SAFETY: `current` always points at a chunk owned by `self.chunks`, and chunks are
-        // freed only when the column drops.
-        unsafe { &*self.current.load(Ordering::Acquire) }
+    /// Cell `index` of the current chunk; panics past its capacity, like slice indexing.
+    #[inline]
+    fn cell(&self, index: usize) -> &AtomicU64 {
+        let capacity = self.capacity.load(Ordering::Acquire);
+        assert!(
+            index < capacity,
+            "index {index} out of a column of capacity {capacity}"
+        );
+        // SAFETY: the pointer loaded after the capacity addresses a chunk of at least that
+        // capacity (see the type's comment), owned by `self.chunks` until the column drops.
+        unsafe { &*self.cells.load(Ordering::Acquire).add(index) }
     }
 
     pub fn len(&self) -> usize {
@@ -85,11 +89,11 @@ impl SharedColumn {
 
     /// Cells allocated now: values can be written up to here without growing.
     pub fn capacity(&self) -> usize {
-        self.chunk().cells.len()
+        self.capacity.load(Ordering::Acquire)
     }
 
     pub fn get(&self, index: usize) -> f64 {
-        f64::from_bits(self.chunk().cells[index].load(Ordering::Relaxed))
+        f64::from_bits(self.cell(index).load(Ordering::Relaxed))
     }
 
     /// The latest value, NaN before the first bar.
@@ -101,9 +105,10 @@ impl SharedColumn {
     }
 
     /// Start of the `[f64]`-compatible storage of the current chunk (AtomicU64 has the size and
-    /// alignment of u64), valid for `capacity()` cells for as long as the column lives.
+    /// alignment of u64), valid for as many cells as `len()` or `capacity()` read before this
+    /// call said, for as long as the column lives.
     pub fn as_ptr(&self) -> *const f64 {
-        self.chunk().cells.as_ptr().cast()
+        self.cells.load(Ordering::Acquire).cast_const().cast()
     }
 
     pub fn set(&self, index: usize, value: f64) {
@@ -116,36 +121,41 @@ impl SharedColumn {
     }
 
     pub fn get_i64(&self, index: usize) -> i64 {
-        self.chunk().cells[index].load(Ordering::Relaxed) as i64
+        self.cell(index).load(Ordering::Relaxed) as i64
     }
 
+    #[inline]
     fn set_bits(&self, index: usize, bits: u64) {
-        let chunk = self.chunk();
-        if let Some(cell) = chunk.cells.get(index) {
-            cell.store(bits, Ordering::Relaxed);
-        } else {
-            self.grow(index + 1).cells[index].store(bits, Ordering::Relaxed);
+        if index >= self.capacity.load(Ordering::Acquire) {
+            self.grow(index + 1);
+            return self.cell(index).store(bits, Ordering::Relaxed);
         }
+        // SAFETY: `index` is below a capacity loaded before the pointer (see the type's
+        // comment); the chunk lives as long as the column.
+        unsafe { &*self.cells.load(Ordering::Acquire).add(index) }.store(bits, Ordering::Relaxed);
     }
 
-    /// Moves the values to a chunk of at least `needed` cells (doubling) and returns it. The old
-    /// chunk is kept, unchanged, for the views that point into it.
+    /// Moves the values to a chunk of at least `needed` cells (doubling). The old chunk is
+    /// kept, unchanged, for the views that point into it.
     #[cold]
-    fn grow(&self, needed: usize) -> &Chunk {
+    fn grow(&self, needed: usize) {
         let mut chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
-        let old = self.chunk();
-        if old.cells.len() >= needed {
-            return old;
+        let old_capacity = self.capacity.load(Ordering::Acquire);
+        if old_capacity >= needed {
+            return;
         }
-        let capacity = needed.max(old.cells.len().saturating_mul(2)).max(16);
-        let mut new = Chunk::new(capacity);
-        for (to, from) in new.cells.iter().zip(old.cells.iter()) {
-            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        let capacity = needed.max(old_capacity.saturating_mul(2)).max(16);
+        let new = allocate(capacity);
+        if let Some(old) = chunks.last() {
+            for (to, from) in new.iter().zip(old.iter()) {
+                to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
         }
-        let pointer = &mut *new as *mut Chunk;
+        let pointer = new.as_ptr().cast_mut();
         chunks.push(new);
-        self.current.store(pointer, Ordering::Release);
-        self.chunk()
+        // Pointer first, capacity second: see the type's comment.
+        self.cells.store(pointer, Ordering::Release);
+        self.capacity.store(capacity, Ordering::Release);
     }
 
     /// Allocations made so far (1 until the column first grows).
@@ -172,20 +182,45 @@ impl CellValue for i64 {
 }
 
 /// An append-only column of bars (open times, or one price/volume field) that reads as a plain
-/// slice of what was appended. Cloning shares it (the Python buffers hold clones); appending
-/// through one handle shows in all.
-#[derive(Debug, Clone)]
+/// slice of what was appended, at the cost of a slice: the handle caches the pointer and length
+/// (the engine's hot loop reads bar columns many times per bar). Appending through the handle
+/// updates them; a clone is a snapshot of the column as it was when cloned (its memory stays
+/// valid: chunks live as long as the column). Python buffers share the live column through
+/// [`BarColumn::shared`], which always shows every appended value.
+#[derive(Debug)]
 pub struct BarColumn<T: CellValue> {
     shared: Arc<SharedColumn>,
+    ptr: *const T,
+    len: usize,
     _type: PhantomData<T>,
+}
+
+// SAFETY: `ptr` points into a chunk owned by `shared` (kept alive by the Arc) whose first `len`
+// cells are final; the handle only reads through it, like a `&[T]` of Send + Sync `T`.
+unsafe impl<T: CellValue> Send for BarColumn<T> {}
+// SAFETY: as for Send: shared reads of immutable memory.
+unsafe impl<T: CellValue> Sync for BarColumn<T> {}
+
+impl<T: CellValue> Clone for BarColumn<T> {
+    fn clone(&self) -> Self {
+        BarColumn {
+            shared: self.shared.clone(),
+            ptr: self.ptr,
+            len: self.len,
+            _type: PhantomData,
+        }
+    }
 }
 
 impl<T: CellValue> BarColumn<T> {
     pub fn from_vec(values: Vec<T>) -> Self {
+        let shared = Arc::new(SharedColumn::from_bits(
+            values.into_iter().map(CellValue::to_bits),
+        ));
         BarColumn {
-            shared: Arc::new(SharedColumn::from_bits(
-                values.into_iter().map(CellValue::to_bits),
-            )),
+            len: shared.len(),
+            ptr: shared.as_ptr().cast(),
+            shared,
             _type: PhantomData,
         }
     }
@@ -195,6 +230,8 @@ impl<T: CellValue> BarColumn<T> {
         let n = self.shared.len();
         self.shared.set_bits(n, value.to_bits());
         self.shared.written.store(n + 1, Ordering::Release);
+        self.len = n + 1;
+        self.ptr = self.shared.as_ptr().cast();
     }
 
     /// The storage shared with Python views.
@@ -206,13 +243,12 @@ impl<T: CellValue> BarColumn<T> {
 impl<T: CellValue> Deref for BarColumn<T> {
     type Target = [T];
 
+    #[inline]
     fn deref(&self) -> &[T] {
-        let len = self.shared.len();
-        // SAFETY: T is 8 bytes with every bit pattern valid (CellValue), matching the cells; the
-        // first `len` cells were written before `len` counted them and a bar column never
-        // writes them again (`push` only writes at `len`), so the shared slice does not alias a
-        // write. The chunk outlives `&self` (owned by the column behind our Arc).
-        unsafe { std::slice::from_raw_parts(self.shared.as_ptr().cast::<T>(), len) }
+        // SAFETY: T is 8 bytes with every bit pattern valid (CellValue), matching the cells;
+        // `ptr` addresses a chunk (alive as long as `shared`) whose first `len` cells were
+        // written before they were counted and are never written again.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
 

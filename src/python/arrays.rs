@@ -10,7 +10,7 @@ use numpy::prelude::*;
 use numpy::{Element, PyArray1};
 use pyo3::prelude::*;
 
-use crate::market::{BarColumn, SharedColumn};
+use crate::market::SharedColumn;
 
 /// Owns one symbol's columns for as long as any NumPy view of them exists: it is the `base` of
 /// every array handed to Python. The columns are shared with the engine's `BarSeries`; a live
@@ -18,12 +18,13 @@ use crate::market::{BarColumn, SharedColumn};
 /// column (see `market::column`), so a view's memory never moves or changes.
 #[pyclass(module = "_rustybt", frozen)]
 pub struct SeriesBuffer {
-    pub time: BarColumn<i64>,
-    pub open: BarColumn<f64>,
-    pub high: BarColumn<f64>,
-    pub low: BarColumn<f64>,
-    pub close: BarColumn<f64>,
-    pub volume: BarColumn<f64>,
+    /// Open times (i64 ns in the cells).
+    pub time: Arc<SharedColumn>,
+    pub open: Arc<SharedColumn>,
+    pub high: Arc<SharedColumn>,
+    pub low: Arc<SharedColumn>,
+    pub close: Arc<SharedColumn>,
+    pub volume: Arc<SharedColumn>,
 }
 
 #[pymethods]
@@ -80,11 +81,11 @@ fn clamp(start: usize, end: usize, len: usize) -> (usize, usize) {
 
 pub fn f64_view<'py>(
     owner: &Bound<'py, SeriesBuffer>,
-    column: &BarColumn<f64>,
+    column: &SharedColumn,
     start: usize,
     end: usize,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    shared_view(owner.as_any(), column.shared(), start, end)
+    shared_view(owner.as_any(), column, start, end)
 }
 
 pub fn time_view<'py>(
@@ -93,7 +94,7 @@ pub fn time_view<'py>(
     end: usize,
 ) -> PyResult<Bound<'py, PyArray1<Datetime<units::Nanoseconds>>>> {
     // Datetime<U> is repr(transparent) over i64: the i64 cells are a datetime64[ns] buffer.
-    shared_view(owner.as_any(), owner.get().time.shared(), start, end)
+    shared_view(owner.as_any(), &owner.get().time, start, end)
 }
 
 pub fn int_time_view<'py>(
@@ -101,7 +102,7 @@ pub fn int_time_view<'py>(
     start: usize,
     end: usize,
 ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-    shared_view(owner.as_any(), owner.get().time.shared(), start, end)
+    shared_view(owner.as_any(), &owner.get().time, start, end)
 }
 
 /// Owns one indicator output column for as long as any NumPy view of it exists.

@@ -76,12 +76,12 @@ impl Source {
             Source::Base { buffer, .. } => {
                 let b = buffer.get();
                 Bar {
-                    time_ns: b.time[index],
-                    open: b.open[index],
-                    high: b.high[index],
-                    low: b.low[index],
-                    close: b.close[index],
-                    volume: b.volume[index],
+                    time_ns: b.time.get_i64(index),
+                    open: b.open.get(index),
+                    high: b.high.get(index),
+                    low: b.low.get(index),
+                    close: b.close.get(index),
+                    volume: b.volume.get(index),
                     index,
                 }
             }

@@ -116,12 +116,12 @@ impl Context {
                 buffers.push(Py::new(
                     py,
                     SeriesBuffer {
-                        time: series.time.clone(),
-                        open: series.open.values.clone(),
-                        high: series.high.values.clone(),
-                        low: series.low.values.clone(),
-                        close: series.close.values.clone(),
-                        volume: series.volume.values.clone(),
+                        time: series.time.shared().clone(),
+                        open: series.open.values.shared().clone(),
+                        high: series.high.values.shared().clone(),
+                        low: series.low.values.shared().clone(),
+                        close: series.close.values.shared().clone(),
+                        volume: series.volume.values.shared().clone(),
                     },
                 )?);
             }
