@@ -21,7 +21,7 @@ use rust_decimal::Decimal;
 use super::LiveArgs;
 use super::RunArgs;
 use super::doctor::start_python;
-use super::run::{RunRecord, session_on, write_results};
+use super::run::{RunRecord, load_algorithm, session_on, write_results};
 use crate::config::{RunSettings, parse_duration};
 use crate::data::{self, BarSeries, LoadOptions};
 use crate::engine::{BacktestOutcome, SharedSession, Stop, Strategy, lock, step};
@@ -41,7 +41,7 @@ use crate::market::{Market, Tick};
 use crate::model::{
     Fill, OrderId, OrderKind, OrderSide, OrderStatus, SymbolId, TimestampNs, format_timestamp,
 };
-use crate::python::{self, LogSink, PyStrategy};
+use crate::python::{LogSink, PyStrategy};
 use crate::watch::SourceWatcher;
 
 /// Longest time between two journal checkpoints of a quiet session.
@@ -225,16 +225,7 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             .collect();
         let market = Market::live(series, interval_ns).map_err(|e| Error::Market(e.to_string()))?;
         let session = session_on(&settings, market)?;
-        let loaded = python::load_algorithm(
-            py,
-            &settings.algo,
-            settings.class_name.as_deref(),
-            &settings.params,
-        )?;
-        let sink = Arc::new(LogSink {
-            echo: !settings.quiet,
-            ..Default::default()
-        });
+        let (loaded, sink) = load_algorithm(py, &settings)?;
         let mut strategy = PyStrategy::new(py, &loaded, session.clone(), sink.clone())
             .map_err(|e| live_error("attaching the algorithm", e))?;
         let folders = [algo_dir.clone()];

@@ -65,6 +65,17 @@ pub(super) fn crash_point(point: &str) {
     }
 }
 
+/// Orders the journal holds as acknowledged and not final: open at the exchange.
+fn open_at_exchange(state: &State) -> Result<Vec<JournaledOrder>, String> {
+    Ok(state
+        .journal
+        .orders()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|o| o.state == IntentState::Acknowledged)
+        .collect())
+}
+
 fn venue_failure(context: &str, error: &VenueError) -> String {
     format!("{context}: {} ({})", error.message, error.kind.as_str())
 }
@@ -471,13 +482,7 @@ impl VenueBroker {
     /// Orders the journal has open that the exchange no longer lists as open: their final
     /// state by client id.
     fn poll_statuses(&mut self, state: &mut State, session: &SharedSession) -> Result<(), String> {
-        let open_here: Vec<JournaledOrder> = state
-            .journal
-            .orders()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|o| o.state == IntentState::Acknowledged)
-            .collect();
+        let open_here: Vec<JournaledOrder> = open_at_exchange(state)?;
         if open_here.is_empty() {
             return Ok(());
         }
@@ -657,13 +662,7 @@ impl VenueBroker {
     ) -> Result<(), String> {
         self.last_reconcile = Some(Instant::now());
         let book = state.journal.derive_book().map_err(|e| e.to_string())?;
-        let open: Vec<JournaledOrder> = state
-            .journal
-            .orders()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|o| o.state == IntentState::Acknowledged)
-            .collect();
+        let open: Vec<JournaledOrder> = open_at_exchange(state)?;
         let mut engine_view = AccountView::from_journal(&book, &open);
         engine_view
             .positions
@@ -813,13 +812,7 @@ impl VenueBroker {
         if !self.cancel_on_exit {
             return Ok(0);
         }
-        let open: Vec<JournaledOrder> = state
-            .journal
-            .orders()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|o| o.state == IntentState::Acknowledged)
-            .collect();
+        let open: Vec<JournaledOrder> = open_at_exchange(state)?;
         let mut news = VenueNews::default();
         for order in &open {
             self.cancel_one(

@@ -385,22 +385,31 @@ pub(super) fn write_results(
     })
 }
 
+/// The algorithm of `settings`, loaded, and the sink its log lines go to (echoed unless quiet).
+pub(super) fn load_algorithm(
+    py: Python<'_>,
+    settings: &RunSettings,
+) -> Result<(LoadedAlgorithm, Arc<LogSink>), Error> {
+    let loaded = python::load_algorithm(
+        py,
+        &settings.algo,
+        settings.class_name.as_deref(),
+        &settings.params,
+    )?;
+    let sink = Arc::new(LogSink {
+        echo: !settings.quiet,
+        ..Default::default()
+    });
+    Ok((loaded, sink))
+}
+
 fn run_once(
     settings: &RunSettings,
     prepared: &Prepared,
     folders: &WatchFolders,
 ) -> Result<RunReport, Error> {
     Python::attach(|py| -> Result<RunReport, Error> {
-        let loaded = python::load_algorithm(
-            py,
-            &settings.algo,
-            settings.class_name.as_deref(),
-            &settings.params,
-        )?;
-        let sink = Arc::new(LogSink {
-            echo: !settings.quiet,
-            ..Default::default()
-        });
+        let (loaded, sink) = load_algorithm(py, settings)?;
         let finished = backtest(py, settings, prepared, &loaded, sink, Some(folders))?;
         let out_dir = &finished.out_dir;
 

@@ -1604,21 +1604,7 @@ impl Journal {
 
     /// Stores the engine's own view of the book; `recover` checks it against the journal.
     pub fn record_snapshot(&mut self, time: TimestampNs, book: &Book) -> Result<()> {
-        let json = serde_json::to_string(book)
-            .map_err(|e| JournalError::Corrupt(format!("cannot serialize the book: {e}")))?;
-        let tx = self.conn.transaction()?;
-        let last_fill: i64 =
-            tx.query_row("SELECT COALESCE(MAX(id), 0) FROM fills", [], |r| r.get(0))?;
-        let last_adj: i64 =
-            tx.query_row("SELECT COALESCE(MAX(id), 0) FROM adjustments", [], |r| {
-                r.get(0)
-            })?;
-        tx.execute(
-            "INSERT INTO book_snapshots (time, book, last_fill_id, last_adjustment_id) VALUES (?1, ?2, ?3, ?4)",
-            params![time, json, last_fill, last_adj],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.record_checkpoint(time, book, None, None)
     }
 
     fn snapshot_check(&self) -> Result<SnapshotCheck> {

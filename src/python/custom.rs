@@ -72,31 +72,25 @@ impl Source {
     }
 
     fn bar(&self, index: usize) -> Bar {
-        match self {
+        // Base bars and higher-timeframe bars are the same six shared columns.
+        let [time, open, high, low, close, volume] = match self {
             Source::Base { buffer, .. } => {
                 let b = buffer.get();
-                Bar {
-                    time_ns: b.time.get_i64(index),
-                    open: b.open.get(index),
-                    high: b.high.get(index),
-                    low: b.low.get(index),
-                    close: b.close.get(index),
-                    volume: b.volume.get(index),
-                    index,
-                }
+                [&b.time, &b.open, &b.high, &b.low, &b.close, &b.volume]
             }
             Source::Timeframe { buffer, .. } => {
                 let b = buffer.get();
-                Bar {
-                    time_ns: b.time.get_i64(index),
-                    open: b.open.get(index),
-                    high: b.high.get(index),
-                    low: b.low.get(index),
-                    close: b.close.get(index),
-                    volume: b.volume.get(index),
-                    index,
-                }
+                [&b.time, &b.open, &b.high, &b.low, &b.close, &b.volume]
             }
+        };
+        Bar {
+            time_ns: time.get_i64(index),
+            open: open.get(index),
+            high: high.get(index),
+            low: low.get(index),
+            close: close.get(index),
+            volume: volume.get(index),
+            index,
         }
     }
 
