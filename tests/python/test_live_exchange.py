@@ -883,3 +883,41 @@ def test_sigterm_during_an_exchange_request_stops_the_session(live: Callable[...
     assert not still_running, f"still trading 5 s after SIGTERM; audit.jsonl: {lost}"
     assert run.returncode == 0, run.stderr[-600:]
     assert "live session ended (stopped by signal)" in run.stderr
+
+
+def test_a_resting_limit_fills_in_parts(live: Callable[..., Live]) -> None:
+    """A limit buy rests at the exchange; the market reaches it twice with less than its
+    quantity each time: two fills, journaled and applied as they come, the order partially
+    filled in between and filled after, the position net of the exchange's BTC fees."""
+    session = live(algo=RESTING)
+
+    def journal_fills() -> list[dict[str, Any]]:
+        if not (session.state / "journal.sqlite").exists():
+            return []
+        journal = session.journal()
+        try:
+            return journal.fills()
+        except sqlite3.OperationalError:  # the binary is still creating the journal
+            return []
+        finally:
+            journal.close()
+
+    def fill_in_parts() -> None:
+        wait_for("the resting order at the exchange",
+                 lambda: [o for o in session.fake.orders() if o["status"] == "NEW"])
+        session.fake.call("POST", "advance", {"symbol": MARKET, "price": "63990.00", "qty": "0.004"})
+        wait_for("the first part in the journal", lambda: len(journal_fills()) == 1)
+        session.fake.call("POST", "advance", {"symbol": MARKET, "price": "63990.00", "qty": "0.006"})
+
+    run = run_with(session, fill_in_parts, max_bars=8, limit="63990.00")
+    assert run.returncode == 0, run.stderr
+    [order] = session.fake.orders()
+    assert (order["clientOrderId"], order["status"], order["executedQty"]) == ("rbt-r1-1", "FILLED", "0.01000000")
+    fills = journal_fills()
+    assert [(f["client_order_id"], D(f["quantity"]), D(f["price"]), f["fee_asset"]) for f in fills] == [
+        ("rbt-r1-1", D("0.004"), D("63990"), "BTC"), ("rbt-r1-1", D("0.006"), D("63990"), "BTC")]
+    rows = [r for r in csv.DictReader((run.out / "orders.csv").open()) if r["order_id"] == "1"]
+    assert [(r["status"], r["fill_quantity"], r["filled_quantity"]) for r in rows] == [
+        ("new", "", "0"), ("accepted", "", "0"),
+        ("partially_filled", "0.004", "0.004"), ("filled", "0.006", "0.010")]
+    assert_journal_matches_exchange(session)

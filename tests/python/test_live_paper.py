@@ -566,6 +566,33 @@ def test_drawdown_breaker_trips_when_equity_falls_below_the_limit(tmp_path):
     assert equity[iso(trip_ns)] == "89200.00"
 
 
+def test_daily_loss_breaker_trips_at_the_first_bar_over_the_limit(tmp_path):
+    # The drawdown test's falling file, with a daily loss limit of 5000 instead: the oracle is
+    # the equity curve itself (the day's first equity, and the first bar 5000 below it).
+    rows = [(START_NS + i * MINUTE, f"{101 - i if i else 100:.2f}", f"{101 - i if i else 100:.2f}",
+             f"{100 - i:.2f}", f"{100 - i:.2f}", 1000) for i in range(30)]
+    data = write_rows(tmp_path / "D.csv", rows)
+    algo = tmp_path / "all_in.py"
+    algo.write_text(textwrap.dedent(DRAWDOWN_ALGO))
+    config = live_toml(tmp_path / "live.toml", '[breakers]\ndaily_loss = "5000"\n')
+    state = tmp_path / "state"
+    live = run_live(algo, data, "D", state, tmp_path / "out", "--config", config)
+    assert live.returncode == 0, live.stderr
+    curve = read_csv(live.out / "equity.csv")
+    start = Decimal(curve[0]["equity"])
+    first_over = next(row for row in curve if start - Decimal(row["equity"]) >= 5000)
+    trip_ns = ns_of(first_over["time"])
+    loss = start - Decimal(first_over["equity"])
+    trip = (f"daily_loss breaker tripped at {iso(trip_ns)}: daily loss {loss} on 2024-01-01 "
+            f"(from {start} to {first_over['equity']}) reached the limit 5000")
+    assert f"HALTED: {trip}; new orders are refused until the breaker is reset" in live.stderr
+    [(t, breaker)] = query(state, "SELECT time, breaker FROM breaker_events")
+    assert (t, breaker) == (trip_ns, "daily_loss")
+    orders = orders_by_id(live.orders())
+    later = [rows for i, rows in orders.items() if i > 1]
+    assert later and all(rows[-1]["status"] == "rejected" for rows in later)
+
+
 # ---- 6. SIGINT and SIGTERM -------------------------------------------------------------------
 
 
