@@ -31,6 +31,7 @@ use crate::live::breakers::{BreakerError, Breakers, Trip};
 use crate::live::config::LiveSettings;
 use crate::live::feed::{Batch, ExchangeFeed, Feed, Poll, ReplayFeed};
 use crate::live::venue::{MarketRules, Venue, VenueConfig, VenueError, VenueErrorKind, VenueUrls};
+use crate::live::wall_ns;
 use crate::python::venue::PyVenue;
 
 use super::live_venue::{self, VenueBroker};
@@ -90,14 +91,6 @@ fn parse_feed(text: Option<&str>, broker: &BrokerChoice) -> Result<FeedChoice, E
             )),
         },
     }
-}
-
-/// Wall-clock time for the journal and audit log.
-pub(super) fn wall_ns() -> TimestampNs {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 fn live_error(context: &str, error: impl std::fmt::Display) -> Error {
@@ -257,7 +250,7 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
                 .map_err(|e| live_error("reading the journal", e))?
                 .cash
         };
-        let feed: Box<dyn Feed> = match (&replay, &exchange) {
+        let feed: Box<dyn Feed> = match (replay, &exchange) {
             (Some((path, series)), _) => Box::new(ReplayFeed::new(
                 path.display().to_string(),
                 series,
@@ -770,7 +763,7 @@ pub(super) fn audit_status(audit: &mut AuditLog, wall: TimestampNs, update: &Ord
 }
 
 /// The engine's book in the journal's terms (for snapshots and reconciliation).
-fn engine_book(cash_currency: &str, session: &SharedSession) -> Result<Book, Error> {
+fn engine_book(cash_currency: &str, session: &SharedSession) -> Book {
     let s = lock(session);
     let mut book = Book::new(cash_currency, s.ledger.cash());
     for &symbol in s.ledger.open_symbols() {
@@ -781,7 +774,7 @@ fn engine_book(cash_currency: &str, session: &SharedSession) -> Result<Book, Err
                 .insert(s.market.symbol_name(symbol).to_string(), position.quantity);
         }
     }
-    Ok(book)
+    book
 }
 
 /// Journals the engine's orders and fills as they happen (paper broker).
@@ -866,11 +859,10 @@ impl LiveSession<'_> {
                 Err(e) => eprintln!("error: cancelling open orders at exit: {e}"),
             },
         }
-        let book = self.sync_orders(&[]).and_then(|_| {
-            engine_book(&self.state.cash_currency, &self.session).map_err(|e| e.to_string())
-        });
         let close = self.last_close;
-        let saved = book.and_then(|book| self.checkpoint(py, strategy, &book, close));
+        let saved = self
+            .sync_orders(&[])
+            .and_then(|_| self.checkpoint(py, strategy, close));
         if let Err(e) = saved {
             eprintln!("error: the final checkpoint failed: {e}");
         }
@@ -1086,11 +1078,8 @@ impl LiveSession<'_> {
                     // at their wall-clock time. (A replay's time is its bars' only.)
                     if self.wall_clock && strategy.run_schedules_at(wall_ns())? {
                         if self.broker.is_some() && self.has_new_orders() {
-                            let book = engine_book(&self.state.cash_currency, &self.session)
-                                .map_err(|e| Stop::Engine(e.to_string()))?;
                             let close = self.last_close;
-                            self.checkpoint(py, strategy, &book, close)
-                                .map_err(Stop::Engine)?;
+                            self.checkpoint(py, strategy, close).map_err(Stop::Engine)?;
                         }
                         self.sync_orders(&[]).map_err(Stop::Engine)?;
                     }
@@ -1141,9 +1130,7 @@ impl LiveSession<'_> {
                 // Before anything goes to the exchange: the algorithm's state that decided it
                 // and the bar it decided on. A crash after the send then restarts past this
                 // bar, with the decision made, instead of deciding (and sending) again.
-                let book = engine_book(&self.state.cash_currency, &self.session)
-                    .map_err(|e| Stop::Engine(e.to_string()))?;
-                self.checkpoint(py, strategy, &book, Some(close_time))
+                self.checkpoint(py, strategy, Some(close_time))
                     .map_err(Stop::Engine)?;
             }
             let mut active = self.sync_orders(&fills).map_err(Stop::Engine)?;
@@ -1386,17 +1373,19 @@ impl LiveSession<'_> {
             Err(e) => return Err(e.to_string()),
         }
         self.check_halt_file();
-        let book =
-            engine_book(&self.state.cash_currency, &self.session).map_err(|e| e.to_string())?;
-        // A checkpoint (book snapshot, feed mark, algorithm state: three synchronous commits)
+        // A checkpoint (book snapshot, feed mark, algorithm state: one synchronous commit)
         // after every bar with order activity, else at most once per CHECKPOINT_EVERY: the
         // journal never holds fills past the feed mark, so a restart resumes consistently.
         if active || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            self.checkpoint(py, strategy, &book, Some(close_time))?;
+            self.checkpoint(py, strategy, Some(close_time))?;
         }
         self.audit_log_lines();
-        self.status
-            .show(&self.session, &book, equity, &self.state.breakers);
+        self.status.show(
+            &self.session,
+            &self.state.cash_currency,
+            equity,
+            &self.state.breakers,
+        );
         Ok(())
     }
 
@@ -1406,15 +1395,15 @@ impl LiveSession<'_> {
         &mut self,
         py: Python<'_>,
         strategy: &PyStrategy,
-        book: &Book,
         close_time: Option<TimestampNs>,
     ) -> Result<(), String> {
         let state = self.dump_algo_state(py, strategy);
+        let book = engine_book(&self.state.cash_currency, &self.session);
         self.state
             .journal
             .record_checkpoint(
                 wall_ns(),
-                book,
+                &book,
                 close_time,
                 state.as_ref().map(|(f, d)| (f.as_str(), d.as_slice())),
             )
@@ -1614,10 +1603,17 @@ impl StatusLine {
         }
     }
 
-    fn show(&mut self, session: &SharedSession, book: &Book, equity: Decimal, breakers: &Breakers) {
+    fn show(
+        &mut self,
+        session: &SharedSession,
+        cash_currency: &str,
+        equity: Decimal,
+        breakers: &Breakers,
+    ) {
         if !self.enabled {
             return;
         }
+        let book = engine_book(cash_currency, session);
         let (time, open) = {
             let s = lock(session);
             let open = s.orders.all().iter().filter(|o| o.status.is_open()).count();

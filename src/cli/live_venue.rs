@@ -21,7 +21,8 @@ use crate::live::venue::{
 };
 use crate::model::{Fill, OrderId, OrderKind, OrderSide, OrderStatus, SymbolId, TimestampNs};
 
-use super::live::{State, wall_ns};
+use super::live::State;
+use crate::live::wall_ns;
 
 /// What came back from the exchange for the engine: fills to tell the algorithm about, and
 /// breaker trips to act on.
@@ -43,6 +44,8 @@ pub(super) struct VenueBroker {
     pub cancel_on_exit: bool,
     /// Client id → the engine's order (this process's orders and the recovered open ones).
     engine_ids: HashMap<String, OrderId>,
+    /// Orders the algorithm cancelled whose cancel at the exchange is settled (not asked again).
+    settled: HashSet<String>,
     /// Sent, outcome unknown: resumed (looked up, sent only if never received) each poll.
     unresolved: Vec<String>,
     /// Last trade id seen per symbol (the fills query starts there; replays are no-ops).
@@ -67,13 +70,10 @@ pub(super) fn crash_point(point: &str) {
 
 /// Orders the journal holds as acknowledged and not final: open at the exchange.
 fn open_at_exchange(state: &State) -> Result<Vec<JournaledOrder>, String> {
-    Ok(state
+    state
         .journal
-        .orders()
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(|o| o.state == IntentState::Acknowledged)
-        .collect())
+        .acknowledged_orders()
+        .map_err(|e| e.to_string())
 }
 
 fn venue_failure(context: &str, error: &VenueError) -> String {
@@ -102,6 +102,7 @@ impl VenueBroker {
             last_reconcile: None,
             cancel_on_exit,
             engine_ids: HashMap::new(),
+            settled: HashSet::new(),
             unresolved: Vec::new(),
             last_trade: last_trade.into_iter().collect(),
             since_ms: wall_ns() / 1_000_000,
@@ -418,10 +419,11 @@ impl VenueBroker {
             let s = lock(session);
             self.engine_ids
                 .iter()
-                .filter(|(_, id)| {
-                    s.orders
-                        .get(**id)
-                        .is_some_and(|o| o.status == OrderStatus::Cancelled)
+                .filter(|(cid, id)| {
+                    !self.settled.contains(*cid)
+                        && s.orders
+                            .get(**id)
+                            .is_some_and(|o| o.status == OrderStatus::Cancelled)
                 })
                 .map(|(cid, id)| {
                     (
@@ -435,10 +437,19 @@ impl VenueBroker {
         };
         for (client_id, symbol) in withdrawn {
             let journaled = state.journal.order(&client_id).map_err(|e| e.to_string())?;
-            if journaled.state != IntentState::Acknowledged {
-                continue;
+            if journaled.state == IntentState::Acknowledged {
+                self.cancel_one(state, session, &client_id, &symbol, news)?;
             }
-            self.cancel_one(state, session, &client_id, &symbol, news)?;
+            // Asked once per order: final now, or looked at again only if the cancel failed.
+            if state
+                .journal
+                .order(&client_id)
+                .map_err(|e| e.to_string())?
+                .state
+                != IntentState::Acknowledged
+            {
+                self.settled.insert(client_id);
+            }
         }
         Ok(())
     }

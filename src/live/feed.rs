@@ -57,39 +57,35 @@ pub trait Feed {
 }
 
 /// Plays loaded bars in wall time: batch k is due `(close_k − close_0) / speed` after the first
-/// one was handed out (`speed` 0: all at once, as fast as the loop takes them).
+/// one was handed out (`speed` 0: all at once, as fast as the loop takes them). The schedule is
+/// kept as bar indices; a bar's texts are made only when its batch is handed out, so a long
+/// file costs no more memory than its columns.
 #[derive(Debug)]
 pub struct ReplayFeed {
     source: String,
-    batches: VecDeque<Batch>,
+    series: Vec<BarSeries>,
+    /// Per close time, the (symbol, bar index) pairs closing then, in time order.
+    batches: VecDeque<(TimestampNs, Vec<(usize, usize)>)>,
     speed: f64,
     started: Option<(Instant, TimestampNs)>,
 }
 
 impl ReplayFeed {
     /// `series[i]` are the bars of symbol `i`; each closes `interval_ns` after it opens.
-    pub fn new(source: String, series: &[BarSeries], interval_ns: i64, speed: f64) -> Self {
-        let mut by_close: BTreeMap<TimestampNs, Vec<FeedBar>> = BTreeMap::new();
+    pub fn new(source: String, series: Vec<BarSeries>, interval_ns: i64, speed: f64) -> Self {
+        let mut by_close: BTreeMap<TimestampNs, Vec<(usize, usize)>> = BTreeMap::new();
         for (symbol, s) in series.iter().enumerate() {
-            for i in 0..s.len() {
-                let texts = [&s.open, &s.high, &s.low, &s.close, &s.volume]
-                    .map(|column| column.exact.get(i).to_string());
+            for (i, &open) in s.time.iter().enumerate() {
                 by_close
-                    .entry(s.time[i] + interval_ns)
+                    .entry(open + interval_ns)
                     .or_default()
-                    .push(FeedBar {
-                        symbol,
-                        open_time: s.time[i],
-                        texts,
-                    });
+                    .push((symbol, i));
             }
         }
         ReplayFeed {
             source,
-            batches: by_close
-                .into_iter()
-                .map(|(close_time, bars)| Batch { close_time, bars })
-                .collect(),
+            series,
+            batches: by_close.into_iter().collect(),
             speed,
             started: None,
         }
@@ -98,24 +94,38 @@ impl ReplayFeed {
     pub fn remaining(&self) -> usize {
         self.batches.len()
     }
+
+    fn bar(&self, symbol: usize, index: usize) -> FeedBar {
+        let s = &self.series[symbol];
+        FeedBar {
+            symbol,
+            open_time: s.time[index],
+            texts: [&s.open, &s.high, &s.low, &s.close, &s.volume]
+                .map(|column| column.exact.get(index).to_string()),
+        }
+    }
 }
 
 impl Feed for ReplayFeed {
     fn poll(&mut self) -> Result<Poll, String> {
-        let Some(next) = self.batches.front() else {
+        let Some(&(close_time, _)) = self.batches.front() else {
             return Ok(Poll::End);
         };
         let (started, first) = *self
             .started
-            .get_or_insert_with(|| (Instant::now(), next.close_time));
+            .get_or_insert_with(|| (Instant::now(), close_time));
         if self.speed > 0.0 {
-            let due = Duration::from_secs_f64((next.close_time - first) as f64 / 1e9 / self.speed);
+            let due = Duration::from_secs_f64((close_time - first) as f64 / 1e9 / self.speed);
             let elapsed = started.elapsed();
             if elapsed < due {
                 return Ok(Poll::Wait(due - elapsed));
             }
         }
-        Ok(self.batches.pop_front().map_or(Poll::End, Poll::Ready))
+        let Some((close_time, bars)) = self.batches.pop_front() else {
+            return Ok(Poll::End);
+        };
+        let bars = bars.iter().map(|&(s, i)| self.bar(s, i)).collect();
+        Ok(Poll::Ready(Batch { close_time, bars }))
     }
 
     fn describe(&self) -> String {
@@ -124,16 +134,19 @@ impl Feed for ReplayFeed {
 
     fn skip_through(&mut self, time: TimestampNs) -> usize {
         let before = self.batches.len();
-        while self.batches.front().is_some_and(|b| b.close_time <= time) {
+        while self
+            .batches
+            .front()
+            .is_some_and(|&(close, _)| close <= time)
+        {
             self.batches.pop_front();
         }
         before - self.batches.len()
     }
 
     fn first_open(&self) -> Option<TimestampNs> {
-        self.batches
-            .front()
-            .and_then(|b| b.bars.iter().map(|bar| bar.open_time).min())
+        let (_, bars) = self.batches.front()?;
+        bars.iter().map(|&(s, i)| self.series[s].time[i]).min()
     }
 }
 
@@ -191,10 +204,7 @@ impl ExchangeFeed {
     }
 
     fn now_ms() -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
+        super::wall_ns() / 1_000_000
     }
 
     /// Asks for every symbol's closed candles since the last one held. A transient failure
@@ -351,7 +361,7 @@ mod tests {
     fn batches_group_symbols_by_close_time_in_order() {
         let a = series("A", &[0, 60, 120], &["1", "2", "3"]);
         let b = series("B", &[60, 180], &["10.50", "11"]);
-        let mut feed = ReplayFeed::new("f.csv".into(), &[a, b], 60, 0.0);
+        let mut feed = ReplayFeed::new("f.csv".into(), vec![a, b], 60, 0.0);
         let mut seen = Vec::new();
         while let Poll::Ready(batch) = feed.poll().unwrap() {
             let symbols: Vec<usize> = batch.bars.iter().map(|b| b.symbol).collect();
@@ -371,7 +381,7 @@ mod tests {
     #[test]
     fn texts_keep_the_exact_decimal() {
         let b = series("B", &[0], &["10.50"]);
-        let mut feed = ReplayFeed::new("f.csv".into(), &[b], 60, 0.0);
+        let mut feed = ReplayFeed::new("f.csv".into(), vec![b], 60, 0.0);
         let Poll::Ready(batch) = feed.poll().unwrap() else {
             panic!("a batch is due")
         };
@@ -382,7 +392,7 @@ mod tests {
     fn paced_replay_waits_for_the_next_close_and_skips_traded_bars() {
         let a = series("A", &[0, 60_000_000_000, 120_000_000_000], &["1", "2", "3"]);
         // One minute bars at 60x: one bar a second.
-        let mut feed = ReplayFeed::new("f.csv".into(), &[a], 60_000_000_000, 60.0);
+        let mut feed = ReplayFeed::new("f.csv".into(), vec![a], 60_000_000_000, 60.0);
         assert!(matches!(feed.poll().unwrap(), Poll::Ready(_)));
         match feed.poll().unwrap() {
             Poll::Wait(d) => assert!(d > Duration::from_millis(900) && d <= Duration::from_secs(1)),

@@ -1059,6 +1059,11 @@ impl Journal {
         self.orders_where("1 = 1")
     }
 
+    /// Orders acknowledged and not final (open at the broker), oldest first; by the state index.
+    pub fn acknowledged_orders(&self) -> Result<Vec<JournaledOrder>> {
+        self.orders_where("state = 'acknowledged'")
+    }
+
     fn orders_where(&self, condition: &str) -> Result<Vec<JournaledOrder>> {
         let sql = format!("{ORDER_SELECT} WHERE {condition} ORDER BY created_at, rowid");
         let mut stmt = self.conn.prepare(&sql)?;
@@ -1809,7 +1814,7 @@ impl Journal {
     /// `now` is flagged `stale`.
     pub fn recover(&self, now: TimestampNs, max_state_age_ns: i64) -> Result<Recovery> {
         let unresolved = self.orders_where("state IN ('intent', 'sent')")?;
-        let open_orders = self.orders_where("state = 'acknowledged'")?;
+        let open_orders = self.acknowledged_orders()?;
         let mut fills: BTreeMap<String, Vec<FillRecord>> = BTreeMap::new();
         let mut last_trade_ids = BTreeMap::new();
         for (symbol, _side, fill) in self.fills()? {

@@ -20,3 +20,11 @@ pub mod feed;
 pub mod journal;
 pub mod reconcile;
 pub mod venue;
+
+/// Wall-clock time (UTC ns) for the journal, the audit log and the exchange's clock.
+pub fn wall_ns() -> crate::model::TimestampNs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
