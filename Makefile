@@ -1,18 +1,32 @@
 # The two commands of the README:
 #   make run    set up .venv, build, and backtest algorithms/sma_cross.py on the sample data
-#   make test   set up .venv, build, and run every test (Rust and Python)
-PYTHON ?= python3
-VENV := .venv
+#   make test   set up .venv, build, and run every test (Rust and Python; Python under 3.12
+#               and again under 3.11 when both are installed)
+
+# A CPython built with a shared libpython (the binary embeds it), newest supported first:
+# on PATH as pythonX.Y, or installed by pyenv.
+find_python = $(firstword $(foreach v,$(1),$(shell \
+	for c in "python$(v)" "$$(pyenv prefix $(v) 2>/dev/null | head -n1)/bin/python$(v)"; do \
+	  "$$c" -c 'import sys, sysconfig; sys.exit(not sysconfig.get_config_var("Py_ENABLE_SHARED"))' \
+	    >/dev/null 2>&1 && { command -v "$$c"; break; }; \
+	done)))
+PYTHON ?= $(or $(call find_python,3.12 3.11),python3)
+VENV ?= .venv
 PY := $(VENV)/bin/python
-BIN := target/release/rustybt
+# Each interpreter gets its own build: the binary links the libpython it runs.
+TARGET_DIR ?= target
+BIN := $(TARGET_DIR)/release/rustybt
+export CARGO_TARGET_DIR := $(abspath $(TARGET_DIR))
 # Build against the virtualenv's interpreter so the binary links the same libpython it runs.
 export PYO3_PYTHON := $(abspath $(PY))
+# The second interpreter `make test` runs the Python suite under (empty: none installed).
+PYTHON_ALT := $(if $(filter .venv,$(VENV)),$(call find_python,3.11))
 
-.PHONY: setup build run test test-rust test-python bench clean
+.PHONY: setup build run test test-rust test-python test-python-alt bench clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit("rustybt needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
@@ -27,15 +41,21 @@ run: build
 test-rust: setup
 	cargo test --release --locked
 
+# RUSTYBT_PYTHON: the binary embeds this venv's interpreter even where another .venv is nearer.
 test-python: build
-	$(PY) -m pytest tests/python -q
-	$(BIN) test tests/algorithms -- -q -p no:cacheprovider
+	RUSTYBT_BIN=$(abspath $(BIN)) RUSTYBT_PYTHON=$(abspath $(PY)) $(PY) -m pytest tests/python -q
+	RUSTYBT_PYTHON=$(abspath $(PY)) $(BIN) test tests/algorithms -- -q -p no:cacheprovider
 
-test: test-rust test-python
+# The Python suite again under the other supported interpreter, in its own venv and build.
+test-python-alt:
+	$(if $(PYTHON_ALT),$(MAKE) test-python PYTHON=$(PYTHON_ALT) VENV=.venv-alt TARGET_DIR=target/alt,\
+	  @echo "only one supported Python is installed: the suite ran under it alone")
+
+test: test-rust test-python test-python-alt
 
 bench: build
 	$(PY) benches/run_benchmarks.py
 	$(PY) benches/reload_latency.py
 
 clean:
-	rm -rf target $(VENV) runs
+	rm -rf target $(VENV) .venv-alt runs

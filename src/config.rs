@@ -19,6 +19,8 @@ use crate::execution::{
 };
 use crate::market::SessionCalendar;
 use crate::market::calendar::{parse_time_of_day, parse_timezone};
+use crate::console::LogLevel;
+use crate::model::Currency;
 use crate::model::time::{NANOS_PER_DAY, NANOS_PER_MINUTE, NANOS_PER_SECOND};
 
 pub const DEFAULT_CASH: &str = "100000";
@@ -87,6 +89,8 @@ struct FileRun {
     end: Option<String>,
     out: Option<PathBuf>,
     bar_interval: Option<String>,
+    log_level: Option<String>,
+    currency: Option<String>,
 }
 
 /// The exchange session that higher timeframes align to.
@@ -129,6 +133,10 @@ pub struct RunSettings {
     pub instruments: BTreeMap<String, Instrument>,
     pub progress: bool,
     pub quiet: bool,
+    /// Log lines below this level are not echoed (log.txt keeps them).
+    pub log_level: LogLevel,
+    /// The account's currency: the precision money is shown with.
+    pub currency: Currency,
     /// Rerun whenever the algorithm or its local modules change.
     pub watch: bool,
     /// Wall time per tick; code changes are then reloaded in place at tick boundaries.
@@ -157,6 +165,19 @@ impl RunSettings {
                 "starting cash must be positive, got {cash}"
             )));
         }
+        let log_level = match args.log_level.clone().or(file.run.log_level) {
+            None => LogLevel::default(),
+            Some(text) => LogLevel::parse(&text).ok_or_else(|| {
+                Error::usage_with_hint(
+                    format!("log level `{text}` is not one of debug, info, warning, error"),
+                    "for example `--log-level info` (or `log_level = \"info\"` under [run])",
+                )
+            })?,
+        };
+        let currency = match args.currency.clone().or(file.run.currency) {
+            None => Currency::default(),
+            Some(code) => Currency::parse(&code).map_err(Error::usage)?,
+        };
         let start = args.start.clone().or(file.run.start);
         let end = args.end.clone().or(file.run.end);
         let start_ns = start
@@ -227,6 +248,8 @@ impl RunSettings {
             calendar,
             progress: !args.no_progress,
             quiet: args.quiet,
+            log_level,
+            currency,
             watch: args.watch,
             pace_ns: args.pace.as_deref().map(parse_duration).transpose()?,
         })
@@ -420,9 +443,45 @@ fn read_file(path: &Path) -> Result<FileSettings, Error> {
 }
 
 fn decimal_text(what: &str, text: &str) -> Result<Decimal, Error> {
-    Decimal::from_str_exact(text.trim())
-        .or_else(|_| Decimal::from_scientific(text.trim()))
-        .map_err(|_| Error::usage(format!("{what}: `{text}` is not a decimal number")))
+    let trimmed = text.trim();
+    Decimal::from_str_exact(trimmed)
+        .or_else(|_| Decimal::from_scientific(trimmed))
+        .map_err(|_| decimal_error(what, text))
+}
+
+/// Why `text` is no Decimal: not a number at all, or a number out of Decimal's range.
+fn decimal_error(what: &str, text: &str) -> Error {
+    let trimmed = text.trim();
+    let unsigned = trimmed.strip_prefix(['-', '+']).unwrap_or(trimmed);
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e)),
+        None => (unsigned, None),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let numeric = !mantissa.is_empty()
+        && mantissa != "."
+        && whole.chars().all(|c| c.is_ascii_digit())
+        && fraction.chars().all(|c| c.is_ascii_digit())
+        && exponent.is_none_or(|e| {
+            let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+            !e.is_empty() && e.chars().all(|c| c.is_ascii_digit())
+        });
+    if !numeric {
+        return Error::usage(format!("{what}: `{text}` is not a decimal number"));
+    }
+    let too_large = whole.trim_start_matches('0').len() > 28
+        || exponent.is_some_and(|e| !e.starts_with('-'));
+    if too_large {
+        Error::usage_with_hint(
+            format!("{what}: `{text}` is too large (at most {})", Decimal::MAX),
+            "amounts are exact 96-bit decimals: at most 28 significant digits",
+        )
+    } else {
+        Error::usage_with_hint(
+            format!("{what}: `{text}` has too many digits (at most 28 significant digits)"),
+            "amounts are exact 96-bit decimals: drop digits after the decimal point",
+        )
+    }
 }
 
 /// A TOML number or string as an exact Decimal; floats are taken at their shortest text.
@@ -626,6 +685,60 @@ mod tests {
             message.starts_with("market.session_close: `25:00`"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn cash_out_of_range_says_too_large_not_not_a_number() {
+        let resolve = |cash: &str| {
+            RunSettings::resolve(&RunArgs {
+                algo: Some("a.py".into()),
+                cash: Some(cash.into()),
+                ..Default::default()
+            })
+        };
+        let error = resolve("12345678901234567890123456789012").unwrap_err();
+        assert_eq!(error.exit_code(), crate::error::ExitCode::Usage);
+        assert_eq!(
+            error.to_string(),
+            "--cash: `12345678901234567890123456789012` is too large (at most 79228162514264337593543950335)"
+        );
+        assert!(resolve("1e40").unwrap_err().to_string().contains("too large"));
+        let fine = resolve("0.12345678901234567890123456789").unwrap_err().to_string();
+        assert!(fine.contains("too many digits"), "{fine}");
+        for junk in ["12abc", "1.2.3", "", "e5", "1e"] {
+            let message = resolve(junk).unwrap_err().to_string();
+            assert!(message.ends_with("is not a decimal number"), "{junk}: {message}");
+        }
+        assert_eq!(resolve("1e5").unwrap().cash, Decimal::from(100000));
+    }
+
+    #[test]
+    fn log_level_and_currency_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.toml");
+        std::fs::write(&path, "[run]\nalgo = \"a.py\"\nlog_level = \"warning\"\ncurrency = \"jpy\"\n").unwrap();
+        let from_file = RunSettings::resolve(&RunArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(from_file.log_level, LogLevel::Warning);
+        assert_eq!((from_file.currency.code.as_str(), from_file.currency.decimals), ("JPY", 0));
+        let flags = RunSettings::resolve(&RunArgs {
+            config: Some(path),
+            log_level: Some("error".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(flags.log_level, LogLevel::Error);
+        let error = RunSettings::resolve(&RunArgs {
+            algo: Some("a.py".into()),
+            log_level: Some("loud".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(error.exit_code(), crate::error::ExitCode::Usage);
+        assert!(error.to_string().contains("`loud` is not one of debug"));
     }
 
     #[test]

@@ -164,24 +164,24 @@ impl From<AlgorithmError> for Error {
 pub fn report(error: &Error) {
     use std::error::Error as _;
     let message = error.to_string();
-    eprintln!("error: {message}");
+    errln!("error: {message}");
     let mut source = error.source();
     while let Some(cause) = source {
         let cause_text = cause.to_string();
         // Some messages already end with their cause; say it once.
         if !message.contains(&cause_text) {
-            eprintln!("  Caused by: {cause_text}");
+            errln!("  Caused by: {cause_text}");
         }
         source = cause.source();
     }
     if let Some(details) = error.details() {
-        eprintln!();
+        errln!();
         for line in details.trim_end().lines() {
-            eprintln!("  {line}");
+            errln!("  {line}");
         }
     }
     if let Some(hint) = error.hint() {
-        eprintln!("hint: {hint}");
+        errln!("hint: {hint}");
     }
 }
 
@@ -203,7 +203,7 @@ pub fn quiet_panics<R>(f: impl FnOnce() -> R) -> R {
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         if !QUIET_PANICS.with(|q| q.get()) {
-            eprintln!("error: internal error (a bug in rustybt): {info}");
+            errln!("error: internal error (a bug in rustybt): {info}");
         }
     }));
 }

@@ -2,6 +2,8 @@
 //! Decimal accounting; an embedded CPython runs the user's `Algorithm`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[macro_use]
+pub mod console;
 pub mod accounting;
 pub mod cli;
 pub mod config;

@@ -7,7 +7,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-__all__ = ["purge_modules", "restore_modules", "user_module_dirs", "carry_state", "upgrade_indicator"]
+__all__ = ["guard_streams", "purge_modules", "restore_modules", "user_module_dirs", "carry_state", "upgrade_indicator"]
 
 
 def _under(path: str | None, roots: list[str]) -> bool:
@@ -136,3 +136,44 @@ def upgrade_indicator(old: Any) -> Any:
     else:
         new.__dict__.update(old.__dict__)
     return new
+
+
+class _PipeSafeStream:
+    """``sys.stdout``/``sys.stderr`` whose reader may go away (``rustybt run ... | head``):
+    output to a closed pipe is dropped (the descriptor is pointed at ``os.devnull``, as the
+    host does for its own writes) instead of raising BrokenPipeError into the algorithm."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            self._discard()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._discard()
+
+    def _discard(self) -> None:
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def guard_streams() -> None:
+    """Wraps sys.stdout and sys.stderr once in :class:`_PipeSafeStream`."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, _PipeSafeStream):
+            setattr(sys, name, _PipeSafeStream(stream))

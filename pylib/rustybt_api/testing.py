@@ -299,7 +299,7 @@ class BacktestResult:
 
     status: str
     error: RunError | None
-    out: Path
+    out: Path | None  # None: the temporary results folder was removed (see backtest's keep)
     algorithm: Any
     bars: int
     ticks: int
@@ -363,6 +363,41 @@ def _data_files(data: Any, folder: Path, symbol: str | None) -> list[str]:
     raise TypeError("data must be a path, a list of paths, a list of Bar, or {symbol: [Bar, ...]}")
 
 
+def _run_and_read(
+    run: Any, instance: Any, folder: Path, data: Any, symbol: str | None, settings: dict[str, Any]
+) -> BacktestResult:
+    """Runs the engine into ``folder`` and reads every result back into memory."""
+    import json
+
+    files = _data_files(data, folder / "data", symbol)
+    raw = run(instance, files, str(folder), **settings)
+    events = _read_rows(folder / "orders.csv")
+    fills = _read_rows(folder / "fills.csv")
+    for fill in fills:
+        fill["quantity"] = fill["qty"]
+    metrics_path = folder / "metrics.json"
+    return BacktestResult(
+        status=raw["status"],
+        error=RunError(**raw["error"]) if raw["error"] else None,
+        out=folder,
+        algorithm=instance,
+        bars=raw["bars"],
+        ticks=raw["ticks"],
+        wall_seconds=raw["wall_seconds"],
+        cash=raw["cash"],
+        positions=dict(raw["positions"]),
+        orders=_final_orders(events),
+        order_events=events,
+        fills=fills,
+        trades=_read_rows(folder / "trades.csv"),
+        equity=_read_rows(folder / "equity.csv"),
+        costs=_read_rows(folder / "costs.csv"),
+        metrics=json.loads(metrics_path.read_text()) if metrics_path.exists() else {},
+        log=list(raw["log"]),
+        hook_timings=dict(raw["hook_timings"]),
+    )
+
+
 def backtest(
     algorithm: Any,
     data: Any,
@@ -378,6 +413,7 @@ def backtest(
     session_open: str | None = None,
     session_close: str | None = None,
     out: str | Path | None = None,
+    keep: bool = False,
     echo: bool = False,
     raise_on_error: bool = True,
 ) -> BacktestResult:
@@ -385,12 +421,13 @@ def backtest(
 
     Works inside the rustybt host: ``rustybt test`` (pytest) and ``rustybt validate``. Settings
     are those of ``rustybt run`` (``config`` is a TOML settings file). ``params`` sets parameters
-    (class attributes) on the instance. The results folder is written to ``out`` (default: a new
-    temporary folder) and read back into the returned ``BacktestResult``. When the algorithm
+    (class attributes) on the instance. The results folder is written to ``out`` and read back
+    into the returned ``BacktestResult``; without ``out`` it goes to a temporary folder that is
+    removed once read (``result.out`` is then None) unless ``keep=True``. When the algorithm
     raises, ``AlgorithmFailed`` is raised with its traceback, unless ``raise_on_error=False``,
     which returns the partial result with ``error`` set.
     """
-    import json
+    import shutil
     import tempfile
 
     from .algorithm import Algorithm, parameters_of
@@ -414,48 +451,26 @@ def backtest(
             listed = ", ".join(known) or "none"
             raise BacktestError(f"unknown parameter `{name}` for `{type(instance).__name__}` (parameters: {listed})")
         setattr(instance, name, value)
+    temporary = out is None and not keep
     folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="rustybt-backtest-"))
-    files = _data_files(data, folder / "data", symbol)
-    raw = run(
-        instance,
-        files,
-        str(folder),
-        cash=str(cash),
-        symbol=symbol,
-        bar_interval=bar_interval,
-        config=None if config is None else str(config),
-        start=start,
-        end=end,
-        timezone=timezone,
-        session_open=session_open,
-        session_close=session_close,
-        echo=echo,
-    )
-    events = _read_rows(folder / "orders.csv")
-    fills = _read_rows(folder / "fills.csv")
-    for fill in fills:
-        fill["quantity"] = fill["qty"]
-    metrics_path = folder / "metrics.json"
-    result = BacktestResult(
-        status=raw["status"],
-        error=RunError(**raw["error"]) if raw["error"] else None,
-        out=folder,
-        algorithm=instance,
-        bars=raw["bars"],
-        ticks=raw["ticks"],
-        wall_seconds=raw["wall_seconds"],
-        cash=raw["cash"],
-        positions=dict(raw["positions"]),
-        orders=_final_orders(events),
-        order_events=events,
-        fills=fills,
-        trades=_read_rows(folder / "trades.csv"),
-        equity=_read_rows(folder / "equity.csv"),
-        costs=_read_rows(folder / "costs.csv"),
-        metrics=json.loads(metrics_path.read_text()) if metrics_path.exists() else {},
-        log=list(raw["log"]),
-        hook_timings=dict(raw["hook_timings"]),
-    )
+    try:
+        result = _run_and_read(run, instance, folder, data, symbol, dict(
+            cash=str(cash),
+            symbol=symbol,
+            bar_interval=bar_interval,
+            config=None if config is None else str(config),
+            start=start,
+            end=end,
+            timezone=timezone,
+            session_open=session_open,
+            session_close=session_close,
+            echo=echo,
+        ))
+    finally:
+        if temporary:
+            shutil.rmtree(folder, ignore_errors=True)
+    if temporary:
+        result.out = None
     if result.status == "interrupted":
         raise KeyboardInterrupt
     if result.error is not None and raise_on_error:

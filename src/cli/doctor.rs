@@ -9,14 +9,6 @@ use crate::python::{self, InterpreterChoice};
 
 /// Chooses the interpreter (searching from the working directory), starts it and returns the
 /// choice and the project root it took `pylib` from.
-/// `println!` that ignores a closed stdout (`rustybt doctor | head`) instead of panicking.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
 pub(crate) fn start_python(
     explicit: Option<&Path>,
     extra_search: &[PathBuf],
@@ -41,16 +33,32 @@ pub(crate) fn start_python(
 }
 
 pub fn version(explicit: Option<&Path>) -> Result<ExitCode, Error> {
-    say!("rustybt {}", env!("CARGO_PKG_VERSION"));
+    outln!("rustybt {}", env!("CARGO_PKG_VERSION"));
     let (choice, _) = start_python(explicit, &[])?;
     Python::attach(|py| {
-        say!(
+        outln!(
             "python {} ({})",
             python::python_version(py),
             choice.executable.display()
         );
     });
     Ok(ExitCode::Success)
+}
+
+/// CPython versions rustybt is tested with (`make test` runs the suite under each installed).
+pub const SUPPORTED_PYTHON: [&str; 2] = ["3.12", "3.11"];
+
+/// `3.12 (supported)` or a warning naming the supported versions.
+fn support_note(version: &str) -> String {
+    let minor = version.split('.').take(2).collect::<Vec<_>>().join(".");
+    if SUPPORTED_PYTHON.contains(&minor.as_str()) {
+        format!("{version} (supported: {})", SUPPORTED_PYTHON.join(", "))
+    } else {
+        format!(
+            "{version} (NOT a tested version; supported: {})",
+            SUPPORTED_PYTHON.join(", ")
+        )
+    }
 }
 
 const CHECKED_PACKAGES: [(&str, &str); 7] = [
@@ -67,19 +75,19 @@ pub fn doctor(explicit: Option<&Path>) -> Result<ExitCode, Error> {
     let (choice, root) = start_python(explicit, &[])?;
     Python::attach(|py| -> PyResult<ExitCode> {
         let sys = py.import("sys")?;
-        say!("rustybt {}", env!("CARGO_PKG_VERSION"));
-        say!("project root:     {}", root.display());
-        say!("interpreter:      {}", choice.executable.display());
-        say!("chosen from:      {}", choice.source);
-        say!("python version:   {}", python::python_version(py));
-        say!("sys.executable:   {}", sys.getattr("executable")?);
-        say!("sys.prefix:       {}", sys.getattr("prefix")?);
-        say!("sys.base_prefix:  {}", sys.getattr("base_prefix")?);
-        say!("sys.path:");
+        outln!("rustybt {}", env!("CARGO_PKG_VERSION"));
+        outln!("project root:     {}", root.display());
+        outln!("interpreter:      {}", choice.executable.display());
+        outln!("chosen from:      {}", choice.source);
+        outln!("python version:   {}", support_note(&python::python_version(py)));
+        outln!("sys.executable:   {}", sys.getattr("executable")?);
+        outln!("sys.prefix:       {}", sys.getattr("prefix")?);
+        outln!("sys.base_prefix:  {}", sys.getattr("base_prefix")?);
+        outln!("sys.path:");
         for entry in sys.getattr("path")?.try_iter()? {
-            say!("  {}", entry?);
+            outln!("  {}", entry?);
         }
-        say!("packages:");
+        outln!("packages:");
         let mut missing = 0;
         for (module, label) in CHECKED_PACKAGES {
             match py.import(module) {
@@ -88,16 +96,16 @@ pub fn doctor(explicit: Option<&Path>) -> Result<ExitCode, Error> {
                         .getattr("__version__")
                         .map(|v| v.to_string())
                         .unwrap_or_else(|_| "?".into());
-                    say!("  ok       {label} {version}");
+                    outln!("  ok       {label} {version}");
                 }
                 Err(err) => {
                     missing += 1;
-                    say!("  MISSING  {label}: {}", err.value(py));
+                    outln!("  MISSING  {label}: {}", err.value(py));
                 }
             }
         }
         if missing > 0 {
-            say!("hint: install the requirements with `make setup`");
+            outln!("hint: install the requirements with `make setup`");
             Ok(ExitCode::Usage)
         } else {
             Ok(ExitCode::Success)

@@ -31,12 +31,12 @@ pub fn print(timings: &[IndicatorTiming], wall_seconds: f64) {
     if timings.is_empty() {
         return;
     }
-    eprintln!(
+    errln!(
         "{:<44} {:>8} {:>10} {:>10} {:>11} {:>11}",
         "indicator", "kind", "calls", "total s", "mean µs", "max µs"
     );
     for t in timings {
-        eprintln!(
+        errln!(
             "{:<44} {:>8} {:>10} {:>10.3} {:>11.2} {:>11.1}",
             truncate(&t.label, 44),
             t.kind,
@@ -56,7 +56,7 @@ pub fn print(timings: &[IndicatorTiming], wall_seconds: f64) {
             } else {
                 ""
             };
-            eprintln!("slow indicator: {} ({reason}{hint})", t.label);
+            errln!("slow indicator: {} ({reason}{hint})", t.label);
         }
     }
 }

@@ -245,6 +245,16 @@ pub struct RunArgs {
     #[arg(long, short)]
     pub quiet: bool,
 
+    /// Echo the algorithm's log lines from this level up: `debug` (default), `info`,
+    /// `warning`, `error`; log.txt keeps every line. Config: `run.log_level`.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Currency of the account: the summary shows money to its precision (`USD`, `EUR`: 2
+    /// decimals; `JPY`: 0; `BTC`: 8). Config: `run.currency`. Files keep exact values.
+    #[arg(long, value_name = "CODE")]
+    pub currency: Option<String>,
+
     /// Rerun the backtest whenever the algorithm, its local modules or `indicators/` change,
     /// and show what changed in the results.
     #[arg(long)]

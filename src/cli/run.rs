@@ -1,6 +1,5 @@
 //! `rustybt run`: load data, start Python, load the algorithm, backtest, write results.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -335,6 +334,7 @@ pub(super) fn write_results(
         rustybt_version: env!("CARGO_PKG_VERSION").to_string(),
         python_version: python::python_version(py),
         bar_interval_ns,
+        currency: settings.currency.clone(),
     };
     // log.txt first: metrics.json is written last, so its presence means a complete folder.
     write_log(&out_dir.join("log.txt"), sink)?;
@@ -355,7 +355,8 @@ pub(super) fn write_results(
         let s = lock(&session);
         let trades = s.ledger.closed_trades();
         let computed = metrics::compute(settings.cash, &outcome.equity, trades, &outcome.fills)
-            .with_costs(&s.costs, &info.symbols);
+            .with_costs(&s.costs, &info.symbols)
+            .with_orders(s.orders.all());
         metrics::write_costs_csv(&out_dir.join("costs.csv"), s.costs.records(), &info.symbols)
             .map_err(|e| Error::Internal(format!("writing costs.csv: {e}")))?;
         metrics::write_results(
@@ -398,8 +399,14 @@ pub(super) fn load_algorithm(
     )?;
     let sink = Arc::new(LogSink {
         echo: !settings.quiet,
+        echo_level: settings.log_level,
         ..Default::default()
     });
+    for warning in python::loader::hook_warnings(py, &loaded) {
+        let line = format!("warning: {warning}");
+        errln!("{line}");
+        sink.lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+    }
     Ok((loaded, sink))
 }
 
@@ -413,14 +420,12 @@ fn run_once(
         let finished = backtest(py, settings, prepared, &loaded, sink, Some(folders))?;
         let out_dir = &finished.out_dir;
 
-        // stdout may be a closed pipe (`| head`): the results are on disk already.
-        let _ = writeln!(
-            std::io::stdout(),
+        outln!(
             "{}",
             metrics::summary_table(&finished.info, &finished.metrics)
         );
         for timing in finished.hook_timings.iter().filter(|t| t.calls > 0) {
-            eprintln!(
+            errln!(
                 "{:<10} {:>10} calls  {:>10.3} s  {:>9.2} µs/call",
                 timing.name,
                 timing.calls,
@@ -430,7 +435,7 @@ fn run_once(
         }
         indicator_report::print(&finished.indicator_timings, finished.wall_seconds);
         let bars = finished.info.bars_processed;
-        eprintln!(
+        errln!(
             "{} bars in {:.3} s ({:.0} bars/s); results in {}",
             bars,
             finished.wall_seconds,
@@ -440,7 +445,7 @@ fn run_once(
         let exit = match finished.stop {
             None => ExitCode::Success,
             Some(Stop::Interrupted) => {
-                eprintln!(
+                errln!(
                     "interrupted: partial results written to {}",
                     out_dir.display()
                 );
@@ -448,12 +453,12 @@ fn run_once(
             }
             Some(Stop::Failed(e)) => {
                 report(&Error::Algorithm(e));
-                eprintln!("partial results written to {}", out_dir.display());
+                errln!("partial results written to {}", out_dir.display());
                 ExitCode::Algorithm
             }
             Some(Stop::Engine(message)) => {
                 report(&Error::Internal(message));
-                eprintln!("partial results written to {}", out_dir.display());
+                errln!("partial results written to {}", out_dir.display());
                 ExitCode::Internal
             }
         };
@@ -482,11 +487,11 @@ fn watch_loop(
                 // Only complete runs are compared and become the baseline.
                 if report.exit == ExitCode::Success {
                     if let (Some(before), Some(after)) = (&previous, &report.metrics) {
-                        eprintln!("{}", compare(before, after));
+                        errln!("{}", compare(before, after));
                     }
                     previous = report.metrics;
                 } else {
-                    eprintln!("the run did not complete; nothing to compare");
+                    errln!("the run did not complete; nothing to compare");
                 }
             }
             Err(Error::Interrupted) => return Ok(ExitCode::Interrupted),
@@ -502,7 +507,7 @@ fn watch_loop(
             watched = now_watched;
         }
         let shown: Vec<String> = watched.iter().map(|f| f.display().to_string()).collect();
-        eprintln!("watching {} for changes (Ctrl-C to stop)", shown.join(", "));
+        errln!("watching {} for changes (Ctrl-C to stop)", shown.join(", "));
         loop {
             let changed = if pending.is_empty() {
                 watcher.wait(std::time::Duration::from_millis(200))
@@ -511,11 +516,11 @@ fn watch_loop(
             };
             if !changed.is_empty() {
                 let names: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
-                eprintln!("changed: {}; running again", names.join(", "));
+                errln!("changed: {}; running again", names.join(", "));
                 break;
             }
             if Python::attach(|py| py.check_signals()).is_err() {
-                eprintln!("stopped watching");
+                errln!("stopped watching");
                 return Ok(ExitCode::Success);
             }
         }
@@ -747,7 +752,7 @@ fn warn_on_mixed_intervals(market: &Market) {
             .iter()
             .map(|(name, ns)| format!("{name} {}s", ns / 1_000_000_000))
             .collect();
-        eprintln!(
+        errln!(
             "warning: symbols have different inferred bar durations ({}); \
              if they share one, set it with `--bar-interval`",
             listed.join(", ")

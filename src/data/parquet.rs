@@ -860,7 +860,7 @@ mod tests {
         let s = load_default(&path).expect("load");
         let elapsed = start.elapsed();
         assert_eq!(s[0].len(), 1_000_000);
-        println!(
+        outln!(
             "loaded 1,000,000 Parquet rows (Float64 prices) in {:.3} s",
             elapsed.as_secs_f64()
         );

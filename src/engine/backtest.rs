@@ -42,7 +42,7 @@ pub trait Strategy {
     }
     /// A line from the engine itself for the run's log (a margin call).
     fn engine_notice(&mut self, message: &str) {
-        eprintln!("{message}");
+        errln!("{message}");
     }
     /// Waits between paced ticks. Implementations that share the thread with an interpreter
     /// release it while waiting and notice Ctrl-C promptly.
@@ -242,6 +242,11 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
     session.accrue_carry(tick.time).map_err(Stop::Engine)?;
     for &symbol in &tick.symbols {
         let index = session.market.closed_count(symbol);
+        if !session.unpriced.is_empty() {
+            let series = session.market.series(symbol);
+            let (open, open_time) = (series.open.exact.get(index), series.time[index]);
+            session.check_unpriced(symbol, open, open_time);
+        }
         let series = session.market.series(symbol);
         if session.orders.has_open(symbol) && !session.external_execution {
             let first_new = fills.len();

@@ -60,6 +60,10 @@ pub struct Session {
     /// Orders are executed by an outside venue (a live exchange): the engine never matches
     /// them against bars; the live loop applies the venue's fills and statuses.
     pub external_execution: bool,
+    /// Orders accepted before their symbol had a price (placed in `initialize`): their
+    /// notional and buying-power checks run on the bar they would first fill on, before it
+    /// matches, so no order path skips them.
+    pub unpriced: Vec<OrderId>,
 }
 
 pub type SharedSession = Arc<Mutex<Session>>;
@@ -107,6 +111,7 @@ impl Session {
             notices: Vec::new(),
             halted: None,
             external_execution: false,
+            unpriced: Vec::new(),
         }
     }
 
@@ -140,14 +145,51 @@ impl Session {
             let reason = format!("trading halted: {reason}");
             return Ok(self.orders.reject(&request, self.now, reason));
         }
-        if let Err(reason) = self.check_rules(&request) {
-            return Ok(self.orders.reject(&request, self.now, reason));
-        }
+        let priced = match self.check_rules(&request, None, &[]) {
+            Ok(priced) => priced,
+            Err(reason) => return Ok(self.orders.reject(&request, self.now, reason)),
+        };
         let latency = match self.profile_costs.as_mut() {
             Some(costs) if self.execution.latency_ns == 0 => costs.latency.next_ns(),
             _ => self.execution.latency_ns,
         };
-        self.orders.submit(request, self.now, latency)
+        let id = self.orders.submit(request, self.now, latency)?;
+        if !priced && !self.external_execution {
+            self.unpriced.push(id);
+        }
+        Ok(id)
+    }
+
+    /// Runs the checks skipped at submission on the open orders of `symbol` that had no
+    /// price then, with `price` (the open of the bar they would first fill on) as reference,
+    /// in submission order: an order counts the ones already passed, not the ones still to
+    /// check. An order that fails is rejected before it can fill.
+    pub fn check_unpriced(&mut self, symbol: SymbolId, price: Decimal, time: TimestampNs) {
+        if self.unpriced.is_empty() {
+            return;
+        }
+        let (due, rest): (Vec<OrderId>, Vec<OrderId>) =
+            std::mem::take(&mut self.unpriced).into_iter().partition(|id| {
+                self.orders.get(*id).is_some_and(|o| o.symbol == symbol)
+            });
+        self.unpriced = rest;
+        for (i, &id) in due.iter().enumerate() {
+            let Some(order) = self.orders.get(id).filter(|o| o.status.is_open()) else {
+                continue;
+            };
+            let request = OrderRequest {
+                symbol: order.symbol,
+                side: order.side,
+                quantity: order.remaining(),
+                kind: order.kind,
+                tif: order.tif,
+                oco_group: order.oco_group,
+                parent: order.parent,
+            };
+            if let Err(reason) = self.check_rules(&request, Some(price), &due[i..]) {
+                self.orders.reject_open(id, time, reason);
+            }
+        }
     }
 
     pub fn submit_market_order(
@@ -186,9 +228,17 @@ impl Session {
             .map(|i| self.market.series(symbol).close.exact.get(i))
     }
 
-    fn check_rules(&self, request: &OrderRequest) -> Result<(), String> {
+    /// The instrument's rules and buying power. Ok(false): passed what could be checked, but
+    /// there was no price (neither the request's nor a closed bar, nor `price`) to value it.
+    /// `excluded`: open orders not to count (the order being rechecked, and later ones).
+    fn check_rules(
+        &self,
+        request: &OrderRequest,
+        price: Option<Decimal>,
+        excluded: &[OrderId],
+    ) -> Result<bool, String> {
         if request.quantity <= Decimal::ZERO {
-            return Ok(()); // malformed: the book refuses it with an error
+            return Ok(true); // malformed: the book refuses it with an error
         }
         let instrument = self.instrument(request.symbol);
         let mut prices = Vec::new();
@@ -198,20 +248,24 @@ impl Session {
             .kind
             .limit()
             .or(request.kind.stop())
+            .or(price)
             .or_else(|| self.last_close(request.symbol));
         instrument.check(request.quantity, &prices, reference)?;
         if request.parent.is_some() || request.oco_group.is_some() {
-            return Ok(()); // exits reduce what the entry opened
+            return Ok(true); // exits reduce what the entry opened
         }
-        self.check_buying_power(request, reference)
+        self.check_buying_power(request, reference, excluded)?;
+        Ok(reference.is_some())
     }
 
     /// Σ |position + open orders + this order| × price × margin over all symbols must stay
-    /// within equity. Unknown before a symbol's first bar (no price yet): not checked then.
+    /// within equity. Unknown before a symbol's first bar (no price yet): checked later, by
+    /// [`Session::check_unpriced`].
     fn check_buying_power(
         &self,
         request: &OrderRequest,
         reference: Option<Decimal>,
+        excluded: &[OrderId],
     ) -> Result<(), String> {
         let Some(reference) = reference else {
             return Ok(());
@@ -226,7 +280,10 @@ impl Session {
                 .map(|p| p.quantity)
                 .unwrap_or_default();
             for order in self.orders.open_orders(symbol) {
-                if order.parent.is_none() && order.oco_group.is_none() {
+                if order.parent.is_none()
+                    && order.oco_group.is_none()
+                    && !excluded.contains(&order.id)
+                {
                     quantity += order.side.sign() * order.remaining();
                 }
             }

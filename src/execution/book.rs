@@ -224,6 +224,18 @@ impl OrderBook {
         id
     }
 
+    /// Rejects an open order that has not filled yet (a check that could only run once a
+    /// price existed failed); false if it is no longer open or has fills.
+    pub fn reject_open(&mut self, id: OrderId, now: TimestampNs, reason: String) -> bool {
+        match self.get(id) {
+            Some(order) if order.status.is_open() && order.filled_quantity.is_zero() => {
+                self.transition(id, OrderStatus::Rejected, now, Some(reason));
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn record(
         &mut self,
         request: &OrderRequest,

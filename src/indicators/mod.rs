@@ -682,7 +682,7 @@ mod tests {
                         inexact += 1;
                         // Set to list every bar that is within tolerance but not bit-identical.
                         if std::env::var_os("INDICATORS_PRINT_INEXACT").is_some() {
-                            println!(
+                            outln!(
                                 "  {} bar {i} col {column}: {got:?} vs {expected:?}",
                                 case.file
                             );
@@ -709,7 +709,7 @@ mod tests {
                     .all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(same, "{}: bar {i} differs after reset()", case.file);
             }
-            println!(
+            outln!(
                 "{:<58} {:<22} not bit-identical: {inexact:>4}, max relative difference {max_relative:.1e}",
                 case.file,
                 indicator.name()
@@ -929,7 +929,7 @@ mod tests {
     #[ignore = "timing; run in release with --ignored --nocapture"]
     fn indicator_throughput() {
         let bars = synthetic_bars(1_000_000);
-        println!("ns per bar over {} bars (default parameters):", bars.len());
+        outln!("ns per bar over {} bars (default parameters):", bars.len());
         for name in builtin_names() {
             let mut indicator = create(name, &[]).unwrap();
             // One untimed pass warms caches and branch predictors.
@@ -943,7 +943,7 @@ mod tests {
             }
             let elapsed = start.elapsed();
             black_box(indicator.outputs());
-            println!(
+            outln!(
                 "{:<16} {:>6.1} ns/bar",
                 indicator.name(),
                 elapsed.as_nanos() as f64 / bars.len() as f64

@@ -26,10 +26,11 @@
 //!   not filled), and simple returns `e_d / e_{d-1} - 1` are taken between consecutive such
 //!   days. They are annualized with `sqrt(periods_per_year)`, where the trading-days-per-year
 //!   figure is **365** if any equity point belongs to a Saturday or Sunday (UTC) — a 24/7
-//!   market — and **252** otherwise. The risk-free rate is 0. If fewer than 2 daily returns
-//!   exist (points on fewer than 3 days), per-tick returns between consecutive equity points are
-//!   used instead, annualized with `days_per_year × ticks_per_day`, where `ticks_per_day` =
-//!   `1 day / median spacing` of the equity times (zero spacings ignored).
+//!   market — and **252** otherwise. The risk-free rate is 0.
+//! * **Minimum samples.** Sharpe, Sortino and annualized volatility need at least
+//!   [`MIN_DAILY_RETURNS`] (20) daily returns, CAGR and Calmar an equity curve spanning at
+//!   least [`MIN_CAGR_DAYS`] (30) days; below that they are `None` and `unavailable` in
+//!   `metrics.json` says why (a ratio annualized from hours or a few days is noise).
 //! * **Sharpe** = `mean(r) / std(r) × sqrt(periods_per_year)` with the sample standard
 //!   deviation (ddof = 1). **Sortino** = `mean(r) / dd × sqrt(periods_per_year)` with the
 //!   downside deviation `dd = sqrt(mean(min(r, 0)²))` taken over all returns. Both are `None`
@@ -45,7 +46,7 @@
 //!   equity never recovers.
 //! * **CAGR** = `(final_equity / initial_cash)^(1 / years) - 1`, with
 //!   `years = (end - start) / 365.25 days` over the equity curve's first and last times. `None`
-//!   when the span is shorter than one day, when `final_equity ≤ 0` or `initial_cash ≤ 0`.
+//!   when the span is shorter than 30 days, when `final_equity ≤ 0` or `initial_cash ≤ 0`.
 //!   **Calmar** = `cagr / max_drawdown`, `None` when `max_drawdown` is 0 or CAGR is undefined.
 //! * **Trades** are closed round trips. **Win rate** = trades with `pnl > 0` / all closed trades.
 //!   **Profit factor** = `Σ pnl of winners / |Σ pnl of losers|` (`None` when no trade lost).
@@ -74,6 +75,7 @@
 
 mod columnar;
 mod costs;
+mod orders;
 mod output;
 mod stats;
 mod summary;
@@ -87,8 +89,9 @@ use serde::Serialize;
 use crate::model::TimestampNs;
 
 pub use costs::{CostSummary, CostTotals, write_costs_csv};
+pub use orders::{OrderSummary, ReasonCount};
 pub use output::{metrics_json, write_results};
-pub use stats::compute;
+pub use stats::{MIN_CAGR_DAYS, MIN_DAILY_RETURNS, compute};
 pub use summary::summary_table;
 
 /// The account at the end of one engine tick.
@@ -169,16 +172,17 @@ pub struct RunInfo {
     pub python_version: String,
     /// Base bar interval of the data, in nanoseconds.
     pub bar_interval_ns: i64,
+    /// The account's currency: the summary shows money to its precision.
+    pub currency: crate::model::Currency,
 }
 
-/// Which returns the Sharpe and Sortino ratios were computed from.
+/// Which returns the Sharpe and Sortino ratios are computed from (written to `metrics.json`
+/// so a reader never has to guess).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReturnsBasis {
     /// Returns between the last equities of consecutive UTC calendar days.
     Daily,
-    /// Returns between consecutive equity points (fewer than 2 daily returns existed).
-    Tick,
 }
 
 /// The statistics of one run. See the [module documentation](self) for the definitions.
@@ -219,14 +223,13 @@ pub struct Metrics {
     pub sortino: Option<f64>,
     /// Sample standard deviation of the returns × `sqrt(periods_per_year)` (0.2 = 20 %).
     pub annualized_volatility: Option<f64>,
-    /// Daily or per-tick returns.
+    /// Always daily returns.
     pub returns_basis: ReturnsBasis,
-    /// How many returns Sharpe/Sortino were computed from.
+    /// How many daily returns the curve has (Sharpe and Sortino need [`MIN_DAILY_RETURNS`]).
     pub num_returns: usize,
     /// 365 (a point falls on a weekend: 24/7 market) or 252.
     pub days_per_year: u32,
-    /// The annualization factor actually used: `days_per_year` for daily returns,
-    /// `days_per_year × ticks_per_day` for tick returns.
+    /// The annualization factor: `days_per_year`.
     pub periods_per_year: f64,
     /// Positive fraction: 0.12 = 12 %.
     pub max_drawdown: f64,
@@ -256,12 +259,24 @@ pub struct Metrics {
     /// commission and slippage from the fills; [`Metrics::with_costs`] sets all of it from the
     /// run's cost log.
     pub costs: CostSummary,
+    /// Orders by final status and the most frequent rejection reasons; set from the order
+    /// book by [`Metrics::with_orders`].
+    pub orders: OrderSummary,
+    /// Why a metric is `null` although the run has data: it needs more observations than the
+    /// run has (metric name → reason).
+    pub unavailable: BTreeMap<String, String>,
 }
 
 impl Metrics {
     /// The metrics with `costs` taken from the run's cost log (`names` by symbol id).
     pub fn with_costs(mut self, log: &crate::accounting::CostLog, names: &[String]) -> Self {
         self.costs = CostSummary::from_log(log, names);
+        self
+    }
+
+    /// The metrics with `orders` counted from the run's orders.
+    pub fn with_orders(mut self, orders: &[crate::model::Order]) -> Self {
+        self.orders = OrderSummary::from_orders(orders);
         self
     }
 }

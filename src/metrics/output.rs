@@ -308,6 +308,7 @@ pub(crate) mod tests {
             rustybt_version: "0.1.0".into(),
             python_version: "3.12.3".into(),
             bar_interval_ns: 60_000_000_000,
+            currency: Default::default(),
         }
     }
 
@@ -437,9 +438,13 @@ pub(crate) mod tests {
         assert_eq!(j["profit_factor"], 0.0);
         assert_eq!(j["avg_trade_pnl"], "-36.821");
         assert_eq!(j["gross_loss"], "-36.8210");
-        assert!(j["sharpe"].is_f64() && j["sortino"].is_f64());
+        // Two days of equity: the annualized ratios are null, with the reason.
+        assert!(j["sharpe"].is_null() && j["sortino"].is_null() && j["calmar"].is_null());
+        assert_eq!(
+            j["unavailable"]["sharpe"],
+            "needs at least 20 daily returns; the run has 2"
+        );
         assert!(j["max_drawdown"].is_f64());
-        assert!(j["calmar"].is_f64());
         assert!(j.get("sharpe").is_some());
         assert_eq!(j["start_time"], "2024-01-02T09:00:00Z");
         assert_eq!(j["end_time"], "2024-01-04T09:00:01.500Z");
@@ -589,11 +594,10 @@ pub(crate) mod tests {
             assert_eq!(j["status"], name);
             assert_eq!(j["partial"], true);
             assert_eq!(j["reason"], reason);
-            // Two ticks on two days: one daily return, tick fallback, one return: undefined.
+            // Two ticks on two days: far too few daily returns, and a span too short for CAGR.
             assert_eq!(j["sharpe"], Value::Null);
-            assert_eq!(j["returns_basis"], "tick");
-            // Exactly one day spanned: CAGR is defined.
-            assert!(j["cagr"].is_f64());
+            assert_eq!(j["cagr"], Value::Null);
+            assert!(j["unavailable"]["sharpe"].is_string() && j["unavailable"]["cagr"].is_string());
         }
     }
 

@@ -1,5 +1,7 @@
 //! The numbers: [`compute`] and its pieces. Definitions are in the module docs of `metrics`.
 
+use std::collections::BTreeMap;
+
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
@@ -13,6 +15,10 @@ pub const CALENDAR_DAYS_PER_YEAR: u32 = 365;
 pub const WEEKDAY_DAYS_PER_YEAR: u32 = 252;
 /// Length of the CAGR year, in days.
 pub const DAYS_PER_CAGR_YEAR: f64 = 365.25;
+/// Fewest daily returns Sharpe, Sortino and annualized volatility are computed from.
+pub const MIN_DAILY_RETURNS: usize = 20;
+/// Shortest equity curve, in days, that CAGR (and Calmar) are computed over.
+pub const MIN_CAGR_DAYS: i64 = 30;
 /// A sample standard deviation at or below this counts as zero (numerically constant returns).
 const ZERO_STD: f64 = 1e-12;
 /// Decimal places kept by `total_return` and `avg_trade_pnl`.
@@ -75,10 +81,10 @@ pub fn compute(
         sharpe: returns.sharpe,
         sortino: returns.sortino,
         annualized_volatility: returns.volatility,
-        returns_basis: returns.basis,
+        returns_basis: ReturnsBasis::Daily,
         num_returns: returns.count,
         days_per_year: returns.days_per_year,
-        periods_per_year: returns.periods_per_year,
+        periods_per_year: f64::from(returns.days_per_year),
         max_drawdown: dd.max,
         max_drawdown_duration_ns: dd.duration_ns,
         max_drawdown_peak_time: dd.peak_time,
@@ -91,6 +97,11 @@ pub fn compute(
         gross_loss: t.gross_loss,
         avg_trade_pnl: t.avg_pnl,
         costs,
+        orders: super::OrderSummary::default(),
+        unavailable: match (start_time, end_time) {
+            (Some(start), Some(end)) => short_sample_reasons(returns.count, end - start),
+            _ => BTreeMap::new(), // no equity at all: nothing is "too short"
+        },
     }
 }
 
@@ -161,25 +172,6 @@ pub(crate) fn simple_returns(values: impl IntoIterator<Item = Decimal>) -> Optio
     Some(out)
 }
 
-/// Median of the positive spacings between consecutive times; `None` if there are none.
-pub(crate) fn median_spacing_ns(equity: &[EquityPoint]) -> Option<f64> {
-    let mut gaps: Vec<i64> = equity
-        .windows(2)
-        .map(|w| w[1].time - w[0].time)
-        .filter(|&g| g > 0)
-        .collect();
-    if gaps.is_empty() {
-        return None;
-    }
-    gaps.sort_unstable();
-    let n = gaps.len();
-    Some(if n % 2 == 1 {
-        gaps[n / 2] as f64
-    } else {
-        (gaps[n / 2 - 1] as f64 + gaps[n / 2] as f64) / 2.0
-    })
-}
-
 /// Sample mean and standard deviation (ddof = 1); `None` for fewer than 2 values.
 pub(crate) fn mean_std(r: &[f64]) -> Option<(f64, f64)> {
     if r.len() < 2 {
@@ -216,49 +208,57 @@ pub(crate) fn sortino(r: &[f64], periods_per_year: f64) -> Option<f64> {
 }
 
 struct ReturnStats {
-    basis: ReturnsBasis,
     count: usize,
     days_per_year: u32,
-    periods_per_year: f64,
     sharpe: Option<f64>,
     sortino: Option<f64>,
     volatility: Option<f64>,
 }
 
+/// Sharpe, Sortino and volatility from daily returns; all `None` with fewer than
+/// [`MIN_DAILY_RETURNS`] of them (a ratio annualized from a few hours or days of returns is
+/// noise that looks like a result).
 fn return_stats(equity: &[EquityPoint]) -> ReturnStats {
     let days = days_per_year(equity);
     let closes = daily_closes(equity);
-    let (basis, count, periods_per_year, returns) = if closes.len() >= 3 {
-        let n = closes.len() - 1;
-        (
-            ReturnsBasis::Daily,
-            n,
-            f64::from(days),
-            simple_returns(closes),
-        )
-    } else {
-        let n = equity.len().saturating_sub(1);
-        let ppy = match median_spacing_ns(equity) {
-            Some(spacing) => f64::from(days) * (NANOS_PER_DAY as f64 / spacing),
-            None => f64::from(days),
-        };
-        (
-            ReturnsBasis::Tick,
-            n,
-            ppy,
-            simple_returns(equity.iter().map(|p| p.equity)),
-        )
-    };
-    let returns = returns.unwrap_or_default();
-    ReturnStats {
-        basis,
+    let count = closes.len().saturating_sub(1);
+    let mut stats = ReturnStats {
         count,
         days_per_year: days,
-        periods_per_year,
-        sharpe: sharpe(&returns, periods_per_year),
-        sortino: sortino(&returns, periods_per_year),
-        volatility: mean_std(&returns).and_then(|(_, std)| finite(std * periods_per_year.sqrt())),
+        sharpe: None,
+        sortino: None,
+        volatility: None,
+    };
+    if count < MIN_DAILY_RETURNS {
+        return stats;
     }
+    let returns = simple_returns(closes).unwrap_or_default();
+    let periods_per_year = f64::from(days);
+    stats.sharpe = sharpe(&returns, periods_per_year);
+    stats.sortino = sortino(&returns, periods_per_year);
+    stats.volatility = mean_std(&returns).and_then(|(_, std)| finite(std * periods_per_year.sqrt()));
+    stats
+}
+
+/// Why the annualized metrics that need more observations than the run has are `None`.
+fn short_sample_reasons(returns: usize, span_ns: i64) -> BTreeMap<String, String> {
+    let mut reasons = BTreeMap::new();
+    if returns < MIN_DAILY_RETURNS {
+        let why = format!(
+            "needs at least {MIN_DAILY_RETURNS} daily returns; the run has {returns}"
+        );
+        for name in ["sharpe", "sortino", "annualized_volatility"] {
+            reasons.insert(name.to_string(), why.clone());
+        }
+    }
+    if span_ns < MIN_CAGR_DAYS * NANOS_PER_DAY {
+        let days = span_ns as f64 / NANOS_PER_DAY as f64;
+        let why = format!("needs at least {MIN_CAGR_DAYS} days of equity; the run spans {days:.1}");
+        for name in ["cagr", "calmar"] {
+            reasons.insert(name.to_string(), why.clone());
+        }
+    }
+    reasons
 }
 
 /// The drawdown of one point against its running peak, as defined for `max_drawdown`.
@@ -321,7 +321,7 @@ pub(crate) fn drawdown(equity: &[EquityPoint]) -> Drawdown {
 
 /// Compound annual growth over `span_ns`; `None` when undefined.
 pub(crate) fn cagr(initial: Decimal, final_equity: Decimal, span_ns: i64) -> Option<f64> {
-    if span_ns < NANOS_PER_DAY || initial <= Decimal::ZERO || final_equity <= Decimal::ZERO {
+    if span_ns < MIN_CAGR_DAYS * NANOS_PER_DAY || initial <= Decimal::ZERO || final_equity <= Decimal::ZERO {
         return None;
     }
     let years = span_ns as f64 / (DAYS_PER_CAGR_YEAR * NANOS_PER_DAY as f64);
@@ -469,17 +469,24 @@ mod tests {
         assert_eq!(utc_day(i64::MIN), i64::MIN.div_euclid(NANOS_PER_DAY));
     }
 
+    /// A wavy price path of `n` values starting at 100 (exact in f64 and Decimal text).
+    fn path(n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| 100.0 + (i % 7) as f64 * 0.75 - (i % 3) as f64 * 0.5 + i as f64 * 0.25)
+            .collect()
+    }
+
     #[test]
     fn weekday_daily_bars_stamped_at_midnight_close_use_252() {
-        // Daily bars of a weekday market: Mon..Fri bars close Tue 00:00 .. Sat 00:00.
-        let closes = [100.0, 102.0, 101.0, 103.0, 104.0, 102.5, 105.0];
-        let close_days = [2, 3, 4, 5, 6, 9, 10]; // Jan 2024; Jan 6 is a Saturday
+        // Daily bars of a weekday market: a bar opened Mon..Fri closes Tue 00:00 .. Sat 00:00.
+        let close_days: Vec<u32> = (2..=31).filter(|d| !matches!(d % 7, 0 | 1)).collect();
+        let closes = path(close_days.len());
         let e: Vec<_> = closes
             .iter()
-            .zip(close_days)
-            .map(|(c, day)| pt(at(2024, 1, day, 0), &c.to_string()))
+            .zip(&close_days)
+            .map(|(c, day)| pt(at(2024, 1, *day, 0), &c.to_string()))
             .collect();
-        assert_eq!(daily_closes(&e).len(), 7);
+        assert_eq!(daily_closes(&e).len(), closes.len());
         let m = compute(d("100"), &e, &[], &[]);
         assert_eq!(m.days_per_year, 252);
         assert_eq!(m.returns_basis, ReturnsBasis::Daily);
@@ -542,21 +549,19 @@ mod tests {
 
     #[test]
     fn sharpe_daily_weekday_market_uses_252() {
-        // Two weeks of weekdays, two ticks a day; only each day's last tick counts.
-        let closes = [
-            100.0, 101.0, 100.5, 102.0, 101.0, 103.0, 104.5, 103.5, 105.0, 104.0,
-        ];
-        let days = [2, 3, 4, 5, 8, 9, 10, 11, 12, 15];
+        // Five weeks of weekdays, two ticks a day; only each day's last tick counts.
+        let days: Vec<u32> = (1..=31).filter(|d| !matches!(d % 7, 6 | 0)).collect();
+        let closes = path(days.len());
         let mut e = Vec::new();
-        for (c, day) in closes.iter().zip(days) {
-            e.push(pt(at(2024, 1, day, 14), "1")); // intraday noise, ignored
-            e.push(pt(at(2024, 1, day, 21), &c.to_string()));
+        for (c, day) in closes.iter().zip(&days) {
+            e.push(pt(at(2024, 1, *day, 14), "1")); // intraday noise, ignored
+            e.push(pt(at(2024, 1, *day, 21), &c.to_string()));
         }
         let m = compute(d("100"), &e, &[], &[]);
         assert_eq!(m.days_per_year, 252);
         assert_eq!(m.periods_per_year, 252.0);
         assert_eq!(m.returns_basis, ReturnsBasis::Daily);
-        assert_eq!(m.num_returns, 9);
+        assert_eq!(m.num_returns, days.len() - 1);
         let (sh, so) = reference(&closes, 252.0);
         assert!(close(m.sharpe.unwrap(), sh), "{:?} vs {sh}", m.sharpe);
         assert!(close(m.sortino.unwrap(), so), "{:?} vs {so}", m.sortino);
@@ -564,8 +569,8 @@ mod tests {
 
     #[test]
     fn sharpe_daily_24_7_market_uses_365() {
-        let closes = [100.0, 99.0, 101.0, 102.5, 102.0, 104.0];
-        // Jan 4 (Thu) .. Jan 9 (Tue): includes Saturday and Sunday.
+        let closes = path(25);
+        // Jan 4 (Thu) .. Jan 28: includes weekends.
         let e: Vec<_> = closes
             .iter()
             .zip(4..)
@@ -584,61 +589,51 @@ mod tests {
     }
 
     #[test]
-    fn short_run_falls_back_to_tick_returns() {
-        // One Tuesday, hourly ticks: one daily close only.
-        let eq = [100.0, 100.5, 100.2, 100.9, 100.4, 101.0];
-        let e: Vec<_> = eq
+    fn short_samples_give_no_annualized_ratios_and_say_why() {
+        // Hours of one day (the "Sharpe 56.7 over 2.6 hours" case): no daily return at all.
+        let e: Vec<_> = path(6)
             .iter()
             .enumerate()
             .map(|(i, v)| pt(at(2024, 1, 2, 10) + i as i64 * HOUR, &v.to_string()))
             .collect();
         let m = compute(d("100"), &e, &[], &[]);
-        assert_eq!(m.returns_basis, ReturnsBasis::Tick);
-        assert_eq!(m.num_returns, 5);
-        assert_eq!(m.days_per_year, 252);
-        assert_eq!(m.periods_per_year, 252.0 * 24.0);
-        let (sh, so) = reference(&eq, 252.0 * 24.0);
-        assert!(close(m.sharpe.unwrap(), sh));
-        assert!(close(m.sortino.unwrap(), so));
-    }
-
-    #[test]
-    fn median_spacing_ignores_gaps_and_duplicates() {
-        // Gaps 0 (ignored), 10, 10, 980.
-        let e = [
-            pt(0, "1"),
-            pt(0, "1"),
-            pt(10, "1"),
-            pt(20, "1"),
-            pt(1000, "1"),
-        ];
-        assert_eq!(median_spacing_ns(&e), Some(10.0));
-        // Gaps 10, 20, 30, 940: even count, mean of the middle two.
-        let e = [
-            pt(0, "1"),
-            pt(10, "1"),
-            pt(30, "1"),
-            pt(60, "1"),
-            pt(1000, "1"),
-        ];
-        assert_eq!(median_spacing_ns(&e), Some(25.0));
-        assert_eq!(median_spacing_ns(&[pt(0, "1")]), None);
+        assert_eq!((m.sharpe, m.sortino, m.annualized_volatility), (None, None, None));
+        assert_eq!(m.num_returns, 0);
+        assert_eq!(
+            m.unavailable["sharpe"],
+            "needs at least 20 daily returns; the run has 0"
+        );
+        assert_eq!(m.cagr, None);
+        assert_eq!(
+            m.unavailable["cagr"],
+            "needs at least 30 days of equity; the run spans 0.2"
+        );
+        // Six daily returns (the "8.45 from 6 daily returns" case); 19 is still too few, 20 is enough.
+        for (days, defined) in [(7, false), (20, false), (21, true)] {
+            let e: Vec<_> = path(days)
+                .iter()
+                .zip(1..)
+                .map(|(c, day)| pt(at(2024, 1, day, 23), &c.to_string()))
+                .collect();
+            let m = compute(d("100"), &e, &[], &[]);
+            assert_eq!(m.num_returns, days - 1);
+            assert_eq!(m.sharpe.is_some(), defined, "{days} days");
+            assert_eq!(m.unavailable.contains_key("sharpe"), !defined, "{days} days");
+        }
     }
 
     #[test]
     fn undefined_ratios_are_none() {
-        // Flat equity: std 0, no downside.
-        let flat: Vec<_> = (0..10).map(|i| pt(i * NANOS_PER_DAY, "100")).collect();
+        // Flat equity for 40 days: std 0, no downside.
+        let flat: Vec<_> = (0..40).map(|i| pt(i * NANOS_PER_DAY, "100")).collect();
         let m = compute(d("100"), &flat, &[], &[]);
         assert_eq!((m.sharpe, m.sortino), (None, None));
         assert_eq!(m.max_drawdown, 0.0);
         assert_eq!(m.calmar, None);
         assert_eq!(m.cagr, Some(0.0));
-        // Only rising: Sharpe defined, Sortino not.
-        let up: Vec<_> = [100, 101, 103, 104]
-            .iter()
-            .zip(0..)
-            .map(|(v, i)| pt(i * NANOS_PER_DAY, &v.to_string()))
+        // Only rising (unevenly, for a nonzero deviation): Sharpe defined, Sortino not.
+        let up: Vec<_> = (0..25)
+            .map(|i| pt(i * NANOS_PER_DAY, &(100 + i * i % 7 + 7 * i).to_string()))
             .collect();
         let m = compute(d("100"), &up, &[], &[]);
         assert!(m.sharpe.is_some());
@@ -653,10 +648,8 @@ mod tests {
         assert_eq!((m.sharpe, m.win_rate, m.profit_factor), (None, None, None));
         assert_eq!(m.avg_trade_pnl, None);
         // A non-positive base makes the returns undefined.
-        let e: Vec<_> = ["100", "0", "50", "60"]
-            .iter()
-            .zip(0..)
-            .map(|(v, i)| pt(i * NANOS_PER_DAY, v))
+        let e: Vec<_> = (0..25)
+            .map(|i| pt(i * NANOS_PER_DAY, if i == 1 { "0" } else { "100" }))
             .collect();
         let m = compute(d("100"), &e, &[], &[]);
         assert_eq!((m.sharpe, m.sortino), (None, None));
@@ -696,9 +689,9 @@ mod tests {
         // Two years doubling-and-a-bit: (1.21)^(1/2) - 1 = 0.1.
         let e = [pt(0, "100"), pt(2 * year, "121")];
         assert!(close(compute(d("100"), &e, &[], &[]).cagr.unwrap(), 0.1));
-        // Under a day, or a wiped-out account: undefined.
-        assert_eq!(cagr(d("100"), d("110"), NANOS_PER_DAY - 1), None);
-        assert!(cagr(d("100"), d("110"), NANOS_PER_DAY).is_some());
+        // Under 30 days, or a wiped-out account: undefined.
+        assert_eq!(cagr(d("100"), d("110"), 30 * NANOS_PER_DAY - 1), None);
+        assert!(cagr(d("100"), d("110"), 30 * NANOS_PER_DAY).is_some());
         assert_eq!(cagr(d("100"), d("-1"), year), None);
         assert_eq!(cagr(d("100"), d("0"), year), None);
         assert_eq!(cagr(d("0"), d("10"), year), None);

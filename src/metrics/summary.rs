@@ -43,26 +43,42 @@ pub fn summary_table(info: &RunInfo, metrics: &Metrics) -> String {
             info.bars_processed, info.ticks_processed, info.wall_seconds
         ),
     ));
-    rows.push(("Initial cash", m.initial_cash.to_string()));
-    rows.push(("Final equity", m.final_equity.to_string()));
-    rows.push(("Net profit", m.net_profit.to_string()));
+    let cur = &info.currency;
+    let money = |amount: Decimal| format!("{} {}", cur.format(amount), cur.code);
+    rows.push(("Initial cash", money(m.initial_cash)));
+    rows.push(("Final equity", money(m.final_equity)));
+    rows.push(("Net profit", money(m.net_profit)));
     rows.push(("Total return", decimal_percent(m.total_return)));
-    rows.push(("Fees paid", m.fees_paid.to_string()));
+    rows.push(("Fees paid", money(m.fees_paid)));
     let c = &m.costs.totals;
     rows.push((
         "Costs",
         format!(
             "{} (commission {}, slippage {}, borrow {}, financing {})",
-            c.total, c.commission, c.slippage, c.borrow, c.financing
+            money(c.total),
+            cur.format(c.commission),
+            cur.format(c.slippage),
+            cur.format(c.borrow),
+            cur.format(c.financing)
         ),
     ));
-    rows.push(("CAGR", opt(m.cagr, percent)));
+    let metric = |name: &str, value: Option<f64>, f: fn(f64) -> String| match value {
+        Some(v) => f(v),
+        None => match m.unavailable.get(name) {
+            Some(why) => format!("n/a ({why})"),
+            None => "n/a".to_string(),
+        },
+    };
+    rows.push(("CAGR", metric("cagr", m.cagr, percent)));
     rows.push((
         "Sharpe",
-        format!("{}{}", opt(m.sharpe, ratio), returns_note(m)),
+        format!("{}{}", metric("sharpe", m.sharpe, ratio), returns_note(m)),
     ));
-    rows.push(("Sortino", opt(m.sortino, ratio)));
-    rows.push(("Volatility (ann.)", opt(m.annualized_volatility, percent)));
+    rows.push(("Sortino", metric("sortino", m.sortino, ratio)));
+    rows.push((
+        "Volatility (ann.)",
+        metric("annualized_volatility", m.annualized_volatility, percent),
+    ));
     rows.push((
         "Max drawdown",
         if m.max_drawdown > 0.0 {
@@ -75,7 +91,7 @@ pub fn summary_table(info: &RunInfo, metrics: &Metrics) -> String {
             percent(0.0)
         },
     ));
-    rows.push(("Calmar", opt(m.calmar, ratio)));
+    rows.push(("Calmar", metric("calmar", m.calmar, ratio)));
     rows.push((
         "Trades",
         format!(
@@ -87,15 +103,32 @@ pub fn summary_table(info: &RunInfo, metrics: &Metrics) -> String {
     rows.push(("Profit factor", opt(m.profit_factor, ratio)));
     rows.push((
         "Avg trade PnL",
-        m.avg_trade_pnl
-            .map_or_else(|| "n/a".to_string(), |v| v.to_string()),
+        m.avg_trade_pnl.map_or_else(|| "n/a".to_string(), money),
     ));
+    rows.push(("Orders", m.orders.describe()));
     rows.push(("Fills", m.num_fills.to_string()));
 
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
     let mut out = status_line(&info.status);
     for (label, value) in rows {
         out.push_str(&format!("\n  {label:<width$}{value}"));
+    }
+    out.push_str(&rejection_warning(m));
+    out
+}
+
+/// When orders were rejected: how many, and the most frequent reasons with an example each.
+fn rejection_warning(m: &Metrics) -> String {
+    let o = &m.orders;
+    if o.rejected == 0 {
+        return String::new();
+    }
+    let mut out = format!(
+        "\nWarning: {} of {} orders were rejected; most frequent reasons (all in orders.csv):",
+        o.rejected, o.total
+    );
+    for reason in &o.rejection_reasons {
+        out.push_str(&format!("\n  {:>6}x  {}", reason.count, reason.example));
     }
     out
 }
@@ -147,10 +180,6 @@ fn returns_note(m: &Metrics) -> String {
     }
     match m.returns_basis {
         ReturnsBasis::Daily => format!(" (daily returns, {}/yr)", m.days_per_year),
-        ReturnsBasis::Tick => format!(
-            " (tick returns, {:.0}/yr: under 2 daily returns)",
-            m.periods_per_year
-        ),
     }
 }
 
@@ -204,12 +233,18 @@ mod tests {
         assert!(!t.contains('\x1b'));
         assert!(t.ends_with("  Fills              3"));
         assert!(t.contains("  Algorithm          algorithms/sma_cross.py (SmaCross)\n"));
-        assert!(t.contains("  Final equity       100105.10\n"));
+        assert!(t.contains("  Final equity       100,105.10 USD\n"));
         assert!(t.contains("  Total return       0.11%\n"));
-        assert!(t.contains("  Fees paid          42.99382716\n"));
+        assert!(t.contains("  Fees paid          42.99 USD\n"), "{t}");
         assert!(t.contains("  Trades             1 (0 won, 1 lost)\n"));
         assert!(t.contains("  Profit factor      0.00\n"));
-        assert!(t.contains("(daily returns, 252/yr)"));
+        // Two daily returns: no Sharpe, and the reason instead of a bare n/a.
+        assert!(
+            t.contains("  Sharpe             n/a (needs at least 20 daily returns; the run has 2)\n"),
+            "{t}"
+        );
+        assert!(t.contains("  CAGR               n/a (needs at least 30 days of equity; the run spans 2.0)\n"), "{t}");
+        assert!(t.contains("  Orders             0 (0 filled, 0 cancelled, 0 rejected, 0 expired)\n"));
         assert!(t.contains(
             "  Period             2024-01-02T09:00:00Z .. 2024-01-04T09:00:01.500Z (2.0 days, 3 points)\n"
         ));
@@ -237,6 +272,49 @@ mod tests {
         assert_eq!(
             t.lines().next().unwrap(),
             "Status: failed (partial results): ZeroDivisionError: division by zero"
+        );
+    }
+
+    #[test]
+    fn rejected_orders_are_counted_and_warned_about() {
+        use crate::model::{Order, OrderId, OrderKind, OrderSide, OrderStatus, SymbolId, TimeInForce};
+        let order = |id: u64, status: OrderStatus, reason: Option<String>| Order {
+            id: OrderId(id),
+            symbol: SymbolId(0),
+            side: OrderSide::Buy,
+            quantity: Decimal::ONE,
+            kind: OrderKind::Market,
+            tif: TimeInForce::Gtc,
+            submitted_at: 0,
+            active_from: 0,
+            status,
+            filled_quantity: Decimal::ZERO,
+            filled_notional: Decimal::ZERO,
+            fees: Decimal::ZERO,
+            filled_at: None,
+            reason,
+            trail_stop: None,
+            oco_group: None,
+            parent: None,
+            resting: false,
+        };
+        let power = |n: u64| {
+            Some(format!("insufficient buying power: the positions and orders would need {n}.00 of margin, equity is 100000.00"))
+        };
+        let mut orders: Vec<Order> = (1..=67).map(|i| order(i, OrderStatus::Rejected, power(200000 + i))).collect();
+        orders.push(order(68, OrderStatus::Rejected, Some("order value 5.00 is below the minimum notional 50".into())));
+        let info = info(RunStatus::Complete);
+        let m = compute(info.initial_cash, &[], &[], &[]).with_orders(&orders);
+        let t = summary_table(&info, &m);
+        assert!(t.contains("  Orders             68 (0 filled, 0 cancelled, 68 rejected, 0 expired)\n"), "{t}");
+        let warning: Vec<&str> = t.lines().skip_while(|l| !l.starts_with("Warning:")).collect();
+        assert_eq!(
+            warning,
+            [
+                "Warning: 68 of 68 orders were rejected; most frequent reasons (all in orders.csv):",
+                "      67x  insufficient buying power: the positions and orders would need 200001.00 of margin, equity is 100000.00",
+                "       1x  order value 5.00 is below the minimum notional 50",
+            ]
         );
     }
 

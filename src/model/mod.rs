@@ -1,10 +1,12 @@
 //! Pure domain types shared by every module: no I/O, no Python.
 
+pub mod currency;
 pub mod fill;
 pub mod order;
 pub mod time;
 pub mod trade;
 
+pub use currency::Currency;
 pub use fill::Fill;
 pub use order::{
     Order, OrderEvent, OrderId, OrderKind, OrderSide, OrderStatus, TimeInForce, Trail,

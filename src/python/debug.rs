@@ -62,7 +62,7 @@ impl DebugOptions {
             } else {
                 format!("{} (not loopback)", outside.ip())
             };
-            eprintln!(
+            errln!(
                 "warning: the debugger will listen on {reach}: anyone who can connect to it can \
                  run any code as you. Use it only on a trusted network, or an SSH tunnel to \
                  127.0.0.1 instead"
@@ -94,9 +94,9 @@ impl DebugOptions {
             } else {
                 format!("{host}:{port}")
             };
-            eprintln!("debugger (debugpy {version}) listening on {shown}");
+            errln!("debugger (debugpy {version}) listening on {shown}");
             if self.wait_for_client {
-                eprintln!(
+                errln!(
                     "waiting for a debugger to attach to {shown} before the algorithm is \
                      loaded (Ctrl-C to stop)"
                 );
@@ -107,7 +107,7 @@ impl DebugOptions {
                         internal(py, "waiting for the debugger", &err)
                     }
                 })?;
-                eprintln!("debugger attached");
+                errln!("debugger attached");
             }
             Ok(())
         })

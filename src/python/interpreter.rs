@@ -136,7 +136,8 @@ fn status_error(status: ffi::PyStatus, what: &str) -> Error {
 }
 
 /// Puts `pylib` first on `sys.path`, stops bytecode caching of user code (whole-second mtime
-/// checks can run stale code after a quick edit), and makes Ctrl-C raise KeyboardInterrupt.
+/// checks can run stale code after a quick edit), makes print() to a closed pipe harmless,
+/// and makes Ctrl-C raise KeyboardInterrupt.
 pub fn prepare(py: Python<'_>, pylib: &Path) -> PyResult<()> {
     let sys = py.import("sys")?;
     sys.setattr("dont_write_bytecode", true)?;
@@ -145,6 +146,9 @@ pub fn prepare(py: Python<'_>, pylib: &Path) -> PyResult<()> {
     if !path.contains(pylib.as_ref())? {
         path.call_method1("insert", (0, pylib.as_ref()))?;
     }
+    // A closed output pipe (`| head`) must not raise into the algorithm's print().
+    py.import("rustybt_api._host")?
+        .call_method0("guard_streams")?;
     let signal = py.import("signal")?;
     signal.call_method1(
         "signal",

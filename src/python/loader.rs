@@ -127,6 +127,17 @@ pub fn load_algorithm(
     built
 }
 
+/// Methods of the algorithm's class that look like a misspelt hook (`on_bar`): the engine
+/// never calls them. One `file:line: message (did you mean ...)` line each; empty when the
+/// check itself cannot run (it is advice, never a reason to stop).
+pub fn hook_warnings(py: Python<'_>, loaded: &LoadedAlgorithm) -> Vec<String> {
+    let class = loaded.instance.bind(py).get_type();
+    py.import("rustybt_api._validate.static")
+        .and_then(|m| m.call_method1("misnamed_hook_warnings", (class,)))
+        .and_then(|lines| lines.extract())
+        .unwrap_or_default()
+}
+
 fn module_name_for(path: &Path) -> String {
     let stem = path
         .file_stem()

@@ -842,11 +842,13 @@ impl Fill {
     }
 }
 
-/// Where algorithm log lines go: stderr (unless quiet) and the run's `log.txt`.
+/// Where algorithm log lines go: stderr (unless quiet, and from `echo_level` up) and the
+/// run's `log.txt` (every line).
 #[derive(Debug, Default)]
 pub struct LogSink {
     pub lines: Mutex<Vec<String>>,
     pub echo: bool,
+    pub echo_level: crate::console::LogLevel,
 }
 
 /// `self.log` of an algorithm: lines stamped with the simulated time.
@@ -860,7 +862,7 @@ pub struct Logger {
 impl Logger {
     fn emit(
         &self,
-        level: &str,
+        level: crate::console::LogLevel,
         message: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<()> {
@@ -870,9 +872,14 @@ impl Logger {
             message.rem(args)?.str()?.to_string()
         };
         let now = lock(&self.session).now;
-        let line = format!("{} {level:<7} {}: {text}", format_timestamp(now), self.name);
-        if self.sink.echo {
-            eprintln!("{line}");
+        let line = format!(
+            "{} {:<7} {}: {text}",
+            format_timestamp(now),
+            level.as_str(),
+            self.name
+        );
+        if self.sink.echo && level >= self.sink.echo_level {
+            errln!("{line}");
         }
         self.sink
             .lines
@@ -887,22 +894,22 @@ impl Logger {
 impl Logger {
     #[pyo3(signature = (message, *args))]
     fn debug(&self, message: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.emit("DEBUG", message, args)
+        self.emit(crate::console::LogLevel::Debug, message, args)
     }
 
     #[pyo3(signature = (message, *args))]
     fn info(&self, message: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.emit("INFO", message, args)
+        self.emit(crate::console::LogLevel::Info, message, args)
     }
 
     #[pyo3(signature = (message, *args))]
     fn warning(&self, message: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.emit("WARNING", message, args)
+        self.emit(crate::console::LogLevel::Warning, message, args)
     }
 
     #[pyo3(signature = (message, *args))]
     fn error(&self, message: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.emit("ERROR", message, args)
+        self.emit(crate::console::LogLevel::Error, message, args)
     }
 }
 

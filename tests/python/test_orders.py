@@ -278,3 +278,35 @@ def test_a_broker_profile_sets_commission_slippage_latency_and_margin(run_rustyb
     bad.write_text('[execution]\nbroker_profile = "/nope.toml"\n')
     result = run_rustybt("run", "--algo", algo, "--data", data, "--symbol", "T", "--config", bad)
     assert result.returncode == 2 and "execution.broker_profile" in result.stderr
+
+
+INITIALIZE_ORDERS = '''
+from rustybt_api import Algorithm
+
+class Eager(Algorithm):
+    def initialize(self, ctx):
+        # 100,000 cash, price 10: 100,000 shares need 1,000,000; 6,000 fit, 6,000 more do not.
+        self.huge = self.buy("GOOG", 100000)
+        self.first = self.buy("GOOG", 6000)
+        self.second = self.buy("GOOG", 6000)
+'''
+
+
+def test_orders_placed_in_initialize_pass_the_buying_power_check(run_rustybt, write_algo, tmp_path):
+    # Regression: before the symbol's first bar there is no price, and the check was skipped:
+    # the huge order filled and cash went to -900,000 in a cash account.
+    data = write_bars(tmp_path / "GOOG.csv", [("10", "10", "10", "10")] * 5)
+    algo = write_algo(INITIALIZE_ORDERS)
+    result = run_rustybt("run", "--algo", algo, "--data", data, "--symbol", "GOOG", "--cash", "100000",
+                         "--no-progress", "--quiet")
+    assert result.returncode == 0, result.stderr
+    final = {}
+    for row in result.csv_rows("orders.csv"):
+        final[row["order_id"]] = (row["status"], row["reason"])
+    assert final["1"][0] == "rejected" and final["1"][1].startswith("insufficient buying power"), final
+    assert final["2"] == ("filled", ""), final
+    assert final["3"][0] == "rejected" and final["3"][1].startswith("insufficient buying power"), final
+    fills = result.csv_rows("fills.csv")
+    assert [(f["order_id"], f["qty"]) for f in fills] == [("2", "6000")]
+    cash = [Decimal(r["cash"]) for r in result.csv_rows("equity.csv")]
+    assert min(cash) == Decimal("40000"), "a cash account never goes below zero"

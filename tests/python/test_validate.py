@@ -618,3 +618,32 @@ def test_malformed_indicators(run_rustybt, write_algo):
     assert (init["line"], "no defaults" in init["message"]) == (17, True)
     lines = {p["line"] for p in problems if p["kind"] == "bad_indicator"}
     assert {4, 8, 9, 10} <= lines
+
+
+def test_the_readme_example_validates(run_rustybt, tmp_path):
+    # Regression: the dry-run scenarios were named TEST while the example asks for SYNA, and
+    # 8 of 8 failed with UnknownSymbolError.
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    algo = tmp_path / "momentum.py"
+    algo.write_text(example)
+    doc, result = validate(run_rustybt, algo, expect=0)
+    dry_run = step(doc, "dry_run")
+    assert dry_run["status"] == "pass", dry_run
+    assert all(run["error"] is None for run in dry_run["details"]["runs"])
+
+
+def test_a_symbol_the_scenarios_lack_gets_a_hint(run_rustybt, write_algo):
+    algo = write_algo('''
+        from rustybt_api import Algorithm
+
+        class Computed(Algorithm):
+            def on_tick(self, ctx):
+                name = "".join(["SY", "NA"])  # not a literal: the dry runs cannot know it
+                ctx.history(name)
+    ''')
+    doc, _ = validate(run_rustybt, algo, expect=1)
+    problem = only_problem(doc, "dry_run")
+    assert problem["message"].startswith("UnknownSymbolError")
+    assert "the generated scenarios have the symbols TEST" in problem["hint"]
+    assert "--data FILE" in problem["hint"]

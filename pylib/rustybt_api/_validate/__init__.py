@@ -8,6 +8,7 @@ dry_run, profile, leaks, metrics. The JSON document's shape is documented in doc
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import os
@@ -97,13 +98,14 @@ def _structure(path: str, source: str, tree: Any, class_name: str | None, limit:
     return step, cls, indicators
 
 
-def _datasets(cls: type, data: list[str], bars: int, seed: int, folder: str) -> list[tuple[str, list[str]]]:
+def _datasets(cls: type, tree: ast.AST, data: list[str], bars: int, seed: int,
+              folder: str) -> tuple[list[tuple[str, list[str]]], list[str]]:
     if data:
-        return [("data", data)]
+        return [("data", data)], []
     from rustybt_api import scenarios
     from rustybt_api.algorithm import parameters_of
 
-    symbols = scenario_symbols(parameters_of(cls))
+    symbols = scenario_symbols(parameters_of(cls), tree)
     out = []
     for name in scenarios.names():
         files = []
@@ -112,7 +114,7 @@ def _datasets(cls: type, data: list[str], bars: int, seed: int, folder: str) -> 
             files.append(str(scenarios.get(name).write_csv(
                 os.path.join(folder, name, f"symbol{i}.csv"), rows=bars, seed=seed + i, symbol=symbol)))
         out.append((name, files))
-    return out
+    return out, symbols
 
 
 def validate(algo: str, class_name: str | None, data: list[str], bars: int, tick_timeout: float,
@@ -142,8 +144,9 @@ def validate(algo: str, class_name: str | None, data: list[str], bars: int, tick
         import numpy  # noqa: F401
         folder = tempfile.mkdtemp(prefix="rustybt-validate-")
         try:
-            datasets = _datasets(cls, data, bars, seed, folder)
-            run_step, profile_step, leak_step, dynamic = dry_run(cls, datasets, user_files, tick_timeout, bool(data))
+            datasets, symbols = _datasets(cls, tree, data, bars, seed, folder)
+            run_step, profile_step, leak_step, dynamic = dry_run(cls, datasets, user_files, tick_timeout, bool(data),
+                                                                 symbols)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         steps += [run_step, profile_step, leak_step]

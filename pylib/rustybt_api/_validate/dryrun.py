@@ -10,6 +10,7 @@ from a wrapped ``on_tick`` show what keeps growing.
 
 from __future__ import annotations
 
+import ast
 import gc
 import math
 import os
@@ -159,9 +160,37 @@ class Watchdog:
         signal.signal(signal.SIGALRM, self._previous or signal.SIG_DFL)
 
 
-def scenario_symbols(params: dict[str, Any]) -> list[str]:
-    """Symbols the algorithm names in its parameters (``symbol = "BTC"``, ``symbols = [...]``),
-    so generated data matches them; ``TEST`` otherwise."""
+# Methods that take a symbol, and the position of that argument.
+_SYMBOL_ARGUMENT = {
+    "history": 0, "forming": 0, "buy": 0, "sell": 0, "bracket": 0, "close": 0, "open_orders": 0,
+    "position": 0, "average_price": 0, "unrealized_pnl": 0, "indicator": 1,
+}
+
+
+def source_symbols(tree: ast.AST | None) -> list[str]:
+    """Symbols the code names literally: ``ctx.history("SYNA")``, ``self.buy("SYNA", 10)``,
+    ``self.indicator("RSI", "SYNA")``, ``symbol="SYNA"``; in the order they appear."""
+    found: list[str] = []
+    if tree is None:
+        return found
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        position = _SYMBOL_ARGUMENT.get(node.func.attr)
+        candidates = [k.value for k in node.keywords if k.arg == "symbol"]
+        if position is not None and len(node.args) > position:
+            candidates.append(node.args[position])
+        for value in candidates:
+            if isinstance(value, ast.Constant) and isinstance(value.value, str) and value.value:
+                if value.value not in found:
+                    found.append(value.value)
+    return found
+
+
+def scenario_symbols(params: dict[str, Any], tree: ast.AST | None = None) -> list[str]:
+    """Symbols for the generated data: those the algorithm names in its parameters
+    (``symbol = "BTC"``, ``symbols = [...]``) and literally in its code (see
+    :func:`source_symbols`), so its lookups find them; ``TEST`` when it names none."""
     found: list[str] = []
     for name, value in params.items():
         if "symbol" not in name.lower():
@@ -170,6 +199,9 @@ def scenario_symbols(params: dict[str, Any]) -> list[str]:
         for v in values:
             if isinstance(v, str) and v and v not in found:
                 found.append(v)
+    for symbol in source_symbols(tree):
+        if symbol not in found:
+            found.append(symbol)
     return found or ["TEST"]
 
 
@@ -286,7 +318,7 @@ def _counting_indicator(instance: Any, attached: set[str]) -> Callable[..., Any]
 
 
 def dry_run(cls: type, datasets: list[tuple[str, list[str]]], user_files: set[str], limit: float,
-            user_data: bool) -> tuple[Step, Step, Step, dict[str, Any]]:
+            user_data: bool, symbols: list[str] | None = None) -> tuple[Step, Step, Step, dict[str, Any]]:
     """Runs every dataset, then repeats the first with tracemalloc; returns the dry-run,
     profile and leak steps and the numbers the metrics step reports."""
     from rustybt_api.errors import BacktestError
@@ -348,9 +380,17 @@ def dry_run(cls: type, datasets: list[tuple[str, list[str]]], user_files: set[st
             if file is None or file not in user_files:
                 file, line = location_in_text(error.traceback, user_files)
             when = f" at simulated time {error.time}" if error.time else ""
+            hint = None
+            if error.exception == "UnknownSymbolError":
+                hint = ("the algorithm asks for a symbol your data does not have: check the symbol "
+                        "column or the file names" if user_data else
+                        f"the generated scenarios have the symbols {', '.join(symbols or [])}: name the "
+                        "symbols in a parameter (`symbols = [\"SYNA\"]`) or literally in the code so "
+                        "they are generated, or dry-run on your own data with `--data FILE`")
             record["problem"] = Problem(
                 "exception", f"{error.exception} in `{error.phase}`{when}: {error.message}",
                 file=file or error.file, line=line or error.line, traceback=error.traceback, scenario=name,
+                hint=hint,
             )
         return record
 

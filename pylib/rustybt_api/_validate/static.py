@@ -314,6 +314,37 @@ def _attribute_line(owner: type, name: str) -> int | None:
     return None
 
 
+# Names other frameworks use for the hooks, and common slips.
+_HOOK_ALIASES = {"on_bar": "on_tick", "on_start": "initialize", "init": "initialize", "on_end": "on_stop",
+                 "on_data": "on_tick", "handle_data": "on_tick", "next": "on_tick"}
+
+
+def misnamed_hooks(cls: type) -> list[Problem]:
+    """Methods whose names look like a hook but are not one: the engine never calls them.
+    ``rustybt validate`` and ``rustybt run`` both warn about them."""
+    hook_names = list(HOOKS) + ["on_order"]
+    problems = []
+    for name, value in vars(cls).items():
+        if name.startswith("_") or name in hook_names or not inspect.isfunction(value):
+            continue
+        close = difflib.get_close_matches(name, hook_names, n=1, cutoff=0.75)
+        alias = _HOOK_ALIASES.get(name)
+        if close or alias:
+            problems.append(Problem("unknown_hook", f"{cls.__name__}.{name} is never called by the engine",
+                                    file=_file_of(value), line=_defined_line(value),
+                                    hint=f"did you mean `{(close or [alias])[0]}`?"))
+    return problems
+
+
+def misnamed_hook_warnings(cls: type) -> list[str]:
+    """:func:`misnamed_hooks` as lines for the terminal: ``file:line: message (hint)``."""
+    lines = []
+    for p in misnamed_hooks(cls):
+        where = f"{p.file}:{p.line}: " if p.file and p.line else ""
+        lines.append(f"{where}{p.message} ({p.hint})")
+    return lines
+
+
 def check_algorithm(cls: type, path: str, step: Step) -> None:
     from rustybt_api import Algorithm
     from rustybt_api.algorithm import parameters_of
@@ -325,18 +356,8 @@ def check_algorithm(cls: type, path: str, step: Step) -> None:
         problem = check_method(cls, hook, [arg], what)
         if problem:
             step.fail(problem)
-    # Methods whose names look like a hook but are not one are never called.
-    hook_names = list(HOOKS) + ["on_order"]
-    for name, value in vars(cls).items():
-        if name.startswith("_") or name in HOOKS or not inspect.isfunction(value):
-            continue
-        close = difflib.get_close_matches(name, hook_names, n=1, cutoff=0.75)
-        alias = {"on_bar": "on_tick", "on_start": "initialize", "init": "initialize", "on_end": "on_stop",
-                 "on_data": "on_tick", "handle_data": "on_tick", "next": "on_tick"}.get(name)
-        if close or alias:
-            step.warn(Problem("unknown_hook", f"{what}.{name} is never called by the engine",
-                              file=_file_of(value), line=_defined_line(value),
-                              hint=f"did you mean `{(close or [alias])[0]}`?"))
+    for problem in misnamed_hooks(cls):
+        step.warn(problem)
     init = inspect.getattr_static(cls, "__init__")
     if inspect.isfunction(init):
         required, _, _ = _positional_count(init)
