@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
@@ -390,6 +390,7 @@ def backtest(
     raises, ``AlgorithmFailed`` is raised with its traceback, unless ``raise_on_error=False``,
     which returns the partial result with ``error`` set.
     """
+    import importlib
     import json
     import tempfile
 
@@ -397,9 +398,8 @@ def backtest(
     from .errors import AlgorithmFailed, BacktestError, NotAttachedError
 
     try:
-        import _rustybt  # the host's native module
-
-        run = _rustybt.backtest
+        # The host's native module, registered by the rustybt binary (no file to find).
+        run: Callable[..., dict[str, Any]] = importlib.import_module("_rustybt").backtest
     except (ImportError, AttributeError):
         raise NotAttachedError(
             "testing.backtest runs the real engine, which lives in the rustybt binary: "
