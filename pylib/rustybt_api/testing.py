@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import importlib
 import math
 import random
 from dataclasses import dataclass
@@ -164,8 +165,7 @@ class BarArrays:
 
     def to_pandas(self) -> object:
         """A pandas DataFrame of these bars indexed by UTC open time. This one copies."""
-        import pandas as pd
-
+        pd: Any = importlib.import_module("pandas")  # no type information without pandas-stubs
         index = pd.DatetimeIndex(self.time).tz_localize("UTC")
         return pd.DataFrame({name: getattr(self, name) for name in _FIELDS}, index=index, copy=True)
 
@@ -423,7 +423,6 @@ def backtest(
     raises, ``AlgorithmFailed`` is raised with its traceback, unless ``raise_on_error=False``,
     which returns the partial result with ``error`` set.
     """
-    import importlib
     import json
     import tempfile
 
