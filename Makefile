@@ -28,6 +28,7 @@ test-rust: setup
 	cargo test --release --locked
 
 test-python: build
+	$(PY) -m mypy --config-file pylib/pyproject.toml pylib
 	$(PY) -m pytest tests/python -q
 	$(BIN) test tests/algorithms -- -q -p no:cacheprovider
 
