@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from .indicator import Indicator
+    from .types import Bar as EngineBar
 
 __all__ = [
     "BacktestResult",
@@ -260,7 +261,8 @@ def run_indicator(indicator: Indicator, bars: BarArrays, mode: str = "engine") -
     window = indicator.window
     for i in range(n):
         if mode == "update":
-            values = normalize_outputs(indicator, indicator.update(bars.bar(i)), None)
+            bar: EngineBar = bars.bar(i)  # BarValues stands in for the engine's Bar: mypy checks it
+            values = normalize_outputs(indicator, indicator.update(bar), None)
         elif mode == "calculate":
             start = 0 if window is None else max(0, i + 1 - window)
             part = bars.window(start, i + 1)
