@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import types
 import typing
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -225,6 +226,10 @@ def test_every_protocol_matches_the_native_class_the_engine_passes() -> None:
 
     from rustybt_api import types as api_types
 
+    here = Path(__file__).resolve().parents[2]
+    assert Path(api_types.__file__).resolve().parents[2] == here, (
+        f"the host loaded {api_types.__file__}, not this tree's pylib: set RUSTYBT_HOME={here}"
+    )
     seen = _probe_run()
     protos = protocols(api_types)
     assert set(protos) == set(seen), "every Protocol of types.py needs a probe here (and back)"

@@ -188,8 +188,12 @@ def test_matches_understands_the_annotations_of_types_py() -> None:
 
 
 def test_every_protocol_matches_the_native_class_the_engine_passes(run_rustybt: Callable[..., RunResult]) -> None:
-    """Runs the probe of native_protocols.py inside the host, where `_rustybt` exists."""
-    done = run_rustybt("test", Path(__file__).with_name("native_protocols.py"), "--", "-q", "-p", "no:cacheprovider")
+    """Runs the probe of native_protocols.py inside the host, where `_rustybt` exists, with this
+    tree's pylib (a RUSTYBT_BIN of another tree would otherwise bring its own)."""
+    env = {**os.environ, "NO_COLOR": "1", "RUSTYBT_HOME": str(ROOT)}
+    done = run_rustybt(
+        "test", Path(__file__).with_name("native_protocols.py"), "--", "-q", "-p", "no:cacheprovider", env=env
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
 
