@@ -43,6 +43,7 @@ test-rust: setup
 
 # RUSTYBT_PYTHON: the binary embeds this venv's interpreter even where another .venv is nearer.
 test-python: build
+	$(PY) -m mypy --config-file pylib/pyproject.toml pylib
 	RUSTYBT_BIN=$(abspath $(BIN)) RUSTYBT_PYTHON=$(abspath $(PY)) $(PY) -m pytest tests/python -q
 	RUSTYBT_PYTHON=$(abspath $(PY)) $(BIN) test tests/algorithms -- -q -p no:cacheprovider
 

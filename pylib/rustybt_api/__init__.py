@@ -19,7 +19,24 @@ from .errors import (
     RustybtError,
     UnknownSymbolError,
 )
-from .types import Bar, Bars, Context, Fill, IndicatorHandle, Logger, Order, OrderEvent, Portfolio, Price, Quantity
+from .types import (
+    Bar,
+    Bars,
+    Context,
+    Fill,
+    IndicatorHandle,
+    Logger,
+    MarketOn,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    OrderType,
+    Portfolio,
+    Price,
+    Quantity,
+    Side,
+    TimeInForce,
+)
 
 __version__ = "0.1.0"
 
@@ -36,16 +53,21 @@ __all__ = [
     "Indicator",
     "IndicatorHandle",
     "Logger",
+    "MarketOn",
     "NotAttachedError",
     "Order",
     "OrderError",
     "OrderEvent",
+    "OrderStatus",
+    "OrderType",
     "Portfolio",
     "Price",
     "Quantity",
     "RustybtError",
+    "Side",
     "SlippageBar",
     "SlippageModel",
     "SlippageOrder",
+    "TimeInForce",
     "UnknownSymbolError",
 ]

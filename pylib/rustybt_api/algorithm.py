@@ -13,7 +13,10 @@ from .indicator import Indicator
 from .talib_function import talib_function
 
 if TYPE_CHECKING:
-    from .types import Context, Fill, IndicatorHandle, Logger, Order, OrderEvent, Price, Quantity
+    from .types import (
+        Context, Fill, IndicatorHandle, Logger, MarketOn, Order, OrderEvent, Price, Quantity, Side, TimeInForce,
+        _Engine, _Schedules,
+    )
 
 __all__ = ["Algorithm", "Scheduled", "parameters_of", "convert_parameter"]
 
@@ -30,7 +33,7 @@ class Algorithm:
     """
 
     # Set by the engine before ``initialize``; the channel for orders and logs.
-    _rustybt: Any = None
+    _rustybt: _Engine | None = None
 
     def initialize(self, ctx: Context) -> None:
         """Called once before the first bar. Set up state here."""
@@ -48,7 +51,7 @@ class Algorithm:
     def on_stop(self, ctx: Context) -> None:
         """Called once after the last bar (also after Ctrl-C, not after an exception)."""
 
-    def _engine(self) -> Any:
+    def _engine(self) -> _Engine:
         engine = self._rustybt
         if engine is None:
             raise NotAttachedError(
@@ -80,9 +83,9 @@ class Algorithm:
         stop: Price | None = None,
         trail: Price | None = None,
         trail_percent: Price | None = None,
-        tif: str | None = None,
+        tif: TimeInForce | None = None,
         good_till: _dt.datetime | int | None = None,
-        at: str | None = None,
+        at: MarketOn | None = None,
     ) -> Order:
         """Buys ``quantity`` (Decimal, int or str) of ``symbol``.
 
@@ -104,38 +107,39 @@ class Algorithm:
         stop: Price | None = None,
         trail: Price | None = None,
         trail_percent: Price | None = None,
-        tif: str | None = None,
+        tif: TimeInForce | None = None,
         good_till: _dt.datetime | int | None = None,
-        at: str | None = None,
+        at: MarketOn | None = None,
     ) -> Order:
         """Sells ``quantity`` of ``symbol`` (opens a short when flat); options as :meth:`buy`."""
         return self._submit(symbol, "sell", quantity, limit, stop, trail, trail_percent, tif, good_till, at)
 
-    def _submit(self, symbol: str, side: str, quantity: Quantity, limit: Any, stop: Any, trail: Any,
-                trail_percent: Any, tif: str | None, good_till: Any, at: str | None) -> Order:
+    def _submit(self, symbol: str, side: Side, quantity: Quantity, limit: Price | None, stop: Price | None,
+                trail: Price | None, trail_percent: Price | None, tif: TimeInForce | None,
+                good_till: _dt.datetime | int | None, at: MarketOn | None) -> Order:
         if isinstance(good_till, _dt.datetime):
             if good_till.tzinfo is None:
                 raise ValueError("good_till must be timezone-aware (e.g. UTC)")
             good_till = int(good_till.timestamp() * 1_000_000) * 1000
-        return self._engine().submit(  # type: ignore[no-any-return]
+        return self._engine().submit(
             symbol, side, quantity, limit, stop, trail, trail_percent, tif, good_till, at
         )
 
     def bracket(
         self,
         symbol: str,
-        side: str,
+        side: Side,
         quantity: Quantity,
         *,
         take_profit: Price,
         stop_loss: Price,
         limit: Price | None = None,
-        tif: str | None = None,
+        tif: TimeInForce | None = None,
     ) -> tuple[Order, Order, Order]:
         """An entry (market, or limit with ``limit=``) with a take-profit limit and a stop-loss
         stop on the other side. The exits wait until the entry fills, for the quantity that
         filled, and cancel each other. Returns ``(entry, take_profit, stop_loss)``."""
-        return self._engine().bracket(symbol, side, quantity, take_profit, stop_loss, limit, tif)  # type: ignore[no-any-return]
+        return self._engine().bracket(symbol, side, quantity, take_profit, stop_loss, limit, tif)
 
     def oco(self, *orders: Order) -> None:
         """Links open orders so that a fill of one cancels the others (one-cancels-other)."""
@@ -143,11 +147,11 @@ class Algorithm:
 
     def close(self, symbol: str) -> Order | None:
         """Market order that flattens ``symbol``; ``None`` when already flat."""
-        return self._engine().close(symbol)  # type: ignore[no-any-return]
+        return self._engine().close(symbol)
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Orders not yet filled or cancelled, of one symbol or of all."""
-        return self._engine().open_orders(symbol)  # type: ignore[no-any-return]
+        return self._engine().open_orders(symbol)
 
     def indicator(
         self,
@@ -174,7 +178,7 @@ class Algorithm:
         """
         engine = self._engine()
         if isinstance(name, str) and not name.lower().startswith("talib."):
-            return engine.indicator(name, symbol, params, timeframe)  # type: ignore[no-any-return]
+            return engine.indicator(name, symbol, params, timeframe)
         if isinstance(name, str):
             instance: Indicator = talib_function(name, **params)
         elif isinstance(name, type) and issubclass(name, Indicator):
@@ -194,7 +198,7 @@ class Algorithm:
         key = f"{cls.__module__}.{cls.__qualname__}|{instance!r}|{symbol}|{timeframe}"
         if isinstance(name, Indicator):
             key += f"|{id(name)}"
-        return engine.custom_indicator(instance, symbol, timeframe, key)  # type: ignore[no-any-return]
+        return engine.custom_indicator(instance, symbol, timeframe, key)
 
     def schedule(
         self,
@@ -218,7 +222,7 @@ class Algorithm:
     @property
     def log(self) -> Logger:
         """Logger whose lines carry the simulated time (``self.log.info("x=%s", x)``)."""
-        return self._engine().log  # type: ignore[no-any-return]
+        return self._engine().log
 
     @classmethod
     def parameters(cls) -> dict[str, Any]:
@@ -232,12 +236,12 @@ class Scheduled:
 
     __slots__ = ("_schedules", "id")
 
-    def __init__(self, schedules: Any, schedule_id: int) -> None:
+    def __init__(self, schedules: _Schedules, schedule_id: int) -> None:
         self._schedules = schedules
         self.id = schedule_id
 
     def _info(self) -> tuple[str, int | None, int] | None:
-        return self._schedules.info(self.id)  # type: ignore[no-any-return]
+        return self._schedules.info(self.id)
 
     @property
     def name(self) -> str | None:
@@ -263,7 +267,7 @@ class Scheduled:
 
     def cancel(self) -> bool:
         """Stops the schedule; ``False`` if it was already cancelled."""
-        return self._schedules.cancel(self.id)  # type: ignore[no-any-return]
+        return self._schedules.cancel(self.id)
 
     def __repr__(self) -> str:
         return f"Scheduled(name={self.name!r}, next_time={self.next_time}, fired={self.fired})"

@@ -8,6 +8,8 @@ import datetime as _dt
 from dataclasses import dataclass
 from decimal import Decimal
 
+from .types import OrderType, Side
+
 
 @dataclass(frozen=True)
 class SlippageOrder:
@@ -15,8 +17,8 @@ class SlippageOrder:
 
     order_id: int
     symbol: str
-    side: str  # "buy" or "sell"
-    order_type: str  # "market", "limit", ...
+    side: Side
+    order_type: OrderType
     quantity: Decimal
     order_quantity: Decimal
     reference_price: Decimal  # the path price the order met, before slippage

@@ -20,6 +20,7 @@ history (each choice is checked at attach on seeded synthetic data):
 
 from __future__ import annotations
 
+import importlib
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +45,9 @@ class TalibFunction(Indicator):
                  price: str | None = None, **params: Any) -> None:
         # Parameters here are TA-Lib's, checked against the function's own list.
         try:
-            import talib
-            from talib import abstract
+            # Untyped on purpose: TA-Lib's stubs type neither get_functions nor abstract.Function.
+            talib: Any = importlib.import_module("talib")
+            abstract: Any = importlib.import_module("talib.abstract")
         except ImportError as error:  # pragma: no cover - TA-Lib is a pinned dependency
             raise IndicatorError(
                 "talib.<FUNC> indicators need the TA-Lib package: .venv/bin/pip install TA-Lib"

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import importlib
 import math
 import random
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
     from .indicator import Indicator
+    from .types import Bar as EngineBar
 
 __all__ = [
     "BacktestResult",
@@ -108,10 +110,13 @@ def write_csv(path: str | Path, bars: Iterator[Bar] | list[Bar], symbol: str | N
     return path
 
 
+_FIELDS = ("open", "high", "low", "close", "volume")
+
+
 @dataclass(frozen=True)
 class BarArrays:
-    """Bars as NumPy arrays, shaped like the engine's ``Bars`` (``time_ns``, ``open`` ...
-    ``volume``); for running an ``Indicator`` outside the engine."""
+    """Bars as NumPy arrays with the members of the engine's ``Bars`` (``types.Bars``), for
+    running an ``Indicator`` outside the engine."""
 
     time_ns: npt.NDArray[np.int64]
     open: npt.NDArray[np.float64]
@@ -120,6 +125,9 @@ class BarArrays:
     close: npt.NDArray[np.float64]
     volume: npt.NDArray[np.float64]
     timeframe: str = "base"
+    symbol: str = "TEST"
+    #: Base bars per bar, for a higher timeframe's bars; None for base bars, as in the engine.
+    count: npt.NDArray[np.int64] | None = None
 
     @classmethod
     def from_bars(cls, bars: Sequence[Bar]) -> BarArrays:
@@ -138,6 +146,30 @@ class BarArrays:
     def __len__(self) -> int:
         return len(self.close)
 
+    @property
+    def time(self) -> npt.NDArray[np.datetime64]:
+        """Open times as ``datetime64[ns]`` (a view of ``time_ns``, no copy)."""
+        return self.time_ns.view("datetime64[ns]")
+
+    def decimal(self, field: str, index: int = -1) -> Decimal:
+        """The value of one bar as ``Decimal``: the shortest decimal that reads back as the
+        float, equal to the data's value for data of up to 15 significant digits (the engine
+        returns the data's exact value at the column's scale: ``100.00``, not ``100.0``)."""
+        if field not in _FIELDS:
+            raise ValueError(f"unknown field `{field}`; use open, high, low, close or volume")
+        column: npt.NDArray[np.float64] = getattr(self, field)
+        n = len(column)
+        position = n + index if index < 0 else index
+        if not 0 <= position < n:
+            raise IndexError(f"bar index {index} out of range for {n} closed bars")
+        return Decimal(repr(float(column[position])))
+
+    def to_pandas(self) -> object:
+        """A pandas DataFrame of these bars indexed by UTC open time. This one copies."""
+        pd: Any = importlib.import_module("pandas")  # no type information without pandas-stubs
+        index = pd.DatetimeIndex(self.time).tz_localize("UTC")
+        return pd.DataFrame({name: getattr(self, name) for name in _FIELDS}, index=index, copy=True)
+
     def window(self, start: int, stop: int) -> BarArrays:
         """Bars ``start:stop`` (views, no copy)."""
         return BarArrays(
@@ -148,6 +180,8 @@ class BarArrays:
             self.close[start:stop],
             self.volume[start:stop],
             self.timeframe,
+            self.symbol,
+            None if self.count is None else self.count[start:stop],
         )
 
     def bar(self, index: int) -> BarValues:
@@ -227,7 +261,8 @@ def run_indicator(indicator: Indicator, bars: BarArrays, mode: str = "engine") -
     window = indicator.window
     for i in range(n):
         if mode == "update":
-            values = normalize_outputs(indicator, indicator.update(bars.bar(i)), None)
+            bar: EngineBar = bars.bar(i)  # BarValues stands in for the engine's Bar: mypy checks it
+            values = normalize_outputs(indicator, indicator.update(bar), None)
         elif mode == "calculate":
             start = 0 if window is None else max(0, i + 1 - window)
             part = bars.window(start, i + 1)
@@ -434,9 +469,8 @@ def backtest(
     from .errors import AlgorithmFailed, BacktestError, NotAttachedError
 
     try:
-        import _rustybt  # the host's native module
-
-        run = _rustybt.backtest
+        # The host's native module, registered by the rustybt binary (no file to find).
+        run: Callable[..., dict[str, Any]] = importlib.import_module("_rustybt").backtest
     except (ImportError, AttributeError):
         raise NotAttachedError(
             "testing.backtest runs the real engine, which lives in the rustybt binary: "

@@ -1,25 +1,43 @@
 """Types of the objects the engine passes to algorithms.
 
 The engine's objects are native (``_rustybt``); these Protocols describe them so editors complete
-them and mypy checks algorithm code without the engine present.
+them and mypy checks algorithm code without the engine present. tests/python/test_types.py holds
+each Protocol against the native class the engine passes, and each ``Literal`` against the
+engine's words, so they cannot drift.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, Union
 
 if TYPE_CHECKING:  # numpy is only needed by type checkers here
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["Quantity", "Price", "OrderEvent", "Bar", "Bars", "Portfolio", "Order", "Fill", "Logger", "Context", "IndicatorHandle"]
+    from .indicator import Indicator
+
+__all__ = [
+    "Quantity", "Price", "Side", "TimeInForce", "MarketOn", "OrderType", "OrderStatus",
+    "OrderEvent", "Bar", "Bars", "Portfolio", "Order", "Fill", "Logger", "Context", "IndicatorHandle",
+]
 
 #: What an order quantity may be given as. Floats are refused: they are inexact.
 Quantity = Union[Decimal, int, str]
 #: What an order price may be given as (limit, stop, trail): exact, like quantities.
 Price = Union[Decimal, int, str]
+#: The side of an order or a fill.
+Side = Literal["buy", "sell"]
+#: ``tif=`` of an order: good till cancelled, the UTC day, immediate or cancel, fill or kill,
+#: good till ``good_till``.
+TimeInForce = Literal["gtc", "day", "ioc", "fok", "gtd"]
+#: ``at=`` of ``buy``/``sell``: a market order filled at the next bar's open or at its close.
+MarketOn = Literal["open", "close"]
+#: ``Order.order_type``.
+OrderType = Literal["market", "limit", "stop", "stop_limit", "trailing_stop", "market_on_open", "market_on_close"]
+#: ``Order.status`` and ``OrderEvent.status``; ``new`` is a bracket exit waiting for its entry.
+OrderStatus = Literal["new", "accepted", "triggered", "partially_filled", "filled", "cancelled", "rejected", "expired"]
 
 
 class Bars(Protocol):
@@ -100,11 +118,11 @@ class Order(Protocol):
     @property
     def symbol(self) -> str: ...
     @property
-    def side(self) -> str: ...
+    def side(self) -> Side: ...
     @property
     def quantity(self) -> Decimal: ...
     @property
-    def status(self) -> str: ...
+    def status(self) -> OrderStatus: ...
     @property
     def is_open(self) -> bool: ...
     @property
@@ -118,9 +136,9 @@ class Order(Protocol):
     def cancel(self) -> bool: ...
     def modify(self, quantity: Quantity | None = None, price: Price | None = None) -> None: ...
     @property
-    def order_type(self) -> str: ...
+    def order_type(self) -> OrderType: ...
     @property
-    def tif(self) -> str: ...
+    def tif(self) -> TimeInForce: ...
     @property
     def limit(self) -> Decimal | None: ...
     @property
@@ -143,7 +161,7 @@ class OrderEvent(Protocol):
     @property
     def symbol(self) -> str: ...
     @property
-    def status(self) -> str: ...
+    def status(self) -> OrderStatus: ...
     @property
     def time_ns(self) -> int: ...
     @property
@@ -162,7 +180,7 @@ class Fill(Protocol):
     @property
     def symbol(self) -> str: ...
     @property
-    def side(self) -> str: ...
+    def side(self) -> Side: ...
     @property
     def quantity(self) -> Decimal: ...
     @property
@@ -224,3 +242,66 @@ class Context(Protocol):
     def latest(self, field: str = "close") -> npt.NDArray[np.float64] | npt.NDArray[np.int64]:
         """The latest bar of every symbol, in ``symbols`` order (a live, read-only view)."""
         ...
+
+
+# --- Private: the engine channel behind ``Algorithm`` (native ``Broker`` and ``Schedules``) ---
+
+
+class _Schedules(Protocol):
+    """``Algorithm._rustybt.schedules``: what ``Algorithm.schedule`` and ``Scheduled`` call."""
+
+    def add(
+        self,
+        callback: Callable[[Context], None],
+        algorithm: object,
+        every: str | None = None,
+        at: str | None = None,
+        cron: str | None = None,
+        timezone: str | None = None,
+        name: str | None = None,
+    ) -> int: ...
+    def cancel(self, id: int) -> bool: ...
+    def info(self, id: int) -> tuple[str, int | None, int] | None:
+        """``(name, next time in ns or None, times fired)``; None once cancelled or exhausted."""
+        ...
+
+
+class _Engine(Protocol):
+    """``Algorithm._rustybt``, set by the engine: orders, indicators, schedules and the log."""
+
+    def submit(
+        self,
+        symbol: str,
+        side: Side,
+        quantity: Quantity,
+        limit: Price | None = None,
+        stop: Price | None = None,
+        trail: Price | None = None,
+        trail_percent: Price | None = None,
+        tif: TimeInForce | None = None,
+        good_till: int | None = None,
+        at: MarketOn | None = None,
+    ) -> Order: ...
+    def bracket(
+        self,
+        symbol: str,
+        side: Side,
+        quantity: Quantity,
+        take_profit: Price,
+        stop_loss: Price,
+        limit: Price | None = None,
+        tif: TimeInForce | None = None,
+    ) -> tuple[Order, Order, Order]: ...
+    def oco(self, orders: list[Order]) -> None: ...
+    def close(self, symbol: str) -> Order | None: ...
+    def open_orders(self, symbol: str | None = None) -> list[Order]: ...
+    def indicator(
+        self, name: str, symbol: str, params: dict[str, Any] | None = None, timeframe: str | None = None
+    ) -> IndicatorHandle: ...
+    def custom_indicator(self, instance: Indicator, symbol: str, timeframe: str | None, key: str) -> IndicatorHandle: ...
+    @property
+    def schedules(self) -> _Schedules: ...
+    @property
+    def log(self) -> Logger: ...
+    @property
+    def context(self) -> Context: ...

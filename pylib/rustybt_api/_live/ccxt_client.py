@@ -17,6 +17,7 @@ Guarantees (see docs/live-exchange-testing.md):
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import re
@@ -24,7 +25,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import ccxt
 
@@ -58,6 +59,7 @@ __all__ = [
 ]
 
 ZERO = Decimal(0)
+T = TypeVar("T")
 ENGINE_STATES = ("new", "accepted", "triggered", "partially_filled", "filled", "cancelled", "rejected", "expired")
 FINAL_STATES = frozenset({"filled", "cancelled", "rejected", "expired"})
 # where the URLs we did not redirect point, so that nothing can reach the internet by accident
@@ -417,7 +419,7 @@ class CcxtBroker:
             self.on_backoff(event)
         self._sleep(delay)
 
-    def _call(self, operation: str, fn: Callable[[], Any], *, order: bool = False) -> Any:
+    def _call(self, operation: str, fn: Callable[[], T], *, order: bool = False) -> T:
         """Runs an idempotent request with retries on transient errors."""
         last: Exception | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
@@ -513,7 +515,7 @@ class CcxtBroker:
         for _ in range(max_pages):
             if start + tf_ms > now_ms:
                 break
-            rows = self._call("fetch_closed_candles", lambda s=start: self._raw_klines(rules, timeframe, s, page_limit))
+            rows = self._call("fetch_closed_candles", functools.partial(self._raw_klines, rules, timeframe, start, page_limit))
             last_open = None
             done = False  # a short page does not end the catch-up (some exchanges cap the limit lower)
             for row in rows:
@@ -534,7 +536,8 @@ class CcxtBroker:
         ex = self.exchange
         if self._is_binance:
             interval = ex.safe_string(ex.timeframes, timeframe, timeframe)
-            return ex.publicGetKlines({"symbol": rules.exchange_symbol, "interval": interval, "startTime": start, "limit": limit})
+            klines: list[list[Any]] = ex.publicGetKlines({"symbol": rules.exchange_symbol, "interval": interval, "startTime": start, "limit": limit})
+            return klines
         # other exchanges: ccxt's parsed OHLCV (floats) turned back into their shortest decimal text
         return [[r[0]] + [ex.number_to_string(v) for v in r[1:6]] for r in ex.fetch_ohlcv(rules.symbol, timeframe, start, limit)]
 
@@ -752,7 +755,7 @@ class CcxtBroker:
         else:
             params["fromId"] = 0
         for _ in range(max_pages):
-            rows = self._call("fetch_fills", lambda p=dict(params): ex.privateGetMyTrades(p))
+            rows = self._call("fetch_fills", functools.partial(ex.privateGetMyTrades, dict(params)))
             fresh = [r for r in rows if not out or int(r["id"]) > out[-1].trade_id]
             out.extend(self._fill_binance(r, rules) for r in fresh)
             if len(rows) < page_limit or not fresh:
@@ -779,7 +782,7 @@ class CcxtBroker:
         ex = self.exchange
         fee = t.get("fee") or {}
         return Fill(
-            trade_id=int(t["id"]) if str(t["id"]).isdigit() else t["id"],  # type: ignore[arg-type]
+            trade_id=int(t["id"]) if str(t["id"]).isdigit() else t["id"],
             exchange_order_id=str(t.get("order")),
             symbol=rules.symbol,
             side=t["side"],

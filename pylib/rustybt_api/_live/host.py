@@ -384,9 +384,9 @@ class HostVenue:
         ex = self.broker.exchange
         if self.broker._is_binance and all(i.isdigit() for i in exchange_ids):
             wanted = set(exchange_ids)
-            params = {"symbol": rules.exchange_symbol, "orderId": int(exchange_ids[0]), "limit": 1000}
+            params: dict[str, Any] = {"symbol": rules.exchange_symbol, "orderId": int(exchange_ids[0]), "limit": 1000}
             for _ in range(100):  # pages of 1000 orders; bounded so a misbehaving reply cannot loop
-                rows = self.broker._call("allOrders", lambda p=dict(params): ex.privateGetAllOrders(p))
+                rows = self.broker._call("allOrders", functools.partial(ex.privateGetAllOrders, dict(params)))
                 for row in rows:
                     self._client_ids[str(row["orderId"])] = str(row["clientOrderId"])
                 wanted -= {str(r["orderId"]) for r in rows}
@@ -396,7 +396,7 @@ class HostVenue:
             return
         for oid in exchange_ids:
             try:
-                order = self.broker._call("fetch order", lambda o=oid: ex.fetch_order(o, rules.symbol))
+                order = self.broker._call("fetch order", functools.partial(ex.fetch_order, oid, rules.symbol))
             except UnknownOrder:
                 continue
             if order.get("clientOrderId"):
@@ -425,9 +425,9 @@ class HostVenue:
         totals = {a: b.total for a, b in self.broker.balances().items()}
         positions = {by_base[a]: _num(q) for a, q in totals.items() if a in by_base and a != cash_asset and q != 0}
         open_orders = {}
-        for s in self.broker.open_orders():
-            o = self._order(s)
-            open_orders[o["client_order_id"]] = {"symbol": s.symbol, "side": s.side, "remaining": _num(s.remaining), "filled": _num(s.filled)}
+        for state in self.broker.open_orders():
+            o = self._order(state)
+            open_orders[o["client_order_id"]] = {"symbol": state.symbol, "side": state.side, "remaining": _num(state.remaining), "filled": _num(state.filled)}
         return _dumps({"positions": positions, "balances": {cash_asset: _num(totals.get(cash_asset, Decimal(0)))}, "open_orders": open_orders})
 
     def close(self) -> None:

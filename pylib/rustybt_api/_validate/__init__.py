@@ -15,11 +15,14 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .common import Problem, Step
+from .common import Problem, Step, user_location
 from . import static
 from .dryrun import Tracer, TickTimeout, Watchdog, dry_run, scenario_symbols
+
+if TYPE_CHECKING:
+    from rustybt_api import Indicator
 
 __all__ = ["main", "REPORT_VERSION"]
 
@@ -43,12 +46,12 @@ def _user_files(path: str, extra: list[str]) -> set[str]:
     files = {path, *extra}
     for module in list(sys.modules.values()):
         file = getattr(module, "__file__", None)
-        if _host._is_user_module(file, roots, system):
+        if file is not None and _host._is_user_module(file, roots, system):
             files.add(os.path.abspath(file))
     return files
 
 
-def _structure(path: str, source: str, tree: Any, class_name: str | None, limit: float) -> tuple[Step, type | None, list[type]]:
+def _structure(path: str, source: str, tree: Any, class_name: str | None, limit: float) -> tuple[Step, type | None, list[type[Indicator]]]:
     step = Step("structure")
     static.add_search_paths(path)  # before looking for imports: local modules count
     for problem in static.missing_imports(tree, path):
@@ -62,7 +65,7 @@ def _structure(path: str, source: str, tree: Any, class_name: str | None, limit:
         with tracer, Watchdog(tracer, limit * IMPORT_LIMIT_FACTOR, {path}):
             module = static.load_module(path, source)
     except TickTimeout as err:
-        file, line = static.user_location(err.__traceback__, {path})
+        file, line = user_location(err.__traceback__, {path})
         step.fail(Problem("timeout", f"importing the file did not finish: {err}", file=file, line=line))
         return step, None, []
     except Exception as err:  # noqa: BLE001 - the user's module body raised

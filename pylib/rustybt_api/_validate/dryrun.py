@@ -87,7 +87,9 @@ class Watchdog:
 
     def __init__(self, tracer: Tracer, limit: float, user_files: set[str]) -> None:
         self.tracer, self.limit, self.user_files = tracer, limit, user_files
-        self.main = threading.main_thread().ident
+        main = threading.main_thread().ident
+        assert main is not None, "invariant: the main thread has started"
+        self.main = main
         self.stuck: dict[str, Any] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -443,14 +445,15 @@ def dry_run(cls: type, datasets: list[tuple[str, list[str]]], user_files: set[st
                                  if "note" not in found else found["note"])
 
     bars = sum(r.get("bars") or 0 for r in ok)
+    holding = round(sum(trades_seconds) / len(trades_seconds), 1) if trades_seconds else None
     dynamic = {
         "bars": bars,
         "indicators_attached": len(attached),
         "orders_per_1000_bars": round(1000 * sum(r.get("orders", 0) for r in ok) / bars, 2) if bars else None,
         "position_changes_per_1000_bars": round(1000 * sum(r.get("fills", 0) for r in ok) / bars, 2) if bars else None,
         "closed_trades": len(trades_seconds),
-        "average_holding_seconds": round(sum(trades_seconds) / len(trades_seconds), 1) if trades_seconds else None,
+        "average_holding_seconds": holding,
     }
-    if trades_seconds:
-        dynamic["average_holding"] = human_duration(dynamic["average_holding_seconds"])
+    if holding is not None:
+        dynamic["average_holding"] = human_duration(holding)
     return run_step, profile_step, leak_step, dynamic

@@ -14,9 +14,12 @@ import sys
 import traceback
 import types
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .common import Problem, Step, user_location
+
+if TYPE_CHECKING:
+    from rustybt_api import Indicator
 
 # Import name -> the distribution `pip install` needs, where the two differ.
 PIP_NAMES = {
@@ -255,21 +258,21 @@ def check_method(owner: type, name: str, expected: list[str], what: str) -> Prob
     """``name`` as defined on ``owner`` takes exactly ``expected`` after self."""
     raw = inspect.getattr_static(owner, name)
     func = raw
-    location = {"file": _file_of(getattr(raw, "__func__", raw)), "line": _defined_line(getattr(raw, "__func__", raw))}
+    file, line = _file_of(getattr(raw, "__func__", raw)), _defined_line(getattr(raw, "__func__", raw))
     want = f"def {name}(self{''.join(', ' + e for e in expected)})"
     if isinstance(raw, (staticmethod, classmethod, property)):
-        return Problem("bad_signature", f"{what}.{name} is a {type(raw).__name__}; the engine calls it on the instance as `{want}`", **location)
+        return Problem("bad_signature", f"{what}.{name} is a {type(raw).__name__}; the engine calls it on the instance as `{want}`", file=file, line=line)
     if not inspect.isfunction(func):
         return None  # a callable object: cannot inspect, the dry run will tell
     if inspect.iscoroutinefunction(func) or inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
         kind = "a coroutine (async def)" if not inspect.isgeneratorfunction(func) else "a generator (it yields)"
-        return Problem("bad_signature", f"{what}.{name} is {kind}: the engine calls it and ignores the result, so its body never runs", hint=f"use `{want}:`", **location)
+        return Problem("bad_signature", f"{what}.{name} is {kind}: the engine calls it and ignores the result, so its body never runs", hint=f"use `{want}:`", file=file, line=line)
     required, total, star = _positional_count(func)
     if required > len(expected) or (total < len(expected) and not star):
         return Problem(
             "bad_signature",
             f"{what}.{name}{inspect.signature(func)} does not match the engine's call `{want}`",
-            hint=f"write it as `{want}:`", **location,
+            hint=f"write it as `{want}:`", file=file, line=line,
         )
     return None
 
@@ -328,11 +331,11 @@ def misnamed_hooks(cls: type) -> list[Problem]:
         if name.startswith("_") or name in hook_names or not inspect.isfunction(value):
             continue
         close = difflib.get_close_matches(name, hook_names, n=1, cutoff=0.75)
-        alias = _HOOK_ALIASES.get(name)
-        if close or alias:
+        suggestion = close[0] if close else _HOOK_ALIASES.get(name)
+        if suggestion:
             problems.append(Problem("unknown_hook", f"{cls.__name__}.{name} is never called by the engine",
                                     file=_file_of(value), line=_defined_line(value),
-                                    hint=f"did you mean `{(close or [alias])[0]}`?"))
+                                    hint=f"did you mean `{suggestion}`?"))
     return problems
 
 
@@ -367,7 +370,7 @@ def check_algorithm(cls: type, path: str, step: Step) -> None:
     check_parameters(parameters_of(cls), cls, what, path, step)
 
 
-def find_indicators(module: types.ModuleType) -> list[type]:
+def find_indicators(module: types.ModuleType) -> list[type[Indicator]]:
     """Indicator subclasses the file defines or imports (not rustybt's own)."""
     from rustybt_api import Indicator
 
@@ -379,7 +382,7 @@ def find_indicators(module: types.ModuleType) -> list[type]:
     return found
 
 
-def check_indicator(cls: type, step: Step) -> None:
+def check_indicator(cls: type[Indicator], step: Step) -> None:
     from rustybt_api import Indicator
     from rustybt_api.indicator import indicator_parameters
 
