@@ -526,4 +526,87 @@ mod tests {
         assert_eq!(order.status, crate::model::OrderStatus::Cancelled);
         assert_eq!(order.reason.as_deref(), Some("end of data"));
     }
+
+    /// Places market buys before the first bar (as `initialize` does), nothing after.
+    struct Eager {
+        session: SharedSession,
+        orders: Vec<(&'static str, u32)>,
+    }
+
+    impl Strategy for Eager {
+        fn initialize(&mut self) -> Result<(), Stop> {
+            let mut s = lock(&self.session);
+            for (symbol, quantity) in &self.orders {
+                s.submit_market_order(symbol, OrderSide::Buy, Decimal::from(*quantity))
+                    .unwrap();
+            }
+            Ok(())
+        }
+        fn on_fill(&mut self, _: &Fill) -> Result<(), Stop> {
+            Ok(())
+        }
+        fn on_tick(&mut self) -> Result<(), Stop> {
+            Ok(())
+        }
+        fn on_stop(&mut self) -> Result<(), Stop> {
+            Ok(())
+        }
+        fn check_interrupt(&mut self) -> Result<(), Stop> {
+            Ok(())
+        }
+    }
+
+    proptest::proptest! {
+        /// Orders placed before any price exists pass the same buying-power check as the rest:
+        /// a cash account (margin 1, 1000 cash) never goes below zero, and the orders that fill
+        /// are exactly those that fit, in the order they were placed, at the first bar's open.
+        #[test]
+        fn orders_placed_before_any_price_never_overdraw_a_cash_account(
+            orders in proptest::collection::vec((0usize..2, 1u32..120), 1..8)
+        ) {
+            let shared = session(vec![
+                series("AAA", &[0, 1, 2], &["10", "11", "12"]),
+                series("BBB", &[1, 2], &["20", "21"]),
+            ]);
+            let names = ["AAA", "BBB"];
+            let opens = [dec!(10), dec!(20)];
+            let placed: Vec<(&'static str, u32)> =
+                orders.iter().map(|(i, q)| (names[*i], *q)).collect();
+            let mut eager = Eager { session: shared.clone(), orders: placed.clone() };
+            let outcome = run_backtest(&shared, &mut eager, &mut |_| {}, &BacktestOptions::default());
+            proptest::prop_assert!(outcome.stop.is_none());
+            for point in &outcome.equity {
+                proptest::prop_assert!(point.cash >= Decimal::ZERO, "cash {}", point.cash);
+            }
+            // Reference: walk the orders in placement order, symbol by symbol as its first bar
+            // comes (AAA at 0, BBB at 1 min), keeping those whose value still fits.
+            let mut committed = Decimal::ZERO;
+            let mut expected = Vec::new();
+            for symbol in 0..2 {
+                for (id, (i, q)) in orders.iter().enumerate() {
+                    if *i != symbol {
+                        continue;
+                    }
+                    // Holdings of the other symbol count at its last close; AAA closed at 10
+                    // when BBB's first bar opens, the same as its fill price here.
+                    let value = Decimal::from(*q) * opens[symbol];
+                    if committed + value <= dec!(1000) {
+                        committed += value;
+                        expected.push(id as u64 + 1);
+                    }
+                }
+            }
+            let mut filled: Vec<u64> = outcome.fills.iter().map(|f| f.order_id.0).collect();
+            filled.sort_unstable();
+            expected.sort_unstable();
+            proptest::prop_assert_eq!(filled, expected);
+            let s = lock(&shared);
+            for order in s.orders.all() {
+                let ok = order.status == crate::model::OrderStatus::Filled
+                    || (order.status == crate::model::OrderStatus::Rejected
+                        && order.reason.as_deref().is_some_and(|r| r.starts_with("insufficient buying power")));
+                proptest::prop_assert!(ok, "{:?} {:?}", order.status, order.reason);
+            }
+        }
+    }
 }

@@ -253,7 +253,7 @@ fn short_sample_reasons(returns: usize, span_ns: i64) -> BTreeMap<String, String
     }
     if span_ns < MIN_CAGR_DAYS * NANOS_PER_DAY {
         let days = span_ns as f64 / NANOS_PER_DAY as f64;
-        let why = format!("needs at least {MIN_CAGR_DAYS} days of equity; the run spans {days:.1}");
+        let why = format!("needs at least {MIN_CAGR_DAYS} days of equity; the run spans {days:.1} days");
         for name in ["cagr", "calmar"] {
             reasons.insert(name.to_string(), why.clone());
         }
@@ -606,7 +606,7 @@ mod tests {
         assert_eq!(m.cagr, None);
         assert_eq!(
             m.unavailable["cagr"],
-            "needs at least 30 days of equity; the run spans 0.2"
+            "needs at least 30 days of equity; the run spans 0.2 days"
         );
         // Six daily returns (the "8.45 from 6 daily returns" case); 19 is still too few, 20 is enough.
         for (days, defined) in [(7, false), (20, false), (21, true)] {

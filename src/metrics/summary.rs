@@ -243,7 +243,7 @@ mod tests {
             t.contains("  Sharpe             n/a (needs at least 20 daily returns; the run has 2)\n"),
             "{t}"
         );
-        assert!(t.contains("  CAGR               n/a (needs at least 30 days of equity; the run spans 2.0)\n"), "{t}");
+        assert!(t.contains("  CAGR               n/a (needs at least 30 days of equity; the run spans 2.0 days)\n"), "{t}");
         assert!(t.contains("  Orders             0 (0 filled, 0 cancelled, 0 rejected, 0 expired)\n"));
         assert!(t.contains(
             "  Period             2024-01-02T09:00:00Z .. 2024-01-04T09:00:01.500Z (2.0 days, 3 points)\n"
