@@ -623,6 +623,17 @@ pub struct Order {
 }
 
 impl Order {
+    /// A handle on the engine's order `id` (a live restart re-binds saved handles with it).
+    pub fn handle(py: Python<'_>, id: OrderId, session: &SharedSession) -> PyResult<Py<Order>> {
+        Py::new(
+            py,
+            Order {
+                id,
+                session: session.clone(),
+            },
+        )
+    }
+
     fn with<T>(&self, f: impl FnOnce(&crate::model::Order, &crate::engine::Session) -> T) -> T {
         let s = lock(&self.session);
         let order = s
@@ -872,7 +883,7 @@ impl Logger {
         let now = lock(&self.session).now;
         let line = format!("{} {level:<7} {}: {text}", format_timestamp(now), self.name);
         if self.sink.echo {
-            eprintln!("{line}");
+            crate::above_status!("{line}");
         }
         self.sink
             .lines
