@@ -48,6 +48,21 @@ class JournalOrder:
     """
 
     __slots__ = _FIELDS
+    id: int | None
+    client_order_id: str | None
+    symbol: str | None
+    side: str | None
+    quantity: Decimal | None
+    status: str | None
+    filled_quantity: Decimal | None
+    fill_price: Decimal | None
+    fees: Decimal | None
+    order_type: str | None
+    limit: Decimal | None
+    stop: Decimal | None
+    tif: str | None
+    reason: str | None
+    submitted_at_ns: int | None
 
     def __init__(self, **fields: Any) -> None:
         for name in _FIELDS:
