@@ -692,13 +692,17 @@ impl State {
                 .map_err(failed)?;
         }
         let breaker_journal = Journal::open(&journal_path).map_err(failed)?;
+        let breaker_failed = |e: BreakerError| match e {
+            BreakerError::Journal(e) => failed(e),
+            other => Error::usage(other.to_string()),
+        };
         let mut breakers = Breakers::new(settings.breakers.clone(), Some(breaker_journal))
-            .map_err(|e| Error::usage(e.to_string()))?;
+            .map_err(breaker_failed)?;
         if args.reset_breaker {
             match breakers.reset(now, "rustybt live --reset-breaker") {
                 Ok(Some(trip)) => eprintln!("breaker reset: {trip}"),
                 Ok(None) => eprintln!("no breaker was tripped"),
-                Err(e) => return Err(Error::usage(e.to_string())),
+                Err(e) => return Err(breaker_failed(e)),
             }
         }
         // A session that died without a clean stop (kill -9, power loss) says so.
@@ -1468,7 +1472,7 @@ impl LiveSession<'_> {
         match self.state.breakers.on_equity(close_time, equity) {
             Ok(Some(trip)) => self.halt(&trip, true),
             Ok(None) => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(storage::note_breaker(e)),
         }
         self.check_halt_file();
         // A checkpoint (book snapshot, feed mark, algorithm state: one synchronous commit)
@@ -1597,7 +1601,7 @@ impl LiveSession<'_> {
         let Some(saved) = self.state.algo_state.take() else {
             return Ok(());
         };
-        let restored = (|| -> PyResult<(String, String)> {
+        let restored = (|| -> PyResult<(String, usize, String)> {
             let module = py.import("rustybt_api._live.state")?;
             let data = PyBytes::new(py, &saved.data);
             let wanted: Vec<String> = module

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use rusqlite::ErrorCode;
 
+use super::breakers::BreakerError;
 use super::journal::JournalError;
 use crate::error::Error;
 
@@ -131,6 +132,14 @@ pub fn note(error: JournalError) -> String {
         });
     }
     error.to_string()
+}
+
+/// [`note`] for a breaker error: a trip or mark that could not be journaled.
+pub fn note_breaker(error: BreakerError) -> String {
+    match error {
+        BreakerError::Journal(e) => note(e),
+        other => other.to_string(),
+    }
 }
 
 /// Whether [`note`] has seen a storage failure not taken yet (the journal cannot be written:
