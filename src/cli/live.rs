@@ -1621,14 +1621,14 @@ impl LiveSession<'_> {
                 .extract()
         })();
         match restored {
-            Ok((restored, not_restored)) => {
-                let sep = if restored.starts_with("through") {
-                    " "
-                } else {
-                    ": "
+            Ok((restored, rebound, not_restored)) => {
+                let handles = match rebound {
+                    0 => String::new(),
+                    1 => "; 1 order handle re-bound to the journal's orders".into(),
+                    n => format!("; {n} order handles re-bound to the journal's orders"),
                 };
                 above_status!(
-                    "restored the algorithm's state saved at {}{sep}{restored}",
+                    "restored the algorithm's state from {} ({restored}){handles}",
                     format_timestamp(saved.time)
                 );
                 if !not_restored.is_empty() {

@@ -218,9 +218,11 @@ def _check_format(fmt: str) -> None:
         raise ValueError(f"unknown algorithm state format {fmt!r} (expected {FORMAT!r})")
 
 
-def load(algorithm: Any, fmt: str, data: bytes, orders: dict[str, Any] | None = None) -> tuple[str, str]:
-    """Restores a state from :func:`dump`. Returns (what was restored, what was not and why:
-    empty when nothing was dropped), as the host prints them."""
+def load(algorithm: Any, fmt: str, data: bytes,
+         orders: dict[str, Any] | None = None) -> tuple[str, int, str]:
+    """Restores a state from :func:`dump`. Returns what was restored (the attribute names, or
+    ``through `Class.__setstate__```, or ``no attributes``), how many ``Order`` handles were
+    re-bound, and what was not restored and why (empty when nothing was dropped)."""
     _check_format(fmt)
     known = orders or {}
     bound: dict[str, Any] = {}
@@ -238,11 +240,9 @@ def load(algorithm: Any, fmt: str, data: bytes, orders: dict[str, Any] | None = 
 
     state = _Unpickler(io.BytesIO(data), resolve).load()
     dropped: dict[str, str] = state.pop(DROPPED, {}) if isinstance(state, dict) else {}
-    rebound = (f" ({len(bound)} order handle{'s' if len(bound) != 1 else ''} re-bound to the journal's orders)"
-               if bound else "")
     if _defines(algorithm, "__setstate__"):
         algorithm.__setstate__(state)
-        restored = f"through `{type(algorithm).__name__}.__setstate__`{rebound}"
+        restored = f"through `{type(algorithm).__name__}.__setstate__`"
     elif not isinstance(state, dict):
         raise TypeError(
             f"the saved state is a {type(state).__name__}, not attributes; "
@@ -251,6 +251,6 @@ def load(algorithm: Any, fmt: str, data: bytes, orders: dict[str, Any] | None = 
     else:
         for name, value in state.items():
             setattr(algorithm, name, value)
-        restored = (", ".join(sorted(state)) + rebound) if state else "no attributes"
+        restored = ", ".join(sorted(state)) if state else "no attributes"
     not_restored = ", ".join(f"{name} ({why})" for name, why in dropped.items())
-    return restored, not_restored
+    return restored, len(bound), not_restored
