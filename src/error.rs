@@ -20,6 +20,9 @@ pub enum ExitCode {
     Broker = 4,
     /// A bug in rustybt itself.
     Internal = 5,
+    /// The live journal (SQLite) could not be read or written: locked by another program, an
+    /// I/O error, a full disk, read-only, corrupt.
+    Storage = 6,
     /// Stopped by Ctrl-C; results written so far are marked partial.
     Interrupted = 130,
 }
@@ -104,6 +107,13 @@ pub enum Error {
     /// The exchange refused or failed (live trading): credentials, connection, a market.
     #[error("broker: {0}")]
     Broker(String),
+    /// The live journal could not be read or written (an I/O or locking condition, not a
+    /// bug and not a usage error); the message names the file.
+    #[error("{message}")]
+    Storage {
+        message: String,
+        hint: Option<String>,
+    },
     /// Ctrl-C before the backtest started (e.g. while the algorithm was being imported).
     #[error("interrupted")]
     Interrupted,
@@ -133,6 +143,7 @@ impl Error {
             Error::Python { .. } => ExitCode::Usage,
             Error::Internal(_) => ExitCode::Internal,
             Error::Broker(_) => ExitCode::Broker,
+            Error::Storage { .. } => ExitCode::Storage,
             Error::Interrupted => ExitCode::Interrupted,
         }
     }
@@ -140,6 +151,7 @@ impl Error {
     pub fn hint(&self) -> Option<&str> {
         match self {
             Error::Usage { hint, .. } | Error::Python { hint, .. } => hint.as_deref(),
+            Error::Storage { hint, .. } => hint.as_deref(),
             Error::Algorithm(e) => e.hint.as_deref(),
             _ => None,
         }

@@ -106,6 +106,12 @@ impl Ledger {
         &self.closed_trades
     }
 
+    /// Forgets the trades closed so far: a live session that rebuilt its book from earlier
+    /// sessions' fills reports only the trades it closes itself.
+    pub fn forget_closed_trades(&mut self) {
+        self.closed_trades.clear();
+    }
+
     /// Sets the mark (last close) of a symbol.
     pub fn mark(&mut self, symbol: SymbolId, price: Decimal) -> Result<(), LedgerError> {
         let position = self

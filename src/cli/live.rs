@@ -8,14 +8,14 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
 use rust_decimal::Decimal;
 
 use super::LiveArgs;
@@ -30,11 +30,15 @@ use crate::live::audit::{AuditKind, AuditLog};
 use crate::live::breakers::{BreakerError, Breakers, Trip};
 use crate::live::config::LiveSettings;
 use crate::live::feed::{Batch, ExchangeFeed, Feed, Poll, ReplayFeed};
+use crate::live::lock::StateLock;
+use crate::live::status::StatusLine;
+use crate::live::storage::{self, journal_error};
 use crate::live::venue::{MarketRules, Venue, VenueConfig, VenueError, VenueErrorKind, VenueUrls};
 use crate::live::wall_ns;
 use crate::python::venue::PyVenue;
 
 use super::live_venue::{self, VenueBroker};
+use crate::above_status;
 use crate::live::journal::{
     self, Book, FillRecord, Journal, OrderIntent, OrderType, OrderUpdate, RunStart,
 };
@@ -167,6 +171,15 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
         FeedChoice::Replay(path) => Some((path.clone(), load_replay(path, &symbols, interval_ns)?)),
         FeedChoice::Ccxt(_) => None,
     };
+    // One session per state folder, held until this function returns: refused at once (before
+    // Python starts) when another session holds it; a lock left by a killed one is taken over.
+    let state_lock = StateLock::acquire(&live_settings.state_dir, &command_line())?;
+    if let Some(stale) = &state_lock.stale {
+        errln!(
+            "note: the state folder's lock was left by {stale}, which no longer runs (killed or \
+             crashed); taking it over"
+        );
+    }
     let source = match &feed_choice {
         FeedChoice::Replay(path) => path.display().to_string(),
         FeedChoice::Ccxt(id) => format!("ccxt:{id}"),
@@ -192,8 +205,12 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
         };
         let cash_currency = match &exchange {
             Some(exchange) => exchange.cash_asset.clone(),
-            None => "USD".to_string(),
+            None => settings.currency.code.clone(),
         };
+        // The summary shows money to the precision of the account's cash asset.
+        if let Ok(currency) = crate::model::Currency::parse(&cash_currency) {
+            settings.currency = currency;
+        }
         let initial_cash = match (&exchange, paper) {
             (Some(exchange), false) => {
                 let view = exchange
@@ -239,17 +256,6 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             paper,
             secrets,
         )?;
-        // The book's starting cash, for the results: the journal's first session's (paper),
-        // or what the journal says the account holds now (exchange).
-        settings.cash = if paper {
-            state.initial_cash.unwrap_or(settings.cash)
-        } else {
-            state
-                .journal
-                .derive_book()
-                .map_err(|e| live_error("reading the journal", e))?
-                .cash
-        };
         let feed: Box<dyn Feed> = match (replay, &exchange) {
             (Some((path, series)), _) => Box::new(ReplayFeed::new(
                 path.display().to_string(),
@@ -326,11 +332,19 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             interrupted: false,
             unseeded: BTreeMap::new(),
             last_poll: Instant::now(),
+            start_equity: Decimal::ZERO,
+            unpriced: HashMap::new(),
         };
         let started = Instant::now();
         let (outcome, end) = live.run(py, &mut strategy);
         let wall_seconds = started.elapsed().as_secs_f64();
         live.status.clear();
+        // The results are this session's: measured from its own starting equity.
+        settings.cash = live.start_equity();
+        drop(live);
+        // A journal that cannot be written (locked, I/O, full…) is not asked again: the next
+        // session closes this run as one that ended without a clean stop.
+        let storage_failure = storage::take_noted();
         let reason = match &end {
             End::FeedDone => "end of feed".to_string(),
             End::MaxBars => "--max-bars reached".to_string(),
@@ -338,7 +352,9 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             End::Failed(_) => "algorithm failed".to_string(),
             End::Engine(message) => format!("engine error: {message}"),
         };
-        state.finish(&reason)?;
+        if storage_failure.is_none() {
+            state.finish(&reason)?;
+        }
         let run = RunRecord {
             settings: &settings,
             loaded: &loaded,
@@ -362,7 +378,7 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             "{}",
             crate::metrics::summary_table(&finished.info, &finished.metrics)
         );
-        eprintln!(
+        errln!(
             "live session ended ({reason}); journal {}, results in {}",
             state.journal_path.display(),
             finished.out_dir.display()
@@ -373,12 +389,29 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
                 report(&Error::Algorithm(e));
                 ExitCode::Algorithm
             }
-            End::Engine(message) => {
-                report(&Error::Internal(message));
-                ExitCode::Internal
-            }
+            End::Engine(message) => match storage_failure {
+                Some(failure) => {
+                    let error = failure.to_error(&state.journal_path);
+                    report(&error);
+                    error.exit_code()
+                }
+                None => {
+                    report(&Error::Internal(message));
+                    ExitCode::Internal
+                }
+            },
         })
     })
+}
+
+/// `rustybt live report`: the state folder's history (see `crate::live::report`).
+pub fn live_report(args: &super::LiveReportArgs) -> Result<ExitCode, Error> {
+    let history = crate::live::report::History::read(&args.state)?;
+    if let Some(out) = &args.out {
+        history.write(out)?;
+    }
+    let _ = write!(std::io::stdout(), "{}", history.summary());
+    Ok(ExitCode::Success)
 }
 
 /// An open connection to an exchange through ccxt, with its rules for the session's symbols.
@@ -487,6 +520,24 @@ fn apply_market_rules(session: &SharedSession, rules: &BTreeMap<String, MarketRu
         }
     }
     s.set_execution(execution);
+}
+
+/// This process's command line, for the state folder's lock (a refused session names it).
+fn command_line() -> String {
+    let mut args = std::env::args();
+    let program = args
+        .next()
+        .map(|p| {
+            Path::new(&p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or(p)
+        })
+        .unwrap_or_else(|| "rustybt".into());
+    std::iter::once(program)
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn default_out_dir() -> PathBuf {
@@ -613,11 +664,14 @@ impl State {
         let journal_path = settings.journal_path();
         let audit = AuditLog::open(settings.audit_path(), secrets)
             .map_err(|e| Error::usage(e.to_string()))?;
-        let mut journal = Journal::open(&journal_path).map_err(|e| Error::usage(e.to_string()))?;
+        // A storage condition (locked, I/O, full, read-only…) is reported as such; other
+        // journal errors at start are the user's (not a rustybt journal, a newer schema).
+        let failed = |e: journal::JournalError| journal_error(e, &journal_path, Error::usage);
+        let mut journal = Journal::open(&journal_path).map_err(failed)?;
         let now = wall_ns();
         let recovery = journal
             .recover(now, settings.max_state_age_ns)
-            .map_err(|e| Error::usage(e.to_string()))?;
+            .map_err(failed)?;
         // A paper order lives in this process only: one left open by a session that died is
         // gone with it. (An exchange's orders are resolved and adopted by the venue broker.)
         let paper_orders = if paper {
@@ -639,17 +693,20 @@ impl State {
                     exchange_id: order.exchange_id.clone(),
                     reason: Some("the paper session that placed it ended".into()),
                 })
-                .map_err(|e| live_error("journaling a lost paper order", e))?;
+                .map_err(failed)?;
         }
-        let breaker_journal =
-            Journal::open(&journal_path).map_err(|e| Error::usage(e.to_string()))?;
+        let breaker_journal = Journal::open(&journal_path).map_err(failed)?;
+        let breaker_failed = |e: BreakerError| match e {
+            BreakerError::Journal(e) => failed(e),
+            other => Error::usage(other.to_string()),
+        };
         let mut breakers = Breakers::new(settings.breakers.clone(), Some(breaker_journal))
-            .map_err(|e| Error::usage(e.to_string()))?;
+            .map_err(breaker_failed)?;
         if args.reset_breaker {
             match breakers.reset(now, "rustybt live --reset-breaker") {
-                Ok(Some(trip)) => eprintln!("breaker reset: {trip}"),
-                Ok(None) => eprintln!("no breaker was tripped"),
-                Err(e) => return Err(Error::usage(e.to_string())),
+                Ok(Some(trip)) => errln!("breaker reset: {trip}"),
+                Ok(None) => errln!("no breaker was tripped"),
+                Err(e) => return Err(breaker_failed(e)),
             }
         }
         // A session that died without a clean stop (kill -9, power loss) says so.
@@ -664,8 +721,8 @@ impl State {
                     now,
                     "ended without a clean stop (killed or crashed)",
                 )
-                .map_err(|e| live_error("journaling the previous run's end", e))?;
-            eprintln!(
+                .map_err(failed)?;
+            errln!(
                 "the previous session (run {}) ended without a clean stop; recovering from the journal",
                 last.id
             );
@@ -679,7 +736,7 @@ impl State {
                 cash_currency: cash_currency.to_string(),
                 initial_cash,
             })
-            .map_err(|e| Error::usage(e.to_string()))?;
+            .map_err(failed)?;
         let mut audit = audit;
         let _ = audit.record(
             now,
@@ -692,25 +749,19 @@ impl State {
                 "timeframe": args.timeframe,
             }),
         );
-        let earlier_fills = journal
-            .fills()
-            .map_err(|e| live_error("reading fills", e))?;
-        let initial_cash = journal
-            .initial_cash()
-            .map_err(|e| live_error("reading the journal", e))?;
-        let resume_after = journal
-            .feed_mark()
-            .map_err(|e| live_error("reading the journal", e))?;
+        let earlier_fills = journal.fills().map_err(failed)?;
+        let initial_cash = journal.initial_cash().map_err(failed)?;
+        let resume_after = journal.feed_mark().map_err(failed)?;
         if let Some(state) = &recovery.algo_state
             && state.stale
         {
-            eprintln!(
+            errln!(
                 "warning: the saved algorithm state is {} old (older than [live] max_state_age); restoring it anyway",
                 format_duration(state.age_ns)
             );
         }
         if let journal::SnapshotCheck::Mismatch { .. } = recovery.snapshot {
-            eprintln!(
+            errln!(
                 "warning: the engine's last book snapshot differs from the journal's fills; the journal wins"
             );
         }
@@ -737,7 +788,11 @@ impl State {
         let now = wall_ns();
         self.journal
             .end_run(self.run_id, now, reason)
-            .map_err(|e| live_error("journaling the end of the run", e))?;
+            .map_err(|e| {
+                journal_error(e, &self.journal_path, |m| {
+                    Error::Internal(format!("journaling the end of the run: {m}"))
+                })
+            })?;
         let _ = self.audit.record(
             now,
             AuditKind::Stop,
@@ -812,6 +867,11 @@ struct LiveSession<'a> {
     /// Journal positions not yet in the ledger (exchange sessions; see `seed_positions`).
     unseeded: BTreeMap<String, Decimal>,
     last_poll: Instant,
+    /// The session's starting equity so far: its starting cash plus each carried position at
+    /// the first price this session sees of it (see `price_carried`).
+    start_equity: Decimal,
+    /// Positions carried from earlier sessions not yet priced in this one.
+    unpriced: HashMap<SymbolId, Decimal>,
 }
 
 impl LiveSession<'_> {
@@ -825,6 +885,7 @@ impl LiveSession<'_> {
         if let Err(e) = restored {
             return (outcome, End::Engine(e));
         }
+        self.carry_into_session();
         if let Some(trip) = self.state.breakers.state().tripped {
             self.halt(&trip, false);
         }
@@ -855,16 +916,18 @@ impl LiveSession<'_> {
             }
             Some(broker) => match broker.on_exit(self.state, &self.session) {
                 Ok(0) => {}
-                Ok(n) => eprintln!("cancelled {n} open orders at the exchange"),
-                Err(e) => eprintln!("error: cancelling open orders at exit: {e}"),
+                Ok(n) => above_status!("cancelled {n} open orders at the exchange"),
+                Err(e) => above_status!("error: cancelling open orders at exit: {e}"),
             },
         }
         let close = self.last_close;
-        let saved = self
-            .sync_orders(&[])
-            .and_then(|_| self.checkpoint(py, strategy, close));
-        if let Err(e) = saved {
-            eprintln!("error: the final checkpoint failed: {e}");
+        if !storage::noted() {
+            let saved = self
+                .sync_orders(&[])
+                .and_then(|_| self.checkpoint(py, strategy, close));
+            if let Err(e) = saved {
+                above_status!("error: the final checkpoint failed: {e}");
+            }
         }
         self.audit_log_lines();
         (outcome, end)
@@ -877,14 +940,10 @@ impl LiveSession<'_> {
         if let Some(broker) = self.broker.as_mut() {
             let caught = broker.catch_up_fills(self.state)?;
             if caught > 0 {
-                eprintln!("{caught} fills made while no session ran are journaled");
+                above_status!("{caught} fills made while no session ran are journaled");
             }
         }
-        let book = self
-            .state
-            .journal
-            .derive_book()
-            .map_err(|e| e.to_string())?;
+        let book = self.state.journal.derive_book().map_err(storage::note)?;
         {
             let mut s = lock(&self.session);
             let symbols = s.market.symbol_count();
@@ -894,7 +953,7 @@ impl LiveSession<'_> {
                     continue;
                 }
                 if s.market.symbol_id(symbol).is_none() {
-                    eprintln!(
+                    above_status!(
                         "note: the journal holds {quantity} {symbol}, which --symbols does not list; it is left alone"
                     );
                     continue;
@@ -908,14 +967,14 @@ impl LiveSession<'_> {
             // Adopted orders are at the exchange already: never "new" orders to send.
             self.tracker.seen = lock(&self.session).orders.all().len();
             if adopted > 0 {
-                eprintln!(
+                above_status!(
                     "{adopted} orders open at the exchange since an earlier session are tracked again"
                 );
             }
             let mut news = live_venue::VenueNews::default();
             broker.reconcile(self.state, &self.session, &mut news)?;
             for notice in news.notices {
-                eprintln!("{notice}");
+                above_status!("{notice}");
             }
             for trip in news.trips {
                 self.halt(&trip, true);
@@ -977,8 +1036,7 @@ impl LiveSession<'_> {
             .map_err(Stop::Engine)?;
         self.last_poll = Instant::now();
         for notice in &news.notices {
-            self.status.clear();
-            eprintln!("{notice}");
+            above_status!("{notice}");
             let _ = self.state.audit.log(wall_ns(), "warning", notice);
         }
         for trip in &news.trips {
@@ -996,7 +1054,58 @@ impl LiveSession<'_> {
         Ok(())
     }
 
-    /// Earlier sessions' fills into the ledger: the paper book continues where it stopped.
+    /// The book this session starts with: its cash, and the positions earlier sessions left
+    /// (priced by `price_carried` at their first bar of this session).
+    fn carry_into_session(&mut self) {
+        let s = lock(&self.session);
+        self.start_equity = s.ledger.cash();
+        self.unpriced.clear();
+        for &symbol in s.ledger.open_symbols() {
+            if let Some(position) = s.ledger.position(symbol)
+                && !position.quantity.is_zero()
+            {
+                self.unpriced.insert(symbol, position.quantity);
+            }
+        }
+        for (name, quantity) in &self.unseeded {
+            if let Some(id) = s.market.symbol_id(name) {
+                self.unpriced.insert(id, *quantity);
+            }
+        }
+    }
+
+    /// A carried position enters the session's starting equity at the open of its first bar
+    /// in this session: the price at which this session takes it over.
+    fn price_carried(&mut self, batch: &Batch) -> Result<(), String> {
+        if self.unpriced.is_empty() {
+            return Ok(());
+        }
+        for bar in &batch.bars {
+            let id = SymbolId(bar.symbol as u32);
+            if let Some(quantity) = self.unpriced.remove(&id) {
+                let open: Decimal = bar.texts[0].parse().map_err(|e| format!("{e}"))?;
+                self.start_equity = quantity
+                    .checked_mul(open)
+                    .and_then(|value| self.start_equity.checked_add(value))
+                    .ok_or("decimal overflow while pricing a carried position")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The equity this session started with (the base of its results). A carried position
+    /// that never had a bar counts as the ledger values it at the end, so it adds nothing.
+    fn start_equity(&self) -> Decimal {
+        let s = lock(&self.session);
+        self.unpriced
+            .keys()
+            .filter_map(|id| s.ledger.position(*id).and_then(|p| p.market_value()))
+            .fold(self.start_equity, |total, value| total + value)
+    }
+
+    /// Earlier sessions' fills into the ledger: the paper book continues where it stopped
+    /// (the algorithm sees each position's real cost), but the trades they closed belong to
+    /// the earlier sessions' results, not to this one's.
     fn restore_book(&mut self) -> Result<(), String> {
         let mut s = lock(&self.session);
         if let Some(initial) = self.state.initial_cash {
@@ -1027,8 +1136,9 @@ impl LiveSession<'_> {
             };
             s.ledger.apply_fill(&fill).map_err(|e| e.to_string())?;
         }
+        s.ledger.forget_closed_trades();
         if !fills.is_empty() {
-            eprintln!(
+            above_status!(
                 "restored the paper book from {} journaled fills: cash {}",
                 fills.len(),
                 s.ledger.cash()
@@ -1061,8 +1171,7 @@ impl LiveSession<'_> {
         loop {
             let polled = self.feed.poll().map_err(Stop::Engine)?;
             for notice in self.feed.take_notices() {
-                self.status.clear();
-                eprintln!("{notice}");
+                above_status!("{notice}");
                 let _ = self.state.audit.log(wall_ns(), "warning", &notice);
             }
             let batch = match polled {
@@ -1099,13 +1208,14 @@ impl LiveSession<'_> {
                 return Err(Stop::Interrupted);
             }
             if skipped > 0 {
-                eprintln!(
+                above_status!(
                     "resuming after {}: skipped {skipped} bar times an earlier session traded",
                     format_timestamp(self.state.resume_after.unwrap_or_default())
                 );
                 skipped = 0;
             }
             self.append(&batch).map_err(Stop::Engine)?;
+            self.price_carried(&batch).map_err(Stop::Engine)?;
             self.seed_positions(&batch).map_err(Stop::Engine)?;
             let symbols: Vec<SymbolId> = batch
                 .bars
@@ -1259,17 +1369,17 @@ impl LiveSession<'_> {
             let client_id = state
                 .journal
                 .next_client_order_id(&state.prefix)
-                .map_err(|e| e.to_string())?;
+                .map_err(storage::note)?;
             let intent = intent_of(&order, &client_id, &symbol, wall);
             state
                 .journal
                 .record_intent(&intent)
-                .map_err(|e| e.to_string())?;
+                .map_err(storage::note)?;
             let _ = state.audit.intent(wall, &intent);
             state
                 .journal
                 .mark_sent(&client_id, wall)
-                .map_err(|e| e.to_string())?;
+                .map_err(storage::note)?;
             self.tracker.client_ids.insert(order.id, client_id.clone());
             match self.broker.as_mut() {
                 Some(broker) => {
@@ -1282,7 +1392,7 @@ impl LiveSession<'_> {
                     state
                         .journal
                         .record_ack(&client_id, &exchange_id, wall)
-                        .map_err(|e| e.to_string())?;
+                        .map_err(storage::note)?;
                     let _ = state.audit.ack(wall, &client_id, &exchange_id);
                     self.tracker
                         .open
@@ -1311,11 +1421,7 @@ impl LiveSession<'_> {
                 fee_asset: None,
                 time: fill.time,
             };
-            if state
-                .journal
-                .record_fill(&record)
-                .map_err(|e| e.to_string())?
-            {
+            if state.journal.record_fill(&record).map_err(storage::note)? {
                 let _ = state.audit.fill(wall, &record);
             }
         }
@@ -1342,7 +1448,7 @@ impl LiveSession<'_> {
             state
                 .journal
                 .record_status(&update)
-                .map_err(|e| e.to_string())?;
+                .map_err(storage::note)?;
             audit_status(&mut state.audit, wall, &update);
             if !order.status.is_open() {
                 closed.push(*id);
@@ -1370,7 +1476,7 @@ impl LiveSession<'_> {
         match self.state.breakers.on_equity(close_time, equity) {
             Ok(Some(trip)) => self.halt(&trip, true),
             Ok(None) => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(storage::note_breaker(e)),
         }
         self.check_halt_file();
         // A checkpoint (book snapshot, feed mark, algorithm state: one synchronous commit)
@@ -1380,12 +1486,15 @@ impl LiveSession<'_> {
             self.checkpoint(py, strategy, Some(close_time))?;
         }
         self.audit_log_lines();
-        self.status.show(
-            &self.session,
-            &self.state.cash_currency,
-            equity,
-            &self.state.breakers,
-        );
+        if self.status.enabled() {
+            let line = status_text(
+                &self.session,
+                &self.state.cash_currency,
+                equity,
+                &self.state.breakers,
+            );
+            self.status.set(line);
+        }
         Ok(())
     }
 
@@ -1407,7 +1516,7 @@ impl LiveSession<'_> {
                 close_time,
                 state.as_ref().map(|(f, d)| (f.as_str(), d.as_slice())),
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(storage::note)?;
         self.last_checkpoint = Instant::now();
         Ok(())
     }
@@ -1417,7 +1526,7 @@ impl LiveSession<'_> {
         match self.state.breakers.check_halt_file(now) {
             Ok(Some(trip)) => self.halt(&trip, true),
             Ok(None) => {}
-            Err(e) => eprintln!("warning: {e}"),
+            Err(e) => above_status!("warning: {e}"),
         }
     }
 
@@ -1430,12 +1539,11 @@ impl LiveSession<'_> {
         }
         s.halted = Some(message.clone());
         drop(s);
-        self.status.clear();
         if new {
             let _ = self.state.audit.breaker(trip);
-            eprintln!("HALTED: {message}; new orders are refused until the breaker is reset");
+            above_status!("HALTED: {message}; new orders are refused until the breaker is reset");
         } else {
-            eprintln!(
+            above_status!(
                 "HALTED since an earlier session: {message}; new orders are refused \
                  (remove the halt file if any, then start with --reset-breaker)"
             );
@@ -1452,7 +1560,18 @@ impl LiveSession<'_> {
     ) -> Option<(String, Vec<u8>)> {
         let result = (|| -> PyResult<(String, Vec<u8>, Vec<String>)> {
             let module = py.import("rustybt_api._live.state")?;
-            let dumped = module.call_method1("dump", (strategy.algorithm().bind(py),))?;
+            // `Order` handles are saved as the journal's client order ids.
+            let client_ids = PyDict::new(py);
+            for (id, client_id) in &self.tracker.client_ids {
+                client_ids.set_item(id.0, client_id)?;
+            }
+            if let Some(broker) = &self.broker {
+                for (client_id, id) in broker.engine_ids() {
+                    client_ids.set_item(id.0, client_id)?;
+                }
+            }
+            let dumped =
+                module.call_method1("dump", (strategy.algorithm().bind(py), client_ids))?;
             let (fmt, data, skipped): (String, Bound<'_, PyBytes>, Vec<String>) =
                 dumped.extract()?;
             Ok((fmt, data.as_bytes().to_vec(), skipped))
@@ -1461,8 +1580,8 @@ impl LiveSession<'_> {
             Ok((fmt, data, skipped)) => {
                 if !skipped.is_empty() && !self.skipped_warned {
                     self.skipped_warned = true;
-                    eprintln!(
-                        "note: these attributes are not saved across restarts (they do not pickle): {}",
+                    above_status!(
+                        "note: these attributes are not saved across restarts: {}",
                         skipped.join(", ")
                     );
                 }
@@ -1473,41 +1592,125 @@ impl LiveSession<'_> {
                 None
             }
             Err(e) => {
-                eprintln!("warning: the algorithm state could not be saved: {e}");
+                above_status!("warning: the algorithm state could not be saved: {e}");
                 None
             }
         }
     }
 
+    /// The saved state back into the algorithm, saying which attributes were restored and
+    /// which were not (and why). Saved `Order` handles are re-bound by client order id: to the
+    /// engine's order when this session tracks it, else to the journal's record of it.
     fn restore_algo_state(&mut self, py: Python<'_>, strategy: &PyStrategy) -> Result<(), Stop> {
         let Some(saved) = self.state.algo_state.take() else {
             return Ok(());
         };
-        let restored = py.import("rustybt_api._live.state").and_then(|module| {
+        let restored = (|| -> PyResult<(String, usize, String)> {
+            let module = py.import("rustybt_api._live.state")?;
+            let data = PyBytes::new(py, &saved.data);
+            let wanted: Vec<String> = module
+                .call_method1("order_ids", (saved.format.as_str(), &data))?
+                .extract()?;
+            let orders = self.saved_orders(py, &wanted)?;
             module
                 .call_method1(
                     "load",
                     (
                         strategy.algorithm().bind(py),
                         saved.format.as_str(),
-                        PyBytes::new(py, &saved.data),
+                        data,
+                        orders,
                     ),
                 )?
-                .extract::<Vec<String>>()
-        });
+                .extract()
+        })();
         match restored {
-            Ok(names) => eprintln!(
-                "restored the algorithm's state from {} ({})",
-                format_timestamp(saved.time),
-                if names.is_empty() {
-                    "__setstate__".to_string()
-                } else {
-                    names.join(", ")
+            Ok((restored, rebound, not_restored)) => {
+                let handles = match rebound {
+                    0 => String::new(),
+                    1 => "; 1 order handle re-bound to the journal's orders".into(),
+                    n => format!("; {n} order handles re-bound to the journal's orders"),
+                };
+                above_status!(
+                    "restored the algorithm's state from {} ({restored}){handles}",
+                    format_timestamp(saved.time)
+                );
+                if !not_restored.is_empty() {
+                    above_status!("note: not restored: {not_restored}");
                 }
-            ),
-            Err(e) => eprintln!("warning: the saved algorithm state was not restored: {e}"),
+            }
+            Err(e) => above_status!("warning: the saved algorithm state was not restored: {e}"),
         }
         Ok(())
+    }
+
+    /// The orders the saved state names, by client order id: an `Order` handle for those this
+    /// session tracks, else the journal's fields of the order (final status, fills, price).
+    fn saved_orders<'py>(
+        &self,
+        py: Python<'py>,
+        wanted: &[String],
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let orders = PyDict::new(py);
+        if wanted.is_empty() {
+            return Ok(orders);
+        }
+        let mut live: HashMap<&str, OrderId> = self
+            .tracker
+            .client_ids
+            .iter()
+            .map(|(id, cid)| (cid.as_str(), *id))
+            .collect();
+        if let Some(broker) = &self.broker {
+            live.extend(broker.engine_ids());
+        }
+        let fills = self
+            .state
+            .journal
+            .fills()
+            .map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
+        for client_id in wanted {
+            if let Some(id) = live.get(client_id.as_str()) {
+                orders.set_item(
+                    client_id,
+                    crate::python::objects::Order::handle(py, *id, &self.session)?,
+                )?;
+                continue;
+            }
+            let Ok(order) = self.state.journal.order(client_id) else {
+                continue;
+            };
+            let own: Vec<&FillRecord> = fills
+                .iter()
+                .filter(|(_, _, f)| &f.client_order_id == client_id)
+                .map(|(_, _, f)| f)
+                .collect();
+            let quantity: Decimal = own.iter().map(|f| f.quantity).sum();
+            let fees: Decimal = own.iter().map(|f| f.fee).sum();
+            // The average price of its fills (one fill: its price, digit for digit).
+            let fill_price = match own.as_slice() {
+                [] => None,
+                [one] => Some(one.price),
+                many => Some(many.iter().map(|f| f.quantity * f.price).sum::<Decimal>() / quantity),
+            };
+            let fields = PyDict::new(py);
+            fields.set_item("client_order_id", client_id)?;
+            fields.set_item("symbol", &order.symbol)?;
+            fields.set_item("side", order.side)?;
+            fields.set_item("quantity", order.quantity)?;
+            fields.set_item("status", order.status.as_deref().unwrap_or("new"))?;
+            fields.set_item("filled_quantity", order.filled())?;
+            fields.set_item("fill_price", fill_price)?;
+            fields.set_item("fees", fees)?;
+            fields.set_item("order_type", order.order_type.as_str())?;
+            fields.set_item("limit", order.limit_price)?;
+            fields.set_item("stop", order.stop_price)?;
+            fields.set_item("tif", order.time_in_force.as_str())?;
+            fields.set_item("reason", order.reason.as_deref())?;
+            fields.set_item("submitted_at_ns", order.created_at)?;
+            orders.set_item(client_id, fields)?;
+        }
+        Ok(orders)
     }
 
     /// Hot reloads (applied or rejected) since the last call, into the audit log.
@@ -1589,66 +1792,37 @@ fn intent_of(
     }
 }
 
-/// One line on the terminal, rewritten after each bar (only on a terminal).
-struct StatusLine {
-    enabled: bool,
-    shown: bool,
-}
-
-impl StatusLine {
-    fn new(enabled: bool) -> Self {
-        StatusLine {
-            enabled: enabled && std::io::stderr().is_terminal(),
-            shown: false,
+/// The status line's text: time, equity, cash, positions, open orders, breakers.
+fn status_text(
+    session: &SharedSession,
+    cash_currency: &str,
+    equity: Decimal,
+    breakers: &Breakers,
+) -> String {
+    let book = engine_book(cash_currency, session);
+    let (time, open) = {
+        let s = lock(session);
+        let open = s.orders.all().iter().filter(|o| o.status.is_open()).count();
+        (s.now, open)
+    };
+    let positions: Vec<String> = book
+        .positions
+        .iter()
+        .map(|(symbol, qty)| format!("{symbol} {qty}"))
+        .collect();
+    let breaker = match breakers.state().tripped {
+        Some(trip) => format!("HALTED ({})", trip.kind.as_str()),
+        None => "breakers ok".into(),
+    };
+    format!(
+        "{} | equity {} | cash {} | {} | open orders {open} | {breaker}",
+        format_timestamp(time),
+        equity.round_dp(2),
+        book.cash.round_dp(2),
+        if positions.is_empty() {
+            "flat".to_string()
+        } else {
+            positions.join(", ")
         }
-    }
-
-    fn show(
-        &mut self,
-        session: &SharedSession,
-        cash_currency: &str,
-        equity: Decimal,
-        breakers: &Breakers,
-    ) {
-        if !self.enabled {
-            return;
-        }
-        let book = engine_book(cash_currency, session);
-        let (time, open) = {
-            let s = lock(session);
-            let open = s.orders.all().iter().filter(|o| o.status.is_open()).count();
-            (s.now, open)
-        };
-        let positions: Vec<String> = book
-            .positions
-            .iter()
-            .map(|(symbol, qty)| format!("{symbol} {qty}"))
-            .collect();
-        let breaker = match breakers.state().tripped {
-            Some(trip) => format!("HALTED ({})", trip.kind.as_str()),
-            None => "breakers ok".into(),
-        };
-        let line = format!(
-            "{} | equity {} | cash {} | {} | open orders {open} | {breaker}",
-            format_timestamp(time),
-            equity.round_dp(2),
-            book.cash.round_dp(2),
-            if positions.is_empty() {
-                "flat".to_string()
-            } else {
-                positions.join(", ")
-            }
-        );
-        let mut err = std::io::stderr();
-        let _ = write!(err, "\r\x1b[2K{line}");
-        let _ = err.flush();
-        self.shown = true;
-    }
-
-    fn clear(&mut self) {
-        if self.shown {
-            let _ = write!(std::io::stderr(), "\r\x1b[2K");
-            self.shown = false;
-        }
-    }
+    )
 }

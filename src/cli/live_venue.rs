@@ -22,6 +22,7 @@ use crate::live::venue::{
 use crate::model::{Fill, OrderId, OrderKind, OrderSide, OrderStatus, SymbolId, TimestampNs};
 
 use super::live::State;
+use crate::live::storage;
 use crate::live::wall_ns;
 
 /// What came back from the exchange for the engine: fills to tell the algorithm about, and
@@ -70,10 +71,7 @@ pub(super) fn crash_point(point: &str) {
 
 /// Orders the journal holds as acknowledged and not final: open at the exchange.
 fn open_at_exchange(state: &State) -> Result<Vec<JournaledOrder>, String> {
-    state
-        .journal
-        .acknowledged_orders()
-        .map_err(|e| e.to_string())
+    state.journal.acknowledged_orders().map_err(storage::note)
 }
 
 fn venue_failure(context: &str, error: &VenueError) -> String {
@@ -109,6 +107,12 @@ impl VenueBroker {
         })
     }
 
+    /// Client id → the engine's order, of the orders this session tracks at the exchange
+    /// (for re-binding the algorithm's saved `Order` handles).
+    pub fn engine_ids(&self) -> impl Iterator<Item = (&str, OrderId)> {
+        self.engine_ids.iter().map(|(cid, id)| (cid.as_str(), *id))
+    }
+
     /// Startup, before anything else is sent: every order the journal shows as intended or
     /// sent but never acknowledged is resolved by client id (`resume` waits out the send
     /// window, looks it up, and submits only if the exchange never got it).
@@ -123,7 +127,7 @@ impl VenueBroker {
         let mut news = VenueNews::default();
         self.resume_pending(state, &mut news)?;
         for notice in news.notices {
-            eprintln!("{notice}");
+            crate::above_status!("{notice}");
         }
         Ok(())
     }
@@ -256,7 +260,7 @@ impl VenueBroker {
                 exchange_id: None,
                 reason: Some(reason.to_string()),
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(storage::note)?;
         if let Some(&id) = self.engine_ids.get(client_id) {
             let mut s = lock(session);
             let now = s.now;
@@ -278,12 +282,12 @@ impl VenueBroker {
         let journaled = state
             .journal
             .order(&order.client_order_id)
-            .map_err(|e| e.to_string())?;
+            .map_err(storage::note)?;
         if journaled.exchange_id.is_none() {
             state
                 .journal
                 .record_ack(&order.client_order_id, &order.exchange_order_id, wall)
-                .map_err(|e| e.to_string())?;
+                .map_err(storage::note)?;
             let _ = state
                 .audit
                 .ack(wall, &order.client_order_id, &order.exchange_order_id);
@@ -293,7 +297,7 @@ impl VenueBroker {
             state
                 .journal
                 .record_status(&update)
-                .map_err(|e| e.to_string())?;
+                .map_err(storage::note)?;
             super::live::audit_status(&mut state.audit, wall, &update);
         }
         if !order.status.is_open()
@@ -311,7 +315,7 @@ impl VenueBroker {
     fn resume_pending(&mut self, state: &mut State, news: &mut VenueNews) -> Result<(), String> {
         let pending = std::mem::take(&mut self.unresolved);
         for client_id in pending {
-            let order = state.journal.order(&client_id).map_err(|e| e.to_string())?;
+            let order = state.journal.order(&client_id).map_err(storage::note)?;
             let intent = OrderIntent {
                 client_order_id: order.client_order_id.clone(),
                 symbol: order.symbol.clone(),
@@ -328,12 +332,12 @@ impl VenueBroker {
             let wall = wall_ns();
             match result {
                 Ok(found) => {
-                    let journaled = state.journal.order(&client_id).map_err(|e| e.to_string())?;
+                    let journaled = state.journal.order(&client_id).map_err(storage::note)?;
                     if journaled.state == IntentState::Intent {
                         state
                             .journal
                             .mark_sent(&client_id, wall)
-                            .map_err(|e| e.to_string())?;
+                            .map_err(storage::note)?;
                     }
                     news.notices.push(format!(
                         "order {client_id} resolved by client id: {} ({} filled)",
@@ -345,13 +349,13 @@ impl VenueBroker {
                         state
                             .journal
                             .record_ack(&client_id, &exchange_id, wall)
-                            .map_err(|e| e.to_string())?;
+                            .map_err(storage::note)?;
                         let _ = state.audit.ack(wall, &client_id, &exchange_id);
                     }
                     state
                         .journal
                         .record_status(&found.to_update(wall))
-                        .map_err(|e| e.to_string())?;
+                        .map_err(storage::note)?;
                 }
                 Err(error)
                     if matches!(
@@ -379,7 +383,7 @@ impl VenueBroker {
                             exchange_id: None,
                             reason: Some(error.message.clone()),
                         })
-                        .map_err(|e| e.to_string())?;
+                        .map_err(storage::note)?;
                 }
             }
         }
@@ -436,7 +440,7 @@ impl VenueBroker {
                 .collect()
         };
         for (client_id, symbol) in withdrawn {
-            let journaled = state.journal.order(&client_id).map_err(|e| e.to_string())?;
+            let journaled = state.journal.order(&client_id).map_err(storage::note)?;
             if journaled.state == IntentState::Acknowledged {
                 self.cancel_one(state, session, &client_id, &symbol, news)?;
             }
@@ -444,7 +448,7 @@ impl VenueBroker {
             if state
                 .journal
                 .order(&client_id)
-                .map_err(|e| e.to_string())?
+                .map_err(storage::note)?
                 .state
                 != IntentState::Acknowledged
             {
@@ -533,10 +537,10 @@ impl VenueBroker {
     /// Startup, after resolving: fills the exchange made while no session ran go into the
     /// journal (the engine's book is then opened from it). Returns how many were new.
     pub fn catch_up_fills(&mut self, state: &mut State) -> Result<usize, String> {
-        let before = state.journal.fills().map_err(|e| e.to_string())?.len();
+        let before = state.journal.fills().map_err(storage::note)?.len();
         let mut news = VenueNews::default();
         self.poll_fills(state, None, &mut news)?;
-        let after = state.journal.fills().map_err(|e| e.to_string())?.len();
+        let after = state.journal.fills().map_err(storage::note)?.len();
         Ok(after - before)
     }
 
@@ -592,11 +596,7 @@ impl VenueBroker {
             return Ok(()); // an order this journal never placed
         }
         let record = fill.to_record(&client_id);
-        if !state
-            .journal
-            .record_fill(&record)
-            .map_err(|e| e.to_string())?
-        {
+        if !state.journal.record_fill(&record).map_err(storage::note)? {
             return Ok(());
         }
         let _ = state.audit.fill(wall_ns(), &record);
@@ -672,7 +672,7 @@ impl VenueBroker {
         news: &mut VenueNews,
     ) -> Result<(), String> {
         self.last_reconcile = Some(Instant::now());
-        let book = state.journal.derive_book().map_err(|e| e.to_string())?;
+        let book = state.journal.derive_book().map_err(storage::note)?;
         let open: Vec<JournaledOrder> = open_at_exchange(state)?;
         let mut engine_view = AccountView::from_journal(&book, &open);
         engine_view
@@ -708,7 +708,7 @@ impl VenueBroker {
         state
             .journal
             .record_reconciliation(wall, report.outcome.as_str(), &report.to_json())
-            .map_err(|e| e.to_string())?;
+            .map_err(storage::note)?;
         let _ = report.write_json(&state.state_dir.join("reconciliation.json"));
         if report.is_clean() {
             return Ok(());
@@ -735,7 +735,7 @@ impl VenueBroker {
                 state
                     .journal
                     .record_adjustments(wall, &adjustments)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(storage::note)?;
                 self.sync_engine(session, &adjustments)?;
             }
             Outcome::Clean => {}
@@ -835,7 +835,7 @@ impl VenueBroker {
             )?;
         }
         for notice in news.notices {
-            eprintln!("{notice}");
+            crate::above_status!("{notice}");
         }
         Ok(open.len())
     }

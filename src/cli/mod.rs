@@ -51,7 +51,35 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Trade an algorithm on a live feed: paper (the backtest matcher and costs) or an
     /// exchange through ccxt, with a crash-safe journal, reconciliation and circuit breakers.
-    Live(Box<LiveArgs>),
+    Live(Box<LiveCommand>),
+}
+
+/// `rustybt live ...` runs a session; `rustybt live report` reads a state folder's history.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct LiveCommand {
+    #[command(subcommand)]
+    pub action: Option<LiveAction>,
+    #[command(flatten)]
+    pub session: Option<LiveArgs>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LiveAction {
+    /// The whole history of a state folder across sessions, from its journal: runs, fills,
+    /// trades (also across sessions) and the book now.
+    Report(LiveReportArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LiveReportArgs {
+    /// The state folder (journal, audit log) of the sessions.
+    #[arg(long, value_name = "DIR")]
+    pub state: PathBuf,
+
+    /// Also write runs.csv, fills.csv and trades.csv into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -294,7 +322,14 @@ pub fn execute(cli: Cli) -> ExitCode {
             Some(Command::Test(args)) => test::test(cli.python.as_deref(), args),
             Some(Command::Doctor) => doctor::doctor(cli.python.as_deref()),
             Some(Command::Validate(args)) => validate::validate(cli.python.as_deref(), args),
-            Some(Command::Live(args)) => live::live(cli.python.as_deref(), *args),
+            Some(Command::Live(command)) => match (command.action, command.session) {
+                (Some(LiveAction::Report(args)), _) => live::live_report(&args),
+                (None, Some(args)) => live::live(cli.python.as_deref(), args),
+                (None, None) => Err(Error::usage_with_hint(
+                    "`rustybt live` needs --algo, --broker, --symbols and --timeframe",
+                    "see `rustybt live --help`; `rustybt live report --state DIR` shows a state folder's history",
+                )),
+            },
             None => Err(Error::usage_with_hint(
                 "no command given",
                 "try `rustybt run --algo algorithms/sma_cross.py` or `rustybt --help`",

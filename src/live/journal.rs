@@ -1386,6 +1386,26 @@ impl Journal {
         Ok(out)
     }
 
+    /// Every fill with the run that placed its order, in journal order (the state folder's
+    /// history across sessions).
+    pub fn fills_with_runs(&self) -> Result<Vec<(i64, String, String, FillRecord)>> {
+        let runs: BTreeMap<String, i64> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT client_order_id, run_id FROM intents")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        Ok(self
+            .fills()?
+            .into_iter()
+            .map(|(symbol, side, fill)| {
+                let run = runs.get(&fill.client_order_id).copied().unwrap_or(0);
+                (run, symbol, side, fill)
+            })
+            .collect())
+    }
+
     // ---- book -------------------------------------------------------------------------
 
     /// Records reconciliation adjustments (all or none).

@@ -10,6 +10,10 @@
 //! - [`config`]: `LiveSettings` from `config/live.toml`, credentials, [`config::Secret`], `mask`.
 //! - [`audit`]: append-only JSON Lines audit log with secrets masked.
 //! - [`feed`]: where a session's closed bars come from (a replay file, an exchange).
+//! - [`lock`]: one session per state folder (an OS lock on `<state>/lock` naming its holder).
+//! - [`storage`]: journal failures that are storage conditions (locked, I/O, full, read-only).
+//! - [`report`]: the history of a state folder across sessions, from the journal.
+//! - [`status`]: the terminal's status line, with every other line printed above it.
 //! - [`venue`]: the [`venue::Venue`] trait the loop talks to an exchange through, and the data
 //!   (orders, fills, candles, rules, events, errors) that crosses it.
 
@@ -18,7 +22,11 @@ pub mod breakers;
 pub mod config;
 pub mod feed;
 pub mod journal;
+pub mod lock;
 pub mod reconcile;
+pub mod report;
+pub mod status;
+pub mod storage;
 pub mod venue;
 
 /// Wall-clock time (UTC ns) for the journal, the audit log and the exchange's clock.

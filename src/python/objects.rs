@@ -623,6 +623,17 @@ pub struct Order {
 }
 
 impl Order {
+    /// A handle on the engine's order `id` (a live restart re-binds saved handles with it).
+    pub fn handle(py: Python<'_>, id: OrderId, session: &SharedSession) -> PyResult<Py<Order>> {
+        Py::new(
+            py,
+            Order {
+                id,
+                session: session.clone(),
+            },
+        )
+    }
+
     fn with<T>(&self, f: impl FnOnce(&crate::model::Order, &crate::engine::Session) -> T) -> T {
         let s = lock(&self.session);
         let order = s
@@ -879,7 +890,7 @@ impl Logger {
             self.name
         );
         if self.sink.echo && level >= self.sink.echo_level {
-            errln!("{line}");
+            crate::above_status!("{line}");
         }
         self.sink
             .lines

@@ -201,7 +201,7 @@ impl PyStrategy {
     /// An engine line (a margin call) in `log.txt`, echoed like the algorithm's own lines.
     fn push_log(&self, line: &str) {
         if self.sink.echo {
-            eprintln!("{line}");
+            crate::above_status!("{line}");
         }
         self.sink
             .lines
@@ -219,7 +219,7 @@ impl PyStrategy {
             if ok { "ok" } else { "failed, old code kept" },
             files.join(", "),
         );
-        eprintln!("{line}");
+        crate::above_status!("{line}");
         self.sink
             .lines
             .lock()
@@ -255,7 +255,7 @@ impl PyStrategy {
             Ok(loaded) => loaded.instance,
             Err(error) => {
                 if let Some(details) = error.details() {
-                    eprintln!("{}", details.trim_end());
+                    crate::above_status!("{}", details.trim_end());
                 }
                 self.record_reload(false, files, started, error.to_string());
                 return;
@@ -284,7 +284,7 @@ impl PyStrategy {
             }
             Err(err) => {
                 let error = algorithm_error(py, &err, "reload", None, &self.user_root);
-                eprintln!("{}", error.traceback.trim_end());
+                crate::above_status!("{}", error.traceback.trim_end());
                 self.record_reload(false, files, started, error.to_string());
             }
         }
@@ -327,7 +327,7 @@ impl PyStrategy {
         else {
             return Ok(());
         };
-        eprintln!("{}", error.traceback.trim_end());
+        crate::above_status!("{}", error.traceback.trim_end());
         self.algorithm = old;
         self.hooks = old_hooks;
         for (position, instance) in &pending.indicators {
