@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make run    set up .venv, build, and backtest algorithms/sma_cross.py on the sample data
-#   make test   set up .venv, build, and run every test (Rust and Python; Python under 3.12
-#               and again under 3.11 when both are installed)
+#   make test   set up .venv, build, and run every test (Rust and Python; Python under 3.12,
+#               then again under 3.11 and 3.13 where installed)
 
 # A CPython built with a shared libpython (the binary embeds it), newest supported first:
 # on PATH as pythonX.Y, or installed by pyenv.
@@ -19,8 +19,10 @@ BIN := $(TARGET_DIR)/release/rustybt
 export CARGO_TARGET_DIR := $(abspath $(TARGET_DIR))
 # Build against the virtualenv's interpreter so the binary links the same libpython it runs.
 export PYO3_PYTHON := $(abspath $(PY))
-# The second interpreter `make test` runs the Python suite under (empty: none installed).
-PYTHON_ALT := $(if $(filter .venv,$(VENV)),$(call find_python,3.11))
+# The other supported interpreters `make test` runs the Python suite under (those installed).
+SUPPORTED := 3.12 3.11 3.13
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PYTHON_ALTS := $(if $(filter .venv,$(VENV)),$(foreach v,$(filter-out $(PYTHON_VERSION),$(SUPPORTED)),$(if $(call find_python,$(v)),$(v))))
 
 .PHONY: setup build run test test-rust test-python test-python-alt bench clean
 
@@ -47,10 +49,10 @@ test-python: build
 	RUSTYBT_BIN=$(abspath $(BIN)) RUSTYBT_PYTHON=$(abspath $(PY)) $(PY) -m pytest tests/python -q
 	RUSTYBT_PYTHON=$(abspath $(PY)) $(BIN) test tests/algorithms -- -q -p no:cacheprovider
 
-# The Python suite again under the other supported interpreter, in its own venv and build.
+# The Python suite again under each other supported interpreter, in its own venv and build.
 test-python-alt:
-	$(if $(PYTHON_ALT),$(MAKE) test-python PYTHON=$(PYTHON_ALT) VENV=.venv-alt TARGET_DIR=target/alt,\
-	  @echo "only one supported Python is installed: the suite ran under it alone")
+	@echo "Python suite under $(PYTHON_VERSION), then: $(or $(PYTHON_ALTS),no other supported Python installed)"
+	$(foreach v,$(PYTHON_ALTS),$(MAKE) test-python PYTHON=$(call find_python,$(v)) VENV=.venv-$(v) TARGET_DIR=target/py$(v) &&) true
 
 test: test-rust test-python test-python-alt
 
@@ -59,4 +61,4 @@ bench: build
 	$(PY) benches/reload_latency.py
 
 clean:
-	rm -rf target $(VENV) .venv-alt runs
+	rm -rf target $(VENV) .venv-3.* runs

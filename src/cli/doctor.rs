@@ -46,7 +46,7 @@ pub fn version(explicit: Option<&Path>) -> Result<ExitCode, Error> {
 }
 
 /// CPython versions rustybt is tested with (`make test` runs the suite under each installed).
-pub const SUPPORTED_PYTHON: [&str; 2] = ["3.12", "3.11"];
+pub const SUPPORTED_PYTHON: [&str; 3] = ["3.12", "3.11", "3.13"];
 
 /// `3.12 (supported)` or a warning naming the supported versions.
 fn support_note(version: &str) -> String {

@@ -423,7 +423,10 @@ def test_halt_file_halts_persists_across_restarts_and_resets(tmp_path):
     # A paced session (20 ms a bar): the halt file appears while it runs.
     session = Paced.start(TRADER, first, "H", state, tmp_path / "out1", speed="3000", quiet=False)
     session.wait_for("Trader: count 30 ")
-    halt.write_text("maintenance window\n")
+    # Written aside and renamed, as docs/live.md advises: the session may look between the
+    # file's creation and its write and would then see no reason.
+    (state / "HALT.tmp").write_text("maintenance window\n")
+    (state / "HALT.tmp").rename(halt)
     one = session.finish()
     assert one.returncode == 0, one.stderr
     [(trip_ns, event, breaker, reason)] = query(state, "SELECT time, event, breaker, reason FROM breaker_events")
