@@ -87,7 +87,7 @@ use serde::Serialize;
 use crate::model::TimestampNs;
 
 pub use costs::{CostSummary, CostTotals, write_costs_csv};
-pub use output::{metrics_json, write_results};
+pub use output::{metrics_json, write_equity, write_metrics, write_records, write_results};
 pub use stats::compute;
 pub use summary::summary_table;
 
