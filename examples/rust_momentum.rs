@@ -59,7 +59,12 @@ pub struct TopDecileMomentum {
 }
 
 impl TopDecileMomentum {
-    pub fn new(session: SharedSession, every_ns: Option<i64>, top_fraction: f64, invested: f64) -> Self {
+    pub fn new(
+        session: SharedSession,
+        every_ns: Option<i64>,
+        top_fraction: f64,
+        invested: f64,
+    ) -> Self {
         let (symbols, cash) = {
             let s = lock(&session);
             (s.market.symbol_count(), s.ledger.cash())
@@ -90,7 +95,11 @@ impl TopDecileMomentum {
         if previous.is_empty() {
             return Ok(());
         }
-        let momentum: Vec<f64> = close.iter().zip(&previous).map(|(c, p)| c / p - 1.0).collect();
+        let momentum: Vec<f64> = close
+            .iter()
+            .zip(&previous)
+            .map(|(c, p)| c / p - 1.0)
+            .collect();
         if momentum.iter().any(|m| m.is_nan()) {
             return Ok(()); // a symbol without bars yet: wait until every symbol has two
         }
@@ -113,8 +122,13 @@ impl TopDecileMomentum {
             if delta == 0 {
                 continue;
             }
-            let side = if delta > 0 { OrderSide::Buy } else { OrderSide::Sell };
-            let request = OrderRequest::market(SymbolId(i as u32), side, Decimal::from(delta.abs()));
+            let side = if delta > 0 {
+                OrderSide::Buy
+            } else {
+                OrderSide::Sell
+            };
+            let request =
+                OrderRequest::market(SymbolId(i as u32), side, Decimal::from(delta.abs()));
             s.submit(request)
                 .map_err(|e| Stop::Engine(format!("submitting an order: {e}")))?;
             *held = want;
@@ -127,7 +141,8 @@ impl Strategy for TopDecileMomentum {
     fn initialize(&mut self) -> Result<(), Stop> {
         if let Some(period_ns) = self.every_ns {
             let now = lock(&self.session).now;
-            self.scheduler.add("rebalance".into(), Rule::Every { period_ns }, now);
+            self.scheduler
+                .add("rebalance".into(), Rule::Every { period_ns }, now);
         }
         Ok(())
     }
@@ -247,7 +262,12 @@ fn main() -> Result<(), String> {
 
     let mut strategy = TopDecileMomentum::new(session.clone(), every_ns, args.top, args.invested);
     let looping = Instant::now();
-    let outcome = run_backtest(&session, &mut strategy, &mut |_| {}, &BacktestOptions::default());
+    let outcome = run_backtest(
+        &session,
+        &mut strategy,
+        &mut |_| {},
+        &BacktestOptions::default(),
+    );
     let loop_seconds = looping.elapsed().as_secs_f64();
     if let Some(stop) = &outcome.stop {
         return Err(format!("the run stopped: {stop:?}"));
@@ -271,8 +291,15 @@ fn main() -> Result<(), String> {
         bar_interval_ns: s.market.interval_ns(SymbolId(0)),
     };
     let computed = metrics::compute(args.cash, &outcome.equity, trades, &outcome.fills);
-    metrics::write_results(&args.out, &info, &computed, &outcome.equity, &outcome.fills, trades)
-        .map_err(|e| e.to_string())?;
+    metrics::write_results(
+        &args.out,
+        &info,
+        &computed,
+        &outcome.equity,
+        &outcome.fills,
+        trades,
+    )
+    .map_err(|e| e.to_string())?;
     write_orders(&args.out.join("orders.csv"), &s).map_err(|e| e.to_string())?;
     println!(
         "{{\"engine\": \"rust\", \"bars\": {}, \"ticks\": {}, \"loop_seconds\": {loop_seconds:.6}, \

@@ -46,7 +46,9 @@ impl Average {
     }
 
     fn value(&self) -> f64 {
-        self.len().checked_sub(1).map_or(f64::NAN, |i| self.values.get(i))
+        self.len()
+            .checked_sub(1)
+            .map_or(f64::NAN, |i| self.values.get(i))
     }
 }
 
@@ -140,7 +142,11 @@ impl Strategy for SmaCross {
                 book.long = true;
             } else if diff < 0.0 && previous >= 0.0 && book.long {
                 let mut s = lock(&self.session);
-                let held = s.ledger.position(book.symbol).map(|p| p.quantity).unwrap_or_default();
+                let held = s
+                    .ledger
+                    .position(book.symbol)
+                    .map(|p| p.quantity)
+                    .unwrap_or_default();
                 if held > Decimal::ZERO {
                     s.submit(OrderRequest::market(book.symbol, OrderSide::Sell, held))
                         .map_err(|e| Stop::Engine(e.to_string()))?;
@@ -162,7 +168,11 @@ impl Strategy for SmaCross {
 
 fn main() -> Result<(), String> {
     let started = Instant::now();
-    let (mut data, mut out, mut cash) = (Vec::<PathBuf>::new(), PathBuf::from("runs/rust_sma_cross"), Decimal::from(100_000));
+    let (mut data, mut out, mut cash) = (
+        Vec::<PathBuf>::new(),
+        PathBuf::from("runs/rust_sma_cross"),
+        Decimal::from(100_000),
+    );
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -200,7 +210,12 @@ fn main() -> Result<(), String> {
         books: Vec::new(),
     };
     let looping = Instant::now();
-    let outcome = run_backtest(&session, &mut strategy, &mut |_| {}, &BacktestOptions::default());
+    let outcome = run_backtest(
+        &session,
+        &mut strategy,
+        &mut |_| {},
+        &BacktestOptions::default(),
+    );
     let loop_seconds = looping.elapsed().as_secs_f64();
     if let Some(stop) = &outcome.stop {
         return Err(format!("the run stopped: {stop:?}"));
@@ -223,8 +238,15 @@ fn main() -> Result<(), String> {
         bar_interval_ns: s.market.interval_ns(SymbolId(0)),
     };
     let computed = metrics::compute(cash, &outcome.equity, trades, &outcome.fills);
-    metrics::write_results(&out, &info, &computed, &outcome.equity, &outcome.fills, trades)
-        .map_err(|e| e.to_string())?;
+    metrics::write_results(
+        &out,
+        &info,
+        &computed,
+        &outcome.equity,
+        &outcome.fills,
+        trades,
+    )
+    .map_err(|e| e.to_string())?;
     println!(
         "{{\"engine\": \"rust\", \"bars\": {}, \"loop_seconds\": {loop_seconds:.6}, \
          \"process_seconds\": {:.6}, \"trades\": {}, \"fills\": {}, \"final_equity\": \"{}\"}}",

@@ -669,7 +669,16 @@ fn write_orders(path: &Path, session: &crate::engine::Session) -> Result<(), Err
             .entry(event.order_id)
             .or_insert(rust_decimal::Decimal::ZERO);
         *so_far += event.fill_quantity.unwrap_or_default();
-        let [id, quantity, limit, stop, fill_quantity, fill_price, total, time] = &mut cells;
+        let [
+            id,
+            quantity,
+            limit,
+            stop,
+            fill_quantity,
+            fill_price,
+            total,
+            time,
+        ] = &mut cells;
         set(id, Some(&event.order_id.0));
         set(quantity, Some(&order.quantity));
         set(limit, order.kind.limit().as_ref().map(|d| d as _));

@@ -76,7 +76,11 @@ fn header_columns<R: Read>(
     Ok((columns, header.len()))
 }
 
-fn read_from(path: &Path, input: impl Read, default_symbol: &str) -> Result<Vec<BarSeries>, DataError> {
+fn read_from(
+    path: &Path,
+    input: impl Read,
+    default_symbol: &str,
+) -> Result<Vec<BarSeries>, DataError> {
     let mut reader = reader(input);
     let (columns, n_fields) = header_columns(path, &mut reader)?;
     let mut router = Router::new(columns.symbol.is_none().then_some(default_symbol));
@@ -189,10 +193,15 @@ fn read_parallel(
                     };
                     let Ok((index, block)) = next else { return };
                     let mut router = Router::new(default_symbol);
-                    let parsed =
-                        read_rows(path, &mut reader(&block[..]), columns, n_fields, &mut router)
-                            .ok()
-                            .map(|rows| (router, rows));
+                    let parsed = read_rows(
+                        path,
+                        &mut reader(&block[..]),
+                        columns,
+                        n_fields,
+                        &mut router,
+                    )
+                    .ok()
+                    .map(|rows| (router, rows));
                     if parsed_tx.send((index, parsed)).is_err() {
                         return;
                     }
@@ -200,7 +209,15 @@ fn read_parallel(
             });
         }
         drop(parsed_tx);
-        let merged = feed_and_merge(path, &mut file, pending, &blocks_tx, &parsed_rx, default_symbol, size);
+        let merged = feed_and_merge(
+            path,
+            &mut file,
+            pending,
+            &blocks_tx,
+            &parsed_rx,
+            default_symbol,
+            size,
+        );
         drop(blocks_tx); // workers finish the blocks they hold, then stop
         let (router, rows) = match merged? {
             Some(done) => done,
@@ -679,17 +696,29 @@ mod tests {
     /// A file of `rows` one-minute bars (with a symbol column cycling through `symbols`
     /// symbols when `symbols > 0`), `edit` applied to row `i`'s text.
     fn big_text(rows: usize, symbols: usize, edit: impl Fn(usize, String) -> String) -> String {
-        let mut text = String::from(if symbols > 0 { "symbol,timestamp,open,high,low,close,volume\n" } else { HEADER });
+        let mut text = String::from(if symbols > 0 {
+            "symbol,timestamp,open,high,low,close,volume\n"
+        } else {
+            HEADER
+        });
         for i in 0..rows {
-            let (sym, minute) = if symbols > 0 { (format!("S{},", i % symbols), i / symbols) } else { (String::new(), i) };
+            let (sym, minute) = if symbols > 0 {
+                (format!("S{},", i % symbols), i / symbols)
+            } else {
+                (String::new(), i)
+            };
             let cents = 10_000 + (i * 7919) % 5_000;
             let row = format!(
                 "{sym}{},{}.{:02},{}.{:02},{}.{:02},{}.{:02},{}\n",
                 1_577_836_800 + 60 * minute,
-                cents / 100, cents % 100,
-                (cents + 25) / 100, (cents + 25) % 100,
-                (cents - 30) / 100, (cents - 30) % 100,
-                (cents + 5) / 100, (cents + 5) % 100,
+                cents / 100,
+                cents % 100,
+                (cents + 25) / 100,
+                (cents + 25) % 100,
+                (cents - 30) / 100,
+                (cents - 30) % 100,
+                (cents + 5) / 100,
+                (cents + 5) % 100,
                 1000 + i % 977
             );
             text.push_str(&edit(i, row));
@@ -703,38 +732,107 @@ mod tests {
     fn parallel_parse_equals_sequential() {
         let dir = tempfile::tempdir().expect("tempdir");
         let rows = 6_000; // ~270 KB: about 65 blocks of 4 KiB in tests
-        let same = |i: usize, row: String| -> String { let _ = i; row };
+        let same = |i: usize, row: String| -> String {
+            let _ = i;
+            row
+        };
         let cases: Vec<(&str, String)> = vec![
             ("plain", big_text(rows, 0, same)),
             ("symbols", big_text(rows, 7, same)),
             // A finer price late in the file rescales every earlier block's column.
-            ("scale change", big_text(rows, 0, |i, r| if i == rows - 10 { r.replace('\n', ".5\n") } else { r })),
+            (
+                "scale change",
+                big_text(rows, 0, |i, r| {
+                    if i == rows - 10 {
+                        r.replace('\n', ".5\n")
+                    } else {
+                        r
+                    }
+                }),
+            ),
             ("crlf", big_text(rows, 3, |_, r| r.replace('\n', "\r\n"))),
-            ("bad value late", big_text(rows, 0, |i, r| if i == rows - 3 { r.replacen(".", "x", 1) } else { r })),
-            ("bad value early", big_text(rows, 0, |i, r| if i == 2 { r.replacen(".", "x", 1) } else { r })),
-            ("duplicate time across blocks", big_text(rows, 0, |i, r| if i == 3000 { r.replacen(&format!("{},", 1_577_836_800 + 60 * 3000), &format!("{},", 1_577_836_800 + 60 * 2999), 1) } else { r })),
-            ("short row", big_text(rows, 2, |i, r| if i == 4000 { r.replacen(",", "", 1) } else { r })),
-            ("quoted field", big_text(rows, 0, |i, r| if i == 5000 { format!("\"{r}").replacen(',', "\",", 1) } else { r })),
+            (
+                "bad value late",
+                big_text(rows, 0, |i, r| {
+                    if i == rows - 3 {
+                        r.replacen(".", "x", 1)
+                    } else {
+                        r
+                    }
+                }),
+            ),
+            (
+                "bad value early",
+                big_text(
+                    rows,
+                    0,
+                    |i, r| if i == 2 { r.replacen(".", "x", 1) } else { r },
+                ),
+            ),
+            (
+                "duplicate time across blocks",
+                big_text(rows, 0, |i, r| {
+                    if i == 3000 {
+                        r.replacen(
+                            &format!("{},", 1_577_836_800 + 60 * 3000),
+                            &format!("{},", 1_577_836_800 + 60 * 2999),
+                            1,
+                        )
+                    } else {
+                        r
+                    }
+                }),
+            ),
+            (
+                "short row",
+                big_text(
+                    rows,
+                    2,
+                    |i, r| if i == 4000 { r.replacen(",", "", 1) } else { r },
+                ),
+            ),
+            (
+                "quoted field",
+                big_text(rows, 0, |i, r| {
+                    if i == 5000 {
+                        format!("\"{r}").replacen(',', "\",", 1)
+                    } else {
+                        r
+                    }
+                }),
+            ),
         ];
         for (name, text) in cases {
             let path = write(&dir, "PAR.csv", text.as_bytes());
             let sequential = read_from(&path, text.as_bytes(), "PAR");
-            let parallel = read_parallel(&path, File::open(&path).expect("open"), "PAR", 2).expect("no I/O error");
+            let parallel = read_parallel(&path, File::open(&path).expect("open"), "PAR", 2)
+                .expect("no I/O error");
             match (&sequential, parallel) {
                 (Ok(want), Some(got)) => {
                     assert_eq!(got.len(), want.len(), "{name}");
                     for (g, w) in got.iter().zip(want) {
                         assert_eq!(g.symbol, w.symbol, "{name}");
                         assert_eq!(&g.time[..], &w.time[..], "{name}");
-                        for (gc, wc) in [(&g.open, &w.open), (&g.high, &w.high), (&g.low, &w.low), (&g.close, &w.close), (&g.volume, &w.volume)] {
+                        for (gc, wc) in [
+                            (&g.open, &w.open),
+                            (&g.high, &w.high),
+                            (&g.low, &w.low),
+                            (&g.close, &w.close),
+                            (&g.volume, &w.volume),
+                        ] {
                             assert_eq!(gc.exact, wc.exact, "{name}");
                             assert_eq!(&gc.values[..], &wc.values[..], "{name}");
                         }
                     }
                 }
                 // Declined: the one-thread pass runs and reports.
-                (_, None) => assert!(sequential.is_err() || name == "quoted field", "{name}: declined a good file"),
-                (Err(e), Some(_)) => panic!("{name}: parallel accepted what sequential rejects: {e}"),
+                (_, None) => assert!(
+                    sequential.is_err() || name == "quoted field",
+                    "{name}: declined a good file"
+                ),
+                (Err(e), Some(_)) => {
+                    panic!("{name}: parallel accepted what sequential rejects: {e}")
+                }
             }
             // And through the front door, errors are the one-thread pass's.
             let via_read = read(&path, "PAR");

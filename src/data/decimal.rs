@@ -61,9 +61,7 @@ fn exact_float(mant: u64, scale: u32) -> Option<f64> {
     if mant > EXACT_MANTISSA {
         return None;
     }
-    POW10_F64
-        .get(scale as usize)
-        .map(|&p| mant as f64 / p)
+    POW10_F64.get(scale as usize).map(|&p| mant as f64 / p)
 }
 
 /// Parses a decimal number: optional sign, digits with an optional `.`, optional exponent
@@ -309,9 +307,21 @@ mod tests {
     #[test]
     fn float_is_the_text_parse_bit_for_bit() {
         for text in [
-            "-0", "-0.0", "0.1", "0.3", "123.45", "-99.99", "9007199254740992", "9007199254740993",
-            "900719925474099.3", "1e18", "1e-22", "1.7976931348623157e3", "0.0000000000000000000001",
-            "1.23456789012345678", "4503599627370497.5",
+            "-0",
+            "-0.0",
+            "0.1",
+            "0.3",
+            "123.45",
+            "-99.99",
+            "9007199254740992",
+            "9007199254740993",
+            "900719925474099.3",
+            "1e18",
+            "1e-22",
+            "1.7976931348623157e3",
+            "0.0000000000000000000001",
+            "1.23456789012345678",
+            "4503599627370497.5",
         ] {
             let v = parse_value(text.as_bytes()).unwrap_or_else(|e| panic!("{text}: {e}"));
             let want = text.parse::<f64>().expect("f64");

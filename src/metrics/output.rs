@@ -67,7 +67,11 @@ pub fn write_equity(dir: &Path, equity: &[EquityPoint]) -> Result<Vec<PathBuf>, 
 }
 
 /// `metrics.json` in `dir`; written last, its presence says the folder is complete.
-pub fn write_metrics(dir: &Path, info: &RunInfo, metrics: &Metrics) -> Result<PathBuf, MetricsError> {
+pub fn write_metrics(
+    dir: &Path,
+    info: &RunInfo,
+    metrics: &Metrics,
+) -> Result<PathBuf, MetricsError> {
     create_dir(dir)?;
     let path = dir.join(METRICS_JSON);
     write_metrics_json(&path, info, metrics)?;
@@ -741,12 +745,27 @@ pub(crate) mod tests {
         {
             let mut out = Vec::new();
             times.push(&mut out, ns);
-            assert_eq!(String::from_utf8(out).unwrap(), format_timestamp(ns), "{ns}");
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format_timestamp(ns),
+                "{ns}"
+            );
         }
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
         let mut cases: Vec<Decimal> = [
-            "0", "0.00", "-0.00", "1", "-1", "0.05", "-0.05", "100000.00", "123.456", "-0.000001",
-            "18446744073709551615", "18446744073709551616", "-79228162514264337593543950335",
+            "0",
+            "0.00",
+            "-0.00",
+            "1",
+            "-1",
+            "0.05",
+            "-0.05",
+            "100000.00",
+            "123.456",
+            "-0.000001",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-79228162514264337593543950335",
             "0.0000000000000000000000000001",
         ]
         .iter()

@@ -678,7 +678,11 @@ mod tests {
     fn sampled_weights_estimate_every_call() {
         let mut timing = HookTiming::new("on_tick");
         let weights: Vec<u64> = (0..1_000_000).map(|_| timing.count()).collect();
-        assert!(weights[..HookTiming::TIME_ALL as usize].iter().all(|&w| w == 1));
+        assert!(
+            weights[..HookTiming::TIME_ALL as usize]
+                .iter()
+                .all(|&w| w == 1)
+        );
         let timed = weights.iter().filter(|&&w| w > 0).count() as f64;
         let total: u64 = weights.iter().sum();
         assert_eq!(timing.calls, 1_000_000);
@@ -686,12 +690,19 @@ mod tests {
         assert!((timed / 1e6 - 1.0 / 16.0).abs() < 0.01, "{timed}");
         // No period: every residue of a stride of 16 is timed about as often.
         let mut by_residue = [0u32; 16];
-        for (i, &w) in weights.iter().enumerate().skip(HookTiming::TIME_ALL as usize) {
+        for (i, &w) in weights
+            .iter()
+            .enumerate()
+            .skip(HookTiming::TIME_ALL as usize)
+        {
             if w > 0 {
                 by_residue[i % 16] += 1;
             }
         }
         let (lo, hi) = (by_residue.iter().min(), by_residue.iter().max());
-        assert!(lo.zip(hi).is_some_and(|(lo, hi)| *hi < lo + lo / 5), "{by_residue:?}");
+        assert!(
+            lo.zip(hi).is_some_and(|(lo, hi)| *hi < lo + lo / 5),
+            "{by_residue:?}"
+        );
     }
 }
