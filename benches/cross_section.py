@@ -103,6 +103,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--daily-sessions", type=int, default=2520)
     parser.add_argument("--rows", type=int, default=1_000_000, help="bars of the per-bar benchmark")
+    parser.add_argument("--only", choices=["A_minute", "A_daily", "B_sma_cross"], action="append",
+                        help="run only these benchmarks (repeatable)")
     args = parser.parse_args()
     for needed in (BIN, EXAMPLES / "rust_momentum", EXAMPLES / "rust_sma_cross"):
         if not needed.exists():
@@ -114,21 +116,27 @@ def main() -> None:
         "python": platform.python_version(),
         "load_before": os.getloadavg(),
     }
-    results["A_minute"] = pair(
-        f"A: top-decile momentum, {args.symbols} symbols x {args.sessions} sessions of 1m bars, every 30m",
-        (momentum,), ("rust_momentum",), panel(args.symbols, args.sessions, False), args.repeat)
-    results["A_daily"] = pair(
-        f"A': the same, {args.symbols} symbols x {args.daily_sessions} daily bars, every bar",
-        (momentum, "--param", "every=bar"), ("rust_momentum", "--every", "bar"),
-        panel(args.symbols, args.daily_sessions, True), args.repeat)
-    results["B_sma_cross"] = pair(
-        f"B: sma_cross per bar, {args.rows:,} one-minute bars",
-        (ROOT / "algorithms" / "sma_cross.py",), ("rust_sma_cross",), make_data(args.rows), args.repeat)
+    wanted = set(args.only or ["A_minute", "A_daily", "B_sma_cross"])
+    if "A_minute" in wanted:
+        results["A_minute"] = pair(
+            f"A: top-decile momentum, {args.symbols} symbols x {args.sessions} sessions of 1m bars, every 30m",
+            (momentum,), ("rust_momentum",), panel(args.symbols, args.sessions, False), args.repeat)
+    if "A_daily" in wanted:
+        results["A_daily"] = pair(
+            f"A': the same, {args.symbols} symbols x {args.daily_sessions} daily bars, every bar",
+            (momentum, "--param", "every=bar"), ("rust_momentum", "--every", "bar"),
+            panel(args.symbols, args.daily_sessions, True), args.repeat)
+    if "B_sma_cross" in wanted:
+        results["B_sma_cross"] = pair(
+            f"B: sma_cross per bar, {args.rows:,} one-minute bars",
+            (ROOT / "algorithms" / "sma_cross.py",), ("rust_sma_cross",), make_data(args.rows), args.repeat)
     results["load_after"] = os.getloadavg()
 
     lines = [f"Python vs Rust on one engine, {results['date']}, {results['machine']}, "
              f"load {results['load_before'][0]:.2f} -> {results['load_after'][0]:.2f}"]
     for key in ("A_minute", "A_daily", "B_sma_cross"):
+        if key not in results:
+            continue
         r = results[key]
         py, rs = r["python"], r["rust"]
         lines.append(r["name"])
@@ -139,8 +147,9 @@ def main() -> None:
                      f"ratio {r['ratio_process']:.3f}; peak RSS {py['peak_rss_mib']:.0f} / {rs['peak_rss_mib']:.0f} MiB")
         if "on_tick_seconds" in py:
             lines.append(f"  Python on_tick calls (sampled timing): {py['on_tick_seconds']:.3f} s")
+        pairs = [round(p / q, 3) for p, q in zip(py["loop_seconds_all"], rs["loop_seconds_all"])]
         lines.append(f"  loop times, all runs: Python {py['loop_seconds_all']}  Rust {rs['loop_seconds_all']}; "
-                     "fills, trades and equity identical")
+                     f"ratio per pair {pairs}; fills, trades and equity identical")
     print("\n".join(lines))
     out = ROOT / "benches" / "results"
     out.mkdir(exist_ok=True)
