@@ -35,7 +35,7 @@ $(VENV)/.installed: requirements.txt
 setup: $(VENV)/.installed
 
 build: setup
-	cargo build --release --locked
+	cargo build --release --locked --bins --examples
 
 run: build
 	$(BIN) run --algo algorithms/sma_cross.py
@@ -57,7 +57,8 @@ test-python-alt:
 test: test-rust test-python test-python-alt
 
 bench: build
-	$(PY) benches/run_benchmarks.py
+	$(PY) benches/run_benchmarks.py --peers
+	$(PY) benches/cross_section.py
 	$(PY) benches/reload_latency.py
 
 clean:

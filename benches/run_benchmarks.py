@@ -6,7 +6,9 @@ Prints one table and writes benches/results/latest.json. Figures: bars/s of algo
 (built-in SMAs) and sma_cross_arrays.py (Python) over 1M one-minute bars, ns per bar with an empty
 on_tick, ns per ctx.history() call at 1k and at 1M bars of history, the cost per bar of one
 indicator by kind (built-in, custom update, custom calculate, talib.SMA by name), and the peak
-memory (max RSS) of the sma_cross_arrays run.
+memory (max RSS) of the sma_cross_arrays run. The whole process of `rustybt run` on sma_cross.py
+(start-up, loading, backtest, results; median of --repeat runs) is reported as bars/s and peak RSS,
+and with --peers beside the peers' whole processes on the same file.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def rustybt_run(algo: Path, data: Path, *extra: str) -> dict:
         "loop_seconds": run["wall_seconds"],
         "process_seconds": wall,
         "bars_per_sec": run["bars_processed"] / run["wall_seconds"],
+        "process_bars_per_sec": run["bars_processed"] / wall,
         "ns_per_bar": run["wall_seconds"] / run["bars_processed"] * 1e9,
         "on_tick_seconds": float(timing.group(2)) if timing else None,
         "peak_rss_mib": rss,
@@ -88,6 +91,17 @@ def rustybt_run(algo: Path, data: Path, *extra: str) -> dict:
         "indicators": indicators,
         "order_events": order_events,
     }
+
+
+def whole_process(algo: Path, data: Path, repeat: int) -> dict:
+    """`rustybt run` timed from start to exit (start-up, load, backtest, results), `repeat`
+    times; the median run by process time, with every run's figures."""
+    runs = sorted((rustybt_run(algo, data) for _ in range(repeat)), key=lambda r: r["process_seconds"])
+    median = dict(runs[len(runs) // 2])
+    median["process_seconds_all"] = [round(r["process_seconds"], 3) for r in runs]
+    median["loop_bars_per_sec_all"] = [round(r["bars_per_sec"]) for r in runs]
+    median["indicators"] = []
+    return median
 
 
 def order_costs(empty: dict, rows: int) -> dict:
@@ -144,11 +158,13 @@ def peers(data: Path, rows: int) -> list[dict]:
                         "backtesting==0.6.6", "backtrader==1.9.78.123"], check=True)
     found = []
     for script in ("run_pure_python.py", "run_backtesting.py", "run_backtrader.py"):
-        result, _, rss = run_measured([str(python), str(PEERS / script), "--data", str(data)], cwd=PEERS)
+        result, wall, rss = run_measured([str(python), str(PEERS / script), "--data", str(data)], cwd=PEERS)
         for line in result.stdout.splitlines():
             if line.startswith("{"):
                 entry = json.loads(line)
                 entry["peak_rss_mib"] = rss
+                entry["process_seconds"] = wall
+                entry["process_bars_per_sec"] = entry["rows"] / wall
                 found.append(entry)
     return found
 
@@ -158,6 +174,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--peers", action="store_true", help="also run the peer engines (needs PyPI)")
     parser.add_argument("--order-rows", type=int, default=50_000, help="bars per symbol of the order-heavy run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the whole-process figure (median)")
     args = parser.parse_args()
     if not BIN.exists():
         sys.exit(f"{BIN} is missing: run `make build` first")
@@ -165,7 +182,7 @@ def main() -> None:
     algos = ROOT / "benches" / "algos"
 
     sma = rustybt_run(ROOT / "algorithms" / "sma_cross_arrays.py", data)
-    builtin = rustybt_run(ROOT / "algorithms" / "sma_cross.py", data)
+    builtin = whole_process(ROOT / "algorithms" / "sma_cross.py", data, args.repeat)
     empty = rustybt_run(algos / "empty_tick.py", data)
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "history.json"
@@ -196,6 +213,9 @@ def main() -> None:
         f"(trades {sma['trades']}, final equity {sma['final_equity']})",
         f"sma_cross (built-in SMAs):          {builtin['bars_per_sec']:>12,.0f} bars/s  "
         f"(trades {builtin['trades']}, final equity {builtin['final_equity']})",
+        f"sma_cross, whole process:           {builtin['process_bars_per_sec']:>12,.0f} bars/s  "
+        f"({builtin['process_seconds']:.3f} s from start to exit, median of {args.repeat}: "
+        f"{builtin['process_seconds_all']} s; peak RSS {builtin['peak_rss_mib']} MiB)",
         f"empty on_tick:                      {empty['ns_per_bar']:>12,.0f} ns/bar "
         f"(engine without the Python call: {engine_only_ns:,.0f} ns/bar)",
     ]
@@ -216,6 +236,13 @@ def main() -> None:
     lines.append(f"peak memory, sma_cross_arrays run:       {sma['peak_rss_mib']:>12,} MiB")
     if args.peers:
         results["peers"] = peers(data, args.rows)
+        lines.append("whole process on the same file (start to exit, incl. loading and results):")
+        lines.append(f"  {'rustybt sma_cross':<24} {builtin['process_bars_per_sec']:>12,.0f} bars/s  "
+                     f"peak RSS {builtin['peak_rss_mib']:>5} MiB")
+        for peer in results["peers"]:
+            lines.append(f"  {peer['engine']:<24} {peer['process_bars_per_sec']:>12,.0f} bars/s  "
+                         f"peak RSS {peer['peak_rss_mib']:>5} MiB  "
+                         f"rustybt ÷ peer {builtin['process_bars_per_sec'] / peer['process_bars_per_sec']:6.2f}x")
         lines.append("peers on the same file (ratios = rustybt sma_cross / sma_cross_arrays bars/s ÷ peer bars/s):")
         for peer in results["peers"]:
             ratio = sma["bars_per_sec"] / peer["bars_per_sec"]

@@ -43,12 +43,22 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
     }
     let debug = python::debug::DebugOptions::from_args(&args)?;
     let root = python::project_root();
-    let prepared = load_data(&settings, root.as_deref())?;
     let algo_dir = std::path::absolute(&settings.algo)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default();
-    let (choice, _) = start_python(explicit_python, std::slice::from_ref(&algo_dir))?;
+    // The interpreter starts while the data loads: they are independent, and each takes a
+    // noticeable part of a short run. A data error is still the one reported first.
+    let (prepared, started) = std::thread::scope(|scope| {
+        let loading = scope.spawn(|| load_data(&settings, root.as_deref()));
+        let started = start_python(explicit_python, std::slice::from_ref(&algo_dir));
+        let loaded = loading
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (loaded, started)
+    });
+    let prepared = prepared?;
+    let (choice, _) = started?;
     if let Some(debug) = &debug {
         // Once per process: a `--watch` loop keeps the same debugger session across reruns.
         debug.start(&choice)?;
@@ -350,8 +360,16 @@ pub(super) fn write_results(
             wall_seconds,
         )?;
     }
-    write_orders(&out_dir.join("orders.csv"), &lock(&session))?;
-    let computed = {
+    let results_error = |e: metrics::MetricsError| Error::Io {
+        context: "cannot write results to",
+        path: out_dir.clone(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    // The equity files (a row per tick: the largest) are written on other threads while this
+    // one writes the orders and computes the metrics; metrics.json still comes last.
+    let computed = std::thread::scope(|scope| -> Result<_, Error> {
+        let equity = scope.spawn(|| metrics::write_equity(&out_dir, &outcome.equity));
+        write_orders(&out_dir.join("orders.csv"), &lock(&session))?;
         let s = lock(&session);
         let trades = s.ledger.closed_trades();
         let computed = metrics::compute(settings.cash, &outcome.equity, trades, &outcome.fills)
@@ -359,21 +377,15 @@ pub(super) fn write_results(
             .with_orders(s.orders.all());
         metrics::write_costs_csv(&out_dir.join("costs.csv"), s.costs.records(), &info.symbols)
             .map_err(|e| Error::Internal(format!("writing costs.csv: {e}")))?;
-        metrics::write_results(
-            &out_dir,
-            &info,
-            &computed,
-            &outcome.equity,
-            &outcome.fills,
-            trades,
-        )
-        .map_err(|e| Error::Io {
-            context: "cannot write results to",
-            path: out_dir.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        computed
-    };
+        metrics::write_records(&out_dir, &outcome.fills, trades, &info.symbols)
+            .map_err(results_error)?;
+        equity
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            .map_err(results_error)?;
+        metrics::write_metrics(&out_dir, &info, &computed).map_err(results_error)?;
+        Ok(computed)
+    })?;
     Ok(Finished {
         stop: outcome.stop,
         info,
@@ -644,7 +656,15 @@ fn write_orders(path: &Path, session: &crate::engine::Session) -> Result<(), Err
             "reason",
         ])
         .map_err(io_error)?;
-    let text = |d: Option<rust_decimal::Decimal>| d.map(|d| d.to_string()).unwrap_or_default();
+    // One row per order event (over 100,000 in a busy run): the texts go into reused buffers.
+    let mut cells: [String; 8] = Default::default();
+    let set = |buf: &mut String, v: Option<&dyn std::fmt::Display>| {
+        use std::fmt::Write as _;
+        buf.clear();
+        if let Some(v) = v {
+            let _ = write!(buf, "{v}");
+        }
+    };
     let mut filled = std::collections::HashMap::new();
     for event in session.orders.history() {
         let Some(order) = session.orders.get(event.order_id) else {
@@ -654,22 +674,40 @@ fn write_orders(path: &Path, session: &crate::engine::Session) -> Result<(), Err
             .entry(event.order_id)
             .or_insert(rust_decimal::Decimal::ZERO);
         *so_far += event.fill_quantity.unwrap_or_default();
+        let [
+            id,
+            quantity,
+            limit,
+            stop,
+            fill_quantity,
+            fill_price,
+            total,
+            time,
+        ] = &mut cells;
+        set(id, Some(&event.order_id.0));
+        set(quantity, Some(&order.quantity));
+        set(limit, order.kind.limit().as_ref().map(|d| d as _));
+        set(stop, order.kind.stop().as_ref().map(|d| d as _));
+        set(fill_quantity, event.fill_quantity.as_ref().map(|d| d as _));
+        set(fill_price, event.fill_price.as_ref().map(|d| d as _));
+        set(total, Some(&*so_far));
+        *time = format_timestamp(event.time);
         writer
             .write_record([
-                format_timestamp(event.time),
-                event.order_id.0.to_string(),
-                session.market.symbol_name(event.symbol).to_string(),
-                order.side.as_str().to_string(),
-                order.kind.as_str().to_string(),
-                order.quantity.to_string(),
-                text(order.kind.limit()),
-                text(order.kind.stop()),
-                order.tif.as_str().to_string(),
-                event.status.as_str().to_string(),
-                text(event.fill_quantity),
-                text(event.fill_price),
-                so_far.to_string(),
-                event.reason.clone().unwrap_or_default(),
+                time.as_str(),
+                id,
+                session.market.symbol_name(event.symbol),
+                order.side.as_str(),
+                order.kind.as_str(),
+                quantity,
+                limit,
+                stop,
+                order.tif.as_str(),
+                event.status.as_str(),
+                fill_quantity,
+                fill_price,
+                total,
+                event.reason.as_deref().unwrap_or_default(),
             ])
             .map_err(io_error)?;
     }

@@ -1,8 +1,16 @@
 //! CSV reader: one reused `ByteRecord`, fields parsed straight from the bytes (no per-row
 //! `String`s), every row handed to the shared checks in `validate`.
+//!
+//! A large file is parsed on every core: the main thread reads it in blocks cut at line ends
+//! and workers parse the blocks into per-block series, which are appended in file order. That
+//! is only sound when a line end is always a record end, so a file with any `"` (a quoted field
+//! may hold a line break) is parsed by one thread, as is any file the parallel pass rejects: the
+//! single-threaded pass is the one that finds and words the error, with its line number.
 
 use std::fs::File;
+use std::io::Read;
 use std::path::Path;
+use std::sync::{Mutex, mpsc};
 
 use ::csv::{ByteRecord, ReaderBuilder};
 
@@ -11,24 +19,43 @@ use super::timestamp::parse_bytes;
 use super::validate::{Columns, Field, Router, RowError};
 use super::{BarSeries, DataError, Location};
 
+/// Bytes per block handed to a parsing worker (small in tests, so small files span many).
+const BLOCK_BYTES: usize = if cfg!(test) { 4 << 10 } else { 4 << 20 };
+/// Files smaller than this are parsed by one thread (starting workers would not pay).
+const PARALLEL_MIN_BYTES: u64 = 2 * BLOCK_BYTES as u64;
+
 /// Reads a whole CSV file into one series per symbol (before any time-range filtering).
 pub(super) fn read(path: &Path, default_symbol: &str) -> Result<Vec<BarSeries>, DataError> {
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    if size >= PARALLEL_MIN_BYTES && workers > 1 {
+        match read_parallel(path, file, default_symbol, workers) {
+            Ok(Some(series)) => return Ok(series),
+            Ok(None) => {}
+            Err(e) => return Err(e),
+        }
+        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+        return read_from(path, file, default_symbol);
+    }
     read_from(path, file, default_symbol)
 }
 
-fn read_from(
-    path: &Path,
-    input: impl std::io::Read,
-    default_symbol: &str,
-) -> Result<Vec<BarSeries>, DataError> {
+fn reader<R: Read>(input: R) -> ::csv::Reader<R> {
     // Header read as a plain record so its line is counted like any other; `flexible` so a
     // short or long row is reported by us with its line rather than as a bare csv error.
-    let mut reader = ReaderBuilder::new()
+    ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .buffer_capacity(1 << 16)
-        .from_reader(input);
+        .from_reader(input)
+}
+
+/// The columns named by the header record, or the error for a file without one.
+fn header_columns<R: Read>(
+    path: &Path,
+    reader: &mut ::csv::Reader<R>,
+) -> Result<(Columns, usize), DataError> {
     let mut record = ByteRecord::new();
     if !reader
         .read_byte_record(&mut record)
@@ -46,11 +73,43 @@ fn read_from(
         .map(|f| String::from_utf8_lossy(f).into_owned())
         .collect();
     let columns = Columns::resolve(&header).map_err(|m| DataError::invalid(path, None, None, m))?;
-    let n_fields = header.len();
+    Ok((columns, header.len()))
+}
 
+fn read_from(
+    path: &Path,
+    input: impl Read,
+    default_symbol: &str,
+) -> Result<Vec<BarSeries>, DataError> {
+    let mut reader = reader(input);
+    let (columns, n_fields) = header_columns(path, &mut reader)?;
     let mut router = Router::new(columns.symbol.is_none().then_some(default_symbol));
-    let mut rows = 0usize;
+    let rows = read_rows(path, &mut reader, &columns, n_fields, &mut router)?;
+    if rows == 0 {
+        return Err(no_rows(path));
+    }
+    Ok(router.finish(path))
+}
 
+fn no_rows(path: &Path) -> DataError {
+    DataError::invalid(
+        path,
+        None,
+        None,
+        "contains no bars: the header has no rows after it",
+    )
+}
+
+/// Parses every remaining record of `reader` into `router`; returns the number of rows.
+fn read_rows<R: Read>(
+    path: &Path,
+    reader: &mut ::csv::Reader<R>,
+    columns: &Columns,
+    n_fields: usize,
+    router: &mut Router,
+) -> Result<usize, DataError> {
+    let mut record = ByteRecord::new();
+    let mut rows = 0usize;
     while reader
         .read_byte_record(&mut record)
         .map_err(|e| csv_error(path, e))?
@@ -88,16 +147,182 @@ fn read_from(
         series.push(loc, time, values).map_err(located)?;
         rows += 1;
     }
+    Ok(rows)
+}
 
-    if rows == 0 {
-        return Err(DataError::invalid(
-            path,
-            None,
-            None,
-            "contains no bars: the header has no rows after it",
-        ));
+/// The file parsed by `workers` threads, block by block. `Ok(None)` when the parallel pass
+/// cannot be trusted with this file (a `"` in it) or found a problem: the caller then parses it
+/// with one thread, which reports the problem exactly as it always has.
+fn read_parallel(
+    path: &Path,
+    mut file: File,
+    default_symbol: &str,
+    workers: usize,
+) -> Result<Option<Vec<BarSeries>>, DataError> {
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut pending = Vec::with_capacity(BLOCK_BYTES);
+    let header_end = loop {
+        if let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            break end + 1;
+        }
+        if !fill(path, &mut file, &mut pending)? {
+            return Ok(None); // no line end at all: one line, nothing to split
+        }
+    };
+    if pending.contains(&b'"') {
+        return Ok(None);
     }
-    Ok(router.finish(path))
+    let (columns, n_fields) = header_columns(path, &mut reader(&pending[..header_end]))?;
+    pending.drain(..header_end);
+    let default_symbol = columns.symbol.is_none().then_some(default_symbol);
+
+    let (blocks_tx, blocks_rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(workers * 2);
+    let blocks_rx = Mutex::new(blocks_rx);
+    let (parsed_tx, parsed_rx) = mpsc::channel::<(usize, Option<(Router, usize)>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let parsed_tx = parsed_tx.clone();
+            let blocks_rx = &blocks_rx;
+            let columns = &columns;
+            scope.spawn(move || {
+                loop {
+                    // A poisoned lock means another worker panicked; stop taking blocks.
+                    let next = match blocks_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((index, block)) = next else { return };
+                    let mut router = Router::new(default_symbol);
+                    let parsed = read_rows(
+                        path,
+                        &mut reader(&block[..]),
+                        columns,
+                        n_fields,
+                        &mut router,
+                    )
+                    .ok()
+                    .map(|rows| (router, rows));
+                    if parsed_tx.send((index, parsed)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(parsed_tx);
+        let merged = feed_and_merge(
+            path,
+            &mut file,
+            pending,
+            &blocks_tx,
+            &parsed_rx,
+            default_symbol,
+            size,
+        );
+        drop(blocks_tx); // workers finish the blocks they hold, then stop
+        let (router, rows) = match merged? {
+            Some(done) => done,
+            None => return Ok(None),
+        };
+        Ok((rows > 0).then(|| router.finish(path)))
+    })
+}
+
+/// Reads the rest of the file in blocks cut after a line end, sends them to the workers, and
+/// appends their results in file order. `None` when a block had a quote or failed to parse, or
+/// two blocks do not join (the sequential pass then words the error).
+fn feed_and_merge(
+    path: &Path,
+    file: &mut File,
+    mut pending: Vec<u8>,
+    blocks: &mpsc::SyncSender<(usize, Vec<u8>)>,
+    parsed: &mpsc::Receiver<(usize, Option<(Router, usize)>)>,
+    default_symbol: Option<&str>,
+    file_bytes: u64,
+) -> Result<Option<(Router, usize)>, DataError> {
+    let mut merged = Router::new(default_symbol);
+    let mut rows = 0usize;
+    let mut sent = 0usize;
+    let mut next = 0usize;
+    let mut waiting = std::collections::BTreeMap::new();
+    let mut sizes = Vec::new();
+    let mut take = |done: (usize, Option<(Router, usize)>),
+                    merged: &mut Router,
+                    rows: &mut usize,
+                    next: &mut usize,
+                    sizes: &[usize]|
+     -> bool {
+        waiting.insert(done.0, done.1);
+        while let Some(result) = waiting.remove(next) {
+            let Some((router, n)) = result else {
+                return false;
+            };
+            if merged.append(router).is_err() {
+                return false;
+            }
+            if *next == 0 {
+                // Size the columns for the whole file from the first block's rows per byte.
+                let first = sizes.first().copied().unwrap_or(1).max(1) as f64;
+                merged.reserve_scaled(file_bytes as f64 / first * 1.02);
+            }
+            *rows += n;
+            *next += 1;
+        }
+        true
+    };
+    let mut at_end = false;
+    while !at_end {
+        // A whole block, or more when a line is longer than that.
+        while !at_end && (pending.len() < BLOCK_BYTES || !pending.contains(&b'\n')) {
+            at_end = !fill(path, file, &mut pending)?;
+        }
+        let cut = match pending.iter().rposition(|&b| b == b'\n') {
+            Some(i) if !at_end => i + 1,
+            _ => pending.len(),
+        };
+        let rest = pending.split_off(cut);
+        let block = std::mem::replace(&mut pending, rest);
+        if block.contains(&b'"') {
+            return Ok(None);
+        }
+        if block.is_empty() {
+            break;
+        }
+        sizes.push(block.len());
+        if blocks.send((sent, block)).is_err() {
+            return Ok(None);
+        }
+        sent += 1;
+        // Merge what is ready while the workers parse.
+        while let Ok(done) = parsed.try_recv() {
+            if !take(done, &mut merged, &mut rows, &mut next, &sizes) {
+                return Ok(None);
+            }
+        }
+    }
+    while next < sent {
+        let Ok(done) = parsed.recv() else {
+            return Ok(None);
+        };
+        if !take(done, &mut merged, &mut rows, &mut next, &sizes) {
+            return Ok(None);
+        }
+    }
+    Ok(Some((merged, rows)))
+}
+
+/// Appends up to one block of the file to `buf`; false at the end of the file.
+fn fill(path: &Path, file: &mut File, buf: &mut Vec<u8>) -> Result<bool, DataError> {
+    let len = buf.len();
+    buf.resize(len + BLOCK_BYTES, 0);
+    let read = loop {
+        match file.read(&mut buf[len..]) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(DataError::io(path, e)),
+        }
+    };
+    buf.truncate(len + read);
+    Ok(read > 0)
 }
 
 fn csv_error(path: &Path, e: ::csv::Error) -> DataError {
@@ -464,6 +689,157 @@ mod tests {
                     proptest::prop_assert_eq!(c.exact.get(i), Decimal::from_str_exact(t).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?);
                     proptest::prop_assert_eq!(c.values[i].to_bits(), t.parse::<f64>().map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?.to_bits());
                 }
+            }
+        }
+    }
+
+    /// A file of `rows` one-minute bars (with a symbol column cycling through `symbols`
+    /// symbols when `symbols > 0`), `edit` applied to row `i`'s text.
+    fn big_text(rows: usize, symbols: usize, edit: impl Fn(usize, String) -> String) -> String {
+        let mut text = String::from(if symbols > 0 {
+            "symbol,timestamp,open,high,low,close,volume\n"
+        } else {
+            HEADER
+        });
+        for i in 0..rows {
+            let (sym, minute) = if symbols > 0 {
+                (format!("S{},", i % symbols), i / symbols)
+            } else {
+                (String::new(), i)
+            };
+            let cents = 10_000 + (i * 7919) % 5_000;
+            let row = format!(
+                "{sym}{},{}.{:02},{}.{:02},{}.{:02},{}.{:02},{}\n",
+                1_577_836_800 + 60 * minute,
+                cents / 100,
+                cents % 100,
+                (cents + 25) / 100,
+                (cents + 25) % 100,
+                (cents - 30) / 100,
+                (cents - 30) % 100,
+                (cents + 5) / 100,
+                (cents + 5) % 100,
+                1000 + i % 977
+            );
+            text.push_str(&edit(i, row));
+        }
+        text
+    }
+
+    /// The parallel pass gives what the one-thread pass gives: the same series, or the same
+    /// error (line and column) wherever in the file it is.
+    #[test]
+    fn parallel_parse_equals_sequential() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rows = 6_000; // ~270 KB: about 65 blocks of 4 KiB in tests
+        let same = |i: usize, row: String| -> String {
+            let _ = i;
+            row
+        };
+        let cases: Vec<(&str, String)> = vec![
+            ("plain", big_text(rows, 0, same)),
+            ("symbols", big_text(rows, 7, same)),
+            // A finer price late in the file rescales every earlier block's column.
+            (
+                "scale change",
+                big_text(rows, 0, |i, r| {
+                    if i == rows - 10 {
+                        r.replace('\n', ".5\n")
+                    } else {
+                        r
+                    }
+                }),
+            ),
+            ("crlf", big_text(rows, 3, |_, r| r.replace('\n', "\r\n"))),
+            (
+                "bad value late",
+                big_text(rows, 0, |i, r| {
+                    if i == rows - 3 {
+                        r.replacen(".", "x", 1)
+                    } else {
+                        r
+                    }
+                }),
+            ),
+            (
+                "bad value early",
+                big_text(
+                    rows,
+                    0,
+                    |i, r| if i == 2 { r.replacen(".", "x", 1) } else { r },
+                ),
+            ),
+            (
+                "duplicate time across blocks",
+                big_text(rows, 0, |i, r| {
+                    if i == 3000 {
+                        r.replacen(
+                            &format!("{},", 1_577_836_800 + 60 * 3000),
+                            &format!("{},", 1_577_836_800 + 60 * 2999),
+                            1,
+                        )
+                    } else {
+                        r
+                    }
+                }),
+            ),
+            (
+                "short row",
+                big_text(
+                    rows,
+                    2,
+                    |i, r| if i == 4000 { r.replacen(",", "", 1) } else { r },
+                ),
+            ),
+            (
+                "quoted field",
+                big_text(rows, 0, |i, r| {
+                    if i == 5000 {
+                        format!("\"{r}").replacen(',', "\",", 1)
+                    } else {
+                        r
+                    }
+                }),
+            ),
+        ];
+        for (name, text) in cases {
+            let path = write(&dir, "PAR.csv", text.as_bytes());
+            let sequential = read_from(&path, text.as_bytes(), "PAR");
+            let parallel = read_parallel(&path, File::open(&path).expect("open"), "PAR", 2)
+                .expect("no I/O error");
+            match (&sequential, parallel) {
+                (Ok(want), Some(got)) => {
+                    assert_eq!(got.len(), want.len(), "{name}");
+                    for (g, w) in got.iter().zip(want) {
+                        assert_eq!(g.symbol, w.symbol, "{name}");
+                        assert_eq!(&g.time[..], &w.time[..], "{name}");
+                        for (gc, wc) in [
+                            (&g.open, &w.open),
+                            (&g.high, &w.high),
+                            (&g.low, &w.low),
+                            (&g.close, &w.close),
+                            (&g.volume, &w.volume),
+                        ] {
+                            assert_eq!(gc.exact, wc.exact, "{name}");
+                            assert_eq!(&gc.values[..], &wc.values[..], "{name}");
+                        }
+                    }
+                }
+                // Declined: the one-thread pass runs and reports.
+                (_, None) => assert!(
+                    sequential.is_err() || name == "quoted field",
+                    "{name}: declined a good file"
+                ),
+                (Err(e), Some(_)) => {
+                    panic!("{name}: parallel accepted what sequential rejects: {e}")
+                }
+            }
+            // And through the front door, errors are the one-thread pass's.
+            let via_read = read(&path, "PAR");
+            match (&sequential, via_read) {
+                (Ok(_), Ok(_)) => {}
+                (Err(want), Err(got)) => assert_eq!(got.to_string(), want.to_string(), "{name}"),
+                (want, got) => panic!("{name}: {want:?} vs {got:?}"),
             }
         }
     }

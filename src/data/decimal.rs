@@ -44,6 +44,26 @@ pub(crate) fn rescale(m: i64, k: u32) -> Option<i64> {
     POW10.get(k as usize).and_then(|&p| m.checked_mul(p))
 }
 
+/// Powers of ten that an `f64` holds exactly (10^22 is the largest).
+const POW10_F64: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// `mant × 10^-scale` as the correctly rounded `f64`, when one division gives it: the
+/// mantissa (< 2^53) and the power of ten (≤ 10^22) are both exact in an `f64`, and IEEE
+/// division rounds the exact quotient correctly, so the result is bit for bit what
+/// `str::parse::<f64>` gives for the same text (Clinger's fast path). Prices with a few
+/// decimals always take it; `None` for the rest, which the caller parses from the text.
+#[inline]
+fn exact_float(mant: u64, scale: u32) -> Option<f64> {
+    const EXACT_MANTISSA: u64 = 1 << 53;
+    if mant > EXACT_MANTISSA {
+        return None;
+    }
+    POW10_F64.get(scale as usize).map(|&p| mant as f64 / p)
+}
+
 /// Parses a decimal number: optional sign, digits with an optional `.`, optional exponent
 /// (`e`/`E`), surrounding ASCII whitespace ignored. This is the grammar of `str::parse::<f64>`
 /// minus `inf`/`NaN`, so every accepted text also has an `f64` parse.
@@ -155,11 +175,16 @@ pub(crate) fn parse_value(text: &[u8]) -> Result<Value, String> {
         i64::try_from(mant).ok()
     }
     .ok_or_else(|| too_big(s))?;
-    // The grammar above is ASCII-only, so this cannot fail; no unwrap on file data all the same.
-    let float = std::str::from_utf8(s)
-        .ok()
-        .and_then(|t| t.parse::<f64>().ok())
-        .ok_or_else(|| bad(s))?;
+    let float = match exact_float(mant, scale as u32) {
+        Some(f) if neg => -f,
+        Some(f) => f,
+        // The grammar above is ASCII-only, so this cannot fail; no unwrap on file data all the
+        // same.
+        None => std::str::from_utf8(s)
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok())
+            .ok_or_else(|| bad(s))?,
+    };
     Ok(Value {
         mantissa,
         scale: scale as u32,
@@ -275,6 +300,32 @@ mod tests {
             let v = parse_value(text.as_bytes()).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!((v.mantissa, v.scale), (m, s), "{text}");
             assert_eq!(v.float, text.trim().parse::<f64>().expect("f64"), "{text}");
+        }
+    }
+
+    /// The division fast path gives exactly `str::parse::<f64>`'s bits, at its edges too.
+    #[test]
+    fn float_is_the_text_parse_bit_for_bit() {
+        for text in [
+            "-0",
+            "-0.0",
+            "0.1",
+            "0.3",
+            "123.45",
+            "-99.99",
+            "9007199254740992",
+            "9007199254740993",
+            "900719925474099.3",
+            "1e18",
+            "1e-22",
+            "1.7976931348623157e3",
+            "0.0000000000000000000001",
+            "1.23456789012345678",
+            "4503599627370497.5",
+        ] {
+            let v = parse_value(text.as_bytes()).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let want = text.parse::<f64>().expect("f64");
+            assert_eq!(v.float.to_bits(), want.to_bits(), "{text}");
         }
     }
 

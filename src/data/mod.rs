@@ -14,6 +14,7 @@ mod validate;
 use rust_decimal::Decimal;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::market::BarColumn;
 use crate::model::TimestampNs;
@@ -24,9 +25,11 @@ pub use timestamp::parse_timestamp;
 ///
 /// The scale is the largest number of decimal places seen in the column; every value is
 /// rescaled to it, so the column is a plain integer array (value = mantissa × 10^-scale).
+/// Shared on clone (a run clones the loaded series for each market it builds) and copied
+/// only if a shared column is appended to.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DecimalColumn {
-    mantissas: Vec<i64>,
+    mantissas: Arc<Vec<i64>>,
     scale: u32,
 }
 
@@ -36,7 +39,10 @@ impl DecimalColumn {
 
     /// A column from raw parts; `None` if `scale` exceeds [`Self::MAX_SCALE`].
     pub fn from_parts(mantissas: Vec<i64>, scale: u32) -> Option<Self> {
-        (scale <= Self::MAX_SCALE).then_some(Self { mantissas, scale })
+        (scale <= Self::MAX_SCALE).then_some(Self {
+            mantissas: Arc::new(mantissas),
+            scale,
+        })
     }
 
     /// Value `i` as an exact decimal, at the column's scale. Panics if `i` is out of bounds,
@@ -70,7 +76,7 @@ impl DecimalColumn {
 
     fn slice(&self, start: usize, end: usize) -> Self {
         Self {
-            mantissas: self.mantissas[start..end].to_vec(),
+            mantissas: Arc::new(self.mantissas[start..end].to_vec()),
             scale: self.scale,
         }
     }
@@ -110,13 +116,13 @@ impl DecimalColumn {
     fn push_fitted(&mut self, (mantissa, scale): (i64, u32)) {
         if scale > self.scale {
             let k = scale - self.scale;
-            for m in &mut self.mantissas {
+            for m in Arc::make_mut(&mut self.mantissas) {
                 // Cannot fail: `fit` checked every stored value at this scale.
                 *m = decimal::rescale(*m, k).unwrap_or(*m);
             }
             self.scale = scale;
         }
-        self.mantissas.push(mantissa);
+        Arc::make_mut(&mut self.mantissas).push(mantissa);
     }
 }
 

@@ -225,11 +225,56 @@ impl ColumnBuilder {
         Ok(())
     }
 
+    /// Appends a column built from the rows that follow this one's, giving what pushing them
+    /// one by one gives. `Err` when the values cannot share one scale (pushing them one by one
+    /// fails too, with the message that names the row).
+    pub fn append(&mut self, mut other: ColumnBuilder) -> Result<(), ()> {
+        let scale = self.scale.max(other.scale);
+        self.rescale(scale - self.scale)?;
+        other.rescale(scale - other.scale)?;
+        self.mantissas.append(&mut other.mantissas);
+        self.floats.append(&mut other.floats);
+        // Ties keep the earlier row, as pushing one by one does.
+        if let Some((m, at)) = other.min
+            && self.min.is_none_or(|(lo, _)| m < lo)
+        {
+            self.min = Some((m, at));
+        }
+        if let Some((m, at)) = other.max
+            && self.max.is_none_or(|(hi, _)| m > hi)
+        {
+            self.max = Some((m, at));
+        }
+        Ok(())
+    }
+
+    fn reserve(&mut self, more: usize) {
+        self.mantissas.reserve(more);
+        self.floats.reserve(more);
+    }
+
+    /// Multiplies every value by 10^k, if all still fit.
+    fn rescale(&mut self, k: u32) -> Result<(), ()> {
+        if k == 0 {
+            return Ok(());
+        }
+        for (m, _) in [self.min, self.max].into_iter().flatten() {
+            rescale(m, k).ok_or(())?;
+        }
+        for m in &mut self.mantissas {
+            *m = rescale(*m, k).unwrap_or(*m);
+        }
+        self.min = self.min.map(|(m, at)| (rescale(m, k).unwrap_or(m), at));
+        self.max = self.max.map(|(m, at)| (rescale(m, k).unwrap_or(m), at));
+        self.scale += k;
+        Ok(())
+    }
+
     pub fn finish(self) -> Column {
         Column {
             values: BarColumn::from_vec(self.floats),
             exact: DecimalColumn {
-                mantissas: self.mantissas,
+                mantissas: std::sync::Arc::new(self.mantissas),
                 scale: self.scale,
             },
         }
@@ -308,6 +353,49 @@ impl SeriesBuilder {
         self.time.push(time);
         self.last = Some((time, loc));
         Ok(())
+    }
+
+    /// Appends the bars of the same symbol that follow in the file (checked row by row
+    /// already); `Err` if they do not start after this series' last bar or cannot share its
+    /// columns' scales.
+    pub fn append(&mut self, other: SeriesBuilder) -> Result<(), ()> {
+        let (Some((last, _)), Some(&first)) = (self.last, other.time.first()) else {
+            if self.last.is_none() {
+                *self = SeriesBuilder {
+                    symbol: std::mem::take(&mut self.symbol),
+                    name_symbol: self.name_symbol,
+                    ..other
+                };
+            }
+            return Ok(());
+        };
+        if first <= last {
+            return Err(());
+        }
+        let SeriesBuilder {
+            mut time,
+            last,
+            columns,
+            ..
+        } = other;
+        for (column, more) in self.columns.iter_mut().zip(columns) {
+            column.append(more)?;
+        }
+        self.time.append(&mut time);
+        self.last = last;
+        Ok(())
+    }
+
+    /// Room for `more` bars, so appending many blocks does not copy the columns as they grow.
+    pub fn reserve(&mut self, more: usize) {
+        self.time.reserve(more);
+        for column in &mut self.columns {
+            column.reserve(more);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.time.len()
     }
 
     pub fn finish(self, source: &Path) -> BarSeries {
@@ -409,6 +497,39 @@ impl Router {
             }
         };
         Ok(&mut self.series[k])
+    }
+
+    /// Appends the series of a router that parsed the rows following this one's, keeping
+    /// the order of first appearance. `Err` where [`SeriesBuilder::append`] fails.
+    pub fn append(&mut self, other: Router) -> Result<(), ()> {
+        for series in other.series {
+            let at = if series.name_symbol {
+                self.by_symbol.get(series.symbol.as_bytes()).copied()
+            } else {
+                // A file without a symbol column: one series, always the first.
+                (!self.series.is_empty()).then_some(0)
+            };
+            match at {
+                Some(k) => self.series[k].append(series)?,
+                None => {
+                    if series.name_symbol {
+                        self.by_symbol
+                            .insert(series.symbol.as_bytes().to_vec(), self.series.len());
+                    }
+                    self.series.push(series);
+                }
+            }
+        }
+        self.last = None;
+        Ok(())
+    }
+
+    /// Room for `factor` times the bars each series has now (an estimate of the whole file
+    /// from its first block).
+    pub fn reserve_scaled(&mut self, factor: f64) {
+        for series in &mut self.series {
+            series.reserve((series.len() as f64 * (factor - 1.0)).max(0.0) as usize);
+        }
     }
 
     pub fn finish(self, source: &Path) -> Vec<BarSeries> {

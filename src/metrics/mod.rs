@@ -90,7 +90,7 @@ use crate::model::TimestampNs;
 
 pub use costs::{CostSummary, CostTotals, write_costs_csv};
 pub use orders::{OrderSummary, ReasonCount};
-pub use output::{metrics_json, write_results};
+pub use output::{metrics_json, write_equity, write_metrics, write_records, write_results};
 pub use stats::{MIN_CAGR_DAYS, MIN_DAILY_RETURNS, compute};
 pub use summary::summary_table;
 

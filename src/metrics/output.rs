@@ -37,36 +37,84 @@ pub fn write_results(
     fills: &[Fill],
     trades: &[ClosedTrade],
 ) -> Result<Vec<PathBuf>, MetricsError> {
+    // The equity curve has a row per tick (a million for a million bars) and dominates the
+    // writing: its files are written on two more threads while this one writes the rest.
+    let (equity_written, written) = std::thread::scope(|scope| {
+        let equity = scope.spawn(|| write_equity(dir, equity));
+        let rest = write_records(dir, fills, trades, &info.symbols);
+        (joined(equity), rest)
+    });
+    let mut all = equity_written?;
+    all.extend(written?);
+    all.push(write_metrics(dir, info, metrics)?);
+    Ok(all)
+}
+
+/// `equity.csv` and `equity.parquet` in `dir` (created if missing), written on two threads;
+/// returns their paths. Part of [`write_results`], for callers that overlap it with other
+/// work (then [`write_metrics`] comes last, after both).
+pub fn write_equity(dir: &Path, equity: &[EquityPoint]) -> Result<Vec<PathBuf>, MetricsError> {
+    create_dir(dir)?;
+    let (equity_csv, equity_parquet) = (dir.join(EQUITY_CSV), dir.join(EQUITY_PARQUET));
+    let (csv_done, parquet_done) = std::thread::scope(|scope| {
+        let parquet = scope.spawn(|| columnar::write_equity(&equity_parquet, equity));
+        let csv = write_equity_csv(&equity_csv, equity);
+        (csv, joined(parquet))
+    });
+    csv_done?;
+    parquet_done?;
+    Ok(vec![equity_csv, equity_parquet])
+}
+
+/// `metrics.json` in `dir`; written last, its presence says the folder is complete.
+pub fn write_metrics(
+    dir: &Path,
+    info: &RunInfo,
+    metrics: &Metrics,
+) -> Result<PathBuf, MetricsError> {
+    create_dir(dir)?;
+    let path = dir.join(METRICS_JSON);
+    write_metrics_json(&path, info, metrics)?;
+    Ok(path)
+}
+
+fn create_dir(dir: &Path) -> Result<(), MetricsError> {
     std::fs::create_dir_all(dir).map_err(|source| MetricsError::Io {
         path: dir.to_path_buf(),
         source,
-    })?;
-    let names = SymbolNames(&info.symbols);
-    let mut written = Vec::with_capacity(7);
+    })
+}
 
-    let path = dir.join(EQUITY_CSV);
-    write_equity_csv(&path, equity)?;
-    written.push(path);
-    let path = dir.join(EQUITY_PARQUET);
-    columnar::write_equity(&path, equity)?;
-    written.push(path);
+/// The result of a scoped thread; its panic, if it panicked, continues on this thread.
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
 
+/// The fills and trades files in `dir`, CSV then Parquet; returns their paths. Part of
+/// [`write_results`]; `symbols` are the names by [`SymbolId`].
+pub fn write_records(
+    dir: &Path,
+    fills: &[Fill],
+    trades: &[ClosedTrade],
+    symbols: &[String],
+) -> Result<Vec<PathBuf>, MetricsError> {
+    create_dir(dir)?;
+    let names = &SymbolNames(symbols);
+    let mut written = Vec::with_capacity(4);
     let path = dir.join(FILLS_CSV);
-    write_fills_csv(&path, fills, &names)?;
+    write_fills_csv(&path, fills, names)?;
     written.push(path);
     let path = dir.join(FILLS_PARQUET);
-    columnar::write_fills(&path, fills, &names)?;
+    columnar::write_fills(&path, fills, names)?;
     written.push(path);
 
     let path = dir.join(TRADES_CSV);
-    write_trades_csv(&path, trades, &names)?;
+    write_trades_csv(&path, trades, names)?;
     written.push(path);
     let path = dir.join(TRADES_PARQUET);
-    columnar::write_trades(&path, trades, &names)?;
-    written.push(path);
-
-    let path = dir.join(METRICS_JSON);
-    write_metrics_json(&path, info, metrics)?;
+    columnar::write_trades(&path, trades, names)?;
     written.push(path);
     Ok(written)
 }
@@ -198,21 +246,134 @@ fn set(buf: &mut String, v: impl std::fmt::Display) -> &str {
     buf
 }
 
+/// `equity.csv`: one row per tick, so the one results file as long as the data. Written with
+/// the hand-rolled formatters below rather than the `csv` crate and `Display` (no field needs
+/// quoting), which makes it about four times cheaper; the text is byte for byte the same.
 fn write_equity_csv(path: &Path, equity: &[EquityPoint]) -> Result<(), MetricsError> {
-    let mut w = csv_writer(path)?;
-    w.write_record(["time", "cash", "equity"])
-        .map_err(csv_err(path))?;
-    let (mut cash, mut eq) = (String::new(), String::new());
+    let file = File::create(path).map_err(io_err(path))?;
+    let mut w = BufWriter::with_capacity(CSV_BUFFER, file);
+    let mut line = Vec::with_capacity(96);
+    let mut times = TimeText::default();
+    w.write_all(b"time,cash,equity\n").map_err(io_err(path))?;
     for p in equity {
-        let time = format_timestamp(p.time);
-        w.write_record([
-            time.as_str(),
-            set(&mut cash, p.cash),
-            set(&mut eq, p.equity),
-        ])
-        .map_err(csv_err(path))?;
+        line.clear();
+        times.push(&mut line, p.time);
+        line.push(b',');
+        push_decimal(&mut line, p.cash);
+        line.push(b',');
+        push_decimal(&mut line, p.equity);
+        line.push(b'\n');
+        w.write_all(&line).map_err(io_err(path))?;
     }
     w.flush().map_err(io_err(path))
+}
+
+/// Formats times as [`format_timestamp`] does, remembering the date part between calls: an
+/// equity curve's consecutive ticks mostly share a day.
+#[derive(Default)]
+struct TimeText {
+    day: Option<i64>,
+    /// `YYYY-MM-DDT` of `day`.
+    date: [u8; 11],
+}
+
+impl TimeText {
+    fn push(&mut self, out: &mut Vec<u8>, ns: TimestampNs) {
+        const NANOS_PER_SECOND: i64 = 1_000_000_000;
+        const SECONDS_PER_DAY: i64 = 86_400;
+        if ns % NANOS_PER_SECOND != 0 {
+            // Fractional seconds: rare in bar data; chrono's digits rules apply.
+            out.extend_from_slice(format_timestamp(ns).as_bytes());
+            return;
+        }
+        let seconds = ns / NANOS_PER_SECOND;
+        let (day, second) = (
+            seconds.div_euclid(SECONDS_PER_DAY),
+            seconds.rem_euclid(SECONDS_PER_DAY),
+        );
+        if self.day != Some(day) {
+            let (y, m, d) = civil_from_days(day);
+            // i64 nanoseconds span the years 1677 to 2262: always four digits.
+            let digits = [
+                y / 1000,
+                y / 100 % 10,
+                y / 10 % 10,
+                y % 10,
+                -1,
+                m / 10,
+                m % 10,
+                -1,
+                d / 10,
+                d % 10,
+            ];
+            for (slot, digit) in self.date.iter_mut().zip(digits) {
+                *slot = if digit < 0 { b'-' } else { b'0' + digit as u8 };
+            }
+            self.date[10] = b'T';
+            self.day = Some(day);
+        }
+        out.extend_from_slice(&self.date);
+        let (h, mi, se) = (second / 3600, second / 60 % 60, second % 60);
+        for (i, part) in [h, mi, se].into_iter().enumerate() {
+            if i > 0 {
+                out.push(b':');
+            }
+            out.push(b'0' + (part / 10) as u8);
+            out.push(b'0' + (part % 10) as u8);
+        }
+        out.push(b'Z');
+    }
+}
+
+/// Year, month, day of a count of days since 1970-01-01 (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Appends the text `Display` gives a decimal (every digit of its scale, `-` when negative):
+/// by hand for a non-zero mantissa that fits 64 bits, through `Display` otherwise.
+fn push_decimal(out: &mut Vec<u8>, v: Decimal) {
+    let mantissa = v.mantissa();
+    let Ok(mut digits_left) = u64::try_from(mantissa.unsigned_abs()) else {
+        let _ = write!(out, "{v}");
+        return;
+    };
+    if mantissa == 0 {
+        let _ = write!(out, "{v}");
+        return;
+    }
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    while digits_left > 0 {
+        start -= 1;
+        digits[start] = b'0' + (digits_left % 10) as u8;
+        digits_left /= 10;
+    }
+    let digits = &digits[start..];
+    let scale = v.scale() as usize;
+    if mantissa < 0 {
+        out.push(b'-');
+    }
+    if scale == 0 {
+        out.extend_from_slice(digits);
+    } else if digits.len() > scale {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        out.extend_from_slice(int);
+        out.push(b'.');
+        out.extend_from_slice(frac);
+    } else {
+        out.extend_from_slice(b"0.");
+        out.resize(out.len() + scale - digits.len(), b'0');
+        out.extend_from_slice(digits);
+    }
 }
 
 fn write_fills_csv(path: &Path, fills: &[Fill], names: &SymbolNames) -> Result<(), MetricsError> {
@@ -568,6 +729,65 @@ pub(crate) mod tests {
         let pnl = b.column(5).as_primitive::<Decimal128Type>();
         assert_eq!(pnl.value_as_string(0), "-36.8210");
         assert!(!pnl.is_null(0));
+    }
+
+    #[test]
+    fn hand_formatted_times_and_decimals_match_display() {
+        let mut times = TimeText::default();
+        let minute = 60_000_000_000;
+        for ns in [
+            0,
+            T0,
+            T0 + 1_500_000_000,
+            -1_000_000_000,
+            -86_400_000_000_000 * 365 * 200 + 7 * minute,
+            951_782_400_000_000_000, // 2000-02-29
+            i64::MAX / minute * minute,
+            i64::MIN / minute * minute,
+        ]
+        .into_iter()
+        .chain((0..5000).map(|i| T0 + i * 37 * minute))
+        {
+            let mut out = Vec::new();
+            times.push(&mut out, ns);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format_timestamp(ns),
+                "{ns}"
+            );
+        }
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut cases: Vec<Decimal> = [
+            "0",
+            "0.00",
+            "-0.00",
+            "1",
+            "-1",
+            "0.05",
+            "-0.05",
+            "100000.00",
+            "123.456",
+            "-0.000001",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-79228162514264337593543950335",
+            "0.0000000000000000000000000001",
+        ]
+        .iter()
+        .map(|t| d(t))
+        .collect();
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let m = (seed >> (seed % 40)) as i64 * if seed % 3 == 0 { -1 } else { 1 };
+            cases.push(Decimal::new(m, (seed % 29) as u32));
+        }
+        for v in cases {
+            let mut out = Vec::new();
+            push_decimal(&mut out, v);
+            assert_eq!(String::from_utf8(out).unwrap(), v.to_string());
+        }
     }
 
     #[test]

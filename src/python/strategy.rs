@@ -21,11 +21,53 @@ use crate::watch::SourceWatcher;
 type Hooks = [Option<Py<PyAny>>; 5];
 
 /// Calls and time spent in one user callback.
+///
+/// Reading the clock twice around every call cost 2-3 % of a fast run, so after its first
+/// [`HookTiming::TIME_ALL`] calls a hook is timed at random, one call in
+/// [`HookTiming::SAMPLE_ONE_IN`] on average, and `total_ns` adds each timed call that many
+/// times: an unbiased estimate whose relative error over a million calls is well under 1 %.
+/// The choice is random rather than every n-th call so a strategy whose heavy ticks recur
+/// with a period (every 16th bar, a schedule) is not over- or under-counted.
 #[derive(Debug, Default, Clone)]
 pub struct HookTiming {
     pub name: &'static str,
     pub calls: u64,
+    /// Time in the hook, exact for the first calls and estimated from samples after them.
     pub total_ns: u128,
+    /// xorshift state of the sampling.
+    draw: u64,
+}
+
+impl HookTiming {
+    /// Calls timed one by one before sampling starts (a short run stays exact).
+    pub const TIME_ALL: u64 = 1024;
+    pub const SAMPLE_ONE_IN: u64 = 16;
+
+    fn new(name: &'static str) -> Self {
+        HookTiming {
+            name,
+            calls: 0,
+            total_ns: 0,
+            draw: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    /// Counts a call; returns the weight to time it with (0: not timed).
+    #[inline]
+    fn count(&mut self) -> u64 {
+        self.calls += 1;
+        if self.calls <= Self::TIME_ALL {
+            return 1;
+        }
+        self.draw ^= self.draw << 13;
+        self.draw ^= self.draw >> 7;
+        self.draw ^= self.draw << 17;
+        if self.draw % Self::SAMPLE_ONE_IN == 0 {
+            Self::SAMPLE_ONE_IN
+        } else {
+            0
+        }
+    }
 }
 
 pub struct PyStrategy {
@@ -119,10 +161,7 @@ impl PyStrategy {
                 .map(|p| p.to_path_buf())
                 .unwrap_or_default(),
             session,
-            timings: HOOK_NAMES.map(|name| HookTiming {
-                name,
-                ..Default::default()
-            }),
+            timings: HOOK_NAMES.map(HookTiming::new),
         })
     }
 
@@ -385,11 +424,15 @@ impl PyStrategy {
         let Some(hook) = &self.hooks[slot] else {
             return Ok(());
         };
-        let started = Instant::now();
-        let result = hook.bind(py).call1((arg,));
-        let timing = &mut self.timings[slot];
-        timing.calls += 1;
-        timing.total_ns += started.elapsed().as_nanos();
+        let weight = self.timings[slot].count();
+        let result = if weight == 0 {
+            hook.bind(py).call1((arg,))
+        } else {
+            let started = Instant::now();
+            let result = hook.bind(py).call1((arg,));
+            self.timings[slot].total_ns += started.elapsed().as_nanos() * u128::from(weight);
+            result
+        };
         match result {
             Ok(_) => Ok(()),
             Err(err) => Err(self.stop_for(py, &err, HOOK_NAMES[slot])),
@@ -623,4 +666,43 @@ fn hooks_of(algorithm: &Bound<'_, PyAny>) -> PyResult<Hooks> {
         overridden("on_stop")?,
         overridden("on_order")?,
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HookTiming;
+
+    /// The weights of the timed calls add up to the calls within a fraction of a percent, so a
+    /// constant-cost hook's estimated total is its true total.
+    #[test]
+    fn sampled_weights_estimate_every_call() {
+        let mut timing = HookTiming::new("on_tick");
+        let weights: Vec<u64> = (0..1_000_000).map(|_| timing.count()).collect();
+        assert!(
+            weights[..HookTiming::TIME_ALL as usize]
+                .iter()
+                .all(|&w| w == 1)
+        );
+        let timed = weights.iter().filter(|&&w| w > 0).count() as f64;
+        let total: u64 = weights.iter().sum();
+        assert_eq!(timing.calls, 1_000_000);
+        assert!((total as f64 / 1e6 - 1.0).abs() < 0.01, "{total}");
+        assert!((timed / 1e6 - 1.0 / 16.0).abs() < 0.01, "{timed}");
+        // No period: every residue of a stride of 16 is timed about as often.
+        let mut by_residue = [0u32; 16];
+        for (i, &w) in weights
+            .iter()
+            .enumerate()
+            .skip(HookTiming::TIME_ALL as usize)
+        {
+            if w > 0 {
+                by_residue[i % 16] += 1;
+            }
+        }
+        let (lo, hi) = (by_residue.iter().min(), by_residue.iter().max());
+        assert!(
+            lo.zip(hi).is_some_and(|(lo, hi)| *hi < lo + lo / 5),
+            "{by_residue:?}"
+        );
+    }
 }
