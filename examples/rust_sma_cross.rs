@@ -236,8 +236,10 @@ fn main() -> Result<(), String> {
         rustybt_version: env!("CARGO_PKG_VERSION").into(),
         python_version: String::new(),
         bar_interval_ns: s.market.interval_ns(SymbolId(0)),
+        currency: Default::default(),
     };
-    let computed = metrics::compute(cash, &outcome.equity, trades, &outcome.fills);
+    let computed = metrics::compute(cash, &outcome.equity, trades, &outcome.fills)
+        .with_orders(s.orders.all());
     metrics::write_results(
         &out,
         &info,
