@@ -102,7 +102,10 @@ def test_scheduled_callbacks_fire_on_the_wall_clock_between_bars(tmp_path: Path,
     times = [int(line.split(" beat ")[1].split()[0]) for line in beats]
     # every="1s": once per second of wall time although no bar closed; never two per second.
     assert len(times) >= 3, out + err
-    assert all(b - a >= 900_000_000 for a, b in zip(times, times[1:])), times
+    # (A callback runs just after its occurrence, later under load: the gaps between the times
+    # it sees vary, but each falls in its own whole second.)
+    seconds = [t // 1_000_000_000 for t in times]
+    assert all(b > a for a, b in zip(seconds, seconds[1:])), times
     # Each fires at (just after) its occurrence, a whole second, with no bar seen yet.
     assert all(t % 1_000_000_000 < 500_000_000 for t in times), times
     assert all(line.endswith("bars 0") for line in beats)
