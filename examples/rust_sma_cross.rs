@@ -238,8 +238,8 @@ fn main() -> Result<(), String> {
         bar_interval_ns: s.market.interval_ns(SymbolId(0)),
         currency: Default::default(),
     };
-    let computed = metrics::compute(cash, &outcome.equity, trades, &outcome.fills)
-        .with_orders(s.orders.all());
+    let computed =
+        metrics::compute(cash, &outcome.equity, trades, &outcome.fills).with_orders(s.orders.all());
     metrics::write_results(
         &out,
         &info,

@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use crate::cli::RunArgs;
+use crate::console::LogLevel;
 use crate::data::parse_timestamp;
 use crate::engine::ExecutionSettings;
 use crate::engine::margin::OnMarginCall;
@@ -19,7 +20,6 @@ use crate::execution::{
 };
 use crate::market::SessionCalendar;
 use crate::market::calendar::{parse_time_of_day, parse_timezone};
-use crate::console::LogLevel;
 use crate::model::Currency;
 use crate::model::time::{NANOS_PER_DAY, NANOS_PER_MINUTE, NANOS_PER_SECOND};
 
@@ -469,8 +469,8 @@ fn decimal_error(what: &str, text: &str) -> Error {
     if !numeric {
         return Error::usage(format!("{what}: `{text}` is not a decimal number"));
     }
-    let too_large = whole.trim_start_matches('0').len() > 28
-        || exponent.is_some_and(|e| !e.starts_with('-'));
+    let too_large =
+        whole.trim_start_matches('0').len() > 28 || exponent.is_some_and(|e| !e.starts_with('-'));
     if too_large {
         Error::usage_with_hint(
             format!("{what}: `{text}` is too large (at most {})", Decimal::MAX),
@@ -702,12 +702,22 @@ mod tests {
             error.to_string(),
             "--cash: `12345678901234567890123456789012` is too large (at most 79228162514264337593543950335)"
         );
-        assert!(resolve("1e40").unwrap_err().to_string().contains("too large"));
-        let fine = resolve("0.12345678901234567890123456789").unwrap_err().to_string();
+        assert!(
+            resolve("1e40")
+                .unwrap_err()
+                .to_string()
+                .contains("too large")
+        );
+        let fine = resolve("0.12345678901234567890123456789")
+            .unwrap_err()
+            .to_string();
         assert!(fine.contains("too many digits"), "{fine}");
         for junk in ["12abc", "1.2.3", "", "e5", "1e"] {
             let message = resolve(junk).unwrap_err().to_string();
-            assert!(message.ends_with("is not a decimal number"), "{junk}: {message}");
+            assert!(
+                message.ends_with("is not a decimal number"),
+                "{junk}: {message}"
+            );
         }
         assert_eq!(resolve("1e5").unwrap().cash, Decimal::from(100000));
     }
@@ -716,14 +726,24 @@ mod tests {
     fn log_level_and_currency_from_flags_or_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.toml");
-        std::fs::write(&path, "[run]\nalgo = \"a.py\"\nlog_level = \"warning\"\ncurrency = \"jpy\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "[run]\nalgo = \"a.py\"\nlog_level = \"warning\"\ncurrency = \"jpy\"\n",
+        )
+        .unwrap();
         let from_file = RunSettings::resolve(&RunArgs {
             config: Some(path.clone()),
             ..Default::default()
         })
         .unwrap();
         assert_eq!(from_file.log_level, LogLevel::Warning);
-        assert_eq!((from_file.currency.code.as_str(), from_file.currency.decimals), ("JPY", 0));
+        assert_eq!(
+            (
+                from_file.currency.code.as_str(),
+                from_file.currency.decimals
+            ),
+            ("JPY", 0)
+        );
         let flags = RunSettings::resolve(&RunArgs {
             config: Some(path),
             log_level: Some("error".into()),

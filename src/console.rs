@@ -101,7 +101,12 @@ mod tests {
         assert_eq!(LogLevel::parse(" Info "), Some(LogLevel::Info));
         assert_eq!(LogLevel::parse("verbose"), None);
         assert!(LogLevel::Debug < LogLevel::Info && LogLevel::Warning < LogLevel::Error);
-        for level in [LogLevel::Debug, LogLevel::Info, LogLevel::Warning, LogLevel::Error] {
+        for level in [
+            LogLevel::Debug,
+            LogLevel::Info,
+            LogLevel::Warning,
+            LogLevel::Error,
+        ] {
             assert_eq!(LogLevel::parse(level.as_str()), Some(level));
         }
     }

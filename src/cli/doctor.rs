@@ -79,7 +79,10 @@ pub fn doctor(explicit: Option<&Path>) -> Result<ExitCode, Error> {
         outln!("project root:     {}", root.display());
         outln!("interpreter:      {}", choice.executable.display());
         outln!("chosen from:      {}", choice.source);
-        outln!("python version:   {}", support_note(&python::python_version(py)));
+        outln!(
+            "python version:   {}",
+            support_note(&python::python_version(py))
+        );
         outln!("sys.executable:   {}", sys.getattr("executable")?);
         outln!("sys.prefix:       {}", sys.getattr("prefix")?);
         outln!("sys.base_prefix:  {}", sys.getattr("base_prefix")?);

@@ -33,7 +33,12 @@ pub fn print(timings: &[IndicatorTiming], wall_seconds: f64) {
     }
     errln!(
         "{:<44} {:>8} {:>10} {:>10} {:>11} {:>11}",
-        "indicator", "kind", "calls", "total s", "mean µs", "max µs"
+        "indicator",
+        "kind",
+        "calls",
+        "total s",
+        "mean µs",
+        "max µs"
     );
     for t in timings {
         errln!(

@@ -417,7 +417,10 @@ pub(super) fn load_algorithm(
     for warning in python::loader::hook_warnings(py, &loaded) {
         let line = format!("warning: {warning}");
         errln!("{line}");
-        sink.lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+        sink.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
     }
     Ok((loaded, sink))
 }

@@ -168,10 +168,9 @@ impl Session {
         if self.unpriced.is_empty() {
             return;
         }
-        let (due, rest): (Vec<OrderId>, Vec<OrderId>) =
-            std::mem::take(&mut self.unpriced).into_iter().partition(|id| {
-                self.orders.get(*id).is_some_and(|o| o.symbol == symbol)
-            });
+        let (due, rest): (Vec<OrderId>, Vec<OrderId>) = std::mem::take(&mut self.unpriced)
+            .into_iter()
+            .partition(|id| self.orders.get(*id).is_some_and(|o| o.symbol == symbol));
         self.unpriced = rest;
         for (i, &id) in due.iter().enumerate() {
             let Some(order) = self.orders.get(id).filter(|o| o.status.is_open()) else {

@@ -89,10 +89,10 @@ fn without_numbers(reason: &str) -> String {
     let mut chars = reason.chars().peekable();
     let mut previous: Option<char> = None;
     while let Some(c) = chars.next() {
-        let starts_number = c.is_ascii_digit()
-            || (c == '-' && chars.peek().is_some_and(char::is_ascii_digit)
-                && !previous.is_some_and(char::is_alphanumeric));
-        if starts_number && !previous.is_some_and(|p| p.is_alphabetic() || p == '_') {
+        // A digit or a minus sign before one, not inside a name (`BTC2`, `a-1`).
+        let signed = c == '-' && chars.peek().is_some_and(char::is_ascii_digit);
+        let in_name = previous.is_some_and(|p| p.is_alphanumeric() || p == '_');
+        if (c.is_ascii_digit() || signed) && !in_name {
             while chars
                 .peek()
                 .is_some_and(|n| n.is_ascii_digit() || *n == '.' || *n == 'e' || *n == 'E')
@@ -106,7 +106,6 @@ fn without_numbers(reason: &str) -> String {
             previous = Some(c);
         }
     }
-    // A sentence-ending period swallowed by a number: `is 10.` → `is <n>` is fine as it is.
     out
 }
 
@@ -143,12 +142,18 @@ mod tests {
     #[test]
     fn counts_final_statuses_and_groups_reasons_without_their_numbers() {
         let power = |need: &str| {
-            format!("insufficient buying power: the positions and orders would need {need} of margin, equity is 100000.00")
+            format!(
+                "insufficient buying power: the positions and orders would need {need} of margin, equity is 100000.00"
+            )
         };
         let orders = vec![
             order(1, OrderStatus::Rejected, Some(&power("1000000.00"))),
             order(2, OrderStatus::Filled, None),
-            order(3, OrderStatus::Rejected, Some("quantity 15 is not a multiple of the lot size 10")),
+            order(
+                3,
+                OrderStatus::Rejected,
+                Some("quantity 15 is not a multiple of the lot size 10"),
+            ),
             order(4, OrderStatus::Rejected, Some(&power("2500.50"))),
             order(5, OrderStatus::Cancelled, Some("end of data")),
             order(6, OrderStatus::Expired, Some("day order")),
@@ -156,7 +161,14 @@ mod tests {
         ];
         let s = OrderSummary::from_orders(&orders);
         assert_eq!(
-            (s.total, s.filled, s.cancelled, s.rejected, s.expired, s.open),
+            (
+                s.total,
+                s.filled,
+                s.cancelled,
+                s.rejected,
+                s.expired,
+                s.open
+            ),
             (7, 1, 1, 3, 1, 1)
         );
         assert_eq!(s.rejection_reasons.len(), 2);
@@ -171,12 +183,21 @@ mod tests {
             s.rejection_reasons[1].reason,
             "quantity <n> is not a multiple of the lot size <n>"
         );
-        assert_eq!(s.describe(), "7 (1 filled, 1 cancelled, 3 rejected, 1 expired, 1 open)");
+        assert_eq!(
+            s.describe(),
+            "7 (1 filled, 1 cancelled, 3 rejected, 1 expired, 1 open)"
+        );
     }
 
     #[test]
     fn numbers_inside_names_stay() {
-        assert_eq!(without_numbers("symbol BTC2 price -3.5e2 x"), "symbol BTC2 price <n> x");
-        assert_eq!(without_numbers("order value 5.00 is below 50"), "order value <n> is below <n>");
+        assert_eq!(
+            without_numbers("symbol BTC2 price -3.5e2 x"),
+            "symbol BTC2 price <n> x"
+        );
+        assert_eq!(
+            without_numbers("order value 5.00 is below 50"),
+            "order value <n> is below <n>"
+        );
     }
 }

@@ -236,7 +236,8 @@ fn return_stats(equity: &[EquityPoint]) -> ReturnStats {
     let periods_per_year = f64::from(days);
     stats.sharpe = sharpe(&returns, periods_per_year);
     stats.sortino = sortino(&returns, periods_per_year);
-    stats.volatility = mean_std(&returns).and_then(|(_, std)| finite(std * periods_per_year.sqrt()));
+    stats.volatility =
+        mean_std(&returns).and_then(|(_, std)| finite(std * periods_per_year.sqrt()));
     stats
 }
 
@@ -244,16 +245,16 @@ fn return_stats(equity: &[EquityPoint]) -> ReturnStats {
 fn short_sample_reasons(returns: usize, span_ns: i64) -> BTreeMap<String, String> {
     let mut reasons = BTreeMap::new();
     if returns < MIN_DAILY_RETURNS {
-        let why = format!(
-            "needs at least {MIN_DAILY_RETURNS} daily returns; the run has {returns}"
-        );
+        let why =
+            format!("needs at least {MIN_DAILY_RETURNS} daily returns; the run has {returns}");
         for name in ["sharpe", "sortino", "annualized_volatility"] {
             reasons.insert(name.to_string(), why.clone());
         }
     }
     if span_ns < MIN_CAGR_DAYS * NANOS_PER_DAY {
         let days = span_ns as f64 / NANOS_PER_DAY as f64;
-        let why = format!("needs at least {MIN_CAGR_DAYS} days of equity; the run spans {days:.1} days");
+        let why =
+            format!("needs at least {MIN_CAGR_DAYS} days of equity; the run spans {days:.1} days");
         for name in ["cagr", "calmar"] {
             reasons.insert(name.to_string(), why.clone());
         }
@@ -321,7 +322,10 @@ pub(crate) fn drawdown(equity: &[EquityPoint]) -> Drawdown {
 
 /// Compound annual growth over `span_ns`; `None` when undefined.
 pub(crate) fn cagr(initial: Decimal, final_equity: Decimal, span_ns: i64) -> Option<f64> {
-    if span_ns < MIN_CAGR_DAYS * NANOS_PER_DAY || initial <= Decimal::ZERO || final_equity <= Decimal::ZERO {
+    if span_ns < MIN_CAGR_DAYS * NANOS_PER_DAY
+        || initial <= Decimal::ZERO
+        || final_equity <= Decimal::ZERO
+    {
         return None;
     }
     let years = span_ns as f64 / (DAYS_PER_CAGR_YEAR * NANOS_PER_DAY as f64);
@@ -597,7 +601,10 @@ mod tests {
             .map(|(i, v)| pt(at(2024, 1, 2, 10) + i as i64 * HOUR, &v.to_string()))
             .collect();
         let m = compute(d("100"), &e, &[], &[]);
-        assert_eq!((m.sharpe, m.sortino, m.annualized_volatility), (None, None, None));
+        assert_eq!(
+            (m.sharpe, m.sortino, m.annualized_volatility),
+            (None, None, None)
+        );
         assert_eq!(m.num_returns, 0);
         assert_eq!(
             m.unavailable["sharpe"],
@@ -618,7 +625,11 @@ mod tests {
             let m = compute(d("100"), &e, &[], &[]);
             assert_eq!(m.num_returns, days - 1);
             assert_eq!(m.sharpe.is_some(), defined, "{days} days");
-            assert_eq!(m.unavailable.contains_key("sharpe"), !defined, "{days} days");
+            assert_eq!(
+                m.unavailable.contains_key("sharpe"),
+                !defined,
+                "{days} days"
+            );
         }
     }
 

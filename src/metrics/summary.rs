@@ -240,11 +240,15 @@ mod tests {
         assert!(t.contains("  Profit factor      0.00\n"));
         // Two daily returns: no Sharpe, and the reason instead of a bare n/a.
         assert!(
-            t.contains("  Sharpe             n/a (needs at least 20 daily returns; the run has 2)\n"),
+            t.contains(
+                "  Sharpe             n/a (needs at least 20 daily returns; the run has 2)\n"
+            ),
             "{t}"
         );
         assert!(t.contains("  CAGR               n/a (needs at least 30 days of equity; the run spans 2.0 days)\n"), "{t}");
-        assert!(t.contains("  Orders             0 (0 filled, 0 cancelled, 0 rejected, 0 expired)\n"));
+        assert!(
+            t.contains("  Orders             0 (0 filled, 0 cancelled, 0 rejected, 0 expired)\n")
+        );
         assert!(t.contains(
             "  Period             2024-01-02T09:00:00Z .. 2024-01-04T09:00:01.500Z (2.0 days, 3 points)\n"
         ));
@@ -277,7 +281,9 @@ mod tests {
 
     #[test]
     fn rejected_orders_are_counted_and_warned_about() {
-        use crate::model::{Order, OrderId, OrderKind, OrderSide, OrderStatus, SymbolId, TimeInForce};
+        use crate::model::{
+            Order, OrderId, OrderKind, OrderSide, OrderStatus, SymbolId, TimeInForce,
+        };
         let order = |id: u64, status: OrderStatus, reason: Option<String>| Order {
             id: OrderId(id),
             symbol: SymbolId(0),
@@ -299,15 +305,29 @@ mod tests {
             resting: false,
         };
         let power = |n: u64| {
-            Some(format!("insufficient buying power: the positions and orders would need {n}.00 of margin, equity is 100000.00"))
+            Some(format!(
+                "insufficient buying power: the positions and orders would need {n}.00 of margin, equity is 100000.00"
+            ))
         };
-        let mut orders: Vec<Order> = (1..=67).map(|i| order(i, OrderStatus::Rejected, power(200000 + i))).collect();
-        orders.push(order(68, OrderStatus::Rejected, Some("order value 5.00 is below the minimum notional 50".into())));
+        let mut orders: Vec<Order> = (1..=67)
+            .map(|i| order(i, OrderStatus::Rejected, power(200000 + i)))
+            .collect();
+        orders.push(order(
+            68,
+            OrderStatus::Rejected,
+            Some("order value 5.00 is below the minimum notional 50".into()),
+        ));
         let info = info(RunStatus::Complete);
         let m = compute(info.initial_cash, &[], &[], &[]).with_orders(&orders);
         let t = summary_table(&info, &m);
-        assert!(t.contains("  Orders             68 (0 filled, 0 cancelled, 68 rejected, 0 expired)\n"), "{t}");
-        let warning: Vec<&str> = t.lines().skip_while(|l| !l.starts_with("Warning:")).collect();
+        assert!(
+            t.contains("  Orders             68 (0 filled, 0 cancelled, 68 rejected, 0 expired)\n"),
+            "{t}"
+        );
+        let warning: Vec<&str> = t
+            .lines()
+            .skip_while(|l| !l.starts_with("Warning:"))
+            .collect();
         assert_eq!(
             warning,
             [

@@ -21,10 +21,34 @@ impl Default for Currency {
 
 /// ISO 4217 minor units that are not 2, and the usual display precision of crypto assets.
 const DECIMALS: &[(&str, u32)] = &[
-    ("BIF", 0), ("CLP", 0), ("DJF", 0), ("GNF", 0), ("ISK", 0), ("JPY", 0), ("KMF", 0),
-    ("KRW", 0), ("PYG", 0), ("RWF", 0), ("UGX", 0), ("VND", 0), ("VUV", 0), ("XAF", 0),
-    ("XOF", 0), ("XPF", 0), ("BHD", 3), ("IQD", 3), ("JOD", 3), ("KWD", 3), ("LYD", 3),
-    ("OMR", 3), ("TND", 3), ("BTC", 8), ("ETH", 8), ("SOL", 8), ("BNB", 8), ("XBT", 8),
+    ("BIF", 0),
+    ("CLP", 0),
+    ("DJF", 0),
+    ("GNF", 0),
+    ("ISK", 0),
+    ("JPY", 0),
+    ("KMF", 0),
+    ("KRW", 0),
+    ("PYG", 0),
+    ("RWF", 0),
+    ("UGX", 0),
+    ("VND", 0),
+    ("VUV", 0),
+    ("XAF", 0),
+    ("XOF", 0),
+    ("XPF", 0),
+    ("BHD", 3),
+    ("IQD", 3),
+    ("JOD", 3),
+    ("KWD", 3),
+    ("LYD", 3),
+    ("OMR", 3),
+    ("TND", 3),
+    ("BTC", 8),
+    ("ETH", 8),
+    ("SOL", 8),
+    ("BNB", 8),
+    ("XBT", 8),
 ];
 
 impl Currency {
