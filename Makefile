@@ -1,8 +1,8 @@
 # The two commands of the README:
 #   make run    set up .venv, build, and backtest algorithms/sma_cross.py on the sample data
-#   make test   set up .venv, build, and run every test (Rust and Python, under 3.12 if installed)
-#   make test-python-alt   the Python suite again under 3.11 and 3.13 where installed (not yet in
-#               `make test`: see docs/guide.md)
+#   make test   set up .venv, build, and run every test (Rust and Python, under 3.12 if installed),
+#               then the Python suite again under the other supported versions installed
+#   make test-python-alt   only that rerun under 3.11 and 3.13
 
 # A CPython built with a shared libpython (the binary embeds it), newest supported first:
 # on PATH as pythonX.Y, or installed by pyenv.
@@ -55,7 +55,7 @@ test-python-alt:
 	@echo "Python suite under $(PYTHON_VERSION), then: $(or $(PYTHON_ALTS),no other supported Python installed)"
 	$(foreach v,$(PYTHON_ALTS),$(MAKE) test-python PYTHON=$(call find_python,$(v)) VENV=.venv-$(v) TARGET_DIR=target/py$(v) &&) true
 
-test: test-rust test-python
+test: test-rust test-python test-python-alt
 
 bench: build
 	$(PY) benches/run_benchmarks.py --peers

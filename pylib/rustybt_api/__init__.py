@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .algorithm import Algorithm
 from .indicator import Indicator
+from ._parameters import Param
 from .slippage import SlippageBar, SlippageModel, SlippageOrder
 from .errors import (
     AlgorithmFailed,
@@ -58,6 +59,7 @@ __all__ = [
     "Order",
     "OrderError",
     "OrderEvent",
+    "Param",
     "OrderStatus",
     "OrderType",
     "Portfolio",

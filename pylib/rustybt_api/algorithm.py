@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import ast
 import datetime as _dt
-from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Callable
 
-from ._parameters import class_parameters
+from ._parameters import Param, ParameterError, class_parameters, convert_text, parameter_space
 from .errors import NotAttachedError
 from .indicator import Indicator
 from .talib_function import talib_function
@@ -18,14 +16,17 @@ if TYPE_CHECKING:
         _Engine, _Schedules,
     )
 
-__all__ = ["Algorithm", "Scheduled", "parameters_of", "convert_parameter"]
+__all__ = [
+    "Algorithm", "Scheduled", "apply_parameters", "convert_parameter", "parameter_space_of", "parameters_of",
+]
 
 
 class Algorithm:
     """Base class of a trading algorithm.
 
-    Parameters are public class attributes (``fast = 10``); ``rustybt run --param fast=5``
-    overrides them per run. State is ordinary instance attributes and persists between ticks.
+    Parameters are public class attributes (``fast = 10``, or ``fast = Param(10, low=5,
+    high=50, step=5)`` to declare the space ``rustybt optimize`` searches); ``rustybt run
+    --param fast=5`` overrides them per run. State is ordinary instance attributes and persists between ticks.
 
     The engine calls, in order: ``initialize(ctx)`` once, then per timestamp ``on_fill(fill)``
     for each execution since the last tick and ``on_tick(ctx)``, and ``on_stop(ctx)`` at the end.
@@ -274,44 +275,37 @@ class Scheduled:
 
 
 def parameters_of(cls: type) -> dict[str, Any]:
-    """Public, non-callable class attributes of ``cls`` and its bases below ``Algorithm``."""
-    return class_parameters(cls, Algorithm)
+    """Public, non-callable class attributes of ``cls`` and its bases below ``Algorithm``, with
+    their default values (a ``Param``'s default)."""
+    return {name: p.default for name, p in parameter_space_of(cls).items()}
 
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+def parameter_space_of(cls: type) -> dict[str, Param[Any]]:
+    """Every parameter of ``cls`` as a ``Param`` (a plain class attribute is a fixed one)."""
+    return parameter_space(class_parameters(cls, Algorithm))
 
 
 def convert_parameter(name: str, text: str, default: Any) -> Any:
     """Converts command-line text to the type of the parameter's default value."""
-    if isinstance(default, bool):
-        lowered = text.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise ValueError(f"`{text}` is not a boolean (use true or false)")
-    if isinstance(default, int):
+    return convert_text(text, default)
+
+
+def apply_parameters(instance: Algorithm, overrides: list[tuple[str, str]]) -> dict[str, str]:
+    """Sets ``--param name=text`` overrides on ``instance`` (converted to the default's type and
+    checked against a ``Param``'s space); returns every parameter's effective value as repr."""
+    cls = type(instance)
+    space = parameter_space_of(cls)
+    for name, text in overrides:
+        param = space.get(name)
+        if param is None:
+            raise ParameterError(
+                f"unknown parameter `{name}` for `{cls.__name__}`",
+                f"parameters of `{cls.__name__}`: {', '.join(space)}" if space
+                else f"`{cls.__name__}` declares no parameters (public class attributes)",
+            )
         try:
-            return int(text)
-        except ValueError:
-            raise ValueError(f"`{text}` is not an integer") from None
-    if isinstance(default, float):
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"`{text}` is not a number") from None
-    if isinstance(default, Decimal):
-        try:
-            value = Decimal(text)
-        except InvalidOperation:
-            raise ValueError(f"`{text}` is not a decimal number") from None
-        if not value.is_finite():
-            raise ValueError(f"`{text}` is not a finite decimal number")
-        return value
-    if isinstance(default, str):
-        return text
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+            value = param.parse(text)
+        except ValueError as err:
+            raise ParameterError(f"invalid value for parameter `{name}`: {err}") from None
+        setattr(instance, name, value)
+    return {name: repr(getattr(instance, name)) for name in space}

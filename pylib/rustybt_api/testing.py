@@ -465,7 +465,7 @@ def backtest(
     import shutil
     import tempfile
 
-    from .algorithm import Algorithm, parameters_of
+    from .algorithm import Algorithm, parameter_space_of
     from .errors import AlgorithmFailed, BacktestError, NotAttachedError
 
     try:
@@ -479,11 +479,15 @@ def backtest(
     instance = algorithm() if isinstance(algorithm, type) else algorithm
     if not isinstance(instance, Algorithm):
         raise BacktestError(f"{type(instance).__name__} is not a rustybt_api.Algorithm")
-    known = parameters_of(type(instance))
+    known = parameter_space_of(type(instance))
     for name, value in (params or {}).items():
         if name not in known:
             listed = ", ".join(known) or "none"
             raise BacktestError(f"unknown parameter `{name}` for `{type(instance).__name__}` (parameters: {listed})")
+        try:
+            known[name].check(value)
+        except ValueError as err:
+            raise BacktestError(f"invalid value for parameter `{name}`: {err}") from None
         setattr(instance, name, value)
     temporary = out is None and not keep
     folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="rustybt-backtest-"))

@@ -23,8 +23,21 @@ pub struct InterpreterChoice {
 
 /// Order: `--python`/`RUSTYBT_PYTHON`, `$VIRTUAL_ENV/bin/python`, a `.venv` in the project (the
 /// algorithm's folder, the working directory or the binary's folder, or any of their parents),
-/// then the interpreter rustybt was built against.
+/// then the interpreter rustybt was built against. A virtualenv of another Python version than
+/// the libpython this binary links is passed over (its packages would not import), and an
+/// explicit interpreter of another version is refused.
 pub fn choose_interpreter(
+    explicit: Option<&Path>,
+    search_from: &[PathBuf],
+) -> Result<InterpreterChoice, Error> {
+    choose_for(BUILD_VERSION, explicit, search_from)
+}
+
+/// `major.minor` of the libpython this binary links (None in builds without the build script).
+const BUILD_VERSION: Option<&str> = option_env!("RUSTYBT_BUILD_PYTHON_VERSION");
+
+fn choose_for(
+    built: Option<&str>,
     explicit: Option<&Path>,
     search_from: &[PathBuf],
 ) -> Result<InterpreterChoice, Error> {
@@ -35,38 +48,58 @@ pub fn choose_interpreter(
                 hint: Some("pass an existing python with `--python` or RUSTYBT_PYTHON".into()),
             });
         }
+        if let Some(mismatch) = version_mismatch(built, path) {
+            return Err(Error::Python {
+                message: format!("interpreter `{}` {mismatch}", path.display()),
+                hint: Some(format!(
+                    "pass a Python {} interpreter, or rebuild rustybt against this one \
+                     (`make build PYTHON={}`)",
+                    built.unwrap_or("?"),
+                    path.display()
+                )),
+            });
+        }
         return Ok(InterpreterChoice {
             executable: path.to_path_buf(),
             source: "--python / RUSTYBT_PYTHON".into(),
         });
     }
+    // Virtualenvs passed over for their version, named if nothing else is found.
+    let mut passed_over = Vec::new();
+    let mut candidates = Vec::new();
     if let Some(venv) = std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
-        let python = venv_python(Path::new(&venv));
-        if python.exists() {
-            return Ok(InterpreterChoice {
-                executable: python,
-                source: "VIRTUAL_ENV".into(),
-            });
-        }
+        candidates.push((PathBuf::from(venv), "VIRTUAL_ENV".to_string()));
     }
     for start in search_from {
         for dir in start.ancestors() {
-            let python = venv_python(&dir.join(".venv"));
-            if python.exists() {
+            candidates.push((dir.join(".venv"), format!(".venv in {}", dir.display())));
+        }
+    }
+    for (venv, source) in candidates {
+        let python = venv_python(&venv);
+        if !python.exists() {
+            continue;
+        }
+        match version_mismatch(built, &python) {
+            None => {
                 return Ok(InterpreterChoice {
                     executable: python,
-                    source: format!(".venv in {}", dir.display()),
+                    source: with_passed_over(source, &passed_over),
                 });
             }
+            Some(mismatch) => passed_over.push(format!("{} {mismatch}", venv.display())),
         }
     }
     match option_env!("RUSTYBT_BUILD_PYTHON") {
         Some(python) if Path::new(python).exists() => Ok(InterpreterChoice {
             executable: PathBuf::from(python),
-            source: "the build-time interpreter (no virtualenv found)".into(),
+            source: with_passed_over(
+                "the build-time interpreter (no usable virtualenv found)".into(),
+                &passed_over,
+            ),
         }),
         _ => Err(Error::Python {
-            message: "no Python interpreter found".into(),
+            message: with_passed_over("no Python interpreter found".into(), &passed_over),
             hint: Some(
                 "create the project virtualenv with `make setup`, or pass `--python`".into(),
             ),
@@ -74,8 +107,51 @@ pub fn choose_interpreter(
     }
 }
 
+/// Names the virtualenvs skipped for their version, so `doctor` and errors explain the choice.
+fn with_passed_over(text: String, passed_over: &[String]) -> String {
+    if passed_over.is_empty() {
+        text
+    } else {
+        format!("{text}; passed over: {}", passed_over.join("; "))
+    }
+}
+
 fn venv_python(venv: &Path) -> PathBuf {
     venv.join("bin").join("python")
+}
+
+/// "is Python 3.12 but this rustybt embeds 3.11" when the versions are known and differ.
+fn version_mismatch(built: Option<&str>, python: &Path) -> Option<String> {
+    let built = built?;
+    let found = interpreter_version(python)?;
+    (found != built).then(|| format!("is Python {found} but this rustybt embeds Python {built}"))
+}
+
+/// `major.minor` of an interpreter without starting it: a virtualenv's `pyvenv.cfg`, else the
+/// `pythonX.Y` name the executable resolves to.
+fn interpreter_version(python: &Path) -> Option<String> {
+    let cfg = python.parent()?.parent()?.join("pyvenv.cfg");
+    if let Ok(text) = std::fs::read_to_string(cfg) {
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            // `venv` writes `version`, uv and virtualenv `version_info`.
+            if matches!(key.trim(), "version" | "version_info") {
+                return major_minor(value.trim());
+            }
+        }
+    }
+    let resolved = std::fs::canonicalize(python).ok()?;
+    let name = resolved.file_name()?.to_str()?;
+    major_minor(name.strip_prefix("python")?)
+}
+
+fn major_minor(version: &str) -> Option<String> {
+    let mut parts = version.split('.');
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next()?.parse().ok()?;
+    Some(format!("{major}.{minor}"))
 }
 
 /// Initializes CPython with `executable` as `sys.executable`, then releases the GIL so pyo3's
@@ -164,4 +240,79 @@ pub fn prepare(py: Python<'_>, pylib: &Path) -> PyResult<()> {
 pub fn python_version(py: Python<'_>) -> String {
     let info = py.version_info();
     format!("{}.{}.{}", info.major, info.minor, info.patch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A virtualenv folder with `bin/python` and a `pyvenv.cfg` naming `version`.
+    fn fake_venv(dir: &Path, version: &str) -> PathBuf {
+        let venv = dir.join(".venv");
+        std::fs::create_dir_all(venv.join("bin")).unwrap();
+        std::fs::write(venv.join("bin/python"), "").unwrap();
+        std::fs::write(
+            venv.join("pyvenv.cfg"),
+            format!("home = /usr/bin\nversion = {version}\n"),
+        )
+        .unwrap();
+        venv
+    }
+
+    #[test]
+    fn a_venv_of_another_version_is_passed_over_for_one_further_up() {
+        let root = tempfile::tempdir().unwrap();
+        let outer = fake_venv(root.path(), "3.11.7");
+        let project = root.path().join("project");
+        fake_venv(&project, "3.12.1");
+        let choice = choose_for(Some("3.11"), None, &[project]).unwrap();
+        assert_eq!(choice.executable, venv_python(&outer));
+        assert_eq!(
+            choice.source,
+            format!(
+                ".venv in {}; passed over: {}/project/.venv is Python 3.12 but this rustybt \
+                 embeds Python 3.11",
+                root.path().display(),
+                root.path().display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_venv_of_the_built_version_is_chosen() {
+        let root = tempfile::tempdir().unwrap();
+        let venv = fake_venv(root.path(), "3.12.1");
+        let choice = choose_for(Some("3.12"), None, &[root.path().to_path_buf()]).unwrap();
+        assert_eq!(choice.executable, venv_python(&venv));
+    }
+
+    #[test]
+    fn an_explicit_interpreter_of_another_version_is_refused_with_both_versions() {
+        let root = tempfile::tempdir().unwrap();
+        let venv = fake_venv(root.path(), "3.13.0");
+        let err = choose_for(Some("3.11"), Some(&venv_python(&venv)), &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("is Python 3.13 but this rustybt embeds Python 3.11"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn uv_style_version_info_and_unknown_versions() {
+        let root = tempfile::tempdir().unwrap();
+        let venv = root.path().join("uv");
+        std::fs::create_dir_all(venv.join("bin")).unwrap();
+        std::fs::write(venv.join("bin/python"), "").unwrap();
+        std::fs::write(venv.join("pyvenv.cfg"), "version_info = 3.12.1.final.0\n").unwrap();
+        assert_eq!(
+            interpreter_version(&venv_python(&venv)).as_deref(),
+            Some("3.12")
+        );
+        // No pyvenv.cfg and a name without a version: unknown, so never refused.
+        let bare = root.path().join("python");
+        std::fs::write(&bare, "").unwrap();
+        assert_eq!(interpreter_version(&bare), None);
+        assert_eq!(version_mismatch(Some("3.11"), &bare), None);
+    }
 }

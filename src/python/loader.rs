@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyModule, PyType};
+use pyo3::types::{PyModule, PyType};
 
 use super::errors::algorithm_error;
 use crate::error::{AlgorithmError, Error};
@@ -113,7 +113,7 @@ pub fn load_algorithm(
         let instance = class
             .call0()
             .map_err(|err| Error::from(algorithm_error(py, &err, "__init__", None, &root)))?;
-        let parameters = apply_parameters(py, &class, &instance, &class_name, overrides)?;
+        let parameters = apply_parameters(py, &instance, overrides)?;
         Ok(LoadedAlgorithm {
             instance: instance.unbind(),
             class_name,
@@ -245,56 +245,38 @@ fn pick_class<'py>(
 }
 
 /// Parameters are the public, non-callable class attributes of the algorithm class and its
-/// bases up to `Algorithm`. Overrides are converted to the type of the default value.
+/// bases up to `Algorithm` (`rustybt_api.algorithm.apply_parameters`). Overrides are converted
+/// to the type of the default value and checked against a `Param`'s declared space.
 fn apply_parameters(
     py: Python<'_>,
-    class: &Bound<'_, PyType>,
     instance: &Bound<'_, PyAny>,
-    class_name: &str,
     overrides: &[(String, String)],
 ) -> Result<BTreeMap<String, String>, Error> {
     let internal = |err: PyErr| Error::Internal(format!("reading parameters: {err}"));
-    let helper = py
+    let apply = py
         .import("rustybt_api.algorithm")
-        .and_then(|m| m.getattr("parameters_of"))
+        .and_then(|m| m.getattr("apply_parameters"))
         .map_err(internal)?;
-    let defaults = helper.call1((class,)).map_err(internal)?;
-    let defaults = defaults.cast::<PyDict>().map_err(|e| internal(e.into()))?;
-    let known: Vec<String> = defaults
-        .keys()
-        .iter()
-        .filter_map(|k| k.extract::<String>().ok())
-        .collect();
-    let convert = py
-        .import("rustybt_api.algorithm")
-        .and_then(|m| m.getattr("convert_parameter"))
+    let parameter_error = py
+        .import("rustybt_api._parameters")
+        .and_then(|m| m.getattr("ParameterError"))
         .map_err(internal)?;
-    for (name, text) in overrides {
-        let Some(default) = defaults.get_item(name).map_err(internal)? else {
-            return Err(Error::usage_with_hint(
-                format!("unknown parameter `{name}` for `{class_name}`"),
-                if known.is_empty() {
-                    format!("`{class_name}` declares no parameters (public class attributes)")
-                } else {
-                    format!("parameters of `{class_name}`: {}", known.join(", "))
-                },
-            ));
-        };
-        let value = convert.call1((name, text, default)).map_err(|err| {
-            Error::usage(format!(
-                "invalid value for parameter `{name}`: {}",
-                err.value(py)
-            ))
-        })?;
-        instance.setattr(name.as_str(), value).map_err(internal)?;
-    }
-    let mut effective = BTreeMap::new();
-    for name in known {
-        let value = instance.getattr(name.as_str()).map_err(internal)?;
-        let repr = value.repr().map(|r| r.to_string()).unwrap_or_default();
-        effective.insert(name, repr);
-    }
-    Ok(effective)
+    let effective = apply.call1((instance, overrides.to_vec())).map_err(|err| {
+        if !err.is_instance(py, &parameter_error) {
+            return internal(err);
+        }
+        let value = err.value(py);
+        let hint = value
+            .getattr("hint")
+            .ok()
+            .and_then(|h| h.extract::<Option<String>>().ok())
+            .flatten();
+        match hint {
+            Some(hint) => Error::usage_with_hint(value.to_string(), hint),
+            None => Error::usage(value.to_string()),
+        }
+    })?;
+    effective.extract().map_err(internal)
 }
 
 /// An algorithm instance made by Python code (the in-process test harness) rather than loaded
@@ -325,7 +307,7 @@ pub fn describe_instance(
         .ok()
         .and_then(|file| file.extract::<Option<PathBuf>>().ok().flatten())
         .unwrap_or_else(|| PathBuf::from(format!("<{class_name}>")));
-    let parameters = apply_parameters(py, &class, instance, &class_name, &[])?;
+    let parameters = apply_parameters(py, instance, &[])?;
     Ok(LoadedAlgorithm {
         instance: instance.clone().unbind(),
         class_name,

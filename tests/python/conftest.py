@@ -20,6 +20,10 @@ sys.path.insert(0, str(ROOT / "pylib"))
 from rustybt_api.testing import generate_bars, write_csv  # noqa: E402
 
 BIN = Path(os.environ.get("RUSTYBT_BIN", ROOT / "target" / "release" / "rustybt"))
+# The interpreter the binary runs with: the checkout's .venv, or under `make test-python-alt`
+# the .venv-3.x of the version that build links.
+VENV_PYTHON = Path(os.environ.get("RUSTYBT_PYTHON") or ROOT / ".venv" / "bin" / "python")
+VENV = VENV_PYTHON.parent.parent
 
 
 @dataclass

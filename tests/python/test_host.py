@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
-from conftest import BIN, ROOT
-
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+from conftest import BIN, ROOT, VENV, VENV_PYTHON
 
 
 def _doctor_fields(stdout: str) -> dict[str, str]:
@@ -34,7 +34,7 @@ def test_doctor_reports_interpreter_and_packages(run_rustybt):
     assert result.returncode == 0, result.stdout + result.stderr
     fields = _doctor_fields(result.stdout)
     assert fields["interpreter"] == str(VENV_PYTHON)
-    assert fields["sys.prefix"] == str(ROOT / ".venv")
+    assert fields["sys.prefix"] == str(VENV)
     for package in ("numpy", "TA-Lib", "ccxt"):
         assert any(l.strip().startswith(f"ok       {package}") for l in result.stdout.splitlines()), package
     assert str(ROOT / "pylib") in result.stdout
@@ -55,11 +55,43 @@ def test_interpreter_is_the_same_with_a_bare_path(binary, tmp_path):
 
 
 def test_virtual_env_variable_is_honoured(binary, tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "VIRTUAL_ENV": str(ROOT / ".venv")}
+    env = {"PATH": "/usr/bin:/bin", "VIRTUAL_ENV": str(VENV)}
     result = subprocess.run([binary, "doctor"], capture_output=True, text=True, cwd=tmp_path, env=env)
     fields = _doctor_fields(result.stdout)
     assert fields["chosen from"] == "VIRTUAL_ENV"
-    assert fields["sys.prefix"] == str(ROOT / ".venv")
+    assert fields["sys.prefix"] == str(VENV)
+
+
+def _venv_of_another_version(folder: Path) -> Path:
+    """A virtualenv whose pyvenv.cfg names a Python this binary does not embed."""
+    venv = folder / ".venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\nversion = 3.9.18\n")
+    return venv
+
+
+def test_a_venv_of_another_python_version_is_passed_over(binary, tmp_path):
+    # Before the fix a binary linked to 3.11 embedded the nearest .venv whatever its version,
+    # and then failed to import that venv's numpy (built for another version).
+    venv = _venv_of_another_version(tmp_path)
+    result = subprocess.run(
+        [binary, "doctor"], capture_output=True, text=True, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    fields = _doctor_fields(result.stdout)
+    assert fields["interpreter"] != str(venv / "bin" / "python")
+    assert f"passed over: {venv} is Python 3.9 but this rustybt embeds Python 3." in fields["chosen from"]
+    assert "ok       numpy" in result.stdout
+
+
+def test_an_explicit_interpreter_of_another_version_is_refused(binary, tmp_path):
+    venv = _venv_of_another_version(tmp_path)
+    python = venv / "bin" / "python"
+    result = subprocess.run([binary, "--python", str(python), "doctor"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert f"interpreter `{python}` is Python 3.9 but this rustybt embeds Python 3." in result.stderr
+    assert "rebuild rustybt against this one" in result.stderr
 
 
 def test_missing_explicit_interpreter_is_a_clear_error(binary):

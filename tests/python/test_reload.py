@@ -10,7 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from conftest import ROOT
+from conftest import ROOT, VENV
 
 VERSION = """
 from rustybt_api import Algorithm
@@ -216,7 +216,7 @@ def test_reload_with_the_virtualenv_beside_the_algorithm(binary, bars_csv, tmp_p
     even when the virtualenv sits in the algorithm's folder."""
     project = tmp_path / "project"
     project.mkdir()
-    (project / ".venv").symlink_to(ROOT / ".venv")
+    (project / ".venv").symlink_to(VENV)
     algo = project / "counter.py"
     write_version(algo, "v1", "import numpy; numpy.zeros(1)")
     out = tmp_path / "out"
