@@ -6,6 +6,7 @@ mod indicator_report;
 mod live;
 mod live_venue;
 mod progress;
+mod report;
 mod run;
 mod test;
 mod validate;
@@ -52,6 +53,45 @@ pub enum Command {
     /// Trade an algorithm on a live feed: paper (the backtest matcher and costs) or an
     /// exchange through ccxt, with a crash-safe journal, reconciliation and circuit breakers.
     Live(Box<LiveCommand>),
+    /// Write the interactive HTML report of a results folder (one offline file), optionally
+    /// printed to PDF through headless Chromium.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ReportArgs {
+    /// The results folder a run wrote (`rustybt run --out DIR`).
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+
+    /// The HTML file to write (default: RUN_DIR/report.html).
+    #[arg(long, value_name = "FILE.html")]
+    pub out: Option<PathBuf>,
+
+    /// Also print the report to PDF (beside the HTML file) through headless Chromium.
+    #[arg(long)]
+    pub pdf: bool,
+
+    /// Benchmark: a symbol of the run's data (buy and hold it) or a bar file (CSV or Parquet,
+    /// its closes). Default: buy and hold of the traded symbols, equally weighted.
+    #[arg(long, value_name = "SYMBOL|FILE")]
+    pub benchmark: Option<String>,
+
+    /// Window of the rolling Sharpe and volatility, in days of returns.
+    #[arg(long, value_name = "DAYS", default_value_t = 63)]
+    pub window: u32,
+}
+
+impl Default for ReportArgs {
+    fn default() -> Self {
+        ReportArgs {
+            run_dir: PathBuf::new(),
+            out: None,
+            pdf: false,
+            benchmark: None,
+            window: 63,
+        }
+    }
 }
 
 /// `rustybt live ...` runs a session; `rustybt live report` reads a state folder's history.
@@ -310,6 +350,11 @@ pub struct RunArgs {
     /// With `--debug`: wait for a debugger to attach before loading the algorithm.
     #[arg(long)]
     pub wait_for_client: bool,
+
+    /// Also write the HTML report of the results (`report.html` in the results folder), as
+    /// `rustybt report` does.
+    #[arg(long)]
+    pub report: bool,
 }
 
 /// Parses nothing: runs an already-parsed command line and returns the process exit code.
@@ -322,6 +367,7 @@ pub fn execute(cli: Cli) -> ExitCode {
             Some(Command::Test(args)) => test::test(cli.python.as_deref(), args),
             Some(Command::Doctor) => doctor::doctor(cli.python.as_deref()),
             Some(Command::Validate(args)) => validate::validate(cli.python.as_deref(), args),
+            Some(Command::Report(args)) => report::report(cli.python.as_deref(), args),
             Some(Command::Live(command)) => match (command.action, command.session) {
                 (Some(LiveAction::Report(args)), _) => live::live_report(&args),
                 (None, Some(args)) => live::live(cli.python.as_deref(), args),
