@@ -56,8 +56,8 @@ def flatten(prefix: str, value: Any, out: list[tuple[str, Any]]) -> None:
 def metric_groups(raw: dict[str, Any]) -> list[dict[str, Any]]:
     """Every leaf of metrics.json (but ``run`` and ``unavailable``) in a titled group, with its
     JSON text (what the page shows and the tests compare) and the benchmark's when present."""
-    unavailable = raw.get("unavailable") if isinstance(raw.get("unavailable"), dict) else {}
-    benchmark = raw.get("benchmark") if isinstance(raw.get("benchmark"), dict) else {}
+    unavailable: dict[str, Any] = raw["unavailable"] if isinstance(raw.get("unavailable"), dict) else {}
+    benchmark: dict[str, Any] = raw["benchmark"] if isinstance(raw.get("benchmark"), dict) else {}
     leaves: list[tuple[str, Any]] = []
     for key, value in raw.items():
         if key not in ("run", "unavailable", "benchmark"):
@@ -268,7 +268,7 @@ class Analysis:
         month_ret = month_eq / np.concatenate([[self.initial_cash], month_eq[:-1]]) - 1.0
         month_keys = months[month_last].astype(str)
         years = sorted({k[:4] for k in month_keys})
-        z = [[None] * 12 for _ in years]
+        z: list[list[float | None]] = [[None] * 12 for _ in years]
         text = [[""] * 12 for _ in years]
         for key, value in zip(month_keys, month_ret):
             row, col = years.index(key[:4]), int(key[5:7]) - 1
@@ -299,11 +299,11 @@ class Analysis:
                     "y": counts.tolist(), "width": float(edges[1] - edges[0]) if len(edges) > 1 else None}
             shapes, annotations = [], []
             for level in (0.95, 0.99):
-                var = -float(np.quantile(returns, 1 - level))
-                shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": -var, "x1": -var, "y0": 0,
+                var_level = -float(np.quantile(returns, 1 - level))
+                shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": -var_level, "x1": -var_level, "y0": 0,
                                "y1": 1, "line": {"dash": "dash", "color": "#c0392b" if level == 0.99 else "#e67e22"}})
-                annotations.append({"x": -var, "y": 1, "xref": "x", "yref": "paper", "showarrow": False,
-                                    "text": f"VaR {int(level * 100)}% {var * 100:.2f}%", "yanchor": "bottom"})
+                annotations.append({"x": -var_level, "y": 1, "xref": "x", "yref": "paper", "showarrow": False,
+                                    "text": f"VaR {int(level * 100)}% {var_level * 100:.2f}%", "yanchor": "bottom"})
             self.add("Returns", "daily_returns", [hist], _layout(
                 "Daily returns, with historical VaR 95% and 99%", xaxis={"tickformat": ".1%"}, shapes=shapes,
                 annotations=annotations, hovermode="closest", bargap=0.02))
@@ -506,20 +506,23 @@ class Analysis:
     def order_chart(self) -> None:
         orders = self.results.table("orders")
         self.rejections: list[tuple[str, int]] = []
+        final = orders
+        statuses: dict[str, int] = {}
         if len(orders) and "order_id" in orders.columns:
             final = orders.groupby("order_id", sort=False).tail(1)
             counts = final["status"].astype(str).value_counts()
             statuses = {str(k): int(v) for k, v in counts.items()}
-            rejected = final[final["status"].astype(str) == "rejected"]
-            if "reason" in rejected.columns and len(rejected):
-                reasons = rejected["reason"].fillna("").astype(str).value_counts()
-                self.rejections = [(str(k) or "(no reason given)", int(v)) for k, v in reasons.items()]
-        else:
-            summary = self.raw.get("orders") if isinstance(self.raw.get("orders"), dict) else {}
+        summary: dict[str, Any] = self.raw["orders"] if isinstance(self.raw.get("orders"), dict) else {}
+        if not (len(orders) and "order_id" in orders.columns):
             statuses = {k: int(v) for k, v in summary.items() if k != "total" and isinstance(v, int)}
-            for item in summary.get("rejection_reasons") or []:
-                if isinstance(item, dict):
-                    self.rejections.append((str(item.get("reason")), int(item.get("count") or 0)))
+        # metrics.json groups the reasons (numbers folded to <n>); orders.csv has them verbatim
+        for item in summary.get("rejection_reasons") or []:
+            if isinstance(item, dict):
+                self.rejections.append((str(item.get("reason")), int(item.get("count") or 0)))
+        if not self.rejections and len(orders) and "reason" in orders.columns:
+            rejected = final[final["status"].astype(str) == "rejected"]
+            reasons = rejected["reason"].fillna("").astype(str).value_counts()
+            self.rejections = [(str(k) or "(no reason given)", int(v)) for k, v in reasons.items()]
         if not statuses:
             self.notes.append("no orders")
             return

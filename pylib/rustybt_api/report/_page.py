@@ -95,7 +95,7 @@ def _e(text: object) -> str:
 def _json(value: Any) -> str:
     try:
         orjson: Any = importlib.import_module("orjson")
-        text = orjson.dumps(value).decode()
+        text = str(orjson.dumps(value).decode())
     except ImportError:
         text = json.dumps(value, separators=(",", ":"), allow_nan=False)
     # inside <script>: no closing tag can appear in the data
