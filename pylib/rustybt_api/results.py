@@ -135,12 +135,14 @@ class Results:
         reasons = self.raw.get("unavailable")
         return reasons if isinstance(reasons, dict) else {}
 
-    def table(self, name: str, money: str = "decimal") -> Any:
+    def table(self, name: str, money: str = "decimal", columns: Sequence[str] | None = None) -> Any:
         """The DataFrame of ``name`` (``equity``, ``fills``, ``trades``, ``orders``, ``costs``,
-        ``records``), money as ``"decimal"`` or ``"float"``; empty when the file is absent."""
+        ``records``), money as ``"decimal"`` or ``"float"``; empty when the file is absent.
+        ``columns`` reads only those (and the index) from a Parquet file."""
         if money not in ("decimal", "float"):
             raise ValueError(f"money must be 'decimal' or 'float', got {money!r}")
-        return _read_table(self.path, name, money == "float").copy()
+        wanted = tuple(columns) if columns is not None else None
+        return _read_table(self.path, name, money == "float", wanted).copy()
 
     @functools.cached_property
     def equity(self) -> Any:
@@ -246,52 +248,41 @@ def load(path: str | os.PathLike[str]) -> Results:
 
 
 @functools.lru_cache(maxsize=32)
-def _read_cached(folder: str, stamp: float, name: str, as_floats: bool) -> Any:
-    return _read(Path(folder), name, as_floats)
+def _read_cached(folder: str, stamp: float, name: str, as_floats: bool, columns: tuple[str, ...] | None) -> Any:
+    return _read(Path(folder), name, as_floats, columns)
 
 
-def _read_table(folder: Path, name: str, as_floats: bool) -> Any:
+def _read_table(folder: Path, name: str, as_floats: bool, columns: tuple[str, ...] | None = None) -> Any:
     if name not in TABLES:
         raise ValueError(f"unknown table {name!r}; tables: {', '.join(TABLES)}")
     files = [folder / f"{name}.parquet", folder / f"{name}.csv"]
     stamp = max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
-    return _read_cached(str(folder), stamp, name, as_floats)
+    return _read_cached(str(folder), stamp, name, as_floats, columns)
 
 
-def _read(folder: Path, name: str, as_floats: bool) -> Any:
+def _read(folder: Path, name: str, as_floats: bool, columns: tuple[str, ...] | None = None) -> Any:
     pd = _pd()
     parquet, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
     index = TABLES[name]
     if parquet.is_file():
         pq: Any = importlib.import_module("pyarrow.parquet")
         pa: Any = importlib.import_module("pyarrow")
-        table = pq.read_table(parquet)
+        if columns is not None:
+            present = set(pq.read_schema(parquet).names)
+            columns = tuple(c for c in dict.fromkeys((index, *columns)) if c in present)
+        table = pq.read_table(parquet, columns=None if columns is None else list(columns))
         if as_floats:
             # Decimal128 to float64 in Arrow, no Python object per value; through the decimal
             # text, whose parsing rounds correctly (a direct cast can be one ulp off).
-            columns = [
+            arrays = [
                 table.column(i).cast(pa.string()).cast(pa.float64()) if pa.types.is_decimal(f.type)
                 else table.column(i)
                 for i, f in enumerate(table.schema)
             ]
-            table = pa.table(columns, names=table.schema.names)
+            table = pa.table(arrays, names=table.schema.names)
         frame = table.to_pandas()
     elif csv.is_file():
-        frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
-        for column in frame.columns:
-            if column in TIME_COLUMNS:
-                frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
-            elif column in MONEY_COLUMNS:
-                if as_floats:
-                    frame[column] = pd.to_numeric(frame[column].replace("", None), errors="coerce")
-                else:
-                    frame[column] = frame[column].map(_decimal).astype(object)
-            elif column in ("order_id",):
-                frame[column] = pd.to_numeric(frame[column].replace("", None), errors="coerce").astype("Int64")
-            elif column == "value":
-                frame[column] = pd.to_numeric(frame[column], errors="coerce")
-            else:
-                frame[column] = frame[column].replace("", None)
+        frame = _read_csv(csv, as_floats)
     else:
         return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="time"))
     if index in frame.columns:
@@ -299,6 +290,37 @@ def _read(folder: Path, name: str, as_floats: bool) -> Any:
         if index == "time":
             frame = frame.drop(columns=["time"])
     return frame
+
+
+def _read_csv(path: Path, as_floats: bool) -> Any:
+    """A results CSV through Arrow's reader: times parsed in C++, money as exact Decimal (or
+    float64), empty cells as missing."""
+    import csv as _csv
+
+    pa: Any = importlib.import_module("pyarrow")
+    pa_csv: Any = importlib.import_module("pyarrow.csv")
+    pd = _pd()
+    with path.open(newline="", encoding="utf-8") as handle:
+        header = next(_csv.reader(handle), [])
+    types = {name: pa.timestamp("ns", tz="UTC") if name in TIME_COLUMNS else pa.string() for name in header}
+    table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(
+        column_types=types, strings_can_be_null=True, null_values=[""]))
+    columns: dict[str, Any] = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if name in MONEY_COLUMNS:
+            if as_floats:
+                columns[name] = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            else:
+                columns[name] = pd.Series([None if v is None else Decimal(v) for v in column.to_pylist()],
+                                          dtype=object)
+        elif name == "order_id":
+            columns[name] = pd.array(column.cast(pa.int64()).to_pylist(), dtype="Int64")
+        elif name == "value":
+            columns[name] = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        else:
+            columns[name] = column.to_pandas()
+    return pd.DataFrame(columns)
 
 
 def _binary() -> str:

@@ -8,6 +8,8 @@ as the exact decimal text for tables.
 
 from __future__ import annotations
 
+import csv
+import importlib
 import json
 import math
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..results import Results
+from ..results import MONEY_COLUMNS, Results
 from ._bars import Closes, load_closes, read_file
 from ._reduce import MAX_POINTS, reduce_indices
 
@@ -30,11 +32,11 @@ BINS = 50
 
 #: Metric groups of the table: a key goes to the first group one of whose words it contains.
 GROUPS = [
+    ("Trades", ("trade", "win", "loss", "streak", "holding", "exposure", "expectancy", "mae", "mfe",
+                "largest", "smallest", "gross", "profit_factor")),
     ("Returns", ("return", "cagr", "profit", "equity", "cash", "sharpe", "sortino", "calmar", "omega",
                  "alpha", "beta", "information", "stability", "tail")),
     ("Risk", ("drawdown", "volatility", "var", "skew", "kurtosis", "tracking", "downside")),
-    ("Trades", ("trade", "win", "loss", "streak", "holding", "exposure", "expectancy", "mae", "mfe",
-                "long", "short", "largest", "smallest", "average", "avg", "gross")),
     ("Costs", ("cost", "fee", "commission", "slippage", "borrow", "financing")),
     ("Orders", ("order", "fill")),
     ("Period", ("time", "returns", "days", "periods", "points", "status", "partial", "reason", "risk_free")),
@@ -133,7 +135,7 @@ class Analysis:
         self.window = window
         self.notes: list[str] = []
         self.charts: list[dict[str, Any]] = []
-        equity = results.table("equity", money="float")
+        equity = results.table("equity", money="float", columns=["equity"])
         self.times = np.asarray(equity.index.asi8, dtype=np.int64) if len(equity) else np.zeros(0, np.int64)
         self.equity = equity["equity"].to_numpy(dtype=np.float64) if len(equity) else np.zeros(0)
         self.initial_cash = float(self.raw.get("initial_cash") or self.info.get("initial_cash") or
@@ -276,7 +278,8 @@ class Analysis:
             text[row][col] = f"{value * 100:.2f}%"
         names = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
         heat = {"type": "heatmap", "name": "monthly return", "x": names, "y": years, "z": z, "text": text,
-                "texttemplate": "%{text}", "colorscale": "RdYlGn", "zmid": 0, "hoverongaps": False,
+                "texttemplate": "%{text}", "zmid": 0,
+                "colorscale": [[0, "#c0392b"], [0.5, "#f7f7f7"], [1, "#27ae60"]], "hoverongaps": False,
                 "hovertemplate": "%{y} %{x}: %{text}<extra></extra>"}
         self.add("Returns", "monthly", [heat], _layout("Monthly returns", xaxis={"type": "category"},
                                                         yaxis={"type": "category", "autorange": "reversed"},
@@ -302,10 +305,11 @@ class Analysis:
                 var_level = -float(np.quantile(returns, 1 - level))
                 shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": -var_level, "x1": -var_level, "y0": 0,
                                "y1": 1, "line": {"dash": "dash", "color": "#c0392b" if level == 0.99 else "#e67e22"}})
-                annotations.append({"x": -var_level, "y": 1, "xref": "x", "yref": "paper", "showarrow": False,
-                                    "text": f"VaR {int(level * 100)}% {var_level * 100:.2f}%", "yanchor": "bottom"})
+                annotations.append({"x": -var_level, "y": 1 if level == 0.95 else 0.9, "xref": "x", "yref": "paper",
+                                    "showarrow": False, "xanchor": "right",
+                                    "text": f"VaR {int(level * 100)}% {var_level * 100:.2f}% ", "yanchor": "bottom"})
             self.add("Returns", "daily_returns", [hist], _layout(
-                "Daily returns, with historical VaR 95% and 99%", xaxis={"tickformat": ".1%"}, shapes=shapes,
+                "Daily returns, with historical VaR 95% and 99%", xaxis={"tickformat": ".2%"}, shapes=shapes,
                 annotations=annotations, hovermode="closest", bargap=0.02))
         else:
             self.notes.append("no daily returns (the run spans less than two days): no return distribution")
@@ -452,28 +456,35 @@ class Analysis:
                          xaxis={"title": {"text": "hours"}}))
 
     def trade_table(self) -> dict[str, Any]:
-        """Columns of the trades table as the exact text of trades.csv (Decimal text)."""
-        trades = self.results.table("trades")
-        if not len(trades):
+        """Columns of the trades table; money as the exact text trades.csv holds."""
+        path = self.results.path / "trades.csv"
+        if not path.is_file():
             return {"columns": [], "rows": 0, "note": None}
-        note = None
-        if len(trades) > MAX_TRADE_ROWS:
-            note = f"the table holds the last {MAX_TRADE_ROWS} of {len(trades)} trades; all are in trades.csv"
-            trades = trades.iloc[-MAX_TRADE_ROWS:]
+        pa: Any = importlib.import_module("pyarrow")
+        pa_csv: Any = importlib.import_module("pyarrow.csv")
+        with path.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+        types = {n: pa.timestamp("ns", tz="UTC") if n in ("entry_time", "exit_time") else pa.string() for n in header}
+        table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(column_types=types))
+        rows, note = table.num_rows, None
+        if not rows:
+            return {"columns": [], "rows": 0, "note": None}
+        if rows > MAX_TRADE_ROWS:
+            note = f"the table holds the last {MAX_TRADE_ROWS} of {rows} trades; all are in trades.csv"
+            table = table.slice(rows - MAX_TRADE_ROWS)
+            rows = MAX_TRADE_ROWS
         columns: list[dict[str, Any]] = []
-        entry = np.asarray(trades["entry_time"].array.asi8, dtype=np.int64)
-        exit_ = np.asarray(trades["exit_time"].array.asi8, dtype=np.int64)
-        for name in trades.columns:
-            if name in ("entry_time", "exit_time"):
-                columns.append({"name": name, "kind": "time", "values": _ms(entry if name == "entry_time" else exit_)})
-                if name == "exit_time":
-                    columns.append({"name": "duration", "kind": "duration", "values": _ms(exit_ - entry)})
-            elif trades[name].dtype == object and len(trades) and _is_decimal(trades[name].iloc[0]):
-                columns.append({"name": name, "kind": "number",
-                                "values": ["" if v is None else str(v) for v in trades[name]]})
+        times = {n: table.column(n).cast(pa.int64()).to_numpy() for n in ("entry_time", "exit_time") if n in header}
+        for name in header:
+            if name in times:
+                columns.append({"name": name, "kind": "time", "values": _ms(times[name])})
+                if name == "exit_time" and "entry_time" in times:
+                    columns.append({"name": "duration", "kind": "duration",
+                                    "values": _ms(times["exit_time"] - times["entry_time"])})
             else:
-                columns.append({"name": name, "kind": "text", "values": [str(v) for v in trades[name]]})
-        return {"columns": columns, "rows": len(trades), "note": note}
+                kind = "number" if name in MONEY_COLUMNS else "text"
+                columns.append({"name": name, "kind": kind, "values": table.column(name).to_pylist()})
+        return {"columns": columns, "rows": rows, "note": note}
 
     def cost_chart(self) -> None:
         costs = self.raw.get("costs")
@@ -504,25 +515,22 @@ class Analysis:
                                                  xaxis={"type": "category"}, hovermode="closest"))
 
     def order_chart(self) -> None:
-        orders = self.results.table("orders")
+        """Final statuses and rejection reasons from metrics.json's order summary (which
+        groups the reasons, numbers folded to <n>); from orders.csv when it has none."""
         self.rejections: list[tuple[str, int]] = []
-        final = orders
-        statuses: dict[str, int] = {}
-        if len(orders) and "order_id" in orders.columns:
-            final = orders.groupby("order_id", sort=False).tail(1)
-            counts = final["status"].astype(str).value_counts()
-            statuses = {str(k): int(v) for k, v in counts.items()}
         summary: dict[str, Any] = self.raw["orders"] if isinstance(self.raw.get("orders"), dict) else {}
-        if not (len(orders) and "order_id" in orders.columns):
-            statuses = {k: int(v) for k, v in summary.items() if k != "total" and isinstance(v, int)}
-        # metrics.json groups the reasons (numbers folded to <n>); orders.csv has them verbatim
+        statuses = {k: int(v) for k, v in summary.items() if k != "total" and isinstance(v, int)}
         for item in summary.get("rejection_reasons") or []:
             if isinstance(item, dict):
                 self.rejections.append((str(item.get("reason")), int(item.get("count") or 0)))
-        if not self.rejections and len(orders) and "reason" in orders.columns:
-            rejected = final[final["status"].astype(str) == "rejected"]
-            reasons = rejected["reason"].fillna("").astype(str).value_counts()
-            self.rejections = [(str(k) or "(no reason given)", int(v)) for k, v in reasons.items()]
+        orders = self.results.table("orders") if not statuses else None
+        if orders is not None and len(orders) and "order_id" in orders.columns:
+            final = orders.groupby("order_id", sort=False).tail(1)
+            statuses = {str(k): int(v) for k, v in final["status"].astype(str).value_counts().items()}
+            if "reason" in final.columns:
+                rejected = final[final["status"].astype(str) == "rejected"]
+                reasons = rejected["reason"].fillna("").astype(str).value_counts()
+                self.rejections = [(str(k) or "(no reason given)", int(v)) for k, v in reasons.items()]
         if not statuses:
             self.notes.append("no orders")
             return
@@ -542,11 +550,6 @@ def _num(value: Any) -> bool:
         return math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
-
-
-def _is_decimal(value: Any) -> bool:
-    from decimal import Decimal
-    return isinstance(value, Decimal)
 
 
 def worst_drawdowns(times: npt.NDArray[np.int64], dd: npt.NDArray[np.float64],

@@ -53,7 +53,7 @@ def read_file(path: Path, symbols: list[str], closes: Closes) -> None:
     if path.suffix.lower() in (".parquet", ".pq"):
         table = pq.read_table(path)
     else:
-        table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(strings_can_be_null=False))
+        table = _read_csv(path, pa, pa_csv)
     names = {name.strip().lower(): name for name in table.column_names}
     time_name = next((names[n] for n in TIME_NAMES if n in names), None)
     if time_name is None or "close" not in names:
@@ -77,6 +77,26 @@ def read_file(path: Path, symbols: list[str], closes: Closes) -> None:
         stem = path.stem
         symbol = stem if stem in symbols or len(symbols) != 1 else symbols[0]
         _add(closes, symbol, times, close)
+
+
+def _read_csv(path: Path, pa: Any, pa_csv: Any) -> Any:
+    """Only the time, close and symbol columns; ISO times parsed by Arrow when they are."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as handle:
+        header = next(csv.reader(handle), [])
+    by_lower = {name.strip().lower(): name for name in header}
+    wanted = [by_lower[n] for n in (*TIME_NAMES, "close", "symbol") if n in by_lower]
+    types = {by_lower["close"]: pa.float64()} if "close" in by_lower else {}
+    time_name = next((by_lower[n] for n in TIME_NAMES if n in by_lower), None)
+    try:
+        if time_name is not None:
+            types[time_name] = pa.timestamp("ns", tz="UTC")
+        return pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(include_columns=wanted, column_types=types))
+    except pa.ArrowInvalid:  # epoch numbers or another layout: parsed below instead
+        if time_name is not None:
+            del types[time_name]
+        return pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(include_columns=wanted, column_types=types))
 
 
 def _add(closes: Closes, symbol: str, times: Any, close: Any) -> None:

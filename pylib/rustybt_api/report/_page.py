@@ -13,7 +13,7 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:16px;color:#222}
 h1{font-size:22px;margin:4px 0 12px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}
 table{border-collapse:collapse;font-size:13px}td,th{padding:3px 8px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
-th{background:#f6f6f6}.metrics{display:flex;flex-wrap:wrap;gap:16px}.metrics table{min-width:340px}
+th{background:#f6f6f6}.metrics{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.metrics table{min-width:340px}
 .metrics td.value{text-align:right;font-variant-numeric:tabular-nums}.na{color:#999}.note{color:#8a6d3b;font-size:13px;margin:4px 0}
 .chart{width:100%;min-height:200px;break-inside:avoid;page-break-inside:avoid}.mono{font-family:ui-monospace,monospace;font-size:12px}
 #trades th{cursor:pointer;user-select:none}#trades td{text-align:right;font-variant-numeric:tabular-nums}
