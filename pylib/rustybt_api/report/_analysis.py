@@ -479,11 +479,15 @@ class Analysis:
             if name in times:
                 columns.append({"name": name, "kind": "time", "values": _ms(times[name])})
                 if name == "exit_time" and "entry_time" in times:
-                    columns.append({"name": "duration", "kind": "duration",
-                                    "values": _ms(times["exit_time"] - times["entry_time"])})
+                    # computed by the page from the two times
+                    columns.append({"name": "duration", "kind": "duration", "of": ["entry_time", "exit_time"]})
+            elif name in MONEY_COLUMNS:
+                columns.append({"name": name, "kind": "number", "values": table.column(name).to_pylist()})
             else:
-                kind = "number" if name in MONEY_COLUMNS else "text"
-                columns.append({"name": name, "kind": kind, "values": table.column(name).to_pylist()})
+                # text repeats (symbol, direction): a dictionary and one code per row
+                encoded = table.column(name).combine_chunks().dictionary_encode()
+                columns.append({"name": name, "kind": "text", "dictionary": encoded.dictionary.to_pylist(),
+                                "codes": encoded.indices.to_numpy(zero_copy_only=False).tolist()})
         return {"columns": columns, "rows": rows, "note": note}
 
     def cost_chart(self) -> None:

@@ -45,7 +45,15 @@ function fmtDuration(ms){
 function tradesTable(){
   const T = R.trades, host = document.getElementById('trades');
   if(!host || !T.rows) return;
-  const cols = T.columns, pageSize = 50;
+  const cols = T.columns, pageSize = 50, byName = {};
+  cols.forEach(function(col){ byName[col.name] = col; });
+  cols.forEach(function(col){
+    if(col.kind === 'text'){ col.values = col.codes.map(function(c){ return col.dictionary[c]; }); }
+    if(col.kind === 'duration'){
+      const a = byName[col.of[0]].values, b = byName[col.of[1]].values;
+      col.values = b.map(function(t, i){ return t - a[i]; });
+    }
+  });
   let order = Array.from({length: T.rows}, (_, i) => i), page = 0, sortCol = -1, asc = true;
   const table = document.createElement('table'), head = table.createTHead().insertRow(), body = table.createTBody();
   cols.forEach(function(col, k){
