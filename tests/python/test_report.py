@@ -201,6 +201,10 @@ def test_symbols_markers_and_recorded_values(run_dir, page):
         values = [float(r["value"]) for r in records if r["name"] == f"{symbol}.diff"]
         assert max(diff["y"]) == pytest.approx(max(values)) and min(diff["y"]) == pytest.approx(min(values))
     # the custom indicator recorded once per AAA bar, drawn in the chart of its own
+    from test_results_api import check_equals_files
+    from rustybt_api import results
+
+    check_equals_files(results.load(run_dir))  # records.parquet too, value for value
     ranges = [r for r in records if r["name"] == "range"]
     assert len(ranges) == BARS
     (range_trace,) = page["charts"]["records"]["traces"]

@@ -51,6 +51,10 @@ def check_equals_files(r: results.Results) -> None:
                     assert int(got) == int(text)
                 else:
                     assert ("" if pd.isna(got) else got) == text, (name, column)
+    if (folder / "records.csv").exists():
+        expected = csv_rows(folder / "records.csv")
+        assert [(t, n, v) for t, n, v in zip(r.records.index, r.records["name"], r.records["value"])] == [
+            (pd.Timestamp(e["time"]), e["name"], float(e["value"])) for e in expected]
     metrics = json.loads((folder / "metrics.json").read_text())
     assert r.metrics["final_equity"] == Decimal(metrics["final_equity"])
     assert r.metrics["num_trades"] == metrics["num_trades"]
@@ -140,3 +144,48 @@ def test_the_example_notebook_runs(binary, tmp_path, monkeypatch):
     assert any("rustybt results" in h for h in html)  # the summary
     assert any("<iframe srcdoc=" in h and "Plotly.newPlot" in h for h in html)  # the report inline
     assert any("fast=5 slow=15" in h for h in html)  # the comparison table
+
+
+RECORD_ERRORS = '''
+from rustybt_api import Algorithm
+
+
+class Bad(Algorithm):
+    which = "empty"
+
+    def on_tick(self, ctx):
+        if self.which == "empty":
+            self.record("", 1.0)
+        else:
+            self.record(3, 1.0)
+'''
+
+
+@pytest.mark.parametrize("which, message", [
+    ("empty", "ValueError: record() needs a non-empty name"),
+    ("number", "TypeError: record() needs a str name, got int"),
+])
+def test_record_errors_name_the_problem(binary, tmp_path, which, message):
+    algo = tmp_path / "bad.py"
+    algo.write_text(RECORD_ERRORS)
+    done = subprocess.run([str(binary), "run", "--algo", str(algo), "--param", f"which={which}", "--out",
+                           str(tmp_path / "out"), "--quiet", "--no-progress"], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.returncode == 1
+    assert message in done.stderr and "bad.py" in done.stderr
+
+
+def test_record_outside_an_engine():
+    from rustybt_api import Algorithm, Indicator, NotAttachedError
+
+    with pytest.raises(NotAttachedError):
+        Algorithm().record("x", 1.0)
+    indicator = Indicator()
+    indicator.record("width", 2)
+    indicator.record("width", 2.5)
+    assert indicator.recorded == [("width", 2.0), ("width", 2.5)]  # type: ignore[attr-defined]
+
+
+def test_a_run_without_records_writes_no_records_file(sample_run):
+    assert not (sample_run / "records.csv").exists() and not (sample_run / "records.parquet").exists()
+    assert results.load(sample_run).records.empty
