@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand.
 
+mod compare;
 mod doctor;
 mod harness;
 mod indicator_report;
@@ -56,6 +57,26 @@ pub enum Command {
     /// Write the interactive HTML report of a results folder (one offline file), optionally
     /// printed to PDF through headless Chromium.
     Report(ReportArgs),
+    /// Compare results folders: metrics side by side and an equity overlay; with `--match`,
+    /// each run's decisions and fills against the first's (live or paper against backtest).
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CompareArgs {
+    /// Two or more results folders; the first is the reference for `--match`.
+    #[arg(value_name = "RUN_DIR", num_args = 2.., required = true)]
+    pub runs: Vec<PathBuf>,
+
+    /// Also write an HTML page (metrics, equity overlay, matched fills) to this file.
+    #[arg(long, value_name = "FILE.html")]
+    pub html: Option<PathBuf>,
+
+    /// Match each run's decisions (order submissions) and fills against the first run's:
+    /// slippage, latency and fee per fill, orders missing on either side, equity tracking
+    /// error and correlation of returns.
+    #[arg(long = "match")]
+    pub match_fills: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -368,6 +389,7 @@ pub fn execute(cli: Cli) -> ExitCode {
             Some(Command::Doctor) => doctor::doctor(cli.python.as_deref()),
             Some(Command::Validate(args)) => validate::validate(cli.python.as_deref(), args),
             Some(Command::Report(args)) => report::report(cli.python.as_deref(), args),
+            Some(Command::Compare(args)) => compare::compare(cli.python.as_deref(), args),
             Some(Command::Live(command)) => match (command.action, command.session) {
                 (Some(LiveAction::Report(args)), _) => live::live_report(&args),
                 (None, Some(args)) => live::live(cli.python.as_deref(), args),

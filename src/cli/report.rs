@@ -46,36 +46,6 @@ pub(super) fn after_run(py: Python<'_>, run_dir: &Path) -> Result<(), Error> {
 }
 
 fn write(py: Python<'_>, args: &ReportArgs) -> Result<Vec<PathBuf>, Error> {
-    let driver_error = |err: PyErr| {
-        if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
-            return Error::Interrupted;
-        }
-        let value = err.value(py);
-        // A ReportError is the user's to fix (a folder that is not a results folder, no
-        // Chromium for --pdf); anything else is a bug, with its traceback.
-        let is_user_error = py
-            .import("rustybt_api.report")
-            .and_then(|m| m.getattr("ReportError"))
-            .is_ok_and(|cls| value.is_instance(&cls).unwrap_or(false));
-        if is_user_error {
-            let hint = value
-                .getattr("hint")
-                .ok()
-                .and_then(|h| h.extract::<Option<String>>().ok())
-                .flatten();
-            return Error::Usage {
-                message: value.to_string(),
-                hint,
-            };
-        }
-        let traceback = py
-            .import("traceback")
-            .and_then(|tb| tb.call_method1("format_exception", (value,)))
-            .and_then(|lines| lines.extract::<Vec<String>>())
-            .map(|lines| lines.concat())
-            .unwrap_or_else(|_| err.to_string());
-        Error::Internal(format!("the report failed:\n{traceback}"))
-    };
     let kwargs = PyDict::new(py);
     (|| -> PyResult<()> {
         kwargs.set_item("out", args.out.as_ref().map(|p| p.display().to_string()))?;
@@ -84,12 +54,54 @@ fn write(py: Python<'_>, args: &ReportArgs) -> Result<Vec<PathBuf>, Error> {
         kwargs.set_item("window", args.window)?;
         Ok(())
     })()
-    .map_err(driver_error)?;
-    let written = py
-        .import("rustybt_api.report")
+    .map_err(|err| driver_error(py, err))?;
+    let run_dir = args.run_dir.display().to_string();
+    call_driver(py, "rustybt_api.report", (run_dir,), &kwargs)?
+        .extract::<Vec<PathBuf>>()
+        .map_err(|err| driver_error(py, err))
+}
+
+/// Calls `main` of the Python driver `module`. A `ReportError` it raises is a usage error
+/// (exit 2) with its hint; any other exception is a bug, reported with its traceback.
+pub(super) fn call_driver<'py>(
+    py: Python<'py>,
+    module: &str,
+    args: impl pyo3::call::PyCallArgs<'py>,
+    kwargs: &Bound<'py, PyDict>,
+) -> Result<Bound<'py, PyAny>, Error> {
+    py.import(module)
         .and_then(|m| m.getattr("main"))
-        .and_then(|main| main.call((args.run_dir.display().to_string(),), Some(&kwargs)))
-        .and_then(|paths| paths.extract::<Vec<PathBuf>>())
-        .map_err(driver_error)?;
-    Ok(written)
+        .and_then(|main| main.call(args, Some(kwargs)))
+        .map_err(|err| driver_error(py, err))
+}
+
+fn driver_error(py: Python<'_>, err: PyErr) -> Error {
+    if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
+        return Error::Interrupted;
+    }
+    let value = err.value(py);
+    // A ReportError is the user's to fix (a folder that is not a results folder, no Chromium
+    // for --pdf); anything else is a bug, with its traceback.
+    let is_user_error = py
+        .import("rustybt_api.report")
+        .and_then(|m| m.getattr("ReportError"))
+        .is_ok_and(|cls| value.is_instance(&cls).unwrap_or(false));
+    if is_user_error {
+        let hint = value
+            .getattr("hint")
+            .ok()
+            .and_then(|h| h.extract::<Option<String>>().ok())
+            .flatten();
+        return Error::Usage {
+            message: value.to_string(),
+            hint,
+        };
+    }
+    let traceback = py
+        .import("traceback")
+        .and_then(|tb| tb.call_method1("format_exception", (value,)))
+        .and_then(|lines| lines.extract::<Vec<String>>())
+        .map(|lines| lines.concat())
+        .unwrap_or_else(|_| err.to_string());
+    Error::Internal(format!("the report failed:\n{traceback}"))
 }
