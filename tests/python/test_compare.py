@@ -63,17 +63,21 @@ def test_a_paper_replay_matches_its_backtest_exactly(binary, data, tmp_path):
 
 
 def test_injected_latency_and_slippage_are_recovered_exactly(binary, data, tmp_path):
-    reference = backtest(binary, data, tmp_path / "clean")
-    config = tmp_path / "costs.toml"
-    config.write_text('[execution]\nlatency = "50ms"\nslippage_bps = "7"\n')
-    costly = backtest(binary, data, tmp_path / "costly", "--config", config)
-    m = compare.match(results.load(reference), results.load(costly))
-    assert m.decisions > 20 and not m.only_in_reference and not m.only_in_other
+    reference = results.load(backtest(binary, data, tmp_path / "clean"))
+    late = tmp_path / "late.toml"
+    late.write_text('[execution]\nlatency = "50ms"\n')
+    m = compare.match(reference, results.load(backtest(binary, data, tmp_path / "late", "--config", late)))
+    assert m.decisions > 20 and not m.only_in_reference and not m.only_in_other and m.unmatched_fills == 0
     assert {f.latency_ns for f in m.fills} == {50_000_000}
+    slipping = tmp_path / "slip.toml"
+    slipping.write_text('[execution]\nslippage_bps = "7"\n')
+    costly = backtest(binary, data, tmp_path / "slip", "--config", slipping)
+    m = compare.match(reference, results.load(costly))
+    assert {f.latency_ns for f in m.fills} == {0}
     # per fill, the slippage found equals the slippage charge in costs.csv of that fill
     with (costly / "costs.csv").open() as f:
         charged = [Decimal(r["amount"]) for r in csv.DictReader(f) if r["kind"] == "slippage"]
-    assert len(charged) == len(m.fills)
+    assert len(charged) == len(m.fills) > 20
     assert [f.slippage * f.qty for f in m.fills] == charged
     assert all(f.slippage > 0 for f in m.fills)
     assert not m.identical and m.correlation is not None and m.correlation > 0.9

@@ -320,12 +320,13 @@ def test_a_folder_missing_parts_still_reports(run_dir, binary, browser, tmp_path
     (["report", "{empty}"], "`{empty}` has no metrics.json: the run did not finish writing its results"),
     (["report", "{run}", "--benchmark", "ZZZ"], "benchmark `ZZZ` is neither a symbol of the run nor a file"),
     (["report", "{run}", "--window", "1"], "`--window` must be at least 2 days"),
+    (["run", "--algo", "algorithms/sma_cross.py", "--watch", "--report"], "`--watch` and `--report` do not go together"),
 ])
 def test_report_errors(binary, run_dir, tmp_path, args, message):
     (tmp_path / "empty").mkdir(exist_ok=True)
     argv = [a.format(empty=tmp_path / "empty", run=run_dir) for a in args]
     message = message.format(empty=tmp_path / "empty")
-    done = subprocess.run([str(binary), *argv], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([str(binary), *argv], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 2, done.stderr
     assert f"error: {message}" in done.stderr
     assert "panicked" not in done.stderr and "Traceback" not in done.stderr
@@ -342,3 +343,31 @@ def test_reduction_keeps_every_extreme_and_stays_small(values, budget):
     assert kept.max() == array.max() and kept.min() == array.min()
     assert index[0] == 0 and index[-1] == len(values) - 1
     assert len(values) // 2 in set(index.tolist())
+
+
+def test_a_large_run_stays_light(binary, browser, tmp_path):
+    data = tmp_path / "L.csv"
+    write_csv(data, generate_bars(60_000, seed=5))
+    out = tmp_path / "run"
+    done = subprocess.run([str(binary), "run", "--algo", str(ROOT / "benches" / "algos" / "report_trades.py"),
+                           "--data", str(data), "--param", "every=10", "--out", str(out), "--quiet", "--no-progress",
+                           "--report"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    fills = rows(out / "fills.csv")
+    assert len(fills) > 10_000
+    open_report(browser, out / "report.html")
+    assert console_errors(browser) == []
+    charts = drawn_charts(browser)
+    for chart in charts.values():
+        for trace in chart["traces"]:
+            assert len(trace["x"]) <= 4000
+    markers = {t["name"]: len(t["x"]) for t in charts["symbol_0"]["traces"] if t["name"] in ("buy", "sell")}
+    assert markers == {"buy": 1000, "sell": 1000}
+    notes = browser.execute_script("return [...document.querySelectorAll('.note')].map(n => n.textContent).join(' ')")
+    assert f"{len(fills)} fills; 2000 markers drawn" in notes
+    trades = rows(out / "trades.csv")
+    pager = browser.execute_script("return document.querySelector('#trades .pager').textContent")
+    assert f"of {len(trades)}" in pager
+    equity = [float(r["equity"]) for r in rows(out / "equity.csv")]
+    strategy = charts["equity"]["traces"][0]["y"]
+    assert max(strategy) == pytest.approx(max(equity)) and min(strategy) == pytest.approx(min(equity))

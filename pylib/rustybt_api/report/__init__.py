@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import html
 import importlib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +42,6 @@ def main(run_dir: str, out: str | None = None, pdf: bool = False, benchmark: str
 
 def write_report(run_dir: Path, out: Path | None = None, benchmark: str | None = None, window: int = 63) -> Path:
     """Writes the HTML report of ``run_dir`` to ``out`` (default ``run_dir/report.html``)."""
-    started = time.perf_counter()
     try:
         results = load(run_dir)
     except ResultsError as err:
@@ -71,7 +68,6 @@ def write_report(run_dir: Path, out: Path | None = None, benchmark: str | None =
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True)
     path.write_text(page, encoding="utf-8")
-    _ = time.perf_counter() - started
     return path
 
 
@@ -123,6 +119,3 @@ def _sha256(path: Path) -> str:
             digest.update(block)
     return digest.hexdigest()
 
-
-def _escape(text: object) -> str:
-    return html.escape(str(text))

@@ -8,7 +8,7 @@ peak and trough) are kept as well.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 import numpy.typing as npt
@@ -40,9 +40,3 @@ def reduce_indices(values: npt.NDArray[np.float64], max_points: int = MAX_POINTS
     chosen.append(np.asarray([k for k in keep if 0 <= k < n], dtype=np.int64))
     return np.unique(np.concatenate(chosen).astype(np.int64))
 
-
-def reduce_xy(times_ms: npt.NDArray[np.int64], values: npt.NDArray[np.float64],
-              max_points: int = MAX_POINTS, keep: Iterable[int] = ()) -> tuple[Any, Any]:
-    """``(times, values)`` reduced as :func:`reduce_indices` says."""
-    index = reduce_indices(values, max_points, keep)
-    return times_ms[index], values[index]
