@@ -25,7 +25,7 @@ SUPPORTED := 3.12 3.11 3.13
 PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 PYTHON_ALTS := $(if $(filter .venv,$(VENV)),$(foreach v,$(filter-out $(PYTHON_VERSION),$(SUPPORTED)),$(if $(call find_python,$(v)),$(v))))
 
-.PHONY: setup build run test test-rust test-python test-python-alt bench clean
+.PHONY: setup build run test test-rust test-python test-python-alt bench clean browser
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit("rustybt needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -44,8 +44,14 @@ run: build
 test-rust: setup
 	cargo test --release --locked
 
+# Headless Chromium and its WebDriver (Debian packages) for the report tests and `--pdf`;
+# installed only when missing (apt-get needs root, as on the project's machines).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+
 # RUSTYBT_PYTHON: the binary embeds this venv's interpreter even where another .venv is nearer.
-test-python: build
+test-python: build browser
 	$(PY) -m mypy --config-file pylib/pyproject.toml pylib
 	RUSTYBT_BIN=$(abspath $(BIN)) RUSTYBT_PYTHON=$(abspath $(PY)) $(PY) -m pytest tests/python -q
 	RUSTYBT_PYTHON=$(abspath $(PY)) $(BIN) test tests/algorithms -- -q -p no:cacheprovider

@@ -199,6 +199,8 @@ class Algorithm:
         key = f"{cls.__module__}.{cls.__qualname__}|{instance!r}|{symbol}|{timeframe}"
         if isinstance(name, Indicator):
             key += f"|{id(name)}"
+        # Lets the indicator record values (Indicator.record) into this run's results.
+        instance._rustybt = engine
         return engine.custom_indicator(instance, symbol, timeframe, key)
 
     def schedule(
@@ -219,6 +221,18 @@ class Algorithm:
         """
         schedules = self._engine().schedules
         return Scheduled(schedules, schedules.add(callback, self, every, at, cron, timezone, name))
+
+    def record(self, name: str, value: float | int | Decimal) -> None:
+        """Records ``value`` (a number) under ``name`` at the current simulated time.
+
+        Each name is a series in the results (``records.csv`` / ``records.parquet``:
+        ``time,name,value``, read by ``results.load(dir).records``); the report draws it under
+        the price of the symbol the name mentions (``"SPY.zscore"``, ``"spread SPY"``) or in a
+        chart of its own. Values are stored as floats: record signals, not money.
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"record() needs a str name, got {type(name).__name__}")
+        self._engine().record(name, float(value))
 
     @property
     def log(self) -> Logger:

@@ -62,6 +62,19 @@ class Indicator:
     #: Names of the outputs; the first is ``handle.value``'s.
     outputs: ClassVar[tuple[str, ...]] = ("value",)
 
+    #: Set by ``Algorithm.indicator`` when the engine attaches this instance.
+    _rustybt: Any = None
+
+    def record(self, name: str, value: float) -> None:
+        """Records ``value`` under ``name`` in the run's results, as ``Algorithm.record`` does
+        (stamped with the engine's current time). Outside an engine (``testing.run_indicator``)
+        the values are kept in ``self.recorded`` as ``(name, value)`` pairs instead."""
+        if self._rustybt is None:
+            recorded: list[tuple[str, float]] = self.__dict__.setdefault("recorded", [])
+            recorded.append((name, float(value)))
+            return
+        self._rustybt.record(name, float(value))
+
     def __init__(self, **params: Any) -> None:
         known = indicator_parameters(type(self))
         for name, value in params.items():

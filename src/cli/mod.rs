@@ -1,11 +1,13 @@
 //! Command-line interface: one file per subcommand.
 
+mod compare;
 mod doctor;
 mod harness;
 mod indicator_report;
 mod live;
 mod live_venue;
 mod progress;
+mod report;
 mod run;
 mod test;
 mod validate;
@@ -52,6 +54,65 @@ pub enum Command {
     /// Trade an algorithm on a live feed: paper (the backtest matcher and costs) or an
     /// exchange through ccxt, with a crash-safe journal, reconciliation and circuit breakers.
     Live(Box<LiveCommand>),
+    /// Write the interactive HTML report of a results folder (one offline file), optionally
+    /// printed to PDF through headless Chromium.
+    Report(ReportArgs),
+    /// Compare results folders: metrics side by side and an equity overlay; with `--match`,
+    /// each run's decisions and fills against the first's (live or paper against backtest).
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CompareArgs {
+    /// Two or more results folders; the first is the reference for `--match`.
+    #[arg(value_name = "RUN_DIR", num_args = 2.., required = true)]
+    pub runs: Vec<PathBuf>,
+
+    /// Also write an HTML page (metrics, equity overlay, matched fills) to this file.
+    #[arg(long, value_name = "FILE.html")]
+    pub html: Option<PathBuf>,
+
+    /// Match each run's decisions (order submissions) and fills against the first run's:
+    /// slippage, latency and fee per fill, orders missing on either side, equity tracking
+    /// error and correlation of returns.
+    #[arg(long = "match")]
+    pub match_fills: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ReportArgs {
+    /// The results folder a run wrote (`rustybt run --out DIR`).
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+
+    /// The HTML file to write (default: RUN_DIR/report.html).
+    #[arg(long, value_name = "FILE.html")]
+    pub out: Option<PathBuf>,
+
+    /// Also print the report to PDF (beside the HTML file) through headless Chromium.
+    #[arg(long)]
+    pub pdf: bool,
+
+    /// Benchmark: a symbol of the run's data (buy and hold it) or a bar file (CSV or Parquet,
+    /// its closes). Default: buy and hold of the traded symbols, equally weighted.
+    #[arg(long, value_name = "SYMBOL|FILE")]
+    pub benchmark: Option<String>,
+
+    /// Window of the rolling Sharpe and volatility, in days of returns.
+    #[arg(long, value_name = "DAYS", default_value_t = 63)]
+    pub window: u32,
+}
+
+impl Default for ReportArgs {
+    fn default() -> Self {
+        ReportArgs {
+            run_dir: PathBuf::new(),
+            out: None,
+            pdf: false,
+            benchmark: None,
+            window: 63,
+        }
+    }
 }
 
 /// `rustybt live ...` runs a session; `rustybt live report` reads a state folder's history.
@@ -310,6 +371,11 @@ pub struct RunArgs {
     /// With `--debug`: wait for a debugger to attach before loading the algorithm.
     #[arg(long)]
     pub wait_for_client: bool,
+
+    /// Also write the HTML report of the results (`report.html` in the results folder), as
+    /// `rustybt report` does.
+    #[arg(long)]
+    pub report: bool,
 }
 
 /// Parses nothing: runs an already-parsed command line and returns the process exit code.
@@ -322,6 +388,8 @@ pub fn execute(cli: Cli) -> ExitCode {
             Some(Command::Test(args)) => test::test(cli.python.as_deref(), args),
             Some(Command::Doctor) => doctor::doctor(cli.python.as_deref()),
             Some(Command::Validate(args)) => validate::validate(cli.python.as_deref(), args),
+            Some(Command::Report(args)) => report::report(cli.python.as_deref(), args),
+            Some(Command::Compare(args)) => compare::compare(cli.python.as_deref(), args),
             Some(Command::Live(command)) => match (command.action, command.session) {
                 (Some(LiveAction::Report(args)), _) => live::live_report(&args),
                 (None, Some(args)) => live::live(cli.python.as_deref(), args),

@@ -1,4 +1,6 @@
 //! A progress bar that appears only on a terminal and only once a run has lasted a while.
+//! With `RUSTYBT_PROGRESS=lines` (set by `rustybt_api.results.run`, which draws the bar in a
+//! notebook) it prints `progress DONE TOTAL` lines on stderr instead, at most ten a second.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -6,25 +8,37 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 const SHOW_AFTER: Duration = Duration::from_secs(2);
+const LINE_EVERY: Duration = Duration::from_millis(100);
 
 pub struct Progress {
     total_bars: u64,
     started: Instant,
     enabled: bool,
     bar: Option<ProgressBar>,
+    /// `Some(last line's time)` in lines mode.
+    lines: Option<Instant>,
 }
 
 impl Progress {
     pub fn new(total_bars: u64, allowed: bool) -> Self {
+        let lines = allowed && std::env::var("RUSTYBT_PROGRESS").is_ok_and(|v| v == "lines");
         Progress {
             total_bars,
             started: Instant::now(),
-            enabled: allowed && std::io::stderr().is_terminal(),
+            enabled: allowed && !lines && std::io::stderr().is_terminal(),
             bar: None,
+            lines: lines.then(|| Instant::now() - LINE_EVERY),
         }
     }
 
     pub fn update(&mut self, bars_done: u64) {
+        if let Some(last) = &mut self.lines {
+            if last.elapsed() >= LINE_EVERY {
+                *last = Instant::now();
+                eprintln!("progress {bars_done} {}", self.total_bars);
+            }
+            return;
+        }
         if !self.enabled {
             return;
         }
@@ -44,6 +58,9 @@ impl Progress {
     }
 
     pub fn finish(&mut self) {
+        if self.lines.is_some() {
+            eprintln!("progress {0} {0}", self.total_bars);
+        }
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }

@@ -69,9 +69,21 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
         pylib: root.as_ref().map(|r| r.join("pylib")),
     };
     if settings.watch {
+        if args.report {
+            return Err(Error::usage_with_hint(
+                "`--watch` and `--report` do not go together",
+                "run `rustybt report RUN_DIR` on the folder of the run you want to see",
+            ));
+        }
         return watch_loop(&settings, &prepared, &folders);
     }
-    Ok(run_once(&settings, &prepared, &folders)?.exit)
+    let outcome = run_once(&settings, &prepared, &folders)?;
+    if args.report
+        && let Some(out_dir) = &outcome.out_dir
+    {
+        Python::attach(|py| super::report::after_run(py, out_dir))?;
+    }
+    Ok(outcome.exit)
 }
 
 /// The data of a run, loaded and validated once (a watch loop reuses it for every rerun).
@@ -148,6 +160,8 @@ impl WatchFolders {
 struct RunReport {
     exit: ExitCode,
     metrics: Option<metrics::Metrics>,
+    /// The results folder written (for `--report`).
+    out_dir: Option<PathBuf>,
 }
 
 /// A backtest that ran to its end (complete, failed or interrupted), its results written.
@@ -379,6 +393,7 @@ pub(super) fn write_results(
             .map_err(|e| Error::Internal(format!("writing costs.csv: {e}")))?;
         metrics::write_records(&out_dir, &outcome.fills, trades, &info.symbols)
             .map_err(results_error)?;
+        metrics::write_record_files(&out_dir, &s.records).map_err(results_error)?;
         equity
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
@@ -480,6 +495,7 @@ fn run_once(
         Ok(RunReport {
             exit,
             metrics: Some(finished.metrics),
+            out_dir: Some(finished.out_dir.clone()),
         })
     })
 }

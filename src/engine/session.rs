@@ -64,6 +64,8 @@ pub struct Session {
     /// notional and buying-power checks run on the bar they would first fill on, before it
     /// matches, so no order path skips them.
     pub unpriced: Vec<OrderId>,
+    /// Values the algorithm recorded (`self.record`), written to `records.parquet`.
+    pub records: crate::metrics::RecordLog,
 }
 
 pub type SharedSession = Arc<Mutex<Session>>;
@@ -112,6 +114,7 @@ impl Session {
             halted: None,
             external_execution: false,
             unpriced: Vec::new(),
+            records: crate::metrics::RecordLog::default(),
         }
     }
 

@@ -32,7 +32,7 @@ const MAX_DECIMAL_SCALE: u32 = 28;
 /// 10^38 - 1: the largest unscaled value of precision 38.
 const MAX_UNSCALED: u128 = 10u128.pow(MAX_PRECISION as u32) - 1;
 
-fn timestamp_type() -> DataType {
+pub(super) fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
 }
 
@@ -106,12 +106,12 @@ pub(crate) fn scaled(v: Decimal, scale: u32) -> Option<i128> {
     (unscaled.unsigned_abs() <= MAX_UNSCALED).then_some(unscaled)
 }
 
-fn timestamps(values: impl Iterator<Item = i64>) -> ArrayRef {
+pub(super) fn timestamps(values: impl Iterator<Item = i64>) -> ArrayRef {
     Arc::new(TimestampNanosecondArray::from_iter_values(values).with_timezone("UTC"))
 }
 
 /// Writes `rows` rows in batches; `columns` builds the arrays of one range of rows.
-fn write_parquet(
+pub(super) fn write_parquet(
     path: &Path,
     schema: SchemaRef,
     rows: usize,

@@ -77,6 +77,7 @@ mod columnar;
 mod costs;
 mod orders;
 mod output;
+mod records;
 mod stats;
 mod summary;
 
@@ -91,6 +92,7 @@ use crate::model::TimestampNs;
 pub use costs::{CostSummary, CostTotals, write_costs_csv};
 pub use orders::{OrderSummary, ReasonCount};
 pub use output::{metrics_json, write_equity, write_metrics, write_records, write_results};
+pub use records::{RecordLog, write_record_files};
 pub use stats::{MIN_CAGR_DAYS, MIN_DAILY_RETURNS, compute};
 pub use summary::summary_table;
 

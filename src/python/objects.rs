@@ -1526,6 +1526,20 @@ impl Broker {
         )
     }
 
+    /// Records `value` (a number) under `name` at the current simulated time; the series go
+    /// to `records.parquet` and the report draws them.
+    fn record(&self, name: &str, value: f64) -> PyResult<()> {
+        if name.is_empty() {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "record() needs a non-empty name",
+            ));
+        }
+        let mut session = lock(&self.session);
+        let now = session.now;
+        session.records.record(now, name, value);
+        Ok(())
+    }
+
     #[getter]
     fn log<'py>(&self, py: Python<'py>) -> Bound<'py, Logger> {
         self.logger.bind(py).clone()
