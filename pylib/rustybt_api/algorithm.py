@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._parameters import Param, ParameterError, class_parameters, convert_text, parameter_space
