@@ -4,7 +4,6 @@ mod doctor;
 mod harness;
 mod indicator_report;
 mod live;
-mod live_venue;
 mod progress;
 mod run;
 mod test;
