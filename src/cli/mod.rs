@@ -5,7 +5,6 @@ mod doctor;
 mod harness;
 mod indicator_report;
 mod live;
-mod live_venue;
 mod progress;
 mod report;
 mod run;

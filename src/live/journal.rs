@@ -751,6 +751,19 @@ impl Journal {
         &self.path
     }
 
+    /// Whether each commit waits for the disk (`synchronous = FULL`, the default) or only
+    /// for the operating system (`NORMAL`). Both survive a killed process (the commit is in
+    /// the OS's hands before the call returns); under WAL, `NORMAL` loses at most the last
+    /// commits to a power loss or an OS crash, never consistency (the WAL is replayed up to
+    /// its last whole commit). A paper session takes `NORMAL`: what it could lose is re-derived
+    /// from the feed on restart, nothing left the process. An exchange session keeps `FULL`:
+    /// an order it sent must be journaled on the disk first.
+    pub fn set_durable(&mut self, durable: bool) -> Result<()> {
+        let mode = if durable { "FULL" } else { "NORMAL" };
+        self.conn.pragma_update(None, "synchronous", mode)?;
+        Ok(())
+    }
+
     #[cfg(test)]
     pub(crate) fn conn_for_tests(&self) -> &Connection {
         &self.conn

@@ -19,12 +19,16 @@
 
 pub mod audit;
 pub mod breakers;
+pub mod broker;
 pub mod config;
+pub mod error;
 pub mod feed;
 pub mod journal;
 pub mod lock;
 pub mod reconcile;
+pub mod recovery;
 pub mod report;
+pub mod session;
 pub mod status;
 pub mod storage;
 pub mod venue;

@@ -4,16 +4,13 @@
 //! Those conditions get their own message (what happened, which file, a hint) and their own
 //! exit code ([`crate::error::ExitCode::Storage`]); any other journal error keeps its meaning.
 //!
-//! The live loop still passes its errors up as strings (issue 18 §4 gives it typed errors);
-//! until then [`note`] keeps the storage failure beside the string, on this thread, so the
-//! session's end can report it as what it is.
+//! The session's errors ([`super::error::LiveError`]) keep the journal error, so the
+//! session's end can report a storage failure as what it is.
 
-use std::cell::RefCell;
 use std::path::Path;
 
 use rusqlite::ErrorCode;
 
-use super::breakers::BreakerError;
 use super::journal::JournalError;
 use crate::error::Error;
 
@@ -119,40 +116,6 @@ pub fn journal_error(
     }
 }
 
-thread_local! {
-    static NOTED: RefCell<Option<StorageFailure>> = const { RefCell::new(None) };
-}
-
-/// The loop's string error of a journal failure; a storage condition is kept (the first one)
-/// for [`take_noted`].
-pub fn note(error: JournalError) -> String {
-    if let Some(failure) = StorageFailure::of(&error) {
-        NOTED.with(|n| {
-            n.borrow_mut().get_or_insert(failure);
-        });
-    }
-    error.to_string()
-}
-
-/// [`note`] for a breaker error: a trip or mark that could not be journaled.
-pub fn note_breaker(error: BreakerError) -> String {
-    match error {
-        BreakerError::Journal(e) => note(e),
-        other => other.to_string(),
-    }
-}
-
-/// Whether [`note`] has seen a storage failure not taken yet (the journal cannot be written:
-/// the session's wrap-up does not try again).
-pub fn noted() -> bool {
-    NOTED.with(|n| n.borrow().is_some())
-}
-
-/// The first storage failure [`note`] saw on this thread since the last call.
-pub fn take_noted() -> Option<StorageFailure> {
-    NOTED.with(|n| n.borrow_mut().take())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,10 +179,9 @@ mod tests {
             .busy_timeout(std::time::Duration::from_millis(10))
             .unwrap();
         let error = journal.set_feed_mark(1).unwrap_err();
-        assert!(note(error).contains("locked"));
-        let failure = take_noted().expect("noted");
+        assert!(error.to_string().contains("locked"));
+        let failure = StorageFailure::of(&error).expect("a storage failure");
         assert_eq!(failure.kind, StorageKind::Locked);
-        assert_eq!(take_noted(), None);
     }
 
     #[test]

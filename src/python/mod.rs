@@ -7,6 +7,7 @@ pub mod custom;
 pub mod debug;
 pub mod errors;
 pub mod interpreter;
+pub mod live_state;
 pub mod loader;
 pub mod objects;
 pub mod schedule;

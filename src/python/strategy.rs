@@ -84,6 +84,9 @@ pub struct PyStrategy {
     pub indicators: Arc<PythonIndicators>,
     schedules: Py<Schedules>,
     reload: Option<HotReload>,
+    /// A live session's engine order id → journal client id, grown as orders are sent (the
+    /// algorithm's saved state names `Order` handles by client id).
+    pub(crate) live_order_ids: Option<Py<pyo3::types::PyDict>>,
 }
 
 /// In-place code reload at tick boundaries (paced runs and live trading).
@@ -162,6 +165,7 @@ impl PyStrategy {
                 .unwrap_or_default(),
             session,
             timings: HOOK_NAMES.map(HookTiming::new),
+            live_order_ids: None,
         })
     }
 
@@ -186,6 +190,11 @@ impl PyStrategy {
     /// Every reload attempt of the run.
     /// The algorithm instance (the reloaded one after a hot reload): live sessions save and
     /// restore its state.
+    /// The session this algorithm trades in.
+    pub fn session(&self) -> &SharedSession {
+        &self.session
+    }
+
     pub fn algorithm(&self) -> &Py<PyAny> {
         &self.algorithm
     }

@@ -733,6 +733,42 @@ def test_restart_after_sigkill_continues_book_state_and_order_ids(tmp_path):
     assert read_csv(two.out / "equity.csv")[-1] == read_csv(backtest.out / "equity.csv")[-1]
 
 
+def test_a_kill_mid_replay_at_full_speed_restarts_to_the_uninterrupted_ledger(tmp_path):
+    """A paper session groups its commits (no fsync per bar; see docs/performance.md, "Live"):
+    killed with SIGKILL at an arbitrary point of a --speed 0 replay, the restart's trades and
+    book equal those of one uninterrupted run."""
+    data = generated(tmp_path / "K.csv", 6000, seed=21)
+    params = ["--param", "every=7", "--param", "qty=3"]
+    state = tmp_path / "state"
+    session = Paced.start(TRADER, data, "K", state, tmp_path / "out1", *params)
+    deadline = time.monotonic() + 60
+    fills = 0
+    while fills < 40 and time.monotonic() < deadline and session.proc.poll() is None:
+        time.sleep(0.005)
+        try:
+            fills = query(state, "SELECT COUNT(*) FROM fills")[0][0]
+        except sqlite3.Error:
+            pass  # not created yet, or busy
+    session.proc.kill()
+    killed = session.finish(timeout=10)
+    assert killed.returncode == -signal.SIGKILL, "the replay ended before it was killed"
+    assert not (killed.out / "metrics.json").exists()
+    mark = feed_mark(state)
+    assert START_NS < mark < START_NS + 6000 * MINUTE
+
+    two = run_live(TRADER, data, "K", state, tmp_path / "out2", *params)
+    assert two.returncode == 0, two.stderr
+    assert "resuming after" in two.stderr
+    whole = run_live(TRADER, data, "K", tmp_path / "state_whole", tmp_path / "out_whole", *params)
+    assert whole.returncode == 0, whole.stderr
+    fills_sql = "SELECT time, quantity, price, fee FROM fills ORDER BY id"
+    assert query(state, fills_sql) == query(tmp_path / "state_whole", fills_sql)
+    assert len(query(state, fills_sql)) > 40
+    book_sql = "SELECT book FROM book_snapshots ORDER BY id DESC LIMIT 1"
+    assert json.loads(query(state, book_sql)[0][0]) == json.loads(query(tmp_path / "state_whole", book_sql)[0][0])
+    assert read_csv(two.out / "equity.csv")[-1] == read_csv(whole.out / "equity.csv")[-1]
+
+
 def test_a_crash_inside_a_checkpoint_loses_no_bar(tmp_path):
     data = generated(tmp_path / "C.csv", 40, seed=12)
     algo = tmp_path / "trader.py"

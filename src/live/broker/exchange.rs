@@ -1,4 +1,4 @@
-//! The exchange side of `rustybt live --broker ccxt:<id>`: orders the algorithm placed go to
+//! The exchange broker (`rustybt live --broker ccxt:<id>`): orders the algorithm placed go to
 //! the exchange through the [`Venue`] (journaled before they are sent), and the exchange's
 //! statuses and fills come back into the journal, the engine's order book and its ledger.
 //! The order of operations is the one in docs/architecture.md ("Live: journal, breakers,
@@ -11,38 +11,32 @@ use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
 
+use super::{Broker, News, crash_point};
 use crate::engine::{SharedSession, lock};
-use crate::live::breakers::Trip;
+use crate::live::error::LiveError;
 use crate::live::journal::{IntentState, JournaledOrder, OrderIntent, OrderType, TimeInForce};
 use crate::live::reconcile::{AccountView, Outcome, Reconciler, needs_lookup};
+use crate::live::recovery::{State, audit_status};
 use crate::live::venue::{
     MarketRules, Venue, VenueError, VenueErrorKind, VenueFill, VenueOrder, lookup_for_reconcile,
     ms_to_ns,
 };
+use crate::live::wall_ns;
 use crate::model::{Fill, OrderId, OrderKind, OrderSide, OrderStatus, SymbolId, TimestampNs};
 
-use super::live::State;
-use crate::live::storage;
-use crate::live::wall_ns;
+/// How often an exchange session asks for fills and statuses between bars.
+const POLL_EVERY: Duration = Duration::from_secs(2);
 
-/// What came back from the exchange for the engine: fills to tell the algorithm about, and
-/// breaker trips to act on.
-#[derive(Default)]
-pub(super) struct VenueNews {
-    pub fills: Vec<Fill>,
-    pub trips: Vec<Trip>,
-    pub notices: Vec<String>,
-}
-
-pub(super) struct VenueBroker {
-    pub venue: Rc<RefCell<dyn Venue>>,
-    pub exchange: String,
-    pub cash_asset: String,
-    pub rules: BTreeMap<String, MarketRules>,
+pub struct ExchangeBroker {
+    venue: Rc<RefCell<dyn Venue>>,
+    exchange: String,
+    cash_asset: String,
+    rules: BTreeMap<String, MarketRules>,
     reconciler: Reconciler,
     reconcile_every: Duration,
     last_reconcile: Option<Instant>,
-    pub cancel_on_exit: bool,
+    last_poll: Instant,
+    cancel_on_exit: bool,
     /// Client id → the engine's order (this process's orders and the recovered open ones).
     engine_ids: HashMap<String, OrderId>,
     /// Orders the algorithm cancelled whose cancel at the exchange is settled (not asked again).
@@ -53,101 +47,79 @@ pub(super) struct VenueBroker {
     last_trade: HashMap<String, String>,
     /// Session start (ms): fills before it were journaled by earlier sessions.
     since_ms: i64,
-}
-
-/// Test seam for the end-to-end crash tests: `RUSTYBT_LIVE_CRASH=<point>` kills the process
-/// with SIGKILL at that point (no cleanup, no flush, exactly like `kill -9`). Points:
-/// `before_send` (intent journaled and marked sent, nothing sent), `after_send` (the exchange
-/// has the order, the acknowledgement is not journaled), `after_fill` (a fill journaled, the
-/// checkpoint not yet written).
-pub(super) fn crash_point(point: &str) {
-    if std::env::var("RUSTYBT_LIVE_CRASH").is_ok_and(|p| p == point) {
-        // SAFETY: kill(2) on our own pid with a valid signal number.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
-    }
+    /// Journal positions not yet in the ledger (see [`Broker::on_bar`]).
+    unseeded: BTreeMap<String, Decimal>,
 }
 
 /// Orders the journal holds as acknowledged and not final: open at the exchange.
-fn open_at_exchange(state: &State) -> Result<Vec<JournaledOrder>, String> {
-    state.journal.acknowledged_orders().map_err(storage::note)
+fn open_at_exchange(state: &State) -> Result<Vec<JournaledOrder>, LiveError> {
+    Ok(state.journal.acknowledged_orders()?)
 }
 
 fn venue_failure(context: &str, error: &VenueError) -> String {
     format!("{context}: {} ({})", error.message, error.kind.as_str())
 }
 
-impl VenueBroker {
-    pub fn new(
+impl ExchangeBroker {
+    /// The broker of a session, started: every order the journal shows as intended or sent
+    /// but never acknowledged is resolved by client id before anything else is sent
+    /// (`resume` waits out the send window, looks it up, and submits only if the exchange
+    /// never got it).
+    pub fn start(
         venue: Rc<RefCell<dyn Venue>>,
         exchange: String,
         cash_asset: String,
         rules: BTreeMap<String, MarketRules>,
         settings: &crate::live::config::LiveSettings,
-        last_trade: BTreeMap<String, String>,
-    ) -> Result<Self, String> {
-        let reconciler = Reconciler::new(settings.reconcile.clone())?;
-        let reconcile_every_ns = settings.reconcile_interval_ns;
-        let cancel_on_exit = settings.cancel_open_orders_on_exit;
-        Ok(VenueBroker {
+        state: &mut State,
+    ) -> Result<Self, LiveError> {
+        let reconciler =
+            Reconciler::new(settings.reconcile.clone()).map_err(LiveError::Settings)?;
+        let mut broker = ExchangeBroker {
             venue,
             exchange,
             cash_asset,
             rules,
             reconciler,
-            reconcile_every: Duration::from_nanos(reconcile_every_ns.max(0) as u64),
+            reconcile_every: Duration::from_nanos(settings.reconcile_interval_ns.max(0) as u64),
             last_reconcile: None,
-            cancel_on_exit,
+            last_poll: Instant::now(),
+            cancel_on_exit: settings.cancel_open_orders_on_exit,
             engine_ids: HashMap::new(),
             settled: HashSet::new(),
             unresolved: Vec::new(),
-            last_trade: last_trade.into_iter().collect(),
+            last_trade: state.last_trade_ids.clone().into_iter().collect(),
             since_ms: wall_ns() / 1_000_000,
-        })
-    }
-
-    /// Client id → the engine's order, of the orders this session tracks at the exchange
-    /// (for re-binding the algorithm's saved `Order` handles).
-    pub fn engine_ids(&self) -> impl Iterator<Item = (&str, OrderId)> {
-        self.engine_ids.iter().map(|(cid, id)| (cid.as_str(), *id))
-    }
-
-    /// Startup, before anything else is sent: every order the journal shows as intended or
-    /// sent but never acknowledged is resolved by client id (`resume` waits out the send
-    /// window, looks it up, and submits only if the exchange never got it).
-    pub fn resolve_unresolved(
-        &mut self,
-        state: &mut State,
-        unresolved: &[JournaledOrder],
-    ) -> Result<(), String> {
-        for order in unresolved {
-            self.unresolved.push(order.client_order_id.clone());
-        }
-        let mut news = VenueNews::default();
-        self.resume_pending(state, &mut news)?;
+            unseeded: BTreeMap::new(),
+        };
+        let unresolved = std::mem::take(&mut state.unresolved);
+        broker
+            .unresolved
+            .extend(unresolved.into_iter().map(|o| o.client_order_id));
+        let mut news = News::default();
+        broker.resume_pending(state, &mut news)?;
         for notice in news.notices {
             crate::above_status!("{notice}");
         }
-        Ok(())
+        Ok(broker)
     }
 
     /// Open orders of earlier sessions become orders of the engine's book again (with the
     /// quantity that remains), so fills and cancels reach the algorithm as for its own.
-    pub fn adopt_open_orders(
+    fn adopt_open_orders(
         &mut self,
         session: &SharedSession,
         open: &[JournaledOrder],
-    ) -> Result<usize, String> {
+    ) -> Result<usize, LiveError> {
         let mut s = lock(session);
         let now = s.now;
         let mut adopted = 0;
         for order in open {
             let Some(symbol) = s.market.symbol_id(&order.symbol) else {
-                return Err(format!(
-                    "the journal has an open order {} of `{}`, which --symbols does not list",
-                    order.client_order_id, order.symbol
-                ));
+                return Err(LiveError::UnlistedSymbol {
+                    symbol: order.symbol.clone(),
+                    what: format!("an open order ({})", order.client_order_id),
+                });
             };
             let kind = match (order.order_type, order.limit_price) {
                 (OrderType::Limit, Some(limit)) => OrderKind::Limit { limit },
@@ -176,7 +148,7 @@ impl VenueBroker {
                         order.client_order_id
                     ),
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| LiveError::Engine(e.to_string()))?;
             self.engine_ids.insert(order.client_order_id.clone(), id);
             adopted += 1;
         }
@@ -185,14 +157,14 @@ impl VenueBroker {
 
     /// Sends one order the algorithm placed; the intent is journaled (and marked sent) by the
     /// caller. Returns the rejection reason when the exchange refused it.
-    pub fn send(
+    pub fn submit(
         &mut self,
         state: &mut State,
         session: &SharedSession,
         engine_id: OrderId,
         intent: &OrderIntent,
         reference_price: Option<Decimal>,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, LiveError> {
         self.engine_ids
             .insert(intent.client_order_id.clone(), engine_id);
         let result = match (intent.order_type, intent.time_in_force) {
@@ -249,7 +221,7 @@ impl VenueBroker {
         client_id: &str,
         reason: &str,
         wall: TimestampNs,
-    ) -> Result<(), String> {
+    ) -> Result<(), LiveError> {
         state
             .journal
             .record_status(&crate::live::journal::OrderUpdate {
@@ -259,8 +231,7 @@ impl VenueBroker {
                 filled_quantity: Decimal::ZERO,
                 exchange_id: None,
                 reason: Some(reason.to_string()),
-            })
-            .map_err(storage::note)?;
+            })?;
         if let Some(&id) = self.engine_ids.get(client_id) {
             let mut s = lock(session);
             let now = s.now;
@@ -278,27 +249,20 @@ impl VenueBroker {
         session: &SharedSession,
         order: &VenueOrder,
         wall: TimestampNs,
-    ) -> Result<(), String> {
-        let journaled = state
-            .journal
-            .order(&order.client_order_id)
-            .map_err(storage::note)?;
+    ) -> Result<(), LiveError> {
+        let journaled = state.journal.order(&order.client_order_id)?;
         if journaled.exchange_id.is_none() {
             state
                 .journal
-                .record_ack(&order.client_order_id, &order.exchange_order_id, wall)
-                .map_err(storage::note)?;
+                .record_ack(&order.client_order_id, &order.exchange_order_id, wall)?;
             let _ = state
                 .audit
                 .ack(wall, &order.client_order_id, &order.exchange_order_id);
         }
         if journaled.state != IntentState::Final {
             let update = order.to_update(wall);
-            state
-                .journal
-                .record_status(&update)
-                .map_err(storage::note)?;
-            super::live::audit_status(&mut state.audit, wall, &update);
+            state.journal.record_status(&update)?;
+            audit_status(&mut state.audit, wall, &update);
         }
         if !order.status.is_open()
             && order.status != OrderStatus::Filled
@@ -312,10 +276,10 @@ impl VenueBroker {
         Ok(())
     }
 
-    fn resume_pending(&mut self, state: &mut State, news: &mut VenueNews) -> Result<(), String> {
+    fn resume_pending(&mut self, state: &mut State, news: &mut News) -> Result<(), LiveError> {
         let pending = std::mem::take(&mut self.unresolved);
         for client_id in pending {
-            let order = state.journal.order(&client_id).map_err(storage::note)?;
+            let order = state.journal.order(&client_id)?;
             let intent = OrderIntent {
                 client_order_id: order.client_order_id.clone(),
                 symbol: order.symbol.clone(),
@@ -332,12 +296,9 @@ impl VenueBroker {
             let wall = wall_ns();
             match result {
                 Ok(found) => {
-                    let journaled = state.journal.order(&client_id).map_err(storage::note)?;
+                    let journaled = state.journal.order(&client_id)?;
                     if journaled.state == IntentState::Intent {
-                        state
-                            .journal
-                            .mark_sent(&client_id, wall)
-                            .map_err(storage::note)?;
+                        state.journal.mark_sent(&client_id, wall)?;
                     }
                     news.notices.push(format!(
                         "order {client_id} resolved by client id: {} ({} filled)",
@@ -346,16 +307,10 @@ impl VenueBroker {
                     ));
                     let exchange_id = found.exchange_order_id.clone();
                     if journaled.exchange_id.is_none() {
-                        state
-                            .journal
-                            .record_ack(&client_id, &exchange_id, wall)
-                            .map_err(storage::note)?;
+                        state.journal.record_ack(&client_id, &exchange_id, wall)?;
                         let _ = state.audit.ack(wall, &client_id, &exchange_id);
                     }
-                    state
-                        .journal
-                        .record_status(&found.to_update(wall))
-                        .map_err(storage::note)?;
+                    state.journal.record_status(&found.to_update(wall))?;
                 }
                 Err(error)
                     if matches!(
@@ -382,8 +337,7 @@ impl VenueBroker {
                             filled_quantity: Decimal::ZERO,
                             exchange_id: None,
                             reason: Some(error.message.clone()),
-                        })
-                        .map_err(storage::note)?;
+                        })?;
                 }
             }
         }
@@ -392,12 +346,9 @@ impl VenueBroker {
 
     /// Everything the exchange has to say since the last poll: unresolved orders, orders the
     /// algorithm cancelled, orders that closed, fills; and a reconciliation when due.
-    pub fn poll(
-        &mut self,
-        state: &mut State,
-        session: &SharedSession,
-    ) -> Result<VenueNews, String> {
-        let mut news = VenueNews::default();
+    fn poll_now(&mut self, state: &mut State, session: &SharedSession) -> Result<News, LiveError> {
+        self.last_poll = Instant::now();
+        let mut news = News::default();
         self.resume_pending(state, &mut news)?;
         self.cancel_withdrawn(state, session, &mut news)?;
         self.poll_statuses(state, session)?;
@@ -417,8 +368,8 @@ impl VenueBroker {
         &mut self,
         state: &mut State,
         session: &SharedSession,
-        news: &mut VenueNews,
-    ) -> Result<(), String> {
+        news: &mut News,
+    ) -> Result<(), LiveError> {
         let withdrawn: Vec<(String, String)> = {
             let s = lock(session);
             self.engine_ids
@@ -440,18 +391,12 @@ impl VenueBroker {
                 .collect()
         };
         for (client_id, symbol) in withdrawn {
-            let journaled = state.journal.order(&client_id).map_err(storage::note)?;
+            let journaled = state.journal.order(&client_id)?;
             if journaled.state == IntentState::Acknowledged {
                 self.cancel_one(state, session, &client_id, &symbol, news)?;
             }
             // Asked once per order: final now, or looked at again only if the cancel failed.
-            if state
-                .journal
-                .order(&client_id)
-                .map_err(storage::note)?
-                .state
-                != IntentState::Acknowledged
-            {
+            if state.journal.order(&client_id)?.state != IntentState::Acknowledged {
                 self.settled.insert(client_id);
             }
         }
@@ -464,8 +409,8 @@ impl VenueBroker {
         session: &SharedSession,
         client_id: &str,
         symbol: &str,
-        news: &mut VenueNews,
-    ) -> Result<(), String> {
+        news: &mut News,
+    ) -> Result<(), LiveError> {
         let result = self.venue.borrow_mut().cancel(client_id, symbol);
         let wall = wall_ns();
         match result {
@@ -496,7 +441,11 @@ impl VenueBroker {
 
     /// Orders the journal has open that the exchange no longer lists as open: their final
     /// state by client id.
-    fn poll_statuses(&mut self, state: &mut State, session: &SharedSession) -> Result<(), String> {
+    fn poll_statuses(
+        &mut self,
+        state: &mut State,
+        session: &SharedSession,
+    ) -> Result<(), LiveError> {
         let open_here: Vec<JournaledOrder> = open_at_exchange(state)?;
         if open_here.is_empty() {
             return Ok(());
@@ -536,11 +485,11 @@ impl VenueBroker {
 
     /// Startup, after resolving: fills the exchange made while no session ran go into the
     /// journal (the engine's book is then opened from it). Returns how many were new.
-    pub fn catch_up_fills(&mut self, state: &mut State) -> Result<usize, String> {
-        let before = state.journal.fills().map_err(storage::note)?.len();
-        let mut news = VenueNews::default();
+    fn catch_up_fills(&mut self, state: &mut State) -> Result<usize, LiveError> {
+        let before = state.journal.fills()?.len();
+        let mut news = News::default();
         self.poll_fills(state, None, &mut news)?;
-        let after = state.journal.fills().map_err(storage::note)?.len();
+        let after = state.journal.fills()?.len();
         Ok(after - before)
     }
 
@@ -549,8 +498,8 @@ impl VenueBroker {
         &mut self,
         state: &mut State,
         session: Option<&SharedSession>,
-        news: &mut VenueNews,
-    ) -> Result<(), String> {
+        news: &mut News,
+    ) -> Result<(), LiveError> {
         let symbols: Vec<String> = self.rules.keys().cloned().collect();
         for symbol in symbols {
             let from = self.last_trade.get(&symbol).cloned();
@@ -587,8 +536,8 @@ impl VenueBroker {
         state: &mut State,
         session: Option<&SharedSession>,
         fill: &VenueFill,
-        news: &mut VenueNews,
-    ) -> Result<(), String> {
+        news: &mut News,
+    ) -> Result<(), LiveError> {
         let Some(client_id) = fill.client_order_id.clone() else {
             return Ok(()); // not ours: reconciliation sees its effect on the account
         };
@@ -596,7 +545,7 @@ impl VenueBroker {
             return Ok(()); // an order this journal never placed
         }
         let record = fill.to_record(&client_id);
-        if !state.journal.record_fill(&record).map_err(storage::note)? {
+        if !state.journal.record_fill(&record)? {
             return Ok(());
         }
         let _ = state.audit.fill(wall_ns(), &record);
@@ -639,12 +588,10 @@ impl VenueBroker {
                 slippage: Decimal::ZERO,
                 time,
             });
-        s.ledger
-            .apply_fill(&engine_fill)
-            .map_err(|e| e.to_string())?;
+        s.ledger.apply_fill(&engine_fill).map_err(LiveError::from)?;
         s.costs
             .record_fill(&engine_fill)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| LiveError::Engine(format!("recording the costs of a fill: {e}")))?;
         if let (Some(asset), Some(base)) = (fee_asset, base)
             && asset == base
             && fill.fee > Decimal::ZERO
@@ -658,7 +605,7 @@ impl VenueBroker {
                 fee: Decimal::ZERO,
                 ..engine_fill.clone()
             };
-            s.ledger.apply_fill(&fee_fill).map_err(|e| e.to_string())?;
+            s.ledger.apply_fill(&fee_fill).map_err(LiveError::from)?;
         }
         news.fills.push(engine_fill);
         Ok(())
@@ -669,10 +616,10 @@ impl VenueBroker {
         &mut self,
         state: &mut State,
         session: &SharedSession,
-        news: &mut VenueNews,
-    ) -> Result<(), String> {
+        news: &mut News,
+    ) -> Result<(), LiveError> {
         self.last_reconcile = Some(Instant::now());
-        let book = state.journal.derive_book().map_err(storage::note)?;
+        let book = state.journal.derive_book()?;
         let open: Vec<JournaledOrder> = open_at_exchange(state)?;
         let mut engine_view = AccountView::from_journal(&book, &open);
         engine_view
@@ -707,8 +654,7 @@ impl VenueBroker {
         let _ = state.audit.reconcile(&report);
         state
             .journal
-            .record_reconciliation(wall, report.outcome.as_str(), &report.to_json())
-            .map_err(storage::note)?;
+            .record_reconciliation(wall, report.outcome.as_str(), &report.to_json())?;
         let _ = report.write_json(&state.state_dir.join("reconciliation.json"));
         if report.is_clean() {
             return Ok(());
@@ -732,10 +678,7 @@ impl VenueBroker {
             }
             Outcome::Synced => {
                 let adjustments = report.book_adjustments(&self.cash_asset);
-                state
-                    .journal
-                    .record_adjustments(wall, &adjustments)
-                    .map_err(storage::note)?;
+                state.journal.record_adjustments(wall, &adjustments)?;
                 self.sync_engine(session, &adjustments)?;
             }
             Outcome::Clean => {}
@@ -749,7 +692,7 @@ impl VenueBroker {
         &mut self,
         session: &SharedSession,
         adjustments: &[crate::live::journal::BookAdjustment],
-    ) -> Result<(), String> {
+    ) -> Result<(), LiveError> {
         use crate::live::journal::AdjustmentTarget;
         let mut s = lock(session);
         for adjustment in adjustments {
@@ -757,7 +700,7 @@ impl VenueBroker {
                 AdjustmentTarget::Cash => s
                     .ledger
                     .adjust_cash(adjustment.delta)
-                    .map_err(|e| e.to_string())?,
+                    .map_err(LiveError::from)?,
                 AdjustmentTarget::Position(symbol) => {
                     let Some(id) = s.market.symbol_id(symbol) else {
                         continue;
@@ -777,10 +720,10 @@ impl VenueBroker {
                         slippage: Decimal::ZERO,
                         time: s.now,
                     };
-                    s.ledger.apply_fill(&fill).map_err(|e| e.to_string())?;
+                    s.ledger.apply_fill(&fill).map_err(LiveError::from)?;
                     s.ledger
                         .adjust_cash(adjustment.delta * mark)
-                        .map_err(|e| e.to_string())?;
+                        .map_err(LiveError::from)?;
                 }
             }
         }
@@ -792,8 +735,8 @@ impl VenueBroker {
         &mut self,
         state: &mut State,
         session: &SharedSession,
-        news: &mut VenueNews,
-    ) -> Result<(), String> {
+        news: &mut News,
+    ) -> Result<(), LiveError> {
         let now = lock(session).now;
         let events = self.venue.borrow_mut().take_events();
         for event in events {
@@ -819,12 +762,12 @@ impl VenueBroker {
     }
 
     /// At exit: cancel what is open at the exchange when `[live] cancel_open_orders_on_exit`.
-    pub fn on_exit(&mut self, state: &mut State, session: &SharedSession) -> Result<usize, String> {
+    fn on_exit(&mut self, state: &mut State, session: &SharedSession) -> Result<usize, LiveError> {
         if !self.cancel_on_exit {
             return Ok(0);
         }
         let open: Vec<JournaledOrder> = open_at_exchange(state)?;
-        let mut news = VenueNews::default();
+        let mut news = News::default();
         for order in &open {
             self.cancel_one(
                 state,
@@ -838,5 +781,152 @@ impl VenueBroker {
             crate::above_status!("{notice}");
         }
         Ok(open.len())
+    }
+}
+
+impl Broker for ExchangeBroker {
+    /// The book is the journal's (genesis balance, fills, adopted broker numbers), after the
+    /// fills made while no session ran are caught up: cash now, positions at the first prices
+    /// seen ([`Broker::on_bar`]). Orders left open at the exchange become the engine's again,
+    /// then the journal is reconciled against the exchange.
+    fn open_book(&mut self, state: &mut State, session: &SharedSession) -> Result<News, LiveError> {
+        let mut news = News::default();
+        let caught = self.catch_up_fills(state)?;
+        if caught > 0 {
+            news.notices.push(format!(
+                "{caught} fills made while no session ran are journaled"
+            ));
+        }
+        let book = state.journal.derive_book()?;
+        {
+            let mut s = lock(session);
+            let symbols = s.market.symbol_count();
+            s.ledger = crate::accounting::Ledger::new(book.cash, symbols);
+            for (symbol, quantity) in &book.positions {
+                if quantity.is_zero() {
+                    continue;
+                }
+                if s.market.symbol_id(symbol).is_none() {
+                    news.notices.push(format!(
+                        "note: the journal holds {quantity} {symbol}, which --symbols does not list; it is left alone"
+                    ));
+                    continue;
+                }
+                self.unseeded.insert(symbol.clone(), *quantity);
+            }
+        }
+        let open = std::mem::take(&mut state.open_orders);
+        let adopted = self.adopt_open_orders(session, &open)?;
+        if adopted > 0 {
+            news.notices.push(format!(
+                "{adopted} orders open at the exchange since an earlier session are tracked again"
+            ));
+        }
+        self.reconcile(state, session, &mut news)?;
+        Ok(news)
+    }
+
+    fn unseeded(&self) -> &BTreeMap<String, Decimal> {
+        &self.unseeded
+    }
+
+    /// Journal positions enter the ledger at the first close seen of their symbol: bought at
+    /// that price with the cash it cost given back, so cash stays the journal's and PnL counts
+    /// from the session's start.
+    fn on_bar(
+        &mut self,
+        session: &SharedSession,
+        closes: &[(SymbolId, Decimal)],
+    ) -> Result<(), LiveError> {
+        if self.unseeded.is_empty() {
+            return Ok(());
+        }
+        let mut s = lock(session);
+        let now = s.now;
+        for &(id, price) in closes {
+            let name = s.market.symbol_name(id).to_string();
+            let Some(quantity) = self.unseeded.remove(&name) else {
+                continue;
+            };
+            s.ledger.apply_fill(&Fill {
+                order_id: OrderId(0),
+                symbol: id,
+                side: if quantity > Decimal::ZERO {
+                    OrderSide::Buy
+                } else {
+                    OrderSide::Sell
+                },
+                quantity: quantity.abs(),
+                price,
+                fee: Decimal::ZERO,
+                slippage: Decimal::ZERO,
+                time: now,
+            })?;
+            s.ledger.adjust_cash(quantity * price)?;
+        }
+        Ok(())
+    }
+
+    fn refuses_linked(&self) -> Option<&'static str> {
+        Some(
+            "brackets and OCO groups are paper-only: an exchange broker sends single market and \
+             limit orders",
+        )
+    }
+
+    fn sends_irrevocably(&self) -> bool {
+        true
+    }
+
+    fn send(
+        &mut self,
+        state: &mut State,
+        session: &SharedSession,
+        order: OrderId,
+        intent: &OrderIntent,
+        reference_price: Option<Decimal>,
+    ) -> Result<(), LiveError> {
+        crash_point("before_send");
+        self.submit(state, session, order, intent, reference_price)?;
+        Ok(())
+    }
+
+    /// The exchange's fills and statuses come through [`Broker::poll`].
+    fn after_step(
+        &mut self,
+        _: &mut State,
+        _: &SharedSession,
+        _: &[Fill],
+    ) -> Result<bool, LiveError> {
+        Ok(false)
+    }
+
+    fn poll_due(&self) -> bool {
+        self.last_poll.elapsed() >= POLL_EVERY
+    }
+
+    /// Everything the exchange has to say since the last poll: unresolved orders, orders the
+    /// algorithm cancelled, orders that closed, fills; and a reconciliation when due.
+    fn poll(&mut self, state: &mut State, session: &SharedSession) -> Result<News, LiveError> {
+        self.poll_now(state, session)
+    }
+
+    fn client_ids(&self) -> Vec<(String, OrderId)> {
+        self.engine_ids
+            .iter()
+            .map(|(cid, id)| (cid.clone(), *id))
+            .collect()
+    }
+
+    /// Cancels what is open at the exchange when `[live] cancel_open_orders_on_exit`.
+    fn close(
+        &mut self,
+        state: &mut State,
+        session: &SharedSession,
+    ) -> Result<Option<String>, LiveError> {
+        Ok(match self.on_exit(state, session)? {
+            0 => None,
+            n => Some(format!("cancelled {n} open orders at the exchange")),
+        })
     }
 }

@@ -1,0 +1,555 @@
+//! The session, the brokers and the recovery in Rust, without Python: a scripted
+//! [`LiveStrategy`] traded on a replay feed by the paper broker, and the exchange broker
+//! against an in-process exchange (a small but real order book: it keeps orders, fills and
+//! balances and answers the [`Venue`] calls from them).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use rust_decimal::Decimal;
+use rust_decimal::dec;
+
+use super::*;
+use crate::data::{BarSeries, Column};
+use crate::engine::Session;
+use crate::error::ExitCode;
+use crate::execution::CommissionModel;
+use crate::live::broker::exchange::ExchangeBroker;
+use crate::live::broker::paper::PaperBroker;
+use crate::live::config::LiveSettings;
+use crate::live::feed::ReplayFeed;
+use crate::live::journal::JournalError;
+use crate::live::reconcile::AccountView;
+use crate::live::recovery::{SessionStart, State, restore_ledger};
+use crate::live::venue::{
+    Candle, MarketRules, Venue, VenueError, VenueErrorKind, VenueEvent, VenueFill, VenueOrder,
+};
+use crate::market::Market;
+use crate::model::OrderSide;
+
+const MIN: i64 = 60_000_000_000;
+
+fn series(prices: &[&str]) -> BarSeries {
+    let column = |p: &[&str]| Column::parse_texts(p).unwrap();
+    BarSeries {
+        symbol: "X".into(),
+        source: PathBuf::from("X.csv"),
+        time: (0..prices.len() as i64)
+            .map(|m| m * MIN)
+            .collect::<Vec<_>>()
+            .into(),
+        open: column(prices),
+        high: column(prices),
+        low: column(prices),
+        close: column(prices),
+        volume: column(&vec!["1"; prices.len()]),
+    }
+}
+
+fn shared_session(cash: Decimal) -> SharedSession {
+    let market = Market::live(vec![BarSeries::empty("X", "X.csv")], MIN).unwrap();
+    Session::new(market, cash, CommissionModel::default()).into_shared()
+}
+
+fn settings(dir: &Path) -> LiveSettings {
+    let mut settings = LiveSettings::from_toml("").unwrap();
+    settings.state_dir = dir.to_path_buf();
+    settings.breakers.halt_file = None;
+    settings
+}
+
+fn open_state(dir: &Path, paper: bool, cash: Decimal) -> State {
+    let symbols = vec!["X".to_string()];
+    State::open(
+        &settings(dir),
+        SessionStart {
+            algorithm: "script".into(),
+            broker: if paper { "paper" } else { "ccxt:stand-in" },
+            paper,
+            symbols: &symbols,
+            timeframe: "1m",
+            cash_currency: "USD",
+            initial_cash: cash,
+            reset_breaker: false,
+            secrets: Vec::new(),
+        },
+    )
+    .unwrap()
+}
+
+fn sink() -> Arc<LogSink> {
+    Arc::new(LogSink {
+        lines: Mutex::new(Vec::new()),
+        echo: false,
+        echo_level: crate::console::LogLevel::Error,
+    })
+}
+
+/// Buys one unit at the given ticks (1-based), sells one at others; remembers what it saw.
+struct Script {
+    session: SharedSession,
+    buy_at: Vec<u64>,
+    sell_at: Vec<u64>,
+    ticks: u64,
+    fills: Vec<Fill>,
+}
+
+impl Script {
+    fn new(session: &SharedSession, buy_at: &[u64], sell_at: &[u64]) -> Self {
+        Script {
+            session: session.clone(),
+            buy_at: buy_at.to_vec(),
+            sell_at: sell_at.to_vec(),
+            ticks: 0,
+            fills: Vec::new(),
+        }
+    }
+}
+
+impl Strategy for Script {
+    fn initialize(&mut self) -> Result<(), Stop> {
+        Ok(())
+    }
+    fn on_fill(&mut self, fill: &Fill) -> Result<(), Stop> {
+        self.fills.push(fill.clone());
+        Ok(())
+    }
+    fn on_tick(&mut self) -> Result<(), Stop> {
+        self.ticks += 1;
+        let mut s = lock(&self.session);
+        if self.buy_at.contains(&self.ticks) {
+            s.submit_market_order("X", OrderSide::Buy, dec!(1)).unwrap();
+        }
+        if self.sell_at.contains(&self.ticks) {
+            s.submit_market_order("X", OrderSide::Sell, dec!(1))
+                .unwrap();
+        }
+        Ok(())
+    }
+    fn on_stop(&mut self) -> Result<(), Stop> {
+        Ok(())
+    }
+    fn check_interrupt(&mut self) -> Result<(), Stop> {
+        Ok(())
+    }
+}
+
+impl LiveStrategy for Script {
+    fn run_schedules_at(&mut self, _: TimestampNs) -> Result<bool, Stop> {
+        Ok(false)
+    }
+    fn save_state(&mut self, _: &[(OrderId, String)]) -> Result<SavedState, SaveFailure> {
+        Ok(SavedState {
+            format: "ticks".into(),
+            data: self.ticks.to_le_bytes().to_vec(),
+            skipped: Vec::new(),
+        })
+    }
+    fn restore_state(
+        &mut self,
+        saved: &AlgoState,
+        _: &HashMap<String, OrderId>,
+        _: &Journal,
+    ) -> Result<Restored, String> {
+        self.ticks = u64::from_le_bytes(saved.data.as_slice().try_into().unwrap());
+        Ok(Restored {
+            restored: "ticks".into(),
+            rebound: 0,
+            not_restored: String::new(),
+        })
+    }
+    fn reload_events(&self) -> &[ReloadEvent] {
+        &[]
+    }
+}
+
+fn options() -> SessionOptions {
+    SessionOptions {
+        max_bars: None,
+        wall_clock: false,
+        status_line: false,
+    }
+}
+
+/// One paper session over `prices` (1m bars from 00:00) on the state folder `dir`.
+fn paper_session(
+    dir: &Path,
+    prices: &[&str],
+    buy_at: &[u64],
+    sell_at: &[u64],
+) -> (SharedSession, Script, BacktestOutcome, State) {
+    let session = shared_session(dec!(1000));
+    let mut state = open_state(dir, true, dec!(1000));
+    let mut script = Script::new(&session, buy_at, sell_at);
+    let feed = ReplayFeed::new("X.csv".into(), vec![series(prices)], MIN, 0.0);
+    let (outcome, end) = {
+        let mut live = LiveSession::new(
+            session.clone(),
+            &mut state,
+            Box::new(PaperBroker::new()),
+            Box::new(feed),
+            &mut script,
+            sink(),
+            options(),
+        );
+        live.run()
+    };
+    assert!(matches!(end, End::FeedDone), "{}", end.reason());
+    state.finish(&end.reason()).unwrap();
+    (session, script, outcome, state)
+}
+
+#[test]
+fn the_paper_broker_fills_at_the_next_bars_open_never_earlier() {
+    let dir = tempfile::tempdir().unwrap();
+    let prices = ["10", "11", "12", "13", "14"];
+    let (_, script, outcome, state) = paper_session(dir.path(), &prices, &[1, 3], &[]);
+    // Decided at the close of bar k (ticks are 1-based): filled at the open of bar k+1.
+    let fills = state.journal.fills().unwrap();
+    let times: Vec<(TimestampNs, Decimal)> =
+        fills.iter().map(|(_, _, f)| (f.time, f.price)).collect();
+    assert_eq!(times, vec![(MIN, dec!(11)), (3 * MIN, dec!(13))]);
+    assert_eq!(outcome.fills.len(), 2);
+    assert_eq!(script.fills.len(), 2);
+    for (fill, (_, _, record)) in script.fills.iter().zip(&fills) {
+        assert_eq!((fill.time, fill.price), (record.time, record.price));
+    }
+    // Every order journaled as intent → sent → acknowledged → filled, none left open.
+    let orders = state.journal.orders().unwrap();
+    assert_eq!(orders.len(), 2);
+    assert!(orders.iter().all(|o| o.status.as_deref() == Some("filled")));
+}
+
+#[test]
+fn an_order_decided_on_the_last_bar_is_cancelled_at_the_end_not_filled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, _, state) = paper_session(dir.path(), &["10", "11"], &[2], &[]);
+    assert!(state.journal.fills().unwrap().is_empty());
+    let [order] = state.journal.orders().unwrap().try_into().unwrap();
+    assert_eq!(order.status.as_deref(), Some("cancelled"));
+}
+
+#[test]
+fn a_restart_restores_the_paper_ledger_the_journal_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let prices = ["10", "11.5", "12.25", "9", "14", "15"];
+    let (session, _, _, state) = paper_session(dir.path(), &prices, &[1, 2, 4], &[3]);
+    let (cash, position) = {
+        let s = lock(&session);
+        (
+            s.ledger.cash(),
+            s.ledger.position(SymbolId(0)).unwrap().quantity,
+        )
+    };
+    assert_eq!(position, dec!(2));
+    assert_eq!(
+        cash,
+        dec!(1000) - dec!(11.5) - dec!(12.25) + dec!(9) - dec!(14)
+    );
+    drop(state);
+
+    // The next session's broker opens the book from the journal alone.
+    let restored = shared_session(dec!(1000));
+    let mut state = open_state(dir.path(), true, dec!(1000));
+    let news = PaperBroker::new().open_book(&mut state, &restored).unwrap();
+    assert_eq!(
+        news.notices,
+        vec![format!(
+            "restored the paper book from 4 journaled fills: cash {cash}"
+        )]
+    );
+    let s = lock(&restored);
+    assert_eq!(s.ledger.cash(), cash);
+    assert_eq!(s.ledger.position(SymbolId(0)).unwrap().quantity, position);
+    // The trade the first session closed is its own, not the restart's.
+    assert!(s.ledger.closed_trades().is_empty());
+    // And the restart continues after the last bar traded.
+    assert_eq!(state.resume_after, Some(6 * MIN));
+}
+
+#[test]
+fn a_journal_with_fills_of_an_unlisted_symbol_is_refused_as_a_usage_error() {
+    let market = Market::live(vec![BarSeries::empty("X", "X.csv")], MIN).unwrap();
+    let record = crate::live::journal::FillRecord {
+        client_order_id: "r1-1".into(),
+        trade_id: "1".into(),
+        quantity: dec!(1),
+        price: dec!(10),
+        fee: dec!(0),
+        fee_asset: None,
+        time: 0,
+    };
+    let error =
+        restore_ledger(&market, dec!(100), &[("Y".into(), "buy".into(), record)]).unwrap_err();
+    assert!(matches!(&error, LiveError::UnlistedSymbol { symbol, .. } if symbol == "Y"));
+    let error = error.to_error(Path::new("j"));
+    assert_eq!(error.exit_code(), ExitCode::Usage);
+    assert!(
+        error
+            .to_string()
+            .contains("`Y`, which --symbols does not list"),
+        "{error}"
+    );
+}
+
+#[test]
+fn each_session_failure_has_its_exit_code() {
+    let journal = Path::new("st/journal.sqlite");
+    let locked = JournalError::Sqlite(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+        Some("database is locked".into()),
+    ));
+    let cases: Vec<(LiveError, ExitCode)> = vec![
+        (LiveError::Journal(locked), ExitCode::Storage),
+        (
+            LiveError::Journal(JournalError::UnknownOrder("r1-1".into())),
+            ExitCode::Internal,
+        ),
+        (
+            LiveError::venue(
+                "sending r1-1",
+                VenueError::new(VenueErrorKind::Unavailable, "down"),
+            ),
+            ExitCode::Broker,
+        ),
+        (LiveError::Feed("bad price".into()), ExitCode::Data),
+        (
+            LiveError::UnlistedSymbol {
+                symbol: "Y".into(),
+                what: "fills".into(),
+            },
+            ExitCode::Usage,
+        ),
+        (LiveError::Settings("bad rule".into()), ExitCode::Usage),
+        (
+            LiveError::Breaker(crate::live::breakers::BreakerError::Config("x".into())),
+            ExitCode::Usage,
+        ),
+        (
+            LiveError::Ledger(crate::accounting::LedgerError::Overflow("adding")),
+            ExitCode::Internal,
+        ),
+    ];
+    for (error, code) in cases {
+        let text = error.to_string();
+        let user = error.to_error(journal);
+        assert_eq!(user.exit_code(), code, "{text}");
+        if code == ExitCode::Storage {
+            assert!(user.to_string().contains("st/journal.sqlite"), "{user}");
+        }
+    }
+}
+
+#[test]
+fn a_bad_price_in_the_feed_ends_the_session_with_a_data_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = shared_session(dec!(1000));
+    let mut state = open_state(dir.path(), true, dec!(1000));
+    let mut script = Script::new(&session, &[], &[]);
+    let mut bad = series(&["10", "11"]);
+    bad.close = Column::parse_texts(&["10", "-1"]).unwrap();
+    let feed = ReplayFeed::new("X.csv".into(), vec![bad], MIN, 0.0);
+    let mut live = LiveSession::new(
+        session.clone(),
+        &mut state,
+        Box::new(PaperBroker::new()),
+        Box::new(feed),
+        &mut script,
+        sink(),
+        options(),
+    );
+    let (_, end) = live.run();
+    let End::Live(error) = end else {
+        panic!("{}", end.reason())
+    };
+    assert_eq!(error.to_error(Path::new("j")).exit_code(), ExitCode::Data);
+}
+
+/// An exchange in the process: orders by client id, their fills, a balance.
+#[derive(Default)]
+struct StandIn {
+    orders: BTreeMap<String, VenueOrder>,
+    fills: Vec<VenueFill>,
+    cash: Decimal,
+    position: Decimal,
+}
+
+impl Venue for StandIn {
+    fn markets(&mut self, _: &[String]) -> Result<BTreeMap<String, MarketRules>, VenueError> {
+        unreachable!("the broker does not load markets")
+    }
+    fn closed_candles(
+        &mut self,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<Vec<Candle>, VenueError> {
+        Ok(Vec::new())
+    }
+    fn submit(&mut self, _: &OrderIntent, _: Option<Decimal>) -> Result<VenueOrder, VenueError> {
+        Err(VenueError::new(VenueErrorKind::Unavailable, "closed"))
+    }
+    fn resume(&mut self, intent: &OrderIntent, _: i64) -> Result<VenueOrder, VenueError> {
+        self.lookup(&intent.client_order_id, &intent.symbol)?
+            .ok_or_else(|| VenueError::new(VenueErrorKind::UnknownOrder, "unknown"))
+    }
+    fn lookup(&mut self, client_order_id: &str, _: &str) -> Result<Option<VenueOrder>, VenueError> {
+        Ok(self.orders.get(client_order_id).cloned())
+    }
+    fn cancel(&mut self, client_order_id: &str, _: &str) -> Result<VenueOrder, VenueError> {
+        self.orders
+            .get(client_order_id)
+            .cloned()
+            .ok_or_else(|| VenueError::new(VenueErrorKind::UnknownOrder, "unknown"))
+    }
+    fn open_orders(&mut self) -> Result<Vec<VenueOrder>, VenueError> {
+        Ok(self
+            .orders
+            .values()
+            .filter(|o| o.status.is_open())
+            .cloned()
+            .collect())
+    }
+    fn fills(
+        &mut self,
+        _: &str,
+        from: Option<&str>,
+        _: Option<i64>,
+    ) -> Result<Vec<VenueFill>, VenueError> {
+        let start = from
+            .and_then(|id| self.fills.iter().position(|f| f.trade_id == id))
+            .unwrap_or(0);
+        Ok(self.fills[start..].to_vec())
+    }
+    fn account_view(&mut self, cash_asset: &str) -> Result<AccountView, VenueError> {
+        let mut view = AccountView::default();
+        view.balances.insert(cash_asset.to_string(), self.cash);
+        view.positions.insert("X".into(), self.position);
+        Ok(view)
+    }
+    fn take_events(&mut self) -> Vec<VenueEvent> {
+        Vec::new()
+    }
+}
+
+#[test]
+fn order_sync_journals_the_fills_an_exchange_made_while_no_session_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    // An earlier session placed r1-1 (buy 2 X), acknowledged; then it died.
+    let mut state = open_state(dir.path(), false, dec!(100));
+    let intent = OrderIntent {
+        client_order_id: "r1-1".into(),
+        symbol: "X".into(),
+        side: OrderSide::Buy,
+        quantity: dec!(2),
+        order_type: OrderType::Market,
+        limit_price: None,
+        stop_price: None,
+        time_in_force: journal::TimeInForce::Gtc,
+        created_at: 0,
+    };
+    state.journal.record_intent(&intent).unwrap();
+    state.journal.mark_sent("r1-1", 1).unwrap();
+    state.journal.record_ack("r1-1", "ex-1", 2).unwrap();
+    drop(state);
+
+    // Meanwhile the exchange filled it, in two trades.
+    let venue_fill = |trade: &str, quantity: Decimal, price: Decimal| VenueFill {
+        trade_id: trade.into(),
+        exchange_order_id: "ex-1".into(),
+        client_order_id: Some("r1-1".into()),
+        symbol: "X".into(),
+        side: OrderSide::Buy,
+        quantity,
+        price,
+        fee: dec!(0),
+        fee_asset: "USD".into(),
+        time_ms: wall_ns() / 1_000_000,
+        is_maker: false,
+    };
+    let mut stand_in = StandIn {
+        cash: dec!(100) - dec!(10) - dec!(11),
+        position: dec!(2),
+        ..Default::default()
+    };
+    stand_in.fills = vec![
+        venue_fill("t1", dec!(1), dec!(10)),
+        venue_fill("t2", dec!(1), dec!(11)),
+    ];
+    let filled = VenueOrder {
+        client_order_id: "r1-1".into(),
+        exchange_order_id: "ex-1".into(),
+        symbol: "X".into(),
+        side: OrderSide::Buy,
+        order_type: "market".into(),
+        status: OrderStatus::Filled,
+        raw_status: "closed".into(),
+        quantity: dec!(2),
+        filled: dec!(2),
+        limit_price: None,
+        average_price: Some(dec!(10.5)),
+        fees: Vec::new(),
+        reason: None,
+        time_ms: None,
+    };
+    stand_in.orders.insert("r1-1".into(), filled);
+    let venue: Rc<RefCell<dyn Venue>> = Rc::new(RefCell::new(stand_in));
+
+    let mut state = open_state(dir.path(), false, dec!(100));
+    let rule = MarketRules {
+        exchange_symbol: "X".into(),
+        base: "X".into(),
+        quote: "USD".into(),
+        active: true,
+        tick_size: None,
+        lot_step: None,
+        min_qty: None,
+        max_qty: None,
+        min_price: None,
+        max_price: None,
+        min_notional: None,
+        max_notional: None,
+    };
+    let rules = BTreeMap::from([("X".to_string(), rule)]);
+    let session = shared_session(dec!(100));
+    let mut broker = ExchangeBroker::start(
+        venue,
+        "stand-in".into(),
+        "USD".into(),
+        rules,
+        &settings(dir.path()),
+        &mut state,
+    )
+    .unwrap();
+    let news = broker.open_book(&mut state, &session).unwrap();
+    assert!(
+        news.notices
+            .contains(&"2 fills made while no session ran are journaled".to_string()),
+        "{:?}",
+        news.notices
+    );
+    let fills = state.journal.fills().unwrap();
+    assert_eq!(fills.len(), 2);
+    let book = state.journal.derive_book().unwrap();
+    assert_eq!(book.cash, dec!(79));
+    assert_eq!(book.position("X"), dec!(2));
+    // The position waits for its first price; the cash is the journal's at once.
+    assert_eq!(lock(&session).ledger.cash(), dec!(79));
+    assert_eq!(broker.unseeded().get("X"), Some(&dec!(2)));
+    broker.on_bar(&session, &[(SymbolId(0), dec!(12))]).unwrap();
+    let s = lock(&session);
+    assert_eq!(s.ledger.cash(), dec!(79));
+    assert_eq!(s.ledger.position(SymbolId(0)).unwrap().quantity, dec!(2));
+    drop(s);
+    // The journal agrees with the exchange: a clean reconciliation.
+    let [(_, outcome, _)] = state.journal.reconciliations().unwrap().try_into().unwrap();
+    assert_eq!(outcome, "clean");
+    // A second poll journals nothing twice (the last trade id is where it starts).
+    let mut state_again = state;
+    broker.poll(&mut state_again, &session).unwrap();
+    assert_eq!(state_again.journal.fills().unwrap().len(), 2);
+}
