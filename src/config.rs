@@ -41,6 +41,18 @@ struct FileSettings {
     /// `[instruments.SYMBOL]` tables, and `[instruments.default]` for the others.
     #[serde(default)]
     instruments: BTreeMap<String, FileInstrument>,
+    #[serde(default)]
+    metrics: FileMetrics,
+}
+
+/// `[metrics]`: what the results are measured against (docs/metrics.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMetrics {
+    benchmark: Option<String>,
+    risk_free_rate: Option<toml::Value>,
+    day_end: Option<String>,
+    seed: Option<u64>,
 }
 
 /// How orders fill: the intrabar path, volume limit, latency and slippage.
@@ -141,6 +153,8 @@ pub struct RunSettings {
     pub watch: bool,
     /// Wall time per tick; code changes are then reloaded in place at tick boundaries.
     pub pace_ns: Option<i64>,
+    /// Benchmark, risk-free rate, day end and seed of the metrics.
+    pub metrics: crate::metrics::MetricsOptions,
 }
 
 impl RunSettings {
@@ -221,6 +235,7 @@ impl RunSettings {
         commission.validate().map_err(Error::usage)?;
         let interval = args.bar_interval.clone().or(file.run.bar_interval);
         let calendar = calendar(args, file.market)?;
+        let metrics = metrics_options(args, file.metrics)?;
         let execution = execution(file.execution)?;
         let mut instruments = BTreeMap::new();
         for (symbol, table) in file.instruments {
@@ -252,6 +267,7 @@ impl RunSettings {
             currency,
             watch: args.watch,
             pace_ns: args.pace.as_deref().map(parse_duration).transpose()?,
+            metrics,
         })
     }
 }
@@ -385,6 +401,49 @@ fn instrument(symbol: &str, file: FileInstrument) -> Result<Instrument, Error> {
 }
 
 /// Flags win over `[market]`; each bad value is named with where it came from.
+fn metrics_options(
+    args: &RunArgs,
+    file: FileMetrics,
+) -> Result<crate::metrics::MetricsOptions, Error> {
+    let mut options = crate::metrics::MetricsOptions {
+        benchmark: crate::metrics::BenchmarkChoice::parse(
+            args.benchmark.as_deref().or(file.benchmark.as_deref()),
+        ),
+        ..Default::default()
+    };
+    let rate = match (&args.risk_free, &file.risk_free_rate) {
+        (Some(text), _) => Some(("--risk-free", decimal_text("--risk-free", text)?)),
+        (None, Some(value)) => Some((
+            "metrics.risk_free_rate",
+            decimal_value("metrics.risk_free_rate", value)?,
+        )),
+        (None, None) => None,
+    };
+    if let Some((source, rate)) = rate {
+        use rust_decimal::prelude::ToPrimitive;
+        match rate.to_f64() {
+            Some(r) if r > -1.0 && r < 10.0 => options.risk_free_rate = r,
+            _ => {
+                return Err(Error::usage_with_hint(
+                    format!("{source}: an annual risk-free rate of {rate} is out of range"),
+                    "give the annual rate as a fraction, e.g. 0.04 for 4 %",
+                ));
+            }
+        }
+    }
+    if let Some(text) = file.day_end {
+        let time = parse_time_of_day(&text).map_err(|e| {
+            Error::usage_with_hint(format!("metrics.day_end: {}", e.message), e.hint)
+        })?;
+        options.day_end_ns = i64::from(chrono::Timelike::num_seconds_from_midnight(&time))
+            * NANOS_PER_SECOND;
+    }
+    if let Some(seed) = file.seed {
+        options.seed = seed;
+    }
+    Ok(options)
+}
+
 fn calendar(args: &RunArgs, file: FileMarket) -> Result<SessionCalendar, Error> {
     let pick = |flag: &Option<String>, key: Option<String>, flag_name, key_name| match flag {
         Some(value) => Some((value.clone(), flag_name)),

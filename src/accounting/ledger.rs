@@ -119,6 +119,9 @@ impl Ledger {
             .get_mut(symbol.index())
             .ok_or(LedgerError::UnknownSymbol(symbol.0))?;
         position.mark = price;
+        if let Some(trade) = position.open_trade.as_mut() {
+            trade.observe(position.quantity, position.cost_basis, price);
+        }
         Ok(())
     }
 
@@ -265,9 +268,12 @@ fn apply_to_position(
         }
         if position.quantity.is_zero() {
             position.cost_basis = Decimal::ZERO;
-            if let Some(trade) = position.open_trade.take() {
+            if let Some(mut trade) = position.open_trade.take() {
+                trade.note(trade.realized);
                 closed.push(close_trade(trade, fill.symbol, fill.time)?);
             }
+        } else if let Some(trade) = position.open_trade.as_mut() {
+            trade.observe(position.quantity, position.cost_basis, fill.price);
         }
         remaining = delta - closing;
     }
@@ -291,12 +297,15 @@ fn apply_to_position(
             max_quantity: Decimal::ZERO,
             realized: Decimal::ZERO,
             fees: Decimal::ZERO,
+            mae: Decimal::ZERO,
+            mfe: Decimal::ZERO,
         });
         trade.fees = trade
             .fees
             .checked_add(fee_left)
             .ok_or(overflow("adding trade fees"))?;
         trade.max_quantity = trade.max_quantity.max(position.quantity.abs());
+        trade.observe(position.quantity, position.cost_basis, fill.price);
     }
     Ok(())
 }
@@ -317,6 +326,8 @@ fn close_trade(
             .checked_sub(trade.fees)
             .ok_or(overflow("computing trade PnL"))?,
         fees: trade.fees,
+        mae: trade.mae,
+        mfe: trade.mfe,
     })
 }
 

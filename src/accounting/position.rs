@@ -22,6 +22,34 @@ pub(crate) struct OpenTrade {
     pub max_quantity: Decimal,
     pub realized: Decimal,
     pub fees: Decimal,
+    /// Lowest and highest price PnL of the trade seen at a mark or fill (≤ 0 and ≥ 0).
+    pub mae: Decimal,
+    pub mfe: Decimal,
+}
+
+impl OpenTrade {
+    /// Notes the trade's price PnL with the position valued at `price`: realized so far plus
+    /// `quantity × price − cost_basis`. An amount too large for a Decimal is not noted (it
+    /// would have failed the equity sum already).
+    #[inline]
+    pub fn observe(&mut self, quantity: Decimal, cost_basis: Decimal, price: Decimal) {
+        let pnl = quantity
+            .checked_mul(price)
+            .and_then(|value| value.checked_sub(cost_basis))
+            .and_then(|unrealized| unrealized.checked_add(self.realized));
+        if let Some(pnl) = pnl {
+            self.note(pnl);
+        }
+    }
+
+    #[inline]
+    pub fn note(&mut self, pnl: Decimal) {
+        if pnl < self.mae {
+            self.mae = pnl;
+        } else if pnl > self.mfe {
+            self.mfe = pnl;
+        }
+    }
 }
 
 impl Position {
