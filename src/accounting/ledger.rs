@@ -352,6 +352,40 @@ mod tests {
     }
 
     #[test]
+    fn trades_record_their_adverse_and_favourable_excursions() {
+        let mut ledger = Ledger::new(dec!(1000), 1);
+        ledger
+            .apply_fill(&fill(OrderSide::Buy, dec!(2), dec!(10), dec!(0.1), 1))
+            .unwrap();
+        for mark in [dec!(9), dec!(8.5), dec!(11), dec!(13), dec!(12)] {
+            ledger.mark(SymbolId(0), mark).unwrap();
+        }
+        // Half closed at 12.5 (+2.5 realized), the rest marked at 7 (-3): PnL -0.5.
+        ledger
+            .apply_fill(&fill(OrderSide::Sell, dec!(1), dec!(12.5), dec!(0), 2))
+            .unwrap();
+        ledger.mark(SymbolId(0), dec!(7)).unwrap();
+        ledger
+            .apply_fill(&fill(OrderSide::Sell, dec!(1), dec!(11), dec!(0), 3))
+            .unwrap();
+        let t = &ledger.closed_trades()[0];
+        // Lowest: 2 × (8.5 - 10) = -3; highest: 2 × (13 - 10) = 6; fees are not in them.
+        assert_eq!((t.mae, t.mfe), (dec!(-3), dec!(6)));
+        assert_eq!(t.pnl, dec!(2.5) + dec!(1) - dec!(0.1));
+        // A trade that only gains never shows an adverse excursion.
+        let mut ledger = Ledger::new(dec!(1000), 1);
+        ledger
+            .apply_fill(&fill(OrderSide::Sell, dec!(1), dec!(10), dec!(0), 1))
+            .unwrap();
+        ledger.mark(SymbolId(0), dec!(9)).unwrap();
+        ledger
+            .apply_fill(&fill(OrderSide::Buy, dec!(1), dec!(8), dec!(0), 2))
+            .unwrap();
+        let t = &ledger.closed_trades()[0];
+        assert_eq!((t.mae, t.mfe), (dec!(0), dec!(2)));
+    }
+
+    #[test]
     fn long_round_trip_realizes_exact_pnl_and_records_a_trade() {
         let mut ledger = Ledger::new(dec!(1000), 1);
         ledger

@@ -148,7 +148,8 @@ pub fn downside_risk(r: &[f64], required: f64, periods_per_year: f64) -> f64 {
     let below: Vec<f64> = adjusted(r, required)
         .iter()
         .map(|v| {
-            let d = v.min(0.0);
+            // `f64::min` would turn a missing day into 0; it must stay missing.
+            let d = if *v > 0.0 { 0.0 } else { *v };
             d * d
         })
         .collect();

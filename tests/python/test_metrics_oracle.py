@@ -106,7 +106,10 @@ def test_golden_series_equal_empyrical(name: str, ppy: int, rf: float) -> None:
     ours = product_stats(r, ppy=ppy, rf=rf)
     for key, theirs in oracle(r, ppy, rf).items():
         with np.errstate(all="ignore"):
-            same(ours[key], theirs)
+            try:
+                same(ours[key], theirs)
+            except AssertionError as e:
+                raise AssertionError(f"{key}: {e}") from None
 
 
 def drawdown_days(r: np.ndarray) -> int:
@@ -154,15 +157,17 @@ def test_parametric_var_uses_the_normal_quantiles() -> None:
 
 # Property tests (through the product's code).
 
-finite_returns = st.lists(st.floats(-0.2, 0.2, allow_nan=False), min_size=3, max_size=60)
+# Returns in basis points: a return of 1e-112 is lost when 0.0078 is added and taken away again,
+# which tests float rounding, not the definition.
+bps_returns = st.lists(st.integers(-2000, 2000), min_size=3, max_size=60)
 
 
 @settings(max_examples=25, deadline=None)
-@given(finite_returns, st.floats(-0.01, 0.01))
+@given(bps_returns, st.integers(-100, 100))
 def test_sharpe_unchanged_when_returns_and_risk_free_shift_together(
-    returns: list[float], shift: float
+    returns_bps: list[int], shift_bps: int
 ) -> None:
-    r = np.array(returns)
+    r, shift = np.array(returns_bps) / 1e4, shift_bps / 1e4
     base = product_stats(r)["sharpe"]
     shifted = product_stats(r + shift, rf=shift)["sharpe"]
     if base is None:
