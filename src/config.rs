@@ -435,8 +435,8 @@ fn metrics_options(
         let time = parse_time_of_day(&text).map_err(|e| {
             Error::usage_with_hint(format!("metrics.day_end: {}", e.message), e.hint)
         })?;
-        options.day_end_ns = i64::from(chrono::Timelike::num_seconds_from_midnight(&time))
-            * NANOS_PER_SECOND;
+        options.day_end_ns =
+            i64::from(chrono::Timelike::num_seconds_from_midnight(&time)) * NANOS_PER_SECOND;
     }
     if let Some(seed) = file.seed {
         options.seed = seed;

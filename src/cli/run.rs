@@ -378,7 +378,8 @@ pub(super) fn write_results(
         let s = lock(&session);
         let trades = s.ledger.closed_trades();
         // A live session's feed may lack the benchmark symbol: no benchmark then, not an error.
-        let benchmark = metrics::BenchmarkPrices::from_market(&s.market, &settings.metrics.benchmark);
+        let benchmark =
+            metrics::BenchmarkPrices::from_market(&s.market, &settings.metrics.benchmark);
         let records = metrics::Records {
             initial_cash: settings.cash,
             equity: &outcome.equity,

@@ -52,9 +52,7 @@ impl BenchmarkPrices {
         let names = market.symbol_names();
         choice.check(&names)?;
         let ids: Vec<SymbolId> = match choice {
-            BenchmarkChoice::EqualWeight => {
-                (0..names.len()).map(|i| SymbolId(i as u32)).collect()
-            }
+            BenchmarkChoice::EqualWeight => (0..names.len()).map(|i| SymbolId(i as u32)).collect(),
             BenchmarkChoice::Symbol(name) => {
                 vec![market.symbol_id(name).expect("invariant: checked above")]
             }
@@ -143,7 +141,13 @@ mod tests {
         let err = BenchmarkChoice::parse(Some("SPY"))
             .check(&["A".into(), "B".into()])
             .unwrap_err();
-        assert_eq!(err, "benchmark `SPY` is not one of the run's symbols (A, B)");
-        assert_eq!(BenchmarkChoice::parse(Some(" ")), BenchmarkChoice::EqualWeight);
+        assert_eq!(
+            err,
+            "benchmark `SPY` is not one of the run's symbols (A, B)"
+        );
+        assert_eq!(
+            BenchmarkChoice::parse(Some(" ")),
+            BenchmarkChoice::EqualWeight
+        );
     }
 }

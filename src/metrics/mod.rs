@@ -93,11 +93,11 @@ use serde::Serialize;
 
 use crate::model::TimestampNs;
 
+pub use benchmark::{BenchmarkChoice, BenchmarkMetrics, BenchmarkPrices};
 pub use costs::{CostSummary, CostTotals, write_costs_csv};
+pub use daily::MetricsOptions;
 pub use orders::{OrderSummary, ReasonCount};
 pub use output::{metrics_json, write_equity, write_metrics, write_records, write_results};
-pub use benchmark::{BenchmarkChoice, BenchmarkMetrics, BenchmarkPrices};
-pub use daily::MetricsOptions;
 pub use stats::{MIN_CAGR_DAYS, MIN_DAILY_RETURNS, Records, compute, compute_with};
 pub use summary::summary_table;
 

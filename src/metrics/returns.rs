@@ -17,7 +17,11 @@ pub fn nan_mean(x: &[f64]) -> f64 {
             count += 1;
         }
     }
-    if count == 0 { f64::NAN } else { sum / count as f64 }
+    if count == 0 {
+        f64::NAN
+    } else {
+        sum / count as f64
+    }
 }
 
 /// `bottleneck.nanstd(x, ddof)`: two passes, the mean then the squared deviations, in order.
@@ -85,7 +89,11 @@ fn zero_dispersion_std(x: &[f64], std: f64) -> f64 {
     let (min, max) = present.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
         (lo.min(v), hi.max(v))
     });
-    if min == max && std.is_finite() { 0.0 } else { std }
+    if min == max && std.is_finite() {
+        0.0
+    } else {
+        std
+    }
 }
 
 /// `returns - rf`, or the returns themselves when `rf` is 0 (as empyrical's `_adjust_returns`).
@@ -315,30 +323,28 @@ fn moments(x: &[f64]) -> (f64, f64, f64, f64) {
     (mean, np_mean(&sq), np_mean(&cube), np_mean(&fourth))
 }
 
-/// Sample skewness `m3 / m2^1.5` (biased, SciPy's `skew` default); NaN values dropped.
-pub fn skew(r: &[f64]) -> f64 {
+/// A standardized moment of the present returns, `NaN` for none or (as SciPy) for returns
+/// so nearly constant that `m2 ≤ (ε mean)²`; `of` gets `(m2, m3, m4)`.
+fn standardized(r: &[f64], of: impl Fn(f64, f64, f64) -> f64) -> f64 {
     let x = without_nan(r);
     if x.is_empty() {
         return f64::NAN;
     }
-    let (mean, m2, m3, _) = moments(&x);
+    let (mean, m2, m3, m4) = moments(&x);
     if m2 <= (f64::EPSILON * mean).powi(2) {
         return f64::NAN;
     }
-    m3 / m2.powf(1.5)
+    of(m2, m3, m4)
+}
+
+/// Sample skewness `m3 / m2^1.5` (biased, SciPy's `skew` default); NaN values dropped.
+pub fn skew(r: &[f64]) -> f64 {
+    standardized(r, |m2, m3, _| m3 / m2.powf(1.5))
 }
 
 /// Excess kurtosis `m4 / m2² - 3` (biased, Fisher; SciPy's `kurtosis` default); NaN dropped.
 pub fn kurtosis(r: &[f64]) -> f64 {
-    let x = without_nan(r);
-    if x.is_empty() {
-        return f64::NAN;
-    }
-    let (mean, m2, _, m4) = moments(&x);
-    if m2 <= (f64::EPSILON * mean).powi(2) {
-        return f64::NAN;
-    }
-    m4 / m2.powf(2.0) - 3.0
+    standardized(r, |m2, _, m4| m4 / m2.powf(2.0) - 3.0)
 }
 
 /// Beta of `r` to the benchmark `b`: `cov(b, r) / var(b)` over the days both are present
@@ -371,7 +377,11 @@ pub fn alpha(r: &[f64], b: &[f64], rf: f64, periods_per_year: f64) -> f64 {
     }
     let beta = beta(r, b);
     let (ar, ab) = (adjusted(r, rf), adjusted(b, rf));
-    let excess: Vec<f64> = ar.iter().zip(ab.iter()).map(|(x, y)| x - beta * y).collect();
+    let excess: Vec<f64> = ar
+        .iter()
+        .zip(ab.iter())
+        .map(|(x, y)| x - beta * y)
+        .collect();
     (nan_mean(&excess) + 1.0).powf(periods_per_year) - 1.0
 }
 

@@ -145,7 +145,10 @@ mod tests {
         for level in ["95", "99"] {
             let (mc, p) = (a.monte_carlo[level], a.parametric[level]);
             let (mc_var, p_var) = (mc.var.unwrap(), p.var.unwrap());
-            assert!((mc_var - p_var).abs() < 0.02 * p_var.abs(), "{mc_var} {p_var}");
+            assert!(
+                (mc_var - p_var).abs() < 0.02 * p_var.abs(),
+                "{mc_var} {p_var}"
+            );
             let (mc_cvar, p_cvar) = (mc.cvar.unwrap(), p.cvar.unwrap());
             assert!((mc_cvar - p_cvar).abs() < 0.02 * p_cvar.abs());
             assert!(p_cvar < p_var && mc_cvar <= mc_var);

@@ -7,7 +7,7 @@ use rust_decimal::prelude::ToPrimitive;
 
 use super::benchmark::{BenchmarkMetrics, BenchmarkPrices};
 use super::daily::{self, DailySeries, MetricsOptions, Relative, Sample, return_metrics};
-use super::trades::{TradeMoney, TradeStatistics};
+use super::trades::{TradeGroup, TradeMoney, TradeStatistics};
 use super::{EquityPoint, Metrics, ReturnsBasis};
 use crate::model::time::NANOS_PER_DAY;
 use crate::model::{ClosedTrade, Fill, TimestampNs};
@@ -336,39 +336,30 @@ struct TradeStats {
 }
 
 fn trade_stats(trades: &[ClosedTrade]) -> TradeStats {
-    let mut s = TradeStats {
-        wins: 0,
-        losses: 0,
-        gross_profit: Decimal::ZERO,
-        gross_loss: Decimal::ZERO,
-        win_rate: None,
-        profit_factor: None,
-        avg_pnl: None,
-    };
+    let mut all = TradeGroup::default();
     for t in trades {
-        if t.pnl > Decimal::ZERO {
-            s.wins += 1;
-            s.gross_profit += t.pnl;
-        } else if t.pnl < Decimal::ZERO {
-            s.losses += 1;
-            s.gross_loss += t.pnl;
-        }
+        all.add(t);
     }
-    if trades.is_empty() {
-        return s;
+    let profit_factor = if all.losses > 0 {
+        all.gross_profit
+            .checked_div(-all.gross_loss)
+            .and_then(|pf| finite(to_f64(pf)))
+    } else {
+        None
+    };
+    TradeStats {
+        wins: all.wins,
+        losses: all.losses,
+        gross_profit: all.gross_profit,
+        gross_loss: all.gross_loss,
+        win_rate: all.win_rate,
+        profit_factor,
+        avg_pnl: all
+            .net_pnl
+            .checked_div(Decimal::from(trades.len()))
+            .filter(|_| !trades.is_empty())
+            .map(|a| a.round_dp(RATIO_DP).normalize()),
     }
-    s.win_rate = Some(s.wins as f64 / trades.len() as f64);
-    if s.losses > 0 {
-        s.profit_factor = s
-            .gross_profit
-            .checked_div(-s.gross_loss)
-            .and_then(|pf| finite(to_f64(pf)));
-    }
-    let total: Decimal = trades.iter().map(|t| t.pnl).sum();
-    s.avg_pnl = total
-        .checked_div(Decimal::from(trades.len()))
-        .map(|a| a.round_dp(RATIO_DP).normalize());
-    s
 }
 
 #[cfg(test)]
@@ -466,7 +457,9 @@ mod tests {
     /// Independent Sharpe/Sortino on f64 equities, straight from the formulas.
     fn reference(closes: &[f64], ppy: f64) -> (f64, f64) {
         // The initial cash (100 in these tests) is the base of the first return.
-        let equities: Vec<f64> = std::iter::once(100.0).chain(closes.iter().copied()).collect();
+        let equities: Vec<f64> = std::iter::once(100.0)
+            .chain(closes.iter().copied())
+            .collect();
         let r: Vec<f64> = equities.windows(2).map(|w| w[1] / w[0] - 1.0).collect();
         let n = r.len() as f64;
         let mean = r.iter().sum::<f64>() / n;
@@ -609,7 +602,9 @@ mod tests {
         let (sh, so) = reference(&closes, 365.0);
         assert!(close(m.sharpe.unwrap(), sh));
         assert!(close(m.sortino.unwrap(), so));
-        let based: Vec<f64> = std::iter::once(100.0).chain(closes.iter().copied()).collect();
+        let based: Vec<f64> = std::iter::once(100.0)
+            .chain(closes.iter().copied())
+            .collect();
         let r: Vec<f64> = based.windows(2).map(|w| w[1] / w[0] - 1.0).collect();
         let (mean, std) = mean_std(&r).unwrap();
         assert!(close(m.annualized_volatility.unwrap(), std * 365f64.sqrt()));
@@ -738,7 +733,9 @@ mod tests {
         assert!(close(m.more.max_drawdown_daily.unwrap(), 0.2));
         assert!(close(m.calmar.unwrap(), 0.5));
         // Under 30 days: undefined.
-        let short: Vec<_> = (0..25).map(|i| pt(i * NANOS_PER_DAY + HOUR, "101")).collect();
+        let short: Vec<_> = (0..25)
+            .map(|i| pt(i * NANOS_PER_DAY + HOUR, "101"))
+            .collect();
         let m = compute(d("100"), &short, &[], &[]);
         assert_eq!((m.cagr, m.calmar), (None, None));
         // A wiped-out account compounds to -100 % a year (as empyrical).

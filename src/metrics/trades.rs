@@ -42,8 +42,16 @@ pub struct TradeMoney {
 
 impl TradeMoney {
     pub fn from_trades(trades: &[ClosedTrade]) -> Self {
-        let wins: Vec<Decimal> = trades.iter().map(|t| t.pnl).filter(|p| p.is_sign_positive() && !p.is_zero()).collect();
-        let losses: Vec<Decimal> = trades.iter().map(|t| t.pnl).filter(|p| *p < Decimal::ZERO).collect();
+        let wins: Vec<Decimal> = trades
+            .iter()
+            .map(|t| t.pnl)
+            .filter(|p| p.is_sign_positive() && !p.is_zero())
+            .collect();
+        let losses: Vec<Decimal> = trades
+            .iter()
+            .map(|t| t.pnl)
+            .filter(|p| *p < Decimal::ZERO)
+            .collect();
         let sum = |v: &[Decimal]| v.iter().copied().sum::<Decimal>();
         TradeMoney {
             expectancy: average(trades.iter().map(|t| t.pnl).sum(), trades.len()),
@@ -75,7 +83,7 @@ pub struct TradeGroup {
 }
 
 impl TradeGroup {
-    fn add(&mut self, t: &ClosedTrade) {
+    pub(crate) fn add(&mut self, t: &ClosedTrade) {
         self.trades += 1;
         self.net_pnl += t.pnl;
         self.fees += t.fees;
@@ -223,8 +231,14 @@ mod tests {
         assert_eq!(m.expectancy, Some(dec!(0.708333333333)));
         assert_eq!(m.avg_win, Some(dec!(7.75)));
         assert_eq!(m.avg_loss, Some(dec!(-3.75)));
-        assert_eq!((m.largest_win, m.smallest_win), (Some(dec!(10)), Some(dec!(5.5))));
-        assert_eq!((m.largest_loss, m.smallest_loss), (Some(dec!(-7.25)), Some(dec!(-1))));
+        assert_eq!(
+            (m.largest_win, m.smallest_win),
+            (Some(dec!(10)), Some(dec!(5.5)))
+        );
+        assert_eq!(
+            (m.largest_loss, m.smallest_loss),
+            (Some(dec!(-7.25)), Some(dec!(-1)))
+        );
         assert_eq!(m.worst_mae, Some(dec!(-10)));
         assert_eq!(m.best_mfe, Some(dec!(11)));
         let names = vec!["A".to_string(), "B".to_string()];
@@ -235,7 +249,10 @@ mod tests {
         assert_eq!(s.by_symbol["B"].losses, 2);
         assert_eq!(s.by_symbol["A"].fees, dec!(1.5));
         let h = s.holding.unwrap();
-        assert_eq!((h.min_ns, h.median_ns, h.max_ns, h.mean_ns), (10, 10, 40, 15));
+        assert_eq!(
+            (h.min_ns, h.median_ns, h.max_ns, h.mean_ns),
+            (10, 10, 40, 15)
+        );
         // [0,20] ∪ [30,90]: 80 of 100.
         assert_eq!(s.exposure, Some(0.8));
         let empty = TradeStatistics::from_trades(&[], &names, Some((0, 100)));
