@@ -120,7 +120,7 @@ impl Ledger {
             .ok_or(LedgerError::UnknownSymbol(symbol.0))?;
         position.mark = price;
         if let Some(trade) = position.open_trade.as_mut() {
-            trade.observe(position.quantity, position.cost_basis, price);
+            trade.seen(price);
         }
         Ok(())
     }
@@ -198,6 +198,9 @@ fn apply_to_position(
     closed: &mut Vec<ClosedTrade>,
 ) -> Result<(), LedgerError> {
     let quantity = position.quantity;
+    if let Some(trade) = position.open_trade.as_mut() {
+        trade.flush(quantity, position.cost_basis);
+    }
     let mut fee_left = fill.fee;
     let mut remaining = delta;
 
@@ -273,7 +276,7 @@ fn apply_to_position(
                 closed.push(close_trade(trade, fill.symbol, fill.time)?);
             }
         } else if let Some(trade) = position.open_trade.as_mut() {
-            trade.observe(position.quantity, position.cost_basis, fill.price);
+            trade.observe_fill(position.quantity, position.cost_basis, fill.price);
         }
         remaining = delta - closing;
     }
@@ -299,13 +302,15 @@ fn apply_to_position(
             fees: Decimal::ZERO,
             mae: Decimal::ZERO,
             mfe: Decimal::ZERO,
+            low: fill.price,
+            high: fill.price,
         });
         trade.fees = trade
             .fees
             .checked_add(fee_left)
             .ok_or(overflow("adding trade fees"))?;
         trade.max_quantity = trade.max_quantity.max(position.quantity.abs());
-        trade.observe(position.quantity, position.cost_basis, fill.price);
+        trade.observe_fill(position.quantity, position.cost_basis, fill.price);
     }
     Ok(())
 }
