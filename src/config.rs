@@ -747,6 +747,53 @@ mod tests {
     }
 
     #[test]
+    fn metrics_table_and_flags() {
+        use crate::metrics::BenchmarkChoice;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.toml");
+        let write = |text: &str| std::fs::write(&path, text).unwrap();
+        let resolve = |benchmark: Option<&str>, rate: Option<&str>| {
+            RunSettings::resolve(&RunArgs {
+                algo: Some("a.py".into()),
+                config: Some(path.clone()),
+                benchmark: benchmark.map(Into::into),
+                risk_free: rate.map(Into::into),
+                ..Default::default()
+            })
+        };
+        write(
+            "[metrics]\nbenchmark = \"SPY\"\nrisk_free_rate = 0.04\nday_end = \"21:30\"\nseed = 9\n",
+        );
+        let m = resolve(None, None).unwrap().metrics;
+        assert_eq!(m.benchmark, BenchmarkChoice::Symbol("SPY".into()));
+        assert_eq!((m.risk_free_rate, m.seed), (0.04, 9));
+        assert_eq!(m.day_end_ns, (21 * 60 + 30) * 60 * NANOS_PER_SECOND);
+        assert_eq!(m.day_end_text(), "21:30");
+        let m = resolve(Some("QQQ"), Some("0.01")).unwrap().metrics;
+        assert_eq!(m.benchmark, BenchmarkChoice::Symbol("QQQ".into()));
+        assert_eq!(m.risk_free_rate, 0.01);
+        let error = resolve(None, Some("-1.5")).unwrap_err();
+        assert_eq!(error.exit_code(), crate::error::ExitCode::Usage);
+        assert_eq!(
+            error.to_string(),
+            "--risk-free: an annual risk-free rate of -1.5 is out of range"
+        );
+        write("[metrics]\nday_end = \"25:00\"\n");
+        let error = resolve(None, None).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("metrics.day_end: `25:00` is not a time of day")
+        );
+        assert!(error.hint().unwrap().contains("HH:MM"));
+        write("[metrics]\nbench = \"SPY\"\n");
+        assert!(resolve(None, None).is_err(), "unknown keys are refused");
+        write("");
+        let m = resolve(None, None).unwrap().metrics;
+        assert_eq!(m, crate::metrics::MetricsOptions::default());
+    }
+
+    #[test]
     fn cash_out_of_range_says_too_large_not_not_a_number() {
         let resolve = |cash: &str| {
             RunSettings::resolve(&RunArgs {
