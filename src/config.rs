@@ -41,6 +41,18 @@ struct FileSettings {
     /// `[instruments.SYMBOL]` tables, and `[instruments.default]` for the others.
     #[serde(default)]
     instruments: BTreeMap<String, FileInstrument>,
+    #[serde(default)]
+    metrics: FileMetrics,
+}
+
+/// `[metrics]`: what the results are measured against (docs/metrics.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMetrics {
+    benchmark: Option<String>,
+    risk_free_rate: Option<toml::Value>,
+    day_end: Option<String>,
+    seed: Option<u64>,
 }
 
 /// How orders fill: the intrabar path, volume limit, latency and slippage.
@@ -141,6 +153,8 @@ pub struct RunSettings {
     pub watch: bool,
     /// Wall time per tick; code changes are then reloaded in place at tick boundaries.
     pub pace_ns: Option<i64>,
+    /// Benchmark, risk-free rate, day end and seed of the metrics.
+    pub metrics: crate::metrics::MetricsOptions,
 }
 
 impl RunSettings {
@@ -221,6 +235,7 @@ impl RunSettings {
         commission.validate().map_err(Error::usage)?;
         let interval = args.bar_interval.clone().or(file.run.bar_interval);
         let calendar = calendar(args, file.market)?;
+        let metrics = metrics_options(args, file.metrics)?;
         let execution = execution(file.execution)?;
         let mut instruments = BTreeMap::new();
         for (symbol, table) in file.instruments {
@@ -252,6 +267,7 @@ impl RunSettings {
             currency,
             watch: args.watch,
             pace_ns: args.pace.as_deref().map(parse_duration).transpose()?,
+            metrics,
         })
     }
 }
@@ -385,6 +401,49 @@ fn instrument(symbol: &str, file: FileInstrument) -> Result<Instrument, Error> {
 }
 
 /// Flags win over `[market]`; each bad value is named with where it came from.
+fn metrics_options(
+    args: &RunArgs,
+    file: FileMetrics,
+) -> Result<crate::metrics::MetricsOptions, Error> {
+    let mut options = crate::metrics::MetricsOptions {
+        benchmark: crate::metrics::BenchmarkChoice::parse(
+            args.benchmark.as_deref().or(file.benchmark.as_deref()),
+        ),
+        ..Default::default()
+    };
+    let rate = match (&args.risk_free, &file.risk_free_rate) {
+        (Some(text), _) => Some(("--risk-free", decimal_text("--risk-free", text)?)),
+        (None, Some(value)) => Some((
+            "metrics.risk_free_rate",
+            decimal_value("metrics.risk_free_rate", value)?,
+        )),
+        (None, None) => None,
+    };
+    if let Some((source, rate)) = rate {
+        use rust_decimal::prelude::ToPrimitive;
+        match rate.to_f64() {
+            Some(r) if r > -1.0 && r < 10.0 => options.risk_free_rate = r,
+            _ => {
+                return Err(Error::usage_with_hint(
+                    format!("{source}: an annual risk-free rate of {rate} is out of range"),
+                    "give the annual rate as a fraction, e.g. 0.04 for 4 %",
+                ));
+            }
+        }
+    }
+    if let Some(text) = file.day_end {
+        let time = parse_time_of_day(&text).map_err(|e| {
+            Error::usage_with_hint(format!("metrics.day_end: {}", e.message), e.hint)
+        })?;
+        options.day_end_ns =
+            i64::from(chrono::Timelike::num_seconds_from_midnight(&time)) * NANOS_PER_SECOND;
+    }
+    if let Some(seed) = file.seed {
+        options.seed = seed;
+    }
+    Ok(options)
+}
+
 fn calendar(args: &RunArgs, file: FileMarket) -> Result<SessionCalendar, Error> {
     let pick = |flag: &Option<String>, key: Option<String>, flag_name, key_name| match flag {
         Some(value) => Some((value.clone(), flag_name)),
@@ -685,6 +744,53 @@ mod tests {
             message.starts_with("market.session_close: `25:00`"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn metrics_table_and_flags() {
+        use crate::metrics::BenchmarkChoice;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.toml");
+        let write = |text: &str| std::fs::write(&path, text).unwrap();
+        let resolve = |benchmark: Option<&str>, rate: Option<&str>| {
+            RunSettings::resolve(&RunArgs {
+                algo: Some("a.py".into()),
+                config: Some(path.clone()),
+                benchmark: benchmark.map(Into::into),
+                risk_free: rate.map(Into::into),
+                ..Default::default()
+            })
+        };
+        write(
+            "[metrics]\nbenchmark = \"SPY\"\nrisk_free_rate = 0.04\nday_end = \"21:30\"\nseed = 9\n",
+        );
+        let m = resolve(None, None).unwrap().metrics;
+        assert_eq!(m.benchmark, BenchmarkChoice::Symbol("SPY".into()));
+        assert_eq!((m.risk_free_rate, m.seed), (0.04, 9));
+        assert_eq!(m.day_end_ns, (21 * 60 + 30) * 60 * NANOS_PER_SECOND);
+        assert_eq!(m.day_end_text(), "21:30");
+        let m = resolve(Some("QQQ"), Some("0.01")).unwrap().metrics;
+        assert_eq!(m.benchmark, BenchmarkChoice::Symbol("QQQ".into()));
+        assert_eq!(m.risk_free_rate, 0.01);
+        let error = resolve(None, Some("-1.5")).unwrap_err();
+        assert_eq!(error.exit_code(), crate::error::ExitCode::Usage);
+        assert_eq!(
+            error.to_string(),
+            "--risk-free: an annual risk-free rate of -1.5 is out of range"
+        );
+        write("[metrics]\nday_end = \"25:00\"\n");
+        let error = resolve(None, None).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("metrics.day_end: `25:00` is not a time of day")
+        );
+        assert!(error.hint().unwrap().contains("HH:MM"));
+        write("[metrics]\nbench = \"SPY\"\n");
+        assert!(resolve(None, None).is_err(), "unknown keys are refused");
+        write("");
+        let m = resolve(None, None).unwrap().metrics;
+        assert_eq!(m, crate::metrics::MetricsOptions::default());
     }
 
     #[test]

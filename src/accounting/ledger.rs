@@ -119,6 +119,9 @@ impl Ledger {
             .get_mut(symbol.index())
             .ok_or(LedgerError::UnknownSymbol(symbol.0))?;
         position.mark = price;
+        if let Some(trade) = position.open_trade.as_mut() {
+            trade.seen(price);
+        }
         Ok(())
     }
 
@@ -195,6 +198,9 @@ fn apply_to_position(
     closed: &mut Vec<ClosedTrade>,
 ) -> Result<(), LedgerError> {
     let quantity = position.quantity;
+    if let Some(trade) = position.open_trade.as_mut() {
+        trade.flush(quantity, position.cost_basis);
+    }
     let mut fee_left = fill.fee;
     let mut remaining = delta;
 
@@ -265,9 +271,12 @@ fn apply_to_position(
         }
         if position.quantity.is_zero() {
             position.cost_basis = Decimal::ZERO;
-            if let Some(trade) = position.open_trade.take() {
+            if let Some(mut trade) = position.open_trade.take() {
+                trade.note(trade.realized);
                 closed.push(close_trade(trade, fill.symbol, fill.time)?);
             }
+        } else if let Some(trade) = position.open_trade.as_mut() {
+            trade.observe_fill(position.quantity, position.cost_basis, fill.price);
         }
         remaining = delta - closing;
     }
@@ -291,12 +300,17 @@ fn apply_to_position(
             max_quantity: Decimal::ZERO,
             realized: Decimal::ZERO,
             fees: Decimal::ZERO,
+            mae: Decimal::ZERO,
+            mfe: Decimal::ZERO,
+            low: fill.price,
+            high: fill.price,
         });
         trade.fees = trade
             .fees
             .checked_add(fee_left)
             .ok_or(overflow("adding trade fees"))?;
         trade.max_quantity = trade.max_quantity.max(position.quantity.abs());
+        trade.observe_fill(position.quantity, position.cost_basis, fill.price);
     }
     Ok(())
 }
@@ -317,6 +331,8 @@ fn close_trade(
             .checked_sub(trade.fees)
             .ok_or(overflow("computing trade PnL"))?,
         fees: trade.fees,
+        mae: trade.mae,
+        mfe: trade.mfe,
     })
 }
 
@@ -338,6 +354,40 @@ mod tests {
             slippage: Decimal::ZERO,
             time,
         }
+    }
+
+    #[test]
+    fn trades_record_their_adverse_and_favourable_excursions() {
+        let mut ledger = Ledger::new(dec!(1000), 1);
+        ledger
+            .apply_fill(&fill(OrderSide::Buy, dec!(2), dec!(10), dec!(0.1), 1))
+            .unwrap();
+        for mark in [dec!(9), dec!(8.5), dec!(11), dec!(13), dec!(12)] {
+            ledger.mark(SymbolId(0), mark).unwrap();
+        }
+        // Half closed at 12.5 (+2.5 realized), the rest marked at 7 (-3): PnL -0.5.
+        ledger
+            .apply_fill(&fill(OrderSide::Sell, dec!(1), dec!(12.5), dec!(0), 2))
+            .unwrap();
+        ledger.mark(SymbolId(0), dec!(7)).unwrap();
+        ledger
+            .apply_fill(&fill(OrderSide::Sell, dec!(1), dec!(11), dec!(0), 3))
+            .unwrap();
+        let t = &ledger.closed_trades()[0];
+        // Lowest: 2 × (8.5 - 10) = -3; highest: 2 × (13 - 10) = 6; fees are not in them.
+        assert_eq!((t.mae, t.mfe), (dec!(-3), dec!(6)));
+        assert_eq!(t.pnl, dec!(2.5) + dec!(1) - dec!(0.1));
+        // A trade that only gains never shows an adverse excursion.
+        let mut ledger = Ledger::new(dec!(1000), 1);
+        ledger
+            .apply_fill(&fill(OrderSide::Sell, dec!(1), dec!(10), dec!(0), 1))
+            .unwrap();
+        ledger.mark(SymbolId(0), dec!(9)).unwrap();
+        ledger
+            .apply_fill(&fill(OrderSide::Buy, dec!(1), dec!(8), dec!(0), 2))
+            .unwrap();
+        let t = &ledger.closed_trades()[0];
+        assert_eq!((t.mae, t.mfe), (dec!(0), dec!(2)));
     }
 
     #[test]

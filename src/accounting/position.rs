@@ -22,6 +22,60 @@ pub(crate) struct OpenTrade {
     pub max_quantity: Decimal,
     pub realized: Decimal,
     pub fees: Decimal,
+    /// Lowest and highest price PnL of the trade seen at a mark or fill (≤ 0 and ≥ 0).
+    pub mae: Decimal,
+    pub mfe: Decimal,
+    /// Lowest and highest mark since the last fill. Between fills the quantity and cost basis
+    /// are fixed, so the PnL is monotonic in the price and its extremes are at these two:
+    /// a mark costs two comparisons, the PnL is worked out at the next fill.
+    pub low: Decimal,
+    pub high: Decimal,
+}
+
+impl OpenTrade {
+    /// A mark of the open position.
+    #[inline]
+    pub fn seen(&mut self, price: Decimal) {
+        if price < self.low {
+            self.low = price;
+        } else if price > self.high {
+            self.high = price;
+        }
+    }
+
+    /// Notes the PnL at the marks since the last fill, with the position as it was over them;
+    /// called before a fill changes the position.
+    pub fn flush(&mut self, quantity: Decimal, cost_basis: Decimal) {
+        self.observe(quantity, cost_basis, self.low);
+        self.observe(quantity, cost_basis, self.high);
+    }
+
+    /// Notes the trade's price PnL with the position valued at `price` and starts a new
+    /// stretch of marks there: realized so far plus `quantity × price − cost_basis`. An amount
+    /// too large for a Decimal is not noted (it would have failed the equity sum already).
+    pub fn observe_fill(&mut self, quantity: Decimal, cost_basis: Decimal, price: Decimal) {
+        self.observe(quantity, cost_basis, price);
+        self.low = price;
+        self.high = price;
+    }
+
+    fn observe(&mut self, quantity: Decimal, cost_basis: Decimal, price: Decimal) {
+        let pnl = quantity
+            .checked_mul(price)
+            .and_then(|value| value.checked_sub(cost_basis))
+            .and_then(|unrealized| unrealized.checked_add(self.realized));
+        if let Some(pnl) = pnl {
+            self.note(pnl);
+        }
+    }
+
+    pub fn note(&mut self, pnl: Decimal) {
+        if pnl < self.mae {
+            self.mae = pnl;
+        } else if pnl > self.mfe {
+            self.mfe = pnl;
+        }
+    }
 }
 
 impl Position {

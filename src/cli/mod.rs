@@ -343,6 +343,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "CODE")]
     pub currency: Option<String>,
 
+    /// Benchmark of the metrics: buy and hold of this symbol of the run (default: all the
+    /// run's symbols in equal parts). Config: `metrics.benchmark`.
+    #[arg(long, value_name = "SYMBOL")]
+    pub benchmark: Option<String>,
+
+    /// Annual risk-free rate for Sharpe, Sortino, Omega and alpha, e.g. `0.04` (default 0).
+    /// Config: `metrics.risk_free_rate`.
+    #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
+    pub risk_free: Option<String>,
+
     /// Rerun the backtest whenever the algorithm, its local modules or `indicators/` change,
     /// and show what changed in the results.
     #[arg(long)]

@@ -113,8 +113,13 @@ pub(super) fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<P
     for file in &files {
         series.extend(data::load(file, &options)?);
     }
-    // Fail on an unusable market now, not at the first rerun.
-    build_market(settings, series.clone())?;
+    // Fail on an unusable market (or benchmark) now, not after the run.
+    let market = build_market(settings, series.clone())?;
+    settings
+        .metrics
+        .benchmark
+        .check(&market.symbol_names())
+        .map_err(|e| Error::usage_with_hint(e, "`--benchmark SYMBOL` or `metrics.benchmark`"))?;
     Ok(Prepared { files, series })
 }
 
@@ -386,7 +391,19 @@ pub(super) fn write_results(
         write_orders(&out_dir.join("orders.csv"), &lock(&session))?;
         let s = lock(&session);
         let trades = s.ledger.closed_trades();
-        let computed = metrics::compute(settings.cash, &outcome.equity, trades, &outcome.fills)
+        // A live session's feed may lack the benchmark symbol: no benchmark then, not an error.
+        let benchmark =
+            metrics::BenchmarkPrices::from_market(&s.market, &settings.metrics.benchmark);
+        let records = metrics::Records {
+            initial_cash: settings.cash,
+            equity: &outcome.equity,
+            trades,
+            fills: &outcome.fills,
+            symbols: &info.symbols,
+            benchmark: benchmark.as_ref().ok(),
+        };
+        let computed = metrics::compute_with(&records, &settings.metrics)
+            .with_unavailable_benchmark(benchmark.err())
             .with_costs(&s.costs, &info.symbols)
             .with_orders(s.orders.all());
         metrics::write_costs_csv(&out_dir.join("costs.csv"), s.costs.records(), &info.symbols)

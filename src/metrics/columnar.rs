@@ -229,6 +229,8 @@ pub(crate) fn write_trades(
     let qty = DecimalColumn::for_values(|| trades.iter().map(|t| t.max_quantity));
     let pnl = DecimalColumn::for_values(|| trades.iter().map(|t| t.pnl));
     let fees = DecimalColumn::for_values(|| trades.iter().map(|t| t.fees));
+    let mae = DecimalColumn::for_values(|| trades.iter().map(|t| t.mae));
+    let mfe = DecimalColumn::for_values(|| trades.iter().map(|t| t.mfe));
     let schema = Arc::new(Schema::new(vec![
         Field::new("symbol", DataType::Utf8, false),
         Field::new("direction", DataType::Utf8, false),
@@ -237,6 +239,8 @@ pub(crate) fn write_trades(
         Field::new("exit_time", timestamp_type(), false),
         Field::new("pnl", pnl.data_type(), false),
         Field::new("fees", fees.data_type(), false),
+        Field::new("mae", mae.data_type(), false),
+        Field::new("mfe", mfe.data_type(), false),
     ]));
     write_parquet(path, schema, trades.len(), |range| {
         let rows = &trades[range];
@@ -252,6 +256,8 @@ pub(crate) fn write_trades(
             timestamps(rows.iter().map(|t| t.exit_time)),
             pnl.array(rows.iter().map(|t| t.pnl))?,
             fees.array(rows.iter().map(|t| t.fees))?,
+            mae.array(rows.iter().map(|t| t.mae))?,
+            mfe.array(rows.iter().map(|t| t.mfe))?,
         ])
     })
 }

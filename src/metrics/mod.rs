@@ -61,7 +61,7 @@
 //!
 //! * `equity.csv` (`time,cash,equity`) and `equity.parquet`;
 //! * `fills.csv` (`time,symbol,side,qty,price,fee,order_id`) and `fills.parquet`;
-//! * `trades.csv` (`symbol,direction,max_qty,entry_time,exit_time,pnl,fees`) and `trades.parquet`;
+//! * `trades.csv` (`symbol,direction,max_qty,entry_time,exit_time,pnl,fees,mae,mfe`) and `trades.parquet`;
 //! * `metrics.json`, last, so that its presence means the folder is complete.
 //!
 //! Times in CSV are RFC 3339 UTC strings ([`format_timestamp`](crate::model::format_timestamp)),
@@ -73,13 +73,18 @@
 //! finely scaled that they need more than 38 digits is the scale lowered to fit and the
 //! finest values rounded.
 
+pub mod benchmark;
 mod columnar;
 mod costs;
+pub mod daily;
 mod orders;
 mod output;
 mod records;
+pub mod returns;
+pub mod risk;
 mod stats;
 mod summary;
+pub mod trades;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -89,11 +94,13 @@ use serde::Serialize;
 
 use crate::model::TimestampNs;
 
+pub use benchmark::{BenchmarkChoice, BenchmarkMetrics, BenchmarkPrices};
 pub use costs::{CostSummary, CostTotals, write_costs_csv};
+pub use daily::MetricsOptions;
 pub use orders::{OrderSummary, ReasonCount};
 pub use output::{metrics_json, write_equity, write_metrics, write_records, write_results};
 pub use records::{RecordLog, write_record_files};
-pub use stats::{MIN_CAGR_DAYS, MIN_DAILY_RETURNS, compute};
+pub use stats::{MIN_CAGR_DAYS, MIN_DAILY_RETURNS, Records, compute, compute_with};
 pub use summary::summary_table;
 
 /// The account at the end of one engine tick.
@@ -257,6 +264,25 @@ pub struct Metrics {
     pub gross_loss: Decimal,
     /// Mean pnl of the closed trades, rounded to 12 decimal places.
     pub avg_trade_pnl: Option<Decimal>,
+    /// The UTC time of day (`HH:MM`) at which the daily returns' days end.
+    pub returns_day_end: String,
+    /// Annual risk-free rate (0.04 = 4 %) used by Sharpe, Sortino, Omega and alpha.
+    pub risk_free_rate: f64,
+    /// The daily rate it compounds to: `(1 + risk_free_rate)^(1 / periods_per_year) - 1`.
+    pub risk_free_daily: f64,
+    /// Daily drawdown, Omega, tail ratio, stability, skew, kurtosis, VaR and CVaR.
+    #[serde(flatten)]
+    pub more: daily::MoreReturns,
+    /// Alpha, beta, information ratio and tracking error against the benchmark.
+    #[serde(flatten)]
+    pub relative: daily::Relative,
+    /// The benchmark's own return metrics, on the same days (`None` without one).
+    pub benchmark: Option<BenchmarkMetrics>,
+    /// Averages and extremes of winning and losing trades, MAE and MFE.
+    #[serde(flatten)]
+    pub trade_money: trades::TradeMoney,
+    /// Streaks, holding periods, exposure, long/short and per-symbol splits.
+    pub trade_stats: trades::TradeStatistics,
     /// Commission, slippage, borrow and financing, in total and per symbol. [`compute`] fills
     /// commission and slippage from the fills; [`Metrics::with_costs`] sets all of it from the
     /// run's cost log.
@@ -273,6 +299,14 @@ impl Metrics {
     /// The metrics with `costs` taken from the run's cost log (`names` by symbol id).
     pub fn with_costs(mut self, log: &crate::accounting::CostLog, names: &[String]) -> Self {
         self.costs = CostSummary::from_log(log, names);
+        self
+    }
+
+    /// The metrics with the reason there is no benchmark, if there is none.
+    pub fn with_unavailable_benchmark(mut self, reason: Option<String>) -> Self {
+        if let Some(reason) = reason {
+            self.unavailable.insert("benchmark".to_string(), reason);
+        }
         self
     }
 

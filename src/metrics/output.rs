@@ -412,9 +412,12 @@ fn write_trades_csv(
         "exit_time",
         "pnl",
         "fees",
+        "mae",
+        "mfe",
     ])
     .map_err(csv_err(path))?;
     let (mut qty, mut pnl, mut fees) = (String::new(), String::new(), String::new());
+    let (mut mae, mut mfe) = (String::new(), String::new());
     for t in trades {
         let (entry, exit) = (
             format_timestamp(t.entry_time),
@@ -428,6 +431,8 @@ fn write_trades_csv(
             exit.as_str(),
             set(&mut pnl, t.pnl),
             set(&mut fees, t.fees),
+            set(&mut mae, t.mae),
+            set(&mut mfe, t.mfe),
         ])
         .map_err(csv_err(path))?;
     }
@@ -531,6 +536,8 @@ pub(crate) mod tests {
             exit_time: T0 + 2 * NANOS_PER_DAY + 1_500_000_000,
             pnl: d("-36.8210"),
             fees: d("42.99382716"),
+            mae: d("-120.5"),
+            mfe: d("35.25"),
         }];
         (equity, fills, trades)
     }
@@ -603,7 +610,7 @@ pub(crate) mod tests {
         assert!(j["sharpe"].is_null() && j["sortino"].is_null() && j["calmar"].is_null());
         assert_eq!(
             j["unavailable"]["sharpe"],
-            "needs at least 20 daily returns; the run has 2"
+            "needs at least 20 daily returns; the run has 3"
         );
         assert!(j["max_drawdown"].is_f64());
         assert!(j.get("sharpe").is_some());
@@ -662,7 +669,9 @@ pub(crate) mod tests {
                     "entry_time",
                     "exit_time",
                     "pnl",
-                    "fees"
+                    "fees",
+                    "mae",
+                    "mfe"
                 ],
                 vec![
                     "BTC-USD",
@@ -671,7 +680,9 @@ pub(crate) mod tests {
                     "2024-01-02T09:01:00Z",
                     "2024-01-04T09:00:01.500Z",
                     "-36.8210",
-                    "42.99382716"
+                    "42.99382716",
+                    "-120.5",
+                    "35.25"
                 ]
             ]
         );

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
+use super::benchmark::{BenchmarkMetrics, BenchmarkPrices};
+use super::daily::{self, DailySeries, MetricsOptions, Relative, Sample, return_metrics};
+use super::trades::{TradeGroup, TradeMoney, TradeStatistics};
 use super::{EquityPoint, Metrics, ReturnsBasis};
 use crate::model::time::NANOS_PER_DAY;
 use crate::model::{ClosedTrade, Fill, TimestampNs};
@@ -13,26 +16,56 @@ use crate::model::{ClosedTrade, Fill, TimestampNs};
 pub const CALENDAR_DAYS_PER_YEAR: u32 = 365;
 /// Trading days per year of a weekday-only market.
 pub const WEEKDAY_DAYS_PER_YEAR: u32 = 252;
-/// Length of the CAGR year, in days.
-pub const DAYS_PER_CAGR_YEAR: f64 = 365.25;
-/// Fewest daily returns Sharpe, Sortino and annualized volatility are computed from.
+/// Fewest daily returns the distribution-based metrics (Sharpe, Sortino, volatility, Omega,
+/// tail ratio, stability, skew, kurtosis, VaR, alpha, beta, ...) are computed from.
 pub const MIN_DAILY_RETURNS: usize = 20;
-/// Shortest equity curve, in days, that CAGR (and Calmar) are computed over.
+/// Shortest equity curve, in days, that CAGR and Calmar are computed over.
 pub const MIN_CAGR_DAYS: i64 = 30;
-/// A sample standard deviation at or below this counts as zero (numerically constant returns).
-const ZERO_STD: f64 = 1e-12;
 /// Decimal places kept by `total_return` and `avg_trade_pnl`.
 const RATIO_DP: u32 = 12;
 
-/// Computes every statistic of a run. `equity` is in time order, one point per tick; `trades`
-/// are the closed round trips; `fills` every execution. Never fails: a statistic that is not
-/// defined for these inputs is `None` (see the module documentation for when).
+/// Computes every statistic of a run with the default [`MetricsOptions`] and no benchmark.
+/// `equity` is in time order, one point per tick; `trades` are the closed round trips;
+/// `fills` every execution. Never fails: a statistic that is not defined for these inputs is
+/// `None` (see the module documentation for when).
 pub fn compute(
     initial_cash: Decimal,
     equity: &[EquityPoint],
     trades: &[ClosedTrade],
     fills: &[Fill],
 ) -> Metrics {
+    let records = Records {
+        initial_cash,
+        equity,
+        trades,
+        fills,
+        symbols: &[],
+        benchmark: None,
+    };
+    compute_with(&records, &MetricsOptions::default())
+}
+
+/// The records of a run that the metrics are computed from.
+pub struct Records<'a> {
+    pub initial_cash: Decimal,
+    pub equity: &'a [EquityPoint],
+    pub trades: &'a [ClosedTrade],
+    pub fills: &'a [Fill],
+    /// Names by symbol id, for the per-symbol breakdown.
+    pub symbols: &'a [String],
+    /// Prices of the benchmark; `None`: no benchmark metrics.
+    pub benchmark: Option<&'a BenchmarkPrices>,
+}
+
+/// Computes every statistic of a run with `options`.
+pub fn compute_with(records: &Records<'_>, options: &MetricsOptions) -> Metrics {
+    let Records {
+        initial_cash,
+        equity,
+        trades,
+        fills,
+        ..
+    } = *records;
     let final_equity = equity.last().map_or(initial_cash, |p| p.equity);
     let total_return = final_equity
         .checked_div(initial_cash)
@@ -51,19 +84,38 @@ pub fn compute(
         ..Default::default()
     };
 
-    let returns = return_stats(equity);
+    let days = days_per_year(equity);
+    let periods_per_year = f64::from(days);
+    let rf_daily = options.risk_free_daily(periods_per_year);
+    let series = DailySeries::new(initial_cash, equity, options);
+    let returns = series.returns().unwrap_or_default();
     let dd = drawdown(equity);
     let start_time = equity.first().map(|p| p.time);
     let end_time = equity.last().map(|p| p.time);
-    let cagr = match (start_time, end_time) {
-        (Some(start), Some(end)) => cagr(initial_cash, final_equity, end - start),
-        _ => None,
+    let sample = Sample {
+        returns: series.days.len(),
+        span_ns: match (start_time, end_time) {
+            (Some(start), Some(end)) => end - start,
+            _ => 0,
+        },
     };
-    let calmar = match cagr {
-        Some(c) if dd.max > 0.0 => finite(c / dd.max),
-        _ => None,
+    let strategy = return_metrics(&returns, periods_per_year, rf_daily, options.seed, &sample);
+    let (benchmark, relative) = match records.benchmark {
+        Some(prices) => {
+            let b = prices.daily_returns(&series.days, |t| options.day_of(t));
+            let metrics = return_metrics(&b, periods_per_year, rf_daily, options.seed, &sample);
+            let relative = daily::relative(&returns, &b, periods_per_year, rf_daily, &sample);
+            let named = BenchmarkMetrics {
+                name: prices.name.clone(),
+                symbols: prices.symbols.clone(),
+                returns: metrics,
+            };
+            (Some(named), relative)
+        }
+        None => (None, Relative::default()),
     };
     let t = trade_stats(trades);
+    let core = strategy.core;
 
     Metrics {
         start_time,
@@ -78,34 +130,47 @@ pub fn compute(
         num_winning_trades: t.wins,
         num_losing_trades: t.losses,
         num_fills: fills.len(),
-        sharpe: returns.sharpe,
-        sortino: returns.sortino,
-        annualized_volatility: returns.volatility,
+        sharpe: core.sharpe,
+        sortino: core.sortino,
+        annualized_volatility: core.annualized_volatility,
         returns_basis: ReturnsBasis::Daily,
-        num_returns: returns.count,
-        days_per_year: returns.days_per_year,
-        periods_per_year: f64::from(returns.days_per_year),
+        num_returns: sample.returns,
+        days_per_year: days,
+        periods_per_year,
         max_drawdown: dd.max,
         max_drawdown_duration_ns: dd.duration_ns,
         max_drawdown_peak_time: dd.peak_time,
         max_drawdown_trough_time: dd.trough_time,
-        cagr,
-        calmar,
+        cagr: core.cagr,
+        calmar: core.calmar,
         win_rate: t.win_rate,
         profit_factor: t.profit_factor,
         gross_profit: t.gross_profit,
         gross_loss: t.gross_loss,
         avg_trade_pnl: t.avg_pnl,
+        returns_day_end: options.day_end_text(),
+        risk_free_rate: options.risk_free_rate,
+        risk_free_daily: rf_daily,
+        more: strategy.more,
+        relative,
+        benchmark,
+        trade_money: TradeMoney::from_trades(trades),
+        trade_stats: TradeStatistics::from_trades(
+            trades,
+            records.symbols,
+            start_time.zip(end_time),
+        ),
         costs,
         orders: super::OrderSummary::default(),
-        unavailable: match (start_time, end_time) {
-            (Some(start), Some(end)) => short_sample_reasons(returns.count, end - start),
-            _ => BTreeMap::new(), // no equity at all: nothing is "too short"
+        unavailable: if equity.is_empty() {
+            BTreeMap::new() // no equity at all: nothing is "too short"
+        } else {
+            short_sample_reasons(&sample, records.benchmark.is_some())
         },
     }
 }
 
-fn finite(x: f64) -> Option<f64> {
+pub(crate) fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
@@ -137,22 +202,6 @@ pub(crate) fn days_per_year(equity: &[EquityPoint]) -> u32 {
     }
 }
 
-/// The last equity of each UTC calendar day that has points, in order.
-pub(crate) fn daily_closes(equity: &[EquityPoint]) -> Vec<Decimal> {
-    let mut closes: Vec<Decimal> = Vec::new();
-    let mut last_day = None;
-    for p in equity {
-        let day = utc_day(p.time);
-        if last_day == Some(day) {
-            *closes.last_mut().expect("a day was seen") = p.equity;
-        } else {
-            closes.push(p.equity);
-            last_day = Some(day);
-        }
-    }
-    closes
-}
-
 /// Simple returns `v[i] / v[i-1] - 1`; `None` if any base is ≤ 0. The difference is taken
 /// exactly in Decimal before the one division in f64.
 pub(crate) fn simple_returns(values: impl IntoIterator<Item = Decimal>) -> Option<Vec<f64>> {
@@ -172,87 +221,43 @@ pub(crate) fn simple_returns(values: impl IntoIterator<Item = Decimal>) -> Optio
     Some(out)
 }
 
-/// Sample mean and standard deviation (ddof = 1); `None` for fewer than 2 values.
-pub(crate) fn mean_std(r: &[f64]) -> Option<(f64, f64)> {
-    if r.len() < 2 {
-        return None;
-    }
-    let n = r.len() as f64;
-    let mean = r.iter().sum::<f64>() / n;
-    let var = r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    Some((mean, var.sqrt()))
-}
-
-/// Annualized Sharpe ratio with risk-free rate 0; `None` when undefined.
-pub(crate) fn sharpe(r: &[f64], periods_per_year: f64) -> Option<f64> {
-    let (mean, std) = mean_std(r)?;
-    if std.is_nan() || std <= ZERO_STD {
-        return None;
-    }
-    finite(mean / std * periods_per_year.sqrt())
-}
-
-/// Annualized Sortino ratio (target 0, downside deviation over all returns); `None` when
-/// undefined.
-pub(crate) fn sortino(r: &[f64], periods_per_year: f64) -> Option<f64> {
-    if r.len() < 2 {
-        return None;
-    }
-    let n = r.len() as f64;
-    let mean = r.iter().sum::<f64>() / n;
-    let downside = (r.iter().map(|x| x.min(0.0).powi(2)).sum::<f64>() / n).sqrt();
-    if downside.is_nan() || downside <= 0.0 {
-        return None;
-    }
-    finite(mean / downside * periods_per_year.sqrt())
-}
-
-struct ReturnStats {
-    count: usize,
-    days_per_year: u32,
-    sharpe: Option<f64>,
-    sortino: Option<f64>,
-    volatility: Option<f64>,
-}
-
-/// Sharpe, Sortino and volatility from daily returns; all `None` with fewer than
-/// [`MIN_DAILY_RETURNS`] of them (a ratio annualized from a few hours or days of returns is
-/// noise that looks like a result).
-fn return_stats(equity: &[EquityPoint]) -> ReturnStats {
-    let days = days_per_year(equity);
-    let closes = daily_closes(equity);
-    let count = closes.len().saturating_sub(1);
-    let mut stats = ReturnStats {
-        count,
-        days_per_year: days,
-        sharpe: None,
-        sortino: None,
-        volatility: None,
-    };
-    if count < MIN_DAILY_RETURNS {
-        return stats;
-    }
-    let returns = simple_returns(closes).unwrap_or_default();
-    let periods_per_year = f64::from(days);
-    stats.sharpe = sharpe(&returns, periods_per_year);
-    stats.sortino = sortino(&returns, periods_per_year);
-    stats.volatility =
-        mean_std(&returns).and_then(|(_, std)| finite(std * periods_per_year.sqrt()));
-    stats
-}
-
-/// Why the annualized metrics that need more observations than the run has are `None`.
-fn short_sample_reasons(returns: usize, span_ns: i64) -> BTreeMap<String, String> {
+/// Why the metrics that need more observations than the run has are `None`.
+fn short_sample_reasons(sample: &Sample, with_benchmark: bool) -> BTreeMap<String, String> {
     let mut reasons = BTreeMap::new();
-    if returns < MIN_DAILY_RETURNS {
+    let returns = sample.returns;
+    if !sample.enough_returns() {
         let why =
             format!("needs at least {MIN_DAILY_RETURNS} daily returns; the run has {returns}");
-        for name in ["sharpe", "sortino", "annualized_volatility"] {
+        let mut names = vec![
+            "sharpe",
+            "sortino",
+            "annualized_volatility",
+            "omega",
+            "tail_ratio",
+            "stability",
+            "skew",
+            "kurtosis",
+        ];
+        if with_benchmark {
+            names.extend(["alpha", "beta", "information_ratio", "tracking_error"]);
+        }
+        for name in names {
             reasons.insert(name.to_string(), why.clone());
         }
     }
-    if span_ns < MIN_CAGR_DAYS * NANOS_PER_DAY {
-        let days = span_ns as f64 / NANOS_PER_DAY as f64;
+    for (level, tail) in super::risk::LEVELS {
+        if !sample.enough_for_tail(tail) {
+            let needed = MIN_DAILY_RETURNS.max((1.0 / tail).round() as usize);
+            reasons.insert(
+                format!("var_{level}"),
+                format!(
+                    "VaR and CVaR at {level} % need at least {needed} daily returns; the run has {returns}"
+                ),
+            );
+        }
+    }
+    if !sample.enough_span() {
+        let days = sample.span_ns as f64 / NANOS_PER_DAY as f64;
         let why =
             format!("needs at least {MIN_CAGR_DAYS} days of equity; the run spans {days:.1} days");
         for name in ["cagr", "calmar"] {
@@ -320,19 +325,6 @@ pub(crate) fn drawdown(equity: &[EquityPoint]) -> Drawdown {
     out
 }
 
-/// Compound annual growth over `span_ns`; `None` when undefined.
-pub(crate) fn cagr(initial: Decimal, final_equity: Decimal, span_ns: i64) -> Option<f64> {
-    if span_ns < MIN_CAGR_DAYS * NANOS_PER_DAY
-        || initial <= Decimal::ZERO
-        || final_equity <= Decimal::ZERO
-    {
-        return None;
-    }
-    let years = span_ns as f64 / (DAYS_PER_CAGR_YEAR * NANOS_PER_DAY as f64);
-    let ratio = to_f64(final_equity.checked_div(initial)?);
-    finite(ratio.powf(1.0 / years) - 1.0)
-}
-
 struct TradeStats {
     wins: usize,
     losses: usize,
@@ -344,39 +336,30 @@ struct TradeStats {
 }
 
 fn trade_stats(trades: &[ClosedTrade]) -> TradeStats {
-    let mut s = TradeStats {
-        wins: 0,
-        losses: 0,
-        gross_profit: Decimal::ZERO,
-        gross_loss: Decimal::ZERO,
-        win_rate: None,
-        profit_factor: None,
-        avg_pnl: None,
-    };
+    let mut all = TradeGroup::default();
     for t in trades {
-        if t.pnl > Decimal::ZERO {
-            s.wins += 1;
-            s.gross_profit += t.pnl;
-        } else if t.pnl < Decimal::ZERO {
-            s.losses += 1;
-            s.gross_loss += t.pnl;
-        }
+        all.add(t);
     }
-    if trades.is_empty() {
-        return s;
+    let profit_factor = if all.losses > 0 {
+        all.gross_profit
+            .checked_div(-all.gross_loss)
+            .and_then(|pf| finite(to_f64(pf)))
+    } else {
+        None
+    };
+    TradeStats {
+        wins: all.wins,
+        losses: all.losses,
+        gross_profit: all.gross_profit,
+        gross_loss: all.gross_loss,
+        win_rate: all.win_rate,
+        profit_factor,
+        avg_pnl: all
+            .net_pnl
+            .checked_div(Decimal::from(trades.len()))
+            .filter(|_| !trades.is_empty())
+            .map(|a| a.round_dp(RATIO_DP).normalize()),
     }
-    s.win_rate = Some(s.wins as f64 / trades.len() as f64);
-    if s.losses > 0 {
-        s.profit_factor = s
-            .gross_profit
-            .checked_div(-s.gross_loss)
-            .and_then(|pf| finite(to_f64(pf)));
-    }
-    let total: Decimal = trades.iter().map(|t| t.pnl).sum();
-    s.avg_pnl = total
-        .checked_div(Decimal::from(trades.len()))
-        .map(|a| a.round_dp(RATIO_DP).normalize());
-    s
 }
 
 #[cfg(test)]
@@ -389,6 +372,33 @@ mod tests {
     use std::str::FromStr;
 
     const HOUR: i64 = 3600 * NANOS_PER_SECOND;
+
+    /// The last equity of each UTC calendar day that has points, in order.
+    pub(crate) fn daily_closes(equity: &[EquityPoint]) -> Vec<Decimal> {
+        let mut closes: Vec<Decimal> = Vec::new();
+        let mut last_day = None;
+        for p in equity {
+            let day = utc_day(p.time);
+            if last_day == Some(day) {
+                *closes.last_mut().expect("a day was seen") = p.equity;
+            } else {
+                closes.push(p.equity);
+                last_day = Some(day);
+            }
+        }
+        closes
+    }
+
+    /// Sample mean and standard deviation (ddof = 1); `None` for fewer than 2 values.
+    pub(crate) fn mean_std(r: &[f64]) -> Option<(f64, f64)> {
+        if r.len() < 2 {
+            return None;
+        }
+        let n = r.len() as f64;
+        let mean = r.iter().sum::<f64>() / n;
+        let var = r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        Some((mean, var.sqrt()))
+    }
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()
@@ -422,6 +432,8 @@ mod tests {
             exit_time: 1,
             pnl: d(pnl),
             fees: Decimal::ZERO,
+            mae: Decimal::ZERO,
+            mfe: Decimal::ZERO,
         }
     }
 
@@ -443,7 +455,11 @@ mod tests {
     }
 
     /// Independent Sharpe/Sortino on f64 equities, straight from the formulas.
-    fn reference(equities: &[f64], ppy: f64) -> (f64, f64) {
+    fn reference(closes: &[f64], ppy: f64) -> (f64, f64) {
+        // The initial cash (100 in these tests) is the base of the first return.
+        let equities: Vec<f64> = std::iter::once(100.0)
+            .chain(closes.iter().copied())
+            .collect();
         let r: Vec<f64> = equities.windows(2).map(|w| w[1] / w[0] - 1.0).collect();
         let n = r.len() as f64;
         let mean = r.iter().sum::<f64>() / n;
@@ -565,7 +581,7 @@ mod tests {
         assert_eq!(m.days_per_year, 252);
         assert_eq!(m.periods_per_year, 252.0);
         assert_eq!(m.returns_basis, ReturnsBasis::Daily);
-        assert_eq!(m.num_returns, days.len() - 1);
+        assert_eq!(m.num_returns, days.len());
         let (sh, so) = reference(&closes, 252.0);
         assert!(close(m.sharpe.unwrap(), sh), "{:?} vs {sh}", m.sharpe);
         assert!(close(m.sortino.unwrap(), so), "{:?} vs {so}", m.sortino);
@@ -586,7 +602,10 @@ mod tests {
         let (sh, so) = reference(&closes, 365.0);
         assert!(close(m.sharpe.unwrap(), sh));
         assert!(close(m.sortino.unwrap(), so));
-        let r: Vec<f64> = closes.windows(2).map(|w| w[1] / w[0] - 1.0).collect();
+        let based: Vec<f64> = std::iter::once(100.0)
+            .chain(closes.iter().copied())
+            .collect();
+        let r: Vec<f64> = based.windows(2).map(|w| w[1] / w[0] - 1.0).collect();
         let (mean, std) = mean_std(&r).unwrap();
         assert!(close(m.annualized_volatility.unwrap(), std * 365f64.sqrt()));
         assert!(close(m.sharpe.unwrap(), mean / std * 365f64.sqrt()));
@@ -594,7 +613,7 @@ mod tests {
 
     #[test]
     fn short_samples_give_no_annualized_ratios_and_say_why() {
-        // Hours of one day (the "Sharpe 56.7 over 2.6 hours" case): no daily return at all.
+        // Hours of one day (the "Sharpe 56.7 over 2.6 hours" case): one daily return.
         let e: Vec<_> = path(6)
             .iter()
             .enumerate()
@@ -605,25 +624,30 @@ mod tests {
             (m.sharpe, m.sortino, m.annualized_volatility),
             (None, None, None)
         );
-        assert_eq!(m.num_returns, 0);
+        assert_eq!(m.num_returns, 1);
         assert_eq!(
             m.unavailable["sharpe"],
-            "needs at least 20 daily returns; the run has 0"
+            "needs at least 20 daily returns; the run has 1"
         );
+        assert_eq!(
+            m.unavailable["var_99"],
+            "VaR and CVaR at 99 % need at least 100 daily returns; the run has 1"
+        );
+        assert_eq!(m.more.var.historical["95"].var, None);
         assert_eq!(m.cagr, None);
         assert_eq!(
             m.unavailable["cagr"],
             "needs at least 30 days of equity; the run spans 0.2 days"
         );
         // Six daily returns (the "8.45 from 6 daily returns" case); 19 is still too few, 20 is enough.
-        for (days, defined) in [(7, false), (20, false), (21, true)] {
+        for (days, defined) in [(6, false), (19, false), (20, true)] {
             let e: Vec<_> = path(days)
                 .iter()
                 .zip(1..)
                 .map(|(c, day)| pt(at(2024, 1, day, 23), &c.to_string()))
                 .collect();
             let m = compute(d("100"), &e, &[], &[]);
-            assert_eq!(m.num_returns, days - 1);
+            assert_eq!(m.num_returns, days);
             assert_eq!(m.sharpe.is_some(), defined, "{days} days");
             assert_eq!(
                 m.unavailable.contains_key("sharpe"),
@@ -691,21 +715,33 @@ mod tests {
 
     #[test]
     fn cagr_and_calmar() {
-        let year = (DAYS_PER_CAGR_YEAR * NANOS_PER_DAY as f64) as i64;
-        let e = [pt(0, "100"), pt(year / 2, "80"), pt(year, "110")];
+        // 252 weekday closes: one year of daily returns growing 10 %, with a 20 % fall.
+        let days: Vec<i64> = (0..400).filter(|d| !matches!((d + 4) % 7, 0 | 6)).collect();
+        let mut e = Vec::new();
+        for (i, day) in days.iter().take(252).enumerate() {
+            let value = match i {
+                100 => "120",
+                101 => "96",
+                251 => "110",
+                _ => "100",
+            };
+            e.push(pt(day * NANOS_PER_DAY + 21 * HOUR, value));
+        }
         let m = compute(d("100"), &e, &[], &[]);
-        assert!(close(m.cagr.unwrap(), 0.1));
-        assert!(close(m.max_drawdown, 0.2));
+        assert_eq!((m.days_per_year, m.num_returns), (252, 252));
+        assert!(close(m.cagr.unwrap(), 0.1), "{:?}", m.cagr);
+        assert!(close(m.more.max_drawdown_daily.unwrap(), 0.2));
         assert!(close(m.calmar.unwrap(), 0.5));
-        // Two years doubling-and-a-bit: (1.21)^(1/2) - 1 = 0.1.
-        let e = [pt(0, "100"), pt(2 * year, "121")];
-        assert!(close(compute(d("100"), &e, &[], &[]).cagr.unwrap(), 0.1));
-        // Under 30 days, or a wiped-out account: undefined.
-        assert_eq!(cagr(d("100"), d("110"), 30 * NANOS_PER_DAY - 1), None);
-        assert!(cagr(d("100"), d("110"), 30 * NANOS_PER_DAY).is_some());
-        assert_eq!(cagr(d("100"), d("-1"), year), None);
-        assert_eq!(cagr(d("100"), d("0"), year), None);
-        assert_eq!(cagr(d("0"), d("10"), year), None);
+        // Under 30 days: undefined.
+        let short: Vec<_> = (0..25)
+            .map(|i| pt(i * NANOS_PER_DAY + HOUR, "101"))
+            .collect();
+        let m = compute(d("100"), &short, &[], &[]);
+        assert_eq!((m.cagr, m.calmar), (None, None));
+        // A wiped-out account compounds to -100 % a year (as empyrical).
+        let mut gone = e.clone();
+        gone.last_mut().unwrap().equity = d("0");
+        assert_eq!(compute(d("100"), &gone, &[], &[]).cagr, Some(-1.0));
     }
 
     #[test]

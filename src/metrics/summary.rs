@@ -92,6 +92,27 @@ pub fn summary_table(info: &RunInfo, metrics: &Metrics) -> String {
         },
     ));
     rows.push(("Calmar", metric("calmar", m.calmar, ratio)));
+    let historical = m.more.var.historical.get("95").and_then(|risk| risk.var);
+    rows.push(("VaR 95% (1 day)", metric("var_95", historical, percent)));
+    if let Some(b) = &m.benchmark {
+        rows.push((
+            "Benchmark",
+            format!(
+                "{}: return {}, Sharpe {}",
+                b.name,
+                opt(b.returns.total_return, percent),
+                opt(b.returns.core.sharpe, ratio)
+            ),
+        ));
+        rows.push((
+            "Alpha / beta",
+            format!(
+                "{} / {}",
+                metric("alpha", m.relative.alpha, percent),
+                opt(m.relative.beta, ratio)
+            ),
+        ));
+    }
     rows.push((
         "Trades",
         format!(
@@ -238,10 +259,13 @@ mod tests {
         assert!(t.contains("  Fees paid          42.99 USD\n"), "{t}");
         assert!(t.contains("  Trades             1 (0 won, 1 lost)\n"));
         assert!(t.contains("  Profit factor      0.00\n"));
+        assert!(t.contains(
+            "  VaR 95% (1 day)    n/a (VaR and CVaR at 95 % need at least 20 daily returns; the run has 3)\n"
+        ));
         // Two daily returns: no Sharpe, and the reason instead of a bare n/a.
         assert!(
             t.contains(
-                "  Sharpe             n/a (needs at least 20 daily returns; the run has 2)\n"
+                "  Sharpe             n/a (needs at least 20 daily returns; the run has 3)\n"
             ),
             "{t}"
         );

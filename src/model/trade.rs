@@ -15,4 +15,9 @@ pub struct ClosedTrade {
     pub exit_time: TimestampNs,
     pub pnl: Decimal,
     pub fees: Decimal,
+    /// Maximum adverse excursion: the lowest price PnL (fees not included) the trade showed
+    /// at any bar close or fill while open, ≤ 0.
+    pub mae: Decimal,
+    /// Maximum favourable excursion: the highest such price PnL, ≥ 0.
+    pub mfe: Decimal,
 }

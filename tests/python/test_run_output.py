@@ -126,11 +126,11 @@ def test_money_is_shown_to_the_currency_precision_and_short_samples_say_why(run_
                          "--cash", "100000.123456", "--currency", "JPY")
     assert result.returncode == 0, result.stderr
     assert "Initial cash       100,000 JPY" in result.stdout
-    # The bundled sample is one week of minutes: 6 daily returns, under the minimum.
+    # The bundled sample is one week of minutes: 7 daily returns (from the initial cash), under the minimum.
     metrics = result.metrics()
     assert metrics["sharpe"] is None and metrics["cagr"] is None
-    assert metrics["unavailable"]["sharpe"] == "needs at least 20 daily returns; the run has 6"
-    assert "Sharpe             n/a (needs at least 20 daily returns; the run has 6)" in result.stdout
+    assert metrics["unavailable"]["sharpe"] == "needs at least 20 daily returns; the run has 7"
+    assert "Sharpe             n/a (needs at least 20 daily returns; the run has 7)" in result.stdout
     assert metrics["initial_cash"] == "100000.123456"  # the files keep the exact value
 
 
