@@ -217,6 +217,14 @@ pub(crate) fn from_mantissa(m: i128, scale: i32, buf: &mut String) -> Result<Val
     let mantissa = i64::try_from(m).map_err(|_| {
         format!("decimal with mantissa {m} has too many digits to store exactly in 64 bits")
     })?;
+    // The common case (a catalog's prices): one exact division, no text.
+    if let Some(f) = exact_float(mantissa.unsigned_abs(), scale as u32) {
+        return Ok(Value {
+            mantissa,
+            scale: scale as u32,
+            float: if mantissa < 0 { -f } else { f },
+        });
+    }
     let value = Decimal::new(mantissa, scale as u32);
     buf.clear();
     // Writing to a String cannot fail.
