@@ -154,6 +154,20 @@ impl DatasetInfo {
             .filter(|f| f.severity == Severity::Error)
     }
 
+    /// What identifies the dataset's bars: names, checksum, first and last bar, rows (the
+    /// entry a run records in `metrics.json`, and the core of `data list --json`).
+    pub fn summary_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "source": self.source,
+            "symbol": self.symbol,
+            "timeframe": self.timeframe,
+            "checksum": self.checksum,
+            "first": self.first_ns().map(format_timestamp),
+            "last": self.last_ns().map(format_timestamp),
+            "rows": self.rows(),
+        })
+    }
+
     /// `source symbol timeframe`, as commands print a dataset.
     pub fn label(&self) -> String {
         format!("{} {} {}", self.source, self.symbol, self.timeframe)
@@ -695,16 +709,9 @@ pub fn load_for_run(root: &Path, request: &RunRequest) -> Result<RunLoad, Catalo
         let mut series = catalog.load(dataset, request.start_ns, request.end_ns)?;
         series.source = catalog.dataset_dir(&dataset.source, &dataset.symbol, &dataset.timeframe);
         out.files.extend(catalog.files(dataset));
-        used.push(serde_json::json!({
-            "source": dataset.source,
-            "symbol": dataset.symbol,
-            "timeframe": dataset.timeframe,
-            "checksum": dataset.checksum,
-            "first": dataset.first_ns().map(format_timestamp),
-            "last": dataset.last_ns().map(format_timestamp),
-            "rows": dataset.rows(),
-            "catalog": root.display().to_string(),
-        }));
+        let mut entry = dataset.summary_json();
+        entry["catalog"] = root.display().to_string().into();
+        used.push(entry);
         out.series.push(series);
     }
     out.used = serde_json::Value::Array(used);

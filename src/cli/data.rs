@@ -146,18 +146,10 @@ fn size(bytes: u64) -> String {
 }
 
 fn dataset_json(d: &DatasetInfo, detail: bool) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "source": d.source,
-        "symbol": d.symbol,
-        "timeframe": d.timeframe,
-        "first": d.first_ns().map(format_timestamp),
-        "last": d.last_ns().map(format_timestamp),
-        "rows": d.rows(),
-        "gaps": d.gaps(),
-        "bytes": d.bytes(),
-        "checksum": d.checksum,
-        "errors": d.errors().count(),
-    });
+    let mut v = d.summary_json();
+    v["gaps"] = d.gaps().into();
+    v["bytes"] = d.bytes().into();
+    v["errors"] = d.errors().count().into();
     if detail {
         v["intervals"] = d
             .intervals

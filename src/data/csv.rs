@@ -1061,7 +1061,7 @@ mod tests {
             ("semicolon", "time;open;high;low;close;volume\n2020-01-01 00:00;1;2;0.5;1.5;7\n2020-01-01 00:01;1;2;0.5;1.5;7\n2020-01-01 00:02;1;2;0.5;1.5;7\n".into(), FormatSpec::default()),
             ("no header", "1577836800,1,2,0.5,1.5,7\n1577836860,1,2,0.5,1.5,7\n1577836920,1,2,0.5,1.5,7\n".into(), spec(|s| s.no_header = true)),
             ("date and time", "Date,Time,Open,High,Low,Close,Volume\n01.01.2020,00:00,1,2,0.5,1.5,7\n01.01.2020,00:01,1,2,0.5,1.5,7\n01.01.2020,00:02,1,2,0.5,1.5,7\n".into(), spec(|s| s.date_format = Some("%d.%m.%Y".into()))),
-            ("columns", "a,b,c\n".to_owned() + "x,1,2,0.5,1.5,7,2020-01-01T00:00:00Z\nx,1,2,0.5,1.5,7,2020-01-01T00:01:00Z\nx,1,2,0.5,1.5,7,2020-01-01T00:02:00Z\n", spec(|s| { s.no_header = true; s.columns = Some("_,open,high,low,close,volume,timestamp".into()); })),
+            ("columns", "x,1,2,0.5,1.5,7,2020-01-01T00:00:00Z\nx,1,2,0.5,1.5,7,2020-01-01T00:01:00Z\nx,1,2,0.5,1.5,7,2020-01-01T00:02:00Z\n".into(), spec(|s| { s.no_header = true; s.columns = Some("_,open,high,low,close,volume,timestamp".into()); })),
             ("tz", format!("{HEADER}2020-01-01 01:00:00,1,2,0.5,1.5,7\n2020-01-01 01:01:00,1,2,0.5,1.5,7\n2020-01-01 01:02:00,1,2,0.5,1.5,7\n"), spec(|s| s.tz = Some("Europe/Berlin".into()))),
             ("newest first", format!("{HEADER}1577836920,1,2,0.5,1.5,7\n1577836860,1,2,0.5,1.5,7\n1577836800,1,2,0.5,1.5,7\n"), FormatSpec::default()),
             ("skip", format!("{HEADER}1577836800,1,2,0.5,1.5,7\n1577836830,null,null,null,null,null\n1577836860,1,2,0.5,1.5,7\n1577836920,1,2,0.5,1.5,7\n"), spec(|s| s.on_missing = Some("skip".into()))),
