@@ -260,7 +260,7 @@ def test_presets(importer: Callable[..., Any], text: str, preset: str) -> None:
         pytest.param(
             HEADER + rows(ISO[:1] + ["2024-01-02T09:29:00Z", ISO[2]]),
             [],
-            "X.csv line 4, column `timestamp`",
+            "X.csv line 3, column `timestamp`",
             None,
             id="unsorted-middle",
         ),
