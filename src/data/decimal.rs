@@ -195,6 +195,19 @@ pub(crate) fn parse_value(text: &[u8]) -> Result<Value, String> {
 /// Exact value of a (mantissa, scale) pair from a typed source (Parquet decimals and
 /// integers), with `float` parsed from its canonical decimal text like any other value.
 /// `buf` is scratch space reused across calls.
+/// `m × 10^-scale` as the `f64` that parsing its decimal text gives (one exact division when
+/// possible, else through the text).
+pub(crate) fn to_float(m: i64, scale: u32) -> f64 {
+    match exact_float(m.unsigned_abs(), scale) {
+        Some(f) if m < 0 => -f,
+        Some(f) => f,
+        None => Decimal::new(m, scale.min(MAX_SCALE))
+            .to_string()
+            .parse()
+            .unwrap_or(f64::NAN),
+    }
+}
+
 pub(crate) fn from_mantissa(m: i128, scale: i32, buf: &mut String) -> Result<Value, String> {
     let (mut m, mut scale) = (m, i64::from(scale));
     if scale < 0 {

@@ -472,7 +472,11 @@ pub fn load_parts(
     start_ns: Option<i64>,
     end_ns: Option<i64>,
 ) -> Result<BarSeries, DataError> {
-    Ok(parquet::read_parts(paths, symbol)?.retain_range(start_ns, end_ns))
+    let series = match parquet::read_parts_columnar(paths, symbol)? {
+        Some(series) => series,
+        None => parquet::read_parts(paths, symbol)?,
+    };
+    Ok(series.retain_range(start_ns, end_ns))
 }
 
 #[cfg(test)]
