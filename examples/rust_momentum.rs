@@ -290,6 +290,7 @@ fn main() -> Result<(), String> {
         python_version: String::new(),
         bar_interval_ns: s.market.interval_ns(SymbolId(0)),
         currency: Default::default(),
+        data: None,
     };
     let computed = metrics::compute(args.cash, &outcome.equity, trades, &outcome.fills)
         .with_orders(s.orders.all());

@@ -237,6 +237,7 @@ fn main() -> Result<(), String> {
         python_version: String::new(),
         bar_interval_ns: s.market.interval_ns(SymbolId(0)),
         currency: Default::default(),
+        data: None,
     };
     let computed =
         metrics::compute(cash, &outcome.equity, trades, &outcome.fills).with_orders(s.orders.all());

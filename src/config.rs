@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::cli::RunArgs;
 use crate::console::LogLevel;
-use crate::data::parse_timestamp;
+use crate::data::{Format, FormatSpec, parse_timestamp};
 use crate::engine::ExecutionSettings;
 use crate::engine::margin::OnMarginCall;
 use crate::error::Error;
@@ -43,6 +43,9 @@ struct FileSettings {
     instruments: BTreeMap<String, FileInstrument>,
     #[serde(default)]
     metrics: FileMetrics,
+    /// `[data]`: the layout of `run.data` files, as the `--preset`... flags give it.
+    #[serde(default)]
+    data: FileData,
 }
 
 /// `[metrics]`: what the results are measured against (docs/metrics.md).
@@ -53,6 +56,38 @@ struct FileMetrics {
     risk_free_rate: Option<toml::Value>,
     day_end: Option<String>,
     seed: Option<u64>,
+}
+
+/// The data-format keys of the run config (the same names as the flags).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileData {
+    preset: Option<String>,
+    delimiter: Option<String>,
+    no_header: Option<bool>,
+    columns: Option<String>,
+    date_format: Option<String>,
+    tz: Option<String>,
+    on_missing: Option<String>,
+    /// Catalog runs: `symbols`, `timeframe`, `source`, `catalog`, `allow_bad_data`.
+    #[serde(default)]
+    symbols: Vec<String>,
+    timeframe: Option<String>,
+    source: Option<String>,
+    catalog: Option<PathBuf>,
+    allow_bad_data: Option<bool>,
+}
+
+/// Where a run's bars come from when read from the data catalog.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogRequest {
+    pub symbols: Vec<String>,
+    /// The dataset's timeframe label (`1m`); `None` takes the symbol's only one.
+    pub timeframe: Option<String>,
+    pub source: Option<String>,
+    /// `None`: `RUSTYBT_DATA`, else `~/.rustybt/data`.
+    pub root: Option<PathBuf>,
+    pub allow_bad_data: bool,
 }
 
 /// How orders fill: the intrabar path, volume limit, latency and slippage.
@@ -129,6 +164,13 @@ pub struct RunSettings {
     /// Empty means the bundled sample data.
     pub data: Vec<PathBuf>,
     pub symbol: Option<String>,
+    /// The layout of the data files.
+    pub format: Format,
+    /// Bars from the data catalog instead of files (`--symbols`).
+    pub catalog: Option<CatalogRequest>,
+    /// The catalog datasets the run read and their checksums, for `metrics.json` (filled in
+    /// once they are loaded).
+    pub datasets_used: Option<serde_json::Value>,
     pub cash: Decimal,
     pub start_ns: Option<i64>,
     /// Exclusive.
@@ -233,6 +275,8 @@ impl RunSettings {
             None => CommissionModel::default(),
         };
         commission.validate().map_err(Error::usage)?;
+        let format = data_format(&args.format, &file.data)?;
+        let catalog = catalog_request(args, file.data);
         let interval = args.bar_interval.clone().or(file.run.bar_interval);
         let calendar = calendar(args, file.market)?;
         let metrics = metrics_options(args, file.metrics)?;
@@ -253,6 +297,9 @@ impl RunSettings {
                 args.data.clone()
             },
             symbol: args.symbol.clone().or(file.run.symbol),
+            format,
+            catalog,
+            datasets_used: None,
             cash,
             start_ns,
             end_ns,
@@ -270,6 +317,42 @@ impl RunSettings {
             metrics,
         })
     }
+}
+
+/// The data format: flags over the `[data]` table.
+fn data_format(args: &crate::cli::FormatArgs, file: &FileData) -> Result<Format, Error> {
+    let flags = args.spec();
+    let spec = FormatSpec {
+        preset: flags.preset.or_else(|| file.preset.clone()),
+        delimiter: flags.delimiter.or_else(|| file.delimiter.clone()),
+        no_header: flags.no_header || file.no_header.unwrap_or(false),
+        columns: flags.columns.or_else(|| file.columns.clone()),
+        date_format: flags.date_format.or_else(|| file.date_format.clone()),
+        tz: flags.tz.or_else(|| file.tz.clone()),
+        on_missing: flags.on_missing.or_else(|| file.on_missing.clone()),
+    };
+    Format::from_spec(&spec).map_err(Error::usage)
+}
+
+/// `--symbols` (or `data.symbols`) asks for catalog data; flags win over the file.
+fn catalog_request(args: &RunArgs, file: FileData) -> Option<CatalogRequest> {
+    let symbols = if args.symbols.is_empty() {
+        file.symbols
+    } else {
+        args.symbols.clone()
+    };
+    let symbols: Vec<String> = symbols
+        .iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    (!symbols.is_empty()).then(|| CatalogRequest {
+        symbols,
+        timeframe: args.timeframe.clone().or(file.timeframe),
+        source: args.source.clone().or(file.source),
+        root: args.catalog.clone().or(file.catalog),
+        allow_bad_data: args.allow_bad_data || file.allow_bad_data.unwrap_or(false),
+    })
 }
 
 fn execution(file: FileExecution) -> Result<ExecutionSettings, Error> {

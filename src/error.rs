@@ -153,6 +153,7 @@ impl Error {
             Error::Usage { hint, .. } | Error::Python { hint, .. } => hint.as_deref(),
             Error::Storage { hint, .. } => hint.as_deref(),
             Error::Algorithm(e) => e.hint.as_deref(),
+            Error::Data(e) => e.hint(),
             _ => None,
         }
     }

@@ -5,6 +5,7 @@
 #[macro_use]
 pub mod console;
 pub mod accounting;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod data;

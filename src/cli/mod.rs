@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand.
 
 mod compare;
+mod data;
 mod doctor;
 mod harness;
 mod indicator_report;
@@ -59,6 +60,9 @@ pub enum Command {
     /// Compare results folders: metrics side by side and an equity overlay; with `--match`,
     /// each run's decisions and fills against the first's (live or paper against backtest).
     Compare(CompareArgs),
+    /// The local market-data catalog: import files, list, show, verify and remove datasets
+    /// (see docs/data.md).
+    Data(Box<DataCommand>),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -112,6 +116,75 @@ impl Default for ReportArgs {
             window: 63,
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct DataCommand {
+    /// The catalog folder (default: $RUSTYBT_DATA, else ~/.rustybt/data).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub catalog: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub action: DataAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataAction {
+    /// Store CSV or Parquet bar files in the catalog (any layout: see the format options).
+    Import(ImportArgs),
+    /// Every dataset: source, symbol, timeframe, first and last bar, rows, gaps, size.
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A dataset's coverage, gaps, validation findings and first and last rows.
+    Show(DatasetArgs),
+    /// Check every partition against its checksum, the intervals for overlaps, and remove
+    /// files an interrupted write left behind.
+    Verify,
+    /// Remove datasets (all timeframes and sources of the symbol unless narrowed).
+    Rm(DatasetArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ImportArgs {
+    /// CSV or Parquet files (several files of one symbol, or files with a `symbol` column).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Symbol of files without a `symbol` column (default: the file name stem).
+    #[arg(long)]
+    pub symbol: Option<String>,
+
+    /// Bar duration (`1m`, `1h`, `1d`...; default: the most common step between bars).
+    #[arg(long, value_name = "DURATION")]
+    pub timeframe: Option<String>,
+
+    /// Source name the dataset is filed under.
+    #[arg(long, value_name = "NAME", default_value = "file")]
+    pub source: String,
+
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DatasetArgs {
+    /// The symbol, as stored (`BTC/USDT`, `SPY`).
+    pub symbol: String,
+
+    /// Only this timeframe.
+    #[arg(long, value_name = "DURATION")]
+    pub timeframe: Option<String>,
+
+    /// Only this source.
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+
+    /// Print JSON instead of text (`data show`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `rustybt live ...` runs a session; `rustybt live report` reads a state folder's history.
@@ -282,6 +355,33 @@ pub struct RunArgs {
     #[arg(long)]
     pub symbol: Option<String>,
 
+    #[command(flatten)]
+    pub format: FormatArgs,
+
+    /// Read these symbols' bars from the data catalog instead of files; comma-separated or
+    /// repeated. Config: `data.symbols`.
+    #[arg(long, value_name = "SYMBOL", value_delimiter = ',')]
+    pub symbols: Vec<String>,
+
+    /// The catalog dataset's timeframe, with `--symbols` (`1m`, `1h`, `1d`). Config:
+    /// `data.timeframe`.
+    #[arg(long, value_name = "DURATION")]
+    pub timeframe: Option<String>,
+
+    /// The catalog's source of the symbols, when it holds them from several. Config:
+    /// `data.source`.
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+
+    /// The catalog folder (default: $RUSTYBT_DATA, else ~/.rustybt/data). Config:
+    /// `data.catalog`.
+    #[arg(long, value_name = "DIR")]
+    pub catalog: Option<PathBuf>,
+
+    /// Run on a catalog dataset even if its validation found errors (non-positive prices).
+    #[arg(long)]
+    pub allow_bad_data: bool,
+
     /// Starting cash, a decimal number (default 100000).
     #[arg(long, allow_hyphen_values = true)]
     pub cash: Option<String>,
@@ -387,6 +487,59 @@ pub struct RunArgs {
     pub report: bool,
 }
 
+/// How to read a bar file in another layout than rustybt's own (see docs/data.md).
+#[derive(Debug, Args, Clone, Default)]
+pub struct FormatArgs {
+    /// The layout of a common source: `binance` (klines), `yahoo`, `metatrader`,
+    /// `tradingview`. The options below override parts of it.
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+
+    /// Field separator: `,` `;` `|` or `\t` (default: detected from the first line).
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<String>,
+
+    /// The first line is a bar, not column names (columns are then
+    /// timestamp,open,high,low,close,volume unless `--columns` says otherwise).
+    #[arg(long)]
+    pub no_header: bool,
+
+    /// Which column is which: the file's columns in order by role
+    /// (`date,time,open,high,low,close,volume`; `_` skips one), or `role=NAME` /
+    /// `role=POSITION` entries (`close=Adj Close,timestamp=0`).
+    #[arg(long, value_name = "LIST")]
+    pub columns: Option<String>,
+
+    /// How times are written when not ISO 8601 or an epoch: a strftime pattern such as
+    /// `%d.%m.%Y %H:%M`, or `epoch_s`, `epoch_ms`, `epoch_us`, `epoch_ns`.
+    #[arg(long, value_name = "PATTERN")]
+    pub date_format: Option<String>,
+
+    /// Time zone of times written without an offset, an IANA name such as `Europe/Berlin`
+    /// (converted to UTC; default UTC).
+    #[arg(long, value_name = "ZONE")]
+    pub tz: Option<String>,
+
+    /// Rows with a missing price or volume (`null`, `NaN`, empty): `fail` (default), `skip`
+    /// them, or `ffill` (a flat bar at the previous close with zero volume).
+    #[arg(long, value_name = "POLICY")]
+    pub on_missing: Option<String>,
+}
+
+impl FormatArgs {
+    pub fn spec(&self) -> crate::data::FormatSpec {
+        crate::data::FormatSpec {
+            preset: self.preset.clone(),
+            delimiter: self.delimiter.clone(),
+            no_header: self.no_header,
+            columns: self.columns.clone(),
+            date_format: self.date_format.clone(),
+            tz: self.tz.clone(),
+            on_missing: self.on_missing.clone(),
+        }
+    }
+}
+
 /// Parses nothing: runs an already-parsed command line and returns the process exit code.
 pub fn execute(cli: Cli) -> ExitCode {
     let result = if cli.version {
@@ -399,6 +552,7 @@ pub fn execute(cli: Cli) -> ExitCode {
             Some(Command::Validate(args)) => validate::validate(cli.python.as_deref(), args),
             Some(Command::Report(args)) => report::report(cli.python.as_deref(), args),
             Some(Command::Compare(args)) => compare::compare(cli.python.as_deref(), args),
+            Some(Command::Data(command)) => data::data(*command),
             Some(Command::Live(command)) => match (command.action, command.session) {
                 (Some(LiveAction::Report(args)), _) => live::live_report(&args),
                 (None, Some(args)) => live::live(cli.python.as_deref(), args),

@@ -28,7 +28,7 @@ use crate::watch::SourceWatcher;
 pub const SAMPLE_DIR: &str = "examples/data/sample";
 
 pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Error> {
-    let settings = RunSettings::resolve(&args)?;
+    let mut settings = RunSettings::resolve(&args)?;
     if !settings.algo.is_file() {
         return Err(Error::usage(format!(
             "algorithm file `{}` does not exist",
@@ -58,6 +58,7 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
         (loaded, started)
     });
     let prepared = prepared?;
+    settings.datasets_used = prepared.datasets.clone();
     let (choice, _) = started?;
     if let Some(debug) = &debug {
         // Once per process: a `--watch` loop keeps the same debugger session across reruns.
@@ -90,9 +91,36 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
 pub(super) struct Prepared {
     pub files: Vec<PathBuf>,
     pub series: Vec<BarSeries>,
+    /// The catalog datasets read, with their checksums (`None` for files).
+    pub datasets: Option<serde_json::Value>,
 }
 
 pub(super) fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<Prepared, Error> {
+    if let Some(request) = &settings.catalog {
+        if !settings.data.is_empty() {
+            return Err(Error::usage_with_hint(
+                "`--symbols` reads the data catalog, and `--data` reads files: give one of them",
+                "import the files with `rustybt data import FILE --symbol X`, or drop `--symbols`",
+            ));
+        }
+        let loaded = crate::catalog::load_for_run(
+            &super::data::catalog_root(request.root.as_deref()),
+            &crate::catalog::RunRequest {
+                symbols: &request.symbols,
+                timeframe: request.timeframe.as_deref(),
+                source: request.source.as_deref(),
+                start_ns: settings.start_ns,
+                end_ns: settings.end_ns,
+                allow_bad_data: request.allow_bad_data,
+            },
+        )?;
+        build_market(settings, loaded.series.clone())?;
+        return Ok(Prepared {
+            files: loaded.files,
+            series: loaded.series,
+            datasets: Some(loaded.used),
+        });
+    }
     let files = if settings.data.is_empty() {
         sample_files(root)?
     } else {
@@ -108,6 +136,7 @@ pub(super) fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<P
         symbol: settings.symbol.clone(),
         start_ns: settings.start_ns,
         end_ns: settings.end_ns,
+        format: settings.format.clone(),
     };
     let mut series = Vec::new();
     for file in &files {
@@ -120,7 +149,11 @@ pub(super) fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<P
         .benchmark
         .check(&market.symbol_names())
         .map_err(|e| Error::usage_with_hint(e, "`--benchmark SYMBOL` or `metrics.benchmark`"))?;
-    Ok(Prepared { files, series })
+    Ok(Prepared {
+        files,
+        series,
+        datasets: None,
+    })
 }
 
 fn build_market(settings: &RunSettings, series: Vec<BarSeries>) -> Result<Market, Error> {
@@ -364,6 +397,7 @@ pub(super) fn write_results(
         python_version: python::python_version(py),
         bar_interval_ns,
         currency: settings.currency.clone(),
+        data: settings.datasets_used.clone(),
     };
     // log.txt first: metrics.json is written last, so its presence means a complete folder.
     write_log(&out_dir.join("log.txt"), sink)?;

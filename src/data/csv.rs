@@ -1,6 +1,11 @@
 //! CSV reader: one reused `ByteRecord`, fields parsed straight from the bytes (no per-row
 //! `String`s), every row handed to the shared checks in `validate`.
 //!
+//! The file's [`Format`] picks the delimiter (or it is detected from the first line), whether
+//! the first line is a header, which column is which and how times are read. Rows with
+//! missing values are refused, skipped or forward-filled; a newest-first file is read whole
+//! and appended oldest first.
+//!
 //! A large file is parsed on every core: the main thread reads it in blocks cut at line ends
 //! and workers parse the blocks into per-block series, which are appended in file order. That
 //! is only sound when a line end is always a record end, so a file with any `"` (a quoted field
@@ -8,59 +13,89 @@
 //! single-threaded pass is the one that finds and words the error, with its line number.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::{Mutex, mpsc};
 
 use ::csv::{ByteRecord, ReaderBuilder};
 
-use super::decimal::parse_value;
+use super::decimal::{Value, parse_value};
+use super::format::{
+    ColumnMap, Format, Header, OnMissing, TimeParser, detect_delimiter, guess_date_formats,
+    is_missing, other_delimiter, show_delimiter,
+};
 use super::timestamp::parse_bytes;
-use super::validate::{Columns, Field, Router, RowError};
+use super::validate::{Columns, Field, ResolveError, Router, RowError};
 use super::{BarSeries, DataError, Location};
 
 /// Bytes per block handed to a parsing worker (small in tests, so small files span many).
 const BLOCK_BYTES: usize = if cfg!(test) { 4 << 10 } else { 4 << 20 };
 /// Files smaller than this are parsed by one thread (starting workers would not pay).
 const PARALLEL_MIN_BYTES: u64 = 2 * BLOCK_BYTES as u64;
+/// Rows read ahead to tell an oldest-first file from a newest-first one.
+const ORDER_PEEK_ROWS: usize = 64;
 
 /// Reads a whole CSV file into one series per symbol (before any time-range filtering).
-pub(super) fn read(path: &Path, default_symbol: &str) -> Result<Vec<BarSeries>, DataError> {
+pub(super) fn read(
+    path: &Path,
+    default_symbol: &str,
+    format: &Format,
+) -> Result<Vec<BarSeries>, DataError> {
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
-    if size >= PARALLEL_MIN_BYTES && workers > 1 {
-        match read_parallel(path, file, default_symbol, workers) {
+    // Forward-filling and zone conversion look at the previous row, which a block's first row
+    // does not have: those files are parsed by one thread.
+    let stateless = format.on_missing != OnMissing::Ffill && format.tz.is_none();
+    if size >= PARALLEL_MIN_BYTES && workers > 1 && stateless {
+        match read_parallel(path, file, default_symbol, format, workers) {
             Ok(Some(series)) => return Ok(series),
             Ok(None) => {}
             Err(e) => return Err(e),
         }
         let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        return read_from(path, file, default_symbol);
+        return read_from(path, file, default_symbol, format);
     }
-    read_from(path, file, default_symbol)
+    read_from(path, file, default_symbol, format)
 }
 
-fn reader<R: Read>(input: R) -> ::csv::Reader<R> {
+fn reader<R: Read>(input: R, delimiter: u8) -> ::csv::Reader<R> {
     // Header read as a plain record so its line is counted like any other; `flexible` so a
     // short or long row is reported by us with its line rather than as a bare csv error.
     ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
+        .delimiter(delimiter)
         .buffer_capacity(1 << 16)
         .from_reader(input)
 }
 
-/// The columns named by the header record, or the error for a file without one.
-fn header_columns<R: Read>(
-    path: &Path,
-    reader: &mut ::csv::Reader<R>,
-) -> Result<(Columns, usize), DataError> {
+/// How to read a file, decided from its first line.
+struct Layout {
+    columns: Columns,
+    delimiter: u8,
+    /// Whether the first line is a header (and not a bar).
+    header: bool,
+}
+
+/// The first line of `bytes` (without its line end).
+fn first_line(bytes: &[u8]) -> &[u8] {
+    let end = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(bytes.len());
+    let line = &bytes[..end];
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// The delimiter, header and columns of a file whose first line is `line`.
+fn layout(path: &Path, line: &[u8], format: &Format) -> Result<Layout, DataError> {
+    let delimiter = format.delimiter.unwrap_or_else(|| detect_delimiter(line));
     let mut record = ByteRecord::new();
-    if !reader
+    let read = reader(line, delimiter)
         .read_byte_record(&mut record)
-        .map_err(|e| csv_error(path, e))?
-    {
+        .map_err(|e| csv_error(path, e))?;
+    if !read || line.trim_ascii().is_empty() {
         return Err(DataError::invalid(
             path,
             None,
@@ -68,86 +103,372 @@ fn header_columns<R: Read>(
             "contains no bars: the file is empty",
         ));
     }
-    let header: Vec<String> = record
+    let fields: Vec<String> = record
         .iter()
         .map(|f| String::from_utf8_lossy(f).into_owned())
         .collect();
-    let columns = Columns::resolve(&header).map_err(|m| DataError::invalid(path, None, None, m))?;
-    Ok((columns, header.len()))
+    let standard = ColumnMap::standard();
+    let positional = format.columns.as_ref().unwrap_or(&standard);
+    let header = match format.header {
+        Header::Yes => true,
+        Header::No => false,
+        // A header unless the first line's time field reads as a time.
+        Header::Auto => match Columns::resolve_with(&fields, Some(positional), false) {
+            Ok(columns) => {
+                let field = |i: usize| record.get(i).unwrap_or_default();
+                TimeParser::new(format)
+                    .parse(field(columns.timestamp), columns.time_of_day.map(field))
+                    .is_err()
+            }
+            Err(_) => true,
+        },
+    };
+    let map = if header {
+        format.columns.as_ref()
+    } else {
+        Some(positional)
+    };
+    let columns = Columns::resolve_with(&fields, map, header).map_err(|e| {
+        let hint = layout_hint(&fields, delimiter, header, format, &e);
+        DataError::invalid(path, Some(Location::Line(1)), None, e.message).with_hint(hint)
+    })?;
+    Ok(Layout {
+        columns,
+        delimiter,
+        header,
+    })
+}
+
+/// The option that would read a file whose first line could not be resolved.
+fn layout_hint(
+    fields: &[String],
+    delimiter: u8,
+    header: bool,
+    format: &Format,
+    error: &ResolveError,
+) -> Option<String> {
+    if let [only] = fields
+        && let Some(d) = other_delimiter(only, delimiter)
+    {
+        let shown = if d == b'\t' {
+            "\\t".to_owned()
+        } else {
+            (d as char).to_string()
+        };
+        return Some(format!(
+            "looks `{shown}`-separated: try `--delimiter {}`",
+            show_delimiter(d)
+        ));
+    }
+    let field = |i: usize| fields.get(i).map_or("", |f| f.trim());
+    let is_time = |i: usize| parse_bytes(field(i).as_bytes()).is_ok();
+    let numbers = fields
+        .iter()
+        .filter(|f| parse_value(f.as_bytes()).is_ok())
+        .count();
+    if header && format.columns.is_none() {
+        let epoch = field(0).len() >= 12 && field(0).bytes().all(|b| b.is_ascii_digit());
+        if epoch && fields.len() >= 12 {
+            return Some(
+                "this looks like a Binance klines file (no header, epoch times): try \
+                 `--preset binance`"
+                    .to_owned(),
+            );
+        }
+        if guess_date_formats(field(0)).iter().any(|f| f == "%Y.%m.%d") && field(1).contains(':') {
+            return Some(
+                "this looks like a MetaTrader export (date, time, open, high, low, close, \
+                 volume): try `--preset metatrader`"
+                    .to_owned(),
+            );
+        }
+        if is_time(0) || numbers >= 4 {
+            return Some(
+                "the first line looks like data, not column names: try `--no-header` (the \
+                 columns are then timestamp,open,high,low,close,volume in that order; \
+                 `--columns` gives another order)"
+                    .to_owned(),
+            );
+        }
+    }
+    let role = error.missing.first()?;
+    Some(if header {
+        format!(
+            "say which column holds the {}: `--columns {}=NAME` (or a 0-based position)",
+            role.name(),
+            role.name()
+        )
+    } else {
+        format!(
+            "give the columns' order with `--columns`, e.g. `--columns timestamp,open,high,low,close,volume` \
+             (the file has {} columns)",
+            fields.len()
+        )
+    })
 }
 
 fn read_from(
     path: &Path,
     input: impl Read,
     default_symbol: &str,
+    format: &Format,
 ) -> Result<Vec<BarSeries>, DataError> {
-    let mut reader = reader(input);
-    let (columns, n_fields) = header_columns(path, &mut reader)?;
-    let mut router = Router::new(columns.symbol.is_none().then_some(default_symbol));
-    let rows = read_rows(path, &mut reader, &columns, n_fields, &mut router)?;
-    if rows == 0 {
-        return Err(no_rows(path));
+    let mut input = BufReader::with_capacity(1 << 16, input);
+    let head = input.fill_buf().map_err(|e| DataError::io(path, e))?;
+    if head.is_empty() {
+        return Err(DataError::invalid(
+            path,
+            None,
+            None,
+            "contains no bars: the file is empty",
+        ));
     }
-    Ok(router.finish(path))
-}
-
-fn no_rows(path: &Path) -> DataError {
-    DataError::invalid(
-        path,
-        None,
-        None,
-        "contains no bars: the header has no rows after it",
-    )
-}
-
-/// Parses every remaining record of `reader` into `router`; returns the number of rows.
-fn read_rows<R: Read>(
-    path: &Path,
-    reader: &mut ::csv::Reader<R>,
-    columns: &Columns,
-    n_fields: usize,
-    router: &mut Router,
-) -> Result<usize, DataError> {
+    let layout = layout(path, first_line(head), format)?;
+    let mut reader = reader(input, layout.delimiter);
     let mut record = ByteRecord::new();
-    let mut rows = 0usize;
+    if layout.header {
+        reader
+            .read_byte_record(&mut record)
+            .map_err(|e| csv_error(path, e))?;
+    }
+    let mut router = Router::new(layout.columns.symbol.is_none().then_some(default_symbol));
+    let mut rows = RowReader::new(path, &layout, format);
+    // Read ahead to see which way the file is sorted.
+    let mut peeked = Vec::new();
+    while peeked.len() < ORDER_PEEK_ROWS
+        && reader
+            .read_byte_record(&mut record)
+            .map_err(|e| csv_error(path, e))?
+    {
+        peeked.push(record.clone());
+    }
+    if rows.newest_first(&peeked) {
+        rows.pending = Some(Vec::new());
+    }
+    for record in &peeked {
+        rows.row(record, &mut router)?;
+    }
     while reader
         .read_byte_record(&mut record)
         .map_err(|e| csv_error(path, e))?
     {
-        let loc = Location::Line(record.position().map_or(0, |p| p.line() as usize));
-        let located = |e: RowError| {
-            DataError::invalid(
-                path,
-                Some(loc),
-                Some(columns.header_name(e.field)),
-                e.message,
-            )
+        rows.row(&record, &mut router)?;
+    }
+    let n = rows.finish(&mut router)?;
+    if n == 0 {
+        return Err(no_rows(path, &layout, !peeked.is_empty()));
+    }
+    Ok(router.finish(path))
+}
+
+fn no_rows(path: &Path, layout: &Layout, had_rows: bool) -> DataError {
+    let message = if had_rows {
+        "contains no bars: every row has a missing value and was skipped"
+    } else if layout.header {
+        "contains no bars: the header has no rows after it"
+    } else {
+        "contains no bars: the file has no rows"
+    };
+    DataError::invalid(path, None, None, message)
+}
+
+/// A row of a newest-first file, kept until the whole file is read.
+struct Pending {
+    loc: Location,
+    symbol: Option<Box<[u8]>>,
+    time: i64,
+    values: Result<[Value; 5], Field>,
+}
+
+const ZERO: Value = Value {
+    mantissa: 0,
+    scale: 0,
+    float: 0.0,
+};
+
+/// Parses records into a [`Router`] under one file's layout.
+struct RowReader<'a> {
+    path: &'a Path,
+    columns: &'a Columns,
+    format: &'a Format,
+    time: TimeParser,
+    /// `Some` for a newest-first file: rows wait here and are appended in reverse at the end.
+    pending: Option<Vec<Pending>>,
+    rows: usize,
+    /// Whether the file's first line was a header (for messages).
+    header: bool,
+}
+
+impl<'a> RowReader<'a> {
+    fn new(path: &'a Path, layout: &'a Layout, format: &'a Format) -> Self {
+        Self {
+            path,
+            columns: &layout.columns,
+            format,
+            time: TimeParser::new(format),
+            pending: None,
+            rows: 0,
+            header: layout.header,
+        }
+    }
+
+    /// Whether the file is newest-first: the rows of the first symbol among the `peeked` ones
+    /// (the first rows of the file) strictly decrease in time, and there are at least two. A
+    /// file in any other order is read as written (and refused where it goes back).
+    fn newest_first(&self, peeked: &[ByteRecord]) -> bool {
+        let at = self.columns.symbol;
+        let symbol = move |r: &ByteRecord| -> Option<Vec<u8>> {
+            at.and_then(|i| r.get(i)).map(<[u8]>::to_vec)
         };
+        let Some(first) = peeked.first() else {
+            return false;
+        };
+        let mut parser = TimeParser::new(self.format);
+        let mut times = Vec::new();
+        for r in peeked.iter().filter(|r| symbol(r) == symbol(first)) {
+            let field = |i: usize| r.get(i).unwrap_or_default();
+            match parser.parse(
+                field(self.columns.timestamp),
+                self.columns.time_of_day.map(field),
+            ) {
+                Ok(t) => times.push(t),
+                Err(_) => return false,
+            }
+        }
+        times.len() >= 2 && times.windows(2).all(|w| w[1] < w[0])
+    }
+
+    fn located(&self, loc: Location, e: RowError) -> DataError {
+        DataError::invalid(
+            self.path,
+            Some(loc),
+            Some(self.columns.header_name(e.field)),
+            e.message,
+        )
+    }
+
+    #[inline]
+    fn row(&mut self, record: &ByteRecord, router: &mut Router) -> Result<(), DataError> {
+        let loc = Location::Line(record.position().map_or(0, |p| p.line() as usize));
+        let columns = self.columns;
+        let n_fields = columns.width();
         if record.len() != n_fields {
+            let what = if self.header {
+                "the header has"
+            } else {
+                "the first line has"
+            };
             return Err(DataError::invalid(
-                path,
+                self.path,
                 Some(loc),
                 None,
-                format!("has {} fields but the header has {n_fields}", record.len()),
+                format!("has {} fields but {what} {n_fields}", record.len()),
             ));
         }
         // Lengths were checked above, so `get` always succeeds; no indexing panics regardless.
         let field = |i: usize| record.get(i).unwrap_or_default();
-
-        let series = router
-            .series(columns.symbol.map(field))
-            .map_err(|m| located(RowError::new(Field::Symbol, m)))?;
-        let time = parse_bytes(field(columns.timestamp))
-            .map_err(|m| located(RowError::new(Field::Timestamp, m)))?;
-        let value = |k: usize| {
-            parse_value(field(columns.values[k]))
-                .map_err(|m| located(RowError::new(Field::VALUES[k], m)))
+        let ts = field(columns.timestamp);
+        let time = match self.time.parse(ts, columns.time_of_day.map(field)) {
+            Ok(t) => t,
+            Err(m) => {
+                // A bad symbol is reported before a bad time, as rows are checked in order.
+                router
+                    .series(columns.symbol.map(field))
+                    .map_err(|m| self.located(loc, RowError::new(Field::Symbol, m)))?;
+                let hint = self.time_hint(ts);
+                return Err(self
+                    .located(loc, RowError::new(Field::Timestamp, m))
+                    .with_hint(hint));
+            }
         };
-        let values = [value(0)?, value(1)?, value(2)?, value(3)?, value(4)?];
-        series.push(loc, time, values).map_err(located)?;
-        rows += 1;
+        let mut values = [ZERO; 5];
+        let mut missing = None;
+        for (k, slot) in values.iter_mut().enumerate() {
+            let text = field(columns.values[k]);
+            match parse_value(text) {
+                Ok(v) => *slot = v,
+                Err(m) if is_missing(text) && self.format.on_missing != OnMissing::Fail => {
+                    let _ = m;
+                    missing.get_or_insert(Field::VALUES[k]);
+                }
+                Err(m) => {
+                    let hint = is_missing(text).then(|| {
+                        "rows with missing values: try `--on-missing skip` to leave them out \
+                         or `--on-missing ffill` to repeat the previous close"
+                            .to_owned()
+                    });
+                    return Err(self
+                        .located(loc, RowError::new(Field::VALUES[k], m))
+                        .with_hint(hint));
+                }
+            }
+        }
+        let values = missing.map_or(Ok(values), Err);
+        let symbol = columns.symbol.map(field);
+        match &mut self.pending {
+            Some(pending) => {
+                pending.push(Pending {
+                    loc,
+                    symbol: symbol.map(Box::from),
+                    time,
+                    values,
+                });
+                Ok(())
+            }
+            None => self.emit(router, loc, symbol, time, values),
+        }
     }
-    Ok(rows)
+
+    /// Appends one parsed row (or what `--on-missing` makes of it) to its series.
+    #[inline]
+    fn emit(
+        &mut self,
+        router: &mut Router,
+        loc: Location,
+        symbol: Option<&[u8]>,
+        time: i64,
+        values: Result<[Value; 5], Field>,
+    ) -> Result<(), DataError> {
+        let series = router
+            .series(symbol)
+            .map_err(|m| self.located(loc, RowError::new(Field::Symbol, m)))?;
+        let values = match values {
+            Ok(values) => values,
+            Err(_) => match (self.format.on_missing, series.last_close()) {
+                (OnMissing::Ffill, Some(close)) => [close, close, close, close, ZERO],
+                _ => return Ok(()),
+            },
+        };
+        series
+            .push(loc, time, values)
+            .map_err(|e| self.located(loc, e))?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Appends the rows of a newest-first file, oldest first; returns the number of bars.
+    fn finish(mut self, router: &mut Router) -> Result<usize, DataError> {
+        if let Some(pending) = self.pending.take() {
+            for row in pending.into_iter().rev() {
+                self.emit(router, row.loc, row.symbol.as_deref(), row.time, row.values)?;
+            }
+        }
+        Ok(self.rows)
+    }
+
+    fn time_hint(&self, text: &[u8]) -> Option<String> {
+        if self.format.date_format.is_some() {
+            return None;
+        }
+        let text = String::from_utf8_lossy(text);
+        match &guess_date_formats(&text)[..] {
+            [] => None,
+            [one] => Some(format!("try `--date-format '{one}'`")),
+            [one, two, ..] => Some(format!(
+                "try `--date-format '{one}'` (or `--date-format '{two}'` if that is the order)"
+            )),
+        }
+    }
 }
 
 /// The file parsed by `workers` threads, block by block. `Ok(None)` when the parallel pass
@@ -157,6 +478,7 @@ fn read_parallel(
     path: &Path,
     mut file: File,
     default_symbol: &str,
+    format: &Format,
     workers: usize,
 ) -> Result<Option<Vec<BarSeries>>, DataError> {
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -172,9 +494,11 @@ fn read_parallel(
     if pending.contains(&b'"') {
         return Ok(None);
     }
-    let (columns, n_fields) = header_columns(path, &mut reader(&pending[..header_end]))?;
-    pending.drain(..header_end);
-    let default_symbol = columns.symbol.is_none().then_some(default_symbol);
+    let layout = layout(path, first_line(&pending), format)?;
+    if layout.header {
+        pending.drain(..header_end);
+    }
+    let default_symbol = layout.columns.symbol.is_none().then_some(default_symbol);
 
     let (blocks_tx, blocks_rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(workers * 2);
     let blocks_rx = Mutex::new(blocks_rx);
@@ -183,7 +507,7 @@ fn read_parallel(
         for _ in 0..workers {
             let parsed_tx = parsed_tx.clone();
             let blocks_rx = &blocks_rx;
-            let columns = &columns;
+            let layout = &layout;
             scope.spawn(move || {
                 loop {
                     // A poisoned lock means another worker panicked; stop taking blocks.
@@ -193,15 +517,9 @@ fn read_parallel(
                     };
                     let Ok((index, block)) = next else { return };
                     let mut router = Router::new(default_symbol);
-                    let parsed = read_rows(
-                        path,
-                        &mut reader(&block[..]),
-                        columns,
-                        n_fields,
-                        &mut router,
-                    )
-                    .ok()
-                    .map(|rows| (router, rows));
+                    let parsed = parse_block(path, &block, layout, format, &mut router)
+                        .ok()
+                        .map(|rows| (router, rows));
                     if parsed_tx.send((index, parsed)).is_err() {
                         return;
                     }
@@ -225,6 +543,27 @@ fn read_parallel(
         };
         Ok((rows > 0).then(|| router.finish(path)))
     })
+}
+
+/// One block's rows, oldest first only (a newest-first file fails here and goes to the
+/// one-thread pass, which reverses it).
+fn parse_block(
+    path: &Path,
+    block: &[u8],
+    layout: &Layout,
+    format: &Format,
+    router: &mut Router,
+) -> Result<usize, DataError> {
+    let mut reader = reader(block, layout.delimiter);
+    let mut rows = RowReader::new(path, layout, format);
+    let mut record = ByteRecord::new();
+    while reader
+        .read_byte_record(&mut record)
+        .map_err(|e| csv_error(path, e))?
+    {
+        rows.row(&record, router)?;
+    }
+    rows.finish(router)
 }
 
 /// Reads the rest of the file in blocks cut after a line end, sends them to the workers, and
@@ -339,6 +678,7 @@ fn csv_error(path: &Path, e: ::csv::Error) -> DataError {
 mod tests {
     use super::super::{LoadOptions, load};
     use super::*;
+    use crate::data::Format;
     use rust_decimal::Decimal;
     use std::io::Write;
     use std::path::PathBuf;
@@ -546,7 +886,8 @@ mod tests {
                 "duplicate timestamp 2020-01-01T00:00:00Z: line 2",
             ),
             (
-                "2019-12-31T23:59:00Z,10,11,9,10,1\n",
+                // A third row: two rows going back would be a newest-first file.
+                "2019-12-31T23:59:00Z,10,11,9,10,1\n2020-01-01T00:05:00Z,10,11,9,10,1\n",
                 3,
                 Some("timestamp"),
                 "unsorted timestamps: 2019-12-31T23:59:00Z is earlier than 2020-01-01T00:00:00Z at line 2",
@@ -666,10 +1007,10 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn arbitrary_input_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
-            let _ = read_from(Path::new("p.csv"), &bytes[..], "P");
+            let _ = read_from(Path::new("p.csv"), &bytes[..], "P", &Format::default());
             let mut with_header = HEADER.as_bytes().to_vec();
             with_header.extend_from_slice(&bytes);
-            let _ = read_from(Path::new("p.csv"), &with_header[..], "P");
+            let _ = read_from(Path::new("p.csv"), &with_header[..], "P", &Format::default());
         }
 
         #[test]
@@ -682,7 +1023,7 @@ mod tests {
                 text.push_str(&format!("{},{price},{price},{price},{price},{price}\n", 1_577_836_800 + 60 * i as i64));
                 texts.push(price);
             }
-            let s = read_from(Path::new("p.csv"), text.as_bytes(), "P").map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            let s = read_from(Path::new("p.csv"), text.as_bytes(), "P", &Format::default()).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
             let s = &s[0];
             for (i, t) in texts.iter().enumerate() {
                 for c in [&s.open, &s.high, &s.low, &s.close, &s.volume] {
@@ -690,6 +1031,101 @@ mod tests {
                     proptest::prop_assert_eq!(c.values[i].to_bits(), t.parse::<f64>().map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?.to_bits());
                 }
             }
+        }
+    }
+
+    fn load_with(text: &str, spec: crate::data::FormatSpec) -> Result<Vec<BarSeries>, DataError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(&dir, "TEST.csv", text.as_bytes());
+        let format = Format::from_spec(&spec).expect("format");
+        load(
+            &path,
+            &LoadOptions {
+                format,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Every layout option reads the same three bars.
+    #[test]
+    fn layouts() {
+        use crate::data::FormatSpec;
+        let want_times = [T0, T0 + MIN, T0 + 2 * MIN];
+        let spec = |f: fn(&mut FormatSpec)| {
+            let mut s = FormatSpec::default();
+            f(&mut s);
+            s
+        };
+        let cases: Vec<(&str, String, FormatSpec)> = vec![
+            ("semicolon", "time;open;high;low;close;volume\n2020-01-01 00:00;1;2;0.5;1.5;7\n2020-01-01 00:01;1;2;0.5;1.5;7\n2020-01-01 00:02;1;2;0.5;1.5;7\n".into(), FormatSpec::default()),
+            ("no header", "1577836800,1,2,0.5,1.5,7\n1577836860,1,2,0.5,1.5,7\n1577836920,1,2,0.5,1.5,7\n".into(), spec(|s| s.no_header = true)),
+            ("date and time", "Date,Time,Open,High,Low,Close,Volume\n01.01.2020,00:00,1,2,0.5,1.5,7\n01.01.2020,00:01,1,2,0.5,1.5,7\n01.01.2020,00:02,1,2,0.5,1.5,7\n".into(), spec(|s| s.date_format = Some("%d.%m.%Y".into()))),
+            ("columns", "x,1,2,0.5,1.5,7,2020-01-01T00:00:00Z\nx,1,2,0.5,1.5,7,2020-01-01T00:01:00Z\nx,1,2,0.5,1.5,7,2020-01-01T00:02:00Z\n".into(), spec(|s| { s.no_header = true; s.columns = Some("_,open,high,low,close,volume,timestamp".into()); })),
+            ("tz", format!("{HEADER}2020-01-01 01:00:00,1,2,0.5,1.5,7\n2020-01-01 01:01:00,1,2,0.5,1.5,7\n2020-01-01 01:02:00,1,2,0.5,1.5,7\n"), spec(|s| s.tz = Some("Europe/Berlin".into()))),
+            ("newest first", format!("{HEADER}1577836920,1,2,0.5,1.5,7\n1577836860,1,2,0.5,1.5,7\n1577836800,1,2,0.5,1.5,7\n"), FormatSpec::default()),
+            ("skip", format!("{HEADER}1577836800,1,2,0.5,1.5,7\n1577836830,null,null,null,null,null\n1577836860,1,2,0.5,1.5,7\n1577836920,1,2,0.5,1.5,7\n"), spec(|s| s.on_missing = Some("skip".into()))),
+            ("binance", "1577836800000,1,2,0.5,1.5,7,1577836859999,1,1,1,1,0\n1577836860000,1,2,0.5,1.5,7,0,1,1,1,1,0\n1577836920000,1,2,0.5,1.5,7,0,1,1,1,1,0\n".into(), spec(|s| s.preset = Some("binance".into()))),
+            ("metatrader", "2020.01.01,00:00,1,2,0.5,1.5,7\n2020.01.01,00:01,1,2,0.5,1.5,7\n2020.01.01,00:02,1,2,0.5,1.5,7\n".into(), spec(|s| s.preset = Some("metatrader".into()))),
+        ];
+        for (name, text, spec) in cases {
+            let s = load_with(&text, spec).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(&s[0].time[..], &want_times, "{name}");
+            assert_eq!(s[0].close.exact.get(2), dec("1.5"), "{name}");
+            assert_eq!(s[0].volume.exact.get(0), dec("7"), "{name}");
+        }
+        // ffill repeats the previous close, with zero volume.
+        let text = format!("{HEADER}1577836800,1,2,0.5,1.5,7\n1577836860,,,,,\n");
+        let s = load_with(
+            &text,
+            FormatSpec {
+                on_missing: Some("ffill".into()),
+                ..Default::default()
+            },
+        )
+        .expect("ffill");
+        assert_eq!(s[0].open.exact.get(1), dec("1.5"));
+        assert_eq!(s[0].volume.exact.get(1), dec("0"));
+    }
+
+    #[test]
+    fn refusals_suggest_the_option() {
+        use crate::data::FormatSpec;
+        let cases: Vec<(String, FormatSpec, &str)> = vec![
+            (
+                "Date;Open;High;Low;Close;Volume\n2020-01-01;1;2;0.5;1.5;7\n".into(),
+                FormatSpec {
+                    delimiter: Some(",".into()),
+                    ..Default::default()
+                },
+                "looks `;`-separated: try `--delimiter ';'`",
+            ),
+            (
+                "2020-01-01T00:00:00Z,1,2,0.5,1.5,7\n".into(),
+                FormatSpec::default(),
+                "try `--no-header`",
+            ),
+            (
+                format!("{HEADER}31.01.2020,1,2,0.5,1.5,7\n"),
+                FormatSpec::default(),
+                "try `--date-format '%d.%m.%Y'`",
+            ),
+            (
+                format!("{HEADER}2020-01-01,null,2,0.5,1.5,7\n"),
+                FormatSpec::default(),
+                "try `--on-missing skip`",
+            ),
+            (
+                "When,open,high,low,close,volume\n2020-01-01,1,2,0.5,1.5,7\n".into(),
+                FormatSpec::default(),
+                "`--columns timestamp=NAME`",
+            ),
+        ];
+        for (text, spec, want) in cases {
+            let err = load_with(&text, spec).expect_err(want);
+            let hint = err.hint().unwrap_or_default();
+            assert!(hint.contains(want), "{err}: hint {hint:?}");
+            assert!(err.line_or_row().is_some(), "{err}");
         }
     }
 
@@ -804,9 +1240,15 @@ mod tests {
         ];
         for (name, text) in cases {
             let path = write(&dir, "PAR.csv", text.as_bytes());
-            let sequential = read_from(&path, text.as_bytes(), "PAR");
-            let parallel = read_parallel(&path, File::open(&path).expect("open"), "PAR", 2)
-                .expect("no I/O error");
+            let sequential = read_from(&path, text.as_bytes(), "PAR", &Format::default());
+            let parallel = read_parallel(
+                &path,
+                File::open(&path).expect("open"),
+                "PAR",
+                &Format::default(),
+                2,
+            )
+            .expect("no I/O error");
             match (&sequential, parallel) {
                 (Ok(want), Some(got)) => {
                     assert_eq!(got.len(), want.len(), "{name}");
@@ -835,7 +1277,7 @@ mod tests {
                 }
             }
             // And through the front door, errors are the one-thread pass's.
-            let via_read = read(&path, "PAR");
+            let via_read = read(&path, "PAR", &Format::default());
             match (&sequential, via_read) {
                 (Ok(_), Ok(_)) => {}
                 (Err(want), Err(got)) => assert_eq!(got.to_string(), want.to_string(), "{name}"),

@@ -195,6 +195,19 @@ pub(crate) fn parse_value(text: &[u8]) -> Result<Value, String> {
 /// Exact value of a (mantissa, scale) pair from a typed source (Parquet decimals and
 /// integers), with `float` parsed from its canonical decimal text like any other value.
 /// `buf` is scratch space reused across calls.
+/// `m × 10^-scale` as the `f64` that parsing its decimal text gives (one exact division when
+/// possible, else through the text).
+pub(crate) fn to_float(m: i64, scale: u32) -> f64 {
+    match exact_float(m.unsigned_abs(), scale) {
+        Some(f) if m < 0 => -f,
+        Some(f) => f,
+        None => Decimal::new(m, scale.min(MAX_SCALE))
+            .to_string()
+            .parse()
+            .unwrap_or(f64::NAN),
+    }
+}
+
 pub(crate) fn from_mantissa(m: i128, scale: i32, buf: &mut String) -> Result<Value, String> {
     let (mut m, mut scale) = (m, i64::from(scale));
     if scale < 0 {
@@ -217,6 +230,14 @@ pub(crate) fn from_mantissa(m: i128, scale: i32, buf: &mut String) -> Result<Val
     let mantissa = i64::try_from(m).map_err(|_| {
         format!("decimal with mantissa {m} has too many digits to store exactly in 64 bits")
     })?;
+    // The common case (a catalog's prices): one exact division, no text.
+    if let Some(f) = exact_float(mantissa.unsigned_abs(), scale as u32) {
+        return Ok(Value {
+            mantissa,
+            scale: scale as u32,
+            float: if mantissa < 0 { -f } else { f },
+        });
+    }
     let value = Decimal::new(mantissa, scale as u32);
     buf.clear();
     // Writing to a String cannot fail.

@@ -7,6 +7,7 @@
 
 mod csv;
 mod decimal;
+mod format;
 mod parquet;
 mod timestamp;
 mod validate;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use crate::market::BarColumn;
 use crate::model::TimestampNs;
 
+pub use format::{ColumnMap, DateFormat, Format, FormatSpec, Header, OnMissing, Preset};
 pub use timestamp::parse_timestamp;
 
 /// Decimal values of one column, stored as `i64` mantissas at one shared scale.
@@ -288,6 +290,8 @@ pub struct LoadOptions {
     pub start_ns: Option<i64>,
     /// Keep bars whose open time is before this (UTC ns, exclusive).
     pub end_ns: Option<i64>,
+    /// The file's layout (delimiter, header, columns, time format and zone, missing values).
+    pub format: Format,
 }
 
 /// Where in a file a problem is: a CSV line (1-based, the header is line 1) or a Parquet data
@@ -338,7 +342,7 @@ pub enum DataError {
         source: std::io::Error,
     },
     #[error(
-        "{}: unsupported data file type; supported formats are .csv, .parquet and .pq",
+        "{}: unsupported data file type; supported formats are .csv (also .txt, .tsv), .parquet and .pq",
         path.display()
     )]
     UnsupportedFormat { path: PathBuf },
@@ -352,6 +356,8 @@ pub enum DataError {
         location: Option<Location>,
         column: Option<String>,
         message: String,
+        /// The option that would read the file, when one would.
+        hint: Option<String>,
     },
 }
 
@@ -377,6 +383,21 @@ impl DataError {
         }
     }
 
+    /// What to try instead (an option that reads such a file), where there is one.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            DataError::Invalid { hint, .. } => hint.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn with_hint(mut self, text: Option<String>) -> Self {
+        if let DataError::Invalid { hint, .. } = &mut self {
+            *hint = text;
+        }
+        self
+    }
+
     /// The column as named in the file's header, where the error concerns one column.
     pub fn column(&self) -> Option<&str> {
         match self {
@@ -396,6 +417,7 @@ impl DataError {
             location,
             column: column.map(str::to_owned),
             message: message.into(),
+            hint: None,
         }
     }
 
@@ -428,8 +450,8 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Vec<BarSeries>, DataError
             .unwrap_or_default(),
     };
     let series = match ext.as_deref() {
-        Some("csv") => self::csv::read(path, &default_symbol)?,
-        Some("parquet" | "pq") => self::parquet::read(path, &default_symbol)?,
+        Some("csv" | "txt" | "tsv") => self::csv::read(path, &default_symbol, &opts.format)?,
+        Some("parquet" | "pq") => self::parquet::read(path, &default_symbol, &opts.format)?,
         _ => {
             return Err(DataError::UnsupportedFormat {
                 path: path.to_path_buf(),
@@ -440,6 +462,21 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Vec<BarSeries>, DataError
         .into_iter()
         .map(|s| s.retain_range(opts.start_ns, opts.end_ns))
         .collect())
+}
+
+/// Parquet files of one symbol, each after the last (a catalog dataset's partitions), as one
+/// series, keeping bars in `start_ns..end_ns`. Every row is checked as a file's rows are.
+pub fn load_parts(
+    paths: &[PathBuf],
+    symbol: &str,
+    start_ns: Option<i64>,
+    end_ns: Option<i64>,
+) -> Result<BarSeries, DataError> {
+    let series = match parquet::read_parts_columnar(paths, symbol)? {
+        Some(series) => series,
+        None => parquet::read_parts(paths, symbol)?,
+    };
+    Ok(series.retain_range(start_ns, end_ns))
 }
 
 #[cfg(test)]

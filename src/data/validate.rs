@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::decimal::{Value, rescale};
+use super::format::{ColumnMap, Role, Source};
 use super::{BarSeries, Column, DecimalColumn, Location};
 use crate::market::BarColumn;
 use crate::model::format_timestamp;
@@ -44,6 +45,18 @@ impl Field {
             Field::Symbol => "symbol",
         }
     }
+
+    pub fn role(self) -> Role {
+        match self {
+            Field::Timestamp => Role::Timestamp,
+            Field::Open => Role::Open,
+            Field::High => Role::High,
+            Field::Low => Role::Low,
+            Field::Close => Role::Close,
+            Field::Volume => Role::Volume,
+            Field::Symbol => Role::Symbol,
+        }
+    }
 }
 
 /// A row failure, located by the reader (which knows the file and the line or row).
@@ -65,7 +78,10 @@ impl RowError {
 /// Positions of the understood columns in a header (CSV field or Arrow schema index).
 #[derive(Debug)]
 pub(crate) struct Columns {
+    /// The whole timestamp, or the date of a split date/time pair.
     pub timestamp: usize,
+    /// The time-of-day column of a split date/time pair.
+    pub time_of_day: Option<usize>,
     /// open, high, low, close, volume.
     pub values: [usize; 5],
     pub symbol: Option<usize>,
@@ -73,81 +89,168 @@ pub(crate) struct Columns {
     names: Vec<String>,
 }
 
-const TIME_ALIASES: [&str; 4] = ["timestamp", "datetime", "time", "date"];
+/// Why a header could not be resolved, and the option that would help.
+#[derive(Debug)]
+pub(crate) struct ResolveError {
+    pub message: String,
+    /// The roles left without a column.
+    pub missing: Vec<Role>,
+}
 
 impl Columns {
     /// Matches names case-insensitively after trimming; `time`, `datetime` and `date` stand for
-    /// `timestamp`. Other columns are ignored.
+    /// `timestamp`, and a `date` and a `time` column together give it. Other columns are
+    /// ignored.
+    #[cfg(test)]
     pub fn resolve<S: AsRef<str>>(header: &[S]) -> Result<Columns, String> {
-        let names: Vec<String> = header
+        Self::resolve_with(header, None, true).map_err(|e| e.message)
+    }
+
+    /// [`Self::resolve`] with a `--columns` map over it; without a header (`has_header`
+    /// false) only the map places columns, and `header` just gives their number.
+    pub fn resolve_with<S: AsRef<str>>(
+        header: &[S],
+        map: Option<&ColumnMap>,
+        has_header: bool,
+    ) -> Result<Columns, ResolveError> {
+        let fail = |message: String| ResolveError {
+            message,
+            missing: Vec::new(),
+        };
+        let mut names: Vec<String> = header
             .iter()
             .map(|n| n.as_ref().trim_start_matches('\u{feff}').trim().to_owned())
             .collect();
-        let lower: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        // MetaTrader writes `<DATE>`, `<OPEN>`...
+        let lower: Vec<String> = names
+            .iter()
+            .map(|n| {
+                let n = n.to_ascii_lowercase();
+                match n.strip_prefix('<').and_then(|n| n.strip_suffix('>')) {
+                    Some(inner) => inner.to_owned(),
+                    None => n,
+                }
+            })
+            .collect();
+        let found = if !has_header || names.iter().all(String::is_empty) {
+            format!("none (the file has {} columns and no header)", names.len())
+        } else {
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut placed: Vec<(Role, usize)> = Vec::new();
+        for (role, source) in map.map_or(&[][..], |m| &m.entries[..]) {
+            let at = match source {
+                Source::Position(p) if *p < names.len() => *p,
+                Source::Position(p) => {
+                    return Err(fail(format!(
+                        "`--columns` puts {} at position {p}, but the file has {} columns \
+                         (positions count from 0)",
+                        role.name(),
+                        names.len()
+                    )));
+                }
+                Source::Name(name) => {
+                    let want = name.trim().to_ascii_lowercase();
+                    match (0..lower.len())
+                        .find(|&i| lower[i] == want || names[i].eq_ignore_ascii_case(name.trim()))
+                    {
+                        Some(i) if has_header => i,
+                        _ => {
+                            return Err(fail(format!(
+                                "`--columns` names a column `{name}` for {}, but there is none; \
+                                 columns found: {}",
+                                role.name(),
+                                found
+                            )));
+                        }
+                    }
+                }
+            };
+            placed.push((*role, at));
+        }
         let positions =
             |want: &str| -> Vec<usize> { (0..lower.len()).filter(|&i| lower[i] == want).collect() };
-        let unique = |want: &str| -> Result<Option<usize>, String> {
+        let unique = |want: &str| -> Result<Option<usize>, ResolveError> {
+            if !has_header {
+                return Ok(None);
+            }
             match positions(want)[..] {
                 [] => Ok(None),
                 [i] => Ok(Some(i)),
-                _ => Err(format!("column `{want}` appears more than once")),
+                _ => Err(fail(format!("column `{want}` appears more than once"))),
             }
         };
-
-        let mut missing: Vec<String> = Vec::new();
-        // A full timestamp column wins over partial aliases; a separate `date` and `time`
-        // pair cannot be used as either alone.
-        let mut timestamp = None;
-        for alias in &TIME_ALIASES[..2] {
-            if let Some(i) = unique(alias)? {
-                timestamp = Some(i);
-                break;
+        let mapped = |role: Role| placed.iter().find(|(r, _)| *r == role).map(|&(_, i)| i);
+        let by = |role: Role, aliases: &[&str]| -> Result<Option<usize>, ResolveError> {
+            if let Some(i) = mapped(role) {
+                return Ok(Some(i));
             }
-        }
-        if timestamp.is_none() {
-            match (unique("time")?, unique("date")?) {
-                (Some(t), Some(d)) => {
-                    return Err(format!(
-                        "found both `{}` and `{}` columns; combine them into one `timestamp` column",
-                        names[d], names[t]
-                    ));
+            for alias in aliases {
+                if let Some(i) = unique(alias)? {
+                    return Ok(Some(i));
                 }
-                (t, d) => timestamp = t.or(d),
             }
-        }
+            Ok(None)
+        };
+
+        // A full timestamp column wins over a date/time pair; either half alone is a timestamp.
+        let (timestamp, time_of_day) = match by(Role::Timestamp, &["timestamp", "datetime"])? {
+            Some(t) => (Some(t), None),
+            None => match (by(Role::Date, &["date"])?, by(Role::Time, &["time"])?) {
+                (Some(d), Some(t)) => (Some(d), Some(t)),
+                (d, t) => (d.or(t), None),
+            },
+        };
+        let mut missing = Vec::new();
         if timestamp.is_none() {
-            missing.push("`timestamp` (or `time`, `datetime`, `date`)".to_owned());
+            missing.push(Role::Timestamp);
         }
         let mut values = [0usize; 5];
         for (slot, field) in values.iter_mut().zip(Field::VALUES) {
-            match unique(field.name())? {
+            let role = field.role();
+            match by(role, &[field.name()])? {
                 Some(i) => *slot = i,
-                None => missing.push(format!("`{}`", field.name())),
+                None => missing.push(role),
             }
         }
-        let symbol = unique("symbol")?;
+        let symbol = by(Role::Symbol, &["symbol"])?;
+        if !has_header {
+            for (i, name) in names.iter_mut().enumerate() {
+                *name = format!("column {}", i + 1);
+            }
+            for &(role, at) in &placed {
+                names[at] = role.name().to_owned();
+            }
+        }
         match timestamp {
             Some(timestamp) if missing.is_empty() => Ok(Columns {
                 timestamp,
+                time_of_day,
                 values,
                 symbol,
                 names,
             }),
             _ => {
-                let found = if names.iter().all(String::is_empty) {
-                    "none".to_owned()
-                } else {
-                    names
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                Err(format!(
-                    "missing column{} {}; columns found: {found}",
-                    if missing.len() > 1 { "s" } else { "" },
-                    missing.join(", ")
-                ))
+                let listed: Vec<String> = missing
+                    .iter()
+                    .map(|r| match r {
+                        Role::Timestamp => "`timestamp` (or `time`, `datetime`, `date`)".to_owned(),
+                        r => format!("`{}`", r.name()),
+                    })
+                    .collect();
+                Err(ResolveError {
+                    message: format!(
+                        "missing column{} {}; columns found: {}",
+                        if missing.len() > 1 { "s" } else { "" },
+                        listed.join(", "),
+                        found
+                    ),
+                    missing,
+                })
             }
         }
     }
@@ -165,6 +268,11 @@ impl Columns {
         };
         i.and_then(|i| self.names.get(i))
             .map_or(field.name(), String::as_str)
+    }
+
+    /// Number of columns the header (or first row) has.
+    pub fn width(&self) -> usize {
+        self.names.len()
     }
 }
 
@@ -398,6 +506,16 @@ impl SeriesBuilder {
         self.time.len()
     }
 
+    /// The close of the last bar, exactly as stored (for forward-filling a missing row).
+    pub fn last_close(&self) -> Option<Value> {
+        let close = &self.columns[3];
+        Some(Value {
+            mantissa: *close.mantissas.last()?,
+            scale: close.scale,
+            float: *close.floats.last()?,
+        })
+    }
+
     pub fn finish(self, source: &Path) -> BarSeries {
         let [open, high, low, close, volume] = self.columns.map(ColumnBuilder::finish);
         BarSeries {
@@ -597,9 +715,9 @@ mod tests {
         );
         let err = Columns::resolve(&["open", "high", "low", "close", "volume"]).expect_err("ts");
         assert!(err.contains("missing column `timestamp` (or"), "{err}");
-        let err = Columns::resolve(&["Date", "Time", "open", "high", "low", "close", "volume"])
-            .expect_err("date+time");
-        assert!(err.contains("combine them"), "{err}");
+        let c = Columns::resolve(&["Date", "Time", "open", "high", "low", "close", "volume"])
+            .expect("date+time");
+        assert_eq!((c.timestamp, c.time_of_day), (0, Some(1)));
         let err = Columns::resolve(&["time", "open", "open", "high", "low", "close", "volume"])
             .expect_err("dup");
         assert!(err.contains("`open` appears more than once"), "{err}");

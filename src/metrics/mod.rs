@@ -183,6 +183,8 @@ pub struct RunInfo {
     pub bar_interval_ns: i64,
     /// The account's currency: the summary shows money to its precision.
     pub currency: crate::model::Currency,
+    /// The catalog datasets the run read and their checksums (`data` in metrics.json).
+    pub data: Option<serde_json::Value>,
 }
 
 /// Which returns the Sharpe and Sortino ratios are computed from (written to `metrics.json`

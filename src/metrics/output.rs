@@ -156,6 +156,8 @@ struct MetricsJson<'a> {
     #[serde(flatten)]
     metrics: &'a Metrics,
     run: RunJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -202,6 +204,7 @@ fn json_doc<'a>(info: &'a RunInfo, metrics: &'a Metrics) -> MetricsJson<'a> {
             python_version: &info.python_version,
             bar_interval_ns: info.bar_interval_ns,
         },
+        data: info.data.as_ref(),
     }
 }
 
@@ -475,6 +478,7 @@ pub(crate) mod tests {
             python_version: "3.12.3".into(),
             bar_interval_ns: 60_000_000_000,
             currency: Default::default(),
+            data: None,
         }
     }
 

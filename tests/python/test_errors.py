@@ -191,9 +191,10 @@ BAD_DATA = {
     "high_below_close": ("timestamp,open,high,low,close,volume\n2024-01-01T00:00:00Z,1,1.5,0.5,1.6,10\n", 2, "high"),
     "low_above_open": ("timestamp,open,high,low,close,volume\n2024-01-01T00:00:00Z,1,2,1.1,1.5,10\n", 2, "low"),
     "negative_volume": ("timestamp,open,high,low,close,volume\n2024-01-01T00:00:00Z,1,2,0.5,1.5,-3\n", 2, "volume"),
+    # (Two rows going back would be a newest-first file, which is read oldest first.)
     "unsorted": (
         "timestamp,open,high,low,close,volume\n2024-01-01T00:01:00Z,1,2,0.5,1.5,1\n"
-        "2024-01-01T00:00:00Z,1,2,0.5,1.5,1\n", 3, "unsorted",
+        "2024-01-01T00:00:00Z,1,2,0.5,1.5,1\n2024-01-01T00:02:00Z,1,2,0.5,1.5,1\n", 3, "unsorted",
     ),
     "duplicate": (
         "timestamp,open,high,low,close,volume\n2024-01-01T00:00:00Z,1,2,0.5,1.5,1\n"

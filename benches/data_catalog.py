@@ -1,0 +1,102 @@
+"""Data catalog benchmarks (issue 14), release binary.
+
+    .venv/bin/python benches/data_catalog.py [--rows 1000000] [--repeat 3]
+
+Figures (median of --repeat):
+- `rustybt data import` of a --rows CSV in rustybt's layout, and of the same bars in a mapped
+  layout (`;`-separated, columns in another order with an extra column, `--columns` by name):
+  rows/s of the whole process;
+- the whole `rustybt run` of algorithms/sma_cross.py on the CSV (`--data`) and from the catalog
+  (`--symbols`): seconds and bars/s;
+- loading --rows bars from the catalog into a series: the Rust test
+  `catalog::tests::load_one_million_bars` (run separately, see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(os.environ.get("RUSTYBT_BIN", ROOT / "target" / "release" / "rustybt"))
+sys.path.insert(0, str(ROOT / "benches"))
+from run_benchmarks import make_data  # noqa: E402
+
+
+def timed(argv: list[str]) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(argv)}\n{proc.stderr}")
+    return wall
+
+
+def mapped_copy(path: Path, out: Path) -> None:
+    with path.open() as f, out.open("w", newline="") as g:
+        reader = csv.reader(f)
+        writer = csv.writer(g, delimiter=";", lineterminator="\n")
+        next(reader)
+        writer.writerow(["Close", "Volume", "Note", "Open", "High", "Low", "When"])
+        for t, o, h, lo, c, v in reader:
+            writer.writerow([c, v, "x", o, h, lo, t])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    data = make_data(args.rows)
+    work = Path(tempfile.mkdtemp(prefix="rustybt-catalog-bench-"))
+    try:
+        src = work / "BENCH.csv"
+        shutil.copy(data, src)
+        mapped = work / "MAPPED.csv"
+        mapped_copy(src, mapped)
+        catalog = work / "catalog"
+        imports = []
+        for _ in range(args.repeat):
+            shutil.rmtree(catalog, ignore_errors=True)
+            imports.append(timed([str(BIN), "data", "import", str(src), "--catalog", str(catalog)]))
+        mapped_imports = []
+        for _ in range(args.repeat):
+            shutil.rmtree(work / "catalog2", ignore_errors=True)
+            mapped_imports.append(
+                timed(
+                    [str(BIN), "data", "import", str(mapped), "--symbol", "BENCH", "--catalog", str(work / "catalog2"),
+                     "--columns", "timestamp=When,open=Open,high=High,low=Low,close=Close,volume=Volume"]
+                )
+            )
+        algo = str(ROOT / "algorithms" / "sma_cross.py")
+        csv_runs = [
+            timed([str(BIN), "run", "--algo", algo, "--data", str(src), "--no-progress", "--quiet", "--out", str(work / "o1")])
+            for _ in range(args.repeat)
+        ]
+        cat_runs = [
+            timed([str(BIN), "run", "--algo", algo, "--symbols", "BENCH", "--catalog", str(catalog), "--no-progress",
+                   "--quiet", "--out", str(work / "o2")])
+            for _ in range(args.repeat)
+        ]
+        med = statistics.median
+        print(f"rows: {args.rows}")
+        print(f"data import (rustybt layout): {med(imports):.3f} s, {args.rows / med(imports):,.0f} rows/s")
+        print(f"data import (mapped ;-separated): {med(mapped_imports):.3f} s, {args.rows / med(mapped_imports):,.0f} rows/s")
+        print(f"run sma_cross --data CSV: {med(csv_runs):.3f} s, {args.rows / med(csv_runs):,.0f} bars/s")
+        print(f"run sma_cross --symbols (catalog): {med(cat_runs):.3f} s, {args.rows / med(cat_runs):,.0f} bars/s")
+        size = sum(p.stat().st_size for p in catalog.rglob("*.parquet"))
+        print(f"catalog size: {size / 2**20:.1f} MiB (CSV {src.stat().st_size / 2**20:.1f} MiB)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,328 @@
+//! `rustybt data`: import files into the catalog, list, show, verify and remove datasets.
+//! The work is done by `crate::catalog`; this file parses, wires and prints.
+
+use std::path::{Path, PathBuf};
+
+use super::{DataAction, DataCommand, DatasetArgs, ImportArgs};
+use crate::catalog::{
+    Catalog, CatalogError, DatasetInfo, Selector, infer_interval, timeframe_label,
+};
+use crate::data::{self, Format, LoadOptions};
+use crate::error::{Error, ExitCode};
+use crate::market::timeframe::Timeframe;
+use crate::model::format_timestamp;
+
+impl From<CatalogError> for Error {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::Data(e) => Error::Data(e),
+            CatalogError::Storage(message) => Error::Storage {
+                message,
+                hint: Some("check the catalog folder's permissions and free space; `rustybt data verify` checks it".into()),
+            },
+            CatalogError::Invalid(message) => Error::usage(message),
+        }
+    }
+}
+
+/// The catalog folder: `--catalog`, else `RUSTYBT_DATA`, else `~/.rustybt/data`.
+pub fn catalog_root(flag: Option<&Path>) -> PathBuf {
+    flag.map_or_else(Catalog::default_root, Path::to_path_buf)
+}
+
+pub fn data(command: DataCommand) -> Result<ExitCode, Error> {
+    let root = catalog_root(command.catalog.as_deref());
+    let mut catalog = Catalog::open(&root)?;
+    match command.action {
+        DataAction::Import(args) => import(&mut catalog, &args),
+        DataAction::List { json } => list(&catalog, json),
+        DataAction::Show(args) => show(&catalog, &args),
+        DataAction::Verify => verify(&mut catalog),
+        DataAction::Rm(args) => remove(&mut catalog, &args),
+    }
+}
+
+fn import(catalog: &mut Catalog, args: &ImportArgs) -> Result<ExitCode, Error> {
+    let format = Format::from_spec(&args.format.spec()).map_err(Error::usage)?;
+    let interval = args
+        .timeframe
+        .as_deref()
+        .map(|t| match Timeframe::parse(t) {
+            Ok(Timeframe::Fixed { nanos, .. }) => Ok((t.trim().to_owned(), nanos)),
+            Ok(_) => Err(Error::usage(format!(
+                "`--timeframe {t}`: weeks and months cannot be stored; import the daily bars"
+            ))),
+            Err(e) => Err(Error::usage(e)),
+        })
+        .transpose()?;
+    let options = LoadOptions {
+        symbol: args.symbol.clone(),
+        format,
+        ..Default::default()
+    };
+    for file in &args.files {
+        for series in data::load(file, &options)? {
+            let (label, interval_ns) = match &interval {
+                Some((label, ns)) => (label.clone(), *ns),
+                None => {
+                    let ns = infer_interval(&series.time).ok_or_else(|| {
+                        Error::usage_with_hint(
+                            format!(
+                                "`{}` has one bar of {}: its timeframe cannot be inferred",
+                                file.display(),
+                                series.symbol
+                            ),
+                            "give it with `--timeframe 1m` (or 1h, 1d...)",
+                        )
+                    })?;
+                    (timeframe_label(ns), ns)
+                }
+            };
+            let origin = std::path::absolute(file).unwrap_or_else(|_| file.clone());
+            let report = catalog.import(
+                &args.source,
+                &label,
+                interval_ns,
+                &series,
+                &origin.display().to_string(),
+            )?;
+            let d = &report.dataset;
+            println!(
+                "imported {} bars of {} {} from {} ({} partition{} written); the dataset has {} bars from {} to {}",
+                report.bars,
+                d.symbol,
+                d.timeframe,
+                file.display(),
+                report.partitions_written,
+                if report.partitions_written == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                d.rows(),
+                d.first_ns().map(format_timestamp).unwrap_or_default(),
+                d.last_ns().map(format_timestamp).unwrap_or_default(),
+            );
+            print_findings(d, 3);
+        }
+    }
+    Ok(ExitCode::Success)
+}
+
+fn print_findings(d: &DatasetInfo, at_most: usize) {
+    let errors = d.errors().count();
+    let warnings = d
+        .findings
+        .iter()
+        .filter(|f| f.severity == crate::catalog::Severity::Warning)
+        .count();
+    if errors + warnings == 0 {
+        return;
+    }
+    eprintln!(
+        "{}: {errors} error{} and {warnings} warning{} (see `rustybt data show {}`)",
+        d.label(),
+        if errors == 1 { "" } else { "s" },
+        if warnings == 1 { "" } else { "s" },
+        d.symbol
+    );
+    for f in d
+        .findings
+        .iter()
+        .filter(|f| f.severity >= crate::catalog::Severity::Warning)
+        .take(at_most)
+    {
+        eprintln!("  {}: {}", f.severity.name(), f.message);
+    }
+}
+
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GB", b as f64 / f64::from(1u32 << 30)),
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / f64::from(1u32 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+fn dataset_json(d: &DatasetInfo, detail: bool) -> serde_json::Value {
+    let mut v = d.summary_json();
+    v["gaps"] = d.gaps().into();
+    v["bytes"] = d.bytes().into();
+    v["errors"] = d.errors().count().into();
+    if detail {
+        v["intervals"] = d
+            .intervals
+            .iter()
+            .map(|&(s, e)| serde_json::json!([format_timestamp(s), format_timestamp(e)]))
+            .collect();
+        v["partitions"] = d.partitions.iter().map(|p| serde_json::json!({"key": p.key, "file": p.file, "rows": p.rows, "checksum": p.checksum})).collect();
+        v["findings"] = d.findings.iter().map(|f| serde_json::json!({"severity": f.severity.name(), "kind": f.kind, "time": f.time_ns.map(format_timestamp), "message": f.message})).collect();
+        v["origin"] = d.origin.clone().into();
+        v["fetched_at"] = d.fetched_at.clone().into();
+        v["scales"] = serde_json::json!(d.scales);
+    }
+    v
+}
+
+fn list(catalog: &Catalog, json: bool) -> Result<ExitCode, Error> {
+    let datasets = catalog.datasets()?;
+    if json {
+        let all: Vec<_> = datasets.iter().map(|d| dataset_json(d, false)).collect();
+        println!("{}", serde_json::Value::Array(all));
+        return Ok(ExitCode::Success);
+    }
+    if datasets.is_empty() {
+        eprintln!(
+            "the catalog `{}` is empty; add data with `rustybt data import FILE --symbol X`",
+            catalog.root().display()
+        );
+        return Ok(ExitCode::Success);
+    }
+    println!(
+        "{:<12} {:<14} {:<4} {:<20} {:<20} {:>10} {:>6} {:>9}",
+        "SOURCE", "SYMBOL", "TF", "FIRST", "LAST", "ROWS", "GAPS", "SIZE"
+    );
+    for d in &datasets {
+        println!(
+            "{:<12} {:<14} {:<4} {:<20} {:<20} {:>10} {:>6} {:>9}",
+            d.source,
+            d.symbol,
+            d.timeframe,
+            d.first_ns().map(format_timestamp).unwrap_or_default(),
+            d.last_ns().map(format_timestamp).unwrap_or_default(),
+            d.rows(),
+            d.gaps(),
+            size(d.bytes())
+        );
+    }
+    Ok(ExitCode::Success)
+}
+
+fn selector(args: &DatasetArgs) -> Selector {
+    Selector {
+        symbol: Some(args.symbol.clone()),
+        timeframe: args.timeframe.clone(),
+        source: args.source.clone(),
+    }
+}
+
+fn chosen(catalog: &Catalog, args: &DatasetArgs) -> Result<Vec<DatasetInfo>, Error> {
+    let found = catalog.select(&selector(args))?;
+    if found.is_empty() {
+        return Err(Error::usage_with_hint(
+            format!(
+                "no dataset of `{}` in the catalog `{}`",
+                args.symbol,
+                catalog.root().display()
+            ),
+            "`rustybt data list` shows what the catalog holds",
+        ));
+    }
+    Ok(found)
+}
+
+fn show(catalog: &Catalog, args: &DatasetArgs) -> Result<ExitCode, Error> {
+    let found = chosen(catalog, args)?;
+    if args.json {
+        let all: Vec<_> = found.iter().map(|d| dataset_json(d, true)).collect();
+        println!("{}", serde_json::Value::Array(all));
+        return Ok(ExitCode::Success);
+    }
+    for d in &found {
+        println!("{}", d.label());
+        println!(
+            "  rows       {} in {} partition(s), {}",
+            d.rows(),
+            d.partitions.len(),
+            size(d.bytes())
+        );
+        println!("  checksum   {}", d.checksum);
+        println!("  origin     {} (written {})", d.origin, d.fetched_at);
+        println!(
+            "  folder     {}",
+            catalog
+                .files(d)
+                .first()
+                .and_then(|f| f.parent())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+        for (s, e) in &d.intervals {
+            println!(
+                "  covers     {} .. {}",
+                format_timestamp(*s),
+                format_timestamp(*e)
+            );
+        }
+        println!("  gaps       {}", d.gaps());
+        if d.findings.is_empty() {
+            println!("  findings   none");
+        }
+        for f in &d.findings {
+            println!("  {:<10} {} ({})", f.severity.name(), f.message, f.kind);
+        }
+        let series = catalog.load(d, None, None)?;
+        let n = series.len();
+        println!(
+            "  {:<20} {:>14} {:>14} {:>14} {:>14} {:>14}",
+            "time", "open", "high", "low", "close", "volume"
+        );
+        let rows: Vec<usize> = if n <= 6 {
+            (0..n).collect()
+        } else {
+            (0..3).chain(n - 3..n).collect()
+        };
+        for (j, &i) in rows.iter().enumerate() {
+            if j == 3 && n > 6 {
+                println!("  ...");
+            }
+            println!(
+                "  {:<20} {:>14} {:>14} {:>14} {:>14} {:>14}",
+                format_timestamp(series.time[i]),
+                series.open.exact.get(i),
+                series.high.exact.get(i),
+                series.low.exact.get(i),
+                series.close.exact.get(i),
+                series.volume.exact.get(i)
+            );
+        }
+    }
+    Ok(ExitCode::Success)
+}
+
+fn verify(catalog: &mut Catalog) -> Result<ExitCode, Error> {
+    let report = catalog.verify()?;
+    for path in &report.removed {
+        eprintln!(
+            "removed an unreferenced file left by an interrupted write: {}",
+            path.display()
+        );
+    }
+    for p in &report.problems {
+        println!("problem: {p}");
+    }
+    println!(
+        "checked {} dataset(s), {} partition(s): {}",
+        report.datasets,
+        report.partitions,
+        if report.problems.is_empty() {
+            "ok".to_owned()
+        } else {
+            format!("{} problem(s)", report.problems.len())
+        }
+    );
+    Ok(if report.problems.is_empty() {
+        ExitCode::Success
+    } else {
+        ExitCode::Data
+    })
+}
+
+fn remove(catalog: &mut Catalog, args: &DatasetArgs) -> Result<ExitCode, Error> {
+    chosen(catalog, args)?;
+    for d in catalog.remove(&selector(args))? {
+        println!("removed {} ({} bars)", d.label(), d.rows());
+    }
+    Ok(ExitCode::Success)
+}
