@@ -61,7 +61,7 @@ test-python-alt:
 	@echo "Python suite under $(PYTHON_VERSION), then: $(or $(PYTHON_ALTS),no other supported Python installed)"
 	$(foreach v,$(PYTHON_ALTS),$(MAKE) test-python PYTHON=$(call find_python,$(v)) VENV=.venv-$(v) TARGET_DIR=target/py$(v) &&) true
 
-test: test-rust test-python test-python-alt
+test: test-rust test-python
 
 bench: build
 	$(PY) benches/run_benchmarks.py --peers
