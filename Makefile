@@ -1,8 +1,7 @@
 # The two commands of the README:
 #   make run    set up .venv, build, and backtest algorithms/sma_cross.py on the sample data
-#   make test   set up .venv, build, and run every test (Rust and Python, under 3.12 if installed),
-#               then the Python suite again under the other supported versions installed
-#   make test-python-alt   only that rerun under 3.11 and 3.13
+#   make test   set up .venv, build, and run every test (Rust and Python, under 3.12 if installed)
+#   make test-python-alt   the Python suite again under 3.11 and 3.13 where installed
 
 # A CPython built with a shared libpython (the binary embeds it), newest supported first:
 # on PATH as pythonX.Y, or installed by pyenv.
