@@ -120,7 +120,27 @@ impl Ledger {
             .ok_or(LedgerError::UnknownSymbol(symbol.0))?;
         position.mark = price;
         if let Some(trade) = position.open_trade.as_mut() {
-            trade.seen(price);
+            trade.seen(price, price);
+        }
+        Ok(())
+    }
+
+    /// Marks `symbol` at a bar's close after its fills; the open trade's excursions also see
+    /// the bar's low and high (MAE/MFE use the intrabar range, not just closes).
+    pub fn mark_bar(
+        &mut self,
+        symbol: SymbolId,
+        low: Decimal,
+        high: Decimal,
+        close: Decimal,
+    ) -> Result<(), LedgerError> {
+        let position = self
+            .positions
+            .get_mut(symbol.index())
+            .ok_or(LedgerError::UnknownSymbol(symbol.0))?;
+        position.mark = close;
+        if let Some(trade) = position.open_trade.as_mut() {
+            trade.seen(low.min(close), high.max(close));
         }
         Ok(())
     }
@@ -388,6 +408,31 @@ mod tests {
             .unwrap();
         let t = &ledger.closed_trades()[0];
         assert_eq!((t.mae, t.mfe), (dec!(0), dec!(2)));
+    }
+
+    #[test]
+    fn excursions_see_the_intrabar_range_not_only_closes() {
+        let mut ledger = Ledger::new(dec!(1000), 1);
+        ledger
+            .apply_fill(&fill(OrderSide::Buy, dec!(2), dec!(10), dec!(0), 1))
+            .unwrap();
+        // Closes stay within 9.5..11, but the bars traded down to 8 and up to 14.
+        ledger
+            .mark_bar(SymbolId(0), dec!(8), dec!(10.5), dec!(9.5))
+            .unwrap();
+        ledger
+            .mark_bar(SymbolId(0), dec!(9.5), dec!(14), dec!(11))
+            .unwrap();
+        ledger
+            .apply_fill(&fill(OrderSide::Sell, dec!(2), dec!(11), dec!(0), 2))
+            .unwrap();
+        let t = &ledger.closed_trades()[0];
+        assert_eq!((t.mae, t.mfe), (dec!(-4), dec!(8)));
+        // A bar after the close does not touch the closed trade.
+        ledger
+            .mark_bar(SymbolId(0), dec!(1), dec!(100), dec!(50))
+            .unwrap();
+        assert_eq!(ledger.closed_trades()[0].mae, dec!(-4));
     }
 
     #[test]

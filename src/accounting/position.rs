@@ -22,24 +22,27 @@ pub(crate) struct OpenTrade {
     pub max_quantity: Decimal,
     pub realized: Decimal,
     pub fees: Decimal,
-    /// Lowest and highest price PnL of the trade seen at a mark or fill (≤ 0 and ≥ 0).
+    /// Lowest and highest price PnL of the trade seen over a bar's range or at a fill (≤ 0
+    /// and ≥ 0).
     pub mae: Decimal,
     pub mfe: Decimal,
-    /// Lowest and highest mark since the last fill. Between fills the quantity and cost basis
-    /// are fixed, so the PnL is monotonic in the price and its extremes are at these two:
-    /// a mark costs two comparisons, the PnL is worked out at the next fill.
+    /// Lowest and highest price traded since the last fill (bar lows and highs, marks). Between
+    /// fills the quantity and cost basis are fixed, so the PnL is monotonic in the price and
+    /// its extremes are at these two: a bar costs two comparisons, the PnL is worked out at
+    /// the next fill.
     pub low: Decimal,
     pub high: Decimal,
 }
 
 impl OpenTrade {
-    /// A mark of the open position.
+    /// The range `[low, high]` a bar traded over while the position was open.
     #[inline]
-    pub fn seen(&mut self, price: Decimal) {
-        if price < self.low {
-            self.low = price;
-        } else if price > self.high {
-            self.high = price;
+    pub fn seen(&mut self, low: Decimal, high: Decimal) {
+        if low < self.low {
+            self.low = low;
+        }
+        if high > self.high {
+            self.high = high;
         }
     }
 

@@ -231,12 +231,22 @@ def test_trades_costs_and_orders(run_dir, page, browser):
 
 def test_metrics_table_equals_metrics_json(run_dir, page, browser):
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    expected = leaves("", {k: v for k, v in metrics.items() if k not in ("run", "unavailable")}, {})
+    skipped = ("run", "unavailable", "benchmark")  # the benchmark's values are a column beside
+    expected = leaves("", {k: v for k, v in metrics.items() if k not in skipped}, {})
     cells = browser.execute_script(
         "return [...document.querySelectorAll('#metrics td[data-key]')].map(td => [td.dataset.key, td.dataset.raw])")
     shown = {key: json.loads(raw) for key, raw in cells}
     assert len(cells) == len(shown) == len(expected)
     assert shown == expected
+    # Every benchmark metric that the strategy also has is shown beside it, exactly.
+    bench = leaves("", metrics["benchmark"], {})
+    beside = browser.execute_script(
+        "return [...document.querySelectorAll('#metrics td[data-benchmark]')]"
+        ".map(td => [td.previousElementSibling.dataset.key, td.dataset.benchmark])")
+    beside = {key: json.loads(raw) for key, raw in beside}
+    assert beside.keys() == expected.keys()
+    assert any(v is not None for v in beside.values())
+    assert beside == {k: bench.get(k) for k in expected}
 
 
 def test_the_trades_table_sorts(run_dir, page, browser):

@@ -293,7 +293,9 @@ class Analysis:
         self.add("Returns", "yearly", [bar], _layout("Yearly returns", xaxis={"type": "category"},
                                                       yaxis={"tickformat": ".1%"}, hovermode="closest"))
 
-        returns = day_eq[1:] / day_eq[:-1] - 1.0 if len(day_eq) > 1 else np.zeros(0)
+        # As metrics.json (docs/metrics.md): the initial cash is the base of the first return.
+        based = np.concatenate([[self.initial_cash], day_eq])
+        returns = based[1:] / based[:-1] - 1.0 if len(day_eq) else np.zeros(0)
         returns = returns[np.isfinite(returns)]
         self.daily_returns = returns
         if len(returns):
@@ -317,7 +319,7 @@ class Analysis:
         # rolling Sharpe and volatility over `window` daily returns
         per_year = float(self.raw.get("periods_per_year") or 252.0)
         if len(returns) > self.window:
-            ret_days = days[1:][: len(returns)]
+            ret_days = days[: len(returns)]  # return i ends on day i (the first on the initial cash)
             kernel = np.ones(self.window)
             sums = np.convolve(returns, kernel, "valid")
             squares = np.convolve(returns ** 2, kernel, "valid")
