@@ -114,25 +114,17 @@ impl Ledger {
 
     /// Sets the mark (last close) of a symbol.
     pub fn mark(&mut self, symbol: SymbolId, price: Decimal) -> Result<(), LedgerError> {
-        let position = self
-            .positions
-            .get_mut(symbol.index())
-            .ok_or(LedgerError::UnknownSymbol(symbol.0))?;
-        position.mark = price;
-        if let Some(trade) = position.open_trade.as_mut() {
-            trade.seen(price, price);
-        }
-        Ok(())
+        self.mark_bar(symbol, price, || (price, price))
     }
 
-    /// Marks `symbol` at a bar's close after its fills; the open trade's excursions also see
-    /// the bar's low and high (MAE/MFE use the intrabar range, not just closes).
+    /// Marks `symbol` at a bar's close after its fills; an open trade's excursions also see
+    /// the bar's `(low, high)` (MAE/MFE use the intrabar range, not just closes). `range` is
+    /// read only when a trade is open, so a flat symbol's bar costs no more than a mark.
     pub fn mark_bar(
         &mut self,
         symbol: SymbolId,
-        low: Decimal,
-        high: Decimal,
         close: Decimal,
+        range: impl FnOnce() -> (Decimal, Decimal),
     ) -> Result<(), LedgerError> {
         let position = self
             .positions
@@ -140,6 +132,7 @@ impl Ledger {
             .ok_or(LedgerError::UnknownSymbol(symbol.0))?;
         position.mark = close;
         if let Some(trade) = position.open_trade.as_mut() {
+            let (low, high) = range();
             trade.seen(low.min(close), high.max(close));
         }
         Ok(())
@@ -418,10 +411,10 @@ mod tests {
             .unwrap();
         // Closes stay within 9.5..11, but the bars traded down to 8 and up to 14.
         ledger
-            .mark_bar(SymbolId(0), dec!(8), dec!(10.5), dec!(9.5))
+            .mark_bar(SymbolId(0), dec!(9.5), || (dec!(8), dec!(10.5)))
             .unwrap();
         ledger
-            .mark_bar(SymbolId(0), dec!(9.5), dec!(14), dec!(11))
+            .mark_bar(SymbolId(0), dec!(11), || (dec!(9.5), dec!(14)))
             .unwrap();
         ledger
             .apply_fill(&fill(OrderSide::Sell, dec!(2), dec!(11), dec!(0), 2))
@@ -430,7 +423,7 @@ mod tests {
         assert_eq!((t.mae, t.mfe), (dec!(-4), dec!(8)));
         // A bar after the close does not touch the closed trade.
         ledger
-            .mark_bar(SymbolId(0), dec!(1), dec!(100), dec!(50))
+            .mark_bar(SymbolId(0), dec!(50), || (dec!(1), dec!(100)))
             .unwrap();
         assert_eq!(ledger.closed_trades()[0].mae, dec!(-4));
     }

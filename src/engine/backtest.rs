@@ -305,10 +305,11 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
             }
         }
         let close = series.close.exact.get(index);
-        let (low, high) = (series.low.exact.get(index), series.high.exact.get(index));
         session
             .ledger
-            .mark_bar(symbol, low, high, close)
+            .mark_bar(symbol, close, || {
+                (series.low.exact.get(index), series.high.exact.get(index))
+            })
             .map_err(|e| Stop::Engine(e.to_string()))?;
         session.indicators.on_bar(symbol, series, index);
         session.cross_section.on_bar(symbol, series, index);
