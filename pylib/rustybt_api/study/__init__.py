@@ -143,7 +143,10 @@ class Study:
         return float(value) if isinstance(value, (int, float)) and value > 0 else 252.0
 
     def complete(self, window: int | None = None) -> Any:
-        """The complete trials (of walk-forward ``window`` when given, else those of no window)."""
+        """The complete trials of walk-forward ``window``; with None, those of no window in a plain
+        study and the last window's in a walk-forward study (as every method taking ``window``)."""
+        if window is None:
+            window = self._default_window()
         t = self.trials
         mask = t["state"] == "complete"
         mask &= t["window"].isna() if window is None else (t["window"] == window)
@@ -168,7 +171,7 @@ class Study:
 
     @property
     def best_params(self) -> dict[str, Any]:
-        row = self.best(self._default_window())
+        row = self.best()
         return {name: row[name] for name in self.param_names}
 
     def pareto_front(self, window: int | None = None) -> Any:
@@ -200,8 +203,9 @@ class Study:
         return frame.sort_index()
 
     def _default_window(self) -> int | None:
-        if not self.trials["window"].isna().all() and self.trials["window"].isna().sum() == 0:
-            return int(self.trials["window"].max())
+        windows = self.trials["window"]
+        if len(windows) and not windows.isna().any():
+            return int(windows.max())
         return None
 
     def overfitting(self, window: int | None = None, partitions: int = 16) -> Overfitting:
@@ -209,8 +213,6 @@ class Study:
         without a window given, the last window's). DSR uses the number of complete trials with
         returns and the variance of their per-day Sharpe ratios; PBO is computed when the trials
         share at least ``2 × partitions`` days (else ``pbo`` is None and ``notes`` says why)."""
-        if window is None:
-            window = self._default_window()
         matrix = self.returns_matrix(window)
         if matrix.shape[1] < 1 or matrix.shape[0] < 3:
             raise StudyError("the overfitting statistics need complete trials with at least 3 days of returns",
