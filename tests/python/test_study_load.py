@@ -137,6 +137,15 @@ def test_walk_forward_windows(tmp_path):
     assert s.overfitting(partitions=4).best_trial == 22
 
 
+def test_trials_with_and_without_a_window(tmp_path):
+    # a store may hold a full-period trial beside the windows' trials: each group stays apart
+    trials = [trial(0, {"fast": 5}, values=[1.0]), trial(1, {"fast": 10}, values=[3.0], window=0),
+              trial(2, {"fast": 15}, values=[2.0], window=0)]
+    s = study.load(write_study(tmp_path / "mixed", trials))
+    assert list(s.complete().index) == [0] and s.best().name == 0
+    assert list(s.ranked(window=0).index) == [1, 2]
+
+
 def test_stitched_out_of_sample_equity(tmp_path):
     s = window_study(tmp_path)
     stitched = s.stitched_equity()

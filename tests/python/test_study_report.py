@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from report_support import chrome, console_errors, drawn_charts, open_report, requested_urls
+from report_support import browser, console_errors, drawn_charts, open_report, page_state  # noqa: F401 (fixture)
 from rustybt_api import study
 from rustybt_api.study import montecarlo
 from rustybt_api.study.report import write_study_report
@@ -56,19 +57,11 @@ def spiky_study(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    driver = chrome()
-    yield driver
-    driver.quit()
-
-
-@pytest.fixture(scope="module")
 def spiky(tmp_path_factory, browser):
     folder = spiky_study(tmp_path_factory.mktemp("study"))
     path = write_study_report(folder)
-    open_report(browser, __import__("pathlib").Path(path))
-    return {"folder": folder, "path": path, "charts": drawn_charts(browser), "urls": requested_urls(browser),
-            "errors": console_errors(browser), "order": browser.execute_script("return window.rustybt.charts")}
+    open_report(browser, Path(path))
+    return {"folder": folder, "path": path, **page_state(browser)}
 
 
 def test_the_page_is_offline_and_clean(spiky):

@@ -148,9 +148,8 @@ class Study:
         if window is None:
             window = self._default_window()
         t = self.trials
-        mask = t["state"] == "complete"
-        mask &= t["window"].isna() if window is None else (t["window"] == window)
-        return t[mask]
+        in_window = t["window"].isna() if window is None else (t["window"] == window).fillna(False)
+        return t[(t["state"] == "complete").to_numpy(dtype=bool) & in_window.to_numpy(dtype=bool)]
 
     def ranked(self, window: int | None = None) -> Any:
         """The complete trials, best first by the first objective (ties: lower trial number)."""

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..report import _plotly_js
-from ..report._page import CSS, _e, _json
+from ..report._page import CSS, DRAW_CHARTS, _e, _json
 from . import Study, StudyError, load, montecarlo, sensitivity
 
 __all__ = ["write_study_report", "BEST_RUN_DIR", "MAX_TRIAL_ROWS"]
@@ -49,20 +49,7 @@ READ_STATS = (
     "one half ranks in the lower half of the trials on the other: near 0.5 the search picks noise, below "
     "0.1 the in-sample choice holds out of sample. See docs/optimize.md.</p>")
 
-SCRIPT = r"""
-(function(){
-const R = JSON.parse(document.getElementById('rustybt-data').textContent);
-const config = {responsive:true, displaylogo:false, modeBarButtonsToRemove:['sendDataToCloud']};
-const state = window.rustybt = {charts: R.charts.map(c => c.id), drawn: {}, first: null, done: false, errors: []};
-function draw(i){
-  if(i >= R.charts.length){ state.done = true; return; }
-  const c = R.charts[i];
-  Plotly.newPlot(c.id, c.data, c.layout, config).then(function(){
-    state.drawn[c.id] = performance.now();
-    if(state.first === null){ state.first = performance.now(); }
-    setTimeout(function(){ draw(i + 1); }, 0);
-  }, function(err){ state.errors.push(String(err)); console.error(err); draw(i + 1); });
-}
+SCRIPT = "\n(function(){" + DRAW_CHARTS + r"""
 function sortable(table){
   const head = table.tHead.rows[0], body = table.tBodies[0];
   let sortCol = -1, asc = true;
