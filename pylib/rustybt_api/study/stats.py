@@ -168,17 +168,26 @@ def probability_of_backtest_overfitting(returns: npt.ArrayLike, partitions: int 
     combos = np.array([[i in pick for i in range(partitions)] for pick in
                        itertools.combinations(range(partitions), partitions // 2)], dtype=np.float64)
     half = block * partitions // 2
-    train = _block_sharpe(combos @ sums, combos @ squares, half)
-    test = _block_sharpe((1 - combos) @ sums, (1 - combos) @ squares, half)
-    best = np.argmax(train, axis=1)
-    rows = np.arange(len(combos))
-    chosen = test[rows, best][:, None]
-    # rank with ties averaged (1 = worst), as scipy.stats.rankdata
-    rank = (test < chosen).sum(axis=1) + ((test == chosen).sum(axis=1) + 1) / 2
-    omega = rank / (trials + 1)
-    logits = np.log(omega / (1 - omega))
-    return PBOResult(pbo=float(np.mean(logits <= 0)), logits=logits, is_sharpe=train[rows, best],
-                     oos_sharpe=chosen[:, 0], partitions=partitions, observations=block * partitions, trials=trials)
+    logits, is_best, oos_best = [], [], []
+    # in chunks of combinations, so memory stays ~ chunk × N whatever the number of trials
+    chunk = max(1, 2_000_000 // trials)
+    for start in range(0, len(combos), chunk):
+        part = combos[start:start + chunk]
+        train = _block_sharpe(part @ sums, part @ squares, half)
+        test = _block_sharpe((1 - part) @ sums, (1 - part) @ squares, half)
+        best = np.argmax(train, axis=1)
+        rows = np.arange(len(part))
+        chosen = test[rows, best][:, None]
+        # rank with ties averaged (1 = worst), as scipy.stats.rankdata
+        rank = (test < chosen).sum(axis=1) + ((test == chosen).sum(axis=1) + 1) / 2
+        omega = rank / (trials + 1)
+        logits.append(np.log(omega / (1 - omega)))
+        is_best.append(train[rows, best])
+        oos_best.append(chosen[:, 0])
+    all_logits = np.concatenate(logits)
+    return PBOResult(pbo=float(np.mean(all_logits <= 0)), logits=all_logits, is_sharpe=np.concatenate(is_best),
+                     oos_sharpe=np.concatenate(oos_best), partitions=partitions, observations=block * partitions,
+                     trials=trials)
 
 
 def _block_sharpe(sums: npt.NDArray[np.float64], squares: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.float64]:
