@@ -15,7 +15,7 @@ import pytest
 from report_support import browser, console_errors, drawn_charts, open_report, page_state  # noqa: F401 (fixture)
 from rustybt_api import study
 from rustybt_api.study import montecarlo
-from rustybt_api.study.report import write_study_report
+from rustybt_api.study.report import main, write_study_report
 from study_support import trial, write_run, write_study
 from test_study_load import window_study
 
@@ -72,6 +72,17 @@ def test_the_page_is_offline_and_clean(spiky):
     html = (spiky["folder"] / "report.html").read_text()
     assert "<script src" not in html and "<link" not in html and "<iframe" not in html
     assert "<script>alert(1)" not in html  # a trial's error text is escaped
+
+
+def test_the_header(spiky, browser):
+    header = dict(browser.execute_script(
+        "return [...document.querySelectorAll('#header tr')].map(r => [r.cells[0].textContent, r.cells[1].textContent])"))
+    assert header["Algorithm"] == "SmaCross algorithms/sma_cross.py"
+    assert header["Method"] == "tpe (seed 7, batch 1)"
+    assert header["Objectives"] == "maximize sharpe, minimize max_drawdown"
+    assert header["Trials"] == "26: complete 24, failed 1, infeasible 1"
+    assert header["Code hash"] == "c0de" * 16 and header["Data checksum"] == "da7a" * 16
+    assert header["Constraints"] == "fast < slow; min_trades 1"
 
 
 def test_every_chart_is_drawn(spiky):
@@ -183,6 +194,13 @@ def test_a_study_with_nothing_complete_still_reports(tmp_path, browser):
     assert console_errors(browser) == []
     text = browser.execute_script("return document.body.textContent")
     assert "the study has no complete trial" in text and "no overfitting statistics" in text
+
+
+def test_main_writes_the_pdf_too(tmp_path):
+    folder = write_study(tmp_path / "s", [trial(0, {"fast": 5}, values=[1.0]), trial(1, {"fast": 10}, values=[2.0])])
+    html, pdf = main(str(folder), str(tmp_path / "out" / "study.html"), pdf=True)
+    assert html == str(tmp_path / "out" / "study.html") and pdf == str(tmp_path / "out" / "study.pdf")
+    assert (tmp_path / "out" / "study.pdf").read_bytes().startswith(b"%PDF")
 
 
 def test_report_errors(tmp_path):

@@ -26,7 +26,7 @@ from ..report import _plotly_js
 from ..report._page import CSS, DRAW_CHARTS, _e, _json
 from . import Study, StudyError, load, montecarlo, sensitivity
 
-__all__ = ["write_study_report", "BEST_RUN_DIR", "MAX_TRIAL_ROWS"]
+__all__ = ["main", "write_study_report", "BEST_RUN_DIR", "MAX_TRIAL_ROWS"]
 
 #: The best trial's run folder inside a study folder, where its montecarlo-*.json files are looked for.
 BEST_RUN_DIR = "best"
@@ -150,7 +150,7 @@ class _Page:
             ("Method", _e(f"{meta.get('method', '?')} (seed {meta.get('seed', '?')}, batch {meta.get('batch', '?')})")),
             ("Objectives", _e(objectives)),
             ("Constraints", _e("; ".join(meta.get("constraints") or []) or "none")
-             + _e(f"; at least {meta.get('min_trades')} trades" if meta.get("min_trades") else "")),
+             + _e(f"; min_trades {meta.get('min_trades')}" if meta.get("min_trades") else "")),
             ("Trials", f"{len(s.trials)}: {_e(states)}"),
             ("Walk-forward", _e(", ".join(f"{k}={v}" for k, v in wf.items()) if isinstance(wf, dict) else "no")),
             ("Code hash", f"<span class='mono'>{_e(meta.get('code_hash', '?'))}</span>"),
@@ -425,3 +425,17 @@ def write_study_report(study_dir: str | os.PathLike[str], out: str | os.PathLike
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page.render(), encoding="utf-8")
     return str(path)
+
+
+def main(study_dir: str, out: str | None = None, pdf: bool = False,
+         montecarlo_files: Sequence[str] | None = None) -> list[str]:
+    """The command's entry: writes the study report (and its PDF, printed by headless Chromium)
+    and returns the paths written. Raises :class:`StudyError` (``hint``) or
+    :class:`rustybt_api.report.ReportError` (PDF)."""
+    html_path = write_study_report(study_dir, out, montecarlo_files)
+    written = [html_path]
+    if pdf:
+        from ..report._browser import print_pdf
+
+        written.append(str(print_pdf(Path(html_path), Path(html_path).with_suffix(".pdf"))))
+    return written
