@@ -2,6 +2,7 @@
 //! loaded once. `study` drives the search, `worker` and `trial` run trials, `store` keeps
 //! every finished trial so a study survives a crash (docs/optimize.md).
 
+pub mod ray;
 pub mod store;
 pub mod study;
 pub mod trial;
