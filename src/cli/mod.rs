@@ -221,6 +221,15 @@ pub struct OptimizeArgs {
     #[arg(long, default_value = "local")]
     pub executor: String,
 
+    /// After the search: rerun the best trial this many times on prices with seeded noise and
+    /// write the percentile bands to STUDY/best/montecarlo-noise.json.
+    #[arg(long, value_name = "N")]
+    pub noise_runs: Option<u32>,
+
+    /// The noise's size: each price times exp(SCALE × z), z standard normal (default 0.0005).
+    #[arg(long, value_name = "SCALE", default_value_t = 0.0005)]
+    pub noise_scale: f64,
+
     /// The Ray cluster's address, `HOST:PORT` (with `--executor ray`).
     #[arg(long, value_name = "HOST:PORT")]
     pub address: Option<String>,

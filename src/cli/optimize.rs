@@ -149,6 +149,8 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
             args.timeout = given.timeout.clone().or(args.timeout);
             args.patience = given.patience.or(args.patience);
             args.force = given.force;
+            args.noise_runs = given.noise_runs;
+            args.noise_scale = given.noise_scale;
             (args, Some(meta), dir)
         }
         None => {
@@ -408,6 +410,9 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
         };
         if walk_forward.is_none() && ending != Ending::Interrupted {
             rerun_best(&mut driver, &options)?;
+            if let Some(runs) = args.noise_runs {
+                noise_reruns(&mut driver, &options, runs, args.noise_scale, settings.cash)?;
+            }
         }
         drop(driver);
         // The annualization the trials' ratios used (252 or 365: it depends on the data).
@@ -474,6 +479,7 @@ fn estimate(
         start_ns: None,
         end_ns: None,
         out: None,
+        noise: None,
     };
     let store_less = Store::create(
         &std::env::temp_dir().join(format!("rustybt-estimate-{}", std::process::id())),
@@ -672,6 +678,7 @@ fn walk(
                 start_ns: Some(test_start),
                 end_ns: Some(test_end),
                 out: Some(driver.store.dir.join(&results_dir)),
+                noise: None,
             };
             let result = driver.run_one(&request)?;
             if let Some(error) = &result.error {
@@ -1200,11 +1207,106 @@ fn rerun_best(driver: &mut Driver<'_>, options: &StudyOptions) -> Result<(), Err
         start_ns: None,
         end_ns: None,
         out: Some(out.clone()),
+        noise: None,
     };
     let result = driver.run_one(&request)?;
     match result.error {
         Some(error) => errln!("rerunning the best trial failed: {error}"),
         None => errln!("best trial {} rerun into {}", best.number, out.display()),
     }
+    Ok(())
+}
+
+/// Monte Carlo by price noise: the best trial rerun `runs` times, each on prices moved by its
+/// own seeded noise; percentile bands of the daily equity, the final value and the maximum
+/// drawdown, in the shape `rustybt_api.study.montecarlo` writes (the study report draws it).
+fn noise_reruns(
+    driver: &mut Driver<'_>,
+    options: &StudyOptions,
+    runs: u32,
+    scale: f64,
+    cash: rust_decimal::Decimal,
+) -> Result<(), Error> {
+    if !(scale.is_finite() && scale >= 0.0) {
+        return Err(Error::usage(
+            "`--noise-scale` must be a non-negative number",
+        ));
+    }
+    let trials: Vec<StoredTrial> = driver
+        .store
+        .trials()?
+        .into_values()
+        .filter(|t| t.window.is_none())
+        .collect();
+    let Some(best) = driver.best(trials.iter()).cloned() else {
+        return Ok(());
+    };
+    let params = params_as_texts(&best.params);
+    let requests: Vec<TrialRequest> = (0..runs as u64)
+        .map(|i| TrialRequest {
+            number: i,
+            params: params.clone(),
+            seed: options.seed,
+            start_ns: None,
+            end_ns: None,
+            out: None,
+            noise: Some(optimize::trial::Noise {
+                seed: options.seed.wrapping_mul(1_000_003).wrapping_add(i),
+                scale,
+            }),
+        })
+        .collect();
+    errln!(
+        "Monte Carlo: {runs} reruns of trial {} on noisy prices (scale {scale})",
+        best.number
+    );
+    let results = driver.run_many(&requests)?;
+    let initial: f64 = cash.to_string().parse().unwrap_or(0.0);
+    let actual = best
+        .returns
+        .as_ref()
+        .and_then(|r| r.get("values"))
+        .and_then(|v| serde_json::from_value::<Vec<f64>>(v.clone()).ok())
+        .unwrap_or_default();
+    let paths: Vec<Vec<f64>> = results
+        .iter()
+        .filter(|r| r.error.is_none())
+        .filter_map(|r| {
+            r.returns
+                .as_ref()?
+                .get("values")
+                .and_then(|v| serde_json::from_value::<Vec<f64>>(v.clone()).ok())
+        })
+        .collect();
+    let failed = results.len() - paths.len();
+    if paths.is_empty() {
+        return Err(Error::usage(format!(
+            "every noisy rerun failed ({})",
+            results
+                .iter()
+                .find_map(|r| r.error.clone())
+                .unwrap_or_default()
+        )));
+    }
+    let trades = best
+        .metrics
+        .as_ref()
+        .and_then(|m| m.get("num_trades"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let doc = optimize::montecarlo_bands(initial, &paths, &actual, "noise", options.seed, trades);
+    let out = driver.store.dir.join("best").join("montecarlo-noise.json");
+    std::fs::create_dir_all(driver.store.dir.join("best")).ok();
+    std::fs::write(&out, serde_json::to_string_pretty(&doc).unwrap_or_default()).map_err(
+        |source| Error::Io {
+            context: "cannot write",
+            path: out.clone(),
+            source,
+        },
+    )?;
+    if failed > 0 {
+        errln!("Monte Carlo: {failed} of {runs} noisy reruns failed and are left out");
+    }
+    errln!("Monte Carlo bands written to {}", out.display());
     Ok(())
 }

@@ -317,3 +317,23 @@ def test_walk_forward_follows_the_switch_and_training_never_sees_test_bars(tmp_p
     assert in_train == 2 * len(windows)
     for (_, train_end), (test_start, _) in zip(bounds_train, bounds_test):
         assert train_end <= test_start
+
+
+def test_noise_reruns_of_the_best_trial_give_repeatable_valid_bands(tmp_path: Path) -> None:
+    docs = []
+    for name in ("a", "b"):
+        study = tmp_path / name
+        proc = optimize(*GRID, "-j", "2", "--study", study, "--noise-runs", "6", "--noise-scale", "0.001")
+        assert proc.returncode == 0, proc.stderr
+        docs.append(json.loads((study / "best" / "montecarlo-noise.json").read_text()))
+    a, b = docs
+    assert a == b  # seeded: the same bands twice
+    assert a["runs"] == 6 and a["method"] == "noise" and a["step_unit"] == "day"
+    for step in range(len(a["steps"])):
+        assert a["bands"]["5"][step] <= a["bands"]["50"][step] <= a["bands"]["95"][step]
+    assert all(0 <= a["max_drawdown"][q] <= 1 for q in ("5", "50", "95"))
+    # Noise moves the result: the bands are not all the unperturbed run's final value.
+    assert a["final_value"]["5"] != a["final_value"]["95"]
+    report = optimize("report", tmp_path / "a")
+    assert report.returncode == 0, report.stderr
+    assert "mc_noise" in (tmp_path / "a" / "report.html").read_text()
