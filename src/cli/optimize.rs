@@ -390,23 +390,33 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
         let ending = match &walk_forward {
             None => {
                 let mut progress = StudyProgress::new(&options.objectives);
-                let outcome = driver.search(py, &search, 0, None, &mut |e| progress.on(e))?;
+                let outcome = driver.search(py, &search, 0, None, &mut |e| progress.on(e));
                 progress.finish();
-                errln!(
-                    "{} trials run, {} taken from the store",
-                    outcome.ran,
-                    outcome.reused
-                );
-                outcome.ending
+                match outcome {
+                    Ok(outcome) => {
+                        errln!(
+                            "{} trials run, {} taken from the store",
+                            outcome.ran,
+                            outcome.reused
+                        );
+                        outcome.ending
+                    }
+                    // Ctrl-C inside the search's own Python code: the same as between trials.
+                    Err(Error::Interrupted) => Ending::Interrupted,
+                    Err(e) => return Err(e),
+                }
             }
-            Some(wf) => walk(
+            Some(wf) => match walk(
                 py,
                 &mut driver,
                 &loaded_class(py, &loaded),
                 &options,
                 wf,
                 &prepared,
-            )?,
+            ) {
+                Err(Error::Interrupted) => Ending::Interrupted,
+                other => other?,
+            },
         };
         if walk_forward.is_none() && ending != Ending::Interrupted {
             rerun_best(&mut driver, &options)?;

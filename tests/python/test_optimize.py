@@ -337,3 +337,29 @@ def test_noise_reruns_of_the_best_trial_give_repeatable_valid_bands(tmp_path: Pa
     report = optimize("report", tmp_path / "a")
     assert report.returncode == 0, report.stderr
     assert "mc_noise" in (tmp_path / "a" / "report.html").read_text()
+
+
+def test_ctrl_c_keeps_the_finished_trials_and_says_how_to_resume(tmp_path: Path) -> None:
+    study = tmp_path / "int"
+    proc = subprocess.Popen([str(BIN), "optimize", "--algo", str(SMA), "--param", "fast=5:40:5",
+                             "--param", "slow=50:90:10", "--maximize", "net_profit", "-j", "2", "--study", str(study)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    done = 0
+    while time.monotonic() < deadline and done < 2:
+        time.sleep(0.2)
+        try:
+            with sqlite3.connect(study / "study.sqlite") as db:
+                done = db.execute("SELECT count(*) FROM trials").fetchone()[0]
+        except sqlite3.Error:
+            pass
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"rustybt optimize --resume {study}" in err and "internal error" not in err
+    with sqlite3.connect(study / "study.sqlite") as db:
+        kept = db.execute("SELECT count(*) FROM trials").fetchone()[0]
+    assert 2 <= kept < 40
+    resumed = optimize("--resume", study)
+    assert resumed.returncode == 0 and f"{kept} taken from the store" in resumed.stderr
