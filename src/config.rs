@@ -646,14 +646,14 @@ fn toml_text(value: &toml::Value) -> String {
     }
 }
 
-fn time_flag(what: &str, text: &str) -> Result<i64, Error> {
+pub(crate) fn time_flag(what: &str, text: &str) -> Result<i64, Error> {
     parse_timestamp(text)
         .map_err(|e| Error::usage(format!("{what}: `{text}` is not a timestamp ({e})")))
 }
 
 /// `--end` is inclusive for the user; internally the range is half-open. A bare date means
 /// the whole day.
-fn end_exclusive(text: &str) -> Result<i64, Error> {
+pub(crate) fn end_exclusive(text: &str) -> Result<i64, Error> {
     let instant = time_flag("--end", text)?;
     let is_date_only = text.trim().len() == 10 && text.trim().as_bytes().get(4) == Some(&b'-');
     Ok(if is_date_only {

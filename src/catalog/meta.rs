@@ -47,6 +47,13 @@ CREATE TABLE IF NOT EXISTS findings(
     kind TEXT NOT NULL,
     time_ns INTEGER,
     message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events(
+    source TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    time_ns INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY(source, symbol, kind, time_ns));
 ";
 
 fn sql(e: rusqlite::Error) -> CatalogError {
@@ -276,4 +283,52 @@ pub fn remove(db: &mut Connection, id: i64) -> Result<(), CatalogError> {
     tx.execute("DELETE FROM datasets WHERE id = ?1", [id])
         .map_err(sql)?;
     tx.commit().map_err(sql)
+}
+
+/// Stores splits and dividends of (source, symbol), replacing those at the same time and kind.
+pub fn store_events(
+    db: &mut Connection,
+    source: &str,
+    symbol: &str,
+    events: &[super::fetch::Event],
+) -> Result<usize, CatalogError> {
+    let tx = db.transaction().map_err(sql)?;
+    for e in events {
+        tx.execute(
+            "INSERT OR REPLACE INTO events(source, symbol, kind, time_ns, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![source, symbol, e.kind, e.time_ms.saturating_mul(1_000_000), e.value],
+        )
+        .map_err(sql)?;
+    }
+    tx.commit().map_err(sql)?;
+    Ok(events.len())
+}
+
+/// The splits and dividends of (source, symbol), oldest first: (time ns, kind, value).
+pub fn events(
+    db: &Connection,
+    source: &str,
+    symbol: &str,
+) -> Result<Vec<(i64, String, String)>, CatalogError> {
+    let mut stmt = db
+        .prepare(
+            "SELECT time_ns, kind, value FROM events WHERE source = ?1 AND symbol = ?2
+             ORDER BY time_ns, kind",
+        )
+        .map_err(sql)?;
+    stmt.query_map(params![source, symbol], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)
+}
+
+/// Removes the events of (source, symbol) once no dataset of it is left.
+pub fn remove_orphan_events(db: &Connection, source: &str, symbol: &str) -> Result<(), CatalogError> {
+    db.execute(
+        "DELETE FROM events WHERE source = ?1 AND symbol = ?2
+         AND NOT EXISTS (SELECT 1 FROM datasets WHERE source = ?1 AND symbol = ?2)",
+        params![source, symbol],
+    )
+    .map_err(sql)?;
+    Ok(())
 }

@@ -12,6 +12,7 @@
 //! see the old or the new state, and a crash at any point leaves at worst unreferenced files,
 //! which the next writer (or `data verify`) removes.
 
+pub mod fetch;
 mod findings;
 mod meta;
 pub mod store;
@@ -301,6 +302,22 @@ impl Catalog {
         series: &BarSeries,
         origin: &str,
     ) -> Result<ImportReport, CatalogError> {
+        self.import_covering(source, timeframe, interval_ns, series, origin, None)
+    }
+
+    /// As [`Catalog::import`], and the dataset covers `span` (half-open, UTC ns, holding every
+    /// bar of `series`) from now on: stored bars in it are replaced, and the time in it without
+    /// a bar counts as known to have none (a fetch asked the source for it). `None`: the span
+    /// from the first bar to the end of the last.
+    pub fn import_covering(
+        &mut self,
+        source: &str,
+        timeframe: &str,
+        interval_ns: i64,
+        series: &BarSeries,
+        origin: &str,
+        span: Option<(i64, i64)>,
+    ) -> Result<ImportReport, CatalogError> {
         if series.is_empty() {
             return Err(CatalogError::Invalid(format!(
                 "no bars of {} to import",
@@ -350,10 +367,21 @@ impl Catalog {
             .unwrap_or_default();
         let mut touched: Vec<String> = months.keys().cloned().collect();
         // A month inside the new span with no new bar loses its stored bars there.
-        let (first, last) = (
+        let (first_bar, last_bar) = (
             new_bars.time[0],
             *new_bars.time.last().expect("invariant: not empty"),
         );
+        let covered = span.unwrap_or((first_bar, last_bar + interval_ns));
+        if covered.0 > first_bar || covered.1 <= last_bar {
+            return Err(CatalogError::Invalid(format!(
+                "the bars of {symbol} lie outside the span they are imported for"
+            )));
+        }
+        // The stored bars replaced: those in `[first, last]`.
+        let (first, last) = match span {
+            Some((s, e)) => (s, e - 1),
+            None => (first_bar, last_bar),
+        };
         for (key, p) in &stored {
             let overlaps = p.first_ns <= last && p.last_ns >= first;
             if (overlaps || scales != old_scales) && !touched.contains(key) {
@@ -379,7 +407,7 @@ impl Catalog {
                 None => None,
             };
             let bars = match (old, fresh) {
-                (Some(old), Some(fresh)) => old.merged(&fresh),
+                (Some(old), Some(fresh)) => old.without_span(first, last).merged(&fresh),
                 (Some(old), None) => old.without_span(first, last),
                 (None, Some(fresh)) => fresh,
                 (None, None) => continue,
@@ -416,7 +444,7 @@ impl Catalog {
             .as_ref()
             .map(|d| d.intervals.clone())
             .unwrap_or_default();
-        intervals.push((first, last + interval_ns));
+        intervals.push(covered);
         let intervals = merge_intervals(intervals);
         let info = DatasetInfo {
             id: 0,
@@ -554,10 +582,31 @@ impl Catalog {
         let chosen = self.select(selector)?;
         for d in &chosen {
             meta::remove(&mut self.db, d.id)?;
+            meta::remove_orphan_events(&self.db, &d.source, &d.symbol)?;
             let dir = self.dataset_dir(&d.source, &d.symbol, &d.timeframe);
             let _ = std::fs::remove_dir_all(&dir);
         }
         Ok(chosen)
+    }
+
+    /// Stores splits and dividends of (source, symbol) beside its bars (see `data show`).
+    pub fn store_events(
+        &mut self,
+        source: &str,
+        symbol: &str,
+        events: &[fetch::Event],
+    ) -> Result<usize, CatalogError> {
+        let _lock = WriteLock::take(&self.root)?;
+        meta::store_events(&mut self.db, source, symbol, events)
+    }
+
+    /// The splits and dividends of (source, symbol), oldest first: (time ns, kind, value).
+    pub fn events(
+        &self,
+        source: &str,
+        symbol: &str,
+    ) -> Result<Vec<(i64, String, String)>, CatalogError> {
+        meta::events(&self.db, source, symbol)
     }
 
     /// Files under `bars/` that no partition refers to: temporary files and versions left by

@@ -1,9 +1,12 @@
-//! `rustybt data`: import files into the catalog, list, show, verify and remove datasets.
-//! The work is done by `crate::catalog`; this file parses, wires and prints.
+//! `rustybt data`: import files into the catalog, fetch from exchanges and Yahoo, list, show,
+//! verify and remove datasets. The work is done by `crate::catalog` (and the adapters in
+//! `crate::python::fetch`); this file parses, wires and prints.
 
 use std::path::{Path, PathBuf};
 
-use super::{DataAction, DataCommand, DatasetArgs, ImportArgs};
+use super::progress::Progress;
+use super::{DataAction, DataCommand, DatasetArgs, FetchArgs, ImportArgs};
+use crate::catalog::fetch::{self as catalog_fetch, FetchError, SourceError, SourceErrorKind};
 use crate::catalog::{
     Catalog, CatalogError, DatasetInfo, Selector, infer_interval, timeframe_label,
 };
@@ -30,11 +33,37 @@ pub fn catalog_root(flag: Option<&Path>) -> PathBuf {
     flag.map_or_else(Catalog::default_root, Path::to_path_buf)
 }
 
-pub fn data(command: DataCommand) -> Result<ExitCode, Error> {
+impl From<SourceError> for Error {
+    fn from(e: SourceError) -> Self {
+        match e.kind {
+            SourceErrorKind::UnknownSymbol | SourceErrorKind::BadTimeframe | SourceErrorKind::BadSource => {
+                Error::usage_with_hint(e.message, "see docs/data.md, \"Fetching\"")
+            }
+            SourceErrorKind::Unavailable | SourceErrorKind::Refused => Error::Broker(format!(
+                "{}; the bars fetched before are stored, and rerunning the command continues from there",
+                e.message
+            )),
+            SourceErrorKind::Internal => Error::Internal(e.message),
+        }
+    }
+}
+
+impl From<FetchError> for Error {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Source(e) => e.into(),
+            FetchError::Catalog(e) => e.into(),
+            bad @ FetchError::BadBar { .. } => Error::Market(bad.to_string()),
+        }
+    }
+}
+
+pub fn data(explicit_python: Option<&Path>, command: DataCommand) -> Result<ExitCode, Error> {
     let root = catalog_root(command.catalog.as_deref());
     let mut catalog = Catalog::open(&root)?;
     match command.action {
         DataAction::Import(args) => import(&mut catalog, &args),
+        DataAction::Fetch(args) => fetch(explicit_python, &mut catalog, &args),
         DataAction::List { json } => list(&catalog, json),
         DataAction::Show(args) => show(&catalog, &args),
         DataAction::Verify => verify(&mut catalog),
@@ -107,6 +136,136 @@ fn import(catalog: &mut Catalog, args: &ImportArgs) -> Result<ExitCode, Error> {
         }
     }
     Ok(ExitCode::Success)
+}
+
+/// The fetch of a command line (`data fetch`, or `run` with a fetching source).
+pub struct FetchSpec<'a> {
+    pub source: &'a str,
+    pub symbols: &'a [String],
+    pub timeframe: &'a str,
+    pub start_ns: i64,
+    pub end_ns: Option<i64>,
+    pub url: Option<&'a str>,
+    pub progress: bool,
+}
+
+/// Whether `source` names a fetching adapter (`ccxt:<exchange>`, `yahoo`) rather than
+/// imported files.
+pub fn is_fetch_source(source: &str) -> bool {
+    source.starts_with("ccxt:") || source == "yahoo"
+}
+
+fn fetch(
+    explicit_python: Option<&Path>,
+    catalog: &mut Catalog,
+    args: &FetchArgs,
+) -> Result<ExitCode, Error> {
+    let start_ns = crate::config::time_flag("--start", &args.start)?;
+    let end_ns = args
+        .end
+        .as_deref()
+        .map(crate::config::end_exclusive)
+        .transpose()?;
+    if end_ns.is_some_and(|e| e <= start_ns) {
+        return Err(Error::usage("`--end` is not after `--start`"));
+    }
+    let url = match (args.source.as_str(), &args.exchange_url, &args.yahoo_url) {
+        ("yahoo", Some(_), _) => {
+            return Err(Error::usage_with_hint(
+                "`--exchange-url` is for `--source ccxt:<exchange>`",
+                "a Yahoo stand-in is given with `--yahoo-url`",
+            ));
+        }
+        (s, _, Some(_)) if s != "yahoo" => {
+            return Err(Error::usage("`--yahoo-url` is for `--source yahoo`"));
+        }
+        (_, exchange, yahoo) => exchange.as_deref().or(yahoo.as_deref()),
+    };
+    super::doctor::start_python(explicit_python, &[])?;
+    let reports = fetch_into(
+        catalog,
+        &FetchSpec {
+            source: &args.source,
+            symbols: &args.symbols,
+            timeframe: &args.timeframe,
+            start_ns,
+            end_ns,
+            url,
+            progress: !args.no_progress,
+        },
+    )?;
+    for r in &reports {
+        let span = |&(s, e): &(i64, i64)| format!("{} .. {}", format_timestamp(s), format_timestamp(e));
+        let asked: Vec<String> = r.requested.iter().map(span).collect();
+        println!(
+            "fetched {} bars of {} {} from {}{}{}",
+            r.bars,
+            r.symbol,
+            args.timeframe,
+            args.source,
+            if asked.is_empty() {
+                " (the catalog had the whole span)".to_owned()
+            } else {
+                format!(" for {}", asked.join(", "))
+            },
+            if r.events > 0 {
+                format!("; {} split/dividend events", r.events)
+            } else {
+                String::new()
+            }
+        );
+        match &r.dataset {
+            Some(d) => {
+                println!(
+                    "  the dataset has {} bars from {} to {}",
+                    d.rows(),
+                    d.first_ns().map(format_timestamp).unwrap_or_default(),
+                    d.last_ns().map(format_timestamp).unwrap_or_default(),
+                );
+                print_findings(d, 3);
+            }
+            None => eprintln!(
+                "warning: {} sent no closed bars of {} in the span asked for",
+                args.source, r.symbol
+            ),
+        }
+    }
+    Ok(ExitCode::Success)
+}
+
+/// Fetches what the catalog misses of a spec (Python must be started), with a progress bar
+/// with ETA on a terminal.
+pub fn fetch_into(
+    catalog: &mut Catalog,
+    spec: &FetchSpec,
+) -> Result<Vec<catalog_fetch::SymbolReport>, Error> {
+    let options = serde_json::json!({
+        "url": spec.url,
+        "cache_dir": catalog.root().join(".cache").join(spec.source.replace(':', "-")),
+    });
+    let mut source = crate::python::fetch::PyBarSource::open(spec.source, &options.to_string())?;
+    let origin = spec.url.map_or_else(|| spec.source.to_owned(), str::to_owned);
+    let mut bar: Option<Progress> = None;
+    let reports = catalog_fetch::fetch(
+        catalog,
+        &mut source,
+        &catalog_fetch::FetchRequest {
+            source: spec.source,
+            symbols: spec.symbols,
+            timeframe: spec.timeframe,
+            start_ns: spec.start_ns,
+            end_ns: spec.end_ns,
+            origin: &origin,
+        },
+        &mut |p| {
+            bar.get_or_insert_with(|| Progress::for_fetch(p.expected, spec.progress))
+                .update(p.bars.min(p.expected));
+        },
+    );
+    if let Some(mut bar) = bar {
+        bar.finish();
+    }
+    Ok(reports?)
 }
 
 fn print_findings(d: &DatasetInfo, at_most: usize) {

@@ -60,8 +60,8 @@ pub enum Command {
     /// Compare results folders: metrics side by side and an equity overlay; with `--match`,
     /// each run's decisions and fills against the first's (live or paper against backtest).
     Compare(CompareArgs),
-    /// The local market-data catalog: import files, list, show, verify and remove datasets
-    /// (see docs/data.md).
+    /// The local market-data catalog: import files, fetch from exchanges and Yahoo, list,
+    /// show, verify and remove datasets (see docs/data.md).
     Data(Box<DataCommand>),
 }
 
@@ -132,6 +132,9 @@ pub struct DataCommand {
 pub enum DataAction {
     /// Store CSV or Parquet bar files in the catalog (any layout: see the format options).
     Import(ImportArgs),
+    /// Download the bars the catalog does not have yet: from an exchange through ccxt
+    /// (`--source ccxt:binance`) or from Yahoo through yfinance (`--source yahoo`).
+    Fetch(FetchArgs),
     /// Every dataset: source, symbol, timeframe, first and last bar, rows, gaps, size.
     List {
         /// Print a JSON array instead of a table.
@@ -167,6 +170,44 @@ pub struct ImportArgs {
 
     #[command(flatten)]
     pub format: FormatArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct FetchArgs {
+    /// Where from: `ccxt:<exchange>` (`ccxt:binance`, any exchange ccxt knows) or `yahoo`.
+    #[arg(long, value_name = "SOURCE")]
+    pub source: String,
+
+    /// Symbols as the source names them (`BTC/USDT`; `AAPL`, `EURUSD=X`); comma-separated or
+    /// repeated.
+    #[arg(long, value_name = "SYMBOL", value_delimiter = ',', required = true)]
+    pub symbols: Vec<String>,
+
+    /// Bar duration as the source names it: `1m`, `5m`, `1h`, `1d`...
+    #[arg(long, value_name = "DURATION")]
+    pub timeframe: String,
+
+    /// First bar (open time, ISO 8601 or epoch; UTC unless a zone is given).
+    #[arg(long, allow_hyphen_values = true)]
+    pub start: String,
+
+    /// Last bar (inclusive; a date alone includes that whole day). Default: up to the bar
+    /// still forming, which is never stored.
+    #[arg(long, allow_hyphen_values = true)]
+    pub end: Option<String>,
+
+    /// REST base URL of the exchange instead of its public one (a testnet, or a local
+    /// stand-in), as for `rustybt live`.
+    #[arg(long, value_name = "URL")]
+    pub exchange_url: Option<String>,
+
+    /// Base URL that Yahoo's hosts are replaced by (a local stand-in of the chart API).
+    #[arg(long, value_name = "URL")]
+    pub yahoo_url: Option<String>,
+
+    /// Never draw a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -552,7 +593,7 @@ pub fn execute(cli: Cli) -> ExitCode {
             Some(Command::Validate(args)) => validate::validate(cli.python.as_deref(), args),
             Some(Command::Report(args)) => report::report(cli.python.as_deref(), args),
             Some(Command::Compare(args)) => compare::compare(cli.python.as_deref(), args),
-            Some(Command::Data(command)) => data::data(*command),
+            Some(Command::Data(command)) => data::data(cli.python.as_deref(), *command),
             Some(Command::Live(command)) => match (command.action, command.session) {
                 (Some(LiveAction::Report(args)), _) => live::live_report(&args),
                 (None, Some(args)) => live::live(cli.python.as_deref(), args),
