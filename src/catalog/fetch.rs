@@ -245,8 +245,9 @@ pub fn fetch(
                 let next_ms = page.next_ms.min(until_ms);
                 let stuck = next_ms <= since_ms;
                 let end = page.done || stuck;
-                let covered_to = if end && !stuck && page.next_ms >= until_ms {
-                    span_end
+                // A range done is covered to its end, or to the end of its last bar if later.
+                let covered_to = if page.done && page.next_ms >= until_ms {
+                    span_end.max(page.next_ms.saturating_mul(NS_PER_MS))
                 } else {
                     next_ms.max(since_ms) * NS_PER_MS
                 };
@@ -431,7 +432,7 @@ mod tests {
                 let t = T0_MS + k * MIN_MS;
                 if t >= until_ms {
                     page.done = true;
-                    page.next_ms = until_ms;
+                    page.next_ms = page.next_ms.max(until_ms);
                     break;
                 }
                 if t + MIN_MS > now_ms {

@@ -118,7 +118,8 @@ class CcxtSource:
             if t < since_ms or (times and t <= times[-1]):
                 continue  # before the range, or repeated: never duplicated
             if t >= until_ms:
-                done, next_ms = True, until_ms
+                # the range is done; it is covered to the end of its last bar
+                done, next_ms = True, max(next_ms, until_ms)
                 break
             if t + tf_ms > now_ms:
                 done, next_ms = True, t  # the forming candle is not a bar yet
@@ -130,7 +131,7 @@ class CcxtSource:
         if not times and not done:
             done = True  # nothing at or after `since`: the exchange has no more bars
         elif not done and next_ms >= until_ms:
-            done, next_ms = True, until_ms
+            done = True
         return times, cols[0], cols[1], cols[2], cols[3], cols[4], next_ms, done
 
     def events(self, symbol: str, since_ms: int, until_ms: int) -> str:

@@ -1,0 +1,209 @@
+"""`rustybt data fetch --source ccxt:binance`: the real ccxt client inside the binary against the
+local Binance stand-in (`tests/support/fake_binance.py`, in this process): paging, retries on
+429/5xx, the forming candle, incremental requests proven by the stand-in's request log,
+`kill -9` in the middle and a rerun, and the refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from tests.support.fake_binance import Fault, FakeBinance, Market, generate_history
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+MIN = 60_000
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Path:
+    return tmp_path / "catalog"
+
+
+def exchange(count: int, *, forming_at: int | None = None, page_cap: int = 1000) -> FakeBinance:
+    """BTC/USDT and ETH/USDT with `count` one-minute candles from T0 each; the fake's clock is
+    30 s into the last one, which is therefore still forming."""
+    fake = FakeBinance(
+        markets=[Market("BTCUSDT", "BTC", "USDT"), Market("ETHUSDT", "ETH", "USDT")],
+        now_ms=T0 + (forming_at if forming_at is not None else count - 1) * MIN + 30_000,
+        max_klines_limit=page_cap,
+    )
+    fake.add_candles("BTCUSDT", "1m", generate_history(T0, count, "1m"))
+    fake.add_candles("ETHUSDT", "1m", generate_history(T0, count, "1m", price="2000.00", seed=3))
+    return fake
+
+
+@pytest.fixture
+def fake() -> Iterator[Callable[..., FakeBinance]]:
+    started: list[FakeBinance] = []
+
+    def start(count: int, **kw: Any) -> FakeBinance:
+        f = exchange(count, **kw).start()
+        started.append(f)
+        return f
+
+    yield start
+    for f in started:
+        f.stop()
+
+
+@pytest.fixture
+def fetch(run_rustybt: Callable[..., Any], catalog: Path) -> Callable[..., Any]:
+    def run(url: str, *args: str, symbols: str = "BTC/USDT", start: str = "2024-01-01") -> Any:
+        return run_rustybt(
+            "data", "--catalog", catalog, "fetch", "--source", "ccxt:binance", "--symbols", symbols,
+            "--timeframe", "1m", "--start", start, "--exchange-url", url, *args,
+        )
+
+    return run
+
+
+def datasets(run_rustybt: Callable[..., Any], catalog: Path, symbol: str = "BTC/USDT") -> dict[str, Any]:
+    shown = run_rustybt("data", "--catalog", catalog, "show", symbol, "--json")
+    assert shown.returncode == 0, shown.stderr
+    [d] = json.loads(shown.stdout)
+    return d  # type: ignore[no-any-return]
+
+
+def stored_bars(catalog: Path, symbol: str = "BTC/USDT") -> list[list[Any]]:
+    """The catalog's bars read with pyarrow: [open ms, open, high, low, close, volume]."""
+    import pyarrow.parquet as pq
+
+    folder = catalog / "bars" / "ccxt%3Abinance" / symbol.replace("/", "%2F") / "1m"
+    rows: list[list[Any]] = []
+    for f in sorted(folder.glob("*.parquet")):
+        t = pq.read_table(f)
+        times = [int(x.value // 1_000_000) for x in t.column("time")]
+        cols = [t.column(c).to_pylist() for c in ("open", "high", "low", "close", "volume")]
+        rows += [[times[i], *(c[i] for c in cols)] for i in range(len(times))]
+    return rows
+
+
+def expected(count: int, **kw: Any) -> list[list[Any]]:
+    return [[int(r[0]), *(Decimal(r[k]) for k in range(1, 6))] for r in generate_history(T0, count, "1m", **kw)]
+
+
+def klines(f: FakeBinance) -> list[Any]:
+    return [r for r in f.requests if r.path == "klines"]
+
+
+def test_pages_retries_and_forming_candle(fake: Callable[..., FakeBinance], fetch: Callable[..., Any], run_rustybt: Callable[..., Any], catalog: Path) -> None:
+    f = fake(5001, page_cap=700)  # candle 5000 is forming
+    f.inject(Fault(kind="status", status=429, retry_after=0.2, path="klines", skip=2))
+    f.inject(Fault(kind="status", status=503, path="klines", skip=4))
+    result = fetch(f.url, symbols="BTC/USDT,ETH/USDT")
+    assert result.returncode == 0, result.stderr
+    result.assert_clean_failure()
+    assert "fetched 5000 bars of BTC/USDT 1m" in result.stdout
+    # Exactly the stand-in's closed bars, exact decimals, the forming one left out.
+    assert stored_bars(catalog) == expected(5000)
+    assert stored_bars(catalog, "ETH/USDT") == expected(5000, price="2000.00", seed=3)
+    reqs = klines(f)
+    statuses = [r.status for r in reqs]
+    assert statuses.count(429) == 1 and statuses.count(503) == 1, statuses
+    # each failed request was retried with the same page start, which then succeeded
+    for i, r in enumerate(reqs):
+        if r.status != 200:
+            assert reqs[i + 1].params["startTime"] == r.params["startTime"] and reqs[i + 1].status == 200
+    # 5000 bars in pages of at most 700, per symbol: the short pages did not end the fetch
+    assert sum(1 for r in reqs if r.status == 200 and r.params["symbol"] == "BTCUSDT") == 8
+    d = datasets(run_rustybt, catalog)
+    assert d["rows"] == 5000 and d["last"] == "2024-01-04T11:19:00Z"
+    assert d["intervals"] == [["2024-01-01T00:00:00Z", "2024-01-04T11:20:00Z"]]
+    verify = run_rustybt("data", "--catalog", catalog, "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_second_fetch_requests_only_the_missing_interval(fake: Callable[..., FakeBinance], fetch: Callable[..., Any], run_rustybt: Callable[..., Any], catalog: Path) -> None:
+    f = fake(3001)
+    first = fetch(f.url, "--end", "2024-01-01T16:39:00Z")  # bars 0..999 (end inclusive)
+    assert first.returncode == 0, first.stderr
+    assert "fetched 1000 bars" in first.stdout
+    assert stored_bars(catalog) == expected(1000)
+    f.requests.clear()
+    second = fetch(f.url)  # up to now: bars 0..2999
+    assert second.returncode == 0, second.stderr
+    assert "fetched 2000 bars" in second.stdout
+    starts = [int(r.params["startTime"]) for r in klines(f)]
+    assert starts and min(starts) == T0 + 1000 * MIN, starts
+    assert stored_bars(catalog) == expected(3000)
+    # Nothing missing now but the forming minute: one request, nothing stored.
+    f.requests.clear()
+    third = fetch(f.url)
+    assert third.returncode == 0, third.stderr
+    assert [int(r.params["startTime"]) for r in klines(f)] == [T0 + 3000 * MIN]
+    assert datasets(run_rustybt, catalog)["rows"] == 3000
+
+
+def test_kill_mid_fetch_then_rerun(fake: Callable[..., FakeBinance], binary: Path, run_rustybt: Callable[..., Any], catalog: Path) -> None:
+    f = fake(20_001, page_cap=500)
+    f.inject(Fault(kind="delay", path="klines", delay_s=0.15, times=1_000))  # 40 slow pages
+    argv = [str(binary), "data", "--catalog", str(catalog), "fetch", "--source", "ccxt:binance", "--symbols", "BTC/USDT",
+            "--timeframe", "1m", "--start", "2024-01-01", "--exchange-url", f.url]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    rows = 0
+    while time.monotonic() < deadline and rows == 0:  # wait for a committed batch
+        time.sleep(0.3)
+        listed = run_rustybt("data", "--catalog", catalog, "list", "--json")
+        rows = sum(d["rows"] for d in json.loads(listed.stdout or "[]"))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 0 < rows < 20_000, rows
+    f.faults.clear()
+    f.requests.clear()
+    rerun = run_rustybt("data", "--catalog", catalog, "fetch", "--source", "ccxt:binance", "--symbols", "BTC/USDT",
+                        "--timeframe", "1m", "--start", "2024-01-01", "--exchange-url", f.url)
+    assert rerun.returncode == 0, rerun.stderr
+    # it continued from what was committed, not from the start
+    assert min(int(r.params["startTime"]) for r in klines(f)) >= T0 + rows * MIN
+    assert stored_bars(catalog) == expected(20_000)
+    d = datasets(run_rustybt, catalog)
+    assert d["intervals"] == [["2024-01-01T00:00:00Z", "2024-01-14T21:20:00Z"]]
+    verify = run_rustybt("data", "--catalog", catalog, "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_crash_after_a_batch_commit_resumes(fake: Callable[..., FakeBinance], fetch: Callable[..., Any], run_rustybt: Callable[..., Any], catalog: Path) -> None:
+    f = fake(3001)
+    crashed = run_rustybt("data", "--catalog", catalog, "fetch", "--source", "ccxt:binance", "--symbols", "BTC/USDT,ETH/USDT",
+                          "--timeframe", "1m", "--start", "2024-01-01", "--exchange-url", f.url,
+                          env={**os.environ, "RUSTYBT_TEST_CRASH": "fetch-batch-committed"})
+    assert crashed.returncode != 0
+    assert datasets(run_rustybt, catalog)["rows"] == 3000
+    assert run_rustybt("data", "--catalog", catalog, "list", "--json").stdout.count("ETH/USDT") == 0
+    f.requests.clear()
+    rerun = fetch(f.url, symbols="BTC/USDT,ETH/USDT")
+    assert rerun.returncode == 0, rerun.stderr
+    assert {r.params["symbol"] for r in klines(f) if int(r.params["startTime"]) < T0 + 3000 * MIN} == {"ETHUSDT"}
+    assert stored_bars(catalog, "ETH/USDT") == expected(3000, price="2000.00", seed=3)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--symbols", "DOGE/USDT"], 2, "binance has no market `DOGE/USDT`"),
+        (["--timeframe", "7m"], 2, "binance has no `7m` bars; it has: 1s, 1m"),
+        (["--source", "ccxt:binanze"], 2, "ccxt has no exchange `binanze`; did you mean `ccxt:binance`"),
+        (["--exchange-url", "http://127.0.0.1:9/api/v3"], 4, "NetworkError"),
+        (["--start", "yesterday"], 2, "--start"),
+    ],
+)
+def test_refusals(fake: Callable[..., FakeBinance], run_rustybt: Callable[..., Any], catalog: Path, args: list[str], code: int, message: str) -> None:
+    f = fake(10)
+    base = {"--source": "ccxt:binance", "--symbols": "BTC/USDT", "--timeframe": "1m", "--start": "2024-01-01", "--exchange-url": f.url}
+    for k, v in zip(args[::2], args[1::2]):
+        base[k] = v
+    flat = [x for kv in base.items() for x in kv]
+    result = run_rustybt("data", "--catalog", catalog, "fetch", *flat)
+    result.assert_clean_failure()
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr, result.stderr
