@@ -382,7 +382,10 @@ mod tests {
     fn missing_spans() {
         assert_eq!(missing(&[], (0, 10)), vec![(0, 10)]);
         assert_eq!(missing(&[(0, 10)], (2, 8)), vec![]);
-        assert_eq!(missing(&[(2, 4), (6, 7)], (0, 10)), vec![(0, 2), (4, 6), (7, 10)]);
+        assert_eq!(
+            missing(&[(2, 4), (6, 7)], (0, 10)),
+            vec![(0, 2), (4, 6), (7, 10)]
+        );
         assert_eq!(missing(&[(-5, 3), (9, 20)], (0, 10)), vec![(3, 9)]);
         assert_eq!(missing(&[(20, 30)], (0, 10)), vec![(0, 10)]);
     }
@@ -483,12 +486,20 @@ mod tests {
             requests: Vec::new(),
         };
         let symbols = vec!["X".to_owned()];
-        let r = fetch(&mut cat, &mut src, &request(&symbols, Some(1000)), &mut |_| {})
-            .expect("fetch");
+        let r = fetch(
+            &mut cat,
+            &mut src,
+            &request(&symbols, Some(1000)),
+            &mut |_| {},
+        )
+        .expect("fetch");
         assert_eq!(r[0].bars, 1000);
         assert_eq!(src.requests.len(), 4, "{:?}", src.requests);
         let d = r[0].dataset.clone().expect("dataset");
-        assert_eq!(d.intervals, vec![(T0_MS * NS_PER_MS, (T0_MS + 1000 * MIN_MS) * NS_PER_MS)]);
+        assert_eq!(
+            d.intervals,
+            vec![(T0_MS * NS_PER_MS, (T0_MS + 1000 * MIN_MS) * NS_PER_MS)]
+        );
         // A larger fetch asks only from minute 1000 on, and never stores the forming bar.
         src.requests.clear();
         let r = fetch(&mut cat, &mut src, &request(&symbols, None), &mut |_| {}).expect("fetch");
@@ -497,7 +508,10 @@ mod tests {
         let d = r[0].dataset.clone().expect("dataset");
         assert_eq!(d.rows(), 2499);
         assert_eq!(d.last_ns(), Some((T0_MS + 2498 * MIN_MS) * NS_PER_MS));
-        assert_eq!(d.intervals, vec![(T0_MS * NS_PER_MS, (T0_MS + 2499 * MIN_MS) * NS_PER_MS)]);
+        assert_eq!(
+            d.intervals,
+            vec![(T0_MS * NS_PER_MS, (T0_MS + 2499 * MIN_MS) * NS_PER_MS)]
+        );
         let loaded = cat.load(&d, None, None).expect("load");
         assert_eq!(loaded.close.exact.get(1234).to_string(), "102.34");
         // Nothing missing: the only request is for the still-forming minute.
@@ -519,8 +533,8 @@ mod tests {
             requests: Vec::new(),
         };
         let symbols = vec!["X".to_owned(), "Y".to_owned()];
-        let err = fetch(&mut cat, &mut src, &request(&symbols, None), &mut |_| {})
-            .expect_err("unknown");
+        let err =
+            fetch(&mut cat, &mut src, &request(&symbols, None), &mut |_| {}).expect_err("unknown");
         assert!(matches!(
             err,
             FetchError::Source(SourceError {

@@ -316,14 +316,20 @@ pub fn events(
              ORDER BY time_ns, kind",
         )
         .map_err(sql)?;
-    stmt.query_map(params![source, symbol], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .map_err(sql)?
-        .collect::<Result<_, _>>()
-        .map_err(sql)
+    stmt.query_map(params![source, symbol], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
+    .map_err(sql)?
+    .collect::<Result<_, _>>()
+    .map_err(sql)
 }
 
 /// Removes the events of (source, symbol) once no dataset of it is left.
-pub fn remove_orphan_events(db: &Connection, source: &str, symbol: &str) -> Result<(), CatalogError> {
+pub fn remove_orphan_events(
+    db: &Connection,
+    source: &str,
+    symbol: &str,
+) -> Result<(), CatalogError> {
     db.execute(
         "DELETE FROM events WHERE source = ?1 AND symbol = ?2
          AND NOT EXISTS (SELECT 1 FROM datasets WHERE source = ?1 AND symbol = ?2)",

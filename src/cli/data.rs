@@ -36,7 +36,9 @@ pub fn catalog_root(flag: Option<&Path>) -> PathBuf {
 impl From<SourceError> for Error {
     fn from(e: SourceError) -> Self {
         match e.kind {
-            SourceErrorKind::UnknownSymbol | SourceErrorKind::BadTimeframe | SourceErrorKind::BadSource => {
+            SourceErrorKind::UnknownSymbol
+            | SourceErrorKind::BadTimeframe
+            | SourceErrorKind::BadSource => {
                 Error::usage_with_hint(e.message, "see docs/data.md, \"Fetching\"")
             }
             SourceErrorKind::Unavailable | SourceErrorKind::Refused => Error::Broker(format!(
@@ -195,7 +197,8 @@ fn fetch(
         },
     )?;
     for r in &reports {
-        let span = |&(s, e): &(i64, i64)| format!("{} .. {}", format_timestamp(s), format_timestamp(e));
+        let span =
+            |&(s, e): &(i64, i64)| format!("{} .. {}", format_timestamp(s), format_timestamp(e));
         let asked: Vec<String> = r.requested.iter().map(span).collect();
         println!(
             "fetched {} bars of {} {} from {}{}{}",
@@ -233,6 +236,52 @@ fn fetch(
     Ok(ExitCode::Success)
 }
 
+/// Whether a run must fetch before it loads: `--symbols` with a fetching `--source` and no
+/// `--offline`.
+pub fn run_fetches(settings: &crate::config::RunSettings) -> bool {
+    settings
+        .catalog
+        .as_ref()
+        .is_some_and(|c| !c.offline && c.source.as_deref().is_some_and(is_fetch_source))
+}
+
+/// `rustybt run --symbols X --source ccxt:binance`: fetches what the catalog misses of the
+/// run's span first (Python must be started).
+pub fn fetch_for_run(settings: &crate::config::RunSettings, progress: bool) -> Result<(), Error> {
+    let Some(request) = &settings.catalog else {
+        return Ok(());
+    };
+    let source = request.source.as_deref().unwrap_or_default();
+    let (Some(timeframe), Some(start_ns)) = (request.timeframe.as_deref(), settings.start_ns)
+    else {
+        return Err(Error::usage_with_hint(
+            format!("fetching from `{source}` before the run needs `--timeframe` and `--start`"),
+            "give them (or `data.timeframe` and `run.start` in the config), or `--offline` to run on what the catalog has",
+        ));
+    };
+    let mut catalog = Catalog::open(&catalog_root(request.root.as_deref()))?;
+    for r in fetch_into(
+        &mut catalog,
+        &FetchSpec {
+            source,
+            symbols: &request.symbols,
+            timeframe,
+            start_ns,
+            end_ns: settings.end_ns,
+            url: request.url.as_deref(),
+            progress,
+        },
+    )? {
+        if r.bars > 0 {
+            eprintln!(
+                "fetched {} bars of {} {timeframe} from {source}",
+                r.bars, r.symbol
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Fetches what the catalog misses of a spec (Python must be started), with a progress bar
 /// with ETA on a terminal.
 pub fn fetch_into(
@@ -244,7 +293,9 @@ pub fn fetch_into(
         "cache_dir": catalog.root().join(".cache").join(spec.source.replace(':', "-")),
     });
     let mut source = crate::python::fetch::PyBarSource::open(spec.source, &options.to_string())?;
-    let origin = spec.url.map_or_else(|| spec.source.to_owned(), str::to_owned);
+    let origin = spec
+        .url
+        .map_or_else(|| spec.source.to_owned(), str::to_owned);
     let mut bar: Option<Progress> = None;
     let reports = catalog_fetch::fetch(
         catalog,
@@ -384,7 +435,16 @@ fn chosen(catalog: &Catalog, args: &DatasetArgs) -> Result<Vec<DatasetInfo>, Err
 fn show(catalog: &Catalog, args: &DatasetArgs) -> Result<ExitCode, Error> {
     let found = chosen(catalog, args)?;
     if args.json {
-        let all: Vec<_> = found.iter().map(|d| dataset_json(d, true)).collect();
+        let mut all = Vec::new();
+        for d in &found {
+            let mut v = dataset_json(d, true);
+            v["events"] = catalog
+                .events(&d.source, &d.symbol)?
+                .into_iter()
+                .map(|(t, kind, value)| serde_json::json!({"time": format_timestamp(t), "kind": kind, "value": value}))
+                .collect();
+            all.push(v);
+        }
         println!("{}", serde_json::Value::Array(all));
         return Ok(ExitCode::Success);
     }
@@ -420,6 +480,9 @@ fn show(catalog: &Catalog, args: &DatasetArgs) -> Result<ExitCode, Error> {
         }
         for f in &d.findings {
             println!("  {:<10} {} ({})", f.severity.name(), f.message, f.kind);
+        }
+        for (t, kind, value) in catalog.events(&d.source, &d.symbol)? {
+            println!("  {kind:<10} {} {value}", format_timestamp(t));
         }
         let series = catalog.load(d, None, None)?;
         let n = series.len();

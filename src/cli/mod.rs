@@ -423,6 +423,21 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_bad_data: bool,
 
+    /// With `--source ccxt:<exchange>` or `--source yahoo`: run on what the catalog has,
+    /// without fetching the missing bars first. Config: `data.offline`.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// With `--source ccxt:<exchange>`: the exchange's REST base URL instead of its public one
+    /// (a testnet, or a local stand-in). Config: `data.exchange_url`.
+    #[arg(long, value_name = "URL")]
+    pub exchange_url: Option<String>,
+
+    /// With `--source yahoo`: the base URL replacing Yahoo's hosts (a local stand-in).
+    /// Config: `data.yahoo_url`.
+    #[arg(long, value_name = "URL")]
+    pub yahoo_url: Option<String>,
+
     /// Starting cash, a decimal number (default 100000).
     #[arg(long, allow_hyphen_values = true)]
     pub cash: Option<String>,

@@ -57,7 +57,7 @@ impl Progress {
             let bar = ProgressBar::new(self.total_bars).with_elapsed(self.started.elapsed());
             bar.set_style(
                 ProgressStyle::with_template(self.template)
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             self.bar = Some(bar);
         }

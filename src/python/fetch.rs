@@ -5,9 +5,7 @@
 
 use pyo3::prelude::*;
 
-use crate::catalog::fetch::{
-    BarSource, Event, Page, Resolved, SourceError, SourceErrorKind,
-};
+use crate::catalog::fetch::{BarSource, Event, Page, Resolved, SourceError, SourceErrorKind};
 
 const MODULE: &str = "rustybt_api._fetch";
 
@@ -70,8 +68,9 @@ impl BarSource for PyBarSource {
     }
 
     fn resolve(&mut self, symbol: &str, timeframe: &str) -> Result<Resolved, SourceError> {
-        let text: String =
-            self.call("resolve", |s| s.call_method1("resolve", (symbol, timeframe)))?;
+        let text: String = self.call("resolve", |s| {
+            s.call_method1("resolve", (symbol, timeframe))
+        })?;
         serde_json::from_str(&text).map_err(|e| SourceError {
             kind: SourceErrorKind::Internal,
             message: format!("resolve returned bad JSON: {e}: {text}"),
@@ -89,7 +88,10 @@ impl BarSource for PyBarSource {
         let (times_ms, o, h, l, c, v, next_ms, done): PageTuple = self.call("page", |s| {
             s.call_method1("page", (symbol, timeframe, since_ms, until_ms, now_ms))
         })?;
-        if [&o, &h, &l, &c, &v].iter().any(|col| col.len() != times_ms.len()) {
+        if [&o, &h, &l, &c, &v]
+            .iter()
+            .any(|col| col.len() != times_ms.len())
+        {
             return Err(SourceError {
                 kind: SourceErrorKind::Internal,
                 message: "page returned columns of different lengths".into(),
@@ -121,7 +123,12 @@ impl BarSource for PyBarSource {
 
 /// A `FetchError` keeps its kind; Ctrl-C is `Unavailable` (the fetch stops, commits stay);
 /// anything else is `Internal` with the traceback.
-fn translate(py: Python<'_>, err: &PyErr, fetch_error: &Bound<'_, PyAny>, what: &str) -> SourceError {
+fn translate(
+    py: Python<'_>,
+    err: &PyErr,
+    fetch_error: &Bound<'_, PyAny>,
+    what: &str,
+) -> SourceError {
     if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
         return SourceError {
             kind: SourceErrorKind::Unavailable,

@@ -207,3 +207,46 @@ def test_refusals(fake: Callable[..., FakeBinance], run_rustybt: Callable[..., A
     result.assert_clean_failure()
     assert result.returncode == code, result.stderr
     assert message in result.stderr, result.stderr
+
+
+# ------------------------------------------------------------------------------ runs that fetch
+
+SMA = ROOT / "algorithms" / "sma_cross.py"
+
+
+def test_run_fetches_what_the_catalog_misses(fake: Callable[..., FakeBinance], run_rustybt: Callable[..., Any], catalog: Path) -> None:
+    f = fake(3001)
+    args = ["run", "--algo", SMA, "--symbols", "BTC/USDT", "--timeframe", "1m", "--start", "2024-01-01",
+            "--end", "2024-01-02T23:59:00Z", "--source", "ccxt:binance", "--catalog", catalog]
+    first = run_rustybt(*args, "--exchange-url", f.url)
+    assert first.returncode == 0, first.stderr
+    assert "fetched 2880 bars of BTC/USDT 1m from ccxt:binance" in first.stderr
+    [used] = first.metrics()["data"]
+    assert (used["source"], used["rows"], used["first"], used["last"]) == ("ccxt:binance", 2880, "2024-01-01T00:00:00Z", "2024-01-02T23:59:00Z")
+    assert stored_bars(catalog) == expected(2880)
+    # The catalog covers the span now: a second run asks the exchange for no bars.
+    f.requests.clear()
+    second = run_rustybt(*args, "--exchange-url", f.url)
+    assert second.returncode == 0, second.stderr
+    assert klines(f) == []
+    assert second.metrics()["data"] == first.metrics()["data"]
+    # --offline never reaches the exchange (here: a closed port) and runs on the catalog.
+    offline = run_rustybt(*args, "--exchange-url", "http://127.0.0.1:9/api/v3", "--offline")
+    assert offline.returncode == 0, offline.stderr
+    assert offline.metrics()["data"] == first.metrics()["data"]
+
+
+def test_run_config_keys_fetch_too(fake: Callable[..., FakeBinance], run_rustybt: Callable[..., Any], catalog: Path, tmp_path: Path) -> None:
+    f = fake(1500)
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'[run]\nstart = "2024-01-01"\nend = "2024-01-01T23:59:00Z"\n'
+        f'[data]\nsymbols = ["ETH/USDT"]\ntimeframe = "1m"\nsource = "ccxt:binance"\n'
+        f'catalog = "{catalog}"\nexchange_url = "{f.url}"\n'
+    )
+    result = run_rustybt("run", "--algo", SMA, "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert stored_bars(catalog, "ETH/USDT") == expected(1440, price="2000.00", seed=3)
+    offline = run_rustybt("run", "--algo", SMA, "--config", config, "--offline", "--catalog", catalog.parent / "empty")
+    offline.assert_clean_failure()
+    assert offline.returncode == 2 and "has no data of `ETH/USDT`" in offline.stderr, offline.stderr
