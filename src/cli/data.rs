@@ -140,17 +140,6 @@ fn import(catalog: &mut Catalog, args: &ImportArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::Success)
 }
 
-/// The fetch of a command line (`data fetch`, or `run` with a fetching source).
-pub struct FetchSpec<'a> {
-    pub source: &'a str,
-    pub symbols: &'a [String],
-    pub timeframe: &'a str,
-    pub start_ns: i64,
-    pub end_ns: Option<i64>,
-    pub url: Option<&'a str>,
-    pub progress: bool,
-}
-
 /// Whether `source` names a fetching adapter (`ccxt:<exchange>`, `yahoo`) rather than
 /// imported files.
 pub fn is_fetch_source(source: &str) -> bool {
@@ -186,15 +175,16 @@ fn fetch(
     super::doctor::start_python(explicit_python, &[])?;
     let reports = fetch_into(
         catalog,
-        &FetchSpec {
+        &catalog_fetch::FetchRequest {
             source: &args.source,
             symbols: &args.symbols,
             timeframe: &args.timeframe,
             start_ns,
             end_ns,
-            url,
-            progress: !args.no_progress,
+            origin: url.unwrap_or(&args.source),
         },
+        url,
+        !args.no_progress,
     )?;
     for r in &reports {
         let span =
@@ -262,15 +252,16 @@ pub fn fetch_for_run(settings: &crate::config::RunSettings, progress: bool) -> R
     let mut catalog = Catalog::open(&catalog_root(request.root.as_deref()))?;
     for r in fetch_into(
         &mut catalog,
-        &FetchSpec {
+        &catalog_fetch::FetchRequest {
             source,
             symbols: &request.symbols,
             timeframe,
             start_ns,
             end_ns: settings.end_ns,
-            url: request.url.as_deref(),
-            progress,
+            origin: request.url.as_deref().unwrap_or(source),
         },
+        request.url.as_deref(),
+        progress,
     )? {
         if r.bars > 0 {
             eprintln!(
@@ -286,33 +277,20 @@ pub fn fetch_for_run(settings: &crate::config::RunSettings, progress: bool) -> R
 /// with ETA on a terminal.
 pub fn fetch_into(
     catalog: &mut Catalog,
-    spec: &FetchSpec,
+    request: &catalog_fetch::FetchRequest,
+    url: Option<&str>,
+    progress: bool,
 ) -> Result<Vec<catalog_fetch::SymbolReport>, Error> {
     let options = serde_json::json!({
-        "url": spec.url,
-        "cache_dir": catalog.root().join(".cache").join(spec.source.replace(':', "-")),
+        "url": url,
+        "cache_dir": catalog.root().join(".cache").join(request.source.replace(':', "-")),
     });
-    let mut source = crate::python::fetch::PyBarSource::open(spec.source, &options.to_string())?;
-    let origin = spec
-        .url
-        .map_or_else(|| spec.source.to_owned(), str::to_owned);
+    let mut source = crate::python::fetch::PyBarSource::open(request.source, &options.to_string())?;
     let mut bar: Option<Progress> = None;
-    let reports = catalog_fetch::fetch(
-        catalog,
-        &mut source,
-        &catalog_fetch::FetchRequest {
-            source: spec.source,
-            symbols: spec.symbols,
-            timeframe: spec.timeframe,
-            start_ns: spec.start_ns,
-            end_ns: spec.end_ns,
-            origin: &origin,
-        },
-        &mut |p| {
-            bar.get_or_insert_with(|| Progress::for_fetch(p.expected, spec.progress))
-                .update(p.bars.min(p.expected));
-        },
-    );
+    let reports = catalog_fetch::fetch(catalog, &mut source, request, &mut |p| {
+        bar.get_or_insert_with(|| Progress::for_fetch(p.expected, progress))
+            .update(p.bars.min(p.expected));
+    });
     if let Some(mut bar) = bar {
         bar.finish();
     }
