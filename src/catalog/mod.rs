@@ -589,6 +589,63 @@ impl Catalog {
         Ok(chosen)
     }
 
+    /// The catalog's size limit in bytes (`data prune --max-size`), if one was set.
+    pub fn max_size(&self) -> Result<Option<u64>, CatalogError> {
+        Ok(meta::info(&self.db, "max_size")?.and_then(|v| v.parse().ok()))
+    }
+
+    pub fn set_max_size(&mut self, bytes: u64) -> Result<(), CatalogError> {
+        meta::set_info(&self.db, "max_size", &bytes.to_string())
+    }
+
+    /// Records that a run read these datasets now: eviction removes the least recently used.
+    pub fn touch(&mut self, datasets: &[&DatasetInfo]) -> Result<(), CatalogError> {
+        let ids: Vec<i64> = datasets.iter().map(|d| d.id).collect();
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        meta::touch(&self.db, &ids, &now)
+    }
+
+    /// Removes least-recently-used datasets (last read by a run, else last written) until the
+    /// catalog's bars take at most `max_bytes`; datasets in `keep` (those just written) stay.
+    /// Returns the removed datasets with when they were last used, oldest first.
+    pub fn prune(
+        &mut self,
+        max_bytes: u64,
+        keep: &[i64],
+    ) -> Result<Vec<(DatasetInfo, String)>, CatalogError> {
+        let all = self.datasets()?;
+        let mut total: u64 = all.iter().map(DatasetInfo::bytes).sum();
+        let used = meta::last_used(&self.db)?;
+        // Oldest use first; at the same time, a dataset no run has read goes first.
+        let mut order: Vec<((i64, bool, i64), String, DatasetInfo)> = all
+            .into_iter()
+            .filter(|d| !keep.contains(&d.id))
+            .map(|d| {
+                let (when, read) = used.get(&d.id).cloned().unwrap_or_default();
+                let at = chrono::DateTime::parse_from_rfc3339(&when)
+                    .ok()
+                    .and_then(|t| t.timestamp_nanos_opt())
+                    .unwrap_or(i64::MIN);
+                ((at, read, d.id), when, d)
+            })
+            .collect();
+        order.sort_by_key(|o| o.0);
+        let mut removed = Vec::new();
+        for (_, when, d) in order {
+            if total <= max_bytes {
+                break;
+            }
+            total = total.saturating_sub(d.bytes());
+            self.remove(&Selector {
+                symbol: Some(d.symbol.clone()),
+                timeframe: Some(d.timeframe.clone()),
+                source: Some(d.source.clone()),
+            })?;
+            removed.push((d, when));
+        }
+        Ok(removed)
+    }
+
     /// Stores splits and dividends of (source, symbol) beside its bars (see `data show`).
     pub fn store_events(
         &mut self,
@@ -681,8 +738,9 @@ pub struct RunLoad {
 
 /// Loads the datasets of a run, refusing a missing, ambiguous or (unless allowed) erroneous one.
 pub fn load_for_run(root: &Path, request: &RunRequest) -> Result<RunLoad, CatalogError> {
-    let catalog = Catalog::open(root)?;
+    let mut catalog = Catalog::open(root)?;
     let all = catalog.datasets()?;
+    let mut read: Vec<&DatasetInfo> = Vec::new();
     let mut out = RunLoad {
         series: Vec::new(),
         files: Vec::new(),
@@ -755,6 +813,7 @@ pub fn load_for_run(root: &Path, request: &RunRequest) -> Result<RunLoad, Catalo
                 ))),
             ));
         }
+        read.push(dataset);
         let mut series = catalog.load(dataset, request.start_ns, request.end_ns)?;
         series.source = catalog.dataset_dir(&dataset.source, &dataset.symbol, &dataset.timeframe);
         out.files.extend(catalog.files(dataset));
@@ -764,7 +823,35 @@ pub fn load_for_run(root: &Path, request: &RunRequest) -> Result<RunLoad, Catalo
         out.series.push(series);
     }
     out.used = serde_json::Value::Array(used);
+    // Best effort: a read-only catalog still runs, it only forgets what was used when.
+    let _ = catalog.touch(&read);
     Ok(out)
+}
+
+/// A size as `500MB`, `20GB`, `1.5GB`, `1024` (bytes); units B, KB, MB, GB, TB are powers of
+/// 1024 (as `data list` prints sizes).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_uppercase();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown size unit (use B, KB, MB, GB or TB)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size such as `500MB` or `20GB`"))?;
+    Ok((value * (1u64 << shift) as f64) as u64)
 }
 
 /// Sorted, disjoint union of half-open intervals (touching ones joined).
@@ -966,6 +1053,43 @@ mod tests {
             r.dataset.partitions.len(),
             r.dataset.bytes() as f64 / f64::from(1u32 << 20)
         );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("500MB"), Ok(500 << 20));
+        assert_eq!(parse_size("1.5 gb"), Ok(3 << 29));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("MB").is_err());
+    }
+
+    #[test]
+    fn prune_removes_least_recently_used_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cat = Catalog::open(dir.path()).expect("open");
+        let times: Vec<i64> = (0..50).map(|i| T0 + i * MIN).collect();
+        for sym in ["A", "B", "C"] {
+            cat.import("file", "1m", MIN, &series(sym, &times, "100.5"), "x")
+                .expect("import");
+        }
+        let all = cat.datasets().expect("list");
+        let one = all[0].bytes();
+        // A run reads A: B (oldest written, never read) goes first, then C.
+        cat.touch(&[&all[0]]).expect("touch");
+        let removed = cat.prune(2 * one, &[]).expect("prune");
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].0.symbol, "B");
+        let removed = cat.prune(0, &[all[2].id]).expect("prune");
+        assert_eq!(removed.len(), 1, "C is kept, A goes");
+        assert_eq!(removed[0].0.symbol, "A");
+        let left: Vec<String> = cat
+            .datasets()
+            .expect("list")
+            .into_iter()
+            .map(|d| d.symbol)
+            .collect();
+        assert_eq!(left, vec!["C"]);
     }
 
     #[test]

@@ -63,9 +63,32 @@ impl From<FetchError> for Error {
 pub fn data(explicit_python: Option<&Path>, command: DataCommand) -> Result<ExitCode, Error> {
     let root = catalog_root(command.catalog.as_deref());
     let mut catalog = Catalog::open(&root)?;
+    let max_size = command
+        .max_size
+        .as_deref()
+        .map(crate::catalog::parse_size)
+        .transpose()
+        .map_err(|e| Error::usage_with_hint(e, "for example `--max-size 20GB`"))?;
     match command.action {
-        DataAction::Import(args) => import(&mut catalog, &args),
-        DataAction::Fetch(args) => fetch(explicit_python, &mut catalog, &args),
+        DataAction::Import(args) => {
+            let written = import(&mut catalog, &args)?;
+            evict(&mut catalog, max_size, &written)
+        }
+        DataAction::Fetch(args) => {
+            let written = fetch(explicit_python, &mut catalog, &args)?;
+            evict(&mut catalog, max_size, &written)
+        }
+        DataAction::Prune => {
+            if let Some(bytes) = max_size {
+                catalog.set_max_size(bytes)?;
+            } else if catalog.max_size()?.is_none() {
+                return Err(Error::usage_with_hint(
+                    "the catalog has no size limit to prune to",
+                    "give one: `rustybt data prune --max-size 20GB` (it is then kept for later imports and fetches)",
+                ));
+            }
+            evict(&mut catalog, max_size, &[])
+        }
         DataAction::List { json } => list(&catalog, json),
         DataAction::Show(args) => show(&catalog, &args),
         DataAction::Verify => verify(&mut catalog),
@@ -73,7 +96,8 @@ pub fn data(explicit_python: Option<&Path>, command: DataCommand) -> Result<Exit
     }
 }
 
-fn import(catalog: &mut Catalog, args: &ImportArgs) -> Result<ExitCode, Error> {
+/// Returns the ids of the datasets written.
+fn import(catalog: &mut Catalog, args: &ImportArgs) -> Result<Vec<i64>, Error> {
     let format = Format::from_spec(&args.format.spec()).map_err(Error::usage)?;
     let interval = args
         .timeframe
@@ -91,6 +115,7 @@ fn import(catalog: &mut Catalog, args: &ImportArgs) -> Result<ExitCode, Error> {
         format,
         ..Default::default()
     };
+    let mut written = Vec::new();
     for file in &args.files {
         for series in data::load(file, &options)? {
             let (label, interval_ns) = match &interval {
@@ -118,6 +143,7 @@ fn import(catalog: &mut Catalog, args: &ImportArgs) -> Result<ExitCode, Error> {
                 &origin.display().to_string(),
             )?;
             let d = &report.dataset;
+            written.push(d.id);
             println!(
                 "imported {} bars of {} {} from {} ({} partition{} written); the dataset has {} bars from {} to {}",
                 report.bars,
@@ -137,7 +163,7 @@ fn import(catalog: &mut Catalog, args: &ImportArgs) -> Result<ExitCode, Error> {
             print_findings(d, 3);
         }
     }
-    Ok(ExitCode::Success)
+    Ok(written)
 }
 
 /// Whether `source` names a fetching adapter (`ccxt:<exchange>`, `yahoo`) rather than
@@ -146,11 +172,12 @@ pub fn is_fetch_source(source: &str) -> bool {
     source.starts_with("ccxt:") || source == "yahoo"
 }
 
+/// Returns the ids of the datasets written.
 fn fetch(
     explicit_python: Option<&Path>,
     catalog: &mut Catalog,
     args: &FetchArgs,
-) -> Result<ExitCode, Error> {
+) -> Result<Vec<i64>, Error> {
     let start_ns = crate::config::time_flag("--start", &args.start)?;
     let end_ns = args
         .end
@@ -223,7 +250,10 @@ fn fetch(
             ),
         }
     }
-    Ok(ExitCode::Success)
+    Ok(reports
+        .iter()
+        .filter_map(|r| r.dataset.as_ref().map(|d| d.id))
+        .collect())
 }
 
 /// Whether a run must fetch before it loads: `--symbols` with a fetching `--source` and no
@@ -295,6 +325,23 @@ pub fn fetch_into(
         bar.finish();
     }
     Ok(reports?)
+}
+
+/// Removes least-recently-used datasets down to `--max-size` or the catalog's recorded limit;
+/// `keep`: the datasets the command just wrote.
+fn evict(catalog: &mut Catalog, flag: Option<u64>, keep: &[i64]) -> Result<ExitCode, Error> {
+    let Some(limit) = flag.or(catalog.max_size()?) else {
+        return Ok(ExitCode::Success);
+    };
+    for (d, used) in catalog.prune(limit, keep)? {
+        println!(
+            "evicted {} ({}, last used {used}) to keep the catalog within {}",
+            d.label(),
+            size(d.bytes()),
+            size(limit)
+        );
+    }
+    Ok(ExitCode::Success)
 }
 
 fn print_findings(d: &DatasetInfo, at_most: usize) {

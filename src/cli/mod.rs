@@ -124,6 +124,12 @@ pub struct DataCommand {
     #[arg(long, global = true, value_name = "DIR")]
     pub catalog: Option<PathBuf>,
 
+    /// Size limit of the catalog's bars (`500MB`, `20GB`; powers of 1024): after an import or
+    /// fetch, and on `data prune`, the least recently used datasets are removed until the rest
+    /// fits. `data prune --max-size` also records it as the catalog's limit for later commands.
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub max_size: Option<String>,
+
     #[command(subcommand)]
     pub action: DataAction,
 }
@@ -148,6 +154,9 @@ pub enum DataAction {
     Verify,
     /// Remove datasets (all timeframes and sources of the symbol unless narrowed).
     Rm(DatasetArgs),
+    /// Remove the least recently used datasets (last read by a run, else last written) until
+    /// the catalog fits `--max-size` (or the limit recorded by an earlier `--max-size`).
+    Prune,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -250,3 +250,33 @@ def test_run_config_keys_fetch_too(fake: Callable[..., FakeBinance], run_rustybt
     offline = run_rustybt("run", "--algo", SMA, "--config", config, "--offline", "--catalog", catalog.parent / "empty")
     offline.assert_clean_failure()
     assert offline.returncode == 2 and "has no data of `ETH/USDT`" in offline.stderr, offline.stderr
+
+
+# ------------------------------------------------------------------------------ size limit
+
+def test_max_size_evicts_least_recently_used(fake: Callable[..., FakeBinance], fetch: Callable[..., Any], run_rustybt: Callable[..., Any], catalog: Path) -> None:
+    f = fake(3001)
+    assert fetch(f.url, symbols="BTC/USDT").returncode == 0
+    assert fetch(f.url, symbols="ETH/USDT").returncode == 0
+    sizes = {d["symbol"]: d["bytes"] for d in json.loads(run_rustybt("data", "--catalog", catalog, "list", "--json").stdout)}
+    # A run reads BTC/USDT: ETH/USDT is now the least recently used.
+    ran = run_rustybt("run", "--algo", SMA, "--symbols", "BTC/USDT", "--timeframe", "1m", "--catalog", catalog)
+    assert ran.returncode == 0, ran.stderr
+    no_limit = run_rustybt("data", "--catalog", catalog, "prune")
+    assert no_limit.returncode == 2 and "no size limit" in no_limit.stderr
+    limit = max(sizes.values()) + 100
+    pruned = run_rustybt("data", "--catalog", catalog, "prune", "--max-size", str(limit))
+    assert pruned.returncode == 0, pruned.stderr
+    assert "evicted ccxt:binance ETH/USDT 1m" in pruned.stdout
+    left = [d["symbol"] for d in json.loads(run_rustybt("data", "--catalog", catalog, "list", "--json").stdout)]
+    assert left == ["BTC/USDT"]
+    # The limit is kept: a later fetch keeps what it wrote and evicts the older dataset.
+    again = fetch(f.url, symbols="ETH/USDT")
+    assert again.returncode == 0, again.stderr
+    assert "evicted ccxt:binance BTC/USDT 1m" in again.stdout
+    left = [d["symbol"] for d in json.loads(run_rustybt("data", "--catalog", catalog, "list", "--json").stdout)]
+    assert left == ["ETH/USDT"]
+    bad = run_rustybt("data", "--catalog", catalog, "prune", "--max-size", "12 parsecs")
+    assert bad.returncode == 2 and "unknown size unit" in bad.stderr
+    verify = run_rustybt("data", "--catalog", catalog, "verify")
+    assert verify.returncode == 0, verify.stdout
