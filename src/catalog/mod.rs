@@ -15,6 +15,7 @@
 pub mod fetch;
 mod findings;
 mod meta;
+pub mod resample;
 pub mod store;
 
 use std::collections::BTreeMap;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::progress::Progress;
-use super::{DataAction, DataCommand, DatasetArgs, FetchArgs, ImportArgs};
+use super::{DataAction, DataCommand, DatasetArgs, FetchArgs, ImportArgs, ResampleArgs};
 use crate::catalog::fetch::{self as catalog_fetch, FetchError, SourceError, SourceErrorKind};
 use crate::catalog::{
     Catalog, CatalogError, DatasetInfo, Selector, infer_interval, timeframe_label,
@@ -78,6 +78,10 @@ pub fn data(explicit_python: Option<&Path>, command: DataCommand) -> Result<Exit
             let written = fetch(explicit_python, &mut catalog, &args)?;
             evict(&mut catalog, max_size, &written)
         }
+        DataAction::Resample(args) => {
+            let written = resample(&mut catalog, &args)?;
+            evict(&mut catalog, max_size, &written)
+        }
         DataAction::Prune => {
             if let Some(bytes) = max_size {
                 catalog.set_max_size(bytes)?;
@@ -94,6 +98,44 @@ pub fn data(explicit_python: Option<&Path>, command: DataCommand) -> Result<Exit
         DataAction::Verify => verify(&mut catalog),
         DataAction::Rm(args) => remove(&mut catalog, &args),
     }
+}
+
+/// Returns the id of the dataset written.
+fn resample(catalog: &mut Catalog, args: &ResampleArgs) -> Result<Vec<i64>, Error> {
+    let to_ns = match Timeframe::parse(&args.to) {
+        Ok(Timeframe::Fixed { nanos, .. }) => nanos,
+        Ok(_) => {
+            return Err(Error::usage(format!(
+                "`--to {}`: weeks and months cannot be stored; resample to days",
+                args.to
+            )));
+        }
+        Err(e) => return Err(Error::usage(e)),
+    };
+    let found = chosen(catalog, &args.dataset)?;
+    let [dataset] = &found[..] else {
+        let have: Vec<String> = found.iter().map(DatasetInfo::label).collect();
+        return Err(Error::usage_with_hint(
+            format!(
+                "several datasets of `{}`: {}",
+                args.dataset.symbol,
+                have.join(", ")
+            ),
+            "choose one with `--timeframe` and `--source`",
+        ));
+    };
+    let report = crate::catalog::resample::resample(catalog, dataset, args.to.trim(), to_ns)?;
+    let d = &report.dataset;
+    println!(
+        "resampled {} to {}: {} bars from {} to {}",
+        dataset.label(),
+        d.timeframe,
+        d.rows(),
+        d.first_ns().map(format_timestamp).unwrap_or_default(),
+        d.last_ns().map(format_timestamp).unwrap_or_default(),
+    );
+    print_findings(d, 3);
+    Ok(vec![d.id])
 }
 
 /// Returns the ids of the datasets written.

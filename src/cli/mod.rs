@@ -157,6 +157,9 @@ pub enum DataAction {
     /// Remove the least recently used datasets (last read by a run, else last written) until
     /// the catalog fits `--max-size` (or the limit recorded by an earlier `--max-size`).
     Prune,
+    /// Build a higher timeframe of a dataset from its bars and store it beside it
+    /// (UTC-aligned buckets; only buckets the dataset covers whole).
+    Resample(ResampleArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -217,6 +220,16 @@ pub struct FetchArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ResampleArgs {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+
+    /// The timeframe to build: `5m`, `1h`, `4h`, `1d`... (a multiple of the dataset's).
+    #[arg(long, value_name = "DURATION")]
+    pub to: String,
 }
 
 #[derive(Debug, Args, Clone)]

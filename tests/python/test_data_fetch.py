@@ -280,3 +280,31 @@ def test_max_size_evicts_least_recently_used(fake: Callable[..., FakeBinance], f
     assert bad.returncode == 2 and "unknown size unit" in bad.stderr
     verify = run_rustybt("data", "--catalog", catalog, "verify")
     assert verify.returncode == 0, verify.stdout
+
+
+def test_resample_stores_whole_higher_bars(fake: Callable[..., FakeBinance], fetch: Callable[..., Any], run_rustybt: Callable[..., Any], catalog: Path) -> None:
+    f = fake(3031)  # 3030 closed minutes: 50 whole hours and half of the 51st
+    assert fetch(f.url).returncode == 0
+    result = run_rustybt("data", "--catalog", catalog, "resample", "BTC/USDT", "--to", "1h")
+    assert result.returncode == 0, result.stderr
+    assert "resampled ccxt:binance BTC/USDT 1m to 1h: 50 bars" in result.stdout
+    minutes = expected(3030)
+    want = []
+    for h in range(50):
+        chunk = minutes[h * 60:(h + 1) * 60]
+        want.append([T0 + h * 3_600_000, chunk[0][1], max(r[2] for r in chunk), min(r[3] for r in chunk), chunk[-1][4], sum(r[5] for r in chunk)])
+    import pyarrow.parquet as pq
+
+    folder = catalog / "bars" / "ccxt%3Abinance" / "BTC%2FUSDT" / "1h"
+    got: list[list[Any]] = []
+    for p in sorted(folder.glob("*.parquet")):
+        t = pq.read_table(p)
+        times = [int(x.value // 1_000_000) for x in t.column("time")]
+        cols = [t.column(c).to_pylist() for c in ("open", "high", "low", "close", "volume")]
+        got += [[times[i], *(c[i] for c in cols)] for i in range(len(times))]
+    assert got == want
+    # the 1h dataset runs like any other
+    ran = run_rustybt("run", "--algo", SMA, "--symbols", "BTC/USDT", "--timeframe", "1h", "--catalog", catalog)
+    assert ran.returncode == 0, ran.stderr
+    bad = run_rustybt("data", "--catalog", catalog, "resample", "BTC/USDT", "--timeframe", "1h", "--to", "90m")
+    assert bad.returncode == 2 and "is not a multiple" in bad.stderr, bad.stderr
