@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    fake = FakeBinance(markets=[Market("BTCUSDT", "BTC", "USDT")], now_ms=T0 + args.bars * 60_000)
+    fake = FakeBinance(markets=[Market("BTCUSDT", "BTC", "USDT")], now_ms=T0 + args.bars * 60_000, time_follows_clock=True)
     fake.add_candles("BTCUSDT", "1m", generate_history(T0, args.bars, "1m"))
     walls = []
     with fake:

@@ -35,6 +35,7 @@ def exchange(count: int, *, forming_at: int | None = None, page_cap: int = 1000)
         markets=[Market("BTCUSDT", "BTC", "USDT"), Market("ETHUSDT", "ETH", "USDT")],
         now_ms=T0 + (forming_at if forming_at is not None else count - 1) * MIN + 30_000,
         max_klines_limit=page_cap,
+        time_follows_clock=True,
     )
     fake.add_candles("BTCUSDT", "1m", generate_history(T0, count, "1m"))
     fake.add_candles("ETHUSDT", "1m", generate_history(T0, count, "1m", price="2000.00", seed=3))

@@ -10,7 +10,12 @@ or as a script for end-to-end tests of the Rust binary::
 
     python -m tests.support.fake_binance --port 0 --script scenario.json
 
-(prints ``LISTENING http://127.0.0.1:PORT/api/v3`` on stdout once ready).
+(prints ``LISTENING http://127.0.0.1:PORT/api/v3`` on stdout once ready). Script keys for long
+kline histories (``rustybt data fetch``): ``history`` (a list of ``{"symbol", "interval",
+"start_ms", "count", "price"?, "seed"?}``, see ``generate_history``), ``max_klines_limit`` (a page
+holds at most this many candles whatever the client asks) and ``time_follows_clock``
+(``/api/v3/time`` answers ``now_ms`` instead of the wall clock). A fault's ``skip`` lets that many
+matching requests through first (a 429 on the third page).
 
 Only the standard library is used. All money is ``decimal.Decimal``; numbers go over the wire as
 Binance formats them (strings with 8 decimals). The fake checks the API key header, the
@@ -378,10 +383,14 @@ class FakeBinance:
         faults: Iterable[Fault] = (),
         clock: Clock | None = None,
         max_klines_limit: int = 1000,
+        time_follows_clock: bool = False,
     ):
         self.lock = threading.RLock()
         # like exchanges that cap a page lower than the limit asked for (Binance: 1000)
         self.max_klines_limit = max_klines_limit
+        # /time answers the scripted clock (now_ms) instead of the wall clock: a client that
+        # asks the exchange which candle is forming (`data fetch`) then sees the scripted time
+        self.time_follows_clock = time_follows_clock
         self._sorted_opens: dict[tuple[str, str], list[int]] = {}
         self.clock = clock
         self._clock_thread: threading.Thread | None = None
@@ -632,7 +641,7 @@ class FakeBinance:
     def dispatch(self, method: str, path: str, params: dict[str, str]) -> Any:
         public = {
             ("GET", "ping"): lambda p: {},
-            ("GET", "time"): lambda p: {"serverTime": self.now_ms()},
+            ("GET", "time"): lambda p: {"serverTime": self.now_ms() if self.time_follows_clock else int(time.time() * 1000)},
             ("GET", "exchangeInfo"): self._exchange_info,
             ("GET", "klines"): self._klines,
             ("GET", "ticker/price"): self._ticker_price,
@@ -1001,6 +1010,7 @@ class FakeBinance:
             faults=[Fault.from_dict(f) for f in data.get("faults", [])],
             clock=Clock.from_dict(data["clock"]) if "clock" in data else None,
             max_klines_limit=int(data.get("max_klines_limit", 1000)),
+            time_follows_clock=bool(data.get("time_follows_clock", False)),
             **kwargs,
         )
         for spec in data.get("history", []):
