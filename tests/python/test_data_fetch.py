@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from tests.support.catalog_files import read_bars
 from tests.support.fake_binance import Fault, FakeBinance, Market, generate_history
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,18 +75,9 @@ def datasets(run_rustybt: Callable[..., Any], catalog: Path, symbol: str = "BTC/
     return d  # type: ignore[no-any-return]
 
 
-def stored_bars(catalog: Path, symbol: str = "BTC/USDT") -> list[list[Any]]:
+def stored_bars(catalog: Path, symbol: str = "BTC/USDT", timeframe: str = "1m") -> list[list[Any]]:
     """The catalog's bars read with pyarrow: [open ms, open, high, low, close, volume]."""
-    import pyarrow.parquet as pq
-
-    folder = catalog / "bars" / "ccxt%3Abinance" / symbol.replace("/", "%2F") / "1m"
-    rows: list[list[Any]] = []
-    for f in sorted(folder.glob("*.parquet")):
-        t = pq.read_table(f)
-        times = [int(x.value // 1_000_000) for x in t.column("time")]
-        cols = [t.column(c).to_pylist() for c in ("open", "high", "low", "close", "volume")]
-        rows += [[times[i], *(c[i] for c in cols)] for i in range(len(times))]
-    return rows
+    return read_bars(catalog / "bars" / "ccxt%3Abinance" / symbol.replace("/", "%2F") / timeframe)
 
 
 def expected(count: int, **kw: Any) -> list[list[Any]]:
@@ -294,15 +286,7 @@ def test_resample_stores_whole_higher_bars(fake: Callable[..., FakeBinance], fet
     for h in range(50):
         chunk = minutes[h * 60:(h + 1) * 60]
         want.append([T0 + h * 3_600_000, chunk[0][1], max(r[2] for r in chunk), min(r[3] for r in chunk), chunk[-1][4], sum(r[5] for r in chunk)])
-    import pyarrow.parquet as pq
-
-    folder = catalog / "bars" / "ccxt%3Abinance" / "BTC%2FUSDT" / "1h"
-    got: list[list[Any]] = []
-    for p in sorted(folder.glob("*.parquet")):
-        t = pq.read_table(p)
-        times = [int(x.value // 1_000_000) for x in t.column("time")]
-        cols = [t.column(c).to_pylist() for c in ("open", "high", "low", "close", "volume")]
-        got += [[times[i], *(c[i] for c in cols)] for i in range(len(times))]
+    got = stored_bars(catalog, timeframe="1h")
     assert got == want
     # the 1h dataset runs like any other
     ran = run_rustybt("run", "--algo", SMA, "--symbols", "BTC/USDT", "--timeframe", "1h", "--catalog", catalog)

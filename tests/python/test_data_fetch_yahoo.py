@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.support.catalog_files import read_bars
 from tests.support.fake_yahoo import FakeYahoo, Listing, weekdays
 
 DAYS = weekdays(dt.date(2024, 1, 2), 30)
@@ -61,7 +62,7 @@ def test_raw_bars_and_events(yahoo: FakeYahoo, data: Callable[..., Any], tmp_pat
         assert shown.returncode == 0, shown.stderr
         [d] = json.loads(shown.stdout)
         assert d["rows"] == 30, (symbol, d["rows"])  # the forming day left out
-        got = read_rows(tmp_path / "catalog", symbol)
+        got = read_bars(tmp_path / "catalog" / "bars" / "yahoo" / symbol / "1d")
         want = [[midnight_ms(day, listing.timezone), *(Decimal(x) for x in listing.bars[day])] for day in DAYS]
         assert got == want, symbol
     [aapl] = json.loads(data("show", "AAPL", "--json").stdout)
@@ -83,19 +84,6 @@ def test_raw_bars_and_events(yahoo: FakeYahoo, data: Callable[..., Any], tmp_pat
 
 def iso(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def read_rows(catalog: Path, symbol: str) -> list[list[Any]]:
-    """The stored bars read with pyarrow: [open ms, open, high, low, close, volume]."""
-    import pyarrow.parquet as pq
-
-    rows: list[list[Any]] = []
-    for f in sorted((catalog / "bars" / "yahoo" / symbol / "1d").glob("*.parquet")):
-        t = pq.read_table(f)
-        times = [int(x.value // 1_000_000) for x in t.column("time")]
-        cols = [t.column(c).to_pylist() for c in ("open", "high", "low", "close", "volume")]
-        rows += [[times[i], *(c[i] for c in cols)] for i in range(len(times))]
-    return rows
 
 
 @pytest.mark.parametrize(
