@@ -17,6 +17,8 @@ pub mod live;
 pub mod market;
 pub mod metrics;
 pub mod model;
+pub mod optimize;
+pub mod pipeline;
 pub mod python;
 pub mod watch;
 

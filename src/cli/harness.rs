@@ -11,11 +11,12 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::RunArgs;
-use super::run::{Prepared, backtest as run_backtest_of, load_data};
+use super::run::backtest as run_backtest_of;
 use crate::config::RunSettings;
 use crate::engine::{Stop, lock};
 use crate::error::Error;
 use crate::model::format_timestamp;
+use crate::pipeline::{Prepared, load_data};
 use crate::python::{self, LogSink};
 
 /// Adds `backtest` to the `_rustybt` module; the harness is available only inside the host.

@@ -6,6 +6,7 @@ mod doctor;
 mod harness;
 mod indicator_report;
 mod live;
+mod optimize;
 mod progress;
 mod report;
 mod run;
@@ -63,6 +64,175 @@ pub enum Command {
     /// The local market-data catalog: import files, fetch from exchanges and Yahoo, list,
     /// show, verify and remove datasets (see docs/data.md).
     Data(Box<DataCommand>),
+    /// Search an algorithm's parameters (grid, random, TPE, NSGA-II) on all cores, with
+    /// walk-forward validation; studies resume after a crash (see docs/optimize.md).
+    Optimize(Box<OptimizeCommand>),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct OptimizeCommand {
+    #[command(subcommand)]
+    pub action: Option<OptimizeAction>,
+    #[command(flatten)]
+    pub study: OptimizeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OptimizeAction {
+    /// List the studies in a folder.
+    List {
+        /// Where the studies are (default: runs).
+        #[arg(long, value_name = "DIR", default_value = "runs")]
+        root: PathBuf,
+    },
+    /// Show a study's trials, best first.
+    Show(ShowStudyArgs),
+    /// Write a study's HTML report (trials, sensitivity, overfitting statistics, walk-forward,
+    /// Monte Carlo bands): one offline file, optionally printed to PDF.
+    Report {
+        /// The study folder.
+        study: PathBuf,
+        /// The HTML file to write (default: STUDY/report.html).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Also print it to PDF through headless Chromium.
+        #[arg(long)]
+        pdf: bool,
+    },
+    /// Monte Carlo on a finished run's trades: reordered (`permutation`) or resampled
+    /// (`bootstrap`), compounding; writes RUN_DIR/montecarlo-<method>.json.
+    Montecarlo {
+        /// A results folder (a run's, or STUDY/best: the best trial rerun).
+        run_dir: PathBuf,
+        /// `permutation` or `bootstrap`.
+        #[arg(long, default_value = "bootstrap")]
+        method: String,
+        /// Number of simulated paths.
+        #[arg(long, default_value_t = 1000)]
+        runs: u32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Serve trials as JSON lines on stdin and stdout (what a Ray actor starts).
+    #[command(hide = true)]
+    Worker {
+        /// The study's folder, whose stored command gives the data and settings.
+        #[arg(long, value_name = "DIR")]
+        study: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ShowStudyArgs {
+    /// The study folder.
+    pub study: PathBuf,
+    /// How many trials to show (best first).
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Print every trial as CSV instead (parameters, state, objectives, key metrics).
+    #[arg(long)]
+    pub csv: bool,
+    /// Write the best parameters as a run config file (`rustybt run --config FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct OptimizeArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Search method: `grid`, `random`, `tpe` (Bayesian) or `nsga2` (evolutionary).
+    #[arg(long, default_value = "grid")]
+    pub method: String,
+
+    /// At most this many trials (required by the samplers on an infinite space).
+    #[arg(long, value_name = "N")]
+    pub trials: Option<u64>,
+
+    /// Stop proposing trials after this long (`30m`); running trials finish.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+
+    /// Stop after this many finished trials in a row without a better objective.
+    #[arg(long, value_name = "N")]
+    pub patience: Option<u64>,
+
+    /// Seed of the search and of every trial's `random`/NumPy generators.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Trials a learning sampler proposes before it must learn their results (default: the
+    /// number of workers). Results are identical for the same seed and batch.
+    #[arg(long, value_name = "N")]
+    pub batch: Option<usize>,
+
+    /// Maximize this metric of metrics.json (repeat for several objectives; a dotted path
+    /// reads a nested one). Default: sharpe.
+    #[arg(long, value_name = "METRIC")]
+    pub maximize: Vec<String>,
+
+    /// Minimize this metric of metrics.json (repeatable).
+    #[arg(long, value_name = "METRIC")]
+    pub minimize: Vec<String>,
+
+    /// A condition every trial's parameters meet, e.g. "fast < slow" (repeatable).
+    #[arg(long, value_name = "EXPR")]
+    pub constraint: Vec<String>,
+
+    /// A trial with fewer trades does not count (its objective is not used).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub min_trades: u64,
+
+    /// Local worker processes (default: all cores).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// The study folder (default: runs/study-<date>-<time>).
+    #[arg(long, value_name = "DIR")]
+    pub study: Option<PathBuf>,
+
+    /// Continue an interrupted study: only its unfinished trials run.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+
+    /// With `--resume`: continue even though the code, data or space changed.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Measure one trial and print the study's expected duration, then stop.
+    #[arg(long)]
+    pub estimate: bool,
+
+    /// Walk-forward validation: `train=180d,test=30d,step=30d` (step defaults to test).
+    #[arg(long, value_name = "SPEC")]
+    pub walk_forward: Option<String>,
+
+    /// With `--walk-forward`: every training window starts at the first bar (expanding).
+    #[arg(long)]
+    pub anchored: bool,
+
+    /// How many of the best trials to print at the end.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+
+    /// Where trials run: `local` (forked workers, `-j`) or `ray` (a Ray cluster, `--address`).
+    #[arg(long, default_value = "local")]
+    pub executor: String,
+
+    /// After the search: rerun the best trial this many times on prices with seeded noise and
+    /// write the percentile bands to STUDY/best/montecarlo-noise.json.
+    #[arg(long, value_name = "N")]
+    pub noise_runs: Option<u32>,
+
+    /// The noise's size: each price times exp(SCALE × z), z standard normal (default 0.0005).
+    #[arg(long, value_name = "SCALE", default_value_t = 0.0005)]
+    pub noise_scale: f64,
+
+    /// The Ray cluster's address, `HOST:PORT` (with `--executor ray`).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -631,6 +801,7 @@ pub fn execute(cli: Cli) -> ExitCode {
             Some(Command::Report(args)) => report::report(cli.python.as_deref(), args),
             Some(Command::Compare(args)) => compare::compare(cli.python.as_deref(), args),
             Some(Command::Data(command)) => data::data(cli.python.as_deref(), *command),
+            Some(Command::Optimize(command)) => optimize::optimize(cli.python.as_deref(), *command),
             Some(Command::Live(command)) => match (command.action, command.session) {
                 (Some(LiveAction::Report(args)), _) => live::live_report(&args),
                 (None, Some(args)) => live::live(cli.python.as_deref(), args),

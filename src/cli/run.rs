@@ -11,21 +11,14 @@ use super::doctor::start_python;
 use super::indicator_report;
 use super::progress::Progress;
 use crate::config::RunSettings;
-use crate::data::{self, BarSeries, LoadOptions};
-use crate::engine::{
-    BacktestOptions, IndicatorTiming, Session, SharedSession, Stop, lock, run_backtest,
-};
+use crate::engine::{BacktestOptions, IndicatorTiming, SharedSession, Stop, lock, run_backtest};
 use crate::error::{Error, ExitCode, report};
-use crate::market::Market;
-use crate::metrics::{self, RunInfo, RunStatus};
+use crate::metrics::{self, RunInfo};
 use crate::model::format_timestamp;
-use crate::model::time::NANOS_PER_MINUTE;
+use crate::pipeline::{self, Prepared, build_session, load_algorithm, load_data};
 use crate::python::strategy::ReloadEvent;
 use crate::python::{self, HookTiming, LoadedAlgorithm, LogSink, PyStrategy};
 use crate::watch::SourceWatcher;
-
-/// Where the bundled synthetic sample lives, relative to the project root.
-pub const SAMPLE_DIR: &str = "examples/data/sample";
 
 pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Error> {
     let mut settings = RunSettings::resolve(&args)?;
@@ -96,84 +89,6 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
     Ok(outcome.exit)
 }
 
-/// The data of a run, loaded and validated once (a watch loop reuses it for every rerun).
-pub(super) struct Prepared {
-    pub files: Vec<PathBuf>,
-    pub series: Vec<BarSeries>,
-    /// The catalog datasets read, with their checksums (`None` for files).
-    pub datasets: Option<serde_json::Value>,
-}
-
-pub(super) fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<Prepared, Error> {
-    if let Some(request) = &settings.catalog {
-        if !settings.data.is_empty() {
-            return Err(Error::usage_with_hint(
-                "`--symbols` reads the data catalog, and `--data` reads files: give one of them",
-                "import the files with `rustybt data import FILE --symbol X`, or drop `--symbols`",
-            ));
-        }
-        let loaded = crate::catalog::load_for_run(
-            &super::data::catalog_root(request.root.as_deref()),
-            &crate::catalog::RunRequest {
-                symbols: &request.symbols,
-                timeframe: request.timeframe.as_deref(),
-                source: request.source.as_deref(),
-                start_ns: settings.start_ns,
-                end_ns: settings.end_ns,
-                allow_bad_data: request.allow_bad_data,
-            },
-        )?;
-        build_market(settings, loaded.series.clone())?;
-        return Ok(Prepared {
-            files: loaded.files,
-            series: loaded.series,
-            datasets: Some(loaded.used),
-        });
-    }
-    let files = if settings.data.is_empty() {
-        sample_files(root)?
-    } else {
-        settings.data.clone()
-    };
-    if settings.symbol.is_some() && files.len() > 1 {
-        return Err(Error::usage_with_hint(
-            "`--symbol` names the symbol of one data file, but several were given",
-            "give each file its symbol in its name (SPY.csv) or in a `symbol` column",
-        ));
-    }
-    let options = LoadOptions {
-        symbol: settings.symbol.clone(),
-        start_ns: settings.start_ns,
-        end_ns: settings.end_ns,
-        format: settings.format.clone(),
-    };
-    let mut series = Vec::new();
-    for file in &files {
-        series.extend(data::load(file, &options)?);
-    }
-    // Fail on an unusable market (or benchmark) now, not after the run.
-    let market = build_market(settings, series.clone())?;
-    settings
-        .metrics
-        .benchmark
-        .check(&market.symbol_names())
-        .map_err(|e| Error::usage_with_hint(e, "`--benchmark SYMBOL` or `metrics.benchmark`"))?;
-    Ok(Prepared {
-        files,
-        series,
-        datasets: None,
-    })
-}
-
-fn build_market(settings: &RunSettings, series: Vec<BarSeries>) -> Result<Market, Error> {
-    Market::new(
-        series,
-        settings.bar_interval_ns.unwrap_or(NANOS_PER_MINUTE),
-        settings.bar_interval_ns.is_some(),
-    )
-    .map_err(|e| Error::Market(e.to_string()))
-}
-
 /// Where the user's code lives, for watching and reloading.
 pub(super) struct WatchFolders {
     algo_dir: PathBuf,
@@ -221,61 +136,6 @@ pub(super) struct Finished {
     pub hook_timings: Vec<HookTiming>,
     pub indicator_timings: Vec<IndicatorTiming>,
     pub wall_seconds: f64,
-}
-
-/// The engine's session for `settings`: market, cash, calendar, and execution settings with
-/// each loaded symbol's instrument rules.
-pub(super) fn build_session(
-    settings: &RunSettings,
-    prepared: &Prepared,
-) -> Result<SharedSession, Error> {
-    let market = build_market(settings, prepared.series.clone())?;
-    warn_on_mixed_intervals(&market);
-    session_on(settings, market)
-}
-
-/// The engine's session for `settings` on a market (loaded, or a live feed's).
-pub(super) fn session_on(settings: &RunSettings, market: Market) -> Result<SharedSession, Error> {
-    let symbols = market.symbol_names();
-    let mut execution = settings.execution.clone();
-    execution.default_instrument =
-        settings
-            .instruments
-            .get("default")
-            .cloned()
-            .unwrap_or_else(|| {
-                // Without [instruments.default], a broker profile's initial margin applies.
-                let mut instrument = crate::execution::Instrument::default();
-                if let Some(profile) = &execution.profile {
-                    instrument.margin = profile
-                        .margin
-                        .initial_long
-                        .max(profile.margin.initial_short);
-                }
-                instrument
-            });
-    for name in settings.instruments.keys().filter(|n| *n != "default") {
-        if market.symbol_id(name).is_none() {
-            return Err(Error::usage(format!(
-                "[instruments.{name}] names a symbol that is not loaded; symbols: {}",
-                symbols.join(", ")
-            )));
-        }
-    }
-    execution.instruments = symbols
-        .iter()
-        .map(|name| {
-            settings
-                .instruments
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| execution.default_instrument.clone())
-        })
-        .collect();
-    let mut session = Session::new(market, settings.cash, settings.commission.clone())
-        .with_calendar(settings.calendar);
-    session.set_execution(execution);
-    Ok(session.into_shared())
 }
 
 /// Backtests `loaded` on `prepared` and writes the results folder. The caller reports.
@@ -377,37 +237,18 @@ pub(super) fn write_results(
         paced,
         out_dir,
     } = run;
-    let status = match &outcome.stop {
-        None => RunStatus::Complete,
-        Some(Stop::Interrupted) => RunStatus::Interrupted,
-        Some(Stop::Failed(e)) => RunStatus::Failed {
-            reason: if e.traceback.is_empty() {
-                e.to_string()
-            } else {
-                format!("{e}\n{}", e.traceback.trim_end())
-            },
+    let info = pipeline::run_info(
+        py,
+        settings,
+        loaded,
+        &outcome,
+        pipeline::RunShape {
+            files,
+            symbols,
+            bar_interval_ns,
         },
-        Some(Stop::Engine(message)) => RunStatus::Failed {
-            reason: message.clone(),
-        },
-    };
-    let info = RunInfo {
-        status,
-        algorithm: loaded.path.display().to_string(),
-        class_name: loaded.class_name.clone(),
-        parameters: loaded.parameters.clone(),
-        data_files: files,
-        symbols,
-        initial_cash: settings.cash,
-        bars_processed: outcome.bars,
-        ticks_processed: outcome.ticks,
         wall_seconds,
-        rustybt_version: env!("CARGO_PKG_VERSION").to_string(),
-        python_version: python::python_version(py),
-        bar_interval_ns,
-        currency: settings.currency.clone(),
-        data: settings.datasets_used.clone(),
-    };
+    );
     // log.txt first: metrics.json is written last, so its presence means a complete folder.
     write_log(&out_dir.join("log.txt"), sink)?;
     if paced {
@@ -434,21 +275,7 @@ pub(super) fn write_results(
         write_orders(&out_dir.join("orders.csv"), &lock(&session))?;
         let s = lock(&session);
         let trades = s.ledger.closed_trades();
-        // A live session's feed may lack the benchmark symbol: no benchmark then, not an error.
-        let benchmark =
-            metrics::BenchmarkPrices::from_market(&s.market, &settings.metrics.benchmark);
-        let records = metrics::Records {
-            initial_cash: settings.cash,
-            equity: &outcome.equity,
-            trades,
-            fills: &outcome.fills,
-            symbols: &info.symbols,
-            benchmark: benchmark.as_ref().ok(),
-        };
-        let computed = metrics::compute_with(&records, &settings.metrics)
-            .with_unavailable_benchmark(benchmark.err())
-            .with_costs(&s.costs, &info.symbols)
-            .with_orders(s.orders.all());
+        let computed = pipeline::metrics_of(settings, &s, &outcome, &info.symbols);
         metrics::write_costs_csv(&out_dir.join("costs.csv"), s.costs.records(), &info.symbols)
             .map_err(|e| Error::Internal(format!("writing costs.csv: {e}")))?;
         metrics::write_records(&out_dir, &outcome.fills, trades, &info.symbols)
@@ -471,33 +298,6 @@ pub(super) fn write_results(
         indicator_timings,
         wall_seconds,
     })
-}
-
-/// The algorithm of `settings`, loaded, and the sink its log lines go to (echoed unless quiet).
-pub(super) fn load_algorithm(
-    py: Python<'_>,
-    settings: &RunSettings,
-) -> Result<(LoadedAlgorithm, Arc<LogSink>), Error> {
-    let loaded = python::load_algorithm(
-        py,
-        &settings.algo,
-        settings.class_name.as_deref(),
-        &settings.params,
-    )?;
-    let sink = Arc::new(LogSink {
-        echo: !settings.quiet,
-        echo_level: settings.log_level,
-        ..Default::default()
-    });
-    for warning in python::loader::hook_warnings(py, &loaded) {
-        let line = format!("warning: {warning}");
-        errln!("{line}");
-        sink.lines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(line);
-    }
-    Ok((loaded, sink))
 }
 
 fn run_once(
@@ -813,29 +613,6 @@ fn write_log(path: &Path, sink: &LogSink) -> Result<(), Error> {
     })
 }
 
-fn sample_files(root: Option<&Path>) -> Result<Vec<PathBuf>, Error> {
-    let dir = root
-        .map(|r| r.join(SAMPLE_DIR))
-        .ok_or_else(|| Error::usage("cannot find the bundled sample data"))?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|source| Error::Io {
-            context: "cannot read the sample data folder",
-            path: dir.clone(),
-            source,
-        })?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(Error::usage_with_hint(
-            format!("no sample data in `{}`", dir.display()),
-            "regenerate it with `python examples/make_sample_data.py`",
-        ));
-    }
-    Ok(files)
-}
-
 /// `runs/<YYYYMMDD-HHMMSS>` in UTC, with a suffix if that folder already exists.
 fn default_out_dir() -> PathBuf {
     let now = std::time::SystemTime::now()
@@ -853,26 +630,4 @@ fn default_out_dir() -> PathBuf {
         n += 1;
     }
     candidate
-}
-
-/// Each symbol's bar duration is inferred on its own (the safe side: a sparse symbol's bars
-/// become visible late, never early). Different durations usually mean a symbol with few bars.
-fn warn_on_mixed_intervals(market: &Market) {
-    let intervals: Vec<(String, i64)> = (0..market.symbol_count())
-        .map(|i| {
-            let id = crate::model::SymbolId(i as u32);
-            (market.symbol_name(id).to_string(), market.interval_ns(id))
-        })
-        .collect();
-    if intervals.windows(2).any(|w| w[0].1 != w[1].1) {
-        let listed: Vec<String> = intervals
-            .iter()
-            .map(|(name, ns)| format!("{name} {}s", ns / 1_000_000_000))
-            .collect();
-        errln!(
-            "warning: symbols have different inferred bar durations ({}); \
-             if they share one, set it with `--bar-interval`",
-            listed.join(", ")
-        );
-    }
 }

@@ -8,6 +8,7 @@
 mod csv;
 mod decimal;
 mod format;
+pub mod noise;
 mod parquet;
 mod timestamp;
 mod validate;
@@ -261,7 +262,7 @@ impl BarSeries {
     }
 
     /// Keeps bars with `start <= time < end`; times are sorted, so this is two binary searches.
-    fn retain_range(self, start: Option<i64>, end: Option<i64>) -> Self {
+    pub fn retain_range(self, start: Option<i64>, end: Option<i64>) -> Self {
         let lo = start.map_or(0, |s| self.time.partition_point(|&t| t < s));
         let hi = end.map_or(self.time.len(), |e| self.time.partition_point(|&t| t < e));
         if lo == 0 && hi == self.time.len() {

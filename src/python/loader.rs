@@ -257,26 +257,35 @@ fn apply_parameters(
         .import("rustybt_api.algorithm")
         .and_then(|m| m.getattr("apply_parameters"))
         .map_err(internal)?;
-    let parameter_error = py
+    let effective = apply
+        .call1((instance, overrides.to_vec()))
+        .map_err(|err| parameter_error(py, err))?;
+    effective.extract().map_err(internal)
+}
+
+/// A `ParameterError` raised by `rustybt_api` as a usage error with its hint; any other
+/// exception is a bug of rustybt's Python side.
+pub fn parameter_error(py: Python<'_>, err: PyErr) -> Error {
+    if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
+        return Error::Interrupted;
+    }
+    let is_parameter_error = py
         .import("rustybt_api._parameters")
         .and_then(|m| m.getattr("ParameterError"))
-        .map_err(internal)?;
-    let effective = apply.call1((instance, overrides.to_vec())).map_err(|err| {
-        if !err.is_instance(py, &parameter_error) {
-            return internal(err);
-        }
-        let value = err.value(py);
-        let hint = value
-            .getattr("hint")
-            .ok()
-            .and_then(|h| h.extract::<Option<String>>().ok())
-            .flatten();
-        match hint {
-            Some(hint) => Error::usage_with_hint(value.to_string(), hint),
-            None => Error::usage(value.to_string()),
-        }
-    })?;
-    effective.extract().map_err(internal)
+        .is_ok_and(|class| err.is_instance(py, &class));
+    if !is_parameter_error {
+        return Error::Internal(format!("reading parameters: {err}"));
+    }
+    let value = err.value(py);
+    let hint = value
+        .getattr("hint")
+        .ok()
+        .and_then(|h| h.extract::<Option<String>>().ok())
+        .flatten();
+    match hint {
+        Some(hint) => Error::usage_with_hint(value.to_string(), hint),
+        None => Error::usage(value.to_string()),
+    }
 }
 
 /// An algorithm instance made by Python code (the in-process test harness) rather than loaded

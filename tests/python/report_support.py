@@ -71,3 +71,17 @@ def drawn_charts(driver: Any) -> dict[str, Any]:
           };
         }
         return out;""")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    """One headless Chromium per test module (import this fixture into the module)."""
+    driver = chrome()
+    yield driver
+    driver.quit()
+
+
+def page_state(driver: Any) -> dict[str, Any]:
+    """What a drawn page holds: its charts, their order, the URLs it requested and console errors."""
+    return {"charts": drawn_charts(driver), "order": driver.execute_script("return window.rustybt.charts"),
+            "urls": requested_urls(driver), "errors": console_errors(driver)}

@@ -22,8 +22,9 @@ th{background:#f6f6f6}.metrics{display:flex;flex-wrap:wrap;gap:16px;align-items:
 @media print{body{max-width:none}.pager{display:none}h2{break-after:avoid}}
 """
 
-SCRIPT = r"""
-(function(){
+#: The chart loop every rustybt page shares (the run report, the study report): draws R.charts
+#: one after the other and records in window.rustybt when each was drawn and when all are.
+DRAW_CHARTS = r"""
 const R = JSON.parse(document.getElementById('rustybt-data').textContent);
 const config = {responsive:true, displaylogo:false, modeBarButtonsToRemove:['sendDataToCloud']};
 const state = window.rustybt = {charts: R.charts.map(c => c.id), drawn: {}, first: null, done: false, errors: []};
@@ -36,7 +37,9 @@ function draw(i){
     setTimeout(function(){ draw(i + 1); }, 0);
   }, function(err){ state.errors.push(String(err)); console.error(err); draw(i + 1); });
 }
-function fmtTime(ms){ return new Date(ms).toISOString().replace('T',' ').replace('.000Z','Z'); }
+"""
+
+SCRIPT = "\n(function(){" + DRAW_CHARTS + r"""function fmtTime(ms){ return new Date(ms).toISOString().replace('T',' ').replace('.000Z','Z'); }
 function fmtDuration(ms){
   let s = Math.round(ms/1000); const d = Math.floor(s/86400); s -= d*86400;
   const h = Math.floor(s/3600); s -= h*3600; const m = Math.floor(s/60); s -= m*60;

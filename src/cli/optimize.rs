@@ -1,0 +1,1322 @@
+//! `rustybt optimize`: wires the flags to the study driver in `src/optimize/`.
+
+use std::collections::BTreeMap;
+use std::io::{BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use pyo3::prelude::*;
+use serde_json::Value;
+
+use super::doctor::start_python;
+use super::{OptimizeAction, OptimizeArgs, OptimizeCommand, ShowStudyArgs};
+use crate::config::{RunSettings, parse_duration};
+use crate::error::{Error, ExitCode};
+use crate::model::format_timestamp;
+use crate::optimize::ray::RayExecutor;
+use crate::optimize::store::{Store, StoredTrial, StoredWindow, TrialState};
+use crate::optimize::study::Executor;
+use crate::optimize::study::{
+    Driver, Ending, Event, Limits, Objective, Search, StudyOptions, pareto_front,
+};
+use crate::optimize::trial::TrialRequest;
+use crate::optimize::{self, LocalExecutor, worker};
+use crate::pipeline::{self, Prepared};
+
+pub fn optimize(python: Option<&Path>, command: OptimizeCommand) -> Result<ExitCode, Error> {
+    match command.action {
+        Some(OptimizeAction::List { root }) => list(&root),
+        Some(OptimizeAction::Show(args)) => show(&args),
+        Some(OptimizeAction::Worker { study }) => serve_stdin(python, &study),
+        Some(OptimizeAction::Report { study, out, pdf }) => {
+            Store::open(&study)?;
+            start_python(python, &[])?;
+            let written = Python::attach(|py| -> Result<Vec<PathBuf>, Error> {
+                let kwargs = pyo3::types::PyDict::new(py);
+                let set = || -> PyResult<()> {
+                    kwargs.set_item("out", out.as_ref().map(|p| p.display().to_string()))?;
+                    kwargs.set_item("pdf", pdf)
+                };
+                set().map_err(|e| Error::Internal(format!("report arguments: {e}")))?;
+                let study = study.display().to_string();
+                super::report::call_driver(py, "rustybt_api.study.report", (study,), &kwargs)?
+                    .extract::<Vec<PathBuf>>()
+                    .map_err(|e| Error::Internal(format!("the study report's paths: {e}")))
+            })?;
+            for path in written {
+                outln!("{}", path.display());
+            }
+            Ok(ExitCode::Success)
+        }
+        Some(OptimizeAction::Montecarlo {
+            run_dir,
+            method,
+            runs,
+            seed,
+        }) => montecarlo(python, &run_dir, &method, runs, seed),
+        None => study(python, command.study),
+    }
+}
+
+/// A study's command line, as stored to resume it or to start workers elsewhere.
+#[derive(Parser)]
+#[command(no_binary_name = true)]
+struct Replay {
+    #[command(flatten)]
+    args: OptimizeArgs,
+}
+
+/// The arguments after `optimize` on this process's command line.
+fn own_arguments() -> Vec<String> {
+    let argv: Vec<String> = std::env::args().collect();
+    let at = argv
+        .iter()
+        .position(|a| a == "optimize")
+        .map_or(argv.len(), |i| i + 1);
+    argv[at..].to_vec()
+}
+
+/// The stored command of the study in `dir`, parsed again, run from the folder it started in.
+fn replay(dir: &Path) -> Result<(OptimizeArgs, BTreeMap<String, Value>), Error> {
+    let store = Store::open(dir)?;
+    let meta = store.meta()?;
+    let argv: Vec<String> = meta
+        .get("command")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .ok_or_else(|| Error::usage(format!("`{}` does not record its command", dir.display())))?;
+    if let Some(cwd) = meta.get("cwd").and_then(Value::as_str) {
+        std::env::set_current_dir(cwd).map_err(|source| Error::Io {
+            context: "cannot enter the folder the study started in",
+            path: PathBuf::from(cwd),
+            source,
+        })?;
+    }
+    let parsed = Replay::try_parse_from(argv)
+        .map_err(|e| Error::usage(format!("the study's stored command: {e}")))?;
+    Ok((parsed.args, meta))
+}
+
+fn refuse_run_only_flags(args: &OptimizeArgs) -> Result<(), Error> {
+    let run = &args.run;
+    let flags = [
+        (run.watch, "--watch"),
+        (run.pace.is_some(), "--pace"),
+        (run.debug, "--debug"),
+        (run.report, "--report"),
+        (run.out.is_some(), "--out"),
+    ];
+    if let Some((_, flag)) = flags.iter().find(|(set, _)| *set) {
+        return Err(Error::usage_with_hint(
+            format!("`{flag}` is a flag of `rustybt run`, not of `rustybt optimize`"),
+            "`--study DIR` names the study's folder",
+        ));
+    }
+    Ok(())
+}
+
+fn objectives(args: &OptimizeArgs) -> Vec<Objective> {
+    let mut out: Vec<Objective> = args
+        .maximize
+        .iter()
+        .map(|m| Objective {
+            metric: m.clone(),
+            maximize: true,
+        })
+        .chain(args.minimize.iter().map(|m| Objective {
+            metric: m.clone(),
+            maximize: false,
+        }))
+        .collect();
+    if out.is_empty() {
+        out.push(Objective {
+            metric: "sharpe".into(),
+            maximize: true,
+        });
+    }
+    out
+}
+
+fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> {
+    let resumed = given.resume.clone();
+    let (args, stored_meta, dir) = match &resumed {
+        Some(dir) => {
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            let (mut args, meta) = replay(&dir)?;
+            // What may change on resume: where and how fast it runs, and when it stops.
+            args.jobs = given.jobs.or(args.jobs);
+            args.timeout = given.timeout.clone().or(args.timeout);
+            args.patience = given.patience.or(args.patience);
+            args.force = given.force;
+            args.noise_runs = given.noise_runs;
+            args.noise_scale = given.noise_scale;
+            (args, Some(meta), dir)
+        }
+        None => {
+            let dir = given.study.clone().unwrap_or_else(default_study_dir);
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            (given, None, dir)
+        }
+    };
+    refuse_run_only_flags(&args)?;
+    let settings = RunSettings::resolve(&args.run)?;
+    if !settings.algo.is_file() {
+        return Err(Error::usage(format!(
+            "algorithm file `{}` does not exist",
+            settings.algo.display()
+        )));
+    }
+    let options = StudyOptions {
+        method: args.method.clone(),
+        seed: args.seed,
+        batch: 0,
+        max_trials: args.trials,
+        objectives: objectives(&args),
+        constraints: args.constraint.clone(),
+        min_trades: args.min_trades,
+        space: settings.params.clone(),
+    };
+    let walk_forward = args
+        .walk_forward
+        .as_deref()
+        .map(|text| WalkForward::parse(text, args.anchored))
+        .transpose()?;
+    let limits = Limits {
+        timeout: args
+            .timeout
+            .as_deref()
+            .map(|t| parse_duration(t).map(|ns| Duration::from_nanos(ns as u64)))
+            .transpose()?,
+        patience: args.patience,
+    };
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let jobs = if args.estimate { 1 } else { jobs };
+    let options = StudyOptions {
+        batch: args.batch.unwrap_or(jobs),
+        ..options
+    };
+
+    // Data first, then the workers, then Python in this process: a forked worker gets the
+    // loaded bars for free and starts its own interpreter.
+    let root = crate::python::project_root();
+    let prepared = pipeline::load_data(&settings, root.as_deref())?;
+    let mut settings = settings;
+    settings.datasets_used = prepared.datasets.clone();
+    settings.quiet = true;
+    settings.progress = false;
+    let data_checksum = optimize::data_checksum(&prepared)?;
+    let code_hash = optimize::code_hash(&settings.algo)?;
+    let algo_dir = std::path::absolute(&settings.algo)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let child = |stream: std::os::unix::net::UnixStream| -> i32 {
+        let served = start_python(python, std::slice::from_ref(&algo_dir)).and_then(|_| {
+            let input = stream
+                .try_clone()
+                .map_err(|e| Error::Internal(format!("a worker's pipe: {e}")))?;
+            worker::serve(&settings, &prepared, BufReader::new(input), stream)
+        });
+        match served {
+            Ok(()) | Err(Error::Interrupted) => 0,
+            Err(e) => {
+                crate::error::report(&e);
+                e.exit_code() as i32
+            }
+        }
+    };
+    let use_ray = match args.executor.as_str() {
+        "local" => false,
+        "ray" if args.address.is_some() => !args.estimate,
+        "ray" => {
+            return Err(Error::usage_with_hint(
+                "`--executor ray` needs the cluster's `--address HOST:PORT`",
+                "start a cluster with `ray start --head --port 6379` (see docs/optimize.md)",
+            ));
+        }
+        other => {
+            return Err(Error::usage_with_hint(
+                format!("unknown executor `{other}`"),
+                "`--executor local` (forked workers) or `--executor ray --address HOST:PORT`",
+            ));
+        }
+    };
+    let mut local = if use_ray {
+        None
+    } else {
+        let (workers, messages) = worker::fork_workers(jobs, &child)?;
+        Some(LocalExecutor::new(workers, messages))
+    };
+    let (choice, _) = start_python(python, std::slice::from_ref(&algo_dir))?;
+    let mut ray: Option<RayExecutor> = None;
+
+    let outcome = Python::attach(|py| -> Result<ExitCode, Error> {
+        // Loading it here checks the file and the fixed parameters before any trial runs, and
+        // shows the misspelt-hook warnings once.
+        let defaults = RunSettings {
+            params: Vec::new(),
+            quiet: false,
+            ..settings.clone()
+        };
+        let (loaded, _) = pipeline::load_algorithm(py, &defaults)?;
+        let class = loaded.instance.bind(py).get_type();
+        let search = Search::new(py, class.as_any(), &options)?;
+        let mut meta = BTreeMap::new();
+        meta.insert(
+            "algorithm".into(),
+            Value::from(loaded.path.display().to_string()),
+        );
+        meta.insert("class_name".into(), Value::from(loaded.class_name.clone()));
+        meta.insert("code_hash".into(), Value::from(code_hash.clone()));
+        meta.insert("data_checksum".into(), Value::from(data_checksum.clone()));
+        meta.insert("method".into(), Value::from(options.method.clone()));
+        meta.insert("seed".into(), Value::from(options.seed));
+        meta.insert("batch".into(), Value::from(options.batch));
+        meta.insert(
+            "objectives".into(),
+            Value::from(
+                options
+                    .objectives
+                    .iter()
+                    .map(|o| serde_json::json!({"metric": o.metric, "direction": o.direction()}))
+                    .collect::<Vec<_>>(),
+            ),
+        );
+        meta.insert(
+            "constraints".into(),
+            Value::from(options.constraints.clone()),
+        );
+        meta.insert("min_trades".into(), Value::from(options.min_trades));
+        let space: Value = serde_json::from_str(&search.describe(py)?)
+            .map_err(|e| Error::Internal(format!("the space as JSON: {e}")))?;
+        meta.insert("space".into(), space);
+        meta.insert(
+            "walk_forward".into(),
+            walk_forward
+                .as_ref()
+                .map_or(Value::Null, WalkForward::to_json),
+        );
+
+        if args.estimate {
+            let Some(executor) = local.as_mut() else {
+                return Err(Error::Internal(
+                    "`--estimate` runs on a local worker".into(),
+                ));
+            };
+            return estimate(py, executor, &search, &options);
+        }
+
+        let store = match &stored_meta {
+            Some(old) => {
+                let changes = optimize::identity_changes(old, &meta);
+                if !changes.is_empty() && !args.force {
+                    return Err(Error::usage_with_hint(
+                        format!(
+                            "the study in `{}` cannot be resumed as it was: {}",
+                            dir.display(),
+                            changes.join("; ")
+                        ),
+                        "start a new study, or add `--force` to continue it anyway",
+                    ));
+                }
+                let store = Store::open(&dir)?;
+                for (key, value) in &meta {
+                    store.set_meta(key, value)?;
+                }
+                store
+            }
+            None => {
+                meta.insert("command".into(), Value::from(own_arguments()));
+                meta.insert(
+                    "cwd".into(),
+                    Value::from(
+                        std::env::current_dir()
+                            .map(|d| d.display().to_string())
+                            .unwrap_or_default(),
+                    ),
+                );
+                meta.insert("created_at".into(), Value::from(format_timestamp(now_ns())));
+                Store::create(&dir, &meta)?
+            }
+        };
+        let stored = store.trials()?;
+        let executor: &mut dyn Executor = match local.as_mut() {
+            Some(executor) => executor,
+            None => {
+                let binary = std::env::current_exe().map_err(|source| Error::Io {
+                    context: "cannot find this program's path",
+                    path: PathBuf::from("rustybt"),
+                    source,
+                })?;
+                ray.insert(RayExecutor::new(
+                    py,
+                    args.address.as_deref().unwrap_or_default(),
+                    &dir,
+                    &binary,
+                    args.jobs,
+                    Some(&choice.executable),
+                )?)
+            }
+        };
+        let workers = executor.slots().len();
+        let mut driver = Driver {
+            store: &store,
+            executor,
+            options: &options,
+            limits,
+            code_hash: code_hash.clone(),
+            data_checksum: data_checksum.clone(),
+            stored,
+            started: Instant::now(),
+        };
+        errln!(
+            "study {} ({} method, {} {}worker{}; objective {})",
+            dir.display(),
+            options.method,
+            workers,
+            if use_ray { "Ray " } else { "" },
+            if workers == 1 { "" } else { "s" },
+            options
+                .objectives
+                .iter()
+                .map(|o| format!("{} {}", o.direction(), o.metric))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let ending = match &walk_forward {
+            None => {
+                let mut progress = StudyProgress::new(&options.objectives);
+                let outcome = driver.search(py, &search, 0, None, &mut |e| progress.on(e));
+                progress.finish();
+                match outcome {
+                    Ok(outcome) => {
+                        errln!(
+                            "{} trials run, {} taken from the store",
+                            outcome.ran,
+                            outcome.reused
+                        );
+                        outcome.ending
+                    }
+                    // Ctrl-C inside the search's own Python code: the same as between trials.
+                    Err(Error::Interrupted) => Ending::Interrupted,
+                    Err(e) => return Err(e),
+                }
+            }
+            Some(wf) => match walk(
+                py,
+                &mut driver,
+                &loaded_class(py, &loaded),
+                &options,
+                wf,
+                &prepared,
+            ) {
+                Err(Error::Interrupted) => Ending::Interrupted,
+                other => other?,
+            },
+        };
+        if walk_forward.is_none() && ending != Ending::Interrupted {
+            rerun_best(&mut driver, &options)?;
+            if let Some(runs) = args.noise_runs {
+                noise_reruns(&mut driver, &options, runs, args.noise_scale, settings.cash)?;
+            }
+        }
+        drop(driver);
+        // The annualization the trials' ratios used (252 or 365: it depends on the data).
+        if let Some(periods) = store
+            .trials()?
+            .values()
+            .find_map(|t| t.metrics.as_ref()?.get("periods_per_year").cloned())
+        {
+            store.set_meta("periods_per_year", &periods)?;
+        }
+        print_study(&store, args.top)?;
+        let best_toml = dir.join("best.toml");
+        if let Some(best) = best_trial(&store)? {
+            write_best_config(&store, &best, &best_toml)?;
+            errln!("best parameters written to {}", best_toml.display());
+        }
+        Ok(match ending {
+            Ending::Interrupted => {
+                errln!(
+                    "interrupted: finished trials are kept; continue with `rustybt optimize --resume {}`",
+                    dir.display()
+                );
+                ExitCode::Interrupted
+            }
+            Ending::Timeout => {
+                errln!("stopped at the timeout; `--resume` continues the study");
+                ExitCode::Success
+            }
+            Ending::Plateau => {
+                errln!(
+                    "stopped: no better result for {} trials",
+                    args.patience.unwrap_or(0)
+                );
+                ExitCode::Success
+            }
+            Ending::Done => ExitCode::Success,
+        })
+    });
+    if let Some(executor) = local.as_mut() {
+        executor.shut_down();
+    }
+    if let Some(executor) = ray.as_mut() {
+        executor.close();
+    }
+    outcome
+}
+
+fn loaded_class(py: Python<'_>, loaded: &crate::python::LoadedAlgorithm) -> Py<PyAny> {
+    loaded.instance.bind(py).get_type().into_any().unbind()
+}
+
+/// Runs one trial with the algorithm's defaults and prints trials × time ÷ workers.
+fn estimate(
+    py: Python<'_>,
+    executor: &mut LocalExecutor,
+    search: &Search,
+    options: &StudyOptions,
+) -> Result<ExitCode, Error> {
+    let total = search.size(py)?;
+    let request = TrialRequest {
+        number: 0,
+        params: Vec::new(),
+        seed: options.seed,
+        start_ns: None,
+        end_ns: None,
+        out: None,
+        noise: None,
+    };
+    let store_less = Store::create(
+        &std::env::temp_dir().join(format!("rustybt-estimate-{}", std::process::id())),
+        &BTreeMap::new(),
+    )?;
+    let mut driver = Driver {
+        store: &store_less,
+        executor,
+        options,
+        limits: Limits::default(),
+        code_hash: String::new(),
+        data_checksum: String::new(),
+        stored: BTreeMap::new(),
+        started: Instant::now(),
+    };
+    let result = driver.run_one(&request)?;
+    let _ = std::fs::remove_dir_all(&store_less.dir);
+    if let Some(error) = &result.error {
+        return Err(Error::usage(format!(
+            "the trial with default parameters failed: {error}"
+        )));
+    }
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match total {
+        Some(n) => outln!(
+            "one trial: {:.2} s; {} trials on {} worker{}: about {}",
+            result.duration_s,
+            n,
+            workers,
+            if workers == 1 { "" } else { "s" },
+            human_duration(result.duration_s * n as f64 / workers as f64)
+        ),
+        None => outln!(
+            "one trial: {:.2} s; the space is not finite: give `--trials N` (N trials take about N × {:.2} s ÷ {} workers)",
+            result.duration_s,
+            result.duration_s,
+            workers
+        ),
+    }
+    Ok(ExitCode::Success)
+}
+
+fn human_duration(seconds: f64) -> String {
+    if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 7200.0 {
+        format!("{:.1} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
+
+/// `train=180d,test=30d,step=30d`.
+struct WalkForward {
+    anchored: bool,
+    train: String,
+    test: String,
+    step: String,
+}
+
+impl WalkForward {
+    fn parse(text: &str, anchored: bool) -> Result<WalkForward, Error> {
+        let hint = "for example `--walk-forward train=180d,test=30d,step=30d`";
+        let mut parts = BTreeMap::new();
+        for item in text.split(',') {
+            let (key, value) = item.split_once('=').ok_or_else(|| {
+                Error::usage_with_hint(format!("`{item}` is not KEY=DURATION"), hint)
+            })?;
+            let key = key.trim();
+            if !["train", "test", "step"].contains(&key) {
+                return Err(Error::usage_with_hint(
+                    format!("unknown walk-forward key `{key}` (train, test, step)"),
+                    hint,
+                ));
+            }
+            parse_duration(value)?;
+            parts.insert(key.to_string(), value.trim().to_string());
+        }
+        let get = |k: &str| {
+            parts
+                .get(k)
+                .cloned()
+                .ok_or_else(|| Error::usage_with_hint(format!("walk-forward needs `{k}=`"), hint))
+        };
+        let test = get("test")?;
+        Ok(WalkForward {
+            anchored,
+            train: get("train")?,
+            step: parts.get("step").cloned().unwrap_or_else(|| test.clone()),
+            test,
+        })
+    }
+
+    fn to_json(&self) -> Value {
+        serde_json::json!({
+            "train": self.train, "test": self.test, "step": self.step, "anchored": self.anchored,
+        })
+    }
+}
+
+/// Walk-forward: per window, a search on the training bars only, then the best parameters
+/// run on the following test bars (their results folder under `walk-forward/`).
+fn walk(
+    py: Python<'_>,
+    driver: &mut Driver<'_>,
+    class: &Py<PyAny>,
+    options: &StudyOptions,
+    wf: &WalkForward,
+    prepared: &Prepared,
+) -> Result<Ending, Error> {
+    let first = prepared
+        .series
+        .iter()
+        .filter_map(|s| s.time.first().copied())
+        .min()
+        .ok_or_else(|| Error::usage("the study's data has no bars"))?;
+    let last = prepared
+        .series
+        .iter()
+        .filter_map(|s| s.time.last().copied())
+        .max()
+        .unwrap_or(first);
+    // The data ends where its last bar closes (a bar's length: the smallest step between bars).
+    let bar = prepared
+        .series
+        .iter()
+        .flat_map(|s| s.time.windows(2).take(1000).map(|w| w[1] - w[0]))
+        .min()
+        .unwrap_or(1);
+    let windows = optimize::walk_forward_windows(
+        first,
+        last + bar,
+        parse_duration(&wf.train)?,
+        parse_duration(&wf.test)?,
+        parse_duration(&wf.step)?,
+        wf.anchored,
+    );
+    if windows.is_empty() {
+        return Err(Error::usage_with_hint(
+            format!(
+                "the data ({} to {}) is too short for one training window of {} and a test window",
+                format_timestamp(first),
+                format_timestamp(last),
+                wf.train
+            ),
+            "shorten `train=` or load more data",
+        ));
+    }
+    let done = driver.store.windows()?;
+    let mut number = 0;
+    for (index, &(train_start, train_end, test_start, test_end)) in windows.iter().enumerate() {
+        let index = index as u64;
+        let search = Search::new(py, class.bind(py), options)?;
+        let mut progress = StudyProgress::new(&options.objectives);
+        errln!(
+            "window {}: train {} to {}, test to {}",
+            index + 1,
+            format_timestamp(train_start),
+            format_timestamp(train_end),
+            format_timestamp(test_end)
+        );
+        let outcome = driver.search(
+            py,
+            &search,
+            number,
+            Some((index, train_start, train_end)),
+            &mut |e| progress.on(e),
+        )?;
+        progress.finish();
+        number = outcome.next_number;
+        if outcome.ending == Ending::Interrupted {
+            return Ok(Ending::Interrupted);
+        }
+        if done.contains_key(&index) {
+            continue;
+        }
+        let best = driver.best(outcome.trials.iter()).cloned();
+        let results_dir = format!("walk-forward/window-{:03}", index + 1);
+        let mut window = StoredWindow {
+            number: index,
+            train_start: format_timestamp(train_start),
+            train_end: format_timestamp(train_end),
+            test_start: format_timestamp(test_start),
+            test_end: format_timestamp(test_end),
+            best_params: best.as_ref().map(|b| b.params.clone()),
+            best_train_values: best.as_ref().and_then(|b| b.objective_values.clone()),
+            test_metrics: None,
+            results_dir: None,
+        };
+        if let Some(best) = &best {
+            let params = params_as_texts(&best.params);
+            let request = TrialRequest {
+                number: u64::MAX - index,
+                params,
+                seed: options.seed,
+                start_ns: Some(test_start),
+                end_ns: Some(test_end),
+                out: Some(driver.store.dir.join(&results_dir)),
+                noise: None,
+            };
+            let result = driver.run_one(&request)?;
+            if let Some(error) = &result.error {
+                errln!(
+                    "window {}: the out-of-sample run failed: {error}",
+                    index + 1
+                );
+            }
+            window.test_metrics = result.metrics;
+            window.results_dir = Some(results_dir);
+        } else {
+            errln!("window {}: no trial completed; nothing to test", index + 1);
+        }
+        driver.store.put_window(&window)?;
+    }
+    Ok(Ending::Done)
+}
+
+/// A stored trial's parameters (JSON) as `--param` texts.
+fn params_as_texts(json: &str) -> Vec<(String, String)> {
+    let map: serde_json::Map<String, Value> = serde_json::from_str(json).unwrap_or_default();
+    map.into_iter()
+        .map(|(name, value)| {
+            let text = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (name, text)
+        })
+        .collect()
+}
+
+/// Serves trials on stdin/stdout for the study in `dir` (a Ray actor's worker process).
+fn serve_stdin(python: Option<&Path>, dir: &Path) -> Result<ExitCode, Error> {
+    let (args, _) = replay(dir)?;
+    let mut settings = RunSettings::resolve(&args.run)?;
+    let root = crate::python::project_root();
+    let prepared = pipeline::load_data(&settings, root.as_deref())?;
+    settings.datasets_used = prepared.datasets.clone();
+    let algo_dir = std::path::absolute(&settings.algo)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    start_python(python, std::slice::from_ref(&algo_dir))?;
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::stdout().lock();
+    match worker::serve(&settings, &prepared, stdin, stdout) {
+        Ok(()) | Err(Error::Interrupted) => Ok(ExitCode::Success),
+        Err(e) => Err(e),
+    }
+}
+
+/// A bar with the number of finished trials, the ETA and the best result so far; only on
+/// a terminal.
+struct StudyProgress {
+    bar: Option<ProgressBar>,
+    primary: Option<Objective>,
+}
+
+impl StudyProgress {
+    fn new(objectives: &[Objective]) -> Self {
+        StudyProgress {
+            bar: None,
+            primary: objectives.first().cloned(),
+        }
+    }
+
+    fn on(&mut self, event: Event<'_>) {
+        match event {
+            Event::Started { total, resumed } => {
+                if !std::io::stderr().is_terminal() {
+                    return;
+                }
+                let bar = match total {
+                    Some(n) => ProgressBar::new(n),
+                    None => ProgressBar::no_length(),
+                };
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{bar:30} {pos}/{len} trials  {elapsed_precise} ETA {eta}  {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                if resumed > 0 {
+                    bar.set_message(format!("{resumed} trials from the store"));
+                }
+                self.bar = Some(bar);
+            }
+            Event::Finished { best, .. } => {
+                let Some(bar) = &self.bar else {
+                    return;
+                };
+                bar.inc(1);
+                if let (Some(best), Some(o)) = (best, &self.primary)
+                    && let Some(value) = best.objective_values.as_ref().and_then(|v| v.first())
+                {
+                    bar.set_message(format!(
+                        "best {} {:.4} {}",
+                        o.metric,
+                        value,
+                        compact_params(&best.params)
+                    ));
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn compact_params(json: &str) -> String {
+    params_as_texts(json)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn stored_objectives(store: &Store) -> Result<Vec<Objective>, Error> {
+    let list = store.meta_value("objectives")?.unwrap_or(Value::Null);
+    Ok(list
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|o| Objective {
+                    metric: o["metric"].as_str().unwrap_or("sharpe").to_string(),
+                    maximize: o["direction"].as_str() != Some("minimize"),
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+fn best_trial(store: &Store) -> Result<Option<StoredTrial>, Error> {
+    let objectives = stored_objectives(store)?;
+    let trials: Vec<StoredTrial> = store
+        .trials()?
+        .into_values()
+        .filter(|t| t.window.is_none())
+        .collect();
+    Ok(optimize::ranked(&trials, &objectives)
+        .first()
+        .filter(|t| t.state == TrialState::Complete)
+        .map(|t| (*t).clone()))
+}
+
+/// The best trial's parameters as a run config (`rustybt run --config best.toml`).
+fn write_best_config(store: &Store, best: &StoredTrial, path: &Path) -> Result<(), Error> {
+    let algo = store
+        .meta_value("algorithm")?
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let params: toml::Table = serde_json::from_str::<serde_json::Map<String, Value>>(&best.params)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let value = match v {
+                Value::Bool(b) => toml::Value::Boolean(b),
+                Value::Number(n) if n.is_i64() => toml::Value::Integer(n.as_i64()?),
+                Value::Number(n) => toml::Value::Float(n.as_f64()?),
+                Value::String(s) => toml::Value::String(s),
+                _ => return None,
+            };
+            Some((k, value))
+        })
+        .collect();
+    let mut doc = toml::Table::new();
+    let mut run = toml::Table::new();
+    run.insert("algo".into(), toml::Value::String(algo));
+    doc.insert("run".into(), toml::Value::Table(run));
+    doc.insert("params".into(), toml::Value::Table(params));
+    let text = format!(
+        "# Best trial {} of the study in {} ({})\n{}",
+        best.number,
+        store.dir.display(),
+        best.objective_values
+            .as_ref()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default(),
+        toml::to_string(&doc).map_err(|e| Error::Internal(format!("best.toml: {e}")))?
+    );
+    std::fs::write(path, text).map_err(|source| Error::Io {
+        context: "cannot write",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The best trials as a table on stdout, then counts by state.
+fn print_study(store: &Store, top: usize) -> Result<(), Error> {
+    let objectives = stored_objectives(store)?;
+    let trials: Vec<StoredTrial> = store
+        .trials()?
+        .into_values()
+        .filter(|t| t.window.is_none())
+        .collect();
+    let ranked = optimize::ranked(&trials, &objectives);
+    let mut out = String::new();
+    let header: Vec<String> = objectives.iter().map(|o| o.metric.clone()).collect();
+    out.push_str(&format!(
+        "{:>6}  {:<15} {:>12} {:>8}  {}\n",
+        "trial",
+        "state",
+        header.join("/"),
+        "trades",
+        "parameters"
+    ));
+    for trial in ranked.iter().take(top) {
+        let values = trial
+            .objective_values
+            .as_ref()
+            .map(|v| {
+                v.iter()
+                    .map(|x| format!("{x:.4}"))
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .unwrap_or_else(|| "-".into());
+        let trades = trial
+            .metrics
+            .as_ref()
+            .and_then(|m| m.get("num_trades"))
+            .and_then(Value::as_u64)
+            .map_or("-".into(), |n| n.to_string());
+        out.push_str(&format!(
+            "{:>6}  {:<15} {:>12} {:>8}  {}\n",
+            trial.number,
+            trial.state.as_str(),
+            values,
+            trades,
+            compact_params(&trial.params)
+        ));
+    }
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &trials {
+        *counts.entry(t.state.as_str()).or_default() += 1;
+    }
+    out.push_str(&format!(
+        "{} trials: {}\n",
+        trials.len(),
+        counts
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    if objectives.len() > 1 {
+        let complete: Vec<&StoredTrial> = trials.iter().collect();
+        let front = pareto_front(&complete, &objectives);
+        out.push_str(&format!(
+            "Pareto front: trials {}\n",
+            front
+                .iter()
+                .map(|t| t.number.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    for trial in trials
+        .iter()
+        .filter(|t| t.state == TrialState::Failed)
+        .take(3)
+    {
+        let first = trial
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .last()
+            .unwrap_or("");
+        out.push_str(&format!("trial {} failed: {first}\n", trial.number));
+    }
+    let windows = store.windows()?;
+    for w in windows.values() {
+        let value = w
+            .test_metrics
+            .as_ref()
+            .and_then(|m| objectives.first().and_then(|o| o.value_in(m)))
+            .map_or("-".into(), |v| format!("{v:.4}"));
+        out.push_str(&format!(
+            "window {:>3}  train {} .. {}  test .. {}  best {}  out-of-sample {}\n",
+            w.number + 1,
+            w.train_start,
+            w.train_end,
+            w.test_end,
+            w.best_params.as_deref().map_or("-".into(), compact_params),
+            value
+        ));
+    }
+    outln!("{}", out.trim_end());
+    Ok(())
+}
+
+fn show(args: &ShowStudyArgs) -> Result<ExitCode, Error> {
+    let store = Store::open(&args.study)?;
+    if let Some(path) = &args.export {
+        let best = best_trial(&store)?
+            .ok_or_else(|| Error::usage("the study has no complete trial to export"))?;
+        write_best_config(&store, &best, path)?;
+        errln!("best parameters written to {}", path.display());
+        return Ok(ExitCode::Success);
+    }
+    if !args.csv {
+        print_study(&store, args.top)?;
+        return Ok(ExitCode::Success);
+    }
+    let objectives = stored_objectives(&store)?;
+    let trials: Vec<StoredTrial> = store.trials()?.into_values().collect();
+    let names: Vec<String> = trials
+        .first()
+        .map(|t| {
+            params_as_texts(&t.params)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["number".to_string(), "window".into(), "state".into()];
+    header.extend(names.iter().cloned());
+    header.extend(objectives.iter().map(|o| o.metric.clone()));
+    header.extend(
+        [
+            "num_trades",
+            "total_return",
+            "max_drawdown",
+            "duration_s",
+            "error",
+        ]
+        .map(String::from),
+    );
+    let csv_error = |e: csv::Error| Error::Internal(format!("writing CSV: {e}"));
+    writer.write_record(&header).map_err(csv_error)?;
+    for t in &trials {
+        let params: BTreeMap<String, String> = params_as_texts(&t.params).into_iter().collect();
+        let metric = |k: &str| {
+            t.metrics
+                .as_ref()
+                .and_then(|m| m.get(k))
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_default()
+        };
+        let mut row = vec![
+            t.number.to_string(),
+            t.window.map_or(String::new(), |w| w.to_string()),
+            t.state.as_str().to_string(),
+        ];
+        row.extend(
+            names
+                .iter()
+                .map(|n| params.get(n).cloned().unwrap_or_default()),
+        );
+        for (i, _) in objectives.iter().enumerate() {
+            row.push(
+                t.objective_values
+                    .as_ref()
+                    .and_then(|v| v.get(i))
+                    .map_or(String::new(), |v| v.to_string()),
+            );
+        }
+        row.extend([
+            metric("num_trades"),
+            metric("total_return"),
+            metric("max_drawdown"),
+            format!("{:.3}", t.duration_s),
+            t.error.clone().unwrap_or_default(),
+        ]);
+        writer.write_record(&row).map_err(csv_error)?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| Error::Internal(format!("writing CSV: {e}")))?;
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error of the study.
+    let _ = stdout.write_all(&bytes);
+    Ok(ExitCode::Success)
+}
+
+fn list(root: &Path) -> Result<ExitCode, Error> {
+    let mut rows = Vec::new();
+    let entries = std::fs::read_dir(root).map_err(|source| Error::Io {
+        context: "cannot read the studies folder",
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join(optimize::store::FILE_NAME).is_file())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let Ok(store) = Store::open(&dir) else {
+            continue;
+        };
+        let meta = store.meta()?;
+        let trials = store.trials()?;
+        let complete = trials
+            .values()
+            .filter(|t| t.state == TrialState::Complete)
+            .count();
+        let best = best_trial(&store)?
+            .and_then(|b| b.objective_values.and_then(|v| v.first().copied()))
+            .map_or("-".into(), |v| format!("{v:.4}"));
+        let algo = meta
+            .get("algorithm")
+            .and_then(Value::as_str)
+            .map(|a| {
+                Path::new(a)
+                    .file_name()
+                    .map_or(a.to_string(), |f| f.to_string_lossy().to_string())
+            })
+            .unwrap_or_default();
+        rows.push(format!(
+            "{:<40} {:<20} {:<7} {:>7} {:>9} {:>10}",
+            dir.display(),
+            algo,
+            meta.get("method").and_then(Value::as_str).unwrap_or(""),
+            trials.len(),
+            complete,
+            best
+        ));
+    }
+    if rows.is_empty() {
+        errln!("no studies in {}", root.display());
+        return Ok(ExitCode::Success);
+    }
+    outln!(
+        "{:<40} {:<20} {:<7} {:>7} {:>9} {:>10}",
+        "study",
+        "algorithm",
+        "method",
+        "trials",
+        "complete",
+        "best"
+    );
+    for row in rows {
+        outln!("{row}");
+    }
+    Ok(ExitCode::Success)
+}
+
+/// `runs/study-<YYYYMMDD-HHMMSS>` in UTC.
+fn default_study_dir() -> PathBuf {
+    let stamp = format_timestamp(now_ns())
+        .replace(['-', ':'], "")
+        .replace('T', "-");
+    let stamp = stamp
+        .split('.')
+        .next()
+        .unwrap_or(&stamp)
+        .trim_end_matches('Z');
+    PathBuf::from("runs").join(format!("study-{stamp}"))
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// `rustybt optimize montecarlo RUN_DIR`: percentile bands of the final value and the maximum
+/// drawdown over reordered or resampled trades (`rustybt_api.study.montecarlo`).
+fn montecarlo(
+    python: Option<&Path>,
+    run_dir: &Path,
+    method: &str,
+    runs: u32,
+    seed: u64,
+) -> Result<ExitCode, Error> {
+    if !["permutation", "bootstrap"].contains(&method) {
+        return Err(Error::usage_with_hint(
+            format!("unknown Monte Carlo method `{method}`"),
+            "`--method permutation` (trade order) or `--method bootstrap` (trades resampled)",
+        ));
+    }
+    start_python(python, &[])?;
+    let summary = Python::attach(|py| -> Result<String, Error> {
+        let kwargs = pyo3::types::PyDict::new(py);
+        let set = || -> PyResult<()> {
+            kwargs.set_item("method", method)?;
+            kwargs.set_item("runs", runs)?;
+            kwargs.set_item("seed", seed)
+        };
+        set().map_err(|e| Error::Internal(format!("Monte Carlo arguments: {e}")))?;
+        let run_dir = run_dir.display().to_string();
+        let result = py
+            .import("rustybt_api.study.montecarlo")
+            .and_then(|m| m.getattr("run"))
+            .and_then(|run| run.call((run_dir,), Some(&kwargs)))
+            .map_err(|e| super::report::driver_error(py, e))?;
+        result
+            .call_method0("summary")
+            .and_then(|s| s.extract::<String>())
+            .map_err(|e| Error::Internal(format!("the Monte Carlo summary: {e}")))
+    })?;
+    outln!("{summary}");
+    Ok(ExitCode::Success)
+}
+
+/// The best trial run once more with its results folder written to STUDY/best (what the
+/// study report and `rustybt optimize montecarlo STUDY/best` read).
+fn rerun_best(driver: &mut Driver<'_>, options: &StudyOptions) -> Result<(), Error> {
+    let trials: Vec<StoredTrial> = driver
+        .store
+        .trials()?
+        .into_values()
+        .filter(|t| t.window.is_none())
+        .collect();
+    let Some(best) = driver.best(trials.iter()).cloned() else {
+        return Ok(());
+    };
+    let out = driver.store.dir.join("best");
+    let request = TrialRequest {
+        number: best.number,
+        params: params_as_texts(&best.params),
+        seed: options.seed,
+        start_ns: None,
+        end_ns: None,
+        out: Some(out.clone()),
+        noise: None,
+    };
+    let result = driver.run_one(&request)?;
+    match result.error {
+        Some(error) => errln!("rerunning the best trial failed: {error}"),
+        None => errln!("best trial {} rerun into {}", best.number, out.display()),
+    }
+    Ok(())
+}
+
+/// Monte Carlo by price noise: the best trial rerun `runs` times, each on prices moved by its
+/// own seeded noise; percentile bands of the daily equity, the final value and the maximum
+/// drawdown, in the shape `rustybt_api.study.montecarlo` writes (the study report draws it).
+fn noise_reruns(
+    driver: &mut Driver<'_>,
+    options: &StudyOptions,
+    runs: u32,
+    scale: f64,
+    cash: rust_decimal::Decimal,
+) -> Result<(), Error> {
+    if !(scale.is_finite() && scale >= 0.0) {
+        return Err(Error::usage(
+            "`--noise-scale` must be a non-negative number",
+        ));
+    }
+    let trials: Vec<StoredTrial> = driver
+        .store
+        .trials()?
+        .into_values()
+        .filter(|t| t.window.is_none())
+        .collect();
+    let Some(best) = driver.best(trials.iter()).cloned() else {
+        return Ok(());
+    };
+    let params = params_as_texts(&best.params);
+    let requests: Vec<TrialRequest> = (0..runs as u64)
+        .map(|i| TrialRequest {
+            number: i,
+            params: params.clone(),
+            seed: options.seed,
+            start_ns: None,
+            end_ns: None,
+            out: None,
+            noise: Some(optimize::trial::Noise {
+                seed: options.seed.wrapping_mul(1_000_003).wrapping_add(i),
+                scale,
+            }),
+        })
+        .collect();
+    errln!(
+        "Monte Carlo: {runs} reruns of trial {} on noisy prices (scale {scale})",
+        best.number
+    );
+    let results = driver.run_many(&requests)?;
+    let initial: f64 = cash.to_string().parse().unwrap_or(0.0);
+    let actual = best
+        .returns
+        .as_ref()
+        .and_then(|r| r.get("values"))
+        .and_then(|v| serde_json::from_value::<Vec<f64>>(v.clone()).ok())
+        .unwrap_or_default();
+    let paths: Vec<Vec<f64>> = results
+        .iter()
+        .filter(|r| r.error.is_none())
+        .filter_map(|r| {
+            r.returns
+                .as_ref()?
+                .get("values")
+                .and_then(|v| serde_json::from_value::<Vec<f64>>(v.clone()).ok())
+        })
+        .collect();
+    let failed = results.len() - paths.len();
+    if paths.is_empty() {
+        return Err(Error::usage(format!(
+            "every noisy rerun failed ({})",
+            results
+                .iter()
+                .find_map(|r| r.error.clone())
+                .unwrap_or_default()
+        )));
+    }
+    let trades = best
+        .metrics
+        .as_ref()
+        .and_then(|m| m.get("num_trades"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let doc = optimize::montecarlo_bands(initial, &paths, &actual, "noise", options.seed, trades);
+    let out = driver.store.dir.join("best").join("montecarlo-noise.json");
+    std::fs::create_dir_all(driver.store.dir.join("best")).ok();
+    std::fs::write(&out, serde_json::to_string_pretty(&doc).unwrap_or_default()).map_err(
+        |source| Error::Io {
+            context: "cannot write",
+            path: out.clone(),
+            source,
+        },
+    )?;
+    if failed > 0 {
+        errln!("Monte Carlo: {failed} of {runs} noisy reruns failed and are left out");
+    }
+    errln!("Monte Carlo bands written to {}", out.display());
+    Ok(())
+}
