@@ -69,13 +69,17 @@ struct FileData {
     date_format: Option<String>,
     tz: Option<String>,
     on_missing: Option<String>,
-    /// Catalog runs: `symbols`, `timeframe`, `source`, `catalog`, `allow_bad_data`.
+    /// Catalog runs: `symbols`, `timeframe`, `source`, `catalog`, `allow_bad_data`,
+    /// `offline`, `exchange_url`, `yahoo_url`.
     #[serde(default)]
     symbols: Vec<String>,
     timeframe: Option<String>,
     source: Option<String>,
     catalog: Option<PathBuf>,
     allow_bad_data: Option<bool>,
+    offline: Option<bool>,
+    exchange_url: Option<String>,
+    yahoo_url: Option<String>,
 }
 
 /// Where a run's bars come from when read from the data catalog.
@@ -88,6 +92,10 @@ pub struct CatalogRequest {
     /// `None`: `RUSTYBT_DATA`, else `~/.rustybt/data`.
     pub root: Option<PathBuf>,
     pub allow_bad_data: bool,
+    /// With a fetching source (`ccxt:<exchange>`, `yahoo`): use only what the catalog has.
+    pub offline: bool,
+    /// The source's base URL instead of its public one (a testnet or a local stand-in).
+    pub url: Option<String>,
 }
 
 /// How orders fill: the intrabar path, volume limit, latency and slippage.
@@ -352,6 +360,13 @@ fn catalog_request(args: &RunArgs, file: FileData) -> Option<CatalogRequest> {
         source: args.source.clone().or(file.source),
         root: args.catalog.clone().or(file.catalog),
         allow_bad_data: args.allow_bad_data || file.allow_bad_data.unwrap_or(false),
+        offline: args.offline || file.offline.unwrap_or(false),
+        url: args
+            .exchange_url
+            .clone()
+            .or(args.yahoo_url.clone())
+            .or(file.exchange_url)
+            .or(file.yahoo_url),
     })
 }
 
@@ -646,14 +661,14 @@ fn toml_text(value: &toml::Value) -> String {
     }
 }
 
-fn time_flag(what: &str, text: &str) -> Result<i64, Error> {
+pub(crate) fn time_flag(what: &str, text: &str) -> Result<i64, Error> {
     parse_timestamp(text)
         .map_err(|e| Error::usage(format!("{what}: `{text}` is not a timestamp ({e})")))
 }
 
 /// `--end` is inclusive for the user; internally the range is half-open. A bare date means
 /// the whole day.
-fn end_exclusive(text: &str) -> Result<i64, Error> {
+pub(crate) fn end_exclusive(text: &str) -> Result<i64, Error> {
     let instant = time_flag("--end", text)?;
     let is_date_only = text.trim().len() == 10 && text.trim().as_bytes().get(4) == Some(&b'-');
     Ok(if is_date_only {

@@ -47,6 +47,16 @@ CREATE TABLE IF NOT EXISTS findings(
     kind TEXT NOT NULL,
     time_ns INTEGER,
     message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events(
+    source TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    time_ns INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY(source, symbol, kind, time_ns));
+CREATE TABLE IF NOT EXISTS usage(
+    dataset_id INTEGER PRIMARY KEY REFERENCES datasets(id) ON DELETE CASCADE,
+    used_at TEXT NOT NULL);
 ";
 
 fn sql(e: rusqlite::Error) -> CatalogError {
@@ -276,4 +286,103 @@ pub fn remove(db: &mut Connection, id: i64) -> Result<(), CatalogError> {
     tx.execute("DELETE FROM datasets WHERE id = ?1", [id])
         .map_err(sql)?;
     tx.commit().map_err(sql)
+}
+
+/// Stores splits and dividends of (source, symbol), replacing those at the same time and kind.
+pub fn store_events(
+    db: &mut Connection,
+    source: &str,
+    symbol: &str,
+    events: &[super::fetch::Event],
+) -> Result<usize, CatalogError> {
+    let tx = db.transaction().map_err(sql)?;
+    for e in events {
+        tx.execute(
+            "INSERT OR REPLACE INTO events(source, symbol, kind, time_ns, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![source, symbol, e.kind, e.time_ms.saturating_mul(1_000_000), e.value],
+        )
+        .map_err(sql)?;
+    }
+    tx.commit().map_err(sql)?;
+    Ok(events.len())
+}
+
+/// The splits and dividends of (source, symbol), oldest first: (time ns, kind, value).
+pub fn events(
+    db: &Connection,
+    source: &str,
+    symbol: &str,
+) -> Result<Vec<(i64, String, String)>, CatalogError> {
+    let mut stmt = db
+        .prepare(
+            "SELECT time_ns, kind, value FROM events WHERE source = ?1 AND symbol = ?2
+             ORDER BY time_ns, kind",
+        )
+        .map_err(sql)?;
+    stmt.query_map(params![source, symbol], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
+    .map_err(sql)?
+    .collect::<Result<_, _>>()
+    .map_err(sql)
+}
+
+/// Removes the events of (source, symbol) once no dataset of it is left.
+pub fn remove_orphan_events(
+    db: &Connection,
+    source: &str,
+    symbol: &str,
+) -> Result<(), CatalogError> {
+    db.execute(
+        "DELETE FROM events WHERE source = ?1 AND symbol = ?2
+         AND NOT EXISTS (SELECT 1 FROM datasets WHERE source = ?1 AND symbol = ?2)",
+        params![source, symbol],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// Records that runs read these datasets now (for least-recently-used eviction).
+pub fn touch(db: &Connection, ids: &[i64], now: &str) -> Result<(), CatalogError> {
+    for id in ids {
+        db.execute(
+            "INSERT OR REPLACE INTO usage(dataset_id, used_at) VALUES (?1, ?2)",
+            params![id, now],
+        )
+        .map_err(sql)?;
+    }
+    Ok(())
+}
+
+/// When each dataset was last read by a run, else last written (RFC 3339), and whether a run
+/// read it, by id.
+pub fn last_used(
+    db: &Connection,
+) -> Result<std::collections::HashMap<i64, (String, bool)>, CatalogError> {
+    let mut stmt = db
+        .prepare(
+            "SELECT d.id, COALESCE(u.used_at, d.fetched_at), u.used_at IS NOT NULL FROM datasets d
+             LEFT JOIN usage u ON u.dataset_id = d.id",
+        )
+        .map_err(sql)?;
+    stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)
+}
+
+/// A value of the `info` table (`max_size`...).
+pub fn info(db: &Connection, key: &str) -> Result<Option<String>, CatalogError> {
+    db.query_row("SELECT value FROM info WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+        .map_err(sql)
+}
+
+pub fn set_info(db: &Connection, key: &str, value: &str) -> Result<(), CatalogError> {
+    db.execute(
+        "INSERT OR REPLACE INTO info(key, value) VALUES (?1, ?2)",
+        params![key, value],
+    )
+    .map_err(sql)?;
+    Ok(())
 }

@@ -12,8 +12,10 @@
 //! see the old or the new state, and a crash at any point leaves at worst unreferenced files,
 //! which the next writer (or `data verify`) removes.
 
+pub mod fetch;
 mod findings;
 mod meta;
+pub mod resample;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -301,6 +303,22 @@ impl Catalog {
         series: &BarSeries,
         origin: &str,
     ) -> Result<ImportReport, CatalogError> {
+        self.import_covering(source, timeframe, interval_ns, series, origin, None)
+    }
+
+    /// As [`Catalog::import`], and the dataset covers `span` (half-open, UTC ns, holding every
+    /// bar of `series`) from now on: stored bars in it are replaced, and the time in it without
+    /// a bar counts as known to have none (a fetch asked the source for it). `None`: the span
+    /// from the first bar to the end of the last.
+    pub fn import_covering(
+        &mut self,
+        source: &str,
+        timeframe: &str,
+        interval_ns: i64,
+        series: &BarSeries,
+        origin: &str,
+        span: Option<(i64, i64)>,
+    ) -> Result<ImportReport, CatalogError> {
         if series.is_empty() {
             return Err(CatalogError::Invalid(format!(
                 "no bars of {} to import",
@@ -350,10 +368,21 @@ impl Catalog {
             .unwrap_or_default();
         let mut touched: Vec<String> = months.keys().cloned().collect();
         // A month inside the new span with no new bar loses its stored bars there.
-        let (first, last) = (
+        let (first_bar, last_bar) = (
             new_bars.time[0],
             *new_bars.time.last().expect("invariant: not empty"),
         );
+        let covered = span.unwrap_or((first_bar, last_bar + interval_ns));
+        if covered.0 > first_bar || covered.1 <= last_bar {
+            return Err(CatalogError::Invalid(format!(
+                "the bars of {symbol} lie outside the span they are imported for"
+            )));
+        }
+        // The stored bars replaced: those in `[first, last]`.
+        let (first, last) = match span {
+            Some((s, e)) => (s, e - 1),
+            None => (first_bar, last_bar),
+        };
         for (key, p) in &stored {
             let overlaps = p.first_ns <= last && p.last_ns >= first;
             if (overlaps || scales != old_scales) && !touched.contains(key) {
@@ -379,7 +408,7 @@ impl Catalog {
                 None => None,
             };
             let bars = match (old, fresh) {
-                (Some(old), Some(fresh)) => old.merged(&fresh),
+                (Some(old), Some(fresh)) => old.without_span(first, last).merged(&fresh),
                 (Some(old), None) => old.without_span(first, last),
                 (None, Some(fresh)) => fresh,
                 (None, None) => continue,
@@ -416,7 +445,7 @@ impl Catalog {
             .as_ref()
             .map(|d| d.intervals.clone())
             .unwrap_or_default();
-        intervals.push((first, last + interval_ns));
+        intervals.push(covered);
         let intervals = merge_intervals(intervals);
         let info = DatasetInfo {
             id: 0,
@@ -554,10 +583,88 @@ impl Catalog {
         let chosen = self.select(selector)?;
         for d in &chosen {
             meta::remove(&mut self.db, d.id)?;
+            meta::remove_orphan_events(&self.db, &d.source, &d.symbol)?;
             let dir = self.dataset_dir(&d.source, &d.symbol, &d.timeframe);
             let _ = std::fs::remove_dir_all(&dir);
         }
         Ok(chosen)
+    }
+
+    /// The catalog's size limit in bytes (`data prune --max-size`), if one was set.
+    pub fn max_size(&self) -> Result<Option<u64>, CatalogError> {
+        Ok(meta::info(&self.db, "max_size")?.and_then(|v| v.parse().ok()))
+    }
+
+    pub fn set_max_size(&mut self, bytes: u64) -> Result<(), CatalogError> {
+        meta::set_info(&self.db, "max_size", &bytes.to_string())
+    }
+
+    /// Records that a run read these datasets now: eviction removes the least recently used.
+    pub fn touch(&mut self, datasets: &[&DatasetInfo]) -> Result<(), CatalogError> {
+        let ids: Vec<i64> = datasets.iter().map(|d| d.id).collect();
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        meta::touch(&self.db, &ids, &now)
+    }
+
+    /// Removes least-recently-used datasets (last read by a run, else last written) until the
+    /// catalog's bars take at most `max_bytes`; datasets in `keep` (those just written) stay.
+    /// Returns the removed datasets with when they were last used, oldest first.
+    pub fn prune(
+        &mut self,
+        max_bytes: u64,
+        keep: &[i64],
+    ) -> Result<Vec<(DatasetInfo, String)>, CatalogError> {
+        let all = self.datasets()?;
+        let mut total: u64 = all.iter().map(DatasetInfo::bytes).sum();
+        let used = meta::last_used(&self.db)?;
+        // Oldest use first; at the same time, a dataset no run has read goes first.
+        let mut order: Vec<((i64, bool, i64), String, DatasetInfo)> = all
+            .into_iter()
+            .filter(|d| !keep.contains(&d.id))
+            .map(|d| {
+                let (when, read) = used.get(&d.id).cloned().unwrap_or_default();
+                let at = chrono::DateTime::parse_from_rfc3339(&when)
+                    .ok()
+                    .and_then(|t| t.timestamp_nanos_opt())
+                    .unwrap_or(i64::MIN);
+                ((at, read, d.id), when, d)
+            })
+            .collect();
+        order.sort_by_key(|o| o.0);
+        let mut removed = Vec::new();
+        for (_, when, d) in order {
+            if total <= max_bytes {
+                break;
+            }
+            total = total.saturating_sub(d.bytes());
+            self.remove(&Selector {
+                symbol: Some(d.symbol.clone()),
+                timeframe: Some(d.timeframe.clone()),
+                source: Some(d.source.clone()),
+            })?;
+            removed.push((d, when));
+        }
+        Ok(removed)
+    }
+
+    /// Stores splits and dividends of (source, symbol) beside its bars (see `data show`).
+    pub fn store_events(
+        &mut self,
+        source: &str,
+        symbol: &str,
+        events: &[fetch::Event],
+    ) -> Result<usize, CatalogError> {
+        let _lock = WriteLock::take(&self.root)?;
+        meta::store_events(&mut self.db, source, symbol, events)
+    }
+
+    /// The splits and dividends of (source, symbol), oldest first: (time ns, kind, value).
+    pub fn events(
+        &self,
+        source: &str,
+        symbol: &str,
+    ) -> Result<Vec<(i64, String, String)>, CatalogError> {
+        meta::events(&self.db, source, symbol)
     }
 
     /// Files under `bars/` that no partition refers to: temporary files and versions left by
@@ -632,8 +739,9 @@ pub struct RunLoad {
 
 /// Loads the datasets of a run, refusing a missing, ambiguous or (unless allowed) erroneous one.
 pub fn load_for_run(root: &Path, request: &RunRequest) -> Result<RunLoad, CatalogError> {
-    let catalog = Catalog::open(root)?;
+    let mut catalog = Catalog::open(root)?;
     let all = catalog.datasets()?;
+    let mut read: Vec<&DatasetInfo> = Vec::new();
     let mut out = RunLoad {
         series: Vec::new(),
         files: Vec::new(),
@@ -706,6 +814,7 @@ pub fn load_for_run(root: &Path, request: &RunRequest) -> Result<RunLoad, Catalo
                 ))),
             ));
         }
+        read.push(dataset);
         let mut series = catalog.load(dataset, request.start_ns, request.end_ns)?;
         series.source = catalog.dataset_dir(&dataset.source, &dataset.symbol, &dataset.timeframe);
         out.files.extend(catalog.files(dataset));
@@ -715,7 +824,35 @@ pub fn load_for_run(root: &Path, request: &RunRequest) -> Result<RunLoad, Catalo
         out.series.push(series);
     }
     out.used = serde_json::Value::Array(used);
+    // Best effort: a read-only catalog still runs, it only forgets what was used when.
+    let _ = catalog.touch(&read);
     Ok(out)
+}
+
+/// A size as `500MB`, `20GB`, `1.5GB`, `1024` (bytes); units B, KB, MB, GB, TB are powers of
+/// 1024 (as `data list` prints sizes).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_uppercase();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown size unit (use B, KB, MB, GB or TB)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size such as `500MB` or `20GB`"))?;
+    Ok((value * (1u64 << shift) as f64) as u64)
 }
 
 /// Sorted, disjoint union of half-open intervals (touching ones joined).
@@ -917,6 +1054,43 @@ mod tests {
             r.dataset.partitions.len(),
             r.dataset.bytes() as f64 / f64::from(1u32 << 20)
         );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("500MB"), Ok(500 << 20));
+        assert_eq!(parse_size("1.5 gb"), Ok(3 << 29));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("MB").is_err());
+    }
+
+    #[test]
+    fn prune_removes_least_recently_used_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cat = Catalog::open(dir.path()).expect("open");
+        let times: Vec<i64> = (0..50).map(|i| T0 + i * MIN).collect();
+        for sym in ["A", "B", "C"] {
+            cat.import("file", "1m", MIN, &series(sym, &times, "100.5"), "x")
+                .expect("import");
+        }
+        let all = cat.datasets().expect("list");
+        let one = all[0].bytes();
+        // A run reads A: B (oldest written, never read) goes first, then C.
+        cat.touch(&[&all[0]]).expect("touch");
+        let removed = cat.prune(2 * one, &[]).expect("prune");
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].0.symbol, "B");
+        let removed = cat.prune(0, &[all[2].id]).expect("prune");
+        assert_eq!(removed.len(), 1, "C is kept, A goes");
+        assert_eq!(removed[0].0.symbol, "A");
+        let left: Vec<String> = cat
+            .datasets()
+            .expect("list")
+            .into_iter()
+            .map(|d| d.symbol)
+            .collect();
+        assert_eq!(left, vec!["C"]);
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! `rustybt data`: import files into the catalog, list, show, verify and remove datasets.
-//! The work is done by `crate::catalog`; this file parses, wires and prints.
+//! `rustybt data`: import files into the catalog, fetch from exchanges and Yahoo, list, show,
+//! verify and remove datasets. The work is done by `crate::catalog` (and the adapters in
+//! `crate::python::fetch`); this file parses, wires and prints.
 
 use std::path::{Path, PathBuf};
 
-use super::{DataAction, DataCommand, DatasetArgs, ImportArgs};
+use super::progress::Progress;
+use super::{DataAction, DataCommand, DatasetArgs, FetchArgs, ImportArgs, ResampleArgs};
+use crate::catalog::fetch::{self as catalog_fetch, FetchError, SourceError, SourceErrorKind};
 use crate::catalog::{
     Catalog, CatalogError, DatasetInfo, Selector, infer_interval, timeframe_label,
 };
@@ -30,11 +33,66 @@ pub fn catalog_root(flag: Option<&Path>) -> PathBuf {
     flag.map_or_else(Catalog::default_root, Path::to_path_buf)
 }
 
-pub fn data(command: DataCommand) -> Result<ExitCode, Error> {
+impl From<SourceError> for Error {
+    fn from(e: SourceError) -> Self {
+        match e.kind {
+            SourceErrorKind::UnknownSymbol
+            | SourceErrorKind::BadTimeframe
+            | SourceErrorKind::BadSource => {
+                Error::usage_with_hint(e.message, "see docs/data.md, \"Fetching\"")
+            }
+            SourceErrorKind::Unavailable | SourceErrorKind::Refused => Error::Broker(format!(
+                "{}; the bars fetched before are stored, and rerunning the command continues from there",
+                e.message
+            )),
+            SourceErrorKind::Internal => Error::Internal(e.message),
+        }
+    }
+}
+
+impl From<FetchError> for Error {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Source(e) => e.into(),
+            FetchError::Catalog(e) => e.into(),
+            bad @ FetchError::BadBar { .. } => Error::Market(bad.to_string()),
+        }
+    }
+}
+
+pub fn data(explicit_python: Option<&Path>, command: DataCommand) -> Result<ExitCode, Error> {
     let root = catalog_root(command.catalog.as_deref());
     let mut catalog = Catalog::open(&root)?;
+    let max_size = command
+        .max_size
+        .as_deref()
+        .map(crate::catalog::parse_size)
+        .transpose()
+        .map_err(|e| Error::usage_with_hint(e, "for example `--max-size 20GB`"))?;
     match command.action {
-        DataAction::Import(args) => import(&mut catalog, &args),
+        DataAction::Import(args) => {
+            let written = import(&mut catalog, &args)?;
+            evict(&mut catalog, max_size, &written)
+        }
+        DataAction::Fetch(args) => {
+            let written = fetch(explicit_python, &mut catalog, &args)?;
+            evict(&mut catalog, max_size, &written)
+        }
+        DataAction::Resample(args) => {
+            let written = resample(&mut catalog, &args)?;
+            evict(&mut catalog, max_size, &written)
+        }
+        DataAction::Prune => {
+            if let Some(bytes) = max_size {
+                catalog.set_max_size(bytes)?;
+            } else if catalog.max_size()?.is_none() {
+                return Err(Error::usage_with_hint(
+                    "the catalog has no size limit to prune to",
+                    "give one: `rustybt data prune --max-size 20GB` (it is then kept for later imports and fetches)",
+                ));
+            }
+            evict(&mut catalog, max_size, &[])
+        }
         DataAction::List { json } => list(&catalog, json),
         DataAction::Show(args) => show(&catalog, &args),
         DataAction::Verify => verify(&mut catalog),
@@ -42,7 +100,46 @@ pub fn data(command: DataCommand) -> Result<ExitCode, Error> {
     }
 }
 
-fn import(catalog: &mut Catalog, args: &ImportArgs) -> Result<ExitCode, Error> {
+/// Returns the id of the dataset written.
+fn resample(catalog: &mut Catalog, args: &ResampleArgs) -> Result<Vec<i64>, Error> {
+    let to_ns = match Timeframe::parse(&args.to) {
+        Ok(Timeframe::Fixed { nanos, .. }) => nanos,
+        Ok(_) => {
+            return Err(Error::usage(format!(
+                "`--to {}`: weeks and months cannot be stored; resample to days",
+                args.to
+            )));
+        }
+        Err(e) => return Err(Error::usage(e)),
+    };
+    let found = chosen(catalog, &args.dataset)?;
+    let [dataset] = &found[..] else {
+        let have: Vec<String> = found.iter().map(DatasetInfo::label).collect();
+        return Err(Error::usage_with_hint(
+            format!(
+                "several datasets of `{}`: {}",
+                args.dataset.symbol,
+                have.join(", ")
+            ),
+            "choose one with `--timeframe` and `--source`",
+        ));
+    };
+    let report = crate::catalog::resample::resample(catalog, dataset, args.to.trim(), to_ns)?;
+    let d = &report.dataset;
+    println!(
+        "resampled {} to {}: {} bars from {} to {}",
+        dataset.label(),
+        d.timeframe,
+        d.rows(),
+        d.first_ns().map(format_timestamp).unwrap_or_default(),
+        d.last_ns().map(format_timestamp).unwrap_or_default(),
+    );
+    print_findings(d, 3);
+    Ok(vec![d.id])
+}
+
+/// Returns the ids of the datasets written.
+fn import(catalog: &mut Catalog, args: &ImportArgs) -> Result<Vec<i64>, Error> {
     let format = Format::from_spec(&args.format.spec()).map_err(Error::usage)?;
     let interval = args
         .timeframe
@@ -60,6 +157,7 @@ fn import(catalog: &mut Catalog, args: &ImportArgs) -> Result<ExitCode, Error> {
         format,
         ..Default::default()
     };
+    let mut written = Vec::new();
     for file in &args.files {
         for series in data::load(file, &options)? {
             let (label, interval_ns) = match &interval {
@@ -87,6 +185,7 @@ fn import(catalog: &mut Catalog, args: &ImportArgs) -> Result<ExitCode, Error> {
                 &origin.display().to_string(),
             )?;
             let d = &report.dataset;
+            written.push(d.id);
             println!(
                 "imported {} bars of {} {} from {} ({} partition{} written); the dataset has {} bars from {} to {}",
                 report.bars,
@@ -105,6 +204,184 @@ fn import(catalog: &mut Catalog, args: &ImportArgs) -> Result<ExitCode, Error> {
             );
             print_findings(d, 3);
         }
+    }
+    Ok(written)
+}
+
+/// Whether `source` names a fetching adapter (`ccxt:<exchange>`, `yahoo`) rather than
+/// imported files.
+pub fn is_fetch_source(source: &str) -> bool {
+    source.starts_with("ccxt:") || source == "yahoo"
+}
+
+/// Returns the ids of the datasets written.
+fn fetch(
+    explicit_python: Option<&Path>,
+    catalog: &mut Catalog,
+    args: &FetchArgs,
+) -> Result<Vec<i64>, Error> {
+    let start_ns = crate::config::time_flag("--start", &args.start)?;
+    let end_ns = args
+        .end
+        .as_deref()
+        .map(crate::config::end_exclusive)
+        .transpose()?;
+    if end_ns.is_some_and(|e| e <= start_ns) {
+        return Err(Error::usage("`--end` is not after `--start`"));
+    }
+    let url = match (args.source.as_str(), &args.exchange_url, &args.yahoo_url) {
+        ("yahoo", Some(_), _) => {
+            return Err(Error::usage_with_hint(
+                "`--exchange-url` is for `--source ccxt:<exchange>`",
+                "a Yahoo stand-in is given with `--yahoo-url`",
+            ));
+        }
+        (s, _, Some(_)) if s != "yahoo" => {
+            return Err(Error::usage("`--yahoo-url` is for `--source yahoo`"));
+        }
+        (_, exchange, yahoo) => exchange.as_deref().or(yahoo.as_deref()),
+    };
+    super::doctor::start_python(explicit_python, &[])?;
+    let reports = fetch_into(
+        catalog,
+        &catalog_fetch::FetchRequest {
+            source: &args.source,
+            symbols: &args.symbols,
+            timeframe: &args.timeframe,
+            start_ns,
+            end_ns,
+            origin: url.unwrap_or(&args.source),
+        },
+        url,
+        !args.no_progress,
+    )?;
+    for r in &reports {
+        let span =
+            |&(s, e): &(i64, i64)| format!("{} .. {}", format_timestamp(s), format_timestamp(e));
+        let asked: Vec<String> = r.requested.iter().map(span).collect();
+        println!(
+            "fetched {} bars of {} {} from {}{}{}",
+            r.bars,
+            r.symbol,
+            args.timeframe,
+            args.source,
+            if asked.is_empty() {
+                " (the catalog had the whole span)".to_owned()
+            } else {
+                format!(" for {}", asked.join(", "))
+            },
+            if r.events > 0 {
+                format!("; {} split/dividend events", r.events)
+            } else {
+                String::new()
+            }
+        );
+        match &r.dataset {
+            Some(d) => {
+                println!(
+                    "  the dataset has {} bars from {} to {}",
+                    d.rows(),
+                    d.first_ns().map(format_timestamp).unwrap_or_default(),
+                    d.last_ns().map(format_timestamp).unwrap_or_default(),
+                );
+                print_findings(d, 3);
+            }
+            None => eprintln!(
+                "warning: {} sent no closed bars of {} in the span asked for",
+                args.source, r.symbol
+            ),
+        }
+    }
+    Ok(reports
+        .iter()
+        .filter_map(|r| r.dataset.as_ref().map(|d| d.id))
+        .collect())
+}
+
+/// Whether a run must fetch before it loads: `--symbols` with a fetching `--source` and no
+/// `--offline`.
+pub fn run_fetches(settings: &crate::config::RunSettings) -> bool {
+    settings
+        .catalog
+        .as_ref()
+        .is_some_and(|c| !c.offline && c.source.as_deref().is_some_and(is_fetch_source))
+}
+
+/// `rustybt run --symbols X --source ccxt:binance`: fetches what the catalog misses of the
+/// run's span first (Python must be started).
+pub fn fetch_for_run(settings: &crate::config::RunSettings, progress: bool) -> Result<(), Error> {
+    let Some(request) = &settings.catalog else {
+        return Ok(());
+    };
+    let source = request.source.as_deref().unwrap_or_default();
+    let (Some(timeframe), Some(start_ns)) = (request.timeframe.as_deref(), settings.start_ns)
+    else {
+        return Err(Error::usage_with_hint(
+            format!("fetching from `{source}` before the run needs `--timeframe` and `--start`"),
+            "give them (or `data.timeframe` and `run.start` in the config), or `--offline` to run on what the catalog has",
+        ));
+    };
+    let mut catalog = Catalog::open(&catalog_root(request.root.as_deref()))?;
+    for r in fetch_into(
+        &mut catalog,
+        &catalog_fetch::FetchRequest {
+            source,
+            symbols: &request.symbols,
+            timeframe,
+            start_ns,
+            end_ns: settings.end_ns,
+            origin: request.url.as_deref().unwrap_or(source),
+        },
+        request.url.as_deref(),
+        progress,
+    )? {
+        if r.bars > 0 {
+            eprintln!(
+                "fetched {} bars of {} {timeframe} from {source}",
+                r.bars, r.symbol
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Fetches what the catalog misses of a spec (Python must be started), with a progress bar
+/// with ETA on a terminal.
+pub fn fetch_into(
+    catalog: &mut Catalog,
+    request: &catalog_fetch::FetchRequest,
+    url: Option<&str>,
+    progress: bool,
+) -> Result<Vec<catalog_fetch::SymbolReport>, Error> {
+    let options = serde_json::json!({
+        "url": url,
+        "cache_dir": catalog.root().join(".cache").join(request.source.replace(':', "-")),
+    });
+    let mut source = crate::python::fetch::PyBarSource::open(request.source, &options.to_string())?;
+    let mut bar: Option<Progress> = None;
+    let reports = catalog_fetch::fetch(catalog, &mut source, request, &mut |p| {
+        bar.get_or_insert_with(|| Progress::for_fetch(p.expected, progress))
+            .update(p.bars.min(p.expected));
+    });
+    if let Some(mut bar) = bar {
+        bar.finish();
+    }
+    Ok(reports?)
+}
+
+/// Removes least-recently-used datasets down to `--max-size` or the catalog's recorded limit;
+/// `keep`: the datasets the command just wrote.
+fn evict(catalog: &mut Catalog, flag: Option<u64>, keep: &[i64]) -> Result<ExitCode, Error> {
+    let Some(limit) = flag.or(catalog.max_size()?) else {
+        return Ok(ExitCode::Success);
+    };
+    for (d, used) in catalog.prune(limit, keep)? {
+        println!(
+            "evicted {} ({}, last used {used}) to keep the catalog within {}",
+            d.label(),
+            size(d.bytes()),
+            size(limit)
+        );
     }
     Ok(ExitCode::Success)
 }
@@ -225,7 +502,16 @@ fn chosen(catalog: &Catalog, args: &DatasetArgs) -> Result<Vec<DatasetInfo>, Err
 fn show(catalog: &Catalog, args: &DatasetArgs) -> Result<ExitCode, Error> {
     let found = chosen(catalog, args)?;
     if args.json {
-        let all: Vec<_> = found.iter().map(|d| dataset_json(d, true)).collect();
+        let mut all = Vec::new();
+        for d in &found {
+            let mut v = dataset_json(d, true);
+            v["events"] = catalog
+                .events(&d.source, &d.symbol)?
+                .into_iter()
+                .map(|(t, kind, value)| serde_json::json!({"time": format_timestamp(t), "kind": kind, "value": value}))
+                .collect();
+            all.push(v);
+        }
         println!("{}", serde_json::Value::Array(all));
         return Ok(ExitCode::Success);
     }
@@ -261,6 +547,9 @@ fn show(catalog: &Catalog, args: &DatasetArgs) -> Result<ExitCode, Error> {
         }
         for f in &d.findings {
             println!("  {:<10} {} ({})", f.severity.name(), f.message, f.kind);
+        }
+        for (t, kind, value) in catalog.events(&d.source, &d.symbol)? {
+            println!("  {kind:<10} {} {value}", format_timestamp(t));
         }
         let series = catalog.load(d, None, None)?;
         let n = series.len();

@@ -61,8 +61,8 @@ pub enum Command {
     /// Compare results folders: metrics side by side and an equity overlay; with `--match`,
     /// each run's decisions and fills against the first's (live or paper against backtest).
     Compare(CompareArgs),
-    /// The local market-data catalog: import files, list, show, verify and remove datasets
-    /// (see docs/data.md).
+    /// The local market-data catalog: import files, fetch from exchanges and Yahoo, list,
+    /// show, verify and remove datasets (see docs/data.md).
     Data(Box<DataCommand>),
     /// Search an algorithm's parameters (grid, random, TPE, NSGA-II) on all cores, with
     /// walk-forward validation; studies resume after a crash (see docs/optimize.md).
@@ -294,6 +294,12 @@ pub struct DataCommand {
     #[arg(long, global = true, value_name = "DIR")]
     pub catalog: Option<PathBuf>,
 
+    /// Size limit of the catalog's bars (`500MB`, `20GB`; powers of 1024): after an import or
+    /// fetch, and on `data prune`, the least recently used datasets are removed until the rest
+    /// fits. `data prune --max-size` also records it as the catalog's limit for later commands.
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub max_size: Option<String>,
+
     #[command(subcommand)]
     pub action: DataAction,
 }
@@ -302,6 +308,9 @@ pub struct DataCommand {
 pub enum DataAction {
     /// Store CSV or Parquet bar files in the catalog (any layout: see the format options).
     Import(ImportArgs),
+    /// Download the bars the catalog does not have yet: from an exchange through ccxt
+    /// (`--source ccxt:binance`) or from Yahoo through yfinance (`--source yahoo`).
+    Fetch(FetchArgs),
     /// Every dataset: source, symbol, timeframe, first and last bar, rows, gaps, size.
     List {
         /// Print a JSON array instead of a table.
@@ -315,6 +324,12 @@ pub enum DataAction {
     Verify,
     /// Remove datasets (all timeframes and sources of the symbol unless narrowed).
     Rm(DatasetArgs),
+    /// Remove the least recently used datasets (last read by a run, else last written) until
+    /// the catalog fits `--max-size` (or the limit recorded by an earlier `--max-size`).
+    Prune,
+    /// Build a higher timeframe of a dataset from its bars and store it beside it
+    /// (UTC-aligned buckets; only buckets the dataset covers whole).
+    Resample(ResampleArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -337,6 +352,54 @@ pub struct ImportArgs {
 
     #[command(flatten)]
     pub format: FormatArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct FetchArgs {
+    /// Where from: `ccxt:<exchange>` (`ccxt:binance`, any exchange ccxt knows) or `yahoo`.
+    #[arg(long, value_name = "SOURCE")]
+    pub source: String,
+
+    /// Symbols as the source names them (`BTC/USDT`; `AAPL`, `EURUSD=X`); comma-separated or
+    /// repeated.
+    #[arg(long, value_name = "SYMBOL", value_delimiter = ',', required = true)]
+    pub symbols: Vec<String>,
+
+    /// Bar duration as the source names it: `1m`, `5m`, `1h`, `1d`...
+    #[arg(long, value_name = "DURATION")]
+    pub timeframe: String,
+
+    /// First bar (open time, ISO 8601 or epoch; UTC unless a zone is given).
+    #[arg(long, allow_hyphen_values = true)]
+    pub start: String,
+
+    /// Last bar (inclusive; a date alone includes that whole day). Default: up to the bar
+    /// still forming, which is never stored.
+    #[arg(long, allow_hyphen_values = true)]
+    pub end: Option<String>,
+
+    /// REST base URL of the exchange instead of its public one (a testnet, or a local
+    /// stand-in), as for `rustybt live`.
+    #[arg(long, value_name = "URL")]
+    pub exchange_url: Option<String>,
+
+    /// Base URL that Yahoo's hosts are replaced by (a local stand-in of the chart API).
+    #[arg(long, value_name = "URL")]
+    pub yahoo_url: Option<String>,
+
+    /// Never draw a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ResampleArgs {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+
+    /// The timeframe to build: `5m`, `1h`, `4h`, `1d`... (a multiple of the dataset's).
+    #[arg(long, value_name = "DURATION")]
+    pub to: String,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -552,6 +615,21 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_bad_data: bool,
 
+    /// With `--source ccxt:<exchange>` or `--source yahoo`: run on what the catalog has,
+    /// without fetching the missing bars first. Config: `data.offline`.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// With `--source ccxt:<exchange>`: the exchange's REST base URL instead of its public one
+    /// (a testnet, or a local stand-in). Config: `data.exchange_url`.
+    #[arg(long, value_name = "URL")]
+    pub exchange_url: Option<String>,
+
+    /// With `--source yahoo`: the base URL replacing Yahoo's hosts (a local stand-in).
+    /// Config: `data.yahoo_url`.
+    #[arg(long, value_name = "URL")]
+    pub yahoo_url: Option<String>,
+
     /// Starting cash, a decimal number (default 100000).
     #[arg(long, allow_hyphen_values = true)]
     pub cash: Option<String>,
@@ -722,7 +800,7 @@ pub fn execute(cli: Cli) -> ExitCode {
             Some(Command::Validate(args)) => validate::validate(cli.python.as_deref(), args),
             Some(Command::Report(args)) => report::report(cli.python.as_deref(), args),
             Some(Command::Compare(args)) => compare::compare(cli.python.as_deref(), args),
-            Some(Command::Data(command)) => data::data(*command),
+            Some(Command::Data(command)) => data::data(cli.python.as_deref(), *command),
             Some(Command::Optimize(command)) => optimize::optimize(cli.python.as_deref(), *command),
             Some(Command::Live(command)) => match (command.action, command.session) {
                 (Some(LiveAction::Report(args)), _) => live::live_report(&args),

@@ -11,6 +11,7 @@ const SHOW_AFTER: Duration = Duration::from_secs(2);
 const LINE_EVERY: Duration = Duration::from_millis(100);
 
 pub struct Progress {
+    template: &'static str,
     total_bars: u64,
     started: Instant,
     enabled: bool,
@@ -23,11 +24,21 @@ impl Progress {
     pub fn new(total_bars: u64, allowed: bool) -> Self {
         let lines = allowed && std::env::var("RUSTYBT_PROGRESS").is_ok_and(|v| v == "lines");
         Progress {
+            template: "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} bars ({percent}%)",
             total_bars,
             started: Instant::now(),
             enabled: allowed && !lines && std::io::stderr().is_terminal(),
             bar: None,
             lines: lines.then(|| Instant::now() - LINE_EVERY),
+        }
+    }
+
+    /// A bar for `rustybt data fetch`: bars fetched of those the missing spans can hold, with
+    /// the rate and the time left.
+    pub fn for_fetch(total_bars: u64, allowed: bool) -> Self {
+        Progress {
+            template: "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} bars fetched ({per_sec}, {eta} left)",
+            ..Progress::new(total_bars, allowed)
         }
     }
 
@@ -45,10 +56,8 @@ impl Progress {
         if self.bar.is_none() && self.started.elapsed() >= SHOW_AFTER {
             let bar = ProgressBar::new(self.total_bars).with_elapsed(self.started.elapsed());
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} bars ({percent}%)",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(self.template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             self.bar = Some(bar);
         }

@@ -42,14 +42,23 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
         .unwrap_or_default();
     // The interpreter starts while the data loads: they are independent, and each takes a
     // noticeable part of a short run. A data error is still the one reported first.
-    let (prepared, started) = std::thread::scope(|scope| {
-        let loading = scope.spawn(|| load_data(&settings, root.as_deref()));
+    let (prepared, started) = if super::data::run_fetches(&settings) {
+        // Fetching the bars the catalog misses needs Python (ccxt, yfinance) before the load.
         let started = start_python(explicit_python, std::slice::from_ref(&algo_dir));
-        let loaded = loading
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (loaded, started)
-    });
+        if started.is_ok() {
+            super::data::fetch_for_run(&settings, !args.no_progress)?;
+        }
+        (load_data(&settings, root.as_deref()), started)
+    } else {
+        std::thread::scope(|scope| {
+            let loading = scope.spawn(|| load_data(&settings, root.as_deref()));
+            let started = start_python(explicit_python, std::slice::from_ref(&algo_dir));
+            let loaded = loading
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (loaded, started)
+        })
+    };
     let prepared = prepared?;
     settings.datasets_used = prepared.datasets.clone();
     let (choice, _) = started?;

@@ -6,6 +6,7 @@ pub mod convert;
 pub mod custom;
 pub mod debug;
 pub mod errors;
+pub mod fetch;
 pub mod interpreter;
 pub mod live_state;
 pub mod loader;

@@ -10,7 +10,12 @@ or as a script for end-to-end tests of the Rust binary::
 
     python -m tests.support.fake_binance --port 0 --script scenario.json
 
-(prints ``LISTENING http://127.0.0.1:PORT/api/v3`` on stdout once ready).
+(prints ``LISTENING http://127.0.0.1:PORT/api/v3`` on stdout once ready). Script keys for long
+kline histories (``rustybt data fetch``): ``history`` (a list of ``{"symbol", "interval",
+"start_ms", "count", "price"?, "seed"?}``, see ``generate_history``), ``max_klines_limit`` (a page
+holds at most this many candles whatever the client asks) and ``time_follows_clock``
+(``/api/v3/time`` answers ``now_ms`` instead of the wall clock). A fault's ``skip`` lets that many
+matching requests through first (a 429 on the third page).
 
 Only the standard library is used. All money is ``decimal.Decimal``; numbers go over the wire as
 Binance formats them (strings with 8 decimals). The fake checks the API key header, the
@@ -32,6 +37,7 @@ or ``{"asset", "delta"}``: changes a free balance behind the client's back, see 
 from __future__ import annotations
 
 import argparse
+import bisect
 import hashlib
 import hmac
 import itertools
@@ -198,6 +204,7 @@ class Fault:
     when: dict[str, str] | None = None
     times: int = 1
     also_process: bool = False
+    skip: int = 0  # let this many matching requests through before the fault applies
 
     def matches(self, method: str, path: str, params: dict[str, str]) -> bool:
         if self.method not in ("*", method) or self.path not in ("*", path):
@@ -375,8 +382,16 @@ class FakeBinance:
         maker_fee: str = "0.001",
         faults: Iterable[Fault] = (),
         clock: Clock | None = None,
+        max_klines_limit: int = 1000,
+        time_follows_clock: bool = False,
     ):
         self.lock = threading.RLock()
+        # like exchanges that cap a page lower than the limit asked for (Binance: 1000)
+        self.max_klines_limit = max_klines_limit
+        # /time answers the scripted clock (now_ms) instead of the wall clock: a client that
+        # asks the exchange which candle is forming (`data fetch`) then sees the scripted time
+        self.time_follows_clock = time_follows_clock
+        self._sorted_opens: dict[tuple[str, str], list[int]] = {}
         self.clock = clock
         self._clock_thread: threading.Thread | None = None
         self._clock_stop = threading.Event()
@@ -506,6 +521,7 @@ class FakeBinance:
         """Rows are ``[open_ms, open, high, low, close, volume]`` (numbers or strings)."""
         with self.lock:
             book = self.candles.setdefault((symbol, interval), {})
+            self._sorted_opens.pop((symbol, interval), None)
             for row in rows:
                 book[int(row[0])] = [int(row[0])] + [fmt(_dec(v)) for v in row[1:6]]
 
@@ -584,6 +600,9 @@ class FakeBinance:
         with self.lock:
             for fault in self.faults:
                 if fault.times > 0 and fault.matches(method, path, params):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
                     fault.times -= 1
                     if fault.times == 0:
                         self.faults.remove(fault)
@@ -622,7 +641,7 @@ class FakeBinance:
     def dispatch(self, method: str, path: str, params: dict[str, str]) -> Any:
         public = {
             ("GET", "ping"): lambda p: {},
-            ("GET", "time"): lambda p: {"serverTime": int(time.time() * 1000)},
+            ("GET", "time"): lambda p: {"serverTime": self.now_ms() if self.time_follows_clock else int(time.time() * 1000)},
             ("GET", "exchangeInfo"): self._exchange_info,
             ("GET", "klines"): self._klines,
             ("GET", "ticker/price"): self._ticker_price,
@@ -686,13 +705,16 @@ class FakeBinance:
         end = int(p["endTime"]) if "endTime" in p else None
         with self.lock:
             now = self.now_ms()
-            book = self.candles.get((p["symbol"], interval), {})
+            key = (p["symbol"], interval)
+            book = self.candles.get(key, {})
+            if key not in self._sorted_opens:
+                self._sorted_opens[key] = sorted(book)
+            every = self._sorted_opens[key]
+            limit = min(limit, self.max_klines_limit)
             # like Binance: every candle that has opened is served, including the forming one
-            opens = sorted(t for t in book if t <= now)
-            if start is not None:
-                opens = [t for t in opens if t >= start]
-            if end is not None:
-                opens = [t for t in opens if t <= end]
+            lo = bisect.bisect_left(every, start) if start is not None else 0
+            hi = bisect.bisect_right(every, min(now, end) if end is not None else now)
+            opens = every[lo:hi]
             opens = opens[:limit] if start is not None else opens[-limit:]
             out = []
             for t in opens:
@@ -977,7 +999,7 @@ class FakeBinance:
             data = tomllib.loads(text)
         else:
             data = json.loads(text)
-        return cls(
+        fake = cls(
             markets=[Market.from_dict(m) for m in data.get("markets", [])],
             balances=data.get("balances"),
             prices=data.get("prices"),
@@ -987,8 +1009,30 @@ class FakeBinance:
             now_ms=data.get("now_ms"),
             faults=[Fault.from_dict(f) for f in data.get("faults", [])],
             clock=Clock.from_dict(data["clock"]) if "clock" in data else None,
+            max_klines_limit=int(data.get("max_klines_limit", 1000)),
+            time_follows_clock=bool(data.get("time_follows_clock", False)),
             **kwargs,
         )
+        for spec in data.get("history", []):
+            fake.add_candles(spec["symbol"], spec["interval"], generate_history(**{k: v for k, v in spec.items() if k not in ("symbol", "interval")}, interval=spec["interval"]))
+        return fake
+
+
+def generate_history(start_ms: int, count: int, interval: str, price: str = "100.00", seed: int = 0) -> list[list[Any]]:
+    """``count`` candles from ``start_ms`` (a script's ``history`` entries): a deterministic walk
+    of cent steps, open = previous close, volume with 3 decimals. Same arguments, same candles."""
+    step = INTERVALS_MS[interval]
+    cent, close = D("0.01"), D(price)
+    state = seed * 2654435761 % 2**32 or 1
+    rows: list[list[Any]] = []
+    for k in range(count):
+        state = (1103515245 * state + 12345) % 2**31  # a tiny LCG: no numpy needed in the fake
+        open_ = close
+        close = max(cent, open_ + cent * (state % 41 - 20))
+        high = max(open_, close) + cent * (state % 7)
+        low = max(cent, min(open_, close) - cent * (state % 5))
+        rows.append([start_ms + k * step, open_, high, low, close, D(state % 100_000) / 1000])
+    return rows
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,0 +1,113 @@
+"""`rustybt data fetch --source yahoo`: the unmodified yfinance library inside the binary, its
+HTTP session pointed at a local Yahoo chart-API stand-in (`tests/support/fake_yahoo.py`,
+`--yahoo-url`). Raw (unsplit) bars, splits and dividends as events, the forming day left out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.support.catalog_files import read_bars
+from tests.support.fake_yahoo import FakeYahoo, Listing, weekdays
+
+DAYS = weekdays(dt.date(2024, 1, 2), 30)
+
+
+def listings() -> dict[str, Listing]:
+    aapl = {d: (f"{180 + i}.15", f"{181 + i}.35", f"{179 + i}.05", f"{180 + i}.85", str(50_000_000 + 4 * i)) for i, d in enumerate(DAYS)}
+    spy = {d: (f"{470 + i}.10", f"{472 + i}.00", f"{469 + i}.50", f"{471 + i}.25", str(80_000_000 + i)) for i, d in enumerate(DAYS)}
+    fx = {d: (f"1.09{i:02d}", f"1.10{i:02d}", f"1.08{i:02d}", f"1.095{i % 10}", "0") for i, d in enumerate(DAYS)}
+    today = dt.datetime.now(ZoneInfo("America/New_York")).date()
+    aapl[today] = ("999.00", "999.00", "999.00", "999.00", "1")  # still forming: never stored
+    return {
+        "AAPL": Listing(aapl, splits={DAYS[10]: (4, 1)}, dividends={DAYS[5]: "0.77", DAYS[20]: "0.24"}),
+        "SPY": Listing(spy, dividends={DAYS[15]: "1.906"}, instrument="ETF"),
+        "EURUSD=X": Listing(fx, timezone="Europe/London", currency="USD", instrument="CURRENCY", price_hint=4, open_time=dt.time(0)),
+    }
+
+
+@pytest.fixture
+def yahoo() -> Iterator[FakeYahoo]:
+    with FakeYahoo(listings()) as fake:
+        yield fake
+
+
+@pytest.fixture
+def data(run_rustybt: Callable[..., Any], tmp_path: Path) -> Callable[..., Any]:
+    def run(*args: Any) -> Any:
+        return run_rustybt("data", "--catalog", tmp_path / "catalog", *args)
+
+    return run
+
+
+def midnight_ms(day: dt.date, zone: str) -> int:
+    return int(dt.datetime.combine(day, dt.time(0), ZoneInfo(zone)).timestamp() * 1000)
+
+
+def test_raw_bars_and_events(yahoo: FakeYahoo, data: Callable[..., Any], tmp_path: Path) -> None:
+    result = data("fetch", "--source", "yahoo", "--symbols", "AAPL,SPY,EURUSD=X", "--timeframe", "1d",
+                  "--start", "2023-12-01", "--yahoo-url", yahoo.url)
+    assert result.returncode == 0, result.stderr
+    result.assert_clean_failure()
+    assert "fetched 30 bars of AAPL 1d from yahoo" in result.stdout
+    assert "3 split/dividend events" in result.stdout
+    for symbol, listing in listings().items():
+        shown = data("show", symbol, "--json")
+        assert shown.returncode == 0, shown.stderr
+        [d] = json.loads(shown.stdout)
+        assert d["rows"] == 30, (symbol, d["rows"])  # the forming day left out
+        got = read_bars(tmp_path / "catalog" / "bars" / "yahoo" / symbol / "1d")
+        want = [[midnight_ms(day, listing.timezone), *(Decimal(x) for x in listing.bars[day])] for day in DAYS]
+        assert got == want, symbol
+    [aapl] = json.loads(data("show", "AAPL", "--json").stdout)
+    ny = "America/New_York"
+    assert aapl["events"] == [
+        {"time": iso(midnight_ms(DAYS[5], ny)), "kind": "dividend", "value": "0.77"},
+        {"time": iso(midnight_ms(DAYS[10], ny)), "kind": "split", "value": "4"},
+        {"time": iso(midnight_ms(DAYS[20], ny)), "kind": "dividend", "value": "0.24"},
+    ]
+    text = data("show", "AAPL")
+    assert "split" in text.stdout and "dividend" in text.stdout
+    # Bars before the split are the traded ones (Yahoo sent them divided by 4).
+    assert Decimal(listings()["AAPL"].bars[DAYS[0]][3]) == Decimal("180.85")
+    # A second fetch finds the span covered up to the forming day: nothing more is stored.
+    again = data("fetch", "--source", "yahoo", "--symbols", "AAPL", "--timeframe", "1d", "--start", "2023-12-01", "--yahoo-url", yahoo.url)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(data("show", "AAPL", "--json").stdout)[0]["rows"] == 30
+
+
+def iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--symbols", "NOPE"], 2, "Yahoo has no ticker `NOPE`"),
+        (["--timeframe", "4h"], 2, "Yahoo has no `4h` bars"),
+        (["--exchange-url", "http://127.0.0.1:9"], 2, "`--exchange-url` is for `--source ccxt:<exchange>`"),
+    ],
+)
+def test_yahoo_refusals(yahoo: FakeYahoo, data: Callable[..., Any], args: list[str], code: int, message: str) -> None:
+    base = {"--source": "yahoo", "--symbols": "AAPL", "--timeframe": "1d", "--start": "2024-01-01", "--yahoo-url": yahoo.url}
+    for k, v in zip(args[::2], args[1::2]):
+        base[k] = v
+    if "--exchange-url" in base:
+        del base["--yahoo-url"]
+    result = data("fetch", *[x for kv in base.items() for x in kv])
+    result.assert_clean_failure()
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr, result.stderr
+
+
+def test_unreachable_yahoo(data: Callable[..., Any]) -> None:
+    result = data("fetch", "--source", "yahoo", "--symbols", "AAPL", "--timeframe", "1d", "--start", "2024-01-01", "--yahoo-url", "http://127.0.0.1:9")
+    result.assert_clean_failure()
+    assert result.returncode == 4, result.stderr
+    assert "Yahoo" in result.stderr
