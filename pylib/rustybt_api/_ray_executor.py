@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -32,7 +33,14 @@ _START_HINT = (
 
 
 class RayExecutorError(Exception):
-    """The cluster cannot run the study (not reachable, too small, or a worker cannot start)."""
+    """The cluster cannot run the study (not reachable, too small, or a worker cannot start).
+
+    ``hint`` says what to do about it (the Rust side prints it as the error's hint).
+    """
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 def _ray() -> Any:
@@ -103,11 +111,11 @@ def _check_reachable(address: str) -> None:
     """Fails at once, with a hint, when nothing listens at `address` (ray.init would retry)."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise RayExecutorError(f"`{address}` is not a Ray address of the form HOST:PORT\nhint: {_START_HINT}")
+        raise RayExecutorError(f"`{address}` is not a Ray address of the form HOST:PORT", _START_HINT)
     try:
         socket.create_connection((host, int(port)), timeout=10).close()
     except OSError as err:
-        raise RayExecutorError(f"no Ray cluster answers at {address}: {err.strerror or err}\nhint: {_START_HINT}") from None
+        raise RayExecutorError(f"no Ray cluster answers at {address}: {err.strerror or err}", _START_HINT) from None
 
 
 class RayExecutor:
@@ -123,7 +131,7 @@ class RayExecutor:
         try:
             ray.init(address=address, log_to_driver=False, logging_level="WARNING")
         except Exception as err:
-            raise RayExecutorError(f"cannot join the Ray cluster at {address}: {err}\nhint: {_START_HINT}") from None
+            raise RayExecutorError(f"cannot join the Ray cluster at {address}: {_summary(err)}", _START_HINT) from None
         try:
             self._start(study_dir, binary, workers, python)
         except BaseException:
@@ -136,8 +144,8 @@ class RayExecutor:
         count = cpus if workers is None else workers
         if count < 1 or count > cpus:
             raise RayExecutorError(
-                f"the Ray cluster has {cpus} CPU{'s' if cpus != 1 else ''}: it cannot run {count} worker{'s' if count != 1 else ''}"
-                "\nhint: each worker takes one CPU; add nodes with `ray start --address HEAD:PORT` or ask for fewer workers"
+                f"the Ray cluster has {cpus} CPU{'s' if cpus != 1 else ''}: it cannot run {count} worker{'s' if count != 1 else ''}",
+                "each worker takes one CPU: add nodes with `ray start --address HEAD:PORT`, or ask for fewer with `-j N`",
             )
         env = {"RUSTYBT_PYTHON": python} if python else {}
         argv = [binary, "optimize", "worker", "--study", study_dir]
@@ -149,10 +157,11 @@ class RayExecutor:
         try:
             ray.get(started, timeout=_ACTOR_START_S)
         except ray.exceptions.GetTimeoutError:
-            raise RayExecutorError(f"the Ray cluster did not start {count} workers in {_ACTOR_START_S:.0f} s") from None
+            raise RayExecutorError(f"the Ray cluster did not start {count} workers in {_ACTOR_START_S:.0f} s",
+                                   "check the nodes with `ray status --address HEAD:PORT`") from None
         except ray.exceptions.RayError as err:
-            raise RayExecutorError(f"cannot start `{binary} optimize worker` on the Ray cluster: {_first_line(err)}"
-                                   "\nhint: every node needs the same rustybt checkout, study folder and data paths") from None
+            raise RayExecutorError(f"cannot start `{binary} optimize worker` on the Ray cluster: {_summary(err)}",
+                                   "every node needs the same rustybt checkout, study folder and data paths") from None
 
     def slots(self) -> list[int]:
         return sorted(self._actors)
@@ -173,7 +182,7 @@ class RayExecutor:
         try:
             line, why = self._ray.get(ready[0])
         except self._ray.exceptions.RayError as err:
-            return slot, None, f"lost its Ray actor: {_first_line(err)}"
+            return slot, None, f"lost its Ray actor: {_summary(err)}"
         return slot, line, why
 
     def retire(self, slot: int) -> None:
@@ -198,6 +207,8 @@ class RayExecutor:
             ray.kill(actor, no_restart=True)
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+def _summary(err: BaseException) -> str:
+    """The line of a Ray error that says what happened: the underlying exception when it has one."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(err)).splitlines() if line.strip()]
+    causes = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b.*:", line)]
+    return causes[-1] if causes else lines[0] if lines else type(err).__name__

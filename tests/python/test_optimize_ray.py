@@ -180,12 +180,15 @@ def test_more_workers_than_the_cluster_has_cpus_are_refused(
 
 def test_a_worker_binary_that_cannot_start_is_a_clear_error(
         ray_cluster: RayCluster, local_study: Path, tmp_path: Path) -> None:
-    with pytest.raises(RayExecutorError, match=r"cannot start `.*missing-rustybt optimize worker`"):
-        RayExecutor(ray_cluster.address, str(local_study), str(tmp_path / "missing-rustybt"), None, None)
+    missing = tmp_path / "missing-rustybt"
+    with pytest.raises(RayExecutorError, match=rf"cannot start `{missing} optimize worker` on the Ray cluster: "
+                       rf"FileNotFoundError: .*No such file or directory: '{missing}'") as err:
+        RayExecutor(ray_cluster.address, str(local_study), str(missing), None, None)
+    assert "same rustybt checkout" in err.value.hint
 
 
 def test_no_cluster_at_the_address_names_ray_start() -> None:
     address = f"127.0.0.1:{_free_port()}"
     with pytest.raises(RayExecutorError, match=rf"no Ray cluster answers at {address}") as err:
         RayExecutor(address, "study", "rustybt", None, None)
-    assert "ray start --head" in str(err.value)
+    assert "ray start --head" in err.value.hint
