@@ -16,7 +16,14 @@ Two measurements:
 - cli (when the binary has `--executor`): whole `rustybt optimize -j W` commands, local against
   `--executor ray --address`, start-up included, and their trial tables compared.
 
-Overhead = Ray time / local time - 1 (medians of `--repeat` alternate runs). Prints a table and
+The script runs in a session of its own, with its local workers, as Ray's workers run in the
+cluster's: with Linux's autogroup scheduling a busy machine shares its CPUs between sessions, not
+processes, so workers left in a shell's busy session would get less CPU than Ray's (or, each in a
+session of its own, more). Local and Ray rounds alternate, both sets of workers started once.
+
+Overhead = Ray time / local time - 1 (medians of `--repeat` alternate runs); on a busy machine the
+transport figure (per trial: answer - submission - the trial's own duration, Ray less local, as a
+share of a trial) is the steadier one. Prints a table and
 writes benches/results/optimize_ray.json.
 """
 
@@ -97,14 +104,22 @@ class LocalWorkers:
             proc.wait()
 
 
-def drive(executor: Executor, requests: list[str]) -> tuple[float, dict[int, dict[str, Any]]]:
-    """Runs `requests` asynchronously (a free slot takes the next at once); wall seconds and results."""
+def drive(executor: Executor, requests: list[str]) -> tuple[float, dict[int, dict[str, Any]], list[float]]:
+    """Runs `requests` asynchronously (a free slot takes the next at once): wall seconds, results,
+    and per trial the time from its submission to its answer less the trial's own duration."""
     todo = list(reversed(requests))
     results: dict[int, dict[str, Any]] = {}
+    sent: dict[int, float] = {}
+    transport: list[float] = []
     started = time.perf_counter()
+
+    def submit(slot: int) -> None:
+        sent[slot] = time.perf_counter()
+        executor.submit(slot, todo.pop())
+
     for slot in executor.slots():
         if todo:
-            executor.submit(slot, todo.pop())
+            submit(slot)
     while len(results) < len(requests):
         got = executor.next(1.0)
         if got is None:
@@ -114,9 +129,29 @@ def drive(executor: Executor, requests: list[str]) -> tuple[float, dict[int, dic
             sys.exit(f"worker {slot} {why}")
         result = json.loads(line)
         results[result["number"]] = result
+        transport.append(time.perf_counter() - sent[slot] - result["duration_s"])
         if todo:
-            executor.submit(slot, todo.pop())
-    return time.perf_counter() - started, results
+            submit(slot)
+    return time.perf_counter() - started, results, transport
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (all their threads)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def is_worker(pid: int) -> bool:
+    try:
+        return b"optimize\0worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def requests_of(study: Path) -> tuple[list[str], dict[int, dict[str, Any]]]:
@@ -157,26 +192,35 @@ def main() -> None:
 
     cluster = start_cluster(nodes=1, cpus=args.workers)
     print(f"one-node Ray cluster with {args.workers} CPUs started in {cluster.start_s:.1f} s")
-    times: dict[str, list[float]] = {"local": [], "ray": [], "ray_start": [], "cli_local": [], "cli_ray": []}
+    times: dict[str, list[float]] = {"local": [], "ray": [], "cli_local": [], "cli_ray": []}
+    transport: dict[str, list[float]] = {"local": [], "ray": []}
+    # CPU seconds per round: the trials' (worker processes) and everything else's (this process
+    # with its Ray driver threads, and for Ray the cluster's daemons and actors).
+    cpu: dict[str, dict[str, list[float]]] = {k: {"workers": [], "other": []} for k in ("local", "ray")}
     try:
-        for _ in range(args.repeat):
-            local = LocalWorkers(oracle, args.workers)
-            drive(local, requests[: args.workers])  # warm-up: each worker loads the data
-            wall, results = drive(local, requests)
+        t0 = time.perf_counter()
+        ray = RayExecutor(cluster.address, str(oracle), str(BIN), args.workers, str(PYTHON))
+        ray_start = time.perf_counter() - t0  # joining the cluster and starting the actors
+        drive(ray, requests[: args.workers])  # warm-up: each worker loads the data
+        local = LocalWorkers(oracle, args.workers)
+        drive(local, requests[: args.workers])
+        try:
+            for _ in range(args.repeat):
+                for name, executor in (("local", local), ("ray", ray)):
+                    ours = [p for p in cluster.processes() if not is_worker(p)] if name == "ray" else []
+                    workers = [p.pid for p in local.procs] if name == "local" else [p for p in cluster.processes() if is_worker(p)]
+                    before = (cpu_s(workers), cpu_s(ours) + sum(os.times()[:2]))
+                    wall, results, moved = drive(executor, requests)
+                    cpu[name]["workers"].append(cpu_s(workers) - before[0])
+                    cpu[name]["other"].append(cpu_s(ours) + sum(os.times()[:2]) - before[1])
+                    assert {n: r["metrics"] for n, r in results.items()} == expected, f"{name}: results differ from the study"
+                    times[name].append(wall)
+                    transport[name] += moved
+        finally:
             local.close()
-            assert {n: r["metrics"] for n, r in results.items()} == expected, "local results differ from the study"
-            times["local"].append(wall)
-
-            t0 = time.perf_counter()
-            ray = RayExecutor(cluster.address, str(oracle), str(BIN), args.workers, str(PYTHON))
-            drive(ray, requests[: args.workers])
-            times["ray_start"].append(time.perf_counter() - t0)
-            wall, results = drive(ray, requests)
             ray.close()
-            assert {n: r["metrics"] for n, r in results.items()} == expected, "Ray results differ from the study"
-            times["ray"].append(wall)
-
-            if has_cli:
+        if has_cli:
+            for _ in range(args.repeat):
                 for name, extra in (("cli_local", []), ("cli_ray", ["--executor", "ray", "--address", cluster.address])):
                     study = work / f"{name}-{len(times[name])}"
                     times[name].append(optimize(data, study, "-j", str(args.workers), *extra))
@@ -195,7 +239,12 @@ def main() -> None:
             "per_trial_local_s": round(med["local"] * args.workers / n, 3),
             "per_trial_ray_s": round(med["ray"] * args.workers / n, 3),
             "overhead": round(med["ray"] / med["local"] - 1, 3),
-            "ray_executor_start_s": round(med["ray_start"], 2),
+            "ray_executor_start_s": round(ray_start, 2),
+            # Submission to answer, less the trial's own duration: what carrying a trial costs.
+            "transport_local_ms": round(statistics.median(transport["local"]) * 1000, 1),
+            "transport_ray_ms": round(statistics.median(transport["ray"]) * 1000, 1),
+            "transport_overhead": round((statistics.median(transport["ray"]) - statistics.median(transport["local"])) / trial_s, 4),
+            "cpu_per_round_s": {k: {part: round(statistics.median(v), 2) for part, v in parts.items()} for k, parts in cpu.items()},
         },
     }
     if has_cli:
@@ -207,6 +256,15 @@ def main() -> None:
     print(f"{n} trials of ~{trial_s:.2f} s ({args.rows:,} bars) on {args.workers} workers, medians of {args.repeat}:")
     print(f"  executor  local {e['local_s']:.2f} s  ray {e['ray_s']:.2f} s  overhead {e['overhead']:+.1%}"
           f"  (per trial {e['per_trial_local_s']:.3f} s vs {e['per_trial_ray_s']:.3f} s; Ray executor start {e['ray_executor_start_s']:.1f} s)")
+    print(f"  transport per trial (answer - submission - trial's own duration, median): local {e['transport_local_ms']:.1f} ms,"
+          f" ray {e['transport_ray_ms']:.1f} ms: {e['transport_overhead']:+.2%} of a {trial_s:.2f} s trial")
+    c_ = e["cpu_per_round_s"]
+    extra = c_["ray"]["other"] - c_["local"]["other"]
+    e["cpu_overhead"] = round(extra / c_["ray"]["workers"], 4)
+    (RESULTS / "optimize_ray.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"  CPU per round of {n} trials: trials {c_['local']['workers']:.2f} s local / {c_['ray']['workers']:.2f} s ray;"
+          f" everything else {c_['local']['other']:.2f} s local / {c_['ray']['other']:.2f} s ray"
+          f" (Ray's extra CPU = {e['cpu_overhead']:+.2%} of the trials')")
     if has_cli:
         c = report["cli"]
         print(f"  cli       local {c['local_s']:.2f} s  ray {c['ray_s']:.2f} s  overhead {c['overhead']:+.1%}  (start-up included)")
@@ -214,5 +272,28 @@ def main() -> None:
         print("  cli       not measured: this binary has no `optimize --executor`")
 
 
+def in_own_session() -> None:
+    """Runs main() in a new session (see the module's doc) and exits with its status."""
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        try:
+            main()
+        except SystemExit as stop:
+            if isinstance(stop.code, str):
+                print(stop.code, file=sys.stderr)
+            sys.stdout.flush()
+            os._exit(stop.code if isinstance(stop.code, int) else 1)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            os._exit(1)
+        sys.stdout.flush()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    sys.exit(os.waitstatus_to_exitcode(status))
+
+
 if __name__ == "__main__":
-    main()
+    in_own_session()

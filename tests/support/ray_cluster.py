@@ -2,8 +2,8 @@
 
 ``ray start --head`` and a second ``ray start --address`` (a worker node), each with one CPU, with
 their files under a short temporary folder (Ray's unix socket paths are length-limited). Each
-``ray start`` runs in its own session, so teardown ends exactly that cluster's processes by process
-group: ``ray stop --force`` would end every Ray process of this machine, another test run's too.
+``ray start`` runs in a session of its own, so teardown ends exactly that cluster's processes (by
+session): ``ray stop --force`` would end every Ray process of this machine, another test run's too.
 
 Ray gives a node the machine's routable address even when told 127.0.0.1 (its GCS listens on every
 interface); the tests connect at 127.0.0.1:PORT all the same. Nothing leaves the machine.
@@ -43,31 +43,27 @@ class RayCluster:
     address: str
     temp_dir: Path
     start_s: float = 0.0
-    groups: list[int] = field(default_factory=list)
+    sessions: list[int] = field(default_factory=list)
 
     def processes(self) -> list[int]:
-        """Processes of this cluster still alive: its process groups, or naming its folder."""
+        """Processes of this cluster still alive: in its sessions (Ray's actors have process groups
+        of their own, their worker processes too), or naming its folder."""
         found = []
         for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
                 continue
             try:
-                pgid = os.getpgid(int(entry.name))
+                session = os.getsid(int(entry.name))
                 cmdline = (entry / "cmdline").read_bytes()
             except (OSError, ProcessLookupError):
                 continue
-            if pgid in self.groups or str(self.temp_dir).encode() in cmdline:
+            if session in self.sessions or str(self.temp_dir).encode() in cmdline:
                 found.append(int(entry.name))
         return found
 
     def stop(self) -> None:
-        """SIGTERM to the cluster's process groups, SIGKILL to what is left after a grace period."""
+        """SIGTERM to the cluster's processes, SIGKILL to what is left after a grace period."""
         for sig, grace_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            for pgid in self.groups:
-                try:
-                    os.killpg(pgid, sig)
-                except ProcessLookupError:
-                    pass
             for pid in self.processes():
                 try:
                     os.kill(pid, sig)
@@ -97,10 +93,10 @@ def _ray_start(cluster: RayCluster, args: list[str], cpus: int, log: Path) -> No
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its daemons stay in this process group: see RayCluster.stop
+            start_new_session=True,  # its daemons and workers stay in this session: see RayCluster.stop
             env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
         )
-        cluster.groups.append(proc.pid)
+        cluster.sessions.append(proc.pid)
         if proc.wait(timeout=_START_TIMEOUT_S) != 0:
             raise RuntimeError(f"`ray start {' '.join(args)}` failed:\n{log.read_text()[-4000:]}")
 
