@@ -1,5 +1,6 @@
 """`rustybt optimize` on a Ray cluster: ``rustybt_api._ray_executor.RayExecutor`` (what the Rust study
-driver calls with ``--executor ray``) against a real two-node local cluster (tests/support/ray_cluster.py).
+driver calls with ``--executor ray``) against a real two-node local cluster (the ``ray_cluster``
+fixture of tests/support/ray_cluster.py).
 
 The oracle is the same study run by forked local workers: every trial that comes back through Ray
 must carry exactly the metrics and daily returns the local run stored in its study.sqlite.
@@ -20,7 +21,7 @@ import pytest
 
 from conftest import ROOT, VENV_PYTHON
 from rustybt_api._ray_executor import RayExecutor, RayExecutorError
-from tests.support.ray_cluster import RayCluster, _free_port, ray_cluster  # noqa: F401  (fixture)
+from tests.support.ray_cluster import RayCluster, free_port
 
 STUDY_ARGS = ["--algo", "algorithms/sma_cross.py", "--param", "fast=5:15:5", "--param", "slow=20:30:10",
               "--maximize", "net_profit"]
@@ -188,7 +189,7 @@ def test_a_worker_binary_that_cannot_start_is_a_clear_error(
 
 
 def test_no_cluster_at_the_address_names_ray_start() -> None:
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     with pytest.raises(RayExecutorError, match=rf"no Ray cluster answers at {address}") as err:
         RayExecutor(address, "study", "rustybt", None, None)
     assert "ray start --head" in err.value.hint

@@ -77,7 +77,7 @@ class RayCluster:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -86,7 +86,7 @@ def _free_port() -> int:
 def _ray_start(cluster: RayCluster, args: list[str], cpus: int, log: Path) -> None:
     ray = Path(sys.executable).parent / "ray"
     # A port of our own for each node's agent and dashboard: their defaults are fixed numbers.
-    ports = ["--dashboard-agent-listen-port", str(_free_port()), "--metrics-export-port", str(_free_port())]
+    ports = ["--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port())]
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [str(ray), "start", *args, "--num-cpus", str(cpus), "--disable-usage-stats", "--temp-dir", str(cluster.temp_dir), *ports],
@@ -104,12 +104,12 @@ def _ray_start(cluster: RayCluster, args: list[str], cpus: int, log: Path) -> No
 def start_cluster(nodes: int = _NODES, cpus: int = 1) -> RayCluster:
     """Starts a head and `nodes - 1` worker nodes of `cpus` CPUs each and waits until all are alive."""
     started = time.monotonic()
-    port = _free_port()
+    port = free_port()
     cluster = RayCluster(address=f"127.0.0.1:{port}", temp_dir=Path(tempfile.mkdtemp(prefix="rb-ray-", dir="/tmp")))
     log = cluster.temp_dir / "start.log"
     try:
         _ray_start(cluster, ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                             "--include-dashboard=false", "--dashboard-port", str(_free_port())], cpus, log)
+                             "--include-dashboard=false", "--dashboard-port", str(free_port())], cpus, log)
         for _ in range(nodes - 1):
             _ray_start(cluster, ["--address", cluster.address, "--node-ip-address", "127.0.0.1"], cpus, log)
         alive = subprocess.run([sys.executable, "-c", _ALIVE_SCRIPT, cluster.address, str(nodes), "60"],
