@@ -13,7 +13,7 @@ import itertools
 import json
 import math
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ._parameters import Param, ParameterError, parse_space
 from .algorithm import parameter_space_of
@@ -184,7 +184,7 @@ class Search:
     def _optuna_study(self) -> Any:
         import optuna
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        samplers = {
+        samplers: dict[str, Callable[[], Any]] = {
             "random": lambda: optuna.samplers.RandomSampler(seed=self.seed),
             "tpe": lambda: optuna.samplers.TPESampler(seed=self.seed, multivariate=True),
             "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=self.seed),
@@ -205,7 +205,9 @@ class Search:
         if p.step is not None:
             return IntDistribution(0, len(p.values()) - 1)
         if p.kind == "int":
-            return IntDistribution(int(p.low), int(p.high), log=p.log)  # type: ignore[call-overload]
+            low: Any = p.low
+            high: Any = p.high
+            return IntDistribution(int(low), int(high), log=p.log)
         return FloatDistribution(float(p.low), float(p.high), log=p.log)  # type: ignore[arg-type]
 
     def _value(self, p: Param[Any], raw: Any) -> Any:

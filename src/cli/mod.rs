@@ -88,6 +88,32 @@ pub enum OptimizeAction {
     },
     /// Show a study's trials, best first.
     Show(ShowStudyArgs),
+    /// Write a study's HTML report (trials, sensitivity, overfitting statistics, walk-forward,
+    /// Monte Carlo bands): one offline file, optionally printed to PDF.
+    Report {
+        /// The study folder.
+        study: PathBuf,
+        /// The HTML file to write (default: STUDY/report.html).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Also print it to PDF through headless Chromium.
+        #[arg(long)]
+        pdf: bool,
+    },
+    /// Monte Carlo on a finished run's trades: reordered (`permutation`) or resampled
+    /// (`bootstrap`), compounding; writes RUN_DIR/montecarlo-<method>.json.
+    Montecarlo {
+        /// A results folder (a run's, or STUDY/best: the best trial rerun).
+        run_dir: PathBuf,
+        /// `permutation` or `bootstrap`.
+        #[arg(long, default_value = "bootstrap")]
+        method: String,
+        /// Number of simulated paths.
+        #[arg(long, default_value_t = 1000)]
+        runs: u32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Serve trials as JSON lines on stdin and stdout (what a Ray actor starts).
     #[command(hide = true)]
     Worker {
@@ -190,6 +216,23 @@ pub struct OptimizeArgs {
     /// How many of the best trials to print at the end.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+
+    /// Where trials run: `local` (forked workers, `-j`) or `ray` (a Ray cluster, `--address`).
+    #[arg(long, default_value = "local")]
+    pub executor: String,
+
+    /// After the search: rerun the best trial this many times on prices with seeded noise and
+    /// write the percentile bands to STUDY/best/montecarlo-noise.json.
+    #[arg(long, value_name = "N")]
+    pub noise_runs: Option<u32>,
+
+    /// The noise's size: each price times exp(SCALE × z), z standard normal (default 0.0005).
+    #[arg(long, value_name = "SCALE", default_value_t = 0.0005)]
+    pub noise_scale: f64,
+
+    /// The Ray cluster's address, `HOST:PORT` (with `--executor ray`).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]

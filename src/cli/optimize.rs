@@ -15,7 +15,9 @@ use super::{OptimizeAction, OptimizeArgs, OptimizeCommand, ShowStudyArgs};
 use crate::config::{RunSettings, parse_duration};
 use crate::error::{Error, ExitCode};
 use crate::model::format_timestamp;
+use crate::optimize::ray::RayExecutor;
 use crate::optimize::store::{Store, StoredTrial, StoredWindow, TrialState};
+use crate::optimize::study::Executor;
 use crate::optimize::study::{
     Driver, Ending, Event, Limits, Objective, Search, StudyOptions, pareto_front,
 };
@@ -28,6 +30,32 @@ pub fn optimize(python: Option<&Path>, command: OptimizeCommand) -> Result<ExitC
         Some(OptimizeAction::List { root }) => list(&root),
         Some(OptimizeAction::Show(args)) => show(&args),
         Some(OptimizeAction::Worker { study }) => serve_stdin(python, &study),
+        Some(OptimizeAction::Report { study, out, pdf }) => {
+            Store::open(&study)?;
+            start_python(python, &[])?;
+            let written = Python::attach(|py| -> Result<Vec<PathBuf>, Error> {
+                let kwargs = pyo3::types::PyDict::new(py);
+                let set = || -> PyResult<()> {
+                    kwargs.set_item("out", out.as_ref().map(|p| p.display().to_string()))?;
+                    kwargs.set_item("pdf", pdf)
+                };
+                set().map_err(|e| Error::Internal(format!("report arguments: {e}")))?;
+                let study = study.display().to_string();
+                super::report::call_driver(py, "rustybt_api.study.report", (study,), &kwargs)?
+                    .extract::<Vec<PathBuf>>()
+                    .map_err(|e| Error::Internal(format!("the study report's paths: {e}")))
+            })?;
+            for path in written {
+                outln!("{}", path.display());
+            }
+            Ok(ExitCode::Success)
+        }
+        Some(OptimizeAction::Montecarlo {
+            run_dir,
+            method,
+            runs,
+            seed,
+        }) => montecarlo(python, &run_dir, &method, runs, seed),
         None => study(python, command.study),
     }
 }
@@ -121,6 +149,8 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
             args.timeout = given.timeout.clone().or(args.timeout);
             args.patience = given.patience.or(args.patience);
             args.force = given.force;
+            args.noise_runs = given.noise_runs;
+            args.noise_scale = given.noise_scale;
             (args, Some(meta), dir)
         }
         None => {
@@ -199,9 +229,30 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
             }
         }
     };
-    let (workers, messages) = worker::fork_workers(jobs, &child)?;
-    let mut executor = LocalExecutor::new(workers, messages);
-    start_python(python, std::slice::from_ref(&algo_dir))?;
+    let use_ray = match args.executor.as_str() {
+        "local" => false,
+        "ray" if args.address.is_some() => !args.estimate,
+        "ray" => {
+            return Err(Error::usage_with_hint(
+                "`--executor ray` needs the cluster's `--address HOST:PORT`",
+                "start a cluster with `ray start --head --port 6379` (see docs/optimize.md)",
+            ));
+        }
+        other => {
+            return Err(Error::usage_with_hint(
+                format!("unknown executor `{other}`"),
+                "`--executor local` (forked workers) or `--executor ray --address HOST:PORT`",
+            ));
+        }
+    };
+    let mut local = if use_ray {
+        None
+    } else {
+        let (workers, messages) = worker::fork_workers(jobs, &child)?;
+        Some(LocalExecutor::new(workers, messages))
+    };
+    let (choice, _) = start_python(python, std::slice::from_ref(&algo_dir))?;
+    let mut ray: Option<RayExecutor> = None;
 
     let outcome = Python::attach(|py| -> Result<ExitCode, Error> {
         // Loading it here checks the file and the fixed parameters before any trial runs, and
@@ -251,15 +302,12 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
         );
 
         if args.estimate {
-            return estimate(
-                py,
-                &mut executor,
-                &search,
-                &settings,
-                &options,
-                &prepared,
-                jobs,
-            );
+            let Some(executor) = local.as_mut() else {
+                return Err(Error::Internal(
+                    "`--estimate` runs on a local worker".into(),
+                ));
+            };
+            return estimate(py, executor, &search, &options);
         }
 
         let store = match &stored_meta {
@@ -296,9 +344,28 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
             }
         };
         let stored = store.trials()?;
+        let executor: &mut dyn Executor = match local.as_mut() {
+            Some(executor) => executor,
+            None => {
+                let binary = std::env::current_exe().map_err(|source| Error::Io {
+                    context: "cannot find this program's path",
+                    path: PathBuf::from("rustybt"),
+                    source,
+                })?;
+                ray.insert(RayExecutor::new(
+                    py,
+                    args.address.as_deref().unwrap_or_default(),
+                    &dir,
+                    &binary,
+                    args.jobs,
+                    Some(&choice.executable),
+                )?)
+            }
+        };
+        let workers = executor.slots().len();
         let mut driver = Driver {
             store: &store,
-            executor: &mut executor,
+            executor,
             options: &options,
             limits,
             code_hash: code_hash.clone(),
@@ -307,11 +374,12 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
             started: Instant::now(),
         };
         errln!(
-            "study {} ({} method, {} worker{}; objective {})",
+            "study {} ({} method, {} {}worker{}; objective {})",
             dir.display(),
             options.method,
-            jobs,
-            if jobs == 1 { "" } else { "s" },
+            workers,
+            if use_ray { "Ray " } else { "" },
+            if workers == 1 { "" } else { "s" },
             options
                 .objectives
                 .iter()
@@ -322,24 +390,40 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
         let ending = match &walk_forward {
             None => {
                 let mut progress = StudyProgress::new(&options.objectives);
-                let outcome = driver.search(py, &search, 0, None, &mut |e| progress.on(e))?;
+                let outcome = driver.search(py, &search, 0, None, &mut |e| progress.on(e));
                 progress.finish();
-                errln!(
-                    "{} trials run, {} taken from the store",
-                    outcome.ran,
-                    outcome.reused
-                );
-                outcome.ending
+                match outcome {
+                    Ok(outcome) => {
+                        errln!(
+                            "{} trials run, {} taken from the store",
+                            outcome.ran,
+                            outcome.reused
+                        );
+                        outcome.ending
+                    }
+                    // Ctrl-C inside the search's own Python code: the same as between trials.
+                    Err(Error::Interrupted) => Ending::Interrupted,
+                    Err(e) => return Err(e),
+                }
             }
-            Some(wf) => walk(
+            Some(wf) => match walk(
                 py,
                 &mut driver,
                 &loaded_class(py, &loaded),
                 &options,
                 wf,
                 &prepared,
-            )?,
+            ) {
+                Err(Error::Interrupted) => Ending::Interrupted,
+                other => other?,
+            },
         };
+        if walk_forward.is_none() && ending != Ending::Interrupted {
+            rerun_best(&mut driver, &options)?;
+            if let Some(runs) = args.noise_runs {
+                noise_reruns(&mut driver, &options, runs, args.noise_scale, settings.cash)?;
+            }
+        }
         drop(driver);
         // The annualization the trials' ratios used (252 or 365: it depends on the data).
         if let Some(periods) = store
@@ -377,7 +461,12 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
             Ending::Done => ExitCode::Success,
         })
     });
-    executor.shut_down();
+    if let Some(executor) = local.as_mut() {
+        executor.shut_down();
+    }
+    if let Some(executor) = ray.as_mut() {
+        executor.close();
+    }
     outcome
 }
 
@@ -390,12 +479,8 @@ fn estimate(
     py: Python<'_>,
     executor: &mut LocalExecutor,
     search: &Search,
-    settings: &RunSettings,
     options: &StudyOptions,
-    prepared: &Prepared,
-    _jobs: usize,
 ) -> Result<ExitCode, Error> {
-    let _ = prepared;
     let total = search.size(py)?;
     let request = TrialRequest {
         number: 0,
@@ -404,6 +489,7 @@ fn estimate(
         start_ns: None,
         end_ns: None,
         out: None,
+        noise: None,
     };
     let store_less = Store::create(
         &std::env::temp_dir().join(format!("rustybt-estimate-{}", std::process::id())),
@@ -427,7 +513,6 @@ fn estimate(
         )));
     }
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let _ = settings;
     match total {
         Some(n) => outln!(
             "one trial: {:.2} s; {} trials on {} worker{}: about {}",
@@ -527,9 +612,16 @@ fn walk(
         .filter_map(|s| s.time.last().copied())
         .max()
         .unwrap_or(first);
+    // The data ends where its last bar closes (a bar's length: the smallest step between bars).
+    let bar = prepared
+        .series
+        .iter()
+        .flat_map(|s| s.time.windows(2).take(1000).map(|w| w[1] - w[0]))
+        .min()
+        .unwrap_or(1);
     let windows = optimize::walk_forward_windows(
         first,
-        last + 1,
+        last + bar,
         parse_duration(&wf.train)?,
         parse_duration(&wf.test)?,
         parse_duration(&wf.step)?,
@@ -596,6 +688,7 @@ fn walk(
                 start_ns: Some(test_start),
                 end_ns: Some(test_end),
                 out: Some(driver.store.dir.join(&results_dir)),
+                noise: None,
             };
             let result = driver.run_one(&request)?;
             if let Some(error) = &result.error {
@@ -1063,4 +1156,167 @@ fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// `rustybt optimize montecarlo RUN_DIR`: percentile bands of the final value and the maximum
+/// drawdown over reordered or resampled trades (`rustybt_api.study.montecarlo`).
+fn montecarlo(
+    python: Option<&Path>,
+    run_dir: &Path,
+    method: &str,
+    runs: u32,
+    seed: u64,
+) -> Result<ExitCode, Error> {
+    if !["permutation", "bootstrap"].contains(&method) {
+        return Err(Error::usage_with_hint(
+            format!("unknown Monte Carlo method `{method}`"),
+            "`--method permutation` (trade order) or `--method bootstrap` (trades resampled)",
+        ));
+    }
+    start_python(python, &[])?;
+    let summary = Python::attach(|py| -> Result<String, Error> {
+        let kwargs = pyo3::types::PyDict::new(py);
+        let set = || -> PyResult<()> {
+            kwargs.set_item("method", method)?;
+            kwargs.set_item("runs", runs)?;
+            kwargs.set_item("seed", seed)
+        };
+        set().map_err(|e| Error::Internal(format!("Monte Carlo arguments: {e}")))?;
+        let run_dir = run_dir.display().to_string();
+        let result = py
+            .import("rustybt_api.study.montecarlo")
+            .and_then(|m| m.getattr("run"))
+            .and_then(|run| run.call((run_dir,), Some(&kwargs)))
+            .map_err(|e| super::report::driver_error(py, e))?;
+        result
+            .call_method0("summary")
+            .and_then(|s| s.extract::<String>())
+            .map_err(|e| Error::Internal(format!("the Monte Carlo summary: {e}")))
+    })?;
+    outln!("{summary}");
+    Ok(ExitCode::Success)
+}
+
+/// The best trial run once more with its results folder written to STUDY/best (what the
+/// study report and `rustybt optimize montecarlo STUDY/best` read).
+fn rerun_best(driver: &mut Driver<'_>, options: &StudyOptions) -> Result<(), Error> {
+    let trials: Vec<StoredTrial> = driver
+        .store
+        .trials()?
+        .into_values()
+        .filter(|t| t.window.is_none())
+        .collect();
+    let Some(best) = driver.best(trials.iter()).cloned() else {
+        return Ok(());
+    };
+    let out = driver.store.dir.join("best");
+    let request = TrialRequest {
+        number: best.number,
+        params: params_as_texts(&best.params),
+        seed: options.seed,
+        start_ns: None,
+        end_ns: None,
+        out: Some(out.clone()),
+        noise: None,
+    };
+    let result = driver.run_one(&request)?;
+    match result.error {
+        Some(error) => errln!("rerunning the best trial failed: {error}"),
+        None => errln!("best trial {} rerun into {}", best.number, out.display()),
+    }
+    Ok(())
+}
+
+/// Monte Carlo by price noise: the best trial rerun `runs` times, each on prices moved by its
+/// own seeded noise; percentile bands of the daily equity, the final value and the maximum
+/// drawdown, in the shape `rustybt_api.study.montecarlo` writes (the study report draws it).
+fn noise_reruns(
+    driver: &mut Driver<'_>,
+    options: &StudyOptions,
+    runs: u32,
+    scale: f64,
+    cash: rust_decimal::Decimal,
+) -> Result<(), Error> {
+    if !(scale.is_finite() && scale >= 0.0) {
+        return Err(Error::usage(
+            "`--noise-scale` must be a non-negative number",
+        ));
+    }
+    let trials: Vec<StoredTrial> = driver
+        .store
+        .trials()?
+        .into_values()
+        .filter(|t| t.window.is_none())
+        .collect();
+    let Some(best) = driver.best(trials.iter()).cloned() else {
+        return Ok(());
+    };
+    let params = params_as_texts(&best.params);
+    let requests: Vec<TrialRequest> = (0..runs as u64)
+        .map(|i| TrialRequest {
+            number: i,
+            params: params.clone(),
+            seed: options.seed,
+            start_ns: None,
+            end_ns: None,
+            out: None,
+            noise: Some(optimize::trial::Noise {
+                seed: options.seed.wrapping_mul(1_000_003).wrapping_add(i),
+                scale,
+            }),
+        })
+        .collect();
+    errln!(
+        "Monte Carlo: {runs} reruns of trial {} on noisy prices (scale {scale})",
+        best.number
+    );
+    let results = driver.run_many(&requests)?;
+    let initial: f64 = cash.to_string().parse().unwrap_or(0.0);
+    let actual = best
+        .returns
+        .as_ref()
+        .and_then(|r| r.get("values"))
+        .and_then(|v| serde_json::from_value::<Vec<f64>>(v.clone()).ok())
+        .unwrap_or_default();
+    let paths: Vec<Vec<f64>> = results
+        .iter()
+        .filter(|r| r.error.is_none())
+        .filter_map(|r| {
+            r.returns
+                .as_ref()?
+                .get("values")
+                .and_then(|v| serde_json::from_value::<Vec<f64>>(v.clone()).ok())
+        })
+        .collect();
+    let failed = results.len() - paths.len();
+    if paths.is_empty() {
+        return Err(Error::usage(format!(
+            "every noisy rerun failed ({})",
+            results
+                .iter()
+                .find_map(|r| r.error.clone())
+                .unwrap_or_default()
+        )));
+    }
+    let trades = best
+        .metrics
+        .as_ref()
+        .and_then(|m| m.get("num_trades"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let doc = optimize::montecarlo_bands(initial, &paths, &actual, "noise", options.seed, trades);
+    let out = driver.store.dir.join("best").join("montecarlo-noise.json");
+    std::fs::create_dir_all(driver.store.dir.join("best")).ok();
+    std::fs::write(&out, serde_json::to_string_pretty(&doc).unwrap_or_default()).map_err(
+        |source| Error::Io {
+            context: "cannot write",
+            path: out.clone(),
+            source,
+        },
+    )?;
+    if failed > 0 {
+        errln!("Monte Carlo: {failed} of {runs} noisy reruns failed and are left out");
+    }
+    errln!("Monte Carlo bands written to {}", out.display());
+    Ok(())
 }

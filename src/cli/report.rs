@@ -75,17 +75,24 @@ pub(super) fn call_driver<'py>(
         .map_err(|err| driver_error(py, err))
 }
 
-fn driver_error(py: Python<'_>, err: PyErr) -> Error {
+pub(super) fn driver_error(py: Python<'_>, err: PyErr) -> Error {
     if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
         return Error::Interrupted;
     }
     let value = err.value(py);
     // A ReportError is the user's to fix (a folder that is not a results folder, no Chromium
     // for --pdf); anything else is a bug, with its traceback.
-    let is_user_error = py
-        .import("rustybt_api.report")
-        .and_then(|m| m.getattr("ReportError"))
-        .is_ok_and(|cls| value.is_instance(&cls).unwrap_or(false));
+    let user_errors = [
+        ("rustybt_api.report", "ReportError"),
+        ("rustybt_api.results", "ResultsError"),
+        ("rustybt_api.study", "StudyError"),
+        ("rustybt_api.study.montecarlo", "MonteCarloError"),
+    ];
+    let is_user_error = user_errors.iter().any(|(module, name)| {
+        py.import(*module)
+            .and_then(|m| m.getattr(*name))
+            .is_ok_and(|cls| value.is_instance(&cls).unwrap_or(false))
+    });
     if is_user_error {
         let hint = value
             .getattr("hint")

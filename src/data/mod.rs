@@ -8,6 +8,7 @@
 mod csv;
 mod decimal;
 mod format;
+pub mod noise;
 mod parquet;
 mod timestamp;
 mod validate;

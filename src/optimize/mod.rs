@@ -2,6 +2,7 @@
 //! loaded once. `study` drives the search, `worker` and `trial` run trials, `store` keeps
 //! every finished trial so a study survives a crash (docs/optimize.md).
 
+pub mod ray;
 pub mod store;
 pub mod study;
 pub mod trial;
@@ -164,9 +165,105 @@ pub fn walk_forward_windows(
     windows
 }
 
+/// Percentile bands over equity paths compounded from daily returns (every path starts at
+/// `initial`): the JSON of `rustybt_api.study.montecarlo` with days as steps.
+pub fn montecarlo_bands(
+    initial: f64,
+    paths: &[Vec<f64>],
+    actual: &[f64],
+    method: &str,
+    seed: u64,
+    trades: u64,
+) -> Value {
+    const PERCENTILES: [u32; 5] = [5, 25, 50, 75, 95];
+    let equity = |returns: &[f64]| -> Vec<f64> {
+        let mut value = initial;
+        std::iter::once(initial)
+            .chain(returns.iter().map(|r| {
+                value *= 1.0 + r;
+                value
+            }))
+            .collect()
+    };
+    let drawdown = |path: &[f64]| {
+        let mut peak = f64::MIN;
+        path.iter().fold(0.0_f64, |worst, &v| {
+            peak = peak.max(v);
+            if peak > 0.0 {
+                worst.max(1.0 - v / peak)
+            } else {
+                worst
+            }
+        })
+    };
+    let curves: Vec<Vec<f64>> = paths.iter().map(|p| equity(p)).collect();
+    let days = curves.iter().map(Vec::len).min().unwrap_or(0);
+    let pick = |mut values: Vec<f64>, q: u32| {
+        values.sort_by(f64::total_cmp);
+        crate::metrics::returns::percentile(&values, q as f64)
+    };
+    let mut bands = serde_json::Map::new();
+    let mut finals = serde_json::Map::new();
+    let mut drawdowns = serde_json::Map::new();
+    for q in PERCENTILES {
+        let band: Vec<f64> = (0..days)
+            .map(|d| pick(curves.iter().map(|c| c[d]).collect(), q))
+            .collect();
+        bands.insert(q.to_string(), Value::from(band));
+        finals.insert(
+            q.to_string(),
+            Value::from(pick(curves.iter().map(|c| c[days - 1]).collect(), q)),
+        );
+        drawdowns.insert(
+            q.to_string(),
+            Value::from(pick(curves.iter().map(|c| drawdown(c)).collect(), q)),
+        );
+    }
+    let own = equity(actual);
+    serde_json::json!({
+        "method": method,
+        "seed": seed,
+        "runs": paths.len(),
+        "trades": trades,
+        "initial": initial,
+        "percentiles": PERCENTILES,
+        "steps": (0..days).collect::<Vec<_>>(),
+        "step_unit": "day",
+        "bands": bands,
+        "final_value": finals,
+        "max_drawdown": drawdowns,
+        "actual_final_value": own.last().copied().unwrap_or(initial),
+        "actual_max_drawdown": drawdown(&own),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn montecarlo_bands_are_ordered_and_drawdowns_stay_in_0_1() {
+        let paths = vec![
+            vec![0.01, -0.02, 0.03],
+            vec![-0.5, -0.6, 0.1],
+            vec![0.0, 0.0, 0.0],
+        ];
+        let doc = montecarlo_bands(100.0, &paths, &[0.01, 0.01, 0.01], "noise", 1, 3);
+        let band =
+            |q: &str| -> Vec<f64> { serde_json::from_value(doc["bands"][q].clone()).unwrap() };
+        assert_eq!(band("5").len(), 4);
+        for d in 0..4 {
+            assert!(band("5")[d] <= band("50")[d] && band("50")[d] <= band("95")[d]);
+        }
+        for q in ["5", "50", "95"] {
+            let dd = doc["max_drawdown"][q].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&dd), "{dd}");
+        }
+        assert_eq!(doc["bands"]["50"][0], 100.0);
+        assert!(
+            (doc["actual_final_value"].as_f64().unwrap() - 100.0 * 1.01f64.powi(3)).abs() < 1e-9
+        );
+    }
 
     #[test]
     fn rolling_and_anchored_windows_never_let_a_test_window_overlap_its_training() {

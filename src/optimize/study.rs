@@ -424,6 +424,7 @@ impl Driver<'_> {
                     start_ns: window.map(|w| w.1),
                     end_ns: window.map(|w| w.2),
                     out: None,
+                    noise: None,
                 };
                 self.executor.submit(slot, &request)?;
                 running.insert(slot, Running { number, params });
@@ -487,6 +488,58 @@ impl Driver<'_> {
             ran,
             reused,
         })
+    }
+
+    /// Runs `requests` on every free worker and returns their results in request order.
+    pub fn run_many(&mut self, requests: &[TrialRequest]) -> Result<Vec<TrialResult>, Error> {
+        let mut results: BTreeMap<u64, TrialResult> = BTreeMap::new();
+        let mut running: HashMap<usize, u64> = HashMap::new();
+        let mut queue = requests.iter();
+        loop {
+            for slot in self.executor.slots() {
+                if running.contains_key(&slot) {
+                    continue;
+                }
+                let Some(request) = queue.next() else {
+                    break;
+                };
+                self.executor.submit(slot, request)?;
+                running.insert(slot, request.number);
+            }
+            if running.is_empty() {
+                break;
+            }
+            if self.executor.slots().is_empty() {
+                return Err(Error::Internal("every worker has exited".into()));
+            }
+            match self.executor.next(Duration::from_millis(200)) {
+                None => {}
+                Some(Message::Result(slot, result)) => {
+                    running.remove(&slot);
+                    results.insert(result.number, result);
+                }
+                Some(Message::Gone(slot, why)) => {
+                    self.executor.retire(slot);
+                    if let Some(number) = running.remove(&slot) {
+                        results.insert(
+                            number,
+                            TrialResult {
+                                number,
+                                metrics: None,
+                                returns: None,
+                                error: Some(format!("the worker running this trial {why}")),
+                                duration_s: 0.0,
+                                bars: 0,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        Ok(requests
+            .iter()
+            .filter_map(|r| results.remove(&r.number))
+            .collect())
     }
 
     /// Runs one request on the first free worker and waits for it (a walk-forward window's

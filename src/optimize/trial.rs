@@ -35,6 +35,16 @@ pub struct TrialRequest {
     /// Also write a results folder here (a walk-forward window's out-of-sample run).
     #[serde(default)]
     pub out: Option<PathBuf>,
+    /// Run on noisy prices (a Monte Carlo rerun): `crate::data::noise::noisy`.
+    #[serde(default)]
+    pub noise: Option<Noise>,
+}
+
+/// Seeded price noise of relative size `scale` (a standard deviation, e.g. 0.0005).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Noise {
+    pub seed: u64,
+    pub scale: f64,
 }
 
 /// What a worker answers.
@@ -101,7 +111,10 @@ fn simulate_trial(
     settings.quiet = true;
     settings.progress = false;
     let window;
-    let prepared = if request.start_ns.is_some() || request.end_ns.is_some() {
+    let prepared = if request.start_ns.is_some()
+        || request.end_ns.is_some()
+        || request.noise.is_some()
+    {
         settings.start_ns = request.start_ns.or(settings.start_ns);
         settings.end_ns = request.end_ns.or(settings.end_ns);
         window = Prepared {
@@ -109,7 +122,17 @@ fn simulate_trial(
             series: prepared
                 .series
                 .iter()
-                .map(|s| s.clone().retain_range(settings.start_ns, settings.end_ns))
+                .enumerate()
+                .map(|(i, s)| {
+                    let s = s.clone().retain_range(settings.start_ns, settings.end_ns);
+                    match request.noise {
+                        // Each symbol its own stream: the seed and the symbol's position.
+                        Some(n) => {
+                            crate::data::noise::noisy(&s, n.scale, n.seed.wrapping_add(i as u64))
+                        }
+                        None => s,
+                    }
+                })
                 .filter(|s| !s.is_empty())
                 .collect(),
             datasets: prepared.datasets.clone(),

@@ -266,6 +266,9 @@ fn apply_parameters(
 /// A `ParameterError` raised by `rustybt_api` as a usage error with its hint; any other
 /// exception is a bug of rustybt's Python side.
 pub fn parameter_error(py: Python<'_>, err: PyErr) -> Error {
+    if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
+        return Error::Interrupted;
+    }
     let is_parameter_error = py
         .import("rustybt_api._parameters")
         .and_then(|m| m.getattr("ParameterError"))

@@ -65,6 +65,16 @@ class MonteCarlo:
     def to_json(self) -> str:
         return json.dumps(asdict(self), allow_nan=False, indent=1)
 
+    def summary(self) -> str:
+        """A small table: the percentiles of the final value and of the maximum drawdown."""
+        lines = [f"Monte Carlo ({self.method}, {self.runs} paths over {self.trades} trades, seed {self.seed})",
+                 f"{'percentile':>10} {'final value':>14} {'max drawdown':>13}"]
+        for p in self.percentiles:
+            key = str(p)
+            lines.append(f"{p:>10} {self.final_value[key]:>14.2f} {self.max_drawdown[key]:>13.2%}")
+        lines.append(f"{'this run':>10} {self.actual_final_value:>14.2f} {self.actual_max_drawdown:>13.2%}")
+        return "\n".join(lines)
+
 
 def trade_returns(pnl: Sequence[float] | npt.NDArray[np.float64], initial: float) -> npt.NDArray[np.float64]:
     """Each trade's return on the closed-trade equity before it (clamped at -1, see the module doc)."""

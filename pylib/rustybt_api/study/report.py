@@ -370,9 +370,10 @@ class _Page:
                 {"type": "scatter", "mode": "lines", "name": "median", "x": steps, "y": bands["50"],
                  "line": {"color": "#2c3e50"}},
             ]
+            unit = str(data.get("step_unit", "trade"))  # noise reruns are drawn per day
             self.chart(f"mc_{method}", traces, _layout(
                 f"Monte Carlo ({method}, {data.get('runs')} runs of {data.get('trades')} trades, seed {data.get('seed')}): "
-                "equity after each trade", xaxis={"title": {"text": "trade"}}, hovermode="x unified"))
+                f"equity after each {unit}", xaxis={"title": {"text": unit}}, hovermode="x unified"))
             head = "".join(f"<th>{p}%</th>" for p in data["percentiles"])
             final = "".join(f"<td>{float(data['final_value'][str(p)]):,.2f}</td>" for p in data["percentiles"])
             dd = "".join(f"<td>{float(data['max_drawdown'][str(p)]) * 100:.2f}%</td>" for p in data["percentiles"])
