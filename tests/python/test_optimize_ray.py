@@ -193,3 +193,33 @@ def test_no_cluster_at_the_address_names_ray_start() -> None:
     with pytest.raises(RayExecutorError, match=rf"no Ray cluster answers at {address}") as err:
         RayExecutor(address, "study", "rustybt", None, None)
     assert "ray start --head" in err.value.hint
+
+
+def run_optimize(binary: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(binary), "optimize", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "NO_COLOR": "1", "RUSTYBT_PYTHON": str(VENV_PYTHON)})
+
+
+def trial_table(study: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(study / "study.sqlite") as db:
+        return db.execute("SELECT number, window, params, seed, state, objective_values, metrics, returns, error"
+                          " FROM trials ORDER BY number").fetchall()
+
+
+def test_a_study_with_executor_ray_stores_the_table_of_a_local_study(
+        ray_cluster: RayCluster, local_study: Path, binary: Path, tmp_path: Path) -> None:
+    study = tmp_path / "on-ray"
+    proc = run_optimize(binary, *STUDY_ARGS, "--executor", "ray", "--address", ray_cluster.address, "--study", study)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 Ray workers" in proc.stderr  # one per CPU of the two nodes
+    assert trial_table(study) == trial_table(local_study)
+    assert wait_for(lambda: not worker_pids(study)), "worker processes outlived the study"
+
+
+def test_executor_ray_without_a_cluster_is_a_usage_error_naming_ray_start(binary: Path, tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    proc = run_optimize(binary, *STUDY_ARGS, "--executor", "ray", "--address", address, "--study", tmp_path / "s")
+    assert proc.returncode == 2, proc.stderr
+    assert f"no Ray cluster answers at {address}" in proc.stderr
+    assert "hint: start a cluster with `ray start --head" in proc.stderr
+    assert "panicked" not in proc.stderr and "Traceback" not in proc.stderr
