@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "pylib"))
 
 from rustybt_api.testing import generate_bars, write_csv  # noqa: E402
+# `ray_cluster`: one real local Ray cluster per session, started only when a test asks for it.
+from tests.support.ray_cluster import ray_cluster  # noqa: E402,F401
 
 BIN = Path(os.environ.get("RUSTYBT_BIN", ROOT / "target" / "release" / "rustybt"))
 # The interpreter the binary runs with: the checkout's .venv, or under `make test-python-alt`
