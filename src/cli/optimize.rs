@@ -15,15 +15,20 @@ use super::{OptimizeAction, OptimizeArgs, OptimizeCommand, ShowStudyArgs};
 use crate::config::{RunSettings, parse_duration};
 use crate::error::{Error, ExitCode};
 use crate::model::format_timestamp;
+use crate::optimize::best::{
+    best_trial, noise_reruns, params_as_texts, plain_trials, rerun_best, stored_objectives,
+    write_best_config,
+};
 use crate::optimize::ray::RayExecutor;
-use crate::optimize::store::{Store, StoredTrial, StoredWindow, TrialState};
+use crate::optimize::store::{Store, StoredTrial, TrialState};
 use crate::optimize::study::Executor;
 use crate::optimize::study::{
     Driver, Ending, Event, Limits, Objective, Search, StudyOptions, pareto_front,
 };
 use crate::optimize::trial::TrialRequest;
+use crate::optimize::walk_forward::{WalkForward, walk};
 use crate::optimize::{self, LocalExecutor, worker};
-use crate::pipeline::{self, Prepared};
+use crate::pipeline;
 
 pub fn optimize(python: Option<&Path>, command: OptimizeCommand) -> Result<ExitCode, Error> {
     match command.action {
@@ -406,14 +411,20 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
                     Err(e) => return Err(e),
                 }
             }
-            Some(wf) => match walk(
-                py,
-                &mut driver,
-                &loaded_class(py, &loaded),
-                &options,
-                wf,
-                &prepared,
-            ) {
+            Some(wf) => match {
+                let mut progress = StudyProgress::new(&options.objectives);
+                let walked = walk(
+                    py,
+                    &mut driver,
+                    &loaded_class(py, &loaded),
+                    &options,
+                    wf,
+                    &prepared,
+                    &mut |e| progress.on(e),
+                );
+                progress.finish();
+                walked
+            } {
                 Err(Error::Interrupted) => Ending::Interrupted,
                 other => other?,
             },
@@ -542,185 +553,6 @@ fn human_duration(seconds: f64) -> String {
     }
 }
 
-/// `train=180d,test=30d,step=30d`.
-struct WalkForward {
-    anchored: bool,
-    train: String,
-    test: String,
-    step: String,
-}
-
-impl WalkForward {
-    fn parse(text: &str, anchored: bool) -> Result<WalkForward, Error> {
-        let hint = "for example `--walk-forward train=180d,test=30d,step=30d`";
-        let mut parts = BTreeMap::new();
-        for item in text.split(',') {
-            let (key, value) = item.split_once('=').ok_or_else(|| {
-                Error::usage_with_hint(format!("`{item}` is not KEY=DURATION"), hint)
-            })?;
-            let key = key.trim();
-            if !["train", "test", "step"].contains(&key) {
-                return Err(Error::usage_with_hint(
-                    format!("unknown walk-forward key `{key}` (train, test, step)"),
-                    hint,
-                ));
-            }
-            parse_duration(value)?;
-            parts.insert(key.to_string(), value.trim().to_string());
-        }
-        let get = |k: &str| {
-            parts
-                .get(k)
-                .cloned()
-                .ok_or_else(|| Error::usage_with_hint(format!("walk-forward needs `{k}=`"), hint))
-        };
-        let test = get("test")?;
-        Ok(WalkForward {
-            anchored,
-            train: get("train")?,
-            step: parts.get("step").cloned().unwrap_or_else(|| test.clone()),
-            test,
-        })
-    }
-
-    fn to_json(&self) -> Value {
-        serde_json::json!({
-            "train": self.train, "test": self.test, "step": self.step, "anchored": self.anchored,
-        })
-    }
-}
-
-/// Walk-forward: per window, a search on the training bars only, then the best parameters
-/// run on the following test bars (their results folder under `walk-forward/`).
-fn walk(
-    py: Python<'_>,
-    driver: &mut Driver<'_>,
-    class: &Py<PyAny>,
-    options: &StudyOptions,
-    wf: &WalkForward,
-    prepared: &Prepared,
-) -> Result<Ending, Error> {
-    let first = prepared
-        .series
-        .iter()
-        .filter_map(|s| s.time.first().copied())
-        .min()
-        .ok_or_else(|| Error::usage("the study's data has no bars"))?;
-    let last = prepared
-        .series
-        .iter()
-        .filter_map(|s| s.time.last().copied())
-        .max()
-        .unwrap_or(first);
-    // The data ends where its last bar closes (a bar's length: the smallest step between bars).
-    let bar = prepared
-        .series
-        .iter()
-        .flat_map(|s| s.time.windows(2).take(1000).map(|w| w[1] - w[0]))
-        .min()
-        .unwrap_or(1);
-    let windows = optimize::walk_forward_windows(
-        first,
-        last + bar,
-        parse_duration(&wf.train)?,
-        parse_duration(&wf.test)?,
-        parse_duration(&wf.step)?,
-        wf.anchored,
-    );
-    if windows.is_empty() {
-        return Err(Error::usage_with_hint(
-            format!(
-                "the data ({} to {}) is too short for one training window of {} and a test window",
-                format_timestamp(first),
-                format_timestamp(last),
-                wf.train
-            ),
-            "shorten `train=` or load more data",
-        ));
-    }
-    let done = driver.store.windows()?;
-    let mut number = 0;
-    for (index, &(train_start, train_end, test_start, test_end)) in windows.iter().enumerate() {
-        let index = index as u64;
-        let search = Search::new(py, class.bind(py), options)?;
-        let mut progress = StudyProgress::new(&options.objectives);
-        errln!(
-            "window {}: train {} to {}, test to {}",
-            index + 1,
-            format_timestamp(train_start),
-            format_timestamp(train_end),
-            format_timestamp(test_end)
-        );
-        let outcome = driver.search(
-            py,
-            &search,
-            number,
-            Some((index, train_start, train_end)),
-            &mut |e| progress.on(e),
-        )?;
-        progress.finish();
-        number = outcome.next_number;
-        if outcome.ending == Ending::Interrupted {
-            return Ok(Ending::Interrupted);
-        }
-        if done.contains_key(&index) {
-            continue;
-        }
-        let best = driver.best(outcome.trials.iter()).cloned();
-        let results_dir = format!("walk-forward/window-{:03}", index + 1);
-        let mut window = StoredWindow {
-            number: index,
-            train_start: format_timestamp(train_start),
-            train_end: format_timestamp(train_end),
-            test_start: format_timestamp(test_start),
-            test_end: format_timestamp(test_end),
-            best_params: best.as_ref().map(|b| b.params.clone()),
-            best_train_values: best.as_ref().and_then(|b| b.objective_values.clone()),
-            test_metrics: None,
-            results_dir: None,
-        };
-        if let Some(best) = &best {
-            let params = params_as_texts(&best.params);
-            let request = TrialRequest {
-                number: u64::MAX - index,
-                params,
-                seed: options.seed,
-                start_ns: Some(test_start),
-                end_ns: Some(test_end),
-                out: Some(driver.store.dir.join(&results_dir)),
-                noise: None,
-            };
-            let result = driver.run_one(&request)?;
-            if let Some(error) = &result.error {
-                errln!(
-                    "window {}: the out-of-sample run failed: {error}",
-                    index + 1
-                );
-            }
-            window.test_metrics = result.metrics;
-            window.results_dir = Some(results_dir);
-        } else {
-            errln!("window {}: no trial completed; nothing to test", index + 1);
-        }
-        driver.store.put_window(&window)?;
-    }
-    Ok(Ending::Done)
-}
-
-/// A stored trial's parameters (JSON) as `--param` texts.
-fn params_as_texts(json: &str) -> Vec<(String, String)> {
-    let map: serde_json::Map<String, Value> = serde_json::from_str(json).unwrap_or_default();
-    map.into_iter()
-        .map(|(name, value)| {
-            let text = match value {
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            (name, text)
-        })
-        .collect()
-}
-
 /// Serves trials on stdin/stdout for the study in `dir` (a Ray actor's worker process).
 fn serve_stdin(python: Option<&Path>, dir: &Path) -> Result<ExitCode, Error> {
     let (args, _) = replay(dir)?;
@@ -759,6 +591,8 @@ impl StudyProgress {
     fn on(&mut self, event: Event<'_>) {
         match event {
             Event::Started { total, resumed } => {
+                // A walk-forward study starts one search per window: one bar each.
+                self.finish();
                 if !std::io::stderr().is_terminal() {
                     return;
                 }
@@ -811,85 +645,10 @@ fn compact_params(json: &str) -> String {
         .join(" ")
 }
 
-fn stored_objectives(store: &Store) -> Result<Vec<Objective>, Error> {
-    let list = store.meta_value("objectives")?.unwrap_or(Value::Null);
-    Ok(list
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|o| Objective {
-                    metric: o["metric"].as_str().unwrap_or("sharpe").to_string(),
-                    maximize: o["direction"].as_str() != Some("minimize"),
-                })
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
-fn best_trial(store: &Store) -> Result<Option<StoredTrial>, Error> {
-    let objectives = stored_objectives(store)?;
-    let trials: Vec<StoredTrial> = store
-        .trials()?
-        .into_values()
-        .filter(|t| t.window.is_none())
-        .collect();
-    Ok(optimize::ranked(&trials, &objectives)
-        .first()
-        .filter(|t| t.state == TrialState::Complete)
-        .map(|t| (*t).clone()))
-}
-
-/// The best trial's parameters as a run config (`rustybt run --config best.toml`).
-fn write_best_config(store: &Store, best: &StoredTrial, path: &Path) -> Result<(), Error> {
-    let algo = store
-        .meta_value("algorithm")?
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    let params: toml::Table = serde_json::from_str::<serde_json::Map<String, Value>>(&best.params)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let value = match v {
-                Value::Bool(b) => toml::Value::Boolean(b),
-                Value::Number(n) if n.is_i64() => toml::Value::Integer(n.as_i64()?),
-                Value::Number(n) => toml::Value::Float(n.as_f64()?),
-                Value::String(s) => toml::Value::String(s),
-                _ => return None,
-            };
-            Some((k, value))
-        })
-        .collect();
-    let mut doc = toml::Table::new();
-    let mut run = toml::Table::new();
-    run.insert("algo".into(), toml::Value::String(algo));
-    doc.insert("run".into(), toml::Value::Table(run));
-    doc.insert("params".into(), toml::Value::Table(params));
-    let text = format!(
-        "# Best trial {} of the study in {} ({})\n{}",
-        best.number,
-        store.dir.display(),
-        best.objective_values
-            .as_ref()
-            .map(|v| format!("{v:?}"))
-            .unwrap_or_default(),
-        toml::to_string(&doc).map_err(|e| Error::Internal(format!("best.toml: {e}")))?
-    );
-    std::fs::write(path, text).map_err(|source| Error::Io {
-        context: "cannot write",
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 /// The best trials as a table on stdout, then counts by state.
 fn print_study(store: &Store, top: usize) -> Result<(), Error> {
     let objectives = stored_objectives(store)?;
-    let trials: Vec<StoredTrial> = store
-        .trials()?
-        .into_values()
-        .filter(|t| t.window.is_none())
-        .collect();
+    let trials = plain_trials(store)?;
     let ranked = optimize::ranked(&trials, &objectives);
     let mut out = String::new();
     let header: Vec<String> = objectives.iter().map(|o| o.metric.clone()).collect();
@@ -1195,128 +954,4 @@ fn montecarlo(
     })?;
     outln!("{summary}");
     Ok(ExitCode::Success)
-}
-
-/// The best trial run once more with its results folder written to STUDY/best (what the
-/// study report and `rustybt optimize montecarlo STUDY/best` read).
-fn rerun_best(driver: &mut Driver<'_>, options: &StudyOptions) -> Result<(), Error> {
-    let trials: Vec<StoredTrial> = driver
-        .store
-        .trials()?
-        .into_values()
-        .filter(|t| t.window.is_none())
-        .collect();
-    let Some(best) = driver.best(trials.iter()).cloned() else {
-        return Ok(());
-    };
-    let out = driver.store.dir.join("best");
-    let request = TrialRequest {
-        number: best.number,
-        params: params_as_texts(&best.params),
-        seed: options.seed,
-        start_ns: None,
-        end_ns: None,
-        out: Some(out.clone()),
-        noise: None,
-    };
-    let result = driver.run_one(&request)?;
-    match result.error {
-        Some(error) => errln!("rerunning the best trial failed: {error}"),
-        None => errln!("best trial {} rerun into {}", best.number, out.display()),
-    }
-    Ok(())
-}
-
-/// Monte Carlo by price noise: the best trial rerun `runs` times, each on prices moved by its
-/// own seeded noise; percentile bands of the daily equity, the final value and the maximum
-/// drawdown, in the shape `rustybt_api.study.montecarlo` writes (the study report draws it).
-fn noise_reruns(
-    driver: &mut Driver<'_>,
-    options: &StudyOptions,
-    runs: u32,
-    scale: f64,
-    cash: rust_decimal::Decimal,
-) -> Result<(), Error> {
-    if !(scale.is_finite() && scale >= 0.0) {
-        return Err(Error::usage(
-            "`--noise-scale` must be a non-negative number",
-        ));
-    }
-    let trials: Vec<StoredTrial> = driver
-        .store
-        .trials()?
-        .into_values()
-        .filter(|t| t.window.is_none())
-        .collect();
-    let Some(best) = driver.best(trials.iter()).cloned() else {
-        return Ok(());
-    };
-    let params = params_as_texts(&best.params);
-    let requests: Vec<TrialRequest> = (0..runs as u64)
-        .map(|i| TrialRequest {
-            number: i,
-            params: params.clone(),
-            seed: options.seed,
-            start_ns: None,
-            end_ns: None,
-            out: None,
-            noise: Some(optimize::trial::Noise {
-                seed: options.seed.wrapping_mul(1_000_003).wrapping_add(i),
-                scale,
-            }),
-        })
-        .collect();
-    errln!(
-        "Monte Carlo: {runs} reruns of trial {} on noisy prices (scale {scale})",
-        best.number
-    );
-    let results = driver.run_many(&requests)?;
-    let initial: f64 = cash.to_string().parse().unwrap_or(0.0);
-    let actual = best
-        .returns
-        .as_ref()
-        .and_then(|r| r.get("values"))
-        .and_then(|v| serde_json::from_value::<Vec<f64>>(v.clone()).ok())
-        .unwrap_or_default();
-    let paths: Vec<Vec<f64>> = results
-        .iter()
-        .filter(|r| r.error.is_none())
-        .filter_map(|r| {
-            r.returns
-                .as_ref()?
-                .get("values")
-                .and_then(|v| serde_json::from_value::<Vec<f64>>(v.clone()).ok())
-        })
-        .collect();
-    let failed = results.len() - paths.len();
-    if paths.is_empty() {
-        return Err(Error::usage(format!(
-            "every noisy rerun failed ({})",
-            results
-                .iter()
-                .find_map(|r| r.error.clone())
-                .unwrap_or_default()
-        )));
-    }
-    let trades = best
-        .metrics
-        .as_ref()
-        .and_then(|m| m.get("num_trades"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    let doc = optimize::montecarlo_bands(initial, &paths, &actual, "noise", options.seed, trades);
-    let out = driver.store.dir.join("best").join("montecarlo-noise.json");
-    std::fs::create_dir_all(driver.store.dir.join("best")).ok();
-    std::fs::write(&out, serde_json::to_string_pretty(&doc).unwrap_or_default()).map_err(
-        |source| Error::Io {
-            context: "cannot write",
-            path: out.clone(),
-            source,
-        },
-    )?;
-    if failed > 0 {
-        errln!("Monte Carlo: {failed} of {runs} noisy reruns failed and are left out");
-    }
-    errln!("Monte Carlo bands written to {}", out.display());
-    Ok(())
 }

@@ -2,10 +2,12 @@
 //! loaded once. `study` drives the search, `worker` and `trial` run trials, `store` keeps
 //! every finished trial so a study survives a crash (docs/optimize.md).
 
+pub mod best;
 pub mod ray;
 pub mod store;
 pub mod study;
 pub mod trial;
+pub mod walk_forward;
 pub mod worker;
 
 use std::collections::BTreeMap;
