@@ -153,10 +153,11 @@ def test_seeded_samplers_give_the_same_table_serial_and_in_parallel(method: str,
 
 
 def test_kill_9_then_resume_gives_the_uninterrupted_table(serial_grid: Path, tmp_path: Path, write_algo: Any) -> None:
-    # A slower copy of the strategy, so the kill lands mid-study.
+    # A slower copy of the strategy (half a second per trial on any machine), so the kill
+    # lands mid-study.
     slow = write_algo(SMA.read_text().replace(
-        "    def on_tick(self, ctx: Context) -> None:\n",
-        "    def on_tick(self, ctx: Context) -> None:\n        sum(range(300))\n"), "slow_sma")
+        "    def initialize(self, ctx: Context) -> None:\n",
+        "    def initialize(self, ctx: Context) -> None:\n        __import__('time').sleep(0.5)\n"), "slow_sma")
     args = ["--algo", slow, "--param", "fast=5:15:5", "--param", "slow=20:30:10", "--maximize", "net_profit"]
     study = tmp_path / "killed"
     proc = subprocess.Popen([str(BIN), "optimize", *map(str, args), "-j", "2", "--study", str(study)],
@@ -164,7 +165,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_table(serial_grid: Path, tmp
     deadline = time.monotonic() + 120
     done = 0
     while time.monotonic() < deadline and done < 2:
-        time.sleep(0.2)
+        time.sleep(0.05)
         if (study / "study.sqlite").exists():
             try:
                 with sqlite3.connect(study / "study.sqlite") as db:
@@ -363,3 +364,12 @@ def test_ctrl_c_keeps_the_finished_trials_and_says_how_to_resume(tmp_path: Path)
     assert 2 <= kept < 40
     resumed = optimize("--resume", study)
     assert resumed.returncode == 0 and f"{kept} taken from the store" in resumed.stderr
+
+
+def test_estimate_measures_one_trial_and_creates_no_study(tmp_path: Path) -> None:
+    study = tmp_path / "est"
+    proc = optimize(*GRID, "--study", study, "--estimate")
+    assert proc.returncode == 0, proc.stderr
+    seconds = float(proc.stdout.split("one trial: ")[1].split(" s")[0])
+    assert seconds > 0 and "6 trials on" in proc.stdout
+    assert not study.exists()
