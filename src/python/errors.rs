@@ -45,6 +45,15 @@ pub fn engine_error(py: Python<'_>, message: impl Into<String>) -> PyErr {
     raise(py, &ENGINE_ERROR, "EngineError", message.into())
 }
 
+/// The `hint` attribute of a rustybt_api exception (`ParameterError`, `ReportError`, ...).
+pub fn hint_of(value: &Bound<'_, PyAny>) -> Option<String> {
+    value
+        .getattr("hint")
+        .ok()
+        .and_then(|h| h.extract::<Option<String>>().ok())
+        .flatten()
+}
+
 pub fn is_keyboard_interrupt(py: Python<'_>, err: &PyErr) -> bool {
     err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
 }
