@@ -213,12 +213,17 @@ impl RunSettings {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
-        let algo = args.algo.clone().or(file.run.algo).ok_or_else(|| {
-            Error::usage_with_hint(
-                "no algorithm given",
-                "pass `--algo algorithms/sma_cross.py` or set `run.algo` in the config file",
-            )
-        })?;
+        let algo = args
+            .algo
+            .first()
+            .cloned()
+            .or(file.run.algo)
+            .ok_or_else(|| {
+                Error::usage_with_hint(
+                    "no algorithm given",
+                    "pass `--algo algorithms/sma_cross.py` or set `run.algo` in the config file",
+                )
+            })?;
         let cash = match (&args.cash, &file.run.cash) {
             (Some(text), _) => decimal_text("--cash", text)?,
             (None, Some(value)) => decimal_value("run.cash", value)?,
@@ -642,7 +647,7 @@ fn decimal_error(what: &str, text: &str) -> Error {
 }
 
 /// A TOML number or string as an exact Decimal; floats are taken at their shortest text.
-fn decimal_value(what: &str, value: &toml::Value) -> Result<Decimal, Error> {
+pub(crate) fn decimal_value(what: &str, value: &toml::Value) -> Result<Decimal, Error> {
     match value {
         toml::Value::String(text) => decimal_text(what, text),
         toml::Value::Integer(i) => Ok(Decimal::from(*i)),
@@ -654,7 +659,7 @@ fn decimal_value(what: &str, value: &toml::Value) -> Result<Decimal, Error> {
     }
 }
 
-fn toml_text(value: &toml::Value) -> String {
+pub(crate) fn toml_text(value: &toml::Value) -> String {
     match value {
         toml::Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -786,7 +791,7 @@ mod tests {
         let calendar = RunSettings::resolve(&args).unwrap().calendar;
         assert_eq!(calendar.to_string(), "Asia/Tokyo from 09:30 to 15:30");
         let args = RunArgs {
-            algo: Some("a.py".into()),
+            algo: vec!["a.py".into()],
             ..Default::default()
         };
         assert!(
@@ -801,7 +806,7 @@ mod tests {
     fn bad_market_session_values_are_usage_errors() {
         let resolve = |args: RunArgs| {
             RunSettings::resolve(&RunArgs {
-                algo: Some("a.py".into()),
+                algo: vec!["a.py".into()],
                 ..args
             })
             .unwrap_err()
@@ -852,7 +857,7 @@ mod tests {
         let write = |text: &str| std::fs::write(&path, text).unwrap();
         let resolve = |benchmark: Option<&str>, rate: Option<&str>| {
             RunSettings::resolve(&RunArgs {
-                algo: Some("a.py".into()),
+                algo: vec!["a.py".into()],
                 config: Some(path.clone()),
                 benchmark: benchmark.map(Into::into),
                 risk_free: rate.map(Into::into),
@@ -895,7 +900,7 @@ mod tests {
     fn cash_out_of_range_says_too_large_not_not_a_number() {
         let resolve = |cash: &str| {
             RunSettings::resolve(&RunArgs {
-                algo: Some("a.py".into()),
+                algo: vec!["a.py".into()],
                 cash: Some(cash.into()),
                 ..Default::default()
             })
@@ -956,7 +961,7 @@ mod tests {
         .unwrap();
         assert_eq!(flags.log_level, LogLevel::Error);
         let error = RunSettings::resolve(&RunArgs {
-            algo: Some("a.py".into()),
+            algo: vec!["a.py".into()],
             log_level: Some("loud".into()),
             ..Default::default()
         })
@@ -977,13 +982,13 @@ mod tests {
         let message = RunSettings::resolve(&args).unwrap_err().to_string();
         assert!(message.contains("cahs"), "{message}");
         let args = RunArgs {
-            algo: Some("a.py".into()),
+            algo: vec!["a.py".into()],
             params: vec!["fast".into()],
             ..Default::default()
         };
         assert!(RunSettings::resolve(&args).is_err());
         let args = RunArgs {
-            algo: Some("a.py".into()),
+            algo: vec!["a.py".into()],
             cash: Some("-5".into()),
             ..Default::default()
         };

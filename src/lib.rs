@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod optimize;
 pub mod pipeline;
+pub mod portfolio;
 pub mod python;
 pub mod watch;
 

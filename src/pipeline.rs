@@ -91,7 +91,7 @@ pub fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<Prepared
     })
 }
 
-fn build_market(settings: &RunSettings, series: Vec<BarSeries>) -> Result<Market, Error> {
+pub fn build_market(settings: &RunSettings, series: Vec<BarSeries>) -> Result<Market, Error> {
     Market::new(
         series,
         settings.bar_interval_ns.unwrap_or(NANOS_PER_MINUTE),

@@ -7,6 +7,7 @@ native objects when it runs the algorithm.
 from __future__ import annotations
 
 from .algorithm import Algorithm
+from .allocator import AllocationState, Allocator
 from .indicator import Indicator
 from ._parameters import Param
 from .slippage import SlippageBar, SlippageModel, SlippageOrder
@@ -43,6 +44,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Algorithm",
+    "AllocationState",
+    "Allocator",
     "AlgorithmFailed",
     "BacktestError",
     "Bar",

@@ -51,7 +51,7 @@ fn backtest<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let loaded = python::loader::describe_instance(py, algorithm).map_err(|e| to_py(py, e))?;
     let args = RunArgs {
-        algo: Some(loaded.path.clone()),
+        algo: vec![loaded.path.clone()],
         data,
         symbol,
         cash,

@@ -115,7 +115,7 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
         live_settings.state_dir = dir.clone();
     }
     let run_args = RunArgs {
-        algo: Some(args.algo.clone()),
+        algo: vec![args.algo.clone()],
         class_name: args.class_name.clone(),
         cash: args.cash.clone(),
         params: args.params.clone(),

@@ -7,6 +7,7 @@ mod harness;
 mod indicator_report;
 mod live;
 mod optimize;
+mod portfolio;
 mod progress;
 mod report;
 mod run;
@@ -572,9 +573,15 @@ pub struct TestArgs {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct RunArgs {
-    /// The algorithm file (a Python file with one `Algorithm` subclass).
+    /// The algorithm file (a Python file with one `Algorithm` subclass). Repeat it to run
+    /// several algorithms as one portfolio with equal weights.
     #[arg(long, value_name = "PATH")]
-    pub algo: Option<PathBuf>,
+    pub algo: Vec<PathBuf>,
+
+    /// Run a book of strategies that share one account: the portfolio file lists them, the
+    /// capital allocator and the rebalancing schedule (see docs/portfolio.md).
+    #[arg(long, value_name = "FILE")]
+    pub portfolio: Option<PathBuf>,
 
     /// The `Algorithm` subclass to run when the file has several.
     #[arg(long = "class", value_name = "NAME")]

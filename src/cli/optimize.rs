@@ -111,7 +111,14 @@ fn refuse_run_only_flags(args: &OptimizeArgs) -> Result<(), Error> {
         (run.debug, "--debug"),
         (run.report, "--report"),
         (run.out.is_some(), "--out"),
+        (run.portfolio.is_some(), "--portfolio"),
     ];
+    if run.algo.len() > 1 {
+        return Err(Error::usage_with_hint(
+            "`rustybt optimize` studies one algorithm; `--algo` was given several times",
+            "optimize each strategy on its own, then put the best parameters in the portfolio file",
+        ));
+    }
     if let Some((_, flag)) = flags.iter().find(|(set, _)| *set) {
         return Err(Error::usage_with_hint(
             format!("`{flag}` is a flag of `rustybt run`, not of `rustybt optimize`"),

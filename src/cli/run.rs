@@ -21,6 +21,9 @@ use crate::python::{self, HookTiming, LoadedAlgorithm, LogSink, PyStrategy};
 use crate::watch::SourceWatcher;
 
 pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Error> {
+    if args.portfolio.is_some() || args.algo.len() > 1 {
+        return super::portfolio::run(explicit_python, args);
+    }
     let mut settings = RunSettings::resolve(&args)?;
     if !settings.algo.is_file() {
         return Err(Error::usage(format!(
@@ -40,28 +43,13 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default();
-    // The interpreter starts while the data loads: they are independent, and each takes a
-    // noticeable part of a short run. A data error is still the one reported first.
-    let (prepared, started) = if super::data::run_fetches(&settings) {
-        // Fetching the bars the catalog misses needs Python (ccxt, yfinance) before the load.
-        let started = start_python(explicit_python, std::slice::from_ref(&algo_dir));
-        if started.is_ok() {
-            super::data::fetch_for_run(&settings, !args.no_progress)?;
-        }
-        (load_data(&settings, root.as_deref()), started)
-    } else {
-        std::thread::scope(|scope| {
-            let loading = scope.spawn(|| load_data(&settings, root.as_deref()));
-            let started = start_python(explicit_python, std::slice::from_ref(&algo_dir));
-            let loaded = loading
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (loaded, started)
-        })
-    };
-    let prepared = prepared?;
-    settings.datasets_used = prepared.datasets.clone();
-    let (choice, _) = started?;
+    let (prepared, choice) = load_and_start(
+        explicit_python,
+        &mut settings,
+        std::slice::from_ref(&algo_dir),
+        root.as_deref(),
+        !args.no_progress,
+    )?;
     if let Some(debug) = &debug {
         // Once per process: a `--watch` loop keeps the same debugger session across reruns.
         debug.start(&choice)?;
@@ -87,6 +75,41 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
         Python::attach(|py| super::report::after_run(py, out_dir))?;
     }
     Ok(outcome.exit)
+}
+
+/// Loads the run's data (fetching what the catalog misses first) and starts the interpreter
+/// with `code_dirs` on its path. The interpreter starts while the data loads: they are
+/// independent, and each takes a noticeable part of a short run. A data error is still the
+/// one reported first.
+pub(super) fn load_and_start(
+    explicit_python: Option<&Path>,
+    settings: &mut RunSettings,
+    code_dirs: &[PathBuf],
+    root: Option<&Path>,
+    progress: bool,
+) -> Result<(Prepared, python::InterpreterChoice), Error> {
+    let (prepared, started) = if super::data::run_fetches(settings) {
+        // Fetching the bars the catalog misses needs Python (ccxt, yfinance) before the load.
+        let started = start_python(explicit_python, code_dirs);
+        if started.is_ok() {
+            super::data::fetch_for_run(settings, progress)?;
+        }
+        (load_data(settings, root), started)
+    } else {
+        let settings = &*settings;
+        std::thread::scope(|scope| {
+            let loading = scope.spawn(|| load_data(settings, root));
+            let started = start_python(explicit_python, code_dirs);
+            let loaded = loading
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (loaded, started)
+        })
+    };
+    let prepared = prepared?;
+    settings.datasets_used = prepared.datasets.clone();
+    let (choice, _) = started?;
+    Ok((prepared, choice))
 }
 
 /// Where the user's code lives, for watching and reloading.
@@ -614,7 +637,7 @@ fn write_log(path: &Path, sink: &LogSink) -> Result<(), Error> {
 }
 
 /// `runs/<YYYYMMDD-HHMMSS>` in UTC, with a suffix if that folder already exists.
-fn default_out_dir() -> PathBuf {
+pub(super) fn default_out_dir() -> PathBuf {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

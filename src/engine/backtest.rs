@@ -163,43 +163,78 @@ pub fn step<S: Strategy + ?Sized>(
     outcome: &mut BacktestOutcome,
     next: impl FnOnce(&super::Session, &mut Tick) -> bool,
 ) -> Result<bool, Stop> {
-    fills.clear();
-    let notice = {
+    let engine = {
         let mut s = lock(session);
         if !next(&s, tick) {
             return Ok(false);
         }
-        if let Err(stop) = step_market(&mut s, tick, fills) {
-            // Fills applied before the failure are in the books: report them too.
-            outcome.fills.extend_from_slice(fills);
-            return Err(stop);
-        }
-        let point = EquityPoint {
-            time: tick.time,
-            cash: s.ledger.cash(),
-            equity: s.ledger.equity().map_err(|e| Stop::Engine(e.to_string()))?,
-        };
-        outcome.equity.push(point);
-        // After the point: a halted run's curve and fills end with the breaching tick.
-        (margin_check(&mut s), std::mem::take(&mut s.notices))
+        advance(&mut s, tick, fills, outcome)?
     };
-    let (notice, notices) = notice;
+    react(strategy, fills, engine, outcome)?;
+    Ok(true)
+}
+
+/// What the engine's half of a clock step leaves for the algorithm's half.
+pub struct Advanced {
+    /// The margin check's log line, or the stop of a halting margin call.
+    margin: Result<Option<String>, Stop>,
+    notices: Vec<String>,
+}
+
+/// The engine's half of a clock step, with the session locked: (1)–(3) for the symbols of
+/// `tick`, the equity point, the margin check. `fills` holds the tick's fills afterwards.
+/// A portfolio advances every strategy's session before any algorithm runs.
+#[inline]
+pub fn advance(
+    s: &mut super::Session,
+    tick: &Tick,
+    fills: &mut Vec<Fill>,
+    outcome: &mut BacktestOutcome,
+) -> Result<Advanced, Stop> {
+    fills.clear();
+    if let Err(stop) = step_market(s, tick, fills) {
+        // Fills applied before the failure are in the books: report them too.
+        outcome.fills.extend_from_slice(fills);
+        return Err(stop);
+    }
+    let point = EquityPoint {
+        time: tick.time,
+        cash: s.ledger.cash(),
+        equity: s.ledger.equity().map_err(|e| Stop::Engine(e.to_string()))?,
+    };
+    outcome.equity.push(point);
+    // After the point: a halted run's curve and fills end with the breaching tick.
+    let margin = margin_check(s);
     outcome.bars += tick.symbols.len() as u64;
     outcome.fills.extend_from_slice(fills);
-    if let Some(message) = notice? {
+    Ok(Advanced {
+        margin,
+        notices: std::mem::take(&mut s.notices),
+    })
+}
+
+/// The algorithm's half of a clock step, with the session unlocked: engine notices, (4)
+/// indicators, (5) order events, fills and the tick.
+#[inline]
+pub fn react<S: Strategy + ?Sized>(
+    strategy: &mut S,
+    fills: &[Fill],
+    engine: Advanced,
+    outcome: &mut BacktestOutcome,
+) -> Result<(), Stop> {
+    if let Some(message) = engine.margin? {
         strategy.engine_notice(&message);
     }
-    for message in notices {
+    for message in engine.notices {
         strategy.engine_notice(&message);
     }
     strategy.update_indicators()?;
     strategy.on_order_events()?;
-    for fill in fills.iter() {
+    for fill in fills {
         strategy.on_fill(fill)?;
     }
     outcome.ticks += 1;
-    strategy.on_tick()?;
-    Ok(true)
+    strategy.on_tick()
 }
 
 /// Maintenance margin at the close of the tick's bars: a breach liquidates (orders that fill

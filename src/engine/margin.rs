@@ -134,8 +134,17 @@ impl Session {
     /// that revealed the breach. Their `new`/`accepted` events carry the call as the reason.
     pub fn liquidate(&mut self, call: &MarginCall) -> Result<Vec<OrderId>, String> {
         let reason = format!("{}; closing every position", call.describe());
-        self.orders.cancel_all(&reason, self.now);
+        let ids = self.close_all(&reason)?;
+        self.liquidation.extend(ids);
+        Ok(self.liquidation.clone())
+    }
+
+    /// Cancels every open order and closes every position with market orders (they fill
+    /// from the next bar), all carrying `reason`. Returns the closing orders.
+    pub fn close_all(&mut self, reason: &str) -> Result<Vec<OrderId>, String> {
+        self.orders.cancel_all(reason, self.now);
         let symbols: Vec<SymbolId> = self.ledger.open_symbols().to_vec();
+        let mut ids = Vec::with_capacity(symbols.len());
         for symbol in symbols {
             let quantity = self
                 .ledger
@@ -150,11 +159,11 @@ impl Session {
             let request = OrderRequest::market(symbol, side, quantity.abs());
             let id = self
                 .orders
-                .submit_with_reason(request, self.now, self.execution.latency_ns, &reason)
+                .submit_with_reason(request, self.now, self.execution.latency_ns, reason)
                 .map_err(|e| e.to_string())?;
-            self.liquidation.push(id);
+            ids.push(id);
         }
-        Ok(self.liquidation.clone())
+        Ok(ids)
     }
 }
 

@@ -9,7 +9,9 @@ pub mod margin;
 pub mod schedule;
 mod session;
 
-pub use backtest::{BacktestOptions, BacktestOutcome, Stop, Strategy, run_backtest, step};
+pub use backtest::{
+    Advanced, BacktestOptions, BacktestOutcome, Stop, Strategy, advance, react, run_backtest, step,
+};
 pub use cross_section::CrossSection;
 pub use indicator_set::IndicatorTiming;
 pub use session::{ExecutionSettings, Session, SessionCosts, SharedSession, lock};

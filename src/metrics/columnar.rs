@@ -19,7 +19,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use rust_decimal::Decimal;
 
-use super::output::{SymbolNames, direction_name};
+use super::output::{Labels, SymbolNames, direction_name};
 use super::{EquityPoint, MetricsError};
 use crate::model::{ClosedTrade, Fill};
 
@@ -188,6 +188,7 @@ pub(crate) fn write_fills(
     path: &Path,
     fills: &[Fill],
     names: &SymbolNames,
+    labels: Option<&Labels<'_>>,
 ) -> Result<(), MetricsError> {
     let qty = DecimalColumn::for_values(|| fills.iter().map(|f| f.quantity));
     let price = DecimalColumn::for_values(|| fills.iter().map(|f| f.price));
@@ -201,23 +202,28 @@ pub(crate) fn write_fills(
         Field::new("fee", fee.data_type(), false),
         Field::new("order_id", DataType::UInt64, false),
     ]));
+    let schema = labelled_schema(schema, labels);
     write_parquet(path, schema, fills.len(), |range| {
-        let rows = &fills[range];
-        Ok(vec![
-            timestamps(rows.iter().map(|f| f.time)),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|f| names.name(f.symbol)),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|f| f.side.as_str()),
-            )),
-            qty.array(rows.iter().map(|f| f.quantity))?,
-            price.array(rows.iter().map(|f| f.price))?,
-            fee.array(rows.iter().map(|f| f.fee))?,
-            Arc::new(UInt64Array::from_iter_values(
-                rows.iter().map(|f| f.order_id.0),
-            )),
-        ])
+        let rows = &fills[range.clone()];
+        labelled_columns(
+            labels,
+            range,
+            vec![
+                timestamps(rows.iter().map(|f| f.time)),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|f| names.name(f.symbol)),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|f| f.side.as_str()),
+                )),
+                qty.array(rows.iter().map(|f| f.quantity))?,
+                price.array(rows.iter().map(|f| f.price))?,
+                fee.array(rows.iter().map(|f| f.fee))?,
+                Arc::new(UInt64Array::from_iter_values(
+                    rows.iter().map(|f| f.order_id.0),
+                )),
+            ],
+        )
     })
 }
 
@@ -225,6 +231,7 @@ pub(crate) fn write_trades(
     path: &Path,
     trades: &[ClosedTrade],
     names: &SymbolNames,
+    labels: Option<&Labels<'_>>,
 ) -> Result<(), MetricsError> {
     let qty = DecimalColumn::for_values(|| trades.iter().map(|t| t.max_quantity));
     let pnl = DecimalColumn::for_values(|| trades.iter().map(|t| t.pnl));
@@ -242,24 +249,54 @@ pub(crate) fn write_trades(
         Field::new("mae", mae.data_type(), false),
         Field::new("mfe", mfe.data_type(), false),
     ]));
+    let schema = labelled_schema(schema, labels);
     write_parquet(path, schema, trades.len(), |range| {
-        let rows = &trades[range];
-        Ok(vec![
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|t| names.name(t.symbol)),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|t| direction_name(t.direction)),
-            )),
-            qty.array(rows.iter().map(|t| t.max_quantity))?,
-            timestamps(rows.iter().map(|t| t.entry_time)),
-            timestamps(rows.iter().map(|t| t.exit_time)),
-            pnl.array(rows.iter().map(|t| t.pnl))?,
-            fees.array(rows.iter().map(|t| t.fees))?,
-            mae.array(rows.iter().map(|t| t.mae))?,
-            mfe.array(rows.iter().map(|t| t.mfe))?,
-        ])
+        let rows = &trades[range.clone()];
+        labelled_columns(
+            labels,
+            range,
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|t| names.name(t.symbol)),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|t| direction_name(t.direction)),
+                )),
+                qty.array(rows.iter().map(|t| t.max_quantity))?,
+                timestamps(rows.iter().map(|t| t.entry_time)),
+                timestamps(rows.iter().map(|t| t.exit_time)),
+                pnl.array(rows.iter().map(|t| t.pnl))?,
+                fees.array(rows.iter().map(|t| t.fees))?,
+                mae.array(rows.iter().map(|t| t.mae))?,
+                mfe.array(rows.iter().map(|t| t.mfe))?,
+            ],
+        )
     })
+}
+
+/// A `strategy` column in front of the others, for a portfolio's combined files.
+fn labelled_schema(schema: SchemaRef, labels: Option<&Labels<'_>>) -> SchemaRef {
+    match labels {
+        None => schema,
+        Some(_) => {
+            let mut fields = vec![Arc::new(Field::new("strategy", DataType::Utf8, false))];
+            fields.extend(schema.fields().iter().cloned());
+            Arc::new(Schema::new(fields))
+        }
+    }
+}
+
+fn labelled_columns(
+    labels: Option<&Labels<'_>>,
+    range: Range<usize>,
+    mut columns: Vec<ArrayRef>,
+) -> Result<Vec<ArrayRef>, ArrowError> {
+    if let Some(labels) = labels {
+        let names =
+            StringArray::from_iter_values(labels.of_rows[range].iter().map(|&i| labels.name(i)));
+        columns.insert(0, Arc::new(names));
+    }
+    Ok(columns)
 }
 
 #[cfg(test)]

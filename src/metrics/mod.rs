@@ -98,7 +98,10 @@ pub use benchmark::{BenchmarkChoice, BenchmarkMetrics, BenchmarkPrices};
 pub use costs::{CostSummary, CostTotals, write_costs_csv};
 pub use daily::MetricsOptions;
 pub use orders::{OrderSummary, ReasonCount};
-pub use output::{metrics_json, write_equity, write_metrics, write_records, write_results};
+pub use output::{
+    Labels, metrics_json, write_equity, write_metrics, write_records, write_records_labelled,
+    write_results,
+};
 pub use records::{RecordLog, write_record_files};
 pub use stats::{MIN_CAGR_DAYS, MIN_DAILY_RETURNS, Records, compute, compute_with};
 pub use summary::summary_table;

@@ -100,21 +100,51 @@ pub fn write_records(
     trades: &[ClosedTrade],
     symbols: &[String],
 ) -> Result<Vec<PathBuf>, MetricsError> {
+    write_records_labelled(dir, fills, trades, symbols, None)
+}
+
+/// Which strategy each row belongs to, for a portfolio's combined files (a `strategy` column
+/// in front).
+pub struct Labels<'a> {
+    pub names: &'a [String],
+    /// An index into `names` per row.
+    pub of_rows: &'a [u32],
+}
+
+impl Labels<'_> {
+    pub fn name(&self, index: u32) -> &str {
+        self.names.get(index as usize).map_or("", String::as_str)
+    }
+}
+
+/// As [`write_records`], with a `strategy` column when `labels` are given (`fills` labels
+/// the fills, `trades` the trades).
+pub fn write_records_labelled(
+    dir: &Path,
+    fills: &[Fill],
+    trades: &[ClosedTrade],
+    symbols: &[String],
+    labels: Option<(Labels<'_>, Labels<'_>)>,
+) -> Result<Vec<PathBuf>, MetricsError> {
     create_dir(dir)?;
     let names = &SymbolNames(symbols);
+    let (fill_labels, trade_labels) = match &labels {
+        Some((f, t)) => (Some(f), Some(t)),
+        None => (None, None),
+    };
     let mut written = Vec::with_capacity(4);
     let path = dir.join(FILLS_CSV);
-    write_fills_csv(&path, fills, names)?;
+    write_fills_csv(&path, fills, names, fill_labels)?;
     written.push(path);
     let path = dir.join(FILLS_PARQUET);
-    columnar::write_fills(&path, fills, names)?;
+    columnar::write_fills(&path, fills, names, fill_labels)?;
     written.push(path);
 
     let path = dir.join(TRADES_CSV);
-    write_trades_csv(&path, trades, names)?;
+    write_trades_csv(&path, trades, names, trade_labels)?;
     written.push(path);
     let path = dir.join(TRADES_PARQUET);
-    columnar::write_trades(&path, trades, names)?;
+    columnar::write_trades(&path, trades, names, trade_labels)?;
     written.push(path);
     Ok(written)
 }
@@ -379,14 +409,36 @@ fn push_decimal(out: &mut Vec<u8>, v: Decimal) {
     }
 }
 
-fn write_fills_csv(path: &Path, fills: &[Fill], names: &SymbolNames) -> Result<(), MetricsError> {
+/// The header with a `strategy` column in front when labelled.
+fn header<'a>(columns: &[&'a str], labels: Option<&Labels<'_>>) -> Vec<&'a str> {
+    let mut header = Vec::with_capacity(columns.len() + 1);
+    if labels.is_some() {
+        header.push("strategy");
+    }
+    header.extend_from_slice(columns);
+    header
+}
+
+fn write_fills_csv(
+    path: &Path,
+    fills: &[Fill],
+    names: &SymbolNames,
+    labels: Option<&Labels<'_>>,
+) -> Result<(), MetricsError> {
     let mut w = csv_writer(path)?;
-    w.write_record(["time", "symbol", "side", "qty", "price", "fee", "order_id"])
-        .map_err(csv_err(path))?;
+    w.write_record(header(
+        &["time", "symbol", "side", "qty", "price", "fee", "order_id"],
+        labels,
+    ))
+    .map_err(csv_err(path))?;
     let (mut qty, mut price, mut fee, mut id) =
         (String::new(), String::new(), String::new(), String::new());
-    for f in fills {
+    for (row, f) in fills.iter().enumerate() {
         let time = format_timestamp(f.time);
+        if let Some(labels) = labels {
+            w.write_field(labels.name(labels.of_rows[row]))
+                .map_err(csv_err(path))?;
+        }
         w.write_record([
             time.as_str(),
             &names.name(f.symbol),
@@ -405,27 +457,35 @@ fn write_trades_csv(
     path: &Path,
     trades: &[ClosedTrade],
     names: &SymbolNames,
+    labels: Option<&Labels<'_>>,
 ) -> Result<(), MetricsError> {
     let mut w = csv_writer(path)?;
-    w.write_record([
-        "symbol",
-        "direction",
-        "max_qty",
-        "entry_time",
-        "exit_time",
-        "pnl",
-        "fees",
-        "mae",
-        "mfe",
-    ])
+    w.write_record(header(
+        &[
+            "symbol",
+            "direction",
+            "max_qty",
+            "entry_time",
+            "exit_time",
+            "pnl",
+            "fees",
+            "mae",
+            "mfe",
+        ],
+        labels,
+    ))
     .map_err(csv_err(path))?;
     let (mut qty, mut pnl, mut fees) = (String::new(), String::new(), String::new());
     let (mut mae, mut mfe) = (String::new(), String::new());
-    for t in trades {
+    for (row, t) in trades.iter().enumerate() {
         let (entry, exit) = (
             format_timestamp(t.entry_time),
             format_timestamp(t.exit_time),
         );
+        if let Some(labels) = labels {
+            w.write_field(labels.name(labels.of_rows[row]))
+                .map_err(csv_err(path))?;
+        }
         w.write_record([
             &names.name(t.symbol),
             direction_name(t.direction),

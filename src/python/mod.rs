@@ -1,6 +1,7 @@
 //! The only module that touches pyo3 and numpy: interpreter start-up, loading user code, the
 //! engine's Python objects, zero-copy arrays, conversions and error capture.
 
+pub mod allocator;
 pub mod arrays;
 pub mod convert;
 pub mod custom;

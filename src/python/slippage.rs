@@ -93,16 +93,17 @@ impl PySlippage {
             q.bar.volume,
         ))?;
         let answer = self.model.bind(py).call_method1("slippage", (order, bar))?;
-        decimal_answer(&answer, &self.name)
+        decimal_answer(&answer, &format!("{}.slippage()", self.name))
     }
 }
 
-/// A Decimal or an int; floats (inexact), bools and anything else are refused.
-fn decimal_answer(value: &Bound<'_, PyAny>, model: &str) -> PyResult<Decimal> {
+/// A Decimal or an int; floats (inexact), bools and anything else are refused. `what` names
+/// the call that returned it (`Model.slippage()`).
+pub(crate) fn decimal_answer(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Decimal> {
     let type_name = value.get_type().name()?.to_string();
     let refuse = || {
         PyTypeError::new_err(format!(
-            "{model}.slippage() must return a Decimal (or int), got {type_name}{}",
+            "{what} must return a Decimal (or int), got {type_name}{}",
             if value.is_instance_of::<PyFloat>() {
                 " (floats are inexact: return Decimal(\"...\"))"
             } else {
@@ -120,7 +121,7 @@ fn decimal_answer(value: &Bound<'_, PyAny>, model: &str) -> PyResult<Decimal> {
     let text = value.str()?.to_string();
     parse_exact(&text).ok_or_else(|| {
         PyValueError::new_err(format!(
-            "{model}.slippage() returned {text}, not a finite decimal number"
+            "{what} returned {text}, not a finite decimal number"
         ))
     })
 }

@@ -137,6 +137,18 @@ impl PyStrategy {
         session: SharedSession,
         sink: Arc<LogSink>,
     ) -> PyResult<Self> {
+        Self::named(py, loaded, session, sink, &loaded.class_name)
+    }
+
+    /// As [`PyStrategy::new`], with `name` on the algorithm's log lines (a portfolio's
+    /// strategy id) instead of its class name.
+    pub fn named(
+        py: Python<'_>,
+        loaded: &LoadedAlgorithm,
+        session: SharedSession,
+        sink: Arc<LogSink>,
+        name: &str,
+    ) -> PyResult<Self> {
         let context = Py::new(py, Context::new(py, session.clone())?)?;
         let indicators = Arc::new(PythonIndicators::default());
         let schedules = Py::new(py, Schedules::new(session.clone()))?;
@@ -144,7 +156,7 @@ impl PyStrategy {
             py,
             context.clone_ref(py),
             sink.clone(),
-            &loaded.class_name,
+            name,
             indicators.clone(),
             schedules.clone_ref(py),
         )?;

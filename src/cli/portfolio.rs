@@ -1,0 +1,502 @@
+//! `rustybt run --portfolio FILE` (or `--algo a.py --algo b.py`): wires the portfolio file,
+//! the data, the algorithms and the allocator to `portfolio::run_book`, then writes each
+//! strategy's results folder and the account's.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use pyo3::prelude::*;
+use rust_decimal::Decimal;
+
+use super::RunArgs;
+use super::progress::Progress;
+use super::run::{RunRecord, default_out_dir, load_and_start, write_results};
+use crate::config::RunSettings;
+use crate::engine::{BacktestOutcome, Stop, lock};
+use crate::error::{Error, ExitCode, report};
+use crate::metrics::{self, Labels, RunInfo, RunStatus};
+use crate::model::SymbolId;
+use crate::pipeline::{build_market, session_on};
+use crate::portfolio::book::stop_reason;
+use crate::portfolio::results::{self, StrategyReport};
+use crate::portfolio::{BookRules, Member, PortfolioSpec, initial_capitals, run_book};
+use crate::python::{self, LoadedAlgorithm, LogSink, PyStrategy};
+
+pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Error> {
+    refuse_single_run_flags(&args)?;
+    let spec = match &args.portfolio {
+        Some(file) => {
+            if !args.algo.is_empty() {
+                return Err(Error::usage_with_hint(
+                    "`--portfolio` lists the strategies: `--algo` does not go with it",
+                    "add the algorithm as a [[strategy]] of the portfolio file",
+                ));
+            }
+            PortfolioSpec::read(file)?
+        }
+        None => PortfolioSpec::from_algos(&args.algo)?,
+    };
+    for s in &spec.strategies {
+        if !s.algo.is_file() {
+            return Err(Error::usage(format!(
+                "strategy `{}`: algorithm file `{}` does not exist",
+                s.id,
+                s.algo.display()
+            )));
+        }
+    }
+    let mut run_args = args.clone();
+    run_args.algo = vec![spec.strategies[0].algo.clone()];
+    let mut settings = RunSettings::resolve(&run_args)?;
+    // The portfolio file's cash over the run config's; the `--cash` flag over both.
+    if args.cash.is_none()
+        && let Some(cash) = spec.cash
+    {
+        settings.cash = cash;
+    }
+    let mut code_dirs: Vec<PathBuf> = Vec::new();
+    for s in &spec.strategies {
+        let dir = std::path::absolute(&s.algo)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        if !code_dirs.contains(&dir) {
+            code_dirs.push(dir);
+        }
+    }
+    // A custom allocator's module may sit beside the portfolio file.
+    if let Some(dir) = spec
+        .file
+        .as_ref()
+        .and_then(|f| std::path::absolute(f).ok())
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        && !code_dirs.contains(&dir)
+    {
+        code_dirs.push(dir);
+    }
+    let root = python::project_root();
+    let (prepared, _) = load_and_start(
+        explicit_python,
+        &mut settings,
+        &code_dirs,
+        root.as_deref(),
+        !args.no_progress,
+    )?;
+    let market = build_market(&settings, prepared.series.clone())?;
+    let names = market.symbol_names();
+    let weights: Vec<Decimal> = spec.strategies.iter().map(|s| s.weight).collect();
+    let capitals = initial_capitals(settings.cash, &weights, settings.currency.decimals);
+    let out_dir = settings.out.clone().unwrap_or_else(default_out_dir);
+
+    Python::attach(|py| -> Result<ExitCode, Error> {
+        let sink = Arc::new(LogSink {
+            echo: !settings.quiet,
+            echo_level: settings.log_level,
+            ..Default::default()
+        });
+        let mut members = Vec::new();
+        let mut parts: Vec<(RunSettings, LoadedAlgorithm, Vec<String>)> = Vec::new();
+        for (k, s) in spec.strategies.iter().enumerate() {
+            let universe = universe(&s.id, s.symbols.as_deref(), &names)?;
+            let series = prepared
+                .series
+                .iter()
+                .filter(|b| universe.contains(&b.symbol))
+                .cloned()
+                .collect();
+            let mut own = settings.clone();
+            own.cash = capitals[k];
+            own.algo = s.algo.clone();
+            own.class_name = s.class_name.clone();
+            own.params = s.params.clone();
+            let session = session_on(&own, build_market(&own, series)?)?;
+            let global: Vec<SymbolId> = lock(&session)
+                .market
+                .symbol_names()
+                .iter()
+                .filter_map(|n| market.symbol_id(n))
+                .collect();
+            let loaded =
+                python::load_algorithm(py, &own.algo, own.class_name.as_deref(), &own.params)?;
+            for warning in python::loader::hook_warnings(py, &loaded) {
+                let line = format!("warning: strategy `{}`: {warning}", s.id);
+                errln!("{line}");
+                sink.lines
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(line);
+            }
+            let strategy = PyStrategy::named(py, &loaded, session.clone(), sink.clone(), &s.id)
+                .map_err(|e| Error::Internal(format!("attaching strategy `{}`: {e}", s.id)))?;
+            members.push(Member::new(
+                s.id.clone(),
+                session,
+                strategy,
+                global,
+                names.len(),
+            ));
+            let symbols = universe;
+            parts.push((own, loaded, symbols));
+        }
+        let allocator: Box<dyn crate::portfolio::Allocator> =
+            match crate::portfolio::allocator::builtin(&spec) {
+                Some(builtin) => builtin,
+                None => {
+                    let crate::portfolio::config::AllocatorKind::Custom(name) = &spec.allocator
+                    else {
+                        unreachable!("builtin() covers every other kind")
+                    };
+                    let user_root = code_dirs.last().cloned().unwrap_or_default();
+                    Box::new(
+                        python::allocator::PyAllocator::from_spec(
+                            py,
+                            name,
+                            &spec.custom_params,
+                            user_root,
+                        )
+                        .map_err(Error::Algorithm)?,
+                    )
+                }
+            };
+        let mut rules = BookRules {
+            spec: &spec,
+            allocator,
+            money_dp: settings.currency.decimals,
+        };
+        let started = Instant::now();
+        let mut progress = Progress::new(market.total_bars(), settings.progress);
+        let book = run_book(&market, &mut members, &mut rules, &mut |bars| {
+            progress.update(bars)
+        });
+        progress.finish();
+        let wall_seconds = started.elapsed().as_secs_f64();
+
+        // Each strategy's own folder, as a plain run writes it, on its flow-adjusted curve.
+        let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+        let files: Vec<String> = prepared
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        let mut finished = Vec::new();
+        for (m, (own, loaded, symbols)) in members.iter_mut().zip(&parts) {
+            let outcome = BacktestOutcome {
+                equity: m.flow_adjusted_equity(),
+                fills: m.outcome.fills.clone(),
+                ticks: m.outcome.ticks,
+                bars: m.outcome.bars,
+                stop: m.stop.take(),
+            };
+            let own_sink = LogSink {
+                lines: std::sync::Mutex::new(lines_of(&sink, &m.id)),
+                ..Default::default()
+            };
+            let interval = lock(&m.session).market.interval_ns(SymbolId(0));
+            let record = RunRecord {
+                settings: own,
+                loaded,
+                session: m.session.clone(),
+                sink: &own_sink,
+                files: files.clone(),
+                symbols: symbols.clone(),
+                bar_interval_ns: interval,
+                wall_seconds,
+                paced: false,
+                out_dir: out_dir.join("strategies").join(&m.id),
+            };
+            finished.push(write_results(py, record, outcome, &m.strategy)?);
+        }
+
+        // The account.
+        let fill_parts: Vec<(&[crate::model::Fill], &[SymbolId])> = members
+            .iter()
+            .map(|m| (m.outcome.fills.as_slice(), m.global.as_slice()))
+            .collect();
+        let (fills, fill_labels) = results::combined_fills(&fill_parts);
+        let sessions: Vec<_> = members.iter().map(|m| lock(&m.session)).collect();
+        let trade_parts: Vec<(&[crate::model::ClosedTrade], &[SymbolId])> = sessions
+            .iter()
+            .zip(&members)
+            .map(|(s, m)| (s.ledger.closed_trades(), m.global.as_slice()))
+            .collect();
+        let (trades, trade_labels) = results::combined_trades(&trade_parts);
+        drop(trade_parts);
+        let final_equity: Vec<Decimal> = sessions
+            .iter()
+            .map(|s| s.ledger.equity().unwrap_or_default())
+            .collect();
+        let cost_parts: Vec<(&[crate::accounting::CostRecord], &[SymbolId])> = sessions
+            .iter()
+            .zip(&members)
+            .map(|(s, m)| (s.costs.records(), m.global.as_slice()))
+            .collect();
+        let costs = results::combined_costs(&cost_parts, names.len())?;
+        drop(cost_parts);
+        let orders: Vec<crate::model::Order> = sessions
+            .iter()
+            .flat_map(|s| s.orders.all().iter().cloned())
+            .collect();
+        drop(sessions);
+        let write_error = |e: metrics::MetricsError| Error::Io {
+            context: "cannot write results to",
+            path: out_dir.clone(),
+            source: std::io::Error::other(e.to_string()),
+        };
+        std::fs::write(out_dir.join("log.txt"), log_text(&sink)).map_err(|source| Error::Io {
+            context: "cannot write",
+            path: out_dir.join("log.txt"),
+            source,
+        })?;
+        metrics::write_equity(&out_dir, &book.equity).map_err(write_error)?;
+        metrics::write_records_labelled(
+            &out_dir,
+            &fills,
+            &trades,
+            &names,
+            Some((
+                Labels {
+                    names: &ids,
+                    of_rows: &fill_labels,
+                },
+                Labels {
+                    names: &ids,
+                    of_rows: &trade_labels,
+                },
+            )),
+        )
+        .map_err(write_error)?;
+        results::combine_orders(&out_dir, &ids)?;
+        metrics::write_costs_csv(&out_dir.join("costs.csv"), costs.records(), &names)
+            .map_err(|e| Error::Internal(format!("writing costs.csv: {e}")))?;
+        results::write_allocations(&out_dir.join("allocation.csv"), &book.allocations, &ids)?;
+
+        let status = match &book.stop {
+            None => RunStatus::Complete,
+            Some(Stop::Interrupted) => RunStatus::Interrupted,
+            Some(stop) => RunStatus::Failed {
+                reason: stop_reason(stop),
+            },
+        };
+        let info = RunInfo {
+            status,
+            algorithm: spec
+                .file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| {
+                    spec.strategies
+                        .iter()
+                        .map(|s| s.algo.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }),
+            class_name: "portfolio".into(),
+            parameters: Default::default(),
+            data_files: files,
+            symbols: names.clone(),
+            initial_cash: settings.cash,
+            bars_processed: book.bars,
+            ticks_processed: book.ticks,
+            wall_seconds,
+            rustybt_version: env!("CARGO_PKG_VERSION").to_string(),
+            python_version: python::python_version(py),
+            bar_interval_ns: market.interval_ns(SymbolId(0)),
+            currency: settings.currency.clone(),
+            data: settings.datasets_used.clone(),
+        };
+        let benchmark = metrics::BenchmarkPrices::from_market(&market, &settings.metrics.benchmark);
+        let records = metrics::Records {
+            initial_cash: settings.cash,
+            equity: &book.equity,
+            trades: &trades,
+            fills: &fills,
+            symbols: &names,
+            benchmark: benchmark.as_ref().ok(),
+        };
+        let account = metrics::compute_with(&records, &settings.metrics)
+            .with_unavailable_benchmark(benchmark.err())
+            .with_costs(&costs, &names)
+            .with_orders(&orders);
+        let reports: Vec<StrategyReport<'_>> = members
+            .iter()
+            .zip(&parts)
+            .zip(&finished)
+            .enumerate()
+            .map(|(k, ((m, (_, loaded, symbols)), done))| StrategyReport {
+                id: &m.id,
+                algorithm: loaded.path.display().to_string(),
+                class_name: loaded.class_name.clone(),
+                parameters: &loaded.parameters,
+                symbols: symbols.clone(),
+                weight: spec.strategies[k].weight,
+                initial_capital: m.initial_capital,
+                final_equity: final_equity[k],
+                transfers: book
+                    .allocations
+                    .iter()
+                    .filter(|r| r.strategy == k && r.equity_before != Decimal::ZERO)
+                    .map(|r| r.transfer)
+                    .sum(),
+                stopped: m.stopped.clone(),
+                metrics: &done.metrics,
+                daily: m.daily_returns(),
+            })
+            .collect();
+        let rebalances = {
+            let mut times: Vec<i64> = book
+                .allocations
+                .iter()
+                .filter(|r| r.equity_before != Decimal::ZERO)
+                .map(|r| r.time)
+                .collect();
+            times.dedup();
+            times.len()
+        };
+        let section = results::section(&spec, &reports, &book.equity, settings.cash, rebalances);
+        results::write_metrics(&out_dir, &info, &account, section)?;
+
+        outln!("{}", metrics::summary_table(&info, &account));
+        outln!("{}", strategy_table(&reports, &settings.currency));
+        for note in &book.notices {
+            errln!("warning: {note}");
+        }
+        for r in reports.iter().filter(|r| r.stopped.is_some()) {
+            if let Some((time, reason)) = &r.stopped {
+                errln!(
+                    "warning: strategy `{}` stopped at {}: {}",
+                    r.id,
+                    crate::model::format_timestamp(*time),
+                    reason.lines().next().unwrap_or_default()
+                );
+            }
+        }
+        errln!(
+            "{} bars in {:.3} s ({:.0} bars/s); results in {}",
+            book.bars,
+            wall_seconds,
+            book.bars as f64 / wall_seconds.max(1e-9),
+            out_dir.display()
+        );
+        Ok(match book.stop {
+            None => ExitCode::Success,
+            Some(Stop::Interrupted) => {
+                errln!(
+                    "interrupted: partial results written to {}",
+                    out_dir.display()
+                );
+                ExitCode::Interrupted
+            }
+            Some(Stop::Failed(e)) => {
+                report(&Error::Algorithm(e));
+                errln!("partial results written to {}", out_dir.display());
+                ExitCode::Algorithm
+            }
+            Some(Stop::Engine(message)) => {
+                report(&Error::Internal(message));
+                errln!("partial results written to {}", out_dir.display());
+                ExitCode::Internal
+            }
+        })
+    })
+}
+
+fn refuse_single_run_flags(args: &RunArgs) -> Result<(), Error> {
+    let flags = [
+        (args.watch, "--watch"),
+        (args.pace.is_some(), "--pace"),
+        (args.debug, "--debug"),
+        (args.class_name.is_some(), "--class"),
+        (!args.params.is_empty(), "--param"),
+        (args.report, "--report"),
+    ];
+    if let Some((_, flag)) = flags.iter().find(|(set, _)| *set) {
+        return Err(Error::usage_with_hint(
+            format!("`{flag}` is not available for a portfolio run"),
+            "give each strategy's class and parameters in the portfolio file \
+             (`class = \"...\"`, `params = { ... }`); `rustybt report DIR` draws the results",
+        ));
+    }
+    Ok(())
+}
+
+/// The strategy's universe: its `symbols`, each of which must be loaded, or every symbol.
+fn universe(id: &str, symbols: Option<&[String]>, loaded: &[String]) -> Result<Vec<String>, Error> {
+    let Some(symbols) = symbols else {
+        return Ok(loaded.to_vec());
+    };
+    if symbols.is_empty() {
+        return Err(Error::usage(format!("strategy `{id}`: `symbols` is empty")));
+    }
+    for s in symbols {
+        if !loaded.contains(s) {
+            return Err(Error::usage_with_hint(
+                format!("strategy `{id}`: symbol `{s}` is not in the run's data"),
+                format!("loaded symbols: {}", loaded.join(", ")),
+            ));
+        }
+    }
+    // In the data's order, so a strategy's symbol ids match a plain run on the same files.
+    Ok(loaded
+        .iter()
+        .filter(|n| symbols.contains(n))
+        .cloned()
+        .collect())
+}
+
+/// The lines of strategy `id` in the shared log (`TIME LEVEL id: text`).
+fn lines_of(sink: &LogSink, id: &str) -> Vec<String> {
+    let tag = format!("{id}:");
+    sink.lines
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|line| line.split_whitespace().nth(2) == Some(tag.as_str()))
+        .cloned()
+        .collect()
+}
+
+fn log_text(sink: &LogSink) -> String {
+    let lines = sink.lines.lock().unwrap_or_else(|p| p.into_inner());
+    let mut text = lines.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text
+}
+
+/// One line per strategy under the account's summary.
+fn strategy_table(reports: &[StrategyReport<'_>], currency: &crate::model::Currency) -> String {
+    let mut out = format!(
+        "{:<16} {:>7} {:>15} {:>15} {:>9} {:>7} {:>8} {:>7}  {}\n",
+        "Strategy", "weight", "capital", "equity", "return", "sharpe", "max dd", "trades", "status"
+    );
+    for r in reports {
+        let m = serde_json::to_value(r.metrics).unwrap_or_default();
+        // Ratios are numbers, exact ones (returns) decimal strings; null when unavailable.
+        let number = |key: &str| match m.get(key) {
+            Some(serde_json::Value::String(text)) => text.parse::<f64>().ok(),
+            Some(value) => value.as_f64(),
+            None => None,
+        };
+        let percent =
+            |key: &str| number(key).map_or("n/a".into(), |v| format!("{:.2}%", v * 100.0));
+        out.push_str(&format!(
+            "{:<16} {:>7} {:>15} {:>15} {:>9} {:>7} {:>8} {:>7}  {}\n",
+            r.id,
+            r.weight.round_dp(4).normalize(),
+            currency.format(r.initial_capital),
+            currency.format(r.final_equity),
+            percent("total_return"),
+            number("sharpe").map_or("n/a".into(), |v| format!("{v:.2}")),
+            percent("max_drawdown"),
+            number("num_trades").map_or("-".into(), |v| format!("{v:.0}")),
+            if r.stopped.is_some() {
+                "stopped"
+            } else {
+                "complete"
+            },
+        ));
+    }
+    out.trim_end().to_string()
+}

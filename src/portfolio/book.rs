@@ -1,0 +1,626 @@
+//! A book of strategies over one market and one clock (ARCHITECTURE §10): each strategy has
+//! its own session (sub-ledger, order book, indicators) over the symbols of its universe; the
+//! account is their exact sum. At each close time the engine half of the step runs for every
+//! strategy, then the account point is recorded and capital rebalanced if due, then the
+//! algorithms run in the book's order.
+
+use std::collections::VecDeque;
+
+use rust_decimal::Decimal;
+
+use super::allocator::{AllocationInput, Allocator, settle};
+use super::config::{OnError, OnStop, PortfolioSpec};
+use crate::engine::{BacktestOutcome, SharedSession, Stop, Strategy, advance, lock, react};
+use crate::market::{Clock, Market, Tick};
+use crate::metrics::EquityPoint;
+use crate::model::time::NANOS_PER_DAY;
+use crate::model::{Fill, SymbolId, TimestampNs};
+
+/// One strategy of the book.
+pub struct Member<S> {
+    pub id: String,
+    pub session: SharedSession,
+    pub strategy: S,
+    /// By the book's symbol index: the strategy's own id of that symbol, if in its universe.
+    pub local: Vec<Option<SymbolId>>,
+    /// By the strategy's symbol index: the book's id.
+    pub global: Vec<SymbolId>,
+    pub outcome: BacktestOutcome,
+    /// When and why the strategy stopped before the end.
+    pub stopped: Option<(TimestampNs, String)>,
+    /// The engine stop that ended the strategy (kept for the report).
+    pub stop: Option<Stop>,
+    pub initial_capital: Decimal,
+    units: Units,
+}
+
+impl<S> Member<S> {
+    pub fn new(
+        id: String,
+        session: SharedSession,
+        strategy: S,
+        global: Vec<SymbolId>,
+        book_symbols: usize,
+    ) -> Self {
+        let mut local = vec![None; book_symbols];
+        for (i, g) in global.iter().enumerate() {
+            local[g.index()] = Some(SymbolId(i as u32));
+        }
+        let initial_capital = lock(&session).ledger.initial_cash();
+        Member {
+            id,
+            session,
+            strategy,
+            local,
+            global,
+            outcome: BacktestOutcome::default(),
+            stopped: None,
+            stop: None,
+            initial_capital,
+            units: Units::new(initial_capital),
+        }
+    }
+
+    /// The strategy's equity curve with the rebalancing flows taken out: what its equity
+    /// would have been on its initial capital alone (the base of its returns and risk
+    /// metrics).
+    pub fn flow_adjusted_equity(&self) -> Vec<EquityPoint> {
+        let mut changes = self.units.history.iter().peekable();
+        let mut units = self.initial_capital;
+        self.outcome
+            .equity
+            .iter()
+            .map(|p| {
+                while let Some((time, u)) = changes.peek() {
+                    if *time > p.time {
+                        break;
+                    }
+                    units = *u;
+                    changes.next();
+                }
+                let scale = if units > Decimal::ZERO {
+                    self.initial_capital / units
+                } else {
+                    Decimal::ONE
+                };
+                EquityPoint {
+                    time: p.time,
+                    cash: p.cash,
+                    equity: p.equity * scale,
+                }
+            })
+            .collect()
+    }
+
+    /// Completed daily returns with flows removed (oldest first), by UTC day.
+    pub fn daily_returns(&self) -> &[(i64, Decimal)] {
+        &self.units.daily
+    }
+}
+
+/// Time-weighted accounting of one strategy's capital: units are issued and redeemed at the
+/// unit value when capital moves in or out, so the unit value moves with performance only.
+#[derive(Debug, Clone)]
+struct Units {
+    units: Decimal,
+    /// (time, units after a flow at that time).
+    history: Vec<(TimestampNs, Decimal)>,
+    /// Unit value at the last completed day's close, and the peak of those closes.
+    last_close: Decimal,
+    peak: Decimal,
+    /// (UTC day number, return) per completed day.
+    daily: Vec<(i64, Decimal)>,
+    /// The latest `lookback` of them, for the allocator.
+    window: VecDeque<Decimal>,
+}
+
+impl Units {
+    fn new(capital: Decimal) -> Self {
+        Units {
+            units: capital,
+            history: Vec::new(),
+            last_close: Decimal::ONE,
+            peak: Decimal::ONE,
+            daily: Vec::new(),
+            window: VecDeque::new(),
+        }
+    }
+
+    fn value(&self, equity: Decimal) -> Decimal {
+        if self.units > Decimal::ZERO {
+            equity / self.units
+        } else {
+            Decimal::ZERO
+        }
+    }
+
+    /// A day closed with the strategy at `equity`.
+    fn close_day(&mut self, day: i64, equity: Decimal, lookback: usize) {
+        let value = self.value(equity);
+        let r = if self.last_close > Decimal::ZERO {
+            value / self.last_close - Decimal::ONE
+        } else {
+            Decimal::ZERO
+        };
+        self.daily.push((day, r));
+        self.window.push_back(r);
+        while self.window.len() > lookback {
+            self.window.pop_front();
+        }
+        self.last_close = value;
+        self.peak = self.peak.max(value);
+    }
+
+    fn drawdown(&self, equity: Decimal) -> Decimal {
+        let value = self.value(equity);
+        let peak = self.peak.max(value);
+        if peak > Decimal::ZERO {
+            (Decimal::ONE - value / peak).max(Decimal::ZERO)
+        } else {
+            Decimal::ZERO
+        }
+    }
+
+    /// `flow` moved in (negative: out) at `time`, with the strategy at `equity` before it.
+    fn flow(&mut self, time: TimestampNs, equity: Decimal, flow: Decimal) {
+        let value = self.value(equity);
+        if value > Decimal::ZERO {
+            self.units += flow / value;
+        }
+        self.history.push((time, self.units));
+    }
+}
+
+/// A capital move at a rebalance (or the initial allocation, with `equity_before` 0).
+#[derive(Debug, Clone)]
+pub struct AllocationRow {
+    pub time: TimestampNs,
+    pub strategy: usize,
+    pub weight: Decimal,
+    pub equity_before: Decimal,
+    pub transfer: Decimal,
+}
+
+#[derive(Debug, Default)]
+pub struct BookOutcome {
+    /// The account: the sum of the strategies at every close time.
+    pub equity: Vec<EquityPoint>,
+    pub allocations: Vec<AllocationRow>,
+    pub ticks: u64,
+    pub bars: u64,
+    /// Why the whole book stopped before the end of the data.
+    pub stop: Option<Stop>,
+    /// Rebalances the allocator could not do, with why.
+    pub notices: Vec<String>,
+}
+
+/// How the book runs: the allocation rules and the money's precision.
+pub struct BookRules<'a> {
+    pub spec: &'a PortfolioSpec,
+    pub allocator: Box<dyn Allocator + 'a>,
+    /// Decimal places of a capital amount (the account currency's).
+    pub money_dp: u32,
+}
+
+const CHECK_EVERY_TICKS: u64 = 1024;
+
+/// The initial capital of each strategy: `cash × weight`, in the currency's precision, the
+/// remainder on the largest weight, so the capitals sum to exactly `cash`.
+pub fn initial_capitals(cash: Decimal, weights: &[Decimal], money_dp: u32) -> Vec<Decimal> {
+    split(cash, weights, money_dp)
+}
+
+fn split(total: Decimal, weights: &[Decimal], money_dp: u32) -> Vec<Decimal> {
+    let mut amounts: Vec<Decimal> = weights
+        .iter()
+        .map(|w| {
+            (total * w).round_dp_with_strategy(money_dp, rust_decimal::RoundingStrategy::ToZero)
+        })
+        .collect();
+    let rest = total - amounts.iter().copied().sum::<Decimal>();
+    let mut largest = 0;
+    for (i, w) in weights.iter().enumerate() {
+        if *w > weights[largest] {
+            largest = i;
+        }
+    }
+    if let Some(a) = amounts.get_mut(largest) {
+        *a += rest;
+    }
+    // `100000.0` (from `200000 × 0.5`) is written as `100000`, as a plain run's cash is.
+    amounts.iter().map(|a| a.normalize()).collect()
+}
+
+/// Runs the book over `market` (every symbol of every strategy): see the module comment.
+pub fn run_book<S: Strategy>(
+    market: &Market,
+    members: &mut [Member<S>],
+    rules: &mut BookRules<'_>,
+    progress: &mut dyn FnMut(u64),
+) -> BookOutcome {
+    let mut book = BookOutcome::default();
+    let first_time = members
+        .iter()
+        .map(|m| lock(&m.session).now)
+        .min()
+        .unwrap_or(0);
+    for (i, m) in members.iter().enumerate() {
+        book.allocations.push(AllocationRow {
+            time: first_time,
+            strategy: i,
+            weight: rules.spec.strategies[i].weight,
+            equity_before: Decimal::ZERO,
+            transfer: m.initial_capital,
+        });
+    }
+    book.equity.reserve(market.total_bars() as usize);
+    for i in 0..members.len() {
+        if let Err(stop) = members[i].strategy.initialize() {
+            if let Some(whole) = fail(members, i, stop, rules.spec) {
+                book.stop = Some(whole);
+                return finish(members, book);
+            }
+        }
+    }
+    let stop = drive(market, members, rules, progress, &mut book).err();
+    book.stop = stop;
+    finish(members, book)
+}
+
+/// `on_stop` for the strategies still running (unless the book failed), then every open
+/// order is cancelled.
+fn finish<S: Strategy>(members: &mut [Member<S>], mut book: BookOutcome) -> BookOutcome {
+    let failed = matches!(book.stop, Some(Stop::Failed(_) | Stop::Engine(_)));
+    for m in members.iter_mut() {
+        if m.stopped.is_none()
+            && !failed
+            && let Err(stop) = m.strategy.on_stop()
+        {
+            m.stopped = Some((lock(&m.session).now, stop_reason(&stop)));
+            m.stop = Some(stop);
+        }
+        let mut s = lock(&m.session);
+        let now = s.now;
+        s.orders.cancel_all("end of data", now);
+    }
+    if book.stop.is_none()
+        && members
+            .iter()
+            .any(|m| matches!(m.stop, Some(Stop::Interrupted)))
+    {
+        book.stop = Some(Stop::Interrupted);
+    }
+    book
+}
+
+pub fn stop_reason(stop: &Stop) -> String {
+    match stop {
+        Stop::Interrupted => "interrupted".into(),
+        Stop::Failed(e) => e.to_string(),
+        Stop::Engine(message) => message.clone(),
+    }
+}
+
+/// Strategy `i` stopped with `stop`: it stops alone (its orders cancelled, its positions held
+/// or closed), or the whole book stops (the stop returned).
+fn fail<S: Strategy>(
+    members: &mut [Member<S>],
+    i: usize,
+    stop: Stop,
+    spec: &PortfolioSpec,
+) -> Option<Stop> {
+    if matches!(stop, Stop::Interrupted | Stop::Engine(_)) || spec.on_error == OnError::StopAll {
+        let m = &mut members[i];
+        m.stopped = Some((lock(&m.session).now, stop_reason(&stop)));
+        return Some(stop);
+    }
+    let m = &mut members[i];
+    let reason = format!("strategy `{}` stopped: {}", m.id, stop_reason(&stop));
+    let mut s = lock(&m.session);
+    let now = s.now;
+    match spec.on_stop {
+        OnStop::Hold => s.orders.cancel_all(&reason, now),
+        OnStop::Close => {
+            if let Err(e) = s.close_all(&reason) {
+                s.notices
+                    .push(format!("cannot close the positions of `{}`: {e}", m.id));
+            }
+        }
+    }
+    drop(s);
+    m.stopped = Some((now, stop_reason(&stop)));
+    m.stop = Some(stop);
+    None
+}
+
+fn drive<S: Strategy>(
+    market: &Market,
+    members: &mut [Member<S>],
+    rules: &mut BookRules<'_>,
+    progress: &mut dyn FnMut(u64),
+    book: &mut BookOutcome,
+) -> Result<(), Stop> {
+    let mut clock = Clock::new(market);
+    let mut tick = Tick {
+        time: 0,
+        symbols: Vec::new(),
+    };
+    let n = members.len();
+    let mut local_ticks: Vec<Tick> = (0..n)
+        .map(|_| Tick {
+            time: 0,
+            symbols: Vec::new(),
+        })
+        .collect();
+    let mut fills: Vec<Vec<Fill>> = vec![Vec::new(); n];
+    let mut equity = vec![Decimal::ZERO; n];
+    let mut cash = vec![Decimal::ZERO; n];
+    for (i, m) in members.iter().enumerate() {
+        let s = lock(&m.session);
+        equity[i] = s.ledger.cash();
+        cash[i] = s.ledger.cash();
+    }
+    let mut day: Option<i64> = None;
+    let mut next_rebalance = None;
+    loop {
+        if !clock.next_into(market, &mut tick) {
+            return Ok(());
+        }
+        let today = tick.time.div_euclid(NANOS_PER_DAY);
+        // A new day: the previous one closed at the last tick's equity.
+        if let Some(previous) = day
+            && previous != today
+        {
+            for (i, m) in members.iter_mut().enumerate() {
+                m.units
+                    .close_day(previous, equity[i], rules.spec.lookback_days);
+            }
+        }
+        day = Some(today);
+        // The engine half for every strategy with a bar closing now.
+        let mut advanced = Vec::with_capacity(n);
+        let mut failed = Vec::new();
+        for (i, m) in members.iter_mut().enumerate() {
+            let local = &mut local_ticks[i];
+            local.time = tick.time;
+            local.symbols.clear();
+            local
+                .symbols
+                .extend(tick.symbols.iter().filter_map(|g| m.local[g.index()]));
+            if local.symbols.is_empty() {
+                advanced.push(None);
+                continue;
+            }
+            let step = advance(&mut lock(&m.session), local, &mut fills[i], &mut m.outcome);
+            if let Some(point) = m.outcome.equity.last() {
+                equity[i] = point.equity;
+                cash[i] = point.cash;
+            }
+            match step {
+                Ok(engine) => advanced.push(Some(engine)),
+                Err(Stop::Engine(message)) => {
+                    return Err(Stop::Engine(format!("strategy `{}`: {message}", m.id)));
+                }
+                Err(stop) => {
+                    advanced.push(None);
+                    failed.push((i, stop));
+                }
+            }
+        }
+        for (i, stop) in failed {
+            if members[i].stopped.is_none()
+                && let Some(whole) = fail(members, i, stop, rules.spec)
+            {
+                return Err(whole);
+            }
+        }
+        book.bars += tick.symbols.len() as u64;
+        let point = EquityPoint {
+            time: tick.time,
+            cash: checked_sum(&cash)?,
+            equity: checked_sum(&equity)?,
+        };
+        book.equity.push(point);
+        if let Some(rebalance) = &rules.spec.rebalance {
+            let due = *next_rebalance.get_or_insert_with(|| rebalance.rule.next_after(tick.time));
+            if due.is_some_and(|due| tick.time >= due) {
+                rebalance_book(tick.time, members, rules, &mut equity, &mut cash, book)?;
+                next_rebalance = Some(rebalance.rule.next_after(tick.time));
+            }
+        }
+        // The algorithms, in the book's order.
+        for (i, engine) in advanced.into_iter().enumerate() {
+            let Some(engine) = engine else { continue };
+            if members[i].stopped.is_some() {
+                continue;
+            }
+            let m = &mut members[i];
+            if let Err(stop) = react(&mut m.strategy, &fills[i], engine, &mut m.outcome)
+                && let Some(whole) = fail(members, i, stop, rules.spec)
+            {
+                return Err(whole);
+            }
+        }
+        book.ticks += 1;
+        if book.ticks % CHECK_EVERY_TICKS == 0 {
+            if let Some(m) = members.iter_mut().find(|m| m.stopped.is_none()) {
+                m.strategy.check_interrupt()?;
+            }
+            progress(book.bars);
+        }
+    }
+}
+
+fn checked_sum(values: &[Decimal]) -> Result<Decimal, Stop> {
+    values
+        .iter()
+        .try_fold(Decimal::ZERO, |a, v| a.checked_add(*v))
+        .ok_or_else(|| Stop::Engine("the account's equity overflows a Decimal".into()))
+}
+
+/// Moves cash between the running strategies so each holds `weight × their total equity`.
+/// Positions are untouched: a strategy whose target is below what it holds goes below zero
+/// cash, and its buying-power checks refuse new buys until it fits. Stopped strategies keep
+/// their capital.
+fn rebalance_book<S: Strategy>(
+    time: TimestampNs,
+    members: &mut [Member<S>],
+    rules: &mut BookRules<'_>,
+    equity: &mut [Decimal],
+    cash: &mut [Decimal],
+    book: &mut BookOutcome,
+) -> Result<(), Stop> {
+    let running: Vec<usize> = (0..members.len())
+        .filter(|&i| members[i].stopped.is_none())
+        .collect();
+    if running.is_empty() {
+        return Ok(());
+    }
+    let total = checked_sum(&running.iter().map(|&i| equity[i]).collect::<Vec<_>>())?;
+    if total <= Decimal::ZERO {
+        book.notices.push(format!(
+            "{} rebalance skipped: the strategies' equity is {total}",
+            crate::model::format_timestamp(time)
+        ));
+        return Ok(());
+    }
+    let spec = rules.spec;
+    let ids: Vec<String> = running.iter().map(|&i| members[i].id.clone()).collect();
+    let base: Vec<Decimal> = running.iter().map(|&i| spec.strategies[i].weight).collect();
+    let returns: Vec<Vec<Decimal>> = running
+        .iter()
+        .map(|&i| members[i].units.window.iter().copied().collect())
+        .collect();
+    let drawdown: Vec<Decimal> = running
+        .iter()
+        .map(|&i| members[i].units.drawdown(equity[i]))
+        .collect();
+    let current: Vec<Decimal> = running.iter().map(|&i| equity[i]).collect();
+    let input = AllocationInput {
+        time,
+        ids: &ids,
+        base: &base,
+        returns: &returns,
+        drawdown: &drawdown,
+        equity: &current,
+    };
+    let raw = rules.allocator.weights(&input).map_err(Stop::Failed)?;
+    if raw.len() != running.len() || raw.iter().any(|w| *w < Decimal::ZERO) {
+        return Err(Stop::Engine(format!(
+            "the allocator gave {} weights for {} strategies (or a negative one)",
+            raw.len(),
+            running.len()
+        )));
+    }
+    let min: Vec<Decimal> = running
+        .iter()
+        .map(|&i| spec.strategies[i].min_weight)
+        .collect();
+    let max: Vec<Decimal> = running
+        .iter()
+        .map(|&i| spec.strategies[i].max_weight)
+        .collect();
+    let weights = settle(&raw, &min, &max);
+    let targets = split(total, &weights, rules.money_dp);
+    for (k, &i) in running.iter().enumerate() {
+        let transfer = targets[k] - equity[i];
+        let m = &mut members[i];
+        lock(&m.session)
+            .ledger
+            .adjust_cash(transfer)
+            .map_err(|e| Stop::Engine(e.to_string()))?;
+        m.units.flow(time, equity[i], transfer);
+        book.allocations.push(AllocationRow {
+            time,
+            strategy: i,
+            weight: weights[k],
+            equity_before: equity[i],
+            transfer,
+        });
+        equity[i] = targets[k];
+        cash[i] += transfer;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounting::Ledger;
+    use crate::model::{OrderId, OrderSide};
+    use proptest::prelude::*;
+
+    #[test]
+    fn capitals_sum_to_the_cash_exactly() {
+        let w = super::super::allocator::normalize(&[Decimal::ONE; 3]);
+        let c = initial_capitals(Decimal::from(100), &w, 2);
+        assert_eq!(c.iter().copied().sum::<Decimal>(), Decimal::from(100));
+        assert_eq!(c[1], Decimal::new(3333, 2));
+        assert_eq!(c[0], Decimal::new(3334, 2));
+    }
+
+    #[test]
+    fn units_take_flows_out_of_returns() {
+        let mut u = Units::new(Decimal::from(100));
+        u.close_day(0, Decimal::from(110), 10); // +10%
+        // 110 in equity, 90 moved in: 200, still worth 1.1 a unit.
+        u.flow(1, Decimal::from(110), Decimal::from(90));
+        assert_eq!(u.value(Decimal::from(200)), Decimal::new(11, 1));
+        u.close_day(1, Decimal::from(220), 10); // +10% on 200
+        let r: Vec<Decimal> = u.daily.iter().map(|d| d.1).collect();
+        assert_eq!(r, vec![Decimal::new(1, 1), Decimal::new(1, 1)]);
+        assert_eq!(u.drawdown(Decimal::from(198)), Decimal::new(1, 1));
+    }
+
+    fn fill(symbol: u32, buy: bool, qty: u32, price: u32) -> Fill {
+        Fill {
+            order_id: OrderId(1),
+            symbol: SymbolId(symbol),
+            side: if buy { OrderSide::Buy } else { OrderSide::Sell },
+            quantity: Decimal::from(qty),
+            price: Decimal::from(price),
+            fee: Decimal::new(qty as i64, 2),
+            slippage: Decimal::ZERO,
+            time: 0,
+        }
+    }
+
+    proptest! {
+        /// The account is the exact sum of the sub-ledgers: an account ledger that applies
+        /// every strategy's fills (and sees the rebalancing moves, which net to zero) has the
+        /// sum of their cash, positions and equity after every step.
+        #[test]
+        fn account_is_the_sum_of_sub_ledgers(
+            steps in proptest::collection::vec(
+                (0usize..3, 0u32..2, any::<bool>(), 1u32..50, 50u32..150, -500i64..500),
+                1..60,
+            )
+        ) {
+            let capitals = [Decimal::from(3000), Decimal::from(5000), Decimal::from(2000)];
+            let mut subs: Vec<Ledger> = capitals.iter().map(|c| Ledger::new(*c, 2)).collect();
+            let mut account = Ledger::new(Decimal::from(10000), 2);
+            for (who, symbol, buy, qty, price, moved) in steps {
+                let f = fill(symbol, buy, qty, price);
+                subs[who].apply_fill(&f).unwrap();
+                account.apply_fill(&f).unwrap();
+                // A rebalance moves cash from one strategy to the next: zero for the account.
+                let moved = Decimal::new(moved, 1);
+                subs[who].adjust_cash(-moved).unwrap();
+                subs[(who + 1) % 3].adjust_cash(moved).unwrap();
+                let mark = Decimal::from(price);
+                for l in subs.iter_mut().chain(std::iter::once(&mut account)) {
+                    l.mark(SymbolId(symbol), mark).unwrap();
+                }
+                let cash: Decimal = subs.iter().map(Ledger::cash).sum();
+                prop_assert_eq!(cash, account.cash());
+                let equity: Decimal = subs.iter().map(|l| l.equity().unwrap()).sum();
+                prop_assert_eq!(equity, account.equity().unwrap());
+                for s in 0..2 {
+                    let q = |l: &Ledger| l.position(SymbolId(s)).map(|p| p.quantity).unwrap_or_default();
+                    let sum: Decimal = subs.iter().map(q).sum();
+                    prop_assert_eq!(sum, q(&account));
+                }
+            }
+        }
+    }
+}
