@@ -66,14 +66,14 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
         }
     }
     // A custom allocator's module may sit beside the portfolio file.
-    if let Some(dir) = spec
+    let portfolio_dir = spec
         .file
         .as_ref()
         .and_then(|f| std::path::absolute(f).ok())
         .and_then(|f| f.parent().map(Path::to_path_buf))
-        && !code_dirs.contains(&dir)
-    {
-        code_dirs.push(dir);
+        .unwrap_or_else(|| code_dirs[0].clone());
+    if !code_dirs.contains(&portfolio_dir) {
+        code_dirs.push(portfolio_dir.clone());
     }
     let root = python::project_root();
     let (prepared, _) = load_and_start(
@@ -83,7 +83,7 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
         root.as_deref(),
         !args.no_progress,
     )?;
-    let market = build_market(&settings, prepared.series.clone())?;
+    let mut market = build_market(&settings, prepared.series.clone())?;
     let names = market.symbol_names();
     let weights: Vec<Decimal> = spec.strategies.iter().map(|s| s.weight).collect();
     let capitals = initial_capitals(settings.cash, &weights, settings.currency.decimals);
@@ -147,13 +147,12 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
                     else {
                         unreachable!("builtin() covers every other kind")
                     };
-                    let user_root = code_dirs.last().cloned().unwrap_or_default();
                     Box::new(
                         python::allocator::PyAllocator::from_spec(
                             py,
                             name,
                             &spec.custom_params,
-                            user_root,
+                            portfolio_dir.clone(),
                         )
                         .map_err(Error::Algorithm)?,
                     )
@@ -166,7 +165,7 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
         };
         let started = Instant::now();
         let mut progress = Progress::new(market.total_bars(), settings.progress);
-        let book = run_book(&market, &mut members, &mut rules, &mut |bars| {
+        let book = run_book(&mut market, &mut members, &mut rules, &mut |bars| {
             progress.update(bars)
         });
         progress.finish();

@@ -71,8 +71,9 @@ impl<S> Member<S> {
             .equity
             .iter()
             .map(|p| {
+                // A move at `T` follows the point recorded at `T` (before the move).
                 while let Some((time, u)) = changes.peek() {
-                    if *time > p.time {
+                    if *time >= p.time {
                         break;
                     }
                     units = *u;
@@ -231,9 +232,10 @@ fn split(total: Decimal, weights: &[Decimal], money_dp: u32) -> Vec<Decimal> {
     amounts.iter().map(|a| a.normalize()).collect()
 }
 
-/// Runs the book over `market` (every symbol of every strategy): see the module comment.
+/// Runs the book over `market` (every symbol of every strategy; its bars are closed as the
+/// clock passes them): see the module comment.
 pub fn run_book<S: Strategy>(
-    market: &Market,
+    market: &mut Market,
     members: &mut [Member<S>],
     rules: &mut BookRules<'_>,
     progress: &mut dyn FnMut(u64),
@@ -296,7 +298,8 @@ fn finish<S: Strategy>(members: &mut [Member<S>], mut book: BookOutcome) -> Book
 pub fn stop_reason(stop: &Stop) -> String {
     match stop {
         Stop::Interrupted => "interrupted".into(),
-        Stop::Failed(e) => e.to_string(),
+        Stop::Failed(e) if e.traceback.is_empty() => e.to_string(),
+        Stop::Failed(e) => format!("{e}\n{}", e.traceback.trim_end()),
         Stop::Engine(message) => message.clone(),
     }
 }
@@ -334,7 +337,7 @@ fn fail<S: Strategy>(
 }
 
 fn drive<S: Strategy>(
-    market: &Market,
+    market: &mut Market,
     members: &mut [Member<S>],
     rules: &mut BookRules<'_>,
     progress: &mut dyn FnMut(u64),
@@ -415,6 +418,10 @@ fn drive<S: Strategy>(
             }
         }
         book.bars += tick.symbols.len() as u64;
+        // The book's own market follows, so the account's benchmark sees the closed bars.
+        for &symbol in &tick.symbols {
+            market.close_next_bar(symbol);
+        }
         let point = EquityPoint {
             time: tick.time,
             cash: checked_sum(&cash)?,
@@ -570,6 +577,32 @@ mod tests {
         let r: Vec<Decimal> = u.daily.iter().map(|d| d.1).collect();
         assert_eq!(r, vec![Decimal::new(1, 1), Decimal::new(1, 1)]);
         assert_eq!(u.drawdown(Decimal::from(198)), Decimal::new(1, 1));
+    }
+
+    #[test]
+    fn the_flow_adjusted_curve_scales_after_each_move_and_not_at_it() {
+        use crate::engine::{Session, test_support::one_bar_market};
+        use crate::execution::CommissionModel;
+        let session = Session::new(
+            one_bar_market(1, 60_000_000_000),
+            Decimal::from(100),
+            CommissionModel::default(),
+        )
+        .into_shared();
+        let mut m = Member::new("a".into(), session, (), vec![SymbolId(0)], 1);
+        let point = |time, equity: i64| EquityPoint {
+            time,
+            cash: Decimal::from(equity),
+            equity: Decimal::from(equity),
+        };
+        // 100 → 110 (+10%), then 90 moves in at t=2 (recorded before the move), then +10%.
+        m.outcome.equity = vec![point(1, 110), point(2, 110), point(3, 220)];
+        m.units.flow(2, Decimal::from(110), Decimal::from(90));
+        let adjusted: Vec<Decimal> = m.flow_adjusted_equity().iter().map(|p| p.equity).collect();
+        assert_eq!(
+            adjusted,
+            vec![Decimal::from(110), Decimal::from(110), Decimal::from(121)]
+        );
     }
 
     fn fill(symbol: u32, buy: bool, qty: u32, price: u32) -> Fill {

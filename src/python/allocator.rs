@@ -38,6 +38,8 @@ impl PyAllocator {
                 "allocator `{spec}` is not of the form \"module:Class\""
             )))
         })?;
+        // The module may sit beside the portfolio file.
+        super::loader::add_to_sys_path(py, &user_root).map_err(failed)?;
         let api = py.import("rustybt_api.allocator").map_err(failed)?;
         let kwargs = PyDict::new(py);
         let literal = py

@@ -160,7 +160,7 @@ fn module_name_for(path: &Path) -> String {
     }
 }
 
-fn add_to_sys_path(py: Python<'_>, dir: &Path) -> PyResult<()> {
+pub(crate) fn add_to_sys_path(py: Python<'_>, dir: &Path) -> PyResult<()> {
     let path = py.import("sys")?.getattr("path")?;
     let dir = dir.to_string_lossy();
     if !path.contains(dir.as_ref())? {

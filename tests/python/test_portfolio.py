@@ -1,0 +1,487 @@
+"""`rustybt run --portfolio`: a book of strategies on one account, end to end on the real binary.
+
+Oracles: plain `rustybt run`s of the same algorithms (a book of one strategy, and a book of
+strategies on disjoint symbols that never rebalances, must equal them byte for byte), sums of
+the strategies' own files, and plain numpy computations of the allocators' weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+import textwrap
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import ROOT, RunResult
+
+SAMPLE = ROOT / "examples" / "data" / "sample"
+SMA = ROOT / "algorithms" / "sma_cross.py"
+RSI = ROOT / "algorithms" / "rsi_oversold.py"
+DAY_NS = 86_400 * 10**9
+
+# Files a plain run writes whose bytes depend only on the trading (not on the wall clock).
+EXACT_FILES = [
+    "equity.csv",
+    "equity.parquet",
+    "fills.csv",
+    "fills.parquet",
+    "trades.csv",
+    "trades.parquet",
+    "orders.csv",
+    "costs.csv",
+]
+
+
+def write_portfolio(tmp_path: Path, text: str, name: str = "portfolio.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def comparable_metrics(result: RunResult | Path) -> dict[str, Any]:
+    folder = result.out if isinstance(result, RunResult) else result
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics.pop("run")
+    metrics.pop("portfolio", None)
+    return metrics
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def assert_same_results(book_folder: Path, plain: RunResult) -> None:
+    for name in EXACT_FILES:
+        assert (book_folder / name).read_bytes() == (plain.out / name).read_bytes(), name
+    assert comparable_metrics(book_folder) == comparable_metrics(plain)
+
+
+TWO_DISJOINT = """
+    [portfolio]
+    cash = "200000"
+    allocator = "fixed"
+    rebalance = "never"
+
+    [[strategy]]
+    id = "trend"
+    algo = "{sma}"
+    weight = "0.5"
+    symbols = ["SYNA"]
+    params = {{ fast = 5, slow = 20 }}
+
+    [[strategy]]
+    id = "revert"
+    algo = "{rsi}"
+    weight = "0.5"
+    symbols = ["SYNB", "SYNC"]
+"""
+
+
+def test_a_book_of_one_strategy_is_the_plain_run(run_rustybt, tmp_path: Path) -> None:
+    portfolio = write_portfolio(
+        tmp_path,
+        f"""
+        [portfolio]
+        cash = "100000"
+        rebalance = "weekly"
+
+        [[strategy]]
+        id = "only"
+        algo = "{SMA}"
+        params = {{ fast = 5, slow = 20 }}
+        """,
+    )
+    book = run_rustybt("run", "--portfolio", portfolio, "--no-progress", "-q")
+    assert book.returncode == 0, book.stderr
+    plain = run_rustybt(
+        "run", "--algo", SMA, "--param", "fast=5", "--param", "slow=20", "--cash", "100000",
+        "--no-progress", "-q",
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert_same_results(book.out / "strategies" / "only", plain)
+    # The account of a one-strategy book is that strategy.
+    for name in ["equity.csv", "equity.parquet"]:
+        assert (book.out / name).read_bytes() == (plain.out / name).read_bytes(), name
+    assert comparable_metrics(book) == comparable_metrics(plain)
+    allocation = rows(book.out / "allocation.csv")
+    # Weekly rebalances of a single strategy move nothing.
+    assert all(Decimal(r["transfer"]) == 0 for r in allocation[1:])
+    assert allocation[0]["transfer"] == "100000"
+
+
+def test_two_strategies_on_disjoint_symbols_are_two_plain_runs_at_half_the_cash(
+    run_rustybt, tmp_path: Path
+) -> None:
+    portfolio = write_portfolio(tmp_path, TWO_DISJOINT.format(sma=SMA, rsi=RSI))
+    book = run_rustybt("run", "--portfolio", portfolio, "--no-progress")
+    assert book.returncode == 0, book.stderr
+    trend = run_rustybt(
+        "run", "--algo", SMA, "--data", SAMPLE / "SYNA.csv", "--cash", "100000",
+        "--param", "fast=5", "--param", "slow=20", "--no-progress", "-q",
+    )
+    revert = run_rustybt(
+        "run", "--algo", RSI, "--data", SAMPLE / "SYNB.csv", "--data", SAMPLE / "SYNC.csv",
+        "--cash", "100000", "--no-progress", "-q",
+    )
+    assert trend.returncode == 0 and revert.returncode == 0
+    assert_same_results(book.out / "strategies" / "trend", trend)
+    assert_same_results(book.out / "strategies" / "revert", revert)
+
+    # The account is the exact sum of the two at every close time (a strategy without a bar
+    # at a time counts with its last equity).
+    parts = {
+        name: {r["time"]: Decimal(r["equity"]) for r in rows(run.out / "equity.csv")}
+        for name, run in [("trend", trend), ("revert", revert)]
+    }
+    last = {"trend": Decimal(100000), "revert": Decimal(100000)}
+    account = rows(book.out / "equity.csv")
+    assert len(account) == 10080
+    for r in account:
+        for name in last:
+            last[name] = parts[name].get(r["time"], last[name])
+        assert Decimal(r["equity"]) == sum(last.values()), r["time"]
+
+    # The combined files hold every strategy's rows, labelled, in time order.
+    fills = rows(book.out / "fills.csv")
+    assert len(fills) == len(rows(trend.out / "fills.csv")) + len(rows(revert.out / "fills.csv"))
+    assert [r["time"] for r in fills] == sorted(r["time"] for r in fills)
+    assert {r["strategy"] for r in fills} == {"trend", "revert"}
+    assert {r["symbol"] for r in fills if r["strategy"] == "trend"} == {"SYNA"}
+    trades = rows(book.out / "trades.csv")
+    assert sum(Decimal(t["pnl"]) for t in trades) == sum(
+        Decimal(t["pnl"]) for run in (trend, revert) for t in rows(run.out / "trades.csv")
+    )
+    orders = rows(book.out / "orders.csv")
+    assert len(orders) == len(rows(trend.out / "orders.csv")) + len(rows(revert.out / "orders.csv"))
+
+    metrics = book.metrics()
+    assert metrics["num_trades"] == trend.metrics()["num_trades"] + revert.metrics()["num_trades"]
+    assert Decimal(metrics["final_equity"]) == Decimal(trend.metrics()["final_equity"]) + Decimal(
+        revert.metrics()["final_equity"]
+    )
+    section = metrics["portfolio"]
+    assert [s["id"] for s in section["strategies"]] == ["trend", "revert"]
+    assert section["strategies"][0]["metrics"]["num_trades"] == trend.metrics()["num_trades"]
+    assert section["correlation"]["strategies"] == ["trend", "revert"]
+    matrix = section["correlation"]["matrix"]
+    assert matrix[0][0] == pytest.approx(1.0) and matrix[0][1] == pytest.approx(matrix[1][0])
+    assert "Strategy" in book.stdout and "revert" in book.stdout
+
+    # pandas and polars read the combined Parquet files with exact decimals and the labels.
+    frame = pd.read_parquet(book.out / "fills.parquet")
+    assert list(frame.columns[:2]) == ["strategy", "time"]
+    assert isinstance(frame["price"].iloc[0], Decimal)
+    assert pl.read_parquet(book.out / "trades.parquet")["strategy"].n_unique() == 2
+
+
+def daily_returns(equity_csv: Path, initial: Decimal) -> list[float]:
+    """The last equity of each UTC day (by close time) against the previous day's."""
+    last: dict[int, Decimal] = {}
+    for r in rows(equity_csv):
+        day = int(pd.Timestamp(r["time"]).value // DAY_NS)
+        last[day] = Decimal(r["equity"])
+    out, previous = [], initial
+    for day in sorted(last):
+        out.append(float(last[day] / previous - 1))
+        previous = last[day]
+    return out
+
+
+def test_rebalancing_moves_cash_to_the_weights_exactly(run_rustybt, tmp_path: Path) -> None:
+    portfolio = write_portfolio(
+        tmp_path, TWO_DISJOINT.format(sma=SMA, rsi=RSI).replace('"never"', '"daily"')
+    )
+    book = run_rustybt("run", "--portfolio", portfolio, "--no-progress", "-q")
+    assert book.returncode == 0, book.stderr
+    by_time: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for r in rows(book.out / "allocation.csv")[2:]:
+        by_time[r["time"]].append(r)
+    assert len(by_time) == 7  # midnights from Jan 2 to Jan 8
+    equity = {r["time"]: Decimal(r["equity"]) for r in rows(book.out / "equity.csv")}
+    for time, moves in by_time.items():
+        assert sum(Decimal(m["transfer"]) for m in moves) == 0, time
+        total = sum(Decimal(m["equity_before"]) for m in moves)
+        assert total == equity[time], time
+        for m in moves:
+            assert Decimal(m["equity_after"]) == Decimal(m["equity_before"]) + Decimal(m["transfer"])
+            assert abs(Decimal(m["equity_after"]) - total / 2) <= Decimal("0.01")
+    assert book.metrics()["portfolio"]["rebalances"] == 7
+
+
+def test_risk_parity_weights_match_a_numpy_reference(run_rustybt, tmp_path: Path) -> None:
+    portfolio = write_portfolio(
+        tmp_path,
+        TWO_DISJOINT.format(sma=SMA, rsi=RSI)
+        .replace('"fixed"', '"risk_parity"\nrisk_parity = "inverse_volatility"')
+        .replace('"never"', '"daily"'),
+    )
+    book = run_rustybt("run", "--portfolio", portfolio, "--no-progress", "-q")
+    assert book.returncode == 0, book.stderr
+    # Daily returns with the capital moves taken out: the strategies' own (flow-adjusted)
+    # equity curves.
+    returns = {
+        sid: daily_returns(book.out / "strategies" / sid / "equity.csv", Decimal(100000))
+        for sid in ("trend", "revert")
+    }
+    allocation = rows(book.out / "allocation.csv")[2:]
+    checked = 0
+    for r in allocation:
+        day = int(pd.Timestamp(r["time"]).value // DAY_NS)
+        first_day = int(pd.Timestamp("2024-01-01").value // DAY_NS)
+        completed = day - first_day  # days closed before this midnight
+        if completed < 5:
+            assert Decimal(r["weight"]) == Decimal("0.5"), r  # too little history: the base
+            continue
+        sigma = {sid: np.std(ret[:completed], ddof=1) for sid, ret in returns.items()}
+        inverse = {sid: 1 / s for sid, s in sigma.items()}
+        expected = inverse[r["strategy"]] / sum(inverse.values())
+        assert float(r["weight"]) == pytest.approx(expected, abs=1e-8), r
+        checked += 1
+    assert checked == 6  # the midnights of Jan 6, 7 and 8, two strategies each
+
+
+def test_algo_flags_make_an_equal_weight_book(run_rustybt) -> None:
+    book = run_rustybt("run", "--algo", SMA, "--algo", RSI, "--no-progress", "-q")
+    assert book.returncode == 0, book.stderr
+    section = book.metrics()["portfolio"]
+    assert [s["id"] for s in section["strategies"]] == ["sma_cross", "rsi_oversold"]
+    assert [s["initial_capital"] for s in section["strategies"]] == ["50000", "50000"]
+    assert section["allocator"] == "fixed" and section["rebalance"] == "never"
+
+
+FAILING = """
+    from rustybt_api import Algorithm
+
+    class Failing(Algorithm):
+        def initialize(self, ctx):
+            self.ticks = 0
+
+        def on_tick(self, ctx):
+            self.ticks += 1
+            if self.ticks == 5:
+                self.buy("SYNA", 10)
+            if self.ticks == 100:
+                raise RuntimeError("boom at tick 100")
+"""
+
+
+@pytest.mark.parametrize("on_stop", ["hold", "close"])
+def test_a_failing_strategy_stops_alone(
+    run_rustybt, write_algo, tmp_path: Path, on_stop: str
+) -> None:
+    algo = write_algo(FAILING, "failing")
+    portfolio = write_portfolio(
+        tmp_path,
+        f"""
+        [portfolio]
+        cash = "100000"
+        on_stop = "{on_stop}"
+
+        [[strategy]]
+        id = "bad"
+        algo = "{algo}"
+        symbols = ["SYNA"]
+
+        [[strategy]]
+        id = "good"
+        algo = "{RSI}"
+        symbols = ["SYNB", "SYNC"]
+        """,
+    )
+    book = run_rustybt("run", "--portfolio", portfolio, "--no-progress", "-q")
+    assert book.returncode == 0, book.stderr
+    assert "strategy `bad` stopped at 2024-01-01T01:40:00Z" in book.stderr
+    assert "boom at tick 100" in book.stderr
+    metrics = book.metrics()
+    assert metrics["status"] == "complete"
+    bad, good = metrics["portfolio"]["strategies"]
+    assert bad["status"] == "stopped" and "RuntimeError" in bad["reason"]
+    assert "failing.py:13" in bad["reason"]  # the user's file and line
+    assert "raise RuntimeError" in bad["reason"]  # and the traceback
+    assert good["status"] == "complete"
+    # The good strategy ran to the end of the data, untouched.
+    good_equity = rows(book.out / "strategies" / "good" / "equity.csv")
+    assert good_equity[-1]["time"] == "2024-01-08T00:00:00Z"
+    bad_fills = rows(book.out / "strategies" / "bad" / "fills.csv")
+    if on_stop == "hold":
+        assert [f["side"] for f in bad_fills] == ["buy"]
+    else:
+        # Closed by a market order at the next bar after the stop.
+        assert [f["side"] for f in bad_fills] == ["buy", "sell"]
+        assert bad_fills[1]["time"] == "2024-01-01T01:40:00Z"
+        orders = rows(book.out / "strategies" / "bad" / "orders.csv")
+        assert "strategy `bad` stopped" in orders[-1]["reason"] or any(
+            "strategy `bad` stopped" in o["reason"] for o in orders
+        )
+
+
+def test_stop_all_fails_the_book(run_rustybt, write_algo, tmp_path: Path) -> None:
+    algo = write_algo(FAILING, "failing")
+    portfolio = write_portfolio(
+        tmp_path,
+        f"""
+        [portfolio]
+        on_error = "stop_all"
+
+        [[strategy]]
+        id = "bad"
+        algo = "{algo}"
+
+        [[strategy]]
+        id = "good"
+        algo = "{RSI}"
+        """,
+    )
+    book = run_rustybt("run", "--portfolio", portfolio, "--no-progress", "-q")
+    assert book.returncode == 1, book.stderr
+    book.assert_clean_failure()
+    assert "boom at tick 100" in book.stderr
+    assert book.metrics()["status"] == "failed"
+    # Partial results are kept for both.
+    assert (book.out / "strategies" / "good" / "equity.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[portfolio]\nallocator = "magic"\n[[strategy]]\nid = "a"\nalgo = "{sma}"\n', "unknown allocator `magic`"),
+        ('[portfolio]\n[[strategy]]\nid = "a"\nalgo = "missing.py"\n', "strategy `a`: algorithm file `missing.py` does not exist"),
+        ('[portfolio]\n[[strategy]]\nid = "a"\nalgo = "{sma}"\nsymbols = ["NOPE"]\n', "strategy `a`: symbol `NOPE` is not in the run's data"),
+        ('[portfolio]\n[[strategy]]\nid = "a"\nalgo = "{sma}"\nweight = "0.7"\n', "weights sum to 0.7, not 1"),
+        ('[portfolio]\ncash = \n', "line 2"),
+    ],
+)
+def test_bad_portfolio_files_are_usage_errors(
+    run_rustybt, tmp_path: Path, text: str, expected: str
+) -> None:
+    portfolio = write_portfolio(tmp_path, text.format(sma=SMA))
+    result = run_rustybt("run", "--portfolio", portfolio, "--no-progress")
+    assert result.returncode == 2, result.stderr
+    result.assert_clean_failure()
+    assert expected in result.stderr
+
+
+def test_single_run_flags_are_refused(run_rustybt, tmp_path: Path) -> None:
+    result = run_rustybt("run", "--algo", SMA, "--algo", RSI, "--param", "fast=3")
+    assert result.returncode == 2
+    assert "`--param` is not available for a portfolio run" in result.stderr
+    result = run_rustybt("optimize", "--algo", SMA, "--algo", RSI, "--param", "fast=3:5")
+    assert result.returncode == 2
+    assert "studies one algorithm" in result.stderr
+
+
+ALLOCATOR = """
+    from decimal import Decimal
+    from rustybt_api import Allocator
+
+    class Tilted(Allocator):
+        def __init__(self, tilt):
+            self.tilt = Decimal(str(tilt))
+            self.seen = []
+
+        def weights(self, state):
+            assert list(state.strategies) == ["trend", "revert"]
+            assert all(isinstance(r, Decimal) for rs in state.returns.values() for r in rs)
+            self.seen.append(state.time)
+            return {"trend": self.tilt, "revert": Decimal(1)}
+
+    class Floaty(Allocator):
+        def weights(self, state):
+            return {"trend": 0.3, "revert": 0.7}
+"""
+
+
+def test_a_python_allocator_sets_the_weights(run_rustybt, tmp_path: Path) -> None:
+    (tmp_path / "my_allocators.py").write_text(textwrap.dedent(ALLOCATOR))
+    portfolio = write_portfolio(
+        tmp_path,
+        TWO_DISJOINT.format(sma=SMA, rsi=RSI)
+        .replace('"fixed"', '"my_allocators:Tilted"\nparams = { tilt = 3 }')
+        .replace('"never"', '"daily"'),
+    )
+    book = run_rustybt("run", "--portfolio", portfolio, "--no-progress", "-q")
+    assert book.returncode == 0, book.stderr
+    moves = rows(book.out / "allocation.csv")[2:]
+    assert {(m["strategy"], m["weight"]) for m in moves} == {("trend", "0.75"), ("revert", "0.25")}
+
+
+def test_an_allocator_returning_floats_is_refused_with_its_file(
+    run_rustybt, tmp_path: Path
+) -> None:
+    (tmp_path / "my_allocators.py").write_text(textwrap.dedent(ALLOCATOR))
+    portfolio = write_portfolio(
+        tmp_path,
+        TWO_DISJOINT.format(sma=SMA, rsi=RSI)
+        .replace('"fixed"', '"my_allocators:Floaty"')
+        .replace('"never"', '"daily"'),
+    )
+    book = run_rustybt("run", "--portfolio", portfolio, "--no-progress", "-q")
+    assert book.returncode == 1, book.stderr
+    book.assert_clean_failure()
+    assert "Floaty.weights() must return a Decimal (or int), got float" in book.stderr
+    assert book.metrics()["status"] == "failed"
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    raw=st.lists(st.integers(min_value=0, max_value=1000), min_size=3, max_size=3),
+    low=st.sampled_from(["0", "0.1", "0.2"]),
+    high=st.sampled_from(["1", "0.6", "0.5"]),
+)
+def test_allocated_weights_are_the_settled_proportions(
+    run_rustybt, tmp_path: Path, raw: list[int], low: str, high: str
+) -> None:
+    """Whatever a custom allocator proposes, the book's weights sum to exactly 1, stay within
+    the bounds, keep the proposal's proportions among unpinned strategies, and the moves sum
+    to zero."""
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    (folder / "fixed_raw.py").write_text(
+        "from decimal import Decimal\nfrom rustybt_api import Allocator\n"
+        "class Raw(Allocator):\n"
+        f"    def weights(self, state):\n        return dict(zip(state.strategies, {raw!r}))\n"
+    )
+    strategies = "".join(
+        f'[[strategy]]\nid = "s{i}"\nalgo = "{SMA}"\nsymbols = ["{sym}"]\n'
+        for i, sym in enumerate(["SYNA", "SYNB", "SYNC"])
+    )
+    portfolio = write_portfolio(
+        folder,
+        f'[portfolio]\nallocator = "fixed_raw:Raw"\nrebalance = "0 12 * * *"\n'
+        f'min_weight = "{low}"\nmax_weight = "{high}"\n{strategies}',
+    )
+    book = run_rustybt("run", "--portfolio", portfolio, "--no-progress", "-q", out=folder / "out")
+    assert book.returncode == 0, book.stderr
+    by_time: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for r in rows(folder / "out" / "allocation.csv")[3:]:
+        by_time[r["time"]].append(r)
+    assert by_time
+    for moves in by_time.values():
+        weights = [Decimal(m["weight"]) for m in moves]
+        assert sum(weights) == 1
+        assert sum(Decimal(m["transfer"]) for m in moves) == 0
+        slack = Decimal("1e-9")
+        assert all(Decimal(low) - slack <= w <= Decimal(high) + slack for w in weights)
+        free = [
+            (w, r) for w, r in zip(weights, raw)
+            if Decimal(low) + slack < w < Decimal(high) - slack
+        ]
+        # Unpinned weights keep the proposal's ratios.
+        for (w1, r1), (w2, r2) in zip(free, free[1:]):
+            if r1 and r2:
+                assert float(w1) / float(w2) == pytest.approx(r1 / r2, rel=1e-6)
