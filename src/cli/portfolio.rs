@@ -331,10 +331,12 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
                 weight: spec.strategies[k].weight,
                 initial_capital: m.initial_capital,
                 final_equity: final_equity[k],
+                // After the initial allocation (one row per strategy).
                 transfers: book
                     .allocations
                     .iter()
-                    .filter(|r| r.strategy == k && r.equity_before != Decimal::ZERO)
+                    .skip(members.len())
+                    .filter(|r| r.strategy == Some(k))
                     .map(|r| r.transfer)
                     .sum(),
                 stopped: m.stopped.clone(),
@@ -346,19 +348,31 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
             let mut times: Vec<i64> = book
                 .allocations
                 .iter()
-                .filter(|r| r.equity_before != Decimal::ZERO)
+                .skip(members.len())
                 .map(|r| r.time)
                 .collect();
             times.dedup();
             times.len()
         };
-        let section = results::section(&spec, &reports, &book.equity, settings.cash, rebalances);
+        let section = results::section(&spec, &reports, &book, settings.cash, rebalances);
         results::write_metrics(&out_dir, &info, &account, section)?;
 
         outln!("{}", metrics::summary_table(&info, &account));
         outln!("{}", strategy_table(&reports, &settings.currency));
         for note in &book.notices {
             errln!("warning: {note}");
+        }
+        if let Some((time, reason)) = &book.halted {
+            errln!(
+                "warning: {reason} at {}; later orders were rejected",
+                crate::model::format_timestamp(*time)
+            );
+        }
+        if book.risk_rejections > 0 {
+            errln!(
+                "warning: the portfolio's risk limits rejected {} order(s); orders.csv says why",
+                book.risk_rejections
+            );
         }
         for r in reports.iter().filter(|r| r.stopped.is_some()) {
             if let Some((time, reason)) = &r.stopped {

@@ -14,7 +14,7 @@ pub use backtest::{
 };
 pub use cross_section::CrossSection;
 pub use indicator_set::IndicatorTiming;
-pub use session::{ExecutionSettings, Session, SessionCosts, SharedSession, lock};
+pub use session::{ExecutionSettings, PreTradeCheck, Session, SessionCosts, SharedSession, lock};
 
 /// Helpers shared by the engine's unit tests.
 #[cfg(test)]

@@ -66,6 +66,22 @@ pub struct Session {
     pub unpriced: Vec<OrderId>,
     /// Values the algorithm recorded (`self.record`), written to `records.parquet`.
     pub records: crate::metrics::RecordLog,
+    /// Checks beyond this session's own (a portfolio's risk limits), run on every order
+    /// that passed them.
+    pub pre_trade: Option<std::sync::Arc<dyn PreTradeCheck>>,
+}
+
+/// An order check from outside the session: a portfolio's limits on the whole account.
+pub trait PreTradeCheck: Send + Sync + std::fmt::Debug {
+    /// `Err(reason)` rejects `request`, valued at `reference`.
+    /// `excluded`: open orders not to count (the order being rechecked, and later ones).
+    fn check(
+        &self,
+        session: &Session,
+        request: &OrderRequest,
+        reference: Decimal,
+        excluded: &[OrderId],
+    ) -> Result<(), String>;
 }
 
 pub type SharedSession = Arc<Mutex<Session>>;
@@ -115,6 +131,7 @@ impl Session {
             external_execution: false,
             unpriced: Vec::new(),
             records: crate::metrics::RecordLog::default(),
+            pre_trade: None,
         }
     }
 
@@ -257,6 +274,9 @@ impl Session {
             return Ok(true); // exits reduce what the entry opened
         }
         self.check_buying_power(request, reference, excluded)?;
+        if let (Some(check), Some(reference)) = (&self.pre_trade, reference) {
+            check.check(self, request, reference, excluded)?;
+        }
         Ok(reference.is_some())
     }
 

@@ -103,7 +103,7 @@ pub use output::{
     write_results,
 };
 pub use records::{RecordLog, write_record_files};
-pub use stats::{MIN_CAGR_DAYS, MIN_DAILY_RETURNS, Records, compute, compute_with};
+pub use stats::{MIN_CAGR_DAYS, MIN_DAILY_RETURNS, Records, compute, compute_with, days_per_year};
 pub use summary::summary_table;
 
 /// The account at the end of one engine tick.

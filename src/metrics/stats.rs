@@ -194,7 +194,7 @@ pub(crate) fn is_weekend(t: TimestampNs) -> bool {
 }
 
 /// 365 if any equity point falls on a weekend (24/7 market), else 252.
-pub(crate) fn days_per_year(equity: &[EquityPoint]) -> u32 {
+pub fn days_per_year(equity: &[EquityPoint]) -> u32 {
     if equity.iter().any(|p| is_weekend(p.time)) {
         CALENDAR_DAYS_PER_YEAR
     } else {

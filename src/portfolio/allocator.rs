@@ -60,8 +60,46 @@ pub fn builtin(spec: &PortfolioSpec) -> Option<Box<dyn Allocator>> {
     })
 }
 
-fn enough_history(input: &AllocationInput<'_>) -> bool {
-    input.returns.iter().all(|r| r.len() >= MIN_OBSERVATIONS)
+fn enough_history_of(input: &AllocationInput<'_>) -> bool {
+    enough_history(input.returns)
+}
+
+/// Whether every strategy has [`MIN_OBSERVATIONS`] daily returns.
+pub fn enough_history(returns: &[Vec<Decimal>]) -> bool {
+    returns.iter().all(|r| r.len() >= MIN_OBSERVATIONS)
+}
+
+/// `wᵀ Σ w`: the variance of the book's daily return with weights `w`.
+pub fn portfolio_variance(weights: &[Decimal], cov: &[Vec<Decimal>]) -> Decimal {
+    let mut variance = Decimal::ZERO;
+    for (i, wi) in weights.iter().enumerate() {
+        for (j, wj) in weights.iter().enumerate() {
+            variance += *wi * *wj * cov[i][j];
+        }
+    }
+    variance.max(Decimal::ZERO)
+}
+
+/// Correlation-aware sizing: each raw weight divided by `1 + Σ_j max(0, ρ_ij − threshold)`
+/// over the other strategies, so strategies that move together share less capital.
+pub fn correlation_scaled(
+    raw: &[Decimal],
+    cov: &[Vec<Decimal>],
+    threshold: Decimal,
+) -> Vec<Decimal> {
+    let n = raw.len();
+    (0..n)
+        .map(|i| {
+            let mut excess = Decimal::ZERO;
+            for j in (0..n).filter(|&j| j != i) {
+                let scale = (cov[i][i] * cov[j][j]).sqrt().unwrap_or(Decimal::ZERO);
+                if scale > Decimal::ZERO {
+                    excess += (cov[i][j] / scale - threshold).max(Decimal::ZERO);
+                }
+            }
+            raw[i] / (Decimal::ONE + excess)
+        })
+        .collect()
 }
 
 pub struct Fixed;
@@ -84,7 +122,7 @@ impl Allocator for Dynamic {
         &mut self,
         input: &AllocationInput<'_>,
     ) -> Result<Vec<Decimal>, Box<AlgorithmError>> {
-        if !enough_history(input) {
+        if !enough_history_of(input) {
             return Ok(input.base.to_vec());
         }
         Ok(input
@@ -110,7 +148,7 @@ impl Allocator for RiskParityAllocator {
         &mut self,
         input: &AllocationInput<'_>,
     ) -> Result<Vec<Decimal>, Box<AlgorithmError>> {
-        if !enough_history(input) {
+        if !enough_history_of(input) {
             return Ok(input.base.to_vec());
         }
         let cov = covariance(input.returns);
@@ -192,7 +230,7 @@ impl Allocator for Kelly {
         &mut self,
         input: &AllocationInput<'_>,
     ) -> Result<Vec<Decimal>, Box<AlgorithmError>> {
-        if !enough_history(input) {
+        if !enough_history_of(input) {
             return Ok(input.base.to_vec());
         }
         Ok(input
@@ -554,6 +592,25 @@ mod tests {
             "still cut above restore"
         );
         assert_eq!(at(["0.05", "0"]), vec![d("0.5"), d("0.5")], "restored");
+    }
+
+    #[test]
+    fn correlated_strategies_share_less() {
+        // 0 and 1 correlate at 0.9, 2 is independent; threshold 0.5: 0 and 1 are divided by
+        // 1.4, 2 keeps its weight.
+        let cov = vec![
+            vec![d("0.0001"), d("0.00009"), d("0")],
+            vec![d("0.00009"), d("0.0001"), d("0")],
+            vec![d("0"), d("0"), d("0.0004")],
+        ];
+        let w = correlation_scaled(&[d("1"), d("1"), d("1")], &cov, d("0.5"));
+        assert_eq!(w[2], d("1"));
+        assert_eq!(w[0], d("1") / d("1.4"));
+        assert_eq!(w[0], w[1]);
+        // wᵀΣw of equal thirds: (0.0001×2 + 0.00018 + 0.0004) / 9.
+        let third = d("1") / d("3");
+        let v = portfolio_variance(&[third, third, third], &cov);
+        assert!((v - d("0.00078") / d("9")).abs() < d("1e-20"), "{v}");
     }
 
     #[test]

@@ -6,10 +6,14 @@
 
 use std::collections::VecDeque;
 
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, MathematicalOps};
 
-use super::allocator::{AllocationInput, Allocator, settle};
+use super::allocator::{
+    AllocationInput, Allocator, correlation_scaled, covariance, enough_history, portfolio_variance,
+    settle,
+};
 use super::config::{OnError, OnStop, PortfolioSpec};
+use super::risk::{BookRisk, MemberRisk, own_quantities};
 use crate::engine::{BacktestOutcome, SharedSession, Stop, Strategy, advance, lock, react};
 use crate::market::{Clock, Market, Tick};
 use crate::metrics::EquityPoint;
@@ -176,7 +180,8 @@ impl Units {
 #[derive(Debug, Clone)]
 pub struct AllocationRow {
     pub time: TimestampNs,
-    pub strategy: usize,
+    /// `None`: the book's reserve (cash held outside the strategies by volatility targeting).
+    pub strategy: Option<usize>,
     pub weight: Decimal,
     pub equity_before: Decimal,
     pub transfer: Decimal,
@@ -193,6 +198,10 @@ pub struct BookOutcome {
     pub stop: Option<Stop>,
     /// Rebalances the allocator could not do, with why.
     pub notices: Vec<String>,
+    /// When and why the risk limits halted the book.
+    pub halted: Option<(TimestampNs, String)>,
+    /// Orders the risk limits refused.
+    pub risk_rejections: u64,
 }
 
 /// How the book runs: the allocation rules and the money's precision.
@@ -249,29 +258,94 @@ pub fn run_book<S: Strategy>(
     for (i, m) in members.iter().enumerate() {
         book.allocations.push(AllocationRow {
             time: first_time,
-            strategy: i,
+            strategy: Some(i),
             weight: rules.spec.strategies[i].weight,
             equity_before: Decimal::ZERO,
             transfer: m.initial_capital,
         });
     }
     book.equity.reserve(market.total_bars() as usize);
+    let risk = BookRisk::new(
+        rules.spec.risk.clone(),
+        members.len(),
+        market.symbol_count(),
+    );
+    for (i, m) in members.iter().enumerate() {
+        if rules.spec.risk.checks_orders() {
+            lock(&m.session).pre_trade = Some(std::sync::Arc::new(MemberRisk {
+                book: risk.clone(),
+                strategy: i,
+                global: m.global.clone(),
+            }));
+        }
+        risk.lock().equity[i] = m.initial_capital;
+    }
     for i in 0..members.len() {
         if let Err(stop) = members[i].strategy.initialize() {
             if let Some(whole) = fail(members, i, stop, rules.spec) {
                 book.stop = Some(whole);
-                return finish(members, book);
+                return finish(members, book, &risk);
             }
         }
+        refresh(&risk, &members[i], i);
     }
-    let stop = drive(market, members, rules, progress, &mut book).err();
+    let stop = drive(market, members, rules, progress, &mut book, &risk).err();
     book.stop = stop;
-    finish(members, book)
+    finish(members, book, &risk)
+}
+
+/// The risk snapshot of strategy `i` after it moved (an engine step, or its algorithm).
+fn refresh<S>(risk: &BookRisk, m: &Member<S>, i: usize) {
+    if !risk.limits.checks_orders() {
+        return;
+    }
+    let s = lock(&m.session);
+    let mut state = risk.lock();
+    let symbols = state.price.len();
+    state.quantity[i] = own_quantities(&s, &m.global, symbols, &[]);
+    if let Ok(equity) = s.ledger.equity() {
+        state.equity[i] = equity;
+    }
+}
+
+/// Stops all trading: every session refuses new orders with `reason`, open orders are
+/// cancelled, and positions are closed from the next bar if the limits say so. The
+/// algorithms keep running (their orders are rejected with the reason).
+fn halt_book<S>(
+    members: &[Member<S>],
+    limits: &super::risk::RiskLimits,
+    time: TimestampNs,
+    reason: &str,
+    book: &mut BookOutcome,
+) {
+    if book.halted.is_some() {
+        return;
+    }
+    let reason = format!("portfolio halted: {reason}");
+    for m in members {
+        let mut s = lock(&m.session);
+        if limits.close_on_halt {
+            if let Err(e) = s.close_all(&reason) {
+                book.notices
+                    .push(format!("cannot close the positions of `{}`: {e}", m.id));
+            }
+        } else {
+            let now = s.now;
+            s.orders.cancel_all(&reason, now);
+        }
+        s.halted = Some(reason.clone());
+    }
+    book.halted = Some((time, reason));
 }
 
 /// `on_stop` for the strategies still running (unless the book failed), then every open
 /// order is cancelled.
-fn finish<S: Strategy>(members: &mut [Member<S>], mut book: BookOutcome) -> BookOutcome {
+fn finish<S: Strategy>(
+    members: &mut [Member<S>],
+    mut book: BookOutcome,
+    risk: &BookRisk,
+) -> BookOutcome {
+    book.risk_rejections = risk.lock().rejected;
     let failed = matches!(book.stop, Some(Stop::Failed(_) | Stop::Engine(_)));
     for m in members.iter_mut() {
         if m.stopped.is_none()
@@ -342,7 +416,10 @@ fn drive<S: Strategy>(
     rules: &mut BookRules<'_>,
     progress: &mut dyn FnMut(u64),
     book: &mut BookOutcome,
+    risk: &BookRisk,
 ) -> Result<(), Stop> {
+    let limits = &rules.spec.risk;
+    let mut peak = Decimal::ZERO;
     let mut clock = Clock::new(market);
     let mut tick = Tick {
         time: 0,
@@ -422,16 +499,57 @@ fn drive<S: Strategy>(
         for &symbol in &tick.symbols {
             market.close_next_bar(symbol);
         }
+        let reserve = risk.lock().reserve;
         let point = EquityPoint {
             time: tick.time,
-            cash: checked_sum(&cash)?,
-            equity: checked_sum(&equity)?,
+            cash: checked_sum(&cash)? + reserve,
+            equity: checked_sum(&equity)? + reserve,
         };
         book.equity.push(point);
+        if limits.checks_orders() {
+            {
+                let mut state = risk.lock();
+                for &symbol in &tick.symbols {
+                    let series = market.series(symbol);
+                    let closed = market.closed_count(symbol);
+                    state.price[symbol.index()] = Some(series.close.exact.get(closed - 1));
+                }
+            }
+            for (i, m) in members.iter().enumerate() {
+                if !local_ticks[i].symbols.is_empty() {
+                    refresh(risk, m, i);
+                }
+            }
+        }
+        peak = peak.max(point.equity);
+        if let Some(limit) = limits.max_drawdown
+            && peak > Decimal::ZERO
+            && Decimal::ONE - point.equity / peak >= limit
+        {
+            let drawdown = Decimal::ONE - point.equity / peak;
+            halt_book(
+                members,
+                limits,
+                tick.time,
+                &format!(
+                    "the account's drawdown reached {} (limit {limit})",
+                    drawdown.round_dp(4).normalize()
+                ),
+                book,
+            );
+        }
         if let Some(rebalance) = &rules.spec.rebalance {
             let due = *next_rebalance.get_or_insert_with(|| rebalance.rule.next_after(tick.time));
             if due.is_some_and(|due| tick.time >= due) {
-                rebalance_book(tick.time, members, rules, &mut equity, &mut cash, book)?;
+                rebalance_book(
+                    tick.time,
+                    members,
+                    rules,
+                    &mut equity,
+                    &mut cash,
+                    book,
+                    risk,
+                )?;
                 next_rebalance = Some(rebalance.rule.next_after(tick.time));
             }
         }
@@ -446,6 +564,11 @@ fn drive<S: Strategy>(
                 && let Some(whole) = fail(members, i, stop, rules.spec)
             {
                 return Err(whole);
+            }
+            refresh(risk, &members[i], i);
+            let breach = risk.lock().halt.clone();
+            if let Some(reason) = breach {
+                halt_book(members, limits, tick.time, &reason, book);
             }
         }
         book.ticks += 1;
@@ -476,14 +599,16 @@ fn rebalance_book<S: Strategy>(
     equity: &mut [Decimal],
     cash: &mut [Decimal],
     book: &mut BookOutcome,
+    risk: &BookRisk,
 ) -> Result<(), Stop> {
     let running: Vec<usize> = (0..members.len())
         .filter(|&i| members[i].stopped.is_none())
         .collect();
-    if running.is_empty() {
+    if running.is_empty() || book.halted.is_some() {
         return Ok(());
     }
-    let total = checked_sum(&running.iter().map(|&i| equity[i]).collect::<Vec<_>>())?;
+    let reserve = risk.lock().reserve;
+    let total = checked_sum(&running.iter().map(|&i| equity[i]).collect::<Vec<_>>())? + reserve;
     if total <= Decimal::ZERO {
         book.notices.push(format!(
             "{} rebalance skipped: the strategies' equity is {total}",
@@ -511,13 +636,22 @@ fn rebalance_book<S: Strategy>(
         drawdown: &drawdown,
         equity: &current,
     };
-    let raw = rules.allocator.weights(&input).map_err(Stop::Failed)?;
+    let mut raw = rules.allocator.weights(&input).map_err(Stop::Failed)?;
     if raw.len() != running.len() || raw.iter().any(|w| *w < Decimal::ZERO) {
         return Err(Stop::Engine(format!(
             "the allocator gave {} weights for {} strategies (or a negative one)",
             raw.len(),
             running.len()
         )));
+    }
+    let history = enough_history(&returns);
+    let cov = if history {
+        covariance(&returns)
+    } else {
+        Vec::new()
+    };
+    if let (Some(threshold), true) = (spec.risk.correlation_threshold, history) {
+        raw = correlation_scaled(&raw, &cov, threshold);
     }
     let min: Vec<Decimal> = running
         .iter()
@@ -528,7 +662,19 @@ fn rebalance_book<S: Strategy>(
         .map(|&i| spec.strategies[i].max_weight)
         .collect();
     let weights = settle(&raw, &min, &max);
-    let targets = split(total, &weights, rules.money_dp);
+    // Volatility targeting: invest less than everything when the strategies' covariance says
+    // the book would run above the target; the rest is held as reserve cash.
+    let mut invested = total;
+    if let (Some(target), true) = (spec.risk.volatility_target, history) {
+        let days = Decimal::from(crate::metrics::days_per_year(&book.equity));
+        if let Some(annual) = (portfolio_variance(&weights, &cov) * days).sqrt()
+            && annual > target
+        {
+            invested = (total * target / annual)
+                .round_dp_with_strategy(rules.money_dp, rust_decimal::RoundingStrategy::ToZero);
+        }
+    }
+    let targets = split(invested, &weights, rules.money_dp);
     for (k, &i) in running.iter().enumerate() {
         let transfer = targets[k] - equity[i];
         let m = &mut members[i];
@@ -539,7 +685,7 @@ fn rebalance_book<S: Strategy>(
         m.units.flow(time, equity[i], transfer);
         book.allocations.push(AllocationRow {
             time,
-            strategy: i,
+            strategy: Some(i),
             weight: weights[k],
             equity_before: equity[i],
             transfer,
@@ -547,6 +693,17 @@ fn rebalance_book<S: Strategy>(
         equity[i] = targets[k];
         cash[i] += transfer;
     }
+    let reserve_after = total - invested;
+    if reserve_after != reserve || reserve != Decimal::ZERO {
+        book.allocations.push(AllocationRow {
+            time,
+            strategy: None,
+            weight: Decimal::ZERO,
+            equity_before: reserve,
+            transfer: reserve_after - reserve,
+        });
+    }
+    risk.lock().reserve = reserve_after;
     Ok(())
 }
 

@@ -16,6 +16,22 @@ struct File {
     portfolio: FilePortfolio,
     #[serde(default)]
     strategy: Vec<FileStrategy>,
+    #[serde(default)]
+    risk: FileRisk,
+}
+
+/// `[risk]`: limits on the whole account (see `risk.rs`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRisk {
+    max_gross_leverage: Option<toml::Value>,
+    max_net_leverage: Option<toml::Value>,
+    max_symbol_exposure: Option<toml::Value>,
+    max_drawdown: Option<toml::Value>,
+    on_halt: Option<String>,
+    on_violation: Option<String>,
+    volatility_target: Option<toml::Value>,
+    correlation_threshold: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +145,7 @@ pub struct PortfolioSpec {
     pub on_stop: OnStop,
     pub custom_params: Vec<(String, String)>,
     pub strategies: Vec<StrategySpec>,
+    pub risk: super::risk::RiskLimits,
 }
 
 /// When capital moves between the strategies.
@@ -203,6 +220,7 @@ impl PortfolioSpec {
             on_stop: OnStop::Hold,
             custom_params: Vec::new(),
             strategies,
+            risk: Default::default(),
         };
         spec.settle_weights(false)?;
         Ok(spec)
@@ -344,8 +362,10 @@ impl PortfolioSpec {
                 what("drawdown_restore")
             )));
         }
+        let risk = risk_limits(file.risk, path)?;
         let mut spec = PortfolioSpec {
             file: None,
+            risk,
             cash: p
                 .cash
                 .as_ref()
@@ -443,6 +463,46 @@ impl PortfolioSpec {
     }
 }
 
+fn risk_limits(r: FileRisk, path: &Path) -> Result<super::risk::RiskLimits, Error> {
+    let what = |key: &str| format!("[risk] {key} in `{}`", path.display());
+    let positive = |key: &str, value: &Option<toml::Value>| -> Result<Option<Decimal>, Error> {
+        let Some(value) = value else { return Ok(None) };
+        let v = crate::config::decimal_value(&what(key), value)?;
+        if v <= Decimal::ZERO {
+            return Err(Error::usage(format!("{}: {v} must be positive", what(key))));
+        }
+        Ok(Some(v))
+    };
+    let fraction = |key: &str, value: &Option<toml::Value>| -> Result<Option<Decimal>, Error> {
+        let v = positive(key, value)?;
+        if let Some(v) = v
+            && v > Decimal::ONE
+        {
+            return Err(Error::usage(format!("{}: {v} is above 1", what(key))));
+        }
+        Ok(v)
+    };
+    let choice = |key: &str, value: &Option<String>, choices: [&str; 2]| match value.as_deref() {
+        None => Ok(false),
+        Some(v) if v == choices[0] => Ok(false),
+        Some(v) if v == choices[1] => Ok(true),
+        Some(v) => Err(Error::usage_with_hint(
+            format!("{}: `{v}` is not a choice", what(key)),
+            format!("`{}` (default) or `{}`", choices[0], choices[1]),
+        )),
+    };
+    Ok(super::risk::RiskLimits {
+        max_gross_leverage: positive("max_gross_leverage", &r.max_gross_leverage)?,
+        max_net_leverage: positive("max_net_leverage", &r.max_net_leverage)?,
+        max_symbol_exposure: positive("max_symbol_exposure", &r.max_symbol_exposure)?,
+        max_drawdown: fraction("max_drawdown", &r.max_drawdown)?,
+        close_on_halt: choice("on_halt", &r.on_halt, ["hold", "close"])?,
+        halt_on_violation: choice("on_violation", &r.on_violation, ["reject", "halt"])?,
+        volatility_target: positive("volatility_target", &r.volatility_target)?,
+        correlation_threshold: fraction("correlation_threshold", &r.correlation_threshold)?,
+    })
+}
+
 /// `daily`, `weekly`, `monthly` or a five-field cron pattern, all in UTC.
 fn rebalance_rule(text: &str) -> Result<Rule, String> {
     let pattern = match text {
@@ -483,6 +543,14 @@ mod tests {
             vec![("fast".into(), "5".into()), ("slow".into(), "20".into())]
         );
         assert_eq!(spec.strategies[1].weight, Decimal::new(5, 1));
+        assert_eq!(spec.risk, Default::default());
+        let spec = parse(&format!(
+            "{TWO}[risk]\nmax_gross_leverage = 2\nmax_drawdown = \"0.2\"\non_halt = \"close\"\n"
+        ))
+        .unwrap();
+        assert_eq!(spec.risk.max_gross_leverage, Some(Decimal::TWO));
+        assert_eq!(spec.risk.max_drawdown, Some(Decimal::new(2, 1)));
+        assert!(spec.risk.close_on_halt && !spec.risk.halt_on_violation);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod allocator;
 pub mod book;
 pub mod config;
 pub mod results;
+pub mod risk;
 
 pub use allocator::{AllocationInput, Allocator};
 pub use book::{AllocationRow, BookOutcome, BookRules, Member, initial_capitals, run_book};

@@ -109,7 +109,8 @@ pub fn write_allocations(path: &Path, rows: &[AllocationRow], ids: &[String]) ->
     for r in rows {
         w.write_record([
             format_timestamp(r.time),
-            ids[r.strategy].clone(),
+            r.strategy
+                .map_or_else(|| "(reserve)".to_string(), |k| ids[k].clone()),
             r.weight.normalize().to_string(),
             r.equity_before.to_string(),
             r.transfer.to_string(),
@@ -223,10 +224,26 @@ pub fn std_dev(values: &[f64]) -> Option<f64> {
 pub fn section(
     spec: &super::PortfolioSpec,
     strategies: &[StrategyReport<'_>],
-    account_equity: &[EquityPoint],
+    book: &super::BookOutcome,
     initial_cash: Decimal,
     rebalances: usize,
 ) -> Value {
+    let account_equity = &book.equity;
+    let limits = &spec.risk;
+    let text = |v: Option<Decimal>| v.map(|d| d.normalize().to_string());
+    let risk = json!({
+        "max_gross_leverage": text(limits.max_gross_leverage),
+        "max_net_leverage": text(limits.max_net_leverage),
+        "max_symbol_exposure": text(limits.max_symbol_exposure),
+        "max_drawdown": text(limits.max_drawdown),
+        "on_halt": if limits.close_on_halt { "close" } else { "hold" },
+        "on_violation": if limits.halt_on_violation { "halt" } else { "reject" },
+        "volatility_target": text(limits.volatility_target),
+        "correlation_threshold": text(limits.correlation_threshold),
+        "rejected_orders": book.risk_rejections,
+        "halted_at": book.halted.as_ref().map(|(t, _)| format_timestamp(*t)),
+        "halt_reason": book.halted.as_ref().map(|(_, r)| r.clone()),
+    });
     let daily: Vec<Vec<(i64, f64)>> = strategies
         .iter()
         .map(|s| {
@@ -260,6 +277,7 @@ pub fn section(
         "allocator": allocator_name(&spec.allocator),
         "rebalance": spec.rebalance.as_ref().map(|r| r.text.clone()).unwrap_or_else(|| "never".into()),
         "rebalances": rebalances,
+        "risk": risk,
         "on_error": match spec.on_error {
             super::config::OnError::StopStrategy => "stop_strategy",
             super::config::OnError::StopAll => "stop_all",

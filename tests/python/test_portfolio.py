@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import tempfile
 import textwrap
 from collections import defaultdict
@@ -485,3 +486,128 @@ def test_allocated_weights_are_the_settled_proportions(
         for (w1, r1), (w2, r2) in zip(free, free[1:]):
             if r1 and r2:
                 assert float(w1) / float(w2) == pytest.approx(r1 / r2, rel=1e-6)
+
+
+BUY_AND_HOLD = """
+    from rustybt_api import Algorithm
+
+    class BuyAndHold(Algorithm):
+        quantity = 100
+
+        def initialize(self, ctx):
+            self.done = False
+
+        def on_tick(self, ctx):
+            if not self.done:
+                self.done = True
+                self.buy("SYNA", self.quantity)
+"""
+
+
+def book_of_buyers(tmp_path: Path, algo: Path, risk: str, second_quantity: int = 300) -> Path:
+    return write_portfolio(
+        tmp_path,
+        f"""
+        [portfolio]
+        cash = "100000"
+
+        [[strategy]]
+        id = "first"
+        algo = "{algo}"
+        params = {{ quantity = 200 }}
+
+        [[strategy]]
+        id = "second"
+        algo = "{algo}"
+        params = {{ quantity = {second_quantity} }}
+
+        [risk]
+        {risk}
+        """,
+    )
+
+
+def test_exposure_to_one_symbol_is_limited_across_strategies(
+    run_rustybt, write_algo, tmp_path: Path
+) -> None:
+    algo = write_algo(BUY_AND_HOLD, "buyer")
+    # SYNA trades near 100: 200 + 300 shares are ~50% of 100,000; the limit is 40%.
+    portfolio = book_of_buyers(tmp_path, algo, 'max_symbol_exposure = "0.4"')
+    book = run_rustybt("run", "--portfolio", portfolio, "--no-progress", "-q")
+    assert book.returncode == 0, book.stderr
+    orders = rows(book.out / "orders.csv")
+    first = [o for o in orders if o["strategy"] == "first"]
+    second = [o for o in orders if o["strategy"] == "second"]
+    assert first[-1]["status"] == "filled"
+    assert second[-1]["status"] == "rejected"
+    assert second[-1]["reason"].startswith("portfolio risk: exposure to SYNA would be 0.")
+    assert "(limit 0.4)" in second[-1]["reason"]
+    risk = book.metrics()["portfolio"]["risk"]
+    assert risk["rejected_orders"] == 1 and risk["max_symbol_exposure"] == "0.4"
+    assert "risk limits rejected 1 order" in book.stderr
+    # Alone, the same order is well inside the limit: it is the book's sum that breaks it.
+    smaller = book_of_buyers(tmp_path, algo, 'max_symbol_exposure = "0.4"', second_quantity=150)
+    book = run_rustybt("run", "--portfolio", smaller, "--no-progress", "-q")
+    assert [o["status"] for o in rows(book.out / "orders.csv") if o["strategy"] == "second"][-1] == "filled"
+
+
+@pytest.mark.parametrize("on_halt", ["hold", "close"])
+def test_the_drawdown_limit_halts_the_book(
+    run_rustybt, write_algo, tmp_path: Path, on_halt: str
+) -> None:
+    algo = write_algo(
+        BUY_AND_HOLD.replace("if not self.done:", "if ctx.time.hour == 12 or not self.done:"),
+        "buyer",
+    )
+    portfolio = book_of_buyers(
+        tmp_path, algo, f'max_drawdown = "0.0005"\non_halt = "{on_halt}"'
+    )
+    book = run_rustybt("run", "--portfolio", portfolio, "--no-progress", "-q")
+    assert book.returncode == 0, book.stderr
+    risk = book.metrics()["portfolio"]["risk"]
+    assert risk["halted_at"] is not None
+    reached = re.fullmatch(
+        r"portfolio halted: the account's drawdown reached ([0-9.]+) \(limit 0.0005\)",
+        risk["halt_reason"],
+    )
+    assert reached and Decimal(reached.group(1)) >= Decimal("0.0005"), risk["halt_reason"]
+    halted_at = risk["halted_at"]
+    assert f"at {halted_at}; later orders were rejected" in book.stderr
+    orders = rows(book.out / "orders.csv")
+    after = [o for o in orders if o["time"] > halted_at and o["status"] in ("new", "rejected", "accepted")]
+    entries = [o for o in after if o["reason"] and "trading halted" in o["reason"]]
+    assert entries, "orders after the halt are rejected with the reason"
+    fills = rows(book.out / "fills.csv")
+    position: dict[str, Decimal] = defaultdict(Decimal)
+    for f in fills:
+        sign = 1 if f["side"] == "buy" else -1
+        position[f["strategy"]] += sign * Decimal(f["qty"])
+    if on_halt == "close":
+        assert all(q == 0 for q in position.values()), position
+        assert any(f["time"] >= halted_at and f["side"] == "sell" for f in fills)
+    else:
+        assert position["first"] > 0 and not any(f["side"] == "sell" for f in fills)
+
+
+def test_volatility_targeting_holds_a_reserve(run_rustybt, tmp_path: Path) -> None:
+    portfolio = write_portfolio(
+        tmp_path,
+        TWO_DISJOINT.format(sma=SMA, rsi=RSI).replace('"never"', '"daily"')
+        + '\n[risk]\nvolatility_target = "0.0001"\n',
+    )
+    book = run_rustybt("run", "--portfolio", portfolio, "--no-progress", "-q")
+    assert book.returncode == 0, book.stderr
+    moves = rows(book.out / "allocation.csv")
+    reserve = [m for m in moves if m["strategy"] == "(reserve)"]
+    assert reserve, "a target this low keeps cash out of the strategies"
+    equity = {r["time"]: Decimal(r["equity"]) for r in rows(book.out / "equity.csv")}
+    by_time: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for m in moves[2:]:
+        by_time[m["time"]].append(m)
+    for time, group in by_time.items():
+        # The moves (reserve included) net to zero and the book's equity is unchanged.
+        assert sum(Decimal(m["transfer"]) for m in group) == 0, time
+        assert sum(Decimal(m["equity_before"]) for m in group) == equity[time]
+    # The account's curve includes the reserve: it equals the strategies' capital plus it.
+    last = reserve[-1]
+    assert Decimal(last["equity_after"]) > 0
