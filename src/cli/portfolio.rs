@@ -368,6 +368,16 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
                 crate::model::format_timestamp(*time)
             );
         }
+        if book.netting.crossings > 0 {
+            errln!(
+                "netting: {} crossing(s) between strategies, {} crossed ({} notional), \
+                 commission saved {}",
+                book.netting.crossings,
+                book.netting.quantity.normalize(),
+                settings.currency.format(book.netting.notional),
+                settings.currency.format(book.netting.commission_saved)
+            );
+        }
         if book.risk_rejections > 0 {
             errln!(
                 "warning: the portfolio's risk limits rejected {} order(s); orders.csv says why",

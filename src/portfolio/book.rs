@@ -202,6 +202,10 @@ pub struct BookOutcome {
     pub halted: Option<(TimestampNs, String)>,
     /// Orders the risk limits refused.
     pub risk_rejections: u64,
+    /// What crossing orders between the strategies did.
+    pub netting: super::netting::NettingReport,
+    /// Whether orders were netted (off by configuration, or with order latency).
+    pub netting_on: bool,
 }
 
 /// How the book runs: the allocation rules and the money's precision.
@@ -288,6 +292,21 @@ pub fn run_book<S: Strategy>(
             }
         }
         refresh(&risk, &members[i], i);
+    }
+    // Crossed orders fill at a bar's open: with order latency they would not all be active
+    // there, so netting needs none.
+    book.netting_on = rules.spec.netting
+        && members.iter().all(|m| {
+            let s = lock(&m.session);
+            s.execution.latency_ns == 0
+                && s.execution
+                    .profile
+                    .as_ref()
+                    .is_none_or(|p| p.latency == crate::execution::Latency::None)
+        });
+    if rules.spec.netting && !book.netting_on && members.len() > 1 {
+        book.notices
+            .push("orders are not netted: netting needs zero order latency".into());
     }
     let stop = drive(market, members, rules, progress, &mut book, &risk).err();
     book.stop = stop;
@@ -442,6 +461,8 @@ fn drive<S: Strategy>(
     }
     let mut day: Option<i64> = None;
     let mut next_rebalance = None;
+    let mut crossings: Vec<super::netting::Crossing> = Vec::new();
+    let mut crossed: Vec<Vec<Fill>> = vec![Vec::new(); n];
     loop {
         if !clock.next_into(market, &mut tick) {
             return Ok(());
@@ -457,6 +478,16 @@ fn drive<S: Strategy>(
             }
         }
         day = Some(today);
+        // Crossings due on these bars fill at their opens, before the rest matches.
+        super::netting::apply_due(
+            &mut crossings,
+            &tick.symbols,
+            market,
+            members,
+            &mut crossed,
+            &mut book.netting,
+        )
+        .map_err(|e| Stop::Engine(format!("netting: {e}")))?;
         // The engine half for every strategy with a bar closing now.
         let mut advanced = Vec::with_capacity(n);
         let mut failed = Vec::new();
@@ -471,7 +502,15 @@ fn drive<S: Strategy>(
                 advanced.push(None);
                 continue;
             }
+            let before = m.outcome.fills.len();
             let step = advance(&mut lock(&m.session), local, &mut fills[i], &mut m.outcome);
+            if !crossed[i].is_empty() {
+                // Crossed at the open: before the bar's own fills, in the books and for on_fill.
+                m.outcome
+                    .fills
+                    .splice(before..before, crossed[i].iter().cloned());
+                fills[i].splice(0..0, crossed[i].drain(..));
+            }
             if let Some(point) = m.outcome.equity.last() {
                 equity[i] = point.equity;
                 cash[i] = point.cash;
@@ -570,6 +609,13 @@ fn drive<S: Strategy>(
             if let Some(reason) = breach {
                 halt_book(members, limits, tick.time, &reason, book);
             }
+        }
+        if book.netting_on {
+            crossings.extend(super::netting::find(
+                members,
+                tick.time,
+                market.symbol_count(),
+            ));
         }
         book.ticks += 1;
         if book.ticks % CHECK_EVERY_TICKS == 0 {
@@ -760,6 +806,178 @@ mod tests {
             adjusted,
             vec![Decimal::from(110), Decimal::from(110), Decimal::from(121)]
         );
+    }
+
+    /// Places scripted market orders: `(tick, symbol, buy?, quantity)`.
+    struct Scripted {
+        session: SharedSession,
+        orders: Vec<(u64, u32, bool, u32)>,
+        tick: u64,
+    }
+
+    impl crate::engine::Strategy for Scripted {
+        fn initialize(&mut self) -> Result<(), Stop> {
+            Ok(())
+        }
+        fn on_fill(&mut self, _: &Fill) -> Result<(), Stop> {
+            Ok(())
+        }
+        fn on_tick(&mut self) -> Result<(), Stop> {
+            let mut s = lock(&self.session);
+            for &(tick, symbol, buy, qty) in &self.orders {
+                if tick == self.tick {
+                    let side = if buy { OrderSide::Buy } else { OrderSide::Sell };
+                    let request = crate::execution::OrderRequest::market(
+                        SymbolId(symbol),
+                        side,
+                        Decimal::from(qty),
+                    );
+                    s.submit(request).unwrap();
+                }
+            }
+            self.tick += 1;
+            Ok(())
+        }
+        fn on_stop(&mut self) -> Result<(), Stop> {
+            Ok(())
+        }
+        fn check_interrupt(&mut self) -> Result<(), Stop> {
+            Ok(())
+        }
+    }
+
+    fn two_symbol_market(bars: usize) -> Market {
+        let series = (0..2)
+            .map(|k| {
+                let prices: Vec<String> = (0..bars)
+                    .map(|i| format!("{}.{:02}", 100 + k * 50 + (i * 7 % 13), i * 31 % 100))
+                    .collect();
+                let column = || crate::data::Column::parse_texts(&prices).unwrap();
+                crate::data::BarSeries {
+                    symbol: format!("S{k}"),
+                    source: "x.csv".into(),
+                    time: (0..bars as i64)
+                        .map(|i| i * 60_000_000_000)
+                        .collect::<Vec<_>>()
+                        .into(),
+                    open: column(),
+                    high: column(),
+                    low: column(),
+                    close: column(),
+                    volume: crate::data::Column::parse_texts(&vec!["1000"; bars]).unwrap(),
+                }
+            })
+            .collect();
+        Market::new(series, 60_000_000_000, false).unwrap()
+    }
+
+    /// Runs a three-strategy book on scripted orders; returns each strategy's final position
+    /// per symbol and its total costs (fees and slippage), and the netting report.
+    fn run_scripted(
+        orders: &[Vec<(u64, u32, bool, u32)>],
+        netting: bool,
+    ) -> (
+        Vec<[Decimal; 2]>,
+        Vec<Decimal>,
+        super::super::netting::NettingReport,
+    ) {
+        let mut spec =
+            PortfolioSpec::from_algos(&["a.py".into(), "b.py".into(), "c.py".into()]).unwrap();
+        spec.netting = netting;
+        let mut market = two_symbol_market(30);
+        let mut members: Vec<Member<Scripted>> = orders
+            .iter()
+            .enumerate()
+            .map(|(i, script)| {
+                let mut session = crate::engine::Session::new(
+                    two_symbol_market(30),
+                    Decimal::from(1_000_000),
+                    crate::execution::CommissionModel {
+                        rate: Decimal::new(1, 3),
+                        minimum: Decimal::ONE,
+                    },
+                );
+                session.set_execution(crate::engine::ExecutionSettings {
+                    slippage_bps: Decimal::from(5),
+                    ..Default::default()
+                });
+                let session = session.into_shared();
+                let strategy = Scripted {
+                    session: session.clone(),
+                    orders: script.clone(),
+                    tick: 0,
+                };
+                Member::new(
+                    format!("s{i}"),
+                    session,
+                    strategy,
+                    vec![SymbolId(0), SymbolId(1)],
+                    2,
+                )
+            })
+            .collect();
+        let mut rules = BookRules {
+            spec: &spec,
+            allocator: Box::new(super::super::allocator::Fixed),
+            money_dp: 2,
+        };
+        let book = run_book(&mut market, &mut members, &mut rules, &mut |_| {});
+        assert!(
+            book.stop.is_none(),
+            "{:?}",
+            book.stop.map(|s| stop_reason(&s))
+        );
+        let positions = members
+            .iter()
+            .map(|m| {
+                let s = lock(&m.session);
+                let q = |k| {
+                    s.ledger
+                        .position(SymbolId(k))
+                        .map(|p| p.quantity)
+                        .unwrap_or_default()
+                };
+                [q(0), q(1)]
+            })
+            .collect();
+        let costs = members
+            .iter()
+            .map(|m| m.outcome.fills.iter().map(|f| f.fee + f.slippage).sum())
+            .collect();
+        (positions, costs, book.netting)
+    }
+
+    #[test]
+    fn crossing_100_against_60_sends_40_to_the_market() {
+        let orders = vec![vec![(3, 0, true, 100)], vec![(3, 0, false, 60)], vec![]];
+        let (positions, costs, report) = run_scripted(&orders, true);
+        assert_eq!(positions[0][0], Decimal::from(100));
+        assert_eq!(positions[1][0], Decimal::from(-60));
+        assert_eq!(report.crossings, 1);
+        assert_eq!(report.quantity, Decimal::from(60));
+        // The seller crossed everything: no fee, no slippage.
+        assert_eq!(costs[1], Decimal::ZERO);
+        let (_, alone, _) = run_scripted(&orders, false);
+        assert!(costs[0] < alone[0] && alone[1] > Decimal::ZERO);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Netting never changes what a strategy ends up holding, and never costs it more.
+        #[test]
+        fn netting_keeps_positions_and_never_costs_more(
+            scripts in proptest::collection::vec(
+                proptest::collection::vec((0u64..25, 0u32..2, any::<bool>(), 1u32..300), 0..12),
+                3,
+            )
+        ) {
+            let (with, with_costs, _) = run_scripted(&scripts, true);
+            let (without, without_costs, _) = run_scripted(&scripts, false);
+            prop_assert_eq!(&with, &without);
+            for (w, wo) in with_costs.iter().zip(&without_costs) {
+                prop_assert!(w <= wo, "{:?} vs {:?}", with_costs, without_costs);
+            }
+        }
     }
 
     fn fill(symbol: u32, buy: bool, qty: u32, price: u32) -> Fill {

@@ -52,6 +52,8 @@ struct FilePortfolio {
     drawdown_scale: Option<toml::Value>,
     on_error: Option<String>,
     on_stop: Option<String>,
+    /// Cross opposite market orders between strategies (default true).
+    netting: Option<bool>,
     /// Keyword arguments of a custom allocator class.
     #[serde(default)]
     params: BTreeMap<String, toml::Value>,
@@ -143,6 +145,8 @@ pub struct PortfolioSpec {
     pub drawdown_scale: Decimal,
     pub on_error: OnError,
     pub on_stop: OnStop,
+    /// Cross opposite market orders of the same tick between strategies.
+    pub netting: bool,
     pub custom_params: Vec<(String, String)>,
     pub strategies: Vec<StrategySpec>,
     pub risk: super::risk::RiskLimits,
@@ -218,6 +222,7 @@ impl PortfolioSpec {
             drawdown_scale: Decimal::ZERO,
             on_error: OnError::StopStrategy,
             on_stop: OnStop::Hold,
+            netting: true,
             custom_params: Vec::new(),
             strategies,
             risk: Default::default(),
@@ -399,6 +404,7 @@ impl PortfolioSpec {
                     ));
                 }
             },
+            netting: p.netting.unwrap_or(true),
             custom_params: p
                 .params
                 .iter()

@@ -5,6 +5,7 @@
 pub mod allocator;
 pub mod book;
 pub mod config;
+pub mod netting;
 pub mod results;
 pub mod risk;
 

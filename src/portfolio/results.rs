@@ -278,6 +278,14 @@ pub fn section(
         "rebalance": spec.rebalance.as_ref().map(|r| r.text.clone()).unwrap_or_else(|| "never".into()),
         "rebalances": rebalances,
         "risk": risk,
+        "netting": {
+            "enabled": book.netting_on,
+            "crossings": book.netting.crossings,
+            "quantity": book.netting.quantity.normalize().to_string(),
+            "notional": book.netting.notional.normalize().to_string(),
+            "commission_saved": book.netting.commission_saved.normalize().to_string(),
+            "dropped": book.netting.dropped,
+        },
         "on_error": match spec.on_error {
             super::config::OnError::StopStrategy => "stop_strategy",
             super::config::OnError::StopAll => "stop_all",

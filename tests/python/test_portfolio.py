@@ -611,3 +611,77 @@ def test_volatility_targeting_holds_a_reserve(run_rustybt, tmp_path: Path) -> No
     # The account's curve includes the reserve: it equals the strategies' capital plus it.
     last = reserve[-1]
     assert Decimal(last["equity_after"]) > 0
+
+
+TRADE_ONCE = """
+    from rustybt_api import Algorithm
+
+    class TradeOnce(Algorithm):
+        side = "buy"
+        quantity = 100
+
+        def initialize(self, ctx):
+            self.ticks = 0
+
+        def on_tick(self, ctx):
+            self.ticks += 1
+            if self.ticks == 10:
+                if self.side == "buy":
+                    self.buy("SYNA", self.quantity)
+                else:
+                    self.sell("SYNA", self.quantity)
+"""
+
+
+@pytest.mark.parametrize("netting", [True, False])
+def test_opposite_orders_of_one_tick_are_netted(
+    run_rustybt, write_algo, tmp_path: Path, netting: bool
+) -> None:
+    algo = write_algo(TRADE_ONCE, "trade_once")
+    config = tmp_path / "costs.toml"
+    config.write_text('[commission]\nrate = "0.001"\n[execution]\nslippage_bps = 10\n')
+    portfolio = write_portfolio(
+        tmp_path,
+        f"""
+        [portfolio]
+        cash = "200000"
+        netting = {str(netting).lower()}
+
+        [[strategy]]
+        id = "buyer"
+        algo = "{algo}"
+        symbols = ["SYNA"]
+        params = {{ side = "buy", quantity = 100 }}
+
+        [[strategy]]
+        id = "seller"
+        algo = "{algo}"
+        symbols = ["SYNA"]
+        params = {{ side = "sell", quantity = 60 }}
+        """,
+    )
+    book = run_rustybt("run", "--portfolio", portfolio, "--config", config, "--no-progress", "-q")
+    assert book.returncode == 0, book.stderr
+    fills = rows(book.out / "fills.csv")
+    bars = {r["timestamp"]: r for r in csv.DictReader((SAMPLE / "SYNA.csv").open())}
+    open_price = Decimal(bars[fills[0]["time"]]["open"])
+    by = defaultdict(list)
+    for f in fills:
+        by[f["strategy"]].append((f["side"], Decimal(f["qty"]), Decimal(f["price"]), Decimal(f["fee"])))
+    section = book.metrics()["portfolio"]["netting"]
+    if netting:
+        # 60 cross at the open with no cost; the buyer's other 40 goes to the market.
+        assert by["seller"] == [("sell", 60, open_price, 0)]
+        assert by["buyer"][0] == ("buy", 60, open_price, 0)
+        side, qty, price, fee = by["buyer"][1]
+        assert (side, qty) == ("buy", 40) and price > open_price and fee > 0
+        assert section["crossings"] == 1 and section["quantity"] == "60"
+        assert Decimal(section["commission_saved"]) == 120 * open_price * Decimal("0.001")
+        assert "netting: 1 crossing(s)" in book.stderr
+    else:
+        assert [(s, q) for s, q, _, _ in by["buyer"]] == [("buy", 100)]
+        assert [(s, q) for s, q, _, _ in by["seller"]] == [("sell", 60)]
+        assert section["crossings"] == 0 and section["enabled"] is False
+    # Either way each strategy holds exactly what it asked for.
+    assert sum(q for _, q, _, _ in by["buyer"]) == 100
+    assert sum(q for _, q, _, _ in by["seller"]) == 60
