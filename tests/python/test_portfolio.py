@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
 import tempfile
 import textwrap
 from collections import defaultdict
@@ -25,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, RunResult
+from report_support import browser, console_errors, drawn_charts, open_report  # noqa: F401
 
 SAMPLE = ROOT / "examples" / "data" / "sample"
 SMA = ROOT / "algorithms" / "sma_cross.py"
@@ -685,3 +687,42 @@ def test_opposite_orders_of_one_tick_are_netted(
     # Either way each strategy holds exactly what it asked for.
     assert sum(q for _, q, _, _ in by["buyer"]) == 100
     assert sum(q for _, q, _, _ in by["seller"]) == 60
+
+
+def test_the_example_book_runs_and_its_report_draws_the_portfolio(
+    run_rustybt, binary: Path, browser: Any
+) -> None:
+    book = run_rustybt(
+        "run", "--portfolio", ROOT / "examples" / "portfolio" / "portfolio.toml", "--no-progress", "-q"
+    )
+    assert book.returncode == 0, book.stderr
+    section = book.metrics()["portfolio"]
+    assert [s["id"] for s in section["strategies"]] == ["trend", "short_reversion", "pair"]
+    assert all(s["status"] == "complete" and s["metrics"]["num_trades"] > 0 for s in section["strategies"])
+    assert section["allocator"] == "risk_parity (equal_risk)" and section["rebalance"] == "weekly"
+    # The short strategy shorts, the pair holds both sides.
+    fills = rows(book.out / "fills.csv")
+    first_short = next(f for f in fills if f["strategy"] == "short_reversion")
+    assert first_short["side"] == "sell"
+    assert {f["symbol"] for f in fills if f["strategy"] == "pair"} == {"SYNB", "SYNC"}
+
+    done = subprocess.run([str(binary), "report", str(book.out)], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    open_report(browser, book.out / "report.html")
+    charts = drawn_charts(browser)
+    assert console_errors(browser) == []
+    for chart in ("strategy_equity", "allocation", "correlation", "strategies"):
+        assert charts[chart]["svg"], chart
+    assert [t["name"] for t in charts["strategy_equity"]["traces"]] == ["trend", "short_reversion", "pair"]
+    # The capital chart ends at each strategy's last allocation.
+    last = {}
+    for m in rows(book.out / "allocation.csv"):
+        last[m["strategy"]] = float(m["equity_after"])
+    drawn = {t["name"]: t["y"][-1] for t in charts["allocation"]["traces"]}
+    assert drawn == pytest.approx(last)
+    assert charts["correlation"]["traces"][0]["z"] == section["correlation"]["matrix"]
+    # The metrics table is the account's: the portfolio section is not flattened into it.
+    keys = browser.execute_script(
+        "return [...document.querySelectorAll('#metrics td[data-key]')].map(td => td.dataset.key)")
+    assert keys and not any(k.startswith("portfolio") for k in keys)

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..results import MONEY_COLUMNS, Results
+from ..results import load as load_results
 from ._bars import Closes, load_closes, read_file
 from ._reduce import MAX_POINTS, reduce_indices
 
@@ -62,7 +63,8 @@ def metric_groups(raw: dict[str, Any]) -> list[dict[str, Any]]:
     benchmark: dict[str, Any] = raw["benchmark"] if isinstance(raw.get("benchmark"), dict) else {}
     leaves: list[tuple[str, Any]] = []
     for key, value in raw.items():
-        if key not in ("run", "unavailable", "benchmark"):
+        # A portfolio's section has its own charts and table (Analysis.portfolio_charts).
+        if key not in ("run", "unavailable", "benchmark", "portfolio"):
             flatten(key, value, leaves)
     bench_flat: dict[str, Any] = {}
     bench_leaves: list[tuple[str, Any]] = []
@@ -222,10 +224,79 @@ class Analysis:
             self.equity_charts()
             self.return_charts()
             self.exposure_chart()
+        if isinstance(self.raw.get("portfolio"), dict):
+            self.portfolio_charts(self.raw["portfolio"])
         self.symbol_charts()
         self.trade_charts()
         self.cost_chart()
         self.order_chart()
+
+    def portfolio_charts(self, section: dict[str, Any]) -> None:
+        """A book's strategies: their own (flow-adjusted) equity, the capital each held over
+        time, the correlation of their daily returns, and one row of figures each."""
+        strategies = [s for s in section.get("strategies") or [] if isinstance(s, dict)]
+        if not strategies:
+            return
+        folder = self.results.path
+        lines = []
+        for s in strategies:
+            try:
+                own = load_results(folder / str(s.get("results", "")))
+                eq = own.table("equity", money="float", columns=["equity"])
+            except Exception as error:  # a missing strategy folder still gives a report
+                self.notes.append(f"strategy `{s.get('id')}`: {error}")
+                continue
+            times = np.asarray(eq.index.asi8, dtype=np.int64)
+            values = eq["equity"].to_numpy(dtype=np.float64)
+            idx = reduce_indices(values)
+            lines.append(_line(str(s.get("id")), _ms(times[idx]), _floats(values[idx])))
+        if lines:
+            self.add("Portfolio", "strategy_equity", lines, _layout(
+                "Each strategy's equity on its initial capital (rebalancing moves taken out)",
+                yaxis={"title": {"text": "equity"}}))
+        moves = _read_csv(folder / "allocation.csv")
+        if moves:
+            ids = [str(s.get("id")) for s in strategies]
+            names = ids + (["(reserve)"] if any(m["strategy"] == "(reserve)" for m in moves) else [])
+            capital: dict[str, list[tuple[int, float]]] = {name: [] for name in names}
+            for m in moves:
+                if m["strategy"] in capital:
+                    t = int(np.datetime64(m["time"].rstrip("Z"), "ns").astype(np.int64))
+                    capital[m["strategy"]].append((t, float(m["equity_after"])))
+            data = [{"type": "scatter", "mode": "lines", "name": name, "stackgroup": "capital",
+                     "line": {"shape": "hv"}, "x": [t // 1_000_000 for t, _ in points],
+                     "y": [v for _, v in points]}
+                    for name, points in capital.items() if points]
+            self.add("Portfolio", "allocation", data, _layout(
+                f"Capital of each strategy after each move (allocator {section.get('allocator')}, "
+                f"rebalance {section.get('rebalance')})", yaxis={"title": {"text": "capital"}}))
+        correlation = section.get("correlation") or {}
+        matrix = correlation.get("matrix")
+        if matrix:
+            labels = [str(x) for x in correlation.get("strategies") or []]
+            self.add("Portfolio", "correlation", [{
+                "type": "heatmap", "x": labels, "y": labels, "z": matrix, "zmin": -1, "zmax": 1,
+                "colorscale": "RdBu", "reversescale": True, "name": "correlation"}],
+                _layout("Correlation of the strategies' daily returns", hovermode="closest",
+                        xaxis={"type": "category"}, yaxis={"type": "category", "automargin": True}))
+        header = ["strategy", "weight", "capital", "final equity", "pnl", "return", "sharpe",
+                  "max drawdown", "trades", "status"]
+        columns: list[list[str]] = [[] for _ in header]
+        for s in strategies:
+            m = s.get("metrics") or {}
+            figure = {key: _as_float(m.get(key)) for key in ("total_return", "sharpe", "max_drawdown")}
+            cells = [s.get("id"), s.get("weight"), s.get("initial_capital"), s.get("final_equity"),
+                     s.get("pnl"), *(format_metric(key, value) for key, value in figure.items()),
+                     str(m.get("num_trades", "")), s.get("status")]
+            for column, cell in zip(columns, cells):
+                column.append("" if cell is None else str(cell))
+        benefit = (section.get("diversification") or {}).get("benefit")
+        title = "Strategies" + ("" if benefit is None else
+                                f" (diversification benefit {format_metric('benefit', benefit)})")
+        self.add("Portfolio", "strategies", [{
+            "type": "table", "header": {"values": header},
+            "cells": {"values": columns}, "name": "strategies"}],
+            _layout(title, height=80 + 30 * len(strategies), hovermode=False))
 
     def equity_charts(self) -> None:
         dd = self.drawdown()
@@ -549,6 +620,22 @@ def _belongs(name: str, symbol: str) -> bool:
     (``SYNA.z``, ``z:SYNA``, ``spread SYNA``)."""
     tokens = name.replace(":", " ").replace(".", " ").replace("/", " ").replace("_", " ").split()
     return symbol in tokens or name.startswith(symbol + ".") or name.startswith(symbol + ":")
+
+
+def _as_float(value: Any) -> float | None:
+    """A metric as a number: exact ones are decimal strings in metrics.json."""
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file of the results; none when it is missing."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def _num(value: Any) -> bool:
