@@ -242,7 +242,7 @@ fn main() -> Result<(), String> {
     };
     // The defaults of `rustybt run` (commission, calendar, execution), so both runs agree.
     let defaults = rustybt::cli::RunArgs {
-        algo: Some(PathBuf::from(file!())),
+        algo: vec![PathBuf::from(file!())],
         ..Default::default()
     };
     let settings = RunSettings::resolve(&defaults).map_err(|e| e.to_string())?;

@@ -184,7 +184,7 @@ fn main() -> Result<(), String> {
         }
     }
     let defaults = rustybt::cli::RunArgs {
-        algo: Some(PathBuf::from(file!())),
+        algo: vec![PathBuf::from(file!())],
         ..Default::default()
     };
     let settings = RunSettings::resolve(&defaults).map_err(|e| e.to_string())?;
