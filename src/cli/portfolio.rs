@@ -11,10 +11,10 @@ use rust_decimal::Decimal;
 
 use super::RunArgs;
 use super::progress::Progress;
-use super::run::{RunRecord, default_out_dir, load_and_start, write_results};
+use super::run::{RunRecord, default_out_dir, exit_code_of, load_and_start, write_results};
 use crate::config::RunSettings;
 use crate::engine::{BacktestOutcome, Stop, lock};
-use crate::error::{Error, ExitCode, report};
+use crate::error::{Error, ExitCode};
 use crate::metrics::{self, Labels, RunInfo, RunStatus};
 use crate::model::SymbolId;
 use crate::pipeline::{build_market, session_on};
@@ -401,26 +401,7 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
             book.bars as f64 / wall_seconds.max(1e-9),
             out_dir.display()
         );
-        Ok(match book.stop {
-            None => ExitCode::Success,
-            Some(Stop::Interrupted) => {
-                errln!(
-                    "interrupted: partial results written to {}",
-                    out_dir.display()
-                );
-                ExitCode::Interrupted
-            }
-            Some(Stop::Failed(e)) => {
-                report(&Error::Algorithm(e));
-                errln!("partial results written to {}", out_dir.display());
-                ExitCode::Algorithm
-            }
-            Some(Stop::Engine(message)) => {
-                report(&Error::Internal(message));
-                errln!("partial results written to {}", out_dir.display());
-                ExitCode::Internal
-            }
-        })
+        Ok(exit_code_of(book.stop, &out_dir))
     })
 }
 

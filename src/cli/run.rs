@@ -355,32 +355,38 @@ fn run_once(
             bars as f64 / finished.wall_seconds.max(1e-9),
             out_dir.display()
         );
-        let exit = match finished.stop {
-            None => ExitCode::Success,
-            Some(Stop::Interrupted) => {
-                errln!(
-                    "interrupted: partial results written to {}",
-                    out_dir.display()
-                );
-                ExitCode::Interrupted
-            }
-            Some(Stop::Failed(e)) => {
-                report(&Error::Algorithm(e));
-                errln!("partial results written to {}", out_dir.display());
-                ExitCode::Algorithm
-            }
-            Some(Stop::Engine(message)) => {
-                report(&Error::Internal(message));
-                errln!("partial results written to {}", out_dir.display());
-                ExitCode::Internal
-            }
-        };
+        let exit = exit_code_of(finished.stop, out_dir);
         Ok(RunReport {
             exit,
             metrics: Some(finished.metrics),
             out_dir: Some(finished.out_dir.clone()),
         })
     })
+}
+
+/// The exit code of a run that ended with `stop`, reporting a failure (the results, partial
+/// or not, are in `out_dir`).
+pub(super) fn exit_code_of(stop: Option<Stop>, out_dir: &Path) -> ExitCode {
+    match stop {
+        None => ExitCode::Success,
+        Some(Stop::Interrupted) => {
+            errln!(
+                "interrupted: partial results written to {}",
+                out_dir.display()
+            );
+            ExitCode::Interrupted
+        }
+        Some(Stop::Failed(e)) => {
+            report(&Error::Algorithm(e));
+            errln!("partial results written to {}", out_dir.display());
+            ExitCode::Algorithm
+        }
+        Some(Stop::Engine(message)) => {
+            report(&Error::Internal(message));
+            errln!("partial results written to {}", out_dir.display());
+            ExitCode::Internal
+        }
+    }
 }
 
 /// Reruns the backtest after every saved change until Ctrl-C, printing what changed.

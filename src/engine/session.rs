@@ -280,6 +280,24 @@ impl Session {
         Ok(reference.is_some())
     }
 
+    /// The position in `symbol` plus its open entry orders (not exits: they reduce what
+    /// their entry opened), signed, leaving out `excluded`: what buying power and portfolio
+    /// limits count as held.
+    pub fn committed_quantity(&self, symbol: SymbolId, excluded: &[OrderId]) -> Decimal {
+        let mut quantity = self
+            .ledger
+            .position(symbol)
+            .map(|p| p.quantity)
+            .unwrap_or_default();
+        for order in self.orders.open_orders(symbol) {
+            if order.parent.is_none() && order.oco_group.is_none() && !excluded.contains(&order.id)
+            {
+                quantity += order.side.sign() * order.remaining();
+            }
+        }
+        quantity
+    }
+
     /// Σ |position + open orders + this order| × price × margin over all symbols must stay
     /// within equity. Unknown before a symbol's first bar (no price yet): checked later, by
     /// [`Session::check_unpriced`].
@@ -296,19 +314,7 @@ impl Session {
         let mut required = Decimal::ZERO;
         for index in 0..self.market.symbol_count() {
             let symbol = SymbolId(index as u32);
-            let mut quantity = self
-                .ledger
-                .position(symbol)
-                .map(|p| p.quantity)
-                .unwrap_or_default();
-            for order in self.orders.open_orders(symbol) {
-                if order.parent.is_none()
-                    && order.oco_group.is_none()
-                    && !excluded.contains(&order.id)
-                {
-                    quantity += order.side.sign() * order.remaining();
-                }
-            }
+            let mut quantity = self.committed_quantity(symbol, excluded);
             let price = if symbol == request.symbol {
                 quantity += request.side.sign() * request.quantity;
                 reference

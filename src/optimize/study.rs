@@ -545,28 +545,26 @@ impl Driver<'_> {
     /// Runs one request on the first free worker and waits for it (a walk-forward window's
     /// out-of-sample run).
     pub fn run_one(&mut self, request: &TrialRequest) -> Result<TrialResult, Error> {
+        let Some(slot) = self.executor.slots().first().copied() else {
+            return Err(Error::Internal("every worker has exited".into()));
+        };
+        self.executor.submit(slot, request)?;
         loop {
-            let Some(slot) = self.executor.slots().first().copied() else {
-                return Err(Error::Internal("every worker has exited".into()));
-            };
-            self.executor.submit(slot, request)?;
-            loop {
-                match self.executor.next(Duration::from_millis(200)) {
-                    None => continue,
-                    Some(Message::Result(s, result)) if s == slot => return Ok(result),
-                    Some(Message::Result(..)) => continue,
-                    Some(Message::Gone(s, why)) => {
-                        self.executor.retire(s);
-                        if s == slot {
-                            return Ok(TrialResult {
-                                number: request.number,
-                                metrics: None,
-                                returns: None,
-                                error: Some(format!("the worker running this trial {why}")),
-                                duration_s: 0.0,
-                                bars: 0,
-                            });
-                        }
+            match self.executor.next(Duration::from_millis(200)) {
+                None => continue,
+                Some(Message::Result(s, result)) if s == slot => return Ok(result),
+                Some(Message::Result(..)) => continue,
+                Some(Message::Gone(s, why)) => {
+                    self.executor.retire(s);
+                    if s == slot {
+                        return Ok(TrialResult {
+                            number: request.number,
+                            metrics: None,
+                            returns: None,
+                            error: Some(format!("the worker running this trial {why}")),
+                            duration_s: 0.0,
+                            bars: 0,
+                        });
                     }
                 }
             }

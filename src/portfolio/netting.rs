@@ -45,11 +45,13 @@ pub struct NettingReport {
     pub dropped: u64,
 }
 
+/// A market order that may cross: (strategy, order, side, quantity, time in force).
+type Candidate = (usize, OrderId, OrderSide, Decimal, TimeInForce);
+
 /// The crossings among the market orders the running strategies placed at `now`.
 pub fn find<S>(members: &[Member<S>], now: TimestampNs, symbols: usize) -> Vec<Crossing> {
     // Per book symbol and time in force: (strategy, order, side, quantity).
-    let mut candidates: Vec<Vec<(usize, OrderId, OrderSide, Decimal, TimeInForce)>> =
-        vec![Vec::new(); symbols];
+    let mut candidates: Vec<Vec<Candidate>> = vec![Vec::new(); symbols];
     for (i, m) in members.iter().enumerate() {
         if m.stopped.is_some() {
             continue;
@@ -92,8 +94,7 @@ pub fn find<S>(members: &[Member<S>], now: TimestampNs, symbols: usize) -> Vec<C
         }
         for tif in tifs {
             let group: Vec<_> = orders.iter().filter(|o| o.4 == tif).collect();
-            type Candidate<'a> = &'a (usize, OrderId, OrderSide, Decimal, TimeInForce);
-            let (buys, sells): (Vec<Candidate>, Vec<Candidate>) =
+            let (buys, sells): (Vec<&Candidate>, Vec<&Candidate>) =
                 group.iter().copied().partition(|o| o.2 == OrderSide::Buy);
             let bought: Decimal = buys.iter().map(|o| o.3).sum();
             let sold: Decimal = sells.iter().map(|o| o.3).sum();

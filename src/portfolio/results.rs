@@ -35,33 +35,42 @@ pub struct StrategyReport<'a> {
     pub daily: &'a [(i64, Decimal)],
 }
 
-/// Every strategy's fills in the book's symbol ids, in time order (strategies in book order
-/// within one time), with the index of the strategy of each.
-pub fn combined_fills(parts: &[(&[Fill], &[SymbolId])]) -> (Vec<Fill>, Vec<u32>) {
-    let mut rows: Vec<(Fill, u32)> = Vec::new();
-    for (k, (fills, global)) in parts.iter().enumerate() {
-        for f in fills.iter() {
-            let mut f = f.clone();
-            f.symbol = global[f.symbol.index()];
-            rows.push((f, k as u32));
+/// Every strategy's rows in one list ordered by `key` (strategies in book order within one
+/// key), each relabelled to the book's symbol ids by `relabel`, with the index of the
+/// strategy of each row.
+fn combined<T: Clone, K: Ord>(
+    parts: &[(&[T], &[SymbolId])],
+    relabel: impl Fn(&mut T, &[SymbolId]),
+    key: impl Fn(&T) -> K,
+) -> (Vec<T>, Vec<u32>) {
+    let mut rows: Vec<(T, u32)> = Vec::new();
+    for (k, (items, global)) in parts.iter().enumerate() {
+        for item in items.iter() {
+            let mut item = item.clone();
+            relabel(&mut item, global);
+            rows.push((item, k as u32));
         }
     }
-    rows.sort_by_key(|(f, k)| (f.time, *k));
+    rows.sort_by(|a, b| (key(&a.0), a.1).cmp(&(key(&b.0), b.1)));
     rows.into_iter().unzip()
+}
+
+/// Every strategy's fills in the book's symbol ids, in time order.
+pub fn combined_fills(parts: &[(&[Fill], &[SymbolId])]) -> (Vec<Fill>, Vec<u32>) {
+    combined(
+        parts,
+        |f, global| f.symbol = global[f.symbol.index()],
+        |f| f.time,
+    )
 }
 
 /// Every strategy's closed trades in the book's symbol ids, by exit time.
 pub fn combined_trades(parts: &[(&[ClosedTrade], &[SymbolId])]) -> (Vec<ClosedTrade>, Vec<u32>) {
-    let mut rows: Vec<(ClosedTrade, u32)> = Vec::new();
-    for (k, (trades, global)) in parts.iter().enumerate() {
-        for t in trades.iter() {
-            let mut t = t.clone();
-            t.symbol = global[t.symbol.index()];
-            rows.push((t, k as u32));
-        }
-    }
-    rows.sort_by_key(|(t, k)| (t.exit_time, *k));
-    rows.into_iter().unzip()
+    combined(
+        parts,
+        |t, global| t.symbol = global[t.symbol.index()],
+        |t| t.exit_time,
+    )
 }
 
 /// Every strategy's cost log in one, in the book's symbol ids and time order.
@@ -69,17 +78,13 @@ pub fn combined_costs(
     parts: &[(&[crate::accounting::CostRecord], &[SymbolId])],
     symbols: usize,
 ) -> Result<crate::accounting::CostLog, Error> {
-    let mut rows: Vec<(crate::accounting::CostRecord, usize)> = Vec::new();
-    for (k, (records, global)) in parts.iter().enumerate() {
-        for r in records.iter() {
-            let mut r = r.clone();
-            r.symbol = r.symbol.map(|s| global[s.index()]);
-            rows.push((r, k));
-        }
-    }
-    rows.sort_by_key(|(r, k)| (r.time, *k));
+    let (rows, _) = combined(
+        parts,
+        |r, global| r.symbol = r.symbol.map(|s| global[s.index()]),
+        |r| r.time,
+    );
     let mut log = crate::accounting::CostLog::new(symbols);
-    for (r, _) in rows {
+    for r in rows {
         log.record(r)
             .map_err(|e| Error::Internal(format!("combining the cost logs: {e}")))?;
     }

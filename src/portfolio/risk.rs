@@ -97,19 +97,7 @@ pub fn own_quantities(
 ) -> Vec<Decimal> {
     let mut out = vec![Decimal::ZERO; symbols];
     for (local, g) in global.iter().enumerate() {
-        let symbol = SymbolId(local as u32);
-        let mut q = session
-            .ledger
-            .position(symbol)
-            .map(|p| p.quantity)
-            .unwrap_or_default();
-        for order in session.orders.open_orders(symbol) {
-            if order.parent.is_none() && order.oco_group.is_none() && !excluded.contains(&order.id)
-            {
-                q += order.side.sign() * order.remaining();
-            }
-        }
-        out[g.index()] = q;
+        out[g.index()] = session.committed_quantity(SymbolId(local as u32), excluded);
     }
     out
 }
