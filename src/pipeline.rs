@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 
 use crate::config::RunSettings;
 use crate::data::{self, BarSeries, LoadOptions};
+use crate::engine::actions::CorporateAction;
 use crate::engine::{BacktestOptions, BacktestOutcome, Session, SharedSession, Stop, run_backtest};
 use crate::error::Error;
 use crate::market::Market;
@@ -25,6 +26,8 @@ pub struct Prepared {
     pub series: Vec<BarSeries>,
     /// The catalog datasets read, with their checksums (`None` for files).
     pub datasets: Option<serde_json::Value>,
+    /// Splits and dividends of the loaded symbols (from the catalog), by symbol name.
+    pub actions: Vec<(String, CorporateAction)>,
 }
 
 pub fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<Prepared, Error> {
@@ -50,10 +53,18 @@ pub fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<Prepared
             },
         )?;
         build_market(settings, loaded.series.clone())?;
+        let mut actions = Vec::new();
+        for (symbol, time, kind, value) in loaded.events {
+            let action = CorporateAction::parse(time, &kind, &value).map_err(|e| {
+                Error::usage(format!("the catalog's {kind} event of {symbol}: {e}"))
+            })?;
+            actions.push((symbol, action));
+        }
         return Ok(Prepared {
             files: loaded.files,
             series: loaded.series,
             datasets: Some(loaded.used),
+            actions,
         });
     }
     let files = if settings.data.is_empty() {
@@ -88,6 +99,7 @@ pub fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<Prepared
         files,
         series,
         datasets: None,
+        actions: Vec::new(),
     })
 }
 
@@ -105,7 +117,24 @@ pub fn build_market(settings: &RunSettings, series: Vec<BarSeries>) -> Result<Ma
 pub fn build_session(settings: &RunSettings, prepared: &Prepared) -> Result<SharedSession, Error> {
     let market = build_market(settings, prepared.series.clone())?;
     warn_on_mixed_intervals(&market);
-    session_on(settings, market)
+    let session = session_on(settings, market)?;
+    install_actions(&session, &prepared.actions);
+    Ok(session)
+}
+
+/// Gives a session the splits and dividends of its symbols (by name; others are ignored).
+pub fn install_actions(session: &SharedSession, actions: &[(String, CorporateAction)]) {
+    if actions.is_empty() {
+        return;
+    }
+    let mut s = crate::engine::lock(session);
+    let mut by_symbol = vec![Vec::new(); s.market.symbol_count()];
+    for (name, action) in actions {
+        if let Some(id) = s.market.symbol_id(name) {
+            by_symbol[id.index()].push(action.clone());
+        }
+    }
+    s.actions = crate::engine::actions::Actions::new(by_symbol);
 }
 
 /// The engine's session for `settings` on a market (loaded, or a live feed's).

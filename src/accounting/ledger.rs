@@ -93,6 +93,96 @@ impl Ledger {
         Ok(())
     }
 
+    /// A split of `symbol` at its ex-date: `new_shares` for every `old_shares`. The position's
+    /// quantity is multiplied by the ratio and its mark and the open trade's price extremes
+    /// divided by it; the cost basis stays, so the average price is divided too and equity does
+    /// not move. A fractional new quantity is rounded toward zero to `unit` (the lot size, or
+    /// one share) and the fraction is paid in cash at the new mark ("cash in lieu", realized
+    /// against its share of the cost basis). Returns the quantity before, after, and the cash.
+    pub fn split(
+        &mut self,
+        symbol: SymbolId,
+        new_shares: Decimal,
+        old_shares: Decimal,
+        unit: Decimal,
+    ) -> Result<(Decimal, Decimal, Decimal), LedgerError> {
+        let ratio = |v: Decimal| {
+            v.checked_mul(new_shares)
+                .and_then(|x| x.checked_div(old_shares))
+        };
+        let unratio = |v: Decimal| {
+            v.checked_mul(old_shares)
+                .and_then(|x| x.checked_div(new_shares))
+        };
+        let position = self
+            .positions
+            .get_mut(symbol.index())
+            .ok_or(LedgerError::UnknownSymbol(symbol.0))?;
+        let before = position.quantity;
+        let mark = unratio(position.mark).ok_or(overflow("splitting a mark"))?;
+        position.mark = mark;
+        if before.is_zero() {
+            return Ok((before, before, Decimal::ZERO));
+        }
+        let exact = ratio(before).ok_or(overflow("splitting a position"))?;
+        let kept = if unit > Decimal::ZERO {
+            (exact / unit).trunc() * unit
+        } else {
+            exact
+        };
+        let fraction = exact - kept;
+        // The fraction leaves at the new mark with its share of the cost basis.
+        let (cash, basis) = if fraction.is_zero() {
+            (Decimal::ZERO, Decimal::ZERO)
+        } else {
+            let basis = position
+                .cost_basis
+                .checked_mul(fraction)
+                .and_then(|b| b.checked_div(exact))
+                .ok_or(overflow("cash in lieu"))?;
+            (
+                fraction.checked_mul(mark).ok_or(overflow("cash in lieu"))?,
+                basis,
+            )
+        };
+        position.cost_basis -= basis;
+        position.realized_pnl += cash - basis;
+        position.quantity = kept;
+        if let Some(trade) = position.open_trade.as_mut() {
+            trade.max_quantity = ratio(trade.max_quantity).unwrap_or(trade.max_quantity);
+            trade.low = unratio(trade.low).unwrap_or(trade.low);
+            trade.high = unratio(trade.high).unwrap_or(trade.high);
+            trade.realized += cash - basis;
+        }
+        self.cash = self
+            .cash
+            .checked_add(cash)
+            .ok_or(overflow("cash in lieu"))?;
+        if kept.is_zero() {
+            self.open.retain(|s| *s != symbol);
+        }
+        Ok((before, kept, cash))
+    }
+
+    /// A cash dividend of `per_share` on `symbol` at its ex-date: a long position receives
+    /// quantity × amount, a short one pays it. Returns the cash moved.
+    pub fn dividend(
+        &mut self,
+        symbol: SymbolId,
+        per_share: Decimal,
+    ) -> Result<Decimal, LedgerError> {
+        let quantity = self
+            .positions
+            .get(symbol.index())
+            .ok_or(LedgerError::UnknownSymbol(symbol.0))?
+            .quantity;
+        let cash = quantity
+            .checked_mul(per_share)
+            .ok_or(overflow("a dividend"))?;
+        self.cash = self.cash.checked_add(cash).ok_or(overflow("a dividend"))?;
+        Ok(cash)
+    }
+
     pub fn position(&self, symbol: SymbolId) -> Option<&Position> {
         self.positions.get(symbol.index())
     }
@@ -575,5 +665,66 @@ mod tests {
             let trades_fees: Decimal = ledger.closed_trades().iter().map(|t| t.fees).sum();
             prop_assert!(trades_fees <= ledger.fees_paid());
         }
+    }
+
+    #[test]
+    fn a_split_keeps_equity_and_divides_the_average_price() {
+        let mut ledger = Ledger::new(dec!(100000), 1);
+        ledger
+            .apply_fill(&fill(OrderSide::Buy, dec!(10), dec!(400), dec!(0), 1))
+            .unwrap();
+        ledger.mark(SymbolId(0), dec!(420)).unwrap();
+        let equity = ledger.equity().unwrap();
+        let (before, after, cash) = ledger
+            .split(SymbolId(0), dec!(4), dec!(1), dec!(1))
+            .unwrap();
+        assert_eq!((before, after, cash), (dec!(10), dec!(40), dec!(0)));
+        let p = ledger.position(SymbolId(0)).unwrap();
+        assert_eq!(p.average_price(), Some(dec!(100)));
+        assert_eq!(p.mark, dec!(105));
+        assert_eq!(ledger.equity().unwrap(), equity);
+    }
+
+    #[test]
+    fn a_reverse_split_pays_the_fraction_in_cash() {
+        let mut ledger = Ledger::new(dec!(10000), 1);
+        ledger
+            .apply_fill(&fill(OrderSide::Buy, dec!(100), dec!(2), dec!(0), 1))
+            .unwrap();
+        ledger.mark(SymbolId(0), dec!(3)).unwrap();
+        // 1 new share for 3 old: 33 shares at 9, the third of a share paid at 9: 3.
+        let (_, after, cash) = ledger
+            .split(SymbolId(0), dec!(1), dec!(3), dec!(1))
+            .unwrap();
+        assert_eq!(after, dec!(33));
+        assert_eq!((cash * dec!(1000)).round() / dec!(1000), dec!(3));
+        let p = ledger.position(SymbolId(0)).unwrap();
+        // The basis of the fraction (200 × 1/100) leaves with it: 2 realized on it.
+        assert_eq!(p.cost_basis.round_dp(20), dec!(198));
+        assert_eq!(p.realized_pnl.round_dp(20), dec!(1));
+        assert_eq!(ledger.equity().unwrap().round_dp(20), dec!(10100));
+    }
+
+    #[test]
+    fn dividends_credit_longs_and_charge_shorts() {
+        let mut ledger = Ledger::new(dec!(1000), 2);
+        ledger
+            .apply_fill(&fill(OrderSide::Buy, dec!(10), dec!(5), dec!(0), 1))
+            .unwrap();
+        assert_eq!(
+            ledger.dividend(SymbolId(0), dec!(0.24)).unwrap(),
+            dec!(2.40)
+        );
+        assert_eq!(ledger.cash(), dec!(952.40));
+        let mut short = Ledger::new(dec!(1000), 1);
+        short
+            .apply_fill(&fill(OrderSide::Sell, dec!(10), dec!(5), dec!(0), 1))
+            .unwrap();
+        assert_eq!(
+            short.dividend(SymbolId(0), dec!(0.24)).unwrap(),
+            dec!(-2.40)
+        );
+        assert_eq!(short.cash(), dec!(1047.60));
+        assert_eq!(ledger.dividend(SymbolId(1), dec!(1)).unwrap(), dec!(0));
     }
 }

@@ -735,6 +735,8 @@ pub struct RunLoad {
     /// `[{source, symbol, timeframe, checksum, first, last, rows}]` for `metrics.json`: a rerun
     /// with the same checksums ran on the same data.
     pub used: serde_json::Value,
+    /// The splits and dividends of the loaded symbols: (symbol, ex-date ns, kind, value).
+    pub events: Vec<(String, i64, String, String)>,
 }
 
 /// Loads the datasets of a run, refusing a missing, ambiguous or (unless allowed) erroneous one.
@@ -746,6 +748,7 @@ pub fn load_for_run(root: &Path, request: &RunRequest) -> Result<RunLoad, Catalo
         series: Vec::new(),
         files: Vec::new(),
         used: serde_json::Value::Array(Vec::new()),
+        events: Vec::new(),
     };
     let mut used = Vec::new();
     for symbol in request.symbols {
@@ -822,6 +825,9 @@ pub fn load_for_run(root: &Path, request: &RunRequest) -> Result<RunLoad, Catalo
         entry["catalog"] = root.display().to_string().into();
         used.push(entry);
         out.series.push(series);
+        for (time, kind, value) in catalog.events(&dataset.source, &dataset.symbol)? {
+            out.events.push((dataset.symbol.clone(), time, kind, value));
+        }
     }
     out.used = serde_json::Value::Array(used);
     // Best effort: a read-only catalog still runs, it only forgets what was used when.

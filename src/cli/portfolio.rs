@@ -111,6 +111,7 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
             own.class_name = s.class_name.clone();
             own.params = s.params.clone();
             let session = session_on(&own, build_market(&own, series)?)?;
+            crate::pipeline::install_actions(&session, &prepared.actions);
             let global: Vec<SymbolId> = lock(&session)
                 .market
                 .symbol_names()

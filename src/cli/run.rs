@@ -304,6 +304,14 @@ pub(super) fn write_results(
         metrics::write_records(&out_dir, &outcome.fills, trades, &info.symbols)
             .map_err(results_error)?;
         metrics::write_record_files(&out_dir, &s.records).map_err(results_error)?;
+        if !s.actions.applied.is_empty() {
+            metrics::write_corporate_actions(
+                &out_dir.join("corporate_actions.csv"),
+                &s.actions.applied,
+                &info.symbols,
+            )
+            .map_err(results_error)?;
+        }
         equity
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))

@@ -277,6 +277,11 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
     session.accrue_carry(tick.time).map_err(Stop::Engine)?;
     for &symbol in &tick.symbols {
         let index = session.market.closed_count(symbol);
+        // Splits and dividends from their ex-date's bar on, before it matches.
+        let open_time = session.market.series(symbol).time[index];
+        session
+            .apply_actions(symbol, open_time)
+            .map_err(Stop::Engine)?;
         if !session.unpriced.is_empty() {
             let series = session.market.series(symbol);
             let (open, open_time) = (series.open.exact.get(index), series.time[index]);

@@ -1,5 +1,6 @@
 //! The clock step of ARCHITECTURE §2, shared state the algorithm reads, and the backtest loop.
 
+pub mod actions;
 mod backtest;
 pub mod carry;
 pub mod cross_section;

@@ -69,6 +69,8 @@ pub struct Session {
     /// Checks beyond this session's own (a portfolio's risk limits), run on every order
     /// that passed them.
     pub pre_trade: Option<std::sync::Arc<dyn PreTradeCheck>>,
+    /// Splits and dividends still to apply, and those applied.
+    pub actions: super::actions::Actions,
 }
 
 /// An order check from outside the session: a portfolio's limits on the whole account.
@@ -132,6 +134,7 @@ impl Session {
             unpriced: Vec::new(),
             records: crate::metrics::RecordLog::default(),
             pre_trade: None,
+            actions: Default::default(),
         }
     }
 

@@ -99,8 +99,8 @@ pub use costs::{CostSummary, CostTotals, write_costs_csv};
 pub use daily::MetricsOptions;
 pub use orders::{OrderSummary, ReasonCount};
 pub use output::{
-    Labels, metrics_json, write_equity, write_metrics, write_records, write_records_labelled,
-    write_results,
+    Labels, metrics_json, write_corporate_actions, write_equity, write_metrics, write_records,
+    write_records_labelled, write_results,
 };
 pub use records::{RecordLog, write_record_files};
 pub use stats::{MIN_CAGR_DAYS, MIN_DAILY_RETURNS, Records, compute, compute_with, days_per_year};

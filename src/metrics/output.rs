@@ -149,6 +149,46 @@ pub fn write_records_labelled(
     Ok(written)
 }
 
+/// `corporate_actions.csv`: every split and dividend applied to the books (written only when
+/// the run had some).
+pub fn write_corporate_actions(
+    path: &Path,
+    applied: &[crate::engine::actions::AppliedAction],
+    symbols: &[String],
+) -> Result<(), MetricsError> {
+    let names = SymbolNames(symbols);
+    let mut w = csv_writer(path)?;
+    w.write_record([
+        "time",
+        "symbol",
+        "kind",
+        "value",
+        "ex_date",
+        "quantity_before",
+        "quantity_after",
+        "cash",
+    ])
+    .map_err(csv_err(path))?;
+    for a in applied {
+        let kind = match a.action.kind {
+            crate::engine::actions::ActionKind::Split { .. } => "split",
+            crate::engine::actions::ActionKind::Dividend { .. } => "dividend",
+        };
+        w.write_record([
+            format_timestamp(a.time).as_str(),
+            &names.name(a.symbol),
+            kind,
+            &a.action.text,
+            format_timestamp(a.action.time).as_str(),
+            &a.quantity_before.normalize().to_string(),
+            &a.quantity_after.normalize().to_string(),
+            &a.cash.to_string(),
+        ])
+        .map_err(csv_err(path))?;
+    }
+    w.flush().map_err(io_err(path))
+}
+
 /// Symbol names by [`SymbolId`]; an id without a name is written as `#<id>`.
 pub(crate) struct SymbolNames<'a>(pub &'a [String]);
 

@@ -136,6 +136,7 @@ fn simulate_trial(
                 .filter(|s| !s.is_empty())
                 .collect(),
             datasets: prepared.datasets.clone(),
+            actions: prepared.actions.clone(),
         };
         &window
     } else {

@@ -111,3 +111,67 @@ def test_unreachable_yahoo(data: Callable[..., Any]) -> None:
     result.assert_clean_failure()
     assert result.returncode == 4, result.stderr
     assert "Yahoo" in result.stderr
+
+
+HOLD = """
+from rustybt_api import Algorithm
+
+
+class Hold(Algorithm):
+    def initialize(self, ctx):
+        self.bought = False
+        self.seen = []
+
+    def on_tick(self, ctx):
+        self.seen.append((ctx.time.date().isoformat(), str(ctx.portfolio.position("AAPL")), str(ctx.portfolio.cash)))
+        if not self.bought:
+            self.bought = True
+            self.buy("AAPL", 10)
+
+    def on_stop(self, ctx):
+        self.log.info("seen %s", self.seen)
+"""
+
+
+def test_splits_and_dividends_apply_in_a_run_on_raw_bars(
+    run_rustybt: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Raw bars fall to a quarter at a 4:1 split; the position follows, so equity does not
+    drop, and dividends credit cash per share held on their ex-dates."""
+    days = weekdays(dt.date(2024, 1, 2), 20)
+    bars = {}
+    for i, day in enumerate(days):
+        price = Decimal(400 + i) if i < 10 else Decimal(100) + Decimal(i) / 4
+        bars[day] = (f"{price:.2f}", f"{price + 1:.2f}", f"{price - 1:.2f}", f"{price:.2f}", "1000000")
+    listing = Listing(bars, splits={days[10]: (4, 1)}, dividends={days[5]: "0.77", days[15]: "0.24"})
+    catalog = tmp_path / "catalog"
+    with FakeYahoo({"AAPL": listing}) as fake:
+        fetched = run_rustybt("data", "--catalog", catalog, "fetch", "--source", "yahoo", "--symbols", "AAPL",
+                              "--timeframe", "1d", "--start", "2023-12-01", "--yahoo-url", fake.url)
+        assert fetched.returncode == 0, fetched.stderr
+    algo = tmp_path / "hold.py"
+    algo.write_text(HOLD)
+    run = run_rustybt("run", "--algo", algo, "--symbols", "AAPL", "--source", "yahoo", "--timeframe", "1d",
+                      "--catalog", catalog, "--offline", "--cash", "10000", "--no-progress")
+    assert run.returncode == 0, run.stderr
+    # Bought 10 at the second day's open (401), no costs.
+    fills = run.csv_rows("fills.csv")
+    assert [(f["qty"], f["price"]) for f in fills] == [("10", "401.00")]
+    actions = run.csv_rows("corporate_actions.csv")
+    ny = "America/New_York"
+    assert [(a["kind"], a["value"], a["quantity_before"], a["quantity_after"], a["cash"]) for a in actions] == [
+        ("dividend", "0.77", "10", "10", "7.70"),
+        ("split", "4", "10", "40", "0"),
+        ("dividend", "0.24", "40", "40", "9.60"),
+    ]
+    assert [a["ex_date"] for a in actions] == [iso(midnight_ms(d, ny)) for d in (days[5], days[10], days[15])]
+    equity = {e["time"][:10]: Decimal(e["equity"]) for e in run.csv_rows("equity.csv")}
+    cash = Decimal(10000) - 4010 + Decimal("7.70") + Decimal("9.60")
+    last = Decimal(100) + Decimal(19) / 4
+    assert Decimal(run.metrics()["final_equity"]) == cash + 40 * last
+    # Across the split the equity moves with the price (408 → 4 × 102.5 = 410), not to a quarter.
+    closes = sorted(equity.items())
+    split_day = next(k for k, (t, _) in enumerate(closes) if t >= days[10].isoformat())
+    before, after = closes[split_day - 1][1], closes[split_day][1]
+    assert abs(after - before) < 50, (before, after)
+    assert "AAPL split 4 (ex-date" in run.stderr
