@@ -96,7 +96,8 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
             ..Default::default()
         });
         let mut members = Vec::new();
-        let mut parts: Vec<(RunSettings, LoadedAlgorithm, Vec<String>)> = Vec::new();
+        let mut parts: Vec<(RunSettings, Vec<String>)> = Vec::new();
+        let mut built = Vec::new();
         for (k, s) in spec.strategies.iter().enumerate() {
             let universe = universe(&s.id, s.symbols.as_deref(), &names)?;
             let series = prepared
@@ -128,6 +129,15 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
                     .unwrap_or_else(|p| p.into_inner())
                     .push(line);
             }
+            built.push((session, global, loaded));
+            parts.push((own, universe));
+        }
+        // The per-bar work the strategies share is done once by the book; set up before the
+        // algorithms attach to their sessions.
+        let sessions: Vec<_> = built.iter().map(|b| b.0.clone()).collect();
+        let shared_cross = crate::portfolio::book::share_engine_work(&sessions, &names);
+        let mut loaded_all = Vec::new();
+        for ((session, global, loaded), s) in built.into_iter().zip(&spec.strategies) {
             let strategy = PyStrategy::named(py, &loaded, session.clone(), sink.clone(), &s.id)
                 .map_err(|e| Error::Internal(format!("attaching strategy `{}`: {e}", s.id)))?;
             members.push(Member::new(
@@ -137,9 +147,13 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
                 global,
                 names.len(),
             ));
-            let symbols = universe;
-            parts.push((own, loaded, symbols));
+            loaded_all.push(loaded);
         }
+        let parts: Vec<(RunSettings, LoadedAlgorithm, Vec<String>)> = parts
+            .into_iter()
+            .zip(loaded_all)
+            .map(|((own, universe), loaded)| (own, loaded, universe))
+            .collect();
         let allocator: Box<dyn crate::portfolio::Allocator> =
             match crate::portfolio::allocator::builtin(&spec) {
                 Some(builtin) => builtin,
@@ -163,6 +177,7 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
             spec: &spec,
             allocator,
             money_dp: settings.currency.decimals,
+            cross_section: Some(shared_cross),
         };
         let started = Instant::now();
         let mut progress = Progress::new(market.total_bars(), settings.progress);

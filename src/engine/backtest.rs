@@ -344,18 +344,32 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
                     .map_err(|e| Stop::Engine(e.to_string()))?;
             }
         }
-        let close = series.close.exact.get(index);
-        session
-            .ledger
-            .mark_bar(symbol, close, || {
-                (series.low.exact.get(index), series.high.exact.get(index))
-            })
-            .map_err(|e| Stop::Engine(e.to_string()))?;
+        // A book's strategy marks only what it holds (a flat symbol's mark is never read);
+        // the book closes its bars and feeds a shared cross-section once for all.
+        let book = session.in_book;
+        if !book
+            || session
+                .ledger
+                .position(symbol)
+                .is_some_and(|p| !p.quantity.is_zero())
+        {
+            let close = series.close.exact.get(index);
+            session
+                .ledger
+                .mark_bar(symbol, close, || {
+                    (series.low.exact.get(index), series.high.exact.get(index))
+                })
+                .map_err(|e| Stop::Engine(e.to_string()))?;
+        }
         session.indicators.on_bar(symbol, series, index);
-        session.cross_section.on_bar(symbol, series, index);
+        if !session.shared_cross_section {
+            session.cross_section.on_bar(symbol, series, index);
+        }
         let interval = session.market.interval_ns(symbol);
         session.aggregations.on_bar(symbol, series, index, interval);
-        session.market.close_next_bar(symbol);
+        if !book {
+            session.market.close_next_bar(symbol);
+        }
     }
     session.aggregations.close_due(tick.time);
     session.indicators.sync_timeframes(&session.aggregations);

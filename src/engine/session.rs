@@ -71,6 +71,12 @@ pub struct Session {
     pub pre_trade: Option<std::sync::Arc<dyn PreTradeCheck>>,
     /// Splits and dividends still to apply, and those applied.
     pub actions: super::actions::Actions,
+    /// A strategy of a portfolio's book: the book closes this session's bars after every
+    /// strategy's engine step (`Market::close_next_bar`), and flat symbols are not marked.
+    pub in_book: bool,
+    /// `cross_section` is the book's, fed by the book once per bar for every strategy over
+    /// the book's whole universe.
+    pub shared_cross_section: bool,
 }
 
 /// An order check from outside the session: a portfolio's limits on the whole account.
@@ -135,6 +141,8 @@ impl Session {
             records: crate::metrics::RecordLog::default(),
             pre_trade: None,
             actions: Default::default(),
+            in_book: false,
+            shared_cross_section: false,
         }
     }
 

@@ -214,6 +214,29 @@ pub struct BookRules<'a> {
     pub allocator: Box<dyn Allocator + 'a>,
     /// Decimal places of a capital amount (the account currency's).
     pub money_dp: u32,
+    /// The cross-section shared by the strategies over the book's whole universe (see
+    /// [`share_engine_work`]).
+    pub cross_section: Option<std::sync::Arc<crate::engine::CrossSection>>,
+}
+
+/// Sets the sessions of a book up so that the per-bar work they have in common is done once:
+/// the book closes every session's bars, and the sessions whose universe is the book's whole
+/// `symbols` (in the same order) share one cross-section that the book feeds. Call before the
+/// algorithms attach (they hold the cross-section). Returns the shared cross-section.
+pub fn share_engine_work(
+    sessions: &[SharedSession],
+    symbols: &[String],
+) -> std::sync::Arc<crate::engine::CrossSection> {
+    let shared = std::sync::Arc::new(crate::engine::CrossSection::new(symbols.len()));
+    for session in sessions {
+        let mut s = lock(session);
+        s.in_book = true;
+        if s.market.symbol_names() == symbols {
+            s.cross_section = shared.clone();
+            s.shared_cross_section = true;
+        }
+    }
+    shared
 }
 
 const CHECK_EVERY_TICKS: u64 = 1024;
@@ -534,9 +557,24 @@ fn drive<S: Strategy>(
             }
         }
         book.bars += tick.symbols.len() as u64;
-        // The book's own market follows, so the account's benchmark sees the closed bars.
+        // The work every strategy shares, once: the shared cross-section, then the bars close
+        // in the book's market (the account's benchmark reads it) and in every session.
         for &symbol in &tick.symbols {
+            if let Some(cross) = &rules.cross_section {
+                cross.on_bar(symbol, market.series(symbol), market.closed_count(symbol));
+            }
             market.close_next_bar(symbol);
+        }
+        for (i, m) in members.iter().enumerate() {
+            if local_ticks[i].symbols.is_empty() {
+                continue;
+            }
+            let mut s = lock(&m.session);
+            if s.in_book {
+                for &symbol in &local_ticks[i].symbols {
+                    s.market.close_next_bar(symbol);
+                }
+            }
         }
         let reserve = risk.lock().reserve;
         let point = EquityPoint {
@@ -916,10 +954,13 @@ mod tests {
                 )
             })
             .collect();
+        let sessions: Vec<SharedSession> = members.iter().map(|m| m.session.clone()).collect();
+        let shared = share_engine_work(&sessions, &["S0".to_string(), "S1".to_string()]);
         let mut rules = BookRules {
             spec: &spec,
             allocator: Box::new(super::super::allocator::Fixed),
             money_dp: 2,
+            cross_section: Some(shared),
         };
         let book = run_book(&mut market, &mut members, &mut rules, &mut |_| {});
         assert!(
