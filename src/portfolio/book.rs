@@ -486,6 +486,7 @@ fn drive<S: Strategy>(
     let mut next_rebalance = None;
     let mut crossings: Vec<super::netting::Crossing> = Vec::new();
     let mut crossed: Vec<Vec<Fill>> = vec![Vec::new(); n];
+    let mut orders_seen = vec![0usize; n];
     loop {
         if !clock.next_into(market, &mut tick) {
             return Ok(());
@@ -653,6 +654,7 @@ fn drive<S: Strategy>(
                 members,
                 tick.time,
                 market.symbol_count(),
+                &mut orders_seen,
             ));
         }
         book.ticks += 1;

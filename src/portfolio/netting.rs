@@ -48,36 +48,43 @@ pub struct NettingReport {
 /// A market order that may cross: (strategy, order, side, quantity, time in force).
 type Candidate = (usize, OrderId, OrderSide, Decimal, TimeInForce);
 
-/// The crossings among the market orders the running strategies placed at `now`.
-pub fn find<S>(members: &[Member<S>], now: TimestampNs, symbols: usize) -> Vec<Crossing> {
-    // Per book symbol and time in force: (strategy, order, side, quantity).
-    let mut candidates: Vec<Vec<Candidate>> = vec![Vec::new(); symbols];
+/// The crossings among the market orders the running strategies placed at `now`. `seen[i]`
+/// is how many orders strategy `i` had at the previous call: only orders placed since are
+/// looked at, so a tick without new orders costs one length check per strategy.
+pub fn find<S>(
+    members: &[Member<S>],
+    now: TimestampNs,
+    symbols: usize,
+    seen: &mut [usize],
+) -> Vec<Crossing> {
+    // Per book symbol: (strategy, order, side, quantity, time in force).
+    let mut candidates: Vec<Vec<Candidate>> = Vec::new();
     for (i, m) in members.iter().enumerate() {
+        let s = lock(&m.session);
+        let all = s.orders.all();
+        let new = all.get(seen[i]..).unwrap_or_default();
+        seen[i] = all.len();
         if m.stopped.is_some() {
             continue;
         }
-        let s = lock(&m.session);
-        for (local, global) in m.global.iter().enumerate() {
-            let local = SymbolId(local as u32);
-            if !s.orders.has_open(local) {
-                continue;
-            }
-            for order in s.orders.open_orders(local) {
-                if order.kind == OrderKind::Market
-                    && order.status == OrderStatus::Accepted
-                    && order.submitted_at == now
-                    && order.filled_quantity.is_zero()
-                    && order.parent.is_none()
-                    && order.oco_group.is_none()
-                {
-                    candidates[global.index()].push((
-                        i,
-                        order.id,
-                        order.side,
-                        order.quantity,
-                        order.tif,
-                    ));
+        for order in new {
+            if order.kind == OrderKind::Market
+                && order.status == OrderStatus::Accepted
+                && order.submitted_at == now
+                && order.filled_quantity.is_zero()
+                && order.parent.is_none()
+                && order.oco_group.is_none()
+            {
+                if candidates.is_empty() {
+                    candidates = vec![Vec::new(); symbols];
                 }
+                candidates[m.global[order.symbol.index()].index()].push((
+                    i,
+                    order.id,
+                    order.side,
+                    order.quantity,
+                    order.tif,
+                ));
             }
         }
     }
