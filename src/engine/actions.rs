@@ -99,6 +99,16 @@ impl Actions {
         }
     }
 
+    /// Whether `symbol` has actions still to apply.
+    #[inline]
+    pub fn pending_for(&self, symbol: SymbolId) -> bool {
+        self.any
+            && self
+                .pending
+                .get(symbol.index())
+                .is_some_and(|q| !q.is_empty())
+    }
+
     /// Takes the actions of `symbol` due at a bar opening at `open_time`.
     #[inline]
     pub fn due(&mut self, symbol: SymbolId, open_time: TimestampNs) -> Vec<CorporateAction> {

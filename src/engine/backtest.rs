@@ -275,7 +275,13 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
     let session = &mut *s;
     // Midnights since the last tick are charged from the books as they stood then.
     session.accrue_carry(tick.time).map_err(Stop::Engine)?;
+    let in_book = session.in_book && session.shared_cross_section;
     for &symbol in &tick.symbols {
+        // A book's strategy with nothing on this symbol has nothing to do: the book closes the
+        // bar and feeds the shared cross-section.
+        if in_book && session.quiet_on(symbol) {
+            continue;
+        }
         let index = session.market.closed_count(symbol);
         // Splits and dividends from their ex-date's bar on, before it matches.
         let open_time = session.market.series(symbol).time[index];

@@ -272,6 +272,14 @@ impl IndicatorSet {
     }
 
     /// Step 4 of the clock: bar `index` of `symbol` just closed.
+    /// Whether any built-in indicator is fed by `symbol`'s bars.
+    #[inline]
+    pub fn feeds_on(&self, symbol: SymbolId) -> bool {
+        self.by_symbol
+            .get(symbol.index())
+            .is_some_and(|ids| !ids.is_empty())
+    }
+
     pub fn on_bar(&mut self, symbol: SymbolId, series: &BarSeries, index: usize) {
         if let Some(ids) = self.by_symbol.get(symbol.index()) {
             for id in ids {

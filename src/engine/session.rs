@@ -291,6 +291,21 @@ impl Session {
         Ok(reference.is_some())
     }
 
+    /// Nothing of this session's depends on `symbol`'s next bar: no open or unpriced order,
+    /// no position, no built-in indicator or higher timeframe, no pending corporate action.
+    #[inline]
+    pub fn quiet_on(&self, symbol: SymbolId) -> bool {
+        !self.orders.has_open(symbol)
+            && self.unpriced.is_empty()
+            && self
+                .ledger
+                .position(symbol)
+                .is_none_or(|p| p.quantity.is_zero())
+            && !self.indicators.feeds_on(symbol)
+            && !self.aggregations.builds_on(symbol)
+            && !self.actions.pending_for(symbol)
+    }
+
     /// The position in `symbol` plus its open entry orders (not exits: they reduce what
     /// their entry opened), signed, leaving out `excluded`: what buying power and portfolio
     /// limits count as held.

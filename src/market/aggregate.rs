@@ -221,6 +221,12 @@ impl Aggregations {
         self.items.get(id)
     }
 
+    /// Whether a higher timeframe of `symbol` is attached.
+    #[inline]
+    pub fn builds_on(&self, symbol: SymbolId) -> bool {
+        self.items.iter().any(|a| a.symbol == symbol)
+    }
+
     pub fn on_bar(&mut self, symbol: SymbolId, series: &BarSeries, index: usize, interval_ns: i64) {
         for aggregation in self.items.iter_mut().filter(|a| a.symbol == symbol) {
             aggregation.on_bar(series, index, interval_ns);

@@ -726,3 +726,46 @@ def test_the_example_book_runs_and_its_report_draws_the_portfolio(
     keys = browser.execute_script(
         "return [...document.querySelectorAll('#metrics td[data-key]')].map(td => td.dataset.key)")
     assert keys and not any(k.startswith("portfolio") for k in keys)
+
+
+ROTATE = """
+    import numpy as np
+    from rustybt_api import Algorithm
+
+    class Rotate(Algorithm):
+        every = 17
+
+        def initialize(self, ctx):
+            self.ticks, self.held, self.previous = 0, None, None
+
+        def on_tick(self, ctx):
+            self.ticks += 1
+            if self.ticks % self.every:
+                return
+            latest = ctx.latest("close")
+            if self.previous is not None:
+                best = ctx.symbols[int(np.argmax(latest / self.previous))]
+                if best != self.held:
+                    if self.held is not None:
+                        self.close(self.held)
+                    self.buy(best, 7)
+                    self.held = best
+            self.previous = latest.copy()
+"""
+
+
+def test_a_book_strategy_on_the_whole_universe_without_indicators_is_the_plain_run(
+    run_rustybt, write_algo, tmp_path: Path
+) -> None:
+    """The book closes the bars and feeds the shared cross-section; the strategy's session only
+    steps the symbols it holds or has orders on. Nothing of that may show in the results."""
+    algo = write_algo(ROTATE, "rotate")
+    portfolio = write_portfolio(
+        tmp_path, f'[portfolio]\ncash = "100000"\n[[strategy]]\nid = "rotate"\nalgo = "{algo}"\n'
+    )
+    book = run_rustybt("run", "--portfolio", portfolio, "--no-progress", "-q")
+    assert book.returncode == 0, book.stderr
+    plain = run_rustybt("run", "--algo", algo, "--cash", "100000", "--no-progress", "-q")
+    assert plain.returncode == 0, plain.stderr
+    assert plain.metrics()["num_trades"] > 100
+    assert_same_results(book.out / "strategies" / "rotate", plain)
