@@ -17,6 +17,7 @@
 //! - [`venue`]: the [`venue::Venue`] trait the loop talks to an exchange through, and the data
 //!   (orders, fills, candles, rules, events, errors) that crosses it.
 
+pub mod api;
 pub mod audit;
 pub mod breakers;
 pub mod broker;
