@@ -22,6 +22,7 @@ use crate::error::{Error, ExitCode, report};
 use crate::live::api::auth::Tokens;
 use crate::live::api::server::{ApiConfig, ApiServer};
 use crate::live::api::{SessionLink, Snapshot};
+use crate::live::audit::Tap;
 use crate::live::broker::Broker;
 use crate::live::broker::exchange::ExchangeBroker;
 use crate::live::broker::paper::PaperBroker;
@@ -214,10 +215,21 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             }
             _ => settings.cash,
         };
-        let secrets = exchange
+        let mut secrets = exchange
             .as_ref()
             .map(|e| e.secrets.clone())
             .unwrap_or_default();
+        // The API's tokens are masked like the exchange's keys, and its event stream gets
+        // every audit event from the session's `start` on.
+        let (api_link, audit_tap) = match api_link {
+            Some((link, tokens)) => {
+                secrets.extend(tokens);
+                let shared = link.shared.clone();
+                let tap = Tap::new(move |line| shared.hub().publish(line));
+                (Some(link), Some(tap))
+            }
+            None => (None, None),
+        };
         let series = symbols
             .iter()
             .map(|s| BarSeries::empty(s.clone(), source.clone()))
@@ -225,6 +237,11 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
         let market = Market::live(series, interval_ns).map_err(|e| Error::Market(e.to_string()))?;
         let session = session_on(&settings, market)?;
         let (loaded, sink) = load_algorithm(py, &settings)?;
+        if let Some(link) = &api_link {
+            let mut snapshot = (*link.shared.snapshot()).clone();
+            snapshot.strategy.class = loaded.class_name.clone();
+            link.shared.set_snapshot(snapshot);
+        }
         let mut strategy = PyStrategy::new(py, &loaded, session.clone(), sink.clone())
             .map_err(|e| live_error("attaching the algorithm", e))?;
         let folders = [algo_dir.clone()];
@@ -248,6 +265,7 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
                 initial_cash,
                 reset_breaker: args.reset_breaker,
                 secrets,
+                audit_tap,
             },
         )?;
         let feed: Box<dyn Feed> = match (replay, &exchange) {
@@ -301,18 +319,6 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             }
             _ => Box::new(PaperBroker::new()),
         };
-        let api_link = api_link.map(|(link, secrets): (SessionLink, Vec<Secret>)| {
-            let shared = link.shared.clone();
-            for secret in secrets {
-                state.audit.add_secret(secret);
-            }
-            let hub = shared.clone();
-            state.audit.set_tap(move |line| hub.hub().publish(line));
-            let mut snapshot = (*shared.snapshot()).clone();
-            snapshot.strategy.class = loaded.class_name.clone();
-            shared.set_snapshot(snapshot);
-            link
-        });
         let options = SessionOptions {
             max_bars: args.max_bars,
             wall_clock: exchange.is_some(),

@@ -75,6 +75,12 @@ pub fn audit_time(time: TimestampNs) -> String {
 /// Where each written event also goes (the control API's event stream), as its masked line.
 pub struct Tap(Box<dyn FnMut(&str) + Send>);
 
+impl Tap {
+    pub fn new(tap: impl FnMut(&str) + Send + 'static) -> Tap {
+        Tap(Box::new(tap))
+    }
+}
+
 impl std::fmt::Debug for Tap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Tap")
@@ -136,8 +142,8 @@ impl AuditLog {
     }
 
     /// Hands every event written from now on (its masked line) to `tap` too.
-    pub fn set_tap(&mut self, tap: impl FnMut(&str) + Send + 'static) {
-        self.tap = Some(Tap(Box::new(tap)));
+    pub fn set_tap(&mut self, tap: Tap) {
+        self.tap = Some(tap);
     }
 
     /// Adds a secret to mask from now on (e.g. read after the log was opened).

@@ -264,6 +264,7 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
             );
         }
         let mut placed = Vec::new();
+        let mut dust = Vec::new();
         {
             let mut s = lock(&self.session);
             for &id in &targets {
@@ -280,9 +281,22 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
                 } else {
                     OrderSide::Buy
                 };
+                // Whole lots only: a remainder below the lot step cannot be traded (an
+                // exchange fee taken in the bought asset leaves one) and is reported.
+                let mut quantity = quantity.abs();
+                if let Some(lot) = s.instrument(id).lot_size.filter(|l| !l.is_zero()) {
+                    let whole = (quantity / lot).floor() * lot;
+                    if whole != quantity {
+                        dust.push(json!({"symbol": s.market.symbol_name(id), "quantity": quantity - whole}));
+                    }
+                    quantity = whole;
+                }
+                if quantity.is_zero() {
+                    continue;
+                }
                 // The halt refuses the algorithm's orders, not the operator's way out.
                 let halted = s.halted.take();
-                let submitted = s.submit(OrderRequest::market(id, side, quantity.abs()));
+                let submitted = s.submit(OrderRequest::market(id, side, quantity));
                 s.halted = halted;
                 match submitted {
                     Ok(order) => {
@@ -315,7 +329,7 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
         Ok(Reply::ok(json!({
             "orders": orders,
             "cancelled_orders": cancelled.iter().map(|id| id.0).collect::<Vec<_>>(),
-            "flat": placed.is_empty(),
+            "dust": dust,
         })))
     }
 

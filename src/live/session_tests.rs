@@ -75,6 +75,7 @@ fn open_state(dir: &Path, paper: bool, cash: Decimal) -> State {
             initial_cash: cash,
             reset_breaker: false,
             secrets: Vec::new(),
+            audit_tap: None,
         },
     )
     .unwrap()
