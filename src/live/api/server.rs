@@ -649,11 +649,11 @@ fn stream_events(context: &Context, request: Request, params: &[(&str, &str)]) {
     let upgrade =
         header_value(&request, "Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
     let Some(key) = key.filter(|_| upgrade) else {
+        // (tiny_http drops an `Upgrade` header from ordinary responses.)
         let response = error(
             426,
             "/events is a WebSocket: connect with a WebSocket client",
-        )
-        .with_header(header("Upgrade", "websocket"));
+        );
         let _ = request.respond(response);
         return;
     };
