@@ -96,7 +96,15 @@ class Api:
     def stop(self, timeout: float = 60) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=timeout)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            if os.environ.get("API_DEBUG_GDB"):
+                subprocess.run(["gdb", "-p", str(self.proc.pid), "-batch", "-ex", "thread apply all bt"],
+                               stdout=open("/tmp/api-gdb.txt", "w"), stderr=subprocess.STDOUT, timeout=120)
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"the session did not stop on SIGTERM:\n{self.stderr()}") from None
         self.reader.join(timeout=10)
         return code
 
@@ -411,15 +419,19 @@ def test_schemathesis_finds_no_server_error(paper_api: Callable[..., Api], tmp_p
     try:
         wait_for("running", lambda: api.get("/status")["phase"] == "running", timeout=60)
         st = Path(VENV_PYTHON).parent / "st"
-        # /ready answers 503 by design while the session is not ready (and the fuzzer halts
-        # it): it is checked above and in the action tests, not fuzzed for 5xx here.
+        # Every check schemathesis has (no 5xx, answers and their schemas as documented,
+        # invalid input refused). /ready answers 503 by design while the session is not ready
+        # (the fuzzer halts it): it is checked in the other tests, not fuzzed here; /events is
+        # a WebSocket, tested with a WebSocket client.
         proc = subprocess.run(
             [str(st), "run", str(OPENAPI), "--url", api.url, "--header", f"Authorization: Bearer {TOKEN}",
-             "--checks", "not_a_server_error", "--max-examples", "25", "--exclude-path", "/ready",
-             "--exclude-path", "/events", "--workers", "1", "--no-color", "--seed", "7"],
+             "--max-examples", "25", "--exclude-path", "/ready", "--exclude-path", "/events", "--workers", "1",
+             "--no-color", "--seed", "7"],
             capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env())
         assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
-        assert "passed" in proc.stdout.lower() or "No issues found" in proc.stdout, proc.stdout[-3000:]
+        assert "No issues found" in proc.stdout, proc.stdout[-3000:]
+        generated = int(proc.stdout.split(" generated")[0].split()[-1])
+        assert generated >= 100, proc.stdout[-3000:]
         assert api.proc.poll() is None, "the session still runs"
     finally:
         assert api.stop() == 0, api.stderr()
