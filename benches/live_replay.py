@@ -60,8 +60,8 @@ API_TOKEN = "bench-token-0123456789abcdef"
 
 
 def load_api(proc: subprocess.Popen[str], lines: list[str], counts: dict[str, int]) -> None:
-    """Once the API is up: poll /status, /metrics and /orders as fast as answers come, and
-    stream /events, until the session ends (counts what it got)."""
+    """Once the API is up, a busy dashboard until the session ends: /status, /metrics and
+    /orders 10 times a second each, and the /events stream (counts what it got)."""
     import websocket  # websocket-client
 
     while proc.poll() is None and not any(l.startswith("control API on ") for l in lines):
@@ -83,6 +83,7 @@ def load_api(proc: subprocess.Popen[str], lines: list[str], counts: dict[str, in
     streamer = threading.Thread(target=stream, daemon=True)
     streamer.start()
     while proc.poll() is None:
+        time.sleep(0.1)
         for path in ("/status", "/metrics", "/orders"):
             try:
                 with urllib.request.urlopen(urllib.request.Request(url + path, headers=headers), timeout=10) as r:
@@ -94,7 +95,7 @@ def load_api(proc: subprocess.Popen[str], lines: list[str], counts: dict[str, in
 
 
 def run_session(argv: list[str], env: dict[str, str], load: bool) -> tuple[int, str, dict[str, int]]:
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     counts = {"requests": 0, "events": 0}
 
@@ -108,8 +109,8 @@ def run_session(argv: list[str], env: dict[str, str], load: bool) -> tuple[int, 
     loader = threading.Thread(target=load_api, args=(proc, lines, counts), daemon=True)
     if load:
         loader.start()
-    proc.communicate()
     reader.join()
+    proc.wait()
     if load:
         loader.join()
     return proc.returncode, "\n".join(lines), counts
@@ -180,7 +181,7 @@ def main() -> int:
           f"(user + system time: what a loaded machine does not distort)")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     if args.api and args.api_load:
-        print(f"control API on, a client polling /status, /metrics, /orders and streaming /events: "
+        print(f"control API on, a dashboard polling /status, /metrics, /orders 10/s each and streaming /events: "
               f"{api_requests / args.runs:,.0f} requests and {api_events / args.runs:,.0f} events per run")
     elif args.api:
         print("control API on, no client")

@@ -2,7 +2,7 @@
 //! applies the operators' queued actions and publishes a snapshot for the API's threads.
 //! Everything here runs on the session's own thread, between bars or in a wait slice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,8 +12,8 @@ use super::{End, Halt, LiveSession, LiveStrategy};
 use crate::engine::{BacktestOutcome, lock};
 use crate::execution::OrderRequest;
 use crate::live::api::{
-    Action, FillView, LastBar, OrderView, PUBLISH_EVERY, Phase, PositionView, Reconciliation,
-    Reply, SessionLink, Snapshot, StrategyView,
+    Action, FillView, LastBar, OrderView, Phase, PositionView, Reconciliation, Reply, SessionLink,
+    Snapshot, StrategyView,
 };
 use crate::live::audit::{AuditKind, audit_time};
 use crate::live::breakers::BreakerError;
@@ -22,12 +22,20 @@ use crate::live::journal::ControlRecord;
 use crate::live::wall_ns;
 use crate::model::{Order, OrderId, OrderSide, SymbolId, TimestampNs, format_timestamp};
 
+/// Orders and fills a snapshot lists (the most recent; every open order besides). The
+/// journal, the audit log and the event stream have them all.
+pub const KEEP: usize = 1_000;
+
 /// What the API shows that the session keeps between snapshots.
 #[derive(Default)]
 pub(super) struct ApiView {
     pub running: bool,
-    last_bar: Option<LastBar>,
-    fills: Arc<Vec<FillView>>,
+    /// The last bar's close and when it was received (UTC ns).
+    last_bar: Option<(TimestampNs, TimestampNs)>,
+    /// The last [`KEEP`] fills, and how many of the session's are in.
+    fills: VecDeque<FillView>,
+    fills_seen: usize,
+    fills_shared: Arc<Vec<FillView>>,
 }
 
 impl<S: LiveStrategy> LiveSession<'_, S> {
@@ -41,14 +49,7 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
         if self.api.is_none() {
             return;
         }
-        let received = wall_ns();
-        self.api_view.last_bar = Some(LastBar {
-            close_time: format_timestamp(close_time),
-            received_at: audit_time(received),
-            lag_seconds: (received - close_time) as f64 / 1e9,
-            close_ns: close_time,
-            received_ns: received,
-        });
+        self.api_view.last_bar = Some((close_time, wall_ns()));
     }
 
     /// A safe point: the queued actions are applied, then a snapshot is published when one
@@ -76,7 +77,7 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
         }
         let due = self.api.as_ref().is_some_and(|link| {
             link.last_publish
-                .is_none_or(|t| t.elapsed() >= PUBLISH_EVERY)
+                .is_none_or(|t| link.shared.due(t.elapsed()))
         });
         if force || acted || due {
             self.publish(outcome, Phase::Running, None);
@@ -324,7 +325,10 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
         let orders: Vec<OrderView> = placed
             .iter()
             .filter_map(|id| s.orders.get(*id))
-            .map(|o| order_view(o, &s.market.symbol_name(o.symbol).to_string(), &ids))
+            .map(|o| {
+                let client_id = ids.get(&o.id).cloned();
+                order_view(o, s.market.symbol_name(o.symbol), client_id)
+            })
             .collect();
         Ok(Reply::ok(json!({
             "orders": orders,
@@ -333,24 +337,36 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
         })))
     }
 
-    /// The session as the API shows it, swapped in for the server's threads.
+    /// The session as the API shows it, swapped in for the server's threads. Its cost is
+    /// bounded whatever the session's length: the last [`KEEP`] orders (and every open one)
+    /// and fills, each published list shared by `Arc`.
     fn publish(&mut self, outcome: &BacktestOutcome, phase: Phase, end: Option<String>) {
         let Some(link) = &self.api else {
             return;
         };
         let shared = link.shared.clone();
-        let ids = self.all_client_ids();
+        let broker_ids: HashMap<OrderId, String> = self
+            .broker
+            .client_ids()
+            .into_iter()
+            .map(|(client_id, id)| (id, client_id))
+            .collect();
+        let own_ids = &self.client_ids;
+        let client_id = |id: OrderId| own_ids.get(&id).or_else(|| broker_ids.get(&id)).cloned();
         let mut snapshot: Snapshot = (*shared.snapshot()).clone();
         {
             let view = &mut self.api_view;
             let s = lock(&self.session);
             let name = |id: SymbolId| s.market.symbol_name(id).to_string();
-            if view.fills.len() < outcome.fills.len() {
-                let fills = Arc::make_mut(&mut view.fills);
-                for fill in &outcome.fills[fills.len()..] {
-                    fills.push(FillView {
+            let new_fills = outcome.fills.len() - view.fills_seen.min(outcome.fills.len());
+            if new_fills > 0 {
+                for fill in &outcome.fills[outcome.fills.len() - new_fills.min(KEEP)..] {
+                    if view.fills.len() == KEEP {
+                        view.fills.pop_front();
+                    }
+                    view.fills.push_back(FillView {
                         order_id: fill.order_id.0,
-                        client_order_id: ids.get(&fill.order_id).cloned(),
+                        client_order_id: client_id(fill.order_id),
                         symbol: name(fill.symbol),
                         side: fill.side.as_str(),
                         quantity: fill.quantity,
@@ -359,20 +375,26 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
                         time: format_timestamp(fill.time),
                     });
                 }
+                view.fills_seen = outcome.fills.len();
+                view.fills_shared = Arc::new(view.fills.iter().cloned().collect());
             }
-            snapshot.fills = view.fills.clone();
-            snapshot.orders = s
-                .orders
-                .all()
+            snapshot.fills = view.fills_shared.clone();
+            snapshot.fills_total = outcome.fills.len();
+            let all = s.orders.all();
+            let recent = all.len().saturating_sub(KEEP);
+            let orders: Vec<OrderView> = all[..recent]
                 .iter()
-                .map(|o| order_view(o, &name(o.symbol), &ids))
+                .filter(|o| o.status.is_open())
+                .chain(&all[recent..])
+                .map(|o| order_view(o, &name(o.symbol), client_id(o.id)))
                 .collect();
-            snapshot.open_orders = snapshot
-                .orders
+            snapshot.open_orders = orders
                 .iter()
                 .filter(|o| is_open(o.status))
                 .cloned()
                 .collect();
+            snapshot.orders = Arc::new(orders);
+            snapshot.orders_total = all.len();
             snapshot.equity = s.ledger.equity().ok();
             snapshot.cash = Some(s.ledger.cash());
             snapshot.positions = s
@@ -390,7 +412,13 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
                 })
                 .collect();
             snapshot.halted = s.halted.clone();
-            snapshot.last_bar = view.last_bar.clone();
+            snapshot.last_bar = view.last_bar.map(|(close, received)| LastBar {
+                close_time: format_timestamp(close),
+                received_at: audit_time(received),
+                lag_seconds: (received - close) as f64 / 1e9,
+                close_ns: close,
+                received_ns: received,
+            });
         }
         snapshot.phase = phase;
         snapshot.run_id = self.state.run_id;
@@ -445,10 +473,10 @@ fn halt_to_live(halt: Halt) -> LiveError {
     }
 }
 
-fn order_view(o: &Order, symbol: &str, ids: &HashMap<OrderId, String>) -> OrderView {
+fn order_view(o: &Order, symbol: &str, client_order_id: Option<String>) -> OrderView {
     OrderView {
         id: o.id.0,
-        client_order_id: ids.get(&o.id).cloned(),
+        client_order_id,
         symbol: symbol.to_string(),
         side: o.side.as_str(),
         quantity: o.quantity,

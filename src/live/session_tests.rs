@@ -735,6 +735,6 @@ fn api_actions_are_applied_between_bars_journaled_and_streamed() {
     assert_eq!(snapshot.end.as_deref(), Some("end of feed"));
     assert!(snapshot.positions.is_empty());
     assert_eq!(snapshot.fills.len(), 3);
-    assert_eq!(snapshot.orders.len(), 4);
+    assert_eq!((snapshot.orders.len(), snapshot.orders_total), (4, 4));
     assert_eq!(snapshot.bars, 8);
 }

@@ -4,9 +4,9 @@
 //! docs/architecture.md, "The live control API".
 //!
 //! Thread model: the HTTP server ([`server`]) runs on its own threads and never touches the
-//! session. The session publishes a [`Snapshot`] (an `Arc` swapped under a lock, at most
-//! every [`PUBLISH_EVERY`] and after each action) and every audit event into the [`Hub`]; the
-//! server reads those. Actions travel the other way as [`Command`]s on a channel the session
+//! session. The session publishes a [`Snapshot`] (an `Arc` swapped under a lock: after each
+//! action, every [`PUBLISH_EVERY`] while the API reads them, else every [`PUBLISH_UNREAD`])
+//! and every audit event into the [`Hub`]; the server reads those. Actions travel the other way as [`Command`]s on a channel the session
 //! drains at its safe points (between bars and at every wait slice), and are applied by the
 //! session's own thread, which answers each on its reply channel.
 
@@ -28,9 +28,12 @@ use super::breakers::BreakerState;
 /// The OpenAPI document, as checked into docs/ (served at `/openapi.json`).
 pub const OPENAPI: &str = include_str!("../../../docs/live-api.openapi.json");
 
-/// Longest time between two snapshots of a busy session (a fast replay steps thousands of
-/// bars a second; the API needs no more than this).
+/// Shortest time between two snapshots while the API is read (a fast replay steps thousands
+/// of bars a second; the API needs no more than this).
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(50);
+
+/// Longest time between two snapshots while nobody reads them.
+pub const PUBLISH_UNREAD: Duration = Duration::from_secs(1);
 
 /// Events kept for clients that connect late or reconnect (`/events?from=SEQ`).
 pub const BACKLOG: usize = 20_000;
@@ -197,8 +200,13 @@ pub struct Snapshot {
     /// How the session ended, once it has.
     pub end: Option<String>,
     pub updated_at: String,
+    /// The session's orders and fills so far (the lists keep the most recent).
+    pub orders_total: usize,
+    pub fills_total: usize,
+    /// The last 1,000 orders and every open one (`/orders`).
     #[serde(skip)]
-    pub orders: Vec<OrderView>,
+    pub orders: Arc<Vec<OrderView>>,
+    /// The last 1,000 fills (`/fills`).
     #[serde(skip)]
     pub fills: Arc<Vec<FillView>>,
 }
@@ -249,7 +257,9 @@ impl Snapshot {
             },
             end: None,
             updated_at: super::audit::audit_time(super::wall_ns()),
-            orders: Vec::new(),
+            orders_total: 0,
+            fills_total: 0,
+            orders: Arc::new(Vec::new()),
             fills: Arc::new(Vec::new()),
         }
     }
@@ -334,6 +344,8 @@ impl Counters {
 /// What the session and the server share.
 pub struct Shared {
     pub snapshot: RwLock<Arc<Snapshot>>,
+    /// The snapshot was read since it was published (so the next one is wanted soon).
+    pub read: std::sync::atomic::AtomicBool,
     pub hub: Mutex<Hub>,
     pub counters: Counters,
     pub started: Instant,
@@ -343,6 +355,7 @@ impl Shared {
     pub fn new(snapshot: Snapshot) -> Arc<Shared> {
         Arc::new(Shared {
             snapshot: RwLock::new(Arc::new(snapshot)),
+            read: std::sync::atomic::AtomicBool::new(false),
             hub: Mutex::new(Hub::default()),
             counters: Counters::default(),
             started: Instant::now(),
@@ -350,6 +363,7 @@ impl Shared {
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.read.store(true, Ordering::Relaxed);
         self.snapshot
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -358,6 +372,13 @@ impl Shared {
 
     pub fn set_snapshot(&self, snapshot: Snapshot) {
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+        self.read.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether a new snapshot is due `since` the last: every [`PUBLISH_EVERY`] while the API
+    /// is read, else every [`PUBLISH_UNREAD`] (an unwatched session builds almost none).
+    pub fn due(&self, since: Duration) -> bool {
+        since >= PUBLISH_UNREAD || (since >= PUBLISH_EVERY && self.read.load(Ordering::Relaxed))
     }
 
     pub fn hub(&self) -> std::sync::MutexGuard<'_, Hub> {

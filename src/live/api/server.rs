@@ -411,9 +411,15 @@ fn read(
                     );
                 }
             };
-            json_response(200, &json!({"orders": orders}))
+            json_response(
+                200,
+                &json!({"orders": orders, "total": snapshot.orders_total}),
+            )
         }
-        "/fills" => json_response(200, &json!({"fills": &*snapshot.fills})),
+        "/fills" => json_response(
+            200,
+            &json!({"fills": &*snapshot.fills, "total": snapshot.fills_total}),
+        ),
         "/metrics" => Response::from_string(metrics(&snapshot, &context.shared)).with_header(
             header("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
         ),
@@ -552,13 +558,13 @@ pub fn metrics(snapshot: &Snapshot, shared: &Shared) -> String {
         "rustybt_live_orders_total",
         "counter",
         "Orders placed this session.",
-        &one(snapshot.orders.len().to_string()),
+        &one(snapshot.orders_total.to_string()),
     );
     family(
         "rustybt_live_fills_total",
         "counter",
         "Fills this session.",
-        &one(snapshot.fills.len().to_string()),
+        &one(snapshot.fills_total.to_string()),
     );
     family(
         "rustybt_live_bars_total",
