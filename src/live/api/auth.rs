@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use subtle::ConstantTimeEq;
 
-use crate::live::config::Secret;
+use crate::live::config::{Secret, SecretFileProblem, check_secret_file};
 
 /// The environment variable holding a token when no `--api-token-file` is given.
 pub const TOKEN_ENV: &str = "RUSTYBT_API_TOKEN";
@@ -106,22 +106,13 @@ impl Tokens {
             path: path.to_path_buf(),
             message,
         };
-        let metadata =
-            std::fs::metadata(path).map_err(|e| failed(format!("cannot read it: {e}")))?;
-        if !metadata.is_file() {
-            return Err(failed("it is not a regular file".into()));
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = metadata.permissions().mode() & 0o7777;
-            if mode & 0o077 != 0 {
-                return Err(TokenError::Mode {
-                    path: path.to_path_buf(),
-                    mode,
-                });
-            }
-        }
+        check_secret_file(path).map_err(|problem| match problem {
+            SecretFileProblem::Unusable(message) => failed(message),
+            SecretFileProblem::Mode(mode) => TokenError::Mode {
+                path: path.to_path_buf(),
+                mode,
+            },
+        })?;
         let text =
             std::fs::read_to_string(path).map_err(|e| failed(format!("cannot read it: {e}")))?;
         let mut tokens = Vec::new();

@@ -224,7 +224,8 @@ fn handle(context: &Context, mut request: Request) {
     };
     let post = matches!(route, "/halt" | "/resume" | "/reconcile" | "/flatten");
     let allowed = if post { Method::Post } else { Method::Get };
-    if method != allowed && !(method == Method::Head && !post) {
+    let head = method == Method::Head && !post;
+    if method != allowed && !head {
         let response = error(405, &format!("{path} takes {allowed}"))
             .with_header(header("Allow", allowed.as_str()));
         let _ = request.respond(response);
