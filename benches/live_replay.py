@@ -8,6 +8,8 @@ order's intent journaled; an exchange's round trip is not in it).
 
     .venv/bin/python benches/live_replay.py                      # the sample, sma_cross
     .venv/bin/python benches/live_replay.py --bars 200000 --runs 5
+    .venv/bin/python benches/live_replay.py --bars 200000 --api --api-load   # the control API on,
+                                  # a client polling /status, /metrics, /orders and streaming /events
 
 Prints the machine, the date, bars/s of the loop and of the whole process (wall time, and per
 CPU second), and the latency percentiles (p50/p99/max) over all orders of all runs.
@@ -24,7 +26,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -52,6 +56,66 @@ def percentile(values: list[int], q: float) -> float:
     return float(ordered[k])
 
 
+API_TOKEN = "bench-token-0123456789abcdef"
+
+
+def load_api(proc: subprocess.Popen[str], lines: list[str], counts: dict[str, int]) -> None:
+    """Once the API is up, a busy dashboard until the session ends: /status, /metrics and
+    /orders 10 times a second each, and the /events stream (counts what it got)."""
+    import websocket  # websocket-client
+
+    while proc.poll() is None and not any(l.startswith("control API on ") for l in lines):
+        time.sleep(0.01)
+    url = next((l.split()[3] for l in lines if l.startswith("control API on ")), None)
+    if url is None:
+        return
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+
+    def stream() -> None:
+        try:
+            socket = websocket.create_connection(url.replace("http", "ws") + "/events?from=0",
+                                                 header=[f"Authorization: Bearer {API_TOKEN}"], timeout=60)
+            while socket.recv():
+                counts["events"] += 1
+        except Exception:
+            pass
+
+    streamer = threading.Thread(target=stream, daemon=True)
+    streamer.start()
+    while proc.poll() is None:
+        time.sleep(0.1)
+        for path in ("/status", "/metrics", "/orders"):
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url + path, headers=headers), timeout=10) as r:
+                    r.read()
+                counts["requests"] += 1
+            except Exception:
+                pass
+    streamer.join(timeout=10)
+
+
+def run_session(argv: list[str], env: dict[str, str], load: bool) -> tuple[int, str, dict[str, int]]:
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    counts = {"requests": 0, "events": 0}
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    loader = threading.Thread(target=load_api, args=(proc, lines, counts), daemon=True)
+    if load:
+        loader.start()
+    reader.join()
+    proc.wait()
+    if load:
+        loader.join()
+    return proc.returncode, "\n".join(lines), counts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bin", default=os.environ.get("RUSTYBT_BIN", str(ROOT / "target/release/rustybt")))
@@ -61,6 +125,8 @@ def main() -> int:
     parser.add_argument("--bars", type=int, default=0, help="generate a random walk of this many 1m bars instead")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--state-dir", default=None, help="where the state folders go (default: a temporary folder)")
+    parser.add_argument("--api", action="store_true", help="serve the control API (--api 127.0.0.1:0)")
+    parser.add_argument("--api-load", action="store_true", help="with --api: a client polls and streams meanwhile")
     args = parser.parse_args()
 
     python = os.environ.get("RUSTYBT_PYTHON", str(ROOT / ".venv/bin/python"))
@@ -74,21 +140,29 @@ def main() -> int:
             data, symbol = write_csv(tmp / "bars.csv", list(generate_bars(args.bars, seed=7))), "BARS"
         loop_rates, process_rates, cpu_rates, latencies = [], [], [], []
         bars = orders = 0
+        api_requests = api_events = 0
+        tokens = tmp / "api-tokens"
+        tokens.write_text(f"bench:{API_TOKEN}\n")
+        tokens.chmod(0o600)
         for run in range(args.runs):
             stats = tmp / f"stats{run}.json"
             argv = [args.bin, "live", "--algo", args.algo, "--broker", "paper", "--feed", f"replay:{data}",
                     "--symbols", symbol, "--timeframe", "1m", "--speed", "0", "--quiet",
                     "--state", str(tmp / f"state{run}"), "--out", str(tmp / f"out{run}")]
+            if args.api:
+                argv += ["--api", "127.0.0.1:0", "--api-token-file", str(tokens), "--api-rate-limit", "1000000"]
             started = time.perf_counter()
             cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            done = subprocess.run(argv, env={**env, "RUSTYBT_LIVE_STATS": str(stats)},
-                                  capture_output=True, text=True)
+            returncode, stderr, counts = run_session(argv, {**env, "RUSTYBT_LIVE_STATS": str(stats)},
+                                                     args.api and args.api_load)
             elapsed = time.perf_counter() - started
             cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
-            if done.returncode != 0:
-                print(done.stderr, file=sys.stderr)
-                return done.returncode
+            api_requests += counts["requests"]
+            api_events += counts["events"]
+            if returncode != 0:
+                print(stderr, file=sys.stderr)
+                return returncode
             figures = json.loads(stats.read_text())
             bars = figures["bars"]
             orders = len(figures["tick_to_order_ns"])
@@ -106,6 +180,11 @@ def main() -> int:
     print(f"whole process bars per CPU second: median {statistics.median(cpu_rates):,.0f} "
           f"(user + system time: what a loaded machine does not distort)")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    if args.api and args.api_load:
+        print(f"control API on, a dashboard polling /status, /metrics, /orders 10/s each and streaming /events: "
+              f"{api_requests / args.runs:,.0f} requests and {api_events / args.runs:,.0f} events per run")
+    elif args.api:
+        print("control API on, no client")
     if latencies:
         us = [v / 1000 for v in latencies]
         print(f"tick-to-order latency: p50 {percentile(us, 0.5):,.0f} µs, p99 {percentile(us, 0.99):,.0f} µs, "

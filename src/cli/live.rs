@@ -19,10 +19,15 @@ use crate::config::{RunSettings, parse_duration};
 use crate::data::{self, BarSeries, LoadOptions};
 use crate::engine::{SharedSession, lock};
 use crate::error::{Error, ExitCode, report};
+use crate::live::api::auth::Tokens;
+use crate::live::api::server::{ApiConfig, ApiServer};
+use crate::live::api::{SessionLink, Snapshot};
+use crate::live::audit::Tap;
 use crate::live::broker::Broker;
 use crate::live::broker::exchange::ExchangeBroker;
 use crate::live::broker::paper::PaperBroker;
 use crate::live::config::LiveSettings;
+use crate::live::config::Secret;
 use crate::live::feed::{ExchangeFeed, Feed, ReplayFeed};
 use crate::live::lock::StateLock;
 use crate::live::recovery::{SessionStart, State, format_duration};
@@ -162,6 +167,14 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
         FeedChoice::Ccxt(id) => format!("ccxt:{id}"),
     };
     let paper = matches!(broker, BrokerChoice::Paper);
+    // The API listens from here on (/health answers while Python and the exchange start).
+    let (api, api_link) = match &args.api {
+        Some(addr) => {
+            let (server, link) = start_api(addr, &args, &symbols, &source)?;
+            (Some(server), Some(link))
+        }
+        None => (None, None),
+    };
 
     let algo_dir = std::path::absolute(&args.algo)
         .ok()
@@ -202,10 +215,21 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             }
             _ => settings.cash,
         };
-        let secrets = exchange
+        let mut secrets = exchange
             .as_ref()
             .map(|e| e.secrets.clone())
             .unwrap_or_default();
+        // The API's tokens are masked like the exchange's keys, and its event stream gets
+        // every audit event from the session's `start` on.
+        let (api_link, audit_tap) = match api_link {
+            Some((link, tokens)) => {
+                secrets.extend(tokens);
+                let shared = link.shared.clone();
+                let tap = Tap::new(move |line| shared.hub().publish(line));
+                (Some(link), Some(tap))
+            }
+            None => (None, None),
+        };
         let series = symbols
             .iter()
             .map(|s| BarSeries::empty(s.clone(), source.clone()))
@@ -213,6 +237,11 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
         let market = Market::live(series, interval_ns).map_err(|e| Error::Market(e.to_string()))?;
         let session = session_on(&settings, market)?;
         let (loaded, sink) = load_algorithm(py, &settings)?;
+        if let Some(link) = &api_link {
+            let mut snapshot = (*link.shared.snapshot()).clone();
+            snapshot.strategy.class = loaded.class_name.clone();
+            link.shared.set_snapshot(snapshot);
+        }
         let mut strategy = PyStrategy::new(py, &loaded, session.clone(), sink.clone())
             .map_err(|e| live_error("attaching the algorithm", e))?;
         let folders = [algo_dir.clone()];
@@ -236,6 +265,7 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
                 initial_cash,
                 reset_breaker: args.reset_breaker,
                 secrets,
+                audit_tap,
             },
         )?;
         let feed: Box<dyn Feed> = match (replay, &exchange) {
@@ -303,6 +333,9 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             sink.clone(),
             options,
         );
+        if let Some(link) = api_link {
+            live.set_api(link);
+        }
         let started = Instant::now();
         let (outcome, end) = live.run();
         let wall_seconds = started.elapsed().as_secs_f64();
@@ -349,6 +382,10 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             state.journal_path.display(),
             finished.out_dir.display()
         );
+        if let Some(server) = api {
+            // Event streams get every event up to `stop` before the process exits.
+            server.finish(std::time::Duration::from_secs(5));
+        }
         Ok(match end {
             End::FeedDone | End::MaxBars | End::Signal => ExitCode::Success,
             End::Failed(e) => {
@@ -366,6 +403,65 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             }
         })
     })
+}
+
+/// The control API, listening: refused (usage) on a remote address without
+/// `--api-allow-remote`, without a token, or with a token file others can read.
+fn start_api(
+    addr: &str,
+    args: &LiveArgs,
+    symbols: &[String],
+    source: &str,
+) -> Result<(ApiServer, (SessionLink, Vec<Secret>)), Error> {
+    use std::net::ToSocketAddrs;
+    let socket = addr
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut all| all.next())
+        .ok_or_else(|| {
+            Error::usage_with_hint(
+                format!("`--api {addr}` is not an address to listen on"),
+                "give an IP address and a port, e.g. `--api 127.0.0.1:8787`",
+            )
+        })?;
+    if !socket.ip().is_loopback() {
+        if !args.api_allow_remote {
+            return Err(Error::usage_with_hint(
+                format!("`--api {addr}` can be reached from other machines"),
+                "listen on 127.0.0.1 (reach it through an SSH tunnel or a TLS proxy), or add \
+                 --api-allow-remote if you mean it",
+            ));
+        }
+        errln!(
+            "warning: the control API listens on {socket}, reachable from other machines; it has \
+             no TLS, so its token crosses the network in clear: put a TLS proxy in front"
+        );
+    }
+    if args.api_rate_limit == 0 {
+        return Err(Error::usage(
+            "`--api-rate-limit` must be at least 1 request a second",
+        ));
+    }
+    let tokens = Tokens::load(args.api_token_file.as_deref(), |k| std::env::var(k).ok())
+        .map_err(|e| Error::usage_with_hint(e.to_string(), e.hint()))?;
+    let secrets = tokens.secrets();
+    let snapshot = Snapshot::empty(
+        &args.broker,
+        source,
+        symbols,
+        &args.algo.display().to_string(),
+    );
+    let config = ApiConfig {
+        addr: socket,
+        tokens,
+        rate_limit: args.api_rate_limit,
+    };
+    let (server, link) = ApiServer::start(config, snapshot).map_err(Error::usage)?;
+    errln!(
+        "control API on http://{} (docs/live.md, \"The control API\")",
+        server.addr
+    );
+    Ok((server, (link, secrets)))
 }
 
 /// `rustybt live report`: the state folder's history (see `crate::live::report`).

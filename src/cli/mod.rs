@@ -527,6 +527,24 @@ pub struct LiveArgs {
     /// Do not echo the algorithm's log lines (they are still written to log.txt).
     #[arg(long, short)]
     pub quiet: bool,
+
+    /// Serve the control and monitoring API on this address (e.g. 127.0.0.1:8787; port 0
+    /// picks a free one). Off by default. See docs/live.md, "The control API".
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<String>,
+
+    /// The API's tokens: lines `name:token`, the file readable by its owner only (chmod 600).
+    /// Without it, the token is read from RUSTYBT_API_TOKEN (named RUSTYBT_API_TOKEN_NAME, or `env`).
+    #[arg(long, value_name = "FILE", requires = "api")]
+    pub api_token_file: Option<PathBuf>,
+
+    /// Let --api listen on an address other machines can reach (no TLS: put a TLS proxy in front).
+    #[arg(long, requires = "api")]
+    pub api_allow_remote: bool,
+
+    /// API requests a second per client address (bursts of as many); more get 429.
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "api")]
+    pub api_rate_limit: u32,
 }
 
 #[derive(Debug, Args, Clone)]

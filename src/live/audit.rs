@@ -37,6 +37,8 @@ pub enum AuditKind {
     Error,
     Start,
     Stop,
+    /// An operator's action through the control API (halt, resume, reconcile, flatten).
+    Control,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,12 +72,28 @@ pub fn audit_time(time: TimestampNs) -> String {
     DateTime::from_timestamp_nanos(time).to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
+/// Where each written event also goes (the control API's event stream), as its masked line.
+pub struct Tap(Box<dyn FnMut(&str) + Send>);
+
+impl Tap {
+    pub fn new(tap: impl FnMut(&str) + Send + 'static) -> Tap {
+        Tap(Box::new(tap))
+    }
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tap")
+    }
+}
+
 #[derive(Debug)]
 pub struct AuditLog {
     file: File,
     path: PathBuf,
     secrets: Vec<Secret>,
     sync: bool,
+    tap: Option<Tap>,
 }
 
 fn mask_value(value: Value, secrets: &[Secret]) -> Value {
@@ -110,6 +128,7 @@ impl AuditLog {
             path,
             secrets,
             sync: false,
+            tap: None,
         })
     }
 
@@ -120,6 +139,11 @@ impl AuditLog {
     /// Also fsync after each event (survives power loss, costs a disk flush per event).
     pub fn set_sync(&mut self, sync: bool) {
         self.sync = sync;
+    }
+
+    /// Hands every event written from now on (its masked line) to `tap` too.
+    pub fn set_tap(&mut self, tap: Tap) {
+        self.tap = Some(tap);
     }
 
     /// Adds a secret to mask from now on (e.g. read after the log was opened).
@@ -155,6 +179,9 @@ impl AuditLog {
         self.file.flush().map_err(io)?;
         if self.sync {
             self.file.sync_data().map_err(io)?;
+        }
+        if let Some(Tap(tap)) = &mut self.tap {
+            tap(&line);
         }
         Ok(())
     }

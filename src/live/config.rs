@@ -374,27 +374,47 @@ impl LiveSettings {
     }
 }
 
-/// Reads `api_key` and `api_secret` from a TOML file that only its owner can read.
-pub fn read_credentials_file(path: &Path) -> Result<Credentials, ConfigError> {
-    let failed = |message: String| ConfigError::CredentialFile {
-        path: path.to_path_buf(),
-        message,
-    };
-    let metadata = std::fs::metadata(path).map_err(|e| failed(format!("cannot read it: {e}")))?;
+/// Why a file of secrets (credentials, API tokens) is not used.
+pub enum SecretFileProblem {
+    /// It cannot be read, or is not a regular file (the message says which).
+    Unusable(String),
+    /// Others than its owner may read or write it: its mode.
+    Mode(u32),
+}
+
+/// A file of secrets must be a regular file that only its owner can read or write.
+pub fn check_secret_file(path: &Path) -> Result<(), SecretFileProblem> {
+    let metadata = std::fs::metadata(path)
+        .map_err(|e| SecretFileProblem::Unusable(format!("cannot read it: {e}")))?;
     if !metadata.is_file() {
-        return Err(failed("it is not a regular file".into()));
+        return Err(SecretFileProblem::Unusable(
+            "it is not a regular file".into(),
+        ));
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = metadata.permissions().mode() & 0o7777;
         if mode & 0o077 != 0 {
-            return Err(ConfigError::CredentialFileMode {
-                path: path.to_path_buf(),
-                mode,
-            });
+            return Err(SecretFileProblem::Mode(mode));
         }
     }
+    Ok(())
+}
+
+/// Reads `api_key` and `api_secret` from a TOML file that only its owner can read.
+pub fn read_credentials_file(path: &Path) -> Result<Credentials, ConfigError> {
+    let failed = |message: String| ConfigError::CredentialFile {
+        path: path.to_path_buf(),
+        message,
+    };
+    check_secret_file(path).map_err(|problem| match problem {
+        SecretFileProblem::Unusable(message) => failed(message),
+        SecretFileProblem::Mode(mode) => ConfigError::CredentialFileMode {
+            path: path.to_path_buf(),
+            mode,
+        },
+    })?;
     let text = std::fs::read_to_string(path).map_err(|e| failed(format!("cannot read it: {e}")))?;
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -54,6 +54,10 @@ pub trait Feed {
     fn take_notices(&mut self) -> Vec<String> {
         Vec::new()
     }
+    /// Whether the feed's source answers: false while its requests fail (and are retried).
+    fn connected(&self) -> bool {
+        true
+    }
 }
 
 /// Plays loaded bars in wall time: batch k is due `(close_k − close_0) / speed` after the first
@@ -342,6 +346,10 @@ impl Feed for ExchangeFeed {
 
     fn take_notices(&mut self) -> Vec<String> {
         std::mem::take(&mut self.notices)
+    }
+
+    fn connected(&self) -> bool {
+        self.failures == 0
     }
 }
 

@@ -32,7 +32,7 @@ use crate::model::{OrderSide, OrderStatus, TimestampNs};
 /// Written to `meta.application`; a database without it is not a rustybt journal.
 pub const APPLICATION_ID: &str = "rustybt-journal";
 /// The schema this build writes. Older journals are migrated; newer ones are refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 /// Longest client order id Binance accepts.
 pub const MAX_CLIENT_ORDER_ID_LEN: usize = 36;
 /// How many algorithm state snapshots are kept (the newest).
@@ -603,6 +603,17 @@ pub struct Recovery {
     pub last_trade_ids: BTreeMap<String, String>,
 }
 
+/// One row of `control_actions`.
+pub struct ControlRecord<'a> {
+    pub time: TimestampNs,
+    pub run_id: i64,
+    pub token: &'a str,
+    pub action: &'a str,
+    pub params: &'a serde_json::Value,
+    pub status: u16,
+    pub result: &'a serde_json::Value,
+}
+
 const SCHEMA_V1: &str = r#"
 CREATE TABLE runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -701,6 +712,20 @@ CREATE TABLE reconciliations (
     time INTEGER NOT NULL,
     outcome TEXT NOT NULL,
     report TEXT NOT NULL                -- JSON
+);
+"#;
+
+/// Version 2: the operators' actions through the control API (who, what, the answer).
+const SCHEMA_V2: &str = r#"
+CREATE TABLE control_actions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time INTEGER NOT NULL,
+    run_id INTEGER REFERENCES runs(id),
+    token TEXT NOT NULL,                -- the API token's name
+    action TEXT NOT NULL,               -- halt | resume | reconcile | flatten
+    params TEXT NOT NULL,               -- JSON
+    status INTEGER NOT NULL,            -- the HTTP status answered
+    result TEXT NOT NULL                -- JSON
 );
 "#;
 
@@ -858,15 +883,23 @@ impl Journal {
             params![APPLICATION_ID, SCHEMA_VERSION.to_string()],
         )?;
         tx.execute_batch(SCHEMA_V1)?;
+        tx.execute_batch(SCHEMA_V2)?;
         tx.commit()?;
         Ok(())
     }
 
     /// Brings an older schema up to [`SCHEMA_VERSION`], one version per transaction.
     fn migrate(&mut self, from: i64) -> Result<()> {
-        // Version 1 is the first schema: nothing to migrate yet. A version 2 adds
-        // `if from < 2 { ... UPDATE meta SET value = '2' ... }` in one transaction.
         debug_assert!(from <= SCHEMA_VERSION);
+        if from < 2 {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(SCHEMA_V2)?;
+            tx.execute(
+                "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+                [],
+            )?;
+            tx.commit()?;
+        }
         Ok(())
     }
 
@@ -1811,6 +1844,24 @@ impl Journal {
     // ---- reconciliation ---------------------------------------------------------------
 
     /// Stores a reconciliation report (JSON) and its outcome (`clean`, `synced`, `halted`).
+    /// An operator's action through the control API and what it answered.
+    pub fn record_control(&mut self, action: &ControlRecord<'_>) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO control_actions (time, run_id, token, action, params, status, result) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                action.time,
+                action.run_id,
+                action.token,
+                action.action,
+                action.params.to_string(),
+                action.status,
+                action.result.to_string()
+            ],
+        )?;
+        Ok(())
+    }
+
     pub fn record_reconciliation(
         &mut self,
         time: TimestampNs,

@@ -146,6 +146,50 @@ fn a_newer_schema_is_refused_with_both_versions() {
 }
 
 #[test]
+fn a_version_1_journal_gains_the_control_actions_table() {
+    let (_dir, path) = temp_journal();
+    drop(Journal::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TABLE control_actions; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(conn);
+    let mut j = Journal::open(&path).unwrap();
+    assert_eq!(j.schema_version().unwrap(), 2);
+    let run_id = j.start_run(&run()).unwrap();
+    let params = serde_json::json!({"symbol": null});
+    let result = serde_json::json!({"orders": []});
+    j.record_control(&ControlRecord {
+        time: 5,
+        run_id,
+        token: "ops",
+        action: "flatten",
+        params: &params,
+        status: 200,
+        result: &result,
+    })
+    .unwrap();
+    let conn = Connection::open(&path).unwrap();
+    let row: (String, String, i64, String) = conn
+        .query_row(
+            "SELECT token, action, status, params FROM control_actions",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        row,
+        (
+            "ops".into(),
+            "flatten".into(),
+            200,
+            "{\"symbol\":null}".into()
+        )
+    );
+}
+
+#[test]
 fn a_broken_schema_version_is_refused() {
     let (_dir, path) = temp_journal();
     drop(Journal::open(&path).unwrap());

@@ -14,9 +14,12 @@
 //! - [`storage`]: journal failures that are storage conditions (locked, I/O, full, read-only).
 //! - [`report`]: the history of a state folder across sessions, from the journal.
 //! - [`status`]: the terminal's status line, with every other line printed above it.
+//! - [`api`]: the control and monitoring API (`--api`): HTTP and WebSocket threads beside the
+//!   loop, which applies their actions between bars (`session_api.rs`).
 //! - [`venue`]: the [`venue::Venue`] trait the loop talks to an exchange through, and the data
 //!   (orders, fills, candles, rules, events, errors) that crosses it.
 
+pub mod api;
 pub mod audit;
 pub mod breakers;
 pub mod broker;

@@ -35,6 +35,8 @@ pub struct SessionStart<'a> {
     pub initial_cash: Decimal,
     pub reset_breaker: bool,
     pub secrets: Vec<Secret>,
+    /// Where every audit event also goes from the first (the control API's event stream).
+    pub audit_tap: Option<crate::live::audit::Tap>,
 }
 
 /// The crash-safe side of a session: journal, audit log, breakers, and what was recovered.
@@ -71,6 +73,9 @@ impl State {
         let journal_path = settings.journal_path();
         let mut audit = AuditLog::open(settings.audit_path(), start.secrets)
             .map_err(|e| Error::usage(e.to_string()))?;
+        if let Some(tap) = start.audit_tap {
+            audit.set_tap(tap);
+        }
         // A storage condition (locked, I/O, full, read-only…) is reported as such; other
         // journal errors at start are the user's (not a rustybt journal, a newer schema).
         let failed = |e: journal::JournalError| journal_error(e, &journal_path, Error::usage);

@@ -191,6 +191,12 @@ pub struct LiveSession<'a, S: LiveStrategy> {
     /// When the bar being processed was received.
     bar_received: Option<Instant>,
     pub stats: LoopStats,
+    /// The control API's end, when `--api` is on (see `session_api.rs`).
+    api: Option<crate::live::api::SessionLink>,
+    /// The API's view kept between snapshots: the last bar, the session's fills.
+    api_view: session_api::ApiView,
+    /// Orders an operator placed (flatten): sent even while a breaker is tripped.
+    exempt: HashSet<OrderId>,
 }
 
 impl<'a, S: LiveStrategy> LiveSession<'a, S> {
@@ -226,6 +232,9 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
             unpriced: HashMap::new(),
             bar_received: None,
             stats: LoopStats::default(),
+            api: None,
+            api_view: session_api::ApiView::default(),
+            exempt: HashSet::new(),
         }
     }
 
@@ -284,6 +293,7 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
             }
         }
         self.audit_log_lines();
+        self.api_stopped(&outcome, &end);
         (outcome, end)
     }
 
@@ -378,6 +388,8 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
         self.strategy.initialize()?;
         self.restore_algo_state();
         self.sync_orders(&[])?;
+        self.api_view.running = true;
+        self.serve_api(outcome, true)?;
         let mut tick = Tick {
             time: 0,
             symbols: Vec::new(),
@@ -395,6 +407,7 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
                     self.strategy.idle(wait.min(IDLE_SLICE))?;
                     self.strategy.check_interrupt()?;
                     self.check_halt_file(true);
+                    self.serve_api(outcome, false)?;
                     if self.broker.poll_due() {
                         self.poll_broker(outcome)?;
                     }
@@ -411,6 +424,7 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
                 Poll::Ready(batch) => batch,
             };
             let received = Instant::now();
+            self.note_bar(batch.close_time);
             self.stats.first_bar.get_or_insert(received);
             self.bar_received = Some(received);
             if self
@@ -459,6 +473,7 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
             active |= self.poll_broker(outcome)?;
             self.after_bar(close_time, active)?;
             self.bar_received = None;
+            self.serve_api(outcome, false)?;
             if std::mem::take(&mut self.interrupted) {
                 return Err(Stop::Interrupted.into());
             }
@@ -550,7 +565,12 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
                 );
                 continue;
             }
-            if let Err(error) = self.state.breakers.on_order(now) {
+            // An operator's flatten goes out even while halted (it only reduces exposure).
+            let refused = match self.exempt.remove(&order.id) {
+                true => Ok(()),
+                false => self.state.breakers.on_order(now),
+            };
+            if let Err(error) = refused {
                 let reason = match &error {
                     BreakerError::Halted(trip) => {
                         let trip = trip.as_ref().clone();
@@ -869,6 +889,9 @@ fn status_text(
         }
     )
 }
+
+#[path = "session_api.rs"]
+mod session_api;
 
 #[cfg(test)]
 #[path = "session_tests.rs"]

@@ -75,6 +75,7 @@ fn open_state(dir: &Path, paper: bool, cash: Decimal) -> State {
             initial_cash: cash,
             reset_breaker: false,
             secrets: Vec::new(),
+            audit_tap: None,
         },
     )
     .unwrap()
@@ -95,6 +96,10 @@ struct Script {
     sell_at: Vec<u64>,
     ticks: u64,
     fills: Vec<Fill>,
+    /// Control API actions sent at the given ticks (as an operator would, between bars).
+    actions: Vec<(u64, crate::live::api::Action)>,
+    commands: Option<std::sync::mpsc::Sender<crate::live::api::Command>>,
+    replies: Vec<std::sync::mpsc::Receiver<crate::live::api::Reply>>,
 }
 
 impl Script {
@@ -105,6 +110,9 @@ impl Script {
             sell_at: sell_at.to_vec(),
             ticks: 0,
             fills: Vec::new(),
+            actions: Vec::new(),
+            commands: None,
+            replies: Vec::new(),
         }
     }
 }
@@ -126,6 +134,16 @@ impl Strategy for Script {
         if self.sell_at.contains(&self.ticks) {
             s.submit_market_order("X", OrderSide::Sell, dec!(1))
                 .unwrap();
+        }
+        for (_, action) in self.actions.iter().filter(|(at, _)| *at == self.ticks) {
+            let (reply, replies) = std::sync::mpsc::sync_channel(1);
+            let command = crate::live::api::Command {
+                action: action.clone(),
+                by: "ops".into(),
+                reply,
+            };
+            self.commands.as_ref().unwrap().send(command).unwrap();
+            self.replies.push(replies);
         }
         Ok(())
     }
@@ -552,4 +570,171 @@ fn order_sync_journals_the_fills_an_exchange_made_while_no_session_ran() {
     let mut state_again = state;
     broker.poll(&mut state_again, &session).unwrap();
     assert_eq!(state_again.journal.fills().unwrap().len(), 2);
+}
+
+/// The control API's actions, applied by the loop between bars: a halt refuses the orders
+/// placed after it (with the reason), a resume accepts them again, a flatten closes the
+/// position (sent although it is the operator's, not the algorithm's); each is journaled and
+/// audited with the token's name, and the event stream sees every audit event.
+#[test]
+fn api_actions_are_applied_between_bars_journaled_and_streamed() {
+    use crate::live::api::{Action, Phase, SessionLink, Shared, Snapshot};
+    let dir = tempfile::tempdir().unwrap();
+    let session = shared_session(dec!(1000));
+    let shared = Shared::new(Snapshot::empty("paper", "X.csv", &["X".into()], "script"));
+    let stream = shared.hub().subscribe(Some(0)).unwrap();
+    let mut state = {
+        let symbols = vec!["X".to_string()];
+        let hub = shared.clone();
+        State::open(
+            &settings(dir.path()),
+            SessionStart {
+                algorithm: "script".into(),
+                broker: "paper",
+                paper: true,
+                symbols: &symbols,
+                timeframe: "1m",
+                cash_currency: "USD",
+                initial_cash: dec!(1000),
+                reset_breaker: false,
+                secrets: Vec::new(),
+                audit_tap: Some(crate::live::audit::Tap::new(move |line| {
+                    hub.hub().publish(line)
+                })),
+            },
+        )
+        .unwrap()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Queued before the session starts: applied at its first safe point, before bar 1.
+    let (first_reply, first) = std::sync::mpsc::sync_channel(1);
+    tx.send(crate::live::api::Command {
+        action: Action::Halt {
+            reason: "maintenance".into(),
+            cancel_open_orders: false,
+        },
+        by: "ops".into(),
+        reply: first_reply,
+    })
+    .unwrap();
+    let mut script = Script::new(&session, &[1, 3, 4], &[]);
+    script.commands = Some(tx);
+    script.actions = vec![
+        (2, Action::Resume),
+        (5, Action::Flatten { symbol: None }),
+        (6, Action::Reconcile),
+        (
+            6,
+            Action::Flatten {
+                symbol: Some("Y".into()),
+            },
+        ),
+    ];
+    let prices = ["10", "11", "12", "13", "14", "15", "16", "17"];
+    let feed = ReplayFeed::new("X.csv".into(), vec![series(&prices)], MIN, 0.0);
+    let (outcome, end) = {
+        let mut live = LiveSession::new(
+            session.clone(),
+            &mut state,
+            Box::new(PaperBroker::new()),
+            Box::new(feed),
+            &mut script,
+            sink(),
+            options(),
+        );
+        live.set_api(SessionLink {
+            commands: rx,
+            shared: shared.clone(),
+            last_publish: None,
+        });
+        live.run()
+    };
+    assert!(matches!(end, End::FeedDone), "{}", end.reason());
+    state.finish(&end.reason()).unwrap();
+    shared.hub().close();
+
+    let halted = first.recv().unwrap();
+    assert_eq!(halted.status, 200, "{:?}", halted.body);
+    assert_eq!(halted.body["trip"]["kind"], "manual");
+    let replies: Vec<_> = script.replies.iter().map(|r| r.recv().unwrap()).collect();
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 200, 409, 404], "{replies:?}");
+    assert_eq!(replies[0].body["cleared"]["kind"], "manual");
+    assert_eq!(replies[1].body["orders"][0]["side"], "sell");
+    assert_eq!(replies[1].body["orders"][0]["quantity"], "2");
+
+    // The buy at bar 1 was refused with the halt's reason; those at 3 and 4 filled at the
+    // next opens, and the flatten after bar 5 sold both at bar 6's open.
+    let s = lock(&session);
+    let orders = s.orders.all();
+    assert_eq!(orders[0].status, OrderStatus::Rejected);
+    let reason = orders[0].reason.as_deref().unwrap();
+    assert!(
+        reason.starts_with("trading halted: manual breaker tripped at ")
+            && reason.ends_with("maintenance (through the control API)"),
+        "{reason}"
+    );
+    let fills: Vec<(OrderSide, Decimal, Decimal)> = outcome
+        .fills
+        .iter()
+        .map(|f| (f.side, f.quantity, f.price))
+        .collect();
+    assert_eq!(
+        fills,
+        [
+            (OrderSide::Buy, dec!(1), dec!(13)),
+            (OrderSide::Buy, dec!(1), dec!(14)),
+            (OrderSide::Sell, dec!(2), dec!(15)),
+        ]
+    );
+    assert!(s.ledger.position(SymbolId(0)).unwrap().quantity.is_zero());
+    assert_eq!(s.halted, None);
+    drop(s);
+
+    // Journaled with the token's name and the answer.
+    let db = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
+    let mut statement = db
+        .prepare("SELECT token, action, status FROM control_actions ORDER BY id")
+        .unwrap();
+    let rows: Vec<(String, String, u16)> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected = [
+        ("halt", 200),
+        ("resume", 200),
+        ("flatten", 200),
+        ("reconcile", 409),
+        ("flatten", 404),
+    ];
+    assert_eq!(
+        rows,
+        expected.map(|(a, s)| ("ops".to_string(), a.to_string(), s))
+    );
+
+    // The stream is the audit log, event for event, numbered from 0.
+    let streamed: Vec<String> = stream.try_iter().map(|e| e.to_string()).collect();
+    let logged = crate::live::audit::read_events(&dir.path().join("audit.jsonl")).unwrap();
+    assert_eq!(streamed.len(), logged.len());
+    for (seq, (line, event)) in streamed.iter().zip(&logged).enumerate() {
+        let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(value["seq"], seq as u64);
+        value.as_object_mut().unwrap().remove("seq");
+        assert_eq!(value, serde_json::to_value(event).unwrap());
+    }
+    let controls = logged
+        .iter()
+        .filter(|e| e.kind == crate::live::audit::AuditKind::Control)
+        .count();
+    assert_eq!(controls, 5);
+
+    // The last snapshot: stopped, flat, every fill.
+    let snapshot = shared.snapshot();
+    assert_eq!(snapshot.phase, Phase::Stopped);
+    assert_eq!(snapshot.end.as_deref(), Some("end of feed"));
+    assert!(snapshot.positions.is_empty());
+    assert_eq!(snapshot.fills.len(), 3);
+    assert_eq!((snapshot.orders.len(), snapshot.orders_total), (4, 4));
+    assert_eq!(snapshot.bars, 8);
 }

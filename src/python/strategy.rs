@@ -661,10 +661,16 @@ impl Strategy for PyStrategy {
     }
 
     fn check_interrupt(&mut self) -> Result<(), Stop> {
-        Python::attach(|py| match py.check_signals() {
+        let checked = Python::attach(|py| match py.check_signals() {
             Ok(()) => Ok(()),
             Err(err) => Err(self.stop_for(py, &err, "on_tick")),
-        })
+        });
+        // A signal an exchange request took is the loop's even if Python's flag was spent.
+        let interrupted = crate::python::venue::take_interrupted();
+        match checked {
+            Ok(()) if interrupted => Err(Stop::Interrupted),
+            other => other,
+        }
     }
 }
 

@@ -91,6 +91,17 @@ impl PyVenue {
     }
 }
 
+/// A Ctrl-C or SIGTERM landed inside an exchange request: the loop stops at its next look at
+/// signals. Python's re-armed interrupt alone is not enough: it can be consumed before the
+/// loop looks (by Python code that runs while the interrupted request's frames are torn down,
+/// e.g. a generator's `finally`), and would then be lost.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a request was interrupted by a signal since the last call (and forgets it).
+pub fn take_interrupted() -> bool {
+    INTERRUPTED.swap(false, std::sync::atomic::Ordering::SeqCst)
+}
+
 /// A facade `VenueError` keeps its kind; anything else is `internal` with the traceback.
 fn translate(
     py: Python<'_>,
@@ -104,6 +115,7 @@ fn translate(
         // session cleanly at its next look at signals; the request's outcome is unknown.
         // SAFETY: called with the interpreter attached; it only sets Python's signal flag.
         unsafe { pyo3::ffi::PyErr_SetInterrupt() };
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
         return VenueError::new(
             VenueErrorKind::OutcomeUnknown,
             format!("{what}: interrupted by a signal before the reply; the session is stopping"),

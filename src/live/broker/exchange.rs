@@ -35,6 +35,8 @@ pub struct ExchangeBroker {
     reconciler: Reconciler,
     reconcile_every: Duration,
     last_reconcile: Option<Instant>,
+    /// When the last reconciliation ran and how it ended (the control API's readiness).
+    last_outcome: Option<(crate::model::TimestampNs, &'static str)>,
     last_poll: Instant,
     cancel_on_exit: bool,
     /// Client id → the engine's order (this process's orders and the recovered open ones).
@@ -83,6 +85,7 @@ impl ExchangeBroker {
             reconciler,
             reconcile_every: Duration::from_nanos(settings.reconcile_interval_ns.max(0) as u64),
             last_reconcile: None,
+            last_outcome: None,
             last_poll: Instant::now(),
             cancel_on_exit: settings.cancel_open_orders_on_exit,
             engine_ids: HashMap::new(),
@@ -652,6 +655,7 @@ impl ExchangeBroker {
             .reconciler
             .reconcile(wall, &engine_view, &broker_view, &lookups);
         let _ = state.audit.reconcile(&report);
+        self.last_outcome = Some((wall, report.outcome.as_str()));
         state
             .journal
             .record_reconciliation(wall, report.outcome.as_str(), &report.to_json())?;
@@ -909,6 +913,20 @@ impl Broker for ExchangeBroker {
     /// algorithm cancelled, orders that closed, fills; and a reconciliation when due.
     fn poll(&mut self, state: &mut State, session: &SharedSession) -> Result<News, LiveError> {
         self.poll_now(state, session)
+    }
+
+    fn last_reconciliation(&self) -> Option<(crate::model::TimestampNs, &'static str)> {
+        self.last_outcome
+    }
+
+    fn reconcile_now(
+        &mut self,
+        state: &mut State,
+        session: &SharedSession,
+    ) -> Result<Option<News>, LiveError> {
+        let mut news = News::default();
+        self.reconcile(state, session, &mut news)?;
+        Ok(Some(news))
     }
 
     fn client_ids(&self) -> Vec<(String, OrderId)> {

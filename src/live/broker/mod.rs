@@ -86,6 +86,22 @@ pub trait Broker {
     /// Client id → engine order of the orders this broker tracks (to re-bind saved handles).
     fn client_ids(&self) -> Vec<(String, OrderId)>;
 
+    /// When the last reconciliation ran and how it ended (`clean`, `synced`, `halted`);
+    /// `None` before the first, and always for a broker with no account to reconcile.
+    fn last_reconciliation(&self) -> Option<(crate::model::TimestampNs, &'static str)> {
+        None
+    }
+
+    /// Reconciles now (the control API's `/reconcile`); `None`: this broker has no account
+    /// to reconcile against (paper).
+    fn reconcile_now(
+        &mut self,
+        _state: &mut State,
+        _session: &SharedSession,
+    ) -> Result<Option<News>, LiveError> {
+        Ok(None)
+    }
+
     /// The end of the session: open orders cancelled (paper always; an exchange when the
     /// settings say so). Returns a line for the operator.
     fn close(
