@@ -218,10 +218,42 @@ pub struct BreakerState {
     pub requests_in_window: usize,
 }
 
+/// A breaker write held back for the session's own journal connection (see
+/// [`Breakers::defer_writes`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BreakerWrite {
+    Trip(TripRecord),
+    Mark {
+        name: &'static str,
+        time: TimestampNs,
+        value: Decimal,
+    },
+    Reset {
+        time: TimestampNs,
+        by: String,
+    },
+}
+
+impl BreakerWrite {
+    /// Writes it through `journal` (inside its open group, if any).
+    pub fn apply(&self, journal: &mut Journal) -> Result<(), JournalError> {
+        match self {
+            BreakerWrite::Trip(trip) => journal.record_breaker_trip(trip),
+            BreakerWrite::Mark { name, time, value } => {
+                journal.set_breaker_mark(name, *time, *value)
+            }
+            BreakerWrite::Reset { time, by } => journal.record_breaker_reset(*time, by),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Breakers {
     config: BreakerConfig,
     journal: Option<Journal>,
+    /// While `Some`, writes wait here for the session's connection instead of going through
+    /// `journal` (a grouped session journal holds the write lock between its commits).
+    deferred: Option<Vec<BreakerWrite>>,
     tripped: Option<Trip>,
     peak: Option<Decimal>,
     day: Option<(NaiveDate, Decimal)>,
@@ -250,6 +282,7 @@ impl Breakers {
         let mut breakers = Breakers {
             config,
             journal,
+            deferred: None,
             tripped: None,
             peak: None,
             day: None,
@@ -271,6 +304,27 @@ impl Breakers {
 
     pub fn config(&self) -> &BreakerConfig {
         &self.config
+    }
+
+    /// From now on, trips, resets and marks are kept for [`Breakers::take_writes`] instead of
+    /// being written through the breakers' own connection: the session writes them with its
+    /// grouped journal, in the same commit as the checkpoint they belong to.
+    pub fn defer_writes(&mut self) {
+        self.deferred.get_or_insert_with(Vec::new);
+    }
+
+    /// The writes held back since the last call (none unless deferring).
+    pub fn take_writes(&mut self) -> Vec<BreakerWrite> {
+        self.deferred.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn persist(&mut self, write: BreakerWrite) -> Result<(), BreakerError> {
+        match (&mut self.deferred, &mut self.journal) {
+            (Some(queue), _) => queue.push(write),
+            (None, Some(journal)) => write.apply(journal)?,
+            (None, None) => {}
+        }
+        Ok(())
     }
 
     fn local_date(&self, time: TimestampNs) -> NaiveDate {
@@ -328,22 +382,17 @@ impl Breakers {
         };
         // In memory first: even if persisting fails, trading stays halted in this process.
         self.tripped = Some(trip.clone());
-        if let Some(journal) = &mut self.journal {
-            journal.record_breaker_trip(&trip.to_record())?;
-        }
+        self.persist(BreakerWrite::Trip(trip.to_record()))?;
         Ok(Some(trip))
     }
 
     fn set_mark(
         &mut self,
-        name: &str,
+        name: &'static str,
         time: TimestampNs,
         value: Decimal,
     ) -> Result<(), BreakerError> {
-        if let Some(journal) = &mut self.journal {
-            journal.set_breaker_mark(name, time, value)?;
-        }
-        Ok(())
+        self.persist(BreakerWrite::Mark { name, time, value })
     }
 
     /// A new equity value (after marking to market). Returns a trip when the drawdown or the
@@ -562,9 +611,10 @@ impl Breakers {
             return Err(BreakerError::HaltFilePresent(path.clone()));
         }
         let cleared = self.tripped.take();
-        if let Some(journal) = &mut self.journal {
-            journal.record_breaker_reset(time, by)?;
-        }
+        self.persist(BreakerWrite::Reset {
+            time,
+            by: by.to_string(),
+        })?;
         if let Some(equity) = self.last_equity {
             self.peak = Some(equity);
             self.set_mark(MARK_PEAK_EQUITY, time, equity)?;
@@ -1036,5 +1086,40 @@ mod tests {
             )
             .unwrap();
         assert_eq!(resets, 1);
+    }
+
+    #[test]
+    fn deferred_writes_wait_for_the_session_journal_and_then_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite");
+        let config = BreakerConfig {
+            max_drawdown: Some(dec!(0.2)),
+            ..Default::default()
+        };
+        let mut session = Journal::open(&path).unwrap();
+        let mut b = Breakers::new(config.clone(), Some(Journal::open(&path).unwrap())).unwrap();
+        b.defer_writes();
+        // The session holds its group's write lock meanwhile: a write through the breakers'
+        // own connection would wait for it.
+        session.set_grouped(true).unwrap();
+        session.set_feed_mark(DAY0).unwrap();
+        b.on_equity(DAY0, dec!(1000)).unwrap();
+        b.on_equity(DAY0 + S, dec!(1200)).unwrap();
+        b.on_equity(DAY0 + 2 * S, dec!(960)).unwrap().unwrap();
+        let writes = b.take_writes();
+        assert!(
+            matches!(writes.last(), Some(BreakerWrite::Trip(t)) if t.breaker == "drawdown"),
+            "{writes:?}"
+        );
+        assert!(b.take_writes().is_empty(), "taken once");
+        for write in &writes {
+            write.apply(&mut session).unwrap();
+        }
+        session.commit_group().unwrap();
+        drop(b);
+        let b = Breakers::new(config, Some(Journal::open(&path).unwrap())).unwrap();
+        assert_eq!(b.trip().map(|t| t.kind), Some(BreakerKind::Drawdown));
+        assert_eq!(b.state().peak_equity, Some(dec!(1200)));
+        assert_eq!(b.state().day_start_equity, Some(dec!(1000)));
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Every write that must survive a crash is one transaction committed before the function
 //! returns, so after `kill -9` the file holds every call that returned and nothing of the one
-//! that did not. Money is `rust_decimal::Decimal` stored as TEXT (never REAL).
+//! that did not. A grouped journal ([`Journal::set_grouped`], paper sessions only) instead
+//! keeps one transaction open across calls and commits it at [`Journal::commit_group`]: after
+//! `kill -9` the file holds every group committed and nothing of the open one. Money is `rust_decimal::Decimal` stored as TEXT (never REAL).
 //!
 //! Order life in the journal (`intents.state`):
 //!
@@ -23,7 +25,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Params, Row, Savepoint, params};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -37,6 +39,8 @@ pub const SCHEMA_VERSION: i64 = 2;
 pub const MAX_CLIENT_ORDER_ID_LEN: usize = 36;
 /// How many algorithm state snapshots are kept (the newest).
 pub const KEPT_ALGO_STATES: i64 = 10;
+/// Prepared statements kept per connection (the journal has fewer distinct ones).
+const STATEMENT_CACHE: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -734,6 +738,31 @@ CREATE TABLE control_actions (
 pub struct Journal {
     conn: Connection,
     path: PathBuf,
+    /// Writes join one open transaction until [`Journal::commit_group`] (see `set_grouped`).
+    grouped: bool,
+}
+
+/// Statements prepared once per connection: a session runs the same few thousands of times,
+/// and parsing them again was a quarter of a paper replay's time.
+trait Cached {
+    fn cached(&self, sql: &str) -> rusqlite::Result<CachedStatement<'_>>;
+    fn exec<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.cached(sql)?.execute(params)
+    }
+    fn row<T, P: Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T> {
+        self.cached(sql)?.query_row(params, f)
+    }
+}
+
+impl Cached for Connection {
+    fn cached(&self, sql: &str) -> rusqlite::Result<CachedStatement<'_>> {
+        self.prepare_cached(sql)
+    }
 }
 
 impl std::fmt::Debug for Journal {
@@ -789,6 +818,49 @@ impl Journal {
         Ok(())
     }
 
+    /// Grouped: every write joins one transaction left open until [`Journal::commit_group`],
+    /// instead of committing on its own. For a paper session only, which commits each group
+    /// with a checkpoint: a killed process then loses the open group, and with it everything
+    /// since the last checkpoint, which the restart re-derives from the feed (nothing left the
+    /// process). Writes keep their atomicity inside the group (each is a savepoint).
+    pub fn set_grouped(&mut self, grouped: bool) -> Result<()> {
+        if !grouped {
+            self.commit_group()?;
+        }
+        self.grouped = grouped;
+        Ok(())
+    }
+
+    /// Commits the open group, if any.
+    pub fn commit_group(&mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("COMMIT")?;
+        }
+        Ok(())
+    }
+
+    /// Drops the open group's writes (a session whose journal failed: the file keeps its last
+    /// committed checkpoint, never writes past it).
+    pub fn rollback_group(&mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        Ok(())
+    }
+
+    /// Whether a group holds writes not yet committed.
+    pub fn group_open(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+
+    /// One write's transaction: its own, or a savepoint inside the open group.
+    fn tx(&mut self) -> Result<Savepoint<'_>> {
+        if self.grouped && self.conn.is_autocommit() {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        }
+        Ok(self.conn.savepoint()?)
+    }
+
     #[cfg(test)]
     pub(crate) fn conn_for_tests(&self) -> &Connection {
         &self.conn
@@ -805,7 +877,7 @@ impl Journal {
             .map_err(|e| not_a_journal(e.to_string()))?;
         let tables: Vec<String> = {
             let mut stmt = conn
-                .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .prepare_cached("SELECT name FROM sqlite_master WHERE type = 'table'")
                 .map_err(|e| not_a_journal(e.to_string()))?;
             let rows = stmt
                 .query_map([], |row| row.get::<_, String>(0))
@@ -823,7 +895,12 @@ impl Journal {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut journal = Journal { conn, path };
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let mut journal = Journal {
+            conn,
+            path,
+            grouped: false,
+        };
         if tables.is_empty() {
             journal.create_schema()?;
         } else if !tables.iter().any(|t| t == "meta") {
@@ -834,7 +911,7 @@ impl Journal {
         } else {
             let app: Option<String> = journal
                 .conn
-                .query_row(
+                .row(
                     "SELECT value FROM meta WHERE key = 'application'",
                     [],
                     |r| r.get(0),
@@ -848,7 +925,7 @@ impl Journal {
             }
             let version: String = journal
                 .conn
-                .query_row(
+                .row(
                     "SELECT value FROM meta WHERE key = 'schema_version'",
                     [],
                     |r| r.get(0),
@@ -876,9 +953,9 @@ impl Journal {
     }
 
     fn create_schema(&mut self) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.tx()?;
         tx.execute_batch("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);")?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO meta (key, value) VALUES ('application', ?1), ('schema_version', ?2)",
             params![APPLICATION_ID, SCHEMA_VERSION.to_string()],
         )?;
@@ -892,9 +969,9 @@ impl Journal {
     fn migrate(&mut self, from: i64) -> Result<()> {
         debug_assert!(from <= SCHEMA_VERSION);
         if from < 2 {
-            let tx = self.conn.transaction()?;
+            let tx = self.tx()?;
             tx.execute_batch(SCHEMA_V2)?;
-            tx.execute(
+            tx.exec(
                 "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
                 [],
             )?;
@@ -905,7 +982,7 @@ impl Journal {
 
     /// Schema version of the open file.
     pub fn schema_version(&self) -> Result<i64> {
-        let text: String = self.conn.query_row(
+        let text: String = self.conn.row(
             "SELECT value FROM meta WHERE key = 'schema_version'",
             [],
             |r| r.get(0),
@@ -929,9 +1006,9 @@ impl Journal {
                 "the algorithm path and the broker id must not be empty".into(),
             ));
         }
-        let tx = self.conn.transaction()?;
+        let tx = self.tx()?;
         let currency: Option<String> = tx
-            .query_row(
+            .row(
                 "SELECT value FROM meta WHERE key = 'cash_currency'",
                 [],
                 |r| r.get(0),
@@ -939,7 +1016,7 @@ impl Journal {
             .optional()?;
         match currency {
             None => {
-                tx.execute(
+                tx.exec(
                     "INSERT INTO meta (key, value) VALUES ('cash_currency', ?1), ('initial_cash', ?2)",
                     params![run.cash_currency, dec_text(run.initial_cash)],
                 )?;
@@ -954,7 +1031,7 @@ impl Journal {
         }
         let symbols = serde_json::to_string(&run.symbols)
             .map_err(|e| JournalError::InvalidRun(e.to_string()))?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO runs (started_at, algorithm, broker, symbols) VALUES (?1, ?2, ?3, ?4)",
             params![run.started_at, run.algorithm, run.broker, symbols],
         )?;
@@ -965,7 +1042,7 @@ impl Journal {
 
     /// Records the end of a session.
     pub fn end_run(&mut self, run_id: i64, time: TimestampNs, reason: &str) -> Result<()> {
-        let changed = self.conn.execute(
+        let changed = self.conn.exec(
             "UPDATE runs SET stopped_at = ?2, stop_reason = ?3 WHERE id = ?1",
             params![run_id, time, reason],
         )?;
@@ -976,7 +1053,7 @@ impl Journal {
     }
 
     pub fn runs(&self) -> Result<Vec<RunInfo>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT id, started_at, algorithm, broker, symbols, stopped_at, stop_reason FROM runs ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -1008,8 +1085,8 @@ impl Journal {
         Ok(runs)
     }
 
-    fn current_run(tx: &Transaction<'_>) -> Result<i64> {
-        tx.query_row("SELECT MAX(id) FROM runs", [], |r| {
+    fn current_run(tx: &Connection) -> Result<i64> {
+        tx.row("SELECT MAX(id) FROM runs", [], |r| {
             r.get::<_, Option<i64>>(0)
         })?
         .ok_or_else(|| JournalError::InvalidRun("no run started: call start_run first".into()))
@@ -1028,13 +1105,13 @@ impl Journal {
         {
             return Err(JournalError::InvalidPrefix(prefix.to_string()));
         }
-        let tx = self.conn.transaction()?;
-        let seq: i64 = tx.query_row("SELECT next FROM sequence WHERE id = 1", [], |r| r.get(0))?;
+        let tx = self.tx()?;
+        let seq: i64 = tx.row("SELECT next FROM sequence WHERE id = 1", [], |r| r.get(0))?;
         let id = format!("rbt-{prefix}-{seq}");
         if id.len() > MAX_CLIENT_ORDER_ID_LEN {
             return Err(JournalError::InvalidPrefix(prefix.to_string()));
         }
-        tx.execute(
+        tx.exec(
             "UPDATE sequence SET next = ?1 WHERE id = 1",
             params![
                 seq.checked_add(1)
@@ -1050,10 +1127,10 @@ impl Journal {
     /// Writes the intent (state `intent`) and commits, before anything is sent.
     pub fn record_intent(&mut self, intent: &OrderIntent) -> Result<()> {
         intent.validate()?;
-        let tx = self.conn.transaction()?;
+        let tx = self.tx()?;
         let run_id = Self::current_run(&tx)?;
         let exists: bool = tx
-            .query_row(
+            .row(
                 "SELECT 1 FROM intents WHERE client_order_id = ?1",
                 params![intent.client_order_id],
                 |_| Ok(()),
@@ -1065,7 +1142,7 @@ impl Journal {
                 intent.client_order_id.clone(),
             ));
         }
-        tx.execute(
+        tx.exec(
             "INSERT INTO intents (client_order_id, run_id, symbol, side, quantity, order_type,
                 limit_price, stop_price, tif, created_at, state, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'intent', ?10)",
@@ -1087,7 +1164,7 @@ impl Journal {
     }
 
     fn load_order_tx(tx: &Connection, client_order_id: &str) -> Result<JournaledOrder> {
-        let mut stmt = tx.prepare(ORDER_SELECT_ONE)?;
+        let mut stmt = tx.prepare_cached(ORDER_SELECT_ONE)?;
         let order = stmt
             .query_row(params![client_order_id], raw_order)
             .optional()?
@@ -1112,7 +1189,7 @@ impl Journal {
 
     fn orders_where(&self, condition: &str) -> Result<Vec<JournaledOrder>> {
         let sql = format!("{ORDER_SELECT} WHERE {condition} ORDER BY created_at, rowid");
-        let mut stmt = self.conn.prepare(&sql)?;
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let raws = stmt
             .query_map([], raw_order)?
             .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -1124,7 +1201,7 @@ impl Journal {
     /// Marks the send attempt (`intent` → `sent`); call right before the broker call. Calling
     /// it again (a resend under the same id) updates `sent_at`.
     pub fn mark_sent(&mut self, client_order_id: &str, time: TimestampNs) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.tx()?;
         let order = Self::load_order_tx(&tx, client_order_id)?;
         if !matches!(order.state, IntentState::Intent | IntentState::Sent) {
             return Err(JournalError::InvalidTransition {
@@ -1132,11 +1209,11 @@ impl Journal {
                 reason: format!("cannot be sent: it is already {}", order.state.as_str()),
             });
         }
-        tx.execute(
+        tx.exec(
             "UPDATE intents SET state = 'sent', sent_at = ?2, updated_at = ?2 WHERE client_order_id = ?1",
             params![client_order_id, time],
         )?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO order_updates (client_order_id, time, event) VALUES (?1, ?2, 'sent')",
             params![client_order_id, time],
         )?;
@@ -1152,7 +1229,7 @@ impl Journal {
         exchange_id: &str,
         time: TimestampNs,
     ) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.tx()?;
         let order = Self::load_order_tx(&tx, client_order_id)?;
         Self::ack_tx(&tx, &order, exchange_id, time)?;
         tx.commit()?;
@@ -1160,7 +1237,7 @@ impl Journal {
     }
 
     fn ack_tx(
-        tx: &Transaction<'_>,
+        tx: &Connection,
         order: &JournaledOrder,
         exchange_id: &str,
         time: TimestampNs,
@@ -1187,13 +1264,13 @@ impl Journal {
         } else {
             "acknowledged"
         };
-        tx.execute(
+        tx.exec(
             "UPDATE intents SET state = ?2, exchange_id = ?3, acked_at = ?4, updated_at = ?4,
                 status = COALESCE(status, 'accepted')
              WHERE client_order_id = ?1",
             params![order.client_order_id, state, exchange_id, time],
         )?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO order_updates (client_order_id, time, event, exchange_id) VALUES (?1, ?2, 'ack', ?3)",
             params![order.client_order_id, time, exchange_id],
         )?;
@@ -1203,7 +1280,7 @@ impl Journal {
     /// A status report from the broker. Terminal statuses make the order `final`; a final
     /// order cannot reopen and the filled quantity never decreases.
     pub fn record_status(&mut self, update: &OrderUpdate) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.tx()?;
         let order = Self::load_order_tx(&tx, &update.client_order_id)?;
         let bad = |reason: String| JournalError::InvalidTransition {
             client_order_id: update.client_order_id.clone(),
@@ -1247,7 +1324,7 @@ impl Journal {
         } else {
             "final"
         };
-        tx.execute(
+        tx.exec(
             "UPDATE intents SET state = ?2, status = ?3, reported_filled = ?4, reason = COALESCE(?5, reason),
                 updated_at = ?6 WHERE client_order_id = ?1",
             params![
@@ -1259,7 +1336,7 @@ impl Journal {
                 update.time
             ],
         )?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO order_updates (client_order_id, time, event, status, filled_quantity, exchange_id, reason)
              VALUES (?1, ?2, 'status', ?3, ?4, ?5, ?6)",
             params![
@@ -1305,10 +1382,10 @@ impl Journal {
                 fill.fee
             )));
         }
-        let tx = self.conn.transaction()?;
+        let tx = self.tx()?;
         let order = Self::load_order_tx(&tx, &fill.client_order_id)?;
         let existing = tx
-            .query_row(
+            .row(
                 "SELECT quantity, price, fee, fee_asset FROM fills WHERE client_order_id = ?1 AND trade_id = ?2",
                 params![fill.client_order_id, fill.trade_id],
                 |r| {
@@ -1355,7 +1432,7 @@ impl Journal {
                 order.quantity
             )));
         }
-        tx.execute(
+        tx.exec(
             "INSERT INTO fills (client_order_id, trade_id, symbol, side, quantity, price, fee, fee_asset, time)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
@@ -1384,7 +1461,7 @@ impl Journal {
         } else {
             status.to_string()
         };
-        tx.execute(
+        tx.exec(
             "UPDATE intents SET state = ?2, status = ?3, updated_at = MAX(updated_at, ?4)
              WHERE client_order_id = ?1",
             params![fill.client_order_id, state, status, fill.time],
@@ -1395,7 +1472,7 @@ impl Journal {
 
     /// Every fill, in journal order.
     pub fn fills(&self) -> Result<Vec<(String, String, FillRecord)>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT client_order_id, trade_id, symbol, side, quantity, price, fee, fee_asset, time
              FROM fills ORDER BY id",
         )?;
@@ -1438,7 +1515,7 @@ impl Journal {
         let runs: BTreeMap<String, i64> = {
             let mut stmt = self
                 .conn
-                .prepare("SELECT client_order_id, run_id FROM intents")?;
+                .prepare_cached("SELECT client_order_id, run_id FROM intents")?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
             rows.collect::<std::result::Result<_, _>>()?
         };
@@ -1460,9 +1537,9 @@ impl Journal {
         time: TimestampNs,
         adjustments: &[BookAdjustment],
     ) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.tx()?;
         let currency: Option<String> = tx
-            .query_row(
+            .row(
                 "SELECT value FROM meta WHERE key = 'cash_currency'",
                 [],
                 |r| r.get(0),
@@ -1476,7 +1553,7 @@ impl Journal {
                 AdjustmentTarget::Position(symbol) => ("position", symbol.as_str()),
                 AdjustmentTarget::Cash => ("cash", currency.as_str()),
             };
-            tx.execute(
+            tx.exec(
                 "INSERT INTO adjustments (time, target, name, delta, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![time, target, name, dec_text(adjustment.delta), adjustment.reason],
             )?;
@@ -1495,7 +1572,7 @@ impl Journal {
     pub fn initial_cash(&self) -> Result<Option<Decimal>> {
         let text: Option<String> = self
             .conn
-            .query_row(
+            .row(
                 "SELECT value FROM meta WHERE key = 'initial_cash'",
                 [],
                 |r| r.get(0),
@@ -1530,30 +1607,30 @@ impl Journal {
                 "the algorithm state format tag is empty".into(),
             ));
         }
-        let tx = self.conn.transaction()?;
+        let tx = self.tx()?;
         let last_fill: i64 =
-            tx.query_row("SELECT COALESCE(MAX(id), 0) FROM fills", [], |r| r.get(0))?;
+            tx.row("SELECT COALESCE(MAX(id), 0) FROM fills", [], |r| r.get(0))?;
         let last_adj: i64 =
-            tx.query_row("SELECT COALESCE(MAX(id), 0) FROM adjustments", [], |r| {
+            tx.row("SELECT COALESCE(MAX(id), 0) FROM adjustments", [], |r| {
                 r.get(0)
             })?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO book_snapshots (time, book, last_fill_id, last_adjustment_id) VALUES (?1, ?2, ?3, ?4)",
             params![time, json, last_fill, last_adj],
         )?;
         if let Some(bar_close) = bar_close {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO breaker_marks (name, time, value) VALUES (?1, ?2, ?3)
                  ON CONFLICT(name) DO UPDATE SET time = excluded.time, value = excluded.value",
                 params![FEED_MARK, bar_close, dec_text(Decimal::ZERO)],
             )?;
         }
         if let Some((format, data)) = algo_state {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO algo_states (time, format, data) VALUES (?1, ?2, ?3)",
                 params![time, format, data],
             )?;
-            tx.execute(
+            tx.exec(
                 "DELETE FROM algo_states WHERE id <= (SELECT MAX(id) FROM algo_states) - ?1",
                 params![KEPT_ALGO_STATES],
             )?;
@@ -1570,7 +1647,7 @@ impl Journal {
     fn derive_book_upto(&self, last_fill: i64, last_adjustment: i64) -> Result<Book> {
         let genesis: Option<(String, String)> = self
             .conn
-            .query_row(
+            .row(
                 "SELECT (SELECT value FROM meta WHERE key = 'cash_currency'),
                         (SELECT value FROM meta WHERE key = 'initial_cash')",
                 [],
@@ -1589,7 +1666,7 @@ impl Journal {
         // Fills and adjustments interleaved by time, fills first at equal times.
         let mut events: Vec<(i64, u8, i64, BookEvent)> = Vec::new();
         {
-            let mut stmt = self.conn.prepare(
+            let mut stmt = self.conn.prepare_cached(
                 "SELECT id, symbol, side, quantity, price, fee, fee_asset, time FROM fills WHERE id <= ?1",
             )?;
             let rows = stmt.query_map(params![last_fill], |r| {
@@ -1624,7 +1701,7 @@ impl Journal {
             }
         }
         {
-            let mut stmt = self.conn.prepare(
+            let mut stmt = self.conn.prepare_cached(
                 "SELECT id, target, name, delta, reason, time FROM adjustments WHERE id <= ?1",
             )?;
             let rows = stmt.query_map(params![last_adjustment], |r| {
@@ -1681,7 +1758,7 @@ impl Journal {
     fn snapshot_check(&self) -> Result<SnapshotCheck> {
         let row = self
             .conn
-            .query_row(
+            .row(
                 "SELECT book, last_fill_id, last_adjustment_id FROM book_snapshots ORDER BY id DESC LIMIT 1",
                 [],
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
@@ -1713,13 +1790,13 @@ impl Journal {
                 "the algorithm state format tag is empty".into(),
             ));
         }
-        let tx = self.conn.transaction()?;
-        tx.execute(
+        let tx = self.tx()?;
+        tx.exec(
             "INSERT INTO algo_states (time, format, data) VALUES (?1, ?2, ?3)",
             params![time, format, data],
         )?;
         // Keep the last KEPT_ALGO_STATES only: the blobs can be large.
-        tx.execute(
+        tx.exec(
             "DELETE FROM algo_states WHERE id <= (SELECT MAX(id) FROM algo_states) - ?1",
             params![KEPT_ALGO_STATES],
         )?;
@@ -1730,7 +1807,7 @@ impl Journal {
     fn last_algo_state(&self, now: TimestampNs, max_age_ns: i64) -> Result<Option<AlgoState>> {
         Ok(self
             .conn
-            .query_row(
+            .row(
                 "SELECT time, format, data FROM algo_states ORDER BY id DESC LIMIT 1",
                 [],
                 |r| {
@@ -1758,7 +1835,7 @@ impl Journal {
 
     /// Persists a trip.
     pub fn record_breaker_trip(&mut self, trip: &TripRecord) -> Result<()> {
-        self.conn.execute(
+        self.conn.exec(
             "INSERT INTO breaker_events (time, event, breaker, reason, detail) VALUES (?1, 'trip', ?2, ?3, ?4)",
             params![trip.time, trip.breaker, trip.reason, trip.detail.to_string()],
         )?;
@@ -1767,7 +1844,7 @@ impl Journal {
 
     /// Persists a reset (by whom).
     pub fn record_breaker_reset(&mut self, time: TimestampNs, by: &str) -> Result<()> {
-        self.conn.execute(
+        self.conn.exec(
             "INSERT INTO breaker_events (time, event, breaker, reason, detail) VALUES (?1, 'reset', NULL, ?2, '{}')",
             params![time, format!("reset by {by}")],
         )?;
@@ -1778,7 +1855,7 @@ impl Journal {
     pub fn active_trip(&self) -> Result<Option<TripRecord>> {
         let row = self
             .conn
-            .query_row(
+            .row(
                 "SELECT event, time, breaker, reason, detail FROM breaker_events ORDER BY id DESC LIMIT 1",
                 [],
                 |r| {
@@ -1813,7 +1890,7 @@ impl Journal {
         time: TimestampNs,
         value: Decimal,
     ) -> Result<()> {
-        self.conn.execute(
+        self.conn.exec(
             "INSERT INTO breaker_marks (name, time, value) VALUES (?1, ?2, ?3)
              ON CONFLICT(name) DO UPDATE SET time = excluded.time, value = excluded.value",
             params![name, time, dec_text(value)],
@@ -1824,7 +1901,7 @@ impl Journal {
     pub fn breaker_marks(&self) -> Result<BTreeMap<String, (TimestampNs, Decimal)>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT name, time, value FROM breaker_marks")?;
+            .prepare_cached("SELECT name, time, value FROM breaker_marks")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -1846,7 +1923,7 @@ impl Journal {
     /// Stores a reconciliation report (JSON) and its outcome (`clean`, `synced`, `halted`).
     /// An operator's action through the control API and what it answered.
     pub fn record_control(&mut self, action: &ControlRecord<'_>) -> Result<()> {
-        self.conn.execute(
+        self.conn.exec(
             "INSERT INTO control_actions (time, run_id, token, action, params, status, result) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
@@ -1868,7 +1945,7 @@ impl Journal {
         outcome: &str,
         report_json: &str,
     ) -> Result<()> {
-        self.conn.execute(
+        self.conn.exec(
             "INSERT INTO reconciliations (time, outcome, report) VALUES (?1, ?2, ?3)",
             params![time, outcome, report_json],
         )?;
@@ -1879,7 +1956,7 @@ impl Journal {
     pub fn reconciliations(&self) -> Result<Vec<(TimestampNs, String, String)>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT time, outcome, report FROM reconciliations ORDER BY id")?;
+            .prepare_cached("SELECT time, outcome, report FROM reconciliations ORDER BY id")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
@@ -2025,7 +2102,7 @@ fn finish_order(conn: &Connection, raw: RawOrder) -> Result<JournaledOrder> {
         other => return Err(corrupt(format!("side `{other}`"))),
     };
     let fills_quantity: String = {
-        let mut stmt = conn.prepare("SELECT quantity FROM fills WHERE client_order_id = ?1")?;
+        let mut stmt = conn.prepare_cached("SELECT quantity FROM fills WHERE client_order_id = ?1")?;
         let quantities = stmt
             .query_map(params![cid], |r| r.get::<_, String>(0))?
             .collect::<std::result::Result<Vec<_>, _>>()?;

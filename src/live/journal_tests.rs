@@ -982,6 +982,29 @@ fn crash_child() {
                 .unwrap();
             std::process::abort();
         }
+        "grouped" => {
+            // A paper session's grouping: the second order and a checkpoint are one commit;
+            // the third order's writes are in the open group when the process dies.
+            j.set_grouped(true).unwrap();
+            j.record_intent(&intent(&second)).unwrap();
+            j.mark_sent(&second, 3_100).unwrap();
+            j.record_ack(&second, "200", 3_200).unwrap();
+            j.record_fill(&fill(&second, "t2", "0.2", "110", "0", None))
+                .unwrap();
+            let book = j.derive_book().unwrap();
+            j.record_checkpoint(3_300, &book, Some(3_000), Some(("json", b"{}")))
+                .unwrap();
+            j.commit_group().unwrap();
+            let third = j.next_client_order_id("c").unwrap();
+            j.record_intent(&intent(&third)).unwrap();
+            j.mark_sent(&third, 4_100).unwrap();
+            j.record_ack(&third, "300", 4_200).unwrap();
+            j.record_fill(&fill(&third, "t3", "0.5", "120", "0", None))
+                .unwrap();
+            let book = j.derive_book().unwrap();
+            j.record_checkpoint(4_300, &book, Some(4_000), None).unwrap();
+            std::process::abort();
+        }
         other => panic!("unknown crash mode {other}"),
     }
 }
@@ -1265,4 +1288,94 @@ proptest! {
         let rec = j.recover(100, 10).unwrap();
         prop_assert_eq!(rec.book, book);
     }
+}
+
+// ---- grouped commits (paper sessions) ------------------------------------------------------
+
+#[test]
+fn a_crash_loses_the_open_group_and_keeps_every_committed_one() {
+    let (_dir, j) = crash_at("grouped");
+    let rec = j.recover(5_000, i64::MAX).unwrap();
+    assert_first_order_intact(&rec);
+    // The committed group: the second order, filled, and its checkpoint.
+    assert_eq!(rec.fills["rbt-c-2"].len(), 1);
+    assert_eq!(j.feed_mark().unwrap(), Some(3_000));
+    // The open group left nothing: no third order, no fill past the committed feed mark,
+    // and the order sequence is back where the committed journal left it.
+    assert!(matches!(
+        j.order("rbt-c-3"),
+        Err(JournalError::UnknownOrder(_))
+    ));
+    assert!(!rec.fills.contains_key("rbt-c-3"));
+    let mut j = j;
+    assert_eq!(j.next_client_order_id("c").unwrap(), "rbt-c-3");
+}
+
+#[test]
+fn a_group_is_invisible_to_other_connections_until_it_commits() {
+    let (_dir, path) = temp_journal();
+    let mut j = Journal::open(&path).unwrap();
+    j.start_run(&run()).unwrap();
+    let reader = Journal::open(&path).unwrap();
+    j.set_grouped(true).unwrap();
+    j.record_intent(&intent("rbt-a-1")).unwrap();
+    assert!(j.group_open());
+    assert_eq!(j.order("rbt-a-1").unwrap().state, IntentState::Intent);
+    assert!(reader.orders().unwrap().is_empty(), "not committed yet");
+    j.commit_group().unwrap();
+    assert!(!j.group_open());
+    assert_eq!(reader.orders().unwrap().len(), 1);
+    // Ungrouped again: each write commits on its own.
+    j.set_grouped(false).unwrap();
+    j.mark_sent("rbt-a-1", 2_100).unwrap();
+    assert!(!j.group_open());
+    assert_eq!(reader.order("rbt-a-1").unwrap().state, IntentState::Sent);
+}
+
+#[test]
+fn a_refused_write_inside_a_group_takes_back_only_itself() {
+    let mut j = journal();
+    j.set_grouped(true).unwrap();
+    j.record_intent(&intent("rbt-a-1")).unwrap();
+    j.mark_sent("rbt-a-1", 2_100).unwrap();
+    // Refused half way (the order exists): its savepoint is rolled back, the group stays.
+    assert!(matches!(
+        j.record_intent(&intent("rbt-a-1")),
+        Err(JournalError::DuplicateClientOrderId(_))
+    ));
+    // Refused after its first statement ran (acknowledged twice with another id).
+    j.record_ack("rbt-a-1", "1", 2_200).unwrap();
+    assert!(j.record_ack("rbt-a-1", "2", 2_300).is_err());
+    j.commit_group().unwrap();
+    let o = j.order("rbt-a-1").unwrap();
+    assert_eq!(
+        (o.state, o.exchange_id.as_deref()),
+        (IntentState::Acknowledged, Some("1"))
+    );
+    let updates: i64 = j
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM order_updates WHERE client_order_id = 'rbt-a-1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(updates, 2, "sent and one ack");
+}
+
+#[test]
+fn rolling_back_a_group_returns_to_the_last_commit() {
+    let mut j = journal();
+    j.set_grouped(true).unwrap();
+    j.record_intent(&intent("rbt-a-1")).unwrap();
+    j.commit_group().unwrap();
+    j.record_intent(&intent("rbt-a-2")).unwrap();
+    j.rollback_group().unwrap();
+    let ids: Vec<String> = j
+        .orders()
+        .unwrap()
+        .into_iter()
+        .map(|o| o.client_order_id)
+        .collect();
+    assert_eq!(ids, ["rbt-a-1"]);
 }

@@ -197,6 +197,12 @@ pub struct LiveSession<'a, S: LiveStrategy> {
     api_view: session_api::ApiView,
     /// Orders an operator placed (flatten): sent even while a breaker is tripped.
     exempt: HashSet<OrderId>,
+    /// A paper session's journal commits once per checkpoint, not once per write (see
+    /// `group_commits`).
+    grouped: bool,
+    /// Something that must reach the disk soon happened (a trip, an operator's action): the
+    /// next bar checkpoints even if its interval has not passed.
+    commit_soon: bool,
 }
 
 impl<'a, S: LiveStrategy> LiveSession<'a, S> {
@@ -235,6 +241,8 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
             api: None,
             api_view: session_api::ApiView::default(),
             exempt: HashSet::new(),
+            grouped: false,
+            commit_soon: false,
         }
     }
 
@@ -245,6 +253,9 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
         match self.broker.open_book(self.state, &self.session) {
             Ok(news) => self.tell(&news),
             Err(e) => return (outcome, End::Live(e)),
+        }
+        if let Err(e) = self.group_commits() {
+            return (outcome, End::Live(e));
         }
         // Orders in the book now (adopted from the exchange) are not new orders to send.
         self.seen = lock(&self.session).orders.all().len();
@@ -290,6 +301,18 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
             let saved = self.sync_orders(&[]).and_then(|_| self.checkpoint(close));
             if let Err(e) = saved {
                 above_status!("error: the final checkpoint failed: {e}");
+            }
+        }
+        // Back to a commit per write for what follows (the run's end); a journal that failed
+        // keeps its last committed checkpoint instead of writes past it.
+        if self.grouped {
+            let journal = &mut self.state.journal;
+            let ungrouped = match storage_failed {
+                true => journal.rollback_group().and_then(|_| journal.set_grouped(false)),
+                false => journal.set_grouped(false),
+            };
+            if let Err(e) = ungrouped {
+                above_status!("error: the journal's last writes: {e}");
             }
         }
         self.audit_log_lines();
@@ -404,6 +427,11 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
             let batch = match polled {
                 Poll::End => return Ok(End::FeedDone),
                 Poll::Wait(wait) => {
+                    // A session that waits for its next bar has time to make what it did
+                    // durable: a paced or real-time paper session commits bar by bar.
+                    if self.grouped && self.state.journal.group_open() {
+                        self.checkpoint(self.last_close)?;
+                    }
                     self.strategy.idle(wait.min(IDLE_SLICE))?;
                     self.strategy.check_interrupt()?;
                     self.check_halt_file(true);
@@ -625,7 +653,13 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
         // A checkpoint (book snapshot, feed mark, algorithm state in one transaction) after
         // every bar with order activity, else at most once per CHECKPOINT_EVERY: the journal
         // never holds fills past the feed mark, so a restart resumes consistently.
-        if active || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+        // A grouped (paper) session checkpoints and commits once per CHECKPOINT_EVERY while it
+        // has no time to wait, and whenever it waits (see `drive`).
+        let due = match self.grouped {
+            true => std::mem::take(&mut self.commit_soon),
+            false => active,
+        };
+        if due || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             self.checkpoint(Some(close_time))?;
         }
         self.audit_log_lines();
@@ -646,6 +680,9 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
     fn checkpoint(&mut self, close_time: Option<TimestampNs>) -> Result<(), LiveError> {
         let saved = self.save_algo_state();
         let book = engine_book(&self.state.cash_currency, &self.session);
+        for write in self.state.breakers.take_writes() {
+            write.apply(&mut self.state.journal)?;
+        }
         self.state.journal.record_checkpoint(
             wall_ns(),
             &book,
@@ -654,7 +691,25 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
                 .as_ref()
                 .map(|s| (s.format.as_str(), s.data.as_slice())),
         )?;
+        self.state.journal.commit_group()?;
         self.last_checkpoint = Instant::now();
+        self.commit_soon = false;
+        Ok(())
+    }
+
+    /// A paper session (nothing it does leaves the process) groups its journal writes: one
+    /// transaction from checkpoint to checkpoint instead of one per order event, so a fast
+    /// replay is not bound by commits. Crash safety is unchanged in kind: the journal still
+    /// only ever holds whole checkpoints with everything before them, and a killed session
+    /// restarts from the last one, re-deriving the bars after it from the feed (as it did for
+    /// quiet bars already). The breakers' writes join the same commits.
+    fn group_commits(&mut self) -> Result<(), LiveError> {
+        if self.broker.sends_irrevocably() {
+            return Ok(());
+        }
+        self.state.journal.set_grouped(true)?;
+        self.state.breakers.defer_writes();
+        self.grouped = true;
         Ok(())
     }
 
@@ -686,6 +741,7 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
         }
         s.halted = Some(message.clone());
         drop(s);
+        self.commit_soon = true;
         if new {
             let _ = self.state.audit.breaker(trip);
             above_status!("HALTED: {message}; new orders are refused until the breaker is reset");

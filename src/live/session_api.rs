@@ -75,6 +75,8 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
                 return Err(e.into());
             }
         }
+        // An operator's action reaches the disk with the next checkpoint, not a second later.
+        self.commit_soon |= acted;
         let due = self.api.as_ref().is_some_and(|link| {
             link.last_publish
                 .is_none_or(|t| link.shared.due(t.elapsed()))

@@ -640,7 +640,8 @@ class Trader(Algorithm):
     def on_tick(self, ctx):
         self.count += 1
         self.log.info("count %d", self.count)
-        # An order every tick: every bar is checkpointed.
+        # An order every tick, and the replay is paced (see the test): a paper session
+        # checkpoints whenever it waits for its next bar with writes not yet committed.
         if ctx.portfolio.position(ctx.symbols[0]) == 0:
             self.buy(ctx.symbols[0], 1)
         else:
@@ -663,7 +664,7 @@ def test_a_signal_during_a_checkpoint_stops_the_session(tmp_path):
     arm = tmp_path / "arm"
     arm.touch()
     state = tmp_path / "state"
-    live = run_live(algo, data, "K", state, tmp_path / "out", "--param", f"arm={arm}")
+    live = run_live(algo, data, "K", state, tmp_path / "out", "--param", f"arm={arm}", speed="6000")
     assert not arm.exists()
     assert live.returncode == 0, live.stderr
     assert "could not be saved" not in live.stderr
@@ -776,7 +777,7 @@ def test_a_crash_inside_a_checkpoint_loses_no_bar(tmp_path):
     arm = tmp_path / "arm"
     arm.touch()
     state = tmp_path / "state"
-    one = run_live(algo, data, "C", state, tmp_path / "out1", "--param", f"arm={arm}")
+    one = run_live(algo, data, "C", state, tmp_path / "out1", "--param", f"arm={arm}", speed="6000")
     assert one.returncode == -signal.SIGKILL and not arm.exists()
     two = run_live(algo, data, "C", state, tmp_path / "out2", "--param", f"arm={arm}")
     assert two.returncode == 0, two.stderr
