@@ -315,7 +315,10 @@ impl Breakers {
 
     /// The writes held back since the last call (none unless deferring).
     pub fn take_writes(&mut self) -> Vec<BreakerWrite> {
-        self.deferred.as_mut().map(std::mem::take).unwrap_or_default()
+        self.deferred
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     fn persist(&mut self, write: BreakerWrite) -> Result<(), BreakerError> {

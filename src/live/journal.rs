@@ -1608,12 +1608,10 @@ impl Journal {
             ));
         }
         let tx = self.tx()?;
-        let last_fill: i64 =
-            tx.row("SELECT COALESCE(MAX(id), 0) FROM fills", [], |r| r.get(0))?;
-        let last_adj: i64 =
-            tx.row("SELECT COALESCE(MAX(id), 0) FROM adjustments", [], |r| {
-                r.get(0)
-            })?;
+        let last_fill: i64 = tx.row("SELECT COALESCE(MAX(id), 0) FROM fills", [], |r| r.get(0))?;
+        let last_adj: i64 = tx.row("SELECT COALESCE(MAX(id), 0) FROM adjustments", [], |r| {
+            r.get(0)
+        })?;
         tx.exec(
             "INSERT INTO book_snapshots (time, book, last_fill_id, last_adjustment_id) VALUES (?1, ?2, ?3, ?4)",
             params![time, json, last_fill, last_adj],
@@ -2102,7 +2100,8 @@ fn finish_order(conn: &Connection, raw: RawOrder) -> Result<JournaledOrder> {
         other => return Err(corrupt(format!("side `{other}`"))),
     };
     let fills_quantity: String = {
-        let mut stmt = conn.prepare_cached("SELECT quantity FROM fills WHERE client_order_id = ?1")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT quantity FROM fills WHERE client_order_id = ?1")?;
         let quantities = stmt
             .query_map(params![cid], |r| r.get::<_, String>(0))?
             .collect::<std::result::Result<Vec<_>, _>>()?;

@@ -1002,7 +1002,8 @@ fn crash_child() {
             j.record_fill(&fill(&third, "t3", "0.5", "120", "0", None))
                 .unwrap();
             let book = j.derive_book().unwrap();
-            j.record_checkpoint(4_300, &book, Some(4_000), None).unwrap();
+            j.record_checkpoint(4_300, &book, Some(4_000), None)
+                .unwrap();
             std::process::abort();
         }
         other => panic!("unknown crash mode {other}"),

@@ -308,7 +308,9 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
         if self.grouped {
             let journal = &mut self.state.journal;
             let ungrouped = match storage_failed {
-                true => journal.rollback_group().and_then(|_| journal.set_grouped(false)),
+                true => journal
+                    .rollback_group()
+                    .and_then(|_| journal.set_grouped(false)),
                 false => journal.set_grouped(false),
             };
             if let Err(e) = ungrouped {
