@@ -37,6 +37,12 @@ class Algorithm:
     # Set by the engine before ``initialize``; the channel for orders and logs.
     _rustybt: _Engine | None = None
 
+    #: Bars of history a live session loads before its first live bar (``rustybt live``'s
+    #: warm-up), so ``ctx.history()`` and indicators are ready at once. ``None``: as many as
+    #: the indicators declared in ``initialize`` need. Declared on a subclass it is also a
+    #: parameter (``--param warmup=300``). Backtests start at the data's first bar and ignore it.
+    warmup: int | None = None
+
     def initialize(self, ctx: Context) -> None:
         """Called once before the first bar. Set up state here."""
 

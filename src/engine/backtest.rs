@@ -1,6 +1,6 @@
 use crate::error::AlgorithmError;
 use crate::metrics::EquityPoint;
-use crate::model::Fill;
+use crate::model::{Fill, SymbolId, TimestampNs};
 
 use super::session::{SessionCosts, SharedSession, lock};
 use crate::execution::{BarPrices, BarToMatch};
@@ -367,12 +367,7 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
                 })
                 .map_err(|e| Stop::Engine(e.to_string()))?;
         }
-        session.indicators.on_bar(symbol, series, index);
-        if !session.shared_cross_section {
-            session.cross_section.on_bar(symbol, series, index);
-        }
-        let interval = session.market.interval_ns(symbol);
-        session.aggregations.on_bar(symbol, series, index, interval);
+        feed_closed(session, symbol, index);
         if !book {
             session.market.close_next_bar(symbol);
         }
@@ -382,6 +377,33 @@ fn step_market(s: &mut super::Session, tick: &Tick, fills: &mut Vec<Fill>) -> Re
     session.now = tick.time;
     session.last_tick = Some(tick.time);
     Ok(())
+}
+
+/// A closing bar into what is computed from bars: indicators, the cross-section (unless a book
+/// feeds one shared view) and higher timeframes.
+#[inline]
+fn feed_closed(session: &mut super::Session, symbol: SymbolId, index: usize) {
+    let series = session.market.series(symbol);
+    session.indicators.on_bar(symbol, series, index);
+    if !session.shared_cross_section {
+        session.cross_section.on_bar(symbol, series, index);
+    }
+    let interval = session.market.interval_ns(symbol);
+    session.aggregations.on_bar(symbol, series, index, interval);
+}
+
+/// Bars that closed before a live session's first (its warm-up), appended to the market: into
+/// the indicators, the cross-section and the higher timeframes, then closed, so history and
+/// indicators are ready at the first live bar. Nothing else happens: no matching, no marks, no
+/// corporate actions, no carry, no hooks; `now` and the last tick stay as they were.
+pub fn warm_up(s: &mut super::Session, time: TimestampNs, symbols: &[SymbolId]) {
+    for &symbol in symbols {
+        let index = s.market.closed_count(symbol);
+        feed_closed(s, symbol, index);
+        s.market.close_next_bar(symbol);
+    }
+    s.aggregations.close_due(time);
+    s.indicators.sync_timeframes(&s.aggregations);
 }
 
 #[cfg(test)]

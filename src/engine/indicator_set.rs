@@ -280,6 +280,27 @@ impl IndicatorSet {
             .is_some_and(|ids| !ids.is_empty())
     }
 
+    /// Base bars (of `interval_ns`) each symbol needs before every attached indicator has a
+    /// value: its warm-up period, in bars of its timeframe, plus one forming bucket.
+    pub fn bars_needed(&self, aggregations: &Aggregations, interval_ns: i64) -> usize {
+        let on_timeframe: HashMap<usize, usize> = self.on_timeframes.iter().copied().collect();
+        self.items
+            .iter()
+            .enumerate()
+            .map(
+                |(id, item)| match on_timeframe.get(&id).and_then(|&a| aggregations.get(a)) {
+                    None => item.warm_up_period,
+                    Some(aggregation) => {
+                        let per_bucket = (aggregation.timeframe.max_nanos() / interval_ns.max(1))
+                            .max(1) as usize;
+                        (item.warm_up_period + 1) * per_bucket
+                    }
+                },
+            )
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn on_bar(&mut self, symbol: SymbolId, series: &BarSeries, index: usize) {
         if let Some(ids) = self.by_symbol.get(symbol.index()) {
             for id in ids {

@@ -12,6 +12,7 @@ mod session;
 
 pub use backtest::{
     Advanced, BacktestOptions, BacktestOutcome, Stop, Strategy, advance, react, run_backtest, step,
+    warm_up,
 };
 pub use cross_section::CrossSection;
 pub use indicator_set::IndicatorTiming;

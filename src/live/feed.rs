@@ -28,6 +28,31 @@ pub struct Batch {
     pub bars: Vec<FeedBar>,
 }
 
+/// Bars from before a feed's first (see [`Feed::history`]).
+#[derive(Debug, Default)]
+pub struct History {
+    pub batches: Vec<Batch>,
+    /// Where they came from, for the log (`the replay file`, `ccxt:binance`).
+    pub source: String,
+}
+
+impl History {
+    /// Groups bars by close time into batches, oldest first.
+    fn of(bars: Vec<(TimestampNs, FeedBar)>, source: String) -> History {
+        let mut by_close: BTreeMap<TimestampNs, Vec<FeedBar>> = BTreeMap::new();
+        for (close, bar) in bars {
+            by_close.entry(close).or_default().push(bar);
+        }
+        History {
+            batches: by_close
+                .into_iter()
+                .map(|(close_time, bars)| Batch { close_time, bars })
+                .collect(),
+            source,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum Poll {
     Ready(Batch),
@@ -54,6 +79,11 @@ pub trait Feed {
     fn take_notices(&mut self) -> Vec<String> {
         Vec::new()
     }
+    /// Up to `bars` closed bars of each symbol right before the first bar the feed will hand
+    /// out (a session's warm-up), in batches, oldest first, and where they came from.
+    fn history(&mut self, _bars: usize) -> Result<History, String> {
+        Ok(History::default())
+    }
     /// Whether the feed's source answers: false while its requests fail (and are retried).
     fn connected(&self) -> bool {
         true
@@ -70,6 +100,7 @@ pub struct ReplayFeed {
     series: Vec<BarSeries>,
     /// Per close time, the (symbol, bar index) pairs closing then, in time order.
     batches: VecDeque<(TimestampNs, Vec<(usize, usize)>)>,
+    interval_ns: i64,
     speed: f64,
     started: Option<(Instant, TimestampNs)>,
 }
@@ -90,6 +121,7 @@ impl ReplayFeed {
             source,
             series,
             batches: by_close.into_iter().collect(),
+            interval_ns,
             speed,
             started: None,
         }
@@ -151,6 +183,24 @@ impl Feed for ReplayFeed {
     fn first_open(&self) -> Option<TimestampNs> {
         let (_, bars) = self.batches.front()?;
         bars.iter().map(|&(s, i)| self.series[s].time[i]).min()
+    }
+
+    /// The file's bars before the first one still to come: on a restart, those an earlier
+    /// session traded; a first session has none.
+    fn history(&mut self, bars: usize) -> Result<History, String> {
+        let Some(&(first_close, _)) = self.batches.front() else {
+            return Ok(History::default());
+        };
+        let mut earlier = Vec::new();
+        for (symbol, s) in self.series.iter().enumerate() {
+            let end = s
+                .time
+                .partition_point(|&open| open + self.interval_ns < first_close);
+            for index in end.saturating_sub(bars)..end {
+                earlier.push((s.time[index] + self.interval_ns, self.bar(symbol, index)));
+            }
+        }
+        Ok(History::of(earlier, "the replay file".into()))
     }
 }
 
@@ -340,6 +390,50 @@ impl Feed for ExchangeFeed {
         Ok(Poll::Wait(until_due.max(self.idle_poll)))
     }
 
+    /// The exchange's closed candles before each symbol's first: a restart's warm-up includes
+    /// the bars the earlier session traded. A failure here is an error (the session would
+    /// otherwise start with indicators that are not ready, silently).
+    fn history(&mut self, bars: usize) -> Result<History, String> {
+        let mut earlier = Vec::new();
+        if bars == 0 {
+            return Ok(History::default());
+        }
+        for i in 0..self.symbols.len() {
+            let start = self.next_open_ms[i];
+            let since = start - bars as i64 * self.interval_ms;
+            let candles = self
+                .venue
+                .borrow_mut()
+                .closed_candles(
+                    &self.symbols[i],
+                    &self.timeframe,
+                    since,
+                    start.min(Self::now_ms()),
+                )
+                .map_err(|e| {
+                    format!(
+                        "{}: the warm-up candles of {}: {e}",
+                        self.exchange, self.symbols[i]
+                    )
+                })?;
+            for c in candles
+                .into_iter()
+                .filter(|c| c.open_time_ms >= since && c.open_time_ms < start)
+            {
+                let close = (c.open_time_ms + self.interval_ms) * 1_000_000;
+                earlier.push((
+                    close,
+                    FeedBar {
+                        symbol: i,
+                        open_time: c.open_time_ms * 1_000_000,
+                        texts: [c.open, c.high, c.low, c.close, c.volume].map(|d| d.to_string()),
+                    },
+                ));
+            }
+        }
+        Ok(History::of(earlier, format!("ccxt:{}", self.exchange)))
+    }
+
     fn describe(&self) -> String {
         format!("ccxt:{}", self.exchange)
     }
@@ -408,6 +502,40 @@ mod tests {
         }
         assert_eq!(feed.skip_through(120_000_000_000), 1);
         assert_eq!(feed.remaining(), 1);
+    }
+
+    #[test]
+    fn a_replay_history_is_the_bars_before_the_first_one_to_come() {
+        let a = series("A", &[0, 60, 120, 180, 240], &["1", "2", "3", "4", "5"]);
+        let b = series("B", &[60, 180], &["10", "11"]);
+        let mut feed = ReplayFeed::new("f.csv".into(), vec![a, b], 60, 0.0);
+        // A first session: nothing before the file's first bar.
+        assert!(feed.history(10).unwrap().batches.is_empty());
+        // A restart after the bars closing at or before 180: the last 2 bars of each symbol
+        // before the first to come, by close time, the newest last.
+        feed.skip_through(180);
+        let history = feed.history(2).unwrap();
+        let seen: Vec<(i64, Vec<(usize, String)>)> = history
+            .batches
+            .iter()
+            .map(|b| {
+                let bars = b.bars.iter().map(|x| (x.symbol, x.texts[3].clone()));
+                (b.close_time, bars.collect())
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (120, vec![(0, "2".to_string()), (1, "10".to_string())]),
+                (180, vec![(0, "3".to_string())]),
+            ]
+        );
+        assert_eq!(history.source, "the replay file");
+        // The feed itself is unchanged: the next bar is still the first after the restart.
+        let Poll::Ready(next) = feed.poll().unwrap() else {
+            panic!("a batch is due")
+        };
+        assert_eq!(next.close_time, 240);
     }
 
     /// A venue that only serves candles (every other call is an error).

@@ -82,6 +82,11 @@ pub trait LiveStrategy: Strategy {
     ) -> Result<Restored, String>;
     /// Hot reloads so far (applied or rejected).
     fn reload_events(&self) -> &[ReloadEvent];
+    /// Bars of history the algorithm says it needs before its first live bar (its `warmup`),
+    /// or `None` when it does not say.
+    fn declared_warmup(&self) -> Result<Option<usize>, String> {
+        Ok(None)
+    }
 }
 
 /// How a session ended.
@@ -411,6 +416,7 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
         // `ctx.time` in `initialize`: the open of the first bar to come (a replay), or now.
         lock(&self.session).now = self.feed.first_open().unwrap_or_else(wall_ns);
         self.strategy.initialize()?;
+        self.warm_up()?;
         self.restore_algo_state();
         self.sync_orders(&[])?;
         self.api_view.running = true;
@@ -514,6 +520,68 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
                 return Ok(End::MaxBars);
             }
         }
+    }
+
+    /// Before the first live bar: the history the algorithm needs (its `warmup`, else what its
+    /// indicators need) into the market, the indicators and the higher timeframes, without
+    /// trading on it, so `ctx.history()` and indicators are ready at the first live bar, in a
+    /// first session and after a restart alike.
+    fn warm_up(&mut self) -> Result<(), Halt> {
+        let declared = self
+            .strategy
+            .declared_warmup()
+            .map_err(LiveError::Settings)?;
+        let needed = {
+            let s = lock(&self.session);
+            s.indicators
+                .bars_needed(&s.aggregations, s.market.interval_ns(SymbolId(0)))
+        };
+        let wanted = declared.unwrap_or(needed);
+        if wanted == 0 {
+            return Ok(());
+        }
+        let history = self.feed.history(wanted).map_err(LiveError::Feed)?;
+        let mut counts = vec![0usize; lock(&self.session).market.symbol_count()];
+        for batch in &history.batches {
+            self.append(batch)?;
+            let symbols: Vec<SymbolId> = batch
+                .bars
+                .iter()
+                .map(|bar| SymbolId(bar.symbol as u32))
+                .collect();
+            for id in &symbols {
+                counts[id.index()] += 1;
+            }
+            crate::engine::warm_up(&mut lock(&self.session), batch.close_time, &symbols);
+        }
+        // Custom Python indicators catch up on the warm-up bars too.
+        self.strategy.update_indicators()?;
+        let fewest = counts.iter().copied().min().unwrap_or(0);
+        let message = match history.batches.is_empty() {
+            true => format!(
+                "warm-up: no bars before the first live bar ({wanted} wanted){}",
+                match history.source.is_empty() {
+                    true => String::new(),
+                    false => format!(" in {}", history.source),
+                }
+            ),
+            false => format!(
+                "warm-up: {fewest} of {wanted} bars of history per symbol from {}",
+                history.source
+            ),
+        };
+        above_status!("{message}");
+        let _ = self.state.audit.log(wall_ns(), "info", &message);
+        // A source that ran short (a young market, a short file) is worth a warning; a first
+        // replay session starts at the file's first bar like a backtest.
+        if !history.batches.is_empty() && fewest < needed {
+            above_status!(
+                "warning: the algorithm's indicators need {needed} bars; the first {} live bars \
+                 come before they are all ready",
+                needed - fewest
+            );
+        }
+        Ok(())
     }
 
     /// The batch's bars into the market's columns; returns each symbol's close.

@@ -77,6 +77,16 @@ impl Timeframe {
         }
     }
 
+    /// The longest a bucket can last (a month: 31 days): how many base bars a warm-up needs
+    /// per bar of this timeframe.
+    pub fn max_nanos(&self) -> i64 {
+        match *self {
+            Timeframe::Fixed { nanos, .. } => nanos,
+            Timeframe::Weeks(n) => 7 * NANOS_PER_DAY * n,
+            Timeframe::Months(n) => 31 * NANOS_PER_DAY * n,
+        }
+    }
+
     /// End (exclusive) of the bucket starting at `start`.
     pub fn bucket_end(&self, start: TimestampNs) -> TimestampNs {
         match *self {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBool, PyBytes, PyDict};
 use rust_decimal::Decimal;
 
 use super::PyStrategy;
@@ -91,6 +91,28 @@ impl LiveStrategy for PyStrategy {
 
     fn reload_events(&self) -> &[ReloadEvent] {
         PyStrategy::reload_events(self)
+    }
+
+    /// The algorithm's `warmup` attribute: a whole number of bars, or None (not said).
+    fn declared_warmup(&self) -> Result<Option<usize>, String> {
+        Python::attach(|py| {
+            let value = match self.algorithm().bind(py).getattr("warmup") {
+                Ok(value) if !value.is_none() => value,
+                _ => return Ok(None),
+            };
+            let bars = (!value.is_instance_of::<PyBool>())
+                .then(|| value.extract::<u32>().ok())
+                .flatten();
+            match bars {
+                Some(bars) => Ok(Some(bars as usize)),
+                None => Err(format!(
+                    "the algorithm's `warmup` must be a whole number of bars (0 or more), not \
+                     `{}`; it is how many bars of history a live session loads before its \
+                     first bar",
+                    value.repr().map(|r| r.to_string()).unwrap_or_default()
+                )),
+            }
+        })
     }
 }
 

@@ -1,0 +1,126 @@
+"""Live warm-up (issue 14 §3): before its first live bar a session loads the history its
+indicators (or its `warmup`) need, from the replay file or the exchange, so indicators and
+`ctx.history()` are ready at once, in a first session and after a restart. Oracle: TA-Lib's SMA
+over the bars the source serves."""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import talib
+
+from conftest import ROOT
+from test_live_exchange import MARKET, Fake, Live, fake_exchange, live, script, write_config  # noqa: F401
+from test_live_paper import MINUTE, file_bars, generated, run_live
+
+PROBE = ROOT / "tests" / "fixtures" / "live" / "warmup_probe.py"
+DECLARED = ROOT / "tests" / "fixtures" / "live" / "warmup_declared.py"
+
+
+def warm_lines(out: Path) -> list[dict[str, Any]]:
+    lines = (out / "log.txt").read_text().splitlines()
+    return [json.loads(line.split("WARM ", 1)[1]) for line in lines if "WARM " in line]
+
+
+def sma_oracle(closes: list[float], period: int) -> float:
+    return float(talib.SMA(np.array(closes, dtype=float), timeperiod=period)[-1])
+
+
+def test_a_first_replay_session_has_no_earlier_bars_and_says_so(tmp_path):
+    data = generated(tmp_path / "W.csv", 60, seed=21)
+    first = run_live(PROBE, data, "W", tmp_path / "state", tmp_path / "out", quiet=False)
+    assert first.returncode == 0, first.stderr
+    assert "warm-up: no bars before the first live bar (50 wanted) in the replay file" in first.stderr
+    seen = warm_lines(first.out)
+    assert (seen[0]["len"], seen[0]["ready"]) == (1, False)
+    # Like a backtest from the file's first bar: ready at the 50th.
+    assert [s["ready"] for s in seen].index(True) == 49
+
+
+def test_a_restarted_replay_session_is_warm_at_its_first_bar(tmp_path):
+    data = generated(tmp_path / "W.csv", 120, seed=22)
+    closes = [float(b["close"]) for b in file_bars(data)]
+    state = tmp_path / "state"
+    one = run_live(PROBE, data, "W", state, tmp_path / "out1", "--max-bars", "70")
+    assert one.returncode == 0, one.stderr
+    two = run_live(PROBE, data, "W", state, tmp_path / "out2", quiet=False)
+    assert two.returncode == 0, two.stderr
+    assert "warm-up: 50 of 50 bars of history per symbol from the replay file" in two.stderr
+    first = warm_lines(two.out)[0]
+    # The bars the first session traded (the last 50) and the first live bar (index 70).
+    bars = file_bars(data)
+    assert first["time_ns"] == bars[70]["open_ns"] + MINUTE
+    assert first["len"] == 51 and first["first_open_ns"] == bars[20]["open_ns"]
+    assert first["ready"]
+    assert math.isclose(first["sma"], sma_oracle(closes[:71], 50), rel_tol=1e-12)
+    # The same value an uninterrupted session has at that bar.
+    whole = run_live(PROBE, data, "W", tmp_path / "state_whole", tmp_path / "out_whole")
+    same_bar = next(s for s in warm_lines(whole.out) if s["time_ns"] == first["time_ns"])
+    assert math.isclose(first["sma"], same_bar["sma"], rel_tol=1e-12)
+
+
+def test_a_declared_warmup_loads_that_many_bars(tmp_path):
+    data = generated(tmp_path / "D.csv", 80, seed=23)
+    state = tmp_path / "state"
+    one = run_live(DECLARED, data, "D", state, tmp_path / "out1", "--max-bars", "40")
+    assert one.returncode == 0, one.stderr
+    two = run_live(DECLARED, data, "D", state, tmp_path / "out2", quiet=False)
+    assert two.returncode == 0, two.stderr
+    assert "warm-up: 30 of 30 bars of history per symbol" in two.stderr
+    assert warm_lines(two.out)[0]["len"] == 31
+    # Also a parameter: none on the command line.
+    three = run_live(DECLARED, data, "D", tmp_path / "state3", tmp_path / "out3", "--param", "warmup=0",
+                     quiet=False)
+    assert three.returncode == 0, three.stderr
+    assert "warm-up" not in three.stderr
+
+
+def test_a_warmup_that_is_not_a_bar_count_is_refused(tmp_path):
+    data = generated(tmp_path / "E.csv", 20, seed=24)
+    bad = run_live(DECLARED, data, "E", tmp_path / "state", tmp_path / "out", "--param", "warmup=-3")
+    assert bad.returncode != 0
+    assert "`warmup` must be a whole number of bars (0 or more), not `-3`" in bad.stderr
+
+
+def klines(fake: Fake, start_ms: int, limit: int) -> list[list[Any]]:
+    url = f"{fake.url}/klines?symbol={MARKET}&interval=1s&startTime={start_ms}&limit={limit}"
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        return json.load(reply)
+
+
+def test_an_exchange_session_is_warm_at_its_first_live_bar_first_and_after_a_restart(
+        binary: Path, tmp_path: Path):
+    spec = script(bars=40)
+    start = spec["clock"]["start_ms"]
+    # 80 one-second candles before the clock's first: what the exchange has of the past.
+    spec["history"] = [{"symbol": MARKET, "interval": "1s", "start_ms": start - 80_000, "count": 80,
+                        "price": "64000.10", "seed": 3}]
+    folder = tmp_path / "session"
+    folder.mkdir()
+    fake = Fake(spec, tmp_path)
+    try:
+        session = Live(binary, fake, folder / "state", write_config(folder), folder, PROBE)
+        one = session.run(max_bars=3)
+        assert one.returncode == 0, one.stderr
+        first = warm_lines(one.out)[0]
+        served = klines(fake, start - 80_000, 1000)
+        upto = [row for row in served if row[0] + 1000 <= first["time_ns"] // 1_000_000]
+        assert first["len"] == 51 and first["ready"], first
+        assert first["first_open_ns"] == upto[-51][0] * 1_000_000
+        assert math.isclose(first["sma"], sma_oracle([float(r[4]) for r in upto], 50), rel_tol=1e-12)
+        # The restart warms up on the exchange's candles too, those the first session traded
+        # included.
+        two = session.run(max_bars=2)
+        assert two.returncode == 0, two.stderr
+        again = warm_lines(two.out)[0]
+        served = klines(fake, start - 80_000, 1000)
+        upto = [row for row in served if row[0] + 1000 <= again["time_ns"] // 1_000_000]
+        assert again["len"] == 51 and again["ready"], again
+        assert math.isclose(again["sma"], sma_oracle([float(r[4]) for r in upto], 50), rel_tol=1e-12)
+    finally:
+        fake.stop()
