@@ -70,7 +70,7 @@ struct FileData {
     tz: Option<String>,
     on_missing: Option<String>,
     /// Catalog runs: `symbols`, `timeframe`, `source`, `catalog`, `allow_bad_data`,
-    /// `offline`, `exchange_url`, `yahoo_url`.
+    /// `offline`, `exchange_url`, `yahoo_url`, `adjust`.
     #[serde(default)]
     symbols: Vec<String>,
     timeframe: Option<String>,
@@ -80,6 +80,7 @@ struct FileData {
     offline: Option<bool>,
     exchange_url: Option<String>,
     yahoo_url: Option<String>,
+    adjust: Option<String>,
 }
 
 /// Where a run's bars come from when read from the data catalog.
@@ -96,6 +97,8 @@ pub struct CatalogRequest {
     pub offline: bool,
     /// The source's base URL instead of its public one (a testnet or a local stand-in).
     pub url: Option<String>,
+    /// Back-adjusted series instead of raw bars and events (`--adjust`).
+    pub adjust: Option<crate::engine::adjust::Adjust>,
 }
 
 /// How orders fill: the intrabar path, volume limit, latency and slippage.
@@ -289,7 +292,7 @@ impl RunSettings {
         };
         commission.validate().map_err(Error::usage)?;
         let format = data_format(&args.format, &file.data)?;
-        let catalog = catalog_request(args, file.data);
+        let catalog = catalog_request(args, file.data)?;
         let interval = args.bar_interval.clone().or(file.run.bar_interval);
         let calendar = calendar(args, file.market)?;
         let metrics = metrics_options(args, file.metrics)?;
@@ -347,8 +350,32 @@ fn data_format(args: &crate::cli::FormatArgs, file: &FileData) -> Result<Format,
     Format::from_spec(&spec).map_err(Error::usage)
 }
 
-/// `--symbols` (or `data.symbols`) asks for catalog data; flags win over the file.
-fn catalog_request(args: &RunArgs, file: FileData) -> Option<CatalogRequest> {
+/// `--symbols` (or `data.symbols`) asks for catalog data; flags win over the file. `--adjust`
+/// needs it (the events are the catalog's).
+fn catalog_request(args: &RunArgs, file: FileData) -> Result<Option<CatalogRequest>, Error> {
+    let adjust =
+        match args.adjust.clone().or(file.adjust.clone()) {
+            Some(text) => Some(crate::engine::adjust::Adjust::parse(&text).map_err(|e| {
+                Error::usage_with_hint(format!("--adjust: {e}"), "--adjust split|all")
+            })?),
+            None => None,
+        };
+    let request = catalog_request_of(args, file, adjust);
+    if request.is_none() && adjust.is_some() {
+        return Err(Error::usage_with_hint(
+            "`--adjust` adjusts for the splits and dividends the data catalog stores, and this \
+             run reads files",
+            "run on catalog data (`--symbols X --source yahoo`), or drop --adjust",
+        ));
+    }
+    Ok(request)
+}
+
+fn catalog_request_of(
+    args: &RunArgs,
+    file: FileData,
+    adjust: Option<crate::engine::adjust::Adjust>,
+) -> Option<CatalogRequest> {
     let symbols = if args.symbols.is_empty() {
         file.symbols
     } else {
@@ -372,6 +399,7 @@ fn catalog_request(args: &RunArgs, file: FileData) -> Option<CatalogRequest> {
             .or(args.yahoo_url.clone())
             .or(file.exchange_url)
             .or(file.yahoo_url),
+        adjust,
     })
 }
 

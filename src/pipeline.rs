@@ -60,10 +60,35 @@ pub fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<Prepared
             })?;
             actions.push((symbol, action));
         }
+        let (series, actions, datasets) = match request.adjust {
+            None => (loaded.series, actions, loaded.used),
+            Some(mode) => {
+                let adjusted = crate::engine::adjust::adjust(loaded.series, actions, mode)
+                    .map_err(Error::usage)?;
+                build_market(settings, adjusted.series.clone())?;
+                errln!(
+                    "note: --adjust {}: prices before each {} are scaled by it (past bars \
+                     embed events announced later)",
+                    mode.as_str(),
+                    match mode {
+                        crate::engine::adjust::Adjust::Split => "split",
+                        crate::engine::adjust::Adjust::All => "split and dividend",
+                    }
+                );
+                // metrics.json's `data` says each dataset was read adjusted.
+                let mut used = loaded.used;
+                for dataset in used.as_array_mut().into_iter().flatten() {
+                    if let Some(object) = dataset.as_object_mut() {
+                        object.insert("adjust".into(), mode.as_str().into());
+                    }
+                }
+                (adjusted.series, adjusted.actions, used)
+            }
+        };
         return Ok(Prepared {
             files: loaded.files,
-            series: loaded.series,
-            datasets: Some(loaded.used),
+            series,
+            datasets: Some(datasets),
             actions,
         });
     }

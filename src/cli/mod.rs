@@ -640,6 +640,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_bad_data: bool,
 
+    /// Back-adjusted prices from the catalog instead of raw bars: `split` (bars before a split
+    /// scaled by it; dividends still credited, per adjusted share) or `all` (dividends folded
+    /// into the prices too). They embed later events in past prices; the default is raw bars
+    /// with splits and dividends applied to the books. Config: `data.adjust`.
+    #[arg(long, value_name = "split|all")]
+    pub adjust: Option<String>,
+
     /// With `--source ccxt:<exchange>` or `--source yahoo`: run on what the catalog has,
     /// without fetching the missing bars first. Config: `data.offline`.
     #[arg(long)]

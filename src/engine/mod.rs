@@ -1,6 +1,7 @@
 //! The clock step of ARCHITECTURE §2, shared state the algorithm reads, and the backtest loop.
 
 pub mod actions;
+pub mod adjust;
 mod backtest;
 pub mod carry;
 pub mod cross_section;

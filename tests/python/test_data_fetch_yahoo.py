@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from conftest import ROOT
 from tests.support.catalog_files import read_bars
 from tests.support.fake_yahoo import FakeYahoo, Listing, weekdays
 
@@ -131,6 +132,92 @@ class Hold(Algorithm):
     def on_stop(self, ctx):
         self.log.info("seen %s", self.seen)
 """
+
+
+def fetched_split_listing(run_rustybt: Callable[..., Any], tmp_path: Path) -> tuple[Path, list[dt.date]]:
+    """AAPL over 20 weekdays: 400 + i before a 4:1 split on day 10, 100 + i/4 after, dividends
+    0.77 on day 5 and 0.24 on day 15, fetched into a catalog."""
+    days = weekdays(dt.date(2024, 1, 2), 20)
+    bars = {}
+    for i, day in enumerate(days):
+        price = Decimal(400 + i) if i < 10 else Decimal(100) + Decimal(i) / 4
+        bars[day] = (f"{price:.2f}", f"{price + 1:.2f}", f"{price - 1:.2f}", f"{price:.2f}", "1000000")
+    listing = Listing(bars, splits={days[10]: (4, 1)}, dividends={days[5]: "0.77", days[15]: "0.24"})
+    catalog = tmp_path / "catalog"
+    with FakeYahoo({"AAPL": listing}) as fake:
+        fetched = run_rustybt("data", "--catalog", catalog, "fetch", "--source", "yahoo", "--symbols", "AAPL",
+                              "--timeframe", "1d", "--start", "2023-12-01", "--yahoo-url", fake.url)
+        assert fetched.returncode == 0, fetched.stderr
+    return catalog, days
+
+
+def run_hold(run_rustybt: Callable[..., Any], tmp_path: Path, catalog: Path, *extra: Any) -> Any:
+    algo = tmp_path / "hold.py"
+    algo.write_text(HOLD)
+    return run_rustybt("run", "--algo", algo, "--symbols", "AAPL", "--source", "yahoo", "--timeframe", "1d",
+                       "--catalog", catalog, "--offline", "--cash", "10000", "--no-progress", *extra)
+
+
+def adjusted(value: Decimal, factor: Decimal) -> Decimal:
+    """The reference: value × factor, half to even at 2 + 6 places (the run's rounding)."""
+    return (value * factor).quantize(Decimal("1e-8"), rounding=ROUND_HALF_EVEN).normalize()
+
+
+def test_adjust_split_scales_the_bars_before_the_split_and_scales_the_dividends(
+    run_rustybt: Callable[..., Any], tmp_path: Path
+) -> None:
+    catalog, days = fetched_split_listing(run_rustybt, tmp_path)
+    run = run_hold(run_rustybt, tmp_path, catalog, "--adjust", "split")
+    assert run.returncode == 0, run.stderr
+    assert "note: --adjust split" in run.stderr
+    # Bought 10 at the second day's open: 401 / 4.
+    assert [(f["qty"], f["price"]) for f in run.csv_rows("fills.csv")] == [("10", "100.25")]
+    # The split is in the prices; the dividends stay, per adjusted share (0.77 / 4 before it).
+    actions = run.csv_rows("corporate_actions.csv")
+    assert [(a["kind"], a["value"], a["quantity_before"], Decimal(a["cash"])) for a in actions] == [
+        ("dividend", "0.1925", "10", Decimal("1.925")),
+        ("dividend", "0.24", "10", Decimal("2.40")),
+    ]
+    last = Decimal(100) + Decimal(19) / 4
+    cash = Decimal(10000) - Decimal("1002.5") + Decimal("1.925") + Decimal("2.40")
+    assert Decimal(run.metrics()["final_equity"]) == cash + 10 * last
+    assert run.metrics()["data"][0]["adjust"] == "split"
+    # The same economics as the raw run: 40 shares after the split there, 10 here.
+    raw = run_hold(run_rustybt, tmp_path, catalog)
+    assert raw.returncode == 0, raw.stderr
+    raw_final = Decimal(raw.metrics()["final_equity"])
+    assert raw_final == Decimal(10000) - 4010 + Decimal("7.70") + Decimal("9.60") + 40 * last
+
+
+def test_adjust_all_folds_the_dividends_into_the_prices_and_applies_no_event(
+    run_rustybt: Callable[..., Any], tmp_path: Path
+) -> None:
+    catalog, days = fetched_split_listing(run_rustybt, tmp_path)
+    run = run_hold(run_rustybt, tmp_path, catalog, "--adjust", "all")
+    assert run.returncode == 0, run.stderr
+    closes = [Decimal(400 + i) if i < 10 else Decimal(100) + Decimal(i) / 4 for i in range(20)]
+    # Before each dividend: × (1 − dividend / the close before its ex-date); before the split: × 1/4.
+    f15 = 1 - Decimal("0.24") / closes[14]
+    f5 = 1 - Decimal("0.77") / closes[4]
+    factor_day1 = f15 * Decimal("0.25") * f5
+    assert [(f["qty"], f["price"]) for f in run.csv_rows("fills.csv")] == [
+        ("10", str(adjusted(Decimal(401), factor_day1)))
+    ]
+    assert not (run.out / "corporate_actions.csv").exists() or run.csv_rows("corporate_actions.csv") == []
+    # Total return: the last bar is raw, so the final equity is cash + 10 × the last close.
+    assert Decimal(run.metrics()["final_equity"]) == Decimal(10000) - 10 * adjusted(Decimal(401), factor_day1) + 10 * closes[19]
+
+
+def test_adjust_refuses_files_and_unknown_modes(run_rustybt: Callable[..., Any], tmp_path: Path) -> None:
+    algo = tmp_path / "hold.py"
+    algo.write_text(HOLD)
+    files = run_rustybt("run", "--algo", algo, "--data", ROOT / "examples" / "data" / "sample" / "SYNA.csv",
+                        "--adjust", "split", "--no-progress")
+    assert files.returncode == 2
+    assert "`--adjust` adjusts for the splits and dividends the data catalog stores" in files.stderr
+    bogus = run_rustybt("run", "--algo", algo, "--symbols", "AAPL", "--adjust", "dividends", "--no-progress")
+    assert bogus.returncode == 2
+    assert "`dividends` is not an adjustment" in bogus.stderr
 
 
 def test_splits_and_dividends_apply_in_a_run_on_raw_bars(
