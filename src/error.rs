@@ -27,6 +27,22 @@ pub enum ExitCode {
     Interrupted = 130,
 }
 
+impl ExitCode {
+    /// The code a rustybt child process exited with (a code it does not document is a bug).
+    pub fn of_code(code: i32) -> ExitCode {
+        match code {
+            0 => ExitCode::Success,
+            1 => ExitCode::Algorithm,
+            2 => ExitCode::Usage,
+            3 => ExitCode::Data,
+            4 => ExitCode::Broker,
+            6 => ExitCode::Storage,
+            130 => ExitCode::Interrupted,
+            _ => ExitCode::Internal,
+        }
+    }
+}
+
 /// Where in the user's code something happened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceLocation {

@@ -345,6 +345,59 @@ pub fn fetch_for_run(settings: &crate::config::RunSettings, progress: bool) -> R
     Ok(())
 }
 
+/// [`fetch_for_run`] in a child process of this binary (`rustybt data fetch`), for a command
+/// that must not start Python before it forks (`rustybt optimize`'s workers share the parent's
+/// loaded bars). Its progress and messages go to this process's stderr; a failure is
+/// `Ok(Some(code))`, already reported by the child.
+pub fn fetch_for_run_in_child(
+    settings: &crate::config::RunSettings,
+    python: Option<&Path>,
+) -> Result<Option<ExitCode>, Error> {
+    let Some(request) = &settings.catalog else {
+        return Ok(None);
+    };
+    let source = request.source.as_deref().unwrap_or_default();
+    let (Some(timeframe), Some(start_ns)) = (request.timeframe.as_deref(), settings.start_ns)
+    else {
+        // Its usage error, without starting anything.
+        return fetch_for_run(settings, false).map(|_| None);
+    };
+    let exe = std::env::current_exe().map_err(|e| Error::Internal(format!("own path: {e}")))?;
+    let mut command = std::process::Command::new(exe);
+    if let Some(python) = python {
+        command.arg("--python").arg(python);
+    }
+    command
+        .arg("data")
+        .arg("--catalog")
+        .arg(catalog_root(request.root.as_deref()));
+    command.args(["fetch", "--source", source, "--timeframe", timeframe]);
+    command.arg("--symbols").arg(request.symbols.join(","));
+    command.arg("--start").arg(format_timestamp(start_ns));
+    if let Some(end_ns) = settings.end_ns {
+        command.arg("--end").arg(format_timestamp(end_ns));
+    }
+    if let Some(url) = &request.url {
+        let flag = match source {
+            "yahoo" => "--yahoo-url",
+            _ => "--exchange-url",
+        };
+        command.arg(flag).arg(url);
+    }
+    // The child's report goes where this command's messages go (its stdout is for results).
+    let status = command
+        .stdout(std::io::stderr())
+        .status()
+        .map_err(|e| Error::Internal(format!("starting `rustybt data fetch`: {e}")))?;
+    match status.code() {
+        Some(0) => Ok(None),
+        Some(code) => Ok(Some(ExitCode::of_code(code))),
+        None => Err(Error::Internal(format!(
+            "`rustybt data fetch` ended by a signal ({status})"
+        ))),
+    }
+}
+
 /// Fetches what the catalog misses of a spec (Python must be started), with a progress bar
 /// with ETA on a terminal.
 pub fn fetch_into(

@@ -215,6 +215,13 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
     // Data first, then the workers, then Python in this process: a forked worker gets the
     // loaded bars for free and starts its own interpreter.
     let root = crate::python::project_root();
+    // What the catalog misses is fetched as `rustybt run` does, in a child process: Python
+    // starts in this one only after the workers are forked.
+    if super::data::run_fetches(&settings)
+        && let Some(failed) = super::data::fetch_for_run_in_child(&settings, python)?
+    {
+        return Ok(failed);
+    }
     let prepared = pipeline::load_data(&settings, root.as_deref())?;
     let mut settings = settings;
     settings.datasets_used = prepared.datasets.clone();

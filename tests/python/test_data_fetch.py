@@ -5,6 +5,8 @@ local Binance stand-in (`tests/support/fake_binance.py`, in this process): pagin
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import signal
@@ -293,3 +295,28 @@ def test_resample_stores_whole_higher_bars(fake: Callable[..., FakeBinance], fet
     assert ran.returncode == 0, ran.stderr
     bad = run_rustybt("data", "--catalog", catalog, "resample", "BTC/USDT", "--timeframe", "1h", "--to", "90m")
     assert bad.returncode == 2 and "is not a multiple" in bad.stderr, bad.stderr
+
+
+def test_optimize_fetches_what_the_catalog_misses(fake: Callable[..., FakeBinance], run_rustybt: Callable[..., Any], catalog: Path, tmp_path: Path) -> None:
+    f = fake(1500)
+    args = ["optimize", "--algo", SMA, "--symbols", "BTC/USDT", "--timeframe", "1m", "--start", "2024-01-01",
+            "--end", "2024-01-01T23:59:00Z", "--source", "ccxt:binance",
+            "--param", "fast=5,8", "--maximize", "net_profit", "-j", "1", "--no-progress"]
+    study = run_rustybt(*args, "--catalog", catalog, "--exchange-url", f.url, "--study", tmp_path / "study")
+    assert study.returncode == 0, study.stderr
+    assert "fetched 1440 bars of BTC/USDT 1m from ccxt:binance" in study.stderr
+    assert stored_bars(catalog) == expected(1440)
+    # The trials ran on those bars: each equals a plain run on the catalog.
+    run = run_rustybt("run", "--algo", SMA, "--symbols", "BTC/USDT", "--timeframe", "1m", "--start", "2024-01-01",
+                      "--end", "2024-01-01T23:59:00Z", "--catalog", catalog, "--param", "fast=8", "--no-progress")
+    assert run.returncode == 0, run.stderr
+    shown = run_rustybt("optimize", "show", tmp_path / "study", "--csv")
+    assert shown.returncode == 0, shown.stderr
+    rows = list(csv.DictReader(io.StringIO(shown.stdout)))
+    [trial] = [r for r in rows if r["fast"] == "8"]
+    assert Decimal(trial["net_profit"]) == Decimal(run.metrics()["net_profit"])
+    # A failing fetch (nothing listens) stops the study with the fetch's own exit code.
+    failed = run_rustybt(*args, "--exchange-url", "http://127.0.0.1:9/api/v3", "--study", tmp_path / "study2",
+                         "--catalog", tmp_path / "empty")
+    assert failed.returncode == 4, failed.stderr
+    assert not (tmp_path / "study2" / "study.sqlite").exists()
