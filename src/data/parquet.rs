@@ -87,84 +87,65 @@ pub(super) fn read_parts(
 /// mantissas are copied as slices, the floats derived by the exact rule, and the row rules
 /// checked on the columns. `None` when a file is not in that shape or a check fails: the
 /// caller then reads them with [`read_parts`], which words any problem with its row.
+///
+/// Each file is read into memory whole (one read, instead of a seek, a read and a duplicated
+/// handle per page) and the files are decoded on up to [`READ_THREADS`] threads.
 pub(super) fn read_parts_columnar(
     paths: &[std::path::PathBuf],
     symbol: &str,
 ) -> Result<Option<BarSeries>, DataError> {
-    const NAMES: [&str; 5] = ["open", "high", "low", "close", "volume"];
-    let mut time: Vec<i64> = Vec::new();
-    let mut mantissas: [Vec<i64>; 5] = Default::default();
-    let mut scales: Option<[u32; 5]> = None;
-    for path in paths {
-        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        let mut shaped = true;
-        guarded(path, || {
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-                .map_err(|e| decoder_error(path, e))?;
-            let fields = builder.schema().fields().clone();
-            let mut s = [0u32; 5];
-            let time_ok = fields.len() == 6
-                && fields[0].name() == "time"
-                && matches!(
-                    fields[0].data_type(),
-                    DataType::Timestamp(TimeUnit::Nanosecond, _)
-                );
-            for (k, slot) in s.iter_mut().enumerate() {
-                match fields.get(k + 1).map(|f| (f.name(), f.data_type())) {
-                    Some((name, DataType::Decimal128(_, scale)))
-                        if name == NAMES[k] && *scale >= 0 =>
-                    {
-                        *slot = *scale as u32;
-                    }
-                    _ => shaped = false,
-                }
-            }
-            if !time_ok || !shaped || scales.is_some_and(|old| old != s) {
-                shaped = false;
-                return Ok(0);
-            }
-            scales = Some(s);
-            let reader = builder
-                .with_batch_size(BATCH_SIZE)
-                .build()
-                .map_err(|e| decoder_error(path, e))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| decoder_error(path, e))?;
-                let columns = batch.columns();
-                if columns.iter().any(|c| c.null_count() > 0) {
-                    shaped = false;
-                    return Ok(0);
-                }
-                let Some(t) = columns[0].as_primitive_opt::<TimestampNanosecondType>() else {
-                    shaped = false;
-                    return Ok(0);
-                };
-                time.extend_from_slice(t.values());
-                for (k, out) in mantissas.iter_mut().enumerate() {
-                    let Some(a) = columns[k + 1].as_primitive_opt::<Decimal128Type>() else {
-                        shaped = false;
-                        return Ok(0);
-                    };
-                    for &v in a.values() {
-                        match i64::try_from(v) {
-                            Ok(m) => out.push(m),
-                            Err(_) => {
-                                shaped = false;
-                                return Ok(0);
-                            }
-                        }
-                    }
-                }
-            }
-            Ok(0)
-        })?;
-        if !shaped {
-            return Ok(None);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, READ_THREADS)
+        .min(paths.len().max(1));
+    let chunk = paths.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Option<Part>, DataError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = paths
+            .chunks(chunk)
+            .map(|files| {
+                scope.spawn(move || {
+                    files
+                        .iter()
+                        .map(|path| read_columnar_file(path))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    vec![Err(DataError::Parquet {
+                        path: std::path::PathBuf::new(),
+                        message: "a reader thread failed".into(),
+                    })]
+                })
+            })
+            .collect()
+    });
+    let mut read = Vec::with_capacity(parts.len());
+    for part in parts {
+        match part? {
+            Some(part) => read.push(part),
+            None => return Ok(None),
         }
     }
-    let Some(scales) = scales else {
+    let Some(scales) = read.first().map(|p| p.scales) else {
         return Ok(None);
     };
+    if read.iter().any(|p| p.scales != scales) {
+        return Ok(None);
+    }
+    // One allocation per column, then each part copied in once.
+    let rows = read.iter().map(|p| p.time.len()).sum();
+    let mut time: Vec<i64> = Vec::with_capacity(rows);
+    let mut mantissas: [Vec<i64>; 5] = std::array::from_fn(|_| Vec::with_capacity(rows));
+    for part in read {
+        time.extend_from_slice(&part.time);
+        for (all, one) in mantissas.iter_mut().zip(&part.mantissas) {
+            all.extend_from_slice(one);
+        }
+    }
     // The row rules, on the columns.
     if time.windows(2).any(|w| w[1] <= w[0]) {
         return Ok(None);
@@ -201,6 +182,82 @@ pub(super) fn read_parts_columnar(
         close,
         volume,
     }))
+}
+
+/// Most threads that decode a dataset's partitions at once.
+const READ_THREADS: usize = 4;
+
+/// One partition's columns as stored: times and the five columns' mantissas and scales.
+struct Part {
+    time: Vec<i64>,
+    mantissas: [Vec<i64>; 5],
+    scales: [u32; 5],
+}
+
+/// One catalog partition, or `None` when it is not in the catalog's shape.
+fn read_columnar_file(path: &Path) -> Result<Option<Part>, DataError> {
+    const NAMES: [&str; 5] = ["open", "high", "low", "close", "volume"];
+    let bytes = bytes::Bytes::from(std::fs::read(path).map_err(|e| DataError::io(path, e))?);
+    let mut part = None;
+    guarded(path, || {
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| decoder_error(path, e))?;
+        let fields = builder.schema().fields().clone();
+        let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+        let time_ok = fields.len() == 6
+            && fields[0].name() == "time"
+            && matches!(
+                fields[0].data_type(),
+                DataType::Timestamp(TimeUnit::Nanosecond, _)
+            );
+        let mut scales = [0u32; 5];
+        for (k, slot) in scales.iter_mut().enumerate() {
+            match fields.get(k + 1).map(|f| (f.name(), f.data_type())) {
+                Some((name, DataType::Decimal128(_, scale))) if name == NAMES[k] && *scale >= 0 => {
+                    *slot = *scale as u32;
+                }
+                _ => return Ok(0),
+            }
+        }
+        if !time_ok {
+            return Ok(0);
+        }
+        let mut time: Vec<i64> = Vec::with_capacity(rows);
+        let mut mantissas: [Vec<i64>; 5] = std::array::from_fn(|_| Vec::with_capacity(rows));
+        let reader = builder
+            .with_batch_size(BATCH_SIZE)
+            .build()
+            .map_err(|e| decoder_error(path, e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| decoder_error(path, e))?;
+            let columns = batch.columns();
+            if columns.iter().any(|c| c.null_count() > 0) {
+                return Ok(0);
+            }
+            let Some(t) = columns[0].as_primitive_opt::<TimestampNanosecondType>() else {
+                return Ok(0);
+            };
+            time.extend_from_slice(t.values());
+            for (k, out) in mantissas.iter_mut().enumerate() {
+                let Some(a) = columns[k + 1].as_primitive_opt::<Decimal128Type>() else {
+                    return Ok(0);
+                };
+                for &v in a.values() {
+                    match i64::try_from(v) {
+                        Ok(m) => out.push(m),
+                        Err(_) => return Ok(0),
+                    }
+                }
+            }
+        }
+        part = Some(Part {
+            time,
+            mantissas,
+            scales,
+        });
+        Ok(0)
+    })?;
+    Ok(part)
 }
 
 /// Runs the decoder, turning its panics on corrupt input into an error for this file.
@@ -706,14 +763,21 @@ mod tests {
             ],
         };
         let scales = [2, 2, 2, 3, 0];
-        write_partition(dir.path(), "a.parquet", &bars(0), scales, &[]).expect("write");
-        write_partition(dir.path(), "b.parquet", &bars(n), scales, &[]).expect("write");
-        let paths = vec![dir.path().join("a.parquet"), dir.path().join("b.parquet")];
+        // Five partitions: decoded on several threads, put back in order.
+        let names = ["a", "b", "c", "d", "e"];
+        for (k, name) in names.iter().enumerate() {
+            let file = format!("{name}.parquet");
+            write_partition(dir.path(), &file, &bars(k as i64 * n), scales, &[]).expect("write");
+        }
+        let paths: Vec<_> = names
+            .iter()
+            .map(|name| dir.path().join(format!("{name}.parquet")))
+            .collect();
         let fast = read_parts_columnar(&paths, "S")
             .expect("read")
             .expect("columnar");
         let slow = read_parts(&paths, "S").expect("read");
-        assert_eq!(fast.len(), 2 * n as usize);
+        assert_eq!(fast.len(), 5 * n as usize);
         assert_eq!(&fast.time[..], &slow.time[..]);
         for (f, s) in [
             (&fast.open, &slow.open),
@@ -726,12 +790,23 @@ mod tests {
             assert_eq!(&f.values[..], &s.values[..]);
         }
         assert_eq!(fast.close.exact.get(1).to_string(), "100.210");
+        // A partition at other scales: not columnar (the general reader rescales).
+        write_partition(dir.path(), "e.parquet", &bars(4 * n), [3, 3, 3, 3, 0], &[])
+            .expect("write");
+        assert!(read_parts_columnar(&paths, "S").expect("read").is_none());
+        let rescaled = read_parts(&paths, "S").expect("read");
+        assert_eq!(rescaled.len(), 5 * n as usize);
+        assert_eq!(
+            rescaled.open.exact.get(4 * n as usize),
+            rust_decimal::Decimal::new(10_000, 3)
+        );
+        let paths = &paths[..2];
         // High below low in the second file: not columnar, and the general reader says where.
         let mut bad = bars(n);
         bad.columns[1][5] = 1;
         write_partition(dir.path(), "b.parquet", &bad, scales, &[]).expect("write");
-        assert!(read_parts_columnar(&paths, "S").expect("read").is_none());
-        let err = read_parts(&paths, "S").expect_err("high below low");
+        assert!(read_parts_columnar(paths, "S").expect("read").is_none());
+        let err = read_parts(paths, "S").expect_err("high below low");
         assert_eq!(err.line_or_row(), Some(6));
     }
 
