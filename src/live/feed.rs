@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::venue::{Candle, Venue, VenueErrorKind};
+use super::venue::{Candle, CandleStream, StreamEvent, Venue, VenueError, VenueErrorKind};
 
 use crate::data::BarSeries;
 use crate::model::TimestampNs;
@@ -154,10 +154,61 @@ impl Feed for ReplayFeed {
     }
 }
 
-/// Closed candles polled from an exchange (through the [`Venue`]): the forming candle is never
-/// a bar. Each symbol continues from its last candle, so a pause or a restart catches up every
-/// candle missed, oldest first. A batch waits for every symbol's candle of its close time for
-/// up to `grace` after that time; a symbol still missing then has a gap there.
+/// How an exchange feed gets its candles (`rustybt live --feed-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedMode {
+    /// The websocket stream when the venue has one, else polling.
+    Auto,
+    /// The websocket stream; a venue without one is an error.
+    Ws,
+    /// REST polling only.
+    Poll,
+}
+
+impl FeedMode {
+    pub fn parse(text: &str) -> Option<FeedMode> {
+        match text {
+            "auto" => Some(FeedMode::Auto),
+            "ws" => Some(FeedMode::Ws),
+            "poll" => Some(FeedMode::Poll),
+            _ => None,
+        }
+    }
+}
+
+/// A websocket candle stream feeding an [`ExchangeFeed`], and what the feed knows of it.
+struct Stream {
+    source: Box<dyn CandleStream>,
+    /// The socket is up: candles arrive through it, REST is asked only for gaps and as a
+    /// safety net `patience` after a bar is due. While it is down, REST polls carry the feed.
+    live: bool,
+    /// A REST catch-up is due: after a (re)connect, or a streamed candle past the next expected.
+    gap_fill: bool,
+    /// An outage was reported (one notice per outage, not per failed reconnect).
+    outage_reported: bool,
+}
+
+/// Counts of a streamed feed, for the log and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Candles that became bars from the stream.
+    pub streamed: u64,
+    /// Streamed candles already held (fetched through REST first): dropped.
+    pub duplicates: u64,
+    /// REST catch-ups after a reconnect or a streamed candle past a gap.
+    pub gap_fills: u64,
+    pub reconnects: u64,
+}
+
+/// How often the loop looks at a live stream's queue while no bar is due.
+const STREAM_LOOK: Duration = Duration::from_millis(20);
+
+/// Closed candles from an exchange (through the [`Venue`]): polled through REST, or streamed
+/// by websocket with REST as the fallback (see [`ExchangeFeed::with_stream`]). The forming
+/// candle is never a bar. Each symbol continues from its last candle, so a pause, a restart or
+/// a dropped socket catches up every candle missed, oldest first, and a candle already held is
+/// never taken twice. A batch waits for every symbol's candle of its close time for up to
+/// `grace` after that time; a symbol still missing then has a gap there.
 pub struct ExchangeFeed {
     venue: Rc<RefCell<dyn Venue>>,
     exchange: String,
@@ -177,6 +228,10 @@ pub struct ExchangeFeed {
     failures: u32,
     /// What the loop should log (gaps, retried failures).
     notices: Vec<String>,
+    stream: Option<Stream>,
+    /// With a live stream: how late a bar may be before REST is asked anyway.
+    patience: Duration,
+    pub stream_stats: StreamStats,
 }
 
 impl ExchangeFeed {
@@ -204,6 +259,124 @@ impl ExchangeFeed {
             last_poll: None,
             failures: 0,
             notices: Vec::new(),
+            stream: None,
+            patience: Duration::from_secs(2),
+            stream_stats: StreamStats::default(),
+        }
+    }
+
+    /// Bars from `source` (closed candles by websocket) while its socket is up, REST polling
+    /// while it is down, and a REST catch-up after each (re)connect: no closed bar is missed,
+    /// none is taken twice (a candle counts only if it is the next one its symbol needs).
+    pub fn with_stream(mut self, source: Box<dyn CandleStream>) -> Self {
+        self.stream = Some(Stream {
+            source,
+            live: false,
+            gap_fill: false,
+            outage_reported: false,
+        });
+        self
+    }
+
+    /// Opens the venue's websocket stream as `mode` asks: `Ok(None)` for polling, with the
+    /// reason when `auto` found no stream; an error when `ws` found none.
+    pub fn open_stream(
+        venue: &Rc<RefCell<dyn Venue>>,
+        mode: FeedMode,
+        symbols: &[String],
+        timeframe: &str,
+    ) -> Result<(Option<Box<dyn CandleStream>>, Option<String>), VenueError> {
+        if mode == FeedMode::Poll {
+            return Ok((None, None));
+        }
+        match venue.borrow_mut().open_stream(symbols, timeframe) {
+            Ok(stream) => Ok((Some(stream), None)),
+            Err(e) if mode == FeedMode::Auto && e.kind == VenueErrorKind::Unavailable => {
+                Ok((None, Some(e.message)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether bars currently come from the websocket.
+    pub fn streaming(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| s.live)
+    }
+
+    /// Open time of the next candle symbol `i` needs.
+    fn expected_open(&self, i: usize) -> i64 {
+        self.pending[i]
+            .back()
+            .map_or(self.next_open_ms[i], |c| c.open_time_ms + self.interval_ms)
+    }
+
+    /// Takes what the stream received: connection changes (notices; a (re)connect asks for a
+    /// REST catch-up) and closed candles (the next one a symbol needs is held; an older one is
+    /// a duplicate; a later one means a gap, which REST fills).
+    fn drain_stream(&mut self) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        let update = match stream.source.take() {
+            Ok(update) => update,
+            Err(e) => {
+                self.notices.push(format!(
+                    "{}: the websocket stream failed ({e}); polling REST from now on",
+                    self.exchange
+                ));
+                self.stream = None;
+                return;
+            }
+        };
+        let name = &self.exchange;
+        for event in update.events {
+            match event {
+                StreamEvent::Connected { .. } => {
+                    if stream.outage_reported {
+                        self.stream_stats.reconnects += 1;
+                        self.notices.push(format!(
+                            "{name}: websocket reconnected; the bars it missed come through REST"
+                        ));
+                    }
+                    stream.live = true;
+                    stream.gap_fill = true;
+                    stream.outage_reported = false;
+                }
+                StreamEvent::Disconnected { reason, .. }
+                | StreamEvent::Unavailable { reason, .. } => {
+                    stream.live = false;
+                    if !stream.outage_reported {
+                        stream.outage_reported = true;
+                        self.notices.push(format!(
+                            "{name}: websocket down ({}); polling REST until it reconnects",
+                            reason.as_deref().unwrap_or("no reason given")
+                        ));
+                    }
+                }
+                StreamEvent::Failed { reason, .. } => {
+                    self.notices.push(format!(
+                        "{name}: the websocket stream gave up ({}); polling REST from now on",
+                        reason.as_deref().unwrap_or("no reason given")
+                    ));
+                    self.stream = None;
+                    break;
+                }
+            }
+        }
+        for streamed in update.candles {
+            let Some(i) = self.symbols.iter().position(|s| *s == streamed.symbol) else {
+                continue;
+            };
+            let expected = self.expected_open(i);
+            let open = streamed.candle.open_time_ms;
+            if open == expected {
+                self.pending[i].push_back(streamed.candle);
+                self.stream_stats.streamed += 1;
+            } else if open < expected {
+                self.stream_stats.duplicates += 1;
+            } else if let Some(stream) = self.stream.as_mut() {
+                stream.gap_fill = true;
+            }
         }
     }
 
@@ -218,9 +391,7 @@ impl ExchangeFeed {
     fn fetch(&mut self, now_ms: i64) -> Result<(), String> {
         self.last_poll = Some(Instant::now());
         for i in 0..self.symbols.len() {
-            let since = self.pending[i]
-                .back()
-                .map_or(self.next_open_ms[i], |c| c.open_time_ms + self.interval_ms);
+            let since = self.expected_open(i);
             if since + self.interval_ms > now_ms {
                 continue;
             }
@@ -304,23 +475,30 @@ impl ExchangeFeed {
 impl Feed for ExchangeFeed {
     fn poll(&mut self) -> Result<Poll, String> {
         let now_ms = Self::now_ms();
+        self.drain_stream();
         if let Some((close, true)) = self.next_batch() {
             return Ok(Poll::Ready(self.take_batch(close)));
         }
-        let due_ms = self
-            .next_open_ms
-            .iter()
-            .enumerate()
-            .map(|(i, &open)| {
-                self.pending[i]
-                    .back()
-                    .map_or(open, |c| c.open_time_ms + self.interval_ms)
-                    + self.interval_ms
-            })
+        let due_ms = (0..self.symbols.len())
+            .map(|i| self.expected_open(i) + self.interval_ms)
             .min()
             .unwrap_or(now_ms);
+        let streaming = self.streaming();
+        // With a live stream, REST is only the safety net for a bar the socket did not bring.
+        let rest_due_ms = if streaming {
+            due_ms + self.patience.as_millis() as i64
+        } else {
+            due_ms
+        };
+        let gap_fill = self
+            .stream
+            .as_mut()
+            .is_some_and(|s| std::mem::take(&mut s.gap_fill));
+        if gap_fill {
+            self.stream_stats.gap_fills += 1;
+        }
         let polled_recently = self.last_poll.is_some_and(|t| t.elapsed() < self.idle_poll);
-        if now_ms >= due_ms && !polled_recently {
+        if gap_fill || (now_ms >= rest_due_ms && !polled_recently) {
             self.fetch(now_ms)?;
             if let Some((close, complete)) = self.next_batch() {
                 let late = now_ms - close > self.grace.as_millis() as i64;
@@ -335,6 +513,10 @@ impl Feed for ExchangeFeed {
                     return Ok(Poll::Ready(self.take_batch(close)));
                 }
             }
+        }
+        if streaming {
+            // Candles arrive on the stream's thread: look again soon (a cheap look).
+            return Ok(Poll::Wait(STREAM_LOOK));
         }
         let until_due = Duration::from_millis((due_ms - now_ms).max(0) as u64);
         Ok(Poll::Wait(until_due.max(self.idle_poll)))

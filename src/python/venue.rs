@@ -14,8 +14,8 @@ use crate::live::config::{Secret, mask};
 use crate::live::journal::OrderIntent;
 use crate::live::reconcile::AccountView;
 use crate::live::venue::{
-    Candle, MarketRules, Venue, VenueConfig, VenueError, VenueErrorKind, VenueEvent, VenueFill,
-    VenueOrder, intent_json, parse_json,
+    Candle, CandleStream, MarketRules, StreamUpdate, Venue, VenueConfig, VenueError,
+    VenueErrorKind, VenueEvent, VenueFill, VenueOrder, intent_json, parse_json,
 };
 
 const HOST_MODULE: &str = "rustybt_api._live.host";
@@ -88,6 +88,39 @@ impl PyVenue {
     ) -> Result<T, VenueError> {
         let text = self.call_text(method, call)?;
         parse_json(method, &text)
+    }
+}
+
+/// The facade's `CandleStream` (`rustybt_api._live.ws_feed`): its asyncio thread collects closed
+/// candles; `take` only drains its queues (a short call holding the interpreter).
+pub struct PyCandleStream {
+    stream: Py<PyAny>,
+    secrets: Vec<Secret>,
+}
+
+impl CandleStream for PyCandleStream {
+    fn take(&mut self) -> Result<StreamUpdate, VenueError> {
+        let text = Python::attach(|py| {
+            self.stream
+                .bind(py)
+                .call_method0("take")
+                .and_then(|reply| reply.extract::<String>())
+                .map_err(|err| internal(py, &err, &self.secrets, "the candle stream's take"))
+        })?;
+        let mut update: StreamUpdate = parse_json("the candle stream", &text)?;
+        for event in &mut update.events {
+            event.mask(&self.secrets);
+        }
+        Ok(update)
+    }
+}
+
+impl Drop for PyCandleStream {
+    /// Stops the stream's thread and closes its socket.
+    fn drop(&mut self) {
+        Python::attach(|py| {
+            let _ = self.stream.bind(py).call_method0("close");
+        });
     }
 }
 
@@ -230,6 +263,33 @@ impl Venue for PyVenue {
     fn account_view(&mut self, cash_asset: &str) -> Result<AccountView, VenueError> {
         self.call("account_view", move |h| {
             h.call_method1("account_view", (cash_asset,))
+        })
+    }
+
+    fn open_stream(
+        &mut self,
+        symbols: &[String],
+        timeframe: &str,
+    ) -> Result<Box<dyn CandleStream>, VenueError> {
+        let list = serde_json::to_string(symbols).expect("a list of strings serializes");
+        Python::attach(|py| {
+            let stream = self
+                .host
+                .bind(py)
+                .call_method1("open_stream", (list, timeframe))
+                .map_err(|err| {
+                    translate(
+                        py,
+                        &err,
+                        self.venue_error.bind(py),
+                        &self.secrets,
+                        "open_stream",
+                    )
+                })?;
+            Ok(Box::new(PyCandleStream {
+                stream: stream.unbind(),
+                secrets: self.secrets.clone(),
+            }) as Box<dyn CandleStream>)
         })
     }
 
