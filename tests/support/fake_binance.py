@@ -331,6 +331,9 @@ class Clock:
     wall_ms_per_bar: int
     path: dict[str, list[str]]
     paused: bool = False
+    # the first candle appears at its own close in wall time (start_ms + interval), not one
+    # wall_ms_per_bar after the fake started: a candle is then served exactly when it closes
+    align_to_wall: bool = False
     bars: int = 0  # candles appended per path so far
 
     @classmethod
@@ -341,6 +344,7 @@ class Clock:
             wall_ms_per_bar=int(data["wall_ms_per_bar"]),
             path={sym: [str(p) for p in prices] for sym, prices in data["path"].items()},
             paused=bool(data.get("paused", False)),
+            align_to_wall=bool(data.get("align_to_wall", False)),
         )
         if clock.interval not in INTERVALS_MS:
             raise ValueError(f"clock.interval {clock.interval!r} is not one of {', '.join(INTERVALS_MS)}")
@@ -651,6 +655,9 @@ class FakeBinance:
         assert self.clock is not None
         period = self.clock.wall_ms_per_bar / 1000
         next_at = time.monotonic() + period
+        if self.clock.align_to_wall:
+            first_close_ms = self.clock.start_ms + INTERVALS_MS[self.clock.interval]
+            next_at = time.monotonic() + max(0.0, first_close_ms / 1000 - time.time())
         half_done = False
         while not self._clock_stop.is_set():
             wake_at = next_at if half_done or self.ws is None else next_at - period / 2
