@@ -735,6 +735,117 @@ mod tests {
         assert_eq!(feed.take_notices().len(), 1);
     }
 
+    /// A stream whose updates the test queues.
+    struct Scripted(Rc<RefCell<VecDeque<crate::live::venue::StreamUpdate>>>);
+
+    impl CandleStream for Scripted {
+        fn take(&mut self) -> Result<crate::live::venue::StreamUpdate, VenueError> {
+            Ok(self.0.borrow_mut().pop_front().unwrap_or_default())
+        }
+    }
+
+    fn streamed(candles: &[Candle], events: Vec<StreamEvent>) -> crate::live::venue::StreamUpdate {
+        crate::live::venue::StreamUpdate {
+            candles: candles
+                .iter()
+                .map(|&candle| crate::live::venue::StreamCandle {
+                    symbol: "S0".into(),
+                    candle,
+                })
+                .collect(),
+            events,
+        }
+    }
+
+    fn stream_feed(
+        rest: Vec<Candle>,
+        start_ms: i64,
+    ) -> (
+        ExchangeFeed,
+        Rc<RefCell<VecDeque<crate::live::venue::StreamUpdate>>>,
+    ) {
+        let queue = Rc::new(RefCell::new(VecDeque::new()));
+        let feed = feed_over(vec![rest], start_ms).with_stream(Box::new(Scripted(queue.clone())));
+        (feed, queue)
+    }
+
+    fn opens(feed: &mut ExchangeFeed) -> Vec<i64> {
+        drain(feed).into_iter().map(|(close, _)| close - 1000).collect()
+    }
+
+    #[test]
+    fn streamed_candles_are_bars_without_rest() {
+        // The candle that closed a moment ago: REST has nothing, the stream brings it.
+        let t0 = ExchangeFeed::now_ms() / 1000 * 1000 - 1000;
+        let (mut feed, queue) = stream_feed(Vec::new(), t0);
+        queue.borrow_mut().push_back(streamed(
+            &[candle(t0, 5)],
+            vec![StreamEvent::Connected { time_ms: 0 }],
+        ));
+        assert_eq!(opens(&mut feed), vec![t0]);
+        assert!(feed.streaming());
+        assert_eq!(feed.stream_stats.streamed, 1);
+        // the stream sends it again (a resend after a reconnect): not a second bar
+        queue
+            .borrow_mut()
+            .push_back(streamed(&[candle(t0, 5)], Vec::new()));
+        assert!(matches!(feed.poll().unwrap(), Poll::Wait(d) if d == STREAM_LOOK));
+        assert_eq!(feed.stream_stats.duplicates, 1);
+    }
+
+    #[test]
+    fn a_reconnect_fills_the_gap_through_rest_once_each() {
+        let t0 = ExchangeFeed::now_ms() / 1000 * 1000 - 60_000;
+        // REST knows every candle; the stream brings t0, drops, and comes back at t0 + 3 s.
+        let rest: Vec<Candle> = (0..4).map(|k| candle(t0 + 1000 * k, k)).collect();
+        let (mut feed, queue) = stream_feed(rest, t0);
+        let up = || StreamEvent::Connected { time_ms: 0 };
+        let down = StreamEvent::Disconnected {
+            time_ms: 0,
+            reason: Some("closed".into()),
+        };
+        queue.borrow_mut().extend([
+            streamed(&[candle(t0, 0)], vec![up()]),
+            streamed(&[], vec![down]),
+            streamed(&[candle(t0 + 3000, 3)], vec![up()]),
+        ]);
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            if let Poll::Ready(batch) = feed.poll().unwrap() {
+                seen.push(batch.bars[0].open_time / 1_000_000);
+            }
+        }
+        assert_eq!(seen, vec![t0, t0 + 1000, t0 + 2000, t0 + 3000]);
+        assert_eq!(feed.stream_stats.reconnects, 1);
+        let notices = feed.take_notices().join("\n");
+        assert!(notices.contains("websocket down (closed); polling REST"), "{notices}");
+        assert!(notices.contains("websocket reconnected"), "{notices}");
+    }
+
+    #[test]
+    fn a_stream_that_gives_up_leaves_the_feed_polling() {
+        let t0 = ExchangeFeed::now_ms() / 1000 * 1000 - 60_000;
+        let (mut feed, queue) = stream_feed(vec![candle(t0, 1), candle(t0 + 1000, 2)], t0);
+        queue.borrow_mut().push_back(streamed(
+            &[],
+            vec![StreamEvent::Failed {
+                time_ms: 0,
+                reason: Some("NotSupported".into()),
+            }],
+        ));
+        assert_eq!(opens(&mut feed), vec![t0, t0 + 1000]);
+        assert!(!feed.streaming());
+        assert!(feed.take_notices()[0].contains("gave up (NotSupported); polling REST"));
+    }
+
+    #[test]
+    fn feed_modes_parse() {
+        assert_eq!(FeedMode::parse("ws"), Some(FeedMode::Ws));
+        assert_eq!(FeedMode::parse("auto"), Some(FeedMode::Auto));
+        assert_eq!(FeedMode::parse("poll"), Some(FeedMode::Poll));
+        assert_eq!(FeedMode::parse("websocket"), None);
+    }
+
     #[test]
     fn the_forming_candle_is_never_a_bar() {
         // Starting with the candle forming now: nothing is due yet.

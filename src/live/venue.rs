@@ -908,4 +908,30 @@ mod tests {
         assert_eq!(host["urls"], "http://127.0.0.1:1/api/v3");
         assert!(host["rate_limit_ms"].is_null() && host["retry"].is_null());
     }
+
+    #[test]
+    fn a_stream_update_keeps_the_exact_texts_and_refuses_numbers() {
+        let text = r#"{"candles":[["BTC/USDT",1000,"64000.1","64010","63990.5","64005.25","0.00100000"]],
+            "events":[{"type":"connected","time_ms":5,"reason":null},
+                      {"type":"disconnected","time_ms":6,"reason":"closed key-AAAA"}]}"#;
+        let mut update: StreamUpdate = parse_json("a stream update", text).unwrap();
+        assert_eq!(update.candles[0].symbol, "BTC/USDT");
+        assert_eq!(update.candles[0].candle.close, dec!(64005.25));
+        assert_eq!(update.candles[0].candle.volume.to_string(), "0.00100000");
+        update.events[1].mask(&[Secret::new("key-AAAA")]);
+        assert_eq!(
+            update.events,
+            vec![
+                StreamEvent::Connected { time_ms: 5 },
+                StreamEvent::Disconnected {
+                    time_ms: 6,
+                    reason: Some("closed ***".into())
+                }
+            ]
+        );
+        let float = r#"{"candles":[["BTC/USDT",1000,64000.1,"1","1","1","1"]],"events":[]}"#;
+        let err = parse_json::<StreamUpdate>("a stream update", float).unwrap_err();
+        assert_eq!(err.kind, VenueErrorKind::Internal);
+    }
+
 }
