@@ -28,7 +28,7 @@ use crate::live::broker::exchange::ExchangeBroker;
 use crate::live::broker::paper::PaperBroker;
 use crate::live::config::LiveSettings;
 use crate::live::config::Secret;
-use crate::live::feed::{ExchangeFeed, Feed, FeedMode, ReplayFeed};
+use crate::live::feed::{ExchangeFeed, Feed, FeedMode, ReplayFeed, StreamChoice};
 use crate::live::lock::StateLock;
 use crate::live::recovery::{SessionStart, State, format_duration};
 use crate::live::session::{End, LiveSession, SessionOptions};
@@ -301,15 +301,30 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
                     start_ms,
                 );
                 let id = &exchange.id;
-                let opened =
-                    ExchangeFeed::open_stream(&exchange.venue, feed_mode, &symbols, &args.timeframe)
-                        .map_err(|e| Error::usage(format!("{id}: --feed-mode ws: {}", e.message)));
+                let opened = ExchangeFeed::open_stream(
+                    &exchange.venue,
+                    feed_mode,
+                    &symbols,
+                    &args.timeframe,
+                )
+                .map_err(|e| match e.kind {
+                    VenueErrorKind::Unavailable
+                    | VenueErrorKind::UnknownSymbol
+                    | VenueErrorKind::RuleViolation => {
+                        Error::usage(format!("{id}: no websocket stream: {}", e.message))
+                    }
+                    _ => {
+                        Error::Broker(format!("{id}: opening the websocket stream: {}", e.message))
+                    }
+                });
                 match opened {
-                    Ok((Some(stream), _)) => {
-                        errln!("market data: {id} websocket stream (REST fills gaps, and polls while it is down)");
+                    Ok(StreamChoice::Stream(stream)) => {
+                        errln!(
+                            "market data: {id} websocket stream (REST fills gaps, and polls while it is down)"
+                        );
                         Box::new(feed.with_stream(stream))
                     }
-                    Ok((None, why)) => {
+                    Ok(StreamChoice::Poll { why }) => {
                         if let Some(why) = why {
                             errln!("market data: polling {id} (no websocket stream: {why})");
                         }

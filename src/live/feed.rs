@@ -176,6 +176,15 @@ impl FeedMode {
     }
 }
 
+/// What [`ExchangeFeed::open_stream`] found.
+pub enum StreamChoice {
+    Stream(Box<dyn CandleStream>),
+    /// Polling: asked for (`why` is `None`), or `auto` found no stream (`why` says why).
+    Poll {
+        why: Option<String>,
+    },
+}
+
 /// A websocket candle stream feeding an [`ExchangeFeed`], and what the feed knows of it.
 struct Stream {
     source: Box<dyn CandleStream>,
@@ -278,21 +287,22 @@ impl ExchangeFeed {
         self
     }
 
-    /// Opens the venue's websocket stream as `mode` asks: `Ok(None)` for polling, with the
-    /// reason when `auto` found no stream; an error when `ws` found none.
+    /// Opens the venue's websocket stream as `mode` asks; an error when `ws` finds none.
     pub fn open_stream(
         venue: &Rc<RefCell<dyn Venue>>,
         mode: FeedMode,
         symbols: &[String],
         timeframe: &str,
-    ) -> Result<(Option<Box<dyn CandleStream>>, Option<String>), VenueError> {
+    ) -> Result<StreamChoice, VenueError> {
         if mode == FeedMode::Poll {
-            return Ok((None, None));
+            return Ok(StreamChoice::Poll { why: None });
         }
         match venue.borrow_mut().open_stream(symbols, timeframe) {
-            Ok(stream) => Ok((Some(stream), None)),
+            Ok(stream) => Ok(StreamChoice::Stream(stream)),
             Err(e) if mode == FeedMode::Auto && e.kind == VenueErrorKind::Unavailable => {
-                Ok((None, Some(e.message)))
+                Ok(StreamChoice::Poll {
+                    why: Some(e.message),
+                })
             }
             Err(e) => Err(e),
         }
@@ -770,7 +780,10 @@ mod tests {
     }
 
     fn opens(feed: &mut ExchangeFeed) -> Vec<i64> {
-        drain(feed).into_iter().map(|(close, _)| close - 1000).collect()
+        drain(feed)
+            .into_iter()
+            .map(|(close, _)| close - 1000)
+            .collect()
     }
 
     #[test]
@@ -818,7 +831,10 @@ mod tests {
         assert_eq!(seen, vec![t0, t0 + 1000, t0 + 2000, t0 + 3000]);
         assert_eq!(feed.stream_stats.reconnects, 1);
         let notices = feed.take_notices().join("\n");
-        assert!(notices.contains("websocket down (closed); polling REST"), "{notices}");
+        assert!(
+            notices.contains("websocket down (closed); polling REST"),
+            "{notices}"
+        );
         assert!(notices.contains("websocket reconnected"), "{notices}");
     }
 

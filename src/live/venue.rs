@@ -933,5 +933,4 @@ mod tests {
         let err = parse_json::<StreamUpdate>("a stream update", float).unwrap_err();
         assert_eq!(err.kind, VenueErrorKind::Internal);
     }
-
 }

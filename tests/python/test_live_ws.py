@@ -147,4 +147,4 @@ def test_feed_mode_choices_and_errors(session: Callable[..., tuple[Live, WsFake]
     # ws where there is no stream to open: a usage error, before any bar
     refused = run_with(live, "--feed-mode", "ws", max_bars=2)
     assert refused.returncode == 2, refused.stderr
-    assert "--feed-mode ws" in refused.stderr and "no websocket URL is given" in refused.stderr
+    assert "binance: no websocket stream" in refused.stderr and "no websocket URL is given" in refused.stderr
