@@ -353,7 +353,29 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
                     &mut state,
                 );
                 match started {
-                    Ok(broker) => Box::new(broker),
+                    Ok(broker) if feed_mode == FeedMode::Poll => Box::new(broker),
+                    Ok(broker) => {
+                        // Order updates by websocket wake the broker's poll; without them it
+                        // polls every 2 s.
+                        let opened = exchange.venue.borrow_mut().open_account_stream();
+                        match opened {
+                            Ok(stream) => {
+                                errln!(
+                                    "order updates: {} websocket stream (REST polls read them)",
+                                    exchange.id
+                                );
+                                Box::new(broker.with_orders_stream(stream))
+                            }
+                            Err(e) => {
+                                errln!(
+                                    "order updates: polling {} (no websocket stream: {})",
+                                    exchange.id,
+                                    e.message
+                                );
+                                Box::new(broker)
+                            }
+                        }
+                    }
                     Err(e) => {
                         let error = e.to_error(&state.journal_path);
                         let _ = state.finish(&format!("failed to start: {error}"));

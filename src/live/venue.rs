@@ -541,6 +541,28 @@ pub trait Venue {
             "this venue has no websocket stream",
         ))
     }
+    /// Starts the websocket stream of the account's order updates; `unavailable` (naming why)
+    /// when the venue has none.
+    fn open_account_stream(&mut self) -> Result<Box<dyn AccountStream>, VenueError> {
+        Err(VenueError::new(
+            VenueErrorKind::Unavailable,
+            "this venue has no websocket stream of orders",
+        ))
+    }
+}
+
+/// A running websocket subscription to the account's order updates: a wake-up for the
+/// broker's poll (REST stays the source of states and fills).
+pub trait AccountStream {
+    fn take(&mut self) -> Result<AccountUpdate, VenueError>;
+}
+
+/// What an [`AccountStream`] received since the last `take`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct AccountUpdate {
+    /// Order updates received (their content is read through REST).
+    pub updates: u64,
+    pub events: Vec<StreamEvent>,
 }
 
 /// A running websocket subscription to closed candles. [`CandleStream::take`] returns at once

@@ -14,8 +14,9 @@ use crate::live::config::{Secret, mask};
 use crate::live::journal::OrderIntent;
 use crate::live::reconcile::AccountView;
 use crate::live::venue::{
-    Candle, CandleStream, MarketRules, StreamUpdate, Venue, VenueConfig, VenueError,
-    VenueErrorKind, VenueEvent, VenueFill, VenueOrder, intent_json, parse_json,
+    AccountStream, AccountUpdate, Candle, CandleStream, MarketRules, StreamUpdate, Venue,
+    VenueConfig, VenueError, VenueErrorKind, VenueEvent, VenueFill, VenueOrder, intent_json,
+    parse_json,
 };
 
 const HOST_MODULE: &str = "rustybt_api._live.host";
@@ -91,23 +92,29 @@ impl PyVenue {
     }
 }
 
-/// The facade's `CandleStream` (`rustybt_api._live.ws_feed`): its asyncio thread collects closed
-/// candles; `take` only drains its queues (a short call holding the interpreter).
-pub struct PyCandleStream {
+/// A stream of the facade (`rustybt_api._live.ws_feed`: `CandleStream`, `AccountStream`): its
+/// asyncio thread collects what arrives; `take` only drains its queues (a short call holding
+/// the interpreter) and returns JSON.
+pub struct PyStream {
     stream: Py<PyAny>,
     secrets: Vec<Secret>,
 }
 
-impl CandleStream for PyCandleStream {
-    fn take(&mut self) -> Result<StreamUpdate, VenueError> {
-        let text = Python::attach(|py| {
+impl PyStream {
+    fn take_json(&self) -> Result<String, VenueError> {
+        Python::attach(|py| {
             self.stream
                 .bind(py)
                 .call_method0("take")
                 .and_then(|reply| reply.extract::<String>())
-                .map_err(|err| internal(py, &err, &self.secrets, "the candle stream's take"))
-        })?;
-        let mut update: StreamUpdate = parse_json("the candle stream", &text)?;
+                .map_err(|err| internal(py, &err, &self.secrets, "a websocket stream's take"))
+        })
+    }
+}
+
+impl CandleStream for PyStream {
+    fn take(&mut self) -> Result<StreamUpdate, VenueError> {
+        let mut update: StreamUpdate = parse_json("the candle stream", &self.take_json()?)?;
         for event in &mut update.events {
             event.mask(&self.secrets);
         }
@@ -115,7 +122,17 @@ impl CandleStream for PyCandleStream {
     }
 }
 
-impl Drop for PyCandleStream {
+impl AccountStream for PyStream {
+    fn take(&mut self) -> Result<AccountUpdate, VenueError> {
+        let mut update: AccountUpdate = parse_json("the order stream", &self.take_json()?)?;
+        for event in &mut update.events {
+            event.mask(&self.secrets);
+        }
+        Ok(update)
+    }
+}
+
+impl Drop for PyStream {
     /// Stops the stream's thread and closes its socket.
     fn drop(&mut self) {
         Python::attach(|py| {
@@ -286,10 +303,32 @@ impl Venue for PyVenue {
                         "open_stream",
                     )
                 })?;
-            Ok(Box::new(PyCandleStream {
+            Ok(Box::new(PyStream {
                 stream: stream.unbind(),
                 secrets: self.secrets.clone(),
             }) as Box<dyn CandleStream>)
+        })
+    }
+
+    fn open_account_stream(&mut self) -> Result<Box<dyn AccountStream>, VenueError> {
+        Python::attach(|py| {
+            let stream = self
+                .host
+                .bind(py)
+                .call_method0("open_account_stream")
+                .map_err(|err| {
+                    translate(
+                        py,
+                        &err,
+                        self.venue_error.bind(py),
+                        &self.secrets,
+                        "open_account_stream",
+                    )
+                })?;
+            Ok(Box::new(PyStream {
+                stream: stream.unbind(),
+                secrets: self.secrets.clone(),
+            }) as Box<dyn AccountStream>)
         })
     }
 

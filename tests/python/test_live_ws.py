@@ -9,6 +9,7 @@ the same orders and fills, the same equity. Nothing reaches the internet.
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import time
 from decimal import Decimal as D
@@ -17,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from test_live_exchange import Fake, Live, Run, script, write_config
+from test_live_exchange import RESTING, Fake, Live, Run, script, wait_for, write_config
 
 FORMING = "11111.11"  # the fake's close of every forming candle: never a bar
 # 24 one-second bars: up, down, up (the flip buys at bar 2 and sells at bar 5)
@@ -148,3 +149,60 @@ def test_feed_mode_choices_and_errors(session: Callable[..., tuple[Live, WsFake]
     refused = run_with(live, "--feed-mode", "ws", max_bars=2)
     assert refused.returncode == 2, refused.stderr
     assert "binance: no websocket stream" in refused.stderr and "no websocket URL is given" in refused.stderr
+
+
+def journal_fills(live: Live) -> list[dict[str, Any]]:
+    if not (live.state / "journal.sqlite").exists():
+        return []
+    try:
+        journal = live.journal()
+    except AssertionError:
+        return []
+    try:
+        return journal.fills()
+    except sqlite3.OperationalError:  # the binary is still creating the journal
+        return []
+    finally:
+        journal.close()
+
+
+def test_order_updates_by_websocket_wake_the_broker(session: Callable[..., tuple[Live, WsFake]]) -> None:
+    """A resting limit buy fills in three parts while no bar arrives (the clock is paused): each
+    part is journaled well within the 2 s between regular polls, because the fake's
+    executionReport on the user data stream wakes the broker's poll."""
+    live, fake = session("orders")
+    live.algo = RESTING
+    out = live.next_out()
+    argv = live.argv(max_bars=6, params={"limit": "63990.00"}, out=out) + [
+        "--feed-mode", "ws", "--exchange-ws-url", fake.ws_url]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=live.env(), cwd=live.folder)
+    try:
+        wait_for("the resting order at the exchange", lambda: [o for o in fake.orders() if o["status"] == "NEW"], timeout=30)
+        fake.call("POST", "clock", {"paused": True})
+        lags = []
+        for part in range(3):
+            time.sleep(0.7)  # a different phase of the 2 s poll each time
+            sent = time.monotonic()
+            fake.call("POST", "advance", {"symbol": "BTCUSDT", "price": "63990.00", "qty": "0.003"})
+            wait_for(f"part {part + 1} in the journal", lambda: len(journal_fills(live)) == part + 1, timeout=10, every=0.02)
+            lags.append(time.monotonic() - sent)
+        fake.call("POST", "clock", {"paused": False})
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert "order updates: binance websocket stream" in stderr, stderr
+    assert all(lag < 0.6 for lag in lags), lags
+    assert [D(f["quantity"]) for f in journal_fills(live)] == [D("0.003")] * 3
+    kinds = [(e["event"], e.get("ok")) for e in fake.ws_log()]
+    assert ("user_data", True) in kinds, kinds
+
+
+def test_order_updates_are_polled_on_the_poll_feed(session: Callable[..., tuple[Live, WsFake]]) -> None:
+    live, fake = session("orders-poll")
+    live.algo = RESTING
+    run = run_with(live, "--feed-mode", "poll", max_bars=3)
+    assert run.returncode == 0, run.stderr
+    assert "order updates" not in run.stderr and fake.ws_log() == []

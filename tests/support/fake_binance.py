@@ -384,7 +384,9 @@ class WsScript:
     ``forming_close`` (a price no closed candle has: a feed that trades it shows). ``drops``: bar
     numbers k at whose half-bar point every socket is cut (TCP abort, no close frame) and new
     connections are refused (HTTP 503) for ``down_bars`` bars, so the finals of bars k .. k +
-    down_bars − 1 never reach the client."""
+    down_bars − 1 never reach the client. A connection may also subscribe to the account's order
+    events (the WebSocket API's ``userDataStream.subscribe.signature``, signed like a REST
+    request): every order change then goes out as an ``executionReport``."""
 
     drops: list[int] = field(default_factory=list)
     down_bars: float = 2.0
@@ -407,6 +409,8 @@ class WsServer:
         self._log_lock = threading.Lock()  # not the fake's: the clock thread sends holding that one
         self.down_until = 0.0  # time.monotonic() before which connections are refused
         self._subs: dict[Any, set[str]] = {}
+        self._user: dict[Any, int] = {}  # user data subscriptions: connection -> subscription id
+        self._next_subscription = -1
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -467,6 +471,12 @@ class WsServer:
                     self._subs[connection].update(streams)
                     self._note("subscribe", streams=streams)
                     await connection.send(json.dumps({"result": None, "id": msg.get("id")}))
+                elif method == "userDataStream.subscribe.signature":
+                    reply = self._user_data_subscribe(msg.get("params") or {})
+                    if "result" in reply:
+                        self._user[connection] = reply["result"]["subscriptionId"]
+                    self._note("user_data", ok="result" in reply)
+                    await connection.send(json.dumps({"id": msg.get("id"), **reply}))
                 elif method == "UNSUBSCRIBE":
                     self._subs[connection].difference_update(streams)
                     await connection.send(json.dumps({"result": None, "id": msg.get("id")}))
@@ -476,6 +486,36 @@ class WsServer:
             pass
         finally:
             self._subs.pop(connection, None)
+            self._user.pop(connection, None)
+
+    def _user_data_subscribe(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Binance's WebSocket API ``userDataStream.subscribe.signature``: the API key, a
+        timestamp within the receive window and an HMAC-SHA256 of the sorted parameters."""
+        fake = self.fake
+        signature = str(params.get("signature", ""))
+        query = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "signature")
+        expected = hmac.new(fake.secret.encode(), query.encode(), hashlib.sha256).hexdigest()
+        if params.get("apiKey") != fake.api_key:
+            return {"status": 401, "error": {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}}
+        if not hmac.compare_digest(signature, expected):
+            return {"status": 400, "error": {"code": -1022, "msg": "Signature for this request is not valid."}}
+        window = int(params.get("recvWindow", 5000))
+        if abs(int(time.time() * 1000) - int(params.get("timestamp", 0))) > window + 1000:
+            return {"status": 400, "error": {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."}}
+        self._next_subscription += 1
+        return {"status": 200, "result": {"subscriptionId": self._next_subscription}}
+
+    def user_event(self, event: dict[str, Any]) -> None:
+        """Sends an account event to every user data subscription (from any thread)."""
+        self._call(self._send_user(event))
+
+    async def _send_user(self, event: dict[str, Any]) -> None:
+        async with self._send_lock:
+            for connection, subscription in list(self._user.items()):
+                try:
+                    await connection.send(json.dumps({"subscriptionId": subscription, "event": event}))
+                except Exception:  # noqa: BLE001 - a connection that just died misses it
+                    pass
 
     def kline(self, symbol: str, interval: str, row: list[Any], final: bool) -> None:
         """Sends a kline event to every subscriber of the stream (from any thread)."""
@@ -513,6 +553,7 @@ class WsServer:
             self._note("drop", connections=len(self._subs), down_s=down_s)
             for connection in list(self._subs):
                 connection.transport.abort()
+            self._user.clear()
 
 
 # ---------------------------------------------------------------------------------- the fake
@@ -962,6 +1003,7 @@ class FakeBinance:
             self._release(order)
             order.status = "CANCELED"
             order.update_time = int(time.time() * 1000)
+            self._order_event(order, "CANCELED")
             wire = order.wire()
             wire["origClientOrderId"] = order.client_order_id
             wire["clientOrderId"] = p.get("newClientOrderId", f"cancel-{order.order_id}")
@@ -1066,6 +1108,8 @@ class FakeBinance:
             order.lock_price = price
             self.orders.append(order)
             self._match_on_arrival(order, price)
+            if order.status == "NEW":
+                self._order_event(order, "NEW")
             wire = order.wire()
             wire["transactTime"] = now
             wire["fills"] = [
@@ -1104,6 +1148,7 @@ class FakeBinance:
         self._release(order)
         order.status = "EXPIRED"
         order.update_time = int(time.time() * 1000)
+        self._order_event(order, "EXPIRED")
 
     def _release(self, order: Order) -> None:
         m = self.markets[order.symbol]
@@ -1141,7 +1186,25 @@ class FakeBinance:
         if order.status == "FILLED" and order.locked:
             self._release(order)
         self.trades.append(trade)
+        self._order_event(order, "TRADE", trade)
         return trade
+
+    def _order_event(self, order: Order, execution: str, trade: Trade | None = None) -> None:
+        """An ``executionReport`` to the user data streams (the websocket side), if any."""
+        if self.ws is None:
+            return
+        event = {
+            "e": "executionReport", "E": int(time.time() * 1000), "s": order.symbol, "c": order.client_order_id,
+            "S": order.side, "o": order.type, "f": order.time_in_force or "GTC", "q": fmt(order.orig_qty),
+            "p": fmt(order.price), "P": fmt(ZERO), "F": fmt(ZERO), "g": -1, "C": "", "x": execution, "X": order.status,
+            "r": "NONE", "i": order.order_id, "l": fmt(trade.qty if trade else ZERO), "z": fmt(order.executed_qty),
+            "L": fmt(trade.price if trade else ZERO), "n": fmt(trade.commission if trade else ZERO),
+            "N": trade.commission_asset if trade else None, "T": order.update_time or order.time,
+            "t": trade.id if trade else -1, "I": 1, "w": order.is_open, "m": bool(trade and trade.is_maker), "M": False,
+            "O": order.time, "Z": fmt(order.cumulative_quote), "Y": fmt(trade.price * trade.qty if trade else ZERO),
+            "Q": fmt(ZERO), "W": order.time, "V": "EXPIRE_MAKER",
+        }
+        self.ws.user_event(event)
 
     # ---- control endpoints (for out-of-process tests)
     def control(self, method: str, path: str, body: dict[str, Any]) -> Any:

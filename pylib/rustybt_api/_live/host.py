@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import ccxt
 
 from .ccxt_client import Backoff, CcxtBroker, InstrumentRules, Masker, OrderIntent, OrderState, RetryPolicy, _plain, connect
-from .ws_feed import CandleStream, offers_candles
+from .ws_feed import AccountStream, CandleStream, offers_candles, offers_orders
 from .errors import (
     AuthenticationFailed,
     ClientIdConflict,
@@ -451,6 +451,19 @@ class HostVenue:
         if offered and timeframe not in offered:
             raise VenueError("rule_violation", f"{ex_id} has no timeframe {timeframe!r}; it offers {', '.join(offered)}")
         return CandleStream(self.broker, symbols, timeframe, self._ws_url).start()
+
+    @_translated
+    def open_account_stream(self) -> AccountStream:
+        """Starts the websocket stream of the account's order updates (a wake-up for the host's
+        polls); ``unavailable`` naming why when there is none to start."""
+        ex = self.broker.exchange
+        if not offers_orders(ex.id):
+            raise VenueError("unavailable", f"ccxt.pro has no websocket order updates (watchOrders) for {ex.id}")
+        if not ex.apiKey or not ex.secret:
+            raise VenueError("unavailable", f"{ex.id}: order updates need the API key and secret")
+        if self._urls_redirected and self._ws_url is None:
+            raise VenueError("unavailable", f"{ex.id}: the REST URL is redirected and no websocket URL is given")
+        return AccountStream(self.broker, self._ws_url).start()
 
     def close(self) -> None:
         self.broker.close()

@@ -33,7 +33,7 @@ import ccxt.pro
 
 from .ccxt_client import CcxtBroker, _dec, _plain
 
-__all__ = ["CandleStream", "offers_candles"]
+__all__ = ["AccountStream", "CandleStream", "offers_candles", "offers_orders"]
 
 # exchanges whose raw kline event carries an "is closed" flag this module reads (exact texts)
 RAW_KLINES = ("binance", "binanceus")
@@ -43,6 +43,12 @@ def offers_candles(exchange_id: str) -> bool:
     """Whether ccxt.pro has a websocket candle stream for this exchange."""
     cls = getattr(ccxt.pro, exchange_id, None)
     return cls is not None and bool(cls().has.get("watchOHLCV"))
+
+
+def offers_orders(exchange_id: str) -> bool:
+    """Whether ccxt.pro has a websocket stream of the account's orders for this exchange."""
+    cls = getattr(ccxt.pro, exchange_id, None)
+    return cls is not None and bool(cls().has.get("watchOrders"))
 
 
 def _text(value: Decimal) -> str:
@@ -82,57 +88,31 @@ def _pro_exchange(broker: CcxtBroker, ws_url: str | None, raw: bool, sink: Any) 
     return ex
 
 
-class CandleStream:
-    """One subscription to the closed candles of ``symbols`` at ``timeframe``. Thread-safe
-    between its background thread and the caller of ``take``/``close``."""
+class _Stream:
+    """A ccxt.pro subscription kept on a background thread with its own asyncio loop: a dropped
+    or refused connection is reported and retried with backoff (``min_delay_s`` doubling up to
+    ``max_delay_s``); a failure retrying cannot fix ends it. Subclasses say what to watch
+    (``_watch``) and what to keep of each result (``_keep``)."""
 
-    def __init__(
-        self,
-        broker: CcxtBroker,
-        symbols: list[str],
-        timeframe: str,
-        ws_url: str | None,
-        *,
-        raw: bool | None = None,
-        min_delay_s: float = 0.2,
-        max_delay_s: float = 5.0,
-    ):
-        self.exchange_id = broker.exchange.id
-        self.symbols = list(symbols)
-        self.timeframe = timeframe
-        self.raw = self.exchange_id in RAW_KLINES if raw is None else raw
+    def __init__(self, exchange: Any, name: str, min_delay_s: float, max_delay_s: float):
+        self._ex = exchange
         self.min_delay_s, self.max_delay_s = min_delay_s, max_delay_s
-        self._tf_ms = broker.exchange.parse_timeframe(timeframe) * 1000
-        self._interval = broker.exchange.safe_string(broker.exchange.timeframes, timeframe, timeframe)
-        self._by_id = {broker.rules(s).exchange_symbol.upper(): broker.rules(s).symbol for s in self.symbols}
-        self._candles: deque[list[Any]] = deque()
         self._events: deque[dict[str, Any]] = deque()
-        # per symbol: open time of the newest candle passed on (the generic path's "superseded")
-        self._last_open: dict[str, int] = {}
-        self._ex = _pro_exchange(broker, ws_url, self.raw, self._on_raw_kline)
         self._loop = asyncio.new_event_loop()
         self._task: asyncio.Task[None] | None = None
-        self._thread = threading.Thread(target=self._main, name=f"rustybt-ws-{self.exchange_id}", daemon=True)
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self.connected = False
 
-    def __repr__(self) -> str:
-        return f"CandleStream({self.exchange_id!r}, {self.symbols!r}, {self.timeframe!r})"
-
     # ---- the caller's side
-    def start(self) -> "CandleStream":
+    def start(self) -> "_Stream":
         self._thread.start()
         return self
 
-    def take(self) -> str:
-        """``{"candles": [[symbol, open_ms, o, h, l, c, v], ...], "events": [...]}``: everything
-        since the last call, oldest first. Events: ``connected``, ``disconnected`` (with
-        ``reason``), ``failed`` (the stream gave up for good, with ``reason``)."""
-        candles, events = [], []
-        while self._candles:
-            candles.append(self._candles.popleft())
+    def _take_events(self) -> list[dict[str, Any]]:
+        events = []
         while self._events:
             events.append(self._events.popleft())
-        return json.dumps({"candles": candles, "events": events}, separators=(",", ":"))
+        return events
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stops the subscription and the thread (closing the socket)."""
@@ -161,33 +141,95 @@ class CandleStream:
             self._loop.run_until_complete(self._ex.close())
             self._loop.close()
 
+    async def _watch(self) -> Any:
+        raise NotImplementedError
+
+    def _keep(self, result: Any) -> None:
+        """What to keep of one result (runs on the stream's thread)."""
+
+    def _dropped(self) -> None:
+        """After a drop, before reconnecting."""
+
     async def _run(self) -> None:
-        pairs = [[s, self.timeframe] for s in self.symbols]
         delay = self.min_delay_s
         while True:
             try:
-                result = await self._ex.watch_ohlcv_for_symbols(pairs)
+                result = await self._watch()
             except (ccxt.NetworkError, ccxt.ExchangeNotAvailable) as err:
-                # dropped, refused or timed out: tell the feed (it polls REST meanwhile), retry
+                # dropped, refused or timed out: tell the Rust side (it polls REST meanwhile), retry
                 self._event("disconnected" if self.connected else "unavailable", f"{type(err).__name__}: {err}")
                 self.connected = False
-                # a candle last seen before the drop may have changed since: only what the next
-                # connection shows counts (the Rust side fills the gap through REST)
-                for symbol in self.symbols:
-                    self._ex.ohlcvs.pop(symbol, None)
+                self._dropped()
                 await asyncio.sleep(delay)
                 delay = min(self.max_delay_s, delay * 2)
                 continue
             except ccxt.BaseError as err:
-                # not a connection problem (an unsupported timeframe or market): give up for good
+                # not a connection problem (an unsupported timeframe or market, bad keys): give up
                 self._event("failed", f"{type(err).__name__}: {err}")
                 return
             if not self.connected:
                 self.connected = True
                 delay = self.min_delay_s
                 self._event("connected")
-            if not self.raw:
-                self._superseded(result)
+            self._keep(result)
+
+
+class CandleStream(_Stream):
+    """One subscription to the closed candles of ``symbols`` at ``timeframe``. Thread-safe
+    between its background thread and the caller of ``take``/``close``."""
+
+    def __init__(
+        self,
+        broker: CcxtBroker,
+        symbols: list[str],
+        timeframe: str,
+        ws_url: str | None,
+        *,
+        raw: bool | None = None,
+        min_delay_s: float = 0.2,
+        max_delay_s: float = 5.0,
+    ):
+        self.exchange_id = broker.exchange.id
+        self.symbols = list(symbols)
+        self.timeframe = timeframe
+        self.raw = self.exchange_id in RAW_KLINES if raw is None else raw
+        self._tf_ms = broker.exchange.parse_timeframe(timeframe) * 1000
+        self._interval = broker.exchange.safe_string(broker.exchange.timeframes, timeframe, timeframe)
+        self._by_id = {broker.rules(s).exchange_symbol.upper(): broker.rules(s).symbol for s in self.symbols}
+        self._candles: deque[list[Any]] = deque()
+        # per symbol: open time of the newest candle passed on (the generic path's "superseded")
+        self._last_open: dict[str, int] = {}
+        ex = _pro_exchange(broker, ws_url, self.raw, self._on_raw_kline)
+        super().__init__(ex, f"rustybt-ws-{self.exchange_id}", min_delay_s, max_delay_s)
+
+    def __repr__(self) -> str:
+        return f"CandleStream({self.exchange_id!r}, {self.symbols!r}, {self.timeframe!r})"
+
+    def start(self) -> "CandleStream":
+        super().start()
+        return self
+
+    def take(self) -> str:
+        """``{"candles": [[symbol, open_ms, o, h, l, c, v], ...], "events": [...]}``: everything
+        since the last call, oldest first. Events: ``connected``, ``disconnected`` and
+        ``unavailable`` (with ``reason``; it retries), ``failed`` (it gave up, with ``reason``)."""
+        candles = []
+        while self._candles:
+            candles.append(self._candles.popleft())
+        return json.dumps({"candles": candles, "events": self._take_events()}, separators=(",", ":"))
+
+    async def _watch(self) -> Any:
+        return await self._ex.watch_ohlcv_for_symbols([[s, self.timeframe] for s in self.symbols])
+
+    def _keep(self, result: Any) -> None:
+        if not self.raw:
+            self._superseded(result)
+
+    def _dropped(self) -> None:
+        # a candle last seen before the drop may have changed since: only what the next
+        # connection shows counts (the Rust side fills the gap through REST)
+        for symbol in self.symbols:
+            self._ex.ohlcvs.pop(symbol, None)
 
     def _on_raw_kline(self, k: dict[str, Any]) -> None:
         """Binance: a final kline (``x``) of a subscribed symbol and interval, texts kept."""
@@ -217,3 +259,37 @@ class CandleStream:
                 values = [_text(Decimal(ex.number_to_string(v))) for v in row[1:6]]
                 self._candles.append([symbol, open_ms, *values])
                 self._last_open[symbol] = last = open_ms
+
+
+class AccountStream(_Stream):
+    """The account's order updates (ccxt.pro ``watch_orders``), as a wake-up for the broker: it
+    counts the updates and the Rust side polls REST (the source of truth for states and fills,
+    exact) as soon as one arrives instead of at its next 2 s poll."""
+
+    def __init__(self, broker: CcxtBroker, ws_url: str | None, *, min_delay_s: float = 0.2, max_delay_s: float = 5.0):
+        self.exchange_id = broker.exchange.id
+        self._updates = 0
+        self._lock = threading.Lock()
+        ex = _pro_exchange(broker, ws_url, False, None)
+        super().__init__(ex, f"rustybt-ws-orders-{self.exchange_id}", min_delay_s, max_delay_s)
+
+    def __repr__(self) -> str:
+        return f"AccountStream({self.exchange_id!r})"
+
+    def start(self) -> "AccountStream":
+        super().start()
+        return self
+
+    def take(self) -> str:
+        """``{"updates": n, "events": [...]}``: order updates since the last call, and connection
+        events as for ``CandleStream.take``."""
+        with self._lock:
+            updates, self._updates = self._updates, 0
+        return json.dumps({"updates": updates, "events": self._take_events()}, separators=(",", ":"))
+
+    async def _watch(self) -> Any:
+        return await self._ex.watch_orders()
+
+    def _keep(self, result: Any) -> None:
+        with self._lock:
+            self._updates += max(1, len(result or []))
