@@ -494,7 +494,8 @@ pub struct LiveArgs {
     /// How an exchange feed gets its closed candles: `auto` (default: the exchange's websocket
     /// stream when ccxt offers one, else REST polling), `ws` (the websocket stream; an error
     /// if the exchange has none) or `poll` (REST only). A stream that drops or cannot connect
-    /// falls back to polling until it reconnects; REST fills what it missed. docs/live.md,
+    /// falls back to polling until it reconnects; REST fills what it missed. `auto` and `ws`
+    /// also take an exchange broker's order updates by websocket where offered. docs/live.md,
     /// "Websocket data".
     #[arg(long, value_name = "MODE")]
     pub feed_mode: Option<String>,

@@ -1,5 +1,6 @@
 """Closed candles from an exchange's websocket (ccxt.pro ``watch_ohlcv``), for the Rust feed
-(``src/live/feed.rs``, ``ExchangeFeed`` with a stream; see docs/live.md, "Websocket data").
+(``src/live/feed.rs``, ``ExchangeFeed`` with a stream), and the account's order updates
+(``watch_orders``), which wake the Rust broker's poll; see docs/live.md, "Websocket data".
 
 ccxt.pro is asyncio and the session loop is not: a ``CandleStream`` runs its own event loop in a
 background thread, which keeps the subscription (reconnecting with backoff after a drop) and puts
