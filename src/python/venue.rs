@@ -14,8 +14,8 @@ use crate::live::config::{Secret, mask};
 use crate::live::journal::OrderIntent;
 use crate::live::reconcile::AccountView;
 use crate::live::venue::{
-    AccountStream, AccountUpdate, Candle, CandleStream, MarketRules, StreamUpdate, Venue,
-    VenueConfig, VenueError, VenueErrorKind, VenueEvent, VenueFill, VenueOrder, intent_json,
+    AccountStream, AccountUpdate, Candle, CandleStream, MarketRules, StreamEvent, StreamUpdate,
+    Venue, VenueConfig, VenueError, VenueErrorKind, VenueEvent, VenueFill, VenueOrder, intent_json,
     parse_json,
 };
 
@@ -81,6 +81,23 @@ impl PyVenue {
         })
     }
 
+    /// Calls a method that starts one of the facade's streams.
+    fn start_stream(
+        &self,
+        method: &str,
+        call: impl for<'py> FnOnce(&Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>>,
+    ) -> Result<PyStream, VenueError> {
+        Python::attach(|py| {
+            let stream = call(self.host.bind(py)).map_err(|err| {
+                translate(py, &err, self.venue_error.bind(py), &self.secrets, method)
+            })?;
+            Ok(PyStream {
+                stream: stream.unbind(),
+                secrets: self.secrets.clone(),
+            })
+        })
+    }
+
     /// Calls and parses; the parsing runs after the interpreter is released.
     fn call<T: DeserializeOwned>(
         &self,
@@ -101,34 +118,36 @@ pub struct PyStream {
 }
 
 impl PyStream {
-    fn take_json(&self) -> Result<String, VenueError> {
-        Python::attach(|py| {
+    /// `take()`'s JSON, parsed, with credentials masked in its events' reasons.
+    fn take_parsed<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        events: impl FnOnce(&mut T) -> &mut Vec<StreamEvent>,
+    ) -> Result<T, VenueError> {
+        let text = Python::attach(|py| {
             self.stream
                 .bind(py)
                 .call_method0("take")
                 .and_then(|reply| reply.extract::<String>())
-                .map_err(|err| internal(py, &err, &self.secrets, "a websocket stream's take"))
-        })
+                .map_err(|err| internal(py, &err, &self.secrets, what))
+        })?;
+        let mut update: T = parse_json(what, &text)?;
+        for event in events(&mut update) {
+            event.mask(&self.secrets);
+        }
+        Ok(update)
     }
 }
 
 impl CandleStream for PyStream {
     fn take(&mut self) -> Result<StreamUpdate, VenueError> {
-        let mut update: StreamUpdate = parse_json("the candle stream", &self.take_json()?)?;
-        for event in &mut update.events {
-            event.mask(&self.secrets);
-        }
-        Ok(update)
+        self.take_parsed("the candle stream", |u: &mut StreamUpdate| &mut u.events)
     }
 }
 
 impl AccountStream for PyStream {
     fn take(&mut self) -> Result<AccountUpdate, VenueError> {
-        let mut update: AccountUpdate = parse_json("the order stream", &self.take_json()?)?;
-        for event in &mut update.events {
-            event.mask(&self.secrets);
-        }
-        Ok(update)
+        self.take_parsed("the order stream", |u: &mut AccountUpdate| &mut u.events)
     }
 }
 
@@ -289,47 +308,17 @@ impl Venue for PyVenue {
         timeframe: &str,
     ) -> Result<Box<dyn CandleStream>, VenueError> {
         let list = serde_json::to_string(symbols).expect("a list of strings serializes");
-        Python::attach(|py| {
-            let stream = self
-                .host
-                .bind(py)
-                .call_method1("open_stream", (list, timeframe))
-                .map_err(|err| {
-                    translate(
-                        py,
-                        &err,
-                        self.venue_error.bind(py),
-                        &self.secrets,
-                        "open_stream",
-                    )
-                })?;
-            Ok(Box::new(PyStream {
-                stream: stream.unbind(),
-                secrets: self.secrets.clone(),
-            }) as Box<dyn CandleStream>)
-        })
+        let stream = self.start_stream("open_stream", |h| {
+            h.call_method1("open_stream", (list, timeframe))
+        })?;
+        Ok(Box::new(stream))
     }
 
     fn open_account_stream(&mut self) -> Result<Box<dyn AccountStream>, VenueError> {
-        Python::attach(|py| {
-            let stream = self
-                .host
-                .bind(py)
-                .call_method0("open_account_stream")
-                .map_err(|err| {
-                    translate(
-                        py,
-                        &err,
-                        self.venue_error.bind(py),
-                        &self.secrets,
-                        "open_account_stream",
-                    )
-                })?;
-            Ok(Box::new(PyStream {
-                stream: stream.unbind(),
-                secrets: self.secrets.clone(),
-            }) as Box<dyn AccountStream>)
-        })
+        let stream = self.start_stream("open_account_stream", |h| {
+            h.call_method0("open_account_stream")
+        })?;
+        Ok(Box::new(stream))
     }
 
     /// Events are bookkeeping: if reading them fails, the failure comes back as one

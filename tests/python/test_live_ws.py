@@ -9,7 +9,6 @@ the same orders and fills, the same equity. Nothing reaches the internet.
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import time
 from decimal import Decimal as D
@@ -18,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from test_live_exchange import RESTING, Fake, Live, Run, script, wait_for, write_config
+from test_live_exchange import RESTING, Fake, Live, Run, running_journal_fills, script, wait_for, write_config
 
 FORMING = "11111.11"  # the fake's close of every forming candle: never a bar
 # 24 one-second bars: up, down, up (the flip buys at bar 2 and sells at bar 5)
@@ -151,21 +150,6 @@ def test_feed_mode_choices_and_errors(session: Callable[..., tuple[Live, WsFake]
     assert "binance: no websocket stream" in refused.stderr and "no websocket URL is given" in refused.stderr
 
 
-def journal_fills(live: Live) -> list[dict[str, Any]]:
-    if not (live.state / "journal.sqlite").exists():
-        return []
-    try:
-        journal = live.journal()
-    except AssertionError:
-        return []
-    try:
-        return journal.fills()
-    except sqlite3.OperationalError:  # the binary is still creating the journal
-        return []
-    finally:
-        journal.close()
-
-
 def test_order_updates_by_websocket_wake_the_broker(session: Callable[..., tuple[Live, WsFake]]) -> None:
     """A resting limit buy fills in three parts while no bar arrives (the clock is paused): each
     part is journaled well within the 2 s between regular polls, because the fake's
@@ -184,7 +168,7 @@ def test_order_updates_by_websocket_wake_the_broker(session: Callable[..., tuple
             time.sleep(0.7)  # a different phase of the 2 s poll each time
             sent = time.monotonic()
             fake.call("POST", "advance", {"symbol": "BTCUSDT", "price": "63990.00", "qty": "0.003"})
-            wait_for(f"part {part + 1} in the journal", lambda: len(journal_fills(live)) == part + 1, timeout=10, every=0.02)
+            wait_for(f"part {part + 1} in the journal", lambda: len(running_journal_fills(live)) == part + 1, timeout=10, every=0.02)
             lags.append(time.monotonic() - sent)
         fake.call("POST", "clock", {"paused": False})
         stdout, stderr = proc.communicate(timeout=60)
@@ -195,7 +179,7 @@ def test_order_updates_by_websocket_wake_the_broker(session: Callable[..., tuple
     assert proc.returncode == 0, stderr
     assert "order updates: binance websocket stream" in stderr, stderr
     assert all(lag < 0.6 for lag in lags), lags
-    assert [D(f["quantity"]) for f in journal_fills(live)] == [D("0.003")] * 3
+    assert [D(f["quantity"]) for f in running_journal_fills(live)] == [D("0.003")] * 3
     kinds = [(e["event"], e.get("ok")) for e in fake.ws_log()]
     assert ("user_data", True) in kinds, kinds
 

@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from decimal import Decimal
-from typing import Any
+from typing import Any, Self
 
 import ccxt
 import ccxt.pro
@@ -105,7 +105,7 @@ class _Stream:
         self.connected = False
 
     # ---- the caller's side
-    def start(self) -> "_Stream":
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -206,10 +206,6 @@ class CandleStream(_Stream):
     def __repr__(self) -> str:
         return f"CandleStream({self.exchange_id!r}, {self.symbols!r}, {self.timeframe!r})"
 
-    def start(self) -> "CandleStream":
-        super().start()
-        return self
-
     def take(self) -> str:
         """``{"candles": [[symbol, open_ms, o, h, l, c, v], ...], "events": [...]}``: everything
         since the last call, oldest first. Events: ``connected``, ``disconnected`` and
@@ -276,10 +272,6 @@ class AccountStream(_Stream):
 
     def __repr__(self) -> str:
         return f"AccountStream({self.exchange_id!r})"
-
-    def start(self) -> "AccountStream":
-        super().start()
-        return self
 
     def take(self) -> str:
         """``{"updates": n, "events": [...]}``: order updates since the last call, and connection
