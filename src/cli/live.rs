@@ -28,7 +28,7 @@ use crate::live::broker::exchange::ExchangeBroker;
 use crate::live::broker::paper::PaperBroker;
 use crate::live::config::LiveSettings;
 use crate::live::config::Secret;
-use crate::live::feed::{ExchangeFeed, Feed, ReplayFeed};
+use crate::live::feed::{ExchangeFeed, Feed, FeedMode, ReplayFeed, StreamChoice};
 use crate::live::lock::StateLock;
 use crate::live::recovery::{SessionStart, State, format_duration};
 use crate::live::session::{End, LiveSession, SessionOptions};
@@ -87,6 +87,15 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
     let broker = parse_broker(&args.broker)?;
     let feed_choice = parse_feed(args.feed.as_deref(), &broker)?;
     let interval_ns = parse_duration(&args.timeframe)?;
+    let feed_mode = match args.feed_mode.as_deref() {
+        None => FeedMode::Auto,
+        Some(text) => FeedMode::parse(text).ok_or_else(|| {
+            Error::usage_with_hint(
+                format!("`--feed-mode {text}` is not a feed mode"),
+                "use `--feed-mode auto`, `ws` or `poll`",
+            )
+        })?,
+    };
     if !args.algo.is_file() {
         return Err(Error::usage(format!(
             "algorithm file `{}` does not exist",
@@ -283,14 +292,49 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
                     Some(close) => close / 1_000_000,
                     None => wall_ns() / 1_000_000 / interval_ms * interval_ms,
                 };
-                Box::new(ExchangeFeed::new(
+                let feed = ExchangeFeed::new(
                     exchange.venue.clone(),
                     exchange.id.clone(),
                     symbols.clone(),
                     args.timeframe.clone(),
                     interval_ms,
                     start_ms,
-                ))
+                );
+                let id = &exchange.id;
+                let opened = ExchangeFeed::open_stream(
+                    &exchange.venue,
+                    feed_mode,
+                    &symbols,
+                    &args.timeframe,
+                )
+                .map_err(|e| match e.kind {
+                    VenueErrorKind::Unavailable
+                    | VenueErrorKind::UnknownSymbol
+                    | VenueErrorKind::RuleViolation => {
+                        Error::usage(format!("{id}: no websocket stream: {}", e.message))
+                    }
+                    _ => {
+                        Error::Broker(format!("{id}: opening the websocket stream: {}", e.message))
+                    }
+                });
+                match opened {
+                    Ok(StreamChoice::Stream(stream)) => {
+                        errln!(
+                            "market data: {id} websocket stream (REST fills gaps, and polls while it is down)"
+                        );
+                        Box::new(feed.with_stream(stream))
+                    }
+                    Ok(StreamChoice::Poll { why }) => {
+                        if let Some(why) = why {
+                            errln!("market data: polling {id} (no websocket stream: {why})");
+                        }
+                        Box::new(feed)
+                    }
+                    Err(error) => {
+                        let _ = state.finish(&format!("failed to start: {error}"));
+                        return Err(error);
+                    }
+                }
             }
             (None, None) => return Err(Error::Internal("a live session without a feed".into())),
         };
@@ -309,7 +353,29 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
                     &mut state,
                 );
                 match started {
-                    Ok(broker) => Box::new(broker),
+                    Ok(broker) if feed_mode == FeedMode::Poll => Box::new(broker),
+                    Ok(broker) => {
+                        // Order updates by websocket wake the broker's poll; without them it
+                        // polls every 2 s.
+                        let opened = exchange.venue.borrow_mut().open_account_stream();
+                        match opened {
+                            Ok(stream) => {
+                                errln!(
+                                    "order updates: {} websocket stream (REST polls read them)",
+                                    exchange.id
+                                );
+                                Box::new(broker.with_orders_stream(stream))
+                            }
+                            Err(e) => {
+                                errln!(
+                                    "order updates: polling {} (no websocket stream: {})",
+                                    exchange.id,
+                                    e.message
+                                );
+                                Box::new(broker)
+                            }
+                        }
+                    }
                     Err(e) => {
                         let error = e.to_error(&state.journal_path);
                         let _ = state.finish(&format!("failed to start: {error}"));
@@ -514,6 +580,7 @@ fn connect(
         .collect();
     let mut config = VenueConfig::new(credentials.api_key, credentials.api_secret);
     config.urls = args.exchange_url.clone().map(VenueUrls::One);
+    config.ws_url = args.exchange_ws_url.clone();
     config.sandbox = args.sandbox;
     let x = &settings.exchange;
     config.timeout_ms = x.timeout_ms;

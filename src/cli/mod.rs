@@ -491,6 +491,20 @@ pub struct LiveArgs {
     #[arg(long, value_name = "URL")]
     pub exchange_url: Option<String>,
 
+    /// How an exchange feed gets its closed candles: `auto` (default: the exchange's websocket
+    /// stream when ccxt offers one, else REST polling), `ws` (the websocket stream; an error
+    /// if the exchange has none) or `poll` (REST only). A stream that drops or cannot connect
+    /// falls back to polling until it reconnects; REST fills what it missed. `auto` and `ws`
+    /// also take an exchange broker's order updates by websocket where offered. docs/live.md,
+    /// "Websocket data".
+    #[arg(long, value_name = "MODE")]
+    pub feed_mode: Option<String>,
+
+    /// Websocket base URL of the exchange's market streams (a testnet, or a local stand-in).
+    /// With `--exchange-url` and without this, nothing is streamed (`auto` polls).
+    #[arg(long, value_name = "URL")]
+    pub exchange_ws_url: Option<String>,
+
     /// Folder of the journal, audit log and halt file (overrides `[live] state_dir`).
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,

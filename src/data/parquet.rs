@@ -791,7 +791,7 @@ mod tests {
         }
         assert_eq!(fast.close.exact.get(1).to_string(), "100.210");
         // A partition at other scales: not columnar (the general reader rescales).
-        write_partition(dir.path(), "e.parquet", &bars(4 * n), [3, 3, 3, 3, 0], &[])
+        write_partition(dir.path(), "e.parquet", &bars(4 * n), [3, 3, 3, 4, 0], &[])
             .expect("write");
         assert!(read_parts_columnar(&paths, "S").expect("read").is_none());
         let rescaled = read_parts(&paths, "S").expect("read");

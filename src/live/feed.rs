@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::venue::{Candle, Venue, VenueErrorKind};
+use super::venue::{Candle, CandleStream, StreamEvent, Venue, VenueError, VenueErrorKind};
 
 use crate::data::BarSeries;
 use crate::model::TimestampNs;
@@ -204,10 +204,70 @@ impl Feed for ReplayFeed {
     }
 }
 
-/// Closed candles polled from an exchange (through the [`Venue`]): the forming candle is never
-/// a bar. Each symbol continues from its last candle, so a pause or a restart catches up every
-/// candle missed, oldest first. A batch waits for every symbol's candle of its close time for
-/// up to `grace` after that time; a symbol still missing then has a gap there.
+/// How an exchange feed gets its candles (`rustybt live --feed-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedMode {
+    /// The websocket stream when the venue has one, else polling.
+    Auto,
+    /// The websocket stream; a venue without one is an error.
+    Ws,
+    /// REST polling only.
+    Poll,
+}
+
+impl FeedMode {
+    pub fn parse(text: &str) -> Option<FeedMode> {
+        match text {
+            "auto" => Some(FeedMode::Auto),
+            "ws" => Some(FeedMode::Ws),
+            "poll" => Some(FeedMode::Poll),
+            _ => None,
+        }
+    }
+}
+
+/// What [`ExchangeFeed::open_stream`] found.
+pub enum StreamChoice {
+    Stream(Box<dyn CandleStream>),
+    /// Polling: asked for (`why` is `None`), or `auto` found no stream (`why` says why).
+    Poll {
+        why: Option<String>,
+    },
+}
+
+/// A websocket candle stream feeding an [`ExchangeFeed`], and what the feed knows of it.
+struct Stream {
+    source: Box<dyn CandleStream>,
+    /// The socket is up: candles arrive through it, REST is asked only for gaps and as a
+    /// safety net `patience` after a bar is due. While it is down, REST polls carry the feed.
+    live: bool,
+    /// A REST catch-up is due: after a (re)connect, or a streamed candle past the next expected.
+    gap_fill: bool,
+    /// An outage was reported (one notice per outage, not per failed reconnect).
+    outage_reported: bool,
+}
+
+/// Counts of a streamed feed, for the log and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Candles that became bars from the stream.
+    pub streamed: u64,
+    /// Streamed candles already held (fetched through REST first): dropped.
+    pub duplicates: u64,
+    /// REST catch-ups after a reconnect or a streamed candle past a gap.
+    pub gap_fills: u64,
+    pub reconnects: u64,
+}
+
+/// How often the loop looks at a live stream's queue while no bar is due.
+const STREAM_LOOK: Duration = Duration::from_millis(20);
+
+/// Closed candles from an exchange (through the [`Venue`]): polled through REST, or streamed
+/// by websocket with REST as the fallback (see [`ExchangeFeed::with_stream`]). The forming
+/// candle is never a bar. Each symbol continues from its last candle, so a pause, a restart or
+/// a dropped socket catches up every candle missed, oldest first, and a candle already held is
+/// never taken twice. A batch waits for every symbol's candle of its close time for up to
+/// `grace` after that time; a symbol still missing then has a gap there.
 pub struct ExchangeFeed {
     venue: Rc<RefCell<dyn Venue>>,
     exchange: String,
@@ -227,6 +287,10 @@ pub struct ExchangeFeed {
     failures: u32,
     /// What the loop should log (gaps, retried failures).
     notices: Vec<String>,
+    stream: Option<Stream>,
+    /// With a live stream: how late a bar may be before REST is asked anyway.
+    patience: Duration,
+    pub stream_stats: StreamStats,
 }
 
 impl ExchangeFeed {
@@ -254,6 +318,125 @@ impl ExchangeFeed {
             last_poll: None,
             failures: 0,
             notices: Vec::new(),
+            stream: None,
+            patience: Duration::from_secs(2),
+            stream_stats: StreamStats::default(),
+        }
+    }
+
+    /// Bars from `source` (closed candles by websocket) while its socket is up, REST polling
+    /// while it is down, and a REST catch-up after each (re)connect: no closed bar is missed,
+    /// none is taken twice (a candle counts only if it is the next one its symbol needs).
+    pub fn with_stream(mut self, source: Box<dyn CandleStream>) -> Self {
+        self.stream = Some(Stream {
+            source,
+            live: false,
+            gap_fill: false,
+            outage_reported: false,
+        });
+        self
+    }
+
+    /// Opens the venue's websocket stream as `mode` asks; an error when `ws` finds none.
+    pub fn open_stream(
+        venue: &Rc<RefCell<dyn Venue>>,
+        mode: FeedMode,
+        symbols: &[String],
+        timeframe: &str,
+    ) -> Result<StreamChoice, VenueError> {
+        if mode == FeedMode::Poll {
+            return Ok(StreamChoice::Poll { why: None });
+        }
+        match venue.borrow_mut().open_stream(symbols, timeframe) {
+            Ok(stream) => Ok(StreamChoice::Stream(stream)),
+            Err(e) if mode == FeedMode::Auto && e.kind == VenueErrorKind::Unavailable => {
+                Ok(StreamChoice::Poll {
+                    why: Some(e.message),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether bars currently come from the websocket.
+    pub fn streaming(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| s.live)
+    }
+
+    /// Open time of the next candle symbol `i` needs.
+    fn expected_open(&self, i: usize) -> i64 {
+        self.pending[i]
+            .back()
+            .map_or(self.next_open_ms[i], |c| c.open_time_ms + self.interval_ms)
+    }
+
+    /// Takes what the stream received: connection changes (notices; a (re)connect asks for a
+    /// REST catch-up) and closed candles (the next one a symbol needs is held; an older one is
+    /// a duplicate; a later one means a gap, which REST fills).
+    fn drain_stream(&mut self) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        let update = match stream.source.take() {
+            Ok(update) => update,
+            Err(e) => {
+                self.notices.push(format!(
+                    "{}: the websocket stream failed ({e}); polling REST from now on",
+                    self.exchange
+                ));
+                self.stream = None;
+                return;
+            }
+        };
+        let name = &self.exchange;
+        for event in update.events {
+            match event {
+                StreamEvent::Connected { .. } => {
+                    if stream.outage_reported {
+                        self.stream_stats.reconnects += 1;
+                        self.notices.push(format!(
+                            "{name}: websocket reconnected; the bars it missed come through REST"
+                        ));
+                    }
+                    stream.live = true;
+                    stream.gap_fill = true;
+                    stream.outage_reported = false;
+                }
+                StreamEvent::Disconnected { reason, .. }
+                | StreamEvent::Unavailable { reason, .. } => {
+                    stream.live = false;
+                    if !stream.outage_reported {
+                        stream.outage_reported = true;
+                        self.notices.push(format!(
+                            "{name}: websocket down ({}); polling REST until it reconnects",
+                            reason.as_deref().unwrap_or("no reason given")
+                        ));
+                    }
+                }
+                StreamEvent::Failed { reason, .. } => {
+                    self.notices.push(format!(
+                        "{name}: the websocket stream gave up ({}); polling REST from now on",
+                        reason.as_deref().unwrap_or("no reason given")
+                    ));
+                    self.stream = None;
+                    break;
+                }
+            }
+        }
+        for streamed in update.candles {
+            let Some(i) = self.symbols.iter().position(|s| *s == streamed.symbol) else {
+                continue;
+            };
+            let expected = self.expected_open(i);
+            let open = streamed.candle.open_time_ms;
+            if open == expected {
+                self.pending[i].push_back(streamed.candle);
+                self.stream_stats.streamed += 1;
+            } else if open < expected {
+                self.stream_stats.duplicates += 1;
+            } else if let Some(stream) = self.stream.as_mut() {
+                stream.gap_fill = true;
+            }
         }
     }
 
@@ -268,9 +451,7 @@ impl ExchangeFeed {
     fn fetch(&mut self, now_ms: i64) -> Result<(), String> {
         self.last_poll = Some(Instant::now());
         for i in 0..self.symbols.len() {
-            let since = self.pending[i]
-                .back()
-                .map_or(self.next_open_ms[i], |c| c.open_time_ms + self.interval_ms);
+            let since = self.expected_open(i);
             if since + self.interval_ms > now_ms {
                 continue;
             }
@@ -354,23 +535,30 @@ impl ExchangeFeed {
 impl Feed for ExchangeFeed {
     fn poll(&mut self) -> Result<Poll, String> {
         let now_ms = Self::now_ms();
+        self.drain_stream();
         if let Some((close, true)) = self.next_batch() {
             return Ok(Poll::Ready(self.take_batch(close)));
         }
-        let due_ms = self
-            .next_open_ms
-            .iter()
-            .enumerate()
-            .map(|(i, &open)| {
-                self.pending[i]
-                    .back()
-                    .map_or(open, |c| c.open_time_ms + self.interval_ms)
-                    + self.interval_ms
-            })
+        let due_ms = (0..self.symbols.len())
+            .map(|i| self.expected_open(i) + self.interval_ms)
             .min()
             .unwrap_or(now_ms);
+        let streaming = self.streaming();
+        // With a live stream, REST is only the safety net for a bar the socket did not bring.
+        let rest_due_ms = if streaming {
+            due_ms + self.patience.as_millis() as i64
+        } else {
+            due_ms
+        };
+        let gap_fill = self
+            .stream
+            .as_mut()
+            .is_some_and(|s| std::mem::take(&mut s.gap_fill));
+        if gap_fill {
+            self.stream_stats.gap_fills += 1;
+        }
         let polled_recently = self.last_poll.is_some_and(|t| t.elapsed() < self.idle_poll);
-        if now_ms >= due_ms && !polled_recently {
+        if gap_fill || (now_ms >= rest_due_ms && !polled_recently) {
             self.fetch(now_ms)?;
             if let Some((close, complete)) = self.next_batch() {
                 let late = now_ms - close > self.grace.as_millis() as i64;
@@ -385,6 +573,10 @@ impl Feed for ExchangeFeed {
                     return Ok(Poll::Ready(self.take_batch(close)));
                 }
             }
+        }
+        if streaming {
+            // Candles arrive on the stream's thread: look again soon (a cheap look).
+            return Ok(Poll::Wait(STREAM_LOOK));
         }
         let until_due = Duration::from_millis((due_ms - now_ms).max(0) as u64);
         Ok(Poll::Wait(until_due.max(self.idle_poll)))
@@ -679,6 +871,123 @@ mod tests {
         let mut feed = feed_over(vec![vec![candle(t0, 1)], Vec::new()], t0);
         assert_eq!(drain(&mut feed), vec![(t0 + 1000, vec![0])]);
         assert_eq!(feed.take_notices().len(), 1);
+    }
+
+    /// A stream whose updates the test queues.
+    struct Scripted(Rc<RefCell<VecDeque<crate::live::venue::StreamUpdate>>>);
+
+    impl CandleStream for Scripted {
+        fn take(&mut self) -> Result<crate::live::venue::StreamUpdate, VenueError> {
+            Ok(self.0.borrow_mut().pop_front().unwrap_or_default())
+        }
+    }
+
+    fn streamed(candles: &[Candle], events: Vec<StreamEvent>) -> crate::live::venue::StreamUpdate {
+        crate::live::venue::StreamUpdate {
+            candles: candles
+                .iter()
+                .map(|&candle| crate::live::venue::StreamCandle {
+                    symbol: "S0".into(),
+                    candle,
+                })
+                .collect(),
+            events,
+        }
+    }
+
+    fn stream_feed(
+        rest: Vec<Candle>,
+        start_ms: i64,
+    ) -> (
+        ExchangeFeed,
+        Rc<RefCell<VecDeque<crate::live::venue::StreamUpdate>>>,
+    ) {
+        let queue = Rc::new(RefCell::new(VecDeque::new()));
+        let feed = feed_over(vec![rest], start_ms).with_stream(Box::new(Scripted(queue.clone())));
+        (feed, queue)
+    }
+
+    fn opens(feed: &mut ExchangeFeed) -> Vec<i64> {
+        drain(feed)
+            .into_iter()
+            .map(|(close, _)| close - 1000)
+            .collect()
+    }
+
+    #[test]
+    fn streamed_candles_are_bars_without_rest() {
+        // The candle that closed a moment ago: REST has nothing, the stream brings it.
+        let t0 = ExchangeFeed::now_ms() / 1000 * 1000 - 1000;
+        let (mut feed, queue) = stream_feed(Vec::new(), t0);
+        queue.borrow_mut().push_back(streamed(
+            &[candle(t0, 5)],
+            vec![StreamEvent::Connected { time_ms: 0 }],
+        ));
+        assert_eq!(opens(&mut feed), vec![t0]);
+        assert!(feed.streaming());
+        assert_eq!(feed.stream_stats.streamed, 1);
+        // the stream sends it again (a resend after a reconnect): not a second bar
+        queue
+            .borrow_mut()
+            .push_back(streamed(&[candle(t0, 5)], Vec::new()));
+        assert!(matches!(feed.poll().unwrap(), Poll::Wait(d) if d == STREAM_LOOK));
+        assert_eq!(feed.stream_stats.duplicates, 1);
+    }
+
+    #[test]
+    fn a_reconnect_fills_the_gap_through_rest_once_each() {
+        let t0 = ExchangeFeed::now_ms() / 1000 * 1000 - 60_000;
+        // REST knows every candle; the stream brings t0, drops, and comes back at t0 + 3 s.
+        let rest: Vec<Candle> = (0..4).map(|k| candle(t0 + 1000 * k, k)).collect();
+        let (mut feed, queue) = stream_feed(rest, t0);
+        let up = || StreamEvent::Connected { time_ms: 0 };
+        let down = StreamEvent::Disconnected {
+            time_ms: 0,
+            reason: Some("closed".into()),
+        };
+        queue.borrow_mut().extend([
+            streamed(&[candle(t0, 0)], vec![up()]),
+            streamed(&[], vec![down]),
+            streamed(&[candle(t0 + 3000, 3)], vec![up()]),
+        ]);
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            if let Poll::Ready(batch) = feed.poll().unwrap() {
+                seen.push(batch.bars[0].open_time / 1_000_000);
+            }
+        }
+        assert_eq!(seen, vec![t0, t0 + 1000, t0 + 2000, t0 + 3000]);
+        assert_eq!(feed.stream_stats.reconnects, 1);
+        let notices = feed.take_notices().join("\n");
+        assert!(
+            notices.contains("websocket down (closed); polling REST"),
+            "{notices}"
+        );
+        assert!(notices.contains("websocket reconnected"), "{notices}");
+    }
+
+    #[test]
+    fn a_stream_that_gives_up_leaves_the_feed_polling() {
+        let t0 = ExchangeFeed::now_ms() / 1000 * 1000 - 60_000;
+        let (mut feed, queue) = stream_feed(vec![candle(t0, 1), candle(t0 + 1000, 2)], t0);
+        queue.borrow_mut().push_back(streamed(
+            &[],
+            vec![StreamEvent::Failed {
+                time_ms: 0,
+                reason: Some("NotSupported".into()),
+            }],
+        ));
+        assert_eq!(opens(&mut feed), vec![t0, t0 + 1000]);
+        assert!(!feed.streaming());
+        assert!(feed.take_notices()[0].contains("gave up (NotSupported); polling REST"));
+    }
+
+    #[test]
+    fn feed_modes_parse() {
+        assert_eq!(FeedMode::parse("ws"), Some(FeedMode::Ws));
+        assert_eq!(FeedMode::parse("auto"), Some(FeedMode::Auto));
+        assert_eq!(FeedMode::parse("poll"), Some(FeedMode::Poll));
+        assert_eq!(FeedMode::parse("websocket"), None);
     }
 
     #[test]

@@ -430,6 +430,9 @@ pub struct VenueConfig {
     pub secret: Secret,
     /// `None`: the exchange's real URLs.
     pub urls: Option<VenueUrls>,
+    /// Websocket base URL of the candle stream (`None`: the exchange's own; with `urls` set,
+    /// `None` means no stream: nothing may reach the real exchange by accident).
+    pub ws_url: Option<String>,
     pub sandbox: bool,
     pub timeout_ms: u64,
     pub recv_window_ms: u64,
@@ -447,6 +450,7 @@ impl VenueConfig {
             api_key,
             secret,
             urls: None,
+            ws_url: None,
             sandbox: false,
             timeout_ms: 10_000,
             recv_window_ms: 5_000,
@@ -466,6 +470,7 @@ impl VenueConfig {
             "api_key": self.api_key.expose(),
             "secret": self.secret.expose(),
             "urls": self.urls,
+            "ws_url": self.ws_url,
             "sandbox": self.sandbox,
             "timeout_ms": self.timeout_ms,
             "recv_window_ms": self.recv_window_ms,
@@ -524,6 +529,110 @@ pub trait Venue {
     fn account_view(&mut self, cash_asset: &str) -> Result<AccountView, VenueError>;
     /// Requests and backoffs since the last call, oldest first.
     fn take_events(&mut self) -> Vec<VenueEvent>;
+    /// Starts the websocket stream of the closed candles of `symbols`; `unavailable` (naming
+    /// why) when the venue has none.
+    fn open_stream(
+        &mut self,
+        _symbols: &[String],
+        _timeframe: &str,
+    ) -> Result<Box<dyn CandleStream>, VenueError> {
+        Err(VenueError::new(
+            VenueErrorKind::Unavailable,
+            "this venue has no websocket stream",
+        ))
+    }
+    /// Starts the websocket stream of the account's order updates; `unavailable` (naming why)
+    /// when the venue has none.
+    fn open_account_stream(&mut self) -> Result<Box<dyn AccountStream>, VenueError> {
+        Err(VenueError::new(
+            VenueErrorKind::Unavailable,
+            "this venue has no websocket stream of orders",
+        ))
+    }
+}
+
+/// A running websocket subscription to the account's order updates: a wake-up for the
+/// broker's poll (REST stays the source of states and fills).
+pub trait AccountStream {
+    fn take(&mut self) -> Result<AccountUpdate, VenueError>;
+}
+
+/// What an [`AccountStream`] received since the last `take`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct AccountUpdate {
+    /// Order updates received (their content is read through REST).
+    pub updates: u64,
+    pub events: Vec<StreamEvent>,
+}
+
+/// A running websocket subscription to closed candles. [`CandleStream::take`] returns at once
+/// with what arrived since the last call (the stream runs on its own thread).
+pub trait CandleStream {
+    fn take(&mut self) -> Result<StreamUpdate, VenueError>;
+}
+
+/// What a [`CandleStream`] received since the last `take`, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct StreamUpdate {
+    pub candles: Vec<StreamCandle>,
+    pub events: Vec<StreamEvent>,
+}
+
+/// A closed candle of one symbol. On the wire: `["BTC/USDT", open_ms, "o", "h", "l", "c", "v"]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "StreamCandleRow")]
+pub struct StreamCandle {
+    pub symbol: String,
+    pub candle: Candle,
+}
+
+#[derive(Deserialize)]
+struct StreamCandleRow(String, i64, Decimal, Decimal, Decimal, Decimal, Decimal);
+
+impl From<StreamCandleRow> for StreamCandle {
+    fn from(StreamCandleRow(symbol, t, o, h, l, c, v): StreamCandleRow) -> Self {
+        StreamCandle {
+            symbol,
+            candle: CandleRow(t, o, h, l, c, v).into(),
+        }
+    }
+}
+
+impl StreamEvent {
+    /// Removes credentials from the reason (a URL or a server's reply might echo them).
+    pub fn mask(&mut self, secrets: &[Secret]) {
+        if let StreamEvent::Disconnected { reason, .. }
+        | StreamEvent::Unavailable { reason, .. }
+        | StreamEvent::Failed { reason, .. } = self
+            && let Some(text) = reason
+        {
+            *text = super::config::mask(text, secrets);
+        }
+    }
+}
+
+/// A change of the stream's connection.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamEvent {
+    Connected {
+        time_ms: i64,
+    },
+    /// The connection dropped; the stream reconnects with backoff.
+    Disconnected {
+        time_ms: i64,
+        reason: Option<String>,
+    },
+    /// A (re)connection attempt failed; the stream tries again.
+    Unavailable {
+        time_ms: i64,
+        reason: Option<String>,
+    },
+    /// The stream gave up for good (not a connection problem).
+    Failed {
+        time_ms: i64,
+        reason: Option<String>,
+    },
 }
 
 fn side_word<'de, D: Deserializer<'de>>(deserializer: D) -> Result<OrderSide, D::Error> {
@@ -820,5 +929,30 @@ mod tests {
         );
         assert_eq!(host["urls"], "http://127.0.0.1:1/api/v3");
         assert!(host["rate_limit_ms"].is_null() && host["retry"].is_null());
+    }
+
+    #[test]
+    fn a_stream_update_keeps_the_exact_texts_and_refuses_numbers() {
+        let text = r#"{"candles":[["BTC/USDT",1000,"64000.1","64010","63990.5","64005.25","0.00100000"]],
+            "events":[{"type":"connected","time_ms":5,"reason":null},
+                      {"type":"disconnected","time_ms":6,"reason":"closed key-AAAA"}]}"#;
+        let mut update: StreamUpdate = parse_json("a stream update", text).unwrap();
+        assert_eq!(update.candles[0].symbol, "BTC/USDT");
+        assert_eq!(update.candles[0].candle.close, dec!(64005.25));
+        assert_eq!(update.candles[0].candle.volume.to_string(), "0.00100000");
+        update.events[1].mask(&[Secret::new("key-AAAA")]);
+        assert_eq!(
+            update.events,
+            vec![
+                StreamEvent::Connected { time_ms: 5 },
+                StreamEvent::Disconnected {
+                    time_ms: 6,
+                    reason: Some("closed ***".into())
+                }
+            ]
+        );
+        let float = r#"{"candles":[["BTC/USDT",1000,64000.1,"1","1","1","1"]],"events":[]}"#;
+        let err = parse_json::<StreamUpdate>("a stream update", float).unwrap_err();
+        assert_eq!(err.kind, VenueErrorKind::Internal);
     }
 }

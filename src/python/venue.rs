@@ -14,8 +14,9 @@ use crate::live::config::{Secret, mask};
 use crate::live::journal::OrderIntent;
 use crate::live::reconcile::AccountView;
 use crate::live::venue::{
-    Candle, MarketRules, Venue, VenueConfig, VenueError, VenueErrorKind, VenueEvent, VenueFill,
-    VenueOrder, intent_json, parse_json,
+    AccountStream, AccountUpdate, Candle, CandleStream, MarketRules, StreamEvent, StreamUpdate,
+    Venue, VenueConfig, VenueError, VenueErrorKind, VenueEvent, VenueFill, VenueOrder, intent_json,
+    parse_json,
 };
 
 const HOST_MODULE: &str = "rustybt_api._live.host";
@@ -80,6 +81,23 @@ impl PyVenue {
         })
     }
 
+    /// Calls a method that starts one of the facade's streams.
+    fn start_stream(
+        &self,
+        method: &str,
+        call: impl for<'py> FnOnce(&Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>>,
+    ) -> Result<PyStream, VenueError> {
+        Python::attach(|py| {
+            let stream = call(self.host.bind(py)).map_err(|err| {
+                translate(py, &err, self.venue_error.bind(py), &self.secrets, method)
+            })?;
+            Ok(PyStream {
+                stream: stream.unbind(),
+                secrets: self.secrets.clone(),
+            })
+        })
+    }
+
     /// Calls and parses; the parsing runs after the interpreter is released.
     fn call<T: DeserializeOwned>(
         &self,
@@ -88,6 +106,57 @@ impl PyVenue {
     ) -> Result<T, VenueError> {
         let text = self.call_text(method, call)?;
         parse_json(method, &text)
+    }
+}
+
+/// A stream of the facade (`rustybt_api._live.ws_feed`: `CandleStream`, `AccountStream`): its
+/// asyncio thread collects what arrives; `take` only drains its queues (a short call holding
+/// the interpreter) and returns JSON.
+pub struct PyStream {
+    stream: Py<PyAny>,
+    secrets: Vec<Secret>,
+}
+
+impl PyStream {
+    /// `take()`'s JSON, parsed, with credentials masked in its events' reasons.
+    fn take_parsed<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        events: impl FnOnce(&mut T) -> &mut Vec<StreamEvent>,
+    ) -> Result<T, VenueError> {
+        let text = Python::attach(|py| {
+            self.stream
+                .bind(py)
+                .call_method0("take")
+                .and_then(|reply| reply.extract::<String>())
+                .map_err(|err| internal(py, &err, &self.secrets, what))
+        })?;
+        let mut update: T = parse_json(what, &text)?;
+        for event in events(&mut update) {
+            event.mask(&self.secrets);
+        }
+        Ok(update)
+    }
+}
+
+impl CandleStream for PyStream {
+    fn take(&mut self) -> Result<StreamUpdate, VenueError> {
+        self.take_parsed("the candle stream", |u: &mut StreamUpdate| &mut u.events)
+    }
+}
+
+impl AccountStream for PyStream {
+    fn take(&mut self) -> Result<AccountUpdate, VenueError> {
+        self.take_parsed("the order stream", |u: &mut AccountUpdate| &mut u.events)
+    }
+}
+
+impl Drop for PyStream {
+    /// Stops the stream's thread and closes its socket.
+    fn drop(&mut self) {
+        Python::attach(|py| {
+            let _ = self.stream.bind(py).call_method0("close");
+        });
     }
 }
 
@@ -231,6 +300,25 @@ impl Venue for PyVenue {
         self.call("account_view", move |h| {
             h.call_method1("account_view", (cash_asset,))
         })
+    }
+
+    fn open_stream(
+        &mut self,
+        symbols: &[String],
+        timeframe: &str,
+    ) -> Result<Box<dyn CandleStream>, VenueError> {
+        let list = serde_json::to_string(symbols).expect("a list of strings serializes");
+        let stream = self.start_stream("open_stream", |h| {
+            h.call_method1("open_stream", (list, timeframe))
+        })?;
+        Ok(Box::new(stream))
+    }
+
+    fn open_account_stream(&mut self) -> Result<Box<dyn AccountStream>, VenueError> {
+        let stream = self.start_stream("open_account_stream", |h| {
+            h.call_method0("open_account_stream")
+        })?;
+        Ok(Box::new(stream))
     }
 
     /// Events are bookkeeping: if reading them fails, the failure comes back as one

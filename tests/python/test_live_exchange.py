@@ -315,6 +315,19 @@ class Journal:
         self.db.close()
 
 
+def running_journal_fills(session: Live) -> list[dict[str, Any]]:
+    """The journal's fills while the binary may still be creating it (then none)."""
+    if not (session.state / "journal.sqlite").exists():
+        return []
+    journal = session.journal()
+    try:
+        return journal.fills()
+    except sqlite3.OperationalError:  # the binary is still creating the journal
+        return []
+    finally:
+        journal.close()
+
+
 def audit_events(state: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (state / "audit.jsonl").read_text().splitlines() if line.strip()]
 
@@ -892,15 +905,7 @@ def test_a_resting_limit_fills_in_parts(live: Callable[..., Live]) -> None:
     session = live(algo=RESTING)
 
     def journal_fills() -> list[dict[str, Any]]:
-        if not (session.state / "journal.sqlite").exists():
-            return []
-        journal = session.journal()
-        try:
-            return journal.fills()
-        except sqlite3.OperationalError:  # the binary is still creating the journal
-            return []
-        finally:
-            journal.close()
+        return running_journal_fills(session)
 
     def fill_in_parts() -> None:
         wait_for("the resting order at the exchange",

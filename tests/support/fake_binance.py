@@ -17,7 +17,7 @@ holds at most this many candles whatever the client asks) and ``time_follows_clo
 (``/api/v3/time`` answers ``now_ms`` instead of the wall clock). A fault's ``skip`` lets that many
 matching requests through first (a 429 on the third page).
 
-Only the standard library is used. All money is ``decimal.Decimal``; numbers go over the wire as
+The REST side uses only the standard library. All money is ``decimal.Decimal``; numbers go over the wire as
 Binance formats them (strings with 8 decimals). The fake checks the API key header, the
 HMAC-SHA256 signature and the timestamp/recvWindow like Binance, applies the PRICE_FILTER,
 LOT_SIZE and (MIN_)NOTIONAL filters, matches market and limit orders against a scripted price, and
@@ -32,11 +32,18 @@ appended and matched against resting orders, see ``append_candle``),
 ``{"paused": bool}``; only with a script ``clock`` section, see ``Clock``), ``GET /_fake/trades``
 (every execution as ``myTrades`` shows it), ``POST /_fake/balances`` (JSON ``{"asset", "free"}``
 or ``{"asset", "delta"}``: changes a free balance behind the client's back, see ``set_balance``).
+
+With a script key ``websocket`` the fake also serves Binance's kline streams on a second port
+(``WsScript``, ``WsServer``; script mode prints ``WEBSOCKET ws://127.0.0.1:PORT/ws`` after the
+LISTENING line): ``GET /_fake/ws`` (its log of connects, refusals, subscriptions and drops),
+``POST /_fake/ws`` (JSON ``{"down_s": seconds}``: cuts every socket and refuses new ones that long).
+The websocket side needs the ``websockets`` package; the REST side only the standard library.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import bisect
 import hashlib
 import hmac
@@ -324,6 +331,9 @@ class Clock:
     wall_ms_per_bar: int
     path: dict[str, list[str]]
     paused: bool = False
+    # the first candle appears at its own close in wall time (start_ms + interval), not one
+    # wall_ms_per_bar after the fake started: a candle is then served exactly when it closes
+    align_to_wall: bool = False
     bars: int = 0  # candles appended per path so far
 
     @classmethod
@@ -334,6 +344,7 @@ class Clock:
             wall_ms_per_bar=int(data["wall_ms_per_bar"]),
             path={sym: [str(p) for p in prices] for sym, prices in data["path"].items()},
             paused=bool(data.get("paused", False)),
+            align_to_wall=bool(data.get("align_to_wall", False)),
         )
         if clock.interval not in INTERVALS_MS:
             raise ValueError(f"clock.interval {clock.interval!r} is not one of {', '.join(INTERVALS_MS)}")
@@ -360,6 +371,191 @@ class Clock:
         return [self.start_ms + k * INTERVALS_MS[self.interval], open_, max(open_, close), min(open_, close), close, D(10)]
 
 
+# ------------------------------------------------------------------------------ websocket
+
+
+@dataclass
+class WsScript:
+    """The websocket stand-in (script key ``websocket``): Binance's market streams at
+    ``ws://HOST:PORT/ws`` (any path under ``/ws``), ``SUBSCRIBE``/``UNSUBSCRIBE`` requests and
+    ``<symbol>@kline_<interval>`` events. Every candle appended (by the clock or
+    ``POST /_fake/candle``) goes out as a final kline (``"x": true``); with a clock, half way
+    through each bar the candle then forming goes out as ``"x": false`` with the close
+    ``forming_close`` (a price no closed candle has: a feed that trades it shows). ``drops``: bar
+    numbers k at whose half-bar point every socket is cut (TCP abort, no close frame) and new
+    connections are refused (HTTP 503) for ``down_bars`` bars, so the finals of bars k .. k +
+    down_bars − 1 never reach the client. A connection may also subscribe to the account's order
+    events (the WebSocket API's ``userDataStream.subscribe.signature``, signed like a REST
+    request): every order change then goes out as an ``executionReport``."""
+
+    drops: list[int] = field(default_factory=list)
+    down_bars: float = 2.0
+    forming_close: str = "11111.11"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "WsScript":
+        return cls(drops=[int(k) for k in data.get("drops", [])], down_bars=float(data.get("down_bars", 2.0)),
+                   forming_close=str(data.get("forming_close", "11111.11")))
+
+
+class WsServer:
+    """The websocket side of the fake, on its own port and asyncio thread. ``log`` records
+    connects, refusals, subscriptions and drops (``GET /_fake/ws``)."""
+
+    def __init__(self, fake: "FakeBinance", host: str, script: WsScript):
+        self.fake, self.host, self.script = fake, host, script
+        self.port = 0
+        self.log: list[dict[str, Any]] = []
+        self._log_lock = threading.Lock()  # not the fake's: the clock thread sends holding that one
+        self.down_until = 0.0  # time.monotonic() before which connections are refused
+        self._subs: dict[Any, set[str]] = {}
+        self._user: dict[Any, int] = {}  # user data subscriptions: connection -> subscription id
+        self._next_subscription = -1
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stop: Any = None
+        self._send_lock: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}/ws"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name="fake-binance-ws", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the fake's websocket server did not start")
+
+    def stop(self) -> None:
+        if self._thread is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(5)
+            self._thread = None
+
+    def _note(self, event: str, **data: Any) -> None:
+        with self._log_lock:
+            self.log.append({"time": time.time(), "event": event, **data})
+
+    def _main(self) -> None:
+        from websockets.asyncio.server import serve
+
+        async def run() -> None:
+            self._stop, self._send_lock = asyncio.Event(), asyncio.Lock()
+            async with serve(self._handle, self.host, 0, process_request=self._gate, ping_interval=None) as server:
+                self.port = server.sockets[0].getsockname()[1]
+                self._ready.set()
+                await self._stop.wait()
+
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(run())
+
+    def _gate(self, connection: Any, request: Any) -> Any:
+        from http import HTTPStatus
+
+        if not request.path.startswith("/ws"):
+            return connection.respond(HTTPStatus.NOT_FOUND, "no such stream path\n")
+        if time.monotonic() < self.down_until:
+            self._note("refused")
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "the stream is down\n")
+        return None
+
+    async def _handle(self, connection: Any) -> None:
+        self._subs[connection] = set()
+        self._note("connect", path=connection.request.path)
+        try:
+            async for text in connection:
+                msg = json.loads(text)
+                method, streams = msg.get("method"), [str(s) for s in msg.get("params") or []]
+                if method == "SUBSCRIBE":
+                    self._subs[connection].update(streams)
+                    self._note("subscribe", streams=streams)
+                    await connection.send(json.dumps({"result": None, "id": msg.get("id")}))
+                elif method == "userDataStream.subscribe.signature":
+                    reply = self._user_data_subscribe(msg.get("params") or {})
+                    if "result" in reply:
+                        self._user[connection] = reply["result"]["subscriptionId"]
+                    self._note("user_data", ok="result" in reply)
+                    await connection.send(json.dumps({"id": msg.get("id"), **reply}))
+                elif method == "UNSUBSCRIBE":
+                    self._subs[connection].difference_update(streams)
+                    await connection.send(json.dumps({"result": None, "id": msg.get("id")}))
+                else:
+                    await connection.send(json.dumps({"error": {"code": 2, "msg": f"Invalid request {method!r}"}, "id": msg.get("id")}))
+        except Exception:  # noqa: BLE001 - a cut connection ends the handler like a closed one
+            pass
+        finally:
+            self._subs.pop(connection, None)
+            self._user.pop(connection, None)
+
+    def _user_data_subscribe(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Binance's WebSocket API ``userDataStream.subscribe.signature``: the API key, a
+        timestamp within the receive window and an HMAC-SHA256 of the sorted parameters."""
+        fake = self.fake
+        signature = str(params.get("signature", ""))
+        query = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "signature")
+        expected = hmac.new(fake.secret.encode(), query.encode(), hashlib.sha256).hexdigest()
+        if params.get("apiKey") != fake.api_key:
+            return {"status": 401, "error": {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}}
+        if not hmac.compare_digest(signature, expected):
+            return {"status": 400, "error": {"code": -1022, "msg": "Signature for this request is not valid."}}
+        window = int(params.get("recvWindow", 5000))
+        if abs(int(time.time() * 1000) - int(params.get("timestamp", 0))) > window + 1000:
+            return {"status": 400, "error": {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."}}
+        self._next_subscription += 1
+        return {"status": 200, "result": {"subscriptionId": self._next_subscription}}
+
+    def user_event(self, event: dict[str, Any]) -> None:
+        """Sends an account event to every user data subscription (from any thread)."""
+        self._call(self._send_user(event))
+
+    async def _send_user(self, event: dict[str, Any]) -> None:
+        async with self._send_lock:
+            for connection, subscription in list(self._user.items()):
+                try:
+                    await connection.send(json.dumps({"subscriptionId": subscription, "event": event}))
+                except Exception:  # noqa: BLE001 - a connection that just died misses it
+                    pass
+
+    def kline(self, symbol: str, interval: str, row: list[Any], final: bool) -> None:
+        """Sends a kline event to every subscriber of the stream (from any thread)."""
+        step = INTERVALS_MS[interval]
+        t = int(row[0])
+        k = {"t": t, "T": t + step - 1, "s": symbol, "i": interval, "f": 1, "L": 1, "o": fmt(_dec(row[1])),
+             "c": fmt(_dec(row[4])), "h": fmt(_dec(row[2])), "l": fmt(_dec(row[3])), "v": fmt(_dec(row[5])), "n": 1,
+             "x": final, "q": fmt(_dec(row[4]) * _dec(row[5])), "V": "0", "Q": "0", "B": "0"}
+        text = json.dumps({"e": "kline", "E": int(time.time() * 1000), "s": symbol, "k": k})
+        self._call(self._send_all(f"{symbol.lower()}@kline_{interval}", text))
+
+    def drop(self, down_s: float) -> None:
+        """Cuts every socket and refuses new ones for ``down_s`` seconds."""
+        self.down_until = time.monotonic() + down_s
+        self._call(self._drop_all(down_s))
+
+    def _call(self, coroutine: Any) -> None:
+        # not waited for: the loop runs them in order (FIFO, and one send lock)
+        if self._thread is None:
+            coroutine.close()
+            return
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    async def _send_all(self, stream: str, text: str) -> None:
+        async with self._send_lock:
+            for connection, streams in list(self._subs.items()):
+                if stream in streams:
+                    try:
+                        await connection.send(text)
+                    except Exception:  # noqa: BLE001 - a connection that just died misses it
+                        pass
+
+    async def _drop_all(self, down_s: float) -> None:
+        async with self._send_lock:
+            self._note("drop", connections=len(self._subs), down_s=down_s)
+            for connection in list(self._subs):
+                connection.transport.abort()
+            self._user.clear()
+
+
 # ---------------------------------------------------------------------------------- the fake
 
 
@@ -384,6 +580,7 @@ class FakeBinance:
         clock: Clock | None = None,
         max_klines_limit: int = 1000,
         time_follows_clock: bool = False,
+        websocket: WsScript | None = None,
     ):
         self.lock = threading.RLock()
         # like exchanges that cap a page lower than the limit asked for (Binance: 1000)
@@ -420,6 +617,7 @@ class FakeBinance:
         self._trade_ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.ws = None if websocket is None else WsServer(self, host, websocket)
 
     # ---- lifecycle
     def start(self) -> "FakeBinance":
@@ -429,6 +627,8 @@ class FakeBinance:
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-binance", daemon=True)
         self._thread.start()
+        if self.ws is not None:
+            self.ws.start()
         if self.clock is not None:
             with self.lock:
                 self._now_ms = self.clock.start_ms  # nothing has closed yet
@@ -437,6 +637,8 @@ class FakeBinance:
         return self
 
     def stop(self) -> None:
+        if self.ws is not None:
+            self.ws.stop()
         self._clock_stop.set()
         self._clock_wake.set()
         if self._clock_thread is not None:
@@ -494,8 +696,13 @@ class FakeBinance:
         assert self.clock is not None
         period = self.clock.wall_ms_per_bar / 1000
         next_at = time.monotonic() + period
+        if self.clock.align_to_wall:
+            first_close_ms = self.clock.start_ms + INTERVALS_MS[self.clock.interval]
+            next_at = time.monotonic() + max(0.0, first_close_ms / 1000 - time.time())
+        half_done = False
         while not self._clock_stop.is_set():
-            self._clock_wake.wait(max(0.0, next_at - time.monotonic()))
+            wake_at = next_at if half_done or self.ws is None else next_at - period / 2
+            self._clock_wake.wait(max(0.0, wake_at - time.monotonic()))
             self._clock_wake.clear()
             if self._clock_stop.is_set():
                 return
@@ -505,10 +712,30 @@ class FakeBinance:
                 paused = self.clock.paused
             if paused:
                 next_at = time.monotonic() + period  # a full bar of wall time after resuming
+                half_done = False
                 continue
+            if not half_done and time.monotonic() >= next_at - period / 2:
+                self._half_bar(period)
+                half_done = True
             if time.monotonic() >= next_at:
                 self.tick()
                 next_at += period
+                half_done = False
+
+    def _half_bar(self, period: float) -> None:
+        """With a websocket: the forming candle's update, then a scheduled drop (``WsScript``)."""
+        ws, clock = self.ws, self.clock
+        if ws is None or clock is None:
+            return
+        with self.lock:
+            k = clock.bars
+            for symbol in clock.path:
+                row = clock.candle(symbol, k)
+                if row is not None:
+                    forming = D(ws.script.forming_close)
+                    ws.kline(symbol, clock.interval, [row[0], row[1], max(row[1], forming), min(row[1], forming), forming, D(1)], final=False)
+        if k in ws.script.drops:
+            ws.drop(ws.script.down_bars * period)
 
     # ---- test-facing scripting
     def inject(self, fault: Fault | None = None, **kwargs: Any) -> Fault:
@@ -534,7 +761,9 @@ class FakeBinance:
             low, high, close = _dec(row[3]), _dec(row[2]), _dec(row[4])
             fills = self.advance(symbol, low) + self.advance(symbol, high)
             self.prices[symbol] = close
-            return fills
+        if self.ws is not None:
+            self.ws.kline(symbol, interval, row, final=True)
+        return fills
 
     def set_fill_plan(self, symbol: str, chunks: Iterable[Any]) -> None:
         """The next market order on ``symbol`` fills in these chunks (quantities); anything left
@@ -774,6 +1003,7 @@ class FakeBinance:
             self._release(order)
             order.status = "CANCELED"
             order.update_time = int(time.time() * 1000)
+            self._order_event(order, "CANCELED")
             wire = order.wire()
             wire["origClientOrderId"] = order.client_order_id
             wire["clientOrderId"] = p.get("newClientOrderId", f"cancel-{order.order_id}")
@@ -878,6 +1108,8 @@ class FakeBinance:
             order.lock_price = price
             self.orders.append(order)
             self._match_on_arrival(order, price)
+            if order.status == "NEW":
+                self._order_event(order, "NEW")
             wire = order.wire()
             wire["transactTime"] = now
             wire["fills"] = [
@@ -916,6 +1148,7 @@ class FakeBinance:
         self._release(order)
         order.status = "EXPIRED"
         order.update_time = int(time.time() * 1000)
+        self._order_event(order, "EXPIRED")
 
     def _release(self, order: Order) -> None:
         m = self.markets[order.symbol]
@@ -953,7 +1186,25 @@ class FakeBinance:
         if order.status == "FILLED" and order.locked:
             self._release(order)
         self.trades.append(trade)
+        self._order_event(order, "TRADE", trade)
         return trade
+
+    def _order_event(self, order: Order, execution: str, trade: Trade | None = None) -> None:
+        """An ``executionReport`` to the user data streams (the websocket side), if any."""
+        if self.ws is None:
+            return
+        event = {
+            "e": "executionReport", "E": int(time.time() * 1000), "s": order.symbol, "c": order.client_order_id,
+            "S": order.side, "o": order.type, "f": order.time_in_force or "GTC", "q": fmt(order.orig_qty),
+            "p": fmt(order.price), "P": fmt(ZERO), "F": fmt(ZERO), "g": -1, "C": "", "x": execution, "X": order.status,
+            "r": "NONE", "i": order.order_id, "l": fmt(trade.qty if trade else ZERO), "z": fmt(order.executed_qty),
+            "L": fmt(trade.price if trade else ZERO), "n": fmt(trade.commission if trade else ZERO),
+            "N": trade.commission_asset if trade else None, "T": order.update_time or order.time,
+            "t": trade.id if trade else -1, "I": 1, "w": order.is_open, "m": bool(trade and trade.is_maker), "M": False,
+            "O": order.time, "Z": fmt(order.cumulative_quote), "Y": fmt(trade.price * trade.qty if trade else ZERO),
+            "Q": fmt(ZERO), "W": order.time, "V": "EXPIRE_MAKER",
+        }
+        self.ws.user_event(event)
 
     # ---- control endpoints (for out-of-process tests)
     def control(self, method: str, path: str, body: dict[str, Any]) -> Any:
@@ -981,6 +1232,15 @@ class FakeBinance:
                 return [t.wire() for t in self.append_candle(body["symbol"], body["interval"], body["candle"])]
             if (method, path) == ("POST", "time"):
                 self.set_time(body.get("now_ms"))
+                return {}
+            if (method, path) == ("GET", "ws"):
+                if self.ws is None:
+                    raise ApiError(400, -1000, "this fake has no websocket (script key 'websocket')")
+                return list(self.ws.log)
+            if (method, path) == ("POST", "ws"):
+                if self.ws is None:
+                    raise ApiError(400, -1000, "this fake has no websocket (script key 'websocket')")
+                self.ws.drop(float(body.get("down_s", 0)))
                 return {}
             if (method, path) == ("POST", "clock"):
                 if not isinstance(body.get("paused"), bool):
@@ -1011,6 +1271,7 @@ class FakeBinance:
             clock=Clock.from_dict(data["clock"]) if "clock" in data else None,
             max_klines_limit=int(data.get("max_klines_limit", 1000)),
             time_follows_clock=bool(data.get("time_follows_clock", False)),
+            websocket=WsScript.from_dict(data["websocket"]) if "websocket" in data else None,
             **kwargs,
         )
         for spec in data.get("history", []):
@@ -1148,6 +1409,8 @@ def main(argv: list[str] | None = None) -> int:
     fake = FakeBinance.from_script(args.script, host=args.host, port=args.port) if args.script else FakeBinance(host=args.host, port=args.port)
     fake.start()
     print(f"LISTENING {fake.url}", flush=True)
+    if fake.ws is not None:
+        print(f"WEBSOCKET {fake.ws.url}", flush=True)
     try:
         while True:
             time.sleep(3600)

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import ccxt
 
 from .ccxt_client import Backoff, CcxtBroker, InstrumentRules, Masker, OrderIntent, OrderState, RetryPolicy, _plain, connect
+from .ws_feed import AccountStream, CandleStream, offers_candles, offers_orders
 from .errors import (
     AuthenticationFailed,
     ClientIdConflict,
@@ -126,8 +127,12 @@ def _translated(method: Callable[..., T]) -> Callable[..., T]:
 class HostVenue:
     """One exchange connection for one live session. Not thread-safe (the host has one loop)."""
 
-    def __init__(self, broker: CcxtBroker):
+    def __init__(self, broker: CcxtBroker, *, ws_url: str | None = None, urls_redirected: bool = False):
         self.broker = broker
+        # the websocket URL (None: the exchange's own), and whether the REST URLs were redirected
+        # (then a stream needs its own URL too: nothing may reach the real exchange by accident)
+        self._ws_url = ws_url
+        self._urls_redirected = urls_redirected
         self._mask = broker._mask
         self._events: deque[dict[str, Any]] = deque()
         self._dropped_events = 0
@@ -430,6 +435,36 @@ class HostVenue:
             open_orders[o["client_order_id"]] = {"symbol": state.symbol, "side": state.side, "remaining": _num(state.remaining), "filled": _num(state.filled)}
         return _dumps({"positions": positions, "balances": {cash_asset: _num(totals.get(cash_asset, Decimal(0)))}, "open_orders": open_orders})
 
+    @_translated
+    def open_stream(self, symbols_json: str, timeframe: str) -> CandleStream:
+        """Starts the websocket stream of the closed candles of ``symbols`` (see ``ws_feed``);
+        ``unavailable`` naming why when there is none to start."""
+        symbols = json.loads(symbols_json)
+        ex_id = self.broker.exchange.id
+        if not offers_candles(ex_id):
+            raise VenueError("unavailable", f"ccxt.pro has no websocket candles (watchOHLCV) for {ex_id}")
+        if self._urls_redirected and self._ws_url is None:
+            raise VenueError("unavailable", f"{ex_id}: the REST URL is redirected and no websocket URL is given")
+        for symbol in symbols:
+            self._rules(symbol)
+        offered = self.broker.exchange.timeframes or {}
+        if offered and timeframe not in offered:
+            raise VenueError("rule_violation", f"{ex_id} has no timeframe {timeframe!r}; it offers {', '.join(offered)}")
+        return CandleStream(self.broker, symbols, timeframe, self._ws_url).start()
+
+    @_translated
+    def open_account_stream(self) -> AccountStream:
+        """Starts the websocket stream of the account's order updates (a wake-up for the host's
+        polls); ``unavailable`` naming why when there is none to start."""
+        ex = self.broker.exchange
+        if not offers_orders(ex.id):
+            raise VenueError("unavailable", f"ccxt.pro has no websocket order updates (watchOrders) for {ex.id}")
+        if not ex.apiKey or not ex.secret:
+            raise VenueError("unavailable", f"{ex.id}: order updates need the API key and secret")
+        if self._urls_redirected and self._ws_url is None:
+            raise VenueError("unavailable", f"{ex.id}: the REST URL is redirected and no websocket URL is given")
+        return AccountStream(self.broker, self._ws_url).start()
+
     def close(self) -> None:
         self.broker.close()
 
@@ -440,11 +475,11 @@ def _order_key(exchange_id: str) -> tuple[int, str]:
 
 def open_venue(exchange_id: str, config_json: str) -> HostVenue:
     """Connects (no request is made yet). ``config_json``: ``api_key``, ``secret``, ``urls`` (str,
-    dict or null), ``sandbox``, ``timeout_ms``, ``recv_window_ms``, ``rate_limit_ms`` (null = the
-    exchange's), optional ``settle_margin_ms`` and ``retry`` ``{max_attempts, base_delay_s,
+    dict or null), ``ws_url`` (the websocket base URL for ``open_stream``, or null),
+    ``sandbox``, ``timeout_ms``, ``recv_window_ms``, ``rate_limit_ms`` (null = the exchange's), optional ``settle_margin_ms`` and ``retry`` ``{max_attempts, base_delay_s,
     max_delay_s, seed}``. Unknown keys are refused (a typo must not silently fall back)."""
     config = json.loads(config_json)
-    allowed = {"api_key", "secret", "urls", "sandbox", "timeout_ms", "recv_window_ms", "rate_limit_ms", "settle_margin_ms", "retry"}
+    allowed = {"api_key", "secret", "urls", "ws_url", "sandbox", "timeout_ms", "recv_window_ms", "rate_limit_ms", "settle_margin_ms", "retry"}
     unknown = sorted(set(config) - allowed)
     if unknown:
         raise ValueError(f"open_venue: unknown config keys {unknown}; allowed: {sorted(allowed)}")
@@ -465,5 +500,5 @@ def open_venue(exchange_id: str, config_json: str) -> HostVenue:
         broker = connect(exchange_id, **kwargs)
     except LiveBrokerError as err:
         raise VenueError("internal", Masker(kwargs["api_key"], kwargs["secret"])(str(err))) from None
-    return HostVenue(broker)
+    return HostVenue(broker, ws_url=config.get("ws_url"), urls_redirected=config.get("urls") is not None)
 

@@ -18,14 +18,59 @@ use crate::live::journal::{IntentState, JournaledOrder, OrderIntent, OrderType, 
 use crate::live::reconcile::{AccountView, Outcome, Reconciler, needs_lookup};
 use crate::live::recovery::{State, audit_status};
 use crate::live::venue::{
-    MarketRules, Venue, VenueError, VenueErrorKind, VenueFill, VenueOrder, lookup_for_reconcile,
-    ms_to_ns,
+    AccountStream, MarketRules, StreamEvent, Venue, VenueError, VenueErrorKind, VenueFill,
+    VenueOrder, lookup_for_reconcile, ms_to_ns,
 };
 use crate::live::wall_ns;
 use crate::model::{Fill, OrderId, OrderKind, OrderSide, OrderStatus, SymbolId, TimestampNs};
 
 /// How often an exchange session asks for fills and statuses between bars.
 const POLL_EVERY: Duration = Duration::from_secs(2);
+/// The shortest pause between two polls an order stream woke.
+const WOKEN_POLL_GAP: Duration = Duration::from_millis(100);
+
+/// The account's order updates by websocket, and what the broker knows of it.
+struct OrdersStream {
+    source: Box<dyn AccountStream>,
+    /// An update arrived since the last poll.
+    woken: bool,
+    /// An outage was reported (one notice per outage).
+    down: bool,
+    /// For the next poll's news.
+    notices: Vec<String>,
+}
+
+impl OrdersStream {
+    fn note(&mut self, exchange: &str, event: StreamEvent) {
+        match event {
+            StreamEvent::Connected { .. } => {
+                if std::mem::take(&mut self.down) {
+                    self.notices
+                        .push(format!("{exchange}: the order stream reconnected"));
+                }
+                // Whatever happened while it was down: look now.
+                self.woken = true;
+            }
+            StreamEvent::Disconnected { reason, .. } | StreamEvent::Unavailable { reason, .. } => {
+                if !std::mem::replace(&mut self.down, true) {
+                    self.notices.push(format!(
+                        "{exchange}: the order stream is down ({}); polling every {}s until it reconnects",
+                        reason.as_deref().unwrap_or("no reason given"),
+                        POLL_EVERY.as_secs()
+                    ));
+                }
+            }
+            StreamEvent::Failed { reason, .. } => {
+                self.down = true;
+                self.notices.push(format!(
+                    "{exchange}: the order stream gave up ({}); polling every {}s",
+                    reason.as_deref().unwrap_or("no reason given"),
+                    POLL_EVERY.as_secs()
+                ));
+            }
+        }
+    }
+}
 
 pub struct ExchangeBroker {
     venue: Rc<RefCell<dyn Venue>>,
@@ -51,6 +96,8 @@ pub struct ExchangeBroker {
     since_ms: i64,
     /// Journal positions not yet in the ledger (see [`Broker::on_bar`]).
     unseeded: BTreeMap<String, Decimal>,
+    /// Order updates by websocket, when the venue has them (in a cell: `poll_due` drains it).
+    orders_stream: RefCell<Option<OrdersStream>>,
 }
 
 /// Orders the journal holds as acknowledged and not final: open at the exchange.
@@ -94,6 +141,7 @@ impl ExchangeBroker {
             last_trade: state.last_trade_ids.clone().into_iter().collect(),
             since_ms: wall_ns() / 1_000_000,
             unseeded: BTreeMap::new(),
+            orders_stream: RefCell::new(None),
         };
         let unresolved = std::mem::take(&mut state.unresolved);
         broker
@@ -347,11 +395,54 @@ impl ExchangeBroker {
         Ok(())
     }
 
+    /// Order updates by websocket wake the poll (which reads states and fills through REST, as
+    /// without a stream) instead of waiting for its next turn.
+    pub fn with_orders_stream(self, stream: Box<dyn AccountStream>) -> Self {
+        *self.orders_stream.borrow_mut() = Some(OrdersStream {
+            source: stream,
+            woken: false,
+            down: false,
+            notices: Vec::new(),
+        });
+        self
+    }
+
+    /// Whether the order stream brought an update since the last poll (drains it).
+    fn woken_by_stream(&self) -> bool {
+        let mut slot = self.orders_stream.borrow_mut();
+        let Some(stream) = slot.as_mut() else {
+            return false;
+        };
+        match stream.source.take() {
+            Ok(update) => {
+                stream.woken |= update.updates > 0;
+                for event in update.events {
+                    stream.note(&self.exchange, event);
+                }
+            }
+            Err(e) => {
+                crate::above_status!(
+                    "{}: the order stream failed ({e}); polling every {}s",
+                    self.exchange,
+                    POLL_EVERY.as_secs()
+                );
+                *slot = None;
+                return false;
+            }
+        }
+        // Woken polls are spaced a little: a burst of updates is one poll.
+        stream.woken && self.last_poll.elapsed() >= WOKEN_POLL_GAP
+    }
+
     /// Everything the exchange has to say since the last poll: unresolved orders, orders the
     /// algorithm cancelled, orders that closed, fills; and a reconciliation when due.
     fn poll_now(&mut self, state: &mut State, session: &SharedSession) -> Result<News, LiveError> {
         self.last_poll = Instant::now();
         let mut news = News::default();
+        if let Some(stream) = self.orders_stream.get_mut().as_mut() {
+            stream.woken = false;
+            news.notices.append(&mut stream.notices);
+        }
         self.resume_pending(state, &mut news)?;
         self.cancel_withdrawn(state, session, &mut news)?;
         self.poll_statuses(state, session)?;
@@ -906,7 +997,7 @@ impl Broker for ExchangeBroker {
     }
 
     fn poll_due(&self) -> bool {
-        self.last_poll.elapsed() >= POLL_EVERY
+        self.last_poll.elapsed() >= POLL_EVERY || self.woken_by_stream()
     }
 
     /// Everything the exchange has to say since the last poll: unresolved orders, orders the
