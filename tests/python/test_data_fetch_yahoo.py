@@ -225,21 +225,8 @@ def test_splits_and_dividends_apply_in_a_run_on_raw_bars(
 ) -> None:
     """Raw bars fall to a quarter at a 4:1 split; the position follows, so equity does not
     drop, and dividends credit cash per share held on their ex-dates."""
-    days = weekdays(dt.date(2024, 1, 2), 20)
-    bars = {}
-    for i, day in enumerate(days):
-        price = Decimal(400 + i) if i < 10 else Decimal(100) + Decimal(i) / 4
-        bars[day] = (f"{price:.2f}", f"{price + 1:.2f}", f"{price - 1:.2f}", f"{price:.2f}", "1000000")
-    listing = Listing(bars, splits={days[10]: (4, 1)}, dividends={days[5]: "0.77", days[15]: "0.24"})
-    catalog = tmp_path / "catalog"
-    with FakeYahoo({"AAPL": listing}) as fake:
-        fetched = run_rustybt("data", "--catalog", catalog, "fetch", "--source", "yahoo", "--symbols", "AAPL",
-                              "--timeframe", "1d", "--start", "2023-12-01", "--yahoo-url", fake.url)
-        assert fetched.returncode == 0, fetched.stderr
-    algo = tmp_path / "hold.py"
-    algo.write_text(HOLD)
-    run = run_rustybt("run", "--algo", algo, "--symbols", "AAPL", "--source", "yahoo", "--timeframe", "1d",
-                      "--catalog", catalog, "--offline", "--cash", "10000", "--no-progress")
+    catalog, days = fetched_split_listing(run_rustybt, tmp_path)
+    run = run_hold(run_rustybt, tmp_path, catalog)
     assert run.returncode == 0, run.stderr
     # Bought 10 at the second day's open (401), no costs.
     fills = run.csv_rows("fills.csv")
