@@ -737,12 +737,14 @@ def test_restart_after_sigkill_continues_book_state_and_order_ids(tmp_path):
 def test_a_kill_mid_replay_at_full_speed_restarts_to_the_uninterrupted_ledger(tmp_path):
     """A paper session groups its commits (no fsync per bar; see docs/performance.md, "Live"):
     killed with SIGKILL at an arbitrary point of a --speed 0 replay, the restart's trades and
-    book equal those of one uninterrupted run."""
-    data = generated(tmp_path / "K.csv", 6000, seed=21)
+    book equal those of one uninterrupted run. The replay is long enough (about 2 s at a
+    release build's speed) that the first commit of a group, a second in, comes mid-replay."""
+    bars = 250_000
+    data = generated(tmp_path / "K.csv", bars, seed=21)
     params = ["--param", "every=7", "--param", "qty=3"]
     state = tmp_path / "state"
     session = Paced.start(TRADER, data, "K", state, tmp_path / "out1", *params)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     fills = 0
     while fills < 40 and time.monotonic() < deadline and session.proc.poll() is None:
         time.sleep(0.005)
@@ -755,12 +757,12 @@ def test_a_kill_mid_replay_at_full_speed_restarts_to_the_uninterrupted_ledger(tm
     assert killed.returncode == -signal.SIGKILL, "the replay ended before it was killed"
     assert not (killed.out / "metrics.json").exists()
     mark = feed_mark(state)
-    assert START_NS < mark < START_NS + 6000 * MINUTE
+    assert START_NS < mark < START_NS + bars * MINUTE
 
-    two = run_live(TRADER, data, "K", state, tmp_path / "out2", *params)
+    two = run_live(TRADER, data, "K", state, tmp_path / "out2", *params, timeout=300)
     assert two.returncode == 0, two.stderr
     assert "resuming after" in two.stderr
-    whole = run_live(TRADER, data, "K", tmp_path / "state_whole", tmp_path / "out_whole", *params)
+    whole = run_live(TRADER, data, "K", tmp_path / "state_whole", tmp_path / "out_whole", *params, timeout=300)
     assert whole.returncode == 0, whole.stderr
     fills_sql = "SELECT time, quantity, price, fee FROM fills ORDER BY id"
     assert query(state, fills_sql) == query(tmp_path / "state_whole", fills_sql)
