@@ -303,6 +303,11 @@ impl OrderBook {
         !self.open_by_symbol[symbol.index()].is_empty()
     }
 
+    /// Whether any symbol has an open order.
+    pub fn any_open(&self) -> bool {
+        self.open_by_symbol.iter().any(|open| !open.is_empty())
+    }
+
     pub fn open_orders(&self, symbol: SymbolId) -> impl Iterator<Item = &Order> {
         self.open_by_symbol[symbol.index()]
             .iter()

@@ -33,6 +33,8 @@ use crate::python::strategy::ReloadEvent;
 
 /// Longest time between two journal checkpoints of a quiet session.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Longest a grouped (paper) session's periodic commit waits for a bar with no open order.
+const GROUP_DEFER_MAX: Duration = Duration::from_secs(10);
 
 /// Longest wait between two looks at signals, the halt file and code changes.
 const IDLE_SLICE: Duration = Duration::from_millis(200);
@@ -725,11 +727,19 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
         // never holds fills past the feed mark, so a restart resumes consistently.
         // A grouped (paper) session checkpoints and commits once per CHECKPOINT_EVERY while it
         // has no time to wait, and whenever it waits (see `drive`).
+        // Its periodic commit waits (up to GROUP_DEFER_MAX) for a bar with no open order: a
+        // paper order does not outlive its process, so a restart from a checkpoint holding one
+        // would cancel it where the uninterrupted session fills it at the next bar.
+        let elapsed = self.last_checkpoint.elapsed();
         let due = match self.grouped {
-            true => std::mem::take(&mut self.commit_soon),
-            false => active,
+            true => {
+                std::mem::take(&mut self.commit_soon)
+                    || (elapsed >= CHECKPOINT_EVERY
+                        && (elapsed >= GROUP_DEFER_MAX || !lock(&self.session).orders.any_open()))
+            }
+            false => active || elapsed >= CHECKPOINT_EVERY,
         };
-        if due || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+        if due {
             self.checkpoint(Some(close_time))?;
         }
         self.audit_log_lines();
