@@ -21,6 +21,17 @@ pub struct FeedBar {
     pub texts: [String; 5],
 }
 
+impl FeedBar {
+    /// An exchange candle of symbol `symbol`, its decimals as text.
+    fn of_candle(symbol: usize, c: Candle) -> FeedBar {
+        FeedBar {
+            symbol,
+            open_time: c.open_time_ms * 1_000_000,
+            texts: [c.open, c.high, c.low, c.close, c.volume].map(|d| d.to_string()),
+        }
+    }
+}
+
 /// Every bar that closes at `close_time`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
@@ -511,11 +522,7 @@ impl ExchangeFeed {
                 .is_some_and(|c| c.open_time_ms + self.interval_ms == close_ms)
                 && let Some(c) = queue.pop_front()
             {
-                bars.push(FeedBar {
-                    symbol: i,
-                    open_time: c.open_time_ms * 1_000_000,
-                    texts: [c.open, c.high, c.low, c.close, c.volume].map(|d| d.to_string()),
-                });
+                bars.push(FeedBar::of_candle(i, c));
             }
         }
         for (i, next) in self.next_open_ms.iter_mut().enumerate() {
@@ -613,14 +620,7 @@ impl Feed for ExchangeFeed {
                 .filter(|c| c.open_time_ms >= since && c.open_time_ms < start)
             {
                 let close = (c.open_time_ms + self.interval_ms) * 1_000_000;
-                earlier.push((
-                    close,
-                    FeedBar {
-                        symbol: i,
-                        open_time: c.open_time_ms * 1_000_000,
-                        texts: [c.open, c.high, c.low, c.close, c.volume].map(|d| d.to_string()),
-                    },
-                ));
+                earlier.push((close, FeedBar::of_candle(i, c)));
             }
         }
         Ok(History::of(earlier, format!("ccxt:{}", self.exchange)))
