@@ -190,6 +190,27 @@ impl OrderBook {
         Ok(id)
     }
 
+    /// Takes back an order a killed process left open, exactly as it stood (fills so far, a
+    /// trailing stop's level, a trigger reached, its place on the book) under a new id; its
+    /// `parent` and `oco_group` must already name this book's orders and groups. No event:
+    /// nothing happened to the order.
+    pub fn restore(&mut self, mut order: Order) -> OrderId {
+        let id = OrderId(self.orders.len() as u64 + 1);
+        order.id = id;
+        if order.status.is_open() {
+            self.open_by_symbol[order.symbol.index()].push(id);
+        }
+        if let Some(parent) = order.parent {
+            self.children.entry(parent).or_default().push(id);
+        }
+        if let Some(group) = order.oco_group {
+            self.next_group = self.next_group.max(group);
+            self.groups.entry(group).or_default().push(id);
+        }
+        self.orders.push(order);
+        id
+    }
+
     /// Submits an order the engine places itself (a margin-call liquidation): its `new` and
     /// `accepted` events carry `reason`, so `orders.csv` and `on_order` say why it exists.
     pub fn submit_with_reason(

@@ -33,7 +33,7 @@ impl FeeInput {
 
 /// Running totals of one order's fills. Brokers apply minimums and caps to an order, not to
 /// each partial fill; the matcher keeps one of these per order and passes it to `order_fee`.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OrderFees {
     /// Σ rate × base of the fills so far, before any minimum or cap.
     raw: Decimal,

@@ -34,7 +34,7 @@ use crate::model::{OrderSide, OrderStatus, TimestampNs};
 /// Written to `meta.application`; a database without it is not a rustybt journal.
 pub const APPLICATION_ID: &str = "rustybt-journal";
 /// The schema this build writes. Older journals are migrated; newer ones are refused.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// Longest client order id Binance accepts.
 pub const MAX_CLIENT_ORDER_ID_LEN: usize = 36;
 /// How many algorithm state snapshots are kept (the newest).
@@ -733,6 +733,15 @@ CREATE TABLE control_actions (
 );
 "#;
 
+/// Version 3: a paper session's open orders as the engine held them at the last checkpoint,
+/// so a restart after a kill takes them back instead of losing them with the process.
+const SCHEMA_V3: &str = r#"
+CREATE TABLE paper_orders (
+    client_order_id TEXT PRIMARY KEY REFERENCES intents(client_order_id),
+    engine_order TEXT NOT NULL          -- JSON, decimals as strings
+);
+"#;
+
 /// The journal: one SQLite connection. Several `Journal`s may be open on the same file (WAL
 /// lets them; writes wait up to 10 s for each other).
 pub struct Journal {
@@ -961,6 +970,7 @@ impl Journal {
         )?;
         tx.execute_batch(SCHEMA_V1)?;
         tx.execute_batch(SCHEMA_V2)?;
+        tx.execute_batch(SCHEMA_V3)?;
         tx.commit()?;
         Ok(())
     }
@@ -973,6 +983,15 @@ impl Journal {
             tx.execute_batch(SCHEMA_V2)?;
             tx.exec(
                 "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+                [],
+            )?;
+            tx.commit()?;
+        }
+        if from < 3 {
+            let tx = self.tx()?;
+            tx.execute_batch(SCHEMA_V3)?;
+            tx.exec(
+                "UPDATE meta SET value = '3' WHERE key = 'schema_version'",
                 [],
             )?;
             tx.commit()?;
@@ -1597,6 +1616,7 @@ impl Journal {
         book: &Book,
         bar_close: Option<TimestampNs>,
         algo_state: Option<(&str, &[u8])>,
+        paper_orders: Option<&[(String, String)]>,
     ) -> Result<()> {
         let json = serde_json::to_string(book)
             .map_err(|e| JournalError::Corrupt(format!("cannot serialize the book: {e}")))?;
@@ -1633,8 +1653,27 @@ impl Journal {
                 params![KEPT_ALGO_STATES],
             )?;
         }
+        if let Some(orders) = paper_orders {
+            tx.exec("DELETE FROM paper_orders", [])?;
+            for (client_order_id, engine_order) in orders {
+                tx.exec(
+                    "INSERT INTO paper_orders (client_order_id, engine_order) VALUES (?1, ?2)",
+                    params![client_order_id, engine_order],
+                )?;
+            }
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The open paper orders of the last checkpoint (client order id, the engine's order as
+    /// JSON), in the order the checkpoint listed them.
+    pub fn paper_orders(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT client_order_id, engine_order FROM paper_orders ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// The close time given to the last [`Journal::set_feed_mark`].
@@ -1750,7 +1789,7 @@ impl Journal {
 
     /// Stores the engine's own view of the book; `recover` checks it against the journal.
     pub fn record_snapshot(&mut self, time: TimestampNs, book: &Book) -> Result<()> {
-        self.record_checkpoint(time, book, None, None)
+        self.record_checkpoint(time, book, None, None, None)
     }
 
     fn snapshot_check(&self) -> Result<SnapshotCheck> {

@@ -151,12 +151,13 @@ fn a_version_1_journal_gains_the_control_actions_table() {
     drop(Journal::open(&path).unwrap());
     let conn = Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP TABLE control_actions; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+        "DROP TABLE control_actions; DROP TABLE paper_orders;
+         UPDATE meta SET value = '1' WHERE key = 'schema_version';",
     )
     .unwrap();
     drop(conn);
     let mut j = Journal::open(&path).unwrap();
-    assert_eq!(j.schema_version().unwrap(), 2);
+    assert_eq!(j.schema_version().unwrap(), SCHEMA_VERSION);
     let run_id = j.start_run(&run()).unwrap();
     let params = serde_json::json!({"symbol": null});
     let result = serde_json::json!({"orders": []});
@@ -187,6 +188,61 @@ fn a_version_1_journal_gains_the_control_actions_table() {
             "{\"symbol\":null}".into()
         )
     );
+}
+
+#[test]
+fn a_version_2_journal_gains_the_paper_orders_table() {
+    let (_dir, path) = temp_journal();
+    {
+        let mut j = Journal::open(&path).unwrap();
+        j.start_run(&run()).unwrap();
+        j.record_intent(&intent("a")).unwrap();
+    }
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TABLE paper_orders; UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(conn);
+    let mut j = Journal::open(&path).unwrap();
+    assert_eq!(j.schema_version().unwrap(), 3);
+    assert!(j.paper_orders().unwrap().is_empty());
+    let book = j.derive_book().unwrap();
+    let saved = [("a".to_string(), "{}".to_string())];
+    j.record_checkpoint(3_000, &book, Some(2_000), None, Some(&saved))
+        .unwrap();
+    assert_eq!(j.paper_orders().unwrap(), saved);
+}
+
+#[test]
+fn each_checkpoint_replaces_the_saved_paper_orders() {
+    let mut j = journal();
+    for id in ["b", "a", "c"] {
+        j.record_intent(&intent(id)).unwrap();
+    }
+    let book = j.derive_book().unwrap();
+    let text = |id: &str| (id.to_string(), format!("{{\"order\":\"{id}\"}}"));
+    // In the order the checkpoint listed them (the engine's).
+    j.record_checkpoint(
+        3_000,
+        &book,
+        Some(2_000),
+        None,
+        Some(&[text("b"), text("a")]),
+    )
+    .unwrap();
+    assert_eq!(j.paper_orders().unwrap(), [text("b"), text("a")]);
+    // A checkpoint without a list (an exchange session's) leaves the table alone…
+    j.record_checkpoint(4_000, &book, Some(3_000), None, None)
+        .unwrap();
+    assert_eq!(j.paper_orders().unwrap(), [text("b"), text("a")]);
+    // …one with a list replaces it: what is no longer open is gone.
+    j.record_checkpoint(5_000, &book, Some(4_000), None, Some(&[text("c")]))
+        .unwrap();
+    assert_eq!(j.paper_orders().unwrap(), [text("c")]);
+    j.record_checkpoint(6_000, &book, Some(5_000), None, Some(&[]))
+        .unwrap();
+    assert!(j.paper_orders().unwrap().is_empty());
 }
 
 #[test]
@@ -992,7 +1048,7 @@ fn crash_child() {
             j.record_fill(&fill(&second, "t2", "0.2", "110", "0", None))
                 .unwrap();
             let book = j.derive_book().unwrap();
-            j.record_checkpoint(3_300, &book, Some(3_000), Some(("json", b"{}")))
+            j.record_checkpoint(3_300, &book, Some(3_000), Some(("json", b"{}")), None)
                 .unwrap();
             j.commit_group().unwrap();
             let third = j.next_client_order_id("c").unwrap();
@@ -1002,7 +1058,7 @@ fn crash_child() {
             j.record_fill(&fill(&third, "t3", "0.5", "120", "0", None))
                 .unwrap();
             let book = j.derive_book().unwrap();
-            j.record_checkpoint(4_300, &book, Some(4_000), None)
+            j.record_checkpoint(4_300, &book, Some(4_000), None, None)
                 .unwrap();
             std::process::abort();
         }

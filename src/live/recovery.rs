@@ -1,5 +1,5 @@
 //! A session's start from its state folder: the journal opened and recovered (a run that
-//! died closed as such, paper orders it left open cancelled, the breakers restored), the new
+//! died closed as such, the paper orders it left open taken back, the breakers restored), the new
 //! run started, and what the session needs to continue where the last one stopped (earlier
 //! fills, the feed mark, the algorithm's state, the exchange orders to resolve and adopt).
 
@@ -61,6 +61,9 @@ pub struct State {
     pub unresolved: Vec<JournaledOrder>,
     pub open_orders: Vec<JournaledOrder>,
     pub last_trade_ids: BTreeMap<String, String>,
+    /// For a paper broker: the open orders of the last checkpoint (client order id, the
+    /// engine's order as JSON), to take back.
+    pub paper_orders: Vec<(String, String)>,
 }
 
 impl State {
@@ -86,10 +89,18 @@ impl State {
         let recovery = journal
             .recover(now, settings.max_state_age_ns)
             .map_err(failed)?;
+        let mut paper_orders = Vec::new();
         if start.paper {
+            paper_orders = journal.paper_orders().map_err(failed)?;
+            let kept: std::collections::HashSet<&str> =
+                paper_orders.iter().map(|(id, _)| id.as_str()).collect();
             cancel_paper_orders(
                 &mut journal,
-                recovery.unresolved.iter().chain(&recovery.open_orders),
+                recovery
+                    .unresolved
+                    .iter()
+                    .chain(&recovery.open_orders)
+                    .filter(|o| !kept.contains(o.client_order_id.as_str())),
                 now,
             )
             .map_err(failed)?;
@@ -169,6 +180,7 @@ impl State {
             unresolved: recovery.unresolved,
             open_orders: recovery.open_orders,
             last_trade_ids: recovery.last_trade_ids,
+            paper_orders,
             journal,
             journal_path,
             audit,
@@ -208,7 +220,8 @@ impl State {
     }
 }
 
-/// A paper order lives in its process only: one left open by a session that died is gone with
+/// A paper order lives in its process: one the journal holds open but the last checkpoint does
+/// not (a journal written before paper orders were saved) is gone with the process that placed
 /// it. (An exchange's orders are resolved and adopted by the exchange broker.)
 fn cancel_paper_orders<'a>(
     journal: &mut Journal,

@@ -33,8 +33,6 @@ use crate::python::strategy::ReloadEvent;
 
 /// Longest time between two journal checkpoints of a quiet session.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// Longest a grouped (paper) session's periodic commit waits for a bar with no open order.
-const GROUP_DEFER_MAX: Duration = Duration::from_secs(10);
 
 /// Longest wait between two looks at signals, the halt file and code changes.
 const IDLE_SLICE: Duration = Duration::from_millis(200);
@@ -726,17 +724,11 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
         // every bar with order activity, else at most once per CHECKPOINT_EVERY: the journal
         // never holds fills past the feed mark, so a restart resumes consistently.
         // A grouped (paper) session checkpoints and commits once per CHECKPOINT_EVERY while it
-        // has no time to wait, and whenever it waits (see `drive`).
-        // Its periodic commit waits (up to GROUP_DEFER_MAX) for a bar with no open order: a
-        // paper order does not outlive its process, so a restart from a checkpoint holding one
-        // would cancel it where the uninterrupted session fills it at the next bar.
+        // has no time to wait, and whenever it waits (see `drive`); its open orders are part
+        // of the checkpoint, so a restart from it takes them back.
         let elapsed = self.last_checkpoint.elapsed();
         let due = match self.grouped {
-            true => {
-                std::mem::take(&mut self.commit_soon)
-                    || (elapsed >= CHECKPOINT_EVERY
-                        && (elapsed >= GROUP_DEFER_MAX || !lock(&self.session).orders.any_open()))
-            }
+            true => std::mem::take(&mut self.commit_soon) || elapsed >= CHECKPOINT_EVERY,
             false => active || elapsed >= CHECKPOINT_EVERY,
         };
         if due {
@@ -756,10 +748,12 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
     }
 
     /// The algorithm's state is taken first (user code, which may fail or be interrupted),
-    /// then the book, the feed mark and that state are committed in one transaction.
+    /// then the book, the feed mark, that state and the paper broker's open orders are
+    /// committed in one transaction.
     fn checkpoint(&mut self, close_time: Option<TimestampNs>) -> Result<(), LiveError> {
         let saved = self.save_algo_state();
         let book = engine_book(&self.state.cash_currency, &self.session);
+        let open_orders = self.broker.open_orders_to_save(&self.session)?;
         for write in self.state.breakers.take_writes() {
             write.apply(&mut self.state.journal)?;
         }
@@ -770,6 +764,7 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
             saved
                 .as_ref()
                 .map(|s| (s.format.as_str(), s.data.as_slice())),
+            open_orders.as_deref(),
         )?;
         self.state.journal.commit_group()?;
         self.last_checkpoint = Instant::now();

@@ -15,7 +15,9 @@ pub use time::{TimestampNs, format_timestamp};
 pub use trade::ClosedTrade;
 
 /// Index of a symbol in the run's market (dense, assigned in load order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct SymbolId(pub u32);
 
 impl SymbolId {

@@ -6,10 +6,13 @@ use std::fmt;
 
 use super::{SymbolId, TimestampNs};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct OrderId(pub u64);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OrderSide {
     Buy,
     Sell,
@@ -46,7 +49,8 @@ impl fmt::Display for OrderSide {
 }
 
 /// How far a trailing stop stays behind the best price since it became active.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Trail {
     Amount(Decimal),
     /// A fraction: 0.02 trails 2% behind.
@@ -54,7 +58,8 @@ pub enum Trail {
 }
 
 /// What the order does when the price path reaches it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OrderKind {
     Market,
     Limit {
@@ -107,7 +112,8 @@ impl OrderKind {
 }
 
 /// How long an order may wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TimeInForce {
     /// Good till cancelled.
     Gtc,
@@ -142,7 +148,8 @@ impl TimeInForce {
 /// ```
 ///
 /// `new` is also where a bracket's exits wait until their entry fills.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     New,
     Accepted,
@@ -181,7 +188,7 @@ impl OrderStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Order {
     pub id: OrderId,
     pub symbol: SymbolId,

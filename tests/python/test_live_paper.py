@@ -33,6 +33,7 @@ from rustybt_api.testing import generate_bars, write_csv
 
 FIXTURES = ROOT / "tests" / "fixtures" / "live"
 TRADER = FIXTURES / "trader.py"
+RESTING = FIXTURES / "resting.py"
 PROBE = FIXTURES / "probe.py"
 ZERO_COPY = FIXTURES / "zero_copy.py"
 SMA = ROOT / "algorithms" / "sma_cross.py"
@@ -770,6 +771,57 @@ def test_a_kill_mid_replay_at_full_speed_restarts_to_the_uninterrupted_ledger(tm
     book_sql = "SELECT book FROM book_snapshots ORDER BY id DESC LIMIT 1"
     assert json.loads(query(state, book_sql)[0][0]) == json.loads(query(tmp_path / "state_whole", book_sql)[0][0])
     assert read_csv(two.out / "equity.csv")[-1] == read_csv(whole.out / "equity.csv")[-1]
+
+
+def test_a_killed_session_takes_back_its_open_paper_orders_as_they_stood(tmp_path):
+    """Killed with a bracket (entry resting, exits waiting), a trailing stop part-way along and
+    a far limit open, the restart takes them back from the last checkpoint as they stood: the
+    trailing stop fills where it would have, the saved handle cancels the far limit, the bracket
+    fills and arms its exits, all exactly as in one uninterrupted session."""
+    data = generated(tmp_path / "R.csv", 150, seed=31)
+    state = tmp_path / "state"
+    session = Paced.start(RESTING, data, "R", state, tmp_path / "out1", speed="600")
+    deadline = time.monotonic() + 60
+    mark = 0
+    while mark < START_NS + 12 * MINUTE and time.monotonic() < deadline and session.proc.poll() is None:
+        time.sleep(0.02)
+        try:
+            mark = feed_mark(state)
+        except (sqlite3.Error, ValueError):
+            pass  # not created yet, or busy
+    session.proc.kill()
+    killed = session.finish(timeout=10)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    mark = feed_mark(state)
+    # Killed after the orders were placed (bar 2) and before the trailing stop fills (bar 26).
+    assert START_NS + 12 * MINUTE <= mark < START_NS + 24 * MINUTE
+    open_sql = "SELECT COUNT(*) FROM intents WHERE state != 'final'"
+    assert query(state, open_sql) == [(5,)] and query(state, "SELECT COUNT(*) FROM fills") == [(0,)]
+
+    two = run_live(RESTING, data, "R", state, tmp_path / "out2")
+    assert two.returncode == 0, two.stderr
+    two.clean()
+    assert "5 paper orders open at the last checkpoint are open again" in two.stderr
+    assert "1 order handle re-bound" in two.stderr
+    whole = run_live(RESTING, data, "R", tmp_path / "state_whole", tmp_path / "out_whole")
+    assert whole.returncode == 0, whole.stderr
+
+    fills_sql = "SELECT side, quantity, price, fee, time FROM fills ORDER BY id"
+    fills = query(state, fills_sql)
+    assert fills == query(tmp_path / "state_whole", fills_sql)
+    assert len(fills) == 2 and all(t > mark for *_, t in fills)
+    # Every order ends as in the uninterrupted session; the ones taken back keep their ids.
+    orders_sql = ("SELECT client_order_id, order_type, side, quantity, status, reported_filled, reason "
+                  "FROM intents ORDER BY rowid")
+    assert query(state, orders_sql) == query(tmp_path / "state_whole", orders_sql)
+    assert [row[0] for row in query(state, orders_sql)] == [f"rbt-r1-{n}" for n in range(1, 6)]
+    # A fill of an order taken back has a trade id of the run that made it.
+    assert {t for (t,) in query(state, "SELECT trade_id FROM fills")} <= {
+        t for (t,) in query(state, "SELECT trade_id FROM fills WHERE trade_id LIKE 'r2-%'")}
+    assert log_texts(two.out, "far ") == log_texts(whole.out, "far ") == ["far accepted cancelled True"]
+    assert log_texts(two.out, "fill ") == log_texts(whole.out, "fill ")
+    assert read_csv(two.out / "equity.csv")[-1] == read_csv(whole.out / "equity.csv")[-1]
+    assert query(state, "SELECT COUNT(*) FROM paper_orders") == [(0,)]
 
 
 def test_a_crash_inside_a_checkpoint_loses_no_bar(tmp_path):

@@ -86,6 +86,16 @@ pub trait Broker {
     /// Client id → engine order of the orders this broker tracks (to re-bind saved handles).
     fn client_ids(&self) -> Vec<(String, OrderId)>;
 
+    /// The open orders a checkpoint saves, to be taken back by a restart after a kill (client
+    /// order id, the order as JSON); `None`: this broker's orders live elsewhere (an
+    /// exchange's), and the saved ones are left as they are.
+    fn open_orders_to_save(
+        &self,
+        _session: &SharedSession,
+    ) -> Result<Option<Vec<(String, String)>>, LiveError> {
+        Ok(None)
+    }
+
     /// When the last reconciliation ran and how it ended (`clean`, `synced`, `halted`);
     /// `None` before the first, and always for a broker with no account to reconcile.
     fn last_reconciliation(&self) -> Option<(crate::model::TimestampNs, &'static str)> {

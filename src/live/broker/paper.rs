@@ -1,17 +1,23 @@
 //! The paper broker: the engine's matcher and costs fill its orders (a live paper session
 //! trades exactly like a backtest); it journals what the engine did after each step.
+//!
+//! Its open orders are saved with every checkpoint exactly as the engine holds them, so a
+//! session killed with orders open restarts with them (and fills them where an uninterrupted
+//! session would) instead of losing them with the process.
 
 use std::collections::{BTreeMap, HashMap};
 
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
 use super::{Broker, News};
 use crate::engine::{SharedSession, lock};
+use crate::execution::OrderFees;
 use crate::live::error::LiveError;
-use crate::live::journal::{FillRecord, OrderIntent, OrderUpdate};
+use crate::live::journal::{FillRecord, JournalError, OrderIntent, OrderUpdate};
 use crate::live::recovery::{State, restore_ledger};
 use crate::live::wall_ns;
-use crate::model::{Fill, OrderId, OrderStatus, SymbolId};
+use crate::model::{Fill, Order, OrderId, OrderStatus, SymbolId};
 
 /// An order this broker placed, as last journaled.
 struct Placed {
@@ -19,11 +25,27 @@ struct Placed {
     status: OrderStatus,
     filled: Decimal,
     fills: u32,
+    /// Trade ids of an order taken back from an earlier run carry this run's prefix, so they
+    /// never repeat one its first run journaled.
+    trade_prefix: String,
+}
+
+/// An open paper order as a checkpoint saves it: the engine's order (ids are this process's;
+/// the symbol and a bracket entry are saved by name) and a broker profile's running fees.
+#[derive(Serialize, Deserialize)]
+struct SavedOrder {
+    symbol: String,
+    /// The client order id of the bracket entry this exit waits for.
+    parent: Option<String>,
+    order: Order,
+    fees_so_far: Option<OrderFees>,
 }
 
 #[derive(Default)]
 pub struct PaperBroker {
     placed: HashMap<OrderId, Placed>,
+    /// Orders taken back from the last checkpoint: client id → this process's engine id.
+    restored: Vec<(String, OrderId)>,
     /// Always empty: a paper book is whole from the journal's fills.
     unseeded: BTreeMap<String, Decimal>,
 }
@@ -31,6 +53,61 @@ pub struct PaperBroker {
 impl PaperBroker {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The last checkpoint's open orders back into the engine's book, in the order they were
+    /// placed, each as it stood (fills, a trailing stop's level, a trigger, its OCO group and
+    /// bracket entry). The algorithm's saved `Order` handles re-bind to them by client id.
+    fn restore_orders(
+        &mut self,
+        state: &mut State,
+        session: &SharedSession,
+    ) -> Result<usize, LiveError> {
+        let saved = std::mem::take(&mut state.paper_orders);
+        let mut s = lock(session);
+        let mut ids: HashMap<String, OrderId> = HashMap::new();
+        let mut groups: HashMap<u64, u64> = HashMap::new();
+        for (client_id, text) in &saved {
+            let corrupt = |why: String| {
+                JournalError::Corrupt(format!("the saved paper order {client_id}: {why}"))
+            };
+            let SavedOrder {
+                symbol,
+                parent,
+                mut order,
+                fees_so_far,
+            } = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+            order.symbol =
+                s.market
+                    .symbol_id(&symbol)
+                    .ok_or_else(|| LiveError::UnlistedSymbol {
+                        symbol: symbol.clone(),
+                        what: format!("an open paper order ({client_id})"),
+                    })?;
+            // An entry no longer open has filled: its exits are active and wait for nothing.
+            order.parent = parent.and_then(|p| ids.get(&p).copied());
+            order.oco_group = order
+                .oco_group
+                .map(|g| *groups.entry(g).or_insert_with(|| s.orders.new_group()));
+            let (status, filled) = (order.status, order.filled_quantity);
+            let id = s.orders.restore(order);
+            if let (Some(fees), Some(costs)) = (fees_so_far, s.profile_costs.as_mut()) {
+                costs.order_fees.insert(id, fees);
+            }
+            ids.insert(client_id.clone(), id);
+            self.restored.push((client_id.clone(), id));
+            self.placed.insert(
+                id,
+                Placed {
+                    client_id: client_id.clone(),
+                    status,
+                    filled,
+                    fills: 0,
+                    trade_prefix: format!("r{}-", state.run_id),
+                },
+            );
+        }
+        Ok(saved.len())
     }
 }
 
@@ -49,6 +126,16 @@ impl Broker for PaperBroker {
                 fills.len(),
                 s.ledger.cash()
             ));
+        }
+        drop(s);
+        match self.restore_orders(state, session)? {
+            0 => {}
+            1 => news
+                .notices
+                .push("1 paper order open at the last checkpoint is open again".into()),
+            n => news.notices.push(format!(
+                "{n} paper orders open at the last checkpoint are open again"
+            )),
         }
         Ok(news)
     }
@@ -91,6 +178,7 @@ impl Broker for PaperBroker {
                 status: OrderStatus::Accepted,
                 filled: Decimal::ZERO,
                 fills: 0,
+                trade_prefix: String::new(),
             },
         );
         Ok(())
@@ -112,7 +200,10 @@ impl Broker for PaperBroker {
             placed.fills += 1;
             let record = FillRecord {
                 client_order_id: placed.client_id.clone(),
-                trade_id: format!("{}-{}", fill.order_id.0, placed.fills),
+                trade_id: format!(
+                    "{}{}-{}",
+                    placed.trade_prefix, fill.order_id.0, placed.fills
+                ),
                 quantity: fill.quantity,
                 price: fill.price,
                 fee: fill.fee,
@@ -161,12 +252,52 @@ impl Broker for PaperBroker {
         Ok(News::default())
     }
 
+    /// The orders taken back at the start (the session knows the ones it placed itself).
     fn client_ids(&self) -> Vec<(String, OrderId)> {
-        Vec::new()
+        self.restored.clone()
     }
 
-    /// A paper order cannot outlive its session: every open one is cancelled (and journaled
-    /// so by the session's last [`Broker::after_step`]).
+    fn open_orders_to_save(
+        &self,
+        session: &SharedSession,
+    ) -> Result<Option<Vec<(String, String)>>, LiveError> {
+        let s = lock(session);
+        let mut open: Vec<(&OrderId, &Placed)> = self
+            .placed
+            .iter()
+            .filter(|(id, _)| s.orders.get(**id).is_some_and(|o| o.status.is_open()))
+            .collect();
+        open.sort_by_key(|(id, _)| **id);
+        let mut saved = Vec::with_capacity(open.len());
+        for (id, placed) in open {
+            let Some(order) = s.orders.get(*id) else {
+                continue;
+            };
+            let record = SavedOrder {
+                symbol: s.market.symbol_name(order.symbol).to_string(),
+                parent: order
+                    .parent
+                    .and_then(|p| self.placed.get(&p))
+                    .map(|p| p.client_id.clone()),
+                order: order.clone(),
+                fees_so_far: s
+                    .profile_costs
+                    .as_ref()
+                    .and_then(|c| c.order_fees.get(id).copied()),
+            };
+            let text = serde_json::to_string(&record).map_err(|e| {
+                JournalError::Corrupt(format!(
+                    "cannot serialize paper order {}: {e}",
+                    placed.client_id
+                ))
+            })?;
+            saved.push((placed.client_id.clone(), text));
+        }
+        Ok(Some(saved))
+    }
+
+    /// A paper session that stops (rather than dies) cancels its open orders (journaled so by
+    /// the session's last [`Broker::after_step`]).
     fn close(
         &mut self,
         _: &mut State,
