@@ -8,8 +8,12 @@ Figures (median of --repeat):
   rows/s of the whole process;
 - the whole `rustybt run` of algorithms/sma_cross.py on the CSV (`--data`) and from the catalog
   (`--symbols`): seconds and bars/s;
-- loading --rows bars from the catalog into a series: the Rust test
-  `catalog::tests::load_one_million_bars` (run separately, see docs/performance.md).
+- the first `on_tick` of a run from the catalog over all --rows bars, after the process
+  started (wall clock, an algorithm that stamps its first tick);
+- loading --rows bars from the catalog into a series, resolving a request among 10,000
+  datasets and appending one day to a five-year series: the Rust tests
+  `catalog::tests::load_one_million_bars`, `resolve_among_ten_thousand_datasets` and
+  `append_one_day_to_five_years` (run separately, see docs/performance.md).
 """
 
 from __future__ import annotations
@@ -86,12 +90,21 @@ def main() -> None:
                    "--quiet", "--out", str(work / "o2")])
             for _ in range(args.repeat)
         ]
+        stamp = work / "first_tick"
+        first_ticks = []
+        for _ in range(args.repeat):
+            started = time.time_ns()
+            timed([str(BIN), "run", "--algo", str(ROOT / "benches" / "algos" / "first_tick.py"), "--symbols", "BENCH",
+                   "--catalog", str(catalog), "--param", f"stamp={stamp}", "--no-progress", "--quiet",
+                   "--out", str(work / "o3")])
+            first_ticks.append((int(stamp.read_text()) - started) / 1e9)
         med = statistics.median
         print(f"rows: {args.rows}")
         print(f"data import (rustybt layout): {med(imports):.3f} s, {args.rows / med(imports):,.0f} rows/s")
         print(f"data import (mapped ;-separated): {med(mapped_imports):.3f} s, {args.rows / med(mapped_imports):,.0f} rows/s")
         print(f"run sma_cross --data CSV: {med(csv_runs):.3f} s, {args.rows / med(csv_runs):,.0f} bars/s")
         print(f"run sma_cross --symbols (catalog): {med(cat_runs):.3f} s, {args.rows / med(cat_runs):,.0f} bars/s")
+        print(f"first on_tick after the process started (catalog, {args.rows} bars): {med(first_ticks) * 1000:.0f} ms")
         size = sum(p.stat().st_size for p in catalog.rglob("*.parquet"))
         print(f"catalog size: {size / 2**20:.1f} MiB (CSV {src.stat().st_size / 2**20:.1f} MiB)")
     finally:

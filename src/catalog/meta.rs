@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS events(
     time_ns INTEGER NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY(source, symbol, kind, time_ns));
+CREATE INDEX IF NOT EXISTS datasets_by_symbol ON datasets(symbol);
+CREATE INDEX IF NOT EXISTS findings_by_dataset ON findings(dataset_id);
 CREATE TABLE IF NOT EXISTS usage(
     dataset_id INTEGER PRIMARY KEY REFERENCES datasets(id) ON DELETE CASCADE,
     used_at TEXT NOT NULL);
@@ -195,14 +197,28 @@ pub fn commit(db: &mut Connection, c: &Commit) -> Result<i64, CatalogError> {
 
 /// Every dataset, with its partitions, intervals and findings.
 pub fn datasets(db: &Connection) -> Result<Vec<DatasetInfo>, CatalogError> {
+    datasets_matching(db, None, None, None)
+}
+
+/// The datasets of (symbol, timeframe, source), each `None` matching any: one indexed query,
+/// so a request against a catalog of thousands of datasets reads only its own rows.
+pub fn datasets_matching(
+    db: &Connection,
+    symbol: Option<&str>,
+    timeframe: Option<&str>,
+    source: Option<&str>,
+) -> Result<Vec<DatasetInfo>, CatalogError> {
     let mut stmt = db
-        .prepare(
+        .prepare_cached(
             "SELECT id, source, symbol, timeframe, interval_ns, scales, checksum, origin, fetched_at
-             FROM datasets ORDER BY source, symbol, timeframe",
+             FROM datasets
+             WHERE (?1 IS NULL OR symbol = ?1) AND (?2 IS NULL OR timeframe = ?2)
+               AND (?3 IS NULL OR source = ?3)
+             ORDER BY source, symbol, timeframe",
         )
         .map_err(sql)?;
     let mut out: Vec<DatasetInfo> = stmt
-        .query_map([], |r| {
+        .query_map(params![symbol, timeframe, source], |r| {
             let scales: String = r.get(5)?;
             let mut parsed = [0u32; 5];
             for (slot, s) in parsed.iter_mut().zip(scales.split(',')) {
@@ -227,16 +243,18 @@ pub fn datasets(db: &Connection) -> Result<Vec<DatasetInfo>, CatalogError> {
         .collect::<Result<_, _>>()
         .map_err(sql)?;
     let mut parts = db
-        .prepare(
+        .prepare_cached(
             "SELECT key, file, rows, first_ns, last_ns, gaps, bytes, checksum FROM partitions
              WHERE dataset_id = ?1 ORDER BY key",
         )
         .map_err(sql)?;
     let mut intervals = db
-        .prepare("SELECT start_ns, end_ns FROM intervals WHERE dataset_id = ?1 ORDER BY start_ns")
+        .prepare_cached(
+            "SELECT start_ns, end_ns FROM intervals WHERE dataset_id = ?1 ORDER BY start_ns",
+        )
         .map_err(sql)?;
     let mut findings = db
-        .prepare(
+        .prepare_cached(
             "SELECT partition, severity, kind, time_ns, message FROM findings
              WHERE dataset_id = ?1 ORDER BY time_ns, partition",
         )
