@@ -1011,6 +1011,32 @@ mod tests {
         assert_eq!(v.removed.len(), 1);
     }
 
+    #[test]
+    fn an_import_sweeps_only_its_own_datasets_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cat = Catalog::open(dir.path()).expect("open");
+        let times: Vec<i64> = (0..3).map(|i| T0 + i * MIN).collect();
+        for symbol in ["A", "B"] {
+            cat.import("file", "1m", MIN, &series(symbol, &times, "1.5"), "x")
+                .expect("import");
+        }
+        let leftover = |symbol: &str| {
+            let path = dir
+                .path()
+                .join(format!("bars/file/{symbol}/1m/.2020-01.9.parquet.tmp"));
+            std::fs::write(&path, b"half").expect("write");
+            path
+        };
+        let (a, b) = (leftover("A"), leftover("B"));
+        let later: Vec<i64> = (3..5).map(|i| T0 + i * MIN).collect();
+        cat.import("file", "1m", MIN, &series("A", &later, "1.6"), "y")
+            .expect("import");
+        assert!(!a.exists(), "the written dataset's leftover is removed");
+        assert!(b.exists(), "another dataset's folder is not walked");
+        assert_eq!(cat.verify().expect("verify").removed, vec![b]);
+        assert!(cat.verify().expect("verify").problems.is_empty());
+    }
+
     fn walk(dir: &Path) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let mut stack = vec![dir.to_path_buf()];
