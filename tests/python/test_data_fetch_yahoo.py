@@ -83,6 +83,26 @@ def test_raw_bars_and_events(yahoo: FakeYahoo, data: Callable[..., Any], tmp_pat
     assert json.loads(data("show", "AAPL", "--json").stdout)[0]["rows"] == 30
 
 
+def test_a_fetch_that_ends_before_a_split_stores_the_traded_prices(yahoo: FakeYahoo, data: Callable[..., Any],
+                                                                    tmp_path: Path) -> None:
+    """Yahoo divides every bar by the ratios of all the splits after it, up to today, whatever
+    range was asked for: a fetch ending before AAPL's split (DAYS[10]) must still multiply its
+    bars back (it stored them divided by 4), and so must the rest fetched later."""
+    first = data("fetch", "--source", "yahoo", "--symbols", "AAPL", "--timeframe", "1d", "--start", "2023-12-01",
+                 "--end", DAYS[5].isoformat(), "--yahoo-url", yahoo.url)
+    assert first.returncode == 0, first.stderr
+    rest = data("fetch", "--source", "yahoo", "--symbols", "AAPL", "--timeframe", "1d", "--start", "2023-12-01",
+                "--yahoo-url", yahoo.url)
+    assert rest.returncode == 0, rest.stderr
+    listing = listings()["AAPL"]
+    got = read_bars(tmp_path / "catalog" / "bars" / "yahoo" / "AAPL" / "1d")
+    want = [[midnight_ms(day, listing.timezone), *(Decimal(x) for x in listing.bars[day])] for day in DAYS]
+    assert got == want
+    # The dividend before the split is the traded amount too; each event is stored once.
+    [aapl] = json.loads(data("show", "AAPL", "--json").stdout)
+    assert [(e["kind"], e["value"]) for e in aapl["events"]] == [("dividend", "0.77"), ("split", "4"), ("dividend", "0.24")]
+
+
 def iso(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 

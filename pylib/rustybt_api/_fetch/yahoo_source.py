@@ -32,6 +32,10 @@ from . import FetchError, Page, decimal_text
 # rustybt timeframe -> Yahoo interval
 INTERVALS = {"1m": "1m", "2m": "2m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "60m", "1d": "1d"}
 DAY_MS = 86_400_000
+# Yahoo keeps intraday bars this many days back, and answers at most this many days of them per
+# request (it refuses a request past either limit)
+LOOKBACK_DAYS = {"1m": 30, "2m": 60, "5m": 60, "15m": 60, "30m": 60, "1h": 730}
+REQUEST_DAYS = {"1m": 7, "2m": 60, "5m": 60, "15m": 60, "30m": 60, "1h": 730}
 
 
 def _redirecting_session(base: str) -> Any:
@@ -70,6 +74,7 @@ class YahooSource:
         url = options.get("url")
         self.session = _redirecting_session(url) if url else None
         self._events: dict[str, list[dict[str, Any]]] = {}
+        self._actions: dict[str, tuple[list[tuple[int, Fraction]], list[tuple[int, float]]]] = {}
 
     def _ticker(self, symbol: str) -> Any:
         return self.yf.Ticker(symbol, session=self.session) if self.session is not None else self.yf.Ticker(symbol)
@@ -105,59 +110,85 @@ class YahooSource:
         self._history(symbol, period="5d", interval="1d")  # an unknown ticker fails here
         return json.dumps({"symbol": symbol, "interval_ms": _interval_ms(timeframe), "page_limit": 1_000_000})
 
+    def actions(self, symbol: str) -> tuple[list[tuple[int, Fraction]], list[tuple[int, float]]]:
+        """Every split (ex-date ms, ratio) and dividend (ex-date ms, Yahoo's adjusted amount) of
+        ``symbol`` up to now, from its daily history. Yahoo divides a bar by the ratios of all
+        the splits after it, including those after the range asked for; and an event keeps the
+        time of its ex-date's day bar whatever the timeframe fetched, so the 1d and 1m datasets
+        of one symbol share one record of it."""
+        if symbol not in self._actions:
+            _, frame = self._history(symbol, period="max", interval="1d")
+            stamps = [int(stamp.value // 1_000_000) for stamp in frame.index]
+            splits = [
+                (t, Fraction(float(ratio)).limit_denominator(1000))
+                for t, ratio in zip(stamps, frame["Stock Splits"])
+                if ratio and not math.isnan(ratio)
+            ]
+            dividends = [(t, float(v)) for t, v in zip(stamps, frame["Dividends"]) if v and not math.isnan(v)]
+            self._actions[symbol] = (splits, dividends)
+        return self._actions[symbol]
+
     def page(self, symbol: str, timeframe: str, since_ms: int, until_ms: int, now_ms: int) -> Page:
         tf_ms = _interval_ms(timeframe)
+        requested_until = until_ms
+        if timeframe in LOOKBACK_DAYS:
+            oldest = now_ms - LOOKBACK_DAYS[timeframe] * DAY_MS
+            if since_ms < oldest:
+                first = dt.datetime.fromtimestamp(oldest / 1000 + 3600, dt.timezone.utc).strftime("%Y-%m-%dT%H:00")
+                raise FetchError(
+                    "refused",
+                    f"Yahoo keeps `{timeframe}` bars for the last {LOOKBACK_DAYS[timeframe]} days only: "
+                    f"start at {first} UTC or later (`--start`), or fetch a coarser timeframe",
+                )
+            # one request covers at most Yahoo's limit; the host asks again from `next_ms`
+            until_ms = min(until_ms, since_ms + REQUEST_DAYS[timeframe] * DAY_MS)
         start = dt.datetime.fromtimestamp(since_ms / 1000, dt.timezone.utc)
         end = dt.datetime.fromtimestamp(min(until_ms, now_ms + DAY_MS) / 1000, dt.timezone.utc)
         ticker, frame = self._history(symbol, start=start, end=end, interval=INTERVALS[timeframe])
         hint = int(ticker.history_metadata.get("priceHint") or 2)
-        # the frame's "Stock Splits" and "Dividends" sit on the bar of their ex-date
-        rows = [(int(stamp.value // 1_000_000), row) for stamp, row in frame.iterrows()]
-        ratios = [
-            (t, Fraction(float(row["Stock Splits"])).limit_denominator(1000))
-            for t, row in rows
-            if row.get("Stock Splits") and not math.isnan(row["Stock Splits"])
-        ]
+        splits, dividends = self.actions(symbol)
 
         def factor(t_ms: int) -> Fraction:
-            """The ratios of the splits after this bar: what Yahoo divided it by."""
+            """The ratios of the splits after this time: what Yahoo divided it by."""
             f = Fraction(1)
-            for when, ratio in ratios:
+            for when, ratio in splits:
                 if when > t_ms:
                     f *= ratio
             return f
 
         times: list[int] = []
         cols: list[list[str]] = [[], [], [], [], []]
-        events: list[dict[str, Any]] = []
         next_ms = max(since_ms, until_ms)
-        for t, row in rows:
+        for stamp, row in frame.iterrows():
+            t = int(stamp.value // 1_000_000)
             if t < since_ms or t >= until_ms or (times and t <= times[-1]):
                 continue
             if t + tf_ms > now_ms:
                 next_ms = t  # the forming bar (today's, during the session) is not a bar yet
                 break
-            f = factor(t)
-            dividend = row.get("Dividends")
-            if dividend and not math.isnan(dividend):
-                raw = _round(Fraction(Decimal(repr(float(dividend)))) * f, 6)
-                events.append({"time_ms": t, "kind": "dividend", "value": decimal_text(format(raw, "f"))})
-            split = row.get("Stock Splits")
-            if split and not math.isnan(split):
-                events.append({"time_ms": t, "kind": "split", "value": _ratio_text(Fraction(float(split)).limit_denominator(1000))})
             values = [row["Open"], row["High"], row["Low"], row["Close"]]
             if any(v is None or math.isnan(v) for v in values):
                 continue  # Yahoo's empty rows (a holiday with a quote): no bar
+            f = factor(t)
             for col, v in zip(cols, values):
                 col.append(decimal_text(format(_round(Fraction(Decimal(repr(float(v)))) * f, hint), "f")))
             vol = row["Volume"]
             cols[4].append(decimal_text(format(_round(Fraction(0 if math.isnan(vol) else int(vol)) / f, 0), "f")))
             times.append(t)
-        self._events[symbol] = events
-        return times, cols[0], cols[1], cols[2], cols[3], cols[4], next_ms, True
+        # the events of the span this page covered (not of the forming day)
+        events = self._events.setdefault(symbol, [])
+        for t, amount in dividends:
+            if since_ms <= t < next_ms:
+                raw = _round(Fraction(Decimal(repr(amount))) * factor(t), 6)
+                events.append({"time_ms": t, "kind": "dividend", "value": decimal_text(format(raw, "f"))})
+        for t, ratio in splits:
+            if since_ms <= t < next_ms:
+                events.append({"time_ms": t, "kind": "split", "value": _ratio_text(ratio)})
+        done = next_ms < until_ms or until_ms >= requested_until
+        return times, cols[0], cols[1], cols[2], cols[3], cols[4], next_ms, done
 
     def events(self, symbol: str, since_ms: int, until_ms: int) -> str:
-        return json.dumps(self._events.pop(symbol, []))
+        return json.dumps(sorted(self._events.pop(symbol, []), key=lambda e: (e["time_ms"], e["kind"])))
 
 
 def _interval_ms(timeframe: str) -> int:
