@@ -135,8 +135,8 @@ class YahooSource:
             oldest = now_ms - LOOKBACK_DAYS[timeframe] * DAY_MS
             if since_ms < oldest:
                 first = dt.datetime.fromtimestamp(oldest / 1000 + 3600, dt.timezone.utc).strftime("%Y-%m-%dT%H:00")
-                raise FetchError(
-                    "refused",
+                raise FetchError(  # the request cannot be served: a usage error, not an outage
+                    "bad_timeframe",
                     f"Yahoo keeps `{timeframe}` bars for the last {LOOKBACK_DAYS[timeframe]} days only: "
                     f"start at {first} UTC or later (`--start`), or fetch a coarser timeframe",
                 )
