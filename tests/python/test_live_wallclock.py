@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -95,8 +96,19 @@ class Heartbeat(Algorithm):
 
 def test_scheduled_callbacks_fire_on_the_wall_clock_between_bars(tmp_path: Path, fake: str) -> None:
     proc = start_live(tmp_path, fake, SCHEDULED, "paper")
-    time.sleep(4.5)
-    code, out, err = stop(proc)
+    # Wait for three beats on the terminal (a loaded machine starts slower than a fixed sleep).
+    lines: list[str] = []
+    streams = [threading.Thread(target=lambda f=f: lines.extend(f), daemon=True) for f in (proc.stdout, proc.stderr)]
+    for t in streams:
+        t.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and sum(" beat " in x for x in list(lines)) < 3:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=30)
+    for t in streams:
+        t.join(timeout=10)
+    out, err = "", "".join(lines)
     assert code == 0, err
     beats = [line for line in (out + err).splitlines() if " beat " in line]
     times = [int(line.split(" beat ")[1].split()[0]) for line in beats]
