@@ -15,6 +15,7 @@ use super::LiveArgs;
 use super::RunArgs;
 use super::doctor::start_python;
 use super::run::{RunRecord, write_results};
+use crate::catalog::Catalog;
 use crate::config::{RunSettings, parse_duration};
 use crate::data::{self, BarSeries, LoadOptions};
 use crate::engine::{SharedSession, lock};
@@ -34,6 +35,7 @@ use crate::live::recovery::{SessionStart, State, format_duration};
 use crate::live::session::{End, LiveSession, SessionOptions};
 use crate::live::venue::{MarketRules, Venue, VenueConfig, VenueError, VenueErrorKind, VenueUrls};
 use crate::live::wall_ns;
+use crate::live::warmup::{CatalogHistory, WarmFromCatalog};
 use crate::market::Market;
 use crate::pipeline::{load_algorithm, session_on};
 use crate::python::PyStrategy;
@@ -300,6 +302,14 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
                     interval_ms,
                     start_ms,
                 );
+                let warm_from = CatalogHistory {
+                    root: args.catalog.clone().unwrap_or_else(Catalog::default_root),
+                    source: format!("ccxt:{}", exchange.id),
+                    timeframe: args.timeframe.clone(),
+                    interval_ns,
+                    symbols: symbols.clone(),
+                    first_open: start_ms * 1_000_000,
+                };
                 let id = &exchange.id;
                 let opened = ExchangeFeed::open_stream(
                     &exchange.venue,
@@ -322,13 +332,16 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
                         errln!(
                             "market data: {id} websocket stream (REST fills gaps, and polls while it is down)"
                         );
-                        Box::new(feed.with_stream(stream))
+                        Box::new(WarmFromCatalog::new(
+                            Box::new(feed.with_stream(stream)),
+                            warm_from,
+                        ))
                     }
                     Ok(StreamChoice::Poll { why }) => {
                         if let Some(why) = why {
                             errln!("market data: polling {id} (no websocket stream: {why})");
                         }
-                        Box::new(feed)
+                        Box::new(WarmFromCatalog::new(Box::new(feed), warm_from))
                     }
                     Err(error) => {
                         let _ = state.finish(&format!("failed to start: {error}"));

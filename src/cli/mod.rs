@@ -559,6 +559,12 @@ pub struct LiveArgs {
     /// API requests a second per client address (bursts of as many); more get 429.
     #[arg(long, value_name = "N", default_value_t = 20, requires = "api")]
     pub api_rate_limit: u32,
+
+    /// The data catalog an exchange session warms up from before asking the exchange (its
+    /// dataset of the same exchange, symbol and timeframe; default: $RUSTYBT_DATA, else
+    /// ~/.rustybt/data). Only the bars the catalog lacks are fetched.
+    #[arg(long, value_name = "DIR")]
+    pub catalog: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone)]

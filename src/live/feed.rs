@@ -49,7 +49,7 @@ pub struct History {
 
 impl History {
     /// Groups bars by close time into batches, oldest first.
-    fn of(bars: Vec<(TimestampNs, FeedBar)>, source: String) -> History {
+    pub(crate) fn of(bars: Vec<(TimestampNs, FeedBar)>, source: String) -> History {
         let mut by_close: BTreeMap<TimestampNs, Vec<FeedBar>> = BTreeMap::new();
         for (close, bar) in bars {
             by_close.entry(close).or_default().push(bar);

@@ -35,6 +35,7 @@ pub mod session;
 pub mod status;
 pub mod storage;
 pub mod venue;
+pub mod warmup;
 
 /// Wall-clock time (UTC ns) for the journal, the audit log and the exchange's clock.
 pub fn wall_ns() -> crate::model::TimestampNs {

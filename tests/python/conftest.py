@@ -49,6 +49,13 @@ class RunResult:
         assert "stack backtrace" not in self.stderr, self.stderr
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_data_catalog(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reads or writes the machine's default catalog (~/.rustybt/data): commands that
+    default to it (a live session's warm-up, `data` without `--catalog`) get an empty one."""
+    os.environ["RUSTYBT_DATA"] = str(tmp_path_factory.mktemp("default-catalog"))
+
+
 @pytest.fixture(scope="session")
 def binary() -> Path:
     if not BIN.exists():

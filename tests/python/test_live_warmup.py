@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,7 +17,7 @@ import numpy as np
 import talib
 
 from conftest import ROOT
-from test_live_exchange import MARKET, Fake, Live, fake_exchange, live, script, write_config  # noqa: F401
+from test_live_exchange import MARKET, SYMBOL, Fake, Live, fake_exchange, live, script, write_config  # noqa: F401
 from test_live_paper import MINUTE, file_bars, generated, run_live
 
 PROBE = ROOT / "tests" / "fixtures" / "live" / "warmup_probe.py"
@@ -122,5 +124,52 @@ def test_an_exchange_session_is_warm_at_its_first_live_bar_first_and_after_a_res
         upto = [row for row in served if row[0] + 1000 <= again["time_ns"] // 1_000_000]
         assert again["len"] == 51 and again["ready"], again
         assert math.isclose(again["sma"], sma_oracle([float(r[4]) for r in upto], 50), rel_tol=1e-12)
+    finally:
+        fake.stop()
+
+
+def kline_starts(fake: Fake) -> list[int]:
+    return [int(r["params"]["startTime"]) for r in fake.requests()
+            if r["path"] == "klines" and "startTime" in r.get("params", {})]
+
+
+def test_an_exchange_session_warms_up_from_the_catalog_and_asks_the_exchange_for_the_tail_only(
+        binary: Path, tmp_path: Path):
+    spec = script(bars=40)
+    start = spec["clock"]["start_ms"]
+    spec["history"] = [{"symbol": MARKET, "interval": "1s", "start_ms": start - 80_000, "count": 80,
+                        "price": "64000.10", "seed": 5}]
+    folder = tmp_path / "session"
+    folder.mkdir()
+    fake = Fake(spec, tmp_path)
+    try:
+        # The catalog holds the exchange's candles up to 20 s before the clock's first.
+        catalog = tmp_path / "catalog"
+        iso = lambda ms: datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+        fetched = subprocess.run(
+            [str(binary), "data", "--catalog", str(catalog), "fetch", "--source", "ccxt:binance", "--exchange-url",
+             fake.url, "--symbols", SYMBOL, "--timeframe", "1s", "--start", iso(start - 80_000), "--end",
+             iso(start - 20_000), "--no-progress"], capture_output=True, text=True, timeout=60)
+        assert fetched.returncode == 0, fetched.stderr
+        asked_before = len(kline_starts(fake))
+        session = Live(binary, fake, folder / "state", write_config(folder), folder, PROBE)
+        one = session.run(max_bars=3, env=session.env(RUSTYBT_DATA=str(catalog)))
+        assert one.returncode == 0, one.stderr
+        warm_asks = kline_starts(fake)[asked_before:]
+        first = warm_lines(one.out)[0]
+        served = klines(fake, start - 80_000, 1000)
+        upto = [row for row in served if row[0] + 1000 <= first["time_ns"] // 1_000_000]
+        assert first["len"] == 51 and first["ready"], first
+        assert first["first_open_ns"] == upto[-51][0] * 1_000_000
+        assert math.isclose(first["sma"], sma_oracle([float(r[4]) for r in upto], 50), rel_tol=1e-12)
+        # The warm-up says where its bars came from; the exchange was asked only from the
+        # catalog's last bar on (the catalog's own candles were not asked for again).
+        audit = [json.loads(line) for line in (folder / "state" / "audit.jsonl").read_text().splitlines()]
+        [said] = [e["fields"]["message"] for e in audit
+                  if "warm-up:" in str(e.get("fields", {}).get("message", ""))]
+        assert said.startswith("warm-up: 50 of 50 bars of history per symbol from the catalog (ccxt:binance 1s, "), said
+        from_catalog = int(said.split("1s, ")[1].split(" bars")[0])
+        assert 20 <= from_catalog <= 30, said
+        assert warm_asks and min(warm_asks) >= start - 20_000, (warm_asks, start)
     finally:
         fake.stop()
