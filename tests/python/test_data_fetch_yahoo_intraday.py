@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from test_data_fetch_yahoo import data  # noqa: F401  (the fixture: `rustybt data` on a temporary catalog)
 from tests.support.catalog_files import read_bars
 from tests.support.fake_yahoo import FakeYahoo, Listing
 
@@ -70,14 +71,6 @@ def yahoo() -> Iterator[FakeYahoo]:
     listing = Listing(daily_of(MINUTES), splits={SPLIT_DAY: (2, 1)}, minutes=MINUTES)
     with FakeYahoo({"MSFT": listing}) as fake:
         yield fake
-
-
-@pytest.fixture
-def data(run_rustybt: Callable[..., Any], tmp_path: Path) -> Callable[..., Any]:
-    def run(*args: Any) -> Any:
-        return run_rustybt("data", "--catalog", tmp_path / "catalog", *args)
-
-    return run
 
 
 def chart_requests(fake: FakeYahoo, interval: str) -> list[tuple[int, int]]:

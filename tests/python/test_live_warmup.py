@@ -95,26 +95,37 @@ def klines(fake: Fake, start_ms: int, limit: int) -> list[list[Any]]:
         return json.load(reply)
 
 
-def test_an_exchange_session_is_warm_at_its_first_live_bar_first_and_after_a_restart(
-        binary: Path, tmp_path: Path):
+def assert_warm_at_first_bar(fake: Fake, start: int, out: Path) -> None:
+    """The probe's first live bar saw 51 bars (50 of warm-up) and an SMA(50) equal to TA-Lib's
+    over the exchange's candles up to it."""
+    first = warm_lines(out)[0]
+    served = klines(fake, start - 80_000, 1000)
+    upto = [row for row in served if row[0] + 1000 <= first["time_ns"] // 1_000_000]
+    assert first["len"] == 51 and first["ready"], first
+    assert first["first_open_ns"] == upto[-51][0] * 1_000_000
+    assert math.isclose(first["sma"], sma_oracle([float(r[4]) for r in upto], 50), rel_tol=1e-12)
+
+
+def exchange_with_history(tmp_path: Path, seed: int) -> tuple[Fake, int, Path]:
+    """The fake exchange with 80 one-second candles before its clock's first (what it has of the
+    past), that first's open time, and a folder for the session."""
     spec = script(bars=40)
     start = spec["clock"]["start_ms"]
-    # 80 one-second candles before the clock's first: what the exchange has of the past.
     spec["history"] = [{"symbol": MARKET, "interval": "1s", "start_ms": start - 80_000, "count": 80,
-                        "price": "64000.10", "seed": 3}]
+                        "price": "64000.10", "seed": seed}]
     folder = tmp_path / "session"
     folder.mkdir()
-    fake = Fake(spec, tmp_path)
+    return Fake(spec, tmp_path), start, folder
+
+
+def test_an_exchange_session_is_warm_at_its_first_live_bar_first_and_after_a_restart(
+        binary: Path, tmp_path: Path):
+    fake, start, folder = exchange_with_history(tmp_path, seed=3)
     try:
         session = Live(binary, fake, folder / "state", write_config(folder), folder, PROBE)
         one = session.run(max_bars=3)
         assert one.returncode == 0, one.stderr
-        first = warm_lines(one.out)[0]
-        served = klines(fake, start - 80_000, 1000)
-        upto = [row for row in served if row[0] + 1000 <= first["time_ns"] // 1_000_000]
-        assert first["len"] == 51 and first["ready"], first
-        assert first["first_open_ns"] == upto[-51][0] * 1_000_000
-        assert math.isclose(first["sma"], sma_oracle([float(r[4]) for r in upto], 50), rel_tol=1e-12)
+        assert_warm_at_first_bar(fake, start, one.out)
         # The restart warms up on the exchange's candles too, those the first session traded
         # included.
         two = session.run(max_bars=2)
@@ -135,13 +146,7 @@ def kline_starts(fake: Fake) -> list[int]:
 
 def test_an_exchange_session_warms_up_from_the_catalog_and_asks_the_exchange_for_the_tail_only(
         binary: Path, tmp_path: Path):
-    spec = script(bars=40)
-    start = spec["clock"]["start_ms"]
-    spec["history"] = [{"symbol": MARKET, "interval": "1s", "start_ms": start - 80_000, "count": 80,
-                        "price": "64000.10", "seed": 5}]
-    folder = tmp_path / "session"
-    folder.mkdir()
-    fake = Fake(spec, tmp_path)
+    fake, start, folder = exchange_with_history(tmp_path, seed=5)
     try:
         # The catalog holds the exchange's candles up to 20 s before the clock's first.
         catalog = tmp_path / "catalog"
@@ -156,12 +161,7 @@ def test_an_exchange_session_warms_up_from_the_catalog_and_asks_the_exchange_for
         one = session.run(max_bars=3, env=session.env(RUSTYBT_DATA=str(catalog)))
         assert one.returncode == 0, one.stderr
         warm_asks = kline_starts(fake)[asked_before:]
-        first = warm_lines(one.out)[0]
-        served = klines(fake, start - 80_000, 1000)
-        upto = [row for row in served if row[0] + 1000 <= first["time_ns"] // 1_000_000]
-        assert first["len"] == 51 and first["ready"], first
-        assert first["first_open_ns"] == upto[-51][0] * 1_000_000
-        assert math.isclose(first["sma"], sma_oracle([float(r[4]) for r in upto], 50), rel_tol=1e-12)
+        assert_warm_at_first_bar(fake, start, one.out)
         # The warm-up says where its bars came from; the exchange was asked only from the
         # catalog's last bar on (the catalog's own candles were not asked for again).
         audit = [json.loads(line) for line in (folder / "state" / "audit.jsonl").read_text().splitlines()]
