@@ -34,8 +34,12 @@ $(VENV)/.installed: requirements.txt
 
 setup: $(VENV)/.installed
 
+# pylib's bytecode, validated by the source's hash (never by its mtime, so an edit is never
+# missed): the binary writes no bytecode itself (user code could run stale after a quick edit),
+# and compiling rustybt_api at every start would cost tens of ms before the first tick.
 build: setup
 	cargo build --release --locked --bins --examples
+	$(PY) -m compileall -q --invalidation-mode checked-hash pylib/rustybt_api
 
 run: build
 	$(BIN) run --algo algorithms/sma_cross.py

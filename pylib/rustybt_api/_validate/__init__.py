@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from .common import Problem, Step, user_location
 from . import static
-from .dryrun import Tracer, TickTimeout, Watchdog, dry_run, scenario_symbols
+
+# `.dryrun` (tracing, pickling, threads) is imported by `main` only: `rustybt run` imports this
+# package for `static`'s hook check and must not pay for the rest at start.
 
 if TYPE_CHECKING:
     from rustybt_api import Indicator
@@ -52,6 +54,8 @@ def _user_files(path: str, extra: list[str]) -> set[str]:
 
 
 def _structure(path: str, source: str, tree: Any, class_name: str | None, limit: float) -> tuple[Step, type | None, list[type[Indicator]]]:
+    from .dryrun import Tracer, TickTimeout, Watchdog
+
     step = Step("structure")
     static.add_search_paths(path)  # before looking for imports: local modules count
     for problem in static.missing_imports(tree, path):
@@ -108,6 +112,8 @@ def _datasets(cls: type, tree: ast.AST, data: list[str], bars: int, seed: int,
     from rustybt_api import scenarios
     from rustybt_api.algorithm import parameters_of
 
+    from .dryrun import scenario_symbols
+
     symbols = scenario_symbols(parameters_of(cls), tree)
     out = []
     for name in scenarios.names():
@@ -122,6 +128,8 @@ def _datasets(cls: type, tree: ast.AST, data: list[str], bars: int, seed: int,
 
 def validate(algo: str, class_name: str | None, data: list[str], bars: int, tick_timeout: float,
              seed: int) -> list[Step]:
+    from .dryrun import dry_run
+
     path = os.path.abspath(algo)
     source, read_error = None, None
     try:
