@@ -759,6 +759,9 @@ ALTER TABLE fills ADD COLUMN strategy TEXT;
 CREATE INDEX fills_strategy ON fills(strategy);
 "#;
 
+/// What versions 2, 3, 4… add, in order.
+const LATER_SCHEMAS: [&str; 3] = [SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+
 /// The journal: one SQLite connection. Several `Journal`s may be open on the same file (WAL
 /// lets them; writes wait up to 10 s for each other).
 pub struct Journal {
@@ -986,9 +989,9 @@ impl Journal {
             params![APPLICATION_ID, SCHEMA_VERSION.to_string()],
         )?;
         tx.execute_batch(SCHEMA_V1)?;
-        tx.execute_batch(SCHEMA_V2)?;
-        tx.execute_batch(SCHEMA_V3)?;
-        tx.execute_batch(SCHEMA_V4)?;
+        for schema in LATER_SCHEMAS {
+            tx.execute_batch(schema)?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -996,32 +999,16 @@ impl Journal {
     /// Brings an older schema up to [`SCHEMA_VERSION`], one version per transaction.
     fn migrate(&mut self, from: i64) -> Result<()> {
         debug_assert!(from <= SCHEMA_VERSION);
-        if from < 2 {
-            let tx = self.tx()?;
-            tx.execute_batch(SCHEMA_V2)?;
-            tx.exec(
-                "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
-                [],
-            )?;
-            tx.commit()?;
-        }
-        if from < 3 {
-            let tx = self.tx()?;
-            tx.execute_batch(SCHEMA_V3)?;
-            tx.exec(
-                "UPDATE meta SET value = '3' WHERE key = 'schema_version'",
-                [],
-            )?;
-            tx.commit()?;
-        }
-        if from < 4 {
-            let tx = self.tx()?;
-            tx.execute_batch(SCHEMA_V4)?;
-            tx.exec(
-                "UPDATE meta SET value = '4' WHERE key = 'schema_version'",
-                [],
-            )?;
-            tx.commit()?;
+        for (version, schema) in (2..).zip(LATER_SCHEMAS) {
+            if from < version {
+                let tx = self.tx()?;
+                tx.execute_batch(schema)?;
+                tx.exec(
+                    "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                    params![version.to_string()],
+                )?;
+                tx.commit()?;
+            }
         }
         Ok(())
     }

@@ -635,11 +635,11 @@ TRADE_ONCE = """
 """
 
 
-@pytest.mark.parametrize("netting", [True, False])
-def test_opposite_orders_of_one_tick_are_netted(
-    run_rustybt, write_algo, tmp_path: Path, netting: bool
-) -> None:
-    algo = write_algo(TRADE_ONCE, "trade_once")
+def run_two_strategy_book(
+    run_rustybt, tmp_path: Path, algo: Path, netting: bool, buyer: str, seller: str
+) -> RunResult:
+    """A buyer and a seller running `algo` on SYNA (their params after `side`), with a
+    commission and slippage, netting on or off."""
     config = tmp_path / "costs.toml"
     config.write_text('[commission]\nrate = "0.001"\n[execution]\nslippage_bps = 10\n')
     portfolio = write_portfolio(
@@ -653,17 +653,28 @@ def test_opposite_orders_of_one_tick_are_netted(
         id = "buyer"
         algo = "{algo}"
         symbols = ["SYNA"]
-        params = {{ side = "buy", quantity = 100 }}
+        params = {{ side = "buy", {buyer} }}
 
         [[strategy]]
         id = "seller"
         algo = "{algo}"
         symbols = ["SYNA"]
-        params = {{ side = "sell", quantity = 60 }}
+        params = {{ side = "sell", {seller} }}
         """,
+        name=f"book_{netting}.toml",
     )
     book = run_rustybt("run", "--portfolio", portfolio, "--config", config, "--no-progress", "-q")
     assert book.returncode == 0, book.stderr
+    return book
+
+
+@pytest.mark.parametrize("netting", [True, False])
+def test_opposite_orders_of_one_tick_are_netted(
+    run_rustybt, write_algo, tmp_path: Path, netting: bool
+) -> None:
+    algo = write_algo(TRADE_ONCE, "trade_once")
+    book = run_two_strategy_book(run_rustybt, tmp_path, algo, netting, "quantity = 100",
+                                 "quantity = 60")
     fills = rows(book.out / "fills.csv")
     bars = {r["timestamp"]: r for r in csv.DictReader((SAMPLE / "SYNA.csv").open())}
     open_price = Decimal(bars[fills[0]["time"]]["open"])
@@ -796,35 +807,6 @@ LIMIT_ONCE = """
 """
 
 
-def run_limit_book(run_rustybt, tmp_path: Path, algo: Path, offset: str, netting: bool) -> RunResult:
-    config = tmp_path / "costs.toml"
-    config.write_text('[commission]\nrate = "0.001"\n[execution]\nslippage_bps = 10\n')
-    portfolio = write_portfolio(
-        tmp_path,
-        f"""
-        [portfolio]
-        cash = "200000"
-        netting = {str(netting).lower()}
-
-        [[strategy]]
-        id = "buyer"
-        algo = "{algo}"
-        symbols = ["SYNA"]
-        params = {{ side = "buy", quantity = 100, offset = "{offset}" }}
-
-        [[strategy]]
-        id = "seller"
-        algo = "{algo}"
-        symbols = ["SYNA"]
-        params = {{ side = "sell", quantity = 60, offset = "{offset}" }}
-        """,
-        name=f"book_{netting}.toml",
-    )
-    book = run_rustybt("run", "--portfolio", portfolio, "--config", config, "--no-progress", "-q")
-    assert book.returncode == 0, book.stderr
-    return book
-
-
 @pytest.mark.parametrize("offset", ["0", "0.05"])
 def test_limit_orders_at_one_price_cross_only_at_an_open_at_their_limit(
     run_rustybt, write_algo, tmp_path: Path, offset: str
@@ -833,8 +815,11 @@ def test_limit_orders_at_one_price_cross_only_at_an_open_at_their_limit(
     opens are the previous closes), and are left alone otherwise. Either way every strategy's
     fills, before costs, and its own order handle are what it gets without netting."""
     algo = write_algo(LIMIT_ONCE, "limit_once")
-    netted = run_limit_book(run_rustybt, tmp_path, algo, offset, True)
-    alone = run_limit_book(run_rustybt, tmp_path, algo, offset, False)
+    netted, alone = (
+        run_two_strategy_book(run_rustybt, tmp_path, algo, netting,
+                              f'quantity = 100, offset = "{offset}"', f'quantity = 60, offset = "{offset}"')
+        for netting in (True, False)
+    )
 
     def by_strategy(book: RunResult) -> dict[str, list[tuple[str, Decimal, Decimal]]]:
         out: dict[str, list[tuple[str, Decimal, Decimal]]] = defaultdict(list)
