@@ -86,6 +86,18 @@ fn live_error(context: &str, error: impl std::fmt::Display) -> Error {
 }
 
 pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, Error> {
+    let mut args = args;
+    args.algo = match (&args.portfolio, args.algos.as_slice()) {
+        (None, [one]) => one.clone(),
+        _ => {
+            return Err(Error::usage_with_hint(
+                "a live session hosts one algorithm: `rustybt live --portfolio` and `--algo` given \
+                 twice are not built yet",
+                "run the book as a backtest with `rustybt run --portfolio FILE` (or `--algo a.py \
+                 --algo b.py`), or start one live session per strategy, each with its own --state",
+            ));
+        }
+    };
     let broker = parse_broker(&args.broker)?;
     let feed_choice = parse_feed(args.feed.as_deref(), &broker)?;
     let interval_ns = parse_duration(&args.timeframe)?;

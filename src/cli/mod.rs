@@ -451,8 +451,22 @@ pub struct LiveReportArgs {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct LiveArgs {
-    /// The algorithm file (a Python file with one `Algorithm` subclass).
-    #[arg(long, value_name = "PATH")]
+    /// The algorithm file (a Python file with one `Algorithm` subclass). Given twice or more
+    /// (a book of strategies), it is refused: a live session hosts one algorithm for now.
+    #[arg(
+        long = "algo",
+        value_name = "PATH",
+        required_unless_present = "portfolio"
+    )]
+    pub algos: Vec<PathBuf>,
+
+    /// A portfolio file (as for `rustybt run --portfolio`): refused, a live session hosts one
+    /// algorithm for now.
+    #[arg(long, value_name = "FILE")]
+    pub portfolio: Option<PathBuf>,
+
+    /// The one algorithm of `algos`, once checked.
+    #[arg(skip)]
     pub algo: PathBuf,
 
     /// The `Algorithm` subclass to run when the file has several.

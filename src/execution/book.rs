@@ -3,7 +3,6 @@
 use rust_decimal::Decimal;
 
 use super::matching::{BarPrices, PathMode, Touch, path_from, touch};
-use crate::model::time::NANOS_PER_DAY;
 use crate::model::{
     Fill, Order, OrderEvent, OrderId, OrderKind, OrderSide, OrderStatus, SymbolId, TimeInForce,
     TimestampNs,
@@ -557,14 +556,7 @@ impl OrderBook {
         let Some(order) = self.get(id) else {
             return false;
         };
-        let deadline = match order.tif {
-            TimeInForce::Day => {
-                Some((order.submitted_at.div_euclid(NANOS_PER_DAY) + 1) * NANOS_PER_DAY)
-            }
-            TimeInForce::Gtd(until) => Some(until),
-            _ => None,
-        };
-        match deadline {
+        match order.deadline() {
             Some(deadline) if open_time >= deadline => {
                 let filled = order.filled_quantity;
                 let reason = format!("{} order expired", order.tif.as_str().to_uppercase());

@@ -34,7 +34,7 @@ use crate::model::{OrderSide, OrderStatus, TimestampNs};
 /// Written to `meta.application`; a database without it is not a rustybt journal.
 pub const APPLICATION_ID: &str = "rustybt-journal";
 /// The schema this build writes. Older journals are migrated; newer ones are refused.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// Longest client order id Binance accepts.
 pub const MAX_CLIENT_ORDER_ID_LEN: usize = 36;
 /// How many algorithm state snapshots are kept (the newest).
@@ -288,6 +288,13 @@ impl OrderIntent {
     }
 }
 
+fn is_valid_strategy_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 fn is_valid_client_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_CLIENT_ORDER_ID_LEN
@@ -322,6 +329,8 @@ pub struct JournaledOrder {
     pub fills_quantity: Decimal,
     pub reason: Option<String>,
     pub updated_at: TimestampNs,
+    /// The book's strategy that placed it; None in a single-algorithm session.
+    pub strategy: Option<String>,
 }
 
 impl JournaledOrder {
@@ -742,6 +751,17 @@ CREATE TABLE paper_orders (
 );
 "#;
 
+/// Version 4: the strategy of a book (`--portfolio`) each order and fill belongs to; NULL in a
+/// single-algorithm session and in every row written before the migration.
+const SCHEMA_V4: &str = r#"
+ALTER TABLE intents ADD COLUMN strategy TEXT;
+ALTER TABLE fills ADD COLUMN strategy TEXT;
+CREATE INDEX fills_strategy ON fills(strategy);
+"#;
+
+/// What versions 2, 3, 4… add, in order.
+const LATER_SCHEMAS: [&str; 3] = [SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+
 /// The journal: one SQLite connection. Several `Journal`s may be open on the same file (WAL
 /// lets them; writes wait up to 10 s for each other).
 pub struct Journal {
@@ -969,8 +989,9 @@ impl Journal {
             params![APPLICATION_ID, SCHEMA_VERSION.to_string()],
         )?;
         tx.execute_batch(SCHEMA_V1)?;
-        tx.execute_batch(SCHEMA_V2)?;
-        tx.execute_batch(SCHEMA_V3)?;
+        for schema in LATER_SCHEMAS {
+            tx.execute_batch(schema)?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -978,23 +999,16 @@ impl Journal {
     /// Brings an older schema up to [`SCHEMA_VERSION`], one version per transaction.
     fn migrate(&mut self, from: i64) -> Result<()> {
         debug_assert!(from <= SCHEMA_VERSION);
-        if from < 2 {
-            let tx = self.tx()?;
-            tx.execute_batch(SCHEMA_V2)?;
-            tx.exec(
-                "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
-                [],
-            )?;
-            tx.commit()?;
-        }
-        if from < 3 {
-            let tx = self.tx()?;
-            tx.execute_batch(SCHEMA_V3)?;
-            tx.exec(
-                "UPDATE meta SET value = '3' WHERE key = 'schema_version'",
-                [],
-            )?;
-            tx.commit()?;
+        for (version, schema) in (2..).zip(LATER_SCHEMAS) {
+            if from < version {
+                let tx = self.tx()?;
+                tx.execute_batch(schema)?;
+                tx.exec(
+                    "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                    params![version.to_string()],
+                )?;
+                tx.commit()?;
+            }
         }
         Ok(())
     }
@@ -1145,7 +1159,27 @@ impl Journal {
 
     /// Writes the intent (state `intent`) and commits, before anything is sent.
     pub fn record_intent(&mut self, intent: &OrderIntent) -> Result<()> {
+        self.record_intent_for(intent, None)
+    }
+
+    /// [`Journal::record_intent`] for the strategy `strategy` of a book: the order and its
+    /// fills carry its id (`^[A-Za-z0-9_-]{1,64}$`, as in the portfolio file).
+    pub fn record_intent_for(
+        &mut self,
+        intent: &OrderIntent,
+        strategy: Option<&str>,
+    ) -> Result<()> {
         intent.validate()?;
+        if let Some(id) = strategy
+            && !is_valid_strategy_id(id)
+        {
+            return Err(JournalError::InvalidIntent {
+                client_order_id: intent.client_order_id.clone(),
+                reason: format!(
+                    "the strategy id `{id}` must be 1 to 64 characters of A-Z a-z 0-9 _ -"
+                ),
+            });
+        }
         let tx = self.tx()?;
         let run_id = Self::current_run(&tx)?;
         let exists: bool = tx
@@ -1163,8 +1197,8 @@ impl Journal {
         }
         tx.exec(
             "INSERT INTO intents (client_order_id, run_id, symbol, side, quantity, order_type,
-                limit_price, stop_price, tif, created_at, state, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'intent', ?10)",
+                limit_price, stop_price, tif, created_at, state, updated_at, strategy)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'intent', ?10, ?11)",
             params![
                 intent.client_order_id,
                 run_id,
@@ -1176,6 +1210,7 @@ impl Journal {
                 dec_opt(intent.stop_price),
                 intent.time_in_force.as_str(),
                 intent.created_at,
+                strategy,
             ],
         )?;
         tx.commit()?;
@@ -1452,8 +1487,8 @@ impl Journal {
             )));
         }
         tx.exec(
-            "INSERT INTO fills (client_order_id, trade_id, symbol, side, quantity, price, fee, fee_asset, time)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO fills (client_order_id, trade_id, symbol, side, quantity, price, fee, fee_asset, time, strategy)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 fill.client_order_id,
                 fill.trade_id,
@@ -1463,7 +1498,8 @@ impl Journal {
                 dec_text(fill.price),
                 dec_text(fill.fee),
                 fill.fee_asset,
-                fill.time
+                fill.time,
+                order.strategy,
             ],
         )?;
         // A fill implies the order reached the book.
@@ -1491,11 +1527,17 @@ impl Journal {
 
     /// Every fill, in journal order.
     pub fn fills(&self) -> Result<Vec<(String, String, FillRecord)>> {
+        self.fills_of(None)
+    }
+
+    /// [`Journal::fills`] of one strategy of a book (`Some(id)`), or of every order (`None`):
+    /// its sub-ledger is its genesis capital plus these.
+    pub fn fills_of(&self, strategy: Option<&str>) -> Result<Vec<(String, String, FillRecord)>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT client_order_id, trade_id, symbol, side, quantity, price, fee, fee_asset, time
-             FROM fills ORDER BY id",
+             FROM fills WHERE ?1 IS NULL OR strategy = ?1 ORDER BY id",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map(params![strategy], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -2069,10 +2111,10 @@ fn book_from_json(json: &str) -> Result<Book> {
 
 const ORDER_SELECT: &str = "SELECT client_order_id, run_id, symbol, side, quantity, order_type, limit_price, \
     stop_price, tif, created_at, state, sent_at, exchange_id, acked_at, status, reported_filled, \
-    reason, updated_at FROM intents";
+    reason, updated_at, strategy FROM intents";
 const ORDER_SELECT_ONE: &str = "SELECT client_order_id, run_id, symbol, side, quantity, order_type, limit_price, \
     stop_price, tif, created_at, state, sent_at, exchange_id, acked_at, status, reported_filled, \
-    reason, updated_at FROM intents WHERE client_order_id = ?1";
+    reason, updated_at, strategy FROM intents WHERE client_order_id = ?1";
 
 /// Row text before parsing (parsing errors are journal errors, not SQLite errors).
 #[allow(clippy::type_complexity)]
@@ -2098,6 +2140,7 @@ struct RawOrder {
         String,
         Option<String>,
         i64,
+        Option<String>,
     ),
 }
 
@@ -2124,14 +2167,24 @@ fn raw_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOrder> {
             r.get(15)?,
             r.get(16)?,
             r.get(17)?,
+            r.get(18)?,
         ),
     })
 }
 
 fn finish_order(conn: &Connection, raw: RawOrder) -> Result<JournaledOrder> {
     let (cid, run_id, symbol, side, quantity, order_type, limit, stop, tif, created_at) = raw.cols;
-    let (state, sent_at, exchange_id, acked_at, status, reported_filled, reason, updated_at) =
-        raw.rest;
+    let (
+        state,
+        sent_at,
+        exchange_id,
+        acked_at,
+        status,
+        reported_filled,
+        reason,
+        updated_at,
+        strategy,
+    ) = raw.rest;
     let corrupt = |what: String| JournalError::Corrupt(format!("order {cid}: {what}"));
     let side = match side.as_str() {
         "buy" => "buy",
@@ -2178,6 +2231,7 @@ fn finish_order(conn: &Connection, raw: RawOrder) -> Result<JournaledOrder> {
         fills_quantity: parse_dec(&fills_quantity, "fills")?,
         reason,
         updated_at,
+        strategy,
         client_order_id: cid,
     })
 }

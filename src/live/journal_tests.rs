@@ -145,15 +145,67 @@ fn a_newer_schema_is_refused_with_both_versions() {
     assert!(err.to_string().contains("newer"));
 }
 
+/// Takes a journal back to schema version 3 (its rows stay).
+const UNDO_V4: &str = "DROP INDEX fills_strategy; ALTER TABLE fills DROP COLUMN strategy;
+    ALTER TABLE intents DROP COLUMN strategy;";
+
+#[test]
+fn a_version_3_journal_gains_strategy_tags_and_keeps_its_rows() {
+    let (_dir, path) = temp_journal();
+    {
+        let mut j = Journal::open(&path).unwrap();
+        j.start_run(&run()).unwrap();
+        j.record_intent(&intent("old")).unwrap();
+        j.record_fill(&fill("old", "t1", "0.2", "64000", "0.1", None))
+            .unwrap();
+    }
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(&format!(
+        "{UNDO_V4} UPDATE meta SET value = '3' WHERE key = 'schema_version';"
+    ))
+    .unwrap();
+    drop(conn);
+    let mut j = Journal::open(&path).unwrap();
+    assert_eq!(j.schema_version().unwrap(), 4);
+    // What the single-algorithm session wrote belongs to no strategy.
+    let old = j.order("old").unwrap();
+    assert_eq!((old.strategy, old.fills_quantity), (None, dec!(0.2)));
+    assert_eq!(j.fills_of(None).unwrap().len(), 1);
+    assert!(j.fills_of(Some("trend")).unwrap().is_empty());
+    // A book's orders and their fills carry their strategy.
+    j.record_intent_for(&intent("new"), Some("trend")).unwrap();
+    j.record_fill(&fill("new", "t2", "0.5", "64000.10", "0.2", None))
+        .unwrap();
+    assert_eq!(j.order("new").unwrap().strategy.as_deref(), Some("trend"));
+    let trend = j.fills_of(Some("trend")).unwrap();
+    assert_eq!(trend.len(), 1);
+    assert_eq!(
+        (trend[0].2.client_order_id.as_str(), trend[0].2.quantity),
+        ("new", dec!(0.5))
+    );
+    assert_eq!(j.fills().unwrap().len(), 2);
+    // The derived book is the whole account, as before.
+    assert_eq!(j.derive_book().unwrap().position("BTC/USDT"), dec!(0.7));
+    let bad = j.record_intent_for(&intent("bad"), Some("no spaces"));
+    assert!(
+        matches!(bad, Err(JournalError::InvalidIntent { .. })),
+        "{bad:?}"
+    );
+    assert!(j.order("bad").is_err());
+    // Reopening a version 4 journal migrates nothing.
+    drop(j);
+    assert_eq!(Journal::open(&path).unwrap().schema_version().unwrap(), 4);
+}
+
 #[test]
 fn a_version_1_journal_gains_the_control_actions_table() {
     let (_dir, path) = temp_journal();
     drop(Journal::open(&path).unwrap());
     let conn = Connection::open(&path).unwrap();
-    conn.execute_batch(
-        "DROP TABLE control_actions; DROP TABLE paper_orders;
-         UPDATE meta SET value = '1' WHERE key = 'schema_version';",
-    )
+    conn.execute_batch(&format!(
+        "{UNDO_V4} DROP TABLE control_actions; DROP TABLE paper_orders;
+             UPDATE meta SET value = '1' WHERE key = 'schema_version';"
+    ))
     .unwrap();
     drop(conn);
     let mut j = Journal::open(&path).unwrap();
@@ -200,12 +252,14 @@ fn a_version_2_journal_gains_the_paper_orders_table() {
     }
     let conn = Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP TABLE paper_orders; UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+        &format!(
+            "{UNDO_V4} DROP TABLE paper_orders; UPDATE meta SET value = '2' WHERE key = 'schema_version';"
+        ),
     )
     .unwrap();
     drop(conn);
     let mut j = Journal::open(&path).unwrap();
-    assert_eq!(j.schema_version().unwrap(), 3);
+    assert_eq!(j.schema_version().unwrap(), SCHEMA_VERSION);
     assert!(j.paper_orders().unwrap().is_empty());
     let book = j.derive_book().unwrap();
     let saved = [("a".to_string(), "{}".to_string())];

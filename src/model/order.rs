@@ -227,6 +227,18 @@ impl Order {
         self.quantity - self.filled_quantity
     }
 
+    /// When its time in force expires it (a bar opening at or after it no longer matches it).
+    pub fn deadline(&self) -> Option<TimestampNs> {
+        match self.tif {
+            TimeInForce::Day => Some(
+                (self.submitted_at.div_euclid(super::time::NANOS_PER_DAY) + 1)
+                    * super::time::NANOS_PER_DAY,
+            ),
+            TimeInForce::Gtd(until) => Some(until),
+            _ => None,
+        }
+    }
+
     /// Average fill price, None before the first fill.
     pub fn average_price(&self) -> Option<Decimal> {
         if self.filled_quantity.is_zero() {

@@ -316,20 +316,22 @@ pub fn run_book<S: Strategy>(
         }
         refresh(&risk, &members[i], i);
     }
-    // Crossed orders fill at a bar's open: with order latency they would not all be active
-    // there, so netting needs none.
+    // Crossed orders fill at a bar's open in full: with order latency they would not all be
+    // active there, and with a volume cap they would not all fill there on their own.
     book.netting_on = rules.spec.netting
         && members.iter().all(|m| {
             let s = lock(&m.session);
             s.execution.latency_ns == 0
+                && s.execution.matching.volume_share.is_none()
                 && s.execution
                     .profile
                     .as_ref()
                     .is_none_or(|p| p.latency == crate::execution::Latency::None)
         });
     if rules.spec.netting && !book.netting_on && members.len() > 1 {
-        book.notices
-            .push("orders are not netted: netting needs zero order latency".into());
+        book.notices.push(
+            "orders are not netted: netting needs zero order latency and no volume cap".into(),
+        );
     }
     let stop = drive(market, members, rules, progress, &mut book, &risk).err();
     book.stop = stop;
@@ -797,7 +799,7 @@ fn rebalance_book<S: Strategy>(
 mod tests {
     use super::*;
     use crate::accounting::Ledger;
-    use crate::model::{OrderId, OrderSide};
+    use crate::model::{OrderId, OrderSide, OrderStatus};
     use proptest::prelude::*;
 
     #[test]
@@ -848,10 +850,15 @@ mod tests {
         );
     }
 
-    /// Places scripted market orders: `(tick, symbol, buy?, quantity)`.
+    /// One scripted action: `(tick, symbol, buy?, quantity, what)`. `what`: 0 a market
+    /// order; 1, 2, 3 a limit at the symbol's next open −0.30, at it, +0.30; 4 a limit 2.00
+    /// inside the open (it rests); 5 an IOC limit at the next open; 6 a DAY market order;
+    /// 7 cancels the strategy's oldest open order.
+    type Step = (u64, u32, bool, u32, u8);
+
     struct Scripted {
         session: SharedSession,
-        orders: Vec<(u64, u32, bool, u32)>,
+        orders: Vec<Step>,
         tick: u64,
     }
 
@@ -864,16 +871,51 @@ mod tests {
         }
         fn on_tick(&mut self) -> Result<(), Stop> {
             let mut s = lock(&self.session);
-            for &(tick, symbol, buy, qty) in &self.orders {
-                if tick == self.tick {
-                    let side = if buy { OrderSide::Buy } else { OrderSide::Sell };
-                    let request = crate::execution::OrderRequest::market(
-                        SymbolId(symbol),
-                        side,
-                        Decimal::from(qty),
-                    );
-                    s.submit(request).unwrap();
+            for &(tick, symbol, buy, qty, what) in &self.orders {
+                if tick != self.tick {
+                    continue;
                 }
+                let symbol = SymbolId(symbol);
+                if what == 7 {
+                    let oldest = s
+                        .orders
+                        .all()
+                        .iter()
+                        .find(|o| o.status.is_open())
+                        .map(|o| o.id);
+                    let now = s.now;
+                    if let Some(id) = oldest {
+                        s.orders.cancel(id, "cancelled by the script", now);
+                    }
+                    continue;
+                }
+                // The test knows the next open (a script, not an algorithm).
+                let next = s.market.closed_count(symbol);
+                let series = s.market.series(symbol);
+                if next >= series.time.len() {
+                    continue;
+                }
+                let open = series.open.exact.get(next);
+                let side = if buy { OrderSide::Buy } else { OrderSide::Sell };
+                let mut request =
+                    crate::execution::OrderRequest::market(symbol, side, Decimal::from(qty));
+                let limit = |offset: i64| crate::model::OrderKind::Limit {
+                    limit: open + Decimal::new(offset, 2),
+                };
+                let inside = if buy { -200 } else { 200 };
+                match what {
+                    1 => request.kind = limit(-30),
+                    2 => request.kind = limit(0),
+                    3 => request.kind = limit(30),
+                    4 => request.kind = limit(inside),
+                    5 => {
+                        request.kind = limit(0);
+                        request.tif = crate::model::TimeInForce::Ioc;
+                    }
+                    6 => request.tif = crate::model::TimeInForce::Day,
+                    _ => {}
+                }
+                s.submit(request).unwrap();
             }
             self.tick += 1;
             Ok(())
@@ -886,41 +928,65 @@ mod tests {
         }
     }
 
+    /// The first bar: 14 minutes before a UTC midnight (bar 14 opens at it).
+    const START: i64 = crate::model::time::NANOS_PER_DAY - 14 * 60_000_000_000;
+
+    /// S0 has a bar every minute, S1 none at minutes 1, 4, 7…: an order on S1 placed there
+    /// waits a tick, when the strategies run again. Bars span open ± 0.50.
     fn two_symbol_market(bars: usize) -> Market {
         let series = (0..2)
             .map(|k| {
-                let prices: Vec<String> = (0..bars)
-                    .map(|i| format!("{}.{:02}", 100 + k * 50 + (i * 7 % 13), i * 31 % 100))
-                    .collect();
-                let column = || crate::data::Column::parse_texts(&prices).unwrap();
+                let minutes: Vec<usize> = (0..bars).filter(|i| k == 0 || i % 3 != 1).collect();
+                let texts = |shift: i64| -> crate::data::Column {
+                    let prices: Vec<String> = minutes
+                        .iter()
+                        .map(|&i| {
+                            let cents = (100 + k * 50 + (i * 7 % 13)) as i64 * 100
+                                + (i * 31 % 100) as i64
+                                + shift;
+                            Decimal::new(cents, 2).to_string()
+                        })
+                        .collect();
+                    crate::data::Column::parse_texts(&prices).unwrap()
+                };
                 crate::data::BarSeries {
                     symbol: format!("S{k}"),
                     source: "x.csv".into(),
-                    time: (0..bars as i64)
-                        .map(|i| i * 60_000_000_000)
+                    time: minutes
+                        .iter()
+                        .map(|&i| START + i as i64 * 60_000_000_000)
                         .collect::<Vec<_>>()
                         .into(),
-                    open: column(),
-                    high: column(),
-                    low: column(),
-                    close: column(),
-                    volume: crate::data::Column::parse_texts(&vec!["1000"; bars]).unwrap(),
+                    open: texts(0),
+                    high: texts(50),
+                    low: texts(-50),
+                    close: texts(5),
+                    volume: crate::data::Column::parse_texts(&vec!["1000"; minutes.len()]).unwrap(),
                 }
             })
             .collect();
         Market::new(series, 60_000_000_000, false).unwrap()
     }
 
-    /// Runs a three-strategy book on scripted orders; returns each strategy's final position
-    /// per symbol and its total costs (fees and slippage), and the netting report.
+    /// What a scripted run gives each strategy.
+    #[derive(Debug, PartialEq)]
+    struct Ended {
+        positions: [Decimal; 2],
+        /// Fees and slippage.
+        costs: Decimal,
+        /// Cash before costs: what its fills came to at the prices they met.
+        cash_before_costs: Decimal,
+        /// Per order: its status and filled quantity, as its handle reports them.
+        orders: Vec<(OrderStatus, Decimal)>,
+        /// Per (order, time): quantity and value at the path price, over its fills.
+        fills: std::collections::BTreeMap<(OrderId, i64), (Decimal, Decimal)>,
+    }
+
+    /// Runs a three-strategy book on scripted orders.
     fn run_scripted(
-        orders: &[Vec<(u64, u32, bool, u32)>],
+        orders: &[Vec<Step>],
         netting: bool,
-    ) -> (
-        Vec<[Decimal; 2]>,
-        Vec<Decimal>,
-        super::super::netting::NettingReport,
-    ) {
+    ) -> (Vec<Ended>, super::super::netting::NettingReport) {
         let mut spec =
             PortfolioSpec::from_algos(&["a.py".into(), "b.py".into(), "c.py".into()]).unwrap();
         spec.netting = netting;
@@ -970,7 +1036,7 @@ mod tests {
             "{:?}",
             book.stop.map(|s| stop_reason(&s))
         );
-        let positions = members
+        let ended = members
             .iter()
             .map(|m| {
                 let s = lock(&m.session);
@@ -980,45 +1046,180 @@ mod tests {
                         .map(|p| p.quantity)
                         .unwrap_or_default()
                 };
-                [q(0), q(1)]
+                let costs: Decimal = m.outcome.fills.iter().map(|f| f.fee + f.slippage).sum();
+                let mut fills = std::collections::BTreeMap::new();
+                for f in &m.outcome.fills {
+                    // The slippage is in the price: take it out to get the price met.
+                    let value = f.quantity * f.price - f.side.sign() * f.slippage;
+                    let entry = fills
+                        .entry((f.order_id, f.time))
+                        .or_insert((Decimal::ZERO, Decimal::ZERO));
+                    entry.0 += f.quantity;
+                    entry.1 += value;
+                }
+                Ended {
+                    positions: [q(0), q(1)],
+                    costs,
+                    cash_before_costs: s.ledger.cash() + costs,
+                    orders: s
+                        .orders
+                        .all()
+                        .iter()
+                        .map(|o| (o.status, o.filled_quantity))
+                        .collect(),
+                    fills,
+                }
             })
             .collect();
-        let costs = members
-            .iter()
-            .map(|m| m.outcome.fills.iter().map(|f| f.fee + f.slippage).sum())
-            .collect();
-        (positions, costs, book.netting)
+        (ended, book.netting)
     }
 
     #[test]
     fn crossing_100_against_60_sends_40_to_the_market() {
-        let orders = vec![vec![(3, 0, true, 100)], vec![(3, 0, false, 60)], vec![]];
-        let (positions, costs, report) = run_scripted(&orders, true);
-        assert_eq!(positions[0][0], Decimal::from(100));
-        assert_eq!(positions[1][0], Decimal::from(-60));
+        let orders = vec![
+            vec![(3, 0, true, 100, 0)],
+            vec![(3, 0, false, 60, 0)],
+            vec![],
+        ];
+        let (ended, report) = run_scripted(&orders, true);
+        assert_eq!(ended[0].positions[0], Decimal::from(100));
+        assert_eq!(ended[1].positions[0], Decimal::from(-60));
         assert_eq!(report.crossings, 1);
         assert_eq!(report.quantity, Decimal::from(60));
         // The seller crossed everything: no fee, no slippage.
-        assert_eq!(costs[1], Decimal::ZERO);
-        let (_, alone, _) = run_scripted(&orders, false);
-        assert!(costs[0] < alone[0] && alone[1] > Decimal::ZERO);
+        assert_eq!(ended[1].costs, Decimal::ZERO);
+        let (alone, _) = run_scripted(&orders, false);
+        assert!(ended[0].costs < alone[0].costs && alone[1].costs > Decimal::ZERO);
+    }
+
+    /// Every strategy's fills, order by order, are those it has on its own (same bars, same
+    /// quantities, same prices before costs), and it pays at most the costs it pays alone.
+    fn assert_netting_changes_only_costs(with: &[Ended], without: &[Ended]) {
+        for (w, wo) in with.iter().zip(without) {
+            assert_eq!(w.positions, wo.positions);
+            assert_eq!(w.orders, wo.orders);
+            assert_eq!(w.fills, wo.fills);
+            assert_eq!(w.cash_before_costs, wo.cash_before_costs);
+            assert!(w.costs <= wo.costs, "{} > {}", w.costs, wo.costs);
+        }
+    }
+
+    #[test]
+    fn limit_orders_at_one_price_cross_when_the_bar_opens_there() {
+        // Buy 100 and sell 60 + 30 at the next open of S0: 90 cross, 10 go to the market.
+        let orders = vec![
+            vec![(3, 0, true, 100, 2)],
+            vec![(3, 0, false, 60, 2)],
+            vec![(3, 0, false, 30, 2)],
+        ];
+        let (ended, report) = run_scripted(&orders, true);
+        assert_eq!((report.crossings, report.quantity), (1, Decimal::from(90)));
+        assert_eq!(
+            ended[0].orders,
+            vec![(OrderStatus::Filled, Decimal::from(100))]
+        );
+        let buyer: Vec<_> = ended[0].fills.values().collect();
+        assert_eq!(buyer.len(), 1, "crossed and matched at the same open");
+        assert_eq!(
+            (ended[1].costs, ended[2].costs),
+            (Decimal::ZERO, Decimal::ZERO)
+        );
+        let (alone, none) = run_scripted(&orders, false);
+        assert_eq!(none.crossings, 0);
+        assert_netting_changes_only_costs(&ended, &alone);
+        assert!(ended[0].costs < alone[0].costs);
+    }
+
+    #[test]
+    fn limit_orders_away_from_the_open_are_left_to_fill_alone() {
+        // At the open −0.30 the sell is marketable at the open and the buy fills at its limit
+        // inside the bar: two prices, so nothing crosses. Different limits never group.
+        let orders = vec![
+            vec![(3, 0, true, 100, 1), (5, 0, true, 10, 2)],
+            vec![(3, 0, false, 60, 1), (5, 0, false, 10, 3)],
+            vec![],
+        ];
+        let (ended, report) = run_scripted(&orders, true);
+        assert_eq!((report.crossings, report.dropped), (0, 1));
+        let (alone, _) = run_scripted(&orders, false);
+        assert_eq!(ended, alone);
+    }
+
+    #[test]
+    fn a_cancelled_order_leaves_its_group_and_the_rest_cross() {
+        // S1 has no bar at minute 4: orders placed at tick 3 wait until tick 5, and at tick 4
+        // the third strategy cancels its sell. The buyer and the first seller still cross.
+        let orders = vec![
+            vec![(3, 1, true, 100, 2)],
+            vec![(3, 1, false, 60, 2)],
+            vec![(3, 1, false, 30, 2), (4, 0, true, 1, 7)],
+        ];
+        let (ended, report) = run_scripted(&orders, true);
+        assert_eq!((report.crossings, report.quantity), (1, Decimal::from(60)));
+        assert_eq!(
+            ended[2].orders,
+            vec![(OrderStatus::Cancelled, Decimal::ZERO)]
+        );
+        assert_eq!(ended[0].positions[1], Decimal::from(100));
+        let (alone, _) = run_scripted(&orders, false);
+        assert_netting_changes_only_costs(&ended, &alone);
+    }
+
+    #[test]
+    fn a_resting_remainder_keeps_its_handle_right() {
+        // Market orders: 40 of the buyer's 100 cross with the seller; the buyer's limit 2.00
+        // under the open rests across bars on its own, never netted with the market orders.
+        let orders = vec![
+            vec![(3, 0, true, 100, 0), (3, 0, true, 50, 4)],
+            vec![(3, 0, false, 40, 0), (3, 0, false, 50, 4)],
+            vec![],
+        ];
+        let (ended, report) = run_scripted(&orders, true);
+        assert_eq!(report.crossings, 1);
+        let (alone, _) = run_scripted(&orders, false);
+        assert_netting_changes_only_costs(&ended, &alone);
+    }
+
+    #[test]
+    fn day_orders_around_midnight_cross_only_if_they_live_to_their_bar() {
+        // DAY orders on S1 placed at 23:59 (tick 12) wait for its bar 14 at midnight (it has
+        // no bar 13) and expire at its open: they do not cross. Those placed later cross.
+        let ticks = 12..17;
+        let orders = vec![
+            ticks.clone().map(|t| (t, 1, true, 10, 6)).collect(),
+            ticks.clone().map(|t| (t, 1, false, 7, 6)).collect(),
+            ticks.map(|t| (t, 0, false, 5, 6)).collect(),
+        ];
+        let (ended, report) = run_scripted(&orders, true);
+        assert!(report.crossings > 0);
+        let (alone, _) = run_scripted(&orders, false);
+        assert!(
+            alone[0].orders.iter().any(|o| o.0 == OrderStatus::Expired),
+            "{:?}",
+            alone[0].orders
+        );
+        assert_netting_changes_only_costs(&ended, &alone);
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
-        /// Netting never changes what a strategy ends up holding, and never costs it more.
+        /// Netting never changes a strategy's fills (so neither its position), only its costs,
+        /// which it never raises: market and limit orders, resting orders and cancellations.
         #[test]
         fn netting_keeps_positions_and_never_costs_more(
             scripts in proptest::collection::vec(
-                proptest::collection::vec((0u64..25, 0u32..2, any::<bool>(), 1u32..300), 0..12),
+                proptest::collection::vec((0u64..25, 0u32..2, any::<bool>(), 1u32..300, 0u8..8), 0..12),
                 3,
             )
         ) {
-            let (with, with_costs, _) = run_scripted(&scripts, true);
-            let (without, without_costs, _) = run_scripted(&scripts, false);
-            prop_assert_eq!(&with, &without);
-            for (w, wo) in with_costs.iter().zip(&without_costs) {
-                prop_assert!(w <= wo, "{:?} vs {:?}", with_costs, without_costs);
+            let (with, _) = run_scripted(&scripts, true);
+            let (without, _) = run_scripted(&scripts, false);
+            for (w, wo) in with.iter().zip(&without) {
+                prop_assert_eq!(&w.positions, &wo.positions);
+                prop_assert_eq!(&w.orders, &wo.orders);
+                prop_assert_eq!(&w.fills, &wo.fills);
+                prop_assert_eq!(w.cash_before_costs, wo.cash_before_costs);
+                prop_assert!(w.costs <= wo.costs, "{} > {}", w.costs, wo.costs);
             }
         }
     }

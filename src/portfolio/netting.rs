@@ -1,12 +1,23 @@
-//! Order netting between the strategies of a book: market orders on one symbol placed at the
-//! same tick on opposite sides (and with the same time in force) cross inside the book
-//! instead of both going to the market. 100 bought by A and 60 sold by B: 60 of each cross,
-//! A's remaining 40 goes to the market.
+//! Order netting between the strategies of a book: compatible orders on one symbol placed at
+//! the same tick on opposite sides cross inside the book instead of both going to the market.
+//! 100 bought by A and 60 sold by B: 60 of each cross, A's remaining 40 goes to the market.
 //!
-//! The crossed quantities fill at the open of the symbol's next bar (the price a market order
-//! meets before slippage) with no commission and no slippage; the rest of each order then
-//! matches as usual on the same bar. So every strategy gets exactly the quantity it asked for
-//! at the same bar as on its own, and the book pays costs on the net quantity only.
+//! Compatible: plain orders (no bracket, no OCO) with the same time in force that are both
+//! market orders, or both limit orders at the same limit price. A crossing fills only what each
+//! order would have filled on its own, at the same bar and the same price before costs, so no
+//! strategy's fills change except for the costs it saves:
+//! - market orders cross at the open of the symbol's next bar (the price they meet there);
+//! - limit orders cross at their limit, and only when that bar opens exactly at it: there both
+//!   are marketable at the open and fill there in full. At any other open one of them fills on
+//!   its own at the open, better than the limit, and the other at the limit later or never: no
+//!   single crossing price matches both, so they are left to fill on their own.
+//!
+//! The crossed quantities fill with no commission and no slippage; the rest of each order (the
+//! net quantity, split over the larger side's orders in proportion) then matches as usual, on
+//! the same bar, as the order it is: its handle reports its status and its filled quantity,
+//! crossed and matched together. The group is re-formed on its bar from the orders still open
+//! there (one a strategy cancelled, or one its time in force expired, leaves it): the others
+//! cross among themselves.
 //!
 //! Allocation on the larger side is in proportion to the orders' quantities, rounded down to
 //! the group's quantity precision (the most decimals of its orders), the units left over going
@@ -22,13 +33,15 @@ use crate::model::{
     Fill, OrderId, OrderKind, OrderSide, OrderStatus, SymbolId, TimeInForce, TimestampNs,
 };
 
-/// One crossing waiting for its symbol's next bar.
+/// A group of compatible orders on opposite sides, waiting for its symbol's next bar.
 #[derive(Debug, Clone)]
 pub struct Crossing {
     /// The book's symbol.
     pub symbol: SymbolId,
-    /// (strategy index, order id in its session, quantity crossed).
-    pub legs: Vec<(usize, OrderId, Decimal)>,
+    /// None: market orders; the limit price of limit orders.
+    pub limit: Option<Decimal>,
+    /// (strategy index, order id in its session), in the book's order.
+    pub orders: Vec<(usize, OrderId)>,
 }
 
 /// What netting did over a run.
@@ -41,23 +54,24 @@ pub struct NettingReport {
     /// The commission the crossed quantities would have paid at each strategy's commission
     /// rate (minimums left out).
     pub commission_saved: Decimal,
-    /// Crossings dropped because an order was cancelled before its bar.
+    /// Groups that crossed nothing on their bar: orders cancelled or expired before it left
+    /// one side empty, or limit orders whose bar did not open at their limit.
     pub dropped: u64,
 }
 
-/// A market order that may cross: (strategy, order, side, quantity, time in force).
-type Candidate = (usize, OrderId, OrderSide, Decimal, TimeInForce);
+/// A plain market or limit order that may cross: (strategy, order, side, time in force, limit).
+type Candidate = (usize, OrderId, OrderSide, TimeInForce, Option<Decimal>);
 
-/// The crossings among the market orders the running strategies placed at `now`. `seen[i]`
-/// is how many orders strategy `i` had at the previous call: only orders placed since are
-/// looked at, so a tick without new orders costs one length check per strategy.
+/// The groups of compatible orders the running strategies placed at `now` on opposite sides
+/// of a symbol. `seen[i]` is how many orders strategy `i` had at the previous call: only orders
+/// placed since are looked at, so a tick without new orders costs one length check per
+/// strategy.
 pub fn find<S>(
     members: &[Member<S>],
     now: TimestampNs,
     symbols: usize,
     seen: &mut [usize],
 ) -> Vec<Crossing> {
-    // Per book symbol: (strategy, order, side, quantity, time in force).
     let mut candidates: Vec<Vec<Candidate>> = Vec::new();
     for (i, m) in members.iter().enumerate() {
         let s = lock(&m.session);
@@ -68,8 +82,12 @@ pub fn find<S>(
             continue;
         }
         for order in new {
-            if order.kind == OrderKind::Market
-                && order.status == OrderStatus::Accepted
+            let limit = match order.kind {
+                OrderKind::Market => None,
+                OrderKind::Limit { limit } => Some(limit),
+                _ => continue,
+            };
+            if order.status == OrderStatus::Accepted
                 && order.submitted_at == now
                 && order.filled_quantity.is_zero()
                 && order.parent.is_none()
@@ -78,13 +96,8 @@ pub fn find<S>(
                 if candidates.is_empty() {
                     candidates = vec![Vec::new(); symbols];
                 }
-                candidates[m.global[order.symbol.index()].index()].push((
-                    i,
-                    order.id,
-                    order.side,
-                    order.quantity,
-                    order.tif,
-                ));
+                candidates[m.global[order.symbol.index()].index()]
+                    .push((i, order.id, order.side, order.tif, limit));
             }
         }
     }
@@ -93,37 +106,24 @@ pub fn find<S>(
         if orders.len() < 2 {
             continue;
         }
-        let mut tifs: Vec<TimeInForce> = Vec::new();
+        // One group per (time in force, limit), in the order they first appear.
+        let mut keys: Vec<(TimeInForce, Option<Decimal>)> = Vec::new();
         for o in &orders {
-            if !tifs.contains(&o.4) {
-                tifs.push(o.4);
+            if !keys.contains(&(o.3, o.4)) {
+                keys.push((o.3, o.4));
             }
         }
-        for tif in tifs {
-            let group: Vec<_> = orders.iter().filter(|o| o.4 == tif).collect();
-            let (buys, sells): (Vec<&Candidate>, Vec<&Candidate>) =
-                group.iter().copied().partition(|o| o.2 == OrderSide::Buy);
-            let bought: Decimal = buys.iter().map(|o| o.3).sum();
-            let sold: Decimal = sells.iter().map(|o| o.3).sum();
-            let crossed = bought.min(sold);
-            if crossed.is_zero() {
-                continue;
+        for key in keys {
+            let group: Vec<&Candidate> = orders.iter().filter(|o| (o.3, o.4) == key).collect();
+            let both_sides = group.iter().any(|o| o.2 == OrderSide::Buy)
+                && group.iter().any(|o| o.2 == OrderSide::Sell);
+            if both_sides {
+                crossings.push(Crossing {
+                    symbol: SymbolId(symbol as u32),
+                    limit: key.1,
+                    orders: group.iter().map(|o| (o.0, o.1)).collect(),
+                });
             }
-            let dp = group.iter().map(|o| o.3.scale()).max().unwrap_or(0);
-            let mut legs = Vec::new();
-            for side in [&buys, &sells] {
-                let quantities: Vec<Decimal> = side.iter().map(|o| o.3).collect();
-                let shares = allocate(&quantities, crossed, dp);
-                for (o, share) in side.iter().zip(shares) {
-                    if share > Decimal::ZERO {
-                        legs.push((o.0, o.1, share));
-                    }
-                }
-            }
-            crossings.push(Crossing {
-                symbol: SymbolId(symbol as u32),
-                legs,
-            });
         }
     }
     crossings
@@ -165,9 +165,9 @@ pub fn allocate(quantities: &[Decimal], total: Decimal, dp: u32) -> Vec<Decimal>
 }
 
 /// Fills the crossings due on the bars of `tick_symbols` (book ids) at each bar's open, into
-/// the strategies' books and ledgers; `crossed[i]` gets strategy `i`'s fills. A crossing
-/// whose orders are no longer all open for their share (one was cancelled) is dropped: each
-/// order then matches on its own. Crossings on other symbols stay pending.
+/// the strategies' books and ledgers; `crossed[i]` gets strategy `i`'s fills. Each group is
+/// re-formed from its orders still open, untouched and not expiring at the bar. Crossings on
+/// other symbols stay pending.
 pub fn apply_due<S>(
     pending: &mut Vec<Crossing>,
     tick_symbols: &[SymbolId],
@@ -184,21 +184,16 @@ pub fn apply_due<S>(
         .partition(|c| tick_symbols.contains(&c.symbol));
     *pending = rest;
     for crossing in due {
-        let valid = crossing.legs.iter().all(|(i, id, quantity)| {
-            let s = lock(&members[*i].session);
-            s.orders
-                .get(*id)
-                .is_some_and(|o| o.status == OrderStatus::Accepted && o.remaining() >= *quantity)
-        });
-        if !valid {
-            report.dropped += 1;
-            continue;
-        }
         let index = market.closed_count(crossing.symbol);
         let series = market.series(crossing.symbol);
         let (price, time) = (series.open.exact.get(index), series.time[index]);
+        let legs = legs(&crossing, members, time);
+        if legs.is_empty() || crossing.limit.is_some_and(|limit| limit != price) {
+            report.dropped += 1;
+            continue;
+        }
         report.crossings += 1;
-        for (i, id, quantity) in &crossing.legs {
+        for (i, id, quantity) in &legs {
             let mut s = lock(&members[*i].session);
             let fill = s
                 .orders
@@ -216,6 +211,50 @@ pub fn apply_due<S>(
         }
     }
     Ok(())
+}
+
+/// The crossed quantity of each order of `crossing` still able to cross at a bar opening at
+/// `open_time`: (strategy, order, quantity), empty when a side has none.
+fn legs<S>(
+    crossing: &Crossing,
+    members: &[Member<S>],
+    open_time: TimestampNs,
+) -> Vec<(usize, OrderId, Decimal)> {
+    let mut sides: [Vec<(usize, OrderId, Decimal)>; 2] = [Vec::new(), Vec::new()];
+    for &(i, id) in &crossing.orders {
+        let s = lock(&members[i].session);
+        if members[i].stopped.is_some() {
+            continue;
+        }
+        if let Some(o) = s.orders.get(id)
+            && o.status == OrderStatus::Accepted
+            && o.filled_quantity.is_zero()
+            && o.deadline().is_none_or(|deadline| open_time < deadline)
+        {
+            sides[usize::from(o.side == OrderSide::Sell)].push((i, id, o.quantity));
+        }
+    }
+    let total = |side: &[(usize, OrderId, Decimal)]| side.iter().map(|o| o.2).sum::<Decimal>();
+    let quantity = total(&sides[0]).min(total(&sides[1]));
+    if quantity.is_zero() {
+        return Vec::new();
+    }
+    let dp = sides
+        .iter()
+        .flatten()
+        .map(|o| o.2.scale())
+        .max()
+        .unwrap_or(0);
+    let mut legs = Vec::new();
+    for side in &sides {
+        let quantities: Vec<Decimal> = side.iter().map(|o| o.2).collect();
+        for (o, share) in side.iter().zip(allocate(&quantities, quantity, dp)) {
+            if share > Decimal::ZERO {
+                legs.push((o.0, o.1, share));
+            }
+        }
+    }
+    legs
 }
 
 #[cfg(test)]

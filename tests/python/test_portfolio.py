@@ -635,11 +635,11 @@ TRADE_ONCE = """
 """
 
 
-@pytest.mark.parametrize("netting", [True, False])
-def test_opposite_orders_of_one_tick_are_netted(
-    run_rustybt, write_algo, tmp_path: Path, netting: bool
-) -> None:
-    algo = write_algo(TRADE_ONCE, "trade_once")
+def run_two_strategy_book(
+    run_rustybt, tmp_path: Path, algo: Path, netting: bool, buyer: str, seller: str
+) -> RunResult:
+    """A buyer and a seller running `algo` on SYNA (their params after `side`), with a
+    commission and slippage, netting on or off."""
     config = tmp_path / "costs.toml"
     config.write_text('[commission]\nrate = "0.001"\n[execution]\nslippage_bps = 10\n')
     portfolio = write_portfolio(
@@ -653,17 +653,28 @@ def test_opposite_orders_of_one_tick_are_netted(
         id = "buyer"
         algo = "{algo}"
         symbols = ["SYNA"]
-        params = {{ side = "buy", quantity = 100 }}
+        params = {{ side = "buy", {buyer} }}
 
         [[strategy]]
         id = "seller"
         algo = "{algo}"
         symbols = ["SYNA"]
-        params = {{ side = "sell", quantity = 60 }}
+        params = {{ side = "sell", {seller} }}
         """,
+        name=f"book_{netting}.toml",
     )
     book = run_rustybt("run", "--portfolio", portfolio, "--config", config, "--no-progress", "-q")
     assert book.returncode == 0, book.stderr
+    return book
+
+
+@pytest.mark.parametrize("netting", [True, False])
+def test_opposite_orders_of_one_tick_are_netted(
+    run_rustybt, write_algo, tmp_path: Path, netting: bool
+) -> None:
+    algo = write_algo(TRADE_ONCE, "trade_once")
+    book = run_two_strategy_book(run_rustybt, tmp_path, algo, netting, "quantity = 100",
+                                 "quantity = 60")
     fills = rows(book.out / "fills.csv")
     bars = {r["timestamp"]: r for r in csv.DictReader((SAMPLE / "SYNA.csv").open())}
     open_price = Decimal(bars[fills[0]["time"]]["open"])
@@ -769,3 +780,77 @@ def test_a_book_strategy_on_the_whole_universe_without_indicators_is_the_plain_r
     assert plain.returncode == 0, plain.stderr
     assert plain.metrics()["num_trades"] > 100
     assert_same_results(book.out / "strategies" / "rotate", plain)
+
+
+LIMIT_ONCE = """
+    from decimal import Decimal
+    from rustybt_api import Algorithm
+
+    class LimitOnce(Algorithm):
+        side = "buy"
+        quantity = 100
+        offset = "0"
+
+        def initialize(self, ctx):
+            self.ticks = 0
+            self.order = None
+
+        def on_tick(self, ctx):
+            self.ticks += 1
+            if self.ticks == 10:
+                limit = ctx.history("SYNA").decimal("close") + Decimal(self.offset)
+                place = self.buy if self.side == "buy" else self.sell
+                self.order = place("SYNA", self.quantity, limit=limit)
+            elif self.ticks == 11:
+                # What the strategy's own handle says one bar later.
+                self.record("filled", self.order.filled_quantity)
+"""
+
+
+@pytest.mark.parametrize("offset", ["0", "0.05"])
+def test_limit_orders_at_one_price_cross_only_at_an_open_at_their_limit(
+    run_rustybt, write_algo, tmp_path: Path, offset: str
+) -> None:
+    """Same-price limit orders cross when the next bar opens at their limit (the sample's
+    opens are the previous closes), and are left alone otherwise. Either way every strategy's
+    fills, before costs, and its own order handle are what it gets without netting."""
+    algo = write_algo(LIMIT_ONCE, "limit_once")
+    netted, alone = (
+        run_two_strategy_book(run_rustybt, tmp_path, algo, netting,
+                              f'quantity = 100, offset = "{offset}"', f'quantity = 60, offset = "{offset}"')
+        for netting in (True, False)
+    )
+
+    def by_strategy(book: RunResult) -> dict[str, list[tuple[str, Decimal, Decimal]]]:
+        out: dict[str, list[tuple[str, Decimal, Decimal]]] = defaultdict(list)
+        for f in rows(book.out / "fills.csv"):
+            out[f["strategy"]].append((f["time"], Decimal(f["qty"]), Decimal(f["price"])))
+        return out
+
+    def merged(fills: list[tuple[str, Decimal, Decimal]]) -> dict[tuple[str, Decimal], Decimal]:
+        # Quantity per (time, price): a crossed and a matched fill at one open merge.
+        out: dict[tuple[str, Decimal], Decimal] = defaultdict(Decimal)
+        for time, qty, price in fills:
+            out[(time, price)] += qty
+        return dict(out)
+
+    with_netting, without = by_strategy(netted), by_strategy(alone)
+    for sid in ("buyer", "seller"):
+        assert merged(with_netting[sid]) == merged(without[sid]), sid
+        handle = [r["value"] for r in rows(netted.out / "strategies" / sid / "records.csv")]
+        assert handle == [r["value"] for r in rows(alone.out / "strategies" / sid / "records.csv")]
+    section = netted.metrics()["portfolio"]["netting"]
+    fees = {sid: sum(Decimal(f["fee"]) for f in rows(b.out / "fills.csv") if f["strategy"] == sid)
+            for b, sid in [(netted, "buyer"), (netted, "seller")]}
+    if offset == "0":
+        assert section["crossings"] == 1 and section["quantity"] == "60" and section["dropped"] == 0
+        # The seller crossed all of its 60 at its limit for nothing; the buyer's 40 matched.
+        assert [(q, p) for _, q, p in with_netting["seller"]] == [(60, with_netting["seller"][0][2])]
+        assert fees["seller"] == 0 and fees["buyer"] > 0
+        handle = [Decimal(r["value"]) for r in rows(netted.out / "strategies" / "buyer" / "records.csv")]
+        assert handle == [100]
+    else:
+        # The buyer is marketable at the open, the seller fills at its limit later: no
+        # single price, nothing crossed.
+        assert section["crossings"] == 0 and section["dropped"] == 1
+        assert rows(netted.out / "fills.csv") == rows(alone.out / "fills.csv")
