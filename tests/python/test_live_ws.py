@@ -1,6 +1,7 @@
-"""`rustybt live` on the websocket feed (`--feed-mode ws`, docs/live.md "Websocket data"): the
-release binary, the real ccxt.pro client and the fake Binance's kline streams
-(`tests/support/fake_binance.py`, script key ``websocket``). The fake cuts every socket at
+"""`rustybt live` on the websocket feed (`--feed-mode ws`, and bars aggregated from trades with
+`--feed-mode ws-trades`; docs/live.md "Websocket data"): the release binary, the real ccxt.pro
+client and the fake Binance's kline and trade streams (`tests/support/fake_binance.py`, script
+key ``websocket``). The fake cuts every socket at
 scripted bars and refuses reconnects for two bars, and half way through every bar it streams the
 forming candle with a close no closed candle has. Each session on the websocket feed is compared
 with a session on the REST feed (`--feed-mode poll`) over the same price path: the same bars,
@@ -120,6 +121,57 @@ def test_a_ws_session_with_dropped_sockets_trades_like_the_rest_feed(session: Ca
     assert ws_fake.klines_requests() < poll_fake.klines_requests() / 2, (ws_fake.klines_requests(), poll_fake.klines_requests())
 
 
+def test_a_trades_session_with_mid_bar_cuts_trades_like_the_rest_feed(session: Callable[..., tuple[Live, WsFake]]) -> None:
+    """Bars aggregated from the fake's trade stream (each bar's four trades, sent in its wall
+    time), with the socket cut at the half of bars 4 and 11 (their last two trades never reach
+    the client) and refused for two bars: the bars the stream did not see whole (the first
+    one, those cut or missed, the one it reconnected in) come from REST, the rest from the
+    trades, and the session trades exactly as on the REST feed."""
+    poll_live, poll_fake = session("poll")
+    polled = run_with(poll_live, "--feed-mode", "poll")
+    assert polled.returncode == 0, polled.stderr
+
+    live, fake = session("trades", drops=[4, 11])
+    streamed = run_with(live, "--feed-mode", "ws-trades", "--exchange-ws-url", fake.ws_url)
+    assert streamed.returncode == 0, streamed.stderr
+    assert "market data: binance websocket trades, aggregated into bars (REST fills gaps" in streamed.stderr
+
+    ws_result, poll_result = trading(streamed), trading(polled)
+    assert len(ws_result["bars"]) == BARS
+    assert ws_result == poll_result
+    assert [D(b.split(" close ")[1]) for b in ws_result["bars"]] == [D(p) for p in PATH[:BARS]]
+    assert all(FORMING not in line for line in streamed.log())
+    assert "came after its bar" not in streamed.stderr  # no late trade
+
+    log = fake.ws_log()
+    kinds = [e["event"] for e in log]
+    assert kinds.count("drop") == 2 and kinds.count("refused") >= 2, kinds
+    subscribed = [e["streams"] for e in log if e["event"] == "subscribe" and "btcusdt@trade" in e["streams"]]
+    assert len(subscribed) >= 3, log  # the first connection and one after each cut
+    assert streamed.stderr.count("websocket down") == 2, streamed.stderr
+    assert streamed.stderr.count("websocket reconnected") == 2, streamed.stderr
+    # most bars came from the trades: far fewer candle requests than on the REST feed
+    assert fake.klines_requests() < poll_fake.klines_requests() / 2, (fake.klines_requests(), poll_fake.klines_requests())
+
+
+def test_the_feed_mode_comes_from_the_config_file_unless_the_flag_overrides_it(session: Callable[..., tuple[Live, WsFake]]) -> None:
+    live, fake = session("config")
+    live.config = write_config(live.folder, live={"feed_mode": "ws-trades"})
+    run = run_with(live, "--exchange-ws-url", fake.ws_url, max_bars=3)
+    assert run.returncode == 0, run.stderr
+    assert "market data: binance websocket trades, aggregated into bars" in run.stderr
+    # the flag wins over the file
+    polled = run_with(live, "--feed-mode", "poll", "--exchange-ws-url", fake.ws_url, max_bars=2)
+    assert polled.returncode == 0, polled.stderr
+    assert "market data: binance websocket" not in polled.stderr
+    # a bad value is a usage error naming the file and the key, before anything starts
+    live.config = write_config(live.folder, live={"feed_mode": "socket"})
+    bad = run_with(live, "--exchange-ws-url", fake.ws_url, max_bars=1)
+    assert bad.returncode == 2, bad.stderr
+    assert str(live.config) in bad.stderr and 'live.feed_mode = "socket" is not a feed mode' in bad.stderr, bad.stderr
+    assert "`ws-trades`" in bad.stderr
+
+
 def test_an_unreachable_websocket_falls_back_to_polling_and_says_so(session: Callable[..., tuple[Live, WsFake]]) -> None:
     live, fake = session("down")
     # nothing listens on port 9: every connection attempt fails
@@ -139,6 +191,7 @@ def test_feed_mode_choices_and_errors(session: Callable[..., tuple[Live, WsFake]
     live, fake = session("modes")
     bad = run_with(live, "--feed-mode", "socket", max_bars=1)
     assert bad.returncode == 2 and "`--feed-mode socket` is not a feed mode" in bad.stderr
+    assert "use `auto`, `ws`, `ws-trades` or `poll`" in bad.stderr
     # auto with a redirected REST URL and no websocket URL: polls, and says why
     auto = run_with(live, max_bars=2)
     assert auto.returncode == 0, auto.stderr
