@@ -36,6 +36,7 @@ class WsFake(Fake):
         line = self.proc.stdout.readline()  # type: ignore[union-attr]
         assert line.startswith("WEBSOCKET ws://127.0.0.1:"), line
         self.ws_url = line.split()[1]
+        self.start_ms = 0  # the clock's, set by the fixture
 
     def ws_log(self) -> list[dict[str, Any]]:
         return self.call("GET", "ws")
@@ -57,6 +58,7 @@ def session(binary: Path, tmp_path: Path) -> Iterator[Callable[..., tuple[Live, 
         scenario["clock"]["align_to_wall"] = True
         scenario["websocket"] = {"drops": list(drops), "down_bars": down_bars, "forming_close": FORMING}
         fake = WsFake(scenario, folder)
+        fake.start_ms = scenario["clock"]["start_ms"]
         fakes.append(fake)
         return Live(binary, fake, folder / "state", write_config(folder), folder), fake
 
@@ -150,8 +152,12 @@ def test_a_trades_session_with_mid_bar_cuts_trades_like_the_rest_feed(session: C
     assert len(subscribed) >= 3, log  # the first connection and one after each cut
     assert streamed.stderr.count("websocket down") == 2, streamed.stderr
     assert streamed.stderr.count("websocket reconnected") == 2, streamed.stderr
-    # most bars came from the trades: far fewer candle requests than on the REST feed
-    assert fake.klines_requests() < poll_fake.klines_requests() / 2, (fake.klines_requests(), poll_fake.klines_requests())
+    # REST was asked only for bars around the start and the cuts (cut at k + ½, refused until
+    # k + 2½, then reconnecting with backoff): every other bar came from the trades
+    assert fake.klines_requests() < poll_fake.klines_requests(), (fake.klines_requests(), poll_fake.klines_requests())
+    asked = {(int(r["params"]["startTime"]) - fake.start_ms) // 1000 for r in fake.requests() if r["path"] == "klines"}
+    assert all(k <= 0 or 4 <= k <= 9 or 11 <= k <= 16 for k in asked), sorted(asked)
+    assert not asked & {1, 2, 3, 10, 17, 18, 19}, sorted(asked)
 
 
 def test_the_feed_mode_comes_from_the_config_file_unless_the_flag_overrides_it(session: Callable[..., tuple[Live, WsFake]]) -> None:

@@ -413,7 +413,7 @@ class TradeStream(_Stream):
         self._candles: deque[list[Any]] = deque()
         # per symbol: the newest trade time and time.monotonic() then (the symbol's clock)
         self._clock: dict[str, tuple[int, float]] = {}
-        self._seen: dict[str, deque[str]] = {}  # generic path: recent trade ids per symbol
+        self._seen: dict[str, tuple[deque[str], set[str]]] = {}  # generic path: recent trade ids per symbol
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         ex = _pro_exchange(broker, ws_url, "trades" if self.raw else None, self._on_raw_trade)
         super().__init__(ex, f"rustybt-ws-trades-{self.exchange_id}", min_delay_s, max_delay_s)
@@ -461,11 +461,15 @@ class TradeStream(_Stream):
             symbol, time_ms = trade.get("symbol"), trade.get("timestamp")
             if symbol not in self.symbols or time_ms is None:
                 continue
-            seen = self._seen.setdefault(symbol, deque(maxlen=4096))
-            trade_id = str(trade.get("id"))
-            if trade.get("id") is not None and trade_id in seen:
-                continue  # ccxt handed it out before
-            seen.append(trade_id)
+            if trade.get("id") is not None:
+                order, seen = self._seen.setdefault(symbol, (deque(), set()))
+                trade_id = str(trade["id"])
+                if trade_id in seen:
+                    continue  # ccxt handed it out before
+                order.append(trade_id)
+                seen.add(trade_id)
+                if len(order) > 4096:
+                    seen.discard(order.popleft())
             price, qty = (Decimal(self._ex.number_to_string(trade[k])) for k in ("price", "amount"))
             self._add(symbol, int(time_ms), max(int(time_ms), now_ms), price, qty)
 
