@@ -1025,10 +1025,9 @@ mod tests {
         .with_stream(Box::new(Scripted(queue.clone())));
         feed.patience = Duration::from_secs(3600);
         feed.idle_poll = Duration::ZERO;
-        queue.borrow_mut().push_back(streamed(
-            &[],
-            vec![StreamEvent::Connected { time_ms: 0 }],
-        ));
+        queue
+            .borrow_mut()
+            .push_back(streamed(&[], vec![StreamEvent::Connected { time_ms: 0 }]));
         assert!(matches!(feed.poll().unwrap(), Poll::Wait(_)));
         venue.borrow_mut().0[0].push(candle(t0, 7));
         // a stream that brings every bar: REST waits `patience` for it

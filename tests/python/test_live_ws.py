@@ -91,6 +91,23 @@ def trading(run: Run) -> dict[str, Any]:
     }
 
 
+def assert_trades_like(streamed: Run, polled: Run, fake: WsFake) -> None:
+    """The session on a stream cut at bars 4 and 11 has the same 20 bars, orders, fills and
+    equity as the REST feed, never saw the forming candle, and its sockets really dropped,
+    were refused, reconnected (subscribing again) and said so."""
+    ws_result, poll_result = trading(streamed), trading(polled)
+    assert len(ws_result["bars"]) == BARS
+    assert ws_result == poll_result
+    assert [D(b.split(" close ")[1]) for b in ws_result["bars"]] == [D(p) for p in PATH[:BARS]]
+    assert all(FORMING not in line for line in streamed.log())
+    kinds = [e["event"] for e in fake.ws_log()]
+    assert kinds.count("drop") == 2, kinds
+    assert kinds.count("refused") >= 2, kinds
+    assert kinds.count("subscribe") >= 3, kinds
+    assert streamed.stderr.count("websocket down") == 2, streamed.stderr
+    assert streamed.stderr.count("websocket reconnected") == 2, streamed.stderr
+
+
 def test_a_ws_session_with_dropped_sockets_trades_like_the_rest_feed(session: Callable[..., tuple[Live, WsFake]]) -> None:
     poll_live, poll_fake = session("poll")
     polled = run_with(poll_live, "--feed-mode", "poll")
@@ -103,22 +120,7 @@ def test_a_ws_session_with_dropped_sockets_trades_like_the_rest_feed(session: Ca
     assert streamed.returncode == 0, streamed.stderr
     assert "market data: binance websocket stream" in streamed.stderr
 
-    # the same 20 bars, orders, fills and equity as the REST feed
-    ws_result, poll_result = trading(streamed), trading(polled)
-    assert len(ws_result["bars"]) == BARS
-    assert ws_result == poll_result
-    assert [D(b.split(" close ")[1]) for b in ws_result["bars"]] == [D(p) for p in PATH[:BARS]]
-    # the forming candle was streamed every bar and never became one
-    assert all(FORMING not in line for line in streamed.log())
-
-    # the sockets really dropped, were refused, reconnected, and the gaps came through REST
-    log = ws_fake.ws_log()
-    kinds = [e["event"] for e in log]
-    assert kinds.count("drop") == 2, kinds
-    assert kinds.count("refused") >= 2, kinds
-    assert kinds.count("subscribe") >= 3, kinds
-    assert streamed.stderr.count("websocket down") == 2, streamed.stderr
-    assert streamed.stderr.count("websocket reconnected") == 2, streamed.stderr
+    assert_trades_like(streamed, polled, ws_fake)
     # most bars came by websocket: far fewer candle requests than on the REST feed
     assert ws_fake.klines_requests() < poll_fake.klines_requests() / 2, (ws_fake.klines_requests(), poll_fake.klines_requests())
 
@@ -138,20 +140,10 @@ def test_a_trades_session_with_mid_bar_cuts_trades_like_the_rest_feed(session: C
     assert streamed.returncode == 0, streamed.stderr
     assert "market data: binance websocket trades, aggregated into bars (REST fills gaps" in streamed.stderr
 
-    ws_result, poll_result = trading(streamed), trading(polled)
-    assert len(ws_result["bars"]) == BARS
-    assert ws_result == poll_result
-    assert [D(b.split(" close ")[1]) for b in ws_result["bars"]] == [D(p) for p in PATH[:BARS]]
-    assert all(FORMING not in line for line in streamed.log())
+    assert_trades_like(streamed, polled, fake)
     assert "came after its bar" not in streamed.stderr  # no late trade
-
-    log = fake.ws_log()
-    kinds = [e["event"] for e in log]
-    assert kinds.count("drop") == 2 and kinds.count("refused") >= 2, kinds
-    subscribed = [e["streams"] for e in log if e["event"] == "subscribe" and "btcusdt@trade" in e["streams"]]
-    assert len(subscribed) >= 3, log  # the first connection and one after each cut
-    assert streamed.stderr.count("websocket down") == 2, streamed.stderr
-    assert streamed.stderr.count("websocket reconnected") == 2, streamed.stderr
+    subscribed = [e["streams"] for e in fake.ws_log() if e["event"] == "subscribe"]
+    assert all(s == ["btcusdt@trade"] for s in subscribed), subscribed
     # REST was asked only for bars around the start and the cuts (cut at k + ½, refused until
     # k + 2½, then reconnecting with backoff): every other bar came from the trades
     assert fake.klines_requests() < poll_fake.klines_requests(), (fake.klines_requests(), poll_fake.klines_requests())

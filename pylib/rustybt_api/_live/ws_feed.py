@@ -197,7 +197,37 @@ class _Stream:
             self._keep(result)
 
 
-class CandleStream(_Stream):
+class _BarStream(_Stream):
+    """A subscription whose ``take`` hands the Rust feed closed bars of ``symbols`` at
+    ``timeframe`` (``CandleStream``, ``TradeStream``); ``raw`` (``"klines"``, ``"trades"``
+    or ``None``) sends Binance's raw events to ``_on_raw``."""
+
+    def __init__(
+        self,
+        broker: CcxtBroker,
+        symbols: list[str],
+        timeframe: str,
+        ws_url: str | None,
+        raw: str | None,
+        min_delay_s: float,
+        max_delay_s: float,
+    ):
+        self.exchange_id = broker.exchange.id
+        self.symbols = list(symbols)
+        self.timeframe = timeframe
+        self._by_id = {broker.rules(s).exchange_symbol.upper(): broker.rules(s).symbol for s in self.symbols}
+        self._candles: deque[list[Any]] = deque()
+        ex = _pro_exchange(broker, ws_url, raw, self._on_raw)
+        super().__init__(ex, f"rustybt-ws-{raw or 'bars'}-{self.exchange_id}", min_delay_s, max_delay_s)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.exchange_id!r}, {self.symbols!r}, {self.timeframe!r})"
+
+    def _on_raw(self, message: dict[str, Any]) -> None:
+        """A raw event (on the stream's thread)."""
+
+
+class CandleStream(_BarStream):
     """One subscription to the closed candles of ``symbols`` at ``timeframe``. Thread-safe
     between its background thread and the caller of ``take``/``close``."""
 
@@ -212,21 +242,11 @@ class CandleStream(_Stream):
         min_delay_s: float = 0.2,
         max_delay_s: float = 5.0,
     ):
-        self.exchange_id = broker.exchange.id
-        self.symbols = list(symbols)
-        self.timeframe = timeframe
-        self.raw = self.exchange_id in RAW_KLINES if raw is None else raw
-        self._tf_ms = broker.exchange.parse_timeframe(timeframe) * 1000
+        self.raw = broker.exchange.id in RAW_KLINES if raw is None else raw
         self._interval = broker.exchange.safe_string(broker.exchange.timeframes, timeframe, timeframe)
-        self._by_id = {broker.rules(s).exchange_symbol.upper(): broker.rules(s).symbol for s in self.symbols}
-        self._candles: deque[list[Any]] = deque()
         # per symbol: open time of the newest candle passed on (the generic path's "superseded")
         self._last_open: dict[str, int] = {}
-        ex = _pro_exchange(broker, ws_url, "klines" if self.raw else None, self._on_raw_kline)
-        super().__init__(ex, f"rustybt-ws-{self.exchange_id}", min_delay_s, max_delay_s)
-
-    def __repr__(self) -> str:
-        return f"CandleStream({self.exchange_id!r}, {self.symbols!r}, {self.timeframe!r})"
+        super().__init__(broker, symbols, timeframe, ws_url, "klines" if self.raw else None, min_delay_s, max_delay_s)
 
     def describe(self) -> str:
         """What the session prints about where its bars come from."""
@@ -254,7 +274,7 @@ class CandleStream(_Stream):
         for symbol in self.symbols:
             self._ex.ohlcvs.pop(symbol, None)
 
-    def _on_raw_kline(self, k: dict[str, Any]) -> None:
+    def _on_raw(self, k: dict[str, Any]) -> None:
         """Binance: a final kline (``x``) of a subscribed symbol and interval, texts kept."""
         if k.get("x") is not True or k.get("i") != self._interval:
             return
@@ -378,7 +398,7 @@ class TradeBars:
         return bar.row(symbol)
 
 
-class TradeStream(_Stream):
+class TradeStream(_BarStream):
     """One subscription to the trades of ``symbols`` (ccxt.pro ``watch_trades``), aggregated into
     bars of ``timeframe`` (``TradeBars``); ``take`` has the shape of ``CandleStream.take``.
 
@@ -403,23 +423,14 @@ class TradeStream(_Stream):
         min_delay_s: float = 0.2,
         max_delay_s: float = 5.0,
     ):
-        self.exchange_id = broker.exchange.id
-        self.symbols = list(symbols)
-        self.timeframe = timeframe
-        self.raw = self.exchange_id in RAW_TRADES if raw is None else raw
+        self.raw = broker.exchange.id in RAW_TRADES if raw is None else raw
         self.bars = TradeBars(broker.exchange.parse_timeframe(timeframe) * 1000, int(grace_s * 1000))
-        self._by_id = {broker.rules(s).exchange_symbol.upper(): broker.rules(s).symbol for s in self.symbols}
         self._lock = threading.Lock()
-        self._candles: deque[list[Any]] = deque()
         # per symbol: the newest trade time and time.monotonic() then (the symbol's clock)
         self._clock: dict[str, tuple[int, float]] = {}
         self._seen: dict[str, tuple[deque[str], set[str]]] = {}  # generic path: recent trade ids per symbol
         self._tasks: dict[str, asyncio.Task[Any]] = {}
-        ex = _pro_exchange(broker, ws_url, "trades" if self.raw else None, self._on_raw_trade)
-        super().__init__(ex, f"rustybt-ws-trades-{self.exchange_id}", min_delay_s, max_delay_s)
-
-    def __repr__(self) -> str:
-        return f"TradeStream({self.exchange_id!r}, {self.symbols!r}, {self.timeframe!r})"
+        super().__init__(broker, symbols, timeframe, ws_url, "trades" if self.raw else None, min_delay_s, max_delay_s)
 
     def describe(self) -> str:
         return "websocket trades, aggregated into bars"
@@ -482,7 +493,7 @@ class TradeStream(_Stream):
         for symbol in self.symbols:
             getattr(self._ex, "trades", {}).pop(symbol, None)
 
-    def _on_raw_trade(self, message: dict[str, Any]) -> None:
+    def _on_raw(self, message: dict[str, Any]) -> None:
         """Binance: a raw ``trade``/``aggTrade`` event of a subscribed symbol, texts kept."""
         if message.get("e") not in ("trade", "aggTrade"):
             return
