@@ -459,7 +459,9 @@ class HostVenue:
             raise VenueError("rule_violation", f"{ex_id} has no timeframe {timeframe!r}; it offers {', '.join(offered)}")
         if source == "trades" or source == "any" and not candles:
             if self.broker.exchange.parse_timeframe(timeframe) * 1000 > MAX_TRADE_BAR_MS:
-                raise VenueError("rule_violation", f"bars of {timeframe} cannot be aggregated from trades (at most 1d: longer candles are not aligned to the epoch)")
+                # asked for trades: an error; "any" (auto, ws) finds no usable stream: auto polls
+                kind = "rule_violation" if source == "trades" else "unavailable"
+                raise VenueError(kind, f"bars of {timeframe} cannot be aggregated from trades (at most 1d: longer candles are not aligned to the epoch)")
             return TradeStream(self.broker, symbols, timeframe, self._ws_url).start()
         return CandleStream(self.broker, symbols, timeframe, self._ws_url).start()
 
