@@ -1,6 +1,7 @@
-"""`rustybt live` bar lag on the websocket and REST feeds (docs/performance.md, "Live: websocket
-data"): the release binary against the fake Binance (1 s bars appearing exactly at their close,
-no drops), 40 bars per feed; the lag of bar n is the wall time its ``BAR n`` log line was audited
+"""`rustybt live` bar lag on the websocket (candles, trades) and REST feeds (docs/performance.md,
+"Live: websocket data"): the release binary against the fake Binance (1 s bars appearing exactly
+at their close, each bar's trades at 0.1, 0.35, 0.6 and 0.85 s into it, no drops), 40 bars per
+feed; the lag of bar n is the wall time its ``BAR n`` log line was audited
 minus the bar's close time (so it includes the algorithm's step).
 
 Usage: python benches/live_ws_lag.py   (needs target/release/rustybt, or RUSTYBT_BIN)
@@ -33,15 +34,17 @@ def lags_ms(folder: Path, start_ms: int) -> list[float]:
         event = json.loads(line)
         message = event["fields"].get("message", "")
         if "Flip: BAR " in message:
-            n = int(message.split("Flip: BAR ")[1].split()[0])
+            # candle k of the path closes at 64000 + k + 0.10, at start + (k + 1) s (the close
+            # names the candle: a slow start's first bar is not candle 0)
+            k = int(float(message.split(" close ")[1]) - 64000)
             audited = dt.datetime.fromisoformat(event["time"][:26]).replace(tzinfo=dt.timezone.utc).timestamp()
-            out.append((audited - (start_ms + n * 1000) / 1000) * 1000)
+            out.append((audited - (start_ms + (k + 1) * 1000) / 1000) * 1000)
     return out
 
 
 def main() -> None:
     binary = Path(os.environ["RUSTYBT_BIN"])
-    for mode in ("poll", "ws"):
+    for mode in ("poll", "ws", "ws-trades"):
         folder = Path(tempfile.mkdtemp(prefix=f"rustybt-ws-lag-{mode}-"))
         scenario = script(path=[f"{64000 + i}.10" for i in range(BARS + 5)])
         scenario["clock"]["align_to_wall"] = True

@@ -101,14 +101,14 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
     let broker = parse_broker(&args.broker)?;
     let feed_choice = parse_feed(args.feed.as_deref(), &broker)?;
     let interval_ns = parse_duration(&args.timeframe)?;
-    let feed_mode = match args.feed_mode.as_deref() {
-        None => FeedMode::Auto,
-        Some(text) => FeedMode::parse(text).ok_or_else(|| {
+    let flag_feed_mode = match args.feed_mode.as_deref() {
+        None => None,
+        Some(text) => Some(FeedMode::parse(text).ok_or_else(|| {
             Error::usage_with_hint(
                 format!("`--feed-mode {text}` is not a feed mode"),
-                "use `--feed-mode auto`, `ws` or `poll`",
+                format!("use {}", FeedMode::NAMES),
             )
-        })?,
+        })?),
     };
     if !args.algo.is_file() {
         return Err(Error::usage(format!(
@@ -136,6 +136,7 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
         None => LiveSettings::from_toml(""),
     }
     .map_err(|e| Error::usage(e.to_string()))?;
+    let feed_mode = flag_feed_mode.unwrap_or(live_settings.feed_mode);
     if let Some(dir) = &args.state {
         if live_settings.breakers.halt_file == Some(live_settings.state_dir.join("HALT")) {
             live_settings.breakers.halt_file = Some(dir.join("HALT"));
@@ -342,7 +343,8 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
                 match opened {
                     Ok(StreamChoice::Stream(stream)) => {
                         errln!(
-                            "market data: {id} websocket stream (REST fills gaps, and polls while it is down)"
+                            "market data: {id} {} (REST fills gaps, and polls while it is down)",
+                            stream.describe()
                         );
                         Box::new(WarmFromCatalog::new(
                             Box::new(feed.with_stream(stream)),

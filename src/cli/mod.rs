@@ -505,12 +505,13 @@ pub struct LiveArgs {
     #[arg(long, value_name = "URL")]
     pub exchange_url: Option<String>,
 
-    /// How an exchange feed gets its closed candles: `auto` (default: the exchange's websocket
-    /// stream when ccxt offers one, else REST polling), `ws` (the websocket stream; an error
-    /// if the exchange has none) or `poll` (REST only). A stream that drops or cannot connect
-    /// falls back to polling until it reconnects; REST fills what it missed. `auto` and `ws`
-    /// also take an exchange broker's order updates by websocket where offered. docs/live.md,
-    /// "Websocket data".
+    /// How an exchange feed gets its closed candles: `auto` (default, or `[live] feed_mode`:
+    /// the exchange's websocket candles when ccxt offers them, else its trades aggregated into
+    /// bars, else REST polling), `ws` (a websocket stream; an error if the exchange has none),
+    /// `ws-trades` (bars aggregated from the websocket trade stream) or `poll` (REST only). A
+    /// stream that drops or cannot connect falls back to polling until it reconnects; REST
+    /// fills what it missed. The websocket modes also take an exchange broker's order updates
+    /// by websocket where offered. docs/live.md, "Websocket data".
     #[arg(long, value_name = "MODE")]
     pub feed_mode: Option<String>,
 

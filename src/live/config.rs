@@ -15,6 +15,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::breakers::BreakerConfig;
+use super::feed::FeedMode;
 use super::reconcile::{Action, ReconcileConfig, Tolerance};
 use crate::model::TimestampNs;
 use crate::model::time::NANOS_PER_MINUTE;
@@ -136,6 +137,8 @@ pub struct LiveSettings {
     pub reconcile: ReconcileConfig,
     pub credentials: CredentialSource,
     pub exchange: ExchangeSettings,
+    /// How an exchange feed gets its bars (`live.feed_mode`; `--feed-mode` overrides it).
+    pub feed_mode: FeedMode,
 }
 
 /// How the exchange client behaves (`[exchange]`): timeouts, the signed requests' receive
@@ -190,6 +193,15 @@ impl LiveSettings {
             live.reconcile_interval.as_deref(),
             5 * NANOS_PER_MINUTE,
         )?;
+        let feed_mode = match live.feed_mode.as_deref() {
+            None => FeedMode::Auto,
+            Some(text) => FeedMode::parse(text).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "live.feed_mode = \"{text}\" is not a feed mode; use {}",
+                    FeedMode::NAMES
+                ))
+            })?,
+        };
         let max_state_age_ns = duration(
             "live.max_state_age",
             live.max_state_age.as_deref(),
@@ -337,6 +349,7 @@ impl LiveSettings {
             breakers,
             reconcile,
             credentials,
+            feed_mode,
         })
     }
 
@@ -505,6 +518,7 @@ struct RawLive {
     cancel_open_orders_on_exit: Option<bool>,
     status_line: Option<bool>,
     max_state_age: Option<String>,
+    feed_mode: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -564,6 +578,7 @@ mod tests {
         assert_eq!(s.reconcile_interval_ns, 5 * NANOS_PER_MINUTE);
         assert_eq!(s.max_state_age_ns, 15 * NANOS_PER_MINUTE);
         assert!(!s.cancel_open_orders_on_exit && s.status_line);
+        assert_eq!(s.feed_mode, FeedMode::Auto);
         assert_eq!(s.breakers.max_drawdown, Some(dec!(0.25)));
         assert_eq!(s.breakers.daily_loss_amount, Some(dec!(1000)));
         assert_eq!(s.breakers.max_orders_per_minute, Some(30));
@@ -589,6 +604,9 @@ mod tests {
         assert_eq!(s.breakers.daily_timezone, Tz::UTC);
         assert_eq!(s.breakers.halt_file, Some(PathBuf::from("live-state/HALT")));
         assert_eq!(s.reconcile, ReconcileConfig::default());
+        assert_eq!(s.feed_mode, FeedMode::Auto);
+        let s = LiveSettings::from_toml("[live]\nfeed_mode = \"ws-trades\"").unwrap();
+        assert_eq!(s.feed_mode, FeedMode::WsTrades);
         let s = LiveSettings::from_toml("[breakers]\nhalt_file = \"\"\ntimezone = \"Asia/Tokyo\"")
             .unwrap();
         assert_eq!(s.breakers.halt_file, None);
@@ -604,6 +622,11 @@ mod tests {
             ),
             ("[live]\nmax_state_age = \"-1m\"", "live.max_state_age"),
             ("[live]\nstatus = true", "unknown field `status`"),
+            (
+                "[live]\nfeed_mode = \"socket\"",
+                "live.feed_mode = \"socket\" is not a feed mode; use `auto`, `ws`, `ws-trades` or `poll`",
+            ),
+            ("[live]\nfeed_mode = 1", "feed_mode"),
             ("[breakers]\nmax_drawdown = 0.2", "max_drawdown"),
             (
                 "[breakers]\nmax_drawdown = \"abc\"",

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::venue::{Candle, CandleStream, StreamEvent, Venue, VenueError, VenueErrorKind};
+use super::venue::{
+    Candle, CandleStream, StreamEvent, StreamSource, Venue, VenueError, VenueErrorKind,
+};
 
 use crate::data::BarSeries;
 use crate::model::TimestampNs;
@@ -215,22 +217,28 @@ impl Feed for ReplayFeed {
     }
 }
 
-/// How an exchange feed gets its candles (`rustybt live --feed-mode`).
+/// How an exchange feed gets its candles (`rustybt live --feed-mode`, `[live] feed_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FeedMode {
-    /// The websocket stream when the venue has one, else polling.
+    /// A websocket stream when the venue has one (candles, else trades), else polling.
     Auto,
-    /// The websocket stream; a venue without one is an error.
+    /// A websocket stream (candles, else trades); a venue without one is an error.
     Ws,
+    /// Bars aggregated from the websocket trade stream; a venue without one is an error.
+    WsTrades,
     /// REST polling only.
     Poll,
 }
 
 impl FeedMode {
+    /// The names, for messages.
+    pub const NAMES: &str = "`auto`, `ws`, `ws-trades` or `poll`";
+
     pub fn parse(text: &str) -> Option<FeedMode> {
         match text {
             "auto" => Some(FeedMode::Auto),
             "ws" => Some(FeedMode::Ws),
+            "ws-trades" => Some(FeedMode::WsTrades),
             "poll" => Some(FeedMode::Poll),
             _ => None,
         }
@@ -256,6 +264,10 @@ struct Stream {
     gap_fill: bool,
     /// An outage was reported (one notice per outage, not per failed reconnect).
     outage_reported: bool,
+    /// Bars aggregated from trades: the connection brings only the bars opening at or after
+    /// this (it was not up for all of an earlier one), so REST is asked for those as soon as
+    /// they close, not `patience` later. Candle streams bring every bar (`i64::MIN`).
+    covered_from_ms: i64,
 }
 
 /// Counts of a streamed feed, for the log and tests.
@@ -344,6 +356,7 @@ impl ExchangeFeed {
             live: false,
             gap_fill: false,
             outage_reported: false,
+            covered_from_ms: i64::MIN,
         });
         self
     }
@@ -355,10 +368,12 @@ impl ExchangeFeed {
         symbols: &[String],
         timeframe: &str,
     ) -> Result<StreamChoice, VenueError> {
-        if mode == FeedMode::Poll {
-            return Ok(StreamChoice::Poll { why: None });
-        }
-        match venue.borrow_mut().open_stream(symbols, timeframe) {
+        let source = match mode {
+            FeedMode::Poll => return Ok(StreamChoice::Poll { why: None }),
+            FeedMode::WsTrades => StreamSource::Trades,
+            FeedMode::Auto | FeedMode::Ws => StreamSource::Any,
+        };
+        match venue.borrow_mut().open_stream(symbols, timeframe, source) {
             Ok(stream) => Ok(StreamChoice::Stream(stream)),
             Err(e) if mode == FeedMode::Auto && e.kind == VenueErrorKind::Unavailable => {
                 Ok(StreamChoice::Poll {
@@ -432,6 +447,11 @@ impl ExchangeFeed {
                     self.stream = None;
                     break;
                 }
+                StreamEvent::Covering { from_ms, .. } => stream.covered_from_ms = from_ms,
+                StreamEvent::Warning { reason, .. } => self.notices.push(format!(
+                    "{name}: {}",
+                    reason.as_deref().unwrap_or("a warning without a reason")
+                )),
             }
         }
         for streamed in update.candles {
@@ -551,8 +571,14 @@ impl Feed for ExchangeFeed {
             .min()
             .unwrap_or(now_ms);
         let streaming = self.streaming();
-        // With a live stream, REST is only the safety net for a bar the socket did not bring.
-        let rest_due_ms = if streaming {
+        let due_open_ms = due_ms - self.interval_ms;
+        let covered = self
+            .stream
+            .as_ref()
+            .is_some_and(|s| due_open_ms >= s.covered_from_ms);
+        // With a live stream, REST is only the safety net for a bar the socket did not bring
+        // (a bar it will not bring, REST is asked for at once).
+        let rest_due_ms = if streaming && covered {
             due_ms + self.patience.as_millis() as i64
         } else {
             due_ms
@@ -983,7 +1009,55 @@ mod tests {
     }
 
     #[test]
+    fn a_bar_a_trade_stream_does_not_cover_comes_from_rest_at_once() {
+        // The bar that closed a moment ago; REST has nothing at first.
+        let t0 = ExchangeFeed::now_ms() / 1000 * 1000 - 1000;
+        let queue = Rc::new(RefCell::new(VecDeque::new()));
+        let venue = Rc::new(RefCell::new(Candles(vec![Vec::new()], vec!["S0".into()])));
+        let mut feed = ExchangeFeed::new(
+            venue.clone(),
+            "test".into(),
+            vec!["S0".into()],
+            "1s".into(),
+            1000,
+            t0,
+        )
+        .with_stream(Box::new(Scripted(queue.clone())));
+        feed.patience = Duration::from_secs(3600);
+        feed.idle_poll = Duration::ZERO;
+        queue
+            .borrow_mut()
+            .push_back(streamed(&[], vec![StreamEvent::Connected { time_ms: 0 }]));
+        assert!(matches!(feed.poll().unwrap(), Poll::Wait(_)));
+        venue.borrow_mut().0[0].push(candle(t0, 7));
+        // a stream that brings every bar: REST waits `patience` for it
+        assert!(matches!(feed.poll().unwrap(), Poll::Wait(_)));
+        // a trade stream that covers only from the next bar on: REST at once; its warning is
+        // a notice
+        queue.borrow_mut().push_back(streamed(
+            &[],
+            vec![
+                StreamEvent::Covering {
+                    time_ms: 0,
+                    from_ms: t0 + 1000,
+                },
+                StreamEvent::Warning {
+                    time_ms: 0,
+                    reason: Some("a late trade".into()),
+                },
+            ],
+        ));
+        let Poll::Ready(batch) = feed.poll().unwrap() else {
+            panic!("REST's bar is due")
+        };
+        assert_eq!(batch.bars[0].open_time, t0 * 1_000_000);
+        assert_eq!(batch.bars[0].texts[3], "7");
+        assert_eq!(feed.take_notices(), vec!["test: a late trade".to_string()]);
+    }
+
+    #[test]
     fn feed_modes_parse() {
+        assert_eq!(FeedMode::parse("ws-trades"), Some(FeedMode::WsTrades));
         assert_eq!(FeedMode::parse("ws"), Some(FeedMode::Ws));
         assert_eq!(FeedMode::parse("auto"), Some(FeedMode::Auto));
         assert_eq!(FeedMode::parse("poll"), Some(FeedMode::Poll));

@@ -529,12 +529,13 @@ pub trait Venue {
     fn account_view(&mut self, cash_asset: &str) -> Result<AccountView, VenueError>;
     /// Requests and backoffs since the last call, oldest first.
     fn take_events(&mut self) -> Vec<VenueEvent>;
-    /// Starts the websocket stream of the closed candles of `symbols`; `unavailable` (naming
-    /// why) when the venue has none.
+    /// Starts the websocket stream of the closed bars of `symbols` from `source`;
+    /// `unavailable` (naming why) when the venue has none.
     fn open_stream(
         &mut self,
         _symbols: &[String],
         _timeframe: &str,
+        _source: StreamSource,
     ) -> Result<Box<dyn CandleStream>, VenueError> {
         Err(VenueError::new(
             VenueErrorKind::Unavailable,
@@ -565,10 +566,33 @@ pub struct AccountUpdate {
     pub events: Vec<StreamEvent>,
 }
 
-/// A running websocket subscription to closed candles. [`CandleStream::take`] returns at once
-/// with what arrived since the last call (the stream runs on its own thread).
+/// What a websocket stream of bars is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamSource {
+    /// The exchange's candles where offered, else its trades.
+    Any,
+    /// The exchange's trades, aggregated into bars.
+    Trades,
+}
+
+impl StreamSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamSource::Any => "any",
+            StreamSource::Trades => "trades",
+        }
+    }
+}
+
+/// A running websocket subscription to closed bars (the exchange's candles, or bars aggregated
+/// from its trades). [`CandleStream::take`] returns at once with what arrived since the last
+/// call (the stream runs on its own thread).
 pub trait CandleStream {
     fn take(&mut self) -> Result<StreamUpdate, VenueError>;
+    /// Where the bars come from, for the session's start message.
+    fn describe(&self) -> String {
+        "websocket stream".into()
+    }
 }
 
 /// What a [`CandleStream`] received since the last `take`, oldest first.
@@ -603,7 +627,8 @@ impl StreamEvent {
     pub fn mask(&mut self, secrets: &[Secret]) {
         if let StreamEvent::Disconnected { reason, .. }
         | StreamEvent::Unavailable { reason, .. }
-        | StreamEvent::Failed { reason, .. } = self
+        | StreamEvent::Failed { reason, .. }
+        | StreamEvent::Warning { reason, .. } = self
             && let Some(text) = reason
         {
             *text = super::config::mask(text, secrets);
@@ -630,6 +655,18 @@ pub enum StreamEvent {
     },
     /// The stream gave up for good (not a connection problem).
     Failed {
+        time_ms: i64,
+        reason: Option<String>,
+    },
+    /// Bars aggregated from trades: this connection brings the bars opening at or after
+    /// `from_ms` (it was not up for all of the earlier ones: REST has them).
+    Covering {
+        time_ms: i64,
+        from_ms: i64,
+    },
+    /// Something the user should know that changes nothing (a trade that came after its bar
+    /// was handed out).
+    Warning {
         time_ms: i64,
         reason: Option<String>,
     },

@@ -14,9 +14,9 @@ use crate::live::config::{Secret, mask};
 use crate::live::journal::OrderIntent;
 use crate::live::reconcile::AccountView;
 use crate::live::venue::{
-    AccountStream, AccountUpdate, Candle, CandleStream, MarketRules, StreamEvent, StreamUpdate,
-    Venue, VenueConfig, VenueError, VenueErrorKind, VenueEvent, VenueFill, VenueOrder, intent_json,
-    parse_json,
+    AccountStream, AccountUpdate, Candle, CandleStream, MarketRules, StreamEvent, StreamSource,
+    StreamUpdate, Venue, VenueConfig, VenueError, VenueErrorKind, VenueEvent, VenueFill,
+    VenueOrder, intent_json, parse_json,
 };
 
 const HOST_MODULE: &str = "rustybt_api._live.host";
@@ -142,6 +142,16 @@ impl PyStream {
 impl CandleStream for PyStream {
     fn take(&mut self) -> Result<StreamUpdate, VenueError> {
         self.take_parsed("the candle stream", |u: &mut StreamUpdate| &mut u.events)
+    }
+
+    fn describe(&self) -> String {
+        Python::attach(|py| {
+            self.stream
+                .bind(py)
+                .call_method0("describe")
+                .and_then(|text| text.extract::<String>())
+                .unwrap_or_else(|_| "websocket stream".into())
+        })
     }
 }
 
@@ -306,10 +316,11 @@ impl Venue for PyVenue {
         &mut self,
         symbols: &[String],
         timeframe: &str,
+        source: StreamSource,
     ) -> Result<Box<dyn CandleStream>, VenueError> {
         let list = serde_json::to_string(symbols).expect("a list of strings serializes");
         let stream = self.start_stream("open_stream", |h| {
-            h.call_method1("open_stream", (list, timeframe))
+            h.call_method1("open_stream", (list, timeframe, source.name()))
         })?;
         Ok(Box::new(stream))
     }

@@ -1,6 +1,7 @@
-"""`rustybt live` on the websocket feed (`--feed-mode ws`, docs/live.md "Websocket data"): the
-release binary, the real ccxt.pro client and the fake Binance's kline streams
-(`tests/support/fake_binance.py`, script key ``websocket``). The fake cuts every socket at
+"""`rustybt live` on the websocket feed (`--feed-mode ws`, and bars aggregated from trades with
+`--feed-mode ws-trades`; docs/live.md "Websocket data"): the release binary, the real ccxt.pro
+client and the fake Binance's kline and trade streams (`tests/support/fake_binance.py`, script
+key ``websocket``). The fake cuts every socket at
 scripted bars and refuses reconnects for two bars, and half way through every bar it streams the
 forming candle with a close no closed candle has. Each session on the websocket feed is compared
 with a session on the REST feed (`--feed-mode poll`) over the same price path: the same bars,
@@ -35,6 +36,7 @@ class WsFake(Fake):
         line = self.proc.stdout.readline()  # type: ignore[union-attr]
         assert line.startswith("WEBSOCKET ws://127.0.0.1:"), line
         self.ws_url = line.split()[1]
+        self.start_ms = 0  # the clock's, set by the fixture
 
     def ws_log(self) -> list[dict[str, Any]]:
         return self.call("GET", "ws")
@@ -56,6 +58,7 @@ def session(binary: Path, tmp_path: Path) -> Iterator[Callable[..., tuple[Live, 
         scenario["clock"]["align_to_wall"] = True
         scenario["websocket"] = {"drops": list(drops), "down_bars": down_bars, "forming_close": FORMING}
         fake = WsFake(scenario, folder)
+        fake.start_ms = scenario["clock"]["start_ms"]
         fakes.append(fake)
         return Live(binary, fake, folder / "state", write_config(folder), folder), fake
 
@@ -88,6 +91,23 @@ def trading(run: Run) -> dict[str, Any]:
     }
 
 
+def assert_trades_like(streamed: Run, polled: Run, fake: WsFake) -> None:
+    """The session on a stream cut at bars 4 and 11 has the same 20 bars, orders, fills and
+    equity as the REST feed, never saw the forming candle, and its sockets really dropped,
+    were refused, reconnected (subscribing again) and said so."""
+    ws_result, poll_result = trading(streamed), trading(polled)
+    assert len(ws_result["bars"]) == BARS
+    assert ws_result == poll_result
+    assert [D(b.split(" close ")[1]) for b in ws_result["bars"]] == [D(p) for p in PATH[:BARS]]
+    assert all(FORMING not in line for line in streamed.log())
+    kinds = [e["event"] for e in fake.ws_log()]
+    assert kinds.count("drop") == 2, kinds
+    assert kinds.count("refused") >= 2, kinds
+    assert kinds.count("subscribe") >= 3, kinds
+    assert streamed.stderr.count("websocket down") == 2, streamed.stderr
+    assert streamed.stderr.count("websocket reconnected") == 2, streamed.stderr
+
+
 def test_a_ws_session_with_dropped_sockets_trades_like_the_rest_feed(session: Callable[..., tuple[Live, WsFake]]) -> None:
     poll_live, poll_fake = session("poll")
     polled = run_with(poll_live, "--feed-mode", "poll")
@@ -100,24 +120,55 @@ def test_a_ws_session_with_dropped_sockets_trades_like_the_rest_feed(session: Ca
     assert streamed.returncode == 0, streamed.stderr
     assert "market data: binance websocket stream" in streamed.stderr
 
-    # the same 20 bars, orders, fills and equity as the REST feed
-    ws_result, poll_result = trading(streamed), trading(polled)
-    assert len(ws_result["bars"]) == BARS
-    assert ws_result == poll_result
-    assert [D(b.split(" close ")[1]) for b in ws_result["bars"]] == [D(p) for p in PATH[:BARS]]
-    # the forming candle was streamed every bar and never became one
-    assert all(FORMING not in line for line in streamed.log())
-
-    # the sockets really dropped, were refused, reconnected, and the gaps came through REST
-    log = ws_fake.ws_log()
-    kinds = [e["event"] for e in log]
-    assert kinds.count("drop") == 2, kinds
-    assert kinds.count("refused") >= 2, kinds
-    assert kinds.count("subscribe") >= 3, kinds
-    assert streamed.stderr.count("websocket down") == 2, streamed.stderr
-    assert streamed.stderr.count("websocket reconnected") == 2, streamed.stderr
+    assert_trades_like(streamed, polled, ws_fake)
     # most bars came by websocket: far fewer candle requests than on the REST feed
     assert ws_fake.klines_requests() < poll_fake.klines_requests() / 2, (ws_fake.klines_requests(), poll_fake.klines_requests())
+
+
+def test_a_trades_session_with_mid_bar_cuts_trades_like_the_rest_feed(session: Callable[..., tuple[Live, WsFake]]) -> None:
+    """Bars aggregated from the fake's trade stream (each bar's four trades, sent in its wall
+    time), with the socket cut at the half of bars 4 and 11 (their last two trades never reach
+    the client) and refused for two bars: the bars the stream did not see whole (the first
+    one, those cut or missed, the one it reconnected in) come from REST, the rest from the
+    trades, and the session trades exactly as on the REST feed."""
+    poll_live, poll_fake = session("poll")
+    polled = run_with(poll_live, "--feed-mode", "poll")
+    assert polled.returncode == 0, polled.stderr
+
+    live, fake = session("trades", drops=[4, 11])
+    streamed = run_with(live, "--feed-mode", "ws-trades", "--exchange-ws-url", fake.ws_url)
+    assert streamed.returncode == 0, streamed.stderr
+    assert "market data: binance websocket trades, aggregated into bars (REST fills gaps" in streamed.stderr
+
+    assert_trades_like(streamed, polled, fake)
+    assert "came after its bar" not in streamed.stderr  # no late trade
+    subscribed = [e["streams"] for e in fake.ws_log() if e["event"] == "subscribe"]
+    assert all(s == ["btcusdt@trade"] for s in subscribed), subscribed
+    # REST was asked only for bars around the start (a slow start connects later) and the cuts
+    # (cut at k + ½, refused until k + 2½, then reconnecting with backoff): every other bar
+    # came from the trades
+    assert fake.klines_requests() < poll_fake.klines_requests(), (fake.klines_requests(), poll_fake.klines_requests())
+    asked = {(int(r["params"]["startTime"]) - fake.start_ms) // 1000 for r in fake.requests() if r["path"] == "klines"}
+    assert all(k <= 3 or 4 <= k <= 9 or 11 <= k <= 16 for k in asked), sorted(asked)
+    assert not asked & {10, 17, 18, 19}, sorted(asked)
+
+
+def test_the_feed_mode_comes_from_the_config_file_unless_the_flag_overrides_it(session: Callable[..., tuple[Live, WsFake]]) -> None:
+    live, fake = session("config")
+    live.config = write_config(live.folder, live={"feed_mode": "ws-trades"})
+    run = run_with(live, "--exchange-ws-url", fake.ws_url, max_bars=3)
+    assert run.returncode == 0, run.stderr
+    assert "market data: binance websocket trades, aggregated into bars" in run.stderr
+    # the flag wins over the file
+    polled = run_with(live, "--feed-mode", "poll", "--exchange-ws-url", fake.ws_url, max_bars=2)
+    assert polled.returncode == 0, polled.stderr
+    assert "market data: binance websocket" not in polled.stderr
+    # a bad value is a usage error naming the file and the key, before anything starts
+    live.config = write_config(live.folder, live={"feed_mode": "socket"})
+    bad = run_with(live, "--exchange-ws-url", fake.ws_url, max_bars=1)
+    assert bad.returncode == 2, bad.stderr
+    assert str(live.config) in bad.stderr and 'live.feed_mode = "socket" is not a feed mode' in bad.stderr, bad.stderr
+    assert "`ws-trades`" in bad.stderr
 
 
 def test_an_unreachable_websocket_falls_back_to_polling_and_says_so(session: Callable[..., tuple[Live, WsFake]]) -> None:
@@ -139,6 +190,7 @@ def test_feed_mode_choices_and_errors(session: Callable[..., tuple[Live, WsFake]
     live, fake = session("modes")
     bad = run_with(live, "--feed-mode", "socket", max_bars=1)
     assert bad.returncode == 2 and "`--feed-mode socket` is not a feed mode" in bad.stderr
+    assert "use `auto`, `ws`, `ws-trades` or `poll`" in bad.stderr
     # auto with a redirected REST URL and no websocket URL: polls, and says why
     auto = run_with(live, max_bars=2)
     assert auto.returncode == 0, auto.stderr

@@ -33,7 +33,7 @@ appended and matched against resting orders, see ``append_candle``),
 (every execution as ``myTrades`` shows it), ``POST /_fake/balances`` (JSON ``{"asset", "free"}``
 or ``{"asset", "delta"}``: changes a free balance behind the client's back, see ``set_balance``).
 
-With a script key ``websocket`` the fake also serves Binance's kline streams on a second port
+With a script key ``websocket`` the fake also serves Binance's kline and trade streams on a second port
 (``WsScript``, ``WsServer``; script mode prints ``WEBSOCKET ws://127.0.0.1:PORT/ws`` after the
 LISTENING line): ``GET /_fake/ws`` (its log of connects, refusals, subscriptions and drops),
 ``POST /_fake/ws`` (JSON ``{"down_s": seconds}``: cuts every socket and refuses new ones that long).
@@ -384,7 +384,11 @@ class WsScript:
     ``forming_close`` (a price no closed candle has: a feed that trades it shows). ``drops``: bar
     numbers k at whose half-bar point every socket is cut (TCP abort, no close frame) and new
     connections are refused (HTTP 503) for ``down_bars`` bars, so the finals of bars k .. k +
-    down_bars − 1 never reach the client. A connection may also subscribe to the account's order
+    down_bars − 1 never reach the client. With a clock, every bar's trades go out in its wall
+    time on ``<symbol>@trade`` and ``<symbol>@aggTrade`` (raw events with Binance's ``p``/``q``
+    texts, trade time ``T`` and event time ``E``; see ``BAR_TRADES``): aggregated they are
+    exactly the bar's REST kline, and a cut at the half-bar point loses the bar's last two
+    trades. A connection may also subscribe to the account's order
     events (the WebSocket API's ``userDataStream.subscribe.signature``, signed like a REST
     request): every order change then goes out as an ``executionReport``."""
 
@@ -396,6 +400,12 @@ class WsScript:
     def from_dict(cls, data: dict[str, Any]) -> "WsScript":
         return cls(drops=[int(k) for k in data.get("drops", [])], down_bars=float(data.get("down_bars", 2.0)),
                    forming_close=str(data.get("forming_close", "11111.11")))
+
+
+# A clock bar's trades: (fraction of the bar at which it is sent and stamped, price, quantity).
+# "a"/"b" are the high then the low on even bars, the low then the high on odd ones; the
+# quantities add up to the clock candle's volume (10), so the trades aggregate to its kline.
+BAR_TRADES = ((0.1, "open", "1.5"), (0.35, "a", "2.25"), (0.6, "b", "3.125"), (0.85, "close", "3.125"))
 
 
 class WsServer:
@@ -527,6 +537,13 @@ class WsServer:
         text = json.dumps({"e": "kline", "E": int(time.time() * 1000), "s": symbol, "k": k})
         self._call(self._send_all(f"{symbol.lower()}@kline_{interval}", text))
 
+    def trade(self, symbol: str, trade_id: int, price: Decimal, qty: Decimal, time_ms: int) -> None:
+        """Sends one trade to the subscribers of ``<symbol>@trade`` and ``<symbol>@aggTrade``."""
+        common = {"E": time_ms + 1, "s": symbol, "p": fmt(price), "q": fmt(qty), "T": time_ms, "m": False, "M": True}
+        stream = symbol.lower()
+        self._call(self._send_all(f"{stream}@trade", json.dumps({"e": "trade", **common, "t": trade_id})))
+        self._call(self._send_all(f"{stream}@aggTrade", json.dumps({"e": "aggTrade", **common, "a": trade_id, "f": trade_id, "l": trade_id})))
+
     def drop(self, down_s: float) -> None:
         """Cuts every socket and refuses new ones for ``down_s`` seconds."""
         self.down_until = time.monotonic() + down_s
@@ -615,6 +632,7 @@ class FakeBinance:
         self.requests: list[RequestRecord] = []
         self._order_ids = itertools.count(1000)
         self._trade_ids = itertools.count(1)
+        self._ws_trade_ids = itertools.count(1)  # the market's trades on the websocket
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.ws = None if websocket is None else WsServer(self, host, websocket)
@@ -693,15 +711,20 @@ class FakeBinance:
         self._clock_wake.set()
 
     def _run_clock(self) -> None:
+        """Ticks the clock in wall time; with a websocket, each bar's trades (``BAR_TRADES``) and
+        its half-bar point (``_half_bar``) go out at their fractions of the bar first."""
         assert self.clock is not None
         period = self.clock.wall_ms_per_bar / 1000
         next_at = time.monotonic() + period
         if self.clock.align_to_wall:
             first_close_ms = self.clock.start_ms + INTERVALS_MS[self.clock.interval]
             next_at = time.monotonic() + max(0.0, first_close_ms / 1000 - time.time())
-        half_done = False
+        points: list[tuple[float, Callable[[float], None]]] = []
+        if self.ws is not None:
+            points = sorted([(f, self._bar_trade(j)) for j, (f, _, _) in enumerate(BAR_TRADES)] + [(0.5, self._half_bar)], key=lambda p: p[0])
+        done = 0  # points of the current bar done (kept over a pause: nothing is sent twice)
         while not self._clock_stop.is_set():
-            wake_at = next_at if half_done or self.ws is None else next_at - period / 2
+            wake_at = next_at if done == len(points) else next_at - period * (1 - points[done][0])
             self._clock_wake.wait(max(0.0, wake_at - time.monotonic()))
             self._clock_wake.clear()
             if self._clock_stop.is_set():
@@ -712,15 +735,34 @@ class FakeBinance:
                 paused = self.clock.paused
             if paused:
                 next_at = time.monotonic() + period  # a full bar of wall time after resuming
-                half_done = False
                 continue
-            if not half_done and time.monotonic() >= next_at - period / 2:
-                self._half_bar(period)
-                half_done = True
+            while done < len(points) and time.monotonic() >= next_at - period * (1 - points[done][0]):
+                points[done][1](period)
+                done += 1
             if time.monotonic() >= next_at:
                 self.tick()
                 next_at += period
-                half_done = False
+                done = 0
+
+    def _bar_trade(self, j: int) -> Callable[[float], None]:
+        """Sends trade ``j`` of ``BAR_TRADES`` of the forming bar of every path."""
+
+        def send(period: float) -> None:
+            ws, clock = self.ws, self.clock
+            assert ws is not None and clock is not None
+            fraction, role, qty = BAR_TRADES[j]
+            with self.lock:
+                k = clock.bars
+                for symbol in clock.path:
+                    row = clock.candle(symbol, k)
+                    if row is None:
+                        continue
+                    which = role if role not in ("a", "b") else "high" if (role == "a") == (k % 2 == 0) else "low"
+                    price = {"open": row[1], "high": row[2], "low": row[3], "close": row[4]}[which]
+                    time_ms = row[0] + int(fraction * INTERVALS_MS[clock.interval])
+                    ws.trade(symbol, next(self._ws_trade_ids), _dec(price), D(qty), time_ms)
+
+        return send
 
     def _half_bar(self, period: float) -> None:
         """With a websocket: the forming candle's update, then a scheduled drop (``WsScript``)."""

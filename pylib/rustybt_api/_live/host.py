@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import ccxt
 
 from .ccxt_client import Backoff, CcxtBroker, InstrumentRules, Masker, OrderIntent, OrderState, RetryPolicy, _plain, connect
-from .ws_feed import AccountStream, CandleStream, offers_candles, offers_orders
+from .ws_feed import MAX_TRADE_BAR_MS, AccountStream, CandleStream, TradeStream, offers_candles, offers_orders, offers_trades
 from .errors import (
     AuthenticationFailed,
     ClientIdConflict,
@@ -436,13 +436,20 @@ class HostVenue:
         return _dumps({"positions": positions, "balances": {cash_asset: _num(totals.get(cash_asset, Decimal(0)))}, "open_orders": open_orders})
 
     @_translated
-    def open_stream(self, symbols_json: str, timeframe: str) -> CandleStream:
-        """Starts the websocket stream of the closed candles of ``symbols`` (see ``ws_feed``);
-        ``unavailable`` naming why when there is none to start."""
+    def open_stream(self, symbols_json: str, timeframe: str, source: str = "any") -> CandleStream | TradeStream:
+        """Starts the websocket stream of the closed bars of ``symbols`` (see ``ws_feed``):
+        ``source`` ``candles`` (``watch_ohlcv``), ``trades`` (``watch_trades`` aggregated into
+        bars) or ``any`` (candles where offered, else trades); ``unavailable`` naming why when
+        there is none to start."""
         symbols = json.loads(symbols_json)
         ex_id = self.broker.exchange.id
-        if not offers_candles(ex_id):
-            raise VenueError("unavailable", f"ccxt.pro has no websocket candles (watchOHLCV) for {ex_id}")
+        if source not in ("any", "candles", "trades"):
+            raise VenueError("internal", f"open_stream: unknown source {source!r}")
+        candles, trades = offers_candles(ex_id), offers_trades(ex_id)
+        if source == "candles" and not candles or source == "any" and not (candles or trades):
+            raise VenueError("unavailable", f"ccxt.pro has no websocket candles (watchOHLCV){'' if source == 'candles' else ' nor trades (watchTrades)'} for {ex_id}")
+        if source == "trades" and not trades:
+            raise VenueError("unavailable", f"ccxt.pro has no websocket trades (watchTrades) for {ex_id}")
         if self._urls_redirected and self._ws_url is None:
             raise VenueError("unavailable", f"{ex_id}: the REST URL is redirected and no websocket URL is given")
         for symbol in symbols:
@@ -450,6 +457,12 @@ class HostVenue:
         offered = self.broker.exchange.timeframes or {}
         if offered and timeframe not in offered:
             raise VenueError("rule_violation", f"{ex_id} has no timeframe {timeframe!r}; it offers {', '.join(offered)}")
+        if source == "trades" or source == "any" and not candles:
+            if self.broker.exchange.parse_timeframe(timeframe) * 1000 > MAX_TRADE_BAR_MS:
+                # asked for trades: an error; "any" (auto, ws) finds no usable stream: auto polls
+                kind = "rule_violation" if source == "trades" else "unavailable"
+                raise VenueError(kind, f"bars of {timeframe} cannot be aggregated from trades (at most 1d: longer candles are not aligned to the epoch)")
+            return TradeStream(self.broker, symbols, timeframe, self._ws_url).start()
         return CandleStream(self.broker, symbols, timeframe, self._ws_url).start()
 
     @_translated

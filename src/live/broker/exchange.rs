@@ -60,6 +60,8 @@ impl OrdersStream {
                     ));
                 }
             }
+            // only bar streams send these
+            StreamEvent::Covering { .. } | StreamEvent::Warning { .. } => {}
             StreamEvent::Failed { reason, .. } => {
                 self.down = true;
                 self.notices.push(format!(
