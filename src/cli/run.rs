@@ -194,12 +194,19 @@ pub(super) fn backtest(
         );
     }
 
+    // The equity curve (a row per tick) is written on the other core while the loop runs.
+    let out_dir = settings.out.clone().unwrap_or_else(default_out_dir);
+    let mut equity_stream =
+        metrics::EquityStream::start(&out_dir).map_err(|e| results_error(&out_dir, e))?;
     let started = Instant::now();
     let mut progress = Progress::new(total_bars, settings.progress);
     let outcome = run_backtest(
         &session,
         &mut strategy,
-        &mut |bars| progress.update(bars),
+        &mut |so_far| {
+            progress.update(so_far.bars);
+            equity_stream.offer(&so_far.equity);
+        },
         &BacktestOptions { pace },
     );
     progress.finish();
@@ -210,7 +217,6 @@ pub(super) fn backtest(
         .iter()
         .map(|f| f.display().to_string())
         .collect();
-    let out_dir = settings.out.clone().unwrap_or_else(default_out_dir);
     let run = RunRecord {
         settings,
         loaded,
@@ -222,8 +228,17 @@ pub(super) fn backtest(
         wall_seconds,
         paced: pace.is_some(),
         out_dir,
+        equity_stream: Some(equity_stream),
     };
     write_results(py, run, outcome, &strategy)
+}
+
+fn results_error(out_dir: &Path, e: metrics::MetricsError) -> Error {
+    Error::Io {
+        context: "cannot write results to",
+        path: out_dir.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    }
 }
 
 /// What a finished run writes about itself, besides the engine's outcome.
@@ -239,6 +254,8 @@ pub(super) struct RunRecord<'a> {
     /// Reloads happen in paced and live runs: write `reloads.csv`.
     pub paced: bool,
     pub out_dir: PathBuf,
+    /// The equity files, when they were written while the run went.
+    pub equity_stream: Option<metrics::EquityStream>,
 }
 
 /// Writes the results folder of a run (backtest or live session) and returns its summary.
@@ -259,6 +276,7 @@ pub(super) fn write_results(
         wall_seconds,
         paced,
         out_dir,
+        equity_stream,
     } = run;
     let info = pipeline::run_info(
         py,
@@ -286,15 +304,14 @@ pub(super) fn write_results(
             wall_seconds,
         )?;
     }
-    let results_error = |e: metrics::MetricsError| Error::Io {
-        context: "cannot write results to",
-        path: out_dir.clone(),
-        source: std::io::Error::other(e.to_string()),
-    };
-    // The equity files (a row per tick: the largest) are written on other threads while this
+    let results_error = |e: metrics::MetricsError| results_error(&out_dir, e);
+    // The equity files (a row per tick: the largest) are finished on other threads while this
     // one writes the orders and computes the metrics; metrics.json still comes last.
     let computed = std::thread::scope(|scope| -> Result<_, Error> {
-        let equity = scope.spawn(|| metrics::write_equity(&out_dir, &outcome.equity));
+        let equity = scope.spawn(|| match equity_stream {
+            Some(stream) => stream.finish(&outcome.equity),
+            None => metrics::write_equity(&out_dir, &outcome.equity),
+        });
         write_orders(&out_dir.join("orders.csv"), &lock(&session))?;
         let s = lock(&session);
         let trades = s.ledger.closed_trades();

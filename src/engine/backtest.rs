@@ -75,10 +75,12 @@ const CHECK_EVERY_TICKS: u64 = 1024;
 /// Runs the clock over all loaded bars: for each close time, (1) close the bars, (2) match
 /// orders accepted before them, (3) apply fills and mark to market, then (5) the algorithm's
 /// `on_fill`/`on_tick`, and (6) record equity. Indicators (4) arrive with the indicator work.
+/// `progress` sees the outcome so far every few ticks (its bars for a progress bar, its equity
+/// curve for a writer that writes it while the run goes).
 pub fn run_backtest(
     session: &SharedSession,
     strategy: &mut dyn Strategy,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(&BacktestOutcome),
     options: &BacktestOptions,
 ) -> BacktestOutcome {
     let mut outcome = BacktestOutcome::default();
@@ -111,7 +113,7 @@ pub fn run_backtest(
 fn drive(
     session: &SharedSession,
     strategy: &mut dyn Strategy,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(&BacktestOutcome),
     options: &BacktestOptions,
     outcome: &mut BacktestOutcome,
 ) -> Result<(), Stop> {
@@ -141,10 +143,10 @@ fn drive(
             }
             strategy.check_interrupt()?;
             strategy.between_ticks()?;
-            progress(outcome.bars);
+            progress(outcome);
         } else if outcome.ticks % CHECK_EVERY_TICKS == 0 {
             strategy.check_interrupt()?;
-            progress(outcome.bars);
+            progress(outcome);
         }
     }
 }
