@@ -312,23 +312,32 @@ pub(super) fn write_results(
             Some(stream) => stream.finish(&outcome.equity),
             None => metrics::write_equity(&out_dir, &outcome.equity),
         });
-        write_orders(&out_dir.join("orders.csv"), &lock(&session))?;
         let s = lock(&session);
-        let trades = s.ledger.closed_trades();
-        let computed = pipeline::metrics_of(settings, &s, &outcome, &info.symbols);
-        metrics::write_costs_csv(&out_dir.join("costs.csv"), s.costs.records(), &info.symbols)
-            .map_err(|e| Error::Internal(format!("writing costs.csv: {e}")))?;
-        metrics::write_records(&out_dir, &outcome.fills, trades, &info.symbols)
-            .map_err(results_error)?;
-        metrics::write_record_files(&out_dir, &s.records).map_err(results_error)?;
-        if !s.actions.applied.is_empty() {
-            metrics::write_corporate_actions(
-                &out_dir.join("corporate_actions.csv"),
-                &s.actions.applied,
-                &info.symbols,
-            )
-            .map_err(results_error)?;
-        }
+        // The statistics on a third thread, while this one writes the order and trade files.
+        let (computed, written) =
+            pipeline::metrics_beside(settings, &s, &outcome, &info.symbols, || {
+                write_orders(&out_dir.join("orders.csv"), &s)?;
+                metrics::write_costs_csv(
+                    &out_dir.join("costs.csv"),
+                    s.costs.records(),
+                    &info.symbols,
+                )
+                .map_err(|e| Error::Internal(format!("writing costs.csv: {e}")))?;
+                let trades = s.ledger.closed_trades();
+                metrics::write_records(&out_dir, &outcome.fills, trades, &info.symbols)
+                    .map_err(results_error)?;
+                metrics::write_record_files(&out_dir, &s.records).map_err(results_error)?;
+                if !s.actions.applied.is_empty() {
+                    metrics::write_corporate_actions(
+                        &out_dir.join("corporate_actions.csv"),
+                        &s.actions.applied,
+                        &info.symbols,
+                    )
+                    .map_err(results_error)?;
+                }
+                Ok::<(), Error>(())
+            });
+        written?;
         equity
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
