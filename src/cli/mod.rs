@@ -6,6 +6,7 @@ mod doctor;
 mod harness;
 mod indicator_report;
 mod live;
+mod live_book;
 mod optimize;
 mod portfolio;
 mod progress;

@@ -76,6 +76,7 @@ fn open_state(dir: &Path, paper: bool, cash: Decimal) -> State {
             reset_breaker: false,
             secrets: Vec::new(),
             audit_tap: None,
+            strategies: None,
         },
     )
     .unwrap()
@@ -601,6 +602,7 @@ fn api_actions_are_applied_between_bars_journaled_and_streamed() {
                 audit_tap: Some(crate::live::audit::Tap::new(move |line| {
                     hub.hub().publish(line)
                 })),
+                strategies: None,
             },
         )
         .unwrap()

@@ -885,10 +885,9 @@ def test_initialize_time_and_orders_match_the_backtest(tmp_path):
 # ---- 8. errors -------------------------------------------------------------------------------
 
 
-BOOK_REFUSED = [
-    "error: a live session hosts one algorithm: `rustybt live --portfolio` and `--algo` given twice "
-    "are not built yet",
-    "hint: run the book as a backtest with `rustybt run --portfolio FILE`",
+BOOK_ON_AN_EXCHANGE = [
+    "error: a live book trades on paper only: `--broker ccxt:binance` with `--portfolio`",
+    "hint: the fills of one exchange account would need allocating back to the strategies",
 ]
 
 
@@ -898,7 +897,7 @@ def one_minute_file(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "case", ["broker", "no_feed", "symbol", "timeframe", "portfolio", "two_algos", "portfolio_exchange"]
+    "case", ["broker", "no_feed", "symbol", "timeframe", "portfolio", "portfolio_exchange"]
 )
 def test_usage_errors_exit_2_before_touching_the_state(tmp_path, one_minute_file, case):
     state, out = tmp_path / "state", tmp_path / "out"
@@ -913,15 +912,14 @@ def test_usage_errors_exit_2_before_touching_the_state(tmp_path, one_minute_file
     argv = live_argv(TRADER, data, symbols, state, out, timeframe=timeframe)
     if case == "broker":
         argv[argv.index("paper")] = "nope"
-    # A book of strategies in a live session is not built yet: refused, paper or exchange.
+    # A book (tests/python/test_live_book.py) is checked against --symbols, and refused on an
+    # exchange broker.
     book_file = ROOT / "examples" / "portfolio" / "portfolio.toml"
     if case in ("portfolio", "portfolio_exchange"):
         at = argv.index("--algo")
         argv[at:at + 2] = ["--portfolio", str(book_file)]
     if case == "portfolio_exchange":
         argv[argv.index("paper")] = "ccxt:binance"
-    if case == "two_algos":
-        argv += ["--algo", str(SMA)]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=ENV, cwd=ROOT)
     result = Result(proc.returncode, proc.stdout, proc.stderr, out, state)
     assert result.returncode == 2, result.stderr
@@ -933,7 +931,9 @@ def test_usage_errors_exit_2_before_touching_the_state(tmp_path, one_minute_file
         "symbol": [f"error: the replay file `{data}` has no bars of `X`; it has: A, B"],
         "timeframe": [f"error: the replay file `{data}` has bars 1m apart for `E`, shorter than --timeframe 5m",
                       "hint: give --timeframe the file's bar duration (a replay does not resample)"],
-        "portfolio": BOOK_REFUSED, "two_algos": BOOK_REFUSED, "portfolio_exchange": BOOK_REFUSED,
+        "portfolio": ["error: strategy `trend`: symbol `SYNA` is not in --symbols",
+                      "hint: the session's symbols: E"],
+        "portfolio_exchange": BOOK_ON_AN_EXCHANGE,
     }[case]
     for text in expected:
         assert text in result.stderr
