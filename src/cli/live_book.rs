@@ -226,7 +226,7 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
             );
             let (book, end) = live.run();
             live.status.clear();
-            (book, end, live.start_equity().to_vec())
+            (book, end, live.start_equity())
         };
         let wall_seconds = started.elapsed().as_secs_f64();
         let storage_failed = matches!(&end, End::Live(e) if e.storage().is_some());

@@ -89,8 +89,11 @@ pub struct LiveBook<'a, 'r, S: LiveStrategy> {
     /// A signal arrived inside user code the loop called outside a hook (`__getstate__`).
     interrupted: bool,
     commit_soon: bool,
-    /// Each strategy's equity when this session started (the base of its results).
+    /// Each strategy's cash when this session started, plus its carried positions priced so
+    /// far (see [`LiveBook::start_equity`]).
     start_equity: Vec<Decimal>,
+    /// Per strategy: positions carried from earlier sessions not priced yet (by its own id).
+    unpriced: Vec<HashMap<SymbolId, Decimal>>,
     /// Bar times of the feed skipped at the start (an earlier session traded them).
     skipped: usize,
 }
@@ -126,13 +129,28 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             interrupted: false,
             commit_soon: false,
             start_equity: Vec::new(),
+            unpriced: Vec::new(),
             skipped: 0,
         }
     }
 
-    /// The equity each strategy started this session with (its capital in a first session).
-    pub fn start_equity(&self) -> &[Decimal] {
-        &self.start_equity
+    /// The equity each strategy started this session with: its cash, plus each position
+    /// carried from earlier sessions at the open of its first bar in this session (as a
+    /// single-algorithm session values them); one that never had a bar adds what the ledger
+    /// values it at now, so nothing. A first session's is its capital.
+    pub fn start_equity(&self) -> Vec<Decimal> {
+        self.members
+            .iter()
+            .zip(&self.start_equity)
+            .zip(&self.unpriced)
+            .map(|((m, start), unpriced)| {
+                let s = lock(&m.session);
+                unpriced
+                    .keys()
+                    .filter_map(|id| s.ledger.position(*id).and_then(|p| p.market_value()))
+                    .fold(*start, |total, value| total + value)
+            })
+            .collect()
     }
 
     /// Runs the book to its end: each strategy's book restored from the journal, the feed's
@@ -237,15 +255,31 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                 .map_err(|e| {
                     super::journal::JournalError::Corrupt(format!("the saved book: {e}"))
                 })?;
+            for m in self.members.iter() {
+                if let Some((time, reason)) = &m.stopped {
+                    above_status!(
+                        "strategy `{}` stopped at {} in an earlier session and stays stopped: {}",
+                        m.id,
+                        format_timestamp(*time),
+                        reason.lines().next().unwrap_or_default()
+                    );
+                }
+            }
         }
-        self.start_equity = self
-            .members
-            .iter()
-            .map(|m| {
-                let s = lock(&m.session);
-                s.ledger.equity().unwrap_or_else(|_| s.ledger.cash())
-            })
-            .collect();
+        self.start_equity.clear();
+        self.unpriced.clear();
+        for m in self.members.iter() {
+            let s = lock(&m.session);
+            self.start_equity.push(s.ledger.cash());
+            let carried = s
+                .ledger
+                .open_symbols()
+                .iter()
+                .filter_map(|&id| s.ledger.position(id).map(|p| (id, p.quantity)))
+                .filter(|(_, q)| !q.is_zero())
+                .collect();
+            self.unpriced.push(carried);
+        }
         self.stepper = Some(stepper);
         self.state.journal.set_grouped(true)?;
         self.state.breakers.defer_writes();
@@ -307,6 +341,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                 return Err(Stop::Interrupted.into());
             }
             self.append(&batch)?;
+            self.price_carried(&batch)?;
             tick.time = batch.close_time;
             tick.symbols.clear();
             tick.symbols
@@ -368,6 +403,31 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                         .append_bar(local, bar.open_time, texts)
                         .map_err(describe)?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// A carried position enters its strategy's start equity at the open of its first bar in
+    /// this session (see [`LiveBook::start_equity`]).
+    fn price_carried(&mut self, batch: &Batch) -> Result<(), LiveError> {
+        for bar in &batch.bars {
+            for (i, m) in self.members.iter().enumerate() {
+                let Some(local) = m.local[bar.symbol] else {
+                    continue;
+                };
+                let Some(quantity) = self.unpriced[i].remove(&local) else {
+                    continue;
+                };
+                let open: Decimal = bar.texts[0]
+                    .parse()
+                    .map_err(|e| LiveError::Feed(format!("price `{}`: {e}", bar.texts[0])))?;
+                self.start_equity[i] = quantity
+                    .checked_mul(open)
+                    .and_then(|value| self.start_equity[i].checked_add(value))
+                    .ok_or_else(|| {
+                        LiveError::Feed("decimal overflow while pricing a carried position".into())
+                    })?;
             }
         }
         Ok(())

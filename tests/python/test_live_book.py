@@ -106,6 +106,18 @@ def exact_metrics(folder: Path) -> dict[str, Any]:
     return {k: metrics.get(k) for k in keys}
 
 
+def wait_for_mark(proc: subprocess.Popen[str], state: Path, at_least: int, timeout: float = 60) -> None:
+    """Until the journal's feed mark (the last checkpointed bar) reaches `at_least`."""
+    deadline = time.monotonic() + timeout
+    mark = 0
+    while mark < at_least and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+        try:
+            mark = feed_mark(state)
+        except (sqlite3.Error, ValueError):
+            pass  # not created yet, or busy
+
+
 def write_book(path: Path, text: str) -> Path:
     path.write_text(textwrap.dedent(text))
     return path
@@ -114,12 +126,37 @@ def write_book(path: Path, text: str) -> Path:
 # ---- 1. a paper replay of a book trades exactly like `run --portfolio` -------------------------
 
 
-@pytest.mark.parametrize("case", ["example_book", "algo_twice"])
+FAILING_BOOK = """\
+    [portfolio]
+    cash = "100000"
+    on_stop = "close"
+
+    [[strategy]]
+    id = "fails"
+    algo = "{fails}"
+    symbols = ["A"]
+
+    [[strategy]]
+    id = "trade"
+    algo = "{trader}"
+    symbols = ["B"]
+    params = {{ every = 2, qty = 4 }}
+"""
+
+
+@pytest.mark.parametrize("case", ["example_book", "algo_twice", "one_fails"])
 def test_a_paper_replay_of_a_book_trades_exactly_like_run_portfolio(tmp_path, case):
     if case == "example_book":
         # Three strategies, risk parity rebalanced weekly, account risk limits, shared SYNB.
         data, symbols, book = sample_file(tmp_path / "sample.csv"), "SYNA,SYNB,SYNC", ["--portfolio", str(EXAMPLE_BOOK)]
         ids = ["trend", "short_reversion", "pair"]
+    elif case == "one_fails":
+        # One strategy raises at its 40th tick: it stops alone, its position closed; the other
+        # trades on.
+        data = combined_file(tmp_path / "AB.csv", {"A": 4, "B": 5}, 120, timedelta(minutes=1))
+        text = FAILING_BOOK.format(fails=FIXTURES / "fails_at.py", trader=TRADER)
+        symbols, book = "A,B", ["--portfolio", str(write_book(tmp_path / "book.toml", text))]
+        ids = ["fails", "trade"]
     else:
         data = combined_file(tmp_path / "AB.csv", {"A": 4, "B": 5}, 300, timedelta(minutes=1))
         symbols, book = "A,B", ["--algo", str(SMA), "--algo", str(TRADER)]
@@ -142,6 +179,10 @@ def test_a_paper_replay_of_a_book_trades_exactly_like_run_portfolio(tmp_path, ca
         assert exact_metrics(live_dir / "strategies" / i) == exact_metrics(run_dir / "strategies" / i), i
     fills = read_csv(live_dir / "fills.csv")
     assert len(fills) > 20 and {f["strategy"] for f in fills} == set(ids)
+    if case == "one_fails":
+        assert "failing on purpose at tick 40" in live.stderr
+        metrics = [json.loads((d / "strategies" / "fails" / "metrics.json").read_text()) for d in (live_dir, run_dir)]
+        assert [m["status"] for m in metrics] == ["failed", "failed"]
 
     # The journal: every order and fill carries its strategy; each strategy's fills are its own
     # results' fills; the run names the book's strategies.
@@ -200,14 +241,7 @@ def test_a_killed_book_restarts_to_the_uninterrupted_fills_and_equity(tmp_path):
     session = Paced(proc, tmp_path / "out1", state)
     threading.Thread(target=session._read_stderr, daemon=True).start()
     threading.Thread(target=session._read_stdout, daemon=True).start()
-    deadline = time.monotonic() + 60
-    mark = 0
-    while mark < START_NS + 12 * HOUR and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-        try:
-            mark = feed_mark(state)
-        except (sqlite3.Error, ValueError):
-            pass  # not created yet, or busy
+    wait_for_mark(proc, state, START_NS + 12 * HOUR)
     proc.kill()
     killed = session.finish(timeout=10)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
@@ -251,6 +285,36 @@ def test_a_killed_book_restarts_to_the_uninterrupted_fills_and_equity(tmp_path):
 def ns_of_row(row: dict[str, str]) -> int:
     from test_live_paper import ns_of
     return ns_of(row["time"])
+
+
+def test_a_book_stopped_by_sigterm_restarts_with_its_stopped_strategy_still_stopped(tmp_path):
+    """SIGTERM ends a paced book cleanly (results written, the run ended in the journal); the
+    restart continues after the last bar, and a strategy that failed before stays stopped."""
+    data = combined_file(tmp_path / "AB.csv", {"A": 4, "B": 5}, 120, timedelta(minutes=1))
+    text = FAILING_BOOK.format(fails=FIXTURES / "fails_at.py", trader=TRADER)
+    book = ["--portfolio", str(write_book(tmp_path / "book.toml", text))]
+    state = tmp_path / "state"
+    argv = book_argv(book, data, "A,B", state, tmp_path / "out1", speed="600")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    wait_for_mark(proc, state, START_NS + 60 * MINUTE)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "live book ended (stopped by signal)" in err
+    assert (tmp_path / "out1" / "strategies" / "trade" / "metrics.json").exists()
+    mark = feed_mark(state)
+    assert START_NS + 60 * MINUTE <= mark < START_NS + 120 * MINUTE
+    fails_orders = query(state, "SELECT COUNT(*) FROM intents WHERE strategy = 'fails'")
+
+    two = run(book_argv(book, data, "A,B", state, tmp_path / "out2"))
+    assert two.returncode == 0, two.stderr
+    assert "strategy `fails` stopped at" in two.stderr and "stays stopped" in two.stderr
+    assert f"resuming after {iso(mark)}" in two.stderr
+    # The stopped strategy places nothing more; the other trades on to the end of the file.
+    assert query(state, "SELECT COUNT(*) FROM intents WHERE strategy = 'fails'") == fails_orders
+    assert query(state, "SELECT COUNT(*) FROM intents WHERE strategy = 'trade' AND run_id = 2") != [(0,)]
+    assert not (tmp_path / "out2" / "strategies" / "fails" / "fills.csv").read_text().count("\n") > 1
+    assert query(state, "SELECT id, stop_reason FROM runs") == [(1, "stopped by signal"), (2, "end of feed")]
 
 
 # ---- 3. what a live book refuses ---------------------------------------------------------------
