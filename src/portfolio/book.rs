@@ -1552,6 +1552,7 @@ mod tests {
                         .map(|(_, n)| crate::model::OrderId(n.parse().unwrap()))
                 };
                 stepper.restore(saved, &mut members, &market, back).unwrap();
+                assert_eq!(stepper.crossings.is_empty(), ticks != 10, "tick {ticks}");
                 stepper.initialize(&mut members, &rules).unwrap();
                 stepper.outcome.ticks = ticks;
             }
@@ -1589,8 +1590,10 @@ mod tests {
                 (16, 1, true, 30, 4),
             ],
             vec![(3, 1, false, 50, 0), (11, 1, true, 50, 2)],
+            // At tick 9 its buy crosses the first strategy's sell (at the next open).
             vec![
                 (4, 0, true, 20, 1),
+                (9, 0, true, 40, 0),
                 (12, 0, true, 60, 0),
                 (20, 0, false, 80, 0),
             ],
@@ -1600,7 +1603,8 @@ mod tests {
             straight.1.iter().any(|(_, t)| !t.is_zero()),
             "cash moved at rebalances"
         );
-        for split in [1, 7, 13, 22] {
+        // At 10 the crossing found at tick 9 waits for its bar: saved and taken back.
+        for split in [1, 7, 10, 13, 22] {
             assert_eq!(
                 step_scripted(&orders, Some(split)),
                 straight,
