@@ -286,6 +286,8 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         if let Some(trip) = self.state.breakers.state().tripped {
             self.halt(&trip, false);
         }
+        // A halt file already there halts the book before its first order.
+        self.check_halt_file(true);
         Ok(())
     }
 

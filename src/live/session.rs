@@ -271,6 +271,9 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
         if let Some(trip) = self.state.breakers.state().tripped {
             self.halt(&trip, false);
         }
+        // A halt file already there halts the session before its first order, not after its
+        // first bar.
+        self.check_halt_file(true);
         let end: End = match self.drive(&mut outcome) {
             Ok(end) => end,
             Err(halt) => halt.into(),

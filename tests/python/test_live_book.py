@@ -317,6 +317,22 @@ def test_a_book_stopped_by_sigterm_restarts_with_its_stopped_strategy_still_stop
     assert query(state, "SELECT id, stop_reason FROM runs") == [(1, "stopped by signal"), (2, "end of feed")]
 
 
+def test_the_halt_file_halts_every_strategy_of_a_book(tmp_path, two_symbols):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "HALT").write_text("maintenance\n")
+    book = ["--algo", str(SMA), "--algo", str(TRADER)]
+    proc = run(book_argv(book, two_symbols, "A,B", state, tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    assert "HALTED: " in proc.stderr and "maintenance" in proc.stderr
+    # Every strategy's orders are refused with the reason; nothing reaches the journal.
+    last = {(o["strategy"], o["order_id"]): o for o in read_csv(tmp_path / "out" / "orders.csv")}
+    assert {s for s, _ in last} >= {"trader"}
+    assert last and all(o["status"] == "rejected" and "maintenance" in o["reason"] for o in last.values())
+    assert query(state, "SELECT COUNT(*) FROM intents") == [(0,)]
+    assert query(state, "SELECT COUNT(*) FROM fills") == [(0,)]
+
+
 # ---- 3. what a live book refuses ---------------------------------------------------------------
 
 

@@ -479,6 +479,21 @@ def test_halt_file_halts_persists_across_restarts_and_resets(tmp_path):
         (30, "final", "final")]
 
 
+def test_a_halt_file_there_at_the_start_refuses_the_first_order_too(tmp_path):
+    """The halt file is looked at before the first bar: a session started with it places
+    nothing (the first bar's order once went out before the first look)."""
+    data = generated(tmp_path / "S.csv", 10, seed=5)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "HALT").write_text("maintenance\n")
+    one = run_live(TRADER, data, "S", state, tmp_path / "out")
+    assert one.returncode == 0, one.stderr
+    assert "HALTED: halt_file breaker tripped" in one.stderr
+    statuses = [rows[-1]["status"] for rows in orders_by_id(one.orders()).values()]
+    assert statuses == ["rejected"] * 10
+    assert one.fills() == [] and query(state, "SELECT COUNT(*) FROM intents") == [(0,)]
+
+
 def ten_second_file(path: Path, rows: int = 30) -> Path:
     return generated(path, rows, seed=8, interval=timedelta(seconds=10))
 
