@@ -42,17 +42,17 @@ use crate::python::PyStrategy;
 use crate::python::venue::PyVenue;
 use crate::watch::SourceWatcher;
 
-enum BrokerChoice {
+pub(super) enum BrokerChoice {
     Paper,
     Ccxt(String),
 }
 
-enum FeedChoice {
+pub(super) enum FeedChoice {
     Replay(PathBuf),
     Ccxt(String),
 }
 
-fn parse_broker(text: &str) -> Result<BrokerChoice, Error> {
+pub(super) fn parse_broker(text: &str) -> Result<BrokerChoice, Error> {
     match text.split_once(':') {
         None if text == "paper" => Ok(BrokerChoice::Paper),
         Some(("ccxt", id)) if !id.is_empty() => Ok(BrokerChoice::Ccxt(id.to_string())),
@@ -81,7 +81,7 @@ fn parse_feed(text: Option<&str>, broker: &BrokerChoice) -> Result<FeedChoice, E
     }
 }
 
-fn live_error(context: &str, error: impl std::fmt::Display) -> Error {
+pub(super) fn live_error(context: &str, error: impl std::fmt::Display) -> Error {
     Error::Internal(format!("{context}: {error}"))
 }
 
@@ -89,59 +89,22 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
     let mut args = args;
     args.algo = match (&args.portfolio, args.algos.as_slice()) {
         (None, [one]) => one.clone(),
-        _ => {
-            return Err(Error::usage_with_hint(
-                "a live session hosts one algorithm: `rustybt live --portfolio` and `--algo` given \
-                 twice are not built yet",
-                "run the book as a backtest with `rustybt run --portfolio FILE` (or `--algo a.py \
-                 --algo b.py`), or start one live session per strategy, each with its own --state",
-            ));
-        }
+        _ => return super::live_book::live_book(explicit_python, args),
     };
-    let broker = parse_broker(&args.broker)?;
-    let feed_choice = parse_feed(args.feed.as_deref(), &broker)?;
-    let interval_ns = parse_duration(&args.timeframe)?;
-    let flag_feed_mode = match args.feed_mode.as_deref() {
-        None => None,
-        Some(text) => Some(FeedMode::parse(text).ok_or_else(|| {
-            Error::usage_with_hint(
-                format!("`--feed-mode {text}` is not a feed mode"),
-                format!("use {}", FeedMode::NAMES),
-            )
-        })?),
-    };
+    let common = Common::parse(&args)?;
+    let Common {
+        broker,
+        feed_choice,
+        interval_ns,
+        feed_mode,
+        symbols,
+        live_settings,
+    } = common;
     if !args.algo.is_file() {
         return Err(Error::usage(format!(
             "algorithm file `{}` does not exist",
             args.algo.display()
         )));
-    }
-    if !(args.speed >= 0.0 && args.speed.is_finite()) {
-        return Err(Error::usage(format!(
-            "`--speed {}` must be a number ≥ 0 (0 plays as fast as possible)",
-            args.speed
-        )));
-    }
-    let mut symbols: Vec<String> = Vec::new();
-    for symbol in args.symbols.iter().map(|s| s.trim().to_string()) {
-        if symbol.is_empty() || symbols.contains(&symbol) {
-            return Err(Error::usage(format!(
-                "`--symbols` lists `{symbol}` twice or empty"
-            )));
-        }
-        symbols.push(symbol);
-    }
-    let mut live_settings = match &args.config {
-        Some(path) => LiveSettings::load(path),
-        None => LiveSettings::from_toml(""),
-    }
-    .map_err(|e| Error::usage(e.to_string()))?;
-    let feed_mode = flag_feed_mode.unwrap_or(live_settings.feed_mode);
-    if let Some(dir) = &args.state {
-        if live_settings.breakers.halt_file == Some(live_settings.state_dir.join("HALT")) {
-            live_settings.breakers.halt_file = Some(dir.join("HALT"));
-        }
-        live_settings.state_dir = dir.clone();
     }
     let run_args = RunArgs {
         algo: vec![args.algo.clone()],
@@ -206,25 +169,15 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
         .unwrap_or_default();
     start_python(explicit_python, std::slice::from_ref(&algo_dir))?;
     Python::attach(|py| {
-        // SIGTERM stops a session like Ctrl-C: the loop notices it, saves and exits cleanly.
-        py.run(
-            c"import signal\nsignal.signal(signal.SIGTERM, signal.default_int_handler)",
-            None,
-            None,
-        )
-        .map_err(|e| live_error("installing the SIGTERM handler", e))?;
-        let exchange = match &feed_choice {
-            FeedChoice::Ccxt(id) => Some(connect(py, id, &args, &live_settings, &symbols, paper)?),
-            FeedChoice::Replay(_) => None,
-        };
-        let cash_currency = match &exchange {
-            Some(exchange) => exchange.cash_asset.clone(),
-            None => settings.currency.code.clone(),
-        };
-        // The summary shows money to the precision of the account's cash asset.
-        if let Ok(currency) = crate::model::Currency::parse(&cash_currency) {
-            settings.currency = currency;
-        }
+        let (exchange, cash_currency) = open_exchange(
+            py,
+            &feed_choice,
+            &args,
+            &live_settings,
+            &symbols,
+            paper,
+            &mut settings,
+        )?;
         let initial_cash = match (&exchange, paper) {
             (Some(exchange), false) => {
                 let view = exchange
@@ -290,81 +243,18 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
                 reset_breaker: args.reset_breaker,
                 secrets,
                 audit_tap,
+                strategies: None,
             },
         )?;
-        let feed: Box<dyn Feed> = match (replay, &exchange) {
-            (Some((path, series)), _) => Box::new(ReplayFeed::new(
-                path.display().to_string(),
-                series,
-                interval_ns,
-                args.speed,
-            )),
-            (None, Some(exchange)) => {
-                let interval_ms = interval_ns / 1_000_000;
-                // A restart continues after the last bar traded (catching up what it missed);
-                // a first session starts with the candle forming now.
-                let start_ms = match state.resume_after {
-                    Some(close) => close / 1_000_000,
-                    None => wall_ns() / 1_000_000 / interval_ms * interval_ms,
-                };
-                let feed = ExchangeFeed::new(
-                    exchange.venue.clone(),
-                    exchange.id.clone(),
-                    symbols.clone(),
-                    args.timeframe.clone(),
-                    interval_ms,
-                    start_ms,
-                );
-                let warm_from = CatalogHistory {
-                    root: args.catalog.clone().unwrap_or_else(Catalog::default_root),
-                    source: format!("ccxt:{}", exchange.id),
-                    timeframe: args.timeframe.clone(),
-                    interval_ns,
-                    symbols: symbols.clone(),
-                    first_open: start_ms * 1_000_000,
-                };
-                let id = &exchange.id;
-                let opened = ExchangeFeed::open_stream(
-                    &exchange.venue,
-                    feed_mode,
-                    &symbols,
-                    &args.timeframe,
-                )
-                .map_err(|e| match e.kind {
-                    VenueErrorKind::Unavailable
-                    | VenueErrorKind::UnknownSymbol
-                    | VenueErrorKind::RuleViolation => {
-                        Error::usage(format!("{id}: no websocket stream: {}", e.message))
-                    }
-                    _ => {
-                        Error::Broker(format!("{id}: opening the websocket stream: {}", e.message))
-                    }
-                });
-                match opened {
-                    Ok(StreamChoice::Stream(stream)) => {
-                        errln!(
-                            "market data: {id} {} (REST fills gaps, and polls while it is down)",
-                            stream.describe()
-                        );
-                        Box::new(WarmFromCatalog::new(
-                            Box::new(feed.with_stream(stream)),
-                            warm_from,
-                        ))
-                    }
-                    Ok(StreamChoice::Poll { why }) => {
-                        if let Some(why) = why {
-                            errln!("market data: polling {id} (no websocket stream: {why})");
-                        }
-                        Box::new(WarmFromCatalog::new(Box::new(feed), warm_from))
-                    }
-                    Err(error) => {
-                        let _ = state.finish(&format!("failed to start: {error}"));
-                        return Err(error);
-                    }
-                }
-            }
-            (None, None) => return Err(Error::Internal("a live session without a feed".into())),
-        };
+        let feed = session_feed(
+            replay,
+            exchange.as_ref(),
+            &args,
+            feed_mode,
+            &symbols,
+            interval_ns,
+            &mut state,
+        )?;
         if let Some(exchange) = &exchange {
             apply_market_rules(&session, &exchange.rules);
         }
@@ -499,6 +389,199 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
     })
 }
 
+/// What every session does first in Python: SIGTERM stops it like Ctrl-C (the loop notices,
+/// saves and exits cleanly); the exchange of an exchange feed connected. Returns it and the
+/// cash currency (the exchange's quote currency, else the run's), which also sets the
+/// precision of the summary's money.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn open_exchange(
+    py: Python<'_>,
+    feed_choice: &FeedChoice,
+    args: &LiveArgs,
+    live_settings: &LiveSettings,
+    symbols: &[String],
+    paper: bool,
+    settings: &mut RunSettings,
+) -> Result<(Option<Exchange>, String), Error> {
+    py.run(
+        c"import signal\nsignal.signal(signal.SIGTERM, signal.default_int_handler)",
+        None,
+        None,
+    )
+    .map_err(|e| live_error("installing the SIGTERM handler", e))?;
+    let exchange = match feed_choice {
+        FeedChoice::Ccxt(id) => Some(connect(py, id, args, live_settings, symbols, paper)?),
+        FeedChoice::Replay(_) => None,
+    };
+    let cash_currency = match &exchange {
+        Some(exchange) => exchange.cash_asset.clone(),
+        None => settings.currency.code.clone(),
+    };
+    if let Ok(currency) = crate::model::Currency::parse(&cash_currency) {
+        settings.currency = currency;
+    }
+    Ok((exchange, cash_currency))
+}
+
+/// The session's feed: the replay file's bars, or the exchange's candles. A feed that cannot
+/// start ends the run it was started for (journaled as such).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn session_feed(
+    replay: Option<(PathBuf, Vec<BarSeries>)>,
+    exchange: Option<&Exchange>,
+    args: &LiveArgs,
+    feed_mode: FeedMode,
+    symbols: &[String],
+    interval_ns: i64,
+    state: &mut State,
+) -> Result<Box<dyn Feed>, Error> {
+    match (replay, exchange) {
+        (Some((path, series)), _) => Ok(Box::new(ReplayFeed::new(
+            path.display().to_string(),
+            series,
+            interval_ns,
+            args.speed,
+        ))),
+        (None, Some(exchange)) => exchange_feed(
+            exchange,
+            args,
+            feed_mode,
+            symbols,
+            interval_ns,
+            state.resume_after,
+        )
+        .inspect_err(|error| {
+            let _ = state.finish(&format!("failed to start: {error}"));
+        }),
+        (None, None) => Err(Error::Internal("a live session without a feed".into())),
+    }
+}
+
+/// An exchange's candles as a session's feed: by websocket where it has one (REST fills the
+/// gaps), else polled; warmed up from the catalog first. A restart continues after the last
+/// bar traded (`resume_after`, catching up what it missed); a first session starts with the
+/// candle forming now.
+pub(super) fn exchange_feed(
+    exchange: &Exchange,
+    args: &LiveArgs,
+    feed_mode: FeedMode,
+    symbols: &[String],
+    interval_ns: i64,
+    resume_after: Option<i64>,
+) -> Result<Box<dyn Feed>, Error> {
+    let interval_ms = interval_ns / 1_000_000;
+    let start_ms = match resume_after {
+        Some(close) => close / 1_000_000,
+        None => wall_ns() / 1_000_000 / interval_ms * interval_ms,
+    };
+    let feed = ExchangeFeed::new(
+        exchange.venue.clone(),
+        exchange.id.clone(),
+        symbols.to_vec(),
+        args.timeframe.clone(),
+        interval_ms,
+        start_ms,
+    );
+    let warm_from = CatalogHistory {
+        root: args.catalog.clone().unwrap_or_else(Catalog::default_root),
+        source: format!("ccxt:{}", exchange.id),
+        timeframe: args.timeframe.clone(),
+        interval_ns,
+        symbols: symbols.to_vec(),
+        first_open: start_ms * 1_000_000,
+    };
+    let id = &exchange.id;
+    let opened = ExchangeFeed::open_stream(&exchange.venue, feed_mode, symbols, &args.timeframe)
+        .map_err(|e| match e.kind {
+            VenueErrorKind::Unavailable
+            | VenueErrorKind::UnknownSymbol
+            | VenueErrorKind::RuleViolation => {
+                Error::usage(format!("{id}: no websocket stream: {}", e.message))
+            }
+            _ => Error::Broker(format!("{id}: opening the websocket stream: {}", e.message)),
+        })?;
+    Ok(match opened {
+        StreamChoice::Stream(stream) => {
+            errln!(
+                "market data: {id} {} (REST fills gaps, and polls while it is down)",
+                stream.describe()
+            );
+            Box::new(WarmFromCatalog::new(
+                Box::new(feed.with_stream(stream)),
+                warm_from,
+            ))
+        }
+        StreamChoice::Poll { why } => {
+            if let Some(why) = why {
+                errln!("market data: polling {id} (no websocket stream: {why})");
+            }
+            Box::new(WarmFromCatalog::new(Box::new(feed), warm_from))
+        }
+    })
+}
+
+/// What every live session parses first, before the state folder or Python are touched.
+pub(super) struct Common {
+    pub broker: BrokerChoice,
+    pub feed_choice: FeedChoice,
+    pub interval_ns: i64,
+    pub feed_mode: FeedMode,
+    pub symbols: Vec<String>,
+    pub live_settings: LiveSettings,
+}
+
+impl Common {
+    pub(super) fn parse(args: &LiveArgs) -> Result<Common, Error> {
+        let broker = parse_broker(&args.broker)?;
+        let feed_choice = parse_feed(args.feed.as_deref(), &broker)?;
+        let interval_ns = parse_duration(&args.timeframe)?;
+        let flag_feed_mode = match args.feed_mode.as_deref() {
+            None => None,
+            Some(text) => Some(FeedMode::parse(text).ok_or_else(|| {
+                Error::usage_with_hint(
+                    format!("`--feed-mode {text}` is not a feed mode"),
+                    format!("use {}", FeedMode::NAMES),
+                )
+            })?),
+        };
+        if !(args.speed >= 0.0 && args.speed.is_finite()) {
+            return Err(Error::usage(format!(
+                "`--speed {}` must be a number ≥ 0 (0 plays as fast as possible)",
+                args.speed
+            )));
+        }
+        let mut symbols: Vec<String> = Vec::new();
+        for symbol in args.symbols.iter().map(|s| s.trim().to_string()) {
+            if symbol.is_empty() || symbols.contains(&symbol) {
+                return Err(Error::usage(format!(
+                    "`--symbols` lists `{symbol}` twice or empty"
+                )));
+            }
+            symbols.push(symbol);
+        }
+        let mut live_settings = match &args.config {
+            Some(path) => LiveSettings::load(path),
+            None => LiveSettings::from_toml(""),
+        }
+        .map_err(|e| Error::usage(e.to_string()))?;
+        let feed_mode = flag_feed_mode.unwrap_or(live_settings.feed_mode);
+        if let Some(dir) = &args.state {
+            if live_settings.breakers.halt_file == Some(live_settings.state_dir.join("HALT")) {
+                live_settings.breakers.halt_file = Some(dir.join("HALT"));
+            }
+            live_settings.state_dir = dir.clone();
+        }
+        Ok(Common {
+            broker,
+            feed_choice,
+            interval_ns,
+            feed_mode,
+            symbols,
+            live_settings,
+        })
+    }
+}
+
 /// The control API, listening: refused (usage) on a remote address without
 /// `--api-allow-remote`, without a token, or with a token file others can read.
 fn start_api(
@@ -569,16 +652,16 @@ pub fn live_report(args: &super::LiveReportArgs) -> Result<ExitCode, Error> {
 }
 
 /// An open connection to an exchange through ccxt, with its rules for the session's symbols.
-struct Exchange {
-    id: String,
-    venue: Rc<RefCell<dyn Venue>>,
-    rules: BTreeMap<String, MarketRules>,
+pub(super) struct Exchange {
+    pub id: String,
+    pub venue: Rc<RefCell<dyn Venue>>,
+    pub rules: BTreeMap<String, MarketRules>,
     /// The quote currency every symbol shares: the book's cash.
-    cash_asset: String,
-    secrets: Vec<crate::live::config::Secret>,
+    pub cash_asset: String,
+    pub secrets: Vec<crate::live::config::Secret>,
 }
 
-fn connect(
+pub(super) fn connect(
     py: Python<'_>,
     id: &str,
     args: &LiveArgs,
@@ -662,7 +745,7 @@ fn connect(
 
 /// The exchange's tick, lot and minimum notional become the engine's instrument rules, so
 /// an order the exchange would refuse is rejected before it is sent (paper too).
-fn apply_market_rules(session: &SharedSession, rules: &BTreeMap<String, MarketRules>) {
+pub(super) fn apply_market_rules(session: &SharedSession, rules: &BTreeMap<String, MarketRules>) {
     let mut s = lock(session);
     let names = s.market.symbol_names();
     let mut execution = s.execution.clone();
@@ -678,7 +761,7 @@ fn apply_market_rules(session: &SharedSession, rules: &BTreeMap<String, MarketRu
 }
 
 /// This process's command line, for the state folder's lock (a refused session names it).
-fn command_line() -> String {
+pub(super) fn command_line() -> String {
     let mut args = std::env::args();
     let program = args
         .next()
@@ -695,7 +778,7 @@ fn command_line() -> String {
         .join(" ")
 }
 
-fn default_out_dir() -> PathBuf {
+pub(super) fn default_out_dir() -> PathBuf {
     let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
     let base = PathBuf::from("runs").join(format!("live-{stamp}"));
     let mut candidate = base.clone();
@@ -709,7 +792,11 @@ fn default_out_dir() -> PathBuf {
 
 /// The replay file's bars of `symbols`, in that order. The file's bars must be `interval_ns`
 /// apart (a replay does not resample).
-fn load_replay(path: &Path, symbols: &[String], interval_ns: i64) -> Result<Vec<BarSeries>, Error> {
+pub(super) fn load_replay(
+    path: &Path,
+    symbols: &[String],
+    interval_ns: i64,
+) -> Result<Vec<BarSeries>, Error> {
     let options = LoadOptions {
         symbol: (symbols.len() == 1).then(|| symbols[0].clone()),
         ..Default::default()

@@ -6,6 +6,7 @@ mod doctor;
 mod harness;
 mod indicator_report;
 mod live;
+mod live_book;
 mod optimize;
 mod portfolio;
 mod progress;
@@ -451,8 +452,8 @@ pub struct LiveReportArgs {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct LiveArgs {
-    /// The algorithm file (a Python file with one `Algorithm` subclass). Given twice or more
-    /// (a book of strategies), it is refused: a live session hosts one algorithm for now.
+    /// The algorithm file (a Python file with one `Algorithm` subclass). Given twice or more:
+    /// a book of those strategies at equal weights (paper only, see docs/live.md, "Books").
     #[arg(
         long = "algo",
         value_name = "PATH",
@@ -460,8 +461,8 @@ pub struct LiveArgs {
     )]
     pub algos: Vec<PathBuf>,
 
-    /// A portfolio file (as for `rustybt run --portfolio`): refused, a live session hosts one
-    /// algorithm for now.
+    /// A portfolio file (as for `rustybt run --portfolio`): a book of strategies on one paper
+    /// account (`--broker paper` only).
     #[arg(long, value_name = "FILE")]
     pub portfolio: Option<PathBuf>,
 

@@ -25,27 +25,7 @@ use crate::python::{self, LoadedAlgorithm, LogSink, PyStrategy};
 
 pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Error> {
     refuse_single_run_flags(&args)?;
-    let spec = match &args.portfolio {
-        Some(file) => {
-            if !args.algo.is_empty() {
-                return Err(Error::usage_with_hint(
-                    "`--portfolio` lists the strategies: `--algo` does not go with it",
-                    "add the algorithm as a [[strategy]] of the portfolio file",
-                ));
-            }
-            PortfolioSpec::read(file)?
-        }
-        None => PortfolioSpec::from_algos(&args.algo)?,
-    };
-    for s in &spec.strategies {
-        if !s.algo.is_file() {
-            return Err(Error::usage(format!(
-                "strategy `{}`: algorithm file `{}` does not exist",
-                s.id,
-                s.algo.display()
-            )));
-        }
-    }
+    let spec = read_spec(args.portfolio.as_deref(), &args.algo)?;
     let mut run_args = args.clone();
     run_args.algo = vec![spec.strategies[0].algo.clone()];
     let mut settings = RunSettings::resolve(&run_args)?;
@@ -55,26 +35,7 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
     {
         settings.cash = cash;
     }
-    let mut code_dirs: Vec<PathBuf> = Vec::new();
-    for s in &spec.strategies {
-        let dir = std::path::absolute(&s.algo)
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .unwrap_or_default();
-        if !code_dirs.contains(&dir) {
-            code_dirs.push(dir);
-        }
-    }
-    // A custom allocator's module may sit beside the portfolio file.
-    let portfolio_dir = spec
-        .file
-        .as_ref()
-        .and_then(|f| std::path::absolute(f).ok())
-        .and_then(|f| f.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| code_dirs[0].clone());
-    if !code_dirs.contains(&portfolio_dir) {
-        code_dirs.push(portfolio_dir.clone());
-    }
+    let (code_dirs, portfolio_dir) = code_dirs(&spec);
     let root = python::project_root();
     let (prepared, _) = load_and_start(
         explicit_python,
@@ -95,89 +56,34 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
             echo_level: settings.log_level,
             ..Default::default()
         });
-        let mut members = Vec::new();
-        let mut parts: Vec<(RunSettings, Vec<String>)> = Vec::new();
-        let mut built = Vec::new();
-        for (k, s) in spec.strategies.iter().enumerate() {
-            let universe = universe(&s.id, s.symbols.as_deref(), &names)?;
-            let series = prepared
-                .series
-                .iter()
-                .filter(|b| universe.contains(&b.symbol))
-                .cloned()
-                .collect();
-            let mut own = settings.clone();
-            own.cash = capitals[k];
-            own.algo = s.algo.clone();
-            own.class_name = s.class_name.clone();
-            own.params = s.params.clone();
-            let session = session_on(&own, build_market(&own, series)?)?;
-            crate::pipeline::install_actions(&session, &prepared.actions);
-            let global: Vec<SymbolId> = lock(&session)
-                .market
-                .symbol_names()
-                .iter()
-                .filter_map(|n| market.symbol_id(n))
-                .collect();
-            let loaded =
-                python::load_algorithm(py, &own.algo, own.class_name.as_deref(), &own.params)?;
-            for warning in python::loader::hook_warnings(py, &loaded) {
-                let line = format!("warning: strategy `{}`: {warning}", s.id);
-                errln!("{line}");
-                sink.lines
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(line);
-            }
-            built.push((session, global, loaded));
-            parts.push((own, universe));
-        }
-        // The per-bar work the strategies share is done once by the book; set up before the
-        // algorithms attach to their sessions.
-        let sessions: Vec<_> = built.iter().map(|b| b.0.clone()).collect();
-        let shared_cross = crate::portfolio::book::share_engine_work(&sessions, &names);
-        let mut loaded_all = Vec::new();
-        for ((session, global, loaded), s) in built.into_iter().zip(&spec.strategies) {
-            let strategy = PyStrategy::named(py, &loaded, session.clone(), sink.clone(), &s.id)
-                .map_err(|e| Error::Internal(format!("attaching strategy `{}`: {e}", s.id)))?;
-            members.push(Member::new(
-                s.id.clone(),
-                session,
-                strategy,
-                global,
-                names.len(),
-            ));
-            loaded_all.push(loaded);
-        }
-        let parts: Vec<(RunSettings, LoadedAlgorithm, Vec<String>)> = parts
-            .into_iter()
-            .zip(loaded_all)
-            .map(|((own, universe), loaded)| (own, loaded, universe))
-            .collect();
-        let allocator: Box<dyn crate::portfolio::Allocator> =
-            match crate::portfolio::allocator::builtin(&spec) {
-                Some(builtin) => builtin,
-                None => {
-                    let crate::portfolio::config::AllocatorKind::Custom(name) = &spec.allocator
-                    else {
-                        unreachable!("builtin() covers every other kind")
-                    };
-                    Box::new(
-                        python::allocator::PyAllocator::from_spec(
-                            py,
-                            name,
-                            &spec.custom_params,
-                            portfolio_dir.clone(),
-                        )
-                        .map_err(Error::Algorithm)?,
-                    )
-                }
-            };
+        let Book {
+            mut members,
+            parts,
+            cross,
+        } = build_book(
+            py,
+            &spec,
+            &settings,
+            &names,
+            &capitals,
+            &sink,
+            &mut |own, universe| {
+                let series = prepared
+                    .series
+                    .iter()
+                    .filter(|b| universe.contains(&b.symbol))
+                    .cloned()
+                    .collect();
+                let session = session_on(own, build_market(own, series)?)?;
+                crate::pipeline::install_actions(&session, &prepared.actions);
+                Ok(session)
+            },
+        )?;
         let mut rules = BookRules {
             spec: &spec,
-            allocator,
+            allocator: allocator_of(py, &spec, &portfolio_dir)?,
             money_dp: settings.currency.decimals,
-            cross_section: Some(shared_cross),
+            cross_section: Some(cross),
         };
         let started = Instant::now();
         let mut progress = Progress::new(market.total_bars(), settings.progress);
@@ -187,230 +93,28 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
         progress.finish();
         let wall_seconds = started.elapsed().as_secs_f64();
 
-        // Each strategy's own folder, as a plain run writes it, on its flow-adjusted curve.
-        let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
         let files: Vec<String> = prepared
             .files
             .iter()
             .map(|f| f.display().to_string())
             .collect();
-        let mut finished = Vec::new();
-        for (m, (own, loaded, symbols)) in members.iter_mut().zip(&parts) {
-            let outcome = BacktestOutcome {
-                equity: m.flow_adjusted_equity(),
-                fills: m.outcome.fills.clone(),
-                ticks: m.outcome.ticks,
-                bars: m.outcome.bars,
-                stop: m.stop.take(),
-            };
-            let own_sink = LogSink {
-                lines: std::sync::Mutex::new(lines_of(&sink, &m.id)),
-                ..Default::default()
-            };
-            let interval = lock(&m.session).market.interval_ns(SymbolId(0));
-            let record = RunRecord {
-                settings: own,
-                loaded,
-                session: m.session.clone(),
-                sink: &own_sink,
-                files: files.clone(),
-                symbols: symbols.clone(),
-                bar_interval_ns: interval,
+        write_book_results(
+            py,
+            BookRun {
+                spec: &spec,
+                settings: &settings,
+                parts: &parts,
+                files,
+                out_dir: out_dir.clone(),
                 wall_seconds,
                 paced: false,
-                out_dir: out_dir.join("strategies").join(&m.id),
-                equity_stream: None,
-            };
-            finished.push(write_results(py, record, outcome, &m.strategy)?);
-        }
-
-        // The account.
-        let fill_parts: Vec<(&[crate::model::Fill], &[SymbolId])> = members
-            .iter()
-            .map(|m| (m.outcome.fills.as_slice(), m.global.as_slice()))
-            .collect();
-        let (fills, fill_labels) = results::combined_fills(&fill_parts);
-        let sessions: Vec<_> = members.iter().map(|m| lock(&m.session)).collect();
-        let trade_parts: Vec<(&[crate::model::ClosedTrade], &[SymbolId])> = sessions
-            .iter()
-            .zip(&members)
-            .map(|(s, m)| (s.ledger.closed_trades(), m.global.as_slice()))
-            .collect();
-        let (trades, trade_labels) = results::combined_trades(&trade_parts);
-        drop(trade_parts);
-        let final_equity: Vec<Decimal> = sessions
-            .iter()
-            .map(|s| s.ledger.equity().unwrap_or_default())
-            .collect();
-        let cost_parts: Vec<(&[crate::accounting::CostRecord], &[SymbolId])> = sessions
-            .iter()
-            .zip(&members)
-            .map(|(s, m)| (s.costs.records(), m.global.as_slice()))
-            .collect();
-        let costs = results::combined_costs(&cost_parts, names.len())?;
-        drop(cost_parts);
-        let orders: Vec<crate::model::Order> = sessions
-            .iter()
-            .flat_map(|s| s.orders.all().iter().cloned())
-            .collect();
-        drop(sessions);
-        let write_error = |e: metrics::MetricsError| Error::Io {
-            context: "cannot write results to",
-            path: out_dir.clone(),
-            source: std::io::Error::other(e.to_string()),
-        };
-        std::fs::write(out_dir.join("log.txt"), log_text(&sink)).map_err(|source| Error::Io {
-            context: "cannot write",
-            path: out_dir.join("log.txt"),
-            source,
-        })?;
-        metrics::write_equity(&out_dir, &book.equity).map_err(write_error)?;
-        metrics::write_records_labelled(
-            &out_dir,
-            &fills,
-            &trades,
-            &names,
-            Some((
-                Labels {
-                    names: &ids,
-                    of_rows: &fill_labels,
-                },
-                Labels {
-                    names: &ids,
-                    of_rows: &trade_labels,
-                },
-            )),
-        )
-        .map_err(write_error)?;
-        results::combine_orders(&out_dir, &ids)?;
-        metrics::write_costs_csv(&out_dir.join("costs.csv"), costs.records(), &names)
-            .map_err(|e| Error::Internal(format!("writing costs.csv: {e}")))?;
-        results::write_allocations(&out_dir.join("allocation.csv"), &book.allocations, &ids)?;
-
-        let status = match &book.stop {
-            None => RunStatus::Complete,
-            Some(Stop::Interrupted) => RunStatus::Interrupted,
-            Some(stop) => RunStatus::Failed {
-                reason: stop_reason(stop),
+                sink: &sink,
+                names: &names,
+                market: &market,
             },
-        };
-        let info = RunInfo {
-            status,
-            algorithm: spec
-                .file
-                .as_ref()
-                .map(|f| f.display().to_string())
-                .unwrap_or_else(|| {
-                    spec.strategies
-                        .iter()
-                        .map(|s| s.algo.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }),
-            class_name: "portfolio".into(),
-            parameters: Default::default(),
-            data_files: files,
-            symbols: names.clone(),
-            initial_cash: settings.cash,
-            bars_processed: book.bars,
-            ticks_processed: book.ticks,
-            wall_seconds,
-            rustybt_version: env!("CARGO_PKG_VERSION").to_string(),
-            python_version: python::python_version(py),
-            bar_interval_ns: market.interval_ns(SymbolId(0)),
-            currency: settings.currency.clone(),
-            data: settings.datasets_used.clone(),
-        };
-        let benchmark = metrics::BenchmarkPrices::from_market(&market, &settings.metrics.benchmark);
-        let records = metrics::Records {
-            initial_cash: settings.cash,
-            equity: &book.equity,
-            trades: &trades,
-            fills: &fills,
-            symbols: &names,
-            benchmark: benchmark.as_ref().ok(),
-        };
-        let account = metrics::compute_with(&records, &settings.metrics)
-            .with_unavailable_benchmark(benchmark.err())
-            .with_costs(&costs, &names)
-            .with_orders(&orders);
-        let reports: Vec<StrategyReport<'_>> = members
-            .iter()
-            .zip(&parts)
-            .zip(&finished)
-            .enumerate()
-            .map(|(k, ((m, (_, loaded, symbols)), done))| StrategyReport {
-                id: &m.id,
-                algorithm: loaded.path.display().to_string(),
-                class_name: loaded.class_name.clone(),
-                parameters: &loaded.parameters,
-                symbols: symbols.clone(),
-                weight: spec.strategies[k].weight,
-                initial_capital: m.initial_capital,
-                final_equity: final_equity[k],
-                // After the initial allocation (one row per strategy).
-                transfers: book
-                    .allocations
-                    .iter()
-                    .skip(members.len())
-                    .filter(|r| r.strategy == Some(k))
-                    .map(|r| r.transfer)
-                    .sum(),
-                stopped: m.stopped.clone(),
-                metrics: &done.metrics,
-                daily: m.daily_returns(),
-            })
-            .collect();
-        let rebalances = {
-            let mut times: Vec<i64> = book
-                .allocations
-                .iter()
-                .skip(members.len())
-                .map(|r| r.time)
-                .collect();
-            times.dedup();
-            times.len()
-        };
-        let section = results::section(&spec, &reports, &book, settings.cash, rebalances);
-        results::write_metrics(&out_dir, &info, &account, section)?;
-
-        outln!("{}", metrics::summary_table(&info, &account));
-        outln!("{}", strategy_table(&reports, &settings.currency));
-        for note in &book.notices {
-            errln!("warning: {note}");
-        }
-        if let Some((time, reason)) = &book.halted {
-            errln!(
-                "warning: {reason} at {}; later orders were rejected",
-                crate::model::format_timestamp(*time)
-            );
-        }
-        if book.netting.crossings > 0 {
-            errln!(
-                "netting: {} crossing(s) between strategies, {} crossed ({} notional), \
-                 commission saved {}",
-                book.netting.crossings,
-                book.netting.quantity.normalize(),
-                settings.currency.format(book.netting.notional),
-                settings.currency.format(book.netting.commission_saved)
-            );
-        }
-        if book.risk_rejections > 0 {
-            errln!(
-                "warning: the portfolio's risk limits rejected {} order(s); orders.csv says why",
-                book.risk_rejections
-            );
-        }
-        for r in reports.iter().filter(|r| r.stopped.is_some()) {
-            if let Some((time, reason)) = &r.stopped {
-                errln!(
-                    "warning: strategy `{}` stopped at {}: {}",
-                    r.id,
-                    crate::model::format_timestamp(*time),
-                    reason.lines().next().unwrap_or_default()
-                );
-            }
-        }
+            &mut members,
+            &book,
+        )?;
         errln!(
             "{} bars in {:.3} s ({:.0} bars/s); results in {}",
             book.bars,
@@ -520,4 +224,415 @@ fn strategy_table(reports: &[StrategyReport<'_>], currency: &crate::model::Curre
         ));
     }
     out.trim_end().to_string()
+}
+
+/// The portfolio file (or `--algo` files, at equal weights), every algorithm file checked.
+pub(super) fn read_spec(
+    portfolio: Option<&Path>,
+    algos: &[PathBuf],
+) -> Result<PortfolioSpec, Error> {
+    let spec = match portfolio {
+        Some(file) => {
+            if !algos.is_empty() {
+                return Err(Error::usage_with_hint(
+                    "`--portfolio` lists the strategies: `--algo` does not go with it",
+                    "add the algorithm as a [[strategy]] of the portfolio file",
+                ));
+            }
+            PortfolioSpec::read(file)?
+        }
+        None => PortfolioSpec::from_algos(algos)?,
+    };
+    for s in &spec.strategies {
+        if !s.algo.is_file() {
+            return Err(Error::usage(format!(
+                "strategy `{}`: algorithm file `{}` does not exist",
+                s.id,
+                s.algo.display()
+            )));
+        }
+    }
+    Ok(spec)
+}
+
+/// The folders of the strategies' code, and the portfolio file's (a custom allocator's module
+/// may sit beside it), which is also the last of them.
+pub(super) fn code_dirs(spec: &PortfolioSpec) -> (Vec<PathBuf>, PathBuf) {
+    let mut code_dirs: Vec<PathBuf> = Vec::new();
+    for s in &spec.strategies {
+        let dir = std::path::absolute(&s.algo)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        if !code_dirs.contains(&dir) {
+            code_dirs.push(dir);
+        }
+    }
+    let portfolio_dir = spec
+        .file
+        .as_ref()
+        .and_then(|f| std::path::absolute(f).ok())
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| code_dirs[0].clone());
+    if !code_dirs.contains(&portfolio_dir) {
+        code_dirs.push(portfolio_dir.clone());
+    }
+    (code_dirs, portfolio_dir)
+}
+
+/// The strategies of a book, attached to their sessions, with what their results need.
+pub(super) struct Book {
+    pub members: Vec<Member<PyStrategy>>,
+    /// Per strategy: its run settings, its algorithm, its universe.
+    pub parts: Vec<(RunSettings, LoadedAlgorithm, Vec<String>)>,
+    /// The cross-section the sessions over the whole universe share.
+    pub cross: Arc<crate::engine::CrossSection>,
+}
+
+/// Builds a strategy's session from its settings and its universe.
+pub(super) type SessionOf<'a> =
+    dyn FnMut(&RunSettings, &[String]) -> Result<crate::engine::SharedSession, Error> + 'a;
+
+/// Each strategy's session (`session_of` its settings and universe: a backtest's over the
+/// loaded bars, a live session's over empty growable columns) and algorithm, in the book's
+/// order, over the book's symbols `names`.
+pub(super) fn build_book(
+    py: Python<'_>,
+    spec: &PortfolioSpec,
+    settings: &RunSettings,
+    names: &[String],
+    capitals: &[Decimal],
+    sink: &Arc<LogSink>,
+    session_of: &mut SessionOf<'_>,
+) -> Result<Book, Error> {
+    let mut members = Vec::new();
+    let mut parts: Vec<(RunSettings, Vec<String>)> = Vec::new();
+    let mut built = Vec::new();
+    for (k, s) in spec.strategies.iter().enumerate() {
+        let universe = universe(&s.id, s.symbols.as_deref(), names)?;
+        let mut own = settings.clone();
+        own.cash = capitals[k];
+        own.algo = s.algo.clone();
+        own.class_name = s.class_name.clone();
+        own.params = s.params.clone();
+        let session = session_of(&own, &universe)?;
+        let global: Vec<SymbolId> = lock(&session)
+            .market
+            .symbol_names()
+            .iter()
+            .filter_map(|n| names.iter().position(|x| x == n))
+            .map(|i| SymbolId(i as u32))
+            .collect();
+        let loaded = python::load_algorithm(py, &own.algo, own.class_name.as_deref(), &own.params)?;
+        for warning in python::loader::hook_warnings(py, &loaded) {
+            let line = format!("warning: strategy `{}`: {warning}", s.id);
+            errln!("{line}");
+            sink.lines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(line);
+        }
+        built.push((session, global, loaded));
+        parts.push((own, universe));
+    }
+    // The per-bar work the strategies share is done once by the book; set up before the
+    // algorithms attach to their sessions.
+    let sessions: Vec<_> = built.iter().map(|b| b.0.clone()).collect();
+    let shared_cross = crate::portfolio::book::share_engine_work(&sessions, names);
+    let mut loaded_all = Vec::new();
+    for ((session, global, loaded), s) in built.into_iter().zip(&spec.strategies) {
+        let strategy = PyStrategy::named(py, &loaded, session.clone(), sink.clone(), &s.id)
+            .map_err(|e| Error::Internal(format!("attaching strategy `{}`: {e}", s.id)))?;
+        members.push(Member::new(
+            s.id.clone(),
+            session,
+            strategy,
+            global,
+            names.len(),
+        ));
+        loaded_all.push(loaded);
+    }
+    let parts: Vec<(RunSettings, LoadedAlgorithm, Vec<String>)> = parts
+        .into_iter()
+        .zip(loaded_all)
+        .map(|((own, universe), loaded)| (own, loaded, universe))
+        .collect();
+    Ok(Book {
+        members,
+        parts,
+        cross: shared_cross,
+    })
+}
+
+/// The book's allocator: a built-in one, or the portfolio file's Python class.
+pub(super) fn allocator_of(
+    py: Python<'_>,
+    spec: &PortfolioSpec,
+    portfolio_dir: &Path,
+) -> Result<Box<dyn crate::portfolio::Allocator>, Error> {
+    match crate::portfolio::allocator::builtin(spec) {
+        Some(builtin) => Ok(builtin),
+        None => {
+            let crate::portfolio::config::AllocatorKind::Custom(name) = &spec.allocator else {
+                unreachable!("builtin() covers every other kind")
+            };
+            Ok(Box::new(
+                python::allocator::PyAllocator::from_spec(
+                    py,
+                    name,
+                    &spec.custom_params,
+                    portfolio_dir.to_path_buf(),
+                )
+                .map_err(Error::Algorithm)?,
+            ))
+        }
+    }
+}
+
+/// What the results of a book need beyond its strategies and outcome.
+pub(super) struct BookRun<'a> {
+    pub spec: &'a PortfolioSpec,
+    pub settings: &'a RunSettings,
+    pub parts: &'a [(RunSettings, LoadedAlgorithm, Vec<String>)],
+    pub files: Vec<String>,
+    pub out_dir: PathBuf,
+    pub wall_seconds: f64,
+    /// A live session's (results say so).
+    pub paced: bool,
+    pub sink: &'a LogSink,
+    pub names: &'a [String],
+    /// The book's market (the account's benchmark reads it).
+    pub market: &'a crate::market::Market,
+}
+
+/// Each strategy's results folder (`strategies/<id>/`, as a plain run writes it, on its
+/// flow-adjusted curve), the account's files and metrics beside them, and the summary.
+pub(super) fn write_book_results(
+    py: Python<'_>,
+    run: BookRun<'_>,
+    members: &mut [Member<PyStrategy>],
+    book: &crate::portfolio::BookOutcome,
+) -> Result<(), Error> {
+    let BookRun {
+        spec,
+        settings,
+        parts,
+        out_dir,
+        sink,
+        names,
+        market,
+        ..
+    } = &run;
+    let (spec, settings, parts, sink, names, market) =
+        (*spec, *settings, *parts, *sink, *names, *market);
+    // Each strategy's own folder, as a plain run writes it, on its flow-adjusted curve.
+    let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+    let mut finished = Vec::new();
+    for (m, (own, loaded, symbols)) in members.iter_mut().zip(parts) {
+        let outcome = BacktestOutcome {
+            equity: m.flow_adjusted_equity(),
+            fills: m.outcome.fills.clone(),
+            ticks: m.outcome.ticks,
+            bars: m.outcome.bars,
+            stop: m.stop.take(),
+        };
+        let own_sink = LogSink {
+            lines: std::sync::Mutex::new(lines_of(sink, &m.id)),
+            ..Default::default()
+        };
+        let interval = lock(&m.session).market.interval_ns(SymbolId(0));
+        let record = RunRecord {
+            settings: own,
+            loaded,
+            session: m.session.clone(),
+            sink: &own_sink,
+            files: run.files.clone(),
+            symbols: symbols.clone(),
+            bar_interval_ns: interval,
+            wall_seconds: run.wall_seconds,
+            paced: run.paced,
+            out_dir: out_dir.join("strategies").join(&m.id),
+            equity_stream: None,
+        };
+        finished.push(write_results(py, record, outcome, &m.strategy)?);
+    }
+
+    // The account.
+    let fill_parts: Vec<(&[crate::model::Fill], &[SymbolId])> = members
+        .iter()
+        .map(|m| (m.outcome.fills.as_slice(), m.global.as_slice()))
+        .collect();
+    let (fills, fill_labels) = results::combined_fills(&fill_parts);
+    let sessions: Vec<_> = members.iter().map(|m| lock(&m.session)).collect();
+    let trade_parts: Vec<(&[crate::model::ClosedTrade], &[SymbolId])> = sessions
+        .iter()
+        .zip(members.iter())
+        .map(|(s, m)| (s.ledger.closed_trades(), m.global.as_slice()))
+        .collect();
+    let (trades, trade_labels) = results::combined_trades(&trade_parts);
+    drop(trade_parts);
+    let final_equity: Vec<Decimal> = sessions
+        .iter()
+        .map(|s| s.ledger.equity().unwrap_or_default())
+        .collect();
+    let cost_parts: Vec<(&[crate::accounting::CostRecord], &[SymbolId])> = sessions
+        .iter()
+        .zip(members.iter())
+        .map(|(s, m)| (s.costs.records(), m.global.as_slice()))
+        .collect();
+    let costs = results::combined_costs(&cost_parts, names.len())?;
+    drop(cost_parts);
+    let orders: Vec<crate::model::Order> = sessions
+        .iter()
+        .flat_map(|s| s.orders.all().iter().cloned())
+        .collect();
+    drop(sessions);
+    let write_error = |e: metrics::MetricsError| Error::Io {
+        context: "cannot write results to",
+        path: out_dir.clone(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    std::fs::write(out_dir.join("log.txt"), log_text(sink)).map_err(|source| Error::Io {
+        context: "cannot write",
+        path: out_dir.join("log.txt"),
+        source,
+    })?;
+    metrics::write_equity(out_dir, &book.equity).map_err(write_error)?;
+    metrics::write_records_labelled(
+        out_dir,
+        &fills,
+        &trades,
+        names,
+        Some((
+            Labels {
+                names: &ids,
+                of_rows: &fill_labels,
+            },
+            Labels {
+                names: &ids,
+                of_rows: &trade_labels,
+            },
+        )),
+    )
+    .map_err(write_error)?;
+    results::combine_orders(out_dir, &ids)?;
+    metrics::write_costs_csv(&out_dir.join("costs.csv"), costs.records(), names)
+        .map_err(|e| Error::Internal(format!("writing costs.csv: {e}")))?;
+    results::write_allocations(&out_dir.join("allocation.csv"), &book.allocations, &ids)?;
+
+    let status = match &book.stop {
+        None => RunStatus::Complete,
+        Some(Stop::Interrupted) => RunStatus::Interrupted,
+        Some(stop) => RunStatus::Failed {
+            reason: stop_reason(stop),
+        },
+    };
+    let info = RunInfo {
+        status,
+        algorithm: spec.source(),
+        class_name: "portfolio".into(),
+        parameters: Default::default(),
+        data_files: run.files.clone(),
+        symbols: names.to_vec(),
+        initial_cash: settings.cash,
+        bars_processed: book.bars,
+        ticks_processed: book.ticks,
+        wall_seconds: run.wall_seconds,
+        rustybt_version: env!("CARGO_PKG_VERSION").to_string(),
+        python_version: python::python_version(py),
+        bar_interval_ns: market.interval_ns(SymbolId(0)),
+        currency: settings.currency.clone(),
+        data: settings.datasets_used.clone(),
+    };
+    let benchmark = metrics::BenchmarkPrices::from_market(market, &settings.metrics.benchmark);
+    let records = metrics::Records {
+        initial_cash: settings.cash,
+        equity: &book.equity,
+        trades: &trades,
+        fills: &fills,
+        symbols: names,
+        benchmark: benchmark.as_ref().ok(),
+    };
+    let account = metrics::compute_with(&records, &settings.metrics)
+        .with_unavailable_benchmark(benchmark.err())
+        .with_costs(&costs, names)
+        .with_orders(&orders);
+    let reports: Vec<StrategyReport<'_>> = members
+        .iter()
+        .zip(parts)
+        .zip(&finished)
+        .enumerate()
+        .map(|(k, ((m, (_, loaded, symbols)), done))| StrategyReport {
+            id: &m.id,
+            algorithm: loaded.path.display().to_string(),
+            class_name: loaded.class_name.clone(),
+            parameters: &loaded.parameters,
+            symbols: symbols.clone(),
+            weight: spec.strategies[k].weight,
+            initial_capital: m.initial_capital,
+            final_equity: final_equity[k],
+            // After the initial allocation (one row per strategy).
+            transfers: book
+                .allocations
+                .iter()
+                .skip(members.len())
+                .filter(|r| r.strategy == Some(k))
+                .map(|r| r.transfer)
+                .sum(),
+            stopped: m.stopped.clone(),
+            metrics: &done.metrics,
+            daily: m.daily_returns(),
+        })
+        .collect();
+    let rebalances = {
+        let mut times: Vec<i64> = book
+            .allocations
+            .iter()
+            .skip(members.len())
+            .map(|r| r.time)
+            .collect();
+        times.dedup();
+        times.len()
+    };
+    let section = results::section(spec, &reports, book, settings.cash, rebalances);
+    results::write_metrics(out_dir, &info, &account, section)?;
+
+    outln!("{}", metrics::summary_table(&info, &account));
+    outln!("{}", strategy_table(&reports, &settings.currency));
+    for note in &book.notices {
+        errln!("warning: {note}");
+    }
+    if let Some((time, reason)) = &book.halted {
+        errln!(
+            "warning: {reason} at {}; later orders were rejected",
+            crate::model::format_timestamp(*time)
+        );
+    }
+    if book.netting.crossings > 0 {
+        errln!(
+            "netting: {} crossing(s) between strategies, {} crossed ({} notional), \
+             commission saved {}",
+            book.netting.crossings,
+            book.netting.quantity.normalize(),
+            settings.currency.format(book.netting.notional),
+            settings.currency.format(book.netting.commission_saved)
+        );
+    }
+    if book.risk_rejections > 0 {
+        errln!(
+            "warning: the portfolio's risk limits rejected {} order(s); orders.csv says why",
+            book.risk_rejections
+        );
+    }
+    for r in reports.iter().filter(|r| r.stopped.is_some()) {
+        if let Some((time, reason)) = &r.stopped {
+            errln!(
+                "warning: strategy `{}` stopped at {}: {}",
+                r.id,
+                crate::model::format_timestamp(*time),
+                reason.lines().next().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
 }

@@ -34,7 +34,7 @@ use crate::model::{OrderSide, OrderStatus, TimestampNs};
 /// Written to `meta.application`; a database without it is not a rustybt journal.
 pub const APPLICATION_ID: &str = "rustybt-journal";
 /// The schema this build writes. Older journals are migrated; newer ones are refused.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 /// Longest client order id Binance accepts.
 pub const MAX_CLIENT_ORDER_ID_LEN: usize = 36;
 /// How many algorithm state snapshots are kept (the newest).
@@ -403,6 +403,8 @@ pub struct RunStart {
     /// Cash of the book at its very first run; later runs continue from the journal and
     /// ignore it (reconciliation syncs with the broker).
     pub initial_cash: Decimal,
+    /// The strategy ids of a book (`--portfolio`); `None` for one algorithm.
+    pub strategies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -414,6 +416,9 @@ pub struct RunInfo {
     pub symbols: Vec<String>,
     pub stopped_at: Option<TimestampNs>,
     pub stop_reason: Option<String>,
+    /// The strategy ids of a book (schema v5); `None` for one algorithm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategies: Option<Vec<String>>,
 }
 
 /// Positions and cash derived from the journal: genesis cash, then every fill and every
@@ -759,8 +764,24 @@ ALTER TABLE fills ADD COLUMN strategy TEXT;
 CREATE INDEX fills_strategy ON fills(strategy);
 "#;
 
+/// Version 5: a book's checkpoint. Each strategy's book snapshot, algorithm state and open
+/// paper orders carry its id (NULL: the account's snapshot, or one algorithm's); the book's
+/// own state (rebalancing, units, limits) in `book_states`; a run names the strategies it
+/// hosted (NULL: one algorithm), so a state folder is never reopened by the other kind.
+const SCHEMA_V5: &str = r#"
+ALTER TABLE runs ADD COLUMN strategies TEXT;
+ALTER TABLE book_snapshots ADD COLUMN strategy TEXT;
+ALTER TABLE algo_states ADD COLUMN strategy TEXT;
+ALTER TABLE paper_orders ADD COLUMN strategy TEXT;
+CREATE TABLE book_states (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time INTEGER NOT NULL,
+    state TEXT NOT NULL                 -- JSON, decimals as strings
+);
+"#;
+
 /// What versions 2, 3, 4… add, in order.
-const LATER_SCHEMAS: [&str; 3] = [SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+const LATER_SCHEMAS: [&str; 4] = [SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
 
 /// The journal: one SQLite connection. Several `Journal`s may be open on the same file (WAL
 /// lets them; writes wait up to 10 s for each other).
@@ -1064,9 +1085,22 @@ impl Journal {
         }
         let symbols = serde_json::to_string(&run.symbols)
             .map_err(|e| JournalError::InvalidRun(e.to_string()))?;
+        let strategies = run
+            .strategies
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| JournalError::InvalidRun(e.to_string()))?;
         tx.exec(
-            "INSERT INTO runs (started_at, algorithm, broker, symbols) VALUES (?1, ?2, ?3, ?4)",
-            params![run.started_at, run.algorithm, run.broker, symbols],
+            "INSERT INTO runs (started_at, algorithm, broker, symbols, strategies)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                run.started_at,
+                run.algorithm,
+                run.broker,
+                symbols,
+                strategies
+            ],
         )?;
         let id = tx.last_insert_rowid();
         tx.commit()?;
@@ -1087,7 +1121,8 @@ impl Journal {
 
     pub fn runs(&self) -> Result<Vec<RunInfo>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, started_at, algorithm, broker, symbols, stopped_at, stop_reason FROM runs ORDER BY id",
+            "SELECT id, started_at, algorithm, broker, symbols, stopped_at, stop_reason, strategies
+             FROM runs ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -1098,13 +1133,19 @@ impl Journal {
                 r.get::<_, String>(4)?,
                 r.get::<_, Option<i64>>(5)?,
                 r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
             ))
         })?;
         let mut runs = Vec::new();
         for row in rows {
-            let (id, started_at, algorithm, broker, symbols, stopped_at, stop_reason) = row?;
+            let (id, started_at, algorithm, broker, symbols, stopped_at, stop_reason, strategies) =
+                row?;
             let symbols: Vec<String> = serde_json::from_str(&symbols)
                 .map_err(|e| JournalError::Corrupt(format!("symbols of run {id}: {e}")))?;
+            let strategies: Option<Vec<String>> = strategies
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .map_err(|e| JournalError::Corrupt(format!("strategies of run {id}: {e}")))?;
             runs.push(RunInfo {
                 id,
                 started_at,
@@ -1113,6 +1154,7 @@ impl Journal {
                 symbols,
                 stopped_at,
                 stop_reason,
+                strategies,
             });
         }
         Ok(runs)
@@ -1660,24 +1702,45 @@ impl Journal {
         algo_state: Option<(&str, &[u8])>,
         paper_orders: Option<&[(String, String)]>,
     ) -> Result<()> {
-        let json = serde_json::to_string(book)
-            .map_err(|e| JournalError::Corrupt(format!("cannot serialize the book: {e}")))?;
-        if let Some((format, _)) = algo_state
-            && format.trim().is_empty()
-        {
-            return Err(JournalError::Corrupt(
-                "the algorithm state format tag is empty".into(),
-            ));
+        let part = CheckpointPart {
+            strategy: None,
+            book,
+            algo_state,
+            paper_orders,
+        };
+        self.record_checkpoint_of(time, bar_close, &[part], None)
+    }
+
+    /// [`Journal::record_checkpoint`] of a book: the account's part (strategy `None`) and
+    /// each strategy's, and the book's own state (JSON), in one transaction. The open paper
+    /// orders of every part given replace all those of the last checkpoint.
+    pub fn record_checkpoint_of(
+        &mut self,
+        time: TimestampNs,
+        bar_close: Option<TimestampNs>,
+        parts: &[CheckpointPart<'_>],
+        book_state: Option<&str>,
+    ) -> Result<()> {
+        let mut books = Vec::with_capacity(parts.len());
+        for part in parts {
+            books.push(
+                serde_json::to_string(part.book).map_err(|e| {
+                    JournalError::Corrupt(format!("cannot serialize the book: {e}"))
+                })?,
+            );
+            if let Some((format, _)) = part.algo_state
+                && format.trim().is_empty()
+            {
+                return Err(JournalError::Corrupt(
+                    "the algorithm state format tag is empty".into(),
+                ));
+            }
         }
         let tx = self.tx()?;
         let last_fill: i64 = tx.row("SELECT COALESCE(MAX(id), 0) FROM fills", [], |r| r.get(0))?;
         let last_adj: i64 = tx.row("SELECT COALESCE(MAX(id), 0) FROM adjustments", [], |r| {
             r.get(0)
         })?;
-        tx.exec(
-            "INSERT INTO book_snapshots (time, book, last_fill_id, last_adjustment_id) VALUES (?1, ?2, ?3, ?4)",
-            params![time, json, last_fill, last_adj],
-        )?;
         if let Some(bar_close) = bar_close {
             tx.exec(
                 "INSERT INTO breaker_marks (name, time, value) VALUES (?1, ?2, ?3)
@@ -1685,36 +1748,91 @@ impl Journal {
                 params![FEED_MARK, bar_close, dec_text(Decimal::ZERO)],
             )?;
         }
-        if let Some((format, data)) = algo_state {
-            tx.exec(
-                "INSERT INTO algo_states (time, format, data) VALUES (?1, ?2, ?3)",
-                params![time, format, data],
-            )?;
-            tx.exec(
-                "DELETE FROM algo_states WHERE id <= (SELECT MAX(id) FROM algo_states) - ?1",
-                params![KEPT_ALGO_STATES],
-            )?;
-        }
-        if let Some(orders) = paper_orders {
+        if parts.iter().any(|p| p.paper_orders.is_some()) {
             tx.exec("DELETE FROM paper_orders", [])?;
-            for (client_order_id, engine_order) in orders {
+        }
+        for (part, json) in parts.iter().zip(books) {
+            tx.exec(
+                "INSERT INTO book_snapshots (time, book, last_fill_id, last_adjustment_id, strategy)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![time, json, last_fill, last_adj, part.strategy],
+            )?;
+            if let Some((format, data)) = part.algo_state {
+                insert_algo_state(&tx, time, format, data, part.strategy)?;
+            }
+            for (client_order_id, engine_order) in part.paper_orders.unwrap_or_default() {
                 tx.exec(
-                    "INSERT INTO paper_orders (client_order_id, engine_order) VALUES (?1, ?2)",
-                    params![client_order_id, engine_order],
+                    "INSERT INTO paper_orders (client_order_id, engine_order, strategy)
+                     VALUES (?1, ?2, ?3)",
+                    params![client_order_id, engine_order, part.strategy],
                 )?;
             }
+        }
+        if let Some(state) = book_state {
+            tx.exec(
+                "INSERT INTO book_states (time, state) VALUES (?1, ?2)",
+                params![time, state],
+            )?;
+            tx.exec(
+                "DELETE FROM book_states WHERE id <= (SELECT MAX(id) FROM book_states) - ?1",
+                params![KEPT_ALGO_STATES],
+            )?;
         }
         tx.commit()?;
         Ok(())
     }
 
+    /// The book's own state at the last checkpoint of a book (JSON).
+    pub fn book_state(&self) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .row(
+                "SELECT state FROM book_states ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The last book snapshot of strategy `strategy` of a book.
+    pub fn snapshot_of(&self, strategy: &str) -> Result<Option<Book>> {
+        self.conn
+            .row(
+                "SELECT book FROM book_snapshots WHERE strategy = ?1 ORDER BY id DESC LIMIT 1",
+                params![strategy],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .map(|json| book_from_json(&json))
+            .transpose()
+    }
+
+    /// The last algorithm state of strategy `strategy` of a book.
+    pub fn algo_state_of(
+        &self,
+        strategy: &str,
+        now: TimestampNs,
+        max_age_ns: i64,
+    ) -> Result<Option<AlgoState>> {
+        self.last_algo_state_of(Some(strategy), now, max_age_ns)
+    }
+
     /// The open paper orders of the last checkpoint (client order id, the engine's order as
     /// JSON), in the order the checkpoint listed them.
     pub fn paper_orders(&self) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .paper_orders_by_strategy()?
+            .into_iter()
+            .map(|(_, id, order)| (id, order))
+            .collect())
+    }
+
+    /// [`Journal::paper_orders`] with the strategy of a book each belongs to.
+    pub fn paper_orders_by_strategy(&self) -> Result<Vec<(Option<String>, String, String)>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT client_order_id, engine_order FROM paper_orders ORDER BY rowid",
+            "SELECT strategy, client_order_id, engine_order FROM paper_orders ORDER BY rowid",
         )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -1838,9 +1956,16 @@ impl Journal {
         let row = self
             .conn
             .row(
-                "SELECT book, last_fill_id, last_adjustment_id FROM book_snapshots ORDER BY id DESC LIMIT 1",
+                "SELECT book, last_fill_id, last_adjustment_id FROM book_snapshots
+                 WHERE strategy IS NULL ORDER BY id DESC LIMIT 1",
                 [],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
             )
             .optional()?;
         let Some((json, last_fill, last_adj)) = row else {
@@ -1870,25 +1995,27 @@ impl Journal {
             ));
         }
         let tx = self.tx()?;
-        tx.exec(
-            "INSERT INTO algo_states (time, format, data) VALUES (?1, ?2, ?3)",
-            params![time, format, data],
-        )?;
-        // Keep the last KEPT_ALGO_STATES only: the blobs can be large.
-        tx.exec(
-            "DELETE FROM algo_states WHERE id <= (SELECT MAX(id) FROM algo_states) - ?1",
-            params![KEPT_ALGO_STATES],
-        )?;
+        insert_algo_state(&tx, time, format, data, None)?;
         tx.commit()?;
         Ok(())
     }
 
     fn last_algo_state(&self, now: TimestampNs, max_age_ns: i64) -> Result<Option<AlgoState>> {
+        self.last_algo_state_of(None, now, max_age_ns)
+    }
+
+    fn last_algo_state_of(
+        &self,
+        strategy: Option<&str>,
+        now: TimestampNs,
+        max_age_ns: i64,
+    ) -> Result<Option<AlgoState>> {
         Ok(self
             .conn
             .row(
-                "SELECT time, format, data FROM algo_states ORDER BY id DESC LIMIT 1",
-                [],
+                "SELECT time, format, data FROM algo_states WHERE strategy IS ?1
+                 ORDER BY id DESC LIMIT 1",
+                params![strategy],
                 |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
@@ -2077,6 +2204,35 @@ impl Journal {
             last_trade_ids,
         })
     }
+}
+
+/// One strategy's part of a checkpoint (`strategy` `None`: the account, or one algorithm).
+pub struct CheckpointPart<'a> {
+    pub strategy: Option<&'a str>,
+    pub book: &'a Book,
+    pub algo_state: Option<(&'a str, &'a [u8])>,
+    pub paper_orders: Option<&'a [(String, String)]>,
+}
+
+/// An algorithm state, keeping the last [`KEPT_ALGO_STATES`] of its strategy (the blobs can
+/// be large).
+fn insert_algo_state(
+    tx: &Connection,
+    time: TimestampNs,
+    format: &str,
+    data: &[u8],
+    strategy: Option<&str>,
+) -> Result<()> {
+    tx.exec(
+        "INSERT INTO algo_states (time, format, data, strategy) VALUES (?1, ?2, ?3, ?4)",
+        params![time, format, data, strategy],
+    )?;
+    tx.exec(
+        "DELETE FROM algo_states WHERE strategy IS ?2
+         AND id <= (SELECT MAX(id) FROM algo_states WHERE strategy IS ?2) - ?1",
+        params![KEPT_ALGO_STATES, strategy],
+    )?;
+    Ok(())
 }
 
 enum BookEvent {

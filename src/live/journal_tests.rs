@@ -14,6 +14,7 @@ fn run() -> RunStart {
         symbols: vec!["BTC/USDT".into(), "ETH/USDT".into()],
         cash_currency: "USDT".into(),
         initial_cash: dec!(10000),
+        strategies: None,
     }
 }
 
@@ -145,9 +146,153 @@ fn a_newer_schema_is_refused_with_both_versions() {
     assert!(err.to_string().contains("newer"));
 }
 
+/// Takes a journal back to schema version 4 (its rows stay).
+const UNDO_V5: &str = "DROP TABLE book_states; ALTER TABLE paper_orders DROP COLUMN strategy;
+    ALTER TABLE algo_states DROP COLUMN strategy; ALTER TABLE book_snapshots DROP COLUMN strategy;
+    ALTER TABLE runs DROP COLUMN strategies;";
+
 /// Takes a journal back to schema version 3 (its rows stay).
-const UNDO_V4: &str = "DROP INDEX fills_strategy; ALTER TABLE fills DROP COLUMN strategy;
+const UNDO_V4: &str = "DROP TABLE book_states; ALTER TABLE paper_orders DROP COLUMN strategy;
+    ALTER TABLE algo_states DROP COLUMN strategy; ALTER TABLE book_snapshots DROP COLUMN strategy;
+    ALTER TABLE runs DROP COLUMN strategies;
+    DROP INDEX fills_strategy; ALTER TABLE fills DROP COLUMN strategy;
     ALTER TABLE intents DROP COLUMN strategy;";
+
+#[test]
+fn a_version_4_journal_gains_book_checkpoints_and_keeps_its_rows() {
+    let (_dir, path) = temp_journal();
+    {
+        let mut j = Journal::open(&path).unwrap();
+        j.start_run(&run()).unwrap();
+        j.record_intent(&intent("old")).unwrap();
+        let book = j.derive_book().unwrap();
+        let saved = [("old".to_string(), "{}".to_string())];
+        j.record_checkpoint(
+            3_000,
+            &book,
+            Some(2_000),
+            Some(("json", b"{}")),
+            Some(&saved),
+        )
+        .unwrap();
+    }
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(&format!(
+        "{UNDO_V5} UPDATE meta SET value = '4' WHERE key = 'schema_version';"
+    ))
+    .unwrap();
+    drop(conn);
+    let mut j = Journal::open(&path).unwrap();
+    assert_eq!(j.schema_version().unwrap(), 5);
+    // The single-algorithm session's rows are one algorithm's: no strategy anywhere.
+    assert_eq!(j.runs().unwrap()[0].strategies, None);
+    let recovery = j.recover(4_000, i64::MAX).unwrap();
+    assert_eq!(recovery.algo_state.unwrap().data, b"{}");
+    assert!(matches!(recovery.snapshot, SnapshotCheck::Matches));
+    assert_eq!(
+        j.paper_orders_by_strategy().unwrap(),
+        [(None, "old".to_string(), "{}".to_string())]
+    );
+    assert!(j.algo_state_of("a", 4_000, i64::MAX).unwrap().is_none());
+    assert!(j.book_state().unwrap().is_none());
+
+    // A book's run names its strategies; its checkpoint has a part per strategy and the
+    // account's, in one transaction.
+    let mut book_run = run();
+    book_run.strategies = Some(vec!["a".into(), "b".into()]);
+    j.start_run(&book_run).unwrap();
+    assert_eq!(
+        j.runs().unwrap()[1].strategies,
+        Some(vec!["a".to_string(), "b".to_string()])
+    );
+    j.record_intent_for(&intent("a1"), Some("a")).unwrap();
+    j.record_fill(&fill("a1", "t1", "0.5", "100", "0", None))
+        .unwrap();
+    let mut a = Book::new("USDT", dec!(4950));
+    a.positions.insert("BTC/USDT".into(), dec!(0.5));
+    let b = Book::new("USDT", dec!(5000));
+    let account = j.derive_book().unwrap();
+    let orders_b = [("b1".to_string(), "{\"b\":1}".to_string())];
+    j.record_intent_for(&intent("b1"), Some("b")).unwrap();
+    let parts = [
+        CheckpointPart {
+            strategy: None,
+            book: &account,
+            algo_state: None,
+            paper_orders: None,
+        },
+        CheckpointPart {
+            strategy: Some("a"),
+            book: &a,
+            algo_state: Some(("json", b"[1]")),
+            paper_orders: Some(&[]),
+        },
+        CheckpointPart {
+            strategy: Some("b"),
+            book: &b,
+            algo_state: Some(("json", b"[2]")),
+            paper_orders: Some(&orders_b),
+        },
+    ];
+    j.record_checkpoint_of(5_000, Some(4_500), &parts, Some("{\"peak\":\"1\"}"))
+        .unwrap();
+    assert_eq!(j.snapshot_of("a").unwrap(), Some(a.clone()));
+    assert_eq!(j.snapshot_of("b").unwrap(), Some(b));
+    assert_eq!(
+        j.algo_state_of("a", 6_000, i64::MAX).unwrap().unwrap().data,
+        b"[1]"
+    );
+    assert_eq!(
+        j.algo_state_of("b", 6_000, i64::MAX).unwrap().unwrap().data,
+        b"[2]"
+    );
+    // The account's snapshot is the one the recovery checks against the fills.
+    let recovery = j.recover(6_000, i64::MAX).unwrap();
+    assert!(
+        matches!(recovery.snapshot, SnapshotCheck::Matches),
+        "{:?}",
+        recovery.snapshot
+    );
+    assert_eq!(recovery.algo_state.unwrap().data, b"{}");
+    // Every part's orders replace the last checkpoint's (the old session's too).
+    assert_eq!(
+        j.paper_orders_by_strategy().unwrap(),
+        [(
+            Some("b".to_string()),
+            "b1".to_string(),
+            "{\"b\":1}".to_string()
+        )]
+    );
+    assert_eq!(j.book_state().unwrap().as_deref(), Some("{\"peak\":\"1\"}"));
+    assert_eq!(j.feed_mark().unwrap(), Some(4_500));
+    // Each strategy keeps its own last KEPT_ALGO_STATES states.
+    for k in 0..KEPT_ALGO_STATES + 5 {
+        let part = CheckpointPart {
+            strategy: Some("a"),
+            book: &a,
+            algo_state: Some(("json", b"[3]")),
+            paper_orders: None,
+        };
+        j.record_checkpoint_of(7_000 + k, None, &[part], None)
+            .unwrap();
+    }
+    assert_eq!(
+        j.algo_state_of("b", 9_000, i64::MAX).unwrap().unwrap().data,
+        b"[2]"
+    );
+    let kept: i64 = j
+        .conn_for_tests()
+        .query_row(
+            "SELECT COUNT(*) FROM algo_states WHERE strategy = 'a'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept, KEPT_ALGO_STATES);
+    // Reopening a version 5 journal migrates nothing.
+    drop(j);
+    assert_eq!(Journal::open(&path).unwrap().schema_version().unwrap(), 5);
+}
 
 #[test]
 fn a_version_3_journal_gains_strategy_tags_and_keeps_its_rows() {
@@ -166,7 +311,7 @@ fn a_version_3_journal_gains_strategy_tags_and_keeps_its_rows() {
     .unwrap();
     drop(conn);
     let mut j = Journal::open(&path).unwrap();
-    assert_eq!(j.schema_version().unwrap(), 4);
+    assert_eq!(j.schema_version().unwrap(), SCHEMA_VERSION);
     // What the single-algorithm session wrote belongs to no strategy.
     let old = j.order("old").unwrap();
     assert_eq!((old.strategy, old.fills_quantity), (None, dec!(0.2)));
@@ -192,9 +337,12 @@ fn a_version_3_journal_gains_strategy_tags_and_keeps_its_rows() {
         "{bad:?}"
     );
     assert!(j.order("bad").is_err());
-    // Reopening a version 4 journal migrates nothing.
+    // Reopening a migrated journal migrates nothing.
     drop(j);
-    assert_eq!(Journal::open(&path).unwrap().schema_version().unwrap(), 4);
+    assert_eq!(
+        Journal::open(&path).unwrap().schema_version().unwrap(),
+        SCHEMA_VERSION
+    );
 }
 
 #[test]

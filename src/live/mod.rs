@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod book;
 pub mod breakers;
 pub mod broker;
 pub mod config;

@@ -1061,6 +1061,7 @@ mod tests {
             symbols: vec!["BTC/USDT".into()],
             cash_currency: "USDT".into(),
             initial_cash: dec!(1000),
+            strategies: None,
         })
         .unwrap();
         j.record_intent(&OrderIntent {

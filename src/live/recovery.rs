@@ -37,6 +37,8 @@ pub struct SessionStart<'a> {
     pub secrets: Vec<Secret>,
     /// Where every audit event also goes from the first (the control API's event stream).
     pub audit_tap: Option<crate::live::audit::Tap>,
+    /// The strategy ids of a book (`--portfolio`); `None` for one algorithm.
+    pub strategies: Option<&'a [String]>,
 }
 
 /// The crash-safe side of a session: journal, audit log, breakers, and what was recovered.
@@ -64,6 +66,11 @@ pub struct State {
     /// For a paper broker: the open orders of the last checkpoint (client order id, the
     /// engine's order as JSON), to take back.
     pub paper_orders: Vec<(String, String)>,
+    /// A book's: each strategy's open paper orders, algorithm state and last book snapshot,
+    /// and the book's own state (JSON), from the last checkpoint.
+    pub strategy_orders: BTreeMap<String, Vec<(String, String)>>,
+    pub strategy_states: BTreeMap<String, journal::AlgoState>,
+    pub book_state: Option<String>,
 }
 
 impl State {
@@ -83,6 +90,12 @@ impl State {
         // journal errors at start are the user's (not a rustybt journal, a newer schema).
         let failed = |e: journal::JournalError| journal_error(e, &journal_path, Error::usage);
         let mut journal = Journal::open(&journal_path).map_err(failed)?;
+        refuse_other_kind(&journal, start.strategies, &settings.state_dir).map_err(
+            |e| match e {
+                Refusal::Journal(e) => failed(e),
+                Refusal::Usage(e) => e,
+            },
+        )?;
         // Only a paper session may group commits (see `Journal::set_durable`).
         journal.set_durable(!start.paper).map_err(failed)?;
         let now = wall_ns();
@@ -90,17 +103,27 @@ impl State {
             .recover(now, settings.max_state_age_ns)
             .map_err(failed)?;
         let mut paper_orders = Vec::new();
+        let mut strategy_orders: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         if start.paper {
-            paper_orders = journal.paper_orders().map_err(failed)?;
-            let kept: std::collections::HashSet<&str> =
-                paper_orders.iter().map(|(id, _)| id.as_str()).collect();
+            let saved = journal.paper_orders_by_strategy().map_err(failed)?;
+            let kept: std::collections::HashSet<String> =
+                saved.iter().map(|(_, id, _)| id.clone()).collect();
+            for (strategy, id, order) in saved {
+                match strategy {
+                    Some(strategy) => strategy_orders
+                        .entry(strategy)
+                        .or_default()
+                        .push((id, order)),
+                    None => paper_orders.push((id, order)),
+                }
+            }
             cancel_paper_orders(
                 &mut journal,
                 recovery
                     .unresolved
                     .iter()
                     .chain(&recovery.open_orders)
-                    .filter(|o| !kept.contains(o.client_order_id.as_str())),
+                    .filter(|o| !kept.contains(&o.client_order_id)),
                 now,
             )
             .map_err(failed)?;
@@ -146,6 +169,7 @@ impl State {
                 symbols: start.symbols.to_vec(),
                 cash_currency: start.cash_currency.to_string(),
                 initial_cash: start.initial_cash,
+                strategies: start.strategies.map(<[String]>::to_vec),
             })
             .map_err(failed)?;
         let _ = audit.record(
@@ -162,6 +186,19 @@ impl State {
         let earlier_fills = journal.fills().map_err(failed)?;
         let initial_cash = journal.initial_cash().map_err(failed)?;
         let resume_after = journal.feed_mark().map_err(failed)?;
+        let mut strategy_states = BTreeMap::new();
+        for id in start.strategies.unwrap_or_default() {
+            if let Some(state) = journal
+                .algo_state_of(id, now, settings.max_state_age_ns)
+                .map_err(failed)?
+            {
+                strategy_states.insert(id.clone(), state);
+            }
+        }
+        let book_state = match start.strategies {
+            Some(_) => journal.book_state().map_err(failed)?,
+            None => None,
+        };
         if let Some(state) = &recovery.algo_state
             && state.stale
         {
@@ -181,6 +218,9 @@ impl State {
             open_orders: recovery.open_orders,
             last_trade_ids: recovery.last_trade_ids,
             paper_orders,
+            strategy_orders,
+            strategy_states,
+            book_state,
             journal,
             journal_path,
             audit,
@@ -218,6 +258,42 @@ impl State {
         audit_status(&mut self.audit, update.time, update);
         Ok(())
     }
+}
+
+enum Refusal {
+    Journal(journal::JournalError),
+    Usage(Error),
+}
+
+/// A state folder belongs to one algorithm or to one book (its strategies): a book's journal
+/// splits its orders, fills and states by strategy, one algorithm's does not, so neither can
+/// continue the other's.
+fn refuse_other_kind(
+    journal: &Journal,
+    strategies: Option<&[String]>,
+    state_dir: &std::path::Path,
+) -> Result<(), Refusal> {
+    let Some(last) = journal.runs().map_err(Refusal::Journal)?.pop() else {
+        return Ok(());
+    };
+    let describe = |s: Option<&[String]>| match s {
+        None => "one algorithm".to_string(),
+        Some(ids) => format!("a book of strategies {}", ids.join(", ")),
+    };
+    if last.strategies.as_deref() == strategies {
+        return Ok(());
+    }
+    Err(Refusal::Usage(Error::usage_with_hint(
+        format!(
+            "the state folder `{}` was made by a session of {} (run {}); this session hosts {}",
+            state_dir.display(),
+            describe(last.strategies.as_deref()),
+            last.id,
+            describe(strategies)
+        ),
+        "start with the same algorithm or portfolio file as before, or give this session its own \
+         --state folder",
+    )))
 }
 
 /// A paper order lives in its process: one the journal holds open but the last checkpoint does

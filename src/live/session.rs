@@ -115,7 +115,7 @@ impl End {
 }
 
 /// What stops the loop: the algorithm or engine (`Stop`), or the session itself.
-enum Halt {
+pub(crate) enum Halt {
     Stop(Stop),
     Live(LiveError),
 }
@@ -271,6 +271,9 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
         if let Some(trip) = self.state.breakers.state().tripped {
             self.halt(&trip, false);
         }
+        // A halt file already there halts the session before its first order, not after its
+        // first bar.
+        self.check_halt_file(true);
         let end: End = match self.drive(&mut outcome) {
             Ok(end) => end,
             Err(halt) => halt.into(),
@@ -463,23 +466,11 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
             self.note_bar(batch.close_time);
             self.stats.first_bar.get_or_insert(received);
             self.bar_received = Some(received);
-            if self
-                .state
-                .resume_after
-                .is_some_and(|after| batch.close_time <= after)
-            {
-                skipped += 1;
+            if traded_before(self.state.resume_after, batch.close_time, &mut skipped) {
                 continue;
             }
             if std::mem::take(&mut self.interrupted) {
                 return Err(Stop::Interrupted.into());
-            }
-            if skipped > 0 {
-                above_status!(
-                    "resuming after {}: skipped {skipped} bar times an earlier session traded",
-                    format_timestamp(self.state.resume_after.unwrap_or_default())
-                );
-                skipped = 0;
             }
             let closes = self.append(&batch)?;
             self.price_carried(&batch)?;
@@ -556,31 +547,7 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
         }
         // Custom Python indicators catch up on the warm-up bars too.
         self.strategy.update_indicators()?;
-        let fewest = counts.iter().copied().min().unwrap_or(0);
-        let message = match history.batches.is_empty() {
-            true => format!(
-                "warm-up: no bars before the first live bar ({wanted} wanted){}",
-                match history.source.is_empty() {
-                    true => String::new(),
-                    false => format!(" in {}", history.source),
-                }
-            ),
-            false => format!(
-                "warm-up: {fewest} of {wanted} bars of history per symbol from {}",
-                history.source
-            ),
-        };
-        above_status!("{message}");
-        let _ = self.state.audit.log(wall_ns(), "info", &message);
-        // A source that ran short (a young market, a short file) is worth a warning; a first
-        // replay session starts at the file's first bar like a backtest.
-        if !history.batches.is_empty() && fewest < needed {
-            above_status!(
-                "warning: the algorithm's indicators need {needed} bars; the first {} live bars \
-                 come before they are all ready",
-                needed - fewest
-            );
-        }
+        report_warm_up(&mut self.state.audit, &history, &counts, wanted, needed);
         Ok(())
     }
 
@@ -590,15 +557,8 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
         let mut closes = Vec::with_capacity(batch.bars.len());
         for bar in &batch.bars {
             let id = SymbolId(bar.symbol as u32);
-            let texts = [
-                bar.texts[0].as_str(),
-                bar.texts[1].as_str(),
-                bar.texts[2].as_str(),
-                bar.texts[3].as_str(),
-                bar.texts[4].as_str(),
-            ];
             s.market
-                .append_bar(id, bar.open_time, texts)
+                .append_bar(id, bar.open_time, bar_texts(bar))
                 .map_err(|e| LiveError::Feed(format!("{}: {e}", self.feed.describe())))?;
             closes.push((id, parse_price(&bar.texts[3])?));
         }
@@ -613,29 +573,7 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
     /// the step did to the broker's orders (`fills`). Returns whether anything was journaled.
     fn sync_orders(&mut self, fills: &[Fill]) -> Result<bool, LiveError> {
         let wall = wall_ns();
-        // Under the lock only to read: sending to an exchange takes the lock itself.
-        let (new, now) = {
-            let s = lock(&self.session);
-            let new: Vec<(crate::model::Order, String, Option<Decimal>)> = s.orders.all()
-                [self.seen..]
-                .iter()
-                .map(|o| {
-                    let series = s.market.series(o.symbol);
-                    let last_close = s
-                        .market
-                        .closed_count(o.symbol)
-                        .checked_sub(1)
-                        .map(|i| series.close.exact.get(i));
-                    (
-                        o.clone(),
-                        s.market.symbol_name(o.symbol).to_string(),
-                        last_close,
-                    )
-                })
-                .collect();
-            self.seen = s.orders.all().len();
-            (new, s.now)
-        };
+        let (new, now) = new_orders(&self.session, &mut self.seen);
         let active = !new.is_empty() || !fills.is_empty();
         // Entries of brackets placed in this batch (their exits name them as parent).
         let parents: HashSet<OrderId> = new.iter().filter_map(|(o, _, _)| o.parent).collect();
@@ -669,44 +607,26 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
                 false => self.state.breakers.on_order(now),
             };
             if let Err(error) = refused {
-                let reason = match &error {
-                    BreakerError::Halted(trip) => {
-                        let trip = trip.as_ref().clone();
-                        self.halt(&trip, true);
-                        format!("trading halted: {trip}")
-                    }
-                    other => other.to_string(),
-                };
-                // Refused before it left: `rejected`, as an order placed while halted is.
-                lock(&self.session).orders.apply_venue_status(
-                    order.id,
-                    OrderStatus::Rejected,
-                    Some(reason.clone()),
-                    now,
-                );
-                let _ = self.state.audit.log(
-                    wall,
-                    "warning",
-                    &format!("order {} not placed: {reason}", order.id.0),
-                );
+                if let Some(trip) =
+                    refuse_order(self.state, &self.session, order.id, &error, now, "")
+                {
+                    self.halt(&trip, true);
+                }
                 continue;
             }
-            let state = &mut *self.state;
-            let client_id = state.journal.next_client_order_id(&state.prefix)?;
-            let intent = intent_of(&order, &client_id, &symbol, wall);
-            state.journal.record_intent(&intent)?;
-            let _ = state.audit.intent(wall, &intent);
-            state.journal.mark_sent(&client_id, wall)?;
+            let client_id = journal_and_send(
+                self.state,
+                &mut *self.broker,
+                &self.session,
+                &order,
+                &symbol,
+                last_close,
+                None,
+                self.bar_received,
+                &mut self.stats,
+            )?;
             self.client_ids.insert(order.id, client_id.clone());
             self.unsaved_ids.push((order.id, client_id));
-            if let Some(received) = self.bar_received {
-                self.stats
-                    .tick_to_order_ns
-                    .push(received.elapsed().as_nanos() as u64);
-            }
-            let reference = order.kind.limit().or(last_close);
-            self.broker
-                .send(self.state, &self.session, order.id, &intent, reference)?;
         }
         let stepped = self.broker.after_step(self.state, &self.session, fills)?;
         Ok(active || stepped)
@@ -791,14 +711,9 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
     /// Looks at the halt file: at every wait, and between bars at most every
     /// [`HALT_FILE_EVERY`] (a fast replay would otherwise stat it for every bar).
     fn check_halt_file(&mut self, always: bool) {
-        if !always
-            && self
-                .last_halt_check
-                .is_some_and(|t| t.elapsed() < HALT_FILE_EVERY)
-        {
+        if !halt_file_due(&mut self.last_halt_check, always) {
             return;
         }
-        self.last_halt_check = Some(Instant::now());
         let now = lock(&self.session).now;
         match self.state.breakers.check_halt_file(now) {
             Ok(Some(trip)) => self.halt(&trip, true),
@@ -817,15 +732,7 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
         s.halted = Some(message.clone());
         drop(s);
         self.commit_soon = true;
-        if new {
-            let _ = self.state.audit.breaker(trip);
-            above_status!("HALTED: {message}; new orders are refused until the breaker is reset");
-        } else {
-            above_status!(
-                "HALTED since an earlier session: {message}; new orders are refused \
-                 (remove the halt file if any, then start with --reset-breaker)"
-            );
-        }
+        announce_halt(&mut self.state.audit, trip, new);
     }
 
     /// Every order the session knows by client id: its own and the broker's.
@@ -842,26 +749,8 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
     /// (`interrupted`), never swallowed as a failed save.
     fn save_algo_state(&mut self) -> Option<SavedState> {
         let ids = std::mem::take(&mut self.unsaved_ids);
-        match self.strategy.save_state(&ids) {
-            Ok(saved) => {
-                if !saved.skipped.is_empty() && !self.skipped_warned {
-                    self.skipped_warned = true;
-                    above_status!(
-                        "note: these attributes are not saved across restarts: {}",
-                        saved.skipped.join(", ")
-                    );
-                }
-                Some(saved)
-            }
-            Err(SaveFailure::Interrupted) => {
-                self.interrupted = true;
-                None
-            }
-            Err(SaveFailure::Failed(e)) => {
-                above_status!("warning: the algorithm state could not be saved: {e}");
-                None
-            }
-        }
+        let saved = self.strategy.save_state(&ids);
+        take_saved_state(saved, &mut self.skipped_warned, &mut self.interrupted, "")
     }
 
     /// The saved state back into the algorithm, saying which attributes were restored and
@@ -875,27 +764,10 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
             .into_iter()
             .map(|(id, client_id)| (client_id, id))
             .collect();
-        match self
+        let done = self
             .strategy
-            .restore_state(&saved, &live, &self.state.journal)
-        {
-            Ok(done) => {
-                let handles = match done.rebound {
-                    0 => String::new(),
-                    1 => "; 1 order handle re-bound to the journal's orders".into(),
-                    n => format!("; {n} order handles re-bound to the journal's orders"),
-                };
-                above_status!(
-                    "restored the algorithm's state from {} ({}){handles}",
-                    format_timestamp(saved.time),
-                    done.restored
-                );
-                if !done.not_restored.is_empty() {
-                    above_status!("note: not restored: {}", done.not_restored);
-                }
-            }
-            Err(e) => above_status!("warning: the saved algorithm state was not restored: {e}"),
-        }
+            .restore_state(&saved, &live, &self.state.journal);
+        report_restore(&saved, done, "");
     }
 
     /// Hot reloads (applied or rejected) since the last call, into the audit log.
@@ -923,21 +795,271 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
     }
 
     fn audit_log_lines(&mut self) {
-        let lines = self
-            .sink
-            .lines
-            .lock()
-            .map(|l| l[self.logged_lines.min(l.len())..].to_vec())
-            .unwrap_or_default();
-        if lines.is_empty() {
-            return;
+        audit_new_lines(&self.sink, &mut self.logged_lines, &mut self.state.audit);
+    }
+}
+
+// ---- what the single-algorithm session and the live book (`super::book`) share --------------
+
+/// Whether an earlier session of the state folder traded the bar time `close_time` (it
+/// stepped through `resume_after`): counted in `skipped`, said once at the first bar after.
+pub(crate) fn traded_before(
+    resume_after: Option<TimestampNs>,
+    close_time: TimestampNs,
+    skipped: &mut usize,
+) -> bool {
+    let Some(after) = resume_after else {
+        return false;
+    };
+    if close_time <= after {
+        *skipped += 1;
+        return true;
+    }
+    if *skipped > 0 {
+        above_status!(
+            "resuming after {}: skipped {skipped} bar times an earlier session traded",
+            format_timestamp(after)
+        );
+        *skipped = 0;
+    }
+    false
+}
+
+/// An order the breakers refused before it left: `rejected` with the reason (as an order
+/// placed while halted is), audited. Returns the trip when trading is halted.
+pub(crate) fn refuse_order(
+    state: &mut State,
+    session: &SharedSession,
+    order: OrderId,
+    error: &BreakerError,
+    now: TimestampNs,
+    who: &str,
+) -> Option<Trip> {
+    let (reason, trip) = match error {
+        BreakerError::Halted(trip) => (
+            format!("trading halted: {trip}"),
+            Some(trip.as_ref().clone()),
+        ),
+        other => (other.to_string(), None),
+    };
+    lock(session).orders.apply_venue_status(
+        order,
+        OrderStatus::Rejected,
+        Some(reason.clone()),
+        now,
+    );
+    let _ = state.audit.log(
+        wall_ns(),
+        "warning",
+        &format!("{who}order {} not placed: {reason}", order.0),
+    );
+    trip
+}
+
+/// A feed bar's five decimal texts: open, high, low, close, volume.
+pub(crate) fn bar_texts(bar: &super::feed::FeedBar) -> [&str; 5] {
+    [
+        bar.texts[0].as_str(),
+        bar.texts[1].as_str(),
+        bar.texts[2].as_str(),
+        bar.texts[3].as_str(),
+        bar.texts[4].as_str(),
+    ]
+}
+
+/// Says (and audits) how much history the warm-up found (`counts`: bars per symbol), and warns
+/// when it ran short of what the indicators need (a young market, a short file); a first
+/// replay session starts at the file's first bar like a backtest.
+pub(crate) fn report_warm_up(
+    audit: &mut super::audit::AuditLog,
+    history: &super::feed::History,
+    counts: &[usize],
+    wanted: usize,
+    needed: usize,
+) {
+    let fewest = counts.iter().copied().min().unwrap_or(0);
+    let message = match history.batches.is_empty() {
+        true => format!(
+            "warm-up: no bars before the first live bar ({wanted} wanted){}",
+            match history.source.is_empty() {
+                true => String::new(),
+                false => format!(" in {}", history.source),
+            }
+        ),
+        false => format!(
+            "warm-up: {fewest} of {wanted} bars of history per symbol from {}",
+            history.source
+        ),
+    };
+    above_status!("{message}");
+    let _ = audit.log(wall_ns(), "info", &message);
+    if !history.batches.is_empty() && fewest < needed {
+        above_status!(
+            "warning: the algorithm's indicators need {needed} bars; the first {} live bars \
+             come before they are all ready",
+            needed - fewest
+        );
+    }
+}
+
+/// Whether the halt file is due a look: at every wait (`always`), and between bars at most
+/// every [`HALT_FILE_EVERY`] (a fast replay would otherwise stat it for every bar).
+pub(crate) fn halt_file_due(last: &mut Option<Instant>, always: bool) -> bool {
+    if !always && last.is_some_and(|t| t.elapsed() < HALT_FILE_EVERY) {
+        return false;
+    }
+    *last = Some(Instant::now());
+    true
+}
+
+/// Says that trading is halted: a `new` trip is audited; one from an earlier session says how
+/// to resume.
+pub(crate) fn announce_halt(audit: &mut super::audit::AuditLog, trip: &Trip, new: bool) {
+    if new {
+        let _ = audit.breaker(trip);
+        above_status!("HALTED: {trip}; new orders are refused until the breaker is reset");
+    } else {
+        above_status!(
+            "HALTED since an earlier session: {trip}; new orders are refused \
+             (remove the halt file if any, then start with --reset-breaker)"
+        );
+    }
+}
+
+/// The algorithm's state, or `None` with a warning when it cannot be taken. A Ctrl-C or
+/// SIGTERM that landed inside the user's `__getstate__` is kept for the loop (`interrupted`),
+/// never swallowed as a failed save. `who`: the strategy's prefix in a book.
+pub(crate) fn take_saved_state(
+    saved: Result<SavedState, SaveFailure>,
+    warned: &mut bool,
+    interrupted: &mut bool,
+    who: &str,
+) -> Option<SavedState> {
+    match saved {
+        Ok(saved) => {
+            if !saved.skipped.is_empty() && !*warned {
+                *warned = true;
+                above_status!(
+                    "note: {who}these attributes are not saved across restarts: {}",
+                    saved.skipped.join(", ")
+                );
+            }
+            Some(saved)
         }
-        self.logged_lines += lines.len();
-        let wall = wall_ns();
-        for line in lines {
-            let _ = self.state.audit.log(wall, "algorithm", &line);
+        Err(SaveFailure::Interrupted) => {
+            *interrupted = true;
+            None
+        }
+        Err(SaveFailure::Failed(e)) => {
+            above_status!("warning: {who}the algorithm state could not be saved: {e}");
+            None
         }
     }
+}
+
+/// Says which attributes of a saved state were restored and which were not (and why).
+pub(crate) fn report_restore(saved: &AlgoState, done: Result<Restored, String>, who: &str) {
+    match done {
+        Ok(done) => {
+            let handles = match done.rebound {
+                0 => String::new(),
+                1 => "; 1 order handle re-bound to the journal's orders".into(),
+                n => format!("; {n} order handles re-bound to the journal's orders"),
+            };
+            above_status!(
+                "{who}restored the algorithm's state from {} ({}){handles}",
+                format_timestamp(saved.time),
+                done.restored
+            );
+            if !done.not_restored.is_empty() {
+                above_status!("note: {who}not restored: {}", done.not_restored);
+            }
+        }
+        Err(e) => above_status!("warning: {who}the saved algorithm state was not restored: {e}"),
+    }
+}
+
+/// The algorithm's log lines since `logged` into the audit log.
+pub(crate) fn audit_new_lines(
+    sink: &LogSink,
+    logged: &mut usize,
+    audit: &mut super::audit::AuditLog,
+) {
+    let lines = sink
+        .lines
+        .lock()
+        .map(|l| l[(*logged).min(l.len())..].to_vec())
+        .unwrap_or_default();
+    if lines.is_empty() {
+        return;
+    }
+    *logged += lines.len();
+    let wall = wall_ns();
+    for line in lines {
+        let _ = audit.log(wall, "algorithm", &line);
+    }
+}
+
+/// Orders of `session`'s book placed since `seen` (moved past them), each with its symbol's
+/// name and last close, and the session's time. Under the lock only to read: sending to an
+/// exchange takes the lock itself.
+#[allow(clippy::type_complexity)]
+pub(crate) fn new_orders(
+    session: &SharedSession,
+    seen: &mut usize,
+) -> (
+    Vec<(crate::model::Order, String, Option<Decimal>)>,
+    TimestampNs,
+) {
+    let s = lock(session);
+    let new = s.orders.all()[*seen..]
+        .iter()
+        .map(|o| {
+            let series = s.market.series(o.symbol);
+            let last_close = s
+                .market
+                .closed_count(o.symbol)
+                .checked_sub(1)
+                .map(|i| series.close.exact.get(i));
+            (
+                o.clone(),
+                s.market.symbol_name(o.symbol).to_string(),
+                last_close,
+            )
+        })
+        .collect();
+    *seen = s.orders.all().len();
+    (new, s.now)
+}
+
+/// One order out: a new client id, its intent journaled (for `strategy` of a book) and marked
+/// sent, then handed to `broker`. Returns the client id.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn journal_and_send(
+    state: &mut State,
+    broker: &mut dyn Broker,
+    session: &SharedSession,
+    order: &crate::model::Order,
+    symbol: &str,
+    last_close: Option<Decimal>,
+    strategy: Option<&str>,
+    bar_received: Option<Instant>,
+    stats: &mut LoopStats,
+) -> Result<String, LiveError> {
+    let wall = wall_ns();
+    let client_id = state.journal.next_client_order_id(&state.prefix)?;
+    let intent = intent_of(order, &client_id, symbol, wall);
+    state.journal.record_intent_for(&intent, strategy)?;
+    let _ = state.audit.intent(wall, &intent);
+    state.journal.mark_sent(&client_id, wall)?;
+    if let Some(received) = bar_received {
+        stats
+            .tick_to_order_ns
+            .push(received.elapsed().as_nanos() as u64);
+    }
+    let reference = order.kind.limit().or(last_close);
+    broker.send(state, session, order.id, &intent, reference)?;
+    Ok(client_id)
 }
 
 fn parse_price(text: &str) -> Result<Decimal, LiveError> {

@@ -62,6 +62,16 @@ fn settings(dir: &Path) -> LiveSettings {
 }
 
 fn open_state(dir: &Path, paper: bool, cash: Decimal) -> State {
+    open_state_of(dir, paper, cash, None).unwrap()
+}
+
+/// A state folder opened for one algorithm (`strategies` `None`) or a book.
+fn open_state_of(
+    dir: &Path,
+    paper: bool,
+    cash: Decimal,
+    strategies: Option<&[String]>,
+) -> Result<State, crate::error::Error> {
     let symbols = vec!["X".to_string()];
     State::open(
         &settings(dir),
@@ -76,9 +86,64 @@ fn open_state(dir: &Path, paper: bool, cash: Decimal) -> State {
             reset_breaker: false,
             secrets: Vec::new(),
             audit_tap: None,
+            strategies,
         },
     )
-    .unwrap()
+}
+
+#[test]
+fn a_state_folder_is_reopened_only_by_its_own_kind() {
+    let book = ["a".to_string(), "b".to_string()];
+    let other = ["a".to_string(), "c".to_string()];
+    let refused = |dir: &Path, strategies: Option<&[String]>, made: &str| {
+        let runs = Journal::open(dir.join("journal.sqlite"))
+            .unwrap()
+            .runs()
+            .unwrap();
+        let err = open_state_of(dir, true, dec!(1000), strategies)
+            .err()
+            .unwrap();
+        assert_eq!(err.exit_code(), ExitCode::Usage);
+        assert!(err.to_string().contains(made), "{err}");
+        // Refused before anything is written.
+        let after = Journal::open(dir.join("journal.sqlite"))
+            .unwrap()
+            .runs()
+            .unwrap();
+        assert_eq!(after, runs);
+    };
+    let single = tempfile::tempdir().unwrap();
+    open_state(single.path(), true, dec!(1000))
+        .finish("done")
+        .unwrap();
+    refused(
+        single.path(),
+        Some(&book),
+        "made by a session of one algorithm",
+    );
+    open_state(single.path(), true, dec!(1000))
+        .finish("done")
+        .unwrap();
+
+    let books = tempfile::tempdir().unwrap();
+    let mut state = open_state_of(books.path(), true, dec!(1000), Some(&book)).unwrap();
+    state.finish("done").unwrap();
+    drop(state);
+    refused(
+        books.path(),
+        None,
+        "made by a session of a book of strategies a, b",
+    );
+    refused(
+        books.path(),
+        Some(&other),
+        "this session hosts a book of strategies a, c",
+    );
+    let again = open_state_of(books.path(), true, dec!(1000), Some(&book)).unwrap();
+    assert_eq!(
+        again.journal.runs().unwrap()[1].strategies.as_deref(),
+        Some(&book[..])
+    );
 }
 
 fn sink() -> Arc<LogSink> {
@@ -601,6 +666,7 @@ fn api_actions_are_applied_between_bars_journaled_and_streamed() {
                 audit_tap: Some(crate::live::audit::Tap::new(move |line| {
                     hub.hub().publish(line)
                 })),
+                strategies: None,
             },
         )
         .unwrap()

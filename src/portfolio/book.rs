@@ -105,7 +105,7 @@ impl<S> Member<S> {
 
 /// Time-weighted accounting of one strategy's capital: units are issued and redeemed at the
 /// unit value when capital moves in or out, so the unit value moves with performance only.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Units {
     units: Decimal,
     /// (time, units after a flow at that time).
@@ -269,73 +269,555 @@ fn split(total: Decimal, weights: &[Decimal], money_dp: u32) -> Vec<Decimal> {
 }
 
 /// Runs the book over `market` (every symbol of every strategy; its bars are closed as the
-/// clock passes them): see the module comment.
+/// clock passes them): see the module comment. A live session steps the same
+/// [`BookStepper`] bar by bar as its feed delivers them.
 pub fn run_book<S: Strategy>(
     market: &mut Market,
     members: &mut [Member<S>],
     rules: &mut BookRules<'_>,
     progress: &mut dyn FnMut(u64),
 ) -> BookOutcome {
-    let mut book = BookOutcome::default();
-    let first_time = members
-        .iter()
-        .map(|m| lock(&m.session).now)
-        .min()
-        .unwrap_or(0);
-    for (i, m) in members.iter().enumerate() {
-        book.allocations.push(AllocationRow {
-            time: first_time,
-            strategy: Some(i),
-            weight: rules.spec.strategies[i].weight,
-            equity_before: Decimal::ZERO,
-            transfer: m.initial_capital,
-        });
+    let mut stepper = BookStepper::open(market, members, rules);
+    if let Err(whole) = stepper.initialize(members, rules) {
+        stepper.outcome.stop = Some(whole);
+        return stepper.finish(members);
     }
-    book.equity.reserve(market.total_bars() as usize);
-    let risk = BookRisk::new(
-        rules.spec.risk.clone(),
-        members.len(),
-        market.symbol_count(),
-    );
-    for (i, m) in members.iter().enumerate() {
-        if rules.spec.risk.checks_orders() {
-            lock(&m.session).pre_trade = Some(std::sync::Arc::new(MemberRisk {
-                book: risk.clone(),
-                strategy: i,
-                global: m.global.clone(),
-            }));
+    stepper.outcome.equity.reserve(market.total_bars() as usize);
+    let mut clock = Clock::new(market);
+    let mut tick = Tick {
+        time: 0,
+        symbols: Vec::new(),
+    };
+    let stop = loop {
+        if !clock.next_into(market, &mut tick) {
+            break None;
         }
-        risk.lock().equity[i] = m.initial_capital;
+        if let Err(stop) = stepper.step(market, members, rules, &tick) {
+            break Some(stop);
+        }
+        let ticks = stepper.outcome.ticks;
+        if ticks % CHECK_EVERY_TICKS == 0 {
+            if let Some(m) = members.iter_mut().find(|m| m.stopped.is_none())
+                && let Err(stop) = m.strategy.check_interrupt()
+            {
+                break Some(stop);
+            }
+            progress(stepper.outcome.bars);
+        }
+    };
+    stepper.outcome.stop = stop;
+    stepper.finish(members)
+}
+
+/// The book between two close times: what the backtest's loop and a live session's loop
+/// both step, once per close time, so a live book trades exactly as `run --portfolio` does.
+pub struct BookStepper {
+    pub outcome: BookOutcome,
+    pub risk: std::sync::Arc<BookRisk>,
+    /// The account's peak equity (the drawdown limit).
+    peak: Decimal,
+    local_ticks: Vec<Tick>,
+    fills: Vec<Vec<Fill>>,
+    /// Each strategy's equity and cash at its last equity point.
+    equity: Vec<Decimal>,
+    cash: Vec<Decimal>,
+    /// The UTC day of the last close time.
+    day: Option<i64>,
+    next_rebalance: Option<Option<TimestampNs>>,
+    crossings: Vec<super::netting::Crossing>,
+    crossed: Vec<Vec<Fill>>,
+    orders_seen: Vec<usize>,
+    /// Cash each strategy received at rebalances since the book began (negative: gave).
+    pub transferred: Vec<Decimal>,
+    /// Restored from a saved book: `initialize` keeps its equity and cash.
+    restored: bool,
+}
+
+impl BookStepper {
+    /// The initial allocation and the risk limits, before any algorithm runs.
+    pub fn open<S>(market: &Market, members: &[Member<S>], rules: &BookRules<'_>) -> Self {
+        let mut outcome = BookOutcome::default();
+        let first_time = members
+            .iter()
+            .map(|m| lock(&m.session).now)
+            .min()
+            .unwrap_or(0);
+        for (i, m) in members.iter().enumerate() {
+            outcome.allocations.push(AllocationRow {
+                time: first_time,
+                strategy: Some(i),
+                weight: rules.spec.strategies[i].weight,
+                equity_before: Decimal::ZERO,
+                transfer: m.initial_capital,
+            });
+        }
+        let risk = BookRisk::new(
+            rules.spec.risk.clone(),
+            members.len(),
+            market.symbol_count(),
+        );
+        for (i, m) in members.iter().enumerate() {
+            if rules.spec.risk.checks_orders() {
+                lock(&m.session).pre_trade = Some(std::sync::Arc::new(MemberRisk {
+                    book: risk.clone(),
+                    strategy: i,
+                    global: m.global.clone(),
+                }));
+            }
+            risk.lock().equity[i] = m.initial_capital;
+        }
+        let n = members.len();
+        BookStepper {
+            outcome,
+            risk,
+            peak: Decimal::ZERO,
+            local_ticks: (0..n)
+                .map(|_| Tick {
+                    time: 0,
+                    symbols: Vec::new(),
+                })
+                .collect(),
+            fills: vec![Vec::new(); n],
+            equity: vec![Decimal::ZERO; n],
+            cash: vec![Decimal::ZERO; n],
+            day: None,
+            next_rebalance: None,
+            crossings: Vec::new(),
+            crossed: vec![Vec::new(); n],
+            orders_seen: vec![0; n],
+            transferred: vec![Decimal::ZERO; n],
+            restored: false,
+        }
     }
-    for i in 0..members.len() {
-        if let Err(stop) = members[i].strategy.initialize() {
-            if let Some(whole) = fail(members, i, stop, rules.spec) {
-                book.stop = Some(whole);
-                return finish(members, book, &risk);
+
+    /// `initialize` for every strategy in the book's order (one failing stops alone, or the
+    /// whole book: `Err`), then whether orders are netted.
+    pub fn initialize<S: Strategy>(
+        &mut self,
+        members: &mut [Member<S>],
+        rules: &BookRules<'_>,
+    ) -> Result<(), Stop> {
+        for i in 0..members.len() {
+            if members[i].stopped.is_some() {
+                continue;
+            }
+            if let Err(stop) = members[i].strategy.initialize()
+                && let Some(whole) = fail(members, i, stop, rules.spec)
+            {
+                return Err(whole);
+            }
+            refresh(&self.risk, &members[i], i);
+        }
+        // Crossed orders fill at a bar's open in full: with order latency they would not all
+        // be active there, and with a volume cap they would not all fill there on their own.
+        self.outcome.netting_on = rules.spec.netting
+            && members.iter().all(|m| {
+                let s = lock(&m.session);
+                s.execution.latency_ns == 0
+                    && s.execution.matching.volume_share.is_none()
+                    && s.execution
+                        .profile
+                        .as_ref()
+                        .is_none_or(|p| p.latency == crate::execution::Latency::None)
+            });
+        if rules.spec.netting && !self.outcome.netting_on && members.len() > 1 {
+            self.outcome.notices.push(
+                "orders are not netted: netting needs zero order latency and no volume cap".into(),
+            );
+        }
+        for (i, m) in members.iter().enumerate() {
+            let s = lock(&m.session);
+            if !self.restored {
+                self.cash[i] = s.ledger.cash();
+                self.equity[i] = s.ledger.cash();
+            }
+            // Orders taken back after a restart are not new to the netting.
+            self.orders_seen[i] = self.orders_seen[i].max(s.orders.all().len());
+        }
+        Ok(())
+    }
+
+    /// `on_stop` for the strategies still running (unless the book failed), then every open
+    /// order is cancelled.
+    pub fn finish<S: Strategy>(mut self, members: &mut [Member<S>]) -> BookOutcome {
+        self.finish_with(members, "end of data")
+    }
+
+    /// [`BookStepper::finish`] with the open orders cancelled for `reason`; the stepper is
+    /// left with an empty outcome (its state can still be saved).
+    pub fn finish_with<S: Strategy>(
+        &mut self,
+        members: &mut [Member<S>],
+        reason: &str,
+    ) -> BookOutcome {
+        let outcome = std::mem::take(&mut self.outcome);
+        finish(members, outcome, &self.risk, reason)
+    }
+
+    /// The strategies still running, by index.
+    pub fn running<S>(members: &[Member<S>]) -> impl Iterator<Item = usize> + '_ {
+        (0..members.len()).filter(|&i| members[i].stopped.is_none())
+    }
+
+    /// One close time `tick` (the book's symbol ids; their bars are in `market` and in each
+    /// strategy's, not closed yet): crossings due fill, the engine half runs for every
+    /// strategy with a bar, the bars close, the account point is recorded, limits and
+    /// rebalancing apply, then the algorithms run in the book's order.
+    pub fn step<S: Strategy>(
+        &mut self,
+        market: &mut Market,
+        members: &mut [Member<S>],
+        rules: &mut BookRules<'_>,
+        tick: &Tick,
+    ) -> Result<(), Stop> {
+        let book = &mut self.outcome;
+        let risk = &self.risk;
+        let limits = &rules.spec.risk;
+        let n = members.len();
+        let today = tick.time.div_euclid(NANOS_PER_DAY);
+        // A new day: the previous one closed at the last tick's equity.
+        if let Some(previous) = self.day
+            && previous != today
+        {
+            for (i, m) in members.iter_mut().enumerate() {
+                m.units
+                    .close_day(previous, self.equity[i], rules.spec.lookback_days);
             }
         }
-        refresh(&risk, &members[i], i);
+        self.day = Some(today);
+        // Crossings due on these bars fill at their opens, before the rest matches.
+        super::netting::apply_due(
+            &mut self.crossings,
+            &tick.symbols,
+            market,
+            members,
+            &mut self.crossed,
+            &mut book.netting,
+        )
+        .map_err(|e| Stop::Engine(format!("netting: {e}")))?;
+        // The engine half for every strategy with a bar closing now.
+        let mut advanced = Vec::with_capacity(n);
+        let mut failed = Vec::new();
+        for (i, m) in members.iter_mut().enumerate() {
+            let local = &mut self.local_ticks[i];
+            local.time = tick.time;
+            local.symbols.clear();
+            local
+                .symbols
+                .extend(tick.symbols.iter().filter_map(|g| m.local[g.index()]));
+            if local.symbols.is_empty() {
+                advanced.push(None);
+                continue;
+            }
+            let before = m.outcome.fills.len();
+            let fills = &mut self.fills[i];
+            let step = advance(&mut lock(&m.session), local, fills, &mut m.outcome);
+            if !self.crossed[i].is_empty() {
+                // Crossed at the open: before the bar's own fills, in the books and for on_fill.
+                m.outcome
+                    .fills
+                    .splice(before..before, self.crossed[i].iter().cloned());
+                fills.splice(0..0, self.crossed[i].drain(..));
+            }
+            if let Some(point) = m.outcome.equity.last() {
+                self.equity[i] = point.equity;
+                self.cash[i] = point.cash;
+            }
+            match step {
+                Ok(engine) => advanced.push(Some(engine)),
+                Err(Stop::Engine(message)) => {
+                    return Err(Stop::Engine(format!("strategy `{}`: {message}", m.id)));
+                }
+                Err(stop) => {
+                    advanced.push(None);
+                    failed.push((i, stop));
+                }
+            }
+        }
+        for (i, stop) in failed {
+            if members[i].stopped.is_none()
+                && let Some(whole) = fail(members, i, stop, rules.spec)
+            {
+                return Err(whole);
+            }
+        }
+        book.bars += tick.symbols.len() as u64;
+        // The work every strategy shares, once: the shared cross-section, then the bars close
+        // in the book's market (the account's benchmark reads it) and in every session.
+        for &symbol in &tick.symbols {
+            if let Some(cross) = &rules.cross_section {
+                cross.on_bar(symbol, market.series(symbol), market.closed_count(symbol));
+            }
+            market.close_next_bar(symbol);
+        }
+        for (i, m) in members.iter().enumerate() {
+            if self.local_ticks[i].symbols.is_empty() {
+                continue;
+            }
+            let mut s = lock(&m.session);
+            if s.in_book {
+                for &symbol in &self.local_ticks[i].symbols {
+                    s.market.close_next_bar(symbol);
+                }
+            }
+        }
+        let reserve = risk.lock().reserve;
+        let point = EquityPoint {
+            time: tick.time,
+            cash: checked_sum(&self.cash)? + reserve,
+            equity: checked_sum(&self.equity)? + reserve,
+        };
+        book.equity.push(point);
+        if limits.checks_orders() {
+            {
+                let mut state = risk.lock();
+                for &symbol in &tick.symbols {
+                    let series = market.series(symbol);
+                    let closed = market.closed_count(symbol);
+                    state.price[symbol.index()] = Some(series.close.exact.get(closed - 1));
+                }
+            }
+            for (i, m) in members.iter().enumerate() {
+                if !self.local_ticks[i].symbols.is_empty() {
+                    refresh(risk, m, i);
+                }
+            }
+        }
+        self.peak = self.peak.max(point.equity);
+        if let Some(limit) = limits.max_drawdown
+            && self.peak > Decimal::ZERO
+            && Decimal::ONE - point.equity / self.peak >= limit
+        {
+            let drawdown = Decimal::ONE - point.equity / self.peak;
+            halt_book(
+                members,
+                limits,
+                tick.time,
+                &format!(
+                    "the account's drawdown reached {} (limit {limit})",
+                    drawdown.round_dp(4).normalize()
+                ),
+                book,
+            );
+        }
+        if let Some(rebalance) = &rules.spec.rebalance {
+            let due = *self
+                .next_rebalance
+                .get_or_insert_with(|| rebalance.rule.next_after(tick.time));
+            if due.is_some_and(|due| tick.time >= due) {
+                let moves = book.allocations.len();
+                rebalance_book(
+                    tick.time,
+                    members,
+                    rules,
+                    &mut self.equity,
+                    &mut self.cash,
+                    book,
+                    risk,
+                )?;
+                for row in &book.allocations[moves..] {
+                    if let Some(i) = row.strategy {
+                        self.transferred[i] += row.transfer;
+                    }
+                }
+                self.next_rebalance = Some(rebalance.rule.next_after(tick.time));
+            }
+        }
+        // The algorithms, in the book's order.
+        for (i, engine) in advanced.into_iter().enumerate() {
+            let Some(engine) = engine else { continue };
+            if members[i].stopped.is_some() {
+                continue;
+            }
+            let m = &mut members[i];
+            if let Err(stop) = react(&mut m.strategy, &self.fills[i], engine, &mut m.outcome)
+                && let Some(whole) = fail(members, i, stop, rules.spec)
+            {
+                return Err(whole);
+            }
+            refresh(risk, &members[i], i);
+            let breach = risk.lock().halt.clone();
+            if let Some(reason) = breach {
+                halt_book(members, limits, tick.time, &reason, book);
+            }
+        }
+        if book.netting_on {
+            self.crossings.extend(super::netting::find(
+                members,
+                tick.time,
+                market.symbol_count(),
+                &mut self.orders_seen,
+            ));
+        }
+        book.ticks += 1;
+        Ok(())
     }
-    // Crossed orders fill at a bar's open in full: with order latency they would not all be
-    // active there, and with a volume cap they would not all fill there on their own.
-    book.netting_on = rules.spec.netting
-        && members.iter().all(|m| {
-            let s = lock(&m.session);
-            s.execution.latency_ns == 0
-                && s.execution.matching.volume_share.is_none()
-                && s.execution
-                    .profile
-                    .as_ref()
-                    .is_none_or(|p| p.latency == crate::execution::Latency::None)
-        });
-    if rules.spec.netting && !book.netting_on && members.len() > 1 {
-        book.notices.push(
-            "orders are not netted: netting needs zero order latency and no volume cap".into(),
-        );
+
+    /// The fills strategy `i` had at the last close time (for its broker's journal); none
+    /// when it had no bar then.
+    pub fn fills_of(&self, i: usize) -> &[Fill] {
+        match self.local_ticks[i].symbols.is_empty() {
+            true => &[],
+            false => &self.fills[i],
+        }
     }
-    let stop = drive(market, members, rules, progress, &mut book, &risk).err();
-    book.stop = stop;
-    finish(members, book, &risk)
+
+    /// What a restarted live book needs to continue exactly where this one stands; open
+    /// orders of pending crossings are named by `client_id` (strategy, order).
+    pub fn saved<S>(
+        &self,
+        members: &[Member<S>],
+        market: &Market,
+        client_id: impl Fn(usize, crate::model::OrderId) -> Option<String>,
+    ) -> SavedBook {
+        let risk = self.risk.lock();
+        SavedBook {
+            equity: self.equity.clone(),
+            cash: self.cash.clone(),
+            peak: self.peak,
+            day: self.day,
+            next_rebalance: self.next_rebalance,
+            transferred: self.transferred.clone(),
+            reserve: risk.reserve,
+            halted: self.outcome.halted.clone(),
+            strategies: members
+                .iter()
+                .map(|m| SavedMember {
+                    id: m.id.clone(),
+                    units: m.units.clone(),
+                    stopped: m.stopped.clone(),
+                })
+                .collect(),
+            crossings: self
+                .crossings
+                .iter()
+                .filter_map(|c| {
+                    let orders = c
+                        .orders
+                        .iter()
+                        .map(|&(i, id)| client_id(i, id).map(|cid| (i, cid)))
+                        .collect::<Option<Vec<_>>>()?;
+                    Some(SavedCrossing {
+                        symbol: market.symbol_name(c.symbol).to_string(),
+                        limit: c.limit,
+                        orders,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// A saved book back (after [`BookStepper::open`], before [`BookStepper::initialize`]):
+    /// the strategies' ledgers are already restored; `order_id` finds a taken-back order.
+    pub fn restore<S>(
+        &mut self,
+        saved: SavedBook,
+        members: &mut [Member<S>],
+        market: &Market,
+        order_id: impl Fn(usize, &str) -> Option<crate::model::OrderId>,
+    ) -> Result<(), String> {
+        if saved.strategies.len() != members.len()
+            || saved
+                .strategies
+                .iter()
+                .zip(members.iter())
+                .any(|(s, m)| s.id != m.id)
+        {
+            return Err(format!(
+                "the saved book's strategies are {}; this book's are {}",
+                saved
+                    .strategies
+                    .iter()
+                    .map(|s| s.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                members
+                    .iter()
+                    .map(|m| m.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if [
+            saved.equity.len(),
+            saved.cash.len(),
+            saved.transferred.len(),
+        ]
+        .iter()
+        .any(|&n| n != members.len())
+        {
+            return Err("the saved book has another number of strategies".into());
+        }
+        self.equity = saved.equity;
+        self.cash = saved.cash;
+        self.restored = true;
+        self.peak = saved.peak;
+        self.day = saved.day;
+        self.next_rebalance = saved.next_rebalance;
+        self.transferred = saved.transferred;
+        self.risk.lock().reserve = saved.reserve;
+        for (m, s) in members.iter_mut().zip(saved.strategies) {
+            m.units = s.units;
+            m.stopped = s.stopped;
+        }
+        if let Some((_, reason)) = &saved.halted {
+            for m in members.iter() {
+                lock(&m.session).halted = Some(reason.clone());
+            }
+        }
+        self.outcome.halted = saved.halted;
+        for c in saved.crossings {
+            let Some(symbol) = market.symbol_id(&c.symbol) else {
+                continue;
+            };
+            let orders = c
+                .orders
+                .iter()
+                .map(|(i, cid)| order_id(*i, cid).map(|id| (*i, id)))
+                .collect::<Option<Vec<_>>>();
+            if let Some(orders) = orders {
+                self.crossings.push(super::netting::Crossing {
+                    symbol,
+                    limit: c.limit,
+                    orders,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A live book's own state at a checkpoint (the journal's `book_states`, JSON): what the
+/// strategies' ledgers, orders and algorithm states do not say.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedBook {
+    /// Each strategy's equity and cash at its last equity point.
+    pub equity: Vec<Decimal>,
+    pub cash: Vec<Decimal>,
+    pub peak: Decimal,
+    pub day: Option<i64>,
+    pub next_rebalance: Option<Option<TimestampNs>>,
+    /// Cash each strategy received at rebalances (its ledger: capital + fills + this).
+    pub transferred: Vec<Decimal>,
+    pub reserve: Decimal,
+    pub halted: Option<(TimestampNs, String)>,
+    pub strategies: Vec<SavedMember>,
+    pub crossings: Vec<SavedCrossing>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedMember {
+    pub id: String,
+    units: Units,
+    pub stopped: Option<(TimestampNs, String)>,
+}
+
+/// A crossing found at the last close time, waiting for its bar: orders by client id.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedCrossing {
+    symbol: String,
+    limit: Option<Decimal>,
+    orders: Vec<(usize, String)>,
 }
 
 /// The risk snapshot of strategy `i` after it moved (an engine step, or its algorithm).
@@ -388,6 +870,7 @@ fn finish<S: Strategy>(
     members: &mut [Member<S>],
     mut book: BookOutcome,
     risk: &BookRisk,
+    reason: &str,
 ) -> BookOutcome {
     book.risk_rejections = risk.lock().rejected;
     let failed = matches!(book.stop, Some(Stop::Failed(_) | Stop::Engine(_)));
@@ -401,7 +884,7 @@ fn finish<S: Strategy>(
         }
         let mut s = lock(&m.session);
         let now = s.now;
-        s.orders.cancel_all("end of data", now);
+        s.orders.cancel_all(reason, now);
     }
     if book.stop.is_none()
         && members
@@ -452,221 +935,6 @@ fn fail<S: Strategy>(
     m.stopped = Some((now, stop_reason(&stop)));
     m.stop = Some(stop);
     None
-}
-
-fn drive<S: Strategy>(
-    market: &mut Market,
-    members: &mut [Member<S>],
-    rules: &mut BookRules<'_>,
-    progress: &mut dyn FnMut(u64),
-    book: &mut BookOutcome,
-    risk: &BookRisk,
-) -> Result<(), Stop> {
-    let limits = &rules.spec.risk;
-    let mut peak = Decimal::ZERO;
-    let mut clock = Clock::new(market);
-    let mut tick = Tick {
-        time: 0,
-        symbols: Vec::new(),
-    };
-    let n = members.len();
-    let mut local_ticks: Vec<Tick> = (0..n)
-        .map(|_| Tick {
-            time: 0,
-            symbols: Vec::new(),
-        })
-        .collect();
-    let mut fills: Vec<Vec<Fill>> = vec![Vec::new(); n];
-    let mut equity = vec![Decimal::ZERO; n];
-    let mut cash = vec![Decimal::ZERO; n];
-    for (i, m) in members.iter().enumerate() {
-        let s = lock(&m.session);
-        equity[i] = s.ledger.cash();
-        cash[i] = s.ledger.cash();
-    }
-    let mut day: Option<i64> = None;
-    let mut next_rebalance = None;
-    let mut crossings: Vec<super::netting::Crossing> = Vec::new();
-    let mut crossed: Vec<Vec<Fill>> = vec![Vec::new(); n];
-    let mut orders_seen = vec![0usize; n];
-    loop {
-        if !clock.next_into(market, &mut tick) {
-            return Ok(());
-        }
-        let today = tick.time.div_euclid(NANOS_PER_DAY);
-        // A new day: the previous one closed at the last tick's equity.
-        if let Some(previous) = day
-            && previous != today
-        {
-            for (i, m) in members.iter_mut().enumerate() {
-                m.units
-                    .close_day(previous, equity[i], rules.spec.lookback_days);
-            }
-        }
-        day = Some(today);
-        // Crossings due on these bars fill at their opens, before the rest matches.
-        super::netting::apply_due(
-            &mut crossings,
-            &tick.symbols,
-            market,
-            members,
-            &mut crossed,
-            &mut book.netting,
-        )
-        .map_err(|e| Stop::Engine(format!("netting: {e}")))?;
-        // The engine half for every strategy with a bar closing now.
-        let mut advanced = Vec::with_capacity(n);
-        let mut failed = Vec::new();
-        for (i, m) in members.iter_mut().enumerate() {
-            let local = &mut local_ticks[i];
-            local.time = tick.time;
-            local.symbols.clear();
-            local
-                .symbols
-                .extend(tick.symbols.iter().filter_map(|g| m.local[g.index()]));
-            if local.symbols.is_empty() {
-                advanced.push(None);
-                continue;
-            }
-            let before = m.outcome.fills.len();
-            let step = advance(&mut lock(&m.session), local, &mut fills[i], &mut m.outcome);
-            if !crossed[i].is_empty() {
-                // Crossed at the open: before the bar's own fills, in the books and for on_fill.
-                m.outcome
-                    .fills
-                    .splice(before..before, crossed[i].iter().cloned());
-                fills[i].splice(0..0, crossed[i].drain(..));
-            }
-            if let Some(point) = m.outcome.equity.last() {
-                equity[i] = point.equity;
-                cash[i] = point.cash;
-            }
-            match step {
-                Ok(engine) => advanced.push(Some(engine)),
-                Err(Stop::Engine(message)) => {
-                    return Err(Stop::Engine(format!("strategy `{}`: {message}", m.id)));
-                }
-                Err(stop) => {
-                    advanced.push(None);
-                    failed.push((i, stop));
-                }
-            }
-        }
-        for (i, stop) in failed {
-            if members[i].stopped.is_none()
-                && let Some(whole) = fail(members, i, stop, rules.spec)
-            {
-                return Err(whole);
-            }
-        }
-        book.bars += tick.symbols.len() as u64;
-        // The work every strategy shares, once: the shared cross-section, then the bars close
-        // in the book's market (the account's benchmark reads it) and in every session.
-        for &symbol in &tick.symbols {
-            if let Some(cross) = &rules.cross_section {
-                cross.on_bar(symbol, market.series(symbol), market.closed_count(symbol));
-            }
-            market.close_next_bar(symbol);
-        }
-        for (i, m) in members.iter().enumerate() {
-            if local_ticks[i].symbols.is_empty() {
-                continue;
-            }
-            let mut s = lock(&m.session);
-            if s.in_book {
-                for &symbol in &local_ticks[i].symbols {
-                    s.market.close_next_bar(symbol);
-                }
-            }
-        }
-        let reserve = risk.lock().reserve;
-        let point = EquityPoint {
-            time: tick.time,
-            cash: checked_sum(&cash)? + reserve,
-            equity: checked_sum(&equity)? + reserve,
-        };
-        book.equity.push(point);
-        if limits.checks_orders() {
-            {
-                let mut state = risk.lock();
-                for &symbol in &tick.symbols {
-                    let series = market.series(symbol);
-                    let closed = market.closed_count(symbol);
-                    state.price[symbol.index()] = Some(series.close.exact.get(closed - 1));
-                }
-            }
-            for (i, m) in members.iter().enumerate() {
-                if !local_ticks[i].symbols.is_empty() {
-                    refresh(risk, m, i);
-                }
-            }
-        }
-        peak = peak.max(point.equity);
-        if let Some(limit) = limits.max_drawdown
-            && peak > Decimal::ZERO
-            && Decimal::ONE - point.equity / peak >= limit
-        {
-            let drawdown = Decimal::ONE - point.equity / peak;
-            halt_book(
-                members,
-                limits,
-                tick.time,
-                &format!(
-                    "the account's drawdown reached {} (limit {limit})",
-                    drawdown.round_dp(4).normalize()
-                ),
-                book,
-            );
-        }
-        if let Some(rebalance) = &rules.spec.rebalance {
-            let due = *next_rebalance.get_or_insert_with(|| rebalance.rule.next_after(tick.time));
-            if due.is_some_and(|due| tick.time >= due) {
-                rebalance_book(
-                    tick.time,
-                    members,
-                    rules,
-                    &mut equity,
-                    &mut cash,
-                    book,
-                    risk,
-                )?;
-                next_rebalance = Some(rebalance.rule.next_after(tick.time));
-            }
-        }
-        // The algorithms, in the book's order.
-        for (i, engine) in advanced.into_iter().enumerate() {
-            let Some(engine) = engine else { continue };
-            if members[i].stopped.is_some() {
-                continue;
-            }
-            let m = &mut members[i];
-            if let Err(stop) = react(&mut m.strategy, &fills[i], engine, &mut m.outcome)
-                && let Some(whole) = fail(members, i, stop, rules.spec)
-            {
-                return Err(whole);
-            }
-            refresh(risk, &members[i], i);
-            let breach = risk.lock().halt.clone();
-            if let Some(reason) = breach {
-                halt_book(members, limits, tick.time, &reason, book);
-            }
-        }
-        if book.netting_on {
-            crossings.extend(super::netting::find(
-                members,
-                tick.time,
-                market.symbol_count(),
-                &mut orders_seen,
-            ));
-        }
-        book.ticks += 1;
-        if book.ticks % CHECK_EVERY_TICKS == 0 {
-            if let Some(m) = members.iter_mut().find(|m| m.stopped.is_none()) {
-                m.strategy.check_interrupt()?;
-            }
-            progress(book.bars);
-        }
-    }
 }
 
 fn checked_sum(values: &[Decimal]) -> Result<Decimal, Stop> {
@@ -982,16 +1250,9 @@ mod tests {
         fills: std::collections::BTreeMap<(OrderId, i64), (Decimal, Decimal)>,
     }
 
-    /// Runs a three-strategy book on scripted orders.
-    fn run_scripted(
-        orders: &[Vec<Step>],
-        netting: bool,
-    ) -> (Vec<Ended>, super::super::netting::NettingReport) {
-        let mut spec =
-            PortfolioSpec::from_algos(&["a.py".into(), "b.py".into(), "c.py".into()]).unwrap();
-        spec.netting = netting;
-        let mut market = two_symbol_market(30);
-        let mut members: Vec<Member<Scripted>> = orders
+    /// Three strategies on two symbols, each following its script.
+    fn scripted_members(orders: &[Vec<Step>]) -> Vec<Member<Scripted>> {
+        orders
             .iter()
             .enumerate()
             .map(|(i, script)| {
@@ -1021,15 +1282,31 @@ mod tests {
                     2,
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    fn scripted_rules<'a>(spec: &'a PortfolioSpec, members: &[Member<Scripted>]) -> BookRules<'a> {
         let sessions: Vec<SharedSession> = members.iter().map(|m| m.session.clone()).collect();
         let shared = share_engine_work(&sessions, &["S0".to_string(), "S1".to_string()]);
-        let mut rules = BookRules {
-            spec: &spec,
+        BookRules {
+            spec,
             allocator: Box::new(super::super::allocator::Fixed),
             money_dp: 2,
             cross_section: Some(shared),
-        };
+        }
+    }
+
+    /// Runs a three-strategy book on scripted orders.
+    fn run_scripted(
+        orders: &[Vec<Step>],
+        netting: bool,
+    ) -> (Vec<Ended>, super::super::netting::NettingReport) {
+        let mut spec =
+            PortfolioSpec::from_algos(&["a.py".into(), "b.py".into(), "c.py".into()]).unwrap();
+        spec.netting = netting;
+        let mut market = two_symbol_market(30);
+        let mut members = scripted_members(orders);
+        let mut rules = scripted_rules(&spec, &members);
         let book = run_book(&mut market, &mut members, &mut rules, &mut |_| {});
         assert!(
             book.stop.is_none(),
@@ -1222,6 +1499,132 @@ mod tests {
                 prop_assert!(w.costs <= wo.costs, "{} > {}", w.costs, wo.costs);
             }
         }
+    }
+
+    /// The book's state at one close time, the account's curve and the strategies' ledgers.
+    type Stepped = (
+        Vec<EquityPoint>,
+        Vec<(Option<usize>, Decimal)>,
+        Vec<(Decimal, Decimal)>,
+    );
+
+    /// Steps a scripted book rebalanced every five minutes; with `split`, its stepper is
+    /// saved (through JSON) after that many ticks and a new one restored from it steps on.
+    fn step_scripted(orders: &[Vec<Step>], split: Option<u64>) -> Stepped {
+        let mut spec =
+            PortfolioSpec::from_algos(&["a.py".into(), "b.py".into(), "c.py".into()]).unwrap();
+        spec.strategies[0].weight = Decimal::new(5, 1);
+        spec.strategies[1].weight = Decimal::new(3, 1);
+        spec.strategies[2].weight = Decimal::new(2, 1);
+        spec.rebalance = Some(super::super::config::Rebalance {
+            text: "*/5 * * * *".into(),
+            rule: super::super::config::rebalance_rule("*/5 * * * *").unwrap(),
+        });
+        let mut market = two_symbol_market(30);
+        let mut members = scripted_members(orders);
+        let mut rules = scripted_rules(&spec, &members);
+        let mut stepper = BookStepper::open(&market, &members, &rules);
+        stepper.initialize(&mut members, &rules).unwrap();
+        let mut clock = Clock::new(&market);
+        let mut tick = Tick {
+            time: 0,
+            symbols: Vec::new(),
+        };
+        let mut curve = Vec::new();
+        let mut moves = Vec::new();
+        while clock.next_into(&market, &mut tick) {
+            if split == Some(stepper.outcome.ticks) {
+                let id = |i: usize, o: crate::model::OrderId| Some(format!("{i}-{}", o.0));
+                let json = serde_json::to_string(&stepper.saved(&members, &market, id)).unwrap();
+                let saved: SavedBook = serde_json::from_str(&json).unwrap();
+                let ticks = stepper.outcome.ticks;
+                curve.append(&mut stepper.outcome.equity);
+                moves.extend(
+                    stepper
+                        .outcome
+                        .allocations
+                        .drain(members.len()..)
+                        .map(|r| (r.strategy, r.transfer)),
+                );
+                stepper = BookStepper::open(&market, &members, &rules);
+                let back = |_: usize, c: &str| {
+                    c.split_once('-')
+                        .map(|(_, n)| crate::model::OrderId(n.parse().unwrap()))
+                };
+                stepper.restore(saved, &mut members, &market, back).unwrap();
+                assert_eq!(stepper.crossings.is_empty(), ticks != 10, "tick {ticks}");
+                stepper.initialize(&mut members, &rules).unwrap();
+                stepper.outcome.ticks = ticks;
+            }
+            stepper
+                .step(&mut market, &mut members, &mut rules, &tick)
+                .unwrap();
+        }
+        curve.append(&mut stepper.outcome.equity);
+        moves.extend(
+            stepper
+                .outcome
+                .allocations
+                .drain(members.len()..)
+                .map(|r| (r.strategy, r.transfer)),
+        );
+        let ledgers = members
+            .iter()
+            .map(|m| {
+                let s = lock(&m.session);
+                (
+                    s.ledger.cash(),
+                    m.flow_adjusted_equity().last().unwrap().equity,
+                )
+            })
+            .collect();
+        (curve, moves, ledgers)
+    }
+
+    #[test]
+    fn a_saved_and_restored_stepper_steps_on_as_one_that_never_stopped() {
+        let orders = vec![
+            vec![
+                (2, 0, true, 100, 0),
+                (9, 0, false, 100, 0),
+                (16, 1, true, 30, 4),
+            ],
+            vec![(3, 1, false, 50, 0), (11, 1, true, 50, 2)],
+            // At tick 9 its buy crosses the first strategy's sell (at the next open).
+            vec![
+                (4, 0, true, 20, 1),
+                (9, 0, true, 40, 0),
+                (12, 0, true, 60, 0),
+                (20, 0, false, 80, 0),
+            ],
+        ];
+        let straight = step_scripted(&orders, None);
+        assert!(
+            straight.1.iter().any(|(_, t)| !t.is_zero()),
+            "cash moved at rebalances"
+        );
+        // At 10 the crossing found at tick 9 waits for its bar: saved and taken back.
+        for split in [1, 7, 10, 13, 22] {
+            assert_eq!(
+                step_scripted(&orders, Some(split)),
+                straight,
+                "split at tick {split}"
+            );
+        }
+        // A saved book of other strategies is refused.
+        let spec =
+            PortfolioSpec::from_algos(&["a.py".into(), "b.py".into(), "c.py".into()]).unwrap();
+        let mut members = scripted_members(&orders);
+        let rules = scripted_rules(&spec, &members);
+        let market = two_symbol_market(30);
+        let stepper = BookStepper::open(&market, &members, &rules);
+        let mut saved = stepper.saved(&members, &market, |_, _| None);
+        saved.strategies[1].id = "other".into();
+        let mut again = BookStepper::open(&market, &members, &rules);
+        let err = again
+            .restore(saved, &mut members, &market, |_, _| None)
+            .unwrap_err();
+        assert!(err.contains("s0, other, s2"), "{err}");
     }
 
     fn fill(symbol: u32, buy: bool, qty: u32, price: u32) -> Fill {

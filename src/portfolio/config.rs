@@ -184,6 +184,20 @@ impl PortfolioSpec {
         Ok(spec)
     }
 
+    /// What the book is, for results and the journal: the portfolio file, else the
+    /// algorithm files (`--algo` given several times).
+    pub fn source(&self) -> String {
+        match &self.file {
+            Some(file) => file.display().to_string(),
+            None => self
+                .strategies
+                .iter()
+                .map(|s| s.algo.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+
     /// `--algo a.py --algo b.py`: equal fixed weights, allocated once.
     pub fn from_algos(algos: &[PathBuf]) -> Result<Self, Error> {
         let mut strategies = Vec::new();
@@ -510,7 +524,7 @@ fn risk_limits(r: FileRisk, path: &Path) -> Result<super::risk::RiskLimits, Erro
 }
 
 /// `daily`, `weekly`, `monthly` or a five-field cron pattern, all in UTC.
-fn rebalance_rule(text: &str) -> Result<Rule, String> {
+pub(crate) fn rebalance_rule(text: &str) -> Result<Rule, String> {
     let pattern = match text {
         "daily" => "0 0 * * *",
         "weekly" => "0 0 * * 1",

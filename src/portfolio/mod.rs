@@ -10,5 +10,8 @@ pub mod results;
 pub mod risk;
 
 pub use allocator::{AllocationInput, Allocator};
-pub use book::{AllocationRow, BookOutcome, BookRules, Member, initial_capitals, run_book};
+pub use book::{
+    AllocationRow, BookOutcome, BookRules, BookStepper, Member, SavedBook, initial_capitals,
+    run_book,
+};
 pub use config::{PortfolioSpec, StrategySpec};

@@ -479,6 +479,21 @@ def test_halt_file_halts_persists_across_restarts_and_resets(tmp_path):
         (30, "final", "final")]
 
 
+def test_a_halt_file_there_at_the_start_refuses_the_first_order_too(tmp_path):
+    """The halt file is looked at before the first bar: a session started with it places
+    nothing (the first bar's order once went out before the first look)."""
+    data = generated(tmp_path / "S.csv", 10, seed=5)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "HALT").write_text("maintenance\n")
+    one = run_live(TRADER, data, "S", state, tmp_path / "out")
+    assert one.returncode == 0, one.stderr
+    assert "HALTED: halt_file breaker tripped" in one.stderr
+    statuses = [rows[-1]["status"] for rows in orders_by_id(one.orders()).values()]
+    assert statuses == ["rejected"] * 10
+    assert one.fills() == [] and query(state, "SELECT COUNT(*) FROM intents") == [(0,)]
+
+
 def ten_second_file(path: Path, rows: int = 30) -> Path:
     return generated(path, rows, seed=8, interval=timedelta(seconds=10))
 
@@ -885,10 +900,9 @@ def test_initialize_time_and_orders_match_the_backtest(tmp_path):
 # ---- 8. errors -------------------------------------------------------------------------------
 
 
-BOOK_REFUSED = [
-    "error: a live session hosts one algorithm: `rustybt live --portfolio` and `--algo` given twice "
-    "are not built yet",
-    "hint: run the book as a backtest with `rustybt run --portfolio FILE`",
+BOOK_ON_AN_EXCHANGE = [
+    "error: a live book trades on paper only: `--broker ccxt:binance` with `--portfolio`",
+    "hint: the fills of one exchange account would need allocating back to the strategies",
 ]
 
 
@@ -898,7 +912,7 @@ def one_minute_file(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "case", ["broker", "no_feed", "symbol", "timeframe", "portfolio", "two_algos", "portfolio_exchange"]
+    "case", ["broker", "no_feed", "symbol", "timeframe", "portfolio", "portfolio_exchange"]
 )
 def test_usage_errors_exit_2_before_touching_the_state(tmp_path, one_minute_file, case):
     state, out = tmp_path / "state", tmp_path / "out"
@@ -913,15 +927,14 @@ def test_usage_errors_exit_2_before_touching_the_state(tmp_path, one_minute_file
     argv = live_argv(TRADER, data, symbols, state, out, timeframe=timeframe)
     if case == "broker":
         argv[argv.index("paper")] = "nope"
-    # A book of strategies in a live session is not built yet: refused, paper or exchange.
+    # A book (tests/python/test_live_book.py) is checked against --symbols, and refused on an
+    # exchange broker.
     book_file = ROOT / "examples" / "portfolio" / "portfolio.toml"
     if case in ("portfolio", "portfolio_exchange"):
         at = argv.index("--algo")
         argv[at:at + 2] = ["--portfolio", str(book_file)]
     if case == "portfolio_exchange":
         argv[argv.index("paper")] = "ccxt:binance"
-    if case == "two_algos":
-        argv += ["--algo", str(SMA)]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=ENV, cwd=ROOT)
     result = Result(proc.returncode, proc.stdout, proc.stderr, out, state)
     assert result.returncode == 2, result.stderr
@@ -933,7 +946,9 @@ def test_usage_errors_exit_2_before_touching_the_state(tmp_path, one_minute_file
         "symbol": [f"error: the replay file `{data}` has no bars of `X`; it has: A, B"],
         "timeframe": [f"error: the replay file `{data}` has bars 1m apart for `E`, shorter than --timeframe 5m",
                       "hint: give --timeframe the file's bar duration (a replay does not resample)"],
-        "portfolio": BOOK_REFUSED, "two_algos": BOOK_REFUSED, "portfolio_exchange": BOOK_REFUSED,
+        "portfolio": ["error: strategy `trend`: symbol `SYNA` is not in --symbols",
+                      "hint: the session's symbols: E"],
+        "portfolio_exchange": BOOK_ON_AN_EXCHANGE,
     }[case]
     for text in expected:
         assert text in result.stderr

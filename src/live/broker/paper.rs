@@ -60,10 +60,10 @@ impl PaperBroker {
     /// bracket entry). The algorithm's saved `Order` handles re-bind to them by client id.
     fn restore_orders(
         &mut self,
-        state: &mut State,
+        saved: Vec<(String, String)>,
+        run_id: i64,
         session: &SharedSession,
     ) -> Result<usize, LiveError> {
-        let saved = std::mem::take(&mut state.paper_orders);
         let mut s = lock(session);
         let mut ids: HashMap<String, OrderId> = HashMap::new();
         let mut groups: HashMap<u64, u64> = HashMap::new();
@@ -103,22 +103,30 @@ impl PaperBroker {
                     status,
                     filled,
                     fills: 0,
-                    trade_prefix: format!("r{}-", state.run_id),
+                    trade_prefix: format!("r{run_id}-"),
                 },
             );
         }
         Ok(saved.len())
     }
-}
 
-impl Broker for PaperBroker {
-    /// Earlier sessions' fills into the ledger: the paper book continues where it stopped (the
-    /// algorithm sees each position's real cost), the trades they closed stay theirs.
-    fn open_book(&mut self, state: &mut State, session: &SharedSession) -> Result<News, LiveError> {
-        let fills = std::mem::take(&mut state.earlier_fills);
+    /// The paper book a session continues with: `initial` (genesis) cash, the journal's
+    /// `fills` replayed, `transferred` cash added (a book's rebalancing moved it between its
+    /// strategies), and the last checkpoint's open `orders` taken back.
+    pub fn open_ledger(
+        &mut self,
+        run_id: i64,
+        session: &SharedSession,
+        initial: Decimal,
+        fills: &[(String, String, FillRecord)],
+        transferred: Decimal,
+        orders: Vec<(String, String)>,
+    ) -> Result<News, LiveError> {
         let mut s = lock(session);
-        let initial = state.initial_cash.unwrap_or_else(|| s.ledger.cash());
-        s.ledger = restore_ledger(&s.market, initial, &fills)?;
+        s.ledger = restore_ledger(&s.market, initial, fills)?;
+        if !transferred.is_zero() {
+            s.ledger.adjust_cash(transferred)?;
+        }
         let mut news = News::default();
         if !fills.is_empty() {
             news.notices.push(format!(
@@ -128,7 +136,7 @@ impl Broker for PaperBroker {
             ));
         }
         drop(s);
-        match self.restore_orders(state, session)? {
+        match self.restore_orders(orders, run_id, session)? {
             0 => {}
             1 => news
                 .notices
@@ -138,6 +146,26 @@ impl Broker for PaperBroker {
             )),
         }
         Ok(news)
+    }
+}
+
+impl Broker for PaperBroker {
+    /// Earlier sessions' fills into the ledger: the paper book continues where it stopped (the
+    /// algorithm sees each position's real cost), the trades they closed stay theirs.
+    fn open_book(&mut self, state: &mut State, session: &SharedSession) -> Result<News, LiveError> {
+        let fills = std::mem::take(&mut state.earlier_fills);
+        let orders = std::mem::take(&mut state.paper_orders);
+        let initial = state
+            .initial_cash
+            .unwrap_or_else(|| lock(session).ledger.cash());
+        self.open_ledger(
+            state.run_id,
+            session,
+            initial,
+            &fills,
+            Decimal::ZERO,
+            orders,
+        )
     }
 
     fn unseeded(&self) -> &BTreeMap<String, Decimal> {

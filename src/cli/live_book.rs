@@ -1,0 +1,289 @@
+//! `rustybt live --portfolio FILE` (or `--algo a.py --algo b.py`): the wiring of a live book
+//! (the portfolio file, the feed, the strategies' sessions, the state folder); the session
+//! itself is `crate::live::book`, the book's step `crate::portfolio::BookStepper`. Paper only.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use pyo3::prelude::*;
+use rust_decimal::Decimal;
+
+use super::LiveArgs;
+use super::RunArgs;
+use super::doctor::start_python;
+use super::live::{
+    BrokerChoice, Common, FeedChoice, apply_market_rules, command_line, default_out_dir,
+    load_replay, open_exchange, session_feed,
+};
+use super::portfolio::{
+    Book, BookRun, allocator_of, build_book, code_dirs, read_spec, write_book_results,
+};
+use crate::config::RunSettings;
+use crate::data::BarSeries;
+use crate::engine::lock;
+use crate::error::{Error, ExitCode, report};
+use crate::live::book::LiveBook;
+use crate::live::lock::StateLock;
+use crate::live::recovery::{SessionStart, State};
+use crate::live::session::{End, SessionOptions};
+use crate::market::Market;
+use crate::pipeline::session_on;
+use crate::portfolio::{BookRules, initial_capitals};
+use crate::python::LogSink;
+
+pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, Error> {
+    if let Ok(BrokerChoice::Ccxt(id)) = super::live::parse_broker(&args.broker) {
+        return Err(Error::usage_with_hint(
+            format!(
+                "a live book trades on paper only: `--broker ccxt:{id}` with `--portfolio` (or \
+                 `--algo` given twice) is not built yet"
+            ),
+            "the fills of one exchange account would need allocating back to the strategies; \
+             use `--broker paper` (with `--feed ccxt:<id>` for the exchange's candles), or run \
+             one live session per strategy, each with its own --state",
+        ));
+    }
+    let refused = [
+        (args.class_name.is_some(), "--class"),
+        (!args.params.is_empty(), "--param"),
+        (args.api.is_some(), "--api"),
+    ];
+    if let Some((_, flag)) = refused.iter().find(|(set, _)| *set) {
+        return Err(Error::usage_with_hint(
+            format!("`{flag}` is not available for a live book"),
+            "give each strategy's class and parameters in the portfolio file (`class = \"...\"`, \
+             `params = { ... }`); the control API serves single-algorithm sessions only",
+        ));
+    }
+    let spec = read_spec(args.portfolio.as_deref(), &args.algos)?;
+    let Common {
+        broker: _,
+        feed_choice,
+        interval_ns,
+        feed_mode,
+        symbols,
+        live_settings,
+    } = Common::parse(&args)?;
+    for s in &spec.strategies {
+        if let Some(own) = &s.symbols {
+            if let Some(missing) = own.iter().find(|x| !symbols.contains(x)) {
+                return Err(Error::usage_with_hint(
+                    format!(
+                        "strategy `{}`: symbol `{missing}` is not in --symbols",
+                        s.id
+                    ),
+                    format!("the session's symbols: {}", symbols.join(", ")),
+                ));
+            }
+        }
+    }
+    let run_args = RunArgs {
+        algo: vec![spec.strategies[0].algo.clone()],
+        cash: args.cash.clone(),
+        out: args.out.clone(),
+        config: args.run_config.clone(),
+        quiet: args.quiet,
+        no_progress: true,
+        ..Default::default()
+    };
+    let mut settings = RunSettings::resolve(&run_args)?;
+    // The portfolio file's cash over the run config's; the `--cash` flag over both.
+    if args.cash.is_none()
+        && let Some(cash) = spec.cash
+    {
+        settings.cash = cash;
+    }
+    let out_dir = args.out.clone().unwrap_or_else(default_out_dir);
+    settings.out = Some(out_dir.clone());
+    let replay = match &feed_choice {
+        FeedChoice::Replay(path) => Some((path.clone(), load_replay(path, &symbols, interval_ns)?)),
+        FeedChoice::Ccxt(_) => None,
+    };
+    let state_lock = StateLock::acquire(&live_settings.state_dir, &command_line())?;
+    if let Some(stale) = &state_lock.stale {
+        errln!(
+            "note: the state folder's lock was left by {stale}, which no longer runs (killed or \
+             crashed); taking it over"
+        );
+    }
+    let source = match &feed_choice {
+        FeedChoice::Replay(path) => path.display().to_string(),
+        FeedChoice::Ccxt(id) => format!("ccxt:{id}"),
+    };
+    let (code_dirs, portfolio_dir) = code_dirs(&spec);
+    start_python(explicit_python, &code_dirs)?;
+    Python::attach(|py| {
+        let (exchange, cash_currency) = open_exchange(
+            py,
+            &feed_choice,
+            &args,
+            &live_settings,
+            &symbols,
+            true,
+            &mut settings,
+        )?;
+        let sink = Arc::new(LogSink {
+            echo: !settings.quiet,
+            echo_level: settings.log_level,
+            ..Default::default()
+        });
+        let empty = |names: &[String]| -> Vec<BarSeries> {
+            names
+                .iter()
+                .map(|s| BarSeries::empty(s.clone(), source.clone()))
+                .collect()
+        };
+        let market_error = |e: crate::market::MarketError| Error::Market(e.to_string());
+        let mut market = Market::live(empty(&symbols), interval_ns).map_err(market_error)?;
+        let weights: Vec<Decimal> = spec.strategies.iter().map(|s| s.weight).collect();
+        let capitals = initial_capitals(settings.cash, &weights, settings.currency.decimals);
+        let Book {
+            mut members,
+            mut parts,
+            cross,
+        } = build_book(
+            py,
+            &spec,
+            &settings,
+            &symbols,
+            &capitals,
+            &sink,
+            &mut |own, universe| {
+                let market = Market::live(empty(universe), interval_ns).map_err(market_error)?;
+                let session = session_on(own, market)?;
+                if let Some(exchange) = &exchange {
+                    apply_market_rules(&session, &exchange.rules);
+                }
+                Ok(session)
+            },
+        )?;
+        let mut rules = BookRules {
+            spec: &spec,
+            allocator: allocator_of(py, &spec, &portfolio_dir)?,
+            money_dp: settings.currency.decimals,
+            cross_section: Some(cross),
+        };
+        let ids: Vec<String> = spec.strategies.iter().map(|s| s.id.clone()).collect();
+        let mut state = State::open(
+            &live_settings,
+            SessionStart {
+                algorithm: spec.source(),
+                broker: &args.broker,
+                paper: true,
+                symbols: &symbols,
+                timeframe: &args.timeframe,
+                cash_currency: &cash_currency,
+                initial_cash: settings.cash,
+                reset_breaker: args.reset_breaker,
+                secrets: exchange
+                    .as_ref()
+                    .map(|e| e.secrets.clone())
+                    .unwrap_or_default(),
+                audit_tap: None,
+                strategies: Some(&ids),
+            },
+        )?;
+        // A book restarts from its genesis capitals: the journal's initial cash.
+        if let Some(initial) = state.initial_cash
+            && initial != settings.cash
+        {
+            let capitals = initial_capitals(initial, &weights, settings.currency.decimals);
+            for (m, capital) in members.iter_mut().zip(capitals) {
+                m.initial_capital = capital;
+            }
+            settings.cash = initial;
+        }
+        let feed = session_feed(
+            replay,
+            exchange.as_ref(),
+            &args,
+            feed_mode,
+            &symbols,
+            interval_ns,
+            &mut state,
+        )?;
+        let options = SessionOptions {
+            max_bars: args.max_bars,
+            wall_clock: exchange.is_some(),
+            status_line: live_settings.status_line,
+        };
+        errln!(
+            "live book: {} strategies ({}) on {source}, paper",
+            members.len(),
+            ids.join(", ")
+        );
+        let started = Instant::now();
+        let (book, end, start_equity) = {
+            let mut live = LiveBook::new(
+                &mut market,
+                &mut members,
+                &mut rules,
+                &mut state,
+                feed,
+                sink.clone(),
+                options,
+            );
+            let (book, end) = live.run();
+            live.status.clear();
+            (book, end, live.start_equity())
+        };
+        let wall_seconds = started.elapsed().as_secs_f64();
+        let storage_failed = matches!(&end, End::Live(e) if e.storage().is_some());
+        let reason = end.reason();
+        if !storage_failed {
+            state.finish(&reason)?;
+        }
+        // The results are this session's: each strategy measured from its equity at the start.
+        for ((own, _, _), start) in parts.iter_mut().zip(&start_equity) {
+            own.cash = *start;
+        }
+        if !start_equity.is_empty() {
+            settings.cash = start_equity.iter().copied().sum::<Decimal>();
+        }
+        write_book_results(
+            py,
+            BookRun {
+                spec: &spec,
+                settings: &settings,
+                parts: &parts,
+                files: vec![source.clone()],
+                out_dir: out_dir.clone(),
+                wall_seconds,
+                paced: true,
+                sink: &sink,
+                names: &symbols,
+                market: &market,
+            },
+            &mut members,
+            &book,
+        )?;
+        let orders: usize = members
+            .iter()
+            .map(|m| lock(&m.session).orders.all().len())
+            .sum();
+        errln!(
+            "live book ended ({reason}); {} bars, {orders} orders; journal {}, results in {}",
+            book.bars,
+            state.journal_path.display(),
+            out_dir.display()
+        );
+        drop(state_lock);
+        Ok(match end {
+            End::FeedDone | End::MaxBars | End::Signal => ExitCode::Success,
+            End::Failed(e) => {
+                report(&Error::Algorithm(e));
+                ExitCode::Algorithm
+            }
+            End::Engine(message) => {
+                report(&Error::Internal(message));
+                ExitCode::Internal
+            }
+            End::Live(error) => {
+                let error = error.to_error(&state.journal_path);
+                report(&error);
+                error.exit_code()
+            }
+        })
+    })
+}

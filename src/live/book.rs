@@ -1,0 +1,746 @@
+//! A live book (`rustybt live --portfolio FILE --broker paper`): the strategies of a portfolio
+//! file on one feed, each in its own session (sub-ledger, order book) over its universe,
+//! stepped by the backtest book's own [`BookStepper`], so a paper replay of a book trades
+//! exactly as `rustybt run --portfolio` does.
+//!
+//! The loop is the single-algorithm session's (`super::session`) with a book where that has
+//! one algorithm: every bar is appended to the book's market and to each strategy's, the
+//! stepper runs the close time, then each strategy's new orders are journaled with its id and
+//! handed to its own [`PaperBroker`]. A checkpoint holds, in one transaction, the account's
+//! book, each strategy's book, algorithm state and open paper orders, and the book's own state
+//! (rebalancing, units, limits: [`SavedBook`]); a restart rebuilds each strategy's ledger from
+//! its genesis capital, its journaled fills and the cash rebalancing moved to it.
+//! Exchange brokers are refused: fills from one exchange account would need allocating back
+//! to the strategies.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rust_decimal::Decimal;
+
+use super::breakers::Trip;
+use super::broker::Broker;
+use super::broker::paper::PaperBroker;
+use super::error::LiveError;
+use super::feed::{Batch, Feed, Poll};
+use super::journal::{Book, CheckpointPart};
+use super::recovery::{State, engine_book};
+use super::session::{
+    End, Halt, LiveStrategy, LoopStats, SessionOptions, announce_halt, audit_new_lines, bar_texts,
+    halt_file_due, journal_and_send, new_orders, refuse_order, report_restore, report_warm_up,
+    take_saved_state, traded_before,
+};
+use super::status::StatusLine;
+use super::wall_ns;
+use crate::above_status;
+use crate::engine::{Stop, lock};
+use crate::market::{Market, Tick};
+use crate::model::{OrderId, OrderStatus, SymbolId, TimestampNs, format_timestamp};
+use crate::portfolio::{BookOutcome, BookRules, BookStepper, Member, SavedBook};
+use crate::python::LogSink;
+
+/// Longest time between two journal checkpoints (as a single-algorithm paper session).
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Longest wait between two looks at signals and the halt file.
+const IDLE_SLICE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// One strategy's side of the session: its paper broker and the orders it journaled.
+#[derive(Default)]
+struct Seat {
+    broker: PaperBroker,
+    /// Orders of the strategy's order book already looked at (the book only appends).
+    seen: usize,
+    client_ids: HashMap<OrderId, String>,
+    /// Orders (with client ids) its state saver has not been told about yet.
+    unsaved_ids: Vec<(OrderId, String)>,
+    skipped_warned: bool,
+}
+
+impl Seat {
+    /// Every order of the strategy known by client id: placed now, or taken back.
+    fn all_client_ids(&self) -> HashMap<OrderId, String> {
+        let mut ids = self.client_ids.clone();
+        for (client_id, id) in self.broker.client_ids() {
+            ids.insert(id, client_id);
+        }
+        ids
+    }
+}
+
+pub struct LiveBook<'a, 'r, S: LiveStrategy> {
+    /// Every symbol of the book (the account's benchmark and the shared cross-section read it).
+    market: &'a mut Market,
+    members: &'a mut [Member<S>],
+    rules: &'a mut BookRules<'r>,
+    stepper: Option<BookStepper>,
+    seats: Vec<Seat>,
+    state: &'a mut State,
+    feed: Box<dyn Feed + 'a>,
+    sink: Arc<LogSink>,
+    pub status: StatusLine,
+    options: SessionOptions,
+    stats: LoopStats,
+    last_checkpoint: Instant,
+    last_halt_check: Option<Instant>,
+    last_close: Option<TimestampNs>,
+    logged_lines: usize,
+    /// A signal arrived inside user code the loop called outside a hook (`__getstate__`).
+    interrupted: bool,
+    commit_soon: bool,
+    /// Each strategy's cash when this session started, plus its carried positions priced so
+    /// far (see [`LiveBook::start_equity`]).
+    start_equity: Vec<Decimal>,
+    /// Per strategy: positions carried from earlier sessions not priced yet (by its own id).
+    unpriced: Vec<HashMap<SymbolId, Decimal>>,
+    /// Bar times of the feed skipped at the start (an earlier session traded them).
+    skipped: usize,
+}
+
+impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        market: &'a mut Market,
+        members: &'a mut [Member<S>],
+        rules: &'a mut BookRules<'r>,
+        state: &'a mut State,
+        feed: Box<dyn Feed + 'a>,
+        sink: Arc<LogSink>,
+        options: SessionOptions,
+    ) -> Self {
+        let seats = members.iter().map(|_| Seat::default()).collect();
+        LiveBook {
+            market,
+            members,
+            rules,
+            stepper: None,
+            seats,
+            state,
+            feed,
+            sink,
+            status: StatusLine::new(options.status_line),
+            options,
+            stats: LoopStats::default(),
+            last_checkpoint: Instant::now(),
+            last_halt_check: None,
+            last_close: None,
+            logged_lines: 0,
+            interrupted: false,
+            commit_soon: false,
+            start_equity: Vec::new(),
+            unpriced: Vec::new(),
+            skipped: 0,
+        }
+    }
+
+    /// The equity each strategy started this session with: its cash, plus each position
+    /// carried from earlier sessions at the open of its first bar in this session (as a
+    /// single-algorithm session values them); one that never had a bar adds what the ledger
+    /// values it at now, so nothing. A first session's is its capital.
+    pub fn start_equity(&self) -> Vec<Decimal> {
+        self.members
+            .iter()
+            .zip(&self.start_equity)
+            .zip(&self.unpriced)
+            .map(|((m, start), unpriced)| {
+                let s = lock(&m.session);
+                unpriced
+                    .keys()
+                    .filter_map(|id| s.ledger.position(*id).and_then(|p| p.market_value()))
+                    .fold(*start, |total, value| total + value)
+            })
+            .collect()
+    }
+
+    /// Runs the book to its end: each strategy's book restored from the journal, the feed's
+    /// bars stepped, then the wrap-up (`on_stop`, open orders cancelled, a last checkpoint).
+    /// Returns the book's outcome (each strategy's is in its [`Member`]) and how it ended.
+    pub fn run(&mut self) -> (BookOutcome, End) {
+        if let Err(e) = self.open_books() {
+            let stepper = self.stepper.take();
+            return (stepper.map(|s| s.outcome).unwrap_or_default(), End::Live(e));
+        }
+        let end: End = match self.drive() {
+            Ok(end) => end,
+            Err(halt) => halt.into(),
+        };
+        let stepper = self
+            .stepper
+            .as_mut()
+            .expect("invariant: opened by open_books");
+        stepper.outcome.stop = match &end {
+            End::Failed(e) => Some(Stop::Failed(e.clone())),
+            End::Engine(message) => Some(Stop::Engine(message.clone())),
+            End::Live(error) => Some(Stop::Engine(error.to_string())),
+            _ => None,
+        };
+        // `on_stop` for the strategies still running (unless the book failed), then every
+        // open order is cancelled, as a single paper session's are.
+        let outcome = stepper.finish_with(self.members, "the paper session ended");
+        let storage_failed = matches!(&end, End::Live(e) if e.storage().is_some());
+        if !storage_failed {
+            let saved = self
+                .sync_all(false)
+                .and_then(|_| self.checkpoint(self.last_close, Some(&outcome)));
+            if let Err(e) = saved {
+                above_status!("error: the final checkpoint failed: {e}");
+            }
+        }
+        let journal = &mut self.state.journal;
+        let ungrouped = match storage_failed {
+            true => journal
+                .rollback_group()
+                .and_then(|_| journal.set_grouped(false)),
+            false => journal.set_grouped(false),
+        };
+        if let Err(e) = ungrouped {
+            above_status!("error: the journal's last writes: {e}");
+        }
+        self.audit_log_lines();
+        (outcome, end)
+    }
+
+    /// Each strategy's ledger from its capital, its journaled fills and the cash rebalancing
+    /// moved to it; its open paper orders taken back; the book's own state restored.
+    fn open_books(&mut self) -> Result<(), LiveError> {
+        let saved: Option<SavedBook> = match self.state.book_state.take() {
+            Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
+                super::journal::JournalError::Corrupt(format!("the saved book state: {e}"))
+            })?),
+            None => None,
+        };
+        if let Some(after) = self.state.resume_after {
+            // Without waiting: a paced replay would otherwise sit through the traded bars.
+            self.skipped = self.feed.skip_through(after);
+        }
+        // `ctx.time` in `initialize` (and the initial allocation's time): the open of the
+        // first bar to come (a replay), or now.
+        let first = self.feed.first_open().unwrap_or_else(wall_ns);
+        for m in self.members.iter() {
+            lock(&m.session).now = first;
+        }
+        let mut stepper = BookStepper::open(self.market, self.members, self.rules);
+        let transferred = saved
+            .as_ref()
+            .map(|s| s.transferred.clone())
+            .unwrap_or_else(|| vec![Decimal::ZERO; self.members.len()]);
+        for (i, m) in self.members.iter().enumerate() {
+            let fills = self.state.journal.fills_of(Some(&m.id))?;
+            let orders = self.state.strategy_orders.remove(&m.id).unwrap_or_default();
+            let news = self.seats[i].broker.open_ledger(
+                self.state.run_id,
+                &m.session,
+                m.initial_capital,
+                &fills,
+                transferred.get(i).copied().unwrap_or_default(),
+                orders,
+            )?;
+            for notice in news.notices {
+                above_status!("strategy `{}`: {notice}", m.id);
+            }
+            self.seats[i].seen = lock(&m.session).orders.all().len();
+        }
+        if let Some(saved) = saved {
+            let seats = &self.seats;
+            stepper
+                .restore(saved, self.members, self.market, |i, client_id| {
+                    seats[i]
+                        .broker
+                        .client_ids()
+                        .into_iter()
+                        .find(|(c, _)| c == client_id)
+                        .map(|(_, id)| id)
+                })
+                .map_err(|e| {
+                    super::journal::JournalError::Corrupt(format!("the saved book: {e}"))
+                })?;
+            for m in self.members.iter() {
+                if let Some((time, reason)) = &m.stopped {
+                    above_status!(
+                        "strategy `{}` stopped at {} in an earlier session and stays stopped: {}",
+                        m.id,
+                        format_timestamp(*time),
+                        reason.lines().next().unwrap_or_default()
+                    );
+                }
+            }
+        }
+        self.start_equity.clear();
+        self.unpriced.clear();
+        for m in self.members.iter() {
+            let s = lock(&m.session);
+            self.start_equity.push(s.ledger.cash());
+            let carried = s
+                .ledger
+                .open_symbols()
+                .iter()
+                .filter_map(|&id| s.ledger.position(id).map(|p| (id, p.quantity)))
+                .filter(|(_, q)| !q.is_zero())
+                .collect();
+            self.unpriced.push(carried);
+        }
+        self.stepper = Some(stepper);
+        self.state.journal.set_grouped(true)?;
+        self.state.breakers.defer_writes();
+        if let Some(trip) = self.state.breakers.state().tripped {
+            self.halt(&trip, false);
+        }
+        // A halt file already there halts the book before its first order.
+        self.check_halt_file(true);
+        Ok(())
+    }
+
+    fn stepper(&mut self) -> &mut BookStepper {
+        self.stepper
+            .as_mut()
+            .expect("invariant: opened by open_books")
+    }
+
+    fn drive(&mut self) -> Result<End, Halt> {
+        let mut skipped = std::mem::take(&mut self.skipped);
+        {
+            let stepper = self.stepper.as_mut().expect("invariant: opened");
+            stepper.initialize(self.members, self.rules)?;
+        }
+        self.warm_up()?;
+        self.restore_algo_states();
+        self.sync_all(true)?;
+        let mut tick = Tick {
+            time: 0,
+            symbols: Vec::new(),
+        };
+        loop {
+            let polled = self.feed.poll().map_err(LiveError::Feed)?;
+            for notice in self.feed.take_notices() {
+                above_status!("{notice}");
+                let _ = self.state.audit.log(wall_ns(), "warning", &notice);
+            }
+            let batch = match polled {
+                Poll::End => return Ok(End::FeedDone),
+                Poll::Wait(wait) => {
+                    if self.state.journal.group_open() {
+                        self.checkpoint(self.last_close, None)?;
+                    }
+                    self.idle(wait.min(IDLE_SLICE))?;
+                    self.check_halt_file(true);
+                    // On an exchange feed, scheduled callbacks fire at their wall-clock time.
+                    if self.options.wall_clock {
+                        let now = wall_ns();
+                        for i in BookStepper::running(self.members).collect::<Vec<_>>() {
+                            self.members[i].strategy.run_schedules_at(now)?;
+                        }
+                        self.sync_all(true)?;
+                    }
+                    continue;
+                }
+                Poll::Ready(batch) => batch,
+            };
+            if traded_before(self.state.resume_after, batch.close_time, &mut skipped) {
+                continue;
+            }
+            if std::mem::take(&mut self.interrupted) {
+                return Err(Stop::Interrupted.into());
+            }
+            self.append(&batch)?;
+            self.price_carried(&batch)?;
+            tick.time = batch.close_time;
+            tick.symbols.clear();
+            tick.symbols
+                .extend(batch.bars.iter().map(|bar| SymbolId(bar.symbol as u32)));
+            // In symbol order, as the backtest's clock gives them.
+            tick.symbols.sort_unstable();
+            self.last_close = Some(batch.close_time);
+            {
+                let stepper = self.stepper.as_mut().expect("invariant: opened");
+                stepper.step(self.market, self.members, self.rules, &tick)?;
+            }
+            self.sync_all(false)?;
+            self.after_bar(batch.close_time)?;
+            if std::mem::take(&mut self.interrupted) {
+                return Err(Stop::Interrupted.into());
+            }
+            self.check_interrupt()?;
+            for i in BookStepper::running(self.members).collect::<Vec<_>>() {
+                self.members[i].strategy.between_ticks()?;
+            }
+            let bars = self.stepper().outcome.bars;
+            if self.options.max_bars.is_some_and(|max| bars >= max) {
+                return Ok(End::MaxBars);
+            }
+        }
+    }
+
+    /// Waits through the first running strategy (it releases the interpreter meanwhile),
+    /// then looks for a signal.
+    fn idle(&mut self, wait: std::time::Duration) -> Result<(), Stop> {
+        match self.members.iter_mut().find(|m| m.stopped.is_none()) {
+            Some(m) => m.strategy.idle(wait)?,
+            None => std::thread::sleep(wait),
+        }
+        self.check_interrupt()
+    }
+
+    fn check_interrupt(&mut self) -> Result<(), Stop> {
+        match self.members.iter_mut().find(|m| m.stopped.is_none()) {
+            Some(m) => m.strategy.check_interrupt(),
+            None => Ok(()),
+        }
+    }
+
+    /// The batch's bars into the book's market and into the market of each strategy whose
+    /// universe has the symbol.
+    fn append(&mut self, batch: &Batch) -> Result<(), LiveError> {
+        let describe = |e: String| LiveError::Feed(format!("{}: {e}", self.feed.describe()));
+        for bar in &batch.bars {
+            let id = SymbolId(bar.symbol as u32);
+            let texts = bar_texts(bar);
+            self.market
+                .append_bar(id, bar.open_time, texts)
+                .map_err(describe)?;
+            for m in self.members.iter() {
+                if let Some(local) = m.local[id.index()] {
+                    lock(&m.session)
+                        .market
+                        .append_bar(local, bar.open_time, texts)
+                        .map_err(describe)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A carried position enters its strategy's start equity at the open of its first bar in
+    /// this session (see [`LiveBook::start_equity`]).
+    fn price_carried(&mut self, batch: &Batch) -> Result<(), LiveError> {
+        for bar in &batch.bars {
+            for (i, m) in self.members.iter().enumerate() {
+                let Some(local) = m.local[bar.symbol] else {
+                    continue;
+                };
+                let Some(quantity) = self.unpriced[i].remove(&local) else {
+                    continue;
+                };
+                let open: Decimal = bar.texts[0]
+                    .parse()
+                    .map_err(|e| LiveError::Feed(format!("price `{}`: {e}", bar.texts[0])))?;
+                self.start_equity[i] = quantity
+                    .checked_mul(open)
+                    .and_then(|value| self.start_equity[i].checked_add(value))
+                    .ok_or_else(|| {
+                        LiveError::Feed("decimal overflow while pricing a carried position".into())
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Before the first live bar: the history the strategies need (the most any declares,
+    /// else what their indicators need) into every market, the indicators, the higher
+    /// timeframes and the shared cross-section, without trading on it.
+    fn warm_up(&mut self) -> Result<(), Halt> {
+        let mut wanted = 0;
+        let mut needed = 0;
+        for m in self.members.iter() {
+            let declared = m.strategy.declared_warmup().map_err(LiveError::Settings)?;
+            let own = {
+                let s = lock(&m.session);
+                s.indicators
+                    .bars_needed(&s.aggregations, s.market.interval_ns(SymbolId(0)))
+            };
+            wanted = wanted.max(declared.unwrap_or(own));
+            needed = needed.max(own);
+        }
+        if wanted == 0 {
+            return Ok(());
+        }
+        let history = self.feed.history(wanted).map_err(LiveError::Feed)?;
+        let mut counts = vec![0usize; self.market.symbol_count()];
+        for batch in &history.batches {
+            self.append(batch)?;
+            let symbols: Vec<SymbolId> = batch
+                .bars
+                .iter()
+                .map(|bar| SymbolId(bar.symbol as u32))
+                .collect();
+            for m in self.members.iter() {
+                let local: Vec<SymbolId> =
+                    symbols.iter().filter_map(|g| m.local[g.index()]).collect();
+                if !local.is_empty() {
+                    crate::engine::warm_up(&mut lock(&m.session), batch.close_time, &local);
+                }
+            }
+            for &symbol in &symbols {
+                counts[symbol.index()] += 1;
+                if let Some(cross) = &self.rules.cross_section {
+                    cross.on_bar(
+                        symbol,
+                        self.market.series(symbol),
+                        self.market.closed_count(symbol),
+                    );
+                }
+                self.market.close_next_bar(symbol);
+            }
+        }
+        for m in self.members.iter_mut() {
+            m.strategy.update_indicators()?;
+        }
+        report_warm_up(&mut self.state.audit, &history, &counts, wanted, needed);
+        Ok(())
+    }
+
+    /// Each strategy's saved state back, its `Order` handles re-bound to its own orders.
+    fn restore_algo_states(&mut self) {
+        for (i, m) in self.members.iter_mut().enumerate() {
+            let Some(saved) = self.state.strategy_states.remove(&m.id) else {
+                continue;
+            };
+            let live: HashMap<String, OrderId> = self.seats[i]
+                .all_client_ids()
+                .into_iter()
+                .map(|(id, client_id)| (client_id, id))
+                .collect();
+            let done = m.strategy.restore_state(&saved, &live, &self.state.journal);
+            report_restore(&saved, done, &format!("strategy `{}`: ", m.id));
+        }
+    }
+
+    /// Every strategy's new orders journaled (with its id) and sent to its broker, then what
+    /// the step did to its orders (`stepped`: the last close time's fills, else none).
+    fn sync_all(&mut self, quiet: bool) -> Result<bool, LiveError> {
+        let mut active = false;
+        for i in 0..self.members.len() {
+            let fills = match (quiet, &self.stepper) {
+                (false, Some(stepper)) => stepper.fills_of(i).to_vec(),
+                _ => Vec::new(),
+            };
+            active |= self.sync_member(i, &fills)?;
+        }
+        Ok(active)
+    }
+
+    fn sync_member(&mut self, i: usize, fills: &[crate::model::Fill]) -> Result<bool, LiveError> {
+        let m = &self.members[i];
+        let seat = &mut self.seats[i];
+        let (new, now) = new_orders(&m.session, &mut seat.seen);
+        let active = !new.is_empty() || !fills.is_empty();
+        let wall = wall_ns();
+        let mut halted: Option<Trip> = None;
+        for (order, symbol, last_close) in new {
+            if order.status == OrderStatus::Rejected {
+                let reason = order.reason.clone().unwrap_or_default();
+                let _ = self.state.audit.log(
+                    wall,
+                    "warning",
+                    &format!(
+                        "strategy `{}`: order {} rejected: {reason}",
+                        m.id, order.id.0
+                    ),
+                );
+                continue;
+            }
+            if !order.status.is_open() {
+                continue; // placed and cancelled within one hook: nothing to send
+            }
+            if let Err(error) = self.state.breakers.on_order(now) {
+                let who = format!("strategy `{}`: ", m.id);
+                halted =
+                    refuse_order(self.state, &m.session, order.id, &error, now, &who).or(halted);
+                continue;
+            }
+            let client_id = journal_and_send(
+                self.state,
+                &mut seat.broker,
+                &m.session,
+                &order,
+                &symbol,
+                last_close,
+                Some(&m.id),
+                None,
+                &mut self.stats,
+            )?;
+            seat.client_ids.insert(order.id, client_id.clone());
+            seat.unsaved_ids.push((order.id, client_id));
+        }
+        let stepped = seat.broker.after_step(self.state, &m.session, fills)?;
+        if let Some(trip) = halted {
+            self.halt(&trip, true);
+        }
+        Ok(active || stepped)
+    }
+
+    /// After each bar: breakers on the account's equity and the halt file, the checkpoint,
+    /// log lines to the audit log, the status line.
+    fn after_bar(&mut self, close_time: TimestampNs) -> Result<(), LiveError> {
+        let equity = self
+            .stepper()
+            .outcome
+            .equity
+            .last()
+            .map(|p| p.equity)
+            .unwrap_or_default();
+        if let Some(trip) = self.state.breakers.on_equity(close_time, equity)? {
+            self.halt(&trip, true);
+        }
+        self.check_halt_file(false);
+        if std::mem::take(&mut self.commit_soon)
+            || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
+        {
+            self.checkpoint(Some(close_time), None)?;
+        }
+        self.audit_log_lines();
+        if self.status.enabled() {
+            let line = self.status_text(equity);
+            self.status.set(line);
+        }
+        Ok(())
+    }
+
+    /// One transaction: the account's book, each strategy's book, algorithm state and open
+    /// paper orders, the book's own state and the feed mark. `ended`: the book's outcome
+    /// once the stepper has finished.
+    fn checkpoint(
+        &mut self,
+        close_time: Option<TimestampNs>,
+        ended: Option<&BookOutcome>,
+    ) -> Result<(), LiveError> {
+        let currency = self.state.cash_currency.clone();
+        let mut books = Vec::with_capacity(self.members.len());
+        let mut states = Vec::with_capacity(self.members.len());
+        let mut orders = Vec::with_capacity(self.members.len());
+        for (i, m) in self.members.iter_mut().enumerate() {
+            books.push(engine_book(&currency, &m.session));
+            orders.push(self.seats[i].broker.open_orders_to_save(&m.session)?);
+            let ids = std::mem::take(&mut self.seats[i].unsaved_ids);
+            let saved = m.strategy.save_state(&ids);
+            states.push(take_saved_state(
+                saved,
+                &mut self.seats[i].skipped_warned,
+                &mut self.interrupted,
+                &format!("strategy `{}`: ", m.id),
+            ));
+        }
+        let (saved_book, reserve) = {
+            let seats = &self.seats;
+            let stepper = self
+                .stepper
+                .as_ref()
+                .expect("invariant: the stepper lives until the final checkpoint");
+            let mut saved = stepper.saved(self.members, self.market, |i, id| {
+                seats[i].all_client_ids().get(&id).cloned()
+            });
+            if let Some(ended) = ended {
+                saved.halted = ended.halted.clone();
+            }
+            let reserve = saved.reserve;
+            (saved, reserve)
+        };
+        let account = account_book(&currency, &books, reserve);
+        let json = serde_json::to_string(&saved_book).map_err(|e| {
+            super::journal::JournalError::Corrupt(format!("cannot serialize the book state: {e}"))
+        })?;
+        let mut parts = vec![CheckpointPart {
+            strategy: None,
+            book: &account,
+            algo_state: None,
+            paper_orders: None,
+        }];
+        for (k, m) in self.members.iter().enumerate() {
+            parts.push(CheckpointPart {
+                strategy: Some(&m.id),
+                book: &books[k],
+                algo_state: states[k]
+                    .as_ref()
+                    .map(|s| (s.format.as_str(), s.data.as_slice())),
+                paper_orders: orders[k].as_deref(),
+            });
+        }
+        for write in self.state.breakers.take_writes() {
+            write.apply(&mut self.state.journal)?;
+        }
+        self.state
+            .journal
+            .record_checkpoint_of(wall_ns(), close_time, &parts, Some(&json))?;
+        self.state.journal.commit_group()?;
+        self.last_checkpoint = Instant::now();
+        self.commit_soon = false;
+        Ok(())
+    }
+
+    fn check_halt_file(&mut self, always: bool) {
+        if !halt_file_due(&mut self.last_halt_check, always) {
+            return;
+        }
+        let now = self
+            .members
+            .first()
+            .map(|m| lock(&m.session).now)
+            .unwrap_or_else(wall_ns);
+        match self.state.breakers.check_halt_file(now) {
+            Ok(Some(trip)) => self.halt(&trip, true),
+            Ok(None) => {}
+            Err(e) => above_status!("warning: {e}"),
+        }
+    }
+
+    /// Every strategy refuses new orders from now on; said once per trip.
+    fn halt(&mut self, trip: &Trip, new: bool) {
+        let message = trip.to_string();
+        let mut changed = false;
+        for m in self.members.iter() {
+            let mut s = lock(&m.session);
+            if s.halted.as_deref() != Some(message.as_str()) {
+                s.halted = Some(message.clone());
+                changed = true;
+            }
+        }
+        if !changed {
+            return;
+        }
+        self.commit_soon = true;
+        announce_halt(&mut self.state.audit, trip, new);
+    }
+
+    fn audit_log_lines(&mut self) {
+        audit_new_lines(&self.sink, &mut self.logged_lines, &mut self.state.audit);
+    }
+
+    /// Time, the account's equity, each strategy's, open orders, breakers.
+    fn status_text(&self, equity: Decimal) -> String {
+        let mut open = 0;
+        let mut each = Vec::with_capacity(self.members.len());
+        let mut time = 0;
+        for m in self.members.iter() {
+            let s = lock(&m.session);
+            open += s.orders.all().iter().filter(|o| o.status.is_open()).count();
+            time = time.max(s.now);
+            let own = s.ledger.equity().unwrap_or_default();
+            each.push(format!("{} {}", m.id, own.round_dp(2)));
+        }
+        let breaker = match self.state.breakers.state().tripped {
+            Some(trip) => format!("HALTED ({})", trip.kind.as_str()),
+            None => "breakers ok".into(),
+        };
+        format!(
+            "{} | equity {} ({}) | open orders {open} | {breaker}",
+            format_timestamp(time),
+            equity.round_dp(2),
+            each.join(", ")
+        )
+    }
+}
+
+/// The account's book: the strategies' cash, the book's reserve and their positions, summed.
+fn account_book(currency: &str, books: &[Book], reserve: Decimal) -> Book {
+    let mut account = Book::new(currency, reserve);
+    let mut positions: BTreeMap<String, Decimal> = BTreeMap::new();
+    for book in books {
+        account.cash += book.cash;
+        for (symbol, quantity) in &book.positions {
+            *positions.entry(symbol.clone()).or_default() += quantity;
+        }
+    }
+    positions.retain(|_, q| !q.is_zero());
+    account.positions = positions;
+    account
+}
