@@ -136,23 +136,13 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             _ => {}
         }
     }
-    let replay = match &feed_choice {
-        FeedChoice::Replay(path) => Some((path.clone(), load_replay(path, &symbols, interval_ns)?)),
-        FeedChoice::Ccxt(_) => None,
-    };
-    // One session per state folder, held until this function returns: refused at once (before
-    // Python starts) when another session holds it; a lock left by a killed one is taken over.
-    let state_lock = StateLock::acquire(&live_settings.state_dir, &command_line())?;
-    if let Some(stale) = &state_lock.stale {
-        errln!(
-            "note: the state folder's lock was left by {stale}, which no longer runs (killed or \
-             crashed); taking it over"
-        );
-    }
-    let source = match &feed_choice {
-        FeedChoice::Replay(path) => path.display().to_string(),
-        FeedChoice::Ccxt(id) => format!("ccxt:{id}"),
-    };
+    // The lock is held until this function returns.
+    let (replay, _state_lock, source) = open_feed_and_state(
+        &feed_choice,
+        &symbols,
+        interval_ns,
+        &live_settings.state_dir,
+    )?;
     let paper = matches!(broker, BrokerChoice::Paper);
     // The API listens from here on (/health answers while Python and the exchange start).
     let (api, api_link) = match &args.api {
@@ -792,6 +782,37 @@ pub(super) fn default_out_dir() -> PathBuf {
 
 /// The replay file's bars of `symbols`, in that order. The file's bars must be `interval_ns`
 /// apart (a replay does not resample).
+/// A replay file and its bars.
+pub(super) type ReplayBars = Option<(PathBuf, Vec<BarSeries>)>;
+
+/// A replay's bars (read before the state folder is touched), the state folder's lock, and
+/// the feed's name for the results. One session per state folder, held while the returned lock
+/// lives: refused at once (before Python starts) when another session holds it; a lock left by
+/// a killed one is taken over.
+pub(super) fn open_feed_and_state(
+    feed_choice: &FeedChoice,
+    symbols: &[String],
+    interval_ns: i64,
+    state_dir: &Path,
+) -> Result<(ReplayBars, StateLock, String), Error> {
+    let replay = match feed_choice {
+        FeedChoice::Replay(path) => Some((path.clone(), load_replay(path, symbols, interval_ns)?)),
+        FeedChoice::Ccxt(_) => None,
+    };
+    let state_lock = StateLock::acquire(state_dir, &command_line())?;
+    if let Some(stale) = &state_lock.stale {
+        errln!(
+            "note: the state folder's lock was left by {stale}, which no longer runs (killed or \
+             crashed); taking it over"
+        );
+    }
+    let source = match feed_choice {
+        FeedChoice::Replay(path) => path.display().to_string(),
+        FeedChoice::Ccxt(id) => format!("ccxt:{id}"),
+    };
+    Ok((replay, state_lock, source))
+}
+
 pub(super) fn load_replay(
     path: &Path,
     symbols: &[String],

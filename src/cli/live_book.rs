@@ -13,8 +13,8 @@ use super::LiveArgs;
 use super::RunArgs;
 use super::doctor::start_python;
 use super::live::{
-    BrokerChoice, Common, FeedChoice, apply_market_rules, command_line, default_out_dir,
-    load_replay, open_exchange, session_feed,
+    BrokerChoice, Common, apply_market_rules, default_out_dir, open_exchange, open_feed_and_state,
+    session_feed,
 };
 use super::portfolio::{
     Book, BookRun, allocator_of, build_book, code_dirs, read_spec, write_book_results,
@@ -24,7 +24,6 @@ use crate::data::BarSeries;
 use crate::engine::lock;
 use crate::error::{Error, ExitCode, report};
 use crate::live::book::LiveBook;
-use crate::live::lock::StateLock;
 use crate::live::recovery::{SessionStart, State};
 use crate::live::session::{End, SessionOptions};
 use crate::market::Market;
@@ -96,21 +95,12 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
     }
     let out_dir = args.out.clone().unwrap_or_else(default_out_dir);
     settings.out = Some(out_dir.clone());
-    let replay = match &feed_choice {
-        FeedChoice::Replay(path) => Some((path.clone(), load_replay(path, &symbols, interval_ns)?)),
-        FeedChoice::Ccxt(_) => None,
-    };
-    let state_lock = StateLock::acquire(&live_settings.state_dir, &command_line())?;
-    if let Some(stale) = &state_lock.stale {
-        errln!(
-            "note: the state folder's lock was left by {stale}, which no longer runs (killed or \
-             crashed); taking it over"
-        );
-    }
-    let source = match &feed_choice {
-        FeedChoice::Replay(path) => path.display().to_string(),
-        FeedChoice::Ccxt(id) => format!("ccxt:{id}"),
-    };
+    let (replay, state_lock, source) = open_feed_and_state(
+        &feed_choice,
+        &symbols,
+        interval_ns,
+        &live_settings.state_dir,
+    )?;
     let (code_dirs, portfolio_dir) = code_dirs(&spec);
     start_python(explicit_python, &code_dirs)?;
     Python::attach(|py| {

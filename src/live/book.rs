@@ -187,16 +187,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                 above_status!("error: the final checkpoint failed: {e}");
             }
         }
-        let journal = &mut self.state.journal;
-        let ungrouped = match storage_failed {
-            true => journal
-                .rollback_group()
-                .and_then(|_| journal.set_grouped(false)),
-            false => journal.set_grouped(false),
-        };
-        if let Err(e) = ungrouped {
-            above_status!("error: the journal's last writes: {e}");
-        }
+        super::session::end_grouped_commits(&mut self.state.journal, storage_failed);
         self.audit_log_lines();
         (outcome, end)
     }

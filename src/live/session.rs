@@ -314,16 +314,7 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
         // Back to a commit per write for what follows (the run's end); a journal that failed
         // keeps its last committed checkpoint instead of writes past it.
         if self.grouped {
-            let journal = &mut self.state.journal;
-            let ungrouped = match storage_failed {
-                true => journal
-                    .rollback_group()
-                    .and_then(|_| journal.set_grouped(false)),
-                false => journal.set_grouped(false),
-            };
-            if let Err(e) = ungrouped {
-                above_status!("error: the journal's last writes: {e}");
-            }
+            end_grouped_commits(&mut self.state.journal, storage_failed);
         }
         self.audit_log_lines();
         self.api_stopped(&outcome, &end);
@@ -803,6 +794,20 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
 
 /// Whether an earlier session of the state folder traded the bar time `close_time` (it
 /// stepped through `resume_after`): counted in `skipped`, said once at the first bar after.
+/// Back to a commit per write at a session's end; a journal that failed keeps its last
+/// committed checkpoint instead of writes past it.
+pub(crate) fn end_grouped_commits(journal: &mut Journal, storage_failed: bool) {
+    let ungrouped = match storage_failed {
+        true => journal
+            .rollback_group()
+            .and_then(|_| journal.set_grouped(false)),
+        false => journal.set_grouped(false),
+    };
+    if let Err(e) = ungrouped {
+        above_status!("error: the journal's last writes: {e}");
+    }
+}
+
 pub(crate) fn traded_before(
     resume_after: Option<TimestampNs>,
     close_time: TimestampNs,
