@@ -532,9 +532,7 @@ fn drive<S: Strategy>(
             let step = advance(&mut lock(&m.session), local, &mut fills[i], &mut m.outcome);
             if !crossed[i].is_empty() {
                 // Crossed at the open: before the bar's own fills, in the books and for on_fill.
-                m.outcome
-                    .fills
-                    .splice(before..before, crossed[i].iter().cloned());
+                m.outcome.fills.insert(before, crossed[i].iter().cloned());
                 fills[i].splice(0..0, crossed[i].drain(..));
             }
             if let Some(point) = m.outcome.equity.last() {
@@ -841,7 +839,7 @@ mod tests {
             equity: Decimal::from(equity),
         };
         // 100 → 110 (+10%), then 90 moves in at t=2 (recorded before the move), then +10%.
-        m.outcome.equity = vec![point(1, 110), point(2, 110), point(3, 220)];
+        m.outcome.equity = vec![point(1, 110), point(2, 110), point(3, 220)].into();
         m.units.flow(2, Decimal::from(110), Decimal::from(90));
         let adjusted: Vec<Decimal> = m.flow_adjusted_equity().iter().map(|p| p.equity).collect();
         assert_eq!(
