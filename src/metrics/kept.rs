@@ -344,9 +344,41 @@ mod tests {
         assert_eq!(summary.daily().values.len(), 4);
     }
 
+    #[test]
+    fn totalled_fills_equal_the_totals_of_the_kept_fills() {
+        use crate::model::{OrderId, OrderSide, SymbolId};
+        let fill = |id: u64, fee: i64, slippage: i64| Fill {
+            order_id: OrderId(id),
+            symbol: SymbolId(0),
+            side: OrderSide::Buy,
+            quantity: Decimal::ONE,
+            price: Decimal::TEN,
+            fee: Decimal::new(fee, 2),
+            slippage: Decimal::new(slippage, 3),
+            time: id as i64,
+        };
+        let mut kept = FillLog::default();
+        let mut totalled = FillLog::summarized(FillTotals::default());
+        for log in [&mut kept, &mut totalled] {
+            log.extend_from_slice(&[fill(1, 5, 1), fill(3, 7, 0)]);
+            log.insert(1, [fill(2, 11, 4)]);
+        }
+        assert_eq!(
+            kept.iter().map(|f| f.order_id.0).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert!(totalled.is_empty());
+        let totals = FillTotals {
+            count: 3,
+            fees: Decimal::new(23, 2),
+            slippage: Decimal::new(5, 3),
+        };
+        assert_eq!((kept.totals(), totalled.totals()), (totals, totals));
+    }
+
     proptest! {
-        /// Streaming the points gives the summary computed from the kept points, and the
-        /// drawdown of the one-pass function over the slice.
+        /// Streaming the points gives the summary of the kept points, whose days, last
+        /// equities and weekend flag are those found by grouping the points naively.
         #[test]
         fn streaming_equals_the_kept_curve(
             steps in proptest::collection::vec((1i64..30, -5_000i64..5_000), 0..200),
@@ -371,9 +403,23 @@ mod tests {
             let (a, b) = (streamed.summary(cash, &options), kept.summary(cash, &options));
             prop_assert_eq!(a.as_ref(), b.as_ref());
             prop_assert_eq!(a.drawdown(), super::super::stats::drawdown(&points));
-            prop_assert_eq!(&a.daily().values, &DailySeries::new(cash, &points, &options).values);
-            prop_assert_eq!(a.weekend, super::super::days_per_year(&points) == 365);
-            prop_assert_eq!(a.end_time().map(|t| t / NANOS_PER_DAY), points.last().map(|p| p.time / NANOS_PER_DAY));
+            // A point stamped exactly at the day end closes the day before.
+            let day = |t: i64| (t - 1 - day_end_hours * HOUR).div_euclid(NANOS_PER_DAY);
+            let mut days: Vec<i64> = points.iter().map(|p| day(p.time)).collect();
+            days.dedup();
+            let closes: Vec<Decimal> = days
+                .iter()
+                .map(|d| points.iter().rev().find(|p| day(p.time) == *d).unwrap().equity)
+                .collect();
+            prop_assert_eq!(&a.daily().days, &days);
+            prop_assert_eq!(&a.daily().values[1..], &closes[..]);
+            prop_assert_eq!(a.daily().values[0], cash);
+            let weekend = points.iter().any(|p| {
+                let weekday = ((p.time - 1).div_euclid(NANOS_PER_DAY) + 4).rem_euclid(7);
+                weekday == 0 || weekday == 6
+            });
+            prop_assert_eq!(a.weekend, weekend);
+            prop_assert_eq!((a.count, a.final_equity()), (points.len(), points.last().map_or(cash, |p| p.equity)));
         }
     }
 }
