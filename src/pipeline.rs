@@ -287,6 +287,18 @@ pub fn metrics_of(
     outcome: &crate::engine::BacktestOutcome,
     symbols: &[String],
 ) -> crate::metrics::Metrics {
+    metrics_beside(settings, session, outcome, symbols, || ()).0
+}
+
+/// [`metrics_of`], with `meanwhile` run on this thread while the statistics over the equity
+/// curve (a point per tick: the costly part) are computed on another.
+pub fn metrics_beside<T>(
+    settings: &RunSettings,
+    session: &Session,
+    outcome: &crate::engine::BacktestOutcome,
+    symbols: &[String],
+    meanwhile: impl FnOnce() -> T,
+) -> (crate::metrics::Metrics, T) {
     let options = &settings.metrics;
     // A live session's feed may lack the benchmark symbol: no benchmark then, not an error.
     let benchmark = crate::metrics::BenchmarkPrices::from_market_daily(
@@ -302,11 +314,22 @@ pub fn metrics_of(
         symbols,
         benchmark: benchmark.as_ref().ok(),
     };
-    let equity = outcome.equity.summary(settings.cash, options);
-    crate::metrics::compute_from(&records, &equity, &outcome.fills.totals(), options)
+    let (computed, other) = std::thread::scope(|scope| {
+        let computed = scope.spawn(|| {
+            let equity = outcome.equity.summary(settings.cash, options);
+            crate::metrics::compute_from(&records, &equity, &outcome.fills.totals(), options)
+        });
+        let other = meanwhile();
+        let computed = computed
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (computed, other)
+    });
+    let metrics = computed
         .with_unavailable_benchmark(benchmark.err())
         .with_costs(&session.costs, symbols)
-        .with_orders(session.orders.all())
+        .with_orders(session.orders.all());
+    (metrics, other)
 }
 
 /// Where a run's bars came from: what `metrics.json` says about its data.

@@ -458,6 +458,7 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             wall_seconds,
             paced: true,
             out_dir: settings.out.clone().unwrap_or_else(default_out_dir),
+            equity_stream: None,
         };
         let finished = write_results(py, run, outcome, &strategy)?;
         let last_report = state.state_dir.join("reconciliation.json");

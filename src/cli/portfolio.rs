@@ -219,6 +219,7 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
                 wall_seconds,
                 paced: false,
                 out_dir: out_dir.join("strategies").join(&m.id),
+                equity_stream: None,
             };
             finished.push(write_results(py, record, outcome, &m.strategy)?);
         }

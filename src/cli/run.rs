@@ -194,12 +194,19 @@ pub(super) fn backtest(
         );
     }
 
+    // The equity curve (a row per tick) is written on the other core while the loop runs.
+    let out_dir = settings.out.clone().unwrap_or_else(default_out_dir);
+    let mut equity_stream =
+        metrics::EquityStream::start(&out_dir).map_err(|e| results_error(&out_dir, e))?;
     let started = Instant::now();
     let mut progress = Progress::new(total_bars, settings.progress);
     let outcome = run_backtest(
         &session,
         &mut strategy,
-        &mut |bars| progress.update(bars),
+        &mut |so_far| {
+            progress.update(so_far.bars);
+            equity_stream.offer(&so_far.equity);
+        },
         &BacktestOptions { pace },
     );
     progress.finish();
@@ -210,7 +217,6 @@ pub(super) fn backtest(
         .iter()
         .map(|f| f.display().to_string())
         .collect();
-    let out_dir = settings.out.clone().unwrap_or_else(default_out_dir);
     let run = RunRecord {
         settings,
         loaded,
@@ -222,8 +228,17 @@ pub(super) fn backtest(
         wall_seconds,
         paced: pace.is_some(),
         out_dir,
+        equity_stream: Some(equity_stream),
     };
     write_results(py, run, outcome, &strategy)
+}
+
+fn results_error(out_dir: &Path, e: metrics::MetricsError) -> Error {
+    Error::Io {
+        context: "cannot write results to",
+        path: out_dir.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    }
 }
 
 /// What a finished run writes about itself, besides the engine's outcome.
@@ -239,6 +254,8 @@ pub(super) struct RunRecord<'a> {
     /// Reloads happen in paced and live runs: write `reloads.csv`.
     pub paced: bool,
     pub out_dir: PathBuf,
+    /// The equity files, when they were written while the run went.
+    pub equity_stream: Option<metrics::EquityStream>,
 }
 
 /// Writes the results folder of a run (backtest or live session) and returns its summary.
@@ -259,6 +276,7 @@ pub(super) fn write_results(
         wall_seconds,
         paced,
         out_dir,
+        equity_stream,
     } = run;
     let info = pipeline::run_info(
         py,
@@ -286,32 +304,40 @@ pub(super) fn write_results(
             wall_seconds,
         )?;
     }
-    let results_error = |e: metrics::MetricsError| Error::Io {
-        context: "cannot write results to",
-        path: out_dir.clone(),
-        source: std::io::Error::other(e.to_string()),
-    };
-    // The equity files (a row per tick: the largest) are written on other threads while this
+    let results_error = |e: metrics::MetricsError| results_error(&out_dir, e);
+    // The equity files (a row per tick: the largest) are finished on other threads while this
     // one writes the orders and computes the metrics; metrics.json still comes last.
     let computed = std::thread::scope(|scope| -> Result<_, Error> {
-        let equity = scope.spawn(|| metrics::write_equity(&out_dir, &outcome.equity));
-        write_orders(&out_dir.join("orders.csv"), &lock(&session))?;
+        let equity = scope.spawn(|| match equity_stream {
+            Some(stream) => stream.finish(&outcome.equity),
+            None => metrics::write_equity(&out_dir, &outcome.equity),
+        });
         let s = lock(&session);
-        let trades = s.ledger.closed_trades();
-        let computed = pipeline::metrics_of(settings, &s, &outcome, &info.symbols);
-        metrics::write_costs_csv(&out_dir.join("costs.csv"), s.costs.records(), &info.symbols)
-            .map_err(|e| Error::Internal(format!("writing costs.csv: {e}")))?;
-        metrics::write_records(&out_dir, &outcome.fills, trades, &info.symbols)
-            .map_err(results_error)?;
-        metrics::write_record_files(&out_dir, &s.records).map_err(results_error)?;
-        if !s.actions.applied.is_empty() {
-            metrics::write_corporate_actions(
-                &out_dir.join("corporate_actions.csv"),
-                &s.actions.applied,
-                &info.symbols,
-            )
-            .map_err(results_error)?;
-        }
+        // The statistics on a third thread, while this one writes the order and trade files.
+        let (computed, written) =
+            pipeline::metrics_beside(settings, &s, &outcome, &info.symbols, || {
+                write_orders(&out_dir.join("orders.csv"), &s)?;
+                metrics::write_costs_csv(
+                    &out_dir.join("costs.csv"),
+                    s.costs.records(),
+                    &info.symbols,
+                )
+                .map_err(|e| Error::Internal(format!("writing costs.csv: {e}")))?;
+                let trades = s.ledger.closed_trades();
+                metrics::write_records(&out_dir, &outcome.fills, trades, &info.symbols)
+                    .map_err(results_error)?;
+                metrics::write_record_files(&out_dir, &s.records).map_err(results_error)?;
+                if !s.actions.applied.is_empty() {
+                    metrics::write_corporate_actions(
+                        &out_dir.join("corporate_actions.csv"),
+                        &s.actions.applied,
+                        &info.symbols,
+                    )
+                    .map_err(results_error)?;
+                }
+                Ok::<(), Error>(())
+            });
+        written?;
         equity
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))

@@ -208,6 +208,22 @@ pub(crate) fn to_float(m: i64, scale: u32) -> f64 {
     }
 }
 
+/// A `Decimal` as the nearest `f64` (for analytics): one exact division when the mantissa and
+/// the power of ten are exact in an `f64` (money with a few decimals always is), else
+/// `rust_decimal`'s conversion.
+#[inline]
+pub(crate) fn decimal_to_f64(d: Decimal) -> f64 {
+    let m = d.mantissa();
+    match u64::try_from(m.unsigned_abs())
+        .ok()
+        .and_then(|mant| exact_float(mant, d.scale()))
+    {
+        Some(f) if m < 0 => -f,
+        Some(f) => f,
+        None => rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap_or(f64::NAN),
+    }
+}
+
 pub(crate) fn from_mantissa(m: i128, scale: i32, buf: &mut String) -> Result<Value, String> {
     let (mut m, mut scale) = (m, i64::from(scale));
     if scale < 0 {
@@ -406,6 +422,22 @@ mod tests {
             prop_assert_eq!(v.decimal(), Decimal::from_str_exact(&text).map_err(|e| TestCaseError::fail(e.to_string()))?);
             prop_assert_eq!(v.scale, places as u32);
             prop_assert_eq!(v.float.to_bits(), text.parse::<f64>().map_err(|e| TestCaseError::fail(e.to_string()))?.to_bits());
+        }
+
+        #[test]
+        fn a_decimal_becomes_the_nearest_f64(m in any::<i64>(), wide in any::<i128>(), scale in 0u32..=28) {
+            // Money-sized mantissas (the one-division path) and any width (the fallback).
+            for m in [i128::from(m), wide % 79_228_162_514_264_337_593_543_950_335] {
+                let d = Decimal::from_i128_with_scale(m, scale);
+                let f = decimal_to_f64(d);
+                if u64::try_from(m.unsigned_abs()).is_ok_and(|u| u <= 1 << 53) && scale <= 22 {
+                    // Correctly rounded: what parsing the exact text gives.
+                    let parsed = d.to_string().parse::<f64>().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    prop_assert_eq!(f.to_bits(), parsed.to_bits());
+                } else {
+                    prop_assert_eq!(f, rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap());
+                }
+            }
         }
 
         #[test]

@@ -6,7 +6,7 @@
 //! `validate` module, so a file is accepted or rejected the same way whatever its format.
 
 mod csv;
-mod decimal;
+pub(crate) mod decimal;
 mod format;
 pub mod noise;
 mod parquet;

@@ -77,10 +77,12 @@ const CHECK_EVERY_TICKS: u64 = 1024;
 /// Runs the clock over all loaded bars: for each close time, (1) close the bars, (2) match
 /// orders accepted before them, (3) apply fills and mark to market, then (5) the algorithm's
 /// `on_fill`/`on_tick`, and (6) record equity. Indicators (4) arrive with the indicator work.
+/// `progress` sees the outcome so far every few ticks (its bars for a progress bar, its equity
+/// curve for a writer that writes it while the run goes).
 pub fn run_backtest(
     session: &SharedSession,
     strategy: &mut dyn Strategy,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(&BacktestOutcome),
     options: &BacktestOptions,
 ) -> BacktestOutcome {
     run_backtest_into(
@@ -98,7 +100,7 @@ pub fn run_backtest_into(
     mut outcome: BacktestOutcome,
     session: &SharedSession,
     strategy: &mut dyn Strategy,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(&BacktestOutcome),
     options: &BacktestOptions,
 ) -> BacktestOutcome {
     {
@@ -130,7 +132,7 @@ pub fn run_backtest_into(
 fn drive(
     session: &SharedSession,
     strategy: &mut dyn Strategy,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(&BacktestOutcome),
     options: &BacktestOptions,
     outcome: &mut BacktestOutcome,
 ) -> Result<(), Stop> {
@@ -160,10 +162,10 @@ fn drive(
             }
             strategy.check_interrupt()?;
             strategy.between_ticks()?;
-            progress(outcome.bars);
+            progress(outcome);
         } else if outcome.ticks % CHECK_EVERY_TICKS == 0 {
             strategy.check_interrupt()?;
-            progress(outcome.bars);
+            progress(outcome);
         }
     }
 }

@@ -67,9 +67,10 @@
 //! Times in CSV are RFC 3339 UTC strings ([`format_timestamp`](crate::model::format_timestamp)),
 //! symbols are names, sides are `buy`/`sell`, trade directions are `long`/`short`, money is the
 //! exact decimal string. In Parquet, times are `Timestamp(Nanosecond, "UTC")`, symbol, side and
-//! direction are `Utf8`, `order_id` is `UInt64`, and money columns are `Decimal128(38, s)` where
+//! direction are `Utf8`, `order_id` is `UInt64`, and money columns are `Decimal128(p, s)` where
 //! `s` is the largest scale present in the column (at most 28), so every value is stored exactly
-//! (pandas and polars read them as decimals). Only if a column mixes values so large and so
+//! (pandas and polars read them as decimals), and `p` is 18 (a Parquet `INT64`) when every value
+//! fits in 18 digits, else 38. Only if a column mixes values so large and so
 //! finely scaled that they need more than 38 digits is the scale lowered to fit and the
 //! finest values rounded.
 
@@ -77,6 +78,7 @@ pub mod benchmark;
 mod columnar;
 mod costs;
 pub mod daily;
+mod equity_stream;
 pub mod kept;
 mod orders;
 mod output;
@@ -98,6 +100,7 @@ use crate::model::TimestampNs;
 pub use benchmark::{BenchmarkChoice, BenchmarkMetrics, BenchmarkPrices};
 pub use costs::{CostSummary, CostTotals, write_costs_csv};
 pub use daily::MetricsOptions;
+pub use equity_stream::EquityStream;
 pub use kept::{EquityCurve, EquitySummary, FillLog, FillTotals, Kept, Summary};
 pub use orders::{OrderSummary, ReasonCount};
 pub use output::{

@@ -78,7 +78,7 @@ pub fn write_metrics(
     Ok(path)
 }
 
-fn create_dir(dir: &Path) -> Result<(), MetricsError> {
+pub(super) fn create_dir(dir: &Path) -> Result<(), MetricsError> {
     std::fs::create_dir_all(dir).map_err(|source| MetricsError::Io {
         path: dir.to_path_buf(),
         source,
@@ -323,22 +323,50 @@ fn set(buf: &mut String, v: impl std::fmt::Display) -> &str {
 /// the hand-rolled formatters below rather than the `csv` crate and `Display` (no field needs
 /// quoting), which makes it about four times cheaper; the text is byte for byte the same.
 fn write_equity_csv(path: &Path, equity: &[EquityPoint]) -> Result<(), MetricsError> {
-    let file = File::create(path).map_err(io_err(path))?;
-    let mut w = BufWriter::with_capacity(CSV_BUFFER, file);
-    let mut line = Vec::with_capacity(96);
-    let mut times = TimeText::default();
-    w.write_all(b"time,cash,equity\n").map_err(io_err(path))?;
-    for p in equity {
-        line.clear();
-        times.push(&mut line, p.time);
-        line.push(b',');
-        push_decimal(&mut line, p.cash);
-        line.push(b',');
-        push_decimal(&mut line, p.equity);
-        line.push(b'\n');
-        w.write_all(&line).map_err(io_err(path))?;
+    let mut csv = EquityCsv::create(path)?;
+    csv.rows(equity)?;
+    csv.finish()
+}
+
+/// `equity.csv` written in pieces (see [`write_equity_csv`]): whole, or as a run goes.
+pub(super) struct EquityCsv {
+    path: PathBuf,
+    w: BufWriter<File>,
+    line: Vec<u8>,
+    times: TimeText,
+}
+
+impl EquityCsv {
+    pub(super) fn create(path: &Path) -> Result<Self, MetricsError> {
+        let file = File::create(path).map_err(io_err(path))?;
+        let mut w = BufWriter::with_capacity(CSV_BUFFER, file);
+        w.write_all(b"time,cash,equity\n").map_err(io_err(path))?;
+        Ok(EquityCsv {
+            path: path.to_path_buf(),
+            w,
+            line: Vec::with_capacity(96),
+            times: TimeText::default(),
+        })
     }
-    w.flush().map_err(io_err(path))
+
+    pub(super) fn rows(&mut self, equity: &[EquityPoint]) -> Result<(), MetricsError> {
+        let line = &mut self.line;
+        for p in equity {
+            line.clear();
+            self.times.push(line, p.time);
+            line.push(b',');
+            push_decimal(line, p.cash);
+            line.push(b',');
+            push_decimal(line, p.equity);
+            line.push(b'\n');
+            self.w.write_all(line).map_err(io_err(&self.path))?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(mut self) -> Result<(), MetricsError> {
+        self.w.flush().map_err(io_err(&self.path))
+    }
 }
 
 /// Formats times as [`format_timestamp`] does, remembering the date part between calls: an
@@ -801,7 +829,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             b.schema().field(2).data_type(),
-            &DataType::Decimal128(38, 9)
+            &DataType::Decimal128(18, 9)
         );
         let times = b.column(0).as_primitive::<TimestampNanosecondType>();
         assert_eq!(times.value(2), T0 + 2 * NANOS_PER_DAY + 1_500_000_000);

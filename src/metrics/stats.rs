@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
 
 use super::benchmark::{BenchmarkMetrics, BenchmarkPrices};
 use super::daily::{self, MetricsOptions, Relative, Sample, return_metrics};
@@ -190,7 +189,7 @@ pub(crate) fn finite(x: f64) -> Option<f64> {
 }
 
 fn to_f64(d: Decimal) -> f64 {
-    d.to_f64().unwrap_or(f64::NAN)
+    crate::data::decimal::decimal_to_f64(d)
 }
 
 /// The UTC calendar day (days since the Unix epoch) that an equity point at tick time `t`
