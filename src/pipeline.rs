@@ -10,10 +10,12 @@ use pyo3::prelude::*;
 use crate::config::RunSettings;
 use crate::data::{self, BarSeries, LoadOptions};
 use crate::engine::actions::CorporateAction;
-use crate::engine::{BacktestOptions, BacktestOutcome, Session, SharedSession, Stop, run_backtest};
+use crate::engine::{
+    BacktestOptions, BacktestOutcome, Session, SharedSession, Stop, run_backtest_into,
+};
 use crate::error::Error;
 use crate::market::Market;
-use crate::metrics::{RunInfo, RunStatus};
+use crate::metrics::{EquityCurve, EquitySummary, FillLog, FillTotals, RunInfo, RunStatus};
 use crate::model::time::NANOS_PER_MINUTE;
 use crate::python::{self, LoadedAlgorithm, LogSink, PyStrategy};
 
@@ -297,9 +299,13 @@ pub fn metrics_beside<T>(
     symbols: &[String],
     meanwhile: impl FnOnce() -> T,
 ) -> (crate::metrics::Metrics, T) {
+    let options = &settings.metrics;
     // A live session's feed may lack the benchmark symbol: no benchmark then, not an error.
-    let benchmark =
-        crate::metrics::BenchmarkPrices::from_market(&session.market, &settings.metrics.benchmark);
+    let benchmark = crate::metrics::BenchmarkPrices::from_market_daily(
+        &session.market,
+        &options.benchmark,
+        |t| options.day_of(t),
+    );
     let records = crate::metrics::Records {
         initial_cash: settings.cash,
         equity: &outcome.equity,
@@ -309,7 +315,10 @@ pub fn metrics_beside<T>(
         benchmark: benchmark.as_ref().ok(),
     };
     let (computed, other) = std::thread::scope(|scope| {
-        let computed = scope.spawn(|| crate::metrics::compute_with(&records, &settings.metrics));
+        let computed = scope.spawn(|| {
+            let equity = outcome.equity.summary(settings.cash, options);
+            crate::metrics::compute_from(&records, &equity, &outcome.fills.totals(), options)
+        });
         let other = meanwhile();
         let computed = computed
             .join()
@@ -394,18 +403,39 @@ pub struct Simulated {
     pub wall_seconds: f64,
 }
 
+/// What a simulated run keeps besides what its metrics are computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Every equity point, fill and order event, as `rustybt run` writes them.
+    Everything,
+    /// Only what the metrics read (an optimizer's trial): the equity curve's summary, not a
+    /// point per tick, the fills' totals, and no order event once delivered.
+    MetricsOnly,
+}
+
 pub fn simulate(
     py: Python<'_>,
     settings: &RunSettings,
     prepared: &Prepared,
     loaded: &LoadedAlgorithm,
     sink: Arc<LogSink>,
+    keep: Keep,
 ) -> Result<Simulated, Error> {
     let session = build_session(settings, prepared)?;
+    let mut outcome = BacktestOutcome::default();
+    if keep == Keep::MetricsOnly {
+        outcome.equity =
+            EquityCurve::summarized(EquitySummary::new(settings.cash, &settings.metrics));
+        outcome.fills = FillLog::summarized(FillTotals::default());
+        crate::engine::lock(&session)
+            .orders
+            .forget_delivered_events();
+    }
     let mut strategy = PyStrategy::new(py, loaded, session.clone(), sink)
         .map_err(|e| Error::Internal(format!("attaching the algorithm: {e}")))?;
     let started = std::time::Instant::now();
-    let outcome = run_backtest(
+    let outcome = run_backtest_into(
+        outcome,
         &session,
         &mut strategy,
         &mut |_| {},

@@ -212,8 +212,8 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
         ..options
     };
 
-    // Data first, then the workers, then Python in this process: a forked worker gets the
-    // loaded bars for free and starts its own interpreter.
+    // Data first, then Python, then the workers: a forked worker shares the loaded bars and
+    // the started interpreter (its modules, numpy) with this process instead of a copy.
     let root = crate::python::project_root();
     // What the catalog misses is fetched as `rustybt run` does, in a child process: Python
     // starts in this one only after the workers are forked.
@@ -234,12 +234,10 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default();
     let child = |stream: std::os::unix::net::UnixStream| -> i32 {
-        let served = start_python(python, std::slice::from_ref(&algo_dir)).and_then(|_| {
-            let input = stream
-                .try_clone()
-                .map_err(|e| Error::Internal(format!("a worker's pipe: {e}")))?;
-            worker::serve(&settings, &prepared, BufReader::new(input), stream)
-        });
+        let served = stream
+            .try_clone()
+            .map_err(|e| Error::Internal(format!("a worker's pipe: {e}")))
+            .and_then(|input| worker::serve(&settings, &prepared, BufReader::new(input), stream));
         match served {
             Ok(()) | Err(Error::Interrupted) => 0,
             Err(e) => {
@@ -264,24 +262,25 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
             ));
         }
     };
+    let (choice, _) = start_python(python, std::slice::from_ref(&algo_dir))?;
+    // Loading it here checks the file and the fixed parameters before any trial runs, and
+    // shows the misspelt-hook warnings once; before the fork, so the modules it imports are
+    // loaded once for every worker.
+    let defaults = RunSettings {
+        params: Vec::new(),
+        quiet: false,
+        ..settings.clone()
+    };
+    let (loaded, _) = Python::attach(|py| pipeline::load_algorithm(py, &defaults))?;
     let mut local = if use_ray {
         None
     } else {
         let (workers, messages) = worker::fork_workers(jobs, &child)?;
         Some(LocalExecutor::new(workers, messages))
     };
-    let (choice, _) = start_python(python, std::slice::from_ref(&algo_dir))?;
     let mut ray: Option<RayExecutor> = None;
 
     let outcome = Python::attach(|py| -> Result<ExitCode, Error> {
-        // Loading it here checks the file and the fixed parameters before any trial runs, and
-        // shows the misspelt-hook warnings once.
-        let defaults = RunSettings {
-            params: Vec::new(),
-            quiet: false,
-            ..settings.clone()
-        };
-        let (loaded, _) = pipeline::load_algorithm(py, &defaults)?;
         let class = loaded.instance.bind(py).get_type();
         let search = Search::new(py, class.as_any(), &options)?;
         let mut meta = BTreeMap::new();

@@ -430,7 +430,7 @@ pub(super) fn write_book_results(
     let mut finished = Vec::new();
     for (m, (own, loaded, symbols)) in members.iter_mut().zip(parts) {
         let outcome = BacktestOutcome {
-            equity: m.flow_adjusted_equity(),
+            equity: m.flow_adjusted_equity().into(),
             fills: m.outcome.fills.clone(),
             ticks: m.outcome.ticks,
             bars: m.outcome.bars,

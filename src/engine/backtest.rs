@@ -1,5 +1,5 @@
 use crate::error::AlgorithmError;
-use crate::metrics::EquityPoint;
+use crate::metrics::{EquityCurve, EquityPoint, FillLog};
 use crate::model::{Fill, SymbolId, TimestampNs};
 
 use super::session::{SessionCosts, SharedSession, lock};
@@ -62,8 +62,10 @@ pub struct BacktestOptions {
 
 #[derive(Debug, Default)]
 pub struct BacktestOutcome {
-    pub equity: Vec<EquityPoint>,
-    pub fills: Vec<Fill>,
+    /// Every point, or only their summary (an optimizer's trial: see [`run_backtest_into`]).
+    pub equity: EquityCurve,
+    /// Every fill, or only their totals (as the equity).
+    pub fills: FillLog,
     pub ticks: u64,
     pub bars: u64,
     /// `None` when the run reached the end of the data.
@@ -83,7 +85,24 @@ pub fn run_backtest(
     progress: &mut dyn FnMut(&BacktestOutcome),
     options: &BacktestOptions,
 ) -> BacktestOutcome {
-    let mut outcome = BacktestOutcome::default();
+    run_backtest_into(
+        BacktestOutcome::default(),
+        session,
+        strategy,
+        progress,
+        options,
+    )
+}
+
+/// [`run_backtest`] recording into `outcome`, whose equity curve and fill log may keep only
+/// what the metrics read (`Kept::summarized`).
+pub fn run_backtest_into(
+    mut outcome: BacktestOutcome,
+    session: &SharedSession,
+    strategy: &mut dyn Strategy,
+    progress: &mut dyn FnMut(&BacktestOutcome),
+    options: &BacktestOptions,
+) -> BacktestOutcome {
     {
         let s = lock(session);
         outcome.equity.reserve(s.market.total_bars() as usize);

@@ -12,8 +12,8 @@ pub mod schedule;
 mod session;
 
 pub use backtest::{
-    Advanced, BacktestOptions, BacktestOutcome, Stop, Strategy, advance, react, run_backtest, step,
-    warm_up,
+    Advanced, BacktestOptions, BacktestOutcome, Stop, Strategy, advance, react, run_backtest,
+    run_backtest_into, step, warm_up,
 };
 pub use cross_section::CrossSection;
 pub use indicator_set::IndicatorTiming;

@@ -49,6 +49,33 @@ pub struct BenchmarkPrices {
 impl BenchmarkPrices {
     /// The closed bars of the chosen symbols of `market` (all bars closed by the run).
     pub fn from_market(market: &Market, choice: &BenchmarkChoice) -> Result<Self, String> {
+        Self::collect(market, choice, true, |closes, point| closes.push(point))
+    }
+
+    /// [`BenchmarkPrices::from_market`] keeping of each symbol only the first close and the
+    /// last close of each day (`day_of` as given to [`BenchmarkPrices::daily_returns`], which
+    /// reads no other): the same returns from a close per day instead of one per bar.
+    pub fn from_market_daily(
+        market: &Market,
+        choice: &BenchmarkChoice,
+        day_of: impl Fn(TimestampNs) -> i64,
+    ) -> Result<Self, String> {
+        Self::collect(market, choice, false, |closes, point| {
+            match closes.as_slice() {
+                [_, .., last] if day_of(last.0) == day_of(point.0) => {
+                    *closes.last_mut().expect("not empty") = point;
+                }
+                _ => closes.push(point),
+            }
+        })
+    }
+
+    fn collect(
+        market: &Market,
+        choice: &BenchmarkChoice,
+        every_bar: bool,
+        mut keep: impl FnMut(&mut Vec<(TimestampNs, f64)>, (TimestampNs, f64)),
+    ) -> Result<Self, String> {
         let names = market.symbol_names();
         choice.check(&names)?;
         let ids: Vec<SymbolId> = match choice {
@@ -61,9 +88,15 @@ impl BenchmarkPrices {
             .iter()
             .map(|&id| {
                 let series = market.series(id);
-                (0..market.closed_count(id))
-                    .map(|i| (market.close_time(id, i), series.close.values[i]))
-                    .collect()
+                let count = market.closed_count(id);
+                let mut closes = Vec::with_capacity(if every_bar { count } else { 0 });
+                for i in 0..count {
+                    keep(
+                        &mut closes,
+                        (market.close_time(id, i), series.close.values[i]),
+                    );
+                }
+                closes
             })
             .collect();
         let symbols: Vec<String> = ids.iter().map(|&id| names[id.index()].clone()).collect();
@@ -134,6 +167,61 @@ mod tests {
         assert!((r[0] - 0.0).abs() < 1e-15);
         assert!((r[1] - 0.05).abs() < 1e-12);
         assert!((r[2] - (1.005 / 1.05 - 1.0)).abs() < 1e-12);
+    }
+
+    proptest::proptest! {
+        /// A close per day gives the returns of every close, whatever the day end.
+        #[test]
+        fn a_close_per_day_gives_the_same_returns(
+            gaps in proptest::collection::vec(1i64..20, 1..120),
+            day_end_hours in 0i64..24,
+            choice in 0usize..3,
+        ) {
+            use crate::data::{BarSeries, Column};
+            use crate::model::time::NANOS_PER_DAY;
+            const HOUR: i64 = 3_600_000_000_000;
+            let series = |symbol: &str, shift: i64| {
+                let mut opens = Vec::new();
+                let mut t = shift;
+                for g in &gaps {
+                    t += g;
+                    opens.push(t * HOUR);
+                }
+                let prices: Vec<String> =
+                    (0..opens.len()).map(|i| format!("{}.{}", 100 + (i * 7 + shift as usize) % 13, i % 10)).collect();
+                let texts: Vec<&str> = prices.iter().map(String::as_str).collect();
+                let column = Column::parse_texts(&texts).unwrap();
+                BarSeries {
+                    symbol: symbol.into(),
+                    source: format!("{symbol}.csv").into(),
+                    time: opens.into(),
+                    open: column.clone(),
+                    high: column.clone(),
+                    low: column.clone(),
+                    close: column,
+                    volume: Column::parse_texts(&vec!["1"; texts.len()]).unwrap(),
+                }
+            };
+            let mut market = Market::new(vec![series("A", 0), series("B", 5)], HOUR, true).unwrap();
+            for id in [SymbolId(0), SymbolId(1)] {
+                while market.closed_count(id) < market.bar_count(id) {
+                    market.close_next_bar(id);
+                }
+            }
+            let choice = [BenchmarkChoice::EqualWeight, BenchmarkChoice::Symbol("A".into()),
+                          BenchmarkChoice::Symbol("B".into())][choice].clone();
+            let day_of = |t: TimestampNs| (t - 1 - day_end_hours * HOUR).div_euclid(NANOS_PER_DAY);
+            let every = BenchmarkPrices::from_market(&market, &choice).unwrap();
+            let daily = BenchmarkPrices::from_market_daily(&market, &choice, day_of).unwrap();
+            let last = every.closes.iter().flatten().map(|c| c.0).max().unwrap();
+            let days: Vec<i64> = (day_of(0)..=day_of(last)).filter(|d| d % 3 != 1).collect();
+            proptest::prop_assert_eq!(every.daily_returns(&days, day_of), daily.daily_returns(&days, day_of));
+            // Per symbol: the first close and one a day.
+            let span = (day_of(last) - day_of(0) + 1) as usize;
+            for closes in &daily.closes {
+                proptest::prop_assert!(closes.len() <= span + 1);
+            }
+        }
     }
 
     #[test]

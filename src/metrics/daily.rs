@@ -65,6 +65,7 @@ impl MetricsOptions {
 }
 
 /// The last equity of each day, after the initial cash (the value before the first day).
+#[derive(Debug, Clone, PartialEq)]
 pub struct DailySeries {
     /// The day of each value after the first.
     pub days: Vec<i64>,
@@ -74,18 +75,30 @@ pub struct DailySeries {
 
 impl DailySeries {
     pub fn new(initial_cash: Decimal, equity: &[EquityPoint], options: &MetricsOptions) -> Self {
-        let mut days: Vec<i64> = Vec::new();
-        let mut values = vec![initial_cash];
+        let mut series = DailySeries::start(initial_cash);
         for p in equity {
-            let day = options.day_of(p.time);
-            if days.last() == Some(&day) {
-                *values.last_mut().expect("a day was seen") = p.equity;
-            } else {
-                days.push(day);
-                values.push(p.equity);
-            }
+            series.push(options.day_of(p.time), p.equity);
         }
-        DailySeries { days, values }
+        series
+    }
+
+    /// A series with no day yet, to [`DailySeries::push`] points into as they come.
+    pub fn start(initial_cash: Decimal) -> Self {
+        DailySeries {
+            days: Vec::new(),
+            values: vec![initial_cash],
+        }
+    }
+
+    /// The equity of a point of `day` (days in time order): the day's value so far.
+    #[inline]
+    pub fn push(&mut self, day: i64, equity: Decimal) {
+        if self.days.last() == Some(&day) {
+            *self.values.last_mut().expect("a day was seen") = equity;
+        } else {
+            self.days.push(day);
+            self.values.push(equity);
+        }
     }
 
     /// Simple returns between consecutive values; `None` if a base is ≤ 0.

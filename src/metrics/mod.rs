@@ -79,6 +79,7 @@ mod columnar;
 mod costs;
 pub mod daily;
 mod equity_stream;
+pub mod kept;
 mod orders;
 mod output;
 mod records;
@@ -100,13 +101,16 @@ pub use benchmark::{BenchmarkChoice, BenchmarkMetrics, BenchmarkPrices};
 pub use costs::{CostSummary, CostTotals, write_costs_csv};
 pub use daily::MetricsOptions;
 pub use equity_stream::EquityStream;
+pub use kept::{EquityCurve, EquitySummary, FillLog, FillTotals, Kept, Summary};
 pub use orders::{OrderSummary, ReasonCount};
 pub use output::{
     Labels, metrics_json, write_corporate_actions, write_equity, write_metrics, write_records,
     write_records_labelled, write_results,
 };
 pub use records::{RecordLog, write_record_files};
-pub use stats::{MIN_CAGR_DAYS, MIN_DAILY_RETURNS, Records, compute, compute_with, days_per_year};
+pub use stats::{
+    MIN_CAGR_DAYS, MIN_DAILY_RETURNS, Records, compute, compute_from, compute_with, days_per_year,
+};
 pub use summary::summary_table;
 
 /// The account at the end of one engine tick.

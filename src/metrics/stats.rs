@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 
 use super::benchmark::{BenchmarkMetrics, BenchmarkPrices};
-use super::daily::{self, DailySeries, MetricsOptions, Relative, Sample, return_metrics};
+use super::daily::{self, MetricsOptions, Relative, Sample, return_metrics};
+use super::kept::{EquitySummary, FillTotals};
 use super::trades::{TradeGroup, TradeMoney, TradeStatistics};
 use super::{EquityPoint, Metrics, ReturnsBasis};
 use crate::model::time::NANOS_PER_DAY;
@@ -58,21 +59,31 @@ pub struct Records<'a> {
 
 /// Computes every statistic of a run with `options`.
 pub fn compute_with(records: &Records<'_>, options: &MetricsOptions) -> Metrics {
+    let equity = EquitySummary::of(records.equity, records.initial_cash, options);
+    compute_from(records, &equity, &FillTotals::of(records.fills), options)
+}
+
+/// [`compute_with`] from the summaries of the equity curve and of the fills (a run that kept
+/// neither): `records.equity` and `records.fills` are not read.
+pub fn compute_from(
+    records: &Records<'_>,
+    equity: &EquitySummary,
+    fills: &FillTotals,
+    options: &MetricsOptions,
+) -> Metrics {
     let Records {
         initial_cash,
-        equity,
         trades,
-        fills,
         ..
     } = *records;
-    let final_equity = equity.last().map_or(initial_cash, |p| p.equity);
+    let final_equity = equity.final_equity();
     let total_return = final_equity
         .checked_div(initial_cash)
         .map_or(Decimal::ZERO, |ratio| {
             (ratio - Decimal::ONE).round_dp(RATIO_DP).normalize()
         });
-    let fees_paid = fills.iter().map(|f| f.fee).sum::<Decimal>();
-    let slippage = fills.iter().map(|f| f.slippage).sum::<Decimal>();
+    let fees_paid = fills.fees;
+    let slippage = fills.slippage;
     let costs = super::CostSummary {
         totals: super::CostTotals {
             commission: fees_paid,
@@ -83,14 +94,18 @@ pub fn compute_with(records: &Records<'_>, options: &MetricsOptions) -> Metrics 
         ..Default::default()
     };
 
-    let days = days_per_year(equity);
+    let days = if equity.weekend {
+        CALENDAR_DAYS_PER_YEAR
+    } else {
+        WEEKDAY_DAYS_PER_YEAR
+    };
     let periods_per_year = f64::from(days);
     let rf_daily = options.risk_free_daily(periods_per_year);
-    let series = DailySeries::new(initial_cash, equity, options);
+    let series = equity.daily();
     let returns = series.returns().unwrap_or_default();
-    let dd = drawdown(equity);
-    let start_time = equity.first().map(|p| p.time);
-    let end_time = equity.last().map(|p| p.time);
+    let dd = equity.drawdown();
+    let start_time = equity.first_time;
+    let end_time = equity.end_time();
     let sample = Sample {
         returns: series.days.len(),
         span_ns: match (start_time, end_time) {
@@ -119,7 +134,7 @@ pub fn compute_with(records: &Records<'_>, options: &MetricsOptions) -> Metrics 
     Metrics {
         start_time,
         end_time,
-        num_equity_points: equity.len(),
+        num_equity_points: equity.count,
         initial_cash,
         final_equity,
         total_return,
@@ -128,7 +143,7 @@ pub fn compute_with(records: &Records<'_>, options: &MetricsOptions) -> Metrics 
         num_trades: trades.len(),
         num_winning_trades: t.wins,
         num_losing_trades: t.losses,
-        num_fills: fills.len(),
+        num_fills: fills.count,
         sharpe: core.sharpe,
         sortino: core.sortino,
         annualized_volatility: core.annualized_volatility,
@@ -161,7 +176,7 @@ pub fn compute_with(records: &Records<'_>, options: &MetricsOptions) -> Metrics 
         ),
         costs,
         orders: super::OrderSummary::default(),
-        unavailable: if equity.is_empty() {
+        unavailable: if equity.count == 0 {
             BTreeMap::new() // no equity at all: nothing is "too short"
         } else {
             short_sample_reasons(&sample, records.benchmark.is_some())
@@ -278,7 +293,9 @@ pub(crate) fn point_drawdown(equity: Decimal, peak: Decimal) -> f64 {
     }
 }
 
-pub(crate) struct Drawdown {
+/// The drawdown of a curve (see the module docs of `metrics`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drawdown {
     pub max: f64,
     pub duration_ns: i64,
     pub peak_time: Option<TimestampNs>,
@@ -286,42 +303,13 @@ pub(crate) struct Drawdown {
 }
 
 /// Max drawdown, longest time under water, and where the deepest drawdown was; one pass.
+#[cfg(test)]
 pub(crate) fn drawdown(equity: &[EquityPoint]) -> Drawdown {
-    let mut out = Drawdown {
-        max: 0.0,
-        duration_ns: 0,
-        peak_time: None,
-        trough_time: None,
-    };
-    let Some(first) = equity.first() else {
-        return out;
-    };
-    let mut peak = first.equity;
-    let mut peak_time = first.time;
-    let mut under_water = false;
+    let mut tracker = super::kept::DrawdownTracker::default();
     for p in equity {
-        if p.equity >= peak {
-            if under_water {
-                out.duration_ns = out.duration_ns.max(p.time - peak_time);
-                under_water = false;
-            }
-            peak = p.equity;
-            peak_time = p.time;
-        } else {
-            under_water = true;
-        }
-        let dd = point_drawdown(p.equity, peak);
-        if dd > out.max {
-            out.max = dd;
-            out.peak_time = Some(peak_time);
-            out.trough_time = Some(p.time);
-        }
+        tracker.push(p);
     }
-    if under_water {
-        let last = equity.last().expect("not empty").time;
-        out.duration_ns = out.duration_ns.max(last - peak_time);
-    }
-    out
+    tracker.finish(equity.last().map(|p| p.time))
 }
 
 struct TradeStats {

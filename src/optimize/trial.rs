@@ -13,10 +13,10 @@ use serde_json::Value;
 use crate::config::RunSettings;
 use crate::engine::{Stop, lock};
 use crate::error::Error;
-use crate::metrics::{self, daily::DailySeries};
+use crate::metrics;
 use crate::model::format_timestamp;
 use crate::model::time::NANOS_PER_DAY;
-use crate::pipeline::{self, Prepared, RunShape};
+use crate::pipeline::{self, Keep, Prepared, RunShape};
 use crate::python::LogSink;
 
 /// What a worker is asked to run.
@@ -151,7 +151,13 @@ fn simulate_trial(
         ..Default::default()
     });
     let loaded = pipeline::load_algorithm_quiet(py, &settings)?;
-    let run = pipeline::simulate(py, &settings, prepared, &loaded, sink)?;
+    // A trial keeps its metrics, not a point per tick, unless it writes a results folder.
+    let keep = if request.out.is_some() {
+        Keep::Everything
+    } else {
+        Keep::MetricsOnly
+    };
+    let run = pipeline::simulate(py, &settings, prepared, &loaded, sink, keep)?;
     if let Some(Stop::Interrupted) = run.outcome.stop {
         return Err(Error::Interrupted);
     }
@@ -187,7 +193,8 @@ fn simulate_trial(
     if let Some(map) = doc.as_object_mut() {
         map.remove("run");
     }
-    let daily = DailySeries::new(settings.cash, &run.outcome.equity, &settings.metrics);
+    let equity = run.outcome.equity.summary(settings.cash, &settings.metrics);
+    let daily = equity.daily();
     let returns = serde_json::json!({
         "days": daily.days.iter().map(|d| day_text(*d)).collect::<Vec<_>>(),
         "values": daily.returns().unwrap_or_default(),

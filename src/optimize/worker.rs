@@ -22,6 +22,7 @@ pub fn serve(
     input: impl BufRead,
     mut output: impl Write,
 ) -> Result<(), Error> {
+    keep_large_blocks_apart();
     Python::attach(|py| -> Result<(), Error> {
         for line in input.lines() {
             let line = line.map_err(|e| Error::Internal(format!("reading a trial: {e}")))?;
@@ -42,9 +43,36 @@ pub fn serve(
             {
                 return Ok(());
             }
+            release_memory(py);
         }
         Ok(())
     })
+}
+
+/// A trial's large buffers (indicator columns, the order list) each in pages of their own,
+/// given back to the system when freed and grown without a copy (`mremap`). By default glibc
+/// raises its mmap threshold to the largest block freed so far (up to 32 MB), so from the
+/// second trial on those buffers would come from the heap: grown by copying (old and new alive
+/// at once) and kept after the trial.
+fn keep_large_blocks_apart() {
+    // SAFETY: mallopt only changes the allocator's settings.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+/// Hands a finished trial's memory back, so a worker waits for the next trial holding little
+/// more than its interpreter: the trial's Python objects that refer to each other (collected
+/// now, not whenever the collector's thresholds next say), and the pages the allocator keeps
+/// for reuse (glibc's `malloc_trim`).
+fn release_memory(py: Python<'_>) {
+    let _ = py.import("gc").and_then(|gc| gc.call_method0("collect"));
+    // SAFETY: malloc_trim only returns free pages of the allocator's arenas to the system.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// What a worker sent back: a result, or that it is gone (crashed, killed, or interrupted).
@@ -75,13 +103,52 @@ impl ForkedWorker {
     }
 }
 
-/// Forks `count` workers. Each child runs `child(stream)` (which must start Python and call
-/// [`serve`]) and exits with its return value; it never returns here. Results arrive on the
-/// returned channel from one reader thread per worker.
+/// Forks `count` workers. Each child runs `child(stream)` (which must call [`serve`]) and
+/// exits with its return value; it never returns here. Results arrive on the returned channel
+/// from one reader thread per worker.
 ///
-/// Must be called before this process starts Python or any thread: a forked child has only
-/// the forking thread, so any lock another thread held would stay locked forever.
+/// Must be called after this process started Python (the children share its interpreter, see
+/// [`fork_with_python`]) and before it starts any thread: a forked child has only the forking
+/// thread, so any lock another thread held would stay locked forever.
 pub fn fork_workers(
+    count: usize,
+    child: &dyn Fn(UnixStream) -> i32,
+) -> Result<(Vec<ForkedWorker>, mpsc::Receiver<Message>), Error> {
+    Python::attach(|py| {
+        // What every trial imports (`seed_python`), mapped once for all workers.
+        for module in ["random", "numpy"] {
+            py.import(module).map_err(|e| Error::Python {
+                message: format!("importing {module}: {e}"),
+                hint: None,
+            })?;
+        }
+        // Objects that exist now are never scanned by a collection again: a worker's collector
+        // would otherwise write to every object's header and copy the pages it shares.
+        py.import("gc")
+            .and_then(|gc| gc.call_method0("freeze"))
+            .map_err(|e| Error::Internal(format!("freezing the interpreter's objects: {e}")))?;
+        fork_all(count, child)
+    })
+}
+
+/// `fork()` with CPython's own fork hooks (as `os.fork` does): the child's interpreter takes
+/// the forking thread as its only thread. Called with the interpreter attached.
+fn fork_with_python() -> libc::pid_t {
+    // SAFETY: the GIL is held by this thread (the callers run inside `Python::attach`), as
+    // PyOS_BeforeFork requires; each branch calls the matching after-fork hook.
+    unsafe {
+        pyo3::ffi::PyOS_BeforeFork();
+        let pid = libc::fork();
+        if pid == 0 {
+            pyo3::ffi::PyOS_AfterFork_Child();
+        } else {
+            pyo3::ffi::PyOS_AfterFork_Parent();
+        }
+        pid
+    }
+}
+
+fn fork_all(
     count: usize,
     child: &dyn Fn(UnixStream) -> i32,
 ) -> Result<(Vec<ForkedWorker>, mpsc::Receiver<Message>), Error> {
@@ -94,9 +161,9 @@ pub fn fork_workers(
         // Output buffered by this process would be written twice: once by each child.
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
-        // SAFETY: no other thread runs yet (see above); the child only uses its own copy of
-        // this thread's memory and leaves through `_exit`.
-        let pid = unsafe { libc::fork() };
+        // No other thread runs yet (see above); the child only uses its own copy of this
+        // thread's memory and leaves through `_exit`.
+        let pid = fork_with_python();
         if pid < 0 {
             return Err(Error::Internal(format!(
                 "cannot start a worker process: {}",

@@ -516,7 +516,7 @@ impl BookStepper {
                 // Crossed at the open: before the bar's own fills, in the books and for on_fill.
                 m.outcome
                     .fills
-                    .splice(before..before, self.crossed[i].iter().cloned());
+                    .insert(before, self.crossed[i].iter().cloned());
                 fills.splice(0..0, self.crossed[i].drain(..));
             }
             if let Some(point) = m.outcome.equity.last() {
@@ -1109,7 +1109,7 @@ mod tests {
             equity: Decimal::from(equity),
         };
         // 100 → 110 (+10%), then 90 moves in at t=2 (recorded before the move), then +10%.
-        m.outcome.equity = vec![point(1, 110), point(2, 110), point(3, 220)];
+        m.outcome.equity = vec![point(1, 110), point(2, 110), point(3, 220)].into();
         m.units.flow(2, Decimal::from(110), Decimal::from(90));
         let adjusted: Vec<Decimal> = m.flow_adjusted_equity().iter().map(|p| p.equity).collect();
         assert_eq!(

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import time
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,23 @@ def test_a_grid_study_is_the_same_serial_and_in_parallel_and_ranks_its_trials(se
     assert "2 workers" in proc.stderr
 
 
+def daily_returns_of(equity_csv: Path, initial_cash: Decimal) -> tuple[list[str], list[float]]:
+    """The daily returns of a results folder's equity curve, as docs/metrics.md defines them: the
+    last equity of each UTC day (a point stamped 00:00 closes the day before), from the cash."""
+    closes: dict[str, Decimal] = {}
+    with equity_csv.open() as f:
+        for row in csv.DictReader(f):
+            at = datetime.fromisoformat(row["time"].replace("Z", "+00:00")) - timedelta(microseconds=1)
+            closes[at.date().isoformat()] = Decimal(row["equity"])
+    values = [initial_cash, *closes.values()]
+    return list(closes), [float(b - a) / float(a) for a, b in zip(values, values[1:])]
+
+
 def test_every_trial_equals_a_plain_run_of_its_parameters(serial_grid: Path, tmp_path: Path) -> None:
+    # A trial keeps no equity curve, only what its metrics and returns are computed from.
     table = trial_table(serial_grid)
+    with sqlite3.connect(serial_grid / "study.sqlite") as db:
+        returns = {p: json.loads(r) for p, r in db.execute("SELECT params, returns FROM trials")}
     for params_json in list(table)[:3]:
         params = json.loads(params_json)
         out = tmp_path / f"run-{params['fast']}-{params['slow']}"
@@ -79,6 +95,48 @@ def test_every_trial_equals_a_plain_run_of_its_parameters(serial_grid: Path, tmp
         plain = json.loads((out / "metrics.json").read_text())
         plain.pop("run")
         assert table[params_json][2] == plain
+        days, values = daily_returns_of(out / "equity.csv", Decimal(plain["initial_cash"]))
+        assert plain["num_equity_points"] > len(days) > 1
+        assert returns[params_json]["days"] == days
+        assert returns[params_json]["values"] == pytest.approx(values, rel=1e-12, abs=1e-15)
+
+
+def test_trials_over_months_of_a_24_7_market_equal_plain_runs(tmp_path: Path) -> None:
+    """Months of 15-minute bars of two symbols, weekends included, a day ending at 16:30: the
+    return metrics (Sharpe, VaR, the benchmark's) exist, and each trial's equal a plain run's."""
+    import sys
+    sys.path.insert(0, str(ROOT / "pylib"))
+    from rustybt_api.testing import generate_bars, write_csv
+
+    data = []
+    for i, symbol in enumerate(("AAA", "BBB")):
+        bars = generate_bars(9000, seed=7 + i, interval=timedelta(minutes=15), volatility=0.004)
+        data.append(write_csv(tmp_path / f"{symbol}.csv", bars))
+    config = tmp_path / "metrics.toml"
+    config.write_text('[metrics]\nday_end = "16:30"\nrisk_free_rate = 0.03\n')
+    common = ["--config", config, *[a for d in data for a in ("--data", d)]]
+    study = tmp_path / "study"
+    proc = optimize("--algo", SMA, "--param", "fast=5:10:5", "--param", "slow=40", "--maximize", "sharpe",
+                    "-j", "2", "--study", study, *common)
+    assert proc.returncode == 0, proc.stderr
+    with sqlite3.connect(study / "study.sqlite") as db:
+        trials = db.execute("SELECT params, metrics, returns FROM trials").fetchall()
+    assert len(trials) == 2
+    for params_json, metrics, returns in trials:
+        params = json.loads(params_json)
+        out = tmp_path / f"run-{params['fast']}"
+        argv = [str(BIN), "run", "--algo", str(SMA), "--out", str(out), "-q", "--no-progress", *map(str, common),
+                "--param", f"fast={params['fast']}", "--param", f"slow={params['slow']}"]
+        run = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert run.returncode == 0, run.stderr
+        plain = json.loads((out / "metrics.json").read_text())
+        plain.pop("run")
+        trial = json.loads(metrics)
+        assert trial == plain
+        assert trial["days_per_year"] == 365 and trial["num_equity_points"] == 9000
+        assert trial["sharpe"] is not None and trial["benchmark"]["sharpe"] is not None
+        assert trial["max_drawdown"] > 0 and trial["num_fills"] > 100
+        assert len(json.loads(returns)["days"]) == trial["num_returns"] > 90
 
 
 def test_the_best_trial_is_rerun_into_a_results_folder_and_its_config_reproduces_it(serial_grid: Path, tmp_path: Path) -> None:
