@@ -360,22 +360,7 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             // Event streams get every event up to `stop` before the process exits.
             server.finish(std::time::Duration::from_secs(5));
         }
-        Ok(match end {
-            End::FeedDone | End::MaxBars | End::Signal => ExitCode::Success,
-            End::Failed(e) => {
-                report(&Error::Algorithm(e));
-                ExitCode::Algorithm
-            }
-            End::Engine(message) => {
-                report(&Error::Internal(message));
-                ExitCode::Internal
-            }
-            End::Live(error) => {
-                let error = error.to_error(&state.journal_path);
-                report(&error);
-                error.exit_code()
-            }
-        })
+        Ok(exit_code_of_end(end, &state.journal_path))
     })
 }
 
@@ -811,6 +796,26 @@ pub(super) fn open_feed_and_state(
         FeedChoice::Ccxt(id) => format!("ccxt:{id}"),
     };
     Ok((replay, state_lock, source))
+}
+
+/// The exit code of a session that ended with `end`, reporting a failure.
+pub(super) fn exit_code_of_end(end: End, journal_path: &Path) -> ExitCode {
+    match end {
+        End::FeedDone | End::MaxBars | End::Signal => ExitCode::Success,
+        End::Failed(e) => {
+            report(&Error::Algorithm(e));
+            ExitCode::Algorithm
+        }
+        End::Engine(message) => {
+            report(&Error::Internal(message));
+            ExitCode::Internal
+        }
+        End::Live(error) => {
+            let error = error.to_error(journal_path);
+            report(&error);
+            error.exit_code()
+        }
+    }
 }
 
 pub(super) fn load_replay(

@@ -13,8 +13,8 @@ use super::LiveArgs;
 use super::RunArgs;
 use super::doctor::start_python;
 use super::live::{
-    BrokerChoice, Common, apply_market_rules, default_out_dir, open_exchange, open_feed_and_state,
-    session_feed,
+    BrokerChoice, Common, apply_market_rules, default_out_dir, exit_code_of_end, open_exchange,
+    open_feed_and_state, session_feed,
 };
 use super::portfolio::{
     Book, BookRun, allocator_of, build_book, code_dirs, read_spec, write_book_results,
@@ -22,7 +22,7 @@ use super::portfolio::{
 use crate::config::RunSettings;
 use crate::data::BarSeries;
 use crate::engine::lock;
-use crate::error::{Error, ExitCode, report};
+use crate::error::{Error, ExitCode};
 use crate::live::book::LiveBook;
 use crate::live::recovery::{SessionStart, State};
 use crate::live::session::{End, SessionOptions};
@@ -259,21 +259,6 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
             out_dir.display()
         );
         drop(state_lock);
-        Ok(match end {
-            End::FeedDone | End::MaxBars | End::Signal => ExitCode::Success,
-            End::Failed(e) => {
-                report(&Error::Algorithm(e));
-                ExitCode::Algorithm
-            }
-            End::Engine(message) => {
-                report(&Error::Internal(message));
-                ExitCode::Internal
-            }
-            End::Live(error) => {
-                let error = error.to_error(&state.journal_path);
-                report(&error);
-                error.exit_code()
-            }
-        })
+        Ok(exit_code_of_end(end, &state.journal_path))
     })
 }

@@ -141,21 +141,11 @@ pub(super) fn write_parquet(
     path: &Path,
     schema: SchemaRef,
     rows: usize,
-    columns: impl FnMut(Range<usize>) -> Result<Vec<ArrayRef>, ArrowError>,
+    mut columns: impl FnMut(Range<usize>) -> Result<Vec<ArrayRef>, ArrowError>,
 ) -> Result<(), MetricsError> {
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
-    write_parquet_with(path, schema, rows, props, columns)
-}
-
-fn write_parquet_with(
-    path: &Path,
-    schema: SchemaRef,
-    rows: usize,
-    props: WriterProperties,
-    mut columns: impl FnMut(Range<usize>) -> Result<Vec<ArrayRef>, ArrowError>,
-) -> Result<(), MetricsError> {
     let parquet_err = |source| MetricsError::Parquet {
         path: path.to_path_buf(),
         source,
