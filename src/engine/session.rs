@@ -340,6 +340,18 @@ impl Session {
         let mut required = Decimal::ZERO;
         for index in 0..self.market.symbol_count() {
             let symbol = SymbolId(index as u32);
+            // A symbol with no position and no open order adds nothing: skipping it keeps the
+            // check O(symbols in use) rather than O(universe) per order (500 symbols cost
+            // 25 µs an order before).
+            if symbol != request.symbol
+                && !self.orders.has_open(symbol)
+                && self
+                    .ledger
+                    .position(symbol)
+                    .is_none_or(|p| p.quantity.is_zero())
+            {
+                continue;
+            }
             let mut quantity = self.committed_quantity(symbol, excluded);
             let price = if symbol == request.symbol {
                 quantity += request.side.sign() * request.quantity;
@@ -528,7 +540,58 @@ impl FillCostModel for SessionCosts<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::test_support::{hold, one_bar_market};
+    use crate::model::{OrderKind, TimeInForce};
     use rust_decimal::dec;
+
+    fn request(symbol: u32, side: OrderSide, quantity: i64) -> OrderRequest {
+        OrderRequest {
+            symbol: SymbolId(symbol),
+            side,
+            quantity: Decimal::from(quantity),
+            kind: OrderKind::Market,
+            tif: TimeInForce::Gtc,
+            oco_group: None,
+            parent: None,
+        }
+    }
+
+    proptest::proptest! {
+        /// Buying power skips symbols with no position and no open order: the requirement it
+        /// compares with equity is the full sum over the universe all the same.
+        #[test]
+        fn buying_power_skipping_idle_symbols_equals_the_full_sum(
+            held in proptest::collection::vec((0u32..6, proptest::bool::ANY, 1i64..50), 0..4),
+            open in proptest::collection::vec((0u32..6, proptest::bool::ANY, 1i64..50), 0..4),
+            asked in (0u32..6, proptest::bool::ANY, 1i64..400),
+        ) {
+            let side = |buy: bool| if buy { OrderSide::Buy } else { OrderSide::Sell };
+            let mut s = Session::new(one_bar_market(6, 60_000_000_000), dec!(10000), CommissionModel::default());
+            for i in 0..6 {
+                s.market.close_next_bar(SymbolId(i));
+            }
+            for (symbol, buy, quantity) in &held {
+                hold(&mut s, *symbol, side(*buy), Decimal::from(*quantity), dec!(1));
+            }
+            for (symbol, buy, quantity) in &open {
+                s.orders.submit(request(*symbol, side(*buy), *quantity), 0, 0).unwrap();
+            }
+            let asked = request(asked.0, side(asked.1), asked.2);
+            // Reference: every symbol of the universe, whether it is in use or not.
+            let equity = s.ledger.equity().unwrap();
+            let required: Decimal = (0..6u32)
+                .map(|i| {
+                    let mut quantity = s.committed_quantity(SymbolId(i), &[]);
+                    if SymbolId(i) == asked.symbol {
+                        quantity += asked.side.sign() * asked.quantity;
+                    }
+                    quantity.abs() * dec!(1) * s.instrument(SymbolId(i)).margin
+                })
+                .sum();
+            let checked = s.check_buying_power(&asked, Some(dec!(1)), &[]);
+            proptest::prop_assert_eq!(checked.is_ok(), required <= equity, "{:?}", checked);
+        }
+    }
 
     #[test]
     fn a_profile_minimum_applies_once_per_order_across_partial_fills() {

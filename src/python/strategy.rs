@@ -536,6 +536,12 @@ impl PyStrategy {
         })
     }
 
+    /// A scheduled callback is due at the session's time.
+    fn schedule_due(&self) -> bool {
+        let schedules = self.schedules.get();
+        !schedules.is_idle() && lock(&self.session).now >= schedules.next_due()
+    }
+
     fn on_trial(&self) -> bool {
         self.reload.as_ref().is_some_and(|r| r.previous.is_some())
     }
@@ -614,6 +620,11 @@ impl Strategy for PyStrategy {
     }
 
     fn on_tick(&mut self) -> Result<(), Stop> {
+        // An algorithm that keeps `Algorithm`'s empty `on_tick` (it trades from scheduled
+        // callbacks only) costs no Python call on a tick where nothing is due.
+        if self.hooks[ON_TICK].is_none() && !self.on_trial() && !self.schedule_due() {
+            return Ok(());
+        }
         Python::attach(|py| {
             let context = self.context.bind(py).clone().into_any();
             let mut result = self.run_schedules(py, &context);
@@ -674,8 +685,8 @@ impl Strategy for PyStrategy {
     }
 }
 
-/// The bound callbacks of an algorithm instance, by slot. `on_fill`/`on_stop` are `None` when
-/// the class keeps `Algorithm`'s empty ones.
+/// The bound callbacks of an algorithm instance, by slot. `on_tick`/`on_fill`/`on_stop`/
+/// `on_order` are `None` when the class keeps `Algorithm`'s empty ones.
 fn hooks_of(algorithm: &Bound<'_, PyAny>) -> PyResult<Hooks> {
     let base = algorithm.py().import("rustybt_api")?.getattr("Algorithm")?;
     let overridden = |name: &str| -> PyResult<Option<Py<PyAny>>> {
@@ -688,7 +699,7 @@ fn hooks_of(algorithm: &Bound<'_, PyAny>) -> PyResult<Hooks> {
     };
     Ok([
         Some(algorithm.getattr("initialize")?.unbind()),
-        Some(algorithm.getattr("on_tick")?.unbind()),
+        overridden("on_tick")?,
         overridden("on_fill")?,
         overridden("on_stop")?,
         overridden("on_order")?,

@@ -53,6 +53,19 @@ def test_every_fires_at_each_period_boundary_with_only_closed_bars(run_rustybt, 
     ]
 
 
+def test_an_algorithm_without_on_tick_runs_its_schedule_with_no_call_per_tick(run_rustybt, write_algo, tmp_path):
+    # Algorithm's empty on_tick is not called: a schedule-only strategy costs no Python per tick.
+    source = RECORDER.format(rule='every="1h"', symbol="TEST").replace("    def on_tick(self, ctx):\n        pass\n", "")
+    assert "on_tick" not in source
+    data = write_csv(tmp_path / "TEST.csv", list(generate_bars(300, seed=1)))
+    done = run_rustybt("run", "--algo", write_algo(source, name="recorder"), "--data", data, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert [t for t, _ in fired(done)] == [f"2024-01-01T0{h}:00:00+00:00" for h in range(1, 6)]
+    assert [n for _, n in fired(done)] == [60, 120, 180, 240, 300]
+    hooks = [line.split()[0] for line in done.stderr.splitlines() if re.match(r"\w+\s+\d+ calls", line)]
+    assert hooks == ["initialize"], done.stderr
+
+
 def test_at_is_local_time_across_a_daylight_saving_change(run_rustybt, write_algo, tmp_path):
     # Hourly bars from Friday 2024-03-08 to Tuesday 2024-03-12; New York moves to UTC-4 on the 10th.
     start = dt.datetime(2024, 3, 8, tzinfo=UTC)
