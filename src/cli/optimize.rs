@@ -283,41 +283,15 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
     let outcome = Python::attach(|py| -> Result<ExitCode, Error> {
         let class = loaded.instance.bind(py).get_type();
         let search = Search::new(py, class.as_any(), &options)?;
-        let mut meta = BTreeMap::new();
-        meta.insert(
-            "algorithm".into(),
-            Value::from(loaded.path.display().to_string()),
-        );
-        meta.insert("class_name".into(), Value::from(loaded.class_name.clone()));
-        meta.insert("code_hash".into(), Value::from(code_hash.clone()));
-        meta.insert("data_checksum".into(), Value::from(data_checksum.clone()));
-        meta.insert("method".into(), Value::from(options.method.clone()));
-        meta.insert("seed".into(), Value::from(options.seed));
-        meta.insert("batch".into(), Value::from(options.batch));
-        meta.insert(
-            "objectives".into(),
-            Value::from(
-                options
-                    .objectives
-                    .iter()
-                    .map(|o| serde_json::json!({"metric": o.metric, "direction": o.direction()}))
-                    .collect::<Vec<_>>(),
-            ),
-        );
-        meta.insert(
-            "constraints".into(),
-            Value::from(options.constraints.clone()),
-        );
-        meta.insert("min_trades".into(), Value::from(options.min_trades));
-        let space: Value = serde_json::from_str(&search.describe(py)?)
-            .map_err(|e| Error::Internal(format!("the space as JSON: {e}")))?;
-        meta.insert("space".into(), space);
-        meta.insert(
-            "walk_forward".into(),
-            walk_forward
-                .as_ref()
-                .map_or(Value::Null, WalkForward::to_json),
-        );
+        let meta = optimize::study_identity(
+            &loaded.path,
+            &loaded.class_name,
+            &code_hash,
+            &data_checksum,
+            &options,
+            &search.describe(py)?,
+            walk_forward.as_ref(),
+        )?;
 
         if args.estimate {
             let Some(executor) = local.as_mut() else {
@@ -329,25 +303,9 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
         }
 
         let store = match &stored_meta {
-            Some(old) => {
-                let changes = optimize::identity_changes(old, &meta);
-                if !changes.is_empty() && !args.force {
-                    return Err(Error::usage_with_hint(
-                        format!(
-                            "the study in `{}` cannot be resumed as it was: {}",
-                            dir.display(),
-                            changes.join("; ")
-                        ),
-                        "start a new study, or add `--force` to continue it anyway",
-                    ));
-                }
-                let store = Store::open(&dir)?;
-                for (key, value) in &meta {
-                    store.set_meta(key, value)?;
-                }
-                store
-            }
+            Some(old) => optimize::reopen_study(&dir, old, &meta, args.force)?,
             None => {
+                let mut meta = meta;
                 meta.insert("command".into(), Value::from(own_arguments()));
                 meta.insert(
                     "cwd".into(),
@@ -424,7 +382,7 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
                     Err(e) => return Err(e),
                 }
             }
-            Some(wf) => match {
+            Some(wf) => {
                 let mut progress = StudyProgress::new(&options.objectives);
                 let walked = walk(
                     py,
@@ -436,11 +394,11 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
                     &mut |e| progress.on(e),
                 );
                 progress.finish();
-                walked
-            } {
-                Err(Error::Interrupted) => Ending::Interrupted,
-                other => other?,
-            },
+                match walked {
+                    Err(Error::Interrupted) => Ending::Interrupted,
+                    other => other?,
+                }
+            }
         };
         if walk_forward.is_none() && ending != Ending::Interrupted {
             rerun_best(&mut driver, &options)?;

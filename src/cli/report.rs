@@ -94,7 +94,7 @@ pub(super) fn driver_error(py: Python<'_>, err: PyErr) -> Error {
             .is_ok_and(|cls| value.is_instance(&cls).unwrap_or(false))
     });
     if is_user_error {
-        let hint = crate::python::errors::hint_of(&value);
+        let hint = crate::python::errors::hint_of(value);
         return Error::Usage {
             message: value.to_string(),
             hint,

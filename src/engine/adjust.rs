@@ -84,11 +84,10 @@ pub fn adjust(
 
 /// Per bar, the (price, volume) multipliers: the product of the factors of every event after
 /// it. Also the events left to apply to the books (dividends under `split`, rescaled).
-fn factors(
-    s: &BarSeries,
-    events: &[&CorporateAction],
-    mode: Adjust,
-) -> Result<(Vec<(Decimal, Decimal)>, Vec<CorporateAction>), String> {
+/// Per bar (price, volume) multipliers, and the events left for the books.
+type Factors = (Vec<(Decimal, Decimal)>, Vec<CorporateAction>);
+
+fn factors(s: &BarSeries, events: &[&CorporateAction], mode: Adjust) -> Result<Factors, String> {
     let n = s.len();
     let mut out = vec![(Decimal::ONE, Decimal::ONE); n];
     let mut kept = Vec::new();

@@ -687,14 +687,14 @@ mod tests {
             // comes (AAA at 0, BBB at 1 min), keeping those whose value still fits.
             let mut committed = Decimal::ZERO;
             let mut expected = Vec::new();
-            for symbol in 0..2 {
+            for (symbol, open) in opens.iter().enumerate() {
                 for (id, (i, q)) in orders.iter().enumerate() {
                     if *i != symbol {
                         continue;
                     }
                     // Holdings of the other symbol count at its last close; AAA closed at 10
                     // when BBB's first bar opens, the same as its fill price here.
-                    let value = Decimal::from(*q) * opens[symbol];
+                    let value = Decimal::from(*q) * *open;
                     if committed + value <= dec!(1000) {
                         committed += value;
                         expected.push(id as u64 + 1);

@@ -62,7 +62,7 @@ impl OrderSummary {
             }
         }
         // Stable: equal counts keep the order they were first seen in.
-        reasons.sort_by(|a, b| b.count.cmp(&a.count));
+        reasons.sort_by_key(|r| std::cmp::Reverse(r.count));
         reasons.truncate(TOP_REASONS);
         summary.rejection_reasons = reasons;
         summary

@@ -124,6 +124,76 @@ pub fn identity_changes(
         .collect()
 }
 
+/// What a study is: the algorithm, code and data fingerprints, method, objectives,
+/// constraints, space and walk-forward layout, as stored in its metadata. The keys of
+/// [`IDENTITY`] are what `--resume` compares.
+pub fn study_identity(
+    algorithm: &Path,
+    class_name: &str,
+    code_hash: &str,
+    data_checksum: &str,
+    options: &study::StudyOptions,
+    space_json: &str,
+    walk_forward: Option<&walk_forward::WalkForward>,
+) -> Result<BTreeMap<String, Value>, Error> {
+    let space: Value = serde_json::from_str(space_json)
+        .map_err(|e| Error::Internal(format!("the space as JSON: {e}")))?;
+    let objectives: Vec<Value> = options
+        .objectives
+        .iter()
+        .map(|o| serde_json::json!({"metric": o.metric, "direction": o.direction()}))
+        .collect();
+    Ok(BTreeMap::from([
+        (
+            "algorithm".into(),
+            Value::from(algorithm.display().to_string()),
+        ),
+        ("class_name".into(), Value::from(class_name)),
+        ("code_hash".into(), Value::from(code_hash)),
+        ("data_checksum".into(), Value::from(data_checksum)),
+        ("method".into(), Value::from(options.method.clone())),
+        ("seed".into(), Value::from(options.seed)),
+        ("batch".into(), Value::from(options.batch)),
+        ("objectives".into(), Value::from(objectives)),
+        (
+            "constraints".into(),
+            Value::from(options.constraints.clone()),
+        ),
+        ("min_trades".into(), Value::from(options.min_trades)),
+        ("space".into(), space),
+        (
+            "walk_forward".into(),
+            walk_forward.map_or(Value::Null, walk_forward::WalkForward::to_json),
+        ),
+    ]))
+}
+
+/// Opens a study to resume it: refused (exit 2) when its identity changed, unless `force`;
+/// the stored metadata then takes the new values.
+pub fn reopen_study(
+    dir: &Path,
+    stored: &BTreeMap<String, Value>,
+    now: &BTreeMap<String, Value>,
+    force: bool,
+) -> Result<store::Store, Error> {
+    let changes = identity_changes(stored, now);
+    if !changes.is_empty() && !force {
+        return Err(Error::usage_with_hint(
+            format!(
+                "the study in `{}` cannot be resumed as it was: {}",
+                dir.display(),
+                changes.join("; ")
+            ),
+            "start a new study, or add `--force` to continue it anyway",
+        ));
+    }
+    let store = store::Store::open(dir)?;
+    for (key, value) in now {
+        store.set_meta(key, value)?;
+    }
+    Ok(store)
+}
+
 /// Trials ranked best first by the first objective; complete trials before the others.
 pub fn ranked<'t>(trials: &'t [StoredTrial], objectives: &[Objective]) -> Vec<&'t StoredTrial> {
     let mut out: Vec<&StoredTrial> = trials.iter().collect();

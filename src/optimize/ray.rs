@@ -19,7 +19,7 @@ pub struct RayExecutor {
 
 fn ray_error(py: Python<'_>, err: PyErr) -> Error {
     let value = err.value(py);
-    let hint = crate::python::errors::hint_of(&value);
+    let hint = crate::python::errors::hint_of(value);
     match hint {
         Some(hint) => Error::usage_with_hint(format!("Ray: {value}"), hint),
         None => Error::Internal(format!("Ray: {value}")),

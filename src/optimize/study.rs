@@ -221,6 +221,10 @@ pub struct SearchOutcome {
     pub reused: u64,
 }
 
+/// A trial asked of the search but not yet given to a worker: its number, its parameters as
+/// `name = value` texts, and the same as the JSON the store keeps.
+type PendingTrial = (u64, Vec<(String, String)>, String);
+
 /// Runs trials through an executor and keeps the store.
 pub struct Driver<'a> {
     pub store: &'a Store,
@@ -330,7 +334,7 @@ impl Driver<'_> {
         let mut finished: BTreeMap<u64, StoredTrial> = BTreeMap::new();
         let mut running: HashMap<usize, Running> = HashMap::new();
         let mut exhausted = false;
-        let mut pending: Option<(u64, Vec<(String, String)>, String)> = None;
+        let mut pending: Option<PendingTrial> = None;
         let mut ending = Ending::Done;
         let mut since_best = 0u64;
         let mut best_value: Option<f64> = None;

@@ -277,7 +277,7 @@ pub fn parameter_error(py: Python<'_>, err: PyErr) -> Error {
         return Error::Internal(format!("reading parameters: {err}"));
     }
     let value = err.value(py);
-    let hint = crate::python::errors::hint_of(&value);
+    let hint = crate::python::errors::hint_of(value);
     match hint {
         Some(hint) => Error::usage_with_hint(value.to_string(), hint),
         None => Error::usage(value.to_string()),
