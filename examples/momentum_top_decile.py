@@ -57,8 +57,9 @@ class TopDecileMomentum(Algorithm):
         target[top] = np.where(self.held[top] > 0, self.held[top], np.floor(self.notional / close[top]))
         delta = target - self.held
         symbols = ctx.symbols
-        for i in np.flatnonzero(delta):
-            quantity = int(delta[i])
+        changed = np.flatnonzero(delta)
+        # Plain ints, not NumPy scalars, for the per-order loop.
+        for i, quantity in zip(changed.tolist(), delta[changed].astype(np.int64).tolist()):
             if quantity > 0:
                 self.buy(symbols[i], quantity)
             else:

@@ -104,6 +104,9 @@ class Algorithm:
         no earlier than the next bar. Breaking the instrument's rules or buying power gives an
         order with status ``"rejected"`` and its ``reason`` (and an ``on_order`` event).
         """
+        if limit is None and stop is None and trail is None and trail_percent is None and tif is None \
+                and good_till is None and at is None and self._rustybt is not None:
+            return self._rustybt.submit(symbol, "buy", quantity)  # a plain market order: one call
         return self._submit(symbol, "buy", quantity, limit, stop, trail, trail_percent, tif, good_till, at)
 
     def sell(
@@ -120,6 +123,9 @@ class Algorithm:
         at: MarketOn | None = None,
     ) -> Order:
         """Sells ``quantity`` of ``symbol`` (opens a short when flat); options as :meth:`buy`."""
+        if limit is None and stop is None and trail is None and trail_percent is None and tif is None \
+                and good_till is None and at is None and self._rustybt is not None:
+            return self._rustybt.submit(symbol, "sell", quantity)
         return self._submit(symbol, "sell", quantity, limit, stop, trail, trail_percent, tif, good_till, at)
 
     def _submit(self, symbol: str, side: Side, quantity: Quantity, limit: Price | None, stop: Price | None,
