@@ -641,6 +641,18 @@ fn decimal_text(what: &str, text: &str) -> Result<Decimal, Error> {
 
 /// Why `text` is no Decimal: not a number at all, or a number out of Decimal's range.
 fn decimal_error(what: &str, text: &str) -> Error {
+    let (message, hint) = decimal_refusal(text);
+    let message = format!("{what}: {message}");
+    match hint {
+        Some(hint) => Error::usage_with_hint(message, hint),
+        None => Error::usage(message),
+    }
+}
+
+/// Why `text` (which `rust_decimal` refused) is no Decimal, and how to fix it: not a number
+/// at all, above Decimal's range, or more digits than its 28. Shared by the command line,
+/// the config files and the Python API's quantities and prices.
+pub fn decimal_refusal(text: &str) -> (String, Option<&'static str>) {
     let trimmed = text.trim();
     let unsigned = trimmed.strip_prefix(['-', '+']).unwrap_or(trimmed);
     let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
@@ -657,19 +669,19 @@ fn decimal_error(what: &str, text: &str) -> Error {
             !e.is_empty() && e.chars().all(|c| c.is_ascii_digit())
         });
     if !numeric {
-        return Error::usage(format!("{what}: `{text}` is not a decimal number"));
+        return (format!("`{text}` is not a decimal number"), None);
     }
     let too_large =
         whole.trim_start_matches('0').len() > 28 || exponent.is_some_and(|e| !e.starts_with('-'));
     if too_large {
-        Error::usage_with_hint(
-            format!("{what}: `{text}` is too large (at most {})", Decimal::MAX),
-            "amounts are exact 96-bit decimals: at most 28 significant digits",
+        (
+            format!("`{text}` is too large (at most {})", Decimal::MAX),
+            Some("amounts are exact 96-bit decimals: at most 28 significant digits"),
         )
     } else {
-        Error::usage_with_hint(
-            format!("{what}: `{text}` has too many digits (at most 28 significant digits)"),
-            "amounts are exact 96-bit decimals: drop digits after the decimal point",
+        (
+            format!("`{text}` has too many digits (at most 28 significant digits)"),
+            Some("amounts are exact 96-bit decimals: drop digits after the decimal point"),
         )
     }
 }

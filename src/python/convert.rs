@@ -52,8 +52,13 @@ pub fn quantity_from_py(value: &Bound<'_, PyAny>) -> PyResult<Decimal> {
             py,
             if text.to_ascii_lowercase().contains("nan") {
                 "quantity is NaN".to_string()
-            } else {
+            } else if text.to_ascii_lowercase().contains("inf") {
                 format!("quantity `{text}` is not a finite decimal number")
+            } else {
+                match crate::config::decimal_refusal(&text) {
+                    (message, Some(hint)) => format!("quantity {message}: {hint}"),
+                    (message, None) => format!("quantity {message}"),
+                }
             },
         )
     })

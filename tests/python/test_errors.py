@@ -138,7 +138,10 @@ def test_missing_import_names_the_package_to_install(run_rustybt, write_algo, ba
     [
         ('float("nan")', "quantity is NaN"),
         ("0.5", "floats are inexact"),
-        ('"abc"', "is not a finite decimal number"),
+        ('"abc"', "quantity `abc` is not a decimal number"),
+        ('Decimal("Infinity")', "is not a finite decimal number"),
+        ('Decimal("1e30")', "quantity `1E+30` is too large (at most 79228162514264337593543950335)"),
+        ('"0.00000000000000000000000000001"', "has too many digits (at most 28 significant digits)"),
         ("0", "quantity must be positive"),
         ('Decimal("-1")', "quantity must be positive"),
         ('Decimal("NaN")', "quantity is NaN"),
