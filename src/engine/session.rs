@@ -362,7 +362,14 @@ impl Session {
                     None => continue,
                 }
             };
-            required += quantity.abs() * price * self.instrument(symbol).margin;
+            let value = quantity.abs() * price;
+            let margin = self.instrument(symbol).margin;
+            // A cash account's margin is 1: one multiplication per symbol instead of two.
+            required += if margin == Decimal::ONE {
+                value
+            } else {
+                value * margin
+            };
         }
         if required > equity {
             return Err(format!(
@@ -564,9 +571,17 @@ mod tests {
             held in proptest::collection::vec((0u32..6, proptest::bool::ANY, 1i64..50), 0..4),
             open in proptest::collection::vec((0u32..6, proptest::bool::ANY, 1i64..50), 0..4),
             asked in (0u32..6, proptest::bool::ANY, 1i64..400),
+            margin in proptest::sample::select(vec![dec!(1), dec!(0.5), dec!(2)]),
         ) {
             let side = |buy: bool| if buy { OrderSide::Buy } else { OrderSide::Sell };
-            let mut s = Session::new(one_bar_market(6, 60_000_000_000), dec!(10000), CommissionModel::default());
+            let mut s = Session::new(one_bar_market(6, 60_000_000_000), dec!(300), CommissionModel::default());
+            s.set_execution(ExecutionSettings {
+                default_instrument: crate::execution::Instrument {
+                    margin,
+                    ..Default::default()
+                },
+                ..Default::default()
+            });
             for i in 0..6 {
                 s.market.close_next_bar(SymbolId(i));
             }
@@ -590,6 +605,10 @@ mod tests {
                 .sum();
             let checked = s.check_buying_power(&asked, Some(dec!(1)), &[]);
             proptest::prop_assert_eq!(checked.is_ok(), required <= equity, "{:?}", checked);
+            if let Err(reason) = checked {
+                let needed = format!("would need {} of margin", required.round_dp(2));
+                proptest::prop_assert!(reason.contains(&needed), "{} / {}", reason, needed);
+            }
         }
     }
 
