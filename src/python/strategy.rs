@@ -608,6 +608,9 @@ impl Strategy for PyStrategy {
 
     fn on_fill(&mut self, fill: &crate::model::Fill) -> Result<(), Stop> {
         if !self.on_trial() {
+            if self.hooks[ON_FILL].is_none() {
+                return Ok(()); // no `on_fill`: no need to take the interpreter per fill
+            }
             return Python::attach(|py| self.deliver_fill(py, fill));
         }
         if let Some((_, _, pending)) = self.reload.as_mut().and_then(|r| r.previous.as_mut()) {
