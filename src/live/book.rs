@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use rust_decimal::Decimal;
 
+use super::api::SessionLink;
 use super::breakers::Trip;
 use super::broker::Broker;
 use super::broker::paper::PaperBroker;
@@ -40,6 +41,10 @@ use crate::model::{OrderId, OrderStatus, SymbolId, TimestampNs, format_timestamp
 use crate::portfolio::{BookOutcome, BookRules, BookStepper, Member, SavedBook};
 use crate::python::LogSink;
 
+#[path = "book_api.rs"]
+mod book_api;
+pub use book_api::StrategyMaker;
+
 /// Longest time between two journal checkpoints (as a single-algorithm paper session).
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -56,6 +61,8 @@ struct Seat {
     /// Orders (with client ids) its state saver has not been told about yet.
     unsaved_ids: Vec<(OrderId, String)>,
     skipped_warned: bool,
+    /// Hot reloads of its file already in the audit log.
+    audited_reloads: usize,
 }
 
 impl Seat {
@@ -72,7 +79,8 @@ impl Seat {
 pub struct LiveBook<'a, 'r, S: LiveStrategy> {
     /// Every symbol of the book (the account's benchmark and the shared cross-section read it).
     market: &'a mut Market,
-    members: &'a mut [Member<S>],
+    /// The file's strategies, then those operators add (`POST /strategies`).
+    members: &'a mut Vec<Member<S>>,
     rules: &'a mut BookRules<'r>,
     stepper: Option<BookStepper>,
     seats: Vec<Seat>,
@@ -96,13 +104,20 @@ pub struct LiveBook<'a, 'r, S: LiveStrategy> {
     unpriced: Vec<HashMap<SymbolId, Decimal>>,
     /// Bar times of the feed skipped at the start (an earlier session traded them).
     skipped: usize,
+    /// The control API (`--api`) and what its snapshots keep.
+    api: Option<SessionLink>,
+    api_view: book_api::BookApiView,
+    /// Builds the strategies operators add.
+    maker: Option<Box<dyn StrategyMaker<S> + 'a>>,
+    /// Bars stepped so far (the API's count, kept past the stepper's end).
+    bars_seen: u64,
 }
 
 impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         market: &'a mut Market,
-        members: &'a mut [Member<S>],
+        members: &'a mut Vec<Member<S>>,
         rules: &'a mut BookRules<'r>,
         state: &'a mut State,
         feed: Box<dyn Feed + 'a>,
@@ -131,7 +146,16 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             start_equity: Vec::new(),
             unpriced: Vec::new(),
             skipped: 0,
+            api: None,
+            api_view: Default::default(),
+            maker: None,
+            bars_seen: 0,
         }
+    }
+
+    /// Lets operators add strategies through the control API (`POST /strategies`).
+    pub fn set_maker(&mut self, maker: Box<dyn StrategyMaker<S> + 'a>) {
+        self.maker = Some(maker);
     }
 
     /// The equity each strategy started this session with: its cash, plus each position
@@ -189,6 +213,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         }
         super::session::end_grouped_commits(&mut self.state.journal, storage_failed);
         self.audit_log_lines();
+        self.api_stopped(end.reason());
         (outcome, end)
     }
 
@@ -297,6 +322,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         self.warm_up()?;
         self.restore_algo_states();
         self.sync_all(true)?;
+        self.serve_api(true)?;
         let mut tick = Tick {
             time: 0,
             symbols: Vec::new(),
@@ -315,6 +341,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                     }
                     self.idle(wait.min(IDLE_SLICE))?;
                     self.check_halt_file(true);
+                    self.serve_api(false)?;
                     // On an exchange feed, scheduled callbacks fire at their wall-clock time.
                     if self.options.wall_clock {
                         let now = wall_ns();
@@ -327,6 +354,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                 }
                 Poll::Ready(batch) => batch,
             };
+            self.note_bar(batch.close_time);
             if traded_before(self.state.resume_after, batch.close_time, &mut skipped) {
                 continue;
             }
@@ -347,13 +375,22 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                 stepper.step(self.market, self.members, self.rules, &tick)?;
             }
             self.sync_all(false)?;
+            self.bars_seen = self.stepper().outcome.bars;
             self.after_bar(batch.close_time)?;
+            self.serve_api(false)?;
             if std::mem::take(&mut self.interrupted) {
                 return Err(Stop::Interrupted.into());
             }
             self.check_interrupt()?;
             for i in BookStepper::running(self.members).collect::<Vec<_>>() {
+                // A changed file reloads its strategy only (see `PyStrategy`'s own-file reload).
                 self.members[i].strategy.between_ticks()?;
+                super::session::audit_reloads(
+                    &mut self.state.audit,
+                    self.members[i].strategy.reload_events(),
+                    &mut self.seats[i].audited_reloads,
+                    Some(&self.members[i].id),
+                );
             }
             let bars = self.stepper().outcome.bars;
             if self.options.max_bars.is_some_and(|max| bars >= max) {

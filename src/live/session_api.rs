@@ -10,7 +10,6 @@ use serde_json::json;
 
 use super::{End, Halt, LiveSession, LiveStrategy};
 use crate::engine::{BacktestOutcome, lock};
-use crate::execution::OrderRequest;
 use crate::live::api::{
     Action, FillView, LastBar, OrderView, Phase, PositionView, Reconciliation, Reply, SessionLink,
     Snapshot, StrategyView,
@@ -20,7 +19,7 @@ use crate::live::breakers::BreakerError;
 use crate::live::error::LiveError;
 use crate::live::journal::ControlRecord;
 use crate::live::wall_ns;
-use crate::model::{Order, OrderId, OrderSide, SymbolId, TimestampNs, format_timestamp};
+use crate::model::{Order, OrderId, SymbolId, TimestampNs, format_timestamp};
 
 /// Orders and fills a snapshot lists (the most recent; every open order besides). The
 /// journal, the audit log and the event stream have them all.
@@ -104,38 +103,7 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
 
     /// The journal and the audit log get every action with the token's name.
     fn record_action(&mut self, action: &Action, by: &str, reply: &Reply) {
-        let params = match action {
-            Action::Halt {
-                reason,
-                cancel_open_orders,
-            } => {
-                json!({"reason": reason, "cancel_open_orders": cancel_open_orders})
-            }
-            Action::Flatten { symbol } => json!({"symbol": symbol}),
-            Action::Resume | Action::Reconcile => json!({}),
-        };
-        let wall = wall_ns();
-        let state = &mut *self.state;
-        let recorded = state.journal.record_control(&ControlRecord {
-            time: wall,
-            run_id: state.run_id,
-            token: by,
-            action: action.name(),
-            params: &params,
-            status: reply.status,
-            result: &reply.body,
-        });
-        if let Err(e) = recorded {
-            crate::above_status!(
-                "warning: the API action `{}` was not journaled: {e}",
-                action.name()
-            );
-        }
-        let _ = state.audit.record(
-            wall,
-            AuditKind::Control,
-            json!({"action": action.name(), "by": by, "params": params, "status": reply.status, "result": reply.body}),
-        );
+        record_action(self.state, action, by, reply);
     }
 
     fn apply(
@@ -185,6 +153,7 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
                 }
             }
             Action::Flatten { symbol } => self.api_flatten(symbol.as_deref(), outcome),
+            Action::StopStrategy { .. } | Action::AddStrategy(_) => Ok(not_a_book()),
         }
     }
 
@@ -266,55 +235,17 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
                 self.cancel_open(Some(id), "cancelled by a flatten through the control API"),
             );
         }
-        let mut placed = Vec::new();
-        let mut dust = Vec::new();
-        {
-            let mut s = lock(&self.session);
-            for &id in &targets {
-                let quantity = s
-                    .ledger
-                    .position(id)
-                    .map(|p| p.quantity)
-                    .unwrap_or_default();
-                if quantity.is_zero() {
-                    continue;
-                }
-                let side = if quantity > rust_decimal::Decimal::ZERO {
-                    OrderSide::Sell
-                } else {
-                    OrderSide::Buy
-                };
-                // Whole lots only: a remainder below the lot step cannot be traded (an
-                // exchange fee taken in the bought asset leaves one) and is reported.
-                let mut quantity = quantity.abs();
-                if let Some(lot) = s.instrument(id).lot_size.filter(|l| !l.is_zero()) {
-                    let whole = (quantity / lot).floor() * lot;
-                    if whole != quantity {
-                        dust.push(json!({"symbol": s.market.symbol_name(id), "quantity": quantity - whole}));
-                    }
-                    quantity = whole;
-                }
-                if quantity.is_zero() {
-                    continue;
-                }
-                // The halt refuses the algorithm's orders, not the operator's way out.
-                let halted = s.halted.take();
-                let submitted = s.submit(OrderRequest::market(id, side, quantity));
-                s.halted = halted;
-                match submitted {
-                    Ok(order) => {
-                        self.exempt.insert(order);
-                        placed.push(order);
-                    }
-                    Err(e) => {
-                        return Ok(Reply::conflict(format!(
-                            "closing {}: {e}",
-                            s.market.symbol_name(id)
-                        )));
-                    }
-                }
-            }
+        let closing = lock(&self.session).close_positions(&targets);
+        self.exempt.extend(closing.placed.iter().copied());
+        if let Some((symbol, e)) = closing.refused.first() {
+            return Ok(Reply::conflict(format!("closing {symbol}: {e}")));
         }
+        let placed = closing.placed;
+        let dust: Vec<serde_json::Value> = closing
+            .dust
+            .iter()
+            .map(|(symbol, quantity)| json!({"symbol": symbol, "quantity": quantity}))
+            .collect();
         if self.broker.sends_irrevocably() && !placed.is_empty() {
             self.checkpoint(self.last_close)?;
         }
@@ -367,6 +298,7 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
                         view.fills.pop_front();
                     }
                     view.fills.push_back(FillView {
+                        strategy: None,
                         order_id: fill.order_id.0,
                         client_order_id: client_id(fill.order_id),
                         symbol: name(fill.symbol),
@@ -462,7 +394,46 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
     }
 }
 
-fn is_open(status: &str) -> bool {
+/// What `/strategies…` answers a single-algorithm session.
+pub(crate) fn not_a_book() -> Reply {
+    Reply::error(
+        404,
+        "this session hosts one algorithm: /strategies serves a book (`rustybt live --portfolio`)",
+    )
+}
+
+/// The journal and the audit log get every action with the token's name.
+pub(crate) fn record_action(
+    state: &mut crate::live::recovery::State,
+    action: &Action,
+    by: &str,
+    reply: &Reply,
+) {
+    let params = action.params();
+    let wall = wall_ns();
+    let recorded = state.journal.record_control(&ControlRecord {
+        time: wall,
+        run_id: state.run_id,
+        token: by,
+        action: action.name(),
+        params: &params,
+        status: reply.status,
+        result: &reply.body,
+    });
+    if let Err(e) = recorded {
+        crate::above_status!(
+            "warning: the API action `{}` was not journaled: {e}",
+            action.name()
+        );
+    }
+    let _ = state.audit.record(
+        wall,
+        AuditKind::Control,
+        json!({"action": action.name(), "by": by, "params": params, "status": reply.status, "result": reply.body}),
+    );
+}
+
+pub(crate) fn is_open(status: &str) -> bool {
     matches!(status, "new" | "accepted" | "partially_filled")
 }
 
@@ -475,8 +446,9 @@ fn halt_to_live(halt: Halt) -> LiveError {
     }
 }
 
-fn order_view(o: &Order, symbol: &str, client_order_id: Option<String>) -> OrderView {
+pub(crate) fn order_view(o: &Order, symbol: &str, client_order_id: Option<String>) -> OrderView {
     OrderView {
+        strategy: None,
         id: o.id.0,
         client_order_id,
         symbol: symbol.to_string(),

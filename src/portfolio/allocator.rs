@@ -54,7 +54,7 @@ pub fn builtin(spec: &PortfolioSpec) -> Option<Box<dyn Allocator>> {
             cut: spec.drawdown_cut,
             restore: spec.drawdown_restore,
             scale: spec.drawdown_scale,
-            in_drawdown: vec![false; spec.strategies.len()],
+            in_drawdown: Default::default(),
         }),
         AllocatorKind::Custom(_) => return None,
     })
@@ -255,7 +255,8 @@ pub struct Drawdown {
     pub cut: Decimal,
     pub restore: Decimal,
     pub scale: Decimal,
-    pub in_drawdown: Vec<bool>,
+    /// The strategies cut now, by id (strategies stop and, in a live book, join).
+    pub in_drawdown: std::collections::BTreeSet<String>,
 }
 
 impl Allocator for Drawdown {
@@ -267,14 +268,18 @@ impl Allocator for Drawdown {
             .drawdown
             .iter()
             .zip(input.base)
-            .zip(self.in_drawdown.iter_mut())
-            .map(|((dd, base), cut)| {
-                if !*cut && *dd >= self.cut {
-                    *cut = true;
-                } else if *cut && *dd <= self.restore {
-                    *cut = false;
+            .zip(input.ids)
+            .map(|((dd, base), id)| {
+                let cut = self.in_drawdown.contains(id);
+                if !cut && *dd >= self.cut {
+                    self.in_drawdown.insert(id.clone());
+                } else if cut && *dd <= self.restore {
+                    self.in_drawdown.remove(id);
                 }
-                if *cut { *base * self.scale } else { *base }
+                match self.in_drawdown.contains(id) {
+                    true => *base * self.scale,
+                    false => *base,
+                }
             })
             .collect())
     }
@@ -579,7 +584,7 @@ mod tests {
             cut: d("0.1"),
             restore: d("0.05"),
             scale: d("0.2"),
-            in_drawdown: vec![false; 2],
+            in_drawdown: Default::default(),
         };
         let mut at = |dd: [&str; 2]| {
             let dd = [d(dd[0]), d(dd[1])];

@@ -351,7 +351,7 @@ def test_a_book_on_an_exchange_broker_is_refused(tmp_path, two_symbols):
     assert not (tmp_path / "state").exists()
 
 
-@pytest.mark.parametrize("flag", [["--api", "127.0.0.1:0"], ["--param", "fast=3"], ["--class", "SmaCross"]])
+@pytest.mark.parametrize("flag", [["--param", "fast=3"], ["--class", "SmaCross"]])
 def test_single_algorithm_flags_are_refused_for_a_book(tmp_path, two_symbols, flag):
     argv = book_argv(["--algo", str(SMA), "--algo", str(TRADER)], two_symbols, "A,B", tmp_path / "state",
                      tmp_path / "out", *flag)
