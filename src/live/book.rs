@@ -66,6 +66,32 @@ struct Seat {
 }
 
 impl Seat {
+    /// One of strategy `m`'s orders journaled with its id and sent to its broker.
+    fn send<S>(
+        &mut self,
+        state: &mut State,
+        m: &Member<S>,
+        order: &crate::model::Order,
+        symbol: &str,
+        last_close: Option<Decimal>,
+        stats: &mut LoopStats,
+    ) -> Result<(), LiveError> {
+        let client_id = journal_and_send(
+            state,
+            &mut self.broker,
+            &m.session,
+            order,
+            symbol,
+            last_close,
+            Some(&m.id),
+            None,
+            stats,
+        )?;
+        self.client_ids.insert(order.id, client_id.clone());
+        self.unsaved_ids.push((order.id, client_id));
+        Ok(())
+    }
+
     /// Every order of the strategy known by client id: placed now, or taken back.
     fn all_client_ids(&self) -> HashMap<OrderId, String> {
         let mut ids = self.client_ids.clone();
@@ -576,19 +602,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                     refuse_order(self.state, &m.session, order.id, &error, now, &who).or(halted);
                 continue;
             }
-            let client_id = journal_and_send(
-                self.state,
-                &mut seat.broker,
-                &m.session,
-                &order,
-                &symbol,
-                last_close,
-                Some(&m.id),
-                None,
-                &mut self.stats,
-            )?;
-            seat.client_ids.insert(order.id, client_id.clone());
-            seat.unsaved_ids.push((order.id, client_id));
+            seat.send(self.state, m, &order, &symbol, last_close, &mut self.stats)?;
         }
         let stepped = seat.broker.after_step(self.state, &m.session, fills)?;
         if let Some(trip) = halted {

@@ -14,16 +14,18 @@ use serde_json::json;
 use super::{LiveBook, Seat};
 use crate::engine::{Stop, lock};
 use crate::live::api::{
-    Action, BookView, FillView, LastBar, OrderView, Phase, PositionView, Reply, STRATEGY_FILLS,
-    SessionLink, Snapshot, StrategyDetail, StrategySummary,
+    Action, BookView, FillView, OrderView, Phase, PositionView, Reply, STRATEGY_FILLS, SessionLink,
+    Snapshot, StrategyDetail, StrategySummary,
 };
 use crate::live::audit::audit_time;
 use crate::live::breakers::BreakerError;
 use crate::live::broker::Broker;
 use crate::live::error::LiveError;
 use crate::live::journal::StrategyChange;
-use crate::live::session::session_api::{is_open, order_view, record_action};
-use crate::live::session::{Halt, LiveStrategy, journal_and_send};
+use crate::live::session::session_api::{
+    is_open, last_bar, order_view, record_action, session_state, stamp,
+};
+use crate::live::session::{Halt, LiveStrategy};
 use crate::live::wall_ns;
 use crate::model::{Fill, OrderId, OrderStatus, SymbolId, TimestampNs, format_timestamp};
 use crate::portfolio::change::OPERATOR_STOP;
@@ -85,10 +87,7 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
             }
         }
         self.commit_soon |= acted;
-        let due = self.api.as_ref().is_some_and(|link| {
-            link.last_publish
-                .is_none_or(|t| link.shared.due(t.elapsed()))
-        });
+        let due = self.api.as_ref().is_some_and(SessionLink::publish_due);
         if force || acted || due {
             self.publish(Phase::Running, None);
         }
@@ -100,11 +99,7 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
         let Some(link) = &self.api else {
             return;
         };
-        for command in link.commands.try_iter() {
-            let _ = command.reply.send(Reply::conflict(
-                "the session has ended; it takes no more actions",
-            ));
-        }
+        link.refuse_queued();
         self.publish(Phase::Stopped, Some(end));
     }
 
@@ -163,21 +158,12 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
             for m in self.members.iter() {
                 let mut s = lock(&m.session);
                 let now = s.now;
-                let open: Vec<OrderId> = s
-                    .orders
-                    .all()
-                    .iter()
-                    .filter(|o| o.status.is_open())
-                    .map(|o| o.id)
-                    .collect();
-                for id in open {
-                    if s.orders
-                        .cancel(id, "cancelled by a halt through the control API", now)
-                    {
-                        cancelled.push(json!({"strategy": m.id, "order_id": id.0}));
-                    }
+                let reason = "cancelled by a halt through the control API";
+                for id in s.orders.cancel_open(|_| true, reason, now) {
+                    cancelled.push(json!({"strategy": m.id, "order_id": id.0}));
                 }
             }
+
             self.sync_all(true)?;
         }
         Ok(Reply::ok(json!({
@@ -218,17 +204,11 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
             let local: Vec<SymbolId> = targets.iter().filter_map(|g| m.local[g.index()]).collect();
             let mut s = lock(&m.session);
             let now = s.now;
-            let open: Vec<OrderId> = s
+            for id in s
                 .orders
-                .all()
-                .iter()
-                .filter(|o| o.status.is_open() && local.contains(&o.symbol))
-                .map(|o| o.id)
-                .collect();
-            for id in open {
-                if s.orders.cancel(id, reason, now) {
-                    cancelled.push(json!({"strategy": m.id, "order_id": id.0}));
-                }
+                .cancel_open(|o| local.contains(&o.symbol), reason, now)
+            {
+                cancelled.push(json!({"strategy": m.id, "order_id": id.0}));
             }
             let closing = s.close_positions(&local);
             placed.extend(closing.placed.iter().map(|id| (k, *id)));
@@ -487,19 +467,7 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
             if order.status == OrderStatus::Rejected {
                 continue;
             }
-            let client_id = journal_and_send(
-                self.state,
-                &mut seat.broker,
-                &m.session,
-                &order,
-                &symbol,
-                last_close,
-                Some(&m.id),
-                None,
-                &mut self.stats,
-            )?;
-            seat.client_ids.insert(order.id, client_id.clone());
-            seat.unsaved_ids.push((order.id, client_id));
+            seat.send(self.state, m, &order, &symbol, last_close, &mut self.stats)?;
         }
         seat.broker.after_step(self.state, &m.session, fills)?;
         Ok(())
@@ -554,6 +522,7 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
         let mut summaries = Vec::with_capacity(self.members.len());
         let mut details = Vec::with_capacity(self.members.len());
         let mut fills_total = 0;
+        let mut orders_total = 0;
         let mut new_fills: Vec<(TimestampNs, usize, FillView)> = Vec::new();
         self.api_view.fills_seen.resize(self.members.len(), 0);
         let mut halted = None;
@@ -598,6 +567,7 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
                 view
             };
             let all = s.orders.all();
+            orders_total += all.len();
             let recent = all.len().saturating_sub(KEEP);
             let open: Vec<OrderView> = all
                 .iter()
@@ -686,25 +656,14 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
             view.fills_shared = Arc::new(view.fills.iter().cloned().collect());
         }
         all_orders.sort_by_key(|(time, k, o)| (*time, *k, o.id));
-        let orders_total = all_orders.len();
-        let start = orders_total.saturating_sub(KEEP);
+        let start = all_orders.len().saturating_sub(KEEP);
         let orders: Vec<OrderView> = all_orders
             .into_iter()
             .enumerate()
             .filter(|(n, (_, _, o))| *n >= start || is_open(o.status))
             .map(|(_, (_, _, o))| o)
             .collect();
-        snapshot.open_orders = orders
-            .iter()
-            .filter(|o| is_open(o.status))
-            .cloned()
-            .collect();
-        snapshot.orders = Arc::new(orders);
-        snapshot.orders_total = self
-            .members
-            .iter()
-            .map(|m| lock(&m.session).orders.all().len())
-            .sum();
+        snapshot.set_orders(orders, orders_total);
         snapshot.fills = view.fills_shared.clone();
         snapshot.fills_total = fills_total;
         snapshot.equity = Some(equity);
@@ -715,28 +674,12 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
             .map(|(_, p)| p)
             .collect();
         snapshot.halted = halted;
-        snapshot.last_bar = view.last_bar.map(|(close, received)| LastBar {
-            close_time: format_timestamp(close),
-            received_at: audit_time(received),
-            lag_seconds: (received - close) as f64 / 1e9,
-            close_ns: close,
-            received_ns: received,
-        });
-        snapshot.phase = phase;
-        snapshot.run_id = self.state.run_id;
-        snapshot.cash_currency = self.state.cash_currency.clone();
-        snapshot.feed = self.feed.describe();
-        snapshot.feed_connected = self.feed.connected();
-        snapshot.breakers = self.state.breakers.state();
+        snapshot.last_bar = view.last_bar.map(last_bar);
+        stamp(&mut snapshot, phase, self.state, &*self.feed);
         snapshot.reconciliation = None;
         snapshot.reconciled = true;
         snapshot.bars = self.bars_seen;
-        snapshot.strategy.state = match (phase, snapshot.halted.is_some()) {
-            (Phase::Stopped, _) => "stopped",
-            (Phase::Starting, _) => "starting",
-            (Phase::Running, true) => "halted",
-            (Phase::Running, false) => "running",
-        };
+        snapshot.strategy.state = session_state(phase, snapshot.halted.is_some());
         snapshot.book = Some(Arc::new(BookView {
             strategies: summaries,
             unallocated: reserve,

@@ -76,10 +76,7 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
         }
         // An operator's action reaches the disk with the next checkpoint, not a second later.
         self.commit_soon |= acted;
-        let due = self.api.as_ref().is_some_and(|link| {
-            link.last_publish
-                .is_none_or(|t| link.shared.due(t.elapsed()))
-        });
+        let due = self.api.as_ref().is_some_and(SessionLink::publish_due);
         if force || acted || due {
             self.publish(outcome, Phase::Running, None);
         }
@@ -89,13 +86,8 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
     /// The last snapshot: the session has ended (and how).
     pub(super) fn api_stopped(&mut self, outcome: &BacktestOutcome, end: &End) {
         if self.api.is_some() {
-            // Actions still queued are answered: too late.
             if let Some(link) = &self.api {
-                for command in link.commands.try_iter() {
-                    let _ = command.reply.send(Reply::conflict(
-                        "the session has ended; it takes no more actions",
-                    ));
-                }
+                link.refuse_queued();
             }
             self.publish(outcome, Phase::Stopped, Some(end.reason()));
         }
@@ -194,16 +186,8 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
     fn cancel_open(&mut self, symbol: Option<SymbolId>, reason: &str) -> Vec<OrderId> {
         let mut s = lock(&self.session);
         let now = s.now;
-        let open: Vec<OrderId> = s
-            .orders
-            .all()
-            .iter()
-            .filter(|o| o.status.is_open() && symbol.is_none_or(|id| o.symbol == id))
-            .map(|o| o.id)
-            .collect();
-        open.into_iter()
-            .filter(|id| s.orders.cancel(*id, reason, now))
-            .collect()
+        s.orders
+            .cancel_open(|o| symbol.is_none_or(|id| o.symbol == id), reason, now)
     }
 
     /// Cancels the open orders of the symbol(s), then a market order closes each position.
@@ -322,13 +306,7 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
                 .chain(&all[recent..])
                 .map(|o| order_view(o, &name(o.symbol), client_id(o.id)))
                 .collect();
-            snapshot.open_orders = orders
-                .iter()
-                .filter(|o| is_open(o.status))
-                .cloned()
-                .collect();
-            snapshot.orders = Arc::new(orders);
-            snapshot.orders_total = all.len();
+            snapshot.set_orders(orders, all.len());
             snapshot.equity = s.ledger.equity().ok();
             snapshot.cash = Some(s.ledger.cash());
             snapshot.positions = s
@@ -346,20 +324,9 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
                 })
                 .collect();
             snapshot.halted = s.halted.clone();
-            snapshot.last_bar = view.last_bar.map(|(close, received)| LastBar {
-                close_time: format_timestamp(close),
-                received_at: audit_time(received),
-                lag_seconds: (received - close) as f64 / 1e9,
-                close_ns: close,
-                received_ns: received,
-            });
+            snapshot.last_bar = view.last_bar.map(last_bar);
         }
-        snapshot.phase = phase;
-        snapshot.run_id = self.state.run_id;
-        snapshot.cash_currency = self.state.cash_currency.clone();
-        snapshot.feed = self.feed.describe();
-        snapshot.feed_connected = self.feed.connected();
-        snapshot.breakers = self.state.breakers.state();
+        stamp(&mut snapshot, phase, self.state, &*self.feed);
         snapshot.reconciliation =
             self.broker
                 .last_reconciliation()
@@ -375,12 +342,7 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
         snapshot.bars = outcome.bars;
         let reloads = self.strategy.reload_events();
         snapshot.strategy = StrategyView {
-            state: match (phase, snapshot.halted.is_some()) {
-                (Phase::Stopped, _) => "stopped",
-                (Phase::Starting, _) => "starting",
-                (Phase::Running, true) => "halted",
-                (Phase::Running, false) => "running",
-            },
+            state: session_state(phase, snapshot.halted.is_some()),
             reloads: reloads.len(),
             last_reload_ok: reloads.last().map(|e| e.ok),
             ..snapshot.strategy
@@ -391,6 +353,42 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
         if let Some(link) = &mut self.api {
             link.last_publish = Some(Instant::now());
         }
+    }
+}
+
+/// What every snapshot says of the session: its phase, run, currency, feed and breakers.
+pub(crate) fn stamp(
+    snapshot: &mut Snapshot,
+    phase: Phase,
+    state: &crate::live::recovery::State,
+    feed: &dyn crate::live::feed::Feed,
+) {
+    snapshot.phase = phase;
+    snapshot.run_id = state.run_id;
+    snapshot.cash_currency = state.cash_currency.clone();
+    snapshot.feed = feed.describe();
+    snapshot.feed_connected = feed.connected();
+    snapshot.breakers = state.breakers.state();
+}
+
+/// The last bar as the API shows it: `(close, received)` (UTC ns).
+pub(crate) fn last_bar((close, received): (TimestampNs, TimestampNs)) -> LastBar {
+    LastBar {
+        close_time: format_timestamp(close),
+        received_at: audit_time(received),
+        lag_seconds: (received - close) as f64 / 1e9,
+        close_ns: close,
+        received_ns: received,
+    }
+}
+
+/// The session's (or book's) state in `/status`.
+pub(crate) fn session_state(phase: Phase, halted: bool) -> &'static str {
+    match (phase, halted) {
+        (Phase::Stopped, _) => "stopped",
+        (Phase::Starting, _) => "starting",
+        (Phase::Running, true) => "halted",
+        (Phase::Running, false) => "running",
     }
 }
 
@@ -434,7 +432,7 @@ pub(crate) fn record_action(
 }
 
 pub(crate) fn is_open(status: &str) -> bool {
-    matches!(status, "new" | "accepted" | "partially_filled")
+    crate::live::api::is_open_status(status)
 }
 
 fn halt_to_live(halt: Halt) -> LiveError {

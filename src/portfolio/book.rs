@@ -1613,23 +1613,28 @@ mod tests {
         (curve, moves, ledgers)
     }
 
-    #[test]
-    fn a_saved_and_restored_stepper_steps_on_as_one_that_never_stopped() {
-        let orders = vec![
+    /// Three strategies' scripts: market and limit orders on both symbols, a resting limit,
+    /// and at tick 9 a buy of the third that crosses the first's sell (at the next open).
+    fn three_scripts() -> Vec<Vec<Step>> {
+        vec![
             vec![
                 (2, 0, true, 100, 0),
                 (9, 0, false, 100, 0),
                 (16, 1, true, 30, 4),
             ],
             vec![(3, 1, false, 50, 0), (11, 1, true, 50, 2)],
-            // At tick 9 its buy crosses the first strategy's sell (at the next open).
             vec![
                 (4, 0, true, 20, 1),
                 (9, 0, true, 40, 0),
                 (12, 0, true, 60, 0),
                 (20, 0, false, 80, 0),
             ],
-        ];
+        ]
+    }
+
+    #[test]
+    fn a_saved_and_restored_stepper_steps_on_as_one_that_never_stopped() {
+        let orders = three_scripts();
         let straight = step_scripted(&orders, None);
         assert!(
             straight.1.iter().any(|(_, t)| !t.is_zero()),
@@ -1661,19 +1666,7 @@ mod tests {
 
     /// A book rebalanced every five minutes on scripted orders (as `step_scripted`).
     fn changing_book() -> (PortfolioSpec, Market, Vec<Member<Scripted>>) {
-        let orders = vec![
-            vec![
-                (2, 0, true, 100, 0),
-                (9, 0, false, 40, 0),
-                (16, 1, true, 30, 4),
-            ],
-            vec![(3, 1, false, 50, 0), (11, 1, true, 20, 2)],
-            vec![
-                (4, 0, true, 20, 1),
-                (9, 0, true, 40, 0),
-                (12, 1, true, 60, 0),
-            ],
-        ];
+        let orders = three_scripts();
         let mut spec =
             PortfolioSpec::from_algos(&["a.py".into(), "b.py".into(), "c.py".into()]).unwrap();
         spec.rebalance = Some(super::super::config::Rebalance {

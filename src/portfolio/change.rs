@@ -287,20 +287,7 @@ impl BookStepper {
             }
             m.stopped = Some((time, reason.to_string()));
         }
-        {
-            let mut s = lock(&m.session);
-            let open: Vec<OrderId> = s
-                .orders
-                .all()
-                .iter()
-                .filter(|o| o.status.is_open())
-                .map(|o| o.id)
-                .collect();
-            done.cancelled = open
-                .into_iter()
-                .filter(|o| s.orders.cancel(*o, reason, time))
-                .collect();
-        }
+        done.cancelled = lock(&m.session).orders.cancel_open(|_| true, reason, time);
         match request.positions {
             Disposition::Close => {
                 let targets: Vec<SymbolId> = positions.iter().map(|p| p.0).collect();

@@ -41,6 +41,11 @@ pub const BACKLOG: usize = 20_000;
 /// Events queued for one WebSocket client before it is dropped as too slow.
 pub const CLIENT_QUEUE: usize = 4_096;
 
+/// Whether an order's status (as the API writes it) is an open one.
+pub fn is_open_status(status: &str) -> bool {
+    matches!(status, "new" | "accepted" | "partially_filled")
+}
+
 /// An operator's action, applied by the session loop.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -300,6 +305,17 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The orders `/orders` lists (the most recent and every open one), the open ones among them, and how many the session has.
+    pub fn set_orders(&mut self, orders: Vec<OrderView>, total: usize) {
+        self.open_orders = orders
+            .iter()
+            .filter(|o| is_open_status(o.status))
+            .cloned()
+            .collect();
+        self.orders = Arc::new(orders);
+        self.orders_total = total;
+    }
+
     /// Ready to trade: running, the feed connected, reconciled, not halted.
     pub fn ready(&self) -> bool {
         self.phase == Phase::Running
@@ -480,6 +496,23 @@ pub struct SessionLink {
     pub commands: Receiver<Command>,
     pub shared: Arc<Shared>,
     pub last_publish: Option<Instant>,
+}
+
+impl SessionLink {
+    /// Whether a snapshot is due (see [`Shared::due`]).
+    pub fn publish_due(&self) -> bool {
+        self.last_publish
+            .is_none_or(|t| self.shared.due(t.elapsed()))
+    }
+
+    /// The session has ended: actions still queued are answered, too late.
+    pub fn refuse_queued(&self) {
+        for command in self.commands.try_iter() {
+            let _ = command.reply.send(Reply::conflict(
+                "the session has ended; it takes no more actions",
+            ));
+        }
+    }
 }
 
 #[cfg(test)]
