@@ -273,7 +273,7 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
                 .join(", ")
         );
         let started = Instant::now();
-        let (book, end, start_equity) = {
+        let (book, end, start_equity, opened_with) = {
             let mut live = LiveBook::new(
                 &mut market,
                 &mut members,
@@ -289,7 +289,7 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
             live.set_maker(Box::new(maker));
             let (book, end) = live.run();
             live.status.clear();
-            (book, end, live.start_equity())
+            (book, end, live.start_equity(), live.opened_with())
         };
         // What the added strategies' results need (the last build of each id that joined).
         let mut added_parts = added_parts.into_inner();
@@ -314,7 +314,11 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
             own.cash = *start;
         }
         if !start_equity.is_empty() {
-            settings.cash = start_equity.iter().copied().sum::<Decimal>();
+            // Strategies added during the session were funded from inside the account.
+            settings.cash = start_equity[..opened_with.min(start_equity.len())]
+                .iter()
+                .copied()
+                .sum::<Decimal>();
         }
         write_book_results(
             py,

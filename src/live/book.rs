@@ -137,6 +137,8 @@ pub struct LiveBook<'a, 'r, S: LiveStrategy> {
     maker: Option<Box<dyn StrategyMaker<S> + 'a>>,
     /// Bars stepped so far (the API's count, kept past the stepper's end).
     bars_seen: u64,
+    /// Strategies the book had when this session started (operators add the others).
+    opened_with: usize,
 }
 
 impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
@@ -176,6 +178,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             api_view: Default::default(),
             maker: None,
             bars_seen: 0,
+            opened_with: 0,
         }
     }
 
@@ -184,10 +187,17 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         self.maker = Some(maker);
     }
 
+    /// How many of the book's strategies it had when this session started: the account's
+    /// starting equity is theirs (an added strategy's capital moved inside the account).
+    pub fn opened_with(&self) -> usize {
+        self.opened_with
+    }
+
     /// The equity each strategy started this session with: its cash, plus each position
     /// carried from earlier sessions at the open of its first bar in this session (as a
     /// single-algorithm session values them); one that never had a bar adds what the ledger
-    /// values it at now, so nothing. A first session's is its capital.
+    /// values it at now, so nothing. A first session's is its capital; a strategy added
+    /// during the session, its capital.
     pub fn start_equity(&self) -> Vec<Decimal> {
         self.members
             .iter()
@@ -310,6 +320,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         }
         self.start_equity.clear();
         self.unpriced.clear();
+        self.opened_with = self.members.len();
         for m in self.members.iter() {
             let s = lock(&m.session);
             self.start_equity.push(s.ledger.cash());

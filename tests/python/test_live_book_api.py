@@ -28,7 +28,7 @@ from conftest import ROOT
 from test_live_api import TOKEN, Api, env, token_file
 from test_live_book import book_argv, combined_file, run
 from test_live_exchange import wait_for
-from test_live_paper import ENV, TRADER, query
+from test_live_paper import ENV, TRADER, query, read_csv
 
 BOOK = """\
     [portfolio]
@@ -281,12 +281,38 @@ def test_an_added_strategy_trades_from_the_next_bar_and_is_back_after_kill_9(sta
 
     again = restart(book, tmp_path)
     assert "live book: 3 strategies (holder, receiver, added)" in again.stderr
+    assert "strategy `added`: restored the algorithm's state from" in again.stderr
     assert query(book["state"], "SELECT COUNT(*) FROM intents WHERE strategy = 'added' AND run_id = 2") != [(0,)]
     # Its results are there, with its capital and the trades it made.
     metrics = json.loads((tmp_path / "out2" / "metrics.json").read_text())
     strategies_ = {s["id"]: s for s in metrics["portfolio"]["strategies"]}
     assert D(strategies_["added"]["initial_capital"]) == 10000
     assert (tmp_path / "out2" / "strategies" / "added" / "fills.csv").exists()
+
+
+def test_an_added_strategys_capital_moves_inside_the_account(start, tmp_path):
+    """Funded from the unallocated cash (a stopped strategy's, handed over): the account's results
+    start from what the account had, and allocation.csv shows each move."""
+    api = start()
+    try:
+        wait_for("the holder's fill", lambda: position(by_id(strategies(api))["holder"], "A") == 5)
+        api.json("POST", "/strategies/receiver/stop", {"positions": "hand_over"})
+        reply = api.json("POST", "/strategies", {"id": "late", "algo": str(TRADER), "capital": "20000.50",
+                                                   "symbols": ["B"], "params": {"every": 1}})
+        assert reply["from"] is None and D(reply["weight"]) > 0
+        listing = strategies(api)
+        assert_account_is_the_sum(listing)
+        assert D(listing["unallocated"]) == D(by_id(listing)["receiver"]["allocated_capital"]) - D("20000.50")
+        wait_for("its fills", lambda: by_id(strategies(api))["late"]["fills_total"] >= 2, timeout=60)
+    finally:
+        assert api.stop() == 0, api.stderr()
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert D(metrics["initial_cash"]) == 100000
+    moves = [(r["strategy"], D(r["transfer"])) for r in read_csv(tmp_path / "out" / "allocation.csv")]
+    assert ("(reserve)", D(-50000)) not in moves
+    assert ("receiver", D(-50000)) in moves and ("(reserve)", D(50000)) in moves
+    assert ("(reserve)", D("-20000.50")) in moves and ("late", D("20000.50")) in moves
+    assert (tmp_path / "out" / "strategies" / "late" / "metrics.json").exists()
 
 
 BROKEN = "from rustybt_api import Algorithm\n\nclass Broken(Algorithm)\n    pass\n"
