@@ -374,8 +374,9 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
         self.seats.push(Seat::default());
         self.start_equity.push(request.capital);
         self.unpriced.push(HashMap::new());
+        // Orders its `initialize` placed are the algorithm's: the breakers see them.
         let n = self.members.len() - 1;
-        self.journal_internal(n, &[])?;
+        self.sync_member(n, &[])?;
         let json = serde_json::to_string(&applied).unwrap_or_default();
         self.record_change("add", &request.id, &json, by)?;
         crate::above_status!(
