@@ -439,7 +439,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
     /// Waits through the first running strategy (it releases the interpreter meanwhile),
     /// then looks for a signal.
     fn idle(&mut self, wait: std::time::Duration) -> Result<(), Stop> {
-        match self.members.iter_mut().find(|m| m.stopped.is_none()) {
+        match self.signal_watcher() {
             Some(m) => m.strategy.idle(wait)?,
             None => std::thread::sleep(wait),
         }
@@ -447,10 +447,17 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
     }
 
     fn check_interrupt(&mut self) -> Result<(), Stop> {
-        match self.members.iter_mut().find(|m| m.stopped.is_none()) {
+        match self.signal_watcher() {
             Some(m) => m.strategy.check_interrupt(),
             None => Ok(()),
         }
+    }
+
+    /// The strategy whose interpreter calls notice Ctrl-C and SIGTERM: the first running one,
+    /// else the first (an operator may have stopped them all; the session still runs).
+    fn signal_watcher(&mut self) -> Option<&mut Member<S>> {
+        let running = self.members.iter().position(|m| m.stopped.is_none());
+        self.members.get_mut(running.unwrap_or(0))
     }
 
     /// The batch's bars into the book's market and into the market of each strategy whose

@@ -251,8 +251,11 @@ def test_a_flat_strategy_hands_its_cash_to_the_unallocated_cash(start):
         assert D(listing["unallocated"]) == cash
         assert by_id(listing)["receiver"]["state"] == "stopped"
         assert_account_is_the_sum(listing)
+        # With every strategy stopped the session still runs, and still stops on SIGTERM.
+        api.json("POST", "/strategies/holder/stop", {"positions": "close"})
+        assert all(s["state"] == "stopped" for s in strategies(api)["strategies"])
     finally:
-        assert api.stop() == 0, api.stderr()
+        assert api.stop(timeout=30) == 0, api.stderr()
 
 
 # ---- adding -------------------------------------------------------------------------------------
