@@ -319,13 +319,18 @@ def test_an_added_strategys_capital_moves_inside_the_account(start, tmp_path):
 
 
 BROKEN = "from rustybt_api import Algorithm\n\nclass Broken(Algorithm)\n    pass\n"
+RAISES = ("from rustybt_api import Algorithm\n\nclass Raises(Algorithm):\n"
+          "    def initialize(self, ctx):\n        raise ValueError('no market for me')\n")
 
 
 @pytest.mark.parametrize("case", ["unknown_id", "unknown_to", "duplicate_id", "missing_file", "broken_file",
-                                  "symbol_not_in_session", "too_much_capital", "bad_body", "bad_capital"])
+                                  "initialize_raises", "symbol_not_in_session", "too_much_capital", "bad_body",
+                                  "bad_capital"])
 def test_bad_changes_are_refused_with_clear_errors(start, book, tmp_path, case):
     broken = tmp_path / "broken.py"
     broken.write_text(BROKEN)
+    raises = tmp_path / "raises.py"
+    raises.write_text(RAISES)
     add = {"id": "new", "algo": str(TRADER), "capital": "1000", "from": "receiver"}
     method, path, body, status, text = {
         "unknown_id": ("POST", "/strategies/nobody/stop", {"positions": "close"}, 404, "no strategy `nobody`"),
@@ -333,6 +338,7 @@ def test_bad_changes_are_refused_with_clear_errors(start, book, tmp_path, case):
         "duplicate_id": ("POST", "/strategies", {**add, "id": "holder"}, 409, "already (running)"),
         "missing_file": ("POST", "/strategies", {**add, "algo": "nowhere.py"}, 422, "`nowhere.py` does not exist"),
         "broken_file": ("POST", "/strategies", {**add, "algo": str(broken)}, 422, "broken.py"),
+        "initialize_raises": ("POST", "/strategies", {**add, "algo": str(raises)}, 422, "no market for me"),
         "symbol_not_in_session": ("POST", "/strategies", {**add, "symbols": ["C"]}, 422,
                                   "`C` is not a symbol of this session (A, B)"),
         "too_much_capital": ("POST", "/strategies", {**add, "from": None}, 409, "the unallocated cash is 0"),
