@@ -599,6 +599,37 @@ mod tests {
         assert_eq!(at(["0.05", "0"]), vec![d("0.5"), d("0.5")], "restored");
     }
 
+    /// A strategy's cut belongs to it, not to its place among the running strategies: when
+    /// the first (cut) strategy stops, or one joins before the others, nobody inherits it.
+    #[test]
+    fn a_drawdown_cut_follows_its_strategy_when_others_stop_or_join() {
+        let mut a = Drawdown {
+            cut: d("0.1"),
+            restore: d("0.05"),
+            scale: d("0.2"),
+            in_drawdown: Default::default(),
+        };
+        let all = ids(2);
+        let r = vec![Vec::new(), Vec::new()];
+        let both = [d("0.5"), d("0.5")];
+        let cut = a
+            .weights(&input(&all, &both, &r, &[d("0.12"), d("0")]))
+            .unwrap();
+        assert_eq!(cut, vec![d("0.1"), d("0.5")]);
+        // s0 stopped: s1 alone, not in drawdown, keeps its weight.
+        let s1 = ["s1".to_string()];
+        let alone = a
+            .weights(&input(&s1, &[d("0.5")], &r[..1], &[d("0")]))
+            .unwrap();
+        assert_eq!(alone, vec![d("0.5")]);
+        // s0 back in second place (still in drawdown): still cut.
+        let swapped = ["s1".to_string(), "s0".to_string()];
+        let again = a
+            .weights(&input(&swapped, &both, &r, &[d("0"), d("0.08")]))
+            .unwrap();
+        assert_eq!(again, vec![d("0.5"), d("0.1")]);
+    }
+
     #[test]
     fn correlated_strategies_share_less() {
         // 0 and 1 correlate at 0.9, 2 is independent; threshold 0.5: 0 and 1 are divided by
