@@ -147,7 +147,8 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
     // The API listens from here on (/health answers while Python and the exchange start).
     let (api, api_link) = match &args.api {
         Some(addr) => {
-            let (server, link) = start_api(addr, &args, &symbols, &source)?;
+            let algorithm = args.algo.display().to_string();
+            let (server, link) = start_api(addr, &args, &symbols, &source, &algorithm)?;
             (Some(server), Some(link))
         }
         None => (None, None),
@@ -186,17 +187,7 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             .as_ref()
             .map(|e| e.secrets.clone())
             .unwrap_or_default();
-        // The API's tokens are masked like the exchange's keys, and its event stream gets
-        // every audit event from the session's `start` on.
-        let (api_link, audit_tap) = match api_link {
-            Some((link, tokens)) => {
-                secrets.extend(tokens);
-                let shared = link.shared.clone();
-                let tap = Tap::new(move |line| shared.hub().publish(line));
-                (Some(link), Some(tap))
-            }
-            None => (None, None),
-        };
+        let (api_link, audit_tap) = tap_api(api_link, &mut secrets);
         let series = symbols
             .iter()
             .map(|s| BarSeries::empty(s.clone(), source.clone()))
@@ -557,13 +548,31 @@ impl Common {
     }
 }
 
+/// The API's tokens are masked like the exchange's keys, and its event stream gets every
+/// audit event from the session's `start` on.
+pub(super) fn tap_api(
+    api_link: Option<(SessionLink, Vec<Secret>)>,
+    secrets: &mut Vec<Secret>,
+) -> (Option<SessionLink>, Option<Tap>) {
+    match api_link {
+        Some((link, tokens)) => {
+            secrets.extend(tokens);
+            let shared = link.shared.clone();
+            let tap = Tap::new(move |line| shared.hub().publish(line));
+            (Some(link), Some(tap))
+        }
+        None => (None, None),
+    }
+}
+
 /// The control API, listening: refused (usage) on a remote address without
 /// `--api-allow-remote`, without a token, or with a token file others can read.
-fn start_api(
+pub(super) fn start_api(
     addr: &str,
     args: &LiveArgs,
     symbols: &[String],
     source: &str,
+    algorithm: &str,
 ) -> Result<(ApiServer, (SessionLink, Vec<Secret>)), Error> {
     use std::net::ToSocketAddrs;
     let socket = addr
@@ -597,12 +606,7 @@ fn start_api(
     let tokens = Tokens::load(args.api_token_file.as_deref(), |k| std::env::var(k).ok())
         .map_err(|e| Error::usage_with_hint(e.to_string(), e.hint()))?;
     let secrets = tokens.secrets();
-    let snapshot = Snapshot::empty(
-        &args.broker,
-        source,
-        symbols,
-        &args.algo.display().to_string(),
-    );
+    let snapshot = Snapshot::empty(&args.broker, source, symbols, algorithm);
     let config = ApiConfig {
         addr: socket,
         tokens,

@@ -2,6 +2,7 @@
 //! (the portfolio file, the feed, the strategies' sessions, the state folder); the session
 //! itself is `crate::live::book`, the book's step `crate::portfolio::BookStepper`. Paper only.
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,21 +15,23 @@ use super::RunArgs;
 use super::doctor::start_python;
 use super::live::{
     BrokerChoice, Common, apply_market_rules, default_out_dir, exit_code_of_end, open_exchange,
-    open_feed_and_state, session_feed,
+    open_feed_and_state, session_feed, start_api, tap_api,
 };
 use super::portfolio::{
-    Book, BookRun, allocator_of, build_book, code_dirs, read_spec, write_book_results,
+    AddedStrategies, Book, BookRun, allocator_of, build_book, code_dirs, read_spec, watch_own_file,
+    write_book_results,
 };
 use crate::config::RunSettings;
 use crate::data::BarSeries;
 use crate::engine::lock;
 use crate::error::{Error, ExitCode};
-use crate::live::book::LiveBook;
+use crate::live::book::{LiveBook, StrategyMaker};
 use crate::live::recovery::{SessionStart, State};
 use crate::live::session::{End, SessionOptions};
 use crate::market::Market;
 use crate::pipeline::session_on;
-use crate::portfolio::{BookRules, initial_capitals};
+use crate::portfolio::change::spec_of;
+use crate::portfolio::{AddRequest, BookRules, initial_capitals};
 use crate::python::LogSink;
 
 pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, Error> {
@@ -46,13 +49,12 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
     let refused = [
         (args.class_name.is_some(), "--class"),
         (!args.params.is_empty(), "--param"),
-        (args.api.is_some(), "--api"),
     ];
     if let Some((_, flag)) = refused.iter().find(|(set, _)| *set) {
         return Err(Error::usage_with_hint(
             format!("`{flag}` is not available for a live book"),
             "give each strategy's class and parameters in the portfolio file (`class = \"...\"`, \
-             `params = { ... }`); the control API serves single-algorithm sessions only",
+             `params = { ... }`)",
         ));
     }
     let spec = read_spec(args.portfolio.as_deref(), &args.algos)?;
@@ -101,6 +103,14 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
         interval_ns,
         &live_settings.state_dir,
     )?;
+    // The API listens from here on (/health answers while Python starts).
+    let (api, api_link) = match &args.api {
+        Some(addr) => {
+            let (server, link) = start_api(addr, &args, &symbols, &source, &spec.source())?;
+            (Some(server), Some(link))
+        }
+        None => (None, None),
+    };
     let (code_dirs, portfolio_dir) = code_dirs(&spec);
     start_python(explicit_python, &code_dirs)?;
     Python::attach(|py| {
@@ -126,35 +136,47 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
         };
         let market_error = |e: crate::market::MarketError| Error::Market(e.to_string());
         let mut market = Market::live(empty(&symbols), interval_ns).map_err(market_error)?;
+        let exchange_ref = exchange.as_ref();
+        let make_session = move |own: &RunSettings,
+                                 universe: &[String]|
+              -> Result<crate::engine::SharedSession, Error> {
+            let market = Market::live(empty(universe), interval_ns).map_err(market_error)?;
+            let session = session_on(own, market)?;
+            if let Some(exchange) = exchange_ref {
+                apply_market_rules(&session, &exchange.rules);
+            }
+            Ok(session)
+        };
         let weights: Vec<Decimal> = spec.strategies.iter().map(|s| s.weight).collect();
         let capitals = initial_capitals(settings.cash, &weights, settings.currency.decimals);
         let Book {
             mut members,
             mut parts,
             cross,
-        } = build_book(
-            py,
-            &spec,
-            &settings,
-            &symbols,
-            &capitals,
-            &sink,
-            &mut |own, universe| {
-                let market = Market::live(empty(universe), interval_ns).map_err(market_error)?;
-                let session = session_on(own, market)?;
-                if let Some(exchange) = &exchange {
-                    apply_market_rules(&session, &exchange.rules);
-                }
-                Ok(session)
-            },
-        )?;
+        } = build_book(py, &spec, &settings, &symbols, &capitals, &sink, &mut {
+            make_session
+        })?;
+        for (m, (own, loaded, _)) in members.iter_mut().zip(&parts) {
+            watch_own_file(&mut m.strategy, loaded, &own.params);
+        }
         let mut rules = BookRules {
             spec: &spec,
             allocator: allocator_of(py, &spec, &portfolio_dir)?,
             money_dp: settings.currency.decimals,
             cross_section: Some(cross),
+            added: Vec::new(),
         };
         let ids: Vec<String> = spec.strategies.iter().map(|s| s.id.clone()).collect();
+        let mut secrets = exchange
+            .as_ref()
+            .map(|e| e.secrets.clone())
+            .unwrap_or_default();
+        let (api_link, audit_tap) = tap_api(api_link, &mut secrets);
+        if let Some(link) = &api_link {
+            let mut snapshot = (*link.shared.snapshot()).clone();
+            snapshot.strategy.class = "portfolio".into();
+            link.shared.set_snapshot(snapshot);
+        }
         let mut state = State::open(
             &live_settings,
             SessionStart {
@@ -166,11 +188,8 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
                 cash_currency: &cash_currency,
                 initial_cash: settings.cash,
                 reset_breaker: args.reset_breaker,
-                secrets: exchange
-                    .as_ref()
-                    .map(|e| e.secrets.clone())
-                    .unwrap_or_default(),
-                audit_tap: None,
+                secrets,
+                audit_tap,
                 strategies: Some(&ids),
             },
         )?;
@@ -183,6 +202,52 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
                 m.initial_capital = capital;
             }
             settings.cash = initial;
+        }
+        // The strategies operators added in earlier sessions, after the file's, as added.
+        let added_parts = RefCell::new(Vec::new());
+        let mut maker = AddedStrategies {
+            py,
+            settings: &settings,
+            names: &symbols,
+            sink: sink.clone(),
+            session_of: Box::new(make_session),
+            parts: &added_parts,
+        };
+        for (id, json) in &state.added {
+            let request: AddRequest = serde_json::from_str(json).map_err(|e| {
+                Error::Internal(format!(
+                    "the journal's record of strategy `{id}` (added through the control API) is not readable: {e}"
+                ))
+            })?;
+            let universe = match &request.symbols {
+                Some(own) => {
+                    if let Some(missing) = own.iter().find(|x| !symbols.contains(x)) {
+                        return Err(Error::usage_with_hint(
+                            format!(
+                                "strategy `{id}` (added through the control API) trades `{missing}`, which is not in --symbols"
+                            ),
+                            "start the book with the symbols it had",
+                        ));
+                    }
+                    symbols
+                        .iter()
+                        .filter(|n| own.contains(n))
+                        .cloned()
+                        .collect()
+                }
+                None => symbols.clone(),
+            };
+            let member = maker.make(&request, &universe).map_err(|e| {
+                Error::usage(format!(
+                    "strategy `{id}` (added through the control API) cannot be loaded again: {e}"
+                ))
+            })?;
+            rules.added.push(spec_of(
+                &request,
+                &universe,
+                request.weight.unwrap_or_default(),
+            ));
+            members.push(member);
         }
         let feed = session_feed(
             replay,
@@ -201,10 +266,14 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
         errln!(
             "live book: {} strategies ({}) on {source}, paper",
             members.len(),
-            ids.join(", ")
+            members
+                .iter()
+                .map(|m| m.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let started = Instant::now();
-        let (book, end, start_equity) = {
+        let (book, end, start_equity, opened_with) = {
             let mut live = LiveBook::new(
                 &mut market,
                 &mut members,
@@ -214,10 +283,26 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
                 sink.clone(),
                 options,
             );
+            if let Some(link) = api_link {
+                live.set_api(link);
+            }
+            live.set_maker(Box::new(maker));
             let (book, end) = live.run();
             live.status.clear();
-            (book, end, live.start_equity())
+            (book, end, live.start_equity(), live.opened_with())
         };
+        // What the added strategies' results need (the last build of each id that joined).
+        let mut added_parts = added_parts.into_inner();
+        for m in &members[parts.len()..] {
+            let Some(k) = added_parts.iter().rposition(|(id, _)| id == &m.id) else {
+                return Err(Error::Internal(format!(
+                    "strategy `{}` was added without its settings",
+                    m.id
+                )));
+            };
+            parts.push(added_parts.remove(k).1);
+        }
+        let spec = rules.full_spec();
         let wall_seconds = started.elapsed().as_secs_f64();
         let storage_failed = matches!(&end, End::Live(e) if e.storage().is_some());
         let reason = end.reason();
@@ -229,7 +314,11 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
             own.cash = *start;
         }
         if !start_equity.is_empty() {
-            settings.cash = start_equity.iter().copied().sum::<Decimal>();
+            // Strategies added during the session were funded from inside the account.
+            settings.cash = start_equity[..opened_with.min(start_equity.len())]
+                .iter()
+                .copied()
+                .sum::<Decimal>();
         }
         write_book_results(
             py,
@@ -258,6 +347,10 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
             state.journal_path.display(),
             out_dir.display()
         );
+        if let Some(server) = api {
+            // Event streams get every event up to `stop` before the process exits.
+            server.finish(std::time::Duration::from_secs(5));
+        }
         drop(state_lock);
         Ok(exit_code_of_end(end, &state.journal_path))
     })

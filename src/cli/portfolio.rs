@@ -20,7 +20,9 @@ use crate::model::SymbolId;
 use crate::pipeline::{build_market, session_on};
 use crate::portfolio::book::stop_reason;
 use crate::portfolio::results::{self, StrategyReport};
-use crate::portfolio::{BookRules, Member, PortfolioSpec, initial_capitals, run_book};
+use crate::portfolio::{
+    BookRules, Member, PortfolioSpec, StrategySpec, initial_capitals, run_book,
+};
 use crate::python::{self, LoadedAlgorithm, LogSink, PyStrategy};
 
 pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Error> {
@@ -84,6 +86,7 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
             allocator: allocator_of(py, &spec, &portfolio_dir)?,
             money_dp: settings.currency.decimals,
             cross_section: Some(cross),
+            added: Vec::new(),
         };
         let started = Instant::now();
         let mut progress = Progress::new(market.total_bars(), settings.progress);
@@ -280,6 +283,9 @@ pub(super) fn code_dirs(spec: &PortfolioSpec) -> (Vec<PathBuf>, PathBuf) {
     (code_dirs, portfolio_dir)
 }
 
+/// What a strategy's results need: its run settings, its algorithm, its universe.
+pub(super) type StrategyParts = (RunSettings, LoadedAlgorithm, Vec<String>);
+
 /// The strategies of a book, attached to their sessions, with what their results need.
 pub(super) struct Book {
     pub members: Vec<Member<PyStrategy>>,
@@ -310,28 +316,9 @@ pub(super) fn build_book(
     let mut built = Vec::new();
     for (k, s) in spec.strategies.iter().enumerate() {
         let universe = universe(&s.id, s.symbols.as_deref(), names)?;
-        let mut own = settings.clone();
-        own.cash = capitals[k];
-        own.algo = s.algo.clone();
-        own.class_name = s.class_name.clone();
-        own.params = s.params.clone();
-        let session = session_of(&own, &universe)?;
-        let global: Vec<SymbolId> = lock(&session)
-            .market
-            .symbol_names()
-            .iter()
-            .filter_map(|n| names.iter().position(|x| x == n))
-            .map(|i| SymbolId(i as u32))
-            .collect();
-        let loaded = python::load_algorithm(py, &own.algo, own.class_name.as_deref(), &own.params)?;
-        for warning in python::loader::hook_warnings(py, &loaded) {
-            let line = format!("warning: strategy `{}`: {warning}", s.id);
-            errln!("{line}");
-            sink.lines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(line);
-        }
+        let own = own_settings(settings, capitals[k], s);
+        let (session, global, loaded) =
+            load_strategy(py, &s.id, &own, &universe, names, sink, session_of)?;
         built.push((session, global, loaded));
         parts.push((own, universe));
     }
@@ -362,6 +349,136 @@ pub(super) fn build_book(
         parts,
         cross: shared_cross,
     })
+}
+
+/// A strategy's own run settings: the book's, with its capital, algorithm and parameters.
+fn own_settings(settings: &RunSettings, capital: Decimal, s: &StrategySpec) -> RunSettings {
+    let mut own = settings.clone();
+    own.cash = capital;
+    own.algo = s.algo.clone();
+    own.class_name = s.class_name.clone();
+    own.params = s.params.clone();
+    own
+}
+
+/// A strategy's session over `universe` (`session_of`), its symbols' ids in the book's
+/// `names`, and its algorithm loaded (not attached yet); hook warnings said and logged.
+fn load_strategy(
+    py: Python<'_>,
+    id: &str,
+    own: &RunSettings,
+    universe: &[String],
+    names: &[String],
+    sink: &LogSink,
+    session_of: &mut SessionOf<'_>,
+) -> Result<(crate::engine::SharedSession, Vec<SymbolId>, LoadedAlgorithm), Error> {
+    let session = session_of(own, universe)?;
+    let global: Vec<SymbolId> = lock(&session)
+        .market
+        .symbol_names()
+        .iter()
+        .filter_map(|n| names.iter().position(|x| x == n))
+        .map(|i| SymbolId(i as u32))
+        .collect();
+    let loaded = python::load_algorithm(py, &own.algo, own.class_name.as_deref(), &own.params)?;
+    for warning in python::loader::hook_warnings(py, &loaded) {
+        let line = format!("warning: strategy `{id}`: {warning}");
+        errln!("{line}");
+        sink.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+    }
+    Ok((session, global, loaded))
+}
+
+/// Builds the strategies operators add to a live book (`POST /strategies`, and again from the
+/// journal at a restart); what their results need is kept in `parts`.
+pub(super) struct AddedStrategies<'a, 'py> {
+    pub py: Python<'py>,
+    pub settings: &'a RunSettings,
+    pub names: &'a [String],
+    pub sink: Arc<LogSink>,
+    pub session_of: Box<SessionOf<'a>>,
+    /// (id, what its results need) of each strategy built.
+    pub parts: &'a std::cell::RefCell<Vec<(String, StrategyParts)>>,
+}
+
+impl crate::live::book::StrategyMaker<PyStrategy> for AddedStrategies<'_, '_> {
+    fn make(
+        &mut self,
+        request: &crate::portfolio::AddRequest,
+        universe: &[String],
+    ) -> Result<Member<PyStrategy>, String> {
+        if !request.algo.is_file() {
+            return Err(format!(
+                "algorithm file `{}` does not exist",
+                request.algo.display()
+            ));
+        }
+        let spec = crate::portfolio::change::spec_of(request, universe, Decimal::ZERO);
+        let own = own_settings(self.settings, request.capital, &spec);
+        let (session, global, loaded) = load_strategy(
+            self.py,
+            &request.id,
+            &own,
+            universe,
+            self.names,
+            &self.sink,
+            &mut *self.session_of,
+        )
+        .map_err(|e| error_text(&e))?;
+        let mut strategy = PyStrategy::named(
+            self.py,
+            &loaded,
+            session.clone(),
+            self.sink.clone(),
+            &request.id,
+        )
+        .map_err(|e| format!("attaching the algorithm: {e}"))?;
+        watch_own_file(&mut strategy, &loaded, &own.params);
+        self.parts
+            .borrow_mut()
+            .push((request.id.clone(), (own, loaded, universe.to_vec())));
+        Ok(Member::new(
+            request.id.clone(),
+            session,
+            strategy,
+            global,
+            self.names.len(),
+        ))
+    }
+}
+
+/// A live book's strategy reloads when its own file is saved, alone (`between_ticks`).
+pub(super) fn watch_own_file(
+    strategy: &mut PyStrategy,
+    loaded: &LoadedAlgorithm,
+    params: &[(String, String)],
+) {
+    let folder = loaded
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    if let Ok(watcher) = crate::watch::SourceWatcher::new(&[folder]) {
+        strategy.enable_own_file_reload(
+            watcher,
+            loaded.path.clone(),
+            loaded.class_name.clone(),
+            params.to_vec(),
+        );
+    }
+}
+
+/// An error as one text: its message, the user's traceback or hint under it.
+fn error_text(e: &Error) -> String {
+    match e {
+        Error::Algorithm(a) if !a.traceback.is_empty() => {
+            format!("{a}\n{}", a.traceback.trim_end())
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The book's allocator: a built-in one, or the portfolio file's Python class.
@@ -571,12 +688,10 @@ pub(super) fn write_book_results(
             weight: spec.strategies[k].weight,
             initial_capital: m.initial_capital,
             final_equity: final_equity[k],
-            // After the initial allocation (one row per strategy).
             transfers: book
                 .allocations
                 .iter()
-                .skip(members.len())
-                .filter(|r| r.strategy == Some(k))
+                .filter(|r| !r.initial && r.strategy == Some(k))
                 .map(|r| r.transfer)
                 .sum(),
             stopped: m.stopped.clone(),
@@ -588,7 +703,7 @@ pub(super) fn write_book_results(
         let mut times: Vec<i64> = book
             .allocations
             .iter()
-            .skip(members.len())
+            .filter(|r| !r.initial)
             .map(|r| r.time)
             .collect();
         times.dedup();

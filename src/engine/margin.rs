@@ -167,6 +167,62 @@ impl Session {
     }
 }
 
+/// What [`Session::close_positions`] did.
+#[derive(Debug, Default)]
+pub struct Closing {
+    /// The market orders placed (a paper order fills at the next bar), rejected ones too.
+    pub placed: Vec<OrderId>,
+    /// Remainders below the lot step, which cannot be traded: (symbol, quantity).
+    pub dust: Vec<(String, Decimal)>,
+    /// Symbols whose order could not be submitted, with why.
+    pub refused: Vec<(String, String)>,
+}
+
+impl Session {
+    /// An operator's way out (the control API's flatten, a book strategy stopped with its
+    /// positions closed): a market order closes each position of `targets`, whole lots only,
+    /// through the order checks but not the halt (it only reduces exposure).
+    pub fn close_positions(&mut self, targets: &[SymbolId]) -> Closing {
+        let mut done = Closing::default();
+        for &id in targets {
+            let quantity = self
+                .ledger
+                .position(id)
+                .map(|p| p.quantity)
+                .unwrap_or_default();
+            if quantity.is_zero() {
+                continue;
+            }
+            let side = match quantity > Decimal::ZERO {
+                true => OrderSide::Sell,
+                false => OrderSide::Buy,
+            };
+            let name = self.market.symbol_name(id).to_string();
+            // Whole lots only: a remainder below the lot step cannot be traded (an exchange
+            // fee taken in the bought asset leaves one) and is reported.
+            let mut quantity = quantity.abs();
+            if let Some(lot) = self.instrument(id).lot_size.filter(|l| !l.is_zero()) {
+                let whole = (quantity / lot).floor() * lot;
+                if whole != quantity {
+                    done.dust.push((name.clone(), quantity - whole));
+                }
+                quantity = whole;
+            }
+            if quantity.is_zero() {
+                continue;
+            }
+            let halted = self.halted.take();
+            let submitted = self.submit(OrderRequest::market(id, side, quantity));
+            self.halted = halted;
+            match submitted {
+                Ok(order) => done.placed.push(order),
+                Err(e) => done.refused.push((name, e.to_string())),
+            }
+        }
+        done
+    }
+}
+
 #[cfg(test)]
 mod tests {
 

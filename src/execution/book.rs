@@ -438,6 +438,25 @@ impl OrderBook {
         true
     }
 
+    /// Cancels the open orders `which` selects (an operator's halt, flatten or stop); returns
+    /// those it cancelled.
+    pub fn cancel_open(
+        &mut self,
+        which: impl Fn(&Order) -> bool,
+        reason: &str,
+        now: TimestampNs,
+    ) -> Vec<OrderId> {
+        let open: Vec<OrderId> = self
+            .all()
+            .iter()
+            .filter(|o| o.status.is_open() && which(o))
+            .map(|o| o.id)
+            .collect();
+        open.into_iter()
+            .filter(|id| self.cancel(*id, reason, now))
+            .collect()
+    }
+
     pub fn cancel_all(&mut self, reason: &str, now: TimestampNs) {
         let open: Vec<OrderId> = self.open_by_symbol.iter().flatten().copied().collect();
         for id in open {

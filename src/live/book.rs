@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use rust_decimal::Decimal;
 
+use super::api::SessionLink;
 use super::breakers::Trip;
 use super::broker::Broker;
 use super::broker::paper::PaperBroker;
@@ -40,6 +41,10 @@ use crate::model::{OrderId, OrderStatus, SymbolId, TimestampNs, format_timestamp
 use crate::portfolio::{BookOutcome, BookRules, BookStepper, Member, SavedBook};
 use crate::python::LogSink;
 
+#[path = "book_api.rs"]
+mod book_api;
+pub use book_api::StrategyMaker;
+
 /// Longest time between two journal checkpoints (as a single-algorithm paper session).
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -56,9 +61,37 @@ struct Seat {
     /// Orders (with client ids) its state saver has not been told about yet.
     unsaved_ids: Vec<(OrderId, String)>,
     skipped_warned: bool,
+    /// Hot reloads of its file already in the audit log.
+    audited_reloads: usize,
 }
 
 impl Seat {
+    /// One of strategy `m`'s orders journaled with its id and sent to its broker.
+    fn send<S>(
+        &mut self,
+        state: &mut State,
+        m: &Member<S>,
+        order: &crate::model::Order,
+        symbol: &str,
+        last_close: Option<Decimal>,
+        stats: &mut LoopStats,
+    ) -> Result<(), LiveError> {
+        let client_id = journal_and_send(
+            state,
+            &mut self.broker,
+            &m.session,
+            order,
+            symbol,
+            last_close,
+            Some(&m.id),
+            None,
+            stats,
+        )?;
+        self.client_ids.insert(order.id, client_id.clone());
+        self.unsaved_ids.push((order.id, client_id));
+        Ok(())
+    }
+
     /// Every order of the strategy known by client id: placed now, or taken back.
     fn all_client_ids(&self) -> HashMap<OrderId, String> {
         let mut ids = self.client_ids.clone();
@@ -72,7 +105,8 @@ impl Seat {
 pub struct LiveBook<'a, 'r, S: LiveStrategy> {
     /// Every symbol of the book (the account's benchmark and the shared cross-section read it).
     market: &'a mut Market,
-    members: &'a mut [Member<S>],
+    /// The file's strategies, then those operators add (`POST /strategies`).
+    members: &'a mut Vec<Member<S>>,
     rules: &'a mut BookRules<'r>,
     stepper: Option<BookStepper>,
     seats: Vec<Seat>,
@@ -96,13 +130,22 @@ pub struct LiveBook<'a, 'r, S: LiveStrategy> {
     unpriced: Vec<HashMap<SymbolId, Decimal>>,
     /// Bar times of the feed skipped at the start (an earlier session traded them).
     skipped: usize,
+    /// The control API (`--api`) and what its snapshots keep.
+    api: Option<SessionLink>,
+    api_view: book_api::BookApiView,
+    /// Builds the strategies operators add.
+    maker: Option<Box<dyn StrategyMaker<S> + 'a>>,
+    /// Bars stepped so far (the API's count, kept past the stepper's end).
+    bars_seen: u64,
+    /// Strategies the book had when this session started (operators add the others).
+    opened_with: usize,
 }
 
 impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         market: &'a mut Market,
-        members: &'a mut [Member<S>],
+        members: &'a mut Vec<Member<S>>,
         rules: &'a mut BookRules<'r>,
         state: &'a mut State,
         feed: Box<dyn Feed + 'a>,
@@ -131,13 +174,30 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             start_equity: Vec::new(),
             unpriced: Vec::new(),
             skipped: 0,
+            api: None,
+            api_view: Default::default(),
+            maker: None,
+            bars_seen: 0,
+            opened_with: 0,
         }
+    }
+
+    /// Lets operators add strategies through the control API (`POST /strategies`).
+    pub fn set_maker(&mut self, maker: Box<dyn StrategyMaker<S> + 'a>) {
+        self.maker = Some(maker);
+    }
+
+    /// How many of the book's strategies it had when this session started: the account's
+    /// starting equity is theirs (an added strategy's capital moved inside the account).
+    pub fn opened_with(&self) -> usize {
+        self.opened_with
     }
 
     /// The equity each strategy started this session with: its cash, plus each position
     /// carried from earlier sessions at the open of its first bar in this session (as a
     /// single-algorithm session values them); one that never had a bar adds what the ledger
-    /// values it at now, so nothing. A first session's is its capital.
+    /// values it at now, so nothing. A first session's is its capital; a strategy added
+    /// during the session, its capital.
     pub fn start_equity(&self) -> Vec<Decimal> {
         self.members
             .iter()
@@ -189,6 +249,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         }
         super::session::end_grouped_commits(&mut self.state.journal, storage_failed);
         self.audit_log_lines();
+        self.api_stopped(end.reason());
         (outcome, end)
     }
 
@@ -259,6 +320,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         }
         self.start_equity.clear();
         self.unpriced.clear();
+        self.opened_with = self.members.len();
         for m in self.members.iter() {
             let s = lock(&m.session);
             self.start_equity.push(s.ledger.cash());
@@ -297,6 +359,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         self.warm_up()?;
         self.restore_algo_states();
         self.sync_all(true)?;
+        self.serve_api(true)?;
         let mut tick = Tick {
             time: 0,
             symbols: Vec::new(),
@@ -315,6 +378,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                     }
                     self.idle(wait.min(IDLE_SLICE))?;
                     self.check_halt_file(true);
+                    self.serve_api(false)?;
                     // On an exchange feed, scheduled callbacks fire at their wall-clock time.
                     if self.options.wall_clock {
                         let now = wall_ns();
@@ -327,6 +391,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                 }
                 Poll::Ready(batch) => batch,
             };
+            self.note_bar(batch.close_time);
             if traded_before(self.state.resume_after, batch.close_time, &mut skipped) {
                 continue;
             }
@@ -347,13 +412,22 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                 stepper.step(self.market, self.members, self.rules, &tick)?;
             }
             self.sync_all(false)?;
+            self.bars_seen = self.stepper().outcome.bars;
             self.after_bar(batch.close_time)?;
+            self.serve_api(false)?;
             if std::mem::take(&mut self.interrupted) {
                 return Err(Stop::Interrupted.into());
             }
             self.check_interrupt()?;
             for i in BookStepper::running(self.members).collect::<Vec<_>>() {
+                // A changed file reloads its strategy only (see `PyStrategy`'s own-file reload).
                 self.members[i].strategy.between_ticks()?;
+                super::session::audit_reloads(
+                    &mut self.state.audit,
+                    self.members[i].strategy.reload_events(),
+                    &mut self.seats[i].audited_reloads,
+                    Some(&self.members[i].id),
+                );
             }
             let bars = self.stepper().outcome.bars;
             if self.options.max_bars.is_some_and(|max| bars >= max) {
@@ -365,7 +439,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
     /// Waits through the first running strategy (it releases the interpreter meanwhile),
     /// then looks for a signal.
     fn idle(&mut self, wait: std::time::Duration) -> Result<(), Stop> {
-        match self.members.iter_mut().find(|m| m.stopped.is_none()) {
+        match self.signal_watcher() {
             Some(m) => m.strategy.idle(wait)?,
             None => std::thread::sleep(wait),
         }
@@ -373,10 +447,17 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
     }
 
     fn check_interrupt(&mut self) -> Result<(), Stop> {
-        match self.members.iter_mut().find(|m| m.stopped.is_none()) {
+        match self.signal_watcher() {
             Some(m) => m.strategy.check_interrupt(),
             None => Ok(()),
         }
+    }
+
+    /// The strategy whose interpreter calls notice Ctrl-C and SIGTERM: the first running one,
+    /// else the first (an operator may have stopped them all; the session still runs).
+    fn signal_watcher(&mut self) -> Option<&mut Member<S>> {
+        let running = self.members.iter().position(|m| m.stopped.is_none());
+        self.members.get_mut(running.unwrap_or(0))
     }
 
     /// The batch's bars into the book's market and into the market of each strategy whose
@@ -539,19 +620,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                     refuse_order(self.state, &m.session, order.id, &error, now, &who).or(halted);
                 continue;
             }
-            let client_id = journal_and_send(
-                self.state,
-                &mut seat.broker,
-                &m.session,
-                &order,
-                &symbol,
-                last_close,
-                Some(&m.id),
-                None,
-                &mut self.stats,
-            )?;
-            seat.client_ids.insert(order.id, client_id.clone());
-            seat.unsaved_ids.push((order.id, client_id));
+            seat.send(self.state, m, &order, &symbol, last_close, &mut self.stats)?;
         }
         let stepped = seat.broker.after_step(self.state, &m.session, fills)?;
         if let Some(trip) = halted {

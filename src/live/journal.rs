@@ -34,7 +34,7 @@ use crate::model::{OrderSide, OrderStatus, TimestampNs};
 /// Written to `meta.application`; a database without it is not a rustybt journal.
 pub const APPLICATION_ID: &str = "rustybt-journal";
 /// The schema this build writes. Older journals are migrated; newer ones are refused.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 /// Longest client order id Binance accepts.
 pub const MAX_CLIENT_ORDER_ID_LEN: usize = 36;
 /// How many algorithm state snapshots are kept (the newest).
@@ -780,8 +780,22 @@ CREATE TABLE book_states (
 );
 "#;
 
+/// Version 6: the changes an operator made to a running book through the control API
+/// (strategies added and stopped), in order, so a restart rebuilds the book as changed.
+const SCHEMA_V6: &str = r#"
+CREATE TABLE strategy_changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time INTEGER NOT NULL,
+    run_id INTEGER REFERENCES runs(id),
+    action TEXT NOT NULL CHECK (action IN ('add', 'stop')),
+    strategy TEXT NOT NULL,
+    request TEXT NOT NULL,              -- JSON, decimals as strings, as applied
+    token TEXT NOT NULL                 -- the API token's name
+);
+"#;
+
 /// What versions 2, 3, 4… add, in order.
-const LATER_SCHEMAS: [&str; 4] = [SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+const LATER_SCHEMAS: [&str; 5] = [SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6];
 
 /// The journal: one SQLite connection. Several `Journal`s may be open on the same file (WAL
 /// lets them; writes wait up to 10 s for each other).
@@ -2145,6 +2159,66 @@ impl Journal {
         Ok(())
     }
 
+    /// A change an operator made to a running book (`add` or `stop` of `strategy`, the
+    /// request as applied in JSON), joining the open group: the checkpoint that follows
+    /// commits it with the books it changed. An `add` also joins the run's strategies.
+    pub fn record_strategy_change(&mut self, change: &StrategyChange<'_>) -> Result<()> {
+        if !is_valid_strategy_id(change.strategy) {
+            return Err(JournalError::InvalidRun(format!(
+                "the strategy id `{}` must be 1 to 64 characters of A-Z a-z 0-9 _ -",
+                change.strategy
+            )));
+        }
+        let tx = self.tx()?;
+        tx.execute(
+            "INSERT INTO strategy_changes (time, run_id, action, strategy, request, token) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                change.time,
+                change.run_id,
+                change.action,
+                change.strategy,
+                change.request,
+                change.token
+            ],
+        )?;
+        if change.action == "add" {
+            let listed: Option<String> = tx
+                .query_row(
+                    "SELECT strategies FROM runs WHERE id = ?1",
+                    params![change.run_id],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .flatten();
+            let mut ids: Vec<String> = match listed {
+                Some(text) => serde_json::from_str(&text).map_err(|e| {
+                    JournalError::Corrupt(format!("strategies of run {}: {e}", change.run_id))
+                })?,
+                None => Vec::new(),
+            };
+            ids.push(change.strategy.to_string());
+            let text = serde_json::to_string(&ids)
+                .map_err(|e| JournalError::Corrupt(format!("strategies: {e}")))?;
+            tx.execute(
+                "UPDATE runs SET strategies = ?1 WHERE id = ?2",
+                params![text, change.run_id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The strategies operators added to the book, in the order they were added: (id, the
+    /// request as applied, JSON).
+    pub fn added_strategies(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT strategy, request FROM strategy_changes WHERE action = 'add' ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     pub fn record_reconciliation(
         &mut self,
         time: TimestampNs,
@@ -2204,6 +2278,19 @@ impl Journal {
             last_trade_ids,
         })
     }
+}
+
+/// An operator's change to a running book (see [`Journal::record_strategy_change`]).
+pub struct StrategyChange<'a> {
+    pub time: TimestampNs,
+    pub run_id: i64,
+    /// `add` or `stop`.
+    pub action: &'a str,
+    pub strategy: &'a str,
+    /// The request as applied (JSON).
+    pub request: &'a str,
+    /// The API token's name.
+    pub token: &'a str,
 }
 
 /// One strategy's part of a checkpoint (`strategy` `None`: the account, or one algorithm).

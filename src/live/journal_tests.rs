@@ -147,16 +147,89 @@ fn a_newer_schema_is_refused_with_both_versions() {
 }
 
 /// Takes a journal back to schema version 4 (its rows stay).
-const UNDO_V5: &str = "DROP TABLE book_states; ALTER TABLE paper_orders DROP COLUMN strategy;
+const UNDO_V5: &str = "DROP TABLE strategy_changes; DROP TABLE book_states; ALTER TABLE paper_orders DROP COLUMN strategy;
     ALTER TABLE algo_states DROP COLUMN strategy; ALTER TABLE book_snapshots DROP COLUMN strategy;
     ALTER TABLE runs DROP COLUMN strategies;";
 
 /// Takes a journal back to schema version 3 (its rows stay).
-const UNDO_V4: &str = "DROP TABLE book_states; ALTER TABLE paper_orders DROP COLUMN strategy;
+const UNDO_V4: &str = "DROP TABLE strategy_changes; DROP TABLE book_states; ALTER TABLE paper_orders DROP COLUMN strategy;
     ALTER TABLE algo_states DROP COLUMN strategy; ALTER TABLE book_snapshots DROP COLUMN strategy;
     ALTER TABLE runs DROP COLUMN strategies;
     DROP INDEX fills_strategy; ALTER TABLE fills DROP COLUMN strategy;
     ALTER TABLE intents DROP COLUMN strategy;";
+
+#[test]
+fn a_version_5_journal_gains_strategy_changes_and_keeps_its_book() {
+    let (_dir, path) = temp_journal();
+    let mut book_run = run();
+    book_run.strategies = Some(vec!["a".into(), "b".into()]);
+    {
+        let mut j = Journal::open(&path).unwrap();
+        j.start_run(&book_run).unwrap();
+        j.record_intent_for(&intent("a1"), Some("a")).unwrap();
+        j.record_fill(&fill("a1", "t1", "0.5", "100", "0", None))
+            .unwrap();
+        j.record_checkpoint_of(3_000, Some(2_000), &[], Some("{\"peak\":\"1\"}"))
+            .unwrap();
+    }
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TABLE strategy_changes; UPDATE meta SET value = '5' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(conn);
+    let mut j = Journal::open(&path).unwrap();
+    assert_eq!(j.schema_version().unwrap(), SCHEMA_VERSION);
+    // Everything of the version 5 book is still there; nothing was added to it.
+    assert_eq!(j.fills_of(Some("a")).unwrap().len(), 1);
+    assert_eq!(j.book_state().unwrap().as_deref(), Some("{\"peak\":\"1\"}"));
+    assert!(j.added_strategies().unwrap().is_empty());
+    let run_id = j.runs().unwrap()[0].id;
+    // An added strategy is listed in order and joins the run's strategies; a stop is kept
+    // but adds nothing.
+    for (action, strategy) in [("add", "c"), ("stop", "a"), ("add", "d")] {
+        j.record_strategy_change(&StrategyChange {
+            time: 4_000,
+            run_id,
+            action,
+            strategy,
+            request: &format!("{{\"id\":\"{strategy}\"}}"),
+            token: "ops",
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        j.added_strategies().unwrap(),
+        [
+            ("c".to_string(), "{\"id\":\"c\"}".to_string()),
+            ("d".to_string(), "{\"id\":\"d\"}".to_string())
+        ]
+    );
+    assert_eq!(
+        j.runs().unwrap()[0].strategies,
+        Some(vec!["a".into(), "b".into(), "c".into(), "d".into()])
+    );
+    let bad = StrategyChange {
+        time: 4_000,
+        run_id,
+        action: "add",
+        strategy: "no spaces",
+        request: "{}",
+        token: "ops",
+    };
+    assert!(j.record_strategy_change(&bad).is_err());
+    let bad_action = StrategyChange {
+        action: "rename",
+        strategy: "e",
+        ..bad
+    };
+    assert!(j.record_strategy_change(&bad_action).is_err());
+    drop(j);
+    assert_eq!(
+        Journal::open(&path).unwrap().schema_version().unwrap(),
+        SCHEMA_VERSION
+    );
+}
 
 #[test]
 fn a_version_4_journal_gains_book_checkpoints_and_keeps_its_rows() {
@@ -183,7 +256,7 @@ fn a_version_4_journal_gains_book_checkpoints_and_keeps_its_rows() {
     .unwrap();
     drop(conn);
     let mut j = Journal::open(&path).unwrap();
-    assert_eq!(j.schema_version().unwrap(), 5);
+    assert_eq!(j.schema_version().unwrap(), SCHEMA_VERSION);
     // The single-algorithm session's rows are one algorithm's: no strategy anywhere.
     assert_eq!(j.runs().unwrap()[0].strategies, None);
     let recovery = j.recover(4_000, i64::MAX).unwrap();
@@ -289,9 +362,12 @@ fn a_version_4_journal_gains_book_checkpoints_and_keeps_its_rows() {
         )
         .unwrap();
     assert_eq!(kept, KEPT_ALGO_STATES);
-    // Reopening a version 5 journal migrates nothing.
+    // Reopening a migrated journal migrates nothing.
     drop(j);
-    assert_eq!(Journal::open(&path).unwrap().schema_version().unwrap(), 5);
+    assert_eq!(
+        Journal::open(&path).unwrap().schema_version().unwrap(),
+        SCHEMA_VERSION
+    );
 }
 
 #[test]

@@ -71,6 +71,9 @@ pub struct State {
     pub strategy_orders: BTreeMap<String, Vec<(String, String)>>,
     pub strategy_states: BTreeMap<String, journal::AlgoState>,
     pub book_state: Option<String>,
+    /// A book's strategies added by operators in earlier sessions: (id, request JSON), in
+    /// the order they were added (after the file's in the book).
+    pub added: Vec<(String, String)>,
 }
 
 impl State {
@@ -90,7 +93,18 @@ impl State {
         // journal errors at start are the user's (not a rustybt journal, a newer schema).
         let failed = |e: journal::JournalError| journal_error(e, &journal_path, Error::usage);
         let mut journal = Journal::open(&journal_path).map_err(failed)?;
-        refuse_other_kind(&journal, start.strategies, &settings.state_dir).map_err(
+        // A book is its file's strategies, then those operators added (in order).
+        let added = match start.strategies {
+            Some(_) => journal.added_strategies().map_err(failed)?,
+            None => Vec::new(),
+        };
+        let strategies: Option<Vec<String>> = start.strategies.map(|ids| {
+            ids.iter()
+                .cloned()
+                .chain(added.iter().map(|(id, _)| id.clone()))
+                .collect()
+        });
+        refuse_other_kind(&journal, strategies.as_deref(), &settings.state_dir).map_err(
             |e| match e {
                 Refusal::Journal(e) => failed(e),
                 Refusal::Usage(e) => e,
@@ -169,7 +183,7 @@ impl State {
                 symbols: start.symbols.to_vec(),
                 cash_currency: start.cash_currency.to_string(),
                 initial_cash: start.initial_cash,
-                strategies: start.strategies.map(<[String]>::to_vec),
+                strategies: strategies.clone(),
             })
             .map_err(failed)?;
         let _ = audit.record(
@@ -187,7 +201,7 @@ impl State {
         let initial_cash = journal.initial_cash().map_err(failed)?;
         let resume_after = journal.feed_mark().map_err(failed)?;
         let mut strategy_states = BTreeMap::new();
-        for id in start.strategies.unwrap_or_default() {
+        for id in strategies.as_deref().unwrap_or_default() {
             if let Some(state) = journal
                 .algo_state_of(id, now, settings.max_state_age_ns)
                 .map_err(failed)?
@@ -221,6 +235,7 @@ impl State {
             strategy_orders,
             strategy_states,
             book_state,
+            added,
             journal,
             journal_path,
             audit,

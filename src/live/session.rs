@@ -764,25 +764,12 @@ impl<'a, S: LiveStrategy> LiveSession<'a, S> {
     /// Hot reloads (applied or rejected) since the last call, into the audit log.
     fn audit_reloads(&mut self) {
         let events = self.strategy.reload_events();
-        for event in &events[self.audited_reloads.min(events.len())..] {
-            let wall = event
-                .wall_time
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as i64)
-                .unwrap_or_else(|_| wall_ns());
-            let _ = self.state.audit.record(
-                wall,
-                AuditKind::Reload,
-                serde_json::json!({
-                    "ok": event.ok,
-                    "files": event.files,
-                    "millis": event.millis,
-                    "message": event.message,
-                    "session_time": format_timestamp(event.sim_time),
-                }),
-            );
-        }
-        self.audited_reloads = events.len();
+        audit_reloads(
+            &mut self.state.audit,
+            events,
+            &mut self.audited_reloads,
+            None,
+        );
     }
 
     fn audit_log_lines(&mut self) {
@@ -862,6 +849,35 @@ pub(crate) fn refuse_order(
 }
 
 /// A feed bar's five decimal texts: open, high, low, close, volume.
+/// Hot reloads (applied or rejected) after the first `audited`, into the audit log (with the
+/// book's `strategy`, if any).
+pub(crate) fn audit_reloads(
+    audit: &mut super::audit::AuditLog,
+    events: &[ReloadEvent],
+    audited: &mut usize,
+    strategy: Option<&str>,
+) {
+    for event in &events[(*audited).min(events.len())..] {
+        let wall = event
+            .wall_time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or_else(|_| wall_ns());
+        let mut fields = serde_json::json!({
+            "ok": event.ok,
+            "files": event.files,
+            "millis": event.millis,
+            "message": event.message,
+            "session_time": format_timestamp(event.sim_time),
+        });
+        if let Some(id) = strategy {
+            fields["strategy"] = serde_json::json!(id);
+        }
+        let _ = audit.record(wall, AuditKind::Reload, fields);
+    }
+    *audited = events.len();
+}
+
 pub(crate) fn bar_texts(bar: &super::feed::FeedBar) -> [&str; 5] {
     [
         bar.texts[0].as_str(),
@@ -1149,7 +1165,7 @@ fn status_text(
 }
 
 #[path = "session_api.rs"]
-mod session_api;
+pub(crate) mod session_api;
 
 #[cfg(test)]
 #[path = "session_tests.rs"]

@@ -10,7 +10,6 @@ use serde_json::json;
 
 use super::{End, Halt, LiveSession, LiveStrategy};
 use crate::engine::{BacktestOutcome, lock};
-use crate::execution::OrderRequest;
 use crate::live::api::{
     Action, FillView, LastBar, OrderView, Phase, PositionView, Reconciliation, Reply, SessionLink,
     Snapshot, StrategyView,
@@ -20,7 +19,7 @@ use crate::live::breakers::BreakerError;
 use crate::live::error::LiveError;
 use crate::live::journal::ControlRecord;
 use crate::live::wall_ns;
-use crate::model::{Order, OrderId, OrderSide, SymbolId, TimestampNs, format_timestamp};
+use crate::model::{Order, OrderId, SymbolId, TimestampNs, format_timestamp};
 
 /// Orders and fills a snapshot lists (the most recent; every open order besides). The
 /// journal, the audit log and the event stream have them all.
@@ -77,10 +76,7 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
         }
         // An operator's action reaches the disk with the next checkpoint, not a second later.
         self.commit_soon |= acted;
-        let due = self.api.as_ref().is_some_and(|link| {
-            link.last_publish
-                .is_none_or(|t| link.shared.due(t.elapsed()))
-        });
+        let due = self.api.as_ref().is_some_and(SessionLink::publish_due);
         if force || acted || due {
             self.publish(outcome, Phase::Running, None);
         }
@@ -90,13 +86,8 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
     /// The last snapshot: the session has ended (and how).
     pub(super) fn api_stopped(&mut self, outcome: &BacktestOutcome, end: &End) {
         if self.api.is_some() {
-            // Actions still queued are answered: too late.
             if let Some(link) = &self.api {
-                for command in link.commands.try_iter() {
-                    let _ = command.reply.send(Reply::conflict(
-                        "the session has ended; it takes no more actions",
-                    ));
-                }
+                link.refuse_queued();
             }
             self.publish(outcome, Phase::Stopped, Some(end.reason()));
         }
@@ -104,38 +95,7 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
 
     /// The journal and the audit log get every action with the token's name.
     fn record_action(&mut self, action: &Action, by: &str, reply: &Reply) {
-        let params = match action {
-            Action::Halt {
-                reason,
-                cancel_open_orders,
-            } => {
-                json!({"reason": reason, "cancel_open_orders": cancel_open_orders})
-            }
-            Action::Flatten { symbol } => json!({"symbol": symbol}),
-            Action::Resume | Action::Reconcile => json!({}),
-        };
-        let wall = wall_ns();
-        let state = &mut *self.state;
-        let recorded = state.journal.record_control(&ControlRecord {
-            time: wall,
-            run_id: state.run_id,
-            token: by,
-            action: action.name(),
-            params: &params,
-            status: reply.status,
-            result: &reply.body,
-        });
-        if let Err(e) = recorded {
-            crate::above_status!(
-                "warning: the API action `{}` was not journaled: {e}",
-                action.name()
-            );
-        }
-        let _ = state.audit.record(
-            wall,
-            AuditKind::Control,
-            json!({"action": action.name(), "by": by, "params": params, "status": reply.status, "result": reply.body}),
-        );
+        record_action(self.state, action, by, reply);
     }
 
     fn apply(
@@ -185,6 +145,7 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
                 }
             }
             Action::Flatten { symbol } => self.api_flatten(symbol.as_deref(), outcome),
+            Action::StopStrategy { .. } | Action::AddStrategy(_) => Ok(not_a_book()),
         }
     }
 
@@ -225,16 +186,8 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
     fn cancel_open(&mut self, symbol: Option<SymbolId>, reason: &str) -> Vec<OrderId> {
         let mut s = lock(&self.session);
         let now = s.now;
-        let open: Vec<OrderId> = s
-            .orders
-            .all()
-            .iter()
-            .filter(|o| o.status.is_open() && symbol.is_none_or(|id| o.symbol == id))
-            .map(|o| o.id)
-            .collect();
-        open.into_iter()
-            .filter(|id| s.orders.cancel(*id, reason, now))
-            .collect()
+        s.orders
+            .cancel_open(|o| symbol.is_none_or(|id| o.symbol == id), reason, now)
     }
 
     /// Cancels the open orders of the symbol(s), then a market order closes each position.
@@ -266,55 +219,17 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
                 self.cancel_open(Some(id), "cancelled by a flatten through the control API"),
             );
         }
-        let mut placed = Vec::new();
-        let mut dust = Vec::new();
-        {
-            let mut s = lock(&self.session);
-            for &id in &targets {
-                let quantity = s
-                    .ledger
-                    .position(id)
-                    .map(|p| p.quantity)
-                    .unwrap_or_default();
-                if quantity.is_zero() {
-                    continue;
-                }
-                let side = if quantity > rust_decimal::Decimal::ZERO {
-                    OrderSide::Sell
-                } else {
-                    OrderSide::Buy
-                };
-                // Whole lots only: a remainder below the lot step cannot be traded (an
-                // exchange fee taken in the bought asset leaves one) and is reported.
-                let mut quantity = quantity.abs();
-                if let Some(lot) = s.instrument(id).lot_size.filter(|l| !l.is_zero()) {
-                    let whole = (quantity / lot).floor() * lot;
-                    if whole != quantity {
-                        dust.push(json!({"symbol": s.market.symbol_name(id), "quantity": quantity - whole}));
-                    }
-                    quantity = whole;
-                }
-                if quantity.is_zero() {
-                    continue;
-                }
-                // The halt refuses the algorithm's orders, not the operator's way out.
-                let halted = s.halted.take();
-                let submitted = s.submit(OrderRequest::market(id, side, quantity));
-                s.halted = halted;
-                match submitted {
-                    Ok(order) => {
-                        self.exempt.insert(order);
-                        placed.push(order);
-                    }
-                    Err(e) => {
-                        return Ok(Reply::conflict(format!(
-                            "closing {}: {e}",
-                            s.market.symbol_name(id)
-                        )));
-                    }
-                }
-            }
+        let closing = lock(&self.session).close_positions(&targets);
+        self.exempt.extend(closing.placed.iter().copied());
+        if let Some((symbol, e)) = closing.refused.first() {
+            return Ok(Reply::conflict(format!("closing {symbol}: {e}")));
         }
+        let placed = closing.placed;
+        let dust: Vec<serde_json::Value> = closing
+            .dust
+            .iter()
+            .map(|(symbol, quantity)| json!({"symbol": symbol, "quantity": quantity}))
+            .collect();
         if self.broker.sends_irrevocably() && !placed.is_empty() {
             self.checkpoint(self.last_close)?;
         }
@@ -367,6 +282,7 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
                         view.fills.pop_front();
                     }
                     view.fills.push_back(FillView {
+                        strategy: None,
                         order_id: fill.order_id.0,
                         client_order_id: client_id(fill.order_id),
                         symbol: name(fill.symbol),
@@ -390,13 +306,7 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
                 .chain(&all[recent..])
                 .map(|o| order_view(o, &name(o.symbol), client_id(o.id)))
                 .collect();
-            snapshot.open_orders = orders
-                .iter()
-                .filter(|o| is_open(o.status))
-                .cloned()
-                .collect();
-            snapshot.orders = Arc::new(orders);
-            snapshot.orders_total = all.len();
+            snapshot.set_orders(orders, all.len());
             snapshot.equity = s.ledger.equity().ok();
             snapshot.cash = Some(s.ledger.cash());
             snapshot.positions = s
@@ -414,20 +324,9 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
                 })
                 .collect();
             snapshot.halted = s.halted.clone();
-            snapshot.last_bar = view.last_bar.map(|(close, received)| LastBar {
-                close_time: format_timestamp(close),
-                received_at: audit_time(received),
-                lag_seconds: (received - close) as f64 / 1e9,
-                close_ns: close,
-                received_ns: received,
-            });
+            snapshot.last_bar = view.last_bar.map(last_bar);
         }
-        snapshot.phase = phase;
-        snapshot.run_id = self.state.run_id;
-        snapshot.cash_currency = self.state.cash_currency.clone();
-        snapshot.feed = self.feed.describe();
-        snapshot.feed_connected = self.feed.connected();
-        snapshot.breakers = self.state.breakers.state();
+        stamp(&mut snapshot, phase, self.state, &*self.feed);
         snapshot.reconciliation =
             self.broker
                 .last_reconciliation()
@@ -443,12 +342,7 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
         snapshot.bars = outcome.bars;
         let reloads = self.strategy.reload_events();
         snapshot.strategy = StrategyView {
-            state: match (phase, snapshot.halted.is_some()) {
-                (Phase::Stopped, _) => "stopped",
-                (Phase::Starting, _) => "starting",
-                (Phase::Running, true) => "halted",
-                (Phase::Running, false) => "running",
-            },
+            state: session_state(phase, snapshot.halted.is_some()),
             reloads: reloads.len(),
             last_reload_ok: reloads.last().map(|e| e.ok),
             ..snapshot.strategy
@@ -462,8 +356,83 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
     }
 }
 
-fn is_open(status: &str) -> bool {
-    matches!(status, "new" | "accepted" | "partially_filled")
+/// What every snapshot says of the session: its phase, run, currency, feed and breakers.
+pub(crate) fn stamp(
+    snapshot: &mut Snapshot,
+    phase: Phase,
+    state: &crate::live::recovery::State,
+    feed: &dyn crate::live::feed::Feed,
+) {
+    snapshot.phase = phase;
+    snapshot.run_id = state.run_id;
+    snapshot.cash_currency = state.cash_currency.clone();
+    snapshot.feed = feed.describe();
+    snapshot.feed_connected = feed.connected();
+    snapshot.breakers = state.breakers.state();
+}
+
+/// The last bar as the API shows it: `(close, received)` (UTC ns).
+pub(crate) fn last_bar((close, received): (TimestampNs, TimestampNs)) -> LastBar {
+    LastBar {
+        close_time: format_timestamp(close),
+        received_at: audit_time(received),
+        lag_seconds: (received - close) as f64 / 1e9,
+        close_ns: close,
+        received_ns: received,
+    }
+}
+
+/// The session's (or book's) state in `/status`.
+pub(crate) fn session_state(phase: Phase, halted: bool) -> &'static str {
+    match (phase, halted) {
+        (Phase::Stopped, _) => "stopped",
+        (Phase::Starting, _) => "starting",
+        (Phase::Running, true) => "halted",
+        (Phase::Running, false) => "running",
+    }
+}
+
+/// What `/strategies…` answers a single-algorithm session.
+pub(crate) fn not_a_book() -> Reply {
+    Reply::error(
+        404,
+        "this session hosts one algorithm: /strategies serves a book (`rustybt live --portfolio`)",
+    )
+}
+
+/// The journal and the audit log get every action with the token's name.
+pub(crate) fn record_action(
+    state: &mut crate::live::recovery::State,
+    action: &Action,
+    by: &str,
+    reply: &Reply,
+) {
+    let params = action.params();
+    let wall = wall_ns();
+    let recorded = state.journal.record_control(&ControlRecord {
+        time: wall,
+        run_id: state.run_id,
+        token: by,
+        action: action.name(),
+        params: &params,
+        status: reply.status,
+        result: &reply.body,
+    });
+    if let Err(e) = recorded {
+        crate::above_status!(
+            "warning: the API action `{}` was not journaled: {e}",
+            action.name()
+        );
+    }
+    let _ = state.audit.record(
+        wall,
+        AuditKind::Control,
+        json!({"action": action.name(), "by": by, "params": params, "status": reply.status, "result": reply.body}),
+    );
+}
+
+pub(crate) fn is_open(status: &str) -> bool {
+    crate::live::api::is_open_status(status)
 }
 
 fn halt_to_live(halt: Halt) -> LiveError {
@@ -475,8 +444,9 @@ fn halt_to_live(halt: Halt) -> LiveError {
     }
 }
 
-fn order_view(o: &Order, symbol: &str, client_order_id: Option<String>) -> OrderView {
+pub(crate) fn order_view(o: &Order, symbol: &str, client_order_id: Option<String>) -> OrderView {
     OrderView {
+        strategy: None,
         id: o.id.0,
         client_order_id,
         symbol: symbol.to_string(),

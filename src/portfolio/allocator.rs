@@ -54,7 +54,7 @@ pub fn builtin(spec: &PortfolioSpec) -> Option<Box<dyn Allocator>> {
             cut: spec.drawdown_cut,
             restore: spec.drawdown_restore,
             scale: spec.drawdown_scale,
-            in_drawdown: vec![false; spec.strategies.len()],
+            in_drawdown: Default::default(),
         }),
         AllocatorKind::Custom(_) => return None,
     })
@@ -255,7 +255,8 @@ pub struct Drawdown {
     pub cut: Decimal,
     pub restore: Decimal,
     pub scale: Decimal,
-    pub in_drawdown: Vec<bool>,
+    /// The strategies cut now, by id (strategies stop and, in a live book, join).
+    pub in_drawdown: std::collections::BTreeSet<String>,
 }
 
 impl Allocator for Drawdown {
@@ -267,14 +268,18 @@ impl Allocator for Drawdown {
             .drawdown
             .iter()
             .zip(input.base)
-            .zip(self.in_drawdown.iter_mut())
-            .map(|((dd, base), cut)| {
-                if !*cut && *dd >= self.cut {
-                    *cut = true;
-                } else if *cut && *dd <= self.restore {
-                    *cut = false;
+            .zip(input.ids)
+            .map(|((dd, base), id)| {
+                let cut = self.in_drawdown.contains(id);
+                if !cut && *dd >= self.cut {
+                    self.in_drawdown.insert(id.clone());
+                } else if cut && *dd <= self.restore {
+                    self.in_drawdown.remove(id);
                 }
-                if *cut { *base * self.scale } else { *base }
+                match self.in_drawdown.contains(id) {
+                    true => *base * self.scale,
+                    false => *base,
+                }
             })
             .collect())
     }
@@ -579,7 +584,7 @@ mod tests {
             cut: d("0.1"),
             restore: d("0.05"),
             scale: d("0.2"),
-            in_drawdown: vec![false; 2],
+            in_drawdown: Default::default(),
         };
         let mut at = |dd: [&str; 2]| {
             let dd = [d(dd[0]), d(dd[1])];
@@ -592,6 +597,37 @@ mod tests {
             "still cut above restore"
         );
         assert_eq!(at(["0.05", "0"]), vec![d("0.5"), d("0.5")], "restored");
+    }
+
+    /// A strategy's cut belongs to it, not to its place among the running strategies: when
+    /// the first (cut) strategy stops, or one joins before the others, nobody inherits it.
+    #[test]
+    fn a_drawdown_cut_follows_its_strategy_when_others_stop_or_join() {
+        let mut a = Drawdown {
+            cut: d("0.1"),
+            restore: d("0.05"),
+            scale: d("0.2"),
+            in_drawdown: Default::default(),
+        };
+        let all = ids(2);
+        let r = vec![Vec::new(), Vec::new()];
+        let both = [d("0.5"), d("0.5")];
+        let cut = a
+            .weights(&input(&all, &both, &r, &[d("0.12"), d("0")]))
+            .unwrap();
+        assert_eq!(cut, vec![d("0.1"), d("0.5")]);
+        // s0 stopped: s1 alone, not in drawdown, keeps its weight.
+        let s1 = ["s1".to_string()];
+        let alone = a
+            .weights(&input(&s1, &[d("0.5")], &r[..1], &[d("0")]))
+            .unwrap();
+        assert_eq!(alone, vec![d("0.5")]);
+        // s0 back in second place (still in drawdown): still cut.
+        let swapped = ["s1".to_string(), "s0".to_string()];
+        let again = a
+            .weights(&input(&swapped, &both, &r, &[d("0"), d("0.08")]))
+            .unwrap();
+        assert_eq!(again, vec![d("0.5"), d("0.1")]);
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub struct Member<S> {
     /// The engine stop that ended the strategy (kept for the report).
     pub stop: Option<Stop>,
     pub initial_capital: Decimal,
-    units: Units,
+    pub(super) units: Units,
 }
 
 impl<S> Member<S> {
@@ -71,6 +71,7 @@ impl<S> Member<S> {
     pub fn flow_adjusted_equity(&self) -> Vec<EquityPoint> {
         let mut changes = self.units.history.iter().peekable();
         let mut units = self.initial_capital;
+        let mut last = self.initial_capital;
         self.outcome
             .equity
             .iter()
@@ -83,15 +84,18 @@ impl<S> Member<S> {
                     units = *u;
                     changes.next();
                 }
-                let scale = if units > Decimal::ZERO {
-                    self.initial_capital / units
+                // Everything handed over (units all redeemed): the curve stays where the
+                // last unit value left it instead of falling to zero.
+                let equity = if units > Decimal::ZERO {
+                    p.equity * (self.initial_capital / units)
                 } else {
-                    Decimal::ONE
+                    last
                 };
+                last = equity;
                 EquityPoint {
                     time: p.time,
                     cash: p.cash,
-                    equity: p.equity * scale,
+                    equity,
                 }
             })
             .collect()
@@ -106,7 +110,7 @@ impl<S> Member<S> {
 /// Time-weighted accounting of one strategy's capital: units are issued and redeemed at the
 /// unit value when capital moves in or out, so the unit value moves with performance only.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-struct Units {
+pub(super) struct Units {
     units: Decimal,
     /// (time, units after a flow at that time).
     history: Vec<(TimestampNs, Decimal)>,
@@ -141,6 +145,9 @@ impl Units {
 
     /// A day closed with the strategy at `equity`.
     fn close_day(&mut self, day: i64, equity: Decimal, lookback: usize) {
+        if self.units <= Decimal::ZERO {
+            return; // everything handed over: no capital, no return
+        }
         let value = self.value(equity);
         let r = if self.last_close > Decimal::ZERO {
             value / self.last_close - Decimal::ONE
@@ -167,7 +174,7 @@ impl Units {
     }
 
     /// `flow` moved in (negative: out) at `time`, with the strategy at `equity` before it.
-    fn flow(&mut self, time: TimestampNs, equity: Decimal, flow: Decimal) {
+    pub(super) fn flow(&mut self, time: TimestampNs, equity: Decimal, flow: Decimal) {
         let value = self.value(equity);
         if value > Decimal::ZERO {
             self.units += flow / value;
@@ -185,6 +192,8 @@ pub struct AllocationRow {
     pub weight: Decimal,
     pub equity_before: Decimal,
     pub transfer: Decimal,
+    /// A strategy's initial capital (at the start, or when an operator added it), not a move.
+    pub initial: bool,
 }
 
 #[derive(Debug, Default)]
@@ -217,6 +226,25 @@ pub struct BookRules<'a> {
     /// The cross-section shared by the strategies over the book's whole universe (see
     /// [`share_engine_work`]).
     pub cross_section: Option<std::sync::Arc<crate::engine::CrossSection>>,
+    /// Strategies an operator added to a live book, after the file's (book order).
+    pub added: Vec<super::config::StrategySpec>,
+}
+
+impl BookRules<'_> {
+    /// The configuration of strategy `i` (book order: the file's, then the added ones).
+    pub fn strategy(&self, i: usize) -> &super::config::StrategySpec {
+        match self.spec.strategies.get(i) {
+            Some(s) => s,
+            None => &self.added[i - self.spec.strategies.len()],
+        }
+    }
+
+    /// The portfolio with the added strategies in it (for the results).
+    pub fn full_spec(&self) -> PortfolioSpec {
+        let mut spec = self.spec.clone();
+        spec.strategies.extend(self.added.iter().cloned());
+        spec
+    }
 }
 
 /// Sets the sessions of a book up so that the per-bar work they have in common is done once:
@@ -316,17 +344,17 @@ pub struct BookStepper {
     pub risk: std::sync::Arc<BookRisk>,
     /// The account's peak equity (the drawdown limit).
     peak: Decimal,
-    local_ticks: Vec<Tick>,
-    fills: Vec<Vec<Fill>>,
+    pub(super) local_ticks: Vec<Tick>,
+    pub(super) fills: Vec<Vec<Fill>>,
     /// Each strategy's equity and cash at its last equity point.
-    equity: Vec<Decimal>,
-    cash: Vec<Decimal>,
+    pub(super) equity: Vec<Decimal>,
+    pub(super) cash: Vec<Decimal>,
     /// The UTC day of the last close time.
     day: Option<i64>,
     next_rebalance: Option<Option<TimestampNs>>,
     crossings: Vec<super::netting::Crossing>,
-    crossed: Vec<Vec<Fill>>,
-    orders_seen: Vec<usize>,
+    pub(super) crossed: Vec<Vec<Fill>>,
+    pub(super) orders_seen: Vec<usize>,
     /// Cash each strategy received at rebalances since the book began (negative: gave).
     pub transferred: Vec<Decimal>,
     /// Restored from a saved book: `initialize` keeps its equity and cash.
@@ -346,9 +374,10 @@ impl BookStepper {
             outcome.allocations.push(AllocationRow {
                 time: first_time,
                 strategy: Some(i),
-                weight: rules.spec.strategies[i].weight,
+                weight: rules.strategy(i).weight,
                 equity_before: Decimal::ZERO,
                 transfer: m.initial_capital,
+                initial: true,
             });
         }
         let risk = BookRisk::new(
@@ -821,7 +850,7 @@ pub struct SavedCrossing {
 }
 
 /// The risk snapshot of strategy `i` after it moved (an engine step, or its algorithm).
-fn refresh<S>(risk: &BookRisk, m: &Member<S>, i: usize) {
+pub(super) fn refresh<S>(risk: &BookRisk, m: &Member<S>, i: usize) {
     if !risk.limits.checks_orders() {
         return;
     }
@@ -974,7 +1003,7 @@ fn rebalance_book<S: Strategy>(
     }
     let spec = rules.spec;
     let ids: Vec<String> = running.iter().map(|&i| members[i].id.clone()).collect();
-    let base: Vec<Decimal> = running.iter().map(|&i| spec.strategies[i].weight).collect();
+    let base: Vec<Decimal> = running.iter().map(|&i| rules.strategy(i).weight).collect();
     let returns: Vec<Vec<Decimal>> = running
         .iter()
         .map(|&i| members[i].units.window.iter().copied().collect())
@@ -1011,11 +1040,11 @@ fn rebalance_book<S: Strategy>(
     }
     let min: Vec<Decimal> = running
         .iter()
-        .map(|&i| spec.strategies[i].min_weight)
+        .map(|&i| rules.strategy(i).min_weight)
         .collect();
     let max: Vec<Decimal> = running
         .iter()
-        .map(|&i| spec.strategies[i].max_weight)
+        .map(|&i| rules.strategy(i).max_weight)
         .collect();
     let weights = settle(&raw, &min, &max);
     // Volatility targeting: invest less than everything when the strategies' covariance says
@@ -1045,6 +1074,7 @@ fn rebalance_book<S: Strategy>(
             weight: weights[k],
             equity_before: equity[i],
             transfer,
+            initial: false,
         });
         equity[i] = targets[k];
         cash[i] += transfer;
@@ -1057,6 +1087,7 @@ fn rebalance_book<S: Strategy>(
             weight: Decimal::ZERO,
             equity_before: reserve,
             transfer: reserve_after - reserve,
+            initial: false,
         });
     }
     risk.lock().reserve = reserve_after;
@@ -1293,6 +1324,7 @@ mod tests {
             allocator: Box::new(super::super::allocator::Fixed),
             money_dp: 2,
             cross_section: Some(shared),
+            added: Vec::new(),
         }
     }
 
@@ -1581,23 +1613,28 @@ mod tests {
         (curve, moves, ledgers)
     }
 
-    #[test]
-    fn a_saved_and_restored_stepper_steps_on_as_one_that_never_stopped() {
-        let orders = vec![
+    /// Three strategies' scripts: market and limit orders on both symbols, a resting limit,
+    /// and at tick 9 a buy of the third that crosses the first's sell (at the next open).
+    fn three_scripts() -> Vec<Vec<Step>> {
+        vec![
             vec![
                 (2, 0, true, 100, 0),
                 (9, 0, false, 100, 0),
                 (16, 1, true, 30, 4),
             ],
             vec![(3, 1, false, 50, 0), (11, 1, true, 50, 2)],
-            // At tick 9 its buy crosses the first strategy's sell (at the next open).
             vec![
                 (4, 0, true, 20, 1),
                 (9, 0, true, 40, 0),
                 (12, 0, true, 60, 0),
                 (20, 0, false, 80, 0),
             ],
-        ];
+        ]
+    }
+
+    #[test]
+    fn a_saved_and_restored_stepper_steps_on_as_one_that_never_stopped() {
+        let orders = three_scripts();
         let straight = step_scripted(&orders, None);
         assert!(
             straight.1.iter().any(|(_, t)| !t.is_zero()),
@@ -1625,6 +1662,297 @@ mod tests {
             .restore(saved, &mut members, &market, |_, _| None)
             .unwrap_err();
         assert!(err.contains("s0, other, s2"), "{err}");
+    }
+
+    /// A book rebalanced every five minutes on scripted orders (as `step_scripted`).
+    fn changing_book() -> (PortfolioSpec, Market, Vec<Member<Scripted>>) {
+        let orders = three_scripts();
+        let mut spec =
+            PortfolioSpec::from_algos(&["a.py".into(), "b.py".into(), "c.py".into()]).unwrap();
+        spec.rebalance = Some(super::super::config::Rebalance {
+            text: "*/5 * * * *".into(),
+            rule: super::super::config::rebalance_rule("*/5 * * * *").unwrap(),
+        });
+        (spec, two_symbol_market(30), scripted_members(&orders))
+    }
+
+    /// Every sub-ledger's equity plus the unallocated cash.
+    fn account_value(members: &[Member<Scripted>], stepper: &BookStepper) -> Decimal {
+        let held: Decimal = members
+            .iter()
+            .map(|m| lock(&m.session).ledger.equity().unwrap())
+            .sum();
+        held + stepper.risk.lock().reserve
+    }
+
+    /// A strategy added at `time` with `capital`, on its own session whose bars are closed as
+    /// far as the book's.
+    fn added_member(market: &Market, capital: Decimal, id: &str) -> Member<Scripted> {
+        let mut session = crate::engine::Session::new(
+            two_symbol_market(30),
+            capital,
+            crate::execution::CommissionModel::default(),
+        );
+        for g in 0..2 {
+            for _ in 0..market.closed_count(SymbolId(g)) {
+                session.market.close_next_bar(SymbolId(g));
+            }
+        }
+        let session = session.into_shared();
+        let strategy = Scripted {
+            session: session.clone(),
+            orders: vec![(0, 0, true, 5, 0)],
+            tick: 0,
+        };
+        Member::new(
+            id.into(),
+            session,
+            strategy,
+            vec![SymbolId(0), SymbolId(1)],
+            2,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// An operator's stop (closing, or handing over to a strategy or the unallocated
+        /// cash) and an added strategy (funded by a strategy or the unallocated cash) move
+        /// value between sub-ledgers and never create or lose any: the account's value is the
+        /// same Decimal just before and after each change, and at every later close time the
+        /// account's point is the exact sum of the sub-ledgers and the unallocated cash.
+        #[test]
+        fn stops_and_adds_keep_the_account_exact(
+            stop_at in 1u64..25,
+            add_at in 1u64..25,
+            who in 0usize..3,
+            to in 0usize..4,
+            hand_over in any::<bool>(),
+            capital in 1i64..600_000,
+            from in 0usize..4,
+        ) {
+            use super::super::change::{AddRequest, Disposition, StopRequest};
+            let (spec, mut market, mut members) = changing_book();
+            let mut rules = scripted_rules(&spec, &members);
+            let mut stepper = BookStepper::open(&market, &members, &rules);
+            stepper.initialize(&mut members, &rules).unwrap();
+            let mut clock = Clock::new(&market);
+            let mut tick = Tick { time: 0, symbols: Vec::new() };
+            let mut stopped = false;
+            while clock.next_into(&market, &mut tick) {
+                stepper.step(&mut market, &mut members, &mut rules, &tick).unwrap();
+                let point = stepper.outcome.equity.last().unwrap().equity;
+                prop_assert_eq!(point, account_value(&members, &stepper));
+                let ticks = stepper.outcome.ticks;
+                if ticks == stop_at {
+                    let before = account_value(&members, &stepper);
+                    let receiver = (to < 3 && to != who).then(|| format!("s{to}"));
+                    let request = StopRequest {
+                        positions: if hand_over { Disposition::HandOver } else { Disposition::Close },
+                        to: receiver.clone().filter(|_| hand_over),
+                    };
+                    let giver_before = lock(&members[who].session).ledger.equity().unwrap();
+                    let receiving = request.to.as_ref().map(|_| to);
+                    let receiver_before = receiving
+                        .map(|j| lock(&members[j].session).ledger.equity().unwrap());
+                    let reason = "stopped through the control API by `ops`";
+                    match stepper.stop_member(&market, &mut members, &rules, who, &request, reason, tick.time) {
+                        Ok(done) => {
+                            stopped = true;
+                            prop_assert!(members[who].stopped.is_some());
+                            if hand_over {
+                                // Everything left the giver, exactly what it was worth.
+                                prop_assert_eq!(lock(&members[who].session).ledger.equity().unwrap(), Decimal::ZERO);
+                                prop_assert!(lock(&members[who].session).ledger.open_symbols().is_empty());
+                                prop_assert_eq!(done.value, giver_before);
+                                if let (Some(j), Some(b)) = (receiving, receiver_before) {
+                                    prop_assert_eq!(lock(&members[j].session).ledger.equity().unwrap(), b + giver_before);
+                                }
+                            }
+                        }
+                        // Positions cannot go to the unallocated cash.
+                        Err(refused) => {
+                            prop_assert!(hand_over && request.to.is_none(), "{}", refused.message);
+                            prop_assert_eq!(refused.status, 409);
+                            prop_assert!(members[who].stopped.is_none());
+                        }
+                    }
+                    prop_assert_eq!(before, account_value(&members, &stepper));
+                }
+                if ticks == add_at {
+                    let before = account_value(&members, &stepper);
+                    let request = AddRequest {
+                        id: "added".into(),
+                        algo: "x.py".into(),
+                        class: None,
+                        params: Vec::new(),
+                        symbols: None,
+                        weight: None,
+                        capital: Decimal::new(capital, 0),
+                        from: (from < 3).then(|| format!("s{from}")),
+                    };
+                    match stepper.check_add(&members, &market, &request) {
+                        Ok((universe, weight)) => {
+                            prop_assert_eq!(universe, vec!["S0".to_string(), "S1".to_string()]);
+                            let member = added_member(&market, request.capital, "added");
+                            stepper.add_member(&mut members, &mut rules, &request, member, weight, tick.time).unwrap();
+                            prop_assert_eq!(members.len(), 4);
+                            prop_assert_eq!(rules.strategy(3).id.as_str(), "added");
+                        }
+                        Err(refused) => {
+                            // Not that much cash where it was asked from.
+                            prop_assert_eq!(refused.status, 409, "{}", refused.message);
+                        }
+                    }
+                    prop_assert_eq!(before, account_value(&members, &stepper));
+                }
+            }
+            let _ = stopped;
+        }
+    }
+
+    #[test]
+    fn bad_stops_and_adds_are_refused_and_change_nothing() {
+        use super::super::change::{AddRequest, Disposition, StopRequest};
+        let (spec, mut market, mut members) = changing_book();
+        let mut rules = scripted_rules(&spec, &members);
+        let mut stepper = BookStepper::open(&market, &members, &rules);
+        stepper.initialize(&mut members, &rules).unwrap();
+        let mut clock = Clock::new(&market);
+        let mut tick = Tick {
+            time: 0,
+            symbols: Vec::new(),
+        };
+        for _ in 0..4 {
+            clock.next_into(&market, &mut tick);
+            stepper
+                .step(&mut market, &mut members, &mut rules, &tick)
+                .unwrap();
+        }
+        let before = account_value(&members, &stepper);
+        let stop = |positions, to: Option<&str>| StopRequest {
+            positions,
+            to: to.map(str::to_string),
+        };
+        let reason = "stopped through the control API by `ops`";
+        let cases = [
+            (
+                stop(Disposition::HandOver, Some("nobody")),
+                422,
+                "no strategy `nobody`",
+            ),
+            (
+                stop(Disposition::HandOver, Some("s0")),
+                422,
+                "its own positions",
+            ),
+            (stop(Disposition::Close, Some("s1")), 422, "goes with"),
+            // s0 holds S0 (bought at tick 2): positions cannot go to the unallocated cash.
+            (
+                stop(Disposition::HandOver, None),
+                409,
+                "unallocated cash holds no positions",
+            ),
+        ];
+        for (request, status, text) in cases {
+            let refused = stepper
+                .stop_member(
+                    &market,
+                    &mut members,
+                    &rules,
+                    0,
+                    &request,
+                    reason,
+                    tick.time,
+                )
+                .unwrap_err();
+            assert_eq!(refused.status, status, "{}", refused.message);
+            assert!(refused.message.contains(text), "{}", refused.message);
+            assert!(members[0].stopped.is_none());
+        }
+        // Stopped once, closed: a second close is refused, a hand-over of what is left is not.
+        stepper
+            .stop_member(
+                &market,
+                &mut members,
+                &rules,
+                1,
+                &stop(Disposition::Close, None),
+                reason,
+                tick.time,
+            )
+            .unwrap();
+        let again = stepper
+            .stop_member(
+                &market,
+                &mut members,
+                &rules,
+                1,
+                &stop(Disposition::Close, None),
+                reason,
+                tick.time,
+            )
+            .unwrap_err();
+        assert_eq!(again.status, 409, "{}", again.message);
+        let receive = stepper
+            .stop_member(
+                &market,
+                &mut members,
+                &rules,
+                2,
+                &stop(Disposition::HandOver, Some("s1")),
+                reason,
+                tick.time,
+            )
+            .unwrap_err();
+        assert_eq!(receive.status, 409, "{}", receive.message);
+        assert!(
+            receive.message.contains("only a running strategy"),
+            "{}",
+            receive.message
+        );
+        assert_eq!(before, account_value(&members, &stepper));
+
+        let add =
+            |id: &str, symbols: Option<Vec<&str>>, capital: i64, from: Option<&str>| AddRequest {
+                id: id.into(),
+                algo: "x.py".into(),
+                class: None,
+                params: Vec::new(),
+                symbols: symbols.map(|s| s.into_iter().map(str::to_string).collect()),
+                weight: None,
+                capital: Decimal::from(capital),
+                from: from.map(str::to_string),
+            };
+        let cases = [
+            (add("s2", None, 10, Some("s0")), 409, "already (running)"),
+            (add("s1", None, 10, Some("s0")), 409, "already (stopped)"),
+            (
+                add("no spaces", None, 10, Some("s0")),
+                422,
+                "not a plain name",
+            ),
+            (
+                add("x", Some(vec!["S0", "BTC"]), 10, Some("s0")),
+                422,
+                "`BTC` is not a symbol of this session (S0, S1)",
+            ),
+            (add("x", Some(vec![]), 10, Some("s0")), 422, "empty"),
+            (add("x", None, 0, Some("s0")), 422, "more than zero"),
+            (
+                add("x", None, 10, Some("nobody")),
+                422,
+                "no strategy `nobody`",
+            ),
+            (add("x", None, 10, None), 409, "the unallocated cash is 0"),
+            (add("x", None, 10_000_000, Some("s2")), 409, "`s2`'s cash"),
+        ];
+        for (request, status, text) in cases {
+            let refused = stepper.check_add(&members, &market, &request).unwrap_err();
+            assert_eq!(refused.status, status, "{}", refused.message);
+            assert!(refused.message.contains(text), "{}", refused.message);
+        }
+        assert_eq!(members.len(), 3);
+        assert_eq!(before, account_value(&members, &stepper));
     }
 
     fn fill(symbol: u32, buy: bool, qty: u32, price: u32) -> Fill {

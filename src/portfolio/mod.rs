@@ -4,6 +4,7 @@
 
 pub mod allocator;
 pub mod book;
+pub mod change;
 pub mod config;
 pub mod netting;
 pub mod results;
@@ -14,4 +15,5 @@ pub use book::{
     AllocationRow, BookOutcome, BookRules, BookStepper, Member, SavedBook, initial_capitals,
     run_book,
 };
+pub use change::{AddRequest, Disposition, Refused, StopRequest, Stopped};
 pub use config::{PortfolioSpec, StrategySpec};

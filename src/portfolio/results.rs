@@ -51,7 +51,7 @@ fn combined<T: Clone, K: Ord>(
             rows.push((item, k as u32));
         }
     }
-    rows.sort_by(|a, b| (key(&a.0), a.1).cmp(&(key(&b.0), b.1)));
+    rows.sort_by_key(|a| (key(&a.0), a.1));
     rows.into_iter().unzip()
 }
 

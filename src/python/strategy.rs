@@ -98,6 +98,9 @@ struct HotReload {
     /// The instance replaced by the last reload, kept until the new one survives a tick.
     previous: Option<(Py<PyAny>, Hooks, PendingReload)>,
     events: Vec<ReloadEvent>,
+    /// Only a change to the algorithm's own file reloads it (a book's strategies share
+    /// folders: one file saved reloads only its strategy).
+    own_file_only: bool,
 }
 
 struct PendingReload {
@@ -196,7 +199,23 @@ impl PyStrategy {
             overrides,
             previous: None,
             events: Vec::new(),
+            own_file_only: false,
         });
+    }
+
+    /// [`PyStrategy::enable_reload`] for a strategy of a book: only a change to its own file
+    /// (`path`) reloads it, not one to a file beside it.
+    pub fn enable_own_file_reload(
+        &mut self,
+        watcher: SourceWatcher,
+        path: PathBuf,
+        class_name: String,
+        overrides: Vec<(String, String)>,
+    ) {
+        self.enable_reload(watcher, path, class_name, overrides);
+        if let Some(reload) = self.reload.as_mut() {
+            reload.own_file_only = true;
+        }
     }
 
     /// Every reload attempt of the run.
@@ -652,7 +671,11 @@ impl Strategy for PyStrategy {
         let Some(reload) = self.reload.as_ref() else {
             return Ok(());
         };
-        let changed = reload.watcher.poll();
+        let mut changed = reload.watcher.poll();
+        if reload.own_file_only {
+            let own = std::fs::canonicalize(&reload.path).unwrap_or_else(|_| reload.path.clone());
+            changed.retain(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()) == own);
+        }
         if !changed.is_empty() {
             Python::attach(|py| self.reload_now(py, changed));
         }

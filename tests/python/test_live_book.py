@@ -144,8 +144,16 @@ FAILING_BOOK = """\
 """
 
 
-@pytest.mark.parametrize("case", ["example_book", "algo_twice", "one_fails"])
+@pytest.mark.parametrize("case", ["example_book", "algo_twice", "one_fails", "example_book_api"])
 def test_a_paper_replay_of_a_book_trades_exactly_like_run_portfolio(tmp_path, case):
+    extra: list[str] = []
+    if case == "example_book_api":
+        # The control API on (nobody calls it): the book trades exactly the same.
+        tokens = tmp_path / "api-tokens"
+        tokens.write_text("ops:ops-token-0123456789abcdef\n")
+        tokens.chmod(0o600)
+        extra = ["--api", "127.0.0.1:0", "--api-token-file", str(tokens)]
+        case = "example_book"
     if case == "example_book":
         # Three strategies, risk parity rebalanced weekly, account risk limits, shared SYNB.
         data, symbols, book = sample_file(tmp_path / "sample.csv"), "SYNA,SYNB,SYNC", ["--portfolio", str(EXAMPLE_BOOK)]
@@ -162,9 +170,10 @@ def test_a_paper_replay_of_a_book_trades_exactly_like_run_portfolio(tmp_path, ca
         symbols, book = "A,B", ["--algo", str(SMA), "--algo", str(TRADER)]
         ids = ["sma_cross", "trader"]
     backtest(book, data, tmp_path / "run")
-    live = run(book_argv(book, data, symbols, tmp_path / "state", tmp_path / "live"))
+    live = run(book_argv(book, data, symbols, tmp_path / "state", tmp_path / "live", *extra))
     assert live.returncode == 0, live.stderr
     assert "live book ended (end of feed)" in live.stderr
+    assert ("control API on http://127.0.0.1:" in live.stderr) == bool(extra)
     run_dir, live_dir = tmp_path / "run", tmp_path / "live"
     files = trading_files(run_dir)
     assert trading_files(live_dir) == files
@@ -351,7 +360,7 @@ def test_a_book_on_an_exchange_broker_is_refused(tmp_path, two_symbols):
     assert not (tmp_path / "state").exists()
 
 
-@pytest.mark.parametrize("flag", [["--api", "127.0.0.1:0"], ["--param", "fast=3"], ["--class", "SmaCross"]])
+@pytest.mark.parametrize("flag", [["--param", "fast=3"], ["--class", "SmaCross"]])
 def test_single_algorithm_flags_are_refused_for_a_book(tmp_path, two_symbols, flag):
     argv = book_argv(["--algo", str(SMA), "--algo", str(TRADER)], two_symbols, "A,B", tmp_path / "state",
                      tmp_path / "out", *flag)

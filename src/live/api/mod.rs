@@ -41,6 +41,11 @@ pub const BACKLOG: usize = 20_000;
 /// Events queued for one WebSocket client before it is dropped as too slow.
 pub const CLIENT_QUEUE: usize = 4_096;
 
+/// Whether an order's status (as the API writes it) is an open one.
+pub fn is_open_status(status: &str) -> bool {
+    matches!(status, "new" | "accepted" | "partially_filled")
+}
+
 /// An operator's action, applied by the session loop.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -53,6 +58,13 @@ pub enum Action {
     Flatten {
         symbol: Option<String>,
     },
+    /// A book's strategy stopped (`POST /strategies/{id}/stop`).
+    StopStrategy {
+        id: String,
+        request: crate::portfolio::StopRequest,
+    },
+    /// A strategy added to a book (`POST /strategies`).
+    AddStrategy(Box<crate::portfolio::AddRequest>),
 }
 
 impl Action {
@@ -62,6 +74,24 @@ impl Action {
             Action::Resume => "resume",
             Action::Reconcile => "reconcile",
             Action::Flatten { .. } => "flatten",
+            Action::StopStrategy { .. } => "stop_strategy",
+            Action::AddStrategy(_) => "add_strategy",
+        }
+    }
+
+    /// The action's parameters, as the journal and the audit log record them.
+    pub fn params(&self) -> Value {
+        match self {
+            Action::Halt {
+                reason,
+                cancel_open_orders,
+            } => serde_json::json!({"reason": reason, "cancel_open_orders": cancel_open_orders}),
+            Action::Flatten { symbol } => serde_json::json!({"symbol": symbol}),
+            Action::Resume | Action::Reconcile => serde_json::json!({}),
+            Action::StopStrategy { id, request } => {
+                serde_json::json!({"id": id, "positions": request.positions, "to": request.to})
+            }
+            Action::AddStrategy(request) => serde_json::to_value(request).unwrap_or_default(),
         }
     }
 }
@@ -79,8 +109,12 @@ impl Reply {
     }
 
     pub fn conflict(message: impl Into<String>) -> Reply {
+        Reply::error(409, message)
+    }
+
+    pub fn error(status: u16, message: impl Into<String>) -> Reply {
         Reply {
-            status: 409,
+            status,
             body: serde_json::json!({"error": message.into()}),
         }
     }
@@ -116,6 +150,9 @@ pub struct PositionView {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct OrderView {
+    /// The book's strategy that placed it (absent in a single-algorithm session).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
     pub id: u64,
     pub client_order_id: Option<String>,
     pub symbol: String,
@@ -134,6 +171,9 @@ pub struct OrderView {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FillView {
+    /// The book's strategy whose order filled (absent in a single-algorithm session).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
     pub order_id: u64,
     pub client_order_id: Option<String>,
     pub symbol: String,
@@ -173,6 +213,56 @@ pub struct StrategyView {
     pub last_reload_ok: Option<bool>,
 }
 
+/// One strategy of a book (`GET /strategies`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StrategySummary {
+    pub id: String,
+    /// `running`, `halted` (new orders refused), `stopped` (by an operator) or `failed` (its
+    /// algorithm raised).
+    pub state: &'static str,
+    pub algorithm: String,
+    pub class: String,
+    pub symbols: Vec<String>,
+    /// Its configured weight at rebalances.
+    pub weight: Decimal,
+    /// Its initial capital (at the book's start, or when it was added).
+    pub allocated_capital: Decimal,
+    /// Cash moved to it since (rebalances, hand-overs; negative: moved out).
+    pub transfers: Decimal,
+    pub cash: Decimal,
+    pub equity: Decimal,
+    pub positions: Vec<PositionView>,
+    pub open_orders: usize,
+    pub orders_total: usize,
+    pub fills_total: usize,
+    /// When and why it stopped.
+    pub stopped_at: Option<String>,
+    pub stop_reason: Option<String>,
+}
+
+/// One strategy in detail (`GET /strategies/{id}`): its summary, open orders and recent fills.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StrategyDetail {
+    #[serde(flatten)]
+    pub summary: StrategySummary,
+    pub orders: Vec<OrderView>,
+    /// Its last [`STRATEGY_FILLS`] fills.
+    pub fills: Vec<FillView>,
+}
+
+/// Fills `GET /strategies/{id}` lists (the most recent; `/fills` has more).
+pub const STRATEGY_FILLS: usize = 100;
+
+/// A book's side of the snapshot.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BookView {
+    pub strategies: Vec<StrategySummary>,
+    /// Cash held outside the strategies (handed over, or the reserve of volatility
+    /// targeting).
+    pub unallocated: Decimal,
+    pub details: Vec<StrategyDetail>,
+}
+
 /// What the API shows of the session, as of `updated_at`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Snapshot {
@@ -209,9 +299,23 @@ pub struct Snapshot {
     /// The last 1,000 fills (`/fills`).
     #[serde(skip)]
     pub fills: Arc<Vec<FillView>>,
+    /// A book's strategies (`/strategies`); `None`: one algorithm.
+    #[serde(skip)]
+    pub book: Option<Arc<BookView>>,
 }
 
 impl Snapshot {
+    /// The orders `/orders` lists (the most recent and every open one), the open ones among them, and how many the session has.
+    pub fn set_orders(&mut self, orders: Vec<OrderView>, total: usize) {
+        self.open_orders = orders
+            .iter()
+            .filter(|o| is_open_status(o.status))
+            .cloned()
+            .collect();
+        self.orders = Arc::new(orders);
+        self.orders_total = total;
+    }
+
     /// Ready to trade: running, the feed connected, reconciled, not halted.
     pub fn ready(&self) -> bool {
         self.phase == Phase::Running
@@ -261,6 +365,7 @@ impl Snapshot {
             fills_total: 0,
             orders: Arc::new(Vec::new()),
             fills: Arc::new(Vec::new()),
+            book: None,
         }
     }
 }
@@ -391,6 +496,23 @@ pub struct SessionLink {
     pub commands: Receiver<Command>,
     pub shared: Arc<Shared>,
     pub last_publish: Option<Instant>,
+}
+
+impl SessionLink {
+    /// Whether a snapshot is due (see [`Shared::due`]).
+    pub fn publish_due(&self) -> bool {
+        self.last_publish
+            .is_none_or(|t| self.shared.due(t.elapsed()))
+    }
+
+    /// The session has ended: actions still queued are answered, too late.
+    pub fn refuse_queued(&self) {
+        for command in self.commands.try_iter() {
+            let _ = command.reply.send(Reply::conflict(
+                "the session has ended; it takes no more actions",
+            ));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -36,7 +36,25 @@ pub const ROUTES: &[&str] = &[
     "/flatten",
     "/events",
     "/openapi.json",
+    "/strategies",
+    "/strategies/{id}",
+    "/strategies/{id}/stop",
 ];
+
+/// The route of `path` (one of [`ROUTES`]) and its `{id}`, if any.
+fn route_of(path: &str) -> Option<(&'static str, Option<String>)> {
+    if let Some(&route) = ROUTES.iter().find(|r| **r == path) {
+        return Some((route, None));
+    }
+    let rest = path.strip_prefix("/strategies/")?;
+    match rest.split_once('/') {
+        None if !rest.is_empty() => Some(("/strategies/{id}", Some(rest.to_string()))),
+        Some((id, "stop")) if !id.is_empty() => {
+            Some(("/strategies/{id}/stop", Some(id.to_string())))
+        }
+        _ => None,
+    }
+}
 
 /// Threads answering requests. An action waits for the session (up to [`ACTION_WAIT`]), so
 /// a few, for the reads to go on meanwhile.
@@ -218,16 +236,24 @@ fn handle(context: &Context, mut request: Request) {
     let url = request.url().to_string();
     let (path, params) = split_url(&url);
     let method = request.method().clone();
-    let Some(&route) = ROUTES.iter().find(|r| **r == path) else {
+    let Some((route, id)) = route_of(path) else {
         let _ = request.respond(error(404, &format!("no such endpoint: {path}")));
         return;
     };
-    let post = matches!(route, "/halt" | "/resume" | "/reconcile" | "/flatten");
-    let allowed = if post { Method::Post } else { Method::Get };
-    let head = method == Method::Head && !post;
-    if method != allowed && !head {
-        let response = error(405, &format!("{path} takes {allowed}"))
-            .with_header(header("Allow", allowed.as_str()));
+    // `/strategies` lists a book's strategies (GET) and adds one (POST).
+    let methods: &[Method] = match route {
+        "/halt" | "/resume" | "/reconcile" | "/flatten" | "/strategies/{id}/stop" => {
+            &[Method::Post]
+        }
+        "/strategies" => &[Method::Get, Method::Post],
+        _ => &[Method::Get],
+    };
+    let post = method == Method::Post && methods.contains(&Method::Post);
+    let head = method == Method::Head && methods.contains(&Method::Get);
+    if !methods.contains(&method) && !head {
+        let names: Vec<&str> = methods.iter().map(Method::as_str).collect();
+        let response = error(405, &format!("{path} takes {}", names.join(" or ")))
+            .with_header(header("Allow", &names.join(", ")));
         let _ = request.respond(response);
         return;
     }
@@ -258,7 +284,7 @@ fn handle(context: &Context, mut request: Request) {
         return;
     }
     let response = if post {
-        match read_action(route, &mut request) {
+        match read_action(route, id, &mut request) {
             Ok(action) => {
                 let reply = act(context, action, by);
                 json_response(reply.status, &reply.body)
@@ -266,7 +292,7 @@ fn handle(context: &Context, mut request: Request) {
             Err(response) => response,
         }
     } else {
-        read(context, route, &params)
+        read(context, route, id.as_deref(), &params)
     };
     let _ = request.respond(response);
 }
@@ -291,6 +317,75 @@ struct FlattenBody {
 #[serde(deny_unknown_fields)]
 struct EmptyBody {}
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StopBody {
+    positions: crate::portfolio::Disposition,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBody {
+    id: String,
+    algo: String,
+    #[serde(default)]
+    class: Option<String>,
+    #[serde(default)]
+    params: std::collections::BTreeMap<String, Value>,
+    #[serde(default)]
+    symbols: Option<Vec<String>>,
+    #[serde(default)]
+    weight: Option<Value>,
+    capital: Value,
+    #[serde(default)]
+    from: Option<String>,
+}
+
+/// A decimal amount from JSON: a string (`"25000.50"`, exact) or a number.
+fn decimal_of(key: &str, value: &Value) -> Result<rust_decimal::Decimal, String> {
+    let text = match value {
+        Value::String(text) => text.clone(),
+        Value::Number(number) => number.to_string(),
+        other => {
+            return Err(format!(
+                "`{key}` must be a decimal string such as \"25000\", not {other}"
+            ));
+        }
+    };
+    text.trim()
+        .parse()
+        .map_err(|_| format!("`{key}`: `{text}` is not a decimal number"))
+}
+
+fn add_request(body: AddBody) -> Result<crate::portfolio::AddRequest, String> {
+    Ok(crate::portfolio::AddRequest {
+        id: body.id,
+        algo: body.algo.into(),
+        class: body.class.filter(|c| !c.is_empty()),
+        params: body
+            .params
+            .into_iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, text)
+            })
+            .collect(),
+        symbols: body.symbols,
+        weight: body
+            .weight
+            .as_ref()
+            .map(|w| decimal_of("weight", w))
+            .transpose()?,
+        capital: decimal_of("capital", &body.capital)?,
+        from: body.from.filter(|f| !f.is_empty()),
+    })
+}
+
 fn parse_body<T: for<'de> Deserialize<'de> + Default>(text: &str) -> Result<T, String> {
     if text.trim().is_empty() {
         return Ok(T::default());
@@ -300,6 +395,7 @@ fn parse_body<T: for<'de> Deserialize<'de> + Default>(text: &str) -> Result<T, S
 
 fn read_action(
     route: &str,
+    id: Option<String>,
     request: &mut Request,
 ) -> Result<Action, Response<std::io::Cursor<Vec<u8>>>> {
     let mut bytes = Vec::new();
@@ -337,6 +433,25 @@ fn read_action(
             parse_body::<EmptyBody>(&text).map_err(bad)?;
             Action::Resume
         }
+        "/strategies/{id}/stop" => {
+            let body: StopBody = serde_json::from_str(&text).map_err(|e| {
+                bad(format!(
+                    "the request body: {e} (send {{\"positions\": \"close\"}} or {{\"positions\": \"hand_over\", \"to\": \"<id>\"}})"
+                ))
+            })?;
+            Action::StopStrategy {
+                id: id.unwrap_or_default(),
+                request: crate::portfolio::StopRequest {
+                    positions: body.positions,
+                    to: body.to.filter(|t| !t.is_empty()),
+                },
+            }
+        }
+        "/strategies" => {
+            let body: AddBody =
+                serde_json::from_str(&text).map_err(|e| bad(format!("the request body: {e}")))?;
+            Action::AddStrategy(Box::new(add_request(body).map_err(bad)?))
+        }
         _ => {
             parse_body::<EmptyBody>(&text).map_err(bad)?;
             Action::Reconcile
@@ -372,10 +487,49 @@ fn act(context: &Context, action: Action, by: String) -> Reply {
 fn read(
     context: &Context,
     route: &str,
+    id: Option<&str>,
     params: &[(&str, &str)],
 ) -> Response<std::io::Cursor<Vec<u8>>> {
     let snapshot = context.shared.snapshot();
+    let not_a_book = || {
+        let reply = crate::live::session::session_api::not_a_book();
+        json_response(reply.status, &reply.body)
+    };
     match route {
+        "/strategies" => match &snapshot.book {
+            Some(book) => json_response(
+                200,
+                &json!({
+                    "strategies": book.strategies,
+                    "unallocated": book.unallocated,
+                    "equity": snapshot.equity,
+                    "cash": snapshot.cash,
+                }),
+            ),
+            None => not_a_book(),
+        },
+        "/strategies/{id}" => match &snapshot.book {
+            Some(book) => match book
+                .details
+                .iter()
+                .find(|d| Some(d.summary.id.as_str()) == id)
+            {
+                Some(detail) => json_response(200, &json!(detail)),
+                None => error(
+                    404,
+                    &format!(
+                        "the book has no strategy `{}` (it has {})",
+                        id.unwrap_or_default(),
+                        book.strategies
+                            .iter()
+                            .map(|s| s.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+            },
+            None => not_a_book(),
+        },
         "/health" => json_response(
             200,
             &json!({"status": "alive", "uptime_seconds": context.shared.started.elapsed().as_secs_f64()}),
@@ -549,6 +703,32 @@ pub fn metrics(snapshot: &Snapshot, shared: &Shared) -> String {
         "Position quantity per symbol.",
         &positions,
     );
+    if let Some(book) = &snapshot.book {
+        let per = |value: fn(&super::StrategySummary) -> String| -> Vec<(String, String)> {
+            book.strategies
+                .iter()
+                .map(|s| (format!("{{strategy=\"{}\"}}", label(&s.id)), value(s)))
+                .collect()
+        };
+        family(
+            "rustybt_live_strategy_equity",
+            "gauge",
+            "A book's strategy's equity in the cash currency.",
+            &per(|s| s.equity.normalize().to_string()),
+        );
+        family(
+            "rustybt_live_strategy_running",
+            "gauge",
+            "1 while a book's strategy runs (0: stopped or failed).",
+            &per(|s| u8::from(matches!(s.state, "running" | "halted")).to_string()),
+        );
+        family(
+            "rustybt_live_unallocated_cash",
+            "gauge",
+            "A book's cash held outside its strategies.",
+            &one(book.unallocated.normalize().to_string()),
+        );
+    }
     family(
         "rustybt_live_open_orders",
         "gauge",
