@@ -691,10 +691,8 @@ impl Catalog {
                 let path = entry.path();
                 if path.is_dir() {
                     stack.push(path);
-                } else if !referenced.contains(&path) {
-                    if std::fs::remove_file(&path).is_ok() {
-                        removed.push(path);
-                    }
+                } else if !referenced.contains(&path) && std::fs::remove_file(&path).is_ok() {
+                    removed.push(path);
                 }
             }
         }
