@@ -413,3 +413,29 @@ def test_resample_in_local_time_equals_the_engines_bars(
     bad = data("resample", "TEST", "--timeframe", "1h", "--to", "90m", *session)
     assert bad.returncode == 2 and "is not a multiple" in bad.stderr, bad.stderr
     assert data("verify").returncode == 0
+
+
+def test_a_run_from_several_partitions_writes_the_same_bytes_as_from_the_csv(
+    run_rustybt: Callable[..., Any], data: Callable[..., Any], bars_csv: Callable[..., Path], catalog: Path, tmp_path: Path
+) -> None:
+    # 60,000 minutes from 20 January 2024: three monthly partitions, decoded on several threads
+    # into one series; every result file must be byte for byte the CSV run's.
+    path = bars_csv(rows=60_000, seed=3, start=dt.datetime(2024, 1, 20, tzinfo=dt.timezone.utc))
+    imported = data("import", path)
+    assert imported.returncode == 0 and "(3 partitions written)" in imported.stdout, imported.stdout
+    a = run_rustybt("run", "--algo", SMA, "--data", path, "--no-progress", "--quiet", out=tmp_path / "a")
+    b = run_rustybt("run", "--algo", SMA, "--symbols", "TEST", "--catalog", catalog, "--no-progress", "--quiet",
+                    out=tmp_path / "b")
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for name in files:
+        if name in ("indicators.csv", "metrics.json"):  # timings; the data's origin
+            continue
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    ma, mb = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("a", "b"))
+    assert mb.pop("data")[0]["rows"] == 60_000
+    for m in (ma, mb):
+        m["run"].pop("data_files")
+        m["run"].pop("wall_seconds")
+    assert ma == mb
