@@ -21,7 +21,7 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::{DataType, TimeUnit};
 
-use super::decimal::{Value, from_float, from_mantissa, parse_value, to_float};
+use super::decimal::{Value, from_float, from_mantissa, parse_value};
 use super::format::{Format, OnMissing, Role, Source, TimeParser};
 use super::timestamp::epoch_to_ns;
 use super::validate::{Columns, Field, Router, RowError};
@@ -361,24 +361,36 @@ fn decode_columnar_file(
     if ok == 0 || filled != time.len() || time.windows(2).any(|w| w[1] <= w[0]) {
         return Ok(false);
     }
-    // The row rules, on the columns.
-    #[allow(clippy::needless_range_loop)] // row `i` of five columns
-    for i in 0..time.len() {
-        let values: [Value; 5] = std::array::from_fn(|k| Value {
-            mantissa: mantissas[k][i],
-            scale: file.scales[k],
-            float: 0.0,
-        });
-        if super::validate::check_bar(&values).is_err() {
-            return Ok(false);
-        }
+    if !rows_pass(&mantissas, file.scales) {
+        return Ok(false);
     }
     for ((m, f), &scale) in mantissas.iter().zip(floats).zip(&file.scales) {
-        for (o, &v) in f.iter_mut().zip(m.iter()) {
-            *o = to_float(v, scale);
-        }
+        super::decimal::to_floats(m, scale, f);
     }
     Ok(true)
+}
+
+/// The row rules (`validate::check_bar`) on columns of mantissas. With one scale for the four
+/// prices (the usual case) they are integer comparisons, folded without branches so the loop
+/// vectorizes; otherwise row by row through `check_bar`.
+fn rows_pass(columns: &[&mut [i64]; 5], scales: [u32; 5]) -> bool {
+    let [open, high, low, close, volume] = columns;
+    if scales[..4].iter().all(|&s| s == scales[0]) {
+        let mut bad = false;
+        for i in 0..open.len().min(high.len()).min(low.len()).min(close.len()) {
+            let (o, h, l, c) = (open[i], high[i], low[i], close[i]);
+            bad |= (h < l) | (h < o) | (h < c) | (l > o) | (l > c);
+        }
+        return !bad && volume.iter().all(|&v| v >= 0);
+    }
+    (0..open.len()).all(|i| {
+        let values: [Value; 5] = std::array::from_fn(|k| Value {
+            mantissa: columns[k][i],
+            scale: scales[k],
+            float: 0.0,
+        });
+        super::validate::check_bar(&values).is_ok()
+    })
 }
 
 /// Runs the decoder, turning its panics on corrupt input into an error for this file.
@@ -943,6 +955,45 @@ mod tests {
         assert!(read_parts_columnar(paths, "S").expect("read").is_none());
         let err = read_parts(paths, "S").expect_err("high below low");
         assert_eq!(err.line_or_row(), Some(6));
+    }
+
+    proptest::proptest! {
+        /// The column checks and float derivation of a catalog load agree with the row by row
+        /// ones (`check_bar`, `to_float`), at one scale and at several.
+        #[test]
+        fn column_checks_equal_the_row_checks(
+            rows in proptest::collection::vec(
+                (0i64..2000, 0i64..2000, 0i64..2000, 0i64..2000, -3i64..1_000_000), 1..40),
+            mixed in proptest::bool::ANY,
+            big in proptest::bool::ANY,
+        ) {
+            let scales = if mixed { [2, 3, 2, 2, 0] } else { [2, 2, 2, 2, 0] };
+            let mut columns: [Vec<i64>; 5] = Default::default();
+            for &(o, h, l, c, v) in &rows {
+                for (k, x) in [o, h, l, c, v].into_iter().enumerate() {
+                    columns[k].push(if big && k == 4 { x.saturating_mul(1 << 50) } else { x });
+                }
+            }
+            let want = (0..rows.len()).all(|i| {
+                let values: [Value; 5] = std::array::from_fn(|k| Value {
+                    mantissa: columns[k][i],
+                    scale: scales[k],
+                    float: 0.0,
+                });
+                super::super::validate::check_bar(&values).is_ok()
+            });
+            let mut views = columns.clone();
+            let views: [&mut [i64]; 5] = views.each_mut().map(|v| v.as_mut_slice());
+            proptest::prop_assert_eq!(rows_pass(&views, scales), want);
+            for (k, column) in columns.iter().enumerate() {
+                let mut out = vec![0.0; column.len()];
+                super::super::decimal::to_floats(column, scales[k], &mut out);
+                for (o, &m) in out.iter().zip(column) {
+                    let one = super::super::decimal::to_float(m, scales[k]);
+                    proptest::prop_assert_eq!(o.to_bits(), one.to_bits());
+                }
+            }
+        }
     }
 
     use super::super::{LoadOptions, load};
