@@ -7,9 +7,9 @@
 //! `--allow-bad-data`), jumps beyond `k` standard deviations or a percentage (warning), and
 //! gaps against the expected interval (info).
 
-use super::store::BarsRef;
 #[cfg(test)]
 use super::store::Bars;
+use super::store::BarsRef;
 use super::{Finding, Severity};
 use crate::model::format_timestamp;
 
