@@ -10,10 +10,14 @@ Figures (median of --repeat):
   (`--symbols`): seconds and bars/s;
 - the first `on_tick` of a run from the catalog over all --rows bars, after the process
   started (wall clock, an algorithm that stamps its first tick);
-- loading --rows bars from the catalog into a series, resolving a request among 10,000
-  datasets and appending one day to a five-year series: the Rust tests
-  `catalog::tests::load_one_million_bars`, `resolve_among_ten_thousand_datasets` and
-  `append_one_day_to_five_years` (run separately, see docs/performance.md).
+- loading the --rows bars from the catalog as a run does, inside one process (wall and CPU,
+  best and median of 9): `examples/catalog_load.rs`, when built (`cargo build --release
+  --examples`);
+- the load average when the figures were taken.
+
+Resolving a request among 10,000 datasets and appending one day to a five-year series are the
+Rust tests `catalog::tests::resolve_among_ten_thousand_datasets` and
+`append_one_day_to_five_years` (run separately, see docs/performance.md).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -35,10 +40,16 @@ sys.path.insert(0, str(ROOT / "benches"))
 from run_benchmarks import make_data  # noqa: E402
 
 
+CPU: list[float] = []  # CPU seconds (user + system, all threads) of each timed command
+
+
 def timed(argv: list[str]) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}): {' '.join(argv)}\n{proc.stderr}")
     return wall
@@ -68,9 +79,11 @@ def main() -> None:
         mapped_copy(src, mapped)
         catalog = work / "catalog"
         imports = []
+        import_cpu = []
         for _ in range(args.repeat):
             shutil.rmtree(catalog, ignore_errors=True)
             imports.append(timed([str(BIN), "data", "import", str(src), "--catalog", str(catalog)]))
+            import_cpu.append(CPU[-1])
         mapped_imports = []
         for _ in range(args.repeat):
             shutil.rmtree(work / "catalog2", ignore_errors=True)
@@ -98,13 +111,22 @@ def main() -> None:
                    "--catalog", str(catalog), "--param", f"stamp={stamp}", "--no-progress", "--quiet",
                    "--out", str(work / "o3")])
             first_ticks.append((int(stamp.read_text()) - started) / 1e9)
+        loads = None
+        example = BIN.parent / "examples" / "catalog_load"
+        if example.exists():  # the load alone, inside one process (`cargo build --release --examples`)
+            loads = subprocess.run([str(example), str(catalog), "BENCH", "9"], capture_output=True, text=True,
+                                   check=True).stdout.strip()
         med = statistics.median
+        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"rows: {args.rows}")
-        print(f"data import (rustybt layout): {med(imports):.3f} s, {args.rows / med(imports):,.0f} rows/s")
+        print(f"data import (rustybt layout): {med(imports):.3f} s, {args.rows / med(imports):,.0f} rows/s; "
+              f"CPU {med(import_cpu):.3f} s, {args.rows / med(import_cpu):,.0f} rows per CPU-second")
         print(f"data import (mapped ;-separated): {med(mapped_imports):.3f} s, {args.rows / med(mapped_imports):,.0f} rows/s")
         print(f"run sma_cross --data CSV: {med(csv_runs):.3f} s, {args.rows / med(csv_runs):,.0f} bars/s")
         print(f"run sma_cross --symbols (catalog): {med(cat_runs):.3f} s, {args.rows / med(cat_runs):,.0f} bars/s")
         print(f"first on_tick after the process started (catalog, {args.rows} bars): {med(first_ticks) * 1000:.0f} ms")
+        if loads:
+            print(loads)
         size = sum(p.stat().st_size for p in catalog.rglob("*.parquet"))
         print(f"catalog size: {size / 2**20:.1f} MiB (CSV {src.stat().st_size / 2**20:.1f} MiB)")
     finally:

@@ -19,7 +19,7 @@ use crate::execution::{
     BrokerProfile, CommissionModel, DayCount, FinancingTerms, Instrument, MatchSettings, PathMode,
 };
 use crate::market::SessionCalendar;
-use crate::market::calendar::{parse_time_of_day, parse_timezone};
+use crate::market::calendar::{calendar_from_texts, parse_time_of_day};
 use crate::model::Currency;
 use crate::model::time::{NANOS_PER_DAY, NANOS_PER_MINUTE, NANOS_PER_SECOND};
 
@@ -576,45 +576,40 @@ fn metrics_options(
 }
 
 fn calendar(args: &RunArgs, file: FileMarket) -> Result<SessionCalendar, Error> {
-    let pick = |flag: &Option<String>, key: Option<String>, flag_name, key_name| match flag {
-        Some(value) => Some((value.clone(), flag_name)),
-        None => key.map(|value| (value, key_name)),
+    // A flag wins over the config key; each text keeps the name it came under for errors.
+    let pick = |flag: &Option<String>,
+                key: Option<String>,
+                flag_name: &'static str,
+                key_name: &'static str| {
+        match flag {
+            Some(value) => Some((value.clone(), flag_name)),
+            None => key.map(|value| (value, key_name)),
+        }
     };
-    let timezone = match pick(
+    let args = &args.calendar;
+    let timezone = pick(
         &args.timezone,
         file.timezone,
         "--timezone",
         "market.timezone",
-    ) {
-        Some((text, source)) => parse_timezone(&text)
-            .map_err(|e| Error::usage_with_hint(format!("{source}: {}", e.message), e.hint))?,
-        None => chrono_tz::Tz::UTC,
-    };
-    let time = |picked: Option<(String, &str)>| {
-        picked
-            .map(|(text, source)| {
-                parse_time_of_day(&text)
-                    .map_err(|e| Error::usage_with_hint(format!("{source}: {}", e.message), e.hint))
-            })
-            .transpose()
-    };
-    let open = time(pick(
+    );
+    let open = pick(
         &args.session_open,
         file.session_open,
         "--session-open",
         "market.session_open",
-    ))?;
-    let close = time(pick(
+    );
+    let close = pick(
         &args.session_close,
         file.session_close,
         "--session-close",
         "market.session_close",
-    ))?;
-    Ok(SessionCalendar::new(
-        timezone,
-        open.unwrap_or(chrono::NaiveTime::MIN),
-        close,
-    ))
+    );
+    fn text<'a>(picked: &'a Option<(String, &'static str)>) -> Option<(&'a str, &'a str)> {
+        picked.as_ref().map(|(t, source)| (t.as_str(), *source))
+    }
+    calendar_from_texts(text(&timezone), text(&open), text(&close))
+        .map_err(|e| Error::usage_with_hint(e.message, e.hint))
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, Error> {
@@ -824,8 +819,11 @@ mod tests {
         assert_eq!(calendar.to_string(), "America/New_York from 09:30 to 16:00");
         let args = RunArgs {
             config: Some(path),
-            timezone: Some("Asia/Tokyo".into()),
-            session_close: Some("15:30".into()),
+            calendar: crate::cli::CalendarArgs {
+                timezone: Some("Asia/Tokyo".into()),
+                session_close: Some("15:30".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let calendar = RunSettings::resolve(&args).unwrap().calendar;
@@ -852,7 +850,10 @@ mod tests {
             .unwrap_err()
         };
         let error = resolve(RunArgs {
-            timezone: Some("America/NewYork".into()),
+            calendar: crate::cli::CalendarArgs {
+                timezone: Some("America/NewYork".into()),
+                ..Default::default()
+            },
             ..Default::default()
         });
         assert_eq!(error.exit_code(), crate::error::ExitCode::Usage);
@@ -867,7 +868,10 @@ mod tests {
             "{hint}"
         );
         let message = resolve(RunArgs {
-            session_open: Some("9h30".into()),
+            calendar: crate::cli::CalendarArgs {
+                session_open: Some("9h30".into()),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .to_string();

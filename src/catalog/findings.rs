@@ -7,7 +7,9 @@
 //! `--allow-bad-data`), jumps beyond `k` standard deviations or a percentage (warning), and
 //! gaps against the expected interval (info).
 
+#[cfg(test)]
 use super::store::Bars;
+use super::store::BarsRef;
 use super::{Finding, Severity};
 use crate::model::format_timestamp;
 
@@ -37,7 +39,13 @@ fn price(mantissa: i64, scale: u32) -> rust_decimal::Decimal {
 }
 
 /// The findings of one partition's bars (`scales` of its columns, `interval_ns` between bars).
-pub fn check(bars: &Bars, scales: [u32; 5], interval_ns: i64, rule: OutlierRule) -> Vec<Finding> {
+pub fn check<'a>(
+    bars: impl Into<BarsRef<'a>>,
+    scales: [u32; 5],
+    interval_ns: i64,
+    rule: OutlierRule,
+) -> Vec<Finding> {
+    let bars: BarsRef<'a> = bars.into();
     let mut out = Vec::new();
     let listed = |out: &mut Vec<Finding>, severity, kind: &str, hits: Vec<(i64, String)>| {
         let n = hits.len();

@@ -30,7 +30,7 @@ use crate::model::format_timestamp;
 
 pub use findings::OutlierRule;
 pub use meta::SCHEMA_VERSION;
-use store::{Bars, month_key};
+use store::{Bars, BarsRef, month_key};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -339,7 +339,15 @@ impl Catalog {
         ];
         let old_scales = existing.as_ref().map_or([0; 5], |d| d.scales);
         let scales: [u32; 5] = std::array::from_fn(|k| series_scales[k].max(old_scales[k]));
-        let new_bars = Bars::from_series(series, scales)?;
+        // At the dataset's scales the parsed columns are written as they are; only a series
+        // with fewer decimal places than the dataset is rescaled into a copy.
+        let rescaled = match series_scales == scales {
+            true => None,
+            false => Some(Bars::from_series(series, scales)?),
+        };
+        let new_bars = rescaled
+            .as_ref()
+            .map_or_else(|| BarsRef::of_series(series), Bars::view);
         let dir = self.dataset_dir(source, &symbol, timeframe);
 
         // Months with new bars, plus every stored month if the scales grew (one scale per
@@ -403,9 +411,14 @@ impl Catalog {
                 }
                 None => None,
             };
-            let bars = match (old, fresh) {
-                (Some(old), Some(fresh)) => old.without_span(first, last).merged(&fresh),
-                (Some(old), None) => old.without_span(first, last),
+            let merged = match (old, fresh) {
+                (Some(old), Some(fresh)) => Some(old.without_span(first, last).merged(fresh)),
+                (Some(old), None) => Some(old.without_span(first, last)),
+                (None, Some(_)) => None,
+                (None, None) => continue,
+            };
+            let bars = match (&merged, fresh) {
+                (Some(merged), _) => merged.view(),
                 (None, Some(fresh)) => fresh,
                 (None, None) => continue,
             };
@@ -420,8 +433,8 @@ impl Catalog {
                 ("rustybt.symbol", symbol.clone()),
                 ("rustybt.timeframe", timeframe.to_owned()),
             ];
-            let (bytes, checksum) = store::write_partition(&dir, &name, &bars, scales, &metadata)?;
-            for f in findings::check(&bars, scales, interval_ns, OutlierRule::default()) {
+            let (bytes, checksum) = store::write_partition(&dir, &name, bars, scales, &metadata)?;
+            for f in findings::check(bars, scales, interval_ns, OutlierRule::default()) {
                 findings.push((key.clone(), f));
             }
             written.push(PartitionInfo {
@@ -691,10 +704,8 @@ impl Catalog {
                 let path = entry.path();
                 if path.is_dir() {
                     stack.push(path);
-                } else if !referenced.contains(&path) {
-                    if std::fs::remove_file(&path).is_ok() {
-                        removed.push(path);
-                    }
+                } else if !referenced.contains(&path) && std::fs::remove_file(&path).is_ok() {
+                    removed.push(path);
                 }
             }
         }

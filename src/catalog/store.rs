@@ -17,7 +17,7 @@ use arrow_array::{ArrayRef, Decimal128Array, RecordBatch, TimestampNanosecondArr
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use chrono::{DateTime, Datelike};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -75,6 +75,13 @@ impl Bars {
         })
     }
 
+    pub fn view(&self) -> BarsRef<'_> {
+        BarsRef {
+            time: &self.time,
+            columns: std::array::from_fn(|k| self.columns[k].as_slice()),
+        }
+    }
+
     /// Rows `lo..hi`.
     pub fn slice(&self, lo: usize, hi: usize) -> Bars {
         Bars {
@@ -84,7 +91,7 @@ impl Bars {
     }
 
     /// `self` with the bars of `newer` replacing those in `newer`'s time span.
-    pub fn merged(&self, newer: &Bars) -> Bars {
+    pub fn merged(&self, newer: BarsRef<'_>) -> Bars {
         let (Some(&first), Some(&last)) = (newer.time.first(), newer.time.last()) else {
             return self.clone();
         };
@@ -92,13 +99,53 @@ impl Bars {
         let after = self.time.partition_point(|&t| t <= last);
         let mut out = self.slice(0, before);
         let tail = self.slice(after, self.len());
-        for part in [newer, &tail] {
-            out.time.extend_from_slice(&part.time);
-            for (o, c) in out.columns.iter_mut().zip(&part.columns) {
+        for part in [newer, tail.view()] {
+            out.time.extend_from_slice(part.time);
+            for (o, c) in out.columns.iter_mut().zip(part.columns) {
                 o.extend_from_slice(c);
             }
         }
         out
+    }
+}
+
+/// Bars borrowed from a series or from [`Bars`]: what a partition is written from, so an import
+/// whose scales are the dataset's writes straight from the parsed columns, without a copy.
+#[derive(Debug, Clone, Copy)]
+pub struct BarsRef<'a> {
+    pub time: &'a [i64],
+    pub columns: [&'a [i64]; 5],
+}
+
+impl<'a> BarsRef<'a> {
+    /// The columns of `series` as they are (its own scales).
+    pub fn of_series(series: &'a BarSeries) -> Self {
+        BarsRef {
+            time: &series.time,
+            columns: [
+                series.open.exact.mantissas(),
+                series.high.exact.mantissas(),
+                series.low.exact.mantissas(),
+                series.close.exact.mantissas(),
+                series.volume.exact.mantissas(),
+            ],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.time.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.time.is_empty()
+    }
+
+    /// Rows `lo..hi`.
+    pub fn slice(&self, lo: usize, hi: usize) -> BarsRef<'a> {
+        BarsRef {
+            time: &self.time[lo..hi],
+            columns: self.columns.map(|c| &c[lo..hi]),
+        }
     }
 
     /// Number of steps between consecutive bars longer than `interval_ns`.
@@ -107,6 +154,12 @@ impl Bars {
             .windows(2)
             .filter(|w| w[1] - w[0] > interval_ns)
             .count()
+    }
+}
+
+impl<'a> From<&'a Bars> for BarsRef<'a> {
+    fn from(bars: &'a Bars) -> Self {
+        bars.view()
     }
 }
 
@@ -155,13 +208,14 @@ pub fn file_name_part(text: &str) -> String {
 
 /// Writes `bars` as a partition file at `dir/name` (through a hidden temporary file), synced
 /// to disk. Returns its size in bytes and checksum.
-pub fn write_partition(
+pub fn write_partition<'a>(
     dir: &Path,
     name: &str,
-    bars: &Bars,
+    bars: impl Into<BarsRef<'a>>,
     scales: [u32; 5],
     metadata: &[(&str, String)],
 ) -> Result<(u64, String), CatalogError> {
+    let bars: BarsRef<'a> = bars.into();
     std::fs::create_dir_all(dir).map_err(|e| CatalogError::io(dir, e))?;
     let tmp = dir.join(format!(".{name}.tmp"));
     let target = dir.join(name);
@@ -175,9 +229,9 @@ pub fn write_partition(
         false,
     )];
     let mut arrays: Vec<ArrayRef> = vec![Arc::new(
-        TimestampNanosecondArray::from(bars.time.clone()).with_timezone("UTC"),
+        TimestampNanosecondArray::from(bars.time.to_vec()).with_timezone("UTC"),
     )];
-    for ((name, column), scale) in VALUE_COLUMNS.iter().zip(&bars.columns).zip(scales) {
+    for ((name, column), scale) in VALUE_COLUMNS.iter().zip(bars.columns).zip(scales) {
         let scale = i8::try_from(scale).map_err(|_| too_fine(name))?;
         let precision = match column.iter().all(|m| m.unsigned_abs() < 10u64.pow(18)) {
             true => 18,
@@ -200,13 +254,15 @@ pub fn write_partition(
     let schema = Arc::new(Schema::new(fields).with_metadata(metadata));
     let batch = RecordBatch::try_new(schema.clone(), arrays)
         .map_err(|e| CatalogError::Invalid(e.to_string()))?;
-    // Times are unique: a dictionary only costs. Min/max statistics are kept for the time
-    // column (readers prune by time); on the decimal columns they cost a 16-byte signed
-    // comparison per value and no reader uses them.
+    // Times are unique: a dictionary only costs; they step by the bar interval, so delta
+    // encoding leaves next to nothing to compress or decompress. Min/max statistics are kept
+    // for the time column (readers prune by time); on the decimal columns they cost a 16-byte
+    // signed comparison per value and no reader uses them.
     let time = ColumnPath::from("time");
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_column_dictionary_enabled(time.clone(), false)
+        .set_column_encoding(time.clone(), Encoding::DELTA_BINARY_PACKED)
         .set_column_statistics_enabled(time, EnabledStatistics::Chunk);
     for name in VALUE_COLUMNS {
         props =
@@ -291,12 +347,12 @@ mod tests {
         let old = bars(&[1, 2, 3, 4, 5]);
         let mut new = bars(&[3, 4]);
         new.columns[3] = vec![-1, -2];
-        let m = old.merged(&new);
+        let m = old.merged(new.view());
         assert_eq!(m.time, vec![1, 2, 3, 4, 5]);
         assert_eq!(m.columns[3], vec![13, 23, -1, -2, 53]);
-        let m = old.merged(&bars(&[0, 7]));
+        let m = old.merged(bars(&[0, 7]).view());
         assert_eq!(m.time, vec![0, 7], "the span 0..=7 is replaced whole");
-        assert_eq!(old.merged(&bars(&[6])).time, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(old.merged(bars(&[6]).view()).time, vec![1, 2, 3, 4, 5, 6]);
     }
 
     #[test]

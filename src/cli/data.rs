@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use super::progress::Progress;
 use super::{DataAction, DataCommand, DatasetArgs, FetchArgs, ImportArgs, ResampleArgs};
 use crate::catalog::fetch::{self as catalog_fetch, FetchError, SourceError, SourceErrorKind};
+use crate::catalog::resample::Target;
 use crate::catalog::{
     Catalog, CatalogError, DatasetInfo, Selector, infer_interval, timeframe_label,
 };
 use crate::data::{self, Format, LoadOptions};
 use crate::error::{Error, ExitCode};
+use crate::market::calendar::calendar_from_texts;
 use crate::market::timeframe::Timeframe;
 use crate::model::format_timestamp;
 
@@ -102,16 +104,17 @@ pub fn data(explicit_python: Option<&Path>, command: DataCommand) -> Result<Exit
 
 /// Returns the id of the dataset written.
 fn resample(catalog: &mut Catalog, args: &ResampleArgs) -> Result<Vec<i64>, Error> {
-    let to_ns = match Timeframe::parse(&args.to) {
-        Ok(Timeframe::Fixed { nanos, .. }) => nanos,
-        Ok(_) => {
-            return Err(Error::usage(format!(
-                "`--to {}`: weeks and months cannot be stored; resample to days",
-                args.to
-            )));
-        }
-        Err(e) => return Err(Error::usage(e)),
-    };
+    let timeframe = Timeframe::parse(&args.to).map_err(Error::usage)?;
+    let c = &args.calendar;
+    fn named<'a>(text: &'a Option<String>, flag: &'static str) -> Option<(&'a str, &'static str)> {
+        text.as_deref().map(|t| (t, flag))
+    }
+    let calendar = calendar_from_texts(
+        named(&c.timezone, "--timezone"),
+        named(&c.session_open, "--session-open"),
+        named(&c.session_close, "--session-close"),
+    )
+    .map_err(|e| Error::usage_with_hint(e.message, e.hint))?;
     let found = chosen(catalog, &args.dataset)?;
     let [dataset] = &found[..] else {
         let have: Vec<String> = found.iter().map(DatasetInfo::label).collect();
@@ -124,10 +127,20 @@ fn resample(catalog: &mut Catalog, args: &ResampleArgs) -> Result<Vec<i64>, Erro
             "choose one with `--timeframe` and `--source`",
         ));
     };
-    let report = crate::catalog::resample::resample(catalog, dataset, args.to.trim(), to_ns)?;
+    let target = Target {
+        label: args.to.trim(),
+        timeframe,
+        calendar,
+    };
+    let report = crate::catalog::resample::resample(catalog, dataset, &target)?;
     let d = &report.dataset;
+    let buckets = if calendar.is_utc_default() {
+        String::new()
+    } else {
+        format!(" in {calendar}")
+    };
     println!(
-        "resampled {} to {}: {} bars from {} to {}",
+        "resampled {} to {}{buckets}: {} bars from {} to {}",
         dataset.label(),
         d.timeframe,
         d.rows(),

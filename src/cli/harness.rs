@@ -60,9 +60,11 @@ fn backtest<'py>(
         out: Some(out),
         config,
         bar_interval,
-        timezone,
-        session_open,
-        session_close,
+        calendar: super::CalendarArgs {
+            timezone,
+            session_open,
+            session_close,
+        },
         no_progress: true,
         quiet: !echo,
         ..RunArgs::default()

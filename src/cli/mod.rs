@@ -329,8 +329,9 @@ pub enum DataAction {
     /// Remove the least recently used datasets (last read by a run, else last written) until
     /// the catalog fits `--max-size` (or the limit recorded by an earlier `--max-size`).
     Prune,
-    /// Build a higher timeframe of a dataset from its bars and store it beside it
-    /// (UTC-aligned buckets; only buckets the dataset covers whole).
+    /// Build a higher timeframe of a dataset from its bars and store it beside it (the
+    /// buckets of a run with the same `--timezone` and session; only buckets the dataset
+    /// covers whole).
     Resample(ResampleArgs),
 }
 
@@ -402,6 +403,29 @@ pub struct ResampleArgs {
     /// The timeframe to build: `5m`, `1h`, `4h`, `1d`... (a multiple of the dataset's).
     #[arg(long, value_name = "DURATION")]
     pub to: String,
+
+    /// Buckets as a run with the same options builds them (default: UTC).
+    #[command(flatten)]
+    pub calendar: CalendarArgs,
+}
+
+/// The session calendar higher timeframes follow (`rustybt run`, `rustybt data resample`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct CalendarArgs {
+    /// Time zone of the exchange session that higher timeframes align to, an IANA name such
+    /// as `America/New_York` (default: UTC).
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+
+    /// Local time the session opens, `HH:MM`: day bars start there and intraday bars are
+    /// counted from it (default 00:00).
+    #[arg(long, value_name = "HH:MM")]
+    pub session_open: Option<String>,
+
+    /// Local time the session closes, `HH:MM`; bars opening outside [open, close) are left out
+    /// of higher timeframes. At or before the open, the session ends the next day.
+    #[arg(long, value_name = "HH:MM")]
+    pub session_close: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -726,20 +750,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION")]
     pub bar_interval: Option<String>,
 
-    /// Time zone of the exchange session that higher timeframes align to, an IANA name such
-    /// as `America/New_York` (default: UTC).
-    #[arg(long, value_name = "ZONE")]
-    pub timezone: Option<String>,
-
-    /// Local time the session opens, `HH:MM`: day bars start there and intraday bars are
-    /// counted from it (default 00:00).
-    #[arg(long, value_name = "HH:MM")]
-    pub session_open: Option<String>,
-
-    /// Local time the session closes, `HH:MM`; bars opening outside [open, close) are left out
-    /// of higher timeframes. At or before the open, the session ends the next day.
-    #[arg(long, value_name = "HH:MM")]
-    pub session_close: Option<String>,
+    #[command(flatten)]
+    pub calendar: CalendarArgs,
 
     /// Never draw a progress bar.
     #[arg(long)]

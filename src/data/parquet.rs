@@ -21,7 +21,7 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::{DataType, TimeUnit};
 
-use super::decimal::{Value, from_float, from_mantissa, parse_value, to_float};
+use super::decimal::{Value, from_float, from_mantissa, parse_value};
 use super::format::{Format, OnMissing, Role, Source, TimeParser};
 use super::timestamp::epoch_to_ns;
 use super::validate::{Columns, Field, Router, RowError};
@@ -82,95 +82,73 @@ pub(super) fn read_parts(
         .unwrap_or_else(|| BarSeries::empty(symbol, source)))
 }
 
-/// The catalog's own partitions (`time` as UTC ns, then `open`..`volume` as `decimal128` at
-/// one scale per column in every file, no nulls), read column by column: the times and the
-/// mantissas are copied as slices, the floats derived by the exact rule, and the row rules
-/// checked on the columns. `None` when a file is not in that shape or a check fails: the
-/// caller then reads them with [`read_parts`], which words any problem with its row.
+/// The catalog's own partitions (`time` as UTC ns, then `open`..`volume` as decimals at one
+/// scale per column in every file, no nulls), read column by column. `None` when a file is not
+/// in that shape or a check fails: the caller then reads them with [`read_parts`], which words
+/// any problem with its row.
 ///
-/// Each file is read into memory whole (one read, instead of a seek, a read and a duplicated
-/// handle per page) and the files are decoded on up to [`READ_THREADS`] threads.
+/// Two passes on up to [`READ_THREADS`] threads: each file is read into memory whole (one read,
+/// instead of a seek, a read and a duplicated handle per page) and its footer parsed, which
+/// gives every file's rows; then one allocation per column holds all rows, and each file is
+/// decoded straight into its own stretch of it, rows checked and floats derived there (no
+/// merge copy). Mantissas stored as Parquet `INT64` (precision up to 18) are decoded as 64-bit
+/// decimals, so the values are copied as they are, never widened to 128 bits and back.
 pub(super) fn read_parts_columnar(
     paths: &[std::path::PathBuf],
     symbol: &str,
 ) -> Result<Option<BarSeries>, DataError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, READ_THREADS)
-        .min(paths.len().max(1));
-    let chunk = paths.len().div_ceil(threads).max(1);
-    let parts: Vec<Result<Option<Part>, DataError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = paths
-            .chunks(chunk)
-            .map(|files| {
-                scope.spawn(move || {
-                    files
-                        .iter()
-                        .map(|path| read_columnar_file(path))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    vec![Err(DataError::Parquet {
-                        path: std::path::PathBuf::new(),
-                        message: "a reader thread failed".into(),
-                    })]
-                })
-            })
-            .collect()
-    });
-    let mut read = Vec::with_capacity(parts.len());
-    for part in parts {
-        match part? {
-            Some(part) => read.push(part),
+    let mut opened = Vec::with_capacity(paths.len());
+    for file in on_threads(paths.iter().collect(), |path| open_columnar_file(path)) {
+        match file? {
+            Some(file) => opened.push(file),
             None => return Ok(None),
         }
     }
-    let Some(scales) = read.first().map(|p| p.scales) else {
+    let Some(scales) = opened.first().map(|f| f.scales) else {
         return Ok(None);
     };
-    if read.iter().any(|p| p.scales != scales) {
+    if opened.iter().any(|f| f.scales != scales) {
         return Ok(None);
     }
-    // One allocation per column, then each part copied in once.
-    let rows = read.iter().map(|p| p.time.len()).sum();
-    let mut time: Vec<i64> = Vec::with_capacity(rows);
-    let mut mantissas: [Vec<i64>; 5] = std::array::from_fn(|_| Vec::with_capacity(rows));
-    for part in read {
-        time.extend_from_slice(&part.time);
-        for (all, one) in mantissas.iter_mut().zip(&part.mantissas) {
-            all.extend_from_slice(one);
+    let rows: usize = opened.iter().map(|f| f.rows).sum();
+    let mut time = vec![0i64; rows];
+    let mut mantissas: [Vec<i64>; 5] = std::array::from_fn(|_| vec![0; rows]);
+    let mut floats: [Vec<f64>; 5] = std::array::from_fn(|_| vec![0.0; rows]);
+    let mut jobs = Vec::with_capacity(opened.len());
+    {
+        let mut rest = Stretch {
+            time: &mut time,
+            mantissas: mantissas.each_mut().map(|v| v.as_mut_slice()),
+            floats: floats.each_mut().map(|v| v.as_mut_slice()),
+        };
+        for (file, path) in opened.iter().zip(paths) {
+            let (mine, others) = rest.split(file.rows);
+            jobs.push((path.as_path(), file, mine));
+            rest = others;
         }
     }
-    // The row rules, on the columns.
-    if time.windows(2).any(|w| w[1] <= w[0]) {
-        return Ok(None);
+    for decoded in on_threads(jobs, |(path, file, out)| {
+        decode_columnar_file(path, file, out)
+    }) {
+        if !decoded? {
+            return Ok(None);
+        }
     }
-    for i in 0..time.len() {
-        let values: [Value; 5] = std::array::from_fn(|k| Value {
-            mantissa: mantissas[k][i],
-            scale: scales[k],
-            float: 0.0,
-        });
-        if super::validate::check_bar(&values).is_err() {
+    // Each file's times ascend (checked while decoding); so must they across files.
+    let mut at = 0;
+    for file in &opened[..opened.len() - 1] {
+        at += file.rows;
+        if at > 0 && at < rows && time[at] <= time[at - 1] {
             return Ok(None);
         }
     }
     let source = paths.first().map_or(Path::new(""), |p| p.as_path());
-    let [open, high, low, close, volume] = std::array::from_fn(|k| {
-        let m = std::mem::take(&mut mantissas[k]);
-        let floats: Vec<f64> = m.iter().map(|&v| to_float(v, scales[k])).collect();
-        super::Column {
-            values: crate::market::BarColumn::from_vec(floats),
-            exact: super::DecimalColumn {
-                mantissas: std::sync::Arc::new(m),
-                scale: scales[k],
-            },
-        }
+    let [open, high, low, close, volume] = std::array::from_fn(|k| super::Column {
+        values: crate::market::BarColumn::from_vec(std::mem::take(&mut floats[k])),
+        exact: super::DecimalColumn {
+            mantissas: std::sync::Arc::new(std::mem::take(&mut mantissas[k])),
+            scale: scales[k],
+        },
     });
     Ok(Some(BarSeries {
         symbol: symbol.to_owned(),
@@ -187,77 +165,232 @@ pub(super) fn read_parts_columnar(
 /// Most threads that decode a dataset's partitions at once.
 const READ_THREADS: usize = 4;
 
-/// One partition's columns as stored: times and the five columns' mantissas and scales.
-struct Part {
-    time: Vec<i64>,
-    mantissas: [Vec<i64>; 5],
+/// `f` of every item, in order, on up to [`READ_THREADS`] threads (contiguous runs of items).
+fn on_threads<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, READ_THREADS)
+        .min(items.len().max(1));
+    if threads == 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let mut runs: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut items = items.into_iter();
+    loop {
+        let run: Vec<T> = items.by_ref().take(chunk).collect();
+        if run.is_empty() {
+            break;
+        }
+        runs.push(run);
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = runs
+            .into_iter()
+            .map(|run| scope.spawn(move || run.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            // The decoder's panics are caught per file (`guarded`); a thread cannot fail
+            // otherwise, and if it did the process should not go on with half the bars.
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+/// One catalog partition read into memory, its footer parsed.
+struct OpenedFile {
+    bytes: bytes::Bytes,
+    /// The footer, with the schema to decode it as (64-bit decimals where stored as `INT64`).
+    metadata: ::parquet::arrow::arrow_reader::ArrowReaderMetadata,
+    rows: usize,
     scales: [u32; 5],
 }
 
-/// One catalog partition, or `None` when it is not in the catalog's shape.
-fn read_columnar_file(path: &Path) -> Result<Option<Part>, DataError> {
+/// Where one file's rows go: its stretch of every output column.
+struct Stretch<'a> {
+    time: &'a mut [i64],
+    mantissas: [&'a mut [i64]; 5],
+    floats: [&'a mut [f64]; 5],
+}
+
+impl<'a> Stretch<'a> {
+    /// The first `rows` rows, and the rest.
+    fn split(self, rows: usize) -> (Stretch<'a>, Stretch<'a>) {
+        let (time, time_rest) = self.time.split_at_mut(rows);
+        let (mantissas, mantissas_rest) = unzip(self.mantissas.map(|m| m.split_at_mut(rows)));
+        let (floats, floats_rest) = unzip(self.floats.map(|f| f.split_at_mut(rows)));
+        (
+            Stretch {
+                time,
+                mantissas,
+                floats,
+            },
+            Stretch {
+                time: time_rest,
+                mantissas: mantissas_rest,
+                floats: floats_rest,
+            },
+        )
+    }
+}
+
+fn unzip<T: Default, const N: usize>(pairs: [(T, T); N]) -> ([T; N], [T; N]) {
+    let mut firsts: [T; N] = std::array::from_fn(|_| T::default());
+    let mut seconds: [T; N] = std::array::from_fn(|_| T::default());
+    for (k, (a, b)) in pairs.into_iter().enumerate() {
+        firsts[k] = a;
+        seconds[k] = b;
+    }
+    (firsts, seconds)
+}
+
+/// Reads a partition and parses its footer; `None` when it is not in the catalog's shape.
+fn open_columnar_file(path: &Path) -> Result<Option<OpenedFile>, DataError> {
+    use ::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+    use ::parquet::basic::Type as PhysicalType;
     const NAMES: [&str; 5] = ["open", "high", "low", "close", "volume"];
     let bytes = bytes::Bytes::from(std::fs::read(path).map_err(|e| DataError::io(path, e))?);
-    let mut part = None;
+    let mut opened = None;
     guarded(path, || {
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| decoder_error(path, e))?;
-        let fields = builder.schema().fields().clone();
-        let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+        let footer = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new())
+            .map_err(|e| decoder_error(path, e))?;
+        let fields = footer.schema().fields().clone();
+        let leaves = footer.parquet_schema();
         let time_ok = fields.len() == 6
+            && leaves.num_columns() == 6
             && fields[0].name() == "time"
             && matches!(
                 fields[0].data_type(),
                 DataType::Timestamp(TimeUnit::Nanosecond, _)
             );
+        if !time_ok {
+            return Ok(0);
+        }
         let mut scales = [0u32; 5];
+        let mut decoded_as = vec![fields[0].as_ref().clone()];
         for (k, slot) in scales.iter_mut().enumerate() {
-            match fields.get(k + 1).map(|f| (f.name(), f.data_type())) {
-                Some((name, DataType::Decimal128(_, scale))) if name == NAMES[k] && *scale >= 0 => {
+            let field = &fields[k + 1];
+            match field.data_type() {
+                DataType::Decimal128(precision, scale)
+                    if field.name() == NAMES[k] && *scale >= 0 =>
+                {
                     *slot = *scale as u32;
+                    let int64 = leaves.column(k + 1).physical_type() == PhysicalType::INT64;
+                    let as_type = if int64 {
+                        DataType::Decimal64(*precision, *scale)
+                    } else {
+                        DataType::Decimal128(*precision, *scale)
+                    };
+                    decoded_as.push(field.as_ref().clone().with_data_type(as_type));
                 }
                 _ => return Ok(0),
             }
         }
-        if !time_ok {
+        let schema = std::sync::Arc::new(arrow_schema::Schema::new(decoded_as));
+        let Ok(metadata) = ArrowReaderMetadata::try_new(
+            footer.metadata().clone(),
+            ArrowReaderOptions::new().with_schema(schema),
+        ) else {
             return Ok(0);
-        }
-        let mut time: Vec<i64> = Vec::with_capacity(rows);
-        let mut mantissas: [Vec<i64>; 5] = std::array::from_fn(|_| Vec::with_capacity(rows));
-        let reader = builder
-            .with_batch_size(BATCH_SIZE)
-            .build()
-            .map_err(|e| decoder_error(path, e))?;
+        };
+        let rows = usize::try_from(metadata.metadata().file_metadata().num_rows()).unwrap_or(0);
+        opened = Some(OpenedFile {
+            bytes: bytes.clone(),
+            metadata,
+            rows,
+            scales,
+        });
+        Ok(0)
+    })?;
+    Ok(opened)
+}
+
+/// Decodes an opened partition into `out`, checks its rows (times ascending, the row rules)
+/// and derives the floats. `false` when it does not match its footer or a check fails.
+fn decode_columnar_file(
+    path: &Path,
+    file: &OpenedFile,
+    out: Stretch<'_>,
+) -> Result<bool, DataError> {
+    let Stretch {
+        time,
+        mut mantissas,
+        floats,
+    } = out;
+    let mut filled = 0usize;
+    let ok = guarded(path, || {
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            file.bytes.clone(),
+            file.metadata.clone(),
+        )
+        .with_batch_size(BATCH_SIZE)
+        .build()
+        .map_err(|e| decoder_error(path, e))?;
         for batch in reader {
             let batch = batch.map_err(|e| decoder_error(path, e))?;
             let columns = batch.columns();
-            if columns.iter().any(|c| c.null_count() > 0) {
+            let n = batch.num_rows();
+            if columns.iter().any(|c| c.null_count() > 0) || filled + n > time.len() {
                 return Ok(0);
             }
             let Some(t) = columns[0].as_primitive_opt::<TimestampNanosecondType>() else {
                 return Ok(0);
             };
-            time.extend_from_slice(t.values());
+            time[filled..filled + n].copy_from_slice(t.values());
             for (k, out) in mantissas.iter_mut().enumerate() {
-                let Some(a) = columns[k + 1].as_primitive_opt::<Decimal128Type>() else {
-                    return Ok(0);
-                };
-                for &v in a.values() {
-                    match i64::try_from(v) {
-                        Ok(m) => out.push(m),
-                        Err(_) => return Ok(0),
+                let out = &mut out[filled..filled + n];
+                if let Some(a) = columns[k + 1].as_primitive_opt::<Decimal64Type>() {
+                    out.copy_from_slice(a.values());
+                } else if let Some(a) = columns[k + 1].as_primitive_opt::<Decimal128Type>() {
+                    for (o, &v) in out.iter_mut().zip(a.values()) {
+                        match i64::try_from(v) {
+                            Ok(m) => *o = m,
+                            Err(_) => return Ok(0),
+                        }
                     }
+                } else {
+                    return Ok(0);
                 }
             }
+            filled += n;
         }
-        part = Some(Part {
-            time,
-            mantissas,
-            scales,
-        });
-        Ok(0)
+        Ok(1)
     })?;
-    Ok(part)
+    if ok == 0 || filled != time.len() || time.windows(2).any(|w| w[1] <= w[0]) {
+        return Ok(false);
+    }
+    if !rows_pass(&mantissas, file.scales) {
+        return Ok(false);
+    }
+    for ((m, f), &scale) in mantissas.iter().zip(floats).zip(&file.scales) {
+        super::decimal::to_floats(m, scale, f);
+    }
+    Ok(true)
+}
+
+/// The row rules (`validate::check_bar`) on columns of mantissas. With one scale for the four
+/// prices (the usual case) they are integer comparisons, folded without branches so the loop
+/// vectorizes; otherwise row by row through `check_bar`.
+fn rows_pass(columns: &[&mut [i64]; 5], scales: [u32; 5]) -> bool {
+    let [open, high, low, close, volume] = columns;
+    if scales[..4].iter().all(|&s| s == scales[0]) {
+        let mut bad = false;
+        for i in 0..open.len().min(high.len()).min(low.len()).min(close.len()) {
+            let (o, h, l, c) = (open[i], high[i], low[i], close[i]);
+            bad |= (h < l) | (h < o) | (h < c) | (l > o) | (l > c);
+        }
+        return !bad && volume.iter().all(|&v| v >= 0);
+    }
+    (0..open.len()).all(|i| {
+        let values: [Value; 5] = std::array::from_fn(|k| Value {
+            mantissa: columns[k][i],
+            scale: scales[k],
+            float: 0.0,
+        });
+        super::validate::check_bar(&values).is_ok()
+    })
 }
 
 /// Runs the decoder, turning its panics on corrupt input into an error for this file.
@@ -800,6 +933,20 @@ mod tests {
             rescaled.open.exact.get(4 * n as usize),
             rust_decimal::Decimal::new(10_000, 3)
         );
+        // Each file ascends, but not one after the other: not columnar.
+        let swapped = [paths[1].clone(), paths[0].clone()];
+        assert!(read_parts_columnar(&swapped, "S").expect("read").is_none());
+        // A volume of 19 digits is stored at precision 38 (not `INT64`); it still decodes.
+        let mut big = bars(0);
+        big.columns[4][3] = 5_000_000_000_000_000_000;
+        write_partition(dir.path(), "a.parquet", &big, scales, &[]).expect("write");
+        let fast = read_parts_columnar(&paths[..2], "S")
+            .expect("read")
+            .expect("columnar");
+        let slow = read_parts(&paths[..2], "S").expect("read");
+        assert_eq!(fast.volume.exact, slow.volume.exact);
+        assert_eq!(fast.volume.exact.mantissas()[3], 5_000_000_000_000_000_000);
+        assert_eq!(&fast.volume.values[..], &slow.volume.values[..]);
         let paths = &paths[..2];
         // High below low in the second file: not columnar, and the general reader says where.
         let mut bad = bars(n);
@@ -808,6 +955,45 @@ mod tests {
         assert!(read_parts_columnar(paths, "S").expect("read").is_none());
         let err = read_parts(paths, "S").expect_err("high below low");
         assert_eq!(err.line_or_row(), Some(6));
+    }
+
+    proptest::proptest! {
+        /// The column checks and float derivation of a catalog load agree with the row by row
+        /// ones (`check_bar`, `to_float`), at one scale and at several.
+        #[test]
+        fn column_checks_equal_the_row_checks(
+            rows in proptest::collection::vec(
+                (0i64..2000, 0i64..2000, 0i64..2000, 0i64..2000, -3i64..1_000_000), 1..40),
+            mixed in proptest::bool::ANY,
+            big in proptest::bool::ANY,
+        ) {
+            let scales = if mixed { [2, 3, 2, 2, 0] } else { [2, 2, 2, 2, 0] };
+            let mut columns: [Vec<i64>; 5] = Default::default();
+            for &(o, h, l, c, v) in &rows {
+                for (k, x) in [o, h, l, c, v].into_iter().enumerate() {
+                    columns[k].push(if big && k == 4 { x.saturating_mul(1 << 50) } else { x });
+                }
+            }
+            let want = (0..rows.len()).all(|i| {
+                let values: [Value; 5] = std::array::from_fn(|k| Value {
+                    mantissa: columns[k][i],
+                    scale: scales[k],
+                    float: 0.0,
+                });
+                super::super::validate::check_bar(&values).is_ok()
+            });
+            let mut views = columns.clone();
+            let views: [&mut [i64]; 5] = views.each_mut().map(|v| v.as_mut_slice());
+            proptest::prop_assert_eq!(rows_pass(&views, scales), want);
+            for (k, column) in columns.iter().enumerate() {
+                let mut out = vec![0.0; column.len()];
+                super::super::decimal::to_floats(column, scales[k], &mut out);
+                for (o, &m) in out.iter().zip(column) {
+                    let one = super::super::decimal::to_float(m, scales[k]);
+                    proptest::prop_assert_eq!(o.to_bits(), one.to_bits());
+                }
+            }
+        }
     }
 
     use super::super::{LoadOptions, load};

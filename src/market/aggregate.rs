@@ -64,18 +64,7 @@ impl Aggregation {
         series: &BarSeries,
         calendar: SessionCalendar,
     ) -> Self {
-        let mut cursor = BucketCursor::new(calendar, timeframe);
-        let mut buckets = 0;
-        let mut last = None;
-        for &t in series.time.iter() {
-            let Some((start, _)) = cursor.bucket(t) else {
-                continue;
-            };
-            if last != Some(start) {
-                buckets += 1;
-                last = Some(start);
-            }
-        }
+        let buckets = buckets(&series.time, calendar, timeframe).count();
         let written = Arc::new(AtomicUsize::new(0));
         let column = || Arc::new(SharedColumn::new(buckets, written.clone()));
         Aggregation {
@@ -90,7 +79,7 @@ impl Aggregation {
             count: column(),
             written,
             forming: None,
-            cursor,
+            cursor: BucketCursor::new(calendar, timeframe),
         }
     }
 
@@ -170,6 +159,53 @@ impl Aggregation {
         self.count.set_i64(index, bar.count);
         self.written.store(index + 1, Ordering::Release);
     }
+}
+
+/// The base bars of one bucket: what [`Aggregation`] folds into one bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    pub start: TimestampNs,
+    /// Exclusive.
+    pub end: TimestampNs,
+    /// From its first base bar to its last. Bars in between that open outside the session are
+    /// in no bucket (only buckets of several sessions, with a close, have such bars).
+    pub bars: std::ops::Range<usize>,
+}
+
+/// The buckets of `timeframe` under `calendar` that the base bars opening at `times`
+/// (ascending) fall into, in order; bars outside the session are in none. The engine sizes its
+/// aggregations with this, and `rustybt data resample` builds its stored bars from it, so both
+/// cut the same buckets.
+pub fn buckets(
+    times: &[TimestampNs],
+    calendar: SessionCalendar,
+    timeframe: Timeframe,
+) -> impl Iterator<Item = Bucket> + '_ {
+    let mut cursor = BucketCursor::new(calendar, timeframe);
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let (first, (start, end)) = loop {
+            let at = i;
+            i += 1;
+            if let Some(bucket) = cursor.bucket(*times.get(at)?) {
+                break (at, bucket);
+            }
+        };
+        let mut last = first;
+        while let Some(&t) = times.get(i) {
+            match cursor.bucket(t) {
+                Some(b) if b == (start, end) => last = i,
+                Some(_) => break,
+                None => {} // outside the session: the bucket may go on after it
+            }
+            i += 1;
+        }
+        Some(Bucket {
+            start,
+            end,
+            bars: first..last + 1,
+        })
+    })
 }
 
 /// Every aggregation of a run; created on first use and caught up on the bars already closed.

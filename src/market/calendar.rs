@@ -552,6 +552,36 @@ pub fn parse_time_of_day(text: &str) -> Result<NaiveTime, ParseError> {
     }
 }
 
+/// A calendar from the texts of its zone, open and close, each with the name it was given
+/// under (`--timezone`, `market.timezone`), which an error starts with. Missing: UTC, 00:00,
+/// no close.
+pub fn calendar_from_texts(
+    timezone: Option<(&str, &str)>,
+    open: Option<(&str, &str)>,
+    close: Option<(&str, &str)>,
+) -> Result<SessionCalendar, ParseError> {
+    let named = |source: &str, e: ParseError| ParseError {
+        message: format!("{source}: {}", e.message),
+        hint: e.hint,
+    };
+    let timezone = match timezone {
+        Some((text, source)) => parse_timezone(text).map_err(|e| named(source, e))?,
+        None => Tz::UTC,
+    };
+    let time = |picked: Option<(&str, &str)>| {
+        picked
+            .map(|(text, source)| parse_time_of_day(text).map_err(|e| named(source, e)))
+            .transpose()
+    };
+    let open = time(open)?;
+    let close = time(close)?;
+    Ok(SessionCalendar::new(
+        timezone,
+        open.unwrap_or(NaiveTime::MIN),
+        close,
+    ))
+}
+
 fn time_of_day_ns(time: NaiveTime) -> i64 {
     // A leap second (nanosecond >= 1e9) counts as the last instant of its second.
     i64::from(time.num_seconds_from_midnight()) * NANOS_PER_SECOND

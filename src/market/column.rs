@@ -55,15 +55,18 @@ impl SharedColumn {
         }
     }
 
-    /// A column holding `values` (their bits), all counted as written.
+    /// A column holding `values` (their bits), all counted as written. The cells are made in
+    /// one pass (no filler first, no store per cell): a catalog load builds millions of them.
     pub fn from_bits(values: impl ExactSizeIterator<Item = u64>) -> Self {
         let n = values.len();
-        let column = SharedColumn::new(n, Arc::new(AtomicUsize::new(0)));
-        for (i, bits) in values.enumerate() {
-            column.cell(i).store(bits, Ordering::Relaxed);
+        let first: Box<[AtomicU64]> = values.map(AtomicU64::new).collect();
+        let cells = AtomicPtr::new(first.as_ptr().cast_mut());
+        SharedColumn {
+            cells,
+            capacity: AtomicUsize::new(n),
+            chunks: Mutex::new(vec![first]),
+            written: Arc::new(AtomicUsize::new(n)),
         }
-        column.written.store(n, Ordering::Release);
-        column
     }
 
     /// Cell `index` of the current chunk; panics past its capacity, like slice indexing.

@@ -343,3 +343,99 @@ def test_random_text_to_run_is_exact(
     for (i, values), got in zip(rows, seen):
         assert got[1] == int((t0 + dt.timedelta(minutes=i)).timestamp()) * 1_000_000_000
         assert [Decimal(v) for v in got[2:]] == values
+
+
+HIGHER_ALGO = '''
+import json
+from rustybt_api import Algorithm
+
+
+class Higher(Algorithm):
+    report = ""
+
+    def on_stop(self, ctx):
+        out = {}
+        for tf in ("1h", "4h", "1d"):
+            b = ctx.history(ctx.symbols[0], tf)
+            out[tf] = [[int(b.time_ns[i])] + [float(getattr(b, f)[i]) for f in ("open", "high", "low", "close", "volume")]
+                       for i in range(len(b))]
+        with open(self.report, "w") as f:
+            json.dump(out, f)
+'''
+
+
+def test_resample_in_local_time_equals_the_engines_bars(
+    data: Callable[..., Any], run_rustybt: Callable[..., Any], write_algo: Callable[..., Path],
+    bars_csv: Callable[..., Path], catalog: Path, tmp_path: Path,
+) -> None:
+    # Every minute from Friday 1 November 2024 00:00 UTC for five days: New York falls back
+    # from EDT to EST early on Sunday 3 November.
+    path = bars_csv(rows=5 * 1440, seed=5, start=dt.datetime(2024, 11, 1, tzinfo=dt.timezone.utc))
+    assert data("import", path).returncode == 0
+    session = ["--timezone", "America/New_York", "--session-open", "09:30", "--session-close", "16:00"]
+    for tf in ("1h", "4h", "1d"):
+        result = data("resample", "TEST", "--timeframe", "1m", "--to", tf, *session)
+        assert result.returncode == 0, result.stderr
+        assert f"to {tf} in America/New_York from 09:30 to 16:00:" in result.stdout
+    report = tmp_path / "higher.json"
+    ran = run_rustybt("run", "--algo", write_algo(HIGHER_ALGO), "--data", path, "--param", f"report={report}", *session)
+    assert ran.returncode == 0, ran.stderr
+    engine = json.loads(report.read_text())
+    for tf, per_day in (("1h", 7), ("4h", 2), ("1d", 1)):
+        frame = pd.concat([pd.read_parquet(p) for p in partitions(catalog, timeframe=tf)])
+        stored = [[int(t.value)] + [float(frame[c].iloc[i]) for c in ("open", "high", "low", "close", "volume")]
+                  for i, t in enumerate(frame["time"])]
+        # Five sessions, all covered whole; prices compared as the floats the engine derives
+        # from the same exact decimals (volumes are whole, so the engine's float sums are exact).
+        assert len(stored) == 5 * per_day, tf
+        assert stored == engine[tf], tf
+        assert all(isinstance(v, Decimal) for v in frame["close"])
+    first = {tf: pd.Timestamp(engine[tf][0][0], tz="UTC") for tf in engine}
+    assert first["1d"] == pd.Timestamp("2024-11-01T13:30", tz="UTC")  # 09:30 EDT
+    monday = [r[0] for r in engine["1d"]][3]
+    assert pd.Timestamp(monday, tz="UTC") == pd.Timestamp("2024-11-04T14:30", tz="UTC")  # 09:30 EST
+    # The stored day bars run like any dataset.
+    again = run_rustybt("run", "--algo", SMA, "--symbols", "TEST", "--timeframe", "1d", "--catalog", catalog)
+    assert again.returncode == 0, again.stderr
+
+    # Refusals: a time zone that does not exist, a session time that does not parse, a bucket
+    # longer than the timeframe (the 25-hour local Sunday without session hours), another
+    # calendar over a stored resample, and a target that is not a multiple.
+    bad = data("resample", "TEST", "--timeframe", "1m", "--to", "1d", "--timezone", "America/NewYork")
+    assert bad.returncode == 2 and "--timezone: `America/NewYork` is not an IANA time zone" in bad.stderr, bad.stderr
+    assert "did you mean `America/New_York`?" in bad.stderr
+    bad = data("resample", "TEST", "--timeframe", "1m", "--to", "1d", "--session-close", "16h")
+    assert bad.returncode == 2 and "--session-close: `16h` is not a time of day" in bad.stderr, bad.stderr
+    bad = data("resample", "TEST", "--timeframe", "1m", "--to", "2h", "--timezone", "America/New_York")
+    assert bad.returncode == 2 and "is longer than `2h` (the clocks go back in it)" in bad.stderr, bad.stderr
+    bad = data("resample", "TEST", "--timeframe", "1m", "--to", "1h")
+    assert bad.returncode == 2 and "would mix" in bad.stderr, bad.stderr
+    bad = data("resample", "TEST", "--timeframe", "1h", "--to", "90m", *session)
+    assert bad.returncode == 2 and "is not a multiple" in bad.stderr, bad.stderr
+    assert data("verify").returncode == 0
+
+
+def test_a_run_from_several_partitions_writes_the_same_bytes_as_from_the_csv(
+    run_rustybt: Callable[..., Any], data: Callable[..., Any], bars_csv: Callable[..., Path], catalog: Path, tmp_path: Path
+) -> None:
+    # 60,000 minutes from 20 January 2024: three monthly partitions, decoded on several threads
+    # into one series; every result file must be byte for byte the CSV run's.
+    path = bars_csv(rows=60_000, seed=3, start=dt.datetime(2024, 1, 20, tzinfo=dt.timezone.utc))
+    imported = data("import", path)
+    assert imported.returncode == 0 and "(3 partitions written)" in imported.stdout, imported.stdout
+    a = run_rustybt("run", "--algo", SMA, "--data", path, "--no-progress", "--quiet", out=tmp_path / "a")
+    b = run_rustybt("run", "--algo", SMA, "--symbols", "TEST", "--catalog", catalog, "--no-progress", "--quiet",
+                    out=tmp_path / "b")
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for name in files:
+        if name in ("indicators.csv", "metrics.json"):  # timings; the data's origin
+            continue
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    ma, mb = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("a", "b"))
+    assert mb.pop("data")[0]["rows"] == 60_000
+    for m in (ma, mb):
+        m["run"].pop("data_files")
+        m["run"].pop("wall_seconds")
+    assert ma == mb
