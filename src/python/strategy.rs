@@ -98,9 +98,9 @@ struct HotReload {
     /// The instance replaced by the last reload, kept until the new one survives a tick.
     previous: Option<(Py<PyAny>, Hooks, PendingReload)>,
     events: Vec<ReloadEvent>,
-    /// Only a change to the algorithm's own file reloads it (a book's strategies share
-    /// folders: one file saved reloads only its strategy).
-    own_file_only: bool,
+    /// When set, only a change to this file (the algorithm's own, canonical) reloads it: a
+    /// book's strategies share folders, and one file saved reloads only its strategy.
+    own_file: Option<PathBuf>,
 }
 
 struct PendingReload {
@@ -199,7 +199,7 @@ impl PyStrategy {
             overrides,
             previous: None,
             events: Vec::new(),
-            own_file_only: false,
+            own_file: None,
         });
     }
 
@@ -212,9 +212,10 @@ impl PyStrategy {
         class_name: String,
         overrides: Vec<(String, String)>,
     ) {
+        let own = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
         self.enable_reload(watcher, path, class_name, overrides);
         if let Some(reload) = self.reload.as_mut() {
-            reload.own_file_only = true;
+            reload.own_file = Some(own);
         }
     }
 
@@ -672,9 +673,8 @@ impl Strategy for PyStrategy {
             return Ok(());
         };
         let mut changed = reload.watcher.poll();
-        if reload.own_file_only {
-            let own = std::fs::canonicalize(&reload.path).unwrap_or_else(|_| reload.path.clone());
-            changed.retain(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()) == own);
+        if let Some(own) = reload.own_file.as_ref().filter(|_| !changed.is_empty()) {
+            changed.retain(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()) == *own);
         }
         if !changed.is_empty() {
             Python::attach(|py| self.reload_now(py, changed));
