@@ -44,6 +44,17 @@ impl SourceWatcher {
         })
     }
 
+    /// The folders holding `files`, each once, in order.
+    pub fn folders_of(files: &[PathBuf]) -> Vec<PathBuf> {
+        let mut folders: Vec<PathBuf> = Vec::new();
+        for folder in files.iter().filter_map(|f| f.parent()) {
+            if !folders.iter().any(|known| known == folder) {
+                folders.push(folder.to_path_buf());
+            }
+        }
+        folders
+    }
+
     pub fn folders(&self) -> &[PathBuf] {
         &self.folders
     }

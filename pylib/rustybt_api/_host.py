@@ -7,7 +7,15 @@ import sys
 from types import ModuleType
 from typing import Any
 
-__all__ = ["guard_streams", "purge_modules", "restore_modules", "user_module_dirs", "carry_state", "upgrade_indicator"]
+__all__ = [
+    "guard_streams",
+    "purge_modules",
+    "restore_modules",
+    "user_module_dirs",
+    "user_module_files",
+    "carry_state",
+    "upgrade_indicator",
+]
 
 
 def _under(path: str | None, roots: list[str]) -> bool:
@@ -82,6 +90,23 @@ def user_module_dirs(exclude: list[str]) -> list[str]:
         if _under(path, skip):
             continue
         found.add(os.path.dirname(os.path.abspath(path)))
+    return sorted(found)
+
+
+def user_module_files(skip_prefix: str, keep: str) -> list[str]:
+    """The files of the user's own modules now imported (see :func:`purge_modules`), except the
+    host's modules of other algorithms (names starting with ``skip_prefix``; ``keep`` is the one
+    being loaded). Called right after an algorithm file ran: its load purged every user module
+    first, so these are exactly the local modules it imported, directly or through each other."""
+    system = _system_roots()
+    roots = user_module_dirs([_pylib()])
+    found = set()
+    for name, module in list(sys.modules.items()):
+        if name.startswith(skip_prefix) and name != keep:
+            continue
+        path = getattr(module, "__file__", None)
+        if _is_user_module(path, roots, system):
+            found.add(os.path.realpath(str(path)))
     return sorted(found)
 
 

@@ -202,7 +202,9 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
         }
         let mut strategy = PyStrategy::new(py, &loaded, session.clone(), sink.clone())
             .map_err(|e| live_error("attaching the algorithm", e))?;
-        let folders = [algo_dir.clone()];
+        // The algorithm's folder and those of the local modules it imports (`helpers/x.py`).
+        let mut folders = vec![algo_dir.clone()];
+        folders.extend(SourceWatcher::folders_of(&loaded.source_files));
         if let Ok(watcher) = SourceWatcher::new(&folders) {
             strategy.enable_reload(
                 watcher,

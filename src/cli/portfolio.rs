@@ -450,23 +450,21 @@ impl crate::live::book::StrategyMaker<PyStrategy> for AddedStrategies<'_, '_> {
     }
 }
 
-/// A live book's strategy reloads when its own file is saved, alone (`between_ticks`).
+/// A live book's strategy reloads when its own file or a local module it imports is saved,
+/// alone (`between_ticks`).
 pub(super) fn watch_own_file(
     strategy: &mut PyStrategy,
     loaded: &LoadedAlgorithm,
     params: &[(String, String)],
 ) {
-    let folder = loaded
-        .path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    if let Ok(watcher) = crate::watch::SourceWatcher::new(&[folder]) {
+    let folders = crate::watch::SourceWatcher::folders_of(&loaded.source_files);
+    if let Ok(watcher) = crate::watch::SourceWatcher::new(&folders) {
         strategy.enable_own_file_reload(
             watcher,
             loaded.path.clone(),
             loaded.class_name.clone(),
             params.to_vec(),
+            loaded.source_files.clone(),
         );
     }
 }

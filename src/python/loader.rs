@@ -20,6 +20,9 @@ pub struct LoadedAlgorithm {
     pub path: PathBuf,
     /// Parameter name → `repr()` of the value the run uses.
     pub parameters: BTreeMap<String, String>,
+    /// The algorithm's file and the local modules its load imported (canonical paths): the
+    /// files whose change reloads it in a book. Empty for an instance built in Python.
+    pub source_files: Vec<PathBuf>,
 }
 
 pub fn load_algorithm(
@@ -62,7 +65,7 @@ pub fn load_algorithm(
     add_to_sys_path(py, &root).map_err(python_setup_error)?;
 
     // A private name: an algorithm file called `time.py` must not replace the `time` module.
-    let module_name = format!("_rustybt_algo_{}", module_name_for(&path));
+    let module_name = format!("{MODULE_PREFIX}{}", module_name_for(&path));
     let builtins = py.import("builtins").map_err(python_setup_error)?;
     let code = builtins
         .call_method1("compile", (source, path.to_string_lossy().as_ref(), "exec"))
@@ -104,6 +107,7 @@ pub fn load_algorithm(
         restore();
         return Err(loading_error(py, err));
     }
+    let source_files = imported_files(&host, &path, &module_name);
 
     let built = pick_class(py, &module, &base, &module_name, class_name, &path).and_then(|class| {
         let class_name = class
@@ -119,12 +123,32 @@ pub fn load_algorithm(
             class_name,
             path: path.clone(),
             parameters,
+            source_files,
         })
     });
     if built.is_err() {
         restore();
     }
     built
+}
+
+/// Prefix of the host's private module names for algorithm files.
+const MODULE_PREFIX: &str = "_rustybt_algo_";
+
+/// The algorithm's own file and every local module the load just imported. The load purged the
+/// user's modules first, so each one it needed was imported afresh and is in `sys.modules` now.
+/// When Python cannot say, the algorithm's file alone (a reload then follows that file only).
+fn imported_files(host: &Bound<'_, PyModule>, path: &Path, module_name: &str) -> Vec<PathBuf> {
+    let own = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut files: Vec<PathBuf> = host
+        .call_method1("user_module_files", (MODULE_PREFIX, module_name))
+        .and_then(|found| found.extract())
+        .unwrap_or_default();
+    if !files.contains(&own) {
+        files.push(own);
+    }
+    files.sort();
+    files
 }
 
 /// Methods of the algorithm's class that look like a misspelt hook (`on_bar`): the engine
@@ -318,5 +342,6 @@ pub fn describe_instance(
         class_name,
         path,
         parameters,
+        source_files: Vec::new(),
     })
 }

@@ -98,9 +98,10 @@ struct HotReload {
     /// The instance replaced by the last reload, kept until the new one survives a tick.
     previous: Option<(Py<PyAny>, Hooks, PendingReload)>,
     events: Vec<ReloadEvent>,
-    /// When set, only a change to this file (the algorithm's own, canonical) reloads it: a
-    /// book's strategies share folders, and one file saved reloads only its strategy.
-    own_file: Option<PathBuf>,
+    /// When set, only a change to one of these files (the algorithm's own and the local
+    /// modules it imports, canonical) reloads it: a book's strategies share folders, and one
+    /// file saved reloads only the strategies that use it.
+    own_files: Option<Vec<PathBuf>>,
 }
 
 struct PendingReload {
@@ -199,23 +200,24 @@ impl PyStrategy {
             overrides,
             previous: None,
             events: Vec::new(),
-            own_file: None,
+            own_files: None,
         });
     }
 
-    /// [`PyStrategy::enable_reload`] for a strategy of a book: only a change to its own file
-    /// (`path`) reloads it, not one to a file beside it.
+    /// [`PyStrategy::enable_reload`] for a strategy of a book: only a change to one of `files`
+    /// (its own file and the local modules it imports, from [`LoadedAlgorithm::source_files`])
+    /// reloads it, not one to a file beside them. `watcher` watches their folders.
     pub fn enable_own_file_reload(
         &mut self,
         watcher: SourceWatcher,
         path: PathBuf,
         class_name: String,
         overrides: Vec<(String, String)>,
+        files: Vec<PathBuf>,
     ) {
-        let own = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
         self.enable_reload(watcher, path, class_name, overrides);
         if let Some(reload) = self.reload.as_mut() {
-            reload.own_file = Some(own);
+            reload.own_files = Some(files);
         }
     }
 
@@ -332,7 +334,10 @@ impl PyStrategy {
             &reload.overrides,
         );
         let new = match loaded {
-            Ok(loaded) => loaded.instance,
+            Ok(loaded) => {
+                self.follow_imports(loaded.source_files);
+                loaded.instance
+            }
             Err(error) => {
                 if let Some(details) = error.details() {
                     crate::above_status!("{}", details.trim_end());
@@ -368,6 +373,26 @@ impl PyStrategy {
                 self.record_reload(false, files, started, error.to_string());
             }
         }
+    }
+
+    /// A book's strategy follows the local modules its new code imports: an import added by
+    /// the reload is watched from now on (its folder too), one removed no longer reloads it.
+    fn follow_imports(&mut self, files: Vec<PathBuf>) {
+        let Some(reload) = self.reload.as_mut() else {
+            return;
+        };
+        let Some(own) = reload.own_files.as_mut() else {
+            return;
+        };
+        let folders = SourceWatcher::folders_of(&files);
+        if folders
+            .iter()
+            .any(|f| !reload.watcher.folders().contains(f))
+            && let Ok(watcher) = SourceWatcher::new(&folders)
+        {
+            reload.watcher = watcher;
+        }
+        *own = files;
     }
 
     /// After a reload, the first tick (its fills and `on_tick`) decides: keep the new code, or
@@ -673,8 +698,9 @@ impl Strategy for PyStrategy {
             return Ok(());
         };
         let mut changed = reload.watcher.poll();
-        if let Some(own) = reload.own_file.as_ref().filter(|_| !changed.is_empty()) {
-            changed.retain(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()) == *own);
+        if let Some(own) = reload.own_files.as_ref().filter(|_| !changed.is_empty()) {
+            changed
+                .retain(|p| own.contains(&std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
         }
         if !changed.is_empty() {
             Python::attach(|py| self.reload_now(py, changed));

@@ -392,6 +392,111 @@ def test_saving_a_strategy_file_reloads_that_strategy_alone(tmp_path):
     assert proc.returncode == 0, err
 
 
+IMPORTER = """\
+from rustybt_api import Algorithm, Context
+
+from helpers.words import WORD
+from shared import TAG
+
+
+class Importer(Algorithm):
+    def on_tick(self, ctx: Context) -> None:
+        self.log.info("%s %s %s", TAG, WORD, ctx.history(ctx.symbols[0]).decimal("close"))
+"""
+
+LONER = """\
+from rustybt_api import Algorithm, Context
+
+from shared import TAG
+
+
+class Loner(Algorithm):
+    def on_tick(self, ctx: Context) -> None:
+        self.log.info("%s alone %s", TAG, ctx.history(ctx.symbols[0]).decimal("close"))
+"""
+
+
+def test_saving_a_module_a_strategy_imports_reloads_the_strategies_that_import_it(tmp_path):
+    """A book's strategy reloads when a local module it imports is saved, even one in a subfolder
+    (`helpers/`), and only the strategies importing that module reload: `helpers/words.py`
+    reloads `importer` alone; `shared.py`, imported by both, reloads both. Each reload is seen
+    in the new code's log lines and in the audit log's reload events."""
+    from test_live_book import wait_for_mark
+    from test_live_exchange import audit_events
+    from test_live_paper import MINUTE, START_NS
+    (tmp_path / "helpers").mkdir()
+    (tmp_path / "helpers" / "__init__.py").write_text("")
+    words = tmp_path / "helpers" / "words.py"
+    words.write_text('WORD = "before"\n')
+    shared = tmp_path / "shared.py"
+    shared.write_text('TAG = "old"\n')
+    (tmp_path / "importer.py").write_text(IMPORTER)
+    (tmp_path / "loner.py").write_text(LONER)
+    data = combined_file(tmp_path / "AB.csv", {"A": 4, "B": 5}, 400, timedelta(minutes=1))
+    state = tmp_path / "state"
+    argv = book_argv(["--algo", str(tmp_path / "importer.py"), "--algo", str(tmp_path / "loner.py")], data,
+                     "A,B", state, tmp_path / "out", speed="60")
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+
+    def logged(text: str) -> list[str]:
+        return [str(e["fields"]) for e in audit_events(state) if e["kind"] == "log" and text in str(e["fields"])]
+
+    def reloads() -> list[dict[str, Any]]:
+        return [e["fields"] for e in audit_events(state) if e["kind"] == "reload"]
+
+    try:
+        wait_for_mark(proc, state, START_NS + 3 * MINUTE)
+        words.write_text('WORD = "after"\n')
+        wait_for("the importer's new words", lambda: logged("old after"), timeout=60)
+        assert {r["strategy"] for r in reloads()} == {"importer"}, reloads()
+        assert all("importer:" in line for line in logged("old after"))
+
+        shared.write_text('TAG = "new"\n')
+        wait_for("both strategies' new tag", lambda: logged("new after") and logged("new alone"), timeout=60)
+        done = reloads()
+        assert all(r["ok"] for r in done), done
+        assert {r["strategy"] for r in done} == {"importer", "loner"}, done
+
+        # A reload that adds an import follows the new module from then on.
+        (tmp_path / "loner.py").write_text(LONER.replace("from shared import TAG", "from shared import TAG\nfrom helpers.words import WORD")
+                                           .replace('"%s alone %s", TAG,', '"%s alone %s %s", TAG, WORD,'))
+        wait_for("the loner's new import", lambda: logged("new alone after"), timeout=60)
+        words.write_text('WORD = "again"\n')
+        wait_for("both strategies' third words", lambda: logged("new again") and logged("new alone again"), timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+
+
+def test_a_single_live_session_reloads_when_a_module_in_a_subfolder_is_saved(tmp_path):
+    """`rustybt live --algo` (one strategy) watches the folders of the local modules its algorithm
+    imports, not only its own: saving `helpers/words.py` reloads it, and the new code logs."""
+    from test_live_book import wait_for_mark
+    from test_live_exchange import audit_events
+    from test_live_paper import MINUTE, START_NS
+    (tmp_path / "helpers").mkdir()
+    (tmp_path / "helpers" / "__init__.py").write_text("")
+    words = tmp_path / "helpers" / "words.py"
+    words.write_text('WORD = "before"\n')
+    (tmp_path / "shared.py").write_text('TAG = "tag"\n')
+    (tmp_path / "importer.py").write_text(IMPORTER)
+    data = combined_file(tmp_path / "AB.csv", {"A": 4, "B": 5}, 400, timedelta(minutes=1))
+    state = tmp_path / "state"
+    argv = book_argv(["--algo", str(tmp_path / "importer.py")], data, "A", state, tmp_path / "out", speed="60")
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    try:
+        wait_for_mark(proc, state, START_NS + 3 * MINUTE)
+        words.write_text('WORD = "after"\n')
+        wait_for("the new words", lambda: [e for e in audit_events(state)
+                                           if e["kind"] == "log" and "tag after" in str(e["fields"])], timeout=60)
+        assert [e for e in audit_events(state) if e["kind"] == "reload" and e["fields"]["ok"]]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+
+
 # ---- fuzzing ------------------------------------------------------------------------------------
 
 
