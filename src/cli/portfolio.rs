@@ -544,6 +544,19 @@ pub(super) fn write_book_results(
     let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
     let mut finished = Vec::new();
     for (m, (own, loaded, symbols)) in members.iter_mut().zip(parts) {
+        // Returns of a strategy added by weight alone (nothing at its start) are measured from
+        // its first funding.
+        let funded_later;
+        let own = match own.cash.is_zero() && m.initial_capital.is_zero() {
+            true => {
+                funded_later = RunSettings {
+                    cash: m.return_base(),
+                    ..own.clone()
+                };
+                &funded_later
+            }
+            false => own,
+        };
         let outcome = BacktestOutcome {
             equity: m.flow_adjusted_equity().into(),
             fills: m.outcome.fills.clone(),

@@ -72,6 +72,7 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
         };
         let commands: Vec<_> = link.commands.try_iter().collect();
         let acted = !commands.is_empty();
+        let mut answers = Vec::with_capacity(commands.len());
         for command in commands {
             let (reply, failure) = match self.apply(&command.action, &command.by) {
                 Ok(reply) => (reply, None),
@@ -79,18 +80,21 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
                 Err(halt) => return Err(halt),
             };
             record_action(self.state, &command.action, &command.by, &reply);
-            let _ = command.reply.send(reply);
+            answers.push((command.reply, reply));
             if let Some(Halt::Live(e)) = failure
                 && e.storage().is_some()
             {
+                crate::live::api::answer(answers);
                 return Err(e.into());
             }
         }
         self.commit_soon |= acted;
         let due = self.api.as_ref().is_some_and(SessionLink::publish_due);
         if force || acted || due {
+            crate::live::broker::pause_point("before_publish");
             self.publish(Phase::Running, None);
         }
+        crate::live::api::answer(answers);
         Ok(())
     }
 
@@ -379,11 +383,14 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
         self.sync_member(n, &[])?;
         let json = serde_json::to_string(&applied).unwrap_or_default();
         self.record_change("add", &request.id, &json, by)?;
+        let funding = match request.capital.is_zero() {
+            true => format!("weight {weight}, funded at the next rebalance"),
+            false => format!("capital {}", request.capital.normalize()),
+        };
         crate::above_status!(
-            "strategy `{}` added through the control API by `{by}` ({}, capital {}), trading from the next bar",
+            "strategy `{}` added through the control API by `{by}` ({}, {funding}), trading from the next bar",
             request.id,
             request.algo.display(),
-            request.capital.normalize()
         );
         Ok(Reply::ok(json!({
             "id": request.id,

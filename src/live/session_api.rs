@@ -63,14 +63,16 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
         };
         let commands: Vec<_> = link.commands.try_iter().collect();
         let acted = !commands.is_empty();
+        let mut answers = Vec::with_capacity(commands.len());
         for command in commands {
             let (reply, failure) = match self.apply(&command.action, outcome) {
                 Ok(reply) => (reply, None),
                 Err(e) => (Reply::conflict(e.to_string()), Some(e)),
             };
             self.record_action(&command.action, &command.by, &reply);
-            let _ = command.reply.send(reply);
+            answers.push((command.reply, reply));
             if let Some(e) = failure.filter(|e| e.storage().is_some()) {
+                crate::live::api::answer(answers);
                 return Err(e.into());
             }
         }
@@ -78,8 +80,10 @@ impl<S: LiveStrategy> LiveSession<'_, S> {
         self.commit_soon |= acted;
         let due = self.api.as_ref().is_some_and(SessionLink::publish_due);
         if force || acted || due {
+            crate::live::broker::pause_point("before_publish");
             self.publish(outcome, Phase::Running, None);
         }
+        crate::live::api::answer(answers);
         Ok(())
     }
 

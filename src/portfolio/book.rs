@@ -69,9 +69,10 @@ impl<S> Member<S> {
     /// would have been on its initial capital alone (the base of its returns and risk
     /// metrics).
     pub fn flow_adjusted_equity(&self) -> Vec<EquityPoint> {
+        let base = self.return_base();
         let mut changes = self.units.history.iter().peekable();
         let mut units = self.initial_capital;
-        let mut last = self.initial_capital;
+        let mut last = base;
         self.outcome
             .equity
             .iter()
@@ -87,7 +88,7 @@ impl<S> Member<S> {
                 // Everything handed over (units all redeemed): the curve stays where the
                 // last unit value left it instead of falling to zero.
                 let equity = if units > Decimal::ZERO {
-                    p.equity * (self.initial_capital / units)
+                    p.equity * (base / units)
                 } else {
                     last
                 };
@@ -102,6 +103,21 @@ impl<S> Member<S> {
     }
 
     /// Completed daily returns with flows removed (oldest first), by UTC day.
+    /// The capital the strategy's returns are measured on: its initial capital, or, for one
+    /// added by weight alone (no capital until a rebalance funds it), the first funding. Until
+    /// then its flow-adjusted curve stays flat at that base: no capital, no return.
+    pub fn return_base(&self) -> Decimal {
+        if self.initial_capital > Decimal::ZERO {
+            return self.initial_capital;
+        }
+        self.units
+            .history
+            .iter()
+            .map(|(_, units)| *units)
+            .find(|units| *units > Decimal::ZERO)
+            .unwrap_or(Decimal::ZERO)
+    }
+
     pub fn daily_returns(&self) -> &[(i64, Decimal)] {
         &self.units.daily
     }
@@ -164,6 +180,9 @@ impl Units {
     }
 
     fn drawdown(&self, equity: Decimal) -> Decimal {
+        if self.units <= Decimal::ZERO {
+            return Decimal::ZERO; // no capital (not funded yet, or handed over): no drawdown
+        }
         let value = self.value(equity);
         let peak = self.peak.max(value);
         if peak > Decimal::ZERO {
@@ -178,6 +197,10 @@ impl Units {
         let value = self.value(equity);
         if value > Decimal::ZERO {
             self.units += flow / value;
+        } else if self.units <= Decimal::ZERO && flow > Decimal::ZERO {
+            // First capital of a strategy added with none: units issued at the last unit
+            // value (1 for one never funded), so its returns start here.
+            self.units = flow / self.last_close;
         }
         self.history.push((time, self.units));
     }
@@ -359,6 +382,8 @@ pub struct BookStepper {
     pub transferred: Vec<Decimal>,
     /// Restored from a saved book: `initialize` keeps its equity and cash.
     restored: bool,
+    /// The book has a rebalancing schedule (a strategy added by weight alone gets funded).
+    pub(super) rebalances: bool,
 }
 
 impl BookStepper {
@@ -416,6 +441,7 @@ impl BookStepper {
             orders_seen: vec![0; n],
             transferred: vec![Decimal::ZERO; n],
             restored: false,
+            rebalances: rules.spec.rebalance.is_some(),
         }
     }
 
@@ -1727,7 +1753,8 @@ mod tests {
             who in 0usize..3,
             to in 0usize..4,
             hand_over in any::<bool>(),
-            capital in 1i64..600_000,
+            // 0: added by weight alone, funded at the next rebalance.
+            capital in prop_oneof![Just(0i64), 1i64..600_000],
             from in 0usize..4,
         ) {
             use super::super::change::{AddRequest, Disposition, StopRequest};
@@ -1786,9 +1813,9 @@ mod tests {
                         class: None,
                         params: Vec::new(),
                         symbols: None,
-                        weight: None,
+                        weight: (capital == 0).then(|| Decimal::new(3, 1)),
                         capital: Decimal::new(capital, 0),
-                        from: (from < 3).then(|| format!("s{from}")),
+                        from: (from < 3 && capital > 0).then(|| format!("s{from}")),
                     };
                     match stepper.check_add(&members, &market, &request) {
                         Ok((universe, weight)) => {
@@ -1807,6 +1834,95 @@ mod tests {
                 }
             }
             let _ = stopped;
+        }
+    }
+
+    /// A strategy added with a weight and no capital holds nothing (its orders are refused for
+    /// buying power) until the next rebalance funds it with its normalized weight's share of
+    /// the book; its returns start at that funding. Value never appears or vanishes.
+    #[test]
+    fn a_strategy_added_by_weight_alone_is_funded_at_the_next_rebalance() {
+        use super::super::change::AddRequest;
+        let (spec, mut market, mut members) = changing_book();
+        let mut rules = scripted_rules(&spec, &members);
+        let mut stepper = BookStepper::open(&market, &members, &rules);
+        stepper.initialize(&mut members, &rules).unwrap();
+        let mut clock = Clock::new(&market);
+        let mut tick = Tick {
+            time: 0,
+            symbols: Vec::new(),
+        };
+        let mut funded_at = None;
+        while clock.next_into(&market, &mut tick) {
+            let rows = stepper.outcome.allocations.len();
+            stepper
+                .step(&mut market, &mut members, &mut rules, &tick)
+                .unwrap();
+            assert_eq!(
+                stepper.outcome.equity.last().unwrap().equity,
+                account_value(&members, &stepper)
+            );
+            if stepper.outcome.ticks == 2 {
+                let before = account_value(&members, &stepper);
+                let request = AddRequest {
+                    id: "later".into(),
+                    algo: "x.py".into(),
+                    class: None,
+                    params: Vec::new(),
+                    symbols: None,
+                    weight: Some(Decimal::new(5, 1)),
+                    capital: Decimal::ZERO,
+                    from: None,
+                };
+                let (_, weight) = stepper.check_add(&members, &market, &request).unwrap();
+                assert_eq!(weight, Decimal::new(5, 1));
+                let member = added_member(&market, Decimal::ZERO, "later");
+                stepper
+                    .add_member(
+                        &mut members,
+                        &mut rules,
+                        &request,
+                        member,
+                        weight,
+                        tick.time,
+                    )
+                    .unwrap();
+                assert_eq!(before, account_value(&members, &stepper));
+                assert_eq!(lock(&members[3].session).ledger.cash(), Decimal::ZERO);
+            }
+            if members.len() == 4 && funded_at.is_none() {
+                let moved: Vec<&AllocationRow> = stepper.outcome.allocations[rows..]
+                    .iter()
+                    .filter(|r| r.strategy == Some(3) && !r.initial)
+                    .collect();
+                if let Some(row) = moved.first() {
+                    // The configured weights (1/3 each and 0.5), normalized.
+                    let base: Vec<Decimal> = (0..4).map(|i| rules.strategy(i).weight).collect();
+                    let expected = super::super::allocator::normalize(&base)[3];
+                    assert_eq!(row.weight, expected);
+                    assert_eq!(row.equity_before, Decimal::ZERO);
+                    assert!(row.transfer > Decimal::ZERO);
+                    assert_eq!(lock(&members[3].session).ledger.cash(), row.transfer);
+                    assert_eq!(members[3].return_base(), row.transfer);
+                    funded_at = Some((tick.time, row.transfer));
+                }
+            }
+        }
+        let (time, capital) = funded_at.expect("a rebalance funded the strategy");
+        // Its scripted buy came before the funding: refused for buying power, nothing held.
+        let s = lock(&members[3].session);
+        assert!(
+            s.orders
+                .all()
+                .iter()
+                .all(|o| o.status == OrderStatus::Rejected)
+        );
+        drop(s);
+        // Flat at its base until funded, then the strategy's own equity (no flows since).
+        for p in members[3].flow_adjusted_equity() {
+            if p.time <= time {
+                assert_eq!(p.equity, capital, "at {}", p.time);
+            }
         }
     }
 
@@ -1938,6 +2054,7 @@ mod tests {
             ),
             (add("x", Some(vec![]), 10, Some("s0")), 422, "empty"),
             (add("x", None, 0, Some("s0")), 422, "more than zero"),
+            (add("x", None, -5, None), 422, "must not be negative"),
             (
                 add("x", None, 10, Some("nobody")),
                 422,
@@ -1951,6 +2068,38 @@ mod tests {
             assert_eq!(refused.status, status, "{}", refused.message);
             assert!(refused.message.contains(text), "{}", refused.message);
         }
+        // By weight alone: with `from` (nothing moves now) is refused, and so is any in a book
+        // that never rebalances.
+        let by_weight = |from: Option<&str>| AddRequest {
+            weight: Some(Decimal::new(2, 1)),
+            ..add("x", None, 0, from)
+        };
+        let refused = stepper
+            .check_add(&members, &market, &by_weight(Some("s0")))
+            .unwrap_err();
+        assert_eq!(refused.status, 422, "{}", refused.message);
+        assert!(
+            refused.message.contains("drop `from`"),
+            "{}",
+            refused.message
+        );
+        assert!(
+            stepper
+                .check_add(&members, &market, &by_weight(None))
+                .is_ok()
+        );
+        let mut fixed = spec.clone();
+        fixed.rebalance = None;
+        let never = BookStepper::open(&market, &members, &scripted_rules(&fixed, &members));
+        let refused = never
+            .check_add(&members, &market, &by_weight(None))
+            .unwrap_err();
+        assert_eq!(refused.status, 422, "{}", refused.message);
+        assert!(
+            refused.message.contains("never rebalances"),
+            "{}",
+            refused.message
+        );
         assert_eq!(members.len(), 3);
         assert_eq!(before, account_value(&members, &stepper));
     }

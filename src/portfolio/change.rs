@@ -62,6 +62,9 @@ pub struct AddRequest {
     /// Its configured weight at rebalances; `None`: its capital's share of the book's equity.
     #[serde(default)]
     pub weight: Option<Decimal>,
+    /// Capital moved to it now; zero (or absent) with a `weight`: none until the next
+    /// rebalance funds it by that weight.
+    #[serde(default)]
     pub capital: Decimal,
     /// Where the capital comes from: a strategy's cash; `None`: the unallocated cash.
     #[serde(default)]
@@ -472,11 +475,11 @@ impl BookStepper {
                 names.iter().filter(|n| own.contains(n)).cloned().collect()
             }
         };
-        if request.capital <= Decimal::ZERO {
-            return Err(Refused::new(
-                422,
-                "`capital` must be more than zero: a strategy trades from its first bar",
-            ));
+        if request.capital < Decimal::ZERO {
+            return Err(Refused::new(422, "`capital` must not be negative"));
+        }
+        if request.capital.is_zero() {
+            self.check_funded_later(request)?;
         }
         let available = match &request.from {
             Some(from) => {
@@ -523,6 +526,30 @@ impl BookStepper {
         Ok((universe, weight))
     }
 
+    /// A strategy added with no capital is funded by its weight at the next rebalance: it
+    /// needs a weight above zero, a book that rebalances, and no `from` (nothing moves now).
+    fn check_funded_later(&self, request: &AddRequest) -> Result<(), Refused> {
+        if request.weight.is_none_or(|w| w <= Decimal::ZERO) {
+            return Err(Refused::new(
+                422,
+                "give `capital` (more than zero) to fund the strategy now, or a `weight` (more than zero) to have the next rebalance fund it",
+            ));
+        }
+        if !self.rebalances {
+            return Err(Refused::new(
+                422,
+                "this book never rebalances (its file has no `rebalance`), so a strategy added by `weight` alone would never be funded: give `capital`",
+            ));
+        }
+        if request.from.is_some() {
+            return Err(Refused::new(
+                422,
+                "`from` names where `capital` comes from, and no capital is given: drop `from`, or give `capital`",
+            ));
+        }
+        Ok(())
+    }
+
     /// Adds `member` (built from `request`, checked by [`BookStepper::check_add`], its
     /// `initialize` run) to the book as its last strategy; its capital moves from
     /// `request.from` or the unallocated cash. It trades from the next close time.
@@ -561,6 +588,7 @@ impl BookStepper {
                     initial: false,
                 });
             }
+            None if capital.is_zero() => {} // funded by the next rebalance
             None => {
                 let mut risk = self.risk.lock();
                 let before = risk.reserve;

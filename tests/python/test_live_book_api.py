@@ -318,6 +318,59 @@ def test_an_added_strategys_capital_moves_inside_the_account(start, tmp_path):
     assert (tmp_path / "out" / "strategies" / "late" / "metrics.json").exists()
 
 
+def test_a_strategy_added_by_weight_alone_is_funded_at_the_next_rebalance(tmp_path):
+    """`POST /strategies` with a `weight` and no `capital` in a book that rebalances every five
+    minutes: the strategy joins with nothing, the next rebalance gives it its normalized weight's
+    share (value moved between strategies, none created), it trades from then on, and after
+    `kill -9` a restart brings it back with what it holds."""
+    data = combined_file(tmp_path / "AB.csv", {"A": 4, "B": 5}, 400, timedelta(minutes=1))
+    portfolio = tmp_path / "book.toml"
+    portfolio.write_text(textwrap.dedent(BOOK.format(trader=TRADER)).replace(
+        '[portfolio]\ncash = "100000"', '[portfolio]\ncash = "100000"\nrebalance = "*/5 * * * *"'))
+    book = {"data": data, "argv": ["--portfolio", str(portfolio)], "state": tmp_path / "state"}
+    argv = book_argv(book["argv"], data, "A,B", book["state"], tmp_path / "out", "--api", "127.0.0.1:0",
+                     "--api-token-file", str(token_file(tmp_path)), "--api-rate-limit", "1000", speed="30")
+    api = Api(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env(RUSTYBT_HOME=str(ROOT)), cwd=ROOT))
+    try:
+        wait_for("running", lambda: api.proc.poll() is None and api.get("/status")["phase"] == "running", timeout=60)
+        reply = api.json("POST", "/strategies", {"id": "later", "algo": str(TRADER), "weight": "0.25",
+                                                 "symbols": ["B"], "params": {"every": 1}})
+        assert reply == {"id": "later", "state": "running", "symbols": ["B"], "weight": "0.25", "capital": "0",
+                         "from": None}
+        listing = strategies(api)
+        assert_account_is_the_sum(listing)
+        assert D(by_id(listing)["later"]["cash"]) == 0
+        wait_for("the rebalance's funding", lambda: D(by_id(strategies(api))["later"]["transfers"]) > 0, timeout=60)
+        listing = strategies(api)
+        assert_account_is_the_sum(listing)
+        # Its normalized weight, 0.25 / (0.5 + 0.5 + 0.25), of the book at the rebalance (prices
+        # have moved a little since), taken from the other two: the account did not change.
+        later = by_id(listing)["later"]
+        assert abs(D(later["transfers"]) / D(listing["equity"]) - D("0.2")) < D("0.005"), listing
+        assert sum(D(s["transfers"]) for s in listing["strategies"]) == 0
+        wait_for("its fills", lambda: by_id(strategies(api))["later"]["fills_total"] >= 2, timeout=60)
+        kill(api)
+        funded = last_book(book["state"], "later")
+    finally:
+        if api.proc.poll() is None:
+            api.proc.kill()
+            api.proc.wait()
+    again = restart(book, tmp_path)
+    assert "live book: 3 strategies (holder, receiver, later)" in again.stderr
+    # Its row as the journal re-adds it (its configured weight, nothing moved), then each
+    # rebalance keeps it at its normalized weight.
+    moves = [r for r in read_csv(tmp_path / "out2" / "allocation.csv") if r["strategy"] == "later"]
+    assert (D(moves[0]["weight"]), D(moves[0]["transfer"])) == (D("0.25"), 0), moves[0]
+    assert moves[1:] and all(D(r["weight"]) == D("0.2") for r in moves[1:]), moves
+    metrics = json.loads((tmp_path / "out2" / "metrics.json").read_text())
+    later = {s["id"]: s for s in metrics["portfolio"]["strategies"]}["later"]
+    assert D(later["initial_capital"]) == 0
+    assert D(last_book(book["state"], "later")["cash"]) > 0 and funded
+    own = json.loads((tmp_path / "out2" / "strategies" / "later" / "metrics.json").read_text())
+    assert D(own["final_equity"]) > 0 and own["total_return"] is not None
+
+
 BROKEN = "from rustybt_api import Algorithm\n\nclass Broken(Algorithm)\n    pass\n"
 RAISES = ("from rustybt_api import Algorithm\n\nclass Raises(Algorithm):\n"
           "    def initialize(self, ctx):\n        raise ValueError('no market for me')\n")
@@ -325,7 +378,7 @@ RAISES = ("from rustybt_api import Algorithm\n\nclass Raises(Algorithm):\n"
 
 @pytest.mark.parametrize("case", ["unknown_id", "unknown_to", "duplicate_id", "missing_file", "broken_file",
                                   "initialize_raises", "symbol_not_in_session", "too_much_capital", "bad_body",
-                                  "bad_capital"])
+                                  "bad_capital", "weight_only_without_rebalance", "neither_capital_nor_weight"])
 def test_bad_changes_are_refused_with_clear_errors(start, book, tmp_path, case):
     broken = tmp_path / "broken.py"
     broken.write_text(BROKEN)
@@ -344,6 +397,10 @@ def test_bad_changes_are_refused_with_clear_errors(start, book, tmp_path, case):
         "too_much_capital": ("POST", "/strategies", {**add, "from": None}, 409, "the unallocated cash is 0"),
         "bad_body": ("POST", "/strategies/holder/stop", {"positions": "sell"}, 400, "unknown variant"),
         "bad_capital": ("POST", "/strategies", {**add, "capital": "lots"}, 400, "`lots` is not a decimal"),
+        "weight_only_without_rebalance": ("POST", "/strategies", {"id": "new", "algo": str(TRADER), "weight": "0.3"},
+                                          422, "never rebalances"),
+        "neither_capital_nor_weight": ("POST", "/strategies", {"id": "new", "algo": str(TRADER)}, 422,
+                                       "give `capital` (more than zero)"),
     }[case]
     api = start()
     try:
@@ -354,6 +411,32 @@ def test_bad_changes_are_refused_with_clear_errors(start, book, tmp_path, case):
         assert [s["id"] for s in listing["strategies"]] == ["holder", "receiver"]
         assert all(s["state"] == "running" for s in listing["strategies"])
         assert query(book["state"], "SELECT COUNT(*) FROM strategy_changes") == [(0,)]
+    finally:
+        assert api.stop() == 0, api.stderr()
+
+
+@pytest.mark.parametrize("kind", ["book", "single"])
+def test_a_read_right_after_an_answer_shows_the_change(tmp_path, kind):
+    """The session answers an operator's action only after publishing the snapshot that shows
+    it, so a read right after the answer never shows the state before. The test seam
+    `RUSTYBT_LIVE_PAUSE=before_publish` holds the session 300 ms between applying the action and
+    publishing, which is where an early answer would let the read in."""
+    data = combined_file(tmp_path / "AB.csv", {"A": 4, "B": 5}, 400, timedelta(minutes=1))
+    portfolio = tmp_path / "book.toml"
+    portfolio.write_text(textwrap.dedent(BOOK.format(trader=TRADER)))
+    book = ["--portfolio", str(portfolio)] if kind == "book" else ["--algo", str(TRADER)]
+    argv = book_argv(book, data, "A,B", tmp_path / "state", tmp_path / "out", "--api", "127.0.0.1:0",
+                     "--api-token-file", str(token_file(tmp_path)), "--api-rate-limit", "1000", speed="20")
+    api = Api(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env(RUSTYBT_HOME=str(ROOT), RUSTYBT_LIVE_PAUSE="before_publish"), cwd=ROOT))
+    try:
+        wait_for("running", lambda: api.proc.poll() is None and api.get("/status")["phase"] == "running", timeout=60)
+        if kind == "book":
+            api.json("POST", "/strategies/receiver/stop", {"positions": "close"})
+            assert by_id(strategies(api))["receiver"]["state"] == "stopped"
+        else:
+            api.json("POST", "/halt", {"reason": "check"})
+            assert api.get("/status")["halted"] is not None
     finally:
         assert api.stop() == 0, api.stderr()
 

@@ -515,6 +515,14 @@ impl SessionLink {
     }
 }
 
+/// Answers the operator's actions of one safe point, after the snapshot that shows them is
+/// published: a client that reads right after its answer sees its own change.
+pub fn answer(answers: Vec<(std::sync::mpsc::SyncSender<Reply>, Reply)>) {
+    for (to, reply) in answers {
+        let _ = to.send(reply);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

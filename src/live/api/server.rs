@@ -338,7 +338,9 @@ struct AddBody {
     symbols: Option<Vec<String>>,
     #[serde(default)]
     weight: Option<Value>,
-    capital: Value,
+    /// Absent: none now, the next rebalance funds it by `weight`.
+    #[serde(default)]
+    capital: Option<Value>,
     #[serde(default)]
     from: Option<String>,
 }
@@ -381,7 +383,12 @@ fn add_request(body: AddBody) -> Result<crate::portfolio::AddRequest, String> {
             .as_ref()
             .map(|w| decimal_of("weight", w))
             .transpose()?,
-        capital: decimal_of("capital", &body.capital)?,
+        capital: body
+            .capital
+            .as_ref()
+            .map(|c| decimal_of("capital", c))
+            .transpose()?
+            .unwrap_or_default(),
         from: body.from.filter(|f| !f.is_empty()),
     })
 }

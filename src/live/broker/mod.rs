@@ -134,3 +134,12 @@ pub fn crash_point(point: &str) {
         }
     }
 }
+
+/// Test seam for ordering tests: `RUSTYBT_LIVE_PAUSE=<point>` sleeps 300 ms at that point, to
+/// widen a window another thread could otherwise slip through only under load. Points:
+/// `before_publish` (an operator's actions applied, the API's snapshot not yet published).
+pub fn pause_point(point: &str) {
+    if std::env::var("RUSTYBT_LIVE_PAUSE").is_ok_and(|p| p == point) {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
