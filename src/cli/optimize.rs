@@ -302,6 +302,8 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
             return estimate(py, executor, &search, &options);
         }
 
+        // Taken after the fork: the workers never hold it.
+        let _lock = optimize::lock_study(&dir)?;
         let store = match &stored_meta {
             Some(old) => optimize::reopen_study(&dir, old, &meta, args.force)?,
             None => {

@@ -1,4 +1,5 @@
-//! One session per state folder: an exclusive OS advisory lock on `<state>/lock`.
+//! One session per state folder: an exclusive OS advisory lock on `<state>/lock` (also one
+//! `rustybt optimize` per study folder: `crate::optimize::lock_study`).
 //!
 //! The lock is `flock(LOCK_EX | LOCK_NB)` on an open file held for the whole session. The
 //! kernel releases it when the process ends however it ends (`kill -9` included), so "the lock
@@ -80,7 +81,8 @@ impl From<LockError> for crate::error::Error {
     }
 }
 
-fn describe(holder: &Option<Holder>) -> String {
+/// Who holds a lock, for a refusal's message.
+pub fn describe(holder: &Option<Holder>) -> String {
     match holder {
         Some(holder) => holder.to_string(),
         None => "a process that is starting (its pid is not written yet)".into(),

@@ -168,6 +168,30 @@ pub fn study_identity(
     ]))
 }
 
+/// One process per study: an exclusive lock on `<study>/lock` (the live state folder's lock,
+/// released by the kernel however the process ends), held while trials and the best rerun are
+/// written. A second `optimize` on the same folder (a `--resume` while it runs, or the same
+/// `--study`) is refused instead of rerunning the same trials beside it and writing `best/`
+/// at the same time.
+pub fn lock_study(dir: &Path) -> Result<crate::live::lock::StateLock, Error> {
+    use crate::live::lock::{LockError, StateLock, describe};
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    StateLock::acquire(dir, &command).map_err(|e| match e {
+        LockError::Held { dir, holder } => Error::usage_with_hint(
+            format!(
+                "the study `{}` is in use by another rustybt optimize: {}",
+                dir.display(),
+                describe(&holder)
+            ),
+            format!(
+                "wait for it to finish, or stop it (Ctrl-C keeps its finished trials) and continue with `rustybt optimize --resume {}`",
+                dir.display()
+            ),
+        ),
+        other => other.into(),
+    })
+}
+
 /// Opens a study to resume it: refused (exit 2) when its identity changed, unless `force`;
 /// the stored metadata then takes the new values.
 pub fn reopen_study(

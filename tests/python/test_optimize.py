@@ -244,6 +244,38 @@ def test_kill_9_then_resume_gives_the_uninterrupted_table(serial_grid: Path, tmp
     assert trial_table(study) == trial_table(serial_grid)
 
 
+def test_a_study_in_use_is_refused_to_a_second_optimize(tmp_path: Path, write_algo: Any) -> None:
+    """While a study runs, a `--resume` of it (or a new study in the same folder) is refused with
+    who holds it, instead of running the same trials beside it; the running study ends with each
+    trial once, and once it is done, `--resume` opens it again."""
+    slow = write_algo(SMA.read_text().replace(
+        "    def initialize(self, ctx: Context) -> None:\n",
+        "    def initialize(self, ctx: Context) -> None:\n        __import__('time').sleep(0.3)\n"), "slow_sma")
+    args = ["--algo", slow, "--param", "fast=5:15:5", "--param", "slow=20:30:10", "--maximize", "net_profit"]
+    study = tmp_path / "busy"
+    proc = subprocess.Popen([str(BIN), "optimize", *map(str, args), "-j", "1", "--study", str(study)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (study / "study.sqlite").exists():
+            time.sleep(0.05)
+        for second in (["--resume", study], [*args, "--study", study]):
+            refused = optimize(*second, "-j", "1")
+            assert refused.returncode == 2, refused.stderr
+            assert f"the study `{study}` is in use by another rustybt optimize: pid {proc.pid}" in refused.stderr
+            assert "--resume" in refused.stderr
+        assert proc.poll() is None, "the refusals were checked while the study ran"
+    finally:
+        _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    with sqlite3.connect(study / "study.sqlite") as db:
+        numbers = [n for (n,) in db.execute("SELECT number FROM trials ORDER BY number")]
+    assert numbers == list(range(6))
+    resumed = optimize("--resume", study, "-j", "1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "0 trials run, 6 taken from the store" in resumed.stderr
+
+
 def test_resume_refuses_changed_code_unless_forced(tmp_path: Path, write_algo: Any) -> None:
     algo = write_algo(SMA.read_text(), "mine")
     study = tmp_path / "s"
