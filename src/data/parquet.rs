@@ -929,6 +929,21 @@ fn dictionary<'a, T>(
 
 #[cfg(test)]
 mod tests {
+    /// The same times, exact values and floats in both series.
+    fn assert_same_series(fast: &crate::data::BarSeries, slow: &crate::data::BarSeries) {
+        assert_eq!(&fast.time[..], &slow.time[..]);
+        for (f, s) in [
+            (&fast.open, &slow.open),
+            (&fast.high, &slow.high),
+            (&fast.low, &slow.low),
+            (&fast.close, &slow.close),
+            (&fast.volume, &slow.volume),
+        ] {
+            assert_eq!(f.exact, s.exact);
+            assert_eq!(&f.values[..], &s.values[..]);
+        }
+    }
+
     /// Columns from `zeroed_column` are zeros of the asked length on either side of the huge
     /// page size (below it a plain `vec!`, above it the advised allocation).
     #[test]
@@ -971,17 +986,7 @@ mod tests {
             .expect("columnar");
         let slow = read_parts(&paths, "S").expect("read");
         assert_eq!(fast.len(), 2 * n as usize);
-        assert_eq!(&fast.time[..], &slow.time[..]);
-        for (f, s) in [
-            (&fast.open, &slow.open),
-            (&fast.high, &slow.high),
-            (&fast.low, &slow.low),
-            (&fast.close, &slow.close),
-            (&fast.volume, &slow.volume),
-        ] {
-            assert_eq!(f.exact, s.exact);
-            assert_eq!(&f.values[..], &s.values[..]);
-        }
+        assert_same_series(&fast, &slow);
     }
 
     /// The catalog's partitions read column by column give exactly what the general reader
@@ -1017,17 +1022,7 @@ mod tests {
             .expect("columnar");
         let slow = read_parts(&paths, "S").expect("read");
         assert_eq!(fast.len(), 5 * n as usize);
-        assert_eq!(&fast.time[..], &slow.time[..]);
-        for (f, s) in [
-            (&fast.open, &slow.open),
-            (&fast.high, &slow.high),
-            (&fast.low, &slow.low),
-            (&fast.close, &slow.close),
-            (&fast.volume, &slow.volume),
-        ] {
-            assert_eq!(f.exact, s.exact);
-            assert_eq!(&f.values[..], &s.values[..]);
-        }
+        assert_same_series(&fast, &slow);
         assert_eq!(fast.close.exact.get(1).to_string(), "100.210");
         // A partition at other scales: not columnar (the general reader rescales).
         write_partition(dir.path(), "e.parquet", &bars(4 * n), [3, 3, 3, 4, 0], &[])
