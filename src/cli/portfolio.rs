@@ -39,12 +39,13 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
     }
     let (code_dirs, portfolio_dir) = code_dirs(&spec);
     let root = python::project_root();
-    let (prepared, _) = load_and_start(
+    let (prepared, _, _) = load_and_start(
         explicit_python,
         &mut settings,
         &code_dirs,
         root.as_deref(),
         !args.no_progress,
+        |_, _| (),
     )?;
     let mut market = build_market(&settings, prepared.series.clone())?;
     let names = market.symbol_names();

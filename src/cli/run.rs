@@ -43,13 +43,18 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default();
-    let (prepared, choice) = load_and_start(
+    // The algorithm is imported while the data loads (a debugger must attach first, so not
+    // under `--debug`); its error, if any, is reported once the data proved usable.
+    let preload = debug.is_none();
+    let (prepared, choice, preloaded) = load_and_start(
         explicit_python,
         &mut settings,
         std::slice::from_ref(&algo_dir),
         root.as_deref(),
         !args.no_progress,
+        |py, settings| preload.then(|| load_algorithm(py, settings)),
     )?;
+    let preloaded = preloaded.flatten();
     if let Some(debug) = &debug {
         // Once per process: a `--watch` loop keeps the same debugger session across reruns.
         debug.start(&choice)?;
@@ -66,9 +71,9 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
                 "run `rustybt report RUN_DIR` on the folder of the run you want to see",
             ));
         }
-        return watch_loop(&settings, &prepared, &folders);
+        return watch_loop(&settings, &prepared, &folders, preloaded);
     }
-    let outcome = run_once(&settings, &prepared, &folders)?;
+    let outcome = run_once(&settings, &prepared, &folders, preloaded)?;
     if args.report
         && let Some(out_dir) = &outcome.out_dir
     {
@@ -78,38 +83,46 @@ pub fn run(explicit_python: Option<&Path>, args: RunArgs) -> Result<ExitCode, Er
 }
 
 /// Loads the run's data (fetching what the catalog misses first) and starts the interpreter
-/// with `code_dirs` on its path. The interpreter starts while the data loads: they are
-/// independent, and each takes a noticeable part of a short run. A data error is still the
-/// one reported first.
-pub(super) fn load_and_start(
+/// with `code_dirs` on its path, then runs `meanwhile` in it (`rustybt run` imports the
+/// algorithm there). The interpreter starts and `meanwhile` runs while the data loads: they
+/// are independent, and each takes a noticeable part of a short run. A data error is still
+/// the one reported first, and `meanwhile`'s result is dropped with it.
+pub(super) fn load_and_start<T>(
     explicit_python: Option<&Path>,
     settings: &mut RunSettings,
     code_dirs: &[PathBuf],
     root: Option<&Path>,
     progress: bool,
-) -> Result<(Prepared, python::InterpreterChoice), Error> {
-    let (prepared, started) = if super::data::run_fetches(settings) {
+    meanwhile: impl FnOnce(Python<'_>, &RunSettings) -> T,
+) -> Result<(Prepared, python::InterpreterChoice, Option<T>), Error> {
+    let (prepared, started, done) = if super::data::run_fetches(settings) {
         // Fetching the bars the catalog misses needs Python (ccxt, yfinance) before the load.
         let started = start_python(explicit_python, code_dirs);
         if started.is_ok() {
             super::data::fetch_for_run(settings, progress)?;
         }
-        (load_data(settings, root), started)
+        let prepared = load_data(settings, root);
+        let done = (prepared.is_ok() && started.is_ok())
+            .then(|| Python::attach(|py| meanwhile(py, settings)));
+        (prepared, started, done)
     } else {
-        let settings = &*settings;
+        let shared = &*settings;
         std::thread::scope(|scope| {
-            let loading = scope.spawn(|| load_data(settings, root));
+            let loading = scope.spawn(|| load_data(shared, root));
             let started = start_python(explicit_python, code_dirs);
+            let done = started
+                .is_ok()
+                .then(|| Python::attach(|py| meanwhile(py, shared)));
             let loaded = loading
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (loaded, started)
+            (loaded, started, done)
         })
     };
     let prepared = prepared?;
     settings.datasets_used = prepared.datasets.clone();
     let (choice, _) = started?;
-    Ok((prepared, choice))
+    Ok((prepared, choice, done))
 }
 
 /// Where the user's code lives, for watching and reloading.
@@ -357,13 +370,20 @@ pub(super) fn write_results(
     })
 }
 
+/// The algorithm loaded (or not) while the data loaded, to be used by the first run.
+type Preloaded = Result<(LoadedAlgorithm, Arc<LogSink>), Error>;
+
 fn run_once(
     settings: &RunSettings,
     prepared: &Prepared,
     folders: &WatchFolders,
+    preloaded: Option<Preloaded>,
 ) -> Result<RunReport, Error> {
     Python::attach(|py| -> Result<RunReport, Error> {
-        let (loaded, sink) = load_algorithm(py, settings)?;
+        let (loaded, sink) = match preloaded {
+            Some(loaded) => loaded?,
+            None => load_algorithm(py, settings)?,
+        };
         let finished = backtest(py, settings, prepared, &loaded, sink, Some(folders))?;
         let out_dir = &finished.out_dir;
 
@@ -428,12 +448,13 @@ fn watch_loop(
     settings: &RunSettings,
     prepared: &Prepared,
     folders: &WatchFolders,
+    mut preloaded: Option<Preloaded>,
 ) -> Result<ExitCode, Error> {
     let mut watched = Python::attach(|py| folders.resolve(py));
     let mut watcher = SourceWatcher::new(&watched).map_err(Error::usage)?;
     let mut previous: Option<metrics::Metrics> = None;
     loop {
-        match run_once(settings, prepared, folders) {
+        match run_once(settings, prepared, folders, preloaded.take()) {
             Ok(report) => {
                 if report.exit == ExitCode::Interrupted {
                     return Ok(ExitCode::Interrupted);

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import json
 import os
-import shutil
 import sys
-import tempfile
 from typing import TYPE_CHECKING, Any
 
 from .common import Problem, Step, user_location
 from . import static
 
-# `.dryrun` (tracing, pickling, threads) is imported by `main` only: `rustybt run` imports this
-# package for `static`'s hook check and must not pay for the rest at start.
+# `.dryrun` (tracing, pickling, threads), json, shutil and tempfile are imported where `main`
+# needs them: `rustybt run` imports this package for `static`'s hook check before its first
+# tick and must not pay for the rest.
 
 if TYPE_CHECKING:
     from rustybt_api import Indicator
@@ -153,6 +151,9 @@ def validate(algo: str, class_name: str | None, data: list[str], bars: int, tick
         # NumPy loads on the first history access inside a tick: load it now, so that its
         # import does not count against the tick time limit.
         import numpy  # noqa: F401
+        import shutil
+        import tempfile
+
         folder = tempfile.mkdtemp(prefix="rustybt-validate-")
         try:
             datasets, symbols = _datasets(cls, tree, data, bars, seed, folder)
@@ -263,5 +264,7 @@ def main(*, algo: str, class_name: str | None = None, data: list[str] | None = N
     except BacktestError as err:
         return {"output": "", "exit": 3, "error": f"the engine refused the data: {err}", "hint": None}
     doc = document(algo, class_name, steps)
+    import json
+
     output = json.dumps(doc, indent=2, default=str) + "\n" if as_json else render_text(doc)
     return {"output": output, "exit": 0 if doc["valid"] else 1, "error": None, "hint": None}
