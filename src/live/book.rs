@@ -10,8 +10,9 @@
 //! book, each strategy's book, algorithm state and open paper orders, and the book's own state
 //! (rebalancing, units, limits: [`SavedBook`]); a restart rebuilds each strategy's ledger from
 //! its genesis capital, its journaled fills and the cash rebalancing moved to it.
-//! Exchange brokers are refused: fills from one exchange account would need allocating back
-//! to the strategies.
+//!
+//! On an exchange (`--broker ccxt:<id>`) the book trades one account through an
+//! [`AccountDesk`] instead of the paper brokers: see `book_account.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -41,8 +42,11 @@ use crate::model::{OrderId, OrderStatus, SymbolId, TimestampNs, format_timestamp
 use crate::portfolio::{BookOutcome, BookRules, BookStepper, Member, SavedBook};
 use crate::python::LogSink;
 
+#[path = "book_account.rs"]
+mod book_account;
 #[path = "book_api.rs"]
 mod book_api;
+pub use book_account::AccountDesk;
 pub use book_api::StrategyMaker;
 
 /// Longest time between two journal checkpoints (as a single-algorithm paper session).
@@ -139,6 +143,8 @@ pub struct LiveBook<'a, 'r, S: LiveStrategy> {
     bars_seen: u64,
     /// Strategies the book had when this session started (operators add the others).
     opened_with: usize,
+    /// The exchange account the book trades (`None`: each strategy's own paper broker).
+    account: Option<AccountDesk>,
 }
 
 impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
@@ -179,7 +185,13 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             maker: None,
             bars_seen: 0,
             opened_with: 0,
+            account: None,
         }
+    }
+
+    /// Trades one exchange account for the whole book (see `book_account.rs`).
+    pub fn set_account(&mut self, account: AccountDesk) {
+        self.account = Some(account);
     }
 
     /// Lets operators add strategies through the control API (`POST /strategies`).
@@ -237,7 +249,14 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         };
         // `on_stop` for the strategies still running (unless the book failed), then every
         // open order is cancelled, as a single paper session's are.
-        let outcome = stepper.finish_with(self.members, "the paper session ended");
+        let outcome = stepper.finish_with(self.members, "the session ended");
+        if let Some(account) = self.account.as_mut() {
+            match account.close(self.state) {
+                Ok(Some(line)) => above_status!("{line}"),
+                Ok(None) => {}
+                Err(e) => above_status!("error: closing the exchange account: {e}"),
+            }
+        }
         let storage_failed = matches!(&end, End::Live(e) if e.storage().is_some());
         if !storage_failed {
             let saved = self
@@ -277,7 +296,25 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             .as_ref()
             .map(|s| s.transferred.clone())
             .unwrap_or_else(|| vec![Decimal::ZERO; self.members.len()]);
+        if let Some(account) = self.account.as_mut() {
+            let (news, adopted) = account.open(self.state, self.members, &transferred)?;
+            for notice in news.notices {
+                above_status!("{notice}");
+            }
+            for (i, seat) in self.seats.iter_mut().enumerate() {
+                seat.seen = lock(&self.members[i].session).orders.all().len();
+                for (id, client_id) in &adopted[i] {
+                    seat.client_ids.insert(*id, client_id.clone());
+                }
+            }
+            for trip in news.trips {
+                self.halt(&trip, true);
+            }
+        }
         for (i, m) in self.members.iter().enumerate() {
+            if self.account.is_some() {
+                break;
+            }
             let fills = self.state.journal.fills_of(Some(&m.id))?;
             let orders = self.state.strategy_orders.remove(&m.id).unwrap_or_default();
             let news = self.seats[i].broker.open_ledger(
@@ -298,11 +335,10 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             stepper
                 .restore(saved, self.members, self.market, |i, client_id| {
                     seats[i]
-                        .broker
-                        .client_ids()
+                        .all_client_ids()
                         .into_iter()
-                        .find(|(c, _)| c == client_id)
-                        .map(|(_, id)| id)
+                        .find(|(_, c)| c == client_id)
+                        .map(|(id, _)| id)
                 })
                 .map_err(|e| {
                     super::journal::JournalError::Corrupt(format!("the saved book: {e}"))
@@ -344,6 +380,67 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         Ok(())
     }
 
+    /// Whether any strategy placed an order not yet sent.
+    fn has_new_orders(&self) -> bool {
+        self.members
+            .iter()
+            .zip(&self.seats)
+            .any(|(m, seat)| lock(&m.session).orders.all().len() > seat.seen)
+    }
+
+    /// What the exchange account reported (when a poll is due, or `always`): each fill to
+    /// the strategy whose order it filled (`on_fill` on that strategy only), trips halt the
+    /// book; orders placed in `on_fill` go out at once.
+    fn poll_account(&mut self, always: bool) -> Result<(), Halt> {
+        let Some(account) = self.account.as_mut() else {
+            return Ok(());
+        };
+        if !always && !account.poll_due() {
+            return Ok(());
+        }
+        let now = self
+            .members
+            .iter()
+            .map(|m| lock(&m.session).now)
+            .max()
+            .unwrap_or_else(wall_ns);
+        let news = account.poll(self.state, self.members, now)?;
+        self.take_account_news(news)
+    }
+
+    fn take_account_news(&mut self, news: book_account::AccountNews) -> Result<(), Halt> {
+        for notice in &news.notices {
+            let _ = self.state.audit.log(wall_ns(), "warning", notice);
+            above_status!("{notice}");
+        }
+        for trip in &news.trips {
+            self.halt(trip, true);
+        }
+        if news.fills.is_empty() {
+            return Ok(());
+        }
+        let mut told = vec![false; self.members.len()];
+        for (i, fill) in news.fills {
+            let m = &mut self.members[i];
+            m.outcome.fills.push(fill.clone());
+            if m.stopped.is_some() {
+                continue;
+            }
+            let mut result = Ok(());
+            if !std::mem::replace(&mut told[i], true) {
+                result = m.strategy.on_order_events();
+            }
+            if let Err(stop) = result.and_then(|_| m.strategy.on_fill(&fill))
+                && let Some(whole) = crate::portfolio::book::fail(self.members, i, stop, self.rules.spec)
+            {
+                return Err(whole.into());
+            }
+        }
+        self.commit_soon = true;
+        self.sync_all(true)?;
+        Ok(())
+    }
+
     fn stepper(&mut self) -> &mut BookStepper {
         self.stepper
             .as_mut()
@@ -355,6 +452,14 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         {
             let stepper = self.stepper.as_mut().expect("invariant: opened");
             stepper.initialize(self.members, self.rules)?;
+            if self.account.is_some() && stepper.outcome.netting_on {
+                // The exchange fills each order on its own: nothing crosses inside the book.
+                stepper.outcome.netting_on = false;
+                stepper
+                    .outcome
+                    .notices
+                    .push("orders are not netted: the book trades on an exchange".into());
+            }
         }
         self.warm_up()?;
         self.restore_algo_states();
@@ -379,6 +484,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                     self.idle(wait.min(IDLE_SLICE))?;
                     self.check_halt_file(true);
                     self.serve_api(false)?;
+                    self.poll_account(false)?;
                     // On an exchange feed, scheduled callbacks fire at their wall-clock time.
                     if self.options.wall_clock {
                         let now = wall_ns();
@@ -411,7 +517,14 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                 let stepper = self.stepper.as_mut().expect("invariant: opened");
                 stepper.step(self.market, self.members, self.rules, &tick)?;
             }
+            if self.account.is_some() && self.has_new_orders() {
+                // Before anything goes to the exchange: the strategies' state that decided it
+                // and the bar they decided on, so a crash after the send restarts past this bar
+                // instead of deciding (and sending) again.
+                self.checkpoint(Some(batch.close_time), None)?;
+            }
             self.sync_all(false)?;
+            self.poll_account(true)?;
             self.bars_seen = self.stepper().outcome.bars;
             self.after_bar(batch.close_time)?;
             self.serve_api(false)?;
@@ -620,7 +733,23 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                     refuse_order(self.state, &m.session, order.id, &error, now, &who).or(halted);
                 continue;
             }
-            seat.send(self.state, m, &order, &symbol, last_close, &mut self.stats)?;
+            match self.account.as_mut() {
+                Some(account) => {
+                    if let Some(client_id) = account.send(
+                        self.state,
+                        i,
+                        m,
+                        &order,
+                        &symbol,
+                        last_close,
+                        &mut self.stats,
+                    )? {
+                        seat.client_ids.insert(order.id, client_id.clone());
+                        seat.unsaved_ids.push((order.id, client_id));
+                    }
+                }
+                None => seat.send(self.state, m, &order, &symbol, last_close, &mut self.stats)?,
+            }
         }
         let stepped = seat.broker.after_step(self.state, &m.session, fills)?;
         if let Some(trip) = halted {
@@ -670,7 +799,11 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         let mut orders = Vec::with_capacity(self.members.len());
         for (i, m) in self.members.iter_mut().enumerate() {
             books.push(engine_book(&currency, &m.session));
-            orders.push(self.seats[i].broker.open_orders_to_save(&m.session)?);
+            // An exchange book's open orders are the exchange's (the journal has them).
+            orders.push(match self.account {
+                Some(_) => None,
+                None => self.seats[i].broker.open_orders_to_save(&m.session)?,
+            });
             let ids = std::mem::take(&mut self.seats[i].unsaved_ids);
             let saved = m.strategy.save_state(&ids);
             states.push(take_saved_state(

@@ -133,7 +133,25 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
                 }
             }
             Action::Reconcile => {
-                Reply::conflict("a paper session has no exchange account to reconcile against")
+                let Some(account) = self.account.as_mut() else {
+                    return Ok(Reply::conflict(
+                        "a paper session has no exchange account to reconcile against",
+                    ));
+                };
+                let before = account.broker().last_reconciliation();
+                let news = account.reconcile_now(self.state, self.members)?;
+                let after = account.broker().last_reconciliation();
+                let notices = news.notices.clone();
+                self.take_account_news(news)?;
+                match after.filter(|_| after != before) {
+                    Some((time, outcome)) => Reply::ok(json!({
+                        "time": audit_time(time), "outcome": outcome, "notices": notices,
+                    })),
+                    None => Reply::conflict(format!(
+                        "the reconciliation could not run: {}",
+                        notices.join("; ")
+                    )),
+                }
             }
             Action::Flatten { symbol } => self.api_flatten(symbol.as_deref())?,
             Action::StopStrategy { id, request } => self.api_stop(id, request, by)?,
@@ -468,7 +486,25 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
             if order.status == OrderStatus::Rejected {
                 continue;
             }
-            seat.send(self.state, m, &order, &symbol, last_close, &mut self.stats)?;
+            // On an exchange, an order still open goes there; one the book filled inside
+            // (a hand-over) is journaled with its fills as a paper order is.
+            match self.account.as_mut().filter(|_| order.status.is_open()) {
+                Some(account) => {
+                    if let Some(client_id) = account.send(
+                        self.state,
+                        k,
+                        m,
+                        &order,
+                        &symbol,
+                        last_close,
+                        &mut self.stats,
+                    )? {
+                        seat.client_ids.insert(order.id, client_id.clone());
+                        seat.unsaved_ids.push((order.id, client_id));
+                    }
+                }
+                None => seat.send(self.state, m, &order, &symbol, last_close, &mut self.stats)?,
+            }
         }
         seat.broker.after_step(self.state, &m.session, fills)?;
         Ok(())
@@ -677,8 +713,19 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
         snapshot.halted = halted;
         snapshot.last_bar = view.last_bar.map(last_bar);
         stamp(&mut snapshot, phase, self.state, &*self.feed);
-        snapshot.reconciliation = None;
-        snapshot.reconciled = true;
+        let account = self.account.as_ref().map(|a| a.broker());
+        snapshot.reconciliation = account
+            .and_then(|b| b.last_reconciliation())
+            .map(|(time, outcome)| crate::live::api::Reconciliation {
+                time: audit_time(time),
+                outcome: outcome.to_string(),
+            });
+        // An exchange book is reconciled once its last reconciliation did not halt it.
+        snapshot.reconciled = match (&snapshot.reconciliation, account.is_some()) {
+            (_, false) => true,
+            (Some(r), true) => r.outcome != "halted",
+            (None, true) => false,
+        };
         snapshot.bars = self.bars_seen;
         snapshot.strategy.state = session_state(phase, snapshot.halted.is_some());
         snapshot.book = Some(Arc::new(BookView {

@@ -377,6 +377,17 @@ pub struct OrderUpdate {
 }
 
 /// One execution reported by the broker.
+/// A journaled fill with its row id and the book's strategy whose order it filled (`None`:
+/// one algorithm's, or an order no strategy placed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournaledFill {
+    pub id: i64,
+    pub strategy: Option<String>,
+    pub symbol: String,
+    pub side: OrderSide,
+    pub record: FillRecord,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FillRecord {
     pub client_order_id: String,
@@ -1624,6 +1635,60 @@ impl Journal {
             ));
         }
         Ok(out)
+    }
+
+    /// The fills journaled after row `after` (`0`: all), in journal order, each with its row
+    /// id and its strategy: a book on one exchange account hands each new fill to the
+    /// strategy that placed it from here (the journal, not the process, is the truth).
+    pub fn fills_after(&self, after: i64) -> Result<Vec<JournaledFill>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, strategy, symbol, side, client_order_id, trade_id, quantity, price, fee, \
+             fee_asset, time FROM fills WHERE id > ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![after], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, String>(8)?,
+                r.get::<_, Option<String>>(9)?,
+                r.get::<_, i64>(10)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, strategy, symbol, side, cid, trade_id, quantity, price, fee, fee_asset, time) =
+                row?;
+            out.push(JournaledFill {
+                id,
+                strategy,
+                symbol,
+                side: parse_side(&side)
+                    .ok_or_else(|| JournalError::Corrupt(format!("fill side `{side}`")))?,
+                record: FillRecord {
+                    client_order_id: cid,
+                    trade_id,
+                    quantity: parse_dec(&quantity, "fill quantity")?,
+                    price: parse_dec(&price, "fill price")?,
+                    fee: parse_dec(&fee, "fill fee")?,
+                    fee_asset,
+                    time,
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    /// The id of the last fill journaled (`0`: none).
+    pub fn last_fill_id(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM fills", [], |r| r.get(0))?)
     }
 
     /// Every fill with the run that placed its order, in journal order (the state folder's

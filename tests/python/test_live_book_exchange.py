@@ -1,0 +1,236 @@
+"""`rustybt live --portfolio FILE --broker ccxt:binance`: a book of strategies trading ONE exchange
+account, end to end on the binary, the real ccxt client and the fake Binance
+(`tests/support/fake_binance.py`, the helpers of test_live_exchange.py). Nothing reaches the
+internet.
+
+Oracles: the fake's own record of orders, trades and balances (every fill of the account is one
+trade at the exchange, each strategy's fills are exactly the trades of its own orders, the
+account's balances are the genesis balance plus every trade), and, for restarts after `kill -9`,
+the same book run without interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import urllib.request
+from collections import Counter
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from test_live_exchange import (  # noqa: F401  (fake_exchange is a fixture)
+    CASH,
+    FIXTURES,
+    MARKET,
+    STATUS,
+    SYMBOL,
+    Fake,
+    Journal,
+    Run,
+    expected_balances,
+    fake_exchange,
+    plain,
+    wait_for,
+    write_config,
+)
+
+FLIP = FIXTURES / "exchange_flip.py"
+
+# alpha buys 0.01 at its bar 2 and sells 0.005 at bar 5; beta buys 0.004 at bar 3 and sells 0.002
+# at bar 6; gamma buys 0.002 at bar 2 (the same bar as alpha: two orders on one symbol at one
+# tick, each its own exchange order) and sells it all at bar 4.
+STRATEGIES = {
+    "alpha": {"buy_at": 2, "sell_at": 5, "buy_qty": "0.01", "sell_qty": "0.005"},
+    "beta": {"buy_at": 3, "sell_at": 6, "buy_qty": "0.004", "sell_qty": "0.002"},
+    "gamma": {"buy_at": 2, "sell_at": 4, "buy_qty": "0.002", "sell_qty": "0.002"},
+}
+
+
+def book_file(folder: Path, strategies: dict[str, dict[str, Any]]) -> Path:
+    text = '[portfolio]\nallocator = "fixed"\n\n'  # equal weights
+    for sid, params in strategies.items():
+        inline = ", ".join(f"{k} = {json.dumps(v)}" for k, v in params.items())
+        text += f'[[strategy]]\nid = "{sid}"\nalgo = "{FLIP}"\nparams = {{ {inline} }}\n\n'
+    path = folder / "book.toml"
+    path.write_text(text)
+    return path
+
+
+class Book:
+    """A live book on a fake exchange, with its state folder."""
+
+    def __init__(self, binary: Path, fake: Fake, folder: Path, strategies: dict[str, dict[str, Any]],
+                 config: dict[str, dict[str, Any]] | None = None):
+        self.binary, self.fake, self.folder = binary, fake, folder
+        self.state = folder / "state"
+        self.strategies = strategies
+        self.book = book_file(folder, strategies)
+        self.config = write_config(folder, **(config or {}))
+        self.runs = 0
+
+    def argv(self, out: Path, max_bars: int | None, api: str | None = None) -> list[str]:
+        argv = [str(self.binary), "live", "--portfolio", str(self.book), "--broker", "ccxt:binance",
+                "--symbols", SYMBOL, "--timeframe", "1s", "--exchange-url", self.fake.url,
+                "--state", str(self.state), "--out", str(out), "--config", str(self.config), "-q"]
+        if max_bars is not None:
+            argv += ["--max-bars", str(max_bars)]
+        if api:
+            argv += ["--api", api]
+        return argv
+
+    def env(self, crash: str | None = None, **extra: str) -> dict[str, str]:
+        import os
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RUSTYBT_API_", "RUSTYBT_LIVE_CRASH"))}
+        env.update({"RUSTYBT_API_KEY": "fake-api-key", "RUSTYBT_API_SECRET": "fake-secret", "NO_COLOR": "1"})
+        if crash:
+            env["RUSTYBT_LIVE_CRASH"] = crash
+        env.update(extra)
+        return env
+
+    def next_out(self) -> Path:
+        self.runs += 1
+        return self.folder / f"out{self.runs}"
+
+    def run(self, *, max_bars: int | None = 8, crash: str | None = None, timeout: float = 60) -> Run:
+        out = self.next_out()
+        started = time.monotonic()
+        proc = subprocess.run(self.argv(out, max_bars), capture_output=True, text=True, timeout=timeout,
+                              env=self.env(crash), cwd=self.folder)
+        for marker in ("panicked", "RUST_BACKTRACE"):
+            assert marker not in proc.stderr, proc.stderr
+        return Run(proc.returncode, proc.stdout, proc.stderr, out, time.monotonic() - started)
+
+    def start(self, *, max_bars: int | None = None, api: str | None = None,
+              **env: str) -> tuple[subprocess.Popen[str], Path]:
+        out = self.next_out()
+        proc = subprocess.Popen(self.argv(out, max_bars, api), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=self.env(**env), cwd=self.folder)
+        return proc, out
+
+    def journal(self) -> Journal:
+        return Journal(self.state / "journal.sqlite")
+
+
+@pytest.fixture
+def book(binary: Path, fake_exchange: Callable[..., Fake], tmp_path: Path) -> Callable[..., Book]:
+    def make(strategies: dict[str, dict[str, Any]] = STRATEGIES, config: dict[str, dict[str, Any]] | None = None,
+             **fake_kwargs: Any) -> Book:
+        folder = tmp_path / "book"
+        folder.mkdir(exist_ok=True)
+        return Book(binary, fake_exchange(**fake_kwargs), folder, strategies, config)
+
+    return make
+
+
+def flip_lines(run: Run, sid: str, word: str) -> list[str]:
+    """`word` lines (ORDER, FILL, BAR…) strategy `sid` logged (the book's log names it)."""
+    path = run.out / "log.txt"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [line.split(f" {sid}: {word} ")[1] for line in lines if f" {sid}: {word} " in line]
+
+
+def strategy_books(journal: Journal) -> dict[str | None, dict[str, Any]]:
+    """The last book snapshot of the account (None) and of each strategy."""
+    rows = journal.rows("SELECT strategy, book FROM book_snapshots WHERE id IN "
+                        "(SELECT MAX(id) FROM book_snapshots GROUP BY strategy)")
+    return {r["strategy"]: json.loads(r["book"]) for r in rows}
+
+
+def own_balances(fills: list[dict[str, Any]], cash: D) -> dict[str, D]:
+    """A strategy's book from its capital and its own fills, as the exchange charges them (a buy's
+    fee in BTC, a sell's in USDT): {cash, BTC}."""
+    usdt, btc = cash, D(0)
+    for f in fills:
+        qty, price, fee = D(f["quantity"]), D(f["price"]), D(f["fee"])
+        usdt += -qty * price if f["side"] == "buy" else qty * price
+        btc += qty if f["side"] == "buy" else -qty
+        if f["fee_asset"] == "USDT":
+            usdt -= fee
+        else:
+            btc -= fee
+    return {"cash": usdt, "BTC": btc}
+
+
+def assert_book_matches_exchange(bk: Book, *, clean: bool = True) -> dict[str, Any]:
+    """The journal against the fake, for a whole book: one exchange order per client id and per
+    strategy order, the fills exactly the exchange's trades, each fill carrying the strategy of
+    its order, the account's balances equal to the journal's book (the genesis balance plus every
+    trade), every strategy's snapshot equal to its capital plus its own fills, the account's the
+    sum of the strategies', and the last reconciliation clean."""
+    fake, journal = bk.fake, bk.journal()
+    intents = {i["client_order_id"]: i for i in journal.intents()}
+    assert all(i["strategy"] in bk.strategies for i in intents.values()), intents
+    orders = {o["clientOrderId"]: o for o in fake.orders()}
+    assert Counter(o["clientOrderId"] for o in fake.orders()).most_common(1)[0][1] == 1
+    assert set(orders) == set(intents), (list(orders), list(intents))
+    for cid, intent in intents.items():
+        order = orders[cid]
+        assert (intent["side"], intent["quantity"]) == (order["side"].lower(), plain(order["origQty"]))
+        assert intent["status"] == STATUS[order["status"]], (intent, order)
+    ids = {str(o["orderId"]): o["clientOrderId"] for o in orders.values()}
+    theirs = sorted((ids[str(t["orderId"])], str(t["id"]), plain(t["qty"]), plain(t["price"]), plain(t["commission"]),
+                     t["commissionAsset"]) for t in fake.trades() if str(t["orderId"]) in ids)
+    fills = journal.fills()
+    mine = sorted((f["client_order_id"], f["trade_id"], f["quantity"], f["price"], f["fee"], f["fee_asset"])
+                  for f in fills)
+    assert mine == theirs
+    for f in fills:
+        assert f["strategy"] == intents[f["client_order_id"]]["strategy"], f
+    # the account: the exchange's balances are the genesis balance plus every trade
+    expected = expected_balances(fills, journal.rows("SELECT * FROM adjustments ORDER BY id"))
+    assert fake.totals() == expected
+    books = strategy_books(journal)
+    account = books.pop(None)
+    assert D(account["cash"]) == expected["USDT"], account
+    assert {k: D(v) for k, v in account["positions"].items() if D(v)} == (
+        {SYMBOL: expected["BTC"]} if "BTC" in expected else {})
+    # each strategy: its capital (an equal share of the account's balance) plus its own fills;
+    # their sum is the account
+    capitals = {}
+    for sid in bk.strategies:
+        own = own_balances([f for f in fills if f["strategy"] == sid], D(0))
+        capitals[sid] = D(books[sid]["cash"]) - own["cash"]
+        assert abs(capitals[sid] - CASH / len(bk.strategies)) < D("0.01"), capitals
+        assert D(books[sid]["positions"].get(SYMBOL, "0")) == own["BTC"], (sid, books[sid], own)
+    assert sum(capitals.values()) == CASH, capitals
+    assert sum(D(b["cash"]) for b in books.values()) == D(account["cash"])
+    assert sum(D(b["positions"].get(SYMBOL, "0")) for b in books.values()) == D(
+        account["positions"].get(SYMBOL, "0"))
+    if clean:
+        recs = journal.rows("SELECT outcome, report FROM reconciliations ORDER BY id")
+        assert recs and recs[-1]["outcome"] == "clean", recs[-1]["report"]
+    journal.close()
+    return {"intents": intents, "orders": orders, "fills": fills, "books": books, "account": account}
+
+
+# ------------------------------------------------------------------------------- tests
+
+
+def test_three_strategies_trade_one_account_and_each_gets_its_own_fills(book: Callable[..., Book]) -> None:
+    bk = book()
+    run = bk.run(max_bars=8)
+    assert run.returncode == 0, run.stderr
+    assert "one account at ccxt:binance" in run.stderr
+    seen = assert_book_matches_exchange(bk)
+    by_strategy = sorted((i["strategy"], i["side"], i["quantity"], i["status"]) for i in seen["intents"].values())
+    assert by_strategy == [
+        ("alpha", "buy", "0.01", "filled"), ("alpha", "sell", "0.005", "filled"),
+        ("beta", "buy", "0.004", "filled"), ("beta", "sell", "0.002", "filled"),
+        ("gamma", "buy", "0.002", "filled"), ("gamma", "sell", "0.002", "filled"),
+    ]
+    # on_fill reached the strategy that placed the order, and only it
+    for sid, p in bk.strategies.items():
+        fills = flip_lines(run, sid, "FILL")
+        assert [line.split()[:2] for line in fills] == [["buy", p["buy_qty"]], ["sell", p["sell_qty"]]], (sid, fills)
+        journal_fills = [f for f in seen["fills"] if f["strategy"] == sid]
+        assert [f"{f['side']} {f['quantity']} {f['price']}" for f in journal_fills] == fills
+    # each strategy's results hold its own fills, the exchange's prices exactly
+    for sid in bk.strategies:
+        rows = run.results(f"strategies/{sid}/fills.csv")
+        own = [f for f in seen["fills"] if f["strategy"] == sid]
+        assert [(r["side"], r["qty"], r["price"]) for r in rows] == [(f["side"], f["quantity"], f["price"]) for f in own]
