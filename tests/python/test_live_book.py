@@ -353,7 +353,7 @@ def two_symbols(tmp_path) -> Path:
 def test_a_book_on_an_exchange_broker_refuses_a_replay_feed(tmp_path, two_symbols):
     """An exchange book trades on the exchange's candles (tests/python/test_live_book_exchange.py
     runs it); a replay file is refused before anything is created."""
-    argv = book_argv(["--portfolio", str(EXAMPLE_BOOK)], two_symbols, "A,B", tmp_path / "state",
+    argv = book_argv(["--algo", str(SMA), "--algo", str(TRADER)], two_symbols, "A,B", tmp_path / "state",
                      tmp_path / "out", broker="ccxt:binance")
     proc = run(argv)
     assert proc.returncode == 2, proc.stderr
