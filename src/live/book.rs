@@ -249,7 +249,11 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         };
         // `on_stop` for the strategies still running (unless the book failed), then every
         // open order is cancelled, as a single paper session's are.
-        let outcome = stepper.finish_with(self.members, "the session ended");
+        let ended = match self.account {
+            Some(_) => "the session ended",
+            None => "the paper session ended",
+        };
+        let outcome = stepper.finish_with(self.members, ended);
         if let Some(account) = self.account.as_mut() {
             match account.close(self.state) {
                 Ok(Some(line)) => above_status!("{line}"),
@@ -370,8 +374,13 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             self.unpriced.push(carried);
         }
         self.stepper = Some(stepper);
-        self.state.journal.set_grouped(true)?;
-        self.state.breakers.defer_writes();
+        // A paper book commits its writes in groups, with its checkpoints (a killed process
+        // loses nothing that left it); an exchange book's intents and fills are durable one
+        // by one: the exchange has what was sent.
+        if self.account.is_none() {
+            self.state.journal.set_grouped(true)?;
+            self.state.breakers.defer_writes();
+        }
         if let Some(trip) = self.state.breakers.state().tripped {
             self.halt(&trip, false);
         }
@@ -701,6 +710,9 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             };
             active |= self.sync_member(i, &fills)?;
         }
+        if let Some(account) = self.account.as_mut() {
+            account.flush(self.state, self.members)?;
+        }
         Ok(active)
     }
 
@@ -735,15 +747,9 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             }
             match self.account.as_mut() {
                 Some(account) => {
-                    if let Some(client_id) = account.send(
-                        self.state,
-                        i,
-                        m,
-                        &order,
-                        &symbol,
-                        last_close,
-                        &mut self.stats,
-                    )? {
+                    if let Some(client_id) =
+                        account.stage(self.state, i, m, &order, &symbol, last_close)?
+                    {
                         seat.client_ids.insert(order.id, client_id.clone());
                         seat.unsaved_ids.push((order.id, client_id));
                     }

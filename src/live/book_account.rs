@@ -17,9 +17,9 @@ use rust_decimal::Decimal;
 use crate::live::broker::Broker;
 use crate::live::broker::exchange::{Execution, adopt, book_execution};
 use crate::live::error::LiveError;
-use crate::live::journal::{FillRecord, JournaledOrder, JournalError, parse_side};
+use crate::live::journal::{FillRecord, JournalError, JournaledOrder, OrderIntent, parse_side};
 use crate::live::recovery::State;
-use crate::live::session::{LoopStats, journal_and_send};
+use crate::live::session::journal_intent;
 use crate::live::venue::MarketRules;
 use crate::engine::{SharedSession, lock};
 use crate::execution::OrderRequest;
@@ -49,6 +49,8 @@ pub struct AccountDesk {
     routes: HashMap<String, Route>,
     /// The last journal fill row handed to the strategies.
     cursor: i64,
+    /// Journaled, not sent yet: (account order, intent, reference price).
+    staged: Vec<(OrderId, OrderIntent, Option<Decimal>)>,
 }
 
 /// What the account reported since the last look, by strategy.
@@ -80,6 +82,7 @@ impl AccountDesk {
                 .collect(),
             routes: HashMap::new(),
             cursor: 0,
+            staged: Vec::new(),
         }
     }
 
@@ -157,11 +160,13 @@ impl AccountDesk {
         Ok((out, adopted))
     }
 
-    /// One of strategy `i`'s orders: mirrored in the account session, journaled with the
-    /// strategy's id and sent to the exchange. Returns the client id, or `None` when it was
-    /// refused before anything was journaled (an order linked to others).
-    #[allow(clippy::too_many_arguments)]
-    pub fn send<S>(
+    /// One of strategy `i`'s orders: mirrored in the account session, its intent journaled
+    /// with the strategy's id and marked sent, and queued for [`AccountDesk::flush`]. Every
+    /// order of a bar is journaled before the first is sent, so a crash while sending leaves
+    /// each either at the exchange or resolvable by client id (never decided and lost).
+    /// Returns the client id, or `None` when it was refused before anything was journaled
+    /// (an order linked to others).
+    pub fn stage<S>(
         &mut self,
         state: &mut State,
         i: usize,
@@ -169,7 +174,6 @@ impl AccountDesk {
         order: &Order,
         symbol: &str,
         last_close: Option<Decimal>,
-        stats: &mut LoopStats,
     ) -> Result<Option<String>, LiveError> {
         if order.parent.is_some() || order.oco_group.is_some() {
             let mut s = lock(&m.session);
@@ -206,17 +210,8 @@ impl AccountDesk {
                 .cloned()
                 .ok_or_else(|| LiveError::Engine("the account order vanished".into()))?
         };
-        let client_id = journal_and_send(
-            state,
-            &mut *self.broker,
-            &self.session,
-            &account_order,
-            symbol,
-            last_close,
-            Some(&m.id),
-            None,
-            stats,
-        )?;
+        let intent = journal_intent(state, &account_order, symbol, Some(&m.id))?;
+        let client_id = intent.client_order_id.clone();
         self.routes.insert(
             client_id.clone(),
             Route {
@@ -224,20 +219,20 @@ impl AccountDesk {
                 legs: vec![(i, order.id)],
             },
         );
-        // Refused at once by the exchange: the strategy's order is rejected too.
-        let closed = {
-            let s = lock(&self.session);
-            s.orders
-                .get(account_order.id)
-                .filter(|o| !o.status.is_open() && o.status != OrderStatus::Filled)
-                .map(|o| (o.status, o.reason.clone()))
-        };
-        if let Some((status, reason)) = closed {
-            let mut own = lock(&m.session);
-            let now = own.now;
-            own.orders.apply_venue_status(order.id, status, reason, now);
-        }
+        let reference = order.kind.limit().or(last_close);
+        self.staged.push((account_order.id, intent, reference));
         Ok(Some(client_id))
+    }
+
+    /// The staged orders to the exchange, in the order they were staged; one the exchange
+    /// refuses at once is rejected in its strategy's order book too.
+    pub fn flush<S>(&mut self, state: &mut State, members: &[Member<S>]) -> Result<(), LiveError> {
+        for (account, intent, reference) in std::mem::take(&mut self.staged) {
+            self.broker
+                .send(state, &self.session, account, &intent, reference)?;
+        }
+        self.pass_statuses(members);
+        Ok(())
     }
 
     pub fn poll_due(&self) -> bool {

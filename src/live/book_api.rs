@@ -490,15 +490,9 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
             // (a hand-over) is journaled with its fills as a paper order is.
             match self.account.as_mut().filter(|_| order.status.is_open()) {
                 Some(account) => {
-                    if let Some(client_id) = account.send(
-                        self.state,
-                        k,
-                        m,
-                        &order,
-                        &symbol,
-                        last_close,
-                        &mut self.stats,
-                    )? {
+                    if let Some(client_id) =
+                        account.stage(self.state, k, m, &order, &symbol, last_close)?
+                    {
                         seat.client_ids.insert(order.id, client_id.clone());
                         seat.unsaved_ids.push((order.id, client_id));
                     }
@@ -507,6 +501,9 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
             }
         }
         seat.broker.after_step(self.state, &m.session, fills)?;
+        if let Some(account) = self.account.as_mut() {
+            account.flush(self.state, self.members)?;
+        }
         Ok(())
     }
 

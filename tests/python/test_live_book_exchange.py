@@ -120,8 +120,8 @@ class Book:
 def book(binary: Path, fake_exchange: Callable[..., Fake], tmp_path: Path) -> Callable[..., Book]:
     def make(strategies: dict[str, dict[str, Any]] = STRATEGIES, config: dict[str, dict[str, Any]] | None = None,
              **fake_kwargs: Any) -> Book:
-        folder = tmp_path / "book"
-        folder.mkdir(exist_ok=True)
+        folder = tmp_path / f"book{len(list(tmp_path.glob('book*')))}"
+        folder.mkdir()
         return Book(binary, fake_exchange(**fake_kwargs), folder, strategies, config)
 
     return make
@@ -234,3 +234,44 @@ def test_three_strategies_trade_one_account_and_each_gets_its_own_fills(book: Ca
         rows = run.results(f"strategies/{sid}/fills.csv")
         own = [f for f in seen["fills"] if f["strategy"] == sid]
         assert [(r["side"], r["qty"], r["price"]) for r in rows] == [(f["side"], f["quantity"], f["price"]) for f in own]
+
+
+def positions_and_orders(seen: dict[str, Any]) -> tuple[dict[str, D], list[tuple[str, str, str, str]]]:
+    positions = {sid: D(b["positions"].get(SYMBOL, "0")) for sid, b in seen["books"].items()}
+    orders = sorted((i["strategy"], i["side"], i["quantity"], i["status"]) for i in seen["intents"].values())
+    return positions, orders
+
+
+@pytest.mark.parametrize("point", ["before_send", "after_send", "after_fill"])
+def test_kill_9_at_a_crash_point_then_restart_ends_as_an_uninterrupted_book(
+        book: Callable[..., Book], point: str) -> None:
+    # the oracle: the same book, uninterrupted, on its own fake account
+    whole = book()
+    ran = whole.run(max_bars=8)
+    assert ran.returncode == 0, ran.stderr
+    expected = positions_and_orders(assert_book_matches_exchange(whole))
+    # killed at the first order (alpha's, at bar 2; gamma's of the same bar is not sent yet)
+    bk = book()
+    first = bk.run(max_bars=8, crash=point)
+    assert first.returncode == -signal.SIGKILL, (first.returncode, first.stderr)
+    journal = bk.journal()
+    intents = journal.intents()
+    journal.close()
+    posted = [p["params"]["newClientOrderId"] for p in bk.fake.order_posts()]
+    assert intents[0]["strategy"] == "alpha", intents
+    if point == "before_send":
+        assert (intents[0]["state"], posted) == ("sent", [])
+    elif point == "after_send":
+        assert (intents[0]["state"], intents[0]["exchange_id"], posted) == ("sent", None, [intents[0]["client_order_id"]])
+    else:
+        assert (intents[0]["state"], intents[0]["status"]) == ("final", "filled")
+    second = bk.run(max_bars=6)
+    assert second.returncode == 0, second.stderr
+    assert "HALTED" not in second.stderr
+    seen = assert_book_matches_exchange(bk)
+    # nothing lost, nothing doubled: every strategy ends with the uninterrupted book's position
+    # and orders (its cash is its capital plus its own fills, checked above)
+    assert positions_and_orders(seen) == expected
+    if point != "after_fill":
+        assert f"order {intents[0]['client_order_id']} resolved by client id: filled (0.01 filled)" in second.stderr
+    assert "strategy `alpha`: restored the algorithm's state" in second.stderr
