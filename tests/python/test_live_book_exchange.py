@@ -73,15 +73,13 @@ class Book:
         self.config = write_config(folder, **(config or {}))
         self.runs = 0
 
-    def argv(self, out: Path, max_bars: int | None, api: str | None = None) -> list[str]:
+    def argv(self, out: Path, max_bars: int | None, api: list[str] | None = None) -> list[str]:
         argv = [str(self.binary), "live", "--portfolio", str(self.book), "--broker", "ccxt:binance",
                 "--symbols", SYMBOL, "--timeframe", "1s", "--exchange-url", self.fake.url,
                 "--state", str(self.state), "--out", str(out), "--config", str(self.config), "-q"]
         if max_bars is not None:
             argv += ["--max-bars", str(max_bars)]
-        if api:
-            argv += ["--api", api]
-        return argv
+        return argv + (api or [])
 
     def env(self, crash: str | None = None, **extra: str) -> dict[str, str]:
         import os
@@ -105,7 +103,7 @@ class Book:
             assert marker not in proc.stderr, proc.stderr
         return Run(proc.returncode, proc.stdout, proc.stderr, out, time.monotonic() - started)
 
-    def start(self, *, max_bars: int | None = None, api: str | None = None,
+    def start(self, *, max_bars: int | None = None, api: list[str] | None = None,
               **env: str) -> tuple[subprocess.Popen[str], Path]:
         out = self.next_out()
         proc = subprocess.Popen(self.argv(out, max_bars, api), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -149,7 +147,7 @@ def own_balances(fills: list[dict[str, Any]], cash: D) -> dict[str, D]:
         qty, price, fee = D(f["quantity"]), D(f["price"]), D(f["fee"])
         usdt += -qty * price if f["side"] == "buy" else qty * price
         btc += qty if f["side"] == "buy" else -qty
-        if f["fee_asset"] == "USDT":
+        if f["fee_asset"] in ("USDT", None):  # None: an internal fill (no fee)
             usdt -= fee
         else:
             btc -= fee
@@ -163,8 +161,10 @@ def assert_book_matches_exchange(bk: Book, *, clean: bool = True) -> dict[str, A
     trade), every strategy's snapshot equal to its capital plus its own fills, the account's the
     sum of the strategies', and the last reconciliation clean."""
     fake, journal = bk.fake, bk.journal()
-    intents = {i["client_order_id"]: i for i in journal.intents()}
-    assert all(i["strategy"] in bk.strategies for i in intents.values()), intents
+    every = {i["client_order_id"]: i for i in journal.intents()}
+    assert all(i["strategy"] in bk.strategies for i in every.values()), every
+    # orders the book filled inside (a hand-over) never went to the exchange
+    intents = {cid: i for cid, i in every.items() if not (i["exchange_id"] or "").startswith("paper-")}
     orders = {o["clientOrderId"]: o for o in fake.orders()}
     assert Counter(o["clientOrderId"] for o in fake.orders()).most_common(1)[0][1] == 1
     assert set(orders) == set(intents), (list(orders), list(intents))
@@ -177,10 +177,10 @@ def assert_book_matches_exchange(bk: Book, *, clean: bool = True) -> dict[str, A
                      t["commissionAsset"]) for t in fake.trades() if str(t["orderId"]) in ids)
     fills = journal.fills()
     mine = sorted((f["client_order_id"], f["trade_id"], f["quantity"], f["price"], f["fee"], f["fee_asset"])
-                  for f in fills)
+                  for f in fills if f["client_order_id"] in intents)
     assert mine == theirs
     for f in fills:
-        assert f["strategy"] == intents[f["client_order_id"]]["strategy"], f
+        assert f["strategy"] == every[f["client_order_id"]]["strategy"], f
     # the account: the exchange's balances are the genesis balance plus every trade
     expected = expected_balances(fills, journal.rows("SELECT * FROM adjustments ORDER BY id"))
     assert fake.totals() == expected
@@ -275,3 +275,45 @@ def test_kill_9_at_a_crash_point_then_restart_ends_as_an_uninterrupted_book(
     if point != "after_fill":
         assert f"order {intents[0]['client_order_id']} resolved by client id: filled (0.01 filled)" in second.stderr
     assert "strategy `alpha`: restored the algorithm's state" in second.stderr
+
+
+def test_a_mismatch_with_the_account_is_found_at_the_book_level_and_halts(book: Callable[..., Book]) -> None:
+    """0.5 BTC deposited behind the book's back: the account (every strategy summed) no longer
+    matches the exchange; with `critical = "halt"` the breaker trips and later orders of every
+    strategy are refused."""
+    # the sells come late (bars 7 to 9): reconciliations run every 2 s, the deposit is at bar 2
+    late = {sid: {**p, "sell_at": 7 + k} for k, (sid, p) in enumerate(STRATEGIES.items())}
+    bk = book(late, config={"reconcile": {"critical": "halt", "minor": "sync"}})
+    proc, out = bk.start(max_bars=10)
+    wait_for("alpha's fill", lambda: bk.fake.trades(), timeout=30)
+    bk.fake.call("POST", "balances", {"asset": "BTC", "delta": "0.5"})
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "HALTED: reconciliation breaker tripped" in stderr
+    journal = bk.journal()
+    [halted] = [json.loads(r["report"]) for r in journal.rows(
+        "SELECT report FROM reconciliations WHERE outcome = 'halted' ORDER BY id LIMIT 1")]
+    [d] = [d for d in halted["discrepancies"] if d["kind"] == "position"]
+    # the book's side is the account: every strategy's position summed at that time
+    fills_then = [f for f in journal.fills() if f["time"] <= halted["time"]]
+    assert (d["symbol"], d["severity"], d["action"]) == (SYMBOL, "critical", "halt")
+    assert D(d["broker"]) - D(d["engine"]) == D("0.5")
+    assert D(d["engine"]) == sum(own_balances([f for f in fills_then if f["strategy"] == sid], D(0))["BTC"]
+                                 for sid in bk.strategies)
+    assert journal.rows("SELECT breaker FROM breaker_events WHERE event = 'trip'") == [{"breaker": "reconciliation"}]
+    journal.close()
+    # after the trip nothing more was journaled or sent; every strategy's later order was refused
+    assert journal_intents_after_halt(bk) == []
+    refused = {sid: [r["side"] for r in Run(0, "", "", out, 0).results(f"strategies/{sid}/orders.csv")
+                     if r["reason"].startswith("trading halted: reconciliation breaker tripped")]
+               for sid in bk.strategies}
+    assert refused == {"alpha": ["sell"], "beta": ["sell"], "gamma": ["sell"]}, refused
+
+
+def journal_intents_after_halt(bk: Book) -> list[dict[str, Any]]:
+    journal = bk.journal()
+    try:
+        [trip] = journal.rows("SELECT time FROM breaker_events WHERE event = 'trip'")
+        return journal.rows("SELECT * FROM intents WHERE created_at > ?", trip["time"])
+    finally:
+        journal.close()
