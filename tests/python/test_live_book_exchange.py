@@ -154,12 +154,12 @@ def own_balances(fills: list[dict[str, Any]], cash: D) -> dict[str, D]:
     return {"cash": usdt, "BTC": btc}
 
 
-def assert_book_matches_exchange(bk: Book, *, clean: bool = True) -> dict[str, Any]:
+def assert_book_matches_exchange(bk: Book, *, clean: bool = True, moved: bool = False) -> dict[str, Any]:
     """The journal against the fake, for a whole book: one exchange order per client id and per
     strategy order, the fills exactly the exchange's trades, each fill carrying the strategy of
     its order, the account's balances equal to the journal's book (the genesis balance plus every
-    trade), every strategy's snapshot equal to its capital plus its own fills, the account's the
-    sum of the strategies', and the last reconciliation clean."""
+    trade), every strategy's snapshot equal to its capital plus its own fills (unless cash `moved`
+    between them), the account's the sum of the strategies', and the last reconciliation clean."""
     fake, journal = bk.fake, bk.journal()
     every = {i["client_order_id"]: i for i in journal.intents()}
     assert all(i["strategy"] in bk.strategies for i in every.values()), every
@@ -182,7 +182,10 @@ def assert_book_matches_exchange(bk: Book, *, clean: bool = True) -> dict[str, A
     for f in fills:
         assert f["strategy"] == every[f["client_order_id"]]["strategy"], f
     # the account: the exchange's balances are the genesis balance plus every trade
-    expected = expected_balances(fills, journal.rows("SELECT * FROM adjustments ORDER BY id"))
+    expected = expected_balances([f for f in fills if f["client_order_id"] in intents],
+                                 journal.rows("SELECT * FROM adjustments ORDER BY id"))
+    internal = own_balances([f for f in fills if f["client_order_id"] not in intents], D(0))
+    assert internal == {"cash": 0, "BTC": 0}, internal  # a hand-over moves nothing out of the account
     assert fake.totals() == expected
     books = strategy_books(journal)
     account = books.pop(None)
@@ -195,7 +198,8 @@ def assert_book_matches_exchange(bk: Book, *, clean: bool = True) -> dict[str, A
     for sid in bk.strategies:
         own = own_balances([f for f in fills if f["strategy"] == sid], D(0))
         capitals[sid] = D(books[sid]["cash"]) - own["cash"]
-        assert abs(capitals[sid] - CASH / len(bk.strategies)) < D("0.01"), capitals
+        if not moved:
+            assert abs(capitals[sid] - CASH / len(bk.strategies)) < D("0.01"), capitals
         assert D(books[sid]["positions"].get(SYMBOL, "0")) == own["BTC"], (sid, books[sid], own)
     assert sum(capitals.values()) == CASH, capitals
     assert sum(D(b["cash"]) for b in books.values()) == D(account["cash"])
@@ -317,3 +321,51 @@ def journal_intents_after_halt(bk: Book) -> list[dict[str, Any]]:
         return journal.rows("SELECT * FROM intents WHERE created_at > ?", trip["time"])
     finally:
         journal.close()
+
+
+def test_stop_with_close_sends_an_exchange_order_and_hand_over_sends_none(book: Callable[..., Book],
+                                                                          tmp_path: Path) -> None:
+    """Through the control API: `alpha` stopped with its position closed (a real sell at the
+    exchange), `beta` stopped with its position handed over to `gamma` (two internal fills at
+    the last close, no exchange order). The exchange sees the three buys and one sell; the
+    journal's account still matches it, and each strategy's book is its own fills."""
+    from test_live_api import Api, token_file
+    holders = {sid: {**p, "sell_at": 0} for sid, p in STRATEGIES.items()}
+    bk = book(holders)
+    proc, out = bk.start(max_bars=40, api=["--api", "127.0.0.1:0", "--api-token-file", str(token_file(tmp_path)),
+                                             "--api-rate-limit", "1000"])
+    api = Api(proc)
+    try:
+        wait_for("running", lambda: api.get("/status")["phase"] == "running", timeout=60)
+        listing = wait_for("every strategy's buy", lambda: (l := api.get("/strategies")) and all(
+            any(D(p["quantity"]) > 0 for p in s["positions"]) for s in l["strategies"]) and l, timeout=40)
+        held = {s["id"]: sum(D(p["quantity"]) for p in s["positions"]) for s in listing["strategies"]}
+        assert held == {"alpha": D("0.00999"), "beta": D("0.003996"), "gamma": D("0.001998")}
+        reply = api.json("POST", "/strategies/alpha/stop", {"positions": "close"})
+        [closing] = reply["closing_orders"]
+        assert (closing["side"], D(closing["quantity"])) == ("sell", D("0.00999"))
+        wait_for("alpha's close at the exchange", lambda: len(bk.fake.trades()) == 4, timeout=30)
+        wait_for("alpha flat", lambda: not next(s for s in api.get("/strategies")["strategies"]
+                                                 if s["id"] == "alpha")["positions"], timeout=30)
+        posts = len(bk.fake.order_posts())
+        reply = api.json("POST", "/strategies/beta/stop", {"positions": "hand_over", "to": "gamma"})
+        assert {(h["strategy"], h["side"]) for h in reply["handed_over"]} == {("beta", "sell"), ("gamma", "buy")}
+        after = {s["id"]: s for s in api.get("/strategies")["strategies"]}
+        assert not after["beta"]["positions"]
+        assert sum(D(p["quantity"]) for p in after["gamma"]["positions"]) == D("0.003996") + D("0.001998")
+        assert len(bk.fake.order_posts()) == posts  # nothing went to the exchange
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    orders = sorted((o["side"], o["origQty"]) for o in bk.fake.orders())
+    assert orders == [("BUY", "0.00200000"), ("BUY", "0.00400000"), ("BUY", "0.01000000"), ("SELL", "0.00999000")]
+    seen = assert_book_matches_exchange(bk, moved=True)
+    assert D(seen["books"]["alpha"]["positions"].get(SYMBOL, "0")) == 0
+    assert D(seen["books"]["beta"]["positions"].get(SYMBOL, "0")) == 0 and D(seen["books"]["beta"]["cash"]) == 0
+    assert D(seen["books"]["gamma"]["positions"][SYMBOL]) == D("0.005994")
+    internal = [(f["strategy"], f["side"], f["quantity"], f["fee"]) for f in seen["fills"]
+                if f["client_order_id"] not in seen["intents"]]
+    assert internal == [("beta", "sell", "0.003996", "0"), ("gamma", "buy", "0.003996", "0")]
