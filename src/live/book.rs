@@ -389,6 +389,20 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         Ok(())
     }
 
+    /// The orders staged for the exchange account out (netted as the book's file says); each
+    /// strategy's state saver learns their client ids.
+    fn flush_account(&mut self) -> Result<(), LiveError> {
+        let Some(account) = self.account.as_mut() else {
+            return Ok(());
+        };
+        let netting = self.rules.spec.netting;
+        for (i, id, client_id) in account.flush(self.state, self.members, netting)? {
+            self.seats[i].client_ids.insert(id, client_id.clone());
+            self.seats[i].unsaved_ids.push((id, client_id));
+        }
+        Ok(())
+    }
+
     /// Whether any strategy placed an order not yet sent.
     fn has_new_orders(&self) -> bool {
         self.members
@@ -405,7 +419,9 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             return Ok(());
         };
         if !always && !account.poll_due() {
-            return Ok(());
+            // Fills the book made inside (crossed orders) are in the journal already.
+            let news = account.journal_fills(self.state, self.members)?;
+            return self.take_account_news(news);
         }
         let now = self
             .members
@@ -464,10 +480,8 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             if self.account.is_some() && stepper.outcome.netting_on {
                 // The exchange fills each order on its own: nothing crosses inside the book.
                 stepper.outcome.netting_on = false;
-                stepper
-                    .outcome
-                    .notices
-                    .push("orders are not netted: the book trades on an exchange".into());
+                // The exchange fills each order on its own: the account desk nets a bar's
+                // market orders before they go out instead (`book_account.rs`).
             }
         }
         self.warm_up()?;
@@ -710,9 +724,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             };
             active |= self.sync_member(i, &fills)?;
         }
-        if let Some(account) = self.account.as_mut() {
-            account.flush(self.state, self.members)?;
-        }
+        self.flush_account()?;
         Ok(active)
     }
 
@@ -746,14 +758,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                 continue;
             }
             match self.account.as_mut() {
-                Some(account) => {
-                    if let Some(client_id) =
-                        account.stage(self.state, i, m, &order, &symbol, last_close)?
-                    {
-                        seat.client_ids.insert(order.id, client_id.clone());
-                        seat.unsaved_ids.push((order.id, client_id));
-                    }
-                }
+                Some(account) => account.stage(i, m, &order, &symbol, last_close),
                 None => seat.send(self.state, m, &order, &symbol, last_close, &mut self.stats)?,
             }
         }

@@ -489,22 +489,20 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
             // On an exchange, an order still open goes there; one the book filled inside
             // (a hand-over) is journaled with its fills as a paper order is.
             match self.account.as_mut().filter(|_| order.status.is_open()) {
-                Some(account) => {
-                    if let Some(client_id) =
-                        account.stage(self.state, k, m, &order, &symbol, last_close)?
+                Some(account) => account.stage(k, m, &order, &symbol, last_close),
+                None => {
+                    seat.send(self.state, m, &order, &symbol, last_close, &mut self.stats)?;
+                    // Booked already (a hand-over): its journaled fills are not booked again.
+                    if let (Some(account), Some(client_id)) =
+                        (self.account.as_mut(), seat.client_ids.get(&order.id))
                     {
-                        seat.client_ids.insert(order.id, client_id.clone());
-                        seat.unsaved_ids.push((order.id, client_id));
+                        account.booked_inside(client_id);
                     }
                 }
-                None => seat.send(self.state, m, &order, &symbol, last_close, &mut self.stats)?,
             }
         }
         seat.broker.after_step(self.state, &m.session, fills)?;
-        if let Some(account) = self.account.as_mut() {
-            account.flush(self.state, self.members)?;
-        }
-        Ok(())
+        self.flush_account()
     }
 
     /// The change into the journal, then a checkpoint: the answer means it is on the disk.

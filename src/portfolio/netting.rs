@@ -139,7 +139,34 @@ pub fn allocate(quantities: &[Decimal], total: Decimal, dp: u32) -> Vec<Decimal>
     if total >= sum {
         return quantities.to_vec();
     }
-    let exact: Vec<Decimal> = quantities.iter().map(|q| *q * total / sum).collect();
+    largest_remainders(quantities, sum, total, dp, true)
+}
+
+/// `total` (any amount: a fee) split in proportion to `weights` by the rule of [`allocate`],
+/// without its cap: a share may exceed its weight. All zero weights: all to the first.
+pub fn apportion(weights: &[Decimal], total: Decimal, dp: u32) -> Vec<Decimal> {
+    let sum: Decimal = weights.iter().copied().sum();
+    if sum.is_zero() {
+        let mut shares = vec![Decimal::ZERO; weights.len()];
+        if let Some(first) = shares.first_mut() {
+            *first = total;
+        }
+        return shares;
+    }
+    largest_remainders(weights, sum, total, dp, false)
+}
+
+/// Hamilton's method: each share `weight × total / sum` rounded down to `dp` decimals, then
+/// one unit each to the largest remainders (earlier first among equals) until `total` is
+/// reached; `capped`: never past a share's own weight.
+fn largest_remainders(
+    weights: &[Decimal],
+    sum: Decimal,
+    total: Decimal,
+    dp: u32,
+    capped: bool,
+) -> Vec<Decimal> {
+    let exact: Vec<Decimal> = weights.iter().map(|q| *q * total / sum).collect();
     let mut shares: Vec<Decimal> = exact
         .iter()
         .map(|e| e.round_dp_with_strategy(dp, rust_decimal::RoundingStrategy::ToZero))
@@ -156,7 +183,7 @@ pub fn allocate(quantities: &[Decimal], total: Decimal, dp: u32) -> Vec<Decimal>
         if left < unit {
             break;
         }
-        if shares[i] + unit <= quantities[i] {
+        if !capped || shares[i] + unit <= weights[i] {
             shares[i] += unit;
             left -= unit;
         }
