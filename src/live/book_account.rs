@@ -361,7 +361,8 @@ impl AccountDesk {
             self.broker
                 .send(state, &self.session, account, &intent, reference)?;
         }
-        self.pass_statuses(members);
+        // What the exchange said at once (a rejection, an expiry) reaches the strategies at
+        // the next poll, after the fills it made before.
         Ok(placed)
     }
 

@@ -162,9 +162,13 @@ def assert_book_matches_exchange(bk: Book, *, clean: bool = True, moved: bool = 
     between them), the account's the sum of the strategies', and the last reconciliation clean."""
     fake, journal = bk.fake, bk.journal()
     every = {i["client_order_id"]: i for i in journal.intents()}
-    assert all(i["strategy"] in bk.strategies for i in every.values()), every
-    # orders the book filled inside (a hand-over) never went to the exchange
-    intents = {cid: i for cid, i in every.items() if not (i["exchange_id"] or "").startswith("paper-")}
+    legs = {cid: journal.rows("SELECT strategy FROM order_legs WHERE client_order_id = ?", cid) for cid in every}
+    # every order is a strategy's, or a netted one's with two or more strategies as its legs
+    assert all(i["strategy"] in bk.strategies if i["strategy"] else len(legs[cid]) >= 2
+               for cid, i in every.items()), every
+    # orders the book filled inside (a hand-over, the crossed part of a netted order) never
+    # went to the exchange
+    intents = {cid: i for cid, i in every.items() if not (i["exchange_id"] or "").startswith(("paper-", "crossed-"))}
     orders = {o["clientOrderId"]: o for o in fake.orders()}
     assert Counter(o["clientOrderId"] for o in fake.orders()).most_common(1)[0][1] == 1
     assert set(orders) == set(intents), (list(orders), list(intents))
@@ -181,6 +185,18 @@ def assert_book_matches_exchange(bk: Book, *, clean: bool = True, moved: bool = 
     assert mine == theirs
     for f in fills:
         assert f["strategy"] == every[f["client_order_id"]]["strategy"], f
+    # a strategy's fills: its own orders' and its shares of netted orders' (quantity and fee
+    # replaced by its share)
+    shares = journal.rows("SELECT s.strategy, s.quantity, s.fee, f.side, f.price, f.fee_asset, f.client_order_id "
+                          "FROM fill_shares s JOIN fills f ON f.id = s.fill_id ORDER BY f.id, s.rowid")
+    for f in fills:
+        split = journal.rows("SELECT quantity, fee FROM fill_shares WHERE fill_id = ?", f["id"])
+        if f["strategy"] is None:
+            assert sum(D(x["quantity"]) for x in split) == D(f["quantity"]), f
+            assert sum(D(x["fee"]) for x in split) == D(f["fee"]), f
+        else:
+            assert split == [], f
+    own_fills = [f for f in fills if f["strategy"]] + shares
     # the account: the exchange's balances are the genesis balance plus every trade
     expected = expected_balances([f for f in fills if f["client_order_id"] in intents],
                                  journal.rows("SELECT * FROM adjustments ORDER BY id"))
@@ -196,7 +212,7 @@ def assert_book_matches_exchange(bk: Book, *, clean: bool = True, moved: bool = 
     # their sum is the account
     capitals = {}
     for sid in bk.strategies:
-        own = own_balances([f for f in fills if f["strategy"] == sid], D(0))
+        own = own_balances([f for f in own_fills if f["strategy"] == sid], D(0))
         capitals[sid] = D(books[sid]["cash"]) - own["cash"]
         if not moved:
             assert abs(capitals[sid] - CASH / len(bk.strategies)) < D("0.01"), capitals
@@ -369,3 +385,88 @@ def test_stop_with_close_sends_an_exchange_order_and_hand_over_sends_none(book: 
     internal = [(f["strategy"], f["side"], f["quantity"], f["fee"]) for f in seen["fills"]
                 if f["client_order_id"] not in seen["intents"]]
     assert internal == [("beta", "sell", "0.003996", "0"), ("gamma", "buy", "0.003996", "0")]
+
+
+def hamilton(weights: list[D], total: D, dp: int, capped: bool) -> list[D]:
+    """The documented allocation rule (docs/portfolio.md, "Order netting"), written afresh as the
+    oracle: each share weight × total / Σweights rounded down to `dp` decimals, then one unit each
+    to the largest remainders (earlier first among equals), never past a weight when `capped`."""
+    unit = D(1).scaleb(-dp)
+    exact = [w * total / sum(weights) for w in weights]
+    shares = [e.quantize(unit, rounding="ROUND_DOWN") for e in exact]
+    left = total - sum(shares)
+    for k in sorted(range(len(weights)), key=lambda k: (-(exact[k] - shares[k]), k)):
+        if left < unit:
+            break
+        if not capped or shares[k] + unit <= weights[k]:
+            shares[k] += unit
+            left -= unit
+    return shares
+
+
+def test_a_netted_order_and_its_partial_fills_are_split_exactly(book: Callable[..., Book]) -> None:
+    """At bar 3 `a` buys 0.009, `b` buys 0.003 and `c` sells 0.004 (it bought 0.005 at bar 1):
+    0.004 crosses inside the book at the last close (a 0.003, b 0.001: netting's rule), one
+    exchange order buys the net 0.008 (legs a 0.006, b 0.002); the exchange fills it in two parts
+    (0.005, 0.002) and expires the rest. Each part is split between a and b by the rule, fees
+    too, exactly; a's order ends expired with 0.008 filled, b's filled."""
+    strategies = {
+        "a": {"buy_at": 3, "sell_at": 0, "buy_qty": "0.009", "sell_qty": "0"},
+        "b": {"buy_at": 3, "sell_at": 0, "buy_qty": "0.003", "sell_qty": "0"},
+        "c": {"buy_at": 1, "sell_at": 3, "buy_qty": "0.005", "sell_qty": "0.004"},
+    }
+    bk = book(strategies)
+    proc, out = bk.start(max_bars=6)
+    wait_for("c's first buy", lambda: bk.fake.trades(), timeout=30)
+    bk.fake.call("POST", "fill_plan", {"symbol": MARKET, "chunks": ["0.005", "0.002"]})
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    run = Run(proc.returncode, "", stderr, out, 0)
+    seen = assert_book_matches_exchange(bk)
+    # the exchange saw c's buy and one netted buy of 0.008, which filled 0.005 + 0.002
+    orders = list(seen["orders"].values())
+    assert [(o["side"], o["origQty"], o["executedQty"], o["status"]) for o in orders] == [
+        ("BUY", "0.00500000", "0.00500000", "FILLED"), ("BUY", "0.00800000", "0.00700000", "EXPIRED")]
+    netted = orders[1]["clientOrderId"]
+    journal = bk.journal()
+    legs = journal.rows("SELECT strategy, quantity FROM order_legs WHERE client_order_id = ?", netted)
+    assert [(leg["strategy"], leg["quantity"]) for leg in legs] == [("a", "0.006"), ("b", "0.002")]
+    # the crossed part: internal fills at bar 3's close, no fee, never sent
+    close3 = D(flip_lines(run, "a", "BAR")[2].split(" close ")[1])
+    crossed = [(f["strategy"], f["side"], f["quantity"], D(f["price"]), f["fee"]) for f in seen["fills"]
+               if f["client_order_id"] not in seen["intents"]]
+    assert crossed == [("a", "buy", "0.003", close3, "0"), ("b", "buy", "0.001", close3, "0"),
+                       ("c", "sell", "0.004", close3, "0")]
+    assert [D(q) for q in hamilton([D("0.009"), D("0.003")], D("0.004"), 3, True)] == [D("0.003"), D("0.001")]
+    # each exchange fill of the netted order split by the rule, in journal order
+    wanted = {"a": D("0.006"), "b": D("0.002")}
+    fills = journal.rows("SELECT id, quantity, fee FROM fills WHERE client_order_id = ? ORDER BY id", netted)
+    assert [f["quantity"] for f in fills] == ["0.005", "0.002"]
+    got = []
+    for f in fills:
+        shares = journal.rows("SELECT strategy, quantity, fee FROM fill_shares WHERE fill_id = ? ORDER BY rowid",
+                              f["id"])
+        qty = hamilton(list(wanted.values()), D(f["quantity"]), 3, True)
+        fees = hamilton(qty, D(f["fee"]), -D(f["fee"]).as_tuple().exponent, False)
+        expected = [(sid, q, fee) for sid, q, fee in zip(wanted, qty, fees) if q or fee]
+        assert [(s["strategy"], D(s["quantity"]), D(s["fee"])) for s in shares] == expected, (f, shares)
+        assert sum(D(s["quantity"]) for s in shares) == D(f["quantity"])
+        assert sum(D(s["fee"]) for s in shares) == D(f["fee"])
+        for sid, q in zip(wanted, qty):
+            wanted[sid] -= q
+        got.append([(s["strategy"], s["quantity"]) for s in shares])
+    assert got == [[("a", "0.004"), ("b", "0.001")], [("a", "0.001"), ("b", "0.001")]]
+    journal.close()
+    # every strategy's own view: a got 0.008 of 0.009 (the rest expired), b all of 0.003
+    a_fills = [line.split()[:2] for line in flip_lines(run, "a", "FILL")]
+    b_fills = [line.split()[:2] for line in flip_lines(run, "b", "FILL")]
+    assert sorted(a_fills) == sorted([["buy", "0.003"], ["buy", "0.004"], ["buy", "0.001"]])
+    assert sorted(b_fills) == sorted([["buy", "0.001"], ["buy", "0.001"], ["buy", "0.001"]])
+    last = {sid: run.results(f"strategies/{sid}/orders.csv")[-1] for sid in ("a", "b")}
+    assert (last["a"]["status"], last["a"]["filled_quantity"]) == ("expired", "0.008")
+    assert (last["b"]["status"], last["b"]["filled_quantity"]) == ("filled", "0.003")
+    # the books: a and b hold what they got less the BTC fees of their shares
+    books = seen["books"]
+    assert D(books["a"]["positions"][SYMBOL]) == D("0.008") - D("0.000005")
+    assert D(books["b"]["positions"][SYMBOL]) == D("0.003") - D("0.000002")
+    assert D(books["c"]["positions"][SYMBOL]) == D("0.005") - D("0.000005") - D("0.004")
