@@ -261,7 +261,8 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
         let account = match (&exchange, paper) {
             (Some(exchange), false) => {
                 let session = make_session(&settings, &symbols)?;
-                let broker = start_exchange_broker(exchange, &live_settings, &mut state, feed_mode)?;
+                let broker =
+                    start_exchange_broker(exchange, &live_settings, &mut state, feed_mode)?;
                 Some(AccountDesk::new(
                     broker,
                     session,

@@ -456,7 +456,8 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                 result = m.strategy.on_order_events();
             }
             if let Err(stop) = result.and_then(|_| m.strategy.on_fill(&fill))
-                && let Some(whole) = crate::portfolio::book::fail(self.members, i, stop, self.rules.spec)
+                && let Some(whole) =
+                    crate::portfolio::book::fail(self.members, i, stop, self.rules.spec)
             {
                 return Err(whole.into());
             }

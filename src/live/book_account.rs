@@ -14,6 +14,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use rust_decimal::Decimal;
 
+use crate::engine::{SharedSession, lock};
+use crate::execution::OrderRequest;
 use crate::live::broker::Broker;
 use crate::live::broker::exchange::{Execution, adopt, book_execution};
 use crate::live::error::LiveError;
@@ -21,8 +23,6 @@ use crate::live::journal::{FillRecord, JournalError, JournaledOrder, parse_side}
 use crate::live::recovery::State;
 use crate::live::session::journal_intent;
 use crate::live::venue::MarketRules;
-use crate::engine::{SharedSession, lock};
-use crate::execution::OrderRequest;
 use crate::model::{Fill, Order, OrderId, OrderKind, OrderSide, OrderStatus, TimestampNs};
 use crate::portfolio::Member;
 
@@ -64,6 +64,12 @@ struct Pending {
     last_close: Option<Decimal>,
 }
 
+/// The exchange order of a group: side, quantity, and its legs (order of the group, quantity).
+type NetOrder = (OrderSide, Decimal, Vec<(usize, Decimal)>);
+
+/// Per strategy: the orders taken back at a start (order, client id).
+pub type Adopted = Vec<Vec<(OrderId, String)>>;
+
 /// What a group of orders becomes.
 #[derive(Debug, PartialEq)]
 struct Plan {
@@ -72,7 +78,7 @@ struct Plan {
     /// The price crossed quantities fill at.
     price: Decimal,
     /// The exchange order: side, quantity, and its legs (order of the group, quantity).
-    net: Option<(OrderSide, Decimal, Vec<(usize, Decimal)>)>,
+    net: Option<NetOrder>,
 }
 
 /// The staged orders in groups: with `netting`, plain market orders of one symbol and time
@@ -83,7 +89,11 @@ fn groups(pending: Vec<Pending>, netting: bool) -> Vec<Vec<Pending>> {
     let mut keyed: Vec<(String, crate::model::TimeInForce, usize)> = Vec::new();
     for p in pending {
         let nettable = netting && p.order.kind == OrderKind::Market && p.last_close.is_some();
-        if nettable && let Some(&(_, _, g)) = keyed.iter().find(|(s, t, _)| *s == p.symbol && *t == p.order.tif) {
+        if nettable
+            && let Some(&(_, _, g)) = keyed
+                .iter()
+                .find(|(s, t, _)| *s == p.symbol && *t == p.order.tif)
+        {
             out[g].push(p);
             continue;
         }
@@ -122,16 +132,30 @@ fn net(group: &[Pending]) -> Plan {
         };
     }
     let side_of = |side: OrderSide| -> Vec<usize> {
-        (0..group.len()).filter(|&k| group[k].order.side == side).collect()
+        (0..group.len())
+            .filter(|&k| group[k].order.side == side)
+            .collect()
     };
     let sides = [side_of(OrderSide::Buy), side_of(OrderSide::Sell)];
-    let total = |side: &[usize]| side.iter().map(|&k| group[k].order.quantity).sum::<Decimal>();
+    let total = |side: &[usize]| {
+        side.iter()
+            .map(|&k| group[k].order.quantity)
+            .sum::<Decimal>()
+    };
     let crossing = total(&sides[0]).min(total(&sides[1]));
-    let dp = group.iter().map(|p| p.order.quantity.scale()).max().unwrap_or(0);
+    let dp = group
+        .iter()
+        .map(|p| p.order.quantity.scale())
+        .max()
+        .unwrap_or(0);
     let mut crossed = vec![Decimal::ZERO; group.len()];
     for side in &sides {
         let quantities: Vec<Decimal> = side.iter().map(|&k| group[k].order.quantity).collect();
-        for (&k, share) in side.iter().zip(crate::portfolio::netting::allocate(&quantities, crossing, dp)) {
+        for (&k, share) in side.iter().zip(crate::portfolio::netting::allocate(
+            &quantities,
+            crossing,
+            dp,
+        )) {
             crossed[k] = share;
         }
     }
@@ -202,7 +226,7 @@ impl AccountDesk {
         state: &mut State,
         members: &[Member<S>],
         transferred: &[Decimal],
-    ) -> Result<(AccountNews, Vec<Vec<(OrderId, String)>>), LiveError> {
+    ) -> Result<(AccountNews, Adopted), LiveError> {
         let open: Vec<JournaledOrder> = state.open_orders.clone();
         let news = self.broker.open_book(state, &self.session)?;
         let mut out = AccountNews {
@@ -219,9 +243,8 @@ impl AccountDesk {
                 let symbols = s.market.symbol_count();
                 s.ledger = crate::accounting::Ledger::new(m.initial_capital, symbols);
                 for (symbol, side, record) in &fills {
-                    let side = parse_side(side).ok_or_else(|| {
-                        JournalError::Corrupt(format!("fill side `{side}`"))
-                    })?;
+                    let side = parse_side(side)
+                        .ok_or_else(|| JournalError::Corrupt(format!("fill side `{side}`")))?;
                     self.book(&mut s, None, symbol, side, record, &m.id)?;
                 }
                 s.ledger.forget_closed_trades();
@@ -333,7 +356,8 @@ impl AccountDesk {
             let first = &group[legs[0].0];
             let m = &members[first.i];
             let account_order = self.mirror(first, side, quantity, m)?;
-            let (strategy, journal_legs): (Option<&str>, Vec<(String, Decimal)>) = match legs.len() {
+            let (strategy, journal_legs): (Option<&str>, Vec<(String, Decimal)>) = match legs.len()
+            {
                 1 => (Some(m.id.as_str()), Vec::new()),
                 _ => (
                     None,
@@ -342,13 +366,22 @@ impl AccountDesk {
                         .collect(),
                 ),
             };
-            let intent = journal_intent(state, &account_order, &first.symbol, strategy, &journal_legs)?;
+            let intent = journal_intent(
+                state,
+                &account_order,
+                &first.symbol,
+                strategy,
+                &journal_legs,
+            )?;
             let client_id = intent.client_order_id.clone();
             self.routes.insert(
                 client_id.clone(),
                 Route {
                     account: account_order.id,
-                    legs: legs.iter().map(|&(k, _)| (group[k].i, group[k].order.id)).collect(),
+                    legs: legs
+                        .iter()
+                        .map(|&(k, _)| (group[k].i, group[k].order.id))
+                        .collect(),
                 },
             );
             for &(k, _) in &legs {
@@ -520,7 +553,11 @@ impl AccountDesk {
                     .get(id)
                     .is_some_and(|o| o.status == OrderStatus::Cancelled)
             });
-            if all_cancelled && s.orders.get(route.account).is_some_and(|o| o.status.is_open()) {
+            if all_cancelled
+                && s.orders
+                    .get(route.account)
+                    .is_some_and(|o| o.status.is_open())
+            {
                 s.orders.apply_venue_status(
                     route.account,
                     OrderStatus::Cancelled,

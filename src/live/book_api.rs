@@ -709,12 +709,13 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
         snapshot.last_bar = view.last_bar.map(last_bar);
         stamp(&mut snapshot, phase, self.state, &*self.feed);
         let account = self.account.as_ref().map(|a| a.broker());
-        snapshot.reconciliation = account
-            .and_then(|b| b.last_reconciliation())
-            .map(|(time, outcome)| crate::live::api::Reconciliation {
-                time: audit_time(time),
-                outcome: outcome.to_string(),
-            });
+        snapshot.reconciliation =
+            account
+                .and_then(|b| b.last_reconciliation())
+                .map(|(time, outcome)| crate::live::api::Reconciliation {
+                    time: audit_time(time),
+                    outcome: outcome.to_string(),
+                });
         // An exchange book is reconciled once its last reconciliation did not halt it.
         snapshot.reconciled = match (&snapshot.reconciliation, account.is_some()) {
             (_, false) => true,

@@ -1283,7 +1283,10 @@ impl Journal {
             )));
         }
         if let Some(bad) = legs.iter().find(|(_, q)| *q <= Decimal::ZERO) {
-            return Err(invalid(format!("leg `{}` is not positive: {}", bad.0, bad.1)));
+            return Err(invalid(format!(
+                "leg `{}` is not positive: {}",
+                bad.0, bad.1
+            )));
         }
         if let Some(id) = strategy
             .into_iter()

@@ -1731,11 +1731,20 @@ fn a_netted_orders_fills_are_split_between_its_legs_when_journaled() {
         .unwrap();
     // 0.005 of 0.006 + 0.002: 0.00375 and 0.00125 rounded down to 0.003 and 0.001, the
     // leftover 0.001 to the larger remainder (a); the fee in proportion to the shares.
-    assert!(j.record_fill(&fill("n-1", "t1", "0.005", "100", "0.000005", Some("BTC"))).unwrap());
+    assert!(
+        j.record_fill(&fill("n-1", "t1", "0.005", "100", "0.000005", Some("BTC")))
+            .unwrap()
+    );
     // 0.002 of what is still wanted (0.002 and 0.001): 0.001 each.
-    assert!(j.record_fill(&fill("n-1", "t2", "0.002", "101", "0.000002", Some("BTC"))).unwrap());
+    assert!(
+        j.record_fill(&fill("n-1", "t2", "0.002", "101", "0.000002", Some("BTC")))
+            .unwrap()
+    );
     // A replay adds nothing, not even shares.
-    assert!(!j.record_fill(&fill("n-1", "t2", "0.002", "101", "0.000002", Some("BTC"))).unwrap());
+    assert!(
+        !j.record_fill(&fill("n-1", "t2", "0.002", "101", "0.000002", Some("BTC")))
+            .unwrap()
+    );
     let of = |j: &Journal, s: &str| -> Vec<(Decimal, Decimal, Decimal)> {
         j.fills_of(Some(s))
             .unwrap()
@@ -1793,7 +1802,12 @@ fn a_netted_intent_needs_legs_that_sum_to_it() {
     let error = j
         .record_intent_with_legs(&netted, None, &legs(&[("a", "0.6"), ("b", "0.3")]))
         .unwrap_err();
-    assert!(error.to_string().contains("legs sum to 0.9, not its quantity 1"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("legs sum to 0.9, not its quantity 1"),
+        "{error}"
+    );
     let error = j
         .record_intent_with_legs(&netted, None, &legs(&[("a", "1.5"), ("b", "-0.5")]))
         .unwrap_err();

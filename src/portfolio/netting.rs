@@ -327,7 +327,10 @@ mod tests {
             apportion(&[dec!(1), dec!(1), dec!(1)], dec!(0.01), 2),
             vec![dec!(0.01), dec!(0), dec!(0)]
         );
-        assert_eq!(apportion(&[dec!(0), dec!(0)], dec!(0.5), 1), vec![dec!(0.5), dec!(0)]);
+        assert_eq!(
+            apportion(&[dec!(0), dec!(0)], dec!(0.5), 1),
+            vec![dec!(0.5), dec!(0)]
+        );
     }
 
     proptest! {

@@ -173,7 +173,10 @@ pub fn book_execution(
 
 /// An order open at the exchange since an earlier session, back in a session's order book
 /// with what remains of it (`None`: nothing remains).
-pub fn adopt(session: &SharedSession, order: &JournaledOrder) -> Result<Option<OrderId>, LiveError> {
+pub fn adopt(
+    session: &SharedSession,
+    order: &JournaledOrder,
+) -> Result<Option<OrderId>, LiveError> {
     let mut s = lock(session);
     let now = s.now;
     let Some(symbol) = s.market.symbol_id(&order.symbol) else {
