@@ -1682,53 +1682,28 @@ impl Journal {
     pub fn fills_of(&self, strategy: Option<&str>) -> Result<Vec<(String, String, FillRecord)>> {
         // A strategy's shares of netted orders' fills are its fills too (their quantity and
         // fee its share).
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT client_order_id, trade_id, symbol, side, quantity, price, fee, fee_asset, time, id
+        let rows = self.query_fills(
+            "SELECT id, strategy, symbol, side, client_order_id, trade_id, quantity, price, fee,
+                    fee_asset, time
              FROM fills WHERE ?1 IS NULL OR strategy = ?1
              UNION ALL
-             SELECT f.client_order_id, f.trade_id, f.symbol, f.side, s.quantity, f.price, s.fee,
-                    f.fee_asset, f.time, f.id
+             SELECT f.id, s.strategy, f.symbol, f.side, f.client_order_id, f.trade_id, s.quantity,
+                    f.price, s.fee, f.fee_asset, f.time
              FROM fill_shares s JOIN fills f ON f.id = s.fill_id WHERE s.strategy = ?1
-             ORDER BY 10",
+             ORDER BY 1",
+            params![strategy],
         )?;
-        let rows = stmt.query_map(params![strategy], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, Option<String>>(7)?,
-                r.get::<_, i64>(8)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (cid, trade_id, symbol, side, quantity, price, fee, fee_asset, time) = row?;
-            out.push((
-                symbol,
-                side,
-                FillRecord {
-                    client_order_id: cid,
-                    trade_id,
-                    quantity: parse_dec(&quantity, "fill quantity")?,
-                    price: parse_dec(&price, "fill price")?,
-                    fee: parse_dec(&fee, "fill fee")?,
-                    fee_asset,
-                    time,
-                },
-            ));
-        }
-        Ok(out)
+        Ok(rows
+            .into_iter()
+            .map(|f| (f.symbol, f.side.as_str().to_string(), f.record))
+            .collect())
     }
 
     /// The fills journaled after row `after` (`0`: all), in journal order, each with its row
     /// id and its strategy: a book on one exchange account hands each new fill to the
     /// strategy that placed it from here (the journal, not the process, is the truth).
     pub fn fills_after(&self, after: i64) -> Result<Vec<JournaledFill>> {
-        let mut stmt = self.conn.prepare_cached(
+        self.query_fills(
             "SELECT id, strategy, symbol, side, client_order_id, trade_id, quantity, price, fee, \
              fee_asset, time FROM fills WHERE id > ?1 AND strategy IS NOT NULL \
              UNION ALL \
@@ -1736,8 +1711,15 @@ impl Journal {
              f.price, s.fee, f.fee_asset, f.time \
              FROM fill_shares s JOIN fills f ON f.id = s.fill_id WHERE f.id > ?1 \
              ORDER BY 1",
-        )?;
-        let rows = stmt.query_map(params![after], |r| {
+            params![after],
+        )
+    }
+
+    /// Fill rows of `sql` (columns: id, strategy, symbol, side, client order id, trade id,
+    /// quantity, price, fee, fee asset, time).
+    fn query_fills(&self, sql: &str, args: impl Params) -> Result<Vec<JournaledFill>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(args, |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, Option<String>>(1)?,

@@ -31,6 +31,7 @@ from test_live_exchange import (  # noqa: F401  (fake_exchange is a fixture)
     SYMBOL,
     Fake,
     Journal,
+    Live,
     Run,
     expected_balances,
     fake_exchange,
@@ -81,14 +82,7 @@ class Book:
             argv += ["--max-bars", str(max_bars)]
         return argv + (api or [])
 
-    def env(self, crash: str | None = None, **extra: str) -> dict[str, str]:
-        import os
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RUSTYBT_API_", "RUSTYBT_LIVE_CRASH"))}
-        env.update({"RUSTYBT_API_KEY": "fake-api-key", "RUSTYBT_API_SECRET": "fake-secret", "NO_COLOR": "1"})
-        if crash:
-            env["RUSTYBT_LIVE_CRASH"] = crash
-        env.update(extra)
-        return env
+    env = Live.env  # the exchange's credentials, a crash point
 
     def next_out(self) -> Path:
         self.runs += 1
