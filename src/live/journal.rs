@@ -2397,8 +2397,20 @@ impl Journal {
         let open_orders = self.acknowledged_orders()?;
         let mut fills: BTreeMap<String, Vec<FillRecord>> = BTreeMap::new();
         let mut last_trade_ids = BTreeMap::new();
+        // Fills a book made inside (crossed, handed over: never at the exchange) carry trade
+        // ids of its own, which the exchange's fills query must not start from.
+        let internal: std::collections::HashSet<String> = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT client_order_id FROM intents
+                 WHERE exchange_id LIKE 'paper-%' OR exchange_id LIKE 'crossed-%'",
+            )?;
+            stmt.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<std::result::Result<_, rusqlite::Error>>()?
+        };
         for (symbol, _side, fill) in self.fills()? {
-            last_trade_ids.insert(symbol, fill.trade_id.clone());
+            if !internal.contains(&fill.client_order_id) {
+                last_trade_ids.insert(symbol, fill.trade_id.clone());
+            }
             fills
                 .entry(fill.client_order_id.clone())
                 .or_default()

@@ -1902,3 +1902,24 @@ fn a_version_6_journal_gains_the_netting_tables_and_keeps_its_fills() {
         .unwrap();
     assert_eq!(j.fills_of(Some("b")).unwrap().len(), 1);
 }
+
+#[test]
+fn recovery_starts_the_exchange_fills_query_after_the_last_exchange_trade_not_an_internal_one() {
+    let mut j = journal();
+    j.record_intent_for(&intent("x1"), Some("a")).unwrap();
+    j.mark_sent("x1", 2_100).unwrap();
+    j.record_ack("x1", "12345", 2_200).unwrap();
+    j.record_fill(&fill("x1", "777", "0.5", "100", "0", None))
+        .unwrap();
+    // A crossing inside a book after it: its trade id is the book's own.
+    j.record_intent_for(&intent("x2"), Some("b")).unwrap();
+    j.mark_sent("x2", 2_300).unwrap();
+    j.record_ack("x2", "crossed-x2", 2_400).unwrap();
+    j.record_fill(&fill("x2", "crossed-x2", "0.5", "100", "0", None))
+        .unwrap();
+    let recovery = j.recover(10_000, i64::MAX).unwrap();
+    assert_eq!(
+        recovery.last_trade_ids.get("BTC/USDT").map(String::as_str),
+        Some("777")
+    );
+}

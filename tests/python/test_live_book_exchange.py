@@ -464,3 +464,42 @@ def test_a_netted_order_and_its_partial_fills_are_split_exactly(book: Callable[.
     assert D(books["a"]["positions"][SYMBOL]) == D("0.008") - D("0.000005")
     assert D(books["b"]["positions"][SYMBOL]) == D("0.003") - D("0.000002")
     assert D(books["c"]["positions"][SYMBOL]) == D("0.005") - D("0.000005") - D("0.004")
+
+
+NETTED = {
+    "a": {"buy_at": 3, "sell_at": 0, "buy_qty": "0.009", "sell_qty": "0"},
+    "b": {"buy_at": 3, "sell_at": 0, "buy_qty": "0.003", "sell_qty": "0"},
+    "c": {"buy_at": 0, "sell_at": 3, "buy_qty": "0", "sell_qty": "0.004"},
+}
+
+
+def netted_run(bk: Book, *, crash: str | None = None, max_bars: int = 6) -> Run:
+    bk.fake.call("POST", "fill_plan", {"symbol": MARKET, "chunks": ["0.005", "0.002"]})
+    return bk.run(max_bars=max_bars, crash=crash)
+
+
+@pytest.mark.parametrize("point", ["before_send", "after_send", "after_fill"])
+def test_kill_9_around_a_netted_order_then_restart_splits_every_fill(book: Callable[..., Book], point: str) -> None:
+    """The netted order of bar 3 (a 0.006 + b 0.002 of a net 0.008, c's 0.004 crossed inside) is
+    the first exchange order; the process dies at `point`. The restart resolves it by client id,
+    journals the fills made meanwhile, each split between a and b as the journal says, and every
+    strategy ends as in the uninterrupted book."""
+    whole = book(NETTED)
+    ran = netted_run(whole)
+    assert ran.returncode == 0, ran.stderr
+    expected = positions_and_orders(assert_book_matches_exchange(whole))
+    assert expected[0] == {"a": D("0.008") - D("0.000005"), "b": D("0.003") - D("0.000002"), "c": D("-0.004")}
+    bk = book(NETTED)
+    first = netted_run(bk, crash=point)
+    assert first.returncode == -signal.SIGKILL, (first.returncode, first.stderr)
+    second = bk.run(max_bars=3)
+    assert second.returncode == 0, second.stderr
+    assert "HALTED" not in second.stderr
+    seen = assert_book_matches_exchange(bk)
+    assert positions_and_orders(seen) == expected
+    journal = bk.journal()
+    shares = journal.rows("SELECT s.strategy, s.quantity FROM fill_shares s JOIN fills f ON f.id = s.fill_id "
+                          "ORDER BY f.id, s.rowid")
+    journal.close()
+    assert [(s["strategy"], s["quantity"]) for s in shares] == [("a", "0.004"), ("b", "0.001"), ("a", "0.001"),
+                                                                ("b", "0.001")]
