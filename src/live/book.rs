@@ -734,6 +734,9 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         let seat = &mut self.seats[i];
         let (new, now) = new_orders(&m.session, &mut seat.seen);
         let active = !new.is_empty() || !fills.is_empty();
+        // A bracket's entry is linked to its exits (placed with it).
+        let parents: std::collections::HashSet<OrderId> =
+            new.iter().filter_map(|(o, _, _)| o.parent).collect();
         let wall = wall_ns();
         let mut halted: Option<Trip> = None;
         for (order, symbol, last_close) in new {
@@ -759,7 +762,10 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                 continue;
             }
             match self.account.as_mut() {
-                Some(account) => account.stage(i, m, &order, &symbol, last_close),
+                Some(account) => {
+                    let linked = parents.contains(&order.id);
+                    account.stage(i, m, &order, &symbol, last_close, linked)
+                }
                 None => seat.send(self.state, m, &order, &symbol, last_close, &mut self.stats)?,
             }
         }

@@ -298,8 +298,9 @@ impl AccountDesk {
         Ok((out, adopted))
     }
 
-    /// One of strategy `i`'s orders, for [`AccountDesk::flush`]; one linked to others (a
-    /// bracket, an OCO group) is rejected at once: the exchange takes single orders only.
+    /// One of strategy `i`'s orders, for [`AccountDesk::flush`]; one `linked` to others (a
+    /// bracket's entry or exits, an OCO group) is rejected at once: the exchange takes single
+    /// orders only.
     pub fn stage<S>(
         &mut self,
         i: usize,
@@ -307,8 +308,9 @@ impl AccountDesk {
         order: &Order,
         symbol: &str,
         last_close: Option<Decimal>,
+        linked: bool,
     ) {
-        if order.parent.is_some() || order.oco_group.is_some() {
+        if linked || order.parent.is_some() || order.oco_group.is_some() {
             let mut s = lock(&m.session);
             let now = s.now;
             s.orders

@@ -489,7 +489,7 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
             // On an exchange, an order still open goes there; one the book filled inside
             // (a hand-over) is journaled with its fills as a paper order is.
             match self.account.as_mut().filter(|_| order.status.is_open()) {
-                Some(account) => account.stage(k, m, &order, &symbol, last_close),
+                Some(account) => account.stage(k, m, &order, &symbol, last_close, false),
                 None => {
                     seat.send(self.state, m, &order, &symbol, last_close, &mut self.stats)?;
                     // Booked already (a hand-over): its journaled fills are not booked again.

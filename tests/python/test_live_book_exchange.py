@@ -55,8 +55,10 @@ STRATEGIES = {
 def book_file(folder: Path, strategies: dict[str, dict[str, Any]]) -> Path:
     text = '[portfolio]\nallocator = "fixed"\n\n'  # equal weights
     for sid, params in strategies.items():
+        params = dict(params)
+        algo = params.pop("algo", FLIP)  # another algorithm than Flip
         inline = ", ".join(f"{k} = {json.dumps(v)}" for k, v in params.items())
-        text += f'[[strategy]]\nid = "{sid}"\nalgo = "{FLIP}"\nparams = {{ {inline} }}\n\n'
+        text += f'[[strategy]]\nid = "{sid}"\nalgo = "{algo}"\nparams = {{ {inline} }}\n\n'
     path = folder / "book.toml"
     path.write_text(text)
     return path
@@ -503,3 +505,49 @@ def test_kill_9_around_a_netted_order_then_restart_splits_every_fill(book: Calla
     journal.close()
     assert [(s["strategy"], s["quantity"]) for s in shares] == [("a", "0.004"), ("b", "0.001"), ("a", "0.001"),
                                                                 ("b", "0.001")]
+
+
+LINKED = """
+from decimal import Decimal
+from rustybt_api import Algorithm, OrderError
+
+class Linked(Algorithm):
+    def initialize(self, ctx):
+        self.n = 0
+
+    def on_tick(self, ctx):
+        self.n += 1
+        if self.n != 2:
+            return
+        self.bracket("BTC/USDT", "buy", Decimal("0.01"), limit=Decimal("60000"),
+                     take_profit=Decimal("70000"), stop_loss=Decimal("50000"))
+        single = self.buy("BTC/USDT", Decimal("0.001"), limit=Decimal("60000"))
+        try:
+            single.modify(price=Decimal("60001"))
+        except OrderError as e:
+            self.log.info(f"MODIFY refused: {e}")
+"""
+
+
+def test_linked_orders_are_refused_on_an_exchange_book_and_single_ones_go_out(book: Callable[..., Book],
+                                                                             tmp_path: Path) -> None:
+    """A strategy's bracket (entry and both exits) is rejected with the exchange broker's reason,
+    nothing of it journaled or sent; its single limit order goes out; modifying an order at the
+    exchange is refused; the other strategy trades as usual."""
+    linked = tmp_path / "linked.py"
+    linked.write_text(LINKED)
+    bk = book({"flip": STRATEGIES["alpha"], "linked": {"algo": str(linked)}})
+    run = bk.run(max_bars=6)
+    assert run.returncode == 0, run.stderr
+    assert "MODIFY refused: an order at an exchange cannot be modified in place" in (run.out / "log.txt").read_text()
+    final: dict[str, dict[str, str]] = {}
+    for row in run.results("strategies/linked/orders.csv"):
+        final[row["order_id"]] = row
+    rejected = [r for r in final.values() if r["status"] == "rejected"]
+    assert len(rejected) == 3, final
+    assert all(r["reason"].startswith("brackets and OCO groups are paper-only") for r in rejected), rejected
+    seen = assert_book_matches_exchange(bk)
+    linked_orders = [(i["side"], i["quantity"], i["order_type"]) for i in seen["intents"].values()
+                     if i["strategy"] == "linked"]
+    assert linked_orders == [("buy", "0.001", "limit")]
+    assert sorted(o["clientOrderId"] for o in seen["orders"].values()) == sorted(seen["intents"])
