@@ -366,6 +366,9 @@ def test_stop_with_close_sends_an_exchange_order_and_hand_over_sends_none(book: 
         assert not after["beta"]["positions"]
         assert sum(D(p["quantity"]) for p in after["gamma"]["positions"]) == D("0.003996") + D("0.001998")
         assert len(bk.fake.order_posts()) == posts  # nothing went to the exchange
+        # the account reconciles on demand, clean: the hand-over changed nothing there
+        assert api.json("POST", "/reconcile")["outcome"] == "clean"
+        assert api.get("/status")["reconciliation"]["outcome"] == "clean"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:
