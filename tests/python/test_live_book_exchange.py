@@ -554,3 +554,39 @@ def test_linked_orders_are_refused_on_an_exchange_book_and_single_ones_go_out(bo
                      if i["strategy"] == "linked"]
     assert linked_orders == [("buy", "0.001", "limit")]
     assert sorted(o["clientOrderId"] for o in seen["orders"].values()) == sorted(seen["intents"])
+
+
+def test_a_strategy_added_through_the_api_trades_on_the_account(book: Callable[..., Book], tmp_path: Path) -> None:
+    """`POST /strategies` on an exchange book: the added strategy, funded from alpha's cash,
+    trades from the next bar on the same account; its order carries its id, its fill reaches
+    it only, and the account still matches the exchange."""
+    from test_live_api import Api, token_file
+    holders = {sid: {**STRATEGIES[sid], "sell_at": 0} for sid in ("alpha", "gamma")}
+    bk = book(holders)
+    proc, out = bk.start(max_bars=40, api=["--api", "127.0.0.1:0", "--api-token-file", str(token_file(tmp_path)),
+                                             "--api-rate-limit", "1000"])
+    api = Api(proc)
+    try:
+        wait_for("running", lambda: api.get("/status")["phase"] == "running", timeout=60)
+        wait_for("the two buys", lambda: len(bk.fake.trades()) == 2, timeout=40)
+        params = {"buy_at": 2, "sell_at": 0, "buy_qty": "0.003", "sell_qty": "0"}
+        reply = api.json("POST", "/strategies", {"id": "delta", "algo": str(FLIP), "capital": "1000",
+                                                 "from": "alpha", "params": params})
+        assert (reply["id"], reply["state"], reply["capital"]) == ("delta", "running", "1000")
+        bk.strategies = {**holders, "delta": params}
+        wait_for("delta's buy at the exchange", lambda: len(bk.fake.trades()) == 3, timeout=40)
+        wait_for("delta's position", lambda: any(
+            s["id"] == "delta" and s["positions"] for s in api.get("/strategies")["strategies"]), timeout=30)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    seen = assert_book_matches_exchange(bk, moved=True)
+    assert sorted((i["strategy"], i["quantity"]) for i in seen["intents"].values()) == [
+        ("alpha", "0.01"), ("delta", "0.003"), ("gamma", "0.002")]
+    assert D(seen["books"]["delta"]["positions"][SYMBOL]) == D("0.003") - D("0.000003")
+    log = (out / "log.txt").read_text()
+    assert [line.split(" delta: FILL ")[1].split()[:2] for line in log.splitlines() if " delta: FILL " in line] == [
+        ["buy", "0.003"]]
