@@ -58,6 +58,7 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
         symbols,
         live_settings,
     } = Common::parse(&args)?;
+    check_broker_feed(&broker, &feed_choice)?;
     for s in &spec.strategies {
         if let Some(own) = &s.symbols {
             if let Some(missing) = own.iter().find(|x| !symbols.contains(x)) {
@@ -87,7 +88,6 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
     {
         settings.cash = cash;
     }
-    check_broker_feed(&broker, &feed_choice)?;
     let paper = matches!(broker, BrokerChoice::Paper);
     let out_dir = args.out.clone().unwrap_or_else(default_out_dir);
     settings.out = Some(out_dir.clone());
