@@ -120,22 +120,7 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
     let mut settings = RunSettings::resolve(&run_args)?;
     settings.out = Some(args.out.clone().unwrap_or_else(default_out_dir));
 
-    if let BrokerChoice::Ccxt(id) = &broker {
-        match &feed_choice {
-            FeedChoice::Ccxt(feed) if feed != id => {
-                return Err(Error::usage(format!(
-                    "`--broker ccxt:{id}` trades on its own candles; `--feed ccxt:{feed}` is another exchange"
-                )));
-            }
-            FeedChoice::Replay(_) => {
-                return Err(Error::usage_with_hint(
-                    format!("`--broker ccxt:{id}` cannot trade on a replay file"),
-                    "replay with `--broker paper`; an exchange broker uses the exchange's candles",
-                ));
-            }
-            _ => {}
-        }
-    }
+    check_broker_feed(&broker, &feed_choice)?;
     // The lock is held until this function returns.
     let (replay, _state_lock, source) = open_feed_and_state(
         &feed_choice,
@@ -170,17 +155,7 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
             &mut settings,
         )?;
         let initial_cash = match (&exchange, paper) {
-            (Some(exchange), false) => {
-                let view = exchange
-                    .venue
-                    .borrow_mut()
-                    .account_view(&exchange.cash_asset)
-                    .map_err(|e| Error::Broker(format!("reading the account: {}", e.message)))?;
-                view.balances
-                    .get(&exchange.cash_asset)
-                    .copied()
-                    .unwrap_or_default()
-            }
+            (Some(exchange), false) => exchange_cash(exchange)?,
             _ => settings.cash,
         };
         let mut secrets = exchange
@@ -244,44 +219,7 @@ pub fn live(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, 
         let broker: Box<dyn Broker> = match (&exchange, paper) {
             (Some(exchange), false) => {
                 lock(&session).external_execution = true;
-                let started = ExchangeBroker::start(
-                    exchange.venue.clone(),
-                    exchange.id.clone(),
-                    exchange.cash_asset.clone(),
-                    exchange.rules.clone(),
-                    &live_settings,
-                    &mut state,
-                );
-                match started {
-                    Ok(broker) if feed_mode == FeedMode::Poll => Box::new(broker),
-                    Ok(broker) => {
-                        // Order updates by websocket wake the broker's poll; without them it
-                        // polls every 2 s.
-                        let opened = exchange.venue.borrow_mut().open_account_stream();
-                        match opened {
-                            Ok(stream) => {
-                                errln!(
-                                    "order updates: {} websocket stream (REST polls read them)",
-                                    exchange.id
-                                );
-                                Box::new(broker.with_orders_stream(stream))
-                            }
-                            Err(e) => {
-                                errln!(
-                                    "order updates: polling {} (no websocket stream: {})",
-                                    exchange.id,
-                                    e.message
-                                );
-                                Box::new(broker)
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        let error = e.to_error(&state.journal_path);
-                        let _ = state.finish(&format!("failed to start: {error}"));
-                        return Err(error);
-                    }
-                }
+                start_exchange_broker(exchange, &live_settings, &mut state, feed_mode)?
             }
             _ => Box::new(PaperBroker::new()),
         };
@@ -739,6 +677,91 @@ pub(super) fn apply_market_rules(session: &SharedSession, rules: &BTreeMap<Strin
         }
     }
     s.set_execution(execution);
+}
+
+/// The exchange broker of a session (one algorithm's, or a book's account), started: what an
+/// earlier session left unresolved is resolved first; with a websocket feed, order updates by
+/// websocket wake its polls. A broker that cannot start ends the run it was started for.
+pub(super) fn start_exchange_broker(
+    exchange: &Exchange,
+    live_settings: &LiveSettings,
+    state: &mut State,
+    feed_mode: FeedMode,
+) -> Result<Box<dyn Broker>, Error> {
+    let started = ExchangeBroker::start(
+        exchange.venue.clone(),
+        exchange.id.clone(),
+        exchange.cash_asset.clone(),
+        exchange.rules.clone(),
+        live_settings,
+        state,
+    );
+    match started {
+        Ok(broker) if feed_mode == FeedMode::Poll => Ok(Box::new(broker)),
+        Ok(broker) => {
+            // Order updates by websocket wake the broker's poll; without them it polls
+            // every 2 s.
+            let opened = exchange.venue.borrow_mut().open_account_stream();
+            match opened {
+                Ok(stream) => {
+                    errln!(
+                        "order updates: {} websocket stream (REST polls read them)",
+                        exchange.id
+                    );
+                    Ok(Box::new(broker.with_orders_stream(stream)))
+                }
+                Err(e) => {
+                    errln!(
+                        "order updates: polling {} (no websocket stream: {})",
+                        exchange.id,
+                        e.message
+                    );
+                    Ok(Box::new(broker))
+                }
+            }
+        }
+        Err(e) => {
+            let error = e.to_error(&state.journal_path);
+            let _ = state.finish(&format!("failed to start: {error}"));
+            Err(error)
+        }
+    }
+}
+
+/// `--broker ccxt:<id>` trades on that exchange's own candles: another exchange's feed or a
+/// replay file is refused.
+pub(super) fn check_broker_feed(broker: &BrokerChoice, feed: &FeedChoice) -> Result<(), Error> {
+    if let BrokerChoice::Ccxt(id) = broker {
+        match feed {
+            FeedChoice::Ccxt(feed) if feed != id => {
+                return Err(Error::usage(format!(
+                    "`--broker ccxt:{id}` trades on its own candles; `--feed ccxt:{feed}` is another exchange"
+                )));
+            }
+            FeedChoice::Replay(_) => {
+                return Err(Error::usage_with_hint(
+                    format!("`--broker ccxt:{id}` cannot trade on a replay file"),
+                    "replay with `--broker paper`; an exchange broker uses the exchange's candles",
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The cash an exchange session starts with: the account's balance of its cash asset.
+pub(super) fn exchange_cash(exchange: &Exchange) -> Result<rust_decimal::Decimal, Error> {
+    let view = exchange
+        .venue
+        .borrow_mut()
+        .account_view(&exchange.cash_asset)
+        .map_err(|e| Error::Broker(format!("reading the account: {}", e.message)))?;
+    Ok(view
+        .balances
+        .get(&exchange.cash_asset)
+        .copied()
+        .unwrap_or_default())
 }
 
 /// This process's command line, for the state folder's lock (a refused session names it).

@@ -1,6 +1,8 @@
 //! `rustybt live --portfolio FILE` (or `--algo a.py --algo b.py`): the wiring of a live book
 //! (the portfolio file, the feed, the strategies' sessions, the state folder); the session
-//! itself is `crate::live::book`, the book's step `crate::portfolio::BookStepper`. Paper only.
+//! itself is `crate::live::book`, the book's step `crate::portfolio::BookStepper`. On paper,
+//! each strategy has its own paper broker; on an exchange (`--broker ccxt:<id>`), the book
+//! trades one account (`crate::live::book::AccountDesk`).
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -14,8 +16,9 @@ use super::LiveArgs;
 use super::RunArgs;
 use super::doctor::start_python;
 use super::live::{
-    BrokerChoice, Common, apply_market_rules, default_out_dir, exit_code_of_end, open_exchange,
-    open_feed_and_state, session_feed, start_api, tap_api,
+    BrokerChoice, Common, apply_market_rules, check_broker_feed, default_out_dir, exchange_cash,
+    exit_code_of_end, open_exchange, open_feed_and_state, session_feed, start_api,
+    start_exchange_broker, tap_api,
 };
 use super::portfolio::{
     AddedStrategies, Book, BookRun, allocator_of, build_book, code_dirs, read_spec, watch_own_file,
@@ -25,7 +28,7 @@ use crate::config::RunSettings;
 use crate::data::BarSeries;
 use crate::engine::lock;
 use crate::error::{Error, ExitCode};
-use crate::live::book::{LiveBook, StrategyMaker};
+use crate::live::book::{AccountDesk, LiveBook, StrategyMaker};
 use crate::live::recovery::{SessionStart, State};
 use crate::live::session::{End, SessionOptions};
 use crate::market::Market;
@@ -35,17 +38,6 @@ use crate::portfolio::{AddRequest, BookRules, initial_capitals};
 use crate::python::LogSink;
 
 pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitCode, Error> {
-    if let Ok(BrokerChoice::Ccxt(id)) = super::live::parse_broker(&args.broker) {
-        return Err(Error::usage_with_hint(
-            format!(
-                "a live book trades on paper only: `--broker ccxt:{id}` with `--portfolio` (or \
-                 `--algo` given twice) is not built yet"
-            ),
-            "the fills of one exchange account would need allocating back to the strategies; \
-             use `--broker paper` (with `--feed ccxt:<id>` for the exchange's candles), or run \
-             one live session per strategy, each with its own --state",
-        ));
-    }
     let refused = [
         (args.class_name.is_some(), "--class"),
         (!args.params.is_empty(), "--param"),
@@ -59,13 +51,14 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
     }
     let spec = read_spec(args.portfolio.as_deref(), &args.algos)?;
     let Common {
-        broker: _,
+        broker,
         feed_choice,
         interval_ns,
         feed_mode,
         symbols,
         live_settings,
     } = Common::parse(&args)?;
+    check_broker_feed(&broker, &feed_choice)?;
     for s in &spec.strategies {
         if let Some(own) = &s.symbols {
             if let Some(missing) = own.iter().find(|x| !symbols.contains(x)) {
@@ -95,6 +88,7 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
     {
         settings.cash = cash;
     }
+    let paper = matches!(broker, BrokerChoice::Paper);
     let out_dir = args.out.clone().unwrap_or_else(default_out_dir);
     settings.out = Some(out_dir.clone());
     let (replay, state_lock, source) = open_feed_and_state(
@@ -120,9 +114,13 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
             &args,
             &live_settings,
             &symbols,
-            true,
+            paper,
             &mut settings,
         )?;
+        // On an exchange, the book's capital is the account's cash balance.
+        if let (Some(exchange), false) = (&exchange, paper) {
+            settings.cash = exchange_cash(exchange)?;
+        }
         let sink = Arc::new(LogSink {
             echo: !settings.quiet,
             echo_level: settings.log_level,
@@ -145,6 +143,8 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
             if let Some(exchange) = exchange_ref {
                 apply_market_rules(&session, &exchange.rules);
             }
+            // The exchange executes the orders: the engine never matches them.
+            lock(&session).external_execution = !paper;
             Ok(session)
         };
         let weights: Vec<Decimal> = spec.strategies.iter().map(|s| s.weight).collect();
@@ -182,7 +182,7 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
             SessionStart {
                 algorithm: spec.source(),
                 broker: &args.broker,
-                paper: true,
+                paper,
                 symbols: &symbols,
                 timeframe: &args.timeframe,
                 cash_currency: &cash_currency,
@@ -258,19 +258,37 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
             interval_ns,
             &mut state,
         )?;
+        let account = match (&exchange, paper) {
+            (Some(exchange), false) => {
+                let session = make_session(&settings, &symbols)?;
+                let broker =
+                    start_exchange_broker(exchange, &live_settings, &mut state, feed_mode)?;
+                Some(AccountDesk::new(
+                    broker,
+                    session,
+                    exchange.cash_asset.clone(),
+                    &exchange.rules,
+                ))
+            }
+            _ => None,
+        };
         let options = SessionOptions {
             max_bars: args.max_bars,
             wall_clock: exchange.is_some(),
             status_line: live_settings.status_line,
         };
         errln!(
-            "live book: {} strategies ({}) on {source}, paper",
+            "live book: {} strategies ({}) on {source}, {}",
             members.len(),
             members
                 .iter()
                 .map(|m| m.id.as_str())
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            match paper {
+                true => "paper".to_string(),
+                false => format!("one account at {}", args.broker),
+            }
         );
         let started = Instant::now();
         let (book, end, start_equity, opened_with) = {
@@ -287,6 +305,9 @@ pub fn live_book(explicit_python: Option<&Path>, args: LiveArgs) -> Result<ExitC
                 live.set_api(link);
             }
             live.set_maker(Box::new(maker));
+            if let Some(account) = account {
+                live.set_account(account);
+            }
             let (book, end) = live.run();
             live.status.clear();
             (book, end, live.start_equity(), live.opened_with())

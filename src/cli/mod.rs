@@ -477,7 +477,7 @@ pub struct LiveReportArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct LiveArgs {
     /// The algorithm file (a Python file with one `Algorithm` subclass). Given twice or more:
-    /// a book of those strategies at equal weights (paper only, see docs/live.md, "Books").
+    /// a book of those strategies at equal weights (see docs/live.md, "Books").
     #[arg(
         long = "algo",
         value_name = "PATH",
@@ -485,8 +485,8 @@ pub struct LiveArgs {
     )]
     pub algos: Vec<PathBuf>,
 
-    /// A portfolio file (as for `rustybt run --portfolio`): a book of strategies on one paper
-    /// account (`--broker paper` only).
+    /// A portfolio file (as for `rustybt run --portfolio`): a book of strategies on one
+    /// account, on paper or at the exchange of `--broker ccxt:<id>`.
     #[arg(long, value_name = "FILE")]
     pub portfolio: Option<PathBuf>,
 

@@ -10,8 +10,9 @@
 //! book, each strategy's book, algorithm state and open paper orders, and the book's own state
 //! (rebalancing, units, limits: [`SavedBook`]); a restart rebuilds each strategy's ledger from
 //! its genesis capital, its journaled fills and the cash rebalancing moved to it.
-//! Exchange brokers are refused: fills from one exchange account would need allocating back
-//! to the strategies.
+//!
+//! On an exchange (`--broker ccxt:<id>`) the book trades one account through an
+//! [`AccountDesk`] instead of the paper brokers: see `book_account.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -41,8 +42,11 @@ use crate::model::{OrderId, OrderStatus, SymbolId, TimestampNs, format_timestamp
 use crate::portfolio::{BookOutcome, BookRules, BookStepper, Member, SavedBook};
 use crate::python::LogSink;
 
+#[path = "book_account.rs"]
+mod book_account;
 #[path = "book_api.rs"]
 mod book_api;
+pub use book_account::AccountDesk;
 pub use book_api::StrategyMaker;
 
 /// Longest time between two journal checkpoints (as a single-algorithm paper session).
@@ -139,6 +143,8 @@ pub struct LiveBook<'a, 'r, S: LiveStrategy> {
     bars_seen: u64,
     /// Strategies the book had when this session started (operators add the others).
     opened_with: usize,
+    /// The exchange account the book trades (`None`: each strategy's own paper broker).
+    account: Option<AccountDesk>,
 }
 
 impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
@@ -179,7 +185,13 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             maker: None,
             bars_seen: 0,
             opened_with: 0,
+            account: None,
         }
+    }
+
+    /// Trades one exchange account for the whole book (see `book_account.rs`).
+    pub fn set_account(&mut self, account: AccountDesk) {
+        self.account = Some(account);
     }
 
     /// Lets operators add strategies through the control API (`POST /strategies`).
@@ -237,7 +249,18 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         };
         // `on_stop` for the strategies still running (unless the book failed), then every
         // open order is cancelled, as a single paper session's are.
-        let outcome = stepper.finish_with(self.members, "the paper session ended");
+        let ended = match self.account {
+            Some(_) => "the session ended",
+            None => "the paper session ended",
+        };
+        let outcome = stepper.finish_with(self.members, ended);
+        if let Some(account) = self.account.as_mut() {
+            match account.close(self.state) {
+                Ok(Some(line)) => above_status!("{line}"),
+                Ok(None) => {}
+                Err(e) => above_status!("error: closing the exchange account: {e}"),
+            }
+        }
         let storage_failed = matches!(&end, End::Live(e) if e.storage().is_some());
         if !storage_failed {
             let saved = self
@@ -277,7 +300,25 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             .as_ref()
             .map(|s| s.transferred.clone())
             .unwrap_or_else(|| vec![Decimal::ZERO; self.members.len()]);
+        if let Some(account) = self.account.as_mut() {
+            let (news, adopted) = account.open(self.state, self.members, &transferred)?;
+            for notice in news.notices {
+                above_status!("{notice}");
+            }
+            for (i, seat) in self.seats.iter_mut().enumerate() {
+                seat.seen = lock(&self.members[i].session).orders.all().len();
+                for (id, client_id) in &adopted[i] {
+                    seat.client_ids.insert(*id, client_id.clone());
+                }
+            }
+            for trip in news.trips {
+                self.halt(&trip, true);
+            }
+        }
         for (i, m) in self.members.iter().enumerate() {
+            if self.account.is_some() {
+                break;
+            }
             let fills = self.state.journal.fills_of(Some(&m.id))?;
             let orders = self.state.strategy_orders.remove(&m.id).unwrap_or_default();
             let news = self.seats[i].broker.open_ledger(
@@ -298,11 +339,10 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             stepper
                 .restore(saved, self.members, self.market, |i, client_id| {
                     seats[i]
-                        .broker
-                        .client_ids()
+                        .all_client_ids()
                         .into_iter()
-                        .find(|(c, _)| c == client_id)
-                        .map(|(_, id)| id)
+                        .find(|(_, c)| c == client_id)
+                        .map(|(id, _)| id)
                 })
                 .map_err(|e| {
                     super::journal::JournalError::Corrupt(format!("the saved book: {e}"))
@@ -334,13 +374,96 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             self.unpriced.push(carried);
         }
         self.stepper = Some(stepper);
-        self.state.journal.set_grouped(true)?;
-        self.state.breakers.defer_writes();
+        // A paper book commits its writes in groups, with its checkpoints (a killed process
+        // loses nothing that left it); an exchange book's intents and fills are durable one
+        // by one: the exchange has what was sent.
+        if self.account.is_none() {
+            self.state.journal.set_grouped(true)?;
+            self.state.breakers.defer_writes();
+        }
         if let Some(trip) = self.state.breakers.state().tripped {
             self.halt(&trip, false);
         }
         // A halt file already there halts the book before its first order.
         self.check_halt_file(true);
+        Ok(())
+    }
+
+    /// The orders staged for the exchange account out (netted as the book's file says); each
+    /// strategy's state saver learns their client ids.
+    fn flush_account(&mut self) -> Result<(), LiveError> {
+        let Some(account) = self.account.as_mut() else {
+            return Ok(());
+        };
+        let netting = self.rules.spec.netting;
+        for (i, id, client_id) in account.flush(self.state, self.members, netting)? {
+            self.seats[i].client_ids.insert(id, client_id.clone());
+            self.seats[i].unsaved_ids.push((id, client_id));
+        }
+        Ok(())
+    }
+
+    /// Whether any strategy placed an order not yet sent.
+    fn has_new_orders(&self) -> bool {
+        self.members
+            .iter()
+            .zip(&self.seats)
+            .any(|(m, seat)| lock(&m.session).orders.all().len() > seat.seen)
+    }
+
+    /// What the exchange account reported (when a poll is due, or `always`): each fill to
+    /// the strategy whose order it filled (`on_fill` on that strategy only), trips halt the
+    /// book; orders placed in `on_fill` go out at once.
+    fn poll_account(&mut self, always: bool) -> Result<(), Halt> {
+        let Some(account) = self.account.as_mut() else {
+            return Ok(());
+        };
+        if !always && !account.poll_due() {
+            // Fills the book made inside (crossed orders) are in the journal already.
+            let news = account.journal_fills(self.state, self.members)?;
+            return self.take_account_news(news);
+        }
+        let now = self
+            .members
+            .iter()
+            .map(|m| lock(&m.session).now)
+            .max()
+            .unwrap_or_else(wall_ns);
+        let news = account.poll(self.state, self.members, now)?;
+        self.take_account_news(news)
+    }
+
+    fn take_account_news(&mut self, news: book_account::AccountNews) -> Result<(), Halt> {
+        for notice in &news.notices {
+            let _ = self.state.audit.log(wall_ns(), "warning", notice);
+            above_status!("{notice}");
+        }
+        for trip in &news.trips {
+            self.halt(trip, true);
+        }
+        if news.fills.is_empty() {
+            return Ok(());
+        }
+        let mut told = vec![false; self.members.len()];
+        for (i, fill) in news.fills {
+            let m = &mut self.members[i];
+            m.outcome.fills.push(fill.clone());
+            if m.stopped.is_some() {
+                continue;
+            }
+            let mut result = Ok(());
+            if !std::mem::replace(&mut told[i], true) {
+                result = m.strategy.on_order_events();
+            }
+            if let Err(stop) = result.and_then(|_| m.strategy.on_fill(&fill))
+                && let Some(whole) =
+                    crate::portfolio::book::fail(self.members, i, stop, self.rules.spec)
+            {
+                return Err(whole.into());
+            }
+        }
+        self.commit_soon = true;
+        self.sync_all(true)?;
         Ok(())
     }
 
@@ -355,6 +478,12 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         {
             let stepper = self.stepper.as_mut().expect("invariant: opened");
             stepper.initialize(self.members, self.rules)?;
+            if self.account.is_some() && stepper.outcome.netting_on {
+                // The exchange fills each order on its own: nothing crosses inside the book.
+                stepper.outcome.netting_on = false;
+                // The exchange fills each order on its own: the account desk nets a bar's
+                // market orders before they go out instead (`book_account.rs`).
+            }
         }
         self.warm_up()?;
         self.restore_algo_states();
@@ -379,6 +508,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                     self.idle(wait.min(IDLE_SLICE))?;
                     self.check_halt_file(true);
                     self.serve_api(false)?;
+                    self.poll_account(false)?;
                     // On an exchange feed, scheduled callbacks fire at their wall-clock time.
                     if self.options.wall_clock {
                         let now = wall_ns();
@@ -411,7 +541,14 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                 let stepper = self.stepper.as_mut().expect("invariant: opened");
                 stepper.step(self.market, self.members, self.rules, &tick)?;
             }
+            if self.account.is_some() && self.has_new_orders() {
+                // Before anything goes to the exchange: the strategies' state that decided it
+                // and the bar they decided on, so a crash after the send restarts past this bar
+                // instead of deciding (and sending) again.
+                self.checkpoint(Some(batch.close_time), None)?;
+            }
             self.sync_all(false)?;
+            self.poll_account(true)?;
             self.bars_seen = self.stepper().outcome.bars;
             self.after_bar(batch.close_time)?;
             self.serve_api(false)?;
@@ -588,6 +725,7 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             };
             active |= self.sync_member(i, &fills)?;
         }
+        self.flush_account()?;
         Ok(active)
     }
 
@@ -596,6 +734,9 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         let seat = &mut self.seats[i];
         let (new, now) = new_orders(&m.session, &mut seat.seen);
         let active = !new.is_empty() || !fills.is_empty();
+        // A bracket's entry is linked to its exits (placed with it).
+        let parents: std::collections::HashSet<OrderId> =
+            new.iter().filter_map(|(o, _, _)| o.parent).collect();
         let wall = wall_ns();
         let mut halted: Option<Trip> = None;
         for (order, symbol, last_close) in new {
@@ -620,7 +761,13 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                     refuse_order(self.state, &m.session, order.id, &error, now, &who).or(halted);
                 continue;
             }
-            seat.send(self.state, m, &order, &symbol, last_close, &mut self.stats)?;
+            match self.account.as_mut() {
+                Some(account) => {
+                    let linked = parents.contains(&order.id);
+                    account.stage(i, m, &order, &symbol, last_close, linked)
+                }
+                None => seat.send(self.state, m, &order, &symbol, last_close, &mut self.stats)?,
+            }
         }
         let stepped = seat.broker.after_step(self.state, &m.session, fills)?;
         if let Some(trip) = halted {
@@ -670,7 +817,11 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         let mut orders = Vec::with_capacity(self.members.len());
         for (i, m) in self.members.iter_mut().enumerate() {
             books.push(engine_book(&currency, &m.session));
-            orders.push(self.seats[i].broker.open_orders_to_save(&m.session)?);
+            // An exchange book's open orders are the exchange's (the journal has them).
+            orders.push(match self.account {
+                Some(_) => None,
+                None => self.seats[i].broker.open_orders_to_save(&m.session)?,
+            });
             let ids = std::mem::take(&mut self.seats[i].unsaved_ids);
             let saved = m.strategy.save_state(&ids);
             states.push(take_saved_state(

@@ -137,7 +137,25 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
                 }
             }
             Action::Reconcile => {
-                Reply::conflict("a paper session has no exchange account to reconcile against")
+                let Some(account) = self.account.as_mut() else {
+                    return Ok(Reply::conflict(
+                        "a paper session has no exchange account to reconcile against",
+                    ));
+                };
+                let before = account.broker().last_reconciliation();
+                let news = account.reconcile_now(self.state, self.members)?;
+                let after = account.broker().last_reconciliation();
+                let notices = news.notices.clone();
+                self.take_account_news(news)?;
+                match after.filter(|_| after != before) {
+                    Some((time, outcome)) => Reply::ok(json!({
+                        "time": audit_time(time), "outcome": outcome, "notices": notices,
+                    })),
+                    None => Reply::conflict(format!(
+                        "the reconciliation could not run: {}",
+                        notices.join("; ")
+                    )),
+                }
             }
             Action::Flatten { symbol } => self.api_flatten(symbol.as_deref())?,
             Action::StopStrategy { id, request } => self.api_stop(id, request, by)?,
@@ -475,10 +493,23 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
             if order.status == OrderStatus::Rejected {
                 continue;
             }
-            seat.send(self.state, m, &order, &symbol, last_close, &mut self.stats)?;
+            // On an exchange, an order still open goes there; one the book filled inside
+            // (a hand-over) is journaled with its fills as a paper order is.
+            match self.account.as_mut().filter(|_| order.status.is_open()) {
+                Some(account) => account.stage(k, m, &order, &symbol, last_close, false),
+                None => {
+                    seat.send(self.state, m, &order, &symbol, last_close, &mut self.stats)?;
+                    // Booked already (a hand-over): its journaled fills are not booked again.
+                    if let (Some(account), Some(client_id)) =
+                        (self.account.as_mut(), seat.client_ids.get(&order.id))
+                    {
+                        account.booked_inside(client_id);
+                    }
+                }
+            }
         }
         seat.broker.after_step(self.state, &m.session, fills)?;
-        Ok(())
+        self.flush_account()
     }
 
     /// The change into the journal, then a checkpoint: the answer means it is on the disk.
@@ -684,8 +715,20 @@ impl<S: LiveStrategy> LiveBook<'_, '_, S> {
         snapshot.halted = halted;
         snapshot.last_bar = view.last_bar.map(last_bar);
         stamp(&mut snapshot, phase, self.state, &*self.feed);
-        snapshot.reconciliation = None;
-        snapshot.reconciled = true;
+        let account = self.account.as_ref().map(|a| a.broker());
+        snapshot.reconciliation =
+            account
+                .and_then(|b| b.last_reconciliation())
+                .map(|(time, outcome)| crate::live::api::Reconciliation {
+                    time: audit_time(time),
+                    outcome: outcome.to_string(),
+                });
+        // An exchange book is reconciled once its last reconciliation did not halt it.
+        snapshot.reconciled = match (&snapshot.reconciliation, account.is_some()) {
+            (_, false) => true,
+            (Some(r), true) => r.outcome != "halted",
+            (None, true) => false,
+        };
         snapshot.bars = self.bars_seen;
         snapshot.strategy.state = session_state(phase, snapshot.halted.is_some());
         snapshot.book = Some(Arc::new(BookView {

@@ -34,7 +34,7 @@ use crate::model::{OrderSide, OrderStatus, TimestampNs};
 /// Written to `meta.application`; a database without it is not a rustybt journal.
 pub const APPLICATION_ID: &str = "rustybt-journal";
 /// The schema this build writes. Older journals are migrated; newer ones are refused.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 /// Longest client order id Binance accepts.
 pub const MAX_CLIENT_ORDER_ID_LEN: usize = 36;
 /// How many algorithm state snapshots are kept (the newest).
@@ -377,6 +377,17 @@ pub struct OrderUpdate {
 }
 
 /// One execution reported by the broker.
+/// A journaled fill with its row id and the book's strategy whose order it filled (`None`:
+/// one algorithm's, or an order no strategy placed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournaledFill {
+    pub id: i64,
+    pub strategy: Option<String>,
+    pub symbol: String,
+    pub side: OrderSide,
+    pub record: FillRecord,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FillRecord {
     pub client_order_id: String,
@@ -794,8 +805,30 @@ CREATE TABLE strategy_changes (
 );
 "#;
 
+/// Version 7: a book on one exchange account nets the orders of several strategies into one
+/// exchange order: its legs (the strategies that asked, and how much each still wanted from
+/// the exchange), and each fill of it split between them (`crate::portfolio::netting`'s rule,
+/// applied once when the fill is journaled: the journal is the truth of who got what).
+const SCHEMA_V7: &str = r#"
+CREATE TABLE order_legs (
+    client_order_id TEXT NOT NULL REFERENCES intents(client_order_id),
+    strategy TEXT NOT NULL,
+    quantity TEXT NOT NULL,             -- Decimal
+    PRIMARY KEY (client_order_id, strategy)
+);
+CREATE TABLE fill_shares (
+    fill_id INTEGER NOT NULL REFERENCES fills(id),
+    strategy TEXT NOT NULL,
+    quantity TEXT NOT NULL,             -- Decimal
+    fee TEXT NOT NULL,                  -- Decimal, in the fill's fee asset
+    PRIMARY KEY (fill_id, strategy)
+);
+"#;
+
 /// What versions 2, 3, 4… add, in order.
-const LATER_SCHEMAS: [&str; 5] = [SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6];
+const LATER_SCHEMAS: [&str; 6] = [
+    SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
+];
 
 /// The journal: one SQLite connection. Several `Journal`s may be open on the same file (WAL
 /// lets them; writes wait up to 10 s for each other).
@@ -1225,9 +1258,40 @@ impl Journal {
         intent: &OrderIntent,
         strategy: Option<&str>,
     ) -> Result<()> {
+        self.record_intent_with_legs(intent, strategy, &[])
+    }
+
+    /// [`Journal::record_intent`] of one exchange order a book netted from the orders of
+    /// several strategies: `legs` are (strategy, quantity), summing to the order's quantity;
+    /// every fill of it is split between them when it is journaled ([`Journal::record_fill`]).
+    pub fn record_intent_with_legs(
+        &mut self,
+        intent: &OrderIntent,
+        strategy: Option<&str>,
+        legs: &[(String, Decimal)],
+    ) -> Result<()> {
         intent.validate()?;
+        let invalid = |reason: String| JournalError::InvalidIntent {
+            client_order_id: intent.client_order_id.clone(),
+            reason,
+        };
+        if !legs.is_empty() && legs.iter().map(|(_, q)| *q).sum::<Decimal>() != intent.quantity {
+            return Err(invalid(format!(
+                "its legs sum to {}, not its quantity {}",
+                legs.iter().map(|(_, q)| *q).sum::<Decimal>(),
+                intent.quantity
+            )));
+        }
+        if let Some(bad) = legs.iter().find(|(_, q)| *q <= Decimal::ZERO) {
+            return Err(invalid(format!(
+                "leg `{}` is not positive: {}",
+                bad.0, bad.1
+            )));
+        }
         if let Some(id) = strategy
-            && !is_valid_strategy_id(id)
+            .into_iter()
+            .chain(legs.iter().map(|(id, _)| id.as_str()))
+            .find(|id| !is_valid_strategy_id(id))
         {
             return Err(JournalError::InvalidIntent {
                 client_order_id: intent.client_order_id.clone(),
@@ -1269,8 +1333,20 @@ impl Journal {
                 strategy,
             ],
         )?;
+        for (leg, quantity) in legs {
+            tx.exec(
+                "INSERT INTO order_legs (client_order_id, strategy, quantity) VALUES (?1, ?2, ?3)",
+                params![intent.client_order_id, leg, dec_text(*quantity)],
+            )?;
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The legs of a netted order (strategy, quantity, filled so far), in the order they were
+    /// journaled; empty for any other order.
+    pub fn order_legs(&self, client_order_id: &str) -> Result<Vec<(String, Decimal, Decimal)>> {
+        legs_of(&self.conn, client_order_id)
     }
 
     fn load_order_tx(tx: &Connection, client_order_id: &str) -> Result<JournaledOrder> {
@@ -1542,6 +1618,7 @@ impl Journal {
                 order.quantity
             )));
         }
+        let legs = legs_of(&tx, &fill.client_order_id)?;
         tx.exec(
             "INSERT INTO fills (client_order_id, trade_id, symbol, side, quantity, price, fee, fee_asset, time, strategy)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -1558,6 +1635,20 @@ impl Journal {
                 order.strategy,
             ],
         )?;
+        if !legs.is_empty() {
+            let fill_id = tx.last_insert_rowid();
+            let shares = split_fill(&legs, fill.quantity, fill.fee)
+                .ok_or_else(|| invalid("it is more than its legs still want".into()))?;
+            for ((strategy, _, _), (quantity, fee)) in legs.iter().zip(shares) {
+                if quantity.is_zero() && fee.is_zero() {
+                    continue;
+                }
+                tx.exec(
+                    "INSERT INTO fill_shares (fill_id, strategy, quantity, fee) VALUES (?1, ?2, ?3, ?4)",
+                    params![fill_id, strategy, dec_text(quantity), dec_text(fee)],
+                )?;
+            }
+        }
         // A fill implies the order reached the book.
         let (state, status) = if total == order.quantity {
             ("final", "filled")
@@ -1589,30 +1680,71 @@ impl Journal {
     /// [`Journal::fills`] of one strategy of a book (`Some(id)`), or of every order (`None`):
     /// its sub-ledger is its genesis capital plus these.
     pub fn fills_of(&self, strategy: Option<&str>) -> Result<Vec<(String, String, FillRecord)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT client_order_id, trade_id, symbol, side, quantity, price, fee, fee_asset, time
-             FROM fills WHERE ?1 IS NULL OR strategy = ?1 ORDER BY id",
+        // A strategy's shares of netted orders' fills are its fills too (their quantity and
+        // fee its share).
+        let rows = self.query_fills(
+            "SELECT id, strategy, symbol, side, client_order_id, trade_id, quantity, price, fee,
+                    fee_asset, time
+             FROM fills WHERE ?1 IS NULL OR strategy = ?1
+             UNION ALL
+             SELECT f.id, s.strategy, f.symbol, f.side, f.client_order_id, f.trade_id, s.quantity,
+                    f.price, s.fee, f.fee_asset, f.time
+             FROM fill_shares s JOIN fills f ON f.id = s.fill_id WHERE s.strategy = ?1
+             ORDER BY 1",
+            params![strategy],
         )?;
-        let rows = stmt.query_map(params![strategy], |r| {
+        Ok(rows
+            .into_iter()
+            .map(|f| (f.symbol, f.side.as_str().to_string(), f.record))
+            .collect())
+    }
+
+    /// The fills journaled after row `after` (`0`: all), in journal order, each with its row
+    /// id and its strategy: a book on one exchange account hands each new fill to the
+    /// strategy that placed it from here (the journal, not the process, is the truth).
+    pub fn fills_after(&self, after: i64) -> Result<Vec<JournaledFill>> {
+        self.query_fills(
+            "SELECT id, strategy, symbol, side, client_order_id, trade_id, quantity, price, fee, \
+             fee_asset, time FROM fills WHERE id > ?1 AND strategy IS NOT NULL \
+             UNION ALL \
+             SELECT f.id, s.strategy, f.symbol, f.side, f.client_order_id, f.trade_id, s.quantity, \
+             f.price, s.fee, f.fee_asset, f.time \
+             FROM fill_shares s JOIN fills f ON f.id = s.fill_id WHERE f.id > ?1 \
+             ORDER BY 1",
+            params![after],
+        )
+    }
+
+    /// Fill rows of `sql` (columns: id, strategy, symbol, side, client order id, trade id,
+    /// quantity, price, fee, fee asset, time).
+    fn query_fills(&self, sql: &str, args: impl Params) -> Result<Vec<JournaledFill>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(args, |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<String>>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, String>(4)?,
                 r.get::<_, String>(5)?,
                 r.get::<_, String>(6)?,
-                r.get::<_, Option<String>>(7)?,
-                r.get::<_, i64>(8)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, String>(8)?,
+                r.get::<_, Option<String>>(9)?,
+                r.get::<_, i64>(10)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (cid, trade_id, symbol, side, quantity, price, fee, fee_asset, time) = row?;
-            out.push((
+            let (id, strategy, symbol, side, cid, trade_id, quantity, price, fee, fee_asset, time) =
+                row?;
+            out.push(JournaledFill {
+                id,
+                strategy,
                 symbol,
-                side,
-                FillRecord {
+                side: parse_side(&side)
+                    .ok_or_else(|| JournalError::Corrupt(format!("fill side `{side}`")))?,
+                record: FillRecord {
                     client_order_id: cid,
                     trade_id,
                     quantity: parse_dec(&quantity, "fill quantity")?,
@@ -1621,9 +1753,16 @@ impl Journal {
                     fee_asset,
                     time,
                 },
-            ));
+            });
         }
         Ok(out)
+    }
+
+    /// The id of the last fill journaled (`0`: none).
+    pub fn last_fill_id(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM fills", [], |r| r.get(0))?)
     }
 
     /// Every fill with the run that placed its order, in journal order (the state folder's
@@ -2258,8 +2397,20 @@ impl Journal {
         let open_orders = self.acknowledged_orders()?;
         let mut fills: BTreeMap<String, Vec<FillRecord>> = BTreeMap::new();
         let mut last_trade_ids = BTreeMap::new();
+        // Fills a book made inside (crossed, handed over: never at the exchange) carry trade
+        // ids of its own, which the exchange's fills query must not start from.
+        let internal: std::collections::HashSet<String> = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT client_order_id FROM intents
+                 WHERE exchange_id LIKE 'paper-%' OR exchange_id LIKE 'crossed-%'",
+            )?;
+            stmt.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<std::result::Result<_, rusqlite::Error>>()?
+        };
         for (symbol, _side, fill) in self.fills()? {
-            last_trade_ids.insert(symbol, fill.trade_id.clone());
+            if !internal.contains(&fill.client_order_id) {
+                last_trade_ids.insert(symbol, fill.trade_id.clone());
+            }
             fills
                 .entry(fill.client_order_id.clone())
                 .or_default()
@@ -2413,6 +2564,58 @@ fn raw_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOrder> {
             r.get(18)?,
         ),
     })
+}
+
+/// The legs of a netted order: (strategy, quantity, filled so far), in journal order.
+fn legs_of(conn: &Connection, client_order_id: &str) -> Result<Vec<(String, Decimal, Decimal)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT l.strategy, l.quantity,
+                (SELECT group_concat(s.quantity, ' ') FROM fill_shares s JOIN fills f ON f.id = s.fill_id
+                 WHERE f.client_order_id = l.client_order_id AND s.strategy = l.strategy)
+         FROM order_legs l WHERE l.client_order_id = ?1 ORDER BY l.rowid",
+    )?;
+    let rows = stmt.query_map(params![client_order_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+        ))
+    })?;
+    let mut legs = Vec::new();
+    for row in rows {
+        let (strategy, quantity, shares) = row?;
+        let mut filled = Decimal::ZERO;
+        for share in shares.as_deref().unwrap_or_default().split_whitespace() {
+            filled += parse_dec(share, "fill share")?;
+        }
+        legs.push((strategy, parse_dec(&quantity, "leg quantity")?, filled));
+    }
+    Ok(legs)
+}
+
+/// One fill of a netted order split between its `legs` (strategy, quantity, filled so far):
+/// the quantity in proportion to what each leg still wants, the fee in proportion to the
+/// shares, both by `crate::portfolio::netting`'s rule (rounded down to the most decimals
+/// involved, the units left over to the largest remainders, earlier leg first among equals),
+/// so they sum to the fill exactly. `None`: the fill is more than the legs still want.
+pub fn split_fill(
+    legs: &[(String, Decimal, Decimal)],
+    quantity: Decimal,
+    fee: Decimal,
+) -> Option<Vec<(Decimal, Decimal)>> {
+    let wanted: Vec<Decimal> = legs.iter().map(|(_, q, filled)| *q - *filled).collect();
+    if wanted.iter().copied().sum::<Decimal>() < quantity {
+        return None;
+    }
+    let dp = wanted
+        .iter()
+        .map(|q| q.scale())
+        .chain([quantity.scale()])
+        .max()
+        .unwrap_or(0);
+    let shares = crate::portfolio::netting::allocate(&wanted, quantity, dp);
+    let fees = crate::portfolio::netting::apportion(&shares, fee, fee.scale());
+    Some(shares.into_iter().zip(fees).collect())
 }
 
 fn finish_order(conn: &Connection, raw: RawOrder) -> Result<JournaledOrder> {

@@ -147,12 +147,12 @@ fn a_newer_schema_is_refused_with_both_versions() {
 }
 
 /// Takes a journal back to schema version 4 (its rows stay).
-const UNDO_V5: &str = "DROP TABLE strategy_changes; DROP TABLE book_states; ALTER TABLE paper_orders DROP COLUMN strategy;
+const UNDO_V5: &str = "DROP TABLE fill_shares; DROP TABLE order_legs; DROP TABLE strategy_changes; DROP TABLE book_states; ALTER TABLE paper_orders DROP COLUMN strategy;
     ALTER TABLE algo_states DROP COLUMN strategy; ALTER TABLE book_snapshots DROP COLUMN strategy;
     ALTER TABLE runs DROP COLUMN strategies;";
 
 /// Takes a journal back to schema version 3 (its rows stay).
-const UNDO_V4: &str = "DROP TABLE strategy_changes; DROP TABLE book_states; ALTER TABLE paper_orders DROP COLUMN strategy;
+const UNDO_V4: &str = "DROP TABLE fill_shares; DROP TABLE order_legs; DROP TABLE strategy_changes; DROP TABLE book_states; ALTER TABLE paper_orders DROP COLUMN strategy;
     ALTER TABLE algo_states DROP COLUMN strategy; ALTER TABLE book_snapshots DROP COLUMN strategy;
     ALTER TABLE runs DROP COLUMN strategies;
     DROP INDEX fills_strategy; ALTER TABLE fills DROP COLUMN strategy;
@@ -174,7 +174,8 @@ fn a_version_5_journal_gains_strategy_changes_and_keeps_its_book() {
     }
     let conn = Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP TABLE strategy_changes; UPDATE meta SET value = '5' WHERE key = 'schema_version';",
+        "DROP TABLE fill_shares; DROP TABLE order_legs; DROP TABLE strategy_changes;
+         UPDATE meta SET value = '5' WHERE key = 'schema_version';",
     )
     .unwrap();
     drop(conn);
@@ -1713,4 +1714,212 @@ fn rolling_back_a_group_returns_to_the_last_commit() {
         .map(|o| o.client_order_id)
         .collect();
     assert_eq!(ids, ["rbt-a-1"]);
+}
+
+// ---- netted orders of a book on one exchange account (schema v7) ----------------------------
+
+fn legs(pairs: &[(&str, &str)]) -> Vec<(String, Decimal)> {
+    pairs.iter().map(|(s, q)| (s.to_string(), d(q))).collect()
+}
+
+#[test]
+fn a_netted_orders_fills_are_split_between_its_legs_when_journaled() {
+    let mut j = journal();
+    let mut netted = intent("n-1");
+    netted.quantity = dec!(0.008);
+    j.record_intent_with_legs(&netted, None, &legs(&[("a", "0.006"), ("b", "0.002")]))
+        .unwrap();
+    // 0.005 of 0.006 + 0.002: 0.00375 and 0.00125 rounded down to 0.003 and 0.001, the
+    // leftover 0.001 to the larger remainder (a); the fee in proportion to the shares.
+    assert!(
+        j.record_fill(&fill("n-1", "t1", "0.005", "100", "0.000005", Some("BTC")))
+            .unwrap()
+    );
+    // 0.002 of what is still wanted (0.002 and 0.001): 0.001 each.
+    assert!(
+        j.record_fill(&fill("n-1", "t2", "0.002", "101", "0.000002", Some("BTC")))
+            .unwrap()
+    );
+    // A replay adds nothing, not even shares.
+    assert!(
+        !j.record_fill(&fill("n-1", "t2", "0.002", "101", "0.000002", Some("BTC")))
+            .unwrap()
+    );
+    let of = |j: &Journal, s: &str| -> Vec<(Decimal, Decimal, Decimal)> {
+        j.fills_of(Some(s))
+            .unwrap()
+            .into_iter()
+            .map(|(_, _, f)| (f.quantity, f.price, f.fee))
+            .collect()
+    };
+    assert_eq!(
+        of(&j, "a"),
+        vec![
+            (dec!(0.004), dec!(100), dec!(0.000004)),
+            (dec!(0.001), dec!(101), dec!(0.000001))
+        ]
+    );
+    assert_eq!(
+        of(&j, "b"),
+        vec![
+            (dec!(0.001), dec!(100), dec!(0.000001)),
+            (dec!(0.001), dec!(101), dec!(0.000001))
+        ]
+    );
+    // The account's fills are the exchange's, whole.
+    assert_eq!(j.fills().unwrap().len(), 2);
+    assert_eq!(
+        j.order_legs("n-1").unwrap(),
+        vec![
+            ("a".to_string(), dec!(0.006), dec!(0.005)),
+            ("b".to_string(), dec!(0.002), dec!(0.002))
+        ]
+    );
+    // Fills after a row, per strategy: the shares, in journal order.
+    let after: Vec<(i64, Option<String>, Decimal)> = j
+        .fills_after(0)
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.id, f.strategy, f.record.quantity))
+        .collect();
+    assert_eq!(
+        after,
+        vec![
+            (1, Some("a".into()), dec!(0.004)),
+            (1, Some("b".into()), dec!(0.001)),
+            (2, Some("a".into()), dec!(0.001)),
+            (2, Some("b".into()), dec!(0.001)),
+        ]
+    );
+    assert_eq!(j.last_fill_id().unwrap(), 2);
+}
+
+#[test]
+fn a_netted_intent_needs_legs_that_sum_to_it() {
+    let mut j = journal();
+    let mut netted = intent("n-2");
+    netted.quantity = dec!(1);
+    let error = j
+        .record_intent_with_legs(&netted, None, &legs(&[("a", "0.6"), ("b", "0.3")]))
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("legs sum to 0.9, not its quantity 1"),
+        "{error}"
+    );
+    let error = j
+        .record_intent_with_legs(&netted, None, &legs(&[("a", "1.5"), ("b", "-0.5")]))
+        .unwrap_err();
+    assert!(error.to_string().contains("not positive"), "{error}");
+    let error = j
+        .record_intent_with_legs(&netted, None, &legs(&[("a b", "0.5"), ("b", "0.5")]))
+        .unwrap_err();
+    assert!(error.to_string().contains("strategy id `a b`"), "{error}");
+    assert!(j.order("n-2").is_err(), "nothing journaled");
+}
+
+proptest! {
+    /// For random legs and a random sequence of partial fills: each fill's shares sum exactly
+    /// to it (quantity and fee), no strategy ever gets more than its leg asked, and the shares
+    /// a restart reads back (`fills_of`) are the ones journaled.
+    #[test]
+    fn partial_fills_split_exactly_and_never_past_a_leg(
+        wanted in proptest::collection::vec(1i64..5_000, 2..5),
+        parts in proptest::collection::vec((1u32..100, 0i64..1_000), 1..6),
+        dp in 0u32..4,
+    ) {
+        let mut j = journal();
+        let leg_list: Vec<(String, Decimal)> = wanted
+            .iter()
+            .enumerate()
+            .map(|(k, q)| (format!("s{k}"), Decimal::new(*q, dp)))
+            .collect();
+        let total: Decimal = leg_list.iter().map(|(_, q)| *q).sum();
+        let mut netted = intent("p-1");
+        netted.quantity = total;
+        j.record_intent_with_legs(&netted, None, &leg_list).unwrap();
+        let mut left = total;
+        for (n, (percent, fee)) in parts.iter().enumerate() {
+            // a part of what remains, at the legs' precision (at least one unit)
+            let unit = Decimal::new(1, dp);
+            let mut qty = (left * Decimal::from(*percent) / Decimal::from(100))
+                .round_dp_with_strategy(dp, rust_decimal::RoundingStrategy::ToZero);
+            if qty < unit { qty = unit; }
+            if qty > left { break; }
+            let fee = Decimal::new(*fee, 6);
+            let record = FillRecord {
+                client_order_id: "p-1".into(),
+                trade_id: format!("t{n}"),
+                quantity: qty,
+                price: dec!(100),
+                fee,
+                fee_asset: Some("USDT".into()),
+                time: 5_000 + n as i64,
+            };
+            prop_assert!(j.record_fill(&record).unwrap());
+            let rows = j.fills_after(j.last_fill_id().unwrap() - 1).unwrap();
+            prop_assert_eq!(rows.iter().map(|r| r.record.quantity).sum::<Decimal>(), qty);
+            prop_assert_eq!(rows.iter().map(|r| r.record.fee).sum::<Decimal>(), fee);
+            left -= qty;
+        }
+        for (strategy, asked, filled) in j.order_legs("p-1").unwrap() {
+            prop_assert!(filled <= asked, "{} got {} of {}", strategy, filled, asked);
+            let own: Decimal = j.fills_of(Some(&strategy)).unwrap().iter().map(|(_, _, f)| f.quantity).sum();
+            prop_assert_eq!(own, filled);
+        }
+        let all: Decimal = j.fills().unwrap().iter().map(|(_, _, f)| f.quantity).sum();
+        prop_assert_eq!(all, total - left);
+    }
+}
+
+#[test]
+fn a_version_6_journal_gains_the_netting_tables_and_keeps_its_fills() {
+    let (_dir, path) = temp_journal();
+    {
+        let mut j = Journal::open(&path).unwrap();
+        j.start_run(&run()).unwrap();
+        j.record_intent_for(&intent("a1"), Some("a")).unwrap();
+        j.record_fill(&fill("a1", "t1", "0.5", "100", "0", None))
+            .unwrap();
+    }
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TABLE fill_shares; DROP TABLE order_legs;
+         UPDATE meta SET value = '6' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(conn);
+    let mut j = Journal::open(&path).unwrap();
+    assert_eq!(j.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(j.fills_of(Some("a")).unwrap().len(), 1);
+    assert!(j.order_legs("a1").unwrap().is_empty());
+    let mut netted = intent("n1");
+    netted.quantity = dec!(1);
+    j.record_intent_with_legs(&netted, None, &legs(&[("a", "0.5"), ("b", "0.5")]))
+        .unwrap();
+    j.record_fill(&fill("n1", "t2", "1", "100", "0", None))
+        .unwrap();
+    assert_eq!(j.fills_of(Some("b")).unwrap().len(), 1);
+}
+
+#[test]
+fn recovery_starts_the_exchange_fills_query_after_the_last_exchange_trade_not_an_internal_one() {
+    let mut j = journal();
+    j.record_intent_for(&intent("x1"), Some("a")).unwrap();
+    j.mark_sent("x1", 2_100).unwrap();
+    j.record_ack("x1", "12345", 2_200).unwrap();
+    j.record_fill(&fill("x1", "777", "0.5", "100", "0", None))
+        .unwrap();
+    // A crossing inside a book after it: its trade id is the book's own.
+    j.record_intent_for(&intent("x2"), Some("b")).unwrap();
+    j.mark_sent("x2", 2_300).unwrap();
+    j.record_ack("x2", "crossed-x2", 2_400).unwrap();
+    j.record_fill(&fill("x2", "crossed-x2", "0.5", "100", "0", None))
+        .unwrap();
+    let recovery = j.recover(10_000, i64::MAX).unwrap();
+    assert_eq!(
+        recovery.last_trade_ids.get("BTC/USDT").map(String::as_str),
+        Some("777")
+    );
 }

@@ -1067,12 +1067,8 @@ pub(crate) fn journal_and_send(
     bar_received: Option<Instant>,
     stats: &mut LoopStats,
 ) -> Result<String, LiveError> {
-    let wall = wall_ns();
-    let client_id = state.journal.next_client_order_id(&state.prefix)?;
-    let intent = intent_of(order, &client_id, symbol, wall);
-    state.journal.record_intent_for(&intent, strategy)?;
-    let _ = state.audit.intent(wall, &intent);
-    state.journal.mark_sent(&client_id, wall)?;
+    let intent = journal_intent(state, order, symbol, strategy, &[])?;
+    let client_id = intent.client_order_id.clone();
     if let Some(received) = bar_received {
         stats
             .tick_to_order_ns
@@ -1081,6 +1077,27 @@ pub(crate) fn journal_and_send(
     let reference = order.kind.limit().or(last_close);
     broker.send(state, session, order.id, &intent, reference)?;
     Ok(client_id)
+}
+
+/// An order's intent under a new client id, journaled (for `strategy` of a book, or for the
+/// `legs` of a netted order) and marked sent: from here on a restart resolves it at the
+/// exchange by client id.
+pub(crate) fn journal_intent(
+    state: &mut State,
+    order: &crate::model::Order,
+    symbol: &str,
+    strategy: Option<&str>,
+    legs: &[(String, Decimal)],
+) -> Result<OrderIntent, LiveError> {
+    let wall = wall_ns();
+    let client_id = state.journal.next_client_order_id(&state.prefix)?;
+    let intent = intent_of(order, &client_id, symbol, wall);
+    state
+        .journal
+        .record_intent_with_legs(&intent, strategy, legs)?;
+    let _ = state.audit.intent(wall, &intent);
+    state.journal.mark_sent(&client_id, wall)?;
+    Ok(intent)
 }
 
 fn parse_price(text: &str) -> Result<Decimal, LiveError> {

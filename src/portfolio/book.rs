@@ -962,7 +962,7 @@ pub fn stop_reason(stop: &Stop) -> String {
 
 /// Strategy `i` stopped with `stop`: it stops alone (its orders cancelled, its positions held
 /// or closed), or the whole book stops (the stop returned).
-fn fail<S: Strategy>(
+pub(crate) fn fail<S: Strategy>(
     members: &mut [Member<S>],
     i: usize,
     stop: Stop,

@@ -139,7 +139,34 @@ pub fn allocate(quantities: &[Decimal], total: Decimal, dp: u32) -> Vec<Decimal>
     if total >= sum {
         return quantities.to_vec();
     }
-    let exact: Vec<Decimal> = quantities.iter().map(|q| *q * total / sum).collect();
+    largest_remainders(quantities, sum, total, dp, true)
+}
+
+/// `total` (any amount: a fee) split in proportion to `weights` by the rule of [`allocate`],
+/// without its cap: a share may exceed its weight. All zero weights: all to the first.
+pub fn apportion(weights: &[Decimal], total: Decimal, dp: u32) -> Vec<Decimal> {
+    let sum: Decimal = weights.iter().copied().sum();
+    if sum.is_zero() {
+        let mut shares = vec![Decimal::ZERO; weights.len()];
+        if let Some(first) = shares.first_mut() {
+            *first = total;
+        }
+        return shares;
+    }
+    largest_remainders(weights, sum, total, dp, false)
+}
+
+/// Hamilton's method: each share `weight × total / sum` rounded down to `dp` decimals, then
+/// one unit each to the largest remainders (earlier first among equals) until `total` is
+/// reached; `capped`: never past a share's own weight.
+fn largest_remainders(
+    weights: &[Decimal],
+    sum: Decimal,
+    total: Decimal,
+    dp: u32,
+    capped: bool,
+) -> Vec<Decimal> {
+    let exact: Vec<Decimal> = weights.iter().map(|q| *q * total / sum).collect();
     let mut shares: Vec<Decimal> = exact
         .iter()
         .map(|e| e.round_dp_with_strategy(dp, rust_decimal::RoundingStrategy::ToZero))
@@ -156,7 +183,7 @@ pub fn allocate(quantities: &[Decimal], total: Decimal, dp: u32) -> Vec<Decimal>
         if left < unit {
             break;
         }
-        if shares[i] + unit <= quantities[i] {
+        if !capped || shares[i] + unit <= weights[i] {
             shares[i] += unit;
             left -= unit;
         }
@@ -283,7 +310,43 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_fee_is_apportioned_by_the_same_rule_without_the_cap() {
+        // 0.000005 over shares 0.004 and 0.001: 0.000004 and 0.000001.
+        assert_eq!(
+            apportion(&[dec!(0.004), dec!(0.001)], dec!(0.000005), 6),
+            vec![dec!(0.000004), dec!(0.000001)]
+        );
+        // More than the weights (a fee in cash on quantities of a coin): no cap.
+        assert_eq!(
+            apportion(&[dec!(0.001), dec!(0.002)], dec!(1.00), 2),
+            vec![dec!(0.33), dec!(0.67)]
+        );
+        // 1 cent over three equal shares: to the first.
+        assert_eq!(
+            apportion(&[dec!(1), dec!(1), dec!(1)], dec!(0.01), 2),
+            vec![dec!(0.01), dec!(0), dec!(0)]
+        );
+        assert_eq!(
+            apportion(&[dec!(0), dec!(0)], dec!(0.5), 1),
+            vec![dec!(0.5), dec!(0)]
+        );
+    }
+
     proptest! {
+        #[test]
+        fn apportioned_amounts_sum_exactly(
+            weights in proptest::collection::vec(0u32..10_000, 1..6),
+            total in 0i64..1_000_000,
+            dp in 0u32..6,
+        ) {
+            let weights: Vec<Decimal> = weights.into_iter().map(|w| Decimal::new(w as i64, 3)).collect();
+            let total = Decimal::new(total, dp);
+            let shares = apportion(&weights, total, dp);
+            prop_assert_eq!(shares.iter().copied().sum::<Decimal>(), total);
+            prop_assert!(shares.iter().all(|s| *s >= Decimal::ZERO));
+        }
+
         #[test]
         fn shares_sum_exactly_and_never_exceed_an_order(
             quantities in proptest::collection::vec(1u32..10_000, 1..6),

@@ -350,13 +350,14 @@ def two_symbols(tmp_path) -> Path:
     return combined_file(tmp_path / "AB.csv", {"A": 4, "B": 5}, 40, timedelta(minutes=1))
 
 
-def test_a_book_on_an_exchange_broker_is_refused(tmp_path, two_symbols):
-    argv = [str(BIN), "live", "--portfolio", str(EXAMPLE_BOOK), "--broker", "ccxt:binance", "--symbols", "A,B",
-            "--timeframe", "1m", "--state", str(tmp_path / "state"), "--out", str(tmp_path / "out"), "-q"]
+def test_a_book_on_an_exchange_broker_refuses_a_replay_feed(tmp_path, two_symbols):
+    """An exchange book trades on the exchange's candles (tests/python/test_live_book_exchange.py
+    runs it); a replay file is refused before anything is created."""
+    argv = book_argv(["--algo", str(SMA), "--algo", str(TRADER)], two_symbols, "A,B", tmp_path / "state",
+                     tmp_path / "out", broker="ccxt:binance")
     proc = run(argv)
     assert proc.returncode == 2, proc.stderr
-    assert "a live book trades on paper only" in proc.stderr
-    assert "allocating back to the strategies" in proc.stderr
+    assert "`--broker ccxt:binance` cannot trade on a replay file" in proc.stderr
     assert not (tmp_path / "state").exists()
 
 

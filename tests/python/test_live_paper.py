@@ -900,9 +900,10 @@ def test_initialize_time_and_orders_match_the_backtest(tmp_path):
 # ---- 8. errors -------------------------------------------------------------------------------
 
 
+# A book on an exchange (tests/python/test_live_book_exchange.py) trades on its candles only.
 BOOK_ON_AN_EXCHANGE = [
-    "error: a live book trades on paper only: `--broker ccxt:binance` with `--portfolio`",
-    "hint: the fills of one exchange account would need allocating back to the strategies",
+    "error: `--broker ccxt:binance` cannot trade on a replay file",
+    "hint: replay with `--broker paper`; an exchange broker uses the exchange's candles",
 ]
 
 
@@ -927,8 +928,8 @@ def test_usage_errors_exit_2_before_touching_the_state(tmp_path, one_minute_file
     argv = live_argv(TRADER, data, symbols, state, out, timeframe=timeframe)
     if case == "broker":
         argv[argv.index("paper")] = "nope"
-    # A book (tests/python/test_live_book.py) is checked against --symbols, and refused on an
-    # exchange broker.
+    # A book (tests/python/test_live_book.py) is checked against --symbols, and an exchange
+    # book's feed before that.
     book_file = ROOT / "examples" / "portfolio" / "portfolio.toml"
     if case in ("portfolio", "portfolio_exchange"):
         at = argv.index("--algo")

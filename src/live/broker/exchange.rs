@@ -102,6 +102,121 @@ pub struct ExchangeBroker {
     orders_stream: RefCell<Option<OrdersStream>>,
 }
 
+/// One execution at the exchange, in the engine's terms.
+pub struct Execution<'a> {
+    pub symbol: SymbolId,
+    pub side: OrderSide,
+    pub quantity: Decimal,
+    pub price: Decimal,
+    pub fee: Decimal,
+    /// `None`: the cash asset.
+    pub fee_asset: Option<&'a str>,
+    pub time: TimestampNs,
+}
+
+/// An execution into a session's order book (`order`, when it still holds it open), ledger
+/// and costs. A fee counts as cash only when charged in `cash_asset`; a fee in the symbol's
+/// `base` asset leaves a smaller position: booked as a sale at price 0 (a realized loss of
+/// the fee at cost). Returns the fill `on_fill` sees.
+pub fn book_execution(
+    s: &mut crate::engine::Session,
+    order: Option<OrderId>,
+    execution: &Execution<'_>,
+    cash_asset: &str,
+    base: Option<&str>,
+) -> Result<Fill, LiveError> {
+    let cash_fee = match execution.fee_asset {
+        None => execution.fee,
+        Some(asset) if asset == cash_asset => execution.fee,
+        _ => Decimal::ZERO,
+    };
+    let engine_fill = order
+        .and_then(|id| {
+            s.orders.apply_venue_fill(
+                id,
+                execution.quantity,
+                execution.price,
+                cash_fee,
+                execution.time,
+            )
+        })
+        .unwrap_or(Fill {
+            // An order the engine no longer holds open (cancelled here, filled there).
+            order_id: order.unwrap_or(OrderId(0)),
+            symbol: execution.symbol,
+            side: execution.side,
+            quantity: execution.quantity,
+            price: execution.price,
+            fee: cash_fee,
+            slippage: Decimal::ZERO,
+            time: execution.time,
+        });
+    s.ledger.apply_fill(&engine_fill).map_err(LiveError::from)?;
+    s.costs
+        .record_fill(&engine_fill)
+        .map_err(|e| LiveError::Engine(format!("recording the costs of a fill: {e}")))?;
+    if let (Some(asset), Some(base)) = (execution.fee_asset, base)
+        && asset == base
+        && execution.fee > Decimal::ZERO
+    {
+        let fee_fill = Fill {
+            side: OrderSide::Sell,
+            quantity: execution.fee,
+            price: Decimal::ZERO,
+            fee: Decimal::ZERO,
+            ..engine_fill.clone()
+        };
+        s.ledger.apply_fill(&fee_fill).map_err(LiveError::from)?;
+    }
+    Ok(engine_fill)
+}
+
+/// An order open at the exchange since an earlier session, back in a session's order book
+/// with what remains of it (`None`: nothing remains).
+pub fn adopt(
+    session: &SharedSession,
+    order: &JournaledOrder,
+) -> Result<Option<OrderId>, LiveError> {
+    let mut s = lock(session);
+    let now = s.now;
+    let Some(symbol) = s.market.symbol_id(&order.symbol) else {
+        return Err(LiveError::UnlistedSymbol {
+            symbol: order.symbol.clone(),
+            what: format!("an open order ({})", order.client_order_id),
+        });
+    };
+    let kind = match (order.order_type, order.limit_price) {
+        (OrderType::Limit, Some(limit)) => OrderKind::Limit { limit },
+        _ => OrderKind::Market,
+    };
+    let quantity = order.remaining();
+    if quantity <= Decimal::ZERO {
+        return Ok(None);
+    }
+    let request = crate::execution::OrderRequest {
+        symbol,
+        side: order.order_side(),
+        quantity,
+        kind,
+        tif: crate::model::TimeInForce::Gtc,
+        oco_group: None,
+        parent: None,
+    };
+    let id = s
+        .orders
+        .submit_with_reason(
+            request,
+            now,
+            0,
+            &format!(
+                "open at the exchange since an earlier session ({})",
+                order.client_order_id
+            ),
+        )
+        .map_err(|e| LiveError::Engine(e.to_string()))?;
+    Ok(Some(id))
+}
+
 /// Orders the journal holds as acknowledged and not final: open at the exchange.
 fn open_at_exchange(state: &State) -> Result<Vec<JournaledOrder>, LiveError> {
     Ok(state.journal.acknowledged_orders()?)
@@ -164,46 +279,12 @@ impl ExchangeBroker {
         session: &SharedSession,
         open: &[JournaledOrder],
     ) -> Result<usize, LiveError> {
-        let mut s = lock(session);
-        let now = s.now;
         let mut adopted = 0;
         for order in open {
-            let Some(symbol) = s.market.symbol_id(&order.symbol) else {
-                return Err(LiveError::UnlistedSymbol {
-                    symbol: order.symbol.clone(),
-                    what: format!("an open order ({})", order.client_order_id),
-                });
-            };
-            let kind = match (order.order_type, order.limit_price) {
-                (OrderType::Limit, Some(limit)) => OrderKind::Limit { limit },
-                _ => OrderKind::Market,
-            };
-            let request = crate::execution::OrderRequest {
-                symbol,
-                side: order.order_side(),
-                quantity: order.remaining(),
-                kind,
-                tif: crate::model::TimeInForce::Gtc,
-                oco_group: None,
-                parent: None,
-            };
-            if request.quantity <= Decimal::ZERO {
-                continue;
+            if let Some(id) = adopt(session, order)? {
+                self.engine_ids.insert(order.client_order_id.clone(), id);
+                adopted += 1;
             }
-            let id = s
-                .orders
-                .submit_with_reason(
-                    request,
-                    now,
-                    0,
-                    &format!(
-                        "open at the exchange since an earlier session ({})",
-                        order.client_order_id
-                    ),
-                )
-                .map_err(|e| LiveError::Engine(e.to_string()))?;
-            self.engine_ids.insert(order.client_order_id.clone(), id);
-            adopted += 1;
         }
         Ok(adopted)
     }
@@ -649,60 +730,22 @@ impl ExchangeBroker {
         let Some(session) = session else {
             return Ok(());
         };
-        let rules = self.rules.get(&fill.symbol);
-        let base = rules.map(|r| r.base.as_str());
-        let fee_asset = Some(fill.fee_asset.as_str()).filter(|a| !a.is_empty());
-        let cash_fee = match fee_asset {
-            None => fill.fee,
-            Some(asset) if asset == self.cash_asset => fill.fee,
-            _ => Decimal::ZERO,
-        };
-        let time = ms_to_ns(fill.time_ms);
+        let base = self.rules.get(&fill.symbol).map(|r| r.base.as_str());
         let mut s = lock(session);
         let Some(symbol) = s.market.symbol_id(&fill.symbol) else {
             return Ok(());
         };
-        let engine_fill = self
-            .engine_ids
-            .get(&client_id)
-            .and_then(|&id| {
-                s.orders
-                    .apply_venue_fill(id, fill.quantity, fill.price, cash_fee, time)
-            })
-            .unwrap_or(Fill {
-                // An order the engine no longer holds open (cancelled here, filled there).
-                order_id: self
-                    .engine_ids
-                    .get(&client_id)
-                    .copied()
-                    .unwrap_or(OrderId(0)),
-                symbol,
-                side: fill.side,
-                quantity: fill.quantity,
-                price: fill.price,
-                fee: cash_fee,
-                slippage: Decimal::ZERO,
-                time,
-            });
-        s.ledger.apply_fill(&engine_fill).map_err(LiveError::from)?;
-        s.costs
-            .record_fill(&engine_fill)
-            .map_err(|e| LiveError::Engine(format!("recording the costs of a fill: {e}")))?;
-        if let (Some(asset), Some(base)) = (fee_asset, base)
-            && asset == base
-            && fill.fee > Decimal::ZERO
-        {
-            // The exchange kept part of what was bought: the position is smaller by the fee,
-            // booked as a sale at price 0 (a realized loss of the fee at cost).
-            let fee_fill = Fill {
-                side: OrderSide::Sell,
-                quantity: fill.fee,
-                price: Decimal::ZERO,
-                fee: Decimal::ZERO,
-                ..engine_fill.clone()
-            };
-            s.ledger.apply_fill(&fee_fill).map_err(LiveError::from)?;
-        }
+        let order = self.engine_ids.get(&client_id).copied();
+        let execution = Execution {
+            symbol,
+            side: fill.side,
+            quantity: fill.quantity,
+            price: fill.price,
+            fee: fill.fee,
+            fee_asset: Some(fill.fee_asset.as_str()).filter(|a| !a.is_empty()),
+            time: ms_to_ns(fill.time_ms),
+        };
+        let engine_fill = book_execution(&mut s, order, &execution, &self.cash_asset, base)?;
         news.fills.push(engine_fill);
         Ok(())
     }
