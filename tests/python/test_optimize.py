@@ -210,13 +210,18 @@ def test_seeded_samplers_give_the_same_table_serial_and_in_parallel(method: str,
         assert order == [p for (p,) in db.execute("SELECT params FROM trials ORDER BY number")]
 
 
-def test_kill_9_then_resume_gives_the_uninterrupted_table(serial_grid: Path, tmp_path: Path, write_algo: Any) -> None:
-    # A slower copy of the strategy (half a second per trial on any machine), so the kill
-    # lands mid-study.
+def slow_grid(write_algo: Any, seconds: float) -> list[str]:
+    """The grid's arguments on a copy of the strategy that sleeps `seconds` in `initialize`, so a
+    study lasts long enough to act on while it runs."""
     slow = write_algo(SMA.read_text().replace(
         "    def initialize(self, ctx: Context) -> None:\n",
-        "    def initialize(self, ctx: Context) -> None:\n        __import__('time').sleep(0.5)\n"), "slow_sma")
-    args = ["--algo", slow, "--param", "fast=5:15:5", "--param", "slow=20:30:10", "--maximize", "net_profit"]
+        f"    def initialize(self, ctx: Context) -> None:\n        __import__('time').sleep({seconds})\n"), "slow_sma")
+    return ["--algo", slow, "--param", "fast=5:15:5", "--param", "slow=20:30:10", "--maximize", "net_profit"]
+
+
+def test_kill_9_then_resume_gives_the_uninterrupted_table(serial_grid: Path, tmp_path: Path, write_algo: Any) -> None:
+    # Half a second per trial on any machine, so the kill lands mid-study.
+    args = slow_grid(write_algo, 0.5)
     study = tmp_path / "killed"
     proc = subprocess.Popen([str(BIN), "optimize", *map(str, args), "-j", "2", "--study", str(study)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -248,10 +253,7 @@ def test_a_study_in_use_is_refused_to_a_second_optimize(tmp_path: Path, write_al
     """While a study runs, a `--resume` of it (or a new study in the same folder) is refused with
     who holds it, instead of running the same trials beside it; the running study ends with each
     trial once, and once it is done, `--resume` opens it again."""
-    slow = write_algo(SMA.read_text().replace(
-        "    def initialize(self, ctx: Context) -> None:\n",
-        "    def initialize(self, ctx: Context) -> None:\n        __import__('time').sleep(0.3)\n"), "slow_sma")
-    args = ["--algo", slow, "--param", "fast=5:15:5", "--param", "slow=20:30:10", "--maximize", "net_profit"]
+    args = slow_grid(write_algo, 0.3)
     study = tmp_path / "busy"
     proc = subprocess.Popen([str(BIN), "optimize", *map(str, args), "-j", "1", "--study", str(study)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
