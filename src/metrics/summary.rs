@@ -174,12 +174,29 @@ fn status_line(status: &RunStatus) -> String {
     }
 }
 
+/// Most names a summary line lists before it shortens the list to its ends and a count.
+const MAX_LISTED: usize = 8;
+
 fn list_or_none(items: &[String]) -> String {
     if items.is_empty() {
         "none".to_string()
     } else {
-        items.join(", ")
+        short_list(items)
     }
+}
+
+/// `A, B, C`; a long list (a 500-symbol universe) as its first names, `…`, the last one and
+/// the count, so the summary stays one readable line. The full list is in `metrics.json`.
+pub(crate) fn short_list(items: &[String]) -> String {
+    if items.len() <= MAX_LISTED {
+        return items.join(", ");
+    }
+    format!(
+        "{}, …, {} ({} symbols)",
+        items[..MAX_LISTED - 2].join(", "),
+        items[items.len() - 1],
+        items.len()
+    )
 }
 
 fn period(m: &Metrics) -> String {
@@ -242,6 +259,23 @@ mod tests {
     use super::*;
     use crate::metrics::compute;
     use crate::metrics::output::tests::{info, sample};
+
+    #[test]
+    fn a_wide_universe_is_listed_by_its_ends_and_count() {
+        let names: Vec<String> = (0..500).map(|i| format!("S{i:03}")).collect();
+        assert_eq!(
+            short_list(&names),
+            "S000, S001, S002, S003, S004, S005, …, S499 (500 symbols)"
+        );
+        assert_eq!(short_list(&names[..8]), names[..8].join(", "));
+        assert_eq!(list_or_none(&[]), "none");
+        let (equity, fills, trades) = sample();
+        let mut info = info(RunStatus::Complete);
+        info.symbols = names;
+        let m = compute(info.initial_cash, &equity, &trades, &fills);
+        let t = summary_table(&info, &m);
+        assert!(t.lines().all(|line| line.chars().count() < 120), "{t}");
+    }
 
     #[test]
     fn complete_run_table() {
