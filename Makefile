@@ -1,7 +1,8 @@
 # The two commands of the README:
 #   make run    set up .venv, build, and backtest algorithms/sma_cross.py on the sample data
-#   make test   set up .venv, build, and run every test (Rust and Python, under 3.12 if installed)
-#   make test-python-alt   the Python suite again under 3.11 and 3.13 where installed
+#   make test   set up .venv, build, and run every test (Rust; Python under 3.12 if installed,
+#               then under 3.11 and 3.13 where installed)
+#   make test-python-alt   the Python suite again under 3.11 and 3.13 where installed (part of `make test`)
 
 # A CPython built with a shared libpython (the binary embeds it), newest supported first:
 # on PATH as pythonX.Y, or installed by pyenv.
@@ -59,12 +60,22 @@ test-python: build browser
 	RUSTYBT_BIN=$(abspath $(BIN)) RUSTYBT_PYTHON=$(abspath $(PY)) $(PY) -m pytest tests/python -q
 	RUSTYBT_PYTHON=$(abspath $(PY)) $(BIN) test tests/algorithms -- -q -p no:cacheprovider
 
-# The Python suite again under each other supported interpreter, in its own venv and build.
+# The Python suite again under each other supported interpreter, each in its own venv and build.
+# `make test` runs them side by side (-j2): most of the suite waits on live sessions' wall clocks,
+# so two suites at once take little longer than one. -Orecurse prints each suite's output whole
+# when it ends.
 test-python-alt:
-	@echo "Python suite under $(PYTHON_VERSION), then: $(or $(PYTHON_ALTS),no other supported Python installed)"
-	$(foreach v,$(PYTHON_ALTS),$(MAKE) test-python PYTHON=$(call find_python,$(v)) VENV=.venv-$(v) TARGET_DIR=target/py$(v) &&) true
+	@echo "Python suite under $(PYTHON_VERSION) done; now under: $(or $(PYTHON_ALTS),no other supported Python installed)"
+	$(MAKE) -j2 -Orecurse $(addprefix test-python-,$(PYTHON_ALTS))
 
-test: test-rust test-python
+# One interpreter's suite. Its build starts from a copy of the main build (when there is one and
+# it has none yet): only pyo3 and rustybt itself depend on the libpython, so the other crates are
+# not compiled again.
+test-python-%:
+	@[ -d target/py$*/release ] || [ ! -d target/release ] || { mkdir -p target/py$* && cp -a target/release target/py$*/; }
+	$(MAKE) test-python PYTHON=$(call find_python,$*) VENV=.venv-$* TARGET_DIR=target/py$*
+
+test: test-rust test-python test-python-alt
 
 bench: build
 	$(PY) benches/run_benchmarks.py --peers

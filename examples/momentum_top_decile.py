@@ -4,7 +4,8 @@ Every ``every`` (30 minutes by default) a scheduled callback reads the latest cl
 symbol from the cross-sectional view (``ctx.latest("close")``, one zero-copy array), ranks the
 momentum since the previous rebalance with NumPy and holds the top decile, equally weighted: a
 name entering the top is bought for the same notional, a name leaving it is sold, and a name that
-stays is left alone. No Python runs per bar: the engine calls the callback only when it is due.
+stays is left alone. No Python runs per bar: the engine calls the callback only when it is due,
+and the orders of a rebalance cross into the engine in one call (``self.order_many``).
 With ``every = "bar"`` it rebalances at every tick instead (for daily bars).
 
 It is the Python twin of the Rust strategy in ``examples/rust_momentum.rs``: on the same data
@@ -55,13 +56,6 @@ class TopDecileMomentum(Algorithm):
         # Names that stay in the top keep their quantity; names that enter get the notional.
         target = np.zeros_like(close)
         target[top] = np.where(self.held[top] > 0, self.held[top], np.floor(self.notional / close[top]))
-        delta = target - self.held
-        symbols = ctx.symbols
-        changed = np.flatnonzero(delta)
-        # Plain ints, not NumPy scalars, for the per-order loop.
-        for i, quantity in zip(changed.tolist(), delta[changed].astype(np.int64).tolist()):
-            if quantity > 0:
-                self.buy(symbols[i], quantity)
-            else:
-                self.sell(symbols[i], -quantity)
+        # One market order per changed name, in ctx.symbols order, placed in one call.
+        self.order_many((target - self.held).astype(np.int64))
         self.held = target

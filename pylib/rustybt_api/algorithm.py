@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from decimal import Decimal
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._parameters import Param, ParameterError, class_parameters, convert_text, parameter_space
@@ -13,7 +14,8 @@ from .talib_function import talib_function
 
 if TYPE_CHECKING:
     from .types import (
-        Context, Fill, IndicatorHandle, Logger, MarketOn, Order, OrderEvent, Price, Quantity, Side, TimeInForce,
+        Context, Fill, IndicatorHandle, Logger, MarketOn, Order, OrderEvent, Price, Quantities, Quantity, Side,
+        TimeInForce,
         _Engine, _Schedules,
     )
 
@@ -158,6 +160,16 @@ class Algorithm:
     def oco(self, *orders: Order) -> None:
         """Links open orders so that a fill of one cancels the others (one-cancels-other)."""
         self._engine().oco(list(orders))
+
+    def order_many(self, quantities: Quantities, symbols: Sequence[str] | None = None) -> list[Order]:
+        """Market orders for many symbols in one call, for cross-sectional strategies:
+        ``quantities[i]`` of ``symbols[i]`` (default: every symbol, in ``ctx.symbols`` order),
+        bought when positive, sold when negative, nothing when zero. ``quantities`` is an integer
+        NumPy array (``np.int64``) or a sequence of Decimal, int or str; a float array is
+        refused (round it first). Each order is the one ``buy``/``sell`` would place, with the
+        same checks, placed in order; the engine is crossed once instead of once per order.
+        Returns the orders placed."""
+        return self._engine().submit_many(quantities, None if symbols is None else list(symbols))
 
     def close(self, symbol: str) -> Order | None:
         """Market order that flattens ``symbol``; ``None`` when already flat."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from decimal import Decimal
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, Union
 
 if TYPE_CHECKING:  # numpy is only needed by type checkers here
@@ -19,7 +20,7 @@ if TYPE_CHECKING:  # numpy is only needed by type checkers here
     from .indicator import Indicator
 
 __all__ = [
-    "Quantity", "Price", "Side", "TimeInForce", "MarketOn", "OrderType", "OrderStatus",
+    "Quantity", "Quantities", "Price", "Side", "TimeInForce", "MarketOn", "OrderType", "OrderStatus",
     "OrderEvent", "Bar", "Bars", "Portfolio", "Order", "Fill", "Logger", "Context", "IndicatorHandle",
 ]
 
@@ -27,6 +28,8 @@ __all__ = [
 Quantity = Union[Decimal, int, str]
 #: What an order price may be given as (limit, stop, trail): exact, like quantities.
 Price = Union[Decimal, int, str]
+#: The quantities of ``Algorithm.order_many``: an integer NumPy array or a sequence of quantities.
+Quantities = Union["npt.NDArray[np.int64]", "npt.NDArray[np.int32]", "Sequence[Quantity]"]
 #: The side of an order or a fill.
 Side = Literal["buy", "sell"]
 #: ``tif=`` of an order: good till cancelled, the UTC day, immediate or cancel, fill or kill,
@@ -292,6 +295,7 @@ class _Engine(Protocol):
         limit: Price | None = None,
         tif: TimeInForce | None = None,
     ) -> tuple[Order, Order, Order]: ...
+    def submit_many(self, quantities: Quantities, symbols: list[str] | None = None) -> list[Order]: ...
     def oco(self, orders: list[Order]) -> None: ...
     def close(self, symbol: str) -> Order | None: ...
     def open_orders(self, symbol: str | None = None) -> list[Order]: ...

@@ -101,7 +101,9 @@ impl BenchmarkPrices {
             .collect();
         let symbols: Vec<String> = ids.iter().map(|&id| names[id.index()].clone()).collect();
         let name = match choice {
-            BenchmarkChoice::EqualWeight => format!("equal weight: {}", super::summary::short_list(&symbols)),
+            BenchmarkChoice::EqualWeight => {
+                format!("equal weight: {}", super::summary::short_list(&symbols))
+            }
             BenchmarkChoice::Symbol(name) => name.clone(),
         };
         Ok(BenchmarkPrices {

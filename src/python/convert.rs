@@ -3,6 +3,7 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Datelike, Timelike};
+use numpy::{PyArrayDescrMethods, PyReadonlyArray1, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDateTime, PyFloat, PyInt, PyString, PyTzInfo};
 use rust_decimal::Decimal;
@@ -10,8 +11,46 @@ use rust_decimal::Decimal;
 use super::errors::order_error;
 use crate::model::TimestampNs;
 
-/// Accepts `decimal.Decimal`, `int` or `str` and returns the exact value. Floats are refused:
+/// Accepts `decimal.Decimal`, `int` (or an exact integer type such as NumPy's `int64`) or
+/// `str` and returns the exact value. Floats are refused:
 /// `0.1` is not one tenth, and an order must say exactly what it means.
+/// Order quantities from an integer NumPy array (exact; read without a copy) or a sequence of
+/// Decimal, int or str (each as [`quantity_from_py`]). A float array is refused: floats are
+/// inexact, and a float quantity is refused one by one too.
+pub fn quantities_from_py(value: &Bound<'_, PyAny>) -> PyResult<Vec<Decimal>> {
+    let py = value.py();
+    if let Ok(array) = value.cast::<PyUntypedArray>() {
+        let dtype = array.dtype();
+        if dtype.is_equiv_to(&numpy::dtype::<i64>(py)) {
+            let ints = value.extract::<PyReadonlyArray1<'_, i64>>()?;
+            return Ok(ints.as_array().iter().map(|&q| Decimal::from(q)).collect());
+        }
+        if dtype.is_equiv_to(&numpy::dtype::<i32>(py)) {
+            let ints = value.extract::<PyReadonlyArray1<'_, i32>>()?;
+            return Ok(ints.as_array().iter().map(|&q| Decimal::from(q)).collect());
+        }
+        if dtype.kind() != b'O' {
+            return Err(order_error(
+                py,
+                format!(
+                    "quantities must be an integer array (int64 or int32) or a sequence of \
+                     Decimal, int or str, got a {dtype} array{}",
+                    if dtype.kind() == b'f' {
+                        " (floats are inexact): round first, e.g. `np.floor(x).astype(np.int64)`"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+    }
+    value
+        .try_iter()
+        .map_err(|_| order_error(py, "quantities must be an array or a sequence"))?
+        .map(|item| quantity_from_py(&item?))
+        .collect()
+}
+
 pub fn quantity_from_py(value: &Bound<'_, PyAny>) -> PyResult<Decimal> {
     let py = value.py();
     if value.is_instance_of::<PyBool>() {
@@ -40,6 +79,12 @@ pub fn quantity_from_py(value: &Bound<'_, PyAny>) -> PyResult<Decimal> {
         s.to_str()?.trim().to_string()
     } else if is_decimal(value)? {
         value.str()?.to_str()?.to_string()
+    } else if let Ok(int) = value
+        .call_method0("__index__")
+        .and_then(|i| i.cast_into::<PyInt>().map_err(PyErr::from))
+    {
+        // An exact integer of another type (a NumPy int64 from an array).
+        return quantity_from_py(int.as_any());
     } else {
         let type_name = value.get_type().name()?.to_string();
         return Err(order_error(

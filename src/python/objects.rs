@@ -14,7 +14,7 @@ use super::arrays::{
     AggregateBuffer, CrossSectionBuffer, OutputBuffer, SeriesBuffer, f64_view, int_time_view,
     output_view, shared_view, time_view,
 };
-use super::convert::{datetime_from_ns, price_from_py, quantity_from_py};
+use super::convert::{datetime_from_ns, price_from_py, quantities_from_py, quantity_from_py};
 use super::errors::{engine_error, indicator_error, order_error, unknown_symbol_error};
 use crate::engine::{SharedSession, lock};
 use crate::execution::OrderRequest;
@@ -1289,6 +1289,60 @@ impl Broker {
             .submit(request)
             .map_err(|e| order_error(py, e.to_string()))?;
         Ok(self.handle(id))
+    }
+
+    /// Market orders (good till cancelled) for many symbols in one call: `quantities[i]` of
+    /// `symbols[i]` (default: every symbol, in `ctx.symbols` order), bought when positive, sold
+    /// when negative, nothing when zero. `quantities` is an integer NumPy array or a sequence of
+    /// Decimal, int or str. Every order passes the checks `submit` applies, in the given order.
+    /// Returns the orders placed, in that order.
+    #[pyo3(signature = (quantities, symbols = None))]
+    fn submit_many(
+        &self,
+        py: Python<'_>,
+        quantities: &Bound<'_, PyAny>,
+        symbols: Option<Vec<String>>,
+    ) -> PyResult<Vec<Order>> {
+        let quantities = quantities_from_py(quantities)?;
+        let mut s = lock(&self.session);
+        let ids: Vec<SymbolId> = match &symbols {
+            None => (0..s.market.symbol_count() as u32).map(SymbolId).collect(),
+            Some(names) => names
+                .iter()
+                .map(|name| resolve(py, &s, name))
+                .collect::<PyResult<_>>()?,
+        };
+        if ids.len() != quantities.len() {
+            return Err(order_error(
+                py,
+                format!(
+                    "{} quantities for {} symbols: give one per symbol{}",
+                    quantities.len(),
+                    ids.len(),
+                    if symbols.is_none() {
+                        " of ctx.symbols"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        let mut placed = Vec::new();
+        for (&id, quantity) in ids.iter().zip(quantities) {
+            if quantity.is_zero() {
+                continue;
+            }
+            let side = if quantity.is_sign_positive() {
+                OrderSide::Buy
+            } else {
+                OrderSide::Sell
+            };
+            let order = s
+                .submit(OrderRequest::market(id, side, quantity.abs()))
+                .map_err(|e| order_error(py, e.to_string()))?;
+            placed.push(self.handle(order));
+        }
+        Ok(placed)
     }
 
     /// An entry and its two exits: a take-profit limit and a stop-loss stop on the other side,

@@ -310,3 +310,93 @@ def test_orders_placed_in_initialize_pass_the_buying_power_check(run_rustybt, wr
     assert [(f["order_id"], f["qty"]) for f in fills] == [("2", "6000")]
     cash = [Decimal(r["cash"]) for r in result.csv_rows("equity.csv")]
     assert min(cash) == Decimal("40000"), "a cash account never goes below zero"
+
+
+BATCH = '''
+import json
+import numpy as np
+from decimal import Decimal
+from rustybt_api import Algorithm
+
+class Batch(Algorithm):
+    batch = True
+
+    def initialize(self, ctx):
+        self.n = 0
+
+    def on_tick(self, ctx):
+        self.n += 1
+        if self.n % 7:
+            return
+        # A rotating book: buy some symbols, sell others, leave one alone.
+        k = len(ctx.symbols)
+        wanted = np.array([((self.n // 7 + i) % 3 - 1) * (i + 1) for i in range(k)], dtype=np.int64)
+        if self.batch:
+            placed = self.order_many(wanted)
+            assert [o.symbol for o in placed] == [s for s, q in zip(ctx.symbols, wanted) if q]
+            assert [o.quantity * (1 if o.side == "buy" else -1) for o in placed] == [q for q in wanted.tolist() if q]
+        else:
+            for symbol, q in zip(ctx.symbols, wanted.tolist()):
+                if q > 0:
+                    self.buy(symbol, q)
+                elif q < 0:
+                    self.sell(symbol, -q)
+'''
+
+
+def test_order_many_places_the_orders_buy_and_sell_would(run_rustybt, write_algo):
+    algo = write_algo(BATCH)
+    one = run_rustybt("run", "--algo", algo, "--no-progress", "--quiet")
+    assert one.returncode == 0, one.stderr
+    each = run_rustybt("run", "--algo", algo, "--param", "batch=False", "--no-progress", "--quiet")
+    assert each.returncode == 0, each.stderr
+    orders = one.csv_rows("orders.csv")
+    assert len({o["symbol"] for o in orders}) >= 3 and {o["side"] for o in orders} == {"buy", "sell"}
+    assert any(o["status"] == "rejected" for o in orders) or len(orders) > 20
+    for name in ("orders.csv", "fills.csv", "equity.csv"):
+        assert (one.out / name).read_bytes() == (each.out / name).read_bytes(), name
+
+
+BATCH_ERRORS = '''
+import json
+import numpy as np
+from decimal import Decimal
+from rustybt_api import Algorithm
+
+class Errors(Algorithm):
+    def on_tick(self, ctx):
+        if len(ctx.history(ctx.symbols[0])) != 2:
+            return
+        errors = []
+        k = len(ctx.symbols)
+        for bad in (np.ones(k), np.ones(k + 1, dtype=np.int64), [1.5] * k, "abc"):
+            try:
+                self.order_many(bad)
+            except Exception as e:
+                errors.append(f"{type(e).__name__}: {e}")
+        try:
+            self.order_many([1], symbols=["NOPE"])
+        except Exception as e:
+            errors.append(f"{type(e).__name__}: {e}")
+        # Exact quantities of every accepted kind, and a NumPy integer for a single order.
+        placed = self.order_many([Decimal("2"), "3", np.int64(4)][:k], symbols=list(ctx.symbols[:3]))
+        one = self.buy(ctx.symbols[0], np.int64(5))
+        with open(OUT, "w") as f:
+            json.dump({"errors": errors, "placed": [str(o.quantity) for o in placed],
+                       "one": str(one.quantity)}, f)
+'''
+
+
+def test_order_many_refuses_inexact_or_mismatched_quantities(run_rustybt, write_algo, tmp_path):
+    report = tmp_path / "report.json"
+    algo = write_algo(BATCH_ERRORS.replace("OUT", repr(str(report))))
+    result = run_rustybt("run", "--algo", algo, "--no-progress", "--quiet")
+    assert result.returncode == 0, result.stderr
+    got = json.loads(report.read_text())
+    floats, mismatch, float_list, text, unknown = got["errors"]
+    assert "got a float64 array (floats are inexact): round first" in floats, floats
+    assert "4 quantities for 3 symbols: give one per symbol of ctx.symbols" in mismatch, mismatch
+    assert "floats are inexact" in float_list, float_list
+    assert "quantity" in text, text
+    assert unknown.startswith("UnknownSymbolError") and "`NOPE`" in unknown, unknown
+    assert got["placed"] == ["2", "3", "4"] and got["one"] == "5"
