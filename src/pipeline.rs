@@ -490,3 +490,52 @@ pub fn load_algorithm_quiet(
         &settings.params,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::RunArgs;
+
+    fn settings() -> RunSettings {
+        let args = RunArgs {
+            algo: vec![PathBuf::from("algorithms/sma_cross.py")],
+            ..Default::default()
+        };
+        RunSettings::resolve(&args).unwrap()
+    }
+
+    #[test]
+    fn the_market_checked_at_load_time_is_the_first_sessions() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let settings = settings();
+        let prepared = load_data(&settings, Some(root)).unwrap();
+        let bars: usize = prepared.series.iter().map(BarSeries::len).sum();
+        let first = build_session(&settings, &prepared).unwrap();
+        assert!(
+            prepared.market.lock().unwrap().is_none(),
+            "taken by the first session"
+        );
+        // A rerun (`--watch`, an optimizer trial) builds its own, the same.
+        let again = build_session(&settings, &prepared).unwrap();
+        for session in [first, again] {
+            let s = crate::engine::lock(&session);
+            assert_eq!(s.market.total_bars() as usize, bars);
+            assert_eq!(s.market.symbol_count(), prepared.series.len());
+        }
+    }
+
+    #[test]
+    fn a_market_checked_with_another_bar_interval_is_not_reused() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let prepared = load_data(&settings(), Some(root)).unwrap();
+        let mut hourly = settings();
+        hourly.bar_interval_ns = Some(3_600 * 1_000_000_000);
+        assert!(prepared.take_market(&hourly).is_none());
+        let session = build_session(&hourly, &prepared).unwrap();
+        let s = crate::engine::lock(&session);
+        assert_eq!(
+            s.market.interval_ns(crate::model::SymbolId(0)),
+            3_600 * 1_000_000_000
+        );
+    }
+}
