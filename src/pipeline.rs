@@ -3,7 +3,7 @@
 //! their flags and outputs.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
 
@@ -30,6 +30,36 @@ pub struct Prepared {
     pub datasets: Option<serde_json::Value>,
     /// Splits and dividends of the loaded symbols (from the catalog), by symbol name.
     pub actions: Vec<(String, CorporateAction)>,
+    /// The market [`load_data`] built to check the series (with the `bar_interval_ns` it used):
+    /// the first [`build_session`] takes it instead of building it again (2–5 ms for 1M bars).
+    pub market: Mutex<Option<(Option<i64>, Market)>>,
+}
+
+impl Prepared {
+    /// Loaded data without a market built yet.
+    pub fn new(
+        files: Vec<PathBuf>,
+        series: Vec<BarSeries>,
+        datasets: Option<serde_json::Value>,
+        actions: Vec<(String, CorporateAction)>,
+    ) -> Self {
+        Prepared {
+            files,
+            series,
+            datasets,
+            actions,
+            market: Mutex::new(None),
+        }
+    }
+
+    /// The market checked at load time, if it was built for these settings and not taken yet.
+    fn take_market(&self, settings: &RunSettings) -> Option<Market> {
+        let mut slot = self.market.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.take() {
+            Some((interval, market)) if interval == settings.bar_interval_ns => Some(market),
+            _ => None,
+        }
+    }
 }
 
 pub fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<Prepared, Error> {
@@ -54,7 +84,7 @@ pub fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<Prepared
                 allow_bad_data: request.allow_bad_data,
             },
         )?;
-        build_market(settings, loaded.series.clone())?;
+        let mut market = build_market(settings, loaded.series.clone())?;
         let mut actions = Vec::new();
         for (symbol, time, kind, value) in loaded.events {
             let action = CorporateAction::parse(time, &kind, &value).map_err(|e| {
@@ -67,7 +97,7 @@ pub fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<Prepared
             Some(mode) => {
                 let adjusted = crate::engine::adjust::adjust(loaded.series, actions, mode)
                     .map_err(Error::usage)?;
-                build_market(settings, adjusted.series.clone())?;
+                market = build_market(settings, adjusted.series.clone())?;
                 errln!(
                     "note: --adjust {}: prices before each {} are scaled by it (past bars \
                      embed events announced later)",
@@ -87,12 +117,10 @@ pub fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<Prepared
                 (adjusted.series, adjusted.actions, used)
             }
         };
-        return Ok(Prepared {
-            files: loaded.files,
-            series,
-            datasets: Some(datasets),
-            actions,
-        });
+        let prepared = Prepared::new(loaded.files, series, Some(datasets), actions);
+        *prepared.market.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((settings.bar_interval_ns, market));
+        return Ok(prepared);
     }
     let files = if settings.data.is_empty() {
         sample_files(root)?
@@ -122,12 +150,10 @@ pub fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<Prepared
         .benchmark
         .check(&market.symbol_names())
         .map_err(|e| Error::usage_with_hint(e, "`--benchmark SYMBOL` or `metrics.benchmark`"))?;
-    Ok(Prepared {
-        files,
-        series,
-        datasets: None,
-        actions: Vec::new(),
-    })
+    let prepared = Prepared::new(files, series, None, Vec::new());
+    *prepared.market.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some((settings.bar_interval_ns, market));
+    Ok(prepared)
 }
 
 pub fn build_market(settings: &RunSettings, series: Vec<BarSeries>) -> Result<Market, Error> {
@@ -142,7 +168,10 @@ pub fn build_market(settings: &RunSettings, series: Vec<BarSeries>) -> Result<Ma
 /// The engine's session for `settings`: market, cash, calendar, and execution settings with
 /// each loaded symbol's instrument rules.
 pub fn build_session(settings: &RunSettings, prepared: &Prepared) -> Result<SharedSession, Error> {
-    let market = build_market(settings, prepared.series.clone())?;
+    let market = match prepared.take_market(settings) {
+        Some(market) => market,
+        None => build_market(settings, prepared.series.clone())?,
+    };
     warn_on_mixed_intervals(&market);
     let session = session_on(settings, market)?;
     install_actions(&session, &prepared.actions);
@@ -460,4 +489,53 @@ pub fn load_algorithm_quiet(
         settings.class_name.as_deref(),
         &settings.params,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::RunArgs;
+
+    fn settings() -> RunSettings {
+        let args = RunArgs {
+            algo: vec![PathBuf::from("algorithms/sma_cross.py")],
+            ..Default::default()
+        };
+        RunSettings::resolve(&args).unwrap()
+    }
+
+    #[test]
+    fn the_market_checked_at_load_time_is_the_first_sessions() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let settings = settings();
+        let prepared = load_data(&settings, Some(root)).unwrap();
+        let bars: usize = prepared.series.iter().map(BarSeries::len).sum();
+        let first = build_session(&settings, &prepared).unwrap();
+        assert!(
+            prepared.market.lock().unwrap().is_none(),
+            "taken by the first session"
+        );
+        // A rerun (`--watch`, an optimizer trial) builds its own, the same.
+        let again = build_session(&settings, &prepared).unwrap();
+        for session in [first, again] {
+            let s = crate::engine::lock(&session);
+            assert_eq!(s.market.total_bars() as usize, bars);
+            assert_eq!(s.market.symbol_count(), prepared.series.len());
+        }
+    }
+
+    #[test]
+    fn a_market_checked_with_another_bar_interval_is_not_reused() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let prepared = load_data(&settings(), Some(root)).unwrap();
+        let mut hourly = settings();
+        hourly.bar_interval_ns = Some(3_600 * 1_000_000_000);
+        assert!(prepared.take_market(&hourly).is_none());
+        let session = build_session(&hourly, &prepared).unwrap();
+        let s = crate::engine::lock(&session);
+        assert_eq!(
+            s.market.interval_ns(crate::model::SymbolId(0)),
+            3_600 * 1_000_000_000
+        );
+    }
 }

@@ -3,16 +3,35 @@ parameter that also declares the space ``rustybt optimize`` searches."""
 
 from __future__ import annotations
 
-import ast
 import math
 from decimal import Decimal, InvalidOperation
-from typing import Any, Generic, Sequence, TypeVar, overload
+from types import GenericAlias
+
+TYPE_CHECKING = False  # not `typing`'s: importing it (with `re`) costs ~4 ms of every start
+if TYPE_CHECKING:
+    from typing import Any, Generic, Sequence, TypeVar, overload
+
+    T = TypeVar("T")
+else:
+    # What `Param` needs of `typing` at run time, without importing it.
+    T = "T"
+
+    def overload(func):  # the undecorated definition after the overloads is the one kept
+        return func
+
+    class Generic:
+        """``class Param(Generic[T])`` and ``Param[int]`` (a ``types.GenericAlias``, as
+        ``list[int]`` is) without ``typing``."""
+
+        __slots__ = ()
+
+        def __class_getitem__(cls, item):
+            return cls if cls is Generic else GenericAlias(cls, item)
 
 __all__ = [
     "Param", "ParameterError", "class_parameters", "convert_text", "parameter_space", "parse_space",
 ]
 
-T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -223,6 +242,8 @@ def convert_text(text: str, default: Any) -> Any:
         return exact
     if isinstance(default, str):
         return text
+    import ast  # only here: importing it costs ~1 ms of every start
+
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

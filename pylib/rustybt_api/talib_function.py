@@ -20,14 +20,14 @@ history (each choice is checked at attach on seeded synthetic data):
 
 from __future__ import annotations
 
-import importlib
 import math
-from typing import TYPE_CHECKING, Any
-
 from .errors import IndicatorError
 from .indicator import Indicator
 
+TYPE_CHECKING = False  # not `typing`'s: importing it (with `re`) costs ~4 ms of every start
 if TYPE_CHECKING:
+    from typing import Any
+
     import numpy as np
     import numpy.typing as npt
 
@@ -45,6 +45,8 @@ class TalibFunction(Indicator):
                  price: str | None = None, **params: Any) -> None:
         # Parameters here are TA-Lib's, checked against the function's own list.
         try:
+            import importlib  # here: `import rustybt_api` need not load it
+
             # Untyped on purpose: TA-Lib's stubs type neither get_functions nor abstract.Function.
             talib: Any = importlib.import_module("talib")
             abstract: Any = importlib.import_module("talib.abstract")

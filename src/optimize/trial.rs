@@ -117,9 +117,9 @@ fn simulate_trial(
     {
         settings.start_ns = request.start_ns.or(settings.start_ns);
         settings.end_ns = request.end_ns.or(settings.end_ns);
-        window = Prepared {
-            files: prepared.files.clone(),
-            series: prepared
+        window = Prepared::new(
+            prepared.files.clone(),
+            prepared
                 .series
                 .iter()
                 .enumerate()
@@ -135,9 +135,9 @@ fn simulate_trial(
                 })
                 .filter(|s| !s.is_empty())
                 .collect(),
-            datasets: prepared.datasets.clone(),
-            actions: prepared.actions.clone(),
-        };
+            prepared.datasets.clone(),
+            prepared.actions.clone(),
+        );
         &window
     } else {
         prepared

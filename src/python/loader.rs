@@ -103,11 +103,13 @@ pub fn load_algorithm(
         .set_item(&module_name, &module)
         .map_err(python_setup_error)?;
     let globals = module.dict();
+    // The modules present before the file runs: those it imports are the ones added since.
+    let before = builtins.call_method1("set", (&modules,)).ok();
     if let Err(err) = builtins.call_method1("exec", (code, &globals)) {
         restore();
         return Err(loading_error(py, err));
     }
-    let source_files = imported_files(&host, &path, &module_name);
+    let source_files = imported_files(&host, &path, &module_name, before);
 
     let built = pick_class(py, &module, &base, &module_name, class_name, &path).and_then(|class| {
         let class_name = class
@@ -136,12 +138,18 @@ pub fn load_algorithm(
 const MODULE_PREFIX: &str = "_rustybt_algo_";
 
 /// The algorithm's own file and every local module the load just imported. The load purged the
-/// user's modules first, so each one it needed was imported afresh and is in `sys.modules` now.
+/// user's modules first, so each one it needed was imported afresh: it is among the modules
+/// added to `sys.modules` since `before` (all of them are looked at when that is missing).
 /// When Python cannot say, the algorithm's file alone (a reload then follows that file only).
-fn imported_files(host: &Bound<'_, PyModule>, path: &Path, module_name: &str) -> Vec<PathBuf> {
+fn imported_files(
+    host: &Bound<'_, PyModule>,
+    path: &Path,
+    module_name: &str,
+    before: Option<Bound<'_, PyAny>>,
+) -> Vec<PathBuf> {
     let own = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let mut files: Vec<PathBuf> = host
-        .call_method1("user_module_files", (MODULE_PREFIX, module_name))
+        .call_method1("user_module_files", (MODULE_PREFIX, module_name, before))
         .and_then(|found| found.extract())
         .unwrap_or_default();
     if !files.contains(&own) {
@@ -156,7 +164,7 @@ fn imported_files(host: &Bound<'_, PyModule>, path: &Path, module_name: &str) ->
 /// check itself cannot run (it is advice, never a reason to stop).
 pub fn hook_warnings(py: Python<'_>, loaded: &LoadedAlgorithm) -> Vec<String> {
     let class = loaded.instance.bind(py).get_type();
-    py.import("rustybt_api._validate.static")
+    py.import("rustybt_api._hooks")
         .and_then(|m| m.call_method1("misnamed_hook_warnings", (class,)))
         .and_then(|lines| lines.extract())
         .unwrap_or_default()

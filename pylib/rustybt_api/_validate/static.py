@@ -4,7 +4,6 @@ parameters, custom indicators) and the code metrics read from the source (``ast`
 from __future__ import annotations
 
 import ast
-import difflib
 import importlib.util
 import inspect
 import math
@@ -16,6 +15,7 @@ import types
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .. import _hooks
 from .common import Problem, Step, user_location
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ PIP_NAMES = {
 }
 
 # Engine hooks and the one argument each receives besides self.
-HOOKS = {"initialize": "ctx", "on_tick": "ctx", "on_fill": "fill", "on_order": "event", "on_stop": "ctx"}
+HOOKS = _hooks.HOOKS
 PARAMETER_TYPES = (bool, int, float, Decimal, str, type(None))
 TIMEFRAME = re.compile(r"^\d+(ms|s|m|min|h|d|w)$")
 MONEYISH = re.compile(r"(quantity|qty|size|amount|cash|price)", re.I)
@@ -317,35 +317,14 @@ def _attribute_line(owner: type, name: str) -> int | None:
     return None
 
 
-# Names other frameworks use for the hooks, and common slips.
-_HOOK_ALIASES = {"on_bar": "on_tick", "on_start": "initialize", "init": "initialize", "on_end": "on_stop",
-                 "on_data": "on_tick", "handle_data": "on_tick", "next": "on_tick"}
-
-
 def misnamed_hooks(cls: type) -> list[Problem]:
     """Methods whose names look like a hook but are not one: the engine never calls them.
     ``rustybt validate`` and ``rustybt run`` both warn about them."""
-    hook_names = list(HOOKS) + ["on_order"]
-    problems = []
-    for name, value in vars(cls).items():
-        if name.startswith("_") or name in hook_names or not inspect.isfunction(value):
-            continue
-        close = difflib.get_close_matches(name, hook_names, n=1, cutoff=0.75)
-        suggestion = close[0] if close else _HOOK_ALIASES.get(name)
-        if suggestion:
-            problems.append(Problem("unknown_hook", f"{cls.__name__}.{name} is never called by the engine",
-                                    file=_file_of(value), line=_defined_line(value),
-                                    hint=f"did you mean `{suggestion}`?"))
-    return problems
-
-
-def misnamed_hook_warnings(cls: type) -> list[str]:
-    """:func:`misnamed_hooks` as lines for the terminal: ``file:line: message (hint)``."""
-    lines = []
-    for p in misnamed_hooks(cls):
-        where = f"{p.file}:{p.line}: " if p.file and p.line else ""
-        lines.append(f"{where}{p.message} ({p.hint})")
-    return lines
+    return [
+        Problem("unknown_hook", f"{cls.__name__}.{name} is never called by the engine", file=file, line=line,
+                hint=f"did you mean `{suggestion}`?")
+        for name, suggestion, file, line in _hooks.misnamed_hooks(cls)
+    ]
 
 
 def check_algorithm(cls: type, path: str, step: Step) -> None:
