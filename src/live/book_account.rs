@@ -19,7 +19,7 @@ use crate::execution::OrderRequest;
 use crate::live::broker::Broker;
 use crate::live::broker::exchange::{Execution, adopt, book_execution};
 use crate::live::error::LiveError;
-use crate::live::journal::{FillRecord, JournalError, JournaledOrder, parse_side};
+use crate::live::journal::{AdjustmentShare, AdjustmentTarget, FillRecord, JournaledOrder};
 use crate::live::recovery::State;
 use crate::live::session::journal_intent;
 use crate::live::venue::MarketRules;
@@ -54,6 +54,8 @@ pub struct AccountDesk {
     /// Orders the book filled inside and booked itself (a hand-over): their journaled fills
     /// are not handed to the strategies again.
     inside: std::collections::HashSet<String>,
+    /// The last adjustment whose shares reached the strategies and the reserve.
+    adjusted: i64,
 }
 
 /// A strategy's order waiting for [`AccountDesk::flush`].
@@ -184,6 +186,9 @@ pub struct AccountNews {
     pub fills: Vec<(usize, Fill)>,
     pub trips: Vec<crate::live::breakers::Trip>,
     pub notices: Vec<String>,
+    /// Adopted reconciliation adjustments' cash for the book's reserve (see
+    /// `journal::attribute`).
+    pub reserve: Decimal,
 }
 
 impl AccountDesk {
@@ -208,6 +213,7 @@ impl AccountDesk {
             cursor: 0,
             pending: Vec::new(),
             inside: Default::default(),
+            adjusted: 0,
         }
     }
 
@@ -236,16 +242,39 @@ impl AccountDesk {
         };
         let account_ids: HashMap<String, OrderId> = self.broker.client_ids().into_iter().collect();
         let mut adopted = vec![Vec::new(); members.len()];
+        let every = state.journal.fills_after(0)?;
+        let shares = state.journal.adjustment_shares_after(0)?;
+        // The reserve saved at the last checkpoint holds its shares up to that checkpoint.
+        let saved_upto = state.journal.book_state_adjustment_id()?;
+        out.reserve = shares
+            .iter()
+            .filter(|a| a.strategy.is_none() && a.adjustment_id > saved_upto)
+            .map(|a| a.delta)
+            .sum();
+        self.adjusted = state.journal.last_adjustment_id()?;
         for (i, m) in members.iter().enumerate() {
-            let fills = state.journal.fills_of(Some(&m.id))?;
+            let fills: Vec<_> = every
+                .iter()
+                .filter(|f| f.strategy.as_deref() == Some(m.id.as_str()))
+                .collect();
+            let mut own = shares
+                .iter()
+                .filter(|a| a.strategy.as_deref() == Some(m.id.as_str()))
+                .peekable();
             {
                 let mut s = lock(&m.session);
                 let symbols = s.market.symbol_count();
                 s.ledger = crate::accounting::Ledger::new(m.initial_capital, symbols);
-                for (symbol, side, record) in &fills {
-                    let side = parse_side(side)
-                        .ok_or_else(|| JournalError::Corrupt(format!("fill side `{side}`")))?;
-                    self.book(&mut s, None, symbol, side, record, &m.id)?;
+                // Fills and adjustment shares in journal order (a share after the fills
+                // journaled before it), as they reached the ledger live.
+                for f in &fills {
+                    while let Some(share) = own.next_if(|a| a.after_fill_id < f.id) {
+                        adjust_position(&mut s, share)?;
+                    }
+                    self.book(&mut s, None, &f.symbol, f.side, &f.record, &m.id)?;
+                }
+                for share in own {
+                    adjust_position(&mut s, share)?;
                 }
                 s.ledger.forget_closed_trades();
                 let moved = transferred.get(i).copied().unwrap_or_default();
@@ -600,7 +629,15 @@ impl AccountDesk {
         members: &[Member<S>],
     ) -> Result<AccountNews, LiveError> {
         let mut out = AccountNews::default();
+        let mut shares = state
+            .journal
+            .adjustment_shares_after(self.adjusted)?
+            .into_iter()
+            .peekable();
         for row in state.journal.fills_after(self.cursor)? {
+            while let Some(share) = shares.next_if(|a| a.after_fill_id < row.id) {
+                self.adopt_share(members, share, &mut out)?;
+            }
             self.cursor = row.id;
             let Some(strategy) = row.strategy.as_deref() else {
                 continue;
@@ -620,7 +657,30 @@ impl AccountDesk {
             let fill = self.book(&mut s, order, &row.symbol, row.side, &row.record, strategy)?;
             out.fills.push((i, fill));
         }
+        for share in shares {
+            self.adopt_share(members, share, &mut out)?;
+        }
         Ok(out)
+    }
+
+    /// One share of an adopted adjustment: a strategy's position share into its ledger, the
+    /// reserve's cash into [`AccountNews::reserve`].
+    fn adopt_share<S>(
+        &mut self,
+        members: &[Member<S>],
+        share: AdjustmentShare,
+        out: &mut AccountNews,
+    ) -> Result<(), LiveError> {
+        self.adjusted = self.adjusted.max(share.adjustment_id);
+        match &share.strategy {
+            None => out.reserve += share.delta,
+            Some(id) => {
+                if let Some(m) = members.iter().find(|m| &m.id == id) {
+                    adjust_position(&mut lock(&m.session), &share)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One journaled execution into a strategy's session.
@@ -656,4 +716,46 @@ impl AccountDesk {
             self.bases.get(symbol).map(String::as_str),
         )
     }
+}
+
+/// A strategy's share of an adopted adjustment into its ledger. A position share moves units
+/// at the strategy's average price with that cash given back: neither its cash nor its
+/// realized PnL changes, the units' value shows at the next mark. (A cash share, which the
+/// rule never gives a strategy, is its cash.)
+fn adjust_position(
+    s: &mut crate::engine::Session,
+    share: &AdjustmentShare,
+) -> Result<(), LiveError> {
+    let symbol = match &share.target {
+        AdjustmentTarget::Cash => return Ok(s.ledger.adjust_cash(share.delta)?),
+        AdjustmentTarget::Position(symbol) => symbol,
+    };
+    let Some(id) = s.market.symbol_id(symbol) else {
+        return Err(LiveError::UnlistedSymbol {
+            symbol: symbol.clone(),
+            what: "a reconciliation adjustment".into(),
+        });
+    };
+    let price = s
+        .ledger
+        .position(id)
+        .and_then(|p| p.average_price())
+        .unwrap_or_default();
+    let fill = Fill {
+        order_id: OrderId(0),
+        symbol: id,
+        side: if share.delta > Decimal::ZERO {
+            OrderSide::Buy
+        } else {
+            OrderSide::Sell
+        },
+        quantity: share.delta.abs(),
+        price,
+        fee: Decimal::ZERO,
+        slippage: Decimal::ZERO,
+        time: s.now,
+    };
+    s.ledger.apply_fill(&fill)?;
+    s.ledger.adjust_cash(share.delta * price)?;
+    Ok(())
 }

@@ -590,3 +590,116 @@ def test_a_strategy_added_through_the_api_trades_on_the_account(book: Callable[.
     log = (out / "log.txt").read_text()
     assert [line.split(" delta: FILL ")[1].split()[:2] for line in log.splitlines() if " delta: FILL " in line] == [
         ["buy", "0.003"]]
+
+
+# the strategies buy at bars 2 and 3 and hold (their sells are far beyond the sessions' bars)
+HOLD = {sid: {**p, "sell_at": 90} for sid, p in STRATEGIES.items()}
+MINOR_SYNC = {"reconcile": {"minor": "sync", "critical": "halt", "position_absolute": "0.01",
+                            "balance_absolute": "10"}}
+
+
+def journal_position(fills: list[dict[str, Any]], shares: list[dict[str, Any]], sid: str, upto: int) -> D:
+    """A strategy's BTC from the journal alone: its fills up to fill row `upto` and its earlier
+    adjustment shares."""
+    own = own_balances([f for f in fills if f["strategy"] == sid and f["id"] <= upto], D(0))["BTC"]
+    return own + sum((D(s["delta"]) for s in shares if s["strategy"] == sid), D(0))
+
+
+def account_sums(bk: Book) -> dict[str, Any]:
+    """The last checkpoint: each strategy's cash and BTC, the book's reserve, and their sums."""
+    journal = bk.journal()
+    try:
+        books = strategy_books(journal)
+        [state] = journal.rows("SELECT state FROM book_states ORDER BY id DESC LIMIT 1")
+    finally:
+        journal.close()
+    account = books.pop(None)
+    reserve = D(json.loads(state["state"])["reserve"])
+    each = {sid: (D(b["cash"]), D(b["positions"].get(SYMBOL, "0"))) for sid, b in books.items()}
+    return {"each": each, "reserve": reserve, "account": account,
+            "cash": sum((c for c, _ in each.values()), D(0)) + reserve,
+            "BTC": sum((q for _, q in each.values()), D(0))}
+
+
+def test_an_adopted_difference_is_attributed_and_survives_kill_9(book: Callable[..., Book]) -> None:
+    """0.0017 BTC and 7.25 USDT deposited behind the book's back, minor, adopted with `sync`: the
+    USDT goes to the book's reserve, the BTC to the strategies holding BTC in proportion to their
+    positions (netting's rule), in the adjustment's transaction. Every strategy's ledger plus the
+    reserve is then exactly the exchange's account; after `kill -9` the restart re-derives the
+    same per-strategy figures from the journal and adopts nothing twice."""
+    bk = book(HOLD, config=MINOR_SYNC)
+    proc, _ = bk.start(max_bars=60)
+    wait_for("the three buys", lambda: len(bk.fake.trades()) >= 3, timeout=30)
+    bk.fake.call("POST", "balances", {"asset": "BTC", "delta": "0.0017"})
+    bk.fake.call("POST", "balances", {"asset": "USDT", "delta": "7.25"})
+
+    def adopted_and_checkpointed() -> bool:
+        journal = bk.journal()
+        try:
+            adj = journal.rows("SELECT COALESCE(MAX(id), 0) AS n FROM adjustments")[0]["n"]
+            snap = journal.rows("SELECT COALESCE(MAX(last_adjustment_id), 0) AS n FROM book_snapshots")[0]["n"]
+            return bool(adj >= 2 and snap >= adj)
+        finally:
+            journal.close()
+
+    wait_for("the adoption and a checkpoint after it", adopted_and_checkpointed, timeout=40)
+    before = account_sums(bk)
+    proc.send_signal(signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, stderr
+    # the strategies plus the reserve are the exchange's account, exactly
+    totals = bk.fake.totals()
+    assert (before["cash"], before["BTC"]) == (totals["USDT"], totals["BTC"]), (before, totals)
+    assert before["reserve"] == D("7.25")
+    assert "adopted position BTC/USDT +" in stderr and "to the book's reserve" in stderr, stderr
+    journal = bk.journal()
+    adjustments = journal.rows("SELECT id, target, delta FROM adjustments ORDER BY id")
+    assert [(a["target"], D(a["delta"])) for a in adjustments] == [("position", D("0.0017")), ("cash", D("7.25"))]
+    shares = journal.rows("SELECT adjustment_id, strategy, delta, after_fill_id FROM adjustment_shares ORDER BY id")
+    fills = journal.fills()
+    # the cash to the reserve, whole
+    assert [(s["strategy"], D(s["delta"])) for s in shares if s["adjustment_id"] == adjustments[1]["id"]] == [
+        (None, D("7.25"))]
+    # the BTC split between the holders at that point of the journal, by the documented rule
+    position_shares = [s for s in shares if s["adjustment_id"] == adjustments[0]["id"]]
+    upto = position_shares[0]["after_fill_id"]
+    held = {sid: journal_position(fills, [], sid, upto) for sid in HOLD}
+    held = {sid: q for sid, q in held.items() if q}
+    assert set(held) == {"alpha", "beta", "gamma"}, held
+    dp = max(-q.normalize().as_tuple().exponent for q in [*held.values(), D("0.0017")])
+    split = hamilton(list(held.values()), D("0.0017"), dp, False)
+    assert [(s["strategy"], D(s["delta"])) for s in position_shares] == [
+        (sid, q) for sid, q in zip(held, split) if q]
+    assert sum(D(s["delta"]) for s in position_shares) == D("0.0017")
+    journal.close()
+    for sid, (_, btc) in before["each"].items():
+        assert btc == journal_position(fills, shares, sid, 10**9), sid
+    # the restart: nothing adopted twice, the same figures re-derived from the journal
+    again = bk.run(max_bars=2)
+    assert again.returncode == 0, again.stderr
+    assert "HALTED" not in again.stderr
+    after = account_sums(bk)
+    assert after["each"] == before["each"] and after["reserve"] == before["reserve"], (before, after)
+    assert (after["cash"], after["BTC"]) == (totals["USDT"], totals["BTC"]) == tuple(bk.fake.totals().values())
+    journal = bk.journal()
+    assert len(journal.rows("SELECT id FROM adjustments")) == 2
+    recs = journal.rows("SELECT outcome FROM reconciliations ORDER BY id")
+    assert recs[-1]["outcome"] == "clean", recs
+    journal.close()
+
+
+def test_a_position_difference_no_strategy_holds_is_not_adopted_but_halts(book: Callable[..., Book]) -> None:
+    """0.0005 BTC deposited before any strategy holds BTC: minor, but no strategy's drift; the book
+    does not adopt it (nothing journaled) and halts with the reason."""
+    late = {sid: {**p, "buy_at": 70, "sell_at": 90} for sid, p in STRATEGIES.items()}
+    bk = book(late, config=MINOR_SYNC)
+    bk.fake.call("POST", "balances", {"asset": "BTC", "delta": "0.0005"})
+    run = bk.run(max_bars=2)
+    assert run.returncode == 0, run.stderr
+    assert "no strategy of the book holds BTC/USDT" in run.stderr, run.stderr
+    assert "HALTED: reconciliation breaker tripped" in run.stderr
+    journal = bk.journal()
+    assert journal.rows("SELECT * FROM adjustments") == []
+    assert journal.rows("SELECT * FROM adjustment_shares") == []
+    assert journal.rows("SELECT outcome FROM reconciliations ORDER BY id")[0]["outcome"] == "halted"
+    journal.close()

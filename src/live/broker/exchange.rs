@@ -787,9 +787,24 @@ impl ExchangeBroker {
             }
         }
         let wall = wall_ns();
-        let report = self
+        let mut report = self
             .reconciler
             .reconcile(wall, &engine_view, &broker_view, &lookups);
+        // Adopted adjustments first: a book attributes them as it journals them, and one it
+        // cannot attribute (a position no strategy holds) is not adopted but halts.
+        let mut adopted = Vec::new();
+        if report.outcome == Outcome::Synced {
+            adopted = report.book_adjustments(&self.cash_asset);
+            match state.journal.record_adjustments(wall, &adopted) {
+                Ok(shares) => report.attribution = shares,
+                Err(e @ crate::live::journal::JournalError::Unattributable(_)) => {
+                    report.outcome = Outcome::Halted;
+                    report.halt_reason = Some(e.to_string());
+                    adopted.clear();
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let _ = state.audit.reconcile(&report);
         self.last_outcome = Some((wall, report.outcome.as_str()));
         state
@@ -816,11 +831,7 @@ impl ExchangeBroker {
                     Err(e) => news.notices.push(e.to_string()),
                 }
             }
-            Outcome::Synced => {
-                let adjustments = report.book_adjustments(&self.cash_asset);
-                state.journal.record_adjustments(wall, &adjustments)?;
-                self.sync_engine(session, &adjustments)?;
-            }
+            Outcome::Synced => self.sync_engine(session, &adopted)?,
             Outcome::Clean => {}
         }
         Ok(())
