@@ -83,24 +83,42 @@ struct Plan {
     net: Option<NetOrder>,
 }
 
-/// The staged orders in groups: with `netting`, plain market orders of one symbol and time
-/// in force with both sides present form one group (they are netted, see [`net`]); every
-/// other order is a group of its own. Groups keep the staging order of their first order.
+/// Whether a staged order may cross inside the book, and its group's limit (`None`: market).
+/// The backtest's rule ([`crate::portfolio::netting`]) with the last close in place of the
+/// next bar's open (the price an exchange book crosses at): market orders cross there; limit
+/// orders cross at their limit only when it is that price, where both sides would be
+/// marketable alone. At any other price one side would fill alone better than the limit and
+/// the other later or never, so they go out alone.
+fn nettable(p: &Pending) -> Option<Option<Decimal>> {
+    let close = p.last_close?;
+    match p.order.kind {
+        OrderKind::Market => Some(None),
+        OrderKind::Limit { limit } if limit == close => Some(Some(limit)),
+        _ => None,
+    }
+}
+
+/// The staged orders in groups: with `netting`, nettable orders ([`nettable`]) of one symbol,
+/// time in force and limit with both sides present form one group (they are netted, see
+/// [`net`]); every other order is a group of its own. Groups keep the staging order of their
+/// first order.
 fn groups(pending: Vec<Pending>, netting: bool) -> Vec<Vec<Pending>> {
+    type Key = (String, crate::model::TimeInForce, Option<Decimal>);
     let mut out: Vec<Vec<Pending>> = Vec::new();
-    let mut keyed: Vec<(String, crate::model::TimeInForce, usize)> = Vec::new();
+    let mut keyed: Vec<(Key, usize)> = Vec::new();
     for p in pending {
-        let nettable = netting && p.order.kind == OrderKind::Market && p.last_close.is_some();
-        if nettable
-            && let Some(&(_, _, g)) = keyed
-                .iter()
-                .find(|(s, t, _)| *s == p.symbol && *t == p.order.tif)
+        let key = match (netting, nettable(&p)) {
+            (true, Some(limit)) => Some((p.symbol.clone(), p.order.tif, limit)),
+            _ => None,
+        };
+        if let Some(key) = &key
+            && let Some(&(_, g)) = keyed.iter().find(|(k, _)| k == key)
         {
             out[g].push(p);
             continue;
         }
-        if nettable {
-            keyed.push((p.symbol.clone(), p.order.tif, out.len()));
+        if let Some(key) = key {
+            keyed.push((key, out.len()));
         }
         out.push(vec![p]);
     }
@@ -120,9 +138,10 @@ fn groups(pending: Vec<Pending>, netting: bool) -> Vec<Vec<Pending>> {
 
 /// A group netted by `crate::portfolio::netting`'s rule: the smaller side's total crosses,
 /// split over each side's orders in proportion to their quantities (`netting::allocate`);
-/// what the larger side's orders still want goes to the exchange as one order. The crossed
-/// quantities fill at the last close (the price the orders were placed against, as a
-/// hand-over's). A group of one order is that order.
+/// what the larger side's orders still want goes to the exchange as one order (a limit
+/// group's at its limit). The crossed quantities fill at the last close (the price the
+/// orders were placed against, as a hand-over's; a limit group's limit). A group of one
+/// order is that order.
 fn net(group: &[Pending]) -> Plan {
     let price = group[0].last_close.unwrap_or_default();
     if group.len() == 1 {
@@ -758,4 +777,89 @@ fn adjust_position(
     s.ledger.apply_fill(&fill)?;
     s.ledger.adjust_cash(share.delta * price)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SymbolId, TimeInForce};
+    use rust_decimal::dec;
+
+    fn staged(i: usize, side: OrderSide, quantity: Decimal, limit: Option<Decimal>) -> Pending {
+        Pending {
+            i,
+            order: Order {
+                id: OrderId(i as u64 + 1),
+                symbol: SymbolId(0),
+                side,
+                quantity,
+                kind: match limit {
+                    Some(limit) => OrderKind::Limit { limit },
+                    None => OrderKind::Market,
+                },
+                tif: TimeInForce::Gtc,
+                submitted_at: 0,
+                active_from: 0,
+                status: OrderStatus::Accepted,
+                filled_quantity: Decimal::ZERO,
+                filled_notional: Decimal::ZERO,
+                fees: Decimal::ZERO,
+                filled_at: None,
+                reason: None,
+                trail_stop: None,
+                oco_group: None,
+                parent: None,
+                resting: false,
+            },
+            symbol: "BTC/USDT".into(),
+            last_close: Some(dec!(100)),
+        }
+    }
+
+    fn shape(groups: &[Vec<Pending>]) -> Vec<Vec<usize>> {
+        groups
+            .iter()
+            .map(|g| g.iter().map(|p| p.i).collect())
+            .collect()
+    }
+
+    #[test]
+    fn limit_orders_at_the_last_close_net_and_others_go_out_alone() {
+        use OrderSide::{Buy, Sell};
+        let pending = vec![
+            staged(0, Buy, dec!(0.009), Some(dec!(100))),
+            staged(1, Buy, dec!(0.003), Some(dec!(100))),
+            staged(2, Sell, dec!(0.004), Some(dec!(100))),
+            // a market sell: another group (market orders net with market orders only)
+            staged(3, Sell, dec!(0.001), None),
+            // limits away from the last close: alone, even on opposite sides at one price
+            staged(4, Buy, dec!(0.002), Some(dec!(99))),
+            staged(5, Sell, dec!(0.002), Some(dec!(99))),
+        ];
+        let formed = groups(pending, true);
+        assert_eq!(
+            shape(&formed),
+            vec![vec![0, 1, 2], vec![3], vec![4], vec![5]]
+        );
+        let plan = net(&formed[0]);
+        // netting's rule: 0.004 crosses (a 0.003, b 0.001 of the buys), at the limit; the
+        // rest goes out as one limit buy of 0.008 with legs a 0.006, b 0.002
+        assert_eq!(plan.crossed, vec![dec!(0.003), dec!(0.001), dec!(0.004)]);
+        assert_eq!(plan.price, dec!(100));
+        assert_eq!(
+            plan.net,
+            Some((Buy, dec!(0.008), vec![(0, dec!(0.006)), (1, dec!(0.002))]))
+        );
+        // limits at different prices or without netting: every order alone
+        let apart = vec![
+            staged(0, Buy, dec!(0.01), Some(dec!(100))),
+            staged(1, Sell, dec!(0.01), Some(dec!(101))),
+        ];
+        assert_eq!(shape(&groups(apart, true)), vec![vec![0], vec![1]]);
+        let off = vec![
+            staged(0, Buy, dec!(0.01), Some(dec!(100))),
+            staged(1, Sell, dec!(0.01), Some(dec!(100))),
+        ];
+        assert_eq!(shape(&groups(off, false)), vec![vec![0], vec![1]]);
+    }
 }

@@ -703,3 +703,127 @@ def test_a_position_difference_no_strategy_holds_is_not_adopted_but_halts(book: 
     assert journal.rows("SELECT * FROM adjustment_shares") == []
     assert journal.rows("SELECT outcome FROM reconciliations ORDER BY id")[0]["outcome"] == "halted"
     journal.close()
+
+
+LIMIT_AT_CLOSE = FIXTURES / "exchange_limit_at_close.py"
+# at bar 3, each a limit order at bar 3's close: a buys 0.009, b buys 0.003, c sells 0.004
+NETTED_LIMITS = {
+    "a": {"algo": LIMIT_AT_CLOSE, "at": 3, "side": "buy", "qty": "0.009"},
+    "b": {"algo": LIMIT_AT_CLOSE, "at": 3, "side": "buy", "qty": "0.003"},
+    "c": {"algo": LIMIT_AT_CLOSE, "at": 3, "side": "sell", "qty": "0.004"},
+}
+
+
+def test_a_netted_limit_order_open_at_kill_9_is_taken_back_per_leg_and_split_after_restart(
+        book: Callable[..., Book]) -> None:
+    """Limit orders of three strategies at one price (bar 3's close) and time in force net as
+    market orders do: 0.004 crosses inside the book at the limit (a 0.003, b 0.001: netting's
+    rule), one exchange limit order buys the net 0.008 at the limit (legs a 0.006, b 0.002). It
+    rests (the fake's book has no liquidity and its clock stops after bar 3); the process is
+    killed with it open. The restart takes it back as a's and b's orders; the exchange then fills
+    it in two parts (0.005, then 0.003), each split between a and b by the rule, fees too."""
+    bk = book(NETTED_LIMITS, bars=3)
+    bk.fake.call("POST", "liquidity", {"symbol": MARKET, "qty": "0"})
+    proc, out = bk.start()
+
+    def netted_acknowledged() -> list[dict[str, Any]]:
+        if not (bk.state / "journal.sqlite").exists():
+            return []
+        journal = bk.journal()
+        try:
+            return journal.rows("SELECT * FROM intents WHERE strategy IS NULL AND exchange_id IS NOT NULL")
+        finally:
+            journal.close()
+
+    [netted] = wait_for("the netted limit order at the exchange", netted_acknowledged, timeout=40)
+    proc.send_signal(signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, stderr
+    limit = D("64020.10")  # bar 3's close (the fake's path rises 10 a bar from 64000.10)
+    assert D(netted["limit_price"]) == limit
+    cid = netted["client_order_id"]
+    [order] = [o for o in bk.fake.orders() if o["clientOrderId"] == cid]
+    assert (order["type"], order["side"], D(order["price"]), D(order["origQty"]), order["status"]) == (
+        "LIMIT", "BUY", limit, D("0.008"), "NEW")
+    journal = bk.journal()
+    legs = journal.rows("SELECT strategy, quantity FROM order_legs WHERE client_order_id = ?", cid)
+    assert [(leg["strategy"], leg["quantity"]) for leg in legs] == [("a", "0.006"), ("b", "0.002")]
+    crossed = [(f["strategy"], f["side"], f["quantity"], D(f["price"]), f["fee"]) for f in journal.fills()]
+    assert crossed == [("a", "buy", "0.003", limit, "0"), ("b", "buy", "0.001", limit, "0"),
+                       ("c", "sell", "0.004", limit, "0")]
+    assert [D(q) for q in hamilton([D("0.009"), D("0.003")], D("0.004"), 3, True)] == [D("0.003"), D("0.001")]
+    runs = len(journal.rows("SELECT id FROM runs"))
+    journal.close()
+    # the restart takes the order back (per leg), then the exchange fills it
+    proc, out = bk.start()
+
+    def restarted() -> bool:
+        journal = bk.journal()
+        try:
+            [run] = journal.rows("SELECT started_at FROM runs ORDER BY id DESC LIMIT 1")
+            later = journal.rows("SELECT id FROM reconciliations WHERE time >= ?", run["started_at"])
+            return len(journal.rows("SELECT id FROM runs")) == runs + 1 and bool(later)
+        finally:
+            journal.close()
+
+    wait_for("the restart's reconciliation", restarted, timeout=40)
+
+    def fills_of_netted(n: int) -> Callable[[], bool]:
+        def check() -> bool:
+            journal = bk.journal()
+            try:
+                return len(journal.rows("SELECT id FROM fills WHERE client_order_id = ?", cid)) >= n
+            finally:
+                journal.close()
+        return check
+
+    bk.fake.call("POST", "advance", {"symbol": MARKET, "price": str(limit), "qty": "0.005"})
+    wait_for("the first part journaled", fills_of_netted(1), timeout=20)
+    bk.fake.call("POST", "advance", {"symbol": MARKET, "price": str(limit)})
+    wait_for("the second part journaled", fills_of_netted(2), timeout=20)
+    time.sleep(2.5)  # one more poll: the strategies' orders see the final status
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "tracked again" in stderr, stderr
+    second = Run(0, "", stderr, out, 0)
+    seen = assert_book_matches_exchange(bk)
+    [order] = [o for o in bk.fake.orders() if o["clientOrderId"] == cid]
+    assert (order["status"], D(order["executedQty"])) == ("FILLED", D("0.008"))
+    # each exchange fill split by the rule over what each leg still wanted, fees too
+    journal = bk.journal()
+    wanted = {"a": D("0.006"), "b": D("0.002")}
+    fills = journal.rows("SELECT id, quantity, fee FROM fills WHERE client_order_id = ? ORDER BY id", cid)
+    assert [D(f["quantity"]) for f in fills] == [D("0.005"), D("0.003")]
+    got = []
+    for f in fills:
+        shares = journal.rows("SELECT strategy, quantity, fee FROM fill_shares WHERE fill_id = ? ORDER BY rowid",
+                              f["id"])
+        qty = hamilton(list(wanted.values()), D(f["quantity"]), 3, True)
+        fees = hamilton(qty, D(f["fee"]), -D(f["fee"]).as_tuple().exponent, False)
+        expected = [(sid, q, fee) for sid, q, fee in zip(wanted, qty, fees) if q or fee]
+        assert [(s["strategy"], D(s["quantity"]), D(s["fee"])) for s in shares] == expected, (f, shares)
+        for sid, q in zip(wanted, qty):
+            wanted[sid] -= q
+        got.append([(s["strategy"], D(s["quantity"])) for s in shares])
+    assert got == [[("a", D("0.004")), ("b", D("0.001"))], [("a", D("0.002")), ("b", D("0.001"))]]
+    journal.close()
+    # the strategies' taken-back orders received their shares (on_fill) and ended filled
+    assert [line.split()[:2] for line in flip_lines(second, "a", "FILL")] == [["buy", "0.004"], ["buy", "0.002"]]
+    assert [line.split()[:2] for line in flip_lines(second, "b", "FILL")] == [["buy", "0.001"], ["buy", "0.001"]]
+    for sid, filled in (("a", "0.006"), ("b", "0.002")):
+        rows = [r for r in second.results(f"strategies/{sid}/orders.csv") if r["status"] != "cancelled"]
+        assert (rows[-1]["status"], D(rows[-1]["filled_quantity"])) == ("filled", D(filled)), rows
+    books = seen["books"]
+    fee = {sid: sum(D(s["fee"]) for s in journal_shares(bk, sid)) for sid in ("a", "b")}
+    assert D(books["a"]["positions"][SYMBOL]) == D("0.009") - fee["a"]
+    assert D(books["b"]["positions"][SYMBOL]) == D("0.003") - fee["b"]
+    assert D(books["c"]["positions"][SYMBOL]) == D("-0.004")
+
+
+def journal_shares(bk: Book, sid: str) -> list[dict[str, Any]]:
+    journal = bk.journal()
+    try:
+        return journal.rows("SELECT quantity, fee FROM fill_shares WHERE strategy = ?", sid)
+    finally:
+        journal.close()
