@@ -17,7 +17,7 @@ use rust_decimal::Decimal;
 use crate::engine::{SharedSession, lock};
 use crate::execution::OrderRequest;
 use crate::live::broker::Broker;
-use crate::live::broker::exchange::{Execution, adopt, book_execution};
+use crate::live::broker::exchange::{Execution, adopt, book_execution, shift_position};
 use crate::live::error::LiveError;
 use crate::live::journal::{AdjustmentShare, AdjustmentTarget, FillRecord, JournaledOrder};
 use crate::live::recovery::State;
@@ -760,23 +760,8 @@ fn adjust_position(
         .position(id)
         .and_then(|p| p.average_price())
         .unwrap_or_default();
-    let fill = Fill {
-        order_id: OrderId(0),
-        symbol: id,
-        side: if share.delta > Decimal::ZERO {
-            OrderSide::Buy
-        } else {
-            OrderSide::Sell
-        },
-        quantity: share.delta.abs(),
-        price,
-        fee: Decimal::ZERO,
-        slippage: Decimal::ZERO,
-        time: s.now,
-    };
-    s.ledger.apply_fill(&fill)?;
-    s.ledger.adjust_cash(share.delta * price)?;
-    Ok(())
+    let now = s.now;
+    Ok(shift_position(&mut s.ledger, id, share.delta, price, now)?)
 }
 
 #[cfg(test)]

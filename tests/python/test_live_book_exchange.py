@@ -403,6 +403,27 @@ def hamilton(weights: list[D], total: D, dp: int, capped: bool) -> list[D]:
     return shares
 
 
+def assert_split_by_the_rule(journal: Journal, fills: list[dict[str, Any]],
+                             wanted: dict[str, D]) -> list[list[tuple[str, D]]]:
+    """Each fill of a netted order (in journal order) split over what each leg still `wanted`
+    by the rule, its fee too, the shares summing to it exactly; returns the quantity shares."""
+    wanted = dict(wanted)
+    got = []
+    for f in fills:
+        shares = journal.rows("SELECT strategy, quantity, fee FROM fill_shares WHERE fill_id = ? ORDER BY rowid",
+                              f["id"])
+        qty = hamilton(list(wanted.values()), D(f["quantity"]), 3, True)
+        fees = hamilton(qty, D(f["fee"]), -D(f["fee"]).as_tuple().exponent, False)
+        expected = [(sid, q, fee) for sid, q, fee in zip(wanted, qty, fees) if q or fee]
+        assert [(s["strategy"], D(s["quantity"]), D(s["fee"])) for s in shares] == expected, (f, shares)
+        assert sum(D(s["quantity"]) for s in shares) == D(f["quantity"])
+        assert sum(D(s["fee"]) for s in shares) == D(f["fee"])
+        for sid, q in zip(wanted, qty):
+            wanted[sid] -= q
+        got.append([(s["strategy"], D(s["quantity"])) for s in shares])
+    return got
+
+
 def test_a_netted_order_and_its_partial_fills_are_split_exactly(book: Callable[..., Book]) -> None:
     """At bar 3 `a` buys 0.009, `b` buys 0.003 and `c` sells 0.004 (it bought 0.005 at bar 1):
     0.004 crosses inside the book at the last close (a 0.003, b 0.001: netting's rule), one
@@ -441,20 +462,8 @@ def test_a_netted_order_and_its_partial_fills_are_split_exactly(book: Callable[.
     wanted = {"a": D("0.006"), "b": D("0.002")}
     fills = journal.rows("SELECT id, quantity, fee FROM fills WHERE client_order_id = ? ORDER BY id", netted)
     assert [f["quantity"] for f in fills] == ["0.005", "0.002"]
-    got = []
-    for f in fills:
-        shares = journal.rows("SELECT strategy, quantity, fee FROM fill_shares WHERE fill_id = ? ORDER BY rowid",
-                              f["id"])
-        qty = hamilton(list(wanted.values()), D(f["quantity"]), 3, True)
-        fees = hamilton(qty, D(f["fee"]), -D(f["fee"]).as_tuple().exponent, False)
-        expected = [(sid, q, fee) for sid, q, fee in zip(wanted, qty, fees) if q or fee]
-        assert [(s["strategy"], D(s["quantity"]), D(s["fee"])) for s in shares] == expected, (f, shares)
-        assert sum(D(s["quantity"]) for s in shares) == D(f["quantity"])
-        assert sum(D(s["fee"]) for s in shares) == D(f["fee"])
-        for sid, q in zip(wanted, qty):
-            wanted[sid] -= q
-        got.append([(s["strategy"], s["quantity"]) for s in shares])
-    assert got == [[("a", "0.004"), ("b", "0.001")], [("a", "0.001"), ("b", "0.001")]]
+    got = assert_split_by_the_rule(journal, fills, wanted)
+    assert got == [[("a", D("0.004")), ("b", D("0.001"))], [("a", D("0.001")), ("b", D("0.001"))]]
     journal.close()
     # every strategy's own view: a got 0.008 of 0.009 (the rest expired), b all of 0.003
     a_fills = [line.split()[:2] for line in flip_lines(run, "a", "FILL")]
@@ -795,17 +804,7 @@ def test_a_netted_limit_order_open_at_kill_9_is_taken_back_per_leg_and_split_aft
     wanted = {"a": D("0.006"), "b": D("0.002")}
     fills = journal.rows("SELECT id, quantity, fee FROM fills WHERE client_order_id = ? ORDER BY id", cid)
     assert [D(f["quantity"]) for f in fills] == [D("0.005"), D("0.003")]
-    got = []
-    for f in fills:
-        shares = journal.rows("SELECT strategy, quantity, fee FROM fill_shares WHERE fill_id = ? ORDER BY rowid",
-                              f["id"])
-        qty = hamilton(list(wanted.values()), D(f["quantity"]), 3, True)
-        fees = hamilton(qty, D(f["fee"]), -D(f["fee"]).as_tuple().exponent, False)
-        expected = [(sid, q, fee) for sid, q, fee in zip(wanted, qty, fees) if q or fee]
-        assert [(s["strategy"], D(s["quantity"]), D(s["fee"])) for s in shares] == expected, (f, shares)
-        for sid, q in zip(wanted, qty):
-            wanted[sid] -= q
-        got.append([(s["strategy"], D(s["quantity"])) for s in shares])
+    got = assert_split_by_the_rule(journal, fills, wanted)
     assert got == [[("a", D("0.004")), ("b", D("0.001"))], [("a", D("0.002")), ("b", D("0.001"))]]
     journal.close()
     # the strategies' taken-back orders received their shares (on_fill) and ended filled

@@ -857,24 +857,8 @@ impl ExchangeBroker {
                         continue;
                     };
                     let mark = s.ledger.position(id).map(|p| p.mark).unwrap_or_default();
-                    let fill = Fill {
-                        order_id: OrderId(0),
-                        symbol: id,
-                        side: if adjustment.delta > Decimal::ZERO {
-                            OrderSide::Buy
-                        } else {
-                            OrderSide::Sell
-                        },
-                        quantity: adjustment.delta.abs(),
-                        price: mark,
-                        fee: Decimal::ZERO,
-                        slippage: Decimal::ZERO,
-                        time: s.now,
-                    };
-                    s.ledger.apply_fill(&fill).map_err(LiveError::from)?;
-                    s.ledger
-                        .adjust_cash(adjustment.delta * mark)
-                        .map_err(LiveError::from)?;
+                    let now = s.now;
+                    shift_position(&mut s.ledger, id, adjustment.delta, mark, now)?;
                 }
             }
         }
@@ -999,21 +983,7 @@ impl Broker for ExchangeBroker {
             let Some(quantity) = self.unseeded.remove(&name) else {
                 continue;
             };
-            s.ledger.apply_fill(&Fill {
-                order_id: OrderId(0),
-                symbol: id,
-                side: if quantity > Decimal::ZERO {
-                    OrderSide::Buy
-                } else {
-                    OrderSide::Sell
-                },
-                quantity: quantity.abs(),
-                price,
-                fee: Decimal::ZERO,
-                slippage: Decimal::ZERO,
-                time: now,
-            })?;
-            s.ledger.adjust_cash(quantity * price)?;
+            shift_position(&mut s.ledger, id, quantity, price, now)?;
         }
         Ok(())
     }
@@ -1094,4 +1064,31 @@ impl Broker for ExchangeBroker {
             n => Some(format!("cancelled {n} open orders at the exchange")),
         })
     }
+}
+
+/// `delta` units of `symbol` into (or out of) a ledger at `price` with that cash given back:
+/// the position moves, cash does not (units the account holds without an order of its own: a
+/// journal position entering at its first close, an adopted reconciliation difference).
+pub(crate) fn shift_position(
+    ledger: &mut crate::accounting::Ledger,
+    symbol: SymbolId,
+    delta: Decimal,
+    price: Decimal,
+    time: TimestampNs,
+) -> Result<(), crate::accounting::LedgerError> {
+    ledger.apply_fill(&Fill {
+        order_id: OrderId(0),
+        symbol,
+        side: if delta > Decimal::ZERO {
+            OrderSide::Buy
+        } else {
+            OrderSide::Sell
+        },
+        quantity: delta.abs(),
+        price,
+        fee: Decimal::ZERO,
+        slippage: Decimal::ZERO,
+        time,
+    })?;
+    ledger.adjust_cash(delta * price)
 }
