@@ -796,7 +796,10 @@ impl ExchangeBroker {
         if report.outcome == Outcome::Synced {
             adopted = report.book_adjustments(&self.cash_asset);
             match state.journal.record_adjustments(wall, &adopted) {
-                Ok(shares) => report.attribution = shares,
+                Ok(shares) => {
+                    report.attribution = shares;
+                    crash_point("after_adjustment");
+                }
                 Err(e @ crate::live::journal::JournalError::Unattributable(_)) => {
                     report.outcome = Outcome::Halted;
                     report.halt_reason = Some(e.to_string());
