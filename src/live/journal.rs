@@ -1878,6 +1878,18 @@ impl Journal {
         time: TimestampNs,
         adjustments: &[BookAdjustment],
     ) -> Result<Vec<AdjustmentShare>> {
+        self.record_adopted(time, adjustments, |_| None)
+    }
+
+    /// [`Journal::record_adjustments`] with the reconciliation that adopted them: `report`
+    /// gives its (outcome, report JSON) once the shares are known, and it is written in the
+    /// same transaction, so the journal never has an adjustment without its report.
+    pub fn record_adopted(
+        &mut self,
+        time: TimestampNs,
+        adjustments: &[BookAdjustment],
+        report: impl FnOnce(&[AdjustmentShare]) -> Option<(String, String)>,
+    ) -> Result<Vec<AdjustmentShare>> {
         let tx = self.tx()?;
         let currency: Option<String> = tx
             .row(
@@ -1925,6 +1937,12 @@ impl Journal {
                     after_fill_id: after_fill,
                 });
             }
+        }
+        if let Some((outcome, json)) = report(&recorded) {
+            tx.exec(
+                "INSERT INTO reconciliations (time, outcome, report) VALUES (?1, ?2, ?3)",
+                params![time, outcome, json],
+            )?;
         }
         tx.commit()?;
         Ok(recorded)

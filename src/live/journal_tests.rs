@@ -2225,3 +2225,26 @@ fn a_version_7_journal_gains_adjustment_shares_and_keeps_its_adjustments() {
         SCHEMA_VERSION
     );
 }
+
+#[test]
+fn adopted_adjustments_and_their_report_are_one_transaction() {
+    let mut j = book_journal();
+    trade(&mut j, "a1", "a", OrderSide::Buy, dec!(0.2), "100");
+    let shares = j
+        .record_adopted(7, &[position("BTC/USDT", dec!(0.01))], |shares| {
+            Some(("synced".into(), format!("{{\"shares\": {}}}", shares.len())))
+        })
+        .unwrap();
+    assert_eq!(shares.len(), 1);
+    assert_eq!(
+        j.reconciliations().unwrap(),
+        vec![(7, "synced".to_string(), "{\"shares\": 1}".to_string())]
+    );
+    // Refused: neither the adjustment nor its report.
+    let refused = j.record_adopted(8, &[position("ETH/USDT", dec!(1))], |_| {
+        Some(("synced".into(), "{}".into()))
+    });
+    assert!(matches!(refused, Err(JournalError::Unattributable(_))));
+    assert_eq!(j.reconciliations().unwrap().len(), 1);
+    assert_eq!(j.last_adjustment_id().unwrap(), 1);
+}

@@ -686,6 +686,11 @@ def test_an_adopted_difference_is_attributed_and_survives_kill_9(book: Callable[
     assert [(s["strategy"], D(s["delta"])) for s in position_shares] == [
         (sid, q) for sid, q in zip(held, split) if q]
     assert sum(D(s["delta"]) for s in position_shares) == D("0.0017")
+    # the reconciliation's report says who got what, as journaled
+    [synced] = [json.loads(r["report"]) for r in journal.rows(
+        "SELECT report FROM reconciliations WHERE outcome = 'synced'")]
+    assert [(a["strategy"], D(str(a["delta"]))) for a in synced["attribution"]] == [
+        (s["strategy"], D(s["delta"])) for s in shares]
     journal.close()
     # the restart: nothing adopted twice, each strategy's figures re-derived from the journal
     again = bk.run(max_bars=2)

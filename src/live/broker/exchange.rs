@@ -790,14 +790,20 @@ impl ExchangeBroker {
         let mut report = self
             .reconciler
             .reconcile(wall, &engine_view, &broker_view, &lookups);
-        // Adopted adjustments first: a book attributes them as it journals them, and one it
-        // cannot attribute (a position no strategy holds) is not adopted but halts.
+        // Adopted adjustments are journaled with their report in one transaction: a book
+        // attributes them as it journals them, and one it cannot attribute (a position no
+        // strategy holds) is not adopted but halts.
         let mut adopted = Vec::new();
+        let mut journaled = false;
         if report.outcome == Outcome::Synced {
             adopted = report.book_adjustments(&self.cash_asset);
-            match state.journal.record_adjustments(wall, &adopted) {
-                Ok(shares) => {
-                    report.attribution = shares;
+            let recorded = state.journal.record_adopted(wall, &adopted, |shares| {
+                report.attribution = shares.to_vec();
+                Some((report.outcome.as_str().to_string(), report.to_json()))
+            });
+            match recorded {
+                Ok(_) => {
+                    journaled = true;
                     crash_point("after_adjustment");
                 }
                 Err(e @ crate::live::journal::JournalError::Unattributable(_)) => {
@@ -810,9 +816,13 @@ impl ExchangeBroker {
         }
         let _ = state.audit.reconcile(&report);
         self.last_outcome = Some((wall, report.outcome.as_str()));
-        state
-            .journal
-            .record_reconciliation(wall, report.outcome.as_str(), &report.to_json())?;
+        if !journaled {
+            state.journal.record_reconciliation(
+                wall,
+                report.outcome.as_str(),
+                &report.to_json(),
+            )?;
+        }
         let _ = report.write_json(&state.state_dir.join("reconciliation.json"));
         if report.is_clean() {
             return Ok(());
