@@ -771,31 +771,24 @@ mod tests {
     use rust_decimal::dec;
 
     fn staged(i: usize, side: OrderSide, quantity: Decimal, limit: Option<Decimal>) -> Pending {
+        // The order as an order book makes it.
+        let mut book = crate::execution::OrderBook::new(1);
+        let request = OrderRequest {
+            symbol: SymbolId(0),
+            side,
+            quantity,
+            kind: match limit {
+                Some(limit) => OrderKind::Limit { limit },
+                None => OrderKind::Market,
+            },
+            tif: TimeInForce::Gtc,
+            oco_group: None,
+            parent: None,
+        };
+        let id = book.submit(request, 0, 0).unwrap();
         Pending {
             i,
-            order: Order {
-                id: OrderId(i as u64 + 1),
-                symbol: SymbolId(0),
-                side,
-                quantity,
-                kind: match limit {
-                    Some(limit) => OrderKind::Limit { limit },
-                    None => OrderKind::Market,
-                },
-                tif: TimeInForce::Gtc,
-                submitted_at: 0,
-                active_from: 0,
-                status: OrderStatus::Accepted,
-                filled_quantity: Decimal::ZERO,
-                filled_notional: Decimal::ZERO,
-                fees: Decimal::ZERO,
-                filled_at: None,
-                reason: None,
-                trail_stop: None,
-                oco_group: None,
-                parent: None,
-                resting: false,
-            },
+            order: book.get(id).unwrap().clone(),
             symbol: "BTC/USDT".into(),
             last_close: Some(dec!(100)),
         }

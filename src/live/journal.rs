@@ -1797,47 +1797,9 @@ impl Journal {
         )
     }
 
-    /// Fill rows of `sql` (columns: id, strategy, symbol, side, client order id, trade id,
-    /// quantity, price, fee, fee asset, time).
+    /// Fill rows of `sql` (see [`fill_rows`]).
     fn query_fills(&self, sql: &str, args: impl Params) -> Result<Vec<JournaledFill>> {
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        let rows = stmt.query_map(args, |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, String>(7)?,
-                r.get::<_, String>(8)?,
-                r.get::<_, Option<String>>(9)?,
-                r.get::<_, i64>(10)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, strategy, symbol, side, cid, trade_id, quantity, price, fee, fee_asset, time) =
-                row?;
-            out.push(JournaledFill {
-                id,
-                strategy,
-                symbol,
-                side: parse_side(&side)
-                    .ok_or_else(|| JournalError::Corrupt(format!("fill side `{side}`")))?,
-                record: FillRecord {
-                    client_order_id: cid,
-                    trade_id,
-                    quantity: parse_dec(&quantity, "fill quantity")?,
-                    price: parse_dec(&price, "fill price")?,
-                    fee: parse_dec(&fee, "fill fee")?,
-                    fee_asset,
-                    time,
-                },
-            });
-        }
-        Ok(out)
+        fill_rows(&self.conn, sql, args)
     }
 
     /// The id of the last fill journaled (`0`: none).
@@ -2788,6 +2750,49 @@ fn legs_of(conn: &Connection, client_order_id: &str) -> Result<Vec<(String, Deci
 /// shares, both by `crate::portfolio::netting`'s rule (rounded down to the most decimals
 /// involved, the units left over to the largest remainders, earlier leg first among equals),
 /// so they sum to the fill exactly. `None`: the fill is more than the legs still want.
+/// Fill rows of `sql` (columns: id, strategy, symbol, side, client order id, trade id,
+/// quantity, price, fee, fee asset, time).
+fn fill_rows(conn: &Connection, sql: &str, args: impl Params) -> Result<Vec<JournaledFill>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, String>(7)?,
+            r.get::<_, String>(8)?,
+            r.get::<_, Option<String>>(9)?,
+            r.get::<_, i64>(10)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, strategy, symbol, side, cid, trade_id, quantity, price, fee, fee_asset, time) =
+            row?;
+        out.push(JournaledFill {
+            id,
+            strategy,
+            symbol,
+            side: parse_side(&side)
+                .ok_or_else(|| JournalError::Corrupt(format!("fill side `{side}`")))?,
+            record: FillRecord {
+                client_order_id: cid,
+                trade_id,
+                quantity: parse_dec(&quantity, "fill quantity")?,
+                price: parse_dec(&price, "fill price")?,
+                fee: parse_dec(&fee, "fill fee")?,
+                fee_asset,
+                time,
+            },
+        });
+    }
+    Ok(out)
+}
+
 /// Whether the journal's last run is a book's (it names strategies).
 fn is_book(conn: &Connection) -> Result<bool> {
     let strategies: Option<Option<String>> = conn
@@ -2808,40 +2813,33 @@ fn strategy_positions(
     currency: &str,
     symbol: &str,
 ) -> Result<BTreeMap<String, Decimal>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT strategy, side, quantity, price, fee, fee_asset FROM (
-             SELECT id, 0 AS k, strategy, side, quantity, price, fee, fee_asset FROM fills
-             WHERE symbol = ?1 AND strategy IS NOT NULL
-             UNION ALL
-             SELECT f.id, 1, s.strategy, f.side, s.quantity, f.price, s.fee, f.fee_asset
-             FROM fill_shares s JOIN fills f ON f.id = s.fill_id WHERE f.symbol = ?1)
-         ORDER BY id, k",
+    let rows = fill_rows(
+        conn,
+        "SELECT id, strategy, symbol, side, client_order_id, trade_id, quantity, price, fee,
+                fee_asset, time FROM fills WHERE symbol = ?1 AND strategy IS NOT NULL
+         UNION ALL
+         SELECT f.id, s.strategy, f.symbol, f.side, f.client_order_id, f.trade_id, s.quantity,
+                f.price, s.fee, f.fee_asset, f.time
+         FROM fill_shares s JOIN fills f ON f.id = s.fill_id WHERE f.symbol = ?1
+         ORDER BY 1",
+        params![symbol],
     )?;
-    let rows = stmt.query_map(params![symbol], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, Option<String>>(5)?,
-        ))
-    })?;
     let mut books: BTreeMap<String, Book> = BTreeMap::new();
-    for row in rows {
-        let (strategy, side, quantity, price, fee, fee_asset) = row?;
-        let side = parse_side(&side)
-            .ok_or_else(|| JournalError::Corrupt(format!("fill side `{side}`")))?;
+    for f in rows {
+        let Some(strategy) = f.strategy else {
+            continue;
+        };
+        let r = &f.record;
         books
             .entry(strategy)
             .or_insert_with(|| Book::new(currency, Decimal::ZERO))
             .apply_fill(
                 symbol,
-                side,
-                parse_dec(&quantity, "fill quantity")?,
-                parse_dec(&price, "fill price")?,
-                parse_dec(&fee, "fill fee")?,
-                fee_asset.as_deref(),
+                f.side,
+                r.quantity,
+                r.price,
+                r.fee,
+                r.fee_asset.as_deref(),
             )?;
     }
     let mut positions: BTreeMap<String, Decimal> = books
