@@ -300,8 +300,10 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
             .as_ref()
             .map(|s| s.transferred.clone())
             .unwrap_or_else(|| vec![Decimal::ZERO; self.members.len()]);
+        let mut reserve = Decimal::ZERO;
         if let Some(account) = self.account.as_mut() {
             let (news, adopted) = account.open(self.state, self.members, &transferred)?;
+            reserve = news.reserve;
             for notice in news.notices {
                 above_status!("{notice}");
             }
@@ -358,6 +360,8 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
                 }
             }
         }
+        // Adopted cash the saved reserve does not hold yet (see `AccountDesk::open`).
+        stepper.risk.lock().reserve += reserve;
         self.start_equity.clear();
         self.unpriced.clear();
         self.opened_with = self.members.len();
@@ -440,6 +444,10 @@ impl<'a, 'r, S: LiveStrategy> LiveBook<'a, 'r, S> {
         }
         for trip in &news.trips {
             self.halt(trip, true);
+        }
+        if !news.reserve.is_zero() {
+            self.stepper().risk.lock().reserve += news.reserve;
+            self.commit_soon = true;
         }
         if news.fills.is_empty() {
             return Ok(());

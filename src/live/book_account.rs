@@ -17,9 +17,9 @@ use rust_decimal::Decimal;
 use crate::engine::{SharedSession, lock};
 use crate::execution::OrderRequest;
 use crate::live::broker::Broker;
-use crate::live::broker::exchange::{Execution, adopt, book_execution};
+use crate::live::broker::exchange::{Execution, adopt, book_execution, shift_position};
 use crate::live::error::LiveError;
-use crate::live::journal::{FillRecord, JournalError, JournaledOrder, parse_side};
+use crate::live::journal::{AdjustmentShare, AdjustmentTarget, FillRecord, JournaledOrder};
 use crate::live::recovery::State;
 use crate::live::session::journal_intent;
 use crate::live::venue::MarketRules;
@@ -54,6 +54,8 @@ pub struct AccountDesk {
     /// Orders the book filled inside and booked itself (a hand-over): their journaled fills
     /// are not handed to the strategies again.
     inside: std::collections::HashSet<String>,
+    /// The last adjustment whose shares reached the strategies and the reserve.
+    adjusted: i64,
 }
 
 /// A strategy's order waiting for [`AccountDesk::flush`].
@@ -81,24 +83,42 @@ struct Plan {
     net: Option<NetOrder>,
 }
 
-/// The staged orders in groups: with `netting`, plain market orders of one symbol and time
-/// in force with both sides present form one group (they are netted, see [`net`]); every
-/// other order is a group of its own. Groups keep the staging order of their first order.
+/// Whether a staged order may cross inside the book, and its group's limit (`None`: market).
+/// The backtest's rule ([`crate::portfolio::netting`]) with the last close in place of the
+/// next bar's open (the price an exchange book crosses at): market orders cross there; limit
+/// orders cross at their limit only when it is that price, where both sides would be
+/// marketable alone. At any other price one side would fill alone better than the limit and
+/// the other later or never, so they go out alone.
+fn nettable(p: &Pending) -> Option<Option<Decimal>> {
+    let close = p.last_close?;
+    match p.order.kind {
+        OrderKind::Market => Some(None),
+        OrderKind::Limit { limit } if limit == close => Some(Some(limit)),
+        _ => None,
+    }
+}
+
+/// The staged orders in groups: with `netting`, nettable orders ([`nettable`]) of one symbol,
+/// time in force and limit with both sides present form one group (they are netted, see
+/// [`net`]); every other order is a group of its own. Groups keep the staging order of their
+/// first order.
 fn groups(pending: Vec<Pending>, netting: bool) -> Vec<Vec<Pending>> {
+    type Key = (String, crate::model::TimeInForce, Option<Decimal>);
     let mut out: Vec<Vec<Pending>> = Vec::new();
-    let mut keyed: Vec<(String, crate::model::TimeInForce, usize)> = Vec::new();
+    let mut keyed: Vec<(Key, usize)> = Vec::new();
     for p in pending {
-        let nettable = netting && p.order.kind == OrderKind::Market && p.last_close.is_some();
-        if nettable
-            && let Some(&(_, _, g)) = keyed
-                .iter()
-                .find(|(s, t, _)| *s == p.symbol && *t == p.order.tif)
+        let key = match (netting, nettable(&p)) {
+            (true, Some(limit)) => Some((p.symbol.clone(), p.order.tif, limit)),
+            _ => None,
+        };
+        if let Some(key) = &key
+            && let Some(&(_, g)) = keyed.iter().find(|(k, _)| k == key)
         {
             out[g].push(p);
             continue;
         }
-        if nettable {
-            keyed.push((p.symbol.clone(), p.order.tif, out.len()));
+        if let Some(key) = key {
+            keyed.push((key, out.len()));
         }
         out.push(vec![p]);
     }
@@ -118,9 +138,10 @@ fn groups(pending: Vec<Pending>, netting: bool) -> Vec<Vec<Pending>> {
 
 /// A group netted by `crate::portfolio::netting`'s rule: the smaller side's total crosses,
 /// split over each side's orders in proportion to their quantities (`netting::allocate`);
-/// what the larger side's orders still want goes to the exchange as one order. The crossed
-/// quantities fill at the last close (the price the orders were placed against, as a
-/// hand-over's). A group of one order is that order.
+/// what the larger side's orders still want goes to the exchange as one order (a limit
+/// group's at its limit). The crossed quantities fill at the last close (the price the
+/// orders were placed against, as a hand-over's; a limit group's limit). A group of one
+/// order is that order.
 fn net(group: &[Pending]) -> Plan {
     let price = group[0].last_close.unwrap_or_default();
     if group.len() == 1 {
@@ -184,6 +205,9 @@ pub struct AccountNews {
     pub fills: Vec<(usize, Fill)>,
     pub trips: Vec<crate::live::breakers::Trip>,
     pub notices: Vec<String>,
+    /// Adopted reconciliation adjustments' cash for the book's reserve (see
+    /// `journal::attribute`).
+    pub reserve: Decimal,
 }
 
 impl AccountDesk {
@@ -208,6 +232,7 @@ impl AccountDesk {
             cursor: 0,
             pending: Vec::new(),
             inside: Default::default(),
+            adjusted: 0,
         }
     }
 
@@ -236,16 +261,39 @@ impl AccountDesk {
         };
         let account_ids: HashMap<String, OrderId> = self.broker.client_ids().into_iter().collect();
         let mut adopted = vec![Vec::new(); members.len()];
+        let every = state.journal.fills_after(0)?;
+        let shares = state.journal.adjustment_shares_after(0)?;
+        // The reserve saved at the last checkpoint holds its shares up to that checkpoint.
+        let saved_upto = state.journal.book_state_adjustment_id()?;
+        out.reserve = shares
+            .iter()
+            .filter(|a| a.strategy.is_none() && a.adjustment_id > saved_upto)
+            .map(|a| a.delta)
+            .sum();
+        self.adjusted = state.journal.last_adjustment_id()?;
         for (i, m) in members.iter().enumerate() {
-            let fills = state.journal.fills_of(Some(&m.id))?;
+            let fills: Vec<_> = every
+                .iter()
+                .filter(|f| f.strategy.as_deref() == Some(m.id.as_str()))
+                .collect();
+            let mut own = shares
+                .iter()
+                .filter(|a| a.strategy.as_deref() == Some(m.id.as_str()))
+                .peekable();
             {
                 let mut s = lock(&m.session);
                 let symbols = s.market.symbol_count();
                 s.ledger = crate::accounting::Ledger::new(m.initial_capital, symbols);
-                for (symbol, side, record) in &fills {
-                    let side = parse_side(side)
-                        .ok_or_else(|| JournalError::Corrupt(format!("fill side `{side}`")))?;
-                    self.book(&mut s, None, symbol, side, record, &m.id)?;
+                // Fills and adjustment shares in journal order (a share after the fills
+                // journaled before it), as they reached the ledger live.
+                for f in &fills {
+                    while let Some(share) = own.next_if(|a| a.after_fill_id < f.id) {
+                        adjust_position(&mut s, share)?;
+                    }
+                    self.book(&mut s, None, &f.symbol, f.side, &f.record, &m.id)?;
+                }
+                for share in own {
+                    adjust_position(&mut s, share)?;
                 }
                 s.ledger.forget_closed_trades();
                 let moved = transferred.get(i).copied().unwrap_or_default();
@@ -600,7 +648,15 @@ impl AccountDesk {
         members: &[Member<S>],
     ) -> Result<AccountNews, LiveError> {
         let mut out = AccountNews::default();
+        let mut shares = state
+            .journal
+            .adjustment_shares_after(self.adjusted)?
+            .into_iter()
+            .peekable();
         for row in state.journal.fills_after(self.cursor)? {
+            while let Some(share) = shares.next_if(|a| a.after_fill_id < row.id) {
+                self.adopt_share(members, share, &mut out)?;
+            }
             self.cursor = row.id;
             let Some(strategy) = row.strategy.as_deref() else {
                 continue;
@@ -620,7 +676,30 @@ impl AccountDesk {
             let fill = self.book(&mut s, order, &row.symbol, row.side, &row.record, strategy)?;
             out.fills.push((i, fill));
         }
+        for share in shares {
+            self.adopt_share(members, share, &mut out)?;
+        }
         Ok(out)
+    }
+
+    /// One share of an adopted adjustment: a strategy's position share into its ledger, the
+    /// reserve's cash into [`AccountNews::reserve`].
+    fn adopt_share<S>(
+        &mut self,
+        members: &[Member<S>],
+        share: AdjustmentShare,
+        out: &mut AccountNews,
+    ) -> Result<(), LiveError> {
+        self.adjusted = self.adjusted.max(share.adjustment_id);
+        match &share.strategy {
+            None => out.reserve += share.delta,
+            Some(id) => {
+                if let Some(m) = members.iter().find(|m| &m.id == id) {
+                    adjust_position(&mut lock(&m.session), &share)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One journaled execution into a strategy's session.
@@ -655,5 +734,110 @@ impl AccountDesk {
             &self.cash_asset,
             self.bases.get(symbol).map(String::as_str),
         )
+    }
+}
+
+/// A strategy's share of an adopted adjustment into its ledger. A position share moves units
+/// at the strategy's average price with that cash given back: neither its cash nor its
+/// realized PnL changes, the units' value shows at the next mark. (A cash share, which the
+/// rule never gives a strategy, is its cash.)
+fn adjust_position(
+    s: &mut crate::engine::Session,
+    share: &AdjustmentShare,
+) -> Result<(), LiveError> {
+    let symbol = match &share.target {
+        AdjustmentTarget::Cash => return Ok(s.ledger.adjust_cash(share.delta)?),
+        AdjustmentTarget::Position(symbol) => symbol,
+    };
+    let Some(id) = s.market.symbol_id(symbol) else {
+        return Err(LiveError::UnlistedSymbol {
+            symbol: symbol.clone(),
+            what: "a reconciliation adjustment".into(),
+        });
+    };
+    let price = s
+        .ledger
+        .position(id)
+        .and_then(|p| p.average_price())
+        .unwrap_or_default();
+    let now = s.now;
+    Ok(shift_position(&mut s.ledger, id, share.delta, price, now)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SymbolId, TimeInForce};
+    use rust_decimal::dec;
+
+    fn staged(i: usize, side: OrderSide, quantity: Decimal, limit: Option<Decimal>) -> Pending {
+        // The order as an order book makes it.
+        let mut book = crate::execution::OrderBook::new(1);
+        let request = OrderRequest {
+            symbol: SymbolId(0),
+            side,
+            quantity,
+            kind: match limit {
+                Some(limit) => OrderKind::Limit { limit },
+                None => OrderKind::Market,
+            },
+            tif: TimeInForce::Gtc,
+            oco_group: None,
+            parent: None,
+        };
+        let id = book.submit(request, 0, 0).unwrap();
+        Pending {
+            i,
+            order: book.get(id).unwrap().clone(),
+            symbol: "BTC/USDT".into(),
+            last_close: Some(dec!(100)),
+        }
+    }
+
+    fn shape(groups: &[Vec<Pending>]) -> Vec<Vec<usize>> {
+        groups
+            .iter()
+            .map(|g| g.iter().map(|p| p.i).collect())
+            .collect()
+    }
+
+    #[test]
+    fn limit_orders_at_the_last_close_net_and_others_go_out_alone() {
+        use OrderSide::{Buy, Sell};
+        let pending = vec![
+            staged(0, Buy, dec!(0.009), Some(dec!(100))),
+            staged(1, Buy, dec!(0.003), Some(dec!(100))),
+            staged(2, Sell, dec!(0.004), Some(dec!(100))),
+            // a market sell: another group (market orders net with market orders only)
+            staged(3, Sell, dec!(0.001), None),
+            // limits away from the last close: alone, even on opposite sides at one price
+            staged(4, Buy, dec!(0.002), Some(dec!(99))),
+            staged(5, Sell, dec!(0.002), Some(dec!(99))),
+        ];
+        let formed = groups(pending, true);
+        assert_eq!(
+            shape(&formed),
+            vec![vec![0, 1, 2], vec![3], vec![4], vec![5]]
+        );
+        let plan = net(&formed[0]);
+        // netting's rule: 0.004 crosses (a 0.003, b 0.001 of the buys), at the limit; the
+        // rest goes out as one limit buy of 0.008 with legs a 0.006, b 0.002
+        assert_eq!(plan.crossed, vec![dec!(0.003), dec!(0.001), dec!(0.004)]);
+        assert_eq!(plan.price, dec!(100));
+        assert_eq!(
+            plan.net,
+            Some((Buy, dec!(0.008), vec![(0, dec!(0.006)), (1, dec!(0.002))]))
+        );
+        // limits at different prices or without netting: every order alone
+        let apart = vec![
+            staged(0, Buy, dec!(0.01), Some(dec!(100))),
+            staged(1, Sell, dec!(0.01), Some(dec!(101))),
+        ];
+        assert_eq!(shape(&groups(apart, true)), vec![vec![0], vec![1]]);
+        let off = vec![
+            staged(0, Buy, dec!(0.01), Some(dec!(100))),
+            staged(1, Sell, dec!(0.01), Some(dec!(100))),
+        ];
+        assert_eq!(shape(&groups(off, false)), vec![vec![0], vec![1]]);
     }
 }

@@ -34,7 +34,7 @@ use crate::model::{OrderSide, OrderStatus, TimestampNs};
 /// Written to `meta.application`; a database without it is not a rustybt journal.
 pub const APPLICATION_ID: &str = "rustybt-journal";
 /// The schema this build writes. Older journals are migrated; newer ones are refused.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 /// Longest client order id Binance accepts.
 pub const MAX_CLIENT_ORDER_ID_LEN: usize = 36;
 /// How many algorithm state snapshots are kept (the newest).
@@ -94,6 +94,11 @@ pub enum JournalError {
         "invalid prefix `{0}`: use 1 or more of A-Z a-z 0-9 _ - (the whole id must fit 36 characters)"
     )]
     InvalidPrefix(String),
+    #[error(
+        "a position difference in {0} cannot be adopted: no strategy of the book holds {0}, so it \
+         is no strategy's drift (sell or move it at the exchange, or hand it to a strategy)"
+    )]
+    Unattributable(String),
     #[error("invalid run: {0}")]
     InvalidRun(String),
     #[error("decimal overflow while {0}")]
@@ -565,6 +570,69 @@ pub enum AdjustmentTarget {
     Cash,
 }
 
+/// One part of an adopted adjustment in a book on one exchange account (schema v8): a
+/// strategy's (`Some`) or the book's reserve (`None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdjustmentShare {
+    pub adjustment_id: i64,
+    pub strategy: Option<String>,
+    pub target: AdjustmentTarget,
+    pub delta: Decimal,
+    /// The last fill row journaled before the adjustment (its place among the fills).
+    pub after_fill_id: i64,
+}
+
+/// Who gets an adopted adjustment in a book, by a rule of the journal's facts alone:
+/// - a cash difference goes to the book's reserve (its unallocated cash): cash no order of any
+///   strategy explains (a deposit, a withdrawal, a fee charged outside an order) is no
+///   strategy's profit or loss;
+/// - a position difference in a symbol is split between the strategies holding it, in
+///   proportion to their positions (`holders`, non-zero), by the netting rule
+///   ([`crate::portfolio::netting::apportion`]: rounded down to the finest decimals of the
+///   positions and the difference, leftover units to the largest remainders, first among
+///   equals);
+/// - a position difference in a symbol no strategy holds has no owner: `None` (the caller
+///   refuses to adopt it).
+pub fn attribute(
+    adjustment: &BookAdjustment,
+    holders: &BTreeMap<String, Decimal>,
+) -> Option<Vec<(Option<String>, Decimal)>> {
+    match &adjustment.target {
+        AdjustmentTarget::Cash => Some(vec![(None, adjustment.delta)]),
+        AdjustmentTarget::Position(_) => {
+            let held: Vec<(&String, Decimal)> = holders
+                .iter()
+                .filter(|(_, q)| !q.is_zero())
+                .map(|(s, q)| (s, q.abs()))
+                .collect();
+            if held.is_empty() {
+                return None;
+            }
+            let weights: Vec<Decimal> = held.iter().map(|(_, q)| *q).collect();
+            let dp = weights
+                .iter()
+                .map(|q| q.scale())
+                .chain([adjustment.delta.scale()])
+                .max()
+                .unwrap_or(0);
+            let shares = crate::portfolio::netting::apportion(&weights, adjustment.delta.abs(), dp);
+            Some(
+                held.iter()
+                    .zip(shares)
+                    .filter(|(_, share)| !share.is_zero())
+                    .map(|((s, _), share)| {
+                        let signed = match adjustment.delta.is_sign_negative() {
+                            true => -share,
+                            false => share,
+                        };
+                        (Some((*s).clone()), signed)
+                    })
+                    .collect(),
+            )
+        }
+    }
+}
+
 /// A correction of the book adopted from the broker (reconciliation policy `sync`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BookAdjustment {
@@ -825,9 +893,23 @@ CREATE TABLE fill_shares (
 );
 "#;
 
+/// Version 8: who got each reconciliation adjustment a book on one exchange account adopted
+/// (`sync`): a strategy, or the book's reserve (`strategy` NULL). Written in the adjustment's
+/// own transaction ([`Journal::record_adjustments`]), so the account stays the sum of the
+/// strategies and the reserve across any crash.
+const SCHEMA_V8: &str = r#"
+CREATE TABLE adjustment_shares (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    adjustment_id INTEGER NOT NULL REFERENCES adjustments(id),
+    strategy TEXT,                      -- NULL: the book's reserve (unallocated cash)
+    delta TEXT NOT NULL,                -- Decimal, in the adjustment's unit
+    after_fill_id INTEGER NOT NULL      -- the last fill journaled before it
+);
+"#;
+
 /// What versions 2, 3, 4… add, in order.
-const LATER_SCHEMAS: [&str; 6] = [
-    SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
+const LATER_SCHEMAS: [&str; 7] = [
+    SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
 ];
 
 /// The journal: one SQLite connection. Several `Journal`s may be open on the same file (WAL
@@ -1715,47 +1797,9 @@ impl Journal {
         )
     }
 
-    /// Fill rows of `sql` (columns: id, strategy, symbol, side, client order id, trade id,
-    /// quantity, price, fee, fee asset, time).
+    /// Fill rows of `sql` (see [`fill_rows`]).
     fn query_fills(&self, sql: &str, args: impl Params) -> Result<Vec<JournaledFill>> {
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        let rows = stmt.query_map(args, |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, String>(7)?,
-                r.get::<_, String>(8)?,
-                r.get::<_, Option<String>>(9)?,
-                r.get::<_, i64>(10)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, strategy, symbol, side, cid, trade_id, quantity, price, fee, fee_asset, time) =
-                row?;
-            out.push(JournaledFill {
-                id,
-                strategy,
-                symbol,
-                side: parse_side(&side)
-                    .ok_or_else(|| JournalError::Corrupt(format!("fill side `{side}`")))?,
-                record: FillRecord {
-                    client_order_id: cid,
-                    trade_id,
-                    quantity: parse_dec(&quantity, "fill quantity")?,
-                    price: parse_dec(&price, "fill price")?,
-                    fee: parse_dec(&fee, "fill fee")?,
-                    fee_asset,
-                    time,
-                },
-            });
-        }
-        Ok(out)
+        fill_rows(&self.conn, sql, args)
     }
 
     /// The id of the last fill journaled (`0`: none).
@@ -1787,12 +1831,27 @@ impl Journal {
 
     // ---- book -------------------------------------------------------------------------
 
-    /// Records reconciliation adjustments (all or none).
+    /// Records reconciliation adjustments (all or none). In a book's journal each is attributed
+    /// in the same transaction ([`attribute`], from the journaled fills and earlier shares);
+    /// returns the shares. A position difference no strategy holds records nothing
+    /// ([`JournalError::Unattributable`]).
     pub fn record_adjustments(
         &mut self,
         time: TimestampNs,
         adjustments: &[BookAdjustment],
-    ) -> Result<()> {
+    ) -> Result<Vec<AdjustmentShare>> {
+        self.record_adopted(time, adjustments, |_| None)
+    }
+
+    /// [`Journal::record_adjustments`] with the reconciliation that adopted them: `report`
+    /// gives its (outcome, report JSON) once the shares are known, and it is written in the
+    /// same transaction, so the journal never has an adjustment without its report.
+    pub fn record_adopted(
+        &mut self,
+        time: TimestampNs,
+        adjustments: &[BookAdjustment],
+        report: impl FnOnce(&[AdjustmentShare]) -> Option<(String, String)>,
+    ) -> Result<Vec<AdjustmentShare>> {
         let tx = self.tx()?;
         let currency: Option<String> = tx
             .row(
@@ -1804,18 +1863,94 @@ impl Journal {
         let currency = currency.ok_or_else(|| {
             JournalError::InvalidRun("no run started: call start_run first".into())
         })?;
+        // A book's adjustments are attributed in the same transaction (see [`attribute`]).
+        let book = is_book(&tx)?;
+        let after_fill: i64 = tx.row("SELECT COALESCE(MAX(id), 0) FROM fills", [], |r| r.get(0))?;
+        let mut recorded = Vec::new();
         for adjustment in adjustments {
             let (target, name) = match &adjustment.target {
                 AdjustmentTarget::Position(symbol) => ("position", symbol.as_str()),
                 AdjustmentTarget::Cash => ("cash", currency.as_str()),
             };
+            let shares = match (book, &adjustment.target) {
+                (false, _) => None,
+                (true, AdjustmentTarget::Position(symbol)) => Some(
+                    attribute(adjustment, &strategy_positions(&tx, &currency, symbol)?)
+                        .ok_or_else(|| JournalError::Unattributable(symbol.clone()))?,
+                ),
+                (true, AdjustmentTarget::Cash) => attribute(adjustment, &BTreeMap::new()),
+            };
             tx.exec(
                 "INSERT INTO adjustments (time, target, name, delta, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![time, target, name, dec_text(adjustment.delta), adjustment.reason],
             )?;
+            let adjustment_id = tx.last_insert_rowid();
+            for (strategy, delta) in shares.unwrap_or_default() {
+                tx.exec(
+                    "INSERT INTO adjustment_shares (adjustment_id, strategy, delta, after_fill_id)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![adjustment_id, strategy, dec_text(delta), after_fill],
+                )?;
+                recorded.push(AdjustmentShare {
+                    adjustment_id,
+                    strategy,
+                    target: adjustment.target.clone(),
+                    delta,
+                    after_fill_id: after_fill,
+                });
+            }
+        }
+        if let Some((outcome, json)) = report(&recorded) {
+            tx.exec(
+                "INSERT INTO reconciliations (time, outcome, report) VALUES (?1, ?2, ?3)",
+                params![time, outcome, json],
+            )?;
         }
         tx.commit()?;
-        Ok(())
+        Ok(recorded)
+    }
+
+    /// The adjustment shares of adjustments after row `after` (`0`: all), in journal order.
+    pub fn adjustment_shares_after(&self, after: i64) -> Result<Vec<AdjustmentShare>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT s.adjustment_id, s.strategy, a.target, a.name, s.delta, s.after_fill_id
+             FROM adjustment_shares s JOIN adjustments a ON a.id = s.adjustment_id
+             WHERE s.adjustment_id > ?1 ORDER BY s.id",
+        )?;
+        let rows = stmt.query_map(params![after], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (adjustment_id, strategy, target, name, delta, after_fill_id) = row?;
+            out.push(AdjustmentShare {
+                adjustment_id,
+                strategy,
+                target: match target.as_str() {
+                    "position" => AdjustmentTarget::Position(name),
+                    _ => AdjustmentTarget::Cash,
+                },
+                delta: parse_dec(&delta, "adjustment share")?,
+                after_fill_id,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The last adjustment row (`0`: none).
+    pub fn last_adjustment_id(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .row("SELECT COALESCE(MAX(id), 0) FROM adjustments", [], |r| {
+                r.get(0)
+            })?)
     }
 
     /// The book derived from genesis, fills and adjustments (optionally only those up to the
@@ -1945,6 +2080,23 @@ impl Journal {
                 |r| r.get(0),
             )
             .optional()?)
+    }
+
+    /// The last adjustment row the book's own state at its last checkpoint includes (its
+    /// reserve holds the reserve's shares up to it); `0` without a checkpoint.
+    pub fn book_state_adjustment_id(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .row(
+                "SELECT s.last_adjustment_id FROM book_snapshots s
+                 WHERE s.strategy IS NULL
+                   AND s.time = (SELECT time FROM book_states ORDER BY id DESC LIMIT 1)
+                 ORDER BY s.id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
     }
 
     /// The last book snapshot of strategy `strategy` of a book.
@@ -2598,6 +2750,121 @@ fn legs_of(conn: &Connection, client_order_id: &str) -> Result<Vec<(String, Deci
 /// shares, both by `crate::portfolio::netting`'s rule (rounded down to the most decimals
 /// involved, the units left over to the largest remainders, earlier leg first among equals),
 /// so they sum to the fill exactly. `None`: the fill is more than the legs still want.
+/// Fill rows of `sql` (columns: id, strategy, symbol, side, client order id, trade id,
+/// quantity, price, fee, fee asset, time).
+fn fill_rows(conn: &Connection, sql: &str, args: impl Params) -> Result<Vec<JournaledFill>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, String>(7)?,
+            r.get::<_, String>(8)?,
+            r.get::<_, Option<String>>(9)?,
+            r.get::<_, i64>(10)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, strategy, symbol, side, cid, trade_id, quantity, price, fee, fee_asset, time) =
+            row?;
+        out.push(JournaledFill {
+            id,
+            strategy,
+            symbol,
+            side: parse_side(&side)
+                .ok_or_else(|| JournalError::Corrupt(format!("fill side `{side}`")))?,
+            record: FillRecord {
+                client_order_id: cid,
+                trade_id,
+                quantity: parse_dec(&quantity, "fill quantity")?,
+                price: parse_dec(&price, "fill price")?,
+                fee: parse_dec(&fee, "fill fee")?,
+                fee_asset,
+                time,
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// Whether the journal's last run is a book's (it names strategies).
+fn is_book(conn: &Connection) -> Result<bool> {
+    let strategies: Option<Option<String>> = conn
+        .row(
+            "SELECT strategies FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(matches!(strategies, Some(Some(_))))
+}
+
+/// Each strategy's position in `symbol` from the journal alone: its own fills, its shares of
+/// netted fills (a fee in the base asset taken from the position, as [`Book::apply_fill`]) and
+/// its earlier adjustment shares.
+fn strategy_positions(
+    conn: &Connection,
+    currency: &str,
+    symbol: &str,
+) -> Result<BTreeMap<String, Decimal>> {
+    let rows = fill_rows(
+        conn,
+        "SELECT id, strategy, symbol, side, client_order_id, trade_id, quantity, price, fee,
+                fee_asset, time FROM fills WHERE symbol = ?1 AND strategy IS NOT NULL
+         UNION ALL
+         SELECT f.id, s.strategy, f.symbol, f.side, f.client_order_id, f.trade_id, s.quantity,
+                f.price, s.fee, f.fee_asset, f.time
+         FROM fill_shares s JOIN fills f ON f.id = s.fill_id WHERE f.symbol = ?1
+         ORDER BY 1",
+        params![symbol],
+    )?;
+    let mut books: BTreeMap<String, Book> = BTreeMap::new();
+    for f in rows {
+        let Some(strategy) = f.strategy else {
+            continue;
+        };
+        let r = &f.record;
+        books
+            .entry(strategy)
+            .or_insert_with(|| Book::new(currency, Decimal::ZERO))
+            .apply_fill(
+                symbol,
+                f.side,
+                r.quantity,
+                r.price,
+                r.fee,
+                r.fee_asset.as_deref(),
+            )?;
+    }
+    let mut positions: BTreeMap<String, Decimal> = books
+        .into_iter()
+        .map(|(strategy, book)| (strategy, book.position(symbol)))
+        .collect();
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.strategy, s.delta FROM adjustment_shares s JOIN adjustments a
+         ON a.id = s.adjustment_id
+         WHERE a.target = 'position' AND a.name = ?1 AND s.strategy IS NOT NULL ORDER BY s.id",
+    )?;
+    let rows = stmt.query_map(params![symbol], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    for row in rows {
+        let (strategy, delta) = row?;
+        let entry = positions.entry(strategy).or_default();
+        *entry = entry
+            .checked_add(parse_dec(&delta, "adjustment share")?)
+            .ok_or(JournalError::Overflow("changing a position"))?;
+    }
+    positions.retain(|_, q| !q.is_zero());
+    Ok(positions)
+}
+
 pub fn split_fill(
     legs: &[(String, Decimal, Decimal)],
     quantity: Decimal,

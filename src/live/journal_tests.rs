@@ -147,12 +147,12 @@ fn a_newer_schema_is_refused_with_both_versions() {
 }
 
 /// Takes a journal back to schema version 4 (its rows stay).
-const UNDO_V5: &str = "DROP TABLE fill_shares; DROP TABLE order_legs; DROP TABLE strategy_changes; DROP TABLE book_states; ALTER TABLE paper_orders DROP COLUMN strategy;
+const UNDO_V5: &str = "DROP TABLE adjustment_shares; DROP TABLE fill_shares; DROP TABLE order_legs; DROP TABLE strategy_changes; DROP TABLE book_states; ALTER TABLE paper_orders DROP COLUMN strategy;
     ALTER TABLE algo_states DROP COLUMN strategy; ALTER TABLE book_snapshots DROP COLUMN strategy;
     ALTER TABLE runs DROP COLUMN strategies;";
 
 /// Takes a journal back to schema version 3 (its rows stay).
-const UNDO_V4: &str = "DROP TABLE fill_shares; DROP TABLE order_legs; DROP TABLE strategy_changes; DROP TABLE book_states; ALTER TABLE paper_orders DROP COLUMN strategy;
+const UNDO_V4: &str = "DROP TABLE adjustment_shares; DROP TABLE fill_shares; DROP TABLE order_legs; DROP TABLE strategy_changes; DROP TABLE book_states; ALTER TABLE paper_orders DROP COLUMN strategy;
     ALTER TABLE algo_states DROP COLUMN strategy; ALTER TABLE book_snapshots DROP COLUMN strategy;
     ALTER TABLE runs DROP COLUMN strategies;
     DROP INDEX fills_strategy; ALTER TABLE fills DROP COLUMN strategy;
@@ -174,8 +174,8 @@ fn a_version_5_journal_gains_strategy_changes_and_keeps_its_book() {
     }
     let conn = Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP TABLE fill_shares; DROP TABLE order_legs; DROP TABLE strategy_changes;
-         UPDATE meta SET value = '5' WHERE key = 'schema_version';",
+        "DROP TABLE adjustment_shares; DROP TABLE fill_shares; DROP TABLE order_legs;
+         DROP TABLE strategy_changes; UPDATE meta SET value = '5' WHERE key = 'schema_version';",
     )
     .unwrap();
     drop(conn);
@@ -1885,7 +1885,7 @@ fn a_version_6_journal_gains_the_netting_tables_and_keeps_its_fills() {
     }
     let conn = Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP TABLE fill_shares; DROP TABLE order_legs;
+        "DROP TABLE adjustment_shares; DROP TABLE fill_shares; DROP TABLE order_legs;
          UPDATE meta SET value = '6' WHERE key = 'schema_version';",
     )
     .unwrap();
@@ -1922,4 +1922,329 @@ fn recovery_starts_the_exchange_fills_query_after_the_last_exchange_trade_not_an
         recovery.last_trade_ids.get("BTC/USDT").map(String::as_str),
         Some("777")
     );
+}
+
+fn book_journal() -> Journal {
+    let mut j = Journal::open_in_memory().unwrap();
+    let mut book_run = run();
+    book_run.strategies = Some(vec!["a".into(), "b".into(), "c".into()]);
+    j.start_run(&book_run).unwrap();
+    j
+}
+
+/// Strategy `s` trades `quantity` of BTC/USDT at `price` (a whole order, one fill, no fee).
+fn trade(j: &mut Journal, id: &str, s: &str, side: OrderSide, quantity: Decimal, price: &str) {
+    let mut order = intent(id);
+    order.side = side;
+    order.quantity = quantity;
+    j.record_intent_for(&order, Some(s)).unwrap();
+    j.record_fill(&fill(id, "t", &quantity.to_string(), price, "0", None))
+        .unwrap();
+}
+
+fn position(symbol: &str, delta: Decimal) -> BookAdjustment {
+    BookAdjustment {
+        target: AdjustmentTarget::Position(symbol.into()),
+        delta,
+        reason: "sync".into(),
+    }
+}
+
+#[test]
+fn attribution_gives_cash_to_the_reserve_and_positions_to_their_holders() {
+    let cash = BookAdjustment {
+        target: AdjustmentTarget::Cash,
+        delta: dec!(-3.5),
+        reason: "fee".into(),
+    };
+    assert_eq!(
+        attribute(&cash, &BTreeMap::new()),
+        Some(vec![(None, dec!(-3.5))])
+    );
+    let holders: BTreeMap<String, Decimal> = [("a", dec!(0.3)), ("b", dec!(0)), ("c", dec!(0.1))]
+        .into_iter()
+        .map(|(s, q)| (s.to_string(), q))
+        .collect();
+    // 0.0007 × 3/4 = 0.000525 → 0.0005, × 1/4 = 0.000175 → 0.0001; the leftover unit to
+    // the largest remainder (c's 0.000075 against a's 0.000025).
+    assert_eq!(
+        attribute(&position("BTC/USDT", dec!(0.0007)), &holders),
+        Some(vec![
+            (Some("a".into()), dec!(0.0005)),
+            (Some("c".into()), dec!(0.0002))
+        ])
+    );
+    assert_eq!(
+        attribute(&position("BTC/USDT", dec!(-0.4)), &holders),
+        Some(vec![
+            (Some("a".into()), dec!(-0.3)),
+            (Some("c".into()), dec!(-0.1))
+        ])
+    );
+    assert_eq!(
+        attribute(&position("BTC/USDT", dec!(0.1)), &BTreeMap::new()),
+        None
+    );
+}
+
+#[test]
+fn a_position_no_strategy_holds_is_refused_and_nothing_is_recorded() {
+    let mut j = book_journal();
+    trade(&mut j, "a1", "a", OrderSide::Buy, dec!(0.2), "100");
+    trade(&mut j, "a2", "a", OrderSide::Sell, dec!(0.2), "101");
+    let cash = BookAdjustment {
+        target: AdjustmentTarget::Cash,
+        delta: dec!(1),
+        reason: "x".into(),
+    };
+    let err = j
+        .record_adjustments(9, &[cash, position("BTC/USDT", dec!(0.01))])
+        .unwrap_err();
+    assert!(
+        matches!(&err, JournalError::Unattributable(s) if s == "BTC/USDT"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("no strategy of the book holds BTC/USDT")
+    );
+    // All or none: the cash adjustment before it is not recorded either.
+    assert_eq!(j.last_adjustment_id().unwrap(), 0);
+    assert!(j.adjustment_shares_after(0).unwrap().is_empty());
+    // A single algorithm's journal attributes nothing and refuses nothing.
+    let mut single = journal();
+    assert!(
+        single
+            .record_adjustments(9, &[position("BTC/USDT", dec!(0.01))])
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        single.derive_book().unwrap().position("BTC/USDT"),
+        dec!(0.01)
+    );
+}
+
+/// One step of the property test: (strategy, quantity in 0.0001, kind, delta in 0.0001).
+type Step = (usize, i64, u8, i64);
+
+/// Plays `steps` into a book journal: buys, sells (at most what the strategy holds), position
+/// and cash adjustments (a position one nobody holds is refused). Returns the journal and
+/// every share recorded, in order.
+fn play(steps: &[Step]) -> (Journal, Vec<AdjustmentShare>) {
+    let ids = ["a", "b", "c"];
+    let mut j = book_journal();
+    let mut recorded = Vec::new();
+    for (k, &(s, qty, kind, delta)) in steps.iter().enumerate() {
+        let id = format!("o{k}");
+        let quantity = Decimal::new(qty, 4);
+        let price = format!("{}", 100 + k);
+        match kind {
+            0 => trade(&mut j, &id, ids[s], OrderSide::Buy, quantity, &price),
+            1 => {
+                let held = strategy_books(&j)
+                    .get(&Some(ids[s].to_string()))
+                    .map(|b| b.position("BTC/USDT"))
+                    .unwrap_or_default();
+                let quantity = quantity.min(held);
+                if quantity > Decimal::ZERO {
+                    trade(&mut j, &id, ids[s], OrderSide::Sell, quantity, &price);
+                }
+            }
+            2 => {
+                let account = j.derive_book().unwrap().position("BTC/USDT");
+                let delta = Decimal::new(delta, 4).max(-account);
+                if delta.is_zero() {
+                    continue;
+                }
+                match j.record_adjustments(k as i64, &[position("BTC/USDT", delta)]) {
+                    Ok(shares) => recorded.extend(shares),
+                    Err(JournalError::Unattributable(_)) => assert!(account.is_zero()),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            _ => {
+                let cash = BookAdjustment {
+                    target: AdjustmentTarget::Cash,
+                    delta: Decimal::new(delta, 2),
+                    reason: "sync".into(),
+                };
+                recorded.extend(j.record_adjustments(k as i64, &[cash]).unwrap());
+            }
+        }
+    }
+    (j, recorded)
+}
+
+/// Each strategy's book from the journal alone (from zero cash: its fills and its shares),
+/// and the reserve under `None`.
+fn strategy_books(j: &Journal) -> BTreeMap<Option<String>, Book> {
+    let mut books: BTreeMap<Option<String>, Book> = BTreeMap::new();
+    for f in j.fills_after(0).unwrap() {
+        books
+            .entry(f.strategy.clone())
+            .or_insert_with(|| Book::new("USDT", Decimal::ZERO))
+            .apply_fill(
+                &f.symbol,
+                f.side,
+                f.record.quantity,
+                f.record.price,
+                f.record.fee,
+                f.record.fee_asset.as_deref(),
+            )
+            .unwrap();
+    }
+    for share in j.adjustment_shares_after(0).unwrap() {
+        books
+            .entry(share.strategy.clone())
+            .or_insert_with(|| Book::new("USDT", Decimal::ZERO))
+            .apply_adjustment(&BookAdjustment {
+                target: share.target.clone(),
+                delta: share.delta,
+                reason: String::new(),
+            })
+            .unwrap();
+    }
+    books
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random trading and random adopted adjustments: the account (genesis, fills,
+    /// adjustments) is at every step exactly the sum of the strategies' books (their fills and
+    /// shares) and the reserve (the cash shares), no holder is taken below zero, and the same
+    /// journaled facts give the same attribution (a restart reads what was written; a replay
+    /// writes the same).
+    #[test]
+    fn adopted_adjustments_keep_the_account_the_sum_of_its_strategies(
+        steps in prop::collection::vec((0usize..3, 1i64..5000, 0u8..4, -3000i64..3000), 1..30)
+    ) {
+        let (j, recorded) = play(&steps);
+        let account = j.derive_book().unwrap();
+        let books = strategy_books(&j);
+        let cash: Decimal = books.values().map(|b| b.cash).sum();
+        let held: Decimal = books.values().map(|b| b.position("BTC/USDT")).sum();
+        prop_assert_eq!(account.cash - dec!(10000), cash);
+        prop_assert_eq!(account.position("BTC/USDT"), held);
+        for (id, book) in &books {
+            prop_assert!(book.position("BTC/USDT") >= Decimal::ZERO, "{:?}", id);
+            if id.is_none() {
+                prop_assert!(book.positions.is_empty());
+            }
+        }
+        prop_assert_eq!(j.adjustment_shares_after(0).unwrap(), recorded.clone());
+        let (_, again) = play(&steps);
+        prop_assert_eq!(again, recorded);
+    }
+}
+
+#[test]
+fn adjustment_shares_are_read_back_after_a_reopen_and_from_a_row_on() {
+    let (_dir, path) = temp_journal();
+    let recorded = {
+        let mut j = Journal::open(&path).unwrap();
+        let mut book_run = run();
+        book_run.strategies = Some(vec!["a".into(), "b".into()]);
+        j.start_run(&book_run).unwrap();
+        trade(&mut j, "a1", "a", OrderSide::Buy, dec!(0.3), "100");
+        trade(&mut j, "b1", "b", OrderSide::Buy, dec!(0.1), "100");
+        let mut all = j
+            .record_adjustments(5, &[position("BTC/USDT", dec!(0.004))])
+            .unwrap();
+        trade(&mut j, "b2", "b", OrderSide::Buy, dec!(0.2), "100");
+        all.extend(
+            j.record_adjustments(6, &[position("BTC/USDT", dec!(-0.006))])
+                .unwrap(),
+        );
+        all
+    };
+    let j = Journal::open(&path).unwrap();
+    assert_eq!(j.adjustment_shares_after(0).unwrap(), recorded);
+    let deltas: Vec<(i64, Option<&str>, Decimal, i64)> = recorded
+        .iter()
+        .map(|s| {
+            (
+                s.adjustment_id,
+                s.strategy.as_deref(),
+                s.delta,
+                s.after_fill_id,
+            )
+        })
+        .collect();
+    // The first split 3:1 after two fills; the second 0.303:0.301 (b's shares count) after three.
+    assert_eq!(
+        deltas,
+        vec![
+            (1, Some("a"), dec!(0.003), 2),
+            (1, Some("b"), dec!(0.001), 2),
+            (2, Some("a"), dec!(-0.003), 3),
+            (2, Some("b"), dec!(-0.003), 3),
+        ]
+    );
+    assert_eq!(
+        j.adjustment_shares_after(1).unwrap(),
+        recorded[2..].to_vec()
+    );
+    assert_eq!(j.last_adjustment_id().unwrap(), 2);
+}
+
+#[test]
+fn a_version_7_journal_gains_adjustment_shares_and_keeps_its_adjustments() {
+    let (_dir, path) = temp_journal();
+    let mut book_run = run();
+    book_run.strategies = Some(vec!["a".into()]);
+    {
+        let mut j = Journal::open(&path).unwrap();
+        j.start_run(&book_run).unwrap();
+        trade(&mut j, "a1", "a", OrderSide::Buy, dec!(0.5), "100");
+        j.record_adjustments(3, &[position("BTC/USDT", dec!(0.01))])
+            .unwrap();
+    }
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TABLE adjustment_shares; UPDATE meta SET value = '7' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(conn);
+    let mut j = Journal::open(&path).unwrap();
+    assert_eq!(j.schema_version().unwrap(), SCHEMA_VERSION);
+    // The version 7 adjustment is still in the account's book, attributed to nobody.
+    assert_eq!(j.derive_book().unwrap().position("BTC/USDT"), dec!(0.51));
+    assert!(j.adjustment_shares_after(0).unwrap().is_empty());
+    let shares = j
+        .record_adjustments(4, &[position("BTC/USDT", dec!(0.02))])
+        .unwrap();
+    assert_eq!(
+        (shares[0].strategy.as_deref(), shares[0].delta),
+        (Some("a"), dec!(0.02))
+    );
+    drop(j);
+    assert_eq!(
+        Journal::open(&path).unwrap().schema_version().unwrap(),
+        SCHEMA_VERSION
+    );
+}
+
+#[test]
+fn adopted_adjustments_and_their_report_are_one_transaction() {
+    let mut j = book_journal();
+    trade(&mut j, "a1", "a", OrderSide::Buy, dec!(0.2), "100");
+    let shares = j
+        .record_adopted(7, &[position("BTC/USDT", dec!(0.01))], |shares| {
+            Some(("synced".into(), format!("{{\"shares\": {}}}", shares.len())))
+        })
+        .unwrap();
+    assert_eq!(shares.len(), 1);
+    assert_eq!(
+        j.reconciliations().unwrap(),
+        vec![(7, "synced".to_string(), "{\"shares\": 1}".to_string())]
+    );
+    // Refused: neither the adjustment nor its report.
+    let refused = j.record_adopted(8, &[position("ETH/USDT", dec!(1))], |_| {
+        Some(("synced".into(), "{}".into()))
+    });
+    assert!(matches!(refused, Err(JournalError::Unattributable(_))));
+    assert_eq!(j.reconciliations().unwrap().len(), 1);
+    assert_eq!(j.last_adjustment_id().unwrap(), 1);
 }

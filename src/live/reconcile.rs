@@ -299,6 +299,10 @@ pub struct Report {
     pub adjustments: Vec<Adjustment>,
     /// Set when the policy halts: the breaker reason.
     pub halt_reason: Option<String>,
+    /// A book's: who got each adopted adjustment (a strategy, or the reserve when `strategy`
+    /// is null), as journaled with it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attribution: Vec<crate::live::journal::AdjustmentShare>,
 }
 
 impl Report {
@@ -348,6 +352,25 @@ impl Report {
                 Action::Halt => "halt",
             };
             text.push_str(&format!("\n  [{severity}, {action}] {}", d.description));
+        }
+        for share in &self.attribution {
+            let what = match &share.target {
+                AdjustmentTarget::Position(symbol) => format!("position {symbol}"),
+                AdjustmentTarget::Cash => "cash".to_string(),
+            };
+            let who = match &share.strategy {
+                Some(id) => format!("strategy `{id}`"),
+                None => "the book's reserve".to_string(),
+            };
+            let sign = if share.delta.is_sign_negative() {
+                ""
+            } else {
+                "+"
+            };
+            text.push_str(&format!(
+                "\n  adopted {what} {sign}{} to {who}",
+                share.delta
+            ));
         }
         text
     }
@@ -664,6 +687,7 @@ impl Reconciler {
             discrepancies: found,
             adjustments,
             halt_reason,
+            attribution: Vec::new(),
         }
     }
 }

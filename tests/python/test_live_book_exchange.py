@@ -403,6 +403,27 @@ def hamilton(weights: list[D], total: D, dp: int, capped: bool) -> list[D]:
     return shares
 
 
+def assert_split_by_the_rule(journal: Journal, fills: list[dict[str, Any]],
+                             wanted: dict[str, D]) -> list[list[tuple[str, D]]]:
+    """Each fill of a netted order (in journal order) split over what each leg still `wanted`
+    by the rule, its fee too, the shares summing to it exactly; returns the quantity shares."""
+    wanted = dict(wanted)
+    got = []
+    for f in fills:
+        shares = journal.rows("SELECT strategy, quantity, fee FROM fill_shares WHERE fill_id = ? ORDER BY rowid",
+                              f["id"])
+        qty = hamilton(list(wanted.values()), D(f["quantity"]), 3, True)
+        fees = hamilton(qty, D(f["fee"]), -D(f["fee"]).as_tuple().exponent, False)
+        expected = [(sid, q, fee) for sid, q, fee in zip(wanted, qty, fees) if q or fee]
+        assert [(s["strategy"], D(s["quantity"]), D(s["fee"])) for s in shares] == expected, (f, shares)
+        assert sum(D(s["quantity"]) for s in shares) == D(f["quantity"])
+        assert sum(D(s["fee"]) for s in shares) == D(f["fee"])
+        for sid, q in zip(wanted, qty):
+            wanted[sid] -= q
+        got.append([(s["strategy"], D(s["quantity"])) for s in shares])
+    return got
+
+
 def test_a_netted_order_and_its_partial_fills_are_split_exactly(book: Callable[..., Book]) -> None:
     """At bar 3 `a` buys 0.009, `b` buys 0.003 and `c` sells 0.004 (it bought 0.005 at bar 1):
     0.004 crosses inside the book at the last close (a 0.003, b 0.001: netting's rule), one
@@ -441,20 +462,8 @@ def test_a_netted_order_and_its_partial_fills_are_split_exactly(book: Callable[.
     wanted = {"a": D("0.006"), "b": D("0.002")}
     fills = journal.rows("SELECT id, quantity, fee FROM fills WHERE client_order_id = ? ORDER BY id", netted)
     assert [f["quantity"] for f in fills] == ["0.005", "0.002"]
-    got = []
-    for f in fills:
-        shares = journal.rows("SELECT strategy, quantity, fee FROM fill_shares WHERE fill_id = ? ORDER BY rowid",
-                              f["id"])
-        qty = hamilton(list(wanted.values()), D(f["quantity"]), 3, True)
-        fees = hamilton(qty, D(f["fee"]), -D(f["fee"]).as_tuple().exponent, False)
-        expected = [(sid, q, fee) for sid, q, fee in zip(wanted, qty, fees) if q or fee]
-        assert [(s["strategy"], D(s["quantity"]), D(s["fee"])) for s in shares] == expected, (f, shares)
-        assert sum(D(s["quantity"]) for s in shares) == D(f["quantity"])
-        assert sum(D(s["fee"]) for s in shares) == D(f["fee"])
-        for sid, q in zip(wanted, qty):
-            wanted[sid] -= q
-        got.append([(s["strategy"], s["quantity"]) for s in shares])
-    assert got == [[("a", "0.004"), ("b", "0.001")], [("a", "0.001"), ("b", "0.001")]]
+    got = assert_split_by_the_rule(journal, fills, wanted)
+    assert got == [[("a", D("0.004")), ("b", D("0.001"))], [("a", D("0.001")), ("b", D("0.001"))]]
     journal.close()
     # every strategy's own view: a got 0.008 of 0.009 (the rest expired), b all of 0.003
     a_fills = [line.split()[:2] for line in flip_lines(run, "a", "FILL")]
@@ -590,3 +599,244 @@ def test_a_strategy_added_through_the_api_trades_on_the_account(book: Callable[.
     log = (out / "log.txt").read_text()
     assert [line.split(" delta: FILL ")[1].split()[:2] for line in log.splitlines() if " delta: FILL " in line] == [
         ["buy", "0.003"]]
+
+
+# the strategies buy at bars 2 and 3 and hold (their sells are far beyond the sessions' bars)
+HOLD = {sid: {**p, "sell_at": 90} for sid, p in STRATEGIES.items()}
+MINOR_SYNC = {"reconcile": {"minor": "sync", "critical": "halt", "position_absolute": "0.01",
+                            "balance_absolute": "10"}}
+
+
+def journal_position(fills: list[dict[str, Any]], shares: list[dict[str, Any]], sid: str, upto: int) -> D:
+    """A strategy's BTC from the journal alone: its fills up to fill row `upto` and its earlier
+    adjustment shares."""
+    own = own_balances([f for f in fills if f["strategy"] == sid and f["id"] <= upto], D(0))["BTC"]
+    return own + sum((D(s["delta"]) for s in shares if s["strategy"] == sid), D(0))
+
+
+def account_sums(bk: Book) -> dict[str, Any]:
+    """The last checkpoint: each strategy's cash and BTC, the book's reserve, and their sums."""
+    journal = bk.journal()
+    try:
+        books = strategy_books(journal)
+        [state] = journal.rows("SELECT state FROM book_states ORDER BY id DESC LIMIT 1")
+    finally:
+        journal.close()
+    account = books.pop(None)
+    reserve = D(json.loads(state["state"])["reserve"])
+    each = {sid: (D(b["cash"]), D(b["positions"].get(SYMBOL, "0"))) for sid, b in books.items()}
+    return {"each": each, "reserve": reserve, "account": account,
+            "cash": sum((c for c, _ in each.values()), D(0)) + reserve,
+            "BTC": sum((q for _, q in each.values()), D(0))}
+
+
+@pytest.mark.parametrize("point", ["after_adjustment", "after_checkpoint"])
+def test_an_adopted_difference_is_attributed_and_survives_kill_9(book: Callable[..., Book], point: str) -> None:
+    """0.0017 BTC and 7.25 USDT deposited behind the book's back, minor, adopted with `sync`: the
+    USDT goes to the book's reserve, the BTC to the strategies holding BTC in proportion to their
+    positions (netting's rule), in the adjustment's transaction. Every strategy's ledger plus the
+    reserve is then exactly the exchange's account. The process dies right after the adoption is
+    journaled (`after_adjustment`: nothing applied in memory, no checkpoint since) or after a
+    checkpoint that has it; the restart re-derives the same per-strategy figures from the
+    journal and adopts nothing twice."""
+    bk = book(HOLD, config=MINOR_SYNC)
+    proc, _ = bk.start(max_bars=60, crash=point if point == "after_adjustment" else None)
+    wait_for("the three buys", lambda: len(bk.fake.trades()) >= 3, timeout=30)
+    bk.fake.call("POST", "balances", {"asset": "BTC", "delta": "0.0017"})
+    bk.fake.call("POST", "balances", {"asset": "USDT", "delta": "7.25"})
+
+    def adopted_and_checkpointed() -> bool:
+        journal = bk.journal()
+        try:
+            adj = journal.rows("SELECT COALESCE(MAX(id), 0) AS n FROM adjustments")[0]["n"]
+            snap = journal.rows("SELECT COALESCE(MAX(last_adjustment_id), 0) AS n FROM book_snapshots")[0]["n"]
+            return bool(adj >= 2 and snap >= adj)
+        finally:
+            journal.close()
+
+    before = None
+    if point == "after_checkpoint":
+        wait_for("the adoption and a checkpoint after it", adopted_and_checkpointed, timeout=40)
+        before = account_sums(bk)
+        proc.send_signal(signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, stderr
+    totals = bk.fake.totals()
+    if before is not None:
+        # the strategies plus the reserve are the exchange's account, exactly
+        assert (before["cash"], before["BTC"]) == (totals["USDT"], totals["BTC"]), (before, totals)
+        assert before["reserve"] == D("7.25")
+        assert "adopted position BTC/USDT +" in stderr and "to the book's reserve" in stderr, stderr
+    journal = bk.journal()
+    adjustments = journal.rows("SELECT id, target, delta FROM adjustments ORDER BY id")
+    assert [(a["target"], D(a["delta"])) for a in adjustments] == [("position", D("0.0017")), ("cash", D("7.25"))]
+    shares = journal.rows("SELECT adjustment_id, strategy, delta, after_fill_id FROM adjustment_shares ORDER BY id")
+    fills = journal.fills()
+    # the cash to the reserve, whole
+    assert [(s["strategy"], D(s["delta"])) for s in shares if s["adjustment_id"] == adjustments[1]["id"]] == [
+        (None, D("7.25"))]
+    # the BTC split between the holders at that point of the journal, by the documented rule
+    position_shares = [s for s in shares if s["adjustment_id"] == adjustments[0]["id"]]
+    upto = position_shares[0]["after_fill_id"]
+    held = {sid: journal_position(fills, [], sid, upto) for sid in HOLD}
+    held = {sid: q for sid, q in held.items() if q}
+    assert set(held) == {"alpha", "beta", "gamma"}, held
+    dp = max(-q.normalize().as_tuple().exponent for q in [*held.values(), D("0.0017")])
+    split = hamilton(list(held.values()), D("0.0017"), dp, False)
+    assert [(s["strategy"], D(s["delta"])) for s in position_shares] == [
+        (sid, q) for sid, q in zip(held, split) if q]
+    assert sum(D(s["delta"]) for s in position_shares) == D("0.0017")
+    # the reconciliation's report says who got what, as journaled
+    [synced] = [json.loads(r["report"]) for r in journal.rows(
+        "SELECT report FROM reconciliations WHERE outcome = 'synced'")]
+    assert [(a["strategy"], D(str(a["delta"]))) for a in synced["attribution"]] == [
+        (s["strategy"], D(s["delta"])) for s in shares]
+    journal.close()
+    # the restart: nothing adopted twice, each strategy's figures re-derived from the journal
+    again = bk.run(max_bars=2)
+    assert again.returncode == 0, again.stderr
+    assert "HALTED" not in again.stderr
+    after = account_sums(bk)
+    assert (after["cash"], after["BTC"]) == (totals["USDT"], totals["BTC"]), (after, totals)
+    assert bk.fake.totals() == totals
+    assert after["reserve"] == D("7.25")
+    for sid, (_, btc) in after["each"].items():
+        assert btc == journal_position(fills, shares, sid, 10**9), sid
+    if before is not None:
+        assert after["each"] == before["each"], (before, after)
+    journal = bk.journal()
+    assert len(journal.rows("SELECT id FROM adjustments")) == 2
+    recs = journal.rows("SELECT outcome FROM reconciliations ORDER BY id")
+    assert recs[-1]["outcome"] == "clean", recs
+    journal.close()
+
+
+def test_a_position_difference_no_strategy_holds_is_not_adopted_but_halts(book: Callable[..., Book]) -> None:
+    """0.0005 BTC deposited before any strategy holds BTC: minor, but no strategy's drift; the book
+    does not adopt it (nothing journaled) and halts with the reason."""
+    late = {sid: {**p, "buy_at": 70, "sell_at": 90} for sid, p in STRATEGIES.items()}
+    bk = book(late, config=MINOR_SYNC)
+    bk.fake.call("POST", "balances", {"asset": "BTC", "delta": "0.0005"})
+    run = bk.run(max_bars=2)
+    assert run.returncode == 0, run.stderr
+    assert "no strategy of the book holds BTC/USDT" in run.stderr, run.stderr
+    assert "HALTED: reconciliation breaker tripped" in run.stderr
+    journal = bk.journal()
+    assert journal.rows("SELECT * FROM adjustments") == []
+    assert journal.rows("SELECT * FROM adjustment_shares") == []
+    assert journal.rows("SELECT outcome FROM reconciliations ORDER BY id")[0]["outcome"] == "halted"
+    journal.close()
+
+
+LIMIT_AT_CLOSE = FIXTURES / "exchange_limit_at_close.py"
+# at bar 3, each a limit order at bar 3's close: a buys 0.009, b buys 0.003, c sells 0.004
+NETTED_LIMITS = {
+    "a": {"algo": LIMIT_AT_CLOSE, "at": 3, "side": "buy", "qty": "0.009"},
+    "b": {"algo": LIMIT_AT_CLOSE, "at": 3, "side": "buy", "qty": "0.003"},
+    "c": {"algo": LIMIT_AT_CLOSE, "at": 3, "side": "sell", "qty": "0.004"},
+}
+
+
+def test_a_netted_limit_order_open_at_kill_9_is_taken_back_per_leg_and_split_after_restart(
+        book: Callable[..., Book]) -> None:
+    """Limit orders of three strategies at one price (bar 3's close) and time in force net as
+    market orders do: 0.004 crosses inside the book at the limit (a 0.003, b 0.001: netting's
+    rule), one exchange limit order buys the net 0.008 at the limit (legs a 0.006, b 0.002). It
+    rests (the fake's book has no liquidity and its clock stops after bar 3); the process is
+    killed with it open. The restart takes it back as a's and b's orders; the exchange then fills
+    it in two parts (0.005, then 0.003), each split between a and b by the rule, fees too."""
+    bk = book(NETTED_LIMITS, bars=3)
+    bk.fake.call("POST", "liquidity", {"symbol": MARKET, "qty": "0"})
+    proc, out = bk.start()
+
+    def netted_acknowledged() -> list[dict[str, Any]]:
+        if not (bk.state / "journal.sqlite").exists():
+            return []
+        journal = bk.journal()
+        try:
+            return journal.rows("SELECT * FROM intents WHERE strategy IS NULL AND exchange_id IS NOT NULL")
+        finally:
+            journal.close()
+
+    [netted] = wait_for("the netted limit order at the exchange", netted_acknowledged, timeout=40)
+    proc.send_signal(signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, stderr
+    limit = D("64020.10")  # bar 3's close (the fake's path rises 10 a bar from 64000.10)
+    assert D(netted["limit_price"]) == limit
+    cid = netted["client_order_id"]
+    [order] = [o for o in bk.fake.orders() if o["clientOrderId"] == cid]
+    assert (order["type"], order["side"], D(order["price"]), D(order["origQty"]), order["status"]) == (
+        "LIMIT", "BUY", limit, D("0.008"), "NEW")
+    journal = bk.journal()
+    legs = journal.rows("SELECT strategy, quantity FROM order_legs WHERE client_order_id = ?", cid)
+    assert [(leg["strategy"], leg["quantity"]) for leg in legs] == [("a", "0.006"), ("b", "0.002")]
+    crossed = [(f["strategy"], f["side"], f["quantity"], D(f["price"]), f["fee"]) for f in journal.fills()]
+    assert crossed == [("a", "buy", "0.003", limit, "0"), ("b", "buy", "0.001", limit, "0"),
+                       ("c", "sell", "0.004", limit, "0")]
+    assert [D(q) for q in hamilton([D("0.009"), D("0.003")], D("0.004"), 3, True)] == [D("0.003"), D("0.001")]
+    runs = len(journal.rows("SELECT id FROM runs"))
+    journal.close()
+    # the restart takes the order back (per leg), then the exchange fills it
+    proc, out = bk.start()
+
+    def restarted() -> bool:
+        journal = bk.journal()
+        try:
+            [run] = journal.rows("SELECT started_at FROM runs ORDER BY id DESC LIMIT 1")
+            later = journal.rows("SELECT id FROM reconciliations WHERE time >= ?", run["started_at"])
+            return len(journal.rows("SELECT id FROM runs")) == runs + 1 and bool(later)
+        finally:
+            journal.close()
+
+    wait_for("the restart's reconciliation", restarted, timeout=40)
+
+    def fills_of_netted(n: int) -> Callable[[], bool]:
+        def check() -> bool:
+            journal = bk.journal()
+            try:
+                return len(journal.rows("SELECT id FROM fills WHERE client_order_id = ?", cid)) >= n
+            finally:
+                journal.close()
+        return check
+
+    bk.fake.call("POST", "advance", {"symbol": MARKET, "price": str(limit), "qty": "0.005"})
+    wait_for("the first part journaled", fills_of_netted(1), timeout=20)
+    bk.fake.call("POST", "advance", {"symbol": MARKET, "price": str(limit)})
+    wait_for("the second part journaled", fills_of_netted(2), timeout=20)
+    time.sleep(2.5)  # one more poll: the strategies' orders see the final status
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "tracked again" in stderr, stderr
+    second = Run(0, "", stderr, out, 0)
+    seen = assert_book_matches_exchange(bk)
+    [order] = [o for o in bk.fake.orders() if o["clientOrderId"] == cid]
+    assert (order["status"], D(order["executedQty"])) == ("FILLED", D("0.008"))
+    # each exchange fill split by the rule over what each leg still wanted, fees too
+    journal = bk.journal()
+    wanted = {"a": D("0.006"), "b": D("0.002")}
+    fills = journal.rows("SELECT id, quantity, fee FROM fills WHERE client_order_id = ? ORDER BY id", cid)
+    assert [D(f["quantity"]) for f in fills] == [D("0.005"), D("0.003")]
+    got = assert_split_by_the_rule(journal, fills, wanted)
+    assert got == [[("a", D("0.004")), ("b", D("0.001"))], [("a", D("0.002")), ("b", D("0.001"))]]
+    journal.close()
+    # the strategies' taken-back orders received their shares (on_fill) and ended filled
+    assert [line.split()[:2] for line in flip_lines(second, "a", "FILL")] == [["buy", "0.004"], ["buy", "0.002"]]
+    assert [line.split()[:2] for line in flip_lines(second, "b", "FILL")] == [["buy", "0.001"], ["buy", "0.001"]]
+    for sid, filled in (("a", "0.006"), ("b", "0.002")):
+        rows = [r for r in second.results(f"strategies/{sid}/orders.csv") if r["status"] != "cancelled"]
+        assert (rows[-1]["status"], D(rows[-1]["filled_quantity"])) == ("filled", D(filled)), rows
+    books = seen["books"]
+    fee = {sid: sum(D(s["fee"]) for s in journal_shares(bk, sid)) for sid in ("a", "b")}
+    assert D(books["a"]["positions"][SYMBOL]) == D("0.009") - fee["a"]
+    assert D(books["b"]["positions"][SYMBOL]) == D("0.003") - fee["b"]
+    assert D(books["c"]["positions"][SYMBOL]) == D("-0.004")
+
+
+def journal_shares(bk: Book, sid: str) -> list[dict[str, Any]]:
+    journal = bk.journal()
+    try:
+        return journal.rows("SELECT quantity, fee FROM fill_shares WHERE strategy = ?", sid)
+    finally:
+        journal.close()

@@ -1267,6 +1267,10 @@ class FakeBinance:
                 return [t.wire() for t in self.trades]
             if (method, path) == ("POST", "advance"):
                 return [t.wire() for t in self.advance(body["symbol"], body["price"], body.get("qty"))]
+            if (method, path) == ("POST", "liquidity"):
+                # caps what an arriving order can take at once ("0": every limit order rests)
+                self.set_liquidity(body["symbol"], body.get("qty"))
+                return {}
             if (method, path) == ("POST", "fill_plan"):
                 # the next market order on `symbol` fills in these chunks (the rest expires)
                 self.fill_plans[body["symbol"]] = [_dec(c) for c in body["chunks"]]

@@ -787,14 +787,42 @@ impl ExchangeBroker {
             }
         }
         let wall = wall_ns();
-        let report = self
+        let mut report = self
             .reconciler
             .reconcile(wall, &engine_view, &broker_view, &lookups);
+        // Adopted adjustments are journaled with their report in one transaction: a book
+        // attributes them as it journals them, and one it cannot attribute (a position no
+        // strategy holds) is not adopted but halts.
+        let mut adopted = Vec::new();
+        let mut journaled = false;
+        if report.outcome == Outcome::Synced {
+            adopted = report.book_adjustments(&self.cash_asset);
+            let recorded = state.journal.record_adopted(wall, &adopted, |shares| {
+                report.attribution = shares.to_vec();
+                Some((report.outcome.as_str().to_string(), report.to_json()))
+            });
+            match recorded {
+                Ok(_) => {
+                    journaled = true;
+                    crash_point("after_adjustment");
+                }
+                Err(e @ crate::live::journal::JournalError::Unattributable(_)) => {
+                    report.outcome = Outcome::Halted;
+                    report.halt_reason = Some(e.to_string());
+                    adopted.clear();
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let _ = state.audit.reconcile(&report);
         self.last_outcome = Some((wall, report.outcome.as_str()));
-        state
-            .journal
-            .record_reconciliation(wall, report.outcome.as_str(), &report.to_json())?;
+        if !journaled {
+            state.journal.record_reconciliation(
+                wall,
+                report.outcome.as_str(),
+                &report.to_json(),
+            )?;
+        }
         let _ = report.write_json(&state.state_dir.join("reconciliation.json"));
         if report.is_clean() {
             return Ok(());
@@ -816,11 +844,7 @@ impl ExchangeBroker {
                     Err(e) => news.notices.push(e.to_string()),
                 }
             }
-            Outcome::Synced => {
-                let adjustments = report.book_adjustments(&self.cash_asset);
-                state.journal.record_adjustments(wall, &adjustments)?;
-                self.sync_engine(session, &adjustments)?;
-            }
+            Outcome::Synced => self.sync_engine(session, &adopted)?,
             Outcome::Clean => {}
         }
         Ok(())
@@ -846,24 +870,8 @@ impl ExchangeBroker {
                         continue;
                     };
                     let mark = s.ledger.position(id).map(|p| p.mark).unwrap_or_default();
-                    let fill = Fill {
-                        order_id: OrderId(0),
-                        symbol: id,
-                        side: if adjustment.delta > Decimal::ZERO {
-                            OrderSide::Buy
-                        } else {
-                            OrderSide::Sell
-                        },
-                        quantity: adjustment.delta.abs(),
-                        price: mark,
-                        fee: Decimal::ZERO,
-                        slippage: Decimal::ZERO,
-                        time: s.now,
-                    };
-                    s.ledger.apply_fill(&fill).map_err(LiveError::from)?;
-                    s.ledger
-                        .adjust_cash(adjustment.delta * mark)
-                        .map_err(LiveError::from)?;
+                    let now = s.now;
+                    shift_position(&mut s.ledger, id, adjustment.delta, mark, now)?;
                 }
             }
         }
@@ -988,21 +996,7 @@ impl Broker for ExchangeBroker {
             let Some(quantity) = self.unseeded.remove(&name) else {
                 continue;
             };
-            s.ledger.apply_fill(&Fill {
-                order_id: OrderId(0),
-                symbol: id,
-                side: if quantity > Decimal::ZERO {
-                    OrderSide::Buy
-                } else {
-                    OrderSide::Sell
-                },
-                quantity: quantity.abs(),
-                price,
-                fee: Decimal::ZERO,
-                slippage: Decimal::ZERO,
-                time: now,
-            })?;
-            s.ledger.adjust_cash(quantity * price)?;
+            shift_position(&mut s.ledger, id, quantity, price, now)?;
         }
         Ok(())
     }
@@ -1083,4 +1077,31 @@ impl Broker for ExchangeBroker {
             n => Some(format!("cancelled {n} open orders at the exchange")),
         })
     }
+}
+
+/// `delta` units of `symbol` into (or out of) a ledger at `price` with that cash given back:
+/// the position moves, cash does not (units the account holds without an order of its own: a
+/// journal position entering at its first close, an adopted reconciliation difference).
+pub(crate) fn shift_position(
+    ledger: &mut crate::accounting::Ledger,
+    symbol: SymbolId,
+    delta: Decimal,
+    price: Decimal,
+    time: TimestampNs,
+) -> Result<(), crate::accounting::LedgerError> {
+    ledger.apply_fill(&Fill {
+        order_id: OrderId(0),
+        symbol,
+        side: if delta > Decimal::ZERO {
+            OrderSide::Buy
+        } else {
+            OrderSide::Sell
+        },
+        quantity: delta.abs(),
+        price,
+        fee: Decimal::ZERO,
+        slippage: Decimal::ZERO,
+        time,
+    })?;
+    ledger.adjust_cash(delta * price)
 }

@@ -125,7 +125,8 @@ pub trait Broker {
 /// with SIGKILL at that point (no cleanup, no flush, exactly like `kill -9`). Points:
 /// `before_send` (intent journaled and marked sent, nothing sent), `after_send` (the exchange
 /// has the order, the acknowledgement is not journaled), `after_fill` (a fill journaled, the
-/// checkpoint not yet written).
+/// checkpoint not yet written), `after_adjustment` (adopted reconciliation adjustments, their
+/// attribution and report journaled, nothing applied in memory or checkpointed).
 pub fn crash_point(point: &str) {
     if std::env::var("RUSTYBT_LIVE_CRASH").is_ok_and(|p| p == point) {
         // SAFETY: kill(2) on our own pid with a valid signal number.
