@@ -297,11 +297,13 @@ def test_a_mismatch_with_the_account_is_found_at_the_book_level_and_halts(book: 
     """0.5 BTC deposited behind the book's back: the account (every strategy summed) no longer
     matches the exchange; with `critical = "halt"` the breaker trips and later orders of every
     strategy are refused."""
-    # the sells come late (bars 7 to 9): reconciliations run every 2 s, the deposit is at bar 2
-    late = {sid: {**p, "sell_at": 7 + k} for k, (sid, p) in enumerate(STRATEGIES.items())}
+    # The deposit comes after every strategy's buy has filled (bars 2 and 3), and the sells late
+    # (bars 9 to 11): a reconciliation (every 2 s) finds it in between, however loaded the
+    # machine. Depositing at the first fill let a reconciliation refuse beta's buy under load.
+    late = {sid: {**p, "sell_at": 9 + k} for k, (sid, p) in enumerate(STRATEGIES.items())}
     bk = book(late, config={"reconcile": {"critical": "halt", "minor": "sync"}})
-    proc, out = bk.start(max_bars=10)
-    wait_for("alpha's fill", lambda: bk.fake.trades(), timeout=30)
+    proc, out = bk.start(max_bars=12)
+    wait_for("every strategy's buy filled", lambda: len(bk.fake.trades()) >= len(STRATEGIES), timeout=30)
     bk.fake.call("POST", "balances", {"asset": "BTC", "delta": "0.5"})
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
