@@ -155,6 +155,11 @@ fn study(python: Option<&Path>, given: OptimizeArgs) -> Result<ExitCode, Error> 
     let (args, stored_meta, dir) = match &resumed {
         Some(dir) => {
             let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            // A study another optimize is creating or running is refused before its store is
+            // read (its tables may not exist yet); the lock itself is taken after the fork.
+            if dir.is_dir() {
+                drop(optimize::lock_study(&dir)?);
+            }
             let (mut args, meta) = replay(&dir)?;
             // What may change on resume: where and how fast it runs, and when it stops.
             args.jobs = given.jobs.or(args.jobs);

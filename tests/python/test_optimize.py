@@ -5,6 +5,7 @@ training never sees a test bar, and every refusal says what to do."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import signal
@@ -276,6 +277,26 @@ def test_a_study_in_use_is_refused_to_a_second_optimize(tmp_path: Path, write_al
     resumed = optimize("--resume", study, "-j", "1")
     assert resumed.returncode == 0, resumed.stderr
     assert "0 trials run, 6 taken from the store" in resumed.stderr
+
+
+def test_a_study_being_created_is_refused_to_resume_before_its_store_is_read(tmp_path: Path) -> None:
+    """The window between a new study's lock and its first table: a `--resume` then said "no
+    such table: meta" (seen under load) instead of who holds the study. The holder here is this
+    test, with the lock file's flock and the holder text `rustybt optimize` writes."""
+    study = tmp_path / "starting"
+    study.mkdir()
+    sqlite3.connect(study / "study.sqlite").close()  # created, no tables yet
+    with open(study / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.write(json.dumps({"pid": os.getpid(), "started_at": "2026-12-08T03:00:00Z",
+                               "command": "rustybt optimize --study starting"}) + "\n")
+        lock.flush()
+        refused = optimize("--resume", study)
+    assert refused.returncode == 2, refused.stderr
+    assert f"the study `{study}` is in use by another rustybt optimize: pid {os.getpid()}" in refused.stderr
+    assert "no such table" not in refused.stderr
+    missing = optimize("--resume", tmp_path / "typo")
+    assert missing.returncode == 2 and not (tmp_path / "typo").exists(), missing.stderr
 
 
 def test_resume_refuses_changed_code_unless_forced(tmp_path: Path, write_algo: Any) -> None:

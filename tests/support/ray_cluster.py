@@ -85,8 +85,7 @@ def free_port() -> int:
 
 def _ray_start(cluster: RayCluster, args: list[str], cpus: int, log: Path) -> None:
     ray = Path(sys.executable).parent / "ray"
-    # A port of our own for each node's agent and dashboard (and the head's client server): their
-    # defaults are fixed numbers, taken by any other cluster on the machine.
+    # A port of our own for each node's agent and dashboard: their defaults are fixed numbers.
     ports = ["--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port())]
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -110,8 +109,7 @@ def start_cluster(nodes: int = _NODES, cpus: int = 1) -> RayCluster:
     log = cluster.temp_dir / "start.log"
     try:
         _ray_start(cluster, ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                             "--include-dashboard=false", "--dashboard-port", str(free_port()),
-                             "--ray-client-server-port", str(free_port())], cpus, log)
+                             "--include-dashboard=false", "--dashboard-port", str(free_port())], cpus, log)
         for _ in range(nodes - 1):
             _ray_start(cluster, ["--address", cluster.address, "--node-ip-address", "127.0.0.1"], cpus, log)
         alive = subprocess.run([sys.executable, "-c", _ALIVE_SCRIPT, cluster.address, str(nodes), "60"],
