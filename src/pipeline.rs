@@ -52,6 +52,12 @@ impl Prepared {
         }
     }
 
+    /// The same data with the market [`load_data`] checked it with, for the first session.
+    fn with_market(mut self, bar_interval_ns: Option<i64>, market: Market) -> Self {
+        self.market = Mutex::new(Some((bar_interval_ns, market)));
+        self
+    }
+
     /// The market checked at load time, if it was built for these settings and not taken yet.
     fn take_market(&self, settings: &RunSettings) -> Option<Market> {
         let mut slot = self.market.lock().unwrap_or_else(|p| p.into_inner());
@@ -117,10 +123,8 @@ pub fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<Prepared
                 (adjusted.series, adjusted.actions, used)
             }
         };
-        let prepared = Prepared::new(loaded.files, series, Some(datasets), actions);
-        *prepared.market.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((settings.bar_interval_ns, market));
-        return Ok(prepared);
+        return Ok(Prepared::new(loaded.files, series, Some(datasets), actions)
+            .with_market(settings.bar_interval_ns, market));
     }
     let files = if settings.data.is_empty() {
         sample_files(root)?
@@ -150,10 +154,10 @@ pub fn load_data(settings: &RunSettings, root: Option<&Path>) -> Result<Prepared
         .benchmark
         .check(&market.symbol_names())
         .map_err(|e| Error::usage_with_hint(e, "`--benchmark SYMBOL` or `metrics.benchmark`"))?;
-    let prepared = Prepared::new(files, series, None, Vec::new());
-    *prepared.market.lock().unwrap_or_else(|p| p.into_inner()) =
-        Some((settings.bar_interval_ns, market));
-    Ok(prepared)
+    Ok(
+        Prepared::new(files, series, None, Vec::new())
+            .with_market(settings.bar_interval_ns, market),
+    )
 }
 
 pub fn build_market(settings: &RunSettings, series: Vec<BarSeries>) -> Result<Market, Error> {

@@ -22,12 +22,10 @@ pub fn quantities_from_py(value: &Bound<'_, PyAny>) -> PyResult<Vec<Decimal>> {
     if let Ok(array) = value.cast::<PyUntypedArray>() {
         let dtype = array.dtype();
         if dtype.is_equiv_to(&numpy::dtype::<i64>(py)) {
-            let ints = value.extract::<PyReadonlyArray1<'_, i64>>()?;
-            return Ok(ints.as_array().iter().map(|&q| Decimal::from(q)).collect());
+            return exact_ints::<i64>(value);
         }
         if dtype.is_equiv_to(&numpy::dtype::<i32>(py)) {
-            let ints = value.extract::<PyReadonlyArray1<'_, i32>>()?;
-            return Ok(ints.as_array().iter().map(|&q| Decimal::from(q)).collect());
+            return exact_ints::<i32>(value);
         }
         if dtype.kind() != b'O' {
             return Err(order_error(
@@ -49,6 +47,14 @@ pub fn quantities_from_py(value: &Bound<'_, PyAny>) -> PyResult<Vec<Decimal>> {
         .map_err(|_| order_error(py, "quantities must be an array or a sequence"))?
         .map(|item| quantity_from_py(&item?))
         .collect()
+}
+
+/// An integer array's values as Decimals, read in place.
+fn exact_ints<T: numpy::Element + Copy + Into<Decimal>>(
+    value: &Bound<'_, PyAny>,
+) -> PyResult<Vec<Decimal>> {
+    let ints = value.extract::<PyReadonlyArray1<'_, T>>()?;
+    Ok(ints.as_array().iter().map(|&q| q.into()).collect())
 }
 
 pub fn quantity_from_py(value: &Bound<'_, PyAny>) -> PyResult<Decimal> {
